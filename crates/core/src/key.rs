@@ -1,0 +1,294 @@
+//! Object keys and key prefixes: the rules every backend obeys.
+
+use std::fmt;
+
+use crate::Error;
+
+/// The longest key S3 accepts, in bytes.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// A validated object key, exactly as it appears in the bucket (`mask/…`).
+///
+/// Rules: 1..=1024 bytes of UTF-8; segments separated by `/`; no empty, `.` or `..`
+/// segment (so no leading, trailing or doubled `/`); no control characters and no
+/// backslash. Unicode, spaces, `+`, `%`, `=`, `&`, `#`, `?` and emoji are valid.
+///
+/// ```
+/// use maskstore_core::ObjectKey;
+/// let key = ObjectKey::parse("mask/1.2/3.4/liver.nii.gz").unwrap();
+/// assert_eq!(key.as_str(), "mask/1.2/3.4/liver.nii.gz");
+/// assert!(ObjectKey::parse("mask/../etc/passwd").is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectKey(String);
+
+impl ObjectKey {
+    /// Validates `key` against the key rules.
+    pub fn parse(key: impl Into<String>) -> Result<Self, Error> {
+        let key = key.into();
+        check_key(&key)?;
+        Ok(ObjectKey(key))
+    }
+
+    /// The key as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether this key lies strictly below `prefix`.
+    pub fn is_within(&self, prefix: &KeyPrefix) -> bool {
+        self.0.len() > prefix.0.len() && self.0.starts_with(&prefix.0)
+    }
+
+    /// The last segment of the key (the "file name").
+    pub fn file_name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+
+    /// The key with `other` appended as further segments (`other` is validated too).
+    pub fn join(&self, other: &str) -> Result<ObjectKey, Error> {
+        ObjectKey::parse(format!("{}/{}", self.0, other))
+    }
+}
+
+impl fmt::Display for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for ObjectKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ObjectKey({:?})", self.0)
+    }
+}
+
+impl AsRef<str> for ObjectKey {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::str::FromStr for ObjectKey {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        ObjectKey::parse(s)
+    }
+}
+
+fn check_key(key: &str) -> Result<(), Error> {
+    if key.is_empty() {
+        return Err(Error::invalid_key(
+            key,
+            "a key must not be empty; give a path such as mask/<study>/<series>/<id>.nii.gz",
+        ));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(Error::invalid_key(
+            key,
+            format!(
+                "the key is {} bytes long; S3 allows at most {MAX_KEY_BYTES} bytes, use a shorter key",
+                key.len()
+            ),
+        ));
+    }
+    if let Some(c) = key.chars().find(|c| c.is_control()) {
+        return Err(Error::invalid_key(
+            key,
+            format!(
+                "control character U+{:04X} is not allowed in a key; remove it",
+                c as u32
+            ),
+        ));
+    }
+    if key.contains('\\') {
+        return Err(Error::invalid_key(
+            key,
+            "backslash is not allowed in a key; separate segments with '/'",
+        ));
+    }
+    if key.starts_with('/') {
+        return Err(Error::invalid_key(
+            key,
+            "a key must not start with '/'; write it relative to the bucket, e.g. mask/…",
+        ));
+    }
+    if key.ends_with('/') {
+        return Err(Error::invalid_key(
+            key,
+            "a key must not end with '/'; that names a folder, not an object",
+        ));
+    }
+    for segment in key.split('/') {
+        match segment {
+            "" => {
+                return Err(Error::invalid_key(
+                    key,
+                    "empty segment ('//'); separate segments with a single '/'",
+                ));
+            }
+            "." | ".." => {
+                return Err(Error::invalid_key(
+                    key,
+                    format!("segment {segment:?} is not allowed; keys cannot step between folders"),
+                ));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// A validated key prefix: one or more key segments followed by `/` (default `mask/`).
+///
+/// Every key a `Storage` touches lies below its prefix, as the deployment guide's IAM
+/// policy (`arn:aws:s3:::<bucket>/mask/*`) demands.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct KeyPrefix(String);
+
+impl KeyPrefix {
+    /// Validates a prefix such as `mask/` or `mask/run-42/`.
+    pub fn parse(prefix: impl Into<String>) -> Result<Self, Error> {
+        let prefix = prefix.into();
+        let Some(body) = prefix.strip_suffix('/') else {
+            return Err(Error::invalid_key(
+                &prefix,
+                format!("a prefix must end with '/'; write {prefix:?} as \"{prefix}/\""),
+            ));
+        };
+        check_key(body).map_err(|e| match e {
+            Error::InvalidKey { reason, .. } => {
+                Error::invalid_key(&prefix, format!("not a valid key prefix: {reason}"))
+            }
+            other => other,
+        })?;
+        Ok(KeyPrefix(prefix))
+    }
+
+    /// The prefix as a string, ending with `/`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// A narrower prefix below this one (`sub` is one or more segments, with or without a
+    /// trailing `/`).
+    pub fn child(&self, sub: &str) -> Result<KeyPrefix, Error> {
+        let sub = sub.strip_suffix('/').unwrap_or(sub);
+        KeyPrefix::parse(format!("{}{}/", self.0, sub))
+    }
+
+    /// The key `relative` below this prefix.
+    pub fn key(&self, relative: &str) -> Result<ObjectKey, Error> {
+        ObjectKey::parse(format!("{}{}", self.0, relative))
+    }
+
+    /// Whether `other` lies at or below this prefix.
+    pub fn contains_prefix(&self, other: &KeyPrefix) -> bool {
+        other.0.starts_with(&self.0)
+    }
+}
+
+impl Default for KeyPrefix {
+    fn default() -> Self {
+        KeyPrefix("mask/".to_string())
+    }
+}
+
+impl fmt::Display for KeyPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for KeyPrefix {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyPrefix({:?})", self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reason(key: &str) -> String {
+        match ObjectKey::parse(key) {
+            Err(Error::InvalidKey { reason, .. }) => reason,
+            other => panic!("expected InvalidKey for {key:?}, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn unusual_but_valid_keys_are_accepted_verbatim() {
+        for key in [
+            "mask/a b/c+d%20e=f&g#h?i",
+            "mask/Ünïcödé/한국어/マスク.png",
+            "mask/🧠/🫀.nii.gz",
+            "mask/.hidden",
+            "mask/...",
+            "a",
+        ] {
+            assert_eq!(ObjectKey::parse(key).unwrap().as_str(), key);
+        }
+    }
+
+    #[test]
+    fn key_of_exactly_1024_bytes_is_valid_and_1025_is_not() {
+        let key = format!("mask/{}", "k".repeat(1019));
+        assert_eq!(key.len(), 1024);
+        ObjectKey::parse(key.clone()).unwrap();
+        let long = format!("{key}k");
+        assert!(reason(&long).contains("1025 bytes"));
+        assert!(reason(&long).contains("at most 1024"));
+    }
+
+    #[test]
+    fn each_broken_rule_names_itself() {
+        assert!(reason("").contains("must not be empty"));
+        assert!(reason("/mask/a").contains("must not start with '/'"));
+        assert!(reason("mask/a/").contains("must not end with '/'"));
+        assert!(reason("mask//a").contains("empty segment"));
+        assert!(reason("mask/../a").contains("\"..\" is not allowed"));
+        assert!(reason("mask/./a").contains("\".\" is not allowed"));
+        assert!(reason("mask/a\\b").contains("backslash"));
+        assert!(reason("mask/a\nb").contains("U+000A"));
+        assert!(reason("mask/a\u{7f}b").contains("U+007F"));
+        assert!(reason("mask/a\u{85}b").contains("U+0085"));
+    }
+
+    #[test]
+    fn long_keys_are_shortened_in_errors() {
+        let err = ObjectKey::parse("k/".repeat(2000)).unwrap_err().to_string();
+        assert!(err.len() < 400, "{err}");
+    }
+
+    #[test]
+    fn prefix_must_end_with_slash_and_be_a_valid_key() {
+        assert_eq!(KeyPrefix::parse("mask/").unwrap().as_str(), "mask/");
+        assert_eq!(KeyPrefix::parse("mask/run 1/").unwrap().as_str(), "mask/run 1/");
+        let err = KeyPrefix::parse("mask").unwrap_err().to_string();
+        assert!(err.contains("must end with '/'"), "{err}");
+        assert!(KeyPrefix::parse("/").is_err());
+        assert!(KeyPrefix::parse("").is_err());
+        assert!(KeyPrefix::parse("mask//").is_err());
+        assert!(KeyPrefix::parse("../").is_err());
+    }
+
+    #[test]
+    fn keys_lie_within_a_prefix_only_below_it() {
+        let prefix = KeyPrefix::parse("mask/").unwrap();
+        assert!(ObjectKey::parse("mask/a").unwrap().is_within(&prefix));
+        assert!(!ObjectKey::parse("mask").unwrap().is_within(&prefix));
+        assert!(!ObjectKey::parse("masks/a").unwrap().is_within(&prefix));
+        assert!(!ObjectKey::parse("other/a").unwrap().is_within(&prefix));
+    }
+
+    #[test]
+    fn child_prefix_and_key_compose() {
+        let prefix = KeyPrefix::default().child("run-1").unwrap();
+        assert_eq!(prefix.as_str(), "mask/run-1/");
+        assert_eq!(prefix.key("x/y").unwrap().as_str(), "mask/run-1/x/y");
+        assert!(KeyPrefix::default().contains_prefix(&prefix));
+        assert!(!prefix.contains_prefix(&KeyPrefix::default()));
+        assert!(prefix.key("../x").is_err());
+    }
+}

@@ -1,0 +1,57 @@
+//! The `s3` provider: object_store's `AmazonS3` configured from `[object_storage]`.
+
+use std::time::Duration;
+
+use maskstore_core::{Config, Origin};
+use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
+use object_store::{BackoffConfig, ClientOptions, RetryConfig};
+
+use crate::{Error, Result};
+
+/// Builds the S3 client. Credentials come from the config when given, else from the
+/// standard AWS chain (environment, web identity, ECS, instance metadata).
+pub(crate) fn build(config: &Config) -> Result<AmazonS3> {
+    let os = &config.object_storage;
+    let mut builder = match &os.access_key {
+        // Explicit keys: ignore AWS_* variables so they cannot mix with the config's.
+        Some(_) => AmazonS3Builder::new(),
+        None => AmazonS3Builder::from_env(),
+    };
+    builder = builder
+        .with_bucket_name(os.bucket_name.clone().unwrap_or_default())
+        .with_region(os.region.clone().unwrap_or_default())
+        .with_virtual_hosted_style_request(os.virtual_hosted_style)
+        .with_conditional_put(S3ConditionalPut::ETagMatch)
+        .with_client_options(
+            ClientOptions::new()
+                .with_timeout(Duration::from_secs(os.request_timeout_secs))
+                .with_connect_timeout(Duration::from_secs(os.connect_timeout_secs)),
+        )
+        .with_retry(RetryConfig {
+            max_retries: os.max_retries as usize,
+            retry_timeout: Duration::from_secs(os.retry_timeout_secs),
+            backoff: BackoffConfig::default(),
+        });
+    if let Some(endpoint) = &os.endpoint {
+        builder = builder
+            .with_endpoint(endpoint)
+            .with_allow_http(endpoint.starts_with("http://"));
+    }
+    if let (Some(access_key), Some(secret_key)) = (&os.access_key, &os.secret_key) {
+        builder = builder
+            .with_access_key_id(access_key)
+            .with_secret_access_key(secret_key.expose());
+        if let Some(token) = &os.session_token {
+            builder = builder.with_token(token.expose());
+        }
+    }
+    builder.build().map_err(|e| Error::Config {
+        key: "object_storage".to_string(),
+        origin: config
+            .origin("object_storage.provider")
+            .cloned()
+            .unwrap_or(Origin::Default),
+        problem: format!("the S3 client could not be built: {e}"),
+        fix: "check bucket_name, region and endpoint".to_string(),
+    })
+}

@@ -1,0 +1,696 @@
+//! [`Storage`]: one API over every backend, scoped to the configured key prefix.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use maskstore_core::{Config, KeyPrefix, ObjectKey, Provider, TtlPolicy};
+use object_store::path::Path;
+use object_store::{
+    Attribute, AttributeValue, Attributes, GetOptions, GetRange, ObjectStore, ObjectStoreExt,
+    PutMode, PutOptions, UpdateVersion, WriteMultipart,
+};
+
+use crate::local::LocalStore;
+use crate::{Error, Result};
+
+/// Part size of streaming uploads: above S3's 5 MiB minimum.
+pub const UPLOAD_PART_SIZE: usize = 8 * 1024 * 1024;
+/// Parts of one streaming upload in flight at once; with [`UPLOAD_PART_SIZE`] this bounds
+/// an upload's buffered memory to about 40 MiB whatever the object's size.
+pub const UPLOAD_MAX_IN_FLIGHT: usize = 4;
+
+/// Object storage scoped to one key prefix, built from a [`Config`].
+///
+/// Every key passed in must lie below [`Storage::prefix`]; anything else is refused with
+/// [`Error::InvalidKey`] before any I/O, as the deployment guide's IAM policy would.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use maskstore_backends::Storage;
+/// let storage = Storage::memory();
+/// let key = storage.key("1.2/3.4/liver.png")?;
+/// storage.put(&key, "pixels").await?;
+/// assert_eq!(storage.get(&key).await?.data, "pixels");
+/// # Ok::<(), maskstore_backends::Error>(())
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Runtime::new().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Storage {
+    store: Arc<dyn ObjectStore>,
+    backend: Arc<str>,
+    prefix: KeyPrefix,
+    ttl: TtlPolicy,
+}
+
+impl std::fmt::Debug for Storage {
+    // The inner store's Debug may carry endpoints and key ids; say only what it is.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("backend", &self.backend)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a put treats an existing object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Replace whatever is there (the default).
+    #[default]
+    Overwrite,
+    /// Write only if the key does not exist; else [`Error::AlreadyExists`].
+    CreateOnly,
+    /// Write only if the object's etag is still this one; else [`Error::Precondition`].
+    IfMatch(String),
+}
+
+/// Options of a put or streaming upload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// The content type stored with the object.
+    pub content_type: Option<String>,
+    /// User metadata stored with the object.
+    pub metadata: BTreeMap<String, String>,
+    /// What to do when the key exists.
+    pub mode: WriteMode,
+}
+
+impl WriteOptions {
+    /// Options with the given content type.
+    pub fn content_type(content_type: impl Into<String>) -> Self {
+        WriteOptions {
+            content_type: Some(content_type.into()),
+            ..Default::default()
+        }
+    }
+
+    /// These options with `mode`.
+    pub fn with_mode(mut self, mode: WriteMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// These options with one more metadata entry.
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    fn attributes(&self) -> Attributes {
+        let mut attributes = Attributes::new();
+        if let Some(ct) = &self.content_type {
+            attributes.insert(Attribute::ContentType, AttributeValue::from(ct.clone()));
+        }
+        for (k, v) in &self.metadata {
+            attributes.insert(
+                Attribute::Metadata(k.clone().into()),
+                AttributeValue::from(v.clone()),
+            );
+        }
+        attributes
+    }
+}
+
+/// What a successful write returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutOutcome {
+    /// The new object's etag.
+    pub etag: Option<String>,
+    /// The new object's version, where the backend versions objects.
+    pub version: Option<String>,
+}
+
+/// What is known about a stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The full key.
+    pub key: ObjectKey,
+    /// Size of the whole object in bytes.
+    pub size: u64,
+    /// When it was last written.
+    pub last_modified: DateTime<Utc>,
+    /// The etag, which changes whenever the content does.
+    pub etag: Option<String>,
+    /// The content type (not filled in by listings).
+    pub content_type: Option<String>,
+    /// User metadata (not filled in by listings).
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// An object read whole (or a byte range of it).
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// What is known about the whole object.
+    pub info: ObjectInfo,
+    /// The byte range of the object that `data` holds.
+    pub range: Range<u64>,
+    /// The bytes.
+    pub data: Bytes,
+}
+
+/// An object being read as a stream of chunks.
+pub struct ObjectStream {
+    /// What is known about the whole object.
+    pub info: ObjectInfo,
+    /// The byte range of the object the stream yields.
+    pub range: Range<u64>,
+    /// The chunks.
+    pub stream: BoxStream<'static, Result<Bytes>>,
+}
+
+impl std::fmt::Debug for ObjectStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectStream")
+            .field("info", &self.info)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A byte range to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ByteRange {
+    /// Bytes `start..end`.
+    Bounded(Range<u64>),
+    /// From an offset to the end.
+    From(u64),
+    /// The last n bytes.
+    Suffix(u64),
+}
+
+impl From<Range<u64>> for ByteRange {
+    fn from(range: Range<u64>) -> Self {
+        ByteRange::Bounded(range)
+    }
+}
+
+/// Options of a read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Only part of the object.
+    pub range: Option<ByteRange>,
+    /// Fail with [`Error::Precondition`] unless the etag is this one.
+    pub if_match: Option<String>,
+    /// Fail with [`Error::NotModified`] if the etag is this one.
+    pub if_none_match: Option<String>,
+}
+
+/// One level of a listing with a delimiter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Objects directly at this level, sorted by key.
+    pub objects: Vec<ObjectInfo>,
+    /// The folders directly below this level, each ending with `/`, sorted.
+    pub prefixes: Vec<String>,
+}
+
+impl Storage {
+    /// Builds the backend the config's `provider` names.
+    pub fn connect(config: &Config) -> Result<Storage> {
+        let os = &config.object_storage;
+        let store: Arc<dyn ObjectStore> = match os.provider {
+            Provider::S3 => Arc::new(crate::s3::build(config)?),
+            Provider::Local => {
+                let store = LocalStore::open(&os.root, os.fsync).map_err(|e| Error::Config {
+                    key: "object_storage.root".to_string(),
+                    origin: config
+                        .origin("object_storage.root")
+                        .cloned()
+                        .unwrap_or(maskstore_core::Origin::Default),
+                    problem: format!("cannot use {} as the local root: {e}", os.root.display()),
+                    fix: "give a folder this process may create and write".to_string(),
+                })?;
+                Arc::new(store)
+            }
+            Provider::Memory => Arc::new(object_store::memory::InMemory::new()),
+        };
+        Ok(Storage {
+            store,
+            backend: os.provider.as_str().into(),
+            prefix: os.prefix.clone(),
+            ttl: config.ttl_policy(),
+        })
+    }
+
+    /// A fresh in-memory storage under the default prefix `mask/`.
+    pub fn memory() -> Storage {
+        Storage::connect(&Config::memory()).expect("the memory config always connects")
+    }
+
+    /// Wraps any object_store under `prefix`, named `backend` in errors (for wrappers and
+    /// new backends that want maskstore's API and contract).
+    pub fn from_object_store(
+        store: Arc<dyn ObjectStore>,
+        backend: &str,
+        prefix: KeyPrefix,
+    ) -> Storage {
+        Storage {
+            store,
+            backend: backend.into(),
+            prefix,
+            ttl: TtlPolicy::default(),
+        }
+    }
+
+    /// The backend name (`s3`, `local`, `memory`, or a wrapper's).
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    /// The prefix every key must lie below.
+    pub fn prefix(&self) -> &KeyPrefix {
+        &self.prefix
+    }
+
+    /// The signed-URL lifetime policy of the config.
+    pub fn ttl_policy(&self) -> TtlPolicy {
+        self.ttl
+    }
+
+    /// The underlying object_store (for benchmarks and escape hatches; it is not scoped).
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The same backend scoped to a narrower prefix `sub` below this one.
+    pub fn scoped(&self, sub: &str) -> Result<Storage> {
+        Ok(Storage {
+            prefix: self.prefix.child(sub)?,
+            ..self.clone()
+        })
+    }
+
+    /// The key `relative` below the prefix.
+    pub fn key(&self, relative: &str) -> Result<ObjectKey> {
+        Ok(self.prefix.key(relative)?)
+    }
+
+    fn path(&self, key: &ObjectKey) -> Result<Path> {
+        if !key.is_within(&self.prefix) {
+            return Err(Error::InvalidKey {
+                key: key.to_string(),
+                reason: format!(
+                    "it lies outside the configured prefix {:?}; this storage only touches keys below it",
+                    self.prefix.as_str()
+                ),
+            });
+        }
+        Path::parse(key.as_str()).map_err(|e| Error::InvalidKey {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The folder `prefix` (a full key prefix such as `mask/1.2/`, with or without the
+    /// trailing `/`), checked to lie at or below the configured prefix.
+    fn folder(&self, prefix: Option<&str>) -> Result<Path> {
+        let text = prefix.unwrap_or(self.prefix.as_str());
+        let with_slash = if text.ends_with('/') {
+            text.to_string()
+        } else {
+            format!("{text}/")
+        };
+        let folder = KeyPrefix::parse(with_slash)?;
+        if !self.prefix.contains_prefix(&folder) {
+            return Err(Error::InvalidKey {
+                key: text.to_string(),
+                reason: format!(
+                    "it lies outside the configured prefix {:?}",
+                    self.prefix.as_str()
+                ),
+            });
+        }
+        Path::parse(folder.as_str().trim_end_matches('/')).map_err(|e| Error::InvalidKey {
+            key: text.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn err(&self, key: &impl AsRef<str>) -> impl Fn(object_store::Error) -> Error + '_ {
+        let key = key.as_ref().to_string();
+        move |e| Error::from_store(&self.backend, &key, e)
+    }
+
+    /// Stores `data` at `key`, replacing any object there.
+    pub async fn put(&self, key: &ObjectKey, data: impl Into<Bytes>) -> Result<PutOutcome> {
+        self.put_with(key, data, &WriteOptions::default()).await
+    }
+
+    /// Stores `data` at `key` with a content type, metadata and write mode.
+    pub async fn put_with(
+        &self,
+        key: &ObjectKey,
+        data: impl Into<Bytes>,
+        options: &WriteOptions,
+    ) -> Result<PutOutcome> {
+        let path = self.path(key)?;
+        let mode = match &options.mode {
+            WriteMode::Overwrite => PutMode::Overwrite,
+            WriteMode::CreateOnly => PutMode::Create,
+            WriteMode::IfMatch(etag) => PutMode::Update(UpdateVersion {
+                e_tag: Some(etag.clone()),
+                version: None,
+            }),
+        };
+        let opts = PutOptions {
+            mode,
+            attributes: options.attributes(),
+            ..Default::default()
+        };
+        let result = self
+            .store
+            .put_opts(&path, data.into().into(), opts)
+            .await
+            .map_err(self.err(key))?;
+        Ok(PutOutcome {
+            etag: result.e_tag,
+            version: result.version,
+        })
+    }
+
+    /// Stores `data` only if `key` does not exist yet.
+    pub async fn put_if_absent(&self, key: &ObjectKey, data: impl Into<Bytes>) -> Result<PutOutcome> {
+        self.put_with(key, data, &WriteOptions::default().with_mode(WriteMode::CreateOnly))
+            .await
+    }
+
+    /// Reads the whole object.
+    pub async fn get(&self, key: &ObjectKey) -> Result<Object> {
+        self.read(key, ReadOptions::default()).await
+    }
+
+    /// Reads a byte range of the object; `info.size` still reports the whole object.
+    pub async fn get_range(&self, key: &ObjectKey, range: impl Into<ByteRange>) -> Result<Object> {
+        let options = ReadOptions {
+            range: Some(range.into()),
+            ..Default::default()
+        };
+        self.read(key, options).await
+    }
+
+    /// Reads the object (or part of it) into memory, with conditions.
+    pub async fn read(&self, key: &ObjectKey, options: ReadOptions) -> Result<Object> {
+        let ObjectStream {
+            info,
+            range,
+            stream,
+        } = self.read_stream(key, options).await?;
+        let chunks: Vec<Bytes> = stream.try_collect().await?;
+        let data = match chunks.len() {
+            0 => Bytes::new(),
+            1 => chunks.into_iter().next().expect("one chunk"),
+            _ => Bytes::from(chunks.concat()),
+        };
+        Ok(Object { info, range, data })
+    }
+
+    /// Reads the object as a stream, with memory bounded whatever its size.
+    pub async fn get_stream(&self, key: &ObjectKey) -> Result<ObjectStream> {
+        self.read_stream(key, ReadOptions::default()).await
+    }
+
+    /// Reads the object (or part of it) as a stream, with conditions.
+    pub async fn read_stream(&self, key: &ObjectKey, options: ReadOptions) -> Result<ObjectStream> {
+        if let Some(ByteRange::Bounded(r)) = &options.range
+            && r.end <= r.start
+        {
+            return Err(Error::InvalidRange {
+                key: key.to_string(),
+                detail: format!("{}..{} is empty or reversed", r.start, r.end),
+            });
+        }
+        let path = self.path(key)?;
+        let get = GetOptions {
+            if_match: options.if_match,
+            if_none_match: options.if_none_match,
+            range: options.range.map(|r| match r {
+                ByteRange::Bounded(r) => GetRange::Bounded(r),
+                ByteRange::From(o) => GetRange::Offset(o),
+                ByteRange::Suffix(n) => GetRange::Suffix(n),
+            }),
+            ..Default::default()
+        };
+        let result = self.store.get_opts(&path, get).await.map_err(self.err(key))?;
+        let info = info_of(key.clone(), &result.meta, &result.attributes);
+        let range = result.range.clone();
+        let backend = Arc::clone(&self.backend);
+        let key_text = key.to_string();
+        let stream = result
+            .into_stream()
+            .map_err(move |e| Error::from_store(&backend, &key_text, e))
+            .boxed();
+        Ok(ObjectStream {
+            info,
+            range,
+            stream,
+        })
+    }
+
+    /// What is known about the object, without its content.
+    pub async fn head(&self, key: &ObjectKey) -> Result<ObjectInfo> {
+        let path = self.path(key)?;
+        let options = GetOptions {
+            head: true,
+            ..Default::default()
+        };
+        let result = self.store.get_opts(&path, options).await.map_err(self.err(key))?;
+        Ok(info_of(key.clone(), &result.meta, &result.attributes))
+    }
+
+    /// Whether an object exists at `key`.
+    pub async fn exists(&self, key: &ObjectKey) -> Result<bool> {
+        match self.head(key).await {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes the object. Deleting a missing key succeeds, on every backend.
+    pub async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        let path = self.path(key)?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::from_store(&self.backend, key.as_str(), e)),
+        }
+    }
+
+    /// Deletes many objects (batched where the backend can); missing keys are fine.
+    pub async fn delete_many(&self, keys: &[ObjectKey]) -> Result<()> {
+        let paths = keys
+            .iter()
+            .map(|k| self.path(k))
+            .collect::<Result<Vec<_>>>()?;
+        let input = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
+        let mut results = self.store.delete_stream(input);
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Error::from_store(&self.backend, "(many keys)", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every object below `prefix` (default: the configured prefix), streamed.
+    ///
+    /// Prefixes are whole segments: `mask/a` lists `mask/a/…`, never `mask/ab`. The order
+    /// is unspecified (S3 sorts, other engines do not); collect and sort when order matters.
+    pub fn list(&self, prefix: Option<&str>) -> Result<BoxStream<'static, Result<ObjectInfo>>> {
+        let folder = self.folder(prefix)?;
+        let backend = Arc::clone(&self.backend);
+        let folder_text = folder.to_string();
+        Ok(self
+            .store
+            .list(Some(&folder))
+            .map(move |item| {
+                let meta = item.map_err(|e| Error::from_store(&backend, &folder_text, e))?;
+                let key = ObjectKey::parse(meta.location.as_ref())?;
+                Ok(info_of(key, &meta, &Attributes::new()))
+            })
+            .boxed())
+    }
+
+    /// One level below `prefix`: the objects there and the folders below it, both sorted.
+    pub async fn list_with_delimiter(&self, prefix: Option<&str>) -> Result<Listing> {
+        let folder = self.folder(prefix)?;
+        let result = self
+            .store
+            .list_with_delimiter(Some(&folder))
+            .await
+            .map_err(self.err(&folder))?;
+        let mut objects = result
+            .objects
+            .iter()
+            .map(|meta| {
+                let key = ObjectKey::parse(meta.location.as_ref())?;
+                Ok(info_of(key, meta, &Attributes::new()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        let mut prefixes: Vec<String> = result
+            .common_prefixes
+            .iter()
+            .map(|p| format!("{p}/"))
+            .collect();
+        prefixes.sort();
+        Ok(Listing { objects, prefixes })
+    }
+
+    /// Copies `from` to `to`, replacing any object at `to`.
+    pub async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
+        let (src, dst) = (self.path(from)?, self.path(to)?);
+        self.store.copy(&src, &dst).await.map_err(self.err(from))
+    }
+
+    /// Moves `from` to `to`, replacing any object at `to`.
+    pub async fn rename(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
+        let (src, dst) = (self.path(from)?, self.path(to)?);
+        self.store.rename(&src, &dst).await.map_err(self.err(from))
+    }
+
+    /// Starts a streaming upload to `key`: invisible until [`Upload::finish`], with memory
+    /// bounded by [`UPLOAD_PART_SIZE`] × ([`UPLOAD_MAX_IN_FLIGHT`] + 1).
+    pub async fn upload(&self, key: &ObjectKey, options: &WriteOptions) -> Result<Upload> {
+        if options.mode != WriteMode::Overwrite {
+            return Err(Error::Unsupported {
+                backend: self.backend.to_string(),
+                operation: "stream an upload conditionally".to_string(),
+                detail: "streaming uploads always overwrite; use put_with for create-only or \
+                         if-match writes"
+                    .to_string(),
+            });
+        }
+        let path = self.path(key)?;
+        let opts = object_store::PutMultipartOptions {
+            attributes: options.attributes(),
+            ..Default::default()
+        };
+        let upload = self
+            .store
+            .put_multipart_opts(&path, opts)
+            .await
+            .map_err(self.err(key))?;
+        Ok(Upload {
+            key: key.clone(),
+            backend: Arc::clone(&self.backend),
+            writer: WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART_SIZE),
+            written: 0,
+        })
+    }
+
+    /// Streams `stream` into `key` through [`Storage::upload`]; aborts on the first error.
+    pub async fn upload_stream<S, E>(
+        &self,
+        key: &ObjectKey,
+        options: &WriteOptions,
+        mut stream: S,
+    ) -> Result<PutOutcome>
+    where
+        S: futures::Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let mut upload = self.upload(key, options).await?;
+        while let Some(chunk) = stream.next().await {
+            let written = match chunk {
+                Ok(chunk) => upload.write(chunk).await,
+                Err(e) => Err(Error::Backend {
+                    backend: self.backend.to_string(),
+                    key: key.to_string(),
+                    source: Box::new(e),
+                }),
+            };
+            if let Err(e) = written {
+                // The upload's own error is the one to report; abort is best effort.
+                let _ = upload.abort().await;
+                return Err(e);
+            }
+        }
+        upload.finish().await
+    }
+}
+
+/// A streaming upload in progress. Dropping it without [`Upload::finish`] abandons it.
+pub struct Upload {
+    key: ObjectKey,
+    backend: Arc<str>,
+    writer: WriteMultipart,
+    written: u64,
+}
+
+impl std::fmt::Debug for Upload {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Upload")
+            .field("key", &self.key)
+            .field("written", &self.written)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Upload {
+    /// Appends `data`, waiting while too many parts are in flight.
+    pub async fn write(&mut self, data: Bytes) -> Result<()> {
+        self.writer
+            .wait_for_capacity(UPLOAD_MAX_IN_FLIGHT)
+            .await
+            .map_err(|e| Error::from_store(&self.backend, self.key.as_str(), e))?;
+        self.written += data.len() as u64;
+        self.writer.put(data);
+        Ok(())
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Completes the upload; the object becomes visible whole.
+    pub async fn finish(self) -> Result<PutOutcome> {
+        let result = self
+            .writer
+            .finish()
+            .await
+            .map_err(|e| Error::from_store(&self.backend, self.key.as_str(), e))?;
+        Ok(PutOutcome {
+            etag: result.e_tag,
+            version: result.version,
+        })
+    }
+
+    /// Abandons the upload; nothing becomes visible and the parts are discarded.
+    pub async fn abort(self) -> Result<()> {
+        self.writer
+            .abort()
+            .await
+            .map_err(|e| Error::from_store(&self.backend, self.key.as_str(), e))
+    }
+}
+
+fn info_of(key: ObjectKey, meta: &object_store::ObjectMeta, attributes: &Attributes) -> ObjectInfo {
+    let mut content_type = None;
+    let mut metadata = BTreeMap::new();
+    for (attribute, value) in attributes {
+        match attribute {
+            Attribute::ContentType => content_type = Some(value.to_string()),
+            Attribute::Metadata(name) => {
+                metadata.insert(name.to_string(), value.to_string());
+            }
+            _ => {}
+        }
+    }
+    ObjectInfo {
+        key,
+        size: meta.size,
+        last_modified: meta.last_modified,
+        etag: meta.e_tag.clone(),
+        content_type,
+        metadata,
+    }
+}

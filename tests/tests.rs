@@ -1,1 +1,4 @@
+//! The workspace's integration tests: one binary, a module per topic.
 
+mod cli;
+mod roundtrip;

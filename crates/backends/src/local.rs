@@ -281,30 +281,34 @@ impl Inner {
         Ok(file)
     }
 
+    /// Makes the entry of `path` in its folder durable.
     fn sync_dir(&self, path: &FsPath) -> Result<()> {
+        match path.parent() {
+            Some(dir) => self.sync_folder(dir),
+            None => Ok(()),
+        }
+    }
+
+    fn sync_folder(&self, dir: &FsPath) -> Result<()> {
         if !self.fsync {
             return Ok(());
         }
-        if let Some(dir) = path.parent() {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| generic(format!("cannot fsync {}: {e}", dir.display())))?;
-        }
-        Ok(())
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| generic(format!("cannot fsync {}: {e}", dir.display())))
     }
 
-    /// Removes the folders between `path` and the root that became empty.
-    fn prune_empty_parents(&self, path: &FsPath) {
+    /// Removes the folders between `path` and the root that became empty, and makes the
+    /// removal durable in the first folder that remains.
+    fn prune_empty_parents(&self, path: &FsPath) -> Result<()> {
         let mut dir = path.parent();
         while let Some(d) = dir {
-            if d == self.root || !d.starts_with(&self.root) {
-                break;
-            }
-            if fs::remove_dir(d).is_err() {
-                break;
+            if d == self.root || !d.starts_with(&self.root) || fs::remove_dir(d).is_err() {
+                return self.sync_folder(d);
             }
             dir = d.parent();
         }
+        Ok(())
     }
 
     fn location_of(&self, path: &FsPath) -> Option<Path> {
@@ -396,8 +400,7 @@ impl Inner {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
             Err(e) => return Err(io_error(location, e)),
         }
-        self.prune_empty_parents(&path);
-        self.sync_dir(&path)
+        self.prune_empty_parents(&path)
     }
 
     fn copy_blocking(&self, from: &Path, to: &Path, mode: CopyMode) -> Result<()> {
@@ -448,8 +451,7 @@ impl Inner {
             }
         }
         self.sync_dir(&dest)?;
-        self.prune_empty_parents(&source);
-        self.sync_dir(&source)
+        self.prune_empty_parents(&source)
     }
 
     fn list_blocking(&self, prefix: Option<&Path>, mut emit: impl FnMut(Result<ObjectMeta>) -> bool) {

@@ -1,1 +1,18 @@
-//! placeholder
+//! maskstore-testkit: fixtures for applications that use maskstore, and the S3 test
+//! servers of this workspace's own tests.
+//!
+//! An application test gets a fresh, isolated storage in one line:
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! let storage = maskstore_testkit::memory();
+//! let key = storage.key("1.2/3.4/seg.png").unwrap();
+//! storage.put(&key, "mask bytes").await.unwrap();
+//! assert!(storage.exists(&key).await.unwrap());
+//! # });
+//! ```
+
+mod fixtures;
+pub mod servers;
+
+pub use fixtures::{TempStorage, from_env, memory, temp_dir};

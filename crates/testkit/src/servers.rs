@@ -1,0 +1,141 @@
+//! The S3 servers this workspace's tests run against (started by `scripts/test-servers`).
+//!
+//! Each is described by `MASKSTORE_TEST_<NAME>_*` variables. When they are missing or the
+//! server does not answer, a test is skipped with a message — except under `CI=true`,
+//! where it fails: CI must never pass by skipping.
+
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use maskstore_backends::Storage;
+use maskstore_core::config::{ConfigLoader, DEFAULT_ENVIRONMENT};
+use maskstore_core::{Config, Origin};
+
+/// A reachable S3 server for tests.
+#[derive(Clone)]
+pub struct S3Server {
+    /// Short name used in test output (`s3-seaweedfs`, `s3-moto`).
+    pub name: &'static str,
+    /// The endpoint URL.
+    pub endpoint: String,
+    /// The test bucket.
+    pub bucket: String,
+    /// The access key id.
+    pub access_key: String,
+    /// The secret key (Debug never prints it).
+    pub secret_key: maskstore_core::Secret,
+    /// Whether the server checks signatures (SeaweedFS yes, moto no).
+    pub verifies_signatures: bool,
+}
+
+impl std::fmt::Debug for S3Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("S3Server")
+            .field("name", &self.name)
+            .field("endpoint", &self.endpoint)
+            .field("bucket", &self.bucket)
+            .finish_non_exhaustive()
+    }
+}
+
+/// SeaweedFS with auth enforced, or `None` (skip) outside CI when it is not running.
+pub fn seaweedfs() -> Option<S3Server> {
+    server("SEAWEEDFS", "s3-seaweedfs", true)
+}
+
+/// moto, or `None` (skip) outside CI when it is not running.
+pub fn moto() -> Option<S3Server> {
+    server("MOTO", "s3-moto", false)
+}
+
+/// Every S3 server that is available.
+pub fn all() -> Vec<S3Server> {
+    [seaweedfs(), moto()].into_iter().flatten().collect()
+}
+
+fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| v == "true" || v == "1")
+}
+
+fn server(var: &str, name: &'static str, verifies_signatures: bool) -> Option<S3Server> {
+    let get = |suffix: &str| std::env::var(format!("MASKSTORE_TEST_{var}_{suffix}")).ok();
+    let unavailable = |why: String| -> Option<S3Server> {
+        if in_ci() {
+            panic!(
+                "{name}: {why}. Under CI=true S3 tests must not skip; run the suite with \
+                 scripts/test (it starts the servers)"
+            );
+        }
+        eprintln!("skipping {name} tests: {why} (run scripts/test to start the servers)");
+        None
+    };
+    let Some(endpoint) = get("ENDPOINT") else {
+        return unavailable(format!("MASKSTORE_TEST_{var}_ENDPOINT is not set"));
+    };
+    let hostport = endpoint.trim_start_matches("http://").trim_end_matches('/');
+    let reachable = hostport
+        .to_socket_addrs()
+        .ok()
+        .and_then(|mut addrs| addrs.next())
+        .is_some_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok());
+    if !reachable {
+        return unavailable(format!("the server at {endpoint} is unreachable"));
+    }
+    Some(S3Server {
+        name,
+        endpoint,
+        bucket: get("BUCKET").unwrap_or_else(|| "pacs-masks-test".to_string()),
+        access_key: get("ACCESS_KEY").unwrap_or_else(|| "moto".to_string()),
+        secret_key: maskstore_core::Secret::new(get("SECRET_KEY").unwrap_or_else(|| "moto".to_string())),
+        verifies_signatures,
+    })
+}
+
+impl S3Server {
+    /// A config for this server under a fresh random prefix `mask/test-<random>/`.
+    pub fn config(&self) -> Config {
+        self.config_with_secret(self.secret_key.expose())
+    }
+
+    /// Like [`S3Server::config`] but with another secret (to test rejected credentials).
+    pub fn config_with_secret(&self, secret: &str) -> Config {
+        let prefix = format!("mask/test-{:016x}/", rand::random::<u64>());
+        let mut loader = ConfigLoader::new();
+        for (key, value) in [
+            ("object_storage.provider", "s3"),
+            ("object_storage.bucket_name", self.bucket.as_str()),
+            ("object_storage.region", "us-east-1"),
+            ("object_storage.endpoint", self.endpoint.as_str()),
+            ("object_storage.access_key", self.access_key.as_str()),
+            ("object_storage.secret_key", secret),
+            ("object_storage.prefix", prefix.as_str()),
+            ("object_storage.max_retries", "1"),
+            ("object_storage.retry_timeout", "10"),
+        ] {
+            loader.set(key, value, Origin::Default).expect("known key");
+        }
+        loader
+            .build(DEFAULT_ENVIRONMENT, Origin::Default)
+            .expect("a valid S3 test config")
+    }
+
+    /// A storage on this server under a fresh random prefix.
+    pub fn storage(&self) -> Storage {
+        Storage::connect(&self.config()).expect("an S3 storage")
+    }
+
+    /// The `APP_*` variables that point the application at this server.
+    pub fn app_env(&self) -> Vec<(String, String)> {
+        [
+            ("APP_OBJECT_STORAGE__PROVIDER", "s3"),
+            ("APP_OBJECT_STORAGE__BUCKET_NAME", self.bucket.as_str()),
+            ("APP_OBJECT_STORAGE__REGION", "us-east-1"),
+            ("APP_OBJECT_STORAGE__ENDPOINT", self.endpoint.as_str()),
+            ("APP_OBJECT_STORAGE__ACCESS_KEY", self.access_key.as_str()),
+            ("APP_OBJECT_STORAGE__SECRET_KEY", self.secret_key.expose()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+    }
+}

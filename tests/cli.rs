@@ -1,1 +1,148 @@
+//! The `maskstore` binary, run as a user would run it.
 
+use std::path::Path;
+use std::process::{Command, Output};
+
+use maskstore_testkit::servers;
+
+/// Runs the binary in `dir` with only `vars` (plus PATH) in its environment.
+fn maskstore(dir: &Path, args: &[&str], vars: &[(String, String)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_maskstore"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(vars.iter().map(|(k, v)| (k, v)))
+        .output()
+        .expect("the maskstore binary runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+#[test]
+fn check_passes_on_the_embedded_default_local_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = maskstore(dir.path(), &["check"], &[]);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    assert!(stdout.contains("provider local (folder ./data)"), "{stdout}");
+    for step in ["list", "put", "get", "delete"] {
+        assert!(stdout.contains(&format!("{step:<8} ok")), "{stdout}");
+    }
+    assert!(dir.path().join("data").is_dir());
+    // The probe is gone: nothing left under mask/.
+    assert!(!dir.path().join("data/mask").exists());
+}
+
+#[test]
+fn check_json_reports_every_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = maskstore(dir.path(), &["--json", "check"], &vars(&[("APP_OBJECT_STORAGE__PROVIDER", "memory")]));
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["ok"], true);
+    assert_eq!(report["provider"], "memory");
+    assert_eq!(report["steps"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn config_show_redacts_secrets_and_names_origins() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    std::fs::write(
+        dir.path().join("config/staging.toml"),
+        "[object_storage]\nprovider = \"s3\"\nbucket_name = \"pacs-masks-staging\"\nregion = \"ap-northeast-2\"\nsecret_key = \"FILE-SECRET-123\"\naccess_key = \"AKIAFILE\"\n",
+    )
+    .unwrap();
+    let env = vars(&[
+        ("APP_ENV", "staging"),
+        ("APP_OBJECT_STORAGE__SECRET_KEY", "ENV-SECRET-456"),
+    ]);
+    for args in [&["config", "show"][..], &["--json", "config", "show"][..]] {
+        let out = maskstore(dir.path(), args, &env);
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(0), "{all}");
+        assert!(!all.contains("SECRET-123") && !all.contains("SECRET-456"), "{all}");
+        assert!(all.contains("[redacted]"), "{all}");
+        assert!(all.contains("env APP_OBJECT_STORAGE__SECRET_KEY"), "{all}");
+        assert!(all.contains("pacs-masks-staging"), "{all}");
+        assert!(all.contains("config/staging.toml"), "{all}");
+    }
+}
+
+#[test]
+fn unknown_provider_fails_listing_the_known_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = maskstore(dir.path(), &["check"], &vars(&[("APP_OBJECT_STORAGE__PROVIDER", "gcs")]));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("APP_OBJECT_STORAGE__PROVIDER"), "{stderr}");
+    assert!(stderr.contains("known providers: s3, local, memory"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one sentence, no backtrace: {stderr}");
+}
+
+#[test]
+fn explicit_config_file_is_used_and_a_missing_one_is_a_usage_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("mine.toml"), "[object_storage]\nprovider = \"memory\"\n").unwrap();
+    let out = maskstore(dir.path(), &["--config", "mine.toml", "check"], &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("provider memory"));
+    let out = maskstore(dir.path(), &["--config", "nope.toml", "check"], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out.stderr).contains("nope.toml"));
+}
+
+#[test]
+fn check_passes_against_seaweedfs_from_app_variables() {
+    let Some(server) = servers::seaweedfs() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let out = maskstore(dir.path(), &["check"], &server.app_env());
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{all}");
+    assert!(all.contains("all steps passed"), "{all}");
+    assert!(!all.contains(server.secret_key.expose()), "{all}");
+}
+
+#[test]
+fn check_with_a_wrong_secret_says_the_credentials_were_rejected() {
+    let Some(server) = servers::seaweedfs() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = server.app_env();
+    env.retain(|(k, _)| k != "APP_OBJECT_STORAGE__SECRET_KEY");
+    env.push(("APP_OBJECT_STORAGE__SECRET_KEY".into(), "WRONG-SECRET-789".into()));
+    let out = maskstore(dir.path(), &["check"], &env);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");
+    assert!(stderr.contains("rejected the credentials"), "{stderr}");
+    assert!(stdout.contains("list     FAILED"), "{stdout}");
+    assert!(!stdout.contains("WRONG-SECRET") && !stderr.contains("WRONG-SECRET"));
+}
+
+#[test]
+fn unreachable_endpoint_exits_with_the_unreachable_code() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let env = vars(&[
+        ("APP_OBJECT_STORAGE__PROVIDER", "s3"),
+        ("APP_OBJECT_STORAGE__BUCKET_NAME", "pacs-masks-dev"),
+        ("APP_OBJECT_STORAGE__REGION", "us-east-1"),
+        ("APP_OBJECT_STORAGE__ENDPOINT", &endpoint),
+        ("APP_OBJECT_STORAGE__ACCESS_KEY", "AKIA"),
+        ("APP_OBJECT_STORAGE__SECRET_KEY", "x"),
+        ("APP_OBJECT_STORAGE__MAX_RETRIES", "0"),
+    ]);
+    let out = maskstore(dir.path(), &["check"], &env);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
+    assert!(stderr.contains("cannot reach"), "{stderr}");
+}

@@ -479,7 +479,7 @@ impl ConfigLoader {
                 "object_storage.provider",
                 r.origin("object_storage.provider"),
                 problem,
-                format!("set provider to one of: {}", Provider::known()),
+                "set object_storage.provider (APP_OBJECT_STORAGE__PROVIDER) to one of them",
             )
         })?;
         let prefix_text = r.text("object_storage.prefix")?.expect("has default");

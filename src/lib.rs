@@ -32,3 +32,8 @@ pub use maskstore_core::{
     Config, KeyPrefix, MaskFormat, MaskKey, ObjectKey, Origin, Provider, Secret, TtlPolicy,
 };
 pub use {maskstore_backends, maskstore_core};
+
+/// The README's examples, compiled as doctests so they cannot rot.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

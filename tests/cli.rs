@@ -22,7 +22,10 @@ fn text(bytes: &[u8]) -> String {
 }
 
 fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }
 
 #[test]
@@ -31,7 +34,10 @@ fn check_passes_on_the_embedded_default_local_disk() {
     let out = maskstore(dir.path(), &["check"], &[]);
     let stdout = text(&out.stdout);
     assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
-    assert!(stdout.contains("provider local (folder ./data)"), "{stdout}");
+    assert!(
+        stdout.contains("provider local (folder ./data)"),
+        "{stdout}"
+    );
     for step in ["list", "put", "get", "delete"] {
         assert!(stdout.contains(&format!("{step:<8} ok")), "{stdout}");
     }
@@ -43,7 +49,11 @@ fn check_passes_on_the_embedded_default_local_disk() {
 #[test]
 fn check_json_reports_every_step() {
     let dir = tempfile::tempdir().unwrap();
-    let out = maskstore(dir.path(), &["--json", "check"], &vars(&[("APP_OBJECT_STORAGE__PROVIDER", "memory")]));
+    let out = maskstore(
+        dir.path(),
+        &["--json", "check"],
+        &vars(&[("APP_OBJECT_STORAGE__PROVIDER", "memory")]),
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ok"], true);
@@ -68,7 +78,10 @@ fn config_show_redacts_secrets_and_names_origins() {
         let out = maskstore(dir.path(), args, &env);
         let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
         assert_eq!(out.status.code(), Some(0), "{all}");
-        assert!(!all.contains("SECRET-123") && !all.contains("SECRET-456"), "{all}");
+        assert!(
+            !all.contains("SECRET-123") && !all.contains("SECRET-456"),
+            "{all}"
+        );
         assert!(all.contains("[redacted]"), "{all}");
         assert!(all.contains("env APP_OBJECT_STORAGE__SECRET_KEY"), "{all}");
         assert!(all.contains("pacs-masks-staging"), "{all}");
@@ -79,18 +92,33 @@ fn config_show_redacts_secrets_and_names_origins() {
 #[test]
 fn unknown_provider_fails_listing_the_known_ones() {
     let dir = tempfile::tempdir().unwrap();
-    let out = maskstore(dir.path(), &["check"], &vars(&[("APP_OBJECT_STORAGE__PROVIDER", "gcs")]));
+    let out = maskstore(
+        dir.path(),
+        &["check"],
+        &vars(&[("APP_OBJECT_STORAGE__PROVIDER", "gcs")]),
+    );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("APP_OBJECT_STORAGE__PROVIDER"), "{stderr}");
-    assert!(stderr.contains("known providers: s3, local, memory"), "{stderr}");
-    assert_eq!(stderr.lines().count(), 1, "one sentence, no backtrace: {stderr}");
+    assert!(
+        stderr.contains("known providers: s3, local, memory"),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.lines().count(),
+        1,
+        "one sentence, no backtrace: {stderr}"
+    );
 }
 
 #[test]
 fn explicit_config_file_is_used_and_a_missing_one_is_a_usage_error() {
     let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("mine.toml"), "[object_storage]\nprovider = \"memory\"\n").unwrap();
+    std::fs::write(
+        dir.path().join("mine.toml"),
+        "[object_storage]\nprovider = \"memory\"\n",
+    )
+    .unwrap();
     let out = maskstore(dir.path(), &["--config", "mine.toml", "check"], &[]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert!(text(&out.stdout).contains("provider memory"));
@@ -101,7 +129,9 @@ fn explicit_config_file_is_used_and_a_missing_one_is_a_usage_error() {
 
 #[test]
 fn check_passes_against_seaweedfs_from_app_variables() {
-    let Some(server) = servers::seaweedfs() else { return };
+    let Some(server) = servers::seaweedfs() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let out = maskstore(dir.path(), &["check"], &server.app_env());
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
@@ -112,11 +142,16 @@ fn check_passes_against_seaweedfs_from_app_variables() {
 
 #[test]
 fn check_with_a_wrong_secret_says_the_credentials_were_rejected() {
-    let Some(server) = servers::seaweedfs() else { return };
+    let Some(server) = servers::seaweedfs() else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let mut env = server.app_env();
     env.retain(|(k, _)| k != "APP_OBJECT_STORAGE__SECRET_KEY");
-    env.push(("APP_OBJECT_STORAGE__SECRET_KEY".into(), "WRONG-SECRET-789".into()));
+    env.push((
+        "APP_OBJECT_STORAGE__SECRET_KEY".into(),
+        "WRONG-SECRET-789".into(),
+    ));
     let out = maskstore(dir.path(), &["check"], &env);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");

@@ -11,28 +11,45 @@ async fn round_trip(storage: &Storage) {
     let relative = mask.to_string();
     let relative = relative.strip_prefix("mask/").unwrap();
     let key = storage.key(relative).unwrap();
-    let options = WriteOptions::content_type(mask.content_type()).with_metadata("annotator", "dr-kim");
+    let options =
+        WriteOptions::content_type(mask.content_type()).with_metadata("annotator", "dr-kim");
 
     // put / get / head carry content, content type and metadata
-    let first = storage.put_with(&key, "first version", &options).await.unwrap();
+    let first = storage
+        .put_with(&key, "first version", &options)
+        .await
+        .unwrap();
     let object = storage.get(&key).await.unwrap();
     assert_eq!(object.data, "first version");
-    assert_eq!(object.info.content_type.as_deref(), Some("application/gzip"));
+    assert_eq!(
+        object.info.content_type.as_deref(),
+        Some("application/gzip")
+    );
     let head = storage.head(&key).await.unwrap();
     assert_eq!(head.size, 13);
-    assert_eq!(head.metadata.get("annotator").map(String::as_str), Some("dr-kim"));
+    assert_eq!(
+        head.metadata.get("annotator").map(String::as_str),
+        Some("dr-kim")
+    );
     assert_eq!(head.etag, first.etag);
 
     // overwrite changes the etag; conditional writes follow it
-    let second = storage.put_with(&key, "second version!", &options).await.unwrap();
+    let second = storage
+        .put_with(&key, "second version!", &options)
+        .await
+        .unwrap();
     assert_ne!(first.etag, second.etag);
     let stale = WriteOptions::default().with_mode(WriteMode::IfMatch(first.etag.clone().unwrap()));
     assert!(matches!(
         storage.put_with(&key, "x", &stale).await,
         Err(Error::Precondition { .. })
     ));
-    let current = WriteOptions::default().with_mode(WriteMode::IfMatch(second.etag.clone().unwrap()));
-    storage.put_with(&key, "third version", &current).await.unwrap();
+    let current =
+        WriteOptions::default().with_mode(WriteMode::IfMatch(second.etag.clone().unwrap()));
+    storage
+        .put_with(&key, "third version", &current)
+        .await
+        .unwrap();
     assert!(matches!(
         storage.put_if_absent(&key, "x").await,
         Err(Error::AlreadyExists { .. })
@@ -43,8 +60,22 @@ async fn round_trip(storage: &Storage) {
     let part = storage.get_range(&key, 0..5).await.unwrap();
     assert_eq!(part.data, "third");
     assert_eq!(part.info.size, 13);
-    assert_eq!(storage.get_range(&key, ByteRange::Suffix(7)).await.unwrap().data, "version");
-    assert_eq!(storage.get_range(&key, ByteRange::From(6)).await.unwrap().data, "version");
+    assert_eq!(
+        storage
+            .get_range(&key, ByteRange::Suffix(7))
+            .await
+            .unwrap()
+            .data,
+        "version"
+    );
+    assert_eq!(
+        storage
+            .get_range(&key, ByteRange::From(6))
+            .await
+            .unwrap()
+            .data,
+        "version"
+    );
 
     // list and list with delimiter
     let listed: Vec<ObjectKey> = storage
@@ -57,7 +88,10 @@ async fn round_trip(storage: &Storage) {
     assert_eq!(listed, vec![key.clone()]);
     let level = storage.list_with_delimiter(None).await.unwrap();
     assert!(level.objects.is_empty());
-    assert_eq!(level.prefixes, vec![format!("{}1.2.840.1/", storage.prefix())]);
+    assert_eq!(
+        level.prefixes,
+        vec![format!("{}1.2.840.1/", storage.prefix())]
+    );
 
     // copy and rename
     let copy = storage.key("copies/liver.nii.gz").unwrap();
@@ -70,26 +104,41 @@ async fn round_trip(storage: &Storage) {
     // streaming upload of 20 MiB (three parts on S3)
     let big = storage.key("big/volume.nii").unwrap();
     let chunk: Vec<u8> = (0..1024 * 1024).map(|i| (i % 251) as u8).collect();
-    let mut upload = storage.upload(&big, &WriteOptions::default()).await.unwrap();
+    let mut upload = storage
+        .upload(&big, &WriteOptions::default())
+        .await
+        .unwrap();
     for _ in 0..20 {
         upload.write(Bytes::from(chunk.clone())).await.unwrap();
     }
-    assert!(!storage.exists(&big).await.unwrap(), "invisible until finished");
+    assert!(
+        !storage.exists(&big).await.unwrap(),
+        "invisible until finished"
+    );
     upload.finish().await.unwrap();
     let back = storage.get(&big).await.unwrap();
     assert_eq!(back.data.len(), 20 * 1024 * 1024);
     assert!(back.data.chunks(chunk.len()).all(|c| c == chunk.as_slice()));
 
     // delete, and delete again
-    storage.delete_many(&[key.clone(), moved.clone(), big.clone()]).await.unwrap();
-    assert!(matches!(storage.get(&key).await, Err(Error::NotFound { .. })));
+    storage
+        .delete_many(&[key.clone(), moved.clone(), big.clone()])
+        .await
+        .unwrap();
+    assert!(matches!(
+        storage.get(&key).await,
+        Err(Error::NotFound { .. })
+    ));
     storage.delete(&key).await.unwrap();
     let left: Vec<_> = storage.list(None).unwrap().try_collect().await.unwrap();
     assert!(left.is_empty(), "{left:?}");
 
     // a key outside the prefix never reaches the backend
     let outside = ObjectKey::parse("other/file.png").unwrap();
-    assert!(matches!(storage.put(&outside, "x").await, Err(Error::InvalidKey { .. })));
+    assert!(matches!(
+        storage.put(&outside, "x").await,
+        Err(Error::InvalidKey { .. })
+    ));
 }
 
 #[tokio::test]
@@ -105,24 +154,35 @@ async fn local_round_trip() {
 
 #[tokio::test]
 async fn seaweedfs_round_trip() {
-    let Some(server) = servers::seaweedfs() else { return };
+    let Some(server) = servers::seaweedfs() else {
+        return;
+    };
     round_trip(&server.storage()).await;
 }
 
 #[tokio::test]
 async fn moto_round_trip() {
-    let Some(server) = servers::moto() else { return };
+    let Some(server) = servers::moto() else {
+        return;
+    };
     round_trip(&server.storage()).await;
 }
 
 #[tokio::test]
 async fn seaweedfs_wrong_secret_is_credentials_rejected() {
-    let Some(server) = servers::seaweedfs() else { return };
+    let Some(server) = servers::seaweedfs() else {
+        return;
+    };
     let storage = Storage::connect(&server.config_with_secret("not-the-secret")).unwrap();
     let key = storage.key("probe.png").unwrap();
     let err = storage.put(&key, "x").await.unwrap_err();
     assert!(matches!(err, Error::CredentialsRejected { .. }), "{err}");
     assert!(!err.to_string().contains("not-the-secret"), "{err}");
-    let err = storage.list(None).unwrap().try_collect::<Vec<_>>().await.unwrap_err();
+    let err = storage
+        .list(None)
+        .unwrap()
+        .try_collect::<Vec<_>>()
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::CredentialsRejected { .. }), "{err}");
 }

@@ -86,17 +86,14 @@ pub(crate) async fn run(config: &Config, as_json: bool) -> Result<(), Failure> {
 /// deletes the probe so a check never leaves litter behind.
 async fn steps(storage: &Storage) -> Vec<Step> {
     let mut steps = Vec::new();
-    let listed = storage
-        .list_with_delimiter(None)
-        .await
-        .map(|l| {
-            format!(
-                "{} objects and {} folders directly under {}",
-                l.objects.len(),
-                l.prefixes.len(),
-                storage.prefix()
-            )
-        });
+    let listed = storage.list_with_delimiter(None).await.map(|l| {
+        format!(
+            "{} objects and {} folders directly under {}",
+            l.objects.len(),
+            l.prefixes.len(),
+            storage.prefix()
+        )
+    });
     let list_failed = listed.is_err();
     steps.push(Step::new("list", listed));
     if list_failed {
@@ -115,7 +112,11 @@ async fn steps(storage: &Storage) -> Vec<Step> {
     };
     let body = format!("maskstore check probe {}", key);
     let put = storage
-        .put_with(&key, body.clone(), &WriteOptions::content_type("text/plain"))
+        .put_with(
+            &key,
+            body.clone(),
+            &WriteOptions::content_type("text/plain"),
+        )
         .await
         .map(|_| format!("wrote {} bytes to {key}", body.len()));
     let put_failed = put.is_err();

@@ -15,9 +15,12 @@ pub(crate) fn run(config: &Config, as_json: bool) -> Result<(), Failure> {
             .unwrap_or_default(),
         "APP_ENV".to_string(),
     )];
-    rows.extend(config.entries().into_iter().map(|e| {
-        (e.key, e.value, e.origin.to_string(), e.env_var)
-    }));
+    rows.extend(
+        config
+            .entries()
+            .into_iter()
+            .map(|e| (e.key, e.value, e.origin.to_string(), e.env_var)),
+    );
     if as_json {
         let items: Vec<_> = rows
             .iter()

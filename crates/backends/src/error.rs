@@ -34,7 +34,9 @@ pub enum Error {
         key: String,
     },
     /// A byte range outside the object was asked for.
-    #[error("the byte range asked of {key} is not satisfiable: {detail}; ask for a range inside the object")]
+    #[error(
+        "the byte range asked of {key} is not satisfiable: {detail}; ask for a range inside the object"
+    )]
     InvalidRange {
         /// The key read.
         key: String,
@@ -242,9 +244,14 @@ fn classify_generic(backend: String, key: String, e: object_store::Error) -> Err
     }
     let text = chain_text(source);
     // object_store's own range errors (memory, local) and S3's 416 answer.
-    if ["Wanted range starting at", "Range started at", "416", "InvalidRange"]
-        .iter()
-        .any(|needle| text.contains(needle))
+    if [
+        "Wanted range starting at",
+        "Range started at",
+        "416",
+        "InvalidRange",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle))
     {
         return Error::InvalidRange {
             key,
@@ -255,6 +262,18 @@ fn classify_generic(backend: String, key: String, e: object_store::Error) -> Err
         return Error::CredentialsRejected {
             backend,
             detail: s3_detail(&text),
+        };
+    }
+    // With no keys configured, object_store walks the AWS chain down to instance metadata.
+    if text.contains("169.254.169.254") || text.contains("169.254.170.2") {
+        return Error::CredentialsRejected {
+            backend,
+            detail: format!(
+                "no credentials were found: access_key and secret_key are unset and the AWS \
+                 credential chain (AWS_* variables, web identity, container or instance \
+                 metadata) gave none ({})",
+                s3_detail(&text)
+            ),
         };
     }
     Error::Backend {

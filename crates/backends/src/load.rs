@@ -35,7 +35,10 @@ where
     let env: Vec<(String, String)> = env.into_iter().collect();
     let (environment, environment_origin) = match &source.environment {
         Some(name) => (name.clone(), Origin::Flag("--env".to_string())),
-        None => match env.iter().find(|(k, v)| k == ENV_ENVIRONMENT && !v.is_empty()) {
+        None => match env
+            .iter()
+            .find(|(k, v)| k == ENV_ENVIRONMENT && !v.is_empty())
+        {
             Some((_, v)) => (v.clone(), Origin::Env(ENV_ENVIRONMENT.to_string())),
             None => (DEFAULT_ENVIRONMENT.to_string(), Origin::Default),
         },
@@ -63,7 +66,10 @@ where
                     .expect_err("the loader refuses this environment name")
                     .into());
             }
-            let dir = source.dir.clone().unwrap_or_else(|| PathBuf::from("config"));
+            let dir = source
+                .dir
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("config"));
             for name in ["default".to_string(), environment.clone()] {
                 add_optional_file(&mut loader, &dir.join(format!("{name}.toml")))?;
             }
@@ -92,7 +98,10 @@ mod tests {
     use maskstore_core::Provider;
 
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
     }
 
     #[test]
@@ -155,8 +164,13 @@ mod tests {
             file: Some(dir.path().join("missing.toml")),
             ..Default::default()
         };
-        let err = load_config_from(&missing, vars(&[])).unwrap_err().to_string();
-        assert!(err.contains("missing.toml") && err.contains("cannot read"), "{err}");
+        let err = load_config_from(&missing, vars(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("missing.toml") && err.contains("cannot read"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -157,7 +157,10 @@ impl Inner {
     fn existing(&self, location: &Path) -> Result<(PathBuf, fs::Metadata)> {
         let path = self.file_path(location)?;
         if self.crosses_symlink(&path) {
-            return Err(not_found(location, "the path crosses a symlink, which is never followed"));
+            return Err(not_found(
+                location,
+                "the path crosses a symlink, which is never followed",
+            ));
         }
         match fs::symlink_metadata(&path) {
             Ok(md) if md.is_file() => Ok((path, md)),
@@ -205,7 +208,12 @@ impl Inner {
         }
     }
 
-    fn write_attributes(&self, location: &Path, file: &File, attributes: &Attributes) -> Result<()> {
+    fn write_attributes(
+        &self,
+        location: &Path,
+        file: &File,
+        attributes: &Attributes,
+    ) -> Result<()> {
         let stored = StoredAttributes::from_attributes(attributes);
         if stored.is_empty() {
             return Ok(());
@@ -254,11 +262,8 @@ impl Inner {
                     drop(lock);
                     return Err(object_store::Error::Precondition {
                         path: location.to_string(),
-                        source: format!(
-                            "expected etag {:?}, found {:?}",
-                            version.e_tag, current
-                        )
-                        .into(),
+                        source: format!("expected etag {:?}, found {:?}", version.e_tag, current)
+                            .into(),
                     });
                 }
                 let renamed = fs::rename(temp, dest);
@@ -333,7 +338,12 @@ impl Inner {
             .any(|e| e.file_type().is_file())
     }
 
-    fn put_blocking(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+    fn put_blocking(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
         let dest = self.writable(location)?;
         let (temp, mut file) = self.temp_file()?;
         let written = (|| {
@@ -372,7 +382,9 @@ impl Inner {
         let meta = object_meta(location.clone(), &md);
         options.check_preconditions(&meta)?;
         let range = match &options.range {
-            Some(range) => range.as_range(meta.size).map_err(|e| generic_with(location, e))?,
+            Some(range) => range
+                .as_range(meta.size)
+                .map_err(|e| generic_with(location, e))?,
             None => 0..meta.size,
         };
         let attributes = read_attributes(&file);
@@ -454,7 +466,11 @@ impl Inner {
         self.prune_empty_parents(&source)
     }
 
-    fn list_blocking(&self, prefix: Option<&Path>, mut emit: impl FnMut(Result<ObjectMeta>) -> bool) {
+    fn list_blocking(
+        &self,
+        prefix: Option<&Path>,
+        mut emit: impl FnMut(Result<ObjectMeta>) -> bool,
+    ) {
         let dir = match prefix {
             Some(prefix) => match self.file_path(prefix) {
                 Ok(dir) => dir,
@@ -474,7 +490,10 @@ impl Inner {
             let entry = match entry {
                 Ok(entry) => entry,
                 // A file removed while walking is simply gone.
-                Err(e) if e.io_error().is_some_and(|e| e.kind() == io::ErrorKind::NotFound) => {
+                Err(e)
+                    if e.io_error()
+                        .is_some_and(|e| e.kind() == io::ErrorKind::NotFound) =>
+                {
                     continue;
                 }
                 Err(e) => {
@@ -520,7 +539,9 @@ impl Inner {
         for entry in entries {
             let Ok(entry) = entry else { continue };
             let path = entry.path();
-            let Ok(file_type) = entry.file_type() else { continue };
+            let Ok(file_type) = entry.file_type() else {
+                continue;
+            };
             if path == reserved || file_type.is_symlink() {
                 continue;
             }
@@ -543,7 +564,12 @@ impl Inner {
 
 #[async_trait]
 impl ObjectStore for LocalStore {
-    async fn put_opts(&self, location: &Path, payload: PutPayload, opts: PutOptions) -> Result<PutResult> {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
         let location = location.clone();
         self.blocking(move |s| s.put_blocking(&location, payload, opts))
             .await
@@ -577,7 +603,8 @@ impl ObjectStore for LocalStore {
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         let location = location.clone();
-        self.blocking(move |s| s.get_blocking(&location, options)).await
+        self.blocking(move |s| s.get_blocking(&location, options))
+            .await
     }
 
     fn delete_stream(
@@ -738,15 +765,15 @@ impl StoredAttributes {
     fn from_attributes(attributes: &Attributes) -> Self {
         let mut stored = StoredAttributes::default();
         for (key, value) in attributes {
-            let value = Some(value.to_string());
+            let text = value.to_string();
             match key {
-                Attribute::ContentType => stored.content_type = value,
-                Attribute::ContentDisposition => stored.content_disposition = value,
-                Attribute::ContentEncoding => stored.content_encoding = value,
-                Attribute::ContentLanguage => stored.content_language = value,
-                Attribute::CacheControl => stored.cache_control = value,
+                Attribute::ContentType => stored.content_type = Some(text),
+                Attribute::ContentDisposition => stored.content_disposition = Some(text),
+                Attribute::ContentEncoding => stored.content_encoding = Some(text),
+                Attribute::ContentLanguage => stored.content_language = Some(text),
+                Attribute::CacheControl => stored.cache_control = Some(text),
                 Attribute::Metadata(name) => {
-                    stored.metadata.insert(name.to_string(), value.unwrap_or_default());
+                    stored.metadata.insert(name.to_string(), text);
                 }
                 // Storage classes mean nothing on local disk.
                 _ => {}
@@ -777,7 +804,10 @@ impl StoredAttributes {
         put(Attribute::ContentLanguage, self.content_language);
         put(Attribute::CacheControl, self.cache_control);
         for (name, value) in self.metadata {
-            attributes.insert(Attribute::Metadata(name.into()), AttributeValue::from(value));
+            attributes.insert(
+                Attribute::Metadata(name.into()),
+                AttributeValue::from(value),
+            );
         }
         attributes
     }
@@ -825,7 +855,9 @@ fn probe_xattrs(tmp: &FsPath) -> bool {
 }
 
 fn remove_stale_temp_files(tmp: &FsPath) {
-    let Ok(entries) = fs::read_dir(tmp) else { return };
+    let Ok(entries) = fs::read_dir(tmp) else {
+        return;
+    };
     for entry in entries.flatten() {
         let stale = entry
             .metadata()
@@ -846,7 +878,10 @@ fn generic(message: impl Into<String>) -> object_store::Error {
     }
 }
 
-fn generic_with(location: &Path, e: impl std::error::Error + Send + Sync + 'static) -> object_store::Error {
+fn generic_with(
+    location: &Path,
+    e: impl std::error::Error + Send + Sync + 'static,
+) -> object_store::Error {
     let _ = location;
     object_store::Error::Generic {
         store: STORE,
@@ -897,8 +932,15 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("reserved"), "{err}");
-        store.put(&Path::parse("a/b").unwrap(), "x".into()).await.unwrap();
-        let listed: Vec<_> = store.list(None).map(|m| m.unwrap().location).collect().await;
+        store
+            .put(&Path::parse("a/b").unwrap(), "x".into())
+            .await
+            .unwrap();
+        let listed: Vec<_> = store
+            .list(None)
+            .map(|m| m.unwrap().location)
+            .collect()
+            .await;
         assert_eq!(listed, vec![Path::parse("a/b").unwrap()]);
     }
 
@@ -911,9 +953,15 @@ mod tests {
         std::os::unix::fs::symlink(&outside, store.root().join("link")).unwrap();
 
         let key = Path::parse("link/secret").unwrap();
-        assert!(matches!(store.get(&key).await, Err(object_store::Error::NotFound { .. })));
+        assert!(matches!(
+            store.get(&key).await,
+            Err(object_store::Error::NotFound { .. })
+        ));
         assert!(store.put(&key, "x".into()).await.is_err());
-        assert_eq!(fs::read_to_string(outside.join("secret")).unwrap(), "outside data");
+        assert_eq!(
+            fs::read_to_string(outside.join("secret")).unwrap(),
+            "outside data"
+        );
         let listed: Vec<_> = store.list(None).collect().await;
         assert!(listed.is_empty(), "{listed:?}");
     }
@@ -927,7 +975,9 @@ mod tests {
             .unwrap();
         upload.put_part(vec![1u8; 1024].into()).await.unwrap();
         drop(upload);
-        let temps = fs::read_dir(store.root().join(".maskstore/tmp")).unwrap().count();
+        let temps = fs::read_dir(store.root().join(".maskstore/tmp"))
+            .unwrap()
+            .count();
         assert_eq!(temps, 0);
     }
 }

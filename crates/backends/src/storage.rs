@@ -376,9 +376,17 @@ impl Storage {
     }
 
     /// Stores `data` only if `key` does not exist yet.
-    pub async fn put_if_absent(&self, key: &ObjectKey, data: impl Into<Bytes>) -> Result<PutOutcome> {
-        self.put_with(key, data, &WriteOptions::default().with_mode(WriteMode::CreateOnly))
-            .await
+    pub async fn put_if_absent(
+        &self,
+        key: &ObjectKey,
+        data: impl Into<Bytes>,
+    ) -> Result<PutOutcome> {
+        self.put_with(
+            key,
+            data,
+            &WriteOptions::default().with_mode(WriteMode::CreateOnly),
+        )
+        .await
     }
 
     /// Reads the whole object.
@@ -437,7 +445,11 @@ impl Storage {
             }),
             ..Default::default()
         };
-        let result = self.store.get_opts(&path, get).await.map_err(self.err(key))?;
+        let result = self
+            .store
+            .get_opts(&path, get)
+            .await
+            .map_err(self.err(key))?;
         let info = info_of(key.clone(), &result.meta, &result.attributes);
         let range = result.range.clone();
         let backend = Arc::clone(&self.backend);
@@ -460,7 +472,11 @@ impl Storage {
             head: true,
             ..Default::default()
         };
-        let result = self.store.get_opts(&path, options).await.map_err(self.err(key))?;
+        let result = self
+            .store
+            .get_opts(&path, options)
+            .await
+            .map_err(self.err(key))?;
         Ok(info_of(key.clone(), &result.meta, &result.attributes))
     }
 

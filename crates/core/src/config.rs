@@ -92,7 +92,12 @@ impl FromStr for Provider {
         Provider::ALL
             .into_iter()
             .find(|p| p.as_str() == s)
-            .ok_or_else(|| format!("unknown provider {s:?}; known providers: {}", Provider::known()))
+            .ok_or_else(|| {
+                format!(
+                    "unknown provider {s:?}; known providers: {}",
+                    Provider::known()
+                )
+            })
     }
 }
 
@@ -232,7 +237,10 @@ impl Config {
                 "object_storage.connect_timeout",
                 Some(os.connect_timeout_secs.to_string()),
             ),
-            ("object_storage.max_retries", Some(os.max_retries.to_string())),
+            (
+                "object_storage.max_retries",
+                Some(os.max_retries.to_string()),
+            ),
             (
                 "object_storage.retry_timeout",
                 Some(os.retry_timeout_secs.to_string()),
@@ -248,7 +256,10 @@ impl Config {
                 "signed_url.default_ttl",
                 Some(self.signed_url.default_ttl.to_string()),
             ),
-            ("signed_url.max_ttl", Some(self.signed_url.max_ttl.to_string())),
+            (
+                "signed_url.max_ttl",
+                Some(self.signed_url.max_ttl.to_string()),
+            ),
         ];
         debug_assert_eq!(values.len(), SCHEMA.len());
         values
@@ -292,7 +303,11 @@ const SCHEMA: &[KeySpec] = &[
     spec("object_storage.access_key", Kind::Text, None),
     spec("object_storage.secret_key", Kind::Secret, None),
     spec("object_storage.session_token", Kind::Secret, None),
-    spec("object_storage.virtual_hosted_style", Kind::Bool, Some("false")),
+    spec(
+        "object_storage.virtual_hosted_style",
+        Kind::Bool,
+        Some("false"),
+    ),
     spec("object_storage.request_timeout", Kind::Seconds, Some("30")),
     spec("object_storage.connect_timeout", Kind::Seconds, Some("5")),
     spec("object_storage.max_retries", Kind::Count, Some("3")),
@@ -300,7 +315,11 @@ const SCHEMA: &[KeySpec] = &[
     spec("object_storage.root", Kind::Text, Some("./data")),
     spec("object_storage.fsync", Kind::Bool, Some("true")),
     spec("object_storage.prefix", Kind::Text, Some("mask/")),
-    spec("object_storage.allow_memory_in_production", Kind::Bool, Some("false")),
+    spec(
+        "object_storage.allow_memory_in_production",
+        Kind::Bool,
+        Some("false"),
+    ),
     spec("signed_url.default_ttl", Kind::Seconds, Some("600")),
     spec("signed_url.max_ttl", Kind::Seconds, Some("3600")),
 ];
@@ -799,7 +818,10 @@ fn validate(config: &Config) -> Result<(), Error> {
 /// S3's bucket naming rules (general purpose buckets).
 fn check_bucket_name(name: &str) -> Result<(), String> {
     if !(3..=63).contains(&name.len()) {
-        return Err(format!("it is {} characters long, S3 needs 3 to 63", name.len()));
+        return Err(format!(
+            "it is {} characters long, S3 needs 3 to 63",
+            name.len()
+        ));
     }
     if let Some(c) = name
         .chars()
@@ -923,7 +945,10 @@ mod tests {
         assert_eq!(config.signed_url.default_ttl, 600);
         assert_eq!(config.signed_url.max_ttl, 3600);
         assert_eq!(config.environment, "development");
-        assert_eq!(config.origin("object_storage.provider"), Some(&Origin::Default));
+        assert_eq!(
+            config.origin("object_storage.provider"),
+            Some(&Origin::Default)
+        );
     }
 
     #[test]
@@ -936,7 +961,10 @@ mod tests {
             )
             .unwrap();
         loader
-            .add_toml(file("config/staging.toml"), "[object_storage]\nroot = \"/b\"\n")
+            .add_toml(
+                file("config/staging.toml"),
+                "[object_storage]\nroot = \"/b\"\n",
+            )
             .unwrap();
         loader
             .add_env(env(&[("APP_SIGNED_URL__MAX_TTL", "1800")]))
@@ -1044,7 +1072,8 @@ mod tests {
 
     #[test]
     fn unknown_provider_lists_the_known_ones_and_names_the_variable() {
-        let (key, origin, text) = config_error(build_env(&[("APP_OBJECT_STORAGE__PROVIDER", "gcs")]));
+        let (key, origin, text) =
+            config_error(build_env(&[("APP_OBJECT_STORAGE__PROVIDER", "gcs")]));
         assert_eq!(key, "object_storage.provider");
         assert_eq!(origin, Origin::Env("APP_OBJECT_STORAGE__PROVIDER".into()));
         assert!(text.contains("\"gcs\""), "{text}");
@@ -1139,7 +1168,11 @@ mod tests {
     fn memory_in_production_is_refused_unless_allowed() {
         let mut loader = ConfigLoader::new();
         loader
-            .set("object_storage.provider", "memory", file("config/production.toml"))
+            .set(
+                "object_storage.provider",
+                "memory",
+                file("config/production.toml"),
+            )
             .unwrap();
         let (key, origin, text) = config_error(loader.build("production", Origin::Default));
         assert_eq!(key, "object_storage.provider");
@@ -1151,7 +1184,11 @@ mod tests {
             .set("object_storage.provider", "memory", Origin::Default)
             .unwrap();
         loader
-            .set("object_storage.allow_memory_in_production", "true", Origin::Default)
+            .set(
+                "object_storage.allow_memory_in_production",
+                "true",
+                Origin::Default,
+            )
             .unwrap();
         loader.build("production", Origin::Default).unwrap();
     }
@@ -1159,8 +1196,7 @@ mod tests {
     #[test]
     fn invalid_prefix_is_refused() {
         for bad in ["mask", "/mask/", "mask//x/", "../"] {
-            let (key, _, text) =
-                config_error(build_env(&[("APP_OBJECT_STORAGE__PREFIX", bad)]));
+            let (key, _, text) = config_error(build_env(&[("APP_OBJECT_STORAGE__PREFIX", bad)]));
             assert_eq!(key, "object_storage.prefix");
             assert!(text.contains("not a valid key prefix"), "{text}");
         }

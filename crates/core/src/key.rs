@@ -264,7 +264,10 @@ mod tests {
     #[test]
     fn prefix_must_end_with_slash_and_be_a_valid_key() {
         assert_eq!(KeyPrefix::parse("mask/").unwrap().as_str(), "mask/");
-        assert_eq!(KeyPrefix::parse("mask/run 1/").unwrap().as_str(), "mask/run 1/");
+        assert_eq!(
+            KeyPrefix::parse("mask/run 1/").unwrap().as_str(),
+            "mask/run 1/"
+        );
         let err = KeyPrefix::parse("mask").unwrap_err().to_string();
         assert!(err.contains("must end with '/'"), "{err}");
         assert!(KeyPrefix::parse("/").is_err());

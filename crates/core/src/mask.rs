@@ -229,7 +229,9 @@ fn check_uid(whole: &str, what: &str, uid: &str) -> Result<(), Error> {
         })
     };
     if uid.is_empty() {
-        return bad(format!("the {what} is empty; give a DICOM UID such as 1.2.840.10008"));
+        return bad(format!(
+            "the {what} is empty; give a DICOM UID such as 1.2.840.10008"
+        ));
     }
     if uid.len() > MAX_UID_LEN {
         return bad(format!(
@@ -300,7 +302,10 @@ mod tests {
     #[test]
     fn every_format_round_trips_exactly() {
         for format in MaskFormat::ALL {
-            let text = format!("mask/1.2.840.10008.1/2.25.7/seg_01-a.{}", format.extension());
+            let text = format!(
+                "mask/1.2.840.10008.1/2.25.7/seg_01-a.{}",
+                format.extension()
+            );
             let key = MaskKey::parse(&text).unwrap();
             assert_eq!(key.format(), format);
             assert_eq!(key.to_string(), text);

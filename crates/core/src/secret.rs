@@ -47,7 +47,11 @@ mod tests {
     #[test]
     fn debug_and_display_never_show_the_value() {
         let secret = Secret::new("wJalrXUtnFEMI/K7MDENG");
-        for text in [format!("{secret:?}"), format!("{secret}"), format!("{secret:#?}")] {
+        for text in [
+            format!("{secret:?}"),
+            format!("{secret}"),
+            format!("{secret:#?}"),
+        ] {
             assert!(!text.contains("wJalr"), "{text}");
             assert_eq!(text, REDACTED);
         }

@@ -3,8 +3,8 @@
 use std::ops::Deref;
 
 use maskstore_backends::{ConfigSource, Storage, load_config};
-use maskstore_core::config::{ConfigLoader, DEFAULT_ENVIRONMENT};
 use maskstore_core::Origin;
+use maskstore_core::config::{ConfigLoader, DEFAULT_ENVIRONMENT};
 
 /// A fresh in-memory storage under `mask/`.
 pub fn memory() -> Storage {
@@ -18,7 +18,10 @@ pub fn temp_dir() -> TempStorage {
     let root = dir.path().join("data");
     for (key, value) in [
         ("object_storage.provider", "local"),
-        ("object_storage.root", root.to_str().expect("temp paths are UTF-8")),
+        (
+            "object_storage.root",
+            root.to_str().expect("temp paths are UTF-8"),
+        ),
     ] {
         loader.set(key, value, Origin::Default).expect("known key");
     }
@@ -26,10 +29,7 @@ pub fn temp_dir() -> TempStorage {
         .build(DEFAULT_ENVIRONMENT, Origin::Default)
         .expect("a valid local config");
     let storage = Storage::connect(&config).expect("a local storage in a temp folder");
-    TempStorage {
-        storage,
-        _dir: dir,
-    }
+    TempStorage { storage, _dir: dir }
 }
 
 /// The storage the environment configures (`config/` folder and `APP_*` variables), as

@@ -86,7 +86,9 @@ fn server(var: &str, name: &'static str, verifies_signatures: bool) -> Option<S3
         endpoint,
         bucket: get("BUCKET").unwrap_or_else(|| "pacs-masks-test".to_string()),
         access_key: get("ACCESS_KEY").unwrap_or_else(|| "moto".to_string()),
-        secret_key: maskstore_core::Secret::new(get("SECRET_KEY").unwrap_or_else(|| "moto".to_string())),
+        secret_key: maskstore_core::Secret::new(
+            get("SECRET_KEY").unwrap_or_else(|| "moto".to_string()),
+        ),
         verifies_signatures,
     })
 }

@@ -1,4 +1,5 @@
 //! The workspace's integration tests: one binary, a module per topic.
 
 mod cli;
+mod contract;
 mod roundtrip;

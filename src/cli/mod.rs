@@ -68,7 +68,10 @@ impl From<Error> for Failure {
             Error::NotFound { .. } => 3,
             Error::CredentialsRejected { .. } | Error::PermissionDenied { .. } => 4,
             Error::Unreachable { .. } => 5,
-            Error::InvalidKey { .. } | Error::InvalidTtl { .. } | Error::Config { .. } => 2,
+            Error::InvalidKey { .. }
+            | Error::InvalidMetadata { .. }
+            | Error::InvalidTtl { .. }
+            | Error::Config { .. } => 2,
             _ => 1,
         };
         Failure {

@@ -89,6 +89,14 @@ pub enum Error {
         /// The rule it broke and how to fix it.
         reason: String,
     },
+    /// User metadata or a content type that not every backend could keep.
+    #[error("invalid metadata {name:?}: {reason}")]
+    InvalidMetadata {
+        /// The metadata name.
+        name: String,
+        /// The rule it broke.
+        reason: String,
+    },
     /// A signed-URL lifetime was zero or above the maximum.
     #[error(
         "invalid TTL {requested} s: it must be between 1 and {max} seconds (signed_url.max_ttl)"

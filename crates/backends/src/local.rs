@@ -43,6 +43,7 @@ use object_store::{
 use serde::{Deserialize, Serialize};
 
 const STORE: &str = "local";
+use crate::storage::DEFAULT_CONTENT_TYPE;
 /// The folder below the root that holds maskstore's own files.
 pub const RESERVED_DIR: &str = ".maskstore";
 const XATTR: &str = "user.maskstore.attributes";
@@ -237,9 +238,11 @@ impl Inner {
     /// Moves a finished temporary file to `dest` according to `mode`.
     fn commit(&self, location: &Path, temp: &FsPath, dest: &FsPath, mode: &PutMode) -> Result<()> {
         match mode {
-            PutMode::Overwrite => fs::rename(temp, dest).map_err(|e| io_error(location, e))?,
+            PutMode::Overwrite => {
+                into_place(dest, || fs::rename(temp, dest)).map_err(|e| io_error(location, e))?;
+            }
             PutMode::Create => {
-                let linked = fs::hard_link(temp, dest);
+                let linked = into_place(dest, || fs::hard_link(temp, dest));
                 let _ = fs::remove_file(temp);
                 match linked {
                     Ok(()) => {}
@@ -266,7 +269,7 @@ impl Inner {
                             .into(),
                     });
                 }
-                let renamed = fs::rename(temp, dest);
+                let renamed = into_place(dest, || fs::rename(temp, dest));
                 drop(lock);
                 renamed.map_err(|e| io_error(location, e))?;
             }
@@ -294,13 +297,23 @@ impl Inner {
         }
     }
 
+    /// Fsyncs `dir`; if a concurrent delete pruned it meanwhile, its nearest remaining
+    /// ancestor (which recorded the removal) instead.
     fn sync_folder(&self, dir: &FsPath) -> Result<()> {
         if !self.fsync {
             return Ok(());
         }
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| generic(format!("cannot fsync {}: {e}", dir.display())))
+        let mut current = Some(dir);
+        while let Some(d) = current {
+            match File::open(d).and_then(|d| d.sync_all()) {
+                Ok(()) => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::NotFound && d != self.root => {
+                    current = d.parent();
+                }
+                Err(e) => return Err(generic(format!("cannot fsync {}: {e}", d.display()))),
+            }
+        }
+        Ok(())
     }
 
     /// Removes the folders between `path` and the root that became empty, and makes the
@@ -446,10 +459,10 @@ impl Inner {
         let dest = self.writable(to)?;
         match mode {
             RenameTargetMode::Overwrite => {
-                fs::rename(&source, &dest).map_err(|e| io_error(from, e))?;
+                into_place(&dest, || fs::rename(&source, &dest)).map_err(|e| io_error(from, e))?;
             }
             RenameTargetMode::Create => {
-                match fs::hard_link(&source, &dest) {
+                match into_place(&dest, || fs::hard_link(&source, &dest)) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                         return Err(object_store::Error::AlreadyExists {
@@ -767,6 +780,9 @@ impl StoredAttributes {
         for (key, value) in attributes {
             let text = value.to_string();
             match key {
+                // The default is what a read reports anyway; storing it would make every
+                // put need extended attributes.
+                Attribute::ContentType if text == DEFAULT_CONTENT_TYPE => {}
                 Attribute::ContentType => stored.content_type = Some(text),
                 Attribute::ContentDisposition => stored.content_disposition = Some(text),
                 Attribute::ContentEncoding => stored.content_encoding = Some(text),
@@ -819,6 +835,23 @@ fn read_attributes(file: &File) -> Attributes {
             .map(StoredAttributes::into_attributes)
             .unwrap_or_default(),
         _ => Attributes::new(),
+    }
+}
+
+/// Runs `op` (a rename or link onto `dest`), recreating `dest`'s folder when a concurrent
+/// delete pruned it between our `create_dir_all` and the operation.
+fn into_place(dest: &FsPath, op: impl Fn() -> io::Result<()>) -> io::Result<()> {
+    let mut attempts = 0;
+    loop {
+        match op() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 8 => {
+                attempts += 1;
+                if let Some(parent) = dest.parent() {
+                    fs::create_dir_all(parent)?;
+                }
+            }
+            other => return other,
+        }
     }
 }
 

@@ -47,6 +47,7 @@ pub struct Storage {
     backend: Arc<str>,
     prefix: KeyPrefix,
     ttl: TtlPolicy,
+    verify_folders: bool,
 }
 
 impl std::fmt::Debug for Storage {
@@ -103,11 +104,57 @@ impl WriteOptions {
         self
     }
 
+    /// Checks the metadata against the rules every backend can keep: names of 1..=64
+    /// lowercase ASCII letters, digits and `-` (S3 sends them as case-insensitive HTTP
+    /// headers), values of printable ASCII, 2 KiB in all (S3's limit).
+    pub fn validate(&self) -> Result<()> {
+        let mut total = 0;
+        for (name, value) in &self.metadata {
+            let bad_name = name.is_empty()
+                || name.len() > 64
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if bad_name {
+                return Err(Error::InvalidMetadata {
+                    name: name.clone(),
+                    reason: "names are 1 to 64 lowercase letters, digits and '-'".to_string(),
+                });
+            }
+            if !value.chars().all(|c| (' '..='~').contains(&c)) {
+                return Err(Error::InvalidMetadata {
+                    name: name.clone(),
+                    reason: "values are printable ASCII; percent-encode anything else".to_string(),
+                });
+            }
+            total += name.len() + value.len();
+        }
+        if total > 2048 {
+            return Err(Error::InvalidMetadata {
+                name: "(all)".to_string(),
+                reason: format!("{total} bytes of metadata; S3 allows 2048"),
+            });
+        }
+        if let Some(ct) = &self.content_type
+            && (ct.is_empty() || !ct.chars().all(|c| (' '..='~').contains(&c)))
+        {
+            return Err(Error::InvalidMetadata {
+                name: "content-type".to_string(),
+                reason: "a content type is non-empty printable ASCII, such as image/png"
+                    .to_string(),
+            });
+        }
+        Ok(())
+    }
+
     fn attributes(&self) -> Attributes {
         let mut attributes = Attributes::new();
-        if let Some(ct) = &self.content_type {
-            attributes.insert(Attribute::ContentType, AttributeValue::from(ct.clone()));
-        }
+        // Always explicit: some engines (SeaweedFS) sniff a type from the bytes otherwise.
+        let content_type = self.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);
+        attributes.insert(
+            Attribute::ContentType,
+            AttributeValue::from(content_type.to_string()),
+        );
         for (k, v) in &self.metadata {
             attributes.insert(
                 Attribute::Metadata(k.clone().into()),
@@ -138,7 +185,8 @@ pub struct ObjectInfo {
     pub last_modified: DateTime<Utc>,
     /// The etag, which changes whenever the content does.
     pub etag: Option<String>,
-    /// The content type (not filled in by listings).
+    /// The content type; reads report [`DEFAULT_CONTENT_TYPE`] for objects stored without
+    /// one, listings report `None`.
     pub content_type: Option<String>,
     /// User metadata (not filled in by listings).
     pub metadata: BTreeMap<String, String>,
@@ -236,6 +284,8 @@ impl Storage {
             backend: os.provider.as_str().into(),
             prefix: os.prefix.clone(),
             ttl: config.ttl_policy(),
+            verify_folders: os.provider == Provider::S3
+                && os.verify_folders.unwrap_or(os.endpoint.is_some()),
         })
     }
 
@@ -256,6 +306,7 @@ impl Storage {
             backend: backend.into(),
             prefix,
             ttl: TtlPolicy::default(),
+            verify_folders: false,
         }
     }
 
@@ -351,6 +402,7 @@ impl Storage {
         options: &WriteOptions,
     ) -> Result<PutOutcome> {
         let path = self.path(key)?;
+        options.validate()?;
         let mode = match &options.mode {
             WriteMode::Overwrite => PutMode::Overwrite,
             WriteMode::CreateOnly => PutMode::Create,
@@ -364,11 +416,18 @@ impl Storage {
             attributes: options.attributes(),
             ..Default::default()
         };
-        let result = self
-            .store
-            .put_opts(&path, data.into().into(), opts)
-            .await
-            .map_err(self.err(key))?;
+        let result = match self.store.put_opts(&path, data.into().into(), opts).await {
+            Ok(result) => result,
+            // S3 answers an if-match write to a missing key with 404; the condition failed.
+            Err(object_store::Error::NotFound { .. })
+                if matches!(options.mode, WriteMode::IfMatch(_)) =>
+            {
+                return Err(Error::Precondition {
+                    key: key.to_string(),
+                });
+            }
+            Err(e) => return Err(Error::from_store(&self.backend, key.as_str(), e)),
+        };
         Ok(PutOutcome {
             etag: result.e_tag,
             version: result.version,
@@ -450,7 +509,7 @@ impl Storage {
             .get_opts(&path, get)
             .await
             .map_err(self.err(key))?;
-        let info = info_of(key.clone(), &result.meta, &result.attributes);
+        let info = info_of(key.clone(), &result.meta, &result.attributes, Source::Read);
         let range = result.range.clone();
         let backend = Arc::clone(&self.backend);
         let key_text = key.to_string();
@@ -472,12 +531,32 @@ impl Storage {
             head: true,
             ..Default::default()
         };
-        let result = self
-            .store
-            .get_opts(&path, options)
-            .await
-            .map_err(self.err(key))?;
-        Ok(info_of(key.clone(), &result.meta, &result.attributes))
+        let result = match self.store.get_opts(&path, options).await {
+            Ok(result) => result,
+            // A HEAD answer has no body, so S3 cannot say whether the credentials or the
+            // policy refused it; a GET's error body does.
+            Err(object_store::Error::PermissionDenied { .. }) => {
+                return Err(self.explain_refused_head(&path, key).await);
+            }
+            Err(e) => return Err(Error::from_store(&self.backend, key.as_str(), e)),
+        };
+        Ok(info_of(
+            key.clone(),
+            &result.meta,
+            &result.attributes,
+            Source::Read,
+        ))
+    }
+
+    async fn explain_refused_head(&self, path: &Path, key: &ObjectKey) -> Error {
+        match self.store.get_opts(path, GetOptions::default()).await {
+            Err(e) => Error::from_store(&self.backend, key.as_str(), e),
+            Ok(_) => Error::PermissionDenied {
+                backend: self.backend.to_string(),
+                key: key.to_string(),
+                detail: "HEAD was refused (403) while GET is allowed".to_string(),
+            },
+        }
     }
 
     /// Whether an object exists at `key`.
@@ -529,7 +608,7 @@ impl Storage {
             .map(move |item| {
                 let meta = item.map_err(|e| Error::from_store(&backend, &folder_text, e))?;
                 let key = ObjectKey::parse(meta.location.as_ref())?;
-                Ok(info_of(key, &meta, &Attributes::new()))
+                Ok(info_of(key, &meta, &Attributes::new(), Source::Listing))
             })
             .boxed())
     }
@@ -547,29 +626,97 @@ impl Storage {
             .iter()
             .map(|meta| {
                 let key = ObjectKey::parse(meta.location.as_ref())?;
-                Ok(info_of(key, meta, &Attributes::new()))
+                Ok(info_of(key, meta, &Attributes::new(), Source::Listing))
             })
             .collect::<Result<Vec<_>>>()?;
         objects.sort_by(|a, b| a.key.cmp(&b.key));
-        let mut prefixes: Vec<String> = result
-            .common_prefixes
-            .iter()
-            .map(|p| format!("{p}/"))
-            .collect();
+        let folders = if self.verify_folders {
+            self.folders_holding_objects(result.common_prefixes).await?
+        } else {
+            result.common_prefixes
+        };
+        let mut prefixes: Vec<String> = folders.iter().map(|p| format!("{p}/")).collect();
         prefixes.sort();
         Ok(Listing { objects, prefixes })
     }
 
-    /// Copies `from` to `to`, replacing any object at `to`.
+    /// The folders that still hold at least one object. Engines with real directories
+    /// (SeaweedFS) keep a folder after its last object is deleted; S3 never lists one.
+    async fn folders_holding_objects(&self, folders: Vec<Path>) -> Result<Vec<Path>> {
+        let checks = folders.into_iter().map(|folder| async move {
+            match self.store.list(Some(&folder)).next().await {
+                None => Ok(None),
+                Some(Ok(_)) => Ok(Some(folder)),
+                Some(Err(e)) => Err(Error::from_store(&self.backend, folder.as_ref(), e)),
+            }
+        });
+        let kept: Vec<Option<Path>> = futures::stream::iter(checks)
+            .buffered(16)
+            .try_collect()
+            .await?;
+        Ok(kept.into_iter().flatten().collect())
+    }
+
+    /// Copies `from` to `to` (content, content type and metadata), replacing any object
+    /// at `to`.
     pub async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
         let (src, dst) = (self.path(from)?, self.path(to)?);
-        self.store.copy(&src, &dst).await.map_err(self.err(from))
+        let result = self.store.copy(&src, &dst).await;
+        result.map_err(|e| self.pair_err(from, to, e))
+    }
+
+    /// Copies `from` to `to` only if `to` does not exist; else [`Error::AlreadyExists`].
+    ///
+    /// Where the backend has no conditional copy (plain S3), the object is read and written
+    /// back with a create-only put, which S3 checks atomically.
+    pub async fn copy_if_absent(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
+        let (src, dst) = (self.path(from)?, self.path(to)?);
+        match self.store.copy_if_not_exists(&src, &dst).await {
+            Ok(()) => Ok(()),
+            Err(
+                object_store::Error::NotSupported { .. }
+                | object_store::Error::NotImplemented { .. },
+            ) => {
+                let source = self.store.get(&src).await.map_err(self.err(from))?;
+                let attributes = source.attributes.clone();
+                let data = source.bytes().await.map_err(self.err(from))?;
+                let opts = PutOptions {
+                    mode: PutMode::Create,
+                    attributes,
+                    ..Default::default()
+                };
+                self.store
+                    .put_opts(&dst, data.into(), opts)
+                    .await
+                    .map(|_| ())
+                    .map_err(self.err(to))
+            }
+            Err(e) => Err(self.pair_err(from, to, e)),
+        }
     }
 
     /// Moves `from` to `to`, replacing any object at `to`.
     pub async fn rename(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
         let (src, dst) = (self.path(from)?, self.path(to)?);
-        self.store.rename(&src, &dst).await.map_err(self.err(from))
+        let result = self.store.rename(&src, &dst).await;
+        result.map_err(|e| self.pair_err(from, to, e))
+    }
+
+    /// Moves `from` to `to` only if `to` does not exist; else [`Error::AlreadyExists`] and
+    /// `from` stays where it is.
+    pub async fn rename_if_absent(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
+        self.copy_if_absent(from, to).await?;
+        self.delete(from).await
+    }
+
+    /// Maps an error of a two-key operation to the key it is about.
+    fn pair_err(&self, from: &ObjectKey, to: &ObjectKey, e: object_store::Error) -> Error {
+        match e {
+            object_store::Error::AlreadyExists { .. } => Error::AlreadyExists {
+                key: to.to_string(),
+            },
+            other => Error::from_store(&self.backend, from.as_str(), other),
+        }
     }
 
     /// Starts a streaming upload to `key`: invisible until [`Upload::finish`], with memory
@@ -585,6 +732,7 @@ impl Storage {
             });
         }
         let path = self.path(key)?;
+        options.validate()?;
         let opts = object_store::PutMultipartOptions {
             attributes: options.attributes(),
             ..Default::default()
@@ -689,17 +837,40 @@ impl Upload {
     }
 }
 
-fn info_of(key: ObjectKey, meta: &object_store::ObjectMeta, attributes: &Attributes) -> ObjectInfo {
+/// The content type reported for objects stored without one, on every backend (S3 says
+/// `binary/octet-stream`, the others nothing).
+pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// Whether `info_of` is describing a read (which reports a content type) or a listing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Source {
+    Read,
+    Listing,
+}
+
+fn info_of(
+    key: ObjectKey,
+    meta: &object_store::ObjectMeta,
+    attributes: &Attributes,
+    source: Source,
+) -> ObjectInfo {
     let mut content_type = None;
     let mut metadata = BTreeMap::new();
     for (attribute, value) in attributes {
         match attribute {
-            Attribute::ContentType => content_type = Some(value.to_string()),
+            Attribute::ContentType
+                if !value.is_empty() && value.as_ref() != "binary/octet-stream" =>
+            {
+                content_type = Some(value.to_string());
+            }
             Attribute::Metadata(name) => {
                 metadata.insert(name.to_string(), value.to_string());
             }
             _ => {}
         }
+    }
+    if source == Source::Read && content_type.is_none() {
+        content_type = Some(DEFAULT_CONTENT_TYPE.to_string());
     }
     ObjectInfo {
         key,

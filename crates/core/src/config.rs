@@ -119,6 +119,10 @@ pub struct ObjectStorageConfig {
     pub secret_key: Option<Secret>,
     /// `session_token`: a session token for temporary credentials.
     pub session_token: Option<Secret>,
+    /// `verify_folders`: whether folder listings drop folders that no longer hold objects
+    /// (engines with real directories, like SeaweedFS, keep them). Default: on for a custom
+    /// endpoint, off for AWS, which never lists an empty folder.
+    pub verify_folders: Option<bool>,
     /// `virtual_hosted_style`: address buckets as `<bucket>.<endpoint>` (default: path style).
     pub virtual_hosted_style: bool,
     /// `request_timeout`: seconds one S3 request may take.
@@ -226,6 +230,10 @@ impl Config {
             ("object_storage.secret_key", secret(&os.secret_key)),
             ("object_storage.session_token", secret(&os.session_token)),
             (
+                "object_storage.verify_folders",
+                os.verify_folders.map(|b| b.to_string()),
+            ),
+            (
                 "object_storage.virtual_hosted_style",
                 Some(os.virtual_hosted_style.to_string()),
             ),
@@ -303,6 +311,7 @@ const SCHEMA: &[KeySpec] = &[
     spec("object_storage.access_key", Kind::Text, None),
     spec("object_storage.secret_key", Kind::Secret, None),
     spec("object_storage.session_token", Kind::Secret, None),
+    spec("object_storage.verify_folders", Kind::Bool, None),
     spec(
         "object_storage.virtual_hosted_style",
         Kind::Bool,
@@ -518,6 +527,7 @@ impl ConfigLoader {
             access_key: r.text("object_storage.access_key")?,
             secret_key: r.text("object_storage.secret_key")?.map(Secret::new),
             session_token: r.text("object_storage.session_token")?.map(Secret::new),
+            verify_folders: r.optional_boolean("object_storage.verify_folders")?,
             virtual_hosted_style: r.boolean("object_storage.virtual_hosted_style")?,
             request_timeout_secs: r.seconds("object_storage.request_timeout")?,
             connect_timeout_secs: r.seconds("object_storage.connect_timeout")?,
@@ -655,11 +665,19 @@ impl Reader {
     }
 
     fn boolean(&mut self, key: &'static str) -> Result<bool, Error> {
-        let (raw, origin) = self.raw(key).expect("boolean keys have defaults");
+        Ok(self
+            .optional_boolean(key)?
+            .expect("boolean keys read with boolean() have defaults"))
+    }
+
+    fn optional_boolean(&mut self, key: &'static str) -> Result<Option<bool>, Error> {
+        let Some((raw, origin)) = self.raw(key) else {
+            return Ok(None);
+        };
         match &raw {
-            Raw::Bool(b) => Ok(*b),
-            Raw::Text(s) if s.eq_ignore_ascii_case("true") || s == "1" => Ok(true),
-            Raw::Text(s) if s.eq_ignore_ascii_case("false") || s == "0" => Ok(false),
+            Raw::Bool(b) => Ok(Some(*b)),
+            Raw::Text(s) if s.eq_ignore_ascii_case("true") || s == "1" => Ok(Some(true)),
+            Raw::Text(s) if s.eq_ignore_ascii_case("false") || s == "0" => Ok(Some(false)),
             _ => Err(Error::config(
                 key,
                 &origin,

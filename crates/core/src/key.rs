@@ -200,6 +200,13 @@ impl fmt::Display for KeyPrefix {
     }
 }
 
+impl std::str::FromStr for KeyPrefix {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        KeyPrefix::parse(s)
+    }
+}
+
 impl fmt::Debug for KeyPrefix {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "KeyPrefix({:?})", self.0)

@@ -12,6 +12,7 @@
 //! # });
 //! ```
 
+pub mod contract;
 mod fixtures;
 pub mod servers;
 

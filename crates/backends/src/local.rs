@@ -247,10 +247,7 @@ impl Inner {
                 match linked {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        return Err(object_store::Error::AlreadyExists {
-                            path: location.to_string(),
-                            source: "the key already exists".into(),
-                        });
+                        return Err(already_exists(location));
                     }
                     Err(e) => return Err(io_error(location, e)),
                 }
@@ -465,10 +462,7 @@ impl Inner {
                 match into_place(&dest, || fs::hard_link(&source, &dest)) {
                     Ok(()) => {}
                     Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        return Err(object_store::Error::AlreadyExists {
-                            path: to.to_string(),
-                            source: "the destination key already exists".into(),
-                        });
+                        return Err(already_exists(to));
                     }
                     Err(e) => return Err(io_error(to, e)),
                 }
@@ -919,6 +913,13 @@ fn generic_with(
     object_store::Error::Generic {
         store: STORE,
         source: Box::new(e),
+    }
+}
+
+fn already_exists(location: &Path) -> object_store::Error {
+    object_store::Error::AlreadyExists {
+        path: location.to_string(),
+        source: "the key already exists".into(),
     }
 }
 

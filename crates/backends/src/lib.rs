@@ -34,10 +34,12 @@ mod error;
 mod load;
 pub mod local;
 mod s3;
+pub mod signing;
 mod storage;
 
 pub use error::{Error, Result};
 pub use load::{ConfigSource, load_config, load_config_from};
+pub use signing::{SignOptions, SignedMethod, SignedUrl};
 pub use storage::{
     ByteRange, DEFAULT_CONTENT_TYPE, Listing, Object, ObjectInfo, ObjectStream, PutOutcome,
     ReadOptions, Storage, UPLOAD_MAX_IN_FLIGHT, UPLOAD_PART_SIZE, Upload, WriteMode, WriteOptions,

@@ -97,6 +97,8 @@ mod tests {
     use super::*;
     use maskstore_core::Provider;
 
+    const SECRET: &str = "a-signing-secret-of-at-least-32-bytes";
+
     fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs
             .iter()
@@ -123,7 +125,11 @@ mod tests {
         };
         let config = load_config_from(
             &source,
-            vars(&[("APP_ENV", "staging"), ("APP_SIGNED_URL__MAX_TTL", "2000")]),
+            vars(&[
+                ("APP_ENV", "staging"),
+                ("APP_SIGNED_URL__MAX_TTL", "2000"),
+                ("APP_GATEWAY__SIGNING_SECRET", SECRET),
+            ]),
         )
         .unwrap();
         assert_eq!(config.environment, "staging");
@@ -180,7 +186,11 @@ mod tests {
             environment: Some("production".into()),
             ..Default::default()
         };
-        let config = load_config_from(&source, vars(&[("APP_ENV", "staging")])).unwrap();
+        let env = vars(&[
+            ("APP_ENV", "staging"),
+            ("APP_GATEWAY__SIGNING_SECRET", SECRET),
+        ]);
+        let config = load_config_from(&source, env).unwrap();
         assert_eq!(config.environment, "production");
         let bad = ConfigSource {
             environment: Some("../../etc/passwd".into()),

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
-use maskstore_core::{Config, KeyPrefix, ObjectKey, Provider, TtlPolicy};
+use maskstore_core::{Config, KeyPrefix, ObjectKey, Provider, Secret, TtlPolicy};
 use object_store::path::Path;
 use object_store::{
     Attribute, AttributeValue, Attributes, GetOptions, GetRange, ObjectStore, ObjectStoreExt,
@@ -15,6 +15,7 @@ use object_store::{
 };
 
 use crate::local::LocalStore;
+use crate::signing::{self, GatewaySigner, SignOptions, SignedMethod, SignedUrl};
 use crate::{Error, Result};
 
 /// Part size of streaming uploads: above S3's 5 MiB minimum.
@@ -48,6 +49,18 @@ pub struct Storage {
     prefix: KeyPrefix,
     ttl: TtlPolicy,
     verify_folders: bool,
+    urls: UrlSigner,
+}
+
+/// Who signs URLs for a storage.
+#[derive(Clone)]
+enum UrlSigner {
+    /// SigV4 presigning by the S3 client.
+    S3(Arc<object_store::aws::AmazonS3>),
+    /// maskstore's HMAC URLs, served by the gateway.
+    Gateway(Arc<GatewaySigner>),
+    /// A storage built from a bare object_store, without a gateway signer.
+    None,
 }
 
 impl std::fmt::Debug for Storage {
@@ -263,8 +276,19 @@ impl Storage {
     /// Builds the backend the config's `provider` names.
     pub fn connect(config: &Config) -> Result<Storage> {
         let os = &config.object_storage;
-        let store: Arc<dyn ObjectStore> = match os.provider {
-            Provider::S3 => Arc::new(crate::s3::build(config)?),
+        let gw = &config.gateway;
+        let gateway = |secret: Secret| {
+            UrlSigner::Gateway(Arc::new(GatewaySigner::new(
+                &gw.public_url,
+                secret,
+                gw.previous_signing_secret.clone(),
+            )))
+        };
+        let (store, urls): (Arc<dyn ObjectStore>, UrlSigner) = match os.provider {
+            Provider::S3 => {
+                let s3 = Arc::new(crate::s3::build(config)?);
+                (s3.clone(), UrlSigner::S3(s3))
+            }
             Provider::Local => {
                 let store = LocalStore::open(&os.root, os.fsync).map_err(|e| Error::Config {
                     key: "object_storage.root".to_string(),
@@ -275,9 +299,43 @@ impl Storage {
                     problem: format!("cannot use {} as the local root: {e}", os.root.display()),
                     fix: "give a folder this process may create and write".to_string(),
                 })?;
-                Arc::new(store)
+                let secret = match &gw.signing_secret {
+                    Some(secret) => secret.clone(),
+                    None => {
+                        let path = store
+                            .root()
+                            .join(crate::local::RESERVED_DIR)
+                            .join("signing-secret");
+                        let secret = signing::development_secret(&path).map_err(|e| Error::Config {
+                            key: "gateway.signing_secret".to_string(),
+                            origin: maskstore_core::Origin::Default,
+                            problem: format!(
+                                "none is set and the development secret at {} cannot be kept: {e}",
+                                path.display()
+                            ),
+                            fix: "set APP_GATEWAY__SIGNING_SECRET, or make the local root writable".to_string(),
+                        })?;
+                        tracing::info!(path = %path.display(), "signed URLs use the development signing secret kept beside the local root");
+                        secret
+                    }
+                };
+                (Arc::new(store), gateway(secret))
             }
-            Provider::Memory => Arc::new(object_store::memory::InMemory::new()),
+            Provider::Memory => {
+                let secret = match &gw.signing_secret {
+                    Some(secret) => secret.clone(),
+                    None => {
+                        tracing::info!(
+                            "signed URLs use a per-process signing secret (provider memory, none configured)"
+                        );
+                        signing::random_secret()
+                    }
+                };
+                (
+                    Arc::new(object_store::memory::InMemory::new()),
+                    gateway(secret),
+                )
+            }
         };
         Ok(Storage {
             store,
@@ -286,6 +344,7 @@ impl Storage {
             ttl: config.ttl_policy(),
             verify_folders: os.provider == Provider::S3
                 && os.verify_folders.unwrap_or(os.endpoint.is_some()),
+            urls,
         })
     }
 
@@ -307,7 +366,93 @@ impl Storage {
             prefix,
             ttl: TtlPolicy::default(),
             verify_folders: false,
+            urls: UrlSigner::None,
         }
+    }
+
+    /// This storage, issuing gateway URLs with `signer` (for wrappers and tests that serve
+    /// a storage built with [`Storage::from_object_store`] through the gateway).
+    pub fn with_gateway_signer(mut self, signer: GatewaySigner) -> Storage {
+        self.urls = UrlSigner::Gateway(Arc::new(signer));
+        self
+    }
+
+    /// The signer of gateway URLs, for the gateway that verifies them; `None` on S3.
+    pub fn gateway_signer(&self) -> Option<&GatewaySigner> {
+        match &self.urls {
+            UrlSigner::Gateway(signer) => Some(signer),
+            _ => None,
+        }
+    }
+
+    /// A URL granting `method` on `key` for `ttl_secs` seconds (none: the configured
+    /// default; above the maximum: [`Error::InvalidTtl`], never clamped).
+    ///
+    /// On S3 it is a SigV4 presigned URL; on local and memory a gateway URL. For PUT, a
+    /// bound content type (and length) makes any other upload fail.
+    pub async fn signed_url(
+        &self,
+        method: SignedMethod,
+        key: &ObjectKey,
+        ttl_secs: Option<u64>,
+        options: &SignOptions,
+    ) -> Result<SignedUrl> {
+        let path = self.path(key)?;
+        let ttl = self.ttl.resolve(ttl_secs)?;
+        if let Some(ct) = &options.content_type {
+            WriteOptions::content_type(ct.clone()).validate()?;
+        }
+        let expires_at = Utc::now() + ttl;
+        let url = match &self.urls {
+            UrlSigner::S3(s3) => {
+                use object_store::signer::{
+                    HeaderName, HeaderValue, Method, SignedUrlOptions, Signer,
+                };
+                let mut signed = SignedUrlOptions::new();
+                if let Some(ct) = &options.content_type {
+                    let value = HeaderValue::from_str(ct).map_err(|e| Error::InvalidMetadata {
+                        name: "content-type".to_string(),
+                        reason: e.to_string(),
+                    })?;
+                    signed =
+                        signed.with_signed_header(HeaderName::from_static("content-type"), value);
+                }
+                if let Some(n) = options.content_length {
+                    signed = signed.with_signed_header(
+                        HeaderName::from_static("content-length"),
+                        HeaderValue::from(n),
+                    );
+                }
+                let method = match method {
+                    SignedMethod::Get => Method::GET,
+                    SignedMethod::Put => Method::PUT,
+                    SignedMethod::Head => Method::HEAD,
+                    SignedMethod::Delete => Method::DELETE,
+                };
+                s3.signed_url_opts(method, &path, ttl, &signed)
+                    .await
+                    .map_err(self.err(key))?
+                    .to_string()
+            }
+            UrlSigner::Gateway(signer) => signer.sign(method, key, expires_at.timestamp(), options),
+            UrlSigner::None => {
+                return Err(Error::Unsupported {
+                    backend: self.backend.to_string(),
+                    operation: "sign URLs".to_string(),
+                    detail: "this storage was built from a bare object_store; give it a gateway signer with with_gateway_signer".to_string(),
+                });
+            }
+        };
+        let mut headers = Vec::new();
+        if let Some(ct) = &options.content_type {
+            headers.push(("Content-Type".to_string(), ct.clone()));
+        }
+        Ok(SignedUrl {
+            url,
+            method,
+            expires_at,
+            headers,
+        })
     }
 
     /// The backend name (`s3`, `local`, `memory`, or a wrapper's).

@@ -161,6 +161,36 @@ impl SignedUrlConfig {
     }
 }
 
+/// `[gateway]`: the HTTP server that serves signed URLs of the local and memory providers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GatewayConfig {
+    /// `listen`: the address `maskstore serve` binds (`127.0.0.1:9000`).
+    pub listen: String,
+    /// `public_url`: the base URL signed URLs point at (default `http://<listen>`).
+    pub public_url: String,
+    /// `signing_secret`: the HMAC key of signed URLs (required outside development).
+    pub signing_secret: Option<Secret>,
+    /// `previous_signing_secret`: still accepted while a rotation is under way.
+    pub previous_signing_secret: Option<Secret>,
+}
+
+/// `[cors]`: which browser origins may use signed URLs (defaults from the deployment guide).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CorsConfig {
+    /// `allowed_origins`: `http://localhost:3000`, `http://localhost:8080`.
+    pub allowed_origins: Vec<String>,
+    /// `allowed_methods`: `GET`, `PUT`, `POST`, `DELETE`.
+    pub allowed_methods: Vec<String>,
+    /// `allowed_headers`: `*`.
+    pub allowed_headers: Vec<String>,
+    /// `expose_headers`: `ETag`.
+    pub expose_headers: Vec<String>,
+    /// `max_age`: seconds a browser may cache a preflight answer (3000).
+    pub max_age: u64,
+}
+
 /// The validated configuration of maskstore, with the origin of every value.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -171,6 +201,10 @@ pub struct Config {
     pub object_storage: ObjectStorageConfig,
     /// `[signed_url]`.
     pub signed_url: SignedUrlConfig,
+    /// `[gateway]`.
+    pub gateway: GatewayConfig,
+    /// `[cors]`.
+    pub cors: CorsConfig,
     origins: BTreeMap<String, Origin>,
 }
 
@@ -268,6 +302,33 @@ impl Config {
                 "signed_url.max_ttl",
                 Some(self.signed_url.max_ttl.to_string()),
             ),
+            ("gateway.listen", Some(self.gateway.listen.clone())),
+            ("gateway.public_url", Some(self.gateway.public_url.clone())),
+            (
+                "gateway.signing_secret",
+                secret(&self.gateway.signing_secret),
+            ),
+            (
+                "gateway.previous_signing_secret",
+                secret(&self.gateway.previous_signing_secret),
+            ),
+            (
+                "cors.allowed_origins",
+                Some(self.cors.allowed_origins.join(",")),
+            ),
+            (
+                "cors.allowed_methods",
+                Some(self.cors.allowed_methods.join(",")),
+            ),
+            (
+                "cors.allowed_headers",
+                Some(self.cors.allowed_headers.join(",")),
+            ),
+            (
+                "cors.expose_headers",
+                Some(self.cors.expose_headers.join(",")),
+            ),
+            ("cors.max_age", Some(self.cors.max_age.to_string())),
         ];
         debug_assert_eq!(values.len(), SCHEMA.len());
         values
@@ -290,6 +351,7 @@ enum Kind {
     Seconds,
     Count,
     Bool,
+    List,
 }
 
 struct KeySpec {
@@ -331,6 +393,23 @@ const SCHEMA: &[KeySpec] = &[
     ),
     spec("signed_url.default_ttl", Kind::Seconds, Some("600")),
     spec("signed_url.max_ttl", Kind::Seconds, Some("3600")),
+    spec("gateway.listen", Kind::Text, Some("127.0.0.1:9000")),
+    spec("gateway.public_url", Kind::Text, None),
+    spec("gateway.signing_secret", Kind::Secret, None),
+    spec("gateway.previous_signing_secret", Kind::Secret, None),
+    spec(
+        "cors.allowed_origins",
+        Kind::List,
+        Some("http://localhost:3000,http://localhost:8080"),
+    ),
+    spec(
+        "cors.allowed_methods",
+        Kind::List,
+        Some("GET,PUT,POST,DELETE"),
+    ),
+    spec("cors.allowed_headers", Kind::List, Some("*")),
+    spec("cors.expose_headers", Kind::List, Some("ETag")),
+    spec("cors.max_age", Kind::Seconds, Some("3000")),
 ];
 
 fn sections() -> Vec<&'static str> {
@@ -362,6 +441,7 @@ enum Raw {
     Text(String),
     Int(i64),
     Bool(bool),
+    List(Vec<String>),
 }
 
 impl fmt::Display for Raw {
@@ -370,6 +450,7 @@ impl fmt::Display for Raw {
             Raw::Text(s) => write!(f, "{s:?}"),
             Raw::Int(i) => write!(f, "{i}"),
             Raw::Bool(b) => write!(f, "{b}"),
+            Raw::List(items) => write!(f, "{items:?}"),
         }
     }
 }
@@ -426,12 +507,26 @@ impl ConfigLoader {
                     toml::Value::String(s) => Raw::Text(s.clone()),
                     toml::Value::Integer(i) => Raw::Int(*i),
                     toml::Value::Boolean(b) => Raw::Bool(*b),
+                    toml::Value::Array(items) if spec.kind == Kind::List => {
+                        let texts: Option<Vec<String>> = items
+                            .iter()
+                            .map(|v| v.as_str().map(str::to_string))
+                            .collect();
+                        Raw::List(texts.ok_or_else(|| {
+                            Error::config(
+                                &key,
+                                &origin,
+                                "the list holds something other than strings",
+                                "write a list of strings, such as [\"GET\", \"PUT\"]",
+                            )
+                        })?)
+                    }
                     other => {
                         return Err(Error::config(
                             &key,
                             &origin,
                             format!("a {} is not allowed here", other.type_str()),
-                            "give a string, a whole number or true/false",
+                            "give a string, a whole number, true/false, or a list of strings",
                         ));
                     }
                 };
@@ -542,12 +637,30 @@ impl ConfigLoader {
             default_ttl: r.seconds("signed_url.default_ttl")?,
             max_ttl: r.seconds("signed_url.max_ttl")?,
         };
+        let listen = r.text("gateway.listen")?.expect("has default");
+        let gateway = GatewayConfig {
+            public_url: r
+                .text("gateway.public_url")?
+                .unwrap_or_else(|| format!("http://{listen}")),
+            listen,
+            signing_secret: r.text("gateway.signing_secret")?.map(Secret::new),
+            previous_signing_secret: r.text("gateway.previous_signing_secret")?.map(Secret::new),
+        };
+        let cors = CorsConfig {
+            allowed_origins: r.list("cors.allowed_origins")?,
+            allowed_methods: r.list("cors.allowed_methods")?,
+            allowed_headers: r.list("cors.allowed_headers")?,
+            expose_headers: r.list("cors.expose_headers")?,
+            max_age: r.seconds("cors.max_age")?,
+        };
         let mut origins = r.origins;
         origins.insert("environment".to_string(), environment_origin.clone());
         let config = Config {
             environment: environment.to_string(),
             object_storage,
             signed_url,
+            gateway,
+            cors,
             origins,
         };
         validate(&config)?;
@@ -636,7 +749,7 @@ impl Reader {
         let parsed = match &raw {
             Raw::Int(i) => u64::try_from(*i).ok(),
             Raw::Text(s) => s.trim().parse::<u64>().ok(),
-            Raw::Bool(_) => None,
+            Raw::Bool(_) | Raw::List(_) => None,
         };
         parsed.ok_or_else(|| {
             Error::config(
@@ -646,6 +759,29 @@ impl Reader {
                 format!("give a non-negative whole number of {unit}, such as 600"),
             )
         })
+    }
+
+    /// A list: a TOML array of strings, or comma-separated text (as in environment
+    /// variables). Blank items are dropped.
+    fn list(&mut self, key: &'static str) -> Result<Vec<String>, Error> {
+        let (raw, origin) = self.raw(key).expect("list keys have defaults");
+        let items = match raw {
+            Raw::List(items) => items,
+            Raw::Text(text) => text.split(',').map(str::to_string).collect(),
+            other => {
+                return Err(Error::config(
+                    key,
+                    &origin,
+                    format!("{other} is not a list"),
+                    "give a list of strings, or comma-separated text",
+                ));
+            }
+        };
+        Ok(items
+            .into_iter()
+            .map(|item| item.trim().to_string())
+            .filter(|item| !item.is_empty())
+            .collect())
     }
 
     fn seconds(&mut self, key: &'static str) -> Result<u64, Error> {
@@ -830,6 +966,96 @@ fn validate(config: &Config) -> Result<(), Error> {
             "use provider s3, or set allow_memory_in_production = true if that is really intended",
         ));
     }
+    validate_gateway(config)
+}
+
+/// The shortest signing secret accepted, in bytes (HMAC-SHA256 wants 32 bytes of entropy).
+pub const MIN_SIGNING_SECRET_BYTES: usize = 32;
+
+fn validate_gateway(config: &Config) -> Result<(), Error> {
+    let origin = |key: &str| config.origin(key).cloned().unwrap_or(Origin::Default);
+    let gw = &config.gateway;
+    if gw.listen.parse::<std::net::SocketAddr>().is_err() {
+        return Err(Error::config(
+            "gateway.listen",
+            &origin("gateway.listen"),
+            format!("{:?} is not an address to listen on", gw.listen),
+            "give an IP and port, such as 127.0.0.1:9000 or 0.0.0.0:9000",
+        ));
+    }
+    if let Err(problem) = check_endpoint(&gw.public_url) {
+        return Err(Error::config(
+            "gateway.public_url",
+            &origin("gateway.public_url"),
+            format!("{:?} {problem}", without_userinfo(&gw.public_url)),
+            "give the http(s) URL browsers reach the gateway at, such as https://masks.example.org",
+        ));
+    }
+    for key in ["gateway.signing_secret", "gateway.previous_signing_secret"] {
+        let secret = match key {
+            "gateway.signing_secret" => &gw.signing_secret,
+            _ => &gw.previous_signing_secret,
+        };
+        if let Some(secret) = secret
+            && secret.expose().len() < MIN_SIGNING_SECRET_BYTES
+        {
+            return Err(Error::config(
+                key,
+                &origin(key),
+                format!("the secret is shorter than {MIN_SIGNING_SECRET_BYTES} bytes"),
+                "generate one with: openssl rand -hex 32",
+            ));
+        }
+    }
+    if gw.previous_signing_secret.is_some() && gw.signing_secret.is_none() {
+        return Err(Error::config(
+            "gateway.signing_secret",
+            &origin("gateway.previous_signing_secret"),
+            "is missing while previous_signing_secret is set",
+            "set signing_secret to the new secret; previous_signing_secret keeps the old one valid",
+        ));
+    }
+    let serves_gateway = matches!(
+        config.object_storage.provider,
+        Provider::Local | Provider::Memory
+    );
+    if serves_gateway && gw.signing_secret.is_none() && config.environment != DEFAULT_ENVIRONMENT {
+        return Err(Error::config(
+            "gateway.signing_secret",
+            &origin("object_storage.provider"),
+            format!(
+                "is required for provider {} outside development (environment {:?})",
+                config.object_storage.provider, config.environment
+            ),
+            "set APP_GATEWAY__SIGNING_SECRET (generate one with: openssl rand -hex 32)",
+        ));
+    }
+    let cors = &config.cors;
+    if let Some(bad) = cors
+        .allowed_origins
+        .iter()
+        .find(|o| *o != "*" && check_endpoint(o).is_err())
+    {
+        return Err(Error::config(
+            "cors.allowed_origins",
+            &origin("cors.allowed_origins"),
+            format!("{bad:?} is not an origin"),
+            "list origins as scheme://host[:port], such as http://localhost:3000",
+        ));
+    }
+    const METHODS: [&str; 6] = ["GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS"];
+    if let Some(bad) = cors
+        .allowed_methods
+        .iter()
+        .find(|m| !METHODS.contains(&m.as_str()))
+    {
+        return Err(Error::config(
+            "cors.allowed_methods",
+            &origin("cors.allowed_methods"),
+            format!("{bad:?} is not an HTTP method CORS can allow here"),
+            format!("use some of: {}", METHODS.join(", ")),
+        ));
+    }
     Ok(())
 }
 
@@ -941,6 +1167,8 @@ mod tests {
         }
     }
 
+    const SIGNING_SECRET: &str = "0123456789abcdef0123456789abcdef-test";
+
     const S3_ENV: &[(&str, &str)] = &[
         ("APP_OBJECT_STORAGE__PROVIDER", "s3"),
         ("APP_OBJECT_STORAGE__BUCKET_NAME", "pacs-masks-dev"),
@@ -985,7 +1213,10 @@ mod tests {
             )
             .unwrap();
         loader
-            .add_env(env(&[("APP_SIGNED_URL__MAX_TTL", "1800")]))
+            .add_env(env(&[
+                ("APP_SIGNED_URL__MAX_TTL", "1800"),
+                ("APP_GATEWAY__SIGNING_SECRET", SIGNING_SECRET),
+            ]))
             .unwrap();
         let config = loader.build("staging", Origin::Default).unwrap();
         assert_eq!(config.object_storage.provider, Provider::Memory);
@@ -1208,6 +1439,9 @@ mod tests {
                 Origin::Default,
             )
             .unwrap();
+        loader
+            .set("gateway.signing_secret", SIGNING_SECRET, Origin::Default)
+            .unwrap();
         loader.build("production", Origin::Default).unwrap();
     }
 
@@ -1271,6 +1505,80 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(!err.contains("123456789"), "{err}");
+    }
+
+    #[test]
+    fn gateway_and_cors_default_to_the_guide() {
+        let config = Config::embedded_default();
+        assert_eq!(config.gateway.listen, "127.0.0.1:9000");
+        assert_eq!(config.gateway.public_url, "http://127.0.0.1:9000");
+        assert_eq!(
+            config.cors.allowed_origins,
+            ["http://localhost:3000", "http://localhost:8080"]
+        );
+        assert_eq!(
+            config.cors.allowed_methods,
+            ["GET", "PUT", "POST", "DELETE"]
+        );
+        assert_eq!(config.cors.expose_headers, ["ETag"]);
+        assert_eq!(config.cors.max_age, 3000);
+    }
+
+    #[test]
+    fn cors_lists_come_from_toml_arrays_or_comma_separated_env() {
+        let mut loader = ConfigLoader::new();
+        loader
+            .add_toml(
+                file("f.toml"),
+                "[cors]\nallowed_origins = [\"https://viewer.example.org\"]\n",
+            )
+            .unwrap();
+        loader
+            .add_env(env(&[("APP_CORS__ALLOWED_METHODS", "GET, PUT")]))
+            .unwrap();
+        let config = loader.build("development", Origin::Default).unwrap();
+        assert_eq!(config.cors.allowed_origins, ["https://viewer.example.org"]);
+        assert_eq!(config.cors.allowed_methods, ["GET", "PUT"]);
+        let (key, _, text) = config_error(build_env(&[("APP_CORS__ALLOWED_METHODS", "GET,FETCH")]));
+        assert_eq!(key, "cors.allowed_methods");
+        assert!(text.contains("\"FETCH\""), "{text}");
+        let (key, _, _) = config_error(build_env(&[(
+            "APP_CORS__ALLOWED_ORIGINS",
+            "localhost:3000",
+        )]));
+        assert_eq!(key, "cors.allowed_origins");
+    }
+
+    #[test]
+    fn signing_secret_is_required_outside_development_and_must_be_long() {
+        let mut loader = ConfigLoader::new();
+        loader
+            .set("object_storage.provider", "local", Origin::Default)
+            .unwrap();
+        let (key, _, text) = config_error(loader.build("staging", Origin::Default));
+        assert_eq!(key, "gateway.signing_secret");
+        assert!(text.contains("APP_GATEWAY__SIGNING_SECRET"), "{text}");
+        let (key, origin, text) =
+            config_error(build_env(&[("APP_GATEWAY__SIGNING_SECRET", "short")]));
+        assert_eq!(key, "gateway.signing_secret");
+        assert_eq!(origin, Origin::Env("APP_GATEWAY__SIGNING_SECRET".into()));
+        assert!(
+            text.contains("32 bytes") && !text.contains("short\""),
+            "{text}"
+        );
+        let (key, _, _) = config_error(build_env(&[(
+            "APP_GATEWAY__PREVIOUS_SIGNING_SECRET",
+            SIGNING_SECRET,
+        )]));
+        assert_eq!(key, "gateway.signing_secret");
+        let config = build_env(&[
+            ("APP_GATEWAY__SIGNING_SECRET", SIGNING_SECRET),
+            ("APP_GATEWAY__LISTEN", "0.0.0.0:9100"),
+        ])
+        .unwrap();
+        assert_eq!(config.gateway.public_url, "http://0.0.0.0:9100");
+        let debug = format!("{config:?}");
+        assert!(!debug.contains(SIGNING_SECRET), "{debug}");
     }
 
     #[test]

@@ -26,12 +26,13 @@
 
 pub use maskstore_backends::{
     ByteRange, ConfigSource, Error, Listing, Object, ObjectInfo, ObjectStream, PutOutcome,
-    ReadOptions, Result, Storage, Upload, WriteMode, WriteOptions, load_config, load_config_from,
+    ReadOptions, Result, SignOptions, SignedMethod, SignedUrl, Storage, Upload, WriteMode,
+    WriteOptions, load_config, load_config_from,
 };
 pub use maskstore_core::{
     Config, KeyPrefix, MaskFormat, MaskKey, ObjectKey, Origin, Provider, Secret, TtlPolicy,
 };
-pub use {maskstore_backends, maskstore_core};
+pub use {maskstore_backends, maskstore_core, maskstore_gateway};
 
 /// The README's examples, compiled as doctests so they cannot rot.
 #[doc = include_str!("../README.md")]

@@ -2,6 +2,8 @@
 
 mod check;
 mod config_show;
+mod presign;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -48,6 +50,10 @@ enum Command {
     /// Run the deployment guide's test procedure against the configured storage:
     /// list the prefix, put a probe object, read it back and compare, delete it.
     Check,
+    /// Print a signed URL for one object (the URL on stdout, its expiry on stderr).
+    Presign(presign::Args),
+    /// Serve signed URLs of the local and memory providers over HTTP until Ctrl-C/SIGTERM.
+    Serve,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +119,8 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             command: ConfigCommand::Show,
         } => config_show::run(&config, cli.json),
         Command::Check => check::run(&config, cli.json).await,
+        Command::Presign(args) => presign::run(&config, &args, cli.json).await,
+        Command::Serve => serve::run(&config).await,
     }
 }
 

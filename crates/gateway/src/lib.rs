@@ -1,0 +1,458 @@
+//! maskstore-gateway: the HTTP server behind signed URLs of the `local` and `memory`
+//! providers, so a browser uploads and downloads masks the same way it does against S3.
+//!
+//! Every object request needs a valid signed URL (see `maskstore_backends::signing`);
+//! there is no unsigned access. A refused request gets 403 and a one-line reason. CORS
+//! follows `[cors]`. `GET /health` answers for liveness.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use maskstore_backends::Storage;
+//! use maskstore_core::Config;
+//!
+//! let config = Config::memory();
+//! let storage = Storage::connect(&config)?;
+//! // Mount in an application's own axum server…
+//! let router = maskstore_gateway::router(storage.clone(), &config.cors)?;
+//! // …or serve it alone until Ctrl-C / SIGTERM.
+//! let listener = tokio::net::TcpListener::bind(&config.gateway.listen).await?;
+//! maskstore_gateway::serve(listener, router, maskstore_gateway::shutdown_signal()).await?;
+//! # Ok(()) }
+//! ```
+
+use std::future::Future;
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use axum::http::{Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get};
+use futures::TryStreamExt;
+use maskstore_backends::signing::{Grant, OBJECT_PATH, SignedMethod};
+use maskstore_backends::{ByteRange, Error, ObjectInfo, ReadOptions, Storage, WriteOptions};
+use maskstore_core::config::CorsConfig;
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, ExposeHeaders};
+
+/// What went wrong building the gateway.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum GatewayError {
+    /// The storage cannot be served: it issues no gateway URLs (S3 signs its own).
+    #[error(
+        "the gateway serves the local and memory providers; {backend} storage issues its own signed URLs"
+    )]
+    NotServable {
+        /// The backend name.
+        backend: String,
+    },
+    /// A `[cors]` value is not usable in an HTTP header.
+    #[error("cors.{key}: {value:?} cannot be used: {reason}")]
+    Cors {
+        /// The `[cors]` key.
+        key: &'static str,
+        /// The offending value.
+        value: String,
+        /// Why.
+        reason: String,
+    },
+    /// The server failed.
+    #[error("the gateway server failed: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+#[derive(Clone)]
+struct Gateway {
+    storage: Storage,
+}
+
+/// The gateway as a router an application can mount or serve.
+pub fn router(storage: Storage, cors: &CorsConfig) -> Result<Router, GatewayError> {
+    if storage.gateway_signer().is_none() {
+        return Err(GatewayError::NotServable {
+            backend: storage.backend().to_string(),
+        });
+    }
+    let objects = Router::new()
+        .route(&format!("{OBJECT_PATH}{{*key}}"), any(object))
+        .layer(cors_layer(cors)?)
+        .with_state(Gateway { storage });
+    Ok(Router::new().route("/health", get(health)).merge(objects))
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then finishes the requests
+/// (uploads included) already in flight.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+fn cors_layer(cors: &CorsConfig) -> Result<CorsLayer, GatewayError> {
+    let header_values = |key: &'static str, items: &[String]| {
+        items
+            .iter()
+            .map(|item| {
+                HeaderValue::from_str(item).map_err(|e| GatewayError::Cors {
+                    key,
+                    value: item.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let header_names = |key: &'static str, items: &[String]| {
+        items
+            .iter()
+            .map(|item| {
+                HeaderName::from_bytes(item.as_bytes()).map_err(|e| GatewayError::Cors {
+                    key,
+                    value: item.clone(),
+                    reason: e.to_string(),
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let origins = if cors.allowed_origins.iter().any(|o| o == "*") {
+        AllowOrigin::any()
+    } else {
+        AllowOrigin::list(header_values("allowed_origins", &cors.allowed_origins)?)
+    };
+    let methods = cors
+        .allowed_methods
+        .iter()
+        .map(|m| {
+            Method::from_bytes(m.as_bytes()).map_err(|e| GatewayError::Cors {
+                key: "allowed_methods",
+                value: m.clone(),
+                reason: e.to_string(),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let headers = if cors.allowed_headers.iter().any(|h| h == "*") {
+        AllowHeaders::any()
+    } else {
+        AllowHeaders::list(header_names("allowed_headers", &cors.allowed_headers)?)
+    };
+    Ok(CorsLayer::new()
+        .allow_origin(origins)
+        .allow_methods(AllowMethods::list(methods))
+        .allow_headers(headers)
+        .expose_headers(ExposeHeaders::list(header_names(
+            "expose_headers",
+            &cors.expose_headers,
+        )?))
+        .max_age(Duration::from_secs(cors.max_age)))
+}
+
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+/// One line of text with a status: how every refusal and failure is answered.
+fn reply(status: StatusCode, reason: impl std::fmt::Display) -> Response {
+    (status, format!("{reason}\n")).into_response()
+}
+
+fn error_reply(e: &Error) -> Response {
+    let status = match e {
+        Error::NotFound { .. } => StatusCode::NOT_FOUND,
+        Error::NotModified { .. } => StatusCode::NOT_MODIFIED,
+        Error::Precondition { .. } => StatusCode::PRECONDITION_FAILED,
+        Error::AlreadyExists { .. } => StatusCode::CONFLICT,
+        Error::InvalidRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+        Error::InvalidKey { .. } | Error::InvalidMetadata { .. } => StatusCode::BAD_REQUEST,
+        Error::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    if status.is_server_error() {
+        tracing::warn!(error = %e, "gateway request failed");
+    }
+    if status == StatusCode::NOT_MODIFIED {
+        return status.into_response();
+    }
+    reply(status, e)
+}
+
+async fn object(State(gateway): State<Gateway>, request: Request) -> Response {
+    let signer = gateway
+        .storage
+        .gateway_signer()
+        .expect("router() only serves storages with a gateway signer");
+    let uri = request.uri().clone();
+    let encoded_key = uri.path().strip_prefix(OBJECT_PATH).unwrap_or_default();
+    let grant = match signer.verify(
+        request.method().as_str(),
+        encoded_key,
+        uri.query().unwrap_or(""),
+        chrono::Utc::now(),
+    ) {
+        Ok(grant) => grant,
+        Err(refusal) => {
+            let status = match refusal {
+                maskstore_backends::signing::Refusal::InvalidKey(_) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::FORBIDDEN,
+            };
+            return reply(status, refusal);
+        }
+    };
+    let storage = &gateway.storage;
+    match grant.method {
+        SignedMethod::Get => download(storage, &grant, request.headers(), true).await,
+        SignedMethod::Head => download(storage, &grant, request.headers(), false).await,
+        SignedMethod::Put => upload(storage, &grant, request).await,
+        SignedMethod::Delete => match storage.delete(&grant.key).await {
+            Ok(()) => StatusCode::NO_CONTENT.into_response(),
+            Err(e) => error_reply(&e),
+        },
+    }
+}
+
+/// GET and HEAD: streamed, with Range, ETag, Content-Type, Content-Length and
+/// conditional requests.
+async fn download(storage: &Storage, grant: &Grant, headers: &HeaderMap, body: bool) -> Response {
+    let header_text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    let range = header_text(header::RANGE).and_then(parse_range);
+    let options = ReadOptions {
+        range: range.clone(),
+        if_match: header_text(header::IF_MATCH).map(unquote),
+        if_none_match: header_text(header::IF_NONE_MATCH).map(unquote),
+    };
+    if !body {
+        let info = match storage.head(&grant.key).await {
+            Ok(info) => info,
+            Err(e) => return error_reply(&e),
+        };
+        if let Some(etag) = &options.if_none_match
+            && info.etag.as_deref() == Some(etag.as_str())
+        {
+            return StatusCode::NOT_MODIFIED.into_response();
+        }
+        let mut response = StatusCode::OK.into_response();
+        describe(response.headers_mut(), &info);
+        set(
+            response.headers_mut(),
+            header::CONTENT_LENGTH,
+            &info.size.to_string(),
+        );
+        return response;
+    }
+    let object = match storage.read_stream(&grant.key, options).await {
+        Ok(object) => object,
+        Err(e) => return error_reply(&e),
+    };
+    let (status, length) = match range {
+        Some(_) => (
+            StatusCode::PARTIAL_CONTENT,
+            object.range.end - object.range.start,
+        ),
+        None => (StatusCode::OK, object.info.size),
+    };
+    let mut response = Response::new(Body::from_stream(object.stream));
+    *response.status_mut() = status;
+    let out = response.headers_mut();
+    describe(out, &object.info);
+    set(out, header::CONTENT_LENGTH, &length.to_string());
+    if status == StatusCode::PARTIAL_CONTENT {
+        let last = object.range.end.saturating_sub(1);
+        set(
+            out,
+            header::CONTENT_RANGE,
+            &format!("bytes {}-{last}/{}", object.range.start, object.info.size),
+        );
+    }
+    response
+}
+
+/// PUT: the body is streamed into the store with bounded memory; bound headers are checked
+/// first.
+async fn upload(storage: &Storage, grant: &Grant, request: Request) -> Response {
+    let headers = request.headers();
+    let sent_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    if let Some(bound) = &grant.content_type
+        && sent_type.as_deref() != Some(bound.as_str())
+    {
+        return reply(
+            StatusCode::FORBIDDEN,
+            format!(
+                "content type {:?} does not match the {bound:?} this URL was signed for",
+                sent_type.as_deref().unwrap_or("(none)")
+            ),
+        );
+    }
+    let sent_length = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if let Some(bound) = grant.content_length
+        && sent_length != Some(bound)
+    {
+        return reply(
+            StatusCode::FORBIDDEN,
+            format!(
+                "content length {} does not match the {bound} bytes this URL was signed for",
+                sent_length.map_or("(none)".to_string(), |n| n.to_string())
+            ),
+        );
+    }
+    let options = WriteOptions {
+        content_type: grant.content_type.clone().or(sent_type),
+        ..Default::default()
+    };
+    let expected = grant.content_length.or(sent_length);
+    let mut received = 0u64;
+    let body = request
+        .into_body()
+        .into_data_stream()
+        .map_err(std::io::Error::other)
+        .and_then(move |chunk: bytes::Bytes| {
+            received += chunk.len() as u64;
+            let too_long = expected.is_some_and(|n| received > n);
+            futures::future::ready(if too_long {
+                Err(std::io::Error::other(
+                    "the body is longer than its Content-Length",
+                ))
+            } else {
+                Ok(chunk)
+            })
+        });
+    match storage
+        .upload_stream(&grant.key, &options, Box::pin(body))
+        .await
+    {
+        Ok(outcome) => {
+            let mut response = StatusCode::OK.into_response();
+            if let Some(etag) = outcome.etag {
+                set(response.headers_mut(), header::ETAG, &quote(&etag));
+            }
+            response
+        }
+        Err(e @ Error::Backend { .. }) if e.to_string().contains("Content-Length") => {
+            reply(StatusCode::BAD_REQUEST, e)
+        }
+        Err(e) => error_reply(&e),
+    }
+}
+
+fn describe(out: &mut HeaderMap, info: &ObjectInfo) {
+    if let Some(ct) = &info.content_type {
+        set(out, header::CONTENT_TYPE, ct);
+    }
+    if let Some(etag) = &info.etag {
+        set(out, header::ETAG, &quote(etag));
+    }
+    set(
+        out,
+        header::LAST_MODIFIED,
+        &info
+            .last_modified
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string(),
+    );
+    set(out, header::ACCEPT_RANGES, "bytes");
+}
+
+fn set(out: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        out.insert(name, value);
+    }
+}
+
+/// `bytes=a-b`, `bytes=a-` or `bytes=-n`; anything else (several ranges, other units) is
+/// ignored and the whole object served, as HTTP allows.
+fn parse_range(text: &str) -> Option<ByteRange> {
+    let spec = text.trim().strip_prefix("bytes=")?;
+    if spec.contains(',') {
+        return None;
+    }
+    let (start, end) = spec.split_once('-')?;
+    match (start.trim(), end.trim()) {
+        ("", n) => Some(ByteRange::Suffix(n.parse().ok()?)),
+        (a, "") => Some(ByteRange::From(a.parse().ok()?)),
+        (a, b) => {
+            let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
+            Some(ByteRange::Bounded(a..b.checked_add(1)?))
+        }
+    }
+}
+
+fn quote(etag: &str) -> String {
+    if etag.starts_with('"') || etag.starts_with("W/") {
+        etag.to_string()
+    } else {
+        format!("\"{etag}\"")
+    }
+}
+
+fn unquote(text: &str) -> String {
+    let text = text.trim();
+    let text = text.strip_prefix("W/").unwrap_or(text);
+    text.trim_matches('"').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_parse_like_http() {
+        assert_eq!(parse_range("bytes=0-4"), Some(ByteRange::Bounded(0..5)));
+        assert_eq!(parse_range("bytes=10-"), Some(ByteRange::From(10)));
+        assert_eq!(parse_range("bytes=-3"), Some(ByteRange::Suffix(3)));
+        assert_eq!(parse_range("bytes=0-1,4-5"), None);
+        assert_eq!(parse_range("items=0-1"), None);
+        assert_eq!(parse_range("bytes=a-b"), None);
+    }
+
+    #[test]
+    fn etags_are_quoted_once() {
+        assert_eq!(quote("abc"), "\"abc\"");
+        assert_eq!(quote("\"abc\""), "\"abc\"");
+        assert_eq!(unquote("W/\"abc\""), "abc");
+        assert_eq!(unquote("*"), "*");
+    }
+
+    #[test]
+    fn s3_storage_is_not_servable() {
+        let store = std::sync::Arc::new(object_store::memory::InMemory::new());
+        let storage = Storage::from_object_store(store, "s3", "mask/".parse().unwrap());
+        let cors = maskstore_core::Config::memory().cors;
+        assert!(matches!(
+            router(storage, &cors),
+            Err(GatewayError::NotServable { .. })
+        ));
+    }
+}

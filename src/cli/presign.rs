@@ -1,0 +1,68 @@
+//! `maskstore presign`: a signed URL for one object.
+
+use maskstore::{Config, ObjectKey, Provider, SignOptions, SignedMethod, Storage};
+use serde_json::json;
+
+use super::{Failure, print_json};
+
+/// The arguments of `maskstore presign`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// What the URL grants: get, put, head or delete.
+    method: SignedMethod,
+    /// The full object key (mask/…).
+    key: String,
+    /// Lifetime in seconds (default signed_url.default_ttl; at most signed_url.max_ttl).
+    #[arg(long, value_name = "SECONDS")]
+    ttl: Option<u64>,
+    /// PUT: the Content-Type the upload must carry.
+    #[arg(long, value_name = "TYPE")]
+    content_type: Option<String>,
+    /// PUT: the exact size in bytes the upload must have.
+    #[arg(long, value_name = "BYTES")]
+    content_length: Option<u64>,
+}
+
+pub(crate) async fn run(config: &Config, args: &Args, as_json: bool) -> Result<(), Failure> {
+    if config.object_storage.provider == Provider::Memory && config.gateway.signing_secret.is_none()
+    {
+        return Err(Failure {
+            message: "provider memory signs with a per-process secret when none is configured, \
+                      so a URL printed here would be valid nowhere; set \
+                      APP_GATEWAY__SIGNING_SECRET for both presign and serve"
+                .to_string(),
+            code: 2,
+        });
+    }
+    let key =
+        ObjectKey::parse(args.key.clone()).map_err(|e| Failure::from(maskstore::Error::from(e)))?;
+    let storage = Storage::connect(config)?;
+    let options = SignOptions {
+        content_type: args.content_type.clone(),
+        content_length: args.content_length,
+    };
+    let signed = storage
+        .signed_url(args.method, &key, args.ttl, &options)
+        .await?;
+    let seconds = (signed.expires_at - chrono::Utc::now())
+        .num_seconds()
+        .max(0);
+    if as_json {
+        print_json(&json!({
+            "url": signed.url,
+            "method": signed.method.as_str(),
+            "expires_at": signed.expires_at.to_rfc3339(),
+            "headers": signed.headers.iter().map(|(k, v)| json!({"name": k, "value": v})).collect::<Vec<_>>(),
+        }));
+    } else {
+        println!("{}", signed.url);
+        eprintln!(
+            "expires {} (in {seconds} s)",
+            signed.expires_at.to_rfc3339()
+        );
+        for (name, value) in &signed.headers {
+            eprintln!("send header {name}: {value}");
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! `maskstore serve`: the signed-URL gateway of the local and memory providers.
+
+use maskstore::{Config, Provider, Storage};
+
+use super::Failure;
+
+pub(crate) async fn run(config: &Config) -> Result<(), Failure> {
+    if config.object_storage.provider == Provider::S3 {
+        return Err(Failure {
+            message: "maskstore serve serves the local and memory providers; with provider s3, \
+                      signed URLs point at S3 itself"
+                .to_string(),
+            code: 2,
+        });
+    }
+    let storage = Storage::connect(config)?;
+    let router = maskstore_gateway::router(storage, &config.cors).map_err(|e| Failure {
+        message: e.to_string(),
+        code: 2,
+    })?;
+    let listen = &config.gateway.listen;
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| Failure {
+        message: format!(
+            "cannot listen on {listen} (gateway.listen): {e}; choose a free address with APP_GATEWAY__LISTEN"
+        ),
+        code: 2,
+    })?;
+    eprintln!(
+        "maskstore gateway: provider {}, listening on {listen}, URLs under {}",
+        config.object_storage.provider, config.gateway.public_url
+    );
+    maskstore_gateway::serve(listener, router, maskstore_gateway::shutdown_signal())
+        .await
+        .map_err(|e| Failure {
+            message: e.to_string(),
+            code: 1,
+        })?;
+    eprintln!("maskstore gateway: stopped");
+    Ok(())
+}

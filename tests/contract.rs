@@ -3,7 +3,7 @@
 
 use futures::TryStreamExt;
 use maskstore_backends::{Error, Storage, WriteOptions};
-use maskstore_testkit::contract::{self, Report};
+use maskstore_testkit::contract::{self, Capabilities, Report};
 use maskstore_testkit::servers::{self, S3Server};
 
 /// At least this many cases must pass on every backend.
@@ -17,17 +17,23 @@ fn assert_clean(report: &Report) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn contract_memory() {
-    assert_clean(&contract::run(&maskstore_testkit::memory()).await);
+    let storage = maskstore_testkit::memory_served().await;
+    assert_clean(&contract::run(&storage).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn contract_local() {
-    let storage = maskstore_testkit::temp_dir();
+    let storage = maskstore_testkit::temp_dir_served().await;
     assert_clean(&contract::run(&storage).await);
 }
 
 async fn contract_s3(server: S3Server) {
-    let report = contract::run(&server.storage()).await.labelled(server.name);
+    let capabilities = Capabilities {
+        verifies_signatures: server.verifies_signatures,
+    };
+    let report = contract::run_with(&server.storage(), capabilities)
+        .await
+        .labelled(server.name);
     assert_clean(&report);
 }
 

@@ -2,9 +2,10 @@
 
 use std::ops::Deref;
 
+use maskstore_backends::signing::{self, GatewaySigner};
 use maskstore_backends::{ConfigSource, Storage, load_config};
-use maskstore_core::Origin;
 use maskstore_core::config::{ConfigLoader, DEFAULT_ENVIRONMENT};
+use maskstore_core::{Config, Origin};
 
 /// A fresh in-memory storage under `mask/`.
 pub fn memory() -> Storage {
@@ -36,6 +37,107 @@ pub fn temp_dir() -> TempStorage {
 /// the application itself would build it.
 pub fn from_env() -> maskstore_backends::Result<Storage> {
     Storage::connect(&load_config(&ConfigSource::default())?)
+}
+
+/// A storage served by a gateway on an ephemeral loopback port, so its signed URLs work;
+/// the gateway stops (and a temporary folder is removed) on drop.
+pub struct Served {
+    storage: Storage,
+    gateway: tokio::task::JoinHandle<()>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Served {
+    /// The gateway's base URL.
+    pub fn gateway_url(&self) -> &str {
+        self.storage
+            .gateway_signer()
+            .map(|s| s.public_url())
+            .unwrap_or_default()
+    }
+}
+
+impl Deref for Served {
+    type Target = Storage;
+    fn deref(&self) -> &Storage {
+        &self.storage
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.gateway.abort();
+    }
+}
+
+/// Serves the storage `config` describes through a gateway on `127.0.0.1:<ephemeral>`
+/// (its `gateway.public_url` is set to that address).
+pub async fn served(mut config: Config) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port for the gateway");
+    let addr = listener.local_addr().expect("a bound address");
+    config.gateway.listen = addr.to_string();
+    config.gateway.public_url = format!("http://{addr}");
+    let storage = Storage::connect(&config).expect("a servable storage");
+    spawn_gateway(listener, storage, &config.cors)
+}
+
+/// Serves any storage (for example one built with [`Storage::from_object_store`]) through
+/// a gateway on a loopback port, signing with a fresh random secret.
+pub async fn serve_storage(storage: Storage) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("a loopback port for the gateway");
+    let addr = listener.local_addr().expect("a bound address");
+    let signer = GatewaySigner::new(&format!("http://{addr}"), signing::random_secret(), None);
+    let storage = storage.with_gateway_signer(signer);
+    spawn_gateway(listener, storage, &Config::memory().cors)
+}
+
+fn spawn_gateway(
+    listener: tokio::net::TcpListener,
+    storage: Storage,
+    cors: &maskstore_core::config::CorsConfig,
+) -> Served {
+    let router = maskstore_gateway::router(storage.clone(), cors).expect("a gateway router");
+    let gateway = tokio::spawn(async move {
+        let _ = maskstore_gateway::serve(listener, router, std::future::pending()).await;
+    });
+    Served {
+        storage,
+        gateway,
+        _dir: None,
+    }
+}
+
+/// An in-memory storage served by a gateway.
+pub async fn memory_served() -> Served {
+    served(Config::memory()).await
+}
+
+/// A local-disk storage in a temporary folder, served by a gateway.
+pub async fn temp_dir_served() -> Served {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let mut served = served(local_config(&dir.path().join("data"))).await;
+    served._dir = Some(dir);
+    served
+}
+
+fn local_config(root: &std::path::Path) -> Config {
+    let mut loader = ConfigLoader::new();
+    for (key, value) in [
+        ("object_storage.provider", "local"),
+        (
+            "object_storage.root",
+            root.to_str().expect("temp paths are UTF-8"),
+        ),
+    ] {
+        loader.set(key, value, Origin::Default).expect("known key");
+    }
+    loader
+        .build(DEFAULT_ENVIRONMENT, Origin::Default)
+        .expect("a valid local config")
 }
 
 /// A [`Storage`] on a temporary folder; the folder is removed on drop.

@@ -16,4 +16,7 @@ pub mod contract;
 mod fixtures;
 pub mod servers;
 
-pub use fixtures::{TempStorage, from_env, memory, temp_dir};
+pub use fixtures::{
+    Served, TempStorage, from_env, memory, memory_served, serve_storage, served, temp_dir,
+    temp_dir_served,
+};

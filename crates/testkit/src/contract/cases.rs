@@ -7,20 +7,22 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use maskstore_backends::{
-    ByteRange, DEFAULT_CONTENT_TYPE, Error, ReadOptions, Storage, WriteMode, WriteOptions,
+    ByteRange, DEFAULT_CONTENT_TYPE, Error, ReadOptions, SignOptions, SignedMethod, Storage,
+    WriteMode, WriteOptions,
 };
 use maskstore_core::{MAX_KEY_BYTES, ObjectKey};
 use sha2::{Digest, Sha256};
 
-use super::{Case, CountingStore};
+use super::{Case, CountingStore, Need};
 
 macro_rules! cases {
-    ($($group:ident: [$($name:ident),* $(,)?]),* $(,)?) => {
+    ($($group:ident / $need:ident: [$($name:ident),* $(,)?]),* $(,)?) => {
         /// Every case of the suite, in group order.
         pub fn all() -> Vec<Case> {
             vec![$($(Case {
                 group: stringify!($group),
                 name: stringify!($name),
+                needs: Need::$need,
                 run: |storage| Box::pin($name(storage)),
             },)*)*]
         }
@@ -28,7 +30,7 @@ macro_rules! cases {
 }
 
 cases! {
-    put: [
+    put / Nothing: [
         put_empty_object_round_trips,
         put_small_object_round_trips,
         put_object_over_5_mib_round_trips,
@@ -40,7 +42,7 @@ cases! {
         etag_changes_on_overwrite,
         invalid_metadata_is_refused_before_io,
     ],
-    get: [
+    get / Nothing: [
         get_of_missing_key_is_not_found,
         head_of_missing_key_is_not_found,
         get_of_a_folder_is_not_found,
@@ -53,7 +55,7 @@ cases! {
         if_match_with_stale_etag_is_precondition_failed,
         if_match_with_current_etag_returns_the_object,
     ],
-    range: [
+    range / Nothing: [
         bounded_range_returns_exact_bytes,
         range_from_offset_reads_to_the_end,
         suffix_range_returns_the_last_bytes,
@@ -63,7 +65,7 @@ cases! {
         empty_or_reversed_range_is_refused_before_io,
         range_read_reports_the_whole_size,
     ],
-    list: [
+    list / Nothing: [
         list_returns_everything_under_the_prefix,
         list_of_1100_keys_is_complete_without_duplicates,
         list_reports_sizes_and_etags,
@@ -76,7 +78,7 @@ cases! {
         list_after_delete_shows_no_empty_folder,
         list_outside_the_prefix_is_refused,
     ],
-    delete: [
+    delete / Nothing: [
         delete_then_get_is_not_found,
         delete_of_missing_key_is_ok,
         delete_many_removes_every_key,
@@ -84,20 +86,20 @@ cases! {
         delete_leaves_siblings_intact,
         delete_of_a_folder_name_deletes_nothing,
     ],
-    copy: [
+    copy / Nothing: [
         copy_duplicates_content_and_attributes,
         copy_overwrites_the_destination,
         copy_from_missing_source_is_not_found,
         copy_if_absent_to_a_new_key_copies,
         copy_if_absent_to_an_existing_key_is_already_exists,
     ],
-    rename: [
+    rename / Nothing: [
         rename_moves_the_object,
         rename_overwrites_the_destination,
         rename_of_missing_source_is_not_found,
         rename_if_absent_to_an_existing_key_keeps_both,
     ],
-    conditional: [
+    conditional / Nothing: [
         create_only_put_on_a_new_key_writes,
         create_only_put_on_an_existing_key_is_already_exists,
         update_with_stale_etag_is_precondition_failed,
@@ -105,7 +107,7 @@ cases! {
         update_of_missing_key_is_precondition_failed,
         twenty_concurrent_create_only_puts_have_one_winner,
     ],
-    upload: [
+    upload / Nothing: [
         upload_is_invisible_until_finished,
         aborted_upload_leaves_nothing,
         upload_of_64_mib_round_trips_byte_for_byte,
@@ -114,7 +116,7 @@ cases! {
         upload_replaces_an_existing_object,
         upload_stream_aborts_on_a_failing_source,
     ],
-    keys: [
+    keys / Nothing: [
         key_with_spaces_round_trips,
         key_with_plus_and_percent_round_trips,
         key_with_equals_and_ampersand_round_trips,
@@ -129,13 +131,32 @@ cases! {
         key_over_1024_bytes_is_refused,
         key_outside_the_prefix_is_refused_before_io,
     ],
-    concurrency: [
+    concurrency / Nothing: [
         fifty_writers_and_readers_see_only_whole_versions,
         concurrent_puts_of_distinct_keys_all_land,
     ],
-    isolation: [
+    isolation / Nothing: [
         storages_with_different_prefixes_never_see_each_other,
         scoped_storage_refuses_its_parents_keys,
+    ],
+    signed_url / Nothing: [
+        signed_get_returns_the_bytes,
+        signed_put_stores_the_bytes,
+        signed_head_reports_the_size,
+        signed_delete_removes_the_object,
+        signed_get_of_unusual_key_works,
+        ttl_above_the_maximum_is_refused_at_issue,
+        no_ttl_means_the_default_ttl,
+        key_outside_the_prefix_is_refused_at_issue,
+    ],
+    signed_url_checks / SignatureChecks: [
+        expired_url_is_refused,
+        url_with_changed_signature_is_refused,
+        url_with_changed_key_is_refused,
+        url_with_changed_expiry_is_refused,
+        url_used_with_another_method_is_refused,
+        put_with_another_content_type_than_bound_is_refused,
+        url_signed_by_another_secret_is_refused,
     ],
 }
 
@@ -1201,4 +1222,250 @@ pub async fn scoped_storage_refuses_its_parents_keys(s: Storage) {
     let inner = s.scoped("inner").unwrap();
     assert_err!(inner.get(&outer).await, Error::InvalidKey { .. });
     assert!(listed(&inner, None).await.is_empty());
+}
+
+// ---------------------------------------------------------------------------------------
+// signed URLs, used with a plain HTTP client that holds no credentials
+
+async fn sign(s: &Storage, method: SignedMethod, k: &ObjectKey, options: &SignOptions) -> String {
+    s.signed_url(method, k, None, options)
+        .await
+        .expect("signed_url")
+        .url
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// The HTTP status of `method` on `url` with `body` and `headers`.
+async fn status(method: &str, url: &str, headers: &[(&str, &str)], body: &'static str) -> u16 {
+    let method = reqwest::Method::from_bytes(method.as_bytes()).expect("a method");
+    let mut request = http().request(method, url).body(body);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request
+        .send()
+        .await
+        .expect("the signed URL's server answers")
+        .status()
+        .as_u16()
+}
+
+fn png() -> SignOptions {
+    SignOptions {
+        content_type: Some("image/png".to_string()),
+        content_length: None,
+    }
+}
+
+/// A signed GET returns the object's bytes and content type to a client without
+/// credentials.
+pub async fn signed_get_returns_the_bytes(s: Storage) {
+    let k = key(&s, "get.png");
+    s.put_with(&k, "pixels", &WriteOptions::content_type("image/png"))
+        .await
+        .unwrap();
+    let url = sign(&s, SignedMethod::Get, &k, &SignOptions::default()).await;
+    let response = http().get(&url).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(content_type.as_deref(), Some("image/png"));
+    assert_eq!(response.bytes().await.unwrap(), "pixels");
+}
+
+/// A signed PUT stores the body, with the bound content type, readable through Storage.
+pub async fn signed_put_stores_the_bytes(s: Storage) {
+    let k = key(&s, "put.png");
+    let url = sign(&s, SignedMethod::Put, &k, &png()).await;
+    let response = http()
+        .put(&url)
+        .header("content-type", "image/png")
+        .body("uploaded")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "PUT answered {}",
+        response.status()
+    );
+    let stored = s.get(&k).await.unwrap();
+    assert_eq!(stored.data, "uploaded");
+    assert_eq!(stored.info.content_type.as_deref(), Some("image/png"));
+}
+
+/// A signed HEAD reports the size without a body.
+pub async fn signed_head_reports_the_size(s: Storage) {
+    let k = put(&s, "head.bin", "12345").await;
+    let url = sign(&s, SignedMethod::Head, &k, &SignOptions::default()).await;
+    let response = http().head(&url).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let length = response
+        .headers()
+        .get("content-length")
+        .map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(length.as_deref(), Some("5"));
+}
+
+/// A signed DELETE removes the object.
+pub async fn signed_delete_removes_the_object(s: Storage) {
+    let k = put(&s, "delete.bin", "x").await;
+    let url = sign(&s, SignedMethod::Delete, &k, &SignOptions::default()).await;
+    let code = status("DELETE", &url, &[], "").await;
+    assert!((200..300).contains(&code), "DELETE answered {code}");
+    assert!(!s.exists(&k).await.unwrap());
+}
+
+/// Signed URLs work for keys with spaces, `+`, `%`, `#`, `?` and unicode.
+pub async fn signed_get_of_unusual_key_works(s: Storage) {
+    let k = put(&s, "a b+c%d#e?f/환자 🧠.png", "unusual").await;
+    let url = sign(&s, SignedMethod::Get, &k, &SignOptions::default()).await;
+    let response = http().get(&url).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200, "{url}");
+    assert_eq!(response.bytes().await.unwrap(), "unusual");
+}
+
+/// A TTL above the maximum is refused when the URL is issued, naming the maximum.
+pub async fn ttl_above_the_maximum_is_refused_at_issue(s: Storage) {
+    let k = key(&s, "ttl.bin");
+    let max = s.ttl_policy().max_ttl().as_secs();
+    match s
+        .signed_url(
+            SignedMethod::Get,
+            &k,
+            Some(max + 1),
+            &SignOptions::default(),
+        )
+        .await
+    {
+        Err(Error::InvalidTtl {
+            requested,
+            max: said,
+        }) => {
+            assert_eq!((requested, said), (max + 1, max));
+        }
+        other => panic!("expected InvalidTtl, got {other:?}"),
+    }
+    assert_err!(
+        s.signed_url(SignedMethod::Get, &k, Some(0), &SignOptions::default())
+            .await,
+        Error::InvalidTtl { .. }
+    );
+}
+
+/// Without a TTL the URL lives the configured default.
+pub async fn no_ttl_means_the_default_ttl(s: Storage) {
+    let k = key(&s, "ttl.bin");
+    let signed = s
+        .signed_url(SignedMethod::Get, &k, None, &SignOptions::default())
+        .await
+        .unwrap();
+    let lives = (signed.expires_at - chrono::Utc::now()).num_seconds();
+    let default = s.ttl_policy().default_ttl().as_secs() as i64;
+    assert!(
+        (default - 5..=default).contains(&lives),
+        "lives {lives} s, default {default} s"
+    );
+}
+
+/// A key outside the storage's prefix is refused before signing.
+pub async fn key_outside_the_prefix_is_refused_at_issue(s: Storage) {
+    let outside = ObjectKey::parse("outside/x.png").unwrap();
+    assert_err!(
+        s.signed_url(SignedMethod::Get, &outside, None, &SignOptions::default())
+            .await,
+        Error::InvalidKey { .. }
+    );
+}
+
+/// A URL used after its expiry is refused.
+pub async fn expired_url_is_refused(s: Storage) {
+    let k = put(&s, "expiring.bin", "x").await;
+    let url = s
+        .signed_url(SignedMethod::Get, &k, Some(1), &SignOptions::default())
+        .await
+        .unwrap()
+        .url;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(status("GET", &url, &[], "").await, 403);
+}
+
+/// The query parameter whose name ends with `suffix` (case-insensitive), as (name, value).
+fn param(url: &str, suffix: &str) -> (String, String) {
+    let query = url.split_once('?').expect("a query").1;
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(name, _)| name.to_ascii_lowercase().ends_with(suffix))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .unwrap_or_else(|| panic!("no *{suffix} parameter in {url}"))
+}
+
+/// A URL whose signature was changed is refused.
+pub async fn url_with_changed_signature_is_refused(s: Storage) {
+    let k = put(&s, "sig.bin", "x").await;
+    let url = sign(&s, SignedMethod::Get, &k, &SignOptions::default()).await;
+    let (name, value) = param(&url, "signature");
+    let flipped: String = value.chars().rev().collect();
+    let tampered = url.replace(&format!("{name}={value}"), &format!("{name}={flipped}"));
+    assert_ne!(tampered, url);
+    assert_eq!(status("GET", &tampered, &[], "").await, 403);
+}
+
+/// A URL whose key was changed is refused: it does not open another object.
+pub async fn url_with_changed_key_is_refused(s: Storage) {
+    let k = put(&s, "granted.bin", "granted").await;
+    put(&s, "grantee.bin", "other").await;
+    let url = sign(&s, SignedMethod::Get, &k, &SignOptions::default()).await;
+    let tampered = url.replacen("granted.bin", "grantee.bin", 1);
+    assert_ne!(tampered, url);
+    assert_eq!(status("GET", &tampered, &[], "").await, 403);
+}
+
+/// A URL whose expiry was changed is refused.
+pub async fn url_with_changed_expiry_is_refused(s: Storage) {
+    let k = put(&s, "exp.bin", "x").await;
+    let url = sign(&s, SignedMethod::Get, &k, &SignOptions::default()).await;
+    let (name, value) = param(&url, "expires");
+    let later = value.parse::<u64>().expect("a number") + 1;
+    let tampered = url.replace(&format!("{name}={value}"), &format!("{name}={later}"));
+    assert_eq!(status("GET", &tampered, &[], "").await, 403);
+}
+
+/// A GET URL used for PUT or DELETE is refused and the object stays as it was.
+pub async fn url_used_with_another_method_is_refused(s: Storage) {
+    let k = put(&s, "method.bin", "original").await;
+    let url = sign(&s, SignedMethod::Get, &k, &SignOptions::default()).await;
+    assert_eq!(status("PUT", &url, &[], "overwritten").await, 403);
+    assert_eq!(status("DELETE", &url, &[], "").await, 403);
+    assert_eq!(data(&s, &k).await, "original");
+}
+
+/// A PUT with another content type than the bound one is refused and stores nothing.
+pub async fn put_with_another_content_type_than_bound_is_refused(s: Storage) {
+    let k = key(&s, "bound.png");
+    let url = sign(&s, SignedMethod::Put, &k, &png()).await;
+    assert_eq!(
+        status("PUT", &url, &[("content-type", "text/html")], "<script>").await,
+        403
+    );
+    assert!(!s.exists(&k).await.unwrap());
+}
+
+/// A URL signed for another storage's secret (or credentials) is refused here.
+pub async fn url_signed_by_another_secret_is_refused(s: Storage) {
+    let k = put(&s, "foreign.bin", "x").await;
+    let url = sign(&s, SignedMethod::Get, &k, &SignOptions::default()).await;
+    // Re-sign the same request with a random secret: same shape, wrong key.
+    let (name, value) = param(&url, "signature");
+    let forged: String = (0..value.len())
+        .map(|i| if i % 2 == 0 { 'a' } else { '5' })
+        .collect();
+    let tampered = url.replace(&format!("{name}={value}"), &format!("{name}={forged}"));
+    assert_eq!(status("GET", &tampered, &[], "").await, 403);
 }

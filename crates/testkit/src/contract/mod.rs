@@ -54,10 +54,12 @@
 //! use std::sync::Arc;
 //! use maskstore_backends::Storage;
 //!
-//! // Any object_store, wrapped or new, gets maskstore's API and must pass the contract.
+//! // Any object_store, wrapped or new, gets maskstore's API and must pass the contract;
+//! // its signed URLs are served by a gateway on a loopback port.
 //! let store = Arc::new(object_store::memory::InMemory::new());
 //! let storage = Storage::from_object_store(store, "my-wrapper", "mask/".parse().unwrap());
-//! let report = maskstore_testkit::contract::run(&storage).await;
+//! let served = maskstore_testkit::serve_storage(storage).await;
+//! let report = maskstore_testkit::contract::run(&served).await;
 //! println!("{report}");
 //! assert!(report.failed.is_empty(), "{report}");
 //! # });
@@ -81,6 +83,41 @@ pub const CASE_TIMEOUT: Duration = Duration::from_secs(180);
 /// Cases running at once.
 pub const PARALLEL_CASES: usize = 6;
 
+/// What a backend can be asked for. Only what a backend truly cannot do may be switched
+/// off; everything where backends merely differ is fixed in the backend layer instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// The server verifies signatures of signed URLs (moto accepts any signature, so
+    /// tampered or expired URLs cannot be refused there).
+    pub verifies_signatures: bool,
+}
+
+impl Default for Capabilities {
+    fn default() -> Self {
+        Capabilities {
+            verifies_signatures: true,
+        }
+    }
+}
+
+/// What a case needs of the backend beyond the contract everyone follows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Nothing: every backend runs it.
+    Nothing,
+    /// Signature verification ([`Capabilities::verifies_signatures`]).
+    SignatureChecks,
+}
+
+impl Need {
+    fn met_by(self, capabilities: &Capabilities) -> bool {
+        match self {
+            Need::Nothing => true,
+            Need::SignatureChecks => capabilities.verifies_signatures,
+        }
+    }
+}
+
 /// One case of the suite.
 #[derive(Clone, Copy)]
 pub struct Case {
@@ -88,6 +125,8 @@ pub struct Case {
     pub group: &'static str,
     /// The behaviour it pins, as a function name.
     pub name: &'static str,
+    /// What it needs of the backend.
+    pub needs: Need,
     /// Runs it against a storage scoped to the case's own prefix.
     pub run: fn(Storage) -> BoxFuture<'static, ()>,
 }
@@ -107,6 +146,8 @@ pub struct Report {
     pub passed: Vec<String>,
     /// Names of the cases that failed, with their messages.
     pub failed: Vec<(String, String)>,
+    /// Names of the cases the backend's capabilities rule out.
+    pub not_asked: Vec<String>,
 }
 
 impl Report {
@@ -129,17 +170,38 @@ impl fmt::Display for Report {
         for (name, message) in &self.failed {
             write!(f, "\n  FAILED {name}: {message}")?;
         }
+        if !self.not_asked.is_empty() {
+            write!(
+                f,
+                "\n  not asked of this backend (capabilities): {}",
+                self.not_asked.join(", ")
+            )?;
+        }
         Ok(())
     }
 }
 
 /// Runs every case against `storage`, each below its own random prefix, and cleans up.
+/// The storage must be able to sign URLs its server verifies (for local and memory:
+/// served by a gateway, see [`crate::served`]).
 pub async fn run(storage: &Storage) -> Report {
-    run_cases(storage, &all()).await
+    run_with(storage, Capabilities::default()).await
+}
+
+/// [`run`] for a backend with fewer capabilities.
+pub async fn run_with(storage: &Storage, capabilities: Capabilities) -> Report {
+    run_cases(storage, &all(), capabilities).await
 }
 
 /// Runs the given cases against `storage` (see [`run`]).
-pub async fn run_cases(storage: &Storage, cases: &[Case]) -> Report {
+pub async fn run_cases(storage: &Storage, cases: &[Case], capabilities: Capabilities) -> Report {
+    let (cases, ruled_out): (Vec<Case>, Vec<Case>) = cases
+        .iter()
+        .partition(|case| case.needs.met_by(&capabilities));
+    let not_asked = ruled_out
+        .iter()
+        .map(|case| format!("{}::{}", case.group, case.name))
+        .collect();
     let run_id = format!("contract-{:016x}", rand::random::<u64>());
     let root = match storage.scoped(&run_id) {
         Ok(root) => root,
@@ -148,10 +210,11 @@ pub async fn run_cases(storage: &Storage, cases: &[Case]) -> Report {
                 backend: storage.backend().to_string(),
                 passed: Vec::new(),
                 failed: vec![("(setup)".to_string(), e.to_string())],
+                not_asked,
             };
         }
     };
-    let outcomes: Vec<(String, Result<(), String>)> = futures::stream::iter(cases.iter().copied())
+    let outcomes: Vec<(String, Result<(), String>)> = futures::stream::iter(cases)
         .map(|case| {
             let root = root.clone();
             async move {
@@ -166,6 +229,7 @@ pub async fn run_cases(storage: &Storage, cases: &[Case]) -> Report {
         backend: storage.backend().to_string(),
         passed: Vec::new(),
         failed: Vec::new(),
+        not_asked,
     };
     for (name, outcome) in outcomes {
         match outcome {

@@ -1,5 +1,6 @@
 //! The workspace's integration tests: one binary, a module per topic.
 
+mod browser;
 mod cli;
 mod contract;
 mod presign;

@@ -41,6 +41,13 @@
 //! - **Streaming uploads** are invisible until finished; an aborted upload leaves nothing.
 //! - **Atomic replacement.** Concurrent writers and readers of one key: every read returns
 //!   one complete written version, never a mix.
+//! - **Signed URLs** work with a plain HTTP client holding no credentials, on every
+//!   backend (S3: SigV4 presigned; local and memory: the gateway's HMAC URLs). A TTL above
+//!   the maximum, or a key outside the prefix, is refused when the URL is issued. An
+//!   expired URL, a URL with its signature, key or expiry changed, a URL used with another
+//!   method, and a PUT with another content type than the bound one all get 403. These
+//!   last need a server that verifies signatures ([`Capabilities::verifies_signatures`];
+//!   moto does not).
 //! - **Symlinks** under a local root are never followed (reads: not found; writes:
 //!   refused; listings: skipped). Pinned by the local provider's own tests, since the
 //!   suite cannot plant a symlink in a backend it does not know.

@@ -1,7 +1,7 @@
-//! `maskstore check`: the deployment guide's test procedure, through the application's
-//! own config.
+//! `maskstore check`: the deployment guide's test procedure through the application's own
+//! config, and a doctor that names the cause and the fix when a step fails.
 
-use maskstore::{Config, Error, Storage, WriteOptions};
+use maskstore::{Config, Error, Provider, Storage, WriteOptions};
 use serde_json::json;
 
 use super::{Failure, print_json};
@@ -9,83 +9,142 @@ use super::{Failure, print_json};
 /// What a step did, for the report.
 struct Step {
     name: &'static str,
-    outcome: Result<String, Failure>,
+    outcome: Result<String, Diagnosis>,
 }
 
-impl Step {
-    fn new(name: &'static str, outcome: Result<String, Error>) -> Step {
-        Step {
-            name,
-            outcome: outcome.map_err(Failure::from),
-        }
-    }
+/// Why a step failed and what to do, in the operator's terms.
+struct Diagnosis {
+    cause: String,
+    fix: String,
+    code: u8,
 }
 
-pub(crate) async fn run(config: &Config, as_json: bool) -> Result<(), Failure> {
+pub(crate) async fn run(config: &Config, cors: Option<&str>, as_json: bool) -> Result<(), Failure> {
     let os = &config.object_storage;
-    let target = match os.provider {
-        maskstore::Provider::S3 => format!(
-            "bucket {} in {} at {}",
-            os.bucket_name.as_deref().unwrap_or("?"),
-            os.region.as_deref().unwrap_or("?"),
-            os.endpoint.as_deref().unwrap_or("AWS")
-        ),
-        maskstore::Provider::Local => format!("folder {}", os.root.display()),
-        maskstore::Provider::Memory => "process memory".to_string(),
-    };
     if !as_json {
         println!(
-            "checking provider {} ({target}), prefix {}, environment {}",
-            os.provider, os.prefix, config.environment
+            "checking provider {} ({}), prefix {}, environment {}",
+            os.provider,
+            target(config),
+            os.prefix,
+            config.environment
         );
     }
-    let storage = Storage::connect(config)?;
-    let steps = steps(&storage).await;
+    let steps = steps(config).await;
     let failed = steps
         .iter()
-        .find_map(|s| s.outcome.as_ref().err().map(|f| (s.name, f)));
+        .find_map(|s| s.outcome.as_ref().err().map(|d| (s.name, d)));
+
+    let preflight = match (cors, failed) {
+        (Some(origin), None) => Some(super::cors_check::preflight(config, origin).await),
+        _ => None,
+    };
 
     if as_json {
         let items: Vec<_> = steps
             .iter()
             .map(|s| match &s.outcome {
                 Ok(detail) => json!({"step": s.name, "ok": true, "detail": detail}),
-                Err(f) => json!({"step": s.name, "ok": false, "error": f.message}),
+                Err(d) => json!({"step": s.name, "ok": false, "cause": d.cause, "fix": d.fix}),
             })
             .collect();
+        let cors = preflight.as_ref().map(|p| match p {
+            Ok(verdict) => {
+                json!({"origin": cors, "allowed": verdict.allowed, "detail": verdict.detail})
+            }
+            Err(f) => json!({"origin": cors, "allowed": false, "detail": f.message}),
+        });
         print_json(&json!({
             "provider": os.provider.as_str(),
             "prefix": os.prefix.as_str(),
-            "ok": failed.is_none(),
+            "ok": failed.is_none() && preflight.as_ref().is_none_or(|p| p.as_ref().is_ok_and(|v| v.allowed)),
             "steps": items,
+            "cors": cors,
         }));
     } else {
         let total = steps.len();
         for (i, step) in steps.iter().enumerate() {
             match &step.outcome {
                 Ok(detail) => println!("[{}/{total}] {:<8} ok   {detail}", i + 1, step.name),
-                Err(_) => println!("[{}/{total}] {:<8} FAILED", i + 1, step.name),
+                Err(d) => {
+                    println!("[{}/{total}] {:<8} FAILED", i + 1, step.name);
+                    println!("      cause: {}", d.cause);
+                    println!("      fix:   {}", d.fix);
+                }
             }
+        }
+        if failed.is_none() {
+            println!("all steps passed");
+        }
+        if let (Some(origin), Some(Ok(verdict))) = (cors, &preflight) {
+            let word = if verdict.allowed {
+                "allowed"
+            } else {
+                "REFUSED"
+            };
+            println!(
+                "cors: a browser upload from {origin} would be {word}: {}",
+                verdict.detail
+            );
         }
     }
-    match failed {
-        None => {
-            if !as_json {
-                println!("all steps passed");
-            }
-            Ok(())
-        }
-        Some((name, failure)) => Err(Failure {
-            message: format!("check failed at step {name:?}: {}", failure.message),
-            code: failure.code,
+    if let Some((name, d)) = failed {
+        return Err(Failure {
+            message: format!("check failed at step {name:?}: {}; {}", d.cause, d.fix),
+            code: d.code,
+        });
+    }
+    match preflight {
+        Some(Err(failure)) => Err(failure),
+        Some(Ok(verdict)) if !verdict.allowed => Err(Failure {
+            message: format!(
+                "a browser upload from {} would be refused: {}",
+                cors.unwrap_or_default(),
+                verdict.detail
+            ),
+            code: 4,
         }),
+        _ => Ok(()),
     }
 }
 
-/// The steps in order; after a failed put nothing else runs, but a failed read still
-/// deletes the probe so a check never leaves litter behind.
-async fn steps(storage: &Storage) -> Vec<Step> {
+fn target(config: &Config) -> String {
+    let os = &config.object_storage;
+    match os.provider {
+        Provider::S3 => format!(
+            "bucket {} in {} at {}",
+            os.bucket_name.as_deref().unwrap_or("?"),
+            os.region.as_deref().unwrap_or("?"),
+            os.endpoint.as_deref().unwrap_or("AWS")
+        ),
+        Provider::Local => format!("folder {}", os.root.display()),
+        Provider::Memory => "process memory".to_string(),
+    }
+}
+
+/// The steps in order: connect, list, put, get, delete. After a failed connect, list or
+/// put nothing else runs; a failed read still deletes the probe.
+async fn steps(config: &Config) -> Vec<Step> {
     let mut steps = Vec::new();
+    let storage = match Storage::connect(config) {
+        Ok(storage) => storage,
+        Err(e) => {
+            steps.push(Step {
+                name: "connect",
+                outcome: Err(diagnose("connect", &e, config)),
+            });
+            return steps;
+        }
+    };
+    steps.push(Step {
+        name: "connect",
+        outcome: Ok(format!("{} storage ready", storage.backend())),
+    });
+    let step = |name: &'static str, outcome: Result<String, Error>| Step {
+        name,
+        outcome: outcome.map_err(|e| diagnose(name, &e, config)),
+    };
+
     let listed = storage.list_with_delimiter(None).await.map(|l| {
         format!(
             "{} objects and {} folders directly under {}",
@@ -95,7 +154,7 @@ async fn steps(storage: &Storage) -> Vec<Step> {
         )
     });
     let list_failed = listed.is_err();
-    steps.push(Step::new("list", listed));
+    steps.push(step("list", listed));
     if list_failed {
         return steps;
     }
@@ -106,11 +165,11 @@ async fn steps(storage: &Storage) -> Vec<Step> {
     )) {
         Ok(key) => key,
         Err(e) => {
-            steps.push(Step::new("put", Err(e)));
+            steps.push(step("put", Err(e)));
             return steps;
         }
     };
-    let body = format!("maskstore check probe {}", key);
+    let body = format!("maskstore check probe {key}");
     let put = storage
         .put_with(
             &key,
@@ -120,7 +179,7 @@ async fn steps(storage: &Storage) -> Vec<Step> {
         .await
         .map(|_| format!("wrote {} bytes to {key}", body.len()));
     let put_failed = put.is_err();
-    steps.push(Step::new("put", put));
+    steps.push(step("put", put));
     if put_failed {
         return steps;
     }
@@ -141,7 +200,7 @@ async fn steps(storage: &Storage) -> Vec<Step> {
         }),
         Err(e) => Err(e),
     };
-    steps.push(Step::new("get", read));
+    steps.push(step("get", read));
     let deleted = match storage.delete(&key).await {
         Ok(()) => match storage.exists(&key).await {
             Ok(false) => Ok(format!("deleted {key}")),
@@ -154,6 +213,116 @@ async fn steps(storage: &Storage) -> Vec<Step> {
         },
         Err(e) => Err(e),
     };
-    steps.push(Step::new("delete", deleted));
+    steps.push(step("delete", deleted));
     steps
+}
+
+/// The IAM action each step needs.
+fn action_of(step: &str) -> &'static str {
+    match step {
+        "list" => "s3:ListBucket",
+        "put" => "s3:PutObject",
+        "get" => "s3:GetObject",
+        _ => "s3:DeleteObject",
+    }
+}
+
+/// Names the cause of a failed step and the fix.
+fn diagnose(step: &str, e: &Error, config: &Config) -> Diagnosis {
+    let os = &config.object_storage;
+    let bucket = os.bucket_name.as_deref().unwrap_or("<bucket>");
+    let prefix = os.prefix.as_str();
+    let code = super::exit_code(e);
+    let (cause, fix) = match e {
+        Error::CredentialsRejected { detail, .. } => (
+            format!("the credentials were rejected ({detail})"),
+            "check APP_OBJECT_STORAGE__ACCESS_KEY and APP_OBJECT_STORAGE__SECRET_KEY: the key \
+             pair must belong together and be active"
+                .to_string(),
+        ),
+        Error::PermissionDenied { detail, .. } if os.provider == Provider::S3 => {
+            let action = action_of(step);
+            let resource = if action == "s3:ListBucket" {
+                format!("arn:aws:s3:::{bucket}")
+            } else {
+                format!("arn:aws:s3:::{bucket}/{prefix}*")
+            };
+            (
+                format!("access denied by the policy: it lacks {action} on {resource} ({detail})"),
+                format!(
+                    "add a statement allowing {action} on {resource} to the user's IAM policy \
+                     (maskstore policy iam prints the whole least-privilege policy)"
+                ),
+            )
+        }
+        Error::PermissionDenied { detail, .. }
+        | Error::Config {
+            problem: detail, ..
+        } if os.provider == Provider::Local => (
+            format!(
+                "the local root {} is not writable: {detail}",
+                os.root.display()
+            ),
+            "point object_storage.root (APP_OBJECT_STORAGE__ROOT) at a folder this user \
+                 can create and write"
+                .to_string(),
+        ),
+        Error::BucketMissing { detail, .. } => (
+            format!(
+                "bucket {bucket} does not exist at {} ({detail})",
+                os.endpoint.as_deref().unwrap_or("AWS")
+            ),
+            "create the bucket (once, by an administrator), or fix object_storage.bucket_name \
+             (APP_OBJECT_STORAGE__BUCKET_NAME)"
+                .to_string(),
+        ),
+        Error::RegionMismatch {
+            expected, detail, ..
+        } => (
+            format!(
+                "region mismatch: bucket {bucket} is in {}, not {} ({detail})",
+                expected.as_deref().unwrap_or("another region"),
+                os.region.as_deref().unwrap_or("?")
+            ),
+            match expected {
+                Some(region) => format!("set APP_OBJECT_STORAGE__REGION={region}"),
+                None => "set object_storage.region to the bucket's region (the guide warns \
+                         that us-east-1 is only the default)"
+                    .to_string(),
+            },
+        ),
+        Error::ClockSkew { detail, .. } => (
+            format!("this machine's clock is too far from the server's ({detail})"),
+            "synchronise the clock with NTP (timedatectl set-ntp true) and retry".to_string(),
+        ),
+        Error::Unreachable { detail, .. } => {
+            let endpoint = os.endpoint.as_deref().unwrap_or("AWS");
+            let lower = detail.to_ascii_lowercase();
+            let tls_words = [
+                "certificate",
+                "tls",
+                "ssl",
+                "handshake",
+                "corrupt message",
+                "invalidcontenttype",
+            ];
+            if tls_words.iter().any(|w| lower.contains(w)) {
+                (
+                    format!("the TLS handshake with {endpoint} failed ({detail})"),
+                    "if the engine speaks plain HTTP, write the endpoint with http://; \
+                     otherwise install a certificate the machine trusts"
+                        .to_string(),
+                )
+            } else {
+                (
+                    format!("the endpoint {endpoint} is unreachable ({detail})"),
+                    "check object_storage.endpoint (APP_OBJECT_STORAGE__ENDPOINT), that the \
+                     server runs, and the network or firewall between"
+                        .to_string(),
+                )
+            }
+        }
+        other => (other.to_string(), "see the message above".to_string()),
+    };
+    Diagnosis { cause, fix, code }
 }

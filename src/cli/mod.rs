@@ -2,8 +2,12 @@
 
 mod check;
 mod config_show;
+mod cors_check;
+mod objects;
+mod policy;
 mod presign;
 mod serve;
+mod sync;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,9 +51,74 @@ enum Command {
         #[command(subcommand)]
         command: ConfigCommand,
     },
-    /// Run the deployment guide's test procedure against the configured storage:
-    /// list the prefix, put a probe object, read it back and compare, delete it.
-    Check,
+    /// Run the deployment guide's test procedure against the configured storage (list the
+    /// prefix, put a probe object, read it back and compare, delete it) and diagnose what
+    /// fails.
+    Check {
+        /// Also send a CORS preflight for a browser upload from this origin.
+        #[arg(long, value_name = "ORIGIN")]
+        cors: Option<String>,
+    },
+    /// List the keys under PREFIX (default: the configured prefix), streaming.
+    Ls {
+        /// A full key prefix, such as mask/1.2.840.1/.
+        prefix: Option<String>,
+        /// Also show size, last modified and etag.
+        #[arg(long, short)]
+        long: bool,
+    },
+    /// Upload FILE (or - for stdin) to KEY, streaming.
+    Put {
+        /// The file to upload, or - for stdin.
+        source: String,
+        /// The full object key (mask/…).
+        key: String,
+        /// The content type (default: from the mask extension, else application/octet-stream).
+        #[arg(long, value_name = "TYPE")]
+        content_type: Option<String>,
+    },
+    /// Download KEY to FILE (default: its file name, here), or - for stdout.
+    Get {
+        /// The full object key (mask/…).
+        key: String,
+        /// Where to write it, or - for stdout.
+        target: Option<String>,
+    },
+    /// Delete KEYs, or everything under --prefix (listed first; asks unless --yes).
+    Rm {
+        /// Full object keys.
+        #[arg(required_unless_present = "prefix")]
+        keys: Vec<String>,
+        /// Delete every object under this full key prefix.
+        #[arg(long, value_name = "PREFIX", conflicts_with = "keys")]
+        prefix: Option<String>,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Copy an object within the store.
+    Cp {
+        /// Source key.
+        from: String,
+        /// Destination key.
+        to: String,
+    },
+    /// Move an object within the store.
+    Mv {
+        /// Source key.
+        from: String,
+        /// Destination key.
+        to: String,
+    },
+    /// Copy every object under a prefix from one configured store to another, skipping
+    /// what is already there.
+    Sync(sync::Args),
+    /// Print the IAM policy, CORS rules or lifecycle rule an operator applies with the AWS CLI.
+    Policy {
+        /// Which document.
+        #[arg(value_enum)]
+        document: policy::Document,
+    },
     /// Print a signed URL for one object (the URL on stdout, its expiry on stderr).
     Presign(presign::Args),
     /// Serve signed URLs of the local and memory providers over HTTP until Ctrl-C/SIGTERM.
@@ -70,20 +139,27 @@ pub(crate) struct Failure {
 
 impl From<Error> for Failure {
     fn from(e: Error) -> Self {
-        let code = match &e {
-            Error::NotFound { .. } => 3,
-            Error::CredentialsRejected { .. } | Error::PermissionDenied { .. } => 4,
-            Error::Unreachable { .. } => 5,
-            Error::InvalidKey { .. }
-            | Error::InvalidMetadata { .. }
-            | Error::InvalidTtl { .. }
-            | Error::Config { .. } => 2,
-            _ => 1,
-        };
         Failure {
+            code: exit_code(&e),
             message: e.to_string(),
-            code,
         }
+    }
+}
+
+/// The exit code for an error (see `EXIT_CODES`).
+pub(crate) fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::NotFound { .. } | Error::BucketMissing { .. } => 3,
+        Error::CredentialsRejected { .. }
+        | Error::PermissionDenied { .. }
+        | Error::ClockSkew { .. } => 4,
+        Error::RegionMismatch { .. } => 2,
+        Error::Unreachable { .. } => 5,
+        Error::InvalidKey { .. }
+        | Error::InvalidMetadata { .. }
+        | Error::InvalidTtl { .. }
+        | Error::Config { .. } => 2,
+        _ => 1,
     }
 }
 
@@ -106,7 +182,9 @@ pub(crate) fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            eprintln!("maskstore: {}", failure.message);
+            // One line, whatever a backend put in its message.
+            let message: Vec<&str> = failure.message.split_whitespace().collect();
+            eprintln!("maskstore: {}", message.join(" "));
             ExitCode::from(failure.code)
         }
     }
@@ -118,10 +196,36 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Config {
             command: ConfigCommand::Show,
         } => config_show::run(&config, cli.json),
-        Command::Check => check::run(&config, cli.json).await,
+        Command::Check { cors } => check::run(&config, cors.as_deref(), cli.json).await,
+        Command::Ls { prefix, long } => {
+            objects::ls(&connect(&config)?, prefix.as_deref(), long, cli.json).await
+        }
+        Command::Put {
+            source,
+            key,
+            content_type,
+        } => objects::put(&connect(&config)?, &source, &key, content_type, cli.json).await,
+        Command::Get { key, target } => {
+            objects::get(&connect(&config)?, &key, target.as_deref(), cli.json).await
+        }
+        Command::Rm { keys, prefix, yes } => {
+            objects::rm(&connect(&config)?, &keys, prefix.as_deref(), yes, cli.json).await
+        }
+        Command::Cp { from, to } => {
+            objects::copy_or_move(&connect(&config)?, &from, &to, false, cli.json).await
+        }
+        Command::Mv { from, to } => {
+            objects::copy_or_move(&connect(&config)?, &from, &to, true, cli.json).await
+        }
+        Command::Sync(args) => sync::run(&cli.config_dir, &args, cli.json).await,
+        Command::Policy { document } => policy::run(&config, document),
         Command::Presign(args) => presign::run(&config, &args, cli.json).await,
         Command::Serve => serve::run(&config).await,
     }
+}
+
+fn connect(config: &Config) -> Result<maskstore::Storage, Failure> {
+    Ok(maskstore::Storage::connect(config)?)
 }
 
 fn load(cli: &Cli) -> Result<Config, Failure> {

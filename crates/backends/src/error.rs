@@ -70,6 +70,42 @@ pub enum Error {
         /// The backend's own words (never the secret).
         detail: String,
     },
+    /// The bucket does not exist (or not in this region/account).
+    #[error(
+        "the bucket does not exist: {detail}; check object_storage.bucket_name \
+         (APP_OBJECT_STORAGE__BUCKET_NAME) and the account, or create the bucket"
+    )]
+    BucketMissing {
+        /// The backend name.
+        backend: String,
+        /// The backend's own words.
+        detail: String,
+    },
+    /// The bucket lives in another region than the one configured.
+    #[error(
+        "the bucket is in region {}, not the configured one: {detail}; set object_storage.region \
+         (APP_OBJECT_STORAGE__REGION) to it",
+        expected.as_deref().unwrap_or("(another)")
+    )]
+    RegionMismatch {
+        /// The backend name.
+        backend: String,
+        /// The bucket's real region, when the server says.
+        expected: Option<String>,
+        /// The backend's own words.
+        detail: String,
+    },
+    /// The machine's clock is too far from the server's for signatures to be accepted.
+    #[error(
+        "the server refused the request because this machine's clock is off: {detail}; \
+         synchronise the clock (NTP) and retry"
+    )]
+    ClockSkew {
+        /// The backend name.
+        backend: String,
+        /// The backend's own words.
+        detail: String,
+    },
     /// The backend could not be reached in time.
     #[error(
         "cannot reach the {backend} backend: {detail}; check object_storage.endpoint and \
@@ -183,7 +219,6 @@ const CREDENTIAL_CODES: &[&str] = &[
     "InvalidToken",
     "ExpiredToken",
     "TokenRefreshRequired",
-    "AuthorizationHeaderMalformed",
     "InvalidClientTokenId",
     "AuthFailure",
 ];
@@ -193,6 +228,33 @@ impl Error {
     pub(crate) fn from_store(backend: &str, key: &str, e: object_store::Error) -> Error {
         let key = key.to_string();
         let backend = backend.to_string();
+        let text = chain_text(&e);
+        if text.contains("NoSuchBucket") {
+            return Error::BucketMissing {
+                backend,
+                detail: s3_detail(&text),
+            };
+        }
+        if text.contains("RequestTimeTooSkewed") {
+            return Error::ClockSkew {
+                backend,
+                detail: s3_detail(&text),
+            };
+        }
+        if [
+            "AuthorizationHeaderMalformed",
+            "PermanentRedirect",
+            "IllegalLocationConstraintException",
+        ]
+        .iter()
+        .any(|code| text.contains(code))
+        {
+            return Error::RegionMismatch {
+                backend,
+                expected: expected_region(&text),
+                detail: s3_detail(&text),
+            };
+        }
         match e {
             object_store::Error::NotFound { .. } => Error::NotFound { key },
             object_store::Error::AlreadyExists { .. } => Error::AlreadyExists { key },
@@ -272,6 +334,14 @@ fn classify_generic(backend: String, key: String, e: object_store::Error) -> Err
             detail: s3_detail(&text),
         };
     }
+    // List requests surface S3's 403 as a generic error; it is still a refusal by policy.
+    if text.contains("AccessDenied") || text.contains("403 Forbidden") {
+        return Error::PermissionDenied {
+            backend,
+            key,
+            detail: s3_detail(&text),
+        };
+    }
     // With no keys configured, object_store walks the AWS chain down to instance metadata.
     if text.contains("169.254.169.254") || text.contains("169.254.170.2") {
         return Error::CredentialsRejected {
@@ -289,6 +359,18 @@ fn classify_generic(backend: String, key: String, e: object_store::Error) -> Err
         key,
         source: Box::new(e),
     }
+}
+
+/// The region S3 says the bucket is in: `<Region>…</Region>` or "expecting '…'".
+fn expected_region(text: &str) -> Option<String> {
+    let between = |open: &str, close: &str| {
+        let start = text.find(open)? + open.len();
+        let end = text[start..].find(close)? + start;
+        Some(text[start..end].to_string())
+    };
+    between("<Region>", "</Region>")
+        .or_else(|| between("expecting '", "'"))
+        .filter(|r| !r.is_empty())
 }
 
 /// The whole source chain as one line.
@@ -331,6 +413,48 @@ fn s3_detail(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn region_mismatch_names_the_bucket_region() {
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: "Client error with status 400 Bad Request: <Error><Code>AuthorizationHeaderMalformed</Code>\
+                     <Message>The authorization header is malformed; the region 'us-east-1' is wrong; \
+                     expecting 'ap-northeast-2'</Message><Region>ap-northeast-2</Region></Error>"
+                .into(),
+        };
+        match Error::from_store("s3", "mask/", e) {
+            Error::RegionMismatch { expected, .. } => {
+                assert_eq!(expected.as_deref(), Some("ap-northeast-2"))
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn clock_skew_is_named() {
+        let e = object_store::Error::PermissionDenied {
+            path: "mask/".into(),
+            source: "<Error><Code>RequestTimeTooSkewed</Code><Message>The difference between the \
+                     request time and the current time is too large.</Message></Error>"
+                .into(),
+        };
+        let e = Error::from_store("s3", "mask/", e);
+        assert!(matches!(e, Error::ClockSkew { .. }), "{e:?}");
+        assert!(e.to_string().contains("NTP"), "{e}");
+    }
+
+    #[test]
+    fn missing_bucket_is_not_a_missing_key() {
+        let e = object_store::Error::NotFound {
+            path: "mask/".into(),
+            source: "<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>".into(),
+        };
+        assert!(matches!(
+            Error::from_store("s3", "mask/", e),
+            Error::BucketMissing { .. }
+        ));
+    }
 
     #[test]
     fn s3_error_body_is_reduced_to_code_and_message() {

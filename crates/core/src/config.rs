@@ -191,6 +191,19 @@ pub struct CorsConfig {
     pub max_age: u64,
 }
 
+/// `[lifecycle]`: the bucket lifecycle rule `maskstore policy lifecycle` prints (defaults
+/// from the deployment guide).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LifecycleConfig {
+    /// `transition_ia_days`: days until Standard-IA (90; S3 needs at least 30).
+    pub transition_ia_days: u64,
+    /// `transition_glacier_days`: days until Glacier (365).
+    pub transition_glacier_days: u64,
+    /// `abort_incomplete_multipart_days`: days after which unfinished uploads are dropped (7).
+    pub abort_incomplete_multipart_days: u64,
+}
+
 /// The validated configuration of maskstore, with the origin of every value.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -205,6 +218,8 @@ pub struct Config {
     pub gateway: GatewayConfig,
     /// `[cors]`.
     pub cors: CorsConfig,
+    /// `[lifecycle]`.
+    pub lifecycle: LifecycleConfig,
     origins: BTreeMap<String, Origin>,
 }
 
@@ -329,6 +344,18 @@ impl Config {
                 Some(self.cors.expose_headers.join(",")),
             ),
             ("cors.max_age", Some(self.cors.max_age.to_string())),
+            (
+                "lifecycle.transition_ia_days",
+                Some(self.lifecycle.transition_ia_days.to_string()),
+            ),
+            (
+                "lifecycle.transition_glacier_days",
+                Some(self.lifecycle.transition_glacier_days.to_string()),
+            ),
+            (
+                "lifecycle.abort_incomplete_multipart_days",
+                Some(self.lifecycle.abort_incomplete_multipart_days.to_string()),
+            ),
         ];
         debug_assert_eq!(values.len(), SCHEMA.len());
         values
@@ -352,6 +379,7 @@ enum Kind {
     Count,
     Bool,
     List,
+    Days,
 }
 
 struct KeySpec {
@@ -410,6 +438,13 @@ const SCHEMA: &[KeySpec] = &[
     spec("cors.allowed_headers", Kind::List, Some("*")),
     spec("cors.expose_headers", Kind::List, Some("ETag")),
     spec("cors.max_age", Kind::Seconds, Some("3000")),
+    spec("lifecycle.transition_ia_days", Kind::Days, Some("90")),
+    spec("lifecycle.transition_glacier_days", Kind::Days, Some("365")),
+    spec(
+        "lifecycle.abort_incomplete_multipart_days",
+        Kind::Days,
+        Some("7"),
+    ),
 ];
 
 fn sections() -> Vec<&'static str> {
@@ -653,6 +688,11 @@ impl ConfigLoader {
             expose_headers: r.list("cors.expose_headers")?,
             max_age: r.seconds("cors.max_age")?,
         };
+        let lifecycle = LifecycleConfig {
+            transition_ia_days: r.days("lifecycle.transition_ia_days")?,
+            transition_glacier_days: r.days("lifecycle.transition_glacier_days")?,
+            abort_incomplete_multipart_days: r.days("lifecycle.abort_incomplete_multipart_days")?,
+        };
         let mut origins = r.origins;
         origins.insert("environment".to_string(), environment_origin.clone());
         let config = Config {
@@ -661,6 +701,7 @@ impl ConfigLoader {
             signed_url,
             gateway,
             cors,
+            lifecycle,
             origins,
         };
         validate(&config)?;
@@ -786,6 +827,10 @@ impl Reader {
 
     fn seconds(&mut self, key: &'static str) -> Result<u64, Error> {
         self.number(key, "seconds")
+    }
+
+    fn days(&mut self, key: &'static str) -> Result<u64, Error> {
+        self.number(key, "days")
     }
 
     fn count(&mut self, key: &'static str) -> Result<u32, Error> {
@@ -966,7 +1011,44 @@ fn validate(config: &Config) -> Result<(), Error> {
             "use provider s3, or set allow_memory_in_production = true if that is really intended",
         ));
     }
-    validate_gateway(config)
+    validate_gateway(config)?;
+    validate_lifecycle(config)
+}
+
+fn validate_lifecycle(config: &Config) -> Result<(), Error> {
+    let origin = |key: &str| config.origin(key).cloned().unwrap_or(Origin::Default);
+    let lc = &config.lifecycle;
+    if lc.transition_ia_days < 30 {
+        return Err(Error::config(
+            "lifecycle.transition_ia_days",
+            &origin("lifecycle.transition_ia_days"),
+            format!(
+                "{} days is below S3's 30-day minimum for Standard-IA",
+                lc.transition_ia_days
+            ),
+            "give 30 or more (the guide uses 90)",
+        ));
+    }
+    if lc.transition_glacier_days <= lc.transition_ia_days {
+        return Err(Error::config(
+            "lifecycle.transition_glacier_days",
+            &origin("lifecycle.transition_glacier_days"),
+            format!(
+                "{} days is not after the Standard-IA transition ({} days)",
+                lc.transition_glacier_days, lc.transition_ia_days
+            ),
+            "give more days than transition_ia_days (the guide uses 365)",
+        ));
+    }
+    if lc.abort_incomplete_multipart_days == 0 {
+        return Err(Error::config(
+            "lifecycle.abort_incomplete_multipart_days",
+            &origin("lifecycle.abort_incomplete_multipart_days"),
+            "0 days would abort uploads in progress",
+            "give at least 1 (default 7)",
+        ));
+    }
+    Ok(())
 }
 
 /// The shortest signing secret accepted, in bytes (HMAC-SHA256 wants 32 bytes of entropy).
@@ -1579,6 +1661,28 @@ mod tests {
         assert_eq!(config.gateway.public_url, "http://0.0.0.0:9100");
         let debug = format!("{config:?}");
         assert!(!debug.contains(SIGNING_SECRET), "{debug}");
+    }
+
+    #[test]
+    fn lifecycle_defaults_to_the_guide_and_is_checked() {
+        let config = Config::embedded_default();
+        assert_eq!(config.lifecycle.transition_ia_days, 90);
+        assert_eq!(config.lifecycle.transition_glacier_days, 365);
+        assert_eq!(config.lifecycle.abort_incomplete_multipart_days, 7);
+        let (key, _, text) =
+            config_error(build_env(&[("APP_LIFECYCLE__TRANSITION_IA_DAYS", "10")]));
+        assert_eq!(key, "lifecycle.transition_ia_days");
+        assert!(text.contains("30-day minimum"), "{text}");
+        let (key, _, _) = config_error(build_env(&[(
+            "APP_LIFECYCLE__TRANSITION_GLACIER_DAYS",
+            "60",
+        )]));
+        assert_eq!(key, "lifecycle.transition_glacier_days");
+        let (key, _, _) = config_error(build_env(&[(
+            "APP_LIFECYCLE__ABORT_INCOMPLETE_MULTIPART_DAYS",
+            "0",
+        )]));
+        assert_eq!(key, "lifecycle.abort_incomplete_multipart_days");
     }
 
     #[test]

@@ -3,5 +3,6 @@
 mod browser;
 mod cli;
 mod contract;
+mod ops;
 mod presign;
 mod roundtrip;

@@ -1,0 +1,755 @@
+//! The operator commands as processes, end to end, against local disk and SeaweedFS:
+//! ls, put, get, rm, cp, mv, sync, policy, and each doctor diagnosis provoked for real.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use maskstore_testkit::servers::{self, S3Server};
+use serde::Deserialize;
+
+fn maskstore_in(
+    dir: &Path,
+    args: &[&str],
+    env: &[(String, String)],
+    stdin: Option<&[u8]>,
+) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_maskstore"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the maskstore binary runs");
+    if let Some(input) = stdin {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+fn ok(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i.wrapping_mul(7919) % 251) as u8)
+        .collect()
+}
+
+/// A place to run commands from, with the environment that selects the store.
+struct Target {
+    dir: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    prefix: String,
+}
+
+impl Target {
+    fn local() -> Target {
+        Target {
+            dir: tempfile::tempdir().unwrap(),
+            env: Vec::new(),
+            prefix: "mask/".to_string(),
+        }
+    }
+
+    fn s3(server: &S3Server) -> Target {
+        let prefix = server.config().object_storage.prefix.to_string();
+        let mut env = server.app_env();
+        env.push(("APP_OBJECT_STORAGE__PREFIX".into(), prefix.clone()));
+        Target {
+            dir: tempfile::tempdir().unwrap(),
+            env,
+            prefix,
+        }
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        maskstore_in(self.dir.path(), args, &self.env, None)
+    }
+
+    fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
+        maskstore_in(self.dir.path(), args, &self.env, Some(input))
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+}
+
+/// Every object chore on one target: 20 MiB round trips by file and by pipe, ls, cp, mv,
+/// rm, and the key-outside-the-prefix refusal.
+fn chores(t: &Target) {
+    let body = pattern(20 * 1024 * 1024 + 3);
+    std::fs::write(t.path("volume.nii.gz"), &body).unwrap();
+    let key = format!("{}1.2.840.1/1.2.840.2/volume.nii.gz", t.prefix);
+
+    let out = ok(&t.run(&["put", "volume.nii.gz", &key]));
+    assert!(
+        out.contains("application/gzip"),
+        "content type from the mask extension: {out}"
+    );
+    ok(&t.run(&["get", &key, "back.nii.gz"]));
+    assert!(
+        std::fs::read(t.path("back.nii.gz")).unwrap() == body,
+        "file round trip differs"
+    );
+
+    let piped_key = format!("{}piped/from-stdin.bin", t.prefix);
+    ok(&t.run_with_stdin(
+        &[
+            "put",
+            "-",
+            &piped_key,
+            "--content-type",
+            "application/x-test",
+        ],
+        &body,
+    ));
+    let out = t.run(&["get", &piped_key, "-"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stdout == body, "pipe round trip differs");
+
+    let listing = ok(&t.run(&["ls"]));
+    assert_eq!(listing.lines().collect::<Vec<_>>().len(), 2, "{listing}");
+    assert!(listing.lines().any(|l| l == key), "{listing}");
+    let long = ok(&t.run(&["ls", "--long", &format!("{}1.2.840.1/", t.prefix)]));
+    assert!(
+        long.contains(&(20 * 1024 * 1024 + 3).to_string()) && long.contains(&key),
+        "{long}"
+    );
+    let json_line = ok(&t.run(&["--json", "ls"]));
+    for line in json_line.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(v["size"].is_u64() && v["key"].is_string(), "{line}");
+    }
+
+    let copy = format!("{}copies/volume.nii.gz", t.prefix);
+    ok(&t.run(&["cp", &key, &copy]));
+    let moved = format!("{}moved/volume.nii.gz", t.prefix);
+    ok(&t.run(&["mv", &copy, &moved]));
+    let listing = ok(&t.run(&["ls"]));
+    assert!(
+        !listing.contains("copies/") && listing.contains("moved/"),
+        "{listing}"
+    );
+
+    let out = t.run(&["rm", "--prefix", &t.prefix]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "rm --prefix without a terminal needs --yes"
+    );
+    assert!(text(&out.stderr).contains("--yes"));
+    assert_eq!(
+        ok(&t.run(&["ls"])).lines().count(),
+        3,
+        "nothing deleted without --yes"
+    );
+    ok(&t.run(&["rm", &moved]));
+    let out = ok(&t.run(&["--json", "rm", "--prefix", &t.prefix, "--yes"]));
+    let deleted: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(deleted["deleted"].as_array().unwrap().len(), 2, "{out}");
+    assert_eq!(ok(&t.run(&["ls"])), "");
+
+    let out = t.run(&["get", &key, "gone.bin"]);
+    assert_eq!(out.status.code(), Some(3), "not found");
+    assert!(!t.path("gone.bin").exists(), "a failed get left a file");
+    let out = t.run(&["put", "volume.nii.gz", "elsewhere/volume.nii.gz"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("outside the configured prefix"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+#[test]
+fn object_chores_on_local_disk() {
+    chores(&Target::local());
+}
+
+#[test]
+fn object_chores_on_seaweedfs() {
+    let Some(server) = servers::seaweedfs() else {
+        return;
+    };
+    chores(&Target::s3(&server));
+}
+
+/// A get killed mid-download leaves either nothing or the complete file: never a partial
+/// one, and no temporary file in sight.
+#[test]
+fn killed_get_leaves_no_partial_file() {
+    let Some(server) = servers::seaweedfs() else {
+        return;
+    };
+    let t = Target::s3(&server);
+    let body = pattern(96 * 1024 * 1024);
+    std::fs::write(t.path("big.bin"), &body).unwrap();
+    let key = format!("{}big.bin", t.prefix);
+    ok(&t.run(&["put", "big.bin", &key]));
+    std::fs::remove_file(t.path("big.bin")).unwrap();
+    let out_dir = t.path("out");
+    std::fs::create_dir(&out_dir).unwrap();
+
+    let mut interrupted = 0;
+    for delay_ms in [50u64, 150, 400] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_maskstore"))
+            .args(["get", &key, "out/big.bin"])
+            .current_dir(t.dir.path())
+            .env_clear()
+            .envs(t.env.iter().map(|(k, v)| (k, v)))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill();
+        let _ = child.wait();
+        let entries: Vec<_> = std::fs::read_dir(&out_dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        match std::fs::read(out_dir.join("big.bin")) {
+            Ok(bytes) => {
+                assert!(
+                    bytes == body,
+                    "a partial file after a kill at {delay_ms} ms"
+                );
+                std::fs::remove_file(out_dir.join("big.bin")).unwrap();
+            }
+            Err(_) => assert!(
+                entries.is_empty(),
+                "left behind after a kill at {delay_ms} ms: {entries:?}"
+            ),
+        }
+    }
+    ok(&t.run(&["rm", &key]));
+}
+
+fn write_config(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path.display().to_string()
+}
+
+#[test]
+fn sync_local_to_seaweedfs_copies_once_and_dry_run_changes_nothing() {
+    let Some(server) = servers::seaweedfs() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = server.config().object_storage.prefix.to_string();
+    let local = write_config(
+        dir.path(),
+        "local.toml",
+        &format!(
+            "[object_storage]\nprovider = \"local\"\nroot = \"./data\"\nprefix = \"{prefix}\"\n"
+        ),
+    );
+    let staging = write_config(
+        dir.path(),
+        "staging.toml",
+        &format!(
+            "[object_storage]\nprovider = \"s3\"\nbucket_name = \"{}\"\nregion = \"us-east-1\"\nendpoint = \"{}\"\nprefix = \"{prefix}\"\n",
+            server.bucket, server.endpoint
+        ),
+    );
+    // Secrets come from the environment, as the guide asks; they apply to both sides.
+    let env = vars(&[
+        ("APP_OBJECT_STORAGE__ACCESS_KEY", &server.access_key),
+        ("APP_OBJECT_STORAGE__SECRET_KEY", server.secret_key.expose()),
+    ]);
+    let run = |args: &[&str]| maskstore_in(dir.path(), args, &env, None);
+    let summary = |out: &Output| -> serde_json::Value { serde_json::from_str(&ok(out)).unwrap() };
+
+    for (i, name) in ["a.png", "b/c.dcm", "b/d e.nii.gz"].iter().enumerate() {
+        std::fs::write(dir.path().join("f"), pattern(1000 * (i + 1))).unwrap();
+        ok(&run(&[
+            "--config",
+            &local,
+            "put",
+            "f",
+            &format!("{prefix}{name}"),
+        ]));
+    }
+    let first = summary(&run(&[
+        "--json", "sync", "--from", &local, "--to", &staging,
+    ]));
+    assert_eq!(
+        (first["copied"].as_u64(), first["skipped"].as_u64()),
+        (Some(3), Some(0)),
+        "{first}"
+    );
+    let second = summary(&run(&[
+        "--json", "sync", "--from", &local, "--to", &staging,
+    ]));
+    assert_eq!(
+        (second["copied"].as_u64(), second["skipped"].as_u64()),
+        (Some(0), Some(3)),
+        "{second}"
+    );
+
+    // Content types survive the trip.
+    let listing = ok(&run(&["--config", &staging, "ls"]));
+    assert_eq!(listing.lines().count(), 3, "{listing}");
+    let out = run(&[
+        "--config",
+        &staging,
+        "get",
+        &format!("{prefix}b/c.dcm"),
+        "-",
+    ]);
+    assert!(out.stdout == pattern(2000));
+
+    // A changed source and an extra destination object: dry-run reports, changes nothing.
+    std::fs::write(dir.path().join("f"), pattern(5000)).unwrap();
+    ok(&run(&[
+        "--config",
+        &local,
+        "put",
+        "f",
+        &format!("{prefix}a.png"),
+    ]));
+    ok(&run(&[
+        "--config",
+        &staging,
+        "put",
+        "f",
+        &format!("{prefix}extra.bin"),
+    ]));
+    let dry = run(&[
+        "sync",
+        "--from",
+        &local,
+        "--to",
+        &staging,
+        "--dry-run",
+        "--delete",
+    ]);
+    let dry_out = ok(&dry);
+    assert!(
+        dry_out.contains(&format!("would copy {prefix}a.png")),
+        "{dry_out}"
+    );
+    assert!(
+        dry_out.contains(&format!("would delete {prefix}extra.bin")),
+        "{dry_out}"
+    );
+    let out = run(&["--config", &staging, "get", &format!("{prefix}a.png"), "-"]);
+    assert!(
+        out.stdout == pattern(1000),
+        "dry run changed the destination"
+    );
+    assert_eq!(ok(&run(&["--config", &staging, "ls"])).lines().count(), 4);
+
+    let real = summary(&run(&[
+        "--json", "sync", "--from", &local, "--to", &staging, "--delete",
+    ]));
+    assert_eq!(
+        (real["copied"].as_u64(), real["deleted"].as_u64()),
+        (Some(1), Some(1)),
+        "{real}"
+    );
+    let out = run(&["--config", &staging, "get", &format!("{prefix}a.png"), "-"]);
+    assert!(out.stdout == pattern(5000));
+    ok(&run(&[
+        "--config", &staging, "rm", "--prefix", &prefix, "--yes",
+    ]));
+}
+
+#[test]
+fn sync_of_a_store_onto_itself_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = maskstore_in(
+        dir.path(),
+        &["sync", "--from", "development", "--to", "development"],
+        &[],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out.stderr).contains("same store"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+// --- policy documents, parsed with the shapes AWS expects -------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IamPolicy {
+    #[serde(rename = "Version")]
+    version: String,
+    #[serde(rename = "Statement")]
+    statement: Vec<IamStatement>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IamStatement {
+    #[serde(rename = "Sid")]
+    _sid: Option<String>,
+    #[serde(rename = "Effect")]
+    effect: String,
+    #[serde(rename = "Action")]
+    action: OneOrMany,
+    #[serde(rename = "Resource")]
+    resource: String,
+    #[serde(rename = "Condition", default)]
+    condition: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn all(&self) -> Vec<&str> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct CorsConfiguration {
+    #[serde(rename = "CORSRules")]
+    cors_rules: Vec<CorsRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct CorsRule {
+    allowed_headers: Vec<String>,
+    allowed_methods: Vec<String>,
+    allowed_origins: Vec<String>,
+    expose_headers: Vec<String>,
+    max_age_seconds: u32,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct LifecycleConfiguration {
+    rules: Vec<LifecycleRule>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct LifecycleRule {
+    #[serde(rename = "ID")]
+    id: String,
+    status: String,
+    filter: LifecycleFilter,
+    transitions: Vec<Transition>,
+    abort_incomplete_multipart_upload: AbortIncomplete,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct LifecycleFilter {
+    prefix: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct Transition {
+    days: u32,
+    storage_class: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
+struct AbortIncomplete {
+    days_after_initiation: u32,
+}
+
+#[test]
+fn policy_documents_have_the_shapes_aws_expects() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = vars(&[
+        ("APP_OBJECT_STORAGE__BUCKET_NAME", "pacs-masks-prod"),
+        ("APP_OBJECT_STORAGE__PREFIX", "mask/"),
+    ]);
+    let run = |doc: &str| ok(&maskstore_in(dir.path(), &["policy", doc], &env, None));
+
+    let iam: IamPolicy = serde_json::from_str(&run("iam")).unwrap();
+    assert_eq!(iam.version, "2012-10-17");
+    assert!(iam.statement.iter().all(|s| s.effect == "Allow"));
+    let objects = iam
+        .statement
+        .iter()
+        .find(|s| s.action.all().contains(&"s3:PutObject"))
+        .unwrap();
+    assert_eq!(objects.resource, "arn:aws:s3:::pacs-masks-prod/mask/*");
+    for action in ["s3:GetObject", "s3:DeleteObject"] {
+        assert!(objects.action.all().contains(&action));
+    }
+    let list = iam
+        .statement
+        .iter()
+        .find(|s| s.action.all() == ["s3:ListBucket"])
+        .unwrap();
+    assert_eq!(list.resource, "arn:aws:s3:::pacs-masks-prod");
+    let condition = serde_json::Value::Object(list.condition.clone().unwrap());
+    assert_eq!(condition["StringLike"]["s3:prefix"][0], "mask/*");
+    let granted: Vec<&str> = iam.statement.iter().flat_map(|s| s.action.all()).collect();
+    assert!(
+        !granted
+            .iter()
+            .any(|a| a.contains("CreateBucket") || a.ends_with('*')),
+        "{granted:?}"
+    );
+
+    let cors: CorsConfiguration = serde_json::from_str(&run("cors")).unwrap();
+    let rule = &cors.cors_rules[0];
+    assert_eq!(
+        rule.allowed_origins,
+        ["http://localhost:3000", "http://localhost:8080"]
+    );
+    assert_eq!(rule.allowed_methods, ["GET", "PUT", "POST", "DELETE"]);
+    assert_eq!(
+        (
+            rule.allowed_headers.as_slice(),
+            rule.expose_headers.as_slice()
+        ),
+        (&["*".to_string()][..], &["ETag".to_string()][..])
+    );
+    assert_eq!(rule.max_age_seconds, 3000);
+
+    let lifecycle: LifecycleConfiguration = serde_json::from_str(&run("lifecycle")).unwrap();
+    let rule = &lifecycle.rules[0];
+    assert!(!rule.id.is_empty() && rule.status == "Enabled");
+    assert_eq!(rule.filter.prefix, "mask/");
+    let transitions: Vec<(u32, &str)> = rule
+        .transitions
+        .iter()
+        .map(|t| (t.days, t.storage_class.as_str()))
+        .collect();
+    assert_eq!(transitions, [(90, "STANDARD_IA"), (365, "GLACIER")]);
+    assert_eq!(
+        rule.abort_incomplete_multipart_upload.days_after_initiation,
+        7
+    );
+
+    let out = maskstore_in(dir.path(), &["policy", "iam"], &[], None);
+    assert_eq!(out.status.code(), Some(2), "no bucket, no IAM policy");
+    assert!(text(&out.stderr).contains("bucket_name"));
+}
+
+// --- the doctor, each diagnosis provoked for real --------------------------------------
+
+fn diagnosis(dir: &Path, env: &[(String, String)], expected_code: i32, needles: &[&str]) {
+    let out = maskstore_in(dir, &["check"], env, None);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(expected_code), "{all}");
+    for needle in needles {
+        assert!(all.contains(needle), "missing {needle:?} in:\n{all}");
+    }
+    assert_eq!(
+        text(&out.stderr).lines().count(),
+        1,
+        "one line on stderr: {}",
+        text(&out.stderr)
+    );
+}
+
+fn with(env: &[(String, String)], changes: &[(&str, &str)]) -> Vec<(String, String)> {
+    let mut env: Vec<(String, String)> = env
+        .iter()
+        .filter(|(k, _)| !changes.iter().any(|(c, _)| c == k))
+        .cloned()
+        .collect();
+    env.extend(changes.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+    env
+}
+
+#[test]
+fn doctor_names_a_policy_without_list_bucket() {
+    let Some(server) = servers::seaweedfs() else {
+        return;
+    };
+    let (Ok(key), Ok(secret)) = (
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_NOLIST_ACCESS_KEY"),
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_NOLIST_SECRET_KEY"),
+    ) else {
+        panic!("scripts/test-servers exports the no-ListBucket identity");
+    };
+    let env = with(
+        &server.app_env(),
+        &[
+            ("APP_OBJECT_STORAGE__ACCESS_KEY", &key),
+            ("APP_OBJECT_STORAGE__SECRET_KEY", &secret),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    diagnosis(
+        dir.path(),
+        &env,
+        4,
+        &[
+            "access denied by the policy",
+            "s3:ListBucket on arn:aws:s3:::pacs-masks-test",
+        ],
+    );
+}
+
+#[test]
+fn doctor_names_a_missing_bucket() {
+    let Some(server) = servers::seaweedfs() else {
+        return;
+    };
+    let missing = std::env::var("MASKSTORE_TEST_SEAWEEDFS_MISSING_BUCKET")
+        .expect("exported by scripts/test-servers");
+    let env = with(
+        &server.app_env(),
+        &[("APP_OBJECT_STORAGE__BUCKET_NAME", &missing)],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    diagnosis(
+        dir.path(),
+        &env,
+        3,
+        &[
+            &format!("bucket {missing} does not exist"),
+            "create the bucket",
+        ],
+    );
+}
+
+#[test]
+fn doctor_names_rejected_credentials() {
+    let Some(server) = servers::seaweedfs() else {
+        return;
+    };
+    let env = with(
+        &server.app_env(),
+        &[("APP_OBJECT_STORAGE__SECRET_KEY", "not-the-secret-at-all")],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    diagnosis(
+        dir.path(),
+        &env,
+        4,
+        &["credentials were rejected", "SignatureDoesNotMatch"],
+    );
+}
+
+#[test]
+fn doctor_names_a_tls_failure() {
+    let Some(server) = servers::seaweedfs() else {
+        return;
+    };
+    let https = server.endpoint.replacen("http://", "https://", 1);
+    let env = with(
+        &server.app_env(),
+        &[
+            ("APP_OBJECT_STORAGE__ENDPOINT", &https),
+            ("APP_OBJECT_STORAGE__MAX_RETRIES", "0"),
+        ],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    diagnosis(dir.path(), &env, 5, &["TLS handshake", "http://"]);
+}
+
+#[test]
+fn doctor_names_a_stopped_server() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let env = vars(&[
+        ("APP_OBJECT_STORAGE__PROVIDER", "s3"),
+        ("APP_OBJECT_STORAGE__BUCKET_NAME", "pacs-masks-dev"),
+        ("APP_OBJECT_STORAGE__REGION", "us-east-1"),
+        ("APP_OBJECT_STORAGE__ENDPOINT", &endpoint),
+        ("APP_OBJECT_STORAGE__ACCESS_KEY", "AKIA"),
+        ("APP_OBJECT_STORAGE__SECRET_KEY", "x"),
+        ("APP_OBJECT_STORAGE__MAX_RETRIES", "0"),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    diagnosis(
+        dir.path(),
+        &env,
+        5,
+        &[
+            &format!("the endpoint {endpoint} is unreachable"),
+            "that the server runs",
+        ],
+    );
+}
+
+#[test]
+fn doctor_names_an_unwritable_local_root() {
+    let dir = tempfile::tempdir().unwrap();
+    // Not writable by anyone, root included.
+    let env = vars(&[("APP_OBJECT_STORAGE__ROOT", "/proc/maskstore-data")]);
+    diagnosis(
+        dir.path(),
+        &env,
+        2,
+        &[
+            "the local root /proc/maskstore-data is not writable",
+            "APP_OBJECT_STORAGE__ROOT",
+        ],
+    );
+}
+
+#[test]
+fn check_cors_tells_whether_a_browser_upload_would_be_allowed() {
+    let Some(server) = servers::seaweedfs() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = maskstore_in(
+        dir.path(),
+        &["check", "--cors", "http://localhost:3000"],
+        &server.app_env(),
+        None,
+    );
+    assert!(ok(&out).contains("would be allowed"));
+    let out = maskstore_in(
+        dir.path(),
+        &["check", "--cors", "https://evil.example"],
+        &server.app_env(),
+        None,
+    );
+    assert_eq!(out.status.code(), Some(4));
+    assert!(
+        text(&out.stdout).contains("would be REFUSED"),
+        "{}",
+        text(&out.stdout)
+    );
+}

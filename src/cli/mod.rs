@@ -19,9 +19,9 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0  success
   1  other failure (backend error, data mismatch)
-  2  usage or configuration error (bad flag, bad config value, invalid key)
-  3  not found
-  4  credentials rejected or permission denied
+  2  usage or configuration error (bad flag, bad config value, invalid key, region mismatch)
+  3  not found (key or bucket)
+  4  credentials rejected, permission denied, clock skew, CORS refused
   5  backend unreachable";
 
 /// maskstore: check and operate the mask storage the application's config selects.

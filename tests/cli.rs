@@ -58,7 +58,13 @@ fn check_json_reports_every_step() {
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ok"], true);
     assert_eq!(report["provider"], "memory");
-    assert_eq!(report["steps"].as_array().unwrap().len(), 4);
+    let steps: Vec<&str> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["step"].as_str().unwrap())
+        .collect();
+    assert_eq!(steps, ["connect", "list", "put", "get", "delete"]);
 }
 
 #[test]
@@ -155,29 +161,7 @@ fn check_with_a_wrong_secret_says_the_credentials_were_rejected() {
     let out = maskstore(dir.path(), &["check"], &env);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(4), "{stdout}{stderr}");
-    assert!(stderr.contains("rejected the credentials"), "{stderr}");
+    assert!(stderr.contains("credentials were rejected"), "{stderr}");
     assert!(stdout.contains("list     FAILED"), "{stdout}");
     assert!(!stdout.contains("WRONG-SECRET") && !stderr.contains("WRONG-SECRET"));
-}
-
-#[test]
-fn unreachable_endpoint_exits_with_the_unreachable_code() {
-    let dir = tempfile::tempdir().unwrap();
-    // A port nothing listens on.
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let endpoint = format!("http://{}", listener.local_addr().unwrap());
-    drop(listener);
-    let env = vars(&[
-        ("APP_OBJECT_STORAGE__PROVIDER", "s3"),
-        ("APP_OBJECT_STORAGE__BUCKET_NAME", "pacs-masks-dev"),
-        ("APP_OBJECT_STORAGE__REGION", "us-east-1"),
-        ("APP_OBJECT_STORAGE__ENDPOINT", &endpoint),
-        ("APP_OBJECT_STORAGE__ACCESS_KEY", "AKIA"),
-        ("APP_OBJECT_STORAGE__SECRET_KEY", "x"),
-        ("APP_OBJECT_STORAGE__MAX_RETRIES", "0"),
-    ]);
-    let out = maskstore(dir.path(), &["check"], &env);
-    let stderr = text(&out.stderr);
-    assert_eq!(out.status.code(), Some(5), "{stderr}");
-    assert!(stderr.contains("cannot reach"), "{stderr}");
 }

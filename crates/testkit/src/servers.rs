@@ -111,7 +111,7 @@ impl S3Server {
             ("object_storage.access_key", self.access_key.as_str()),
             ("object_storage.secret_key", secret),
             ("object_storage.prefix", prefix.as_str()),
-            ("object_storage.max_retries", "1"),
+            ("object_storage.max_retries", "4"),
             ("object_storage.retry_timeout", "10"),
         ] {
             loader.set(key, value, Origin::Default).expect("known key");

@@ -313,24 +313,25 @@ fn classify_generic(backend: String, key: String, e: object_store::Error) -> Err
         current = err.source();
     }
     let text = chain_text(source);
-    // object_store's own range errors (memory, local) and S3's 416 answer.
+    if CREDENTIAL_CODES.iter().any(|c| text.contains(c)) {
+        return Error::CredentialsRejected {
+            backend,
+            detail: s3_detail(&text),
+        };
+    }
+    // object_store's own range errors (memory, local) and S3's 416 answer. Matched on whole
+    // phrases: a bare "416" also turns up inside request ids.
     if [
         "Wanted range starting at",
         "Range started at",
-        "416",
-        "InvalidRange",
+        "status code: 416",
+        "<Code>InvalidRange</Code>",
     ]
     .iter()
     .any(|needle| text.contains(needle))
     {
         return Error::InvalidRange {
             key,
-            detail: s3_detail(&text),
-        };
-    }
-    if CREDENTIAL_CODES.iter().any(|c| text.contains(c)) {
-        return Error::CredentialsRejected {
-            backend,
             detail: s3_detail(&text),
         };
     }
@@ -429,6 +430,28 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn digits_of_a_request_id_are_not_a_status() {
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: "Server returned non-2xx status code: 403 Forbidden: <Error><Code>SignatureDoesNotMatch\
+                     </Code><RequestId>18ECBB4A416BC24F</RequestId></Error>"
+                .into(),
+        };
+        assert!(matches!(
+            Error::from_store("s3", "mask/", e),
+            Error::CredentialsRejected { .. }
+        ));
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: "Server returned non-2xx status code: 416 Range Not Satisfiable: <Error><Code>InvalidRange</Code></Error>".into(),
+        };
+        assert!(matches!(
+            Error::from_store("s3", "mask/a", e),
+            Error::InvalidRange { .. }
+        ));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 mod browser;
 mod cli;
 mod contract;
+mod monitoring;
 mod ops;
 mod presign;
 mod roundtrip;

@@ -14,10 +14,13 @@ pub(crate) async fn run(config: &Config) -> Result<(), Failure> {
         });
     }
     let storage = Storage::connect(config)?;
-    let router = maskstore_gateway::router(storage, &config.cors).map_err(|e| Failure {
+    let gateway_failure = |e: maskstore_gateway::GatewayError| Failure {
         message: e.to_string(),
         code: 2,
-    })?;
+    };
+    let metrics = maskstore_gateway::install_prometheus().map_err(gateway_failure)?;
+    let router = maskstore_gateway::router_with_metrics(storage, &config.cors, metrics)
+        .map_err(gateway_failure)?;
     let listen = &config.gateway.listen;
     let listener = tokio::net::TcpListener::bind(listen).await.map_err(|e| Failure {
         message: format!(

@@ -31,8 +31,10 @@
 //!   `object_storage.fsync = false`.
 
 mod error;
+pub mod instrumented;
 mod load;
 pub mod local;
+pub mod monitor;
 mod s3;
 pub mod signing;
 mod storage;

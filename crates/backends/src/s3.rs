@@ -30,7 +30,11 @@ pub(crate) fn build(config: &Config) -> Result<AmazonS3> {
         .with_retry(RetryConfig {
             max_retries: os.max_retries as usize,
             retry_timeout: Duration::from_secs(os.retry_timeout_secs),
-            backoff: BackoffConfig::default(),
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(os.retry_initial_backoff_ms),
+                max_backoff: Duration::from_millis(os.retry_max_backoff_ms),
+                base: 2.0,
+            },
         });
     if let Some(endpoint) = &os.endpoint {
         builder = builder

@@ -14,7 +14,9 @@ use object_store::{
     PutMode, PutOptions, UpdateVersion, WriteMultipart,
 };
 
+use crate::instrumented::{Instrumented, Recorder};
 use crate::local::LocalStore;
+use crate::monitor::{AlarmSettings, Monitor, Outcome};
 use crate::signing::{self, GatewaySigner, SignOptions, SignedMethod, SignedUrl};
 use crate::{Error, Result};
 
@@ -50,6 +52,7 @@ pub struct Storage {
     ttl: TtlPolicy,
     verify_folders: bool,
     urls: UrlSigner,
+    monitor: Arc<Monitor>,
 }
 
 /// Who signs URLs for a storage.
@@ -337,8 +340,21 @@ impl Storage {
                 )
             }
         };
+        let monitoring = &config.monitoring;
+        let monitor = Arc::new(Monitor::new(AlarmSettings {
+            client_error_rate: monitoring.client_error_rate_alarm,
+            server_error_rate: monitoring.server_error_rate_alarm,
+            window: std::time::Duration::from_secs(monitoring.alarm_window_secs),
+            min_requests: monitoring.alarm_min_requests,
+        }));
+        let store = Arc::new(Instrumented::new(
+            store,
+            os.provider.as_str(),
+            Arc::clone(&monitor),
+        ));
         Ok(Storage {
             store,
+            monitor,
             backend: os.provider.as_str().into(),
             prefix: os.prefix.clone(),
             ttl: config.ttl_policy(),
@@ -360,8 +376,10 @@ impl Storage {
         backend: &str,
         prefix: KeyPrefix,
     ) -> Storage {
+        let monitor = Arc::new(Monitor::new(AlarmSettings::default()));
         Storage {
-            store,
+            store: Arc::new(Instrumented::new(store, backend, Arc::clone(&monitor))),
+            monitor,
             backend: backend.into(),
             prefix,
             ttl: TtlPolicy::default(),
@@ -375,6 +393,11 @@ impl Storage {
     pub fn with_gateway_signer(mut self, signer: GatewaySigner) -> Storage {
         self.urls = UrlSigner::Gateway(Arc::new(signer));
         self
+    }
+
+    /// The error-rate alarms fed by this storage's operations.
+    pub fn monitor(&self) -> &Arc<Monitor> {
+        &self.monitor
     }
 
     /// The signer of gateway URLs, for the gateway that verifies them; `None` on S3.
@@ -391,6 +414,25 @@ impl Storage {
     /// On S3 it is a SigV4 presigned URL; on local and memory a gateway URL. For PUT, a
     /// bound content type (and length) makes any other upload fail.
     pub async fn signed_url(
+        &self,
+        method: SignedMethod,
+        key: &ObjectKey,
+        ttl_secs: Option<u64>,
+        options: &SignOptions,
+    ) -> Result<SignedUrl> {
+        let started = std::time::Instant::now();
+        let result = self.sign(method, key, ttl_secs, options).await;
+        let outcome = match &result {
+            Ok(_) => Outcome::Success,
+            Err(e) if e.is_client_error() => Outcome::ClientError,
+            Err(_) => Outcome::ServerError,
+        };
+        Recorder::new(Arc::clone(&self.backend), Arc::clone(&self.monitor))
+            .finish("sign", outcome, started);
+        result
+    }
+
+    async fn sign(
         &self,
         method: SignedMethod,
         key: &ObjectKey,

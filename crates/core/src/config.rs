@@ -133,6 +133,10 @@ pub struct ObjectStorageConfig {
     pub max_retries: u32,
     /// `retry_timeout`: seconds after which retrying stops.
     pub retry_timeout_secs: u64,
+    /// `retry_initial_backoff_ms`: the first wait before a retry; it doubles per retry.
+    pub retry_initial_backoff_ms: u64,
+    /// `retry_max_backoff_ms`: the longest wait between retries.
+    pub retry_max_backoff_ms: u64,
     /// `root`: the folder of the `local` provider.
     pub root: PathBuf,
     /// `fsync`: whether the `local` provider makes each write durable before acknowledging it.
@@ -204,6 +208,20 @@ pub struct LifecycleConfig {
     pub abort_incomplete_multipart_days: u64,
 }
 
+/// `[monitoring]`: the error-rate alarms of the deployment guide, over a sliding window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct MonitoringConfig {
+    /// `client_error_rate_alarm`: alarm above this share of 4xx-like outcomes (0.05).
+    pub client_error_rate_alarm: f64,
+    /// `server_error_rate_alarm`: alarm above this share of 5xx-like outcomes (0.01).
+    pub server_error_rate_alarm: f64,
+    /// `alarm_window`: seconds of history the rates cover (300).
+    pub alarm_window_secs: u64,
+    /// `alarm_min_requests`: no alarm below this many operations in the window (20).
+    pub alarm_min_requests: u64,
+}
+
 /// The validated configuration of maskstore, with the origin of every value.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -220,6 +238,8 @@ pub struct Config {
     pub cors: CorsConfig,
     /// `[lifecycle]`.
     pub lifecycle: LifecycleConfig,
+    /// `[monitoring]`.
+    pub monitoring: MonitoringConfig,
     origins: BTreeMap<String, Origin>,
 }
 
@@ -302,6 +322,14 @@ impl Config {
                 "object_storage.retry_timeout",
                 Some(os.retry_timeout_secs.to_string()),
             ),
+            (
+                "object_storage.retry_initial_backoff_ms",
+                Some(os.retry_initial_backoff_ms.to_string()),
+            ),
+            (
+                "object_storage.retry_max_backoff_ms",
+                Some(os.retry_max_backoff_ms.to_string()),
+            ),
             ("object_storage.root", Some(os.root.display().to_string())),
             ("object_storage.fsync", Some(os.fsync.to_string())),
             ("object_storage.prefix", Some(os.prefix.to_string())),
@@ -356,6 +384,22 @@ impl Config {
                 "lifecycle.abort_incomplete_multipart_days",
                 Some(self.lifecycle.abort_incomplete_multipart_days.to_string()),
             ),
+            (
+                "monitoring.client_error_rate_alarm",
+                Some(self.monitoring.client_error_rate_alarm.to_string()),
+            ),
+            (
+                "monitoring.server_error_rate_alarm",
+                Some(self.monitoring.server_error_rate_alarm.to_string()),
+            ),
+            (
+                "monitoring.alarm_window",
+                Some(self.monitoring.alarm_window_secs.to_string()),
+            ),
+            (
+                "monitoring.alarm_min_requests",
+                Some(self.monitoring.alarm_min_requests.to_string()),
+            ),
         ];
         debug_assert_eq!(values.len(), SCHEMA.len());
         values
@@ -380,6 +424,8 @@ enum Kind {
     Bool,
     List,
     Days,
+    Millis,
+    Rate,
 }
 
 struct KeySpec {
@@ -411,6 +457,16 @@ const SCHEMA: &[KeySpec] = &[
     spec("object_storage.connect_timeout", Kind::Seconds, Some("5")),
     spec("object_storage.max_retries", Kind::Count, Some("3")),
     spec("object_storage.retry_timeout", Kind::Seconds, Some("60")),
+    spec(
+        "object_storage.retry_initial_backoff_ms",
+        Kind::Millis,
+        Some("100"),
+    ),
+    spec(
+        "object_storage.retry_max_backoff_ms",
+        Kind::Millis,
+        Some("15000"),
+    ),
     spec("object_storage.root", Kind::Text, Some("./data")),
     spec("object_storage.fsync", Kind::Bool, Some("true")),
     spec("object_storage.prefix", Kind::Text, Some("mask/")),
@@ -445,6 +501,18 @@ const SCHEMA: &[KeySpec] = &[
         Kind::Days,
         Some("7"),
     ),
+    spec(
+        "monitoring.client_error_rate_alarm",
+        Kind::Rate,
+        Some("0.05"),
+    ),
+    spec(
+        "monitoring.server_error_rate_alarm",
+        Kind::Rate,
+        Some("0.01"),
+    ),
+    spec("monitoring.alarm_window", Kind::Seconds, Some("300")),
+    spec("monitoring.alarm_min_requests", Kind::Count, Some("20")),
 ];
 
 fn sections() -> Vec<&'static str> {
@@ -663,6 +731,10 @@ impl ConfigLoader {
             connect_timeout_secs: r.seconds("object_storage.connect_timeout")?,
             max_retries: r.count("object_storage.max_retries")?,
             retry_timeout_secs: r.seconds("object_storage.retry_timeout")?,
+            retry_initial_backoff_ms: r
+                .number("object_storage.retry_initial_backoff_ms", "milliseconds")?,
+            retry_max_backoff_ms: r
+                .number("object_storage.retry_max_backoff_ms", "milliseconds")?,
             root: PathBuf::from(r.text("object_storage.root")?.expect("has default")),
             fsync: r.boolean("object_storage.fsync")?,
             prefix,
@@ -693,6 +765,12 @@ impl ConfigLoader {
             transition_glacier_days: r.days("lifecycle.transition_glacier_days")?,
             abort_incomplete_multipart_days: r.days("lifecycle.abort_incomplete_multipart_days")?,
         };
+        let monitoring = MonitoringConfig {
+            client_error_rate_alarm: r.rate("monitoring.client_error_rate_alarm")?,
+            server_error_rate_alarm: r.rate("monitoring.server_error_rate_alarm")?,
+            alarm_window_secs: r.seconds("monitoring.alarm_window")?,
+            alarm_min_requests: r.number("monitoring.alarm_min_requests", "requests")?,
+        };
         let mut origins = r.origins;
         origins.insert("environment".to_string(), environment_origin.clone());
         let config = Config {
@@ -702,6 +780,7 @@ impl ConfigLoader {
             gateway,
             cors,
             lifecycle,
+            monitoring,
             origins,
         };
         validate(&config)?;
@@ -827,6 +906,25 @@ impl Reader {
 
     fn seconds(&mut self, key: &'static str) -> Result<u64, Error> {
         self.number(key, "seconds")
+    }
+
+    /// A share between 0 (exclusive) and 1 (inclusive), such as 0.05.
+    fn rate(&mut self, key: &'static str) -> Result<f64, Error> {
+        let (raw, origin) = self.raw(key).expect("rate keys have defaults");
+        let parsed = match &raw {
+            Raw::Text(s) => s.trim().parse::<f64>().ok(),
+            Raw::Int(i) => Some(*i as f64),
+            _ => None,
+        };
+        match parsed {
+            Some(rate) if rate > 0.0 && rate <= 1.0 => Ok(rate),
+            _ => Err(Error::config(
+                key,
+                &origin,
+                format!("{raw} is not a share between 0 and 1"),
+                "give a fraction such as 0.05 for 5 %",
+            )),
+        }
     }
 
     fn days(&mut self, key: &'static str) -> Result<u64, Error> {
@@ -1683,6 +1781,22 @@ mod tests {
             "0",
         )]));
         assert_eq!(key, "lifecycle.abort_incomplete_multipart_days");
+    }
+
+    #[test]
+    fn monitoring_defaults_to_the_guide_and_rates_are_fractions() {
+        let config = Config::embedded_default();
+        assert_eq!(config.monitoring.client_error_rate_alarm, 0.05);
+        assert_eq!(config.monitoring.server_error_rate_alarm, 0.01);
+        assert_eq!(config.monitoring.alarm_window_secs, 300);
+        let (key, _, text) = config_error(build_env(&[(
+            "APP_MONITORING__CLIENT_ERROR_RATE_ALARM",
+            "5",
+        )]));
+        assert_eq!(key, "monitoring.client_error_rate_alarm");
+        assert!(text.contains("between 0 and 1"), "{text}");
+        let config = build_env(&[("APP_MONITORING__SERVER_ERROR_RATE_ALARM", "0.02")]).unwrap();
+        assert_eq!(config.monitoring.server_error_rate_alarm, 0.02);
     }
 
     #[test]

@@ -3,7 +3,13 @@
 //!
 //! Every object request needs a valid signed URL (see `maskstore_backends::signing`);
 //! there is no unsigned access. A refused request gets 403 and a one-line reason. CORS
-//! follows `[cors]`. `GET /health` answers for liveness.
+//! follows `[cors]`. `GET /health` answers for liveness and reports `degraded`, naming the
+//! alarm, while an error rate of the store is above its `[monitoring]` threshold.
+//! [`router_with_metrics`] adds `GET /metrics` in Prometheus text format, covering the
+//! gateway's own requests (`maskstore_gateway_requests_total{method,status}`,
+//! `maskstore_gateway_request_duration_seconds{method}`) and the store's operations
+//! (`maskstore_operations_total`, `maskstore_operation_duration_seconds`,
+//! `maskstore_bytes_total`).
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -34,6 +40,7 @@ use futures::TryStreamExt;
 use maskstore_backends::signing::{Grant, OBJECT_PATH, SignedMethod};
 use maskstore_backends::{ByteRange, Error, ObjectInfo, ReadOptions, Storage, WriteOptions};
 use maskstore_core::config::CorsConfig;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, ExposeHeaders};
 
 /// What went wrong building the gateway.
@@ -61,6 +68,9 @@ pub enum GatewayError {
     /// The server failed.
     #[error("the gateway server failed: {0}")]
     Io(#[from] std::io::Error),
+    /// The metrics recorder could not be installed.
+    #[error("cannot install the Prometheus recorder: {0}")]
+    Metrics(String),
 }
 
 #[derive(Clone)]
@@ -75,11 +85,53 @@ pub fn router(storage: Storage, cors: &CorsConfig) -> Result<Router, GatewayErro
             backend: storage.backend().to_string(),
         });
     }
+    let health_storage = storage.clone();
     let objects = Router::new()
         .route(&format!("{OBJECT_PATH}{{*key}}"), any(object))
         .layer(cors_layer(cors)?)
         .with_state(Gateway { storage });
-    Ok(Router::new().route("/health", get(health)).merge(objects))
+    Ok(Router::new()
+        .route("/health", get(move || health(health_storage.clone())))
+        .merge(objects)
+        .layer(axum::middleware::from_fn(track)))
+}
+
+/// [`router`] plus `GET /metrics` rendering `handle` (see [`install_prometheus`]).
+pub fn router_with_metrics(
+    storage: Storage,
+    cors: &CorsConfig,
+    handle: PrometheusHandle,
+) -> Result<Router, GatewayError> {
+    let metrics = Router::new().route("/metrics", get(move || std::future::ready(handle.render())));
+    Ok(router(storage, cors)?.merge(metrics))
+}
+
+/// Installs a Prometheus recorder as the process's `metrics` recorder, with latency
+/// buckets from 1 ms to 60 s.
+pub fn install_prometheus() -> Result<PrometheusHandle, GatewayError> {
+    const BUCKETS: &[f64] = &[
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ];
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), BUCKETS)
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| GatewayError::Metrics(e.to_string()))
+}
+
+/// Metric: the gateway's HTTP requests by method and status.
+pub const GATEWAY_REQUESTS_TOTAL: &str = "maskstore_gateway_requests_total";
+/// Metric: the gateway's HTTP request latency.
+pub const GATEWAY_REQUEST_DURATION: &str = "maskstore_gateway_request_duration_seconds";
+
+async fn track(request: Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = request.method().to_string();
+    let response = next.run(request).await;
+    metrics::counter!(GATEWAY_REQUESTS_TOTAL, "method" => method.clone(), "status" => response.status().as_u16().to_string())
+        .increment(1);
+    metrics::histogram!(GATEWAY_REQUEST_DURATION, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then finishes the requests
@@ -175,8 +227,29 @@ fn cors_layer(cors: &CorsConfig) -> Result<CorsLayer, GatewayError> {
         .max_age(Duration::from_secs(cors.max_age)))
 }
 
-async fn health() -> &'static str {
-    "ok\n"
+/// `{"status": "ok"}`, or `{"status": "degraded", "alarms": [...]}` naming each alarm.
+async fn health(storage: Storage) -> Response {
+    let alarms = storage.monitor().alarms();
+    let body = if alarms.is_empty() {
+        serde_json::json!({"status": "ok"})
+    } else {
+        serde_json::json!({
+            "status": "degraded",
+            "alarms": alarms.iter().map(|a| serde_json::json!({
+                "name": a.name,
+                "rate": a.rate,
+                "threshold": a.threshold,
+                "requests": a.requests,
+                "message": a.to_string(),
+            })).collect::<Vec<_>>(),
+        })
+    };
+    let mut response = Response::new(Body::from(format!("{body}\n")));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// One line of text with a status: how every refusal and failure is answered.

@@ -1,0 +1,311 @@
+//! The instrumentation layer around every backend: per operation, request counts by
+//! outcome, bytes in and out, and a latency histogram, through the `metrics` facade (the
+//! application plugs in its own recorder; `maskstore serve` uses Prometheus), plus a
+//! tracing span per operation and the outcomes the alarms are computed from.
+//!
+//! Metrics, each labelled `backend` and `operation` (get, put, head, delete, list, copy,
+//! rename, upload, sign):
+//! - `maskstore_operations_total` (+ `outcome`: success, client_error, server_error)
+//! - `maskstore_operation_duration_seconds` (histogram)
+//! - `maskstore_bytes_total` (+ `direction`: in = read from the backend, out = written)
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
+    UploadPart,
+};
+use tracing::Instrument;
+
+use crate::monitor::{Monitor, Outcome};
+
+/// Metric: operations by outcome.
+pub const OPERATIONS_TOTAL: &str = "maskstore_operations_total";
+/// Metric: operation latency in seconds.
+pub const OPERATION_DURATION: &str = "maskstore_operation_duration_seconds";
+/// Metric: bytes moved.
+pub const BYTES_TOTAL: &str = "maskstore_bytes_total";
+
+/// Records what one operation did.
+#[derive(Clone)]
+pub(crate) struct Recorder {
+    backend: Arc<str>,
+    monitor: Arc<Monitor>,
+}
+
+impl Recorder {
+    pub(crate) fn new(backend: Arc<str>, monitor: Arc<Monitor>) -> Recorder {
+        Recorder { backend, monitor }
+    }
+
+    pub(crate) fn finish(&self, operation: &'static str, outcome: Outcome, started: Instant) {
+        let backend = self.backend.to_string();
+        metrics::counter!(OPERATIONS_TOTAL, "backend" => backend.clone(), "operation" => operation, "outcome" => outcome.as_str())
+            .increment(1);
+        metrics::histogram!(OPERATION_DURATION, "backend" => backend, "operation" => operation)
+            .record(started.elapsed().as_secs_f64());
+        self.monitor.record(outcome);
+        tracing::debug!(
+            operation,
+            outcome = outcome.as_str(),
+            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            "storage operation"
+        );
+    }
+
+    fn bytes(&self, operation: &'static str, direction: &'static str, n: u64) {
+        if n > 0 {
+            metrics::counter!(BYTES_TOTAL, "backend" => self.backend.to_string(), "operation" => operation, "direction" => direction)
+                .increment(n);
+        }
+    }
+}
+
+/// An object_store wrapper that instruments every call.
+#[derive(Debug)]
+pub struct Instrumented {
+    inner: Arc<dyn ObjectStore>,
+    backend: Arc<str>,
+    monitor: Arc<Monitor>,
+}
+
+impl Instrumented {
+    /// Wraps `inner`, labelling its metrics `backend` and feeding `monitor`.
+    pub fn new(inner: Arc<dyn ObjectStore>, backend: &str, monitor: Arc<Monitor>) -> Self {
+        Instrumented {
+            inner,
+            backend: backend.into(),
+            monitor,
+        }
+    }
+
+    fn recorder(&self) -> Recorder {
+        Recorder::new(Arc::clone(&self.backend), Arc::clone(&self.monitor))
+    }
+
+    async fn observe<T>(
+        &self,
+        operation: &'static str,
+        location: &Path,
+        call: impl std::future::Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let started = Instant::now();
+        let span =
+            tracing::info_span!("storage", backend = %self.backend, operation, key = %location);
+        let result = call.instrument(span).await;
+        self.recorder()
+            .finish(operation, Outcome::of(&result), started);
+        result
+    }
+}
+
+impl std::fmt::Display for Instrumented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Instrumented({})", self.inner)
+    }
+}
+
+#[async_trait]
+impl ObjectStore for Instrumented {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        let size = payload.content_length() as u64;
+        let result = self
+            .observe(
+                "put",
+                location,
+                self.inner.put_opts(location, payload, opts),
+            )
+            .await;
+        if result.is_ok() {
+            self.recorder().bytes("put", "out", size);
+        }
+        result
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        let started = Instant::now();
+        let recorder = self.recorder();
+        match self.inner.put_multipart_opts(location, opts).await {
+            Ok(inner) => Ok(Box::new(InstrumentedUpload {
+                inner,
+                recorder,
+                started,
+                finished: false,
+            })),
+            Err(e) => {
+                recorder.finish("upload", Outcome::of_error(&e), started);
+                Err(e)
+            }
+        }
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        let operation = if options.head { "head" } else { "get" };
+        let result = self
+            .observe(operation, location, self.inner.get_opts(location, options))
+            .await?;
+        if operation == "head" {
+            return Ok(result);
+        }
+        // Count the bytes as they are read; a file payload becomes a stream to be counted.
+        let recorder = self.recorder();
+        let GetResult {
+            meta,
+            range,
+            attributes,
+            extensions,
+            ..
+        } = &result;
+        let (meta, range, attributes, extensions) = (
+            meta.clone(),
+            range.clone(),
+            attributes.clone(),
+            extensions.clone(),
+        );
+        let stream = result
+            .into_stream()
+            .inspect(move |chunk| {
+                if let Ok(chunk) = chunk {
+                    recorder.bytes("get", "in", chunk.len() as u64);
+                }
+            })
+            .boxed();
+        Ok(GetResult {
+            payload: GetResultPayload::Stream(stream),
+            meta,
+            range,
+            attributes,
+            extensions,
+        })
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        let recorder = self.recorder();
+        let started = Instant::now();
+        self.inner
+            .delete_stream(locations)
+            .inspect(move |result| recorder.finish("delete", Outcome::of(result), started))
+            .boxed()
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        let guard = ListGuard {
+            recorder: self.recorder(),
+            started: Instant::now(),
+            outcome: None,
+        };
+        self.inner
+            .list(prefix)
+            .scan(guard, |guard, item| {
+                if let Err(e) = &item {
+                    guard.outcome.get_or_insert(Outcome::of_error(e));
+                }
+                futures::future::ready(Some(item))
+            })
+            .boxed()
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        let location = prefix.cloned().unwrap_or_default();
+        self.observe("list", &location, self.inner.list_with_delimiter(prefix))
+            .await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.observe("copy", from, self.inner.copy_opts(from, to, options))
+            .await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        self.observe("rename", from, self.inner.rename_opts(from, to, options))
+            .await
+    }
+}
+
+/// Records a listing once, when its stream is dropped (finished or abandoned).
+struct ListGuard {
+    recorder: Recorder,
+    started: Instant,
+    outcome: Option<Outcome>,
+}
+
+impl Drop for ListGuard {
+    fn drop(&mut self) {
+        self.recorder.finish(
+            "list",
+            self.outcome.unwrap_or(Outcome::Success),
+            self.started,
+        );
+    }
+}
+
+/// A streaming upload that counts its bytes and records its outcome on complete or abort.
+#[derive(Debug)]
+struct InstrumentedUpload {
+    inner: Box<dyn MultipartUpload>,
+    recorder: Recorder,
+    started: Instant,
+    finished: bool,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl MultipartUpload for InstrumentedUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let size = data.content_length() as u64;
+        let recorder = self.recorder.clone();
+        self.inner
+            .put_part(data)
+            .map(move |result| {
+                if result.is_ok() {
+                    recorder.bytes("upload", "out", size);
+                }
+                result
+            })
+            .boxed()
+    }
+
+    async fn complete(&mut self) -> Result<PutResult> {
+        let result = self.inner.complete().await;
+        self.finished = true;
+        self.recorder
+            .finish("upload", Outcome::of(&result), self.started);
+        result
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        let result = self.inner.abort().await;
+        if !self.finished {
+            self.finished = true;
+            // Aborting is the caller's choice: only a failure to abort counts against the backend.
+            self.recorder
+                .finish("upload", Outcome::of(&result), self.started);
+        }
+        result
+    }
+}

@@ -1,0 +1,318 @@
+//! Metrics, health alarms and secrets in logs, with `maskstore serve` as a process.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use maskstore_backends::SignedMethod;
+use maskstore_backends::signing::{GatewaySigner, SignOptions};
+use maskstore_core::{ObjectKey, Secret};
+use maskstore_testkit::servers;
+
+const SIGNING_SECRET: &str = "monitoring-test-signing-secret-0123456789";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// `maskstore serve` with its stderr in a file, stopped with SIGTERM on drop.
+struct Serve {
+    child: Child,
+    base: String,
+    log: std::path::PathBuf,
+}
+
+impl Serve {
+    fn start(dir: &Path, extra: &[(&str, &str)]) -> Serve {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let log = dir.join("serve.log");
+        let child = Command::new(env!("CARGO_BIN_EXE_maskstore"))
+            .arg("serve")
+            .current_dir(dir)
+            .env_clear()
+            .env("APP_OBJECT_STORAGE__PROVIDER", "memory")
+            .env("APP_GATEWAY__LISTEN", &listen)
+            .env("APP_GATEWAY__SIGNING_SECRET", SIGNING_SECRET)
+            .envs(extra.iter().copied())
+            .stdout(Stdio::from(
+                std::fs::File::create(dir.join("serve.out")).unwrap(),
+            ))
+            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
+            .spawn()
+            .expect("maskstore serve starts");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(&listen).is_err() {
+            assert!(Instant::now() < deadline, "serve did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Serve {
+            child,
+            base: format!("http://{listen}"),
+            log,
+        }
+    }
+
+    fn sign(&self, method: SignedMethod, key: &str) -> String {
+        let signer = GatewaySigner::new(&self.base, Secret::new(SIGNING_SECRET), None);
+        let expires = chrono::Utc::now().timestamp() + 300;
+        signer.sign(
+            method,
+            &ObjectKey::parse(key).unwrap(),
+            expires,
+            &SignOptions::default(),
+        )
+    }
+
+    /// Stops the server and returns everything it wrote.
+    fn stop(mut self) -> String {
+        let _ = Command::new("kill")
+            .arg(self.child.id().to_string())
+            .status();
+        let _ = self.child.wait();
+        let out = std::fs::read_to_string(self.log.with_file_name("serve.out")).unwrap_or_default();
+        format!(
+            "{out}{}",
+            std::fs::read_to_string(&self.log).unwrap_or_default()
+        )
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+    }
+}
+
+/// The value of a Prometheus sample whose line contains every one of `parts`.
+fn sample(metrics: &str, name: &str, parts: &[&str]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(name) && parts.iter().all(|p| l.contains(p)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_count_what_a_run_did_and_health_names_the_alarm() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &[("APP_MONITORING__ALARM_MIN_REQUESTS", "10")]);
+    let http = reqwest::Client::new();
+
+    let health: serde_json::Value = serde_json::from_str(
+        &http
+            .get(format!("{}/health", serve.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(health["status"], "ok");
+
+    for i in 0..12 {
+        let key = format!("mask/m/{i}.png");
+        let put = http
+            .put(serve.sign(SignedMethod::Put, &key))
+            .body(vec![7u8; 1000])
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success());
+        let get = http
+            .get(serve.sign(SignedMethod::Get, &key))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(get.bytes().await.unwrap().len(), 1000);
+    }
+    for i in 0..6 {
+        let missing = http
+            .get(serve.sign(SignedMethod::Get, &format!("mask/missing/{i}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(missing.status().as_u16(), 404);
+    }
+    let forged = serve
+        .sign(SignedMethod::Get, "mask/m/0.png")
+        .replace("signature=", "signature=00");
+    assert_eq!(
+        http.get(forged).send().await.unwrap().status().as_u16(),
+        403
+    );
+
+    let metrics = http
+        .get(format!("{}/metrics", serve.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ops = "maskstore_operations_total";
+    assert_eq!(
+        sample(
+            &metrics,
+            ops,
+            &["operation=\"upload\"", "outcome=\"success\""]
+        ),
+        12.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, ops, &["operation=\"get\"", "outcome=\"success\""]),
+        12.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            ops,
+            &["operation=\"get\"", "outcome=\"client_error\""]
+        ),
+        6.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "maskstore_bytes_total",
+            &["operation=\"upload\"", "direction=\"out\""]
+        ),
+        12_000.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "maskstore_bytes_total",
+            &["operation=\"get\"", "direction=\"in\""]
+        ),
+        12_000.0
+    );
+    let requests = "maskstore_gateway_requests_total";
+    assert_eq!(
+        sample(&metrics, requests, &["method=\"PUT\"", "status=\"200\""]),
+        12.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, requests, &["method=\"GET\"", "status=\"404\""]),
+        6.0
+    );
+    assert_eq!(
+        sample(&metrics, requests, &["method=\"GET\"", "status=\"403\""]),
+        1.0
+    );
+    assert!(
+        metrics.contains("maskstore_operation_duration_seconds_bucket"),
+        "latency histogram"
+    );
+
+    // 6 client errors in 30 operations is 20 % > 5 %: the client alarm fires, the server one not.
+    let health: serde_json::Value = serde_json::from_str(
+        &http
+            .get(format!("{}/health", serve.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    let names: Vec<&str> = health["alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["client_error_rate"], "{health}");
+    serve.stop();
+}
+
+/// Everything a traced run prints — serve handling signed URLs, and the CLI against
+/// SeaweedFS — holds no secret, signing key or URL signature.
+#[tokio::test]
+async fn traced_output_never_contains_secrets_or_signatures() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &[("MASKSTORE_LOG", "trace")]);
+    let http = reqwest::Client::new();
+    let put_url = serve.sign(SignedMethod::Put, "mask/secret-test/a.png");
+    let get_url = serve.sign(SignedMethod::Get, "mask/secret-test/a.png");
+    assert!(
+        http.put(&put_url)
+            .body("x")
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    assert!(
+        http.get(&get_url)
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .is_success()
+    );
+    let bad = get_url.replace("mask/secret-test", "mask/secret-tost");
+    assert_eq!(http.get(&bad).send().await.unwrap().status().as_u16(), 403);
+    let output = serve.stop();
+    assert!(
+        output.contains("TRACE") || output.contains("DEBUG"),
+        "the run was traced: {output}"
+    );
+    let signatures: Vec<&str> = [&put_url, &get_url]
+        .iter()
+        .map(|u| u.rsplit("x-maskstore-signature=").next().unwrap())
+        .collect();
+    assert!(
+        !output.contains(SIGNING_SECRET),
+        "signing secret in the output"
+    );
+    for signature in signatures {
+        assert!(!output.contains(signature), "a URL signature in the output");
+    }
+
+    let Some(server) = servers::seaweedfs() else {
+        return;
+    };
+    let mut env = server.app_env();
+    env.push(("MASKSTORE_LOG".into(), "trace".into()));
+    env.push(("APP_GATEWAY__SIGNING_SECRET".into(), SIGNING_SECRET.into()));
+    for args in [&["check"][..], &["ls"][..], &["config", "show"][..]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_maskstore"))
+            .args(args)
+            .current_dir(dir.path())
+            .env_clear()
+            .envs(env.iter().map(|(k, v)| (k, v)))
+            .output()
+            .unwrap();
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(out.status.success(), "{args:?}: {all}");
+        assert!(
+            !all.contains(server.secret_key.expose()),
+            "{args:?} printed the S3 secret"
+        );
+        assert!(
+            !all.contains(SIGNING_SECRET),
+            "{args:?} printed the signing secret"
+        );
+        assert!(
+            !all.contains("Signature="),
+            "{args:?} printed a signature: {all}"
+        );
+    }
+}

@@ -12,6 +12,7 @@
 //! # });
 //! ```
 
+pub mod chaos;
 pub mod contract;
 mod fixtures;
 pub mod servers;

@@ -1,0 +1,439 @@
+//! Fault injection for application tests: a wrapper around any `Storage`'s backend that
+//! fails a share of calls, or the n-th call, of a chosen operation with a chosen error,
+//! adds latency, or cuts a download stream midway.
+//!
+//! An application test proving its save path retries a failed upload:
+//!
+//! ```
+//! # tokio::runtime::Runtime::new().unwrap().block_on(async {
+//! use maskstore_backends::{Error, Storage};
+//! use maskstore_testkit::chaos::{Chaos, Fault, Op, When};
+//!
+//! // The application's code under test: retries a put once on a backend failure.
+//! async fn save(storage: &Storage, name: &str, bytes: &'static [u8]) -> Result<(), Error> {
+//!     let key = storage.key(name)?;
+//!     match storage.put(&key, bytes).await {
+//!         Err(Error::Backend { .. } | Error::Unreachable { .. }) => storage.put(&key, bytes).await.map(drop),
+//!         other => other.map(drop),
+//!     }
+//! }
+//!
+//! let storage = Chaos::over(&maskstore_testkit::memory())
+//!     .rule(Op::Put, When::Nth(1), Fault::Unavailable)
+//!     .storage();
+//! save(&storage, "seg.png", b"mask").await.unwrap();
+//! assert_eq!(storage.get(&storage.key("seg.png").unwrap()).await.unwrap().data, "mask");
+//! # });
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use maskstore_backends::Storage;
+use object_store::path::Path;
+use object_store::{
+    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
+    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
+};
+use rand::{Rng, SeedableRng};
+
+/// The operations a rule can target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Op {
+    /// Whole-object or range reads.
+    Get,
+    /// Metadata reads.
+    Head,
+    /// Single-request writes.
+    Put,
+    /// Streaming (multipart) uploads, when they start.
+    Upload,
+    /// Deletes.
+    Delete,
+    /// Listings (flat or by folder).
+    List,
+    /// Copies.
+    Copy,
+    /// Renames.
+    Rename,
+}
+
+/// Which calls of the operation a rule hits.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum When {
+    /// Every call.
+    Always,
+    /// Each call with this probability (0..=1), drawn from the seeded generator.
+    Share(f64),
+    /// Only the n-th call (1-based).
+    Nth(u64),
+}
+
+/// What happens to a hit call.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Fault {
+    /// The backend is unavailable (like a 503): a server error.
+    Unavailable,
+    /// The backend refuses (like a 403): a client error.
+    PermissionDenied,
+    /// The key is not there.
+    NotFound,
+    /// The call waits this long first, then proceeds.
+    Latency(Duration),
+    /// A download's stream fails after this many bytes.
+    CutStreamAfter(u64),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Rule {
+    op: Op,
+    when: When,
+    fault: Fault,
+}
+
+/// The fault-injecting wrapper. Build it with [`Chaos::over`], add rules, then take the
+/// [`Chaos::storage`].
+#[derive(Debug)]
+pub struct Chaos {
+    inner: Arc<dyn ObjectStore>,
+    prefix: maskstore_core::KeyPrefix,
+    backend: String,
+    rules: Vec<Rule>,
+    calls: [AtomicU64; 8],
+    rng: Mutex<rand::rngs::StdRng>,
+}
+
+impl Chaos {
+    /// Wraps the backend of `storage` (same prefix, same data).
+    pub fn over(storage: &Storage) -> Chaos {
+        Chaos {
+            inner: Arc::clone(storage.object_store()),
+            prefix: storage.prefix().clone(),
+            backend: format!("chaos({})", storage.backend()),
+            rules: Vec::new(),
+            calls: Default::default(),
+            rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(0x6d61736b)),
+        }
+    }
+
+    /// Seeds the generator behind [`When::Share`] (runs are reproducible per seed).
+    pub fn seed(self, seed: u64) -> Chaos {
+        *self.rng.lock().expect("rng lock") = rand::rngs::StdRng::seed_from_u64(seed);
+        self
+    }
+
+    /// Adds a rule; every matching rule applies, in the order added.
+    pub fn rule(mut self, op: Op, when: When, fault: Fault) -> Chaos {
+        self.rules.push(Rule { op, when, fault });
+        self
+    }
+
+    /// The storage whose calls go through the faults.
+    pub fn storage(self) -> Storage {
+        let prefix = self.prefix.clone();
+        let backend = self.backend.clone();
+        Storage::from_object_store(Arc::new(self), &backend, prefix)
+    }
+
+    /// How many calls of `op` were made.
+    pub fn calls(&self, op: Op) -> u64 {
+        self.calls[op as usize].load(Ordering::SeqCst)
+    }
+
+    /// Applies the rules for one call of `op`; returns the stream cut, if any.
+    async fn enter(&self, op: Op, location: &Path) -> Result<Option<u64>> {
+        let n = self.calls[op as usize].fetch_add(1, Ordering::SeqCst) + 1;
+        let mut cut = None;
+        for rule in self.rules.iter().filter(|r| r.op == op) {
+            let hit = match rule.when {
+                When::Always => true,
+                When::Nth(k) => k == n,
+                When::Share(p) => self
+                    .rng
+                    .lock()
+                    .expect("rng lock")
+                    .random_bool(p.clamp(0.0, 1.0)),
+            };
+            if !hit {
+                continue;
+            }
+            match rule.fault {
+                Fault::Latency(d) => tokio::time::sleep(d).await,
+                Fault::CutStreamAfter(bytes) => cut = Some(bytes),
+                Fault::Unavailable => {
+                    return Err(object_store::Error::Generic {
+                        store: "chaos",
+                        source: format!("injected: service unavailable ({op:?} call {n})").into(),
+                    });
+                }
+                Fault::PermissionDenied => {
+                    return Err(object_store::Error::PermissionDenied {
+                        path: location.to_string(),
+                        source: format!("injected: access denied ({op:?} call {n})").into(),
+                    });
+                }
+                Fault::NotFound => {
+                    return Err(object_store::Error::NotFound {
+                        path: location.to_string(),
+                        source: format!("injected: not found ({op:?} call {n})").into(),
+                    });
+                }
+            }
+        }
+        Ok(cut)
+    }
+}
+
+impl std::fmt::Display for Chaos {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Chaos({})", self.inner)
+    }
+}
+
+fn cut_stream(
+    stream: BoxStream<'static, Result<Bytes>>,
+    after: u64,
+) -> BoxStream<'static, Result<Bytes>> {
+    let cut = move || object_store::Error::Generic {
+        store: "chaos",
+        source: format!("injected: stream cut after {after} bytes").into(),
+    };
+    // State: the inner stream, bytes passed on, and the phase.
+    #[derive(Clone, Copy, PartialEq)]
+    enum Phase {
+        Passing,
+        CutNext,
+        Done,
+    }
+    futures::stream::unfold(
+        (stream, 0u64, Phase::Passing),
+        move |(mut stream, sent, phase)| async move {
+            match phase {
+                Phase::Done => None,
+                Phase::CutNext => Some((Err(cut()), (stream, sent, Phase::Done))),
+                Phase::Passing => match stream.next().await? {
+                    Err(e) => Some((Err(e), (stream, sent, Phase::Done))),
+                    // More bytes than allowed are coming: cut here.
+                    Ok(_) if sent >= after => Some((Err(cut()), (stream, sent, Phase::Done))),
+                    Ok(chunk) => {
+                        let room = (after - sent).min(chunk.len() as u64) as usize;
+                        let next = if room < chunk.len() {
+                            Phase::CutNext
+                        } else {
+                            Phase::Passing
+                        };
+                        Some((Ok(chunk.slice(..room)), (stream, sent + room as u64, next)))
+                    }
+                },
+            }
+        },
+    )
+    .boxed()
+}
+
+#[async_trait]
+impl ObjectStore for Chaos {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        self.enter(Op::Put, location).await?;
+        self.inner.put_opts(location, payload, opts).await
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        self.enter(Op::Upload, location).await?;
+        self.inner.put_multipart_opts(location, opts).await
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        let op = if options.head { Op::Head } else { Op::Get };
+        let cut = self.enter(op, location).await?;
+        let result = self.inner.get_opts(location, options).await?;
+        let Some(after) = cut else { return Ok(result) };
+        let (meta, range, attributes, extensions) = (
+            result.meta.clone(),
+            result.range.clone(),
+            result.attributes.clone(),
+            result.extensions.clone(),
+        );
+        Ok(GetResult {
+            payload: GetResultPayload::Stream(cut_stream(result.into_stream(), after)),
+            meta,
+            range,
+            attributes,
+            extensions,
+        })
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        // Rules for deletes apply per key; the generator is not async-safe to await here,
+        // so only failures (not latency) are injected into delete streams.
+        let failures: Vec<Rule> = self
+            .rules
+            .iter()
+            .filter(|r| r.op == Op::Delete)
+            .copied()
+            .collect();
+        let counter = Arc::new(AtomicU64::new(
+            self.calls[Op::Delete as usize].load(Ordering::SeqCst),
+        ));
+        let rng = Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(
+            self.rng.lock().expect("rng lock").random(),
+        )));
+        let checked = locations
+            .map(move |location| {
+                let location = location?;
+                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                for rule in &failures {
+                    let hit = match rule.when {
+                        When::Always => true,
+                        When::Nth(k) => k == n,
+                        When::Share(p) => {
+                            rng.lock().expect("rng lock").random_bool(p.clamp(0.0, 1.0))
+                        }
+                    };
+                    if hit && matches!(rule.fault, Fault::Unavailable) {
+                        return Err(object_store::Error::Generic {
+                            store: "chaos",
+                            source: format!("injected: service unavailable (Delete call {n})")
+                                .into(),
+                        });
+                    }
+                }
+                Ok(location)
+            })
+            .boxed();
+        self.inner.delete_stream(checked)
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        let n = self.calls[Op::List as usize].fetch_add(1, Ordering::SeqCst) + 1;
+        let fails = self.rules.iter().any(|r| {
+            r.op == Op::List
+                && matches!(r.fault, Fault::Unavailable)
+                && match r.when {
+                    When::Always => true,
+                    When::Nth(k) => k == n,
+                    When::Share(p) => self
+                        .rng
+                        .lock()
+                        .expect("rng lock")
+                        .random_bool(p.clamp(0.0, 1.0)),
+                }
+        });
+        if fails {
+            return futures::stream::once(async move {
+                Err(object_store::Error::Generic {
+                    store: "chaos",
+                    source: format!("injected: service unavailable (List call {n})").into(),
+                })
+            })
+            .boxed();
+        }
+        self.inner.list(prefix)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.enter(Op::List, &prefix.cloned().unwrap_or_default())
+            .await?;
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.enter(Op::Copy, from).await?;
+        self.inner.copy_opts(from, to, options).await
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        self.enter(Op::Rename, from).await?;
+        self.inner.rename_opts(from, to, options).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use maskstore_backends::Error;
+
+    #[tokio::test]
+    async fn nth_call_fails_with_the_chosen_error_and_others_pass() {
+        let storage = Chaos::over(&crate::memory())
+            .rule(Op::Put, When::Nth(2), Fault::PermissionDenied)
+            .storage();
+        let key = storage.key("a").unwrap();
+        storage.put(&key, "1").await.unwrap();
+        assert!(matches!(
+            storage.put(&key, "2").await,
+            Err(Error::PermissionDenied { .. })
+        ));
+        storage.put(&key, "3").await.unwrap();
+        assert_eq!(storage.get(&key).await.unwrap().data, "3");
+    }
+
+    #[tokio::test]
+    async fn a_share_of_calls_fails_reproducibly() {
+        let run = |seed| async move {
+            let storage = Chaos::over(&crate::memory())
+                .seed(seed)
+                .rule(Op::Head, When::Share(0.5), Fault::Unavailable)
+                .storage();
+            let key = storage.key("a").unwrap();
+            storage.put(&key, "x").await.unwrap();
+            let mut failures = Vec::new();
+            for i in 0..40 {
+                if storage.head(&key).await.is_err() {
+                    failures.push(i);
+                }
+            }
+            failures
+        };
+        let first = run(7).await;
+        assert!(
+            (8..=32).contains(&first.len()),
+            "{} of 40 failed",
+            first.len()
+        );
+        assert_eq!(first, run(7).await, "same seed, same failures");
+    }
+
+    #[tokio::test]
+    async fn a_cut_stream_fails_midway() {
+        let base = crate::memory();
+        let key = base.key("big").unwrap();
+        base.put(&key, vec![1u8; 10_000]).await.unwrap();
+        let storage = Chaos::over(&base)
+            .rule(Op::Get, When::Always, Fault::CutStreamAfter(4096))
+            .storage();
+        let err = storage.get(&key).await.unwrap_err();
+        assert!(err.to_string().contains("cut after 4096"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn latency_delays_the_call() {
+        let storage = Chaos::over(&crate::memory())
+            .rule(
+                Op::Put,
+                When::Always,
+                Fault::Latency(Duration::from_millis(120)),
+            )
+            .storage();
+        let started = std::time::Instant::now();
+        storage.put(&storage.key("a").unwrap(), "x").await.unwrap();
+        assert!(started.elapsed() >= Duration::from_millis(120));
+    }
+}

@@ -3,6 +3,7 @@
 mod browser;
 mod cli;
 mod contract;
+mod faults;
 mod monitoring;
 mod ops;
 mod presign;

@@ -940,6 +940,14 @@ fn io_error(location: &Path, e: io::Error) -> object_store::Error {
             path: location.to_string(),
             source: Box::new(e),
         },
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => object_store::Error::Generic {
+            store: STORE,
+            source: format!(
+                "{location}: {e}; the disk holding the local root is full: free space or move \
+                 object_storage.root (nothing was changed)"
+            )
+            .into(),
+        },
         _ => object_store::Error::Generic {
             store: STORE,
             source: format!("{location}: {e}").into(),

@@ -133,6 +133,7 @@ cases! {
     ],
     concurrency / Nothing: [
         fifty_writers_and_readers_see_only_whole_versions,
+        hundred_writers_and_readers_of_different_sizes_see_whole_versions,
         concurrent_puts_of_distinct_keys_all_land,
     ],
     isolation / Nothing: [
@@ -1179,6 +1180,44 @@ pub async fn fifty_writers_and_readers_see_only_whole_versions(s: Storage) {
             );
         }
     }
+}
+
+/// 100 tasks (50 writing versions of different sizes, 50 reading) on one key: every read
+/// is exactly one written version, its length matching its content.
+pub async fn hundred_writers_and_readers_of_different_sizes_see_whole_versions(s: Storage) {
+    let k = key(&s, "contended-sizes.bin");
+    let version = |i: u8| Bytes::from(vec![i; 64 * 1024 + usize::from(i) * 1024]);
+    s.put(&k, version(0)).await.unwrap();
+    let tasks: Vec<_> = (1..=100u8)
+        .map(|i| {
+            let (s, k) = (s.clone(), k.clone());
+            tokio::spawn(async move {
+                if i % 2 == 0 {
+                    s.put(&k, version(i)).await.map(|_| None)
+                } else {
+                    s.get(&k).await.map(|o| Some(o.data))
+                }
+            })
+        })
+        .collect();
+    let mut reads = 0;
+    for task in tasks {
+        if let Some(read) = task.await.unwrap().unwrap() {
+            reads += 1;
+            let first = read[0];
+            assert!(first % 2 == 0, "read a version nobody wrote: {first}");
+            assert_eq!(
+                read.len(),
+                version(first).len(),
+                "torn read: length of another version"
+            );
+            assert!(
+                read.iter().all(|b| *b == first),
+                "torn read: mixed versions"
+            );
+        }
+    }
+    assert_eq!(reads, 50);
 }
 
 /// Many concurrent puts of distinct keys all land.

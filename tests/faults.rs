@@ -319,3 +319,161 @@ async fn gateway_serves_2000_requests_from_50_clients_on_local_disk() {
     let served = maskstore_testkit::temp_dir_served().await;
     gateway_under_load(&served).await;
 }
+
+/// A loopback proxy in front of an S3 server. Of the new connections whose first request is
+/// not a POST (object_store does not retry those after a reset), the 1st, 4th, 7th…
+/// answer 503 and the 2nd, 5th, 8th… are reset; of those starting with a GET, the 1st and
+/// every 4th after never answer (a stall). The rest are forwarded untouched.
+struct FaultyProxy {
+    addr: std::net::SocketAddr,
+    faults: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FaultyProxy {
+    async fn start(upstream: std::net::SocketAddr) -> FaultyProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let faults = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
+        let counted = std::sync::Arc::clone(&faults);
+        let task = tokio::spawn(async move {
+            let mut n = 0u64;
+            while let Ok((mut client, _)) = listener.accept().await {
+                n += 1;
+                let counted = std::sync::Arc::clone(&counted);
+                tokio::spawn(async move {
+                    let mut head = vec![0u8; 8];
+                    if client.read_exact(&mut head).await.is_err() {
+                        return;
+                    }
+                    let method = String::from_utf8_lossy(&head)
+                        .split(' ')
+                        .next()
+                        .unwrap_or("")
+                        .to_string();
+                    let fault = match (n % 6, method.as_str()) {
+                        (_, "POST") => None,
+                        (1, _) => Some("503"),
+                        (3, _) => Some("reset"),
+                        (5, "GET") => Some("stall"),
+                        _ => None,
+                    };
+                    if let Some(fault) = fault {
+                        *counted.lock().unwrap().entry(fault).or_insert(0) += 1;
+                    }
+                    match fault {
+                        Some("503") => {
+                            let mut rest = [0u8; 4096];
+                            let _ = tokio::time::timeout(
+                                Duration::from_millis(50),
+                                client.read(&mut rest),
+                            )
+                            .await;
+                            let _ = client
+                                .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                                .await;
+                        }
+                        Some("reset") => {
+                            // A zero linger makes the close an RST, as a crashed peer would.
+                            #[allow(deprecated)]
+                            let _ = client.set_linger(Some(Duration::ZERO));
+                            drop(client);
+                        }
+                        Some(_) => {
+                            // Stall: hold the connection open, answer nothing.
+                            tokio::time::sleep(Duration::from_secs(60)).await;
+                        }
+                        None => {
+                            let Ok(mut server) = tokio::net::TcpStream::connect(upstream).await
+                            else {
+                                return;
+                            };
+                            if server.write_all(&head).await.is_err() {
+                                return;
+                            }
+                            let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                        }
+                    }
+                });
+            }
+        });
+        FaultyProxy { addr, faults, task }
+    }
+}
+
+impl Drop for FaultyProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Puts, gets, lists and streaming uploads through 503s, resets and stalls all succeed
+/// through retries, and every object reads back byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn retries_carry_operations_through_503s_resets_and_stalls() {
+    let Some(server) = maskstore_testkit::servers::seaweedfs() else {
+        return;
+    };
+    let upstream: std::net::SocketAddr = server
+        .endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    let proxy = FaultyProxy::start(upstream).await;
+    let mut config = server.config();
+    config.object_storage.endpoint = Some(format!("http://{}", proxy.addr));
+    config.object_storage.max_retries = 10;
+    config.object_storage.retry_timeout_secs = 120;
+    config.object_storage.request_timeout_secs = 3;
+    config.object_storage.retry_initial_backoff_ms = 20;
+    config.object_storage.retry_max_backoff_ms = 200;
+    let storage = Storage::connect(&config).unwrap();
+
+    let mut expected = std::collections::BTreeMap::new();
+    for i in 0..20u32 {
+        let key = storage.key(&format!("retry/small-{i}.bin")).unwrap();
+        let body: Vec<u8> = (0..10_000 + i).map(|b| (b % 251) as u8).collect();
+        storage.put(&key, body.clone()).await.unwrap();
+        expected.insert(key, body);
+    }
+    let big = storage.key("retry/volume.nii").unwrap();
+    let body: Vec<u8> = (0..24 * 1024 * 1024u32).map(|b| (b % 241) as u8).collect();
+    let mut upload = storage
+        .upload(&big, &WriteOptions::default())
+        .await
+        .unwrap();
+    for chunk in body.chunks(1024 * 1024) {
+        upload.write(Bytes::copy_from_slice(chunk)).await.unwrap();
+    }
+    upload.finish().await.unwrap();
+    expected.insert(big, body);
+
+    // Concurrent reads open new connections, which meet the faults too.
+    let reads = expected.iter().map(|(key, body)| {
+        let storage = storage.clone();
+        async move {
+            let got = storage.get(key).await.unwrap().data;
+            assert!(got == body.as_slice(), "{key} differs after retries");
+        }
+    });
+    futures::future::join_all(reads).await;
+    let listed: Vec<_> = storage.list(None).unwrap().try_collect().await.unwrap();
+    assert_eq!(listed.len(), expected.len());
+    let faults = proxy.faults.lock().unwrap().clone();
+    println!("faults injected: {faults:?}");
+    for fault in ["503", "reset", "stall"] {
+        assert!(
+            faults.get(fault).copied().unwrap_or(0) > 0,
+            "no {fault} was injected: {faults:?}"
+        );
+    }
+    // Clean up past the proxy.
+    let keys: Vec<_> = expected.keys().cloned().collect();
+    config.object_storage.endpoint = Some(server.endpoint.clone());
+    Storage::connect(&config)
+        .unwrap()
+        .delete_many(&keys)
+        .await
+        .unwrap();
+}

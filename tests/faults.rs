@@ -477,3 +477,43 @@ async fn retries_carry_operations_through_503s_resets_and_stalls() {
         .await
         .unwrap();
 }
+
+/// An upload abandoned without finish or abort is listed as incomplete, and
+/// `abort_incomplete_uploads` removes it; nothing of it is ever visible as an object.
+async fn abandoned_upload_is_listed_and_aborted(server: maskstore_testkit::servers::S3Server) {
+    let storage = server.storage();
+    let key = storage.key("abandoned/volume.nii").unwrap();
+    let mut upload = storage
+        .upload(&key, &WriteOptions::default())
+        .await
+        .unwrap();
+    upload
+        .write(Bytes::from(vec![5u8; 9 * 1024 * 1024]))
+        .await
+        .unwrap();
+    // Let the first part reach the server, then walk away.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(upload);
+    assert!(!storage.exists(&key).await.unwrap());
+    let incomplete = storage.incomplete_uploads(None).await.unwrap();
+    assert_eq!(incomplete.len(), 1, "{incomplete:?}");
+    assert_eq!(incomplete[0].key, key);
+    assert_eq!(storage.abort_incomplete_uploads(None).await.unwrap(), 1);
+    assert!(storage.incomplete_uploads(None).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn abandoned_upload_is_listed_and_aborted_on_seaweedfs() {
+    let Some(server) = maskstore_testkit::servers::seaweedfs() else {
+        return;
+    };
+    abandoned_upload_is_listed_and_aborted(server).await;
+}
+
+#[tokio::test]
+async fn abandoned_upload_is_listed_and_aborted_on_moto() {
+    let Some(server) = maskstore_testkit::servers::moto() else {
+        return;
+    };
+    abandoned_upload_is_listed_and_aborted(server).await;
+}

@@ -43,6 +43,7 @@ pub use error::{Error, Result};
 pub use load::{ConfigSource, load_config, load_config_from};
 pub use signing::{SignOptions, SignedMethod, SignedUrl};
 pub use storage::{
-    ByteRange, DEFAULT_CONTENT_TYPE, Listing, Object, ObjectInfo, ObjectStream, PutOutcome,
-    ReadOptions, Storage, UPLOAD_MAX_IN_FLIGHT, UPLOAD_PART_SIZE, Upload, WriteMode, WriteOptions,
+    ByteRange, DEFAULT_CONTENT_TYPE, IncompleteUpload, Listing, Object, ObjectInfo, ObjectStream,
+    PutOutcome, ReadOptions, Storage, UPLOAD_MAX_IN_FLIGHT, UPLOAD_PART_SIZE, Upload, WriteMode,
+    WriteOptions,
 };

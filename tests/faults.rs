@@ -517,3 +517,247 @@ async fn abandoned_upload_is_listed_and_aborted_on_moto() {
     };
     abandoned_upload_is_listed_and_aborted(server).await;
 }
+
+/// A SeaweedFS of the test's own, which it may kill and restart on the same data.
+struct OwnSeaweedFs {
+    weed: String,
+    dir: tempfile::TempDir,
+    base: u16,
+    child: Option<std::process::Child>,
+}
+
+impl OwnSeaweedFs {
+    const ACCESS: &'static str = "own-access";
+    const SECRET: &'static str = "own-secret-for-the-kill-test";
+    const BUCKET: &'static str = "pacs-masks-kill";
+
+    fn start(weed: String) -> OwnSeaweedFs {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("identities.json"),
+            format!(
+                r#"{{"identities":[{{"name":"own","credentials":[{{"accessKey":"{}","secretKey":"{}"}}],"actions":["Admin","Read","Write","List"]}}]}}"#,
+                Self::ACCESS,
+                Self::SECRET
+            ),
+        )
+        .unwrap();
+        // Five ports and their gRPC twins, below the ephemeral range.
+        let free = |p: u16| std::net::TcpListener::bind(("127.0.0.1", p)).is_ok();
+        let base = (0..200)
+            .map(|_| 10_000 + rand::random::<u16>() % 12_000)
+            .find(|b| (0..5).all(|i| free(b + i) && free(b + i + 10_000)))
+            .expect("free ports");
+        let mut own = OwnSeaweedFs {
+            weed,
+            dir,
+            base,
+            child: None,
+        };
+        own.launch();
+        own
+    }
+
+    fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.base + 4)
+    }
+
+    fn launch(&mut self) {
+        let b = self.base;
+        let data = self.dir.path().join("data");
+        std::fs::create_dir_all(&data).unwrap();
+        let port = |name: &str, p: u16| {
+            [
+                format!("-{name}.port={p}"),
+                format!("-{name}.port.grpc={}", p + 10_000),
+            ]
+        };
+        let mut args = vec![
+            "mini".to_string(),
+            format!("-dir={}", data.display()),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
+            "-master.telemetry=false".into(),
+            "-admin.ui=false".into(),
+            "-webdav=false".into(),
+            "-s3.port.iceberg=0".into(),
+            "-s3.port.lance=0".into(),
+            format!(
+                "-s3.config={}",
+                self.dir.path().join("identities.json").display()
+            ),
+            format!("-bucket={}", Self::BUCKET),
+        ];
+        for (name, p) in [
+            ("master", b),
+            ("volume", b + 1),
+            ("filer", b + 2),
+            ("admin", b + 3),
+            ("s3", b + 4),
+        ] {
+            args.extend(port(name, p));
+        }
+        let log = std::fs::File::create(self.dir.path().join("weed.log")).unwrap();
+        self.child = Some(
+            Command::new(&self.weed)
+                .args(&args)
+                .stdout(Stdio::from(log.try_clone().unwrap()))
+                .stderr(Stdio::from(log))
+                .spawn()
+                .expect("weed starts"),
+        );
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn config(&self) -> Config {
+        config(&[
+            ("object_storage.provider", "s3"),
+            ("object_storage.bucket_name", Self::BUCKET),
+            ("object_storage.region", "us-east-1"),
+            ("object_storage.endpoint", &self.endpoint()),
+            ("object_storage.access_key", Self::ACCESS),
+            ("object_storage.secret_key", Self::SECRET),
+            ("object_storage.max_retries", "1"),
+            ("object_storage.retry_timeout", "5"),
+            ("object_storage.request_timeout", "10"),
+        ])
+    }
+
+    /// Waits until the bucket answers a listing.
+    async fn ready(&self) -> Storage {
+        let storage = Storage::connect(&self.config()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if storage.list_with_delimiter(None).await.is_ok() {
+                return storage;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "own SeaweedFS did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
+
+impl Drop for OwnSeaweedFs {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// SeaweedFS killed in the middle of a 200 MiB streaming upload: the upload fails, the key
+/// keeps its previous version, and after the abort no incomplete upload is left.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn server_killed_mid_upload_leaves_the_previous_version_and_nothing_incomplete() {
+    let Ok(weed) = std::env::var("MASKSTORE_TEST_WEED") else {
+        assert!(
+            std::env::var("CI").is_err(),
+            "scripts/test-servers exports MASKSTORE_TEST_WEED"
+        );
+        eprintln!("skipping: MASKSTORE_TEST_WEED is not set (run scripts/test)");
+        return;
+    };
+    let mut weed = OwnSeaweedFs::start(weed);
+    let storage = weed.ready().await;
+    let key = storage.key("killed/volume.nii").unwrap();
+    storage.put(&key, vec![9u8; 1024 * 1024]).await.unwrap();
+
+    let written = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let upload = {
+        let (storage, key, written) = (
+            storage.clone(),
+            key.clone(),
+            std::sync::Arc::clone(&written),
+        );
+        tokio::spawn(async move {
+            let chunks = (0..200u32).map(move |i| {
+                written.fetch_add(1024 * 1024, std::sync::atomic::Ordering::SeqCst);
+                Ok::<_, std::io::Error>(Bytes::from(vec![(i % 200) as u8 + 10; 1024 * 1024]))
+            });
+            storage
+                .upload_stream(
+                    &key,
+                    &WriteOptions::default(),
+                    futures::stream::iter(chunks),
+                )
+                .await
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while written.load(std::sync::atomic::Ordering::SeqCst) < 48 * 1024 * 1024 {
+        assert!(Instant::now() < deadline, "the upload did not progress");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    weed.kill();
+    let result = upload.await.unwrap();
+    assert!(result.is_err(), "the upload survived the server's death");
+
+    weed.launch();
+    let storage = weed.ready().await;
+    let kept = storage.get(&key).await.unwrap().data;
+    assert!(
+        kept.len() == 1024 * 1024 && kept.iter().all(|b| *b == 9),
+        "the previous version is damaged"
+    );
+    // The abort sent while the server was down could not reach it; abort what is left.
+    let left = storage.incomplete_uploads(None).await.unwrap();
+    println!("incomplete uploads after the restart: {}", left.len());
+    assert_eq!(
+        storage.abort_incomplete_uploads(None).await.unwrap(),
+        left.len()
+    );
+    assert!(storage.incomplete_uploads(None).await.unwrap().is_empty());
+    assert_eq!(storage.get(&key).await.unwrap().data.len(), 1024 * 1024);
+}
+
+/// Permanent failures are not retried: with a 2 s first backoff, a retried request would
+/// take over 2 s; not found, a failed precondition and rejected credentials come back at once.
+#[tokio::test]
+async fn permanent_failures_are_not_retried() {
+    let Some(server) = maskstore_testkit::servers::seaweedfs() else {
+        return;
+    };
+    let slow_retries = |secret: &str| {
+        let mut config = server.config_with_secret(secret);
+        config.object_storage.max_retries = 5;
+        config.object_storage.retry_initial_backoff_ms = 2000;
+        Storage::connect(&config).unwrap()
+    };
+    let storage = slow_retries(server.secret_key.expose());
+    let key = storage.key("permanent/missing.bin").unwrap();
+    let started = Instant::now();
+    assert!(matches!(
+        storage.get(&key).await,
+        Err(Error::NotFound { .. })
+    ));
+    assert!(matches!(
+        storage.head(&key).await,
+        Err(Error::NotFound { .. })
+    ));
+    let stale = WriteOptions::default()
+        .with_mode(maskstore_backends::WriteMode::IfMatch("\"stale\"".into()));
+    storage.put(&key, "x").await.unwrap();
+    assert!(matches!(
+        storage.put_with(&key, "y", &stale).await,
+        Err(Error::Precondition { .. })
+    ));
+    let rejected = slow_retries("a-wrong-secret");
+    let elsewhere = rejected.key("permanent/any.bin").unwrap();
+    assert!(matches!(
+        rejected.get(&elsewhere).await,
+        Err(Error::CredentialsRejected { .. })
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "a permanent failure was retried: {:?}",
+        started.elapsed()
+    );
+    storage.delete(&key).await.unwrap();
+}

@@ -1,64 +1,231 @@
-//! Put and get through `Storage` against raw object_store on the same backend, in the
-//! same run, so the cost of the abstraction reads as a ratio. Also the local provider's
-//! durability (fsync on every write) against fsync off.
+//! Criterion benchmarks: put+get through `Storage` against raw object_store on the same
+//! backend in the same run (the ratio is the cost of the abstraction), signed-URL issuing
+//! and verification, and listing.
 //!
-//! `cargo bench --bench storage`
+//! `cargo bench --bench storage` (S3 figures need the test servers: `scripts/bench`).
 
 // criterion_group! generates undocumented items.
 #![allow(missing_docs)]
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use maskstore::{Config, Storage};
+use futures::TryStreamExt;
+use maskstore::{Config, SignOptions, SignedMethod, Storage};
 use maskstore_backends::local::LocalStore;
+use maskstore_backends::signing::{GatewaySigner, random_secret};
+use maskstore_core::ObjectKey;
+use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt};
 
-const SIZES: [(usize, &str); 2] = [(4 * 1024, "4KiB"), (1024 * 1024, "1MiB")];
+/// `cargo bench` passes `--bench`; `cargo test` runs each benchmark once as a smoke test,
+/// with small inputs so CI stays fast.
+fn full_run() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+const SIZES: [(usize, &str); 3] = [
+    (4 * 1024, "4KiB"),
+    (1024 * 1024, "1MiB"),
+    (64 * 1024 * 1024, "64MiB"),
+];
+
+/// The raw stores to compare against, each with the name of its backend.
+fn backends(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn ObjectStore>)> {
+    let mut backends: Vec<(&'static str, Arc<dyn ObjectStore>)> = vec![
+        ("memory", Arc::new(object_store::memory::InMemory::new())),
+        (
+            "local",
+            Arc::new(LocalStore::open(dir.join("local"), true).unwrap()),
+        ),
+        (
+            "local-nofsync",
+            Arc::new(LocalStore::open(dir.join("nofsync"), false).unwrap()),
+        ),
+    ];
+    if let (Ok(endpoint), Ok(bucket), Ok(key), Ok(secret)) = (
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_ENDPOINT"),
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_BUCKET"),
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_ACCESS_KEY"),
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_SECRET_KEY"),
+    ) {
+        let s3 = AmazonS3Builder::new()
+            .with_endpoint(endpoint)
+            .with_allow_http(true)
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_access_key_id(key)
+            .with_secret_access_key(secret)
+            .build()
+            .unwrap();
+        backends.push(("s3-seaweedfs", Arc::new(s3)));
+    } else {
+        eprintln!("no SeaweedFS (MASKSTORE_TEST_SEAWEEDFS_*): S3 figures are skipped");
+    }
+    backends
+}
 
 fn put_get(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let backends: Vec<(&str, Arc<dyn ObjectStore>)> = vec![
-        ("memory", Arc::new(object_store::memory::InMemory::new())),
-        (
-            "local-fsync",
-            Arc::new(LocalStore::open(dir.path().join("fsync"), true).unwrap()),
-        ),
-        (
-            "local-nofsync",
-            Arc::new(LocalStore::open(dir.path().join("nofsync"), false).unwrap()),
-        ),
-    ];
+    let run = format!("bench-{:08x}", rand::random::<u32>());
     for (size, label) in SIZES {
+        if !full_run() && size > 1024 * 1024 {
+            continue;
+        }
         let data = bytes::Bytes::from(vec![7u8; size]);
         let mut group = c.benchmark_group(format!("put_get/{label}"));
         group.throughput(Throughput::Bytes(size as u64 * 2));
-        for (name, store) in &backends {
-            let storage = Storage::from_object_store(
-                Arc::clone(store),
-                name,
-                Config::memory().object_storage.prefix.clone(),
-            );
-            let key = storage.key("bench/object.bin").unwrap();
+        if size >= 1024 * 1024 {
+            group.sample_size(10);
+            group.measurement_time(Duration::from_secs(if size > 1 << 20 { 20 } else { 5 }));
+        }
+        for (name, store) in backends(dir.path()) {
+            let prefix = format!("mask/{run}/").parse().unwrap();
+            let storage = Storage::from_object_store(Arc::clone(&store), name, prefix);
+            let key = storage.key(&format!("{label}/object.bin")).unwrap();
             group.bench_function(BenchmarkId::new("storage", name), |b| {
                 b.to_async(&rt).iter(|| async {
                     storage.put(&key, data.clone()).await.unwrap();
                     storage.get(&key).await.unwrap()
                 })
             });
-            let path = Path::parse("mask/bench/raw.bin").unwrap();
+            let path = Path::parse(format!("mask/{run}/{label}/raw.bin")).unwrap();
             group.bench_function(BenchmarkId::new("object_store", name), |b| {
                 b.to_async(&rt).iter(|| async {
                     store.put(&path, data.clone().into()).await.unwrap();
                     store.get(&path).await.unwrap().bytes().await.unwrap()
                 })
             });
+            rt.block_on(async {
+                let _ = storage.delete(&key).await;
+                let _ = store.delete(&path).await;
+            });
         }
         group.finish();
     }
 }
 
-criterion_group!(benches, put_get);
+fn signing(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let mut group = c.benchmark_group("sign");
+    group.throughput(Throughput::Elements(1));
+    let key = ObjectKey::parse("mask/1.2.840.1/1.2.840.2/liver.nii.gz").unwrap();
+
+    // S3: SigV4 presigning is local computation with static credentials.
+    let mut loader = maskstore_core::config::ConfigLoader::new();
+    for (k, v) in [
+        ("object_storage.provider", "s3"),
+        ("object_storage.bucket_name", "pacs-masks-prod"),
+        ("object_storage.region", "us-east-1"),
+        ("object_storage.access_key", "AKIAEXAMPLE"),
+        ("object_storage.secret_key", "secret-for-the-benchmark"),
+    ] {
+        loader.set(k, v, maskstore_core::Origin::Default).unwrap();
+    }
+    let s3 = Storage::connect(
+        &loader
+            .build("development", maskstore_core::Origin::Default)
+            .unwrap(),
+    )
+    .unwrap();
+    group.bench_function("s3-sigv4-presign", |b| {
+        b.to_async(&rt).iter(|| async {
+            s3.signed_url(SignedMethod::Get, &key, None, &SignOptions::default())
+                .await
+                .unwrap()
+        })
+    });
+
+    let signer = GatewaySigner::new("http://127.0.0.1:9000", random_secret(), None);
+    let expires = chrono::Utc::now().timestamp() + 600;
+    group.bench_function("local-hmac-sign", |b| {
+        b.iter(|| signer.sign(SignedMethod::Get, &key, expires, &SignOptions::default()))
+    });
+    let memory = Storage::connect(&Config::memory()).unwrap();
+    group.bench_function("storage-gateway-signed_url", |b| {
+        b.to_async(&rt).iter(|| async {
+            memory
+                .signed_url(SignedMethod::Get, &key, None, &SignOptions::default())
+                .await
+                .unwrap()
+        })
+    });
+    let url = signer.sign(SignedMethod::Get, &key, expires, &SignOptions::default());
+    let rest = url.strip_prefix("http://127.0.0.1:9000/o/").unwrap();
+    let (path, query) = rest.split_once('?').unwrap();
+    let (path, query) = (path.to_string(), query.to_string());
+    group.bench_function("gateway-verify", |b| {
+        b.iter(|| {
+            signer
+                .verify("GET", &path, &query, chrono::Utc::now())
+                .unwrap()
+        })
+    });
+    group.finish();
+}
+
+fn listing(c: &mut Criterion) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut group = c.benchmark_group("list");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(10));
+    let counts: &[usize] = if full_run() {
+        &[10_000, 100_000]
+    } else {
+        &[100]
+    };
+    for &count in counts {
+        group.throughput(Throughput::Elements(count as u64));
+        for (name, store) in backends(dir.path()) {
+            // Listing does not depend on fsync; filling 100,000 files with it would take minutes.
+            if name == "local" || (name == "s3-seaweedfs" && count > 10_000) {
+                continue;
+            }
+            let prefix = format!("mask/list-{count}-{:08x}/", rand::random::<u32>())
+                .parse()
+                .unwrap();
+            let storage = Storage::from_object_store(Arc::clone(&store), name, prefix);
+            rt.block_on(async {
+                let keys: Vec<ObjectKey> = (0..count)
+                    .map(|i| storage.key(&format!("{:03}/{i:07}.png", i % 997)).unwrap())
+                    .collect();
+                for chunk in keys.chunks(64) {
+                    futures::future::try_join_all(chunk.iter().map(|k| storage.put(k, "x")))
+                        .await
+                        .unwrap();
+                }
+            });
+            group.bench_function(BenchmarkId::new(name, count), |b| {
+                b.to_async(&rt).iter(|| async {
+                    let n = storage
+                        .list(None)
+                        .unwrap()
+                        .try_fold(0usize, |n, _| async move { Ok(n + 1) })
+                        .await
+                        .unwrap();
+                    assert_eq!(n, count);
+                })
+            });
+            rt.block_on(async {
+                let keys: Vec<ObjectKey> = storage
+                    .list(None)
+                    .unwrap()
+                    .map_ok(|info| info.key)
+                    .try_collect()
+                    .await
+                    .unwrap();
+                for chunk in keys.chunks(1000) {
+                    storage.delete_many(chunk).await.unwrap();
+                }
+            });
+        }
+    }
+    group.finish();
+}
+
+criterion_group!(benches, put_get, signing, listing);
 criterion_main!(benches);

@@ -32,61 +32,138 @@ pub const OPERATION_DURATION: &str = "maskstore_operation_duration_seconds";
 /// Metric: bytes moved.
 pub const BYTES_TOTAL: &str = "maskstore_bytes_total";
 
+/// The operations the layer reports, in the order of [`Handles`]' arrays.
+const OPERATIONS: [&str; 9] = [
+    "get", "put", "head", "delete", "list", "copy", "rename", "upload", "sign",
+];
+const OUTCOMES: [Outcome; 3] = [Outcome::Success, Outcome::ClientError, Outcome::ServerError];
+
+fn index_of(operation: &str) -> usize {
+    OPERATIONS
+        .iter()
+        .position(|o| *o == operation)
+        .expect("operations are named from OPERATIONS")
+}
+
+/// The metric handles of one backend, registered once so that an operation costs no
+/// allocation or lookup (they bind to the recorder installed when first used: install the
+/// application's recorder before the first storage operation).
+struct Handles {
+    operations: Vec<[metrics::Counter; 3]>,
+    durations: Vec<metrics::Histogram>,
+    bytes_in: Vec<metrics::Counter>,
+    bytes_out: Vec<metrics::Counter>,
+}
+
+impl Handles {
+    fn new(backend: &str) -> Handles {
+        let b = backend.to_string();
+        Handles {
+            operations: OPERATIONS
+                .iter()
+                .map(|op| {
+                    OUTCOMES.map(|outcome| {
+                        metrics::counter!(OPERATIONS_TOTAL, "backend" => b.clone(), "operation" => *op, "outcome" => outcome.as_str())
+                    })
+                })
+                .collect(),
+            durations: OPERATIONS
+                .iter()
+                .map(|op| metrics::histogram!(OPERATION_DURATION, "backend" => b.clone(), "operation" => *op))
+                .collect(),
+            bytes_in: OPERATIONS
+                .iter()
+                .map(|op| metrics::counter!(BYTES_TOTAL, "backend" => b.clone(), "operation" => *op, "direction" => "in"))
+                .collect(),
+            bytes_out: OPERATIONS
+                .iter()
+                .map(|op| metrics::counter!(BYTES_TOTAL, "backend" => b.clone(), "operation" => *op, "direction" => "out"))
+                .collect(),
+        }
+    }
+}
+
 /// Records what one operation did.
 #[derive(Clone)]
 pub(crate) struct Recorder {
     backend: Arc<str>,
     monitor: Arc<Monitor>,
+    handles: Arc<std::sync::OnceLock<Handles>>,
 }
 
 impl Recorder {
     pub(crate) fn new(backend: Arc<str>, monitor: Arc<Monitor>) -> Recorder {
-        Recorder { backend, monitor }
+        Recorder {
+            backend,
+            monitor,
+            handles: Arc::new(std::sync::OnceLock::new()),
+        }
+    }
+
+    fn handles(&self) -> &Handles {
+        self.handles.get_or_init(|| Handles::new(&self.backend))
     }
 
     pub(crate) fn finish(&self, operation: &'static str, outcome: Outcome, started: Instant) {
-        let backend = self.backend.to_string();
-        metrics::counter!(OPERATIONS_TOTAL, "backend" => backend.clone(), "operation" => operation, "outcome" => outcome.as_str())
-            .increment(1);
-        metrics::histogram!(OPERATION_DURATION, "backend" => backend, "operation" => operation)
-            .record(started.elapsed().as_secs_f64());
+        let i = index_of(operation);
+        let handles = self.handles();
+        handles.operations[i][outcome as usize].increment(1);
+        let elapsed = started.elapsed();
+        handles.durations[i].record(elapsed.as_secs_f64());
         self.monitor.record(outcome);
         tracing::debug!(
             operation,
             outcome = outcome.as_str(),
-            duration_ms = started.elapsed().as_secs_f64() * 1000.0,
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
             "storage operation"
         );
     }
 
     fn bytes(&self, operation: &'static str, direction: &'static str, n: u64) {
         if n > 0 {
-            metrics::counter!(BYTES_TOTAL, "backend" => self.backend.to_string(), "operation" => operation, "direction" => direction)
-                .increment(n);
+            let i = index_of(operation);
+            let handles = self.handles();
+            match direction {
+                "in" => handles.bytes_in[i].increment(n),
+                _ => handles.bytes_out[i].increment(n),
+            }
         }
     }
 }
 
 /// An object_store wrapper that instruments every call.
-#[derive(Debug)]
 pub struct Instrumented {
     inner: Arc<dyn ObjectStore>,
     backend: Arc<str>,
-    monitor: Arc<Monitor>,
+    recorder: Recorder,
+}
+
+impl std::fmt::Debug for Instrumented {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Instrumented")
+            .field("inner", &self.inner)
+            .finish()
+    }
 }
 
 impl Instrumented {
     /// Wraps `inner`, labelling its metrics `backend` and feeding `monitor`.
     pub fn new(inner: Arc<dyn ObjectStore>, backend: &str, monitor: Arc<Monitor>) -> Self {
+        let backend: Arc<str> = backend.into();
         Instrumented {
             inner,
-            backend: backend.into(),
-            monitor,
+            recorder: Recorder::new(Arc::clone(&backend), monitor),
+            backend,
         }
     }
 
+    /// The recorder, shared with the storage's own measurements (signing).
+    pub(crate) fn shared_recorder(&self) -> Recorder {
+        self.recorder.clone()
+    }
+
     fn recorder(&self) -> Recorder {
-        Recorder::new(Arc::clone(&self.backend), Arc::clone(&self.monitor))
+        self.recorder.clone()
     }
 
     async fn observe<T>(
@@ -162,31 +239,33 @@ impl ObjectStore for Instrumented {
         if operation == "head" {
             return Ok(result);
         }
-        // Count the bytes as they are read; a file payload becomes a stream to be counted.
         let recorder = self.recorder();
         let GetResult {
+            payload,
             meta,
             range,
             attributes,
             extensions,
-            ..
-        } = &result;
-        let (meta, range, attributes, extensions) = (
-            meta.clone(),
-            range.clone(),
-            attributes.clone(),
-            extensions.clone(),
-        );
-        let stream = result
-            .into_stream()
-            .inspect(move |chunk| {
-                if let Ok(chunk) = chunk {
-                    recorder.bytes("get", "in", chunk.len() as u64);
-                }
-            })
-            .boxed();
+        } = result;
+        let payload = match payload {
+            // A local file is read by the caller in one go or in chunks; count its range now
+            // rather than lose the fast path by turning it into a stream.
+            file @ GetResultPayload::File(..) => {
+                recorder.bytes("get", "in", range.end - range.start);
+                file
+            }
+            GetResultPayload::Stream(stream) => GetResultPayload::Stream(
+                stream
+                    .inspect(move |chunk| {
+                        if let Ok(chunk) = chunk {
+                            recorder.bytes("get", "in", chunk.len() as u64);
+                        }
+                    })
+                    .boxed(),
+            ),
+        };
         Ok(GetResult {
-            payload: GetResultPayload::Stream(stream),
+            payload,
             meta,
             range,
             attributes,

@@ -109,10 +109,11 @@ fn streaming(root: &str) -> Vec<String> {
             continue;
         }
         for phase in ["upload", "download"] {
-            let out = Command::new(&exe)
-                .args(["--child", phase, backend, root])
-                .output()
-                .unwrap();
+            let mut args = vec!["--child", phase, backend, root];
+            if full_run() {
+                args.push("--bench");
+            }
+            let out = Command::new(&exe).args(&args).output().unwrap();
             let text = String::from_utf8_lossy(&out.stdout);
             let fields: Vec<f64> = text
                 .split_whitespace()

@@ -1,32 +1,8 @@
 //! The `maskstore` binary, run as a user would run it.
 
-use std::path::Path;
-use std::process::{Command, Output};
-
 use maskstore_testkit::servers;
 
-/// Runs the binary in `dir` with only `vars` (plus PATH) in its environment.
-fn maskstore(dir: &Path, args: &[&str], vars: &[(String, String)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_maskstore"))
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(vars.iter().map(|(k, v)| (k, v)))
-        .output()
-        .expect("the maskstore binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
+use crate::support::{maskstore, text, vars};
 
 #[test]
 fn check_passes_on_the_embedded_default_local_disk() {

@@ -7,6 +7,8 @@ use std::process::{Command, Output, Stdio};
 use maskstore_testkit::servers::{self, S3Server};
 use serde::Deserialize;
 
+use crate::support::{text, vars};
+
 fn maskstore_in(
     dir: &Path,
     args: &[&str],
@@ -35,10 +37,6 @@ fn maskstore_in(
     child.wait_with_output().unwrap()
 }
 
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
 fn ok(out: &Output) -> String {
     assert_eq!(
         out.status.code(),
@@ -48,13 +46,6 @@ fn ok(out: &Output) -> String {
         text(&out.stderr)
     );
     text(&out.stdout)
-}
-
-fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 fn pattern(len: usize) -> Vec<u8> {

@@ -2,32 +2,12 @@
 //! holding no credentials: on local disk, in memory, and against SeaweedFS.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use maskstore_testkit::servers;
 
-fn maskstore(dir: &Path, args: &[&str], vars: &[(String, String)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_maskstore"))
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(vars.iter().map(|(k, v)| (k, v)))
-        .output()
-        .expect("the maskstore binary runs")
-}
-
-fn text(bytes: &[u8]) -> String {
-    String::from_utf8_lossy(bytes).into_owned()
-}
-
-fn vars(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
+use crate::support::{maskstore, text, vars};
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

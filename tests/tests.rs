@@ -8,3 +8,4 @@ mod monitoring;
 mod ops;
 mod presign;
 mod roundtrip;
+mod support;

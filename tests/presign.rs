@@ -215,3 +215,27 @@ fn serve_refuses_s3() {
         text(&out.stderr)
     );
 }
+
+/// A PUT URL bound to a content length refuses any other length, on the gateway.
+#[tokio::test]
+async fn bound_content_length_is_enforced_by_the_gateway() {
+    let storage = maskstore_testkit::memory_served().await;
+    let key = storage.key("bound/length.bin").unwrap();
+    let options = maskstore_backends::SignOptions {
+        content_type: None,
+        content_length: Some(5),
+    };
+    let url = storage
+        .signed_url(maskstore_backends::SignedMethod::Put, &key, None, &options)
+        .await
+        .unwrap()
+        .url;
+    let http = reqwest::Client::new();
+    let longer = http.put(&url).body("123456").send().await.unwrap();
+    assert_eq!(longer.status().as_u16(), 403);
+    assert!(longer.text().await.unwrap().contains("content length 6"));
+    assert!(!storage.exists(&key).await.unwrap());
+    let exact = http.put(&url).body("12345").send().await.unwrap();
+    assert!(exact.status().is_success());
+    assert_eq!(storage.get(&key).await.unwrap().data, "12345");
+}

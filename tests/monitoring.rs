@@ -87,6 +87,11 @@ impl Drop for Serve {
     }
 }
 
+async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
+    let text = http.get(url).send().await.unwrap().text().await.unwrap();
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url} answered {text:?}: {e}"))
+}
+
 /// The value of a Prometheus sample whose line contains every one of `parts`.
 fn sample(metrics: &str, name: &str, parts: &[&str]) -> f64 {
     metrics
@@ -102,17 +107,7 @@ async fn metrics_count_what_a_run_did_and_health_names_the_alarm() {
     let serve = Serve::start(dir.path(), &[("APP_MONITORING__ALARM_MIN_REQUESTS", "10")]);
     let http = reqwest::Client::new();
 
-    let health: serde_json::Value = serde_json::from_str(
-        &http
-            .get(format!("{}/health", serve.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let health = get_json(&http, &format!("{}/health", serve.base)).await;
     assert_eq!(health["status"], "ok");
 
     for i in 0..12 {
@@ -215,17 +210,7 @@ async fn metrics_count_what_a_run_did_and_health_names_the_alarm() {
     );
 
     // 6 client errors in 30 operations is 20 % > 5 %: the client alarm fires, the server one not.
-    let health: serde_json::Value = serde_json::from_str(
-        &http
-            .get(format!("{}/health", serve.base))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    )
-    .unwrap();
+    let health = get_json(&http, &format!("{}/health", serve.base)).await;
     assert_eq!(health["status"], "degraded", "{health}");
     let names: Vec<&str> = health["alarms"]
         .as_array()

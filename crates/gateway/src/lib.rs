@@ -407,6 +407,10 @@ async fn upload(storage: &Storage, grant: &Grant, request: Request) -> Response 
     };
     let expected = grant.content_length.or(sent_length);
     let mut received = 0u64;
+    // Set when the request body itself fails (cut off, or longer than announced): the
+    // client's fault, answered 400, not the store's.
+    let body_failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failed = std::sync::Arc::clone(&body_failed);
     let body = request
         .into_body()
         .into_data_stream()
@@ -421,7 +425,8 @@ async fn upload(storage: &Storage, grant: &Grant, request: Request) -> Response 
             } else {
                 Ok(chunk)
             })
-        });
+        })
+        .inspect_err(move |_| failed.store(true, std::sync::atomic::Ordering::SeqCst));
     match storage
         .upload_stream(&grant.key, &options, Box::pin(body))
         .await
@@ -433,7 +438,7 @@ async fn upload(storage: &Storage, grant: &Grant, request: Request) -> Response 
             }
             response
         }
-        Err(e @ Error::Backend { .. }) if e.to_string().contains("Content-Length") => {
+        Err(e) if body_failed.load(std::sync::atomic::Ordering::SeqCst) => {
             reply(StatusCode::BAD_REQUEST, e)
         }
         Err(e) => error_reply(&e),

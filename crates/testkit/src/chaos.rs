@@ -103,52 +103,30 @@ pub struct Chaos {
     inner: Arc<dyn ObjectStore>,
     prefix: maskstore_core::KeyPrefix,
     backend: String,
+    state: Arc<State>,
+}
+
+/// The rules, call counts and generator, shared with the streams a call returns.
+#[derive(Debug)]
+struct State {
     rules: Vec<Rule>,
     calls: [AtomicU64; 8],
     rng: Mutex<rand::rngs::StdRng>,
 }
 
-impl Chaos {
-    /// Wraps the backend of `storage` (same prefix, same data).
-    pub fn over(storage: &Storage) -> Chaos {
-        Chaos {
-            inner: Arc::clone(storage.object_store()),
-            prefix: storage.prefix().clone(),
-            backend: format!("chaos({})", storage.backend()),
-            rules: Vec::new(),
-            calls: Default::default(),
-            rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(0x6d61736b)),
-        }
-    }
+/// What the rules decided for one call.
+#[derive(Debug, Default)]
+struct Decision {
+    latency: Duration,
+    cut: Option<u64>,
+    error: Option<object_store::Error>,
+}
 
-    /// Seeds the generator behind [`When::Share`] (runs are reproducible per seed).
-    pub fn seed(self, seed: u64) -> Chaos {
-        *self.rng.lock().expect("rng lock") = rand::rngs::StdRng::seed_from_u64(seed);
-        self
-    }
-
-    /// Adds a rule; every matching rule applies, in the order added.
-    pub fn rule(mut self, op: Op, when: When, fault: Fault) -> Chaos {
-        self.rules.push(Rule { op, when, fault });
-        self
-    }
-
-    /// The storage whose calls go through the faults.
-    pub fn storage(self) -> Storage {
-        let prefix = self.prefix.clone();
-        let backend = self.backend.clone();
-        Storage::from_object_store(Arc::new(self), &backend, prefix)
-    }
-
-    /// How many calls of `op` were made.
-    pub fn calls(&self, op: Op) -> u64 {
-        self.calls[op as usize].load(Ordering::SeqCst)
-    }
-
-    /// Applies the rules for one call of `op`; returns the stream cut, if any.
-    async fn enter(&self, op: Op, location: &Path) -> Result<Option<u64>> {
+impl State {
+    /// Counts one call of `op` and applies every matching rule, in the order added.
+    fn decide(&self, op: Op, location: &Path) -> Decision {
         let n = self.calls[op as usize].fetch_add(1, Ordering::SeqCst) + 1;
-        let mut cut = None;
+        let mut decision = Decision::default();
         for rule in self.rules.iter().filter(|r| r.op == op) {
             let hit = match rule.when {
                 When::Always => true,
@@ -162,30 +140,89 @@ impl Chaos {
             if !hit {
                 continue;
             }
-            match rule.fault {
-                Fault::Latency(d) => tokio::time::sleep(d).await,
-                Fault::CutStreamAfter(bytes) => cut = Some(bytes),
-                Fault::Unavailable => {
-                    return Err(object_store::Error::Generic {
-                        store: "chaos",
-                        source: format!("injected: service unavailable ({op:?} call {n})").into(),
-                    });
+            let error = match rule.fault {
+                Fault::Latency(d) => {
+                    decision.latency += d;
+                    continue;
                 }
-                Fault::PermissionDenied => {
-                    return Err(object_store::Error::PermissionDenied {
-                        path: location.to_string(),
-                        source: format!("injected: access denied ({op:?} call {n})").into(),
-                    });
+                Fault::CutStreamAfter(bytes) => {
+                    decision.cut = Some(bytes);
+                    continue;
                 }
-                Fault::NotFound => {
-                    return Err(object_store::Error::NotFound {
-                        path: location.to_string(),
-                        source: format!("injected: not found ({op:?} call {n})").into(),
-                    });
-                }
-            }
+                Fault::Unavailable => object_store::Error::Generic {
+                    store: "chaos",
+                    source: format!("injected: service unavailable ({op:?} call {n})").into(),
+                },
+                Fault::PermissionDenied => object_store::Error::PermissionDenied {
+                    path: location.to_string(),
+                    source: format!("injected: access denied ({op:?} call {n})").into(),
+                },
+                Fault::NotFound => object_store::Error::NotFound {
+                    path: location.to_string(),
+                    source: format!("injected: not found ({op:?} call {n})").into(),
+                },
+            };
+            decision.error = Some(error);
+            break;
         }
-        Ok(cut)
+        decision
+    }
+}
+
+impl Chaos {
+    /// Wraps the backend of `storage` (same prefix, same data).
+    pub fn over(storage: &Storage) -> Chaos {
+        Chaos {
+            inner: Arc::clone(storage.object_store()),
+            prefix: storage.prefix().clone(),
+            backend: format!("chaos({})", storage.backend()),
+            state: Arc::new(State {
+                rules: Vec::new(),
+                calls: Default::default(),
+                rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(0x6d61736b)),
+            }),
+        }
+    }
+
+    fn state_mut(&mut self) -> &mut State {
+        Arc::get_mut(&mut self.state).expect("rules are set before the storage is taken")
+    }
+
+    /// Seeds the generator behind [`When::Share`] (runs are reproducible per seed).
+    pub fn seed(mut self, seed: u64) -> Chaos {
+        *self.state_mut().rng.get_mut().expect("rng lock") =
+            rand::rngs::StdRng::seed_from_u64(seed);
+        self
+    }
+
+    /// Adds a rule; every matching rule applies, in the order added.
+    pub fn rule(mut self, op: Op, when: When, fault: Fault) -> Chaos {
+        self.state_mut().rules.push(Rule { op, when, fault });
+        self
+    }
+
+    /// The storage whose calls go through the faults.
+    pub fn storage(self) -> Storage {
+        let prefix = self.prefix.clone();
+        let backend = self.backend.clone();
+        Storage::from_object_store(Arc::new(self), &backend, prefix)
+    }
+
+    /// How many calls of `op` were made.
+    pub fn calls(&self, op: Op) -> u64 {
+        self.state.calls[op as usize].load(Ordering::SeqCst)
+    }
+
+    /// Applies the rules for one call of `op`; returns the stream cut, if any.
+    async fn enter(&self, op: Op, location: &Path) -> Result<Option<u64>> {
+        let decision = self.state.decide(op, location);
+        if !decision.latency.is_zero() {
+            tokio::time::sleep(decision.latency).await;
+        }
+        match decision.error {
+            Some(e) => Err(e),
+            None => Ok(decision.cut),
+        }
     }
 }
 
@@ -281,71 +318,42 @@ impl ObjectStore for Chaos {
         &self,
         locations: BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
-        // Rules for deletes apply per key; the generator is not async-safe to await here,
-        // so only failures (not latency) are injected into delete streams.
-        let failures: Vec<Rule> = self
-            .rules
-            .iter()
-            .filter(|r| r.op == Op::Delete)
-            .copied()
-            .collect();
-        let counter = Arc::new(AtomicU64::new(
-            self.calls[Op::Delete as usize].load(Ordering::SeqCst),
-        ));
-        let rng = Arc::new(Mutex::new(rand::rngs::StdRng::seed_from_u64(
-            self.rng.lock().expect("rng lock").random(),
-        )));
+        // Rules apply per key, as each delete is a call.
+        let state = Arc::clone(&self.state);
         let checked = locations
-            .map(move |location| {
-                let location = location?;
-                let n = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                for rule in &failures {
-                    let hit = match rule.when {
-                        When::Always => true,
-                        When::Nth(k) => k == n,
-                        When::Share(p) => {
-                            rng.lock().expect("rng lock").random_bool(p.clamp(0.0, 1.0))
-                        }
-                    };
-                    if hit && matches!(rule.fault, Fault::Unavailable) {
-                        return Err(object_store::Error::Generic {
-                            store: "chaos",
-                            source: format!("injected: service unavailable (Delete call {n})")
-                                .into(),
-                        });
+            .then(move |location| {
+                let state = Arc::clone(&state);
+                async move {
+                    let location = location?;
+                    let decision = state.decide(Op::Delete, &location);
+                    if !decision.latency.is_zero() {
+                        tokio::time::sleep(decision.latency).await;
+                    }
+                    match decision.error {
+                        Some(e) => Err(e),
+                        None => Ok(location),
                     }
                 }
-                Ok(location)
             })
             .boxed();
         self.inner.delete_stream(checked)
     }
 
     fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        let n = self.calls[Op::List as usize].fetch_add(1, Ordering::SeqCst) + 1;
-        let fails = self.rules.iter().any(|r| {
-            r.op == Op::List
-                && matches!(r.fault, Fault::Unavailable)
-                && match r.when {
-                    When::Always => true,
-                    When::Nth(k) => k == n,
-                    When::Share(p) => self
-                        .rng
-                        .lock()
-                        .expect("rng lock")
-                        .random_bool(p.clamp(0.0, 1.0)),
-                }
-        });
-        if fails {
-            return futures::stream::once(async move {
-                Err(object_store::Error::Generic {
-                    store: "chaos",
-                    source: format!("injected: service unavailable (List call {n})").into(),
-                })
-            })
-            .boxed();
+        let decision = self
+            .state
+            .decide(Op::List, &prefix.cloned().unwrap_or_default());
+        let listing = match decision.error {
+            Some(e) => futures::stream::once(async move { Err(e) }).boxed(),
+            None => self.inner.list(prefix),
+        };
+        if decision.latency.is_zero() {
+            return listing;
         }
-        self.inner.list(prefix)
+        futures::stream::once(tokio::time::sleep(decision.latency))
+            .flat_map(move |()| futures::stream::empty())
+            .chain(listing)
+            .boxed()
     }
 
     async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
@@ -368,6 +376,7 @@ impl ObjectStore for Chaos {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::TryStreamExt;
     use maskstore_backends::Error;
 
     #[tokio::test]
@@ -421,6 +430,35 @@ mod tests {
             .storage();
         let err = storage.get(&key).await.unwrap_err();
         assert!(err.to_string().contains("cut after 4096"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn every_fault_applies_to_listings_and_deletes_too() {
+        let storage = Chaos::over(&crate::memory())
+            .rule(Op::List, When::Nth(1), Fault::PermissionDenied)
+            .rule(Op::Delete, When::Nth(2), Fault::NotFound)
+            .storage();
+        let listed: Result<Vec<_>, _> = storage.list(None).unwrap().try_collect().await;
+        assert!(
+            matches!(listed, Err(Error::PermissionDenied { .. })),
+            "{listed:?}"
+        );
+        assert!(
+            storage
+                .list(None)
+                .unwrap()
+                .try_collect::<Vec<_>>()
+                .await
+                .is_ok()
+        );
+        let key = storage.key("a").unwrap();
+        storage.delete(&key).await.unwrap();
+        // Delete of a missing key is Ok by contract, so an injected NotFound is too.
+        storage.delete(&key).await.unwrap();
+        let failing = Chaos::over(&crate::memory())
+            .rule(Op::Delete, When::Always, Fault::Unavailable)
+            .storage();
+        assert!(failing.delete(&failing.key("a").unwrap()).await.is_err());
     }
 
     #[tokio::test]

@@ -3,8 +3,9 @@
 
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock, mpsc};
 
-use bytes::Bytes;
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 use maskstore::{Error, MaskFormat, ObjectKey, Storage, WriteOptions};
@@ -171,11 +172,9 @@ pub(crate) async fn get(
     as_json: bool,
 ) -> Result<(), Failure> {
     let key = key(storage, key_text)?;
-    let object = storage.get_stream(&key).await?;
-    let size = object.info.size;
     if target == Some("-") {
         let mut stdout = tokio::io::stdout();
-        let mut stream = object.stream;
+        let mut stream = storage.get_stream(&key).await?.stream;
         while let Some(chunk) = stream.next().await {
             stdout.write_all(&chunk?).await.map_err(write_failure)?;
         }
@@ -187,10 +186,7 @@ pub(crate) async fn get(
             .map(str::to_string)
             .unwrap_or_else(|| key.file_name().to_string()),
     );
-    let bar = progress(Some(size), &format!("get {key}"));
-    let result = download_to(&path, object.stream, &bar).await;
-    bar.finish_and_clear();
-    result?;
+    let size = download_to(storage, &key, &path).await?;
     if as_json {
         print_json(&json!({"key": key.as_str(), "size": size, "file": path.display().to_string()}));
     } else {
@@ -206,13 +202,10 @@ fn write_failure(e: std::io::Error) -> Failure {
     }
 }
 
-/// Writes the stream into an unnamed file in the target's folder and links it into place
-/// only when complete, so neither a failure nor a killed process leaves a partial file.
-async fn download_to(
-    path: &Path,
-    mut stream: futures::stream::BoxStream<'static, maskstore::Result<Bytes>>,
-    bar: &ProgressBar,
-) -> Result<(), Failure> {
+/// Writes the object into an unnamed file in the target's folder, syncs it, and links it
+/// into place only when complete, so neither a failure nor a killed process leaves a
+/// partial file. Returns the object's size.
+async fn download_to(storage: &Storage, key: &ObjectKey, path: &Path) -> Result<u64, Failure> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -221,22 +214,93 @@ async fn download_to(
         message: format!("cannot write into {}: {e}", dir.display()),
         code: 1,
     })?;
-    let mut file = tokio::fs::File::from_std(pending.file.try_clone().map_err(write_failure)?);
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk?;
-        file.write_all(&chunk).await.map_err(write_failure)?;
-        bar.inc(chunk.len() as u64);
+    // The size is known once the read has started; the bar appears on the first report.
+    let bar = Arc::new(OnceLock::<ProgressBar>::new());
+    let label = format!("get {key}");
+    let reporter = Arc::clone(&bar);
+    let flusher = Flusher::start(&pending.file).map_err(write_failure)?;
+    let nudge = flusher.nudger();
+    let read = storage
+        .read_to_file(key, &pending.file, move |done, total| {
+            nudge.written(done);
+            reporter
+                .get_or_init(|| progress(Some(total), &label))
+                .set_position(done)
+        })
+        .await;
+    if let Some(bar) = bar.get() {
+        bar.finish_and_clear();
     }
-    file.flush().await.map_err(write_failure)?;
-    file.sync_all().await.map_err(write_failure)?;
-    drop(file);
+    let flushed = flusher.finish();
+    let info = read?;
+    flushed.map_err(write_failure)?;
+    pending.file.sync_all().map_err(write_failure)?;
     pending.commit().map_err(|e| Failure {
         message: format!(
             "cannot move the download into place at {}: {e}",
             path.display()
         ),
         code: 1,
-    })
+    })?;
+    Ok(info.size)
+}
+
+/// Bytes written between two background write-backs of a download.
+const FLUSH_STEP: u64 = 64 * 1024 * 1024;
+
+/// Writes a download's data back to disk while the rest is still being copied, so the
+/// fsync before it is linked into place waits for the last stretch, not the whole file.
+struct Flusher {
+    wake: mpsc::SyncSender<()>,
+    thread: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+/// The copy's side of a [`Flusher`]: asks for a write-back every [`FLUSH_STEP`] bytes.
+struct Nudge {
+    wake: mpsc::SyncSender<()>,
+    asked_at: AtomicU64,
+}
+
+impl Flusher {
+    fn start(file: &std::fs::File) -> std::io::Result<Flusher> {
+        let file = file.try_clone()?;
+        let (wake, woken) = mpsc::sync_channel::<()>(1);
+        let thread = std::thread::Builder::new()
+            .name("maskstore-flush".to_string())
+            .spawn(move || {
+                while woken.recv().is_ok() {
+                    file.sync_data()?;
+                }
+                Ok(())
+            })?;
+        Ok(Flusher { wake, thread })
+    }
+
+    fn nudger(&self) -> Nudge {
+        Nudge {
+            wake: self.wake.clone(),
+            asked_at: AtomicU64::new(0),
+        }
+    }
+
+    /// Stops the thread and reports the first failed write-back. A failure must come from
+    /// here: the kernel reports a write-back error once, to whichever fsync sees it first.
+    fn finish(self) -> std::io::Result<()> {
+        drop(self.wake);
+        self.thread
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the write-back thread panicked")))
+    }
+}
+
+impl Nudge {
+    fn written(&self, done: u64) {
+        if done - self.asked_at.load(Ordering::Relaxed) >= FLUSH_STEP {
+            self.asked_at.store(done, Ordering::Relaxed);
+            // A write-back already asked for covers this one too.
+            let _ = self.wake.try_send(());
+        }
+    }
 }
 
 /// A file being written that becomes visible at its path only on [`PendingFile::commit`].

@@ -165,6 +165,17 @@ pub enum Error {
         /// Why.
         detail: String,
     },
+    /// Writing a read object into the caller's file failed (a full disk, a closed file).
+    #[error(
+        "cannot write {key} into the destination file: {source}; check the target's disk and permissions"
+    )]
+    Destination {
+        /// The key being read.
+        key: String,
+        /// The file system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// Any other failure of the backend.
     #[error("{backend} backend failed on {key}: {source}")]
     Backend {

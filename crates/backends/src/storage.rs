@@ -284,9 +284,7 @@ fn file_stream(
             }
             let len = (end - pos).min(FILE_READ_CHUNK) as usize;
             let (file, buf) = tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0u8; len];
-                std::os::unix::fs::FileExt::read_exact_at(&file, &mut buf, pos)
-                    .map(|()| (file, buf))
+                read_chunk(&file, pos, len).map(|buf| (file, buf))
             })
             .await?
             .map_err(|e| object_store::Error::Generic {
@@ -297,6 +295,54 @@ fn file_stream(
         },
     )
     .boxed()
+}
+
+/// Reads `len` bytes at `pos` into a buffer that is never zeroed first (reading into
+/// uninitialised capacity saves a memset of every chunk); a short file is an error.
+fn read_chunk(file: &std::fs::File, pos: u64, len: usize) -> std::io::Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = file;
+    file.seek(SeekFrom::Start(pos))?;
+    let mut buf = Vec::with_capacity(len);
+    file.take(len as u64).read_to_end(&mut buf)?;
+    if buf.len() < len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("the file ended {} bytes early", len - buf.len()),
+        ));
+    }
+    Ok(buf)
+}
+
+/// Bytes the kernel copies between progress reports when a local object is copied into a file.
+const FILE_COPY_STEP: u64 = 64 * 1024 * 1024;
+
+/// Copies `range` of a local object's file into `dest` in the kernel (`copy_file_range`
+/// where the file system has it, as `cp` does), reporting progress every 64 MiB.
+fn copy_file_range(
+    source: &std::fs::File,
+    range: Range<u64>,
+    mut dest: &std::fs::File,
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> std::io::Result<u64> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut source = source;
+    source.seek(SeekFrom::Start(range.start))?;
+    let total = range.end - range.start;
+    let mut copied = 0;
+    while copied < total {
+        let step = (total - copied).min(FILE_COPY_STEP);
+        let n = std::io::copy(&mut source.take(step), &mut dest)?;
+        if n < step {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the object's file ended {} bytes early", total - copied - n),
+            ));
+        }
+        copied += n;
+        progress(copied, total);
+    }
+    Ok(copied)
 }
 
 /// A streaming upload that was started and never completed or aborted.
@@ -733,6 +779,86 @@ impl Storage {
             range,
             stream,
         })
+    }
+
+    /// Writes the whole object into `file` from its current position and returns what was
+    /// read; `progress` is told the bytes written so far and the total as the copy advances.
+    ///
+    /// A local object is copied by the kernel, file to file, as `cp` does; any other
+    /// backend's body streams to a writer thread, so reading and writing overlap and at
+    /// most four chunks are held in memory. The file is not synced: that is the caller's
+    /// choice.
+    pub async fn read_to_file(
+        &self,
+        key: &ObjectKey,
+        file: &std::fs::File,
+        progress: impl Fn(u64, u64) + Send + Sync + 'static,
+    ) -> Result<ObjectInfo> {
+        use std::io::Write;
+        let destination = |source: std::io::Error| Error::Destination {
+            key: key.to_string(),
+            source,
+        };
+        let result = self.get_result(key, ReadOptions::default()).await?;
+        let info = info_of(key.clone(), &result.meta, &result.attributes, Source::Read);
+        let dest = file.try_clone().map_err(destination)?;
+        let expected = result.range.end - result.range.start;
+        let written = match result.payload {
+            GetResultPayload::File(source, _) => {
+                let range = result.range.clone();
+                tokio::task::spawn_blocking(move || {
+                    copy_file_range(&source, range, &dest, &progress)
+                })
+                .await
+            }
+            GetResultPayload::Stream(mut stream) => {
+                let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
+                let writer = tokio::task::spawn_blocking(move || {
+                    let mut dest = dest;
+                    let mut written = 0;
+                    while let Some(chunk) = receiver.blocking_recv() {
+                        dest.write_all(&chunk)?;
+                        written += chunk.len() as u64;
+                        progress(written, expected);
+                    }
+                    Ok(written)
+                });
+                let mut failed = None;
+                while let Some(chunk) = stream.next().await {
+                    match chunk {
+                        // A closed channel means the writer failed; it reports why below.
+                        Ok(chunk) => {
+                            if sender.send(chunk).await.is_err() {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            failed = Some(e);
+                            break;
+                        }
+                    }
+                }
+                drop(sender);
+                let written = writer.await;
+                // The writer has stopped, so nothing writes to the file after this returns.
+                if let Some(e) = failed {
+                    return Err(self.err(key)(e));
+                }
+                written
+            }
+        };
+        let written = written
+            .map_err(std::io::Error::other)
+            .and_then(|w| w)
+            .map_err(destination)?;
+        if written != expected {
+            return Err(Error::Backend {
+                backend: self.backend.to_string(),
+                key: key.to_string(),
+                source: format!("the body ended after {written} of {expected} bytes").into(),
+            });
+        }
+        Ok(info)
     }
 
     async fn get_result(&self, key: &ObjectKey, options: ReadOptions) -> Result<GetResult> {

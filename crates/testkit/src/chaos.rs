@@ -433,6 +433,25 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_cut_stream_fails_read_to_file_with_the_stores_error() {
+        let base = crate::memory();
+        let key = base.key("big").unwrap();
+        base.put(&key, vec![1u8; 10_000]).await.unwrap();
+        let storage = Chaos::over(&base)
+            .rule(Op::Get, When::Always, Fault::CutStreamAfter(4096))
+            .storage();
+        let file = tempfile::tempfile().unwrap();
+        let err = storage
+            .read_to_file(&key, &file, |_, _| {})
+            .await
+            .unwrap_err();
+        assert!(
+            !matches!(err, Error::Destination { .. }) && err.to_string().contains("cut after 4096"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test]
     async fn every_fault_applies_to_listings_and_deletes_too() {
         let storage = Chaos::over(&crate::memory())
             .rule(Op::List, When::Nth(1), Fault::PermissionDenied)

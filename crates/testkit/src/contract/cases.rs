@@ -49,6 +49,9 @@ cases! {
         head_of_a_folder_is_not_found,
         head_reports_size_etag_and_last_modified,
         get_stream_yields_the_whole_object,
+        read_to_file_writes_the_whole_object_after_what_is_there,
+        read_to_file_of_missing_key_is_not_found_and_writes_nothing,
+        read_to_file_into_a_read_only_file_is_a_destination_error,
         exists_tells_presence,
         if_none_match_with_current_etag_is_not_modified,
         if_none_match_with_other_etag_returns_the_object,
@@ -375,6 +378,65 @@ pub async fn get_stream_yields_the_whole_object(s: Storage) {
     assert_eq!(stream.info.size, body.len() as u64);
     let chunks: Vec<Bytes> = stream.stream.try_collect().await.unwrap();
     assert!(chunks.concat() == body.as_ref(), "streamed content differs");
+}
+
+/// read_to_file writes exactly the object's bytes from the file's position (after bytes
+/// already there), and reports progress up to the object's size.
+pub async fn read_to_file_writes_the_whole_object_after_what_is_there(s: Storage) {
+    use std::io::{Read, Seek, Write};
+    let body = pattern(3 * 1024 * 1024 + 5, 11);
+    let k = put(&s, "to-file.bin", body.clone()).await;
+    let mut file = tempfile::tempfile().unwrap();
+    file.write_all(b"head:").unwrap();
+    let reports = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = Arc::clone(&reports);
+    let info = s
+        .read_to_file(&k, &file, move |done, total| {
+            seen.lock().unwrap().push((done, total))
+        })
+        .await
+        .unwrap();
+    assert_eq!(info.size, body.len() as u64);
+    let mut written = Vec::new();
+    file.rewind().unwrap();
+    file.read_to_end(&mut written).unwrap();
+    assert!(
+        written.starts_with(b"head:"),
+        "the bytes already there were overwritten"
+    );
+    assert!(
+        written[5..] == body[..],
+        "the file's content differs from the object"
+    );
+    let reports = reports.lock().unwrap();
+    let size = body.len() as u64;
+    assert_eq!(reports.last(), Some(&(size, size)), "progress {reports:?}");
+    assert!(
+        reports.windows(2).all(|w| w[0].0 < w[1].0),
+        "progress went backwards"
+    );
+}
+
+/// read_to_file of a missing key is NotFound and leaves the file untouched.
+pub async fn read_to_file_of_missing_key_is_not_found_and_writes_nothing(s: Storage) {
+    let file = tempfile::tempfile().unwrap();
+    assert_err!(
+        s.read_to_file(&key(&s, "missing"), &file, |_, _| {}).await,
+        Error::NotFound { .. }
+    );
+    assert_eq!(file.metadata().unwrap().len(), 0);
+}
+
+/// A file that refuses writes gets Destination, naming the key, not a backend error.
+pub async fn read_to_file_into_a_read_only_file_is_a_destination_error(s: Storage) {
+    let k = put(&s, "ro.bin", pattern(300_000, 3)).await;
+    let named = tempfile::NamedTempFile::new().unwrap();
+    let read_only = std::fs::File::open(named.path()).unwrap();
+    let err = s.read_to_file(&k, &read_only, |_, _| {}).await.unwrap_err();
+    assert!(
+        matches!(&err, Error::Destination { key, .. } if key == k.as_str()),
+        "{err:?}"
+    );
 }
 
 /// exists is true after put and false after delete.

@@ -7,65 +7,26 @@
 // criterion_group! generates undocumented items.
 #![allow(missing_docs)]
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures::TryStreamExt;
 use maskstore::{Config, SignOptions, SignedMethod, Storage};
-use maskstore_backends::local::LocalStore;
 use maskstore_backends::signing::{GatewaySigner, random_secret};
 use maskstore_core::ObjectKey;
-use object_store::aws::AmazonS3Builder;
+use object_store::ObjectStoreExt;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
 
-/// `cargo bench` passes `--bench`; `cargo test` runs each benchmark once as a smoke test,
-/// with small inputs so CI stays fast.
-fn full_run() -> bool {
-    std::env::args().any(|a| a == "--bench")
-}
+use common::{full_run, raw_backends};
 
 const SIZES: [(usize, &str); 3] = [
     (4 * 1024, "4KiB"),
     (1024 * 1024, "1MiB"),
     (64 * 1024 * 1024, "64MiB"),
 ];
-
-/// The raw stores to compare against, each with the name of its backend.
-fn backends(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn ObjectStore>)> {
-    let mut backends: Vec<(&'static str, Arc<dyn ObjectStore>)> = vec![
-        ("memory", Arc::new(object_store::memory::InMemory::new())),
-        (
-            "local",
-            Arc::new(LocalStore::open(dir.join("local"), true).unwrap()),
-        ),
-        (
-            "local-nofsync",
-            Arc::new(LocalStore::open(dir.join("nofsync"), false).unwrap()),
-        ),
-    ];
-    if let (Ok(endpoint), Ok(bucket), Ok(key), Ok(secret)) = (
-        std::env::var("MASKSTORE_TEST_SEAWEEDFS_ENDPOINT"),
-        std::env::var("MASKSTORE_TEST_SEAWEEDFS_BUCKET"),
-        std::env::var("MASKSTORE_TEST_SEAWEEDFS_ACCESS_KEY"),
-        std::env::var("MASKSTORE_TEST_SEAWEEDFS_SECRET_KEY"),
-    ) {
-        let s3 = AmazonS3Builder::new()
-            .with_endpoint(endpoint)
-            .with_allow_http(true)
-            .with_bucket_name(bucket)
-            .with_region("us-east-1")
-            .with_access_key_id(key)
-            .with_secret_access_key(secret)
-            .build()
-            .unwrap();
-        backends.push(("s3-seaweedfs", Arc::new(s3)));
-    } else {
-        eprintln!("no SeaweedFS (MASKSTORE_TEST_SEAWEEDFS_*): S3 figures are skipped");
-    }
-    backends
-}
 
 fn put_get(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -82,7 +43,7 @@ fn put_get(c: &mut Criterion) {
             group.sample_size(10);
             group.measurement_time(Duration::from_secs(if size > 1 << 20 { 20 } else { 5 }));
         }
-        for (name, store) in backends(dir.path()) {
+        for (name, store) in raw_backends(dir.path()) {
             let prefix = format!("mask/{run}/").parse().unwrap();
             let storage = Storage::from_object_store(Arc::clone(&store), name, prefix);
             let key = storage.key(&format!("{label}/object.bin")).unwrap();
@@ -180,9 +141,9 @@ fn listing(c: &mut Criterion) {
     };
     for &count in counts {
         group.throughput(Throughput::Elements(count as u64));
-        for (name, store) in backends(dir.path()) {
+        for (name, store) in raw_backends(dir.path()) {
             // Listing does not depend on fsync; filling 100,000 files with it would take minutes.
-            if name == "local" || (name == "s3-seaweedfs" && count > 10_000) {
+            if name == "local" {
                 continue;
             }
             let prefix = format!("mask/list-{count}-{:08x}/", rand::random::<u32>())

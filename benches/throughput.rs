@@ -8,6 +8,8 @@
 
 #![allow(missing_docs)]
 
+mod common;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -16,11 +18,20 @@ use futures::StreamExt;
 use maskstore::{Config, SignOptions, SignedMethod, Storage, WriteOptions};
 use maskstore_core::Origin;
 use maskstore_core::config::ConfigLoader;
+use object_store::ObjectStoreExt;
+
+use common::{full_run, raw_backends};
 
 const MIB: u64 = 1024 * 1024;
 
-fn full_run() -> bool {
-    std::env::args().any(|a| a == "--bench")
+/// Sections named on the command line (`cargo bench --bench throughput -- gateway`), or
+/// every section when none is named.
+fn wanted(section: &str) -> bool {
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    named.is_empty() || named.iter().any(|n| n == section)
 }
 
 fn stream_bytes() -> u64 {
@@ -153,6 +164,25 @@ where
     ops as f64 / started.elapsed().as_secs_f64()
 }
 
+/// The ceiling of HTTP over loopback with the same client: an axum server that answers a
+/// GET with 1 MiB from memory and reads a PUT's body into memory, with no store, no
+/// signature and no disk. Returns its URL.
+async fn plain_http_server(body: Bytes) -> String {
+    use axum::routing::get;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/blob", listener.local_addr().unwrap());
+    let router = axum::Router::new().route(
+        "/blob",
+        get(move || {
+            let body = body.clone();
+            async move { body }
+        })
+        .put(|received: Bytes| async move { received.len().to_string() }),
+    );
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    url
+}
+
 fn gateway() -> Vec<String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -169,6 +199,7 @@ fn gateway() -> Vec<String> {
         for key in &keys {
             storage.put(key, body.clone()).await.unwrap();
         }
+        let plain = plain_http_server(body.clone()).await;
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(64)
             .build()
@@ -236,13 +267,31 @@ fn gateway() -> Vec<String> {
                 }
             })
             .await;
+            let plain_get = rate(ops, clients, |_| {
+                let (http, url) = (http.clone(), plain.clone());
+                async move {
+                    let bytes = http.get(&url).send().await.unwrap().bytes().await.unwrap();
+                    assert_eq!(bytes.len(), MIB as usize);
+                }
+            })
+            .await;
+            let plain_put = rate(ops, clients, |_| {
+                let (http, url, body) = (http.clone(), plain.clone(), body.clone());
+                async move {
+                    let response = http.put(&url).body(body).send().await.unwrap();
+                    assert!(response.status().is_success());
+                }
+            })
+            .await;
             rows.push(format!(
-                "| GET | {clients} | {direct_get:.0} | {gateway_get:.0} | {:.0} % |",
-                gateway_get / direct_get * 100.0
+                "| GET | {clients} | {direct_get:.0} | {gateway_get:.0} | {:.0} % | {plain_get:.0} | {:.0} % |",
+                gateway_get / direct_get * 100.0,
+                gateway_get / plain_get * 100.0
             ));
             rows.push(format!(
-                "| PUT | {clients} | {direct_put:.0} | {gateway_put:.0} | {:.0} % |",
-                gateway_put / direct_put * 100.0
+                "| PUT | {clients} | {direct_put:.0} | {gateway_put:.0} | {:.0} % | {plain_put:.0} | {:.0} % |",
+                gateway_put / direct_put * 100.0,
+                gateway_put / plain_put * 100.0
             ));
         }
         drop(served);
@@ -301,6 +350,141 @@ fn cli_vs_cp() -> Vec<String> {
     ]
 }
 
+/// Rounds of one paired comparison: as many as fit in `budget`, between 20 and 400.
+fn rounds_within(budget: Duration, one_round: Duration) -> usize {
+    let fit = budget.as_secs_f64() / one_round.as_secs_f64().max(1e-9);
+    (fit as usize).clamp(20, 400)
+}
+
+/// The median of `values` (sorted in place).
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    let n = values.len();
+    if n % 2 == 1 {
+        values[n / 2]
+    } else {
+        (values[n / 2 - 1] + values[n / 2]) / 2.0
+    }
+}
+
+/// The 95 % bootstrap interval of the median of `ratios`: 2,000 resamples, seeded.
+fn bootstrap_interval(ratios: &[f64]) -> (f64, f64) {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let mut medians: Vec<f64> = (0..2000)
+        .map(|_| {
+            let mut sample: Vec<f64> = (0..ratios.len())
+                .map(|_| ratios[rng.random_range(0..ratios.len())])
+                .collect();
+            median(&mut sample)
+        })
+        .collect();
+    medians.sort_by(f64::total_cmp);
+    (medians[50], medians[1949])
+}
+
+/// Storage against raw object_store on the same store, measured in pairs: every round
+/// times one put+get through each, in alternating order, so drift of the disk or the
+/// server (page cache, journal, compaction) hits both sides alike. A sample repeats the
+/// put+get until it lasts at least a millisecond, so the clock's resolution is not what is
+/// measured on memory. Rows: median of each side, median of the per-round ratios with its
+/// 95 % bootstrap interval, and the number of rounds.
+fn paired() -> Vec<String> {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = format!("pair-{:08x}", rand::random::<u32>());
+    let sizes: &[(usize, &str)] = if full_run() {
+        &[(MIB as usize, "1 MiB"), (64 * MIB as usize, "64 MiB")]
+    } else {
+        &[(64 * 1024, "64 KiB")]
+    };
+    let budget = Duration::from_secs(if full_run() { 30 } else { 1 });
+    let mut rows = Vec::new();
+    for &(size, label) in sizes {
+        let data = Bytes::from(vec![7u8; size]);
+        for (name, store) in raw_backends(dir.path()) {
+            let prefix = format!("mask/{run}/").parse().unwrap();
+            let storage = Storage::from_object_store(std::sync::Arc::clone(&store), name, prefix);
+            let key = storage.key(&format!("{label}/object.bin")).unwrap();
+            let path =
+                object_store::path::Path::parse(format!("mask/{run}/{label}/raw.bin")).unwrap();
+            let through_storage = |times: usize| {
+                let (storage, key, data) = (storage.clone(), key.clone(), data.clone());
+                async move {
+                    let started = Instant::now();
+                    for _ in 0..times {
+                        storage.put(&key, data.clone()).await.unwrap();
+                        assert_eq!(storage.get(&key).await.unwrap().data.len(), data.len());
+                    }
+                    started.elapsed().as_secs_f64() / times as f64
+                }
+            };
+            let through_raw = |times: usize| {
+                let (store, path, data) =
+                    (std::sync::Arc::clone(&store), path.clone(), data.clone());
+                async move {
+                    let started = Instant::now();
+                    for _ in 0..times {
+                        store.put(&path, data.clone().into()).await.unwrap();
+                        let got = store.get(&path).await.unwrap().bytes().await.unwrap();
+                        assert_eq!(got.len(), data.len());
+                    }
+                    started.elapsed().as_secs_f64() / times as f64
+                }
+            };
+            let (mut storage_times, mut raw_times, mut ratios) =
+                (Vec::new(), Vec::new(), Vec::new());
+            rt.block_on(async {
+                // Warm up both sides, then size a sample to last at least 1 ms.
+                let one = through_raw(1).await.max(through_storage(1).await);
+                let times = ((1e-3 / one).ceil() as usize).max(1);
+                let rounds =
+                    rounds_within(budget, Duration::from_secs_f64(2.0 * one * times as f64));
+                for round in 0..rounds {
+                    let (s, r) = if round % 2 == 0 {
+                        let s = through_storage(times).await;
+                        (s, through_raw(times).await)
+                    } else {
+                        let r = through_raw(times).await;
+                        (through_storage(times).await, r)
+                    };
+                    storage_times.push(s);
+                    raw_times.push(r);
+                    ratios.push(s / r);
+                }
+                let _ = storage.delete(&key).await;
+                let _ = store.delete(&path).await;
+            });
+            let (low, high) = bootstrap_interval(&ratios);
+            let rounds = ratios.len();
+            rows.push(format!(
+                "| {label} | {name} | {} | {} | {:.3} [{low:.3} … {high:.3}] | {rounds} |",
+                human_time(median(&mut storage_times)),
+                human_time(median(&mut raw_times)),
+                median(&mut ratios),
+            ));
+        }
+    }
+    rows
+}
+
+/// Seconds as µs or ms with about four significant figures.
+fn human_time(secs: f64) -> String {
+    let (value, unit) = if secs < 1e-3 {
+        (secs * 1e6, "µs")
+    } else {
+        (secs * 1e3, "ms")
+    };
+    let decimals = if value < 10.0 {
+        3
+    } else if value < 100.0 {
+        2
+    } else {
+        1
+    };
+    format!("{value:.decimals$} {unit}")
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--child") {
@@ -310,28 +494,48 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("data");
     let root = root.to_str().unwrap();
-    println!(
-        "## Streaming {} MiB through Storage (each row a fresh process)\n",
-        stream_bytes() / MIB
-    );
-    println!(
-        "| backend | phase | throughput | idle RSS | peak RSS above idle |\n|---|---|---|---|---|"
-    );
-    for row in streaming(root) {
-        println!("{row}");
+    if wanted("paired") {
+        println!("## Storage against raw object_store, measured in pairs (put + get)\n");
+        println!(
+            "| size | backend | Storage | raw object_store | Storage / raw [95 %] | rounds |\n|---|---|---|---|---|---|"
+        );
+        for row in paired() {
+            println!("{row}");
+        }
+        println!();
     }
-    println!("\n## Gateway vs direct Storage, 1 MiB objects, local backend (objects per second)\n");
-    println!("| method | clients | direct | gateway | gateway/direct |\n|---|---|---|---|---|");
-    for row in gateway() {
-        println!("{row}");
+    if wanted("streaming") {
+        println!(
+            "## Streaming {} MiB through Storage (each row a fresh process)\n",
+            stream_bytes() / MIB
+        );
+        println!(
+            "| backend | phase | throughput | idle RSS | peak RSS above idle |\n|---|---|---|---|---|"
+        );
+        for row in streaming(root) {
+            println!("{row}");
+        }
     }
-    println!(
-        "\n## CLI vs cp, {} MiB on local disk (best of 3)\n",
-        stream_bytes() / MIB
-    );
-    println!("| command | throughput | vs cp |\n|---|---|---|");
-    for row in cli_vs_cp() {
-        println!("{row}");
+    if wanted("gateway") {
+        println!(
+            "\n## Gateway vs direct Storage, 1 MiB objects, local backend (objects per second)\n"
+        );
+        println!(
+            "| method | clients | direct | gateway | gateway/direct | plain HTTP server | gateway/plain |\n|---|---|---|---|---|---|---|"
+        );
+        for row in gateway() {
+            println!("{row}");
+        }
+    }
+    if wanted("cli") {
+        println!(
+            "\n## CLI vs cp, {} MiB on local disk (best of 3)\n",
+            stream_bytes() / MIB
+        );
+        println!("| command | throughput | vs cp |\n|---|---|---|");
+        for row in cli_vs_cp() {
+            println!("{row}");
+        }
     }
     if let Some(config) = config_for("s3", root) {
         let rt = tokio::runtime::Runtime::new().unwrap();

@@ -108,9 +108,11 @@ impl Recorder {
         let i = index_of(operation);
         let handles = self.handles();
         handles.operations[i][outcome as usize].increment(1);
-        let elapsed = started.elapsed();
+        // One clock read serves both the duration and the alarm window.
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(started);
         handles.durations[i].record(elapsed.as_secs_f64());
-        self.monitor.record(outcome);
+        self.monitor.record_at(outcome, now);
         tracing::debug!(
             operation,
             outcome = outcome.as_str(),

@@ -135,7 +135,7 @@ impl Monitor {
         self.record_at(outcome, Instant::now());
     }
 
-    /// Records one operation's outcome at `at` (for tests).
+    /// Records one operation's outcome at `at`.
     pub fn record_at(&self, outcome: Outcome, at: Instant) {
         let second = at.saturating_duration_since(self.started).as_secs();
         let mut buckets = self.buckets.lock().expect("monitor lock");

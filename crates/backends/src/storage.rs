@@ -167,11 +167,11 @@ impl WriteOptions {
     fn attributes(&self) -> Attributes {
         let mut attributes = Attributes::new();
         // Always explicit: some engines (SeaweedFS) sniff a type from the bytes otherwise.
-        let content_type = self.content_type.as_deref().unwrap_or(DEFAULT_CONTENT_TYPE);
-        attributes.insert(
-            Attribute::ContentType,
-            AttributeValue::from(content_type.to_string()),
-        );
+        let content_type = match &self.content_type {
+            Some(content_type) => AttributeValue::from(content_type.clone()),
+            None => AttributeValue::from(DEFAULT_CONTENT_TYPE),
+        };
+        attributes.insert(Attribute::ContentType, content_type);
         for (k, v) in &self.metadata {
             attributes.insert(
                 Attribute::Metadata(k.clone().into()),

@@ -1,0 +1,50 @@
+//! What both benchmark targets share: whether this is a full run, and the raw stores
+//! that `Storage` is compared against.
+
+use std::sync::Arc;
+
+use maskstore_backends::local::LocalStore;
+use object_store::ObjectStore;
+use object_store::aws::AmazonS3Builder;
+
+/// `cargo bench` passes `--bench`; `cargo test` runs each benchmark once as a smoke test,
+/// with small inputs so CI stays fast.
+pub fn full_run() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}
+
+/// The raw stores to compare against, each with the name of its backend: memory, local
+/// with and without fsync under `dir`, and SeaweedFS when the test servers run.
+pub fn raw_backends(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn ObjectStore>)> {
+    let mut backends: Vec<(&'static str, Arc<dyn ObjectStore>)> = vec![
+        ("memory", Arc::new(object_store::memory::InMemory::new())),
+        (
+            "local",
+            Arc::new(LocalStore::open(dir.join("local"), true).unwrap()),
+        ),
+        (
+            "local-nofsync",
+            Arc::new(LocalStore::open(dir.join("nofsync"), false).unwrap()),
+        ),
+    ];
+    if let (Ok(endpoint), Ok(bucket), Ok(key), Ok(secret)) = (
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_ENDPOINT"),
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_BUCKET"),
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_ACCESS_KEY"),
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_SECRET_KEY"),
+    ) {
+        let s3 = AmazonS3Builder::new()
+            .with_endpoint(endpoint)
+            .with_allow_http(true)
+            .with_bucket_name(bucket)
+            .with_region("us-east-1")
+            .with_access_key_id(key)
+            .with_secret_access_key(secret)
+            .build()
+            .unwrap();
+        backends.push(("s3-seaweedfs", Arc::new(s3)));
+    } else {
+        eprintln!("no SeaweedFS (MASKSTORE_TEST_SEAWEEDFS_*): S3 figures are skipped");
+    }
+    backends
+}

@@ -111,6 +111,12 @@ fn chores(t: &Target) {
         std::fs::read(t.path("back.nii.gz")).unwrap() == body,
         "file round trip differs"
     );
+    // Over an existing file, without the sync.
+    ok(&t.run(&["get", "--no-sync", &key, "back.nii.gz"]));
+    assert!(
+        std::fs::read(t.path("back.nii.gz")).unwrap() == body,
+        "file round trip without sync differs"
+    );
 
     let piped_key = format!("{}piped/from-stdin.bin", t.prefix);
     ok(&t.run_with_stdin(

@@ -83,6 +83,11 @@ enum Command {
         key: String,
         /// Where to write it, or - for stdout.
         target: Option<String>,
+        /// Do not wait for the file to reach the disk before linking it into place: as
+        /// fast as cp, but a power loss soon after can leave it empty or cut short (a
+        /// failed or killed download still leaves nothing).
+        #[arg(long)]
+        no_sync: bool,
     },
     /// Delete KEYs, or everything under --prefix (listed first; asks unless --yes).
     Rm {
@@ -205,8 +210,24 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             key,
             content_type,
         } => objects::put(&connect(&config)?, &source, &key, content_type, cli.json).await,
-        Command::Get { key, target } => {
-            objects::get(&connect(&config)?, &key, target.as_deref(), cli.json).await
+        Command::Get {
+            key,
+            target,
+            no_sync,
+        } => {
+            let durability = if no_sync {
+                objects::Durability::Unsynced
+            } else {
+                objects::Durability::Synced
+            };
+            objects::get(
+                &connect(&config)?,
+                &key,
+                target.as_deref(),
+                durability,
+                cli.json,
+            )
+            .await
         }
         Command::Rm { keys, prefix, yes } => {
             objects::rm(&connect(&config)?, &keys, prefix.as_deref(), yes, cli.json).await

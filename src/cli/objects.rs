@@ -164,11 +164,21 @@ pub(crate) async fn put(
     Ok(())
 }
 
-/// `get <KEY> [FILE|-]`: streams to stdout, or to a file that appears only when complete.
+/// Whether `get` waits for the file to reach the disk before linking it into place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durability {
+    /// Sync first (the default): even a power loss leaves the old file or the whole new one.
+    Synced,
+    /// Link as soon as the copy is done, as cp does.
+    Unsynced,
+}
+
+/// `get <KEY> [FILE|-] [--no-sync]`: streams to stdout, or to a file that appears only when complete.
 pub(crate) async fn get(
     storage: &Storage,
     key_text: &str,
     target: Option<&str>,
+    durability: Durability,
     as_json: bool,
 ) -> Result<(), Failure> {
     let key = key(storage, key_text)?;
@@ -186,7 +196,7 @@ pub(crate) async fn get(
             .map(str::to_string)
             .unwrap_or_else(|| key.file_name().to_string()),
     );
-    let size = download_to(storage, &key, &path).await?;
+    let size = download_to(storage, &key, &path, durability).await?;
     if as_json {
         print_json(&json!({"key": key.as_str(), "size": size, "file": path.display().to_string()}));
     } else {
@@ -202,10 +212,15 @@ fn write_failure(e: std::io::Error) -> Failure {
     }
 }
 
-/// Writes the object into an unnamed file in the target's folder, syncs it, and links it
-/// into place only when complete, so neither a failure nor a killed process leaves a
-/// partial file. Returns the object's size.
-async fn download_to(storage: &Storage, key: &ObjectKey, path: &Path) -> Result<u64, Failure> {
+/// Writes the object into an unnamed file in the target's folder, syncs it (unless told
+/// not to), and links it into place only when complete, so neither a failure nor a killed
+/// process leaves a partial file. Returns the object's size.
+async fn download_to(
+    storage: &Storage,
+    key: &ObjectKey,
+    path: &Path,
+    durability: Durability,
+) -> Result<u64, Failure> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -218,11 +233,16 @@ async fn download_to(storage: &Storage, key: &ObjectKey, path: &Path) -> Result<
     let bar = Arc::new(OnceLock::<ProgressBar>::new());
     let label = format!("get {key}");
     let reporter = Arc::clone(&bar);
-    let flusher = Flusher::start(&pending.file).map_err(write_failure)?;
-    let nudge = flusher.nudger();
+    let flusher = match durability {
+        Durability::Synced => Some(Flusher::start(&pending.file).map_err(write_failure)?),
+        Durability::Unsynced => None,
+    };
+    let nudge = flusher.as_ref().map(Flusher::nudger);
     let read = storage
         .read_to_file(key, &pending.file, move |done, total| {
-            nudge.written(done);
+            if let Some(nudge) = &nudge {
+                nudge.written(done);
+            }
             reporter
                 .get_or_init(|| progress(Some(total), &label))
                 .set_position(done)
@@ -231,10 +251,12 @@ async fn download_to(storage: &Storage, key: &ObjectKey, path: &Path) -> Result<
     if let Some(bar) = bar.get() {
         bar.finish_and_clear();
     }
-    let flushed = flusher.finish();
+    let flushed = flusher.map(Flusher::finish);
     let info = read?;
-    flushed.map_err(write_failure)?;
-    pending.file.sync_all().map_err(write_failure)?;
+    if let Some(flushed) = flushed {
+        flushed.map_err(write_failure)?;
+        pending.file.sync_all().map_err(write_failure)?;
+    }
     pending.commit().map_err(|e| Failure {
         message: format!(
             "cannot move the download into place at {}: {e}",

@@ -336,60 +336,75 @@ fn cli_vs_cp() -> Vec<String> {
         f.sync_all().unwrap();
     }
     let exe = env!("CARGO_BIN_EXE_maskstore");
-    let time = |program: &str, args: &[&str]| {
+    let run = |program: &str, args: &[&str]| {
         let started = Instant::now();
         let status = Command::new(program)
             .args(args)
             .current_dir(dir.path())
+            .stdout(std::process::Stdio::null())
             .status()
             .unwrap();
         assert!(status.success(), "{program} {args:?}");
         started.elapsed()
     };
-    // Every run writes a new file or key, as a first copy would (replacing a 1 GiB file
-    // costs freeing its blocks first); `{}` in the arguments is the run's number.
-    let best = |program: &str, args: &[&str]| {
-        (0..3)
-            .map(|run| {
-                let args: Vec<String> = args
-                    .iter()
-                    .map(|a| a.replace("{}", &run.to_string()))
-                    .collect();
-                let args: Vec<&str> = args.iter().map(String::as_str).collect();
-                time(program, &args)
-            })
-            .min()
-            .unwrap()
-    };
-    let cp = best("cp", &["volume.bin", "copy-{}.bin"]);
-    // `maskstore get` syncs the file before linking it into place; this is cp doing the same.
-    let cp_sync = best(
-        "sh",
-        &["-c", "cp volume.bin synced-{}.bin && sync synced-{}.bin"],
-    );
-    let put = best(exe, &["put", "volume.bin", "mask/bench/volume-{}.bin"]);
-    let get = best(exe, &["get", "mask/bench/volume-0.bin", "back-{}.bin"]);
-    let get_unsynced = best(
-        exe,
-        &["get", "--no-sync", "mask/bench/volume-0.bin", "fast-{}.bin"],
-    );
-    let mibs = |d: Duration| size as f64 / MIB as f64 / d.as_secs_f64();
-    [
-        ("cp", cp),
-        ("cp, then sync of the copy", cp_sync),
-        ("maskstore put (local, fsync)", put),
-        ("maskstore get (local, synced)", get),
-        ("maskstore get --no-sync (local)", get_unsynced),
-    ]
-    .into_iter()
-    .map(|(command, took)| {
-        format!(
-            "| {command} | {:.0} MiB/s | {:.0} % |",
-            mibs(took),
-            mibs(took) / mibs(cp) * 100.0
-        )
-    })
-    .collect()
+    run(exe, &["put", "volume.bin", "mask/bench/volume.bin"]);
+    let commands: [(&str, &str, &[&str]); 5] = [
+        ("cp", "cp", &["volume.bin", "out.bin"]),
+        // `maskstore get` syncs the file before linking it into place; cp doing the same.
+        (
+            "cp, then sync of the copy",
+            "sh",
+            &["-c", "cp volume.bin out.bin && sync out.bin"],
+        ),
+        (
+            "maskstore put (local, fsync)",
+            exe,
+            &["put", "volume.bin", "mask/bench/put.bin"],
+        ),
+        (
+            "maskstore get (local, synced)",
+            exe,
+            &["get", "mask/bench/volume.bin", "out.bin"],
+        ),
+        (
+            "maskstore get --no-sync (local)",
+            exe,
+            &["get", "--no-sync", "mask/bench/volume.bin", "out.bin"],
+        ),
+    ];
+    // Rounds in rotating order. Before every command its output is removed and the disk
+    // settled (`sync`, untimed), so no command pays for the write-back another left
+    // behind and every one writes a new file, as a first copy does.
+    let rounds = if full_run() { 5 } else { 1 };
+    let mut taken: Vec<Vec<f64>> = vec![Vec::new(); commands.len()];
+    for round in 0..rounds {
+        for i in 0..commands.len() {
+            let which = (i + round) % commands.len();
+            let _ = std::fs::remove_file(dir.path().join("out.bin"));
+            run(exe, &["rm", "mask/bench/put.bin"]);
+            run("sync", &[]);
+            let (_, program, args) = commands[which];
+            taken[which].push(run(program, args).as_secs_f64());
+        }
+    }
+    let mibs = |secs: f64| size as f64 / MIB as f64 / secs;
+    let medians: Vec<f64> = taken.iter_mut().map(|t| median(t)).collect();
+    commands
+        .iter()
+        .zip(&taken)
+        .zip(&medians)
+        .map(|(((command, _, _), times), &median)| {
+            let slowest = times.iter().copied().fold(0.0, f64::max);
+            let fastest = times.iter().copied().fold(f64::INFINITY, f64::min);
+            format!(
+                "| {command} | {:.0} MiB/s [{:.0} … {:.0}] | {:.0} % |",
+                mibs(median),
+                mibs(slowest),
+                mibs(fastest),
+                mibs(median) / mibs(medians[0]) * 100.0
+            )
+        })
+        .collect()
 }
 
 /// Rounds of one paired comparison: as many as fit in `budget`, between 20 and 400.
@@ -571,7 +586,7 @@ fn main() {
     }
     if wanted("cli") {
         println!(
-            "\n## CLI vs cp, {} MiB on local disk (best of 3)\n",
+            "\n## CLI vs cp, {} MiB on local disk (median over rounds [slowest … fastest])\n",
             stream_bytes() / MIB
         );
         println!("| command | throughput | vs cp |\n|---|---|---|");

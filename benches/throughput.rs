@@ -202,6 +202,87 @@ async fn plain_http_server(body: Bytes) -> String {
     url
 }
 
+/// What the gateway benchmark measures, each a rate of 1 MiB operations.
+#[derive(Clone, Copy)]
+enum Transfer {
+    DirectGet,
+    GatewayGet,
+    PlainGet,
+    DirectPut,
+    GatewayPut,
+    PlainPut,
+}
+
+/// Everything one gateway measurement needs.
+struct GatewayBench {
+    storage: Storage,
+    keys: Vec<maskstore::ObjectKey>,
+    get_urls: Vec<String>,
+    put_urls: Vec<String>,
+    plain: String,
+    http: reqwest::Client,
+    body: Bytes,
+}
+
+impl GatewayBench {
+    /// Objects per second of `ops` transfers, `clients` at a time.
+    async fn rate(&self, transfer: Transfer, ops: usize, clients: usize) -> f64 {
+        let n = self.keys.len();
+        rate(ops, clients, |i| async move {
+            match transfer {
+                Transfer::DirectGet => {
+                    let object = self.storage.get(&self.keys[i % n]).await.unwrap();
+                    assert_eq!(object.data.len(), MIB as usize);
+                }
+                Transfer::DirectPut => {
+                    self.storage
+                        .put(&self.keys[i % n], self.body.clone())
+                        .await
+                        .unwrap();
+                }
+                Transfer::GatewayGet | Transfer::PlainGet => {
+                    let url = match transfer {
+                        Transfer::GatewayGet => &self.get_urls[i % n],
+                        _ => &self.plain,
+                    };
+                    let response = self.http.get(url).send().await.unwrap();
+                    assert!(response.status().is_success());
+                    assert_eq!(response.bytes().await.unwrap().len(), MIB as usize);
+                }
+                Transfer::GatewayPut | Transfer::PlainPut => {
+                    let url = match transfer {
+                        Transfer::GatewayPut => &self.put_urls[i % n],
+                        _ => &self.plain,
+                    };
+                    let response = self.http.put(url).body(self.body.clone()).send().await;
+                    assert!(response.unwrap().status().is_success());
+                }
+            }
+        })
+        .await
+    }
+}
+
+/// Signed URLs of `method` for every key.
+async fn urls(
+    storage: &Storage,
+    keys: &[maskstore::ObjectKey],
+    method: SignedMethod,
+) -> Vec<String> {
+    let mut urls = Vec::new();
+    for key in keys {
+        let signed = storage
+            .signed_url(method, key, None, &SignOptions::default())
+            .await
+            .unwrap();
+        urls.push(signed.url);
+    }
+    urls
+}
+
+/// The gateway against direct `Storage` and against a plain HTTP server, at 1 and 32
+/// clients. Each figure is the median of five rounds, the six transfers in rotating order
+/// within a round, so a slow spell of the machine does not land on one column only.
 fn gateway() -> Vec<String> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -210,105 +291,50 @@ fn gateway() -> Vec<String> {
     rt.block_on(async {
         let served = maskstore_testkit::temp_dir_served().await;
         let storage: Storage = (*served).clone();
-        let objects = 64;
         let body = Bytes::from(vec![1u8; MIB as usize]);
-        let keys: Vec<_> = (0..objects)
+        let keys: Vec<_> = (0..64)
             .map(|i| storage.key(&format!("gw/{i}.bin")).unwrap())
             .collect();
         for key in &keys {
             storage.put(key, body.clone()).await.unwrap();
         }
-        let plain = plain_http_server(body.clone()).await;
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(64)
-            .build()
-            .unwrap();
-        let ops = if full_run() { 1024 } else { 64 };
+        let bench = GatewayBench {
+            get_urls: urls(&storage, &keys, SignedMethod::Get).await,
+            put_urls: urls(&storage, &keys, SignedMethod::Put).await,
+            plain: plain_http_server(body.clone()).await,
+            http: reqwest::Client::builder()
+                .pool_max_idle_per_host(64)
+                .build()
+                .unwrap(),
+            storage,
+            keys,
+            body,
+        };
+        let (ops, rounds) = if full_run() { (512, 5) } else { (32, 1) };
+        let transfers = [
+            Transfer::DirectGet,
+            Transfer::GatewayGet,
+            Transfer::PlainGet,
+            Transfer::DirectPut,
+            Transfer::GatewayPut,
+            Transfer::PlainPut,
+        ];
         let mut rows = Vec::new();
         for clients in [1usize, 32] {
-            let direct_get = rate(ops, clients, |i| {
-                let (storage, key) = (storage.clone(), keys[i % objects].clone());
-                async move {
-                    assert_eq!(storage.get(&key).await.unwrap().data.len(), MIB as usize);
+            let mut rates: Vec<Vec<f64>> = vec![Vec::new(); transfers.len()];
+            for round in 0..rounds {
+                for i in 0..transfers.len() {
+                    let which = (i + round) % transfers.len();
+                    rates[which].push(bench.rate(transfers[which], ops, clients).await);
                 }
-            })
-            .await;
-            let urls: Vec<String> = futures::future::join_all(keys.iter().map(|k| {
-                let storage = storage.clone();
-                async move {
-                    storage
-                        .signed_url(SignedMethod::Get, k, None, &SignOptions::default())
-                        .await
-                        .unwrap()
-                        .url
-                }
-            }))
-            .await;
-            let gateway_get = rate(ops, clients, |i| {
-                let (http, url) = (http.clone(), urls[i % objects].clone());
-                async move {
-                    let bytes = http.get(&url).send().await.unwrap().bytes().await.unwrap();
-                    assert_eq!(bytes.len(), MIB as usize);
-                }
-            })
-            .await;
-            let direct_put = rate(ops, clients, |i| {
-                let (storage, key, body) =
-                    (storage.clone(), keys[i % objects].clone(), body.clone());
-                async move {
-                    storage.put(&key, body).await.unwrap();
-                }
-            })
-            .await;
-            let put_urls: Vec<String> = futures::future::join_all(keys.iter().map(|k| {
-                let storage = storage.clone();
-                async move {
-                    storage
-                        .signed_url(SignedMethod::Put, k, None, &SignOptions::default())
-                        .await
-                        .unwrap()
-                        .url
-                }
-            }))
-            .await;
-            let gateway_put = rate(ops, clients, |i| {
-                let (http, url, body) = (http.clone(), put_urls[i % objects].clone(), body.clone());
-                async move {
-                    assert!(
-                        http.put(&url)
-                            .body(body)
-                            .send()
-                            .await
-                            .unwrap()
-                            .status()
-                            .is_success()
-                    );
-                }
-            })
-            .await;
-            let plain_get = rate(ops, clients, |_| {
-                let (http, url) = (http.clone(), plain.clone());
-                async move {
-                    let bytes = http.get(&url).send().await.unwrap().bytes().await.unwrap();
-                    assert_eq!(bytes.len(), MIB as usize);
-                }
-            })
-            .await;
-            let plain_put = rate(ops, clients, |_| {
-                let (http, url, body) = (http.clone(), plain.clone(), body.clone());
-                async move {
-                    let response = http.put(&url).body(body).send().await.unwrap();
-                    assert!(response.status().is_success());
-                }
-            })
-            .await;
+            }
+            let m: Vec<f64> = rates.iter_mut().map(|r| median(r)).collect();
             // If the gateway were exactly a store operation followed by a plain HTTP
             // transfer, each costing what it costs alone, its rate would be this.
             let added = |direct: f64, plain: f64| 1.0 / (1.0 / direct + 1.0 / plain);
-            for (method, direct, gateway, plain) in [
-                ("GET", direct_get, gateway_get, plain_get),
-                ("PUT", direct_put, gateway_put, plain_put),
-            ] {
+            for (method, direct, gateway, plain) in
+                [("GET", m[0], m[1], m[2]), ("PUT", m[3], m[4], m[5])]
+            {
                 let added = added(direct, plain);
                 rows.push(format!(
                     "| {method} | {clients} | {direct:.0} | {gateway:.0} | {:.0} % | {plain:.0} | {added:.0} | {:.0} % |",
@@ -455,7 +481,7 @@ fn paired() -> Vec<String> {
     } else {
         &[(64 * 1024, "64 KiB")]
     };
-    let budget = Duration::from_secs(if full_run() { 30 } else { 1 });
+    let budget = Duration::from_secs(if full_run() { 60 } else { 1 });
     let mut rows = Vec::new();
     for &(size, label) in sizes {
         let data = Bytes::from(vec![7u8; size]);

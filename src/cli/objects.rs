@@ -273,24 +273,32 @@ const FLUSH_STEP: u64 = 64 * 1024 * 1024;
 /// Writes a download's data back to disk while the rest is still being copied, so the
 /// fsync before it is linked into place waits for the last stretch, not the whole file.
 struct Flusher {
-    wake: mpsc::SyncSender<()>,
+    wake: mpsc::SyncSender<Flush>,
     thread: std::thread::JoinHandle<std::io::Result<()>>,
+}
+
+/// What the write-back thread is asked to do.
+enum Flush {
+    /// Write back what is written so far.
+    Now,
+    /// Stop: the copy is over.
+    Stop,
 }
 
 /// The copy's side of a [`Flusher`]: asks for a write-back every [`FLUSH_STEP`] bytes.
 struct Nudge {
-    wake: mpsc::SyncSender<()>,
+    wake: mpsc::SyncSender<Flush>,
     asked_at: AtomicU64,
 }
 
 impl Flusher {
     fn start(file: &std::fs::File) -> std::io::Result<Flusher> {
         let file = file.try_clone()?;
-        let (wake, woken) = mpsc::sync_channel::<()>(1);
+        let (wake, woken) = mpsc::sync_channel::<Flush>(1);
         let thread = std::thread::Builder::new()
             .name("maskstore-flush".to_string())
             .spawn(move || {
-                while woken.recv().is_ok() {
+                while let Ok(Flush::Now) = woken.recv() {
                     file.sync_data()?;
                 }
                 Ok(())
@@ -305,10 +313,12 @@ impl Flusher {
         }
     }
 
-    /// Stops the thread and reports the first failed write-back. A failure must come from
-    /// here: the kernel reports a write-back error once, to whichever fsync sees it first.
+    /// Stops the thread (after a write-back still asked for) and reports the first failed
+    /// write-back. A failure must come from here: the kernel reports a write-back error
+    /// once, to whichever fsync sees it first.
     fn finish(self) -> std::io::Result<()> {
-        drop(self.wake);
+        // Fails only when the thread has already stopped on an error, which join returns.
+        let _ = self.wake.send(Flush::Stop);
         self.thread
             .join()
             .unwrap_or_else(|_| Err(std::io::Error::other("the write-back thread panicked")))
@@ -317,10 +327,10 @@ impl Flusher {
 
 impl Nudge {
     fn written(&self, done: u64) {
-        if done - self.asked_at.load(Ordering::Relaxed) >= FLUSH_STEP {
+        if done.saturating_sub(self.asked_at.load(Ordering::Relaxed)) >= FLUSH_STEP {
             self.asked_at.store(done, Ordering::Relaxed);
             // A write-back already asked for covers this one too.
-            let _ = self.wake.try_send(());
+            let _ = self.wake.try_send(Flush::Now);
         }
     }
 }
@@ -514,4 +524,45 @@ pub(crate) async fn copy_or_move(
         println!("{verb} {from} to {to}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A file whose fsync always fails: the write end of a pipe (EINVAL).
+    fn unsyncable() -> std::fs::File {
+        let (_reader, writer) = std::io::pipe().unwrap();
+        std::fs::File::from(std::os::fd::OwnedFd::from(writer))
+    }
+
+    #[test]
+    fn flusher_writes_back_only_after_a_full_step() {
+        let flusher = Flusher::start(&unsyncable()).unwrap();
+        let nudge = flusher.nudger();
+        nudge.written(1024);
+        nudge.written(FLUSH_STEP - 1);
+        // No write-back was asked for, so the failing fsync never ran.
+        assert!(flusher.finish().is_ok());
+    }
+
+    #[test]
+    fn flusher_reports_a_failed_write_back() {
+        let flusher = Flusher::start(&unsyncable()).unwrap();
+        let nudge = flusher.nudger();
+        nudge.written(FLUSH_STEP);
+        nudge.written(2 * FLUSH_STEP);
+        let err = flusher.finish().unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    }
+
+    #[test]
+    fn flusher_syncs_a_real_file() {
+        let file = tempfile::tempfile().unwrap();
+        let flusher = Flusher::start(&file).unwrap();
+        let nudge = flusher.nudger();
+        (&file).write_all(b"written").unwrap();
+        nudge.written(FLUSH_STEP);
+        assert!(flusher.finish().is_ok());
+    }
 }

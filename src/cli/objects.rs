@@ -173,7 +173,8 @@ pub(crate) enum Durability {
     Unsynced,
 }
 
-/// `get <KEY> [FILE|-] [--no-sync]`: streams to stdout, or to a file that appears only when complete.
+/// `get <KEY> [FILE|-] [--no-sync]`: streams to stdout, or to a file that appears only
+/// when complete.
 pub(crate) async fn get(
     storage: &Storage,
     key_text: &str,
@@ -251,12 +252,19 @@ async fn download_to(
     if let Some(bar) = bar.get() {
         bar.finish_and_clear();
     }
-    let flushed = flusher.map(Flusher::finish);
+    // Waiting for the last write-back and the final fsync blocks: off the async workers.
+    // A failed read leaves a file that is thrown away: stop the thread, skip the fsync.
+    let file = pending.file.try_clone().map_err(write_failure)?;
+    let complete = read.is_ok();
+    let synced = tokio::task::spawn_blocking(move || match flusher {
+        Some(flusher) if complete => flusher.finish().and_then(|()| file.sync_all()),
+        Some(flusher) => flusher.finish(),
+        None => Ok(()),
+    })
+    .await
+    .map_err(|e| write_failure(std::io::Error::other(e)))?;
     let info = read?;
-    if let Some(flushed) = flushed {
-        flushed.map_err(write_failure)?;
-        pending.file.sync_all().map_err(write_failure)?;
-    }
+    synced.map_err(write_failure)?;
     pending.commit().map_err(|e| Failure {
         message: format!(
             "cannot move the download into place at {}: {e}",

@@ -60,17 +60,15 @@ async fn wrong_secret_is_credentials_rejected_on_every_operation() {
     let Some(server) = servers::seaweedfs() else {
         return;
     };
-    let good = server.storage();
+    let config = server.config_with_secret("definitely-not-the-secret");
+    let bad = Storage::connect(&config).unwrap();
+    let mut good_config = config.clone();
+    good_config.object_storage.secret_key = Some(server.secret_key.clone());
+    let good = Storage::connect(&good_config).unwrap();
+    assert_eq!(good.prefix(), bad.prefix());
     let existing = good.key("existing.bin").unwrap();
     good.put(&existing, "kept").await.unwrap();
 
-    let config = server.config_with_secret("definitely-not-the-secret");
-    let bad = Storage::connect(&config).unwrap().scoped("x").unwrap();
-    let bad = Storage::from_object_store(
-        std::sync::Arc::clone(bad.object_store()),
-        "s3",
-        good.prefix().clone(),
-    );
     let new = good.key("new.bin").unwrap();
     let mut outcomes: Vec<(&str, Result<(), Error>)> = vec![
         ("put", bad.put(&new, "x").await.map(drop)),

@@ -1,6 +1,89 @@
-//! The one semantic error type of maskstore's storage layer.
+//! The one semantic error type of maskstore's storage layer, and its one classification.
+//!
+//! Every error has an [`ErrorKind`]; the CLI's exit code, the gateway's HTTP status and the
+//! metric outcome are each derived from the kind by an exhaustive match, so a new kind
+//! cannot fall through to a default anywhere. Errors of object_store are turned into
+//! [`Error`] here once ([`Error::from_store`]): S3 refusals from their status and `<Code>`
+//! element only ([`crate::s3::error`]), local-provider failures from their typed
+//! [`LocalError`], never from text that could contain the key.
 
 use maskstore_core::Origin;
+
+use crate::local::error::LocalError;
+use crate::s3::error::{self as s3_error, S3Answer};
+
+/// What kind of failure an [`Error`] is: the one classification everything outward derives
+/// from (exit codes, HTTP statuses, metric outcomes, retries).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// No object at the key (or no bucket): 404.
+    NotFound,
+    /// The key is taken, or the write conflicts with what is stored (an object where a
+    /// folder is needed): 409.
+    Conflict,
+    /// A condition of a conditional read or write did not hold: 412.
+    Precondition,
+    /// A conditional read found the object unchanged: 304.
+    NotModified,
+    /// The request itself is wrong (key, metadata, TTL, a name the store cannot hold): 400.
+    InvalidInput,
+    /// A byte range outside the object: 416.
+    InvalidRange,
+    /// The backend's policy or file permissions refuse the operation: 403.
+    PermissionDenied,
+    /// The backend rejected the credentials, the signature or the clock: 403 from S3.
+    Credentials,
+    /// The configuration is wrong (bad value, missing bucket setting, wrong region).
+    Misconfigured,
+    /// The backend could not be reached or is overloaded; retrying may help: 503.
+    Unavailable,
+    /// The backend cannot do this at all: 501.
+    Unsupported,
+    /// The backend failed in a way not listed above: 500.
+    Internal,
+}
+
+impl ErrorKind {
+    /// Whether the failure is the request's own (the 4xx family) rather than the backend's.
+    pub fn is_client_error(self) -> bool {
+        match self {
+            ErrorKind::NotFound
+            | ErrorKind::Conflict
+            | ErrorKind::Precondition
+            | ErrorKind::NotModified
+            | ErrorKind::InvalidInput
+            | ErrorKind::InvalidRange
+            | ErrorKind::PermissionDenied
+            | ErrorKind::Credentials
+            | ErrorKind::Misconfigured => true,
+            ErrorKind::Unavailable | ErrorKind::Unsupported | ErrorKind::Internal => false,
+        }
+    }
+
+    /// The name used in JSON output (`not_found`, `conflict`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::NotFound => "not_found",
+            ErrorKind::Conflict => "conflict",
+            ErrorKind::Precondition => "precondition",
+            ErrorKind::NotModified => "not_modified",
+            ErrorKind::InvalidInput => "invalid_input",
+            ErrorKind::InvalidRange => "invalid_range",
+            ErrorKind::PermissionDenied => "permission_denied",
+            ErrorKind::Credentials => "credentials",
+            ErrorKind::Misconfigured => "misconfigured",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Internal => "internal",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// What went wrong with a storage operation. Every backend reports the same variant for
 /// the same situation; every message says what was wrong and what to do.
@@ -18,6 +101,15 @@ pub enum Error {
     AlreadyExists {
         /// The key written.
         key: String,
+    },
+    /// The write conflicts with what is stored: on the local provider, a key below an
+    /// existing object, or a key that is a folder of other keys.
+    #[error("{key} conflicts with what is stored: {reason}")]
+    Conflict {
+        /// The key written.
+        key: String,
+        /// What it conflicts with, and what to do.
+        reason: String,
     },
     /// A conditional operation's condition did not hold (e.g. the etag changed).
     #[error(
@@ -105,6 +197,25 @@ pub enum Error {
         backend: String,
         /// The backend's own words.
         detail: String,
+    },
+    /// The server refused the request with an error code maskstore does not interpret; the
+    /// code and status are reported as the server gave them.
+    #[error(
+        "{backend} refused the request on {key}: {status} {code}{}; look the code up in the \
+         engine's documentation (maskstore does not know it)",
+        message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default()
+    )]
+    Refused {
+        /// The backend name.
+        backend: String,
+        /// The key (or prefix) concerned.
+        key: String,
+        /// The HTTP status (0 when the error came inside a 200 answer).
+        status: u16,
+        /// The server's error code.
+        code: String,
+        /// The server's message, if it sent one.
+        message: Option<String>,
     },
     /// The backend could not be reached in time.
     #[error(
@@ -223,71 +334,106 @@ impl From<maskstore_core::Error> for Error {
     }
 }
 
-/// S3 error codes that mean the credentials, not the policy, are at fault.
-const CREDENTIAL_CODES: &[&str] = &[
-    "SignatureDoesNotMatch",
-    "InvalidAccessKeyId",
-    "InvalidToken",
-    "ExpiredToken",
-    "TokenRefreshRequired",
-    "InvalidClientTokenId",
-    "AuthFailure",
-];
-
 impl Error {
+    /// The kind of failure: what the exit code, HTTP status and metric outcome derive from.
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::NotFound { .. } | Error::BucketMissing { .. } => ErrorKind::NotFound,
+            Error::AlreadyExists { .. } | Error::Conflict { .. } => ErrorKind::Conflict,
+            Error::Precondition { .. } => ErrorKind::Precondition,
+            Error::NotModified { .. } => ErrorKind::NotModified,
+            Error::InvalidRange { .. } => ErrorKind::InvalidRange,
+            Error::InvalidKey { .. } | Error::InvalidMetadata { .. } | Error::InvalidTtl { .. } => {
+                ErrorKind::InvalidInput
+            }
+            Error::PermissionDenied { .. } => ErrorKind::PermissionDenied,
+            Error::CredentialsRejected { .. } | Error::ClockSkew { .. } => ErrorKind::Credentials,
+            Error::RegionMismatch { .. } | Error::Config { .. } => ErrorKind::Misconfigured,
+            Error::Refused { status, .. } => kind_of_status(*status),
+            Error::Unreachable { .. } => ErrorKind::Unavailable,
+            Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::Destination { .. } | Error::Backend { .. } => ErrorKind::Internal,
+        }
+    }
+
+    /// Whether the error is about the request (4xx-like) rather than the backend.
+    pub fn is_client_error(&self) -> bool {
+        self.kind().is_client_error()
+    }
+
     /// Maps an object_store error on `key` of `backend` to the semantic error.
-    pub(crate) fn from_store(backend: &str, key: &str, e: object_store::Error) -> Error {
+    pub fn from_store(backend: &str, key: &str, e: object_store::Error) -> Error {
+        match Error::describe(backend, key, &e) {
+            // Keep the original error as the source, for callers that inspect it.
+            Error::Backend { backend, key, .. } => Error::Backend {
+                backend,
+                key,
+                source: Box::new(e),
+            },
+            other => other,
+        }
+    }
+
+    /// The kind [`Error::from_store`] would give `e` (for metrics, which pass the error on).
+    pub(crate) fn kind_of_store(backend: &str, key: &str, e: &object_store::Error) -> ErrorKind {
+        Error::describe(backend, key, e).kind()
+    }
+
+    /// The one classification of object_store errors.
+    fn describe(backend: &str, key: &str, e: &object_store::Error) -> Error {
         let key = key.to_string();
         let backend = backend.to_string();
-        let text = chain_text(&e);
-        if text.contains("NoSuchBucket") {
-            return Error::BucketMissing {
+        if let Some(local) = local_error(e) {
+            return from_local(backend, key, local);
+        }
+        if let Some(unreachable) = unreachable(e) {
+            return Error::Unreachable {
                 backend,
-                detail: s3_detail(&text),
+                detail: unreachable,
             };
         }
-        if text.contains("RequestTimeTooSkewed") {
-            return Error::ClockSkew {
-                backend,
-                detail: s3_detail(&text),
-            };
-        }
-        if [
-            "AuthorizationHeaderMalformed",
-            "PermanentRedirect",
-            "IllegalLocationConstraintException",
-        ]
-        .iter()
-        .any(|code| text.contains(code))
+        let answer = s3_error::answer_of(e);
+        // object_store already turned the status into a variant, in the context of the
+        // request (a create-only put's 412 is `AlreadyExists`); those stand, and the code
+        // only tells a missing bucket from a missing key. Refusals and other failures are
+        // read from their code.
+        let code_decides = match e {
+            object_store::Error::AlreadyExists { .. }
+            | object_store::Error::Precondition { .. }
+            | object_store::Error::NotModified { .. } => false,
+            object_store::Error::NotFound { .. } => answer
+                .as_ref()
+                .is_some_and(|a| a.code.as_deref() == Some("NoSuchBucket")),
+            _ => true,
+        };
+        if code_decides
+            && let Some(error) = answer
+                .as_ref()
+                .and_then(|answer| from_s3_code(&backend, &key, answer))
         {
-            return Error::RegionMismatch {
-                backend,
-                expected: expected_region(&text),
-                detail: s3_detail(&text),
-            };
+            return error;
         }
         match e {
             object_store::Error::NotFound { .. } => Error::NotFound { key },
             object_store::Error::AlreadyExists { .. } => Error::AlreadyExists { key },
             object_store::Error::Precondition { .. } => Error::Precondition { key },
             object_store::Error::NotModified { .. } => Error::NotModified { key },
-            object_store::Error::PermissionDenied { source, .. }
-            | object_store::Error::Unauthenticated { source, .. } => {
-                let text = chain_text(source.as_ref());
-                let detail = s3_detail(&text);
-                if CREDENTIAL_CODES.iter().any(|c| text.contains(c)) {
-                    Error::CredentialsRejected { backend, detail }
-                } else {
-                    Error::PermissionDenied {
-                        backend,
-                        key,
-                        detail,
-                    }
-                }
-            }
+            object_store::Error::PermissionDenied { .. }
+            | object_store::Error::Unauthenticated { .. } => Error::PermissionDenied {
+                backend,
+                key,
+                detail: answer.map_or_else(
+                    || "refused without a reason (a HEAD answer has no body)".to_string(),
+                    |a| a.describe(),
+                ),
+            },
+            object_store::Error::InvalidPath { source } => Error::InvalidKey {
+                key,
+                reason: source.to_string(),
+            },
             object_store::Error::NotImplemented { operation, .. } => Error::Unsupported {
                 backend,
-                operation,
+                operation: operation.clone(),
                 detail: "not implemented by this backend".to_string(),
             },
             object_store::Error::NotSupported { source } => Error::Unsupported {
@@ -295,97 +441,219 @@ impl Error {
                 operation: "do this".to_string(),
                 detail: source.to_string(),
             },
-            other => classify_generic(backend, key, other),
+            other => from_generic(backend, key, answer, other),
         }
-    }
-
-    /// Whether the error is about the input (4xx-like) rather than the backend.
-    pub fn is_client_error(&self) -> bool {
-        !matches!(
-            self,
-            Error::Unreachable { .. } | Error::Backend { .. } | Error::Unsupported { .. }
-        )
     }
 }
 
-fn classify_generic(backend: String, key: String, e: object_store::Error) -> Error {
-    let source: &(dyn std::error::Error + 'static) = &e;
+/// The kind an HTTP status stands for, for answers whose code maskstore does not know.
+fn kind_of_status(status: u16) -> ErrorKind {
+    match status {
+        304 => ErrorKind::NotModified,
+        401 | 403 => ErrorKind::PermissionDenied,
+        404 => ErrorKind::NotFound,
+        409 => ErrorKind::Conflict,
+        412 => ErrorKind::Precondition,
+        416 => ErrorKind::InvalidRange,
+        301 | 307 => ErrorKind::Misconfigured,
+        429 | 503 => ErrorKind::Unavailable,
+        501 => ErrorKind::Unsupported,
+        400..=499 => ErrorKind::InvalidInput,
+        _ => ErrorKind::Internal,
+    }
+}
+
+/// The semantic error an S3 error code names, or `None` when the code (or its absence)
+/// leaves the status to decide.
+fn from_s3_code(backend: &str, key: &str, answer: &S3Answer) -> Option<Error> {
+    let backend = backend.to_string();
+    let detail = answer.describe();
+    let code = answer.code.as_deref();
+    let error = match code {
+        Some("NoSuchBucket") => Error::BucketMissing { backend, detail },
+        Some("RequestTimeTooSkewed") => Error::ClockSkew { backend, detail },
+        Some(c) if s3_error::CREDENTIAL_CODES.contains(&c) => {
+            Error::CredentialsRejected { backend, detail }
+        }
+        Some(c) if s3_error::REGION_CODES.contains(&c) => Error::RegionMismatch {
+            backend,
+            expected: answer.region.clone(),
+            detail,
+        },
+        Some("AccessDenied") => Error::PermissionDenied {
+            backend,
+            key: key.to_string(),
+            detail,
+        },
+        Some("InvalidRange") => Error::InvalidRange {
+            key: key.to_string(),
+            detail,
+        },
+        Some("SlowDown" | "ServiceUnavailable" | "RequestTimeout" | "InternalError") => {
+            Error::Unreachable { backend, detail }
+        }
+        // Codes whose meaning the status already carries (NoSuchKey, PreconditionFailed,
+        // ConditionalRequestConflict…) are read from the status; the rest are reported as
+        // the server gave them.
+        Some(c) => match answer.status {
+            Some(304 | 404 | 409 | 412) => return None,
+            Some(416) => Error::InvalidRange {
+                key: key.to_string(),
+                detail,
+            },
+            status => Error::Refused {
+                backend,
+                key: key.to_string(),
+                status: status.unwrap_or(0),
+                code: c.to_string(),
+                message: answer.message.clone(),
+            },
+        },
+        None => match answer.status {
+            Some(301 | 307) => Error::RegionMismatch {
+                backend,
+                expected: None,
+                detail: format!(
+                    "{} (a redirect: the bucket answers from another region's endpoint)",
+                    answer.describe()
+                ),
+            },
+            Some(416) => Error::InvalidRange {
+                key: key.to_string(),
+                detail,
+            },
+            Some(429 | 502 | 503 | 504) => Error::Unreachable { backend, detail },
+            _ => return None,
+        },
+    };
+    Some(error)
+}
+
+/// The local provider's typed error in `e`'s source chain.
+fn local_error(e: &object_store::Error) -> Option<&LocalError> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if let Some(local) = err.downcast_ref::<LocalError>() {
+            return Some(local);
+        }
+        current = err.source();
+    }
+    None
+}
+
+fn from_local(backend: String, key: String, e: &LocalError) -> Error {
+    match e {
+        LocalError::UnderAnObject { .. } | LocalError::IsAFolder { .. } => Error::Conflict {
+            key,
+            reason: e.to_string(),
+        },
+        LocalError::NameTooLong { .. } | LocalError::Reserved { .. } | LocalError::Empty => {
+            Error::InvalidKey {
+                key,
+                reason: e.to_string(),
+            }
+        }
+        LocalError::NotFound { .. } => Error::NotFound { key },
+        LocalError::CrossesSymlink { .. } | LocalError::Denied { .. } => Error::PermissionDenied {
+            backend,
+            key,
+            detail: e.to_string(),
+        },
+        LocalError::Exists { .. } => Error::AlreadyExists { key },
+        LocalError::Stale { .. } => Error::Precondition { key },
+        LocalError::NoAttributes { .. } => Error::Unsupported {
+            backend,
+            operation: "store content types and metadata".to_string(),
+            detail: e.to_string(),
+        },
+        LocalError::DiskFull { .. } | LocalError::Io { .. } | LocalError::Attributes { .. } => {
+            Error::Backend {
+                backend,
+                key,
+                source: e.to_string().into(),
+            }
+        }
+    }
+}
+
+/// A connection or timeout failure in `e`'s chain, described.
+fn unreachable(e: &object_store::Error) -> Option<String> {
+    let source: &(dyn std::error::Error + 'static) = e;
     let mut current = Some(source);
     while let Some(err) = current {
         if let Some(http) = err.downcast_ref::<object_store::client::HttpError>() {
             use object_store::client::HttpErrorKind;
             if matches!(http.kind(), HttpErrorKind::Connect | HttpErrorKind::Timeout) {
-                return Error::Unreachable {
-                    backend,
-                    detail: chain_text(source),
-                };
+                return Some(chain_text(source));
             }
         }
         current = err.source();
     }
-    let text = chain_text(source);
-    if CREDENTIAL_CODES.iter().any(|c| text.contains(c)) {
-        return Error::CredentialsRejected {
-            backend,
-            detail: s3_detail(&text),
-        };
+    None
+}
+
+/// Requests to the AWS credential endpoints (instance and container metadata), as
+/// object_store's failed-request error names them: the chain went that far because no
+/// credentials were configured.
+const CREDENTIAL_ENDPOINTS: &[&str] = &["http://169.254.169.254/", "http://169.254.170.2/"];
+
+fn from_generic(
+    backend: String,
+    key: String,
+    answer: Option<S3Answer>,
+    e: &object_store::Error,
+) -> Error {
+    let source: &(dyn std::error::Error + 'static) = e;
+    // object_store's own range errors (memory and object_store's local store).
+    let mut current = Some(source);
+    while let Some(err) = current {
+        let text = err.to_string();
+        if text.starts_with("Wanted range starting at") || text.starts_with("Range started at") {
+            return Error::InvalidRange { key, detail: text };
+        }
+        if text == s3_error::BARE_REDIRECT {
+            return Error::RegionMismatch {
+                backend,
+                expected: None,
+                detail: text,
+            };
+        }
+        // `Error performing GET http://169.254.169.254/… in …`: the request's own URL.
+        let credential_request = text
+            .strip_prefix("Error performing ")
+            .and_then(|rest| rest.split_once(' '))
+            .is_some_and(|(_, url)| CREDENTIAL_ENDPOINTS.iter().any(|e| url.starts_with(e)));
+        if credential_request {
+            return Error::CredentialsRejected {
+                backend,
+                detail: "no credentials were found: access_key and secret_key are unset and \
+                         the AWS credential chain (AWS_* variables, web identity, container \
+                         or instance metadata) gave none"
+                    .to_string(),
+            };
+        }
+        current = err.source();
     }
-    // object_store's own range errors (memory, local) and S3's 416 answer. Matched on whole
-    // phrases: a bare "416" also turns up inside request ids.
-    if [
-        "Wanted range starting at",
-        "Range started at",
-        "status code: 416",
-        "<Code>InvalidRange</Code>",
-    ]
-    .iter()
-    .any(|needle| text.contains(needle))
-    {
-        return Error::InvalidRange {
-            key,
-            detail: s3_detail(&text),
-        };
-    }
-    // List requests surface S3's 403 as a generic error; it is still a refusal by policy.
-    if text.contains("AccessDenied") || text.contains("403 Forbidden") {
-        return Error::PermissionDenied {
-            backend,
-            key,
-            detail: s3_detail(&text),
-        };
-    }
-    // With no keys configured, object_store walks the AWS chain down to instance metadata.
-    if text.contains("169.254.169.254") || text.contains("169.254.170.2") {
-        return Error::CredentialsRejected {
-            backend,
-            detail: format!(
-                "no credentials were found: access_key and secret_key are unset and the AWS \
-                 credential chain (AWS_* variables, web identity, container or instance \
-                 metadata) gave none ({})",
-                s3_detail(&text)
-            ),
-        };
+    if let Some(answer) = answer.filter(|a| a.status.is_some()) {
+        let status = answer.status.unwrap_or(0);
+        if (400..500).contains(&status) {
+            return Error::Refused {
+                backend,
+                key,
+                status,
+                code: answer.code.unwrap_or_else(|| "(no code)".to_string()),
+                message: answer.message,
+            };
+        }
     }
     Error::Backend {
         backend,
         key,
-        source: Box::new(e),
+        source: chain_text(source).into(),
     }
 }
 
-/// The region S3 says the bucket is in: `<Region>…</Region>` or "expecting '…'".
-fn expected_region(text: &str) -> Option<String> {
-    let between = |open: &str, close: &str| {
-        let start = text.find(open)? + open.len();
-        let end = text[start..].find(close)? + start;
-        Some(text[start..end].to_string())
-    };
-    between("<Region>", "</Region>")
-        .or_else(|| between("expecting '", "'"))
-        .filter(|r| !r.is_empty())
-}
-
-/// The whole source chain as one line.
+/// The whole source chain as one line (for logs of unreachable backends).
 fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut current = e.source();
@@ -398,119 +666,4 @@ fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
         current = err.source();
     }
     text
-}
-
-/// The `<Code>` and `<Message>` of an S3 error body, or the text itself when there is none.
-fn s3_detail(text: &str) -> String {
-    let tag = |name: &str| {
-        let open = format!("<{name}>");
-        let close = format!("</{name}>");
-        let start = text.find(&open)? + open.len();
-        let end = text[start..].find(&close)? + start;
-        Some(text[start..end].to_string())
-    };
-    match (tag("Code"), tag("Message")) {
-        (Some(code), Some(message)) => format!("{code}: {message}"),
-        (Some(code), None) => code,
-        _ => {
-            let mut short: String = text.chars().take(300).collect();
-            if short.len() < text.len() {
-                short.push('…');
-            }
-            short
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn region_mismatch_names_the_bucket_region() {
-        let e = object_store::Error::Generic {
-            store: "S3",
-            source: "Client error with status 400 Bad Request: <Error><Code>AuthorizationHeaderMalformed</Code>\
-                     <Message>The authorization header is malformed; the region 'us-east-1' is wrong; \
-                     expecting 'ap-northeast-2'</Message><Region>ap-northeast-2</Region></Error>"
-                .into(),
-        };
-        match Error::from_store("s3", "mask/", e) {
-            Error::RegionMismatch { expected, .. } => {
-                assert_eq!(expected.as_deref(), Some("ap-northeast-2"))
-            }
-            other => panic!("{other:?}"),
-        }
-    }
-
-    #[test]
-    fn digits_of_a_request_id_are_not_a_status() {
-        let e = object_store::Error::Generic {
-            store: "S3",
-            source: "Server returned non-2xx status code: 403 Forbidden: <Error><Code>SignatureDoesNotMatch\
-                     </Code><RequestId>18ECBB4A416BC24F</RequestId></Error>"
-                .into(),
-        };
-        assert!(matches!(
-            Error::from_store("s3", "mask/", e),
-            Error::CredentialsRejected { .. }
-        ));
-        let e = object_store::Error::Generic {
-            store: "S3",
-            source: "Server returned non-2xx status code: 416 Range Not Satisfiable: <Error><Code>InvalidRange</Code></Error>".into(),
-        };
-        assert!(matches!(
-            Error::from_store("s3", "mask/a", e),
-            Error::InvalidRange { .. }
-        ));
-    }
-
-    #[test]
-    fn clock_skew_is_named() {
-        let e = object_store::Error::PermissionDenied {
-            path: "mask/".into(),
-            source: "<Error><Code>RequestTimeTooSkewed</Code><Message>The difference between the \
-                     request time and the current time is too large.</Message></Error>"
-                .into(),
-        };
-        let e = Error::from_store("s3", "mask/", e);
-        assert!(matches!(e, Error::ClockSkew { .. }), "{e:?}");
-        assert!(e.to_string().contains("NTP"), "{e}");
-    }
-
-    #[test]
-    fn missing_bucket_is_not_a_missing_key() {
-        let e = object_store::Error::NotFound {
-            path: "mask/".into(),
-            source: "<Error><Code>NoSuchBucket</Code><Message>The specified bucket does not exist</Message></Error>".into(),
-        };
-        assert!(matches!(
-            Error::from_store("s3", "mask/", e),
-            Error::BucketMissing { .. }
-        ));
-    }
-
-    #[test]
-    fn s3_error_body_is_reduced_to_code_and_message() {
-        let body = "Client error with status 403 Forbidden: <?xml version=\"1.0\"?><Error>\
-                    <Code>SignatureDoesNotMatch</Code><Message>The request signature we \
-                    calculated does not match</Message><StringToSign>AWS4…</StringToSign></Error>";
-        assert_eq!(
-            s3_detail(body),
-            "SignatureDoesNotMatch: The request signature we calculated does not match"
-        );
-    }
-
-    #[test]
-    fn signature_mismatch_is_credentials_rejected_and_access_denied_is_permission() {
-        let denied = |body: &str| object_store::Error::PermissionDenied {
-            path: "mask/a".into(),
-            source: body.to_string().into(),
-        };
-        let e = Error::from_store("s3", "mask/a", denied("<Code>SignatureDoesNotMatch</Code>"));
-        assert!(matches!(e, Error::CredentialsRejected { .. }), "{e}");
-        let e = Error::from_store("s3", "mask/a", denied("<Code>AccessDenied</Code>"));
-        assert!(matches!(e, Error::PermissionDenied { .. }), "{e}");
-        assert!(e.to_string().contains("s3:ListBucket"), "{e}");
-    }
 }

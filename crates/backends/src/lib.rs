@@ -31,19 +31,24 @@
 //!   `object_storage.fsync = false`.
 
 mod error;
-pub mod instrumented;
+pub mod layers;
 mod load;
 pub mod local;
 pub mod monitor;
 mod s3;
 pub mod signing;
 mod storage;
+mod types;
 
-pub use error::{Error, Result};
+pub use error::{Error, ErrorKind, Result};
+pub use layers::instrumented;
+pub use layers::{Layer, Operation};
 pub use load::{ConfigSource, load_config, load_config_from};
 pub use signing::{SignOptions, SignedMethod, SignedUrl};
 pub use storage::{
+    Capabilities, Storage, UPLOAD_MAX_IN_FLIGHT, UPLOAD_PART_SIZE, Upload, UrlIssuer,
+};
+pub use types::{
     ByteRange, DEFAULT_CONTENT_TYPE, IncompleteUpload, Listing, Object, ObjectInfo, ObjectStream,
-    PutOutcome, ReadOptions, Storage, UPLOAD_MAX_IN_FLIGHT, UPLOAD_PART_SIZE, Upload, WriteMode,
-    WriteOptions,
+    PutOutcome, ReadOptions, WriteMode, WriteOptions,
 };

@@ -4,6 +4,8 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::ErrorKind;
+
 /// How an operation ended, in the terms of S3's monitoring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Outcome {
@@ -26,25 +28,13 @@ impl Outcome {
         }
     }
 
-    /// Classifies an object_store result.
-    pub fn of<T>(result: &Result<T, object_store::Error>) -> Outcome {
-        match result {
-            Ok(_) => Outcome::Success,
-            Err(e) => Outcome::of_error(e),
-        }
-    }
-
-    /// Classifies an object_store error.
-    pub fn of_error(e: &object_store::Error) -> Outcome {
-        match e {
-            object_store::Error::NotFound { .. }
-            | object_store::Error::AlreadyExists { .. }
-            | object_store::Error::Precondition { .. }
-            | object_store::Error::NotModified { .. }
-            | object_store::Error::PermissionDenied { .. }
-            | object_store::Error::Unauthenticated { .. }
-            | object_store::Error::InvalidPath { .. } => Outcome::ClientError,
-            _ => Outcome::ServerError,
+    /// The outcome of a failure of this kind: derived from the one classification of
+    /// errors, [`crate::Error::kind`].
+    pub fn of_kind(kind: ErrorKind) -> Outcome {
+        if kind.is_client_error() {
+            Outcome::ClientError
+        } else {
+            Outcome::ServerError
         }
     }
 }

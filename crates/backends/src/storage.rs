@@ -1,23 +1,27 @@
 //! [`Storage`]: one API over every backend, scoped to the configured key prefix.
 
-use std::collections::BTreeMap;
-use std::ops::Range;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use maskstore_core::{Config, KeyPrefix, ObjectKey, Provider, Secret, TtlPolicy};
 use object_store::path::Path;
 use object_store::{
-    Attribute, AttributeValue, Attributes, GetOptions, GetRange, GetResult, GetResultPayload,
-    ObjectStore, ObjectStoreExt, PutMode, PutOptions, UpdateVersion, WriteMultipart,
+    Attributes, GetOptions, GetRange, GetResult, GetResultPayload, ObjectStore, ObjectStoreExt,
+    PutMode, PutOptions, UpdateVersion, WriteMultipart,
 };
 
-use crate::instrumented::{Instrumented, Recorder};
+use crate::layers::Layer;
+use crate::layers::instrumented::{Instrumentation, Measured, Recorder};
 use crate::local::LocalStore;
+use crate::local::file_io::{copy_file_range, file_stream};
 use crate::monitor::{AlarmSettings, Monitor, Outcome};
 use crate::signing::{self, GatewaySigner, SignOptions, SignedMethod, SignedUrl};
+use crate::types::{
+    ByteRange, IncompleteUpload, Listing, Object, ObjectInfo, ObjectStream, PutOutcome,
+    ReadOptions, Source, WriteMode, WriteOptions, info_of,
+};
 use crate::{Error, Result};
 
 /// Part size of streaming uploads: above S3's 5 MiB minimum.
@@ -46,6 +50,11 @@ pub const UPLOAD_MAX_IN_FLIGHT: usize = 4;
 /// ```
 #[derive(Clone)]
 pub struct Storage {
+    /// The provider's own store, unwrapped.
+    base: Arc<dyn ObjectStore>,
+    /// The layers over it, innermost first.
+    layers: Vec<Arc<dyn Layer>>,
+    /// What operations go through: the layers over `base`, instrumented outside them all.
     store: Arc<dyn ObjectStore>,
     backend: Arc<str>,
     prefix: KeyPrefix,
@@ -54,6 +63,29 @@ pub struct Storage {
     urls: UrlSigner,
     monitor: Arc<Monitor>,
     recorder: Recorder,
+}
+
+/// What a storage can do beyond the contract every backend follows; commands and
+/// applications ask this instead of matching on the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Who verifies the signed URLs this storage issues.
+    pub signed_urls: UrlIssuer,
+    /// Whether the backend keeps incomplete streaming uploads that can be listed and
+    /// aborted (S3); the others keep none.
+    pub incomplete_uploads: bool,
+}
+
+/// Who serves and verifies a storage's signed URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlIssuer {
+    /// The backend itself (S3 presigned URLs): no gateway is needed.
+    Backend,
+    /// maskstore's gateway (`maskstore serve`), which must run and share the signing secret.
+    Gateway,
+    /// Nobody: the storage was built from a bare object_store without a signer.
+    None,
 }
 
 /// Who signs URLs for a storage.
@@ -73,302 +105,9 @@ impl std::fmt::Debug for Storage {
         f.debug_struct("Storage")
             .field("backend", &self.backend)
             .field("prefix", &self.prefix)
+            .field("layers", &self.layers.len())
             .finish_non_exhaustive()
     }
-}
-
-/// How a put treats an existing object.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub enum WriteMode {
-    /// Replace whatever is there (the default).
-    #[default]
-    Overwrite,
-    /// Write only if the key does not exist; else [`Error::AlreadyExists`].
-    CreateOnly,
-    /// Write only if the object's etag is still this one; else [`Error::Precondition`].
-    IfMatch(String),
-}
-
-/// Options of a put or streaming upload.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct WriteOptions {
-    /// The content type stored with the object.
-    pub content_type: Option<String>,
-    /// User metadata stored with the object.
-    pub metadata: BTreeMap<String, String>,
-    /// What to do when the key exists.
-    pub mode: WriteMode,
-}
-
-impl WriteOptions {
-    /// Options with the given content type.
-    pub fn content_type(content_type: impl Into<String>) -> Self {
-        WriteOptions {
-            content_type: Some(content_type.into()),
-            ..Default::default()
-        }
-    }
-
-    /// These options with `mode`.
-    pub fn with_mode(mut self, mode: WriteMode) -> Self {
-        self.mode = mode;
-        self
-    }
-
-    /// These options with one more metadata entry.
-    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
-        self.metadata.insert(key.into(), value.into());
-        self
-    }
-
-    /// Checks the metadata against the rules every backend can keep: names of 1..=64
-    /// lowercase ASCII letters, digits and `-` (S3 sends them as case-insensitive HTTP
-    /// headers), values of printable ASCII, 2 KiB in all (S3's limit).
-    pub fn validate(&self) -> Result<()> {
-        let mut total = 0;
-        for (name, value) in &self.metadata {
-            let bad_name = name.is_empty()
-                || name.len() > 64
-                || !name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-            if bad_name {
-                return Err(Error::InvalidMetadata {
-                    name: name.clone(),
-                    reason: "names are 1 to 64 lowercase letters, digits and '-'".to_string(),
-                });
-            }
-            if !value.chars().all(|c| (' '..='~').contains(&c)) {
-                return Err(Error::InvalidMetadata {
-                    name: name.clone(),
-                    reason: "values are printable ASCII; percent-encode anything else".to_string(),
-                });
-            }
-            total += name.len() + value.len();
-        }
-        if total > 2048 {
-            return Err(Error::InvalidMetadata {
-                name: "(all)".to_string(),
-                reason: format!("{total} bytes of metadata; S3 allows 2048"),
-            });
-        }
-        if let Some(ct) = &self.content_type
-            && (ct.is_empty() || !ct.chars().all(|c| (' '..='~').contains(&c)))
-        {
-            return Err(Error::InvalidMetadata {
-                name: "content-type".to_string(),
-                reason: "a content type is non-empty printable ASCII, such as image/png"
-                    .to_string(),
-            });
-        }
-        Ok(())
-    }
-
-    fn attributes(&self) -> Attributes {
-        let mut attributes = Attributes::new();
-        // Always explicit: some engines (SeaweedFS) sniff a type from the bytes otherwise.
-        let content_type = match &self.content_type {
-            Some(content_type) => AttributeValue::from(content_type.clone()),
-            None => AttributeValue::from(DEFAULT_CONTENT_TYPE),
-        };
-        attributes.insert(Attribute::ContentType, content_type);
-        for (k, v) in &self.metadata {
-            attributes.insert(
-                Attribute::Metadata(k.clone().into()),
-                AttributeValue::from(v.clone()),
-            );
-        }
-        attributes
-    }
-}
-
-/// What a successful write returns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct PutOutcome {
-    /// The new object's etag.
-    pub etag: Option<String>,
-    /// The new object's version, where the backend versions objects.
-    pub version: Option<String>,
-}
-
-/// What is known about a stored object.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ObjectInfo {
-    /// The full key.
-    pub key: ObjectKey,
-    /// Size of the whole object in bytes.
-    pub size: u64,
-    /// When it was last written.
-    pub last_modified: DateTime<Utc>,
-    /// The etag, which changes whenever the content does.
-    pub etag: Option<String>,
-    /// The content type; reads report [`DEFAULT_CONTENT_TYPE`] for objects stored without
-    /// one, listings report `None`.
-    pub content_type: Option<String>,
-    /// User metadata (not filled in by listings).
-    pub metadata: BTreeMap<String, String>,
-}
-
-/// An object read whole (or a byte range of it).
-#[derive(Debug, Clone)]
-pub struct Object {
-    /// What is known about the whole object.
-    pub info: ObjectInfo,
-    /// The byte range of the object that `data` holds.
-    pub range: Range<u64>,
-    /// The bytes.
-    pub data: Bytes,
-}
-
-/// An object being read as a stream of chunks.
-pub struct ObjectStream {
-    /// What is known about the whole object.
-    pub info: ObjectInfo,
-    /// The byte range of the object the stream yields.
-    pub range: Range<u64>,
-    /// The chunks.
-    pub stream: BoxStream<'static, Result<Bytes>>,
-}
-
-impl std::fmt::Debug for ObjectStream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObjectStream")
-            .field("info", &self.info)
-            .field("range", &self.range)
-            .finish_non_exhaustive()
-    }
-}
-
-/// A byte range to read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ByteRange {
-    /// Bytes `start..end`.
-    Bounded(Range<u64>),
-    /// From an offset to the end.
-    From(u64),
-    /// The last n bytes.
-    Suffix(u64),
-}
-
-impl From<Range<u64>> for ByteRange {
-    fn from(range: Range<u64>) -> Self {
-        ByteRange::Bounded(range)
-    }
-}
-
-/// Options of a read.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ReadOptions {
-    /// Only part of the object.
-    pub range: Option<ByteRange>,
-    /// Fail with [`Error::Precondition`] unless the etag is this one.
-    pub if_match: Option<String>,
-    /// Fail with [`Error::NotModified`] if the etag is this one.
-    pub if_none_match: Option<String>,
-}
-
-/// Chunk size of streamed local reads: object_store reads files 8 KiB at a time, one
-/// blocking task each, which caps a 1 GiB download far below the disk's speed.
-const FILE_READ_CHUNK: u64 = 1024 * 1024;
-
-/// A local file's `range` as a stream of 1 MiB chunks, each read in a blocking task.
-fn file_stream(
-    file: std::fs::File,
-    range: Range<u64>,
-) -> BoxStream<'static, object_store::Result<Bytes>> {
-    futures::stream::try_unfold(
-        (file, range.start, range.end),
-        |(file, pos, end)| async move {
-            if pos >= end {
-                return Ok(None);
-            }
-            let len = (end - pos).min(FILE_READ_CHUNK) as usize;
-            let (file, buf) = tokio::task::spawn_blocking(move || {
-                read_chunk(&file, pos, len).map(|buf| (file, buf))
-            })
-            .await?
-            .map_err(|e| object_store::Error::Generic {
-                store: "local",
-                source: Box::new(e),
-            })?;
-            Ok(Some((Bytes::from(buf), (file, pos + len as u64, end))))
-        },
-    )
-    .boxed()
-}
-
-/// Reads `len` bytes at `pos` into a buffer that is never zeroed first (reading into
-/// uninitialised capacity saves a memset of every chunk); a short file is an error.
-fn read_chunk(file: &std::fs::File, pos: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = file;
-    file.seek(SeekFrom::Start(pos))?;
-    let mut buf = Vec::with_capacity(len);
-    file.take(len as u64).read_to_end(&mut buf)?;
-    if buf.len() < len {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!("the file ended {} bytes early", len - buf.len()),
-        ));
-    }
-    Ok(buf)
-}
-
-/// Bytes the kernel copies between progress reports when a local object is copied into a file.
-const FILE_COPY_STEP: u64 = 64 * 1024 * 1024;
-
-/// Copies `range` of a local object's file into `dest` in the kernel (`copy_file_range`
-/// where the file system has it, as `cp` does), reporting progress every 64 MiB.
-fn copy_file_range(
-    source: &std::fs::File,
-    range: Range<u64>,
-    mut dest: &std::fs::File,
-    progress: &(dyn Fn(u64, u64) + Send + Sync),
-) -> std::io::Result<u64> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut source = source;
-    source.seek(SeekFrom::Start(range.start))?;
-    let total = range.end - range.start;
-    let mut copied = 0;
-    while copied < total {
-        let step = (total - copied).min(FILE_COPY_STEP);
-        let n = std::io::copy(&mut source.take(step), &mut dest)?;
-        if n < step {
-            return Err(std::io::Error::new(
-                std::io::ErrorKind::UnexpectedEof,
-                format!("the object's file ended {} bytes early", total - copied - n),
-            ));
-        }
-        copied += n;
-        progress(copied, total);
-    }
-    Ok(copied)
-}
-
-/// A streaming upload that was started and never completed or aborted.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IncompleteUpload {
-    /// The key it was uploading to.
-    pub key: ObjectKey,
-    /// The backend's id of the upload.
-    pub upload_id: String,
-}
-
-fn xml_unescape(text: &str) -> String {
-    text.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
-}
-
-/// One level of a listing with a delimiter.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Listing {
-    /// Objects directly at this level, sorted by key.
-    pub objects: Vec<ObjectInfo>,
-    /// The folders directly below this level, each ending with `/`, sorted.
-    pub prefixes: Vec<String>,
 }
 
 impl Storage {
@@ -443,19 +182,15 @@ impl Storage {
             window: std::time::Duration::from_secs(monitoring.alarm_window_secs),
             min_requests: monitoring.alarm_min_requests,
         }));
-        let instrumented = Instrumented::new(store, os.provider.as_str(), Arc::clone(&monitor));
-        let recorder = instrumented.shared_recorder();
-        Ok(Storage {
-            store: Arc::new(instrumented),
+        Ok(Storage::assemble(
+            store,
+            os.provider.as_str(),
+            os.prefix.clone(),
             monitor,
-            recorder,
-            backend: os.provider.as_str().into(),
-            prefix: os.prefix.clone(),
-            ttl: config.ttl_policy(),
-            verify_folders: os.provider == Provider::S3
-                && os.verify_folders.unwrap_or(os.endpoint.is_some()),
+            config.ttl_policy(),
+            os.provider == Provider::S3 && os.verify_folders.unwrap_or(os.endpoint.is_some()),
             urls,
-        })
+        ))
     }
 
     /// A fresh in-memory storage under the default prefix `mask/`.
@@ -470,19 +205,62 @@ impl Storage {
         backend: &str,
         prefix: KeyPrefix,
     ) -> Storage {
-        let monitor = Arc::new(Monitor::new(AlarmSettings::default()));
-        let instrumented = Instrumented::new(store, backend, Arc::clone(&monitor));
-        let recorder = instrumented.shared_recorder();
-        Storage {
-            store: Arc::new(instrumented),
+        Storage::assemble(
+            store,
+            backend,
+            prefix,
+            Arc::new(Monitor::new(AlarmSettings::default())),
+            TtlPolicy::default(),
+            false,
+            UrlSigner::None,
+        )
+    }
+
+    fn assemble(
+        base: Arc<dyn ObjectStore>,
+        backend: &str,
+        prefix: KeyPrefix,
+        monitor: Arc<Monitor>,
+        ttl: TtlPolicy,
+        verify_folders: bool,
+        urls: UrlSigner,
+    ) -> Storage {
+        let backend: Arc<str> = backend.into();
+        let recorder = Recorder::new(Arc::clone(&backend), Arc::clone(&monitor));
+        let mut storage = Storage {
+            store: Arc::clone(&base),
+            base,
+            layers: Vec::new(),
+            backend,
+            prefix,
+            ttl,
+            verify_folders,
+            urls,
             monitor,
             recorder,
-            backend: backend.into(),
-            prefix,
-            ttl: TtlPolicy::default(),
-            verify_folders: false,
-            urls: UrlSigner::None,
+        };
+        storage.rebuild();
+        storage
+    }
+
+    /// Stacks the layers over the base store, and the instrumentation over them all, so
+    /// each operation is counted once, under this storage's backend label.
+    fn rebuild(&mut self) {
+        let mut store = Arc::clone(&self.base);
+        for layer in &self.layers {
+            store = layer.wrap(store);
         }
+        self.store = Instrumentation::new(self.recorder.clone()).wrap(store);
+    }
+
+    /// This storage with its calls passing through `layer` (above the layers it already
+    /// has). Prefix, URL signer, TTL policy, monitor, metrics and settings stay as they
+    /// are; `self` is unchanged. See [`crate::layers`].
+    pub fn layer(&self, layer: impl Layer) -> Storage {
+        let mut layered = self.clone();
+        layered.layers.push(Arc::new(layer));
+        layered.rebuild();
+        layered
     }
 
     /// This storage, issuing gateway URLs with `signer` (for wrappers and tests that serve
@@ -521,10 +299,9 @@ impl Storage {
         let result = self.sign(method, key, ttl_secs, options).await;
         let outcome = match &result {
             Ok(_) => Outcome::Success,
-            Err(e) if e.is_client_error() => Outcome::ClientError,
-            Err(_) => Outcome::ServerError,
+            Err(e) => Outcome::of_kind(e.kind()),
         };
-        self.recorder.finish("sign", outcome, started);
+        self.recorder.finish(Measured::Sign, outcome, started);
         result
     }
 
@@ -543,34 +320,7 @@ impl Storage {
         let expires_at = Utc::now() + ttl;
         let url = match &self.urls {
             UrlSigner::S3(s3) => {
-                use object_store::signer::{
-                    HeaderName, HeaderValue, Method, SignedUrlOptions, Signer,
-                };
-                let mut signed = SignedUrlOptions::new();
-                if let Some(ct) = &options.content_type {
-                    let value = HeaderValue::from_str(ct).map_err(|e| Error::InvalidMetadata {
-                        name: "content-type".to_string(),
-                        reason: e.to_string(),
-                    })?;
-                    signed =
-                        signed.with_signed_header(HeaderName::from_static("content-type"), value);
-                }
-                if let Some(n) = options.content_length {
-                    signed = signed.with_signed_header(
-                        HeaderName::from_static("content-length"),
-                        HeaderValue::from(n),
-                    );
-                }
-                let method = match method {
-                    SignedMethod::Get => Method::GET,
-                    SignedMethod::Put => Method::PUT,
-                    SignedMethod::Head => Method::HEAD,
-                    SignedMethod::Delete => Method::DELETE,
-                };
-                s3.signed_url_opts(method, &path, ttl, &signed)
-                    .await
-                    .map_err(self.err(key))?
-                    .to_string()
+                crate::s3::presign(s3, &self.backend, method, &path, ttl, options).await?
             }
             UrlSigner::Gateway(signer) => signer.sign(method, key, expires_at.timestamp(), options),
             UrlSigner::None => {
@@ -608,9 +358,16 @@ impl Storage {
         self.ttl
     }
 
-    /// The underlying object_store (for benchmarks and escape hatches; it is not scoped).
-    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
+    /// What this storage can do beyond the contract every backend follows.
+    pub fn capabilities(&self) -> Capabilities {
+        Capabilities {
+            signed_urls: match &self.urls {
+                UrlSigner::S3(_) => UrlIssuer::Backend,
+                UrlSigner::Gateway(_) => UrlIssuer::Gateway,
+                UrlSigner::None => UrlIssuer::None,
+            },
+            incomplete_uploads: matches!(self.urls, UrlSigner::S3(_)),
+        }
     }
 
     /// The same backend scoped to a narrower prefix `sub` below this one.
@@ -1085,37 +842,10 @@ impl Storage {
     /// keep none.
     pub async fn incomplete_uploads(&self, prefix: Option<&str>) -> Result<Vec<IncompleteUpload>> {
         let folder = self.folder(prefix)?;
-        let UrlSigner::S3(s3) = &self.urls else {
-            return Ok(Vec::new());
-        };
-        let query = [
-            ("uploads".to_string(), String::new()),
-            ("prefix".to_string(), format!("{folder}/")),
-        ];
-        let body = self
-            .s3_request(
-                s3,
-                object_store::signer::Method::GET,
-                &Path::default(),
-                &query,
-            )
-            .await?;
-        let mut uploads = Vec::new();
-        for block in body.split("<Upload>").skip(1) {
-            let field = |name: &str| {
-                let open = format!("<{name}>");
-                let start = block.find(&open)? + open.len();
-                let end = block[start..].find(&format!("</{name}>"))? + start;
-                Some(xml_unescape(&block[start..end]))
-            };
-            if let (Some(key), Some(upload_id)) = (field("Key"), field("UploadId")) {
-                uploads.push(IncompleteUpload {
-                    key: ObjectKey::parse(key)?,
-                    upload_id,
-                });
-            }
+        match &self.urls {
+            UrlSigner::S3(s3) => crate::s3::incomplete_uploads(s3, &self.backend, &folder).await,
+            UrlSigner::Gateway(_) | UrlSigner::None => Ok(Vec::new()),
         }
-        Ok(uploads)
     }
 
     /// Aborts every incomplete streaming upload under `prefix`; returns how many.
@@ -1126,52 +856,9 @@ impl Storage {
         };
         for upload in &uploads {
             let path = self.path(&upload.key)?;
-            let query = [("uploadId".to_string(), upload.upload_id.clone())];
-            self.s3_request(s3, object_store::signer::Method::DELETE, &path, &query)
-                .await?;
+            crate::s3::abort_upload(s3, &self.backend, &path, &upload.upload_id).await?;
         }
         Ok(uploads.len())
-    }
-
-    /// One SigV4-signed S3 request for what object_store does not offer.
-    async fn s3_request(
-        &self,
-        s3: &object_store::aws::AmazonS3,
-        method: object_store::signer::Method,
-        path: &Path,
-        query: &[(String, String)],
-    ) -> Result<String> {
-        use object_store::signer::{SignedUrlOptions, Signer};
-        let options = SignedUrlOptions::new().with_query(query.iter().cloned());
-        let url = s3
-            .signed_url_opts(
-                method.clone(),
-                path,
-                std::time::Duration::from_secs(60),
-                &options,
-            )
-            .await
-            .map_err(self.err(path))?;
-        let method = reqwest::Method::from_bytes(method.as_str().as_bytes())
-            .expect("an HTTP method is a valid method");
-        let response = reqwest::Client::new()
-            .request(method, url.as_str())
-            .send()
-            .await
-            .map_err(|e| Error::Unreachable {
-                backend: self.backend.to_string(),
-                detail: e.to_string(),
-            })?;
-        let status = response.status();
-        let body = response.text().await.unwrap_or_default();
-        if status.is_success() {
-            return Ok(body);
-        }
-        let source = object_store::Error::Generic {
-            store: "S3",
-            source: format!("Server returned non-2xx status code: {status}: {body}").into(),
-        };
-        Err(Error::from_store(&self.backend, path.as_ref(), source))
     }
 
     /// Starts a streaming upload to `key`: invisible until [`Upload::finish`], with memory
@@ -1289,50 +976,5 @@ impl Upload {
             .abort()
             .await
             .map_err(|e| Error::from_store(&self.backend, self.key.as_str(), e))
-    }
-}
-
-/// The content type reported for objects stored without one, on every backend (S3 says
-/// `binary/octet-stream`, the others nothing).
-pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
-
-/// Whether `info_of` is describing a read (which reports a content type) or a listing.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Source {
-    Read,
-    Listing,
-}
-
-fn info_of(
-    key: ObjectKey,
-    meta: &object_store::ObjectMeta,
-    attributes: &Attributes,
-    source: Source,
-) -> ObjectInfo {
-    let mut content_type = None;
-    let mut metadata = BTreeMap::new();
-    for (attribute, value) in attributes {
-        match attribute {
-            Attribute::ContentType
-                if !value.is_empty() && value.as_ref() != "binary/octet-stream" =>
-            {
-                content_type = Some(value.to_string());
-            }
-            Attribute::Metadata(name) => {
-                metadata.insert(name.to_string(), value.to_string());
-            }
-            _ => {}
-        }
-    }
-    if source == Source::Read && content_type.is_none() {
-        content_type = Some(DEFAULT_CONTENT_TYPE.to_string());
-    }
-    ObjectInfo {
-        key,
-        size: meta.size,
-        last_modified: meta.last_modified,
-        etag: meta.e_tag.clone(),
-        content_type,
-        metadata,
     }
 }

@@ -38,7 +38,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use futures::TryStreamExt;
 use maskstore_backends::signing::{Grant, OBJECT_PATH, SignedMethod};
-use maskstore_backends::{ByteRange, Error, ObjectInfo, ReadOptions, Storage, WriteOptions};
+use maskstore_backends::{
+    ByteRange, Error, ErrorKind, ObjectInfo, ReadOptions, Storage, WriteOptions,
+};
 use maskstore_core::config::CorsConfig;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, ExposeHeaders};
@@ -257,22 +259,42 @@ fn reply(status: StatusCode, reason: impl std::fmt::Display) -> Response {
     (status, format!("{reason}\n")).into_response()
 }
 
-fn error_reply(e: &Error) -> Response {
-    let status = match e {
-        Error::NotFound { .. } => StatusCode::NOT_FOUND,
-        Error::NotModified { .. } => StatusCode::NOT_MODIFIED,
-        Error::Precondition { .. } => StatusCode::PRECONDITION_FAILED,
-        Error::AlreadyExists { .. } => StatusCode::CONFLICT,
-        Error::InvalidRange { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-        Error::InvalidKey { .. } | Error::InvalidMetadata { .. } => StatusCode::BAD_REQUEST,
-        Error::Unreachable { .. } => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    if status.is_server_error() {
-        tracing::warn!(error = %e, "gateway request failed");
+/// The HTTP status a failure of this kind is answered with.
+fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Precondition => StatusCode::PRECONDITION_FAILED,
+        ErrorKind::NotModified => StatusCode::NOT_MODIFIED,
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
+        ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        // The gateway's own credentials or configuration failed, not the client's request.
+        ErrorKind::Credentials | ErrorKind::Misconfigured | ErrorKind::Internal => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
     }
+}
+
+fn error_reply(e: &Error) -> Response {
+    let status = status_of(e.kind());
     if status == StatusCode::NOT_MODIFIED {
         return status.into_response();
+    }
+    if status.is_server_error() {
+        // The message may hold paths, OS errors and backend text: it goes to the log, and
+        // the client learns only what kind of failure it was.
+        let id = format!("{:016x}", rand::random::<u64>());
+        tracing::warn!(error = %e, kind = %e.kind(), id, "gateway request failed");
+        return reply(
+            status,
+            format!(
+                "the storage failed ({}); the gateway's log has the details under id {id}",
+                e.kind()
+            ),
+        );
     }
     reply(status, e)
 }

@@ -30,38 +30,18 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
 use maskstore_backends::Storage;
+use maskstore_backends::layers::{Call, Intercept};
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
-};
+use object_store::{GetResult, GetResultPayload, ObjectMeta, Result};
 use rand::{Rng, SeedableRng};
 
-/// The operations a rule can target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Op {
-    /// Whole-object or range reads.
-    Get,
-    /// Metadata reads.
-    Head,
-    /// Single-request writes.
-    Put,
-    /// Streaming (multipart) uploads, when they start.
-    Upload,
-    /// Deletes.
-    Delete,
-    /// Listings (flat or by folder).
-    List,
-    /// Copies.
-    Copy,
-    /// Renames.
-    Rename,
-}
+/// The operations a rule can target (a streaming upload is hit when it starts).
+pub use maskstore_backends::Operation as Op;
 
 /// Which calls of the operation a rule hits.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -96,13 +76,17 @@ struct Rule {
     fault: Fault,
 }
 
-/// The fault-injecting wrapper. Build it with [`Chaos::over`], add rules, then take the
-/// [`Chaos::storage`].
+/// The fault-injecting layer's builder. Build it with [`Chaos::over`], add rules, then take
+/// the [`Chaos::storage`] (or the [`Chaos::layer`] to put on a storage yourself).
 #[derive(Debug)]
 pub struct Chaos {
-    inner: Arc<dyn ObjectStore>,
-    prefix: maskstore_core::KeyPrefix,
-    backend: String,
+    base: Storage,
+    state: Arc<State>,
+}
+
+/// The fault-injecting layer: a [`maskstore_backends::Layer`] applying a [`Chaos`]'s rules.
+#[derive(Debug, Clone)]
+pub struct Faults {
     state: Arc<State>,
 }
 
@@ -170,12 +154,10 @@ impl State {
 }
 
 impl Chaos {
-    /// Wraps the backend of `storage` (same prefix, same data).
+    /// Faults for `storage` (same prefix, data, signer, settings and metrics).
     pub fn over(storage: &Storage) -> Chaos {
         Chaos {
-            inner: Arc::clone(storage.object_store()),
-            prefix: storage.prefix().clone(),
-            backend: format!("chaos({})", storage.backend()),
+            base: storage.clone(),
             state: Arc::new(State {
                 rules: Vec::new(),
                 calls: Default::default(),
@@ -201,34 +183,36 @@ impl Chaos {
         self
     }
 
-    /// The storage whose calls go through the faults.
-    pub fn storage(self) -> Storage {
-        let prefix = self.prefix.clone();
-        let backend = self.backend.clone();
-        Storage::from_object_store(Arc::new(self), &backend, prefix)
+    /// The layer applying these rules.
+    pub fn layer(&self) -> Faults {
+        Faults {
+            state: Arc::clone(&self.state),
+        }
     }
 
+    /// The storage whose calls go through the faults: the one given to [`Chaos::over`],
+    /// layered.
+    pub fn storage(self) -> Storage {
+        self.base.layer(self.layer())
+    }
+}
+
+impl Faults {
     /// How many calls of `op` were made.
     pub fn calls(&self, op: Op) -> u64 {
         self.state.calls[op as usize].load(Ordering::SeqCst)
     }
-
-    /// Applies the rules for one call of `op`; returns the stream cut, if any.
-    async fn enter(&self, op: Op, location: &Path) -> Result<Option<u64>> {
-        let decision = self.state.decide(op, location);
-        if !decision.latency.is_zero() {
-            tokio::time::sleep(decision.latency).await;
-        }
-        match decision.error {
-            Some(e) => Err(e),
-            None => Ok(decision.cut),
-        }
-    }
 }
 
-impl std::fmt::Display for Chaos {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Chaos({})", self.inner)
+/// Applies the rules for one call of `op`; returns the stream cut, if any.
+async fn enter(state: &State, op: Op, location: &Path) -> Result<Option<u64>> {
+    let decision = state.decide(op, location);
+    if !decision.latency.is_zero() {
+        tokio::time::sleep(decision.latency).await;
+    }
+    match decision.error {
+        Some(e) => Err(e),
+        None => Ok(decision.cut),
     }
 }
 
@@ -273,79 +257,58 @@ fn cut_stream(
     .boxed()
 }
 
-#[async_trait]
-impl ObjectStore for Chaos {
-    async fn put_opts(
-        &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> Result<PutResult> {
-        self.enter(Op::Put, location).await?;
-        self.inner.put_opts(location, payload, opts).await
+impl Intercept for Faults {
+    fn name(&self) -> &str {
+        "chaos"
     }
 
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> Result<Box<dyn MultipartUpload>> {
-        self.enter(Op::Upload, location).await?;
-        self.inner.put_multipart_opts(location, opts).await
+    fn call<'a, T: Send + 'a>(
+        &'a self,
+        call: Call<'a>,
+        run: BoxFuture<'a, Result<T>>,
+    ) -> BoxFuture<'a, Result<T>> {
+        async move {
+            enter(&self.state, call.operation, call.location).await?;
+            run.await
+        }
+        .boxed()
     }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        let op = if options.head { Op::Head } else { Op::Get };
-        let cut = self.enter(op, location).await?;
-        let result = self.inner.get_opts(location, options).await?;
-        let Some(after) = cut else { return Ok(result) };
-        let (meta, range, attributes, extensions) = (
-            result.meta.clone(),
-            result.range.clone(),
-            result.attributes.clone(),
-            result.extensions.clone(),
-        );
-        Ok(GetResult {
-            payload: GetResultPayload::Stream(cut_stream(result.into_stream(), after)),
-            meta,
-            range,
-            attributes,
-            extensions,
-        })
-    }
-
-    fn delete_stream(
-        &self,
-        locations: BoxStream<'static, Result<Path>>,
-    ) -> BoxStream<'static, Result<Path>> {
-        // Rules apply per key, as each delete is a call.
-        let state = Arc::clone(&self.state);
-        let checked = locations
-            .then(move |location| {
-                let state = Arc::clone(&state);
-                async move {
-                    let location = location?;
-                    let decision = state.decide(Op::Delete, &location);
-                    if !decision.latency.is_zero() {
-                        tokio::time::sleep(decision.latency).await;
-                    }
-                    match decision.error {
-                        Some(e) => Err(e),
-                        None => Ok(location),
-                    }
-                }
+    fn get<'a>(
+        &'a self,
+        call: Call<'a>,
+        run: BoxFuture<'a, Result<GetResult>>,
+    ) -> BoxFuture<'a, Result<GetResult>> {
+        async move {
+            let cut = enter(&self.state, call.operation, call.location).await?;
+            let result = run.await?;
+            let Some(after) = cut else { return Ok(result) };
+            let (meta, range, attributes, extensions) = (
+                result.meta.clone(),
+                result.range.clone(),
+                result.attributes.clone(),
+                result.extensions.clone(),
+            );
+            Ok(GetResult {
+                payload: GetResultPayload::Stream(cut_stream(result.into_stream(), after)),
+                meta,
+                range,
+                attributes,
+                extensions,
             })
-            .boxed();
-        self.inner.delete_stream(checked)
+        }
+        .boxed()
     }
 
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        let decision = self
-            .state
-            .decide(Op::List, &prefix.cloned().unwrap_or_default());
+    fn list(
+        &self,
+        prefix: &Path,
+        list: BoxStream<'static, Result<ObjectMeta>>,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        let decision = self.state.decide(Op::List, prefix);
         let listing = match decision.error {
             Some(e) => futures::stream::once(async move { Err(e) }).boxed(),
-            None => self.inner.list(prefix),
+            None => list,
         };
         if decision.latency.is_zero() {
             return listing;
@@ -356,20 +319,24 @@ impl ObjectStore for Chaos {
             .boxed()
     }
 
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.enter(Op::List, &prefix.cloned().unwrap_or_default())
-            .await?;
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
-        self.enter(Op::Copy, from).await?;
-        self.inner.copy_opts(from, to, options).await
-    }
-
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
-        self.enter(Op::Rename, from).await?;
-        self.inner.rename_opts(from, to, options).await
+    fn delete(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+        delete: &dyn Fn(BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        // Rules apply per key, as each delete is a call.
+        let state = Arc::clone(&self.state);
+        let checked = locations
+            .then(move |location| {
+                let state = Arc::clone(&state);
+                async move {
+                    let location = location?;
+                    enter(&state, Op::Delete, &location).await?;
+                    Ok(location)
+                }
+            })
+            .boxed();
+        delete(checked)
     }
 }
 

@@ -13,7 +13,7 @@ use maskstore_backends::{
 use maskstore_core::{MAX_KEY_BYTES, ObjectKey};
 use sha2::{Digest, Sha256};
 
-use super::{Case, CountingStore, Need};
+use super::{Case, Counting, Need};
 
 macro_rules! cases {
     ($($group:ident / $need:ident: [$($name:ident),* $(,)?]),* $(,)?) => {
@@ -211,14 +211,8 @@ macro_rules! assert_err {
 
 /// A storage over the same backend that counts the calls reaching it.
 fn counted(storage: &Storage) -> (Storage, Arc<std::sync::atomic::AtomicUsize>) {
-    let counting = CountingStore::new(Arc::clone(storage.object_store()));
-    let counter = counting.counter();
-    let wrapped = Storage::from_object_store(
-        Arc::new(counting),
-        storage.backend(),
-        storage.prefix().clone(),
-    );
-    (wrapped, counter)
+    let counting = Counting::new();
+    (storage.layer(counting.clone()), counting.counter())
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1,37 +1,37 @@
-//! An object_store wrapper that counts the calls reaching the backend, to prove that
-//! refused input never does.
+//! A layer that counts the calls reaching the backend, to prove that refused input never
+//! does; also run under the whole contract (`contract[local+counting]`), since a layer must
+//! keep every rule of the storage it wraps.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use async_trait::async_trait;
 use futures::StreamExt;
+use futures::future::BoxFuture;
 use futures::stream::BoxStream;
+use maskstore_backends::layers::{Call, Intercept};
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
-};
+use object_store::{ObjectMeta, Result};
 
-/// Counts every call to the wrapped store.
-#[derive(Debug)]
-pub struct CountingStore {
-    inner: Arc<dyn ObjectStore>,
+/// Counts every call passing through it: one per call, per listing and per deleted key.
+#[derive(Debug, Clone, Default)]
+pub struct Counting {
     calls: Arc<AtomicUsize>,
 }
 
-impl CountingStore {
-    /// Wraps `inner`.
-    pub fn new(inner: Arc<dyn ObjectStore>) -> Self {
-        CountingStore {
-            inner,
-            calls: Arc::new(AtomicUsize::new(0)),
-        }
+impl Counting {
+    /// A layer that has counted nothing yet.
+    pub fn new() -> Self {
+        Counting::default()
     }
 
-    /// A handle on the count, readable after the store is moved into a `Storage`.
+    /// A handle on the count, readable after the layer is moved into a `Storage`.
     pub fn counter(&self) -> Arc<AtomicUsize> {
         Arc::clone(&self.calls)
+    }
+
+    /// The calls counted so far.
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
     }
 
     fn tick(&self) {
@@ -39,41 +39,35 @@ impl CountingStore {
     }
 }
 
-impl std::fmt::Display for CountingStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Counting({})", self.inner)
+impl Intercept for Counting {
+    fn name(&self) -> &str {
+        "counting"
     }
-}
 
-#[async_trait]
-impl ObjectStore for CountingStore {
-    async fn put_opts(
+    fn call<'a, T: Send + 'a>(
+        &'a self,
+        call: Call<'a>,
+        run: BoxFuture<'a, Result<T>>,
+    ) -> BoxFuture<'a, Result<T>> {
+        let _ = call;
+        self.tick();
+        run
+    }
+
+    fn list(
         &self,
-        location: &Path,
-        payload: PutPayload,
-        opts: PutOptions,
-    ) -> Result<PutResult> {
+        prefix: &Path,
+        list: BoxStream<'static, Result<ObjectMeta>>,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        let _ = prefix;
         self.tick();
-        self.inner.put_opts(location, payload, opts).await
+        list
     }
 
-    async fn put_multipart_opts(
-        &self,
-        location: &Path,
-        opts: PutMultipartOptions,
-    ) -> Result<Box<dyn MultipartUpload>> {
-        self.tick();
-        self.inner.put_multipart_opts(location, opts).await
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.tick();
-        self.inner.get_opts(location, options).await
-    }
-
-    fn delete_stream(
+    fn delete(
         &self,
         locations: BoxStream<'static, Result<Path>>,
+        delete: &dyn Fn(BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
         let calls = Arc::clone(&self.calls);
         let counted = locations
@@ -81,26 +75,6 @@ impl ObjectStore for CountingStore {
                 calls.fetch_add(1, Ordering::SeqCst);
             })
             .boxed();
-        self.inner.delete_stream(counted)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
-        self.tick();
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
-        self.tick();
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
-        self.tick();
-        self.inner.copy_opts(from, to, options).await
-    }
-
-    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
-        self.tick();
-        self.inner.rename_opts(from, to, options).await
+        delete(counted)
     }
 }

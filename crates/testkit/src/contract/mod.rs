@@ -83,7 +83,7 @@ use futures::{StreamExt, TryStreamExt};
 use maskstore_backends::Storage;
 
 pub use cases::*;
-pub use counting::CountingStore;
+pub use counting::Counting;
 
 /// How long one case may take before it counts as failed.
 pub const CASE_TIMEOUT: Duration = Duration::from_secs(180);

@@ -23,7 +23,6 @@
 //! The etag is derived from inode, modification time and size, so it changes on every
 //! overwrite.
 
-use std::collections::BTreeMap;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path as FsPath, PathBuf};
@@ -35,18 +34,19 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    Attribute, AttributeValue, Attributes, CopyMode, CopyOptions, GetOptions, GetResult,
-    GetResultPayload, ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMode,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, RenameTargetMode,
-    UploadPart,
+    Attributes, CopyMode, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult,
+    MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload,
+    PutResult, RenameOptions, RenameTargetMode, UploadPart,
 };
-use serde::{Deserialize, Serialize};
 
-const STORE: &str = "local";
-use crate::storage::DEFAULT_CONTENT_TYPE;
+mod attributes;
+pub mod error;
+pub(crate) mod file_io;
+
+use attributes::{StoredAttributes, XATTR, probe_xattrs, read_attributes};
+pub use error::LocalError;
 /// The folder below the root that holds maskstore's own files.
 pub const RESERVED_DIR: &str = ".maskstore";
-const XATTR: &str = "user.maskstore.attributes";
 /// Temporary files older than this are left over from a crash and removed at start.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 
@@ -125,14 +125,15 @@ impl Inner {
         let mut path = self.root.clone();
         for (i, part) in location.parts().enumerate() {
             if i == 0 && part.as_ref() == RESERVED_DIR {
-                return Err(generic(format!(
-                    "{location}: the folder {RESERVED_DIR}/ is reserved by maskstore's local provider"
-                )));
+                return Err(LocalError::Reserved {
+                    key: location.to_string(),
+                }
+                .into());
             }
             path.push(part.as_ref());
         }
         if path == self.root {
-            return Err(generic("an empty location names no object"));
+            return Err(LocalError::Empty.into());
         }
         Ok(path)
     }
@@ -175,26 +176,53 @@ impl Inner {
         let path = self.file_path(location)?;
         let parent = path.parent().expect("below the root");
         if let Err(e) = fs::create_dir_all(parent) {
-            return Err(generic(format!(
-                "cannot create the folder for {location}: {e}; on the local provider a key \
-                 cannot lie below another key (a file cannot also be a folder)"
-            )));
+            if let Some(object) = self.object_above(parent) {
+                return Err(LocalError::UnderAnObject {
+                    key: location.to_string(),
+                    object,
+                }
+                .into());
+            }
+            return Err(LocalError::io(location.to_string(), e).into());
         }
         if self.crosses_symlink(parent) {
-            return Err(object_store::Error::PermissionDenied {
-                path: location.to_string(),
-                source: "the path crosses a symlink below the local root; maskstore never \
-                         writes through symlinks"
-                    .into(),
-            });
+            return Err(LocalError::CrossesSymlink {
+                key: location.to_string(),
+            }
+            .into());
         }
         if fs::symlink_metadata(&path).is_ok_and(|md| md.is_dir()) {
-            return Err(generic(format!(
-                "{location} is a folder of other keys; on the local provider a key cannot \
-                 also be a folder"
-            )));
+            return Err(LocalError::IsAFolder {
+                key: location.to_string(),
+            }
+            .into());
+        }
+        if path
+            .file_name()
+            .is_some_and(|name| name.len() > error::NAME_MAX)
+        {
+            return Err(LocalError::NameTooLong {
+                key: location.to_string(),
+            }
+            .into());
         }
         Ok(path)
+    }
+
+    /// The key of the object (a file) at `dir` or above it, below the root: what stands
+    /// where a folder is needed.
+    fn object_above(&self, dir: &FsPath) -> Option<String> {
+        let mut current = Some(dir);
+        while let Some(d) = current {
+            if d == self.root || !d.starts_with(&self.root) {
+                return None;
+            }
+            if fs::symlink_metadata(d).is_ok_and(|md| md.is_file()) {
+                return self.location_of(d).map(|l| l.to_string());
+            }
+            current = d.parent();
+        }
+        None
     }
 
     fn temp_file(&self) -> Result<(PathBuf, File)> {
@@ -204,7 +232,7 @@ impl Inner {
             match OpenOptions::new().write(true).create_new(true).open(&path) {
                 Ok(file) => return Ok((path, file)),
                 Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(generic(format!("cannot create a temporary file: {e}"))),
+                Err(e) => return Err(LocalError::io("(a temporary file)", e).into()),
             }
         }
     }
@@ -220,19 +248,18 @@ impl Inner {
             return Ok(());
         }
         if !self.xattrs {
-            return Err(object_store::Error::NotSupported {
-                source: format!(
-                    "{location}: the filesystem under {} does not support extended attributes, \
-                     so content type and metadata cannot be stored; move the local root to \
-                     ext4, xfs, btrfs or tmpfs",
-                    self.root.display()
-                )
-                .into(),
-            });
+            return Err(LocalError::NoAttributes {
+                key: location.to_string(),
+                root: self.root.clone(),
+            }
+            .into());
         }
-        let json = serde_json::to_vec(&stored).map_err(|e| generic(e.to_string()))?;
-        xattr::FileExt::set_xattr(file, XATTR, &json)
-            .map_err(|e| generic(format!("{location}: cannot store attributes: {e}")))
+        let failed = |detail: String| LocalError::Attributes {
+            key: location.to_string(),
+            detail,
+        };
+        let json = serde_json::to_vec(&stored).map_err(|e| failed(e.to_string()))?;
+        xattr::FileExt::set_xattr(file, XATTR, &json).map_err(|e| failed(e.to_string()).into())
     }
 
     /// Moves a finished temporary file to `dest` according to `mode`.
@@ -260,11 +287,12 @@ impl Inner {
                 };
                 if current.is_none() || current != version.e_tag {
                     drop(lock);
-                    return Err(object_store::Error::Precondition {
-                        path: location.to_string(),
-                        source: format!("expected etag {:?}, found {:?}", version.e_tag, current)
-                            .into(),
-                    });
+                    return Err(LocalError::Stale {
+                        key: location.to_string(),
+                        expected: version.e_tag.clone(),
+                        found: current,
+                    }
+                    .into());
                 }
                 let renamed = into_place(dest, || fs::rename(temp, dest));
                 drop(lock);
@@ -280,9 +308,9 @@ impl Inner {
             .truncate(false)
             .write(true)
             .open(&self.lock)
-            .map_err(|e| generic(format!("cannot open the update lock: {e}")))?;
+            .map_err(|e| LocalError::io("(the update lock)", e))?;
         file.lock()
-            .map_err(|e| generic(format!("cannot take the update lock: {e}")))?;
+            .map_err(|e| LocalError::io("(the update lock)", e))?;
         Ok(file)
     }
 
@@ -307,7 +335,9 @@ impl Inner {
                 Err(e) if e.kind() == io::ErrorKind::NotFound && d != self.root => {
                     current = d.parent();
                 }
-                Err(e) => return Err(generic(format!("cannot fsync {}: {e}", d.display()))),
+                Err(e) => {
+                    return Err(LocalError::io(format!("(fsync of {})", d.display()), e).into());
+                }
             }
         }
         Ok(())
@@ -394,7 +424,11 @@ impl Inner {
         let range = match &options.range {
             Some(range) => range
                 .as_range(meta.size)
-                .map_err(|e| generic_with(location, e))?,
+                // object_store's own range error, which the storage layer reads as such.
+                .map_err(|e| object_store::Error::Generic {
+                    store: "local",
+                    source: Box::new(e),
+                })?,
             None => 0..meta.size,
         };
         let attributes = read_attributes(&file);
@@ -504,7 +538,11 @@ impl Inner {
                     continue;
                 }
                 Err(e) => {
-                    if !emit(Err(generic(format!("listing {}: {e}", dir.display())))) {
+                    let e = LocalError::Io {
+                        key: format!("(listing {})", dir.display()),
+                        source: e.into(),
+                    };
+                    if !emit(Err(e.into())) {
                         return;
                     }
                     continue;
@@ -541,7 +579,9 @@ impl Inner {
         let entries = match fs::read_dir(&dir) {
             Ok(entries) => entries,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(result),
-            Err(e) => return Err(generic(format!("listing {}: {e}", dir.display()))),
+            Err(e) => {
+                return Err(LocalError::io(format!("(listing {})", dir.display()), e).into());
+            }
         };
         for entry in entries {
             let Ok(entry) = entry else { continue };
@@ -702,7 +742,11 @@ impl MultipartUpload for LocalUpload {
 
     async fn complete(&mut self) -> Result<PutResult> {
         let Some(temp) = self.temp.clone() else {
-            return Err(generic("the upload was already completed or aborted"));
+            return Err(LocalError::Io {
+                key: self.location.to_string(),
+                source: io::Error::other("the upload was already completed or aborted"),
+            }
+            .into());
         };
         let file = Arc::clone(&self.file);
         let (location, dest) = (self.location.clone(), self.dest.clone());
@@ -731,9 +775,9 @@ impl MultipartUpload for LocalUpload {
     async fn abort(&mut self) -> Result<()> {
         if let Some(temp) = self.temp.take() {
             tokio::task::spawn_blocking(move || match fs::remove_file(&temp) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(generic(format!(
-                    "cannot remove the temporary upload file: {e}"
-                ))),
+                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(object_store::Error::from(
+                    LocalError::io("(the temporary upload file)", e),
+                )),
                 _ => Ok(()),
             })
             .await??;
@@ -748,87 +792,6 @@ impl Drop for LocalUpload {
         if let Some(temp) = self.temp.take() {
             let _ = fs::remove_file(temp);
         }
-    }
-}
-
-/// Attributes as stored in the `user.maskstore.attributes` extended attribute.
-#[derive(Debug, Default, Serialize, Deserialize)]
-struct StoredAttributes {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    content_type: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    content_disposition: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    content_encoding: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    content_language: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    cache_control: Option<String>,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    metadata: BTreeMap<String, String>,
-}
-
-impl StoredAttributes {
-    fn from_attributes(attributes: &Attributes) -> Self {
-        let mut stored = StoredAttributes::default();
-        for (key, value) in attributes {
-            let text = value.to_string();
-            match key {
-                // The default is what a read reports anyway; storing it would make every
-                // put need extended attributes.
-                Attribute::ContentType if text == DEFAULT_CONTENT_TYPE => {}
-                Attribute::ContentType => stored.content_type = Some(text),
-                Attribute::ContentDisposition => stored.content_disposition = Some(text),
-                Attribute::ContentEncoding => stored.content_encoding = Some(text),
-                Attribute::ContentLanguage => stored.content_language = Some(text),
-                Attribute::CacheControl => stored.cache_control = Some(text),
-                Attribute::Metadata(name) => {
-                    stored.metadata.insert(name.to_string(), text);
-                }
-                // Storage classes mean nothing on local disk.
-                _ => {}
-            }
-        }
-        stored
-    }
-
-    fn is_empty(&self) -> bool {
-        self.content_type.is_none()
-            && self.content_disposition.is_none()
-            && self.content_encoding.is_none()
-            && self.content_language.is_none()
-            && self.cache_control.is_none()
-            && self.metadata.is_empty()
-    }
-
-    fn into_attributes(self) -> Attributes {
-        let mut attributes = Attributes::new();
-        let mut put = |key: Attribute, value: Option<String>| {
-            if let Some(value) = value {
-                attributes.insert(key, AttributeValue::from(value));
-            }
-        };
-        put(Attribute::ContentType, self.content_type);
-        put(Attribute::ContentDisposition, self.content_disposition);
-        put(Attribute::ContentEncoding, self.content_encoding);
-        put(Attribute::ContentLanguage, self.content_language);
-        put(Attribute::CacheControl, self.cache_control);
-        for (name, value) in self.metadata {
-            attributes.insert(
-                Attribute::Metadata(name.into()),
-                AttributeValue::from(value),
-            );
-        }
-        attributes
-    }
-}
-
-fn read_attributes(file: &File) -> Attributes {
-    match xattr::FileExt::get_xattr(file, XATTR) {
-        Ok(Some(json)) => serde_json::from_slice::<StoredAttributes>(&json)
-            .map(StoredAttributes::into_attributes)
-            .unwrap_or_default(),
-        _ => Attributes::new(),
     }
 }
 
@@ -872,15 +835,6 @@ fn object_meta(location: Path, md: &fs::Metadata) -> ObjectMeta {
     }
 }
 
-fn probe_xattrs(tmp: &FsPath) -> bool {
-    let path = tmp.join(format!("xattr-probe-{:016x}", rand::random::<u64>()));
-    let ok = File::create(&path)
-        .and_then(|f| xattr::FileExt::set_xattr(&f, XATTR, b"{}"))
-        .is_ok();
-    let _ = fs::remove_file(&path);
-    ok
-}
-
 fn remove_stale_temp_files(tmp: &FsPath) {
     let Ok(entries) = fs::read_dir(tmp) else {
         return;
@@ -898,61 +852,23 @@ fn remove_stale_temp_files(tmp: &FsPath) {
     }
 }
 
-fn generic(message: impl Into<String>) -> object_store::Error {
-    object_store::Error::Generic {
-        store: STORE,
-        source: message.into().into(),
-    }
-}
-
-fn generic_with(
-    location: &Path,
-    e: impl std::error::Error + Send + Sync + 'static,
-) -> object_store::Error {
-    let _ = location;
-    object_store::Error::Generic {
-        store: STORE,
-        source: Box::new(e),
-    }
-}
-
 fn already_exists(location: &Path) -> object_store::Error {
-    object_store::Error::AlreadyExists {
-        path: location.to_string(),
-        source: "the key already exists".into(),
+    LocalError::Exists {
+        key: location.to_string(),
     }
+    .into()
 }
 
-fn not_found(location: &Path, why: &str) -> object_store::Error {
-    object_store::Error::NotFound {
-        path: location.to_string(),
-        source: why.to_string().into(),
+fn not_found(location: &Path, why: &'static str) -> object_store::Error {
+    LocalError::NotFound {
+        key: location.to_string(),
+        why,
     }
+    .into()
 }
 
 fn io_error(location: &Path, e: io::Error) -> object_store::Error {
-    match e.kind() {
-        io::ErrorKind::NotFound => object_store::Error::NotFound {
-            path: location.to_string(),
-            source: Box::new(e),
-        },
-        io::ErrorKind::PermissionDenied => object_store::Error::PermissionDenied {
-            path: location.to_string(),
-            source: Box::new(e),
-        },
-        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => object_store::Error::Generic {
-            store: STORE,
-            source: format!(
-                "{location}: {e}; the disk holding the local root is full: free space or move \
-                 object_storage.root (nothing was changed)"
-            )
-            .into(),
-        },
-        _ => object_store::Error::Generic {
-            store: STORE,
-            source: format!("{location}: {e}").into(),
-        },
-    }
+    LocalError::io(location.to_string(), e).into()
 }
 
 #[cfg(test)]

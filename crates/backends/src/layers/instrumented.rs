@@ -1,0 +1,393 @@
+//! The instrumentation layer around every backend: per operation, request counts by
+//! outcome, bytes in and out, and a latency histogram, through the `metrics` facade (the
+//! application plugs in its own recorder; `maskstore serve` uses Prometheus), plus a
+//! tracing span per operation and the outcomes the alarms are computed from.
+//!
+//! Metrics, each labelled `backend` and `operation` (get, put, head, delete, list, copy,
+//! rename, upload, sign):
+//! - `maskstore_operations_total` (+ `outcome`: success, client_error, server_error)
+//! - `maskstore_operation_duration_seconds` (histogram)
+//! - `maskstore_bytes_total` (+ `direction`: in = read from the backend, out = written)
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use futures::future::BoxFuture;
+use futures::stream::BoxStream;
+use futures::{FutureExt, StreamExt};
+use object_store::path::Path;
+use object_store::{
+    GetResult, GetResultPayload, MultipartUpload, ObjectMeta, PutPayload, PutResult, Result,
+    UploadPart,
+};
+use tracing::Instrument;
+
+use super::{Call, Intercept, Operation};
+use crate::monitor::{Monitor, Outcome};
+
+/// Metric: operations by outcome.
+pub const OPERATIONS_TOTAL: &str = "maskstore_operations_total";
+/// Metric: operation latency in seconds.
+pub const OPERATION_DURATION: &str = "maskstore_operation_duration_seconds";
+/// Metric: bytes moved.
+pub const BYTES_TOTAL: &str = "maskstore_bytes_total";
+
+/// What the layer reports on: every store operation, and the signing of URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Measured {
+    /// A store operation.
+    Store(Operation),
+    /// Signing a URL (no store call).
+    Sign,
+}
+
+impl Measured {
+    fn index(self) -> usize {
+        match self {
+            Measured::Store(operation) => operation as usize,
+            Measured::Sign => Operation::ALL.len(),
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Measured::Store(operation) => operation.as_str(),
+            Measured::Sign => "sign",
+        }
+    }
+}
+
+/// The metric names of [`Measured`], indexed by [`Measured::index`].
+const MEASURED: [Measured; 9] = [
+    Measured::Store(Operation::Get),
+    Measured::Store(Operation::Head),
+    Measured::Store(Operation::Put),
+    Measured::Store(Operation::Upload),
+    Measured::Store(Operation::Delete),
+    Measured::Store(Operation::List),
+    Measured::Store(Operation::Copy),
+    Measured::Store(Operation::Rename),
+    Measured::Sign,
+];
+const OUTCOMES: [Outcome; 3] = [Outcome::Success, Outcome::ClientError, Outcome::ServerError];
+
+/// The metric handles of one backend, registered once so that an operation costs no
+/// allocation or lookup (they bind to the recorder installed when first used: install the
+/// application's recorder before the first storage operation).
+struct Handles {
+    operations: Vec<[metrics::Counter; 3]>,
+    durations: Vec<metrics::Histogram>,
+    bytes_in: Vec<metrics::Counter>,
+    bytes_out: Vec<metrics::Counter>,
+}
+
+impl Handles {
+    fn new(backend: &str) -> Handles {
+        let b = backend.to_string();
+        Handles {
+            operations: MEASURED
+                .iter()
+                .map(|m| {
+                    OUTCOMES.map(|outcome| {
+                        metrics::counter!(OPERATIONS_TOTAL, "backend" => b.clone(), "operation" => m.as_str(), "outcome" => outcome.as_str())
+                    })
+                })
+                .collect(),
+            durations: MEASURED
+                .iter()
+                .map(|m| metrics::histogram!(OPERATION_DURATION, "backend" => b.clone(), "operation" => m.as_str()))
+                .collect(),
+            bytes_in: MEASURED
+                .iter()
+                .map(|m| metrics::counter!(BYTES_TOTAL, "backend" => b.clone(), "operation" => m.as_str(), "direction" => "in"))
+                .collect(),
+            bytes_out: MEASURED
+                .iter()
+                .map(|m| metrics::counter!(BYTES_TOTAL, "backend" => b.clone(), "operation" => m.as_str(), "direction" => "out"))
+                .collect(),
+        }
+    }
+}
+
+/// Records what one operation did.
+#[derive(Clone)]
+pub(crate) struct Recorder {
+    backend: Arc<str>,
+    monitor: Arc<Monitor>,
+    handles: Arc<std::sync::OnceLock<Handles>>,
+}
+
+impl Recorder {
+    pub(crate) fn new(backend: Arc<str>, monitor: Arc<Monitor>) -> Recorder {
+        Recorder {
+            backend,
+            monitor,
+            handles: Arc::new(std::sync::OnceLock::new()),
+        }
+    }
+
+    fn handles(&self) -> &Handles {
+        self.handles.get_or_init(|| Handles::new(&self.backend))
+    }
+
+    pub(crate) fn finish(&self, measured: Measured, outcome: Outcome, started: Instant) {
+        let i = measured.index();
+        let handles = self.handles();
+        handles.operations[i][outcome as usize].increment(1);
+        // One clock read serves both the duration and the alarm window.
+        let now = Instant::now();
+        let elapsed = now.saturating_duration_since(started);
+        handles.durations[i].record(elapsed.as_secs_f64());
+        self.monitor.record_at(outcome, now);
+        tracing::debug!(
+            operation = measured.as_str(),
+            outcome = outcome.as_str(),
+            duration_ms = elapsed.as_secs_f64() * 1000.0,
+            "storage operation"
+        );
+    }
+
+    /// Counts `n` bytes moved by `operation`: read from the backend by gets, written to
+    /// it by everything else.
+    fn bytes(&self, operation: Operation, n: u64) {
+        if n > 0 {
+            let handles = self.handles();
+            let i = operation as usize;
+            match operation {
+                Operation::Get => handles.bytes_in[i].increment(n),
+                Operation::Head
+                | Operation::Put
+                | Operation::Upload
+                | Operation::Delete
+                | Operation::List
+                | Operation::Copy
+                | Operation::Rename => handles.bytes_out[i].increment(n),
+            }
+        }
+    }
+
+    /// The outcome of a store result, by the one classification of errors.
+    fn outcome_of<T>(&self, result: &Result<T>, location: &Path) -> Outcome {
+        match result {
+            Ok(_) => Outcome::Success,
+            Err(e) => Outcome::of_kind(crate::Error::kind_of_store(
+                &self.backend,
+                location.as_ref(),
+                e,
+            )),
+        }
+    }
+}
+
+/// The instrumentation layer: every storage has it, outside all other layers.
+#[derive(Debug, Clone)]
+pub(crate) struct Instrumentation {
+    recorder: Recorder,
+}
+
+impl Instrumentation {
+    /// Instrumentation recording into `recorder`.
+    pub(crate) fn new(recorder: Recorder) -> Self {
+        Instrumentation { recorder }
+    }
+}
+
+impl Intercept for Instrumentation {
+    fn name(&self) -> &str {
+        "instrumented"
+    }
+
+    fn call<'a, T: Send + 'a>(
+        &'a self,
+        call: Call<'a>,
+        run: BoxFuture<'a, Result<T>>,
+    ) -> BoxFuture<'a, Result<T>> {
+        async move {
+            let started = Instant::now();
+            let operation = call.operation;
+            let span = tracing::info_span!("storage", backend = %self.recorder.backend, operation = operation.as_str(), key = %call.location);
+            let result = run.instrument(span).await;
+            // A started upload is recorded when it completes or aborts; only a failure to
+            // start is recorded here.
+            if operation != Operation::Upload || result.is_err() {
+                let outcome = self.recorder.outcome_of(&result, call.location);
+                self.recorder
+                    .finish(Measured::Store(operation), outcome, started);
+            }
+            result
+        }
+        .boxed()
+    }
+
+    fn get<'a>(
+        &'a self,
+        call: Call<'a>,
+        run: BoxFuture<'a, Result<GetResult>>,
+    ) -> BoxFuture<'a, Result<GetResult>> {
+        async move {
+            let result = self.call(call, run).await?;
+            let recorder = self.recorder.clone();
+            let GetResult {
+                payload,
+                meta,
+                range,
+                attributes,
+                extensions,
+            } = result;
+            let payload = match payload {
+                // A local file is read by the caller in one go or in chunks; count its range
+                // now rather than lose the fast path by turning it into a stream.
+                file @ GetResultPayload::File(..) => {
+                    recorder.bytes(Operation::Get, range.end - range.start);
+                    file
+                }
+                GetResultPayload::Stream(stream) => GetResultPayload::Stream(
+                    stream
+                        .inspect(move |chunk| {
+                            if let Ok(chunk) = chunk {
+                                recorder.bytes(Operation::Get, chunk.len() as u64);
+                            }
+                        })
+                        .boxed(),
+                ),
+            };
+            Ok(GetResult {
+                payload,
+                meta,
+                range,
+                attributes,
+                extensions,
+            })
+        }
+        .boxed()
+    }
+
+    fn moved(&self, call: Call<'_>, bytes: u64) {
+        self.recorder.bytes(call.operation, bytes);
+    }
+
+    fn upload(
+        &self,
+        location: &Path,
+        upload: Box<dyn MultipartUpload>,
+    ) -> Box<dyn MultipartUpload> {
+        Box::new(InstrumentedUpload {
+            inner: upload,
+            recorder: self.recorder.clone(),
+            location: location.clone(),
+            started: Instant::now(),
+            finished: false,
+        })
+    }
+
+    fn list(
+        &self,
+        prefix: &Path,
+        list: BoxStream<'static, Result<ObjectMeta>>,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        let guard = ListGuard {
+            recorder: self.recorder.clone(),
+            prefix: prefix.clone(),
+            started: Instant::now(),
+            outcome: None,
+        };
+        list.scan(guard, |guard, item| {
+            if item.is_err() {
+                let outcome = guard.recorder.outcome_of(&item, &guard.prefix);
+                guard.outcome.get_or_insert(outcome);
+            }
+            futures::future::ready(Some(item))
+        })
+        .boxed()
+    }
+
+    fn delete(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+        delete: &dyn Fn(BoxStream<'static, Result<Path>>) -> BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        let recorder = self.recorder.clone();
+        let started = Instant::now();
+        delete(locations)
+            .inspect(move |result| {
+                let outcome = recorder.outcome_of(result, &Path::default());
+                recorder.finish(Measured::Store(Operation::Delete), outcome, started)
+            })
+            .boxed()
+    }
+}
+
+/// Records a listing once, when its stream is dropped (finished or abandoned).
+struct ListGuard {
+    recorder: Recorder,
+    prefix: Path,
+    started: Instant,
+    outcome: Option<Outcome>,
+}
+
+impl Drop for ListGuard {
+    fn drop(&mut self) {
+        self.recorder.finish(
+            Measured::Store(Operation::List),
+            self.outcome.unwrap_or(Outcome::Success),
+            self.started,
+        );
+    }
+}
+
+/// A streaming upload that counts its bytes and records its outcome on complete or abort.
+#[derive(Debug)]
+struct InstrumentedUpload {
+    inner: Box<dyn MultipartUpload>,
+    recorder: Recorder,
+    location: Path,
+    started: Instant,
+    finished: bool,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("backend", &self.backend)
+            .finish()
+    }
+}
+
+#[async_trait]
+impl MultipartUpload for InstrumentedUpload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let size = data.content_length() as u64;
+        let recorder = self.recorder.clone();
+        self.inner
+            .put_part(data)
+            .map(move |result| {
+                if result.is_ok() {
+                    recorder.bytes(Operation::Upload, size);
+                }
+                result
+            })
+            .boxed()
+    }
+
+    async fn complete(&mut self) -> Result<PutResult> {
+        let result = self.inner.complete().await;
+        self.finished = true;
+        let outcome = self.recorder.outcome_of(&result, &self.location);
+        self.recorder
+            .finish(Measured::Store(Operation::Upload), outcome, self.started);
+        result
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        let result = self.inner.abort().await;
+        if !self.finished {
+            self.finished = true;
+            // Aborting is the caller's choice: only a failure to abort counts against the backend.
+            let outcome = self.recorder.outcome_of(&result, &self.location);
+            self.recorder
+                .finish(Measured::Store(Operation::Upload), outcome, self.started);
+        }
+        result
+    }
+}

@@ -1,0 +1,12 @@
+//! The `s3` provider: AWS S3 and S3-compatible engines through object_store's `AmazonS3`,
+//! plus what object_store does not offer — presigned URLs with bound headers, listing and
+//! aborting incomplete multipart uploads — and the reading of S3's error answers.
+
+mod builder;
+pub(crate) mod error;
+mod presign;
+mod uploads;
+
+pub(crate) use builder::build;
+pub(crate) use presign::presign;
+pub(crate) use uploads::{abort_upload, incomplete_uploads};

@@ -1,0 +1,152 @@
+//! Listing and aborting incomplete multipart uploads (`ListMultipartUploads`,
+//! `AbortMultipartUpload`), which object_store does not offer: one SigV4-presigned request
+//! each, the listing read as XML and followed page by page.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use maskstore_core::ObjectKey;
+use object_store::aws::AmazonS3;
+use object_store::path::Path;
+use object_store::signer::{Method, SignedUrlOptions, Signer};
+use serde::Deserialize;
+
+use crate::types::IncompleteUpload;
+use crate::{Error, Result};
+
+/// The largest answer read from the server: a page of 1,000 uploads is about 400 KiB.
+const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+/// Pages followed before giving up (1,000 uploads a page).
+const MAX_PAGES: usize = 10_000;
+
+/// `ListMultipartUploadsResult`, the fields read.
+#[derive(Debug, Default, Deserialize)]
+struct ListResult {
+    #[serde(rename = "Upload", default)]
+    uploads: Vec<UploadEntry>,
+    #[serde(rename = "IsTruncated", default)]
+    is_truncated: bool,
+    #[serde(rename = "NextKeyMarker", default)]
+    next_key_marker: Option<String>,
+    #[serde(rename = "NextUploadIdMarker", default)]
+    next_upload_id_marker: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct UploadEntry {
+    #[serde(rename = "Key")]
+    key: String,
+    #[serde(rename = "UploadId")]
+    upload_id: String,
+}
+
+/// Every incomplete upload whose key starts with `folder/`.
+pub(crate) async fn incomplete_uploads(
+    s3: &AmazonS3,
+    backend: &str,
+    folder: &Path,
+) -> Result<Vec<IncompleteUpload>> {
+    let mut uploads = Vec::new();
+    let mut markers: Option<(String, String)> = None;
+    for _ in 0..MAX_PAGES {
+        let mut query = vec![
+            ("uploads".to_string(), String::new()),
+            ("prefix".to_string(), format!("{folder}/")),
+        ];
+        if let Some((key, id)) = &markers {
+            query.push(("key-marker".to_string(), key.clone()));
+            query.push(("upload-id-marker".to_string(), id.clone()));
+        }
+        let body = request(s3, backend, Method::GET, &Path::default(), &query).await?;
+        let page: ListResult = quick_xml::de::from_str(&body).map_err(|e| Error::Backend {
+            backend: backend.to_string(),
+            key: folder.to_string(),
+            source: format!("the ListMultipartUploads answer is not the XML S3 sends: {e}").into(),
+        })?;
+        for entry in page.uploads {
+            uploads.push(IncompleteUpload {
+                key: ObjectKey::parse(entry.key)?,
+                upload_id: entry.upload_id,
+            });
+        }
+        match (
+            page.is_truncated,
+            page.next_key_marker,
+            page.next_upload_id_marker,
+        ) {
+            (true, Some(key), Some(id)) if markers.as_ref() != Some(&(key.clone(), id.clone())) => {
+                markers = Some((key, id));
+            }
+            _ => return Ok(uploads),
+        }
+    }
+    Err(Error::Backend {
+        backend: backend.to_string(),
+        key: folder.to_string(),
+        source: format!("more than {MAX_PAGES} pages of incomplete uploads").into(),
+    })
+}
+
+/// Aborts the upload `upload_id` of `path`.
+pub(crate) async fn abort_upload(
+    s3: &AmazonS3,
+    backend: &str,
+    path: &Path,
+    upload_id: &str,
+) -> Result<()> {
+    let query = [("uploadId".to_string(), upload_id.to_string())];
+    request(s3, backend, Method::DELETE, path, &query)
+        .await
+        .map(drop)
+}
+
+/// One SigV4-signed request; its answer's body, at most [`MAX_ANSWER_BYTES`].
+async fn request(
+    s3: &AmazonS3,
+    backend: &str,
+    method: Method,
+    path: &Path,
+    query: &[(String, String)],
+) -> Result<String> {
+    let options = SignedUrlOptions::new().with_query(query.iter().cloned());
+    let url = s3
+        .signed_url_opts(method.clone(), path, Duration::from_secs(60), &options)
+        .await
+        .map_err(|e| Error::from_store(backend, path.as_ref(), e))?;
+    let method = reqwest::Method::from_bytes(method.as_str().as_bytes())
+        .expect("an HTTP method is a valid method");
+    let unreachable = |e: reqwest::Error| Error::Unreachable {
+        backend: backend.to_string(),
+        detail: e.to_string(),
+    };
+    let response = reqwest::Client::new()
+        .request(method, url.as_str())
+        .timeout(Duration::from_secs(60))
+        .send()
+        .await
+        .map_err(unreachable)?;
+    let status = response.status();
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = chunk.map_err(unreachable)?;
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(Error::Backend {
+                backend: backend.to_string(),
+                key: path.to_string(),
+                source: format!("the server's answer exceeds {MAX_ANSWER_BYTES} bytes").into(),
+            });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    let body = String::from_utf8_lossy(&body).into_owned();
+    if status.is_success() {
+        return Ok(body);
+    }
+    // The same shape as object_store's failed-request error, read the same way.
+    let source = object_store::Error::Generic {
+        store: "S3",
+        source: format!("Server returned non-2xx status code: {status}: {body}").into(),
+    };
+    Err(Error::from_store(backend, path.as_ref(), source))
+}

@@ -1,0 +1,265 @@
+//! The value types of the storage API: write and read options, what a read returns, listings.
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use bytes::Bytes;
+use chrono::{DateTime, Utc};
+use futures::stream::BoxStream;
+use maskstore_core::ObjectKey;
+use object_store::{Attribute, AttributeValue, Attributes};
+
+use crate::{Error, Result};
+
+/// How a put treats an existing object.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum WriteMode {
+    /// Replace whatever is there (the default).
+    #[default]
+    Overwrite,
+    /// Write only if the key does not exist; else [`Error::AlreadyExists`].
+    CreateOnly,
+    /// Write only if the object's etag is still this one; else [`Error::Precondition`].
+    IfMatch(String),
+}
+
+/// Options of a put or streaming upload.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteOptions {
+    /// The content type stored with the object.
+    pub content_type: Option<String>,
+    /// User metadata stored with the object.
+    pub metadata: BTreeMap<String, String>,
+    /// What to do when the key exists.
+    pub mode: WriteMode,
+}
+
+impl WriteOptions {
+    /// Options with the given content type.
+    pub fn content_type(content_type: impl Into<String>) -> Self {
+        WriteOptions {
+            content_type: Some(content_type.into()),
+            ..Default::default()
+        }
+    }
+
+    /// These options with `mode`.
+    pub fn with_mode(mut self, mode: WriteMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// These options with one more metadata entry.
+    pub fn with_metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key.into(), value.into());
+        self
+    }
+
+    /// Checks the metadata against the rules every backend can keep: names of 1..=64
+    /// lowercase ASCII letters, digits and `-` (S3 sends them as case-insensitive HTTP
+    /// headers), values of printable ASCII, 2 KiB in all (S3's limit).
+    pub fn validate(&self) -> Result<()> {
+        let mut total = 0;
+        for (name, value) in &self.metadata {
+            let bad_name = name.is_empty()
+                || name.len() > 64
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if bad_name {
+                return Err(Error::InvalidMetadata {
+                    name: name.clone(),
+                    reason: "names are 1 to 64 lowercase letters, digits and '-'".to_string(),
+                });
+            }
+            if !value.chars().all(|c| (' '..='~').contains(&c)) {
+                return Err(Error::InvalidMetadata {
+                    name: name.clone(),
+                    reason: "values are printable ASCII; percent-encode anything else".to_string(),
+                });
+            }
+            total += name.len() + value.len();
+        }
+        if total > 2048 {
+            return Err(Error::InvalidMetadata {
+                name: "(all)".to_string(),
+                reason: format!("{total} bytes of metadata; S3 allows 2048"),
+            });
+        }
+        if let Some(ct) = &self.content_type
+            && (ct.is_empty() || !ct.chars().all(|c| (' '..='~').contains(&c)))
+        {
+            return Err(Error::InvalidMetadata {
+                name: "content-type".to_string(),
+                reason: "a content type is non-empty printable ASCII, such as image/png"
+                    .to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    pub(crate) fn attributes(&self) -> Attributes {
+        let mut attributes = Attributes::new();
+        // Always explicit: some engines (SeaweedFS) sniff a type from the bytes otherwise.
+        let content_type = match &self.content_type {
+            Some(content_type) => AttributeValue::from(content_type.clone()),
+            None => AttributeValue::from(DEFAULT_CONTENT_TYPE),
+        };
+        attributes.insert(Attribute::ContentType, content_type);
+        for (k, v) in &self.metadata {
+            attributes.insert(
+                Attribute::Metadata(k.clone().into()),
+                AttributeValue::from(v.clone()),
+            );
+        }
+        attributes
+    }
+}
+
+/// What a successful write returns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PutOutcome {
+    /// The new object's etag.
+    pub etag: Option<String>,
+    /// The new object's version, where the backend versions objects.
+    pub version: Option<String>,
+}
+
+/// What is known about a stored object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    /// The full key.
+    pub key: ObjectKey,
+    /// Size of the whole object in bytes.
+    pub size: u64,
+    /// When it was last written.
+    pub last_modified: DateTime<Utc>,
+    /// The etag, which changes whenever the content does.
+    pub etag: Option<String>,
+    /// The content type; reads report [`DEFAULT_CONTENT_TYPE`] for objects stored without
+    /// one, listings report `None`.
+    pub content_type: Option<String>,
+    /// User metadata (not filled in by listings).
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// An object read whole (or a byte range of it).
+#[derive(Debug, Clone)]
+pub struct Object {
+    /// What is known about the whole object.
+    pub info: ObjectInfo,
+    /// The byte range of the object that `data` holds.
+    pub range: Range<u64>,
+    /// The bytes.
+    pub data: Bytes,
+}
+
+/// An object being read as a stream of chunks.
+pub struct ObjectStream {
+    /// What is known about the whole object.
+    pub info: ObjectInfo,
+    /// The byte range of the object the stream yields.
+    pub range: Range<u64>,
+    /// The chunks.
+    pub stream: BoxStream<'static, Result<Bytes>>,
+}
+
+impl std::fmt::Debug for ObjectStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ObjectStream")
+            .field("info", &self.info)
+            .field("range", &self.range)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A byte range to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ByteRange {
+    /// Bytes `start..end`.
+    Bounded(Range<u64>),
+    /// From an offset to the end.
+    From(u64),
+    /// The last n bytes.
+    Suffix(u64),
+}
+
+impl From<Range<u64>> for ByteRange {
+    fn from(range: Range<u64>) -> Self {
+        ByteRange::Bounded(range)
+    }
+}
+
+/// Options of a read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReadOptions {
+    /// Only part of the object.
+    pub range: Option<ByteRange>,
+    /// Fail with [`Error::Precondition`] unless the etag is this one.
+    pub if_match: Option<String>,
+    /// Fail with [`Error::NotModified`] if the etag is this one.
+    pub if_none_match: Option<String>,
+}
+
+/// A streaming upload that was started and never completed or aborted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IncompleteUpload {
+    /// The key it was uploading to.
+    pub key: ObjectKey,
+    /// The backend's id of the upload.
+    pub upload_id: String,
+}
+
+/// One level of a listing with a delimiter.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Objects directly at this level, sorted by key.
+    pub objects: Vec<ObjectInfo>,
+    /// The folders directly below this level, each ending with `/`, sorted.
+    pub prefixes: Vec<String>,
+}
+
+/// The content type reported for objects stored without one, on every backend (S3 says
+/// `binary/octet-stream`, the others nothing).
+pub const DEFAULT_CONTENT_TYPE: &str = "application/octet-stream";
+
+/// Whether `info_of` is describing a read (which reports a content type) or a listing.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Source {
+    Read,
+    Listing,
+}
+
+pub(crate) fn info_of(
+    key: ObjectKey,
+    meta: &object_store::ObjectMeta,
+    attributes: &Attributes,
+    source: Source,
+) -> ObjectInfo {
+    let mut content_type = None;
+    let mut metadata = BTreeMap::new();
+    for (attribute, value) in attributes {
+        match attribute {
+            Attribute::ContentType
+                if !value.is_empty() && value.as_ref() != "binary/octet-stream" =>
+            {
+                content_type = Some(value.to_string());
+            }
+            Attribute::Metadata(name) => {
+                metadata.insert(name.to_string(), value.to_string());
+            }
+            _ => {}
+        }
+    }
+    if source == Source::Read && content_type.is_none() {
+        content_type = Some(DEFAULT_CONTENT_TYPE.to_string());
+    }
+    ObjectInfo {
+        key,
+        size: meta.size,
+        last_modified: meta.last_modified,
+        etag: meta.e_tag.clone(),
+        content_type,
+        metadata,
+    }
+}

@@ -407,6 +407,46 @@ fn sync_of_a_store_onto_itself_is_refused() {
     );
 }
 
+#[test]
+fn sync_between_config_files_ignores_a_broken_default_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    // The default environment (development) is broken, but sync never reads it: both sides
+    // are named config files, which replace the config folder. (APP_* variables would apply
+    // to both sides too, so the breakage has to live in the folder.)
+    std::fs::create_dir(dir.path().join("config")).unwrap();
+    write_config(
+        &dir.path().join("config"),
+        "development.toml",
+        "[object_storage]\nprovider = \"bogus\"\n",
+    );
+    let broken = maskstore_in(dir.path(), &["config", "show"], &[], None);
+    assert_eq!(
+        broken.status.code(),
+        Some(2),
+        "the default environment should be broken: {}",
+        text(&broken.stderr)
+    );
+    let from = write_config(
+        dir.path(),
+        "a.toml",
+        "[object_storage]\nprovider = \"local\"\nroot = \"./a\"\n",
+    );
+    let to = write_config(
+        dir.path(),
+        "b.toml",
+        "[object_storage]\nprovider = \"local\"\nroot = \"./b\"\n",
+    );
+    std::fs::write(dir.path().join("f"), pattern(3000)).unwrap();
+    let run = |args: &[&str]| maskstore_in(dir.path(), args, &[], None);
+    ok(&run(&["--config", &from, "put", "f", "mask/1/2/m.png"]));
+
+    let summary: serde_json::Value =
+        serde_json::from_str(&ok(&run(&["--json", "sync", "--from", &from, "--to", &to]))).unwrap();
+    assert_eq!(summary["copied"].as_u64(), Some(1), "{summary}");
+    let out = run(&["--config", &to, "get", "mask/1/2/m.png", "-"]);
+    assert!(out.stdout == pattern(3000), "{}", text(&out.stderr));
+}
+
 // --- policy documents, parsed with the shapes AWS expects -------------------------------
 
 #[derive(Deserialize)]

@@ -4,7 +4,7 @@
 use maskstore::{Config, Error, Provider, Storage, WriteOptions};
 use serde_json::json;
 
-use super::{Failure, print_json};
+use super::output::{Failure, print_json};
 
 /// What a step did, for the report.
 struct Step {
@@ -232,7 +232,7 @@ fn diagnose(step: &str, e: &Error, config: &Config) -> Diagnosis {
     let os = &config.object_storage;
     let bucket = os.bucket_name.as_deref().unwrap_or("<bucket>");
     let prefix = os.prefix.as_str();
-    let code = super::exit_code(e);
+    let code = super::output::exit_code(e);
     let (cause, fix) = match e {
         Error::CredentialsRejected { detail, .. } => (
             format!("the credentials were rejected ({detail})"),

@@ -3,7 +3,7 @@
 use maskstore::Config;
 use serde_json::json;
 
-use super::{Failure, print_json};
+use super::output::{Failure, print_json};
 
 pub(crate) fn run(config: &Config, as_json: bool) -> Result<(), Failure> {
     let mut rows = vec![(

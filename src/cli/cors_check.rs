@@ -2,7 +2,7 @@
 
 use maskstore::{Config, Provider};
 
-use super::Failure;
+use super::output::Failure;
 
 /// The answer to a preflight.
 pub(crate) struct Verdict {

@@ -1,9 +1,12 @@
-//! Argument parsing, output and exit codes of the `maskstore` binary.
+//! Argument parsing and dispatch of the `maskstore` binary; what it prints and its exit
+//! codes are in `output`.
 
 mod check;
 mod config_show;
 mod cors_check;
+mod download;
 mod objects;
+mod output;
 mod policy;
 mod presign;
 mod serve;
@@ -13,16 +16,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use maskstore::{Config, ConfigSource, Error};
+use maskstore::{Config, ConfigSource};
 
-const EXIT_CODES: &str = "\
-Exit codes:
-  0  success
-  1  other failure (backend error, data mismatch)
-  2  usage or configuration error (bad flag, bad config value, invalid key, region mismatch)
-  3  not found (key or bucket)
-  4  credentials rejected, permission denied, clock skew, CORS refused
-  5  backend unreachable";
+use output::{EXIT_CODES, Failure};
 
 /// maskstore: check and operate the mask storage the application's config selects.
 #[derive(Debug, Parser)]
@@ -136,38 +132,6 @@ enum ConfigCommand {
     Show,
 }
 
-/// A failure the binary reports: one sentence and an exit code.
-pub(crate) struct Failure {
-    pub message: String,
-    pub code: u8,
-}
-
-impl From<Error> for Failure {
-    fn from(e: Error) -> Self {
-        Failure {
-            code: exit_code(&e),
-            message: e.to_string(),
-        }
-    }
-}
-
-/// The exit code for an error (see `EXIT_CODES`).
-pub(crate) fn exit_code(e: &Error) -> u8 {
-    match e {
-        Error::NotFound { .. } | Error::BucketMissing { .. } => 3,
-        Error::CredentialsRejected { .. }
-        | Error::PermissionDenied { .. }
-        | Error::ClockSkew { .. } => 4,
-        Error::RegionMismatch { .. } => 2,
-        Error::Unreachable { .. } => 5,
-        Error::InvalidKey { .. }
-        | Error::InvalidMetadata { .. }
-        | Error::InvalidTtl { .. }
-        | Error::Config { .. } => 2,
-        _ => 1,
-    }
-}
-
 pub(crate) fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
@@ -187,75 +151,62 @@ pub(crate) fn main() -> ExitCode {
     match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            // One line, whatever a backend put in its message.
-            let message: Vec<&str> = failure.message.split_whitespace().collect();
-            eprintln!("maskstore: {}", message.join(" "));
+            failure.report();
             ExitCode::from(failure.code)
         }
     }
 }
 
 async fn run(cli: Cli) -> Result<(), Failure> {
-    let config = load(&cli)?;
+    // Each command loads only the configs it uses: sync reads its --from and --to alone,
+    // so a broken default environment does not stop it.
+    let source = ConfigSource {
+        dir: Some(cli.config_dir.clone()),
+        file: cli.config.clone(),
+        environment: cli.env.clone(),
+    };
+    let config = || -> Result<Config, Failure> { Ok(maskstore::load_config(&source)?) };
+    let storage =
+        || -> Result<maskstore::Storage, Failure> { Ok(maskstore::Storage::connect(&config()?)?) };
     match cli.command {
         Command::Config {
             command: ConfigCommand::Show,
-        } => config_show::run(&config, cli.json),
-        Command::Check { cors } => check::run(&config, cors.as_deref(), cli.json).await,
+        } => config_show::run(&config()?, cli.json),
+        Command::Check { cors } => check::run(&config()?, cors.as_deref(), cli.json).await,
         Command::Ls { prefix, long } => {
-            objects::ls(&connect(&config)?, prefix.as_deref(), long, cli.json).await
+            objects::ls(&storage()?, prefix.as_deref(), long, cli.json).await
         }
         Command::Put {
             source,
             key,
             content_type,
-        } => objects::put(&connect(&config)?, &source, &key, content_type, cli.json).await,
+        } => objects::put(&storage()?, &source, &key, content_type, cli.json).await,
         Command::Get {
             key,
             target,
             no_sync,
         } => {
             let durability = if no_sync {
-                objects::Durability::Unsynced
+                download::Durability::Unsynced
             } else {
-                objects::Durability::Synced
+                download::Durability::Synced
             };
-            objects::get(
-                &connect(&config)?,
-                &key,
-                target.as_deref(),
-                durability,
-                cli.json,
-            )
-            .await
+            objects::get(&storage()?, &key, target.as_deref(), durability, cli.json).await
         }
         Command::Rm { keys, prefix, yes } => {
-            objects::rm(&connect(&config)?, &keys, prefix.as_deref(), yes, cli.json).await
+            objects::rm(&storage()?, &keys, prefix.as_deref(), yes, cli.json).await
         }
         Command::Cp { from, to } => {
-            objects::copy_or_move(&connect(&config)?, &from, &to, false, cli.json).await
+            objects::copy_or_move(&storage()?, &from, &to, false, cli.json).await
         }
         Command::Mv { from, to } => {
-            objects::copy_or_move(&connect(&config)?, &from, &to, true, cli.json).await
+            objects::copy_or_move(&storage()?, &from, &to, true, cli.json).await
         }
         Command::Sync(args) => sync::run(&cli.config_dir, &args, cli.json).await,
-        Command::Policy { document } => policy::run(&config, document),
-        Command::Presign(args) => presign::run(&config, &args, cli.json).await,
-        Command::Serve => serve::run(&config).await,
+        Command::Policy { document } => policy::run(&config()?, document),
+        Command::Presign(args) => presign::run(&config()?, &args, cli.json).await,
+        Command::Serve => serve::run(&config()?).await,
     }
-}
-
-fn connect(config: &Config) -> Result<maskstore::Storage, Failure> {
-    Ok(maskstore::Storage::connect(config)?)
-}
-
-fn load(cli: &Cli) -> Result<Config, Failure> {
-    let source = ConfigSource {
-        dir: Some(cli.config_dir.clone()),
-        file: cli.config.clone(),
-        environment: cli.env.clone(),
-    };
-    Ok(maskstore::load_config(&source)?)
 }
 
 fn init_logging() {
@@ -266,12 +217,4 @@ fn init_logging() {
         .with_writer(std::io::stderr)
         .without_time()
         .try_init();
-}
-
-/// Prints a JSON value on stdout.
-pub(crate) fn print_json(value: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).expect("JSON values always serialize")
-    );
 }

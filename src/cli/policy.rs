@@ -4,7 +4,7 @@
 use maskstore::Config;
 use serde_json::{Value, json};
 
-use super::{Failure, print_json};
+use super::output::{Failure, print_json};
 
 /// Which document to print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

@@ -3,7 +3,7 @@
 use maskstore::{Config, ObjectKey, Provider, SignOptions, SignedMethod, Storage};
 use serde_json::json;
 
-use super::{Failure, print_json};
+use super::output::{Failure, print_json};
 
 /// The arguments of `maskstore presign`.
 #[derive(Debug, clap::Args)]

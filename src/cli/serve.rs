@@ -2,7 +2,7 @@
 
 use maskstore::{Config, Provider, Storage};
 
-use super::Failure;
+use super::output::Failure;
 
 pub(crate) async fn run(config: &Config) -> Result<(), Failure> {
     if config.object_storage.provider == Provider::S3 {

@@ -15,7 +15,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use maskstore::{ConfigSource, Error, ObjectInfo, Provider, Storage, WriteOptions};
 use serde_json::json;
 
-use super::{Failure, print_json};
+use super::output::{Failure, print_json};
 
 /// Metadata naming the source version a synced object was copied from.
 pub(crate) const SOURCE_ETAG: &str = "maskstore-source-etag";

@@ -1,0 +1,130 @@
+//! The `signed_url` cases: signed URLs, used with a plain HTTP client that holds no
+//! credentials.
+
+use maskstore_backends::{Error, SignOptions, SignedMethod, Storage, WriteOptions};
+use maskstore_core::ObjectKey;
+
+use super::{http, key, png, put, sign, status};
+
+/// A signed GET returns the object's bytes and content type to a client without
+/// credentials.
+pub async fn signed_get_returns_the_bytes(s: Storage) {
+    let k = key(&s, "get.png");
+    s.put_with(&k, "pixels", &WriteOptions::content_type("image/png"))
+        .await
+        .unwrap();
+    let url = sign(&s, SignedMethod::Get, &k, &SignOptions::default()).await;
+    let response = http().get(&url).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(content_type.as_deref(), Some("image/png"));
+    assert_eq!(response.bytes().await.unwrap(), "pixels");
+}
+
+/// A signed PUT stores the body, with the bound content type, readable through Storage.
+pub async fn signed_put_stores_the_bytes(s: Storage) {
+    let k = key(&s, "put.png");
+    let url = sign(&s, SignedMethod::Put, &k, &png()).await;
+    let response = http()
+        .put(&url)
+        .header("content-type", "image/png")
+        .body("uploaded")
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.status().is_success(),
+        "PUT answered {}",
+        response.status()
+    );
+    let stored = s.get(&k).await.unwrap();
+    assert_eq!(stored.data, "uploaded");
+    assert_eq!(stored.info.content_type.as_deref(), Some("image/png"));
+}
+
+/// A signed HEAD reports the size without a body.
+pub async fn signed_head_reports_the_size(s: Storage) {
+    let k = put(&s, "head.bin", "12345").await;
+    let url = sign(&s, SignedMethod::Head, &k, &SignOptions::default()).await;
+    let response = http().head(&url).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let length = response
+        .headers()
+        .get("content-length")
+        .map(|v| v.to_str().unwrap().to_string());
+    assert_eq!(length.as_deref(), Some("5"));
+}
+
+/// A signed DELETE removes the object.
+pub async fn signed_delete_removes_the_object(s: Storage) {
+    let k = put(&s, "delete.bin", "x").await;
+    let url = sign(&s, SignedMethod::Delete, &k, &SignOptions::default()).await;
+    let code = status("DELETE", &url, &[], "").await;
+    assert!((200..300).contains(&code), "DELETE answered {code}");
+    assert!(!s.exists(&k).await.unwrap());
+}
+
+/// Signed URLs work for keys with spaces, `+`, `%`, `#`, `?` and unicode.
+pub async fn signed_get_of_unusual_key_works(s: Storage) {
+    let k = put(&s, "a b+c%d#e?f/환자 🧠.png", "unusual").await;
+    let url = sign(&s, SignedMethod::Get, &k, &SignOptions::default()).await;
+    let response = http().get(&url).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200, "{url}");
+    assert_eq!(response.bytes().await.unwrap(), "unusual");
+}
+
+/// A TTL above the maximum is refused when the URL is issued, naming the maximum.
+pub async fn ttl_above_the_maximum_is_refused_at_issue(s: Storage) {
+    let k = key(&s, "ttl.bin");
+    let max = s.ttl_policy().max_ttl().as_secs();
+    match s
+        .signed_url(
+            SignedMethod::Get,
+            &k,
+            Some(max + 1),
+            &SignOptions::default(),
+        )
+        .await
+    {
+        Err(Error::InvalidTtl {
+            requested,
+            max: said,
+        }) => {
+            assert_eq!((requested, said), (max + 1, max));
+        }
+        other => panic!("expected InvalidTtl, got {other:?}"),
+    }
+    assert_err!(
+        s.signed_url(SignedMethod::Get, &k, Some(0), &SignOptions::default())
+            .await,
+        Error::InvalidTtl { .. }
+    );
+}
+
+/// Without a TTL the URL lives the configured default.
+pub async fn no_ttl_means_the_default_ttl(s: Storage) {
+    let k = key(&s, "ttl.bin");
+    let signed = s
+        .signed_url(SignedMethod::Get, &k, None, &SignOptions::default())
+        .await
+        .unwrap();
+    let lives = (signed.expires_at - chrono::Utc::now()).num_seconds();
+    let default = s.ttl_policy().default_ttl().as_secs() as i64;
+    assert!(
+        (default - 5..=default).contains(&lives),
+        "lives {lives} s, default {default} s"
+    );
+}
+
+/// A key outside the storage's prefix is refused before signing.
+pub async fn key_outside_the_prefix_is_refused_at_issue(s: Storage) {
+    let outside = ObjectKey::parse("outside/x.png").unwrap();
+    assert_err!(
+        s.signed_url(SignedMethod::Get, &outside, None, &SignOptions::default())
+            .await,
+        Error::InvalidKey { .. }
+    );
+}

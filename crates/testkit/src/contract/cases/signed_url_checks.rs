@@ -1,0 +1,93 @@
+//! The `signed_url_checks` cases: signed URLs that are expired, tampered with or misused
+//! are refused (they need a server that verifies signatures).
+
+use maskstore_backends::{SignOptions, SignedMethod, Storage};
+
+use super::{data, key, png, put, sign, status};
+
+/// A URL used after its expiry is refused.
+pub async fn expired_url_is_refused(s: Storage) {
+    let k = put(&s, "expiring.bin", "x").await;
+    let url = s
+        .signed_url(SignedMethod::Get, &k, Some(1), &SignOptions::default())
+        .await
+        .unwrap()
+        .url;
+    tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    assert_eq!(status("GET", &url, &[], "").await, 403);
+}
+
+/// The query parameter whose name ends with `suffix` (case-insensitive), as (name, value).
+fn param(url: &str, suffix: &str) -> (String, String) {
+    let query = url.split_once('?').expect("a query").1;
+    query
+        .split('&')
+        .filter_map(|pair| pair.split_once('='))
+        .find(|(name, _)| name.to_ascii_lowercase().ends_with(suffix))
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .unwrap_or_else(|| panic!("no *{suffix} parameter in {url}"))
+}
+
+/// A URL whose signature was changed is refused.
+pub async fn url_with_changed_signature_is_refused(s: Storage) {
+    let k = put(&s, "sig.bin", "x").await;
+    let url = sign(&s, SignedMethod::Get, &k, &SignOptions::default()).await;
+    let (name, value) = param(&url, "signature");
+    let flipped: String = value.chars().rev().collect();
+    let tampered = url.replace(&format!("{name}={value}"), &format!("{name}={flipped}"));
+    assert_ne!(tampered, url);
+    assert_eq!(status("GET", &tampered, &[], "").await, 403);
+}
+
+/// A URL whose key was changed is refused: it does not open another object.
+pub async fn url_with_changed_key_is_refused(s: Storage) {
+    let k = put(&s, "granted.bin", "granted").await;
+    put(&s, "grantee.bin", "other").await;
+    let url = sign(&s, SignedMethod::Get, &k, &SignOptions::default()).await;
+    let tampered = url.replacen("granted.bin", "grantee.bin", 1);
+    assert_ne!(tampered, url);
+    assert_eq!(status("GET", &tampered, &[], "").await, 403);
+}
+
+/// A URL whose expiry was changed is refused.
+pub async fn url_with_changed_expiry_is_refused(s: Storage) {
+    let k = put(&s, "exp.bin", "x").await;
+    let url = sign(&s, SignedMethod::Get, &k, &SignOptions::default()).await;
+    let (name, value) = param(&url, "expires");
+    let later = value.parse::<u64>().expect("a number") + 1;
+    let tampered = url.replace(&format!("{name}={value}"), &format!("{name}={later}"));
+    assert_eq!(status("GET", &tampered, &[], "").await, 403);
+}
+
+/// A GET URL used for PUT or DELETE is refused and the object stays as it was.
+pub async fn url_used_with_another_method_is_refused(s: Storage) {
+    let k = put(&s, "method.bin", "original").await;
+    let url = sign(&s, SignedMethod::Get, &k, &SignOptions::default()).await;
+    assert_eq!(status("PUT", &url, &[], "overwritten").await, 403);
+    assert_eq!(status("DELETE", &url, &[], "").await, 403);
+    assert_eq!(data(&s, &k).await, "original");
+}
+
+/// A PUT with another content type than the bound one is refused and stores nothing.
+pub async fn put_with_another_content_type_than_bound_is_refused(s: Storage) {
+    let k = key(&s, "bound.png");
+    let url = sign(&s, SignedMethod::Put, &k, &png()).await;
+    assert_eq!(
+        status("PUT", &url, &[("content-type", "text/html")], "<script>").await,
+        403
+    );
+    assert!(!s.exists(&k).await.unwrap());
+}
+
+/// A URL signed for another storage's secret (or credentials) is refused here.
+pub async fn url_signed_by_another_secret_is_refused(s: Storage) {
+    let k = put(&s, "foreign.bin", "x").await;
+    let url = sign(&s, SignedMethod::Get, &k, &SignOptions::default()).await;
+    // Re-sign the same request with a random secret: same shape, wrong key.
+    let (name, value) = param(&url, "signature");
+    let forged: String = (0..value.len())
+        .map(|i| if i % 2 == 0 { 'a' } else { '5' })
+        .collect();
+    let tampered = url.replace(&format!("{name}={value}"), &format!("{name}={forged}"));
+    assert_eq!(status("GET", &tampered, &[], "").await, 403);
+}

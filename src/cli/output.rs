@@ -1,0 +1,90 @@
+//! What the binary shows: failures and their exit codes, JSON, progress bars.
+
+use std::io::IsTerminal;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use maskstore::Error;
+
+/// The exit codes, as `--help` lists them; [`exit_code`] maps errors onto them.
+pub(crate) const EXIT_CODES: &str = "\
+Exit codes:
+  0  success
+  1  other failure (backend error, data mismatch)
+  2  usage or configuration error (bad flag, bad config value, invalid key, region mismatch)
+  3  not found (key or bucket)
+  4  credentials rejected, permission denied, clock skew, CORS refused
+  5  backend unreachable";
+
+/// A failure the binary reports: one sentence and an exit code.
+pub(crate) struct Failure {
+    pub message: String,
+    pub code: u8,
+}
+
+impl From<Error> for Failure {
+    fn from(e: Error) -> Self {
+        Failure {
+            code: exit_code(&e),
+            message: e.to_string(),
+        }
+    }
+}
+
+impl Failure {
+    /// Prints the failure on stderr as one line, whatever a backend put in its message.
+    pub(crate) fn report(&self) {
+        let message: Vec<&str> = self.message.split_whitespace().collect();
+        eprintln!("maskstore: {}", message.join(" "));
+    }
+}
+
+/// The exit code for an error (see `EXIT_CODES`).
+pub(crate) fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::NotFound { .. } | Error::BucketMissing { .. } => 3,
+        Error::CredentialsRejected { .. }
+        | Error::PermissionDenied { .. }
+        | Error::ClockSkew { .. } => 4,
+        Error::RegionMismatch { .. } => 2,
+        Error::Unreachable { .. } => 5,
+        Error::InvalidKey { .. }
+        | Error::InvalidMetadata { .. }
+        | Error::InvalidTtl { .. }
+        | Error::Config { .. } => 2,
+        _ => 1,
+    }
+}
+
+/// Prints a JSON value on stdout.
+pub(crate) fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).expect("JSON values always serialize")
+    );
+}
+
+/// Transfers above this size get a progress bar (when stderr is a terminal).
+const PROGRESS_THRESHOLD: u64 = 4 * 1024 * 1024;
+
+/// A progress bar on stderr for a transfer of `len` bytes (a spinner when unknown), hidden
+/// when stderr is not a terminal or the transfer is small.
+pub(crate) fn progress(len: Option<u64>, label: &str) -> ProgressBar {
+    let visible = std::io::stderr().is_terminal() && len.is_none_or(|n| n > PROGRESS_THRESHOLD);
+    if !visible {
+        return ProgressBar::hidden();
+    }
+    let bar = match len {
+        Some(n) => ProgressBar::new(n).with_style(
+            ProgressStyle::with_template(
+                "{msg} {bar:30} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .expect("a valid template"),
+        ),
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{msg} {spinner} {bytes} {bytes_per_sec}")
+                .expect("a valid template"),
+        ),
+    };
+    bar.set_message(label.to_string());
+    bar
+}

@@ -76,22 +76,13 @@ fn signing(c: &mut Criterion) {
     let key = ObjectKey::parse("mask/1.2.840.1/1.2.840.2/liver.nii.gz").unwrap();
 
     // S3: SigV4 presigning is local computation with static credentials.
-    let mut loader = maskstore_core::config::ConfigLoader::new();
-    for (k, v) in [
-        ("object_storage.provider", "s3"),
-        ("object_storage.bucket_name", "pacs-masks-prod"),
-        ("object_storage.region", "us-east-1"),
-        ("object_storage.access_key", "AKIAEXAMPLE"),
-        ("object_storage.secret_key", "secret-for-the-benchmark"),
-    ] {
-        loader.set(k, v, maskstore_core::Origin::Default).unwrap();
-    }
-    let s3 = Storage::connect(
-        &loader
-            .build("development", maskstore_core::Origin::Default)
-            .unwrap(),
-    )
-    .unwrap();
+    let s3 = Config::s3("pacs-masks-prod", "us-east-1")
+        .unwrap()
+        .with_credentials(
+            "AKIAEXAMPLE",
+            maskstore_core::Secret::new("secret-for-the-benchmark"),
+        );
+    let s3 = Storage::connect(&s3).unwrap();
     group.bench_function("s3-sigv4-presign", |b| {
         b.to_async(&rt).iter(|| async {
             s3.signed_url(SignedMethod::Get, &key, None, &SignOptions::default())

@@ -16,8 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use maskstore::{Config, SignOptions, SignedMethod, Storage, WriteOptions};
-use maskstore_core::Origin;
-use maskstore_core::config::ConfigLoader;
+use maskstore_core::{KeyPrefix, Secret};
 use object_store::ObjectStoreExt;
 
 use common::{full_run, raw_backends};
@@ -53,26 +52,21 @@ fn rss() -> (u64, u64) {
 }
 
 fn config_for(backend: &str, root: &str) -> Option<Config> {
-    let mut loader = ConfigLoader::new();
-    let mut set = |k: &str, v: &str| loader.set(k, v, Origin::Default).unwrap();
     match backend {
-        "local" => {
-            set("object_storage.provider", "local");
-            set("object_storage.root", root);
-        }
+        "local" => Some(Config::local(root)),
         "s3" => {
             let var = |n: &str| std::env::var(format!("MASKSTORE_TEST_SEAWEEDFS_{n}")).ok();
-            set("object_storage.provider", "s3");
-            set("object_storage.bucket_name", &var("BUCKET")?);
-            set("object_storage.region", "us-east-1");
-            set("object_storage.endpoint", &var("ENDPOINT")?);
-            set("object_storage.access_key", &var("ACCESS_KEY")?);
-            set("object_storage.secret_key", &var("SECRET_KEY")?);
-            set("object_storage.prefix", "mask/bench-stream/");
+            Some(
+                Config::s3(var("BUCKET")?, "us-east-1")
+                    .unwrap()
+                    .with_endpoint(var("ENDPOINT")?)
+                    .unwrap()
+                    .with_credentials(var("ACCESS_KEY")?, Secret::new(var("SECRET_KEY")?))
+                    .with_prefix(KeyPrefix::parse("mask/bench-stream/").unwrap()),
+            )
         }
-        _ => return None,
+        _ => None,
     }
-    Some(loader.build("development", Origin::Default).unwrap())
 }
 
 /// One streaming phase in this (fresh) process; prints `bytes secs idle_rss peak_rss`.

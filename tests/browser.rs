@@ -172,7 +172,7 @@ async fn browser_uploads_and_downloads_through_the_gateway_on_local_disk() {
     }
     let page_port = free_port();
     let dir = tempfile::tempdir().unwrap();
-    let mut config = local_config(&dir.path().join("data"));
+    let mut config = Config::local(dir.path().join("data"));
     config.cors.allowed_origins = vec![format!("http://localhost:{page_port}")];
     let storage = maskstore_testkit::served(config).await;
 
@@ -228,25 +228,4 @@ async fn browser_uploads_and_downloads_directly_to_seaweedfs() {
     let stored = storage.head(&key).await.unwrap();
     assert_eq!(stored.content_type.as_deref(), Some("image/png"));
     storage.delete(&key).await.unwrap();
-}
-
-fn local_config(root: &std::path::Path) -> Config {
-    let mut loader = maskstore_core::config::ConfigLoader::new();
-    loader
-        .set(
-            "object_storage.provider",
-            "local",
-            maskstore_core::Origin::Default,
-        )
-        .unwrap();
-    loader
-        .set(
-            "object_storage.root",
-            root.to_str().unwrap(),
-            maskstore_core::Origin::Default,
-        )
-        .unwrap();
-    loader
-        .build("development", maskstore_core::Origin::Default)
-        .unwrap()
 }

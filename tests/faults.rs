@@ -8,31 +8,21 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::TryStreamExt;
 use maskstore_backends::{Error, SignOptions, SignedMethod, Storage, WriteOptions};
-use maskstore_core::config::ConfigLoader;
-use maskstore_core::{Config, Origin};
-
-fn config(pairs: &[(&str, &str)]) -> Config {
-    let mut loader = ConfigLoader::new();
-    for (k, v) in pairs {
-        loader.set(k, v, Origin::Default).unwrap();
-    }
-    loader.build("development", Origin::Default).unwrap()
-}
+use maskstore_core::{Config, Secret};
 
 fn s3_at(endpoint: &str) -> Storage {
-    Storage::connect(&config(&[
-        ("object_storage.provider", "s3"),
-        ("object_storage.bucket_name", "pacs-masks-dev"),
-        ("object_storage.region", "us-east-1"),
-        ("object_storage.endpoint", endpoint),
-        ("object_storage.access_key", "AKIA"),
-        ("object_storage.secret_key", "secret"),
-        ("object_storage.connect_timeout", "1"),
-        ("object_storage.request_timeout", "2"),
-        ("object_storage.max_retries", "1"),
-        ("object_storage.retry_timeout", "4"),
-    ]))
-    .unwrap()
+    let config = Config::s3("pacs-masks-dev", "us-east-1")
+        .unwrap()
+        .with_endpoint(endpoint)
+        .unwrap()
+        .with_credentials("AKIA", Secret::new("secret"))
+        .with_connect_timeout(Duration::from_secs(1))
+        .unwrap()
+        .with_request_timeout(Duration::from_secs(2))
+        .unwrap()
+        .with_max_retries(1)
+        .with_retry_timeout(Duration::from_secs(4));
+    Storage::connect(&config).unwrap()
 }
 
 /// Every operation against `storage`, each with how long it took and what it returned.
@@ -158,14 +148,7 @@ async fn killed_local_put_leaves_old_or_new_never_torn() {
     std::fs::write(dir.path().join("old.bin"), &old).unwrap();
     std::fs::write(dir.path().join("new.bin"), &new).unwrap();
     let key = "mask/killed/put.bin";
-    let storage = Storage::connect(&config(&[
-        ("object_storage.provider", "local"),
-        (
-            "object_storage.root",
-            dir.path().join("data").to_str().unwrap(),
-        ),
-    ]))
-    .unwrap();
+    let storage = Storage::connect(&Config::local(dir.path().join("data"))).unwrap();
     let object_key = storage.key("killed/put.bin").unwrap();
     let mut outcomes = Vec::new();
     for delay_ms in [30u64, 120, 300, 800] {
@@ -227,11 +210,7 @@ async fn full_disk_fails_the_put_and_keeps_the_previous_version() {
         }
     }
     let _unmount = Unmount(&mount);
-    let storage = Storage::connect(&config(&[
-        ("object_storage.provider", "local"),
-        ("object_storage.root", mount.join("data").to_str().unwrap()),
-    ]))
-    .unwrap();
+    let storage = Storage::connect(&Config::local(mount.join("data"))).unwrap();
     let key = storage.key("full/mask.png").unwrap();
     storage
         .put_with(
@@ -616,17 +595,15 @@ impl OwnSeaweedFs {
     }
 
     fn config(&self) -> Config {
-        config(&[
-            ("object_storage.provider", "s3"),
-            ("object_storage.bucket_name", Self::BUCKET),
-            ("object_storage.region", "us-east-1"),
-            ("object_storage.endpoint", &self.endpoint()),
-            ("object_storage.access_key", Self::ACCESS),
-            ("object_storage.secret_key", Self::SECRET),
-            ("object_storage.max_retries", "1"),
-            ("object_storage.retry_timeout", "5"),
-            ("object_storage.request_timeout", "10"),
-        ])
+        Config::s3(Self::BUCKET, "us-east-1")
+            .unwrap()
+            .with_endpoint(self.endpoint())
+            .unwrap()
+            .with_credentials(Self::ACCESS, Secret::new(Self::SECRET))
+            .with_max_retries(1)
+            .with_retry_timeout(Duration::from_secs(5))
+            .with_request_timeout(Duration::from_secs(10))
+            .unwrap()
     }
 
     /// Waits until the bucket answers a listing.

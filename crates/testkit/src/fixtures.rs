@@ -4,8 +4,7 @@ use std::ops::Deref;
 
 use maskstore_backends::signing::{self, GatewaySigner};
 use maskstore_backends::{ConfigSource, Storage, load_config};
-use maskstore_core::config::{ConfigLoader, DEFAULT_ENVIRONMENT};
-use maskstore_core::{Config, Origin};
+use maskstore_core::Config;
 
 /// A fresh in-memory storage under `mask/`.
 pub fn memory() -> Storage {
@@ -15,20 +14,7 @@ pub fn memory() -> Storage {
 /// A local-disk storage in a new temporary folder, removed when dropped.
 pub fn temp_dir() -> TempStorage {
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let mut loader = ConfigLoader::new();
-    let root = dir.path().join("data");
-    for (key, value) in [
-        ("object_storage.provider", "local"),
-        (
-            "object_storage.root",
-            root.to_str().expect("temp paths are UTF-8"),
-        ),
-    ] {
-        loader.set(key, value, Origin::Default).expect("known key");
-    }
-    let config = loader
-        .build(DEFAULT_ENVIRONMENT, Origin::Default)
-        .expect("a valid local config");
+    let config = Config::local(dir.path().join("data"));
     let storage = Storage::connect(&config).expect("a local storage in a temp folder");
     TempStorage { storage, _dir: dir }
 }
@@ -119,25 +105,9 @@ pub async fn memory_served() -> Served {
 /// A local-disk storage in a temporary folder, served by a gateway.
 pub async fn temp_dir_served() -> Served {
     let dir = tempfile::tempdir().expect("a temporary folder");
-    let mut served = served(local_config(&dir.path().join("data"))).await;
+    let mut served = served(Config::local(dir.path().join("data"))).await;
     served._dir = Some(dir);
     served
-}
-
-fn local_config(root: &std::path::Path) -> Config {
-    let mut loader = ConfigLoader::new();
-    for (key, value) in [
-        ("object_storage.provider", "local"),
-        (
-            "object_storage.root",
-            root.to_str().expect("temp paths are UTF-8"),
-        ),
-    ] {
-        loader.set(key, value, Origin::Default).expect("known key");
-    }
-    loader
-        .build(DEFAULT_ENVIRONMENT, Origin::Default)
-        .expect("a valid local config")
 }
 
 /// A [`Storage`] on a temporary folder; the folder is removed on drop.

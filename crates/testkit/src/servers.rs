@@ -8,8 +8,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use maskstore_backends::Storage;
-use maskstore_core::config::{ConfigLoader, DEFAULT_ENVIRONMENT};
-use maskstore_core::{Config, Origin};
+use maskstore_core::{Config, KeyPrefix, Secret};
 
 /// A reachable S3 server for tests.
 #[derive(Clone)]
@@ -101,24 +100,15 @@ impl S3Server {
 
     /// Like [`S3Server::config`] but with another secret (to test rejected credentials).
     pub fn config_with_secret(&self, secret: &str) -> Config {
-        let prefix = format!("mask/test-{:016x}/", rand::random::<u64>());
-        let mut loader = ConfigLoader::new();
-        for (key, value) in [
-            ("object_storage.provider", "s3"),
-            ("object_storage.bucket_name", self.bucket.as_str()),
-            ("object_storage.region", "us-east-1"),
-            ("object_storage.endpoint", self.endpoint.as_str()),
-            ("object_storage.access_key", self.access_key.as_str()),
-            ("object_storage.secret_key", secret),
-            ("object_storage.prefix", prefix.as_str()),
-            ("object_storage.max_retries", "4"),
-            ("object_storage.retry_timeout", "10"),
-        ] {
-            loader.set(key, value, Origin::Default).expect("known key");
-        }
-        loader
-            .build(DEFAULT_ENVIRONMENT, Origin::Default)
+        let prefix = KeyPrefix::parse(format!("mask/test-{:016x}/", rand::random::<u64>()))
+            .expect("a valid test prefix");
+        Config::s3(&self.bucket, "us-east-1")
+            .and_then(|config| config.with_endpoint(&self.endpoint))
             .expect("a valid S3 test config")
+            .with_credentials(&self.access_key, Secret::new(secret))
+            .with_prefix(prefix)
+            .with_max_retries(4)
+            .with_retry_timeout(Duration::from_secs(10))
     }
 
     /// A storage on this server under a fresh random prefix.

@@ -1,0 +1,278 @@
+//! The layers of a configuration (defaults, files, environment, flags) and how they merge
+//! into a validated [`Config`].
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::schema::{self as keys, AnyKey, FieldType, Key, Kind, Raw, SCHEMA, Value};
+use super::validate::validate;
+use super::{
+    Config, CorsConfig, GatewayConfig, LifecycleConfig, MonitoringConfig, ObjectStorageConfig,
+    Origin, SignedUrlConfig,
+};
+use crate::Error;
+
+/// Collects configuration layers, later wins, and builds a validated [`Config`].
+///
+/// ```
+/// use maskstore_core::config::{ConfigLoader, Origin, Provider};
+/// let mut loader = ConfigLoader::new();
+/// loader.add_toml(Origin::File("config/default.toml".into()),
+///     "[object_storage]\nprovider = \"memory\"\n").unwrap();
+/// loader.add_env([("APP_SIGNED_URL__MAX_TTL".to_string(), "1800".to_string())]).unwrap();
+/// let config = loader.build("development", Origin::Default).unwrap();
+/// assert_eq!(config.object_storage.provider, Provider::Memory);
+/// assert_eq!(config.signed_url.max_ttl, 1800);
+/// ```
+#[derive(Debug, Default)]
+pub struct ConfigLoader {
+    values: BTreeMap<&'static str, (Raw, Origin)>,
+}
+
+impl ConfigLoader {
+    /// A loader holding only the built-in defaults.
+    pub fn new() -> Self {
+        ConfigLoader::default()
+    }
+
+    /// Adds the contents of a TOML file as a layer.
+    pub fn add_toml(&mut self, origin: Origin, text: &str) -> Result<(), Error> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+            Error::config(
+                "(file)",
+                &origin,
+                format!("not valid TOML: {}", e.message()),
+                "fix the syntax at the position shown, or remove the file",
+            )
+        })?;
+        for section in keys::sections() {
+            let Some(value) = table.get(section) else {
+                continue;
+            };
+            let Some(entries) = value.as_table() else {
+                return Err(Error::config(
+                    section,
+                    &origin,
+                    "is not a table",
+                    format!("write it as a [{section}] section"),
+                ));
+            };
+            for (name, value) in entries {
+                let key = keys::lookup(section, name, &origin)?;
+                let raw = match value {
+                    toml::Value::String(s) => Raw::Text(s.clone()),
+                    toml::Value::Integer(i) => Raw::Int(*i),
+                    toml::Value::Boolean(b) => Raw::Bool(*b),
+                    toml::Value::Array(items) if key.kind() == Kind::List => {
+                        let texts: Option<Vec<String>> = items
+                            .iter()
+                            .map(|v| v.as_str().map(str::to_string))
+                            .collect();
+                        Raw::List(texts.ok_or_else(|| {
+                            Error::config(
+                                key.name(),
+                                &origin,
+                                "the list holds something other than strings",
+                                "write a list of strings, such as [\"GET\", \"PUT\"]",
+                            )
+                        })?)
+                    }
+                    other => {
+                        return Err(Error::config(
+                            key.name(),
+                            &origin,
+                            format!("a {} is not allowed here", other.type_str()),
+                            "give a string, a whole number, true/false, or a list of strings",
+                        ));
+                    }
+                };
+                self.insert(key, raw, origin.clone());
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds environment variables as a layer. Only `APP_<SECTION>__<KEY>` variables of
+    /// maskstore's sections are read; others are ignored.
+    pub fn add_env<I>(&mut self, vars: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = (String, String)>,
+    {
+        let mut vars: Vec<(String, String)> = vars.into_iter().collect();
+        vars.sort();
+        for (var, value) in vars {
+            let Some(key) = keys::key_of_env_var(&var) else {
+                continue;
+            };
+            self.insert(key?, Raw::Text(value), Origin::Env(var));
+        }
+        Ok(())
+    }
+
+    /// Sets one key from a string, as a layer of its own (for flags and tests).
+    pub fn set(&mut self, key: &str, value: &str, origin: Origin) -> Result<(), Error> {
+        let (section, name) = key.split_once('.').unwrap_or((key, ""));
+        let key = keys::lookup(section, name, &origin)?;
+        self.insert(key, Raw::Text(value.to_string()), origin);
+        Ok(())
+    }
+
+    fn insert(&mut self, key: &dyn AnyKey, raw: Raw, origin: Origin) {
+        // An empty value counts as unset: it neither sets nor overrides.
+        if matches!(&raw, Raw::Text(s) if s.is_empty()) {
+            return;
+        }
+        self.values.insert(key.name(), (raw, origin));
+    }
+
+    /// Applies the defaults, converts every value and validates the whole.
+    ///
+    /// `environment` is the environment name; `environment_origin` says where it came from.
+    pub fn build(self, environment: &str, environment_origin: Origin) -> Result<Config, Error> {
+        check_environment_name(environment, &environment_origin)?;
+        let mut r = Reader {
+            values: self.values,
+            origins: BTreeMap::new(),
+            read: BTreeSet::new(),
+        };
+        let object_storage = ObjectStorageConfig {
+            provider: r.get(&keys::PROVIDER)?,
+            bucket_name: r.get(&keys::BUCKET_NAME)?,
+            region: r.get(&keys::REGION)?,
+            endpoint: r.get(&keys::ENDPOINT)?,
+            access_key: r.get(&keys::ACCESS_KEY)?,
+            secret_key: r.get(&keys::SECRET_KEY)?,
+            session_token: r.get(&keys::SESSION_TOKEN)?,
+            verify_folders: r.get(&keys::VERIFY_FOLDERS)?,
+            virtual_hosted_style: r.get(&keys::VIRTUAL_HOSTED_STYLE)?,
+            request_timeout_secs: r.get(&keys::REQUEST_TIMEOUT)?,
+            connect_timeout_secs: r.get(&keys::CONNECT_TIMEOUT)?,
+            max_retries: r.get(&keys::MAX_RETRIES)?,
+            retry_timeout_secs: r.get(&keys::RETRY_TIMEOUT)?,
+            retry_initial_backoff_ms: r.get(&keys::RETRY_INITIAL_BACKOFF)?,
+            retry_max_backoff_ms: r.get(&keys::RETRY_MAX_BACKOFF)?,
+            root: r.get(&keys::ROOT)?,
+            fsync: r.get(&keys::FSYNC)?,
+            prefix: r.get(&keys::PREFIX)?,
+            allow_memory_in_production: r.get(&keys::ALLOW_MEMORY_IN_PRODUCTION)?,
+        };
+        let signed_url = SignedUrlConfig {
+            default_ttl: r.get(&keys::DEFAULT_TTL)?,
+            max_ttl: r.get(&keys::MAX_TTL)?,
+        };
+        let listen = r.get(&keys::LISTEN)?;
+        let gateway = GatewayConfig {
+            public_url: r
+                .optional(&keys::PUBLIC_URL)?
+                .unwrap_or_else(|| format!("http://{listen}")),
+            listen,
+            signing_secret: r.get(&keys::SIGNING_SECRET)?,
+            previous_signing_secret: r.get(&keys::PREVIOUS_SIGNING_SECRET)?,
+        };
+        let cors = CorsConfig {
+            allowed_origins: r.get(&keys::ALLOWED_ORIGINS)?,
+            allowed_methods: r.get(&keys::ALLOWED_METHODS)?,
+            allowed_headers: r.get(&keys::ALLOWED_HEADERS)?,
+            expose_headers: r.get(&keys::EXPOSE_HEADERS)?,
+            max_age: r.get(&keys::MAX_AGE)?,
+        };
+        let lifecycle = LifecycleConfig {
+            transition_ia_days: r.get(&keys::TRANSITION_IA_DAYS)?,
+            transition_glacier_days: r.get(&keys::TRANSITION_GLACIER_DAYS)?,
+            abort_incomplete_multipart_days: r.get(&keys::ABORT_INCOMPLETE_MULTIPART_DAYS)?,
+        };
+        let monitoring = MonitoringConfig {
+            client_error_rate_alarm: r.get(&keys::CLIENT_ERROR_RATE_ALARM)?,
+            server_error_rate_alarm: r.get(&keys::SERVER_ERROR_RATE_ALARM)?,
+            alarm_window_secs: r.get(&keys::ALARM_WINDOW)?,
+            alarm_min_requests: r.get(&keys::ALARM_MIN_REQUESTS)?,
+        };
+        debug_assert!(
+            SCHEMA.iter().all(|key| r.read.contains(key.name())),
+            "build reads every declared key"
+        );
+        let mut origins = r.origins;
+        origins.insert("environment".to_string(), environment_origin);
+        let config = Config {
+            environment: environment.to_string(),
+            object_storage,
+            signed_url,
+            gateway,
+            cors,
+            lifecycle,
+            monitoring,
+            origins,
+        };
+        validate(&config)?;
+        Ok(config)
+    }
+}
+
+fn check_environment_name(name: &str, origin: &Origin) -> Result<(), Error> {
+    let ok = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::config(
+            "environment",
+            origin,
+            format!("{name:?} is not a valid environment name"),
+            "use lowercase letters, digits, '-' and '_' (it names config/<environment>.toml)",
+        ))
+    }
+}
+
+/// Reads typed values out of the merged layers, recording each value's origin.
+struct Reader {
+    values: BTreeMap<&'static str, (Raw, Origin)>,
+    origins: BTreeMap<String, Origin>,
+    read: BTreeSet<&'static str>,
+}
+
+impl Reader {
+    /// The value of `key` from the layers, else its default, read by its kind; `None` when
+    /// neither sets it.
+    fn value(&mut self, key: &dyn AnyKey) -> Result<Option<Value>, Error> {
+        self.read.insert(key.name());
+        let (raw, origin) = match self.values.remove(key.name()) {
+            Some(layered) => layered,
+            None => match key.default_value() {
+                Some(default) => (Raw::Text(default.to_string()), Origin::Default),
+                None => return Ok(None),
+            },
+        };
+        let value = key.kind().parse(key.name(), raw, &origin)?;
+        self.origins.insert(key.name().to_string(), origin);
+        Ok(Some(value))
+    }
+
+    /// The value of `key`, as its field's type.
+    fn get<T: FieldType>(&mut self, key: &Key<T>) -> Result<T, Error> {
+        let field = match self.value(key)? {
+            Some(value) => T::from_value(value),
+            None => T::missing(),
+        };
+        Ok(field.unwrap_or_else(|| {
+            panic!(
+                "{}: the declared kind must produce the field's type, and a key without a \
+                 default must fill an Option",
+                key.name
+            )
+        }))
+    }
+
+    /// The value of `key`, or `None` when unset (for a field whose default is derived
+    /// from other keys).
+    fn optional<T: FieldType>(&mut self, key: &Key<T>) -> Result<Option<T>, Error> {
+        Ok(self.value(key)?.map(|value| {
+            T::from_value(value).unwrap_or_else(|| {
+                panic!(
+                    "{}: the declared kind must produce the field's type",
+                    key.name
+                )
+            })
+        }))
+    }
+}

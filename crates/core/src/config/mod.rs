@@ -1,0 +1,318 @@
+//! Configuration: the keys of the deployment guide, their layers, and their validation.
+//!
+//! Layers, later wins: built-in defaults → `config/default.toml` →
+//! `config/<environment>.toml` → environment variables `APP_<SECTION>__<KEY>`
+//! (`APP_OBJECT_STORAGE__BUCKET_NAME`, `APP_SIGNED_URL__MAX_TTL`, …). An empty value, in a
+//! file or the environment, counts as unset. This module is pure: the caller reads the
+//! files and the environment and hands their contents to [`ConfigLoader`]
+//! (`maskstore_backends::load_config` does that).
+//!
+//! Sections other than maskstore's are ignored (the application keeps its own settings in
+//! the same files); an unknown key inside a maskstore section is an error, so a typo
+//! cannot silently fall back to a default.
+//!
+//! Every key is declared once, in `schema.rs`: its name, kind, default and meaning, and the
+//! field it fills. Code that needs a config without files builds it with the typed
+//! constructors: [`Config::memory`], [`Config::local`], [`Config::s3`] and the `with_*`
+//! setters.
+//!
+//! ```
+//! use maskstore_core::{Config, Secret};
+//! let config = Config::s3("pacs-masks-dev", "us-east-1")?
+//!     .with_endpoint("http://127.0.0.1:8333")?
+//!     .with_credentials("AKIAEXAMPLE", Secret::new("s3cr3t"))
+//!     .with_max_retries(4);
+//! assert_eq!(config.object_storage.max_retries, 4);
+//! # Ok::<(), maskstore_core::Error>(())
+//! ```
+
+mod constructors;
+mod loader;
+mod schema;
+#[cfg(test)]
+mod tests;
+mod validate;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::{KeyPrefix, Secret, TtlPolicy};
+
+pub use loader::ConfigLoader;
+pub use schema::env_var_name;
+pub use validate::MIN_SIGNING_SECRET_BYTES;
+
+/// The prefix of every environment variable maskstore reads.
+pub const ENV_PREFIX: &str = "APP_";
+/// The environment variable naming the environment (`development`, `production`, …).
+pub const ENV_ENVIRONMENT: &str = "APP_ENV";
+/// The environment used when none is named.
+pub const DEFAULT_ENVIRONMENT: &str = "development";
+
+/// Where a configuration value came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// maskstore's built-in default.
+    Default,
+    /// A configuration file.
+    File(PathBuf),
+    /// An environment variable, by name.
+    Env(String),
+    /// A command-line flag, by name.
+    Flag(String),
+    /// Code: a typed constructor or setter such as [`Config::s3`].
+    Code,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("built-in default"),
+            Origin::File(path) => write!(f, "file {}", path.display()),
+            Origin::Env(var) => write!(f, "env {var}"),
+            Origin::Flag(flag) => write!(f, "flag {flag}"),
+            Origin::Code => f.write_str("set in code"),
+        }
+    }
+}
+
+/// The storage backend a config selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Provider {
+    /// AWS S3 or an S3-compatible engine (SeaweedFS, MinIO, Ceph, R2).
+    S3,
+    /// A folder on local disk.
+    Local,
+    /// Process memory; gone when the process ends.
+    Memory,
+}
+
+impl Provider {
+    /// Every provider, as spelled in the config.
+    pub const ALL: [Provider; 3] = [Provider::S3, Provider::Local, Provider::Memory];
+
+    /// The name used in the config (`s3`, `local`, `memory`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Provider::S3 => "s3",
+            Provider::Local => "local",
+            Provider::Memory => "memory",
+        }
+    }
+
+    /// The known provider names, comma-separated, for error messages.
+    pub fn known() -> String {
+        Provider::ALL.map(Provider::as_str).join(", ")
+    }
+}
+
+impl fmt::Display for Provider {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Provider {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Provider::ALL
+            .into_iter()
+            .find(|p| p.as_str() == s)
+            .ok_or_else(|| {
+                format!(
+                    "unknown provider {s:?}; known providers: {}",
+                    Provider::known()
+                )
+            })
+    }
+}
+
+/// `[object_storage]`: which backend, and how to reach it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct ObjectStorageConfig {
+    /// `s3`, `local` or `memory`.
+    pub provider: Provider,
+    /// The S3 bucket (required for `s3`).
+    pub bucket_name: Option<String>,
+    /// The S3 region (required for `s3`).
+    pub region: Option<String>,
+    /// An S3-compatible endpoint URL; unset means AWS.
+    pub endpoint: Option<String>,
+    /// The access key id; unset means the standard AWS credential chain.
+    pub access_key: Option<String>,
+    /// The secret access key.
+    pub secret_key: Option<Secret>,
+    /// A session token for temporary credentials.
+    pub session_token: Option<Secret>,
+    /// Whether folder listings drop folders that no longer hold objects
+    /// (engines with real directories, like SeaweedFS, keep them). Default: on for a custom
+    /// endpoint, off for AWS, which never lists an empty folder.
+    pub verify_folders: Option<bool>,
+    /// Address buckets as `<bucket>.<endpoint>` (default: path style).
+    pub virtual_hosted_style: bool,
+    /// Seconds one S3 request may take.
+    pub request_timeout_secs: u64,
+    /// Seconds to establish a connection to S3.
+    pub connect_timeout_secs: u64,
+    /// How often a transient S3 failure is retried.
+    pub max_retries: u32,
+    /// Seconds after which retrying stops.
+    pub retry_timeout_secs: u64,
+    /// The first wait before a retry; it doubles per retry.
+    pub retry_initial_backoff_ms: u64,
+    /// The longest wait between retries.
+    pub retry_max_backoff_ms: u64,
+    /// The folder of the `local` provider.
+    pub root: PathBuf,
+    /// Whether the `local` provider makes each write durable before acknowledging it.
+    pub fsync: bool,
+    /// The key prefix every object lives under.
+    pub prefix: KeyPrefix,
+    /// Permit provider `memory` in `production`.
+    pub allow_memory_in_production: bool,
+}
+
+/// `[signed_url]`: lifetimes of signed URLs, in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SignedUrlConfig {
+    /// Lifetime when none is requested.
+    pub default_ttl: u64,
+    /// The longest lifetime allowed.
+    pub max_ttl: u64,
+}
+
+impl SignedUrlConfig {
+    /// The TTL policy these values define (already validated by the loader).
+    pub fn policy(&self) -> TtlPolicy {
+        TtlPolicy::new(self.default_ttl, self.max_ttl)
+            .expect("SignedUrlConfig is validated when the config is built")
+    }
+}
+
+/// `[gateway]`: the HTTP server that serves signed URLs of the local and memory providers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct GatewayConfig {
+    /// The address `maskstore serve` binds.
+    pub listen: String,
+    /// The base URL signed URLs point at (unset: `http://<listen>`).
+    pub public_url: String,
+    /// The HMAC key of signed URLs (required outside development).
+    pub signing_secret: Option<Secret>,
+    /// Still accepted while a rotation is under way.
+    pub previous_signing_secret: Option<Secret>,
+}
+
+/// `[cors]`: which browser origins may use signed URLs (defaults from the deployment guide).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct CorsConfig {
+    /// Origins browsers may use the gateway from.
+    pub allowed_origins: Vec<String>,
+    /// Methods granted in preflight answers.
+    pub allowed_methods: Vec<String>,
+    /// Request headers granted.
+    pub allowed_headers: Vec<String>,
+    /// Response headers a page may read.
+    pub expose_headers: Vec<String>,
+    /// Seconds a browser may cache a preflight answer.
+    pub max_age: u64,
+}
+
+/// `[lifecycle]`: the bucket lifecycle rule `maskstore policy lifecycle` prints (defaults
+/// from the deployment guide).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct LifecycleConfig {
+    /// Days until Standard-IA (S3 needs at least 30).
+    pub transition_ia_days: u64,
+    /// Days until Glacier.
+    pub transition_glacier_days: u64,
+    /// Days after which unfinished uploads are dropped.
+    pub abort_incomplete_multipart_days: u64,
+}
+
+/// `[monitoring]`: the error-rate alarms of the deployment guide, over a sliding window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct MonitoringConfig {
+    /// Alarm above this share of 4xx-like outcomes.
+    pub client_error_rate_alarm: f64,
+    /// Alarm above this share of 5xx-like outcomes.
+    pub server_error_rate_alarm: f64,
+    /// Seconds of history the rates cover.
+    pub alarm_window_secs: u64,
+    /// No alarm below this many operations in the window.
+    pub alarm_min_requests: u64,
+}
+
+/// The validated configuration of maskstore, with the origin of every value.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub struct Config {
+    /// The environment name (`development`, `staging`, `production`, …).
+    pub environment: String,
+    /// `[object_storage]`.
+    pub object_storage: ObjectStorageConfig,
+    /// `[signed_url]`.
+    pub signed_url: SignedUrlConfig,
+    /// `[gateway]`.
+    pub gateway: GatewayConfig,
+    /// `[cors]`.
+    pub cors: CorsConfig,
+    /// `[lifecycle]`.
+    pub lifecycle: LifecycleConfig,
+    /// `[monitoring]`.
+    pub monitoring: MonitoringConfig,
+    origins: BTreeMap<String, Origin>,
+}
+
+/// One line of [`Config::entries`]: a key, its effective value (secrets redacted) and
+/// where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// The dotted key (`object_storage.bucket_name`).
+    pub key: String,
+    /// The environment variable that sets it.
+    pub env_var: String,
+    /// The effective value, or `None` when unset. Secrets show as `[redacted]`.
+    pub value: Option<String>,
+    /// Where the value came from.
+    pub origin: Origin,
+}
+
+impl Config {
+    /// The configuration with built-in defaults only: provider `local`, root `./data`.
+    pub fn embedded_default() -> Config {
+        ConfigLoader::new()
+            .build(DEFAULT_ENVIRONMENT, Origin::Default)
+            .expect("the built-in defaults are valid")
+    }
+
+    /// The TTL policy of `[signed_url]`.
+    pub fn ttl_policy(&self) -> TtlPolicy {
+        self.signed_url.policy()
+    }
+
+    /// Where the value of `key` (dotted, e.g. `object_storage.provider`) came from.
+    pub fn origin(&self, key: &str) -> Option<&Origin> {
+        self.origins.get(key)
+    }
+
+    /// Every key with its effective value and origin, secrets redacted, in schema order.
+    pub fn entries(&self) -> Vec<Entry> {
+        schema::SCHEMA
+            .iter()
+            .map(|key| Entry {
+                key: key.name().to_string(),
+                env_var: key.env_var(),
+                value: key.show(self),
+                origin: self.origin_of(*key),
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,764 @@
+//! Every key maskstore reads, declared once.
+//!
+//! A declaration ([`Key`]) names the key, how its value is read and checked ([`Kind`]), its
+//! default, its meaning (the README's config table is checked against it) and the field of
+//! [`Config`] it fills. From it follow the environment variable, the loader's parsing,
+//! `config show` and the keys validation errors name. [`SCHEMA`] lists them in the order
+//! `config show` prints them.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use super::validate::{check_bucket_name, check_endpoint, check_region, without_userinfo};
+use super::{Config, ENV_PREFIX, Origin, Provider};
+use crate::{Error, KeyPrefix, Secret};
+
+/// How a key's value is read and what it must look like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Any text.
+    Text,
+    /// Text that never prints itself (a [`Secret`]).
+    Secret,
+    /// `true`/`false` (or `1`/`0` in the environment).
+    Bool,
+    /// A whole number of `unit`, from 0 to `max`.
+    Integer { unit: &'static str, max: u64 },
+    /// A share above 0 and at most 1, such as 0.05.
+    Rate,
+    /// A TOML array of strings, or comma-separated text; blank items are dropped.
+    List,
+    /// One of [`Provider::ALL`].
+    Provider,
+    /// A [`KeyPrefix`].
+    Prefix,
+    /// A folder.
+    Path,
+    /// An `http(s)://` URL without credentials, query or fragment; `fix` says what to give.
+    Url { fix: &'static str },
+    /// An IP and port to listen on.
+    Address,
+    /// A bucket name S3 accepts.
+    BucketName,
+    /// An S3 region name.
+    Region,
+}
+
+impl Kind {
+    /// A whole number of seconds.
+    const SECONDS: Kind = Kind::Integer {
+        unit: "seconds",
+        max: u64::MAX,
+    };
+    /// A whole number of milliseconds.
+    const MILLIS: Kind = Kind::Integer {
+        unit: "milliseconds",
+        max: u64::MAX,
+    };
+    /// A whole number of days.
+    const DAYS: Kind = Kind::Integer {
+        unit: "days",
+        max: u64::MAX,
+    };
+
+    /// Reads `raw` (the value of `key`, from `origin`) as this kind.
+    pub(crate) fn parse(self, key: &str, raw: Raw, origin: &Origin) -> Result<Value, Error> {
+        let fail = |problem: String, fix: String| Err(Error::config(key, origin, problem, fix));
+        let text = match (self, raw) {
+            (Kind::Bool, raw) => {
+                return match &raw {
+                    Raw::Bool(b) => Ok(Value::Bool(*b)),
+                    Raw::Text(s) if s.eq_ignore_ascii_case("true") || s == "1" => {
+                        Ok(Value::Bool(true))
+                    }
+                    Raw::Text(s) if s.eq_ignore_ascii_case("false") || s == "0" => {
+                        Ok(Value::Bool(false))
+                    }
+                    _ => fail(
+                        format!("{raw} is not true or false"),
+                        "give true or false".into(),
+                    ),
+                };
+            }
+            (Kind::Integer { unit, max }, raw) => {
+                let parsed = match &raw {
+                    Raw::Int(i) => u64::try_from(*i).ok(),
+                    Raw::Text(s) => s.trim().parse::<u64>().ok(),
+                    Raw::Bool(_) | Raw::List(_) => None,
+                };
+                return match parsed {
+                    Some(n) if n <= max => Ok(Value::Integer(n)),
+                    Some(n) => fail(
+                        format!("{n} {unit} is more than the {max} allowed"),
+                        format!("give at most {max}"),
+                    ),
+                    None => fail(
+                        format!("{raw} is not a whole number of {unit}"),
+                        format!("give a non-negative whole number of {unit}, such as 600"),
+                    ),
+                };
+            }
+            (Kind::Rate, raw) => {
+                let parsed = match &raw {
+                    Raw::Text(s) => s.trim().parse::<f64>().ok(),
+                    Raw::Int(i) => Some(*i as f64),
+                    _ => None,
+                };
+                return match parsed {
+                    Some(rate) if rate > 0.0 && rate <= 1.0 => Ok(Value::Rate(rate)),
+                    _ => fail(
+                        format!("{raw} is not a share between 0 and 1"),
+                        "give a fraction such as 0.05 for 5 %".into(),
+                    ),
+                };
+            }
+            (Kind::List, raw) => {
+                let items = match raw {
+                    Raw::List(items) => items,
+                    Raw::Text(text) => text.split(',').map(str::to_string).collect(),
+                    other => {
+                        return fail(
+                            format!("{other} is not a list"),
+                            "give a list of strings, or comma-separated text".into(),
+                        );
+                    }
+                };
+                return Ok(Value::List(
+                    items
+                        .into_iter()
+                        .map(|item| item.trim().to_string())
+                        .filter(|item| !item.is_empty())
+                        .collect(),
+                ));
+            }
+            (_, Raw::Text(text)) => text,
+            (kind, other) => {
+                // A secret's value is never echoed, not even when it has the wrong type.
+                let what = if kind == Kind::Secret {
+                    "a non-string value".to_string()
+                } else {
+                    other.to_string()
+                };
+                return fail(format!("{what} is not text"), "quote the value".into());
+            }
+        };
+        match self {
+            Kind::Text => Ok(Value::Text(text)),
+            Kind::Secret => Ok(Value::Secret(Secret::new(text))),
+            Kind::Path => Ok(Value::Path(PathBuf::from(text))),
+            Kind::Provider => text.parse().map(Value::Provider).or_else(|problem| {
+                fail(
+                    problem,
+                    format!("set {key} ({}) to one of them", env_var_name(key)),
+                )
+            }),
+            Kind::Prefix => KeyPrefix::parse(text.clone())
+                .map(Value::Prefix)
+                .or_else(|e| {
+                    fail(
+                        format!("{text:?} is not a valid key prefix ({e})"),
+                        "give one or more folder names ending with '/', such as mask/".into(),
+                    )
+                }),
+            Kind::Url { fix } => match check_endpoint(&text) {
+                Ok(()) => Ok(Value::Text(text)),
+                Err(problem) => fail(
+                    format!("{:?} {problem}", without_userinfo(&text)),
+                    fix.into(),
+                ),
+            },
+            Kind::Address => match text.parse::<SocketAddr>() {
+                Ok(_) => Ok(Value::Text(text)),
+                Err(_) => fail(
+                    format!("{text:?} is not an address to listen on"),
+                    "give an IP and port, such as 127.0.0.1:9000 or 0.0.0.0:9000".into(),
+                ),
+            },
+            Kind::BucketName => match check_bucket_name(&text) {
+                Ok(()) => Ok(Value::Text(text)),
+                Err(problem) => fail(
+                    format!("{text:?} is not a bucket name S3 accepts: {problem}"),
+                    "use 3-63 lowercase letters, digits, '-' and '.', such as pacs-masks-prod"
+                        .into(),
+                ),
+            },
+            Kind::Region => match check_region(&text) {
+                true => Ok(Value::Text(text)),
+                false => fail(
+                    format!("{text:?} is not a region name"),
+                    "give a region such as us-east-1 or ap-northeast-2".into(),
+                ),
+            },
+            Kind::Bool | Kind::Integer { .. } | Kind::Rate | Kind::List => {
+                unreachable!("handled above")
+            }
+        }
+    }
+}
+
+/// A value as a layer holds it, before its kind is applied.
+#[derive(Debug, Clone)]
+pub(crate) enum Raw {
+    Text(String),
+    Int(i64),
+    Bool(bool),
+    List(Vec<String>),
+}
+
+impl fmt::Display for Raw {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Raw::Text(s) => write!(f, "{s:?}"),
+            Raw::Int(i) => write!(f, "{i}"),
+            Raw::Bool(b) => write!(f, "{b}"),
+            Raw::List(items) => write!(f, "{items:?}"),
+        }
+    }
+}
+
+/// A value its [`Kind`] has read and checked.
+#[derive(Debug)]
+pub(crate) enum Value {
+    Text(String),
+    Secret(Secret),
+    Bool(bool),
+    Integer(u64),
+    Rate(f64),
+    List(Vec<String>),
+    Provider(Provider),
+    Prefix(KeyPrefix),
+    Path(PathBuf),
+}
+
+/// The type of a [`Config`] field a key fills: how a [`Value`] becomes it, and how
+/// `config show` prints it.
+pub(crate) trait FieldType: Sized + 'static {
+    /// The field's value, or `None` when the declared kind does not produce this type
+    /// (a mistake in the declaration, caught by the tests).
+    fn from_value(value: Value) -> Option<Self>;
+    /// The field's value when the key is unset and has no default; `None` when the
+    /// field needs a value (its key must have a default).
+    fn missing() -> Option<Self> {
+        None
+    }
+    /// The value as `config show` prints it; secrets print redacted.
+    fn show(&self) -> Option<String>;
+}
+
+macro_rules! field_type {
+    ($type:ty, $variant:ident, |$v:ident| $show:expr) => {
+        impl FieldType for $type {
+            fn from_value(value: Value) -> Option<Self> {
+                match value {
+                    Value::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+            fn show(&self) -> Option<String> {
+                let $v = self;
+                Some($show)
+            }
+        }
+    };
+}
+
+field_type!(String, Text, |v| v.clone());
+field_type!(Secret, Secret, |v| v.to_string());
+field_type!(bool, Bool, |v| v.to_string());
+field_type!(u64, Integer, |v| v.to_string());
+field_type!(f64, Rate, |v| v.to_string());
+field_type!(Vec<String>, List, |v| v.join(","));
+field_type!(Provider, Provider, |v| v.to_string());
+field_type!(KeyPrefix, Prefix, |v| v.to_string());
+field_type!(PathBuf, Path, |v| v.display().to_string());
+
+impl FieldType for u32 {
+    fn from_value(value: Value) -> Option<Self> {
+        u64::from_value(value).and_then(|n| u32::try_from(n).ok())
+    }
+    fn show(&self) -> Option<String> {
+        Some(self.to_string())
+    }
+}
+
+impl<T: FieldType> FieldType for Option<T> {
+    fn from_value(value: Value) -> Option<Self> {
+        T::from_value(value).map(Some)
+    }
+    fn missing() -> Option<Self> {
+        Some(None)
+    }
+    fn show(&self) -> Option<String> {
+        self.as_ref().and_then(T::show)
+    }
+}
+
+/// What a key holds when no layer sets it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DefaultIs {
+    /// This value, read like any other.
+    Value(&'static str),
+    /// Nothing; the text says what that means (the README's "default" column).
+    Unset(&'static str),
+}
+
+/// The declaration of one key: everything maskstore knows about it, written once.
+pub(crate) struct Key<T: 'static> {
+    /// The dotted key, `<section>.<name>`.
+    pub(crate) name: &'static str,
+    /// How its value is read and checked.
+    pub(crate) kind: Kind,
+    /// Its value when no layer sets it.
+    pub(crate) default: DefaultIs,
+    /// What it means (the README's "meaning" column).
+    pub(crate) doc: &'static str,
+    /// The field of [`Config`] it fills.
+    pub(crate) field: fn(&Config) -> &T,
+}
+
+/// A [`Key`] of any field type, as [`SCHEMA`] lists them.
+pub(crate) trait AnyKey {
+    /// The dotted key.
+    fn name(&self) -> &'static str;
+    /// How its value is read and checked.
+    fn kind(&self) -> Kind;
+    /// Its value when no layer sets it.
+    fn default(&self) -> DefaultIs;
+    /// What it means.
+    #[cfg_attr(not(test), allow(dead_code, reason = "read by the README table test"))]
+    fn doc(&self) -> &'static str;
+    /// Its effective value in `config`, as `config show` prints it (secrets redacted).
+    fn show(&self, config: &Config) -> Option<String>;
+
+    /// The section: `object_storage` of `object_storage.bucket_name`.
+    fn section(&self) -> &'static str {
+        self.name().split_once('.').expect("keys are dotted").0
+    }
+    /// The name within the section: `bucket_name` of `object_storage.bucket_name`.
+    fn field_name(&self) -> &'static str {
+        self.name().split_once('.').expect("keys are dotted").1
+    }
+    /// The environment variable that sets it.
+    fn env_var(&self) -> String {
+        env_var_name(self.name())
+    }
+    /// The default value, if it has one.
+    fn default_value(&self) -> Option<&'static str> {
+        match self.default() {
+            DefaultIs::Value(value) => Some(value),
+            DefaultIs::Unset(_) => None,
+        }
+    }
+    /// Checks `text` as a value of this key, as if it came from `origin`.
+    fn check(&self, text: &str, origin: &Origin) -> Result<(), Error> {
+        self.kind()
+            .parse(self.name(), Raw::Text(text.to_string()), origin)
+            .map(drop)
+    }
+}
+
+impl<T: FieldType> AnyKey for Key<T> {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn kind(&self) -> Kind {
+        self.kind
+    }
+    fn default(&self) -> DefaultIs {
+        self.default
+    }
+    fn doc(&self) -> &'static str {
+        self.doc
+    }
+    fn show(&self, config: &Config) -> Option<String> {
+        (self.field)(config).show()
+    }
+}
+
+use DefaultIs::{Unset, Value as Is};
+
+/// `[object_storage]`
+pub(crate) const PROVIDER: Key<Provider> = Key {
+    name: "object_storage.provider",
+    kind: Kind::Provider,
+    default: Is("local"),
+    doc: "`s3`, `local` or `memory`",
+    field: |c| &c.object_storage.provider,
+};
+pub(crate) const BUCKET_NAME: Key<Option<String>> = Key {
+    name: "object_storage.bucket_name",
+    kind: Kind::BucketName,
+    default: Unset("—"),
+    doc: "S3 bucket (required for `s3`), checked against S3's naming rules",
+    field: |c| &c.object_storage.bucket_name,
+};
+pub(crate) const REGION: Key<Option<String>> = Key {
+    name: "object_storage.region",
+    kind: Kind::Region,
+    default: Unset("—"),
+    doc: "S3 region (required for `s3`)",
+    field: |c| &c.object_storage.region,
+};
+pub(crate) const ENDPOINT: Key<Option<String>> = Key {
+    name: "object_storage.endpoint",
+    kind: Kind::Url {
+        fix: "give an http:// or https:// URL such as http://127.0.0.1:8333, or leave it empty for AWS",
+    },
+    default: Unset("AWS"),
+    doc: "`http(s)://` URL of an S3-compatible engine; `http://` works without extra flags",
+    field: |c| &c.object_storage.endpoint,
+};
+pub(crate) const ACCESS_KEY: Key<Option<String>> = Key {
+    name: "object_storage.access_key",
+    kind: Kind::Text,
+    default: Unset("AWS chain"),
+    doc: "access key id; unset with secret_key unset → environment, web identity, instance role",
+    field: |c| &c.object_storage.access_key,
+};
+pub(crate) const SECRET_KEY: Key<Option<Secret>> = Key {
+    name: "object_storage.secret_key",
+    kind: Kind::Secret,
+    default: Unset("AWS chain"),
+    doc: "secret access key (redacted everywhere)",
+    field: |c| &c.object_storage.secret_key,
+};
+pub(crate) const SESSION_TOKEN: Key<Option<Secret>> = Key {
+    name: "object_storage.session_token",
+    kind: Kind::Secret,
+    default: Unset("—"),
+    doc: "session token of temporary credentials (redacted)",
+    field: |c| &c.object_storage.session_token,
+};
+pub(crate) const VERIFY_FOLDERS: Key<Option<bool>> = Key {
+    name: "object_storage.verify_folders",
+    kind: Kind::Bool,
+    default: Unset("on with an endpoint, off for AWS"),
+    doc: "folder listings drop folders that no longer hold objects (SeaweedFS keeps them after deletes)",
+    field: |c| &c.object_storage.verify_folders,
+};
+pub(crate) const VIRTUAL_HOSTED_STYLE: Key<bool> = Key {
+    name: "object_storage.virtual_hosted_style",
+    kind: Kind::Bool,
+    default: Is("false"),
+    doc: "`<bucket>.<endpoint>` addressing instead of path style",
+    field: |c| &c.object_storage.virtual_hosted_style,
+};
+pub(crate) const REQUEST_TIMEOUT: Key<u64> = Key {
+    name: "object_storage.request_timeout",
+    kind: Kind::SECONDS,
+    default: Is("30"),
+    doc: "seconds per S3 request",
+    field: |c| &c.object_storage.request_timeout_secs,
+};
+pub(crate) const CONNECT_TIMEOUT: Key<u64> = Key {
+    name: "object_storage.connect_timeout",
+    kind: Kind::SECONDS,
+    default: Is("5"),
+    doc: "seconds to connect to S3",
+    field: |c| &c.object_storage.connect_timeout_secs,
+};
+pub(crate) const MAX_RETRIES: Key<u32> = Key {
+    name: "object_storage.max_retries",
+    kind: Kind::Integer {
+        unit: "retries",
+        max: u32::MAX as u64,
+    },
+    default: Is("3"),
+    doc: "retries of transient S3 failures",
+    field: |c| &c.object_storage.max_retries,
+};
+pub(crate) const RETRY_TIMEOUT: Key<u64> = Key {
+    name: "object_storage.retry_timeout",
+    kind: Kind::SECONDS,
+    default: Is("60"),
+    doc: "seconds after which S3 retries stop",
+    field: |c| &c.object_storage.retry_timeout_secs,
+};
+pub(crate) const RETRY_INITIAL_BACKOFF: Key<u64> = Key {
+    name: "object_storage.retry_initial_backoff_ms",
+    kind: Kind::MILLIS,
+    default: Is("100"),
+    doc: "first wait before a retry; doubles per retry",
+    field: |c| &c.object_storage.retry_initial_backoff_ms,
+};
+pub(crate) const RETRY_MAX_BACKOFF: Key<u64> = Key {
+    name: "object_storage.retry_max_backoff_ms",
+    kind: Kind::MILLIS,
+    default: Is("15000"),
+    doc: "longest wait between retries",
+    field: |c| &c.object_storage.retry_max_backoff_ms,
+};
+pub(crate) const ROOT: Key<PathBuf> = Key {
+    name: "object_storage.root",
+    kind: Kind::Path,
+    default: Is("./data"),
+    doc: "folder of the `local` provider (created if missing)",
+    field: |c| &c.object_storage.root,
+};
+pub(crate) const FSYNC: Key<bool> = Key {
+    name: "object_storage.fsync",
+    kind: Kind::Bool,
+    default: Is("true"),
+    doc: "`local`: each write is on stable storage before it is acknowledged",
+    field: |c| &c.object_storage.fsync,
+};
+pub(crate) const PREFIX: Key<KeyPrefix> = Key {
+    name: "object_storage.prefix",
+    kind: Kind::Prefix,
+    default: Is("mask/"),
+    doc: "every key lies below it; others are refused before any I/O",
+    field: |c| &c.object_storage.prefix,
+};
+pub(crate) const ALLOW_MEMORY_IN_PRODUCTION: Key<bool> = Key {
+    name: "object_storage.allow_memory_in_production",
+    kind: Kind::Bool,
+    default: Is("false"),
+    doc: "permit `memory` when the environment is `production`",
+    field: |c| &c.object_storage.allow_memory_in_production,
+};
+
+/// `[signed_url]`
+pub(crate) const DEFAULT_TTL: Key<u64> = Key {
+    name: "signed_url.default_ttl",
+    kind: Kind::SECONDS,
+    default: Is("600"),
+    doc: "seconds a signed URL lives when none is asked",
+    field: |c| &c.signed_url.default_ttl,
+};
+pub(crate) const MAX_TTL: Key<u64> = Key {
+    name: "signed_url.max_ttl",
+    kind: Kind::SECONDS,
+    default: Is("3600"),
+    doc: "longest lifetime; longer requests are refused, never clamped (at most 604800, S3's limit)",
+    field: |c| &c.signed_url.max_ttl,
+};
+
+/// `[gateway]`
+pub(crate) const LISTEN: Key<String> = Key {
+    name: "gateway.listen",
+    kind: Kind::Address,
+    default: Is("127.0.0.1:9000"),
+    doc: "where `maskstore serve` listens",
+    field: |c| &c.gateway.listen,
+};
+pub(crate) const PUBLIC_URL: Key<String> = Key {
+    name: "gateway.public_url",
+    kind: Kind::Url {
+        fix: "give the http(s) URL browsers reach the gateway at, such as https://masks.example.org",
+    },
+    default: Unset("`http://<listen>`"),
+    doc: "the base URL local/memory signed URLs point at",
+    field: |c| &c.gateway.public_url,
+};
+pub(crate) const SIGNING_SECRET: Key<Option<Secret>> = Key {
+    name: "gateway.signing_secret",
+    kind: Kind::Secret,
+    default: Unset("development: generated"),
+    doc: "HMAC key of local/memory URLs, ≥ 32 bytes (redacted); required outside `development`",
+    field: |c| &c.gateway.signing_secret,
+};
+pub(crate) const PREVIOUS_SIGNING_SECRET: Key<Option<Secret>> = Key {
+    name: "gateway.previous_signing_secret",
+    kind: Kind::Secret,
+    default: Unset("—"),
+    doc: "still accepted during a rotation (redacted)",
+    field: |c| &c.gateway.previous_signing_secret,
+};
+
+/// `[cors]`
+pub(crate) const ALLOWED_ORIGINS: Key<Vec<String>> = Key {
+    name: "cors.allowed_origins",
+    kind: Kind::List,
+    default: Is("http://localhost:3000,http://localhost:8080"),
+    doc: "origins browsers may use the gateway from (TOML list, or comma-separated)",
+    field: |c| &c.cors.allowed_origins,
+};
+pub(crate) const ALLOWED_METHODS: Key<Vec<String>> = Key {
+    name: "cors.allowed_methods",
+    kind: Kind::List,
+    default: Is("GET,PUT,POST,DELETE"),
+    doc: "methods granted in preflight answers",
+    field: |c| &c.cors.allowed_methods,
+};
+pub(crate) const ALLOWED_HEADERS: Key<Vec<String>> = Key {
+    name: "cors.allowed_headers",
+    kind: Kind::List,
+    default: Is("*"),
+    doc: "request headers granted",
+    field: |c| &c.cors.allowed_headers,
+};
+pub(crate) const EXPOSE_HEADERS: Key<Vec<String>> = Key {
+    name: "cors.expose_headers",
+    kind: Kind::List,
+    default: Is("ETag"),
+    doc: "response headers a page may read",
+    field: |c| &c.cors.expose_headers,
+};
+pub(crate) const MAX_AGE: Key<u64> = Key {
+    name: "cors.max_age",
+    kind: Kind::SECONDS,
+    default: Is("3000"),
+    doc: "seconds a browser may cache a preflight answer",
+    field: |c| &c.cors.max_age,
+};
+
+/// `[lifecycle]`
+pub(crate) const TRANSITION_IA_DAYS: Key<u64> = Key {
+    name: "lifecycle.transition_ia_days",
+    kind: Kind::DAYS,
+    default: Is("90"),
+    doc: "`policy lifecycle`: days to Standard-IA (≥ 30)",
+    field: |c| &c.lifecycle.transition_ia_days,
+};
+pub(crate) const TRANSITION_GLACIER_DAYS: Key<u64> = Key {
+    name: "lifecycle.transition_glacier_days",
+    kind: Kind::DAYS,
+    default: Is("365"),
+    doc: "days to Glacier (after the IA transition)",
+    field: |c| &c.lifecycle.transition_glacier_days,
+};
+pub(crate) const ABORT_INCOMPLETE_MULTIPART_DAYS: Key<u64> = Key {
+    name: "lifecycle.abort_incomplete_multipart_days",
+    kind: Kind::DAYS,
+    default: Is("7"),
+    doc: "days before unfinished uploads are dropped",
+    field: |c| &c.lifecycle.abort_incomplete_multipart_days,
+};
+
+/// `[monitoring]`
+pub(crate) const CLIENT_ERROR_RATE_ALARM: Key<f64> = Key {
+    name: "monitoring.client_error_rate_alarm",
+    kind: Kind::Rate,
+    default: Is("0.05"),
+    doc: "alarm above this share of 4xx-like outcomes in the window",
+    field: |c| &c.monitoring.client_error_rate_alarm,
+};
+pub(crate) const SERVER_ERROR_RATE_ALARM: Key<f64> = Key {
+    name: "monitoring.server_error_rate_alarm",
+    kind: Kind::Rate,
+    default: Is("0.01"),
+    doc: "alarm above this share of 5xx-like outcomes in the window",
+    field: |c| &c.monitoring.server_error_rate_alarm,
+};
+pub(crate) const ALARM_WINDOW: Key<u64> = Key {
+    name: "monitoring.alarm_window",
+    kind: Kind::SECONDS,
+    default: Is("300"),
+    doc: "seconds of history the error rates cover",
+    field: |c| &c.monitoring.alarm_window_secs,
+};
+pub(crate) const ALARM_MIN_REQUESTS: Key<u64> = Key {
+    name: "monitoring.alarm_min_requests",
+    kind: Kind::Integer {
+        unit: "requests",
+        max: u64::MAX,
+    },
+    default: Is("20"),
+    doc: "no alarm below this many operations in the window",
+    field: |c| &c.monitoring.alarm_min_requests,
+};
+
+/// Every key maskstore reads, in the order `config show` and the README list them.
+pub(crate) const SCHEMA: &[&dyn AnyKey] = &[
+    &PROVIDER,
+    &BUCKET_NAME,
+    &REGION,
+    &ENDPOINT,
+    &ACCESS_KEY,
+    &SECRET_KEY,
+    &SESSION_TOKEN,
+    &VERIFY_FOLDERS,
+    &VIRTUAL_HOSTED_STYLE,
+    &REQUEST_TIMEOUT,
+    &CONNECT_TIMEOUT,
+    &MAX_RETRIES,
+    &RETRY_TIMEOUT,
+    &RETRY_INITIAL_BACKOFF,
+    &RETRY_MAX_BACKOFF,
+    &ROOT,
+    &FSYNC,
+    &PREFIX,
+    &ALLOW_MEMORY_IN_PRODUCTION,
+    &DEFAULT_TTL,
+    &MAX_TTL,
+    &LISTEN,
+    &PUBLIC_URL,
+    &SIGNING_SECRET,
+    &PREVIOUS_SIGNING_SECRET,
+    &ALLOWED_ORIGINS,
+    &ALLOWED_METHODS,
+    &ALLOWED_HEADERS,
+    &EXPOSE_HEADERS,
+    &MAX_AGE,
+    &TRANSITION_IA_DAYS,
+    &TRANSITION_GLACIER_DAYS,
+    &ABORT_INCOMPLETE_MULTIPART_DAYS,
+    &CLIENT_ERROR_RATE_ALARM,
+    &SERVER_ERROR_RATE_ALARM,
+    &ALARM_WINDOW,
+    &ALARM_MIN_REQUESTS,
+];
+
+/// The environment variable for a dotted key: `object_storage.max_ttl` →
+/// `APP_OBJECT_STORAGE__MAX_TTL`.
+pub fn env_var_name(key: &str) -> String {
+    format!("{ENV_PREFIX}{}", key.replacen('.', "__", 1).to_uppercase())
+}
+
+/// Whether `section` is one of maskstore's (`object_storage`, `signed_url`, …).
+pub(crate) fn is_section(section: &str) -> bool {
+    SCHEMA.iter().any(|key| key.section() == section)
+}
+
+/// The sections of maskstore, in schema order.
+pub(crate) fn sections() -> Vec<&'static str> {
+    let mut out: Vec<&str> = SCHEMA.iter().map(|key| key.section()).collect();
+    out.dedup();
+    out
+}
+
+/// The declared key `<section>.<name>`, or an error naming the known keys of `section`
+/// (`origin` is where the unknown key was found).
+pub(crate) fn lookup(
+    section: &str,
+    name: &str,
+    origin: &Origin,
+) -> Result<&'static dyn AnyKey, Error> {
+    if let Some(key) = SCHEMA
+        .iter()
+        .find(|key| key.section() == section && key.field_name() == name)
+    {
+        return Ok(*key);
+    }
+    let known: Vec<&str> = SCHEMA
+        .iter()
+        .filter(|key| key.section() == section)
+        .map(|key| key.field_name())
+        .collect();
+    Err(Error::config(
+        &format!("{section}.{name}"),
+        origin,
+        "is not a maskstore setting",
+        format!(
+            "check the spelling; the keys of [{section}] are: {}",
+            known.join(", ")
+        ),
+    ))
+}
+
+/// The key an environment variable sets: `None` when the variable is not
+/// `APP_<SECTION>__<KEY>` of a maskstore section (it belongs to the application), an error
+/// naming the known keys when the section is maskstore's but the key is not.
+pub(crate) fn key_of_env_var(var: &str) -> Option<Result<&'static dyn AnyKey, Error>> {
+    let (section, name) = var.strip_prefix(ENV_PREFIX)?.split_once("__")?;
+    let section = section.to_lowercase();
+    if !is_section(&section) {
+        return None;
+    }
+    Some(lookup(
+        &section,
+        &name.to_lowercase(),
+        &Origin::Env(var.to_string()),
+    ))
+}

@@ -1,0 +1,412 @@
+//! The rules a whole [`Config`] must follow: rules between keys (`s3` needs a bucket,
+//! `default_ttl` ≤ `max_ttl`, …) and limits of single values. What one value must look like
+//! on its own (a URL, a bucket name) is checked as it is read, by its [`Kind`].
+//!
+//! [`Kind`]: super::schema::Kind
+
+use super::schema::{
+    ABORT_INCOMPLETE_MULTIPART_DAYS, ACCESS_KEY, ALLOW_MEMORY_IN_PRODUCTION, ALLOWED_METHODS,
+    ALLOWED_ORIGINS, AnyKey, BUCKET_NAME, CONNECT_TIMEOUT, DEFAULT_TTL, MAX_TTL,
+    PREVIOUS_SIGNING_SECRET, PROVIDER, REGION, REQUEST_TIMEOUT, SECRET_KEY, SIGNING_SECRET,
+    TRANSITION_GLACIER_DAYS, TRANSITION_IA_DAYS,
+};
+use super::{Config, DEFAULT_ENVIRONMENT, Origin, Provider};
+use crate::Error;
+use crate::ttl::S3_MAX_PRESIGN_SECS;
+
+/// The shortest signing secret accepted, in bytes (HMAC-SHA256 wants 32 bytes of entropy).
+pub const MIN_SIGNING_SECRET_BYTES: usize = 32;
+
+/// The environment whose data must survive a restart.
+const PRODUCTION: &str = "production";
+
+impl Config {
+    /// Where the value of `key` came from.
+    pub(crate) fn origin_of(&self, key: &dyn AnyKey) -> Origin {
+        self.origin(key.name()).cloned().unwrap_or(Origin::Default)
+    }
+}
+
+/// A config error for `key`, blaming the origin of `key`.
+fn refuse(
+    config: &Config,
+    key: &dyn AnyKey,
+    problem: impl Into<String>,
+    fix: impl Into<String>,
+) -> Error {
+    Error::config(key.name(), &config.origin_of(key), problem, fix)
+}
+
+/// A config error for `key`, blaming the origin of `blamed` (the key whose value makes
+/// `key` wrong or required).
+fn refuse_because(
+    config: &Config,
+    key: &dyn AnyKey,
+    blamed: &dyn AnyKey,
+    problem: impl Into<String>,
+    fix: impl Into<String>,
+) -> Error {
+    Error::config(key.name(), &config.origin_of(blamed), problem, fix)
+}
+
+/// Checks every rule of a whole config.
+pub(crate) fn validate(config: &Config) -> Result<(), Error> {
+    validate_object_storage(config)?;
+    validate_signed_url(config)?;
+    validate_gateway(config)?;
+    validate_lifecycle(config)
+}
+
+fn validate_object_storage(config: &Config) -> Result<(), Error> {
+    let os = &config.object_storage;
+    if os.provider == Provider::S3 {
+        if os.bucket_name.is_none() {
+            return Err(refuse_because(
+                config,
+                &BUCKET_NAME,
+                &PROVIDER,
+                "is required when provider = \"s3\"",
+                format!(
+                    "set {} in [{}] or {}",
+                    BUCKET_NAME.field_name(),
+                    BUCKET_NAME.section(),
+                    BUCKET_NAME.env_var()
+                ),
+            ));
+        }
+        if os.region.is_none() {
+            return Err(refuse_because(
+                config,
+                &REGION,
+                &PROVIDER,
+                "is required when provider = \"s3\"",
+                format!(
+                    "set {} (the bucket's region, e.g. us-east-1) in [{}] or {}",
+                    REGION.field_name(),
+                    REGION.section(),
+                    REGION.env_var()
+                ),
+            ));
+        }
+    }
+    let both = format!(
+        "set both {} and {}, or neither to use the AWS credential chain",
+        ACCESS_KEY.field_name(),
+        SECRET_KEY.field_name()
+    );
+    match (&os.access_key, &os.secret_key) {
+        (Some(_), None) => {
+            return Err(refuse_because(
+                config,
+                &SECRET_KEY,
+                &ACCESS_KEY,
+                format!("is missing while {} is set", ACCESS_KEY.field_name()),
+                both,
+            ));
+        }
+        (None, Some(_)) => {
+            return Err(refuse_because(
+                config,
+                &ACCESS_KEY,
+                &SECRET_KEY,
+                format!("is missing while {} is set", SECRET_KEY.field_name()),
+                both,
+            ));
+        }
+        _ => {}
+    }
+    for (key, value) in [
+        (&REQUEST_TIMEOUT, os.request_timeout_secs),
+        (&CONNECT_TIMEOUT, os.connect_timeout_secs),
+    ] {
+        if value == 0 {
+            return Err(refuse(
+                config,
+                key,
+                "a timeout of 0 seconds would fail every request",
+                "give at least 1 second",
+            ));
+        }
+    }
+    if os.provider == Provider::Memory
+        && config.environment == PRODUCTION
+        && !os.allow_memory_in_production
+    {
+        return Err(refuse(
+            config,
+            &PROVIDER,
+            format!(
+                "provider \"{}\" in environment \"{PRODUCTION}\" would lose every mask on restart",
+                Provider::Memory
+            ),
+            format!(
+                "use provider {}, or set {} = true if that is really intended",
+                Provider::S3,
+                ALLOW_MEMORY_IN_PRODUCTION.field_name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_signed_url(config: &Config) -> Result<(), Error> {
+    let su = &config.signed_url;
+    for (key, value) in [(&DEFAULT_TTL, su.default_ttl), (&MAX_TTL, su.max_ttl)] {
+        if value == 0 {
+            return Err(refuse(
+                config,
+                key,
+                "a TTL of 0 makes every signed URL expire at once",
+                format!(
+                    "give at least 1 second (the guide uses {} = {}, {} = {})",
+                    DEFAULT_TTL.field_name(),
+                    DEFAULT_TTL.default_value().unwrap_or_default(),
+                    MAX_TTL.field_name(),
+                    MAX_TTL.default_value().unwrap_or_default(),
+                ),
+            ));
+        }
+    }
+    if su.max_ttl > S3_MAX_PRESIGN_SECS {
+        return Err(refuse(
+            config,
+            &MAX_TTL,
+            format!(
+                "{} s is above S3's presign ceiling of {S3_MAX_PRESIGN_SECS} s (7 days)",
+                su.max_ttl
+            ),
+            format!("give at most {S3_MAX_PRESIGN_SECS}"),
+        ));
+    }
+    if su.default_ttl > su.max_ttl {
+        return Err(refuse(
+            config,
+            &DEFAULT_TTL,
+            format!(
+                "{} s is above {} ({} s, {})",
+                su.default_ttl,
+                MAX_TTL.field_name(),
+                su.max_ttl,
+                config.origin_of(&MAX_TTL)
+            ),
+            format!(
+                "lower {} or raise {}",
+                DEFAULT_TTL.field_name(),
+                MAX_TTL.field_name()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_lifecycle(config: &Config) -> Result<(), Error> {
+    let lc = &config.lifecycle;
+    if lc.transition_ia_days < 30 {
+        return Err(refuse(
+            config,
+            &TRANSITION_IA_DAYS,
+            format!(
+                "{} days is below S3's 30-day minimum for Standard-IA",
+                lc.transition_ia_days
+            ),
+            format!(
+                "give 30 or more (the guide uses {})",
+                TRANSITION_IA_DAYS.default_value().unwrap_or_default()
+            ),
+        ));
+    }
+    if lc.transition_glacier_days <= lc.transition_ia_days {
+        return Err(refuse(
+            config,
+            &TRANSITION_GLACIER_DAYS,
+            format!(
+                "{} days is not after the Standard-IA transition ({} days)",
+                lc.transition_glacier_days, lc.transition_ia_days
+            ),
+            format!(
+                "give more days than {} (the guide uses {})",
+                TRANSITION_IA_DAYS.field_name(),
+                TRANSITION_GLACIER_DAYS.default_value().unwrap_or_default()
+            ),
+        ));
+    }
+    if lc.abort_incomplete_multipart_days == 0 {
+        return Err(refuse(
+            config,
+            &ABORT_INCOMPLETE_MULTIPART_DAYS,
+            "0 days would abort uploads in progress",
+            format!(
+                "give at least 1 (default {})",
+                ABORT_INCOMPLETE_MULTIPART_DAYS
+                    .default_value()
+                    .unwrap_or_default()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn validate_gateway(config: &Config) -> Result<(), Error> {
+    let gw = &config.gateway;
+    for (key, secret) in [
+        (&SIGNING_SECRET, &gw.signing_secret),
+        (&PREVIOUS_SIGNING_SECRET, &gw.previous_signing_secret),
+    ] {
+        if let Some(secret) = secret
+            && secret.expose().len() < MIN_SIGNING_SECRET_BYTES
+        {
+            return Err(refuse(
+                config,
+                key,
+                format!("the secret is shorter than {MIN_SIGNING_SECRET_BYTES} bytes"),
+                "generate one with: openssl rand -hex 32",
+            ));
+        }
+    }
+    if gw.previous_signing_secret.is_some() && gw.signing_secret.is_none() {
+        return Err(refuse_because(
+            config,
+            &SIGNING_SECRET,
+            &PREVIOUS_SIGNING_SECRET,
+            format!(
+                "is missing while {} is set",
+                PREVIOUS_SIGNING_SECRET.field_name()
+            ),
+            format!(
+                "set {} to the new secret; {} keeps the old one valid",
+                SIGNING_SECRET.field_name(),
+                PREVIOUS_SIGNING_SECRET.field_name()
+            ),
+        ));
+    }
+    let serves_gateway = matches!(
+        config.object_storage.provider,
+        Provider::Local | Provider::Memory
+    );
+    if serves_gateway && gw.signing_secret.is_none() && config.environment != DEFAULT_ENVIRONMENT {
+        return Err(refuse_because(
+            config,
+            &SIGNING_SECRET,
+            &PROVIDER,
+            format!(
+                "is required for provider {} outside development (environment {:?})",
+                config.object_storage.provider, config.environment
+            ),
+            format!(
+                "set {} (generate one with: openssl rand -hex 32)",
+                SIGNING_SECRET.env_var()
+            ),
+        ));
+    }
+    let cors = &config.cors;
+    if let Some(bad) = cors
+        .allowed_origins
+        .iter()
+        .find(|o| *o != "*" && check_endpoint(o).is_err())
+    {
+        return Err(refuse(
+            config,
+            &ALLOWED_ORIGINS,
+            format!("{bad:?} is not an origin"),
+            "list origins as scheme://host[:port], such as http://localhost:3000",
+        ));
+    }
+    const METHODS: [&str; 6] = ["GET", "PUT", "POST", "DELETE", "HEAD", "OPTIONS"];
+    if let Some(bad) = cors
+        .allowed_methods
+        .iter()
+        .find(|m| !METHODS.contains(&m.as_str()))
+    {
+        return Err(refuse(
+            config,
+            &ALLOWED_METHODS,
+            format!("{bad:?} is not an HTTP method CORS can allow here"),
+            format!("use some of: {}", METHODS.join(", ")),
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `region` looks like an S3 region name (`us-east-1`).
+pub(crate) fn check_region(region: &str) -> bool {
+    region
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// S3's bucket naming rules (general purpose buckets).
+pub(crate) fn check_bucket_name(name: &str) -> Result<(), String> {
+    if !(3..=63).contains(&name.len()) {
+        return Err(format!(
+            "it is {} characters long, S3 needs 3 to 63",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-' || *c == '.'))
+    {
+        return Err(format!("{c:?} is not allowed"));
+    }
+    let first_last_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if !first_last_ok(name.chars().next()) || !first_last_ok(name.chars().last()) {
+        return Err("it must begin and end with a letter or digit".to_string());
+    }
+    if name.contains("..") {
+        return Err("it must not contain two adjacent dots".to_string());
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err("it must not look like an IP address".to_string());
+    }
+    for prefix in ["xn--", "sthree-", "amzn-s3-demo-"] {
+        if name.starts_with(prefix) {
+            return Err(format!("the prefix {prefix:?} is reserved"));
+        }
+    }
+    for suffix in ["-s3alias", "--ol-s3", ".mrap", "--x-s3", "--table-s3"] {
+        if name.ends_with(suffix) {
+            return Err(format!("the suffix {suffix:?} is reserved"));
+        }
+    }
+    Ok(())
+}
+
+/// The endpoint with any `user:password@` removed, so an error never echoes a password.
+pub(crate) fn without_userinfo(endpoint: &str) -> String {
+    match url::Url::parse(endpoint) {
+        Ok(mut url) if !url.username().is_empty() || url.password().is_some() => {
+            let _ = url.set_username("");
+            let _ = url.set_password(None);
+            url.to_string()
+        }
+        Ok(_) => endpoint.to_string(),
+        // Unparseable: a password cannot be told apart, so show only the scheme-ish start.
+        Err(_) if endpoint.contains('@') => "(endpoint hidden: it contains '@')".to_string(),
+        Err(_) => endpoint.to_string(),
+    }
+}
+
+/// An `http(s)://` URL with a host and without credentials, query or fragment.
+pub(crate) fn check_endpoint(endpoint: &str) -> Result<(), String> {
+    let url = url::Url::parse(endpoint).map_err(|e| format!("is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!(
+            "uses scheme {:?}; only http and https are supported",
+            url.scheme()
+        ));
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err("has no host".to_string());
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err("must not carry a query or fragment".to_string());
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(format!(
+            "must not carry credentials; use {} and {} instead",
+            ACCESS_KEY.field_name(),
+            SECRET_KEY.field_name()
+        ));
+    }
+    Ok(())
+}

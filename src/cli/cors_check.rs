@@ -1,6 +1,6 @@
 //! `maskstore check --cors ORIGIN`: a CORS preflight like a browser's before an upload.
 
-use maskstore::{Config, Provider};
+use maskstore::{Config, Storage, UrlIssuer};
 
 use super::output::Failure;
 
@@ -12,12 +12,12 @@ pub(crate) struct Verdict {
     pub detail: String,
 }
 
-/// Where the browser would send its upload: the bucket (S3) or the gateway (local, memory).
-fn probe_url(config: &Config) -> String {
+/// Where the browser would send its upload: the backend itself (S3) or the gateway.
+fn probe_url(config: &Config, issuer: UrlIssuer) -> Result<String, Failure> {
     let os = &config.object_storage;
     let key = format!("{}maskstore-check/cors-probe", os.prefix);
-    match os.provider {
-        Provider::S3 => {
+    Ok(match issuer {
+        UrlIssuer::Backend => {
             let bucket = os.bucket_name.as_deref().unwrap_or_default();
             let region = os.region.as_deref().unwrap_or("us-east-1");
             let base = os
@@ -34,17 +34,25 @@ fn probe_url(config: &Config) -> String {
                 format!("{base}/{bucket}/{key}")
             }
         }
-        Provider::Local | Provider::Memory => {
+        UrlIssuer::Gateway => {
             format!(
                 "{}/o/{key}",
                 config.gateway.public_url.trim_end_matches('/')
             )
         }
-    }
+        UrlIssuer::None => {
+            return Err(Failure {
+                message: "this storage issues no signed URLs, so browsers cannot upload to it"
+                    .to_string(),
+                code: 2,
+            });
+        }
+    })
 }
 
 pub(crate) async fn preflight(config: &Config, origin: &str) -> Result<Verdict, Failure> {
-    let url = probe_url(config);
+    let issuer = Storage::connect(config)?.capabilities().signed_urls;
+    let url = probe_url(config, issuer)?;
     let response = reqwest::Client::new()
         .request(reqwest::Method::OPTIONS, &url)
         .header("Origin", origin)
@@ -56,9 +64,9 @@ pub(crate) async fn preflight(config: &Config, origin: &str) -> Result<Verdict, 
         .map_err(|e| Failure {
             message: format!(
                 "cannot send the CORS preflight to {url}: {e}; {}",
-                match config.object_storage.provider {
-                    Provider::S3 => "check object_storage.endpoint and the network",
-                    _ =>
+                match issuer {
+                    UrlIssuer::Backend => "check object_storage.endpoint and the network",
+                    UrlIssuer::Gateway | UrlIssuer::None =>
                         "start the gateway with maskstore serve (gateway.public_url must reach it)",
                 }
             ),

@@ -3,14 +3,15 @@
 use std::io::IsTerminal;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use maskstore::Error;
+use maskstore::{Error, ErrorKind};
 
 /// The exit codes, as `--help` lists them; [`exit_code`] maps errors onto them.
 pub(crate) const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  other failure (backend error, data mismatch)
-  2  usage or configuration error (bad flag, bad config value, invalid key, region mismatch)
+  1  other failure (backend error, data mismatch, conflict, failed condition)
+  2  usage or configuration error (bad flag, bad config value, invalid key or range,
+     region mismatch)
   3  not found (key or bucket)
   4  credentials rejected, permission denied, clock skew, CORS refused
   5  backend unreachable";
@@ -38,20 +39,18 @@ impl Failure {
     }
 }
 
-/// The exit code for an error (see `EXIT_CODES`).
+/// The exit code for an error (see `EXIT_CODES`), from its kind.
 pub(crate) fn exit_code(e: &Error) -> u8 {
-    match e {
-        Error::NotFound { .. } | Error::BucketMissing { .. } => 3,
-        Error::CredentialsRejected { .. }
-        | Error::PermissionDenied { .. }
-        | Error::ClockSkew { .. } => 4,
-        Error::RegionMismatch { .. } => 2,
-        Error::Unreachable { .. } => 5,
-        Error::InvalidKey { .. }
-        | Error::InvalidMetadata { .. }
-        | Error::InvalidTtl { .. }
-        | Error::Config { .. } => 2,
-        _ => 1,
+    match e.kind() {
+        ErrorKind::NotFound => 3,
+        ErrorKind::Credentials | ErrorKind::PermissionDenied => 4,
+        ErrorKind::InvalidInput | ErrorKind::InvalidRange | ErrorKind::Misconfigured => 2,
+        ErrorKind::Unavailable => 5,
+        ErrorKind::Conflict
+        | ErrorKind::Precondition
+        | ErrorKind::NotModified
+        | ErrorKind::Unsupported
+        | ErrorKind::Internal => 1,
     }
 }
 

@@ -1,6 +1,6 @@
 //! `maskstore presign`: a signed URL for one object.
 
-use maskstore::{Config, ObjectKey, Provider, SignOptions, SignedMethod, Storage};
+use maskstore::{Config, ObjectKey, SignOptions, SignedMethod, Storage};
 use serde_json::json;
 
 use super::output::{Failure, print_json};
@@ -24,8 +24,10 @@ pub(crate) struct Args {
 }
 
 pub(crate) async fn run(config: &Config, args: &Args, as_json: bool) -> Result<(), Failure> {
-    if config.object_storage.provider == Provider::Memory && config.gateway.signing_secret.is_none()
-    {
+    let key =
+        ObjectKey::parse(args.key.clone()).map_err(|e| Failure::from(maskstore::Error::from(e)))?;
+    let storage = Storage::connect(config)?;
+    if !storage.capabilities().urls_outlive_process {
         return Err(Failure {
             message: "provider memory signs with a per-process secret when none is configured, \
                       so a URL printed here would be valid nowhere; set \
@@ -34,9 +36,6 @@ pub(crate) async fn run(config: &Config, args: &Args, as_json: bool) -> Result<(
             code: 2,
         });
     }
-    let key =
-        ObjectKey::parse(args.key.clone()).map_err(|e| Failure::from(maskstore::Error::from(e)))?;
-    let storage = Storage::connect(config)?;
     let options = SignOptions {
         content_type: args.content_type.clone(),
         content_length: args.content_length,

@@ -1,19 +1,21 @@
 //! `maskstore serve`: the signed-URL gateway of the local and memory providers.
 
-use maskstore::{Config, Provider, Storage};
+use maskstore::{Config, Storage, UrlIssuer};
 
 use super::output::Failure;
 
 pub(crate) async fn run(config: &Config) -> Result<(), Failure> {
-    if config.object_storage.provider == Provider::S3 {
+    let storage = Storage::connect(config)?;
+    if storage.capabilities().signed_urls != UrlIssuer::Gateway {
         return Err(Failure {
-            message: "maskstore serve serves the local and memory providers; with provider s3, \
-                      signed URLs point at S3 itself"
-                .to_string(),
+            message: format!(
+                "maskstore serve serves the signed URLs of providers without their own (local, \
+                 memory); provider {}'s signed URLs point at the backend itself",
+                config.object_storage.provider
+            ),
             code: 2,
         });
     }
-    let storage = Storage::connect(config)?;
     let gateway_failure = |e: maskstore_gateway::GatewayError| Failure {
         message: e.to_string(),
         code: 2,

@@ -105,8 +105,8 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
             code: 2,
         });
     }
-    let both_s3 = from_config.object_storage.provider == Provider::S3
-        && to_config.object_storage.provider == Provider::S3;
+    // Etags made from the content alone are comparable across the two stores.
+    let comparable_etags = from.capabilities().content_etags && to.capabilities().content_etags;
     let prefix = args
         .prefix
         .clone()
@@ -127,7 +127,7 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
     while let Some(item) = listing.next().await {
         let source = item?;
         seen.insert(source.key.to_string());
-        match sync_one(&from, &to, &source, both_s3, args.dry_run).await {
+        match sync_one(&from, &to, &source, comparable_etags, args.dry_run).await {
             Ok(Action::Copied(bytes)) => {
                 summary.copied += 1;
                 summary.bytes += bytes;
@@ -217,7 +217,7 @@ async fn sync_one(
     from: &Storage,
     to: &Storage,
     source: &ObjectInfo,
-    both_s3: bool,
+    comparable_etags: bool,
     dry_run: bool,
 ) -> Result<Action, Error> {
     match to.head(&source.key).await {
@@ -225,7 +225,7 @@ async fn sync_one(
             let recorded = existing.metadata.get(SOURCE_ETAG);
             let same = match &source.etag {
                 Some(etag) => {
-                    recorded == Some(etag) || (both_s3 && existing.etag.as_ref() == Some(etag))
+                    recorded == Some(etag) || (comparable_etags && existing.etag.as_ref() == Some(etag))
                 }
                 None => false,
             };

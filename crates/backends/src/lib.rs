@@ -34,6 +34,7 @@ mod error;
 pub mod layers;
 mod load;
 pub mod local;
+mod memory;
 pub mod monitor;
 mod s3;
 pub mod signing;

@@ -14,10 +14,9 @@ use object_store::{
 
 use crate::layers::Layer;
 use crate::layers::instrumented::{Instrumentation, Measured, Recorder};
-use crate::local::LocalStore;
 use crate::local::file_io::{copy_file_range, file_stream};
 use crate::monitor::{AlarmSettings, Monitor, Outcome};
-use crate::signing::{self, GatewaySigner, SignOptions, SignedMethod, SignedUrl};
+use crate::signing::{GatewaySigner, SignOptions, SignedMethod, SignedUrl};
 use crate::types::{
     ByteRange, IncompleteUpload, Listing, Object, ObjectInfo, ObjectStream, PutOutcome,
     ReadOptions, Source, WriteMode, WriteOptions, info_of,
@@ -72,9 +71,16 @@ pub struct Storage {
 pub struct Capabilities {
     /// Who verifies the signed URLs this storage issues.
     pub signed_urls: UrlIssuer,
+    /// Whether the signed URLs stay valid beyond this process (false when the gateway
+    /// signs with a per-process secret: provider memory without a configured one).
+    pub urls_outlive_process: bool,
     /// Whether the backend keeps incomplete streaming uploads that can be listed and
     /// aborted (S3); the others keep none.
     pub incomplete_uploads: bool,
+    /// Whether etags derive from the content alone, so that two stores of this kind give
+    /// the same etag to the same bytes written the same way (S3's MD5 etags); local and
+    /// memory etags name a version, not the content.
+    pub content_etags: bool,
 }
 
 /// Who serves and verifies a storage's signed URLs.
@@ -88,13 +94,19 @@ pub enum UrlIssuer {
     None,
 }
 
+/// The gateway's signer, and whether its secret dies with the process.
+struct Gateway {
+    signer: GatewaySigner,
+    ephemeral: bool,
+}
+
 /// Who signs URLs for a storage.
 #[derive(Clone)]
 enum UrlSigner {
     /// SigV4 presigning by the S3 client.
     S3(Arc<object_store::aws::AmazonS3>),
     /// maskstore's HMAC URLs, served by the gateway.
-    Gateway(Arc<GatewaySigner>),
+    Gateway(Arc<Gateway>),
     /// A storage built from a bare object_store, without a gateway signer.
     None,
 }
@@ -115,12 +127,15 @@ impl Storage {
     pub fn connect(config: &Config) -> Result<Storage> {
         let os = &config.object_storage;
         let gw = &config.gateway;
-        let gateway = |secret: Secret| {
-            UrlSigner::Gateway(Arc::new(GatewaySigner::new(
-                &gw.public_url,
-                secret,
-                gw.previous_signing_secret.clone(),
-            )))
+        let gateway = |secret: Secret, ephemeral: bool| {
+            UrlSigner::Gateway(Arc::new(Gateway {
+                signer: GatewaySigner::new(
+                    &gw.public_url,
+                    secret,
+                    gw.previous_signing_secret.clone(),
+                ),
+                ephemeral,
+            }))
         };
         let (store, urls): (Arc<dyn ObjectStore>, UrlSigner) = match os.provider {
             Provider::S3 => {
@@ -128,51 +143,12 @@ impl Storage {
                 (s3.clone(), UrlSigner::S3(s3))
             }
             Provider::Local => {
-                let store = LocalStore::open(&os.root, os.fsync).map_err(|e| Error::Config {
-                    key: "object_storage.root".to_string(),
-                    origin: config
-                        .origin("object_storage.root")
-                        .cloned()
-                        .unwrap_or(maskstore_core::Origin::Default),
-                    problem: format!("cannot use {} as the local root: {e}", os.root.display()),
-                    fix: "give a folder this process may create and write".to_string(),
-                })?;
-                let secret = match &gw.signing_secret {
-                    Some(secret) => secret.clone(),
-                    None => {
-                        let path = store
-                            .root()
-                            .join(crate::local::RESERVED_DIR)
-                            .join("signing-secret");
-                        let secret = signing::development_secret(&path).map_err(|e| Error::Config {
-                            key: "gateway.signing_secret".to_string(),
-                            origin: maskstore_core::Origin::Default,
-                            problem: format!(
-                                "none is set and the development secret at {} cannot be kept: {e}",
-                                path.display()
-                            ),
-                            fix: "set APP_GATEWAY__SIGNING_SECRET, or make the local root writable".to_string(),
-                        })?;
-                        tracing::info!(path = %path.display(), "signed URLs use the development signing secret kept beside the local root");
-                        secret
-                    }
-                };
-                (Arc::new(store), gateway(secret))
+                let (store, secret) = crate::local::build(config)?;
+                (Arc::new(store), gateway(secret, false))
             }
             Provider::Memory => {
-                let secret = match &gw.signing_secret {
-                    Some(secret) => secret.clone(),
-                    None => {
-                        tracing::info!(
-                            "signed URLs use a per-process signing secret (provider memory, none configured)"
-                        );
-                        signing::random_secret()
-                    }
-                };
-                (
-                    Arc::new(object_store::memory::InMemory::new()),
-                    gateway(secret),
-                )
+                let (store, secret, ephemeral) = crate::memory::build(config);
+                (Arc::new(store), gateway(secret, ephemeral))
             }
         };
         let monitoring = &config.monitoring;
@@ -266,7 +242,10 @@ impl Storage {
     /// This storage, issuing gateway URLs with `signer` (for wrappers and tests that serve
     /// a storage built with [`Storage::from_object_store`] through the gateway).
     pub fn with_gateway_signer(mut self, signer: GatewaySigner) -> Storage {
-        self.urls = UrlSigner::Gateway(Arc::new(signer));
+        self.urls = UrlSigner::Gateway(Arc::new(Gateway {
+            signer,
+            ephemeral: false,
+        }));
         self
     }
 
@@ -278,7 +257,7 @@ impl Storage {
     /// The signer of gateway URLs, for the gateway that verifies them; `None` on S3.
     pub fn gateway_signer(&self) -> Option<&GatewaySigner> {
         match &self.urls {
-            UrlSigner::Gateway(signer) => Some(signer),
+            UrlSigner::Gateway(gateway) => Some(&gateway.signer),
             _ => None,
         }
     }
@@ -322,7 +301,11 @@ impl Storage {
             UrlSigner::S3(s3) => {
                 crate::s3::presign(s3, &self.backend, method, &path, ttl, options).await?
             }
-            UrlSigner::Gateway(signer) => signer.sign(method, key, expires_at.timestamp(), options),
+            UrlSigner::Gateway(gateway) => {
+                gateway
+                    .signer
+                    .sign(method, key, expires_at.timestamp(), options)
+            }
             UrlSigner::None => {
                 return Err(Error::Unsupported {
                     backend: self.backend.to_string(),
@@ -360,13 +343,20 @@ impl Storage {
 
     /// What this storage can do beyond the contract every backend follows.
     pub fn capabilities(&self) -> Capabilities {
+        let s3 = matches!(self.urls, UrlSigner::S3(_));
         Capabilities {
             signed_urls: match &self.urls {
                 UrlSigner::S3(_) => UrlIssuer::Backend,
                 UrlSigner::Gateway(_) => UrlIssuer::Gateway,
                 UrlSigner::None => UrlIssuer::None,
             },
-            incomplete_uploads: matches!(self.urls, UrlSigner::S3(_)),
+            urls_outlive_process: match &self.urls {
+                UrlSigner::S3(_) => true,
+                UrlSigner::Gateway(gateway) => !gateway.ephemeral,
+                UrlSigner::None => false,
+            },
+            incomplete_uploads: s3,
+            content_etags: s3,
         }
     }
 

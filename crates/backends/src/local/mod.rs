@@ -40,10 +40,12 @@ use object_store::{
 };
 
 mod attributes;
+mod builder;
 pub mod error;
 pub(crate) mod file_io;
 
 use attributes::{StoredAttributes, XATTR, probe_xattrs, read_attributes};
+pub(crate) use builder::build;
 pub use error::LocalError;
 /// The folder below the root that holds maskstore's own files.
 pub const RESERVED_DIR: &str = ".maskstore";

@@ -1,0 +1,40 @@
+//! Building the `local` provider from `[object_storage]`: the root folder, and the signing
+//! secret of its gateway URLs (in development, one kept beside the root).
+
+use maskstore_core::{Config, Origin, Secret};
+
+use super::{LocalStore, RESERVED_DIR};
+use crate::{Error, Result, signing};
+
+/// The store over `object_storage.root`, and the gateway's signing secret.
+pub(crate) fn build(config: &Config) -> Result<(LocalStore, Secret)> {
+    let os = &config.object_storage;
+    let store = LocalStore::open(&os.root, os.fsync).map_err(|e| Error::Config {
+        key: "object_storage.root".to_string(),
+        origin: config
+            .origin("object_storage.root")
+            .cloned()
+            .unwrap_or(Origin::Default),
+        problem: format!("cannot use {} as the local root: {e}", os.root.display()),
+        fix: "give a folder this process may create and write".to_string(),
+    })?;
+    let secret = match &config.gateway.signing_secret {
+        Some(secret) => secret.clone(),
+        None => {
+            let path = store.root().join(RESERVED_DIR).join("signing-secret");
+            let secret = signing::development_secret(&path).map_err(|e| Error::Config {
+                key: "gateway.signing_secret".to_string(),
+                origin: Origin::Default,
+                problem: format!(
+                    "none is set and the development secret at {} cannot be kept: {e}",
+                    path.display()
+                ),
+                fix: "set APP_GATEWAY__SIGNING_SECRET, or make the local root writable"
+                    .to_string(),
+            })?;
+            tracing::info!(path = %path.display(), "signed URLs use the development signing secret kept beside the local root");
+            secret
+        }
+    };
+    Ok((store, secret))
+}

@@ -1,9 +1,12 @@
 //! The contract suite on every backend: memory, local disk, SeaweedFS (auth enforced) and
-//! moto. Each prints `contract[<backend>]: N passed, M failed`.
+//! moto, and on layered storages (a no-fault chaos layer over memory, the counting layer
+//! over local disk). Each prints `contract[<backend>]: N passed, M failed`.
 
 use futures::TryStreamExt;
-use maskstore_backends::{Error, Storage, WriteOptions};
-use maskstore_testkit::contract::{self, Capabilities, Report};
+use maskstore_backends::{Error, SignOptions, SignedMethod, Storage, WriteOptions};
+use maskstore_core::TtlPolicy;
+use maskstore_testkit::chaos::Chaos;
+use maskstore_testkit::contract::{self, Capabilities, Counting, Report};
 use maskstore_testkit::servers::{self, S3Server};
 
 /// At least this many cases must pass on every backend.
@@ -25,6 +28,109 @@ async fn contract_memory() {
 async fn contract_local() {
     let storage = maskstore_testkit::temp_dir_served().await;
     assert_clean(&contract::run(&storage).await);
+}
+
+/// A layer must keep every rule of the storage below it: the contract over memory with a
+/// chaos layer that injects nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn contract_memory_chaos() {
+    let served = maskstore_testkit::memory_served().await;
+    let layered = Chaos::over(&served).storage();
+    let report = contract::run(&layered).await.labelled("memory+chaos");
+    assert_clean(&report);
+}
+
+/// The contract over local disk with the counting layer, which also saw every call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn contract_local_counting() {
+    let served = maskstore_testkit::temp_dir_served().await;
+    let counting = Counting::new();
+    let layered = served.layer(counting.clone());
+    let report = contract::run(&layered).await.labelled("local+counting");
+    assert_clean(&report);
+    assert!(counting.calls() > 100, "{} calls counted", counting.calls());
+}
+
+/// A layered S3 storage is the same storage plus the layer: it signs URLs that S3 accepts,
+/// keeps the configured alarm thresholds and TTL policy, and counts one operation once.
+#[tokio::test]
+async fn layered_s3_storage_keeps_its_signer_settings_and_counts_once() {
+    let Some(server) = servers::seaweedfs() else {
+        return;
+    };
+    let mut config = server.config();
+    config.monitoring.client_error_rate_alarm = 0.25;
+    config.monitoring.alarm_min_requests = 3;
+    let config = config.with_ttl(TtlPolicy::new(120, 900).unwrap());
+    let base = Storage::connect(&config).unwrap();
+    let counting = Counting::new();
+    let layered = Chaos::over(&base).storage().layer(counting.clone());
+
+    assert_eq!(layered.backend(), "s3");
+    assert_eq!(layered.prefix(), base.prefix());
+    assert_eq!(layered.ttl_policy(), TtlPolicy::new(120, 900).unwrap());
+    let alarms = layered.monitor().settings();
+    assert_eq!(alarms.client_error_rate, 0.25);
+    assert_eq!(alarms.min_requests, 3);
+    assert!(std::sync::Arc::ptr_eq(layered.monitor(), base.monitor()));
+
+    let key = layered.key("layered.png").unwrap();
+    let before = layered.monitor().counts().total();
+    layered.put(&key, "mask").await.unwrap();
+    assert_eq!(
+        layered.monitor().counts().total(),
+        before + 1,
+        "one put, counted once"
+    );
+    assert_eq!(counting.calls(), 1);
+
+    let url = layered
+        .signed_url(SignedMethod::Get, &key, None, &SignOptions::default())
+        .await
+        .unwrap();
+    let body = reqwest::get(&url.url).await.unwrap();
+    assert_eq!(body.status().as_u16(), 200);
+    assert_eq!(body.text().await.unwrap(), "mask");
+    assert!(matches!(
+        layered
+            .signed_url(SignedMethod::Get, &key, Some(901), &SignOptions::default())
+            .await,
+        Err(Error::InvalidTtl { max: 900, .. })
+    ));
+    layered.delete(&key).await.unwrap();
+}
+
+/// S3 errors are read from the status and `<Code>`, never from text holding the key: a
+/// missing key named after an error code is plainly missing, on a real server.
+#[tokio::test]
+async fn missing_keys_named_like_s3_error_codes_are_not_found() {
+    let Some(server) = servers::seaweedfs() else {
+        return;
+    };
+    let storage = server.storage();
+    for name in [
+        "RequestTimeTooSkewed",
+        "NoSuchBucket",
+        "PermanentRedirect",
+        "AccessDenied",
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+    ] {
+        let key = storage.key(&format!("{name}/x.png")).unwrap();
+        let other = storage.key(&format!("{name}/y.png")).unwrap();
+        for (operation, result) in [
+            ("get", storage.get(&key).await.map(drop)),
+            ("head", storage.head(&key).await.map(drop)),
+            ("range", storage.get_range(&key, 0..4).await.map(drop)),
+            ("copy", storage.copy(&key, &other).await),
+        ] {
+            match result {
+                Err(Error::NotFound { .. }) => {}
+                other => panic!("{name} {operation}: expected NotFound, got {other:?}"),
+            }
+        }
+        assert!(!storage.exists(&key).await.unwrap());
+    }
 }
 
 async fn contract_s3(server: S3Server) {

@@ -301,3 +301,114 @@ async fn traced_output_never_contains_secrets_or_signatures() {
         );
     }
 }
+
+/// One classification behind every status and metric: a range outside the object is the
+/// browser's mistake (416), counted as a client error, and never trips the 5xx alarm.
+#[tokio::test]
+async fn an_unsatisfiable_range_is_a_client_error_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(dir.path(), &[("APP_MONITORING__ALARM_MIN_REQUESTS", "3")]);
+    let http = reqwest::Client::new();
+    let key = "mask/r/a.png";
+    let put = http
+        .put(serve.sign(SignedMethod::Put, key))
+        .body(vec![1u8; 100])
+        .send()
+        .await
+        .unwrap();
+    assert!(put.status().is_success());
+    for _ in 0..5 {
+        let ranged = http
+            .get(serve.sign(SignedMethod::Get, key))
+            .header("Range", "bytes=500-")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ranged.status().as_u16(), 416);
+    }
+    let metrics = http
+        .get(format!("{}/metrics", serve.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let ops = "maskstore_operations_total";
+    assert_eq!(
+        sample(
+            &metrics,
+            ops,
+            &["operation=\"get\"", "outcome=\"client_error\""]
+        ),
+        5.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, ops, &["outcome=\"server_error\""]),
+        0.0,
+        "{metrics}"
+    );
+    let health = get_json(&http, &format!("{}/health", serve.base)).await;
+    let names: Vec<&str> = health["alarms"]
+        .as_array()
+        .map(|a| a.iter().map(|a| a["name"].as_str().unwrap()).collect())
+        .unwrap_or_default();
+    assert!(!names.contains(&"server_error_rate"), "{health}");
+    serve.stop();
+}
+
+/// Keys the local disk cannot hold are the client's problem (4xx) through the gateway, and
+/// a failure's answer never carries file-system text.
+#[tokio::test]
+async fn keys_the_local_disk_cannot_hold_answer_4xx() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let serve = Serve::start(
+        dir.path(),
+        &[
+            ("APP_OBJECT_STORAGE__PROVIDER", "local"),
+            ("APP_OBJECT_STORAGE__ROOT", root.to_str().unwrap()),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let put = |key: String| {
+        let url = serve.sign(SignedMethod::Put, &key);
+        let http = http.clone();
+        async move { http.put(url).body("x").send().await.unwrap() }
+    };
+    assert!(put("mask/k/a".to_string()).await.status().is_success());
+    // A key below an existing object, and a key that is a folder of other keys: 409.
+    for key in ["mask/k/a/b", "mask/k"] {
+        let answer = put(key.to_string()).await;
+        let status = answer.status().as_u16();
+        let text = answer.text().await.unwrap();
+        assert_eq!(status, 409, "{key}: {text}");
+        assert!(!text.contains(root.to_str().unwrap()), "{text}");
+    }
+    // A segment longer than a file name may be: 400.
+    let long = format!("mask/k/{}", "n".repeat(300));
+    let answer = put(long).await;
+    let status = answer.status().as_u16();
+    let text = answer.text().await.unwrap();
+    assert_eq!(status, 400, "{text}");
+    assert!(!text.contains("os error"), "{text}");
+    let metrics = http
+        .get(format!("{}/metrics", serve.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(
+        sample(
+            &metrics,
+            "maskstore_operations_total",
+            &["outcome=\"server_error\""]
+        ),
+        0.0,
+        "{metrics}"
+    );
+    serve.stop();
+}

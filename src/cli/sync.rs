@@ -225,7 +225,8 @@ async fn sync_one(
             let recorded = existing.metadata.get(SOURCE_ETAG);
             let same = match &source.etag {
                 Some(etag) => {
-                    recorded == Some(etag) || (comparable_etags && existing.etag.as_ref() == Some(etag))
+                    recorded == Some(etag)
+                        || (comparable_etags && existing.etag.as_ref() == Some(etag))
                 }
                 None => false,
             };

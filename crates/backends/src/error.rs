@@ -667,3 +667,284 @@ fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
     }
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error chain shaped like object_store's for a refused S3 request: the outer
+    /// element names the request (and so the key), its source is the server's answer.
+    #[derive(Debug)]
+    struct Request {
+        url: String,
+        answer: Answer,
+    }
+    #[derive(Debug)]
+    struct Answer(String);
+
+    impl std::fmt::Display for Request {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(
+                f,
+                "Error performing GET {} in 3ms - {}",
+                self.url, self.answer
+            )
+        }
+    }
+    impl std::error::Error for Request {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            Some(&self.answer)
+        }
+    }
+    impl std::fmt::Display for Answer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Server returned non-2xx status code: {}", self.0)
+        }
+    }
+    impl std::error::Error for Answer {}
+
+    fn request(key: &str, answer: &str) -> Box<Request> {
+        Box::new(Request {
+            url: format!("http://127.0.0.1:8333/bucket/{key}"),
+            answer: Answer(answer.to_string()),
+        })
+    }
+
+    fn body(code: &str, message: &str) -> String {
+        format!(
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{code}</Code>\
+             <Message>{message}</Message><RequestId>18ECBB4A416BC24F</RequestId></Error>"
+        )
+    }
+
+    #[test]
+    fn a_missing_key_named_like_an_error_code_is_not_found() {
+        for name in [
+            "RequestTimeTooSkewed",
+            "NoSuchBucket",
+            "PermanentRedirect",
+            "AccessDenied",
+            "SignatureDoesNotMatch",
+            "InvalidAccessKeyId",
+        ] {
+            let key = format!("mask/{name}/x.png");
+            let e = object_store::Error::NotFound {
+                path: key.clone(),
+                source: request(
+                    &key,
+                    &format!("404 Not Found: {}", body("NoSuchKey", "no such key")),
+                ),
+            };
+            let e = Error::from_store("s3", &key, e);
+            assert!(matches!(e, Error::NotFound { .. }), "{name}: {e:?}");
+            // A HEAD's 404 has no body at all.
+            let e = object_store::Error::NotFound {
+                path: key.clone(),
+                source: request(&key, "404 Not Found: "),
+            };
+            let e = Error::from_store("s3", &key, e);
+            assert!(matches!(e, Error::NotFound { .. }), "{name}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn the_code_names_a_missing_bucket_clock_skew_and_credentials() {
+        let cases: [(&str, &str, fn(&Error) -> bool); 5] = [
+            ("404 Not Found", "NoSuchBucket", |e| {
+                matches!(e, Error::BucketMissing { .. })
+            }),
+            ("403 Forbidden", "RequestTimeTooSkewed", |e| {
+                matches!(e, Error::ClockSkew { .. })
+            }),
+            ("403 Forbidden", "SignatureDoesNotMatch", |e| {
+                matches!(e, Error::CredentialsRejected { .. })
+            }),
+            ("403 Forbidden", "InvalidAccessKeyId", |e| {
+                matches!(e, Error::CredentialsRejected { .. })
+            }),
+            ("403 Forbidden", "AccessDenied", |e| {
+                matches!(e, Error::PermissionDenied { .. })
+            }),
+        ];
+        for (status, code, expected) in cases {
+            let source = request("mask/a.png", &format!("{status}: {}", body(code, "text")));
+            let e = if status.starts_with("404") {
+                object_store::Error::NotFound {
+                    path: "mask/a.png".into(),
+                    source,
+                }
+            } else {
+                object_store::Error::PermissionDenied {
+                    path: "mask/a.png".into(),
+                    source,
+                }
+            };
+            let e = Error::from_store("s3", "mask/a.png", e);
+            assert!(expected(&e), "{code}: {e:?}");
+        }
+    }
+
+    #[test]
+    fn an_unknown_refusal_is_reported_with_its_code_and_status() {
+        let e = object_store::Error::PermissionDenied {
+            path: "mask/a.png".into(),
+            source: request(
+                "mask/a.png",
+                &format!(
+                    "403 Forbidden: {}",
+                    body("NotSignedUp", "Your account is not signed up")
+                ),
+            ),
+        };
+        let e = Error::from_store("s3", "mask/a.png", e);
+        assert!(
+            matches!(&e, Error::Refused { status: 403, code, .. } if code == "NotSignedUp"),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        assert!(text.contains("403 NotSignedUp"), "{text}");
+        assert!(!text.contains("s3:ListBucket"), "{text}");
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+    }
+
+    #[test]
+    fn region_errors_name_the_bucket_region() {
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: request(
+                "mask/",
+                "400 Bad Request: <Error><Code>AuthorizationHeaderMalformed</Code>\
+                 <Message>the region 'us-east-1' is wrong; expecting 'ap-northeast-2'</Message>\
+                 <Region>ap-northeast-2</Region></Error>",
+            ),
+        };
+        match Error::from_store("s3", "mask/", e) {
+            Error::RegionMismatch { expected, .. } => {
+                assert_eq!(expected.as_deref(), Some("ap-northeast-2"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: request("mask/PermanentRedirect/a", "301 Moved Permanently: "),
+        };
+        assert!(matches!(
+            Error::from_store("s3", "mask/PermanentRedirect/a", e),
+            Error::RegionMismatch { .. }
+        ));
+    }
+
+    #[test]
+    fn ranges_are_client_errors_from_the_status_or_object_store() {
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: request("mask/a", "416 Range Not Satisfiable: "),
+        };
+        let e = Error::from_store("s3", "mask/a", e);
+        assert_eq!(e.kind(), ErrorKind::InvalidRange, "{e:?}");
+        // The in-memory store's own range error.
+        let memory = object_store::Error::Generic {
+            store: "InMemory",
+            source: "Wanted range starting at 10, but object was only 4 bytes long".into(),
+        };
+        let e = Error::from_store("memory", "mask/a", memory);
+        assert_eq!(e.kind(), ErrorKind::InvalidRange, "{e:?}");
+        assert!(e.is_client_error());
+    }
+
+    #[test]
+    fn a_server_error_without_a_code_is_the_backends_fault() {
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: request("mask/a", "500 Internal Server Error: oops"),
+        };
+        let e = Error::from_store("s3", "mask/a", e);
+        assert_eq!(e.kind(), ErrorKind::Internal, "{e:?}");
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: request(
+                "mask/a",
+                &format!("503 Service Unavailable: {}", body("SlowDown", "slow")),
+            ),
+        };
+        assert_eq!(
+            Error::from_store("s3", "mask/a", e).kind(),
+            ErrorKind::Unavailable
+        );
+    }
+
+    #[test]
+    fn a_missing_credential_chain_is_read_from_the_request_not_the_key() {
+        let chain = object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(Request {
+                url: "http://169.254.169.254/latest/api/token".to_string(),
+                answer: Answer("500 Internal Server Error: ".to_string()),
+            }),
+        };
+        assert!(matches!(
+            Error::from_store("s3", "mask/a", chain),
+            Error::CredentialsRejected { .. }
+        ));
+        let key = "mask/169.254.169.254/a";
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: request(key, "500 Internal Server Error: "),
+        };
+        assert_eq!(Error::from_store("s3", key, e).kind(), ErrorKind::Internal);
+    }
+
+    #[test]
+    fn local_errors_caused_by_the_request_are_client_kinds() {
+        let e: object_store::Error = LocalError::UnderAnObject {
+            key: "mask/a/b".into(),
+            object: "mask/a".into(),
+        }
+        .into();
+        assert_eq!(
+            Error::from_store("local", "mask/a/b", e).kind(),
+            ErrorKind::Conflict
+        );
+        let e: object_store::Error = LocalError::io(
+            "mask/x",
+            std::io::Error::from_raw_os_error(36), // ENAMETOOLONG
+        )
+        .into();
+        assert_eq!(
+            Error::from_store("local", "mask/x", e).kind(),
+            ErrorKind::InvalidInput
+        );
+        let e: object_store::Error = LocalError::io(
+            "mask/x",
+            std::io::Error::from_raw_os_error(13), // EACCES
+        )
+        .into();
+        assert_eq!(
+            Error::from_store("local", "mask/x", e).kind(),
+            ErrorKind::PermissionDenied
+        );
+    }
+
+    #[test]
+    fn every_kind_has_one_outcome() {
+        let client = [
+            ErrorKind::NotFound,
+            ErrorKind::Conflict,
+            ErrorKind::Precondition,
+            ErrorKind::NotModified,
+            ErrorKind::InvalidInput,
+            ErrorKind::InvalidRange,
+            ErrorKind::PermissionDenied,
+            ErrorKind::Credentials,
+            ErrorKind::Misconfigured,
+        ];
+        assert!(client.iter().all(|k| k.is_client_error()));
+        for server in [
+            ErrorKind::Unavailable,
+            ErrorKind::Unsupported,
+            ErrorKind::Internal,
+        ] {
+            assert!(!server.is_client_error(), "{server}");
+        }
+    }
+}

@@ -39,6 +39,24 @@ impl Outcome {
     }
 }
 
+/// Operations by outcome over the monitor's window.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OutcomeCounts {
+    /// Operations that worked.
+    pub success: u64,
+    /// Operations refused for the request's own sake (4xx).
+    pub client_error: u64,
+    /// Operations the backend failed (5xx).
+    pub server_error: u64,
+}
+
+impl OutcomeCounts {
+    /// All operations.
+    pub fn total(&self) -> u64 {
+        self.success + self.client_error + self.server_error
+    }
+}
+
 /// The alarm thresholds and the window they are measured over.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AlarmSettings {
@@ -140,13 +158,18 @@ impl Monitor {
         bucket.counts[outcome as usize] += 1;
     }
 
-    /// The alarms firing now.
-    pub fn alarms(&self) -> Vec<Alarm> {
-        self.alarms_at(Instant::now())
+    /// Operations recorded over the window ending now, by outcome.
+    pub fn counts(&self) -> OutcomeCounts {
+        let totals = self.totals_at(Instant::now());
+        OutcomeCounts {
+            success: totals[Outcome::Success as usize],
+            client_error: totals[Outcome::ClientError as usize],
+            server_error: totals[Outcome::ServerError as usize],
+        }
     }
 
-    /// The alarms firing at `at` (for tests).
-    pub fn alarms_at(&self, at: Instant) -> Vec<Alarm> {
+    /// Totals per outcome over the window ending at `at`.
+    fn totals_at(&self, at: Instant) -> [u64; 3] {
         let now = at.saturating_duration_since(self.started).as_secs();
         let buckets = self.buckets.lock().expect("monitor lock");
         let window = buckets.len() as u64;
@@ -159,7 +182,17 @@ impl Monitor {
                 *total += count;
             }
         }
-        drop(buckets);
+        totals
+    }
+
+    /// The alarms firing now.
+    pub fn alarms(&self) -> Vec<Alarm> {
+        self.alarms_at(Instant::now())
+    }
+
+    /// The alarms firing at `at` (for tests).
+    pub fn alarms_at(&self, at: Instant) -> Vec<Alarm> {
+        let totals = self.totals_at(at);
         let requests: u64 = totals.iter().sum();
         if requests < self.settings.min_requests || requests == 0 {
             return Vec::new();

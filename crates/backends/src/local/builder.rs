@@ -29,8 +29,7 @@ pub(crate) fn build(config: &Config) -> Result<(LocalStore, Secret)> {
                     "none is set and the development secret at {} cannot be kept: {e}",
                     path.display()
                 ),
-                fix: "set APP_GATEWAY__SIGNING_SECRET, or make the local root writable"
-                    .to_string(),
+                fix: "set APP_GATEWAY__SIGNING_SECRET, or make the local root writable".to_string(),
             })?;
             tracing::info!(path = %path.display(), "signed URLs use the development signing secret kept beside the local root");
             secret

@@ -1,6 +1,6 @@
 //! `maskstore check --cors ORIGIN`: a CORS preflight like a browser's before an upload.
 
-use maskstore::{Config, Storage, UrlIssuer};
+use maskstore::{Config, SignOptions, SignedMethod, Storage, UrlIssuer};
 
 use super::output::Failure;
 
@@ -12,47 +12,31 @@ pub(crate) struct Verdict {
     pub detail: String,
 }
 
-/// Where the browser would send its upload: the backend itself (S3) or the gateway.
-fn probe_url(config: &Config, issuer: UrlIssuer) -> Result<String, Failure> {
-    let os = &config.object_storage;
-    let key = format!("{}maskstore-check/cors-probe", os.prefix);
-    Ok(match issuer {
-        UrlIssuer::Backend => {
-            let bucket = os.bucket_name.as_deref().unwrap_or_default();
-            let region = os.region.as_deref().unwrap_or("us-east-1");
-            let base = os
-                .endpoint
-                .clone()
-                .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
-            let base = base.trim_end_matches('/');
-            if os.virtual_hosted_style {
-                match base.split_once("://") {
-                    Some((scheme, host)) => format!("{scheme}://{bucket}.{host}/{key}"),
-                    None => format!("{base}/{bucket}/{key}"),
-                }
-            } else {
-                format!("{base}/{bucket}/{key}")
-            }
-        }
-        UrlIssuer::Gateway => {
-            format!(
-                "{}/o/{key}",
-                config.gateway.public_url.trim_end_matches('/')
-            )
-        }
-        UrlIssuer::None => {
-            return Err(Failure {
-                message: "this storage issues no signed URLs, so browsers cannot upload to it"
-                    .to_string(),
-                code: 2,
-            });
-        }
-    })
+/// Where a browser would send an upload: the object URL of a signed PUT, without its
+/// signature (the bucket's own address on S3, the gateway's for local and memory).
+async fn probe_url(storage: &Storage) -> Result<String, Failure> {
+    if storage.capabilities().signed_urls == UrlIssuer::None {
+        return Err(Failure {
+            message: "this storage issues no signed URLs, so browsers cannot upload to it"
+                .to_string(),
+            code: 2,
+        });
+    }
+    let key = storage.key("maskstore-check/cors-probe")?;
+    let signed = storage
+        .signed_url(SignedMethod::Put, &key, None, &SignOptions::default())
+        .await?;
+    Ok(signed
+        .url
+        .split_once('?')
+        .map_or(signed.url.as_str(), |(object, _)| object)
+        .to_string())
 }
 
 pub(crate) async fn preflight(config: &Config, origin: &str) -> Result<Verdict, Failure> {
-    let issuer = Storage::connect(config)?.capabilities().signed_urls;
-    let url = probe_url(config, issuer)?;
+    let storage = Storage::connect(config)?;
+    let issuer = storage.capabilities().signed_urls;
+    let url = probe_url(&storage).await?;
     let response = reqwest::Client::new()
         .request(reqwest::Method::OPTIONS, &url)
         .header("Origin", origin)

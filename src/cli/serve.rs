@@ -9,8 +9,8 @@ pub(crate) async fn run(config: &Config) -> Result<(), Failure> {
     if storage.capabilities().signed_urls != UrlIssuer::Gateway {
         return Err(Failure {
             message: format!(
-                "maskstore serve serves the signed URLs of providers without their own (local, \
-                 memory); provider {}'s signed URLs point at the backend itself",
+                "maskstore serve serves the signed URLs of the local and memory providers; \
+                 provider {}'s signed URLs point at the backend itself",
                 config.object_storage.provider
             ),
             code: 2,

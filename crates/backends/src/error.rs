@@ -10,7 +10,7 @@
 use maskstore_core::Origin;
 
 use crate::local::error::LocalError;
-use crate::s3::error::{self as s3_error, S3Answer};
+use crate::s3::error::{self as s3_error, Meaning, S3Answer};
 
 /// What kind of failure an [`Error`] is: the one classification everything outward derives
 /// from (exit codes, HTTP statuses, metric outcomes, retries).
@@ -403,7 +403,7 @@ impl Error {
             | object_store::Error::NotModified { .. } => false,
             object_store::Error::NotFound { .. } => answer
                 .as_ref()
-                .is_some_and(|a| a.code.as_deref() == Some("NoSuchBucket")),
+                .is_some_and(|a| a.meaning() == Some(Meaning::BucketMissing)),
             _ => true,
         };
         if code_decides
@@ -463,67 +463,37 @@ fn kind_of_status(status: u16) -> ErrorKind {
     }
 }
 
-/// The semantic error an S3 error code names, or `None` when the code (or its absence)
-/// leaves the status to decide.
+/// The semantic error an S3 answer means, or `None` when its status alone decides.
 fn from_s3_code(backend: &str, key: &str, answer: &S3Answer) -> Option<Error> {
     let backend = backend.to_string();
+    let key = key.to_string();
     let detail = answer.describe();
-    let code = answer.code.as_deref();
-    let error = match code {
-        Some("NoSuchBucket") => Error::BucketMissing { backend, detail },
-        Some("RequestTimeTooSkewed") => Error::ClockSkew { backend, detail },
-        Some(c) if s3_error::CREDENTIAL_CODES.contains(&c) => {
-            Error::CredentialsRejected { backend, detail }
-        }
-        Some(c) if s3_error::REGION_CODES.contains(&c) => Error::RegionMismatch {
+    let error = match answer.meaning()? {
+        Meaning::BucketMissing => Error::BucketMissing { backend, detail },
+        Meaning::ClockSkew => Error::ClockSkew { backend, detail },
+        Meaning::Credentials => Error::CredentialsRejected { backend, detail },
+        Meaning::WrongRegion { expected } => Error::RegionMismatch {
             backend,
-            expected: answer.region.clone(),
+            expected,
             detail,
         },
-        Some("AccessDenied") => Error::PermissionDenied {
+        Meaning::AccessDenied => Error::PermissionDenied {
             backend,
-            key: key.to_string(),
+            key,
             detail,
         },
-        Some("InvalidRange") => Error::InvalidRange {
-            key: key.to_string(),
-            detail,
-        },
-        Some("SlowDown" | "ServiceUnavailable" | "RequestTimeout" | "InternalError") => {
-            Error::Unreachable { backend, detail }
-        }
-        // Codes whose meaning the status already carries (NoSuchKey, PreconditionFailed,
-        // ConditionalRequestConflict…) are read from the status; the rest are reported as
-        // the server gave them.
-        Some(c) => match answer.status {
-            Some(304 | 404 | 409 | 412) => return None,
-            Some(416) => Error::InvalidRange {
-                key: key.to_string(),
-                detail,
-            },
-            status => Error::Refused {
-                backend,
-                key: key.to_string(),
-                status: status.unwrap_or(0),
-                code: c.to_string(),
-                message: answer.message.clone(),
-            },
-        },
-        None => match answer.status {
-            Some(301 | 307) => Error::RegionMismatch {
-                backend,
-                expected: None,
-                detail: format!(
-                    "{} (a redirect: the bucket answers from another region's endpoint)",
-                    answer.describe()
-                ),
-            },
-            Some(416) => Error::InvalidRange {
-                key: key.to_string(),
-                detail,
-            },
-            Some(429 | 502 | 503 | 504) => Error::Unreachable { backend, detail },
-            _ => return None,
+        Meaning::InvalidRange => Error::InvalidRange { key, detail },
+        Meaning::Busy => Error::Unreachable { backend, detail },
+        Meaning::Unknown {
+            status,
+            code,
+            message,
+        } => Error::Refused {
+            backend,
+            key,
+            status,
+            code,
+            message,
         },
     };
     Some(error)
@@ -749,7 +719,8 @@ mod tests {
 
     #[test]
     fn the_code_names_a_missing_bucket_clock_skew_and_credentials() {
-        let cases: [(&str, &str, fn(&Error) -> bool); 5] = [
+        type Expected = fn(&Error) -> bool;
+        let cases: [(&str, &str, Expected); 5] = [
             ("404 Not Found", "NoSuchBucket", |e| {
                 matches!(e, Error::BucketMissing { .. })
             }),

@@ -114,6 +114,73 @@ pub(crate) fn parse_body(body: &str) -> S3Answer {
     }
 }
 
+/// What an S3 answer means, read from its code, or from its status where it has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Meaning {
+    /// `NoSuchBucket`.
+    BucketMissing,
+    /// `RequestTimeTooSkewed`.
+    ClockSkew,
+    /// The credentials or the signature made with them ([`CREDENTIAL_CODES`]).
+    Credentials,
+    /// The bucket is in another region ([`REGION_CODES`], or a bare redirect).
+    WrongRegion {
+        /// The bucket's region, when the answer names it.
+        expected: Option<String>,
+    },
+    /// `AccessDenied`: the policy refuses.
+    AccessDenied,
+    /// `InvalidRange`, or a 416.
+    InvalidRange,
+    /// The server is overloaded or failing; retrying later may help.
+    Busy,
+    /// A code maskstore does not interpret, reported as given.
+    Unknown {
+        /// The HTTP status (0 for an error inside a 200 answer).
+        status: u16,
+        /// The code.
+        code: String,
+        /// The message.
+        message: Option<String>,
+    },
+}
+
+impl S3Answer {
+    /// What the answer means; `None` when the status alone decides (a 404's `NoSuchKey`,
+    /// a 412's `PreconditionFailed`, or a status without a code).
+    pub(crate) fn meaning(&self) -> Option<Meaning> {
+        let meaning = match self.code.as_deref() {
+            Some("NoSuchBucket") => Meaning::BucketMissing,
+            Some("RequestTimeTooSkewed") => Meaning::ClockSkew,
+            Some(c) if CREDENTIAL_CODES.contains(&c) => Meaning::Credentials,
+            Some(c) if REGION_CODES.contains(&c) => Meaning::WrongRegion {
+                expected: self.region.clone(),
+            },
+            Some("AccessDenied") => Meaning::AccessDenied,
+            Some("InvalidRange") => Meaning::InvalidRange,
+            Some("SlowDown" | "ServiceUnavailable" | "RequestTimeout" | "InternalError") => {
+                Meaning::Busy
+            }
+            Some(c) => match self.status {
+                Some(304 | 404 | 409 | 412) => return None,
+                Some(416) => Meaning::InvalidRange,
+                status => Meaning::Unknown {
+                    status: status.unwrap_or(0),
+                    code: c.to_string(),
+                    message: self.message.clone(),
+                },
+            },
+            None => match self.status {
+                Some(301 | 307) => Meaning::WrongRegion { expected: None },
+                Some(416) => Meaning::InvalidRange,
+                Some(429 | 502 | 503 | 504) => Meaning::Busy,
+                _ => return None,
+            },
+        };
+        Some(meaning)
+    }
+}
+
 /// Codes that mean the credentials (or the signature made with them) are at fault.
 pub(crate) const CREDENTIAL_CODES: &[&str] = &[
     "SignatureDoesNotMatch",

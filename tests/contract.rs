@@ -252,3 +252,39 @@ async fn local_symlink_out_of_the_root_is_never_followed() {
         "outside the root"
     );
 }
+
+/// object_store retries S3 answers that merely contain "InternalError" or "SlowDown", and
+/// the answers of bulk deletes and multipart completions repeat the key: keys named so are
+/// still written, streamed, read and deleted like any other, on both S3 implementations.
+#[tokio::test]
+async fn keys_named_like_retryable_s3_errors_work_on_every_operation() {
+    for server in [servers::seaweedfs(), servers::moto()]
+        .into_iter()
+        .flatten()
+    {
+        let storage = server.storage();
+        for name in ["SlowDown", "InternalError"] {
+            let key = storage.key(&format!("scans/{name}/a.png")).unwrap();
+            storage.put(&key, "whole").await.unwrap();
+            let streamed = storage
+                .upload_stream(
+                    &key,
+                    &WriteOptions::default(),
+                    futures::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from(
+                        "streamed",
+                    ))]),
+                )
+                .await;
+            assert!(streamed.is_ok(), "{} {name}: {streamed:?}", server.name);
+            assert_eq!(storage.get(&key).await.unwrap().data, "streamed");
+            storage.delete(&key).await.unwrap();
+            assert!(!storage.exists(&key).await.unwrap(), "{}", server.name);
+            storage.put(&key, "again").await.unwrap();
+            storage
+                .delete_many(std::slice::from_ref(&key))
+                .await
+                .unwrap();
+            assert!(!storage.exists(&key).await.unwrap(), "{}", server.name);
+        }
+    }
+}

@@ -92,6 +92,12 @@ async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("{url} answered {text:?}: {e}"))
 }
 
+/// The gateway's `/metrics` page.
+async fn scrape(http: &reqwest::Client, base: &str) -> String {
+    let url = format!("{base}/metrics");
+    http.get(url).send().await.unwrap().text().await.unwrap()
+}
+
 /// The value of a Prometheus sample whose line contains every one of `parts`.
 fn sample(metrics: &str, name: &str, parts: &[&str]) -> f64 {
     metrics
@@ -142,14 +148,7 @@ async fn metrics_count_what_a_run_did_and_health_names_the_alarm() {
         403
     );
 
-    let metrics = http
-        .get(format!("{}/metrics", serve.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&http, &serve.base).await;
     let ops = "maskstore_operations_total";
     assert_eq!(
         sample(
@@ -326,14 +325,7 @@ async fn an_unsatisfiable_range_is_a_client_error_everywhere() {
             .unwrap();
         assert_eq!(ranged.status().as_u16(), 416);
     }
-    let metrics = http
-        .get(format!("{}/metrics", serve.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&http, &serve.base).await;
     let ops = "maskstore_operations_total";
     assert_eq!(
         sample(
@@ -393,14 +385,7 @@ async fn keys_the_local_disk_cannot_hold_answer_4xx() {
     let text = answer.text().await.unwrap();
     assert_eq!(status, 400, "{text}");
     assert!(!text.contains("os error"), "{text}");
-    let metrics = http
-        .get(format!("{}/metrics", serve.base))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = scrape(&http, &serve.base).await;
     assert_eq!(
         sample(
             &metrics,

@@ -450,7 +450,8 @@ impl Error {
 fn kind_of_status(status: u16) -> ErrorKind {
     match status {
         304 => ErrorKind::NotModified,
-        401 | 403 => ErrorKind::PermissionDenied,
+        401 => ErrorKind::Credentials,
+        403 => ErrorKind::PermissionDenied,
         404 => ErrorKind::NotFound,
         409 => ErrorKind::Conflict,
         412 => ErrorKind::Precondition,
@@ -484,6 +485,16 @@ fn from_s3_code(backend: &str, key: &str, answer: &S3Answer) -> Option<Error> {
         },
         Meaning::InvalidRange => Error::InvalidRange { key, detail },
         Meaning::Busy => Error::Unreachable { backend, detail },
+        Meaning::Altered => Error::Backend {
+            backend,
+            key,
+            source: format!(
+                "the server says the bytes arrived altered ({detail}); maskstore computed the \
+                 checksums it sent, so the network or the engine changed them: retry, and \
+                 report it if it persists"
+            )
+            .into(),
+        },
         Meaning::Unknown {
             status,
             code,
@@ -821,6 +832,32 @@ mod tests {
         let e = Error::from_store("memory", "mask/a", memory);
         assert_eq!(e.kind(), ErrorKind::InvalidRange, "{e:?}");
         assert!(e.is_client_error());
+    }
+
+    #[test]
+    fn a_401_is_about_credentials_and_altered_bytes_are_the_backends_fault() {
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: request(
+                "mask/a",
+                "401 Unauthorized: <Error><Code>Weird</Code></Error>",
+            ),
+        };
+        assert_eq!(
+            Error::from_store("s3", "mask/a", e).kind(),
+            ErrorKind::Credentials
+        );
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: request(
+                "mask/a",
+                &format!("400 Bad Request: {}", body("BadDigest", "md5")),
+            ),
+        };
+        assert_eq!(
+            Error::from_store("s3", "mask/a", e).kind(),
+            ErrorKind::Internal
+        );
     }
 
     #[test]

@@ -874,11 +874,31 @@ impl Storage {
             .put_multipart_opts(&path, opts)
             .await
             .map_err(self.err(key))?;
+        // object_store retries a completion whose 200 answer merely contains
+        // "InternalError" or "SlowDown", and S3's answer repeats the key: for such keys the
+        // completion may be reported failed although it took effect. Note the version before,
+        // so that `finish` can tell.
+        let confirm = if self.capabilities().incomplete_uploads
+            && crate::s3::completion_answer_is_misread(key.as_str())
+        {
+            let before = match self.head(key).await {
+                Ok(info) => info.etag,
+                Err(Error::NotFound { .. }) => None,
+                Err(e) => return Err(e),
+            };
+            Some(Confirm {
+                storage: self.clone(),
+                before,
+            })
+        } else {
+            None
+        };
         Ok(Upload {
             key: key.clone(),
             backend: Arc::clone(&self.backend),
             writer: WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART_SIZE),
             written: 0,
+            confirm,
         })
     }
 
@@ -919,6 +939,14 @@ pub struct Upload {
     backend: Arc<str>,
     writer: WriteMultipart,
     written: u64,
+    confirm: Option<Confirm>,
+}
+
+/// How to confirm a completion object_store may misreport: the storage, and the etag the
+/// key had before the upload started.
+struct Confirm {
+    storage: Storage,
+    before: Option<String>,
 }
 
 impl std::fmt::Debug for Upload {
@@ -949,15 +977,29 @@ impl Upload {
 
     /// Completes the upload; the object becomes visible whole.
     pub async fn finish(self) -> Result<PutOutcome> {
-        let result = self
-            .writer
-            .finish()
-            .await
-            .map_err(|e| Error::from_store(&self.backend, self.key.as_str(), e))?;
-        Ok(PutOutcome {
-            etag: result.e_tag,
-            version: result.version,
-        })
+        let error = match self.writer.finish().await {
+            Ok(result) => {
+                return Ok(PutOutcome {
+                    etag: result.e_tag,
+                    version: result.version,
+                });
+            }
+            Err(e) => Error::from_store(&self.backend, self.key.as_str(), e),
+        };
+        // The completion took effect if the key now holds a new version of our size.
+        if let Some(confirm) = &self.confirm
+            && let Ok(info) = confirm.storage.head(&self.key).await
+            && info.size == self.written
+            && info.etag.is_some()
+            && info.etag != confirm.before
+        {
+            tracing::debug!(key = %self.key, "completion misreported by the client; the object is in place");
+            return Ok(PutOutcome {
+                etag: info.etag,
+                version: None,
+            });
+        }
+        Err(error)
     }
 
     /// Abandons the upload; nothing becomes visible and the parts are discarded.

@@ -296,6 +296,11 @@ fn error_reply(e: &Error) -> Response {
             ),
         );
     }
+    if e.kind() == ErrorKind::PermissionDenied {
+        // The store's refusal names folders and OS errors of the server: keep them in the log.
+        tracing::info!(error = %e, "gateway request refused by the store");
+        return reply(status, "the storage refused access to this key");
+    }
     reply(status, e)
 }
 

@@ -336,7 +336,8 @@ impl Drop for ListGuard {
     }
 }
 
-/// A streaming upload that counts its bytes and records its outcome on complete or abort.
+/// A streaming upload that counts its bytes and records its outcome on complete or abort,
+/// or when dropped without either (a client that went away: its own doing).
 #[derive(Debug)]
 struct InstrumentedUpload {
     inner: Box<dyn MultipartUpload>,
@@ -351,6 +352,18 @@ impl std::fmt::Debug for Recorder {
         f.debug_struct("Recorder")
             .field("backend", &self.backend)
             .finish()
+    }
+}
+
+impl Drop for InstrumentedUpload {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.recorder.finish(
+                Measured::Store(Operation::Upload),
+                Outcome::ClientError,
+                self.started,
+            );
+        }
     }
 }
 
@@ -389,5 +402,31 @@ impl MultipartUpload for InstrumentedUpload {
                 .finish(Measured::Store(Operation::Upload), outcome, self.started);
         }
         result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Storage, WriteOptions};
+
+    #[tokio::test]
+    async fn an_upload_dropped_unfinished_is_counted_once_as_the_clients_doing() {
+        let storage = Storage::memory();
+        let key = storage.key("dropped.bin").unwrap();
+        let mut upload = storage
+            .upload(&key, &WriteOptions::default())
+            .await
+            .unwrap();
+        upload.write("part".into()).await.unwrap();
+        drop(upload);
+        let counts = storage.monitor().counts();
+        assert_eq!((counts.client_error, counts.total()), (1, 1), "{counts:?}");
+        let finished = storage
+            .upload(&key, &WriteOptions::default())
+            .await
+            .unwrap();
+        finished.finish().await.unwrap();
+        assert_eq!(storage.monitor().counts().success, 1);
+        assert_eq!(storage.monitor().counts().total(), 2);
     }
 }

@@ -22,6 +22,11 @@ pub(crate) fn build(config: &Config) -> Result<AmazonS3> {
         .with_region(os.region.clone().unwrap_or_default())
         .with_virtual_hosted_style_request(os.virtual_hosted_style)
         .with_conditional_put(S3ConditionalPut::ETagMatch)
+        // object_store retries a bulk DeleteObjects whose 200 answer merely contains
+        // "InternalError" or "SlowDown", and that answer lists the deleted keys: a key
+        // named so could never be deleted. Single DELETEs (20 in flight) have no body to
+        // scan, and every engine has them.
+        .with_disable_bulk_delete(true)
         .with_client_options(
             ClientOptions::new()
                 .with_timeout(Duration::from_secs(os.request_timeout_secs))

@@ -92,7 +92,7 @@ struct ErrorBody {
 
 /// The elements of an XML error body; an empty or non-XML body gives none.
 pub(crate) fn parse_body(body: &str) -> S3Answer {
-    let trimmed = body.trim_start();
+    let trimmed = body.trim_start_matches('\u{feff}').trim_start();
     let document = match trimmed.strip_prefix("<?xml") {
         Some(rest) => rest
             .split_once("?>")
@@ -134,6 +134,9 @@ pub(crate) enum Meaning {
     InvalidRange,
     /// The server is overloaded or failing; retrying later may help.
     Busy,
+    /// The bytes arrived altered (`BadDigest`, `XAmzContentSHA256Mismatch`…): the client
+    /// computed the checksums, so the transfer or the engine is at fault.
+    Altered,
     /// A code maskstore does not interpret, reported as given.
     Unknown {
         /// The HTTP status (0 for an error inside a 200 answer).
@@ -157,6 +160,7 @@ impl S3Answer {
                 expected: self.region.clone(),
             },
             Some("AccessDenied") => Meaning::AccessDenied,
+            Some("BadDigest" | "InvalidDigest" | "XAmzContentSHA256Mismatch") => Meaning::Altered,
             Some("InvalidRange") => Meaning::InvalidRange,
             Some("SlowDown" | "ServiceUnavailable" | "RequestTimeout" | "InternalError") => {
                 Meaning::Busy
@@ -229,6 +233,32 @@ mod tests {
         let answer = parse_status_line("503 Service Unavailable: ");
         assert_eq!(answer.status, Some(503));
         assert_eq!(answer.code, None);
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_document_is_skipped() {
+        let answer =
+            parse_body("\u{feff}<?xml version=\"1.0\"?><Error><Code>NoSuchBucket</Code></Error>");
+        assert_eq!(answer.meaning(), Some(Meaning::BucketMissing));
+    }
+
+    #[test]
+    fn altered_bytes_and_unknown_codes_keep_their_own_meaning() {
+        let answer = |status, code: &str| S3Answer {
+            status: Some(status),
+            code: Some(code.to_string()),
+            ..S3Answer::default()
+        };
+        assert_eq!(answer(400, "BadDigest").meaning(), Some(Meaning::Altered));
+        assert_eq!(answer(404, "NoSuchKey").meaning(), None);
+        assert_eq!(
+            answer(403, "NotSignedUp").meaning(),
+            Some(Meaning::Unknown {
+                status: 403,
+                code: "NotSignedUp".to_string(),
+                message: None
+            })
+        );
     }
 
     #[test]

@@ -9,4 +9,4 @@ mod uploads;
 
 pub(crate) use builder::build;
 pub(crate) use presign::presign;
-pub(crate) use uploads::{abort_upload, incomplete_uploads};
+pub(crate) use uploads::{abort_upload, completion_answer_is_misread, incomplete_uploads};

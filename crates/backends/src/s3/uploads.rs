@@ -40,6 +40,16 @@ struct UploadEntry {
     upload_id: String,
 }
 
+/// The words object_store looks for in a 200 answer to decide it was an error in disguise
+/// (`body_contains_error` in its retry loop); a completion's answer repeats the key.
+const SCANNED_WORDS: [&str; 2] = ["InternalError", "SlowDown"];
+
+/// Whether object_store may misread the completion of a multipart upload to `key` as a
+/// failure (the key, repeated in the answer, holds one of the words it scans for).
+pub(crate) fn completion_answer_is_misread(key: &str) -> bool {
+    SCANNED_WORDS.iter().any(|word| key.contains(word))
+}
+
 /// Every incomplete upload whose key starts with `folder/`.
 pub(crate) async fn incomplete_uploads(
     s3: &AmazonS3,

@@ -881,15 +881,19 @@ impl Storage {
         let confirm = if self.capabilities().incomplete_uploads
             && crate::s3::completion_answer_is_misread(key.as_str())
         {
-            let before = match self.head(key).await {
-                Ok(info) => info.etag,
-                Err(Error::NotFound { .. }) => None,
-                Err(e) => return Err(e),
-            };
-            Some(Confirm {
-                storage: self.clone(),
-                before,
-            })
+            // Without a readable version before, no confirmation is possible: the upload
+            // goes ahead and reports what the completion says.
+            match self.head(key).await {
+                Ok(info) => Some(Confirm {
+                    storage: self.clone(),
+                    before: info.etag,
+                }),
+                Err(Error::NotFound { .. }) => Some(Confirm {
+                    storage: self.clone(),
+                    before: None,
+                }),
+                Err(_) => None,
+            }
         } else {
             None
         };

@@ -34,6 +34,8 @@ pub use maskstore_core::{
 };
 pub use {maskstore_backends, maskstore_core, maskstore_gateway};
 
+pub mod sync;
+
 /// The README's examples, compiled as doctests so they cannot rot.
 #[doc = include_str!("../README.md")]
 #[cfg(doctest)]

@@ -63,42 +63,163 @@ pub(crate) async fn preflight(config: &Config, origin: &str) -> Result<Verdict, 
             .and_then(|v| v.to_str().ok())
             .map(str::to_string)
     };
+    let status = response.status();
     let allow_origin = header("access-control-allow-origin");
     let allow_methods = header("access-control-allow-methods").unwrap_or_default();
-    let status = response.status();
-    let origin_ok = allow_origin
-        .as_deref()
-        .is_some_and(|o| o == origin || o == "*");
+    let body = if status.is_success() {
+        Vec::new()
+    } else {
+        response
+            .bytes()
+            .await
+            .map(|b| b.to_vec())
+            .unwrap_or_default()
+    };
+    let verdict = verdict(
+        &url,
+        origin,
+        status.as_u16(),
+        allow_origin.as_deref(),
+        &allow_methods,
+        &body,
+    );
+    Ok(verdict)
+}
+
+/// Judges a preflight answer. What it does not recognise it reports as seen (status and
+/// S3 error code), never with a guessed cause.
+fn verdict(
+    url: &str,
+    origin: &str,
+    status: u16,
+    allow_origin: Option<&str>,
+    allow_methods: &str,
+    body: &[u8],
+) -> Verdict {
+    let refused = |detail: String| Verdict {
+        allowed: false,
+        detail,
+    };
+    if !(200..300).contains(&status) {
+        let code = error_code(body)
+            .map(|code| format!(" {code}"))
+            .unwrap_or_default();
+        return refused(match status {
+            // S3 answers a preflight its CORS rules do not grant with 403.
+            403 => format!(
+                "the preflight to {url} was refused (403{code}): the bucket's CORS rules do not grant PUT from this origin, or it has none; apply maskstore policy cors with aws s3api put-bucket-cors"
+            ),
+            501 => format!(
+                "the preflight to {url} was answered 501{code}: the engine does not implement CORS, so browsers cannot upload to it directly; put a proxy that answers preflights in front of it, or use an engine that implements CORS"
+            ),
+            _ => format!(
+                "the preflight to {url} was answered {status}{code}, which maskstore does not recognise as a CORS answer; see the engine's documentation on CORS preflights (OPTIONS)"
+            ),
+        });
+    }
+    let origin_ok = allow_origin.is_some_and(|o| o == origin || o == "*");
     let put_ok = allow_methods
         .split(',')
         .any(|m| m.trim().eq_ignore_ascii_case("PUT") || m.trim() == "*");
-    let verdict = if !status.is_success() {
-        Verdict {
-            allowed: false,
-            detail: format!(
-                "the preflight to {url} was answered {status}; the bucket has no CORS rule for this origin"
-            ),
-        }
-    } else if !origin_ok {
-        Verdict {
-            allowed: false,
-            detail: format!(
-                "{url} does not grant the origin (Access-Control-Allow-Origin: {}); add {origin} to the CORS AllowedOrigins (cors.allowed_origins)",
-                allow_origin.as_deref().unwrap_or("none")
-            ),
-        }
+    if !origin_ok {
+        refused(format!(
+            "{url} does not grant the origin (Access-Control-Allow-Origin: {}); add {origin} to the CORS AllowedOrigins (cors.allowed_origins)",
+            allow_origin.unwrap_or("none")
+        ))
     } else if !put_ok {
-        Verdict {
-            allowed: false,
-            detail: format!(
-                "{url} does not grant PUT (Access-Control-Allow-Methods: {allow_methods}); add PUT to cors.allowed_methods"
-            ),
-        }
+        refused(format!(
+            "{url} does not grant PUT (Access-Control-Allow-Methods: {allow_methods}); add PUT to cors.allowed_methods"
+        ))
     } else {
         Verdict {
             allowed: true,
             detail: format!("{url} grants PUT with Content-Type to {origin}"),
         }
-    };
-    Ok(verdict)
+    }
+}
+
+/// The `<Code>` of an S3 error body, if it has a plausible one (letters and digits only,
+/// so nothing else a server sends reaches the terminal).
+fn error_code(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body.get(..body.len().min(8192))?).ok()?;
+    let start = text.find("<Code>")? + "<Code>".len();
+    let code = &text[start..start + text[start..].find("</Code>")?];
+    (!code.is_empty() && code.len() <= 64 && code.chars().all(|c| c.is_ascii_alphanumeric()))
+        .then(|| code.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const URL: &str = "http://s3.example/bucket/mask/probe";
+    const ORIGIN: &str = "https://app.example";
+
+    #[test]
+    fn a_501_says_the_engine_does_not_implement_cors() {
+        let v = verdict(
+            URL,
+            ORIGIN,
+            501,
+            None,
+            "",
+            b"<Error><Code>NotImplemented</Code></Error>",
+        );
+        assert!(!v.allowed);
+        assert!(v.detail.contains("501 NotImplemented"), "{}", v.detail);
+        assert!(v.detail.contains("does not implement CORS"), "{}", v.detail);
+        assert!(!v.detail.contains("no CORS rule"), "{}", v.detail);
+    }
+
+    #[test]
+    fn an_unrecognised_answer_is_reported_as_seen_without_a_cause() {
+        let v = verdict(
+            URL,
+            ORIGIN,
+            400,
+            None,
+            "",
+            b"<Error><Code>WeirdThing</Code></Error>",
+        );
+        assert!(!v.allowed);
+        assert!(v.detail.contains("400 WeirdThing"), "{}", v.detail);
+        assert!(v.detail.contains("does not recognise"), "{}", v.detail);
+        assert!(!v.detail.contains("rule"), "{}", v.detail);
+        // Without an error body: the status alone.
+        let v = verdict(URL, ORIGIN, 405, None, "", b"");
+        assert!(v.detail.contains("answered 405,"), "{}", v.detail);
+    }
+
+    #[test]
+    fn a_403_names_the_cors_rules() {
+        let v = verdict(URL, ORIGIN, 403, None, "", b"<Error><Code>AccessForbidden</Code><Message>CORSResponse: This CORS request is not allowed.</Message></Error>");
+        assert!(!v.allowed);
+        assert!(v.detail.contains("403 AccessForbidden"), "{}", v.detail);
+        assert!(v.detail.contains("CORS rules"), "{}", v.detail);
+    }
+
+    #[test]
+    fn a_hostile_error_code_is_not_echoed() {
+        let v = verdict(URL, ORIGIN, 500, None, "", b"<Code>\x1b[2Jevil</Code>");
+        assert!(v.detail.contains("answered 500,"), "{}", v.detail);
+        assert!(!v.detail.contains("evil"), "{}", v.detail);
+        assert_eq!(error_code(b"<Code>unterminated"), None);
+    }
+
+    #[test]
+    fn a_granting_answer_is_allowed_and_a_partial_one_names_what_is_missing() {
+        assert!(verdict(URL, ORIGIN, 200, Some(ORIGIN), "GET, PUT", b"").allowed);
+        let v = verdict(URL, ORIGIN, 200, Some("https://other.example"), "PUT", b"");
+        assert!(
+            !v.allowed && v.detail.contains("does not grant the origin"),
+            "{}",
+            v.detail
+        );
+        let v = verdict(URL, ORIGIN, 200, Some("*"), "GET", b"");
+        assert!(
+            !v.allowed && v.detail.contains("does not grant PUT"),
+            "{}",
+            v.detail
+        );
+    }
 }

@@ -58,6 +58,21 @@ pub(crate) async fn to_file(
         message: format!("cannot write into {}: {e}", dir.display()),
         code: 1,
     })?;
+    // A file replaced keeps its mode (a 0600 mask stays private); a new one gets what cp
+    // would give it, 0666 less the umask (applied by the kernel at creation).
+    if let Some(mode) = existing_mode(path) {
+        use std::os::unix::fs::PermissionsExt;
+        pending
+            .file
+            .set_permissions(std::fs::Permissions::from_mode(mode))
+            .map_err(|e| Failure {
+                message: format!(
+                    "cannot give the download the mode {mode:o} of {}: {e}",
+                    path.display()
+                ),
+                code: 1,
+            })?;
+    }
     // The size is known once the read has started; the bar appears on the first report.
     let bar = Arc::new(OnceLock::<ProgressBar>::new());
     let label = format!("get {key}");
@@ -101,6 +116,15 @@ pub(crate) async fn to_file(
         code: 1,
     })?;
     Ok(info.size)
+}
+
+/// The permission bits of the regular file at `path`, if one is there.
+fn existing_mode(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .ok()
+        .filter(std::fs::Metadata::is_file)
+        .map(|m| m.permissions().mode() & 0o777)
 }
 
 /// Bytes written between two background write-backs of a download.
@@ -188,7 +212,7 @@ impl PendingFile {
             use std::os::unix::fs::OpenOptionsExt;
             let unnamed = std::fs::OpenOptions::new()
                 .write(true)
-                .mode(0o644)
+                .mode(0o666)
                 .custom_flags(libc::O_TMPFILE)
                 .open(dir);
             if let Ok(file) = unnamed {

@@ -59,9 +59,14 @@ enum Command {
     Ls {
         /// A full key prefix, such as mask/1.2.840.1/.
         prefix: Option<String>,
-        /// Also show size, last modified and etag.
+        /// Also show size, last modified, etag and content type (a HEAD per object).
         #[arg(long, short)]
         long: bool,
+    },
+    /// Show what is stored about KEY: size, etag, last modified, content type, metadata.
+    Stat {
+        /// The full object key (mask/…).
+        key: String,
     },
     /// Upload FILE (or - for stdin) to KEY, streaming.
     Put {
@@ -72,6 +77,9 @@ enum Command {
         /// The content type (default: from the mask extension, else application/octet-stream).
         #[arg(long, value_name = "TYPE")]
         content_type: Option<String>,
+        /// User metadata to store with it (repeatable): lowercase name, printable ASCII value.
+        #[arg(long = "meta", value_name = "NAME=VALUE")]
+        meta: Vec<String>,
     },
     /// Download KEY to FILE (default: its file name, here), or - for stdout.
     Get {
@@ -168,19 +176,28 @@ async fn run(cli: Cli) -> Result<(), Failure> {
     let config = || -> Result<Config, Failure> { Ok(maskstore::load_config(&source)?) };
     let storage =
         || -> Result<maskstore::Storage, Failure> { Ok(maskstore::Storage::connect(&config()?)?) };
+    // Commands that only read never create a local root: a mistyped one is an error.
+    let existing = || -> Result<maskstore::Storage, Failure> {
+        Ok(maskstore::Storage::connect_existing(&config()?)?)
+    };
     match cli.command {
         Command::Config {
             command: ConfigCommand::Show,
         } => config_show::run(&config()?, cli.json),
         Command::Check { cors } => check::run(&config()?, cors.as_deref(), cli.json).await,
         Command::Ls { prefix, long } => {
-            objects::ls(&storage()?, prefix.as_deref(), long, cli.json).await
+            objects::ls(&existing()?, prefix.as_deref(), long, cli.json).await
         }
+        Command::Stat { key } => objects::stat(&existing()?, &key, cli.json).await,
         Command::Put {
             source,
             key,
             content_type,
-        } => objects::put(&storage()?, &source, &key, content_type, cli.json).await,
+            meta,
+        } => {
+            let metadata = objects::parse_metadata(&meta)?;
+            objects::put(&storage()?, &source, &key, content_type, metadata, cli.json).await
+        }
         Command::Get {
             key,
             target,
@@ -191,7 +208,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             } else {
                 download::Durability::Synced
             };
-            objects::get(&storage()?, &key, target.as_deref(), durability, cli.json).await
+            objects::get(&existing()?, &key, target.as_deref(), durability, cli.json).await
         }
         Command::Rm { keys, prefix, yes } => {
             objects::rm(&storage()?, &keys, prefix.as_deref(), yes, cli.json).await

@@ -1,11 +1,14 @@
 //! The object chores of the deployment guide's test section: `ls`, `put`, `get`, `rm`,
 //! `cp`, `mv` — through the application's own config.
 
+use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
-use maskstore::{Error, MaskFormat, ObjectKey, Storage, WriteOptions};
+use maskstore::{Error, MaskFormat, ObjectInfo, ObjectKey, Storage, WriteOptions};
 use serde_json::json;
 
 use super::download::{self, Durability};
@@ -31,14 +34,34 @@ pub(crate) fn key(storage: &Storage, text: &str) -> Result<ObjectKey, Failure> {
     Ok(key)
 }
 
-/// `ls [PREFIX] [--long]`: streams the listing, one key per line.
+/// Objects whose HEAD `ls --long` asks for at once (listings carry no content type).
+const LONG_LISTING_HEADS: usize = 16;
+
+/// `ls [PREFIX] [--long]`: streams the listing, one key per line; `--long` adds size,
+/// date, etag and content type (and, with `--json`, the user metadata) from a HEAD of each.
 pub(crate) async fn ls(
     storage: &Storage,
     prefix: Option<&str>,
     long: bool,
     as_json: bool,
 ) -> Result<(), Failure> {
-    let mut items = storage.list(prefix)?;
+    let listed = storage.list(prefix)?;
+    let mut items: futures::stream::BoxStream<'_, maskstore::Result<ObjectInfo>> = if long {
+        listed
+            .map(|item| async move {
+                let info = item?;
+                match storage.head(&info.key).await {
+                    Ok(full) => Ok(full),
+                    // Deleted since it was listed: show what the listing said.
+                    Err(Error::NotFound { .. }) => Ok(info),
+                    Err(e) => Err(e),
+                }
+            })
+            .buffered(LONG_LISTING_HEADS)
+            .boxed()
+    } else {
+        listed
+    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut count = 0u64;
@@ -46,19 +69,24 @@ pub(crate) async fn ls(
         let info = item?;
         count += 1;
         let line = if as_json {
-            json!({
+            let mut value = json!({
                 "key": info.key.as_str(),
                 "size": info.size,
                 "last_modified": info.last_modified.to_rfc3339(),
                 "etag": info.etag,
-            })
-            .to_string()
+            });
+            if long {
+                value["content_type"] = json!(info.content_type);
+                value["metadata"] = json!(info.metadata);
+            }
+            value.to_string()
         } else if long {
             format!(
-                "{:>12}  {}  {}  {}",
+                "{:>12}  {}  {}  {}  {}",
                 info.size,
                 info.last_modified.format("%Y-%m-%dT%H:%M:%SZ"),
                 info.etag.as_deref().unwrap_or("-"),
+                info.content_type.as_deref().unwrap_or("-"),
                 info.key
             )
         } else {
@@ -85,12 +113,77 @@ pub(crate) async fn ls(
     Ok(())
 }
 
+/// `stat <KEY>`: what the store keeps about one object, from a HEAD.
+pub(crate) async fn stat(storage: &Storage, key_text: &str, as_json: bool) -> Result<(), Failure> {
+    let key = key(storage, key_text)?;
+    let info = storage.head(&key).await?;
+    if as_json {
+        print_json(&json!({
+            "key": info.key.as_str(),
+            "size": info.size,
+            "etag": info.etag,
+            "last_modified": info.last_modified.to_rfc3339(),
+            "content_type": info.content_type,
+            "metadata": info.metadata,
+        }));
+    } else {
+        println!("key            {}", info.key);
+        println!("size           {}", info.size);
+        println!("etag           {}", info.etag.as_deref().unwrap_or("-"));
+        println!(
+            "last modified  {}",
+            info.last_modified.format("%Y-%m-%dT%H:%M:%SZ")
+        );
+        println!(
+            "content type   {}",
+            info.content_type.as_deref().unwrap_or("-")
+        );
+        if info.metadata.is_empty() {
+            println!("metadata       -");
+        }
+        for (name, value) in &info.metadata {
+            println!("metadata       {name}={value}");
+        }
+    }
+    Ok(())
+}
+
+/// Reads `put --meta NAME=VALUE` flags into user metadata, refusing a malformed or
+/// repeated name and anything S3 would not store (see [`WriteOptions::validate`]).
+pub(crate) fn parse_metadata(flags: &[String]) -> Result<BTreeMap<String, String>, Failure> {
+    let mut metadata = BTreeMap::new();
+    for flag in flags {
+        let Some((name, value)) = flag.split_once('=') else {
+            return Err(Failure {
+                message: format!(
+                    "--meta {flag:?} has no '='; give NAME=VALUE, such as --meta series=3"
+                ),
+                code: 2,
+            });
+        };
+        let name = name.trim().to_ascii_lowercase();
+        if metadata.insert(name.clone(), value.to_string()).is_some() {
+            return Err(Failure {
+                message: format!("--meta {name} is given twice; give each name once"),
+                code: 2,
+            });
+        }
+    }
+    WriteOptions {
+        metadata: metadata.clone(),
+        ..Default::default()
+    }
+    .validate()?;
+    Ok(metadata)
+}
+
 /// `put <FILE|-> <KEY>`: streams into a streaming upload, memory bounded for any size.
 pub(crate) async fn put(
     storage: &Storage,
     source: &str,
     key_text: &str,
     content_type: Option<String>,
+    metadata: BTreeMap<String, String>,
     as_json: bool,
 ) -> Result<(), Failure> {
     let key = key(storage, key_text)?;
@@ -112,22 +205,29 @@ pub(crate) async fn put(
             (Box::new(file), len)
         };
     let bar = progress(len, &format!("put {key}"));
+    // Counted as it streams: the upload is the only request.
+    let sent = Arc::new(AtomicU64::new(0));
     let stream = tokio_util::io::ReaderStream::with_capacity(reader, CHUNK).map({
-        let bar = bar.clone();
+        let (bar, sent) = (bar.clone(), Arc::clone(&sent));
         move |chunk| {
             if let Ok(chunk) = &chunk {
                 bar.inc(chunk.len() as u64);
+                sent.fetch_add(chunk.len() as u64, Ordering::Relaxed);
             }
             chunk
         }
     });
-    let options = WriteOptions::content_type(content_type.clone());
+    let options = WriteOptions {
+        content_type: Some(content_type.clone()),
+        metadata,
+        ..Default::default()
+    };
     let outcome = storage
         .upload_stream(&key, &options, Box::pin(stream))
         .await;
     bar.finish_and_clear();
     let outcome = outcome?;
-    let size = storage.head(&key).await?.size;
+    let size = sent.load(Ordering::Relaxed);
     if as_json {
         print_json(
             &json!({"key": key.as_str(), "size": size, "etag": outcome.etag, "content_type": content_type}),
@@ -197,37 +297,7 @@ pub(crate) async fn rm(
         return Ok(());
     }
     if prefix.is_some() && !yes {
-        const SHOWN: usize = 20;
-        eprintln!("about to delete {} objects:", targets.len());
-        for k in targets.iter().take(SHOWN) {
-            eprintln!("  {k}");
-        }
-        if targets.len() > SHOWN {
-            eprintln!("  … and {} more", targets.len() - SHOWN);
-        }
-        if !std::io::stdin().is_terminal() {
-            return Err(Failure {
-                message: format!(
-                    "refusing to delete {} objects without confirmation; pass --yes",
-                    targets.len()
-                ),
-                code: 2,
-            });
-        }
-        eprint!("delete them? [y/N] ");
-        let mut answer = String::new();
-        std::io::stdin()
-            .read_line(&mut answer)
-            .map_err(|e| Failure {
-                message: format!("cannot read the answer: {e}"),
-                code: 2,
-            })?;
-        if !matches!(answer.trim(), "y" | "Y" | "yes") {
-            return Err(Failure {
-                message: "nothing deleted".to_string(),
-                code: 1,
-            });
-        }
+        confirm_deletion(&targets)?;
     }
     for chunk in targets.chunks(1000) {
         storage.delete_many(chunk).await?;
@@ -238,6 +308,43 @@ pub(crate) async fn rm(
         for k in &targets {
             println!("deleted {k}");
         }
+    }
+    Ok(())
+}
+
+/// Lists the keys about to be deleted on stderr and asks; without a terminal to ask on,
+/// refuses (the caller passes `--yes` to skip this).
+pub(crate) fn confirm_deletion(targets: &[ObjectKey]) -> Result<(), Failure> {
+    const SHOWN: usize = 20;
+    eprintln!("about to delete {} objects:", targets.len());
+    for k in targets.iter().take(SHOWN) {
+        eprintln!("  {k}");
+    }
+    if targets.len() > SHOWN {
+        eprintln!("  … and {} more", targets.len() - SHOWN);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Failure {
+            message: format!(
+                "refusing to delete {} objects without confirmation; pass --yes",
+                targets.len()
+            ),
+            code: 2,
+        });
+    }
+    eprint!("delete them? [y/N] ");
+    let mut answer = String::new();
+    std::io::stdin()
+        .read_line(&mut answer)
+        .map_err(|e| Failure {
+            message: format!("cannot read the answer: {e}"),
+            code: 2,
+        })?;
+    if !matches!(answer.trim(), "y" | "Y" | "yes") {
+        return Err(Failure {
+            message: "nothing deleted".to_string(),
+            code: 1,
+        });
     }
     Ok(())
 }

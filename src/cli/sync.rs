@@ -1,24 +1,25 @@
 //! `maskstore sync`: copies every object under a prefix from one configured store to
 //! another, skipping what is already there, so a second run copies nothing and an
-//! interrupted run resumes.
+//! interrupted run resumes. How objects are compared is in [`maskstore::sync`].
 //!
-//! An object counts as already there when the destination has the same size and either
-//! records the source's etag (`maskstore-source-etag` metadata, written by sync) or, between
-//! two S3 stores, has the same etag.
+//! `--delete` also deletes what the destination holds and the source lacks: the plan is
+//! listed and confirmed like `rm --prefix` (`--yes` without a terminal), and refused even
+//! with `--yes` when the source lists nothing or the deletes exceed `--max-delete` of the
+//! destination, unless `--force`.
 
-use std::collections::HashSet;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
-use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use maskstore::{ConfigSource, Error, ObjectInfo, Provider, Storage, WriteOptions};
+use maskstore::sync::{self, Plan};
+use maskstore::{ConfigSource, Provider, Storage};
 use serde_json::json;
 
+use super::objects::confirm_deletion;
 use super::output::{Failure, print_json};
 
-/// Metadata naming the source version a synced object was copied from.
-pub(crate) const SOURCE_ETAG: &str = "maskstore-source-etag";
+/// The share of the destination `--delete` may remove without `--force`, by default.
+pub(crate) const DEFAULT_MAX_DELETE: f64 = 0.25;
 
 /// The arguments of `maskstore sync`.
 #[derive(Debug, clap::Args)]
@@ -35,24 +36,37 @@ pub(crate) struct Args {
     /// Say what would be copied and deleted, change nothing.
     #[arg(long)]
     dry_run: bool,
-    /// Also delete destination objects under the prefix that the source lacks.
+    /// Also delete destination objects under the prefix that the source lacks (lists them
+    /// and asks first).
     #[arg(long)]
     delete: bool,
+    /// With --delete: do not ask for confirmation.
+    #[arg(long, requires = "delete")]
+    yes: bool,
+    /// With --delete: the largest share of the destination's objects a run may delete
+    /// without --force (0 to 1).
+    #[arg(long, value_name = "SHARE", default_value_t = DEFAULT_MAX_DELETE, value_parser = share, requires = "delete")]
+    max_delete: f64,
+    /// With --delete: delete even when the source lists nothing or the deletes exceed
+    /// --max-delete.
+    #[arg(long, requires = "delete")]
+    force: bool,
 }
 
-#[derive(Debug, Default)]
-struct Summary {
-    copied: u64,
-    skipped: u64,
-    failed: u64,
-    deleted: u64,
-    bytes: u64,
+fn share(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!(
+            "{text:?} is not a share from 0 to 1 (such as 0.25 for a quarter)"
+        )),
+    }
 }
 
 fn side(
     config_dir: &Path,
     spec: &str,
     flag: &str,
+    connect: fn(&maskstore::Config) -> maskstore::Result<Storage>,
 ) -> Result<(maskstore::Config, Storage), Failure> {
     let as_file = spec.ends_with(".toml") || Path::new(spec).is_file();
     let source = ConfigSource {
@@ -64,7 +78,7 @@ fn side(
         message: format!("{flag} {spec}: {e}"),
         code: 2,
     })?;
-    let storage = Storage::connect(&config).map_err(|e| Failure {
+    let storage = connect(&config).map_err(|e| Failure {
         message: format!("{flag} {spec}: {e}"),
         code: Failure::from(e).code,
     })?;
@@ -92,8 +106,10 @@ fn identity(config: &maskstore::Config) -> String {
 }
 
 pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result<(), Failure> {
-    let (from_config, from) = side(config_dir, &args.from, "--from")?;
-    let (to_config, to) = side(config_dir, &args.to, "--to")?;
+    // The source is only read: a local root that does not exist is an error, never an
+    // empty store that --delete would mirror.
+    let (from_config, from) = side(config_dir, &args.from, "--from", Storage::connect_existing)?;
+    let (to_config, to) = side(config_dir, &args.to, "--to", Storage::connect)?;
     if identity(&from_config) == identity(&to_config) {
         return Err(Failure {
             message: format!(
@@ -105,12 +121,26 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
             code: 2,
         });
     }
-    // Etags made from the content alone are comparable across the two stores.
-    let comparable_etags = from.capabilities().content_etags && to.capabilities().content_etags;
     let prefix = args
         .prefix
         .clone()
         .unwrap_or_else(|| from.prefix().to_string());
+
+    let plan = sync::plan(&from, &to, &prefix, args.delete).await?;
+    if args.dry_run && !as_json {
+        for info in &plan.to_copy {
+            println!("would copy {} ({} bytes)", info.key, info.size);
+        }
+        for key in &plan.to_delete {
+            println!("would delete {key}");
+        }
+    }
+    if !plan.to_delete.is_empty() {
+        refuse_unsafe_deletes(&plan, args, &prefix)?;
+        if !args.dry_run && !args.yes {
+            confirm_deletion(&plan.to_delete)?;
+        }
+    }
 
     let bar = if std::io::stderr().is_terminal() && !as_json {
         ProgressBar::new_spinner().with_style(
@@ -120,87 +150,65 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
     } else {
         ProgressBar::hidden()
     };
-    let mut summary = Summary::default();
-    let mut seen = HashSet::new();
-    let mut failures = Vec::new();
-    let mut listing = from.list(Some(&prefix))?;
-    while let Some(item) = listing.next().await {
-        let source = item?;
-        seen.insert(source.key.to_string());
-        match sync_one(&from, &to, &source, comparable_etags, args.dry_run).await {
-            Ok(Action::Copied(bytes)) => {
-                summary.copied += 1;
-                summary.bytes += bytes;
-                bar.inc(bytes);
-                if args.dry_run && !as_json {
-                    println!("would copy {} ({bytes} bytes)", source.key);
-                }
-            }
-            Ok(Action::Skipped) => summary.skipped += 1,
-            Err(e) => {
-                summary.failed += 1;
-                failures.push(format!("{}: {e}", source.key));
-            }
-        }
-        bar.set_message(format!(
-            "copied {} skipped {} failed {}",
-            summary.copied, summary.skipped, summary.failed
-        ));
-    }
-    if args.delete {
-        let mut stale = Vec::new();
-        let mut listing = to.list(Some(&prefix))?;
-        while let Some(item) = listing.next().await {
-            let key = item?.key;
-            if !seen.contains(key.as_str()) {
-                stale.push(key);
-            }
-        }
+    let mut failures: Vec<String> = plan
+        .failed
+        .iter()
+        .map(|(key, e)| format!("{key}: {e}"))
+        .collect();
+    let (mut copied, mut bytes) = (0u64, 0u64);
+    for info in &plan.to_copy {
         if args.dry_run {
-            if !as_json {
-                for key in &stale {
-                    println!("would delete {key}");
-                }
-            }
-        } else {
-            for chunk in stale.chunks(1000) {
-                to.delete_many(chunk).await?;
-            }
+            copied += 1;
+            bytes += info.size;
+            continue;
         }
-        summary.deleted = stale.len() as u64;
+        match sync::copy(&from, &to, &info.key).await {
+            Ok(size) => {
+                copied += 1;
+                bytes += size;
+                bar.inc(size);
+            }
+            Err(e) => failures.push(format!("{}: {e}", info.key)),
+        }
+        bar.set_message(format!("copied {copied} failed {}", failures.len()));
+    }
+    if !args.dry_run {
+        for chunk in plan.to_delete.chunks(1000) {
+            to.delete_many(chunk).await?;
+        }
     }
     bar.finish_and_clear();
     for failure in &failures {
         eprintln!("failed: {failure}");
     }
+    let deleted = plan.to_delete.len() as u64;
     let would = if args.dry_run { "would have " } else { "" };
     if as_json {
         print_json(&json!({
             "dry_run": args.dry_run,
-            "copied": summary.copied,
-            "skipped": summary.skipped,
-            "failed": summary.failed,
-            "deleted": summary.deleted,
-            "bytes": summary.bytes,
+            "copied": copied,
+            "skipped": plan.skipped,
+            "failed": failures.len(),
+            "deleted": deleted,
+            "bytes": bytes,
             "failures": failures,
+            "to_copy": plan.to_copy.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(),
+            "to_delete": plan.to_delete.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
         }));
     } else {
         println!(
-            "sync {} → {}: {would}copied {}, skipped {}, failed {}, {would}deleted {}, {} bytes",
+            "sync {} → {}: {would}copied {copied}, skipped {}, failed {}, {would}deleted {deleted}, {bytes} bytes",
             args.from,
             args.to,
-            summary.copied,
-            summary.skipped,
-            summary.failed,
-            summary.deleted,
-            summary.bytes
+            plan.skipped,
+            failures.len(),
         );
     }
-    if summary.failed > 0 {
+    if !failures.is_empty() {
         return Err(Failure {
             message: format!(
                 "{} objects failed to sync; run it again to retry them",
-                summary.failed
+                failures.len()
             ),
             code: 1,
         });
@@ -208,51 +216,39 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
     Ok(())
 }
 
-enum Action {
-    Copied(u64),
-    Skipped,
-}
-
-async fn sync_one(
-    from: &Storage,
-    to: &Storage,
-    source: &ObjectInfo,
-    comparable_etags: bool,
-    dry_run: bool,
-) -> Result<Action, Error> {
-    match to.head(&source.key).await {
-        Ok(existing) if existing.size == source.size => {
-            let recorded = existing.metadata.get(SOURCE_ETAG);
-            let same = match &source.etag {
-                Some(etag) => {
-                    recorded == Some(etag)
-                        || (comparable_etags && existing.etag.as_ref() == Some(etag))
-                }
-                None => false,
-            };
-            if same {
-                return Ok(Action::Skipped);
-            }
-        }
-        Ok(_) | Err(Error::NotFound { .. }) => {}
-        Err(e) => return Err(e),
+/// Refuses, even with --yes, deletes that look like a wrong source rather than a wish:
+/// an empty source listing, or more than --max-delete of the destination.
+fn refuse_unsafe_deletes(plan: &Plan, args: &Args, prefix: &str) -> Result<(), Failure> {
+    if args.force {
+        return Ok(());
     }
-    if dry_run {
-        return Ok(Action::Copied(source.size));
-    }
-    let object = from.get_stream(&source.key).await?;
-    let mut options = WriteOptions {
-        content_type: object.info.content_type.clone(),
-        metadata: object.info.metadata.clone(),
-        ..Default::default()
+    let n = plan.to_delete.len();
+    let nothing = if args.dry_run {
+        "a run would refuse"
+    } else {
+        "nothing was copied or deleted"
     };
-    if let Some(etag) = &object.info.etag {
-        options
-            .metadata
-            .insert(SOURCE_ETAG.to_string(), etag.clone());
+    if plan.source_objects == 0 {
+        return Err(Failure {
+            message: format!(
+                "refusing sync --delete: the source listing of --from {} under {prefix} is empty, so all {n} objects there in --to {} would be deleted ({nothing}); check --from and --prefix (a mistyped root or prefix, or a folder that is a symlink, lists nothing), or pass --force if the source really is empty",
+                args.from, args.to
+            ),
+            code: 1,
+        });
     }
-    let size = object.info.size;
-    to.upload_stream(&source.key, &options, object.stream)
-        .await?;
-    Ok(Action::Copied(size))
+    let share = plan.delete_share();
+    if share > args.max_delete {
+        return Err(Failure {
+            message: format!(
+                "refusing sync --delete: it would delete {n} of the {} objects under {prefix} in --to {} ({:.0} %, more than --max-delete {}) ({nothing}); check --from and --prefix, or pass --force (or a larger --max-delete) if that is intended",
+                plan.destination_objects,
+                args.to,
+                share * 100.0,
+                args.max_delete
+            ),
+            code: 1,
+        });
+    }
+    Ok(())
 }

@@ -28,6 +28,9 @@ pub const UPLOAD_PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts of one streaming upload in flight at once; with [`UPLOAD_PART_SIZE`] this bounds
 /// an upload's buffered memory to about 40 MiB whatever the object's size.
 pub const UPLOAD_MAX_IN_FLIGHT: usize = 4;
+/// Streaming uploads of fewer bytes than this are one PUT; this many or more are multipart
+/// uploads of [`UPLOAD_PART_SIZE`] parts. The README states it.
+pub const MULTIPART_THRESHOLD: usize = UPLOAD_PART_SIZE;
 
 /// Object storage scoped to one key prefix, built from a [`Config`].
 ///
@@ -123,8 +126,19 @@ impl std::fmt::Debug for Storage {
 }
 
 impl Storage {
-    /// Builds the backend the config's `provider` names.
+    /// Builds the backend the config's `provider` names (a missing local root is created).
     pub fn connect(config: &Config) -> Result<Storage> {
+        Storage::build(config, crate::local::Root::MayCreate)
+    }
+
+    /// Like [`Storage::connect`], for a store that is only read from (such as a sync
+    /// source): a local root that does not exist is an error naming it, not an empty
+    /// store created on the spot.
+    pub fn connect_existing(config: &Config) -> Result<Storage> {
+        Storage::build(config, crate::local::Root::MustExist)
+    }
+
+    fn build(config: &Config, root: crate::local::Root) -> Result<Storage> {
         let os = &config.object_storage;
         let gw = &config.gateway;
         let gateway = |secret: Secret, ephemeral: bool| {
@@ -143,7 +157,7 @@ impl Storage {
                 (s3.clone(), UrlSigner::S3(s3))
             }
             Provider::Local => {
-                let (store, secret) = crate::local::build(config)?;
+                let (store, secret) = crate::local::build(config, root)?;
                 (Arc::new(store), gateway(secret, false))
             }
             Provider::Memory => {
@@ -853,6 +867,10 @@ impl Storage {
 
     /// Starts a streaming upload to `key`: invisible until [`Upload::finish`], with memory
     /// bounded by [`UPLOAD_PART_SIZE`] × ([`UPLOAD_MAX_IN_FLIGHT`] + 1).
+    ///
+    /// Nothing is sent until [`MULTIPART_THRESHOLD`] bytes are written: an object smaller
+    /// than that is stored with one PUT at [`Upload::finish`] (a plain MD5 etag, one
+    /// request, as every S3 tool expects), a larger one as a multipart upload.
     pub async fn upload(&self, key: &ObjectKey, options: &WriteOptions) -> Result<Upload> {
         if options.mode != WriteMode::Overwrite {
             return Err(Error::Unsupported {
@@ -865,13 +883,30 @@ impl Storage {
         }
         let path = self.path(key)?;
         options.validate()?;
-        let opts = object_store::PutMultipartOptions {
+        Ok(Upload {
+            key: key.clone(),
+            path,
             attributes: options.attributes(),
+            storage: self.clone(),
+            written: 0,
+            state: UploadState::Buffered(Vec::new()),
+        })
+    }
+
+    /// Starts the multipart upload behind an [`Upload`] that outgrew one PUT.
+    async fn start_multipart(
+        &self,
+        key: &ObjectKey,
+        path: &Path,
+        attributes: Attributes,
+    ) -> Result<(WriteMultipart, Option<Confirm>)> {
+        let opts = object_store::PutMultipartOptions {
+            attributes,
             ..Default::default()
         };
         let upload = self
             .store
-            .put_multipart_opts(&path, opts)
+            .put_multipart_opts(path, opts)
             .await
             .map_err(self.err(key))?;
         // object_store retries a completion whose 200 answer merely contains
@@ -897,13 +932,10 @@ impl Storage {
         } else {
             None
         };
-        Ok(Upload {
-            key: key.clone(),
-            backend: Arc::clone(&self.backend),
-            writer: WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART_SIZE),
-            written: 0,
+        Ok((
+            WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART_SIZE),
             confirm,
-        })
+        ))
     }
 
     /// Streams `stream` into `key` through [`Storage::upload`]; aborts on the first error.
@@ -940,10 +972,22 @@ impl Storage {
 /// A streaming upload in progress. Dropping it without [`Upload::finish`] abandons it.
 pub struct Upload {
     key: ObjectKey,
-    backend: Arc<str>,
-    writer: WriteMultipart,
+    path: Path,
+    attributes: Attributes,
+    storage: Storage,
     written: u64,
-    confirm: Option<Confirm>,
+    state: UploadState,
+}
+
+/// Where an upload's bytes are: held for one PUT, or streaming as parts.
+enum UploadState {
+    /// Fewer than [`MULTIPART_THRESHOLD`] bytes so far, none sent.
+    Buffered(Vec<Bytes>),
+    /// A multipart upload, and how to confirm its completion (see [`Confirm`]).
+    Multipart {
+        writer: WriteMultipart,
+        confirm: Option<Confirm>,
+    },
 }
 
 /// How to confirm a completion object_store may misreport: the storage, and the etag the
@@ -958,6 +1002,10 @@ impl std::fmt::Debug for Upload {
         f.debug_struct("Upload")
             .field("key", &self.key)
             .field("written", &self.written)
+            .field(
+                "multipart",
+                &matches!(self.state, UploadState::Multipart { .. }),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -965,13 +1013,32 @@ impl std::fmt::Debug for Upload {
 impl Upload {
     /// Appends `data`, waiting while too many parts are in flight.
     pub async fn write(&mut self, data: Bytes) -> Result<()> {
-        self.writer
-            .wait_for_capacity(UPLOAD_MAX_IN_FLIGHT)
-            .await
-            .map_err(|e| Error::from_store(&self.backend, self.key.as_str(), e))?;
         self.written += data.len() as u64;
-        self.writer.put(data);
-        Ok(())
+        match &mut self.state {
+            UploadState::Buffered(held) => {
+                held.push(data);
+                if self.written >= MULTIPART_THRESHOLD as u64 {
+                    let held = std::mem::take(held);
+                    let (mut writer, confirm) = self
+                        .storage
+                        .start_multipart(&self.key, &self.path, self.attributes.clone())
+                        .await?;
+                    for chunk in held {
+                        writer.put(chunk);
+                    }
+                    self.state = UploadState::Multipart { writer, confirm };
+                }
+                Ok(())
+            }
+            UploadState::Multipart { writer, .. } => {
+                writer
+                    .wait_for_capacity(UPLOAD_MAX_IN_FLIGHT)
+                    .await
+                    .map_err(|e| Error::from_store(&self.storage.backend, self.key.as_str(), e))?;
+                writer.put(data);
+                Ok(())
+            }
+        }
     }
 
     /// Bytes written so far.
@@ -981,17 +1048,38 @@ impl Upload {
 
     /// Completes the upload; the object becomes visible whole.
     pub async fn finish(self) -> Result<PutOutcome> {
-        let error = match self.writer.finish().await {
+        let (writer, confirm) = match self.state {
+            UploadState::Buffered(held) => {
+                let opts = PutOptions {
+                    mode: PutMode::Overwrite,
+                    attributes: self.attributes,
+                    ..Default::default()
+                };
+                let payload: object_store::PutPayload = held.into_iter().collect();
+                let result = self
+                    .storage
+                    .store
+                    .put_opts(&self.path, payload, opts)
+                    .await
+                    .map_err(self.storage.err(&self.key))?;
+                return Ok(PutOutcome {
+                    etag: result.e_tag,
+                    version: result.version,
+                });
+            }
+            UploadState::Multipart { writer, confirm } => (writer, confirm),
+        };
+        let error = match writer.finish().await {
             Ok(result) => {
                 return Ok(PutOutcome {
                     etag: result.e_tag,
                     version: result.version,
                 });
             }
-            Err(e) => Error::from_store(&self.backend, self.key.as_str(), e),
+            Err(e) => Error::from_store(&self.storage.backend, self.key.as_str(), e),
         };
         // The completion took effect if the key now holds a new version of our size.
-        if let Some(confirm) = &self.confirm
+        if let Some(confirm) = &confirm
             && let Ok(info) = confirm.storage.head(&self.key).await
             && info.size == self.written
             && info.etag.is_some()
@@ -1008,9 +1096,13 @@ impl Upload {
 
     /// Abandons the upload; nothing becomes visible and the parts are discarded.
     pub async fn abort(self) -> Result<()> {
-        self.writer
-            .abort()
-            .await
-            .map_err(|e| Error::from_store(&self.backend, self.key.as_str(), e))
+        match self.state {
+            // Nothing was sent.
+            UploadState::Buffered(_) => Ok(()),
+            UploadState::Multipart { writer, .. } => writer
+                .abort()
+                .await
+                .map_err(|e| Error::from_store(&self.storage.backend, self.key.as_str(), e)),
+        }
     }
 }

@@ -417,7 +417,11 @@ mod tests {
             .upload(&key, &WriteOptions::default())
             .await
             .unwrap();
-        upload.write("part".into()).await.unwrap();
+        // Enough for a multipart upload: a smaller one sends nothing before finish.
+        upload
+            .write(bytes::Bytes::from(vec![0u8; crate::MULTIPART_THRESHOLD]))
+            .await
+            .unwrap();
         drop(upload);
         let counts = storage.monitor().counts();
         assert_eq!((counts.client_error, counts.total()), (1, 1), "{counts:?}");

@@ -6,9 +6,34 @@ use maskstore_core::{Config, Origin, Secret};
 use super::{LocalStore, RESERVED_DIR};
 use crate::{Error, Result, signing};
 
+/// Whether a missing local root is created or refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Root {
+    /// Create it: the store is written to.
+    MayCreate,
+    /// Refuse it: the store is only read (a sync source), where a missing root would list
+    /// as empty.
+    MustExist,
+}
+
 /// The store over `object_storage.root`, and the gateway's signing secret.
-pub(crate) fn build(config: &Config) -> Result<(LocalStore, Secret)> {
+pub(crate) fn build(config: &Config, root: Root) -> Result<(LocalStore, Secret)> {
     let os = &config.object_storage;
+    if root == Root::MustExist && !os.root.is_dir() {
+        return Err(Error::Config {
+            key: "object_storage.root".to_string(),
+            origin: config
+                .origin("object_storage.root")
+                .cloned()
+                .unwrap_or(Origin::Default),
+            problem: format!(
+                "the local root {} does not exist, so it would list as empty; a store only \
+                 read from is never created",
+                os.root.display()
+            ),
+            fix: "give the folder that holds the objects (check it for a typo)".to_string(),
+        });
+    }
     let store = LocalStore::open(&os.root, os.fsync).map_err(|e| Error::Config {
         key: "object_storage.root".to_string(),
         origin: config

@@ -45,7 +45,7 @@ pub mod error;
 pub(crate) mod file_io;
 
 use attributes::{StoredAttributes, XATTR, probe_xattrs, read_attributes};
-pub(crate) use builder::build;
+pub(crate) use builder::{Root, build};
 pub use error::LocalError;
 /// The folder below the root that holds maskstore's own files.
 pub const RESERVED_DIR: &str = ".maskstore";

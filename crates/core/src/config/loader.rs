@@ -36,14 +36,9 @@ impl ConfigLoader {
 
     /// Adds the contents of a TOML file as a layer.
     pub fn add_toml(&mut self, origin: Origin, text: &str) -> Result<(), Error> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
-            Error::config(
-                "(file)",
-                &origin,
-                format!("not valid TOML: {}", e.message()),
-                "fix the syntax at the position shown, or remove the file",
-            )
-        })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| syntax_error(text, &e, &origin))?;
         for section in keys::sections() {
             let Some(value) = table.get(section) else {
                 continue;
@@ -205,6 +200,45 @@ impl ConfigLoader {
         validate(&config)?;
         Ok(config)
     }
+}
+
+/// The error for a file that is not TOML. The parser's own message is left out: it quotes
+/// the offending value, which may be a secret (an unquoted all-digit `secret_key`). Only
+/// the position and the key named on that line are shown.
+fn syntax_error(text: &str, e: &toml::de::Error, origin: &Origin) -> Error {
+    let Some(span) = e.span() else {
+        return Error::config(
+            "(file)",
+            origin,
+            "is not valid TOML",
+            "check the file's syntax: quote text values (secret_key = \"…\"), whole numbers \
+             must fit in 64 bits",
+        );
+    };
+    let before = &text[..span.start.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    let line_text = text.lines().nth(line - 1).unwrap_or("");
+    let key = line_text
+        .split_once('=')
+        .map(|(key, _)| key.trim())
+        .filter(|key| {
+            !key.is_empty()
+                && key
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+        });
+    let place = match key {
+        Some(key) => format!("line {line}, column {column} (the value of {key})"),
+        None => format!("line {line}, column {column}"),
+    };
+    Error::config(
+        "(file)",
+        origin,
+        format!("is not valid TOML at {place}"),
+        "fix the syntax there: quote text values (secret_key = \"…\"), whole numbers must fit \
+         in 64 bits; the parser's message is not shown because it may quote a secret",
+    )
 }
 
 fn check_environment_name(name: &str, origin: &Origin) -> Result<(), Error> {

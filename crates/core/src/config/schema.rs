@@ -46,21 +46,24 @@ pub(crate) enum Kind {
 }
 
 impl Kind {
-    /// A whole number of seconds.
-    const SECONDS: Kind = Kind::Integer {
-        unit: "seconds",
-        max: u64::MAX,
-    };
-    /// A whole number of milliseconds.
-    const MILLIS: Kind = Kind::Integer {
-        unit: "milliseconds",
-        max: u64::MAX,
-    };
-    /// A whole number of days.
-    const DAYS: Kind = Kind::Integer {
-        unit: "days",
-        max: u64::MAX,
-    };
+    /// A whole number of seconds, at most `max` (stated in the key's doc).
+    const fn seconds(max: u64) -> Kind {
+        Kind::Integer {
+            unit: "seconds",
+            max,
+        }
+    }
+    /// A whole number of milliseconds, at most `max`.
+    const fn millis(max: u64) -> Kind {
+        Kind::Integer {
+            unit: "milliseconds",
+            max,
+        }
+    }
+    /// A whole number of days, at most `max`.
+    const fn days(max: u64) -> Kind {
+        Kind::Integer { unit: "days", max }
+    }
 
     /// Reads `raw` (the value of `key`, from `origin`) as this kind.
     pub(crate) fn parse(self, key: &str, raw: Raw, origin: &Origin) -> Result<Value, Error> {
@@ -446,16 +449,16 @@ pub(crate) const VIRTUAL_HOSTED_STYLE: Key<bool> = Key {
 };
 pub(crate) const REQUEST_TIMEOUT: Key<u64> = Key {
     name: "object_storage.request_timeout",
-    kind: Kind::SECONDS,
+    kind: Kind::seconds(3600),
     default: Is("30"),
-    doc: "seconds per S3 request",
+    doc: "seconds per S3 request; at most 3600",
     field: |c| &c.object_storage.request_timeout_secs,
 };
 pub(crate) const CONNECT_TIMEOUT: Key<u64> = Key {
     name: "object_storage.connect_timeout",
-    kind: Kind::SECONDS,
+    kind: Kind::seconds(300),
     default: Is("5"),
-    doc: "seconds to connect to S3",
+    doc: "seconds to connect to S3; at most 300",
     field: |c| &c.object_storage.connect_timeout_secs,
 };
 pub(crate) const MAX_RETRIES: Key<u32> = Key {
@@ -470,23 +473,23 @@ pub(crate) const MAX_RETRIES: Key<u32> = Key {
 };
 pub(crate) const RETRY_TIMEOUT: Key<u64> = Key {
     name: "object_storage.retry_timeout",
-    kind: Kind::SECONDS,
+    kind: Kind::seconds(3600),
     default: Is("60"),
-    doc: "seconds after which S3 retries stop",
+    doc: "seconds after which S3 retries stop; at most 3600",
     field: |c| &c.object_storage.retry_timeout_secs,
 };
 pub(crate) const RETRY_INITIAL_BACKOFF: Key<u64> = Key {
     name: "object_storage.retry_initial_backoff_ms",
-    kind: Kind::MILLIS,
+    kind: Kind::millis(60000),
     default: Is("100"),
-    doc: "first wait before a retry; doubles per retry",
+    doc: "first wait before a retry; doubles per retry; at most 60000",
     field: |c| &c.object_storage.retry_initial_backoff_ms,
 };
 pub(crate) const RETRY_MAX_BACKOFF: Key<u64> = Key {
     name: "object_storage.retry_max_backoff_ms",
-    kind: Kind::MILLIS,
+    kind: Kind::millis(600000),
     default: Is("15000"),
-    doc: "longest wait between retries",
+    doc: "longest wait between retries; at most 600000",
     field: |c| &c.object_storage.retry_max_backoff_ms,
 };
 pub(crate) const ROOT: Key<PathBuf> = Key {
@@ -521,14 +524,15 @@ pub(crate) const ALLOW_MEMORY_IN_PRODUCTION: Key<bool> = Key {
 /// `[signed_url]`
 pub(crate) const DEFAULT_TTL: Key<u64> = Key {
     name: "signed_url.default_ttl",
-    kind: Kind::SECONDS,
+    kind: Kind::seconds(604800),
     default: Is("600"),
-    doc: "seconds a signed URL lives when none is asked",
+    doc: "seconds a signed URL lives when none is asked; at most 604800",
     field: |c| &c.signed_url.default_ttl,
 };
 pub(crate) const MAX_TTL: Key<u64> = Key {
     name: "signed_url.max_ttl",
-    kind: Kind::SECONDS,
+    // Bounded by validation, which names S3's presign ceiling.
+    kind: Kind::seconds(u64::MAX),
     default: Is("3600"),
     doc: "longest lifetime; longer requests are refused, never clamped (at most 604800, S3's limit)",
     field: |c| &c.signed_url.max_ttl,
@@ -597,32 +601,32 @@ pub(crate) const EXPOSE_HEADERS: Key<Vec<String>> = Key {
 };
 pub(crate) const MAX_AGE: Key<u64> = Key {
     name: "cors.max_age",
-    kind: Kind::SECONDS,
+    kind: Kind::seconds(86400),
     default: Is("3000"),
-    doc: "seconds a browser may cache a preflight answer",
+    doc: "seconds a browser may cache a preflight answer; at most 86400",
     field: |c| &c.cors.max_age,
 };
 
 /// `[lifecycle]`
 pub(crate) const TRANSITION_IA_DAYS: Key<u64> = Key {
     name: "lifecycle.transition_ia_days",
-    kind: Kind::DAYS,
+    kind: Kind::days(36500),
     default: Is("90"),
-    doc: "`policy lifecycle`: days to Standard-IA (≥ 30)",
+    doc: "`policy lifecycle`: days to Standard-IA (≥ 30); at most 36500",
     field: |c| &c.lifecycle.transition_ia_days,
 };
 pub(crate) const TRANSITION_GLACIER_DAYS: Key<u64> = Key {
     name: "lifecycle.transition_glacier_days",
-    kind: Kind::DAYS,
+    kind: Kind::days(36500),
     default: Is("365"),
-    doc: "days to Glacier (after the IA transition)",
+    doc: "days to Glacier (after the IA transition); at most 36500",
     field: |c| &c.lifecycle.transition_glacier_days,
 };
 pub(crate) const ABORT_INCOMPLETE_MULTIPART_DAYS: Key<u64> = Key {
     name: "lifecycle.abort_incomplete_multipart_days",
-    kind: Kind::DAYS,
+    kind: Kind::days(36500),
     default: Is("7"),
-    doc: "days before unfinished uploads are dropped",
+    doc: "days before unfinished uploads are dropped; at most 36500",
     field: |c| &c.lifecycle.abort_incomplete_multipart_days,
 };
 
@@ -643,9 +647,9 @@ pub(crate) const SERVER_ERROR_RATE_ALARM: Key<f64> = Key {
 };
 pub(crate) const ALARM_WINDOW: Key<u64> = Key {
     name: "monitoring.alarm_window",
-    kind: Kind::SECONDS,
+    kind: Kind::seconds(86400),
     default: Is("300"),
-    doc: "seconds of history the error rates cover",
+    doc: "seconds of history the error rates cover; at most 86400",
     field: |c| &c.monitoring.alarm_window_secs,
 };
 pub(crate) const ALARM_MIN_REQUESTS: Key<u64> = Key {

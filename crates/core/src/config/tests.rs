@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use super::schema::{AnyKey, DefaultIs, SCHEMA};
+use super::schema::{AnyKey, DefaultIs, Kind, SCHEMA};
 use super::*;
 use crate::{Error, KeyPrefix, Secret, TtlPolicy};
 
@@ -734,4 +734,79 @@ fn typed_setters_refuse_what_the_loader_refuses() {
     assert!(!text.contains("short\""), "{text}");
     let (key, _, _) = config_error(Config::memory().with_public_url("ftp://masks"));
     assert_eq!(key, "gateway.public_url");
+}
+
+#[test]
+fn an_unquoted_all_digit_secret_is_never_echoed_by_a_parse_error() {
+    // 20 to 38 digits overflow TOML's 64-bit integers; the parser's message quotes them.
+    for digits in [
+        "12345678901234567890",
+        "98765432109876543210987654321098765432",
+    ] {
+        let mut loader = ConfigLoader::new();
+        let err = loader
+            .add_toml(
+                Origin::File("config/production.toml".into()),
+                &format!("[object_storage]\nprovider = \"s3\"\nsecret_key = {digits}\n"),
+            )
+            .unwrap_err();
+        let (_, _, text) = config_error(Err(err));
+        assert!(!text.contains(&digits[..12]), "echoed the secret: {text}");
+        assert!(text.contains("line 3"), "{text}");
+        assert!(text.contains("secret_key"), "{text}");
+        assert!(text.contains("quote"), "{text}");
+    }
+    // Other syntax errors do not echo the line either.
+    let mut loader = ConfigLoader::new();
+    let err = loader
+        .add_toml(
+            Origin::File("config/production.toml".into()),
+            "[object_storage]\nsecret_key = \"unterminated-s3cr3t\n",
+        )
+        .unwrap_err();
+    assert!(!err.to_string().contains("s3cr3t"), "{err}");
+}
+
+#[test]
+fn every_duration_has_a_documented_bound_checked_at_load() {
+    let mut bounded = 0;
+    for key in SCHEMA {
+        let Kind::Integer { unit, max } = key.kind() else {
+            continue;
+        };
+        if !matches!(unit, "seconds" | "milliseconds" | "days") {
+            continue;
+        }
+        bounded += 1;
+        let var = key.env_var();
+        // Far above any bound, and one past the documented one: a clear config error
+        // naming the key, never a panic or an allocation abort.
+        let limit = if max == u64::MAX {
+            // Bounded by validation instead (signed_url.max_ttl: S3's 7 days).
+            crate::ttl::S3_MAX_PRESIGN_SECS
+        } else {
+            assert!(
+                key.doc().contains(&format!("at most {max}")),
+                "{}: the README must state the bound {max}",
+                key.name()
+            );
+            max
+        };
+        for value in ["1000000000000".to_string(), (limit + 1).to_string()] {
+            let (name, _, text) = config_error(build_env(&[(&var, &value)]));
+            assert_eq!(name, key.name(), "{text}");
+            assert!(text.contains(&limit.to_string()), "{text}");
+        }
+        // At its bound the value is accepted, though it may still break a relation
+        // (default_ttl ≤ max_ttl).
+        if let Err(e) = build_env(&[(&var, &limit.to_string())]) {
+            let text = e.to_string();
+            assert!(
+                !text.contains("more than") && !text.contains("ceiling"),
+                "{}: its own bound refused: {text}",
+                key.name()
+            );
+        }
+    }
+    assert_eq!(bounded, 12);
 }

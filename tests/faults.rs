@@ -299,10 +299,12 @@ async fn gateway_serves_2000_requests_from_50_clients_on_local_disk() {
     gateway_under_load(&served).await;
 }
 
-/// A loopback proxy in front of an S3 server. Of the new connections whose first request is
-/// not a POST (object_store does not retry those after a reset), the 1st, 4th, 7th…
-/// answer 503 and the 2nd, 5th, 8th… are reset; of those starting with a GET, the 1st and
-/// every 4th after never answer (a stall). The rest are forwarded untouched.
+/// A loopback proxy in front of an S3 server. Of the new connections starting with a GET,
+/// the 1st, 5th, 9th… never answer (a stall); of the other new connections whose first
+/// request is not a POST (object_store does not retry those after a reset), the 1st, 4th,
+/// 7th… answer 503 and the 2nd, 5th, 8th… are reset. The rest are forwarded untouched.
+/// Each kind is counted on its own, so which faults occur does not depend on the order in
+/// which connections of different kinds arrive.
 struct FaultyProxy {
     addr: std::net::SocketAddr,
     faults: std::sync::Arc<std::sync::Mutex<std::collections::BTreeMap<&'static str, u64>>>,
@@ -317,10 +319,11 @@ impl FaultyProxy {
         let faults = std::sync::Arc::new(std::sync::Mutex::new(std::collections::BTreeMap::new()));
         let counted = std::sync::Arc::clone(&faults);
         let task = tokio::spawn(async move {
-            let mut n = 0u64;
+            let gets = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+            let others = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
             while let Ok((mut client, _)) = listener.accept().await {
-                n += 1;
                 let counted = std::sync::Arc::clone(&counted);
+                let (gets, others) = (std::sync::Arc::clone(&gets), std::sync::Arc::clone(&others));
                 tokio::spawn(async move {
                     let mut head = vec![0u8; 8];
                     if client.read_exact(&mut head).await.is_err() {
@@ -331,12 +334,18 @@ impl FaultyProxy {
                         .next()
                         .unwrap_or("")
                         .to_string();
-                    let fault = match (n % 6, method.as_str()) {
-                        (_, "POST") => None,
-                        (1, _) => Some("503"),
-                        (3, _) => Some("reset"),
-                        (5, "GET") => Some("stall"),
-                        _ => None,
+                    use std::sync::atomic::Ordering::SeqCst;
+                    let stall = method == "GET" && gets.fetch_add(1, SeqCst) % 4 == 0;
+                    let fault = if stall {
+                        Some("stall")
+                    } else if method == "POST" {
+                        None
+                    } else {
+                        match others.fetch_add(1, SeqCst) % 3 {
+                            0 => Some("503"),
+                            1 => Some("reset"),
+                            _ => None,
+                        }
                     };
                     if let Some(fault) = fault {
                         *counted.lock().unwrap().entry(fault).or_insert(0) += 1;

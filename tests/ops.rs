@@ -376,7 +376,7 @@ fn sync_local_to_seaweedfs_copies_once_and_dry_run_changes_nothing() {
     assert_eq!(ok(&run(&["--config", &staging, "ls"])).lines().count(), 4);
 
     let real = summary(&run(&[
-        "--json", "sync", "--from", &local, "--to", &staging, "--delete",
+        "--json", "sync", "--from", &local, "--to", &staging, "--delete", "--yes",
     ]));
     assert_eq!(
         (real["copied"].as_u64(), real["deleted"].as_u64()),

@@ -8,4 +8,5 @@ mod monitoring;
 mod ops;
 mod presign;
 mod roundtrip;
+mod safety;
 mod support;

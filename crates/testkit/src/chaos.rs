@@ -26,8 +26,8 @@
 //! # });
 //! ```
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -38,7 +38,6 @@ use maskstore_backends::Storage;
 use maskstore_backends::layers::{Call, Intercept};
 use object_store::path::Path;
 use object_store::{GetResult, GetResultPayload, ObjectMeta, Result};
-use rand::{Rng, SeedableRng};
 
 /// The operations a rule can target (a streaming upload is hit when it starts).
 pub use maskstore_backends::Operation as Op;
@@ -48,7 +47,9 @@ pub use maskstore_backends::Operation as Op;
 pub enum When {
     /// Every call.
     Always,
-    /// Each call with this probability (0..=1), drawn from the seeded generator.
+    /// Each call with this probability (0..=1). Which calls are hit follows from the seed,
+    /// the operation and the call's number alone, so the schedule is the same however
+    /// calls of other operations interleave.
     Share(f64),
     /// Only the n-th call (1-based).
     Nth(u64),
@@ -90,12 +91,27 @@ pub struct Faults {
     state: Arc<State>,
 }
 
-/// The rules, call counts and generator, shared with the streams a call returns.
+/// The rules, call counts and seed, shared with the streams a call returns.
 #[derive(Debug)]
 struct State {
     rules: Vec<Rule>,
     calls: [AtomicU64; 8],
-    rng: Mutex<rand::rngs::StdRng>,
+    seed: u64,
+}
+
+/// A uniform draw in [0, 1) fixed by its inputs (SplitMix64 over them).
+fn draw(seed: u64, op: Op, rule: usize, n: u64) -> f64 {
+    let mut z = seed
+        ^ (op as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
+        ^ (rule as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9)
+        ^ n.wrapping_mul(0x94d0_49bb_1331_11eb);
+    for _ in 0..2 {
+        z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+    }
+    (z >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// What the rules decided for one call.
@@ -111,15 +127,11 @@ impl State {
     fn decide(&self, op: Op, location: &Path) -> Decision {
         let n = self.calls[op as usize].fetch_add(1, Ordering::SeqCst) + 1;
         let mut decision = Decision::default();
-        for rule in self.rules.iter().filter(|r| r.op == op) {
+        for (index, rule) in self.rules.iter().enumerate().filter(|(_, r)| r.op == op) {
             let hit = match rule.when {
                 When::Always => true,
                 When::Nth(k) => k == n,
-                When::Share(p) => self
-                    .rng
-                    .lock()
-                    .expect("rng lock")
-                    .random_bool(p.clamp(0.0, 1.0)),
+                When::Share(p) => draw(self.seed, op, index, n) < p.clamp(0.0, 1.0),
             };
             if !hit {
                 continue;
@@ -161,7 +173,7 @@ impl Chaos {
             state: Arc::new(State {
                 rules: Vec::new(),
                 calls: Default::default(),
-                rng: Mutex::new(rand::rngs::StdRng::seed_from_u64(0x6d61736b)),
+                seed: 0x6d61736b,
             }),
         }
     }
@@ -170,10 +182,9 @@ impl Chaos {
         Arc::get_mut(&mut self.state).expect("rules are set before the storage is taken")
     }
 
-    /// Seeds the generator behind [`When::Share`] (runs are reproducible per seed).
+    /// Seeds the schedule of [`When::Share`] (runs are reproducible per seed).
     pub fn seed(mut self, seed: u64) -> Chaos {
-        *self.state_mut().rng.get_mut().expect("rng lock") =
-            rand::rngs::StdRng::seed_from_u64(seed);
+        self.state_mut().seed = seed;
         self
     }
 
@@ -385,6 +396,39 @@ mod tests {
             first.len()
         );
         assert_eq!(first, run(7).await, "same seed, same failures");
+    }
+
+    #[tokio::test]
+    async fn a_share_of_calls_is_the_same_however_other_operations_interleave() {
+        let run = |puts_between: bool| async move {
+            let storage = Chaos::over(&crate::memory())
+                .seed(11)
+                .rule(Op::Head, When::Share(0.5), Fault::Unavailable)
+                .rule(Op::Put, When::Share(0.5), Fault::Unavailable)
+                .storage();
+            let key = storage.key("a").unwrap();
+            let mut failures = Vec::new();
+            for i in 0..40 {
+                if puts_between {
+                    let _ = storage.put(&key, "x").await;
+                }
+                if storage
+                    .head(&key)
+                    .await
+                    .is_err_and(|e| !matches!(e, Error::NotFound { .. }))
+                {
+                    failures.push(i);
+                }
+            }
+            failures
+        };
+        let alone = run(false).await;
+        assert!((8..=32).contains(&alone.len()), "{alone:?}");
+        assert_eq!(
+            alone,
+            run(true).await,
+            "puts in between moved the head failures"
+        );
     }
 
     #[tokio::test]

@@ -259,12 +259,18 @@ async fn run_one(root: &Storage, case: Case) -> Result<(), String> {
     let storage = root
         .scoped(&format!("{}-{}", case.group, case.name))
         .map_err(|e| e.to_string())?;
-    let task = tokio::spawn((case.run)(storage.clone()));
-    let outcome = match tokio::time::timeout(CASE_TIMEOUT, task).await {
+    let mut task = tokio::spawn((case.run)(storage.clone()));
+    let outcome = match tokio::time::timeout(CASE_TIMEOUT, &mut task).await {
         Ok(Ok(())) => Ok(()),
         Ok(Err(join)) if join.is_panic() => Err(panic_message(join.into_panic())),
         Ok(Err(join)) => Err(format!("the case was cancelled: {join}")),
-        Err(_) => Err(format!("timed out after {CASE_TIMEOUT:?}")),
+        Err(_) => {
+            // Stop the case (and the tasks it holds in a JoinSet) before cleaning up, so
+            // none of them writes after the cleanup.
+            task.abort();
+            let _ = task.await;
+            Err(format!("timed out after {CASE_TIMEOUT:?}"))
+        }
     };
     let cleaned = clean(&storage).await;
     match (outcome, cleaned) {
@@ -310,4 +316,49 @@ async fn leftovers(storage: &Storage) -> Result<usize, String> {
         .try_fold(0, |n, _| async move { Ok(n + 1) })
         .await
         .map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Starts writers that land after a while, then fails at once, as a concurrency case
+    /// whose first read is torn would.
+    fn fails_with_writers_in_flight(s: Storage) -> BoxFuture<'static, ()> {
+        Box::pin(async move {
+            let mut writers = tokio::task::JoinSet::new();
+            for i in 0..8 {
+                let s = s.clone();
+                writers.spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    s.put(&s.key(&format!("late-{i}.bin")).unwrap(), "late")
+                        .await
+                        .unwrap();
+                });
+            }
+            panic!("torn read");
+        })
+    }
+
+    #[tokio::test]
+    async fn a_failing_case_stops_its_tasks_before_the_cleanup() {
+        let storage = crate::memory();
+        let case = Case {
+            group: "concurrency",
+            name: "fails_with_writers_in_flight",
+            needs: Need::Nothing,
+            run: fails_with_writers_in_flight,
+        };
+        let report = run_cases(&storage, &[case], Capabilities::default()).await;
+        assert_eq!(report.failed.len(), 1, "{:?}", report.failed);
+        assert!(
+            report.failed[0].1.contains("torn read"),
+            "{:?}",
+            report.failed
+        );
+        // Had the writers kept running, they would land after the cleanup.
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        let left: Vec<_> = storage.list(None).unwrap().try_collect().await.unwrap();
+        assert!(left.is_empty(), "writers outlived their case: {left:?}");
+    }
 }

@@ -985,7 +985,7 @@ enum UploadState {
     Buffered(Vec<Bytes>),
     /// A multipart upload, and how to confirm its completion (see [`Confirm`]).
     Multipart {
-        writer: WriteMultipart,
+        writer: Box<WriteMultipart>,
         confirm: Option<Confirm>,
     },
 }
@@ -1026,7 +1026,10 @@ impl Upload {
                     for chunk in held {
                         writer.put(chunk);
                     }
-                    self.state = UploadState::Multipart { writer, confirm };
+                    self.state = UploadState::Multipart {
+                        writer: Box::new(writer),
+                        confirm,
+                    };
                 }
                 Ok(())
             }

@@ -150,12 +150,9 @@ async fn metrics_count_what_a_run_did_and_health_names_the_alarm() {
 
     let metrics = scrape(&http, &serve.base).await;
     let ops = "maskstore_operations_total";
+    // Gateway uploads below the multipart threshold are one PUT each.
     assert_eq!(
-        sample(
-            &metrics,
-            ops,
-            &["operation=\"upload\"", "outcome=\"success\""]
-        ),
+        sample(&metrics, ops, &["operation=\"put\"", "outcome=\"success\""]),
         12.0,
         "{metrics}"
     );
@@ -177,7 +174,7 @@ async fn metrics_count_what_a_run_did_and_health_names_the_alarm() {
         sample(
             &metrics,
             "maskstore_bytes_total",
-            &["operation=\"upload\"", "direction=\"out\""]
+            &["operation=\"put\"", "direction=\"out\""]
         ),
         12_000.0
     );

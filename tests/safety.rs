@@ -690,3 +690,29 @@ fn a_huge_alarm_window_and_an_unquoted_digit_secret_are_clear_errors() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_upload_whose_multipart_start_fails_neither_loses_nor_cuts_bytes() {
+    use maskstore_testkit::chaos::{Fault, When};
+    let storage = Chaos::over(&Storage::memory())
+        .rule(Op::Upload, When::Nth(1), Fault::Unavailable)
+        .storage();
+    let key = storage.key("volume.nii").unwrap();
+    let mut upload = storage
+        .upload(&key, &WriteOptions::default())
+        .await
+        .unwrap();
+    let half = maskstore::MULTIPART_THRESHOLD / 2;
+    upload.write(vec![1u8; half].into()).await.unwrap();
+    let err = upload.write(vec![2u8; half].into()).await.unwrap_err();
+    assert!(err.to_string().contains("injected"), "{err}");
+    assert!(
+        !storage.exists(&key).await.unwrap(),
+        "visible after a failed start"
+    );
+    // Finishing anyway stores every byte written, as one PUT, never a cut object.
+    upload.finish().await.unwrap();
+    let stored = storage.get(&key).await.unwrap().data;
+    assert_eq!(stored.len(), 2 * half);
+    assert!(stored[..half].iter().all(|b| *b == 1) && stored[half..].iter().all(|b| *b == 2));
+}

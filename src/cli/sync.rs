@@ -62,27 +62,31 @@ fn share(text: &str) -> Result<f64, String> {
     }
 }
 
-fn side(
-    config_dir: &Path,
-    spec: &str,
-    flag: &str,
-    connect: fn(&maskstore::Config) -> maskstore::Result<Storage>,
-) -> Result<(maskstore::Config, Storage), Failure> {
+/// The config `spec` names: an environment (config/<ENV>.toml) or a file.
+fn load(config_dir: &Path, spec: &str, flag: &str) -> Result<maskstore::Config, Failure> {
     let as_file = spec.ends_with(".toml") || Path::new(spec).is_file();
     let source = ConfigSource {
         dir: Some(config_dir.to_path_buf()),
         file: as_file.then(|| PathBuf::from(spec)),
         environment: (!as_file).then(|| spec.to_string()),
     };
-    let config = maskstore::load_config(&source).map_err(|e| Failure {
+    maskstore::load_config(&source).map_err(|e| Failure {
         message: format!("{flag} {spec}: {e}"),
         code: 2,
-    })?;
-    let storage = connect(&config).map_err(|e| Failure {
+    })
+}
+
+/// The storage of one side.
+fn connect(
+    config: &maskstore::Config,
+    spec: &str,
+    flag: &str,
+    connect: fn(&maskstore::Config) -> maskstore::Result<Storage>,
+) -> Result<Storage, Failure> {
+    connect(config).map_err(|e| Failure {
         message: format!("{flag} {spec}: {e}"),
         code: Failure::from(e).code,
-    })?;
-    Ok((config, storage))
+    })
 }
 
 /// Where a store's objects live, to refuse syncing a store onto itself.
@@ -108,8 +112,8 @@ fn identity(config: &maskstore::Config) -> String {
 pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result<(), Failure> {
     // The source is only read: a local root that does not exist is an error, never an
     // empty store that --delete would mirror.
-    let (from_config, from) = side(config_dir, &args.from, "--from", Storage::connect_existing)?;
-    let (to_config, to) = side(config_dir, &args.to, "--to", Storage::connect)?;
+    let from_config = load(config_dir, &args.from, "--from")?;
+    let to_config = load(config_dir, &args.to, "--to")?;
     if identity(&from_config) == identity(&to_config) {
         return Err(Failure {
             message: format!(
@@ -121,6 +125,13 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
             code: 2,
         });
     }
+    let from = connect(
+        &from_config,
+        &args.from,
+        "--from",
+        Storage::connect_existing,
+    )?;
+    let to = connect(&to_config, &args.to, "--to", Storage::connect)?;
     let prefix = args
         .prefix
         .clone()

@@ -1018,12 +1018,12 @@ impl Upload {
             UploadState::Buffered(held) => {
                 held.push(data);
                 if self.written >= MULTIPART_THRESHOLD as u64 {
-                    let held = std::mem::take(held);
+                    // Should the start fail, the bytes stay held: nothing is lost or cut.
                     let (mut writer, confirm) = self
                         .storage
                         .start_multipart(&self.key, &self.path, self.attributes.clone())
                         .await?;
-                    for chunk in held {
+                    for chunk in std::mem::take(held) {
                         writer.put(chunk);
                     }
                     self.state = UploadState::Multipart {

@@ -496,7 +496,7 @@ pub(crate) const ROOT: Key<PathBuf> = Key {
     name: "object_storage.root",
     kind: Kind::Path,
     default: Is("./data"),
-    doc: "folder of the `local` provider (created if missing)",
+    doc: "folder of the `local` provider (created if missing when written to; a store only read from must exist)",
     field: |c| &c.object_storage.root,
 };
 pub(crate) const FSYNC: Key<bool> = Key {

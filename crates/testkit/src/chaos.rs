@@ -39,7 +39,8 @@ use maskstore_backends::layers::{Call, Intercept};
 use object_store::path::Path;
 use object_store::{GetResult, GetResultPayload, ObjectMeta, Result};
 
-/// The operations a rule can target (a streaming upload is hit when it starts).
+/// The operations a rule can target. A streaming upload is an `Upload` hit when its
+/// multipart upload starts, at `MULTIPART_THRESHOLD` bytes; a smaller one is one `Put`.
 pub use maskstore_backends::Operation as Op;
 
 /// Which calls of the operation a rule hits.

@@ -95,7 +95,11 @@ pub async fn put_of_another_length_than_bound_is_refused(s: Storage) {
             "{} bytes against a bound 5",
             body.len()
         );
-        assert!(!s.exists(&k).await.unwrap(), "{} bytes were stored", body.len());
+        assert!(
+            !s.exists(&k).await.unwrap(),
+            "{} bytes were stored",
+            body.len()
+        );
     }
     let exact = status("PUT", &url, &[], "12345").await;
     assert!((200..300).contains(&exact), "5 bytes answered {exact}");

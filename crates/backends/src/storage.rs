@@ -267,7 +267,8 @@ impl Storage {
     /// default; above the maximum: [`Error::InvalidTtl`], never clamped).
     ///
     /// On S3 it is a SigV4 presigned URL; on local and memory a gateway URL. For PUT, a
-    /// bound content type (and length) makes any other upload fail.
+    /// bound content type and length make any other upload fail (403); on other methods
+    /// they are refused here ([`Error::InvalidMetadata`]), as a promise no server keeps.
     pub async fn signed_url(
         &self,
         method: SignedMethod,

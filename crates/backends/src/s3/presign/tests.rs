@@ -617,3 +617,44 @@ async fn object_stores_presigner_agrees_on_every_style_key_and_token() {
         }
     }
 }
+
+#[test]
+fn a_header_after_host_such_as_a_checksum_is_listed_in_order() {
+    let p = presigner("http://127.0.0.1:8333/b", credential(KEY_ID, SECRET, None));
+    let stamp = Stamp::of(aws_example_time());
+    let derived = Derived::new(credential(KEY_ID, SECRET, None), &stamp, &p.region);
+    let bound = Bound {
+        headers: vec![
+            ("content-type", Cow::Borrowed("image/png")),
+            (
+                "x-amz-checksum-sha256",
+                Cow::Borrowed("n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg="),
+            ),
+        ],
+    };
+    let draft = draft(
+        &p.endpoint,
+        &derived,
+        &stamp,
+        SignedMethod::Put,
+        "mask/a",
+        60,
+        &bound,
+    );
+    let lines: Vec<&str> = draft.canonical.lines().collect();
+    assert_eq!(
+        &lines[3..7],
+        [
+            "content-type:image/png",
+            "host:127.0.0.1:8333",
+            "x-amz-checksum-sha256:n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=",
+            "",
+        ]
+    );
+    assert_eq!(lines[7], "content-type;host;x-amz-checksum-sha256");
+    assert!(
+        draft
+            .query
+            .ends_with("X-Amz-SignedHeaders=content-type%3Bhost%3Bx-amz-checksum-sha256")
+    );
+}

@@ -19,6 +19,7 @@ use maskstore_backends::signing::{GatewaySigner, random_secret};
 use maskstore_core::ObjectKey;
 use object_store::ObjectStoreExt;
 use object_store::path::Path;
+use object_store::signer::{Method, Signer};
 
 use common::{full_run, raw_backends};
 
@@ -86,6 +87,33 @@ fn signing(c: &mut Criterion) {
     group.bench_function("s3-sigv4-presign", |b| {
         b.to_async(&rt).iter(|| async {
             s3.signed_url(SignedMethod::Get, &key, None, &SignOptions::default())
+                .await
+                .unwrap()
+        })
+    });
+    let bound = SignOptions {
+        content_type: Some("application/gzip".to_string()),
+        content_length: Some(1 << 20),
+    };
+    group.bench_function("s3-sigv4-presign-put-bound", |b| {
+        b.to_async(&rt).iter(|| async {
+            s3.signed_url(SignedMethod::Put, &key, None, &bound)
+                .await
+                .unwrap()
+        })
+    });
+    // The baseline: object_store's own presigning of the same URL, same credentials.
+    let raw = object_store::aws::AmazonS3Builder::new()
+        .with_bucket_name("pacs-masks-prod")
+        .with_region("us-east-1")
+        .with_access_key_id("AKIAEXAMPLE")
+        .with_secret_access_key("secret-for-the-benchmark")
+        .build()
+        .unwrap();
+    let path = Path::parse(key.as_str()).unwrap();
+    group.bench_function("s3-object_store-presign", |b| {
+        b.to_async(&rt).iter(|| async {
+            raw.signed_url(Method::GET, &path, Duration::from_secs(600))
                 .await
                 .unwrap()
         })

@@ -239,3 +239,269 @@ async fn bound_content_length_is_enforced_by_the_gateway() {
     assert!(exact.status().is_success());
     assert_eq!(storage.get(&key).await.unwrap().data, "12345");
 }
+
+// ---------------------------------------------------------------------------------------
+// S3 presigned URLs on SeaweedFS (auth enforced, signatures verified), used with curl.
+
+/// The path of curl, or `None` (skip) outside CI when it is missing.
+fn curl() -> Option<&'static str> {
+    let found = Command::new("curl")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return Some("curl");
+    }
+    assert!(
+        !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
+        "curl is missing; CI must run the curl tests"
+    );
+    eprintln!("skipping curl tests: curl is not installed");
+    None
+}
+
+/// Runs curl on `url` with `args`; returns the status and the body it received.
+fn curl_request(method: &str, url: &str, args: &[&str]) -> (u16, Vec<u8>) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--path-as-is",
+            "-X",
+            method,
+            "-o",
+            "-",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .args(args)
+        .arg(url)
+        .output()
+        .expect("curl runs");
+    assert!(out.status.success(), "curl failed: {}", text(&out.stderr));
+    let split = out
+        .stdout
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .expect("curl wrote the status");
+    let code = text(&out.stdout[split + 1..]).trim().parse().unwrap();
+    (code, out.stdout[..split].to_vec())
+}
+
+fn put_file(dir: &Path, body: &[u8]) -> String {
+    let file = dir.join(format!("body-{}", rand::random::<u32>()));
+    std::fs::write(&file, body).unwrap();
+    format!("@{}", file.display())
+}
+
+async fn url(
+    storage: &maskstore::Storage,
+    method: maskstore::SignedMethod,
+    key: &maskstore::ObjectKey,
+    options: &maskstore::SignOptions,
+) -> String {
+    storage
+        .signed_url(method, key, Some(300), options)
+        .await
+        .unwrap()
+        .url
+}
+
+#[tokio::test]
+async fn every_special_character_key_round_trips_through_presigned_put_and_get_with_curl() {
+    let (Some(server), Some(_)) = (servers::seaweedfs(), curl()) else {
+        return;
+    };
+    use maskstore::{SignOptions, SignedMethod};
+    let storage = server.storage();
+    let dir = tempfile::tempdir().unwrap();
+    for name in [
+        "a b.png",
+        "a+b.png",
+        "100%.png",
+        "%41%2F.png",
+        "a=b.png",
+        "a&b.png",
+        "a#b.png",
+        "a?b.png",
+        "환자.png",
+        "🧠.png",
+        "x/a b+c%d=e&f#g?h 환자 🧠~.png",
+    ] {
+        let key = storage.key(name).unwrap();
+        let body = format!("the bytes of {name}");
+        let options = SignOptions {
+            content_type: Some("application/octet-stream".to_string()),
+            content_length: Some(body.len() as u64),
+        };
+        let put = url(&storage, SignedMethod::Put, &key, &options).await;
+        let file = put_file(dir.path(), body.as_bytes());
+        let (code, answer) = curl_request(
+            "PUT",
+            &put,
+            &[
+                "--data-binary",
+                &file,
+                "-H",
+                "Content-Type: application/octet-stream",
+            ],
+        );
+        assert_eq!(code, 200, "PUT {name}: {}", text(&answer));
+        // Stored under exactly this key, not an encoded spelling of it.
+        assert_eq!(storage.get(&key).await.unwrap().data, body, "{name}");
+        let get = url(&storage, SignedMethod::Get, &key, &SignOptions::default()).await;
+        let (code, answer) = curl_request("GET", &get, &[]);
+        assert_eq!(code, 200, "GET {name}: {}", text(&answer));
+        assert_eq!(text(&answer), body, "{name}");
+    }
+}
+
+#[tokio::test]
+async fn tampered_presigned_s3_urls_are_refused_with_curl() {
+    let (Some(server), Some(_)) = (servers::seaweedfs(), curl()) else {
+        return;
+    };
+    use maskstore::{SignOptions, SignedMethod};
+    let storage = server.storage();
+    let dir = tempfile::tempdir().unwrap();
+    let key = storage.key("tamper/bound.bin").unwrap();
+    let options = SignOptions {
+        content_type: Some("image/png".to_string()),
+        content_length: Some(4),
+    };
+    let put = url(&storage, SignedMethod::Put, &key, &options).await;
+    let big = put_file(dir.path(), &[7u8; 4096]);
+    let png = ["-H", "Content-Type: image/png"];
+    let tampered = [
+        // Unbinding the length (or the type) from the signed headers.
+        put.replace(
+            "content-length%3Bcontent-type%3Bhost",
+            "content-type%3Bhost",
+        ),
+        put.replace(
+            "content-length%3Bcontent-type%3Bhost",
+            "content-length%3Bhost",
+        ),
+        put.replace("content-length%3Bcontent-type%3Bhost", "host"),
+        // A longer life, another date, another key.
+        put.replace("X-Amz-Expires=300", "X-Amz-Expires=301"),
+        put.replacen("X-Amz-Date=20", "X-Amz-Date=19", 1),
+        put.replacen("bound.bin", "other.bin", 1),
+    ];
+    for (i, url) in tampered.iter().enumerate() {
+        assert_ne!(url, &put, "tampering {i} changed nothing");
+        let (code, _) = curl_request(
+            "PUT",
+            url,
+            &[&["--data-binary", big.as_str()][..], &png].concat(),
+        );
+        assert_eq!(code, 403, "tampering {i}: {url}");
+    }
+    assert!(!storage.exists(&key).await.unwrap());
+    let exact = put_file(dir.path(), b"\x89PNG");
+    let (code, answer) = curl_request(
+        "PUT",
+        &put,
+        &[&["--data-binary", exact.as_str()][..], &png].concat(),
+    );
+    assert_eq!(code, 200, "{}", text(&answer));
+}
+
+/// The reproduction: on AWS (no endpoint, static keys) `presign put
+/// --content-length` exited 1 blaming the backend. It signs, without any network call.
+#[test]
+fn presign_put_with_a_content_length_signs_on_s3_without_an_endpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = vars(&[
+        ("APP_OBJECT_STORAGE__PROVIDER", "s3"),
+        ("APP_OBJECT_STORAGE__BUCKET_NAME", "pacs-masks-prod"),
+        ("APP_OBJECT_STORAGE__REGION", "ap-northeast-2"),
+        ("APP_OBJECT_STORAGE__ACCESS_KEY", "AKIAIOSFODNN7EXAMPLE"),
+        (
+            "APP_OBJECT_STORAGE__SECRET_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        ),
+    ]);
+    let url = presign(
+        dir.path(),
+        &env,
+        &[
+            "put",
+            "mask/1.2/3.4/seg 1.nii.gz",
+            "--content-length",
+            "1048576",
+            "--content-type",
+            "application/gzip",
+        ],
+    );
+    assert!(
+        url.starts_with(
+            "https://s3.ap-northeast-2.amazonaws.com/pacs-masks-prod/mask/1.2/3.4/seg%201.nii.gz?"
+        ),
+        "{url}"
+    );
+    assert!(
+        url.contains("&X-Amz-SignedHeaders=content-length%3Bcontent-type%3Bhost&"),
+        "{url}"
+    );
+    assert!(
+        !url.contains("EXAMPLEKEY"),
+        "the secret stays out of the URL"
+    );
+}
+
+/// A bound header on another method than PUT is the operator's mistake: exit 2, naming
+/// the option and the fix, never "backend failed".
+#[test]
+fn presign_get_with_a_content_length_is_refused_as_the_callers_mistake() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = vars(&[
+        ("APP_OBJECT_STORAGE__PROVIDER", "s3"),
+        ("APP_OBJECT_STORAGE__BUCKET_NAME", "pacs-masks-prod"),
+        ("APP_OBJECT_STORAGE__REGION", "us-east-1"),
+        ("APP_OBJECT_STORAGE__ACCESS_KEY", "AKIAIOSFODNN7EXAMPLE"),
+        (
+            "APP_OBJECT_STORAGE__SECRET_KEY",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        ),
+    ]);
+    let out = maskstore(
+        dir.path(),
+        &["presign", "get", "mask/a.png", "--content-length", "5"],
+        &env,
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("content-length") && stderr.contains("PUT"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("backend failed"), "{stderr}");
+    assert!(out.stdout.is_empty());
+}
+
+/// `maskstore presign put KEY --content-length N` on SeaweedFS: exactly N bytes are
+/// stored, N-1 and N+1 are refused.
+#[tokio::test]
+async fn presign_put_with_a_content_length_binds_it_on_seaweedfs() {
+    let (Some(server), Some(_)) = (servers::seaweedfs(), curl()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = server.config().object_storage.prefix.to_string();
+    let mut env = server.app_env();
+    env.push(("APP_OBJECT_STORAGE__PREFIX".into(), prefix.clone()));
+    let key = format!("{prefix}cli/bound.bin");
+    let put = presign(dir.path(), &env, &["put", &key, "--content-length", "1000"]);
+    for size in [999, 1001] {
+        let file = put_file(dir.path(), &vec![1u8; size]);
+        let (code, _) = curl_request("PUT", &put, &["--data-binary", &file]);
+        assert_eq!(code, 403, "{size} bytes against a bound 1000");
+    }
+    let file = put_file(dir.path(), &[2u8; 1000]);
+    let (code, answer) = curl_request("PUT", &put, &["--data-binary", &file]);
+    assert_eq!(code, 200, "{}", text(&answer));
+    let get = presign(dir.path(), &env, &["get", &key]);
+    let (code, body) = curl_request("GET", &get, &[]);
+    assert_eq!((code, body), (200, vec![2u8; 1000]));
+}

@@ -106,8 +106,8 @@ struct Gateway {
 /// Who signs URLs for a storage.
 #[derive(Clone)]
 enum UrlSigner {
-    /// SigV4 presigning by the S3 client.
-    S3(Arc<object_store::aws::AmazonS3>),
+    /// The S3 client (for its incomplete uploads) and the SigV4 presigner of its URLs.
+    S3(Arc<object_store::aws::AmazonS3>, Arc<crate::s3::Presigner>),
     /// maskstore's HMAC URLs, served by the gateway.
     Gateway(Arc<Gateway>),
     /// A storage built from a bare object_store, without a gateway signer.
@@ -153,8 +153,9 @@ impl Storage {
         };
         let (store, urls): (Arc<dyn ObjectStore>, UrlSigner) = match os.provider {
             Provider::S3 => {
-                let s3 = Arc::new(crate::s3::build(config)?);
-                (s3.clone(), UrlSigner::S3(s3))
+                let (s3, presigner) = crate::s3::build(config)?;
+                let s3 = Arc::new(s3);
+                (s3.clone(), UrlSigner::S3(s3, Arc::new(presigner)))
             }
             Provider::Local => {
                 let (store, secret) = crate::local::build(config, root)?;
@@ -280,7 +281,8 @@ impl Storage {
     /// default; above the maximum: [`Error::InvalidTtl`], never clamped).
     ///
     /// On S3 it is a SigV4 presigned URL; on local and memory a gateway URL. For PUT, a
-    /// bound content type (and length) makes any other upload fail.
+    /// bound content type and length make any other upload fail (403); on other methods
+    /// they are refused here ([`Error::InvalidMetadata`]), as a promise no server keeps.
     pub async fn signed_url(
         &self,
         method: SignedMethod,
@@ -310,10 +312,29 @@ impl Storage {
         if let Some(ct) = &options.content_type {
             WriteOptions::content_type(ct.clone()).validate()?;
         }
-        let expires_at = Utc::now() + ttl;
+        if method != SignedMethod::Put {
+            // A bound header is a promise about an upload; on another method no server
+            // would keep it, so the URL would promise what it does not hold.
+            let bound = [
+                ("content-type", options.content_type.is_some()),
+                ("content-length", options.content_length.is_some()),
+            ];
+            if let Some((name, _)) = bound.iter().find(|(_, set)| *set) {
+                return Err(Error::InvalidMetadata {
+                    name: name.to_string(),
+                    reason: format!(
+                        "only a PUT URL binds what the upload sends; sign {method} without it, or sign put"
+                    ),
+                });
+            }
+        }
+        let now = Utc::now();
+        let expires_at = now + ttl;
         let url = match &self.urls {
-            UrlSigner::S3(s3) => {
-                crate::s3::presign(s3, &self.backend, method, &path, ttl, options).await?
+            UrlSigner::S3(_, presigner) => {
+                presigner
+                    .presign(&self.backend, method, &path, now, ttl, options)
+                    .await?
             }
             UrlSigner::Gateway(gateway) => {
                 gateway
@@ -357,15 +378,15 @@ impl Storage {
 
     /// What this storage can do beyond the contract every backend follows.
     pub fn capabilities(&self) -> Capabilities {
-        let s3 = matches!(self.urls, UrlSigner::S3(_));
+        let s3 = matches!(self.urls, UrlSigner::S3(..));
         Capabilities {
             signed_urls: match &self.urls {
-                UrlSigner::S3(_) => UrlIssuer::Backend,
+                UrlSigner::S3(..) => UrlIssuer::Backend,
                 UrlSigner::Gateway(_) => UrlIssuer::Gateway,
                 UrlSigner::None => UrlIssuer::None,
             },
             urls_outlive_process: match &self.urls {
-                UrlSigner::S3(_) => true,
+                UrlSigner::S3(..) => true,
                 UrlSigner::Gateway(gateway) => !gateway.ephemeral,
                 UrlSigner::None => false,
             },
@@ -847,7 +868,7 @@ impl Storage {
     pub async fn incomplete_uploads(&self, prefix: Option<&str>) -> Result<Vec<IncompleteUpload>> {
         let folder = self.folder(prefix)?;
         match &self.urls {
-            UrlSigner::S3(s3) => crate::s3::incomplete_uploads(s3, &self.backend, &folder).await,
+            UrlSigner::S3(s3, _) => crate::s3::incomplete_uploads(s3, &self.backend, &folder).await,
             UrlSigner::Gateway(_) | UrlSigner::None => Ok(Vec::new()),
         }
     }
@@ -855,7 +876,7 @@ impl Storage {
     /// Aborts every incomplete streaming upload under `prefix`; returns how many.
     pub async fn abort_incomplete_uploads(&self, prefix: Option<&str>) -> Result<usize> {
         let uploads = self.incomplete_uploads(prefix).await?;
-        let UrlSigner::S3(s3) = &self.urls else {
+        let UrlSigner::S3(s3, _) = &self.urls else {
             return Ok(0);
         };
         for upload in &uploads {

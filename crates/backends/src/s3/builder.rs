@@ -3,14 +3,16 @@
 use std::time::Duration;
 
 use maskstore_core::{Config, Origin};
-use object_store::aws::{AmazonS3, AmazonS3Builder, S3ConditionalPut};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
+use super::presign::{Endpoint, Presigner};
 use crate::{Error, Result};
 
-/// Builds the S3 client. Credentials come from the config when given, else from the
-/// standard AWS chain (environment, web identity, ECS, instance metadata).
-pub(crate) fn build(config: &Config) -> Result<AmazonS3> {
+/// Builds the S3 client, and the presigner of its URLs (same endpoint, same credential
+/// provider). Credentials come from the config when given, else from the standard AWS
+/// chain (environment, web identity, ECS, instance metadata).
+pub(crate) fn build(config: &Config) -> Result<(AmazonS3, Presigner)> {
     let os = &config.object_storage;
     let mut builder = match &os.access_key {
         // Explicit keys: ignore AWS_* variables so they cannot mix with the config's.
@@ -54,13 +56,40 @@ pub(crate) fn build(config: &Config) -> Result<AmazonS3> {
             builder = builder.with_token(token.expose());
         }
     }
-    builder.build().map_err(|e| Error::Config {
+    let config_error = |problem: String| Error::Config {
         key: "object_storage".to_string(),
         origin: config
             .origin("object_storage.provider")
             .cloned()
             .unwrap_or(Origin::Default),
-        problem: format!("the S3 client could not be built: {e}"),
+        problem,
         fix: "check bucket_name, region and endpoint".to_string(),
-    })
+    };
+    let (region, bucket_endpoint) = bucket_endpoint(&builder);
+    let s3 = builder
+        .build()
+        .map_err(|e| config_error(format!("the S3 client could not be built: {e}")))?;
+    let endpoint = Endpoint::parse(&bucket_endpoint)
+        .map_err(|e| config_error(format!("the bucket's URL cannot be presigned: {e}")))?;
+    let presigner = Presigner::new(s3.credentials().clone(), &region, endpoint);
+    Ok((s3, presigner))
+}
+
+/// The region and the bucket's URL as object_store derives them from `builder` (whose
+/// settings include the AWS_* variables it read), so that presigned URLs address the
+/// same host and path as the client's own requests.
+fn bucket_endpoint(builder: &AmazonS3Builder) -> (String, String) {
+    let get = |key| builder.get_config_value(&key);
+    let bucket = get(AmazonS3ConfigKey::Bucket).unwrap_or_default();
+    let region = get(AmazonS3ConfigKey::Region).unwrap_or_else(|| "us-east-1".to_string());
+    let virtual_hosted = get(AmazonS3ConfigKey::VirtualHostedStyleRequest)
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    let endpoint = get(AmazonS3ConfigKey::S3Endpoint).or(get(AmazonS3ConfigKey::Endpoint));
+    let url = match (endpoint, virtual_hosted) {
+        (Some(endpoint), true) => endpoint,
+        (Some(endpoint), false) => format!("{}/{bucket}", endpoint.trim_end_matches('/')),
+        (None, true) => format!("https://{bucket}.s3.{region}.amazonaws.com"),
+        (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
+    };
+    (region, url)
 }

@@ -8,5 +8,5 @@ mod presign;
 mod uploads;
 
 pub(crate) use builder::build;
-pub(crate) use presign::presign;
+pub(crate) use presign::Presigner;
 pub(crate) use uploads::{abort_upload, completion_answer_is_misread, incomplete_uploads};

@@ -76,6 +76,42 @@ pub async fn signed_get_of_unusual_key_works(s: Storage) {
     assert_eq!(response.bytes().await.unwrap(), "unusual");
 }
 
+/// A PUT URL bound to a length stores an upload of exactly that length.
+pub async fn signed_put_of_the_bound_length_stores_it(s: Storage) {
+    let k = key(&s, "bound.bin");
+    let options = SignOptions {
+        content_type: None,
+        content_length: Some(7),
+    };
+    let url = sign(&s, SignedMethod::Put, &k, &options).await;
+    let code = status("PUT", &url, &[], "7 bytes").await;
+    assert!((200..300).contains(&code), "PUT answered {code}");
+    assert_eq!(s.get(&k).await.unwrap().data, "7 bytes");
+}
+
+/// A bound content type or length is a promise about an upload: asked for on another
+/// method it is refused at issue, naming the option, before anything is signed.
+pub async fn bound_headers_on_other_methods_are_refused_at_issue(s: Storage) {
+    let k = key(&s, "bound.bin");
+    let typed = png();
+    let sized = SignOptions {
+        content_type: None,
+        content_length: Some(1),
+    };
+    for method in [SignedMethod::Get, SignedMethod::Head, SignedMethod::Delete] {
+        for (options, name) in [(&typed, "content-type"), (&sized, "content-length")] {
+            match s.signed_url(method, &k, None, options).await {
+                Err(e @ Error::InvalidMetadata { .. }) => {
+                    let text = e.to_string();
+                    assert!(text.contains(name) && text.contains("PUT"), "{text}");
+                    assert!(e.is_client_error());
+                }
+                other => panic!("{method} binding {name}: {other:?}"),
+            }
+        }
+    }
+}
+
 /// A TTL above the maximum is refused when the URL is issued, naming the maximum.
 pub async fn ttl_above_the_maximum_is_refused_at_issue(s: Storage) {
     let k = key(&s, "ttl.bin");

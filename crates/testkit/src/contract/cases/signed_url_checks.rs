@@ -79,6 +79,56 @@ pub async fn put_with_another_content_type_than_bound_is_refused(s: Storage) {
     assert!(!s.exists(&k).await.unwrap());
 }
 
+/// A PUT URL bound to a length accepts exactly that many bytes: one fewer or one more is
+/// refused (403) and stores nothing.
+pub async fn put_of_another_length_than_bound_is_refused(s: Storage) {
+    let k = key(&s, "bound-length.bin");
+    let options = SignOptions {
+        content_type: None,
+        content_length: Some(5),
+    };
+    let url = sign(&s, SignedMethod::Put, &k, &options).await;
+    for body in ["1234", "123456", ""] {
+        assert_eq!(
+            status("PUT", &url, &[], body).await,
+            403,
+            "{} bytes against a bound 5",
+            body.len()
+        );
+        assert!(
+            !s.exists(&k).await.unwrap(),
+            "{} bytes were stored",
+            body.len()
+        );
+    }
+    let exact = status("PUT", &url, &[], "12345").await;
+    assert!((200..300).contains(&exact), "5 bytes answered {exact}");
+    assert_eq!(data(&s, &k).await, "12345");
+}
+
+/// A PUT URL bound to both a type and a length refuses the right length with another
+/// type, and the right type with another length.
+pub async fn put_bound_to_type_and_length_needs_both(s: Storage) {
+    let k = key(&s, "bound-both.png");
+    let options = SignOptions {
+        content_type: Some("image/png".to_string()),
+        content_length: Some(3),
+    };
+    let url = sign(&s, SignedMethod::Put, &k, &options).await;
+    let png = [("content-type", "image/png")];
+    assert_eq!(
+        status("PUT", &url, &[("content-type", "text/html")], "abc").await,
+        403
+    );
+    assert_eq!(status("PUT", &url, &png, "abcd").await, 403);
+    assert!(!s.exists(&k).await.unwrap());
+    let exact = status("PUT", &url, &png, "abc").await;
+    assert!((200..300).contains(&exact), "answered {exact}");
+    let stored = s.get(&k).await.unwrap();
+    assert_eq!(stored.data, "abc");
+    assert_eq!(stored.info.content_type.as_deref(), Some("image/png"));
+}
+
 /// A URL signed for another storage's secret (or credentials) is refused here.
 pub async fn url_signed_by_another_secret_is_refused(s: Storage) {
     let k = put(&s, "foreign.bin", "x").await;

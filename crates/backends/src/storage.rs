@@ -293,6 +293,14 @@ impl Storage {
     ) -> Result<SignedUrl> {
         let path = self.path(key)?;
         let ttl = self.ttl.resolve(ttl_secs)?;
+        let bound_by_extension;
+        let options = match default_put_binding(method, key, options) {
+            Some(bound) => {
+                bound_by_extension = bound;
+                &bound_by_extension
+            }
+            None => options,
+        };
         if let Some(ct) = &options.content_type {
             WriteOptions::content_type(ct.clone()).validate()?;
         }
@@ -935,6 +943,24 @@ impl Storage {
         }
         upload.finish().await
     }
+}
+
+/// A PUT URL for a key with a mask extension (`.png`, `.nii.gz`, …) and no bound content
+/// type binds the format's type, so the holder cannot store `text/html` or an SVG under a
+/// mask's name.
+fn default_put_binding(
+    method: SignedMethod,
+    key: &ObjectKey,
+    options: &SignOptions,
+) -> Option<SignOptions> {
+    if method != SignedMethod::Put || options.content_type.is_some() {
+        return None;
+    }
+    let format = maskstore_core::MaskFormat::for_key(key.as_str())?;
+    Some(SignOptions {
+        content_type: Some(format.content_type().to_string()),
+        ..options.clone()
+    })
 }
 
 /// A streaming upload in progress. Dropping it without [`Upload::finish`] abandons it.

@@ -237,8 +237,7 @@ impl GatewaySigner {
         query: &str,
         now: DateTime<Utc>,
     ) -> Result<Grant, Refusal> {
-        check_query_limits(query)
-            .map_err(|limit| Refusal::Malformed(limit.to_string()))?;
+        check_query_limits(query).map_err(|limit| Refusal::Malformed(limit.to_string()))?;
         let params = Params::parse(query)?;
         let key_text = percent_decode_str(encoded_key)
             .decode_utf8()
@@ -480,9 +479,11 @@ pub struct DevelopmentSecretError {
 /// others, or shorter than a secret.
 pub fn development_secret(path: &FsPath) -> Result<Secret, DevelopmentSecretError> {
     let shown = path.display();
-    let io = |what: &str, e: std::io::Error| DevelopmentSecretError {
+    let io = |what: &str, e: std::io::Error| {
+        DevelopmentSecretError {
         problem: format!("cannot {what} the development signing secret {shown}: {e}"),
         fix: "set gateway.signing_secret (APP_GATEWAY__SIGNING_SECRET), or make that folder writable by this user only".to_string(),
+    }
     };
     // Two processes may race to create it: the loser reads the winner's.
     for _ in 0..2 {
@@ -579,7 +580,9 @@ fn read_secret_file(path: &FsPath) -> Result<Option<Secret>, DevelopmentSecretEr
         .read_to_string(&mut text)
         .map_err(|e| DevelopmentSecretError {
             problem: format!("cannot read the development signing secret {shown}: {e}"),
-            fix: format!("delete it (rm {shown}) so a new one is generated, or set gateway.signing_secret"),
+            fix: format!(
+                "delete it (rm {shown}) so a new one is generated, or set gateway.signing_secret"
+            ),
         })?;
     let text = text.trim();
     if text.len() < maskstore_core::config::MIN_SIGNING_SECRET_BYTES {
@@ -588,7 +591,9 @@ fn read_secret_file(path: &FsPath) -> Result<Option<Secret>, DevelopmentSecretEr
                 "the development signing secret {shown} is shorter than {} bytes",
                 maskstore_core::config::MIN_SIGNING_SECRET_BYTES
             ),
-            fix: format!("delete it (rm {shown}) so a new one is generated, or set gateway.signing_secret"),
+            fix: format!(
+                "delete it (rm {shown}) so a new one is generated, or set gateway.signing_secret"
+            ),
         });
     }
     Ok(Some(Secret::new(text.to_string())))
@@ -850,7 +855,10 @@ mod tests {
         let long = format!("{query}&pad={}", "a".repeat(MAX_QUERY_BYTES));
         assert_eq!(check_query_limits(&long), Err(QueryLimit::TooLong));
         let many = format!("{query}{}", "&a".repeat(MAX_QUERY_PARAMS));
-        assert_eq!(check_query_limits(&many), Err(QueryLimit::TooManyParameters));
+        assert_eq!(
+            check_query_limits(&many),
+            Err(QueryLimit::TooManyParameters)
+        );
         assert!(s.verify("GET", &path, &many, at(NOW)).is_err());
         // A few unknown parameters are ignored; ours twice is refused.
         s.verify("GET", &path, &format!("{query}&_=12345"), at(NOW))

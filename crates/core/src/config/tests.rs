@@ -757,26 +757,72 @@ fn gateway_limits_default_safe_and_refuse_zero_excess_and_a_shared_admin_port() 
         (10, 30, 900, 512, 1 << 30, 32, 10, None)
     );
     for (vars, key, why) in [
-        (vec![("APP_GATEWAY__HEADER_TIMEOUT", "0")], "gateway.header_timeout", "is 0"),
-        (vec![("APP_GATEWAY__HEADER_TIMEOUT", "301")], "gateway.header_timeout", "more than the 300"),
-        (vec![("APP_GATEWAY__BODY_IDLE_TIMEOUT", "0")], "gateway.body_idle_timeout", "is 0"),
-        (vec![("APP_GATEWAY__REQUEST_TIMEOUT", "0")], "gateway.request_timeout", "is 0"),
-        (vec![("APP_GATEWAY__MAX_CONNECTIONS", "0")], "gateway.max_connections", "is 0"),
-        (vec![("APP_GATEWAY__MAX_CONNECTIONS", "70000")], "gateway.max_connections", "more than"),
-        (vec![("APP_GATEWAY__MAX_UPLOAD_BYTES", "0")], "gateway.max_upload_bytes", "is 0"),
-        (vec![("APP_GATEWAY__MAX_UPLOAD_BYTES", "-5")], "gateway.max_upload_bytes", "not a whole number"),
-        (vec![("APP_GATEWAY__SHUTDOWN_GRACE", "601")], "gateway.shutdown_grace", "more than the 600"),
         (
-            vec![("APP_GATEWAY__MAX_CONNECTIONS", "10"), ("APP_GATEWAY__MAX_CONCURRENT_UPLOADS", "11")],
+            vec![("APP_GATEWAY__HEADER_TIMEOUT", "0")],
+            "gateway.header_timeout",
+            "is 0",
+        ),
+        (
+            vec![("APP_GATEWAY__HEADER_TIMEOUT", "301")],
+            "gateway.header_timeout",
+            "more than the 300",
+        ),
+        (
+            vec![("APP_GATEWAY__BODY_IDLE_TIMEOUT", "0")],
+            "gateway.body_idle_timeout",
+            "is 0",
+        ),
+        (
+            vec![("APP_GATEWAY__REQUEST_TIMEOUT", "0")],
+            "gateway.request_timeout",
+            "is 0",
+        ),
+        (
+            vec![("APP_GATEWAY__MAX_CONNECTIONS", "0")],
+            "gateway.max_connections",
+            "is 0",
+        ),
+        (
+            vec![("APP_GATEWAY__MAX_CONNECTIONS", "70000")],
+            "gateway.max_connections",
+            "more than",
+        ),
+        (
+            vec![("APP_GATEWAY__MAX_UPLOAD_BYTES", "0")],
+            "gateway.max_upload_bytes",
+            "is 0",
+        ),
+        (
+            vec![("APP_GATEWAY__MAX_UPLOAD_BYTES", "-5")],
+            "gateway.max_upload_bytes",
+            "not a whole number",
+        ),
+        (
+            vec![("APP_GATEWAY__SHUTDOWN_GRACE", "601")],
+            "gateway.shutdown_grace",
+            "more than the 600",
+        ),
+        (
+            vec![
+                ("APP_GATEWAY__MAX_CONNECTIONS", "10"),
+                ("APP_GATEWAY__MAX_CONCURRENT_UPLOADS", "11"),
+            ],
             "gateway.max_concurrent_uploads",
             "more than gateway.max_connections",
         ),
         (
-            vec![("APP_GATEWAY__LISTEN", "127.0.0.1:9000"), ("APP_GATEWAY__ADMIN_LISTEN", "127.0.0.1:9000")],
+            vec![
+                ("APP_GATEWAY__LISTEN", "127.0.0.1:9000"),
+                ("APP_GATEWAY__ADMIN_LISTEN", "127.0.0.1:9000"),
+            ],
             "gateway.admin_listen",
             "same address",
         ),
-        (vec![("APP_GATEWAY__ADMIN_LISTEN", "metrics-host")], "gateway.admin_listen", "not an address"),
+        (
+            vec![("APP_GATEWAY__ADMIN_LISTEN", "metrics-host")],
+            "gateway.admin_listen",
+            "not an address",
+        ),
     ] {
         let mut loader = ConfigLoader::new();
         let vars: Vec<(String, String)> = vars
@@ -793,7 +839,10 @@ fn gateway_limits_default_safe_and_refuse_zero_excess_and_a_shared_admin_port() 
     // A shutdown grace of 0 is allowed: stop at once.
     let mut loader = ConfigLoader::new();
     loader
-        .add_env(vec![("APP_GATEWAY__SHUTDOWN_GRACE".to_string(), "0".to_string())])
+        .add_env(vec![(
+            "APP_GATEWAY__SHUTDOWN_GRACE".to_string(),
+            "0".to_string(),
+        )])
         .unwrap();
     assert_eq!(
         loader

@@ -516,8 +516,7 @@ async fn object_response(gateway: &Gateway, request: Request) -> Response {
         Ok(grant) => grant,
         Err(refusal) => {
             let status = match refusal {
-                maskstore_backends::signing::Refusal::InvalidKey(_)
-                | maskstore_backends::signing::Refusal::Malformed(_) => StatusCode::BAD_REQUEST,
+                maskstore_backends::signing::Refusal::InvalidKey(_) => StatusCode::BAD_REQUEST,
                 _ => StatusCode::FORBIDDEN,
             };
             return reply(status, refusal);
@@ -885,6 +884,64 @@ mod tests {
         assert_eq!(quote("\"abc\""), "\"abc\"");
         assert_eq!(unquote("W/\"abc\""), "abc");
         assert_eq!(unquote("*"), "*");
+    }
+
+    #[test]
+    fn metric_labels_come_from_fixed_sets() {
+        for (method, label) in [
+            ("GET", "GET"),
+            ("PUT", "PUT"),
+            ("HEAD", "HEAD"),
+            ("DELETE", "DELETE"),
+            ("OPTIONS", "OPTIONS"),
+            ("POST", "other"),
+            ("get", "other"),
+            ("XYZZY-0123456789", "other"),
+        ] {
+            assert_eq!(
+                method_label(&Method::from_bytes(method.as_bytes()).unwrap()),
+                label,
+                "{method}"
+            );
+        }
+        assert_eq!(status_label(StatusCode::OK), "200");
+        assert_eq!(status_label(StatusCode::URI_TOO_LONG), "414");
+        assert_eq!(status_label(StatusCode::IM_A_TEAPOT), "4xx");
+        assert_eq!(status_label(StatusCode::GATEWAY_TIMEOUT), "5xx");
+    }
+
+    #[test]
+    fn only_mask_formats_and_octet_stream_are_served_inline() {
+        for inline in [
+            "image/png",
+            "application/gzip",
+            "application/dicom",
+            "application/octet-stream",
+            "Image/PNG; charset=binary",
+        ] {
+            assert!(served_inline(Some(inline)), "{inline}");
+        }
+        for attachment in [
+            "text/html",
+            "image/svg+xml",
+            "application/xhtml+xml",
+            "text/plain",
+            "application/pdf",
+            "",
+        ] {
+            assert!(!served_inline(Some(attachment)), "{attachment}");
+        }
+        assert!(!served_inline(None));
+    }
+
+    #[test]
+    fn default_limits_are_the_config_defaults() {
+        let limits = Limits::default();
+        assert_eq!(limits.header_timeout, Duration::from_secs(10));
+        assert_eq!(limits.max_connections, 512);
+        assert_eq!(limits.max_upload_bytes, 1 << 30);
+        assert_eq!(limits.max_concurrent_uploads, 64);
+        assert_eq!(limits.shutdown_grace, Duration::from_secs(10));
     }
 
     #[test]

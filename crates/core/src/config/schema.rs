@@ -628,7 +628,7 @@ pub(crate) const MAX_CONCURRENT_UPLOADS: Key<u64> = Key {
         unit: "uploads",
         max: MAX_GATEWAY_CONNECTIONS,
     },
-    default: Is("32"),
+    default: Is("64"),
     doc: "uploads in progress at once; more are answered 503 with `Retry-After`, 1–`max_connections`",
     field: |c| &c.gateway.max_concurrent_uploads,
 };

@@ -754,7 +754,7 @@ fn gateway_limits_default_safe_and_refuse_zero_excess_and_a_shared_admin_port() 
             gw.shutdown_grace_secs,
             gw.admin_listen.clone(),
         ),
-        (10, 30, 900, 512, 1 << 30, 32, 10, None)
+        (10, 30, 900, 512, 1 << 30, 64, 10, None)
     );
     for (vars, key, why) in [
         (

@@ -14,6 +14,8 @@
 //!   each) keep the resident size under +40 MiB, are answered 408 after
 //!   `body_idle_timeout` and leave no file; a 21st upload is refused 503 with Retry-After.
 //! - SIGTERM with a stalled upload: exit within `shutdown_grace` + 2 s, previous version kept.
+//! - a download whose client stops reading (`body_idle_timeout`) or crawls
+//!   (`request_timeout`) is cut off before the whole object is sent.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -757,4 +759,81 @@ async fn uppercase_and_plus_prefixed_signatures_are_refused() {
         assert_eq!(status, 403, "{tampered}: {text}");
         assert!(text.contains("64 lowercase hex"), "{text}");
     }
+}
+
+/// Reads `stream` as `pace` says (nothing at all when `None`) until `until`, then as fast
+/// as it can to the end of the connection: the bytes received, head included.
+async fn read_download(mut stream: TcpStream, pace: Option<Duration>, until: Instant) -> usize {
+    let mut buf = vec![0u8; 16 * 1024];
+    let mut total = 0;
+    while Instant::now() < until {
+        match pace {
+            Some(pause) => {
+                match stream.read(&mut buf).await {
+                    Ok(0) | Err(_) => return total,
+                    Ok(n) => total += n,
+                }
+                tokio::time::sleep(pause).await;
+            }
+            None => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+    loop {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return total,
+            Ok(n) => total += n,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn downloads_that_stop_or_crawl_are_cut_off() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        dir.path(),
+        &[
+            ("APP_GATEWAY__BODY_IDLE_TIMEOUT", "2"),
+            ("APP_GATEWAY__REQUEST_TIMEOUT", "4"),
+        ],
+    );
+    let http = http();
+    let key = "mask/slow/volume.bin";
+    let size = 64 * MIB;
+    let url = serve.sign(SignedMethod::Put, key);
+    assert_eq!(
+        put(&http, &url, "application/octet-stream", vec![9; size]).await,
+        200
+    );
+    let url = serve.sign(SignedMethod::Get, key);
+    let target = url.split_once(&serve.addr).unwrap().1.to_string();
+    let open = || async {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(64 * 1024).unwrap();
+        let mut stream = socket.connect(serve.addr.parse().unwrap()).await.unwrap();
+        let head = format!("GET {target} HTTP/1.1\r\nHost: x\r\n\r\n");
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream
+    };
+    let started = Instant::now();
+    // One client stops reading for 5 s (idle limit 2 s); one reads 16 KiB every 50 ms
+    // (about 320 KiB/s, 200 s for the object) for 7 s (request limit 4 s).
+    let stopped = tokio::spawn(read_download(
+        open().await,
+        None,
+        started + Duration::from_secs(5),
+    ));
+    let crawling = tokio::spawn(read_download(
+        open().await,
+        Some(Duration::from_millis(50)),
+        started + Duration::from_secs(7),
+    ));
+    let (stopped, crawling) = (stopped.await.unwrap(), crawling.await.unwrap());
+    eprintln!(
+        "slow downloads of {size} bytes: the stopped reader got {stopped} bytes, the crawling one {crawling}"
+    );
+    assert!(stopped < size, "a reader that stopped was served in full");
+    assert!(crawling < size, "a crawling reader was served in full");
+    // A reader that keeps up is served in full.
+    let whole = http.get(&url).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(whole.len(), size);
 }

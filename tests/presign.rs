@@ -135,8 +135,10 @@ async fn presigned_urls_round_trip_through_serve_on_local_disk() {
     let env = vars(&[("APP_GATEWAY__LISTEN", &listen)]);
     let _server = Server::start(dir.path(), &env, &listen);
     upload_then_download(dir.path(), &env, "mask/").await;
-    // The development secret is kept beside the root, readable by the owner only.
-    let secret = dir.path().join("data/.maskstore/signing-secret");
+    // The development secret is kept beside the root (not inside it, where copies of the
+    // data would carry it), readable by the owner only.
+    let secret = dir.path().join(".data.signing-secret");
+    assert!(!dir.path().join("data/.maskstore/signing-secret").exists());
     use std::os::unix::fs::PermissionsExt;
     assert_eq!(
         std::fs::metadata(secret).unwrap().permissions().mode() & 0o777,

@@ -4,6 +4,7 @@ mod browser;
 mod cli;
 mod contract;
 mod faults;
+mod gateway_abuse;
 mod monitoring;
 mod ops;
 mod presign;

@@ -237,26 +237,31 @@ impl GatewaySigner {
         query: &str,
         now: DateTime<Utc>,
     ) -> Result<Grant, Refusal> {
+        check_query_limits(query).map_err(|limit| Refusal::Malformed(limit.to_string()))?;
+        let params = Params::parse(query)?;
         let key_text = percent_decode_str(encoded_key)
             .decode_utf8()
             .map_err(|_| Refusal::InvalidKey("the path is not UTF-8".to_string()))?;
         let key =
             ObjectKey::parse(key_text.as_ref()).map_err(|e| Refusal::InvalidKey(e.to_string()))?;
-        let params = Params::parse(query)?;
-        let method_text = params.required(PARAM_METHOD)?;
-        let expires_text = params.required(PARAM_EXPIRES)?;
-        let signature_hex = params.required(PARAM_SIGNATURE)?;
-        let content_type = params.optional(PARAM_CONTENT_TYPE);
-        let content_length_text = params.optional(PARAM_CONTENT_LENGTH);
+        let method_text = plain(required(params.method, PARAM_METHOD)?, PARAM_METHOD)?;
+        let expires_text = plain(required(params.expires, PARAM_EXPIRES)?, PARAM_EXPIRES)?;
+        let signature = signature_bytes(required(params.signature, PARAM_SIGNATURE)?)?;
+        let content_type = params
+            .content_type
+            .map(|value| decode(value, PARAM_CONTENT_TYPE))
+            .transpose()?;
+        let content_length_text = params
+            .content_length
+            .map(|value| plain(value, PARAM_CONTENT_LENGTH))
+            .transpose()?;
 
-        let signature = unhex(&signature_hex)
-            .ok_or_else(|| Refusal::Malformed(format!("{PARAM_SIGNATURE} is not hex")))?;
         let message = canonical(
-            &method_text,
+            method_text,
             key.as_str(),
-            &expires_text,
+            expires_text,
             content_type.as_deref().unwrap_or(""),
-            content_length_text.as_deref().unwrap_or(""),
+            content_length_text.unwrap_or(""),
         );
         // Every secret is tried, so the time taken does not tell which one matched.
         let matched = self
@@ -299,32 +304,122 @@ impl GatewaySigner {
     }
 }
 
-/// The query parameters of a URL, each at most once.
-struct Params(Vec<(String, String)>);
+/// The longest query string a gateway URL may have, in bytes. A signed URL's query is about
+/// 200 bytes plus its bound content type; anything near this size is not one of ours.
+pub const MAX_QUERY_BYTES: usize = 2048;
+/// The most `&`-separated parameters a gateway URL's query may have (five are ours; a few
+/// more, such as a cache-buster a page adds, are ignored).
+pub const MAX_QUERY_PARAMS: usize = 16;
+/// The length of a signature: HMAC-SHA256 in lowercase hex.
+const SIGNATURE_HEX_LEN: usize = 64;
 
-impl Params {
-    fn parse(query: &str) -> Result<Params, Refusal> {
-        let mut pairs: Vec<(String, String)> = Vec::new();
-        for (name, value) in url::form_urlencoded::parse(query.as_bytes()) {
-            if pairs.iter().any(|(n, _)| *n == name) {
+/// Why a query was refused before it was read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueryLimit {
+    /// Longer than [`MAX_QUERY_BYTES`] (answered 414).
+    TooLong,
+    /// More than [`MAX_QUERY_PARAMS`] parameters (answered 400).
+    TooManyParameters,
+}
+
+impl fmt::Display for QueryLimit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QueryLimit::TooLong => write!(
+                f,
+                "the query is longer than the {MAX_QUERY_BYTES} bytes a signed URL has; use the URL as it was issued"
+            ),
+            QueryLimit::TooManyParameters => write!(
+                f,
+                "the query has more than the {MAX_QUERY_PARAMS} parameters a signed URL has; use the URL as it was issued"
+            ),
+        }
+    }
+}
+
+/// Checks the size of `query` in constant time per byte, before anything reads it.
+pub fn check_query_limits(query: &str) -> Result<(), QueryLimit> {
+    if query.len() > MAX_QUERY_BYTES {
+        return Err(QueryLimit::TooLong);
+    }
+    // `&` count + 1 is the parameter count; MAX_QUERY_BYTES bounds this scan.
+    if query.bytes().filter(|&b| b == b'&').count() >= MAX_QUERY_PARAMS {
+        return Err(QueryLimit::TooManyParameters);
+    }
+    Ok(())
+}
+
+/// The parameters of a gateway URL, read in one pass; other parameters are ignored.
+#[derive(Default)]
+struct Params<'q> {
+    method: Option<&'q str>,
+    expires: Option<&'q str>,
+    content_type: Option<&'q str>,
+    content_length: Option<&'q str>,
+    signature: Option<&'q str>,
+}
+
+impl<'q> Params<'q> {
+    /// Reads `query` (already within [`check_query_limits`]). Names are matched as they are
+    /// written, undecoded; a parameter of ours given twice is refused.
+    fn parse(query: &'q str) -> Result<Params<'q>, Refusal> {
+        let mut params = Params::default();
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let slot = match name {
+                PARAM_METHOD => &mut params.method,
+                PARAM_EXPIRES => &mut params.expires,
+                PARAM_CONTENT_TYPE => &mut params.content_type,
+                PARAM_CONTENT_LENGTH => &mut params.content_length,
+                PARAM_SIGNATURE => &mut params.signature,
+                _ => continue,
+            };
+            if slot.replace(value).is_some() {
                 return Err(Refusal::Malformed(format!("{name} appears twice")));
             }
-            pairs.push((name.into_owned(), value.into_owned()));
         }
-        Ok(Params(pairs))
+        Ok(params)
     }
+}
 
-    fn optional(&self, name: &str) -> Option<String> {
-        self.0
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
-    }
+fn required<'q>(value: Option<&'q str>, name: &str) -> Result<&'q str, Refusal> {
+    value.ok_or_else(|| Refusal::Malformed(format!("{name} is missing")))
+}
 
-    fn required(&self, name: &str) -> Result<String, Refusal> {
-        self.optional(name)
-            .ok_or_else(|| Refusal::Malformed(format!("{name} is missing")))
+/// A value that is plain ASCII digits or letters as issued: no percent-encoding, so one
+/// grant has exactly one URL.
+fn plain<'q>(value: &'q str, name: &str) -> Result<&'q str, Refusal> {
+    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_alphanumeric()) {
+        Ok(value)
+    } else {
+        Err(Refusal::Malformed(format!(
+            "{name} must be plain letters or digits, as issued"
+        )))
     }
+}
+
+/// The signature: exactly 64 lowercase hex digits, as [`GatewaySigner::sign`] writes it.
+fn signature_bytes(text: &str) -> Result<Vec<u8>, Refusal> {
+    let malformed = || {
+        Refusal::Malformed(format!(
+            "{PARAM_SIGNATURE} must be exactly {SIGNATURE_HEX_LEN} lowercase hex digits"
+        ))
+    };
+    if text.len() != SIGNATURE_HEX_LEN
+        || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(malformed());
+    }
+    unhex(text).ok_or_else(malformed)
+}
+
+/// A percent-encoded value (`+` is a space, as in forms), as UTF-8.
+fn decode(value: &str, name: &str) -> Result<String, Refusal> {
+    let spaced = value.replace('+', " ");
+    percent_decode_str(&spaced)
+        .decode_utf8()
+        .map(|text| text.into_owned())
+        .map_err(|_| Refusal::Malformed(format!("{name} is not UTF-8")))
 }
 
 fn canonical(method: &str, key: &str, expires: &str, content_type: &str, length: &str) -> String {
@@ -365,30 +460,155 @@ pub fn random_secret() -> Secret {
     Secret::new(hex(&bytes))
 }
 
-/// The development signing secret kept in `path` (created, readable by the owner only,
-/// when missing), so that `maskstore presign` and `maskstore serve` agree across processes.
-pub fn development_secret(path: &FsPath) -> std::io::Result<Secret> {
-    match std::fs::read_to_string(path) {
-        Ok(text) if text.trim().len() >= maskstore_core::config::MIN_SIGNING_SECRET_BYTES => {
-            return Ok(Secret::new(text.trim().to_string()));
-        }
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(e),
+/// Why the development signing secret cannot be used; Display says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{problem}; {fix}")]
+pub struct DevelopmentSecretError {
+    /// What is wrong with the file.
+    pub problem: String,
+    /// What to do about it.
+    pub fix: String,
+}
+
+/// The development signing secret kept in `path`, so that `maskstore presign` and
+/// `maskstore serve` agree across processes.
+///
+/// A missing file is created atomically (written in full to a private temporary file,
+/// then linked into place) with mode 0600. An existing file is refused, never followed or
+/// repaired, when it is a symlink, not a regular file, readable or writable by group or
+/// others, or shorter than a secret.
+pub fn development_secret(path: &FsPath) -> Result<Secret, DevelopmentSecretError> {
+    let shown = path.display();
+    let io = |what: &str, e: std::io::Error| {
+        DevelopmentSecretError {
+        problem: format!("cannot {what} the development signing secret {shown}: {e}"),
+        fix: "set gateway.signing_secret (APP_GATEWAY__SIGNING_SECRET), or make that folder writable by this user only".to_string(),
     }
-    let secret = random_secret();
+    };
+    // Two processes may race to create it: the loser reads the winner's.
+    for _ in 0..2 {
+        match read_secret_file(path) {
+            Ok(Some(secret)) => return Ok(secret),
+            Ok(None) => {}
+            Err(e) => return Err(e),
+        }
+        let secret = random_secret();
+        let temp = path.with_file_name(format!(
+            ".{}.{:016x}.tmp",
+            path.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            rand::random::<u64>()
+        ));
+        let written = write_private(&temp, secret.expose().as_bytes());
+        let linked = written.and_then(|()| std::fs::hard_link(&temp, path));
+        let _ = std::fs::remove_file(&temp);
+        match linked {
+            Ok(()) => {
+                tracing::info!(
+                    path = %shown,
+                    "generated a development signing secret for signed URLs (set gateway.signing_secret to choose one)"
+                );
+                return Ok(secret);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io("create", e)),
+        }
+    }
+    Err(DevelopmentSecretError {
+        problem: format!("the development signing secret {shown} keeps changing while it is read"),
+        fix: "stop the other process writing it, or set gateway.signing_secret".to_string(),
+    })
+}
+
+/// The secret in `path`, `None` when there is no such file.
+fn read_secret_file(path: &FsPath) -> Result<Option<Secret>, DevelopmentSecretError> {
+    use std::io::Read;
+    let shown = path.display();
     let mut options = std::fs::OpenOptions::new();
-    options.write(true).create(true).truncate(true);
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    let mut file = match options.open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        #[cfg(unix)]
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(DevelopmentSecretError {
+                problem: format!("the development signing secret {shown} is a symlink"),
+                fix: format!(
+                    "remove the link ({shown}) so a private secret is generated, or set gateway.signing_secret"
+                ),
+            });
+        }
+        Err(e) => {
+            return Err(DevelopmentSecretError {
+                problem: format!("cannot read the development signing secret {shown}: {e}"),
+                fix: "make it readable by this user, or set gateway.signing_secret".to_string(),
+            });
+        }
+    };
+    let metadata = file.metadata().map_err(|e| DevelopmentSecretError {
+        problem: format!("cannot inspect the development signing secret {shown}: {e}"),
+        fix: "set gateway.signing_secret".to_string(),
+    })?;
+    if !metadata.is_file() {
+        return Err(DevelopmentSecretError {
+            problem: format!("the development signing secret {shown} is not a regular file"),
+            fix: format!("remove {shown} so a secret is generated, or set gateway.signing_secret"),
+        });
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = metadata.permissions().mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(DevelopmentSecretError {
+                problem: format!(
+                    "the development signing secret {shown} is open to group or others (mode {mode:03o}), so anyone who read it can forge signed URLs"
+                ),
+                fix: format!(
+                    "delete it so a new private one is generated (rm {shown}), or set gateway.signing_secret"
+                ),
+            });
+        }
+    }
+    let mut text = String::new();
+    // A secret is 64 hex digits; a much larger file is not one.
+    (&mut file)
+        .take(4096)
+        .read_to_string(&mut text)
+        .map_err(|e| DevelopmentSecretError {
+            problem: format!("cannot read the development signing secret {shown}: {e}"),
+            fix: format!(
+                "delete it (rm {shown}) so a new one is generated, or set gateway.signing_secret"
+            ),
+        })?;
+    let text = text.trim();
+    if text.len() < maskstore_core::config::MIN_SIGNING_SECRET_BYTES {
+        return Err(DevelopmentSecretError {
+            problem: format!(
+                "the development signing secret {shown} is shorter than {} bytes",
+                maskstore_core::config::MIN_SIGNING_SECRET_BYTES
+            ),
+            fix: format!(
+                "delete it (rm {shown}) so a new one is generated, or set gateway.signing_secret"
+            ),
+        });
+    }
+    Ok(Some(Secret::new(text.to_string())))
+}
+
+/// Writes `bytes` to a new file at `path` (never an existing one or a link) with mode
+/// 0600, and syncs it.
+fn write_private(path: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
     let mut file = options.open(path)?;
-    file.write_all(secret.expose().as_bytes())?;
-    file.sync_all()?;
-    tracing::info!(
-        path = %path.display(),
-        "generated a development signing secret for signed URLs (set gateway.signing_secret to choose one)"
-    );
-    Ok(secret)
+    file.write_all(bytes)?;
+    file.sync_all()
 }
 
 #[cfg(test)]
@@ -543,5 +763,118 @@ mod tests {
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        // Nothing but the secret is left in the folder (no temporary file).
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn development_secret_open_to_group_or_others_is_refused_with_the_fix() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing-secret");
+        let secret = development_secret(&path).unwrap();
+        for mode in [0o640, 0o604, 0o660] {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+            let e = development_secret(&path).unwrap_err();
+            assert!(e.problem.contains("group or others"), "{e}");
+            assert!(e.fix.contains("rm "), "{e}");
+            assert!(!e.to_string().contains(secret.expose()), "{e}");
+        }
+    }
+
+    #[test]
+    fn development_secret_behind_a_symlink_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "a".repeat(64)).unwrap();
+        let path = dir.path().join("signing-secret");
+        std::os::unix::fs::symlink(&target, &path).unwrap();
+        let e = development_secret(&path).unwrap_err();
+        assert!(e.problem.contains("symlink"), "{e}");
+        // A dangling link is refused too, not created through.
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("missing"), &dangling).unwrap();
+        assert!(development_secret(&dangling).is_err());
+        assert!(!dir.path().join("missing").exists());
+    }
+
+    #[test]
+    fn a_short_development_secret_is_refused_not_replaced() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing-secret");
+        std::fs::write(&path, "short").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let e = development_secret(&path).unwrap_err();
+        assert!(e.problem.contains("shorter"), "{e}");
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "short");
+    }
+
+    #[test]
+    fn signatures_are_exactly_64_lowercase_hex_digits() {
+        let s = signer();
+        let url = s.sign(
+            SignedMethod::Get,
+            &key("mask/x.png"),
+            NOW + 60,
+            &SignOptions::default(),
+        );
+        let (path, query) = split(&url);
+        s.verify("GET", &path, &query, at(NOW)).unwrap();
+        let (head, signature) = query.split_once("x-maskstore-signature=").unwrap();
+        let variants = [
+            signature.to_uppercase(),
+            format!("%2B{}", &signature[1..]),
+            format!("+{}", &signature[1..]),
+            format!("{signature}00"),
+            signature[..62].to_string(),
+            format!("%{:02X}{}", signature.as_bytes()[0], &signature[1..]),
+        ];
+        for variant in variants {
+            let tampered = format!("{head}x-maskstore-signature={variant}");
+            assert!(
+                matches!(
+                    s.verify("GET", &path, &tampered, at(NOW)),
+                    Err(Refusal::Malformed(_))
+                ),
+                "{tampered}"
+            );
+        }
+    }
+
+    #[test]
+    fn oversize_queries_and_repeated_parameters_are_refused_before_reading() {
+        let s = signer();
+        let url = s.sign(
+            SignedMethod::Get,
+            &key("mask/x.png"),
+            NOW + 60,
+            &SignOptions::default(),
+        );
+        let (path, query) = split(&url);
+        let long = format!("{query}&pad={}", "a".repeat(MAX_QUERY_BYTES));
+        assert_eq!(check_query_limits(&long), Err(QueryLimit::TooLong));
+        let many = format!("{query}{}", "&a".repeat(MAX_QUERY_PARAMS));
+        assert_eq!(
+            check_query_limits(&many),
+            Err(QueryLimit::TooManyParameters)
+        );
+        assert!(s.verify("GET", &path, &many, at(NOW)).is_err());
+        // A few unknown parameters are ignored; ours twice is refused.
+        s.verify("GET", &path, &format!("{query}&_=12345"), at(NOW))
+            .unwrap();
+        let twice = format!("{query}&x-maskstore-method=GET");
+        assert!(matches!(
+            s.verify("GET", &path, &twice, at(NOW)),
+            Err(Refusal::Malformed(m)) if m.contains("twice")
+        ));
+        // Percent-encoded names are not ours; the expiry must be plain digits.
+        let encoded_name = query.replace("x-maskstore-method", "x-maskstore-%6Dethod");
+        assert!(s.verify("GET", &path, &encoded_name, at(NOW)).is_err());
+        let encoded_expiry = query.replace(
+            &format!("expires={}", NOW + 60),
+            &format!("expires=%3{}", &(NOW + 60).to_string()),
+        );
+        assert!(s.verify("GET", &path, &encoded_expiry, at(NOW)).is_err());
     }
 }

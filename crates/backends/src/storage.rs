@@ -309,6 +309,14 @@ impl Storage {
     ) -> Result<SignedUrl> {
         let path = self.path(key)?;
         let ttl = self.ttl.resolve(ttl_secs)?;
+        let bound_by_extension;
+        let options = match default_put_binding(method, key, options) {
+            Some(bound) => {
+                bound_by_extension = bound;
+                &bound_by_extension
+            }
+            None => options,
+        };
         if let Some(ct) = &options.content_type {
             WriteOptions::content_type(ct.clone()).validate()?;
         }
@@ -990,6 +998,24 @@ impl Storage {
     }
 }
 
+/// A PUT URL for a key with a mask extension (`.png`, `.nii.gz`, …) and no bound content
+/// type binds the format's type, so the holder cannot store `text/html` or an SVG under a
+/// mask's name.
+fn default_put_binding(
+    method: SignedMethod,
+    key: &ObjectKey,
+    options: &SignOptions,
+) -> Option<SignOptions> {
+    if method != SignedMethod::Put || options.content_type.is_some() {
+        return None;
+    }
+    let format = maskstore_core::MaskFormat::for_key(key.as_str())?;
+    Some(SignOptions {
+        content_type: Some(format.content_type().to_string()),
+        ..options.clone()
+    })
+}
+
 /// A streaming upload in progress. Dropping it without [`Upload::finish`] abandons it.
 pub struct Upload {
     key: ObjectKey,
@@ -1128,5 +1154,60 @@ impl Upload {
                 .await
                 .map_err(|e| Error::from_store(&self.storage.backend, self.key.as_str(), e)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_put_url_for_a_mask_key_binds_its_format_unless_told_otherwise() {
+        let storage = Storage::memory();
+        let sign = |key: &str, content_type: Option<&str>| {
+            let storage = storage.clone();
+            let key = ObjectKey::parse(key).unwrap();
+            let options = SignOptions {
+                content_type: content_type.map(str::to_string),
+                content_length: None,
+            };
+            async move {
+                storage
+                    .signed_url(SignedMethod::Put, &key, None, &options)
+                    .await
+                    .unwrap()
+            }
+        };
+        let png = sign("mask/a/seg.png", None).await;
+        assert!(
+            png.url.contains("x-maskstore-content-type=image%2Fpng"),
+            "{}",
+            png.url
+        );
+        assert_eq!(
+            png.headers,
+            vec![("Content-Type".to_string(), "image/png".to_string())]
+        );
+        let nifti = sign("mask/a/seg.nii.gz", None).await;
+        assert!(nifti.url.contains("application%2Fgzip"), "{}", nifti.url);
+        // An explicit type wins; keys without a mask extension and other methods bind none.
+        let chosen = sign("mask/a/seg.png", Some("application/octet-stream")).await;
+        assert!(
+            chosen.url.contains("application%2Foctet-stream"),
+            "{}",
+            chosen.url
+        );
+        let other = sign("mask/a/notes.bin", None).await;
+        assert!(!other.url.contains("content-type"), "{}", other.url);
+        let get = storage
+            .signed_url(
+                SignedMethod::Get,
+                &ObjectKey::parse("mask/a/seg.png").unwrap(),
+                None,
+                &SignOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert!(!get.url.contains("content-type"), "{}", get.url);
     }
 }

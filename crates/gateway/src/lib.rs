@@ -9,7 +9,15 @@
 //! gateway's own requests (`maskstore_gateway_requests_total{method,status}`,
 //! `maskstore_gateway_request_duration_seconds{method}`) and the store's operations
 //! (`maskstore_operations_total`, `maskstore_operation_duration_seconds`,
-//! `maskstore_bytes_total`).
+//! `maskstore_bytes_total`). [`admin_router`] serves `/health` and `/metrics` alone, for a
+//! listener of its own (`gateway.admin_listen`).
+//!
+//! Everything before the signature check is bounded ([`Limits`], from `[gateway]`): the
+//! query's size and parameter count, the time to send headers, the connections served at
+//! once (the excess is answered 503 and closed), an upload's size (413), the uploads at once
+//! (503 with `Retry-After`), how long a body may stall and a request may take, and how long
+//! a shutdown waits. Metric labels come from fixed sets. Objects are served with `nosniff`,
+//! a sandboxing `Content-Security-Policy`, and as attachments unless they are a mask format.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -23,10 +31,18 @@
 //! // …or serve it alone until Ctrl-C / SIGTERM.
 //! let listener = tokio::net::TcpListener::bind(&config.gateway.listen).await?;
 //! maskstore_gateway::serve(listener, router, maskstore_gateway::shutdown_signal()).await?;
+//! // With the limits of `[gateway]`:
+//! let limits = maskstore_gateway::Limits::from_config(&config.gateway);
+//! let router = maskstore_gateway::router_with_limits(storage, &config.cors, &limits)?;
+//! # let listener = tokio::net::TcpListener::bind(&config.gateway.listen).await?;
+//! maskstore_gateway::serve_with_limits(listener, router, &limits, maskstore_gateway::shutdown_signal()).await?;
 //! # Ok(()) }
 //! ```
 
+mod server;
+
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
@@ -36,13 +52,15 @@ use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
-use futures::TryStreamExt;
-use maskstore_backends::signing::{Grant, OBJECT_PATH, SignedMethod};
+use futures::StreamExt;
+use maskstore_backends::signing::{Grant, OBJECT_PATH, QueryLimit, SignedMethod};
 use maskstore_backends::{
     ByteRange, Error, ErrorKind, ObjectInfo, ReadOptions, Storage, WriteOptions,
 };
-use maskstore_core::config::CorsConfig;
+use maskstore_core::MaskFormat;
+use maskstore_core::config::{CorsConfig, GatewayConfig};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio::sync::Semaphore;
 use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, ExposeHeaders};
 
 /// What went wrong building the gateway.
@@ -75,27 +93,104 @@ pub enum GatewayError {
     Metrics(String),
 }
 
+/// The gateway's bounds on what clients may hold: time, connections, uploads. Built from
+/// `[gateway]` with [`Limits::from_config`]; the default is `[gateway]`'s defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Time a client has to send a request's headers (also the keep-alive idle limit).
+    pub header_timeout: Duration,
+    /// Time an upload may send, or a download may take, nothing.
+    pub body_idle_timeout: Duration,
+    /// Time one request may take in all.
+    pub request_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// The largest upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Uploads in progress at once.
+    pub max_concurrent_uploads: usize,
+    /// Time requests in flight get after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+impl Limits {
+    /// The limits `[gateway]` sets.
+    pub fn from_config(gateway: &GatewayConfig) -> Limits {
+        let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        Limits {
+            header_timeout: Duration::from_secs(gateway.header_timeout_secs),
+            body_idle_timeout: Duration::from_secs(gateway.body_idle_timeout_secs),
+            request_timeout: Duration::from_secs(gateway.request_timeout_secs),
+            max_connections: count(gateway.max_connections),
+            max_upload_bytes: gateway.max_upload_bytes,
+            max_concurrent_uploads: count(gateway.max_concurrent_uploads),
+            shutdown_grace: Duration::from_secs(gateway.shutdown_grace_secs),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits::from_config(&maskstore_core::Config::memory().gateway)
+    }
+}
+
 #[derive(Clone)]
 struct Gateway {
     storage: Storage,
+    limits: Arc<Limits>,
+    uploads: Arc<Semaphore>,
 }
 
-/// The gateway as a router an application can mount or serve.
+/// The gateway as a router an application can mount or serve: objects and `/health`, with
+/// the default [`Limits`].
 pub fn router(storage: Storage, cors: &CorsConfig) -> Result<Router, GatewayError> {
+    router_with_limits(storage, cors, &Limits::default())
+}
+
+/// [`router`] with the given limits.
+pub fn router_with_limits(
+    storage: Storage,
+    cors: &CorsConfig,
+    limits: &Limits,
+) -> Result<Router, GatewayError> {
+    let health = admin_router(storage.clone(), None);
+    Ok(objects_router(storage, cors, limits)?.merge(health))
+}
+
+/// Signed-URL objects alone (`/o/…`), for the public listener when `/health` and
+/// `/metrics` are served on an admin listener.
+pub fn objects_router(
+    storage: Storage,
+    cors: &CorsConfig,
+    limits: &Limits,
+) -> Result<Router, GatewayError> {
     if storage.gateway_signer().is_none() {
         return Err(GatewayError::NotServable {
             backend: storage.backend().to_string(),
         });
     }
-    let health_storage = storage.clone();
-    let objects = Router::new()
+    let gateway = Gateway {
+        storage,
+        limits: Arc::new(limits.clone()),
+        uploads: Arc::new(Semaphore::new(limits.max_concurrent_uploads)),
+    };
+    Ok(Router::new()
         .route(&format!("{OBJECT_PATH}{{*key}}"), any(object))
         .layer(cors_layer(cors)?)
-        .with_state(Gateway { storage });
-    Ok(Router::new()
-        .route("/health", get(move || health(health_storage.clone())))
-        .merge(objects)
+        .with_state(gateway)
         .layer(axum::middleware::from_fn(track)))
+}
+
+/// `GET /health`, and `GET /metrics` rendering `metrics` when given: what the admin
+/// listener serves.
+pub fn admin_router(storage: Storage, metrics: Option<PrometheusHandle>) -> Router {
+    let mut admin = Router::new().route("/health", get(move || health(storage.clone())));
+    if let Some(handle) = metrics {
+        admin = admin.route("/metrics", get(move || std::future::ready(handle.render())));
+    }
+    admin.layer(axum::middleware::from_fn(track))
 }
 
 /// [`router`] plus `GET /metrics` rendering `handle` (see [`install_prometheus`]).
@@ -104,20 +199,35 @@ pub fn router_with_metrics(
     cors: &CorsConfig,
     handle: PrometheusHandle,
 ) -> Result<Router, GatewayError> {
-    let metrics = Router::new().route("/metrics", get(move || std::future::ready(handle.render())));
-    Ok(router(storage, cors)?.merge(metrics))
+    let admin = admin_router(storage.clone(), Some(handle));
+    Ok(objects_router(storage, cors, &Limits::default())?.merge(admin))
 }
 
+/// How often histogram samples are folded into their buckets, so they do not pile up
+/// between scrapes.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
 /// Installs a Prometheus recorder as the process's `metrics` recorder, with latency
-/// buckets from 1 ms to 60 s.
+/// buckets from 1 ms to 60 s, and a thread that runs its upkeep every 5 s.
 pub fn install_prometheus() -> Result<PrometheusHandle, GatewayError> {
     const BUCKETS: &[f64] = &[
         0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
     ];
-    PrometheusBuilder::new()
+    let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), BUCKETS)
         .and_then(PrometheusBuilder::install_recorder)
-        .map_err(|e| GatewayError::Metrics(e.to_string()))
+        .map_err(|e| GatewayError::Metrics(e.to_string()))?;
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("metrics-upkeep".to_string())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(METRICS_UPKEEP_INTERVAL);
+                upkeep.run_upkeep();
+            }
+        })
+        .map_err(|e| GatewayError::Metrics(format!("cannot start the upkeep thread: {e}")))?;
+    Ok(handle)
 }
 
 /// Metric: the gateway's HTTP requests by method and status.
@@ -125,28 +235,89 @@ pub const GATEWAY_REQUESTS_TOTAL: &str = "maskstore_gateway_requests_total";
 /// Metric: the gateway's HTTP request latency.
 pub const GATEWAY_REQUEST_DURATION: &str = "maskstore_gateway_request_duration_seconds";
 
+/// The method as a metric label: one of a fixed set, never the client's text (hyper
+/// accepts any token as a method).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::PUT => "PUT",
+        Method::HEAD => "HEAD",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The status as a metric label: a code the gateway itself answered with, so a fixed set.
+fn status_label(status: StatusCode) -> &'static str {
+    // Codes outside this list are folded into their class.
+    const KNOWN: &[(u16, &str)] = &[
+        (200, "200"),
+        (204, "204"),
+        (206, "206"),
+        (304, "304"),
+        (400, "400"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (408, "408"),
+        (409, "409"),
+        (412, "412"),
+        (413, "413"),
+        (414, "414"),
+        (416, "416"),
+        (500, "500"),
+        (501, "501"),
+        (503, "503"),
+    ];
+    let code = status.as_u16();
+    KNOWN
+        .iter()
+        .find(|(known, _)| *known == code)
+        .map(|(_, label)| *label)
+        .unwrap_or(match code {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        })
+}
+
 async fn track(request: Request, next: axum::middleware::Next) -> Response {
     let started = std::time::Instant::now();
-    let method = request.method().to_string();
+    let method = method_label(request.method());
     let response = next.run(request).await;
-    metrics::counter!(GATEWAY_REQUESTS_TOTAL, "method" => method.clone(), "status" => response.status().as_u16().to_string())
+    metrics::counter!(GATEWAY_REQUESTS_TOTAL, "method" => method, "status" => status_label(response.status()))
         .increment(1);
     metrics::histogram!(GATEWAY_REQUEST_DURATION, "method" => method)
         .record(started.elapsed().as_secs_f64());
     response
 }
 
-/// Serves `router` on `listener` until `shutdown` completes, then finishes the requests
-/// (uploads included) already in flight.
+/// Serves `router` on `listener` with the default [`Limits`] until `shutdown` completes,
+/// then gives the requests in flight the shutdown grace to finish.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     router: Router,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    Ok(())
+    serve_with_limits(listener, router, &Limits::default(), shutdown).await
+}
+
+/// Serves `router` on `listener` until `shutdown` completes: at most
+/// `limits.max_connections` connections (the excess is answered 503 and closed), headers
+/// within `limits.header_timeout`, writes that stall no longer than
+/// `limits.body_idle_timeout`. After `shutdown`, requests in flight get
+/// `limits.shutdown_grace` to finish and are then dropped (an unfinished upload leaves
+/// nothing behind).
+pub async fn serve_with_limits(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: &Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    server::serve(listener, router, limits, shutdown).await
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -169,7 +340,7 @@ pub async fn shutdown_signal() {
         () = ctrl_c => {},
         () = terminate => {},
     }
-    tracing::info!("shutting down: finishing requests in flight");
+    tracing::info!("shutting down: finishing requests in flight within gateway.shutdown_grace");
 }
 
 fn cors_layer(cors: &CorsConfig) -> Result<CorsLayer, GatewayError> {
@@ -304,17 +475,42 @@ fn error_reply(e: &Error) -> Response {
     reply(status, e)
 }
 
+/// The longest path below [`OBJECT_PATH`] worth decoding: a key of the longest length
+/// with every byte percent-encoded.
+const MAX_ENCODED_KEY_BYTES: usize = 3 * maskstore_core::MAX_KEY_BYTES;
+
 async fn object(State(gateway): State<Gateway>, request: Request) -> Response {
+    let mut response = object_response(&gateway, request).await;
+    harden(response.headers_mut());
+    response
+}
+
+async fn object_response(gateway: &Gateway, request: Request) -> Response {
+    let uri = request.uri().clone();
+    let query = uri.query().unwrap_or("");
+    // Bounded before anything reads the query or the path.
+    if let Err(limit) = maskstore_backends::signing::check_query_limits(query) {
+        let status = match limit {
+            QueryLimit::TooLong => StatusCode::URI_TOO_LONG,
+            QueryLimit::TooManyParameters => StatusCode::BAD_REQUEST,
+        };
+        return reply(status, limit);
+    }
+    let encoded_key = uri.path().strip_prefix(OBJECT_PATH).unwrap_or_default();
+    if encoded_key.len() > MAX_ENCODED_KEY_BYTES {
+        return reply(
+            StatusCode::URI_TOO_LONG,
+            "the path is longer than any key's; use the URL as it was issued",
+        );
+    }
     let signer = gateway
         .storage
         .gateway_signer()
-        .expect("router() only serves storages with a gateway signer");
-    let uri = request.uri().clone();
-    let encoded_key = uri.path().strip_prefix(OBJECT_PATH).unwrap_or_default();
+        .expect("objects_router() only serves storages with a gateway signer");
     let grant = match signer.verify(
         request.method().as_str(),
         encoded_key,
-        uri.query().unwrap_or(""),
+        query,
         chrono::Utc::now(),
     ) {
         Ok(grant) => grant,
@@ -327,20 +523,76 @@ async fn object(State(gateway): State<Gateway>, request: Request) -> Response {
         }
     };
     let storage = &gateway.storage;
-    match grant.method {
-        SignedMethod::Get => download(storage, &grant, request.headers(), true).await,
-        SignedMethod::Head => download(storage, &grant, request.headers(), false).await,
-        SignedMethod::Put => upload(storage, &grant, request).await,
-        SignedMethod::Delete => match storage.delete(&grant.key).await {
-            Ok(()) => StatusCode::NO_CONTENT.into_response(),
-            Err(e) => error_reply(&e),
-        },
+    let limits = &gateway.limits;
+    let deadline = tokio::time::Instant::now() + limits.request_timeout;
+    let work = async {
+        match grant.method {
+            SignedMethod::Get => download(storage, &grant, request.headers(), Some(deadline)).await,
+            SignedMethod::Head => download(storage, &grant, request.headers(), None).await,
+            SignedMethod::Put => upload(gateway, &grant, request).await,
+            SignedMethod::Delete => match storage.delete(&grant.key).await {
+                Ok(()) => StatusCode::NO_CONTENT.into_response(),
+                Err(e) => error_reply(&e),
+            },
+        }
+    };
+    match tokio::time::timeout_at(deadline, work).await {
+        Ok(response) => response,
+        // Dropping the work drops an upload in progress: nothing of it is kept.
+        Err(_) => reply(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request took longer than the gateway allows ({} s, gateway.request_timeout)",
+                limits.request_timeout.as_secs()
+            ),
+        ),
     }
 }
 
+/// Headers on every object response, so nothing served runs in a browser on the gateway's
+/// origin: no sniffing into HTML, and a policy that blocks scripts and plugins even when a
+/// document is opened directly.
+fn harden(out: &mut HeaderMap) {
+    out.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    out.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+}
+
+/// The `Content-Security-Policy` of object responses: nothing loads, and the document is
+/// sandboxed (no scripts, an opaque origin).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; sandbox";
+
+/// Whether a stored content type is served inline: the mask formats' types and
+/// `application/octet-stream`. Anything else (HTML, SVG, …) is served as an attachment.
+fn served_inline(content_type: Option<&str>) -> bool {
+    let Some(content_type) = content_type else {
+        return false;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/octet-stream"
+        || MaskFormat::ALL
+            .iter()
+            .any(|format| format.content_type() == essence)
+}
+
 /// GET and HEAD: streamed, with Range, ETag, Content-Type, Content-Length and
-/// conditional requests.
-async fn download(storage: &Storage, grant: &Grant, headers: &HeaderMap, body: bool) -> Response {
+/// conditional requests. A GET's body stops with an error once `deadline` passes.
+async fn download(
+    storage: &Storage,
+    grant: &Grant,
+    headers: &HeaderMap,
+    deadline: Option<tokio::time::Instant>,
+) -> Response {
     let header_text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
     let range = header_text(header::RANGE).and_then(parse_range);
     let options = ReadOptions {
@@ -348,7 +600,7 @@ async fn download(storage: &Storage, grant: &Grant, headers: &HeaderMap, body: b
         if_match: header_text(header::IF_MATCH).map(unquote),
         if_none_match: header_text(header::IF_NONE_MATCH).map(unquote),
     };
-    if !body {
+    let Some(deadline) = deadline else {
         let info = match storage.head(&grant.key).await {
             Ok(info) => info,
             Err(e) => return error_reply(&e),
@@ -366,7 +618,7 @@ async fn download(storage: &Storage, grant: &Grant, headers: &HeaderMap, body: b
             &info.size.to_string(),
         );
         return response;
-    }
+    };
     let object = match storage.read_stream(&grant.key, options).await {
         Ok(object) => object,
         Err(e) => return error_reply(&e),
@@ -378,7 +630,19 @@ async fn download(storage: &Storage, grant: &Grant, headers: &HeaderMap, body: b
         ),
         None => (StatusCode::OK, object.info.size),
     };
-    let mut response = Response::new(Body::from_stream(object.stream));
+    // Checked as the client pulls each chunk: a client reading slowly but steadily is cut
+    // off at the request deadline (one that stops reading, by the write-stall timeout).
+    let stream = object.stream.map(move |chunk| {
+        if tokio::time::Instant::now() > deadline {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the download took longer than gateway.request_timeout",
+            ))
+        } else {
+            chunk.map_err(std::io::Error::other)
+        }
+    });
+    let mut response = Response::new(Body::from_stream(stream));
     *response.status_mut() = status;
     let out = response.headers_mut();
     describe(out, &object.info);
@@ -394,9 +658,23 @@ async fn download(storage: &Storage, grant: &Grant, headers: &HeaderMap, body: b
     response
 }
 
-/// PUT: the body is streamed into the store with bounded memory; bound headers are checked
-/// first.
-async fn upload(storage: &Storage, grant: &Grant, request: Request) -> Response {
+/// Why an upload's body was refused while it streamed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum BodyFailure {
+    /// More than `gateway.max_upload_bytes`.
+    TooLarge,
+    /// Nothing arrived for `gateway.body_idle_timeout`.
+    Stalled,
+    /// Cut off, or longer than its Content-Length.
+    Broken,
+}
+
+/// PUT: the body is streamed into the store chunk by chunk as it arrives (the gateway
+/// holds one chunk at a time); bound headers, the size limit and the upload cap are checked
+/// first, the size limit and the idle timeout again while it streams.
+async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -> Response {
+    let limits = &gateway.limits;
+    let storage = &gateway.storage;
     let headers = request.headers();
     let sent_type = headers
         .get(header::CONTENT_TYPE)
@@ -428,53 +706,111 @@ async fn upload(storage: &Storage, grant: &Grant, request: Request) -> Response 
             ),
         );
     }
+    let max = limits.max_upload_bytes;
+    let too_large = || {
+        reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!(
+                "the upload is larger than the gateway's limit of {max} bytes (gateway.max_upload_bytes)"
+            ),
+        )
+    };
+    if sent_length.is_some_and(|n| n > max) {
+        return too_large();
+    }
+    let Ok(_permit) = Arc::clone(&gateway.uploads).try_acquire_owned() else {
+        let mut response = reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "the gateway takes {} uploads at once (gateway.max_concurrent_uploads); retry shortly",
+                limits.max_concurrent_uploads
+            ),
+        );
+        set(response.headers_mut(), header::RETRY_AFTER, "5");
+        return response;
+    };
     let options = WriteOptions {
         content_type: grant.content_type.clone().or(sent_type),
         ..Default::default()
     };
     let expected = grant.content_length.or(sent_length);
-    let mut received = 0u64;
-    // Set when the request body itself fails (cut off, or longer than announced): the
-    // client's fault, answered 400, not the store's.
-    let body_failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let failed = std::sync::Arc::clone(&body_failed);
-    let body = request
-        .into_body()
-        .into_data_stream()
-        .map_err(std::io::Error::other)
-        .and_then(move |chunk: bytes::Bytes| {
-            received += chunk.len() as u64;
-            let too_long = expected.is_some_and(|n| received > n);
-            futures::future::ready(if too_long {
-                Err(std::io::Error::other(
-                    "the body is longer than its Content-Length",
-                ))
-            } else {
-                Ok(chunk)
-            })
-        })
-        .inspect_err(move |_| failed.store(true, std::sync::atomic::Ordering::SeqCst));
-    match storage
+    let idle = limits.body_idle_timeout;
+    // Set when the request body itself fails: the client's fault (4xx), not the store's.
+    let failure: Arc<Mutex<Option<BodyFailure>>> = Arc::new(Mutex::new(None));
+    let failed = Arc::clone(&failure);
+    let fail = move |why: BodyFailure, message: String| {
+        if let Ok(mut slot) = failed.lock() {
+            slot.get_or_insert(why);
+        }
+        Err(std::io::Error::other(message))
+    };
+    let data = request.into_body().into_data_stream();
+    let body = futures::stream::unfold((data, 0u64, false), move |(mut data, received, done)| {
+        let fail = fail.clone();
+        async move {
+            if done {
+                return None;
+            }
+            let item = match tokio::time::timeout(idle, data.next()).await {
+                Err(_) => fail(
+                    BodyFailure::Stalled,
+                    format!(
+                        "the upload sent nothing for {} s (gateway.body_idle_timeout)",
+                        idle.as_secs()
+                    ),
+                ),
+                Ok(None) => return None,
+                Ok(Some(Err(e))) => {
+                    fail(BodyFailure::Broken, format!("the request body failed: {e}"))
+                }
+                Ok(Some(Ok(chunk))) => {
+                    let received = received + chunk.len() as u64;
+                    if received > max {
+                        fail(
+                            BodyFailure::TooLarge,
+                            format!("the upload is larger than {max} bytes"),
+                        )
+                    } else if expected.is_some_and(|n| received > n) {
+                        fail(
+                            BodyFailure::Broken,
+                            "the body is longer than its Content-Length".to_string(),
+                        )
+                    } else {
+                        return Some((Ok(chunk), (data, received, false)));
+                    }
+                }
+            };
+            Some((item, (data, received, true)))
+        }
+    });
+    let outcome = storage
         .upload_stream(&grant.key, &options, Box::pin(body))
-        .await
-    {
-        Ok(outcome) => {
+        .await;
+    let body_failure = failure.lock().ok().and_then(|slot| *slot);
+    match (outcome, body_failure) {
+        (Ok(outcome), _) => {
             let mut response = StatusCode::OK.into_response();
             if let Some(etag) = outcome.etag {
                 set(response.headers_mut(), header::ETAG, &quote(&etag));
             }
             response
         }
-        Err(e) if body_failed.load(std::sync::atomic::Ordering::SeqCst) => {
-            reply(StatusCode::BAD_REQUEST, e)
-        }
-        Err(e) => error_reply(&e),
+        (Err(_), Some(BodyFailure::TooLarge)) => too_large(),
+        (Err(e), Some(BodyFailure::Stalled)) => reply(StatusCode::REQUEST_TIMEOUT, e),
+        (Err(e), Some(BodyFailure::Broken)) => reply(StatusCode::BAD_REQUEST, e),
+        (Err(e), None) => error_reply(&e),
     }
 }
 
 fn describe(out: &mut HeaderMap, info: &ObjectInfo) {
     if let Some(ct) = &info.content_type {
         set(out, header::CONTENT_TYPE, ct);
+    }
+    if !served_inline(info.content_type.as_deref()) {
+        out.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment"),
+        );
     }
     if let Some(etag) = &info.etag {
         set(out, header::ETAG, &quote(etag));
@@ -548,6 +884,64 @@ mod tests {
         assert_eq!(quote("\"abc\""), "\"abc\"");
         assert_eq!(unquote("W/\"abc\""), "abc");
         assert_eq!(unquote("*"), "*");
+    }
+
+    #[test]
+    fn metric_labels_come_from_fixed_sets() {
+        for (method, label) in [
+            ("GET", "GET"),
+            ("PUT", "PUT"),
+            ("HEAD", "HEAD"),
+            ("DELETE", "DELETE"),
+            ("OPTIONS", "OPTIONS"),
+            ("POST", "other"),
+            ("get", "other"),
+            ("XYZZY-0123456789", "other"),
+        ] {
+            assert_eq!(
+                method_label(&Method::from_bytes(method.as_bytes()).unwrap()),
+                label,
+                "{method}"
+            );
+        }
+        assert_eq!(status_label(StatusCode::OK), "200");
+        assert_eq!(status_label(StatusCode::URI_TOO_LONG), "414");
+        assert_eq!(status_label(StatusCode::IM_A_TEAPOT), "4xx");
+        assert_eq!(status_label(StatusCode::GATEWAY_TIMEOUT), "5xx");
+    }
+
+    #[test]
+    fn only_mask_formats_and_octet_stream_are_served_inline() {
+        for inline in [
+            "image/png",
+            "application/gzip",
+            "application/dicom",
+            "application/octet-stream",
+            "Image/PNG; charset=binary",
+        ] {
+            assert!(served_inline(Some(inline)), "{inline}");
+        }
+        for attachment in [
+            "text/html",
+            "image/svg+xml",
+            "application/xhtml+xml",
+            "text/plain",
+            "application/pdf",
+            "",
+        ] {
+            assert!(!served_inline(Some(attachment)), "{attachment}");
+        }
+        assert!(!served_inline(None));
+    }
+
+    #[test]
+    fn default_limits_are_the_config_defaults() {
+        let limits = Limits::default();
+        assert_eq!(limits.header_timeout, Duration::from_secs(10));
+        assert_eq!(limits.max_connections, 512);
+        assert_eq!(limits.max_upload_bytes, 1 << 30);
+        assert_eq!(limits.max_concurrent_uploads, 64);
+        assert_eq!(limits.shutdown_grace, Duration::from_secs(10));
     }
 
     #[test]

@@ -1,5 +1,8 @@
 //! Building the `local` provider from `[object_storage]`: the root folder, and the signing
-//! secret of its gateway URLs (in development, one kept beside the root).
+//! secret of its gateway URLs (in development, one kept beside the root, never inside it,
+//! so it does not travel with copies of the data).
+
+use std::path::{Path, PathBuf};
 
 use maskstore_core::{Config, Origin, Secret};
 
@@ -46,19 +49,43 @@ pub(crate) fn build(config: &Config, root: Root) -> Result<(LocalStore, Secret)>
     let secret = match &config.gateway.signing_secret {
         Some(secret) => secret.clone(),
         None => {
-            let path = store.root().join(RESERVED_DIR).join("signing-secret");
-            let secret = signing::development_secret(&path).map_err(|e| Error::Config {
+            let refuse = |problem: String, fix: String| Error::Config {
                 key: "gateway.signing_secret".to_string(),
                 origin: Origin::Default,
-                problem: format!(
-                    "none is set and the development secret at {} cannot be kept: {e}",
-                    path.display()
-                ),
-                fix: "set APP_GATEWAY__SIGNING_SECRET, or make the local root writable".to_string(),
+                problem,
+                fix,
+            };
+            let path = development_secret_path(store.root()).ok_or_else(|| {
+                refuse(
+                    format!(
+                        "none is set and the local root {} has no parent folder to keep a development secret in",
+                        store.root().display()
+                    ),
+                    "set APP_GATEWAY__SIGNING_SECRET (generate one with: openssl rand -hex 32)"
+                        .to_string(),
+                )
             })?;
+            let secret = signing::development_secret(&path).map_err(|e| {
+                refuse(
+                    format!("none is set and {}", e.problem),
+                    format!("{} (APP_GATEWAY__SIGNING_SECRET)", e.fix),
+                )
+            })?;
+            let old = store.root().join(RESERVED_DIR).join("signing-secret");
+            if old.exists() {
+                tracing::warn!(old = %old.display(), path = %path.display(), "a development signing secret inside the local root is no longer used (it travels with copies of the data); delete it");
+            }
             tracing::info!(path = %path.display(), "signed URLs use the development signing secret kept beside the local root");
             secret
         }
     };
     Ok((store, secret))
+}
+
+/// `<parent of root>/.<root name>.signing-secret`: beside the root, so that copying the
+/// root does not copy the secret. `None` for a root without a parent (`/`).
+pub(crate) fn development_secret_path(root: &Path) -> Option<PathBuf> {
+    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
+    let name = root.file_name()?.to_string_lossy().into_owned();
+    Some(root.parent()?.join(format!(".{name}.signing-secret")))
 }

@@ -162,6 +162,14 @@ impl ConfigLoader {
             listen,
             signing_secret: r.get(&keys::SIGNING_SECRET)?,
             previous_signing_secret: r.get(&keys::PREVIOUS_SIGNING_SECRET)?,
+            admin_listen: r.get(&keys::ADMIN_LISTEN)?,
+            header_timeout_secs: r.get(&keys::HEADER_TIMEOUT)?,
+            body_idle_timeout_secs: r.get(&keys::BODY_IDLE_TIMEOUT)?,
+            request_timeout_secs: r.get(&keys::GATEWAY_REQUEST_TIMEOUT)?,
+            max_connections: r.get(&keys::MAX_CONNECTIONS)?,
+            max_upload_bytes: r.get(&keys::MAX_UPLOAD_BYTES)?,
+            max_concurrent_uploads: r.get(&keys::MAX_CONCURRENT_UPLOADS)?,
+            shutdown_grace_secs: r.get(&keys::SHUTDOWN_GRACE)?,
         };
         let cors = CorsConfig {
             allowed_origins: r.get(&keys::ALLOWED_ORIGINS)?,

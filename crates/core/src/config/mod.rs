@@ -205,6 +205,22 @@ pub struct GatewayConfig {
     pub signing_secret: Option<Secret>,
     /// Still accepted while a rotation is under way.
     pub previous_signing_secret: Option<Secret>,
+    /// Where `/metrics` and `/health` are served instead of `listen`, if set.
+    pub admin_listen: Option<String>,
+    /// Seconds a client has to send a request's headers (and an idle keep-alive limit).
+    pub header_timeout_secs: u64,
+    /// Seconds an upload body or a download may make no progress.
+    pub body_idle_timeout_secs: u64,
+    /// Seconds one request may take in all.
+    pub request_timeout_secs: u64,
+    /// Connections served at once.
+    pub max_connections: u64,
+    /// The largest upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Uploads in progress at once.
+    pub max_concurrent_uploads: u64,
+    /// Seconds requests in flight get to finish after a shutdown signal.
+    pub shutdown_grace_secs: u64,
 }
 
 /// `[cors]`: which browser origins may use signed URLs (defaults from the deployment guide).

@@ -569,6 +569,96 @@ pub(crate) const PREVIOUS_SIGNING_SECRET: Key<Option<Secret>> = Key {
     doc: "still accepted during a rotation (redacted)",
     field: |c| &c.gateway.previous_signing_secret,
 };
+pub(crate) const ADMIN_LISTEN: Key<Option<String>> = Key {
+    name: "gateway.admin_listen",
+    kind: Kind::Address,
+    default: Unset("— (on `listen`)"),
+    doc: "when set, `/metrics` and `/health` are served here only, not on `listen`",
+    field: |c| &c.gateway.admin_listen,
+};
+pub(crate) const HEADER_TIMEOUT: Key<u64> = Key {
+    name: "gateway.header_timeout",
+    kind: Kind::Integer {
+        unit: "seconds",
+        max: MAX_HEADER_TIMEOUT_SECS,
+    },
+    default: Is("10"),
+    doc: "seconds a client has to send a request's headers (also the idle keep-alive limit); at least 1, at most 300",
+    field: |c| &c.gateway.header_timeout_secs,
+};
+pub(crate) const BODY_IDLE_TIMEOUT: Key<u64> = Key {
+    name: "gateway.body_idle_timeout",
+    kind: Kind::Integer {
+        unit: "seconds",
+        max: MAX_BODY_IDLE_TIMEOUT_SECS,
+    },
+    default: Is("30"),
+    doc: "seconds an upload may send, or a download may take, nothing before it is dropped; at least 1, at most 3600",
+    field: |c| &c.gateway.body_idle_timeout_secs,
+};
+pub(crate) const GATEWAY_REQUEST_TIMEOUT: Key<u64> = Key {
+    name: "gateway.request_timeout",
+    kind: Kind::Integer {
+        unit: "seconds",
+        max: MAX_GATEWAY_REQUEST_TIMEOUT_SECS,
+    },
+    default: Is("900"),
+    doc: "seconds one request may take in all, upload or download included; at least 1, at most 86400",
+    field: |c| &c.gateway.request_timeout_secs,
+};
+pub(crate) const MAX_CONNECTIONS: Key<u64> = Key {
+    name: "gateway.max_connections",
+    kind: Kind::Integer {
+        unit: "connections",
+        max: MAX_GATEWAY_CONNECTIONS,
+    },
+    default: Is("512"),
+    doc: "open connections served at once; more are answered 503 and closed (keep below `ulimit -n`), 1–65536",
+    field: |c| &c.gateway.max_connections,
+};
+pub(crate) const MAX_UPLOAD_BYTES: Key<u64> = Key {
+    name: "gateway.max_upload_bytes",
+    kind: Kind::Integer {
+        unit: "bytes",
+        max: MAX_GATEWAY_UPLOAD_BYTES,
+    },
+    default: Is("1073741824"),
+    doc: "largest upload (1 GiB); a larger one is refused with 413 while it streams, at most 5 TiB",
+    field: |c| &c.gateway.max_upload_bytes,
+};
+pub(crate) const MAX_CONCURRENT_UPLOADS: Key<u64> = Key {
+    name: "gateway.max_concurrent_uploads",
+    kind: Kind::Integer {
+        unit: "uploads",
+        max: MAX_GATEWAY_CONNECTIONS,
+    },
+    default: Is("64"),
+    doc: "uploads in progress at once; more are answered 503 with `Retry-After`, 1–`max_connections`",
+    field: |c| &c.gateway.max_concurrent_uploads,
+};
+pub(crate) const SHUTDOWN_GRACE: Key<u64> = Key {
+    name: "gateway.shutdown_grace",
+    kind: Kind::Integer {
+        unit: "seconds",
+        max: MAX_SHUTDOWN_GRACE_SECS,
+    },
+    default: Is("10"),
+    doc: "seconds requests in flight get to finish after SIGTERM; then they are dropped (no partial object); at most 600",
+    field: |c| &c.gateway.shutdown_grace_secs,
+};
+
+/// Upper bounds of the `[gateway]` limits.
+pub(crate) const MAX_HEADER_TIMEOUT_SECS: u64 = 300;
+/// See [`MAX_HEADER_TIMEOUT_SECS`].
+pub(crate) const MAX_BODY_IDLE_TIMEOUT_SECS: u64 = 3600;
+/// See [`MAX_HEADER_TIMEOUT_SECS`].
+pub(crate) const MAX_GATEWAY_REQUEST_TIMEOUT_SECS: u64 = 86_400;
+/// See [`MAX_HEADER_TIMEOUT_SECS`].
+pub(crate) const MAX_GATEWAY_CONNECTIONS: u64 = 65_536;
+/// S3's largest object, 5 TiB.
+pub(crate) const MAX_GATEWAY_UPLOAD_BYTES: u64 = 5 * 1024 * 1024 * 1024 * 1024;
+/// See [`MAX_HEADER_TIMEOUT_SECS`].
+pub(crate) const MAX_SHUTDOWN_GRACE_SECS: u64 = 600;
 
 /// `[cors]`
 pub(crate) const ALLOWED_ORIGINS: Key<Vec<String>> = Key {
@@ -690,6 +780,14 @@ pub(crate) const SCHEMA: &[&dyn AnyKey] = &[
     &PUBLIC_URL,
     &SIGNING_SECRET,
     &PREVIOUS_SIGNING_SECRET,
+    &ADMIN_LISTEN,
+    &HEADER_TIMEOUT,
+    &BODY_IDLE_TIMEOUT,
+    &GATEWAY_REQUEST_TIMEOUT,
+    &MAX_CONNECTIONS,
+    &MAX_UPLOAD_BYTES,
+    &MAX_CONCURRENT_UPLOADS,
+    &SHUTDOWN_GRACE,
     &ALLOWED_ORIGINS,
     &ALLOWED_METHODS,
     &ALLOWED_HEADERS,

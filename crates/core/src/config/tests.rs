@@ -527,6 +527,7 @@ fn every_key_is_set_by_its_env_var() {
             "endpoint" => "http://127.0.0.1:8333",
             "verify_folders" => "true",
             "public_url" => "https://masks.example.org",
+            "admin_listen" => "127.0.0.1:9001",
             "signing_secret" | "previous_signing_secret" => SIGNING_SECRET,
             _ => "some-text",
         },
@@ -808,5 +809,122 @@ fn every_duration_has_a_documented_bound_checked_at_load() {
             );
         }
     }
-    assert_eq!(bounded, 12);
+    assert_eq!(bounded, 16);
+}
+
+#[test]
+fn gateway_limits_default_safe_and_refuse_zero_excess_and_a_shared_admin_port() {
+    let config = ConfigLoader::new()
+        .build("development", Origin::Default)
+        .unwrap();
+    let gw = &config.gateway;
+    assert_eq!(
+        (
+            gw.header_timeout_secs,
+            gw.body_idle_timeout_secs,
+            gw.request_timeout_secs,
+            gw.max_connections,
+            gw.max_upload_bytes,
+            gw.max_concurrent_uploads,
+            gw.shutdown_grace_secs,
+            gw.admin_listen.clone(),
+        ),
+        (10, 30, 900, 512, 1 << 30, 64, 10, None)
+    );
+    for (vars, key, why) in [
+        (
+            vec![("APP_GATEWAY__HEADER_TIMEOUT", "0")],
+            "gateway.header_timeout",
+            "is 0",
+        ),
+        (
+            vec![("APP_GATEWAY__HEADER_TIMEOUT", "301")],
+            "gateway.header_timeout",
+            "more than the 300",
+        ),
+        (
+            vec![("APP_GATEWAY__BODY_IDLE_TIMEOUT", "0")],
+            "gateway.body_idle_timeout",
+            "is 0",
+        ),
+        (
+            vec![("APP_GATEWAY__REQUEST_TIMEOUT", "0")],
+            "gateway.request_timeout",
+            "is 0",
+        ),
+        (
+            vec![("APP_GATEWAY__MAX_CONNECTIONS", "0")],
+            "gateway.max_connections",
+            "is 0",
+        ),
+        (
+            vec![("APP_GATEWAY__MAX_CONNECTIONS", "70000")],
+            "gateway.max_connections",
+            "more than",
+        ),
+        (
+            vec![("APP_GATEWAY__MAX_UPLOAD_BYTES", "0")],
+            "gateway.max_upload_bytes",
+            "is 0",
+        ),
+        (
+            vec![("APP_GATEWAY__MAX_UPLOAD_BYTES", "-5")],
+            "gateway.max_upload_bytes",
+            "not a whole number",
+        ),
+        (
+            vec![("APP_GATEWAY__SHUTDOWN_GRACE", "601")],
+            "gateway.shutdown_grace",
+            "more than the 600",
+        ),
+        (
+            vec![
+                ("APP_GATEWAY__MAX_CONNECTIONS", "10"),
+                ("APP_GATEWAY__MAX_CONCURRENT_UPLOADS", "11"),
+            ],
+            "gateway.max_concurrent_uploads",
+            "more than gateway.max_connections",
+        ),
+        (
+            vec![
+                ("APP_GATEWAY__LISTEN", "127.0.0.1:9000"),
+                ("APP_GATEWAY__ADMIN_LISTEN", "127.0.0.1:9000"),
+            ],
+            "gateway.admin_listen",
+            "same address",
+        ),
+        (
+            vec![("APP_GATEWAY__ADMIN_LISTEN", "metrics-host")],
+            "gateway.admin_listen",
+            "not an address",
+        ),
+    ] {
+        let mut loader = ConfigLoader::new();
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        let result = loader
+            .add_env(vars.clone())
+            .and_then(|()| loader.build("development", Origin::Default));
+        let e = result.expect_err(&format!("{vars:?} is refused"));
+        let text = e.to_string();
+        assert!(text.contains(key) && text.contains(why), "{vars:?}: {text}");
+    }
+    // A shutdown grace of 0 is allowed: stop at once.
+    let mut loader = ConfigLoader::new();
+    loader
+        .add_env(vec![(
+            "APP_GATEWAY__SHUTDOWN_GRACE".to_string(),
+            "0".to_string(),
+        )])
+        .unwrap();
+    assert_eq!(
+        loader
+            .build("development", Origin::Default)
+            .unwrap()
+            .gateway
+            .shutdown_grace_secs,
+        0
+    );
 }

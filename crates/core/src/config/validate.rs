@@ -10,6 +10,10 @@ use super::schema::{
     PREVIOUS_SIGNING_SECRET, PROVIDER, REGION, REQUEST_TIMEOUT, SECRET_KEY, SIGNING_SECRET,
     TRANSITION_GLACIER_DAYS, TRANSITION_IA_DAYS,
 };
+use super::schema::{
+    ADMIN_LISTEN, BODY_IDLE_TIMEOUT, GATEWAY_REQUEST_TIMEOUT, HEADER_TIMEOUT, LISTEN,
+    MAX_CONCURRENT_UPLOADS, MAX_CONNECTIONS, MAX_UPLOAD_BYTES,
+};
 use super::{Config, DEFAULT_ENVIRONMENT, Origin, Provider};
 use crate::Error;
 use crate::ttl::S3_MAX_PRESIGN_SECS;
@@ -246,6 +250,54 @@ fn validate_lifecycle(config: &Config) -> Result<(), Error> {
     Ok(())
 }
 
+/// The gateway's limits: none may be 0 (a 0 timeout or cap would refuse everything), and
+/// concurrent uploads fit in the connections.
+fn validate_gateway_limits(config: &Config) -> Result<(), Error> {
+    let gw = &config.gateway;
+    for (key, value) in [
+        (&HEADER_TIMEOUT, gw.header_timeout_secs),
+        (&BODY_IDLE_TIMEOUT, gw.body_idle_timeout_secs),
+        (&GATEWAY_REQUEST_TIMEOUT, gw.request_timeout_secs),
+        (&MAX_CONNECTIONS, gw.max_connections),
+        (&MAX_UPLOAD_BYTES, gw.max_upload_bytes),
+        (&MAX_CONCURRENT_UPLOADS, gw.max_concurrent_uploads),
+    ] {
+        if value == 0 {
+            return Err(refuse(
+                config,
+                key,
+                "is 0, which would refuse every request",
+                format!(
+                    "give at least 1, or leave it unset for the default {}",
+                    key.default_value().unwrap_or_default()
+                ),
+            ));
+        }
+    }
+    if gw.max_concurrent_uploads > gw.max_connections {
+        return Err(refuse(
+            config,
+            &MAX_CONCURRENT_UPLOADS,
+            format!(
+                "{} is more than {} ({})",
+                gw.max_concurrent_uploads,
+                MAX_CONNECTIONS.name(),
+                gw.max_connections
+            ),
+            format!("give at most {}", gw.max_connections),
+        ));
+    }
+    if gw.admin_listen.as_deref() == Some(gw.listen.as_str()) {
+        return Err(refuse(
+            config,
+            &ADMIN_LISTEN,
+            format!("is the same address as {} ({})", LISTEN.name(), gw.listen),
+            "give the admin listener its own port, such as 127.0.0.1:9001, or leave it unset",
+        ));
+    }
+    Ok(())
+}
+
 fn validate_gateway(config: &Config) -> Result<(), Error> {
     let gw = &config.gateway;
     for (key, secret) in [
@@ -279,6 +331,7 @@ fn validate_gateway(config: &Config) -> Result<(), Error> {
             ),
         ));
     }
+    validate_gateway_limits(config)?;
     let serves_gateway = matches!(
         config.object_storage.provider,
         Provider::Local | Provider::Memory

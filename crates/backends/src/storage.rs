@@ -28,6 +28,12 @@ pub const UPLOAD_PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts of one streaming upload in flight at once; with [`UPLOAD_PART_SIZE`] this bounds
 /// an upload's buffered memory to about 40 MiB whatever the object's size.
 pub const UPLOAD_MAX_IN_FLIGHT: usize = 4;
+/// Part size of streaming uploads to the local provider, which writes each part straight
+/// into the upload's temporary file: with [`LOCAL_UPLOAD_MAX_IN_FLIGHT`] an upload holds
+/// at most about 512 KiB in memory.
+pub const LOCAL_UPLOAD_PART_SIZE: usize = 256 * 1024;
+/// Parts of one local streaming upload in flight at once.
+pub const LOCAL_UPLOAD_MAX_IN_FLIGHT: usize = 1;
 
 /// Object storage scoped to one key prefix, built from a [`Config`].
 ///
@@ -768,6 +774,9 @@ impl Storage {
     /// at `to`.
     pub async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
         let (src, dst) = (self.path(from)?, self.path(to)?);
+        if from == to {
+            return self.onto_itself(from, false).await;
+        }
         let result = self.store.copy(&src, &dst).await;
         result.map_err(|e| self.pair_err(from, to, e))
     }
@@ -778,6 +787,9 @@ impl Storage {
     /// back with a create-only put, which S3 checks atomically.
     pub async fn copy_if_absent(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
         let (src, dst) = (self.path(from)?, self.path(to)?);
+        if from == to {
+            return self.onto_itself(from, true).await;
+        }
         match self.store.copy_if_not_exists(&src, &dst).await {
             Ok(()) => Ok(()),
             Err(
@@ -805,6 +817,9 @@ impl Storage {
     /// Moves `from` to `to`, replacing any object at `to`.
     pub async fn rename(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
         let (src, dst) = (self.path(from)?, self.path(to)?);
+        if from == to {
+            return self.onto_itself(from, false).await;
+        }
         let result = self.store.rename(&src, &dst).await;
         result.map_err(|e| self.pair_err(from, to, e))
     }
@@ -814,6 +829,19 @@ impl Storage {
     pub async fn rename_if_absent(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
         self.copy_if_absent(from, to).await?;
         self.delete(from).await
+    }
+
+    /// A copy or rename of `key` onto itself keeps the object (object_store's memory store
+    /// would delete it on rename, S3 refuses a plain self-copy): the key must exist, and a
+    /// create-only one finds it taken.
+    async fn onto_itself(&self, key: &ObjectKey, create_only: bool) -> Result<()> {
+        self.head(key).await?;
+        if create_only {
+            return Err(Error::AlreadyExists {
+                key: key.to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// Maps an error of a two-key operation to the key it is about.
@@ -852,7 +880,8 @@ impl Storage {
     }
 
     /// Starts a streaming upload to `key`: invisible until [`Upload::finish`], with memory
-    /// bounded by [`UPLOAD_PART_SIZE`] × ([`UPLOAD_MAX_IN_FLIGHT`] + 1).
+    /// bounded by [`UPLOAD_PART_SIZE`] × ([`UPLOAD_MAX_IN_FLIGHT`] + 1), on the local
+    /// provider by [`LOCAL_UPLOAD_PART_SIZE`] × ([`LOCAL_UPLOAD_MAX_IN_FLIGHT`] + 1).
     pub async fn upload(&self, key: &ObjectKey, options: &WriteOptions) -> Result<Upload> {
         if options.mode != WriteMode::Overwrite {
             return Err(Error::Unsupported {
@@ -897,10 +926,18 @@ impl Storage {
         } else {
             None
         };
+        // S3 needs parts of at least 5 MiB; the local provider writes each part straight
+        // to disk, so small parts keep an upload's memory small.
+        let (part_size, max_in_flight) = if self.backend.as_ref() == Provider::Local.as_str() {
+            (LOCAL_UPLOAD_PART_SIZE, LOCAL_UPLOAD_MAX_IN_FLIGHT)
+        } else {
+            (UPLOAD_PART_SIZE, UPLOAD_MAX_IN_FLIGHT)
+        };
         Ok(Upload {
             key: key.clone(),
             backend: Arc::clone(&self.backend),
-            writer: WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART_SIZE),
+            writer: WriteMultipart::new_with_chunk_size(upload, part_size),
+            max_in_flight,
             written: 0,
             confirm,
         })
@@ -942,6 +979,8 @@ pub struct Upload {
     key: ObjectKey,
     backend: Arc<str>,
     writer: WriteMultipart,
+    /// Parts in flight at most.
+    max_in_flight: usize,
     written: u64,
     confirm: Option<Confirm>,
 }
@@ -966,7 +1005,7 @@ impl Upload {
     /// Appends `data`, waiting while too many parts are in flight.
     pub async fn write(&mut self, data: Bytes) -> Result<()> {
         self.writer
-            .wait_for_capacity(UPLOAD_MAX_IN_FLIGHT)
+            .wait_for_capacity(self.max_in_flight)
             .await
             .map_err(|e| Error::from_store(&self.backend, self.key.as_str(), e))?;
         self.written += data.len() as u64;

@@ -5,6 +5,7 @@ mod cli;
 mod contract;
 mod faults;
 mod monitoring;
+mod object_store_suite;
 mod ops;
 mod presign;
 mod roundtrip;

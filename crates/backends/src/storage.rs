@@ -255,6 +255,14 @@ impl Storage {
         self
     }
 
+    /// The object_store all of this storage's calls go through: its layers over the
+    /// provider's store, instrumented, so calls through it are counted and layered like the
+    /// storage's own. For libraries that take an object_store; it is not scoped to
+    /// [`Storage::prefix`]. To add behaviour, use [`Storage::layer`] instead of wrapping it.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
     /// The error-rate alarms fed by this storage's operations.
     pub fn monitor(&self) -> &Arc<Monitor> {
         &self.monitor

@@ -10,3 +10,4 @@ mod ops;
 mod presign;
 mod roundtrip;
 mod support;
+mod symlink_race;

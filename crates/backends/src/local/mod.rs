@@ -7,7 +7,7 @@
 //!
 //! - the root is opened once, and every path is resolved beneath that handle with no
 //!   symlink followed (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, see
-//!   [`beneath`]); folders are created one level at a time on handles already resolved,
+//!   `beneath.rs`); folders are created one level at a time on handles already resolved,
 //!   renames, links and unlinks use the `*at` calls on those handles, and reads go through
 //!   the handle that was checked: swapping a folder for a symlink at any moment can make
 //!   an operation fail, never reach outside the root;
@@ -20,7 +20,7 @@
 //!   (`user.maskstore.attributes`) of the data file, set before the rename, so data and
 //!   attributes change together;
 //! - every change of a key (put, create-only put, if-match update, delete, copy onto,
-//!   rename onto and from) happens under that key's lock (see [`locks`], shared with other
+//!   rename onto and from) happens under that key's lock (see `locks.rs`, shared with other
 //!   processes on the same root), so each is atomic against the others: an update that
 //!   succeeds replaced exactly the version it named, a delete that succeeds is not undone;
 //! - create-only puts hard-link the temporary file into place (atomic, fails if the key
@@ -322,7 +322,7 @@ impl Inner {
         Ok((file, md))
     }
 
-    /// Locks `keys` (see [`locks`]).
+    /// Locks `keys` (see `locks.rs`).
     fn lock(&self, keys: &[&str]) -> Result<locks::Guard> {
         locks::lock(&self.locks, keys)
             .map_err(|e| LocalError::io("(a key lock under .maskstore/locks)", e).into())

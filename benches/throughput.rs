@@ -8,6 +8,8 @@
 
 #![allow(missing_docs)]
 
+#[allow(dead_code)]
+mod before_local;
 mod common;
 
 use std::process::Command;
@@ -549,11 +551,12 @@ fn paired() -> Vec<String> {
     rows
 }
 
-/// maskstore's local provider against a path-based local store doing the same durable
-/// writes (object_store's `LocalFileSystem` with fsync: temporary file, fsync, rename,
-/// folder fsync), measured in pairs as in [`paired`], both called as raw object_store:
-/// what resolving every path beneath the root handle, the per-key locks and the etag's
-/// generation cost against resolving paths by name.
+/// maskstore's local provider against path-based local stores doing the same durable
+/// writes (temporary file, fsync, rename, folder fsync), measured in pairs as in
+/// [`paired`], all called as raw object_store: the local provider as it was before paths
+/// were resolved beneath the root handle (`before_local`, the baseline), and object_store's
+/// `LocalFileSystem` with fsync. What the handle-based resolution, the per-key locks and
+/// the etag's generation cost against resolving paths by name.
 fn local_vs_paths() -> Vec<String> {
     use maskstore_backends::local::LocalStore;
     use object_store::ObjectStore;
@@ -574,11 +577,20 @@ fn local_vs_paths() -> Vec<String> {
     let local: Arc<dyn ObjectStore> =
         Arc::new(LocalStore::open(dir.path().join("local"), true).unwrap());
     std::fs::create_dir_all(dir.path().join("paths")).unwrap();
-    let paths: Arc<dyn ObjectStore> = Arc::new(
-        LocalFileSystem::new_with_prefix(dir.path().join("paths"))
-            .unwrap()
-            .with_fsync(true),
-    );
+    let baselines: Vec<(&str, Arc<dyn ObjectStore>)> = vec![
+        (
+            "before this change",
+            Arc::new(before_local::LocalStore::open(dir.path().join("before"), true).unwrap()),
+        ),
+        (
+            "object_store LocalFileSystem",
+            Arc::new(
+                LocalFileSystem::new_with_prefix(dir.path().join("paths"))
+                    .unwrap()
+                    .with_fsync(true),
+            ),
+        ),
+    ];
     let mut rows = Vec::new();
     for &(size, label) in sizes {
         let data = Bytes::from(vec![7u8; size]);
@@ -595,32 +607,36 @@ fn local_vs_paths() -> Vec<String> {
                 started.elapsed().as_secs_f64() / times as f64
             }
         };
-        let (mut local_times, mut path_times, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-        rt.block_on(async {
-            let one = put_get(&paths, 1).await.max(put_get(&local, 1).await);
-            let times = ((1e-3 / one).ceil() as usize).max(1);
-            let rounds = rounds_within(budget, Duration::from_secs_f64(2.0 * one * times as f64));
-            for round in 0..rounds {
-                let (l, p) = if round % 2 == 0 {
-                    let l = put_get(&local, times).await;
-                    (l, put_get(&paths, times).await)
-                } else {
-                    let p = put_get(&paths, times).await;
-                    (put_get(&local, times).await, p)
-                };
-                local_times.push(l);
-                path_times.push(p);
-                ratios.push(l / p);
-            }
-        });
-        let (low, high) = bootstrap_interval(&ratios);
-        let rounds = ratios.len();
-        rows.push(format!(
-            "| {label} | {} | {} | {:.3} [{low:.3} … {high:.3}] | {rounds} |",
-            human_time(median(&mut local_times)),
-            human_time(median(&mut path_times)),
-            median(&mut ratios),
-        ));
+        for (baseline_name, baseline) in &baselines {
+            let (mut local_times, mut base_times, mut ratios) =
+                (Vec::new(), Vec::new(), Vec::new());
+            rt.block_on(async {
+                let one = put_get(baseline, 1).await.max(put_get(&local, 1).await);
+                let times = ((1e-3 / one).ceil() as usize).max(1);
+                let rounds =
+                    rounds_within(budget, Duration::from_secs_f64(2.0 * one * times as f64));
+                for round in 0..rounds {
+                    let (l, b) = if round % 2 == 0 {
+                        let l = put_get(&local, times).await;
+                        (l, put_get(baseline, times).await)
+                    } else {
+                        let b = put_get(baseline, times).await;
+                        (put_get(&local, times).await, b)
+                    };
+                    local_times.push(l);
+                    base_times.push(b);
+                    ratios.push(l / b);
+                }
+            });
+            let (low, high) = bootstrap_interval(&ratios);
+            let rounds = ratios.len();
+            rows.push(format!(
+                "| {label} | {baseline_name} | {} | {} | {:.3} [{low:.3} … {high:.3}] | {rounds} |",
+                human_time(median(&mut local_times)),
+                human_time(median(&mut base_times)),
+                median(&mut ratios),
+            ));
+        }
     }
     rows
 }
@@ -663,10 +679,10 @@ fn main() {
     }
     if wanted("paths") {
         println!(
-            "## Local provider against a path-based local store, fsync on, measured in pairs (put + get)\n"
+            "## Local provider against path-based local stores, fsync on, measured in pairs (put + get)\n"
         );
         println!(
-            "| size | local provider | path-based (LocalFileSystem) | local / path-based [95 %] | rounds |\n|---|---|---|---|---|"
+            "| size | baseline | local provider | baseline | local / baseline [95 %] | rounds |\n|---|---|---|---|---|---|"
         );
         for row in local_vs_paths() {
             println!("{row}");

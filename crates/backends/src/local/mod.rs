@@ -215,33 +215,40 @@ impl Inner {
 
     /// Resolves the folders of `parts` beneath the root, one level at a time; with
     /// `create`, missing folders are made (and, with fsync, made durable in their parents).
+    /// A folder pruned by a concurrent delete while it is walked is walked again.
     fn open_parent(&self, parts: Vec<String>, create: bool) -> io::Result<Lookup> {
         let folders = parts.len() - 1;
-        let mut dirs: Vec<OwnedFd> = Vec::with_capacity(folders);
-        for i in 0..folders {
-            let at = dirs.last().unwrap_or(&self.root).as_fd();
-            let name = parts[i].as_str();
-            let mut attempts = 0;
-            let fd = loop {
-                attempts += 1;
-                match beneath::open(at, name, OFlags::RDONLY | OFlags::DIRECTORY) {
-                    Ok(fd) => break fd,
-                    Err(Errno::NOENT) if create && attempts <= PRUNED_RETRIES => {
-                        match mkdirat(at, name, Mode::from_raw_mode(0o777)) {
-                            Ok(()) if self.fsync => rustix::fs::fsync(at)?,
-                            Ok(()) | Err(Errno::EXIST) => {}
-                            Err(e) => return Err(e.into()),
+        let mut attempts = 0;
+        'walk: loop {
+            let mut dirs: Vec<OwnedFd> = Vec::with_capacity(folders);
+            for i in 0..folders {
+                let at = dirs.last().unwrap_or(&self.root).as_fd();
+                let name = parts[i].as_str();
+                let fd = loop {
+                    match beneath::open(at, name, OFlags::RDONLY | OFlags::DIRECTORY) {
+                        Ok(fd) => break fd,
+                        Err(Errno::NOENT) if create && attempts < PRUNED_RETRIES => {
+                            attempts += 1;
+                            match mkdirat(at, name, Mode::from_raw_mode(0o777)) {
+                                Ok(()) if self.fsync => rustix::fs::fsync(at)?,
+                                Ok(()) | Err(Errno::EXIST) => {}
+                                // `at` itself was pruned meanwhile: start again from the root.
+                                Err(Errno::NOENT) => continue 'walk,
+                                Err(e) => return Err(e.into()),
+                            }
                         }
+                        Err(Errno::NOENT) if !create => return Ok(Lookup::Absent),
+                        Err(Errno::LOOP) => return Ok(Lookup::Symlink),
+                        Err(Errno::NOTDIR) => {
+                            return Ok(Lookup::UnderObject(parts[..=i].join("/")));
+                        }
+                        Err(e) => return Err(e.into()),
                     }
-                    Err(Errno::NOENT) if !create => return Ok(Lookup::Absent),
-                    Err(Errno::LOOP) => return Ok(Lookup::Symlink),
-                    Err(Errno::NOTDIR) => return Ok(Lookup::UnderObject(parts[..=i].join("/"))),
-                    Err(e) => return Err(e.into()),
-                }
-            };
-            dirs.push(fd);
+                };
+                dirs.push(fd);
+            }
+            return Ok(Lookup::Found(Parent { dirs, parts }));
         }
-        Ok(Lookup::Found(Parent { dirs, parts }))
     }
 
     /// The folders of a key about to be written, created as needed.
@@ -1475,6 +1482,38 @@ mod tests {
             store.rename(&missing, &missing).await,
             Err(object_store::Error::NotFound { .. })
         ));
+    }
+
+    /// Writes into folders that concurrent deletes keep pruning (each task's delete empties
+    /// the shared folders) always land: a folder pruned between being resolved and being
+    /// written into is resolved (and made) again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn writes_into_folders_being_pruned_always_land() {
+        let (_dir, store) = store();
+        let tasks: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let key = Path::parse(format!("a/b/c/t{t}")).unwrap();
+                    let moved = Path::parse(format!("a/b/d/t{t}")).unwrap();
+                    for i in 0..60 {
+                        store.put(&key, format!("{t}-{i}").into()).await.unwrap();
+                        let data = store.get(&key).await.unwrap().bytes().await.unwrap();
+                        assert_eq!(data, format!("{t}-{i}"));
+                        if i % 2 == 0 {
+                            store.rename(&key, &moved).await.unwrap();
+                            store.delete(&moved).await.unwrap();
+                        } else {
+                            store.delete(&key).await.unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert!(!store.root().join("a").exists(), "empty folders are pruned");
     }
 
     /// Overwrites, if-match updates and deletes of one key from many threads: every

@@ -382,9 +382,10 @@ async fn keys_the_local_disk_cannot_hold_answer_4xx() {
     // backend), so no URL can be signed for it; one made by hand is refused with 400.
     let long = format!("mask/k/{}", "n".repeat(300));
     assert!(ObjectKey::parse(long.as_str()).is_err());
-    let url = serve
-        .sign(SignedMethod::Put, "mask/k/x")
-        .replacen("/mask/k/x?", &format!("/{long}?"), 1);
+    let url =
+        serve
+            .sign(SignedMethod::Put, "mask/k/x")
+            .replacen("/mask/k/x?", &format!("/{long}?"), 1);
     assert!(url.contains(&long), "{url}");
     let answer = http.put(url).body("x").send().await.unwrap();
     let status = answer.status().as_u16();

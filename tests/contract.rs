@@ -222,7 +222,8 @@ async fn wrong_secret_is_credentials_rejected_on_every_operation() {
 }
 
 /// The symlink rule on the local provider, through `Storage`: a symlink below the root
-/// that points outside it is never followed — not for reading, writing or listing.
+/// that points outside it is never followed — not for reading, writing or listing; a
+/// listing that meets it fails, naming it.
 #[tokio::test]
 async fn local_symlink_out_of_the_root_is_never_followed() {
     let storage = maskstore_testkit::temp_dir();
@@ -243,10 +244,22 @@ async fn local_symlink_out_of_the_root_is_never_followed() {
     ));
     assert!(storage.put(&through, "overwrite").await.is_err());
     storage.delete(&through).await.unwrap();
-    let listed: Vec<_> = storage.list(None).unwrap().try_collect().await.unwrap();
-    assert!(listed.is_empty(), "{listed:?}");
-    let level = storage.list_with_delimiter(None).await.unwrap();
-    assert!(level.prefixes.is_empty(), "{level:?}");
+    // Listings never skip it silently (an empty listing would let `sync --delete` empty
+    // the destination): they fail, naming the symlink and the fix.
+    let listed: Result<Vec<_>, _> = storage.list(None).unwrap().try_collect().await;
+    match listed {
+        Err(Error::PermissionDenied { detail, .. }) => {
+            assert!(detail.contains("mask/escape"), "{detail}");
+            assert!(detail.contains("replace it"), "{detail}");
+        }
+        other => panic!("expected PermissionDenied naming the symlink, got {other:?}"),
+    }
+    match storage.list_with_delimiter(None).await {
+        Err(Error::PermissionDenied { detail, .. }) => {
+            assert!(detail.contains("mask/escape"), "{detail}")
+        }
+        other => panic!("expected PermissionDenied naming the symlink, got {other:?}"),
+    }
     assert_eq!(
         std::fs::read_to_string(outside.path().join("secret.png")).unwrap(),
         "outside the root"

@@ -186,3 +186,96 @@ async fn seaweedfs_wrong_secret_is_credentials_rejected() {
         .unwrap_err();
     assert!(matches!(err, Error::CredentialsRejected { .. }), "{err}");
 }
+
+/// The parts a streaming upload hands its store: the largest, and the most in flight at
+/// once.
+#[derive(Debug, Clone, Default)]
+struct PartWatch {
+    largest: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    most_in_flight: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[derive(Debug)]
+struct WatchedUpload {
+    inner: Box<dyn object_store::MultipartUpload>,
+    watch: PartWatch,
+}
+
+#[async_trait::async_trait]
+impl object_store::MultipartUpload for WatchedUpload {
+    fn put_part(&mut self, data: object_store::PutPayload) -> object_store::UploadPart {
+        use std::sync::atomic::Ordering::SeqCst;
+        let watch = self.watch.clone();
+        watch.largest.fetch_max(data.content_length(), SeqCst);
+        let now = watch.in_flight.fetch_add(1, SeqCst) + 1;
+        watch.most_in_flight.fetch_max(now, SeqCst);
+        let part = self.inner.put_part(data);
+        Box::pin(async move {
+            let done = part.await;
+            watch.in_flight.fetch_sub(1, SeqCst);
+            done
+        })
+    }
+
+    async fn complete(&mut self) -> object_store::Result<object_store::PutResult> {
+        self.inner.complete().await
+    }
+
+    async fn abort(&mut self) -> object_store::Result<()> {
+        self.inner.abort().await
+    }
+}
+
+impl maskstore_backends::layers::Intercept for PartWatch {
+    fn name(&self) -> &str {
+        "part-watch"
+    }
+
+    fn upload(
+        &self,
+        _location: &object_store::path::Path,
+        upload: Box<dyn object_store::MultipartUpload>,
+    ) -> Box<dyn object_store::MultipartUpload> {
+        Box::new(WatchedUpload {
+            inner: upload,
+            watch: self.clone(),
+        })
+    }
+}
+
+/// A streaming upload to the local provider writes straight into its temporary file in
+/// small parts, one at a time: at most one 256 KiB part in flight and one being filled,
+/// whatever the object's size (S3 needs 8 MiB parts, four in flight).
+#[tokio::test]
+async fn local_streaming_upload_holds_at_most_two_small_parts() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let local = maskstore_testkit::temp_dir();
+    let watch = PartWatch::default();
+    let storage = local.layer(watch.clone());
+    let key = storage.key("big/stream.bin").unwrap();
+    let chunks: Vec<Result<Bytes, std::io::Error>> = (0..256u32)
+        .map(|i| Ok(Bytes::from(vec![(i % 251) as u8; 64 * 1024])))
+        .collect();
+    storage
+        .upload_stream(
+            &key,
+            &WriteOptions::default(),
+            futures::stream::iter(chunks),
+        )
+        .await
+        .unwrap();
+    let data = storage.get(&key).await.unwrap().data;
+    assert_eq!(data.len(), 16 * 1024 * 1024);
+    assert!(
+        data.chunks(64 * 1024)
+            .enumerate()
+            .all(|(i, c)| c.iter().all(|b| *b == (i % 251) as u8))
+    );
+    assert_eq!(
+        watch.largest.load(SeqCst),
+        maskstore_backends::LOCAL_UPLOAD_PART_SIZE
+    );
+    assert_eq!(watch.most_in_flight.load(SeqCst), 1);
+    const { assert!(maskstore_backends::LOCAL_UPLOAD_PART_SIZE * 2 <= 512 * 1024) };
+}

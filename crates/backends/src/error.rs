@@ -535,7 +535,9 @@ fn from_local(backend: String, key: String, e: &LocalError) -> Error {
             }
         }
         LocalError::NotFound { .. } => Error::NotFound { key },
-        LocalError::CrossesSymlink { .. } | LocalError::Denied { .. } => Error::PermissionDenied {
+        LocalError::CrossesSymlink { .. }
+        | LocalError::Symlink { .. }
+        | LocalError::Denied { .. } => Error::PermissionDenied {
             backend,
             key,
             detail: e.to_string(),

@@ -29,8 +29,16 @@ pub const UPLOAD_PART_SIZE: usize = 8 * 1024 * 1024;
 /// an upload's buffered memory to about 40 MiB whatever the object's size.
 pub const UPLOAD_MAX_IN_FLIGHT: usize = 4;
 /// Streaming uploads of fewer bytes than this are one PUT; this many or more are multipart
-/// uploads of [`UPLOAD_PART_SIZE`] parts. The README states it.
+/// uploads of [`UPLOAD_PART_SIZE`] parts. The README states it. (The local provider, whose
+/// multipart uploads are invisible, streams into its temporary file from
+/// [`LOCAL_UPLOAD_PART_SIZE`] on.)
 pub const MULTIPART_THRESHOLD: usize = UPLOAD_PART_SIZE;
+/// Part size of streaming uploads to the local provider, which writes each part straight
+/// into the upload's temporary file: with [`LOCAL_UPLOAD_MAX_IN_FLIGHT`] an upload holds
+/// at most about 512 KiB in memory.
+pub const LOCAL_UPLOAD_PART_SIZE: usize = 256 * 1024;
+/// Parts of one local streaming upload in flight at once.
+pub const LOCAL_UPLOAD_MAX_IN_FLIGHT: usize = 1;
 
 /// Object storage scoped to one key prefix, built from a [`Config`].
 ///
@@ -262,6 +270,14 @@ impl Storage {
             ephemeral: false,
         }));
         self
+    }
+
+    /// The object_store all of this storage's calls go through: its layers over the
+    /// provider's store, instrumented, so calls through it are counted and layered like the
+    /// storage's own. For libraries that take an object_store; it is not scoped to
+    /// [`Storage::prefix`]. To add behaviour, use [`Storage::layer`] instead of wrapping it.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
     }
 
     /// The error-rate alarms fed by this storage's operations.
@@ -811,6 +827,9 @@ impl Storage {
     /// at `to`.
     pub async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
         let (src, dst) = (self.path(from)?, self.path(to)?);
+        if from == to {
+            return self.onto_itself(from, false).await;
+        }
         let result = self.store.copy(&src, &dst).await;
         result.map_err(|e| self.pair_err(from, to, e))
     }
@@ -821,6 +840,9 @@ impl Storage {
     /// back with a create-only put, which S3 checks atomically.
     pub async fn copy_if_absent(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
         let (src, dst) = (self.path(from)?, self.path(to)?);
+        if from == to {
+            return self.onto_itself(from, true).await;
+        }
         match self.store.copy_if_not_exists(&src, &dst).await {
             Ok(()) => Ok(()),
             Err(
@@ -848,6 +870,9 @@ impl Storage {
     /// Moves `from` to `to`, replacing any object at `to`.
     pub async fn rename(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
         let (src, dst) = (self.path(from)?, self.path(to)?);
+        if from == to {
+            return self.onto_itself(from, false).await;
+        }
         let result = self.store.rename(&src, &dst).await;
         result.map_err(|e| self.pair_err(from, to, e))
     }
@@ -857,6 +882,19 @@ impl Storage {
     pub async fn rename_if_absent(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
         self.copy_if_absent(from, to).await?;
         self.delete(from).await
+    }
+
+    /// A copy or rename of `key` onto itself keeps the object (object_store's memory store
+    /// would delete it on rename, S3 refuses a plain self-copy): the key must exist, and a
+    /// create-only one finds it taken.
+    async fn onto_itself(&self, key: &ObjectKey, create_only: bool) -> Result<()> {
+        self.head(key).await?;
+        if create_only {
+            return Err(Error::AlreadyExists {
+                key: key.to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// Maps an error of a two-key operation to the key it is about.
@@ -895,11 +933,13 @@ impl Storage {
     }
 
     /// Starts a streaming upload to `key`: invisible until [`Upload::finish`], with memory
-    /// bounded by [`UPLOAD_PART_SIZE`] × ([`UPLOAD_MAX_IN_FLIGHT`] + 1).
+    /// bounded by [`UPLOAD_PART_SIZE`] × ([`UPLOAD_MAX_IN_FLIGHT`] + 1), on the local
+    /// provider by [`LOCAL_UPLOAD_PART_SIZE`] × ([`LOCAL_UPLOAD_MAX_IN_FLIGHT`] + 1).
     ///
-    /// Nothing is sent until [`MULTIPART_THRESHOLD`] bytes are written: an object smaller
-    /// than that is stored with one PUT at [`Upload::finish`] (a plain MD5 etag, one
-    /// request, as every S3 tool expects), a larger one as a multipart upload.
+    /// Nothing is sent until one part's worth is written ([`MULTIPART_THRESHOLD`]; on the
+    /// local provider [`LOCAL_UPLOAD_PART_SIZE`]): an object smaller than that is stored
+    /// with one PUT at [`Upload::finish`] (a plain MD5 etag, one request, as every S3 tool
+    /// expects), a larger one as a multipart upload.
     pub async fn upload(&self, key: &ObjectKey, options: &WriteOptions) -> Result<Upload> {
         if options.mode != WriteMode::Overwrite {
             return Err(Error::Unsupported {
@@ -918,8 +958,21 @@ impl Storage {
             attributes: options.attributes(),
             storage: self.clone(),
             written: 0,
+            part_size: self.upload_shape().0,
+            max_in_flight: self.upload_shape().1,
             state: UploadState::Buffered(Vec::new()),
         })
+    }
+
+    /// Part size and parts in flight of this storage's streaming uploads: S3 needs parts of
+    /// at least 5 MiB; the local provider writes each part straight to its temporary file,
+    /// so small parts keep an upload's memory small.
+    fn upload_shape(&self) -> (usize, usize) {
+        if self.backend.as_ref() == Provider::Local.as_str() {
+            (LOCAL_UPLOAD_PART_SIZE, LOCAL_UPLOAD_MAX_IN_FLIGHT)
+        } else {
+            (UPLOAD_PART_SIZE, UPLOAD_MAX_IN_FLIGHT)
+        }
     }
 
     /// Starts the multipart upload behind an [`Upload`] that outgrew one PUT.
@@ -962,7 +1015,7 @@ impl Storage {
             None
         };
         Ok((
-            WriteMultipart::new_with_chunk_size(upload, UPLOAD_PART_SIZE),
+            WriteMultipart::new_with_chunk_size(upload, self.upload_shape().0),
             confirm,
         ))
     }
@@ -1022,13 +1075,17 @@ pub struct Upload {
     path: Path,
     attributes: Attributes,
     storage: Storage,
+    /// Part size, which is also the size from which the upload turns multipart.
+    part_size: usize,
+    /// Parts in flight at most.
+    max_in_flight: usize,
     written: u64,
     state: UploadState,
 }
 
 /// Where an upload's bytes are: held for one PUT, or streaming as parts.
 enum UploadState {
-    /// Fewer than [`MULTIPART_THRESHOLD`] bytes so far, none sent.
+    /// Fewer than one part's worth of bytes so far, none sent.
     Buffered(Vec<Bytes>),
     /// A multipart upload, and how to confirm its completion (see [`Confirm`]).
     Multipart {
@@ -1064,7 +1121,7 @@ impl Upload {
         match &mut self.state {
             UploadState::Buffered(held) => {
                 held.push(data);
-                if self.written >= MULTIPART_THRESHOLD as u64 {
+                if self.written >= self.part_size as u64 {
                     // Should the start fail, the bytes stay held: nothing is lost or cut.
                     let (mut writer, confirm) = self
                         .storage
@@ -1082,7 +1139,7 @@ impl Upload {
             }
             UploadState::Multipart { writer, .. } => {
                 writer
-                    .wait_for_capacity(UPLOAD_MAX_IN_FLIGHT)
+                    .wait_for_capacity(self.max_in_flight)
                     .await
                     .map_err(|e| Error::from_store(&self.storage.backend, self.key.as_str(), e))?;
                 writer.put(data);

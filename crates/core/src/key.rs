@@ -7,11 +7,17 @@ use crate::Error;
 /// The longest key S3 accepts, in bytes.
 pub const MAX_KEY_BYTES: usize = 1024;
 
+/// The longest segment of a key, in bytes: the longest file name ext4, xfs, btrfs and
+/// tmpfs keep, so that a key valid on one backend is valid on all.
+pub const MAX_SEGMENT_BYTES: usize = 255;
+
 /// A validated object key, exactly as it appears in the bucket (`mask/…`).
 ///
 /// Rules: 1..=1024 bytes of UTF-8; segments separated by `/`; no empty, `.` or `..`
-/// segment (so no leading, trailing or doubled `/`); no control characters and no
-/// backslash. Unicode, spaces, `+`, `%`, `=`, `&`, `#`, `?` and emoji are valid.
+/// segment (so no leading, trailing or doubled `/`); segments of at most 255 bytes; no
+/// control characters, no backslash, and no invisible Unicode format characters (category
+/// Cf: bidi overrides, zero-width spaces and joiners, which make a key display as another).
+/// Unicode, spaces, `+`, `%`, `=`, `&`, `#`, `?` and emoji are valid.
 ///
 /// ```
 /// use maskstore_core::ObjectKey;
@@ -135,8 +141,68 @@ fn check_key(key: &str) -> Result<(), Error> {
             }
             _ => {}
         }
+        if segment.len() > MAX_SEGMENT_BYTES {
+            return Err(Error::invalid_key(
+                key,
+                format!(
+                    "segment {:?} is {} bytes long; a segment (the text between '/') may have \
+                     at most {MAX_SEGMENT_BYTES} bytes, the longest file name a file system \
+                     keeps; shorten it or split it with '/'",
+                    short_segment(segment),
+                    segment.len()
+                ),
+            ));
+        }
+        if let Some(c) = segment.chars().find(|&c| is_format_character(c)) {
+            return Err(Error::invalid_key(
+                key,
+                format!(
+                    "segment {:?} contains U+{:04X}, an invisible Unicode format character \
+                     (bidi control, zero-width space or joiner) that makes a key display \
+                     differently from what it is; remove it",
+                    short_segment(segment),
+                    c as u32
+                ),
+            ));
+        }
     }
     Ok(())
+}
+
+/// A segment for an error message: long ones cut to their first 40 characters.
+fn short_segment(segment: &str) -> String {
+    match segment.char_indices().nth(40) {
+        Some((at, _)) => format!("{}…", &segment[..at]),
+        None => segment.to_string(),
+    }
+}
+
+/// Whether `c` is of Unicode general category Cf (format), as of Unicode 16.0.
+fn is_format_character(c: char) -> bool {
+    matches!(
+        c as u32,
+        0x00AD
+            | 0x0600..=0x0605
+            | 0x061C
+            | 0x06DD
+            | 0x070F
+            | 0x0890..=0x0891
+            | 0x08E2
+            | 0x180E
+            | 0x200B..=0x200F
+            | 0x202A..=0x202E
+            | 0x2060..=0x2064
+            | 0x2066..=0x206F
+            | 0xFEFF
+            | 0xFFF9..=0xFFFB
+            | 0x110BD
+            | 0x110CD
+            | 0x13430..=0x1343F
+            | 0x1BCA0..=0x1BCA3
+            | 0x1D173..=0x1D17A
+            | 0xE0001
+            | 0xE0020..=0xE007F
+    )
 }
 
 /// A validated key prefix: one or more key segments followed by `/` (default `mask/`).
@@ -240,7 +306,7 @@ mod tests {
 
     #[test]
     fn key_of_exactly_1024_bytes_is_valid_and_1025_is_not() {
-        let key = format!("mask/{}", "k".repeat(1019));
+        let key = format!("mask/{}", vec!["k".repeat(200); 5].join("/")) + "/" + &"k".repeat(14);
         assert_eq!(key.len(), 1024);
         ObjectKey::parse(key.clone()).unwrap();
         let long = format!("{key}k");
@@ -260,6 +326,46 @@ mod tests {
         assert!(reason("mask/a\nb").contains("U+000A"));
         assert!(reason("mask/a\u{7f}b").contains("U+007F"));
         assert!(reason("mask/a\u{85}b").contains("U+0085"));
+    }
+
+    #[test]
+    fn segments_longer_than_255_bytes_are_refused_naming_the_segment() {
+        let ok = format!("mask/{}", "k".repeat(255));
+        ObjectKey::parse(ok).unwrap();
+        // 255 bytes of two-byte letters is fine too; one byte more is not.
+        ObjectKey::parse(format!("mask/{}k", "é".repeat(127))).unwrap();
+        let long = format!("mask/{}/x", "k".repeat(256));
+        let why = reason(&long);
+        assert!(why.contains("256 bytes"), "{why}");
+        assert!(why.contains("at most 255"), "{why}");
+        assert!(why.contains("\"kkkk"), "{why}");
+        assert!(reason(&format!("mask/{}k", "é".repeat(128))).contains("257 bytes"));
+    }
+
+    #[test]
+    fn unicode_format_characters_are_refused_naming_segment_and_character() {
+        for (c, code) in [
+            ('\u{202E}', "U+202E"),
+            ('\u{202A}', "U+202A"),
+            ('\u{2066}', "U+2066"),
+            ('\u{200B}', "U+200B"),
+            ('\u{200D}', "U+200D"),
+            ('\u{200E}', "U+200E"),
+            ('\u{FEFF}', "U+FEFF"),
+            ('\u{00AD}', "U+00AD"),
+            ('\u{2060}', "U+2060"),
+            ('\u{E0041}', "U+E0041"),
+        ] {
+            let key = format!("mask/scan{c}gnp.png");
+            let why = reason(&key);
+            assert!(why.contains(code), "{code}: {why}");
+            assert!(why.contains("segment \"scan"), "{code}: {why}");
+            assert!(why.contains("remove it"), "{code}: {why}");
+        }
+        // Neighbours of the ranges, and letters from other scripts, are fine.
+        for c in ['\u{2010}', '\u{2029}', '\u{2070}', '\u{00AC}', 'ا', '한'] {
+            ObjectKey::parse(format!("mask/a{c}b")).unwrap();
+        }
     }
 
     #[test]

@@ -22,7 +22,7 @@ mod ttl;
 
 pub use config::{Config, Origin, Provider};
 pub use error::Error;
-pub use key::{KeyPrefix, MAX_KEY_BYTES, ObjectKey};
+pub use key::{KeyPrefix, MAX_KEY_BYTES, MAX_SEGMENT_BYTES, ObjectKey};
 pub use mask::{MAX_MASK_ID_LEN, MAX_UID_LEN, MaskFormat, MaskKey};
 pub use secret::{REDACTED, Secret};
 pub use ttl::{S3_MAX_PRESIGN_SECS, TtlPolicy};

@@ -2,8 +2,10 @@
 //! attribute of its data file so that data and attributes change together.
 
 use std::collections::BTreeMap;
-use std::fs::{self, File};
-use std::path::Path as FsPath;
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+
+use rustix::fs::{AtFlags, Mode, OFlags, openat, unlinkat};
 
 use object_store::{Attribute, AttributeValue, Attributes};
 use serde::{Deserialize, Serialize};
@@ -28,6 +30,9 @@ pub(crate) struct StoredAttributes {
     cache_control: Option<String>,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     metadata: BTreeMap<String, String>,
+    /// Random per write, part of the etag: inode, size and mtime can all repeat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) generation: Option<String>,
 }
 
 impl StoredAttributes {
@@ -54,6 +59,7 @@ impl StoredAttributes {
         stored
     }
 
+    /// Whether nothing but the generation is set.
     pub(crate) fn is_empty(&self) -> bool {
         self.content_type.is_none()
             && self.content_disposition.is_none()
@@ -63,7 +69,7 @@ impl StoredAttributes {
             && self.metadata.is_empty()
     }
 
-    fn into_attributes(self) -> Attributes {
+    pub(crate) fn into_attributes(self) -> Attributes {
         let mut attributes = Attributes::new();
         let mut put = |key: Attribute, value: Option<String>| {
             if let Some(value) = value {
@@ -85,21 +91,26 @@ impl StoredAttributes {
     }
 }
 
-pub(crate) fn read_attributes(file: &File) -> Attributes {
+/// The attributes stored with `file` (none if it has none or they cannot be read).
+pub(crate) fn read_stored(file: &File) -> StoredAttributes {
     match xattr::FileExt::get_xattr(file, XATTR) {
-        Ok(Some(json)) => serde_json::from_slice::<StoredAttributes>(&json)
-            .map(StoredAttributes::into_attributes)
-            .unwrap_or_default(),
-        _ => Attributes::new(),
+        Ok(Some(json)) => serde_json::from_slice::<StoredAttributes>(&json).unwrap_or_default(),
+        _ => StoredAttributes::default(),
     }
 }
 
-/// Whether the file system under `tmp` keeps extended attributes.
-pub(crate) fn probe_xattrs(tmp: &FsPath) -> bool {
-    let path = tmp.join(format!("xattr-probe-{:016x}", rand::random::<u64>()));
-    let ok = File::create(&path)
-        .and_then(|f| xattr::FileExt::set_xattr(&f, XATTR, b"{}"))
-        .is_ok();
-    let _ = fs::remove_file(&path);
+/// Whether the file system under the folder `tmp` keeps extended attributes.
+pub(crate) fn probe_xattrs(tmp: &OwnedFd) -> bool {
+    let name = format!("xattr-probe-{:016x}", rand::random::<u64>());
+    let Ok(fd) = openat(
+        tmp.as_fd(),
+        name.as_str(),
+        OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+        Mode::from_raw_mode(0o600),
+    ) else {
+        return false;
+    };
+    let ok = xattr::FileExt::set_xattr(&File::from(fd), XATTR, b"{}").is_ok();
+    let _ = unlinkat(tmp.as_fd(), name.as_str(), AtFlags::empty());
     ok
 }

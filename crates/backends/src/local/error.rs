@@ -73,11 +73,21 @@ pub enum LocalError {
     /// A write would pass through a symlink below the root.
     #[error(
         "{key}: the path crosses a symlink below the local root; maskstore never writes \
-         through symlinks"
+         through symlinks: replace the symlink with a real folder, or use another key"
     )]
     CrossesSymlink {
         /// The key.
         key: String,
+    },
+    /// A listing met a symlink below the root (or its prefix passes through one).
+    #[error(
+        "{path} below the local root is a symlink (or passes through one), which maskstore \
+         never follows; replace it with the folder or file it points to, or move it out of \
+         the root"
+    )]
+    Symlink {
+        /// The path below the root.
+        path: String,
     },
     /// The file system refused access.
     #[error("{key}: {source}; check the permissions of the local root's folders and files")]
@@ -154,7 +164,8 @@ impl From<LocalError> for object_store::Error {
             | LocalError::Exists { key }
             | LocalError::Stale { key, .. }
             | LocalError::Denied { key, .. }
-            | LocalError::CrossesSymlink { key } => key.clone(),
+            | LocalError::CrossesSymlink { key }
+            | LocalError::Symlink { path: key } => key.clone(),
             _ => String::new(),
         };
         // The variants object_store callers match on keep their meaning; the typed error
@@ -172,12 +183,12 @@ impl From<LocalError> for object_store::Error {
                 path,
                 source: Box::new(e),
             },
-            LocalError::Denied { .. } | LocalError::CrossesSymlink { .. } => {
-                object_store::Error::PermissionDenied {
-                    path,
-                    source: Box::new(e),
-                }
-            }
+            LocalError::Denied { .. }
+            | LocalError::CrossesSymlink { .. }
+            | LocalError::Symlink { .. } => object_store::Error::PermissionDenied {
+                path,
+                source: Box::new(e),
+            },
             LocalError::NoAttributes { .. } => object_store::Error::NotSupported {
                 source: Box::new(e),
             },

@@ -5,26 +5,40 @@
 //! missing key on delete, follows symlinks out of its root, and does not fsync unless
 //! asked. This store keeps S3's behaviour instead:
 //!
+//! - the root is opened once, and every path is resolved beneath that handle with no
+//!   symlink followed (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, see
+//!   `beneath.rs`); folders are created one level at a time on handles already resolved,
+//!   renames, links and unlinks use the `*at` calls on those handles, and reads go through
+//!   the handle that was checked: swapping a folder for a symlink at any moment can make
+//!   an operation fail, never reach outside the root;
 //! - every write goes to a temporary file under `<root>/.maskstore/tmp`, is fsynced (unless
-//!   `fsync = false`), then renamed into place and the folder fsynced: a reader sees the
-//!   old object or the new one, never a torn file, and an acknowledged write survives a
-//!   power cut;
-//! - content type, content disposition/encoding/language, cache control and user metadata
-//!   live in one extended attribute (`user.maskstore.attributes`) of the data file, set
-//!   before the rename, so data and attributes change together;
+//!   `fsync = false`), then renamed into place and the folder fsynced, as is every folder
+//!   the write created, in its own parent: a reader sees the old object or the new one,
+//!   never a torn file, and an acknowledged write survives a power cut;
+//! - content type, content disposition/encoding/language, cache control, user metadata
+//!   and the write's random generation live in one extended attribute
+//!   (`user.maskstore.attributes`) of the data file, set before the rename, so data and
+//!   attributes change together;
+//! - every change of a key (put, create-only put, if-match update, delete, copy onto,
+//!   rename onto and from) happens under that key's lock (see `locks.rs`, shared with other
+//!   processes on the same root), so each is atomic against the others: an update that
+//!   succeeds replaced exactly the version it named, a delete that succeeds is not undone;
 //! - create-only puts hard-link the temporary file into place (atomic, fails if the key
-//!   exists); updates compare the etag under an exclusive lock file;
+//!   exists);
 //! - deleting a missing key succeeds, and folders left empty by a delete are removed, so
 //!   listings never show empty common prefixes;
 //! - a symlink anywhere below the root is never followed: reads see "not found", writes
-//!   through it are refused, listings skip it;
+//!   through it are refused, listings report it as an error naming it;
 //! - `<root>/.maskstore/` is maskstore's own and never listed.
 //!
-//! The etag is derived from inode, modification time and size, so it changes on every
-//! overwrite.
+//! The etag is inode, modification time, size and the write's generation: the first three
+//! can all repeat across writes (inodes are reused, timestamps can be coarse), the
+//! generation does not. On a file system without extended attributes (where no generation
+//! can be kept) it falls back to the first three.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -38,19 +52,26 @@ use object_store::{
     MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload,
     PutResult, RenameOptions, RenameTargetMode, UploadPart,
 };
+use rustix::fs::{AtFlags, FileType, Mode, OFlags, linkat, mkdirat, openat, renameat, unlinkat};
+use rustix::io::Errno;
 
 mod attributes;
+pub(crate) mod beneath;
 mod builder;
 pub mod error;
 pub(crate) mod file_io;
+pub(crate) mod locks;
 
-use attributes::{StoredAttributes, XATTR, probe_xattrs, read_attributes};
+use attributes::{StoredAttributes, XATTR, probe_xattrs, read_stored};
 pub(crate) use builder::{Root, build};
 pub use error::LocalError;
 /// The folder below the root that holds maskstore's own files.
 pub const RESERVED_DIR: &str = ".maskstore";
 /// Temporary files older than this are left over from a crash and removed at start.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+/// How often a write retries when a concurrent delete removes the folder it writes into
+/// between resolving it and renaming into it.
+const PRUNED_RETRIES: usize = 32;
 
 type Result<T, E = object_store::Error> = std::result::Result<T, E>;
 
@@ -63,16 +84,21 @@ pub struct LocalStore {
 
 #[derive(Debug)]
 struct Inner {
-    root: PathBuf,
-    tmp: PathBuf,
-    lock: PathBuf,
+    /// The canonical root path: for messages and the paths reported with files.
+    root_path: PathBuf,
+    /// The root, opened once; everything is resolved beneath it.
+    root: OwnedFd,
+    /// `<root>/.maskstore/tmp`.
+    tmp: OwnedFd,
+    /// `<root>/.maskstore/locks`.
+    locks: OwnedFd,
     fsync: bool,
     xattrs: bool,
 }
 
 impl std::fmt::Display for LocalStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "LocalStore({})", self.inner.root.display())
+        write!(f, "LocalStore({})", self.inner.root_path.display())
     }
 }
 
@@ -82,24 +108,31 @@ impl LocalStore {
     pub fn open(root: impl AsRef<FsPath>, fsync: bool) -> io::Result<Self> {
         let root = root.as_ref();
         fs::create_dir_all(root)?;
-        let root = root.canonicalize()?;
-        let tmp = root.join(RESERVED_DIR).join("tmp");
-        fs::create_dir_all(&tmp)?;
-        let lock = root.join(RESERVED_DIR).join("update.lock");
+        let root_path = root.canonicalize()?;
+        let root = rustix::fs::open(
+            &root_path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )?;
+        let reserved = own_folder(&root, RESERVED_DIR)?;
+        let tmp = own_folder(&reserved, "tmp")?;
+        let locks = own_folder(&reserved, "locks")?;
         remove_stale_temp_files(&tmp);
         let xattrs = probe_xattrs(&tmp);
         if !xattrs {
             tracing::warn!(
-                root = %root.display(),
+                root = %root_path.display(),
                 "the filesystem under the local root does not support extended attributes; \
-                 content types and metadata cannot be stored there"
+                 content types and metadata cannot be stored there, and etags fall back to \
+                 inode, size and modification time"
             );
         }
         Ok(LocalStore {
             inner: Arc::new(Inner {
+                root_path,
                 root,
                 tmp,
-                lock,
+                locks,
                 fsync,
                 xattrs,
             }),
@@ -108,7 +141,7 @@ impl LocalStore {
 
     /// The canonical root folder.
     pub fn root(&self) -> &FsPath {
-        &self.inner.root
+        &self.inner.root_path
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T>
@@ -121,263 +154,329 @@ impl LocalStore {
     }
 }
 
+/// The folders of a key's path, resolved beneath the root.
+struct Parent {
+    /// Handles of the folders from below the root down to the key's folder.
+    dirs: Vec<OwnedFd>,
+    /// The key's components; the last is the file name.
+    parts: Vec<String>,
+}
+
+impl Parent {
+    fn dir<'a>(&'a self, root: &'a OwnedFd) -> BorrowedFd<'a> {
+        self.dirs.last().unwrap_or(root).as_fd()
+    }
+
+    fn name(&self) -> &str {
+        self.parts.last().expect("a key has a name")
+    }
+}
+
+/// What resolving a key's folders found.
+enum Lookup {
+    Found(Parent),
+    /// A folder on the way is missing.
+    Absent,
+    /// A folder on the way is a symlink.
+    Symlink,
+    /// The path (below the root) is an object, not a folder.
+    UnderObject(String),
+}
+
+/// One entry of a folder, as a listing sees it.
+enum Entry {
+    File,
+    Folder,
+    Symlink,
+}
+
 impl Inner {
-    /// The file path of `location`, refusing maskstore's reserved folder.
-    fn file_path(&self, location: &Path) -> Result<PathBuf> {
-        let mut path = self.root.clone();
-        for (i, part) in location.parts().enumerate() {
-            if i == 0 && part.as_ref() == RESERVED_DIR {
-                return Err(LocalError::Reserved {
-                    key: location.to_string(),
-                }
-                .into());
-            }
-            path.push(part.as_ref());
-        }
-        if path == self.root {
+    /// The components of `location`, refusing the empty location, maskstore's reserved
+    /// folder and names longer than the file system keeps.
+    fn parts(&self, location: &Path) -> Result<Vec<String>> {
+        let parts: Vec<String> = location.parts().map(|p| p.as_ref().to_string()).collect();
+        if parts.is_empty() {
             return Err(LocalError::Empty.into());
         }
-        Ok(path)
-    }
-
-    /// Whether any existing component between the root and `path` (inclusive) is a symlink.
-    fn crosses_symlink(&self, path: &FsPath) -> bool {
-        let Ok(relative) = path.strip_prefix(&self.root) else {
-            return true;
-        };
-        let mut current = self.root.clone();
-        for component in relative.components() {
-            current.push(component);
-            match fs::symlink_metadata(&current) {
-                Ok(md) if md.file_type().is_symlink() => return true,
-                Ok(_) => {}
-                Err(_) => return false,
-            }
-        }
-        false
-    }
-
-    /// The path of an existing object; symlinks and folders count as missing.
-    fn existing(&self, location: &Path) -> Result<(PathBuf, fs::Metadata)> {
-        let path = self.file_path(location)?;
-        if self.crosses_symlink(&path) {
-            return Err(not_found(
-                location,
-                "the path crosses a symlink, which is never followed",
-            ));
-        }
-        match fs::symlink_metadata(&path) {
-            Ok(md) if md.is_file() => Ok((path, md)),
-            Ok(_) => Err(not_found(location, "a folder is not an object")),
-            Err(e) => Err(io_error(location, e)),
-        }
-    }
-
-    /// The path to write `location` to, with its parent folders created.
-    fn writable(&self, location: &Path) -> Result<PathBuf> {
-        let path = self.file_path(location)?;
-        let parent = path.parent().expect("below the root");
-        if let Err(e) = fs::create_dir_all(parent) {
-            if let Some(object) = self.object_above(parent) {
-                return Err(LocalError::UnderAnObject {
-                    key: location.to_string(),
-                    object,
-                }
-                .into());
-            }
-            return Err(LocalError::io(location.to_string(), e).into());
-        }
-        if self.crosses_symlink(parent) {
-            return Err(LocalError::CrossesSymlink {
+        if parts[0] == RESERVED_DIR {
+            return Err(LocalError::Reserved {
                 key: location.to_string(),
             }
             .into());
         }
-        if fs::symlink_metadata(&path).is_ok_and(|md| md.is_dir()) {
-            return Err(LocalError::IsAFolder {
-                key: location.to_string(),
-            }
-            .into());
-        }
-        if path
-            .file_name()
-            .is_some_and(|name| name.len() > error::NAME_MAX)
-        {
+        if parts.iter().any(|p| p.len() > error::NAME_MAX) {
             return Err(LocalError::NameTooLong {
                 key: location.to_string(),
             }
             .into());
         }
-        Ok(path)
+        Ok(parts)
     }
 
-    /// The key of the object (a file) at `dir` or above it, below the root: what stands
-    /// where a folder is needed.
-    fn object_above(&self, dir: &FsPath) -> Option<String> {
-        let mut current = Some(dir);
-        while let Some(d) = current {
-            if d == self.root || !d.starts_with(&self.root) {
-                return None;
+    /// Resolves the folders of `parts` beneath the root, one level at a time; with
+    /// `create`, missing folders are made (and, with fsync, made durable in their parents).
+    /// A folder pruned by a concurrent delete while it is walked is walked again.
+    fn open_parent(&self, parts: Vec<String>, create: bool) -> io::Result<Lookup> {
+        let folders = parts.len() - 1;
+        let mut attempts = 0;
+        'walk: loop {
+            let mut dirs: Vec<OwnedFd> = Vec::with_capacity(folders);
+            for i in 0..folders {
+                let at = dirs.last().unwrap_or(&self.root).as_fd();
+                let name = parts[i].as_str();
+                let fd = loop {
+                    match beneath::open(at, name, OFlags::RDONLY | OFlags::DIRECTORY) {
+                        Ok(fd) => break fd,
+                        Err(Errno::NOENT) if create && attempts < PRUNED_RETRIES => {
+                            attempts += 1;
+                            match mkdirat(at, name, Mode::from_raw_mode(0o777)) {
+                                Ok(()) if self.fsync => rustix::fs::fsync(at)?,
+                                Ok(()) | Err(Errno::EXIST) => {}
+                                // `at` itself was pruned meanwhile: start again from the root.
+                                Err(Errno::NOENT) => continue 'walk,
+                                Err(e) => return Err(e.into()),
+                            }
+                        }
+                        Err(Errno::NOENT) if !create => return Ok(Lookup::Absent),
+                        Err(Errno::LOOP) => return Ok(Lookup::Symlink),
+                        Err(Errno::NOTDIR) => {
+                            return Ok(Lookup::UnderObject(parts[..=i].join("/")));
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                };
+                dirs.push(fd);
             }
-            if fs::symlink_metadata(d).is_ok_and(|md| md.is_file()) {
-                return self.location_of(d).map(|l| l.to_string());
-            }
-            current = d.parent();
+            return Ok(Lookup::Found(Parent { dirs, parts }));
         }
-        None
     }
 
-    fn temp_file(&self) -> Result<(PathBuf, File)> {
+    /// The folders of a key about to be written, created as needed.
+    fn writable_parent(&self, location: &Path, parts: Vec<String>) -> Result<Parent> {
+        match self
+            .open_parent(parts, true)
+            .map_err(|e| io_error(location, e))?
+        {
+            Lookup::Found(parent) => Ok(parent),
+            Lookup::Symlink => Err(LocalError::CrossesSymlink {
+                key: location.to_string(),
+            }
+            .into()),
+            Lookup::UnderObject(object) => Err(LocalError::UnderAnObject {
+                key: location.to_string(),
+                object,
+            }
+            .into()),
+            Lookup::Absent => Err(io_error(
+                location,
+                io::Error::other("its folder kept disappearing while it was written; retry"),
+            )),
+        }
+    }
+
+    /// Refuses, before any data is written, a key that cannot be written (below a symlink
+    /// or an object, or naming a folder). Nothing is created.
+    fn check_writable(&self, location: &Path, parts: Vec<String>) -> Result<()> {
+        match self
+            .open_parent(parts, false)
+            .map_err(|e| io_error(location, e))?
+        {
+            Lookup::Found(parent) => match beneath::kind(parent.dir(&self.root), parent.name()) {
+                Ok(Some(FileType::Directory)) => Err(LocalError::IsAFolder {
+                    key: location.to_string(),
+                }
+                .into()),
+                Ok(_) => Ok(()),
+                Err(e) => Err(io_error(location, e.into())),
+            },
+            Lookup::Absent => Ok(()),
+            Lookup::Symlink => Err(LocalError::CrossesSymlink {
+                key: location.to_string(),
+            }
+            .into()),
+            Lookup::UnderObject(object) => Err(LocalError::UnderAnObject {
+                key: location.to_string(),
+                object,
+            }
+            .into()),
+        }
+    }
+
+    /// The open file of the object at `location`; symlinks and folders count as missing.
+    fn open_object(&self, location: &Path) -> Result<(File, fs::Metadata)> {
+        let path = self.parts(location)?.join("/");
+        let fd = match beneath::open(self.root.as_fd(), &path, OFlags::RDONLY | OFlags::NONBLOCK) {
+            Ok(fd) => fd,
+            Err(Errno::LOOP) => {
+                return Err(not_found(
+                    location,
+                    "the path crosses a symlink, which is never followed",
+                ));
+            }
+            Err(Errno::NOENT | Errno::NOTDIR) => {
+                return Err(not_found(location, "no such object"));
+            }
+            Err(e) => return Err(io_error(location, e.into())),
+        };
+        let file = File::from(fd);
+        let md = file.metadata().map_err(|e| io_error(location, e))?;
+        if md.is_dir() {
+            return Err(not_found(location, "a folder is not an object"));
+        }
+        if !md.is_file() {
+            return Err(not_found(location, "not a regular file"));
+        }
+        Ok((file, md))
+    }
+
+    /// Locks `keys` (see `locks.rs`).
+    fn lock(&self, keys: &[&str]) -> Result<locks::Guard> {
+        locks::lock(&self.locks, keys)
+            .map_err(|e| LocalError::io("(a key lock under .maskstore/locks)", e).into())
+    }
+
+    fn temp_file(&self) -> Result<(String, File)> {
         loop {
             let name = format!("{:016x}.tmp", rand::random::<u64>());
-            let path = self.tmp.join(name);
-            match OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(file) => return Ok((path, file)),
-                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
-                Err(e) => return Err(LocalError::io("(a temporary file)", e).into()),
+            match openat(
+                self.tmp.as_fd(),
+                name.as_str(),
+                OFlags::CREATE | OFlags::EXCL | OFlags::WRONLY | OFlags::CLOEXEC,
+                Mode::from_raw_mode(0o666),
+            ) {
+                Ok(fd) => return Ok((name, File::from(fd))),
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(LocalError::io("(a temporary file)", e.into()).into()),
             }
         }
     }
 
+    fn remove_temp(&self, name: &str) {
+        let _ = unlinkat(self.tmp.as_fd(), name, AtFlags::empty());
+    }
+
+    /// Stores `attributes` and a fresh generation with `file`; returns the generation
+    /// stored (none where the file system keeps no extended attributes).
     fn write_attributes(
         &self,
         location: &Path,
         file: &File,
         attributes: &Attributes,
-    ) -> Result<()> {
-        let stored = StoredAttributes::from_attributes(attributes);
-        if stored.is_empty() {
-            return Ok(());
-        }
+    ) -> Result<Option<String>> {
+        let mut stored = StoredAttributes::from_attributes(attributes);
         if !self.xattrs {
+            if stored.is_empty() {
+                return Ok(None);
+            }
             return Err(LocalError::NoAttributes {
                 key: location.to_string(),
-                root: self.root.clone(),
+                root: self.root_path.clone(),
             }
             .into());
         }
+        let generation = format!("{:016x}", rand::random::<u64>());
+        stored.generation = Some(generation.clone());
         let failed = |detail: String| LocalError::Attributes {
             key: location.to_string(),
             detail,
         };
         let json = serde_json::to_vec(&stored).map_err(|e| failed(e.to_string()))?;
-        xattr::FileExt::set_xattr(file, XATTR, &json).map_err(|e| failed(e.to_string()).into())
+        xattr::FileExt::set_xattr(file, XATTR, &json).map_err(|e| failed(e.to_string()))?;
+        Ok(Some(generation))
     }
 
-    /// Moves a finished temporary file to `dest` according to `mode`.
-    fn commit(&self, location: &Path, temp: &FsPath, dest: &FsPath, mode: &PutMode) -> Result<()> {
-        match mode {
-            PutMode::Overwrite => {
-                into_place(dest, || fs::rename(temp, dest)).map_err(|e| io_error(location, e))?;
+    /// The etag of the object named `name` in `dir` (`None`: no object there).
+    fn etag_at(&self, dir: BorrowedFd<'_>, name: &str) -> io::Result<Option<String>> {
+        match beneath::open(dir, name, OFlags::RDONLY | OFlags::NONBLOCK) {
+            Ok(fd) => {
+                let file = File::from(fd);
+                let md = file.metadata()?;
+                Ok(md
+                    .is_file()
+                    .then(|| etag(&md, read_stored(&file).generation.as_deref())))
             }
-            PutMode::Create => {
-                let linked = into_place(dest, || fs::hard_link(temp, dest));
-                let _ = fs::remove_file(temp);
-                match linked {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        return Err(already_exists(location));
+            Err(Errno::NOENT | Errno::LOOP) => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Moves the finished temporary file `temp` to `location` according to `mode`, under
+    /// the key's lock.
+    fn commit(&self, location: &Path, temp: &str, mode: &PutMode) -> Result<()> {
+        let parts = self.parts(location)?;
+        let guard = self.lock(&[location.as_ref()])?;
+        for _ in 0..PRUNED_RETRIES {
+            let parent = self.writable_parent(location, parts.clone())?;
+            let (dir, name) = (parent.dir(&self.root), parent.name());
+            let done = match mode {
+                PutMode::Overwrite => renameat(self.tmp.as_fd(), temp, dir, name),
+                PutMode::Create => {
+                    let linked = linkat(self.tmp.as_fd(), temp, dir, name, AtFlags::empty());
+                    if linked.is_ok() {
+                        self.remove_temp(temp);
                     }
-                    Err(e) => return Err(io_error(location, e)),
+                    linked
                 }
-            }
-            PutMode::Update(version) => {
-                let lock = self.update_lock()?;
-                let current = match fs::symlink_metadata(dest) {
-                    Ok(md) if md.is_file() => Some(etag(&md)),
-                    _ => None,
-                };
-                if current.is_none() || current != version.e_tag {
-                    drop(lock);
-                    return Err(LocalError::Stale {
+                PutMode::Update(version) => {
+                    let current = self.etag_at(dir, name).map_err(|e| io_error(location, e))?;
+                    if current.is_none() || current != version.e_tag {
+                        return Err(LocalError::Stale {
+                            key: location.to_string(),
+                            expected: version.e_tag.clone(),
+                            found: current,
+                        }
+                        .into());
+                    }
+                    renameat(self.tmp.as_fd(), temp, dir, name)
+                }
+            };
+            match done {
+                Ok(()) => {
+                    drop(guard);
+                    return self.sync(dir, location);
+                }
+                // The folder was pruned by a concurrent delete after it was resolved.
+                Err(Errno::NOENT) => continue,
+                Err(Errno::EXIST) => return Err(already_exists(location)),
+                Err(Errno::ISDIR | Errno::NOTEMPTY) => {
+                    return Err(LocalError::IsAFolder {
                         key: location.to_string(),
-                        expected: version.e_tag.clone(),
-                        found: current,
                     }
                     .into());
                 }
-                let renamed = into_place(dest, || fs::rename(temp, dest));
-                drop(lock);
-                renamed.map_err(|e| io_error(location, e))?;
+                Err(e) => return Err(io_error(location, e.into())),
             }
         }
-        self.sync_dir(dest)
+        Err(io_error(
+            location,
+            io::Error::other("its folder kept disappearing while it was written; retry"),
+        ))
     }
 
-    fn update_lock(&self) -> Result<File> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&self.lock)
-            .map_err(|e| LocalError::io("(the update lock)", e))?;
-        file.lock()
-            .map_err(|e| LocalError::io("(the update lock)", e))?;
-        Ok(file)
-    }
-
-    /// Makes the entry of `path` in its folder durable.
-    fn sync_dir(&self, path: &FsPath) -> Result<()> {
-        match path.parent() {
-            Some(dir) => self.sync_folder(dir),
-            None => Ok(()),
-        }
-    }
-
-    /// Fsyncs `dir`; if a concurrent delete pruned it meanwhile, its nearest remaining
-    /// ancestor (which recorded the removal) instead.
-    fn sync_folder(&self, dir: &FsPath) -> Result<()> {
+    /// Fsyncs the folder `dir` (with `fsync = true`).
+    fn sync(&self, dir: BorrowedFd<'_>, location: &Path) -> Result<()> {
         if !self.fsync {
             return Ok(());
         }
-        let mut current = Some(dir);
-        while let Some(d) = current {
-            match File::open(d).and_then(|d| d.sync_all()) {
-                Ok(()) => return Ok(()),
-                Err(e) if e.kind() == io::ErrorKind::NotFound && d != self.root => {
-                    current = d.parent();
-                }
-                Err(e) => {
-                    return Err(LocalError::io(format!("(fsync of {})", d.display()), e).into());
-                }
+        rustix::fs::fsync(dir).map_err(|e| {
+            LocalError::io(format!("(fsync of the folder of {location})"), e.into()).into()
+        })
+    }
+
+    /// Removes the folders of `parent` that became empty, and makes the removal durable in
+    /// the first folder that remains.
+    fn prune(&self, parent: &Parent, location: &Path) -> Result<()> {
+        for i in (0..parent.dirs.len()).rev() {
+            let above = if i == 0 {
+                self.root.as_fd()
+            } else {
+                parent.dirs[i - 1].as_fd()
+            };
+            if unlinkat(above, parent.parts[i].as_str(), AtFlags::REMOVEDIR).is_err() {
+                return self.sync(parent.dirs[i].as_fd(), location);
             }
         }
-        Ok(())
-    }
-
-    /// Removes the folders between `path` and the root that became empty, and makes the
-    /// removal durable in the first folder that remains.
-    fn prune_empty_parents(&self, path: &FsPath) -> Result<()> {
-        let mut dir = path.parent();
-        while let Some(d) = dir {
-            if d == self.root || !d.starts_with(&self.root) || fs::remove_dir(d).is_err() {
-                return self.sync_folder(d);
-            }
-            dir = d.parent();
-        }
-        Ok(())
-    }
-
-    fn location_of(&self, path: &FsPath) -> Option<Path> {
-        let relative = path.strip_prefix(&self.root).ok()?;
-        let mut parts = Vec::new();
-        for component in relative.components() {
-            parts.push(component.as_os_str().to_str()?);
-        }
-        Path::parse(parts.join("/")).ok()
-    }
-
-    fn meta_of(&self, path: &FsPath, md: &fs::Metadata) -> Option<ObjectMeta> {
-        Some(object_meta(self.location_of(path)?, md))
-    }
-
-    /// Whether the folder holds at least one object (symlinks do not count).
-    fn holds_objects(&self, dir: &FsPath) -> bool {
-        walkdir::WalkDir::new(dir)
-            .follow_links(false)
-            .into_iter()
-            .filter_map(|e| e.ok())
-            .any(|e| e.file_type().is_file())
+        self.sync(self.root.as_fd(), location)
     }
 
     fn put_blocking(
@@ -386,42 +485,41 @@ impl Inner {
         payload: PutPayload,
         opts: PutOptions,
     ) -> Result<PutResult> {
-        let dest = self.writable(location)?;
+        self.parts(location)?;
         let (temp, mut file) = self.temp_file()?;
         let written = (|| {
             for chunk in payload.iter() {
                 file.write_all(chunk).map_err(|e| io_error(location, e))?;
             }
-            self.write_attributes(location, &file, &opts.attributes)?;
+            let generation = self.write_attributes(location, &file, &opts.attributes)?;
             if self.fsync {
                 file.sync_all().map_err(|e| io_error(location, e))?;
             }
-            file.metadata().map_err(|e| io_error(location, e))
+            let md = file.metadata().map_err(|e| io_error(location, e))?;
+            Ok(etag(&md, generation.as_deref()))
         })();
-        let md = match written {
-            Ok(md) => md,
-            Err(e) => {
-                let _ = fs::remove_file(&temp);
-                return Err(e);
-            }
-        };
         drop(file);
-        if let Err(e) = self.commit(location, &temp, &dest, &opts.mode) {
-            let _ = fs::remove_file(&temp);
-            return Err(e);
+        let result = written.and_then(|etag| {
+            self.commit(location, &temp, &opts.mode)?;
+            Ok(etag)
+        });
+        match result {
+            Ok(etag) => Ok(PutResult {
+                e_tag: Some(etag),
+                version: None,
+                extensions: Default::default(),
+            }),
+            Err(e) => {
+                self.remove_temp(&temp);
+                Err(e)
+            }
         }
-        Ok(PutResult {
-            e_tag: Some(etag(&md)),
-            version: None,
-            extensions: Default::default(),
-        })
     }
 
     fn get_blocking(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        let (path, _) = self.existing(location)?;
-        let file = File::open(&path).map_err(|e| io_error(location, e))?;
-        let md = file.metadata().map_err(|e| io_error(location, e))?;
-        let meta = object_meta(location.clone(), &md);
+        let (file, md) = self.open_object(location)?;
+        let stored = read_stored(&file);
+        let meta = object_meta(location.clone(), &md, stored.generation.as_deref());
         options.check_preconditions(&meta)?;
         let range = match &options.range {
             Some(range) => range
@@ -433,39 +531,54 @@ impl Inner {
                 })?,
             None => 0..meta.size,
         };
-        let attributes = read_attributes(&file);
+        let path = self.root_path.join(location.as_ref());
         Ok(GetResult {
             payload: GetResultPayload::File(file, path),
             meta,
             range,
-            attributes,
+            attributes: stored.into_attributes(),
             extensions: Default::default(),
         })
     }
 
     fn delete_blocking(&self, location: &Path) -> Result<()> {
-        let path = self.file_path(location)?;
-        if self.crosses_symlink(&path) {
-            return Ok(());
-        }
-        match fs::symlink_metadata(&path) {
-            Ok(md) if md.is_file() => {}
-            // Missing keys and folders: nothing to delete, as on S3.
+        let parts = self.parts(location)?;
+        let guard = self.lock(&[location.as_ref()])?;
+        let parent = match self
+            .open_parent(parts, false)
+            .map_err(|e| io_error(location, e))?
+        {
+            Lookup::Found(parent) => parent,
+            // Missing keys, and keys behind a symlink or below an object: nothing to delete,
+            // as on S3.
             _ => return Ok(()),
+        };
+        let (dir, name) = (parent.dir(&self.root), parent.name());
+        match beneath::kind(dir, name) {
+            Ok(Some(FileType::RegularFile)) => {}
+            // Folders and symlinks are not objects.
+            Ok(_) => return Ok(()),
+            Err(e) => return Err(io_error(location, e.into())),
         }
-        match fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(io_error(location, e)),
+        match unlinkat(dir, name, AtFlags::empty()) {
+            Ok(()) | Err(Errno::NOENT) => {}
+            Err(e) => return Err(io_error(location, e.into())),
         }
-        self.prune_empty_parents(&path)
+        drop(guard);
+        self.prune(&parent, location)
     }
 
     fn copy_blocking(&self, from: &Path, to: &Path, mode: CopyMode) -> Result<()> {
-        let (source_path, _) = self.existing(from)?;
-        let dest = self.writable(to)?;
-        let mut source = File::open(&source_path).map_err(|e| io_error(from, e))?;
-        let attributes = read_attributes(&source);
+        let (mut source, _) = self.open_object(from)?;
+        if from == to {
+            // Copying an object onto itself keeps it.
+            return match mode {
+                CopyMode::Overwrite => Ok(()),
+                CopyMode::Create => Err(already_exists(to)),
+            };
+        }
+        self.parts(to)?;
+        let attributes = read_stored(&source).into_attributes();
         let (temp, mut file) = self.temp_file()?;
         let written = (|| {
             io::copy(&mut source, &mut file).map_err(|e| io_error(from, e))?;
@@ -480,88 +593,258 @@ impl Inner {
             CopyMode::Overwrite => PutMode::Overwrite,
             CopyMode::Create => PutMode::Create,
         };
-        let result = written.and_then(|()| self.commit(to, &temp, &dest, &mode));
+        let result = written.and_then(|()| self.commit(to, &temp, &mode));
         if result.is_err() {
-            let _ = fs::remove_file(&temp);
+            self.remove_temp(&temp);
         }
         result
     }
 
     fn rename_blocking(&self, from: &Path, to: &Path, mode: RenameTargetMode) -> Result<()> {
-        let (source, _) = self.existing(from)?;
-        let dest = self.writable(to)?;
-        match mode {
-            RenameTargetMode::Overwrite => {
-                into_place(&dest, || fs::rename(&source, &dest)).map_err(|e| io_error(from, e))?;
-            }
-            RenameTargetMode::Create => {
-                match into_place(&dest, || fs::hard_link(&source, &dest)) {
-                    Ok(()) => {}
-                    Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                        return Err(already_exists(to));
-                    }
-                    Err(e) => return Err(io_error(to, e)),
-                }
-                fs::remove_file(&source).map_err(|e| io_error(from, e))?;
-            }
+        if from == to {
+            // Renaming an object onto itself keeps it.
+            self.open_object(from)?;
+            return match mode {
+                RenameTargetMode::Overwrite => Ok(()),
+                RenameTargetMode::Create => Err(already_exists(to)),
+            };
         }
-        self.sync_dir(&dest)?;
-        self.prune_empty_parents(&source)
+        let (from_parts, to_parts) = (self.parts(from)?, self.parts(to)?);
+        let guard = self.lock(&[from.as_ref(), to.as_ref()])?;
+        let source = match self
+            .open_parent(from_parts, false)
+            .map_err(|e| io_error(from, e))?
+        {
+            Lookup::Found(parent) => parent,
+            Lookup::Symlink => {
+                return Err(not_found(
+                    from,
+                    "the path crosses a symlink, which is never followed",
+                ));
+            }
+            Lookup::Absent | Lookup::UnderObject(_) => {
+                return Err(not_found(from, "no such object"));
+            }
+        };
+        let (source_dir, source_name) = (source.dir(&self.root), source.name());
+        match beneath::kind(source_dir, source_name) {
+            Ok(Some(FileType::RegularFile)) => {}
+            Ok(Some(FileType::Directory)) => {
+                return Err(not_found(from, "a folder is not an object"));
+            }
+            Ok(Some(FileType::Symlink)) => {
+                return Err(not_found(from, "a symlink is never followed"));
+            }
+            Ok(_) => return Err(not_found(from, "no such object")),
+            Err(e) => return Err(io_error(from, e.into())),
+        }
+        let mut attempts = 0;
+        let dest = loop {
+            attempts += 1;
+            let dest = self.writable_parent(to, to_parts.clone())?;
+            let (dir, name) = (dest.dir(&self.root), dest.name());
+            let done = match mode {
+                RenameTargetMode::Overwrite => renameat(source_dir, source_name, dir, name),
+                RenameTargetMode::Create => {
+                    linkat(source_dir, source_name, dir, name, AtFlags::empty())
+                        .and_then(|()| unlinkat(source_dir, source_name, AtFlags::empty()))
+                }
+            };
+            match done {
+                Ok(()) => break dest,
+                Err(Errno::NOENT) if attempts < PRUNED_RETRIES => continue,
+                Err(Errno::EXIST) => return Err(already_exists(to)),
+                Err(Errno::ISDIR | Errno::NOTEMPTY) => {
+                    return Err(LocalError::IsAFolder {
+                        key: to.to_string(),
+                    }
+                    .into());
+                }
+                Err(e) => return Err(io_error(to, e.into())),
+            }
+        };
+        drop(guard);
+        self.sync(dest.dir(&self.root), to)?;
+        self.prune(&source, from)
+    }
+
+    /// The folder a listing of `prefix` reads and its path below the root (`None`: no
+    /// such folder, so nothing to list). The root prefix (none, or the empty path) is the
+    /// root.
+    fn open_prefix(&self, prefix: Option<&Path>) -> Result<Option<(OwnedFd, String)>> {
+        let parts: Vec<String> = prefix
+            .map(|p| p.parts().map(|part| part.as_ref().to_string()).collect())
+            .unwrap_or_default();
+        if parts.is_empty() {
+            let root = self
+                .root
+                .try_clone()
+                .map_err(|e| LocalError::io("(listing the local root)", e))?;
+            return Ok(Some((root, String::new())));
+        }
+        if parts[0] == RESERVED_DIR {
+            return Ok(None);
+        }
+        let path = parts.join("/");
+        match beneath::open(self.root.as_fd(), &path, OFlags::RDONLY | OFlags::DIRECTORY) {
+            Ok(fd) => Ok(Some((fd, path))),
+            Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
+            Err(Errno::LOOP) => Err(LocalError::Symlink { path }.into()),
+            Err(e) => Err(LocalError::io(format!("(listing {path})"), e.into()).into()),
+        }
+    }
+
+    /// The entries of the folder `dir` (at `path` below the root), sorted by name, without
+    /// `.maskstore/`. Entries that are neither files, folders nor symlinks are no objects.
+    fn entries(&self, dir: &OwnedFd, path: &str) -> Result<Vec<(String, Entry)>> {
+        let failed = |e: Errno| -> object_store::Error {
+            LocalError::io(format!("(listing {})", display_path(path)), e.into()).into()
+        };
+        let mut entries = Vec::new();
+        for entry in rustix::fs::Dir::read_from(dir).map_err(failed)? {
+            let entry = entry.map_err(failed)?;
+            let bytes = entry.file_name().to_bytes();
+            if bytes == b"."
+                || bytes == b".."
+                || (path.is_empty() && bytes == RESERVED_DIR.as_bytes())
+            {
+                continue;
+            }
+            let Ok(name) = std::str::from_utf8(bytes) else {
+                tracing::warn!(folder = %display_path(path), name = %String::from_utf8_lossy(bytes), "skipping a file whose name is not UTF-8, so no key");
+                continue;
+            };
+            let mut file_type = entry.file_type();
+            if file_type == FileType::Unknown {
+                match beneath::kind(dir.as_fd(), name) {
+                    Ok(Some(t)) => file_type = t,
+                    Ok(None) => continue,
+                    Err(e) => return Err(failed(e)),
+                }
+            }
+            let kind = match file_type {
+                FileType::RegularFile => Entry::File,
+                FileType::Directory => Entry::Folder,
+                FileType::Symlink => Entry::Symlink,
+                _ => {
+                    tracing::warn!(path = %join(path, name), "skipping a special file (neither file, folder nor symlink)");
+                    continue;
+                }
+            };
+            entries.push((name.to_string(), kind));
+        }
+        entries.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+        Ok(entries)
+    }
+
+    /// The object named `name` in `dir` (at `path` below the root); `None` if it vanished
+    /// meanwhile or its name is no key.
+    fn meta_at(&self, dir: &OwnedFd, name: &str, path: &str) -> Result<Option<ObjectMeta>> {
+        let file = match beneath::open(dir.as_fd(), name, OFlags::RDONLY | OFlags::NONBLOCK) {
+            Ok(fd) => File::from(fd),
+            Err(Errno::NOENT) => return Ok(None),
+            Err(Errno::LOOP) => {
+                return Err(LocalError::Symlink {
+                    path: path.to_string(),
+                }
+                .into());
+            }
+            Err(e) => return Err(LocalError::io(format!("(listing {path})"), e.into()).into()),
+        };
+        let md = file
+            .metadata()
+            .map_err(|e| LocalError::io(format!("(listing {path})"), e))?;
+        if !md.is_file() {
+            return Ok(None);
+        }
+        let Ok(location) = Path::parse(path) else {
+            tracing::warn!(path, "skipping a file whose name is not a valid key");
+            return Ok(None);
+        };
+        let generation = read_stored(&file).generation;
+        Ok(Some(object_meta(location, &md, generation.as_deref())))
+    }
+
+    /// The folder named `name` in `dir` (at `path`); `None` if it vanished meanwhile.
+    fn open_folder(&self, dir: &OwnedFd, name: &str, path: &str) -> Result<Option<OwnedFd>> {
+        match beneath::open(dir.as_fd(), name, OFlags::RDONLY | OFlags::DIRECTORY) {
+            Ok(fd) => Ok(Some(fd)),
+            Err(Errno::NOENT) => Ok(None),
+            Err(Errno::LOOP) => Err(LocalError::Symlink {
+                path: path.to_string(),
+            }
+            .into()),
+            Err(e) => Err(LocalError::io(format!("(listing {path})"), e.into()).into()),
+        }
     }
 
     fn list_blocking(
         &self,
         prefix: Option<&Path>,
-        mut emit: impl FnMut(Result<ObjectMeta>) -> bool,
+        emit: &mut dyn FnMut(Result<ObjectMeta>) -> bool,
     ) {
-        let dir = match prefix {
-            Some(prefix) => match self.file_path(prefix) {
-                Ok(dir) => dir,
-                Err(_) => return,
-            },
-            None => self.root.clone(),
+        match self.open_prefix(prefix) {
+            Ok(Some((dir, path))) => {
+                self.walk(&dir, &path, emit);
+            }
+            Ok(None) => {}
+            Err(e) => {
+                emit(Err(e));
+            }
+        }
+    }
+
+    /// Emits every object below `dir` (at `path`); false once the receiver is gone.
+    fn walk(
+        &self,
+        dir: &OwnedFd,
+        path: &str,
+        emit: &mut dyn FnMut(Result<ObjectMeta>) -> bool,
+    ) -> bool {
+        let entries = match self.entries(dir, path) {
+            Ok(entries) => entries,
+            Err(e) => return emit(Err(e)),
         };
-        if self.crosses_symlink(&dir) || !dir.is_dir() {
-            return;
+        for (name, kind) in entries {
+            let child = join(path, &name);
+            let going = match kind {
+                Entry::Symlink => emit(Err(LocalError::Symlink { path: child }.into())),
+                Entry::File => match self.meta_at(dir, &name, &child) {
+                    Ok(Some(meta)) => emit(Ok(meta)),
+                    Ok(None) => true,
+                    Err(e) => emit(Err(e)),
+                },
+                Entry::Folder => match self.open_folder(dir, &name, &child) {
+                    Ok(Some(sub)) => self.walk(&sub, &child, emit),
+                    Ok(None) => true,
+                    Err(e) => emit(Err(e)),
+                },
+            };
+            if !going {
+                return false;
+            }
         }
-        let reserved = self.root.join(RESERVED_DIR);
-        let walk = walkdir::WalkDir::new(&dir)
-            .follow_links(false)
-            .into_iter()
-            .filter_entry(|e| e.path() != reserved);
-        for entry in walk {
-            let entry = match entry {
-                Ok(entry) => entry,
-                // A file removed while walking is simply gone.
-                Err(e)
-                    if e.io_error()
-                        .is_some_and(|e| e.kind() == io::ErrorKind::NotFound) =>
-                {
-                    continue;
-                }
-                Err(e) => {
-                    let e = LocalError::Io {
-                        key: format!("(listing {})", dir.display()),
-                        source: e.into(),
-                    };
-                    if !emit(Err(e.into())) {
-                        return;
+        true
+    }
+
+    /// Whether the folder `dir` (at `path`) holds at least one object; a symlink in it is
+    /// an error, as in a listing.
+    fn holds_objects(&self, dir: &OwnedFd, path: &str) -> Result<bool> {
+        for (name, kind) in self.entries(dir, path)? {
+            let child = join(path, &name);
+            match kind {
+                Entry::File => return Ok(true),
+                Entry::Symlink => return Err(LocalError::Symlink { path: child }.into()),
+                Entry::Folder => {
+                    if let Some(sub) = self.open_folder(dir, &name, &child)?
+                        && self.holds_objects(&sub, &child)?
+                    {
+                        return Ok(true);
                     }
-                    continue;
                 }
-            };
-            if !entry.file_type().is_file() {
-                continue;
-            }
-            let Ok(md) = entry.metadata() else { continue };
-            let Some(meta) = self.meta_of(entry.path(), &md) else {
-                tracing::warn!(path = %entry.path().display(), "skipping a file whose name is not a valid key");
-                continue;
-            };
-            if !emit(Ok(meta)) {
-                return;
             }
         }
+        Ok(false)
     }
 
     fn list_with_delimiter_blocking(&self, prefix: Option<&Path>) -> Result<ListResult> {
@@ -570,44 +853,51 @@ impl Inner {
             objects: Vec::new(),
             extensions: Default::default(),
         };
-        let dir = match prefix {
-            Some(prefix) => self.file_path(prefix)?,
-            None => self.root.clone(),
-        };
-        if self.crosses_symlink(&dir) || !dir.is_dir() {
+        let Some((dir, path)) = self.open_prefix(prefix)? else {
             return Ok(result);
-        }
-        let reserved = self.root.join(RESERVED_DIR);
-        let entries = match fs::read_dir(&dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(result),
-            Err(e) => {
-                return Err(LocalError::io(format!("(listing {})", dir.display()), e).into());
-            }
         };
-        for entry in entries {
-            let Ok(entry) = entry else { continue };
-            let path = entry.path();
-            let Ok(file_type) = entry.file_type() else {
-                continue;
-            };
-            if path == reserved || file_type.is_symlink() {
-                continue;
-            }
-            if file_type.is_file() {
-                if let Ok(md) = entry.metadata()
-                    && let Some(meta) = self.meta_of(&path, &md)
-                {
-                    result.objects.push(meta);
+        // Entries come sorted by name, so objects and common prefixes are sorted by key.
+        for (name, kind) in self.entries(&dir, &path)? {
+            let child = join(&path, &name);
+            match kind {
+                Entry::Symlink => return Err(LocalError::Symlink { path: child }.into()),
+                Entry::File => {
+                    if let Some(meta) = self.meta_at(&dir, &name, &child)? {
+                        result.objects.push(meta);
+                    }
                 }
-            } else if file_type.is_dir()
-                && self.holds_objects(&path)
-                && let Some(location) = self.location_of(&path)
-            {
-                result.common_prefixes.push(location);
+                Entry::Folder => {
+                    if let Some(sub) = self.open_folder(&dir, &name, &child)?
+                        && self.holds_objects(&sub, &child)?
+                    {
+                        match Path::parse(&child) {
+                            Ok(location) => result.common_prefixes.push(location),
+                            Err(_) => {
+                                tracing::warn!(path = %child, "skipping a folder whose name is not a valid key")
+                            }
+                        }
+                    }
+                }
             }
         }
         Ok(result)
+    }
+}
+
+/// `name` below `path` (`""` is the root).
+fn join(path: &str, name: &str) -> String {
+    if path.is_empty() {
+        name.to_string()
+    } else {
+        format!("{path}/{name}")
+    }
+}
+
+fn display_path(path: &str) -> &str {
+    if path.is_empty() {
+        "the local root"
+    } else {
+        path
     }
 }
 
@@ -632,17 +922,21 @@ impl ObjectStore for LocalStore {
         let location = location.clone();
         let store = self.clone();
         self.blocking(move |s| {
-            let dest = s.writable(&location)?;
+            let parts = s.parts(&location)?;
+            s.check_writable(&location, parts)?;
             let (temp, file) = s.temp_file()?;
-            if let Err(e) = s.write_attributes(&location, &file, &opts.attributes) {
-                let _ = fs::remove_file(&temp);
-                return Err(e);
-            }
+            let generation = match s.write_attributes(&location, &file, &opts.attributes) {
+                Ok(generation) => generation,
+                Err(e) => {
+                    s.remove_temp(&temp);
+                    return Err(e);
+                }
+            };
             Ok(Box::new(LocalUpload {
                 store,
                 location,
-                dest,
                 temp: Some(temp),
+                generation,
                 file: Arc::new(file),
                 offset: 0,
             }) as Box<dyn MultipartUpload>)
@@ -680,7 +974,7 @@ impl ObjectStore for LocalStore {
         let inner = Arc::clone(&self.inner);
         let prefix = prefix.cloned();
         tokio::task::spawn_blocking(move || {
-            inner.list_blocking(prefix.as_ref(), |item| tx.blocking_send(item).is_ok());
+            inner.list_blocking(prefix.as_ref(), &mut |item| tx.blocking_send(item).is_ok());
         });
         futures::stream::unfold(rx, |mut rx| async move {
             let item = rx.recv().await?;
@@ -708,14 +1002,16 @@ impl ObjectStore for LocalStore {
     }
 }
 
-/// A streaming upload into a temporary file, renamed into place on completion.
+/// A streaming upload written straight into a temporary file (each part at its offset,
+/// nothing buffered here), renamed into place on completion.
 #[derive(Debug)]
 struct LocalUpload {
     store: LocalStore,
     location: Path,
-    dest: PathBuf,
-    /// `None` once completed or aborted.
-    temp: Option<PathBuf>,
+    /// The temporary file's name in `.maskstore/tmp`; `None` once completed or aborted.
+    temp: Option<String>,
+    /// The generation stored with the file.
+    generation: Option<String>,
     file: Arc<File>,
     offset: u64,
 }
@@ -751,7 +1047,8 @@ impl MultipartUpload for LocalUpload {
             .into());
         };
         let file = Arc::clone(&self.file);
-        let (location, dest) = (self.location.clone(), self.dest.clone());
+        let location = self.location.clone();
+        let generation = self.generation.clone();
         let result = self
             .store
             .blocking(move |s| {
@@ -759,9 +1056,9 @@ impl MultipartUpload for LocalUpload {
                     file.sync_all().map_err(|e| io_error(&location, e))?;
                 }
                 let md = file.metadata().map_err(|e| io_error(&location, e))?;
-                s.commit(&location, &temp, &dest, &PutMode::Overwrite)?;
+                s.commit(&location, &temp, &PutMode::Overwrite)?;
                 Ok(PutResult {
-                    e_tag: Some(etag(&md)),
+                    e_tag: Some(etag(&md, generation.as_deref())),
                     version: None,
                     extensions: Default::default(),
                 })
@@ -776,13 +1073,16 @@ impl MultipartUpload for LocalUpload {
 
     async fn abort(&mut self) -> Result<()> {
         if let Some(temp) = self.temp.take() {
-            tokio::task::spawn_blocking(move || match fs::remove_file(&temp) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => Err(object_store::Error::from(
-                    LocalError::io("(the temporary upload file)", e),
-                )),
-                _ => Ok(()),
-            })
-            .await??;
+            self.store
+                .blocking(
+                    move |s| match unlinkat(s.tmp.as_fd(), temp.as_str(), AtFlags::empty()) {
+                        Ok(()) | Err(Errno::NOENT) => Ok(()),
+                        Err(e) => {
+                            Err(LocalError::io("(the temporary upload file)", e.into()).into())
+                        }
+                    },
+                )
+                .await?;
         }
         Ok(())
     }
@@ -792,39 +1092,44 @@ impl Drop for LocalUpload {
     fn drop(&mut self) {
         // An upload dropped without complete or abort leaves nothing behind.
         if let Some(temp) = self.temp.take() {
-            let _ = fs::remove_file(temp);
+            self.store.inner.remove_temp(&temp);
         }
     }
 }
 
-/// Runs `op` (a rename or link onto `dest`), recreating `dest`'s folder when a concurrent
-/// delete pruned it between our `create_dir_all` and the operation.
-fn into_place(dest: &FsPath, op: impl Fn() -> io::Result<()>) -> io::Result<()> {
-    let mut attempts = 0;
-    loop {
-        match op() {
-            Err(e) if e.kind() == io::ErrorKind::NotFound && attempts < 8 => {
-                attempts += 1;
-                if let Some(parent) = dest.parent() {
-                    fs::create_dir_all(parent)?;
-                }
-            }
-            other => return other,
-        }
+/// Opens (creating if missing) maskstore's own folder `name` in `at`, refusing a symlink.
+fn own_folder(at: &OwnedFd, name: &str) -> io::Result<OwnedFd> {
+    match mkdirat(at, name, Mode::from_raw_mode(0o777)) {
+        Ok(()) | Err(Errno::EXIST) => {}
+        Err(e) => return Err(e.into()),
     }
+    beneath::open(at.as_fd(), name, OFlags::RDONLY | OFlags::DIRECTORY).map_err(|e| {
+        if e == Errno::LOOP || e == Errno::NOTDIR {
+            io::Error::other(format!(
+                "{name} (maskstore's own folder) is a symlink or a file; maskstore never \
+                 follows symlinks below the local root: replace it with a folder"
+            ))
+        } else {
+            e.into()
+        }
+    })
 }
 
-fn etag(md: &fs::Metadata) -> String {
+/// The etag of a file with metadata `md` and stored generation `generation`.
+fn etag(md: &fs::Metadata, generation: Option<&str>) -> String {
     use std::os::unix::fs::MetadataExt;
     let mtime = md
         .modified()
         .ok()
         .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
         .map_or(0, |d| d.as_nanos());
-    format!("{:x}-{:x}-{:x}", md.ino(), mtime, md.len())
+    match generation {
+        Some(generation) => format!("{:x}-{:x}-{:x}-{generation}", md.ino(), mtime, md.len()),
+        None => format!("{:x}-{:x}-{:x}", md.ino(), mtime, md.len()),
+    }
 }
 
-fn object_meta(location: Path, md: &fs::Metadata) -> ObjectMeta {
+fn object_meta(location: Path, md: &fs::Metadata, generation: Option<&str>) -> ObjectMeta {
     ObjectMeta {
         location,
         last_modified: md
@@ -832,24 +1137,28 @@ fn object_meta(location: Path, md: &fs::Metadata) -> ObjectMeta {
             .map(chrono::DateTime::<chrono::Utc>::from)
             .unwrap_or_default(),
         size: md.len(),
-        e_tag: Some(etag(md)),
+        e_tag: Some(etag(md, generation)),
         version: None,
     }
 }
 
-fn remove_stale_temp_files(tmp: &FsPath) {
-    let Ok(entries) = fs::read_dir(tmp) else {
+fn remove_stale_temp_files(tmp: &OwnedFd) {
+    let Ok(dir) = rustix::fs::Dir::read_from(tmp) else {
         return;
     };
-    for entry in entries.flatten() {
-        let stale = entry
-            .metadata()
-            .and_then(|md| md.modified())
-            .ok()
-            .and_then(|t| t.elapsed().ok())
-            .is_some_and(|age| age > STALE_TEMP_AGE);
+    for entry in dir.flatten() {
+        let Ok(name) = entry.file_name().to_str() else {
+            continue;
+        };
+        if name == "." || name == ".." {
+            continue;
+        }
+        let stale = rustix::fs::statat(tmp, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
+            let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(st.st_mtime.max(0) as u64);
+            modified.elapsed().is_ok_and(|age| age > STALE_TEMP_AGE)
+        });
         if stale {
-            let _ = fs::remove_file(entry.path());
+            let _ = unlinkat(tmp, name, AtFlags::empty());
         }
     }
 }
@@ -872,7 +1181,6 @@ fn not_found(location: &Path, why: &'static str) -> object_store::Error {
 fn io_error(location: &Path, e: io::Error) -> object_store::Error {
     LocalError::io(location.to_string(), e).into()
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -911,19 +1219,361 @@ mod tests {
         fs::create_dir_all(&outside).unwrap();
         fs::write(outside.join("secret"), "outside data").unwrap();
         std::os::unix::fs::symlink(&outside, store.root().join("link")).unwrap();
+        std::os::unix::fs::symlink(outside.join("secret"), store.root().join("file-link")).unwrap();
+        let key = |k: &str| Path::parse(k).unwrap();
 
-        let key = Path::parse("link/secret").unwrap();
-        assert!(matches!(
-            store.get(&key).await,
-            Err(object_store::Error::NotFound { .. })
-        ));
-        assert!(store.put(&key, "x".into()).await.is_err());
+        for k in ["link/secret", "file-link"] {
+            assert!(
+                matches!(
+                    store.get(&key(k)).await,
+                    Err(object_store::Error::NotFound { .. })
+                ),
+                "{k}"
+            );
+            assert!(
+                matches!(
+                    store.head(&key(k)).await,
+                    Err(object_store::Error::NotFound { .. })
+                ),
+                "{k}"
+            );
+            assert!(matches!(
+                store.copy(&key(k), &key("copied")).await,
+                Err(object_store::Error::NotFound { .. })
+            ));
+            assert!(matches!(
+                store.rename(&key(k), &key("moved")).await,
+                Err(object_store::Error::NotFound { .. })
+            ));
+            store.delete(&key(k)).await.unwrap();
+        }
+        // Writes through the symlinked folder are refused, and create nothing outside.
+        for k in ["link/secret", "link/sub/deeper/x"] {
+            let err = store.put(&key(k), "x".into()).await.unwrap_err();
+            assert!(
+                matches!(err, object_store::Error::PermissionDenied { .. }),
+                "{err}"
+            );
+            assert!(err.to_string().contains("symlink"), "{err}");
+            let err = store.put_multipart(&key(k)).await.unwrap_err();
+            assert!(
+                matches!(err, object_store::Error::PermissionDenied { .. }),
+                "{err}"
+            );
+        }
+        store.put(&key("inside"), "x".into()).await.unwrap();
+        let err = store
+            .copy(&key("inside"), &key("link/sub/c"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, object_store::Error::PermissionDenied { .. }),
+            "{err}"
+        );
+        let err = store
+            .rename(&key("inside"), &key("link/sub/r"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err, object_store::Error::PermissionDenied { .. }),
+            "{err}"
+        );
+        let mut outside_entries: Vec<_> = fs::read_dir(&outside)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        outside_entries.sort();
+        assert_eq!(outside_entries, vec!["secret"]);
         assert_eq!(
             fs::read_to_string(outside.join("secret")).unwrap(),
             "outside data"
         );
+
+        // Listings name each symlink and the fix instead of skipping it.
         let listed: Vec<_> = store.list(None).collect().await;
-        assert!(listed.is_empty(), "{listed:?}");
+        let errors: Vec<String> = listed
+            .iter()
+            .filter_map(|r| r.as_ref().err().map(|e| e.to_string()))
+            .collect();
+        assert_eq!(errors.len(), 2, "{listed:?}");
+        assert!(
+            errors[0].contains("file-link") && errors[0].contains("replace it"),
+            "{errors:?}"
+        );
+        assert!(errors[1].contains("link"), "{errors:?}");
+        assert!(
+            listed
+                .iter()
+                .any(|r| r.as_ref().is_ok_and(|m| m.location == key("inside")))
+        );
+        let err = store
+            .list(Some(&key("link")))
+            .next()
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(err, object_store::Error::PermissionDenied { .. }),
+            "{err}"
+        );
+        let err = store.list_with_delimiter(None).await.unwrap_err();
+        assert!(err.to_string().contains("file-link"), "{err}");
+        let err = store
+            .list_with_delimiter(Some(&key("link")))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_symlink_deep_in_a_folder_fails_its_listings() {
+        let (dir, store) = store();
+        store
+            .put(&Path::parse("a/b/c/x").unwrap(), "x".into())
+            .await
+            .unwrap();
+        std::os::unix::fs::symlink(dir.path(), store.root().join("a/b/c/l")).unwrap();
+        let err = store.list_with_delimiter(None).await.unwrap_err();
+        assert!(err.to_string().contains("a/b/c/l"), "{err}");
+        let listed: Vec<_> = store
+            .list(Some(&Path::parse("a/b").unwrap()))
+            .collect()
+            .await;
+        assert_eq!(listed.len(), 2, "{listed:?}");
+        assert!(
+            listed[0]
+                .as_ref()
+                .unwrap_err()
+                .to_string()
+                .contains("a/b/c/l")
+        );
+    }
+
+    #[tokio::test]
+    async fn root_prefix_lists_everything_with_sorted_common_prefixes() {
+        let (_dir, store) = store();
+        for k in ["z/1", "a/2/3", "m/1", "top", "b"] {
+            store
+                .put(&Path::parse(k).unwrap(), "x".into())
+                .await
+                .unwrap();
+        }
+        for prefix in [None, Some(Path::from(""))] {
+            let mut listed: Vec<String> = store
+                .list(prefix.as_ref())
+                .map(|m| m.unwrap().location.to_string())
+                .collect()
+                .await;
+            listed.sort();
+            assert_eq!(listed, ["a/2/3", "b", "m/1", "top", "z/1"]);
+            let result = store.list_with_delimiter(prefix.as_ref()).await.unwrap();
+            let prefixes: Vec<String> = result
+                .common_prefixes
+                .iter()
+                .map(|p| p.to_string())
+                .collect();
+            assert_eq!(prefixes, ["a", "m", "z"]);
+            let objects: Vec<String> = result
+                .objects
+                .iter()
+                .map(|m| m.location.to_string())
+                .collect();
+            assert_eq!(objects, ["b", "top"]);
+        }
+    }
+
+    #[tokio::test]
+    async fn etag_changes_even_when_inode_size_and_mtime_repeat() {
+        use object_store::{PutMode, UpdateVersion};
+        use std::os::unix::fs::MetadataExt;
+        let (_dir, store) = store();
+        let key = Path::parse("a/k").unwrap();
+        let path = store.root().join("a/k");
+        let mut seen: std::collections::HashMap<u64, (String, fs::Metadata)> = Default::default();
+        // Same-size rewrites until the file system hands an inode out again.
+        for i in 0..2000 {
+            let written = store.put(&key, format!("v-{i:04}").into()).await.unwrap();
+            let md = fs::metadata(&path).unwrap();
+            let Some((old_etag, old)) = seen.get(&md.ino()) else {
+                seen.insert(md.ino(), (written.e_tag.unwrap(), md));
+                continue;
+            };
+            // As on a file system with coarse timestamps: the same modification time.
+            let times = rustix::fs::Timestamps {
+                last_access: rustix::fs::Timespec {
+                    tv_sec: old.atime(),
+                    tv_nsec: old.atime_nsec() as _,
+                },
+                last_modification: rustix::fs::Timespec {
+                    tv_sec: old.mtime(),
+                    tv_nsec: old.mtime_nsec() as _,
+                },
+            };
+            rustix::fs::utimensat(rustix::fs::CWD, &path, &times, AtFlags::SYMLINK_NOFOLLOW)
+                .unwrap();
+            let now = fs::metadata(&path).unwrap();
+            assert_eq!(
+                (now.ino(), now.len(), now.modified().unwrap()),
+                (old.ino(), old.len(), old.modified().unwrap())
+            );
+            // What inode, size and mtime alone would say: the same etag.
+            assert_eq!(etag(&now, None), etag(old, None));
+            let current = store.head(&key).await.unwrap().e_tag.unwrap();
+            assert_ne!(&current, old_etag);
+            let stale = store
+                .put_opts(
+                    &key,
+                    "stale!".into(),
+                    PutMode::Update(UpdateVersion {
+                        e_tag: Some(old_etag.clone()),
+                        version: None,
+                    })
+                    .into(),
+                )
+                .await;
+            assert!(
+                matches!(stale, Err(object_store::Error::Precondition { .. })),
+                "{stale:?}"
+            );
+            let data = store.get(&key).await.unwrap().bytes().await.unwrap();
+            assert_eq!(data, format!("v-{i:04}"));
+            return;
+        }
+        panic!("the file system never reused an inode in 2000 same-size rewrites");
+    }
+
+    #[tokio::test]
+    async fn segments_up_to_255_bytes_work_and_longer_are_name_too_long() {
+        let (_dir, store) = store();
+        let ok = Path::parse(format!("a/{}", "k".repeat(255))).unwrap();
+        store.put(&ok, "x".into()).await.unwrap();
+        assert_eq!(store.get(&ok).await.unwrap().bytes().await.unwrap(), "x");
+        let long = Path::parse(format!("a/{}/b", "k".repeat(256))).unwrap();
+        for err in [
+            store.put(&long, "x".into()).await.unwrap_err(),
+            store.get(&long).await.unwrap_err(),
+            store.delete(&long).await.unwrap_err(),
+        ] {
+            assert!(err.to_string().contains("255 bytes"), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn rename_and_copy_onto_the_same_key_keep_the_object() {
+        let (_dir, store) = store();
+        let key = Path::parse("a/k").unwrap();
+        store.put(&key, "keep".into()).await.unwrap();
+        store.rename(&key, &key).await.unwrap();
+        store.copy(&key, &key).await.unwrap();
+        assert!(matches!(
+            store.copy_if_not_exists(&key, &key).await,
+            Err(object_store::Error::AlreadyExists { .. })
+        ));
+        assert!(matches!(
+            store.rename_if_not_exists(&key, &key).await,
+            Err(object_store::Error::AlreadyExists { .. })
+        ));
+        assert_eq!(
+            store.get(&key).await.unwrap().bytes().await.unwrap(),
+            "keep"
+        );
+        let missing = Path::parse("a/none").unwrap();
+        assert!(matches!(
+            store.rename(&missing, &missing).await,
+            Err(object_store::Error::NotFound { .. })
+        ));
+    }
+
+    /// Writes into folders that concurrent deletes keep pruning (each task's delete empties
+    /// the shared folders) always land: a folder pruned between being resolved and being
+    /// written into is resolved (and made) again.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn writes_into_folders_being_pruned_always_land() {
+        let (_dir, store) = store();
+        let tasks: Vec<_> = (0..8)
+            .map(|t| {
+                let store = store.clone();
+                tokio::spawn(async move {
+                    let key = Path::parse(format!("a/b/c/t{t}")).unwrap();
+                    let moved = Path::parse(format!("a/b/d/t{t}")).unwrap();
+                    for i in 0..60 {
+                        store.put(&key, format!("{t}-{i}").into()).await.unwrap();
+                        let data = store.get(&key).await.unwrap().bytes().await.unwrap();
+                        assert_eq!(data, format!("{t}-{i}"));
+                        if i % 2 == 0 {
+                            store.rename(&key, &moved).await.unwrap();
+                            store.delete(&moved).await.unwrap();
+                        } else {
+                            store.delete(&key).await.unwrap();
+                        }
+                    }
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert!(!store.root().join("a").exists(), "empty folders are pruned");
+    }
+
+    /// Overwrites, if-match updates and deletes of one key from many threads: every
+    /// successful update replaced exactly the version it named.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn updates_overwrites_and_deletes_of_one_key_are_linearisable() {
+        use object_store::{PutMode, UpdateVersion};
+        let (_dir, store) = store();
+        let key = Path::parse("a/k").unwrap();
+        let tasks: Vec<_> = (0..24)
+            .map(|t| {
+                let (store, key) = (store.clone(), key.clone());
+                tokio::spawn(async move {
+                    let mut updates = Vec::new();
+                    for i in 0..30 {
+                        let body = format!("{t}-{i}");
+                        match (t + i) % 3 {
+                            0 => {
+                                store.put(&key, body.into()).await.unwrap();
+                            }
+                            1 => {
+                                let Ok(seen) = store.head(&key).await else {
+                                    continue;
+                                };
+                                let named = seen.e_tag.clone();
+                                let put = store
+                                    .put_opts(
+                                        &key,
+                                        body.clone().into(),
+                                        PutMode::Update(UpdateVersion {
+                                            e_tag: named.clone(),
+                                            version: None,
+                                        })
+                                        .into(),
+                                    )
+                                    .await;
+                                match put {
+                                    Ok(r) => updates.push((named.unwrap(), r.e_tag.unwrap())),
+                                    Err(object_store::Error::Precondition { .. }) => {}
+                                    Err(e) => panic!("{e}"),
+                                }
+                            }
+                            _ => store.delete(&key).await.unwrap(),
+                        }
+                    }
+                    updates
+                })
+            })
+            .collect();
+        let mut updates = Vec::new();
+        for t in tasks {
+            updates.extend(t.await.unwrap());
+        }
+        // Each version was replaced by at most one successful update.
+        let mut named: Vec<_> = updates.iter().map(|(n, _)| n.clone()).collect();
+        let total = named.len();
+        named.sort();
+        named.dedup();
+        assert_eq!(named.len(), total, "two updates replaced the same version");
+        assert!(total > 0);
     }
 
     #[tokio::test]

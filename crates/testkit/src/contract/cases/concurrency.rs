@@ -7,7 +7,10 @@
 use bytes::Bytes;
 use tokio::task::JoinSet;
 
-use maskstore_backends::Storage;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use maskstore_backends::{Error, Storage, WriteMode, WriteOptions};
 use maskstore_core::ObjectKey;
 
 use super::{data, key};
@@ -91,5 +94,129 @@ pub async fn concurrent_puts_of_distinct_keys_all_land(s: Storage) {
     }
     for k in &keys {
         assert_eq!(data(&s, k).await, k.to_string());
+    }
+}
+
+/// One acknowledged change of the contended key: when it ran, and the etag it wrote.
+#[derive(Debug, Clone)]
+struct Change {
+    start: Instant,
+    end: Instant,
+    /// `None` for a delete.
+    wrote: Option<String>,
+}
+
+/// A successful if-match update: when it ran, and the version it named and when that
+/// version was seen current.
+#[derive(Debug)]
+struct Update {
+    named: String,
+    seen_at: Instant,
+    start: Instant,
+}
+
+/// 50 tasks mixing overwrites, if-match updates and deletes of one key never lose an
+/// acknowledged write: no two successful updates name the same version, and no change
+/// acknowledged entirely between seeing a version and an update naming it lets that update
+/// succeed (the update would have replaced a version other than the one it named).
+pub async fn fifty_tasks_mixing_overwrite_update_and_delete_never_lose_a_write(s: Storage) {
+    let k = key(&s, "linearisable.bin");
+    let changes = Arc::new(Mutex::new(Vec::<Change>::new()));
+    let updates = Arc::new(Mutex::new(Vec::<Update>::new()));
+    let tasks: Vec<_> = (0..50usize)
+        .map(|t| {
+            let (s, k) = (s.clone(), k.clone());
+            let (changes, updates) = (Arc::clone(&changes), Arc::clone(&updates));
+            tokio::spawn(async move {
+                for i in 0..8usize {
+                    // Every body differs, so every version has its own etag on every backend.
+                    let body = format!("task {t} step {i}");
+                    match (t + i) % 4 {
+                        0 => {
+                            let start = Instant::now();
+                            let etag = s.put(&k, body).await.unwrap().etag.unwrap();
+                            let end = Instant::now();
+                            changes.lock().unwrap().push(Change {
+                                start,
+                                end,
+                                wrote: Some(etag),
+                            });
+                        }
+                        3 => {
+                            let start = Instant::now();
+                            s.delete(&k).await.unwrap();
+                            let end = Instant::now();
+                            changes.lock().unwrap().push(Change {
+                                start,
+                                end,
+                                wrote: None,
+                            });
+                        }
+                        _ => {
+                            let Ok(seen) = s.head(&k).await else { continue };
+                            let seen_at = Instant::now();
+                            let named = seen.etag.unwrap();
+                            let options = WriteOptions::default()
+                                .with_mode(WriteMode::IfMatch(named.clone()));
+                            let start = Instant::now();
+                            match s.put_with(&k, body, &options).await {
+                                Ok(out) => {
+                                    let end = Instant::now();
+                                    changes.lock().unwrap().push(Change {
+                                        start,
+                                        end,
+                                        wrote: out.etag,
+                                    });
+                                    updates.lock().unwrap().push(Update {
+                                        named,
+                                        seen_at,
+                                        start,
+                                    });
+                                }
+                                Err(Error::Precondition { .. }) => {}
+                                Err(e) => panic!("update: {e}"),
+                            }
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    let changes = std::mem::take(&mut *changes.lock().unwrap());
+    let updates = std::mem::take(&mut *updates.lock().unwrap());
+    let mut named: Vec<&str> = updates.iter().map(|u| u.named.as_str()).collect();
+    let succeeded = named.len();
+    named.sort_unstable();
+    named.dedup();
+    assert_eq!(
+        named.len(),
+        succeeded,
+        "two updates replaced the same version"
+    );
+    for update in updates.iter() {
+        let between = changes
+            .iter()
+            .find(|c| c.start > update.seen_at && c.end < update.start);
+        assert!(
+            between.is_none(),
+            "an update naming {} succeeded although {between:?} was acknowledged after that \
+             version was seen and before the update began",
+            update.named
+        );
+    }
+    // The key ends as the last acknowledged write left it, readable whole.
+    if let Ok(object) = s.get(&k).await {
+        let body = String::from_utf8(object.data.to_vec()).unwrap();
+        assert!(body.starts_with("task "), "{body}");
+        let etag = object.info.etag.unwrap();
+        assert!(
+            changes
+                .iter()
+                .any(|c| c.wrote.as_deref() == Some(etag.as_str())),
+            "the final version {etag} was never acknowledged"
+        );
     }
 }

@@ -54,3 +54,15 @@ pub async fn copy_if_absent_to_an_existing_key_is_already_exists(s: Storage) {
     );
     assert_eq!(data(&s, &to).await, "old");
 }
+
+/// Copying an object onto itself keeps it; create-only finds the key taken; a missing key
+/// is NotFound.
+pub async fn copy_onto_itself_keeps_the_object(s: Storage) {
+    let k = put(&s, "self.bin", "kept").await;
+    s.copy(&k, &k).await.unwrap();
+    assert_eq!(data(&s, &k).await, "kept");
+    assert_err!(s.copy_if_absent(&k, &k).await, Error::AlreadyExists { .. });
+    assert_eq!(data(&s, &k).await, "kept");
+    let missing = key(&s, "missing.bin");
+    assert_err!(s.copy(&missing, &missing).await, Error::NotFound { .. });
+}

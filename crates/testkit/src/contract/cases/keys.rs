@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use maskstore_backends::{Error, Storage, WriteOptions};
-use maskstore_core::{MAX_KEY_BYTES, ObjectKey};
+use maskstore_core::{MAX_KEY_BYTES, MAX_SEGMENT_BYTES, ObjectKey};
 
 use super::{counted, data, key, listed};
 
@@ -127,4 +127,41 @@ pub async fn key_outside_the_prefix_is_refused_before_io(s: Storage) {
         0,
         "a refused key reached the backend"
     );
+}
+
+/// A segment of 255 bytes (the longest file name) round-trips.
+pub async fn segment_of_255_bytes_round_trips(s: Storage) {
+    unusual_key_round_trips(&s, &format!("long/{}", "s".repeat(MAX_SEGMENT_BYTES))).await;
+}
+
+/// A segment of 256 bytes is refused, naming the segment and the rule, before I/O.
+pub async fn segment_of_256_bytes_is_refused(s: Storage) {
+    let (s, calls) = counted(&s);
+    match s.key(&format!("long/{}/x.png", "s".repeat(MAX_SEGMENT_BYTES + 1))) {
+        Err(Error::InvalidKey { reason, .. }) => {
+            assert!(reason.contains("256 bytes"), "{reason}");
+            assert!(reason.contains("\"ssss"), "{reason}");
+        }
+        other => panic!("expected InvalidKey, got {other:?}"),
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+}
+
+/// Unicode format characters (a right-to-left override, zero-width space and joiner, a
+/// byte order mark) are refused, naming the segment and the character.
+pub async fn unicode_format_character_is_refused(s: Storage) {
+    for (c, code) in [
+        ('\u{202E}', "U+202E"),
+        ('\u{200B}', "U+200B"),
+        ('\u{200D}', "U+200D"),
+        ('\u{FEFF}', "U+FEFF"),
+    ] {
+        match s.key(&format!("scans/evil{c}gnp.exe")) {
+            Err(Error::InvalidKey { reason, .. }) => {
+                assert!(reason.contains(code), "{reason}");
+                assert!(reason.contains("segment \"evil"), "{reason}");
+            }
+            other => panic!("{code}: expected InvalidKey, got {other:?}"),
+        }
+    }
 }

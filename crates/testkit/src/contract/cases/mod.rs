@@ -130,12 +130,14 @@ cases! {
         copy_from_missing_source_is_not_found,
         copy_if_absent_to_a_new_key_copies,
         copy_if_absent_to_an_existing_key_is_already_exists,
+        copy_onto_itself_keeps_the_object,
     ],
     rename / Nothing: [
         rename_moves_the_object,
         rename_overwrites_the_destination,
         rename_of_missing_source_is_not_found,
         rename_if_absent_to_an_existing_key_keeps_both,
+        rename_onto_itself_keeps_the_object,
     ],
     conditional / Nothing: [
         create_only_put_on_a_new_key_writes,
@@ -167,12 +169,16 @@ cases! {
         control_character_is_refused,
         backslash_is_refused,
         key_over_1024_bytes_is_refused,
+        segment_of_255_bytes_round_trips,
+        segment_of_256_bytes_is_refused,
+        unicode_format_character_is_refused,
         key_outside_the_prefix_is_refused_before_io,
     ],
     concurrency / Nothing: [
         fifty_writers_and_readers_see_only_whole_versions,
         hundred_writers_and_readers_of_different_sizes_see_whole_versions,
         concurrent_puts_of_distinct_keys_all_land,
+        fifty_tasks_mixing_overwrite_update_and_delete_never_lose_a_write,
     ],
     isolation / Nothing: [
         storages_with_different_prefixes_never_see_each_other,

@@ -59,3 +59,18 @@ pub async fn rename_if_absent_to_an_existing_key_keeps_both(s: Storage) {
     assert!(!s.exists(&from).await.unwrap());
     assert_eq!(data(&s, &fresh).await, "a");
 }
+
+/// Renaming an object onto itself keeps it; create-only finds the key taken; a missing
+/// key is NotFound.
+pub async fn rename_onto_itself_keeps_the_object(s: Storage) {
+    let k = put(&s, "self.bin", "kept").await;
+    s.rename(&k, &k).await.unwrap();
+    assert_eq!(data(&s, &k).await, "kept");
+    assert_err!(
+        s.rename_if_absent(&k, &k).await,
+        Error::AlreadyExists { .. }
+    );
+    assert_eq!(data(&s, &k).await, "kept");
+    let missing = key(&s, "missing.bin");
+    assert_err!(s.rename(&missing, &missing).await, Error::NotFound { .. });
+}

@@ -1,0 +1,105 @@
+//! Content type, content headers and user metadata of a local object, kept in one extended
+//! attribute of its data file so that data and attributes change together.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::path::Path as FsPath;
+
+use object_store::{Attribute, AttributeValue, Attributes};
+use serde::{Deserialize, Serialize};
+
+use maskstore_backends::DEFAULT_CONTENT_TYPE;
+
+/// The extended attribute holding a local object's attributes.
+pub(crate) const XATTR: &str = "user.maskstore.attributes";
+
+/// Attributes as stored in the `user.maskstore.attributes` extended attribute.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct StoredAttributes {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    content_type: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    content_disposition: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    content_encoding: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    content_language: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    cache_control: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    metadata: BTreeMap<String, String>,
+}
+
+impl StoredAttributes {
+    pub(crate) fn from_attributes(attributes: &Attributes) -> Self {
+        let mut stored = StoredAttributes::default();
+        for (key, value) in attributes {
+            let text = value.to_string();
+            match key {
+                // The default is what a read reports anyway; storing it would make every
+                // put need extended attributes.
+                Attribute::ContentType if text == DEFAULT_CONTENT_TYPE => {}
+                Attribute::ContentType => stored.content_type = Some(text),
+                Attribute::ContentDisposition => stored.content_disposition = Some(text),
+                Attribute::ContentEncoding => stored.content_encoding = Some(text),
+                Attribute::ContentLanguage => stored.content_language = Some(text),
+                Attribute::CacheControl => stored.cache_control = Some(text),
+                Attribute::Metadata(name) => {
+                    stored.metadata.insert(name.to_string(), text);
+                }
+                // Storage classes mean nothing on local disk.
+                _ => {}
+            }
+        }
+        stored
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.content_type.is_none()
+            && self.content_disposition.is_none()
+            && self.content_encoding.is_none()
+            && self.content_language.is_none()
+            && self.cache_control.is_none()
+            && self.metadata.is_empty()
+    }
+
+    fn into_attributes(self) -> Attributes {
+        let mut attributes = Attributes::new();
+        let mut put = |key: Attribute, value: Option<String>| {
+            if let Some(value) = value {
+                attributes.insert(key, AttributeValue::from(value));
+            }
+        };
+        put(Attribute::ContentType, self.content_type);
+        put(Attribute::ContentDisposition, self.content_disposition);
+        put(Attribute::ContentEncoding, self.content_encoding);
+        put(Attribute::ContentLanguage, self.content_language);
+        put(Attribute::CacheControl, self.cache_control);
+        for (name, value) in self.metadata {
+            attributes.insert(
+                Attribute::Metadata(name.into()),
+                AttributeValue::from(value),
+            );
+        }
+        attributes
+    }
+}
+
+pub(crate) fn read_attributes(file: &File) -> Attributes {
+    match xattr::FileExt::get_xattr(file, XATTR) {
+        Ok(Some(json)) => serde_json::from_slice::<StoredAttributes>(&json)
+            .map(StoredAttributes::into_attributes)
+            .unwrap_or_default(),
+        _ => Attributes::new(),
+    }
+}
+
+/// Whether the file system under `tmp` keeps extended attributes.
+pub(crate) fn probe_xattrs(tmp: &FsPath) -> bool {
+    let path = tmp.join(format!("xattr-probe-{:016x}", rand::random::<u64>()));
+    let ok = File::create(&path)
+        .and_then(|f| xattr::FileExt::set_xattr(&f, XATTR, b"{}"))
+        .is_ok();
+    let _ = fs::remove_file(&path);
+    ok
+}

@@ -213,36 +213,26 @@ fn sync_delete_refuses_wrong_sources_and_unconfirmed_deletes_on_seaweedfs() {
 #[test]
 fn sync_delete_flags_are_checked() {
     let dir = tempfile::tempdir().unwrap();
-    for args in [
-        &["sync", "--from", "a", "--to", "b", "--yes"][..],
-        &[
-            "sync",
-            "--from",
-            "a",
-            "--to",
-            "b",
-            "--delete",
-            "--max-delete",
-            "1.5",
-        ][..],
-        &[
-            "sync",
-            "--from",
-            "a",
-            "--to",
-            "b",
-            "--delete",
-            "--max-delete",
-            "-1",
-        ][..],
-    ] {
-        let out = maskstore(dir.path(), args, &[]);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            text(&out.stderr)
+    let out = maskstore(
+        dir.path(),
+        &["sync", "--from", "a", "--to", "b", "--yes"],
+        &[],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--delete"), "{err}");
+    // Every value outside 0..=1 reaches the share parser (`=`, so "-1" is not read as a
+    // flag) and is refused naming the share.
+    for value in ["1.5", "-1", "NaN", "inf", "-0.1", "", "a quarter"] {
+        let flag = format!("--max-delete={value}");
+        let out = maskstore(
+            dir.path(),
+            &["sync", "--from", "a", "--to", "b", "--delete", &flag],
+            &[],
         );
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        assert!(err.contains("is not a share from 0 to 1"), "{flag}: {err}");
     }
 }
 

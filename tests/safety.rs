@@ -577,6 +577,7 @@ fn put_meta_refuses_malformed_metadata_before_sending() {
         ("novalue", "NAME=VALUE"),
         ("bad name=1", "lowercase"),
         ("ok=caf\u{e9}", "printable ASCII"),
+        ("ok= padded ", "space"),
         // sync's record of the source version: set by hand, it would make sync skip.
         ("Maskstore-Source-Etag=\"abc\"", "sync"),
     ] {

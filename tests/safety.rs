@@ -210,6 +210,40 @@ fn sync_delete_refuses_wrong_sources_and_unconfirmed_deletes_on_seaweedfs() {
     sync_delete_refusals(Destination::SeaweedFs(&server));
 }
 
+/// A source whose subfolder is a symlink lists only the rest (symlinks are never
+/// followed): too little to refuse, so the listing says so where the operator asked.
+#[test]
+fn a_symlinked_source_subfolder_is_named_before_deletes_are_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let src = local_config(d, "src.toml", "./src", "mask/");
+    let dst = local_config(d, "dst.toml", "./dst", "mask/");
+    let run = |args: &[&str]| maskstore(d, args, &[]);
+    std::fs::write(d.join("f"), b"mask").unwrap();
+    for name in ["a.png", "b.png", "c.png", "moved/d.png"] {
+        succeeded(&run(&[
+            "--config",
+            &src,
+            "put",
+            "f",
+            &format!("mask/{name}"),
+        ]));
+    }
+    succeeded(&run(&["sync", "--from", &src, "--to", &dst]));
+    // The folder moved to another disk and linked back.
+    std::fs::rename(d.join("src/mask/moved"), d.join("elsewhere")).unwrap();
+    std::os::unix::fs::symlink(d.join("elsewhere"), d.join("src/mask/moved")).unwrap();
+    let out = run(&["sync", "--from", &src, "--to", &dst, "--delete"]);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("about to delete 1 objects"), "{err}");
+    assert!(
+        err.contains("symlink") && err.contains("mask/moved"),
+        "the skipped symlink went unmentioned: {err}"
+    );
+    assert!(d.join("dst/mask/moved/d.png").exists());
+}
+
 #[test]
 fn sync_delete_flags_are_checked() {
     let dir = tempfile::tempdir().unwrap();

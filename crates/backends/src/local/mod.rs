@@ -550,6 +550,15 @@ impl Inner {
                     continue;
                 }
             };
+            if entry.file_type().is_symlink() {
+                // Never followed, so what it points to is missing from the listing: say so
+                // (a sync --delete from here would delete it at the destination).
+                tracing::warn!(
+                    path = %entry.path().display(),
+                    "skipping a symlink below the local root: maskstore never follows symlinks, so nothing behind it is listed"
+                );
+                continue;
+            }
             if !entry.file_type().is_file() {
                 continue;
             }

@@ -244,6 +244,61 @@ fn a_symlinked_source_subfolder_is_named_before_deletes_are_asked() {
     assert!(d.join("dst/mask/moved/d.png").exists());
 }
 
+/// A source folder whose files cannot be examined (`chmod -R 644` took the folders'
+/// search bit) fails the listing instead of leaving those files out of it.
+#[test]
+fn a_source_listing_that_cannot_examine_a_file_fails_instead_of_skipping_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let src = local_config(d, "src.toml", "./src", "mask/");
+    for name in ["ok.png", "locked/x.png"] {
+        succeeded(&maskstore(
+            d,
+            &["--config", &src, "put", "src.toml", &format!("mask/{name}")],
+            &[],
+        ));
+    }
+    // Root ignores permissions: run as nobody, over files nobody owns.
+    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(d).unwrap()) == 0;
+    if root {
+        let out = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(d)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let locked = d.join("src/mask/locked");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut command = if root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_maskstore"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_maskstore"))
+    };
+    let out = command
+        .args(["--config", &src, "ls"])
+        .current_dir(d)
+        .env_clear()
+        .output()
+        .unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let err = text(&out.stderr);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "listed without the locked file: {}",
+        text(&out.stdout)
+    );
+    assert!(
+        err.contains("mask/locked/x.png") || err.contains("ermission"),
+        "{err}"
+    );
+}
+
 #[test]
 fn sync_delete_flags_are_checked() {
     let dir = tempfile::tempdir().unwrap();

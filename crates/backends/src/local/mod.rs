@@ -562,7 +562,27 @@ impl Inner {
             if !entry.file_type().is_file() {
                 continue;
             }
-            let Ok(md) = entry.metadata() else { continue };
+            let md = match entry.metadata() {
+                Ok(md) => md,
+                Err(e)
+                    if e.io_error()
+                        .is_some_and(|e| e.kind() == io::ErrorKind::NotFound) =>
+                {
+                    continue;
+                }
+                // Never a silent gap: a listing missing a file it cannot examine would
+                // have sync --delete delete that file's copy.
+                Err(e) => {
+                    let e = LocalError::Io {
+                        key: format!("(listing {})", entry.path().display()),
+                        source: e.into(),
+                    };
+                    if !emit(Err(e.into())) {
+                        return;
+                    }
+                    continue;
+                }
+            };
             let Some(meta) = self.meta_of(entry.path(), &md) else {
                 tracing::warn!(path = %entry.path().display(), "skipping a file whose name is not a valid key");
                 continue;

@@ -210,39 +210,118 @@ fn sync_delete_refuses_wrong_sources_and_unconfirmed_deletes_on_seaweedfs() {
     sync_delete_refusals(Destination::SeaweedFs(&server));
 }
 
+/// A source whose subfolder is a symlink cannot list what lies behind it (symlinks are
+/// never followed): the listing fails naming the symlink, and nothing is deleted.
+#[test]
+fn a_symlinked_source_subfolder_is_named_before_deletes_are_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let src = local_config(d, "src.toml", "./src", "mask/");
+    let dst = local_config(d, "dst.toml", "./dst", "mask/");
+    let run = |args: &[&str]| maskstore(d, args, &[]);
+    std::fs::write(d.join("f"), b"mask").unwrap();
+    for name in ["a.png", "b.png", "c.png", "moved/d.png"] {
+        succeeded(&run(&[
+            "--config",
+            &src,
+            "put",
+            "f",
+            &format!("mask/{name}"),
+        ]));
+    }
+    succeeded(&run(&["sync", "--from", &src, "--to", &dst]));
+    // The folder moved to another disk and linked back.
+    std::fs::rename(d.join("src/mask/moved"), d.join("elsewhere")).unwrap();
+    std::os::unix::fs::symlink(d.join("elsewhere"), d.join("src/mask/moved")).unwrap();
+    let out = run(&["sync", "--from", &src, "--to", &dst, "--delete"]);
+    let err = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{err}");
+    assert!(!err.contains("about to delete"), "planned deletes: {err}");
+    assert!(
+        err.contains("symlink") && err.contains("mask/moved"),
+        "the symlink went unmentioned: {err}"
+    );
+    assert!(d.join("dst/mask/moved/d.png").exists());
+}
+
+/// A source folder whose files cannot be examined (`chmod -R 644` took the folders'
+/// search bit) fails the listing instead of leaving those files out of it.
+#[test]
+fn a_source_listing_that_cannot_examine_a_file_fails_instead_of_skipping_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let src = local_config(d, "src.toml", "./src", "mask/");
+    for name in ["ok.png", "locked/x.png"] {
+        succeeded(&maskstore(
+            d,
+            &["--config", &src, "put", "src.toml", &format!("mask/{name}")],
+            &[],
+        ));
+    }
+    // Root ignores permissions: run as nobody, over files nobody owns.
+    let root = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(d).unwrap()) == 0;
+    if root {
+        let out = Command::new("chown")
+            .args(["-R", "65534:65534"])
+            .arg(d)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let locked = d.join("src/mask/locked");
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let mut command = if root {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(env!("CARGO_BIN_EXE_maskstore"));
+        c
+    } else {
+        Command::new(env!("CARGO_BIN_EXE_maskstore"))
+    };
+    let out = command
+        .args(["--config", &src, "ls"])
+        .current_dir(d)
+        .env_clear()
+        .output()
+        .unwrap();
+    std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let err = text(&out.stderr);
+    assert_ne!(
+        out.status.code(),
+        Some(0),
+        "listed without the locked file: {}",
+        text(&out.stdout)
+    );
+    assert!(
+        err.contains("mask/locked/x.png") || err.contains("ermission"),
+        "{err}"
+    );
+}
+
 #[test]
 fn sync_delete_flags_are_checked() {
     let dir = tempfile::tempdir().unwrap();
-    for args in [
-        &["sync", "--from", "a", "--to", "b", "--yes"][..],
-        &[
-            "sync",
-            "--from",
-            "a",
-            "--to",
-            "b",
-            "--delete",
-            "--max-delete",
-            "1.5",
-        ][..],
-        &[
-            "sync",
-            "--from",
-            "a",
-            "--to",
-            "b",
-            "--delete",
-            "--max-delete",
-            "-1",
-        ][..],
-    ] {
-        let out = maskstore(dir.path(), args, &[]);
-        assert_eq!(
-            out.status.code(),
-            Some(2),
-            "{args:?}: {}",
-            text(&out.stderr)
+    let out = maskstore(
+        dir.path(),
+        &["sync", "--from", "a", "--to", "b", "--yes"],
+        &[],
+    );
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("--delete"), "{err}");
+    // Every value outside 0..=1 reaches the share parser (`=`, so "-1" is not read as a
+    // flag) and is refused naming the share.
+    for value in ["1.5", "-1", "NaN", "inf", "-0.1", "", "a quarter"] {
+        let flag = format!("--max-delete={value}");
+        let out = maskstore(
+            dir.path(),
+            &["sync", "--from", "a", "--to", "b", "--delete", &flag],
+            &[],
         );
+        let err = text(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{flag}: {err}");
+        assert!(err.contains("is not a share from 0 to 1"), "{flag}: {err}");
     }
 }
 
@@ -587,6 +666,9 @@ fn put_meta_refuses_malformed_metadata_before_sending() {
         ("novalue", "NAME=VALUE"),
         ("bad name=1", "lowercase"),
         ("ok=caf\u{e9}", "printable ASCII"),
+        ("ok= padded ", "space"),
+        // sync's record of the source version: set by hand, it would make sync skip.
+        ("Maskstore-Source-Etag=\"abc\"", "sync"),
     ] {
         let out = maskstore(dir.path(), &["put", "f", "mask/a.bin", "--meta", meta], &[]);
         let err = text(&out.stderr);

@@ -66,15 +66,17 @@ pub(crate) async fn preflight(config: &Config, origin: &str) -> Result<Verdict, 
     let status = response.status();
     let allow_origin = header("access-control-allow-origin");
     let allow_methods = header("access-control-allow-methods").unwrap_or_default();
-    let body = if status.is_success() {
-        Vec::new()
-    } else {
-        response
-            .bytes()
-            .await
-            .map(|b| b.to_vec())
-            .unwrap_or_default()
-    };
+    // Only the start of an error body is read: enough for its <Code>, never all of
+    // whatever the endpoint sends.
+    let mut body = Vec::new();
+    if !status.is_success() {
+        let mut response = response;
+        while body.len() < ERROR_BODY_LIMIT
+            && let Ok(Some(chunk)) = response.chunk().await
+        {
+            body.extend_from_slice(&chunk[..chunk.len().min(ERROR_BODY_LIMIT - body.len())]);
+        }
+    }
     let verdict = verdict(
         &url,
         origin,
@@ -138,10 +140,14 @@ fn verdict(
     }
 }
 
+/// How much of an error answer's body is read for its S3 error code.
+const ERROR_BODY_LIMIT: usize = 8192;
+
 /// The `<Code>` of an S3 error body, if it has a plausible one (letters and digits only,
 /// so nothing else a server sends reaches the terminal).
 fn error_code(body: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(body.get(..body.len().min(8192))?).ok()?;
+    // Lossy: the read may stop inside a character.
+    let text = String::from_utf8_lossy(&body[..body.len().min(ERROR_BODY_LIMIT)]);
     let start = text.find("<Code>")? + "<Code>".len();
     let code = &text[start..start + text[start..].find("</Code>")?];
     (!code.is_empty() && code.len() <= 64 && code.chars().all(|c| c.is_ascii_alphanumeric()))
@@ -204,6 +210,60 @@ mod tests {
         assert!(v.detail.contains("answered 500,"), "{}", v.detail);
         assert!(!v.detail.contains("evil"), "{}", v.detail);
         assert_eq!(error_code(b"<Code>unterminated"), None);
+        // A body cut inside a character (as the bounded read may) still has its code.
+        let mut cut = b"<Error><Code>NotImplemented</Code><Message>".to_vec();
+        cut.extend_from_slice(&"\u{d55c}".as_bytes()[..2]);
+        assert_eq!(error_code(&cut).as_deref(), Some("NotImplemented"));
+    }
+
+    /// An endpoint answering the preflight 501 with an S3 error, then a body that never
+    /// ends: the doctor reads a few KiB of it, not the whole stream until the timeout.
+    #[tokio::test]
+    async fn an_endless_error_body_is_read_only_as_far_as_the_code() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = [0u8; 4096];
+            let _ = socket.read(&mut request).await;
+            let head = "HTTP/1.1 501 Not Implemented\r\nContent-Length: 1000000000000\r\n\r\n\
+                        <Error><Code>NotImplemented</Code></Error>";
+            socket.write_all(head.as_bytes()).await.unwrap();
+            // 64 MiB of filler at most, then the connection stays open.
+            let filler = vec![b' '; 1024 * 1024];
+            let mut sent = 0usize;
+            for _ in 0..64 {
+                if socket.write_all(&filler).await.is_err() {
+                    return sent;
+                }
+                sent += filler.len();
+            }
+            tokio::time::sleep(std::time::Duration::from_secs(30)).await;
+            sent
+        });
+        let config = Config::s3("probe-bucket", "us-east-1")
+            .unwrap()
+            .with_endpoint(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .with_credentials(
+                "AKIAPROBE",
+                maskstore::Secret::new("probe-secret-0123456789"),
+            );
+        let started = std::time::Instant::now();
+        let verdict = preflight(&config, ORIGIN)
+            .await
+            .map_err(|f| f.message)
+            .unwrap();
+        assert!(
+            verdict.detail.contains("501 NotImplemented"),
+            "{}",
+            verdict.detail
+        );
+        // Not a timing assert on speed: the 10 s request timeout is what the unbounded
+        // read waited for.
+        assert!(started.elapsed() < std::time::Duration::from_secs(9));
+        server.abort();
     }
 
     #[test]

@@ -54,13 +54,17 @@ pub(crate) async fn to_file(
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    let pending = PendingFile::create(&dir, path).map_err(|e| Failure {
-        message: format!("cannot write into {}: {e}", dir.display()),
-        code: 1,
-    })?;
     // A file replaced keeps its mode (a 0600 mask stays private); a new one gets what cp
-    // would give it, 0666 less the umask (applied by the kernel at creation).
-    if let Some(mode) = existing_mode(path) {
+    // would give it, 0666 less the umask (applied by the kernel at creation). The file is
+    // created no more open than that, so nobody can open it before the mode is set.
+    let existing = existing_mode(path);
+    let pending =
+        PendingFile::create(&dir, path, existing.unwrap_or(0o666)).map_err(|e| Failure {
+            message: format!("cannot write into {}: {e}", dir.display()),
+            code: 1,
+        })?;
+    // Exactly the old mode, bits the umask removed at creation included.
+    if let Some(mode) = existing {
         use std::os::unix::fs::PermissionsExt;
         pending
             .file
@@ -206,13 +210,14 @@ struct PendingFile {
 }
 
 impl PendingFile {
-    fn create(dir: &Path, target: &Path) -> std::io::Result<PendingFile> {
+    /// A pending file created with `mode` (less the umask).
+    fn create(dir: &Path, target: &Path, mode: u32) -> std::io::Result<PendingFile> {
         #[cfg(target_os = "linux")]
         {
             use std::os::unix::fs::OpenOptionsExt;
             let unnamed = std::fs::OpenOptions::new()
                 .write(true)
-                .mode(0o666)
+                .mode(mode)
                 .custom_flags(libc::O_TMPFILE)
                 .open(dir);
             if let Ok(file) = unnamed {
@@ -223,6 +228,13 @@ impl PendingFile {
                 });
             }
         }
+        PendingFile::create_named(dir, target, mode)
+    }
+
+    /// A pending file under a hidden temporary name, created with `mode` (less the umask):
+    /// visible in the folder, so never more open than the download will be.
+    fn create_named(dir: &Path, target: &Path, mode: u32) -> std::io::Result<PendingFile> {
+        use std::os::unix::fs::OpenOptionsExt;
         let name = dir.join(format!(
             ".{}.maskstore-partial-{:016x}",
             target
@@ -234,6 +246,7 @@ impl PendingFile {
         let file = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)
+            .mode(mode)
             .open(&name)?;
         Ok(PendingFile {
             file,
@@ -316,6 +329,23 @@ mod tests {
         nudge.written(2 * FLUSH_STEP);
         let err = flusher.finish().unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput, "{err}");
+    }
+
+    #[test]
+    fn a_named_pending_file_is_never_more_open_than_its_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let pending =
+            PendingFile::create_named(dir.path(), &dir.path().join("private.png"), 0o600).unwrap();
+        let name = pending.named.clone().unwrap();
+        let mode = std::fs::metadata(&name).unwrap().permissions().mode() & 0o777;
+        assert_eq!(
+            mode & 0o077,
+            0,
+            "created {mode:o}: others could open it first"
+        );
+        drop(pending);
+        assert!(!name.exists(), "a dropped pending file stays");
     }
 
     #[test]

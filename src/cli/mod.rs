@@ -77,7 +77,8 @@ enum Command {
         /// The content type (default: from the mask extension, else application/octet-stream).
         #[arg(long, value_name = "TYPE")]
         content_type: Option<String>,
-        /// User metadata to store with it (repeatable): lowercase name, printable ASCII value.
+        /// User metadata to store with it (repeatable): lowercase name, printable ASCII value
+        /// without leading or trailing spaces.
         #[arg(long = "meta", value_name = "NAME=VALUE")]
         meta: Vec<String>,
     },

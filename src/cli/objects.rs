@@ -148,8 +148,9 @@ pub(crate) async fn stat(storage: &Storage, key_text: &str, as_json: bool) -> Re
     Ok(())
 }
 
-/// Reads `put --meta NAME=VALUE` flags into user metadata, refusing a malformed or
-/// repeated name and anything S3 would not store (see [`WriteOptions::validate`]).
+/// Reads `put --meta NAME=VALUE` flags into user metadata, refusing a malformed, repeated
+/// or reserved (sync's) name and anything S3 would not store (see
+/// [`WriteOptions::validate`]).
 pub(crate) fn parse_metadata(flags: &[String]) -> Result<BTreeMap<String, String>, Failure> {
     let mut metadata = BTreeMap::new();
     for flag in flags {
@@ -162,6 +163,14 @@ pub(crate) fn parse_metadata(flags: &[String]) -> Result<BTreeMap<String, String
             });
         };
         let name = name.trim().to_ascii_lowercase();
+        if name == maskstore::sync::SOURCE_ETAG {
+            return Err(Failure {
+                message: format!(
+                    "--meta {name} is written by sync to record the source version it copied; set by hand it would make sync skip this object, so choose another name"
+                ),
+                code: 2,
+            });
+        }
         if metadata.insert(name.clone(), value.to_string()).is_some() {
             return Err(Failure {
                 message: format!("--meta {name} is given twice; give each name once"),

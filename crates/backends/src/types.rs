@@ -57,7 +57,8 @@ impl WriteOptions {
 
     /// Checks the metadata against the rules every backend can keep: names of 1..=64
     /// lowercase ASCII letters, digits and `-` (S3 sends them as case-insensitive HTTP
-    /// headers), values of printable ASCII, 2 KiB in all (S3's limit).
+    /// headers), values of printable ASCII without outer spaces (HTTP drops them), 2 KiB
+    /// in all (S3's limit).
     pub fn validate(&self) -> Result<()> {
         let mut total = 0;
         for (name, value) in &self.metadata {
@@ -76,6 +77,15 @@ impl WriteOptions {
                 return Err(Error::InvalidMetadata {
                     name: name.clone(),
                     reason: "values are printable ASCII; percent-encode anything else".to_string(),
+                });
+            }
+            // S3 sends values as HTTP header fields, which drop outer whitespace.
+            if value.starts_with(' ') || value.ends_with(' ') {
+                return Err(Error::InvalidMetadata {
+                    name: name.clone(),
+                    reason: "a value cannot start or end with a space (S3 would drop it); \
+                             trim it or percent-encode the space"
+                        .to_string(),
                 });
             }
             total += name.len() + value.len();

@@ -212,7 +212,7 @@ impl ConfigLoader {
 
 /// The error for a file that is not TOML. The parser's own message is left out: it quotes
 /// the offending value, which may be a secret (an unquoted all-digit `secret_key`). Only
-/// the position and the key named on that line are shown.
+/// the position and, when the line starts with a known key, that key are shown.
 fn syntax_error(text: &str, e: &toml::de::Error, origin: &Origin) -> Error {
     let Some(span) = e.span() else {
         return Error::config(
@@ -230,11 +230,16 @@ fn syntax_error(text: &str, e: &toml::de::Error, origin: &Origin) -> Error {
     let key = line_text
         .split_once('=')
         .map(|(key, _)| key.trim())
+        // Only a key maskstore knows: the text before an '=' may be a pasted secret.
         .filter(|key| {
-            !key.is_empty()
-                && key
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.')
+            SCHEMA.iter().any(|known| {
+                known.name() == *key
+                    || known
+                        .name()
+                        .strip_prefix(known.section())
+                        .and_then(|leaf| leaf.strip_prefix('.'))
+                        == Some(*key)
+            })
         });
     let place = match key {
         Some(key) => format!("line {line}, column {column} (the value of {key})"),

@@ -769,6 +769,43 @@ fn an_unquoted_all_digit_secret_is_never_echoed_by_a_parse_error() {
 }
 
 #[test]
+fn a_syntax_error_names_only_a_known_key_never_other_text_of_the_line() {
+    // A secret pasted on the line after its key, base64 padding included: the text
+    // before the '=' is the secret, not a key, and must not be shown as one.
+    let secret = "c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0";
+    for text in [
+        format!("[object_storage]\nsecret_key =\n  {secret}==\n"),
+        format!("[gateway]\n{secret}=x=y\n"),
+    ] {
+        let mut loader = ConfigLoader::new();
+        let err = loader
+            .add_toml(Origin::File("config/production.toml".into()), &text)
+            .unwrap_err();
+        let (_, _, shown) = config_error(Err(err));
+        assert!(!shown.contains(&secret[..12]), "echoed the secret: {shown}");
+        assert!(shown.contains("line "), "{shown}");
+    }
+    // A known key on the line is still named, leaf or dotted.
+    for (text, named) in [
+        (
+            "[object_storage]\nrequest_timeout = 3x\n",
+            "request_timeout",
+        ),
+        (
+            "object_storage.request_timeout = 3x\n",
+            "object_storage.request_timeout",
+        ),
+    ] {
+        let mut loader = ConfigLoader::new();
+        let err = loader
+            .add_toml(Origin::File("config/production.toml".into()), text)
+            .unwrap_err();
+        let (_, _, shown) = config_error(Err(err));
+        assert!(shown.contains(&format!("the value of {named}")), "{shown}");
+    }
+}
+
+#[test]
 fn every_duration_has_a_documented_bound_checked_at_load() {
     let mut bounded = 0;
     for key in SCHEMA {

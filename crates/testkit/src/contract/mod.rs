@@ -17,7 +17,8 @@
 //! - **Delete of a missing key** succeeds (S3's rule; object_store's local store errs).
 //! - **Content type and metadata** round-trip on every backend, local disk included. An
 //!   object stored without a content type reads back as `application/octet-stream`.
-//!   Metadata names are lowercase ASCII letters, digits and `-`; values printable ASCII.
+//!   Metadata names are lowercase ASCII letters, digits and `-`; values printable ASCII
+//!   without outer spaces.
 //! - **Etags** change on every overwrite, on every backend (local included).
 //! - **Folders are not objects.** A get or head of a prefix of existing keys is
 //!   `NotFound`; deleting it deletes nothing. Listings never show a folder that no longer

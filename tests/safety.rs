@@ -516,8 +516,8 @@ async fn small_uploads_are_one_put(storage: Storage) {
     for (size, puts, uploads) in [
         (0, 1, 0),
         (6, 2, 0),
-        (maskstore::MULTIPART_THRESHOLD - 1, 3, 0),
-        (maskstore::MULTIPART_THRESHOLD, 3, 1),
+        (storage.multipart_threshold() - 1, 3, 0),
+        (storage.multipart_threshold(), 3, 1),
     ] {
         let key = counted.key(&format!("up-{size}.bin")).unwrap();
         let chunks = futures::stream::iter(

@@ -158,7 +158,8 @@ async fn a_folder_swapped_with_a_symlink_out_of_the_root_leaks_nothing() {
         } else {
             format!("d/sub{}/deep-{j}.png", j % 5)
         };
-        let url = storage
+        // A mask key's PUT URL binds its format's content type: send what it names.
+        let signed = storage
             .signed_url(
                 SignedMethod::Put,
                 &key(&relative),
@@ -166,20 +167,23 @@ async fn a_folder_swapped_with_a_symlink_out_of_the_root_leaks_nothing() {
                 &SignOptions::default(),
             )
             .await
-            .unwrap()
-            .url;
-        put_urls.push(url);
+            .unwrap();
+        put_urls.push((signed.url, signed.headers));
     }
     let put_run = {
         let (http, puts) = (http.clone(), Arc::clone(&puts));
-        futures::stream::iter(put_urls).for_each_concurrent(8, move |url| {
+        futures::stream::iter(put_urls).for_each_concurrent(8, move |(url, headers)| {
             let (http, puts) = (http.clone(), Arc::clone(&puts));
             async move {
                 // Small enough to be sent whole before an early refusal is answered (a
                 // server refusing at the start of a larger body may close the connection
                 // while the client still writes, and the client never reads the answer).
                 let body = vec![b'p'; 16 * 1024];
-                let answer = http.put(&url).body(body).send().await.unwrap();
+                let mut request = http.put(&url).body(body);
+                for (name, value) in headers {
+                    request = request.header(name, value);
+                }
+                let answer = request.send().await.unwrap();
                 puts.status(answer.status().as_u16());
             }
         })

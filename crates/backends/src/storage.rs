@@ -964,6 +964,13 @@ impl Storage {
         })
     }
 
+    /// Streaming uploads to this storage of fewer bytes than this are one PUT; larger ones
+    /// are multipart: [`MULTIPART_THRESHOLD`], or [`LOCAL_UPLOAD_PART_SIZE`] on the local
+    /// provider, which streams into its temporary file from there on.
+    pub fn multipart_threshold(&self) -> usize {
+        self.upload_shape().0
+    }
+
     /// Part size and parts in flight of this storage's streaming uploads: S3 needs parts of
     /// at least 5 MiB; the local provider writes each part straight to its temporary file,
     /// so small parts keep an upload's memory small.

@@ -12,6 +12,7 @@ use object_store::{
     PutMode, PutOptions, UpdateVersion, WriteMultipart,
 };
 
+use crate::checksum::{CHECKSUM_METADATA, Hasher, LateChecksum, Verifier, verify_stream};
 use crate::layers::Layer;
 use crate::layers::instrumented::{Instrumentation, Measured, Recorder};
 use crate::local::file_io::{copy_file_range, file_stream};
@@ -22,6 +23,7 @@ use crate::types::{
     ReadOptions, Source, WriteMode, WriteOptions, info_of,
 };
 use crate::{Error, Result};
+use maskstore_core::ChecksumAlgorithm;
 
 /// Part size of streaming uploads: above S3's 5 MiB minimum.
 pub const UPLOAD_PART_SIZE: usize = 8 * 1024 * 1024;
@@ -73,6 +75,10 @@ pub struct Storage {
     urls: UrlSigner,
     monitor: Arc<Monitor>,
     recorder: Recorder,
+    /// The checksum every write stores.
+    checksum: ChecksumAlgorithm,
+    /// Whether whole reads verify the stored checksum (off only for forensics).
+    verify_reads: bool,
 }
 
 /// What a storage can do beyond the contract every backend follows; commands and
@@ -189,7 +195,8 @@ impl Storage {
             config.ttl_policy(),
             os.provider == Provider::S3 && os.verify_folders.unwrap_or(os.endpoint.is_some()),
             urls,
-        ))
+        )
+        .with_checksum(os.checksum))
     }
 
     /// A fresh in-memory storage under the default prefix `mask/`.
@@ -237,6 +244,8 @@ impl Storage {
             urls,
             monitor,
             recorder,
+            checksum: Config::memory().object_storage.checksum,
+            verify_reads: true,
         };
         storage.rebuild();
         storage
@@ -385,6 +394,53 @@ impl Storage {
         })
     }
 
+    /// This storage, storing `algorithm`'s checksum with every write (the config's
+    /// `object_storage.checksum`; `none` writes objects without one).
+    pub fn with_checksum(mut self, algorithm: ChecksumAlgorithm) -> Storage {
+        self.checksum = algorithm;
+        self
+    }
+
+    /// The checksum every write stores.
+    pub fn checksum_algorithm(&self) -> ChecksumAlgorithm {
+        self.checksum
+    }
+
+    /// This storage, with whole reads no longer verifying stored checksums: for forensics
+    /// on an object reported corrupt (`--no-verify`), never for normal use.
+    pub fn without_verification(&self) -> Storage {
+        Storage {
+            verify_reads: false,
+            ..self.clone()
+        }
+    }
+
+    /// Whether whole reads verify stored checksums.
+    pub fn verifies_reads(&self) -> bool {
+        self.verify_reads
+    }
+
+    /// The verifier of a whole read of the object `info` describes, when reads verify and
+    /// it has a checksum.
+    fn verifier(&self, info: &ObjectInfo, whole: bool) -> Option<Verifier> {
+        if !self.verify_reads || !whole {
+            return None;
+        }
+        Verifier::new(&self.backend, info.key.as_str(), info.checksum.as_deref())
+    }
+
+    /// `attributes` with the checksum of `data` added (unless checksums are off).
+    fn with_checksum_of(&self, mut attributes: Attributes, data: &[u8]) -> Attributes {
+        if let Some(mut hasher) = Hasher::new(self.checksum) {
+            hasher.update(data);
+            attributes.insert(
+                object_store::Attribute::Metadata(CHECKSUM_METADATA.into()),
+                hasher.finish().into(),
+            );
+        }
+        attributes
+    }
+
     /// The backend name (`s3`, `local`, `memory`, or a wrapper's).
     pub fn backend(&self) -> &str {
         &self.backend
@@ -500,12 +556,13 @@ impl Storage {
                 version: None,
             }),
         };
+        let data: Bytes = data.into();
         let opts = PutOptions {
             mode,
-            attributes: options.attributes(),
+            attributes: self.with_checksum_of(options.attributes(), &data),
             ..Default::default()
         };
-        let result = match self.store.put_opts(&path, data.into().into(), opts).await {
+        let result = match self.store.put_opts(&path, data.into(), opts).await {
             Ok(result) => result,
             // S3 answers an if-match write to a missing key with 404; the condition failed.
             Err(object_store::Error::NotFound { .. })
@@ -552,12 +609,22 @@ impl Storage {
     }
 
     /// Reads the object (or part of it) into memory, with conditions.
+    ///
+    /// A whole read (no range) verifies the stored checksum: damaged bytes fail with
+    /// [`Error::Corrupt`]. A range read cannot be verified (the checksum covers the whole
+    /// object) and is returned as read.
     pub async fn read(&self, key: &ObjectKey, options: ReadOptions) -> Result<Object> {
+        let whole = options.range.is_none();
         let result = self.get_result(key, options).await?;
         let info = info_of(key.clone(), &result.meta, &result.attributes, Source::Read);
         let range = result.range.clone();
+        let verifier = self.verifier(&info, whole);
         // `bytes()` reads a local file's range in one go instead of chunk by chunk.
         let data = result.bytes().await.map_err(self.err(key))?;
+        if let Some(mut verifier) = verifier {
+            verifier.update(&data);
+            verifier.finish()?;
+        }
         Ok(Object { info, range, data })
     }
 
@@ -567,9 +634,14 @@ impl Storage {
     }
 
     /// Reads the object (or part of it) as a stream, with conditions.
+    ///
+    /// A whole read verifies the stored checksum: a stream of damaged bytes ends in
+    /// [`Error::Corrupt`] instead of its last chunk. Range reads are not verified.
     pub async fn read_stream(&self, key: &ObjectKey, options: ReadOptions) -> Result<ObjectStream> {
+        let whole = options.range.is_none();
         let result = self.get_result(key, options).await?;
         let info = info_of(key.clone(), &result.meta, &result.attributes, Source::Read);
+        let verifier = self.verifier(&info, whole);
         let range = result.range.clone();
         let backend = Arc::clone(&self.backend);
         let key_text = key.to_string();
@@ -580,6 +652,10 @@ impl Storage {
         let stream = stream
             .map_err(move |e| Error::from_store(&backend, &key_text, e))
             .boxed();
+        let stream = match verifier {
+            Some(verifier) => verify_stream(stream, verifier),
+            None => stream,
+        };
         Ok(ObjectStream {
             info,
             range,
@@ -594,6 +670,10 @@ impl Storage {
     /// backend's body streams to a writer thread, so reading and writing overlap and at
     /// most four chunks are held in memory. The file is not synced: that is the caller's
     /// choice.
+    ///
+    /// The stored checksum is verified (then a local object streams through this process
+    /// too, to be hashed): on [`Error::Corrupt`] the file holds damaged bytes and must be
+    /// discarded.
     pub async fn read_to_file(
         &self,
         key: &ObjectKey,
@@ -607,9 +687,17 @@ impl Storage {
         };
         let result = self.get_result(key, ReadOptions::default()).await?;
         let info = info_of(key.clone(), &result.meta, &result.attributes, Source::Read);
+        let mut verifier = self.verifier(&info, true);
         let dest = file.try_clone().map_err(destination)?;
         let expected = result.range.end - result.range.start;
-        let written = match result.payload {
+        let payload = match result.payload {
+            // Verifying needs the bytes: stream the file instead of copying it in the kernel.
+            GetResultPayload::File(source, _) if verifier.is_some() => {
+                GetResultPayload::Stream(file_stream(source, result.range.clone()))
+            }
+            payload => payload,
+        };
+        let written = match payload {
             GetResultPayload::File(source, _) => {
                 let range = result.range.clone();
                 tokio::task::spawn_blocking(move || {
@@ -634,6 +722,9 @@ impl Storage {
                     match chunk {
                         // A closed channel means the writer failed; it reports why below.
                         Ok(chunk) => {
+                            if let Some(verifier) = &mut verifier {
+                                verifier.update(&chunk);
+                            }
                             if sender.send(chunk).await.is_err() {
                                 break;
                             }
@@ -663,6 +754,9 @@ impl Storage {
                 key: key.to_string(),
                 source: format!("the body ended after {written} of {expected} bytes").into(),
             });
+        }
+        if let Some(verifier) = verifier {
+            verifier.finish()?;
         }
         Ok(info)
     }
@@ -961,6 +1055,8 @@ impl Storage {
             part_size: self.upload_shape().0,
             max_in_flight: self.upload_shape().1,
             state: UploadState::Buffered(Vec::new()),
+            hasher: Hasher::new(self.checksum),
+            late: LateChecksum::default(),
         })
     }
 
@@ -982,17 +1078,77 @@ impl Storage {
         }
     }
 
+    /// Stores `checksum` with a just-completed multipart upload whose provider could not
+    /// take it at completion (memory): the object is read back, and rewritten with the
+    /// checksum only if it is still the version written (if-match) and its bytes hash to
+    /// `checksum`; otherwise it is left as it is, unverified.
+    async fn stamp(
+        &self,
+        key: &ObjectKey,
+        path: &Path,
+        outcome: PutOutcome,
+        checksum: String,
+    ) -> Result<PutOutcome> {
+        let Some(etag) = outcome.etag.clone() else {
+            return Ok(outcome);
+        };
+        let got = self
+            .store
+            .get_opts(
+                path,
+                GetOptions {
+                    if_match: Some(etag.clone()),
+                    ..Default::default()
+                },
+            )
+            .await;
+        let Ok(got) = got else {
+            return Ok(outcome);
+        };
+        let mut attributes = got.attributes.clone();
+        let Ok(data) = got.bytes().await else {
+            return Ok(outcome);
+        };
+        if crate::checksum::checksum_of(self.checksum, &data).as_deref() != Some(&checksum) {
+            return Ok(outcome);
+        }
+        attributes.insert(
+            object_store::Attribute::Metadata(CHECKSUM_METADATA.into()),
+            checksum.into(),
+        );
+        let opts = PutOptions {
+            mode: PutMode::Update(UpdateVersion {
+                e_tag: Some(etag),
+                version: None,
+            }),
+            attributes,
+            ..Default::default()
+        };
+        match self.store.put_opts(path, data.into(), opts).await {
+            Ok(result) => Ok(PutOutcome {
+                etag: result.e_tag,
+                version: result.version,
+            }),
+            Err(object_store::Error::Precondition { .. }) => Ok(outcome),
+            Err(e) => Err(Error::from_store(&self.backend, key.as_str(), e)),
+        }
+    }
+
     /// Starts the multipart upload behind an [`Upload`] that outgrew one PUT.
     async fn start_multipart(
         &self,
         key: &ObjectKey,
         path: &Path,
         attributes: Attributes,
+        late: &LateChecksum,
     ) -> Result<(WriteMultipart, Option<Confirm>)> {
-        let opts = object_store::PutMultipartOptions {
+        let mut opts = object_store::PutMultipartOptions {
             attributes,
             ..Default::default()
         };
+        // The whole-object checksum is known only at completion; a provider that can
+        // store it then (local) takes it from here.
+        opts.extensions.insert(late.clone());
         let upload = self
             .store
             .put_multipart_opts(path, opts)
@@ -1088,6 +1244,10 @@ pub struct Upload {
     max_in_flight: usize,
     written: u64,
     state: UploadState,
+    /// The checksum of the bytes written so far (none when checksums are off).
+    hasher: Option<Hasher>,
+    /// The whole-object checksum handed to the provider at completion.
+    late: LateChecksum,
 }
 
 /// Where an upload's bytes are: held for one PUT, or streaming as parts.
@@ -1125,6 +1285,9 @@ impl Upload {
     /// Appends `data`, waiting while too many parts are in flight.
     pub async fn write(&mut self, data: Bytes) -> Result<()> {
         self.written += data.len() as u64;
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(&data);
+        }
         match &mut self.state {
             UploadState::Buffered(held) => {
                 held.push(data);
@@ -1132,7 +1295,7 @@ impl Upload {
                     // Should the start fail, the bytes stay held: nothing is lost or cut.
                     let (mut writer, confirm) = self
                         .storage
-                        .start_multipart(&self.key, &self.path, self.attributes.clone())
+                        .start_multipart(&self.key, &self.path, self.attributes.clone(), &self.late)
                         .await?;
                     for chunk in std::mem::take(held) {
                         writer.put(chunk);
@@ -1161,12 +1324,27 @@ impl Upload {
     }
 
     /// Completes the upload; the object becomes visible whole.
-    pub async fn finish(self) -> Result<PutOutcome> {
+    ///
+    /// The checksum of the bytes written is stored with the object: with one PUT in its
+    /// metadata; for a multipart upload, by the local provider as it commits the file, and
+    /// on memory by a conditional rewrite of the attributes. S3 multipart uploads keep
+    /// S3's own per-part checksums (verified on receipt) but carry no whole-object
+    /// maskstore checksum: S3 takes metadata only when the upload starts, before the
+    /// value is known; they read as unverified (see BENCHMARKS.md / README).
+    pub async fn finish(mut self) -> Result<PutOutcome> {
+        let checksum = self.hasher.take().map(Hasher::finish);
         let (writer, confirm) = match self.state {
             UploadState::Buffered(held) => {
+                let mut attributes = self.attributes;
+                if let Some(checksum) = checksum {
+                    attributes.insert(
+                        object_store::Attribute::Metadata(CHECKSUM_METADATA.into()),
+                        checksum.into(),
+                    );
+                }
                 let opts = PutOptions {
                     mode: PutMode::Overwrite,
-                    attributes: self.attributes,
+                    attributes,
                     ..Default::default()
                 };
                 let payload: object_store::PutPayload = held.into_iter().collect();
@@ -1183,12 +1361,25 @@ impl Upload {
             }
             UploadState::Multipart { writer, confirm } => (writer, confirm),
         };
+        if let Some(checksum) = &checksum {
+            self.late.set(checksum.clone());
+        }
         let error = match writer.finish().await {
             Ok(result) => {
-                return Ok(PutOutcome {
+                let outcome = PutOutcome {
                     etag: result.e_tag,
                     version: result.version,
-                });
+                };
+                if let Some(checksum) = checksum
+                    && !self.late.stored()
+                    && !self.storage.capabilities().incomplete_uploads
+                {
+                    return self
+                        .storage
+                        .stamp(&self.key, &self.path, outcome, checksum)
+                        .await;
+                }
+                return Ok(outcome);
             }
             Err(e) => Error::from_store(&self.storage.backend, self.key.as_str(), e),
         };

@@ -444,6 +444,8 @@ fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Credentials | ErrorKind::Misconfigured | ErrorKind::Internal => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
+        // The stored object is damaged: the server's failure, never the client's bytes.
+        ErrorKind::Corrupt => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
     }

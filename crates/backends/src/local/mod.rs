@@ -48,9 +48,9 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    Attributes, CopyMode, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult,
-    MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload,
-    PutResult, RenameOptions, RenameTargetMode, UploadPart,
+    Attribute, Attributes, CopyMode, CopyOptions, GetOptions, GetResult, GetResultPayload,
+    ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions,
+    PutPayload, PutResult, RenameOptions, RenameTargetMode, UploadPart,
 };
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, linkat, mkdirat, openat, renameat, unlinkat};
 use rustix::io::Errno;
@@ -62,6 +62,7 @@ pub mod error;
 pub(crate) mod file_io;
 pub(crate) mod locks;
 
+use crate::checksum::{CHECKSUM_METADATA, LateChecksum};
 use attributes::{StoredAttributes, XATTR, probe_xattrs, read_stored};
 pub(crate) use builder::{Root, build};
 pub use error::LocalError;
@@ -939,6 +940,8 @@ impl ObjectStore for LocalStore {
                 generation,
                 file: Arc::new(file),
                 offset: 0,
+                attributes: opts.attributes,
+                late: opts.extensions.get::<LateChecksum>().cloned(),
             }) as Box<dyn MultipartUpload>)
         })
         .await
@@ -1014,6 +1017,10 @@ struct LocalUpload {
     generation: Option<String>,
     file: Arc<File>,
     offset: u64,
+    /// The attributes stored at the start, to store again with a late checksum.
+    attributes: Attributes,
+    /// Where [`crate::Storage`] hands the whole-object checksum at completion.
+    late: Option<LateChecksum>,
 }
 
 #[async_trait]
@@ -1048,10 +1055,27 @@ impl MultipartUpload for LocalUpload {
         };
         let file = Arc::clone(&self.file);
         let location = self.location.clone();
-        let generation = self.generation.clone();
+        let mut generation = self.generation.clone();
+        let late = self
+            .late
+            .as_ref()
+            .and_then(LateChecksum::take)
+            .map(|checksum| {
+                let mut attributes = self.attributes.clone();
+                attributes.insert(
+                    Attribute::Metadata(CHECKSUM_METADATA.into()),
+                    checksum.into(),
+                );
+                attributes
+            });
         let result = self
             .store
             .blocking(move |s| {
+                if let Some(attributes) = &late {
+                    // Rewritten before the sync and the rename: data, attributes and the
+                    // new generation land together.
+                    generation = s.write_attributes(&location, &file, attributes)?;
+                }
                 if s.fsync {
                     file.sync_all().map_err(|e| io_error(&location, e))?;
                 }

@@ -56,6 +56,17 @@ pub(crate) fn build(config: &Config) -> Result<(AmazonS3, Presigner)> {
             builder = builder.with_token(token.expose());
         }
     }
+    // S3's own checksum header on every PUT and part, which the engine verifies on
+    // receipt; maskstore's whole-object checksum goes in the metadata besides.
+    builder = match os.checksum {
+        maskstore_core::ChecksumAlgorithm::Sha256 => {
+            builder.with_checksum_algorithm(object_store::aws::Checksum::SHA256)
+        }
+        maskstore_core::ChecksumAlgorithm::Crc64Nvme => {
+            builder.with_checksum_algorithm(object_store::aws::Checksum::CRC64NVME)
+        }
+        maskstore_core::ChecksumAlgorithm::None => builder,
+    };
     let config_error = |problem: String| Error::Config {
         key: "object_storage".to_string(),
         origin: config

@@ -1,0 +1,277 @@
+//! Integrity: the checksum every write stores with an object (computed while the bytes
+//! stream) and every whole read verifies.
+//!
+//! One rule on every backend: the checksum is kept as the user metadata entry
+//! [`CHECKSUM_METADATA`] (`maskstore-checksum: sha256:<base64>` or
+//! `crc64nvme:<base64>`), which S3, SeaweedFS, the local provider's attributes record and
+//! memory all keep. On S3 the request also carries S3's own checksum header
+//! (`x-amz-checksum-*`), which the engine verifies on receipt where it supports it.
+
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use maskstore_core::ChecksumAlgorithm;
+use sha2::Digest;
+
+use crate::{Error, Result};
+
+/// The user metadata entry holding an object's checksum, `algorithm:base64`. Reserved:
+/// writes that set it themselves are refused.
+pub const CHECKSUM_METADATA: &str = "maskstore-checksum";
+
+/// A checksum being computed over bytes as they stream.
+pub(crate) enum Hasher {
+    Sha256(Box<sha2::Sha256>),
+    Crc64Nvme(crc_fast::Digest),
+}
+
+impl Hasher {
+    /// A hasher of `algorithm`; `None` for [`ChecksumAlgorithm::None`].
+    pub(crate) fn new(algorithm: ChecksumAlgorithm) -> Option<Hasher> {
+        match algorithm {
+            ChecksumAlgorithm::Sha256 => Some(Hasher::Sha256(Box::default())),
+            ChecksumAlgorithm::Crc64Nvme => Some(Hasher::Crc64Nvme(crc_fast::Digest::new(
+                crc_fast::CrcAlgorithm::Crc64Nvme,
+            ))),
+            ChecksumAlgorithm::None => None,
+        }
+    }
+
+    /// A hasher of the algorithm a stored checksum names; `None` when the stored text
+    /// names no algorithm this build knows.
+    fn for_stored(stored: &str) -> Option<Hasher> {
+        let (name, _) = stored.split_once(':')?;
+        match name.parse::<ChecksumAlgorithm>().ok()? {
+            ChecksumAlgorithm::None => None,
+            algorithm => Hasher::new(algorithm),
+        }
+    }
+
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Crc64Nvme(h) => h.update(data),
+        }
+    }
+
+    /// The checksum as stored: `sha256:<base64>` or `crc64nvme:<base64 of the 8 big-endian
+    /// bytes>` (the encodings of S3's `x-amz-checksum-*` headers).
+    pub(crate) fn finish(self) -> String {
+        match self {
+            Hasher::Sha256(h) => format!("sha256:{}", STANDARD.encode(h.finalize())),
+            Hasher::Crc64Nvme(h) => {
+                format!("crc64nvme:{}", STANDARD.encode(h.finalize().to_be_bytes()))
+            }
+        }
+    }
+}
+
+/// The checksum of `data` with `algorithm`, as stored; `None` for `none`.
+pub fn checksum_of(algorithm: ChecksumAlgorithm, data: &[u8]) -> Option<String> {
+    let mut hasher = Hasher::new(algorithm)?;
+    hasher.update(data);
+    Some(hasher.finish())
+}
+
+/// Checks the bytes of a whole read against what is stored with the object.
+pub(crate) struct Verifier {
+    backend: String,
+    key: String,
+    expected: String,
+    /// `None` when the stored text is not a checksum this build can compute.
+    hasher: Option<Hasher>,
+}
+
+impl Verifier {
+    /// A verifier of the stored checksum `expected`, if there is one.
+    pub(crate) fn new(backend: &str, key: &str, expected: Option<&str>) -> Option<Verifier> {
+        let expected = expected?;
+        Some(Verifier {
+            backend: backend.to_string(),
+            key: key.to_string(),
+            expected: expected.to_string(),
+            hasher: Hasher::for_stored(expected),
+        })
+    }
+
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(data);
+        }
+    }
+
+    /// Ok when the bytes seen match; else [`Error::Corrupt`] naming the key. A stored
+    /// value naming no known algorithm cannot vouch for anything: it is reported corrupt
+    /// too, never silently accepted.
+    pub(crate) fn finish(self) -> Result<()> {
+        let actual = match self.hasher {
+            Some(hasher) => hasher.finish(),
+            None => "(nothing: the stored checksum names no known algorithm)".to_string(),
+        };
+        if actual == self.expected {
+            return Ok(());
+        }
+        Err(Error::Corrupt {
+            backend: self.backend,
+            key: self.key,
+            expected: self.expected,
+            actual,
+        })
+    }
+}
+
+/// `stream`, checked against `verifier`: each chunk is held back until the next arrives,
+/// so a stream of damaged bytes ends in [`Error::Corrupt`] instead of its last chunk.
+pub(crate) fn verify_stream(
+    stream: BoxStream<'static, Result<Bytes>>,
+    verifier: Verifier,
+) -> BoxStream<'static, Result<Bytes>> {
+    struct State {
+        inner: BoxStream<'static, Result<Bytes>>,
+        verifier: Option<Verifier>,
+        held: Option<Bytes>,
+    }
+    let state = State {
+        inner: stream,
+        verifier: Some(verifier),
+        held: None,
+    };
+    futures::stream::unfold(state, |mut state| async move {
+        let verifier = state.verifier.as_mut()?;
+        loop {
+            match state.inner.next().await {
+                Some(Ok(chunk)) => {
+                    verifier.update(&chunk);
+                    if let Some(previous) = state.held.replace(chunk) {
+                        return Some((Ok(previous), state));
+                    }
+                }
+                Some(Err(e)) => {
+                    state.verifier = None;
+                    return Some((Err(e), state));
+                }
+                None => {
+                    let verifier = state.verifier.take()?;
+                    return match verifier.finish() {
+                        Ok(()) => {
+                            let last = state.held.take()?;
+                            Some((Ok(last), state))
+                        }
+                        Err(e) => Some((Err(e), state)),
+                    };
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Where a streaming upload's whole-object checksum goes when it is known only at
+/// completion: the local provider reads it from the multipart options' extensions and
+/// stores it with the attributes as it commits the file.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LateChecksum(Arc<Mutex<LateState>>);
+
+#[derive(Debug, Default)]
+struct LateState {
+    value: Option<String>,
+    stored: bool,
+}
+
+impl LateChecksum {
+    pub(crate) fn set(&self, value: String) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).value = Some(value);
+    }
+
+    /// The value to store, taken by the provider that stores it.
+    pub(crate) fn take(&self) -> Option<String> {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let value = state.value.take();
+        state.stored |= value.is_some();
+        value
+    }
+
+    /// Whether a provider stored the value.
+    pub(crate) fn stored(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).stored
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_match_s3s() {
+        // S3's documented examples: sha256 and crc64nvme of "hello world" would be checked
+        // against values computed independently here.
+        assert_eq!(
+            checksum_of(ChecksumAlgorithm::Sha256, b"").unwrap(),
+            "sha256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
+        // CRC-64/NVME check value of "123456789" is 0xAE8B14860A799888.
+        assert_eq!(
+            checksum_of(ChecksumAlgorithm::Crc64Nvme, b"123456789").unwrap(),
+            format!(
+                "crc64nvme:{}",
+                STANDARD.encode(0xAE8B_1486_0A79_9888u64.to_be_bytes())
+            )
+        );
+        assert_eq!(checksum_of(ChecksumAlgorithm::None, b"x"), None);
+    }
+
+    async fn collect(stream: BoxStream<'static, Result<Bytes>>) -> Vec<Result<Bytes>> {
+        stream.collect().await
+    }
+
+    fn chunks(parts: &[&'static [u8]]) -> BoxStream<'static, Result<Bytes>> {
+        futures::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
+        .boxed()
+    }
+
+    #[tokio::test]
+    async fn a_stream_of_good_bytes_yields_them_all() {
+        let stored = checksum_of(ChecksumAlgorithm::Crc64Nvme, b"abcdef").unwrap();
+        let verifier = Verifier::new("memory", "mask/k", Some(&stored)).unwrap();
+        let out = collect(verify_stream(chunks(&[b"ab", b"cd", b"ef"]), verifier)).await;
+        let bytes: Vec<u8> = out.into_iter().flat_map(|c| c.unwrap().to_vec()).collect();
+        assert_eq!(bytes, b"abcdef");
+    }
+
+    #[tokio::test]
+    async fn a_stream_of_damaged_bytes_ends_in_the_corruption_error_instead_of_its_last_chunk() {
+        let stored = checksum_of(ChecksumAlgorithm::Sha256, b"abcdef").unwrap();
+        let verifier = Verifier::new("memory", "mask/k", Some(&stored)).unwrap();
+        let out = collect(verify_stream(chunks(&[b"ab", b"cd", b"eF"]), verifier)).await;
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].as_ref().unwrap().as_ref(), b"ab");
+        assert_eq!(out[1].as_ref().unwrap().as_ref(), b"cd");
+        match &out[2] {
+            Err(Error::Corrupt { key, expected, .. }) => {
+                assert_eq!(key, "mask/k");
+                assert_eq!(expected, &stored);
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_stored_value_naming_no_known_algorithm_is_reported_not_accepted() {
+        for stored in ["md5:abc", "garbage", "none:x", "sha256:"] {
+            let mut verifier = Verifier::new("memory", "mask/k", Some(stored)).unwrap();
+            verifier.update(b"data");
+            assert!(
+                matches!(verifier.finish(), Err(Error::Corrupt { .. })),
+                "{stored}"
+            );
+        }
+    }
+}

@@ -5,6 +5,7 @@ mod cli;
 mod contract;
 mod faults;
 mod gateway_abuse;
+mod integrity;
 mod monitoring;
 mod object_store_suite;
 mod ops;

@@ -621,10 +621,19 @@ async fn download(
         );
         return response;
     };
-    let object = match storage.read_stream(&grant.key, options).await {
+    let mut object = match storage.read_stream(&grant.key, options).await {
         Ok(object) => object,
         Err(e) => return error_reply(&e),
     };
+    // A verified read holds each chunk back until the next arrives, so an object of one
+    // chunk that fails its checksum fails here, before the status is sent: a 500, never a
+    // 200 with damaged bytes. A larger one is cut off mid-body (the length promised is
+    // never reached), the only way HTTP has to take back a 200.
+    let first = object.stream.next().await;
+    if let Some(Err(e)) = &first {
+        return error_reply(e);
+    }
+    let stream = futures::stream::iter(first).chain(object.stream);
     let (status, length) = match range {
         Some(_) => (
             StatusCode::PARTIAL_CONTENT,
@@ -634,14 +643,19 @@ async fn download(
     };
     // Checked as the client pulls each chunk: a client reading slowly but steadily is cut
     // off at the request deadline (one that stops reading, by the write-stall timeout).
-    let stream = object.stream.map(move |chunk| {
+    let stream = stream.map(move |chunk| {
         if tokio::time::Instant::now() > deadline {
             Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "the download took longer than gateway.request_timeout",
             ))
         } else {
-            chunk.map_err(std::io::Error::other)
+            chunk.map_err(|e| {
+                if matches!(e, Error::Corrupt { .. }) {
+                    tracing::error!(error = %e, "a download was cut off: the object is corrupt");
+                }
+                std::io::Error::other(e)
+            })
         }
     });
     let mut response = Response::new(Body::from_stream(stream));

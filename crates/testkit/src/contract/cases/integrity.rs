@@ -2,9 +2,7 @@
 //! reads still work, and an object written without one reads as unverified.
 
 use bytes::Bytes;
-use maskstore_backends::{
-    ChecksumAlgorithm, Error, Storage, WriteMode, WriteOptions, checksum_of,
-};
+use maskstore_backends::{ChecksumAlgorithm, Error, Storage, WriteMode, WriteOptions, checksum_of};
 
 use super::{key, pattern, put};
 
@@ -64,17 +62,29 @@ pub async fn checksum_is_present_after_each_write_path(s: Storage) {
         .chunks(100_000)
         .map(|c| Ok(Bytes::copy_from_slice(c)))
         .collect();
-    s.upload_stream(&big, &WriteOptions::default(), futures::stream::iter(chunks))
-        .await
-        .unwrap();
+    s.upload_stream(
+        &big,
+        &WriteOptions::default(),
+        futures::stream::iter(chunks),
+    )
+    .await
+    .unwrap();
     let info = s.head(&big).await.unwrap();
     if s.capabilities().incomplete_uploads {
         // S3 takes metadata only when a multipart upload starts, before the whole-object
         // value is known: such objects carry S3's per-part checksums, not maskstore's.
-        assert_eq!(info.checksum, None, "S3 multipart: documented as unverified");
+        assert_eq!(
+            info.checksum, None,
+            "S3 multipart: documented as unverified"
+        );
         assert_eq!(s.get(&big).await.unwrap().data, big_body);
     } else {
-        check(big.clone(), big_body.clone(), "a multipart streaming upload").await;
+        check(
+            big.clone(),
+            big_body.clone(),
+            "a multipart streaming upload",
+        )
+        .await;
     }
 
     let copied = key(&s, "copied.bin");

@@ -200,3 +200,63 @@ async fn an_unknown_checksum_setting_is_refused_naming_the_choices() {
     assert!(stderr.contains("sha256, crc64nvme, none"), "{stderr}");
     let _ = Storage::memory();
 }
+
+/// On SeaweedFS: the object's bytes overwritten through raw object_store with one byte
+/// flipped, its metadata (the stored checksum) kept. Every whole read, the CLI and
+/// `verify` report exactly that key; nothing corrupt is left by `get`.
+#[tokio::test]
+async fn a_flipped_byte_on_seaweedfs_fails_reads_the_cli_and_verify() {
+    use object_store::ObjectStoreExt;
+    let Some(server) = maskstore_testkit::servers::seaweedfs() else {
+        return;
+    };
+    let config = server.config();
+    let prefix = config.object_storage.prefix.as_str().to_string();
+    let storage = Storage::connect(&config).unwrap();
+    let key = storage.key("1.2/bad.png").unwrap();
+    let good = storage.key("1.2/good.png").unwrap();
+    let body: Vec<u8> = (0..100_000u32).map(|i| (i % 239) as u8).collect();
+    storage.put(&key, body.clone()).await.unwrap();
+    storage.put(&good, body.clone()).await.unwrap();
+
+    // Raw, without maskstore: same attributes, damaged bytes.
+    let raw = Storage::connect(
+        &config
+            .clone()
+            .with_checksum(maskstore::ChecksumAlgorithm::None),
+    )
+    .unwrap();
+    let path = object_store::path::Path::parse(key.as_str()).unwrap();
+    let stored = raw.object_store().get(&path).await.unwrap();
+    let attributes = stored.attributes.clone();
+    let mut damaged = stored.bytes().await.unwrap().to_vec();
+    damaged[50_000] ^= 0x01;
+    let opts = object_store::PutOptions {
+        attributes,
+        ..Default::default()
+    };
+    raw.object_store()
+        .put_opts(&path, damaged.into(), opts)
+        .await
+        .unwrap();
+
+    assert_corrupt(storage.get(&key).await, key.as_str());
+    let file = tempfile::tempfile().unwrap();
+    assert_corrupt(
+        storage.read_to_file(&key, &file, |_, _| {}).await,
+        key.as_str(),
+    );
+    assert_eq!(storage.get(&good).await.unwrap().data, body);
+
+    let dir = tempfile::tempdir().unwrap();
+    let env = server.app_env();
+    let out = maskstore(dir.path(), &["get", key.as_str(), "out.png"], &env);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+    assert!(!dir.path().join("out.png").exists());
+    let out = maskstore(dir.path(), &["--json", "verify", "--prefix", &prefix], &env);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["corrupt"], serde_json::json!([key.as_str()]));
+    assert_eq!(report["verified"], 1);
+    storage.delete_many(&[key, good]).await.unwrap();
+}

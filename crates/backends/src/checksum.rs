@@ -25,7 +25,7 @@ pub const CHECKSUM_METADATA: &str = "maskstore-checksum";
 /// A checksum being computed over bytes as they stream.
 pub(crate) enum Hasher {
     Sha256(Box<sha2::Sha256>),
-    Crc64Nvme(crc_fast::Digest),
+    Crc64Nvme(Box<crc_fast::Digest>),
 }
 
 impl Hasher {
@@ -33,8 +33,8 @@ impl Hasher {
     pub(crate) fn new(algorithm: ChecksumAlgorithm) -> Option<Hasher> {
         match algorithm {
             ChecksumAlgorithm::Sha256 => Some(Hasher::Sha256(Box::default())),
-            ChecksumAlgorithm::Crc64Nvme => Some(Hasher::Crc64Nvme(crc_fast::Digest::new(
-                crc_fast::CrcAlgorithm::Crc64Nvme,
+            ChecksumAlgorithm::Crc64Nvme => Some(Hasher::Crc64Nvme(Box::new(
+                crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme),
             ))),
             ChecksumAlgorithm::None => None,
         }

@@ -513,11 +513,14 @@ async fn small_uploads_are_one_put(storage: Storage) {
     let chaos = Chaos::over(&storage);
     let counts = chaos.layer();
     let counted = chaos.storage();
+    // Memory stores a multipart upload's whole-object checksum, known only at completion,
+    // by one conditional rewrite of the object (local stores it as it commits the file).
+    let stamp = u64::from(storage.backend() == "memory");
     for (size, puts, uploads) in [
         (0, 1, 0),
         (6, 2, 0),
         (storage.multipart_threshold() - 1, 3, 0),
-        (storage.multipart_threshold(), 3, 1),
+        (storage.multipart_threshold(), 3 + stamp, 1),
     ] {
         let key = counted.key(&format!("up-{size}.bin")).unwrap();
         let chunks = futures::stream::iter(

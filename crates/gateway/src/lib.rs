@@ -658,10 +658,10 @@ async fn download(
     response
 }
 
-/// The part size of uploads through the gateway: what one upload holds in memory at most
-/// while it stalls (with the parts in flight, [`maskstore_backends::UPLOAD_MAX_IN_FLIGHT`]
-/// + 1 times this while the disk is slow).
-pub const UPLOAD_PART_SIZE: usize = 256 * 1024;
+/// The part size of uploads through the gateway: about what one upload holds in memory
+/// while it stalls ([`maskstore_backends::UPLOAD_MAX_IN_FLIGHT`] + 1 times this while the
+/// disk is slow), the chunk size of local reads too.
+pub const UPLOAD_PART_SIZE: usize = 1024 * 1024;
 
 /// Why an upload's body was refused while it streamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

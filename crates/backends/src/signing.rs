@@ -527,8 +527,13 @@ fn read_secret_file(path: &FsPath) -> Result<Option<Secret>, DevelopmentSecretEr
     let shown = path.display();
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
+    // O_NONBLOCK: opening a FIFO put there returns at once (and is refused below as not a
+    // regular file) instead of waiting for a writer forever; regular files ignore it.
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        libc::O_NOFOLLOW | libc::O_NONBLOCK,
+    );
     let mut file = match options.open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -796,6 +801,33 @@ mod tests {
         std::os::unix::fs::symlink(dir.path().join("missing"), &dangling).unwrap();
         assert!(development_secret(&dangling).is_err());
         assert!(!dir.path().join("missing").exists());
+    }
+
+    #[test]
+    fn development_secret_that_is_a_folder_or_a_fifo_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("folder");
+        std::fs::create_dir(&folder).unwrap();
+        let e = development_secret(&folder).unwrap_err();
+        assert!(e.problem.contains("not a regular file"), "{e}");
+        // A FIFO: opening it for reading must not wait for a writer.
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(development_secret(&fifo));
+        });
+        let result = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading a FIFO as the secret blocked");
+        let e = result.unwrap_err();
+        assert!(e.problem.contains("not a regular file"), "{e}");
     }
 
     #[test]

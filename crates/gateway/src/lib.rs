@@ -658,6 +658,11 @@ async fn download(
     response
 }
 
+/// The part size of uploads through the gateway: about what one upload holds in memory
+/// while it stalls ([`maskstore_backends::UPLOAD_MAX_IN_FLIGHT`] + 1 times this while the
+/// disk is slow), the chunk size of local reads too.
+pub const UPLOAD_PART_SIZE: usize = 1024 * 1024;
+
 /// Why an upload's body was refused while it streamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BodyFailure {
@@ -783,8 +788,11 @@ async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -> Response 
             Some((item, (data, received, true)))
         }
     });
+    // Small parts: an upload that stalls holds under one part, not the 8 MiB a single PUT
+    // of the default part size would buffer (the local provider streams the parts into its
+    // temporary file).
     let outcome = storage
-        .upload_stream(&grant.key, &options, Box::pin(body))
+        .upload_stream_with_part_size(&grant.key, &options, Box::pin(body), UPLOAD_PART_SIZE)
         .await;
     let body_failure = failure.lock().ok().and_then(|slot| *slot);
     match (outcome, body_failure) {

@@ -962,10 +962,13 @@ impl Storage {
         options: &WriteOptions,
         part_size: usize,
     ) -> Result<Upload> {
-        let part_size = match self.urls {
-            UrlSigner::Gateway(_) => part_size.clamp(MIN_UPLOAD_PART_SIZE, UPLOAD_PART_SIZE),
-            UrlSigner::S3(..) | UrlSigner::None => UPLOAD_PART_SIZE,
-        };
+        let backend = self.backend.as_ref();
+        let part_size =
+            if backend == Provider::Local.as_str() || backend == Provider::Memory.as_str() {
+                part_size.clamp(MIN_UPLOAD_PART_SIZE, UPLOAD_PART_SIZE)
+            } else {
+                UPLOAD_PART_SIZE
+            };
         if options.mode != WriteMode::Overwrite {
             return Err(Error::Unsupported {
                 backend: self.backend.to_string(),
@@ -1064,7 +1067,7 @@ impl Storage {
         S: futures::Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::error::Error + Send + Sync + 'static,
     {
-        self.upload_stream_with_part_size(key, options, stream, UPLOAD_PART_SIZE)
+        self.upload_stream_with_part_size(key, options, stream, self.upload_shape().0)
             .await
     }
 

@@ -218,26 +218,34 @@ impl Inner {
     /// A folder pruned by a concurrent delete while it is walked is walked again.
     fn open_parent(&self, parts: Vec<String>, create: bool) -> io::Result<Lookup> {
         let folders = parts.len() - 1;
-        let mut attempts = 0;
+        // Walks started again because a folder on the way was pruned; a key may need
+        // many new folders, which are no retries.
+        let mut restarts = 0;
         'walk: loop {
             let mut dirs: Vec<OwnedFd> = Vec::with_capacity(folders);
             for i in 0..folders {
                 let at = dirs.last().unwrap_or(&self.root).as_fd();
                 let name = parts[i].as_str();
+                let mut made = 0;
                 let fd = loop {
                     match beneath::open(at, name, OFlags::RDONLY | OFlags::DIRECTORY) {
                         Ok(fd) => break fd,
-                        Err(Errno::NOENT) if create && attempts < PRUNED_RETRIES => {
-                            attempts += 1;
+                        Err(Errno::NOENT) if create && made < PRUNED_RETRIES => {
+                            made += 1;
                             match mkdirat(at, name, Mode::from_raw_mode(0o777)) {
                                 Ok(()) if self.fsync => rustix::fs::fsync(at)?,
                                 Ok(()) | Err(Errno::EXIST) => {}
                                 // `at` itself was pruned meanwhile: start again from the root.
-                                Err(Errno::NOENT) => continue 'walk,
+                                Err(Errno::NOENT) if restarts < PRUNED_RETRIES => {
+                                    restarts += 1;
+                                    continue 'walk;
+                                }
+                                Err(Errno::NOENT) => return Ok(Lookup::Absent),
                                 Err(e) => return Err(e.into()),
                             }
                         }
-                        Err(Errno::NOENT) if !create => return Ok(Lookup::Absent),
+                        // Missing, or (creating) pruned again each time it was made.
+                        Err(Errno::NOENT) => return Ok(Lookup::Absent),
                         Err(Errno::LOOP) => return Ok(Lookup::Symlink),
                         Err(Errno::NOTDIR) => {
                             return Ok(Lookup::UnderObject(parts[..=i].join("/")));
@@ -316,6 +324,8 @@ impl Inner {
             Err(Errno::NOENT | Errno::NOTDIR) => {
                 return Err(not_found(location, "no such object"));
             }
+            // A socket cannot be opened (a FIFO or device can, and fails the check below).
+            Err(Errno::NXIO) => return Err(not_found(location, "not a regular file")),
             Err(e) => return Err(io_error(location, e.into())),
         };
         let file = File::from(fd);
@@ -395,7 +405,8 @@ impl Inner {
                     .is_file()
                     .then(|| etag(&md, read_stored(&file).generation.as_deref())))
             }
-            Err(Errno::NOENT | Errno::LOOP) => Ok(None),
+            // A socket (`ENXIO`) is no object either.
+            Err(Errno::NOENT | Errno::LOOP | Errno::NXIO) => Ok(None),
             Err(e) => Err(e.into()),
         }
     }
@@ -742,7 +753,8 @@ impl Inner {
     fn meta_at(&self, dir: &OwnedFd, name: &str, path: &str) -> Result<Option<ObjectMeta>> {
         let file = match beneath::open(dir.as_fd(), name, OFlags::RDONLY | OFlags::NONBLOCK) {
             Ok(fd) => File::from(fd),
-            Err(Errno::NOENT) => return Ok(None),
+            // Vanished, or replaced by a socket since the folder was read.
+            Err(Errno::NOENT | Errno::NXIO) => return Ok(None),
             Err(Errno::LOOP) => {
                 return Err(LocalError::Symlink {
                     path: path.to_string(),
@@ -1323,6 +1335,109 @@ mod tests {
             .await
             .unwrap_err();
         assert!(err.to_string().contains("symlink"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_listing_of_a_prefix_ending_in_a_symlink_fails_naming_it() {
+        let (dir, store) = store();
+        store
+            .put(&Path::parse("a/b/x").unwrap(), "x".into())
+            .await
+            .unwrap();
+        fs::create_dir_all(dir.path().join("outside")).unwrap();
+        fs::write(dir.path().join("outside/secret"), "s").unwrap();
+        std::os::unix::fs::symlink(dir.path().join("outside"), store.root().join("a/b/l")).unwrap();
+        let prefix = Path::parse("a/b/l").unwrap();
+        let listed: Vec<_> = store.list(Some(&prefix)).collect().await;
+        assert_eq!(listed.len(), 1, "{listed:?}");
+        let err = listed[0].as_ref().unwrap_err();
+        assert!(
+            matches!(err, object_store::Error::PermissionDenied { .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("a/b/l"), "{err}");
+        let err = store.list_with_delimiter(Some(&prefix)).await.unwrap_err();
+        assert!(err.to_string().contains("a/b/l"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_socket_or_fifo_at_a_key_is_no_object() {
+        let (_dir, store) = store();
+        store
+            .put(&Path::parse("a/x").unwrap(), "x".into())
+            .await
+            .unwrap();
+        let _socket = std::os::unix::net::UnixListener::bind(store.root().join("a/sock")).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            store.root().join("a/fifo"),
+            FileType::Fifo,
+            Mode::from_raw_mode(0o666),
+            0,
+        )
+        .unwrap();
+        for k in ["a/sock", "a/fifo"] {
+            let key = Path::parse(k).unwrap();
+            for err in [
+                store.get(&key).await.map(|_| ()).unwrap_err(),
+                store.head(&key).await.map(|_| ()).unwrap_err(),
+                store
+                    .copy(&key, &Path::parse("c").unwrap())
+                    .await
+                    .unwrap_err(),
+                store
+                    .put_opts(
+                        &key,
+                        "x".into(),
+                        PutMode::Update(object_store::UpdateVersion {
+                            e_tag: Some("x".into()),
+                            version: None,
+                        })
+                        .into(),
+                    )
+                    .await
+                    .map(|_| ())
+                    .unwrap_err(),
+            ] {
+                assert!(
+                    matches!(
+                        err,
+                        object_store::Error::NotFound { .. }
+                            | object_store::Error::Precondition { .. }
+                    ),
+                    "{k}: {err}"
+                );
+            }
+        }
+        let listed: Vec<_> = store
+            .list(None)
+            .map(|m| m.unwrap().location.to_string())
+            .collect()
+            .await;
+        assert_eq!(listed, ["a/x"]);
+    }
+
+    #[tokio::test]
+    async fn a_key_of_many_new_folders_is_written() {
+        let (_dir, store) = store();
+        // 511 folders and a name: the deepest key of at most 1024 bytes.
+        let key = Path::parse(vec!["a"; 512].join("/")).unwrap();
+        store.put(&key, "deep".into()).await.unwrap();
+        assert_eq!(
+            store.get(&key).await.unwrap().bytes().await.unwrap(),
+            "deep"
+        );
+        let moved = Path::parse(vec!["b"; 100].join("/")).unwrap();
+        store.rename(&key, &moved).await.unwrap();
+        store.copy(&moved, &key).await.unwrap();
+        store.delete(&moved).await.unwrap();
+        assert!(!store.root().join("b").exists(), "empty folders are pruned");
+        let listed: Vec<_> = store
+            .list(None)
+            .map(|m| m.unwrap().location)
+            .collect()
+            .await;
+        assert_eq!(listed, [key]);
     }
 
     #[tokio::test]

@@ -341,8 +341,26 @@ impl Inner {
 
     /// Locks `keys` (see `locks.rs`).
     fn lock(&self, keys: &[&str]) -> Result<locks::Guard> {
-        locks::lock(&self.locks, keys)
-            .map_err(|e| LocalError::io("(a key lock under .maskstore/locks)", e).into())
+        locks::lock(&self.locks, keys).map_err(|e| {
+            if e.kind() == io::ErrorKind::NotFound {
+                return self.own_folder_removed("locks");
+            }
+            LocalError::io("(a key lock under .maskstore/locks)", e).into()
+        })
+    }
+
+    /// The error for a write after maskstore's folder `.maskstore/<name>` was removed
+    /// while the store was open (a file cannot be made in a removed folder): without it
+    /// every write failed as "not found", which the gateway answers 404.
+    fn own_folder_removed(&self, name: &str) -> object_store::Error {
+        LocalError::Io {
+            key: format!("(maskstore's own folder {RESERVED_DIR}/{name})"),
+            source: io::Error::other(format!(
+                "{} was removed while this process had the local root open, so nothing                  can be written; restart the process, which makes it again (never delete                  {RESERVED_DIR}/ while maskstore runs)",
+                self.root_path.join(RESERVED_DIR).join(name).display()
+            )),
+        }
+        .into()
     }
 
     fn temp_file(&self) -> Result<(String, File)> {
@@ -356,6 +374,7 @@ impl Inner {
             ) {
                 Ok(fd) => return Ok((name, File::from(fd))),
                 Err(Errno::EXIST) => continue,
+                Err(Errno::NOENT) => return Err(self.own_folder_removed("tmp")),
                 Err(e) => return Err(LocalError::io("(a temporary file)", e.into()).into()),
             }
         }
@@ -1358,6 +1377,40 @@ mod tests {
         assert!(err.to_string().contains("a/b/l"), "{err}");
         let err = store.list_with_delimiter(Some(&prefix)).await.unwrap_err();
         assert!(err.to_string().contains("a/b/l"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn writes_after_the_reserved_folder_is_removed_fail_saying_restart() {
+        let (_dir, store) = store();
+        let key = Path::parse("a/k").unwrap();
+        store.put(&key, "x".into()).await.unwrap();
+        // The lock folder alone, then everything of maskstore's.
+        fs::remove_dir_all(store.root().join(".maskstore/locks")).unwrap();
+        let err = store.delete(&key).await.unwrap_err();
+        assert!(
+            matches!(err, object_store::Error::Generic { .. }),
+            "not a missing object: {err}"
+        );
+        assert!(
+            err.to_string().contains(".maskstore/locks") && err.to_string().contains("restart"),
+            "{err}"
+        );
+        fs::remove_dir_all(store.root().join(".maskstore")).unwrap();
+        let err = store.put(&key, "y".into()).await.unwrap_err();
+        assert!(
+            matches!(err, object_store::Error::Generic { .. }),
+            "not a missing object: {err}"
+        );
+        assert!(
+            err.to_string().contains(".maskstore/tmp") && err.to_string().contains("restart"),
+            "{err}"
+        );
+        let err = store.put_multipart(&key).await.unwrap_err();
+        assert!(err.to_string().contains("restart"), "{err}");
+        // A restart makes them again.
+        let store = LocalStore::open(store.root(), true).unwrap();
+        store.put(&key, "z".into()).await.unwrap();
+        assert_eq!(store.get(&key).await.unwrap().bytes().await.unwrap(), "z");
     }
 
     #[tokio::test]

@@ -154,17 +154,18 @@ impl LocalStore {
     }
 }
 
-/// The folders of a key's path, resolved beneath the root.
+/// The folder of a key, resolved beneath the root.
 struct Parent {
-    /// Handles of the folders from below the root down to the key's folder.
-    dirs: Vec<OwnedFd>,
+    /// The key's folder (`None`: the root). Only this one is held: a handle per level
+    /// would hold up to 511 descriptors per key for the whole write.
+    dir: Option<OwnedFd>,
     /// The key's components; the last is the file name.
     parts: Vec<String>,
 }
 
 impl Parent {
     fn dir<'a>(&'a self, root: &'a OwnedFd) -> BorrowedFd<'a> {
-        self.dirs.last().unwrap_or(root).as_fd()
+        self.dir.as_ref().unwrap_or(root).as_fd()
     }
 
     fn name(&self) -> &str {
@@ -222,9 +223,9 @@ impl Inner {
         // many new folders, which are no retries.
         let mut restarts = 0;
         'walk: loop {
-            let mut dirs: Vec<OwnedFd> = Vec::with_capacity(folders);
+            let mut dir: Option<OwnedFd> = None;
             for i in 0..folders {
-                let at = dirs.last().unwrap_or(&self.root).as_fd();
+                let at = dir.as_ref().unwrap_or(&self.root).as_fd();
                 let name = parts[i].as_str();
                 let mut made = 0;
                 let fd = loop {
@@ -253,9 +254,9 @@ impl Inner {
                         Err(e) => return Err(e.into()),
                     }
                 };
-                dirs.push(fd);
+                dir = Some(fd);
             }
-            return Ok(Lookup::Found(Parent { dirs, parts }));
+            return Ok(Lookup::Found(Parent { dir, parts }));
         }
     }
 
@@ -494,17 +495,33 @@ impl Inner {
     }
 
     /// Removes the folders of `parent` that became empty, and makes the removal durable in
-    /// the first folder that remains.
+    /// the first folder that remains. Each folder above the key's is resolved again beneath
+    /// the root (no symlink followed) once the one below it is removed.
     fn prune(&self, parent: &Parent, location: &Path) -> Result<()> {
-        for i in (0..parent.dirs.len()).rev() {
-            let above = if i == 0 {
-                self.root.as_fd()
-            } else {
-                parent.dirs[i - 1].as_fd()
+        let parts = &parent.parts;
+        // The folder at level `i` once it is no longer the key's own.
+        let mut held: Option<OwnedFd> = None;
+        for i in (0..parts.len() - 1).rev() {
+            let current = held
+                .as_ref()
+                .map_or(parent.dir(&self.root), |fd| fd.as_fd());
+            let above = match i {
+                0 => None,
+                _ => match beneath::open(
+                    self.root.as_fd(),
+                    &parts[..i].join("/"),
+                    OFlags::RDONLY | OFlags::DIRECTORY,
+                ) {
+                    Ok(fd) => Some(fd),
+                    // Pruned or replaced meanwhile: another writer's business now.
+                    Err(_) => return self.sync(current, location),
+                },
             };
-            if unlinkat(above, parent.parts[i].as_str(), AtFlags::REMOVEDIR).is_err() {
-                return self.sync(parent.dirs[i].as_fd(), location);
+            let at = above.as_ref().unwrap_or(&self.root).as_fd();
+            if unlinkat(at, parts[i].as_str(), AtFlags::REMOVEDIR).is_err() {
+                return self.sync(current, location);
             }
+            held = above;
         }
         self.sync(self.root.as_fd(), location)
     }
@@ -1493,6 +1510,30 @@ mod tests {
         assert_eq!(listed, [key]);
     }
 
+    /// A resolved key holds one folder handle, not one per level: a 511-folder key held
+    /// 511 descriptors for the whole write, so two such writes at once exhausted the usual
+    /// limit of 1024 open files (and with it the gateway's sockets).
+    #[test]
+    fn a_deep_key_holds_one_folder_handle() {
+        let (_dir, store) = store();
+        let parts: Vec<String> = vec!["a".to_string(); 512];
+        let open_files = || fs::read_dir("/proc/self/fd").unwrap().count();
+        let before = open_files();
+        let Lookup::Found(parent) = store.inner.open_parent(parts.clone(), true).unwrap() else {
+            panic!("the folders were not made");
+        };
+        // Other tests of this binary open files meanwhile: a margin far below 511.
+        let held = open_files().saturating_sub(before);
+        assert!(held < 100, "{held} descriptors held for one key");
+        drop(parent);
+        let Lookup::Found(parent) = store.inner.open_parent(parts, false).unwrap() else {
+            panic!("the folders are there");
+        };
+        // Pruning resolves the folders above again as it goes.
+        store.inner.prune(&parent, &Path::from("a")).unwrap();
+        assert!(!store.root().join("a").exists(), "empty folders are pruned");
+    }
+
     #[tokio::test]
     async fn a_symlink_deep_in_a_folder_fails_its_listings() {
         let (dir, store) = store();
@@ -1702,26 +1743,33 @@ mod tests {
                             0 => {
                                 store.put(&key, body.into()).await.unwrap();
                             }
+                            // Retried until one lands (or the key stays gone), so that
+                            // updates succeed even where every other step is slow.
                             1 => {
-                                let Ok(seen) = store.head(&key).await else {
-                                    continue;
-                                };
-                                let named = seen.e_tag.clone();
-                                let put = store
-                                    .put_opts(
-                                        &key,
-                                        body.clone().into(),
-                                        PutMode::Update(UpdateVersion {
-                                            e_tag: named.clone(),
-                                            version: None,
-                                        })
-                                        .into(),
-                                    )
-                                    .await;
-                                match put {
-                                    Ok(r) => updates.push((named.unwrap(), r.e_tag.unwrap())),
-                                    Err(object_store::Error::Precondition { .. }) => {}
-                                    Err(e) => panic!("{e}"),
+                                for _ in 0..50 {
+                                    let Ok(seen) = store.head(&key).await else {
+                                        continue;
+                                    };
+                                    let named = seen.e_tag.clone();
+                                    let put = store
+                                        .put_opts(
+                                            &key,
+                                            body.clone().into(),
+                                            PutMode::Update(UpdateVersion {
+                                                e_tag: named.clone(),
+                                                version: None,
+                                            })
+                                            .into(),
+                                        )
+                                        .await;
+                                    match put {
+                                        Ok(r) => {
+                                            updates.push((named.unwrap(), r.e_tag.unwrap()));
+                                            break;
+                                        }
+                                        Err(object_store::Error::Precondition { .. }) => {}
+                                        Err(e) => panic!("{e}"),
+                                    }
                                 }
                             }
                             _ => store.delete(&key).await.unwrap(),

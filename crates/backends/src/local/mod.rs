@@ -65,6 +65,7 @@ pub(crate) mod locks;
 use attributes::{StoredAttributes, XATTR, probe_xattrs, read_stored};
 pub(crate) use builder::{Root, build};
 pub use error::LocalError;
+use maskstore_core::MAX_KEY_BYTES;
 /// The folder below the root that holds maskstore's own files.
 pub const RESERVED_DIR: &str = ".maskstore";
 /// Temporary files older than this are left over from a crash and removed at start.
@@ -833,7 +834,7 @@ impl Inner {
     ) {
         match self.open_prefix(prefix) {
             Ok(Some((dir, path))) => {
-                self.walk(&dir, &path, emit);
+                self.walk(dir, path, emit);
             }
             Ok(None) => {}
             Err(e) => {
@@ -842,28 +843,57 @@ impl Inner {
         }
     }
 
-    /// Emits every object below `dir` (at `path`); false once the receiver is gone.
+    /// Emits every object below `dir` (at `path`), depth first in name order; false once
+    /// the receiver is gone. The walk keeps its own stack (a tree thousands of folders deep
+    /// overflowed the thread's stack and aborted the process) and does not descend below
+    /// [`MAX_FOLDER_DEPTH`], reporting such a folder instead.
     fn walk(
         &self,
-        dir: &OwnedFd,
-        path: &str,
+        dir: OwnedFd,
+        path: String,
         emit: &mut dyn FnMut(Result<ObjectMeta>) -> bool,
     ) -> bool {
-        let entries = match self.entries(dir, path) {
-            Ok(entries) => entries,
+        /// A folder being walked: its handle, its path and the entries still to visit.
+        struct Level {
+            dir: OwnedFd,
+            path: String,
+            entries: std::vec::IntoIter<(String, Entry)>,
+        }
+        let mut stack = match self.entries(&dir, &path) {
+            Ok(entries) => vec![Level {
+                dir,
+                path,
+                entries: entries.into_iter(),
+            }],
             Err(e) => return emit(Err(e)),
         };
-        for (name, kind) in entries {
-            let child = join(path, &name);
+        while let Some(level) = stack.last_mut() {
+            let Some((name, kind)) = level.entries.next() else {
+                stack.pop();
+                continue;
+            };
+            let child = join(&level.path, &name);
+            let mut deeper = None;
             let going = match kind {
                 Entry::Symlink => emit(Err(LocalError::Symlink { path: child }.into())),
-                Entry::File => match self.meta_at(dir, &name, &child) {
+                Entry::File => match self.meta_at(&level.dir, &name, &child) {
                     Ok(Some(meta)) => emit(Ok(meta)),
                     Ok(None) => true,
                     Err(e) => emit(Err(e)),
                 },
-                Entry::Folder => match self.open_folder(dir, &name, &child) {
-                    Ok(Some(sub)) => self.walk(&sub, &child, emit),
+                Entry::Folder if depth_of(&child) > MAX_FOLDER_DEPTH => emit(Err(too_deep(&child))),
+                Entry::Folder => match self.open_folder(&level.dir, &name, &child) {
+                    Ok(Some(sub)) => match self.entries(&sub, &child) {
+                        Ok(entries) => {
+                            deeper = Some(Level {
+                                dir: sub,
+                                path: child,
+                                entries: entries.into_iter(),
+                            });
+                            true
+                        }
+                        Err(e) => emit(Err(e)),
+                    },
                     Ok(None) => true,
                     Err(e) => emit(Err(e)),
                 },
@@ -871,28 +901,20 @@ impl Inner {
             if !going {
                 return false;
             }
+            stack.extend(deeper);
         }
         true
     }
 
-    /// Whether the folder `dir` (at `path`) holds at least one object; a symlink in it is
-    /// an error, as in a listing.
-    fn holds_objects(&self, dir: &OwnedFd, path: &str) -> Result<bool> {
-        for (name, kind) in self.entries(dir, path)? {
-            let child = join(path, &name);
-            match kind {
-                Entry::File => return Ok(true),
-                Entry::Symlink => return Err(LocalError::Symlink { path: child }.into()),
-                Entry::Folder => {
-                    if let Some(sub) = self.open_folder(dir, &name, &child)?
-                        && self.holds_objects(&sub, &child)?
-                    {
-                        return Ok(true);
-                    }
-                }
-            }
-        }
-        Ok(false)
+    /// Whether the folder `dir` (at `path`) holds at least one object; whatever would
+    /// fail its listing (a symlink, a folder too deep) is an error here too.
+    fn holds_objects(&self, dir: OwnedFd, path: String) -> Result<bool> {
+        let mut found = Ok(false);
+        self.walk(dir, path, &mut |item| {
+            found = item.map(|_| true);
+            false
+        });
+        found
     }
 
     fn list_with_delimiter_blocking(&self, prefix: Option<&Path>) -> Result<ListResult> {
@@ -915,8 +937,11 @@ impl Inner {
                     }
                 }
                 Entry::Folder => {
+                    if depth_of(&child) > MAX_FOLDER_DEPTH {
+                        return Err(too_deep(&child));
+                    }
                     if let Some(sub) = self.open_folder(&dir, &name, &child)?
-                        && self.holds_objects(&sub, &child)?
+                        && self.holds_objects(sub, child.clone())?
                     {
                         match Path::parse(&child) {
                             Ok(location) => result.common_prefixes.push(location),
@@ -930,6 +955,28 @@ impl Inner {
         }
         Ok(result)
     }
+}
+
+/// How many folders deep a listing goes: a key of at most [`MAX_KEY_BYTES`] bytes has at
+/// most this many folders, so no deeper folder holds an object.
+const MAX_FOLDER_DEPTH: usize = MAX_KEY_BYTES / 2 - 1;
+
+/// The number of segments of `path` below the root.
+fn depth_of(path: &str) -> usize {
+    path.split('/').count()
+}
+
+/// The error for a folder deeper than any key reaches.
+fn too_deep(path: &str) -> object_store::Error {
+    LocalError::Io {
+        key: path.to_string(),
+        source: io::Error::other(format!(
+            "this folder is more than {MAX_FOLDER_DEPTH} folders deep below the local root, \
+             so it can hold no object (a key has at most {MAX_KEY_BYTES} bytes); move it out \
+             of the root"
+        )),
+    }
+    .into()
 }
 
 /// `name` below `path` (`""` is the root).
@@ -1532,6 +1579,63 @@ mod tests {
         // Pruning resolves the folders above again as it goes.
         store.inner.prune(&parent, &Path::from("a")).unwrap();
         assert!(!store.root().join("a").exists(), "empty folders are pruned");
+    }
+
+    /// Folders nested far deeper than any key (made inside the root by hand or by a tool)
+    /// fail a listing naming the folder; they overflowed the listing thread's stack and
+    /// aborted the whole process.
+    #[tokio::test]
+    async fn a_tree_deeper_than_any_key_fails_its_listings_without_a_crash() {
+        let (_dir, store) = store();
+        // The deepest key there can be lists as usual.
+        let deepest = Path::parse(vec!["a"; MAX_FOLDER_DEPTH + 1].join("/")).unwrap();
+        assert_eq!(deepest.as_ref().len(), MAX_KEY_BYTES - 1);
+        store.put(&deepest, "x".into()).await.unwrap();
+        let listed: Vec<_> = store
+            .list(None)
+            .map(|m| m.unwrap().location)
+            .collect()
+            .await;
+        assert_eq!(listed, [deepest]);
+        // 5,000 folders below `z`, by handle (the path is longer than the kernel takes).
+        let mut dir = rustix::fs::open(
+            store.root(),
+            OFlags::RDONLY | OFlags::DIRECTORY,
+            Mode::empty(),
+        )
+        .unwrap();
+        for _ in 0..5000 {
+            mkdirat(&dir, "z", Mode::from_raw_mode(0o777)).unwrap();
+            dir = openat(&dir, "z", OFlags::RDONLY | OFlags::DIRECTORY, Mode::empty()).unwrap();
+        }
+        drop(
+            openat(
+                &dir,
+                "x",
+                OFlags::CREATE | OFlags::WRONLY,
+                Mode::from_raw_mode(0o666),
+            )
+            .unwrap(),
+        );
+        let listed: Vec<_> = store.list(None).collect().await;
+        assert_eq!(listed.len(), 2, "the deepest key, then the error");
+        let err = listed[1].as_ref().unwrap_err().to_string();
+        assert!(
+            err.contains("z/z/z") && err.contains("folders deep"),
+            "{err}"
+        );
+        let err = store
+            .list_with_delimiter(None)
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("folders deep"), "{err}");
+        let err = store
+            .list_with_delimiter(Some(&Path::parse("z").unwrap()))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("folders deep"), "{err}");
     }
 
     #[tokio::test]

@@ -814,11 +814,13 @@ impl Inner {
         Ok(Some(object_meta(location, &md, generation.as_deref())))
     }
 
-    /// The folder named `name` in `dir` (at `path`); `None` if it vanished meanwhile.
+    /// The folder named `name` in `dir` (at `path`); `None` if it vanished meanwhile, or
+    /// became an object (its keys were deleted, the folder pruned and the name written
+    /// since the folder was read: a listing need not show a write that began after it).
     fn open_folder(&self, dir: &OwnedFd, name: &str, path: &str) -> Result<Option<OwnedFd>> {
         match beneath::open(dir.as_fd(), name, OFlags::RDONLY | OFlags::DIRECTORY) {
             Ok(fd) => Ok(Some(fd)),
-            Err(Errno::NOENT) => Ok(None),
+            Err(Errno::NOENT | Errno::NOTDIR) => Ok(None),
             Err(Errno::LOOP) => Err(LocalError::Symlink {
                 path: path.to_string(),
             }
@@ -1636,6 +1638,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("folders deep"), "{err}");
+    }
+
+    /// A listing reads a folder's entries, then opens each sub-folder: one pruned and
+    /// written as an object in between is passed over (it failed the listing with "Not a
+    /// directory" while writes and deletes ran), and one that became a symlink still fails.
+    #[tokio::test]
+    async fn a_folder_that_became_an_object_meanwhile_is_passed_over() {
+        let (dir, store) = store();
+        store
+            .put(&Path::parse("x").unwrap(), "now an object".into())
+            .await
+            .unwrap();
+        let root = &store.inner.root;
+        assert!(store.inner.open_folder(root, "x", "x").unwrap().is_none());
+        std::os::unix::fs::symlink(dir.path(), store.root().join("l")).unwrap();
+        let err = store.inner.open_folder(root, "l", "l").unwrap_err();
+        assert!(
+            matches!(err, object_store::Error::PermissionDenied { .. }),
+            "{err}"
+        );
     }
 
     #[tokio::test]

@@ -1036,6 +1036,7 @@ impl ObjectStore for LocalStore {
                 generation,
                 file: Arc::new(file),
                 offset: 0,
+                closed: Default::default(),
             }) as Box<dyn MultipartUpload>)
         })
         .await
@@ -1111,6 +1112,18 @@ struct LocalUpload {
     generation: Option<String>,
     file: Arc<File>,
     offset: u64,
+    /// Whether the file was completed (it is the object now) or aborted: parts write
+    /// under the read lock and refuse once it is set; completing holds the write lock.
+    closed: Arc<std::sync::RwLock<bool>>,
+}
+
+/// The error for a part or completion after the upload was completed or aborted.
+fn upload_closed(location: &Path) -> object_store::Error {
+    LocalError::Io {
+        key: location.to_string(),
+        source: io::Error::other("the upload was already completed or aborted; start a new upload"),
+    }
+    .into()
 }
 
 #[async_trait]
@@ -1120,8 +1133,15 @@ impl MultipartUpload for LocalUpload {
         self.offset += data.content_length() as u64;
         let file = Arc::clone(&self.file);
         let location = self.location.clone();
+        let closed = Arc::clone(&self.closed);
         async move {
             tokio::task::spawn_blocking(move || {
+                // A part written after completion would change the published object in
+                // place, torn and under an etag that no longer describes it.
+                let closed = closed.read().unwrap_or_else(|e| e.into_inner());
+                if *closed {
+                    return Err(upload_closed(&location));
+                }
                 let mut at = offset;
                 for chunk in data.iter() {
                     std::os::unix::fs::FileExt::write_all_at(&*file, chunk, at)
@@ -1137,23 +1157,26 @@ impl MultipartUpload for LocalUpload {
 
     async fn complete(&mut self) -> Result<PutResult> {
         let Some(temp) = self.temp.clone() else {
-            return Err(LocalError::Io {
-                key: self.location.to_string(),
-                source: io::Error::other("the upload was already completed or aborted"),
-            }
-            .into());
+            return Err(upload_closed(&self.location));
         };
         let file = Arc::clone(&self.file);
         let location = self.location.clone();
         let generation = self.generation.clone();
+        let closed = Arc::clone(&self.closed);
         let result = self
             .store
             .blocking(move |s| {
+                // Parts being written finish first; later ones are refused.
+                let mut closed = closed.write().unwrap_or_else(|e| e.into_inner());
+                if *closed {
+                    return Err(upload_closed(&location));
+                }
                 if s.fsync {
                     file.sync_all().map_err(|e| io_error(&location, e))?;
                 }
                 let md = file.metadata().map_err(|e| io_error(&location, e))?;
                 s.commit(&location, &temp, &PutMode::Overwrite)?;
+                *closed = true;
                 Ok(PutResult {
                     e_tag: Some(etag(&md, generation.as_deref())),
                     version: None,
@@ -1169,6 +1192,7 @@ impl MultipartUpload for LocalUpload {
     }
 
     async fn abort(&mut self) -> Result<()> {
+        *self.closed.write().unwrap_or_else(|e| e.into_inner()) = true;
         if let Some(temp) = self.temp.take() {
             self.store
                 .blocking(
@@ -1916,6 +1940,30 @@ mod tests {
         named.dedup();
         assert_eq!(named.len(), total, "two updates replaced the same version");
         assert!(total > 0);
+    }
+
+    /// A part written after completion (or polled only then) is refused: it wrote into
+    /// the published object in place, changing it under its etag.
+    #[tokio::test]
+    async fn parts_after_completion_are_refused_and_leave_the_object_alone() {
+        let (_dir, store) = store();
+        let key = Path::parse("a/up").unwrap();
+        let mut upload = store.put_multipart(&key).await.unwrap();
+        upload.put_part(vec![b'a'; 8].into()).await.unwrap();
+        let late = upload.put_part(vec![b'b'; 8].into());
+        let done = upload.complete().await.unwrap();
+        // The part made before completion but run after it: not in the object.
+        let err = late.await.unwrap_err();
+        assert!(err.to_string().contains("already completed"), "{err}");
+        let err = upload.put_part(vec![b'c'; 8].into()).await.unwrap_err();
+        assert!(err.to_string().contains("already completed"), "{err}");
+        assert!(upload.complete().await.is_err());
+        let object = store.get(&key).await.unwrap();
+        assert_eq!(object.meta.e_tag, done.e_tag);
+        assert_eq!(object.bytes().await.unwrap(), vec![b'a'; 8]);
+        let mut aborted = store.put_multipart(&key).await.unwrap();
+        aborted.abort().await.unwrap();
+        assert!(aborted.put_part(vec![b'd'; 8].into()).await.is_err());
     }
 
     #[tokio::test]

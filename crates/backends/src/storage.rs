@@ -180,6 +180,9 @@ impl Storage {
             server_error_rate: monitoring.server_error_rate_alarm,
             window: std::time::Duration::from_secs(monitoring.alarm_window_secs),
             min_requests: monitoring.alarm_min_requests,
+            surge_factor: monitoring.surge_factor,
+            surge_min_rate: monitoring.surge_min_rate,
+            surge_window: std::time::Duration::from_secs(monitoring.surge_window_secs),
         }));
         Ok(Storage::assemble(
             store,
@@ -280,9 +283,17 @@ impl Storage {
         &self.store
     }
 
-    /// The error-rate alarms fed by this storage's operations.
+    /// The alarms fed by this storage's operations.
     pub fn monitor(&self) -> &Arc<Monitor> {
         &self.monitor
+    }
+
+    /// This storage, feeding `monitor` instead (one with its own settings or clock).
+    pub fn with_monitor(mut self, monitor: Arc<Monitor>) -> Storage {
+        self.recorder = Recorder::new(Arc::clone(&self.backend), Arc::clone(&monitor));
+        self.monitor = monitor;
+        self.rebuild();
+        self
     }
 
     /// The signer of gateway URLs, for the gateway that verifies them; `None` on S3.

@@ -36,6 +36,7 @@ mod load;
 pub mod local;
 mod memory;
 pub mod monitor;
+pub mod secret_file;
 mod s3;
 pub mod signing;
 mod storage;

@@ -188,6 +188,11 @@ impl SecretFiles {
         self.name
     }
 
+    /// The files.
+    pub(crate) fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
     /// The files' new values, in order, when they changed at least [`SETTLE`] before `now`
     /// and read well; `None` otherwise (the values in use stay). A file that cannot be
     /// read is logged, by path only, and tried again when it changes.

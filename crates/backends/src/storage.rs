@@ -150,14 +150,19 @@ impl Storage {
         let os = &config.object_storage;
         let gw = &config.gateway;
         let gateway = |secret: Secret, ephemeral: bool| {
-            UrlSigner::Gateway(Arc::new(Gateway {
-                signer: GatewaySigner::new(
+            let previous = gw.previous_signing_secret.clone();
+            let signer = match &gw.signing_secret_file {
+                // A URL signed just before a rotation lives at most max_ttl.
+                Some(file) if !ephemeral => GatewaySigner::rotating(
                     &gw.public_url,
                     secret,
-                    gw.previous_signing_secret.clone(),
+                    previous,
+                    file.clone(),
+                    std::time::Duration::from_secs(config.signed_url.max_ttl),
                 ),
-                ephemeral,
-            }))
+                _ => GatewaySigner::new(&gw.public_url, secret, previous),
+            };
+            UrlSigner::Gateway(Arc::new(Gateway { signer, ephemeral }))
         };
         let (store, urls): (Arc<dyn ObjectStore>, UrlSigner) = match os.provider {
             Provider::S3 => {

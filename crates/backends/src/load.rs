@@ -234,19 +234,37 @@ mod tests {
                 ("APP_OBJECT_STORAGE__PROVIDER", "s3"),
                 ("APP_OBJECT_STORAGE__BUCKET_NAME", "pacs-masks"),
                 ("APP_OBJECT_STORAGE__REGION", "us-east-1"),
-                ("APP_OBJECT_STORAGE__ACCESS_KEY_FILE", access.to_str().unwrap()),
-                ("APP_OBJECT_STORAGE__SECRET_KEY_FILE", secret.to_str().unwrap()),
-                ("APP_GATEWAY__SIGNING_SECRET_FILE", signing.to_str().unwrap()),
+                (
+                    "APP_OBJECT_STORAGE__ACCESS_KEY_FILE",
+                    access.to_str().unwrap(),
+                ),
+                (
+                    "APP_OBJECT_STORAGE__SECRET_KEY_FILE",
+                    secret.to_str().unwrap(),
+                ),
+                (
+                    "APP_GATEWAY__SIGNING_SECRET_FILE",
+                    signing.to_str().unwrap(),
+                ),
             ]),
         )
         .unwrap();
-        assert_eq!(config.object_storage.access_key.as_deref(), Some("AKIAFROMFILE"));
+        assert_eq!(
+            config.object_storage.access_key.as_deref(),
+            Some("AKIAFROMFILE")
+        );
         assert_eq!(
             config.object_storage.secret_key.as_ref().unwrap().expose(),
             "wJalrFROMFILEsecret"
         );
-        assert_eq!(config.gateway.signing_secret.as_ref().unwrap().expose(), SECRET);
-        assert_eq!(config.object_storage.secret_key_file.as_ref(), Some(&secret));
+        assert_eq!(
+            config.gateway.signing_secret.as_ref().unwrap().expose(),
+            SECRET
+        );
+        assert_eq!(
+            config.object_storage.secret_key_file.as_ref(),
+            Some(&secret)
+        );
         assert_eq!(
             config.origin("object_storage.secret_key"),
             Some(&Origin::SecretFile(secret.clone()))
@@ -257,7 +275,10 @@ mod tests {
             .map(|e| format!("{} {:?} {}", e.key, e.value, e.origin))
             .collect();
         let shown = shown.join("\n");
-        assert!(!shown.contains("wJalrFROMFILE") && !shown.contains(SECRET), "{shown}");
+        assert!(
+            !shown.contains("wJalrFROMFILE") && !shown.contains(SECRET),
+            "{shown}"
+        );
         assert!(
             shown.contains(&format!("secret file {}", secret.display())),
             "{shown}"
@@ -268,23 +289,35 @@ mod tests {
             &source,
             vars(&[
                 ("APP_OBJECT_STORAGE__SECRET_KEY", "inline"),
-                ("APP_OBJECT_STORAGE__SECRET_KEY_FILE", secret.to_str().unwrap()),
+                (
+                    "APP_OBJECT_STORAGE__SECRET_KEY_FILE",
+                    secret.to_str().unwrap(),
+                ),
             ]),
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains("both as a value") && err.contains("secret_key_file"), "{err}");
+        assert!(
+            err.contains("both as a value") && err.contains("secret_key_file"),
+            "{err}"
+        );
         assert!(!err.contains("inline") && !err.contains("wJalr"), "{err}");
 
         // Mode 0644: refused, naming the file and chmod 600, blaming the variable.
         std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
         let err = load_config_from(
             &source,
-            vars(&[("APP_OBJECT_STORAGE__SECRET_KEY_FILE", secret.to_str().unwrap())]),
+            vars(&[(
+                "APP_OBJECT_STORAGE__SECRET_KEY_FILE",
+                secret.to_str().unwrap(),
+            )]),
         )
         .unwrap_err()
         .to_string();
-        assert!(err.contains(&format!("chmod 600 {}", secret.display())), "{err}");
+        assert!(
+            err.contains(&format!("chmod 600 {}", secret.display())),
+            "{err}"
+        );
         assert!(err.contains("APP_OBJECT_STORAGE__SECRET_KEY_FILE"), "{err}");
         assert!(!err.contains("wJalr"), "{err}");
 
@@ -297,6 +330,9 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("shorter than 32 bytes"), "{err}");
-        assert!(err.contains(&format!("secret file {}", short.display())), "{err}");
+        assert!(
+            err.contains(&format!("secret file {}", short.display())),
+            "{err}"
+        );
     }
 }

@@ -78,7 +78,8 @@ pub fn read_secret_file(path: &Path) -> Result<String, SecretFileError> {
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
-        let folder = std::fs::canonicalize(folder).map_err(|e| cannot("resolve the folder of", e))?;
+        let folder =
+            std::fs::canonicalize(folder).map_err(|e| cannot("resolve the folder of", e))?;
         let target = std::fs::canonicalize(path).map_err(|e| cannot("resolve", e))?;
         if !target.starts_with(&folder) {
             return Err(refuse(
@@ -197,6 +198,11 @@ impl SecretFiles {
     /// and read well; `None` otherwise (the values in use stay). A file that cannot be
     /// read is logged, by path only, and tried again when it changes.
     pub(crate) fn poll(&self, now: Instant) -> Option<Vec<String>> {
+        self.poll_settled(now, SETTLE)
+    }
+
+    /// [`SecretFiles::poll`] with another settle time (zero: adopt a change at once).
+    pub(crate) fn poll_settled(&self, now: Instant, settle: Duration) -> Option<Vec<String>> {
         let seen: Vec<Option<Stamp>> = self.paths.iter().map(|p| stamp(p)).collect();
         let mut state = self.state.lock().expect("secret watch lock");
         if seen == state.current {
@@ -205,10 +211,11 @@ impl SecretFiles {
         }
         match &state.pending {
             Some((pending, since)) if *pending == seen => {
-                if now.saturating_duration_since(*since) < SETTLE {
+                if now.saturating_duration_since(*since) < settle {
                     return None;
                 }
             }
+            _ if settle.is_zero() => {}
             _ => {
                 state.pending = Some((seen, now));
                 return None;
@@ -284,7 +291,9 @@ mod tests {
         std::fs::create_dir_all(&elsewhere).unwrap();
         write(&elsewhere.join("key"), "outside-value", 0o600);
         std::os::unix::fs::symlink(elsewhere.join("key"), secrets.join("out")).unwrap();
-        let e = read_secret_file(&secrets.join("out")).unwrap_err().to_string();
+        let e = read_secret_file(&secrets.join("out"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("outside its folder"), "{e}");
         assert!(!e.contains("outside-value"), "{e}");
         // Kubernetes' layout: key -> ..data/key, ..data -> ..<timestamp>.
@@ -299,9 +308,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("s");
         write(&path, " \n", 0o600);
-        assert!(read_secret_file(&path).unwrap_err().to_string().contains("is empty"));
-        write(&path, &"x".repeat(MAX_SECRET_FILE_BYTES as usize + 1), 0o600);
-        assert!(read_secret_file(&path).unwrap_err().to_string().contains("more than"));
+        assert!(
+            read_secret_file(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("is empty")
+        );
+        write(
+            &path,
+            &"x".repeat(MAX_SECRET_FILE_BYTES as usize + 1),
+            0o600,
+        );
+        assert!(
+            read_secret_file(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("more than")
+        );
         let e = read_secret_file(&dir.path().join("missing")).unwrap_err();
         assert!(e.problem.contains("cannot inspect"), "{e}");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();

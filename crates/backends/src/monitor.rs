@@ -147,6 +147,21 @@ impl Default for AlarmSettings {
     }
 }
 
+impl AlarmSettings {
+    /// The settings of `[monitoring]`.
+    pub fn from_config(monitoring: &maskstore_core::config::MonitoringConfig) -> AlarmSettings {
+        AlarmSettings {
+            client_error_rate: monitoring.client_error_rate_alarm,
+            server_error_rate: monitoring.server_error_rate_alarm,
+            window: Duration::from_secs(monitoring.alarm_window_secs),
+            min_requests: monitoring.alarm_min_requests,
+            surge_factor: monitoring.surge_factor,
+            surge_min_rate: monitoring.surge_min_rate,
+            surge_window: Duration::from_secs(monitoring.surge_window_secs),
+        }
+    }
+}
+
 /// The request rates the surge alarm compares, in requests per second.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RequestRates {

@@ -179,16 +179,7 @@ impl Storage {
                 (Arc::new(store), gateway(secret, ephemeral))
             }
         };
-        let monitoring = &config.monitoring;
-        let monitor = Arc::new(Monitor::new(AlarmSettings {
-            client_error_rate: monitoring.client_error_rate_alarm,
-            server_error_rate: monitoring.server_error_rate_alarm,
-            window: std::time::Duration::from_secs(monitoring.alarm_window_secs),
-            min_requests: monitoring.alarm_min_requests,
-            surge_factor: monitoring.surge_factor,
-            surge_min_rate: monitoring.surge_min_rate,
-            surge_window: std::time::Duration::from_secs(monitoring.surge_window_secs),
-        }));
+        let monitor = Arc::new(Monitor::new(AlarmSettings::from_config(&config.monitoring)));
         Ok(Storage::assemble(
             store,
             os.provider.as_str(),

@@ -565,7 +565,11 @@ fn every_key_is_set_by_its_env_var() {
             Some(&Origin::Env(env_var_name(request.file_key)))
         );
     }
-    for entry in config.entries().into_iter().filter(|e| !e.key.ends_with("_file")) {
+    for entry in config
+        .entries()
+        .into_iter()
+        .filter(|e| !e.key.ends_with("_file"))
+    {
         assert_eq!(
             entry.origin,
             Origin::Env(entry.env_var.clone()),
@@ -999,18 +1003,30 @@ fn a_secret_file_not_read_or_set_beside_its_value_is_an_error_naming_both() {
         "/run/secrets/secret_key",
     )]));
     assert_eq!(key, "object_storage.secret_key_file");
-    assert_eq!(origin, Origin::Env("APP_OBJECT_STORAGE__SECRET_KEY_FILE".into()));
+    assert_eq!(
+        origin,
+        Origin::Env("APP_OBJECT_STORAGE__SECRET_KEY_FILE".into())
+    );
     assert!(text.contains("was not read"), "{text}");
 
     let mut loader = ConfigLoader::new();
     loader
-        .add_toml(file("production.toml"), "[gateway]\nsigning_secret = \"inline-secret-value-0123456789abcdef\"\n")
+        .add_toml(
+            file("production.toml"),
+            "[gateway]\nsigning_secret = \"inline-secret-value-0123456789abcdef\"\n",
+        )
         .unwrap();
     loader
-        .add_env(env(&[("APP_GATEWAY__SIGNING_SECRET_FILE", "/run/secrets/signing")]))
+        .add_env(env(&[(
+            "APP_GATEWAY__SIGNING_SECRET_FILE",
+            "/run/secrets/signing",
+        )]))
         .unwrap();
     let err = loader.secret_files().unwrap_err().to_string();
-    assert!(err.contains("production.toml") && err.contains("APP_GATEWAY__SIGNING_SECRET_FILE"), "{err}");
+    assert!(
+        err.contains("production.toml") && err.contains("APP_GATEWAY__SIGNING_SECRET_FILE"),
+        "{err}"
+    );
     assert!(!err.contains("inline-secret"), "{err}");
     let (_, _, text) = config_error(loader.build("production", Origin::Default));
     assert!(text.contains("both as a value"), "{text}");

@@ -186,6 +186,13 @@ async fn metrics_count_what_a_run_did_and_health_names_the_alarm() {
         ),
         12_000.0
     );
+    // The surge alarm's recent rate: the few dozen operations above, within its minute.
+    let recent = sample(
+        &metrics,
+        "maskstore_request_rate_per_second",
+        &["window=\"recent\""],
+    );
+    assert!(recent > 0.3 && recent < 1.0, "{metrics}");
     let requests = "maskstore_gateway_requests_total";
     assert_eq!(
         sample(&metrics, requests, &["method=\"PUT\"", "status=\"200\""]),

@@ -1023,4 +1023,60 @@ mod tests {
         assert!(format!("{kept:?}").contains("secrets: 2"), "{kept:?}");
         assert!(!format!("{kept:?}").contains("signing-secret"));
     }
+
+    #[test]
+    fn a_url_of_the_new_secret_is_taken_at_once_and_a_forged_one_changes_nothing() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing_secret");
+        let write = |text: &str| {
+            let temp = dir.path().join("next");
+            std::fs::write(&temp, text).unwrap();
+            std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::fs::rename(&temp, &path).unwrap();
+        };
+        let (old, new) = (
+            "old-signing-secret-0123456789abcdef0123",
+            "new-signing-secret-0123456789abcdef0123",
+        );
+        write(old);
+        let base = "http://127.0.0.1:9000";
+        let gateway = GatewaySigner::rotating(
+            base,
+            Secret::new(old),
+            None,
+            path.clone(),
+            Duration::from_secs(60),
+        );
+        let k = key("mask/a.png");
+        let expires = Utc::now().timestamp() + 600;
+        let check = |url: &str| {
+            let (path, query) = split(url);
+            gateway.verify("GET", &path, &query, Utc::now())
+        };
+        let forged = GatewaySigner::new(
+            base,
+            Secret::new("an-attacker-guess-0123456789abcdef"),
+            None,
+        )
+        .sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+        assert_eq!(check(&forged), Err(Refusal::BadSignature));
+        // The issuer read the new secret first: its URL is accepted without waiting.
+        write(new);
+        let issued = GatewaySigner::new(base, Secret::new(new), None).sign(
+            SignedMethod::Get,
+            &k,
+            expires,
+            &SignOptions::default(),
+        );
+        assert!(check(&issued).is_ok());
+        assert_eq!(check(&forged), Err(Refusal::BadSignature));
+        let before = GatewaySigner::new(base, Secret::new(old), None).sign(
+            SignedMethod::Get,
+            &k,
+            expires,
+            &SignOptions::default(),
+        );
+        assert!(check(&before).is_ok(), "the old secret is the previous one");
+    }
 }

@@ -37,6 +37,7 @@ pub mod local;
 mod memory;
 pub mod monitor;
 mod s3;
+pub mod secret_file;
 pub mod signing;
 mod storage;
 mod types;

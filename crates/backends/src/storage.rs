@@ -153,14 +153,19 @@ impl Storage {
         let os = &config.object_storage;
         let gw = &config.gateway;
         let gateway = |secret: Secret, ephemeral: bool| {
-            UrlSigner::Gateway(Arc::new(Gateway {
-                signer: GatewaySigner::new(
+            let previous = gw.previous_signing_secret.clone();
+            let signer = match &gw.signing_secret_file {
+                // A URL signed just before a rotation lives at most max_ttl.
+                Some(file) if !ephemeral => GatewaySigner::rotating(
                     &gw.public_url,
                     secret,
-                    gw.previous_signing_secret.clone(),
+                    previous,
+                    file.clone(),
+                    std::time::Duration::from_secs(config.signed_url.max_ttl),
                 ),
-                ephemeral,
-            }))
+                _ => GatewaySigner::new(&gw.public_url, secret, previous),
+            };
+            UrlSigner::Gateway(Arc::new(Gateway { signer, ephemeral }))
         };
         let (store, urls): (Arc<dyn ObjectStore>, UrlSigner) = match os.provider {
             Provider::S3 => {
@@ -177,13 +182,7 @@ impl Storage {
                 (Arc::new(store), gateway(secret, ephemeral))
             }
         };
-        let monitoring = &config.monitoring;
-        let monitor = Arc::new(Monitor::new(AlarmSettings {
-            client_error_rate: monitoring.client_error_rate_alarm,
-            server_error_rate: monitoring.server_error_rate_alarm,
-            window: std::time::Duration::from_secs(monitoring.alarm_window_secs),
-            min_requests: monitoring.alarm_min_requests,
-        }));
+        let monitor = Arc::new(Monitor::new(AlarmSettings::from_config(&config.monitoring)));
         Ok(Storage::assemble(
             store,
             os.provider.as_str(),
@@ -283,9 +282,17 @@ impl Storage {
         &self.store
     }
 
-    /// The error-rate alarms fed by this storage's operations.
+    /// The alarms fed by this storage's operations.
     pub fn monitor(&self) -> &Arc<Monitor> {
         &self.monitor
+    }
+
+    /// This storage, feeding `monitor` instead (one with its own settings or clock).
+    pub fn with_monitor(mut self, monitor: Arc<Monitor>) -> Storage {
+        self.recorder = Recorder::new(Arc::clone(&self.backend), Arc::clone(&monitor));
+        self.monitor = monitor;
+        self.rebuild();
+        self
     }
 
     /// The signer of gateway URLs, for the gateway that verifies them; `None` on S3.

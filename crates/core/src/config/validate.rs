@@ -14,6 +14,7 @@ use super::schema::{
     ADMIN_LISTEN, BODY_IDLE_TIMEOUT, GATEWAY_REQUEST_TIMEOUT, HEADER_TIMEOUT, LISTEN,
     MAX_CONCURRENT_UPLOADS, MAX_CONNECTIONS, MAX_UPLOAD_BYTES,
 };
+use super::schema::{ALARM_WINDOW, SURGE_WINDOW};
 use super::{Config, DEFAULT_ENVIRONMENT, Origin, Provider};
 use crate::Error;
 use crate::ttl::S3_MAX_PRESIGN_SECS;
@@ -58,7 +59,33 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
     validate_object_storage(config)?;
     validate_signed_url(config)?;
     validate_gateway(config)?;
+    validate_monitoring(config)?;
     validate_lifecycle(config)
+}
+
+/// The surge rule compares `surge_window` with the rest of `alarm_window`, which must be
+/// at least as long, or the baseline would be noisier than what it is compared with.
+fn validate_monitoring(config: &Config) -> Result<(), Error> {
+    let m = &config.monitoring;
+    if m.surge_window_secs == 0 || m.surge_window_secs > m.alarm_window_secs / 2 {
+        return Err(refuse(
+            config,
+            &SURGE_WINDOW,
+            format!(
+                "{} seconds leaves no baseline of at least the same length within {} ({} seconds)",
+                m.surge_window_secs,
+                ALARM_WINDOW.name(),
+                m.alarm_window_secs
+            ),
+            format!(
+                "give from 1 to {} seconds (half of {}), or lengthen {}",
+                m.alarm_window_secs / 2,
+                ALARM_WINDOW.name(),
+                ALARM_WINDOW.name()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_object_storage(config: &Config) -> Result<(), Error> {

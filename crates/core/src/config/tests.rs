@@ -238,6 +238,50 @@ fn bucket_names_s3_would_refuse_are_refused() {
     }
 }
 
+/// AWS's wildcard certificate (`*.s3.<region>.amazonaws.com`) covers one label: a bucket
+/// with a dot, addressed virtual-hosted over https, fails TLS on every request and every
+/// presigned URL ("Virtual hosting of buckets" in the S3 user guide). Path style, or an
+/// endpoint the operator names (and holds the certificate of), still work.
+#[test]
+fn a_dotted_bucket_is_refused_virtual_hosted_on_aws() {
+    let dotted = [
+        ("APP_OBJECT_STORAGE__PROVIDER", "s3"),
+        ("APP_OBJECT_STORAGE__BUCKET_NAME", "pacs.masks"),
+        ("APP_OBJECT_STORAGE__REGION", "us-east-1"),
+    ];
+    let (key, _, text) = config_error(build_env(
+        &[
+            &dotted[..],
+            &[("APP_OBJECT_STORAGE__VIRTUAL_HOSTED_STYLE", "true")],
+        ]
+        .concat(),
+    ));
+    assert_eq!(key, "object_storage.virtual_hosted_style");
+    assert!(text.contains("pacs.masks"), "{text}");
+    assert!(text.contains("certificate"), "{text}");
+    assert!(text.contains("virtual_hosted_style = false"), "{text}");
+    build_env(&dotted).unwrap();
+    build_env(
+        &[
+            &dotted[..],
+            &[
+                ("APP_OBJECT_STORAGE__VIRTUAL_HOSTED_STYLE", "true"),
+                (
+                    "APP_OBJECT_STORAGE__ENDPOINT",
+                    "https://pacs.masks.minio.example",
+                ),
+            ],
+        ]
+        .concat(),
+    )
+    .unwrap();
+    build_env(&s3_env_with(&[(
+        "APP_OBJECT_STORAGE__VIRTUAL_HOSTED_STYLE",
+        "true",
+    )]))
+    .unwrap();
+}
+
 #[test]
 fn endpoint_must_be_an_http_url() {
     for (bad, why) in [

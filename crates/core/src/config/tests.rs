@@ -376,6 +376,26 @@ fn access_key_and_secret_key_come_together() {
     assert_eq!(key, "object_storage.secret_key");
 }
 
+/// A session token belongs to the temporary access key and secret it came with; alone,
+/// the client would sign with the AWS chain and drop the token without a word.
+#[test]
+fn a_session_token_without_its_keys_is_refused() {
+    let token = (
+        "APP_OBJECT_STORAGE__SESSION_TOKEN",
+        "FwoGZXIvYXdzE-token-value",
+    );
+    let (key, _, text) = config_error(build_env(&s3_env_with(&[token])));
+    assert_eq!(key, "object_storage.session_token");
+    assert!(text.contains("access_key"), "{text}");
+    assert!(!text.contains(token.1), "the token is never echoed: {text}");
+    build_env(&s3_env_with(&[
+        token,
+        ("APP_OBJECT_STORAGE__ACCESS_KEY", "ASIAEXAMPLE"),
+        ("APP_OBJECT_STORAGE__SECRET_KEY", "temporary-secret"),
+    ]))
+    .unwrap();
+}
+
 #[test]
 fn environment_names_cannot_escape_the_config_folder() {
     let err = ConfigLoader::new()

@@ -7,8 +7,8 @@
 use super::schema::{
     ABORT_INCOMPLETE_MULTIPART_DAYS, ACCESS_KEY, ALLOW_MEMORY_IN_PRODUCTION, ALLOWED_METHODS,
     ALLOWED_ORIGINS, AnyKey, BUCKET_NAME, CONNECT_TIMEOUT, DEFAULT_TTL, MAX_TTL,
-    PREVIOUS_SIGNING_SECRET, PROVIDER, REGION, REQUEST_TIMEOUT, SECRET_KEY, SIGNING_SECRET,
-    TRANSITION_GLACIER_DAYS, TRANSITION_IA_DAYS, VIRTUAL_HOSTED_STYLE,
+    PREVIOUS_SIGNING_SECRET, PROVIDER, REGION, REQUEST_TIMEOUT, SECRET_KEY, SESSION_TOKEN,
+    SIGNING_SECRET, TRANSITION_GLACIER_DAYS, TRANSITION_IA_DAYS, VIRTUAL_HOSTED_STYLE,
 };
 use super::schema::{
     ADMIN_LISTEN, BODY_IDLE_TIMEOUT, GATEWAY_REQUEST_TIMEOUT, HEADER_TIMEOUT, LISTEN,
@@ -135,6 +135,26 @@ fn validate_object_storage(config: &Config) -> Result<(), Error> {
                 &SECRET_KEY,
                 format!("is missing while {} is set", SECRET_KEY.field_name()),
                 both,
+            ));
+        }
+        (None, None) if os.session_token.is_some() => {
+            // The client would sign with the AWS chain and drop the token silently.
+            return Err(refuse(
+                config,
+                &SESSION_TOKEN,
+                format!(
+                    "is set without {} and {}; a session token only belongs to the \
+                     temporary keys it was issued with",
+                    ACCESS_KEY.field_name(),
+                    SECRET_KEY.field_name()
+                ),
+                format!(
+                    "set {} and {} to the temporary credentials too, or unset {} to use \
+                     the AWS credential chain",
+                    ACCESS_KEY.field_name(),
+                    SECRET_KEY.field_name(),
+                    SESSION_TOKEN.field_name()
+                ),
             ));
         }
         _ => {}

@@ -238,6 +238,50 @@ fn bucket_names_s3_would_refuse_are_refused() {
     }
 }
 
+/// AWS's wildcard certificate (`*.s3.<region>.amazonaws.com`) covers one label: a bucket
+/// with a dot, addressed virtual-hosted over https, fails TLS on every request and every
+/// presigned URL ("Virtual hosting of buckets" in the S3 user guide). Path style, or an
+/// endpoint the operator names (and holds the certificate of), still work.
+#[test]
+fn a_dotted_bucket_is_refused_virtual_hosted_on_aws() {
+    let dotted = [
+        ("APP_OBJECT_STORAGE__PROVIDER", "s3"),
+        ("APP_OBJECT_STORAGE__BUCKET_NAME", "pacs.masks"),
+        ("APP_OBJECT_STORAGE__REGION", "us-east-1"),
+    ];
+    let (key, _, text) = config_error(build_env(
+        &[
+            &dotted[..],
+            &[("APP_OBJECT_STORAGE__VIRTUAL_HOSTED_STYLE", "true")],
+        ]
+        .concat(),
+    ));
+    assert_eq!(key, "object_storage.virtual_hosted_style");
+    assert!(text.contains("pacs.masks"), "{text}");
+    assert!(text.contains("certificate"), "{text}");
+    assert!(text.contains("virtual_hosted_style = false"), "{text}");
+    build_env(&dotted).unwrap();
+    build_env(
+        &[
+            &dotted[..],
+            &[
+                ("APP_OBJECT_STORAGE__VIRTUAL_HOSTED_STYLE", "true"),
+                (
+                    "APP_OBJECT_STORAGE__ENDPOINT",
+                    "https://pacs.masks.minio.example",
+                ),
+            ],
+        ]
+        .concat(),
+    )
+    .unwrap();
+    build_env(&s3_env_with(&[(
+        "APP_OBJECT_STORAGE__VIRTUAL_HOSTED_STYLE",
+        "true",
+    )]))
+    .unwrap();
+}
+
 #[test]
 fn endpoint_must_be_an_http_url() {
     for (bad, why) in [
@@ -330,6 +374,26 @@ fn access_key_and_secret_key_come_together() {
         "AKIA",
     )])));
     assert_eq!(key, "object_storage.secret_key");
+}
+
+/// A session token belongs to the temporary access key and secret it came with; alone,
+/// the client would sign with the AWS chain and drop the token without a word.
+#[test]
+fn a_session_token_without_its_keys_is_refused() {
+    let token = (
+        "APP_OBJECT_STORAGE__SESSION_TOKEN",
+        "FwoGZXIvYXdzE-token-value",
+    );
+    let (key, _, text) = config_error(build_env(&s3_env_with(&[token])));
+    assert_eq!(key, "object_storage.session_token");
+    assert!(text.contains("access_key"), "{text}");
+    assert!(!text.contains(token.1), "the token is never echoed: {text}");
+    build_env(&s3_env_with(&[
+        token,
+        ("APP_OBJECT_STORAGE__ACCESS_KEY", "ASIAEXAMPLE"),
+        ("APP_OBJECT_STORAGE__SECRET_KEY", "temporary-secret"),
+    ]))
+    .unwrap();
 }
 
 #[test]

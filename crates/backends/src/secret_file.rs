@@ -99,10 +99,12 @@ pub fn read_secret_file(path: &Path) -> Result<String, SecretFileError> {
         path.to_path_buf()
     };
     // The resolved path has no link left; O_NOFOLLOW keeps a swap of its last part from
-    // leading elsewhere, and what is checked is the file opened, not the name.
+    // leading elsewhere, and what is checked is the file opened, not the name. O_NONBLOCK:
+    // a FIFO put there opens at once (and is refused below) instead of waiting forever for
+    // a writer, at start-up or in a rotation check.
     let mut file = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(&target)
         .map_err(|e| cannot("open", e))?;
     let metadata = file.metadata().map_err(|e| cannot("inspect", e))?;
@@ -329,6 +331,27 @@ mod tests {
         assert!(e.problem.contains("cannot inspect"), "{e}");
         std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
         let e = read_secret_file(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn a_fifo_as_the_secret_file_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_secret_file(&fifo).map_err(|e| e.to_string()));
+        });
+        let result = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading a FIFO as the secret file blocked");
+        let e = result.unwrap_err();
         assert!(e.contains("not a regular file"), "{e}");
     }
 

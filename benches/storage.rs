@@ -144,6 +144,32 @@ fn signing(c: &mut Criterion) {
                 .unwrap()
         })
     });
+    // The same signer watching its secret's file for a rotation: one stat per call.
+    let secrets = tempfile::tempdir().unwrap();
+    let file = secrets.path().join("signing_secret");
+    let secret = random_secret();
+    std::fs::write(&file, secret.expose()).unwrap();
+    let rotating = GatewaySigner::rotating(
+        "http://127.0.0.1:9000",
+        secret,
+        None,
+        file,
+        Duration::from_secs(3600),
+    );
+    group.bench_function("local-hmac-sign-rotating", |b| {
+        b.iter(|| rotating.sign(SignedMethod::Get, &key, expires, &SignOptions::default()))
+    });
+    let url = rotating.sign(SignedMethod::Get, &key, expires, &SignOptions::default());
+    let rest = url.strip_prefix("http://127.0.0.1:9000/o/").unwrap();
+    let (path, query) = rest.split_once('?').unwrap();
+    let (path, query) = (path.to_string(), query.to_string());
+    group.bench_function("gateway-verify-rotating", |b| {
+        b.iter(|| {
+            rotating
+                .verify("GET", &path, &query, chrono::Utc::now())
+                .unwrap()
+        })
+    });
     group.finish();
 }
 

@@ -17,6 +17,13 @@ fn check_passes_on_the_embedded_default_local_disk() {
     for step in ["list", "put", "get", "delete"] {
         assert!(stdout.contains(&format!("{step:<8} ok")), "{stdout}");
     }
+    for rule in [
+        "client_error_rate: 4xx share > 5.0% over 300 s",
+        "server_error_rate: 5xx share > 1.0% over 300 s",
+        "request_surge: requests/s over 60 s > 3 × the rate over the 240 s before (from 1/s)",
+    ] {
+        assert!(stdout.contains(rule), "{stdout}");
+    }
     assert!(dir.path().join("data").is_dir());
     // The probe is gone: nothing left under mask/.
     assert!(!dir.path().join("data/mask").exists());
@@ -140,4 +147,50 @@ fn check_with_a_wrong_secret_says_the_credentials_were_rejected() {
     assert!(stderr.contains("credentials were rejected"), "{stderr}");
     assert!(stdout.contains("list     FAILED"), "{stdout}");
     assert!(!stdout.contains("WRONG-SECRET") && !stderr.contains("WRONG-SECRET"));
+}
+
+#[test]
+fn config_show_names_the_secret_file_and_a_file_open_to_others_is_refused_with_chmod_600() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("s3_secret_key");
+    std::fs::write(&secret_file, "wJalrFROMFILEsecretvalue\n").unwrap();
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let path = secret_file.display().to_string();
+    let env = vars(&[
+        ("APP_OBJECT_STORAGE__PROVIDER", "s3"),
+        ("APP_OBJECT_STORAGE__BUCKET_NAME", "pacs-masks"),
+        ("APP_OBJECT_STORAGE__REGION", "us-east-1"),
+        ("APP_OBJECT_STORAGE__ACCESS_KEY", "AKIAEXAMPLE"),
+        ("APP_OBJECT_STORAGE__SECRET_KEY_FILE", &path),
+    ]);
+    let out = maskstore(dir.path(), &["config", "show"], &env);
+    let stdout = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let line = stdout
+        .lines()
+        .find(|l| {
+            l.contains("object_storage.secret_key ") || l.starts_with("object_storage.secret_key\t")
+        })
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(
+        line.contains("[redacted]") && line.contains(&format!("secret file {path}")),
+        "{line}"
+    );
+    assert!(!stdout.contains("wJalrFROMFILE"), "{stdout}");
+    for key in [
+        "monitoring.surge_factor",
+        "monitoring.surge_min_rate",
+        "monitoring.surge_window",
+    ] {
+        assert!(stdout.contains(key), "{stdout}");
+    }
+
+    std::fs::set_permissions(&secret_file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = maskstore(dir.path(), &["config", "show"], &env);
+    let stderr = text(&out.stderr);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr.contains(&format!("chmod 600 {path}")), "{stderr}");
+    assert!(stderr.contains("mode 644"), "{stderr}");
+    assert!(!stderr.contains("wJalrFROMFILE") && !text(&out.stdout).contains("wJalr"));
 }

@@ -12,7 +12,9 @@
 //!   `/health` (admin listener) answers within 1 s throughout.
 //! - uploads: over `max_upload_bytes` → 413 and no file left; 20 stalled uploads (1 MiB sent
 //!   each) keep the resident size under +40 MiB, are answered 408 after
-//!   `body_idle_timeout` and leave no file; a 21st upload is refused 503 with Retry-After.
+//!   `body_idle_timeout` and leave no file; a 21st upload is refused 503 with Retry-After;
+//!   20 uploads stalled after 8 MiB − 64 KiB each (just below the default part size) also
+//!   stay under +40 MiB and leave no temporary file.
 //! - SIGTERM with a stalled upload: exit within `shutdown_grace` + 2 s, previous version kept.
 //! - a download whose client stops reading (`body_idle_timeout`) or crawls
 //!   (`request_timeout`) is cut off before the whole object is sent.
@@ -665,6 +667,52 @@ async fn oversize_and_stalled_uploads_are_refused_and_leave_nothing_behind() {
         put(&http, &url, "application/octet-stream", vec![1; 10]).await,
         200
     );
+}
+
+/// An upload that stalls just below the default part size, the most a single PUT buffers,
+/// still holds little memory: the gateway streams parts of
+/// [`maskstore_gateway::UPLOAD_PART_SIZE`] into the temporary file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn uploads_stalled_just_below_a_part_hold_little_memory_and_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = Serve::start(
+        dir.path(),
+        &[
+            ("APP_GATEWAY__BODY_IDLE_TIMEOUT", "6"),
+            ("APP_GATEWAY__MAX_CONCURRENT_UPLOADS", "20"),
+        ],
+    );
+    let baseline = serve.files();
+    let sent = maskstore_backends::MULTIPART_THRESHOLD - 64 * 1024;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = serve.rss();
+    let started = Instant::now();
+    let uploads = (0..20).map(|i| {
+        let url = serve.sign(SignedMethod::Put, &format!("mask/stall/{i}.bin"));
+        let addr = serve.addr.clone();
+        async move { stalled_upload(&addr, &url, 64 * MIB, sent).await }
+    });
+    let mut stalled = futures::future::join_all(uploads).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let during = serve.rss();
+    let growth = during.saturating_sub(before);
+    let mut statuses = Vec::new();
+    for stream in &mut stalled {
+        statuses.push(status_on(stream).await);
+    }
+    let dropped_after = started.elapsed();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    eprintln!(
+        "stalled uploads: 20 x {} KiB sent; RSS {} -> {} KiB (+{} KiB); answered {:?} after {dropped_after:?}",
+        sent / 1024,
+        before / 1024,
+        during / 1024,
+        growth / 1024,
+        statuses.iter().collect::<BTreeSet<_>>()
+    );
+    assert!(growth < 40 * MIB as u64, "RSS grew {} KiB", growth / 1024);
+    assert!(statuses.iter().all(|s| *s == Some(408)), "{statuses:?}");
+    assert_eq!(serve.files(), baseline, "stalled uploads left files");
 }
 
 #[tokio::test]

@@ -186,6 +186,13 @@ async fn metrics_count_what_a_run_did_and_health_names_the_alarm() {
         ),
         12_000.0
     );
+    // The surge alarm's recent rate: the few dozen operations above, within its minute.
+    let recent = sample(
+        &metrics,
+        "maskstore_request_rate_per_second",
+        &["window=\"recent\""],
+    );
+    assert!(recent > 0.3 && recent < 1.0, "{metrics}");
     let requests = "maskstore_gateway_requests_total";
     assert_eq!(
         sample(&metrics, requests, &["method=\"PUT\"", "status=\"200\""]),
@@ -400,4 +407,106 @@ async fn keys_the_local_disk_cannot_hold_answer_4xx() {
         "{metrics}"
     );
     serve.stop();
+}
+
+/// `ops_per_sec` reads of one object each second for `secs` seconds of `clock`'s time.
+async fn drive(
+    storage: &maskstore_backends::Storage,
+    clock: &maskstore_backends::monitor::ManualClock,
+    ops_per_sec: u32,
+    secs: u32,
+) {
+    let key = ObjectKey::parse("mask/surge/one.png").unwrap();
+    for _ in 0..secs {
+        for _ in 0..ops_per_sec {
+            storage.get(&key).await.unwrap();
+        }
+        clock.advance(Duration::from_secs(1));
+    }
+}
+
+/// `/health` of an admin router over `storage`, served on a free port.
+async fn health_of(storage: maskstore_backends::Storage) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(listener, maskstore_gateway::admin_router(storage, None))
+            .await
+            .unwrap();
+    });
+    format!("{base}/health")
+}
+
+#[tokio::test]
+async fn a_five_fold_burst_trips_the_surge_alarm_on_health_and_it_clears_after() {
+    use maskstore_backends::monitor::{AlarmSettings, ManualClock, Monitor};
+    let clock = std::sync::Arc::new(ManualClock::new());
+    // The defaults: 300 s window, 60 s recent part, factor 3, at least 1 request/s.
+    let monitor = Monitor::with_clock(AlarmSettings::default(), clock.clone());
+    let storage = maskstore_backends::Storage::memory().with_monitor(std::sync::Arc::new(monitor));
+    storage
+        .put(
+            &ObjectKey::parse("mask/surge/one.png").unwrap(),
+            vec![1u8; 10],
+        )
+        .await
+        .unwrap();
+    let health = health_of(storage.clone()).await;
+    let http = reqwest::Client::new();
+
+    // A steady 4 requests/s for ten minutes: never an alarm.
+    for _ in 0..20 {
+        drive(&storage, &clock, 4, 30).await;
+        let body = get_json(&http, &health).await;
+        assert_eq!(body["status"], "ok", "{body}");
+    }
+    // A five-fold burst: 20 requests/s for a minute.
+    drive(&storage, &clock, 20, 45).await;
+    let during = get_json(&http, &health).await;
+    assert_eq!(during["status"], "degraded", "{during}");
+    assert_eq!(during["alarms"][0]["name"], "request_surge", "{during}");
+    let baseline = during["alarms"][0]["baseline"].as_f64().unwrap();
+    assert!((baseline - 4.0).abs() < 0.1, "{during}");
+    drive(&storage, &clock, 20, 15).await;
+    let end = get_json(&http, &health).await;
+    assert_eq!(end["alarms"][0]["name"], "request_surge", "{end}");
+    assert!(
+        end["alarms"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("/s > 12.2"),
+        "{end}"
+    );
+    // Back to 4/s: once the burst has left the recent minute, the alarm clears.
+    drive(&storage, &clock, 4, 60).await;
+    let after = get_json(&http, &health).await;
+    assert_eq!(after["status"], "ok", "{after}");
+    // Nothing in between fired another alarm.
+    assert_eq!(storage.monitor().alarms().len(), 0);
+}
+
+#[tokio::test]
+async fn a_steady_high_rate_never_trips_the_surge_alarm() {
+    use maskstore_backends::monitor::{AlarmSettings, ManualClock, Monitor};
+    let clock = std::sync::Arc::new(ManualClock::new());
+    let monitor = Monitor::with_clock(AlarmSettings::default(), clock.clone());
+    let storage = maskstore_backends::Storage::memory().with_monitor(std::sync::Arc::new(monitor));
+    storage
+        .put(
+            &ObjectKey::parse("mask/surge/one.png").unwrap(),
+            vec![1u8; 10],
+        )
+        .await
+        .unwrap();
+    let health = health_of(storage.clone()).await;
+    let http = reqwest::Client::new();
+    // 100 requests/s from the first second, for 15 minutes, checked every 10 s.
+    for _ in 0..90 {
+        drive(&storage, &clock, 100, 10).await;
+        assert!(storage.monitor().alarms().is_empty());
+    }
+    let rates = storage.monitor().request_rates();
+    assert!((rates.recent - 100.0).abs() < 2.0, "{rates:?}");
+    assert!((rates.baseline.unwrap() - 100.0).abs() < 2.0, "{rates:?}");
+    assert_eq!(get_json(&http, &health).await["status"], "ok");
 }

@@ -507,3 +507,231 @@ async fn presign_put_with_a_content_length_binds_it_on_seaweedfs() {
     let (code, body) = curl_request("GET", &get, &[]);
     assert_eq!((code, body), (200, vec![2u8; 1000]));
 }
+
+// ---------------------------------------------------------------------------------------
+// Temporary credentials: SeaweedFS's STS issues them (scripts/test-servers gives the test
+// identity a role it may assume), and its S3 verifies the session token of a presigned URL.
+
+/// Temporary credentials issued by an STS.
+struct TemporaryCredentials {
+    access_key: String,
+    secret_key: String,
+    session_token: String,
+}
+
+/// The text of the one `<tag>` element in an STS answer.
+fn xml_element(body: &str, tag: &str) -> String {
+    let open = format!("<{tag}>");
+    let start = body
+        .find(&open)
+        .unwrap_or_else(|| panic!("no <{tag}> in the STS answer"))
+        + open.len();
+    let end = start
+        + body[start..]
+            .find(&format!("</{tag}>"))
+            .unwrap_or_else(|| panic!("<{tag}> is not closed in the STS answer"));
+    let value = &body[start..end];
+    assert!(
+        !value.contains('&'),
+        "<{tag}> carries an XML entity this parser does not decode"
+    );
+    value.to_string()
+}
+
+/// Temporary credentials for the test identity from SeaweedFS's STS (`AssumeRole`, signed
+/// with SigV4 by curl), or `None` (skip) outside CI when the servers were started without
+/// an STS role. Under CI=true a missing role fails the test; a refusal fails it everywhere.
+fn assume_role(server: &servers::S3Server) -> Option<TemporaryCredentials> {
+    let Ok(role_arn) = std::env::var("MASKSTORE_TEST_SEAWEEDFS_STS_ROLE_ARN") else {
+        assert!(
+            !std::env::var("CI").is_ok_and(|v| v == "true" || v == "1"),
+            "MASKSTORE_TEST_SEAWEEDFS_STS_ROLE_ARN is not set; under CI=true the session-token \
+             tests must not skip (scripts/test-servers start sets it)"
+        );
+        eprintln!("skipping session-token tests: no STS role (restart scripts/test-servers)");
+        return None;
+    };
+    use std::io::Write;
+    // The keys go through curl's config on stdin, never its command line.
+    let mut curl = Command::new("curl")
+        .args([
+            "-sS",
+            "-K",
+            "-",
+            "--aws-sigv4",
+            "aws:amz:us-east-1:sts",
+            "--data-urlencode",
+            "Action=AssumeRole",
+            "--data-urlencode",
+            "Version=2011-06-15",
+            "--data-urlencode",
+            &format!("RoleArn={role_arn}"),
+            "--data-urlencode",
+            "RoleSessionName=maskstore-presign-test",
+            "--data-urlencode",
+            "DurationSeconds=900",
+            "-w",
+            "\n%{http_code}",
+        ])
+        .arg(format!("{}/", server.endpoint.trim_end_matches('/')))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("curl runs");
+    writeln!(
+        curl.stdin.take().unwrap(),
+        "user = \"{}:{}\"",
+        server.access_key,
+        server.secret_key.expose()
+    )
+    .unwrap();
+    let out = curl.wait_with_output().unwrap();
+    assert!(out.status.success(), "curl failed: {}", text(&out.stderr));
+    let answer = text(&out.stdout);
+    let (body, code) = answer.rsplit_once('\n').expect("curl wrote the status");
+    assert_eq!(code, "200", "SeaweedFS STS refused AssumeRole: {body}");
+    Some(TemporaryCredentials {
+        access_key: xml_element(body, "AccessKeyId"),
+        secret_key: xml_element(body, "SecretAccessKey"),
+        session_token: xml_element(body, "SessionToken"),
+    })
+}
+
+/// `url` with the value of its `X-Amz-Security-Token` replaced by `f(value)`, or the
+/// parameter removed when `f` returns `None`.
+fn with_token(url: &str, f: impl Fn(&str) -> Option<String>) -> String {
+    let name = "X-Amz-Security-Token=";
+    let start = url.find(name).expect("the URL carries a session token");
+    let end = url[start..].find('&').map_or(url.len(), |i| start + i);
+    let value = &url[start + name.len()..end];
+    match f(value) {
+        Some(new) => format!("{}{name}{new}{}", &url[..start], &url[end..]),
+        // Drop the parameter with the `&` that joins it to its neighbour.
+        None if url[..start].ends_with('&') => format!("{}{}", &url[..start - 1], &url[end..]),
+        None => format!("{}{}", &url[..start], url[end..].trim_start_matches('&')),
+    }
+}
+
+#[tokio::test]
+async fn presigned_urls_with_a_session_token_work_on_seaweedfs_and_the_token_is_bound() {
+    let (Some(server), Some(_)) = (servers::seaweedfs(), curl()) else {
+        return;
+    };
+    let Some(creds) = assume_role(&server) else {
+        return;
+    };
+    assert!(creds.access_key != server.access_key && !creds.session_token.is_empty());
+    use maskstore::{SignOptions, SignedMethod};
+    let mut config = server.config().with_credentials(
+        &creds.access_key,
+        maskstore_core::Secret::new(creds.secret_key.clone()),
+    );
+    config.object_storage.session_token =
+        Some(maskstore_core::Secret::new(creds.session_token.clone()));
+    let storage = maskstore::Storage::connect(&config).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key = storage.key("session/seg 1+1.png").unwrap();
+    let body = b"\x89PNG session-token bytes";
+    let options = SignOptions {
+        content_type: Some("image/png".to_string()),
+        content_length: Some(body.len() as u64),
+    };
+    let png = ["-H", "Content-Type: image/png"];
+    let put = url(&storage, SignedMethod::Put, &key, &options).await;
+    let get = url(&storage, SignedMethod::Get, &key, &SignOptions::default()).await;
+    for u in [&put, &get] {
+        assert!(u.contains("X-Amz-Security-Token="), "{u}");
+        assert!(
+            u.contains(&format!("X-Amz-Credential={}%2F", creds.access_key)),
+            "{u}"
+        );
+    }
+
+    // The token altered (a claim changed, so its own signature breaks), replaced by
+    // garbage, or removed: refused, and nothing is stored.
+    let altered = |t: &str| {
+        let mut chars: Vec<char> = t.chars().collect();
+        let mid = chars.len() / 2;
+        chars[mid] = if chars[mid] == 'A' { 'B' } else { 'A' };
+        Some(chars.into_iter().collect())
+    };
+    let hostile = |u: &str| {
+        [
+            with_token(u, altered),
+            with_token(u, |_| Some("not-a-token".to_string())),
+            with_token(u, |_| None),
+        ]
+    };
+    let file = put_file(dir.path(), body);
+    for (i, bad) in hostile(&put).iter().enumerate() {
+        assert_ne!(bad, &put);
+        let (code, answer) = curl_request(
+            "PUT",
+            bad,
+            &[&["--data-binary", file.as_str()][..], &png].concat(),
+        );
+        assert_eq!(code, 403, "PUT, token tampering {i}: {}", text(&answer));
+    }
+    assert!(!storage.exists(&key).await.unwrap());
+
+    // The URLs as signed: the bound upload is stored, the download returns it.
+    let (code, answer) = curl_request(
+        "PUT",
+        &put,
+        &[&["--data-binary", file.as_str()][..], &png].concat(),
+    );
+    assert_eq!(code, 200, "PUT with a session token: {}", text(&answer));
+    let (code, answer) = curl_request("GET", &get, &[]);
+    assert_eq!((code, answer.as_slice()), (200, &body[..]));
+    for (i, bad) in hostile(&get).iter().enumerate() {
+        let (code, answer) = curl_request("GET", bad, &[]);
+        assert_eq!(code, 403, "GET, token tampering {i}: {}", text(&answer));
+    }
+    // The bound length still holds under a session: one byte more is refused.
+    let longer = put_file(dir.path(), &[body.as_slice(), b"!"].concat());
+    let (code, _) = curl_request(
+        "PUT",
+        &put,
+        &[&["--data-binary", longer.as_str()][..], &png].concat(),
+    );
+    assert_eq!(code, 403, "N+1 bytes under a session token");
+
+    // The same temporary keys without their token sign URLs SeaweedFS refuses: the
+    // token is what makes them valid.
+    let mut tokenless = config.clone();
+    tokenless.object_storage.session_token = None;
+    let tokenless = maskstore::Storage::connect(&tokenless).unwrap();
+    let get = url(&tokenless, SignedMethod::Get, &key, &SignOptions::default()).await;
+    assert!(!get.contains("X-Amz-Security-Token"));
+    let (code, _) = curl_request("GET", &get, &[]);
+    assert_eq!(code, 403, "temporary keys without their session token");
+
+    // The config key `object_storage.session_token` through the CLI.
+    let prefix = config.object_storage.prefix.to_string();
+    let mut env = server.app_env();
+    env.retain(|(k, _)| !k.ends_with("_ACCESS_KEY") && !k.ends_with("_SECRET_KEY"));
+    env.extend([
+        ("APP_OBJECT_STORAGE__PREFIX".to_string(), prefix.clone()),
+        (
+            "APP_OBJECT_STORAGE__ACCESS_KEY".to_string(),
+            creds.access_key.clone(),
+        ),
+        (
+            "APP_OBJECT_STORAGE__SECRET_KEY".to_string(),
+            creds.secret_key.clone(),
+        ),
+        (
+            "APP_OBJECT_STORAGE__SESSION_TOKEN".to_string(),
+            creds.session_token.clone(),
+        ),
+    ]);
+    let cli_get = presign(
+        dir.path(),
+        &env,
+        &["get", &format!("{prefix}session/seg 1+1.png")],
+    );
+    assert!(cli_get.contains("X-Amz-Security-Token="));
+    let (code, answer) = curl_request("GET", &cli_get, &[]);
+    assert_eq!((code, answer.as_slice()), (200, &body[..]));
+}

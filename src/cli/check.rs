@@ -76,6 +76,13 @@ pub(crate) async fn run(config: &Config, cors: Option<&str>, as_json: bool) -> R
         if failed.is_none() {
             println!("all steps passed");
         }
+        // What `GET /health` of `maskstore serve` will alarm on, from [monitoring].
+        let settings =
+            maskstore::maskstore_backends::monitor::AlarmSettings::from_config(&config.monitoring);
+        println!("alarms (GET /health):");
+        for rule in maskstore::maskstore_backends::monitor::Monitor::new(settings).rules() {
+            println!("  {rule}");
+        }
         if let (Some(origin), Some(Ok(verdict))) = (cors, &preflight) {
             let word = if verdict.allowed {
                 "allowed"

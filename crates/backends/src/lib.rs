@@ -38,6 +38,7 @@ pub mod local;
 mod memory;
 pub mod monitor;
 mod s3;
+pub mod secret_file;
 pub mod signing;
 mod storage;
 mod types;
@@ -50,8 +51,8 @@ pub use load::{ConfigSource, load_config, load_config_from};
 pub use maskstore_core::ChecksumAlgorithm;
 pub use signing::{SignOptions, SignedMethod, SignedUrl};
 pub use storage::{
-    Capabilities, LOCAL_UPLOAD_MAX_IN_FLIGHT, LOCAL_UPLOAD_PART_SIZE, MULTIPART_THRESHOLD, Storage,
-    UPLOAD_MAX_IN_FLIGHT, UPLOAD_PART_SIZE, Upload, UrlIssuer,
+    Capabilities, LOCAL_UPLOAD_MAX_IN_FLIGHT, LOCAL_UPLOAD_PART_SIZE, MIN_UPLOAD_PART_SIZE,
+    MULTIPART_THRESHOLD, Storage, UPLOAD_MAX_IN_FLIGHT, UPLOAD_PART_SIZE, Upload, UrlIssuer,
 };
 pub use types::{
     ByteRange, DEFAULT_CONTENT_TYPE, IncompleteUpload, Listing, Object, ObjectInfo, ObjectStream,

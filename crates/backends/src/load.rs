@@ -22,7 +22,8 @@ pub struct ConfigSource {
 /// `<dir>/<environment>.toml` (or the explicit file instead of both) → `APP_*` variables.
 ///
 /// A missing folder or file in the folder is fine; an explicit file that is missing is an
-/// error.
+/// error. Secrets given as files (`*_file` keys) are read here, with the checks of
+/// [`crate::secret_file::read_secret_file`].
 pub fn load_config(source: &ConfigSource) -> Result<Config> {
     load_config_from(source, std::env::vars())
 }
@@ -76,6 +77,16 @@ where
         }
     }
     loader.add_env(env)?;
+    for request in loader.secret_files()? {
+        let value =
+            crate::secret_file::read_secret_file(&request.path).map_err(|e| Error::Config {
+                key: request.file_key.to_string(),
+                origin: request.origin.clone(),
+                problem: e.problem,
+                fix: e.fix,
+            })?;
+        loader.set_secret_from_file(&request, value);
+    }
     Ok(loader.build(&environment, environment_origin)?)
 }
 
@@ -198,5 +209,130 @@ mod tests {
         };
         let err = load_config_from(&bad, vars(&[])).unwrap_err().to_string();
         assert!(err.contains("not a valid environment name"), "{err}");
+    }
+
+    #[test]
+    fn secrets_come_from_files_whose_path_is_the_origin_never_the_value() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let file = |name: &str, text: &str| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            path
+        };
+        let access = file("access_key", "AKIAFROMFILE\n");
+        let secret = file("secret_key", "wJalrFROMFILEsecret\n");
+        let signing = file("signing", &format!("{SECRET}\n"));
+        let source = ConfigSource {
+            dir: Some(PathBuf::from("/nonexistent")),
+            ..Default::default()
+        };
+        let config = load_config_from(
+            &source,
+            vars(&[
+                ("APP_OBJECT_STORAGE__PROVIDER", "s3"),
+                ("APP_OBJECT_STORAGE__BUCKET_NAME", "pacs-masks"),
+                ("APP_OBJECT_STORAGE__REGION", "us-east-1"),
+                (
+                    "APP_OBJECT_STORAGE__ACCESS_KEY_FILE",
+                    access.to_str().unwrap(),
+                ),
+                (
+                    "APP_OBJECT_STORAGE__SECRET_KEY_FILE",
+                    secret.to_str().unwrap(),
+                ),
+                (
+                    "APP_GATEWAY__SIGNING_SECRET_FILE",
+                    signing.to_str().unwrap(),
+                ),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.object_storage.access_key.as_deref(),
+            Some("AKIAFROMFILE")
+        );
+        assert_eq!(
+            config.object_storage.secret_key.as_ref().unwrap().expose(),
+            "wJalrFROMFILEsecret"
+        );
+        assert_eq!(
+            config.gateway.signing_secret.as_ref().unwrap().expose(),
+            SECRET
+        );
+        assert_eq!(
+            config.object_storage.secret_key_file.as_ref(),
+            Some(&secret)
+        );
+        assert_eq!(
+            config.origin("object_storage.secret_key"),
+            Some(&Origin::SecretFile(secret.clone()))
+        );
+        let shown: Vec<String> = config
+            .entries()
+            .iter()
+            .map(|e| format!("{} {:?} {}", e.key, e.value, e.origin))
+            .collect();
+        let shown = shown.join("\n");
+        assert!(
+            !shown.contains("wJalrFROMFILE") && !shown.contains(SECRET),
+            "{shown}"
+        );
+        assert!(
+            shown.contains(&format!("secret file {}", secret.display())),
+            "{shown}"
+        );
+
+        // Both the value and the file: an error naming both.
+        let err = load_config_from(
+            &source,
+            vars(&[
+                ("APP_OBJECT_STORAGE__SECRET_KEY", "inline"),
+                (
+                    "APP_OBJECT_STORAGE__SECRET_KEY_FILE",
+                    secret.to_str().unwrap(),
+                ),
+            ]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("both as a value") && err.contains("secret_key_file"),
+            "{err}"
+        );
+        assert!(!err.contains("inline") && !err.contains("wJalr"), "{err}");
+
+        // Mode 0644: refused, naming the file and chmod 600, blaming the variable.
+        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = load_config_from(
+            &source,
+            vars(&[(
+                "APP_OBJECT_STORAGE__SECRET_KEY_FILE",
+                secret.to_str().unwrap(),
+            )]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains(&format!("chmod 600 {}", secret.display())),
+            "{err}"
+        );
+        assert!(err.contains("APP_OBJECT_STORAGE__SECRET_KEY_FILE"), "{err}");
+        assert!(!err.contains("wJalr"), "{err}");
+
+        // A signing secret from a file is held to the same length rule as any.
+        let short = file("short", "too-short\n");
+        let err = load_config_from(
+            &source,
+            vars(&[("APP_GATEWAY__SIGNING_SECRET_FILE", short.to_str().unwrap())]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("shorter than 32 bytes"), "{err}");
+        assert!(
+            err.contains(&format!("secret file {}", short.display())),
+            "{err}"
+        );
     }
 }

@@ -11,14 +11,18 @@
 
 use std::fmt;
 use std::io::Write;
-use std::path::Path as FsPath;
+use std::path::{Path as FsPath, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use maskstore_core::{ObjectKey, Secret};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::Sha256;
+
+use crate::secret_file::{SecretFiles, rotated};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -152,17 +156,37 @@ pub enum Refusal {
 }
 
 /// Issues and verifies gateway URLs with HMAC-SHA256.
+///
+/// A signer made by [`GatewaySigner::rotating`] watches the file of its secret: when the
+/// file changes, the new secret signs from the next request on and the old one is still
+/// accepted for `keep_previous` (the longest URL lifetime), so URLs issued before the
+/// rotation work until they expire.
 pub struct GatewaySigner {
     base: String,
-    /// The current secret first, then the previous one during a rotation.
-    secrets: Vec<Secret>,
+    keys: RwLock<Arc<Keys>>,
+    rotation: Option<Rotation>,
+}
+
+/// The secrets in use.
+struct Keys {
+    current: Secret,
+    previous: Option<Secret>,
+    /// When a previous secret promoted by a rotation stops being accepted.
+    previous_until: Option<Instant>,
+}
+
+struct Rotation {
+    files: SecretFiles,
+    keep_previous: Duration,
 }
 
 impl fmt::Debug for GatewaySigner {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let keys = self.keys.read().expect("signer lock");
         f.debug_struct("GatewaySigner")
             .field("base", &self.base)
-            .field("secrets", &self.secrets.len())
+            .field("secrets", &(1 + usize::from(keys.previous.is_some())))
+            .field("rotating", &self.rotation.is_some())
             .finish()
     }
 }
@@ -173,8 +197,62 @@ impl GatewaySigner {
     pub fn new(public_url: &str, current: Secret, previous: Option<Secret>) -> Self {
         GatewaySigner {
             base: public_url.trim_end_matches('/').to_string(),
-            secrets: std::iter::once(current).chain(previous).collect(),
+            keys: RwLock::new(Arc::new(Keys {
+                current,
+                previous,
+                previous_until: None,
+            })),
+            rotation: None,
         }
+    }
+
+    /// Like [`GatewaySigner::new`], with `current` read from `file`, which is watched: a
+    /// new secret written there signs from then on, and the one it replaces stays
+    /// accepted for `keep_previous`.
+    pub fn rotating(
+        public_url: &str,
+        current: Secret,
+        previous: Option<Secret>,
+        file: PathBuf,
+        keep_previous: Duration,
+    ) -> Self {
+        GatewaySigner {
+            rotation: Some(Rotation {
+                files: SecretFiles::new("gateway_signing_secret", vec![file]),
+                keep_previous,
+            }),
+            ..GatewaySigner::new(public_url, current, previous)
+        }
+    }
+
+    /// The secrets in use at `now`, after adopting a settled change of the secret's file.
+    fn keys(&self, now: Instant) -> Arc<Keys> {
+        self.keys_settled(now, crate::secret_file::SETTLE)
+    }
+
+    /// [`GatewaySigner::keys`], adopting a change that has held for `settle`.
+    fn keys_settled(&self, now: Instant, settle: Duration) -> Arc<Keys> {
+        if let Some(rotation) = &self.rotation
+            && let Some(mut values) = rotation.files.poll_settled(now, settle)
+        {
+            let next = Secret::new(values.remove(0));
+            let mut keys = self.keys.write().expect("signer lock");
+            if next.expose().len() < maskstore_core::config::MIN_SIGNING_SECRET_BYTES {
+                tracing::warn!(
+                    secret = rotation.files.name(),
+                    "the rotated signing secret is shorter than {} bytes; the secret in use stays (generate one with: openssl rand -hex 32)",
+                    maskstore_core::config::MIN_SIGNING_SECRET_BYTES
+                );
+            } else if next != keys.current {
+                *keys = Arc::new(Keys {
+                    previous: Some(keys.current.clone()),
+                    previous_until: Some(now + rotation.keep_previous),
+                    current: next,
+                });
+                rotated(rotation.files.name(), rotation.files.paths());
+            }
+        }
+        Arc::clone(&self.keys.read().expect("signer lock"))
     }
 
     /// The base URL signed URLs point at.
@@ -195,8 +273,9 @@ impl GatewaySigner {
             .content_length
             .map(|n| n.to_string())
             .unwrap_or_default();
+        let keys = self.keys(Instant::now());
         let signature = hex(&mac(
-            &self.secrets[0],
+            &keys.current,
             &canonical(
                 method.as_str(),
                 key.as_str(),
@@ -264,11 +343,23 @@ impl GatewaySigner {
             content_length_text.unwrap_or(""),
         );
         // Every secret is tried, so the time taken does not tell which one matched.
-        let matched = self
-            .secrets
-            .iter()
-            .map(|secret| verify_mac(secret, &message, &signature))
-            .fold(false, |any, ok| any | ok);
+        let checked = Instant::now();
+        let matches = |keys: &Keys| {
+            let previous = keys
+                .previous
+                .as_ref()
+                .filter(|_| keys.previous_until.is_none_or(|until| checked < until));
+            std::iter::once(&keys.current)
+                .chain(previous)
+                .map(|secret| verify_mac(secret, &message, &signature))
+                .fold(false, |any, ok| any | ok)
+        };
+        let mut matched = matches(&self.keys(checked));
+        if !matched && self.rotation.is_some() {
+            // The issuer of this URL may have read a new secret before this process
+            // settled on it: take a change of the file at once (a stat when there is none).
+            matched = matches(&self.keys_settled(checked, Duration::ZERO));
+        }
         if !matched {
             return Err(Refusal::BadSignature);
         }
@@ -527,8 +618,13 @@ fn read_secret_file(path: &FsPath) -> Result<Option<Secret>, DevelopmentSecretEr
     let shown = path.display();
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
+    // O_NONBLOCK: opening a FIFO put there returns at once (and is refused below as not a
+    // regular file) instead of waiting for a writer forever; regular files ignore it.
     #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NOFOLLOW);
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        libc::O_NOFOLLOW | libc::O_NONBLOCK,
+    );
     let mut file = match options.open(path) {
         Ok(file) => file,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
@@ -799,6 +895,33 @@ mod tests {
     }
 
     #[test]
+    fn development_secret_that_is_a_folder_or_a_fifo_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = dir.path().join("folder");
+        std::fs::create_dir(&folder).unwrap();
+        let e = development_secret(&folder).unwrap_err();
+        assert!(e.problem.contains("not a regular file"), "{e}");
+        // A FIFO: opening it for reading must not wait for a writer.
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(development_secret(&fifo));
+        });
+        let result = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading a FIFO as the secret blocked");
+        let e = result.unwrap_err();
+        assert!(e.problem.contains("not a regular file"), "{e}");
+    }
+
+    #[test]
     fn a_short_development_secret_is_refused_not_replaced() {
         use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
@@ -876,5 +999,116 @@ mod tests {
             &format!("expires=%3{}", &(NOW + 60).to_string()),
         );
         assert!(s.verify("GET", &path, &encoded_expiry, at(NOW)).is_err());
+    }
+
+    #[test]
+    fn a_rewritten_secret_file_rotates_and_the_old_secret_lasts_keep_previous() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing_secret");
+        let write = |text: &str| {
+            let temp = dir.path().join("next");
+            std::fs::write(&temp, text).unwrap();
+            std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::fs::rename(&temp, &path).unwrap();
+        };
+        let old = "old-signing-secret-0123456789abcdef0123";
+        let new = "new-signing-secret-0123456789abcdef0123";
+        write(old);
+        let base = "http://127.0.0.1:9000";
+        let kept = GatewaySigner::rotating(
+            base,
+            Secret::new(old),
+            None,
+            path.clone(),
+            Duration::from_secs(3600),
+        );
+        let dropped =
+            GatewaySigner::rotating(base, Secret::new(old), None, path.clone(), Duration::ZERO);
+        let expires = Utc::now().timestamp() + 600;
+        let k = key("mask/a.png");
+        let before = kept.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+        write(new);
+        let check = |signer: &GatewaySigner, url: &str| {
+            let (path, query) = split(url);
+            signer.verify("GET", &path, &query, Utc::now())
+        };
+        assert!(check(&kept, &before).is_ok());
+        assert!(
+            check(&dropped, &before).is_ok(),
+            "not settled yet: the old secret signs"
+        );
+        std::thread::sleep(crate::secret_file::SETTLE + Duration::from_millis(50));
+        // The first request after the settle adopts the new secret.
+        assert!(
+            check(&kept, &before).is_ok(),
+            "signed before the rotation, still valid"
+        );
+        assert_eq!(check(&dropped, &before), Err(Refusal::BadSignature));
+        let after = kept.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+        assert!(check(&kept, &after).is_ok());
+        let only_new = GatewaySigner::new(base, Secret::new(new), None);
+        assert!(
+            check(&only_new, &after).is_ok(),
+            "signed with the new secret"
+        );
+        assert!(format!("{kept:?}").contains("secrets: 2"), "{kept:?}");
+        assert!(!format!("{kept:?}").contains("signing-secret"));
+    }
+
+    #[test]
+    fn a_url_of_the_new_secret_is_taken_at_once_and_a_forged_one_changes_nothing() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing_secret");
+        let write = |text: &str| {
+            let temp = dir.path().join("next");
+            std::fs::write(&temp, text).unwrap();
+            std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::fs::rename(&temp, &path).unwrap();
+        };
+        let (old, new) = (
+            "old-signing-secret-0123456789abcdef0123",
+            "new-signing-secret-0123456789abcdef0123",
+        );
+        write(old);
+        let base = "http://127.0.0.1:9000";
+        let gateway = GatewaySigner::rotating(
+            base,
+            Secret::new(old),
+            None,
+            path.clone(),
+            Duration::from_secs(60),
+        );
+        let k = key("mask/a.png");
+        let expires = Utc::now().timestamp() + 600;
+        let check = |url: &str| {
+            let (path, query) = split(url);
+            gateway.verify("GET", &path, &query, Utc::now())
+        };
+        let forged = GatewaySigner::new(
+            base,
+            Secret::new("an-attacker-guess-0123456789abcdef"),
+            None,
+        )
+        .sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+        assert_eq!(check(&forged), Err(Refusal::BadSignature));
+        // The issuer read the new secret first: its URL is accepted without waiting.
+        write(new);
+        let issued = GatewaySigner::new(base, Secret::new(new), None).sign(
+            SignedMethod::Get,
+            &k,
+            expires,
+            &SignOptions::default(),
+        );
+        assert!(check(&issued).is_ok());
+        assert_eq!(check(&forged), Err(Refusal::BadSignature));
+        let before = GatewaySigner::new(base, Secret::new(old), None).sign(
+            SignedMethod::Get,
+            &k,
+            expires,
+            &SignOptions::default(),
+        );
+        assert!(check(&before).is_ok(), "the old secret is the previous one");
     }
 }

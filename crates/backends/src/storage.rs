@@ -41,6 +41,9 @@ pub const MULTIPART_THRESHOLD: usize = UPLOAD_PART_SIZE;
 pub const LOCAL_UPLOAD_PART_SIZE: usize = 256 * 1024;
 /// Parts of one local streaming upload in flight at once.
 pub const LOCAL_UPLOAD_MAX_IN_FLIGHT: usize = 1;
+/// The smallest part [`Storage::upload_with_part_size`] uses, so that a small request does
+/// not turn every few bytes into a write of its own.
+pub const MIN_UPLOAD_PART_SIZE: usize = 64 * 1024;
 
 /// Object storage scoped to one key prefix, built from a [`Config`].
 ///
@@ -156,14 +159,19 @@ impl Storage {
         let os = &config.object_storage;
         let gw = &config.gateway;
         let gateway = |secret: Secret, ephemeral: bool| {
-            UrlSigner::Gateway(Arc::new(Gateway {
-                signer: GatewaySigner::new(
+            let previous = gw.previous_signing_secret.clone();
+            let signer = match &gw.signing_secret_file {
+                // A URL signed just before a rotation lives at most max_ttl.
+                Some(file) if !ephemeral => GatewaySigner::rotating(
                     &gw.public_url,
                     secret,
-                    gw.previous_signing_secret.clone(),
+                    previous,
+                    file.clone(),
+                    std::time::Duration::from_secs(config.signed_url.max_ttl),
                 ),
-                ephemeral,
-            }))
+                _ => GatewaySigner::new(&gw.public_url, secret, previous),
+            };
+            UrlSigner::Gateway(Arc::new(Gateway { signer, ephemeral }))
         };
         let (store, urls): (Arc<dyn ObjectStore>, UrlSigner) = match os.provider {
             Provider::S3 => {
@@ -180,13 +188,7 @@ impl Storage {
                 (Arc::new(store), gateway(secret, ephemeral))
             }
         };
-        let monitoring = &config.monitoring;
-        let monitor = Arc::new(Monitor::new(AlarmSettings {
-            client_error_rate: monitoring.client_error_rate_alarm,
-            server_error_rate: monitoring.server_error_rate_alarm,
-            window: std::time::Duration::from_secs(monitoring.alarm_window_secs),
-            min_requests: monitoring.alarm_min_requests,
-        }));
+        let monitor = Arc::new(Monitor::new(AlarmSettings::from_config(&config.monitoring)));
         Ok(Storage::assemble(
             store,
             os.provider.as_str(),
@@ -289,9 +291,17 @@ impl Storage {
         &self.store
     }
 
-    /// The error-rate alarms fed by this storage's operations.
+    /// The alarms fed by this storage's operations.
     pub fn monitor(&self) -> &Arc<Monitor> {
         &self.monitor
+    }
+
+    /// This storage, feeding `monitor` instead (one with its own settings or clock).
+    pub fn with_monitor(mut self, monitor: Arc<Monitor>) -> Storage {
+        self.recorder = Recorder::new(Arc::clone(&self.backend), Arc::clone(&monitor));
+        self.monitor = monitor;
+        self.rebuild();
+        self
     }
 
     /// The signer of gateway URLs, for the gateway that verifies them; `None` on S3.
@@ -1035,6 +1045,31 @@ impl Storage {
     /// with one PUT at [`Upload::finish`] (a plain MD5 etag, one request, as every S3 tool
     /// expects), a larger one as a multipart upload.
     pub async fn upload(&self, key: &ObjectKey, options: &WriteOptions) -> Result<Upload> {
+        self.upload_with_part_size(key, options, self.upload_shape().0)
+            .await
+    }
+
+    /// [`Storage::upload`] holding at most `part_size` bytes per part instead of
+    /// [`UPLOAD_PART_SIZE`], for a server that holds many uploads at once (the gateway):
+    /// an upload that stalls holds under one part, and an object of `part_size` bytes or
+    /// more is streamed as parts into the backend's temporary file.
+    ///
+    /// Only the stores the gateway serves (local, memory) take parts of any size; on S3 and
+    /// a bare object_store, whose parts have a minimum size, `part_size` is ignored. It is
+    /// raised to [`MIN_UPLOAD_PART_SIZE`] and capped at [`UPLOAD_PART_SIZE`].
+    pub async fn upload_with_part_size(
+        &self,
+        key: &ObjectKey,
+        options: &WriteOptions,
+        part_size: usize,
+    ) -> Result<Upload> {
+        let backend = self.backend.as_ref();
+        let part_size =
+            if backend == Provider::Local.as_str() || backend == Provider::Memory.as_str() {
+                part_size.clamp(MIN_UPLOAD_PART_SIZE, UPLOAD_PART_SIZE)
+            } else {
+                UPLOAD_PART_SIZE
+            };
         if options.mode != WriteMode::Overwrite {
             return Err(Error::Unsupported {
                 backend: self.backend.to_string(),
@@ -1052,7 +1087,7 @@ impl Storage {
             attributes: options.attributes(),
             storage: self.clone(),
             written: 0,
-            part_size: self.upload_shape().0,
+            part_size,
             max_in_flight: self.upload_shape().1,
             state: UploadState::Buffered(Vec::new()),
             hasher: Hasher::new(self.checksum),
@@ -1141,6 +1176,7 @@ impl Storage {
         path: &Path,
         attributes: Attributes,
         late: &LateChecksum,
+        part_size: usize,
     ) -> Result<(WriteMultipart, Option<Confirm>)> {
         let mut opts = object_store::PutMultipartOptions {
             attributes,
@@ -1178,7 +1214,7 @@ impl Storage {
             None
         };
         Ok((
-            WriteMultipart::new_with_chunk_size(upload, self.upload_shape().0),
+            WriteMultipart::new_with_chunk_size(upload, part_size),
             confirm,
         ))
     }
@@ -1188,13 +1224,29 @@ impl Storage {
         &self,
         key: &ObjectKey,
         options: &WriteOptions,
-        mut stream: S,
+        stream: S,
     ) -> Result<PutOutcome>
     where
         S: futures::Stream<Item = std::result::Result<Bytes, E>> + Unpin,
         E: std::error::Error + Send + Sync + 'static,
     {
-        let mut upload = self.upload(key, options).await?;
+        self.upload_stream_with_part_size(key, options, stream, self.upload_shape().0)
+            .await
+    }
+
+    /// [`Storage::upload_stream`] through [`Storage::upload_with_part_size`].
+    pub async fn upload_stream_with_part_size<S, E>(
+        &self,
+        key: &ObjectKey,
+        options: &WriteOptions,
+        mut stream: S,
+        part_size: usize,
+    ) -> Result<PutOutcome>
+    where
+        S: futures::Stream<Item = std::result::Result<Bytes, E>> + Unpin,
+        E: std::error::Error + Send + Sync + 'static,
+    {
+        let mut upload = self.upload_with_part_size(key, options, part_size).await?;
         while let Some(chunk) = stream.next().await {
             let written = match chunk {
                 Ok(chunk) => upload.write(chunk).await,
@@ -1252,7 +1304,7 @@ pub struct Upload {
 
 /// Where an upload's bytes are: held for one PUT, or streaming as parts.
 enum UploadState {
-    /// Fewer than one part's worth of bytes so far, none sent.
+    /// Fewer than the part size ([`MULTIPART_THRESHOLD`] by default) so far, none sent.
     Buffered(Vec<Bytes>),
     /// A multipart upload, and how to confirm its completion (see [`Confirm`]).
     Multipart {
@@ -1295,7 +1347,13 @@ impl Upload {
                     // Should the start fail, the bytes stay held: nothing is lost or cut.
                     let (mut writer, confirm) = self
                         .storage
-                        .start_multipart(&self.key, &self.path, self.attributes.clone(), &self.late)
+                        .start_multipart(
+                            &self.key,
+                            &self.path,
+                            self.attributes.clone(),
+                            &self.late,
+                            self.part_size,
+                        )
                         .await?;
                     for chunk in std::mem::take(held) {
                         writer.put(chunk);
@@ -1415,6 +1473,54 @@ impl Upload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_smaller_part_size_streams_parts_on_gateway_stores_only() {
+        let key = ObjectKey::parse("mask/parts.bin").unwrap();
+        let chunk = Bytes::from(vec![7u8; 100 * 1024]);
+        // Memory (a gateway store): 300 KiB with 256 KiB parts is a multipart upload.
+        let memory = Storage::memory();
+        let mut upload = memory
+            .upload_with_part_size(&key, &WriteOptions::default(), 256 * 1024)
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            upload.write(chunk.clone()).await.unwrap();
+        }
+        assert!(
+            format!("{upload:?}").contains("multipart: true"),
+            "{upload:?}"
+        );
+        upload.finish().await.unwrap();
+        assert_eq!(memory.get(&key).await.unwrap().data.len(), 300 * 1024);
+        // A tiny part size is raised to the minimum: 60 KiB stays one PUT.
+        let mut upload = memory
+            .upload_with_part_size(&key, &WriteOptions::default(), 1)
+            .await
+            .unwrap();
+        upload
+            .write(Bytes::from(vec![7u8; MIN_UPLOAD_PART_SIZE - 4096]))
+            .await
+            .unwrap();
+        assert!(
+            format!("{upload:?}").contains("multipart: false"),
+            "{upload:?}"
+        );
+        // A bare object_store (parts with a minimum size, as S3's) keeps the default.
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let bare = Storage::from_object_store(store, "s3", "mask/".parse().unwrap());
+        let mut upload = bare
+            .upload_with_part_size(&key, &WriteOptions::default(), 256 * 1024)
+            .await
+            .unwrap();
+        for _ in 0..3 {
+            upload.write(chunk.clone()).await.unwrap();
+        }
+        assert!(
+            format!("{upload:?}").contains("multipart: false"),
+            "{upload:?}"
+        );
+    }
 
     #[tokio::test]
     async fn a_put_url_for_a_mask_key_binds_its_format_unless_told_otherwise() {

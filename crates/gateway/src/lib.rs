@@ -4,12 +4,14 @@
 //! Every object request needs a valid signed URL (see `maskstore_backends::signing`);
 //! there is no unsigned access. A refused request gets 403 and a one-line reason. CORS
 //! follows `[cors]`. `GET /health` answers for liveness and reports `degraded`, naming the
-//! alarm, while an error rate of the store is above its `[monitoring]` threshold.
+//! alarm, while an error rate of the store is above its `[monitoring]` threshold or its
+//! request rate surges.
 //! [`router_with_metrics`] adds `GET /metrics` in Prometheus text format, covering the
 //! gateway's own requests (`maskstore_gateway_requests_total{method,status}`,
 //! `maskstore_gateway_request_duration_seconds{method}`) and the store's operations
 //! (`maskstore_operations_total`, `maskstore_operation_duration_seconds`,
-//! `maskstore_bytes_total`). [`admin_router`] serves `/health` and `/metrics` alone, for a
+//! `maskstore_bytes_total`), and the two rates the request-surge alarm compares
+//! (`maskstore_request_rate_per_second{window="recent"|"baseline"}`). [`admin_router`] serves `/health` and `/metrics` alone, for a
 //! listener of its own (`gateway.admin_listen`).
 //!
 //! Everything before the signature check is bounded ([`Limits`], from `[gateway]`): the
@@ -186,9 +188,21 @@ pub fn objects_router(
 /// `GET /health`, and `GET /metrics` rendering `metrics` when given: what the admin
 /// listener serves.
 pub fn admin_router(storage: Storage, metrics: Option<PrometheusHandle>) -> Router {
+    let monitor = Arc::clone(storage.monitor());
     let mut admin = Router::new().route("/health", get(move || health(storage.clone())));
     if let Some(handle) = metrics {
-        admin = admin.route("/metrics", get(move || std::future::ready(handle.render())));
+        admin = admin.route(
+            "/metrics",
+            get(move || {
+                // The rates the surge alarm compares, as of this scrape.
+                let rates = monitor.request_rates();
+                metrics::gauge!(REQUEST_RATE, "window" => "recent").set(rates.recent);
+                if let Some(baseline) = rates.baseline {
+                    metrics::gauge!(REQUEST_RATE, "window" => "baseline").set(baseline);
+                }
+                std::future::ready(handle.render())
+            }),
+        );
     }
     admin.layer(axum::middleware::from_fn(track))
 }
@@ -232,6 +246,9 @@ pub fn install_prometheus() -> Result<PrometheusHandle, GatewayError> {
 
 /// Metric: the gateway's HTTP requests by method and status.
 pub const GATEWAY_REQUESTS_TOTAL: &str = "maskstore_gateway_requests_total";
+/// Metric: the store's operations per second over the surge alarm's recent window
+/// (`window="recent"`) and over its baseline (`window="baseline"`).
+pub const REQUEST_RATE: &str = "maskstore_request_rate_per_second";
 /// Metric: the gateway's HTTP request latency.
 pub const GATEWAY_REQUEST_DURATION: &str = "maskstore_gateway_request_duration_seconds";
 
@@ -413,6 +430,7 @@ async fn health(storage: Storage) -> Response {
                 "rate": a.rate,
                 "threshold": a.threshold,
                 "requests": a.requests,
+                "baseline": a.baseline,
                 "message": a.to_string(),
             })).collect::<Vec<_>>(),
         })
@@ -674,6 +692,11 @@ async fn download(
     response
 }
 
+/// The part size of uploads through the gateway: about what one upload holds in memory
+/// while it stalls ([`maskstore_backends::UPLOAD_MAX_IN_FLIGHT`] + 1 times this while the
+/// disk is slow), the chunk size of local reads too.
+pub const UPLOAD_PART_SIZE: usize = 1024 * 1024;
+
 /// Why an upload's body was refused while it streamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum BodyFailure {
@@ -799,8 +822,11 @@ async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -> Response 
             Some((item, (data, received, true)))
         }
     });
+    // Small parts: an upload that stalls holds under one part, not the 8 MiB a single PUT
+    // of the default part size would buffer (the local provider streams the parts into its
+    // temporary file).
     let outcome = storage
-        .upload_stream(&grant.key, &options, Box::pin(body))
+        .upload_stream_with_part_size(&grant.key, &options, Box::pin(body), UPLOAD_PART_SIZE)
         .await;
     let body_failure = failure.lock().ok().and_then(|slot| *slot);
     match (outcome, body_failure) {

@@ -139,7 +139,7 @@ impl Recorder {
         let now = Instant::now();
         let elapsed = now.saturating_duration_since(started);
         handles.durations[i].record(elapsed.as_secs_f64());
-        self.monitor.record_at(outcome, now);
+        self.monitor.record_observed(outcome, now);
         tracing::debug!(
             operation = measured.as_str(),
             outcome = outcome.as_str(),

@@ -39,9 +39,7 @@ pub(crate) fn open(dir: BorrowedFd<'_>, path: &str, flags: OFlags) -> Result<Own
                     break;
                 }
                 // `O_DIRECTORY` on a final symlink is `ENOTDIR`, not `ELOOP`.
-                Err(Errno::NOTDIR) if !path.contains('/') => {
-                    return Err(symlink_as_loop(dir, path, Errno::NOTDIR));
-                }
+                Err(Errno::NOTDIR) => return Err(final_symlink_as_loop(dir, path)),
                 other => return other,
             }
         }
@@ -69,6 +67,25 @@ fn walk(dir: BorrowedFd<'_>, path: &str, flags: OFlags) -> Result<OwnedFd, Errno
     }
     let at = current.as_ref().map_or(dir, |fd| fd.as_fd());
     openat(at, last, flags, Mode::empty()).map_err(|e| symlink_as_loop(at, last, e))
+}
+
+/// `ENOTDIR` from `openat2` for `path`, or `ELOOP` if its last component is a symlink
+/// (which `O_DIRECTORY | O_NOFOLLOW` reports as `ENOTDIR`), so a folder path ending in a
+/// symlink is told apart from one ending in a file at any depth.
+fn final_symlink_as_loop(dir: BorrowedFd<'_>, path: &str) -> Errno {
+    match path.rsplit_once('/') {
+        None => symlink_as_loop(dir, path, Errno::NOTDIR),
+        Some((folders, last)) => match openat2(
+            dir,
+            folders,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+            Mode::empty(),
+            RESOLVE,
+        ) {
+            Ok(parent) => symlink_as_loop(parent.as_fd(), last, Errno::NOTDIR),
+            Err(_) => Errno::NOTDIR,
+        },
+    }
 }
 
 /// `O_DIRECTORY | O_NOFOLLOW` on a symlink fails with `ENOTDIR`; `openat2` says `ELOOP`.
@@ -115,7 +132,9 @@ mod tests {
         open(root.as_fd(), "a/b/f", OFlags::RDONLY).unwrap();
         std::os::unix::fs::symlink(dir.path().join("outside"), dir.path().join("root/l")).unwrap();
         std::os::unix::fs::symlink("b/f", dir.path().join("root/a/fl")).unwrap();
-        for path in ["l/f", "l", "a/fl"] {
+        std::os::unix::fs::symlink(dir.path().join("outside"), dir.path().join("root/a/dl"))
+            .unwrap();
+        for path in ["l/f", "l", "a/fl", "a/dl", "a/dl/f"] {
             assert_eq!(
                 open(root.as_fd(), path, OFlags::RDONLY).unwrap_err(),
                 Errno::LOOP,
@@ -126,7 +145,23 @@ mod tests {
                 Errno::LOOP,
                 "{path}"
             );
+            // As a listing opens its prefix: a folder path ending in a symlink, at any depth.
+            let folder = OFlags::RDONLY | OFlags::DIRECTORY;
+            assert_eq!(
+                open(root.as_fd(), path, folder).unwrap_err(),
+                Errno::LOOP,
+                "{path}"
+            );
+            assert_eq!(
+                walk(root.as_fd(), path, folder | OFlags::NOFOLLOW).unwrap_err(),
+                Errno::LOOP,
+                "{path}"
+            );
         }
+        assert_eq!(
+            open(root.as_fd(), "a/b/f", OFlags::RDONLY | OFlags::DIRECTORY).unwrap_err(),
+            Errno::NOTDIR
+        );
         assert_eq!(
             open(root.as_fd(), "a/b/f/x", OFlags::RDONLY).unwrap_err(),
             Errno::NOTDIR

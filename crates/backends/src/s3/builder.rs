@@ -1,10 +1,17 @@
 //! The `s3` provider: object_store's `AmazonS3` configured from `[object_storage]`.
 
-use std::time::Duration;
+use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use maskstore_core::{Config, Origin};
-use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, S3ConditionalPut};
+use object_store::CredentialProvider;
+use object_store::aws::{
+    AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsCredential, S3ConditionalPut,
+};
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
+
+use crate::secret_file::{SecretFiles, rotated};
 
 use super::presign::{Endpoint, Presigner};
 use crate::{Error, Result};
@@ -55,6 +62,10 @@ pub(crate) fn build(config: &Config) -> Result<(AmazonS3, Presigner)> {
         if let Some(token) = &os.session_token {
             builder = builder.with_token(token.expose());
         }
+        if let Some(rotating) = FileCredentials::of(config) {
+            // The client's requests and the presigner ask this one provider.
+            builder = builder.with_credentials(Arc::new(rotating));
+        }
     }
     // S3's own checksum header on every PUT and part, which the engine verifies on
     // receipt; maskstore's whole-object checksum goes in the metadata besides.
@@ -103,4 +114,91 @@ fn bucket_endpoint(builder: &AmazonS3Builder) -> (String, String) {
         (None, false) => format!("https://s3.{region}.amazonaws.com/{bucket}"),
     };
     (region, url)
+}
+
+/// Which part of a credential a watched file holds.
+#[derive(Debug, Clone, Copy)]
+enum Part {
+    AccessKey,
+    SecretKey,
+    SessionToken,
+}
+
+/// Static keys whose parts given as files are re-read when the files change: the next
+/// request after a rotation signs with the new key, without a restart.
+struct FileCredentials {
+    files: SecretFiles,
+    parts: Vec<Part>,
+    current: RwLock<Arc<AwsCredential>>,
+}
+
+impl std::fmt::Debug for FileCredentials {
+    // Names the files, never the values.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileCredentials")
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileCredentials {
+    /// The provider for `config`'s keys, when any part of them came from a file.
+    fn of(config: &Config) -> Option<FileCredentials> {
+        let os = &config.object_storage;
+        let watched: Vec<(Part, PathBuf)> = [
+            (Part::AccessKey, &os.access_key_file),
+            (Part::SecretKey, &os.secret_key_file),
+            (Part::SessionToken, &os.session_token_file),
+        ]
+        .into_iter()
+        .filter_map(|(part, file)| file.clone().map(|f| (part, f)))
+        .collect();
+        if watched.is_empty() {
+            return None;
+        }
+        let credential = AwsCredential {
+            key_id: os.access_key.clone()?,
+            secret_key: os.secret_key.as_ref()?.expose().to_string(),
+            token: os.session_token.as_ref().map(|t| t.expose().to_string()),
+        };
+        let (parts, paths) = watched.into_iter().unzip();
+        Some(FileCredentials {
+            files: SecretFiles::new("s3_credentials", paths),
+            parts,
+            current: RwLock::new(Arc::new(credential)),
+        })
+    }
+
+    /// The credential in use, after adopting a settled change of the files.
+    fn credential(&self, now: Instant) -> Arc<AwsCredential> {
+        if let Some(values) = self.files.poll(now) {
+            let mut current = self.current.write().expect("credential lock");
+            let mut next = AwsCredential {
+                key_id: current.key_id.clone(),
+                secret_key: current.secret_key.clone(),
+                token: current.token.clone(),
+            };
+            for (part, value) in self.parts.iter().zip(values) {
+                match part {
+                    Part::AccessKey => next.key_id = value,
+                    Part::SecretKey => next.secret_key = value,
+                    Part::SessionToken => next.token = Some(value),
+                }
+            }
+            if next != **current {
+                *current = Arc::new(next);
+                rotated(self.files.name(), self.files.paths());
+            }
+        }
+        Arc::clone(&self.current.read().expect("credential lock"))
+    }
+}
+
+#[async_trait::async_trait]
+impl CredentialProvider for FileCredentials {
+    type Credential = AwsCredential;
+
+    async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
+        Ok(self.credential(Instant::now()))
+    }
 }

@@ -2,6 +2,7 @@
 //! into a validated [`Config`].
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
 
 use super::schema::{self as keys, AnyKey, FieldType, Key, Kind, Raw, SCHEMA, Value};
 use super::validate::validate;
@@ -111,6 +112,58 @@ impl ConfigLoader {
         Ok(())
     }
 
+    /// The secrets given as files (`*_file` keys, such as `APP_OBJECT_STORAGE__SECRET_KEY_FILE`),
+    /// for the caller to read and hand back with [`ConfigLoader::set_secret_from_file`]:
+    /// this module does no I/O. Setting both a secret and its file is an error naming both.
+    pub fn secret_files(&self) -> Result<Vec<SecretFileRequest>, Error> {
+        let mut requests = Vec::new();
+        for (secret, file) in keys::SECRET_FILES {
+            let Some((raw, file_origin)) = self.values.get(file.name()) else {
+                continue;
+            };
+            if let Some((_, value_origin)) = self.values.get(secret.name()) {
+                return Err(Error::config(
+                    secret.name(),
+                    value_origin,
+                    format!(
+                        "is set both as a value ({value_origin}) and as a file ({} from {file_origin})",
+                        file.name()
+                    ),
+                    format!(
+                        "remove one of them: keep {} ({}) in production, so the secret stays out of config files",
+                        file.name(),
+                        file.env_var()
+                    ),
+                ));
+            }
+            let Value::Path(path) = file.kind().parse(file.name(), raw.clone(), file_origin)?
+            else {
+                unreachable!("a secret file key reads as a path");
+            };
+            requests.push(SecretFileRequest {
+                key: secret.name(),
+                file_key: file.name(),
+                path,
+                origin: file_origin.clone(),
+            });
+        }
+        Ok(requests)
+    }
+
+    /// Sets the secret `key` to `value`, read from the file of `request`. The value's
+    /// origin is the file ([`Origin::SecretFile`]), so `config show` names the file, never
+    /// the value.
+    pub fn set_secret_from_file(&mut self, request: &SecretFileRequest, value: String) {
+        let key = SCHEMA
+            .iter()
+            .find(|key| key.name() == request.key)
+            .expect("a request names a declared key");
+        self.values.insert(
+            key.name(),
+            (Raw::Text(value), Origin::SecretFile(request.path.clone())),
+        );
+    }
+
     fn insert(&mut self, key: &dyn AnyKey, raw: Raw, origin: Origin) {
         // An empty value counts as unset: it neither sets nor overrides.
         if matches!(&raw, Raw::Text(s) if s.is_empty()) {
@@ -124,6 +177,24 @@ impl ConfigLoader {
     /// `environment` is the environment name; `environment_origin` says where it came from.
     pub fn build(self, environment: &str, environment_origin: Origin) -> Result<Config, Error> {
         check_environment_name(environment, &environment_origin)?;
+        for (secret, file) in keys::SECRET_FILES {
+            let unread = self.values.get(file.name()).filter(|_| {
+                !matches!(
+                    self.values.get(secret.name()),
+                    Some((_, Origin::SecretFile(_)))
+                )
+            });
+            if let Some((_, origin)) = unread {
+                // Both set is reported by `secret_files`; here the file was never read.
+                self.secret_files()?;
+                return Err(Error::config(
+                    file.name(),
+                    origin,
+                    "names a secret file that was not read",
+                    "load the configuration with maskstore_backends::load_config, which reads secret files",
+                ));
+            }
+        }
         let mut r = Reader {
             values: self.values,
             origins: BTreeMap::new(),
@@ -137,6 +208,9 @@ impl ConfigLoader {
             access_key: r.get(&keys::ACCESS_KEY)?,
             secret_key: r.get(&keys::SECRET_KEY)?,
             session_token: r.get(&keys::SESSION_TOKEN)?,
+            access_key_file: r.get(&keys::ACCESS_KEY_FILE)?,
+            secret_key_file: r.get(&keys::SECRET_KEY_FILE)?,
+            session_token_file: r.get(&keys::SESSION_TOKEN_FILE)?,
             verify_folders: r.get(&keys::VERIFY_FOLDERS)?,
             virtual_hosted_style: r.get(&keys::VIRTUAL_HOSTED_STYLE)?,
             request_timeout_secs: r.get(&keys::REQUEST_TIMEOUT)?,
@@ -163,6 +237,8 @@ impl ConfigLoader {
             listen,
             signing_secret: r.get(&keys::SIGNING_SECRET)?,
             previous_signing_secret: r.get(&keys::PREVIOUS_SIGNING_SECRET)?,
+            signing_secret_file: r.get(&keys::SIGNING_SECRET_FILE)?,
+            previous_signing_secret_file: r.get(&keys::PREVIOUS_SIGNING_SECRET_FILE)?,
             admin_listen: r.get(&keys::ADMIN_LISTEN)?,
             header_timeout_secs: r.get(&keys::HEADER_TIMEOUT)?,
             body_idle_timeout_secs: r.get(&keys::BODY_IDLE_TIMEOUT)?,
@@ -189,6 +265,9 @@ impl ConfigLoader {
             server_error_rate_alarm: r.get(&keys::SERVER_ERROR_RATE_ALARM)?,
             alarm_window_secs: r.get(&keys::ALARM_WINDOW)?,
             alarm_min_requests: r.get(&keys::ALARM_MIN_REQUESTS)?,
+            surge_factor: r.get(&keys::SURGE_FACTOR)?,
+            surge_min_rate: r.get(&keys::SURGE_MIN_RATE)?,
+            surge_window_secs: r.get(&keys::SURGE_WINDOW)?,
         };
         debug_assert!(
             SCHEMA.iter().all(|key| r.read.contains(key.name())),
@@ -209,6 +288,19 @@ impl ConfigLoader {
         validate(&config)?;
         Ok(config)
     }
+}
+
+/// A secret given as a file, for the caller of [`ConfigLoader::secret_files`] to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretFileRequest {
+    /// The secret's key (`object_storage.secret_key`).
+    pub key: &'static str,
+    /// The key that named the file (`object_storage.secret_key_file`).
+    pub file_key: &'static str,
+    /// The file.
+    pub path: PathBuf,
+    /// Where the file's key was set.
+    pub origin: Origin,
 }
 
 /// The error for a file that is not TOML. The parser's own message is left out: it quotes

@@ -40,7 +40,7 @@ use std::str::FromStr;
 
 use crate::{KeyPrefix, Secret, TtlPolicy};
 
-pub use loader::ConfigLoader;
+pub use loader::{ConfigLoader, SecretFileRequest};
 pub use schema::env_var_name;
 pub use validate::MIN_SIGNING_SECRET_BYTES;
 
@@ -64,6 +64,8 @@ pub enum Origin {
     Flag(String),
     /// Code: a typed constructor or setter such as [`Config::s3`].
     Code,
+    /// A file holding a secret, named by a `*_file` key; the value is never shown.
+    SecretFile(PathBuf),
 }
 
 impl fmt::Display for Origin {
@@ -74,6 +76,7 @@ impl fmt::Display for Origin {
             Origin::Env(var) => write!(f, "env {var}"),
             Origin::Flag(flag) => write!(f, "flag {flag}"),
             Origin::Code => f.write_str("set in code"),
+            Origin::SecretFile(path) => write!(f, "secret file {}", path.display()),
         }
     }
 }
@@ -193,6 +196,12 @@ pub struct ObjectStorageConfig {
     pub secret_key: Option<Secret>,
     /// A session token for temporary credentials.
     pub session_token: Option<Secret>,
+    /// The file `access_key` was read from, watched for a rotation.
+    pub access_key_file: Option<PathBuf>,
+    /// The file `secret_key` was read from, watched for a rotation.
+    pub secret_key_file: Option<PathBuf>,
+    /// The file `session_token` was read from, watched for a rotation.
+    pub session_token_file: Option<PathBuf>,
     /// Whether folder listings drop folders that no longer hold objects
     /// (engines with real directories, like SeaweedFS, keep them). Default: on for a custom
     /// endpoint, off for AWS, which never lists an empty folder.
@@ -253,6 +262,10 @@ pub struct GatewayConfig {
     pub signing_secret: Option<Secret>,
     /// Still accepted while a rotation is under way.
     pub previous_signing_secret: Option<Secret>,
+    /// The file `signing_secret` was read from; a change to it rotates the secret.
+    pub signing_secret_file: Option<PathBuf>,
+    /// The file `previous_signing_secret` was read from.
+    pub previous_signing_secret_file: Option<PathBuf>,
     /// Where `/metrics` and `/health` are served instead of `listen`, if set.
     pub admin_listen: Option<String>,
     /// Seconds a client has to send a request's headers (and an idle keep-alive limit).
@@ -312,6 +325,13 @@ pub struct MonitoringConfig {
     pub alarm_window_secs: u64,
     /// No alarm below this many operations in the window.
     pub alarm_min_requests: u64,
+    /// The request-surge alarm fires when the recent rate exceeds this many times the
+    /// baseline rate.
+    pub surge_factor: f64,
+    /// No request-surge alarm below this many requests per second.
+    pub surge_min_rate: f64,
+    /// Seconds of recent requests compared with the rest of the window.
+    pub surge_window_secs: u64,
 }
 
 /// The validated configuration of maskstore, with the origin of every value.

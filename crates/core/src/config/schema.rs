@@ -27,6 +27,14 @@ pub(crate) enum Kind {
     Integer { unit: &'static str, max: u64 },
     /// A share above 0 and at most 1, such as 0.05.
     Rate,
+    /// A decimal number above `above` and at most `max`, in `unit` (such as a factor of 3).
+    Decimal {
+        unit: &'static str,
+        above: u64,
+        max: u64,
+    },
+    /// The path of a file holding a secret (`*_file` keys); maskstore reads the file.
+    SecretFile,
     /// A TOML array of strings, or comma-separated text; blank items are dropped.
     List,
     /// One of [`Provider::ALL`].
@@ -118,6 +126,22 @@ impl Kind {
                     ),
                 };
             }
+            (Kind::Decimal { unit, above, max }, raw) => {
+                let parsed = match &raw {
+                    Raw::Text(s) => s.trim().parse::<f64>().ok(),
+                    Raw::Int(i) => Some(*i as f64),
+                    _ => None,
+                };
+                return match parsed {
+                    Some(n) if n.is_finite() && n > above as f64 && n <= max as f64 => {
+                        Ok(Value::Rate(n))
+                    }
+                    _ => fail(
+                        format!("{raw} is not a number of {unit} above {above} and at most {max}"),
+                        format!("give a decimal number above {above} and at most {max}, such as 3"),
+                    ),
+                };
+            }
             (Kind::List, raw) => {
                 let items = match raw {
                     Raw::List(items) => items,
@@ -152,6 +176,7 @@ impl Kind {
             Kind::Text => Ok(Value::Text(text)),
             Kind::Secret => Ok(Value::Secret(Secret::new(text))),
             Kind::Path => Ok(Value::Path(PathBuf::from(text))),
+            Kind::SecretFile => Ok(Value::Path(PathBuf::from(text.trim()))),
             Kind::Provider => text.parse().map(Value::Provider).or_else(|problem| {
                 fail(
                     problem,
@@ -201,7 +226,7 @@ impl Kind {
                     "give a region such as us-east-1 or ap-northeast-2".into(),
                 ),
             },
-            Kind::Bool | Kind::Integer { .. } | Kind::Rate | Kind::List => {
+            Kind::Bool | Kind::Integer { .. } | Kind::Rate | Kind::Decimal { .. } | Kind::List => {
                 unreachable!("handled above")
             }
         }
@@ -443,6 +468,27 @@ pub(crate) const SESSION_TOKEN: Key<Option<Secret>> = Key {
     doc: "session token of temporary credentials (redacted)",
     field: |c| &c.object_storage.session_token,
 };
+pub(crate) const ACCESS_KEY_FILE: Key<Option<PathBuf>> = Key {
+    name: "object_storage.access_key_file",
+    kind: Kind::SecretFile,
+    default: Unset("—"),
+    doc: "file holding `access_key` (mode 600; re-read when it changes); not with `access_key`",
+    field: |c| &c.object_storage.access_key_file,
+};
+pub(crate) const SECRET_KEY_FILE: Key<Option<PathBuf>> = Key {
+    name: "object_storage.secret_key_file",
+    kind: Kind::SecretFile,
+    default: Unset("—"),
+    doc: "file holding `secret_key` (mode 600; re-read when it changes); not with `secret_key`",
+    field: |c| &c.object_storage.secret_key_file,
+};
+pub(crate) const SESSION_TOKEN_FILE: Key<Option<PathBuf>> = Key {
+    name: "object_storage.session_token_file",
+    kind: Kind::SecretFile,
+    default: Unset("—"),
+    doc: "file holding `session_token` (mode 600; re-read when it changes); not with `session_token`",
+    field: |c| &c.object_storage.session_token_file,
+};
 pub(crate) const VERIFY_FOLDERS: Key<Option<bool>> = Key {
     name: "object_storage.verify_folders",
     kind: Kind::Bool,
@@ -585,6 +631,20 @@ pub(crate) const PREVIOUS_SIGNING_SECRET: Key<Option<Secret>> = Key {
     default: Unset("—"),
     doc: "still accepted during a rotation (redacted)",
     field: |c| &c.gateway.previous_signing_secret,
+};
+pub(crate) const SIGNING_SECRET_FILE: Key<Option<PathBuf>> = Key {
+    name: "gateway.signing_secret_file",
+    kind: Kind::SecretFile,
+    default: Unset("—"),
+    doc: "file holding `signing_secret` (mode 600); a change rotates it, the old one stays valid for `signed_url.max_ttl`",
+    field: |c| &c.gateway.signing_secret_file,
+};
+pub(crate) const PREVIOUS_SIGNING_SECRET_FILE: Key<Option<PathBuf>> = Key {
+    name: "gateway.previous_signing_secret_file",
+    kind: Kind::SecretFile,
+    default: Unset("—"),
+    doc: "file holding `previous_signing_secret` (mode 600; read at start)",
+    field: |c| &c.gateway.previous_signing_secret_file,
 };
 pub(crate) const ADMIN_LISTEN: Key<Option<String>> = Key {
     name: "gateway.admin_listen",
@@ -769,6 +829,44 @@ pub(crate) const ALARM_MIN_REQUESTS: Key<u64> = Key {
     doc: "no alarm below this many operations in the window",
     field: |c| &c.monitoring.alarm_min_requests,
 };
+pub(crate) const SURGE_FACTOR: Key<f64> = Key {
+    name: "monitoring.surge_factor",
+    kind: Kind::Decimal {
+        unit: "times the baseline",
+        above: 1,
+        max: 1000,
+    },
+    default: Is("3"),
+    doc: "`request_surge` alarm: the request rate over `surge_window` exceeds this many times the rate over the rest of `alarm_window`",
+    field: |c| &c.monitoring.surge_factor,
+};
+pub(crate) const SURGE_MIN_RATE: Key<f64> = Key {
+    name: "monitoring.surge_min_rate",
+    kind: Kind::Decimal {
+        unit: "requests per second",
+        above: 0,
+        max: 1_000_000,
+    },
+    default: Is("1"),
+    doc: "no `request_surge` alarm below this many requests per second over `surge_window`",
+    field: |c| &c.monitoring.surge_min_rate,
+};
+pub(crate) const SURGE_WINDOW: Key<u64> = Key {
+    name: "monitoring.surge_window",
+    kind: Kind::seconds(43200),
+    default: Is("60"),
+    doc: "seconds of recent requests compared with the baseline; at least 1, at most 43200 and half of `alarm_window`",
+    field: |c| &c.monitoring.surge_window_secs,
+};
+
+/// Each secret key and the `*_file` key that may give its value instead.
+pub(crate) const SECRET_FILES: [(&dyn AnyKey, &dyn AnyKey); 5] = [
+    (&ACCESS_KEY, &ACCESS_KEY_FILE),
+    (&SECRET_KEY, &SECRET_KEY_FILE),
+    (&SESSION_TOKEN, &SESSION_TOKEN_FILE),
+    (&SIGNING_SECRET, &SIGNING_SECRET_FILE),
+    (&PREVIOUS_SIGNING_SECRET, &PREVIOUS_SIGNING_SECRET_FILE),
+];
 
 /// Every key maskstore reads, in the order `config show` and the README list them.
 pub(crate) const SCHEMA: &[&dyn AnyKey] = &[
@@ -779,6 +877,9 @@ pub(crate) const SCHEMA: &[&dyn AnyKey] = &[
     &ACCESS_KEY,
     &SECRET_KEY,
     &SESSION_TOKEN,
+    &ACCESS_KEY_FILE,
+    &SECRET_KEY_FILE,
+    &SESSION_TOKEN_FILE,
     &VERIFY_FOLDERS,
     &VIRTUAL_HOSTED_STYLE,
     &REQUEST_TIMEOUT,
@@ -798,6 +899,8 @@ pub(crate) const SCHEMA: &[&dyn AnyKey] = &[
     &PUBLIC_URL,
     &SIGNING_SECRET,
     &PREVIOUS_SIGNING_SECRET,
+    &SIGNING_SECRET_FILE,
+    &PREVIOUS_SIGNING_SECRET_FILE,
     &ADMIN_LISTEN,
     &HEADER_TIMEOUT,
     &BODY_IDLE_TIMEOUT,
@@ -818,6 +921,9 @@ pub(crate) const SCHEMA: &[&dyn AnyKey] = &[
     &SERVER_ERROR_RATE_ALARM,
     &ALARM_WINDOW,
     &ALARM_MIN_REQUESTS,
+    &SURGE_FACTOR,
+    &SURGE_MIN_RATE,
+    &SURGE_WINDOW,
 ];
 
 /// The environment variable for a dotted key: `object_storage.max_ttl` →

@@ -238,6 +238,50 @@ fn bucket_names_s3_would_refuse_are_refused() {
     }
 }
 
+/// AWS's wildcard certificate (`*.s3.<region>.amazonaws.com`) covers one label: a bucket
+/// with a dot, addressed virtual-hosted over https, fails TLS on every request and every
+/// presigned URL ("Virtual hosting of buckets" in the S3 user guide). Path style, or an
+/// endpoint the operator names (and holds the certificate of), still work.
+#[test]
+fn a_dotted_bucket_is_refused_virtual_hosted_on_aws() {
+    let dotted = [
+        ("APP_OBJECT_STORAGE__PROVIDER", "s3"),
+        ("APP_OBJECT_STORAGE__BUCKET_NAME", "pacs.masks"),
+        ("APP_OBJECT_STORAGE__REGION", "us-east-1"),
+    ];
+    let (key, _, text) = config_error(build_env(
+        &[
+            &dotted[..],
+            &[("APP_OBJECT_STORAGE__VIRTUAL_HOSTED_STYLE", "true")],
+        ]
+        .concat(),
+    ));
+    assert_eq!(key, "object_storage.virtual_hosted_style");
+    assert!(text.contains("pacs.masks"), "{text}");
+    assert!(text.contains("certificate"), "{text}");
+    assert!(text.contains("virtual_hosted_style = false"), "{text}");
+    build_env(&dotted).unwrap();
+    build_env(
+        &[
+            &dotted[..],
+            &[
+                ("APP_OBJECT_STORAGE__VIRTUAL_HOSTED_STYLE", "true"),
+                (
+                    "APP_OBJECT_STORAGE__ENDPOINT",
+                    "https://pacs.masks.minio.example",
+                ),
+            ],
+        ]
+        .concat(),
+    )
+    .unwrap();
+    build_env(&s3_env_with(&[(
+        "APP_OBJECT_STORAGE__VIRTUAL_HOSTED_STYLE",
+        "true",
+    )]))
+    .unwrap();
+}
+
 #[test]
 fn endpoint_must_be_an_http_url() {
     for (bad, why) in [
@@ -330,6 +374,26 @@ fn access_key_and_secret_key_come_together() {
         "AKIA",
     )])));
     assert_eq!(key, "object_storage.secret_key");
+}
+
+/// A session token belongs to the temporary access key and secret it came with; alone,
+/// the client would sign with the AWS chain and drop the token without a word.
+#[test]
+fn a_session_token_without_its_keys_is_refused() {
+    let token = (
+        "APP_OBJECT_STORAGE__SESSION_TOKEN",
+        "FwoGZXIvYXdzE-token-value",
+    );
+    let (key, _, text) = config_error(build_env(&s3_env_with(&[token])));
+    assert_eq!(key, "object_storage.session_token");
+    assert!(text.contains("access_key"), "{text}");
+    assert!(!text.contains(token.1), "the token is never echoed: {text}");
+    build_env(&s3_env_with(&[
+        token,
+        ("APP_OBJECT_STORAGE__ACCESS_KEY", "ASIAEXAMPLE"),
+        ("APP_OBJECT_STORAGE__SECRET_KEY", "temporary-secret"),
+    ]))
+    .unwrap();
 }
 
 #[test]
@@ -532,14 +596,44 @@ fn every_key_is_set_by_its_env_var() {
             _ => "some-text",
         },
     };
+    // A secret and its file cannot both be set: the files are set in a second round.
+    let is_file = |key: &&&dyn AnyKey| key.kind() == Kind::SecretFile;
     let vars: Vec<(String, String)> = SCHEMA
         .iter()
+        .filter(|key| !is_file(key))
         .map(|key| (key.env_var(), sample(*key).to_string()))
         .collect();
     let mut loader = ConfigLoader::new();
     loader.add_env(vars).unwrap();
     let config = loader.build("development", Origin::Default).unwrap();
-    for entry in config.entries() {
+    let files: Vec<(String, String)> = SCHEMA
+        .iter()
+        .filter(is_file)
+        .map(|key| (key.env_var(), format!("/run/secrets/{}", key.field_name())))
+        .collect();
+    let mut loader = ConfigLoader::new();
+    loader.add_env(files).unwrap();
+    let requests = loader.secret_files().unwrap();
+    assert_eq!(requests.len(), 5);
+    for request in &requests {
+        loader.set_secret_from_file(request, SIGNING_SECRET.to_string());
+    }
+    let from_files = loader.build("development", Origin::Default).unwrap();
+    for request in &requests {
+        assert_eq!(
+            from_files.origin(request.key),
+            Some(&Origin::SecretFile(request.path.clone()))
+        );
+        assert_eq!(
+            from_files.origin(request.file_key),
+            Some(&Origin::Env(env_var_name(request.file_key)))
+        );
+    }
+    for entry in config
+        .entries()
+        .into_iter()
+        .filter(|e| !e.key.ends_with("_file"))
+    {
         assert_eq!(
             entry.origin,
             Origin::Env(entry.env_var.clone()),
@@ -846,7 +940,7 @@ fn every_duration_has_a_documented_bound_checked_at_load() {
             );
         }
     }
-    assert_eq!(bounded, 16);
+    assert_eq!(bounded, 17);
 }
 
 #[test]
@@ -964,4 +1058,74 @@ fn gateway_limits_default_safe_and_refuse_zero_excess_and_a_shared_admin_port() 
             .shutdown_grace_secs,
         0
     );
+}
+
+#[test]
+fn a_secret_file_not_read_or_set_beside_its_value_is_an_error_naming_both() {
+    let (key, origin, text) = config_error(build_env(&[(
+        "APP_OBJECT_STORAGE__SECRET_KEY_FILE",
+        "/run/secrets/secret_key",
+    )]));
+    assert_eq!(key, "object_storage.secret_key_file");
+    assert_eq!(
+        origin,
+        Origin::Env("APP_OBJECT_STORAGE__SECRET_KEY_FILE".into())
+    );
+    assert!(text.contains("was not read"), "{text}");
+
+    let mut loader = ConfigLoader::new();
+    loader
+        .add_toml(
+            file("production.toml"),
+            "[gateway]\nsigning_secret = \"inline-secret-value-0123456789abcdef\"\n",
+        )
+        .unwrap();
+    loader
+        .add_env(env(&[(
+            "APP_GATEWAY__SIGNING_SECRET_FILE",
+            "/run/secrets/signing",
+        )]))
+        .unwrap();
+    let err = loader.secret_files().unwrap_err().to_string();
+    assert!(
+        err.contains("production.toml") && err.contains("APP_GATEWAY__SIGNING_SECRET_FILE"),
+        "{err}"
+    );
+    assert!(!err.contains("inline-secret"), "{err}");
+    let (_, _, text) = config_error(loader.build("production", Origin::Default));
+    assert!(text.contains("both as a value"), "{text}");
+}
+
+#[test]
+fn surge_settings_are_bounded_and_leave_a_baseline() {
+    let config = Config::embedded_default();
+    assert_eq!(
+        (
+            config.monitoring.surge_factor,
+            config.monitoring.surge_min_rate,
+            config.monitoring.surge_window_secs
+        ),
+        (3.0, 1.0, 60)
+    );
+    for (var, value, why) in [
+        ("APP_MONITORING__SURGE_FACTOR", "1", "above 1"),
+        ("APP_MONITORING__SURGE_FACTOR", "NaN", "above 1"),
+        ("APP_MONITORING__SURGE_FACTOR", "1001", "at most 1000"),
+        ("APP_MONITORING__SURGE_MIN_RATE", "0", "above 0"),
+        ("APP_MONITORING__SURGE_MIN_RATE", "-3", "above 0"),
+        ("APP_MONITORING__SURGE_WINDOW", "0", "no baseline"),
+        ("APP_MONITORING__SURGE_WINDOW", "151", "from 1 to 150"),
+    ] {
+        let (key, _, text) = config_error(build_env(&[(var, value)]));
+        assert_eq!(env_var_name(&key), var);
+        assert!(text.contains(why), "{var}={value}: {text}");
+    }
+    let config = build_env(&[
+        ("APP_MONITORING__SURGE_FACTOR", "2.5"),
+        ("APP_MONITORING__SURGE_MIN_RATE", "0.2"),
+        ("APP_MONITORING__SURGE_WINDOW", "150"),
+    ])
+    .unwrap();
+    assert_eq!(config.monitoring.surge_factor, 2.5);
+    assert_eq!(config.monitoring.surge_min_rate, 0.2);
 }

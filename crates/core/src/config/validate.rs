@@ -7,13 +7,14 @@
 use super::schema::{
     ABORT_INCOMPLETE_MULTIPART_DAYS, ACCESS_KEY, ALLOW_MEMORY_IN_PRODUCTION, ALLOWED_METHODS,
     ALLOWED_ORIGINS, AnyKey, BUCKET_NAME, CONNECT_TIMEOUT, DEFAULT_TTL, MAX_TTL,
-    PREVIOUS_SIGNING_SECRET, PROVIDER, REGION, REQUEST_TIMEOUT, SECRET_KEY, SIGNING_SECRET,
-    TRANSITION_GLACIER_DAYS, TRANSITION_IA_DAYS,
+    PREVIOUS_SIGNING_SECRET, PROVIDER, REGION, REQUEST_TIMEOUT, SECRET_KEY, SESSION_TOKEN,
+    SIGNING_SECRET, TRANSITION_GLACIER_DAYS, TRANSITION_IA_DAYS, VIRTUAL_HOSTED_STYLE,
 };
 use super::schema::{
     ADMIN_LISTEN, BODY_IDLE_TIMEOUT, GATEWAY_REQUEST_TIMEOUT, HEADER_TIMEOUT, LISTEN,
     MAX_CONCURRENT_UPLOADS, MAX_CONNECTIONS, MAX_UPLOAD_BYTES,
 };
+use super::schema::{ALARM_WINDOW, SURGE_WINDOW};
 use super::{Config, DEFAULT_ENVIRONMENT, Origin, Provider};
 use crate::Error;
 use crate::ttl::S3_MAX_PRESIGN_SECS;
@@ -58,7 +59,33 @@ pub(crate) fn validate(config: &Config) -> Result<(), Error> {
     validate_object_storage(config)?;
     validate_signed_url(config)?;
     validate_gateway(config)?;
+    validate_monitoring(config)?;
     validate_lifecycle(config)
+}
+
+/// The surge rule compares `surge_window` with the rest of `alarm_window`, which must be
+/// at least as long, or the baseline would be noisier than what it is compared with.
+fn validate_monitoring(config: &Config) -> Result<(), Error> {
+    let m = &config.monitoring;
+    if m.surge_window_secs == 0 || m.surge_window_secs > m.alarm_window_secs / 2 {
+        return Err(refuse(
+            config,
+            &SURGE_WINDOW,
+            format!(
+                "{} seconds leaves no baseline of at least the same length within {} ({} seconds)",
+                m.surge_window_secs,
+                ALARM_WINDOW.name(),
+                m.alarm_window_secs
+            ),
+            format!(
+                "give from 1 to {} seconds (half of {}), or lengthen {}",
+                m.alarm_window_secs / 2,
+                ALARM_WINDOW.name(),
+                ALARM_WINDOW.name()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 fn validate_object_storage(config: &Config) -> Result<(), Error> {
@@ -93,6 +120,26 @@ fn validate_object_storage(config: &Config) -> Result<(), Error> {
             ));
         }
     }
+    // AWS's wildcard certificate covers one label, so `<a.b>.s3.<region>.amazonaws.com`
+    // fails TLS on every request and presigned URL (S3 user guide, "Virtual hosting of
+    // buckets"). A named endpoint is the operator's, certificate included.
+    if os.provider == Provider::S3
+        && os.virtual_hosted_style
+        && os.endpoint.is_none()
+        && let Some(bucket) = os.bucket_name.as_deref().filter(|b| b.contains('.'))
+    {
+        return Err(refuse(
+            config,
+            &VIRTUAL_HOSTED_STYLE,
+            format!(
+                "bucket \"{bucket}\" contains a dot, so AWS's certificate                  (*.s3.<region>.amazonaws.com) does not cover its virtual host and every                  https request and presigned URL would fail"
+            ),
+            format!(
+                "set {} = false (path style), or use a bucket name without dots",
+                VIRTUAL_HOSTED_STYLE.field_name()
+            ),
+        ));
+    }
     let both = format!(
         "set both {} and {}, or neither to use the AWS credential chain",
         ACCESS_KEY.field_name(),
@@ -115,6 +162,26 @@ fn validate_object_storage(config: &Config) -> Result<(), Error> {
                 &SECRET_KEY,
                 format!("is missing while {} is set", SECRET_KEY.field_name()),
                 both,
+            ));
+        }
+        (None, None) if os.session_token.is_some() => {
+            // The client would sign with the AWS chain and drop the token silently.
+            return Err(refuse(
+                config,
+                &SESSION_TOKEN,
+                format!(
+                    "is set without {} and {}; a session token only belongs to the \
+                     temporary keys it was issued with",
+                    ACCESS_KEY.field_name(),
+                    SECRET_KEY.field_name()
+                ),
+                format!(
+                    "set {} and {} to the temporary credentials too, or unset {} to use \
+                     the AWS credential chain",
+                    ACCESS_KEY.field_name(),
+                    SECRET_KEY.field_name(),
+                    SESSION_TOKEN.field_name()
+                ),
             ));
         }
         _ => {}

@@ -570,8 +570,27 @@ async fn object_stores_presigner_agrees_on_every_style_key_and_token() {
     virtual_hosted.object_storage.virtual_hosted_style = true;
     let mut aws_virtual = base();
     aws_virtual.object_storage.virtual_hosted_style = true;
+    let endpoint = |url: &str| base().with_endpoint(url).unwrap();
     let configs = [
         ("aws path style", base()),
+        (
+            "endpoint with a path",
+            endpoint("http://127.0.0.1:8333/base/"),
+        ),
+        (
+            "endpoint with a deeper path",
+            endpoint("http://gw.example:8080/s3/root"),
+        ),
+        ("ipv6 endpoint", endpoint("http://[::1]:9000")),
+        ("http endpoint on port 80", endpoint("http://s3.example:80")),
+        (
+            "https endpoint on port 443",
+            endpoint("https://s3.example:443/"),
+        ),
+        (
+            "https endpoint on port 80",
+            endpoint("https://s3.example:80"),
+        ),
         ("aws virtual-hosted", aws_virtual),
         ("endpoint with a session token", with_token),
         ("virtual-hosted endpoint with a port", virtual_hosted),
@@ -582,6 +601,9 @@ async fn object_stores_presigner_agrees_on_every_style_key_and_token() {
             "mask/a.png",
             "mask/a b+c%d=e&f#g?h/환자 🧠.png",
             "mask/%41%2F~x",
+            "mask/a!b*c'd(e)f~g",
+            // Not NFC: an "e" and a combining acute accent, signed as the bytes they are.
+            "mask/caf\u{65}\u{301}.png",
         ] {
             let path = Path::parse(key).unwrap();
             let theirs = client

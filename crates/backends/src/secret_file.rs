@@ -1,0 +1,379 @@
+//! Secrets kept in files (`*_file` keys): the convention of container secrets
+//! (`/run/secrets/<name>`) and of secrets-manager drivers that mount secrets as files.
+//!
+//! A file is refused, with the fix, when group or others may read or write it, when it is
+//! a symlink that leads out of its folder (Kubernetes' `..data` links stay inside it), when
+//! it is not a regular file, empty or larger than [`MAX_SECRET_FILE_BYTES`]. Surrounding
+//! whitespace and the trailing newline editors and `echo` leave are trimmed.
+//!
+//! [`SecretFiles`] watches a group of such files for a rotation: one `stat` per file per
+//! check, the files are read again only when their identity (device, inode, size, modified
+//! and changed times) differs, and a change is adopted once it has held for
+//! [`SETTLE`], so that an access key and its secret written one after the other are taken
+//! together.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The largest secret file read, in bytes.
+pub const MAX_SECRET_FILE_BYTES: u64 = 64 * 1024;
+
+/// How long a changed set of files must stay unchanged before it is read.
+pub const SETTLE: Duration = Duration::from_secs(1);
+
+/// Metric: secrets rotated from their files, by `secret` (`s3_credentials`,
+/// `gateway_signing_secret`).
+pub const SECRET_ROTATIONS_TOTAL: &str = "maskstore_secret_rotations_total";
+
+/// Why a secret file cannot be used; Display says what to do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{problem}; {fix}")]
+pub struct SecretFileError {
+    /// What is wrong with the file.
+    pub problem: String,
+    /// What to do about it.
+    pub fix: String,
+}
+
+/// What identifies one version of a file without reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp {
+    dev: u64,
+    ino: u64,
+    size: u64,
+    modified: (i64, i64),
+    changed: (i64, i64),
+}
+
+fn stamp(path: &Path) -> Option<Stamp> {
+    use std::os::unix::fs::MetadataExt;
+    // Follows the links: a Kubernetes update swaps `..data`, the target's inode changes.
+    let m = std::fs::metadata(path).ok()?;
+    Some(Stamp {
+        dev: m.dev(),
+        ino: m.ino(),
+        size: m.size(),
+        modified: (m.mtime(), m.mtime_nsec()),
+        changed: (m.ctime(), m.ctime_nsec()),
+    })
+}
+
+/// Reads the secret in `path`, refusing a file others may read, a symlink out of its
+/// folder, and anything that is not a small non-empty regular file.
+pub fn read_secret_file(path: &Path) -> Result<String, SecretFileError> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let shown = path.display();
+    let refuse = |problem: String, fix: String| SecretFileError { problem, fix };
+    let cannot = |what: &str, e: std::io::Error| {
+        refuse(
+            format!("cannot {what} the secret file {shown}: {e}"),
+            format!("check the path, and that this user may read it (ls -l {shown})"),
+        )
+    };
+    let link = std::fs::symlink_metadata(path).map_err(|e| cannot("inspect", e))?;
+    let target: PathBuf = if link.file_type().is_symlink() {
+        let folder = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let folder =
+            std::fs::canonicalize(folder).map_err(|e| cannot("resolve the folder of", e))?;
+        let target = std::fs::canonicalize(path).map_err(|e| cannot("resolve", e))?;
+        if !target.starts_with(&folder) {
+            return Err(refuse(
+                format!(
+                    "the secret file {shown} is a symlink to {}, outside its folder {}",
+                    target.display(),
+                    folder.display()
+                ),
+                format!(
+                    "put the secret itself in {} (chmod 600), or point the setting at the file it links to",
+                    folder.display()
+                ),
+            ));
+        }
+        target
+    } else {
+        path.to_path_buf()
+    };
+    // The resolved path has no link left; O_NOFOLLOW keeps a swap of its last part from
+    // leading elsewhere, and what is checked is the file opened, not the name. O_NONBLOCK:
+    // a FIFO put there opens at once (and is refused below) instead of waiting forever for
+    // a writer, at start-up or in a rotation check.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&target)
+        .map_err(|e| cannot("open", e))?;
+    let metadata = file.metadata().map_err(|e| cannot("inspect", e))?;
+    if !metadata.is_file() {
+        return Err(refuse(
+            format!("the secret file {shown} is not a regular file"),
+            "give the path of a file holding only the secret".to_string(),
+        ));
+    }
+    let mode = metadata.mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(refuse(
+            format!(
+                "the secret file {shown} is open to group or others (mode {mode:03o}), so other users of this machine can read the secret"
+            ),
+            format!(
+                "chmod 600 {shown} (Kubernetes: defaultMode: 0400 on the secret volume; Docker: mode: 0400 on the secret)"
+            ),
+        ));
+    }
+    if metadata.size() > MAX_SECRET_FILE_BYTES {
+        return Err(refuse(
+            format!(
+                "the secret file {shown} holds {} bytes, more than the {MAX_SECRET_FILE_BYTES} a secret may have",
+                metadata.size()
+            ),
+            "give the path of a file holding only the secret".to_string(),
+        ));
+    }
+    let mut bytes = Vec::new();
+    (&mut file)
+        .take(MAX_SECRET_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| cannot("read", e))?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        refuse(
+            format!("the secret file {shown} is not UTF-8 text"),
+            "write the secret as text (hex or base64 for binary keys)".to_string(),
+        )
+    })?;
+    let secret = text.trim();
+    if secret.is_empty() {
+        return Err(refuse(
+            format!("the secret file {shown} is empty"),
+            format!("write the secret into {shown}"),
+        ));
+    }
+    Ok(secret.to_string())
+}
+
+/// A group of secret files watched together (the parts of one credential).
+#[derive(Debug)]
+pub(crate) struct SecretFiles {
+    /// The metric label and log name of what they hold.
+    name: &'static str,
+    paths: Vec<PathBuf>,
+    state: Mutex<Watch>,
+}
+
+#[derive(Debug)]
+struct Watch {
+    /// The stamps of the values in use.
+    current: Vec<Option<Stamp>>,
+    /// Stamps seen to differ, and since when.
+    pending: Option<(Vec<Option<Stamp>>, Instant)>,
+}
+
+impl SecretFiles {
+    /// Watches `paths`, whose values in use were read just now.
+    pub(crate) fn new(name: &'static str, paths: Vec<PathBuf>) -> SecretFiles {
+        let current = paths.iter().map(|p| stamp(p)).collect();
+        SecretFiles {
+            name,
+            paths,
+            state: Mutex::new(Watch {
+                current,
+                pending: None,
+            }),
+        }
+    }
+
+    /// The name of what the files hold.
+    pub(crate) fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// The files.
+    pub(crate) fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    /// The files' new values, in order, when they changed at least [`SETTLE`] before `now`
+    /// and read well; `None` otherwise (the values in use stay). A file that cannot be
+    /// read is logged, by path only, and tried again when it changes.
+    pub(crate) fn poll(&self, now: Instant) -> Option<Vec<String>> {
+        self.poll_settled(now, SETTLE)
+    }
+
+    /// [`SecretFiles::poll`] with another settle time (zero: adopt a change at once).
+    pub(crate) fn poll_settled(&self, now: Instant, settle: Duration) -> Option<Vec<String>> {
+        let seen: Vec<Option<Stamp>> = self.paths.iter().map(|p| stamp(p)).collect();
+        let mut state = self.state.lock().expect("secret watch lock");
+        if seen == state.current {
+            state.pending = None;
+            return None;
+        }
+        match &state.pending {
+            Some((pending, since)) if *pending == seen => {
+                if now.saturating_duration_since(*since) < settle {
+                    return None;
+                }
+            }
+            _ if settle.is_zero() => {}
+            _ => {
+                state.pending = Some((seen, now));
+                return None;
+            }
+        }
+        state.pending = None;
+        state.current = seen;
+        let mut values = Vec::with_capacity(self.paths.len());
+        for path in &self.paths {
+            match read_secret_file(path) {
+                Ok(value) => values.push(value),
+                Err(e) => {
+                    tracing::warn!(secret = self.name, error = %e, "a changed secret file cannot be used; the secret in use stays");
+                    return None;
+                }
+            }
+        }
+        Some(values)
+    }
+}
+
+/// Counts and logs a rotation of `name` (never its values).
+pub(crate) fn rotated(name: &'static str, files: &[PathBuf]) {
+    metrics::counter!(SECRET_ROTATIONS_TOTAL, "secret" => name).increment(1);
+    let files: Vec<String> = files.iter().map(|p| p.display().to_string()).collect();
+    tracing::info!(
+        secret = name,
+        files = files.join(", "),
+        "secret rotated: its files changed, requests from now on use the new value"
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn write(path: &Path, text: &str, mode: u32) {
+        std::fs::write(path, text).unwrap();
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    #[test]
+    fn a_private_file_is_read_and_trimmed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret_key");
+        write(&path, "  s3cr3t-value\r\n\n", 0o600);
+        assert_eq!(read_secret_file(&path).unwrap(), "s3cr3t-value");
+        write(&path, "owner-only", 0o400);
+        assert_eq!(read_secret_file(&path).unwrap(), "owner-only");
+    }
+
+    #[test]
+    fn a_file_open_to_group_or_others_is_refused_naming_it_and_chmod_600() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret_key");
+        for mode in [0o644, 0o640, 0o604, 0o660] {
+            write(&path, "s3cr3t-value", mode);
+            let e = read_secret_file(&path).unwrap_err().to_string();
+            assert!(e.contains(&path.display().to_string()), "{e}");
+            assert!(e.contains(&format!("chmod 600 {}", path.display())), "{e}");
+            assert!(e.contains(&format!("mode {mode:03o}")), "{e}");
+            assert!(!e.contains("s3cr3t"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_symlink_out_of_its_folder_is_refused_and_one_within_it_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let secrets = dir.path().join("secrets");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(secrets.join("..2026_11_30")).unwrap();
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        write(&elsewhere.join("key"), "outside-value", 0o600);
+        std::os::unix::fs::symlink(elsewhere.join("key"), secrets.join("out")).unwrap();
+        let e = read_secret_file(&secrets.join("out"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("outside its folder"), "{e}");
+        assert!(!e.contains("outside-value"), "{e}");
+        // Kubernetes' layout: key -> ..data/key, ..data -> ..<timestamp>.
+        write(&secrets.join("..2026_11_30/key"), "k8s-value\n", 0o400);
+        std::os::unix::fs::symlink("..2026_11_30", secrets.join("..data")).unwrap();
+        std::os::unix::fs::symlink("..data/key", secrets.join("key")).unwrap();
+        assert_eq!(read_secret_file(&secrets.join("key")).unwrap(), "k8s-value");
+    }
+
+    #[test]
+    fn empty_huge_missing_and_folder_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        write(&path, " \n", 0o600);
+        assert!(
+            read_secret_file(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("is empty")
+        );
+        write(
+            &path,
+            &"x".repeat(MAX_SECRET_FILE_BYTES as usize + 1),
+            0o600,
+        );
+        assert!(
+            read_secret_file(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("more than")
+        );
+        let e = read_secret_file(&dir.path().join("missing")).unwrap_err();
+        assert!(e.problem.contains("cannot inspect"), "{e}");
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let e = read_secret_file(dir.path()).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn a_fifo_as_the_secret_file_is_refused_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("fifo");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(read_secret_file(&fifo).map_err(|e| e.to_string()));
+        });
+        let result = rx
+            .recv_timeout(std::time::Duration::from_secs(10))
+            .expect("reading a FIFO as the secret file blocked");
+        let e = result.unwrap_err();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+
+    #[test]
+    fn a_change_is_adopted_once_it_has_settled_and_a_bad_one_never() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        write(&path, "first", 0o600);
+        let files = SecretFiles::new("test", vec![path.clone()]);
+        let t0 = Instant::now();
+        assert_eq!(files.poll(t0), None);
+        // Renamed into place, as an atomic update does.
+        let next = dir.path().join("s.new");
+        write(&next, "second", 0o600);
+        std::fs::rename(&next, &path).unwrap();
+        assert_eq!(files.poll(t0), None, "not settled yet");
+        assert_eq!(files.poll(t0 + SETTLE), Some(vec!["second".to_string()]));
+        assert_eq!(files.poll(t0 + SETTLE * 2), None, "adopted once");
+        // Opened to others: refused, the value in use stays, not retried until it changes.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert_eq!(files.poll(t0 + SETTLE * 3), None);
+        assert_eq!(files.poll(t0 + SETTLE * 5), None);
+        assert_eq!(files.poll(t0 + SETTLE * 6), None);
+    }
+}

@@ -136,6 +136,7 @@ async fn missing_keys_named_like_s3_error_codes_are_not_found() {
 async fn contract_s3(server: S3Server) {
     let capabilities = Capabilities {
         verifies_signatures: server.verifies_signatures,
+        ..Capabilities::default()
     };
     let report = contract::run_with(&server.storage(), capabilities)
         .await
@@ -298,6 +299,125 @@ async fn keys_named_like_retryable_s3_errors_work_on_every_operation() {
                 .await
                 .unwrap();
             assert!(!storage.exists(&key).await.unwrap(), "{}", server.name);
+        }
+    }
+}
+
+/// Azure Blob Storage on Azurite, which verifies shared keys and SAS (tampered, expired or
+/// misused URLs: 403). Exempt: PUT URLs bound to a content type or length, which no SAS can
+/// bind (see the contract docs).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn contract_azure_azurite() {
+    let Some(server) = servers::azurite() else {
+        return;
+    };
+    let storage = server.storage();
+    assert!(!storage.capabilities().binds_upload_headers);
+    let capabilities = Capabilities {
+        verifies_signatures: true,
+        binds_upload_headers: false,
+    };
+    let report = contract::run_with(&storage, capabilities)
+        .await
+        .labelled(server.name);
+    assert_clean(&report);
+}
+
+/// With a wrong account key, every operation on Azurite is "credentials rejected" (not
+/// "permission denied", not "not found"), and nothing was written.
+#[tokio::test]
+async fn wrong_azure_key_is_credentials_rejected_on_every_operation() {
+    let Some(server) = servers::azurite() else {
+        return;
+    };
+    // A well-formed key (base64 of 64 bytes, as Azure's), but not the account's.
+    let config = server.config_with_key(
+        "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXk=",
+    );
+    let bad = Storage::connect(&config).unwrap();
+    let mut good_config = config.clone();
+    good_config.object_storage.account_key = Some(server.account_key.clone());
+    let good = Storage::connect(&good_config).unwrap();
+    let existing = good.key("existing.bin").unwrap();
+    good.put(&existing, "kept").await.unwrap();
+    let new = good.key("new.bin").unwrap();
+    let outcomes: Vec<(&str, Result<(), Error>)> = vec![
+        ("put", bad.put(&new, "x").await.map(drop)),
+        (
+            "put_if_absent",
+            bad.put_if_absent(&new, "x").await.map(drop),
+        ),
+        ("get", bad.get(&existing).await.map(drop)),
+        ("range", bad.get_range(&existing, 0..2).await.map(drop)),
+        ("head", bad.head(&existing).await.map(drop)),
+        ("exists", bad.exists(&existing).await.map(drop)),
+        ("delete", bad.delete(&existing).await),
+        (
+            "delete_many",
+            bad.delete_many(std::slice::from_ref(&existing)).await,
+        ),
+        ("copy", bad.copy(&existing, &new).await),
+        ("copy_if_absent", bad.copy_if_absent(&existing, &new).await),
+        ("rename", bad.rename(&existing, &new).await),
+        (
+            "list_with_delimiter",
+            bad.list_with_delimiter(None).await.map(drop),
+        ),
+        (
+            "list",
+            bad.list(None)
+                .unwrap()
+                .try_collect::<Vec<_>>()
+                .await
+                .map(drop),
+        ),
+        (
+            "upload",
+            match bad.upload(&new, &WriteOptions::default()).await {
+                Ok(upload) => upload.finish().await.map(drop),
+                Err(e) => Err(e),
+            },
+        ),
+    ];
+    for (operation, outcome) in outcomes {
+        match outcome {
+            Err(e @ Error::CredentialsRejected { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("account_key"), "{operation}: {text}");
+                assert!(!text.contains(server.account_key.expose()), "{text}");
+            }
+            other => panic!("{operation}: expected CredentialsRejected, got {other:?}"),
+        }
+    }
+    assert_eq!(good.get(&existing).await.unwrap().data, "kept");
+    assert!(
+        !good.exists(&new).await.unwrap(),
+        "a rejected put wrote something"
+    );
+    good.delete(&existing).await.unwrap();
+}
+
+/// A missing container is named as such (not as a missing key) by every operation.
+#[tokio::test]
+async fn missing_azure_container_is_bucket_missing() {
+    let Some(server) = servers::azurite() else {
+        return;
+    };
+    let mut config = server.config();
+    config.object_storage.container = Some(server.missing_container.clone());
+    let storage = Storage::connect(&config).unwrap();
+    let key = storage.key("a.bin").unwrap();
+    for (operation, outcome) in [
+        ("put", storage.put(&key, "x").await.map(drop)),
+        ("get", storage.get(&key).await.map(drop)),
+        ("list", storage.list_with_delimiter(None).await.map(drop)),
+    ] {
+        match outcome {
+            Err(e @ Error::BucketMissing { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("container"), "{operation}: {text}");
+            }
+            other => panic!("{operation}: expected BucketMissing, got {other:?}"),
         }
     }
 }

@@ -126,6 +126,17 @@ fn target(config: &Config) -> String {
         ),
         Provider::Local => format!("folder {}", os.root.display()),
         Provider::Memory => "process memory".to_string(),
+        Provider::Azure => format!(
+            "container {} of account {} at {}",
+            os.container.as_deref().unwrap_or("?"),
+            os.account.as_deref().unwrap_or("?"),
+            os.endpoint.as_deref().unwrap_or("Azure")
+        ),
+        Provider::Gcs => format!(
+            "bucket {} at {}",
+            os.bucket_name.as_deref().unwrap_or("?"),
+            os.endpoint.as_deref().unwrap_or("Google Cloud Storage")
+        ),
     }
 }
 
@@ -234,6 +245,25 @@ fn action_of(step: &str) -> &'static str {
     }
 }
 
+/// The Azure RBAC data action each step needs.
+fn azure_action_of(step: &str) -> &'static str {
+    match step {
+        "list" | "get" => "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+        "put" => "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write",
+        _ => "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete",
+    }
+}
+
+/// The GCS IAM permission each step needs.
+fn gcs_permission_of(step: &str) -> &'static str {
+    match step {
+        "list" => "storage.objects.list",
+        "put" => "storage.objects.create",
+        "get" => "storage.objects.get",
+        _ => "storage.objects.delete",
+    }
+}
+
 /// Names the cause of a failed step and the fix.
 fn diagnose(step: &str, e: &Error, config: &Config) -> Diagnosis {
     let os = &config.object_storage;
@@ -241,6 +271,22 @@ fn diagnose(step: &str, e: &Error, config: &Config) -> Diagnosis {
     let prefix = os.prefix.as_str();
     let code = super::output::exit_code(e);
     let (cause, fix) = match e {
+        Error::CredentialsRejected { detail, .. } if os.provider == Provider::Azure => (
+            format!("the Azure credentials were rejected ({detail})"),
+            format!(
+                "check APP_OBJECT_STORAGE__ACCOUNT_KEY (or account_key_file): it must be key1 or \
+                 key2 of storage account {} (Azure portal → Access keys), not a key of another \
+                 account or a SAS token; without a key, check the AZURE_* identity",
+                os.account.as_deref().unwrap_or("<account>")
+            ),
+        ),
+        Error::CredentialsRejected { detail, .. } if os.provider == Provider::Gcs => (
+            format!("the GCS credentials were rejected ({detail})"),
+            "check APP_OBJECT_STORAGE__SERVICE_ACCOUNT_KEY (or service_account_key_file): the \
+             service account's JSON key must be current (not deleted in IAM → Service \
+             accounts → Keys); without a key, check GOOGLE_APPLICATION_CREDENTIALS"
+                .to_string(),
+        ),
         Error::CredentialsRejected { detail, .. } => (
             format!("the credentials were rejected ({detail})"),
             "check APP_OBJECT_STORAGE__ACCESS_KEY and APP_OBJECT_STORAGE__SECRET_KEY: the key \
@@ -262,6 +308,32 @@ fn diagnose(step: &str, e: &Error, config: &Config) -> Diagnosis {
                 ),
             )
         }
+        Error::PermissionDenied { detail, .. } if os.provider == Provider::Azure => {
+            let action = azure_action_of(step);
+            let container = os.container.as_deref().unwrap_or("<container>");
+            (
+                format!(
+                    "access denied: the identity lacks {action} on container {container} ({detail})"
+                ),
+                format!(
+                    "assign the \"Storage Blob Data Contributor\" role on container {container} \
+                     to the identity (or use the account key)"
+                ),
+            )
+        }
+        Error::PermissionDenied { detail, .. } if os.provider == Provider::Gcs => {
+            let permission = gcs_permission_of(step);
+            (
+                format!(
+                    "access denied: the service account lacks {permission} on bucket {bucket} ({detail})"
+                ),
+                format!(
+                    "grant roles/storage.objectUser on gs://{bucket} to the service account \
+                     (gcloud storage buckets add-iam-policy-binding gs://{bucket} \
+                     --member=serviceAccount:<email> --role=roles/storage.objectUser)"
+                ),
+            )
+        }
         Error::PermissionDenied { detail, .. }
         | Error::Config {
             problem: detail, ..
@@ -273,6 +345,28 @@ fn diagnose(step: &str, e: &Error, config: &Config) -> Diagnosis {
             "point object_storage.root (APP_OBJECT_STORAGE__ROOT) at a folder this user \
                  can create and write"
                 .to_string(),
+        ),
+        Error::BucketMissing { detail, .. } if os.provider == Provider::Azure => {
+            let container = os.container.as_deref().unwrap_or("<container>");
+            (
+                format!(
+                    "container {container} does not exist in account {} ({detail})",
+                    os.account.as_deref().unwrap_or("<account>")
+                ),
+                format!(
+                    "create it once (az storage container create --name {container} \
+                     --account-name {}), or fix object_storage.container \
+                     (APP_OBJECT_STORAGE__CONTAINER)",
+                    os.account.as_deref().unwrap_or("<account>")
+                ),
+            )
+        }
+        Error::BucketMissing { detail, .. } if os.provider == Provider::Gcs => (
+            format!("bucket {bucket} does not exist ({detail})"),
+            format!(
+                "create it once (gcloud storage buckets create gs://{bucket}), or fix \
+                 object_storage.bucket_name (APP_OBJECT_STORAGE__BUCKET_NAME)"
+            ),
         ),
         Error::BucketMissing { detail, .. } => (
             format!(

@@ -106,6 +106,17 @@ fn identity(config: &maskstore::Config) -> String {
                 .display()
         ),
         Provider::Memory => "memory".to_string(),
+        Provider::Azure => format!(
+            "azure {} {} {}",
+            os.endpoint.as_deref().unwrap_or("azure"),
+            os.account.as_deref().unwrap_or(""),
+            os.container.as_deref().unwrap_or("")
+        ),
+        Provider::Gcs => format!(
+            "gcs {} {}",
+            os.endpoint.as_deref().unwrap_or("google"),
+            os.bucket_name.as_deref().unwrap_or("")
+        ),
     }
 }
 

@@ -144,9 +144,8 @@ pub enum Error {
     },
     /// The backend refused the operation for lack of permission.
     #[error(
-        "{backend} denied access to {key}: {detail}; the policy must grant s3:PutObject, \
-         s3:GetObject and s3:DeleteObject on arn:aws:s3:::<bucket>/<prefix>* and \
-         s3:ListBucket on the bucket (local: check the folder's file permissions)"
+        "{backend} denied access to {key}: {detail}; {}",
+        permission_fix(backend)
     )]
     PermissionDenied {
         /// The backend name.
@@ -159,9 +158,8 @@ pub enum Error {
     /// The backend rejected the credentials (wrong access key or secret, expired token,
     /// or a request signed for the wrong region).
     #[error(
-        "{backend} rejected the credentials: {detail}; check object_storage.access_key and \
-         secret_key (APP_OBJECT_STORAGE__ACCESS_KEY, APP_OBJECT_STORAGE__SECRET_KEY), the \
-         region, and the machine's clock"
+        "{backend} rejected the credentials: {detail}; {}",
+        credentials_fix(backend)
     )]
     CredentialsRejected {
         /// The backend name.
@@ -171,8 +169,9 @@ pub enum Error {
     },
     /// The bucket does not exist (or not in this region/account).
     #[error(
-        "the bucket does not exist: {detail}; check object_storage.bucket_name \
-         (APP_OBJECT_STORAGE__BUCKET_NAME) and the account, or create the bucket"
+        "the {} does not exist: {detail}; {}",
+        bucket_word(backend),
+        bucket_fix(backend)
     )]
     BucketMissing {
         /// The backend name.
@@ -323,6 +322,76 @@ pub enum Error {
     },
 }
 
+/// What to check when `backend` rejects the credentials.
+fn credentials_fix(backend: &str) -> &'static str {
+    match backend {
+        "azure" => {
+            "check object_storage.account and account_key (APP_OBJECT_STORAGE__ACCOUNT, \
+             APP_OBJECT_STORAGE__ACCOUNT_KEY or _FILE: key1 or key2 of the storage account), \
+             or the AZURE_* identity when no key is set, and the machine's clock"
+        }
+        "gcs" => {
+            "check object_storage.service_account_key (APP_OBJECT_STORAGE__SERVICE_ACCOUNT_KEY \
+             or _FILE: the service account's JSON key), or GOOGLE_APPLICATION_CREDENTIALS \
+             when none is set, and the machine's clock"
+        }
+        _ => {
+            "check object_storage.access_key and secret_key (APP_OBJECT_STORAGE__ACCESS_KEY, \
+             APP_OBJECT_STORAGE__SECRET_KEY), the region, and the machine's clock"
+        }
+    }
+}
+
+/// What to grant when `backend`'s policy refuses.
+fn permission_fix(backend: &str) -> &'static str {
+    match backend {
+        "azure" => {
+            "the identity needs the \"Storage Blob Data Contributor\" role on the container \
+             (or a key or SAS with read, write, delete and list permissions)"
+        }
+        "gcs" => {
+            "the service account needs roles/storage.objectUser on the bucket (storage.objects \
+             get, create, delete and list)"
+        }
+        _ => {
+            "the policy must grant s3:PutObject, s3:GetObject and s3:DeleteObject on \
+             arn:aws:s3:::<bucket>/<prefix>* and s3:ListBucket on the bucket (local: check the \
+             folder's file permissions)"
+        }
+    }
+}
+
+/// What `backend` calls its bucket.
+fn bucket_word(backend: &str) -> &'static str {
+    match backend {
+        "azure" => "container",
+        _ => "bucket",
+    }
+}
+
+/// What to check when `backend`'s bucket is missing.
+fn bucket_fix(backend: &str) -> &'static str {
+    match backend {
+        "azure" => {
+            "check object_storage.container (APP_OBJECT_STORAGE__CONTAINER) and account, or \
+             create the container"
+        }
+        _ => {
+            "check object_storage.bucket_name (APP_OBJECT_STORAGE__BUCKET_NAME) and the \
+             account, or create the bucket"
+        }
+    }
+}
+
+/// What an answer of `backend` means, read with that provider's codes.
+fn meaning_of(backend: &str, answer: &S3Answer) -> Option<Meaning> {
+    match backend {
+        "azure" => crate::azure::error::meaning(answer),
+        "gcs" => crate::gcs::error::meaning(answer),
+        _ => answer.meaning(),
+    }
+}
+
 /// The result type of maskstore's storage layer.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -427,7 +496,7 @@ impl Error {
             | object_store::Error::NotModified { .. } => false,
             object_store::Error::NotFound { .. } => answer
                 .as_ref()
-                .is_some_and(|a| a.meaning() == Some(Meaning::BucketMissing)),
+                .is_some_and(|a| meaning_of(&backend, a) == Some(Meaning::BucketMissing)),
             _ => true,
         };
         if code_decides
@@ -493,7 +562,7 @@ fn from_s3_code(backend: &str, key: &str, answer: &S3Answer) -> Option<Error> {
     let backend = backend.to_string();
     let key = key.to_string();
     let detail = answer.describe();
-    let error = match answer.meaning()? {
+    let error = match meaning_of(&backend, answer)? {
         Meaning::BucketMissing => Error::BucketMissing { backend, detail },
         Meaning::ClockSkew => Error::ClockSkew { backend, detail },
         Meaning::Credentials => Error::CredentialsRejected { backend, detail },

@@ -1,5 +1,5 @@
-//! maskstore-backends: [`Storage`], one API over the `s3`, `local` and `memory`
-//! providers, built from a [`maskstore_core::Config`] through object_store.
+//! maskstore-backends: [`Storage`], one API over the `s3`, `azure`, `gcs`, `local` and
+//! `memory` providers, built from a [`maskstore_core::Config`] through object_store.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -30,8 +30,10 @@
 //! - the local provider never follows symlinks and fsyncs every write unless
 //!   `object_storage.fsync = false`.
 
+mod azure;
 mod checksum;
 mod error;
+mod gcs;
 pub mod layers;
 mod load;
 pub mod local;
@@ -39,6 +41,7 @@ mod memory;
 pub mod monitor;
 mod s3;
 pub mod secret_file;
+mod service_urls;
 pub mod signing;
 mod storage;
 mod types;

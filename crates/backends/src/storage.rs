@@ -101,6 +101,10 @@ pub struct Capabilities {
     /// the same etag to the same bytes written the same way (S3's MD5 etags); local and
     /// memory etags name a version, not the content.
     pub content_etags: bool,
+    /// Whether a PUT URL can bind the upload's content type and length, so that the server
+    /// refuses another (S3 and GCS sign them, the gateway checks them; an Azure SAS cannot
+    /// sign request headers, so on Azure a binding is refused at issue).
+    pub binds_upload_headers: bool,
 }
 
 /// Who serves and verifies a storage's signed URLs.
@@ -127,6 +131,8 @@ enum UrlSigner {
     S3(Arc<object_store::aws::AmazonS3>, Arc<crate::s3::Presigner>),
     /// maskstore's HMAC URLs, served by the gateway.
     Gateway(Arc<Gateway>),
+    /// URLs the cloud service verifies itself (Azure SAS, GCS V4).
+    Service(Arc<dyn crate::service_urls::ServiceSigner>),
     /// A storage built from a bare object_store, without a gateway signer.
     None,
 }
@@ -186,6 +192,17 @@ impl Storage {
             Provider::Memory => {
                 let (store, secret, ephemeral) = crate::memory::build(config);
                 (Arc::new(store), gateway(secret, ephemeral))
+            }
+            Provider::Azure => {
+                let azure = crate::azure::build(config)?;
+                let signer = crate::azure::SasSigner::new(azure.clone(), config)?;
+                let store = crate::azure::AzureStore::new(azure);
+                (Arc::new(store), UrlSigner::Service(Arc::new(signer)))
+            }
+            Provider::Gcs => {
+                let gcs = crate::gcs::build(config)?;
+                let signer = crate::gcs::V4Signer::new(gcs.clone());
+                (Arc::new(gcs), UrlSigner::Service(Arc::new(signer)))
             }
         };
         let monitor = Arc::new(Monitor::new(AlarmSettings::from_config(&config.monitoring)));
@@ -345,7 +362,8 @@ impl Storage {
         let path = self.path(key)?;
         let ttl = self.ttl.resolve(ttl_secs)?;
         let bound_by_extension;
-        let options = match default_put_binding(method, key, options) {
+        let binds = self.capabilities().binds_upload_headers;
+        let options = match default_put_binding(method, key, options).filter(|_| binds) {
             Some(bound) => {
                 bound_by_extension = bound;
                 &bound_by_extension
@@ -371,9 +389,27 @@ impl Storage {
                 });
             }
         }
+        if !binds && (options.content_type.is_some() || options.content_length.is_some()) {
+            return Err(Error::Unsupported {
+                backend: self.backend.to_string(),
+                operation: "bind a signed URL to a content type or length".to_string(),
+                detail: "its signed URLs cannot sign request headers (an Azure SAS binds the \
+                         blob, the method and the expiry only); sign the URL without \
+                         content_type and content_length, and check uploads after they land"
+                    .to_string(),
+            });
+        }
         let now = Utc::now();
         let expires_at = now + ttl;
+        let mut service_headers = Vec::new();
         let url = match &self.urls {
+            UrlSigner::Service(signer) => {
+                let signed = signer
+                    .sign(&self.backend, method, &path, ttl, options)
+                    .await?;
+                service_headers = signed.headers;
+                signed.url
+            }
             UrlSigner::S3(_, presigner) => {
                 presigner
                     .presign(&self.backend, method, &path, now, ttl, options)
@@ -396,6 +432,7 @@ impl Storage {
         if let Some(ct) = &options.content_type {
             headers.push(("Content-Type".to_string(), ct.clone()));
         }
+        headers.extend(service_headers);
         Ok(SignedUrl {
             url,
             method,
@@ -471,17 +508,21 @@ impl Storage {
         let s3 = matches!(self.urls, UrlSigner::S3(..));
         Capabilities {
             signed_urls: match &self.urls {
-                UrlSigner::S3(..) => UrlIssuer::Backend,
+                UrlSigner::S3(..) | UrlSigner::Service(_) => UrlIssuer::Backend,
                 UrlSigner::Gateway(_) => UrlIssuer::Gateway,
                 UrlSigner::None => UrlIssuer::None,
             },
             urls_outlive_process: match &self.urls {
-                UrlSigner::S3(..) => true,
+                UrlSigner::S3(..) | UrlSigner::Service(_) => true,
                 UrlSigner::Gateway(gateway) => !gateway.ephemeral,
                 UrlSigner::None => false,
             },
             incomplete_uploads: s3,
             content_etags: s3,
+            binds_upload_headers: match &self.urls {
+                UrlSigner::Service(signer) => signer.binds_upload_headers(),
+                UrlSigner::S3(..) | UrlSigner::Gateway(_) | UrlSigner::None => true,
+            },
         }
     }
 
@@ -1019,7 +1060,7 @@ impl Storage {
         let folder = self.folder(prefix)?;
         match &self.urls {
             UrlSigner::S3(s3, _) => crate::s3::incomplete_uploads(s3, &self.backend, &folder).await,
-            UrlSigner::Gateway(_) | UrlSigner::None => Ok(Vec::new()),
+            UrlSigner::Gateway(_) | UrlSigner::Service(_) | UrlSigner::None => Ok(Vec::new()),
         }
     }
 

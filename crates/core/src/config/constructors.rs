@@ -9,10 +9,11 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
+use super::schema::{ACCESS_KEY, ACCOUNT, ACCOUNT_KEY, CONTAINER, SERVICE_ACCOUNT_KEY};
 use super::schema::{
-    ACCESS_KEY, AnyKey, BUCKET_NAME, CHECKSUM, CONNECT_TIMEOUT, DEFAULT_TTL, ENDPOINT, FSYNC,
-    MAX_RETRIES, MAX_TTL, PREFIX, PROVIDER, PUBLIC_URL, REGION, REQUEST_TIMEOUT, RETRY_TIMEOUT,
-    ROOT, SECRET_KEY, SIGNING_SECRET,
+    AnyKey, BUCKET_NAME, CHECKSUM, CONNECT_TIMEOUT, DEFAULT_TTL, ENDPOINT, FSYNC, MAX_RETRIES,
+    MAX_TTL, PREFIX, PROVIDER, PUBLIC_URL, REGION, REQUEST_TIMEOUT, RETRY_TIMEOUT, ROOT,
+    SECRET_KEY, SIGNING_SECRET,
 };
 use super::validate::validate;
 use super::{ChecksumAlgorithm, Config, Origin, Provider};
@@ -48,6 +49,56 @@ impl Config {
             })
             .set(&REGION, |c| c.object_storage.region = Some(region))
             .validated()
+    }
+
+    /// A configuration of the `azure` provider: `container` in the storage account
+    /// `account`, with Azure's credential chain until [`Config::with_account_key`] says
+    /// otherwise, on Azure itself until [`Config::with_endpoint`] names an emulator's account
+    /// URL (Azurite: `http://127.0.0.1:10000/<account>`).
+    ///
+    /// Fails when Azure would refuse the account or container name.
+    pub fn azure(
+        account: impl Into<String>,
+        container: impl Into<String>,
+    ) -> Result<Config, Error> {
+        let (account, container) = (account.into(), container.into());
+        ACCOUNT.check(&account, &Origin::Code)?;
+        CONTAINER.check(&container, &Origin::Code)?;
+        Config::embedded_default()
+            .set(&PROVIDER, |c| c.object_storage.provider = Provider::Azure)
+            .set(&ACCOUNT, |c| c.object_storage.account = Some(account))
+            .set(&CONTAINER, |c| c.object_storage.container = Some(container))
+            .validated()
+    }
+
+    /// The Azure storage account key instead of Azure's credential chain.
+    pub fn with_account_key(self, key: Secret) -> Config {
+        self.set(&ACCOUNT_KEY, |c| c.object_storage.account_key = Some(key))
+            .still_valid()
+    }
+
+    /// A configuration of the `gcs` provider: `bucket`, with Google's application default
+    /// credentials until [`Config::with_service_account_key`] says otherwise.
+    ///
+    /// Fails when the bucket name breaks the naming rules.
+    pub fn gcs(bucket: impl Into<String>) -> Result<Config, Error> {
+        let bucket = bucket.into();
+        BUCKET_NAME.check(&bucket, &Origin::Code)?;
+        Config::embedded_default()
+            .set(&PROVIDER, |c| c.object_storage.provider = Provider::Gcs)
+            .set(&BUCKET_NAME, |c| {
+                c.object_storage.bucket_name = Some(bucket)
+            })
+            .validated()
+    }
+
+    /// The GCS service account key (its JSON document) instead of Google's application
+    /// default credentials.
+    pub fn with_service_account_key(self, key: Secret) -> Config {
+        self.set(&SERVICE_ACCOUNT_KEY, |c| {
+            c.object_storage.service_account_key = Some(key)
+        })
+        .still_valid()
     }
 
     /// The S3-compatible endpoint to use instead of AWS, such as `http://127.0.0.1:8333`.

@@ -90,18 +90,39 @@ pub enum Provider {
     Local,
     /// Process memory; gone when the process ends.
     Memory,
+    /// Azure Blob Storage (or Azurite): a container in a storage account.
+    Azure,
+    /// Google Cloud Storage (or fake-gcs-server): a bucket.
+    Gcs,
 }
 
 impl Provider {
     /// Every provider, as spelled in the config.
-    pub const ALL: [Provider; 3] = [Provider::S3, Provider::Local, Provider::Memory];
+    pub const ALL: [Provider; 5] = [
+        Provider::S3,
+        Provider::Local,
+        Provider::Memory,
+        Provider::Azure,
+        Provider::Gcs,
+    ];
 
-    /// The name used in the config (`s3`, `local`, `memory`).
+    /// The name used in the config (`s3`, `local`, `memory`, `azure`, `gcs`).
     pub fn as_str(self) -> &'static str {
         match self {
             Provider::S3 => "s3",
             Provider::Local => "local",
             Provider::Memory => "memory",
+            Provider::Azure => "azure",
+            Provider::Gcs => "gcs",
+        }
+    }
+
+    /// Whether the provider is a cloud service reached over HTTP (s3, azure, gcs), whose
+    /// signed URLs the service itself verifies: no gateway is needed.
+    pub fn is_remote(self) -> bool {
+        match self {
+            Provider::S3 | Provider::Azure | Provider::Gcs => true,
+            Provider::Local | Provider::Memory => false,
         }
     }
 
@@ -182,9 +203,9 @@ impl FromStr for ChecksumAlgorithm {
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
 pub struct ObjectStorageConfig {
-    /// `s3`, `local` or `memory`.
+    /// `s3`, `local`, `memory`, `azure` or `gcs`.
     pub provider: Provider,
-    /// The S3 bucket (required for `s3`).
+    /// The S3 or GCS bucket (required for `s3` and `gcs`).
     pub bucket_name: Option<String>,
     /// The S3 region (required for `s3`).
     pub region: Option<String>,
@@ -202,6 +223,19 @@ pub struct ObjectStorageConfig {
     pub secret_key_file: Option<PathBuf>,
     /// The file `session_token` was read from, watched for a rotation.
     pub session_token_file: Option<PathBuf>,
+    /// The Azure storage account (required for `azure`).
+    pub account: Option<String>,
+    /// The Azure blob container (required for `azure`).
+    pub container: Option<String>,
+    /// The Azure storage account key; unset means Azure's credential chain.
+    pub account_key: Option<Secret>,
+    /// The file `account_key` was read from.
+    pub account_key_file: Option<PathBuf>,
+    /// The GCS service account key (JSON); unset means Google's application default
+    /// credentials.
+    pub service_account_key: Option<Secret>,
+    /// The file `service_account_key` was read from.
+    pub service_account_key_file: Option<PathBuf>,
     /// Whether folder listings drop folders that no longer hold objects
     /// (engines with real directories, like SeaweedFS, keep them). Default: on for a custom
     /// endpoint, off for AWS, which never lists an empty folder.

@@ -10,7 +10,10 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use super::validate::{check_bucket_name, check_endpoint, check_region, without_userinfo};
+use super::validate::{
+    check_account_name, check_bucket_name, check_container_name, check_endpoint, check_region,
+    without_userinfo,
+};
 use super::{ChecksumAlgorithm, Config, ENV_PREFIX, Origin, Provider};
 use crate::{Error, KeyPrefix, Secret};
 
@@ -51,6 +54,10 @@ pub(crate) enum Kind {
     Address,
     /// A bucket name S3 accepts.
     BucketName,
+    /// An Azure storage account name: 3-24 lowercase letters and digits.
+    AccountName,
+    /// An Azure container name: 3-63 lowercase letters, digits and single hyphens.
+    ContainerName,
     /// An S3 region name.
     Region,
 }
@@ -217,6 +224,20 @@ impl Kind {
                     format!("{text:?} is not a bucket name S3 accepts: {problem}"),
                     "use 3-63 lowercase letters, digits, '-' and '.', such as pacs-masks-prod"
                         .into(),
+                ),
+            },
+            Kind::AccountName => match check_account_name(&text) {
+                Ok(()) => Ok(Value::Text(text)),
+                Err(problem) => fail(
+                    format!("{text:?} is not an Azure storage account name: {problem}"),
+                    "use the account's name as the Azure portal shows it: 3-24 lowercase letters and digits, such as pacsmasksprod".into(),
+                ),
+            },
+            Kind::ContainerName => match check_container_name(&text) {
+                Ok(()) => Ok(Value::Text(text)),
+                Err(problem) => fail(
+                    format!("{text:?} is not an Azure container name: {problem}"),
+                    "use 3-63 lowercase letters, digits and single hyphens, starting with a letter or digit, such as pacs-masks-prod".into(),
                 ),
             },
             Kind::Region => match check_region(&text) {
@@ -421,14 +442,14 @@ pub(crate) const PROVIDER: Key<Provider> = Key {
     name: "object_storage.provider",
     kind: Kind::Provider,
     default: Is("local"),
-    doc: "`s3`, `local` or `memory`",
+    doc: "`s3`, `local`, `memory`, `azure` or `gcs`",
     field: |c| &c.object_storage.provider,
 };
 pub(crate) const BUCKET_NAME: Key<Option<String>> = Key {
     name: "object_storage.bucket_name",
     kind: Kind::BucketName,
     default: Unset("—"),
-    doc: "S3 bucket (required for `s3`), checked against S3's naming rules",
+    doc: "S3 or GCS bucket (required for `s3` and `gcs`), checked against S3's naming rules",
     field: |c| &c.object_storage.bucket_name,
 };
 pub(crate) const REGION: Key<Option<String>> = Key {
@@ -444,7 +465,7 @@ pub(crate) const ENDPOINT: Key<Option<String>> = Key {
         fix: "give an http:// or https:// URL such as http://127.0.0.1:8333, or leave it empty for AWS",
     },
     default: Unset("AWS"),
-    doc: "`http(s)://` URL of an S3-compatible engine; `http://` works without extra flags",
+    doc: "`http(s)://` URL of an S3-compatible engine, of the Azure account (Azurite: `http://127.0.0.1:10000/<account>`) or of the GCS API (fake-gcs-server); `http://` works without extra flags",
     field: |c| &c.object_storage.endpoint,
 };
 pub(crate) const ACCESS_KEY: Key<Option<String>> = Key {
@@ -488,6 +509,48 @@ pub(crate) const SESSION_TOKEN_FILE: Key<Option<PathBuf>> = Key {
     default: Unset("—"),
     doc: "file holding `session_token` (mode 600; re-read when it changes); not with `session_token`",
     field: |c| &c.object_storage.session_token_file,
+};
+pub(crate) const ACCOUNT: Key<Option<String>> = Key {
+    name: "object_storage.account",
+    kind: Kind::AccountName,
+    default: Unset("—"),
+    doc: "Azure storage account (required for `azure`)",
+    field: |c| &c.object_storage.account,
+};
+pub(crate) const CONTAINER: Key<Option<String>> = Key {
+    name: "object_storage.container",
+    kind: Kind::ContainerName,
+    default: Unset("—"),
+    doc: "Azure blob container (required for `azure`), checked against Azure's naming rules",
+    field: |c| &c.object_storage.container,
+};
+pub(crate) const ACCOUNT_KEY: Key<Option<Secret>> = Key {
+    name: "object_storage.account_key",
+    kind: Kind::Secret,
+    default: Unset("Azure chain"),
+    doc: "Azure storage account key (redacted); unset → `AZURE_*` variables, workload or managed identity, Azure CLI",
+    field: |c| &c.object_storage.account_key,
+};
+pub(crate) const ACCOUNT_KEY_FILE: Key<Option<PathBuf>> = Key {
+    name: "object_storage.account_key_file",
+    kind: Kind::SecretFile,
+    default: Unset("—"),
+    doc: "file holding `account_key` (mode 600; read at start)",
+    field: |c| &c.object_storage.account_key_file,
+};
+pub(crate) const SERVICE_ACCOUNT_KEY: Key<Option<Secret>> = Key {
+    name: "object_storage.service_account_key",
+    kind: Kind::Secret,
+    default: Unset("Google ADC"),
+    doc: "GCS service account key, the JSON document (redacted); unset → `GOOGLE_APPLICATION_CREDENTIALS`, then the metadata server",
+    field: |c| &c.object_storage.service_account_key,
+};
+pub(crate) const SERVICE_ACCOUNT_KEY_FILE: Key<Option<PathBuf>> = Key {
+    name: "object_storage.service_account_key_file",
+    kind: Kind::SecretFile,
+    default: Unset("—"),
+    doc: "file holding `service_account_key` (mode 600; read at start)",
+    field: |c| &c.object_storage.service_account_key_file,
 };
 pub(crate) const VERIFY_FOLDERS: Key<Option<bool>> = Key {
     name: "object_storage.verify_folders",
@@ -860,10 +923,12 @@ pub(crate) const SURGE_WINDOW: Key<u64> = Key {
 };
 
 /// Each secret key and the `*_file` key that may give its value instead.
-pub(crate) const SECRET_FILES: [(&dyn AnyKey, &dyn AnyKey); 5] = [
+pub(crate) const SECRET_FILES: [(&dyn AnyKey, &dyn AnyKey); 7] = [
     (&ACCESS_KEY, &ACCESS_KEY_FILE),
     (&SECRET_KEY, &SECRET_KEY_FILE),
     (&SESSION_TOKEN, &SESSION_TOKEN_FILE),
+    (&ACCOUNT_KEY, &ACCOUNT_KEY_FILE),
+    (&SERVICE_ACCOUNT_KEY, &SERVICE_ACCOUNT_KEY_FILE),
     (&SIGNING_SECRET, &SIGNING_SECRET_FILE),
     (&PREVIOUS_SIGNING_SECRET, &PREVIOUS_SIGNING_SECRET_FILE),
 ];
@@ -880,6 +945,12 @@ pub(crate) const SCHEMA: &[&dyn AnyKey] = &[
     &ACCESS_KEY_FILE,
     &SECRET_KEY_FILE,
     &SESSION_TOKEN_FILE,
+    &ACCOUNT,
+    &CONTAINER,
+    &ACCOUNT_KEY,
+    &ACCOUNT_KEY_FILE,
+    &SERVICE_ACCOUNT_KEY,
+    &SERVICE_ACCOUNT_KEY_FILE,
     &VERIFY_FOLDERS,
     &VIRTUAL_HOSTED_STYLE,
     &REQUEST_TIMEOUT,

@@ -10,11 +10,11 @@ use super::schema::{
     PREVIOUS_SIGNING_SECRET, PROVIDER, REGION, REQUEST_TIMEOUT, SECRET_KEY, SESSION_TOKEN,
     SIGNING_SECRET, TRANSITION_GLACIER_DAYS, TRANSITION_IA_DAYS, VIRTUAL_HOSTED_STYLE,
 };
+use super::schema::{ACCOUNT, ALARM_WINDOW, CONTAINER, SURGE_WINDOW};
 use super::schema::{
     ADMIN_LISTEN, BODY_IDLE_TIMEOUT, GATEWAY_REQUEST_TIMEOUT, HEADER_TIMEOUT, LISTEN,
     MAX_CONCURRENT_UPLOADS, MAX_CONNECTIONS, MAX_UPLOAD_BYTES,
 };
-use super::schema::{ALARM_WINDOW, SURGE_WINDOW};
 use super::{Config, DEFAULT_ENVIRONMENT, Origin, Provider};
 use crate::Error;
 use crate::ttl::S3_MAX_PRESIGN_SECS;
@@ -88,8 +88,43 @@ fn validate_monitoring(config: &Config) -> Result<(), Error> {
     Ok(())
 }
 
+/// What each cloud provider needs set: `(provider, key, what to give)`.
+const REQUIRED: &[(Provider, &dyn AnyKey, &str)] = &[
+    (
+        Provider::Azure,
+        &ACCOUNT,
+        "the storage account's name, e.g. pacsmasksprod",
+    ),
+    (
+        Provider::Azure,
+        &CONTAINER,
+        "the blob container, e.g. pacs-masks-prod",
+    ),
+    (
+        Provider::Gcs,
+        &BUCKET_NAME,
+        "the GCS bucket, e.g. pacs-masks-prod",
+    ),
+];
+
 fn validate_object_storage(config: &Config) -> Result<(), Error> {
     let os = &config.object_storage;
+    for (provider, key, what) in REQUIRED {
+        if os.provider == *provider && key.show(config).is_none() {
+            return Err(refuse_because(
+                config,
+                *key,
+                &PROVIDER,
+                format!("is required when provider = \"{provider}\""),
+                format!(
+                    "set {} ({what}) in [{}] or {}",
+                    key.field_name(),
+                    key.section(),
+                    key.env_var()
+                ),
+            ));
+        }
+    }
     if os.provider == Provider::S3 {
         if os.bucket_name.is_none() {
             return Err(refuse_because(
@@ -443,6 +478,44 @@ fn validate_gateway(config: &Config) -> Result<(), Error> {
             format!("{bad:?} is not an HTTP method CORS can allow here"),
             format!("use some of: {}", METHODS.join(", ")),
         ));
+    }
+    Ok(())
+}
+
+/// Azure's storage account naming rule: 3-24 lowercase letters and digits.
+pub(crate) fn check_account_name(name: &str) -> Result<(), String> {
+    if !(3..=24).contains(&name.len()) {
+        return Err(format!(
+            "it is {} characters long, Azure needs 3 to 24",
+            name.len()
+        ));
+    }
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit()))
+    {
+        Some(c) => Err(format!("{c:?} is not allowed")),
+        None => Ok(()),
+    }
+}
+
+/// Azure's container naming rule: 3-63 lowercase letters, digits and hyphens, starting
+/// with a letter or digit, every hyphen between letters or digits.
+pub(crate) fn check_container_name(name: &str) -> Result<(), String> {
+    if !(3..=63).contains(&name.len()) {
+        return Err(format!(
+            "it is {} characters long, Azure needs 3 to 63",
+            name.len()
+        ));
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || *c == '-'))
+    {
+        return Err(format!("{c:?} is not allowed"));
+    }
+    if name.starts_with('-') || name.ends_with('-') || name.contains("--") {
+        return Err("a hyphen must stand between letters or digits".to_string());
     }
     Ok(())
 }

@@ -49,6 +49,14 @@
 //!   method, and a PUT with another content type than the bound one all get 403. These
 //!   last need a server that verifies signatures ([`Capabilities::verifies_signatures`];
 //!   moto does not).
+//!
+//! # Capability exemptions, per backend line
+//!
+//! | line | exempted cases | why (the emulator or service) | the real service |
+//! |---|---|---|---|
+//! | `s3-moto` | `signed_url_checks::*` | moto accepts any signature | S3 refuses tampered, expired and misused URLs (403) |
+//! | `azure-azurite` | `signed_url_bound::*` | an Azure SAS signs the blob, permission and expiry, never a request header, so a PUT URL cannot bind `Content-Type` or length; maskstore refuses such a binding at issue | the same on Azure: SAS fields are documented as fixed; the uploaded type is whatever the client sends |
+//! | `gcs-fake` | see `tests/contract.rs` (`contract_gcs_fake`) | fake-gcs-server 1.54 (the PyPI wrapper's binary) implements GCS's JSON API; object_store speaks the XML API, and the emulator refuses its uploads (`PUT /<bucket>/<object>` → 400 "invalid uploadType" unless the URL carries `X-Goog-Algorithm`), ignores `x-goog-if-generation-match` on them, has no XML multipart upload, and verifies no signature | GCS's XML API takes all of these (object_store's own CI runs them against GCS) |
 //! - **Symlinks** under a local root are never followed (reads: not found; writes:
 //!   refused; listings: skipped). Pinned by the local provider's own tests, since the
 //!   suite cannot plant a symlink in a backend it does not know.
@@ -98,12 +106,17 @@ pub struct Capabilities {
     /// The server verifies signatures of signed URLs (moto accepts any signature, so
     /// tampered or expired URLs cannot be refused there).
     pub verifies_signatures: bool,
+    /// A PUT URL can bind the upload's content type and length (an Azure SAS signs no
+    /// request header: Azure's signed URLs cannot, on Azurite as on Azure itself; see
+    /// `maskstore_backends::Capabilities::binds_upload_headers`).
+    pub binds_upload_headers: bool,
 }
 
 impl Default for Capabilities {
     fn default() -> Self {
         Capabilities {
             verifies_signatures: true,
+            binds_upload_headers: true,
         }
     }
 }
@@ -115,6 +128,10 @@ pub enum Need {
     Nothing,
     /// Signature verification ([`Capabilities::verifies_signatures`]).
     SignatureChecks,
+    /// PUT URLs bound to a content type or length ([`Capabilities::binds_upload_headers`]).
+    BoundUploads,
+    /// Both: a server that refuses uploads breaking a binding.
+    BoundUploadChecks,
 }
 
 impl Need {
@@ -122,6 +139,10 @@ impl Need {
         match self {
             Need::Nothing => true,
             Need::SignatureChecks => capabilities.verifies_signatures,
+            Need::BoundUploads => capabilities.binds_upload_headers,
+            Need::BoundUploadChecks => {
+                capabilities.verifies_signatures && capabilities.binds_upload_headers
+            }
         }
     }
 }

@@ -198,7 +198,7 @@ cases! {
         signed_head_reports_the_size,
         signed_delete_removes_the_object,
         signed_get_of_unusual_key_works,
-        signed_put_of_the_bound_length_stores_it,
+        upload_binding_is_issued_only_where_urls_can_bind,
         bound_headers_on_other_methods_are_refused_at_issue,
         ttl_above_the_maximum_is_refused_at_issue,
         no_ttl_means_the_default_ttl,
@@ -210,10 +210,15 @@ cases! {
         url_with_changed_key_is_refused,
         url_with_changed_expiry_is_refused,
         url_used_with_another_method_is_refused,
+        url_signed_by_another_secret_is_refused,
+    ],
+    signed_url_bound / BoundUploads: [
+        signed_put_of_the_bound_length_stores_it,
+    ],
+    signed_url_bound_checks / BoundUploadChecks: [
         put_with_another_content_type_than_bound_is_refused,
         put_of_another_length_than_bound_is_refused,
         put_bound_to_type_and_length_needs_both,
-        url_signed_by_another_secret_is_refused,
     ],
 }
 

@@ -24,17 +24,30 @@ pub async fn signed_get_returns_the_bytes(s: Storage) {
     assert_eq!(response.bytes().await.unwrap(), "pixels");
 }
 
-/// A signed PUT stores the body, with the bound content type, readable through Storage.
+/// A signed PUT stores the body, with the content type sent (bound where the backend's
+/// URLs can bind it), readable through Storage. The client sends the headers the URL
+/// names (Azure's `x-ms-blob-type`).
 pub async fn signed_put_stores_the_bytes(s: Storage) {
     let k = key(&s, "put.png");
-    let url = sign(&s, SignedMethod::Put, &k, &png()).await;
-    let response = http()
-        .put(&url)
-        .header("content-type", "image/png")
-        .body("uploaded")
-        .send()
+    let options = if s.capabilities().binds_upload_headers {
+        png()
+    } else {
+        SignOptions::default()
+    };
+    let signed = s
+        .signed_url(SignedMethod::Put, &k, None, &options)
         .await
-        .unwrap();
+        .expect("signed_url");
+    let mut request = http()
+        .put(&signed.url)
+        .header("content-type", "image/png")
+        .body("uploaded");
+    for (name, value) in &signed.headers {
+        if !name.eq_ignore_ascii_case("content-type") {
+            request = request.header(name, value);
+        }
+    }
+    let response = request.send().await.unwrap();
     assert!(
         response.status().is_success(),
         "PUT answered {}",
@@ -43,6 +56,46 @@ pub async fn signed_put_stores_the_bytes(s: Storage) {
     let stored = s.get(&k).await.unwrap();
     assert_eq!(stored.data, "uploaded");
     assert_eq!(stored.info.content_type.as_deref(), Some("image/png"));
+}
+
+/// Where signed URLs cannot bind an upload's type or length (Azure SAS), asking for it is
+/// refused at issue, naming the reason, rather than promising what the server does not
+/// check; where they can, the URL is issued.
+pub async fn upload_binding_is_issued_only_where_urls_can_bind(s: Storage) {
+    let k = key(&s, "bind.png");
+    let sized = SignOptions {
+        content_type: None,
+        content_length: Some(3),
+    };
+    for options in [png(), sized] {
+        let issued = s.signed_url(SignedMethod::Put, &k, None, &options).await;
+        if s.capabilities().binds_upload_headers {
+            assert!(issued.is_ok(), "{options:?}: {issued:?}");
+        } else {
+            match issued {
+                Err(e @ Error::Unsupported { .. }) => {
+                    let text = e.to_string();
+                    assert!(text.contains("content type or length"), "{text}");
+                }
+                other => panic!("{options:?}: expected Unsupported, got {other:?}"),
+            }
+        }
+    }
+    // Nothing bound: issued everywhere, and never binds a type on its own where it cannot.
+    let plain = s
+        .signed_url(SignedMethod::Put, &k, None, &SignOptions::default())
+        .await
+        .unwrap();
+    if !s.capabilities().binds_upload_headers {
+        assert!(
+            !plain
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case("content-type")),
+            "{:?}",
+            plain.headers
+        );
+    }
 }
 
 /// A signed HEAD reports the size without a body.

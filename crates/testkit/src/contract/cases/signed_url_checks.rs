@@ -17,23 +17,40 @@ pub async fn expired_url_is_refused(s: Storage) {
     assert_eq!(status("GET", &url, &[], "").await, 403);
 }
 
-/// The query parameter whose name ends with `suffix` (case-insensitive), as (name, value).
-fn param(url: &str, suffix: &str) -> (String, String) {
+/// The signature parameter: `X-Amz-Signature`, `X-Goog-Signature`, the gateway's, or an
+/// Azure SAS's `sig`.
+fn signature(url: &str) -> (String, String) {
+    find(url, |name| name.ends_with("signature") || name == "sig")
+        .unwrap_or_else(|| panic!("no signature parameter in {url}"))
+}
+
+/// The first query parameter whose lowercase name `matches`, as (name, value).
+fn find(url: &str, matches: impl Fn(&str) -> bool) -> Option<(String, String)> {
     let query = url.split_once('?').expect("a query").1;
     query
         .split('&')
         .filter_map(|pair| pair.split_once('='))
-        .find(|(name, _)| name.to_ascii_lowercase().ends_with(suffix))
+        .find(|(name, _)| matches(&name.to_ascii_lowercase()))
         .map(|(n, v)| (n.to_string(), v.to_string()))
-        .unwrap_or_else(|| panic!("no *{suffix} parameter in {url}"))
 }
 
 /// A URL whose signature was changed is refused.
 pub async fn url_with_changed_signature_is_refused(s: Storage) {
     let k = put(&s, "sig.bin", "x").await;
     let url = sign(&s, SignedMethod::Get, &k, &SignOptions::default()).await;
-    let (name, value) = param(&url, "signature");
-    let flipped: String = value.chars().rev().collect();
+    let (name, value) = signature(&url);
+    // One character changed within its class, so the value stays well-formed (hex, or an
+    // Azure SAS's base64): the server must refuse the signature, not the syntax.
+    let first = value.chars().next().expect("a signature");
+    let other = match first {
+        '0'..='8' => char::from(first as u8 + 1),
+        '9' => '0',
+        'a'..='y' | 'A'..='Y' => char::from(first as u8 + 1),
+        'z' => 'a',
+        'Z' => 'A',
+        _ => 'A',
+    };
+    let flipped = format!("{other}{}", &value[first.len_utf8()..]);
     let tampered = url.replace(&format!("{name}={value}"), &format!("{name}={flipped}"));
     assert_ne!(tampered, url);
     assert_eq!(status("GET", &tampered, &[], "").await, 403);
@@ -53,9 +70,19 @@ pub async fn url_with_changed_key_is_refused(s: Storage) {
 pub async fn url_with_changed_expiry_is_refused(s: Storage) {
     let k = put(&s, "exp.bin", "x").await;
     let url = sign(&s, SignedMethod::Get, &k, &SignOptions::default()).await;
-    let (name, value) = param(&url, "expires");
-    let later = value.parse::<u64>().expect("a number") + 1;
+    // S3's `X-Amz-Expires` and the gateway's expiry are numbers; an Azure SAS's `se` is a
+    // time (`2026-11-30T20%3A40%3A00Z`): a year later.
+    let (name, value) = find(&url, |name| name.ends_with("expires") || name == "se")
+        .unwrap_or_else(|| panic!("no expiry parameter in {url}"));
+    let later = match value.parse::<u64>() {
+        Ok(n) => (n + 1).to_string(),
+        Err(_) => {
+            let year: u32 = value[..4].parse().expect("a year");
+            format!("{}{}", year + 1, &value[4..])
+        }
+    };
     let tampered = url.replace(&format!("{name}={value}"), &format!("{name}={later}"));
+    assert_ne!(tampered, url);
     assert_eq!(status("GET", &tampered, &[], "").await, 403);
 }
 
@@ -63,7 +90,18 @@ pub async fn url_with_changed_expiry_is_refused(s: Storage) {
 pub async fn url_used_with_another_method_is_refused(s: Storage) {
     let k = put(&s, "method.bin", "original").await;
     let url = sign(&s, SignedMethod::Get, &k, &SignOptions::default()).await;
-    assert_eq!(status("PUT", &url, &[], "overwritten").await, 403);
+    // The misuse sends what a PUT needs (Azure's `x-ms-blob-type`), so only the method is
+    // wrong.
+    let put_headers = s
+        .signed_url(SignedMethod::Put, &k, None, &SignOptions::default())
+        .await
+        .expect("signed_url")
+        .headers;
+    let headers: Vec<(&str, &str)> = put_headers
+        .iter()
+        .map(|(n, v)| (n.as_str(), v.as_str()))
+        .collect();
+    assert_eq!(status("PUT", &url, &headers, "overwritten").await, 403);
     assert_eq!(status("DELETE", &url, &[], "").await, 403);
     assert_eq!(data(&s, &k).await, "original");
 }
@@ -134,7 +172,7 @@ pub async fn url_signed_by_another_secret_is_refused(s: Storage) {
     let k = put(&s, "foreign.bin", "x").await;
     let url = sign(&s, SignedMethod::Get, &k, &SignOptions::default()).await;
     // Re-sign the same request with a random secret: same shape, wrong key.
-    let (name, value) = param(&url, "signature");
+    let (name, value) = signature(&url);
     let forged: String = (0..value.len())
         .map(|i| if i % 2 == 0 { 'a' } else { '5' })
         .collect();

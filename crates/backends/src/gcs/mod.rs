@@ -1,0 +1,138 @@
+//! The `gcs` provider: Google Cloud Storage (and fake-gcs-server) through object_store's
+//! `GoogleCloudStorage`, configured from `[object_storage]`; its signed URLs are V4 signed
+//! URLs made by object_store's `Signer`.
+//!
+//! A V4 URL binds the method, the object, the expiry and the signed headers: a PUT URL
+//! asked to bind `Content-Type` and `Content-Length` signs them, and GCS refuses an upload
+//! carrying others. Signing needs the service account's private key (given as
+//! `service_account_key`, or by `GOOGLE_APPLICATION_CREDENTIALS`); under the metadata
+//! server's credentials object_store asks IAM's `signBlob` instead, which needs the
+//! `iam.serviceAccounts.signBlob` permission.
+
+pub(crate) mod error;
+
+use std::time::Duration;
+
+use maskstore_core::{Config, Origin};
+use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder};
+use object_store::path::Path;
+use object_store::signer::{HeaderMap, HeaderValue, Method, SignedUrlOptions, Signer};
+use object_store::{BackoffConfig, ClientOptions, RetryConfig};
+
+use crate::service_urls::{ServiceSigner, ServiceUrl};
+use crate::signing::{SignOptions, SignedMethod};
+use crate::{Error, Result};
+
+/// Builds the GCS client from the config. With `service_account_key` requests carry a
+/// token the key signs itself; without it object_store's chain applies
+/// (`GOOGLE_SERVICE_ACCOUNT*` variables, `GOOGLE_APPLICATION_CREDENTIALS`, then the
+/// metadata server).
+pub(crate) fn build(config: &Config) -> Result<GoogleCloudStorage> {
+    let os = &config.object_storage;
+    let mut builder = match &os.service_account_key {
+        Some(_) => GoogleCloudStorageBuilder::new(),
+        None => GoogleCloudStorageBuilder::from_env(),
+    };
+    let mut client_options = ClientOptions::new()
+        .with_timeout(Duration::from_secs(os.request_timeout_secs))
+        .with_connect_timeout(Duration::from_secs(os.connect_timeout_secs));
+    if let Some(endpoint) = &os.endpoint {
+        builder = builder.with_base_url(endpoint.trim_end_matches('/'));
+        client_options = client_options.with_allow_http(endpoint.starts_with("http://"));
+    }
+    builder = builder
+        .with_bucket_name(os.bucket_name.clone().unwrap_or_default())
+        .with_client_options(client_options)
+        .with_retry(RetryConfig {
+            max_retries: os.max_retries as usize,
+            retry_timeout: Duration::from_secs(os.retry_timeout_secs),
+            backoff: BackoffConfig {
+                init_backoff: Duration::from_millis(os.retry_initial_backoff_ms),
+                max_backoff: Duration::from_millis(os.retry_max_backoff_ms),
+                base: 2.0,
+            },
+        });
+    if let Some(key) = &os.service_account_key {
+        builder = builder.with_service_account_key(key.expose());
+    }
+    builder.build().map_err(|e| {
+        // A key that is not a service account JSON document: object_store's error names
+        // the JSON problem (line and column), never the key's text.
+        Error::Config {
+            key: if os.service_account_key.is_some() {
+                "object_storage.service_account_key".to_string()
+            } else {
+                "object_storage".to_string()
+            },
+            origin: config
+                .origin("object_storage.service_account_key")
+                .or(config.origin("object_storage.provider"))
+                .cloned()
+                .unwrap_or(Origin::Default),
+            problem: format!("the GCS client could not be built: {e}"),
+            fix: "give the service account's JSON key as downloaded from the Google Cloud \
+                  console (with private_key, private_key_id and client_email), and check \
+                  bucket_name and endpoint"
+                .to_string(),
+        }
+    })
+}
+
+/// The V4 URL issuer of one bucket.
+#[derive(Debug)]
+pub(crate) struct V4Signer {
+    store: GoogleCloudStorage,
+}
+
+impl V4Signer {
+    /// Signs with the client's signing credentials.
+    pub(crate) fn new(store: GoogleCloudStorage) -> V4Signer {
+        V4Signer { store }
+    }
+}
+
+#[async_trait::async_trait]
+impl ServiceSigner for V4Signer {
+    fn binds_upload_headers(&self) -> bool {
+        true
+    }
+
+    async fn sign(
+        &self,
+        backend: &str,
+        method: SignedMethod,
+        path: &Path,
+        ttl: Duration,
+        options: &SignOptions,
+    ) -> Result<ServiceUrl> {
+        let http_method = match method {
+            SignedMethod::Get => Method::GET,
+            SignedMethod::Head => Method::HEAD,
+            SignedMethod::Put => Method::PUT,
+            SignedMethod::Delete => Method::DELETE,
+        };
+        let mut signed_headers = HeaderMap::new();
+        let invalid = |name: &str| Error::InvalidMetadata {
+            name: name.to_string(),
+            reason: "not a valid header value; give printable ASCII".to_string(),
+        };
+        if let Some(content_type) = &options.content_type {
+            let value = HeaderValue::from_str(content_type).map_err(|_| invalid("content-type"))?;
+            signed_headers.insert("content-type", value);
+        }
+        if let Some(length) = options.content_length {
+            signed_headers.insert("content-length", HeaderValue::from(length));
+        }
+        let mut sign_options = SignedUrlOptions::default();
+        sign_options.signed_headers = signed_headers;
+        let url = self
+            .store
+            .signed_url_opts(http_method, path, ttl, &sign_options)
+            .await
+            .map_err(|e| Error::from_store(backend, path.as_ref(), e))?;
+        Ok(ServiceUrl {
+            url: url.to_string(),
+            headers: Vec::new(),
+        })
+    }
+}

@@ -2,6 +2,7 @@
 
 mod browser;
 mod cli;
+mod clouds;
 mod contract;
 mod faults;
 mod gateway_abuse;

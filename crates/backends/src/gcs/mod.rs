@@ -3,8 +3,10 @@
 //! URLs made by object_store's `Signer`.
 //!
 //! A V4 URL binds the method, the object, the expiry and the signed headers: a PUT URL
-//! asked to bind `Content-Type` and `Content-Length` signs them, and GCS refuses an upload
-//! carrying others. Signing needs the service account's private key (given as
+//! asked to bind a content type signs `Content-Type`, one asked to bind a length signs
+//! `x-goog-content-length-range: N,N` (which the client must send, see
+//! [`SignedUrl::headers`](crate::SignedUrl)); GCS refuses an upload carrying another type
+//! (403) or another size (400, GCS's answer for a size outside the range). Signing needs the service account's private key (given as
 //! `service_account_key`, or by `GOOGLE_APPLICATION_CREDENTIALS`); under the metadata
 //! server's credentials object_store asks IAM's `signBlob` instead, which needs the
 //! `iam.serviceAccounts.signBlob` permission.
@@ -120,8 +122,16 @@ impl ServiceSigner for V4Signer {
             let value = HeaderValue::from_str(content_type).map_err(|_| invalid("content-type"))?;
             signed_headers.insert("content-type", value);
         }
+        // object_store will not sign `content-length` (the client sets it); GCS's own
+        // `x-goog-content-length-range` binds the size instead, and the client must send it.
+        let mut headers = Vec::new();
         if let Some(length) = options.content_length {
-            signed_headers.insert("content-length", HeaderValue::from(length));
+            let range = format!("{length},{length}");
+            signed_headers.insert(
+                "x-goog-content-length-range",
+                HeaderValue::from_str(&range).map_err(|_| invalid("content-length"))?,
+            );
+            headers.push(("x-goog-content-length-range".to_string(), range));
         }
         let mut sign_options = SignedUrlOptions::default();
         sign_options.signed_headers = signed_headers;
@@ -132,7 +142,7 @@ impl ServiceSigner for V4Signer {
             .map_err(|e| Error::from_store(backend, path.as_ref(), e))?;
         Ok(ServiceUrl {
             url: url.to_string(),
-            headers: Vec::new(),
+            headers,
         })
     }
 }

@@ -1,0 +1,441 @@
+//! The `azure` and `gcs` providers through the operator commands: `policy` documents in
+//! each cloud's own shape, the doctor's diagnoses provoked on Azurite, and `sync` across
+//! providers.
+
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use maskstore_testkit::servers;
+
+use crate::support::{text, vars};
+
+fn run_in(dir: &Path, args: &[&str], env: &[(String, String)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_maskstore"))
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .output()
+        .expect("the maskstore binary runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&ok(out)).unwrap()
+}
+
+#[test]
+fn azure_policy_documents_follow_the_guide_in_azures_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = vars(&[
+        ("APP_OBJECT_STORAGE__PROVIDER", "azure"),
+        ("APP_OBJECT_STORAGE__ACCOUNT", "pacsmasksprod"),
+        ("APP_OBJECT_STORAGE__CONTAINER", "pacs-masks-prod"),
+    ]);
+    let doc = |name: &str| json(&run_in(dir.path(), &["policy", name], &env));
+
+    let cors = doc("cors");
+    let rule = &cors["corsRules"][0];
+    assert_eq!(
+        rule["allowedOrigins"],
+        serde_json::json!(["http://localhost:3000", "http://localhost:8080"])
+    );
+    assert_eq!(
+        rule["allowedMethods"],
+        serde_json::json!(["GET", "PUT", "POST", "DELETE"])
+    );
+    assert_eq!(rule["exposedHeaders"], serde_json::json!(["ETag"]));
+    assert_eq!(rule["maxAgeInSeconds"], 3000);
+
+    let lifecycle = doc("lifecycle");
+    let rule = &lifecycle["rules"][0];
+    assert_eq!(rule["enabled"], true);
+    assert_eq!(rule["type"], "Lifecycle");
+    assert_eq!(
+        rule["definition"]["filters"]["prefixMatch"],
+        serde_json::json!(["pacs-masks-prod/mask/"])
+    );
+    let base = &rule["definition"]["actions"]["baseBlob"];
+    assert_eq!(base["tierToCool"]["daysAfterModificationGreaterThan"], 90);
+    assert_eq!(
+        base["tierToArchive"]["daysAfterModificationGreaterThan"],
+        365
+    );
+
+    let role = doc("iam");
+    let actions: Vec<&str> = role["DataActions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    assert!(actions.iter().all(|a| a.contains("/blobs/")), "{actions:?}");
+    assert!(!actions.iter().any(|a| a.ends_with('*')), "{actions:?}");
+    assert!(role["Condition"].as_str().unwrap().contains("'mask/'"));
+}
+
+#[test]
+fn gcs_policy_documents_follow_the_guide_in_gcss_shapes() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = vars(&[
+        ("APP_OBJECT_STORAGE__PROVIDER", "gcs"),
+        ("APP_OBJECT_STORAGE__BUCKET_NAME", "pacs-masks-prod"),
+    ]);
+    let doc = |name: &str| json(&run_in(dir.path(), &["policy", name], &env));
+
+    let cors = doc("cors");
+    let rule = &cors[0];
+    assert_eq!(
+        rule["origin"],
+        serde_json::json!(["http://localhost:3000", "http://localhost:8080"])
+    );
+    assert_eq!(
+        rule["method"],
+        serde_json::json!(["GET", "PUT", "POST", "DELETE"])
+    );
+    let headers: Vec<&str> = rule["responseHeader"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h.as_str().unwrap())
+        .collect();
+    assert!(
+        headers.contains(&"ETag") && !headers.contains(&"*"),
+        "{headers:?}"
+    );
+    assert_eq!(rule["maxAgeSeconds"], 3000);
+
+    let lifecycle = doc("lifecycle");
+    let rules = lifecycle["rule"].as_array().unwrap();
+    let summary: Vec<(String, u64)> = rules
+        .iter()
+        .map(|r| {
+            (
+                r["action"]["storageClass"]
+                    .as_str()
+                    .unwrap_or(r["action"]["type"].as_str().unwrap())
+                    .to_string(),
+                r["condition"]["age"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        [
+            ("NEARLINE".to_string(), 90),
+            ("ARCHIVE".to_string(), 365),
+            ("AbortIncompleteMultipartUpload".to_string(), 7)
+        ]
+    );
+    assert!(
+        rules
+            .iter()
+            .all(|r| r["condition"]["matchesPrefix"] == serde_json::json!(["mask/"]))
+    );
+
+    let binding = doc("iam");
+    assert_eq!(binding["bindings"][0]["role"], "roles/storage.objectUser");
+    assert!(
+        binding["bindings"][0]["condition"]["expression"]
+            .as_str()
+            .unwrap()
+            .contains("buckets/pacs-masks-prod/objects/mask/")
+    );
+}
+
+#[test]
+fn azure_config_errors_name_the_key_and_the_fix() {
+    let dir = tempfile::tempdir().unwrap();
+    for (env, needles) in [
+        (
+            vec![("APP_OBJECT_STORAGE__PROVIDER", "azure")],
+            vec![
+                "object_storage.account",
+                "is required",
+                "APP_OBJECT_STORAGE__ACCOUNT",
+            ],
+        ),
+        (
+            vec![
+                ("APP_OBJECT_STORAGE__PROVIDER", "azure"),
+                ("APP_OBJECT_STORAGE__ACCOUNT", "Pacs_Masks"),
+            ],
+            vec!["not an Azure storage account name", "3-24 lowercase"],
+        ),
+        (
+            vec![
+                ("APP_OBJECT_STORAGE__PROVIDER", "azure"),
+                ("APP_OBJECT_STORAGE__ACCOUNT", "pacsmasks"),
+                ("APP_OBJECT_STORAGE__CONTAINER", "pacs--masks"),
+            ],
+            vec!["not an Azure container name", "single hyphens"],
+        ),
+        (
+            vec![("APP_OBJECT_STORAGE__PROVIDER", "gcs")],
+            vec![
+                "object_storage.bucket_name",
+                "is required when provider = \"gcs\"",
+            ],
+        ),
+    ] {
+        let out = run_in(dir.path(), &["config", "show"], &vars(&env));
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        assert_eq!(out.status.code(), Some(2), "{all}");
+        for needle in needles {
+            assert!(all.contains(needle), "missing {needle:?} in {all}");
+        }
+    }
+}
+
+#[test]
+fn config_show_redacts_the_azure_key_and_the_gcs_service_account() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = "c2VjcmV0LWF6dXJlLWtleS1vZi10aGUtYWNjb3VudA==";
+    let sa = "{\"private_key\": \"-----BEGIN PRIVATE KEY-----secretmaterial\"}";
+    let out = run_in(
+        dir.path(),
+        &["config", "show"],
+        &vars(&[
+            ("APP_OBJECT_STORAGE__PROVIDER", "azure"),
+            ("APP_OBJECT_STORAGE__ACCOUNT", "pacsmasks"),
+            ("APP_OBJECT_STORAGE__CONTAINER", "pacs-masks"),
+            ("APP_OBJECT_STORAGE__ACCOUNT_KEY", key),
+            ("APP_OBJECT_STORAGE__SERVICE_ACCOUNT_KEY", sa),
+        ]),
+    );
+    let shown = ok(&out);
+    assert!(
+        !shown.contains(key) && !shown.contains("secretmaterial"),
+        "{shown}"
+    );
+    assert!(shown.contains("object_storage.account_key"), "{shown}");
+    assert!(
+        shown.contains("object_storage.service_account_key"),
+        "{shown}"
+    );
+}
+
+/// `maskstore check` on Azurite: all steps pass; a wrong key, and a missing container,
+/// are each named with their fix.
+#[test]
+fn check_on_azurite_passes_and_names_a_wrong_key_and_a_missing_container() {
+    let Some(server) = servers::azurite() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = server.app_env();
+    let out = ok(&run_in(dir.path(), &["check"], &env));
+    assert!(out.contains("all steps passed"), "{out}");
+
+    let with = |name: &str, value: &str| -> Vec<(String, String)> {
+        let mut env: Vec<_> = env.iter().filter(|(k, _)| k != name).cloned().collect();
+        env.push((name.to_string(), value.to_string()));
+        env
+    };
+    let wrong = with(
+        "APP_OBJECT_STORAGE__ACCOUNT_KEY",
+        "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXk=",
+    );
+    let out = run_in(dir.path(), &["check"], &wrong);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(4), "{all}");
+    assert!(all.contains("Azure credentials were rejected"), "{all}");
+    assert!(all.contains("key1 or key2"), "{all}");
+    assert!(!all.contains(server.account_key.expose()), "{all}");
+
+    let missing = with("APP_OBJECT_STORAGE__CONTAINER", &server.missing_container);
+    let out = run_in(dir.path(), &["check"], &missing);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(3), "{all}");
+    assert!(
+        all.contains(&format!(
+            "container {} does not exist",
+            server.missing_container
+        )),
+        "{all}"
+    );
+    assert!(all.contains("az storage container create"), "{all}");
+}
+
+fn write(dir: &Path, name: &str, body: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, body).unwrap();
+    path.display().to_string()
+}
+
+/// `sync` local → azure → s3 (SeaweedFS) copies a tree of 200 objects at each hop, and a
+/// second run copies nothing (checksums compare across providers).
+#[test]
+fn sync_local_to_azure_to_s3_copies_200_objects_once() {
+    let (Some(azure), Some(s3)) = (servers::azurite(), servers::seaweedfs()) else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = azure.config().object_storage.prefix.to_string();
+    let local = write(
+        dir.path(),
+        "local.toml",
+        &format!(
+            "[object_storage]\nprovider = \"local\"\nroot = \"./data\"\nprefix = \"{prefix}\"\n"
+        ),
+    );
+    let to_azure = write(
+        dir.path(),
+        "azure.toml",
+        &format!(
+            "[object_storage]\nprovider = \"azure\"\naccount = \"{}\"\ncontainer = \"{}\"\nendpoint = \"{}\"\nprefix = \"{prefix}\"\n",
+            azure.account, azure.container, azure.endpoint
+        ),
+    );
+    let to_s3 = write(
+        dir.path(),
+        "s3.toml",
+        &format!(
+            "[object_storage]\nprovider = \"s3\"\nbucket_name = \"{}\"\nregion = \"us-east-1\"\nendpoint = \"{}\"\nprefix = \"{prefix}\"\n",
+            s3.bucket, s3.endpoint
+        ),
+    );
+    // Secrets from the environment: each side takes its own.
+    let env = vars(&[
+        ("APP_OBJECT_STORAGE__ACCESS_KEY", &s3.access_key),
+        ("APP_OBJECT_STORAGE__SECRET_KEY", s3.secret_key.expose()),
+        (
+            "APP_OBJECT_STORAGE__ACCOUNT_KEY",
+            azure.account_key.expose(),
+        ),
+    ]);
+    let root = dir.path().join("data").join(&prefix);
+    for i in 0..200 {
+        let file = root.join(format!("study-{}/series-{}/m{i}.png", i % 7, i % 3));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, format!("mask {i} ").repeat(i + 1)).unwrap();
+    }
+    let sync = |from: &str, to: &str| {
+        json(&run_in(
+            dir.path(),
+            &["--json", "sync", "--from", from, "--to", to],
+            &env,
+        ))
+    };
+    for (from, to) in [(&local, &to_azure), (&to_azure, &to_s3)] {
+        let first = sync(from, to);
+        assert_eq!(
+            (first["copied"].as_u64(), first["skipped"].as_u64()),
+            (Some(200), Some(0)),
+            "{from} → {to}: {first}"
+        );
+        let second = sync(from, to);
+        assert_eq!(
+            (second["copied"].as_u64(), second["skipped"].as_u64()),
+            (Some(0), Some(200)),
+            "{from} → {to}, again: {second}"
+        );
+    }
+    let out = run_in(
+        dir.path(),
+        &[
+            "--config",
+            &to_s3,
+            "get",
+            &format!("{prefix}study-3/series-1/m10.png"),
+            "-",
+        ],
+        &env,
+    );
+    assert_eq!(text(&out.stdout), "mask 10 ".repeat(11));
+    for config in [&to_azure, &to_s3] {
+        ok(&run_in(
+            dir.path(),
+            &["--config", config, "rm", "--prefix", &prefix, "--yes"],
+            &env,
+        ));
+    }
+}
+
+/// What fake-gcs-server (1.54, the PyPI wrapper's binary) does with object_store's GCS
+/// requests, pinned so that an emulator that learns the XML API shows up here: it refuses
+/// plain XML uploads (400), so no write-based case of the contract can run on it, while
+/// reads, HEAD, ranges, listings and deletes of an object it holds answer as GCS does.
+#[tokio::test]
+async fn fake_gcs_serves_object_stores_reads_but_refuses_its_uploads() {
+    let Some(server) = servers::fake_gcs() else {
+        return;
+    };
+    let storage = server.storage();
+    let key = storage.key("seeded/a.png").unwrap();
+    // Seeded through the emulator's JSON API, the one upload path it implements.
+    let url = format!(
+        "{}/upload/storage/v1/b/{}/o?uploadType=media&name={}",
+        server.endpoint,
+        server.bucket,
+        url_escape(key.as_str())
+    );
+    let seeded = reqwest::Client::new()
+        .post(url)
+        .header("content-type", "image/png")
+        .body("pixels")
+        .send()
+        .await
+        .unwrap();
+    assert!(seeded.status().is_success(), "{}", seeded.status());
+
+    let read = storage.get(&key).await.unwrap();
+    assert_eq!(read.data, "pixels");
+    assert_eq!(read.info.content_type.as_deref(), Some("image/png"));
+    assert_eq!(storage.head(&key).await.unwrap().size, 6);
+    assert_eq!(storage.get_range(&key, 1..3).await.unwrap().data, "ix");
+    let listing = storage.list_with_delimiter(None).await.unwrap();
+    assert_eq!(listing.prefixes, [format!("{}seeded/", storage.prefix())]);
+    let missing = storage.key("seeded/missing.png").unwrap();
+    assert!(matches!(
+        storage.get(&missing).await,
+        Err(maskstore::Error::NotFound { .. })
+    ));
+    // A V4 GET URL, signed with the service account's RSA key (unchecked here).
+    let signed = storage
+        .signed_url(
+            maskstore::SignedMethod::Get,
+            &key,
+            None,
+            &maskstore::SignOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(signed.url.contains("X-Goog-Signature="), "{}", signed.url);
+    let body = reqwest::get(&signed.url).await.unwrap();
+    assert_eq!(body.text().await.unwrap(), "pixels");
+
+    // object_store's upload (XML API PUT) is refused by this emulator.
+    let other = storage.key("written.bin").unwrap();
+    match storage.put(&other, "x").await {
+        Err(e) => assert_eq!(e.kind(), maskstore::ErrorKind::InvalidInput, "{e}"),
+        Ok(_) => panic!("fake-gcs-server now takes XML uploads: run the contract on it"),
+    }
+    storage.delete(&key).await.unwrap();
+    assert!(!storage.exists(&key).await.unwrap());
+}
+
+fn url_escape(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}

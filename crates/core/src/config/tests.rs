@@ -191,11 +191,12 @@ fn invalid_toml_names_the_file() {
 
 #[test]
 fn unknown_provider_lists_the_known_ones_and_names_the_variable() {
-    let (key, origin, text) = config_error(build_env(&[("APP_OBJECT_STORAGE__PROVIDER", "gcs")]));
+    let (key, origin, text) =
+        config_error(build_env(&[("APP_OBJECT_STORAGE__PROVIDER", "google")]));
     assert_eq!(key, "object_storage.provider");
     assert_eq!(origin, Origin::Env("APP_OBJECT_STORAGE__PROVIDER".into()));
-    assert!(text.contains("\"gcs\""), "{text}");
-    assert!(text.contains("s3, local, memory"), "{text}");
+    assert!(text.contains("\"google\""), "{text}");
+    assert!(text.contains("s3, local, memory, azure, gcs"), "{text}");
 }
 
 #[test]
@@ -587,6 +588,8 @@ fn every_key_is_set_by_its_env_var() {
         DefaultIs::Value(value) => value,
         DefaultIs::Unset(_) => match key.field_name() {
             "bucket_name" => "pacs-masks",
+            "account" => "pacsmasks",
+            "container" => "pacs-masks",
             "region" => "us-east-1",
             "endpoint" => "http://127.0.0.1:8333",
             "verify_folders" => "true",
@@ -614,7 +617,7 @@ fn every_key_is_set_by_its_env_var() {
     let mut loader = ConfigLoader::new();
     loader.add_env(files).unwrap();
     let requests = loader.secret_files().unwrap();
-    assert_eq!(requests.len(), 5);
+    assert_eq!(requests.len(), 7);
     for request in &requests {
         loader.set_secret_from_file(request, SIGNING_SECRET.to_string());
     }

@@ -84,13 +84,13 @@ fn unknown_provider_fails_listing_the_known_ones() {
     let out = maskstore(
         dir.path(),
         &["check"],
-        &vars(&[("APP_OBJECT_STORAGE__PROVIDER", "gcs")]),
+        &vars(&[("APP_OBJECT_STORAGE__PROVIDER", "google")]),
     );
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("APP_OBJECT_STORAGE__PROVIDER"), "{stderr}");
     assert!(
-        stderr.contains("known providers: s3, local, memory"),
+        stderr.contains("known providers: s3, local, memory, azure, gcs"),
         "{stderr}"
     );
     assert_eq!(

@@ -427,3 +427,56 @@ fn diagnose(step: &str, e: &Error, config: &Config) -> Diagnosis {
     };
     Diagnosis { cause, fix, code }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use maskstore::Secret;
+
+    fn denied(backend: &str) -> Error {
+        Error::PermissionDenied {
+            backend: backend.to_string(),
+            key: "mask/maskstore-check/probe.txt".to_string(),
+            detail: "403 AuthorizationPermissionMismatch".to_string(),
+        }
+    }
+
+    #[test]
+    fn azure_permission_failures_name_the_data_action_and_the_role() {
+        let config = Config::azure("pacsmasks", "pacs-masks")
+            .unwrap()
+            .with_account_key(Secret::new("a2V5"));
+        let d = diagnose("put", &denied("azure"), &config);
+        assert!(d.cause.contains("blobs/write"), "{}", d.cause);
+        assert!(d.cause.contains("container pacs-masks"), "{}", d.cause);
+        assert!(d.fix.contains("Storage Blob Data Contributor"), "{}", d.fix);
+        let d = diagnose("list", &denied("azure"), &config);
+        assert!(d.cause.contains("blobs/read"), "{}", d.cause);
+    }
+
+    #[test]
+    fn gcs_permission_failures_name_the_permission_and_the_role() {
+        let config = Config::gcs("pacs-masks").unwrap();
+        let d = diagnose("delete", &denied("gcs"), &config);
+        assert!(d.cause.contains("storage.objects.delete"), "{}", d.cause);
+        assert!(d.fix.contains("roles/storage.objectUser"), "{}", d.fix);
+        assert!(d.fix.contains("gs://pacs-masks"), "{}", d.fix);
+        let missing = Error::BucketMissing {
+            backend: "gcs".to_string(),
+            detail: "404 NoSuchBucket".to_string(),
+        };
+        let d = diagnose("list", &missing, &config);
+        assert!(
+            d.fix
+                .contains("gcloud storage buckets create gs://pacs-masks"),
+            "{}",
+            d.fix
+        );
+        let rejected = Error::CredentialsRejected {
+            backend: "gcs".to_string(),
+            detail: "401".to_string(),
+        };
+        let d = diagnose("list", &rejected, &config);
+        assert!(d.fix.contains("SERVICE_ACCOUNT_KEY"), "{}", d.fix);
+    }
+}

@@ -202,7 +202,8 @@ impl Storage {
             Provider::Gcs => {
                 let gcs = crate::gcs::build(config)?;
                 let signer = crate::gcs::V4Signer::new(gcs.clone());
-                (Arc::new(gcs), UrlSigner::Service(Arc::new(signer)))
+                let store = crate::gcs::GcsStore::new(gcs);
+                (Arc::new(store), UrlSigner::Service(Arc::new(signer)))
             }
         };
         let monitor = Arc::new(Monitor::new(AlarmSettings::from_config(&config.monitoring)));

@@ -12,6 +12,9 @@
 //! `iam.serviceAccounts.signBlob` permission.
 
 pub(crate) mod error;
+mod store;
+
+pub(crate) use store::GcsStore;
 
 use std::time::Duration;
 

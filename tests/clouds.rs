@@ -369,7 +369,7 @@ fn sync_local_to_azure_to_s3_copies_200_objects_once() {
 /// What fake-gcs-server (1.54, the PyPI wrapper's binary) does with object_store's GCS
 /// requests, pinned so that an emulator that learns the XML API shows up here: it refuses
 /// plain XML uploads (400), so no write-based case of the contract can run on it, while
-/// reads, HEAD, ranges, listings and deletes of an object it holds answer as GCS does.
+/// reads, HEAD, ranges, listings, deletes and V4 signed GETs and PUTs answer as GCS does.
 #[tokio::test]
 async fn fake_gcs_serves_object_stores_reads_but_refuses_its_uploads() {
     let Some(server) = servers::fake_gcs() else {
@@ -418,6 +418,40 @@ async fn fake_gcs_serves_object_stores_reads_but_refuses_its_uploads() {
     assert!(signed.url.contains("X-Goog-Signature="), "{}", signed.url);
     let body = reqwest::get(&signed.url).await.unwrap();
     assert_eq!(body.text().await.unwrap(), "pixels");
+
+    // A V4 PUT URL binding the content type: the emulator takes a PUT carrying
+    // X-Goog-Algorithm (it checks no signature), so the URL's shape and the bound header
+    // are exercised end to end.
+    let uploaded = storage.key("signed/up.png").unwrap();
+    let put = storage
+        .signed_url(
+            maskstore::SignedMethod::Put,
+            &uploaded,
+            None,
+            &maskstore::SignOptions::default(),
+        )
+        .await
+        .unwrap();
+    assert!(
+        put.url.contains("X-Goog-SignedHeaders=content-type%3Bhost"),
+        "{}",
+        put.url
+    );
+    assert_eq!(
+        put.headers,
+        [("Content-Type".to_string(), "image/png".to_string())],
+        "a .png PUT URL binds the mask's type"
+    );
+    let mut request = reqwest::Client::new().put(&put.url).body("drawn");
+    for (name, value) in &put.headers {
+        request = request.header(name, value);
+    }
+    let answer = request.send().await.unwrap();
+    assert!(answer.status().is_success(), "{}", answer.status());
+    let stored = storage.get(&uploaded).await.unwrap();
+    assert_eq!(stored.data, "drawn");
+    assert_eq!(stored.info.content_type.as_deref(), Some("image/png"));
+    storage.delete(&uploaded).await.unwrap();
 
     // object_store's upload (XML API PUT) is refused by this emulator.
     let other = storage.key("written.bin").unwrap();

@@ -473,3 +473,25 @@ fn url_escape(text: &str) -> String {
         })
         .collect()
 }
+
+/// Neither the storage nor the object_store it hands out print the Azure account key, in
+/// Debug or Display (object_store's own Debug of the Azure client prints the key's bytes).
+#[test]
+fn azure_storage_never_prints_its_account_key() {
+    let key_bytes = b"an-azure-account-key-of-32-bytes";
+    // The base64 of `key_bytes`, as Azure shows a key.
+    let key = "YW4tYXp1cmUtYWNjb3VudC1rZXktb2YtMzItYnl0ZXM=".to_string();
+    let azure = maskstore::Config::azure("pacsmasks", "pacs-masks")
+        .unwrap()
+        .with_account_key(maskstore::Secret::new(key.clone()));
+    let storage = maskstore::Storage::connect(&azure).unwrap();
+    let as_list = format!("{:?}", key_bytes.to_vec());
+    for shown in [
+        format!("{storage:?}"),
+        format!("{:?}", storage.object_store()),
+        format!("{}", storage.object_store()),
+    ] {
+        assert!(!shown.contains(&key), "{shown}");
+        assert!(!shown.contains(&as_list[1..20]), "{shown}");
+    }
+}

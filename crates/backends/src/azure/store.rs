@@ -47,9 +47,16 @@ fn map_names(attributes: Attributes, map: fn(&str) -> String) -> Attributes {
 }
 
 /// `MicrosoftAzure` storing metadata under Azure-legal names.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct AzureStore {
     inner: MicrosoftAzure,
+}
+
+impl std::fmt::Debug for AzureStore {
+    // object_store's Debug of the client prints the account key's bytes: never show it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AzureStore").finish_non_exhaustive()
+    }
 }
 
 impl AzureStore {

@@ -84,9 +84,15 @@ pub(crate) fn build(config: &Config) -> Result<GoogleCloudStorage> {
 }
 
 /// The V4 URL issuer of one bucket.
-#[derive(Debug)]
 pub(crate) struct V4Signer {
     store: GoogleCloudStorage,
+}
+
+impl std::fmt::Debug for V4Signer {
+    // Never the signing key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("V4Signer").finish_non_exhaustive()
+    }
 }
 
 impl V4Signer {

@@ -21,9 +21,16 @@ use object_store::{
 };
 
 /// An object store whose if-match writes name an etag, over one that wants a generation.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct GcsStore<T> {
     inner: T,
+}
+
+impl<T> std::fmt::Debug for GcsStore<T> {
+    // The client's Debug holds its credentials: never show them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GcsStore").finish_non_exhaustive()
+    }
 }
 
 impl<T> GcsStore<T> {

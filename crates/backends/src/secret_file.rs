@@ -189,7 +189,6 @@ fn read_secret_stamped(path: &Path) -> Result<(String, Stamp), SecretFileError> 
 }
 
 /// A group of secret files watched together (the parts of one credential).
-#[derive(Debug)]
 pub(crate) struct SecretFiles {
     /// The metric label and log name of what they hold.
     name: &'static str,
@@ -199,7 +198,16 @@ pub(crate) struct SecretFiles {
     read: fn(&Path) -> Result<(String, Stamp), SecretFileError>,
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for SecretFiles {
+    // Names the files; the state holds values read early, which never show.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretFiles")
+            .field("name", &self.name)
+            .field("paths", &self.paths)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Watch {
     /// The stamps of the values in use.
     current: Vec<Option<Stamp>>,
@@ -559,5 +567,114 @@ mod tests {
             None,
             "adopted once"
         );
+    }
+
+    /// What a test subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn no_secret_reaches_the_log_an_error_or_debug_during_rotation_and_failed_reads() {
+        use crate::signing::{GatewaySigner, SignOptions, SignedMethod};
+        use maskstore_core::{ObjectKey, Secret};
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing_secret");
+        let replace = |text: &str, mode: u32| {
+            let temp = dir.path().join("next");
+            write(&temp, text, mode);
+            std::fs::rename(&temp, &path).unwrap();
+        };
+        let secrets = [
+            "SECRET-ONE-0123456789abcdef0123456789abcdef",
+            "SECRET-TWO-0123456789abcdef0123456789abcdef",
+            "SECRET-THREE-0123456789abcdef0123456789abcd",
+            "SECRET-SHORT",
+            "SECRET-LINES-0123456789abcdef",
+            "SECRET-OUTSIDE-0123456789abcdef",
+        ];
+        let mut shown = Vec::new();
+        tracing::subscriber::with_default(subscriber, || {
+            replace(secrets[0], 0o600);
+            let base = "http://127.0.0.1:9000";
+            let gateway = GatewaySigner::rotating(
+                base,
+                Secret::new(secrets[0]),
+                None,
+                path.clone(),
+                Duration::from_secs(60),
+            );
+            let k = ObjectKey::parse("mask/a.png").unwrap();
+            let sign =
+                || gateway.sign(SignedMethod::Get, &k, i64::MAX / 2, &SignOptions::default());
+            let forged = GatewaySigner::new(base, Secret::new("x".repeat(40)), None).sign(
+                SignedMethod::Get,
+                &k,
+                i64::MAX / 2,
+                &SignOptions::default(),
+            );
+            let (forged_path, forged_query) = forged
+                .strip_prefix(&format!("{base}/o/"))
+                .unwrap()
+                .split_once('?')
+                .unwrap();
+            let settle = || std::thread::sleep(SETTLE + Duration::from_millis(50));
+            // A rotation, read early by a forged URL first (its value held unadopted).
+            replace(secrets[1], 0o600);
+            let refused = gateway.verify("GET", forged_path, forged_query, chrono::Utc::now());
+            shown.push(format!("{refused:?} {gateway:?}"));
+            sign();
+            settle();
+            sign();
+            // Rewrites that cannot be used: open to others, too short.
+            replace(secrets[2], 0o644);
+            sign();
+            settle();
+            sign();
+            replace(secrets[3], 0o600);
+            sign();
+            settle();
+            sign();
+            shown.push(format!("{gateway:?}"));
+            // Failed reads: two lines, a symlink out of its folder.
+            let lines = dir.path().join("lines");
+            write(&lines, &format!("AKIA\n{}", secrets[4]), 0o600);
+            shown.push(read_secret_file(&lines).unwrap_err().to_string());
+            let outside = tempfile::tempdir().unwrap();
+            write(&outside.path().join("key"), secrets[5], 0o600);
+            let link = dir.path().join("link");
+            std::os::unix::fs::symlink(outside.path().join("key"), &link).unwrap();
+            shown.push(read_secret_file(&link).unwrap_err().to_string());
+            // A watch holding a value read early (the S3 provider's Debug shows its watch).
+            let files = SecretFiles::new("test", vec![path.clone()]);
+            replace(secrets[2], 0o600);
+            assert_eq!(files.poll_early(|_| false), None);
+            shown.push(format!("{files:?}"));
+        });
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        for expected in ["secret rotated", "cannot be used", "shorter than"] {
+            assert!(log.contains(expected), "{expected:?} not logged:\n{log}");
+        }
+        let shown = shown.join("\n");
+        for secret in secrets {
+            assert!(!log.contains(secret), "{secret} logged:\n{log}");
+            assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
+        }
     }
 }

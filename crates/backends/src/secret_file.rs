@@ -47,6 +47,9 @@ struct Stamp {
     changed: (i64, i64),
 }
 
+/// The stamps of a group of files, `None` for one that cannot be examined.
+type Stamps = Vec<Option<Stamp>>;
+
 fn stamp(path: &Path) -> Option<Stamp> {
     // Follows the links: a Kubernetes update swaps `..data`, the target's inode changes.
     std::fs::metadata(path).ok().map(|m| stamp_of(&m))
@@ -215,7 +218,7 @@ struct Watch {
     pending: Option<(Vec<Option<Stamp>>, Instant)>,
     /// A change read before it settled ([`SecretFiles::poll_early`]): its stamps, and its
     /// values when they read well, so it is read once, not on every call.
-    early: Option<(Vec<Option<Stamp>>, Option<Vec<String>>)>,
+    early: Option<(Stamps, Option<Vec<String>>)>,
 }
 
 impl SecretFiles {

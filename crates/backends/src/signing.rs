@@ -170,10 +170,16 @@ pub struct GatewaySigner {
 /// The secrets in use.
 struct Keys {
     current: Secret,
-    previous: Option<Secret>,
-    /// When a previous secret promoted by a rotation stops being accepted.
-    previous_until: Option<Instant>,
+    /// Earlier secrets still accepted, newest first: the configured previous one (for
+    /// good), then each replaced by a rotation (until the instant given), at most
+    /// [`MAX_PREVIOUS_SECRETS`], so rotating twice within `keep_previous` keeps URLs of
+    /// the first secret working too.
+    previous: Vec<(Secret, Option<Instant>)>,
 }
+
+/// The most earlier secrets a rotating signer accepts at once; a URL signed with an older
+/// one is refused (rotating that often within `signed_url.max_ttl` is not a rotation).
+pub const MAX_PREVIOUS_SECRETS: usize = 4;
 
 struct Rotation {
     files: SecretFiles,
@@ -185,7 +191,7 @@ impl fmt::Debug for GatewaySigner {
         let keys = self.keys.read().expect("signer lock");
         f.debug_struct("GatewaySigner")
             .field("base", &self.base)
-            .field("secrets", &(1 + usize::from(keys.previous.is_some())))
+            .field("secrets", &(1 + keys.previous.len()))
             .field("rotating", &self.rotation.is_some())
             .finish()
     }
@@ -199,8 +205,7 @@ impl GatewaySigner {
             base: public_url.trim_end_matches('/').to_string(),
             keys: RwLock::new(Arc::new(Keys {
                 current,
-                previous,
-                previous_until: None,
+                previous: previous.into_iter().map(|p| (p, None)).collect(),
             })),
             rotation: None,
         }
@@ -251,9 +256,19 @@ impl GatewaySigner {
                 maskstore_core::config::MIN_SIGNING_SECRET_BYTES
             );
         } else if next != keys.current {
+            let mut previous = vec![(keys.current.clone(), Some(now + rotation.keep_previous))];
+            previous.extend(
+                keys.previous
+                    .iter()
+                    .filter(|(_, until)| until.is_none_or(|until| now < until))
+                    // The configured previous secret was already on its way out.
+                    .map(|(secret, until)| {
+                        (secret.clone(), until.or(Some(now + rotation.keep_previous)))
+                    }),
+            );
+            previous.truncate(MAX_PREVIOUS_SECRETS);
             *keys = Arc::new(Keys {
-                previous: Some(keys.current.clone()),
-                previous_until: Some(now + rotation.keep_previous),
+                previous,
                 current: next,
             });
             rotated(rotation.files.name(), rotation.files.paths());
@@ -352,8 +367,9 @@ impl GatewaySigner {
         let matches = |keys: &Keys| {
             let previous = keys
                 .previous
-                .as_ref()
-                .filter(|_| keys.previous_until.is_none_or(|until| checked < until));
+                .iter()
+                .filter(|(_, until)| until.is_none_or(|until| checked < until))
+                .map(|(secret, _)| secret);
             std::iter::once(&keys.current)
                 .chain(previous)
                 .map(|secret| verify_mac(secret, &message, &signature))
@@ -1253,5 +1269,49 @@ mod tests {
             Err(Refusal::BadSignature),
             "the previous secret is refused once keep_previous has passed"
         );
+    }
+
+    #[test]
+    fn two_rotations_within_keep_previous_keep_urls_of_the_first_secret() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing_secret");
+        let write = |text: &str| {
+            let temp = dir.path().join("next");
+            std::fs::write(&temp, text).unwrap();
+            std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::fs::rename(&temp, &path).unwrap();
+        };
+        let secrets = [
+            "first-signing-secret-0123456789abcdef0123",
+            "second-signing-secret-0123456789abcdef012",
+            "third-signing-secret-0123456789abcdef0123",
+        ];
+        write(secrets[0]);
+        let gateway = GatewaySigner::rotating(
+            "http://127.0.0.1:9000",
+            Secret::new(secrets[0]),
+            Some(Secret::new("configured-previous-0123456789abcdef0123")),
+            path.clone(),
+            Duration::from_secs(3600),
+        );
+        let k = key("mask/a.png");
+        let expires = Utc::now().timestamp() + 600;
+        let mut signed =
+            vec![gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default())];
+        for next in &secrets[1..] {
+            write(next);
+            gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+            std::thread::sleep(crate::secret_file::SETTLE + Duration::from_millis(50));
+            signed.push(gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default()));
+        }
+        assert!(format!("{gateway:?}").contains("secrets: 4"), "{gateway:?}");
+        for (url, secret) in signed.iter().zip(secrets) {
+            let (p, q) = split(url);
+            assert!(
+                gateway.verify("GET", &p, &q, Utc::now()).is_ok(),
+                "a URL signed with {secret} during keep_previous"
+            );
+        }
     }
 }

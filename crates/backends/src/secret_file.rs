@@ -572,6 +572,29 @@ mod tests {
         );
     }
 
+    #[test]
+    fn a_deleted_file_keeps_the_secret_in_use_and_its_return_is_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        write(&path, "first", 0o600);
+        let files = SecretFiles::new("test", vec![path.clone()]);
+        let t0 = Instant::now();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(files.poll(t0), None);
+        assert_eq!(
+            files.poll(t0 + SETTLE),
+            None,
+            "missing: the value in use stays"
+        );
+        assert_eq!(files.poll(t0 + SETTLE * 3), None, "and it is not retried");
+        write(&path, "second", 0o600);
+        assert_eq!(files.poll(t0 + SETTLE * 4), None);
+        assert_eq!(
+            files.poll(t0 + SETTLE * 5),
+            Some(vec!["second".to_string()])
+        );
+    }
+
     /// What a test subscriber wrote.
     #[derive(Clone, Default)]
     struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);

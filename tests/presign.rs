@@ -9,14 +9,6 @@ use maskstore_testkit::servers;
 
 use crate::support::{maskstore, text, vars};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `maskstore serve`, stopped with SIGTERM on drop.
 struct Server(Child);
 
@@ -131,7 +123,7 @@ async fn upload_then_download(dir: &Path, env: &[(String, String)], prefix: &str
 #[tokio::test]
 async fn presigned_urls_round_trip_through_serve_on_local_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", crate::support::free_port());
     let env = vars(&[("APP_GATEWAY__LISTEN", &listen)]);
     let _server = Server::start(dir.path(), &env, &listen);
     upload_then_download(dir.path(), &env, "mask/").await;
@@ -149,7 +141,7 @@ async fn presigned_urls_round_trip_through_serve_on_local_disk() {
 #[tokio::test]
 async fn presigned_urls_round_trip_through_serve_in_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", crate::support::free_port());
     let env = vars(&[
         ("APP_OBJECT_STORAGE__PROVIDER", "memory"),
         ("APP_GATEWAY__LISTEN", &listen),

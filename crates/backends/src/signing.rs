@@ -170,10 +170,16 @@ pub struct GatewaySigner {
 /// The secrets in use.
 struct Keys {
     current: Secret,
-    previous: Option<Secret>,
-    /// When a previous secret promoted by a rotation stops being accepted.
-    previous_until: Option<Instant>,
+    /// Earlier secrets still accepted, newest first: the configured previous one (for
+    /// good), then each replaced by a rotation (until the instant given), at most
+    /// [`MAX_PREVIOUS_SECRETS`], so rotating twice within `keep_previous` keeps URLs of
+    /// the first secret working too.
+    previous: Vec<(Secret, Option<Instant>)>,
 }
+
+/// The most earlier secrets a rotating signer accepts at once; a URL signed with an older
+/// one is refused (rotating that often within `signed_url.max_ttl` is not a rotation).
+pub const MAX_PREVIOUS_SECRETS: usize = 4;
 
 struct Rotation {
     files: SecretFiles,
@@ -185,7 +191,7 @@ impl fmt::Debug for GatewaySigner {
         let keys = self.keys.read().expect("signer lock");
         f.debug_struct("GatewaySigner")
             .field("base", &self.base)
-            .field("secrets", &(1 + usize::from(keys.previous.is_some())))
+            .field("secrets", &(1 + keys.previous.len()))
             .field("rotating", &self.rotation.is_some())
             .finish()
     }
@@ -199,8 +205,7 @@ impl GatewaySigner {
             base: public_url.trim_end_matches('/').to_string(),
             keys: RwLock::new(Arc::new(Keys {
                 current,
-                previous,
-                previous_until: None,
+                previous: previous.into_iter().map(|p| (p, None)).collect(),
             })),
             rotation: None,
         }
@@ -235,24 +240,39 @@ impl GatewaySigner {
         if let Some(rotation) = &self.rotation
             && let Some(mut values) = rotation.files.poll_settled(now, settle)
         {
-            let next = Secret::new(values.remove(0));
-            let mut keys = self.keys.write().expect("signer lock");
-            if next.expose().len() < maskstore_core::config::MIN_SIGNING_SECRET_BYTES {
-                tracing::warn!(
-                    secret = rotation.files.name(),
-                    "the rotated signing secret is shorter than {} bytes; the secret in use stays (generate one with: openssl rand -hex 32)",
-                    maskstore_core::config::MIN_SIGNING_SECRET_BYTES
-                );
-            } else if next != keys.current {
-                *keys = Arc::new(Keys {
-                    previous: Some(keys.current.clone()),
-                    previous_until: Some(now + rotation.keep_previous),
-                    current: next,
-                });
-                rotated(rotation.files.name(), rotation.files.paths());
-            }
+            self.adopt(rotation, Secret::new(values.remove(0)), now);
         }
         Arc::clone(&self.keys.read().expect("signer lock"))
+    }
+
+    /// Makes `next`, read from the rotated file, the current secret, the one in use
+    /// becoming the previous one until `now` + `keep_previous`.
+    fn adopt(&self, rotation: &Rotation, next: Secret, now: Instant) {
+        let mut keys = self.keys.write().expect("signer lock");
+        if next.expose().len() < maskstore_core::config::MIN_SIGNING_SECRET_BYTES {
+            tracing::warn!(
+                secret = rotation.files.name(),
+                "the rotated signing secret is shorter than {} bytes; the secret in use stays (generate one with: openssl rand -hex 32)",
+                maskstore_core::config::MIN_SIGNING_SECRET_BYTES
+            );
+        } else if next != keys.current {
+            let mut previous = vec![(keys.current.clone(), Some(now + rotation.keep_previous))];
+            previous.extend(
+                keys.previous
+                    .iter()
+                    .filter(|(_, until)| until.is_none_or(|until| now < until))
+                    // The configured previous secret was already on its way out.
+                    .map(|(secret, until)| {
+                        (secret.clone(), until.or(Some(now + rotation.keep_previous)))
+                    }),
+            );
+            previous.truncate(MAX_PREVIOUS_SECRETS);
+            *keys = Arc::new(Keys {
+                previous,
+                current: next,
+            });
+            rotated(rotation.files.name(), rotation.files.paths());
+        }
     }
 
     /// The base URL signed URLs point at.
@@ -347,18 +367,28 @@ impl GatewaySigner {
         let matches = |keys: &Keys| {
             let previous = keys
                 .previous
-                .as_ref()
-                .filter(|_| keys.previous_until.is_none_or(|until| checked < until));
+                .iter()
+                .filter(|(_, until)| until.is_none_or(|until| checked < until))
+                .map(|(secret, _)| secret);
             std::iter::once(&keys.current)
                 .chain(previous)
                 .map(|secret| verify_mac(secret, &message, &signature))
                 .fold(false, |any, ok| any | ok)
         };
         let mut matched = matches(&self.keys(checked));
-        if !matched && self.rotation.is_some() {
+        if !matched && let Some(rotation) = &self.rotation {
             // The issuer of this URL may have read a new secret before this process
-            // settled on it: take a change of the file at once (a stat when there is none).
-            matched = matches(&self.keys_settled(checked, Duration::ZERO));
+            // settled on it: take a change of the file at once (a stat when there is
+            // none), but only when the new secret signed this URL. Any request can get
+            // here, so a file caught half rewritten is never adopted on a client's say-so.
+            let signed_it = |values: &[String]| {
+                values[0].len() >= maskstore_core::config::MIN_SIGNING_SECRET_BYTES
+                    && verify_mac(&Secret::new(values[0].clone()), &message, &signature)
+            };
+            if let Some(mut values) = rotation.files.poll_early(signed_it) {
+                self.adopt(rotation, Secret::new(values.remove(0)), checked);
+                matched = matches(&self.keys.read().expect("signer lock"));
+            }
         }
         if !matched {
             return Err(Refusal::BadSignature);
@@ -1110,5 +1140,178 @@ mod tests {
             &SignOptions::default(),
         );
         assert!(check(&before).is_ok(), "the old secret is the previous one");
+    }
+
+    #[test]
+    fn a_secret_caught_half_rewritten_is_not_adopted_on_a_forged_request() {
+        use std::io::Write as _;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing_secret");
+        let old = "old-signing-secret-0123456789abcdef0123";
+        let new = "new-signing-secret-0123456789abcdef0123456789abcdef0123456789";
+        std::fs::write(&path, old).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let base = "http://127.0.0.1:9000";
+        let gateway = GatewaySigner::rotating(
+            base,
+            Secret::new(old),
+            None,
+            path.clone(),
+            Duration::from_secs(3600),
+        );
+        let k = key("mask/a.png");
+        let expires = Utc::now().timestamp() + 600;
+        let check = |url: &str| {
+            let (path, query) = split(url);
+            gateway.verify("GET", &path, &query, Utc::now())
+        };
+        let before = gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+        let forged = GatewaySigner::new(
+            base,
+            Secret::new("an-attacker-guess-0123456789abcdef"),
+            None,
+        )
+        .sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+        // `echo $NEW > file`: truncated, then written; caught with 40 bytes written.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap();
+        file.write_all(&new.as_bytes()[..40]).unwrap();
+        assert_eq!(check(&forged), Err(Refusal::BadSignature));
+        file.write_all(&new.as_bytes()[40..]).unwrap();
+        drop(file);
+        // Seen changed now, adopted by the first request once the change has held.
+        gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+        std::thread::sleep(crate::secret_file::SETTLE + Duration::from_millis(50));
+        let after = gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+        let only_new = GatewaySigner::new(base, Secret::new(new), None);
+        let (p, q) = split(&after);
+        assert!(
+            only_new.verify("GET", &p, &q, Utc::now()).is_ok(),
+            "the whole new secret signs"
+        );
+        assert!(
+            check(&before).is_ok(),
+            "signed before the rotation: the previous secret must be the old one, not a half secret"
+        );
+    }
+
+    #[test]
+    fn fifty_threads_sign_and_verify_across_a_rotation_without_a_failure() {
+        use std::os::unix::fs::PermissionsExt;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing_secret");
+        let write = |text: &str| {
+            let temp = dir.path().join("next");
+            std::fs::write(&temp, text).unwrap();
+            std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::fs::rename(&temp, &path).unwrap();
+        };
+        let old = "old-signing-secret-0123456789abcdef0123";
+        let new = "new-signing-secret-0123456789abcdef0123";
+        write(old);
+        let keep_previous = Duration::from_secs(2);
+        let gateway = GatewaySigner::rotating(
+            "http://127.0.0.1:9000",
+            Secret::new(old),
+            None,
+            path.clone(),
+            keep_previous,
+        );
+        let k = key("mask/a.png");
+        let expires = Utc::now().timestamp() + 600;
+        let before = gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+        let (before_path, before_query) = split(&before);
+        let (stop, done, failed) = (AtomicBool::new(false), AtomicU64::new(0), AtomicU64::new(0));
+        let rotated_at = std::thread::scope(|scope| {
+            for _ in 0..50 {
+                scope.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        let url =
+                            gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+                        let (p, q) = split(&url);
+                        let fresh = gateway.verify("GET", &p, &q, Utc::now());
+                        let old_url =
+                            gateway.verify("GET", &before_path, &before_query, Utc::now());
+                        done.fetch_add(2, Ordering::Relaxed);
+                        if fresh.is_err() || old_url.is_err() {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            write(new);
+            // Adopted by the first request after the settle; the grace runs from then.
+            std::thread::sleep(crate::secret_file::SETTLE + Duration::from_millis(400));
+            let rotated_at = Instant::now();
+            stop.store(true, Ordering::Relaxed);
+            rotated_at
+        });
+        let (done, failed) = (done.into_inner(), failed.into_inner());
+        eprintln!("rotation under 50 threads: {done} verifications, {failed} failed");
+        assert!(done > 1000, "{done}");
+        assert_eq!(failed, 0, "of {done}");
+        let only_new = GatewaySigner::new("http://127.0.0.1:9000", Secret::new(new), None);
+        let after = gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+        let (p, q) = split(&after);
+        assert!(only_new.verify("GET", &p, &q, Utc::now()).is_ok());
+        std::thread::sleep(
+            keep_previous.saturating_sub(rotated_at.elapsed()) + Duration::from_millis(100),
+        );
+        assert_eq!(
+            gateway.verify("GET", &before_path, &before_query, Utc::now()),
+            Err(Refusal::BadSignature),
+            "the previous secret is refused once keep_previous has passed"
+        );
+    }
+
+    #[test]
+    fn two_rotations_within_keep_previous_keep_urls_of_the_first_secret() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing_secret");
+        let write = |text: &str| {
+            let temp = dir.path().join("next");
+            std::fs::write(&temp, text).unwrap();
+            std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::fs::rename(&temp, &path).unwrap();
+        };
+        let secrets = [
+            "first-signing-secret-0123456789abcdef0123",
+            "second-signing-secret-0123456789abcdef012",
+            "third-signing-secret-0123456789abcdef0123",
+        ];
+        write(secrets[0]);
+        let gateway = GatewaySigner::rotating(
+            "http://127.0.0.1:9000",
+            Secret::new(secrets[0]),
+            Some(Secret::new("configured-previous-0123456789abcdef0123")),
+            path.clone(),
+            Duration::from_secs(3600),
+        );
+        let k = key("mask/a.png");
+        let expires = Utc::now().timestamp() + 600;
+        let mut signed =
+            vec![gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default())];
+        for next in &secrets[1..] {
+            write(next);
+            gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+            std::thread::sleep(crate::secret_file::SETTLE + Duration::from_millis(50));
+            signed.push(gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default()));
+        }
+        assert!(format!("{gateway:?}").contains("secrets: 4"), "{gateway:?}");
+        for (url, secret) in signed.iter().zip(secrets) {
+            let (p, q) = split(url);
+            assert!(
+                gateway.verify("GET", &p, &q, Utc::now()).is_ok(),
+                "a URL signed with {secret} during keep_previous"
+            );
+        }
     }
 }

@@ -147,7 +147,71 @@ async fn metrics_count_what_a_run_did_and_health_names_the_alarm() {
         "latency histogram"
     );
 
-    // 6 client errors in 30 operations is 20 % > 5 %: the client alarm fires, the server one not.
+    // 6 client errors in 30 operations, plus the forged URL (7 in 31), is over 5 %: the
+    // client alarm fires, the server one not.
+    let health = get_json(&http, &format!("{}/health", serve.base)).await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    let names: Vec<&str> = health["alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["client_error_rate"], "{health}");
+    serve.stop();
+}
+
+/// Requests the gateway refuses before asking the store (a forged signature, a query too
+/// long, an upload over the size limit) count for the alarms, as S3 counts them among its
+/// 4xx errors: a flood of forged URLs among successful traffic trips the client alarm.
+#[tokio::test]
+async fn refusals_before_the_store_count_for_the_alarms() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_memory(
+        dir.path(),
+        &[
+            ("APP_MONITORING__ALARM_MIN_REQUESTS", "10"),
+            ("APP_GATEWAY__MAX_UPLOAD_BYTES", "1000"),
+        ],
+    );
+    let http = reqwest::Client::new();
+    for i in 0..20 {
+        let put = http
+            .put(serve.sign(SignedMethod::Put, &format!("mask/ok/{i}.png")))
+            .body(vec![1u8; 10])
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success());
+    }
+    let health = get_json(&http, &format!("{}/health", serve.base)).await;
+    assert_eq!(health["status"], "ok", "{health}");
+
+    let forged = serve
+        .sign(SignedMethod::Get, "mask/ok/0.png")
+        .replace("signature=", "signature=00");
+    for _ in 0..3 {
+        let status = http.get(&forged).send().await.unwrap().status();
+        assert_eq!(status.as_u16(), 403);
+    }
+    let too_long = format!(
+        "{}&pad={}",
+        serve.sign(SignedMethod::Get, "mask/ok/0.png"),
+        "x".repeat(4000)
+    );
+    assert_eq!(
+        http.get(too_long).send().await.unwrap().status().as_u16(),
+        414
+    );
+    let too_large = http
+        .put(serve.sign(SignedMethod::Put, "mask/big.png"))
+        .body(vec![0u8; 2000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_large.status().as_u16(), 413);
+
+    // 5 refusals in 25 requests is 20 % > 5 %.
     let health = get_json(&http, &format!("{}/health", serve.base)).await;
     assert_eq!(health["status"], "degraded", "{health}");
     let names: Vec<&str> = health["alarms"]

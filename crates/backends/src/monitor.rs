@@ -33,6 +33,16 @@ impl Outcome {
         }
     }
 
+    /// The outcome of an HTTP answer with this status, for requests the gateway answers
+    /// without an operation (a refused signature, a size or concurrency limit).
+    pub fn of_status(status: u16) -> Outcome {
+        match status {
+            500.. => Outcome::ServerError,
+            400.. => Outcome::ClientError,
+            _ => Outcome::Success,
+        }
+    }
+
     /// The outcome of a failure of this kind: derived from the one classification of
     /// errors, [`crate::Error::kind`].
     pub fn of_kind(kind: ErrorKind) -> Outcome {
@@ -438,6 +448,16 @@ impl Monitor {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn statuses_map_to_their_family() {
+        assert_eq!(Outcome::of_status(200), Outcome::Success);
+        assert_eq!(Outcome::of_status(304), Outcome::Success);
+        assert_eq!(Outcome::of_status(403), Outcome::ClientError);
+        assert_eq!(Outcome::of_status(414), Outcome::ClientError);
+        assert_eq!(Outcome::of_status(503), Outcome::ServerError);
+    }
+
     use super::*;
 
     fn monitor() -> Monitor {

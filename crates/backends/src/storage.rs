@@ -1169,6 +1169,88 @@ impl Storage {
         }
     }
 
+    /// Stores `checksum` with a just-completed S3 multipart upload: the object is copied
+    /// onto itself with its metadata replaced (CopyObject, `x-amz-metadata-directive:
+    /// REPLACE`) only while it is still the version completed (`x-amz-copy-source-if-match`
+    /// with the completion's etag). The metadata sent is what a HEAD of that version
+    /// shows (so the engine's content type and every user entry are kept) plus the
+    /// checksum. Server-side: no byte travels again.
+    ///
+    /// The object stays unverified, and the upload succeeds, when another write replaced it
+    /// in between, when it is over CopyObject's 5 GiB, or when the copy fails (logged).
+    async fn stamp_s3(
+        &self,
+        s3: &object_store::aws::AmazonS3,
+        bucket: &str,
+        path: &Path,
+        outcome: PutOutcome,
+        checksum: String,
+    ) -> PutOutcome {
+        /// CopyObject's limit (S3 API reference, CopyObject).
+        const COPY_OBJECT_MAX: u64 = 5 * 1024 * 1024 * 1024;
+        let Some(etag) = outcome.etag.clone() else {
+            return outcome;
+        };
+        let head = self
+            .store
+            .get_opts(
+                path,
+                GetOptions {
+                    if_match: Some(etag.clone()),
+                    head: true,
+                    ..Default::default()
+                },
+            )
+            .await;
+        let got = match head {
+            Ok(got) if got.meta.size <= COPY_OBJECT_MAX => got,
+            Ok(_) => {
+                tracing::warn!(%path, "over 5 GiB: the upload is stored without a maskstore checksum (CopyObject's limit)");
+                return outcome;
+            }
+            Err(e) => {
+                tracing::warn!(%path, error = %e, "the upload is stored without a maskstore checksum: its HEAD failed");
+                return outcome;
+            }
+        };
+        let mut headers = reqwest::header::HeaderMap::new();
+        let mut add = |name: String, value: &str| {
+            if let (Ok(name), Ok(value)) = (
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+                reqwest::header::HeaderValue::from_str(value),
+            ) {
+                headers.insert(name, value);
+            }
+        };
+        for (attribute, value) in &got.attributes {
+            use object_store::Attribute as A;
+            let name = match attribute {
+                A::ContentType => "content-type".to_string(),
+                A::CacheControl => "cache-control".to_string(),
+                A::ContentDisposition => "content-disposition".to_string(),
+                A::ContentEncoding => "content-encoding".to_string(),
+                A::ContentLanguage => "content-language".to_string(),
+                A::StorageClass => "x-amz-storage-class".to_string(),
+                A::Metadata(name) if name.as_ref() == CHECKSUM_METADATA => continue,
+                A::Metadata(name) => format!("x-amz-meta-{name}"),
+                _ => continue,
+            };
+            add(name, value.as_ref());
+        }
+        add(format!("x-amz-meta-{CHECKSUM_METADATA}"), &checksum);
+        match crate::s3::copy_in_place(s3, &self.backend, bucket, path, &etag, headers).await {
+            Ok(Some(copied)) => PutOutcome {
+                etag: copied.etag.or(outcome.etag),
+                version: copied.version.or(outcome.version),
+            },
+            Ok(None) => outcome,
+            Err(e) => {
+                tracing::warn!(%path, error = %e, "the upload is stored without a maskstore checksum: the copy in place failed");
+                outcome
+            }
+        }
+    }
+
     /// Starts the multipart upload behind an [`Upload`] that outgrew one PUT.
     async fn start_multipart(
         &self,
@@ -1384,11 +1466,11 @@ impl Upload {
     /// Completes the upload; the object becomes visible whole.
     ///
     /// The checksum of the bytes written is stored with the object: with one PUT in its
-    /// metadata; for a multipart upload, by the local provider as it commits the file, and
-    /// on memory by a conditional rewrite of the attributes. S3 multipart uploads keep
-    /// S3's own per-part checksums (verified on receipt) but carry no whole-object
-    /// maskstore checksum: S3 takes metadata only when the upload starts, before the
-    /// value is known; they read as unverified (see BENCHMARKS.md / README).
+    /// metadata; for a multipart upload, by the local provider as it commits the file, on
+    /// memory by a conditional rewrite of the attributes, and on S3 (which takes metadata
+    /// only when a multipart upload starts, before the value is known) by a server-side
+    /// copy in place guarded by the completion's etag (see `stamp_s3`). An S3 object over
+    /// 5 GiB, beyond CopyObject, keeps S3's own checksums but reads as unverified.
     pub async fn finish(mut self) -> Result<PutOutcome> {
         let checksum = self.hasher.take().map(Hasher::finish);
         let (writer, confirm) = match self.state {
@@ -1430,12 +1512,19 @@ impl Upload {
                 };
                 if let Some(checksum) = checksum
                     && !self.late.stored()
-                    && !self.storage.capabilities().incomplete_uploads
                 {
-                    return self
-                        .storage
-                        .stamp(&self.key, &self.path, outcome, checksum)
-                        .await;
+                    if let UrlSigner::S3(s3, presigner) = &self.storage.urls {
+                        return Ok(self
+                            .storage
+                            .stamp_s3(s3, presigner.bucket(), &self.path, outcome, checksum)
+                            .await);
+                    }
+                    if !self.storage.capabilities().incomplete_uploads {
+                        return self
+                            .storage
+                            .stamp(&self.key, &self.path, outcome, checksum)
+                            .await;
+                    }
                 }
                 return Ok(outcome);
             }

@@ -93,7 +93,12 @@ pub(crate) fn build(config: &Config) -> Result<(AmazonS3, Presigner)> {
         .map_err(|e| config_error(format!("the S3 client could not be built: {e}")))?;
     let endpoint = Endpoint::parse(&bucket_endpoint)
         .map_err(|e| config_error(format!("the bucket's URL cannot be presigned: {e}")))?;
-    let presigner = Presigner::new(s3.credentials().clone(), &region, endpoint);
+    let presigner = Presigner::new(
+        s3.credentials().clone(),
+        &region,
+        endpoint,
+        os.bucket_name.as_deref().unwrap_or_default(),
+    );
     Ok((s3, presigner))
 }
 

@@ -338,6 +338,8 @@ pub(crate) struct Presigner {
     credentials: AwsCredentialProvider,
     region: String,
     endpoint: Endpoint,
+    /// The bucket's name, for the `x-amz-copy-source` of a copy in place.
+    bucket: String,
     derived: RwLock<Option<Arc<Derived>>>,
 }
 
@@ -348,13 +350,25 @@ impl Presigner {
         credentials: AwsCredentialProvider,
         region: &str,
         endpoint: Endpoint,
+        bucket: &str,
     ) -> Presigner {
         Presigner {
             credentials,
             region: region.to_string(),
             endpoint,
+            bucket: bucket.to_string(),
             derived: RwLock::new(None),
         }
+    }
+
+    /// The bucket's name.
+    pub(crate) fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// `key` URI-encoded as S3 canonicalises it (`x-amz-copy-source` takes this form).
+    pub(crate) fn encode_key(key: &str) -> String {
+        utf8_percent_encode(key, KEY).to_string()
     }
 
     /// A URL granting `method` on `path` from `now` for `ttl` (1 s to 7 days); for PUT,

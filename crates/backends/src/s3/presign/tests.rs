@@ -26,6 +26,7 @@ fn presigner(endpoint: &str, credential: Arc<AwsCredential>) -> Presigner {
         Arc::new(provider),
         "us-east-1",
         Endpoint::parse(endpoint).unwrap(),
+        "b",
     )
 }
 
@@ -370,6 +371,7 @@ async fn the_signing_key_is_kept_per_day_and_credential_and_follows_rotation() {
         rotating.clone(),
         "us-east-1",
         Endpoint::parse("http://127.0.0.1:8333/b").unwrap(),
+        "b",
     );
     let morning = at(2026, 11, 30, 8, 0, 0);
     let get = SignOptions::default();

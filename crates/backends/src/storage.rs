@@ -361,6 +361,7 @@ impl Storage {
             let bound = [
                 ("content-type", options.content_type.is_some()),
                 ("content-length", options.content_length.is_some()),
+                ("sha256", options.sha256.is_some()),
             ];
             if let Some((name, _)) = bound.iter().find(|(_, set)| *set) {
                 return Err(Error::InvalidMetadata {
@@ -395,6 +396,10 @@ impl Storage {
         let mut headers = Vec::new();
         if let Some(ct) = &options.content_type {
             headers.push(("Content-Type".to_string(), ct.clone()));
+        }
+        if let (Some(digest), UrlSigner::S3(..)) = (&options.sha256, &self.urls) {
+            headers.push(("x-amz-checksum-sha256".to_string(), digest.base64()));
+            headers.push((format!("x-amz-meta-{CHECKSUM_METADATA}"), digest.stored()));
         }
         Ok(SignedUrl {
             url,
@@ -1620,6 +1625,7 @@ mod tests {
             let options = SignOptions {
                 content_type: content_type.map(str::to_string),
                 content_length: None,
+                sha256: None,
             };
             async move {
                 storage

@@ -57,7 +57,7 @@ use axum::routing::{any, get};
 use futures::StreamExt;
 use maskstore_backends::signing::{Grant, OBJECT_PATH, QueryLimit, SignedMethod};
 use maskstore_backends::{
-    ByteRange, Error, ErrorKind, ObjectInfo, ReadOptions, Storage, WriteOptions,
+    ByteRange, Error, ErrorKind, ObjectInfo, ReadOptions, Sha256Hasher, Storage, WriteOptions,
 };
 use maskstore_core::MaskFormat;
 use maskstore_core::config::{CorsConfig, GatewayConfig};
@@ -706,6 +706,8 @@ enum BodyFailure {
     Stalled,
     /// Cut off, or longer than its Content-Length.
     Broken,
+    /// Its SHA-256 is not the one the URL binds.
+    ChecksumMismatch,
 }
 
 /// PUT: the body is streamed into the store chunk by chunk as it arrives (the gateway
@@ -784,7 +786,13 @@ async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -> Response 
         Err(std::io::Error::other(message))
     };
     let data = request.into_body().into_data_stream();
-    let body = futures::stream::unfold((data, 0u64, false), move |(mut data, received, done)| {
+    // With a bound SHA-256, the body is hashed as it streams and its end is checked before
+    // the upload completes: a mismatch is an error item, so the upload is aborted and the
+    // key keeps what it held.
+    let bound_sha256 = grant.sha256;
+    let hasher = bound_sha256.map(|_| Sha256Hasher::default());
+    let state = (data, 0u64, false, hasher);
+    let body = futures::stream::unfold(state, move |(mut data, received, done, mut hasher)| {
         let fail = fail.clone();
         async move {
             if done {
@@ -798,7 +806,24 @@ async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -> Response 
                         idle.as_secs()
                     ),
                 ),
-                Ok(None) => return None,
+                Ok(None) => match (hasher.take(), bound_sha256) {
+                    (Some(hasher), Some(bound)) => {
+                        let sent = hasher.finish();
+                        if sent == bound {
+                            return None;
+                        }
+                        fail(
+                            BodyFailure::ChecksumMismatch,
+                            format!(
+                                "the body's SHA-256 is {}, not the {} this URL was signed for: \
+                                 it was altered on the way or is another file; nothing was stored",
+                                sent.hex(),
+                                bound.hex()
+                            ),
+                        )
+                    }
+                    _ => return None,
+                },
                 Ok(Some(Err(e))) => {
                     fail(BodyFailure::Broken, format!("the request body failed: {e}"))
                 }
@@ -815,11 +840,14 @@ async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -> Response 
                             "the body is longer than its Content-Length".to_string(),
                         )
                     } else {
-                        return Some((Ok(chunk), (data, received, false)));
+                        if let Some(hasher) = &mut hasher {
+                            hasher.update(&chunk);
+                        }
+                        return Some((Ok(chunk), (data, received, false, hasher)));
                     }
                 }
             };
-            Some((item, (data, received, true)))
+            Some((item, (data, received, true, None)))
         }
     });
     // Small parts: an upload that stalls holds under one part, not the 8 MiB a single PUT
@@ -840,6 +868,7 @@ async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -> Response 
         (Err(_), Some(BodyFailure::TooLarge)) => too_large(),
         (Err(e), Some(BodyFailure::Stalled)) => reply(StatusCode::REQUEST_TIMEOUT, e),
         (Err(e), Some(BodyFailure::Broken)) => reply(StatusCode::BAD_REQUEST, e),
+        (Err(e), Some(BodyFailure::ChecksumMismatch)) => reply(StatusCode::BAD_REQUEST, e),
         (Err(e), None) => error_reply(&e),
     }
 }

@@ -291,5 +291,6 @@ fn png() -> SignOptions {
     SignOptions {
         content_type: Some("image/png".to_string()),
         content_length: None,
+        sha256: None,
     }
 }

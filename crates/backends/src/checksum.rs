@@ -209,6 +209,41 @@ impl Verifier {
     }
 }
 
+/// Bytes read and hashed per step of [`read_file_verifying`]: small enough that each slice
+/// is hashed while it is still in the CPU cache the read left it in, instead of hashing
+/// the whole object again from memory after the read.
+const VERIFY_SLICE: u64 = 256 * 1024;
+
+/// Reads `range` of `file` into one buffer, feeding `verifier` each slice as soon as it is
+/// read (blocking). A file shorter than the range is an error.
+pub(crate) fn read_file_verifying(
+    file: std::fs::File,
+    range: std::ops::Range<u64>,
+    mut verifier: Verifier,
+) -> std::io::Result<(Vec<u8>, Verifier)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = file;
+    file.seek(SeekFrom::Start(range.start))?;
+    let len = range.end.saturating_sub(range.start);
+    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(usize::MAX));
+    let mut file = file.take(len);
+    loop {
+        let start = buf.len();
+        let got = (&mut file).take(VERIFY_SLICE).read_to_end(&mut buf)?;
+        if got == 0 {
+            break;
+        }
+        verifier.update(&buf[start..]);
+    }
+    if (buf.len() as u64) < len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("the file ended {} bytes early", len - buf.len() as u64),
+        ));
+    }
+    Ok((buf, verifier))
+}
+
 /// `stream`, checked against `verifier`: each chunk is held back until the next arrives,
 /// so a stream of damaged bytes ends in [`Error::Corrupt`] instead of its last chunk.
 pub(crate) fn verify_stream(
@@ -285,6 +320,19 @@ impl LateChecksum {
         self.0.lock().unwrap_or_else(|e| e.into_inner()).stored
     }
 }
+
+/// Asks a provider that writes the payload itself (local) to hash each slice right after
+/// writing it, while it is still in the cache, and store the checksum with the attributes
+/// it writes: one pass over the bytes instead of two. The provider marks `done` stored;
+/// one that ignores the request leaves it unmarked and the caller stores it another way.
+#[derive(Debug, Clone)]
+pub(crate) struct HashOnWrite {
+    pub(crate) algorithm: ChecksumAlgorithm,
+    pub(crate) done: LateChecksum,
+}
+
+/// Bytes written and hashed per step of a [`HashOnWrite`] put.
+pub(crate) const HASH_ON_WRITE_SLICE: usize = 256 * 1024;
 
 #[cfg(test)]
 mod tests {

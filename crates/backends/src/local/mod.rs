@@ -62,7 +62,7 @@ pub mod error;
 pub(crate) mod file_io;
 pub(crate) mod locks;
 
-use crate::checksum::{CHECKSUM_METADATA, LateChecksum};
+use crate::checksum::{CHECKSUM_METADATA, HASH_ON_WRITE_SLICE, HashOnWrite, Hasher, LateChecksum};
 use attributes::{StoredAttributes, XATTR, probe_xattrs, read_stored};
 pub(crate) use builder::{Root, build};
 pub use error::LocalError;
@@ -536,11 +536,37 @@ impl Inner {
     ) -> Result<PutResult> {
         self.parts(location)?;
         let (temp, mut file) = self.temp_file()?;
+        // Storage's checksum, computed here slice by slice as each is written (issue 16).
+        let hash_on_write = opts.extensions.get::<HashOnWrite>();
+        let mut hasher = hash_on_write.and_then(|request| Hasher::new(request.algorithm));
         let written = (|| {
             for chunk in payload.iter() {
-                file.write_all(chunk).map_err(|e| io_error(location, e))?;
+                let Some(hasher) = &mut hasher else {
+                    file.write_all(chunk).map_err(|e| io_error(location, e))?;
+                    continue;
+                };
+                for slice in chunk.chunks(HASH_ON_WRITE_SLICE) {
+                    file.write_all(slice).map_err(|e| io_error(location, e))?;
+                    hasher.update(slice);
+                }
             }
-            let generation = self.write_attributes(location, &file, &opts.attributes)?;
+            let mut hashed = None;
+            if let (Some(request), Some(hasher)) = (hash_on_write, hasher.take()) {
+                let mut attributes = opts.attributes.clone();
+                attributes.insert(
+                    Attribute::Metadata(CHECKSUM_METADATA.into()),
+                    hasher.finish().into(),
+                );
+                hashed = Some((request, attributes));
+            }
+            let attributes = hashed.as_ref().map_or(&opts.attributes, |(_, a)| a);
+            let generation = self.write_attributes(location, &file, attributes)?;
+            if let Some((request, attributes)) = &hashed
+                && let Some(value) = attributes.get(&Attribute::Metadata(CHECKSUM_METADATA.into()))
+            {
+                request.done.set(value.to_string());
+                request.done.take();
+            }
             if self.fsync {
                 file.sync_all().map_err(|e| io_error(location, e))?;
             }

@@ -656,38 +656,34 @@ impl Storage {
         let result = self.get_result(key, options).await?;
         let info = info_of(key.clone(), &result.meta, &result.attributes, Source::Read);
         let range = result.range.clone();
-        let mut verifier = self.verifier(&info, whole);
+        let verifier = self.verifier(&info, whole);
         if let GetResultPayload::File(file, _) = &result.payload
-            && let Some(checking) = verifier.take()
+            && let Ok(file) = file.try_clone()
         {
-            match file.try_clone() {
-                // A local file: each slice is hashed as soon as it is read, while still in
-                // the cache, rather than the whole object again afterwards.
-                Ok(file) => {
-                    let read_range = range.clone();
-                    let backend_error =
-                        |source: Box<dyn std::error::Error + Send + Sync>| Error::Backend {
-                            backend: self.backend.to_string(),
-                            key: key.to_string(),
-                            source,
-                        };
-                    let (data, checking) = tokio::task::spawn_blocking(move || {
-                        crate::checksum::read_file_verifying(file, read_range, checking)
-                    })
-                    .await
-                    .map_err(|e| backend_error(Box::new(e)))?
-                    .map_err(|e| backend_error(Box::new(e)))?;
-                    checking.finish()?;
-                    return Ok(Object {
-                        info,
-                        range,
-                        data: data.into(),
-                    });
-                }
-                Err(_) => verifier = Some(checking),
+            // A local file, read in one blocking hop in slices, each hashed (when the read
+            // verifies) as soon as it is read, while still in the cache, rather than the
+            // whole object again afterwards.
+            let read_range = range.clone();
+            let backend_error = |source: Box<dyn std::error::Error + Send + Sync>| Error::Backend {
+                backend: self.backend.to_string(),
+                key: key.to_string(),
+                source,
+            };
+            let (data, verifier) = tokio::task::spawn_blocking(move || {
+                crate::checksum::read_file_verifying(file, read_range, verifier)
+            })
+            .await
+            .map_err(|e| backend_error(Box::new(e)))?
+            .map_err(|e| backend_error(Box::new(e)))?;
+            if let Some(verifier) = verifier {
+                verifier.finish()?;
             }
+            return Ok(Object {
+                info,
+                range,
+                data: data.into(),
+            });
         }
-        // `bytes()` reads a local file's range in one go instead of chunk by chunk.
         let data = result.bytes().await.map_err(self.err(key))?;
         if let Some(mut verifier) = verifier {
             verifier.update(&data);
@@ -1620,6 +1616,31 @@ impl Upload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_put_stores_its_checksum_whether_or_not_the_store_hashes_as_it_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = Bytes::from((0..700_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+        let want = crate::checksum::checksum_of(ChecksumAlgorithm::Crc64Nvme, &data);
+        // The local provider hashes each slice as it writes it.
+        let local = Storage::connect(&Config::local(dir.path().join("data")))
+            .unwrap()
+            .with_checksum(ChecksumAlgorithm::Crc64Nvme);
+        // A bare object_store named local ignores the request: the checksum is stored by
+        // a conditional rewrite instead.
+        let bare = Storage::from_object_store(
+            Arc::new(object_store::memory::InMemory::new()),
+            Provider::Local.as_str(),
+            "mask/".parse().unwrap(),
+        )
+        .with_checksum(ChecksumAlgorithm::Crc64Nvme);
+        for storage in [local, bare] {
+            let key = storage.key("hashed.bin").unwrap();
+            storage.put(&key, data.clone()).await.unwrap();
+            assert_eq!(storage.head(&key).await.unwrap().checksum, want);
+            assert_eq!(storage.get(&key).await.unwrap().data, data);
+        }
+    }
 
     #[tokio::test]
     async fn a_smaller_part_size_streams_parts_on_gateway_stores_only() {

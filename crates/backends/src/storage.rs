@@ -684,11 +684,31 @@ impl Storage {
                 data: data.into(),
             });
         }
-        let data = result.bytes().await.map_err(self.err(key))?;
-        if let Some(mut verifier) = verifier {
-            verifier.update(&data);
-            verifier.finish()?;
+        let Some(mut verifier) = verifier else {
+            let data = result.bytes().await.map_err(self.err(key))?;
+            return Ok(Object { info, range, data });
+        };
+        // Each chunk is hashed as it arrives, while still in the cache, and the chunks are
+        // joined once, as `bytes()` joins them.
+        let mut chunks = Vec::new();
+        let mut stream = result.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(self.err(key))?;
+            verifier.update(&chunk);
+            chunks.push(chunk);
         }
+        verifier.finish()?;
+        let data = match chunks.len() {
+            1 => chunks.pop().unwrap_or_default(),
+            _ => {
+                let total = chunks.iter().map(Bytes::len).sum();
+                let mut joined = Vec::with_capacity(total);
+                for chunk in &chunks {
+                    joined.extend_from_slice(chunk);
+                }
+                Bytes::from(joined)
+            }
+        };
         Ok(Object { info, range, data })
     }
 

@@ -316,8 +316,10 @@ impl Storage {
     /// default; above the maximum: [`Error::InvalidTtl`], never clamped).
     ///
     /// On S3 it is a SigV4 presigned URL; on local and memory a gateway URL. For PUT, a
-    /// bound content type and length make any other upload fail (403); on other methods
-    /// they are refused here ([`Error::InvalidMetadata`]), as a promise no server keeps.
+    /// bound content type and length make any other upload fail (403), and a bound SHA-256
+    /// makes an altered body fail (S3: 400 `BadDigest`; gateway: 400, the upload aborted);
+    /// on other methods they are refused here ([`Error::InvalidMetadata`]), as a promise
+    /// no server keeps.
     pub async fn signed_url(
         &self,
         method: SignedMethod,

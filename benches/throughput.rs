@@ -658,6 +658,96 @@ fn human_time(secs: f64) -> String {
     format!("{value:.decimals$} {unit}")
 }
 
+/// The cost of the integrity checksum: a put + whole (verified) get through `Storage` with
+/// each algorithm against the same with `none`, measured in pairs as in [`paired`] (one
+/// round times all three in rotating order). Local with fsync, and SeaweedFS when the test
+/// servers run (there the checksum also travels as S3's `x-amz-checksum-*` header).
+fn checksums() -> Vec<String> {
+    use maskstore::ChecksumAlgorithm as A;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (size, label) = if full_run() {
+        (64 * MIB as usize, "64 MiB")
+    } else {
+        (64 * 1024, "64 KiB")
+    };
+    let budget = Duration::from_secs(if full_run() { 90 } else { 1 });
+    let data = Bytes::from((0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let run = format!("sum-{:08x}", rand::random::<u32>());
+    let prefix: KeyPrefix = format!("mask/{run}/").parse().unwrap();
+    let mut configs = vec![("local", Config::local(dir.path().join("data")))];
+    if let (Ok(endpoint), Ok(bucket), Ok(key), Ok(secret)) = (
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_ENDPOINT"),
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_BUCKET"),
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_ACCESS_KEY"),
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_SECRET_KEY"),
+    ) {
+        let config = Config::s3(&bucket, "us-east-1")
+            .and_then(|c| c.with_endpoint(&endpoint))
+            .unwrap()
+            .with_credentials(&key, Secret::new(secret));
+        configs.push(("s3 (SeaweedFS)", config));
+    }
+    let algorithms = [A::None, A::Crc64Nvme, A::Sha256];
+    let mut rows = Vec::new();
+    for (name, config) in configs {
+        let storages: Vec<Storage> = algorithms
+            .iter()
+            .map(|&a| {
+                Storage::connect(&config.clone().with_prefix(prefix.clone()).with_checksum(a))
+                    .unwrap()
+            })
+            .collect();
+        let step = |i: usize| {
+            let storage = storages[i].clone();
+            let data = data.clone();
+            async move {
+                let key = storage.key(&format!("{}.bin", algorithms[i])).unwrap();
+                let started = Instant::now();
+                storage.put(&key, data.clone()).await.unwrap();
+                let got = storage.get(&key).await.unwrap();
+                assert_eq!(got.data.len(), data.len());
+                assert_eq!(got.info.checksum.is_some(), i != 0);
+                started.elapsed().as_secs_f64()
+            }
+        };
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); 3];
+        rt.block_on(async {
+            let mut one = 0f64;
+            for i in 0..3 {
+                one += step(i).await;
+            }
+            let rounds = rounds_within(budget, Duration::from_secs_f64(one));
+            for round in 0..rounds {
+                for j in 0..3 {
+                    let i = (round + j) % 3;
+                    times[i].push(step(i).await);
+                }
+            }
+            for storage in &storages {
+                for a in algorithms {
+                    let _ = storage
+                        .delete(&storage.key(&format!("{a}.bin")).unwrap())
+                        .await;
+                }
+            }
+        });
+        for i in 1..3 {
+            let mut ratios: Vec<f64> = times[i].iter().zip(&times[0]).map(|(a, n)| a / n).collect();
+            let (low, high) = bootstrap_interval(&ratios);
+            let rounds = ratios.len();
+            rows.push(format!(
+                "| {label} | {name} | {} | {} | {} | {:.3} [{low:.3} … {high:.3}] | {rounds} |",
+                algorithms[i],
+                human_time(median(&mut times[i].clone())),
+                human_time(median(&mut times[0].clone())),
+                median(&mut ratios),
+            ));
+        }
+    }
+    rows
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--child") {
@@ -673,6 +763,38 @@ fn main() {
             "| size | backend | Storage | raw object_store | Storage / raw [95 %] | rounds |\n|---|---|---|---|---|---|"
         );
         for row in paired() {
+            println!("{row}");
+        }
+        println!();
+    }
+    if wanted("hash") {
+        println!("## Checksum computation alone, 64 MiB in memory\n");
+        println!("| algorithm | time | throughput |\n|---|---|---|");
+        let data: Vec<u8> = (0..64 * MIB as usize).map(|i| (i % 251) as u8).collect();
+        for algorithm in [
+            maskstore::ChecksumAlgorithm::Crc64Nvme,
+            maskstore::ChecksumAlgorithm::Sha256,
+        ] {
+            let mut best = f64::MAX;
+            for _ in 0..5 {
+                let started = Instant::now();
+                std::hint::black_box(maskstore::checksum_of(algorithm, &data));
+                best = best.min(started.elapsed().as_secs_f64());
+            }
+            println!(
+                "| {algorithm} | {} | {:.2} GB/s |",
+                human_time(best),
+                data.len() as f64 / best / 1e9
+            );
+        }
+        println!();
+    }
+    if wanted("checksum") {
+        println!("## Checksum against none, put + verified get, measured in pairs (fsync on)\n");
+        println!(
+            "| size | backend | checksum | with it | none | with / none [95 %] | rounds |\n|---|---|---|---|---|---|---|"
+        );
+        for row in checksums() {
             println!("{row}");
         }
         println!();

@@ -46,8 +46,8 @@ const COMPARE_CONCURRENCY: usize = 16;
 pub struct Fingerprint {
     /// Size in bytes.
     pub size: u64,
-    /// A checksum of the content (same algorithm on both sides), when the side has one.
-    /// No backend reports one yet; a sync between stores that do compares them first.
+    /// The checksum stored with the object (`algorithm:base64`), from a HEAD (listings
+    /// carry none); compared first when both sides have one of the same algorithm.
     pub checksum: Option<String>,
     /// The etag, when the side gave one.
     pub etag: Option<String>,
@@ -61,7 +61,7 @@ impl Fingerprint {
     pub fn of(info: &ObjectInfo) -> Fingerprint {
         Fingerprint {
             size: info.size,
-            checksum: None,
+            checksum: info.checksum.clone(),
             etag: info.etag.clone(),
             recorded_source_etag: info.metadata.get(SOURCE_ETAG).cloned(),
         }
@@ -86,7 +86,10 @@ pub fn compare(source: &Fingerprint, dest: &Fingerprint, comparable_etags: bool)
     if source.size != dest.size {
         return Verdict::Differs;
     }
-    if let (Some(a), Some(b)) = (&source.checksum, &dest.checksum) {
+    // Only checksums of one algorithm (`sha256:…` against `sha256:…`) compare.
+    if let (Some(a), Some(b)) = (&source.checksum, &dest.checksum)
+        && a.split_once(':').map(|p| p.0) == b.split_once(':').map(|p| p.0)
+    {
         return if a == b {
             Verdict::Same
         } else {
@@ -204,6 +207,18 @@ async fn needs_copy(
         Err(e) => return Err(e),
     };
     let source = match source_listed.etag {
+        // The destination has a checksum and the etags did not settle it: the source's
+        // HEAD may carry one of the same algorithm, which does.
+        Some(_)
+            if dest.checksum.is_some()
+                && compare(&source_listed, &dest, comparable_etags) != Verdict::Same =>
+        {
+            match from.head(&source.key).await {
+                Ok(info) => Fingerprint::of(&info),
+                Err(Error::NotFound { .. }) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
         Some(_) => source_listed,
         // The source listed no etag: its HEAD says.
         None => match from.head(&source.key).await {
@@ -264,6 +279,18 @@ mod tests {
         let mut dest = print(4, Some("a"));
         dest.recorded_source_etag = Some("a".into());
         assert_eq!(compare(&print(5, Some("a")), &dest, true), Verdict::Differs);
+    }
+
+    #[test]
+    fn checksums_of_different_algorithms_do_not_compare() {
+        let mut source = print(10, Some("e1"));
+        let mut dest = print(10, Some("e1"));
+        source.checksum = Some("sha256:AAAA".into());
+        dest.checksum = Some("crc64nvme:BBBB".into());
+        // Undecided by checksums, the etags speak (comparable here: same).
+        assert_eq!(compare(&source, &dest, true), Verdict::Same);
+        dest.checksum = Some("sha256:BBBB".into());
+        assert_eq!(compare(&source, &dest, true), Verdict::Differs);
     }
 
     #[test]

@@ -72,6 +72,7 @@ async fn urls(State(page): State<Page>) -> Json<Value> {
     let bound = SignOptions {
         content_type: Some("image/png".into()),
         content_length: None,
+        sha256: None,
     };
     let put = page
         .storage

@@ -218,6 +218,7 @@ async fn bound_content_length_is_enforced_by_the_gateway() {
     let options = maskstore_backends::SignOptions {
         content_type: None,
         content_length: Some(5),
+        sha256: None,
     };
     let url = storage
         .signed_url(maskstore_backends::SignedMethod::Put, &key, None, &options)
@@ -327,6 +328,7 @@ async fn every_special_character_key_round_trips_through_presigned_put_and_get_w
         let options = SignOptions {
             content_type: Some("application/octet-stream".to_string()),
             content_length: Some(body.len() as u64),
+            sha256: None,
         };
         let put = url(&storage, SignedMethod::Put, &key, &options).await;
         let file = put_file(dir.path(), body.as_bytes());
@@ -362,6 +364,7 @@ async fn tampered_presigned_s3_urls_are_refused_with_curl() {
     let options = SignOptions {
         content_type: Some("image/png".to_string()),
         content_length: Some(4),
+        sha256: None,
     };
     let put = url(&storage, SignedMethod::Put, &key, &options).await;
     let big = put_file(dir.path(), &[7u8; 4096]);
@@ -628,6 +631,7 @@ async fn presigned_urls_with_a_session_token_work_on_seaweedfs_and_the_token_is_
     let options = SignOptions {
         content_type: Some("image/png".to_string()),
         content_length: Some(body.len() as u64),
+        sha256: None,
     };
     let png = ["-H", "Content-Type: image/png"];
     let put = url(&storage, SignedMethod::Put, &key, &options).await;

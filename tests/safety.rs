@@ -396,11 +396,14 @@ fn small_puts_are_one_request_with_an_md5_etag_on_seaweedfs() {
     let out = maskstore(dir.path(), &["--json", "put", "f", &key], &env);
     let put: serde_json::Value = serde_json::from_str(&succeeded(&out)).unwrap();
     let etag = put["etag"].as_str().unwrap_or_default();
+    // A 3-part upload; the copy in place that adds its checksum keeps that etag on
+    // SeaweedFS, where S3 gives the copy a single-part MD5.
     assert!(
-        etag.trim_matches('"').ends_with("-3"),
+        etag.trim_matches('"').ends_with("-3") || md5(etag),
         "20 MiB is a 3-part upload: {etag}"
     );
-    assert_eq!(operations(&text(&out.stderr)), ["upload"]);
+    // The HEAD reads the metadata that the copy in place (which adds the checksum) keeps.
+    assert_eq!(operations(&text(&out.stderr)), ["upload", "head"]);
     env.retain(|(k, _)| k != "MASKSTORE_LOG");
     succeeded(&maskstore(
         dir.path(),
@@ -513,11 +516,14 @@ async fn small_uploads_are_one_put(storage: Storage) {
     let chaos = Chaos::over(&storage);
     let counts = chaos.layer();
     let counted = chaos.storage();
+    // Memory stores a multipart upload's whole-object checksum, known only at completion,
+    // by one conditional rewrite of the object (local stores it as it commits the file).
+    let stamp = u64::from(storage.backend() == "memory");
     for (size, puts, uploads) in [
         (0, 1, 0),
         (6, 2, 0),
         (storage.multipart_threshold() - 1, 3, 0),
-        (storage.multipart_threshold(), 3, 1),
+        (storage.multipart_threshold(), 3 + stamp, 1),
     ] {
         let key = counted.key(&format!("up-{size}.bin")).unwrap();
         let chunks = futures::stream::iter(

@@ -43,13 +43,14 @@ fn write_failure(e: std::io::Error) -> Failure {
 
 /// Writes the object into an unnamed file in the target's folder, syncs it (unless told
 /// not to), and links it into place only when complete, so neither a failure nor a killed
-/// process leaves a partial file. Returns the object's size.
+/// process leaves a partial file; nor does an object whose bytes fail their checksum.
+/// Returns what is known about the object.
 pub(crate) async fn to_file(
     storage: &Storage,
     key: &ObjectKey,
     path: &Path,
     durability: Durability,
-) -> Result<u64, Failure> {
+) -> Result<maskstore::ObjectInfo, Failure> {
     let dir = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
@@ -110,7 +111,18 @@ pub(crate) async fn to_file(
     })
     .await
     .map_err(|e| write_failure(std::io::Error::other(e)))?;
-    let info = read?;
+    // A corrupt object's bytes are in the pending file, which is dropped (removed) here.
+    let info = read.map_err(|e| {
+        let corrupt = matches!(e, maskstore::Error::Corrupt { .. });
+        let mut failure = Failure::from(e);
+        if corrupt {
+            failure.message.push_str(&format!(
+                "; nothing was written to {} (the damaged download was discarded)",
+                path.display()
+            ));
+        }
+        failure
+    })?;
     synced.map_err(write_failure)?;
     pending.commit().map_err(|e| Failure {
         message: format!(
@@ -119,7 +131,7 @@ pub(crate) async fn to_file(
         ),
         code: 1,
     })?;
-    Ok(info.size)
+    Ok(info)
 }
 
 /// The permission bits of the regular file at `path`, if one is there.

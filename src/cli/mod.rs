@@ -11,6 +11,7 @@ mod policy;
 mod presign;
 mod serve;
 mod sync;
+mod verify;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -93,6 +94,20 @@ enum Command {
         /// failed or killed download still leaves nothing).
         #[arg(long)]
         no_sync: bool,
+        /// Do not verify the stored checksum (forensics on an object reported corrupt).
+        #[arg(long)]
+        no_verify: bool,
+    },
+    /// Re-read every object under --prefix (default: the configured prefix) and check it
+    /// against its stored checksum; lists corrupt and unverified keys. Exits 6 when any is
+    /// corrupt.
+    Verify {
+        /// A full key prefix, such as mask/1.2.840.1/.
+        #[arg(long, value_name = "PREFIX")]
+        prefix: Option<String>,
+        /// Objects read at once.
+        #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
+        concurrency: u16,
     },
     /// Delete KEYs, or everything under --prefix (listed first; asks unless --yes).
     Rm {
@@ -203,13 +218,32 @@ async fn run(cli: Cli) -> Result<(), Failure> {
             key,
             target,
             no_sync,
+            no_verify,
         } => {
             let durability = if no_sync {
                 download::Durability::Unsynced
             } else {
                 download::Durability::Synced
             };
-            objects::get(&existing()?, &key, target.as_deref(), durability, cli.json).await
+            let storage = existing()?;
+            let storage = if no_verify {
+                storage.without_verification()
+            } else {
+                storage
+            };
+            objects::get(&storage, &key, target.as_deref(), durability, cli.json).await
+        }
+        Command::Verify {
+            prefix,
+            concurrency,
+        } => {
+            verify::run(
+                &existing()?,
+                prefix.as_deref(),
+                concurrency.into(),
+                cli.json,
+            )
+            .await
         }
         Command::Rm { keys, prefix, yes } => {
             objects::rm(&storage()?, &keys, prefix.as_deref(), yes, cli.json).await

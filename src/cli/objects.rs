@@ -78,15 +78,17 @@ pub(crate) async fn ls(
             if long {
                 value["content_type"] = json!(info.content_type);
                 value["metadata"] = json!(info.metadata);
+                value["checksum"] = json!(info.checksum);
             }
             value.to_string()
         } else if long {
             format!(
-                "{:>12}  {}  {}  {}  {}",
+                "{:>12}  {}  {}  {}  {}  {}",
                 info.size,
                 info.last_modified.format("%Y-%m-%dT%H:%M:%SZ"),
                 info.etag.as_deref().unwrap_or("-"),
                 info.content_type.as_deref().unwrap_or("-"),
+                info.checksum.as_deref().unwrap_or("-"),
                 info.key
             )
         } else {
@@ -125,6 +127,7 @@ pub(crate) async fn stat(storage: &Storage, key_text: &str, as_json: bool) -> Re
             "last_modified": info.last_modified.to_rfc3339(),
             "content_type": info.content_type,
             "metadata": info.metadata,
+            "checksum": info.checksum,
         }));
     } else {
         println!("key            {}", info.key);
@@ -137,6 +140,10 @@ pub(crate) async fn stat(storage: &Storage, key_text: &str, as_json: bool) -> Re
         println!(
             "content type   {}",
             info.content_type.as_deref().unwrap_or("-")
+        );
+        println!(
+            "checksum       {}",
+            info.checksum.as_deref().unwrap_or("- (unverified)")
         );
         if info.metadata.is_empty() {
             println!("metadata       -");
@@ -265,13 +272,45 @@ pub(crate) async fn get(
             .map(str::to_string)
             .unwrap_or_else(|| key.file_name().to_string()),
     );
-    let size = download::to_file(storage, &key, &path, durability).await?;
+    let info = download::to_file(storage, &key, &path, durability).await?;
+    let size = info.size;
+    let integrity = integrity(storage, &info);
     if as_json {
-        print_json(&json!({"key": key.as_str(), "size": size, "file": path.display().to_string()}));
+        print_json(&json!({
+            "key": key.as_str(),
+            "size": size,
+            "file": path.display().to_string(),
+            "integrity": integrity,
+        }));
     } else {
         println!("downloaded {size} bytes from {key} to {}", path.display());
+        if integrity != "verified" {
+            eprintln!(
+                "maskstore: {key} was not verified: {}",
+                integrity_reason(integrity)
+            );
+        }
     }
     Ok(())
+}
+
+/// How a whole read of `info` was checked: `verified`, `unverified` (no checksum stored)
+/// or `not-verified` (`--no-verify`).
+pub(crate) fn integrity(storage: &Storage, info: &ObjectInfo) -> &'static str {
+    match (&info.checksum, storage.verifies_reads()) {
+        (None, _) => "unverified",
+        (Some(_), false) => "not-verified",
+        (Some(_), true) => "verified",
+    }
+}
+
+fn integrity_reason(integrity: &str) -> &'static str {
+    match integrity {
+        "unverified" => {
+            "it has no stored checksum (written by another tool, or with checksum = none)"
+        }
+        _ => "--no-verify was given",
+    }
 }
 
 /// `rm <KEY>...` or `rm --prefix PREFIX`: lists what it will delete and asks first.

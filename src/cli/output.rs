@@ -14,7 +14,8 @@ Exit codes:
      region mismatch)
   3  not found (key or bucket)
   4  credentials rejected, permission denied, clock skew, CORS refused
-  5  backend unreachable";
+  5  backend unreachable
+  6  corrupt: an object's bytes do not match its stored checksum";
 
 /// A failure the binary reports: one sentence and an exit code.
 pub(crate) struct Failure {
@@ -46,6 +47,7 @@ pub(crate) fn exit_code(e: &Error) -> u8 {
         ErrorKind::Credentials | ErrorKind::PermissionDenied => 4,
         ErrorKind::InvalidInput | ErrorKind::InvalidRange | ErrorKind::Misconfigured => 2,
         ErrorKind::Unavailable => 5,
+        ErrorKind::Corrupt => 6,
         ErrorKind::Conflict
         | ErrorKind::Precondition
         | ErrorKind::NotModified

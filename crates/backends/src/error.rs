@@ -39,6 +39,9 @@ pub enum ErrorKind {
     Unavailable,
     /// The backend cannot do this at all: 501.
     Unsupported,
+    /// The stored bytes do not match the checksum stored with them: the object is damaged
+    /// (500: the client asked nothing wrong).
+    Corrupt,
     /// The backend failed in a way not listed above: 500.
     Internal,
 }
@@ -56,7 +59,10 @@ impl ErrorKind {
             | ErrorKind::PermissionDenied
             | ErrorKind::Credentials
             | ErrorKind::Misconfigured => true,
-            ErrorKind::Unavailable | ErrorKind::Unsupported | ErrorKind::Internal => false,
+            ErrorKind::Unavailable
+            | ErrorKind::Unsupported
+            | ErrorKind::Corrupt
+            | ErrorKind::Internal => false,
         }
     }
 
@@ -74,6 +80,7 @@ impl ErrorKind {
             ErrorKind::Misconfigured => "misconfigured",
             ErrorKind::Unavailable => "unavailable",
             ErrorKind::Unsupported => "unsupported",
+            ErrorKind::Corrupt => "corrupt",
             ErrorKind::Internal => "internal",
         }
     }
@@ -287,6 +294,22 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// The bytes read do not match the checksum stored with the object: it was damaged
+    /// on disk or on the way. Nothing read should be used.
+    #[error(
+        "{key} on {backend} is corrupt: its stored checksum is {expected} but its bytes hash to {actual}; \
+         restore it from a backup or a replica (read it with --no-verify only for forensics)"
+    )]
+    Corrupt {
+        /// The backend name.
+        backend: String,
+        /// The damaged object's key.
+        key: String,
+        /// The checksum stored with the object (`algorithm:base64`).
+        expected: String,
+        /// The checksum of the bytes read.
+        actual: String,
+    },
     /// Any other failure of the backend.
     #[error("{backend} backend failed on {key}: {source}")]
     Backend {
@@ -352,6 +375,7 @@ impl Error {
             Error::Refused { status, .. } => kind_of_status(*status),
             Error::Unreachable { .. } => ErrorKind::Unavailable,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
+            Error::Corrupt { .. } => ErrorKind::Corrupt,
             Error::Destination { .. } | Error::Backend { .. } => ErrorKind::Internal,
         }
     }

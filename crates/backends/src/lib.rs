@@ -30,6 +30,7 @@
 //! - the local provider never follows symlinks and fsyncs every write unless
 //!   `object_storage.fsync = false`.
 
+mod checksum;
 mod error;
 pub mod layers;
 mod load;
@@ -42,10 +43,12 @@ pub mod signing;
 mod storage;
 mod types;
 
+pub use checksum::{CHECKSUM_METADATA, ContentSha256, Sha256Hasher, checksum_of};
 pub use error::{Error, ErrorKind, Result};
 pub use layers::instrumented;
 pub use layers::{Layer, Operation};
 pub use load::{ConfigSource, load_config, load_config_from};
+pub use maskstore_core::ChecksumAlgorithm;
 pub use signing::{SignOptions, SignedMethod, SignedUrl};
 pub use storage::{
     Capabilities, LOCAL_UPLOAD_MAX_IN_FLIGHT, LOCAL_UPLOAD_PART_SIZE, MIN_UPLOAD_PART_SIZE,

@@ -22,6 +22,7 @@ use maskstore_core::{ObjectKey, Secret};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::Sha256;
 
+use crate::checksum::ContentSha256;
 use crate::secret_file::{SecretFiles, rotated};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -34,6 +35,8 @@ pub const PARAM_EXPIRES: &str = "x-maskstore-expires";
 pub const PARAM_CONTENT_TYPE: &str = "x-maskstore-content-type";
 /// Query parameter: the bound content length.
 pub const PARAM_CONTENT_LENGTH: &str = "x-maskstore-content-length";
+/// Query parameter: the bound SHA-256 of the body, 64 lowercase hex digits.
+pub const PARAM_SHA256: &str = "x-maskstore-sha256";
 /// Query parameter: the hex HMAC-SHA256 signature.
 pub const PARAM_SIGNATURE: &str = "x-maskstore-signature";
 /// The path below the public URL under which objects are served.
@@ -99,6 +102,10 @@ pub struct SignOptions {
     pub content_type: Option<String>,
     /// PUT: the upload must be exactly this many bytes.
     pub content_length: Option<u64>,
+    /// PUT: the upload's body must have this SHA-256, or it is refused and nothing is
+    /// stored (S3 verifies the signed `x-amz-checksum-sha256`; the gateway hashes the body
+    /// as it streams). Read one with [`ContentSha256::parse`].
+    pub sha256: Option<ContentSha256>,
 }
 
 /// An issued signed URL.
@@ -125,6 +132,8 @@ pub struct Grant {
     pub content_type: Option<String>,
     /// The bound content length, if any.
     pub content_length: Option<u64>,
+    /// The bound SHA-256 of the body, if any.
+    pub sha256: Option<ContentSha256>,
 }
 
 /// Why a gateway URL was refused. Display gives the one-line reason sent with the 403.
@@ -293,6 +302,7 @@ impl GatewaySigner {
             .content_length
             .map(|n| n.to_string())
             .unwrap_or_default();
+        let sha256 = options.sha256.map(|digest| digest.hex());
         let keys = self.keys(Instant::now());
         let signature = hex(&mac(
             &keys.current,
@@ -302,6 +312,7 @@ impl GatewaySigner {
                 &expires.to_string(),
                 content_type,
                 &content_length,
+                sha256.as_deref(),
             ),
         ));
         let path: Vec<String> = key
@@ -322,6 +333,9 @@ impl GatewaySigner {
         }
         if let Some(n) = options.content_length {
             url.push_str(&format!("&{PARAM_CONTENT_LENGTH}={n}"));
+        }
+        if let Some(sha256) = &sha256 {
+            url.push_str(&format!("&{PARAM_SHA256}={sha256}"));
         }
         url.push_str(&format!("&{PARAM_SIGNATURE}={signature}"));
         url
@@ -354,6 +368,10 @@ impl GatewaySigner {
             .content_length
             .map(|value| plain(value, PARAM_CONTENT_LENGTH))
             .transpose()?;
+        let sha256_text = params
+            .sha256
+            .map(|value| plain(value, PARAM_SHA256))
+            .transpose()?;
 
         let message = canonical(
             method_text,
@@ -361,6 +379,7 @@ impl GatewaySigner {
             expires_text,
             content_type.as_deref().unwrap_or(""),
             content_length_text.unwrap_or(""),
+            sha256_text,
         );
         // Every secret is tried, so the time taken does not tell which one matched.
         let checked = Instant::now();
@@ -406,6 +425,13 @@ impl GatewaySigner {
             })?),
             None => None,
         };
+        let sha256 =
+            match sha256_text {
+                Some(text) => Some(ContentSha256::parse(text).map_err(|_| {
+                    Refusal::Malformed(format!("{PARAM_SHA256} is not 64 hex digits"))
+                })?),
+                None => None,
+            };
         if now.timestamp() > expires {
             let at = DateTime::from_timestamp(expires, 0).unwrap_or_default();
             return Err(Refusal::Expired(at));
@@ -421,6 +447,7 @@ impl GatewaySigner {
             key,
             content_type,
             content_length,
+            sha256,
         })
     }
 }
@@ -477,6 +504,7 @@ struct Params<'q> {
     expires: Option<&'q str>,
     content_type: Option<&'q str>,
     content_length: Option<&'q str>,
+    sha256: Option<&'q str>,
     signature: Option<&'q str>,
 }
 
@@ -492,6 +520,7 @@ impl<'q> Params<'q> {
                 PARAM_EXPIRES => &mut params.expires,
                 PARAM_CONTENT_TYPE => &mut params.content_type,
                 PARAM_CONTENT_LENGTH => &mut params.content_length,
+                PARAM_SHA256 => &mut params.sha256,
                 PARAM_SIGNATURE => &mut params.signature,
                 _ => continue,
             };
@@ -543,8 +572,24 @@ fn decode(value: &str, name: &str) -> Result<String, Refusal> {
         .map_err(|_| Refusal::Malformed(format!("{name} is not UTF-8")))
 }
 
-fn canonical(method: &str, key: &str, expires: &str, content_type: &str, length: &str) -> String {
-    format!("maskstore-url-v1\n{method}\n{key}\n{expires}\n{content_type}\n{length}")
+/// The signed message. A bound SHA-256 is one more line, so URLs without one keep their
+/// message (and stay valid), and none can be made to look like one with a SHA-256: the
+/// length line before it holds digits only.
+fn canonical(
+    method: &str,
+    key: &str,
+    expires: &str,
+    content_type: &str,
+    length: &str,
+    sha256: Option<&str>,
+) -> String {
+    let mut message =
+        format!("maskstore-url-v1\n{method}\n{key}\n{expires}\n{content_type}\n{length}");
+    if let Some(sha256) = sha256 {
+        message.push_str("\nsha256:");
+        message.push_str(sha256);
+    }
+    message
 }
 
 fn mac(secret: &Secret, message: &str) -> Vec<u8> {
@@ -774,6 +819,7 @@ mod tests {
         let options = SignOptions {
             content_type: Some("application/gzip".into()),
             content_length: Some(42),
+            sha256: None,
         };
         let url = s.sign(
             SignedMethod::Put,
@@ -798,6 +844,7 @@ mod tests {
         let options = SignOptions {
             content_type: Some("image/png".into()),
             content_length: None,
+            sha256: None,
         };
         let url = s.sign(SignedMethod::Get, &key("mask/x.png"), NOW + 60, &options);
         let (path, query) = split(&url);

@@ -67,6 +67,13 @@ impl WriteOptions {
                 || !name
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if name == crate::checksum::CHECKSUM_METADATA {
+                return Err(Error::InvalidMetadata {
+                    name: name.clone(),
+                    reason: "maskstore stores the checksum there itself; choose another name"
+                        .to_string(),
+                });
+            }
             if bad_name {
                 return Err(Error::InvalidMetadata {
                     name: name.clone(),
@@ -149,8 +156,13 @@ pub struct ObjectInfo {
     /// The content type; reads report [`DEFAULT_CONTENT_TYPE`] for objects stored without
     /// one, listings report `None`.
     pub content_type: Option<String>,
-    /// User metadata (not filled in by listings).
+    /// User metadata (not filled in by listings); the checksum is not among it.
     pub metadata: BTreeMap<String, String>,
+    /// The checksum stored with the object (`sha256:<base64>` or `crc64nvme:<base64>`),
+    /// which whole reads verify; `None` for an object written without one (by another
+    /// tool, or with `object_storage.checksum = none`): it reads unverified. Listings do
+    /// not fill it in.
+    pub checksum: Option<String>,
 }
 
 /// An object read whole (or a byte range of it).
@@ -248,12 +260,16 @@ pub(crate) fn info_of(
 ) -> ObjectInfo {
     let mut content_type = None;
     let mut metadata = BTreeMap::new();
+    let mut checksum = None;
     for (attribute, value) in attributes {
         match attribute {
             Attribute::ContentType
                 if !value.is_empty() && value.as_ref() != "binary/octet-stream" =>
             {
                 content_type = Some(value.to_string());
+            }
+            Attribute::Metadata(name) if name.as_ref() == crate::checksum::CHECKSUM_METADATA => {
+                checksum = Some(value.to_string());
             }
             Attribute::Metadata(name) => {
                 metadata.insert(name.to_string(), value.to_string());
@@ -271,5 +287,6 @@ pub(crate) fn info_of(
         etag: meta.e_tag.clone(),
         content_type,
         metadata,
+        checksum,
     }
 }

@@ -20,7 +20,7 @@ mod mask;
 mod secret;
 mod ttl;
 
-pub use config::{Config, Origin, Provider};
+pub use config::{ChecksumAlgorithm, Config, Origin, Provider};
 pub use error::Error;
 pub use key::{KeyPrefix, MAX_KEY_BYTES, MAX_SEGMENT_BYTES, ObjectKey};
 pub use mask::{MAX_MASK_ID_LEN, MAX_UID_LEN, MaskFormat, MaskKey};

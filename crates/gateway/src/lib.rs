@@ -58,7 +58,7 @@ use futures::StreamExt;
 use maskstore_backends::monitor::Outcome;
 use maskstore_backends::signing::{Grant, OBJECT_PATH, QueryLimit, SignedMethod};
 use maskstore_backends::{
-    ByteRange, Error, ErrorKind, ObjectInfo, ReadOptions, Storage, WriteOptions,
+    ByteRange, Error, ErrorKind, ObjectInfo, ReadOptions, Sha256Hasher, Storage, WriteOptions,
 };
 use maskstore_core::MaskFormat;
 use maskstore_core::config::{CorsConfig, GatewayConfig};
@@ -475,6 +475,8 @@ fn status_of(kind: ErrorKind) -> StatusCode {
         ErrorKind::Credentials | ErrorKind::Misconfigured | ErrorKind::Internal => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
+        // The stored object is damaged: the server's failure, never the client's bytes.
+        ErrorKind::Corrupt => StatusCode::INTERNAL_SERVER_ERROR,
         ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
         ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
     }
@@ -670,10 +672,19 @@ async fn download(
         );
         return response;
     };
-    let object = match storage.read_stream(&grant.key, options).await {
+    let mut object = match storage.read_stream(&grant.key, options).await {
         Ok(object) => object,
         Err(e) => return error_reply(&e),
     };
+    // A verified read holds each chunk back until the next arrives, so an object of one
+    // chunk that fails its checksum fails here, before the status is sent: a 500, never a
+    // 200 with damaged bytes. A larger one is cut off mid-body (the length promised is
+    // never reached), the only way HTTP has to take back a 200.
+    let first = object.stream.next().await;
+    if let Some(Err(e)) = &first {
+        return error_reply(e);
+    }
+    let stream = futures::stream::iter(first).chain(object.stream);
     let (status, length) = match range {
         Some(_) => (
             StatusCode::PARTIAL_CONTENT,
@@ -683,14 +694,19 @@ async fn download(
     };
     // Checked as the client pulls each chunk: a client reading slowly but steadily is cut
     // off at the request deadline (one that stops reading, by the write-stall timeout).
-    let stream = object.stream.map(move |chunk| {
+    let stream = stream.map(move |chunk| {
         if tokio::time::Instant::now() > deadline {
             Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
                 "the download took longer than gateway.request_timeout",
             ))
         } else {
-            chunk.map_err(std::io::Error::other)
+            chunk.map_err(|e| {
+                if matches!(e, Error::Corrupt { .. }) {
+                    tracing::error!(error = %e, "a download was cut off: the object is corrupt");
+                }
+                std::io::Error::other(e)
+            })
         }
     });
     let mut response = Response::new(Body::from_stream(stream));
@@ -723,6 +739,8 @@ enum BodyFailure {
     Stalled,
     /// Cut off, or longer than its Content-Length.
     Broken,
+    /// Its SHA-256 is not the one the URL binds.
+    ChecksumMismatch,
 }
 
 /// PUT: the body is streamed into the store chunk by chunk as it arrives (the gateway
@@ -801,7 +819,13 @@ async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -> Response 
         Err(std::io::Error::other(message))
     };
     let data = request.into_body().into_data_stream();
-    let body = futures::stream::unfold((data, 0u64, false), move |(mut data, received, done)| {
+    // With a bound SHA-256, the body is hashed as it streams and its end is checked before
+    // the upload completes: a mismatch is an error item, so the upload is aborted and the
+    // key keeps what it held.
+    let bound_sha256 = grant.sha256;
+    let hasher = bound_sha256.map(|_| Sha256Hasher::default());
+    let state = (data, 0u64, false, hasher);
+    let body = futures::stream::unfold(state, move |(mut data, received, done, mut hasher)| {
         let fail = fail.clone();
         async move {
             if done {
@@ -815,7 +839,24 @@ async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -> Response 
                         idle.as_secs()
                     ),
                 ),
-                Ok(None) => return None,
+                Ok(None) => match (hasher.take(), bound_sha256) {
+                    (Some(hasher), Some(bound)) => {
+                        let sent = hasher.finish();
+                        if sent == bound {
+                            return None;
+                        }
+                        fail(
+                            BodyFailure::ChecksumMismatch,
+                            format!(
+                                "the body's SHA-256 is {}, not the {} this URL was signed for: \
+                                 it was altered on the way or is another file; nothing was stored",
+                                sent.hex(),
+                                bound.hex()
+                            ),
+                        )
+                    }
+                    _ => return None,
+                },
                 Ok(Some(Err(e))) => {
                     fail(BodyFailure::Broken, format!("the request body failed: {e}"))
                 }
@@ -832,11 +873,14 @@ async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -> Response 
                             "the body is longer than its Content-Length".to_string(),
                         )
                     } else {
-                        return Some((Ok(chunk), (data, received, false)));
+                        if let Some(hasher) = &mut hasher {
+                            hasher.update(&chunk);
+                        }
+                        return Some((Ok(chunk), (data, received, false, hasher)));
                     }
                 }
             };
-            Some((item, (data, received, true)))
+            Some((item, (data, received, true, None)))
         }
     });
     // Small parts: an upload that stalls holds under one part, not the 8 MiB a single PUT
@@ -857,6 +901,7 @@ async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -> Response 
         (Err(_), Some(BodyFailure::TooLarge)) => too_large(),
         (Err(e), Some(BodyFailure::Stalled)) => reply(StatusCode::REQUEST_TIMEOUT, e),
         (Err(e), Some(BodyFailure::Broken)) => reply(StatusCode::BAD_REQUEST, e),
+        (Err(e), Some(BodyFailure::ChecksumMismatch)) => reply(StatusCode::BAD_REQUEST, e),
         (Err(e), None) => error_reply(&e),
     }
 }

@@ -48,9 +48,9 @@ use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use object_store::path::Path;
 use object_store::{
-    Attributes, CopyMode, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult,
-    MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload,
-    PutResult, RenameOptions, RenameTargetMode, UploadPart,
+    Attribute, Attributes, CopyMode, CopyOptions, GetOptions, GetResult, GetResultPayload,
+    ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions,
+    PutPayload, PutResult, RenameOptions, RenameTargetMode, UploadPart,
 };
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, linkat, mkdirat, openat, renameat, unlinkat};
 use rustix::io::Errno;
@@ -62,6 +62,7 @@ pub mod error;
 pub(crate) mod file_io;
 pub(crate) mod locks;
 
+use crate::checksum::{CHECKSUM_METADATA, HASH_ON_WRITE_SLICE, HashOnWrite, Hasher, LateChecksum};
 use attributes::{StoredAttributes, XATTR, probe_xattrs, read_stored};
 pub(crate) use builder::{Root, build};
 pub use error::LocalError;
@@ -535,11 +536,37 @@ impl Inner {
     ) -> Result<PutResult> {
         self.parts(location)?;
         let (temp, mut file) = self.temp_file()?;
+        // Storage's checksum, computed here slice by slice as each is written (issue 16).
+        let hash_on_write = opts.extensions.get::<HashOnWrite>();
+        let mut hasher = hash_on_write.and_then(|request| Hasher::new(request.algorithm));
         let written = (|| {
             for chunk in payload.iter() {
-                file.write_all(chunk).map_err(|e| io_error(location, e))?;
+                let Some(hasher) = &mut hasher else {
+                    file.write_all(chunk).map_err(|e| io_error(location, e))?;
+                    continue;
+                };
+                for slice in chunk.chunks(HASH_ON_WRITE_SLICE) {
+                    file.write_all(slice).map_err(|e| io_error(location, e))?;
+                    hasher.update(slice);
+                }
             }
-            let generation = self.write_attributes(location, &file, &opts.attributes)?;
+            let mut hashed = None;
+            if let (Some(request), Some(hasher)) = (hash_on_write, hasher.take()) {
+                let mut attributes = opts.attributes.clone();
+                attributes.insert(
+                    Attribute::Metadata(CHECKSUM_METADATA.into()),
+                    hasher.finish().into(),
+                );
+                hashed = Some((request, attributes));
+            }
+            let attributes = hashed.as_ref().map_or(&opts.attributes, |(_, a)| a);
+            let generation = self.write_attributes(location, &file, attributes)?;
+            if let Some((request, attributes)) = &hashed
+                && let Some(value) = attributes.get(&Attribute::Metadata(CHECKSUM_METADATA.into()))
+            {
+                request.done.set(value.to_string());
+                request.done.take();
+            }
             if self.fsync {
                 file.sync_all().map_err(|e| io_error(location, e))?;
             }
@@ -1036,6 +1063,8 @@ impl ObjectStore for LocalStore {
                 generation,
                 file: Arc::new(file),
                 offset: 0,
+                attributes: opts.attributes,
+                late: opts.extensions.get::<LateChecksum>().cloned(),
                 closed: Default::default(),
             }) as Box<dyn MultipartUpload>)
         })
@@ -1112,6 +1141,10 @@ struct LocalUpload {
     generation: Option<String>,
     file: Arc<File>,
     offset: u64,
+    /// The attributes stored at the start, to store again with a late checksum.
+    attributes: Attributes,
+    /// Where [`crate::Storage`] hands the whole-object checksum at completion.
+    late: Option<LateChecksum>,
     /// Whether the file was completed (it is the object now) or aborted: parts write
     /// under the read lock and refuse once it is set; completing holds the write lock.
     closed: Arc<std::sync::RwLock<bool>>,
@@ -1161,7 +1194,19 @@ impl MultipartUpload for LocalUpload {
         };
         let file = Arc::clone(&self.file);
         let location = self.location.clone();
-        let generation = self.generation.clone();
+        let mut generation = self.generation.clone();
+        let late = self
+            .late
+            .as_ref()
+            .and_then(LateChecksum::take)
+            .map(|checksum| {
+                let mut attributes = self.attributes.clone();
+                attributes.insert(
+                    Attribute::Metadata(CHECKSUM_METADATA.into()),
+                    checksum.into(),
+                );
+                attributes
+            });
         let closed = Arc::clone(&self.closed);
         let result = self
             .store
@@ -1170,6 +1215,11 @@ impl MultipartUpload for LocalUpload {
                 let mut closed = closed.write().unwrap_or_else(|e| e.into_inner());
                 if *closed {
                     return Err(upload_closed(&location));
+                }
+                if let Some(attributes) = &late {
+                    // Rewritten before the sync and the rename: data, attributes and the
+                    // new generation land together.
+                    generation = s.write_attributes(&location, &file, attributes)?;
                 }
                 if s.fsync {
                     file.sync_all().map_err(|e| io_error(&location, e))?;

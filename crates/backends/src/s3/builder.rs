@@ -67,6 +67,17 @@ pub(crate) fn build(config: &Config) -> Result<(AmazonS3, Presigner)> {
             builder = builder.with_credentials(Arc::new(rotating));
         }
     }
+    // S3's own checksum header on every PUT and part, which the engine verifies on
+    // receipt; maskstore's whole-object checksum goes in the metadata besides.
+    builder = match os.checksum {
+        maskstore_core::ChecksumAlgorithm::Sha256 => {
+            builder.with_checksum_algorithm(object_store::aws::Checksum::SHA256)
+        }
+        maskstore_core::ChecksumAlgorithm::Crc64Nvme => {
+            builder.with_checksum_algorithm(object_store::aws::Checksum::CRC64NVME)
+        }
+        maskstore_core::ChecksumAlgorithm::None => builder,
+    };
     let config_error = |problem: String| Error::Config {
         key: "object_storage".to_string(),
         origin: config
@@ -82,7 +93,12 @@ pub(crate) fn build(config: &Config) -> Result<(AmazonS3, Presigner)> {
         .map_err(|e| config_error(format!("the S3 client could not be built: {e}")))?;
     let endpoint = Endpoint::parse(&bucket_endpoint)
         .map_err(|e| config_error(format!("the bucket's URL cannot be presigned: {e}")))?;
-    let presigner = Presigner::new(s3.credentials().clone(), &region, endpoint);
+    let presigner = Presigner::new(
+        s3.credentials().clone(),
+        &region,
+        endpoint,
+        os.bucket_name.as_deref().unwrap_or_default(),
+    );
     Ok((s3, presigner))
 }
 

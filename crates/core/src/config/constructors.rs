@@ -10,12 +10,12 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::schema::{
-    ACCESS_KEY, AnyKey, BUCKET_NAME, CONNECT_TIMEOUT, DEFAULT_TTL, ENDPOINT, FSYNC, MAX_RETRIES,
-    MAX_TTL, PREFIX, PROVIDER, PUBLIC_URL, REGION, REQUEST_TIMEOUT, RETRY_TIMEOUT, ROOT,
-    SECRET_KEY, SIGNING_SECRET,
+    ACCESS_KEY, AnyKey, BUCKET_NAME, CHECKSUM, CONNECT_TIMEOUT, DEFAULT_TTL, ENDPOINT, FSYNC,
+    MAX_RETRIES, MAX_TTL, PREFIX, PROVIDER, PUBLIC_URL, REGION, REQUEST_TIMEOUT, RETRY_TIMEOUT,
+    ROOT, SECRET_KEY, SIGNING_SECRET,
 };
 use super::validate::validate;
-use super::{Config, Origin, Provider};
+use super::{ChecksumAlgorithm, Config, Origin, Provider};
 use crate::{Error, KeyPrefix, Secret, TtlPolicy};
 
 impl Config {
@@ -81,6 +81,12 @@ impl Config {
     /// Whether the `local` provider makes each write durable before acknowledging it.
     pub fn with_fsync(self, fsync: bool) -> Config {
         self.set(&FSYNC, |c| c.object_storage.fsync = fsync)
+            .still_valid()
+    }
+
+    /// The checksum stored with every write and verified on whole reads.
+    pub fn with_checksum(self, checksum: ChecksumAlgorithm) -> Config {
+        self.set(&CHECKSUM, |c| c.object_storage.checksum = checksum)
             .still_valid()
     }
 

@@ -222,6 +222,7 @@ impl ConfigLoader {
             root: r.get(&keys::ROOT)?,
             fsync: r.get(&keys::FSYNC)?,
             prefix: r.get(&keys::PREFIX)?,
+            checksum: r.get(&keys::CHECKSUM)?,
             allow_memory_in_production: r.get(&keys::ALLOW_MEMORY_IN_PRODUCTION)?,
         };
         let signed_url = SignedUrlConfig {

@@ -132,6 +132,52 @@ impl FromStr for Provider {
     }
 }
 
+/// The checksum every write stores with an object and every whole read verifies
+/// (`object_storage.checksum`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChecksumAlgorithm {
+    /// SHA-256: cryptographic, the one S3 presigned uploads can bind.
+    Sha256,
+    /// CRC-64/NVME: detects corruption (not tampering), several times faster than SHA-256.
+    Crc64Nvme,
+    /// No checksum: objects are written without one and read unverified.
+    None,
+}
+
+impl ChecksumAlgorithm {
+    /// Every algorithm, as spelled in the config.
+    pub const ALL: [ChecksumAlgorithm; 3] = [
+        ChecksumAlgorithm::Sha256,
+        ChecksumAlgorithm::Crc64Nvme,
+        ChecksumAlgorithm::None,
+    ];
+
+    /// The name used in the config and in stored checksums (`sha256`, `crc64nvme`, `none`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChecksumAlgorithm::Sha256 => "sha256",
+            ChecksumAlgorithm::Crc64Nvme => "crc64nvme",
+            ChecksumAlgorithm::None => "none",
+        }
+    }
+}
+
+impl fmt::Display for ChecksumAlgorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ChecksumAlgorithm {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        ChecksumAlgorithm::ALL
+            .into_iter()
+            .find(|a| a.as_str() == s)
+            .ok_or_else(|| format!("unknown checksum {s:?}; known: sha256, crc64nvme, none"))
+    }
+}
+
 /// `[object_storage]`: which backend, and how to reach it.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -180,6 +226,8 @@ pub struct ObjectStorageConfig {
     pub fsync: bool,
     /// The key prefix every object lives under.
     pub prefix: KeyPrefix,
+    /// The checksum stored with every write and verified on whole reads.
+    pub checksum: ChecksumAlgorithm,
     /// Permit provider `memory` in `production`.
     pub allow_memory_in_production: bool,
 }

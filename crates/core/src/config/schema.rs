@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::validate::{check_bucket_name, check_endpoint, check_region, without_userinfo};
-use super::{Config, ENV_PREFIX, Origin, Provider};
+use super::{ChecksumAlgorithm, Config, ENV_PREFIX, Origin, Provider};
 use crate::{Error, KeyPrefix, Secret};
 
 /// How a key's value is read and what it must look like.
@@ -39,6 +39,8 @@ pub(crate) enum Kind {
     List,
     /// One of [`Provider::ALL`].
     Provider,
+    /// One of [`ChecksumAlgorithm::ALL`].
+    Checksum,
     /// A [`KeyPrefix`].
     Prefix,
     /// A folder.
@@ -181,6 +183,12 @@ impl Kind {
                     format!("set {key} ({}) to one of them", env_var_name(key)),
                 )
             }),
+            Kind::Checksum => text.parse().map(Value::Checksum).or_else(|problem| {
+                fail(
+                    problem,
+                    format!("set {key} ({}) to one of them", env_var_name(key)),
+                )
+            }),
             Kind::Prefix => KeyPrefix::parse(text.clone())
                 .map(Value::Prefix)
                 .or_else(|e| {
@@ -255,6 +263,7 @@ pub(crate) enum Value {
     Rate(f64),
     List(Vec<String>),
     Provider(Provider),
+    Checksum(ChecksumAlgorithm),
     Prefix(KeyPrefix),
     Path(PathBuf),
 }
@@ -298,6 +307,7 @@ field_type!(u64, Integer, |v| v.to_string());
 field_type!(f64, Rate, |v| v.to_string());
 field_type!(Vec<String>, List, |v| v.join(","));
 field_type!(Provider, Provider, |v| v.to_string());
+field_type!(ChecksumAlgorithm, Checksum, |v| v.to_string());
 field_type!(KeyPrefix, Prefix, |v| v.to_string());
 field_type!(PathBuf, Path, |v| v.display().to_string());
 
@@ -558,6 +568,13 @@ pub(crate) const PREFIX: Key<KeyPrefix> = Key {
     default: Is("mask/"),
     doc: "every key lies below it; others are refused before any I/O",
     field: |c| &c.object_storage.prefix,
+};
+pub(crate) const CHECKSUM: Key<ChecksumAlgorithm> = Key {
+    name: "object_storage.checksum",
+    kind: Kind::Checksum,
+    default: Is("crc64nvme"),
+    doc: "`sha256`, `crc64nvme` or `none`: the checksum stored with every write and verified on every whole read",
+    field: |c| &c.object_storage.checksum,
 };
 pub(crate) const ALLOW_MEMORY_IN_PRODUCTION: Key<bool> = Key {
     name: "object_storage.allow_memory_in_production",
@@ -874,6 +891,7 @@ pub(crate) const SCHEMA: &[&dyn AnyKey] = &[
     &ROOT,
     &FSYNC,
     &PREFIX,
+    &CHECKSUM,
     &ALLOW_MEMORY_IN_PRODUCTION,
     &DEFAULT_TTL,
     &MAX_TTL,

@@ -25,6 +25,7 @@ mod conditional;
 mod copy;
 mod delete;
 mod get;
+mod integrity;
 mod isolation;
 mod keys;
 mod list;
@@ -40,6 +41,7 @@ pub use conditional::*;
 pub use copy::*;
 pub use delete::*;
 pub use get::*;
+pub use integrity::*;
 pub use isolation::*;
 pub use keys::*;
 pub use list::*;
@@ -92,6 +94,12 @@ cases! {
         if_none_match_with_other_etag_returns_the_object,
         if_match_with_stale_etag_is_precondition_failed,
         if_match_with_current_etag_returns_the_object,
+    ],
+    integrity / Nothing: [
+        checksum_is_present_after_each_write_path,
+        range_read_of_a_checksummed_object_works,
+        object_without_checksum_reads_as_unverified,
+        writing_the_checksum_metadata_yourself_is_refused,
     ],
     range / Nothing: [
         bounded_range_returns_exact_bytes,
@@ -283,5 +291,6 @@ fn png() -> SignOptions {
     SignOptions {
         content_type: Some("image/png".to_string()),
         content_length: None,
+        sha256: None,
     }
 }

@@ -82,6 +82,7 @@ pub async fn signed_put_of_the_bound_length_stores_it(s: Storage) {
     let options = SignOptions {
         content_type: None,
         content_length: Some(7),
+        sha256: None,
     };
     let url = sign(&s, SignedMethod::Put, &k, &options).await;
     let code = status("PUT", &url, &[], "7 bytes").await;
@@ -97,6 +98,7 @@ pub async fn bound_headers_on_other_methods_are_refused_at_issue(s: Storage) {
     let sized = SignOptions {
         content_type: None,
         content_length: Some(1),
+        sha256: None,
     };
     for method in [SignedMethod::Get, SignedMethod::Head, SignedMethod::Delete] {
         for (options, name) in [(&typed, "content-type"), (&sized, "content-length")] {

@@ -1,0 +1,447 @@
+//! Integrity: the checksum every write stores with an object (computed while the bytes
+//! stream) and every whole read verifies.
+//!
+//! One rule on every backend: the checksum is kept as the user metadata entry
+//! [`CHECKSUM_METADATA`] (`maskstore-checksum: sha256:<base64>` or
+//! `crc64nvme:<base64>`), which S3, SeaweedFS, the local provider's attributes record and
+//! memory all keep. On S3 the request also carries S3's own checksum header
+//! (`x-amz-checksum-*`), which the engine verifies on receipt where it supports it.
+
+use std::sync::{Arc, Mutex};
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt};
+use maskstore_core::ChecksumAlgorithm;
+use sha2::Digest;
+
+use crate::{Error, Result};
+
+/// The user metadata entry holding an object's checksum, `algorithm:base64`. Reserved:
+/// writes that set it themselves are refused.
+pub const CHECKSUM_METADATA: &str = "maskstore-checksum";
+
+/// A checksum being computed over bytes as they stream.
+pub(crate) enum Hasher {
+    Sha256(Box<sha2::Sha256>),
+    Crc64Nvme(Box<crc_fast::Digest>),
+}
+
+impl Hasher {
+    /// A hasher of `algorithm`; `None` for [`ChecksumAlgorithm::None`].
+    pub(crate) fn new(algorithm: ChecksumAlgorithm) -> Option<Hasher> {
+        match algorithm {
+            ChecksumAlgorithm::Sha256 => Some(Hasher::Sha256(Box::default())),
+            ChecksumAlgorithm::Crc64Nvme => Some(Hasher::Crc64Nvme(Box::new(
+                crc_fast::Digest::new(crc_fast::CrcAlgorithm::Crc64Nvme),
+            ))),
+            ChecksumAlgorithm::None => None,
+        }
+    }
+
+    /// A hasher of the algorithm a stored checksum names; `None` when the stored text
+    /// names no algorithm this build knows.
+    fn for_stored(stored: &str) -> Option<Hasher> {
+        let (name, _) = stored.split_once(':')?;
+        match name.parse::<ChecksumAlgorithm>().ok()? {
+            ChecksumAlgorithm::None => None,
+            algorithm => Hasher::new(algorithm),
+        }
+    }
+
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        match self {
+            Hasher::Sha256(h) => h.update(data),
+            Hasher::Crc64Nvme(h) => h.update(data),
+        }
+    }
+
+    /// The checksum as stored: `sha256:<base64>` or `crc64nvme:<base64 of the 8 big-endian
+    /// bytes>` (the encodings of S3's `x-amz-checksum-*` headers).
+    pub(crate) fn finish(self) -> String {
+        match self {
+            Hasher::Sha256(h) => format!("sha256:{}", STANDARD.encode(h.finalize())),
+            Hasher::Crc64Nvme(h) => {
+                format!("crc64nvme:{}", STANDARD.encode(h.finalize().to_be_bytes()))
+            }
+        }
+    }
+}
+
+/// The checksum of `data` with `algorithm`, as stored; `None` for `none`.
+pub fn checksum_of(algorithm: ChecksumAlgorithm, data: &[u8]) -> Option<String> {
+    let mut hasher = Hasher::new(algorithm)?;
+    hasher.update(data);
+    Some(hasher.finish())
+}
+
+/// The SHA-256 an upload's body must have, as a presigned PUT binds it
+/// ([`crate::SignOptions::sha256`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ContentSha256([u8; 32]);
+
+impl std::fmt::Debug for ContentSha256 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ContentSha256({})", self.hex())
+    }
+}
+
+impl ContentSha256 {
+    /// Reads a SHA-256 given as 64 hex digits (what `sha256sum` prints) or as the base64 of
+    /// its 32 bytes (what S3's `x-amz-checksum-sha256` carries).
+    pub fn parse(text: &str) -> Result<ContentSha256> {
+        let invalid = |why: &str| Error::InvalidMetadata {
+            name: "sha256".to_string(),
+            reason: format!(
+                "{why}; give the body's SHA-256 as 64 hex digits (as sha256sum prints it) or as \
+                 the 44-character base64 of its 32 bytes"
+            ),
+        };
+        let text = text.trim();
+        if text.len() == 64 {
+            let mut out = [0u8; 32];
+            for (i, pair) in text.as_bytes().chunks(2).enumerate() {
+                let digit = |b: u8| (b as char).to_digit(16);
+                match (digit(pair[0]), digit(pair[1])) {
+                    (Some(hi), Some(lo)) => out[i] = (hi * 16 + lo) as u8,
+                    _ => return Err(invalid("64 characters but not all hex digits")),
+                }
+            }
+            return Ok(ContentSha256(out));
+        }
+        let bytes = STANDARD.decode(text).map_err(|_| {
+            invalid(&format!(
+                "{} characters that are neither hex nor base64",
+                text.len()
+            ))
+        })?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+            invalid(&format!(
+                "base64 of {} bytes, not the 32 of a SHA-256",
+                b.len()
+            ))
+        })?;
+        Ok(ContentSha256(bytes))
+    }
+
+    /// The SHA-256 of `data`.
+    pub fn of(data: &[u8]) -> ContentSha256 {
+        ContentSha256(sha2::Sha256::digest(data).into())
+    }
+
+    /// As 64 lowercase hex digits.
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// As base64 of the 32 bytes (S3's `x-amz-checksum-sha256` form).
+    pub fn base64(&self) -> String {
+        STANDARD.encode(self.0)
+    }
+
+    /// The maskstore checksum of the same bytes (`sha256:<base64>`).
+    pub fn stored(&self) -> String {
+        format!("sha256:{}", self.base64())
+    }
+}
+
+/// A SHA-256 computed over bytes as they stream, to compare with a [`ContentSha256`].
+#[derive(Default)]
+pub struct Sha256Hasher(sha2::Sha256);
+
+impl Sha256Hasher {
+    /// Adds `data`.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The SHA-256 of everything added.
+    pub fn finish(self) -> ContentSha256 {
+        ContentSha256(self.0.finalize().into())
+    }
+}
+
+/// Checks the bytes of a whole read against what is stored with the object.
+pub(crate) struct Verifier {
+    backend: String,
+    key: String,
+    expected: String,
+    /// `None` when the stored text is not a checksum this build can compute.
+    hasher: Option<Hasher>,
+}
+
+impl Verifier {
+    /// A verifier of the stored checksum `expected`, if there is one.
+    pub(crate) fn new(backend: &str, key: &str, expected: Option<&str>) -> Option<Verifier> {
+        let expected = expected?;
+        Some(Verifier {
+            backend: backend.to_string(),
+            key: key.to_string(),
+            expected: expected.to_string(),
+            hasher: Hasher::for_stored(expected),
+        })
+    }
+
+    pub(crate) fn update(&mut self, data: &[u8]) {
+        if let Some(hasher) = &mut self.hasher {
+            hasher.update(data);
+        }
+    }
+
+    /// Ok when the bytes seen match; else [`Error::Corrupt`] naming the key. A stored
+    /// value naming no known algorithm cannot vouch for anything: it is reported corrupt
+    /// too, never silently accepted.
+    pub(crate) fn finish(self) -> Result<()> {
+        let actual = match self.hasher {
+            Some(hasher) => hasher.finish(),
+            None => "(nothing: the stored checksum names no known algorithm)".to_string(),
+        };
+        if actual == self.expected {
+            return Ok(());
+        }
+        Err(Error::Corrupt {
+            backend: self.backend,
+            key: self.key,
+            expected: self.expected,
+            actual,
+        })
+    }
+}
+
+/// Bytes read and hashed per step of [`read_file_verifying`]: small enough that each slice
+/// is hashed while it is still in the CPU cache the read left it in, instead of hashing
+/// the whole object again from memory after the read.
+const VERIFY_SLICE: u64 = 256 * 1024;
+
+/// Reads `range` of `file` into one buffer, feeding `verifier` (if any) each slice as soon
+/// as it is read (blocking). A file shorter than the range is an error.
+pub(crate) fn read_file_verifying(
+    file: std::fs::File,
+    range: std::ops::Range<u64>,
+    mut verifier: Option<Verifier>,
+) -> std::io::Result<(Vec<u8>, Option<Verifier>)> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = file;
+    file.seek(SeekFrom::Start(range.start))?;
+    let len = range.end.saturating_sub(range.start);
+    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(usize::MAX));
+    let mut file = file.take(len);
+    loop {
+        let start = buf.len();
+        let got = (&mut file).take(VERIFY_SLICE).read_to_end(&mut buf)?;
+        if got == 0 {
+            break;
+        }
+        if let Some(verifier) = &mut verifier {
+            verifier.update(&buf[start..]);
+        }
+    }
+    if (buf.len() as u64) < len {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("the file ended {} bytes early", len - buf.len() as u64),
+        ));
+    }
+    Ok((buf, verifier))
+}
+
+/// `stream`, checked against `verifier`: each chunk is held back until the next arrives,
+/// so a stream of damaged bytes ends in [`Error::Corrupt`] instead of its last chunk.
+pub(crate) fn verify_stream(
+    stream: BoxStream<'static, Result<Bytes>>,
+    verifier: Verifier,
+) -> BoxStream<'static, Result<Bytes>> {
+    struct State {
+        inner: BoxStream<'static, Result<Bytes>>,
+        verifier: Option<Verifier>,
+        held: Option<Bytes>,
+    }
+    let state = State {
+        inner: stream,
+        verifier: Some(verifier),
+        held: None,
+    };
+    futures::stream::unfold(state, |mut state| async move {
+        let verifier = state.verifier.as_mut()?;
+        loop {
+            match state.inner.next().await {
+                Some(Ok(chunk)) => {
+                    verifier.update(&chunk);
+                    if let Some(previous) = state.held.replace(chunk) {
+                        return Some((Ok(previous), state));
+                    }
+                }
+                Some(Err(e)) => {
+                    state.verifier = None;
+                    return Some((Err(e), state));
+                }
+                None => {
+                    let verifier = state.verifier.take()?;
+                    return match verifier.finish() {
+                        Ok(()) => {
+                            let last = state.held.take()?;
+                            Some((Ok(last), state))
+                        }
+                        Err(e) => Some((Err(e), state)),
+                    };
+                }
+            }
+        }
+    })
+    .boxed()
+}
+
+/// Where a streaming upload's whole-object checksum goes when it is known only at
+/// completion: the local provider reads it from the multipart options' extensions and
+/// stores it with the attributes as it commits the file.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct LateChecksum(Arc<Mutex<LateState>>);
+
+#[derive(Debug, Default)]
+struct LateState {
+    value: Option<String>,
+    stored: bool,
+}
+
+impl LateChecksum {
+    pub(crate) fn set(&self, value: String) {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).value = Some(value);
+    }
+
+    /// The value to store, taken by the provider that stores it.
+    pub(crate) fn take(&self) -> Option<String> {
+        let mut state = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let value = state.value.take();
+        state.stored |= value.is_some();
+        value
+    }
+
+    /// Whether a provider stored the value.
+    pub(crate) fn stored(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).stored
+    }
+}
+
+/// Asks a provider that writes the payload itself (local) to hash each slice right after
+/// writing it, while it is still in the cache, and store the checksum with the attributes
+/// it writes: one pass over the bytes instead of two. The provider marks `done` stored;
+/// one that ignores the request leaves it unmarked and the caller stores it another way.
+#[derive(Debug, Clone)]
+pub(crate) struct HashOnWrite {
+    pub(crate) algorithm: ChecksumAlgorithm,
+    pub(crate) done: LateChecksum,
+}
+
+/// Bytes written and hashed per step of a [`HashOnWrite`] put.
+pub(crate) const HASH_ON_WRITE_SLICE: usize = 256 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encodings_match_s3s() {
+        // S3's documented examples: sha256 and crc64nvme of "hello world" would be checked
+        // against values computed independently here.
+        assert_eq!(
+            checksum_of(ChecksumAlgorithm::Sha256, b"").unwrap(),
+            "sha256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU="
+        );
+        // CRC-64/NVME check value of "123456789" is 0xAE8B14860A799888.
+        assert_eq!(
+            checksum_of(ChecksumAlgorithm::Crc64Nvme, b"123456789").unwrap(),
+            format!(
+                "crc64nvme:{}",
+                STANDARD.encode(0xAE8B_1486_0A79_9888u64.to_be_bytes())
+            )
+        );
+        assert_eq!(checksum_of(ChecksumAlgorithm::None, b"x"), None);
+    }
+
+    async fn collect(stream: BoxStream<'static, Result<Bytes>>) -> Vec<Result<Bytes>> {
+        stream.collect().await
+    }
+
+    fn chunks(parts: &[&'static [u8]]) -> BoxStream<'static, Result<Bytes>> {
+        futures::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
+        .boxed()
+    }
+
+    #[tokio::test]
+    async fn a_stream_of_good_bytes_yields_them_all() {
+        let stored = checksum_of(ChecksumAlgorithm::Crc64Nvme, b"abcdef").unwrap();
+        let verifier = Verifier::new("memory", "mask/k", Some(&stored)).unwrap();
+        let out = collect(verify_stream(chunks(&[b"ab", b"cd", b"ef"]), verifier)).await;
+        let bytes: Vec<u8> = out.into_iter().flat_map(|c| c.unwrap().to_vec()).collect();
+        assert_eq!(bytes, b"abcdef");
+    }
+
+    #[tokio::test]
+    async fn a_stream_of_damaged_bytes_ends_in_the_corruption_error_instead_of_its_last_chunk() {
+        let stored = checksum_of(ChecksumAlgorithm::Sha256, b"abcdef").unwrap();
+        let verifier = Verifier::new("memory", "mask/k", Some(&stored)).unwrap();
+        let out = collect(verify_stream(chunks(&[b"ab", b"cd", b"eF"]), verifier)).await;
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[0].as_ref().unwrap().as_ref(), b"ab");
+        assert_eq!(out[1].as_ref().unwrap().as_ref(), b"cd");
+        match &out[2] {
+            Err(Error::Corrupt { key, expected, .. }) => {
+                assert_eq!(key, "mask/k");
+                assert_eq!(expected, &stored);
+            }
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bound_sha256_reads_as_hex_or_base64_and_anything_else_is_refused_with_the_fix() {
+        let digest = ContentSha256::of(b"");
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(digest.hex(), hex);
+        assert_eq!(ContentSha256::parse(hex).unwrap(), digest);
+        assert_eq!(ContentSha256::parse(&hex.to_uppercase()).unwrap(), digest);
+        assert_eq!(ContentSha256::parse(&digest.base64()).unwrap(), digest);
+        assert_eq!(
+            digest.stored(),
+            checksum_of(ChecksumAlgorithm::Sha256, b"").unwrap()
+        );
+        let mut hasher = Sha256Hasher::default();
+        hasher.update(b"");
+        assert_eq!(hasher.finish(), digest);
+        for bad in [
+            "",
+            "abc",
+            &hex[..63],
+            &format!("{}g", &hex[..63]),
+            "AAAA",
+            &STANDARD.encode([0u8; 31]),
+            "not base64 at all!!",
+        ] {
+            match ContentSha256::parse(bad) {
+                Err(Error::InvalidMetadata { name, reason }) => {
+                    assert_eq!(name, "sha256");
+                    assert!(reason.contains("64 hex digits"), "{reason}");
+                }
+                other => panic!("{bad:?}: expected InvalidMetadata, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn a_stored_value_naming_no_known_algorithm_is_reported_not_accepted() {
+        for stored in ["md5:abc", "garbage", "none:x", "sha256:"] {
+            let mut verifier = Verifier::new("memory", "mask/k", Some(stored)).unwrap();
+            verifier.update(b"data");
+            assert!(
+                matches!(verifier.finish(), Err(Error::Corrupt { .. })),
+                "{stored}"
+            );
+        }
+    }
+}

@@ -1,0 +1,138 @@
+//! `verify [--prefix P]`: scrub — re-read every object and check it against its checksum.
+
+use std::io::IsTerminal;
+
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use maskstore::{Error, ObjectKey, Storage};
+use serde_json::json;
+
+use super::output::{Failure, print_json};
+
+/// What one object's re-read found.
+enum Finding {
+    Verified,
+    Unverified,
+    Corrupt,
+    /// Deleted since it was listed.
+    Gone,
+    Failed(Error),
+}
+
+/// Reads `key` whole as a stream (memory bounded whatever its size), which verifies it.
+async fn check(storage: &Storage, key: ObjectKey) -> (ObjectKey, Finding) {
+    let finding = match storage.get_stream(&key).await {
+        Err(Error::NotFound { .. }) => Finding::Gone,
+        Err(e) => Finding::Failed(e),
+        Ok(read) => {
+            let has_checksum = read.info.checksum.is_some();
+            let mut stream = read.stream;
+            let mut failed = None;
+            while let Some(chunk) = stream.next().await {
+                if let Err(e) = chunk {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            match failed {
+                Some(Error::Corrupt { .. }) => Finding::Corrupt,
+                Some(e) => Finding::Failed(e),
+                None if has_checksum => Finding::Verified,
+                None => Finding::Unverified,
+            }
+        }
+    };
+    (key, finding)
+}
+
+pub(crate) async fn run(
+    storage: &Storage,
+    prefix: Option<&str>,
+    concurrency: usize,
+    as_json: bool,
+) -> Result<(), Failure> {
+    let listed = storage.list(prefix)?;
+    let bar = if std::io::stderr().is_terminal() {
+        ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("verify {spinner} {pos} objects {msg}")
+                .expect("a valid template"),
+        )
+    } else {
+        ProgressBar::hidden()
+    };
+    let mut checks = listed
+        .map(|item| async move {
+            match item {
+                Ok(info) => Ok(check(storage, info.key).await),
+                Err(e) => Err(e),
+            }
+        })
+        .buffer_unordered(concurrency);
+    let (mut verified, mut unverified, mut corrupt, mut failed) = (0u64, vec![], vec![], vec![]);
+    while let Some(result) = checks.next().await {
+        let (key, finding) = result?;
+        bar.inc(1);
+        match finding {
+            Finding::Verified => verified += 1,
+            Finding::Unverified => unverified.push(key),
+            Finding::Corrupt => {
+                bar.set_message(format!("{} corrupt", corrupt.len() + 1));
+                corrupt.push(key)
+            }
+            Finding::Gone => {}
+            Finding::Failed(e) => failed.push((key, e)),
+        }
+    }
+    bar.finish_and_clear();
+    for list in [&mut unverified, &mut corrupt] {
+        list.sort();
+    }
+    failed.sort_by(|a, b| a.0.cmp(&b.0));
+    if as_json {
+        print_json(&json!({
+            "verified": verified,
+            "unverified": unverified.iter().map(ObjectKey::as_str).collect::<Vec<_>>(),
+            "corrupt": corrupt.iter().map(ObjectKey::as_str).collect::<Vec<_>>(),
+            "failed": failed
+                .iter()
+                .map(|(k, e)| json!({"key": k.as_str(), "kind": e.kind().as_str(), "error": e.to_string()}))
+                .collect::<Vec<_>>(),
+        }));
+    } else {
+        for key in &corrupt {
+            println!("corrupt     {key}");
+        }
+        for key in &unverified {
+            println!("unverified  {key}");
+        }
+        for (key, e) in &failed {
+            println!("failed      {key}: {e}");
+        }
+        println!(
+            "{verified} verified, {} unverified (no checksum), {} corrupt, {} could not be read",
+            unverified.len(),
+            corrupt.len(),
+            failed.len()
+        );
+    }
+    if !corrupt.is_empty() {
+        return Err(Failure {
+            message: format!(
+                "{} corrupt object(s), first {}; restore them from a backup or a replica",
+                corrupt.len(),
+                corrupt[0]
+            ),
+            code: 6,
+        });
+    }
+    if let Some((key, e)) = failed.first() {
+        return Err(Failure {
+            message: format!(
+                "{} object(s) could not be read, first {key}: {e}",
+                failed.len()
+            ),
+            code: super::output::exit_code(e),
+        });
+    }
+    Ok(())
+}

@@ -781,16 +781,11 @@ async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -> Response 
         );
     }
     let max = limits.max_upload_bytes;
-    let too_large = || {
-        refuse(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the upload is larger than the gateway's limit of {max} bytes (gateway.max_upload_bytes)"
-            ),
-        )
-    };
+    let too_large = format!(
+        "the upload is larger than the gateway's limit of {max} bytes (gateway.max_upload_bytes)"
+    );
     if sent_length.is_some_and(|n| n > max) {
-        return too_large();
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, too_large);
     }
     let Ok(_permit) = Arc::clone(&gateway.uploads).try_acquire_owned() else {
         let mut response = refuse(
@@ -898,7 +893,8 @@ async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -> Response 
             }
             response
         }
-        (Err(_), Some(BodyFailure::TooLarge)) => too_large(),
+        // After the store was asked: the failed upload is its operation, counted once.
+        (Err(_), Some(BodyFailure::TooLarge)) => reply(StatusCode::PAYLOAD_TOO_LARGE, too_large),
         (Err(e), Some(BodyFailure::Stalled)) => reply(StatusCode::REQUEST_TIMEOUT, e),
         (Err(e), Some(BodyFailure::Broken)) => reply(StatusCode::BAD_REQUEST, e),
         (Err(e), Some(BodyFailure::ChecksumMismatch)) => reply(StatusCode::BAD_REQUEST, e),

@@ -42,7 +42,7 @@ impl Hasher {
 
     /// A hasher of the algorithm a stored checksum names; `None` when the stored text
     /// names no algorithm this build knows.
-    fn for_stored(stored: &str) -> Option<Hasher> {
+    pub(crate) fn for_stored(stored: &str) -> Option<Hasher> {
         let (name, _) = stored.split_once(':')?;
         match name.parse::<ChecksumAlgorithm>().ok()? {
             ChecksumAlgorithm::None => None,
@@ -120,6 +120,26 @@ impl Verifier {
             expected: self.expected,
             actual,
         })
+    }
+}
+
+impl Verifier {
+    /// [`Verifier::finish`] for bytes whose checksum `actual` was computed as they were
+    /// read (by the local provider, into the very buffer returned), not through `update`.
+    pub(crate) fn finish_with(mut self, actual: String) -> Result<()> {
+        if self.hasher.is_some() {
+            self.hasher = None;
+            if actual == self.expected {
+                return Ok(());
+            }
+            return Err(Error::Corrupt {
+                backend: self.backend,
+                key: self.key,
+                expected: self.expected,
+                actual,
+            });
+        }
+        self.finish()
     }
 }
 

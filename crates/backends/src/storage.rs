@@ -15,7 +15,8 @@ use object_store::{
 use crate::checksum::{CHECKSUM_METADATA, Hasher, LateChecksum, Verifier, verify_stream};
 use crate::layers::Layer;
 use crate::layers::instrumented::{Instrumentation, Measured, Recorder};
-use crate::local::file_io::{copy_file_range, file_stream};
+use crate::local::file_io::{copy_file_range, copy_through, file_stream};
+use crate::local::{LocalError, ReadChecksum};
 use crate::monitor::{AlarmSettings, Monitor, Outcome};
 use crate::signing::{GatewaySigner, SignOptions, SignedMethod, SignedUrl};
 use crate::types::{
@@ -625,15 +626,27 @@ impl Storage {
     /// object) and is returned as read.
     pub async fn read(&self, key: &ObjectKey, options: ReadOptions) -> Result<Object> {
         let whole = options.range.is_none();
-        let result = self.get_result(key, options).await?;
+        let result = self.get_result_with(key, options, true).await?;
         let info = info_of(key.clone(), &result.meta, &result.attributes, Source::Read);
         let range = result.range.clone();
         let verifier = self.verifier(&info, whole);
+        let computed = result.extensions.get::<ReadChecksum>().cloned();
         // `bytes()` reads a local file's range in one go instead of chunk by chunk.
         let data = result.bytes().await.map_err(self.err(key))?;
         if let Some(mut verifier) = verifier {
-            verifier.update(&data);
-            verifier.finish()?;
+            match computed {
+                // Hashed by the local provider as it read this very buffer.
+                Some(computed)
+                    if computed.data.as_ptr() == data.as_ptr()
+                        && computed.data.len() == data.len() =>
+                {
+                    verifier.finish_with(computed.checksum)?;
+                }
+                _ => {
+                    verifier.update(&data);
+                    verifier.finish()?;
+                }
+            }
         }
         Ok(Object { info, range, data })
     }
@@ -700,14 +713,34 @@ impl Storage {
         let mut verifier = self.verifier(&info, true);
         let dest = file.try_clone().map_err(destination)?;
         let expected = result.range.end - result.range.start;
-        let payload = match result.payload {
-            // Verifying needs the bytes: stream the file instead of copying it in the kernel.
+        let written = match result.payload {
+            // Verifying needs the bytes: the file is read through one buffer, hashed and
+            // written, all in one blocking task, instead of copied in the kernel.
             GetResultPayload::File(source, _) if verifier.is_some() => {
-                GetResultPayload::Stream(file_stream(source, result.range.clone()))
+                let range = result.range.clone();
+                let mut hashing = verifier.take();
+                let copied = tokio::task::spawn_blocking(move || {
+                    let mut inspect = |chunk: &[u8]| {
+                        if let Some(verifier) = &mut hashing {
+                            verifier.update(chunk);
+                        }
+                    };
+                    let copied = copy_through(&source, range, &dest, &mut inspect, &progress);
+                    (copied, hashing)
+                })
+                .await;
+                match copied {
+                    Ok((Ok(Err(read)), _)) => {
+                        let read = LocalError::io("(a local read)", read);
+                        return Err(self.err(key)(read.into()));
+                    }
+                    Ok((copied, hashing)) => {
+                        verifier = hashing;
+                        Ok(copied.map(|c| c.unwrap_or_default()))
+                    }
+                    Err(e) => Err(e),
+                }
             }
-            payload => payload,
-        };
-        let written = match payload {
             GetResultPayload::File(source, _) => {
                 let range = result.range.clone();
                 tokio::task::spawn_blocking(move || {
@@ -772,6 +805,17 @@ impl Storage {
     }
 
     async fn get_result(&self, key: &ObjectKey, options: ReadOptions) -> Result<GetResult> {
+        self.get_result_with(key, options, false).await
+    }
+
+    /// The backend's answer to a read; with `into_memory`, the caller holds the whole range
+    /// in memory, so the local provider reads it in the same call that opens the file.
+    async fn get_result_with(
+        &self,
+        key: &ObjectKey,
+        options: ReadOptions,
+        into_memory: bool,
+    ) -> Result<GetResult> {
         if let Some(ByteRange::Bounded(r)) = &options.range
             && r.end <= r.start
         {
@@ -781,7 +825,8 @@ impl Storage {
             });
         }
         let path = self.path(key)?;
-        let get = GetOptions {
+        let options_whole = options.range.is_none();
+        let mut get = GetOptions {
             if_match: options.if_match,
             if_none_match: options.if_none_match,
             range: options.range.map(|r| match r {
@@ -791,6 +836,11 @@ impl Storage {
             }),
             ..Default::default()
         };
+        if into_memory {
+            // A whole read is verified: the provider may hash it as it reads.
+            let hash = self.verify_reads && options_whole;
+            get.extensions.insert(crate::local::ReadAll { hash });
+        }
         self.store.get_opts(&path, get).await.map_err(self.err(key))
     }
 

@@ -36,21 +36,161 @@ pub(crate) fn file_stream(
     .boxed()
 }
 
-/// Reads `len` bytes at `pos` into a buffer that is never zeroed first (reading into
-/// uninitialised capacity saves a memset of every chunk); a short file is an error.
-fn read_chunk(file: &std::fs::File, pos: u64, len: usize) -> std::io::Result<Vec<u8>> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = file;
-    file.seek(SeekFrom::Start(pos))?;
+/// Reads `len` bytes at `pos` into a buffer that is never zeroed first (`pread` straight
+/// into the vector's spare capacity: no memset, no probing read at the end, one system
+/// call for a file in the page cache); a short file is an error.
+pub(crate) fn read_chunk(file: &std::fs::File, pos: u64, len: usize) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::with_capacity(len);
-    file.take(len as u64).read_to_end(&mut buf)?;
-    if buf.len() < len {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!("the file ended {} bytes early", len - buf.len()),
-        ));
+    read_into(file, pos, len, &mut buf)?;
+    Ok(buf)
+}
+
+/// Reads `len` bytes at `pos` only if they are all in the page cache (`RWF_NOWAIT`), so
+/// the caller's thread never waits for the disk: `None` otherwise. A short file is an
+/// error. Reads above [`POOLED_FROM`] bytes (up to [`POOLED_SIZE`]) go into a reused
+/// buffer (see [`Pooled`]): `RWF_NOWAIT` reads only into initialised memory, and zeroing a
+/// fresh 1 MiB buffer first cost about 27 µs per read here, a third of the whole read.
+pub(crate) fn read_nowait(
+    file: &std::fs::File,
+    pos: u64,
+    len: usize,
+) -> std::io::Result<Option<Bytes>> {
+    use rustix::io::{Errno, ReadWriteFlags};
+    let mut pooled = Pooled::take(len);
+    let buf = &mut pooled.buf[..len];
+    let mut done = 0;
+    while done < len {
+        let mut slices = [std::io::IoSliceMut::new(&mut buf[done..])];
+        match rustix::io::preadv2(file, &mut slices, pos + done as u64, ReadWriteFlags::NOWAIT) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the file ended {} bytes early", len - done),
+                ));
+            }
+            Ok(n) => done += n,
+            Err(Errno::INTR) => {}
+            // Not cached, or no `RWF_NOWAIT` here: the blocking read answers.
+            Err(Errno::AGAIN | Errno::OPNOTSUPP | Errno::NOSYS | Errno::INVAL) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    pooled.len = len;
+    Ok(Some(pooled.into_bytes()))
+}
+
+/// Reads above this size borrow a pooled buffer instead of zeroing a new one.
+const POOLED_FROM: usize = 64 * 1024;
+/// The size of a pooled buffer: the largest read answered without a blocking task.
+const POOLED_SIZE: usize = 1024 * 1024;
+/// Pooled buffers kept when idle at most (4 MiB).
+const POOL_MAX: usize = 4;
+/// Initialised buffers of [`POOLED_SIZE`] bytes, free to reuse.
+static POOL: std::sync::Mutex<Vec<Vec<u8>>> = std::sync::Mutex::new(Vec::new());
+
+/// A read's buffer: fresh, or borrowed from [`POOL`] and given back when the last `Bytes`
+/// of it is dropped. Only its first `len` bytes (all overwritten by the read) are ever
+/// handed out; what a previous read left beyond them is never shown.
+struct Pooled {
+    buf: Vec<u8>,
+    len: usize,
+}
+
+impl Pooled {
+    fn take(len: usize) -> Pooled {
+        let buf = if len > POOLED_FROM && len <= POOLED_SIZE {
+            let reused = POOL.lock().unwrap_or_else(|e| e.into_inner()).pop();
+            reused.unwrap_or_else(|| vec![0u8; POOLED_SIZE])
+        } else {
+            vec![0u8; len]
+        };
+        Pooled { buf, len: 0 }
+    }
+
+    fn into_bytes(self) -> Bytes {
+        if self.buf.len() == POOLED_SIZE && self.len > POOLED_FROM {
+            Bytes::from_owner(self)
+        } else {
+            let mut this = self;
+            let mut buf = std::mem::take(&mut this.buf);
+            buf.truncate(this.len);
+            Bytes::from(buf)
+        }
+    }
+}
+
+impl AsRef<[u8]> for Pooled {
+    fn as_ref(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
+
+impl Drop for Pooled {
+    fn drop(&mut self) {
+        if self.buf.len() == POOLED_SIZE {
+            let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+            if pool.len() < POOL_MAX {
+                pool.push(std::mem::take(&mut self.buf));
+            }
+        }
+    }
+}
+
+/// Block by block: what [`read_hashing`] reads and hashes at a time.
+const HASH_BLOCK: usize = 1024 * 1024;
+
+/// Reads `len` bytes at `pos`, handing each block of [`HASH_BLOCK`] bytes to `hash` right
+/// after it is read, while it is still in the CPU's cache (hashing a large buffer after
+/// reading it all fetches it from memory again). The buffer is zeroed memory fresh from the
+/// kernel for large reads (no memset); a short file is an error.
+pub(crate) fn read_hashing(
+    file: &std::fs::File,
+    pos: u64,
+    len: usize,
+    hash: &mut dyn FnMut(&[u8]),
+) -> std::io::Result<Vec<u8>> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len];
+    let mut done = 0;
+    while done < len {
+        let end = (done + HASH_BLOCK).min(len);
+        let n = match file.read_at(&mut buf[done..end], pos + done as u64) {
+            Ok(0) => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("the file ended {} bytes early", len - done),
+                ));
+            }
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        hash(&buf[done..done + n]);
+        done += n;
     }
     Ok(buf)
+}
+
+/// Appends `len` bytes of `file` at `pos` to `buf` (into its spare capacity, grown only
+/// if too small); a short file is an error.
+fn read_into(file: &std::fs::File, pos: u64, len: usize, buf: &mut Vec<u8>) -> std::io::Result<()> {
+    let start = buf.len();
+    buf.reserve(len);
+    while buf.len() - start < len {
+        let done = buf.len() - start;
+        let n = rustix::io::retry_on_intr(|| {
+            rustix::io::pread(file, rustix::buffer::spare_capacity(buf), pos + done as u64)
+        })?;
+        if n == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("the file ended {} bytes early", len - done),
+            ));
+        }
+    }
+    // The spare capacity may have been larger than the range: what lies past it goes.
+    buf.truncate(start + len);
+    Ok(())
 }
 
 /// Bytes the kernel copies between progress reports when a local object is copied into a file.
@@ -82,4 +222,36 @@ pub(crate) fn copy_file_range(
         progress(copied, total);
     }
     Ok(copied)
+}
+
+/// Bytes read per step when a local object is copied through this process (to be hashed).
+const THROUGH_STEP: usize = 1024 * 1024;
+
+/// Copies `range` of a local object's file into `dest` through one reused buffer, handing
+/// every step to `inspect` (the checksum) before it is written, all on the calling thread:
+/// no task hop and no allocation per step. Reports progress after every step. A failed
+/// read of the object is `Ok(Err(_))`, a failed write `Err(_)`.
+pub(crate) fn copy_through(
+    source: &std::fs::File,
+    range: Range<u64>,
+    mut dest: &std::fs::File,
+    inspect: &mut dyn FnMut(&[u8]),
+    progress: &(dyn Fn(u64, u64) + Send + Sync),
+) -> std::io::Result<std::io::Result<u64>> {
+    use std::io::Write;
+    let total = range.end - range.start;
+    let mut buf = Vec::with_capacity(THROUGH_STEP.min(total as usize));
+    let mut copied = 0;
+    while copied < total {
+        let step = (total - copied).min(THROUGH_STEP as u64) as usize;
+        buf.clear();
+        if let Err(e) = read_into(source, range.start + copied, step, &mut buf) {
+            return Ok(Err(e));
+        }
+        inspect(&buf);
+        dest.write_all(&buf)?;
+        copied += step as u64;
+        progress(copied, total);
+    }
+    Ok(Ok(copied))
 }

@@ -150,7 +150,7 @@ impl Recorder {
 
     /// Counts `n` bytes moved by `operation`: read from the backend by gets, written to
     /// it by everything else.
-    fn bytes(&self, operation: Operation, n: u64) {
+    pub(crate) fn bytes(&self, operation: Operation, n: u64) {
         if n > 0 {
             let handles = self.handles();
             let i = operation as usize;
@@ -168,7 +168,7 @@ impl Recorder {
     }
 
     /// The outcome of a store result, by the one classification of errors.
-    fn outcome_of<T>(&self, result: &Result<T>, location: &Path) -> Outcome {
+    pub(crate) fn outcome_of<T>(&self, result: &Result<T>, location: &Path) -> Outcome {
         match result {
             Ok(_) => Outcome::Success,
             Err(e) => Outcome::of_kind(crate::Error::kind_of_store(

@@ -61,12 +61,14 @@ pub(crate) mod beneath;
 mod builder;
 pub mod error;
 pub(crate) mod file_io;
+mod from_file;
 pub(crate) mod locks;
 
 use crate::checksum::{CHECKSUM_METADATA, LateChecksum};
 use attributes::{StoredAttributes, XATTR, probe_xattrs, read_stored};
 pub(crate) use builder::{Root, build};
 pub use error::LocalError;
+pub(crate) use from_file::FromFileError;
 use maskstore_core::MAX_KEY_BYTES;
 /// The folder below the root that holds maskstore's own files.
 pub const RESERVED_DIR: &str = ".maskstore";

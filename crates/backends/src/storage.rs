@@ -15,7 +15,7 @@ use object_store::{
 use crate::checksum::{CHECKSUM_METADATA, Hasher, LateChecksum, Verifier, verify_stream};
 use crate::layers::Layer;
 use crate::layers::instrumented::{Instrumentation, Measured, Recorder};
-use crate::local::file_io::{copy_file_range, copy_through, file_stream};
+use crate::local::file_io::{copy_file_range, copy_hashing, file_stream};
 use crate::local::{LocalError, ReadChecksum};
 use crate::monitor::{AlarmSettings, Monitor, Outcome};
 use crate::signing::{GatewaySigner, SignOptions, SignedMethod, SignedUrl};
@@ -702,8 +702,8 @@ impl Storage {
     /// most four chunks are held in memory. The file is not synced: that is the caller's
     /// choice.
     ///
-    /// The stored checksum is verified (then a local object streams through this process
-    /// too, to be hashed): on [`Error::Corrupt`] the file holds damaged bytes and must be
+    /// The stored checksum is verified (a local object is then read a second time, from
+    /// the page cache, by a hashing thread beside the kernel's copy): on [`Error::Corrupt`] the file holds damaged bytes and must be
     /// discarded.
     pub async fn read_to_file(
         &self,
@@ -722,8 +722,8 @@ impl Storage {
         let dest = file.try_clone().map_err(destination)?;
         let expected = result.range.end - result.range.start;
         let written = match result.payload {
-            // Verifying needs the bytes: the file is read through one buffer, hashed and
-            // written, all in one blocking task, instead of copied in the kernel.
+            // Verifying needs the bytes: the kernel copies the file while a second thread
+            // reads and hashes the same range, all in one blocking task.
             GetResultPayload::File(source, _) if verifier.is_some() => {
                 let range = result.range.clone();
                 let mut hashing = verifier.take();
@@ -733,7 +733,7 @@ impl Storage {
                             verifier.update(chunk);
                         }
                     };
-                    let copied = copy_through(&source, range, &dest, &mut inspect, &progress);
+                    let copied = copy_hashing(&source, range, &dest, &mut inspect, &progress);
                     (copied, hashing)
                 })
                 .await;

@@ -224,34 +224,44 @@ pub(crate) fn copy_file_range(
     Ok(copied)
 }
 
-/// Bytes read per step when a local object is copied through this process (to be hashed).
-const THROUGH_STEP: usize = 1024 * 1024;
+/// Bytes the hashing thread of [`copy_hashing`] reads at a time (one buffer, reused).
+const HASH_STEP: usize = 1024 * 1024;
 
-/// Copies `range` of a local object's file into `dest` through one reused buffer, handing
-/// every step to `inspect` (the checksum) before it is written, all on the calling thread:
-/// no task hop and no allocation per step. Reports progress after every step. A failed
-/// read of the object is `Ok(Err(_))`, a failed write `Err(_)`.
-pub(crate) fn copy_through(
+/// Copies `range` of a local object's file into `dest` in the kernel, as
+/// [`copy_file_range`] does, while a second thread reads the same range (from the page
+/// cache) and hands it to `inspect` (the checksum): the copy and the hash overlap instead
+/// of one thread reading, hashing and writing in turn. A failed read of the object by the
+/// hashing thread is `Ok(Err(_))`, a failed copy `Err(_)`.
+pub(crate) fn copy_hashing(
     source: &std::fs::File,
     range: Range<u64>,
-    mut dest: &std::fs::File,
-    inspect: &mut dyn FnMut(&[u8]),
+    dest: &std::fs::File,
+    inspect: &mut (dyn FnMut(&[u8]) + Send),
     progress: &(dyn Fn(u64, u64) + Send + Sync),
 ) -> std::io::Result<std::io::Result<u64>> {
-    use std::io::Write;
-    let total = range.end - range.start;
-    let mut buf = Vec::with_capacity(THROUGH_STEP.min(total as usize));
-    let mut copied = 0;
-    while copied < total {
-        let step = (total - copied).min(THROUGH_STEP as u64) as usize;
-        buf.clear();
-        if let Err(e) = read_into(source, range.start + copied, step, &mut buf) {
-            return Ok(Err(e));
-        }
-        inspect(&buf);
-        dest.write_all(&buf)?;
-        copied += step as u64;
-        progress(copied, total);
-    }
-    Ok(Ok(copied))
+    std::thread::scope(|scope| {
+        let hashing = std::thread::Builder::new()
+            .name("maskstore-hash".into())
+            .spawn_scoped(scope, {
+                let range = range.clone();
+                move || -> std::io::Result<()> {
+                    let mut buf = Vec::with_capacity(HASH_STEP);
+                    let mut at = range.start;
+                    while at < range.end {
+                        let step = (range.end - at).min(HASH_STEP as u64) as usize;
+                        buf.clear();
+                        read_into(source, at, step, &mut buf)?;
+                        inspect(&buf);
+                        at += step as u64;
+                    }
+                    Ok(())
+                }
+            })?;
+        let copied = copy_file_range(source, range, dest, progress);
+        let hashed = hashing
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("the hashing thread panicked")));
+        let copied = copied?;
+        Ok(hashed.map(|()| copied))
+    })
 }

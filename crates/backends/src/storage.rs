@@ -889,11 +889,9 @@ impl Storage {
                     (Outcome::of_kind(e.kind()), Err(e))
                 }
                 Err(crate::local::FromFileError::Store(e)) => {
-                    let failed: object_store::Result<()> = Err(e);
-                    let outcome = self.recorder.outcome_of(&failed, &location);
-                    let e = failed.unwrap_err();
+                    let kind = Error::kind_of_store(&self.backend, location.as_ref(), &e);
                     (
-                        outcome,
+                        Outcome::of_kind(kind),
                         Err(Error::from_store(&self.backend, key.as_str(), e)),
                     )
                 }

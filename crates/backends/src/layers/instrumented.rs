@@ -168,7 +168,7 @@ impl Recorder {
     }
 
     /// The outcome of a store result, by the one classification of errors.
-    pub(crate) fn outcome_of<T>(&self, result: &Result<T>, location: &Path) -> Outcome {
+    fn outcome_of<T>(&self, result: &Result<T>, location: &Path) -> Outcome {
         match result {
             Ok(_) => Outcome::Success,
             Err(e) => Outcome::of_kind(crate::Error::kind_of_store(

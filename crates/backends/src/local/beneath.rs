@@ -171,6 +171,12 @@ mod tests {
                 Errno::LOOP,
                 "{path}"
             );
+            // The cached open refuses alike, or leaves the answer to the blocking one.
+            let cached = open_cached(root.as_fd(), path, OFlags::RDONLY).unwrap_err();
+            assert!(
+                matches!(cached, Errno::LOOP | Errno::AGAIN),
+                "{path}: {cached:?}"
+            );
             // As a listing opens its prefix: a folder path ending in a symlink, at any depth.
             let folder = OFlags::RDONLY | OFlags::DIRECTORY;
             assert_eq!(
@@ -196,6 +202,15 @@ mod tests {
             open(root.as_fd(), "a/missing", OFlags::RDONLY).unwrap_err(),
             Errno::NOENT
         );
+        // A cached path opens without the disk (or `EAGAIN` where openat2 is missing).
+        match open_cached(root.as_fd(), "a/b/f", OFlags::RDONLY) {
+            Ok(_) | Err(Errno::AGAIN) => {}
+            Err(e) => panic!("a/b/f: {e:?}"),
+        }
+        assert!(matches!(
+            open_cached(root.as_fd(), "a/missing", OFlags::RDONLY),
+            Err(Errno::NOENT | Errno::AGAIN)
+        ));
         assert_eq!(kind(root.as_fd(), "l").unwrap(), Some(FileType::Symlink));
         assert_eq!(kind(root.as_fd(), "a").unwrap(), Some(FileType::Directory));
         assert_eq!(kind(root.as_fd(), "zz").unwrap(), None);

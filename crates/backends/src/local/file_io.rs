@@ -139,35 +139,59 @@ impl Drop for Pooled {
 /// Block by block: what [`read_hashing`] reads and hashes at a time.
 const HASH_BLOCK: usize = 1024 * 1024;
 
-/// Reads `len` bytes at `pos`, handing each block of [`HASH_BLOCK`] bytes to `hash` right
-/// after it is read, while it is still in the CPU's cache (hashing a large buffer after
-/// reading it all fetches it from memory again). The buffer is zeroed memory fresh from the
-/// kernel for large reads (no memset); a short file is an error.
+/// Reads `len` bytes at `pos`, handing each block of [`HASH_BLOCK`] bytes to `hash` on a
+/// second thread as soon as it is read, while this one reads the next: the hash overlaps
+/// the read (and reads each block while it is still in the CPU's cache) instead of
+/// following it. The buffer is zeroed memory fresh from the kernel for large reads (no
+/// memset); a short file is an error.
 pub(crate) fn read_hashing(
     file: &std::fs::File,
     pos: u64,
     len: usize,
-    hash: &mut dyn FnMut(&[u8]),
+    hash: &mut (dyn FnMut(&[u8]) + Send),
 ) -> std::io::Result<Vec<u8>> {
     use std::os::unix::fs::FileExt;
     let mut buf = vec![0u8; len];
-    let mut done = 0;
-    while done < len {
-        let end = (done + HASH_BLOCK).min(len);
-        let n = match file.read_at(&mut buf[done..end], pos + done as u64) {
-            Ok(0) => {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!("the file ended {} bytes early", len - done),
-                ));
+    std::thread::scope(|scope| -> std::io::Result<()> {
+        let (filled, to_hash) = std::sync::mpsc::channel::<&[u8]>();
+        let hashing = std::thread::Builder::new()
+            .name("maskstore-hash".into())
+            .spawn_scoped(scope, move || {
+                while let Ok(block) = to_hash.recv() {
+                    hash(block);
+                }
+            })?;
+        let mut at = pos;
+        for block in buf.chunks_mut(HASH_BLOCK) {
+            let mut done = 0;
+            while done < block.len() {
+                match file.read_at(&mut block[done..], at + done as u64) {
+                    Ok(0) => {
+                        return Err(std::io::Error::new(
+                            std::io::ErrorKind::UnexpectedEof,
+                            format!(
+                                "the file ended {} bytes early",
+                                len as u64 - (at - pos) - done as u64
+                            ),
+                        ));
+                    }
+                    Ok(n) => done += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
             }
-            Ok(n) => n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        hash(&buf[done..done + n]);
-        done += n;
-    }
+            at += block.len() as u64;
+            // The block is only read from now on; the hashing thread stops at the join.
+            let block: &[u8] = block;
+            if filled.send(block).is_err() {
+                break;
+            }
+        }
+        drop(filled);
+        hashing
+            .join()
+            .map_err(|_| std::io::Error::other("the hashing thread panicked"))
+    })?;
     Ok(buf)
 }
 
@@ -264,4 +288,60 @@ pub(crate) fn copy_hashing(
         let copied = copied?;
         Ok(hashed.map(|()| copied))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file_of(dir: &tempfile::TempDir, name: &str, body: &[u8]) -> std::fs::File {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body).unwrap();
+        std::fs::File::open(path).unwrap()
+    }
+
+    #[test]
+    fn pooled_reads_show_only_their_own_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let big = file_of(&dir, "big", &vec![0xAA; POOLED_SIZE]);
+        let small = file_of(&dir, "small", &vec![0x55; POOLED_FROM + 10]);
+        for _ in 0..POOL_MAX + 2 {
+            // Cached (just written), unless RWF_NOWAIT is missing here.
+            let Some(first) = read_nowait(&big, 0, POOLED_SIZE).unwrap() else {
+                return;
+            };
+            assert!(first.iter().all(|&b| b == 0xAA));
+            drop(first);
+            let second = read_nowait(&small, 0, POOLED_FROM + 10).unwrap().unwrap();
+            assert_eq!(second.len(), POOLED_FROM + 10);
+            assert!(
+                second.iter().all(|&b| b == 0x55),
+                "a previous read shows through"
+            );
+            let offset = read_nowait(&small, 7, 100).unwrap().unwrap();
+            assert_eq!(&offset[..], &vec![0x55; 100][..]);
+        }
+        assert!(POOL.lock().unwrap().len() <= POOL_MAX);
+    }
+
+    #[test]
+    fn short_files_are_errors_on_every_read_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = file_of(&dir, "f", b"0123456789");
+        assert_eq!(read_chunk(&file, 2, 5).unwrap(), b"23456");
+        for result in [
+            read_chunk(&file, 4, 10).map(|_| ()),
+            read_hashing(&file, 4, 10, &mut |_| {}).map(|_| ()),
+            read_nowait(&file, 4, 10).map(|_| ()),
+        ] {
+            let err = result.unwrap_err();
+            assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
+        }
+        let mut seen = Vec::new();
+        let data = read_hashing(&file, 1, 8, &mut |b| seen.extend_from_slice(b)).unwrap();
+        assert_eq!(
+            (data.as_slice(), seen.as_slice()),
+            (&b"12345678"[..], &b"12345678"[..])
+        );
+    }
 }

@@ -703,8 +703,8 @@ impl Storage {
     /// choice.
     ///
     /// The stored checksum is verified (a local object is then read a second time, from
-    /// the page cache, by a hashing thread beside the kernel's copy): on [`Error::Corrupt`] the file holds damaged bytes and must be
-    /// discarded.
+    /// the page cache, by a hashing thread beside the kernel's copy): on [`Error::Corrupt`]
+    /// the file holds damaged bytes and must be discarded.
     pub async fn read_to_file(
         &self,
         key: &ObjectKey,

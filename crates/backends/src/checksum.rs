@@ -42,7 +42,7 @@ impl Hasher {
 
     /// A hasher of the algorithm a stored checksum names; `None` when the stored text
     /// names no algorithm this build knows.
-    fn for_stored(stored: &str) -> Option<Hasher> {
+    pub(crate) fn for_stored(stored: &str) -> Option<Hasher> {
         let (name, _) = stored.split_once(':')?;
         match name.parse::<ChecksumAlgorithm>().ok()? {
             ChecksumAlgorithm::None => None,
@@ -209,41 +209,24 @@ impl Verifier {
     }
 }
 
-/// Bytes read and hashed per step of [`read_file_verifying`]: small enough that each slice
-/// is hashed while it is still in the CPU cache the read left it in, instead of hashing
-/// the whole object again from memory after the read.
-const VERIFY_SLICE: u64 = 256 * 1024;
-
-/// Reads `range` of `file` into one buffer, feeding `verifier` (if any) each slice as soon
-/// as it is read (blocking). A file shorter than the range is an error.
-pub(crate) fn read_file_verifying(
-    file: std::fs::File,
-    range: std::ops::Range<u64>,
-    mut verifier: Option<Verifier>,
-) -> std::io::Result<(Vec<u8>, Option<Verifier>)> {
-    use std::io::{Read, Seek, SeekFrom};
-    let mut file = file;
-    file.seek(SeekFrom::Start(range.start))?;
-    let len = range.end.saturating_sub(range.start);
-    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(usize::MAX));
-    let mut file = file.take(len);
-    loop {
-        let start = buf.len();
-        let got = (&mut file).take(VERIFY_SLICE).read_to_end(&mut buf)?;
-        if got == 0 {
-            break;
+impl Verifier {
+    /// [`Verifier::finish`] for bytes whose checksum `actual` was computed as they were
+    /// read (by the local provider, into the very buffer returned), not through `update`.
+    pub(crate) fn finish_with(mut self, actual: String) -> Result<()> {
+        if self.hasher.is_some() {
+            self.hasher = None;
+            if actual == self.expected {
+                return Ok(());
+            }
+            return Err(Error::Corrupt {
+                backend: self.backend,
+                key: self.key,
+                expected: self.expected,
+                actual,
+            });
         }
-        if let Some(verifier) = &mut verifier {
-            verifier.update(&buf[start..]);
-        }
+        self.finish()
     }
-    if (buf.len() as u64) < len {
-        return Err(std::io::Error::new(
-            std::io::ErrorKind::UnexpectedEof,
-            format!("the file ended {} bytes early", len - buf.len() as u64),
-        ));
-    }
-    Ok((buf, verifier))
 }
 
 /// `stream`, checked against `verifier`: each chunk is held back until the next arrives,

@@ -15,7 +15,8 @@ use object_store::{
 use crate::checksum::{CHECKSUM_METADATA, Hasher, LateChecksum, Verifier, verify_stream};
 use crate::layers::Layer;
 use crate::layers::instrumented::{Instrumentation, Measured, Recorder};
-use crate::local::file_io::{copy_file_range, file_stream};
+use crate::local::file_io::{copy_file_range, copy_hashing, file_stream};
+use crate::local::{LocalError, ReadChecksum};
 use crate::monitor::{AlarmSettings, Monitor, Outcome};
 use crate::signing::{GatewaySigner, SignOptions, SignedMethod, SignedUrl};
 use crate::types::{
@@ -82,6 +83,9 @@ pub struct Storage {
     checksum: ChecksumAlgorithm,
     /// Whether whole reads verify the stored checksum (off only for forensics).
     verify_reads: bool,
+    /// The local provider itself, when it is the base store: files are stored into it by
+    /// the kernel ([`Storage::write_from_file`]).
+    local: Option<crate::local::LocalStore>,
 }
 
 /// What a storage can do beyond the contract every backend follows; commands and
@@ -173,6 +177,7 @@ impl Storage {
             };
             UrlSigner::Gateway(Arc::new(Gateway { signer, ephemeral }))
         };
+        let mut local = None;
         let (store, urls): (Arc<dyn ObjectStore>, UrlSigner) = match os.provider {
             Provider::S3 => {
                 let (s3, presigner) = crate::s3::build(config)?;
@@ -181,6 +186,7 @@ impl Storage {
             }
             Provider::Local => {
                 let (store, secret) = crate::local::build(config, root)?;
+                local = Some(store.clone());
                 (Arc::new(store), gateway(secret, false))
             }
             Provider::Memory => {
@@ -189,7 +195,7 @@ impl Storage {
             }
         };
         let monitor = Arc::new(Monitor::new(AlarmSettings::from_config(&config.monitoring)));
-        Ok(Storage::assemble(
+        let mut storage = Storage::assemble(
             store,
             os.provider.as_str(),
             os.prefix.clone(),
@@ -198,7 +204,9 @@ impl Storage {
             os.provider == Provider::S3 && os.verify_folders.unwrap_or(os.endpoint.is_some()),
             urls,
         )
-        .with_checksum(os.checksum))
+        .with_checksum(os.checksum);
+        storage.local = local;
+        Ok(storage)
     }
 
     /// A fresh in-memory storage under the default prefix `mask/`.
@@ -248,6 +256,7 @@ impl Storage {
             recorder,
             checksum: Config::memory().object_storage.checksum,
             verify_reads: true,
+            local: None,
         };
         storage.rebuild();
         storage
@@ -655,41 +664,26 @@ impl Storage {
     /// object) and is returned as read.
     pub async fn read(&self, key: &ObjectKey, options: ReadOptions) -> Result<Object> {
         let whole = options.range.is_none();
-        let result = self.get_result(key, options).await?;
+        let result = self.get_result_with(key, options, true).await?;
         let info = info_of(key.clone(), &result.meta, &result.attributes, Source::Read);
         let range = result.range.clone();
         let verifier = self.verifier(&info, whole);
-        if let GetResultPayload::File(file, _) = &result.payload
-            && let Ok(file) = file.try_clone()
-        {
-            // A local file, read in one blocking hop in slices, each hashed (when the read
-            // verifies) as soon as it is read, while still in the cache, rather than the
-            // whole object again afterwards.
-            let read_range = range.clone();
-            let backend_error = |source: Box<dyn std::error::Error + Send + Sync>| Error::Backend {
-                backend: self.backend.to_string(),
-                key: key.to_string(),
-                source,
-            };
-            let (data, verifier) = tokio::task::spawn_blocking(move || {
-                crate::checksum::read_file_verifying(file, read_range, verifier)
-            })
-            .await
-            .map_err(|e| backend_error(Box::new(e)))?
-            .map_err(|e| backend_error(Box::new(e)))?;
-            if let Some(verifier) = verifier {
-                verifier.finish()?;
-            }
-            return Ok(Object {
-                info,
-                range,
-                data: data.into(),
-            });
-        }
         let Some(mut verifier) = verifier else {
+            // `bytes()` reads a local file's range in one go instead of chunk by chunk.
             let data = result.bytes().await.map_err(self.err(key))?;
             return Ok(Object { info, range, data });
         };
+        if let Some(computed) = result.extensions.get::<ReadChecksum>().cloned() {
+            let data = result.bytes().await.map_err(self.err(key))?;
+            if computed.data.as_ptr() == data.as_ptr() && computed.data.len() == data.len() {
+                // Hashed by the local provider as it read this very buffer.
+                verifier.finish_with(computed.checksum)?;
+            } else {
+                verifier.update(&data);
+                verifier.finish()?;
+            }
+            return Ok(Object { info, range, data });
+        }
         // Each chunk is hashed as it arrives, while still in the cache, and the chunks are
         // joined once, as `bytes()` joins them.
         let mut chunks = Vec::new();
@@ -757,9 +751,9 @@ impl Storage {
     /// most four chunks are held in memory. The file is not synced: that is the caller's
     /// choice.
     ///
-    /// The stored checksum is verified (then a local object streams through this process
-    /// too, to be hashed): on [`Error::Corrupt`] the file holds damaged bytes and must be
-    /// discarded.
+    /// The stored checksum is verified (a local object is then read a second time, from
+    /// the page cache, by a hashing thread beside the kernel's copy): on [`Error::Corrupt`]
+    /// the file holds damaged bytes and must be discarded.
     pub async fn read_to_file(
         &self,
         key: &ObjectKey,
@@ -776,14 +770,34 @@ impl Storage {
         let mut verifier = self.verifier(&info, true);
         let dest = file.try_clone().map_err(destination)?;
         let expected = result.range.end - result.range.start;
-        let payload = match result.payload {
-            // Verifying needs the bytes: stream the file instead of copying it in the kernel.
+        let written = match result.payload {
+            // Verifying needs the bytes: the kernel copies the file while a second thread
+            // reads and hashes the same range, all in one blocking task.
             GetResultPayload::File(source, _) if verifier.is_some() => {
-                GetResultPayload::Stream(file_stream(source, result.range.clone()))
+                let range = result.range.clone();
+                let mut hashing = verifier.take();
+                let copied = tokio::task::spawn_blocking(move || {
+                    let mut inspect = |chunk: &[u8]| {
+                        if let Some(verifier) = &mut hashing {
+                            verifier.update(chunk);
+                        }
+                    };
+                    let copied = copy_hashing(&source, range, &dest, &mut inspect, &progress);
+                    (copied, hashing)
+                })
+                .await;
+                match copied {
+                    Ok((Ok(Err(read)), _)) => {
+                        let read = LocalError::io("(a local read)", read);
+                        return Err(self.err(key)(read.into()));
+                    }
+                    Ok((copied, hashing)) => {
+                        verifier = hashing;
+                        Ok(copied.map(|c| c.unwrap_or_default()))
+                    }
+                    Err(e) => Err(e),
+                }
             }
-            payload => payload,
-        };
-        let written = match payload {
             GetResultPayload::File(source, _) => {
                 let range = result.range.clone();
                 tokio::task::spawn_blocking(move || {
@@ -847,7 +861,180 @@ impl Storage {
         Ok(info)
     }
 
+    /// Stores the file at `path` as `key` (the mirror of [`Storage::read_to_file`]), with
+    /// the checksum of the bytes stored, like any write; `progress` is told the bytes stored
+    /// so far and the total as the copy advances.
+    ///
+    /// On the local provider the kernel copies the file into the object's temporary file
+    /// (`copy_file_range`, as `cp` does) while the bytes landed are hashed on a second
+    /// thread and their write-back started on a third; every write mode works. Elsewhere
+    /// (S3, memory, or a storage with layers, which must see the write) the file is read
+    /// in parts on a blocking thread, ahead of the upload, as a streaming upload: memory
+    /// stays under [`UPLOAD_PART_SIZE`] × ([`UPLOAD_MAX_IN_FLIGHT`] + 2); there a
+    /// conditional mode takes files of at most [`MULTIPART_THRESHOLD`] bytes (one PUT).
+    ///
+    /// A file that is missing, unreadable, not a regular file, or that changes size while
+    /// it is stored is [`Error::Source`], and nothing is stored.
+    pub async fn write_from_file(
+        &self,
+        key: &ObjectKey,
+        path: &std::path::Path,
+        options: &WriteOptions,
+        progress: impl Fn(u64, u64) + Send + Sync + 'static,
+    ) -> Result<PutOutcome> {
+        let location = self.path(key)?;
+        options.validate()?;
+        let source_error = |source: std::io::Error| Error::Source {
+            key: key.to_string(),
+            path: path.display().to_string(),
+            source,
+        };
+        let opened = {
+            let path = path.to_path_buf();
+            tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, u64)> {
+                let file = std::fs::File::open(&path)?;
+                let md = file.metadata()?;
+                if !md.is_file() {
+                    return Err(std::io::Error::other(
+                        "not a regular file (a folder, a device or a pipe); stream it instead",
+                    ));
+                }
+                Ok((file, md.len()))
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+        };
+        let (file, size) = opened.map_err(source_error)?;
+        let mode = match &options.mode {
+            WriteMode::Overwrite => PutMode::Overwrite,
+            WriteMode::CreateOnly => PutMode::Create,
+            WriteMode::IfMatch(etag) => PutMode::Update(UpdateVersion {
+                e_tag: Some(etag.clone()),
+                version: None,
+            }),
+        };
+        if let (Some(local), true) = (&self.local, self.layers.is_empty()) {
+            // Counted as a put, as the instrumentation layer would.
+            let started = std::time::Instant::now();
+            let stored = local
+                .write_from_file(
+                    location.clone(),
+                    file,
+                    options.attributes(),
+                    mode,
+                    self.checksum,
+                    Box::new(progress),
+                )
+                .await;
+            let operation = crate::layers::Operation::Put;
+            let (outcome, result) = match stored {
+                Ok((result, bytes)) => {
+                    self.recorder.bytes(operation, bytes);
+                    (Outcome::Success, Ok(result))
+                }
+                Err(crate::local::FromFileError::Source(e)) => {
+                    let e = source_error(e);
+                    (Outcome::of_kind(e.kind()), Err(e))
+                }
+                Err(crate::local::FromFileError::Store(e)) => {
+                    let kind = Error::kind_of_store(&self.backend, location.as_ref(), &e);
+                    (
+                        Outcome::of_kind(kind),
+                        Err(Error::from_store(&self.backend, key.as_str(), e)),
+                    )
+                }
+            };
+            self.recorder
+                .finish(Measured::Store(operation), outcome, started);
+            let result = result?;
+            return Ok(PutOutcome {
+                etag: result.e_tag,
+                version: result.version,
+            });
+        }
+        if options.mode != WriteMode::Overwrite {
+            if size > MULTIPART_THRESHOLD as u64 {
+                return Err(Error::Unsupported {
+                    backend: self.backend.to_string(),
+                    operation: "store a large file conditionally".to_string(),
+                    detail: format!(
+                        "create-only and if-match writes of files over {MULTIPART_THRESHOLD} \
+                         bytes are streaming uploads, which always overwrite; store it without \
+                         the condition"
+                    ),
+                });
+            }
+            let data = tokio::task::spawn_blocking(move || {
+                crate::local::file_io::read_chunk(&file, 0, size as usize)
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(source_error)?;
+            let outcome = self.put_with(key, data, options).await?;
+            progress(size, size);
+            return Ok(outcome);
+        }
+        // Parts are read on a blocking thread, one ahead of the upload.
+        let part = self.multipart_threshold();
+        let (parts, mut incoming) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(1);
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut at = 0;
+            while at < size {
+                let len = (size - at).min(part as u64) as usize;
+                let read = crate::local::file_io::read_chunk(&file, at, len).map(Bytes::from);
+                let failed = read.is_err();
+                if parts.blocking_send(read).is_err() || failed {
+                    return;
+                }
+                at += len as u64;
+            }
+        });
+        let mut upload = self.upload(key, options).await?;
+        let mut sent = 0;
+        let mut failed = None;
+        while let Some(read) = incoming.recv().await {
+            let written = match read {
+                Ok(chunk) => {
+                    sent += chunk.len() as u64;
+                    upload.write(chunk).await
+                }
+                Err(e) => Err(source_error(e)),
+            };
+            if let Err(e) = written {
+                failed = Some(e);
+                break;
+            }
+            progress(sent, size);
+        }
+        drop(incoming);
+        let _ = reader.await;
+        if failed.is_none() && sent != size {
+            failed = Some(source_error(std::io::Error::other(format!(
+                "read {sent} of its {size} bytes"
+            ))));
+        }
+        if let Some(e) = failed {
+            // The upload's own error is the one to report; abort is best effort.
+            let _ = upload.abort().await;
+            return Err(e);
+        }
+        upload.finish().await
+    }
+
     async fn get_result(&self, key: &ObjectKey, options: ReadOptions) -> Result<GetResult> {
+        self.get_result_with(key, options, false).await
+    }
+
+    /// The backend's answer to a read; with `into_memory`, the caller holds the whole range
+    /// in memory, so the local provider reads it in the same call that opens the file.
+    async fn get_result_with(
+        &self,
+        key: &ObjectKey,
+        options: ReadOptions,
+        into_memory: bool,
+    ) -> Result<GetResult> {
         if let Some(ByteRange::Bounded(r)) = &options.range
             && r.end <= r.start
         {
@@ -857,7 +1044,8 @@ impl Storage {
             });
         }
         let path = self.path(key)?;
-        let get = GetOptions {
+        let options_whole = options.range.is_none();
+        let mut get = GetOptions {
             if_match: options.if_match,
             if_none_match: options.if_none_match,
             range: options.range.map(|r| match r {
@@ -867,6 +1055,11 @@ impl Storage {
             }),
             ..Default::default()
         };
+        if into_memory {
+            // A whole read is verified: the provider may hash it as it reads.
+            let hash = self.verify_reads && options_whole;
+            get.extensions.insert(crate::local::ReadAll { hash });
+        }
         self.store.get_opts(&path, get).await.map_err(self.err(key))
     }
 

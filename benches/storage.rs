@@ -94,6 +94,7 @@ fn signing(c: &mut Criterion) {
     let bound = SignOptions {
         content_type: Some("application/gzip".to_string()),
         content_length: Some(1 << 20),
+        sha256: None,
     };
     group.bench_function("s3-sigv4-presign-put-bound", |b| {
         b.to_async(&rt).iter(|| async {

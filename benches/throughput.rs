@@ -487,7 +487,10 @@ fn paired() -> Vec<String> {
         let data = Bytes::from(vec![7u8; size]);
         for (name, store) in raw_backends(dir.path()) {
             let prefix = format!("mask/{run}/").parse().unwrap();
-            let storage = Storage::from_object_store(std::sync::Arc::clone(&store), name, prefix);
+            // Without the integrity checksum, whose cost has its own section (`checksum`):
+            // this measures what the Storage layer itself adds.
+            let storage = Storage::from_object_store(std::sync::Arc::clone(&store), name, prefix)
+                .with_checksum(maskstore::ChecksumAlgorithm::None);
             let key = storage.key(&format!("{label}/object.bin")).unwrap();
             let path =
                 object_store::path::Path::parse(format!("mask/{run}/{label}/raw.bin")).unwrap();
@@ -748,6 +751,231 @@ fn checksums() -> Vec<String> {
     rows
 }
 
+/// Local whole-object reads against the file system: `std::fs::read` of the object's own
+/// file (the physical limit), a raw object_store get of the local provider, and
+/// `Storage::get` of an object stored without a checksum and with the default one
+/// (verified as it is read). Every round times all four in rotating order; a sample
+/// repeats the read until it lasts at least a millisecond. Rows: time per read (median),
+/// throughput relative to `std::fs::read` (median of the per-round ratios, 95 % bootstrap
+/// interval).
+fn local_reads() -> Vec<String> {
+    use maskstore::ChecksumAlgorithm as A;
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let sizes: &[(usize, &str)] = if full_run() {
+        &[
+            (4 * 1024, "4 KiB"),
+            (MIB as usize, "1 MiB"),
+            (64 * MIB as usize, "64 MiB"),
+        ]
+    } else {
+        &[(4 * 1024, "4 KiB"), (MIB as usize, "1 MiB")]
+    };
+    let budget = Duration::from_secs(if full_run() { 40 } else { 1 });
+    let run = format!("get-{:08x}", rand::random::<u32>());
+    let prefix: KeyPrefix = format!("mask/{run}/").parse().unwrap();
+    let config = Config::local(&root).with_prefix(prefix);
+    let plain = Storage::connect(&config.clone().with_checksum(A::None)).unwrap();
+    let summed = Storage::connect(&config.with_checksum(A::Crc64Nvme)).unwrap();
+    let raw: std::sync::Arc<dyn object_store::ObjectStore> = std::sync::Arc::new(
+        maskstore::maskstore_backends::local::LocalStore::open(&root, false).unwrap(),
+    );
+    let names = [
+        "std::fs::read",
+        "raw object_store get",
+        "Storage::get, no checksum",
+        "Storage::get, crc64nvme verified",
+    ];
+    let mut rows = Vec::new();
+    for &(size, label) in sizes {
+        let data = Bytes::from((0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+        let (plain_key, summed_key) = (
+            plain.key(&format!("{label}/plain.bin")).unwrap(),
+            summed.key(&format!("{label}/summed.bin")).unwrap(),
+        );
+        let file = root.join(format!("mask/{run}/{label}/summed.bin"));
+        let path =
+            object_store::path::Path::parse(format!("mask/{run}/{label}/summed.bin")).unwrap();
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); names.len()];
+        rt.block_on(async {
+            plain.put(&plain_key, data.clone()).await.unwrap();
+            summed.put(&summed_key, data.clone()).await.unwrap();
+            let read = |which: usize, n: usize| {
+                let (plain, summed, raw) = (plain.clone(), summed.clone(), raw.clone());
+                let (plain_key, summed_key) = (plain_key.clone(), summed_key.clone());
+                let (file, path) = (file.clone(), path.clone());
+                async move {
+                    let started = Instant::now();
+                    for _ in 0..n {
+                        let len = match which {
+                            0 => std::fs::read(&file).unwrap().len(),
+                            1 => raw.get(&path).await.unwrap().bytes().await.unwrap().len(),
+                            2 => plain.get(&plain_key).await.unwrap().data.len(),
+                            _ => {
+                                let got = summed.get(&summed_key).await.unwrap();
+                                assert!(got.info.checksum.is_some());
+                                got.data.len()
+                            }
+                        };
+                        assert_eq!(len, size);
+                    }
+                    started.elapsed().as_secs_f64() / n as f64
+                }
+            };
+            let mut slowest = 0f64;
+            for which in 0..names.len() {
+                slowest = slowest.max(read(which, 1).await);
+            }
+            let n = ((1e-3 / slowest).ceil() as usize).max(1);
+            let rounds = rounds_within(
+                budget,
+                Duration::from_secs_f64(slowest * n as f64 * names.len() as f64),
+            );
+            for round in 0..rounds {
+                for j in 0..names.len() {
+                    let which = (round + j) % names.len();
+                    times[which].push(read(which, n).await);
+                }
+            }
+        });
+        for which in 0..names.len() {
+            let mut ratios: Vec<f64> = times[0]
+                .iter()
+                .zip(&times[which])
+                .map(|(fs, x)| fs / x)
+                .collect();
+            let (low, high) = bootstrap_interval(&ratios);
+            let per_read = median(&mut times[which].clone());
+            rows.push(format!(
+                "| {label} | {} | {} | {:.0} MB/s | {:.3} [{low:.3} … {high:.3}] | {} |",
+                names[which],
+                human_time(per_read),
+                size as f64 / per_read / 1e6,
+                median(&mut ratios),
+                ratios.len(),
+            ));
+        }
+    }
+    rows
+}
+
+/// S3 puts (SeaweedFS) by request shape, measured in rotation: object_store as maskstore
+/// configures it (SigV4 over a SHA-256 of the body, plus S3's CRC64NVME checksum header),
+/// the same with `UNSIGNED-PAYLOAD` (no SHA-256 of the body: what OpenDAL and the AWS SDKs
+/// send), and object_store's defaults (signed body, no checksum header). One PUT per
+/// sample; rows: median time, MB/s, and the ratio of throughput against the first.
+fn s3_puts() -> Vec<String> {
+    use object_store::aws::{AmazonS3Builder, Checksum};
+    let (Ok(endpoint), Ok(bucket), Ok(key), Ok(secret)) = (
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_ENDPOINT"),
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_BUCKET"),
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_ACCESS_KEY"),
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_SECRET_KEY"),
+    ) else {
+        return vec!["| (no SeaweedFS: skipped) | | | | | |".into()];
+    };
+    let build = |unsigned: bool, checksum: bool| {
+        let mut b = AmazonS3Builder::new()
+            .with_endpoint(&endpoint)
+            .with_allow_http(true)
+            .with_bucket_name(&bucket)
+            .with_region("us-east-1")
+            .with_access_key_id(&key)
+            .with_secret_access_key(&secret)
+            .with_unsigned_payload(unsigned);
+        if checksum {
+            b = b.with_checksum_algorithm(Checksum::CRC64NVME);
+        }
+        std::sync::Arc::new(b.build().unwrap()) as std::sync::Arc<dyn object_store::ObjectStore>
+    };
+    let stores = [
+        (
+            "signed body + CRC64NVME header (maskstore before)",
+            build(false, true),
+        ),
+        ("UNSIGNED-PAYLOAD + CRC64NVME header", build(true, true)),
+        (
+            "signed body, no checksum header (object_store default)",
+            build(false, false),
+        ),
+        ("UNSIGNED-PAYLOAD, no checksum header", build(true, false)),
+    ];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let sizes: &[(usize, &str)] = if full_run() {
+        &[(MIB as usize, "1 MiB"), (64 * MIB as usize, "64 MiB")]
+    } else {
+        &[(64 * 1024, "64 KiB")]
+    };
+    let budget = Duration::from_secs(if full_run() { 60 } else { 1 });
+    let run = format!("s3put-{:08x}", rand::random::<u32>());
+    let config = Config::s3(&bucket, "us-east-1")
+        .and_then(|c| c.with_endpoint(&endpoint))
+        .unwrap()
+        .with_credentials(&key, Secret::new(secret.clone()))
+        .with_prefix(format!("mask/{run}/").parse().unwrap());
+    let storage = Storage::connect(&config).unwrap();
+    let mut rows = Vec::new();
+    for &(size, label) in sizes {
+        let data = Bytes::from((0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+        let path = object_store::path::Path::parse(format!("mask/{run}/{label}.bin")).unwrap();
+        let contenders = stores.len() + 1;
+        let mut times: Vec<Vec<f64>> = vec![Vec::new(); contenders];
+        rt.block_on(async {
+            let put = |i: usize| {
+                let (stores, path, data) = (&stores, path.clone(), data.clone());
+                let storage = storage.clone();
+                async move {
+                    let started = Instant::now();
+                    match stores.get(i) {
+                        Some((_, store)) => {
+                            store.put(&path, data.into()).await.unwrap();
+                        }
+                        None => {
+                            let key = storage.key(&format!("{label}-storage.bin")).unwrap();
+                            storage.put(&key, data).await.unwrap();
+                        }
+                    }
+                    started.elapsed().as_secs_f64()
+                }
+            };
+            let mut one = 0f64;
+            for i in 0..contenders {
+                one += put(i).await;
+            }
+            let rounds = rounds_within(budget, Duration::from_secs_f64(one));
+            for round in 0..rounds {
+                for j in 0..contenders {
+                    let i = (round + j) % contenders;
+                    times[i].push(put(i).await);
+                }
+            }
+            let _ = stores[0].1.delete(&path).await;
+            let _ = storage
+                .delete(&storage.key(&format!("{label}-storage.bin")).unwrap())
+                .await;
+        });
+        for i in 0..contenders {
+            let name = stores.get(i).map_or(
+                "maskstore Storage::put (now: UNSIGNED-PAYLOAD on loopback, CRC64NVME header and metadata)",
+                |s| s.0,
+            );
+            let mut ratios: Vec<f64> = times[0].iter().zip(&times[i]).map(|(a, b)| a / b).collect();
+            let (low, high) = bootstrap_interval(&ratios);
+            let t = median(&mut times[i].clone());
+            rows.push(format!(
+                "| {label} | {} | {} | {:.1} MB/s | {:.3} [{low:.3} … {high:.3}] | {} |",
+                name,
+                human_time(t),
+                size as f64 / t / 1e6,
+                median(&mut ratios),
+                ratios.len()
+            ));
+        }
+    }
+    rows
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--child") {
@@ -758,11 +986,55 @@ fn main() {
     let root = dir.path().join("data");
     let root = root.to_str().unwrap();
     if wanted("paired") {
-        println!("## Storage against raw object_store, measured in pairs (put + get)\n");
+        println!(
+            "## Storage (checksum none) against raw object_store, measured in pairs (put + get)\n"
+        );
         println!(
             "| size | backend | Storage | raw object_store | Storage / raw [95 %] | rounds |\n|---|---|---|---|---|---|"
         );
         for row in paired() {
+            println!("{row}");
+        }
+        println!();
+    }
+    if wanted("hash") {
+        println!("## Checksum computation alone, 64 MiB in memory\n");
+        println!("| algorithm | time | throughput |\n|---|---|---|");
+        let data: Vec<u8> = (0..64 * MIB as usize).map(|i| (i % 251) as u8).collect();
+        for algorithm in [
+            maskstore::ChecksumAlgorithm::Crc64Nvme,
+            maskstore::ChecksumAlgorithm::Sha256,
+        ] {
+            let mut best = f64::MAX;
+            for _ in 0..5 {
+                let started = Instant::now();
+                std::hint::black_box(maskstore::checksum_of(algorithm, &data));
+                best = best.min(started.elapsed().as_secs_f64());
+            }
+            println!(
+                "| {algorithm} | {} | {:.2} GB/s |",
+                human_time(best),
+                data.len() as f64 / best / 1e9
+            );
+        }
+        println!();
+    }
+    if wanted("reads") {
+        println!("## Local whole-object reads against std::fs::read, measured in rotation\n");
+        println!(
+            "| size | reader | time per read | throughput | vs std::fs::read [95 %] | rounds |\n|---|---|---|---|---|---|"
+        );
+        for row in local_reads() {
+            println!("{row}");
+        }
+        println!();
+    }
+    if wanted("s3put") {
+        println!("## S3 puts by request shape (SeaweedFS), measured in rotation\n");
+        println!(
+            "| size | request | time per put | throughput | throughput vs the first [95 %] | rounds |\n|---|---|---|---|---|---|"
+        );
+        for row in s3_puts() {
             println!("{row}");
         }
         println!();

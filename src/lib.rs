@@ -25,10 +25,10 @@
 //! | `maskstore-testkit` | fixtures for application tests (dev-dependency) |
 
 pub use maskstore_backends::{
-    ByteRange, CHECKSUM_METADATA, Capabilities, ChecksumAlgorithm, ConfigSource, Error, ErrorKind,
-    Layer, Listing, MULTIPART_THRESHOLD, Object, ObjectInfo, ObjectStream, PutOutcome, ReadOptions,
-    Result, SignOptions, SignedMethod, SignedUrl, Storage, Upload, UrlIssuer, WriteMode,
-    WriteOptions, checksum_of, load_config, load_config_from,
+    ByteRange, CHECKSUM_METADATA, Capabilities, ChecksumAlgorithm, ConfigSource, ContentSha256,
+    Error, ErrorKind, Layer, Listing, MULTIPART_THRESHOLD, Object, ObjectInfo, ObjectStream,
+    PutOutcome, ReadOptions, Result, Sha256Hasher, SignOptions, SignedMethod, SignedUrl, Storage,
+    Upload, UrlIssuer, WriteMode, WriteOptions, checksum_of, load_config, load_config_from,
 };
 pub use maskstore_core::{
     Config, KeyPrefix, MaskFormat, MaskKey, ObjectKey, Origin, Provider, Secret, TtlPolicy,

@@ -72,6 +72,7 @@ async fn urls(State(page): State<Page>) -> Json<Value> {
     let bound = SignOptions {
         content_type: Some("image/png".into()),
         content_length: None,
+        sha256: None,
     };
     let put = page
         .storage
@@ -157,20 +158,12 @@ impl Drop for Browser {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_uploads_and_downloads_through_the_gateway_on_local_disk() {
     if chromium().is_none() {
         return;
     }
-    let page_port = free_port();
+    let page_port = crate::support::free_port();
     let dir = tempfile::tempdir().unwrap();
     let mut config = Config::local(dir.path().join("data"));
     config.cors.allowed_origins = vec![format!("http://localhost:{page_port}")];
@@ -186,7 +179,7 @@ async fn browser_uploads_and_downloads_through_the_gateway_on_local_disk() {
     );
 
     // The same page from an origin not on the list: the browser refuses the upload.
-    let (report, _) = run_page(&storage, free_port()).await;
+    let (report, _) = run_page(&storage, crate::support::free_port()).await;
     println!("browser from a foreign origin: {report}");
     assert_eq!(report["ok"], false, "{report}");
     assert!(

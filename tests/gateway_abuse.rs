@@ -21,117 +21,35 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use maskstore_backends::SignedMethod;
-use maskstore_backends::signing::{GatewaySigner, SignOptions};
-use maskstore_core::{ObjectKey, Secret};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use crate::support::Serve;
 
 const SECRET: &str = "gateway-abuse-test-signing-secret-0123456789";
 const PROBE_LIMIT: Duration = Duration::from_secs(1);
 const MIB: usize = 1024 * 1024;
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// `maskstore serve` on the local provider under `dir/data`.
+fn serve_local(dir: &Path, extra: &[(&str, &str)]) -> Serve {
+    let root = dir.join("data").display().to_string();
+    let mut vars = vec![
+        ("APP_OBJECT_STORAGE__PROVIDER", "local"),
+        ("APP_OBJECT_STORAGE__ROOT", root.as_str()),
+        ("APP_OBJECT_STORAGE__FSYNC", "false"),
+        ("APP_GATEWAY__SIGNING_SECRET", SECRET),
+    ];
+    vars.extend_from_slice(extra);
+    Serve::start(dir, &vars)
 }
 
-/// `maskstore serve` on the local provider under `dir/data`, killed on drop.
-struct Serve {
-    child: Child,
-    addr: String,
-    base: String,
-    admin: Option<String>,
-    root: PathBuf,
-}
-
-impl Serve {
-    fn start(dir: &Path, extra: &[(&str, &str)]) -> Serve {
-        let addr = format!("127.0.0.1:{}", free_port());
-        let root = dir.join("data");
-        let admin = extra
-            .iter()
-            .find(|(k, _)| *k == "APP_GATEWAY__ADMIN_LISTEN")
-            .map(|(_, v)| format!("http://{v}"));
-        let child = Command::new(env!("CARGO_BIN_EXE_maskstore"))
-            .arg("serve")
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("APP_OBJECT_STORAGE__PROVIDER", "local")
-            .env("APP_OBJECT_STORAGE__ROOT", &root)
-            .env("APP_OBJECT_STORAGE__FSYNC", "false")
-            .env("APP_GATEWAY__LISTEN", &addr)
-            .env("APP_GATEWAY__SIGNING_SECRET", SECRET)
-            .envs(extra.iter().copied())
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(dir.join("serve.log")).unwrap(),
-            ))
-            .spawn()
-            .expect("maskstore serve starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "serve did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Serve {
-            child,
-            base: format!("http://{addr}"),
-            addr,
-            admin,
-            root,
-        }
-    }
-
-    fn sign(&self, method: SignedMethod, key: &str) -> String {
-        GatewaySigner::new(&self.base, Secret::new(SECRET), None).sign(
-            method,
-            &ObjectKey::parse(key).unwrap(),
-            chrono::Utc::now().timestamp() + 300,
-            &SignOptions::default(),
-        )
-    }
-
-    /// Where `/health` and `/metrics` are served.
-    fn admin_base(&self) -> &str {
-        self.admin.as_deref().unwrap_or(&self.base)
-    }
-
-    /// The server's resident size in bytes.
-    fn rss(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
-        let kib: u64 = status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-            .expect("VmRSS in /proc/<pid>/status");
-        kib * 1024
-    }
-
-    /// Every regular file below the root, reserved folder included.
-    fn files(&self) -> BTreeSet<PathBuf> {
-        walk(&self.root)
-    }
-
-    fn terminate(&self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// Every regular file below the served root, reserved folder included.
+fn files(serve: &Serve) -> BTreeSet<PathBuf> {
+    walk(&serve.dir.join("data"))
 }
 
 fn walk(dir: &Path) -> BTreeSet<PathBuf> {
@@ -203,7 +121,7 @@ async fn status_on(stream: &mut TcpStream) -> Option<u16> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_query_flood_is_refused_before_the_signature_and_others_are_still_served() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path(), &[]);
+    let serve = serve_local(dir.path(), &[]);
     let http = http();
     let key = "mask/flood/a.png";
     assert_eq!(
@@ -304,7 +222,7 @@ async fn a_query_flood_is_refused_before_the_signature_and_others_are_still_serv
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn made_up_methods_do_not_grow_metrics_or_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path(), &[]);
+    let serve = serve_local(dir.path(), &[]);
     let http = http();
     let metrics_url = format!("{}/metrics", serve.admin_base());
     // Warm up: every label combination a refusal produces exists before the baseline.
@@ -375,7 +293,7 @@ async fn made_up_methods_do_not_grow_metrics_or_memory() {
 #[tokio::test]
 async fn html_and_svg_are_served_sandboxed_as_attachments() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path(), &[]);
+    let serve = serve_local(dir.path(), &[]);
     let http = http();
     let cases = [
         (
@@ -449,7 +367,7 @@ async fn html_and_svg_are_served_sandboxed_as_attachments() {
         .args(["presign", "put", "mask/xss/bound.png"])
         .current_dir(dir.path())
         .env_clear()
-        .env("APP_OBJECT_STORAGE__ROOT", &serve.root)
+        .env("APP_OBJECT_STORAGE__ROOT", serve.dir.join("data"))
         .env("APP_GATEWAY__LISTEN", &serve.addr)
         .env("APP_GATEWAY__SIGNING_SECRET", SECRET)
         .output()
@@ -473,8 +391,8 @@ async fn html_and_svg_are_served_sandboxed_as_attachments() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn slowloris_is_closed_after_the_header_timeout_and_the_excess_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let admin = format!("127.0.0.1:{}", free_port());
-    let serve = Serve::start(
+    let admin = format!("127.0.0.1:{}", crate::support::free_port());
+    let serve = serve_local(
         dir.path(),
         &[
             ("APP_GATEWAY__MAX_CONNECTIONS", "250"),
@@ -586,7 +504,7 @@ async fn slowloris_is_closed_after_the_header_timeout_and_the_excess_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn oversize_and_stalled_uploads_are_refused_and_leave_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(
+    let serve = serve_local(
         dir.path(),
         &[
             ("APP_GATEWAY__MAX_UPLOAD_BYTES", &(4 * MIB).to_string()),
@@ -595,7 +513,7 @@ async fn oversize_and_stalled_uploads_are_refused_and_leave_nothing_behind() {
         ],
     );
     let http = http();
-    let baseline = serve.files();
+    let baseline = files(&serve);
     // Announced too large: refused before the body is read.
     let url = serve.sign(SignedMethod::Put, "mask/big/a.bin");
     let mut announced = stalled_upload(&serve.addr, &url, 5 * MIB, 0).await;
@@ -614,7 +532,7 @@ async fn oversize_and_stalled_uploads_are_refused_and_leave_nothing_behind() {
         assert_eq!(response.status().as_u16(), 413);
     }
     tokio::time::sleep(Duration::from_millis(300)).await;
-    assert_eq!(serve.files(), baseline, "an oversize upload left a file");
+    assert_eq!(files(&serve), baseline, "an oversize upload left a file");
     let get = http
         .get(serve.sign(SignedMethod::Get, "mask/big/a.bin"))
         .send()
@@ -649,7 +567,7 @@ async fn oversize_and_stalled_uploads_are_refused_and_leave_nothing_behind() {
     }
     let dropped_after = started.elapsed();
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let left = serve.files();
+    let left = files(&serve);
     eprintln!(
         "stalled uploads: 20 x 1 MiB sent; RSS {} -> {} KiB (+{} KiB); answered {:?} after {dropped_after:?}",
         before / 1024,
@@ -675,14 +593,14 @@ async fn oversize_and_stalled_uploads_are_refused_and_leave_nothing_behind() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn uploads_stalled_just_below_a_part_hold_little_memory_and_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(
+    let serve = serve_local(
         dir.path(),
         &[
             ("APP_GATEWAY__BODY_IDLE_TIMEOUT", "6"),
             ("APP_GATEWAY__MAX_CONCURRENT_UPLOADS", "20"),
         ],
     );
-    let baseline = serve.files();
+    let baseline = files(&serve);
     let sent = maskstore_backends::MULTIPART_THRESHOLD - 64 * 1024;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = serve.rss();
@@ -712,7 +630,7 @@ async fn uploads_stalled_just_below_a_part_hold_little_memory_and_leave_nothing(
     );
     assert!(growth < 40 * MIB as u64, "RSS grew {} KiB", growth / 1024);
     assert!(statuses.iter().all(|s| *s == Some(408)), "{statuses:?}");
-    assert_eq!(serve.files(), baseline, "stalled uploads left files");
+    assert_eq!(files(&serve), baseline, "stalled uploads left files");
 }
 
 #[tokio::test]
@@ -722,7 +640,7 @@ async fn sigterm_drops_a_stalled_upload_after_the_grace_and_keeps_the_previous_v
         ("APP_GATEWAY__SHUTDOWN_GRACE", "2"),
         ("APP_GATEWAY__BODY_IDLE_TIMEOUT", "60"),
     ];
-    let serve = Serve::start(dir.path(), &settings);
+    let serve = serve_local(dir.path(), &settings);
     let http = http();
     let key = "mask/term/a.bin";
     let url = serve.sign(SignedMethod::Put, key);
@@ -736,7 +654,7 @@ async fn sigterm_drops_a_stalled_upload_after_the_grace_and_keeps_the_previous_v
         .await,
         200
     );
-    let baseline = serve.files();
+    let baseline = files(&serve);
     let mut stream = stalled_upload(&serve.addr, &url, 2 * MIB, MIB).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let mut serve = serve;
@@ -762,9 +680,9 @@ async fn sigterm_drops_a_stalled_upload_after_the_grace_and_keeps_the_previous_v
     );
     assert!(took < Duration::from_secs(4), "exit took {took:?}");
     assert_eq!(status_on(&mut stream).await, None, "the upload was dropped");
-    assert_eq!(serve.files(), baseline, "the dropped upload left a file");
+    assert_eq!(files(&serve), baseline, "the dropped upload left a file");
     drop(serve);
-    let again = Serve::start(dir.path(), &settings);
+    let again = serve_local(dir.path(), &settings);
     let body = http
         .get(again.sign(SignedMethod::Get, key))
         .send()
@@ -779,7 +697,7 @@ async fn sigterm_drops_a_stalled_upload_after_the_grace_and_keeps_the_previous_v
 #[tokio::test]
 async fn uppercase_and_plus_prefixed_signatures_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path(), &[]);
+    let serve = serve_local(dir.path(), &[]);
     let http = http();
     let key = "mask/sig/a.png";
     assert_eq!(
@@ -837,7 +755,7 @@ async fn read_download(mut stream: TcpStream, pace: Option<Duration>, until: Ins
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn downloads_that_stop_or_crawl_are_cut_off() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(
+    let serve = serve_local(
         dir.path(),
         &[
             ("APP_GATEWAY__BODY_IDLE_TIMEOUT", "2"),

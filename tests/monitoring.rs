@@ -1,90 +1,25 @@
 //! Metrics, health alarms and secrets in logs, with `maskstore serve` as a process.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 use maskstore_backends::SignedMethod;
-use maskstore_backends::signing::{GatewaySigner, SignOptions};
-use maskstore_core::{ObjectKey, Secret};
+use maskstore_core::ObjectKey;
 use maskstore_testkit::servers;
+
+use crate::support::Serve;
 
 const SIGNING_SECRET: &str = "monitoring-test-signing-secret-0123456789";
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// `maskstore serve` with its stderr in a file, stopped with SIGTERM on drop.
-struct Serve {
-    child: Child,
-    base: String,
-    log: std::path::PathBuf,
-}
-
-impl Serve {
-    fn start(dir: &Path, extra: &[(&str, &str)]) -> Serve {
-        let listen = format!("127.0.0.1:{}", free_port());
-        let log = dir.join("serve.log");
-        let child = Command::new(env!("CARGO_BIN_EXE_maskstore"))
-            .arg("serve")
-            .current_dir(dir)
-            .env_clear()
-            .env("APP_OBJECT_STORAGE__PROVIDER", "memory")
-            .env("APP_GATEWAY__LISTEN", &listen)
-            .env("APP_GATEWAY__SIGNING_SECRET", SIGNING_SECRET)
-            .envs(extra.iter().copied())
-            .stdout(Stdio::from(
-                std::fs::File::create(dir.join("serve.out")).unwrap(),
-            ))
-            .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-            .spawn()
-            .expect("maskstore serve starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(&listen).is_err() {
-            assert!(Instant::now() < deadline, "serve did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Serve {
-            child,
-            base: format!("http://{listen}"),
-            log,
-        }
-    }
-
-    fn sign(&self, method: SignedMethod, key: &str) -> String {
-        let signer = GatewaySigner::new(&self.base, Secret::new(SIGNING_SECRET), None);
-        let expires = chrono::Utc::now().timestamp() + 300;
-        signer.sign(
-            method,
-            &ObjectKey::parse(key).unwrap(),
-            expires,
-            &SignOptions::default(),
-        )
-    }
-
-    /// Stops the server and returns everything it wrote.
-    fn stop(mut self) -> String {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
-        let _ = self.child.wait();
-        let out = std::fs::read_to_string(self.log.with_file_name("serve.out")).unwrap_or_default();
-        format!(
-            "{out}{}",
-            std::fs::read_to_string(&self.log).unwrap_or_default()
-        )
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-    }
+/// `maskstore serve` on the memory provider.
+fn serve_memory(dir: &Path, extra: &[(&str, &str)]) -> Serve {
+    let mut vars = vec![
+        ("APP_OBJECT_STORAGE__PROVIDER", "memory"),
+        ("APP_GATEWAY__SIGNING_SECRET", SIGNING_SECRET),
+    ];
+    vars.extend_from_slice(extra);
+    Serve::start(dir, &vars)
 }
 
 async fn get_json(http: &reqwest::Client, url: &str) -> serde_json::Value {
@@ -110,7 +45,7 @@ fn sample(metrics: &str, name: &str, parts: &[&str]) -> f64 {
 #[tokio::test]
 async fn metrics_count_what_a_run_did_and_health_names_the_alarm() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path(), &[("APP_MONITORING__ALARM_MIN_REQUESTS", "10")]);
+    let serve = serve_memory(dir.path(), &[("APP_MONITORING__ALARM_MIN_REQUESTS", "10")]);
     let http = reqwest::Client::new();
 
     let health = get_json(&http, &format!("{}/health", serve.base)).await;
@@ -212,7 +147,71 @@ async fn metrics_count_what_a_run_did_and_health_names_the_alarm() {
         "latency histogram"
     );
 
-    // 6 client errors in 30 operations is 20 % > 5 %: the client alarm fires, the server one not.
+    // 6 client errors in 30 operations, plus the forged URL (7 in 31), is over 5 %: the
+    // client alarm fires, the server one not.
+    let health = get_json(&http, &format!("{}/health", serve.base)).await;
+    assert_eq!(health["status"], "degraded", "{health}");
+    let names: Vec<&str> = health["alarms"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["client_error_rate"], "{health}");
+    serve.stop();
+}
+
+/// Requests the gateway refuses before asking the store (a forged signature, a query too
+/// long, an upload over the size limit) count for the alarms, as S3 counts them among its
+/// 4xx errors: a flood of forged URLs among successful traffic trips the client alarm.
+#[tokio::test]
+async fn refusals_before_the_store_count_for_the_alarms() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_memory(
+        dir.path(),
+        &[
+            ("APP_MONITORING__ALARM_MIN_REQUESTS", "10"),
+            ("APP_GATEWAY__MAX_UPLOAD_BYTES", "1000"),
+        ],
+    );
+    let http = reqwest::Client::new();
+    for i in 0..20 {
+        let put = http
+            .put(serve.sign(SignedMethod::Put, &format!("mask/ok/{i}.png")))
+            .body(vec![1u8; 10])
+            .send()
+            .await
+            .unwrap();
+        assert!(put.status().is_success());
+    }
+    let health = get_json(&http, &format!("{}/health", serve.base)).await;
+    assert_eq!(health["status"], "ok", "{health}");
+
+    let forged = serve
+        .sign(SignedMethod::Get, "mask/ok/0.png")
+        .replace("signature=", "signature=00");
+    for _ in 0..3 {
+        let status = http.get(&forged).send().await.unwrap().status();
+        assert_eq!(status.as_u16(), 403);
+    }
+    let too_long = format!(
+        "{}&pad={}",
+        serve.sign(SignedMethod::Get, "mask/ok/0.png"),
+        "x".repeat(4000)
+    );
+    assert_eq!(
+        http.get(too_long).send().await.unwrap().status().as_u16(),
+        414
+    );
+    let too_large = http
+        .put(serve.sign(SignedMethod::Put, "mask/big.png"))
+        .body(vec![0u8; 2000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(too_large.status().as_u16(), 413);
+
+    // 5 refusals in 25 requests is 20 % > 5 %.
     let health = get_json(&http, &format!("{}/health", serve.base)).await;
     assert_eq!(health["status"], "degraded", "{health}");
     let names: Vec<&str> = health["alarms"]
@@ -230,7 +229,7 @@ async fn metrics_count_what_a_run_did_and_health_names_the_alarm() {
 #[tokio::test]
 async fn traced_output_never_contains_secrets_or_signatures() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path(), &[("MASKSTORE_LOG", "trace")]);
+    let serve = serve_memory(dir.path(), &[("MASKSTORE_LOG", "trace")]);
     let http = reqwest::Client::new();
     let put_url = serve.sign(SignedMethod::Put, "mask/secret-test/a.png");
     let get_url = serve.sign(SignedMethod::Get, "mask/secret-test/a.png");
@@ -310,7 +309,7 @@ async fn traced_output_never_contains_secrets_or_signatures() {
 #[tokio::test]
 async fn an_unsatisfiable_range_is_a_client_error_everywhere() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = Serve::start(dir.path(), &[("APP_MONITORING__ALARM_MIN_REQUESTS", "3")]);
+    let serve = serve_memory(dir.path(), &[("APP_MONITORING__ALARM_MIN_REQUESTS", "3")]);
     let http = reqwest::Client::new();
     let key = "mask/r/a.png";
     let put = http
@@ -360,7 +359,7 @@ async fn an_unsatisfiable_range_is_a_client_error_everywhere() {
 async fn keys_the_local_disk_cannot_hold_answer_4xx() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("data");
-    let serve = Serve::start(
+    let serve = serve_memory(
         dir.path(),
         &[
             ("APP_OBJECT_STORAGE__PROVIDER", "local"),

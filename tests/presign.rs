@@ -9,14 +9,6 @@ use maskstore_testkit::servers;
 
 use crate::support::{maskstore, text, vars};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 /// `maskstore serve`, stopped with SIGTERM on drop.
 struct Server(Child);
 
@@ -131,7 +123,7 @@ async fn upload_then_download(dir: &Path, env: &[(String, String)], prefix: &str
 #[tokio::test]
 async fn presigned_urls_round_trip_through_serve_on_local_disk() {
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", crate::support::free_port());
     let env = vars(&[("APP_GATEWAY__LISTEN", &listen)]);
     let _server = Server::start(dir.path(), &env, &listen);
     upload_then_download(dir.path(), &env, "mask/").await;
@@ -149,7 +141,7 @@ async fn presigned_urls_round_trip_through_serve_on_local_disk() {
 #[tokio::test]
 async fn presigned_urls_round_trip_through_serve_in_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", crate::support::free_port());
     let env = vars(&[
         ("APP_OBJECT_STORAGE__PROVIDER", "memory"),
         ("APP_GATEWAY__LISTEN", &listen),
@@ -226,6 +218,7 @@ async fn bound_content_length_is_enforced_by_the_gateway() {
     let options = maskstore_backends::SignOptions {
         content_type: None,
         content_length: Some(5),
+        sha256: None,
     };
     let url = storage
         .signed_url(maskstore_backends::SignedMethod::Put, &key, None, &options)
@@ -335,6 +328,7 @@ async fn every_special_character_key_round_trips_through_presigned_put_and_get_w
         let options = SignOptions {
             content_type: Some("application/octet-stream".to_string()),
             content_length: Some(body.len() as u64),
+            sha256: None,
         };
         let put = url(&storage, SignedMethod::Put, &key, &options).await;
         let file = put_file(dir.path(), body.as_bytes());
@@ -370,6 +364,7 @@ async fn tampered_presigned_s3_urls_are_refused_with_curl() {
     let options = SignOptions {
         content_type: Some("image/png".to_string()),
         content_length: Some(4),
+        sha256: None,
     };
     let put = url(&storage, SignedMethod::Put, &key, &options).await;
     let big = put_file(dir.path(), &[7u8; 4096]);
@@ -636,6 +631,7 @@ async fn presigned_urls_with_a_session_token_work_on_seaweedfs_and_the_token_is_
     let options = SignOptions {
         content_type: Some("image/png".to_string()),
         content_length: Some(body.len() as u64),
+        sha256: None,
     };
     let png = ["-H", "Content-Type: image/png"];
     let put = url(&storage, SignedMethod::Put, &key, &options).await;

@@ -267,17 +267,18 @@ async fn a_long_running_s3_storage_keeps_working_across_a_rewrite_of_its_key_fil
     );
     storage.put(&key, b"after".to_vec()).await.unwrap();
     assert_eq!(&storage.get(&key).await.unwrap().data[..], b"after");
-    // A URL presigned with the removed key no longer works: the removal was real.
+    // A URL presigned now carries the new key and works; one presigned with the removed
+    // key no longer does: the removal was real.
+    let presigned_after = storage
+        .signed_url(SignedMethod::Get, &key, Some(600), &SignOptions::default())
+        .await
+        .unwrap();
+    assert!(presigned_after.url.contains(&identity.keys[1].0));
+    let answer = reqwest::get(&presigned_after.url).await.unwrap();
+    assert_eq!(answer.status().as_u16(), 200, "a URL of the new key");
+    assert_eq!(&answer.bytes().await.unwrap()[..], b"after");
     let status = reqwest::get(&presigned_before.url).await.unwrap().status();
     assert_eq!(status.as_u16(), 403, "a URL of the removed key");
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -288,7 +289,7 @@ async fn a_running_serve_rotates_its_signing_secret_file_and_honours_urls_signed
     let old = format!("old-signing-secret-{:032x}", rand::random::<u128>());
     let new = format!("new-signing-secret-{:032x}", rand::random::<u128>());
     write_secret(&file, &old);
-    let listen = format!("127.0.0.1:{}", free_port());
+    let listen = format!("127.0.0.1:{}", crate::support::free_port());
     let base = format!("http://{listen}");
     let log = root.path().join("serve.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_maskstore"))

@@ -396,11 +396,14 @@ fn small_puts_are_one_request_with_an_md5_etag_on_seaweedfs() {
     let out = maskstore(dir.path(), &["--json", "put", "f", &key], &env);
     let put: serde_json::Value = serde_json::from_str(&succeeded(&out)).unwrap();
     let etag = put["etag"].as_str().unwrap_or_default();
+    // A 3-part upload; the copy in place that adds its checksum keeps that etag on
+    // SeaweedFS, where S3 gives the copy a single-part MD5.
     assert!(
-        etag.trim_matches('"').ends_with("-3"),
+        etag.trim_matches('"').ends_with("-3") || md5(etag),
         "20 MiB is a 3-part upload: {etag}"
     );
-    assert_eq!(operations(&text(&out.stderr)), ["upload"]);
+    // The HEAD reads the metadata that the copy in place (which adds the checksum) keeps.
+    assert_eq!(operations(&text(&out.stderr)), ["upload", "head"]);
     env.retain(|(k, _)| k != "MASKSTORE_LOG");
     succeeded(&maskstore(
         dir.path(),

@@ -11,6 +11,7 @@ mod monitoring;
 mod object_store_suite;
 mod ops;
 mod presign;
+mod presign_checksum;
 mod rotation;
 mod roundtrip;
 mod safety;

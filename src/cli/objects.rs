@@ -209,6 +209,34 @@ pub(crate) async fn put(
             .unwrap_or(maskstore::maskstore_backends::DEFAULT_CONTENT_TYPE)
             .to_string()
     });
+    let options = WriteOptions {
+        content_type: Some(content_type.clone()),
+        metadata,
+        ..Default::default()
+    };
+    // A regular file is stored by `write_from_file` (a kernel copy on local disk, parts
+    // read ahead of the upload elsewhere); stdin, pipes and devices stream.
+    let regular = source != "-" && tokio::fs::metadata(source).await.is_ok_and(|m| m.is_file());
+    if regular {
+        let len = tokio::fs::metadata(source).await.ok().map(|m| m.len());
+        let bar = progress(len, &format!("put {key}"));
+        let outcome = storage
+            .write_from_file(&key, std::path::Path::new(source), &options, {
+                let bar = bar.clone();
+                move |done, _| bar.set_position(done)
+            })
+            .await;
+        bar.finish_and_clear();
+        let outcome = outcome.map_err(|e| match e {
+            maskstore::Error::Source { source: cause, .. } => Failure {
+                message: format!("cannot read {source}: {cause}"),
+                code: 2,
+            },
+            e => e.into(),
+        })?;
+        let size = len.unwrap_or_default();
+        return report_put(&key, size, outcome.etag, &content_type, as_json);
+    }
     let (reader, len): (Box<dyn tokio::io::AsyncRead + Unpin + Send>, Option<u64>) =
         if source == "-" {
             (Box::new(tokio::io::stdin()), None)
@@ -233,20 +261,26 @@ pub(crate) async fn put(
             chunk
         }
     });
-    let options = WriteOptions {
-        content_type: Some(content_type.clone()),
-        metadata,
-        ..Default::default()
-    };
     let outcome = storage
         .upload_stream(&key, &options, Box::pin(stream))
         .await;
     bar.finish_and_clear();
     let outcome = outcome?;
     let size = sent.load(Ordering::Relaxed);
+    report_put(&key, size, outcome.etag, &content_type, as_json)
+}
+
+/// Prints what `put` stored.
+fn report_put(
+    key: &ObjectKey,
+    size: u64,
+    etag: Option<String>,
+    content_type: &str,
+    as_json: bool,
+) -> Result<(), Failure> {
     if as_json {
         print_json(
-            &json!({"key": key.as_str(), "size": size, "etag": outcome.etag, "content_type": content_type}),
+            &json!({"key": key.as_str(), "size": size, "etag": etag, "content_type": content_type}),
         );
     } else {
         println!("uploaded {size} bytes to {key} ({content_type})");

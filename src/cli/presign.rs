@@ -1,6 +1,8 @@
 //! `maskstore presign`: a signed URL for one object.
 
-use maskstore::{Config, ObjectKey, SignOptions, SignedMethod, Storage};
+use maskstore::{
+    Config, ContentSha256, ObjectKey, Sha256Hasher, SignOptions, SignedMethod, Storage,
+};
 use serde_json::json;
 
 use super::output::{Failure, print_json};
@@ -21,11 +23,43 @@ pub(crate) struct Args {
     /// PUT: the exact size in bytes the upload must have.
     #[arg(long, value_name = "BYTES")]
     content_length: Option<u64>,
+    /// PUT: the SHA-256 the body must have, as 64 hex digits or base64; an altered body is
+    /// refused and nothing is stored.
+    #[arg(long, value_name = "HEX|BASE64", conflicts_with = "sha256_of")]
+    sha256: Option<String>,
+    /// PUT: bind the SHA-256 of this file (the file to be uploaded).
+    #[arg(long, value_name = "FILE")]
+    sha256_of: Option<std::path::PathBuf>,
+}
+
+/// The SHA-256 the arguments bind, if any.
+fn bound_sha256(args: &Args) -> Result<Option<ContentSha256>, Failure> {
+    if let Some(text) = &args.sha256 {
+        return Ok(Some(ContentSha256::parse(text)?));
+    }
+    let Some(path) = &args.sha256_of else {
+        return Ok(None);
+    };
+    let unreadable = |e: std::io::Error| Failure {
+        message: format!("--sha256-of {}: cannot read it: {e}", path.display()),
+        code: 2,
+    };
+    let mut file = std::fs::File::open(path).map_err(unreadable)?;
+    let mut hasher = Sha256Hasher::default();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buffer).map_err(unreadable)?;
+        if n == 0 {
+            return Ok(Some(hasher.finish()));
+        }
+        hasher.update(&buffer[..n]);
+    }
 }
 
 pub(crate) async fn run(config: &Config, args: &Args, as_json: bool) -> Result<(), Failure> {
     let key =
         ObjectKey::parse(args.key.clone()).map_err(|e| Failure::from(maskstore::Error::from(e)))?;
+    let sha256 = bound_sha256(args)?;
     let storage = Storage::connect(config)?;
     if !storage.capabilities().urls_outlive_process {
         return Err(Failure {
@@ -39,6 +73,7 @@ pub(crate) async fn run(config: &Config, args: &Args, as_json: bool) -> Result<(
     let options = SignOptions {
         content_type: args.content_type.clone(),
         content_length: args.content_length,
+        sha256,
     };
     let signed = storage
         .signed_url(args.method, &key, args.ttl, &options)

@@ -42,7 +42,7 @@ impl Hasher {
 
     /// A hasher of the algorithm a stored checksum names; `None` when the stored text
     /// names no algorithm this build knows.
-    fn for_stored(stored: &str) -> Option<Hasher> {
+    pub(crate) fn for_stored(stored: &str) -> Option<Hasher> {
         let (name, _) = stored.split_once(':')?;
         match name.parse::<ChecksumAlgorithm>().ok()? {
             ChecksumAlgorithm::None => None,
@@ -74,6 +74,92 @@ pub fn checksum_of(algorithm: ChecksumAlgorithm, data: &[u8]) -> Option<String> 
     let mut hasher = Hasher::new(algorithm)?;
     hasher.update(data);
     Some(hasher.finish())
+}
+
+/// The SHA-256 an upload's body must have, as a presigned PUT binds it
+/// ([`crate::SignOptions::sha256`]).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct ContentSha256([u8; 32]);
+
+impl std::fmt::Debug for ContentSha256 {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "ContentSha256({})", self.hex())
+    }
+}
+
+impl ContentSha256 {
+    /// Reads a SHA-256 given as 64 hex digits (what `sha256sum` prints) or as the base64 of
+    /// its 32 bytes (what S3's `x-amz-checksum-sha256` carries).
+    pub fn parse(text: &str) -> Result<ContentSha256> {
+        let invalid = |why: &str| Error::InvalidMetadata {
+            name: "sha256".to_string(),
+            reason: format!(
+                "{why}; give the body's SHA-256 as 64 hex digits (as sha256sum prints it) or as \
+                 the 44-character base64 of its 32 bytes"
+            ),
+        };
+        let text = text.trim();
+        if text.len() == 64 {
+            let mut out = [0u8; 32];
+            for (i, pair) in text.as_bytes().chunks(2).enumerate() {
+                let digit = |b: u8| (b as char).to_digit(16);
+                match (digit(pair[0]), digit(pair[1])) {
+                    (Some(hi), Some(lo)) => out[i] = (hi * 16 + lo) as u8,
+                    _ => return Err(invalid("64 characters but not all hex digits")),
+                }
+            }
+            return Ok(ContentSha256(out));
+        }
+        let bytes = STANDARD.decode(text).map_err(|_| {
+            invalid(&format!(
+                "{} characters that are neither hex nor base64",
+                text.len()
+            ))
+        })?;
+        let bytes: [u8; 32] = bytes.try_into().map_err(|b: Vec<u8>| {
+            invalid(&format!(
+                "base64 of {} bytes, not the 32 of a SHA-256",
+                b.len()
+            ))
+        })?;
+        Ok(ContentSha256(bytes))
+    }
+
+    /// The SHA-256 of `data`.
+    pub fn of(data: &[u8]) -> ContentSha256 {
+        ContentSha256(sha2::Sha256::digest(data).into())
+    }
+
+    /// As 64 lowercase hex digits.
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// As base64 of the 32 bytes (S3's `x-amz-checksum-sha256` form).
+    pub fn base64(&self) -> String {
+        STANDARD.encode(self.0)
+    }
+
+    /// The maskstore checksum of the same bytes (`sha256:<base64>`).
+    pub fn stored(&self) -> String {
+        format!("sha256:{}", self.base64())
+    }
+}
+
+/// A SHA-256 computed over bytes as they stream, to compare with a [`ContentSha256`].
+#[derive(Default)]
+pub struct Sha256Hasher(sha2::Sha256);
+
+impl Sha256Hasher {
+    /// Adds `data`.
+    pub fn update(&mut self, data: &[u8]) {
+        self.0.update(data);
+    }
+
+    /// The SHA-256 of everything added.
+    pub fn finish(self) -> ContentSha256 {
+        ContentSha256(self.0.finalize().into())
+    }
 }
 
 /// Checks the bytes of a whole read against what is stored with the object.
@@ -120,6 +206,26 @@ impl Verifier {
             expected: self.expected,
             actual,
         })
+    }
+}
+
+impl Verifier {
+    /// [`Verifier::finish`] for bytes whose checksum `actual` was computed as they were
+    /// read (by the local provider, into the very buffer returned), not through `update`.
+    pub(crate) fn finish_with(mut self, actual: String) -> Result<()> {
+        if self.hasher.is_some() {
+            self.hasher = None;
+            if actual == self.expected {
+                return Ok(());
+            }
+            return Err(Error::Corrupt {
+                backend: self.backend,
+                key: self.key,
+                expected: self.expected,
+                actual,
+            });
+        }
+        self.finish()
     }
 }
 
@@ -200,6 +306,19 @@ impl LateChecksum {
     }
 }
 
+/// Asks a provider that writes the payload itself (local) to hash each slice right after
+/// writing it, while it is still in the cache, and store the checksum with the attributes
+/// it writes: one pass over the bytes instead of two. The provider marks `done` stored;
+/// one that ignores the request leaves it unmarked and the caller stores it another way.
+#[derive(Debug, Clone)]
+pub(crate) struct HashOnWrite {
+    pub(crate) algorithm: ChecksumAlgorithm,
+    pub(crate) done: LateChecksum,
+}
+
+/// Bytes written and hashed per step of a [`HashOnWrite`] put.
+pub(crate) const HASH_ON_WRITE_SLICE: usize = 256 * 1024;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -260,6 +379,40 @@ mod tests {
                 assert_eq!(expected, &stored);
             }
             other => panic!("expected Corrupt, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_bound_sha256_reads_as_hex_or_base64_and_anything_else_is_refused_with_the_fix() {
+        let digest = ContentSha256::of(b"");
+        let hex = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(digest.hex(), hex);
+        assert_eq!(ContentSha256::parse(hex).unwrap(), digest);
+        assert_eq!(ContentSha256::parse(&hex.to_uppercase()).unwrap(), digest);
+        assert_eq!(ContentSha256::parse(&digest.base64()).unwrap(), digest);
+        assert_eq!(
+            digest.stored(),
+            checksum_of(ChecksumAlgorithm::Sha256, b"").unwrap()
+        );
+        let mut hasher = Sha256Hasher::default();
+        hasher.update(b"");
+        assert_eq!(hasher.finish(), digest);
+        for bad in [
+            "",
+            "abc",
+            &hex[..63],
+            &format!("{}g", &hex[..63]),
+            "AAAA",
+            &STANDARD.encode([0u8; 31]),
+            "not base64 at all!!",
+        ] {
+            match ContentSha256::parse(bad) {
+                Err(Error::InvalidMetadata { name, reason }) => {
+                    assert_eq!(name, "sha256");
+                    assert!(reason.contains("64 hex digits"), "{reason}");
+                }
+                other => panic!("{bad:?}: expected InvalidMetadata, got {other:?}"),
+            }
         }
     }
 

@@ -293,6 +293,18 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// Reading the caller's file to store it failed (missing, unreadable, not a regular
+    /// file, or changed while it was stored). Nothing was stored.
+    #[error("cannot store {path} as {key}: {source}; check the file and its permissions")]
+    Source {
+        /// The key being written.
+        key: String,
+        /// The file being stored.
+        path: String,
+        /// The file system's error.
+        #[source]
+        source: std::io::Error,
+    },
     /// The bytes read do not match the checksum stored with the object: it was damaged
     /// on disk or on the way. Nothing read should be used.
     #[error(
@@ -445,7 +457,9 @@ impl Error {
             Error::Unreachable { .. } => ErrorKind::Unavailable,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Corrupt { .. } => ErrorKind::Corrupt,
-            Error::Destination { .. } | Error::Backend { .. } => ErrorKind::Internal,
+            Error::Destination { .. } | Error::Source { .. } | Error::Backend { .. } => {
+                ErrorKind::Internal
+            }
         }
     }
 

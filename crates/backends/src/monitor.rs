@@ -33,6 +33,16 @@ impl Outcome {
         }
     }
 
+    /// The outcome of an HTTP answer with this status, for requests the gateway answers
+    /// without an operation (a refused signature, a size or concurrency limit).
+    pub fn of_status(status: u16) -> Outcome {
+        match status {
+            500.. => Outcome::ServerError,
+            400.. => Outcome::ClientError,
+            _ => Outcome::Success,
+        }
+    }
+
     /// The outcome of a failure of this kind: derived from the one classification of
     /// errors, [`crate::Error::kind`].
     pub fn of_kind(kind: ErrorKind) -> Outcome {
@@ -281,6 +291,11 @@ impl Monitor {
         let mut buckets = self.buckets.lock().expect("monitor lock");
         let slots = buckets.len();
         let bucket = &mut buckets[(second as usize) % slots];
+        if bucket.second > second {
+            // Older than the window (an observation delayed past it): counting it would
+            // wipe the newer second this slot holds.
+            return;
+        }
         if bucket.second != second {
             *bucket = Bucket {
                 second,
@@ -433,6 +448,16 @@ impl Monitor {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn statuses_map_to_their_family() {
+        assert_eq!(Outcome::of_status(200), Outcome::Success);
+        assert_eq!(Outcome::of_status(304), Outcome::Success);
+        assert_eq!(Outcome::of_status(403), Outcome::ClientError);
+        assert_eq!(Outcome::of_status(414), Outcome::ClientError);
+        assert_eq!(Outcome::of_status(503), Outcome::ServerError);
+    }
+
     use super::*;
 
     fn monitor() -> Monitor {
@@ -503,6 +528,19 @@ mod tests {
             m.record_at(Outcome::Success, later);
         }
         assert!(m.alarms_at(later).is_empty());
+    }
+
+    #[test]
+    fn an_observation_older_than_the_window_does_not_wipe_a_newer_second() {
+        let m = monitor();
+        let start = Instant::now();
+        for _ in 0..30 {
+            m.record_at(Outcome::ServerError, at(start, 65));
+        }
+        // Taken 60 s earlier and recorded late: it maps to the same slot.
+        m.record_at(Outcome::Success, at(start, 5));
+        assert_eq!(m.totals_at(at(start, 65)), [0, 0, 30]);
+        assert_eq!(m.alarms_at(at(start, 65))[0].name, "server_error_rate");
     }
 
     fn at(start: Instant, secs: u64) -> Instant {

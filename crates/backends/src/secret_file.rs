@@ -47,22 +47,34 @@ struct Stamp {
     changed: (i64, i64),
 }
 
+/// The stamps of a group of files, `None` for one that cannot be examined.
+type Stamps = Vec<Option<Stamp>>;
+
 fn stamp(path: &Path) -> Option<Stamp> {
-    use std::os::unix::fs::MetadataExt;
     // Follows the links: a Kubernetes update swaps `..data`, the target's inode changes.
-    let m = std::fs::metadata(path).ok()?;
-    Some(Stamp {
+    std::fs::metadata(path).ok().map(|m| stamp_of(&m))
+}
+
+fn stamp_of(m: &std::fs::Metadata) -> Stamp {
+    use std::os::unix::fs::MetadataExt;
+    Stamp {
         dev: m.dev(),
         ino: m.ino(),
         size: m.size(),
         modified: (m.mtime(), m.mtime_nsec()),
         changed: (m.ctime(), m.ctime_nsec()),
-    })
+    }
 }
 
 /// Reads the secret in `path`, refusing a file others may read, a symlink out of its
 /// folder, and anything that is not a small non-empty regular file.
 pub fn read_secret_file(path: &Path) -> Result<String, SecretFileError> {
+    read_secret_stamped(path).map(|(secret, _)| secret)
+}
+
+/// [`read_secret_file`], with the identity of the version read: the file is the same
+/// (size, times) before and after the read, or it is refused as changed mid-read.
+fn read_secret_stamped(path: &Path) -> Result<(String, Stamp), SecretFileError> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let shown = path.display();
     let refuse = |problem: String, fix: String| SecretFileError { problem, fix };
@@ -139,37 +151,74 @@ pub fn read_secret_file(path: &Path) -> Result<String, SecretFileError> {
         .take(MAX_SECRET_FILE_BYTES + 1)
         .read_to_end(&mut bytes)
         .map_err(|e| cannot("read", e))?;
+    // A file rewritten in place (`echo new > file`) may be caught truncated or half
+    // written: what was read must be the whole of one version.
+    let before = stamp_of(&metadata);
+    let after = file.metadata().map_err(|e| cannot("inspect", e))?;
+    if stamp_of(&after) != before || bytes.len() as u64 != before.size {
+        return Err(refuse(
+            format!("the secret file {shown} changed while it was being read"),
+            format!(
+                "write the new secret to a temporary file in the same folder and rename it onto {shown} (mv), so it is never seen half written"
+            ),
+        ));
+    }
     let text = String::from_utf8(bytes).map_err(|_| {
         refuse(
             format!("the secret file {shown} is not UTF-8 text"),
             "write the secret as text (hex or base64 for binary keys)".to_string(),
         )
     })?;
-    let secret = text.trim();
+    // The byte-order mark some Windows editors put first is no part of the secret.
+    let secret = text.strip_prefix('\u{feff}').unwrap_or(&text).trim();
     if secret.is_empty() {
         return Err(refuse(
             format!("the secret file {shown} is empty"),
             format!("write the secret into {shown}"),
         ));
     }
-    Ok(secret.to_string())
+    // Two lines (an access key and its secret in one file) or a stray control character
+    // would be sent or hashed as part of the secret and fail every request obscurely.
+    if let Some(at) = secret.find(char::is_control) {
+        let line = secret[..at].matches('\n').count() + 1;
+        return Err(refuse(
+            format!(
+                "the secret file {shown} holds a line break or control character (line {line}, byte {at} of the secret), so it is not one secret"
+            ),
+            format!("write only the secret into {shown}, on one line (one file per secret)"),
+        ));
+    }
+    Ok((secret.to_string(), before))
 }
 
 /// A group of secret files watched together (the parts of one credential).
-#[derive(Debug)]
 pub(crate) struct SecretFiles {
     /// The metric label and log name of what they hold.
     name: &'static str,
     paths: Vec<PathBuf>,
     state: Mutex<Watch>,
+    /// Reads one file ([`read_secret_stamped`]; tests wrap it to change a file mid-poll).
+    read: fn(&Path) -> Result<(String, Stamp), SecretFileError>,
 }
 
-#[derive(Debug)]
+impl std::fmt::Debug for SecretFiles {
+    // Names the files; the state holds values read early, which never show.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretFiles")
+            .field("name", &self.name)
+            .field("paths", &self.paths)
+            .finish_non_exhaustive()
+    }
+}
+
 struct Watch {
     /// The stamps of the values in use.
     current: Vec<Option<Stamp>>,
     /// Stamps seen to differ, and since when.
     pending: Option<(Vec<Option<Stamp>>, Instant)>,
+    /// A change read before it settled ([`SecretFiles::poll_early`]): its stamps, and its
+    /// values when they read well, so it is read once, not on every call.
+    early: Option<(Stamps, Option<Vec<String>>)>,
 }
 
 impl SecretFiles {
@@ -182,7 +231,9 @@ impl SecretFiles {
             state: Mutex::new(Watch {
                 current,
                 pending: None,
+                early: None,
             }),
+            read: read_secret_stamped,
         }
     }
 
@@ -224,19 +275,78 @@ impl SecretFiles {
             }
         }
         state.pending = None;
+        match self.read_all(&seen) {
+            Reading::Values(values) => {
+                state.current = seen;
+                state.early = None;
+                Some(values)
+            }
+            Reading::Unusable => {
+                // Not tried again until the files change.
+                state.current = seen;
+                None
+            }
+            Reading::Changed => {
+                // Rewritten since the stat: what was read is not what settled. Wait for
+                // the new version to settle in turn.
+                let fresh = self.paths.iter().map(|p| stamp(p)).collect();
+                state.pending = Some((fresh, now));
+                None
+            }
+        }
+    }
+
+    /// The files' changed values before they settle, adopted only when `accept` takes
+    /// them (the gateway: they verify a URL its issuer signed with them). A change is read
+    /// once, however often this is asked; otherwise it waits for [`SecretFiles::poll`].
+    pub(crate) fn poll_early(&self, accept: impl Fn(&[String]) -> bool) -> Option<Vec<String>> {
+        let seen: Vec<Option<Stamp>> = self.paths.iter().map(|p| stamp(p)).collect();
+        let mut state = self.state.lock().expect("secret watch lock");
+        if seen == state.current {
+            return None;
+        }
+        let values = match &state.early {
+            Some((stamps, values)) if *stamps == seen => values.clone(),
+            _ => {
+                let values = match self.read_all(&seen) {
+                    Reading::Values(values) => Some(values),
+                    Reading::Unusable | Reading::Changed => None,
+                };
+                state.early = Some((seen.clone(), values.clone()));
+                values
+            }
+        };
+        let values = values.filter(|values| accept(values))?;
         state.current = seen;
+        state.pending = None;
+        state.early = None;
+        Some(values)
+    }
+
+    /// Reads every file, each of which must be the version stamped `seen`.
+    fn read_all(&self, seen: &[Option<Stamp>]) -> Reading {
         let mut values = Vec::with_capacity(self.paths.len());
-        for path in &self.paths {
-            match read_secret_file(path) {
-                Ok(value) => values.push(value),
+        for (path, seen) in self.paths.iter().zip(seen) {
+            match (self.read)(path) {
+                Ok((value, read)) if Some(read) == *seen => values.push(value),
+                Ok(_) => return Reading::Changed,
                 Err(e) => {
                     tracing::warn!(secret = self.name, error = %e, "a changed secret file cannot be used; the secret in use stays");
-                    return None;
+                    return Reading::Unusable;
                 }
             }
         }
-        Some(values)
+        Reading::Values(values)
     }
+}
+
+/// What reading a group of files gave.
+enum Reading {
+    Values(Vec<String>),
+    /// A file was refused (logged).
+    Unusable,
+    /// A file was not the version whose stamp was seen.
+    Changed,
 }
 
 /// Counts and logs a rotation of `name` (never its values).
@@ -375,5 +485,222 @@ mod tests {
         assert_eq!(files.poll(t0 + SETTLE * 3), None);
         assert_eq!(files.poll(t0 + SETTLE * 5), None);
         assert_eq!(files.poll(t0 + SETTLE * 6), None);
+    }
+
+    #[test]
+    fn a_byte_order_mark_is_dropped_and_two_lines_or_control_characters_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        write(&path, "\u{feff}s3cr3t-value\r\n", 0o600);
+        assert_eq!(read_secret_file(&path).unwrap(), "s3cr3t-value");
+        for text in [
+            "AKIAEXAMPLE\ns3cr3t-value\n",
+            "AKIAEXAMPLE\r\ns3cr3t-value",
+            "s3cr3t\tvalue",
+            "s3cr3t\u{0}value",
+        ] {
+            write(&path, text, 0o600);
+            let e = read_secret_file(&path).unwrap_err().to_string();
+            assert!(e.contains("line break or control character"), "{e}");
+            assert!(e.contains("on one line"), "{e}");
+            assert!(!e.contains("s3cr3t") && !e.contains("AKIA"), "{e}");
+        }
+    }
+
+    /// Rewrites the file in place, as if a writer came between the stat and the read.
+    fn rewritten_then_read(path: &Path) -> Result<(String, Stamp), SecretFileError> {
+        std::fs::write(path, "torn").unwrap();
+        read_secret_stamped(path)
+    }
+
+    #[test]
+    fn a_file_rewritten_between_the_stat_and_the_read_is_not_taken_until_it_settles() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        write(&path, "first", 0o600);
+        let mut files = SecretFiles::new("test", vec![path.clone()]);
+        files.read = rewritten_then_read;
+        let t0 = Instant::now();
+        write(&path, "second", 0o600);
+        assert_eq!(files.poll(t0), None, "not settled yet");
+        assert_eq!(
+            files.poll(t0 + SETTLE),
+            None,
+            "what was read is not the version that settled"
+        );
+        files.read = read_secret_stamped;
+        assert_eq!(
+            files.poll(t0 + SETTLE * 3 / 2),
+            None,
+            "the new version settles in turn"
+        );
+        assert_eq!(
+            files.poll(t0 + SETTLE * 5 / 2),
+            Some(vec!["torn".to_string()])
+        );
+    }
+
+    static EARLY_READS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+    fn counted(path: &Path) -> Result<(String, Stamp), SecretFileError> {
+        EARLY_READS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        read_secret_stamped(path)
+    }
+
+    #[test]
+    fn an_early_read_is_adopted_only_when_accepted_and_read_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        write(&path, "first", 0o600);
+        let mut files = SecretFiles::new("test", vec![path.clone()]);
+        files.read = counted;
+        assert_eq!(files.poll_early(|_| true), None, "no change");
+        write(&path, "second", 0o600);
+        // Every forged URL asks; the changed file is read once.
+        for _ in 0..100 {
+            assert_eq!(files.poll_early(|_| false), None);
+        }
+        assert_eq!(EARLY_READS.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(
+            files.poll_early(|v| v == ["second"]),
+            Some(vec!["second".to_string()])
+        );
+        assert_eq!(
+            files.poll(Instant::now() + SETTLE * 2),
+            None,
+            "adopted once"
+        );
+    }
+
+    #[test]
+    fn a_deleted_file_keeps_the_secret_in_use_and_its_return_is_adopted() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        write(&path, "first", 0o600);
+        let files = SecretFiles::new("test", vec![path.clone()]);
+        let t0 = Instant::now();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(files.poll(t0), None);
+        assert_eq!(
+            files.poll(t0 + SETTLE),
+            None,
+            "missing: the value in use stays"
+        );
+        assert_eq!(files.poll(t0 + SETTLE * 3), None, "and it is not retried");
+        write(&path, "second", 0o600);
+        assert_eq!(files.poll(t0 + SETTLE * 4), None);
+        assert_eq!(
+            files.poll(t0 + SETTLE * 5),
+            Some(vec!["second".to_string()])
+        );
+    }
+
+    /// What a test subscriber wrote.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn no_secret_reaches_the_log_an_error_or_debug_during_rotation_and_failed_reads() {
+        use crate::signing::{GatewaySigner, SignOptions, SignedMethod};
+        use maskstore_core::{ObjectKey, Secret};
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing_secret");
+        let replace = |text: &str, mode: u32| {
+            let temp = dir.path().join("next");
+            write(&temp, text, mode);
+            std::fs::rename(&temp, &path).unwrap();
+        };
+        let secrets = [
+            "SECRET-ONE-0123456789abcdef0123456789abcdef",
+            "SECRET-TWO-0123456789abcdef0123456789abcdef",
+            "SECRET-THREE-0123456789abcdef0123456789abcd",
+            "SECRET-SHORT",
+            "SECRET-LINES-0123456789abcdef",
+            "SECRET-OUTSIDE-0123456789abcdef",
+        ];
+        let mut shown = Vec::new();
+        tracing::subscriber::with_default(subscriber, || {
+            replace(secrets[0], 0o600);
+            let base = "http://127.0.0.1:9000";
+            let gateway = GatewaySigner::rotating(
+                base,
+                Secret::new(secrets[0]),
+                None,
+                path.clone(),
+                Duration::from_secs(60),
+            );
+            let k = ObjectKey::parse("mask/a.png").unwrap();
+            let sign =
+                || gateway.sign(SignedMethod::Get, &k, i64::MAX / 2, &SignOptions::default());
+            let forged = GatewaySigner::new(base, Secret::new("x".repeat(40)), None).sign(
+                SignedMethod::Get,
+                &k,
+                i64::MAX / 2,
+                &SignOptions::default(),
+            );
+            let (forged_path, forged_query) = forged
+                .strip_prefix(&format!("{base}/o/"))
+                .unwrap()
+                .split_once('?')
+                .unwrap();
+            let settle = || std::thread::sleep(SETTLE + Duration::from_millis(50));
+            // A rotation, read early by a forged URL first (its value held unadopted).
+            replace(secrets[1], 0o600);
+            let refused = gateway.verify("GET", forged_path, forged_query, chrono::Utc::now());
+            shown.push(format!("{refused:?} {gateway:?}"));
+            sign();
+            settle();
+            sign();
+            // Rewrites that cannot be used: open to others, too short.
+            replace(secrets[2], 0o644);
+            sign();
+            settle();
+            sign();
+            replace(secrets[3], 0o600);
+            sign();
+            settle();
+            sign();
+            shown.push(format!("{gateway:?}"));
+            // Failed reads: two lines, a symlink out of its folder.
+            let lines = dir.path().join("lines");
+            write(&lines, &format!("AKIA\n{}", secrets[4]), 0o600);
+            shown.push(read_secret_file(&lines).unwrap_err().to_string());
+            let outside = tempfile::tempdir().unwrap();
+            write(&outside.path().join("key"), secrets[5], 0o600);
+            let link = dir.path().join("link");
+            std::os::unix::fs::symlink(outside.path().join("key"), &link).unwrap();
+            shown.push(read_secret_file(&link).unwrap_err().to_string());
+            // A watch holding a value read early (the S3 provider's Debug shows its watch).
+            let files = SecretFiles::new("test", vec![path.clone()]);
+            replace(secrets[2], 0o600);
+            assert_eq!(files.poll_early(|_| false), None);
+            shown.push(format!("{files:?}"));
+        });
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        for expected in ["secret rotated", "cannot be used", "shorter than"] {
+            assert!(log.contains(expected), "{expected:?} not logged:\n{log}");
+        }
+        let shown = shown.join("\n");
+        for secret in secrets {
+            assert!(!log.contains(secret), "{secret} logged:\n{log}");
+            assert!(!shown.contains(secret), "{secret} shown:\n{shown}");
+        }
     }
 }

@@ -22,6 +22,7 @@ use maskstore_core::{ObjectKey, Secret};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::Sha256;
 
+use crate::checksum::ContentSha256;
 use crate::secret_file::{SecretFiles, rotated};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -34,6 +35,8 @@ pub const PARAM_EXPIRES: &str = "x-maskstore-expires";
 pub const PARAM_CONTENT_TYPE: &str = "x-maskstore-content-type";
 /// Query parameter: the bound content length.
 pub const PARAM_CONTENT_LENGTH: &str = "x-maskstore-content-length";
+/// Query parameter: the bound SHA-256 of the body, 64 lowercase hex digits.
+pub const PARAM_SHA256: &str = "x-maskstore-sha256";
 /// Query parameter: the hex HMAC-SHA256 signature.
 pub const PARAM_SIGNATURE: &str = "x-maskstore-signature";
 /// The path below the public URL under which objects are served.
@@ -99,6 +102,10 @@ pub struct SignOptions {
     pub content_type: Option<String>,
     /// PUT: the upload must be exactly this many bytes.
     pub content_length: Option<u64>,
+    /// PUT: the upload's body must have this SHA-256, or it is refused and nothing is
+    /// stored (S3 verifies the signed `x-amz-checksum-sha256`; the gateway hashes the body
+    /// as it streams). Read one with [`ContentSha256::parse`].
+    pub sha256: Option<ContentSha256>,
 }
 
 /// An issued signed URL.
@@ -125,6 +132,8 @@ pub struct Grant {
     pub content_type: Option<String>,
     /// The bound content length, if any.
     pub content_length: Option<u64>,
+    /// The bound SHA-256 of the body, if any.
+    pub sha256: Option<ContentSha256>,
 }
 
 /// Why a gateway URL was refused. Display gives the one-line reason sent with the 403.
@@ -170,10 +179,16 @@ pub struct GatewaySigner {
 /// The secrets in use.
 struct Keys {
     current: Secret,
-    previous: Option<Secret>,
-    /// When a previous secret promoted by a rotation stops being accepted.
-    previous_until: Option<Instant>,
+    /// Earlier secrets still accepted, newest first: the configured previous one (for
+    /// good), then each replaced by a rotation (until the instant given), at most
+    /// [`MAX_PREVIOUS_SECRETS`], so rotating twice within `keep_previous` keeps URLs of
+    /// the first secret working too.
+    previous: Vec<(Secret, Option<Instant>)>,
 }
+
+/// The most earlier secrets a rotating signer accepts at once; a URL signed with an older
+/// one is refused (rotating that often within `signed_url.max_ttl` is not a rotation).
+pub const MAX_PREVIOUS_SECRETS: usize = 4;
 
 struct Rotation {
     files: SecretFiles,
@@ -185,7 +200,7 @@ impl fmt::Debug for GatewaySigner {
         let keys = self.keys.read().expect("signer lock");
         f.debug_struct("GatewaySigner")
             .field("base", &self.base)
-            .field("secrets", &(1 + usize::from(keys.previous.is_some())))
+            .field("secrets", &(1 + keys.previous.len()))
             .field("rotating", &self.rotation.is_some())
             .finish()
     }
@@ -199,8 +214,7 @@ impl GatewaySigner {
             base: public_url.trim_end_matches('/').to_string(),
             keys: RwLock::new(Arc::new(Keys {
                 current,
-                previous,
-                previous_until: None,
+                previous: previous.into_iter().map(|p| (p, None)).collect(),
             })),
             rotation: None,
         }
@@ -235,24 +249,39 @@ impl GatewaySigner {
         if let Some(rotation) = &self.rotation
             && let Some(mut values) = rotation.files.poll_settled(now, settle)
         {
-            let next = Secret::new(values.remove(0));
-            let mut keys = self.keys.write().expect("signer lock");
-            if next.expose().len() < maskstore_core::config::MIN_SIGNING_SECRET_BYTES {
-                tracing::warn!(
-                    secret = rotation.files.name(),
-                    "the rotated signing secret is shorter than {} bytes; the secret in use stays (generate one with: openssl rand -hex 32)",
-                    maskstore_core::config::MIN_SIGNING_SECRET_BYTES
-                );
-            } else if next != keys.current {
-                *keys = Arc::new(Keys {
-                    previous: Some(keys.current.clone()),
-                    previous_until: Some(now + rotation.keep_previous),
-                    current: next,
-                });
-                rotated(rotation.files.name(), rotation.files.paths());
-            }
+            self.adopt(rotation, Secret::new(values.remove(0)), now);
         }
         Arc::clone(&self.keys.read().expect("signer lock"))
+    }
+
+    /// Makes `next`, read from the rotated file, the current secret, the one in use
+    /// becoming the previous one until `now` + `keep_previous`.
+    fn adopt(&self, rotation: &Rotation, next: Secret, now: Instant) {
+        let mut keys = self.keys.write().expect("signer lock");
+        if next.expose().len() < maskstore_core::config::MIN_SIGNING_SECRET_BYTES {
+            tracing::warn!(
+                secret = rotation.files.name(),
+                "the rotated signing secret is shorter than {} bytes; the secret in use stays (generate one with: openssl rand -hex 32)",
+                maskstore_core::config::MIN_SIGNING_SECRET_BYTES
+            );
+        } else if next != keys.current {
+            let mut previous = vec![(keys.current.clone(), Some(now + rotation.keep_previous))];
+            previous.extend(
+                keys.previous
+                    .iter()
+                    .filter(|(_, until)| until.is_none_or(|until| now < until))
+                    // The configured previous secret was already on its way out.
+                    .map(|(secret, until)| {
+                        (secret.clone(), until.or(Some(now + rotation.keep_previous)))
+                    }),
+            );
+            previous.truncate(MAX_PREVIOUS_SECRETS);
+            *keys = Arc::new(Keys {
+                previous,
+                current: next,
+            });
+            rotated(rotation.files.name(), rotation.files.paths());
+        }
     }
 
     /// The base URL signed URLs point at.
@@ -273,6 +302,7 @@ impl GatewaySigner {
             .content_length
             .map(|n| n.to_string())
             .unwrap_or_default();
+        let sha256 = options.sha256.map(|digest| digest.hex());
         let keys = self.keys(Instant::now());
         let signature = hex(&mac(
             &keys.current,
@@ -282,6 +312,7 @@ impl GatewaySigner {
                 &expires.to_string(),
                 content_type,
                 &content_length,
+                sha256.as_deref(),
             ),
         ));
         let path: Vec<String> = key
@@ -302,6 +333,9 @@ impl GatewaySigner {
         }
         if let Some(n) = options.content_length {
             url.push_str(&format!("&{PARAM_CONTENT_LENGTH}={n}"));
+        }
+        if let Some(sha256) = &sha256 {
+            url.push_str(&format!("&{PARAM_SHA256}={sha256}"));
         }
         url.push_str(&format!("&{PARAM_SIGNATURE}={signature}"));
         url
@@ -334,6 +368,10 @@ impl GatewaySigner {
             .content_length
             .map(|value| plain(value, PARAM_CONTENT_LENGTH))
             .transpose()?;
+        let sha256_text = params
+            .sha256
+            .map(|value| plain(value, PARAM_SHA256))
+            .transpose()?;
 
         let message = canonical(
             method_text,
@@ -341,24 +379,35 @@ impl GatewaySigner {
             expires_text,
             content_type.as_deref().unwrap_or(""),
             content_length_text.unwrap_or(""),
+            sha256_text,
         );
         // Every secret is tried, so the time taken does not tell which one matched.
         let checked = Instant::now();
         let matches = |keys: &Keys| {
             let previous = keys
                 .previous
-                .as_ref()
-                .filter(|_| keys.previous_until.is_none_or(|until| checked < until));
+                .iter()
+                .filter(|(_, until)| until.is_none_or(|until| checked < until))
+                .map(|(secret, _)| secret);
             std::iter::once(&keys.current)
                 .chain(previous)
                 .map(|secret| verify_mac(secret, &message, &signature))
                 .fold(false, |any, ok| any | ok)
         };
         let mut matched = matches(&self.keys(checked));
-        if !matched && self.rotation.is_some() {
+        if !matched && let Some(rotation) = &self.rotation {
             // The issuer of this URL may have read a new secret before this process
-            // settled on it: take a change of the file at once (a stat when there is none).
-            matched = matches(&self.keys_settled(checked, Duration::ZERO));
+            // settled on it: take a change of the file at once (a stat when there is
+            // none), but only when the new secret signed this URL. Any request can get
+            // here, so a file caught half rewritten is never adopted on a client's say-so.
+            let signed_it = |values: &[String]| {
+                values[0].len() >= maskstore_core::config::MIN_SIGNING_SECRET_BYTES
+                    && verify_mac(&Secret::new(values[0].clone()), &message, &signature)
+            };
+            if let Some(mut values) = rotation.files.poll_early(signed_it) {
+                self.adopt(rotation, Secret::new(values.remove(0)), checked);
+                matched = matches(&self.keys.read().expect("signer lock"));
+            }
         }
         if !matched {
             return Err(Refusal::BadSignature);
@@ -376,6 +425,13 @@ impl GatewaySigner {
             })?),
             None => None,
         };
+        let sha256 =
+            match sha256_text {
+                Some(text) => Some(ContentSha256::parse(text).map_err(|_| {
+                    Refusal::Malformed(format!("{PARAM_SHA256} is not 64 hex digits"))
+                })?),
+                None => None,
+            };
         if now.timestamp() > expires {
             let at = DateTime::from_timestamp(expires, 0).unwrap_or_default();
             return Err(Refusal::Expired(at));
@@ -391,6 +447,7 @@ impl GatewaySigner {
             key,
             content_type,
             content_length,
+            sha256,
         })
     }
 }
@@ -447,6 +504,7 @@ struct Params<'q> {
     expires: Option<&'q str>,
     content_type: Option<&'q str>,
     content_length: Option<&'q str>,
+    sha256: Option<&'q str>,
     signature: Option<&'q str>,
 }
 
@@ -462,6 +520,7 @@ impl<'q> Params<'q> {
                 PARAM_EXPIRES => &mut params.expires,
                 PARAM_CONTENT_TYPE => &mut params.content_type,
                 PARAM_CONTENT_LENGTH => &mut params.content_length,
+                PARAM_SHA256 => &mut params.sha256,
                 PARAM_SIGNATURE => &mut params.signature,
                 _ => continue,
             };
@@ -513,8 +572,24 @@ fn decode(value: &str, name: &str) -> Result<String, Refusal> {
         .map_err(|_| Refusal::Malformed(format!("{name} is not UTF-8")))
 }
 
-fn canonical(method: &str, key: &str, expires: &str, content_type: &str, length: &str) -> String {
-    format!("maskstore-url-v1\n{method}\n{key}\n{expires}\n{content_type}\n{length}")
+/// The signed message. A bound SHA-256 is one more line, so URLs without one keep their
+/// message (and stay valid), and none can be made to look like one with a SHA-256: the
+/// length line before it holds digits only.
+fn canonical(
+    method: &str,
+    key: &str,
+    expires: &str,
+    content_type: &str,
+    length: &str,
+    sha256: Option<&str>,
+) -> String {
+    let mut message =
+        format!("maskstore-url-v1\n{method}\n{key}\n{expires}\n{content_type}\n{length}");
+    if let Some(sha256) = sha256 {
+        message.push_str("\nsha256:");
+        message.push_str(sha256);
+    }
+    message
 }
 
 fn mac(secret: &Secret, message: &str) -> Vec<u8> {
@@ -744,6 +819,7 @@ mod tests {
         let options = SignOptions {
             content_type: Some("application/gzip".into()),
             content_length: Some(42),
+            sha256: None,
         };
         let url = s.sign(
             SignedMethod::Put,
@@ -768,6 +844,7 @@ mod tests {
         let options = SignOptions {
             content_type: Some("image/png".into()),
             content_length: None,
+            sha256: None,
         };
         let url = s.sign(SignedMethod::Get, &key("mask/x.png"), NOW + 60, &options);
         let (path, query) = split(&url);
@@ -1110,5 +1187,178 @@ mod tests {
             &SignOptions::default(),
         );
         assert!(check(&before).is_ok(), "the old secret is the previous one");
+    }
+
+    #[test]
+    fn a_secret_caught_half_rewritten_is_not_adopted_on_a_forged_request() {
+        use std::io::Write as _;
+        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing_secret");
+        let old = "old-signing-secret-0123456789abcdef0123";
+        let new = "new-signing-secret-0123456789abcdef0123456789abcdef0123456789";
+        std::fs::write(&path, old).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        let base = "http://127.0.0.1:9000";
+        let gateway = GatewaySigner::rotating(
+            base,
+            Secret::new(old),
+            None,
+            path.clone(),
+            Duration::from_secs(3600),
+        );
+        let k = key("mask/a.png");
+        let expires = Utc::now().timestamp() + 600;
+        let check = |url: &str| {
+            let (path, query) = split(url);
+            gateway.verify("GET", &path, &query, Utc::now())
+        };
+        let before = gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+        let forged = GatewaySigner::new(
+            base,
+            Secret::new("an-attacker-guess-0123456789abcdef"),
+            None,
+        )
+        .sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+        // `echo $NEW > file`: truncated, then written; caught with 40 bytes written.
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&path)
+            .unwrap();
+        file.write_all(&new.as_bytes()[..40]).unwrap();
+        assert_eq!(check(&forged), Err(Refusal::BadSignature));
+        file.write_all(&new.as_bytes()[40..]).unwrap();
+        drop(file);
+        // Seen changed now, adopted by the first request once the change has held.
+        gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+        std::thread::sleep(crate::secret_file::SETTLE + Duration::from_millis(50));
+        let after = gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+        let only_new = GatewaySigner::new(base, Secret::new(new), None);
+        let (p, q) = split(&after);
+        assert!(
+            only_new.verify("GET", &p, &q, Utc::now()).is_ok(),
+            "the whole new secret signs"
+        );
+        assert!(
+            check(&before).is_ok(),
+            "signed before the rotation: the previous secret must be the old one, not a half secret"
+        );
+    }
+
+    #[test]
+    fn fifty_threads_sign_and_verify_across_a_rotation_without_a_failure() {
+        use std::os::unix::fs::PermissionsExt;
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing_secret");
+        let write = |text: &str| {
+            let temp = dir.path().join("next");
+            std::fs::write(&temp, text).unwrap();
+            std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::fs::rename(&temp, &path).unwrap();
+        };
+        let old = "old-signing-secret-0123456789abcdef0123";
+        let new = "new-signing-secret-0123456789abcdef0123";
+        write(old);
+        let keep_previous = Duration::from_secs(2);
+        let gateway = GatewaySigner::rotating(
+            "http://127.0.0.1:9000",
+            Secret::new(old),
+            None,
+            path.clone(),
+            keep_previous,
+        );
+        let k = key("mask/a.png");
+        let expires = Utc::now().timestamp() + 600;
+        let before = gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+        let (before_path, before_query) = split(&before);
+        let (stop, done, failed) = (AtomicBool::new(false), AtomicU64::new(0), AtomicU64::new(0));
+        let rotated_at = std::thread::scope(|scope| {
+            for _ in 0..50 {
+                scope.spawn(|| {
+                    while !stop.load(Ordering::Relaxed) {
+                        let url =
+                            gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+                        let (p, q) = split(&url);
+                        let fresh = gateway.verify("GET", &p, &q, Utc::now());
+                        let old_url =
+                            gateway.verify("GET", &before_path, &before_query, Utc::now());
+                        done.fetch_add(2, Ordering::Relaxed);
+                        if fresh.is_err() || old_url.is_err() {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                });
+            }
+            std::thread::sleep(Duration::from_millis(200));
+            write(new);
+            // Adopted by the first request after the settle; the grace runs from then.
+            std::thread::sleep(crate::secret_file::SETTLE + Duration::from_millis(400));
+            let rotated_at = Instant::now();
+            stop.store(true, Ordering::Relaxed);
+            rotated_at
+        });
+        let (done, failed) = (done.into_inner(), failed.into_inner());
+        eprintln!("rotation under 50 threads: {done} verifications, {failed} failed");
+        assert!(done > 1000, "{done}");
+        assert_eq!(failed, 0, "of {done}");
+        let only_new = GatewaySigner::new("http://127.0.0.1:9000", Secret::new(new), None);
+        let after = gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+        let (p, q) = split(&after);
+        assert!(only_new.verify("GET", &p, &q, Utc::now()).is_ok());
+        std::thread::sleep(
+            keep_previous.saturating_sub(rotated_at.elapsed()) + Duration::from_millis(100),
+        );
+        assert_eq!(
+            gateway.verify("GET", &before_path, &before_query, Utc::now()),
+            Err(Refusal::BadSignature),
+            "the previous secret is refused once keep_previous has passed"
+        );
+    }
+
+    #[test]
+    fn two_rotations_within_keep_previous_keep_urls_of_the_first_secret() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("signing_secret");
+        let write = |text: &str| {
+            let temp = dir.path().join("next");
+            std::fs::write(&temp, text).unwrap();
+            std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600)).unwrap();
+            std::fs::rename(&temp, &path).unwrap();
+        };
+        let secrets = [
+            "first-signing-secret-0123456789abcdef0123",
+            "second-signing-secret-0123456789abcdef012",
+            "third-signing-secret-0123456789abcdef0123",
+        ];
+        write(secrets[0]);
+        let gateway = GatewaySigner::rotating(
+            "http://127.0.0.1:9000",
+            Secret::new(secrets[0]),
+            Some(Secret::new("configured-previous-0123456789abcdef0123")),
+            path.clone(),
+            Duration::from_secs(3600),
+        );
+        let k = key("mask/a.png");
+        let expires = Utc::now().timestamp() + 600;
+        let mut signed =
+            vec![gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default())];
+        for next in &secrets[1..] {
+            write(next);
+            gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+            std::thread::sleep(crate::secret_file::SETTLE + Duration::from_millis(50));
+            signed.push(gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default()));
+        }
+        assert!(format!("{gateway:?}").contains("secrets: 4"), "{gateway:?}");
+        for (url, secret) in signed.iter().zip(secrets) {
+            let (p, q) = split(url);
+            assert!(
+                gateway.verify("GET", &p, &q, Utc::now()).is_ok(),
+                "a URL signed with {secret} during keep_previous"
+            );
+        }
     }
 }

@@ -15,7 +15,8 @@ use object_store::{
 use crate::checksum::{CHECKSUM_METADATA, Hasher, LateChecksum, Verifier, verify_stream};
 use crate::layers::Layer;
 use crate::layers::instrumented::{Instrumentation, Measured, Recorder};
-use crate::local::file_io::{copy_file_range, file_stream};
+use crate::local::file_io::{copy_file_range, copy_hashing, file_stream};
+use crate::local::{LocalError, ReadChecksum};
 use crate::monitor::{AlarmSettings, Monitor, Outcome};
 use crate::signing::{GatewaySigner, SignOptions, SignedMethod, SignedUrl};
 use crate::types::{
@@ -82,6 +83,9 @@ pub struct Storage {
     checksum: ChecksumAlgorithm,
     /// Whether whole reads verify the stored checksum (off only for forensics).
     verify_reads: bool,
+    /// The local provider itself, when it is the base store: files are stored into it by
+    /// the kernel ([`Storage::write_from_file`]).
+    local: Option<crate::local::LocalStore>,
 }
 
 /// What a storage can do beyond the contract every backend follows; commands and
@@ -105,6 +109,10 @@ pub struct Capabilities {
     /// refuses another (S3 and GCS sign them, the gateway checks them; an Azure SAS cannot
     /// sign request headers, so on Azure a binding is refused at issue).
     pub binds_upload_headers: bool,
+    /// Whether a PUT URL can bind the upload's SHA-256, so that an altered body is refused
+    /// (S3 signs `x-amz-checksum-sha256`, the gateway checks its own parameter; Azure and
+    /// GCS verify no SHA-256 a URL could bind, so there a binding is refused at issue).
+    pub binds_upload_sha256: bool,
 }
 
 /// Who serves and verifies a storage's signed URLs.
@@ -179,6 +187,7 @@ impl Storage {
             };
             UrlSigner::Gateway(Arc::new(Gateway { signer, ephemeral }))
         };
+        let mut local = None;
         let (store, urls): (Arc<dyn ObjectStore>, UrlSigner) = match os.provider {
             Provider::S3 => {
                 let (s3, presigner) = crate::s3::build(config)?;
@@ -187,6 +196,7 @@ impl Storage {
             }
             Provider::Local => {
                 let (store, secret) = crate::local::build(config, root)?;
+                local = Some(store.clone());
                 (Arc::new(store), gateway(secret, false))
             }
             Provider::Memory => {
@@ -207,7 +217,7 @@ impl Storage {
             }
         };
         let monitor = Arc::new(Monitor::new(AlarmSettings::from_config(&config.monitoring)));
-        Ok(Storage::assemble(
+        let mut storage = Storage::assemble(
             store,
             os.provider.as_str(),
             os.prefix.clone(),
@@ -216,7 +226,9 @@ impl Storage {
             os.provider == Provider::S3 && os.verify_folders.unwrap_or(os.endpoint.is_some()),
             urls,
         )
-        .with_checksum(os.checksum))
+        .with_checksum(os.checksum);
+        storage.local = local;
+        Ok(storage)
     }
 
     /// A fresh in-memory storage under the default prefix `mask/`.
@@ -266,6 +278,7 @@ impl Storage {
             recorder,
             checksum: Config::memory().object_storage.checksum,
             verify_reads: true,
+            local: None,
         };
         storage.rebuild();
         storage
@@ -334,8 +347,10 @@ impl Storage {
     /// default; above the maximum: [`Error::InvalidTtl`], never clamped).
     ///
     /// On S3 it is a SigV4 presigned URL; on local and memory a gateway URL. For PUT, a
-    /// bound content type and length make any other upload fail (403); on other methods
-    /// they are refused here ([`Error::InvalidMetadata`]), as a promise no server keeps.
+    /// bound content type and length make any other upload fail (403), and a bound SHA-256
+    /// makes an altered body fail (S3: 400 `BadDigest`; gateway: 400, the upload aborted);
+    /// on other methods they are refused here ([`Error::InvalidMetadata`]), as a promise
+    /// no server keeps.
     pub async fn signed_url(
         &self,
         method: SignedMethod,
@@ -380,6 +395,7 @@ impl Storage {
             let bound = [
                 ("content-type", options.content_type.is_some()),
                 ("content-length", options.content_length.is_some()),
+                ("sha256", options.sha256.is_some()),
             ];
             if let Some((name, _)) = bound.iter().find(|(_, set)| *set) {
                 return Err(Error::InvalidMetadata {
@@ -397,6 +413,18 @@ impl Storage {
                 detail: "its signed URLs cannot sign request headers (an Azure SAS binds the \
                          blob, the method and the expiry only); sign the URL without \
                          content_type and content_length, and check uploads after they land"
+                    .to_string(),
+            });
+        }
+        if options.sha256.is_some() && !self.capabilities().binds_upload_sha256 {
+            // Azure and GCS verify an upload's MD5 or CRC, never a SHA-256 the URL could sign:
+            // a URL that claimed the binding would let an altered body land.
+            return Err(Error::Unsupported {
+                backend: self.backend.to_string(),
+                operation: "bind a signed URL to a SHA-256".to_string(),
+                detail: "the service verifies no SHA-256 a signed URL could bind; sign the \
+                         URL without sha256 and check the upload after it lands \
+                         (maskstore verify)"
                     .to_string(),
             });
         }
@@ -434,6 +462,10 @@ impl Storage {
             headers.push(("Content-Type".to_string(), ct.clone()));
         }
         headers.extend(service_headers);
+        if let (Some(digest), UrlSigner::S3(..)) = (&options.sha256, &self.urls) {
+            headers.push(("x-amz-checksum-sha256".to_string(), digest.base64()));
+            headers.push((format!("x-amz-meta-{CHECKSUM_METADATA}"), digest.stored()));
+        }
         Ok(SignedUrl {
             url,
             method,
@@ -524,6 +556,7 @@ impl Storage {
                 UrlSigner::Service(signer) => signer.binds_upload_headers(),
                 UrlSigner::S3(..) | UrlSigner::Gateway(_) | UrlSigner::None => true,
             },
+            binds_upload_sha256: !matches!(self.urls, UrlSigner::Service(_)),
         }
     }
 
@@ -609,11 +642,26 @@ impl Storage {
             }),
         };
         let data: Bytes = data.into();
-        let opts = PutOptions {
+        // The local provider hashes the bytes as it writes them (one pass); elsewhere the
+        // checksum is computed first, to send with the request.
+        let hash_on_write = (self.backend.as_ref() == Provider::Local.as_str()
+            && self.checksum != ChecksumAlgorithm::None)
+            .then(|| crate::checksum::HashOnWrite {
+                algorithm: self.checksum,
+                done: LateChecksum::default(),
+            });
+        let mut opts = PutOptions {
             mode,
-            attributes: self.with_checksum_of(options.attributes(), &data),
+            attributes: match hash_on_write {
+                Some(_) => options.attributes(),
+                None => self.with_checksum_of(options.attributes(), &data),
+            },
             ..Default::default()
         };
+        if let Some(request) = &hash_on_write {
+            opts.extensions.insert(request.clone());
+        }
+        let sent = hash_on_write.as_ref().map(|_| data.clone());
         let result = match self.store.put_opts(&path, data.into(), opts).await {
             Ok(result) => result,
             // S3 answers an if-match write to a missing key with 404; the condition failed.
@@ -626,10 +674,18 @@ impl Storage {
             }
             Err(e) => return Err(Error::from_store(&self.backend, key.as_str(), e)),
         };
-        Ok(PutOutcome {
+        let outcome = PutOutcome {
             etag: result.e_tag,
             version: result.version,
-        })
+        };
+        if let (Some(request), Some(sent)) = (hash_on_write, sent)
+            && !request.done.stored()
+            && let Some(checksum) = crate::checksum::checksum_of(self.checksum, &sent)
+        {
+            // A store that ignored the request (a bare object_store named local).
+            return self.stamp(key, &path, outcome, checksum).await;
+        }
+        Ok(outcome)
     }
 
     /// Stores `data` only if `key` does not exist yet.
@@ -667,16 +723,47 @@ impl Storage {
     /// object) and is returned as read.
     pub async fn read(&self, key: &ObjectKey, options: ReadOptions) -> Result<Object> {
         let whole = options.range.is_none();
-        let result = self.get_result(key, options).await?;
+        let result = self.get_result_with(key, options, true).await?;
         let info = info_of(key.clone(), &result.meta, &result.attributes, Source::Read);
         let range = result.range.clone();
         let verifier = self.verifier(&info, whole);
-        // `bytes()` reads a local file's range in one go instead of chunk by chunk.
-        let data = result.bytes().await.map_err(self.err(key))?;
-        if let Some(mut verifier) = verifier {
-            verifier.update(&data);
-            verifier.finish()?;
+        let Some(mut verifier) = verifier else {
+            // `bytes()` reads a local file's range in one go instead of chunk by chunk.
+            let data = result.bytes().await.map_err(self.err(key))?;
+            return Ok(Object { info, range, data });
+        };
+        if let Some(computed) = result.extensions.get::<ReadChecksum>().cloned() {
+            let data = result.bytes().await.map_err(self.err(key))?;
+            if computed.data.as_ptr() == data.as_ptr() && computed.data.len() == data.len() {
+                // Hashed by the local provider as it read this very buffer.
+                verifier.finish_with(computed.checksum)?;
+            } else {
+                verifier.update(&data);
+                verifier.finish()?;
+            }
+            return Ok(Object { info, range, data });
         }
+        // Each chunk is hashed as it arrives, while still in the cache, and the chunks are
+        // joined once, as `bytes()` joins them.
+        let mut chunks = Vec::new();
+        let mut stream = result.into_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(self.err(key))?;
+            verifier.update(&chunk);
+            chunks.push(chunk);
+        }
+        verifier.finish()?;
+        let data = match chunks.len() {
+            1 => chunks.pop().unwrap_or_default(),
+            _ => {
+                let total = chunks.iter().map(Bytes::len).sum();
+                let mut joined = Vec::with_capacity(total);
+                for chunk in &chunks {
+                    joined.extend_from_slice(chunk);
+                }
+                Bytes::from(joined)
+            }
+        };
         Ok(Object { info, range, data })
     }
 
@@ -723,9 +810,9 @@ impl Storage {
     /// most four chunks are held in memory. The file is not synced: that is the caller's
     /// choice.
     ///
-    /// The stored checksum is verified (then a local object streams through this process
-    /// too, to be hashed): on [`Error::Corrupt`] the file holds damaged bytes and must be
-    /// discarded.
+    /// The stored checksum is verified (a local object is then read a second time, from
+    /// the page cache, by a hashing thread beside the kernel's copy): on [`Error::Corrupt`]
+    /// the file holds damaged bytes and must be discarded.
     pub async fn read_to_file(
         &self,
         key: &ObjectKey,
@@ -742,14 +829,34 @@ impl Storage {
         let mut verifier = self.verifier(&info, true);
         let dest = file.try_clone().map_err(destination)?;
         let expected = result.range.end - result.range.start;
-        let payload = match result.payload {
-            // Verifying needs the bytes: stream the file instead of copying it in the kernel.
+        let written = match result.payload {
+            // Verifying needs the bytes: the kernel copies the file while a second thread
+            // reads and hashes the same range, all in one blocking task.
             GetResultPayload::File(source, _) if verifier.is_some() => {
-                GetResultPayload::Stream(file_stream(source, result.range.clone()))
+                let range = result.range.clone();
+                let mut hashing = verifier.take();
+                let copied = tokio::task::spawn_blocking(move || {
+                    let mut inspect = |chunk: &[u8]| {
+                        if let Some(verifier) = &mut hashing {
+                            verifier.update(chunk);
+                        }
+                    };
+                    let copied = copy_hashing(&source, range, &dest, &mut inspect, &progress);
+                    (copied, hashing)
+                })
+                .await;
+                match copied {
+                    Ok((Ok(Err(read)), _)) => {
+                        let read = LocalError::io("(a local read)", read);
+                        return Err(self.err(key)(read.into()));
+                    }
+                    Ok((copied, hashing)) => {
+                        verifier = hashing;
+                        Ok(copied.map(|c| c.unwrap_or_default()))
+                    }
+                    Err(e) => Err(e),
+                }
             }
-            payload => payload,
-        };
-        let written = match payload {
             GetResultPayload::File(source, _) => {
                 let range = result.range.clone();
                 tokio::task::spawn_blocking(move || {
@@ -813,7 +920,180 @@ impl Storage {
         Ok(info)
     }
 
+    /// Stores the file at `path` as `key` (the mirror of [`Storage::read_to_file`]), with
+    /// the checksum of the bytes stored, like any write; `progress` is told the bytes stored
+    /// so far and the total as the copy advances.
+    ///
+    /// On the local provider the kernel copies the file into the object's temporary file
+    /// (`copy_file_range`, as `cp` does) while the bytes landed are hashed on a second
+    /// thread and their write-back started on a third; every write mode works. Elsewhere
+    /// (S3, memory, or a storage with layers, which must see the write) the file is read
+    /// in parts on a blocking thread, ahead of the upload, as a streaming upload: memory
+    /// stays under [`UPLOAD_PART_SIZE`] × ([`UPLOAD_MAX_IN_FLIGHT`] + 2); there a
+    /// conditional mode takes files of at most [`MULTIPART_THRESHOLD`] bytes (one PUT).
+    ///
+    /// A file that is missing, unreadable, not a regular file, or that changes size while
+    /// it is stored is [`Error::Source`], and nothing is stored.
+    pub async fn write_from_file(
+        &self,
+        key: &ObjectKey,
+        path: &std::path::Path,
+        options: &WriteOptions,
+        progress: impl Fn(u64, u64) + Send + Sync + 'static,
+    ) -> Result<PutOutcome> {
+        let location = self.path(key)?;
+        options.validate()?;
+        let source_error = |source: std::io::Error| Error::Source {
+            key: key.to_string(),
+            path: path.display().to_string(),
+            source,
+        };
+        let opened = {
+            let path = path.to_path_buf();
+            tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, u64)> {
+                let file = std::fs::File::open(&path)?;
+                let md = file.metadata()?;
+                if !md.is_file() {
+                    return Err(std::io::Error::other(
+                        "not a regular file (a folder, a device or a pipe); stream it instead",
+                    ));
+                }
+                Ok((file, md.len()))
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+        };
+        let (file, size) = opened.map_err(source_error)?;
+        let mode = match &options.mode {
+            WriteMode::Overwrite => PutMode::Overwrite,
+            WriteMode::CreateOnly => PutMode::Create,
+            WriteMode::IfMatch(etag) => PutMode::Update(UpdateVersion {
+                e_tag: Some(etag.clone()),
+                version: None,
+            }),
+        };
+        if let (Some(local), true) = (&self.local, self.layers.is_empty()) {
+            // Counted as a put, as the instrumentation layer would.
+            let started = std::time::Instant::now();
+            let stored = local
+                .write_from_file(
+                    location.clone(),
+                    file,
+                    options.attributes(),
+                    mode,
+                    self.checksum,
+                    Box::new(progress),
+                )
+                .await;
+            let operation = crate::layers::Operation::Put;
+            let (outcome, result) = match stored {
+                Ok((result, bytes)) => {
+                    self.recorder.bytes(operation, bytes);
+                    (Outcome::Success, Ok(result))
+                }
+                Err(crate::local::FromFileError::Source(e)) => {
+                    let e = source_error(e);
+                    (Outcome::of_kind(e.kind()), Err(e))
+                }
+                Err(crate::local::FromFileError::Store(e)) => {
+                    let kind = Error::kind_of_store(&self.backend, location.as_ref(), &e);
+                    (
+                        Outcome::of_kind(kind),
+                        Err(Error::from_store(&self.backend, key.as_str(), e)),
+                    )
+                }
+            };
+            self.recorder
+                .finish(Measured::Store(operation), outcome, started);
+            let result = result?;
+            return Ok(PutOutcome {
+                etag: result.e_tag,
+                version: result.version,
+            });
+        }
+        if options.mode != WriteMode::Overwrite {
+            if size > MULTIPART_THRESHOLD as u64 {
+                return Err(Error::Unsupported {
+                    backend: self.backend.to_string(),
+                    operation: "store a large file conditionally".to_string(),
+                    detail: format!(
+                        "create-only and if-match writes of files over {MULTIPART_THRESHOLD} \
+                         bytes are streaming uploads, which always overwrite; store it without \
+                         the condition"
+                    ),
+                });
+            }
+            let data = tokio::task::spawn_blocking(move || {
+                crate::local::file_io::read_chunk(&file, 0, size as usize)
+            })
+            .await
+            .map_err(std::io::Error::other)
+            .and_then(|r| r)
+            .map_err(source_error)?;
+            let outcome = self.put_with(key, data, options).await?;
+            progress(size, size);
+            return Ok(outcome);
+        }
+        // Parts are read on a blocking thread, one ahead of the upload.
+        let part = self.multipart_threshold();
+        let (parts, mut incoming) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(1);
+        let reader = tokio::task::spawn_blocking(move || {
+            let mut at = 0;
+            while at < size {
+                let len = (size - at).min(part as u64) as usize;
+                let read = crate::local::file_io::read_chunk(&file, at, len).map(Bytes::from);
+                let failed = read.is_err();
+                if parts.blocking_send(read).is_err() || failed {
+                    return;
+                }
+                at += len as u64;
+            }
+        });
+        let mut upload = self.upload(key, options).await?;
+        let mut sent = 0;
+        let mut failed = None;
+        while let Some(read) = incoming.recv().await {
+            let written = match read {
+                Ok(chunk) => {
+                    sent += chunk.len() as u64;
+                    upload.write(chunk).await
+                }
+                Err(e) => Err(source_error(e)),
+            };
+            if let Err(e) = written {
+                failed = Some(e);
+                break;
+            }
+            progress(sent, size);
+        }
+        drop(incoming);
+        let _ = reader.await;
+        if failed.is_none() && sent != size {
+            failed = Some(source_error(std::io::Error::other(format!(
+                "read {sent} of its {size} bytes"
+            ))));
+        }
+        if let Some(e) = failed {
+            // The upload's own error is the one to report; abort is best effort.
+            let _ = upload.abort().await;
+            return Err(e);
+        }
+        upload.finish().await
+    }
+
     async fn get_result(&self, key: &ObjectKey, options: ReadOptions) -> Result<GetResult> {
+        self.get_result_with(key, options, false).await
+    }
+
+    /// The backend's answer to a read; with `into_memory`, the caller holds the whole range
+    /// in memory, so the local provider reads it in the same call that opens the file.
+    async fn get_result_with(
+        &self,
+        key: &ObjectKey,
+        options: ReadOptions,
+        into_memory: bool,
+    ) -> Result<GetResult> {
         if let Some(ByteRange::Bounded(r)) = &options.range
             && r.end <= r.start
         {
@@ -823,7 +1103,8 @@ impl Storage {
             });
         }
         let path = self.path(key)?;
-        let get = GetOptions {
+        let options_whole = options.range.is_none();
+        let mut get = GetOptions {
             if_match: options.if_match,
             if_none_match: options.if_none_match,
             range: options.range.map(|r| match r {
@@ -833,6 +1114,11 @@ impl Storage {
             }),
             ..Default::default()
         };
+        if into_memory {
+            // A whole read is verified: the provider may hash it as it reads.
+            let hash = self.verify_reads && options_whole;
+            get.extensions.insert(crate::local::ReadAll { hash });
+        }
         self.store.get_opts(&path, get).await.map_err(self.err(key))
     }
 
@@ -1211,6 +1497,88 @@ impl Storage {
         }
     }
 
+    /// Stores `checksum` with a just-completed S3 multipart upload: the object is copied
+    /// onto itself with its metadata replaced (CopyObject, `x-amz-metadata-directive:
+    /// REPLACE`) only while it is still the version completed (`x-amz-copy-source-if-match`
+    /// with the completion's etag). The metadata sent is what a HEAD of that version
+    /// shows (so the engine's content type and every user entry are kept) plus the
+    /// checksum. Server-side: no byte travels again.
+    ///
+    /// The object stays unverified, and the upload succeeds, when another write replaced it
+    /// in between, when it is over CopyObject's 5 GiB, or when the copy fails (logged).
+    async fn stamp_s3(
+        &self,
+        s3: &object_store::aws::AmazonS3,
+        bucket: &str,
+        path: &Path,
+        outcome: PutOutcome,
+        checksum: String,
+    ) -> PutOutcome {
+        /// CopyObject's limit (S3 API reference, CopyObject).
+        const COPY_OBJECT_MAX: u64 = 5 * 1024 * 1024 * 1024;
+        let Some(etag) = outcome.etag.clone() else {
+            return outcome;
+        };
+        let head = self
+            .store
+            .get_opts(
+                path,
+                GetOptions {
+                    if_match: Some(etag.clone()),
+                    head: true,
+                    ..Default::default()
+                },
+            )
+            .await;
+        let got = match head {
+            Ok(got) if got.meta.size <= COPY_OBJECT_MAX => got,
+            Ok(_) => {
+                tracing::warn!(%path, "over 5 GiB: the upload is stored without a maskstore checksum (CopyObject's limit)");
+                return outcome;
+            }
+            Err(e) => {
+                tracing::warn!(%path, error = %e, "the upload is stored without a maskstore checksum: its HEAD failed");
+                return outcome;
+            }
+        };
+        let mut headers = reqwest::header::HeaderMap::new();
+        let mut add = |name: String, value: &str| {
+            if let (Ok(name), Ok(value)) = (
+                reqwest::header::HeaderName::from_bytes(name.as_bytes()),
+                reqwest::header::HeaderValue::from_str(value),
+            ) {
+                headers.insert(name, value);
+            }
+        };
+        for (attribute, value) in &got.attributes {
+            use object_store::Attribute as A;
+            let name = match attribute {
+                A::ContentType => "content-type".to_string(),
+                A::CacheControl => "cache-control".to_string(),
+                A::ContentDisposition => "content-disposition".to_string(),
+                A::ContentEncoding => "content-encoding".to_string(),
+                A::ContentLanguage => "content-language".to_string(),
+                A::StorageClass => "x-amz-storage-class".to_string(),
+                A::Metadata(name) if name.as_ref() == CHECKSUM_METADATA => continue,
+                A::Metadata(name) => format!("x-amz-meta-{name}"),
+                _ => continue,
+            };
+            add(name, value.as_ref());
+        }
+        add(format!("x-amz-meta-{CHECKSUM_METADATA}"), &checksum);
+        match crate::s3::copy_in_place(s3, &self.backend, bucket, path, &etag, headers).await {
+            Ok(Some(copied)) => PutOutcome {
+                etag: copied.etag.or(outcome.etag),
+                version: copied.version.or(outcome.version),
+            },
+            Ok(None) => outcome,
+            Err(e) => {
+                tracing::warn!(%path, error = %e, "the upload is stored without a maskstore checksum: the copy in place failed");
+                outcome
+            }
+        }
+    }
+
     /// Starts the multipart upload behind an [`Upload`] that outgrew one PUT.
     async fn start_multipart(
         &self,
@@ -1426,11 +1794,11 @@ impl Upload {
     /// Completes the upload; the object becomes visible whole.
     ///
     /// The checksum of the bytes written is stored with the object: with one PUT in its
-    /// metadata; for a multipart upload, by the local provider as it commits the file, and
-    /// on memory by a conditional rewrite of the attributes. S3 multipart uploads keep
-    /// S3's own per-part checksums (verified on receipt) but carry no whole-object
-    /// maskstore checksum: S3 takes metadata only when the upload starts, before the
-    /// value is known; they read as unverified (see BENCHMARKS.md / README).
+    /// metadata; for a multipart upload, by the local provider as it commits the file, on
+    /// memory by a conditional rewrite of the attributes, and on S3 (which takes metadata
+    /// only when a multipart upload starts, before the value is known) by a server-side
+    /// copy in place guarded by the completion's etag (see `stamp_s3`). An S3 object over
+    /// 5 GiB, beyond CopyObject, keeps S3's own checksums but reads as unverified.
     pub async fn finish(mut self) -> Result<PutOutcome> {
         let checksum = self.hasher.take().map(Hasher::finish);
         let (writer, confirm) = match self.state {
@@ -1472,12 +1840,19 @@ impl Upload {
                 };
                 if let Some(checksum) = checksum
                     && !self.late.stored()
-                    && !self.storage.capabilities().incomplete_uploads
                 {
-                    return self
-                        .storage
-                        .stamp(&self.key, &self.path, outcome, checksum)
-                        .await;
+                    if let UrlSigner::S3(s3, presigner) = &self.storage.urls {
+                        return Ok(self
+                            .storage
+                            .stamp_s3(s3, presigner.bucket(), &self.path, outcome, checksum)
+                            .await);
+                    }
+                    if !self.storage.capabilities().incomplete_uploads {
+                        return self
+                            .storage
+                            .stamp(&self.key, &self.path, outcome, checksum)
+                            .await;
+                    }
                 }
                 return Ok(outcome);
             }
@@ -1515,6 +1890,31 @@ impl Upload {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_put_stores_its_checksum_whether_or_not_the_store_hashes_as_it_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = Bytes::from((0..700_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+        let want = crate::checksum::checksum_of(ChecksumAlgorithm::Crc64Nvme, &data);
+        // The local provider hashes each slice as it writes it.
+        let local = Storage::connect(&Config::local(dir.path().join("data")))
+            .unwrap()
+            .with_checksum(ChecksumAlgorithm::Crc64Nvme);
+        // A bare object_store named local ignores the request: the checksum is stored by
+        // a conditional rewrite instead.
+        let bare = Storage::from_object_store(
+            Arc::new(object_store::memory::InMemory::new()),
+            Provider::Local.as_str(),
+            "mask/".parse().unwrap(),
+        )
+        .with_checksum(ChecksumAlgorithm::Crc64Nvme);
+        for storage in [local, bare] {
+            let key = storage.key("hashed.bin").unwrap();
+            storage.put(&key, data.clone()).await.unwrap();
+            assert_eq!(storage.head(&key).await.unwrap().checksum, want);
+            assert_eq!(storage.get(&key).await.unwrap().data, data);
+        }
+    }
 
     #[tokio::test]
     async fn a_smaller_part_size_streams_parts_on_gateway_stores_only() {
@@ -1573,6 +1973,7 @@ mod tests {
             let options = SignOptions {
                 content_type: content_type.map(str::to_string),
                 content_length: None,
+                sha256: None,
             };
             async move {
                 storage

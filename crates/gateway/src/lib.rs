@@ -55,9 +55,10 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, get};
 use futures::StreamExt;
+use maskstore_backends::monitor::Outcome;
 use maskstore_backends::signing::{Grant, OBJECT_PATH, QueryLimit, SignedMethod};
 use maskstore_backends::{
-    ByteRange, Error, ErrorKind, ObjectInfo, ReadOptions, Storage, WriteOptions,
+    ByteRange, Error, ErrorKind, ObjectInfo, ReadOptions, Sha256Hasher, Storage, WriteOptions,
 };
 use maskstore_core::MaskFormat;
 use maskstore_core::config::{CorsConfig, GatewayConfig};
@@ -448,6 +449,18 @@ fn reply(status: StatusCode, reason: impl std::fmt::Display) -> Response {
     (status, format!("{reason}\n")).into_response()
 }
 
+/// Marks a response the gateway gave without asking the store, so no operation recorded it.
+#[derive(Debug, Clone, Copy)]
+struct RefusedBeforeStore;
+
+/// [`reply`] for a request refused before the store was asked (query, path, signature,
+/// bound headers, size, upload cap): [`object_response`] counts it for the alarms.
+fn refuse(status: StatusCode, reason: impl std::fmt::Display) -> Response {
+    let mut response = reply(status, reason);
+    response.extensions_mut().insert(RefusedBeforeStore);
+    response
+}
+
 /// The HTTP status a failure of this kind is answered with.
 fn status_of(kind: ErrorKind) -> StatusCode {
     match kind {
@@ -506,42 +519,23 @@ async fn object(State(gateway): State<Gateway>, request: Request) -> Response {
 }
 
 async fn object_response(gateway: &Gateway, request: Request) -> Response {
-    let uri = request.uri().clone();
-    let query = uri.query().unwrap_or("");
-    // Bounded before anything reads the query or the path.
-    if let Err(limit) = maskstore_backends::signing::check_query_limits(query) {
-        let status = match limit {
-            QueryLimit::TooLong => StatusCode::URI_TOO_LONG,
-            QueryLimit::TooManyParameters => StatusCode::BAD_REQUEST,
-        };
-        return reply(status, limit);
-    }
-    let encoded_key = uri.path().strip_prefix(OBJECT_PATH).unwrap_or_default();
-    if encoded_key.len() > MAX_ENCODED_KEY_BYTES {
-        return reply(
-            StatusCode::URI_TOO_LONG,
-            "the path is longer than any key's; use the URL as it was issued",
-        );
-    }
-    let signer = gateway
-        .storage
-        .gateway_signer()
-        .expect("objects_router() only serves storages with a gateway signer");
-    let grant = match signer.verify(
-        request.method().as_str(),
-        encoded_key,
-        query,
-        chrono::Utc::now(),
-    ) {
-        Ok(grant) => grant,
-        Err(refusal) => {
-            let status = match refusal {
-                maskstore_backends::signing::Refusal::InvalidKey(_) => StatusCode::BAD_REQUEST,
-                _ => StatusCode::FORBIDDEN,
-            };
-            return reply(status, refusal);
-        }
+    let response = match admit(gateway, &request) {
+        Ok(grant) => serve_grant(gateway, grant, request).await,
+        Err(refusal) => *refusal,
     };
+    if response.extensions().get::<RefusedBeforeStore>().is_some() {
+        // No operation recorded it, so the alarms count it here, as S3 counts a bad
+        // signature among its 4xx errors and every refusal among all requests.
+        gateway
+            .storage
+            .monitor()
+            .record(Outcome::of_status(response.status().as_u16()));
+    }
+    response
+}
+
+/// Carries out what a verified URL grants, within `gateway.request_timeout`.
+async fn serve_grant(gateway: &Gateway, grant: Grant, request: Request) -> Response {
     let storage = &gateway.storage;
     let limits = &gateway.limits;
     let deadline = tokio::time::Instant::now() + limits.request_timeout;
@@ -567,6 +561,45 @@ async fn object_response(gateway: &Gateway, request: Request) -> Response {
             ),
         ),
     }
+}
+
+/// The grant of a request whose query, path and signature check out, or the refusal.
+fn admit(gateway: &Gateway, request: &Request) -> Result<Grant, Box<Response>> {
+    let uri = request.uri();
+    let query = uri.query().unwrap_or("");
+    // Bounded before anything reads the query or the path.
+    if let Err(limit) = maskstore_backends::signing::check_query_limits(query) {
+        let status = match limit {
+            QueryLimit::TooLong => StatusCode::URI_TOO_LONG,
+            QueryLimit::TooManyParameters => StatusCode::BAD_REQUEST,
+        };
+        return Err(Box::new(refuse(status, limit)));
+    }
+    let encoded_key = uri.path().strip_prefix(OBJECT_PATH).unwrap_or_default();
+    if encoded_key.len() > MAX_ENCODED_KEY_BYTES {
+        return Err(Box::new(refuse(
+            StatusCode::URI_TOO_LONG,
+            "the path is longer than any key's; use the URL as it was issued",
+        )));
+    }
+    let signer = gateway
+        .storage
+        .gateway_signer()
+        .expect("objects_router() only serves storages with a gateway signer");
+    signer
+        .verify(
+            request.method().as_str(),
+            encoded_key,
+            query,
+            chrono::Utc::now(),
+        )
+        .map_err(|refusal| {
+            let status = match refusal {
+                maskstore_backends::signing::Refusal::InvalidKey(_) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::FORBIDDEN,
+            };
+            Box::new(refuse(status, refusal))
+        })
 }
 
 /// Headers on every object response, so nothing served runs in a browser on the gateway's
@@ -706,6 +739,8 @@ enum BodyFailure {
     Stalled,
     /// Cut off, or longer than its Content-Length.
     Broken,
+    /// Its SHA-256 is not the one the URL binds.
+    ChecksumMismatch,
 }
 
 /// PUT: the body is streamed into the store chunk by chunk as it arrives (the gateway
@@ -722,7 +757,7 @@ async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -> Response 
     if let Some(bound) = &grant.content_type
         && sent_type.as_deref() != Some(bound.as_str())
     {
-        return reply(
+        return refuse(
             StatusCode::FORBIDDEN,
             format!(
                 "content type {:?} does not match the {bound:?} this URL was signed for",
@@ -737,7 +772,7 @@ async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -> Response 
     if let Some(bound) = grant.content_length
         && sent_length != Some(bound)
     {
-        return reply(
+        return refuse(
             StatusCode::FORBIDDEN,
             format!(
                 "content length {} does not match the {bound} bytes this URL was signed for",
@@ -746,19 +781,14 @@ async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -> Response 
         );
     }
     let max = limits.max_upload_bytes;
-    let too_large = || {
-        reply(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!(
-                "the upload is larger than the gateway's limit of {max} bytes (gateway.max_upload_bytes)"
-            ),
-        )
-    };
+    let too_large = format!(
+        "the upload is larger than the gateway's limit of {max} bytes (gateway.max_upload_bytes)"
+    );
     if sent_length.is_some_and(|n| n > max) {
-        return too_large();
+        return refuse(StatusCode::PAYLOAD_TOO_LARGE, too_large);
     }
     let Ok(_permit) = Arc::clone(&gateway.uploads).try_acquire_owned() else {
-        let mut response = reply(
+        let mut response = refuse(
             StatusCode::SERVICE_UNAVAILABLE,
             format!(
                 "the gateway takes {} uploads at once (gateway.max_concurrent_uploads); retry shortly",
@@ -784,7 +814,13 @@ async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -> Response 
         Err(std::io::Error::other(message))
     };
     let data = request.into_body().into_data_stream();
-    let body = futures::stream::unfold((data, 0u64, false), move |(mut data, received, done)| {
+    // With a bound SHA-256, the body is hashed as it streams and its end is checked before
+    // the upload completes: a mismatch is an error item, so the upload is aborted and the
+    // key keeps what it held.
+    let bound_sha256 = grant.sha256;
+    let hasher = bound_sha256.map(|_| Sha256Hasher::default());
+    let state = (data, 0u64, false, hasher);
+    let body = futures::stream::unfold(state, move |(mut data, received, done, mut hasher)| {
         let fail = fail.clone();
         async move {
             if done {
@@ -798,7 +834,24 @@ async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -> Response 
                         idle.as_secs()
                     ),
                 ),
-                Ok(None) => return None,
+                Ok(None) => match (hasher.take(), bound_sha256) {
+                    (Some(hasher), Some(bound)) => {
+                        let sent = hasher.finish();
+                        if sent == bound {
+                            return None;
+                        }
+                        fail(
+                            BodyFailure::ChecksumMismatch,
+                            format!(
+                                "the body's SHA-256 is {}, not the {} this URL was signed for: \
+                                 it was altered on the way or is another file; nothing was stored",
+                                sent.hex(),
+                                bound.hex()
+                            ),
+                        )
+                    }
+                    _ => return None,
+                },
                 Ok(Some(Err(e))) => {
                     fail(BodyFailure::Broken, format!("the request body failed: {e}"))
                 }
@@ -815,11 +868,14 @@ async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -> Response 
                             "the body is longer than its Content-Length".to_string(),
                         )
                     } else {
-                        return Some((Ok(chunk), (data, received, false)));
+                        if let Some(hasher) = &mut hasher {
+                            hasher.update(&chunk);
+                        }
+                        return Some((Ok(chunk), (data, received, false, hasher)));
                     }
                 }
             };
-            Some((item, (data, received, true)))
+            Some((item, (data, received, true, None)))
         }
     });
     // Small parts: an upload that stalls holds under one part, not the 8 MiB a single PUT
@@ -837,9 +893,11 @@ async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -> Response 
             }
             response
         }
-        (Err(_), Some(BodyFailure::TooLarge)) => too_large(),
+        // After the store was asked: the failed upload is its operation, counted once.
+        (Err(_), Some(BodyFailure::TooLarge)) => reply(StatusCode::PAYLOAD_TOO_LARGE, too_large),
         (Err(e), Some(BodyFailure::Stalled)) => reply(StatusCode::REQUEST_TIMEOUT, e),
         (Err(e), Some(BodyFailure::Broken)) => reply(StatusCode::BAD_REQUEST, e),
+        (Err(e), Some(BodyFailure::ChecksumMismatch)) => reply(StatusCode::BAD_REQUEST, e),
         (Err(e), None) => error_reply(&e),
     }
 }

@@ -150,7 +150,7 @@ impl Recorder {
 
     /// Counts `n` bytes moved by `operation`: read from the backend by gets, written to
     /// it by everything else.
-    fn bytes(&self, operation: Operation, n: u64) {
+    pub(crate) fn bytes(&self, operation: Operation, n: u64) {
         if n > 0 {
             let handles = self.handles();
             let i = operation as usize;

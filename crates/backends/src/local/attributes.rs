@@ -36,6 +36,13 @@ pub(crate) struct StoredAttributes {
 }
 
 impl StoredAttributes {
+    /// The stored integrity checksum (`algorithm:base64`), if any.
+    pub(crate) fn checksum(&self) -> Option<&str> {
+        self.metadata
+            .get(crate::checksum::CHECKSUM_METADATA)
+            .map(String::as_str)
+    }
+
     pub(crate) fn from_attributes(attributes: &Attributes) -> Self {
         let mut stored = StoredAttributes::default();
         for (key, value) in attributes {

@@ -47,6 +47,32 @@ pub(crate) fn open(dir: BorrowedFd<'_>, path: &str, flags: OFlags) -> Result<Own
     walk(dir, path, flags)
 }
 
+/// [`open`] without waiting for the disk: `Err(AGAIN)` unless every component of `path` is
+/// in the kernel's dentry cache (`RESOLVE_CACHED`), or where `openat2` is missing; the
+/// caller then opens it in a blocking task. Same refusals as [`open`] otherwise.
+pub(crate) fn open_cached(
+    dir: BorrowedFd<'_>,
+    path: &str,
+    flags: OFlags,
+) -> Result<OwnedFd, Errno> {
+    if NO_OPENAT2.load(Ordering::Relaxed) {
+        return Err(Errno::AGAIN);
+    }
+    let flags = flags | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    match openat2(
+        dir,
+        path,
+        flags,
+        Mode::empty(),
+        RESOLVE.union(ResolveFlags::CACHED),
+    ) {
+        // Telling a final symlink from a file on the way may need the disk: let the
+        // blocking open answer (`ENOSYS`/`EPERM`/`EINVAL`: no usable `openat2` here).
+        Err(Errno::NOTDIR | Errno::NOSYS | Errno::PERM | Errno::INVAL) => Err(Errno::AGAIN),
+        other => other,
+    }
+}
+
 /// The component walk for kernels without `openat2`.
 fn walk(dir: BorrowedFd<'_>, path: &str, flags: OFlags) -> Result<OwnedFd, Errno> {
     let (folders, last) = match path.rsplit_once('/') {
@@ -145,6 +171,12 @@ mod tests {
                 Errno::LOOP,
                 "{path}"
             );
+            // The cached open refuses alike, or leaves the answer to the blocking one.
+            let cached = open_cached(root.as_fd(), path, OFlags::RDONLY).unwrap_err();
+            assert!(
+                matches!(cached, Errno::LOOP | Errno::AGAIN),
+                "{path}: {cached:?}"
+            );
             // As a listing opens its prefix: a folder path ending in a symlink, at any depth.
             let folder = OFlags::RDONLY | OFlags::DIRECTORY;
             assert_eq!(
@@ -170,6 +202,15 @@ mod tests {
             open(root.as_fd(), "a/missing", OFlags::RDONLY).unwrap_err(),
             Errno::NOENT
         );
+        // A cached path opens without the disk (or `EAGAIN` where openat2 is missing).
+        match open_cached(root.as_fd(), "a/b/f", OFlags::RDONLY) {
+            Ok(_) | Err(Errno::AGAIN) => {}
+            Err(e) => panic!("a/b/f: {e:?}"),
+        }
+        assert!(matches!(
+            open_cached(root.as_fd(), "a/missing", OFlags::RDONLY),
+            Err(Errno::NOENT | Errno::AGAIN)
+        ));
         assert_eq!(kind(root.as_fd(), "l").unwrap(), Some(FileType::Symlink));
         assert_eq!(kind(root.as_fd(), "a").unwrap(), Some(FileType::Directory));
         assert_eq!(kind(root.as_fd(), "zz").unwrap(), None);

@@ -44,6 +44,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
+use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 use object_store::path::Path;
@@ -60,17 +61,52 @@ pub(crate) mod beneath;
 mod builder;
 pub mod error;
 pub(crate) mod file_io;
+mod from_file;
 pub(crate) mod locks;
 
-use crate::checksum::{CHECKSUM_METADATA, LateChecksum};
+use crate::checksum::{CHECKSUM_METADATA, HASH_ON_WRITE_SLICE, HashOnWrite, Hasher, LateChecksum};
 use attributes::{StoredAttributes, XATTR, probe_xattrs, read_stored};
 pub(crate) use builder::{Root, build};
 pub use error::LocalError;
+pub(crate) use from_file::FromFileError;
 use maskstore_core::MAX_KEY_BYTES;
 /// The folder below the root that holds maskstore's own files.
 pub const RESERVED_DIR: &str = ".maskstore";
 /// Temporary files older than this are left over from a crash and removed at start.
 const STALE_TEMP_AGE: Duration = Duration::from_secs(24 * 60 * 60);
+/// Ranges of at most this many bytes are read in the same blocking call that opens the
+/// object, and come back as one chunk; larger ones come back as the open file.
+pub(crate) const INLINE_READ: u64 = 256 * 1024;
+
+/// A whole read into memory of at most this many bytes is answered on the caller's thread
+/// when its data is in the page cache (a copy of about 60 µs at most here, cheaper than
+/// the two thread switches of a blocking task on a busy machine); larger ones go to a
+/// blocking task.
+const NOWAIT_READ: u64 = 1024 * 1024;
+
+/// Marks a read (in [`GetOptions::extensions`]) whose whole range the caller will hold in
+/// memory: the local provider then reads it in the call that opens the object, whatever
+/// its size; with `hash`, a large one is hashed with the stored checksum's algorithm as it
+/// is read (each block while it is still in the CPU's cache), see [`ReadChecksum`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ReadAll {
+    pub(crate) hash: bool,
+}
+
+/// Reads at least this large are hashed block by block as they are read (under [`ReadAll`]
+/// with `hash`); smaller ones are still in the cache when the caller hashes them.
+const HASH_AS_READ_FROM: u64 = 4 * 1024 * 1024;
+
+/// The checksum of `data`, computed by the local provider as it read it, in the
+/// [`GetResult::extensions`] of a [`ReadAll`] read. It vouches for these very bytes only:
+/// a caller uses it only for a payload that is this same buffer (same address and length),
+/// never for bytes a layer in between may have replaced.
+#[derive(Debug, Clone)]
+pub(crate) struct ReadChecksum {
+    pub(crate) data: Bytes,
+    pub(crate) checksum: String,
+}
+
 /// How often a write retries when a concurrent delete removes the folder it writes into
 /// between resolving it and renaming into it.
 const PRUNED_RETRIES: usize = 32;
@@ -315,9 +351,21 @@ impl Inner {
 
     /// The open file of the object at `location`; symlinks and folders count as missing.
     fn open_object(&self, location: &Path) -> Result<(File, fs::Metadata)> {
+        self.open_object_by(location, beneath::open)?
+            .ok_or_else(|| io_error(location, Errno::AGAIN.into()))
+    }
+
+    /// [`Inner::open_object`] opening with `open`; `None` if it answered `EAGAIN` (see
+    /// [`beneath::open_cached`]).
+    fn open_object_by(
+        &self,
+        location: &Path,
+        open: fn(BorrowedFd<'_>, &str, OFlags) -> Result<OwnedFd, Errno>,
+    ) -> Result<Option<(File, fs::Metadata)>> {
         let path = self.parts(location)?.join("/");
-        let fd = match beneath::open(self.root.as_fd(), &path, OFlags::RDONLY | OFlags::NONBLOCK) {
+        let fd = match open(self.root.as_fd(), &path, OFlags::RDONLY | OFlags::NONBLOCK) {
             Ok(fd) => fd,
+            Err(Errno::AGAIN) => return Ok(None),
             Err(Errno::LOOP) => {
                 return Err(not_found(
                     location,
@@ -339,7 +387,7 @@ impl Inner {
         if !md.is_file() {
             return Err(not_found(location, "not a regular file"));
         }
-        Ok((file, md))
+        Ok(Some((file, md)))
     }
 
     /// Locks `keys` (see `locks.rs`).
@@ -536,11 +584,37 @@ impl Inner {
     ) -> Result<PutResult> {
         self.parts(location)?;
         let (temp, mut file) = self.temp_file()?;
+        // Storage's checksum, computed here slice by slice as each is written (issue 16).
+        let hash_on_write = opts.extensions.get::<HashOnWrite>();
+        let mut hasher = hash_on_write.and_then(|request| Hasher::new(request.algorithm));
         let written = (|| {
             for chunk in payload.iter() {
-                file.write_all(chunk).map_err(|e| io_error(location, e))?;
+                let Some(hasher) = &mut hasher else {
+                    file.write_all(chunk).map_err(|e| io_error(location, e))?;
+                    continue;
+                };
+                for slice in chunk.chunks(HASH_ON_WRITE_SLICE) {
+                    file.write_all(slice).map_err(|e| io_error(location, e))?;
+                    hasher.update(slice);
+                }
             }
-            let generation = self.write_attributes(location, &file, &opts.attributes)?;
+            let mut hashed = None;
+            if let (Some(request), Some(hasher)) = (hash_on_write, hasher.take()) {
+                let mut attributes = opts.attributes.clone();
+                attributes.insert(
+                    Attribute::Metadata(CHECKSUM_METADATA.into()),
+                    hasher.finish().into(),
+                );
+                hashed = Some((request, attributes));
+            }
+            let attributes = hashed.as_ref().map_or(&opts.attributes, |(_, a)| a);
+            let generation = self.write_attributes(location, &file, attributes)?;
+            if let Some((request, attributes)) = &hashed
+                && let Some(value) = attributes.get(&Attribute::Metadata(CHECKSUM_METADATA.into()))
+            {
+                request.done.set(value.to_string());
+                request.done.take();
+            }
             if self.fsync {
                 file.sync_all().map_err(|e| io_error(location, e))?;
             }
@@ -567,8 +641,35 @@ impl Inner {
 
     fn get_blocking(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
         let (file, md) = self.open_object(location)?;
+        self.answer(location, file, &md, &options, false)?
+            .ok_or_else(|| io_error(location, Errno::AGAIN.into()))
+    }
+
+    /// A read answered on the caller's thread, without waiting for the disk: `None` unless
+    /// the path is in the dentry cache and (for a range read here) the data in the page
+    /// cache; the read then goes to a blocking task.
+    fn get_cached(&self, location: &Path, options: &GetOptions) -> Result<Option<GetResult>> {
+        match self.open_object_by(location, beneath::open_cached)? {
+            Some((file, md)) => self.answer(location, file, &md, options, true),
+            None => Ok(None),
+        }
+    }
+
+    /// The answer to a read of the open object `file`: attributes, preconditions, range,
+    /// and the data of a small range, or of any range the caller holds in memory whole
+    /// ([`ReadAll`]), read here; a larger range comes back as the open file. With `nowait`
+    /// nothing waits for the disk: `None` if the data is not in the page cache, or is to
+    /// be read whole and is larger than [`NOWAIT_READ`].
+    fn answer(
+        &self,
+        location: &Path,
+        file: File,
+        md: &fs::Metadata,
+        options: &GetOptions,
+        nowait: bool,
+    ) -> Result<Option<GetResult>> {
         let stored = read_stored(&file);
-        let meta = object_meta(location.clone(), &md, stored.generation.as_deref());
+        let meta = object_meta(location.clone(), md, stored.generation.as_deref());
         options.check_preconditions(&meta)?;
         let range = match &options.range {
             Some(range) => range
@@ -580,14 +681,64 @@ impl Inner {
                 })?,
             None => 0..meta.size,
         };
-        let path = self.root_path.join(location.as_ref());
-        Ok(GetResult {
-            payload: GetResultPayload::File(file, path),
+        let len = range.end - range.start;
+        let small = len <= INLINE_READ;
+        let whole = options.extensions.get::<ReadAll>().copied();
+        // The checksum to compute while reading: a large whole read into memory of an
+        // object with a stored checksum of a known algorithm.
+        let hasher = match (whole, stored.checksum()) {
+            (Some(ReadAll { hash: true }), Some(checksum))
+                if !options.head && len >= HASH_AS_READ_FROM =>
+            {
+                crate::checksum::Hasher::for_stored(checksum)
+            }
+            _ => None,
+        };
+        let mut computed = None;
+        let data = if options.head || !(small || whole.is_some()) {
+            None
+        } else if nowait && len > NOWAIT_READ {
+            return Ok(None);
+        } else if nowait {
+            match file_io::read_nowait(&file, range.start, len as usize) {
+                Ok(Some(data)) => Some(data),
+                Ok(None) => return Ok(None),
+                Err(e) => return Err(io_error(location, e)),
+            }
+        } else if let Some(mut hasher) = hasher {
+            let data =
+                file_io::read_hashing(&file, range.start, len as usize, &mut |b| hasher.update(b))
+                    .map_err(|e| io_error(location, e))?;
+            computed = Some(hasher.finish());
+            Some(Bytes::from(data))
+        } else {
+            Some(Bytes::from(
+                file_io::read_chunk(&file, range.start, len as usize)
+                    .map_err(|e| io_error(location, e))?,
+            ))
+        };
+        let mut extensions = object_store::Extensions::default();
+        // Small ranges, and whole reads into memory, are read in the call that opened the
+        // file: one blocking hop per read at most instead of one to open and one to read.
+        let payload = match data {
+            Some(data) => {
+                if let Some(checksum) = computed {
+                    extensions.insert(ReadChecksum {
+                        data: data.clone(),
+                        checksum,
+                    });
+                }
+                GetResultPayload::Stream(futures::stream::once(async move { Ok(data) }).boxed())
+            }
+            None => GetResultPayload::File(file, self.root_path.join(location.as_ref())),
+        };
+        Ok(Some(GetResult {
+            payload,
             meta,
             range,
             attributes: stored.into_attributes(),
-            extensions: Default::default(),
-        })
+            extensions,
+        }))
     }
 
     fn delete_blocking(&self, location: &Path) -> Result<()> {
@@ -1046,6 +1197,11 @@ impl ObjectStore for LocalStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        // Whatever is in the kernel's caches is answered here; the rest waits for the disk
+        // in one blocking task.
+        if let Some(answered) = self.inner.get_cached(location, &options).transpose() {
+            return answered;
+        }
         let location = location.clone();
         self.blocking(move |s| s.get_blocking(&location, options))
             .await

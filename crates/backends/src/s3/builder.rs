@@ -88,13 +88,40 @@ pub(crate) fn build(config: &Config) -> Result<(AmazonS3, Presigner)> {
         fix: "check bucket_name, region and endpoint".to_string(),
     };
     let (region, bucket_endpoint) = bucket_endpoint(&builder);
+    let unsigned = body_is_protected(&bucket_endpoint, os.checksum);
     let s3 = builder
+        .with_unsigned_payload(unsigned)
         .build()
         .map_err(|e| config_error(format!("the S3 client could not be built: {e}")))?;
     let endpoint = Endpoint::parse(&bucket_endpoint)
         .map_err(|e| config_error(format!("the bucket's URL cannot be presigned: {e}")))?;
-    let presigner = Presigner::new(s3.credentials().clone(), &region, endpoint);
+    let presigner = Presigner::new(
+        s3.credentials().clone(),
+        &region,
+        endpoint,
+        os.bucket_name.as_deref().unwrap_or_default(),
+    );
     Ok((s3, presigner))
+}
+
+/// Whether a request body needs no SHA-256 in its signature (`UNSIGNED-PAYLOAD`, as
+/// OpenDAL and the AWS SDKs send over TLS): the body is protected anyway when it travels
+/// over TLS (`https`), when a SHA-256 of it travels in the signed `x-amz-checksum-sha256`
+/// header (which S3 verifies), or when it never leaves this machine (a loopback endpoint).
+/// Otherwise (plain HTTP to another host with a CRC or no checksum, which an attacker on
+/// the path could forge) object_store keeps hashing every body into the signature. The
+/// hash costs 8 % of a 1 MiB PUT to SeaweedFS here (BENCHMARKS.md, issue 18).
+fn body_is_protected(bucket_url: &str, checksum: maskstore_core::ChecksumAlgorithm) -> bool {
+    let Ok(url) = url::Url::parse(bucket_url) else {
+        return false;
+    };
+    let loopback = match url.host() {
+        Some(url::Host::Domain(name)) => name.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    url.scheme() == "https" || loopback || checksum == maskstore_core::ChecksumAlgorithm::Sha256
 }
 
 /// The region and the bucket's URL as object_store derives them from `builder` (whose
@@ -200,5 +227,38 @@ impl CredentialProvider for FileCredentials {
 
     async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
         Ok(self.credential(Instant::now()))
+    }
+}
+
+#[cfg(test)]
+mod payload_tests {
+    use super::body_is_protected;
+    use maskstore_core::ChecksumAlgorithm as A;
+
+    #[test]
+    fn a_body_is_left_out_of_the_signature_only_where_something_else_protects_it() {
+        for (url, checksum, unsigned) in [
+            (
+                "https://bucket.s3.eu-west-1.amazonaws.com",
+                A::Crc64Nvme,
+                true,
+            ),
+            ("https://s3.example.org/bucket", A::None, true),
+            ("http://127.0.0.1:8333/bucket", A::Crc64Nvme, true),
+            ("http://[::1]:8333/bucket", A::None, true),
+            ("http://localhost:9000/bucket", A::Crc64Nvme, true),
+            ("http://minio.internal:9000/bucket", A::Sha256, true),
+            // Plain HTTP to another host with a forgeable CRC or nothing: signed.
+            ("http://minio.internal:9000/bucket", A::Crc64Nvme, false),
+            ("http://10.0.0.7:9000/bucket", A::None, false),
+            ("http://localhost.evil.example/bucket", A::Crc64Nvme, false),
+            ("not a url", A::Crc64Nvme, false),
+        ] {
+            assert_eq!(
+                body_is_protected(url, checksum),
+                unsigned,
+                "{url} {checksum:?}"
+            );
+        }
     }
 }

@@ -9,4 +9,6 @@ mod uploads;
 
 pub(crate) use builder::build;
 pub(crate) use presign::Presigner;
-pub(crate) use uploads::{abort_upload, completion_answer_is_misread, incomplete_uploads};
+pub(crate) use uploads::{
+    abort_upload, completion_answer_is_misread, copy_in_place, incomplete_uploads,
+};

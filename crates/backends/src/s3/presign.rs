@@ -175,7 +175,7 @@ impl Derived {
 /// The headers a URL binds, besides `host`: sorted by name as SigV4 lists them, values in
 /// canonical form (trimmed, inner runs of spaces as one).
 ///
-/// A checksum (`x-amz-checksum-sha256`) is one more entry when signing options carry one.
+/// A bound SHA-256 adds `x-amz-checksum-sha256` and `x-amz-meta-maskstore-checksum`.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Bound<'a> {
     headers: Vec<(&'static str, Cow<'a, str>)>,
@@ -198,6 +198,14 @@ impl<'a> Bound<'a> {
                 });
             }
             headers.push(("content-type", value));
+        }
+        if let Some(digest) = &options.sha256 {
+            // S3 verifies the body against this header and refuses it (400 BadDigest)
+            // when it differs; signed, the client must send it unchanged (403 otherwise).
+            headers.push(("x-amz-checksum-sha256", Cow::Owned(digest.base64())));
+            // The same digest as maskstore's checksum, so the object an application's
+            // browser uploads reads back verified like one maskstore wrote.
+            headers.push(("x-amz-meta-maskstore-checksum", Cow::Owned(digest.stored())));
         }
         headers.sort_by_key(|(name, _)| *name);
         Ok(Bound { headers })
@@ -338,6 +346,8 @@ pub(crate) struct Presigner {
     credentials: AwsCredentialProvider,
     region: String,
     endpoint: Endpoint,
+    /// The bucket's name, for the `x-amz-copy-source` of a copy in place.
+    bucket: String,
     derived: RwLock<Option<Arc<Derived>>>,
 }
 
@@ -348,13 +358,25 @@ impl Presigner {
         credentials: AwsCredentialProvider,
         region: &str,
         endpoint: Endpoint,
+        bucket: &str,
     ) -> Presigner {
         Presigner {
             credentials,
             region: region.to_string(),
             endpoint,
+            bucket: bucket.to_string(),
             derived: RwLock::new(None),
         }
+    }
+
+    /// The bucket's name.
+    pub(crate) fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// `key` URI-encoded as S3 canonicalises it (`x-amz-copy-source` takes this form).
+    pub(crate) fn encode_key(key: &str) -> String {
+        utf8_percent_encode(key, KEY).to_string()
     }
 
     /// A URL granting `method` on `path` from `now` for `ttl` (1 s to 7 days); for PUT,

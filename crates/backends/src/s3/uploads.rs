@@ -9,6 +9,7 @@ use maskstore_core::ObjectKey;
 use object_store::aws::AmazonS3;
 use object_store::path::Path;
 use object_store::signer::{Method, SignedUrlOptions, Signer};
+use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 
 use crate::types::IncompleteUpload;
@@ -67,7 +68,15 @@ pub(crate) async fn incomplete_uploads(
             query.push(("key-marker".to_string(), key.clone()));
             query.push(("upload-id-marker".to_string(), id.clone()));
         }
-        let body = request(s3, backend, Method::GET, &Path::default(), &query).await?;
+        let body = request(
+            s3,
+            backend,
+            Method::GET,
+            &Path::default(),
+            &query,
+            &HeaderMap::new(),
+        )
+        .await?;
         let page: ListResult = quick_xml::de::from_str(&body).map_err(|e| Error::Backend {
             backend: backend.to_string(),
             key: folder.to_string(),
@@ -105,20 +114,115 @@ pub(crate) async fn abort_upload(
     upload_id: &str,
 ) -> Result<()> {
     let query = [("uploadId".to_string(), upload_id.to_string())];
-    request(s3, backend, Method::DELETE, path, &query)
+    request(s3, backend, Method::DELETE, path, &query, &HeaderMap::new())
         .await
         .map(drop)
 }
 
-/// One SigV4-signed request; its answer's body, at most [`MAX_ANSWER_BYTES`].
+/// What a copy in place left: the object's new etag and version, as S3 reports them.
+pub(crate) struct Copied {
+    pub(crate) etag: Option<String>,
+    pub(crate) version: Option<String>,
+}
+
+/// Copies the object at `path` onto itself with `x-amz-metadata-directive: REPLACE` and
+/// `headers` as its new metadata (CopyObject), only if it is still the version `etag`
+/// (`x-amz-copy-source-if-match`): how a completed multipart upload gets metadata known
+/// only at completion, since S3 takes metadata only when such an upload starts.
+/// `Ok(None)` when the object changed in between (412): that other version is left alone.
+///
+/// CopyObject copies at most 5 GiB; the caller does not ask for more.
+pub(crate) async fn copy_in_place(
+    s3: &AmazonS3,
+    backend: &str,
+    bucket: &str,
+    path: &Path,
+    etag: &str,
+    mut headers: HeaderMap,
+) -> Result<Option<Copied>> {
+    let header = |value: String| {
+        HeaderValue::from_str(&value).map_err(|_| Error::Backend {
+            backend: backend.to_string(),
+            key: path.to_string(),
+            source: format!("{value:?} cannot be sent as a header value").into(),
+        })
+    };
+    let source = format!("/{bucket}/{}", super::Presigner::encode_key(path.as_ref()));
+    headers.insert("x-amz-copy-source", header(source)?);
+    headers.insert("x-amz-copy-source-if-match", header(etag.to_string())?);
+    headers.insert(
+        "x-amz-metadata-directive",
+        HeaderValue::from_static("REPLACE"),
+    );
+    let answer = match send(s3, backend, Method::PUT, path, &[], &headers).await? {
+        Answer::Done { body, version } => (body, version),
+        Answer::Refused { status, .. } if status == reqwest::StatusCode::PRECONDITION_FAILED => {
+            return Ok(None);
+        }
+        Answer::Refused { status, body } => return Err(refused(backend, path, status, &body)),
+    };
+    let (body, version) = answer;
+    // CopyObject may answer 200 and report an error in the body (S3 API reference).
+    if body.contains("<Error>") {
+        return Err(refused(backend, path, reqwest::StatusCode::OK, &body));
+    }
+    let etag = body
+        .split_once("<ETag>")
+        .and_then(|(_, rest)| rest.split_once("</ETag>"))
+        .map(|(etag, _)| etag.replace("&quot;", "\"").replace("&#34;", "\""));
+    Ok(Some(Copied { etag, version }))
+}
+
+/// One SigV4-signed request sending `headers` (signed); its answer's body, at most
+/// [`MAX_ANSWER_BYTES`].
 async fn request(
     s3: &AmazonS3,
     backend: &str,
     method: Method,
     path: &Path,
     query: &[(String, String)],
+    headers: &HeaderMap,
 ) -> Result<String> {
-    let options = SignedUrlOptions::new().with_query(query.iter().cloned());
+    match send(s3, backend, method, path, query, headers).await? {
+        Answer::Done { body, .. } => Ok(body),
+        Answer::Refused { status, body } => Err(refused(backend, path, status, &body)),
+    }
+}
+
+/// A request's answer: a success, or a refusal with its status.
+enum Answer {
+    Done {
+        body: String,
+        /// `x-amz-version-id`, on a versioned bucket.
+        version: Option<String>,
+    },
+    Refused {
+        status: reqwest::StatusCode,
+        body: String,
+    },
+}
+
+/// A refusal, read as object_store's failed-request error is.
+fn refused(backend: &str, path: &Path, status: reqwest::StatusCode, body: &str) -> Error {
+    let source = object_store::Error::Generic {
+        store: "S3",
+        source: format!("Server returned non-2xx status code: {status}: {body}").into(),
+    };
+    Error::from_store(backend, path.as_ref(), source)
+}
+
+async fn send(
+    s3: &AmazonS3,
+    backend: &str,
+    method: Method,
+    path: &Path,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+) -> Result<Answer> {
+    let mut options = SignedUrlOptions::new().with_query(query.iter().cloned());
+    for (name, value) in headers {
+        options = options.with_signed_header(name.clone(), value.clone());
+    }
     let url = s3
         .signed_url_opts(method.clone(), path, Duration::from_secs(60), &options)
         .await
@@ -131,11 +235,17 @@ async fn request(
     };
     let response = reqwest::Client::new()
         .request(method, url.as_str())
+        .headers(headers.clone())
         .timeout(Duration::from_secs(60))
         .send()
         .await
         .map_err(unreachable)?;
     let status = response.status();
+    let version = response
+        .headers()
+        .get("x-amz-version-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
     let mut body = Vec::new();
     let mut chunks = response.bytes_stream();
     while let Some(chunk) = chunks.next().await {
@@ -151,12 +261,7 @@ async fn request(
     }
     let body = String::from_utf8_lossy(&body).into_owned();
     if status.is_success() {
-        return Ok(body);
+        return Ok(Answer::Done { body, version });
     }
-    // The same shape as object_store's failed-request error, read the same way.
-    let source = object_store::Error::Generic {
-        store: "S3",
-        source: format!("Server returned non-2xx status code: {status}: {body}").into(),
-    };
-    Err(Error::from_store(backend, path.as_ref(), source))
+    Ok(Answer::Refused { status, body })
 }

@@ -26,6 +26,7 @@ fn presigner(endpoint: &str, credential: Arc<AwsCredential>) -> Presigner {
         Arc::new(provider),
         "us-east-1",
         Endpoint::parse(endpoint).unwrap(),
+        "b",
     )
 }
 
@@ -225,6 +226,7 @@ fn a_put_binds_content_length_and_type_in_signed_headers() {
     let options = SignOptions {
         content_type: Some("  text/plain;   charset=utf-8 ".to_string()),
         content_length: Some(5),
+        sha256: None,
     };
     let draft = canonical(
         &p,
@@ -260,6 +262,7 @@ async fn a_bound_length_or_type_changes_the_signature() {
     let with = |content_length, content_type: Option<&str>| SignOptions {
         content_length,
         content_type: content_type.map(str::to_string),
+        sha256: None,
     };
     let mut signatures = Vec::new();
     for options in [
@@ -290,6 +293,7 @@ fn a_blank_content_type_is_refused() {
     let options = SignOptions {
         content_type: Some("   ".to_string()),
         content_length: None,
+        sha256: None,
     };
     match Bound::of(&options) {
         Err(Error::InvalidMetadata { name, .. }) => assert_eq!(name, "content-type"),
@@ -370,6 +374,7 @@ async fn the_signing_key_is_kept_per_day_and_credential_and_follows_rotation() {
         rotating.clone(),
         "us-east-1",
         Endpoint::parse("http://127.0.0.1:8333/b").unwrap(),
+        "b",
     );
     let morning = at(2026, 11, 30, 8, 0, 0);
     let get = SignOptions::default();

@@ -163,6 +163,9 @@ cases! {
         empty_upload_creates_an_empty_object,
         upload_replaces_an_existing_object,
         upload_stream_aborts_on_a_failing_source,
+        write_from_file_stores_the_file_with_its_checksum,
+        write_from_file_of_a_missing_or_non_regular_file_stores_nothing,
+        write_from_file_honours_create_only_and_if_match,
     ],
     keys / Nothing: [
         key_with_spaces_round_trips,
@@ -296,5 +299,6 @@ fn png() -> SignOptions {
     SignOptions {
         content_type: Some("image/png".to_string()),
         content_length: None,
+        sha256: None,
     }
 }

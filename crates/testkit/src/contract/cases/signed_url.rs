@@ -66,6 +66,7 @@ pub async fn upload_binding_is_issued_only_where_urls_can_bind(s: Storage) {
     let sized = SignOptions {
         content_type: None,
         content_length: Some(3),
+        sha256: None,
     };
     for options in [png(), sized] {
         let issued = s.signed_url(SignedMethod::Put, &k, None, &options).await;
@@ -79,6 +80,23 @@ pub async fn upload_binding_is_issued_only_where_urls_can_bind(s: Storage) {
                 }
                 other => panic!("{options:?}: expected Unsupported, got {other:?}"),
             }
+        }
+    }
+    // A SHA-256 likewise: issued only where the server (or gateway) checks it.
+    let digest = SignOptions {
+        sha256: Some(maskstore_backends::ContentSha256::of(b"abc")),
+        ..Default::default()
+    };
+    let issued = s.signed_url(SignedMethod::Put, &k, None, &digest).await;
+    if s.capabilities().binds_upload_sha256 {
+        assert!(issued.is_ok(), "{issued:?}");
+    } else {
+        match issued {
+            Err(e @ Error::Unsupported { .. }) => {
+                let text = e.to_string();
+                assert!(text.contains("SHA-256"), "{text}");
+            }
+            other => panic!("sha256: expected Unsupported, got {other:?}"),
         }
     }
     // Nothing bound: issued everywhere, and never binds a type on its own where it cannot.
@@ -135,6 +153,7 @@ pub async fn signed_put_of_the_bound_length_stores_it(s: Storage) {
     let options = SignOptions {
         content_type: None,
         content_length: Some(7),
+        sha256: None,
     };
     let url = sign(&s, SignedMethod::Put, &k, &options).await;
     let code = status("PUT", &url, &[], "7 bytes").await;
@@ -150,6 +169,7 @@ pub async fn bound_headers_on_other_methods_are_refused_at_issue(s: Storage) {
     let sized = SignOptions {
         content_type: None,
         content_length: Some(1),
+        sha256: None,
     };
     for method in [SignedMethod::Get, SignedMethod::Head, SignedMethod::Delete] {
         for (options, name) in [(&typed, "content-type"), (&sized, "content-length")] {

@@ -124,6 +124,7 @@ pub async fn put_of_another_length_than_bound_is_refused(s: Storage) {
     let options = SignOptions {
         content_type: None,
         content_length: Some(5),
+        sha256: None,
     };
     let url = sign(&s, SignedMethod::Put, &k, &options).await;
     for body in ["1234", "123456", ""] {
@@ -151,6 +152,7 @@ pub async fn put_bound_to_type_and_length_needs_both(s: Storage) {
     let options = SignOptions {
         content_type: Some("image/png".to_string()),
         content_length: Some(3),
+        sha256: None,
     };
     let url = sign(&s, SignedMethod::Put, &k, &options).await;
     let png = [("content-type", "image/png")];

@@ -105,3 +105,110 @@ pub async fn upload_stream_aborts_on_a_failing_source(s: Storage) {
     assert!(err.to_string().contains("the network dropped"), "{err}");
     assert!(!s.exists(&k).await.unwrap());
 }
+
+/// A file in a temporary folder holding `body`.
+fn file_of(body: &[u8]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("source.bin");
+    std::fs::write(&path, body).unwrap();
+    (dir, path)
+}
+
+/// write_from_file stores the file byte for byte, empty, small and multipart, with its
+/// content type, metadata and the checksum of its bytes, and reports progress to the end.
+pub async fn write_from_file_stores_the_file_with_its_checksum(s: Storage) {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    for (i, len) in [0, 300 * 1024, 9 * 1024 * 1024].into_iter().enumerate() {
+        let body = pattern(len, 40 + i as u8);
+        let (_dir, path) = file_of(&body);
+        let k = key(&s, &format!("from-file-{len}.bin"));
+        let options = WriteOptions::content_type("image/png").with_metadata("study", "s1");
+        let done = std::sync::Arc::new(AtomicU64::new(u64::MAX));
+        let seen = std::sync::Arc::clone(&done);
+        let outcome = s
+            .write_from_file(&k, &path, &options, move |done, total| {
+                assert_eq!(total, len as u64);
+                seen.store(done, Ordering::Relaxed);
+            })
+            .await
+            .unwrap();
+        if len > 0 {
+            assert_eq!(
+                done.load(Ordering::Relaxed),
+                len as u64,
+                "progress to the end"
+            );
+        }
+        let got = s.get(&k).await.unwrap();
+        assert_eq!(got.data, body, "{len} bytes");
+        assert_eq!(got.info.etag, outcome.etag);
+        assert_eq!(got.info.content_type.as_deref(), Some("image/png"));
+        assert_eq!(
+            got.info.metadata.get("study").map(String::as_str),
+            Some("s1")
+        );
+        // Every backend, multipart S3 included (its checksum is set when the upload ends).
+        assert_eq!(
+            got.info.checksum.as_ref(),
+            maskstore_backends::checksum_of(s.checksum_algorithm(), &body).as_ref(),
+            "{len} bytes: the checksum of the file's bytes"
+        );
+    }
+}
+
+/// A missing file, a folder, or a file that is no regular file is `Error::Source` naming
+/// it, and nothing is stored or replaced.
+pub async fn write_from_file_of_a_missing_or_non_regular_file_stores_nothing(s: Storage) {
+    let existing = put(&s, "kept.bin", "previous").await;
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.bin");
+    for (path, what) in [(missing, "missing"), (dir.path().to_path_buf(), "a folder")] {
+        for k in [existing.clone(), key(&s, "never.bin")] {
+            let err = s
+                .write_from_file(&k, &path, &WriteOptions::default(), |_, _| {})
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, maskstore_backends::Error::Source { path: p, .. } if p == &path.display().to_string()),
+                "{what}: {err:?}"
+            );
+            assert!(
+                err.to_string().contains(&path.display().to_string()),
+                "{err}"
+            );
+        }
+    }
+    assert_eq!(data(&s, &existing).await, "previous");
+    assert!(!s.exists(&key(&s, "never.bin")).await.unwrap());
+}
+
+/// write_from_file honours create-only and if-match like a put.
+pub async fn write_from_file_honours_create_only_and_if_match(s: Storage) {
+    use maskstore_backends::{Error, WriteMode};
+    let existing = put(&s, "cond.bin", "previous").await;
+    let (_dir, path) = file_of(b"from the file");
+    let create_only = WriteOptions::default().with_mode(WriteMode::CreateOnly);
+    let err = s
+        .write_from_file(&existing, &path, &create_only, |_, _| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists { .. }), "{err:?}");
+    let stale = WriteOptions::default().with_mode(WriteMode::IfMatch("\"stale\"".into()));
+    let err = s
+        .write_from_file(&existing, &path, &stale, |_, _| {})
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Precondition { .. }), "{err:?}");
+    assert_eq!(data(&s, &existing).await, "previous");
+    let etag = s.head(&existing).await.unwrap().etag.unwrap();
+    let current = WriteOptions::default().with_mode(WriteMode::IfMatch(etag));
+    s.write_from_file(&existing, &path, &current, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(data(&s, &existing).await, "from the file");
+    let fresh = key(&s, "cond-new.bin");
+    s.write_from_file(&fresh, &path, &create_only, |_, _| {})
+        .await
+        .unwrap();
+    assert_eq!(data(&s, &fresh).await, "from the file");
+}

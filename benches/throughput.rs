@@ -976,6 +976,137 @@ fn s3_puts() -> Vec<String> {
     rows
 }
 
+/// Where the checksum's cost on S3 goes (SeaweedFS, 64 MiB, raw object_store as maskstore
+/// configures it on loopback: UNSIGNED-PAYLOAD): a PUT without and with the CRC64NVME header
+/// (object_store's hash plus the engine's verification), the client's CRC64NVME of the
+/// body alone, a GET without and with a CRC64NVME of each chunk as it arrives. Each round
+/// times every contender in rotating order; rows: median time and the median per-round
+/// difference against its plain counterpart.
+fn checksum_costs() -> Vec<String> {
+    use object_store::aws::{AmazonS3Builder, Checksum};
+    use std::sync::Arc;
+    let (Ok(endpoint), Ok(bucket), Ok(key), Ok(secret)) = (
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_ENDPOINT"),
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_BUCKET"),
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_ACCESS_KEY"),
+        std::env::var("MASKSTORE_TEST_SEAWEEDFS_SECRET_KEY"),
+    ) else {
+        return vec!["| (no SeaweedFS: skipped) | | |".into()];
+    };
+    let build = |checksum: bool| {
+        let mut b = AmazonS3Builder::new()
+            .with_endpoint(&endpoint)
+            .with_allow_http(true)
+            .with_bucket_name(&bucket)
+            .with_region("us-east-1")
+            .with_access_key_id(&key)
+            .with_secret_access_key(&secret)
+            .with_unsigned_payload(true);
+        if checksum {
+            b = b.with_checksum_algorithm(Checksum::CRC64NVME);
+        }
+        Arc::new(b.build().unwrap()) as Arc<dyn object_store::ObjectStore>
+    };
+    let (plain, summed) = (build(false), build(true));
+    let size = if full_run() {
+        64 * MIB as usize
+    } else {
+        64 * 1024
+    };
+    let data = Bytes::from((0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
+    let run = format!("probe-{:08x}", rand::random::<u32>());
+    let path = object_store::path::Path::parse(format!("mask/{run}/object.bin")).unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rounds = if full_run() { 25 } else { 2 };
+    let prefix: KeyPrefix = format!("mask/{run}/").parse().unwrap();
+    let config = Config::s3(&bucket, "us-east-1")
+        .and_then(|c| c.with_endpoint(&endpoint))
+        .unwrap()
+        .with_credentials(&key, Secret::new(secret.clone()))
+        .with_prefix(prefix);
+    let storages = [
+        Storage::connect(
+            &config
+                .clone()
+                .with_checksum(maskstore::ChecksumAlgorithm::None),
+        )
+        .unwrap(),
+        Storage::connect(&config.with_checksum(maskstore::ChecksumAlgorithm::Crc64Nvme)).unwrap(),
+    ];
+    let skey = storages[0].key("storage.bin").unwrap();
+    // 0 put plain, 1 put + header, 2 client hash, 3 get plain, 4 get + chunk hash,
+    // 5/6 Storage put none/crc, 7/8 Storage get none/crc
+    let n = 9;
+    let mut times: Vec<Vec<f64>> = vec![Vec::new(); n];
+    rt.block_on(async {
+        for round in 0..rounds {
+            for j in 0..n {
+                let i = (round + j) % n;
+                if i == 7 || i == 8 {
+                    storages[i - 7].put(&skey, data.clone()).await.unwrap();
+                }
+                let started = Instant::now();
+                match i {
+                    0 => drop(plain.put(&path, data.clone().into()).await.unwrap()),
+                    1 => drop(summed.put(&path, data.clone().into()).await.unwrap()),
+                    2 => drop(std::hint::black_box(maskstore::checksum_of(
+                        maskstore::ChecksumAlgorithm::Crc64Nvme,
+                        &data,
+                    ))),
+                    3 => drop(plain.get(&path).await.unwrap().bytes().await.unwrap()),
+                    5 | 6 => drop(storages[i - 5].put(&skey, data.clone()).await.unwrap()),
+                    7 | 8 => drop(storages[i - 7].get(&skey).await.unwrap()),
+                    _ => {
+                        let mut stream = plain.get(&path).await.unwrap().into_stream();
+                        let mut chunks = Vec::new();
+                        while let Some(chunk) = stream.next().await {
+                            let chunk = chunk.unwrap();
+                            std::hint::black_box(maskstore::checksum_of(
+                                maskstore::ChecksumAlgorithm::Crc64Nvme,
+                                &chunk,
+                            ));
+                            chunks.push(chunk);
+                        }
+                    }
+                }
+                times[i].push(started.elapsed().as_secs_f64());
+            }
+        }
+        let _ = plain.delete(&path).await;
+        let _ = storages[0].delete(&skey).await;
+    });
+    let diff = |a: usize, b: usize| {
+        let mut d: Vec<f64> = times[a].iter().zip(&times[b]).map(|(x, y)| x - y).collect();
+        median(&mut d) * 1e3
+    };
+    let names = [
+        "PUT, no checksum header",
+        "PUT + x-amz-checksum-crc64nvme",
+        "client CRC64NVME of the body",
+        "GET, whole",
+        "GET + CRC64NVME per chunk",
+        "Storage::put, none",
+        "Storage::put, crc64nvme",
+        "Storage::get, none",
+        "Storage::get, crc64nvme (verified)",
+    ];
+    let mut rows = Vec::new();
+    for (i, name) in names.iter().enumerate() {
+        let extra = match i {
+            1 => format!("{:+.1} ms", diff(1, 0)),
+            4 => format!("{:+.1} ms", diff(4, 3)),
+            6 => format!("{:+.1} ms", diff(6, 5)),
+            8 => format!("{:+.1} ms", diff(8, 7)),
+            _ => String::new(),
+        };
+        rows.push(format!(
+            "| {name} | {} | {extra} |",
+            human_time(median(&mut times[i].clone()))
+        ));
+    }
+    rows
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--child") {
@@ -1045,6 +1176,14 @@ fn main() {
             "| size | backend | checksum | with it | none | with / none [95 %] | rounds |\n|---|---|---|---|---|---|---|"
         );
         for row in checksums() {
+            println!("{row}");
+        }
+        println!();
+    }
+    if wanted("checksumcost") {
+        println!("## Where the checksum costs on S3 (SeaweedFS), measured in rotation\n");
+        println!("| step | time | against plain |\n|---|---|---|");
+        for row in checksum_costs() {
             println!("{row}");
         }
         println!();

@@ -743,27 +743,17 @@ impl Storage {
             }
             return Ok(Object { info, range, data });
         }
-        // Each chunk is hashed as it arrives, while still in the cache, and the chunks are
-        // joined once, as `bytes()` joins them.
-        let mut chunks = Vec::new();
-        let mut stream = result.into_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(self.err(key))?;
-            verifier.update(&chunk);
-            chunks.push(chunk);
-        }
+        // Each chunk is hashed and copied into the one buffer as it arrives, while still in
+        // the cache, and dropped: one pass over fresh bytes, as `bytes()` reads. (Holding
+        // the chunks to join them at the end cost a second pass over cold memory and twice
+        // the pages: +36 ms on a 64 MiB read from SeaweedFS, BENCHMARKS.md issue 16.)
+        let expected = usize::try_from(range.end.saturating_sub(range.start)).unwrap_or(0);
+        let data = collect_hashing(result.into_stream(), expected, |chunk| {
+            verifier.update(chunk)
+        })
+        .await
+        .map_err(self.err(key))?;
         verifier.finish()?;
-        let data = match chunks.len() {
-            1 => chunks.pop().unwrap_or_default(),
-            _ => {
-                let total = chunks.iter().map(Bytes::len).sum();
-                let mut joined = Vec::with_capacity(total);
-                for chunk in &chunks {
-                    joined.extend_from_slice(chunk);
-                }
-                Bytes::from(joined)
-            }
-        };
         Ok(Object { info, range, data })
     }
 
@@ -1887,9 +1877,99 @@ impl Upload {
     }
 }
 
+/// The bytes of `stream` in one buffer, `inspect` seeing each chunk as it arrives. A
+/// single chunk is returned as it came (no copy); more are copied into a buffer sized for
+/// `expected` bytes (the length the server announced; a reservation the allocator refuses
+/// falls back to growing as the bytes come).
+async fn collect_hashing(
+    mut stream: BoxStream<'static, object_store::Result<Bytes>>,
+    expected: usize,
+    mut inspect: impl FnMut(&[u8]),
+) -> object_store::Result<Bytes> {
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        inspect(&chunk);
+        if joined.is_empty() {
+            match first.take() {
+                None => {
+                    first = Some(chunk);
+                    continue;
+                }
+                Some(held) => {
+                    let wanted = expected.max(held.len() + chunk.len());
+                    if joined.try_reserve_exact(wanted).is_err() {
+                        joined.reserve(held.len() + chunk.len());
+                    }
+                    joined.extend_from_slice(&held);
+                }
+            }
+        }
+        joined.extend_from_slice(&chunk);
+    }
+    Ok(match first {
+        Some(only) => only,
+        None => Bytes::from(joined),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_whole_read_collects_every_chunk_in_order_each_seen_once_and_stops_at_an_error() {
+        let stream = |parts: Vec<object_store::Result<Bytes>>| futures::stream::iter(parts).boxed();
+        let ok = |b: &'static [u8]| Ok(Bytes::from_static(b));
+        // One chunk comes back as it came, without a copy.
+        let only = Bytes::from_static(b"only");
+        let got = collect_hashing(stream(vec![Ok(only.clone())]), 4, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(got.as_ptr(), only.as_ptr());
+        // Several, empty ones among them, whatever length the server announced.
+        for expected in [0, 3, 9, 1 << 40] {
+            let mut seen = Vec::new();
+            let got = collect_hashing(
+                stream(vec![
+                    ok(b""),
+                    ok(b"ab"),
+                    ok(b""),
+                    ok(b"cde"),
+                    ok(b"f"),
+                    ok(b""),
+                ]),
+                expected,
+                |c| seen.extend_from_slice(c),
+            )
+            .await
+            .unwrap();
+            assert_eq!(got.as_ref(), b"abcdef", "{expected}");
+            assert_eq!(seen, b"abcdef");
+        }
+        let got = collect_hashing(stream(vec![ok(b""), ok(b"")]), 0, |_| {})
+            .await
+            .unwrap();
+        assert!(got.is_empty());
+        let got = collect_hashing(stream(vec![]), 0, |_| {}).await.unwrap();
+        assert!(got.is_empty());
+        // An error mid-stream is the result, not a short buffer.
+        let failed = collect_hashing(
+            stream(vec![
+                ok(b"ab"),
+                Err(object_store::Error::Generic {
+                    store: "S3",
+                    source: "connection reset".into(),
+                }),
+                ok(b"cd"),
+            ]),
+            4,
+            |_| {},
+        )
+        .await;
+        assert!(matches!(failed, Err(object_store::Error::Generic { .. })));
+    }
 
     #[tokio::test]
     async fn a_put_stores_its_checksum_whether_or_not_the_store_hashes_as_it_writes() {

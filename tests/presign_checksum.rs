@@ -386,4 +386,22 @@ fn presign_binds_a_sha256_given_or_of_a_file_and_refuses_a_malformed_one() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--sha256-of"), "{stderr}");
+    // A length bound beside the file's SHA-256 must be the file's: else no upload fits.
+    let of_file = ["presign", "put", "mask/a.bin", "--sha256-of"];
+    let path = file.to_str().unwrap();
+    let out = maskstore(
+        dir.path(),
+        &[&of_file[..], &[path, "--content-length", "11"]].concat(),
+        &[],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("has 10 bytes"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    let out = maskstore(
+        dir.path(),
+        &[&of_file[..], &[path, "--content-length", "10"]].concat(),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }

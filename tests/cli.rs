@@ -194,3 +194,19 @@ fn config_show_names_the_secret_file_and_a_file_open_to_others_is_refused_with_c
     assert!(stderr.contains("mode 644"), "{stderr}");
     assert!(!stderr.contains("wJalrFROMFILE") && !text(&out.stdout).contains("wJalr"));
 }
+
+/// A /proc file says size 0 but reads its content: `put` stores that content, not an empty
+/// object (and a FIFO given by path streams what is written to it).
+#[test]
+fn put_of_a_proc_file_stores_its_content_not_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = maskstore(
+        dir.path(),
+        &["put", "/proc/self/mountinfo", "mask/proc/mountinfo.txt"],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let stored = std::fs::read(dir.path().join("data/mask/proc/mountinfo.txt")).unwrap();
+    assert!(!stored.is_empty(), "stored empty");
+    assert!(text(&stored).contains(" / "), "{}", text(&stored));
+}

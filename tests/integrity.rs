@@ -260,3 +260,29 @@ async fn a_flipped_byte_on_seaweedfs_fails_reads_the_cli_and_verify() {
     assert_eq!(report["verified"], 1);
     storage.delete_many(&[key, good]).await.unwrap();
 }
+
+/// A listing error part way (a symlink under the local root, listed before the objects)
+/// is reported beside what `verify` found, not in its place: the corrupt key is still
+/// named and the exit code is still 6.
+#[test]
+fn verify_reports_a_corrupt_key_beside_a_listing_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = vars(&[]);
+    std::fs::write(dir.path().join("good.png"), vec![7u8; 50_000]).unwrap();
+    for key in ["mask/a/bad.png", "mask/c/good.png"] {
+        let out = maskstore(dir.path(), &["put", "good.png", key], &env);
+        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    }
+    flip_one_byte(&dir.path().join("data/mask/a/bad.png"));
+    std::os::unix::fs::symlink("/etc", dir.path().join("data/mask/0link")).unwrap();
+
+    let out = maskstore(dir.path(), &["verify"], &env);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(6), "{stdout}{stderr}");
+    assert!(stdout.contains("corrupt     mask/a/bad.png"), "{stdout}");
+    assert!(
+        stdout.contains("unlisted") && stdout.contains("0link"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("1 verified"), "{stdout}");
+}

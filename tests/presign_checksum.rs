@@ -115,6 +115,113 @@ async fn a_sha256_is_bound_only_by_a_put_url() {
     }
 }
 
+/// Sends `head` then `body` on a fresh connection to the gateway of `url`, with `cut` closes
+/// the sending side (a body cut short), and returns the status (0 when the gateway
+/// answered nothing).
+async fn raw_put(url: &str, head: &str, body: &[u8], cut: bool) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let rest = url.strip_prefix("http://").unwrap();
+    let (host, target) = rest.split_at(rest.find('/').unwrap());
+    let mut conn = tokio::net::TcpStream::connect(host).await.unwrap();
+    let request =
+        format!("PUT {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n{head}\r\n");
+    conn.write_all(request.as_bytes()).await.unwrap();
+    conn.write_all(body).await.unwrap();
+    if cut {
+        conn.shutdown().await.unwrap();
+    }
+    let mut answer = Vec::new();
+    let _ = conn.read_to_end(&mut answer).await;
+    let answer = String::from_utf8_lossy(&answer);
+    answer
+        .split(' ')
+        .nth(1)
+        .and_then(|code| code.parse().ok())
+        .unwrap_or(0)
+}
+
+/// `data` as one HTTP/1.1 chunk and the last chunk.
+fn chunked(data: &[u8]) -> Vec<u8> {
+    let mut out = format!("{:x}\r\n", data.len()).into_bytes();
+    out.extend_from_slice(data);
+    out.extend_from_slice(b"\r\n0\r\n\r\n");
+    out
+}
+
+/// On local disk, the binding holds whatever the framing or spelling: a chunked body that
+/// is altered, a body cut short of its Content-Length, the digest in uppercase or base64,
+/// the parameter twice: each is refused, the key keeps what it held and no temporary file
+/// is left under the root. The right body, chunked, is stored.
+#[tokio::test]
+async fn a_bound_sha256_holds_for_chunked_short_and_respelled_requests_on_local_disk() {
+    let storage = maskstore_testkit::temp_dir_served().await;
+    let root = storage.root().unwrap();
+    let key = storage.key("bound/framed.bin").unwrap();
+    storage.put(&key, Bytes::from_static(b"old")).await.unwrap();
+    let (body, altered) = body_and_altered(100_000);
+    let digest = ContentSha256::of(&body);
+    let url = signed(&storage, &key, &bound(&body)).await.url;
+    let http = reqwest::Client::new();
+
+    let status = raw_put(
+        &url,
+        "Transfer-Encoding: chunked\r\n",
+        &chunked(&altered),
+        false,
+    )
+    .await;
+    assert_eq!(status, 400, "an altered chunked body");
+    let length = format!("Content-Length: {}\r\n", body.len());
+    let status = raw_put(&url, &length, &body[..body.len() / 2], true).await;
+    assert!(status == 400 || status == 0, "a body cut short: {status}");
+    // What an S3 client would send: base64 in place of hex; or the hex in uppercase.
+    let hex = digest.hex();
+    for (respelled, what) in [
+        (url.replace(&hex, &hex.to_uppercase()), "uppercase hex"),
+        (
+            url.replace(&hex, &digest.base64().replace('=', "%3D")),
+            "base64",
+        ),
+        (
+            url.replace(
+                &format!("x-maskstore-sha256={hex}"),
+                &format!("x-maskstore-sha256={hex}&x-maskstore-sha256={hex}"),
+            ),
+            "the parameter twice",
+        ),
+    ] {
+        let answer = http
+            .put(&respelled)
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap();
+        let status = answer.status().as_u16();
+        assert!(status == 400 || status == 403, "{what}: {status}");
+    }
+    assert_eq!(storage.get(&key).await.unwrap().data, "old");
+    let leftovers: Vec<_> = std::fs::read_dir(root.join(".maskstore/tmp"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+
+    let status = raw_put(
+        &url,
+        "Transfer-Encoding: chunked\r\n",
+        &chunked(&body),
+        false,
+    )
+    .await;
+    assert_eq!(status, 200, "the right body, chunked");
+    let read = storage.get(&key).await.unwrap();
+    assert_eq!(read.data, body);
+    assert_eq!(
+        read.info.checksum,
+        maskstore::maskstore_backends::checksum_of(storage.checksum_algorithm(), &body)
+    );
+}
+
 /// S3 (SeaweedFS, moto): the URL signs `x-amz-checksum-sha256` and the maskstore checksum
 /// metadata; sent as issued with the right body, the object reads back verified; the body
 /// altered by one byte is refused by the engine (S3 documents 400 BadDigest); either
@@ -279,4 +386,22 @@ fn presign_binds_a_sha256_given_or_of_a_file_and_refuses_a_malformed_one() {
     let stderr = text(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("--sha256-of"), "{stderr}");
+    // A length bound beside the file's SHA-256 must be the file's: else no upload fits.
+    let of_file = ["presign", "put", "mask/a.bin", "--sha256-of"];
+    let path = file.to_str().unwrap();
+    let out = maskstore(
+        dir.path(),
+        &[&of_file[..], &[path, "--content-length", "11"]].concat(),
+        &[],
+    );
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("has 10 bytes"), "{stderr}");
+    assert!(out.stdout.is_empty());
+    let out = maskstore(
+        dir.path(),
+        &[&of_file[..], &[path, "--content-length", "10"]].concat(),
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }

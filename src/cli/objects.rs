@@ -215,8 +215,12 @@ pub(crate) async fn put(
         ..Default::default()
     };
     // A regular file is stored by `write_from_file` (a kernel copy on local disk, parts
-    // read ahead of the upload elsewhere); stdin, pipes and devices stream.
-    let regular = source != "-" && tokio::fs::metadata(source).await.is_ok_and(|m| m.is_file());
+    // read ahead of the upload elsewhere); stdin, pipes, devices and files of size 0 stream
+    // (a /proc or /sys file says 0 and reads its content; an empty file streams as fast).
+    let regular = source != "-"
+        && tokio::fs::metadata(source)
+            .await
+            .is_ok_and(|m| m.is_file() && m.len() > 0);
     if regular {
         let len = tokio::fs::metadata(source).await.ok().map(|m| m.len());
         let bar = progress(len, &format!("put {key}"));

@@ -47,13 +47,29 @@ fn bound_sha256(args: &Args) -> Result<Option<ContentSha256>, Failure> {
     let mut file = std::fs::File::open(path).map_err(unreadable)?;
     let mut hasher = Sha256Hasher::default();
     let mut buffer = vec![0u8; 1 << 20];
+    let mut read = 0u64;
     loop {
         let n = std::io::Read::read(&mut file, &mut buffer).map_err(unreadable)?;
         if n == 0 {
-            return Ok(Some(hasher.finish()));
+            break;
         }
         hasher.update(&buffer[..n]);
+        read += n as u64;
     }
+    // Both bound but of different sizes: no body could ever be stored through the URL.
+    if let Some(length) = args.content_length
+        && length != read
+    {
+        return Err(Failure {
+            message: format!(
+                "--content-length {length} but --sha256-of {} has {read} bytes: no upload \
+                 could match both; give the file's size or leave --content-length out",
+                path.display()
+            ),
+            code: 2,
+        });
+    }
+    Ok(Some(hasher.finish()))
 }
 
 pub(crate) async fn run(config: &Config, args: &Args, as_json: bool) -> Result<(), Failure> {

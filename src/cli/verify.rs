@@ -69,8 +69,18 @@ pub(crate) async fn run(
         })
         .buffer_unordered(concurrency);
     let (mut verified, mut unverified, mut corrupt, mut failed) = (0u64, vec![], vec![], vec![]);
+    // A listing that fails part way (a symlink under a local root, a page refused) is
+    // reported with what was found, never in place of it: a corrupt object already found
+    // must not be lost to an error listing another.
+    let mut unlisted: Vec<Error> = vec![];
     while let Some(result) = checks.next().await {
-        let (key, finding) = result?;
+        let (key, finding) = match result {
+            Ok(checked) => checked,
+            Err(e) => {
+                unlisted.push(e);
+                continue;
+            }
+        };
         bar.inc(1);
         match finding {
             Finding::Verified => verified += 1,
@@ -97,6 +107,10 @@ pub(crate) async fn run(
                 .iter()
                 .map(|(k, e)| json!({"key": k.as_str(), "kind": e.kind().as_str(), "error": e.to_string()}))
                 .collect::<Vec<_>>(),
+            "unlisted": unlisted
+                .iter()
+                .map(|e| json!({"kind": e.kind().as_str(), "error": e.to_string()}))
+                .collect::<Vec<_>>(),
         }));
     } else {
         for key in &corrupt {
@@ -107,6 +121,9 @@ pub(crate) async fn run(
         }
         for (key, e) in &failed {
             println!("failed      {key}: {e}");
+        }
+        for e in &unlisted {
+            println!("unlisted    {e}");
         }
         println!(
             "{verified} verified, {} unverified (no checksum), {} corrupt, {} could not be read",
@@ -123,6 +140,12 @@ pub(crate) async fn run(
                 corrupt[0]
             ),
             code: 6,
+        });
+    }
+    if let Some(e) = unlisted.first() {
+        return Err(Failure {
+            message: format!("the listing failed, so some objects may not have been checked: {e}"),
+            code: super::output::exit_code(e),
         });
     }
     if let Some((key, e)) = failed.first() {

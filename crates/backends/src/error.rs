@@ -365,10 +365,15 @@ fn permission_fix(backend: &str) -> &'static str {
             "the service account needs roles/storage.objectUser on the bucket (storage.objects \
              get, create, delete and list)"
         }
+        // A local refusal (file permissions, a symlink under the root) names its own fix
+        // in its detail; S3 policy advice would send the operator the wrong way.
+        "local" | "memory" => {
+            "check that maskstore's user may read and write the files and folders under the \
+             local root"
+        }
         _ => {
             "the policy must grant s3:PutObject, s3:GetObject and s3:DeleteObject on \
-             arn:aws:s3:::<bucket>/<prefix>* and s3:ListBucket on the bucket (local: check the \
-             folder's file permissions)"
+             arn:aws:s3:::<bucket>/<prefix>* and s3:ListBucket on the bucket"
         }
     }
 }
@@ -761,6 +766,25 @@ fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_local_permission_error_gives_local_advice_not_an_s3_policy() {
+        let local = Error::PermissionDenied {
+            backend: "local".to_string(),
+            key: "mask/a".to_string(),
+            detail: "mask/a/link below the local root is a symlink".to_string(),
+        }
+        .to_string();
+        assert!(!local.contains("s3:"), "{local}");
+        assert!(local.contains("local root"), "{local}");
+        let s3 = Error::PermissionDenied {
+            backend: "s3".to_string(),
+            key: "mask/a".to_string(),
+            detail: "AccessDenied".to_string(),
+        }
+        .to_string();
+        assert!(s3.contains("s3:PutObject"), "{s3}");
+    }
 
     /// An error chain shaped like object_store's for a refused S3 request: the outer
     /// element names the request (and so the key), its source is the server's answer.

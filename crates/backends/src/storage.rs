@@ -940,21 +940,31 @@ impl Storage {
         };
         let opened = {
             let path = path.to_path_buf();
-            tokio::task::spawn_blocking(move || -> std::io::Result<(std::fs::File, u64)> {
-                let file = std::fs::File::open(&path)?;
-                let md = file.metadata()?;
-                if !md.is_file() {
-                    return Err(std::io::Error::other(
-                        "not a regular file (a folder, a device or a pipe); stream it instead",
-                    ));
-                }
-                Ok((file, md.len()))
-            })
+            tokio::task::spawn_blocking(
+                move || -> std::io::Result<(std::fs::File, std::fs::Metadata)> {
+                    // Non-blocking, so a FIFO (or a device) put at the path, even after the
+                    // caller looked at it, is refused below instead of waiting for a writer.
+                    use std::os::unix::fs::OpenOptionsExt;
+                    let file = std::fs::OpenOptions::new()
+                        .read(true)
+                        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                        .open(&path)?;
+                    let md = file.metadata()?;
+                    if !md.is_file() {
+                        return Err(std::io::Error::other(
+                            "not a regular file (a folder, a device or a pipe); stream it instead",
+                        ));
+                    }
+                    rustix::fs::fcntl_setfl(&file, rustix::fs::OFlags::empty())?;
+                    Ok((file, md))
+                },
+            )
             .await
             .map_err(std::io::Error::other)
             .and_then(|r| r)
         };
-        let (file, size) = opened.map_err(source_error)?;
+        let (file, before) = opened.map_err(source_error)?;
+        let size = before.len();
         let mode = match &options.mode {
             WriteMode::Overwrite => PutMode::Overwrite,
             WriteMode::CreateOnly => PutMode::Create,
@@ -1015,7 +1025,9 @@ impl Storage {
                 });
             }
             let data = tokio::task::spawn_blocking(move || {
-                crate::local::file_io::read_chunk(&file, 0, size as usize)
+                let data = crate::local::file_io::read_chunk(&file, 0, size as usize)?;
+                crate::local::file_io::source_unchanged(&file, &before)?;
+                Ok(data)
             })
             .await
             .map_err(std::io::Error::other)
@@ -1038,6 +1050,10 @@ impl Storage {
                     return;
                 }
                 at += len as u64;
+            }
+            // Last: the upload completes only after the file was found as it was read.
+            if let Err(e) = crate::local::file_io::source_unchanged(&file, &before) {
+                let _ = parts.blocking_send(Err(e));
             }
         });
         let mut upload = self.upload(key, options).await?;

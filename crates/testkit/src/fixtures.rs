@@ -34,6 +34,11 @@ pub struct Served {
 }
 
 impl Served {
+    /// The local root of a [`temp_dir_served`] storage (`None` in memory).
+    pub fn root(&self) -> Option<std::path::PathBuf> {
+        self._dir.as_ref().map(|dir| dir.path().join("data"))
+    }
+
     /// The gateway's base URL.
     pub fn gateway_url(&self) -> &str {
         self.storage

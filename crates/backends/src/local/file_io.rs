@@ -217,6 +217,34 @@ fn read_into(file: &std::fs::File, pos: u64, len: usize, buf: &mut Vec<u8>) -> s
     Ok(())
 }
 
+/// Checks that the operator's file `source`, of which the `before.len()` bytes its size
+/// gave were stored, did not change meanwhile and has nothing past them: a file that grew,
+/// was rewritten, or reads more than its size says (files under /proc and /sys say 0 or
+/// 4096) would otherwise be stored cut short, reported as a success.
+pub(crate) fn source_unchanged(
+    source: &std::fs::File,
+    before: &std::fs::Metadata,
+) -> std::io::Result<()> {
+    let after = source.metadata()?;
+    if after.len() != before.len() || after.modified().ok() != before.modified().ok() {
+        return Err(std::io::Error::other(
+            "the file changed while it was being stored; store it again once nothing writes \
+             to it",
+        ));
+    }
+    let mut probe = [0u8; 1];
+    let past = rustix::io::retry_on_intr(|| rustix::io::pread(source, &mut probe, before.len()))?;
+    if past > 0 {
+        return Err(std::io::Error::other(format!(
+            "the file reads past its size of {} bytes (it grew, or it is a /proc or /sys \
+             file whose size says nothing of its content); stream it instead: \
+             `maskstore put - KEY < FILE`",
+            before.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Bytes the kernel copies between progress reports when a local object is copied into a file.
 const FILE_COPY_STEP: u64 = 64 * 1024 * 1024;
 

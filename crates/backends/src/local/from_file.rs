@@ -80,13 +80,7 @@ impl Inner {
                 self.copy_hashing(location, source, &temp, &file, total, algorithm, progress)?;
             // The source must not have changed while it was copied: then the object would be
             // a mix of two versions of the file.
-            let after = source.metadata().map_err(FromFileError::Source)?;
-            if after.len() != total || after.modified().ok() != before.modified().ok() {
-                return Err(FromFileError::Source(io::Error::other(
-                    "the file changed while it was being stored; store it again once nothing \
-                     writes to it",
-                )));
-            }
+            super::file_io::source_unchanged(source, &before).map_err(FromFileError::Source)?;
             if let Some(checksum) = checksum {
                 attributes.insert(
                     Attribute::Metadata(CHECKSUM_METADATA.into()),

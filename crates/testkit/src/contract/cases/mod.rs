@@ -165,6 +165,7 @@ cases! {
         upload_stream_aborts_on_a_failing_source,
         write_from_file_stores_the_file_with_its_checksum,
         write_from_file_of_a_missing_or_non_regular_file_stores_nothing,
+        write_from_file_of_a_fifo_or_a_proc_file_is_refused_at_once,
         write_from_file_honours_create_only_and_if_match,
     ],
     keys / Nothing: [

@@ -182,6 +182,59 @@ pub async fn write_from_file_of_a_missing_or_non_regular_file_stores_nothing(s: 
     assert!(!s.exists(&key(&s, "never.bin")).await.unwrap());
 }
 
+/// A FIFO is refused at once, not waited on for a writer; a /proc file (size 0, content
+/// behind it) is refused rather than stored empty as a success. Either way, overwriting or
+/// create-only, the key keeps what it held and no new key appears.
+pub async fn write_from_file_of_a_fifo_or_a_proc_file_is_refused_at_once(s: Storage) {
+    use maskstore_backends::{Error, WriteMode};
+    let existing = put(&s, "kept-special.bin", "previous").await;
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let proc_file = std::path::PathBuf::from("/proc/self/status");
+    assert_eq!(std::fs::metadata(&proc_file).unwrap().len(), 0);
+    for (path, says) in [
+        (fifo, "not a regular file"),
+        (proc_file, "reads past its size"),
+    ] {
+        for mode in [WriteMode::Overwrite, WriteMode::CreateOnly] {
+            let options = WriteOptions::default().with_mode(mode.clone());
+            for k in [existing.clone(), key(&s, "never-special.bin")] {
+                let attempt = s.write_from_file(&k, &path, &options, |_, _| {});
+                let Ok(result) =
+                    tokio::time::timeout(std::time::Duration::from_secs(20), attempt).await
+                else {
+                    // Open the other end, so the thread stuck opening the FIFO ends and
+                    // the test fails instead of hanging.
+                    let _ = std::fs::OpenOptions::new().write(true).open(&path);
+                    panic!("{}: waited instead of refusing", path.display());
+                };
+                let err = result.unwrap_err();
+                if k == existing && mode == WriteMode::CreateOnly {
+                    // The key exists: either refusal is right, as long as nothing changed.
+                    assert!(
+                        matches!(err, Error::Source { .. } | Error::AlreadyExists { .. }),
+                        "{err:?}"
+                    );
+                } else {
+                    assert!(
+                        matches!(&err, Error::Source { path: p, .. } if p == &path.display().to_string()),
+                        "{}: {err:?}",
+                        path.display()
+                    );
+                    assert!(err.to_string().contains(says), "{err}");
+                }
+            }
+        }
+    }
+    assert_eq!(data(&s, &existing).await, "previous");
+    assert!(!s.exists(&key(&s, "never-special.bin")).await.unwrap());
+}
+
 /// write_from_file honours create-only and if-match like a put.
 pub async fn write_from_file_honours_create_only_and_if_match(s: Storage) {
     use maskstore_backends::{Error, WriteMode};

@@ -12,6 +12,7 @@
 //! `iam.serviceAccounts.signBlob` permission.
 
 pub(crate) mod error;
+mod json;
 mod store;
 
 pub(crate) use store::GcsStore;
@@ -33,6 +34,37 @@ use crate::{Error, Result};
 /// (`GOOGLE_SERVICE_ACCOUNT*` variables, `GOOGLE_APPLICATION_CREDENTIALS`, then the
 /// metadata server).
 pub(crate) fn build(config: &Config) -> Result<GoogleCloudStorage> {
+    build_client(config)
+}
+
+/// GCS's own address, where no endpoint is configured.
+const GCS_BASE_URL: &str = "https://storage.googleapis.com";
+
+/// The store of the config's bucket: object_store's client for reads, listings and
+/// deletes, GCS's JSON API (with the client's credentials) for writes and copies.
+pub(crate) fn store(config: &Config, client: GoogleCloudStorage) -> Result<GcsStore<GoogleCloudStorage>> {
+    let os = &config.object_storage;
+    let base = os.endpoint.as_deref().unwrap_or(GCS_BASE_URL);
+    let json = json::JsonApi::new(
+        base,
+        os.bucket_name.as_deref().unwrap_or_default(),
+        client.credentials().clone(),
+        Duration::from_secs(os.request_timeout_secs),
+        Duration::from_secs(os.connect_timeout_secs),
+    )
+    .map_err(|e| Error::Config {
+        key: "object_storage".to_string(),
+        origin: config
+            .origin("object_storage.provider")
+            .cloned()
+            .unwrap_or(Origin::Default),
+        problem: format!("the HTTP client for GCS's JSON API could not be built: {e}"),
+        fix: "check the machine's TLS setup (the system's root certificates)".to_string(),
+    })?;
+    Ok(GcsStore::with_json(client, json))
+}
+
+fn build_client(config: &Config) -> Result<GoogleCloudStorage> {
     let os = &config.object_storage;
     let mut builder = match &os.service_account_key {
         Some(_) => GoogleCloudStorageBuilder::new(),
@@ -144,9 +176,14 @@ impl ServiceSigner for V4Signer {
         }
         let mut sign_options = SignedUrlOptions::default();
         sign_options.signed_headers = signed_headers;
+        // object_store puts the key into the URL unescaped, so a `#`, `?` or `%` in it
+        // would cut or garble the URL; the key is given escaped instead (GCS's canonical
+        // URI is the escaped path, which the signer signs as it finds it).
+        let escaped = Path::parse(json::escape_key(path.as_ref()))
+            .map_err(|e| Error::from_store(backend, path.as_ref(), e.into()))?;
         let url = self
             .store
-            .signed_url_opts(http_method, path, ttl, &sign_options)
+            .signed_url_opts(http_method, &escaped, ttl, &sign_options)
             .await
             .map_err(|e| Error::from_store(backend, path.as_ref(), e))?;
         Ok(ServiceUrl {

@@ -277,11 +277,14 @@ fn write(dir: &Path, name: &str, body: &str) -> String {
     path.display().to_string()
 }
 
-/// `sync` local → azure → s3 (SeaweedFS) copies a tree of 200 objects at each hop, and a
-/// second run copies nothing (checksums compare across providers).
+/// `sync` local → azure → gcs (fake-gcs-server) → s3 (SeaweedFS) copies a tree of 200
+/// objects at each hop, and a second run copies nothing (checksums compare across
+/// providers).
 #[test]
-fn sync_local_to_azure_to_s3_copies_200_objects_once() {
-    let (Some(azure), Some(s3)) = (servers::azurite(), servers::seaweedfs()) else {
+fn sync_local_to_azure_to_gcs_to_s3_copies_200_objects_once() {
+    let (Some(azure), Some(gcs), Some(s3)) =
+        (servers::azurite(), servers::fake_gcs(), servers::seaweedfs())
+    else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -299,6 +302,16 @@ fn sync_local_to_azure_to_s3_copies_200_objects_once() {
         &format!(
             "[object_storage]\nprovider = \"azure\"\naccount = \"{}\"\ncontainer = \"{}\"\nendpoint = \"{}\"\nprefix = \"{prefix}\"\n",
             azure.account, azure.container, azure.endpoint
+        ),
+    );
+    let to_gcs = write(
+        dir.path(),
+        "gcs.toml",
+        &format!(
+            "[object_storage]\nprovider = \"gcs\"\nbucket_name = \"{}\"\nendpoint = \"{}\"\nservice_account_key_file = \"{}\"\nprefix = \"{prefix}\"\n",
+            gcs.bucket,
+            gcs.endpoint,
+            gcs.service_account_file.display()
         ),
     );
     let to_s3 = write(
@@ -331,7 +344,7 @@ fn sync_local_to_azure_to_s3_copies_200_objects_once() {
             &env,
         ))
     };
-    for (from, to) in [(&local, &to_azure), (&to_azure, &to_s3)] {
+    for (from, to) in [(&local, &to_azure), (&to_azure, &to_gcs), (&to_gcs, &to_s3)] {
         let first = sync(from, to);
         assert_eq!(
             (first["copied"].as_u64(), first["skipped"].as_u64()),
@@ -357,7 +370,7 @@ fn sync_local_to_azure_to_s3_copies_200_objects_once() {
         &env,
     );
     assert_eq!(text(&out.stdout), "mask 10 ".repeat(11));
-    for config in [&to_azure, &to_s3] {
+    for config in [&to_azure, &to_gcs, &to_s3] {
         ok(&run_in(
             dir.path(),
             &["--config", config, "rm", "--prefix", &prefix, "--yes"],

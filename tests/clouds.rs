@@ -282,9 +282,11 @@ fn write(dir: &Path, name: &str, body: &str) -> String {
 /// providers).
 #[test]
 fn sync_local_to_azure_to_gcs_to_s3_copies_200_objects_once() {
-    let (Some(azure), Some(gcs), Some(s3)) =
-        (servers::azurite(), servers::fake_gcs(), servers::seaweedfs())
-    else {
+    let (Some(azure), Some(gcs), Some(s3)) = (
+        servers::azurite(),
+        servers::fake_gcs(),
+        servers::seaweedfs(),
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -510,7 +512,10 @@ async fn gcs_json_writes_refuse_hostile_inputs_clearly() {
     let lost = maskstore::Storage::connect(&config).unwrap();
     let k = lost.key("a.bin").unwrap();
     let put = lost.put(&k, "x").await.unwrap_err();
-    assert!(matches!(put, maskstore::Error::BucketMissing { .. }), "{put}");
+    assert!(
+        matches!(put, maskstore::Error::BucketMissing { .. }),
+        "{put}"
+    );
     assert!(put.to_string().contains("bucket_name"), "{put}");
     let mut upload = lost
         .upload(&k, &maskstore::WriteOptions::default())
@@ -520,7 +525,11 @@ async fn gcs_json_writes_refuse_hostile_inputs_clearly() {
         Err(e) => e,
         Ok(()) => upload.finish().await.unwrap_err(),
     };
-    assert_eq!(streamed.kind(), maskstore::ErrorKind::NotFound, "{streamed}");
+    assert_eq!(
+        streamed.kind(),
+        maskstore::ErrorKind::NotFound,
+        "{streamed}"
+    );
     let create = lost
         .put_with(
             &k,
@@ -529,7 +538,10 @@ async fn gcs_json_writes_refuse_hostile_inputs_clearly() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(create, maskstore::Error::BucketMissing { .. }), "{create}");
+    assert!(
+        matches!(create, maskstore::Error::BucketMissing { .. }),
+        "{create}"
+    );
 
     // Conditions.
     let k = storage.key("cond.bin").unwrap();
@@ -542,7 +554,10 @@ async fn gcs_json_writes_refuse_hostile_inputs_clearly() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(again, maskstore::Error::AlreadyExists { .. }), "{again}");
+    assert!(
+        matches!(again, maskstore::Error::AlreadyExists { .. }),
+        "{again}"
+    );
     storage.put(&k, "three").await.unwrap();
     let stale = storage
         .put_with(
@@ -553,7 +568,10 @@ async fn gcs_json_writes_refuse_hostile_inputs_clearly() {
         )
         .await
         .unwrap_err();
-    assert!(matches!(stale, maskstore::Error::Precondition { .. }), "{stale}");
+    assert!(
+        matches!(stale, maskstore::Error::Precondition { .. }),
+        "{stale}"
+    );
     assert_eq!(storage.get(&k).await.unwrap().data, "three");
 
     // Unusual keys.
@@ -574,7 +592,10 @@ async fn gcs_json_writes_refuse_hostile_inputs_clearly() {
             .upload(&k, &maskstore::WriteOptions::default())
             .await
             .unwrap();
-        upload.write(vec![i as u8; 9 * 1024 * 1024].into()).await.unwrap();
+        upload
+            .write(vec![i as u8; 9 * 1024 * 1024].into())
+            .await
+            .unwrap();
         upload.finish().await.unwrap();
         assert_eq!(storage.head(&k).await.unwrap().size, 9 * 1024 * 1024);
         let listed = storage
@@ -583,7 +604,10 @@ async fn gcs_json_writes_refuse_hostile_inputs_clearly() {
             .unwrap();
         let keys: Vec<&str> = listed.objects.iter().map(|o| o.key.as_str()).collect();
         assert_eq!(keys.len(), 2, "{keys:?} {listed:?}");
-        assert!(keys.contains(&k.as_str()) && keys.contains(&moved.as_str()), "{keys:?}");
+        assert!(
+            keys.contains(&k.as_str()) && keys.contains(&moved.as_str()),
+            "{keys:?}"
+        );
         storage.delete_many(&[k, moved]).await.unwrap();
     }
     // A copy from a missing key names it.

@@ -153,7 +153,10 @@ fn refusal(op: Op, path: &Path, status: reqwest::StatusCode, body: &str) -> obje
         Some(reason) => format!("{message} ({reason})"),
         None => message,
     };
-    document.push_str(&format!("<Message>{}</Message></Error>", xml_escape(&detail)));
+    document.push_str(&format!(
+        "<Message>{}</Message></Error>",
+        xml_escape(&detail)
+    ));
     let text = format!(
         "Server returned non-2xx status code: {} {}: {document}",
         status.as_u16(),
@@ -274,7 +277,10 @@ impl JsonApi {
         })
     }
 
-    async fn authorised(&self, request: reqwest::RequestBuilder) -> Result<reqwest::RequestBuilder> {
+    async fn authorised(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder> {
         let credential = self.credentials.get_credential().await?;
         Ok(if credential.bearer.is_empty() {
             request
@@ -330,10 +336,8 @@ impl JsonApi {
         let boundary = format!("maskstore-{:032x}", rand::random::<u128>());
         let mut body = BytesMut::with_capacity(payload.content_length() + metadata.len() + 256);
         body.extend_from_slice(
-            format!(
-                "--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n"
-            )
-            .as_bytes(),
+            format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n")
+                .as_bytes(),
         );
         body.extend_from_slice(&metadata);
         body.extend_from_slice(
@@ -381,7 +385,12 @@ impl JsonApi {
             .map_err(unreachable)?;
         let status = response.status();
         if !status.is_success() {
-            return Err(refusal(Op::Upload, path, status, &error_body(response).await));
+            return Err(refusal(
+                Op::Upload,
+                path,
+                status,
+                &error_body(response).await,
+            ));
         }
         response
             .headers()
@@ -438,7 +447,12 @@ impl JsonApi {
             let answer = response.bytes().await.map_err(unreachable)?;
             return Ok(Chunk::Finished(generation_of(&answer)));
         }
-        Err(refusal(Op::Chunk, path, status, &error_body(response).await))
+        Err(refusal(
+            Op::Chunk,
+            path,
+            status,
+            &error_body(response).await,
+        ))
     }
 
     /// Cancels a resumable upload (GCS answers 499).
@@ -454,7 +468,12 @@ impl JsonApi {
         if status.is_success() || status.as_u16() == 499 || status.as_u16() == 404 {
             return Ok(());
         }
-        Err(refusal(Op::Chunk, path, status, &error_body(response).await))
+        Err(refusal(
+            Op::Chunk,
+            path,
+            status,
+            &error_body(response).await,
+        ))
     }
 
     /// Copies `from` to `to` server-side (`rewriteTo`, repeated until done); the copy's
@@ -488,10 +507,14 @@ impl JsonApi {
             if parsed.done {
                 return Ok(parsed.resource.and_then(|r| r.generation));
             }
-            token = Some(parsed.rewrite_token.ok_or_else(|| object_store::Error::Generic {
-                store: STORE,
-                source: "GCS answered an unfinished rewrite without a rewriteToken".into(),
-            })?);
+            token = Some(
+                parsed
+                    .rewrite_token
+                    .ok_or_else(|| object_store::Error::Generic {
+                        store: STORE,
+                        source: "GCS answered an unfinished rewrite without a rewriteToken".into(),
+                    })?,
+            );
         }
         Err(object_store::Error::Generic {
             store: STORE,
@@ -511,7 +534,11 @@ pub(crate) fn escape_key(key: &str) -> String {
 /// Appends `query` to `url`, each name and value escaped.
 fn with_query(url: &mut String, query: &[(&str, &str)]) {
     for (index, (name, value)) in query.iter().enumerate() {
-        url.push(if index == 0 && !url.contains('?') { '?' } else { '&' });
+        url.push(if index == 0 && !url.contains('?') {
+            '?'
+        } else {
+            '&'
+        });
         url.push_str(&utf8_percent_encode(name, SEGMENT).to_string());
         url.push('=');
         url.push_str(&utf8_percent_encode(value, SEGMENT).to_string());
@@ -634,8 +661,7 @@ impl Resumable {
                     }
                     return Err(object_store::Error::Generic {
                         store: STORE,
-                        source: "GCS took the last chunk of the upload without finishing it"
-                            .into(),
+                        source: "GCS took the last chunk of the upload without finishing it".into(),
                     });
                 }
                 Chunk::Held(held) => {
@@ -765,10 +791,26 @@ mod tests {
         assert_eq!(answer.code.as_deref(), Some("NoSuchBucket"));
         assert!(text(&e).contains("The specified bucket does not exist. (notFound)"));
 
-        let e = refusal(Op::Create, &path, reqwest::StatusCode::PRECONDITION_FAILED, "");
-        assert!(matches!(e, object_store::Error::AlreadyExists { .. }), "{e:?}");
-        let e = refusal(Op::Upload, &path, reqwest::StatusCode::PRECONDITION_FAILED, "");
-        assert!(matches!(e, object_store::Error::Precondition { .. }), "{e:?}");
+        let e = refusal(
+            Op::Create,
+            &path,
+            reqwest::StatusCode::PRECONDITION_FAILED,
+            "",
+        );
+        assert!(
+            matches!(e, object_store::Error::AlreadyExists { .. }),
+            "{e:?}"
+        );
+        let e = refusal(
+            Op::Upload,
+            &path,
+            reqwest::StatusCode::PRECONDITION_FAILED,
+            "",
+        );
+        assert!(
+            matches!(e, object_store::Error::Precondition { .. }),
+            "{e:?}"
+        );
         let e = refusal(Op::Copy, &path, reqwest::StatusCode::NOT_FOUND, "nope");
         assert!(matches!(e, object_store::Error::NotFound { .. }), "{e:?}");
 
@@ -796,7 +838,10 @@ mod tests {
     #[test]
     fn segments_escape_everything_but_unreserved() {
         assert_eq!(JsonApi::segment("a/b c#?%é"), "a%2Fb%20c%23%3F%25%C3%A9");
-        assert_eq!(escape_key("mask/a b+c%d#e?f/x.png"), "mask/a%20b%2Bc%25d%23e%3Ff/x.png");
+        assert_eq!(
+            escape_key("mask/a b+c%d#e?f/x.png"),
+            "mask/a%20b%2Bc%25d%23e%3Ff/x.png"
+        );
         let mut url = "http://h/o".to_string();
         with_query(&mut url, &[("name", "a&b=c"), ("ifGenerationMatch", "0")]);
         assert_eq!(url, "http://h/o?name=a%26b%3Dc&ifGenerationMatch=0");

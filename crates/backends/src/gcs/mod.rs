@@ -1,6 +1,8 @@
-//! The `gcs` provider: Google Cloud Storage (and fake-gcs-server) through object_store's
-//! `GoogleCloudStorage`, configured from `[object_storage]`; its signed URLs are V4 signed
-//! URLs made by object_store's `Signer`.
+//! The `gcs` provider: Google Cloud Storage (and fake-gcs-server), configured from
+//! `[object_storage]`: reads, listings and deletes through object_store's
+//! `GoogleCloudStorage` (GCS's XML API), writes and copies through GCS's JSON API with the
+//! same credentials ([`json`]); its signed URLs are V4 signed URLs made by object_store's
+//! `Signer`.
 //!
 //! A V4 URL binds the method, the object, the expiry and the signed headers: a PUT URL
 //! asked to bind a content type signs `Content-Type`, one asked to bind a length signs
@@ -42,7 +44,10 @@ const GCS_BASE_URL: &str = "https://storage.googleapis.com";
 
 /// The store of the config's bucket: object_store's client for reads, listings and
 /// deletes, GCS's JSON API (with the client's credentials) for writes and copies.
-pub(crate) fn store(config: &Config, client: GoogleCloudStorage) -> Result<GcsStore<GoogleCloudStorage>> {
+pub(crate) fn store(
+    config: &Config,
+    client: GoogleCloudStorage,
+) -> Result<GcsStore<GoogleCloudStorage>> {
     let os = &config.object_storage;
     let base = os.endpoint.as_deref().unwrap_or(GCS_BASE_URL);
     let json = json::JsonApi::new(

@@ -847,3 +847,151 @@ mod tests {
         assert_eq!(url, "http://h/o?name=a%26b%3Dc&ifGenerationMatch=0");
     }
 }
+
+#[cfg(test)]
+mod resumable_tests {
+    use super::*;
+    use object_store::StaticCredentialProvider;
+    use object_store::gcp::GcpCredential;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// What the session server received: each request's Content-Range and body.
+    type Log = Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+    /// A resumable-session server: a chunk of unknown total is answered 308 with the bytes
+    /// held (keeping only `keep_first` bytes of the first chunk when set), a chunk with
+    /// the total 200 with a generation.
+    async fn session_server(keep_first: Option<u64>) -> (String, Log) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let log: Log = Arc::default();
+        let seen = Arc::clone(&log);
+        tokio::spawn(async move {
+            let mut held: u64 = 0;
+            let mut first = true;
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let mut byte = [0u8; 1];
+                    if socket.read_exact(&mut byte).await.is_err() {
+                        break;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_lowercase();
+                let header = |name: &str| {
+                    head.lines()
+                        .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
+                };
+                let length: usize = header("content-length").map_or(0, |v| v.parse().unwrap());
+                let mut body = vec![0u8; length];
+                socket.read_exact(&mut body).await.unwrap();
+                let range = header("content-range").unwrap_or_default();
+                seen.lock().unwrap().push((range.clone(), body.clone()));
+                let start: u64 = range
+                    .strip_prefix("bytes ")
+                    .and_then(|r| r.split('-').next())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(held);
+                assert_eq!(start, held, "a chunk out of order: {range}");
+                let mut got = length as u64;
+                if first && let Some(keep) = keep_first {
+                    got = keep;
+                }
+                first = false;
+                held += got;
+                let answer = if range.ends_with("/*") {
+                    format!(
+                        "HTTP/1.1 308 Resume Incomplete\r\nRange: bytes=0-{}\r\n\
+                         Content-Length: 0\r\nConnection: close\r\n\r\n",
+                        held - 1
+                    )
+                } else {
+                    let body = r#"{"generation":"7"}"#;
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                socket.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        (format!("http://{address}/session"), log)
+    }
+
+    fn upload(session: &str) -> Resumable {
+        let credentials: GcpCredentialProvider =
+            Arc::new(StaticCredentialProvider::new(GcpCredential {
+                bearer: "token".to_string(),
+            }));
+        let api = JsonApi::new(
+            "http://127.0.0.1:9",
+            "bucket",
+            credentials,
+            Duration::from_secs(30),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        Resumable::new(api, Path::from("mask/a.bin"), session.to_string())
+    }
+
+    const MIB: usize = 1024 * 1024;
+
+    #[tokio::test]
+    async fn parts_run_out_of_order_arrive_in_order_in_256_kib_chunks() {
+        let (session, log) = session_server(None).await;
+        let mut up = upload(&session);
+        let parts: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i + 1; 5 * MIB]).collect();
+        let futures: Vec<_> = parts
+            .iter()
+            .map(|p| up.put_part(Bytes::from(p.clone()).into()))
+            .collect();
+        // Started last part first: each waits for its turn.
+        let handles: Vec<_> = futures.into_iter().rev().map(tokio::spawn).collect();
+        for handle in handles {
+            handle.await.unwrap().unwrap();
+        }
+        let done = up.complete().await.unwrap();
+        assert_eq!(done.version.as_deref(), Some("7"));
+        let log = log.lock().unwrap();
+        let ranges: Vec<&str> = log.iter().map(|(r, _)| r.as_str()).collect();
+        assert_eq!(
+            ranges,
+            ["bytes 0-10485759/*", "bytes 10485760-15728639/15728640"]
+        );
+        let sent: Vec<u8> = log.iter().flat_map(|(_, b)| b.clone()).collect();
+        assert_eq!(sent, parts.concat());
+    }
+
+    #[tokio::test]
+    async fn what_gcs_did_not_keep_is_sent_again() {
+        let (session, log) = session_server(Some(CHUNK_QUANTUM as u64)).await;
+        let mut up = upload(&session);
+        let data = vec![9u8; 9 * MIB];
+        up.put_part(Bytes::from(data.clone()).into()).await.unwrap();
+        up.complete().await.unwrap();
+        let log = log.lock().unwrap();
+        let ranges: Vec<&str> = log.iter().map(|(r, _)| r.as_str()).collect();
+        assert_eq!(
+            ranges,
+            [
+                "bytes 0-9437183/*",
+                "bytes 262144-9437183/*",
+                "bytes */9437184"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_part_fails_the_later_parts_and_the_completion() {
+        // Nobody listens on the session's port: the first chunk cannot be sent.
+        let mut up = upload("http://127.0.0.1:9/session");
+        let first = up.put_part(Bytes::from(vec![1u8; 9 * MIB]).into());
+        let second = up.put_part(Bytes::from(vec![2u8; MIB]).into());
+        assert!(first.await.is_err());
+        let later = second.await.unwrap_err().to_string();
+        assert!(!later.contains("token"), "{later}");
+        assert!(up.complete().await.is_err());
+    }
+}

@@ -277,11 +277,16 @@ fn write(dir: &Path, name: &str, body: &str) -> String {
     path.display().to_string()
 }
 
-/// `sync` local → azure → s3 (SeaweedFS) copies a tree of 200 objects at each hop, and a
-/// second run copies nothing (checksums compare across providers).
+/// `sync` local → azure → gcs (fake-gcs-server) → s3 (SeaweedFS) copies a tree of 200
+/// objects at each hop, and a second run copies nothing (checksums compare across
+/// providers).
 #[test]
-fn sync_local_to_azure_to_s3_copies_200_objects_once() {
-    let (Some(azure), Some(s3)) = (servers::azurite(), servers::seaweedfs()) else {
+fn sync_local_to_azure_to_gcs_to_s3_copies_200_objects_once() {
+    let (Some(azure), Some(gcs), Some(s3)) = (
+        servers::azurite(),
+        servers::fake_gcs(),
+        servers::seaweedfs(),
+    ) else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -299,6 +304,16 @@ fn sync_local_to_azure_to_s3_copies_200_objects_once() {
         &format!(
             "[object_storage]\nprovider = \"azure\"\naccount = \"{}\"\ncontainer = \"{}\"\nendpoint = \"{}\"\nprefix = \"{prefix}\"\n",
             azure.account, azure.container, azure.endpoint
+        ),
+    );
+    let to_gcs = write(
+        dir.path(),
+        "gcs.toml",
+        &format!(
+            "[object_storage]\nprovider = \"gcs\"\nbucket_name = \"{}\"\nendpoint = \"{}\"\nservice_account_key_file = \"{}\"\nprefix = \"{prefix}\"\n",
+            gcs.bucket,
+            gcs.endpoint,
+            gcs.service_account_file.display()
         ),
     );
     let to_s3 = write(
@@ -331,7 +346,7 @@ fn sync_local_to_azure_to_s3_copies_200_objects_once() {
             &env,
         ))
     };
-    for (from, to) in [(&local, &to_azure), (&to_azure, &to_s3)] {
+    for (from, to) in [(&local, &to_azure), (&to_azure, &to_gcs), (&to_gcs, &to_s3)] {
         let first = sync(from, to);
         assert_eq!(
             (first["copied"].as_u64(), first["skipped"].as_u64()),
@@ -357,7 +372,7 @@ fn sync_local_to_azure_to_s3_copies_200_objects_once() {
         &env,
     );
     assert_eq!(text(&out.stdout), "mask 10 ".repeat(11));
-    for config in [&to_azure, &to_s3] {
+    for config in [&to_azure, &to_gcs, &to_s3] {
         ok(&run_in(
             dir.path(),
             &["--config", config, "rm", "--prefix", &prefix, "--yes"],
@@ -367,17 +382,18 @@ fn sync_local_to_azure_to_s3_copies_200_objects_once() {
 }
 
 /// What fake-gcs-server (1.54, the PyPI wrapper's binary) does with object_store's GCS
-/// requests, pinned so that an emulator that learns the XML API shows up here: it refuses
-/// plain XML uploads (400), so no write-based case of the contract can run on it, while
-/// reads, HEAD, ranges, listings, deletes and V4 signed GETs and PUTs answer as GCS does.
+/// requests, pinned so that an emulator that learns the XML API's uploads shows up here:
+/// it refuses plain XML uploads (400), which is why the `gcs` provider writes through the
+/// JSON API, while reads, HEAD, ranges, listings, deletes and V4 signed GETs and PUTs
+/// answer as GCS does.
 #[tokio::test]
-async fn fake_gcs_serves_object_stores_reads_but_refuses_its_uploads() {
+async fn fake_gcs_serves_xml_reads_and_json_writes_but_refuses_xml_uploads() {
     let Some(server) = servers::fake_gcs() else {
         return;
     };
     let storage = server.storage();
     let key = storage.key("seeded/a.png").unwrap();
-    // Seeded through the emulator's JSON API, the one upload path it implements.
+    // Seeded through the emulator's JSON API (media upload), not through maskstore.
     let url = format!(
         "{}/upload/storage/v1/b/{}/o?uploadType=media&name={}",
         server.endpoint,
@@ -453,14 +469,153 @@ async fn fake_gcs_serves_object_stores_reads_but_refuses_its_uploads() {
     assert_eq!(stored.info.content_type.as_deref(), Some("image/png"));
     storage.delete(&uploaded).await.unwrap();
 
-    // object_store's upload (XML API PUT) is refused by this emulator.
+    // An XML API upload (object_store's `PUT /<bucket>/<object>`) is still refused.
+    let xml_put = reqwest::Client::new()
+        .put(format!(
+            "{}/{}/{}",
+            server.endpoint,
+            server.bucket,
+            url_escape(&format!("{}xml.bin", storage.prefix()))
+        ))
+        .body("x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        xml_put.status().as_u16(),
+        400,
+        "fake-gcs-server now takes XML uploads: the JSON API detour could be dropped"
+    );
+    // maskstore's writes go through the JSON API, which it takes.
     let other = storage.key("written.bin").unwrap();
-    match storage.put(&other, "x").await {
-        Err(e) => assert_eq!(e.kind(), maskstore::ErrorKind::InvalidInput, "{e}"),
-        Ok(_) => panic!("fake-gcs-server now takes XML uploads: run the contract on it"),
-    }
+    storage.put(&other, "x").await.unwrap();
+    assert_eq!(storage.get(&other).await.unwrap().data, "x");
+    storage.delete(&other).await.unwrap();
     storage.delete(&key).await.unwrap();
     assert!(!storage.exists(&key).await.unwrap());
+}
+
+/// The JSON API writes, against hostile inputs: a missing bucket on every kind of write is
+/// "bucket missing" naming the fix; failed conditions leave the object as it was; keys
+/// with spaces, `#?%+&=`, unicode and emoji round-trip through put, streaming upload, copy,
+/// rename and listing.
+#[tokio::test]
+async fn gcs_json_writes_refuse_hostile_inputs_clearly() {
+    let Some(server) = servers::fake_gcs() else {
+        return;
+    };
+    let storage = server.storage();
+
+    // A bucket that does not exist.
+    let mut config = server.config();
+    config.object_storage.bucket_name = Some("no-such-bucket-maskstore".to_string());
+    let lost = maskstore::Storage::connect(&config).unwrap();
+    let k = lost.key("a.bin").unwrap();
+    let put = lost.put(&k, "x").await.unwrap_err();
+    assert!(
+        matches!(put, maskstore::Error::BucketMissing { .. }),
+        "{put}"
+    );
+    assert!(put.to_string().contains("bucket_name"), "{put}");
+    let mut upload = lost
+        .upload(&k, &maskstore::WriteOptions::default())
+        .await
+        .unwrap();
+    let streamed = match upload.write(vec![7u8; 9 * 1024 * 1024].into()).await {
+        Err(e) => e,
+        Ok(()) => upload.finish().await.unwrap_err(),
+    };
+    assert_eq!(
+        streamed.kind(),
+        maskstore::ErrorKind::NotFound,
+        "{streamed}"
+    );
+    let create = lost
+        .put_with(
+            &k,
+            "x",
+            &maskstore::WriteOptions::default().with_mode(maskstore::WriteMode::CreateOnly),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(create, maskstore::Error::BucketMissing { .. }),
+        "{create}"
+    );
+
+    // Conditions.
+    let k = storage.key("cond.bin").unwrap();
+    let first = storage.put(&k, "one").await.unwrap();
+    let again = storage
+        .put_with(
+            &k,
+            "two",
+            &maskstore::WriteOptions::default().with_mode(maskstore::WriteMode::CreateOnly),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(again, maskstore::Error::AlreadyExists { .. }),
+        "{again}"
+    );
+    storage.put(&k, "three").await.unwrap();
+    let stale = storage
+        .put_with(
+            &k,
+            "four",
+            &maskstore::WriteOptions::default()
+                .with_mode(maskstore::WriteMode::IfMatch(first.etag.clone().unwrap())),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(stale, maskstore::Error::Precondition { .. }),
+        "{stale}"
+    );
+    assert_eq!(storage.get(&k).await.unwrap().data, "three");
+
+    // Unusual keys.
+    for (i, name) in ["a b+c%d#e?f&g=h.png", "환자 🧠 ü ñ.png", "%2F%00x.png"]
+        .iter()
+        .enumerate()
+    {
+        let k = storage.key(&format!("odd{i}/{name}")).unwrap();
+        storage.put(&k, format!("body {i}")).await.unwrap();
+        assert_eq!(storage.get(&k).await.unwrap().data, format!("body {i}"));
+        let copy = storage.key(&format!("odd{i}/copy {name}")).unwrap();
+        storage.copy(&k, &copy).await.unwrap();
+        assert_eq!(storage.get(&copy).await.unwrap().data, format!("body {i}"));
+        let moved = storage.key(&format!("odd{i}/moved {name}")).unwrap();
+        storage.rename(&copy, &moved).await.unwrap();
+        assert!(!storage.exists(&copy).await.unwrap());
+        let mut upload = storage
+            .upload(&k, &maskstore::WriteOptions::default())
+            .await
+            .unwrap();
+        upload
+            .write(vec![i as u8; 9 * 1024 * 1024].into())
+            .await
+            .unwrap();
+        upload.finish().await.unwrap();
+        assert_eq!(storage.head(&k).await.unwrap().size, 9 * 1024 * 1024);
+        let listed = storage
+            .list_with_delimiter(Some(&format!("{}odd{i}/", storage.prefix())))
+            .await
+            .unwrap();
+        let keys: Vec<&str> = listed.objects.iter().map(|o| o.key.as_str()).collect();
+        assert_eq!(keys.len(), 2, "{keys:?} {listed:?}");
+        assert!(
+            keys.contains(&k.as_str()) && keys.contains(&moved.as_str()),
+            "{keys:?}"
+        );
+        storage.delete_many(&[k, moved]).await.unwrap();
+    }
+    // A copy from a missing key names it.
+    let gone = storage.key("gone.bin").unwrap();
+    let to = storage.key("to.bin").unwrap();
+    let copy = storage.copy(&gone, &to).await.unwrap_err();
+    assert!(matches!(copy, maskstore::Error::NotFound { .. }), "{copy}");
+    storage.delete(&k).await.unwrap();
 }
 
 fn url_escape(text: &str) -> String {

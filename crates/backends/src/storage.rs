@@ -212,7 +212,7 @@ impl Storage {
             Provider::Gcs => {
                 let gcs = crate::gcs::build(config)?;
                 let signer = crate::gcs::V4Signer::new(gcs.clone());
-                let store = crate::gcs::GcsStore::new(gcs);
+                let store = crate::gcs::store(config, gcs)?;
                 (Arc::new(store), UrlSigner::Service(Arc::new(signer)))
             }
         };

@@ -1,7 +1,9 @@
 //! What Google Cloud Storage's XML API error codes mean. object_store speaks GCS's XML
 //! API, whose error body is S3's `<Error><Code>…</Code>` document with GCS's codes
 //! (<https://cloud.google.com/storage/docs/xml-api/reference-status>): most are S3's
-//! (`NoSuchBucket`, `AccessDenied`, `SignatureDoesNotMatch`), a few are GCS's own.
+//! (`NoSuchBucket`, `AccessDenied`, `SignatureDoesNotMatch`), a few are GCS's own. A refusal
+//! of the JSON API (the provider's writes) is given the XML code it stands for by
+//! `super::json`, so it is read here too.
 
 use crate::s3::error::{Meaning, S3Answer};
 

@@ -1,6 +1,8 @@
-//! The `gcs` provider: Google Cloud Storage (and fake-gcs-server) through object_store's
-//! `GoogleCloudStorage`, configured from `[object_storage]`; its signed URLs are V4 signed
-//! URLs made by object_store's `Signer`.
+//! The `gcs` provider: Google Cloud Storage (and fake-gcs-server), configured from
+//! `[object_storage]`: reads, listings and deletes through object_store's
+//! `GoogleCloudStorage` (GCS's XML API), writes and copies through GCS's JSON API with the
+//! same credentials ([`json`]); its signed URLs are V4 signed URLs made by object_store's
+//! `Signer`.
 //!
 //! A V4 URL binds the method, the object, the expiry and the signed headers: a PUT URL
 //! asked to bind a content type signs `Content-Type`, one asked to bind a length signs
@@ -12,6 +14,7 @@
 //! `iam.serviceAccounts.signBlob` permission.
 
 pub(crate) mod error;
+mod json;
 mod store;
 
 pub(crate) use store::GcsStore;
@@ -33,6 +36,40 @@ use crate::{Error, Result};
 /// (`GOOGLE_SERVICE_ACCOUNT*` variables, `GOOGLE_APPLICATION_CREDENTIALS`, then the
 /// metadata server).
 pub(crate) fn build(config: &Config) -> Result<GoogleCloudStorage> {
+    build_client(config)
+}
+
+/// GCS's own address, where no endpoint is configured.
+const GCS_BASE_URL: &str = "https://storage.googleapis.com";
+
+/// The store of the config's bucket: object_store's client for reads, listings and
+/// deletes, GCS's JSON API (with the client's credentials) for writes and copies.
+pub(crate) fn store(
+    config: &Config,
+    client: GoogleCloudStorage,
+) -> Result<GcsStore<GoogleCloudStorage>> {
+    let os = &config.object_storage;
+    let base = os.endpoint.as_deref().unwrap_or(GCS_BASE_URL);
+    let json = json::JsonApi::new(
+        base,
+        os.bucket_name.as_deref().unwrap_or_default(),
+        client.credentials().clone(),
+        Duration::from_secs(os.request_timeout_secs),
+        Duration::from_secs(os.connect_timeout_secs),
+    )
+    .map_err(|e| Error::Config {
+        key: "object_storage".to_string(),
+        origin: config
+            .origin("object_storage.provider")
+            .cloned()
+            .unwrap_or(Origin::Default),
+        problem: format!("the HTTP client for GCS's JSON API could not be built: {e}"),
+        fix: "check the machine's TLS setup (the system's root certificates)".to_string(),
+    })?;
+    Ok(GcsStore::with_json(client, json))
+}
+
+fn build_client(config: &Config) -> Result<GoogleCloudStorage> {
     let os = &config.object_storage;
     let mut builder = match &os.service_account_key {
         Some(_) => GoogleCloudStorageBuilder::new(),
@@ -144,9 +181,14 @@ impl ServiceSigner for V4Signer {
         }
         let mut sign_options = SignedUrlOptions::default();
         sign_options.signed_headers = signed_headers;
+        // object_store puts the key into the URL unescaped, so a `#`, `?` or `%` in it
+        // would cut or garble the URL; the key is given escaped instead (GCS's canonical
+        // URI is the escaped path, which the signer signs as it finds it).
+        let escaped = Path::parse(json::escape_key(path.as_ref()))
+            .map_err(|e| Error::from_store(backend, path.as_ref(), e.into()))?;
         let url = self
             .store
-            .signed_url_opts(http_method, path, ttl, &sign_options)
+            .signed_url_opts(http_method, &escaped, ttl, &sign_options)
             .await
             .map_err(|e| Error::from_store(backend, path.as_ref(), e))?;
         Ok(ServiceUrl {

@@ -56,7 +56,7 @@
 //! |---|---|---|---|
 //! | `s3-moto` | `signed_url_checks::*` | moto accepts any signature | S3 refuses tampered, expired and misused URLs (403) |
 //! | `azure-azurite` | `signed_url_bound::*`, `signed_url_bound_checks::*` | an Azure SAS signs the blob, permission and expiry, never a request header, so a PUT URL cannot bind `Content-Type` or length; maskstore refuses such a binding at issue | the same on Azure: SAS fields are documented as fixed; the uploaded type is whatever the client sends |
-//! | `gcs-fake` | no line: every case (`tests/clouds.rs` pins what the emulator does instead) | fake-gcs-server 1.54 (the PyPI wrapper's binary) implements GCS's JSON API; object_store speaks the XML API, and the emulator refuses its uploads (`PUT /<bucket>/<object>` → 400 "invalid uploadType" unless the URL carries `X-Goog-Algorithm`), ignores `x-goog-if-generation-match` on them, has no XML multipart upload, and verifies no signature | GCS's XML API takes all of these (object_store's own CI runs them against GCS) |
+//! | `gcs-fake` | `signed_url_checks::*`, `signed_url_bound_checks::*` | fake-gcs-server 1.54 (the PyPI wrapper's binary) checks no signature of a V4 URL, so tampered, expired, misused or wrongly typed uploads pass | GCS refuses them (403; a size outside `x-goog-content-length-range`: 400) |
 //! - **Symlinks** under a local root are never followed (reads: not found; writes:
 //!   refused; listings: skipped). Pinned by the local provider's own tests, since the
 //!   suite cannot plant a symlink in a backend it does not know.

@@ -1,0 +1,997 @@
+//! Writes through GCS's JSON API: uploads (`uploadType=multipart` for one request,
+//! `uploadType=resumable` for streaming) and server-side copies (`rewriteTo`).
+//!
+//! object_store writes with GCS's XML API (`PUT /<bucket>/<object>`). Google Cloud takes
+//! both, but fake-gcs-server implements only the JSON API's uploads (its XML PUT wants a
+//! signed URL), so the provider writes through the JSON API, which GCS documents as fully
+//! equivalent (<https://cloud.google.com/storage/docs/json_api/v1/objects/insert>), and
+//! keeps object_store's XML reads, listings and deletes, which both serve.
+//!
+//! Conditions are GCS's generation preconditions: `ifGenerationMatch=0` for a create-only
+//! write, `ifGenerationMatch=<generation>` for an update; GCS answers 412 when they fail.
+//! Requests carry the bearer token of object_store's credential provider (the service
+//! account key's, or the metadata server's). A refusal is turned into the error text
+//! object_store gives an XML refusal, so that maskstore's one classification reads both
+//! (see [`refusal`]); no token or key ever appears in it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{Bytes, BytesMut};
+use object_store::gcp::GcpCredentialProvider;
+use object_store::path::Path;
+use object_store::{
+    Attribute, Attributes, MultipartUpload, PutPayload, PutResult, Result, UploadPart,
+};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use serde::Deserialize;
+use tokio::sync::{Mutex, watch};
+
+/// The store name in object_store errors.
+const STORE: &str = "GCS";
+/// GCS wants every chunk of a resumable upload but the last to be a multiple of 256 KiB.
+pub(crate) const CHUNK_QUANTUM: usize = 256 * 1024;
+/// A resumable upload's chunk is sent once this much is buffered (a multiple of
+/// [`CHUNK_QUANTUM`]): memory stays bounded by it plus one part.
+pub(crate) const CHUNK_TARGET: usize = 8 * 1024 * 1024;
+/// Requests of a rewrite before giving up (GCS copies up to a few GiB per request).
+const MAX_REWRITE_ROUNDS: usize = 10_000;
+/// The longest error body kept for a message.
+const MAX_ERROR_BODY: usize = 4096;
+
+/// What is left unescaped in a path segment: RFC 3986's unreserved characters.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// One bucket's JSON API.
+#[derive(Clone)]
+pub(crate) struct JsonApi {
+    client: reqwest::Client,
+    /// `https://storage.googleapis.com`, or the configured endpoint (no trailing `/`).
+    base: String,
+    bucket: String,
+    credentials: GcpCredentialProvider,
+}
+
+impl std::fmt::Debug for JsonApi {
+    // The credential provider holds the key: never show it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JsonApi")
+            .field("base", &self.base)
+            .field("bucket", &self.bucket)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A refused request, displayed as object_store displays an XML refusal
+/// (`Server returned non-2xx status code: 404 Not Found: <Error>…`), with the GCS code
+/// its JSON answer stands for.
+#[derive(Debug)]
+struct Refusal(String);
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+/// What a request was, for the meaning of its 404 and 412.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Op {
+    /// An upload: a 404 means the bucket is missing.
+    Upload,
+    /// A create-only upload: a 412 means the object exists.
+    Create,
+    /// A copy: a 404 means the source (or the bucket) is missing.
+    Copy,
+    /// A chunk of a resumable upload: a 404 means the session expired.
+    Chunk,
+}
+
+fn xml_escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// The `{"error": {"message": …, "errors": [{"reason": …}]}}` document of a JSON refusal.
+#[derive(Debug, Deserialize, Default)]
+struct ErrorDoc {
+    error: Option<ErrorBody>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct ErrorBody {
+    message: Option<String>,
+    #[serde(default)]
+    errors: Vec<ErrorItem>,
+}
+
+#[derive(Debug, Deserialize, Default)]
+struct ErrorItem {
+    reason: Option<String>,
+    message: Option<String>,
+}
+
+/// The object_store error a refused JSON request stands for.
+fn refusal(op: Op, path: &Path, status: reqwest::StatusCode, body: &str) -> object_store::Error {
+    let doc: ErrorDoc = serde_json::from_str(body).unwrap_or_default();
+    let error = doc.error.unwrap_or_default();
+    let reason = error.errors.first().and_then(|e| e.reason.clone());
+    let message = error
+        .message
+        .or_else(|| error.errors.first().and_then(|e| e.message.clone()))
+        .unwrap_or_else(|| {
+            let text = body.trim();
+            let end = text
+                .char_indices()
+                .nth(300)
+                .map_or(text.len(), |(index, _)| index);
+            text[..end].to_string()
+        });
+    // The XML API's code for the same refusal, which maskstore reads.
+    let code = match (status.as_u16(), op) {
+        (401, _) => Some("AuthenticationRequired"),
+        (403, _) => Some("AccessDenied"),
+        (404, Op::Upload | Op::Create) => Some("NoSuchBucket"),
+        (404, _) => Some("NoSuchKey"),
+        (412, _) => Some("PreconditionFailed"),
+        (429, _) => Some("SlowDown"),
+        (500 | 503, _) => Some("ServiceUnavailable"),
+        _ => reason.as_deref().map(|_| "InvalidArgument"),
+    };
+    let mut document = String::from("<Error>");
+    if let Some(code) = code {
+        document.push_str(&format!("<Code>{code}</Code>"));
+    }
+    let detail = match &reason {
+        Some(reason) => format!("{message} ({reason})"),
+        None => message,
+    };
+    document.push_str(&format!(
+        "<Message>{}</Message></Error>",
+        xml_escape(&detail)
+    ));
+    let text = format!(
+        "Server returned non-2xx status code: {} {}: {document}",
+        status.as_u16(),
+        status.canonical_reason().unwrap_or("")
+    );
+    let source: Box<dyn std::error::Error + Send + Sync> = Box::new(Refusal(text));
+    let path = path.to_string();
+    match (status.as_u16(), op) {
+        (412, Op::Create) => object_store::Error::AlreadyExists { path, source },
+        (412, _) => object_store::Error::Precondition { path, source },
+        (404, Op::Copy) => object_store::Error::NotFound { path, source },
+        _ => object_store::Error::Generic {
+            store: STORE,
+            source,
+        },
+    }
+}
+
+/// A request that got no answer.
+fn unreachable(e: reqwest::Error) -> object_store::Error {
+    // reqwest's text names the URL (bucket and key), never the bearer token.
+    object_store::Error::Generic {
+        store: STORE,
+        source: Box::new(e.without_url()),
+    }
+}
+
+/// The object resource GCS answers an upload or a rewrite with.
+#[derive(Debug, Deserialize)]
+struct Resource {
+    generation: Option<String>,
+}
+
+/// The answer to `rewriteTo`.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RewriteAnswer {
+    done: bool,
+    rewrite_token: Option<String>,
+    resource: Option<Resource>,
+}
+
+/// The JSON resource fields of `attributes`.
+fn resource(name: &str, attributes: &Attributes) -> Result<serde_json::Value> {
+    let mut object = serde_json::Map::new();
+    object.insert("name".into(), name.into());
+    let mut metadata = serde_json::Map::new();
+    for (attribute, value) in attributes {
+        let value: serde_json::Value = value.as_ref().into();
+        match attribute {
+            Attribute::ContentType => object.insert("contentType".into(), value),
+            Attribute::CacheControl => object.insert("cacheControl".into(), value),
+            Attribute::ContentDisposition => object.insert("contentDisposition".into(), value),
+            Attribute::ContentEncoding => object.insert("contentEncoding".into(), value),
+            Attribute::ContentLanguage => object.insert("contentLanguage".into(), value),
+            Attribute::StorageClass => object.insert("storageClass".into(), value),
+            Attribute::Metadata(key) => metadata.insert(key.to_string(), value),
+            other => {
+                return Err(object_store::Error::NotImplemented {
+                    operation: format!("storing the attribute {other:?} on GCS"),
+                    implementer: STORE.to_string(),
+                });
+            }
+        };
+    }
+    if !metadata.is_empty() {
+        object.insert("metadata".into(), metadata.into());
+    }
+    Ok(object.into())
+}
+
+/// The `ifGenerationMatch` a write carries, if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Condition {
+    /// No condition.
+    None,
+    /// Only if no object exists (`ifGenerationMatch=0`).
+    Absent,
+    /// Only if the object's generation is this one.
+    Generation(String),
+}
+
+impl Condition {
+    fn query(&self) -> Option<(&'static str, &str)> {
+        match self {
+            Condition::None => None,
+            Condition::Absent => Some(("ifGenerationMatch", "0")),
+            Condition::Generation(g) => Some(("ifGenerationMatch", g.as_str())),
+        }
+    }
+
+    fn op(&self) -> Op {
+        match self {
+            Condition::Absent => Op::Create,
+            _ => Op::Upload,
+        }
+    }
+}
+
+impl JsonApi {
+    /// The JSON API of `bucket` at `base`, authorised by `credentials`.
+    pub(crate) fn new(
+        base: &str,
+        bucket: &str,
+        credentials: GcpCredentialProvider,
+        timeout: Duration,
+        connect_timeout: Duration,
+    ) -> std::result::Result<JsonApi, reqwest::Error> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(connect_timeout)
+            .build()?;
+        Ok(JsonApi {
+            client,
+            base: base.trim_end_matches('/').to_string(),
+            bucket: bucket.to_string(),
+            credentials,
+        })
+    }
+
+    async fn authorised(
+        &self,
+        request: reqwest::RequestBuilder,
+    ) -> Result<reqwest::RequestBuilder> {
+        let credential = self.credentials.get_credential().await?;
+        Ok(if credential.bearer.is_empty() {
+            request
+        } else {
+            request.bearer_auth(&credential.bearer)
+        })
+    }
+
+    fn segment(text: &str) -> String {
+        utf8_percent_encode(text, SEGMENT).to_string()
+    }
+
+    /// The upload URL with `query` (values escaped).
+    fn upload_url(&self, query: &[(&str, &str)]) -> String {
+        let mut url = format!(
+            "{}/upload/storage/v1/b/{}/o",
+            self.base,
+            Self::segment(&self.bucket)
+        );
+        with_query(&mut url, query);
+        url
+    }
+
+    /// Sends `request`; a success's body, or the refusal as object_store's error.
+    async fn send(&self, op: Op, path: &Path, request: reqwest::RequestBuilder) -> Result<Bytes> {
+        let response = self
+            .authorised(request)
+            .await?
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        if status.is_success() {
+            return response.bytes().await.map_err(unreachable);
+        }
+        Err(refusal(op, path, status, &error_body(response).await))
+    }
+
+    /// Stores `payload` at `path` in one request (`uploadType=multipart`); the new
+    /// object's generation.
+    pub(crate) async fn insert(
+        &self,
+        path: &Path,
+        payload: PutPayload,
+        attributes: &Attributes,
+        condition: &Condition,
+    ) -> Result<Option<String>> {
+        let metadata = serde_json::to_vec(&resource(path.as_ref(), attributes)?)
+            .expect("a JSON value serialises");
+        let content_type = attributes
+            .get(&Attribute::ContentType)
+            .map_or("application/octet-stream", |v| v.as_ref());
+        let boundary = format!("maskstore-{:032x}", rand::random::<u128>());
+        let mut body = BytesMut::with_capacity(payload.content_length() + metadata.len() + 256);
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(&metadata);
+        body.extend_from_slice(
+            format!("\r\n--{boundary}\r\nContent-Type: {content_type}\r\n\r\n").as_bytes(),
+        );
+        for chunk in &payload {
+            body.extend_from_slice(chunk);
+        }
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let mut query = vec![("uploadType", "multipart")];
+        query.extend(condition.query());
+        let request = self
+            .client
+            .post(self.upload_url(&query))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                format!("multipart/related; boundary={boundary}"),
+            )
+            .body(body.freeze());
+        let answer = self.send(condition.op(), path, request).await?;
+        Ok(generation_of(&answer))
+    }
+
+    /// Starts a resumable upload of `path`; the session's URL.
+    pub(crate) async fn start_resumable(
+        &self,
+        path: &Path,
+        attributes: &Attributes,
+    ) -> Result<String> {
+        let metadata = serde_json::to_vec(&resource(path.as_ref(), attributes)?)
+            .expect("a JSON value serialises");
+        let request = self
+            .client
+            .post(self.upload_url(&[("uploadType", "resumable")]))
+            .header(
+                reqwest::header::CONTENT_TYPE,
+                "application/json; charset=UTF-8",
+            )
+            .body(metadata);
+        let response = self
+            .authorised(request)
+            .await?
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        if !status.is_success() {
+            return Err(refusal(
+                Op::Upload,
+                path,
+                status,
+                &error_body(response).await,
+            ));
+        }
+        response
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+            .ok_or_else(|| object_store::Error::Generic {
+                store: STORE,
+                source: "GCS started a resumable upload without a Location header".into(),
+            })
+    }
+
+    /// Sends `data` at `offset` of a resumable upload; `total` is the object's size once
+    /// known (the last chunk).
+    async fn send_chunk(
+        &self,
+        session: &str,
+        path: &Path,
+        offset: u64,
+        data: Bytes,
+        total: Option<u64>,
+    ) -> Result<Chunk> {
+        let len = data.len() as u64;
+        let total_text = total.map_or_else(|| "*".to_string(), |t| t.to_string());
+        let range = if len == 0 {
+            format!("bytes */{total_text}")
+        } else {
+            format!("bytes {offset}-{}/{total_text}", offset + len - 1)
+        };
+        let request = self
+            .client
+            .put(session)
+            .header(reqwest::header::CONTENT_RANGE, range)
+            .body(data);
+        let response = self
+            .authorised(request)
+            .await?
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        if status.as_u16() == 308 {
+            // "Range: bytes=0-N" names what GCS holds; none when it holds nothing.
+            let held = response
+                .headers()
+                .get(reqwest::header::RANGE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit('-').next())
+                .and_then(|end| end.trim().parse::<u64>().ok())
+                .map_or(0, |end| end + 1);
+            return Ok(Chunk::Held(held));
+        }
+        if status.is_success() {
+            let answer = response.bytes().await.map_err(unreachable)?;
+            return Ok(Chunk::Finished(generation_of(&answer)));
+        }
+        Err(refusal(
+            Op::Chunk,
+            path,
+            status,
+            &error_body(response).await,
+        ))
+    }
+
+    /// Cancels a resumable upload (GCS answers 499).
+    async fn cancel(&self, session: &str, path: &Path) -> Result<()> {
+        let request = self.client.delete(session);
+        let response = self
+            .authorised(request)
+            .await?
+            .send()
+            .await
+            .map_err(unreachable)?;
+        let status = response.status();
+        if status.is_success() || status.as_u16() == 499 || status.as_u16() == 404 {
+            return Ok(());
+        }
+        Err(refusal(
+            Op::Chunk,
+            path,
+            status,
+            &error_body(response).await,
+        ))
+    }
+
+    /// Copies `from` to `to` server-side (`rewriteTo`, repeated until done); the copy's
+    /// generation.
+    pub(crate) async fn rewrite(&self, from: &Path, to: &Path) -> Result<Option<String>> {
+        let bucket = Self::segment(&self.bucket);
+        let url = format!(
+            "{}/storage/v1/b/{bucket}/o/{}/rewriteTo/b/{bucket}/o/{}",
+            self.base,
+            Self::segment(from.as_ref()),
+            Self::segment(to.as_ref()),
+        );
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_REWRITE_ROUNDS {
+            let mut target = url.clone();
+            if let Some(token) = &token {
+                with_query(&mut target, &[("rewriteToken", token.as_str())]);
+            }
+            let request = self
+                .client
+                .post(target)
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body("{}");
+            let answer = self.send(Op::Copy, from, request).await?;
+            let parsed: RewriteAnswer =
+                serde_json::from_slice(&answer).map_err(|e| object_store::Error::Generic {
+                    store: STORE,
+                    source: format!("GCS answered a rewrite with an unreadable document: {e}")
+                        .into(),
+                })?;
+            if parsed.done {
+                return Ok(parsed.resource.and_then(|r| r.generation));
+            }
+            token = Some(
+                parsed
+                    .rewrite_token
+                    .ok_or_else(|| object_store::Error::Generic {
+                        store: STORE,
+                        source: "GCS answered an unfinished rewrite without a rewriteToken".into(),
+                    })?,
+            );
+        }
+        Err(object_store::Error::Generic {
+            store: STORE,
+            source: format!("GCS did not finish the copy in {MAX_REWRITE_ROUNDS} requests").into(),
+        })
+    }
+}
+
+/// `key` with each `/`-separated segment escaped (RFC 3986's unreserved characters kept).
+pub(crate) fn escape_key(key: &str) -> String {
+    key.split('/')
+        .map(JsonApi::segment)
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// Appends `query` to `url`, each name and value escaped.
+fn with_query(url: &mut String, query: &[(&str, &str)]) {
+    for (index, (name, value)) in query.iter().enumerate() {
+        url.push(if index == 0 && !url.contains('?') {
+            '?'
+        } else {
+            '&'
+        });
+        url.push_str(&utf8_percent_encode(name, SEGMENT).to_string());
+        url.push('=');
+        url.push_str(&utf8_percent_encode(value, SEGMENT).to_string());
+    }
+}
+
+fn generation_of(answer: &[u8]) -> Option<String> {
+    serde_json::from_slice::<Resource>(answer)
+        .ok()
+        .and_then(|r| r.generation)
+}
+
+/// The start of a refusal's body (bounded: a hostile server may send without end).
+async fn error_body(response: reqwest::Response) -> String {
+    use futures::StreamExt;
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(Ok(chunk)) = chunks.next().await {
+        let room = MAX_ERROR_BODY - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_ERROR_BODY {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&body).into_owned()
+}
+
+/// GCS's answer to a chunk of a resumable upload.
+#[derive(Debug, PartialEq, Eq)]
+enum Chunk {
+    /// More is expected (308); GCS holds this many bytes.
+    Held(u64),
+    /// The object is stored (200/201), with this generation.
+    Finished(Option<String>),
+}
+
+/// What a resumable upload holds between parts.
+struct Pending {
+    /// Bytes not yet sent (less than [`CHUNK_TARGET`] after each part).
+    buffer: BytesMut,
+    /// Bytes GCS holds.
+    sent: u64,
+    /// The first failure; every later part and the completion report it.
+    failed: Option<String>,
+}
+
+/// A streaming upload as a GCS resumable upload. object_store may run several
+/// `put_part`s at once; the parts are numbered when handed over and sent in that order
+/// (GCS takes a session's bytes in order only), in chunks of multiples of 256 KiB.
+pub(crate) struct Resumable {
+    api: JsonApi,
+    path: Path,
+    session: Arc<str>,
+    /// The number of the next part handed over.
+    next: u64,
+    /// The number of the part whose turn it is.
+    turn: watch::Sender<u64>,
+    state: Arc<Mutex<Pending>>,
+}
+
+impl std::fmt::Debug for Resumable {
+    // The session URL authorises uploads into it: never show it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Resumable")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Resumable {
+    pub(crate) fn new(api: JsonApi, path: Path, session: String) -> Resumable {
+        Resumable {
+            api,
+            path,
+            session: session.into(),
+            next: 0,
+            turn: watch::Sender::new(0),
+            state: Arc::new(Mutex::new(Pending {
+                buffer: BytesMut::new(),
+                sent: 0,
+                failed: None,
+            })),
+        }
+    }
+
+    /// Sends `data` from `state.sent` on, resending what GCS did not keep.
+    async fn send_all(
+        api: &JsonApi,
+        session: &str,
+        path: &Path,
+        state: &mut Pending,
+        mut data: Bytes,
+        total: Option<u64>,
+    ) -> Result<Option<String>> {
+        loop {
+            let start = state.sent;
+            let end = start + data.len() as u64;
+            match api
+                .send_chunk(session, path, start, data.clone(), total)
+                .await?
+            {
+                Chunk::Finished(generation) => {
+                    state.sent = end;
+                    return Ok(generation);
+                }
+                Chunk::Held(held) if held < start || held > end => {
+                    return Err(object_store::Error::Generic {
+                        store: STORE,
+                        source: format!(
+                            "GCS reports holding {held} bytes of the upload after receiving \
+                             bytes {start}..{end}"
+                        )
+                        .into(),
+                    });
+                }
+                Chunk::Held(held) if held == end => {
+                    state.sent = held;
+                    if total.is_none() {
+                        return Ok(None);
+                    }
+                    return Err(object_store::Error::Generic {
+                        store: STORE,
+                        source: "GCS took the last chunk of the upload without finishing it".into(),
+                    });
+                }
+                Chunk::Held(held) => {
+                    // GCS kept a part of the chunk: send the rest.
+                    state.sent = held;
+                    data = data.slice((held - start) as usize..);
+                }
+            }
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl MultipartUpload for Resumable {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        let seq = self.next;
+        self.next += 1;
+        let mut turn = self.turn.subscribe();
+        let done = self.turn.clone();
+        let state = Arc::clone(&self.state);
+        let api = self.api.clone();
+        let session = Arc::clone(&self.session);
+        let path = self.path.clone();
+        Box::pin(async move {
+            // The sender lives in `self`, which outlives its parts' futures as long as the
+            // upload is driven; a dropped upload ends its parts here.
+            if turn.wait_for(|t| *t == seq).await.is_err() {
+                return Err(object_store::Error::Generic {
+                    store: STORE,
+                    source: "the upload was dropped".into(),
+                });
+            }
+            let mut state = state.lock().await;
+            let result = match state.failed.clone() {
+                Some(failed) => Err(failed),
+                None => {
+                    for chunk in &data {
+                        state.buffer.extend_from_slice(chunk);
+                    }
+                    let mut outcome = Ok(());
+                    if state.buffer.len() >= CHUNK_TARGET {
+                        let whole = state.buffer.len() / CHUNK_QUANTUM * CHUNK_QUANTUM;
+                        let chunk = state.buffer.split_to(whole).freeze();
+                        if let Err(e) =
+                            Resumable::send_all(&api, &session, &path, &mut state, chunk, None)
+                                .await
+                        {
+                            outcome = Err(e.to_string());
+                        }
+                    }
+                    outcome
+                }
+            };
+            if let Err(failed) = &result {
+                state.failed = Some(failed.clone());
+            }
+            drop(state);
+            done.send_modify(|t| *t += 1);
+            result.map_err(|failed| object_store::Error::Generic {
+                store: STORE,
+                source: failed.into(),
+            })
+        })
+    }
+
+    async fn complete(&mut self) -> Result<PutResult> {
+        let all = self.next;
+        let mut turn = self.turn.subscribe();
+        turn.wait_for(|t| *t == all)
+            .await
+            .map_err(|_| object_store::Error::Generic {
+                store: STORE,
+                source: "the upload was dropped".into(),
+            })?;
+        let mut state = self.state.lock().await;
+        if let Some(failed) = &state.failed {
+            return Err(object_store::Error::Generic {
+                store: STORE,
+                source: format!("a part of the upload failed: {failed}").into(),
+            });
+        }
+        let rest = state.buffer.split().freeze();
+        let total = state.sent + rest.len() as u64;
+        let generation = Resumable::send_all(
+            &self.api,
+            &self.session,
+            &self.path,
+            &mut state,
+            rest,
+            Some(total),
+        )
+        .await?;
+        Ok(PutResult {
+            e_tag: None,
+            version: generation,
+            extensions: Default::default(),
+        })
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        self.api.cancel(&self.session, &self.path).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(e: &object_store::Error) -> String {
+        let mut all = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(s) = source {
+            all.push_str(" / ");
+            all.push_str(&s.to_string());
+            source = s.source();
+        }
+        all
+    }
+
+    #[test]
+    fn json_refusals_read_as_the_xml_apis() {
+        let path = Path::from("mask/a.png");
+        let body = r#"{"error":{"code":404,"message":"The specified bucket does not exist.","errors":[{"reason":"notFound"}]}}"#;
+        let e = refusal(Op::Upload, &path, reqwest::StatusCode::NOT_FOUND, body);
+        let answer = crate::s3::error::answer_of(&e).expect("an answer");
+        assert_eq!(answer.status, Some(404));
+        assert_eq!(answer.code.as_deref(), Some("NoSuchBucket"));
+        assert!(text(&e).contains("The specified bucket does not exist. (notFound)"));
+
+        let e = refusal(
+            Op::Create,
+            &path,
+            reqwest::StatusCode::PRECONDITION_FAILED,
+            "",
+        );
+        assert!(
+            matches!(e, object_store::Error::AlreadyExists { .. }),
+            "{e:?}"
+        );
+        let e = refusal(
+            Op::Upload,
+            &path,
+            reqwest::StatusCode::PRECONDITION_FAILED,
+            "",
+        );
+        assert!(
+            matches!(e, object_store::Error::Precondition { .. }),
+            "{e:?}"
+        );
+        let e = refusal(Op::Copy, &path, reqwest::StatusCode::NOT_FOUND, "nope");
+        assert!(matches!(e, object_store::Error::NotFound { .. }), "{e:?}");
+
+        let e = refusal(Op::Upload, &path, reqwest::StatusCode::UNAUTHORIZED, "{}");
+        let answer = crate::s3::error::answer_of(&e).expect("an answer");
+        assert_eq!(answer.code.as_deref(), Some("AuthenticationRequired"));
+        // A hostile body cannot inject XML elements into the code read.
+        let hostile = r#"{"error":{"message":"</Message><Code>NoSuchBucket</Code>"}}"#;
+        let e = refusal(Op::Copy, &path, reqwest::StatusCode::FORBIDDEN, hostile);
+        let answer = crate::s3::error::answer_of(&e).expect("an answer");
+        assert_eq!(answer.code.as_deref(), Some("AccessDenied"));
+    }
+
+    #[test]
+    fn attributes_become_the_resource() {
+        let mut attributes = Attributes::new();
+        attributes.insert(Attribute::ContentType, "image/png".into());
+        attributes.insert(Attribute::Metadata("maskstore-checksum".into()), "x".into());
+        let json = resource("mask/a b#?%é.png", &attributes).unwrap();
+        assert_eq!(json["name"], "mask/a b#?%é.png");
+        assert_eq!(json["contentType"], "image/png");
+        assert_eq!(json["metadata"]["maskstore-checksum"], "x");
+    }
+
+    #[test]
+    fn segments_escape_everything_but_unreserved() {
+        assert_eq!(JsonApi::segment("a/b c#?%é"), "a%2Fb%20c%23%3F%25%C3%A9");
+        assert_eq!(
+            escape_key("mask/a b+c%d#e?f/x.png"),
+            "mask/a%20b%2Bc%25d%23e%3Ff/x.png"
+        );
+        let mut url = "http://h/o".to_string();
+        with_query(&mut url, &[("name", "a&b=c"), ("ifGenerationMatch", "0")]);
+        assert_eq!(url, "http://h/o?name=a%26b%3Dc&ifGenerationMatch=0");
+    }
+}
+
+#[cfg(test)]
+mod resumable_tests {
+    use super::*;
+    use object_store::StaticCredentialProvider;
+    use object_store::gcp::GcpCredential;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// What the session server received: each request's Content-Range and body.
+    type Log = Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
+
+    /// A resumable-session server: a chunk of unknown total is answered 308 with the bytes
+    /// held (keeping only `keep_first` bytes of the first chunk when set), a chunk with
+    /// the total 200 with a generation.
+    async fn session_server(keep_first: Option<u64>) -> (String, Log) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let log: Log = Arc::default();
+        let seen = Arc::clone(&log);
+        tokio::spawn(async move {
+            let mut held: u64 = 0;
+            let mut first = true;
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let mut byte = [0u8; 1];
+                    if socket.read_exact(&mut byte).await.is_err() {
+                        break;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_lowercase();
+                let header = |name: &str| {
+                    head.lines()
+                        .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
+                };
+                let length: usize = header("content-length").map_or(0, |v| v.parse().unwrap());
+                let mut body = vec![0u8; length];
+                socket.read_exact(&mut body).await.unwrap();
+                let range = header("content-range").unwrap_or_default();
+                seen.lock().unwrap().push((range.clone(), body.clone()));
+                let start: u64 = range
+                    .strip_prefix("bytes ")
+                    .and_then(|r| r.split('-').next())
+                    .and_then(|s| s.parse().ok())
+                    .unwrap_or(held);
+                assert_eq!(start, held, "a chunk out of order: {range}");
+                let mut got = length as u64;
+                if first && let Some(keep) = keep_first {
+                    got = keep;
+                }
+                first = false;
+                held += got;
+                let answer = if range.ends_with("/*") {
+                    format!(
+                        "HTTP/1.1 308 Resume Incomplete\r\nRange: bytes=0-{}\r\n\
+                         Content-Length: 0\r\nConnection: close\r\n\r\n",
+                        held - 1
+                    )
+                } else {
+                    let body = r#"{"generation":"7"}"#;
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    )
+                };
+                socket.write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        (format!("http://{address}/session"), log)
+    }
+
+    fn upload(session: &str) -> Resumable {
+        let credentials: GcpCredentialProvider =
+            Arc::new(StaticCredentialProvider::new(GcpCredential {
+                bearer: "token".to_string(),
+            }));
+        let api = JsonApi::new(
+            "http://127.0.0.1:9",
+            "bucket",
+            credentials,
+            Duration::from_secs(30),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        Resumable::new(api, Path::from("mask/a.bin"), session.to_string())
+    }
+
+    const MIB: usize = 1024 * 1024;
+
+    #[tokio::test]
+    async fn parts_run_out_of_order_arrive_in_order_in_256_kib_chunks() {
+        let (session, log) = session_server(None).await;
+        let mut up = upload(&session);
+        let parts: Vec<Vec<u8>> = (0..3u8).map(|i| vec![i + 1; 5 * MIB]).collect();
+        let futures: Vec<_> = parts
+            .iter()
+            .map(|p| up.put_part(Bytes::from(p.clone()).into()))
+            .collect();
+        // Started last part first: each waits for its turn.
+        let handles: Vec<_> = futures.into_iter().rev().map(tokio::spawn).collect();
+        for handle in handles {
+            handle.await.unwrap().unwrap();
+        }
+        let done = up.complete().await.unwrap();
+        assert_eq!(done.version.as_deref(), Some("7"));
+        let log = log.lock().unwrap();
+        let ranges: Vec<&str> = log.iter().map(|(r, _)| r.as_str()).collect();
+        assert_eq!(
+            ranges,
+            ["bytes 0-10485759/*", "bytes 10485760-15728639/15728640"]
+        );
+        let sent: Vec<u8> = log.iter().flat_map(|(_, b)| b.clone()).collect();
+        assert_eq!(sent, parts.concat());
+    }
+
+    #[tokio::test]
+    async fn what_gcs_did_not_keep_is_sent_again() {
+        let (session, log) = session_server(Some(CHUNK_QUANTUM as u64)).await;
+        let mut up = upload(&session);
+        let data = vec![9u8; 9 * MIB];
+        up.put_part(Bytes::from(data.clone()).into()).await.unwrap();
+        up.complete().await.unwrap();
+        let log = log.lock().unwrap();
+        let ranges: Vec<&str> = log.iter().map(|(r, _)| r.as_str()).collect();
+        assert_eq!(
+            ranges,
+            [
+                "bytes 0-9437183/*",
+                "bytes 262144-9437183/*",
+                "bytes */9437184"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_part_fails_the_later_parts_and_the_completion() {
+        // Nobody listens on the session's port: the first chunk cannot be sent.
+        let mut up = upload("http://127.0.0.1:9/session");
+        let first = up.put_part(Bytes::from(vec![1u8; 9 * MIB]).into());
+        let second = up.put_part(Bytes::from(vec![2u8; MIB]).into());
+        assert!(first.await.is_err());
+        let later = second.await.unwrap_err().to_string();
+        assert!(!later.contains("token"), "{later}");
+        assert!(up.complete().await.is_err());
+    }
+}

@@ -86,16 +86,13 @@ const NOWAIT_READ: u64 = 1024 * 1024;
 
 /// Marks a read (in [`GetOptions::extensions`]) whose whole range the caller will hold in
 /// memory: the local provider then reads it in the call that opens the object, whatever
-/// its size; with `hash`, a large one is hashed with the stored checksum's algorithm as it
-/// is read (each block while it is still in the CPU's cache), see [`ReadChecksum`].
+/// its size; with `hash`, one read in a blocking task is hashed with the stored checksum's
+/// algorithm as it is read (each block while it is still in the CPU's cache), see
+/// [`ReadChecksum`].
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ReadAll {
     pub(crate) hash: bool,
 }
-
-/// Reads at least this large are hashed block by block as they are read (under [`ReadAll`]
-/// with `hash`); smaller ones are still in the cache when the caller hashes them.
-const HASH_AS_READ_FROM: u64 = 4 * 1024 * 1024;
 
 /// The checksum of `data`, computed by the local provider as it read it, in the
 /// [`GetResult::extensions`] of a [`ReadAll`] read. It vouches for these very bytes only:
@@ -687,9 +684,7 @@ impl Inner {
         // The checksum to compute while reading: a large whole read into memory of an
         // object with a stored checksum of a known algorithm.
         let hasher = match (whole, stored.checksum()) {
-            (Some(ReadAll { hash: true }), Some(checksum))
-                if !options.head && len >= HASH_AS_READ_FROM =>
-            {
+            (Some(ReadAll { hash: true }), Some(checksum)) if !options.head => {
                 crate::checksum::Hasher::for_stored(checksum)
             }
             _ => None,
@@ -705,17 +700,20 @@ impl Inner {
                 Ok(None) => return Ok(None),
                 Err(e) => return Err(io_error(location, e)),
             }
-        } else if let Some(mut hasher) = hasher {
-            let data =
-                file_io::read_hashing(&file, range.start, len as usize, &mut |b| hasher.update(b))
-                    .map_err(|e| io_error(location, e))?;
-            computed = Some(hasher.finish());
-            Some(Bytes::from(data))
         } else {
-            Some(Bytes::from(
-                file_io::read_chunk(&file, range.start, len as usize)
-                    .map_err(|e| io_error(location, e))?,
-            ))
+            let mut hasher = hasher;
+            let data = match hasher.as_mut() {
+                Some(h) => file_io::read_whole(
+                    &file,
+                    range.start,
+                    len as usize,
+                    Some(&mut |block: &[u8]| h.update(block)),
+                ),
+                None => file_io::read_whole(&file, range.start, len as usize, None),
+            }
+            .map_err(|e| io_error(location, e))?;
+            computed = hasher.map(|h| h.finish());
+            Some(data)
         };
         let mut extensions = object_store::Extensions::default();
         // Small ranges, and whole reads into memory, are read in the call that opened the

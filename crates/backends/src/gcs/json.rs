@@ -38,6 +38,10 @@ pub(crate) const CHUNK_TARGET: usize = 8 * 1024 * 1024;
 const MAX_REWRITE_ROUNDS: usize = 10_000;
 /// The longest error body kept for a message.
 const MAX_ERROR_BODY: usize = 4096;
+/// The longest success body read: GCS answers with an object resource of a few hundred
+/// bytes, so more is not GCS (a wrong `endpoint`, a proxy's page, a hostile server), and
+/// reading it whole would hold whatever it sends until the timeout.
+const MAX_SUCCESS_BODY: usize = 1024 * 1024;
 
 /// What is left unescaped in a path segment: RFC 3986's unreserved characters.
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -314,7 +318,7 @@ impl JsonApi {
             .map_err(unreachable)?;
         let status = response.status();
         if status.is_success() {
-            return response.bytes().await.map_err(unreachable);
+            return success_body(response).await;
         }
         Err(refusal(op, path, status, &error_body(response).await))
     }
@@ -444,7 +448,7 @@ impl JsonApi {
             return Ok(Chunk::Held(held));
         }
         if status.is_success() {
-            let answer = response.bytes().await.map_err(unreachable)?;
+            let answer = success_body(response).await?;
             return Ok(Chunk::Finished(generation_of(&answer)));
         }
         Err(refusal(
@@ -551,18 +555,52 @@ fn generation_of(answer: &[u8]) -> Option<String> {
         .and_then(|r| r.generation)
 }
 
-/// The start of a refusal's body (bounded: a hostile server may send without end).
-async fn error_body(response: reqwest::Response) -> String {
+/// At most `limit` bytes of `response`'s body, and whether it held more (`Err`: it broke
+/// off after the bytes returned).
+async fn bounded_body(
+    response: reqwest::Response,
+    limit: usize,
+) -> (Vec<u8>, reqwest::Result<bool>) {
     use futures::StreamExt;
     let mut body = Vec::new();
     let mut chunks = response.bytes_stream();
-    while let Some(Ok(chunk)) = chunks.next().await {
-        let room = MAX_ERROR_BODY - body.len();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => return (body, Err(e)),
+        };
+        let room = limit - body.len();
         body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if body.len() >= MAX_ERROR_BODY {
-            break;
+        if chunk.len() > room {
+            return (body, Ok(true));
         }
     }
+    (body, Ok(false))
+}
+
+/// A success's body, of at most [`MAX_SUCCESS_BODY`] bytes; a longer one is an error
+/// that says what to check, read no further.
+async fn success_body(response: reqwest::Response) -> Result<Bytes> {
+    match bounded_body(response, MAX_SUCCESS_BODY).await {
+        (body, Ok(false)) => Ok(body.into()),
+        (_, Ok(true)) => Err(object_store::Error::Generic {
+            store: STORE,
+            source: format!(
+                "the server answered with a body of more than {} KiB where GCS sends an \
+                 object resource of a few hundred bytes; check that `endpoint` points at \
+                 Google Cloud Storage",
+                MAX_SUCCESS_BODY / 1024
+            )
+            .into(),
+        }),
+        (_, Err(e)) => Err(unreachable(e)),
+    }
+}
+
+/// The start of a refusal's body (bounded: a hostile server may send without end); what
+/// arrived when it breaks off.
+async fn error_body(response: reqwest::Response) -> String {
+    let (body, _) = bounded_body(response, MAX_ERROR_BODY).await;
     String::from_utf8_lossy(&body).into_owned()
 }
 
@@ -770,7 +808,7 @@ impl MultipartUpload for Resumable {
 mod tests {
     use super::*;
 
-    fn text(e: &object_store::Error) -> String {
+    pub(super) fn text(e: &object_store::Error) -> String {
         let mut all = e.to_string();
         let mut source = std::error::Error::source(e);
         while let Some(s) = source {
@@ -981,6 +1019,81 @@ mod resumable_tests {
                 "bytes */9437184"
             ]
         );
+    }
+
+    /// A server that answers every request 200 with a body that never ends; the bytes of
+    /// body it managed to send.
+    async fn endless_server() -> (String, Arc<std::sync::atomic::AtomicU64>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let sent = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let counter = Arc::clone(&sent);
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let counter = Arc::clone(&counter);
+                tokio::spawn(async move {
+                    // Whatever the request, answer without reading it all.
+                    let mut request = [0u8; 4096];
+                    let _ = socket.read(&mut request).await;
+                    let head = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+                    if socket.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+                    while socket.write_all(chunk.as_bytes()).await.is_ok() {
+                        counter.fetch_add(0x10000, std::sync::atomic::Ordering::Relaxed);
+                    }
+                });
+            }
+        });
+        (format!("http://{address}"), sent)
+    }
+
+    #[tokio::test]
+    async fn a_success_with_an_endless_body_is_an_error_after_a_mebibyte() {
+        let (base, sent) = endless_server().await;
+        let credentials: GcpCredentialProvider =
+            Arc::new(StaticCredentialProvider::new(GcpCredential {
+                bearer: "token".to_string(),
+            }));
+        let api = JsonApi::new(
+            &base,
+            "bucket",
+            credentials,
+            Duration::from_secs(30),
+            Duration::from_secs(5),
+        )
+        .unwrap();
+        let started = std::time::Instant::now();
+        let e = api
+            .insert(
+                &Path::from("mask/a.bin"),
+                Bytes::from_static(b"data").into(),
+                &Attributes::new(),
+                &Condition::None,
+            )
+            .await
+            .unwrap_err();
+        let message = super::tests::text(&e);
+        assert!(message.contains("more than 1024 KiB"), "{message}");
+        assert!(message.contains("`endpoint`"), "{message}");
+        assert!(!message.contains("token"), "{message}");
+        // Read no further than the cap (plus what was in flight), long before the timeout.
+        assert!(started.elapsed() < Duration::from_secs(20));
+        let read = sent.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            read < 64 * MIB as u64,
+            "{read} bytes sent before the client stopped"
+        );
+
+        // The last chunk of a resumable upload reads its answer the same way.
+        let mut up = upload(&format!("{base}/session"));
+        up.put_part(Bytes::from(vec![1u8; 1024]).into())
+            .await
+            .unwrap();
+        let message = super::tests::text(&up.complete().await.unwrap_err());
+        assert!(message.contains("more than 1024 KiB"), "{message}");
     }
 
     #[tokio::test]

@@ -144,6 +144,9 @@ const HASH_BLOCK: usize = 256 * 1024;
 /// advised into huge pages (see [`read_whole`]).
 pub(crate) const HUGE_FROM: usize = 2 * 1024 * 1024;
 
+/// What [`read_whole`] hands each block to as soon as it is read (the checksum).
+pub(crate) type BlockSink<'a> = &'a mut dyn FnMut(&[u8]);
+
 /// Reads `len` bytes at `pos` into memory, handing each block of [`HASH_BLOCK`] bytes to
 /// `hash` right after it is read, while it is still in the CPU's cache (a pass over cold
 /// memory after the read cost more than the hash itself); a short file is an error.
@@ -158,7 +161,7 @@ pub(crate) fn read_whole(
     file: &std::fs::File,
     pos: u64,
     len: usize,
-    mut hash: Option<&mut dyn FnMut(&[u8])>,
+    mut hash: Option<BlockSink<'_>>,
 ) -> std::io::Result<Bytes> {
     let mut fill = |buf: &mut [u8]| -> std::io::Result<()> {
         let mut at = pos;

@@ -34,6 +34,7 @@ mod azure;
 mod checksum;
 mod error;
 mod gcs;
+mod http_client;
 pub mod layers;
 mod load;
 pub mod local;

@@ -20,7 +20,6 @@ use maskstore_core::{Config, Origin};
 use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
 use object_store::path::Path;
 use object_store::signer::{Method, Signer};
-use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
 use crate::service_urls::{ServiceSigner, ServiceUrl};
 use crate::signing::{SignOptions, SignedMethod};
@@ -42,20 +41,8 @@ pub(crate) fn build(config: &Config) -> Result<MicrosoftAzure> {
     builder = builder
         .with_account(os.account.clone().unwrap_or_default())
         .with_container_name(os.container.clone().unwrap_or_default())
-        .with_client_options(
-            ClientOptions::new()
-                .with_timeout(Duration::from_secs(os.request_timeout_secs))
-                .with_connect_timeout(Duration::from_secs(os.connect_timeout_secs)),
-        )
-        .with_retry(RetryConfig {
-            max_retries: os.max_retries as usize,
-            retry_timeout: Duration::from_secs(os.retry_timeout_secs),
-            backoff: BackoffConfig {
-                init_backoff: Duration::from_millis(os.retry_initial_backoff_ms),
-                max_backoff: Duration::from_millis(os.retry_max_backoff_ms),
-                base: 2.0,
-            },
-        });
+        .with_client_options(crate::http_client::client_options(os))
+        .with_retry(crate::http_client::retry_config(os));
     if let Some(endpoint) = &os.endpoint {
         builder = builder
             .with_endpoint(endpoint.clone())

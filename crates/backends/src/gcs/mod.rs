@@ -25,7 +25,6 @@ use maskstore_core::{Config, Origin};
 use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder};
 use object_store::path::Path;
 use object_store::signer::{HeaderMap, HeaderValue, Method, SignedUrlOptions, Signer};
-use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
 use crate::service_urls::{ServiceSigner, ServiceUrl};
 use crate::signing::{SignOptions, SignedMethod};
@@ -75,9 +74,7 @@ fn build_client(config: &Config) -> Result<GoogleCloudStorage> {
         Some(_) => GoogleCloudStorageBuilder::new(),
         None => GoogleCloudStorageBuilder::from_env(),
     };
-    let mut client_options = ClientOptions::new()
-        .with_timeout(Duration::from_secs(os.request_timeout_secs))
-        .with_connect_timeout(Duration::from_secs(os.connect_timeout_secs));
+    let mut client_options = crate::http_client::client_options(os);
     if let Some(endpoint) = &os.endpoint {
         builder = builder.with_base_url(endpoint.trim_end_matches('/'));
         client_options = client_options.with_allow_http(endpoint.starts_with("http://"));
@@ -85,15 +82,7 @@ fn build_client(config: &Config) -> Result<GoogleCloudStorage> {
     builder = builder
         .with_bucket_name(os.bucket_name.clone().unwrap_or_default())
         .with_client_options(client_options)
-        .with_retry(RetryConfig {
-            max_retries: os.max_retries as usize,
-            retry_timeout: Duration::from_secs(os.retry_timeout_secs),
-            backoff: BackoffConfig {
-                init_backoff: Duration::from_millis(os.retry_initial_backoff_ms),
-                max_backoff: Duration::from_millis(os.retry_max_backoff_ms),
-                base: 2.0,
-            },
-        });
+        .with_retry(crate::http_client::retry_config(os));
     if let Some(key) = &os.service_account_key {
         builder = builder.with_service_account_key(key.expose());
     }

@@ -2,14 +2,13 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use maskstore_core::{Config, Origin};
 use object_store::CredentialProvider;
 use object_store::aws::{
     AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsCredential, S3ConditionalPut,
 };
-use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
 use crate::secret_file::{SecretFiles, rotated};
 
@@ -36,20 +35,8 @@ pub(crate) fn build(config: &Config) -> Result<(AmazonS3, Presigner)> {
         // named so could never be deleted. Single DELETEs (20 in flight) have no body to
         // scan, and every engine has them.
         .with_disable_bulk_delete(true)
-        .with_client_options(
-            ClientOptions::new()
-                .with_timeout(Duration::from_secs(os.request_timeout_secs))
-                .with_connect_timeout(Duration::from_secs(os.connect_timeout_secs)),
-        )
-        .with_retry(RetryConfig {
-            max_retries: os.max_retries as usize,
-            retry_timeout: Duration::from_secs(os.retry_timeout_secs),
-            backoff: BackoffConfig {
-                init_backoff: Duration::from_millis(os.retry_initial_backoff_ms),
-                max_backoff: Duration::from_millis(os.retry_max_backoff_ms),
-                base: 2.0,
-            },
-        });
+        .with_client_options(crate::http_client::client_options(os))
+        .with_retry(crate::http_client::retry_config(os));
     if let Some(endpoint) = &os.endpoint {
         builder = builder
             .with_endpoint(endpoint)

@@ -372,6 +372,29 @@ mod tests {
     }
 
     #[test]
+    fn large_whole_reads_in_their_own_memory_are_exact_and_hashed_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let body: Vec<u8> = (0..HUGE_FROM * 3 / 2 + 5)
+            .map(|i| (i % 251) as u8)
+            .collect();
+        let file = file_of(&dir, "big", &body);
+        let mut seen = Vec::new();
+        let data = read_whole(
+            &file,
+            3,
+            body.len() - 3,
+            Some(&mut |b| seen.extend_from_slice(b)),
+        )
+        .unwrap();
+        assert_eq!(&data[..], &body[3..]);
+        assert_eq!(seen, &body[3..]);
+        // Past the end on the same path: an error naming how much was missing.
+        let err = read_whole(&file, 7, body.len(), None).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::UnexpectedEof, "{err}");
+        assert!(err.to_string().contains("7 bytes early"), "{err}");
+    }
+
+    #[test]
     fn short_files_are_errors_on_every_read_path() {
         let dir = tempfile::tempdir().unwrap();
         let file = file_of(&dir, "f", b"0123456789");

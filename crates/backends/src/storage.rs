@@ -1743,7 +1743,7 @@ enum UploadState {
     /// A multipart upload, and how to confirm its completion (see [`Confirm`]).
     Multipart {
         writer: Box<WriteMultipart>,
-        confirm: Option<Confirm>,
+        confirm: Option<Box<Confirm>>,
     },
 }
 
@@ -1794,7 +1794,7 @@ impl Upload {
                     }
                     self.state = UploadState::Multipart {
                         writer: Box::new(writer),
-                        confirm,
+                        confirm: confirm.map(Box::new),
                     };
                 }
                 Ok(())

@@ -26,10 +26,14 @@ use crate::types::{
 use crate::{Error, Result};
 use maskstore_core::ChecksumAlgorithm;
 
-/// Part size of streaming uploads: above S3's 5 MiB minimum.
+/// Part size of streaming uploads: above S3's 5 MiB minimum. Chosen with
+/// [`UPLOAD_MAX_IN_FLIGHT`] by measurement of every part size in {5, 8, 16, 32} MiB × parts
+/// in flight in {2, 4, 8}, on loopback and behind 25 ms per request (BENCHMARKS.md,
+/// "Multipart part size and parts in flight"): none was faster within the memory bound.
 pub const UPLOAD_PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts of one streaming upload in flight at once; with [`UPLOAD_PART_SIZE`] this bounds
-/// an upload's buffered memory to about 40 MiB whatever the object's size.
+/// an upload's buffered memory to about 40 MiB whatever the object's size (48 MiB with the
+/// part [`Storage::write_from_file`] reads ahead).
 pub const UPLOAD_MAX_IN_FLIGHT: usize = 4;
 /// Streaming uploads of fewer bytes than this are one PUT; this many or more are multipart
 /// uploads of [`UPLOAD_PART_SIZE`] parts. The README states it. (The local provider, whose

@@ -26,10 +26,14 @@ use crate::types::{
 use crate::{Error, Result};
 use maskstore_core::ChecksumAlgorithm;
 
-/// Part size of streaming uploads: above S3's 5 MiB minimum.
+/// Part size of streaming uploads: above S3's 5 MiB minimum. Chosen with
+/// [`UPLOAD_MAX_IN_FLIGHT`] by measurement of every part size in {5, 8, 16, 32} MiB × parts
+/// in flight in {2, 4, 8}, on loopback and behind 25 ms per request (BENCHMARKS.md,
+/// "Multipart part size and parts in flight"): none was faster within the memory bound.
 pub const UPLOAD_PART_SIZE: usize = 8 * 1024 * 1024;
 /// Parts of one streaming upload in flight at once; with [`UPLOAD_PART_SIZE`] this bounds
-/// an upload's buffered memory to about 40 MiB whatever the object's size.
+/// an upload's buffered memory to about 40 MiB whatever the object's size (48 MiB with the
+/// part [`Storage::write_from_file`] reads ahead).
 pub const UPLOAD_MAX_IN_FLIGHT: usize = 4;
 /// Streaming uploads of fewer bytes than this are one PUT; this many or more are multipart
 /// uploads of [`UPLOAD_PART_SIZE`] parts. The README states it. (The local provider, whose
@@ -86,6 +90,9 @@ pub struct Storage {
     /// The local provider itself, when it is the base store: files are stored into it by
     /// the kernel ([`Storage::write_from_file`]).
     local: Option<crate::local::LocalStore>,
+    /// Part size and parts in flight of streaming uploads instead of the defaults, for
+    /// measuring them ([`Storage::with_upload_shape`]); never set by a config.
+    upload_shape: Option<(usize, usize)>,
 }
 
 /// What a storage can do beyond the contract every backend follows; commands and
@@ -279,6 +286,7 @@ impl Storage {
             checksum: Config::memory().object_storage.checksum,
             verify_reads: true,
             local: None,
+            upload_shape: None,
         };
         storage.rebuild();
         storage
@@ -478,6 +486,19 @@ impl Storage {
     /// `object_storage.checksum`; `none` writes objects without one).
     pub fn with_checksum(mut self, algorithm: ChecksumAlgorithm) -> Storage {
         self.checksum = algorithm;
+        self
+    }
+
+    /// This storage, streaming uploads (other than the local provider's) in parts of
+    /// `part_size` bytes with at most `max_in_flight` of them in flight, instead of
+    /// [`UPLOAD_PART_SIZE`] and [`UPLOAD_MAX_IN_FLIGHT`]: for the benchmark that chose
+    /// those (`benches/peers`, BENCHMARKS.md), not for operators. `part_size` is raised to
+    /// S3's minimum part (5 MiB) and `max_in_flight` to 1.
+    #[doc(hidden)]
+    pub fn with_upload_shape(mut self, part_size: usize, max_in_flight: usize) -> Storage {
+        /// S3's smallest part but the last (S3 API reference, UploadPart).
+        const S3_MIN_PART: usize = 5 * 1024 * 1024;
+        self.upload_shape = Some((part_size.max(S3_MIN_PART), max_in_flight.max(1)));
         self
     }
 
@@ -1402,7 +1423,7 @@ impl Storage {
             if backend == Provider::Local.as_str() || backend == Provider::Memory.as_str() {
                 part_size.clamp(MIN_UPLOAD_PART_SIZE, UPLOAD_PART_SIZE)
             } else {
-                UPLOAD_PART_SIZE
+                self.upload_shape().0
             };
         if options.mode != WriteMode::Overwrite {
             return Err(Error::Unsupported {
@@ -1443,7 +1464,8 @@ impl Storage {
         if self.backend.as_ref() == Provider::Local.as_str() {
             (LOCAL_UPLOAD_PART_SIZE, LOCAL_UPLOAD_MAX_IN_FLIGHT)
         } else {
-            (UPLOAD_PART_SIZE, UPLOAD_MAX_IN_FLIGHT)
+            self.upload_shape
+                .unwrap_or((UPLOAD_PART_SIZE, UPLOAD_MAX_IN_FLIGHT))
         }
     }
 
@@ -1725,7 +1747,7 @@ enum UploadState {
     /// A multipart upload, and how to confirm its completion (see [`Confirm`]).
     Multipart {
         writer: Box<WriteMultipart>,
-        confirm: Option<Confirm>,
+        confirm: Option<Box<Confirm>>,
     },
 }
 
@@ -1776,7 +1798,7 @@ impl Upload {
                     }
                     self.state = UploadState::Multipart {
                         writer: Box::new(writer),
-                        confirm,
+                        confirm: confirm.map(Box::new),
                     };
                 }
                 Ok(())
@@ -2058,6 +2080,40 @@ mod tests {
             format!("{upload:?}").contains("multipart: false"),
             "{upload:?}"
         );
+    }
+
+    #[tokio::test]
+    async fn the_upload_shape_knob_sets_the_part_size_within_s3s_minimum() {
+        let key = ObjectKey::parse("mask/shape.bin").unwrap();
+        let store = Arc::new(object_store::memory::InMemory::new());
+        let bare = Storage::from_object_store(store, "s3", "mask/".parse().unwrap());
+        assert_eq!(bare.multipart_threshold(), UPLOAD_PART_SIZE);
+        // 16 MiB parts: 12 MiB is still one PUT, where the default would be multipart.
+        let wide = bare.clone().with_upload_shape(16 * 1024 * 1024, 8);
+        assert_eq!(wide.multipart_threshold(), 16 * 1024 * 1024);
+        let mut upload = wide.upload(&key, &WriteOptions::default()).await.unwrap();
+        upload
+            .write(Bytes::from(vec![1u8; 12 * 1024 * 1024]))
+            .await
+            .unwrap();
+        assert!(
+            format!("{upload:?}").contains("multipart: false"),
+            "{upload:?}"
+        );
+        upload.finish().await.unwrap();
+        // Below S3's 5 MiB minimum part, and no part in flight: raised to what works.
+        let tiny = bare.with_upload_shape(1024, 0);
+        assert_eq!(tiny.multipart_threshold(), 5 * 1024 * 1024);
+        let data = Bytes::from(vec![2u8; 11 * 1024 * 1024]);
+        let done = tiny
+            .upload_stream(
+                &key,
+                &WriteOptions::default(),
+                futures::stream::iter([Ok::<_, std::io::Error>(data.clone())]),
+            )
+            .await;
+        done.unwrap();
+        assert_eq!(tiny.get(&key).await.unwrap().data, data);
     }
 
     #[tokio::test]

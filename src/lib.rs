@@ -26,7 +26,7 @@
 
 pub use maskstore_backends::{
     ByteRange, CHECKSUM_METADATA, Capabilities, ChecksumAlgorithm, ConfigSource, ContentSha256,
-    Error, ErrorKind, Layer, Listing, MULTIPART_THRESHOLD, Object, ObjectInfo, ObjectStream,
+    Error, ErrorKind, Layer, Listing, MULTIPART_THRESHOLD, Object, ObjectFile, ObjectInfo, ObjectStream,
     PutOutcome, ReadOptions, Result, Sha256Hasher, SignOptions, SignedMethod, SignedUrl, Storage,
     Upload, UrlIssuer, WriteMode, WriteOptions, checksum_of, load_config, load_config_from,
 };

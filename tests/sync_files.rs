@@ -128,7 +128,13 @@ async fn sync_from_local_copies_bytes_content_type_metadata_and_checksum_everywh
     assert!(opened.info().checksum.is_some());
     drop(opened);
     let memory = Storage::memory();
-    assert!(memory.open_file(&memory.key("a").unwrap()).await.unwrap().is_none());
+    assert!(
+        memory
+            .open_file(&memory.key("a").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
     let layered = from.layer(Passthrough);
     assert!(layered.open_file(&keys[1]).await.unwrap().is_none());
 
@@ -154,7 +160,9 @@ async fn sync_from_local_copies_bytes_content_type_metadata_and_checksum_everywh
             );
         }
         // A second plan finds everything there.
-        let plan = sync::plan(&from, &to, prefix.as_str(), false).await.unwrap();
+        let plan = sync::plan(&from, &to, prefix.as_str(), false)
+            .await
+            .unwrap();
         assert_eq!((plan.to_copy.len(), plan.skipped), (0, 4), "{name}");
         clean(&to, &keys).await;
     }
@@ -189,7 +197,11 @@ async fn a_damaged_source_file_is_refused_and_the_destination_keeps_its_object()
                     other => panic!("{name} {key}: expected Corrupt, got {other:?}"),
                 }
             }
-            assert_eq!(to.get(&kept).await.unwrap().data, "the old object", "{name}");
+            assert_eq!(
+                to.get(&kept).await.unwrap().data,
+                "the old object",
+                "{name}"
+            );
             assert!(!to.exists(&fresh).await.unwrap(), "{name} {fresh}");
             assert!(
                 to.incomplete_uploads(None).await.unwrap().is_empty(),
@@ -202,7 +214,11 @@ async fn a_damaged_source_file_is_refused_and_the_destination_keeps_its_object()
         assert_eq!(temp_files(&dir.path().join(local)), 0, "{local}");
     }
     // Forensics stay possible: a source read without verification copies as read.
-    let to = local(&dir.path().join("forensics"), &prefix, ChecksumAlgorithm::Sha256);
+    let to = local(
+        &dir.path().join("forensics"),
+        &prefix,
+        ChecksumAlgorithm::Sha256,
+    );
     let key = from.key("kept-1000.png").unwrap();
     sync::copy(&from.without_verification(), &to, &key)
         .await
@@ -224,7 +240,9 @@ async fn a_source_behind_a_symlink_is_not_followed() {
 
     // The key itself is a symlink to a file outside.
     let linked = from.key("linked.png").unwrap();
-    from.put(&from.key("placeholder").unwrap(), "x").await.unwrap();
+    from.put(&from.key("placeholder").unwrap(), "x")
+        .await
+        .unwrap();
     std::os::unix::fs::symlink(outside.join("a.png"), object_path(&root, &linked)).unwrap();
     // The key's folder is swapped for a symlink to a folder outside after it was listed.
     let swapped = from.key("study/a.png").unwrap();
@@ -270,7 +288,11 @@ async fn a_source_that_changes_during_the_copy_stores_nothing_or_the_version_ope
     let from = local(&root, &prefix, ChecksumAlgorithm::Sha256);
     let size = 33 * MIB + 17;
     for (name, to) in destinations(dir.path(), &prefix) {
-        for meanwhile in [Meanwhile::Truncated, Meanwhile::Rewritten, Meanwhile::Replaced] {
+        for meanwhile in [
+            Meanwhile::Truncated,
+            Meanwhile::Rewritten,
+            Meanwhile::Replaced,
+        ] {
             let key = from.key("changing.png").unwrap();
             from.put(&key, body(size, 1)).await.unwrap();
             to.put(&key, "the old object").await.unwrap();
@@ -356,7 +378,11 @@ fn the_cli_sync_between_local_roots_copies_by_file_and_names_a_damaged_object() 
         assert!(out.status.success(), "{}", text(&out.stderr));
     }
     flip_one_byte(&dir.path().join("a/mask/s/z.dcm"));
-    let out = maskstore(dir.path(), &["--json", "sync", "--from", &a, "--to", &b], &env);
+    let out = maskstore(
+        dir.path(),
+        &["--json", "sync", "--from", &a, "--to", &b],
+        &env,
+    );
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["copied"], 2, "{summary}");
@@ -367,7 +393,11 @@ fn the_cli_sync_between_local_roots_copies_by_file_and_names_a_damaged_object() 
         "{failure}"
     );
     assert!(!dir.path().join("b/mask/s/z.dcm").exists());
-    let out = maskstore(dir.path(), &["--config", &b, "--json", "stat", "mask/s/y.nii.gz"], &env);
+    let out = maskstore(
+        dir.path(),
+        &["--config", &b, "--json", "stat", "mask/s/y.nii.gz"],
+        &env,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let head: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(head["metadata"]["k"], "v", "{head}");
@@ -377,8 +407,15 @@ fn the_cli_sync_between_local_roots_copies_by_file_and_names_a_damaged_object() 
     );
     // Repaired, it is copied by the next run; the others are skipped.
     flip_one_byte(&dir.path().join("a/mask/s/z.dcm"));
-    let out = maskstore(dir.path(), &["--json", "sync", "--from", &a, "--to", &b], &env);
+    let out = maskstore(
+        dir.path(),
+        &["--json", "sync", "--from", &a, "--to", &b],
+        &env,
+    );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!((summary["copied"].as_u64(), summary["skipped"].as_u64()), (Some(1), Some(2)));
+    assert_eq!(
+        (summary["copied"].as_u64(), summary["skipped"].as_u64()),
+        (Some(1), Some(2))
+    );
 }

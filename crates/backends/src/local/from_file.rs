@@ -11,7 +11,9 @@ use std::os::fd::AsFd;
 use std::sync::mpsc;
 
 use object_store::path::Path;
-use object_store::{Attribute, Attributes, GetOptions, GetResultPayload, ObjectMeta, PutMode, PutResult};
+use object_store::{
+    Attribute, Attributes, GetOptions, GetResultPayload, ObjectMeta, PutMode, PutResult,
+};
 use rustix::fs::{Mode, OFlags, openat};
 
 use super::{Inner, LocalStore, etag, io_error};

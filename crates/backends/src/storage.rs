@@ -112,12 +112,6 @@ impl ObjectFile {
     pub fn info(&self) -> &ObjectInfo {
         &self.info
     }
-
-    /// The open file, at offset 0 (read it with positioned reads, or the copy that
-    /// [`Storage::write_from_open_file`] makes starts past where it stopped).
-    pub fn file(&self) -> &std::fs::File {
-        &self.file
-    }
 }
 
 /// What a storage can do beyond the contract every backend follows; commands and

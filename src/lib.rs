@@ -26,9 +26,10 @@
 
 pub use maskstore_backends::{
     ByteRange, CHECKSUM_METADATA, Capabilities, ChecksumAlgorithm, ConfigSource, ContentSha256,
-    Error, ErrorKind, Layer, Listing, MULTIPART_THRESHOLD, Object, ObjectInfo, ObjectStream,
-    PutOutcome, ReadOptions, Result, Sha256Hasher, SignOptions, SignedMethod, SignedUrl, Storage,
-    Upload, UrlIssuer, WriteMode, WriteOptions, checksum_of, load_config, load_config_from,
+    Error, ErrorKind, Layer, Listing, MULTIPART_THRESHOLD, Object, ObjectFile, ObjectInfo,
+    ObjectStream, PutOutcome, ReadOptions, Result, Sha256Hasher, SignOptions, SignedMethod,
+    SignedUrl, Storage, Upload, UrlIssuer, WriteMode, WriteOptions, checksum_of, load_config,
+    load_config_from,
 };
 pub use maskstore_core::{
     Config, KeyPrefix, MaskFormat, MaskKey, ObjectKey, Origin, Provider, Secret, TtlPolicy,

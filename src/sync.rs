@@ -234,14 +234,38 @@ async fn needs_copy(
 /// Copies one object from `from` to `to` (content, content type, metadata), recording the
 /// source etag where the metadata has room for it; returns its size. Below the multipart
 /// threshold it is one PUT.
+///
+/// From the local provider, the object's file is opened beneath the root
+/// ([`Storage::open_file`]) and stored by [`Storage::write_from_open_file`]: a kernel copy
+/// onto local disk, parts read ahead of the upload elsewhere, and in both cases its bytes
+/// checked against the checksum stored with the source before the copy is committed.
+/// Elsewhere the object streams from `from` into `to`, checked likewise (the last chunk is
+/// held back until the checksum matched, so a damaged object's upload is aborted). Either
+/// way a damaged source is [`Error::Corrupt`] and the destination keeps what it had.
 pub async fn copy(from: &Storage, to: &Storage, key: &ObjectKey) -> Result<u64> {
+    if let Some(source) = from.open_file(key).await? {
+        let options = copy_options(source.info());
+        let size = source.info().size;
+        to.write_from_open_file(key, source, &options, |_, _| {})
+            .await?;
+        return Ok(size);
+    }
     let object = from.get_stream(key).await?;
+    let options = copy_options(&object.info);
+    let size = object.info.size;
+    to.upload_stream(key, &options, object.stream).await?;
+    Ok(size)
+}
+
+/// How a copy of the object `info` describes is written: its content type and metadata,
+/// and its etag as [`SOURCE_ETAG`] where the metadata has room for it.
+fn copy_options(info: &ObjectInfo) -> WriteOptions {
     let mut options = WriteOptions {
-        content_type: object.info.content_type.clone(),
-        metadata: object.info.metadata.clone(),
+        content_type: info.content_type.clone(),
+        metadata: info.metadata.clone(),
         ..Default::default()
     };
-    match &object.info.etag {
+    match &info.etag {
         Some(etag) => {
             options
                 .metadata
@@ -257,9 +281,7 @@ pub async fn copy(from: &Storage, to: &Storage, key: &ObjectKey) -> Result<u64> 
             options.metadata.remove(SOURCE_ETAG);
         }
     }
-    let size = object.info.size;
-    to.upload_stream(key, &options, object.stream).await?;
-    Ok(size)
+    options
 }
 
 #[cfg(test)]

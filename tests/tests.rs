@@ -17,3 +17,4 @@ mod roundtrip;
 mod safety;
 mod support;
 mod symlink_race;
+mod sync_files;

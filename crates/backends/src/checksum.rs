@@ -210,6 +210,18 @@ impl Verifier {
 }
 
 impl Verifier {
+    /// Whether the stored checksum is one of `algorithm` that this build computes: then a
+    /// checksum of `algorithm` computed over the same bytes can be handed to
+    /// [`Verifier::finish_with`] instead of hashing them a second time.
+    pub(crate) fn is_of(&self, algorithm: ChecksumAlgorithm) -> bool {
+        self.hasher.is_some()
+            && self
+                .expected
+                .split_once(':')
+                .and_then(|(name, _)| name.parse::<ChecksumAlgorithm>().ok())
+                == Some(algorithm)
+    }
+
     /// [`Verifier::finish`] for bytes whose checksum `actual` was computed as they were
     /// read (by the local provider, into the very buffer returned), not through `update`.
     pub(crate) fn finish_with(mut self, actual: String) -> Result<()> {

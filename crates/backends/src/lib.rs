@@ -56,7 +56,8 @@ pub use maskstore_core::ChecksumAlgorithm;
 pub use signing::{SignOptions, SignedMethod, SignedUrl};
 pub use storage::{
     Capabilities, LOCAL_UPLOAD_MAX_IN_FLIGHT, LOCAL_UPLOAD_PART_SIZE, MIN_UPLOAD_PART_SIZE,
-    MULTIPART_THRESHOLD, Storage, UPLOAD_MAX_IN_FLIGHT, UPLOAD_PART_SIZE, Upload, UrlIssuer,
+    MULTIPART_THRESHOLD, ObjectFile, Storage, UPLOAD_MAX_IN_FLIGHT, UPLOAD_PART_SIZE, Upload,
+    UrlIssuer,
 };
 pub use types::{
     ByteRange, DEFAULT_CONTENT_TYPE, IncompleteUpload, Listing, Object, ObjectInfo, ObjectStream,

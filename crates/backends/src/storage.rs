@@ -95,6 +95,32 @@ pub struct Storage {
     upload_shape: Option<(usize, usize)>,
 }
 
+/// An object's data file, opened for reading by [`Storage::open_file`] beneath a local
+/// provider's root (never by a path joined from its key), with what a HEAD of that very
+/// file says. Only `open_file` makes one, so holding one means the file is the object's;
+/// [`Storage::write_from_open_file`] stores it elsewhere and checks its stored checksum.
+#[derive(Debug)]
+pub struct ObjectFile {
+    file: std::fs::File,
+    /// Its `fstat` when opened, compared with the file's after a copy.
+    stat: std::fs::Metadata,
+    info: ObjectInfo,
+    /// Its path, for messages only.
+    shown: String,
+    /// The backend it was opened from, named should its bytes not match its checksum.
+    backend: Arc<str>,
+    /// Whether copies check its stored checksum (the source storage's reads verify).
+    verify: bool,
+}
+
+impl ObjectFile {
+    /// What a HEAD of the object says (size, etag, content type, metadata, checksum), read
+    /// from the open file itself.
+    pub fn info(&self) -> &ObjectInfo {
+        &self.info
+    }
+}
+
 /// What a storage can do beyond the contract every backend follows; commands and
 /// applications ask this instead of matching on the provider.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -952,7 +978,8 @@ impl Storage {
         options: &WriteOptions,
         progress: impl Fn(u64, u64) + Send + Sync + 'static,
     ) -> Result<PutOutcome> {
-        let location = self.path(key)?;
+        // A bad key or option is refused before the file is opened.
+        self.path(key)?;
         options.validate()?;
         let source_error = |source: std::io::Error| Error::Source {
             key: key.to_string(),
@@ -985,6 +1012,116 @@ impl Storage {
             .and_then(|r| r)
         };
         let (file, before) = opened.map_err(source_error)?;
+        let shown = path.display().to_string();
+        self.store_file(key, file, before, &shown, None, options, progress)
+            .await
+    }
+
+    /// The file of the object at `key`, opened for reading beneath the local provider's
+    /// root handle (`openat2` with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, as every local
+    /// read: a symlink anywhere on the key's path, a folder or a FIFO is
+    /// [`Error::NotFound`], never followed or waited on), with what a HEAD would say of
+    /// that very file. Store it elsewhere with [`Storage::write_from_open_file`], which
+    /// checks its bytes against its stored checksum.
+    ///
+    /// `Ok(None)` when this storage is not the local provider, or has layers (which must
+    /// see every read): read the object with [`Storage::get_stream`] instead. Counted as a
+    /// get of the object's size.
+    pub async fn open_file(&self, key: &ObjectKey) -> Result<Option<ObjectFile>> {
+        let (Some(local), true) = (&self.local, self.layers.is_empty()) else {
+            return Ok(None);
+        };
+        let location = self.path(key)?;
+        let started = std::time::Instant::now();
+        let operation = crate::layers::Operation::Get;
+        match local.open_file(location.clone()).await {
+            Ok(opened) => {
+                self.recorder.bytes(operation, opened.meta.size);
+                self.recorder
+                    .finish(Measured::Store(operation), Outcome::Success, started);
+                Ok(Some(ObjectFile {
+                    info: info_of(key.clone(), &opened.meta, &opened.attributes, Source::Read),
+                    file: opened.file,
+                    stat: opened.stat,
+                    shown: opened.shown.display().to_string(),
+                    backend: Arc::clone(&self.backend),
+                    verify: self.verify_reads,
+                }))
+            }
+            Err(e) => {
+                let kind = Error::kind_of_store(&self.backend, location.as_ref(), &e);
+                self.recorder
+                    .finish(Measured::Store(operation), Outcome::of_kind(kind), started);
+                Err(Error::from_store(&self.backend, key.as_str(), e))
+            }
+        }
+    }
+
+    /// Stores an object's file opened by [`Storage::open_file`] (of this storage or
+    /// another) as `key`, as [`Storage::write_from_file`] stores a file: the kernel copies
+    /// it on the local provider, parts are read ahead of a streaming upload elsewhere; the
+    /// checksum stored is this storage's, of the bytes stored.
+    ///
+    /// The bytes are also checked against the checksum the source object was stored with
+    /// (unless its storage reads without verification), before anything is committed: on
+    /// the local provider the bytes landed in the temporary file are hashed (with the
+    /// source's algorithm; once when it is also this storage's), elsewhere the bytes read
+    /// from the file as they are uploaded. A mismatch is [`Error::Corrupt`] naming the
+    /// source's key and backend, and nothing is stored: the key keeps the object it had (the
+    /// temporary file is removed; a multipart upload is aborted, a single PUT never sent).
+    /// A source without a checksum is copied unverified. A file that changes size or
+    /// modification time while it is copied is [`Error::Source`], nothing stored.
+    pub async fn write_from_open_file(
+        &self,
+        key: &ObjectKey,
+        source: ObjectFile,
+        options: &WriteOptions,
+        progress: impl Fn(u64, u64) + Send + Sync + 'static,
+    ) -> Result<PutOutcome> {
+        let verify = if source.verify {
+            Verifier::new(
+                &source.backend,
+                source.info.key.as_str(),
+                source.info.checksum.as_deref(),
+            )
+        } else {
+            None
+        };
+        self.store_file(
+            key,
+            source.file,
+            source.stat,
+            &source.shown,
+            verify,
+            options,
+            progress,
+        )
+        .await
+    }
+
+    /// Stores the open regular `file`, whose `fstat` before the copy was `before` (named
+    /// `shown` in errors), as `key`; with `verify`, refuses bytes that do not match it
+    /// before the commit. See [`Storage::write_from_file`] and
+    /// [`Storage::write_from_open_file`].
+    #[allow(clippy::too_many_arguments)]
+    async fn store_file(
+        &self,
+        key: &ObjectKey,
+        file: std::fs::File,
+        before: std::fs::Metadata,
+        shown: &str,
+        verify: Option<Verifier>,
+        options: &WriteOptions,
+        progress: impl Fn(u64, u64) + Send + Sync + 'static,
+    ) -> Result<PutOutcome> {
+        let location = self.path(key)?;
+        options.validate()?;
+        let (key_text, shown_text) = (key.to_string(), shown.to_string());
+        let source_error = move |source: std::io::Error| Error::Source {
+            key: key_text.clone(),
+            path: shown_text.clone(),
+            source,
+        };
         let size = before.len();
         let mode = match &options.mode {
             WriteMode::Overwrite => PutMode::Overwrite,
@@ -1001,9 +1138,11 @@ impl Storage {
                 .write_from_file(
                     location.clone(),
                     file,
+                    before,
                     options.attributes(),
                     mode,
                     self.checksum,
+                    verify,
                     Box::new(progress),
                 )
                 .await;
@@ -1015,6 +1154,9 @@ impl Storage {
                 }
                 Err(crate::local::FromFileError::Source(e)) => {
                     let e = source_error(e);
+                    (Outcome::of_kind(e.kind()), Err(e))
+                }
+                Err(crate::local::FromFileError::Corrupt(e)) => {
                     (Outcome::of_kind(e.kind()), Err(e))
                 }
                 Err(crate::local::FromFileError::Store(e)) => {
@@ -1046,34 +1188,56 @@ impl Storage {
                 });
             }
             let data = tokio::task::spawn_blocking(move || {
-                let data = crate::local::file_io::read_chunk(&file, 0, size as usize)?;
-                crate::local::file_io::source_unchanged(&file, &before)?;
-                Ok(data)
+                let read = || {
+                    let data = crate::local::file_io::read_chunk(&file, 0, size as usize)?;
+                    crate::local::file_io::source_unchanged(&file, &before)?;
+                    Ok(data)
+                };
+                let data = read().map_err(&source_error)?;
+                if let Some(mut verify) = verify {
+                    verify.update(&data);
+                    verify.finish()?;
+                }
+                Ok::<_, Error>(data)
             })
             .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r)
-            .map_err(source_error)?;
+            .map_err(|e| Error::Backend {
+                backend: self.backend.to_string(),
+                key: key.to_string(),
+                source: e.into(),
+            })??;
             let outcome = self.put_with(key, data, options).await?;
             progress(size, size);
             return Ok(outcome);
         }
         // Parts are read on a blocking thread, one ahead of the upload.
         let part = self.multipart_threshold();
-        let (parts, mut incoming) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(1);
+        let (parts, mut incoming) = tokio::sync::mpsc::channel::<Result<Bytes>>(1);
+        let reader_error = source_error.clone();
         let reader = tokio::task::spawn_blocking(move || {
+            let source_error = reader_error;
+            let mut verify = verify;
             let mut at = 0;
             while at < size {
                 let len = (size - at).min(part as u64) as usize;
-                let read = crate::local::file_io::read_chunk(&file, at, len).map(Bytes::from);
+                let read = crate::local::file_io::read_chunk(&file, at, len)
+                    .map(Bytes::from)
+                    .map_err(&source_error);
+                if let (Ok(chunk), Some(verify)) = (&read, &mut verify) {
+                    verify.update(chunk);
+                }
                 let failed = read.is_err();
                 if parts.blocking_send(read).is_err() || failed {
                     return;
                 }
                 at += len as u64;
             }
-            // Last: the upload completes only after the file was found as it was read.
-            if let Err(e) = crate::local::file_io::source_unchanged(&file, &before) {
+            // Last: the upload completes only after the file was found as it was read, and
+            // its bytes as the source's checksum says.
+            let checked = crate::local::file_io::source_unchanged(&file, &before)
+                .map_err(&source_error)
+                .and_then(|()| verify.map_or(Ok(()), Verifier::finish));
+            if let Err(e) = checked {
                 let _ = parts.blocking_send(Err(e));
             }
         });
@@ -1086,7 +1250,7 @@ impl Storage {
                     sent += chunk.len() as u64;
                     upload.write(chunk).await
                 }
-                Err(e) => Err(source_error(e)),
+                Err(e) => Err(e),
             };
             if let Err(e) = written {
                 failed = Some(e);

@@ -1,0 +1,421 @@
+//! `sync` from the local provider by open file: the object's file is opened beneath the
+//! root (`Storage::open_file`) and stored by `Storage::write_from_open_file` (a kernel copy
+//! onto local disk, parts read ahead of the upload onto S3 and memory), its bytes checked
+//! against the source's stored checksum before anything is committed. Happy copies keep
+//! bytes, content type, metadata and the source-etag record; damaged, symlinked or changing
+//! sources store nothing and leave the destination's object as it was.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use maskstore::sync::{self, SOURCE_ETAG};
+use maskstore::{ChecksumAlgorithm, Config, Error, KeyPrefix, ObjectKey, Storage, WriteOptions};
+
+use crate::support::{maskstore, text, vars};
+
+const MIB: usize = 1024 * 1024;
+
+/// Sizes that take every path: empty, one PUT, past the local provider's inline reads,
+/// and past both the 8 MiB copy step and S3's multipart threshold.
+const SIZES: [usize; 4] = [0, 1000, 300_000, 9 * MIB + 17];
+
+fn body(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| (i as u64 * 31 + seed as u64) as u8)
+        .collect()
+}
+
+/// A local storage at `root` under `prefix`, storing `checksum`.
+fn local(root: &Path, prefix: &KeyPrefix, checksum: ChecksumAlgorithm) -> Storage {
+    Storage::connect(
+        &Config::local(root)
+            .with_prefix(prefix.clone())
+            .with_checksum(checksum),
+    )
+    .unwrap()
+}
+
+fn prefix() -> KeyPrefix {
+    KeyPrefix::parse(format!("mask/sync-{:08x}/", rand::random::<u32>())).unwrap()
+}
+
+/// The destinations every test runs against: local with the source's algorithm and with
+/// another, memory, and SeaweedFS when the test servers run.
+fn destinations(dir: &Path, prefix: &KeyPrefix) -> Vec<(String, Storage)> {
+    let mut out = vec![
+        (
+            "local sha256".to_string(),
+            local(&dir.join("to-sha"), prefix, ChecksumAlgorithm::Sha256),
+        ),
+        (
+            "local crc64nvme".to_string(),
+            local(&dir.join("to-crc"), prefix, ChecksumAlgorithm::Crc64Nvme),
+        ),
+        (
+            "memory".to_string(),
+            Storage::connect(&Config::memory().with_prefix(prefix.clone())).unwrap(),
+        ),
+    ];
+    if let Some(server) = maskstore_testkit::servers::seaweedfs() {
+        let config = server.config().with_prefix(prefix.clone());
+        out.push(("s3".to_string(), Storage::connect(&config).unwrap()));
+    }
+    out
+}
+
+/// A layer that passes every call through: enough to make a storage layered.
+#[derive(Debug)]
+struct Passthrough;
+
+impl maskstore::Layer for Passthrough {
+    fn wrap(
+        &self,
+        inner: std::sync::Arc<dyn object_store::ObjectStore>,
+    ) -> std::sync::Arc<dyn object_store::ObjectStore> {
+        inner
+    }
+}
+
+fn object_path(root: &Path, key: &ObjectKey) -> PathBuf {
+    root.join(key.as_str())
+}
+
+/// Flips one byte in the middle of the file, keeping its attributes (the stored checksum).
+fn flip_one_byte(path: &Path) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let at = file.metadata().unwrap().len() / 2;
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at).unwrap();
+    byte[0] ^= 0x01;
+    file.write_all_at(&byte, at).unwrap();
+}
+
+/// Temporary files left under a local root's `.maskstore/tmp`.
+fn temp_files(root: &Path) -> usize {
+    std::fs::read_dir(root.join(".maskstore/tmp"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+async fn clean(to: &Storage, keys: &[ObjectKey]) {
+    to.delete_many(keys).await.unwrap();
+}
+
+#[tokio::test]
+async fn sync_from_local_copies_bytes_content_type_metadata_and_checksum_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    let from = local(&dir.path().join("from"), &prefix, ChecksumAlgorithm::Sha256);
+    let mut keys = Vec::new();
+    for (i, size) in SIZES.iter().enumerate() {
+        let key = from.key(&format!("1.2/{i}/mask.png")).unwrap();
+        let options = WriteOptions::content_type("image/png")
+            .with_metadata("series", format!("s{i}"))
+            .with_metadata("labels", "liver,spleen");
+        from.put_with(&key, body(*size, i as u8), &options)
+            .await
+            .unwrap();
+        keys.push(key);
+    }
+    // The source opens by file (local, no layers); others say to stream.
+    let opened = from.open_file(&keys[1]).await.unwrap().unwrap();
+    assert_eq!(opened.info().size, 1000);
+    assert!(opened.info().checksum.is_some());
+    drop(opened);
+    let memory = Storage::memory();
+    assert!(
+        memory
+            .open_file(&memory.key("a").unwrap())
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let layered = from.layer(Passthrough);
+    assert!(layered.open_file(&keys[1]).await.unwrap().is_none());
+
+    for (name, to) in destinations(dir.path(), &prefix) {
+        for (i, key) in keys.iter().enumerate() {
+            let size = sync::copy(&from, &to, key).await.unwrap();
+            assert_eq!(size, SIZES[i] as u64, "{name} {key}");
+            let source = from.head(key).await.unwrap();
+            let copied = to.get(key).await.unwrap();
+            assert_eq!(copied.data, body(SIZES[i], i as u8), "{name} {key}");
+            assert_eq!(
+                copied.info.content_type.as_deref(),
+                Some("image/png"),
+                "{name}"
+            );
+            let mut expected: BTreeMap<String, String> = source.metadata.clone();
+            expected.insert(SOURCE_ETAG.to_string(), source.etag.clone().unwrap());
+            assert_eq!(copied.info.metadata, expected, "{name} {key}");
+            assert_eq!(
+                copied.info.checksum,
+                maskstore::checksum_of(to.checksum_algorithm(), &copied.data),
+                "{name} {key}"
+            );
+        }
+        // A second plan finds everything there.
+        let plan = sync::plan(&from, &to, prefix.as_str(), false)
+            .await
+            .unwrap();
+        assert_eq!((plan.to_copy.len(), plan.skipped), (0, 4), "{name}");
+        clean(&to, &keys).await;
+    }
+}
+
+/// A byte flipped in the source's file (its attributes, so its checksum, kept): every
+/// destination refuses the copy with `Corrupt` naming the key on local, keeps the object it
+/// had, creates nothing where there was none, and leaves no temporary file or incomplete
+/// upload behind.
+#[tokio::test]
+async fn a_damaged_source_file_is_refused_and_the_destination_keeps_its_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    let root = dir.path().join("from");
+    let from = local(&root, &prefix, ChecksumAlgorithm::Sha256);
+    for (name, to) in destinations(dir.path(), &prefix) {
+        for size in [1000, 300_000, 9 * MIB + 17] {
+            let kept = from.key(&format!("kept-{size}.png")).unwrap();
+            let fresh = from.key(&format!("fresh-{size}.png")).unwrap();
+            for key in [&kept, &fresh] {
+                from.put(key, body(size, 3)).await.unwrap();
+                flip_one_byte(&object_path(&root, key));
+            }
+            to.put(&kept, "the old object").await.unwrap();
+            for key in [&kept, &fresh] {
+                match sync::copy(&from, &to, key).await {
+                    Err(Error::Corrupt {
+                        key: k, backend, ..
+                    }) => {
+                        assert_eq!((k.as_str(), backend.as_str()), (key.as_str(), "local"));
+                    }
+                    other => panic!("{name} {key}: expected Corrupt, got {other:?}"),
+                }
+            }
+            assert_eq!(
+                to.get(&kept).await.unwrap().data,
+                "the old object",
+                "{name}"
+            );
+            assert!(!to.exists(&fresh).await.unwrap(), "{name} {fresh}");
+            assert!(
+                to.incomplete_uploads(None).await.unwrap().is_empty(),
+                "{name}: an upload was left open"
+            );
+            clean(&to, &[kept, fresh]).await;
+        }
+    }
+    for local in ["to-sha", "to-crc"] {
+        assert_eq!(temp_files(&dir.path().join(local)), 0, "{local}");
+    }
+    // Forensics stay possible: a source read without verification copies as read.
+    let to = local(
+        &dir.path().join("forensics"),
+        &prefix,
+        ChecksumAlgorithm::Sha256,
+    );
+    let key = from.key("kept-1000.png").unwrap();
+    sync::copy(&from.without_verification(), &to, &key)
+        .await
+        .unwrap();
+    assert_ne!(to.get(&key).await.unwrap().data, body(1000, 3));
+}
+
+/// A source key that is a symlink out of the root, or whose folder was swapped for one
+/// after the listing, is not found: nothing outside the root is read or copied.
+#[tokio::test]
+async fn a_source_behind_a_symlink_is_not_followed() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    let root = dir.path().join("from");
+    let from = local(&root, &prefix, ChecksumAlgorithm::Sha256);
+    let outside = dir.path().join("outside");
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(outside.join("a.png"), "OUTSIDE THE ROOT").unwrap();
+
+    // The key itself is a symlink to a file outside.
+    let linked = from.key("linked.png").unwrap();
+    from.put(&from.key("placeholder").unwrap(), "x")
+        .await
+        .unwrap();
+    std::os::unix::fs::symlink(outside.join("a.png"), object_path(&root, &linked)).unwrap();
+    // The key's folder is swapped for a symlink to a folder outside after it was listed.
+    let swapped = from.key("study/a.png").unwrap();
+    from.put(&swapped, "inside").await.unwrap();
+    let folder = object_path(&root, &swapped).parent().unwrap().to_path_buf();
+    std::fs::rename(&folder, dir.path().join("moved-away")).unwrap();
+    std::os::unix::fs::symlink(&outside, &folder).unwrap();
+
+    for (name, to) in destinations(dir.path(), &prefix) {
+        for key in [&linked, &swapped] {
+            match from.open_file(key).await {
+                Err(Error::NotFound { .. }) => {}
+                other => panic!("{key}: expected NotFound, got {other:?}"),
+            }
+            match sync::copy(&from, &to, key).await {
+                Err(Error::NotFound { .. }) => {}
+                other => panic!("{name} {key}: expected NotFound, got {other:?}"),
+            }
+            assert!(!to.exists(key).await.unwrap(), "{name} {key}");
+        }
+    }
+}
+
+/// What happens to the source file while it is copied, by the copy's own progress: the
+/// callback runs after the first step (8 MiB) is stored, of an object of five; parts are
+/// read at most two ahead of the upload, so the last ones are read after the change.
+#[derive(Debug, Clone, Copy)]
+enum Meanwhile {
+    /// Cut short (`truncate`): nothing stored.
+    Truncated,
+    /// Rewritten in place, same size: nothing stored.
+    Rewritten,
+    /// Replaced by a rename over it (as every write to a local store does): the open file
+    /// is the old version, which is stored whole and verified.
+    Replaced,
+}
+
+#[tokio::test]
+async fn a_source_that_changes_during_the_copy_stores_nothing_or_the_version_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    let root = dir.path().join("from");
+    let from = local(&root, &prefix, ChecksumAlgorithm::Sha256);
+    let size = 33 * MIB + 17;
+    for (name, to) in destinations(dir.path(), &prefix) {
+        for meanwhile in [
+            Meanwhile::Truncated,
+            Meanwhile::Rewritten,
+            Meanwhile::Replaced,
+        ] {
+            let key = from.key("changing.png").unwrap();
+            from.put(&key, body(size, 1)).await.unwrap();
+            to.put(&key, "the old object").await.unwrap();
+            let source = from.open_file(&key).await.unwrap().unwrap();
+            let etag = source.info().etag.clone();
+            let path = object_path(&root, &key);
+            let replacement = root.join("replacement");
+            std::fs::write(&replacement, body(size, 2)).unwrap();
+            let once = std::sync::Once::new();
+            let result = to
+                .write_from_open_file(&key, source, &WriteOptions::default(), move |done, _| {
+                    if done == 0 {
+                        return;
+                    }
+                    once.call_once(|| match meanwhile {
+                        Meanwhile::Truncated => {
+                            let f = std::fs::OpenOptions::new().write(true).open(&path);
+                            f.unwrap().set_len(4 * MIB as u64).unwrap();
+                        }
+                        Meanwhile::Rewritten => {
+                            use std::os::unix::fs::FileExt;
+                            let f = std::fs::OpenOptions::new().write(true).open(&path);
+                            f.unwrap().write_all_at(&body(size, 5), 0).unwrap();
+                        }
+                        Meanwhile::Replaced => std::fs::rename(&replacement, &path).unwrap(),
+                    })
+                })
+                .await;
+            let stored = to.get(&key).await.unwrap();
+            match meanwhile {
+                Meanwhile::Truncated | Meanwhile::Rewritten => {
+                    match result {
+                        Err(Error::Source { .. }) => {}
+                        other => panic!("{name} {meanwhile:?}: expected Source, got {other:?}"),
+                    }
+                    assert_eq!(stored.data, "the old object", "{name} {meanwhile:?}");
+                }
+                Meanwhile::Replaced => {
+                    result.unwrap();
+                    assert_eq!(stored.data, body(size, 1), "{name}");
+                    assert!(etag.is_some());
+                }
+            }
+            assert!(
+                to.incomplete_uploads(None).await.unwrap().is_empty(),
+                "{name} {meanwhile:?}: an upload was left open"
+            );
+            let _ = std::fs::remove_file(root.join("replacement"));
+            clean(&to, &[key]).await;
+        }
+    }
+    for local in ["to-sha", "to-crc"] {
+        assert_eq!(temp_files(&dir.path().join(local)), 0, "{local}");
+    }
+}
+
+/// `maskstore sync` between two local roots copies every object with its metadata, fails
+/// the damaged one by name (exit 1), and copies it once it is repaired.
+#[test]
+fn the_cli_sync_between_local_roots_copies_by_file_and_names_a_damaged_object() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = vars(&[]);
+    let config = |name: &str| {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!("[object_storage]\nprovider = \"local\"\nroot = \"./{name}\"\n"),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let (a, b) = (config("a"), config("b"));
+    for (i, name) in ["mask/x.png", "mask/s/y.nii.gz", "mask/s/z.dcm"]
+        .iter()
+        .enumerate()
+    {
+        std::fs::write(dir.path().join("f"), body(300_000 * i + 10, i as u8)).unwrap();
+        let out = maskstore(
+            dir.path(),
+            &["--config", &a, "put", "--meta", "k=v", "f", name],
+            &env,
+        );
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    flip_one_byte(&dir.path().join("a/mask/s/z.dcm"));
+    let out = maskstore(
+        dir.path(),
+        &["--json", "sync", "--from", &a, "--to", &b],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["copied"], 2, "{summary}");
+    assert_eq!(summary["failed"], 1, "{summary}");
+    let failure = summary["failures"][0].as_str().unwrap();
+    assert!(
+        failure.starts_with("mask/s/z.dcm: ") && failure.contains("corrupt"),
+        "{failure}"
+    );
+    assert!(!dir.path().join("b/mask/s/z.dcm").exists());
+    let out = maskstore(
+        dir.path(),
+        &["--config", &b, "--json", "stat", "mask/s/y.nii.gz"],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let head: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(head["metadata"]["k"], "v", "{head}");
+    assert_eq!(
+        std::fs::read(dir.path().join("b/mask/s/y.nii.gz")).unwrap(),
+        body(300_010, 1)
+    );
+    // Repaired, it is copied by the next run; the others are skipped.
+    flip_one_byte(&dir.path().join("a/mask/s/z.dcm"));
+    let out = maskstore(
+        dir.path(),
+        &["--json", "sync", "--from", &a, "--to", &b],
+        &env,
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (summary["copied"].as_u64(), summary["skipped"].as_u64()),
+        (Some(1), Some(2))
+    );
+}

@@ -14,8 +14,18 @@ pub fn full_run() -> bool {
 }
 
 /// The raw stores to compare against, each with the name of its backend: memory, local
-/// with and without fsync under `dir`, and SeaweedFS when the test servers run.
+/// with and without fsync under `dir`, and SeaweedFS when the test servers run; only those
+/// named in `MASKSTORE_BENCH_BACKENDS` (comma-separated) when it is set.
 pub fn raw_backends(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn ObjectStore>)> {
+    let mut backends = all_raw_backends(dir);
+    if let Ok(wanted) = std::env::var("MASKSTORE_BENCH_BACKENDS") {
+        let wanted: Vec<&str> = wanted.split(',').map(str::trim).collect();
+        backends.retain(|(name, _)| wanted.contains(name));
+    }
+    backends
+}
+
+fn all_raw_backends(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn ObjectStore>)> {
     let mut backends: Vec<(&'static str, Arc<dyn ObjectStore>)> = vec![
         ("memory", Arc::new(object_store::memory::InMemory::new())),
         (

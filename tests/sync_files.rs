@@ -621,3 +621,36 @@ async fn progress_of_a_copy_by_open_file_counts_up_to_the_size() {
         }
     }
 }
+
+/// A stored checksum is text anyone with write access to the root chooses: in the error
+/// it is shown without control characters (no forged lines or terminal escapes in the
+/// operator's `sync` output) and cut short, while the key and backend stay named.
+#[tokio::test]
+async fn a_hostile_stored_checksum_is_shown_tamed_in_the_corrupt_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    let root = dir.path().join("from");
+    let from = local(&root, &prefix, ChecksumAlgorithm::Sha256);
+    let to = local(
+        &dir.path().join("to-sha"),
+        &prefix,
+        ChecksumAlgorithm::Sha256,
+    );
+    let key = from.key("escape.png").unwrap();
+    from.put(&key, body(1000, 1)).await.unwrap();
+    let hostile = format!(
+        "sha256:\u{1b}[2J\u{1b}]0;owned\u{7}\nfailed: 0 objects\r{}",
+        "A".repeat(3000)
+    );
+    set_stored_checksum(&object_path(&root, &key), &hostile);
+    let err = sync::copy(&from, &to, &key).await.unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    let shown = err.to_string();
+    assert!(!shown.chars().any(char::is_control), "{shown:?}");
+    assert!(shown.len() < 1000, "{} bytes: {shown:?}", shown.len());
+    assert!(
+        shown.starts_with(&format!("{key} on local is corrupt")),
+        "{shown}"
+    );
+    assert!(!to.exists(&key).await.unwrap());
+}

@@ -654,3 +654,70 @@ async fn a_hostile_stored_checksum_is_shown_tamed_in_the_corrupt_error() {
     );
     assert!(!to.exists(&key).await.unwrap());
 }
+
+/// `sync --delete` deletes nothing in a run where a copy failed (as rsync does after a
+/// read error on the sending side): an object moved in the source whose new copy is
+/// refused as damaged must not lose its last good copy, the destination's old key.
+#[test]
+fn sync_delete_deletes_nothing_when_a_copy_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = vars(&[]);
+    let config = |name: &str| {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!("[object_storage]\nprovider = \"local\"\nroot = \"./{name}\"\n"),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let (a, b) = (config("a"), config("b"));
+    let run = |args: &[&str]| maskstore(dir.path(), args, &env);
+    for (i, name) in ["mask/1.png", "mask/2.png", "mask/3.png", "mask/moved.png"]
+        .iter()
+        .enumerate()
+    {
+        std::fs::write(dir.path().join("f"), body(1000, i as u8)).unwrap();
+        let out = run(&["--config", &a, "put", "f", name]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = run(&["sync", "--from", &a, "--to", &b]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Moved in the source, and its new file damaged.
+    let out = run(&["--config", &a, "mv", "mask/moved.png", "mask/new/moved.png"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    flip_one_byte(&dir.path().join("a/mask/new/moved.png"));
+    let out = run(&[
+        "--json", "sync", "--from", &a, "--to", &b, "--delete", "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (summary["failed"].as_u64(), summary["deleted"].as_u64()),
+        (Some(1), Some(0)),
+        "{summary}"
+    );
+    assert!(
+        text(&out.stderr).contains("nothing was deleted"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("b/mask/moved.png")).unwrap(),
+        body(1000, 3),
+        "the last good copy was deleted"
+    );
+    // Repaired, the next run copies it and deletes the old key.
+    flip_one_byte(&dir.path().join("a/mask/new/moved.png"));
+    let out = run(&[
+        "--json", "sync", "--from", &a, "--to", &b, "--delete", "--yes",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (summary["copied"].as_u64(), summary["deleted"].as_u64()),
+        (Some(1), Some(1)),
+        "{summary}"
+    );
+    assert!(!dir.path().join("b/mask/moved.png").exists());
+}

@@ -721,3 +721,45 @@ fn sync_delete_deletes_nothing_when_a_copy_failed() {
     );
     assert!(!dir.path().join("b/mask/moved.png").exists());
 }
+
+/// A FIFO or a folder where a source object's file should be (left there by someone with
+/// write access to the root after the listing) is not found, at once: never read, never
+/// waited on for a writer.
+#[tokio::test]
+async fn a_fifo_or_folder_at_a_source_key_is_not_found_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    let root = dir.path().join("from");
+    let from = local(&root, &prefix, ChecksumAlgorithm::Sha256);
+    let to = local(
+        &dir.path().join("to-sha"),
+        &prefix,
+        ChecksumAlgorithm::Sha256,
+    );
+    let (fifo, folder) = (
+        from.key("fifo.png").unwrap(),
+        from.key("folder.png").unwrap(),
+    );
+    from.put(&from.key("placeholder").unwrap(), "x")
+        .await
+        .unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(object_path(&root, &fifo))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::create_dir_all(object_path(&root, &folder).join("inside")).unwrap();
+    for key in [&fifo, &folder] {
+        let copied = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            sync::copy(&from, &to, key),
+        )
+        .await
+        .expect("the copy waited on the source");
+        assert!(
+            matches!(copied, Err(Error::NotFound { .. })),
+            "{key}: {copied:?}"
+        );
+        assert!(!to.exists(key).await.unwrap());
+    }
+}

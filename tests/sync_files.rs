@@ -273,6 +273,8 @@ async fn a_source_behind_a_symlink_is_not_followed() {
 enum Meanwhile {
     /// Cut short (`truncate`): nothing stored.
     Truncated,
+    /// Appended to: nothing stored (its first bytes alone would verify).
+    Extended,
     /// Rewritten in place, same size: nothing stored.
     Rewritten,
     /// Replaced by a rename over it (as every write to a local store does): the open file
@@ -290,6 +292,7 @@ async fn a_source_that_changes_during_the_copy_stores_nothing_or_the_version_ope
     for (name, to) in destinations(dir.path(), &prefix) {
         for meanwhile in [
             Meanwhile::Truncated,
+            Meanwhile::Extended,
             Meanwhile::Rewritten,
             Meanwhile::Replaced,
         ] {
@@ -312,6 +315,11 @@ async fn a_source_that_changes_during_the_copy_stores_nothing_or_the_version_ope
                             let f = std::fs::OpenOptions::new().write(true).open(&path);
                             f.unwrap().set_len(4 * MIB as u64).unwrap();
                         }
+                        Meanwhile::Extended => {
+                            use std::io::Write;
+                            let f = std::fs::OpenOptions::new().append(true).open(&path);
+                            f.unwrap().write_all(b"appended").unwrap();
+                        }
                         Meanwhile::Rewritten => {
                             use std::os::unix::fs::FileExt;
                             let f = std::fs::OpenOptions::new().write(true).open(&path);
@@ -323,7 +331,7 @@ async fn a_source_that_changes_during_the_copy_stores_nothing_or_the_version_ope
                 .await;
             let stored = to.get(&key).await.unwrap();
             match meanwhile {
-                Meanwhile::Truncated | Meanwhile::Rewritten => {
+                Meanwhile::Truncated | Meanwhile::Extended | Meanwhile::Rewritten => {
                     match result {
                         Err(Error::Source { .. }) => {}
                         other => panic!("{name} {meanwhile:?}: expected Source, got {other:?}"),
@@ -418,4 +426,340 @@ fn the_cli_sync_between_local_roots_copies_by_file_and_names_a_damaged_object() 
         (summary["copied"].as_u64(), summary["skipped"].as_u64()),
         (Some(1), Some(2))
     );
+}
+
+/// Sets the stored checksum in a local object's attributes (as someone with write access
+/// to the root can), keeping everything else.
+fn set_stored_checksum(path: &Path, checksum: &str) {
+    const XATTR: &str = "user.maskstore.attributes";
+    let json = xattr::get(path, XATTR).unwrap().unwrap_or(b"{}".to_vec());
+    let mut stored: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    stored["metadata"]["maskstore-checksum"] = checksum.into();
+    xattr::set(path, XATTR, &serde_json::to_vec(&stored).unwrap()).unwrap();
+}
+
+/// Stored checksums an attacker with write access to the root can leave: of an unknown
+/// algorithm, malformed, empty, another object's, and a non-empty object's on an empty
+/// file. None vouches for the bytes: every destination (local without checksums too)
+/// refuses with `Corrupt`, keeps what it had and leaves no temporary file.
+#[tokio::test]
+async fn a_source_checksum_that_cannot_vouch_for_its_bytes_is_refused_everywhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    let root = dir.path().join("from");
+    let from = local(&root, &prefix, ChecksumAlgorithm::Sha256);
+    let other = from.key("other.png").unwrap();
+    from.put(&other, body(1000, 9)).await.unwrap();
+    let others = from.head(&other).await.unwrap().checksum.unwrap();
+    let mut destinations = destinations(dir.path(), &prefix);
+    destinations.push((
+        "local none".to_string(),
+        local(
+            &dir.path().join("to-none"),
+            &prefix,
+            ChecksumAlgorithm::None,
+        ),
+    ));
+    let hostile = [
+        "md5:1B2M2Y8AsgTpgAmY7PhCfg==".to_string(),
+        "sha256:%%% not base64 %%%".to_string(),
+        "sha256:".to_string(),
+        String::new(),
+        others,
+    ];
+    for (name, to) in &destinations {
+        for size in [0, 1000, 300_000, 9 * MIB + 17] {
+            for (i, checksum) in hostile.iter().enumerate() {
+                let key = from.key(&format!("hostile-{size}-{i}.png")).unwrap();
+                // Empty objects hash to the empty checksum: give them a non-empty one's.
+                let checksum = if size == 0 && i == 4 {
+                    &hostile[4]
+                } else {
+                    checksum
+                };
+                from.put(&key, body(size, 4)).await.unwrap();
+                set_stored_checksum(&object_path(&root, &key), checksum);
+                to.put(&key, "the old object").await.unwrap();
+                match sync::copy(&from, to, &key).await {
+                    Err(Error::Corrupt {
+                        key: k, backend, ..
+                    }) => {
+                        assert_eq!((k.as_str(), backend.as_str()), (key.as_str(), "local"));
+                    }
+                    other => panic!("{name} {key} {checksum:?}: expected Corrupt, got {other:?}"),
+                }
+                assert_eq!(to.get(&key).await.unwrap().data, "the old object", "{name}");
+                clean(to, &[key]).await;
+            }
+        }
+        assert!(
+            to.incomplete_uploads(None).await.unwrap().is_empty(),
+            "{name}: an upload was left open"
+        );
+    }
+    for local in ["to-sha", "to-crc", "to-none"] {
+        assert_eq!(temp_files(&dir.path().join(local)), 0, "{local}");
+    }
+}
+
+/// An object copied onto itself (one storage, or two on the same root and prefix) keeps
+/// its bytes and metadata, whatever its size; the open file is the version copied.
+#[tokio::test]
+async fn an_object_copied_onto_itself_keeps_its_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    let root = dir.path().join("from");
+    let from = local(&root, &prefix, ChecksumAlgorithm::Sha256);
+    let again = local(&root, &prefix, ChecksumAlgorithm::Crc64Nvme);
+    for size in SIZES {
+        let key = from.key(&format!("self-{size}.png")).unwrap();
+        let options = WriteOptions::content_type("image/png").with_metadata("k", "v");
+        from.put_with(&key, body(size, 6), &options).await.unwrap();
+        for to in [&from, &again] {
+            assert_eq!(sync::copy(&from, to, &key).await.unwrap(), size as u64);
+            let copied = from.get(&key).await.unwrap();
+            assert_eq!(copied.data, body(size, 6), "{size}");
+            assert_eq!(copied.info.metadata["k"], "v");
+            assert_eq!(copied.info.content_type.as_deref(), Some("image/png"));
+        }
+        // Create-only onto itself: refused, kept.
+        let source = from.open_file(&key).await.unwrap().unwrap();
+        let create = WriteOptions::default().with_mode(maskstore::WriteMode::CreateOnly);
+        let refused = from
+            .write_from_open_file(&key, source, &create, |_, _| {})
+            .await;
+        assert!(
+            matches!(refused, Err(Error::AlreadyExists { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(from.get(&key).await.unwrap().data, body(size, 6));
+    }
+    assert_eq!(temp_files(&root), 0);
+}
+
+/// Conditional writes by open file: create-only onto an existing key and if-match with a
+/// stale etag are refused and keep the object; if-match with the current etag replaces it.
+#[tokio::test]
+async fn conditional_copies_by_open_file_keep_or_replace_as_their_condition_says() {
+    use maskstore::WriteMode;
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    let root = dir.path().join("from");
+    let from = local(&root, &prefix, ChecksumAlgorithm::Sha256);
+    for (name, to) in destinations(dir.path(), &prefix) {
+        for size in [0, 1000, 300_000] {
+            let key = from.key(&format!("cond-{size}.png")).unwrap();
+            from.put(&key, body(size, 7)).await.unwrap();
+            let old = to.put(&key, "the old object").await.unwrap();
+            let stale = WriteOptions::default().with_mode(WriteMode::IfMatch("\"stale\"".into()));
+            let create = WriteOptions::default().with_mode(WriteMode::CreateOnly);
+            for options in [&create, &stale] {
+                let source = from.open_file(&key).await.unwrap().unwrap();
+                let refused = to
+                    .write_from_open_file(&key, source, options, |_, _| {})
+                    .await;
+                assert!(
+                    matches!(
+                        refused,
+                        Err(Error::AlreadyExists { .. } | Error::Precondition { .. })
+                    ),
+                    "{name} {size} {:?}: {refused:?}",
+                    options.mode
+                );
+                assert_eq!(to.get(&key).await.unwrap().data, "the old object", "{name}");
+            }
+            let current = WriteOptions::default().with_mode(WriteMode::IfMatch(old.etag.unwrap()));
+            let source = from.open_file(&key).await.unwrap().unwrap();
+            to.write_from_open_file(&key, source, &current, |_, _| {})
+                .await
+                .unwrap();
+            assert_eq!(to.get(&key).await.unwrap().data, body(size, 7), "{name}");
+            clean(&to, &[key]).await;
+        }
+    }
+    for local in ["to-sha", "to-crc"] {
+        assert_eq!(temp_files(&dir.path().join(local)), 0, "{local}");
+    }
+}
+
+/// Progress by open file, on every destination: totals are the object's size, bytes done
+/// never go back nor past it, and a non-empty copy ends at its size.
+#[tokio::test]
+async fn progress_of_a_copy_by_open_file_counts_up_to_the_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    let from = local(&dir.path().join("from"), &prefix, ChecksumAlgorithm::Sha256);
+    for (name, to) in destinations(dir.path(), &prefix) {
+        for size in [1000, 9 * MIB + 17, 17 * MIB + 5] {
+            let key = from.key(&format!("progress-{size}.png")).unwrap();
+            from.put(&key, body(size, 8)).await.unwrap();
+            let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+            let source = from.open_file(&key).await.unwrap().unwrap();
+            let record = std::sync::Arc::clone(&seen);
+            to.write_from_open_file(
+                &key,
+                source,
+                &WriteOptions::default(),
+                move |done, total| {
+                    record.lock().unwrap().push((done, total));
+                },
+            )
+            .await
+            .unwrap();
+            let seen = seen.lock().unwrap().clone();
+            assert_eq!(
+                seen.last(),
+                Some(&(size as u64, size as u64)),
+                "{name} {seen:?}"
+            );
+            assert!(
+                seen.windows(2).all(|w| w[0].0 <= w[1].0)
+                    && seen.iter().all(|s| s.1 == size as u64),
+                "{name} {seen:?}"
+            );
+            clean(&to, &[key]).await;
+        }
+    }
+}
+
+/// A stored checksum is text anyone with write access to the root chooses: in the error
+/// it is shown without control characters (no forged lines or terminal escapes in the
+/// operator's `sync` output) and cut short, while the key and backend stay named.
+#[tokio::test]
+async fn a_hostile_stored_checksum_is_shown_tamed_in_the_corrupt_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    let root = dir.path().join("from");
+    let from = local(&root, &prefix, ChecksumAlgorithm::Sha256);
+    let to = local(
+        &dir.path().join("to-sha"),
+        &prefix,
+        ChecksumAlgorithm::Sha256,
+    );
+    let key = from.key("escape.png").unwrap();
+    from.put(&key, body(1000, 1)).await.unwrap();
+    let hostile = format!(
+        "sha256:\u{1b}[2J\u{1b}]0;owned\u{7}\nfailed: 0 objects\r{}",
+        "A".repeat(3000)
+    );
+    set_stored_checksum(&object_path(&root, &key), &hostile);
+    let err = sync::copy(&from, &to, &key).await.unwrap_err();
+    assert!(matches!(err, Error::Corrupt { .. }), "{err:?}");
+    let shown = err.to_string();
+    assert!(!shown.chars().any(char::is_control), "{shown:?}");
+    assert!(shown.len() < 1000, "{} bytes: {shown:?}", shown.len());
+    assert!(
+        shown.starts_with(&format!("{key} on local is corrupt")),
+        "{shown}"
+    );
+    assert!(!to.exists(&key).await.unwrap());
+}
+
+/// `sync --delete` deletes nothing in a run where a copy failed (as rsync does after a
+/// read error on the sending side): an object moved in the source whose new copy is
+/// refused as damaged must not lose its last good copy, the destination's old key.
+#[test]
+fn sync_delete_deletes_nothing_when_a_copy_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let env = vars(&[]);
+    let config = |name: &str| {
+        let path = dir.path().join(format!("{name}.toml"));
+        std::fs::write(
+            &path,
+            format!("[object_storage]\nprovider = \"local\"\nroot = \"./{name}\"\n"),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let (a, b) = (config("a"), config("b"));
+    let run = |args: &[&str]| maskstore(dir.path(), args, &env);
+    for (i, name) in ["mask/1.png", "mask/2.png", "mask/3.png", "mask/moved.png"]
+        .iter()
+        .enumerate()
+    {
+        std::fs::write(dir.path().join("f"), body(1000, i as u8)).unwrap();
+        let out = run(&["--config", &a, "put", "f", name]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+    }
+    let out = run(&["sync", "--from", &a, "--to", &b]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // Moved in the source, and its new file damaged.
+    let out = run(&["--config", &a, "mv", "mask/moved.png", "mask/new/moved.png"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    flip_one_byte(&dir.path().join("a/mask/new/moved.png"));
+    let out = run(&[
+        "--json", "sync", "--from", &a, "--to", &b, "--delete", "--yes",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (summary["failed"].as_u64(), summary["deleted"].as_u64()),
+        (Some(1), Some(0)),
+        "{summary}"
+    );
+    assert!(
+        text(&out.stderr).contains("nothing was deleted"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(dir.path().join("b/mask/moved.png")).unwrap(),
+        body(1000, 3),
+        "the last good copy was deleted"
+    );
+    // Repaired, the next run copies it and deletes the old key.
+    flip_one_byte(&dir.path().join("a/mask/new/moved.png"));
+    let out = run(&[
+        "--json", "sync", "--from", &a, "--to", &b, "--delete", "--yes",
+    ]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (summary["copied"].as_u64(), summary["deleted"].as_u64()),
+        (Some(1), Some(1)),
+        "{summary}"
+    );
+    assert!(!dir.path().join("b/mask/moved.png").exists());
+}
+
+/// A FIFO or a folder where a source object's file should be (left there by someone with
+/// write access to the root after the listing) is not found, at once: never read, never
+/// waited on for a writer.
+#[tokio::test]
+async fn a_fifo_or_folder_at_a_source_key_is_not_found_without_waiting() {
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    let root = dir.path().join("from");
+    let from = local(&root, &prefix, ChecksumAlgorithm::Sha256);
+    let to = local(
+        &dir.path().join("to-sha"),
+        &prefix,
+        ChecksumAlgorithm::Sha256,
+    );
+    let (fifo, folder) = (
+        from.key("fifo.png").unwrap(),
+        from.key("folder.png").unwrap(),
+    );
+    from.put(&from.key("placeholder").unwrap(), "x")
+        .await
+        .unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(object_path(&root, &fifo))
+        .status()
+        .unwrap();
+    assert!(made.success());
+    std::fs::create_dir_all(object_path(&root, &folder).join("inside")).unwrap();
+    for key in [&fifo, &folder] {
+        let copied = tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            sync::copy(&from, &to, key),
+        )
+        .await
+        .expect("the copy waited on the source");
+        assert!(
+            matches!(copied, Err(Error::NotFound { .. })),
+            "{key}: {copied:?}"
+        );
+        assert!(!to.exists(key).await.unwrap());
+    }
 }

@@ -5,7 +5,7 @@
 //! `--delete` also deletes what the destination holds and the source lacks: the plan is
 //! listed and confirmed like `rm --prefix` (`--yes` without a terminal), and refused even
 //! with `--yes` when the source lists nothing or the deletes exceed `--max-delete` of the
-//! destination, unless `--force`.
+//! destination, unless `--force`; a run where any object failed deletes nothing.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -194,7 +194,11 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
         }
         bar.set_message(format!("copied {copied} failed {}", failures.len()));
     }
-    if !args.dry_run {
+    // A run where anything failed deletes nothing (as rsync after a read error on the
+    // sending side): an object moved in the source whose new copy failed would otherwise
+    // lose its last good copy, the destination's old key.
+    let deleting = failures.is_empty();
+    if !args.dry_run && deleting {
         for chunk in plan.to_delete.chunks(1000) {
             to.delete_many(chunk).await?;
         }
@@ -203,7 +207,11 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
     for failure in &failures {
         eprintln!("failed: {failure}");
     }
-    let deleted = plan.to_delete.len() as u64;
+    let deleted = if deleting {
+        plan.to_delete.len() as u64
+    } else {
+        0
+    };
     let would = if args.dry_run { "would have " } else { "" };
     if as_json {
         print_json(&json!({
@@ -227,9 +235,17 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
         );
     }
     if !failures.is_empty() {
+        let kept = if plan.to_delete.is_empty() {
+            String::new()
+        } else {
+            format!(
+                ", so nothing was deleted ({} to delete once every copy succeeds)",
+                plan.to_delete.len()
+            )
+        };
         return Err(Failure {
             message: format!(
-                "{} objects failed to sync; run it again to retry them",
+                "{} objects failed to sync{kept}; run it again to retry them",
                 failures.len()
             ),
             code: 1,

@@ -203,10 +203,32 @@ impl Verifier {
         Err(Error::Corrupt {
             backend: self.backend,
             key: self.key,
-            expected: self.expected,
+            expected: shown(&self.expected),
             actual,
         })
     }
+}
+
+/// A stored checksum as an error shows it. It is text whoever could write the object
+/// chose (its metadata, a local file's attributes): anything but printable ASCII is
+/// escaped, so it cannot forge lines or send terminal escapes to the operator's screen,
+/// and a long one is cut short (a real one is at most 51 characters). A well-formed
+/// checksum is shown as stored.
+fn shown(stored: &str) -> String {
+    const SHOWN_MAX: usize = 100;
+    let mut out = String::new();
+    for c in stored.chars() {
+        if out.len() >= SHOWN_MAX {
+            out.push_str(&format!("... ({} bytes in all)", stored.len()));
+            break;
+        }
+        if c.is_ascii_graphic() || c == ' ' {
+            out.push(c);
+        } else {
+            out.extend(c.escape_default());
+        }
+    }
+    out
 }
 
 impl Verifier {
@@ -233,7 +255,7 @@ impl Verifier {
             return Err(Error::Corrupt {
                 backend: self.backend,
                 key: self.key,
-                expected: self.expected,
+                expected: shown(&self.expected),
                 actual,
             });
         }
@@ -425,6 +447,27 @@ mod tests {
                 }
                 other => panic!("{bad:?}: expected InvalidMetadata, got {other:?}"),
             }
+        }
+    }
+
+    #[test]
+    fn a_hostile_stored_value_is_shown_escaped_and_cut_short() {
+        let good = checksum_of(ChecksumAlgorithm::Sha256, b"x").unwrap();
+        assert_eq!(shown(&good), good);
+        assert_eq!(
+            shown("md5:a\u{1b}[2J\nb\u{202e}"),
+            "md5:a\\u{1b}[2J\\nb\\u{202e}"
+        );
+        let long = format!("sha256:{}", "A".repeat(5000));
+        let cut = shown(&long);
+        assert!(
+            cut.len() < 130 && cut.ends_with("(5007 bytes in all)"),
+            "{cut}"
+        );
+        let verifier = Verifier::new("local", "mask/k", Some(&long)).unwrap();
+        match verifier.finish_with(good) {
+            Err(Error::Corrupt { expected, .. }) => assert_eq!(expected, cut),
+            other => panic!("expected Corrupt, got {other:?}"),
         }
     }
 

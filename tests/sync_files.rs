@@ -357,22 +357,24 @@ async fn a_source_that_changes_during_the_copy_stores_nothing_or_the_version_ope
     }
 }
 
+/// A config file `NAME.toml` in `dir` for a local root `./NAME`; its path.
+fn local_config(dir: &Path, name: &str) -> String {
+    let path = dir.join(format!("{name}.toml"));
+    std::fs::write(
+        &path,
+        format!("[object_storage]\nprovider = \"local\"\nroot = \"./{name}\"\n"),
+    )
+    .unwrap();
+    path.display().to_string()
+}
+
 /// `maskstore sync` between two local roots copies every object with its metadata, fails
 /// the damaged one by name (exit 1), and copies it once it is repaired.
 #[test]
 fn the_cli_sync_between_local_roots_copies_by_file_and_names_a_damaged_object() {
     let dir = tempfile::tempdir().unwrap();
     let env = vars(&[]);
-    let config = |name: &str| {
-        let path = dir.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &path,
-            format!("[object_storage]\nprovider = \"local\"\nroot = \"./{name}\"\n"),
-        )
-        .unwrap();
-        path.display().to_string()
-    };
-    let (a, b) = (config("a"), config("b"));
+    let (a, b) = (local_config(dir.path(), "a"), local_config(dir.path(), "b"));
     for (i, name) in ["mask/x.png", "mask/s/y.nii.gz", "mask/s/z.dcm"]
         .iter()
         .enumerate()
@@ -662,16 +664,7 @@ async fn a_hostile_stored_checksum_is_shown_tamed_in_the_corrupt_error() {
 fn sync_delete_deletes_nothing_when_a_copy_failed() {
     let dir = tempfile::tempdir().unwrap();
     let env = vars(&[]);
-    let config = |name: &str| {
-        let path = dir.path().join(format!("{name}.toml"));
-        std::fs::write(
-            &path,
-            format!("[object_storage]\nprovider = \"local\"\nroot = \"./{name}\"\n"),
-        )
-        .unwrap();
-        path.display().to_string()
-    };
-    let (a, b) = (config("a"), config("b"));
+    let (a, b) = (local_config(dir.path(), "a"), local_config(dir.path(), "b"));
     let run = |args: &[&str]| maskstore(dir.path(), args, &env);
     for (i, name) in ["mask/1.png", "mask/2.png", "mask/3.png", "mask/moved.png"]
         .iter()

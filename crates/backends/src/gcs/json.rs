@@ -958,20 +958,28 @@ mod resumable_tests {
         (format!("http://{address}/session"), log)
     }
 
-    fn upload(session: &str) -> Resumable {
+    /// The JSON API of bucket `bucket` at `base`, with a fixed bearer token.
+    fn api(base: &str) -> JsonApi {
         let credentials: GcpCredentialProvider =
             Arc::new(StaticCredentialProvider::new(GcpCredential {
                 bearer: "token".to_string(),
             }));
-        let api = JsonApi::new(
-            "http://127.0.0.1:9",
+        JsonApi::new(
+            base,
             "bucket",
             credentials,
             Duration::from_secs(30),
             Duration::from_secs(5),
         )
-        .unwrap();
-        Resumable::new(api, Path::from("mask/a.bin"), session.to_string())
+        .unwrap()
+    }
+
+    fn upload(session: &str) -> Resumable {
+        Resumable::new(
+            api("http://127.0.0.1:9"),
+            Path::from("mask/a.bin"),
+            session.to_string(),
+        )
     }
 
     const MIB: usize = 1024 * 1024;
@@ -1053,18 +1061,7 @@ mod resumable_tests {
     #[tokio::test]
     async fn a_success_with_an_endless_body_is_an_error_after_a_mebibyte() {
         let (base, sent) = endless_server().await;
-        let credentials: GcpCredentialProvider =
-            Arc::new(StaticCredentialProvider::new(GcpCredential {
-                bearer: "token".to_string(),
-            }));
-        let api = JsonApi::new(
-            &base,
-            "bucket",
-            credentials,
-            Duration::from_secs(30),
-            Duration::from_secs(5),
-        )
-        .unwrap();
+        let api = api(&base);
         let started = std::time::Instant::now();
         let e = api
             .insert(

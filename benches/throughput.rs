@@ -21,6 +21,7 @@ use maskstore::{Config, SignOptions, SignedMethod, Storage, WriteOptions};
 use maskstore_core::{KeyPrefix, Secret};
 use object_store::ObjectStoreExt;
 
+use common::stats::{bootstrap_interval, human_time, median};
 use common::{full_run, raw_backends};
 
 const MIB: u64 = 1024 * 1024;
@@ -435,33 +436,6 @@ fn rounds_within(budget: Duration, one_round: Duration) -> usize {
     (fit as usize).clamp(20, 400)
 }
 
-/// The median of `values` (sorted in place).
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        (values[n / 2 - 1] + values[n / 2]) / 2.0
-    }
-}
-
-/// The 95 % bootstrap interval of the median of `ratios`: 2,000 resamples, seeded.
-fn bootstrap_interval(ratios: &[f64]) -> (f64, f64) {
-    use rand::{Rng, SeedableRng};
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let mut medians: Vec<f64> = (0..2000)
-        .map(|_| {
-            let mut sample: Vec<f64> = (0..ratios.len())
-                .map(|_| ratios[rng.random_range(0..ratios.len())])
-                .collect();
-            median(&mut sample)
-        })
-        .collect();
-    medians.sort_by(f64::total_cmp);
-    (medians[50], medians[1949])
-}
-
 /// Storage against raw object_store on the same store, measured in pairs: every round
 /// times one put+get through each, in alternating order, so drift of the disk or the
 /// server (page cache, journal, compaction) hits both sides alike. A sample repeats the
@@ -642,23 +616,6 @@ fn local_vs_paths() -> Vec<String> {
         }
     }
     rows
-}
-
-/// Seconds as µs or ms with about four significant figures.
-fn human_time(secs: f64) -> String {
-    let (value, unit) = if secs < 1e-3 {
-        (secs * 1e6, "µs")
-    } else {
-        (secs * 1e3, "ms")
-    };
-    let decimals = if value < 10.0 {
-        3
-    } else if value < 100.0 {
-        2
-    } else {
-        1
-    };
-    format!("{value:.decimals$} {unit}")
 }
 
 /// The cost of the integrity checksum: a put + whole (verified) get through `Storage` with

@@ -3,6 +3,10 @@
 
 use std::sync::Arc;
 
+// Used by the throughput bench and benches/peers; the criterion bench has its own.
+#[allow(dead_code)]
+pub mod stats;
+
 use maskstore_backends::local::LocalStore;
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;

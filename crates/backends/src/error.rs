@@ -7,9 +7,10 @@
 //! element only ([`crate::s3::error`]), local-provider failures from their typed
 //! [`LocalError`], never from text that could contain the key.
 
-use maskstore_core::Origin;
+use maskstore_core::{Origin, Provider};
 
 use crate::local::error::LocalError;
+use crate::providers::Backend;
 use crate::s3::error::{self as s3_error, Meaning, S3Answer};
 
 /// What kind of failure an [`Error`] is: the one classification everything outward derives
@@ -401,11 +402,11 @@ fn bucket_fix(backend: &str) -> &'static str {
 }
 
 /// What an answer of `backend` means, read with that provider's codes.
-fn meaning_of(backend: &str, answer: &S3Answer) -> Option<Meaning> {
-    match backend {
-        "azure" => crate::azure::error::meaning(answer),
-        "gcs" => crate::gcs::error::meaning(answer),
-        _ => answer.meaning(),
+fn meaning_of(backend: &Backend, answer: &S3Answer) -> Option<Meaning> {
+    match backend.provider() {
+        Some(Provider::Azure) => crate::azure::error::meaning(answer),
+        Some(Provider::Gcs) => crate::gcs::error::meaning(answer),
+        Some(Provider::S3 | Provider::Local | Provider::Memory) | None => answer.meaning(),
     }
 }
 
@@ -474,7 +475,7 @@ impl Error {
     }
 
     /// Maps an object_store error on `key` of `backend` to the semantic error.
-    pub fn from_store(backend: &str, key: &str, e: object_store::Error) -> Error {
+    pub(crate) fn from_store(backend: &Backend, key: &str, e: object_store::Error) -> Error {
         match Error::describe(backend, key, &e) {
             // Keep the original error as the source, for callers that inspect it.
             Error::Backend { backend, key, .. } => Error::Backend {
@@ -487,14 +488,18 @@ impl Error {
     }
 
     /// The kind [`Error::from_store`] would give `e` (for metrics, which pass the error on).
-    pub(crate) fn kind_of_store(backend: &str, key: &str, e: &object_store::Error) -> ErrorKind {
+    pub(crate) fn kind_of_store(
+        backend: &Backend,
+        key: &str,
+        e: &object_store::Error,
+    ) -> ErrorKind {
         Error::describe(backend, key, e).kind()
     }
 
     /// The one classification of object_store errors.
-    fn describe(backend: &str, key: &str, e: &object_store::Error) -> Error {
+    fn describe(source: &Backend, key: &str, e: &object_store::Error) -> Error {
         let key = key.to_string();
-        let backend = backend.to_string();
+        let backend = source.to_string();
         if let Some(local) = local_error(e) {
             return from_local(backend, key, local);
         }
@@ -515,13 +520,13 @@ impl Error {
             | object_store::Error::NotModified { .. } => false,
             object_store::Error::NotFound { .. } => answer
                 .as_ref()
-                .is_some_and(|a| meaning_of(&backend, a) == Some(Meaning::BucketMissing)),
+                .is_some_and(|a| meaning_of(source, a) == Some(Meaning::BucketMissing)),
             _ => true,
         };
         if code_decides
             && let Some(error) = answer
                 .as_ref()
-                .and_then(|answer| from_s3_code(&backend, &key, answer))
+                .and_then(|answer| from_s3_code(source, &key, answer))
         {
             return error;
         }
@@ -577,11 +582,11 @@ fn kind_of_status(status: u16) -> ErrorKind {
 }
 
 /// The semantic error an S3 answer means, or `None` when its status alone decides.
-fn from_s3_code(backend: &str, key: &str, answer: &S3Answer) -> Option<Error> {
-    let backend = backend.to_string();
+fn from_s3_code(source: &Backend, key: &str, answer: &S3Answer) -> Option<Error> {
+    let backend = source.to_string();
     let key = key.to_string();
     let detail = answer.describe();
-    let error = match meaning_of(&backend, answer)? {
+    let error = match meaning_of(source, answer)? {
         Meaning::BucketMissing => Error::BucketMissing { backend, detail },
         Meaning::ClockSkew => Error::ClockSkew { backend, detail },
         Meaning::Credentials => Error::CredentialsRejected { backend, detail },
@@ -849,14 +854,14 @@ mod tests {
                     &format!("404 Not Found: {}", body("NoSuchKey", "no such key")),
                 ),
             };
-            let e = Error::from_store("s3", &key, e);
+            let e = Error::from_store(&Backend::of(Provider::S3), &key, e);
             assert!(matches!(e, Error::NotFound { .. }), "{name}: {e:?}");
             // A HEAD's 404 has no body at all.
             let e = object_store::Error::NotFound {
                 path: key.clone(),
                 source: request(&key, "404 Not Found: "),
             };
-            let e = Error::from_store("s3", &key, e);
+            let e = Error::from_store(&Backend::of(Provider::S3), &key, e);
             assert!(matches!(e, Error::NotFound { .. }), "{name}: {e:?}");
         }
     }
@@ -894,7 +899,7 @@ mod tests {
                     source,
                 }
             };
-            let e = Error::from_store("s3", "mask/a.png", e);
+            let e = Error::from_store(&Backend::of(Provider::S3), "mask/a.png", e);
             assert!(expected(&e), "{code}: {e:?}");
         }
     }
@@ -911,7 +916,7 @@ mod tests {
                 ),
             ),
         };
-        let e = Error::from_store("s3", "mask/a.png", e);
+        let e = Error::from_store(&Backend::of(Provider::S3), "mask/a.png", e);
         assert!(
             matches!(&e, Error::Refused { status: 403, code, .. } if code == "NotSignedUp"),
             "{e:?}"
@@ -933,7 +938,7 @@ mod tests {
                  <Region>ap-northeast-2</Region></Error>",
             ),
         };
-        match Error::from_store("s3", "mask/", e) {
+        match Error::from_store(&Backend::of(Provider::S3), "mask/", e) {
             Error::RegionMismatch { expected, .. } => {
                 assert_eq!(expected.as_deref(), Some("ap-northeast-2"))
             }
@@ -944,7 +949,7 @@ mod tests {
             source: request("mask/PermanentRedirect/a", "301 Moved Permanently: "),
         };
         assert!(matches!(
-            Error::from_store("s3", "mask/PermanentRedirect/a", e),
+            Error::from_store(&Backend::of(Provider::S3), "mask/PermanentRedirect/a", e),
             Error::RegionMismatch { .. }
         ));
     }
@@ -955,14 +960,14 @@ mod tests {
             store: "S3",
             source: request("mask/a", "416 Range Not Satisfiable: "),
         };
-        let e = Error::from_store("s3", "mask/a", e);
+        let e = Error::from_store(&Backend::of(Provider::S3), "mask/a", e);
         assert_eq!(e.kind(), ErrorKind::InvalidRange, "{e:?}");
         // The in-memory store's own range error.
         let memory = object_store::Error::Generic {
             store: "InMemory",
             source: "Wanted range starting at 10, but object was only 4 bytes long".into(),
         };
-        let e = Error::from_store("memory", "mask/a", memory);
+        let e = Error::from_store(&Backend::of(Provider::Memory), "mask/a", memory);
         assert_eq!(e.kind(), ErrorKind::InvalidRange, "{e:?}");
         assert!(e.is_client_error());
     }
@@ -977,7 +982,7 @@ mod tests {
             ),
         };
         assert_eq!(
-            Error::from_store("s3", "mask/a", e).kind(),
+            Error::from_store(&Backend::of(Provider::S3), "mask/a", e).kind(),
             ErrorKind::Credentials
         );
         let e = object_store::Error::Generic {
@@ -988,7 +993,7 @@ mod tests {
             ),
         };
         assert_eq!(
-            Error::from_store("s3", "mask/a", e).kind(),
+            Error::from_store(&Backend::of(Provider::S3), "mask/a", e).kind(),
             ErrorKind::Internal
         );
     }
@@ -999,7 +1004,7 @@ mod tests {
             store: "S3",
             source: request("mask/a", "500 Internal Server Error: oops"),
         };
-        let e = Error::from_store("s3", "mask/a", e);
+        let e = Error::from_store(&Backend::of(Provider::S3), "mask/a", e);
         assert_eq!(e.kind(), ErrorKind::Internal, "{e:?}");
         let e = object_store::Error::Generic {
             store: "S3",
@@ -1009,7 +1014,7 @@ mod tests {
             ),
         };
         assert_eq!(
-            Error::from_store("s3", "mask/a", e).kind(),
+            Error::from_store(&Backend::of(Provider::S3), "mask/a", e).kind(),
             ErrorKind::Unavailable
         );
     }
@@ -1024,7 +1029,7 @@ mod tests {
             }),
         };
         assert!(matches!(
-            Error::from_store("s3", "mask/a", chain),
+            Error::from_store(&Backend::of(Provider::S3), "mask/a", chain),
             Error::CredentialsRejected { .. }
         ));
         let key = "mask/169.254.169.254/a";
@@ -1032,7 +1037,10 @@ mod tests {
             store: "S3",
             source: request(key, "500 Internal Server Error: "),
         };
-        assert_eq!(Error::from_store("s3", key, e).kind(), ErrorKind::Internal);
+        assert_eq!(
+            Error::from_store(&Backend::of(Provider::S3), key, e).kind(),
+            ErrorKind::Internal
+        );
     }
 
     #[test]
@@ -1043,7 +1051,7 @@ mod tests {
         }
         .into();
         assert_eq!(
-            Error::from_store("local", "mask/a/b", e).kind(),
+            Error::from_store(&Backend::of(Provider::Local), "mask/a/b", e).kind(),
             ErrorKind::Conflict
         );
         let e: object_store::Error = LocalError::io(
@@ -1052,7 +1060,7 @@ mod tests {
         )
         .into();
         assert_eq!(
-            Error::from_store("local", "mask/x", e).kind(),
+            Error::from_store(&Backend::of(Provider::Local), "mask/x", e).kind(),
             ErrorKind::InvalidInput
         );
         let e: object_store::Error = LocalError::io(
@@ -1061,7 +1069,7 @@ mod tests {
         )
         .into();
         assert_eq!(
-            Error::from_store("local", "mask/x", e).kind(),
+            Error::from_store(&Backend::of(Provider::Local), "mask/x", e).kind(),
             ErrorKind::PermissionDenied
         );
     }

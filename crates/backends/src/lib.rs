@@ -40,6 +40,7 @@ mod load;
 pub mod local;
 mod memory;
 pub mod monitor;
+mod providers;
 mod s3;
 pub mod secret_file;
 mod service_urls;

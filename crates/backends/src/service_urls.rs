@@ -6,6 +6,7 @@ use std::time::Duration;
 use object_store::path::Path;
 
 use crate::Result;
+use crate::providers::Backend;
 use crate::signing::{SignOptions, SignedMethod};
 
 /// A URL the service verifies, and the headers the client must send with it.
@@ -28,7 +29,7 @@ pub(crate) trait ServiceSigner: Send + Sync {
     /// [`ServiceSigner::binds_upload_headers`] (the caller refuses them otherwise).
     async fn sign(
         &self,
-        backend: &str,
+        backend: &Backend,
         method: SignedMethod,
         path: &Path,
         ttl: Duration,

@@ -18,6 +18,7 @@ use crate::layers::instrumented::{Instrumentation, Measured, Recorder};
 use crate::local::file_io::{copy_file_range, copy_hashing, file_stream};
 use crate::local::{LocalError, ReadChecksum};
 use crate::monitor::{AlarmSettings, Monitor, Outcome};
+use crate::providers::Backend;
 use crate::signing::{GatewaySigner, SignOptions, SignedMethod, SignedUrl};
 use crate::types::{
     ByteRange, IncompleteUpload, Listing, Object, ObjectInfo, ObjectStream, PutOutcome,
@@ -76,7 +77,7 @@ pub struct Storage {
     layers: Vec<Arc<dyn Layer>>,
     /// What operations go through: the layers over `base`, instrumented outside them all.
     store: Arc<dyn ObjectStore>,
-    backend: Arc<str>,
+    backend: Backend,
     prefix: KeyPrefix,
     ttl: TtlPolicy,
     verify_folders: bool,
@@ -108,7 +109,7 @@ pub struct ObjectFile {
     /// Its path, for messages only.
     shown: String,
     /// The backend it was opened from, named should its bytes not match its checksum.
-    backend: Arc<str>,
+    backend: Backend,
     /// Whether copies check its stored checksum (the source storage's reads verify).
     verify: bool,
 }
@@ -252,7 +253,7 @@ impl Storage {
         let monitor = Arc::new(Monitor::new(AlarmSettings::from_config(&config.monitoring)));
         let mut storage = Storage::assemble(
             store,
-            os.provider.as_str(),
+            Backend::of(os.provider),
             os.prefix.clone(),
             monitor,
             config.ttl_policy(),
@@ -278,7 +279,7 @@ impl Storage {
     ) -> Storage {
         Storage::assemble(
             store,
-            backend,
+            Backend::foreign(backend),
             prefix,
             Arc::new(Monitor::new(AlarmSettings::default())),
             TtlPolicy::default(),
@@ -289,15 +290,14 @@ impl Storage {
 
     fn assemble(
         base: Arc<dyn ObjectStore>,
-        backend: &str,
+        backend: Backend,
         prefix: KeyPrefix,
         monitor: Arc<Monitor>,
         ttl: TtlPolicy,
         verify_folders: bool,
         urls: UrlSigner,
     ) -> Storage {
-        let backend: Arc<str> = backend.into();
-        let recorder = Recorder::new(Arc::clone(&backend), Arc::clone(&monitor));
+        let recorder = Recorder::new(backend.clone(), Arc::clone(&monitor));
         let mut storage = Storage {
             store: Arc::clone(&base),
             base,
@@ -363,7 +363,7 @@ impl Storage {
 
     /// This storage, feeding `monitor` instead (one with its own settings or clock).
     pub fn with_monitor(mut self, monitor: Arc<Monitor>) -> Storage {
-        self.recorder = Recorder::new(Arc::clone(&self.backend), Arc::clone(&monitor));
+        self.recorder = Recorder::new(self.backend.clone(), Arc::clone(&monitor));
         self.monitor = monitor;
         self.rebuild();
         self
@@ -691,7 +691,7 @@ impl Storage {
         let data: Bytes = data.into();
         // The local provider hashes the bytes as it writes them (one pass); elsewhere the
         // checksum is computed first, to send with the request.
-        let hash_on_write = (self.backend.as_ref() == Provider::Local.as_str()
+        let hash_on_write = (self.backend.provider() == Some(Provider::Local)
             && self.checksum != ChecksumAlgorithm::None)
             .then(|| crate::checksum::HashOnWrite {
                 algorithm: self.checksum,
@@ -819,7 +819,7 @@ impl Storage {
         let info = info_of(key.clone(), &result.meta, &result.attributes, Source::Read);
         let verifier = self.verifier(&info, whole);
         let range = result.range.clone();
-        let backend = Arc::clone(&self.backend);
+        let backend = self.backend.clone();
         let key_text = key.to_string();
         let stream = match result.payload {
             GetResultPayload::File(file, _) => file_stream(file, range.clone()),
@@ -1044,7 +1044,7 @@ impl Storage {
                     file: opened.file,
                     stat: opened.stat,
                     shown: opened.shown.display().to_string(),
-                    backend: Arc::clone(&self.backend),
+                    backend: self.backend.clone(),
                     verify: self.verify_reads,
                 }))
             }
@@ -1389,7 +1389,7 @@ impl Storage {
     /// is unspecified (S3 sorts, other engines do not); collect and sort when order matters.
     pub fn list(&self, prefix: Option<&str>) -> Result<BoxStream<'static, Result<ObjectInfo>>> {
         let folder = self.folder(prefix)?;
-        let backend = Arc::clone(&self.backend);
+        let backend = self.backend.clone();
         let folder_text = folder.to_string();
         Ok(self
             .store
@@ -1582,13 +1582,14 @@ impl Storage {
         options: &WriteOptions,
         part_size: usize,
     ) -> Result<Upload> {
-        let backend = self.backend.as_ref();
-        let part_size =
-            if backend == Provider::Local.as_str() || backend == Provider::Memory.as_str() {
-                part_size.clamp(MIN_UPLOAD_PART_SIZE, UPLOAD_PART_SIZE)
-            } else {
-                self.upload_shape().0
-            };
+        let part_size = if matches!(
+            self.backend.provider(),
+            Some(Provider::Local | Provider::Memory)
+        ) {
+            part_size.clamp(MIN_UPLOAD_PART_SIZE, UPLOAD_PART_SIZE)
+        } else {
+            self.upload_shape().0
+        };
         if options.mode != WriteMode::Overwrite {
             return Err(Error::Unsupported {
                 backend: self.backend.to_string(),
@@ -1625,7 +1626,7 @@ impl Storage {
     /// at least 5 MiB; the local provider writes each part straight to its temporary file,
     /// so small parts keep an upload's memory small.
     fn upload_shape(&self) -> (usize, usize) {
-        if self.backend.as_ref() == Provider::Local.as_str() {
+        if self.backend.provider() == Some(Provider::Local) {
             (LOCAL_UPLOAD_PART_SIZE, LOCAL_UPLOAD_MAX_IN_FLIGHT)
         } else {
             self.upload_shape

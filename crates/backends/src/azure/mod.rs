@@ -21,6 +21,7 @@ use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
 use object_store::path::Path;
 use object_store::signer::{Method, Signer};
 
+use crate::providers::Backend;
 use crate::service_urls::{ServiceSigner, ServiceUrl};
 use crate::signing::{SignOptions, SignedMethod};
 use crate::{Error, Result};
@@ -180,7 +181,7 @@ impl ServiceSigner for SasSigner {
 
     async fn sign(
         &self,
-        backend: &str,
+        backend: &Backend,
         method: SignedMethod,
         path: &Path,
         ttl: Duration,

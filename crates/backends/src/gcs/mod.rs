@@ -26,6 +26,7 @@ use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder};
 use object_store::path::Path;
 use object_store::signer::{HeaderMap, HeaderValue, Method, SignedUrlOptions, Signer};
 
+use crate::providers::Backend;
 use crate::service_urls::{ServiceSigner, ServiceUrl};
 use crate::signing::{SignOptions, SignedMethod};
 use crate::{Error, Result};
@@ -136,7 +137,7 @@ impl ServiceSigner for V4Signer {
 
     async fn sign(
         &self,
-        backend: &str,
+        backend: &Backend,
         method: SignedMethod,
         path: &Path,
         ttl: Duration,

@@ -25,6 +25,7 @@ use tracing::Instrument;
 
 use super::{Call, Intercept, Operation};
 use crate::monitor::{Monitor, Outcome};
+use crate::providers::Backend;
 
 /// Metric: operations by outcome.
 pub const OPERATIONS_TOTAL: &str = "maskstore_operations_total";
@@ -113,13 +114,13 @@ impl Handles {
 /// Records what one operation did.
 #[derive(Clone)]
 pub(crate) struct Recorder {
-    backend: Arc<str>,
+    backend: Backend,
     monitor: Arc<Monitor>,
     handles: Arc<std::sync::OnceLock<Handles>>,
 }
 
 impl Recorder {
-    pub(crate) fn new(backend: Arc<str>, monitor: Arc<Monitor>) -> Recorder {
+    pub(crate) fn new(backend: Backend, monitor: Arc<Monitor>) -> Recorder {
         Recorder {
             backend,
             monitor,

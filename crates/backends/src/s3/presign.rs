@@ -22,6 +22,7 @@ use object_store::path::Path;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 
+use crate::providers::Backend;
 use crate::signing::{SignOptions, SignedMethod};
 use crate::{Error, Result};
 
@@ -384,7 +385,7 @@ impl Presigner {
     /// unchanged.
     pub(crate) async fn presign(
         &self,
-        backend: &str,
+        backend: &Backend,
         method: SignedMethod,
         path: &Path,
         now: DateTime<Utc>,

@@ -12,6 +12,7 @@ use object_store::signer::{Method, SignedUrlOptions, Signer};
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde::Deserialize;
 
+use crate::providers::Backend;
 use crate::types::IncompleteUpload;
 use crate::{Error, Result};
 
@@ -54,7 +55,7 @@ pub(crate) fn completion_answer_is_misread(key: &str) -> bool {
 /// Every incomplete upload whose key starts with `folder/`.
 pub(crate) async fn incomplete_uploads(
     s3: &AmazonS3,
-    backend: &str,
+    backend: &Backend,
     folder: &Path,
 ) -> Result<Vec<IncompleteUpload>> {
     let mut uploads = Vec::new();
@@ -109,7 +110,7 @@ pub(crate) async fn incomplete_uploads(
 /// Aborts the upload `upload_id` of `path`.
 pub(crate) async fn abort_upload(
     s3: &AmazonS3,
-    backend: &str,
+    backend: &Backend,
     path: &Path,
     upload_id: &str,
 ) -> Result<()> {
@@ -134,7 +135,7 @@ pub(crate) struct Copied {
 /// CopyObject copies at most 5 GiB; the caller does not ask for more.
 pub(crate) async fn copy_in_place(
     s3: &AmazonS3,
-    backend: &str,
+    backend: &Backend,
     bucket: &str,
     path: &Path,
     etag: &str,
@@ -177,7 +178,7 @@ pub(crate) async fn copy_in_place(
 /// [`MAX_ANSWER_BYTES`].
 async fn request(
     s3: &AmazonS3,
-    backend: &str,
+    backend: &Backend,
     method: Method,
     path: &Path,
     query: &[(String, String)],
@@ -203,7 +204,7 @@ enum Answer {
 }
 
 /// A refusal, read as object_store's failed-request error is.
-fn refused(backend: &str, path: &Path, status: reqwest::StatusCode, body: &str) -> Error {
+fn refused(backend: &Backend, path: &Path, status: reqwest::StatusCode, body: &str) -> Error {
     let source = object_store::Error::Generic {
         store: "S3",
         source: format!("Server returned non-2xx status code: {status}: {body}").into(),
@@ -213,7 +214,7 @@ fn refused(backend: &str, path: &Path, status: reqwest::StatusCode, body: &str) 
 
 async fn send(
     s3: &AmazonS3,
-    backend: &str,
+    backend: &Backend,
     method: Method,
     path: &Path,
     query: &[(String, String)],

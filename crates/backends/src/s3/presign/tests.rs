@@ -46,7 +46,7 @@ async fn sign(
     options: &SignOptions,
 ) -> String {
     p.presign(
-        "s3",
+        &crate::providers::Backend::of(maskstore_core::Provider::S3),
         method,
         &Path::parse(key).unwrap(),
         now,
@@ -446,7 +446,7 @@ async fn a_ttl_above_seven_days_or_of_zero_is_refused() {
     let options = SignOptions::default();
     let week = p
         .presign(
-            "s3",
+            &crate::providers::Backend::of(maskstore_core::Provider::S3),
             SignedMethod::Get,
             &path,
             now,
@@ -459,7 +459,7 @@ async fn a_ttl_above_seven_days_or_of_zero_is_refused() {
     for secs in [0, 604_801] {
         let refused = p
             .presign(
-                "s3",
+                &crate::providers::Backend::of(maskstore_core::Provider::S3),
                 SignedMethod::Get,
                 &path,
                 now,
@@ -622,7 +622,7 @@ async fn object_stores_presigner_agrees_on_every_style_key_and_token() {
                 .and_utc();
             let ours = presigner
                 .presign(
-                    "s3",
+                    &crate::providers::Backend::of(maskstore_core::Provider::S3),
                     SignedMethod::Get,
                     &path,
                     now,

@@ -1,7 +1,9 @@
 //! `maskstore check`: the deployment guide's test procedure through the application's own
 //! config, and a doctor that names the cause and the fix when a step fails.
 
-use maskstore::{Config, Error, Provider, Storage, WriteOptions};
+use maskstore::maskstore_backends::Operation;
+use maskstore::maskstore_backends::advice;
+use maskstore::{Config, Error, Storage, WriteOptions};
 use serde_json::json;
 
 use super::output::{Failure, print_json};
@@ -12,7 +14,8 @@ struct Step {
     outcome: Result<String, Diagnosis>,
 }
 
-/// Why a step failed and what to do, in the operator's terms.
+/// Why a step failed and what to do, in the operator's terms (the provider's advice), and
+/// the exit code.
 struct Diagnosis {
     cause: String,
     fix: String,
@@ -25,7 +28,7 @@ pub(crate) async fn run(config: &Config, cors: Option<&str>, as_json: bool) -> R
         println!(
             "checking provider {} ({}), prefix {}, environment {}",
             os.provider,
-            target(config),
+            advice::describe(config),
             os.prefix,
             config.environment
         );
@@ -115,31 +118,6 @@ pub(crate) async fn run(config: &Config, cors: Option<&str>, as_json: bool) -> R
     }
 }
 
-fn target(config: &Config) -> String {
-    let os = &config.object_storage;
-    match os.provider {
-        Provider::S3 => format!(
-            "bucket {} in {} at {}",
-            os.bucket_name.as_deref().unwrap_or("?"),
-            os.region.as_deref().unwrap_or("?"),
-            os.endpoint.as_deref().unwrap_or("AWS")
-        ),
-        Provider::Local => format!("folder {}", os.root.display()),
-        Provider::Memory => "process memory".to_string(),
-        Provider::Azure => format!(
-            "container {} of account {} at {}",
-            os.container.as_deref().unwrap_or("?"),
-            os.account.as_deref().unwrap_or("?"),
-            os.endpoint.as_deref().unwrap_or("Azure")
-        ),
-        Provider::Gcs => format!(
-            "bucket {} at {}",
-            os.bucket_name.as_deref().unwrap_or("?"),
-            os.endpoint.as_deref().unwrap_or("Google Cloud Storage")
-        ),
-    }
-}
-
 /// The steps in order: connect, list, put, get, delete. After a failed connect, list or
 /// put nothing else runs; a failed read still deletes the probe.
 async fn steps(config: &Config) -> Vec<Step> {
@@ -149,7 +127,7 @@ async fn steps(config: &Config) -> Vec<Step> {
         Err(e) => {
             steps.push(Step {
                 name: "connect",
-                outcome: Err(diagnose("connect", &e, config)),
+                outcome: Err(diagnose(None, &e, config)),
             });
             return steps;
         }
@@ -158,9 +136,9 @@ async fn steps(config: &Config) -> Vec<Step> {
         name: "connect",
         outcome: Ok(format!("{} storage ready", storage.backend())),
     });
-    let step = |name: &'static str, outcome: Result<String, Error>| Step {
-        name,
-        outcome: outcome.map_err(|e| diagnose(name, &e, config)),
+    let step = |operation: Operation, outcome: Result<String, Error>| Step {
+        name: operation.as_str(),
+        outcome: outcome.map_err(|e| diagnose(Some(operation), &e, config)),
     };
 
     let listed = storage.list_with_delimiter(None).await.map(|l| {
@@ -172,7 +150,7 @@ async fn steps(config: &Config) -> Vec<Step> {
         )
     });
     let list_failed = listed.is_err();
-    steps.push(step("list", listed));
+    steps.push(step(Operation::List, listed));
     if list_failed {
         return steps;
     }
@@ -183,7 +161,7 @@ async fn steps(config: &Config) -> Vec<Step> {
     )) {
         Ok(key) => key,
         Err(e) => {
-            steps.push(step("put", Err(e)));
+            steps.push(step(Operation::Put, Err(e)));
             return steps;
         }
     };
@@ -197,7 +175,7 @@ async fn steps(config: &Config) -> Vec<Step> {
         .await
         .map(|_| format!("wrote {} bytes to {key}", body.len()));
     let put_failed = put.is_err();
-    steps.push(step("put", put));
+    steps.push(step(Operation::Put, put));
     if put_failed {
         return steps;
     }
@@ -218,7 +196,7 @@ async fn steps(config: &Config) -> Vec<Step> {
         }),
         Err(e) => Err(e),
     };
-    steps.push(step("get", read));
+    steps.push(step(Operation::Get, read));
     let deleted = match storage.delete(&key).await {
         Ok(()) => match storage.exists(&key).await {
             Ok(false) => Ok(format!("deleted {key}")),
@@ -231,252 +209,39 @@ async fn steps(config: &Config) -> Vec<Step> {
         },
         Err(e) => Err(e),
     };
-    steps.push(step("delete", deleted));
+    steps.push(step(Operation::Delete, deleted));
     steps
 }
 
-/// The IAM action each step needs.
-fn action_of(step: &str) -> &'static str {
-    match step {
-        "list" => "s3:ListBucket",
-        "put" => "s3:PutObject",
-        "get" => "s3:GetObject",
-        _ => "s3:DeleteObject",
+/// The provider's cause and fix of a failed step (`None` while connecting).
+fn diagnose(operation: Option<Operation>, e: &Error, config: &Config) -> Diagnosis {
+    let advice = advice::diagnose(operation, e, config);
+    Diagnosis {
+        cause: advice.cause,
+        fix: advice.fix,
+        code: super::output::exit_code(e),
     }
-}
-
-/// The Azure RBAC data action each step needs.
-fn azure_action_of(step: &str) -> &'static str {
-    match step {
-        "list" | "get" => "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
-        "put" => "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write",
-        _ => "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete",
-    }
-}
-
-/// The GCS IAM permission each step needs.
-fn gcs_permission_of(step: &str) -> &'static str {
-    match step {
-        "list" => "storage.objects.list",
-        "put" => "storage.objects.create",
-        "get" => "storage.objects.get",
-        _ => "storage.objects.delete",
-    }
-}
-
-/// Names the cause of a failed step and the fix.
-fn diagnose(step: &str, e: &Error, config: &Config) -> Diagnosis {
-    let os = &config.object_storage;
-    let bucket = os.bucket_name.as_deref().unwrap_or("<bucket>");
-    let prefix = os.prefix.as_str();
-    let code = super::output::exit_code(e);
-    let (cause, fix) = match e {
-        Error::CredentialsRejected { detail, .. } if os.provider == Provider::Azure => (
-            format!("the Azure credentials were rejected ({detail})"),
-            format!(
-                "check APP_OBJECT_STORAGE__ACCOUNT_KEY (or account_key_file): it must be key1 or \
-                 key2 of storage account {} (Azure portal → Access keys), not a key of another \
-                 account or a SAS token; without a key, check the AZURE_* identity",
-                os.account.as_deref().unwrap_or("<account>")
-            ),
-        ),
-        Error::CredentialsRejected { detail, .. } if os.provider == Provider::Gcs => (
-            format!("the GCS credentials were rejected ({detail})"),
-            "check APP_OBJECT_STORAGE__SERVICE_ACCOUNT_KEY (or service_account_key_file): the \
-             service account's JSON key must be current (not deleted in IAM → Service \
-             accounts → Keys); without a key, check GOOGLE_APPLICATION_CREDENTIALS"
-                .to_string(),
-        ),
-        Error::CredentialsRejected { detail, .. } => (
-            format!("the credentials were rejected ({detail})"),
-            "check APP_OBJECT_STORAGE__ACCESS_KEY and APP_OBJECT_STORAGE__SECRET_KEY: the key \
-             pair must belong together and be active"
-                .to_string(),
-        ),
-        Error::PermissionDenied { detail, .. } if os.provider == Provider::S3 => {
-            let action = action_of(step);
-            let resource = if action == "s3:ListBucket" {
-                format!("arn:aws:s3:::{bucket}")
-            } else {
-                format!("arn:aws:s3:::{bucket}/{prefix}*")
-            };
-            (
-                format!("access denied by the policy: it lacks {action} on {resource} ({detail})"),
-                format!(
-                    "add a statement allowing {action} on {resource} to the user's IAM policy \
-                     (maskstore policy iam prints the whole least-privilege policy)"
-                ),
-            )
-        }
-        Error::PermissionDenied { detail, .. } if os.provider == Provider::Azure => {
-            let action = azure_action_of(step);
-            let container = os.container.as_deref().unwrap_or("<container>");
-            (
-                format!(
-                    "access denied: the identity lacks {action} on container {container} ({detail})"
-                ),
-                format!(
-                    "assign the \"Storage Blob Data Contributor\" role on container {container} \
-                     to the identity (or use the account key)"
-                ),
-            )
-        }
-        Error::PermissionDenied { detail, .. } if os.provider == Provider::Gcs => {
-            let permission = gcs_permission_of(step);
-            (
-                format!(
-                    "access denied: the service account lacks {permission} on bucket {bucket} ({detail})"
-                ),
-                format!(
-                    "grant roles/storage.objectUser on gs://{bucket} to the service account \
-                     (gcloud storage buckets add-iam-policy-binding gs://{bucket} \
-                     --member=serviceAccount:<email> --role=roles/storage.objectUser)"
-                ),
-            )
-        }
-        Error::PermissionDenied { detail, .. }
-        | Error::Config {
-            problem: detail, ..
-        } if os.provider == Provider::Local => (
-            format!(
-                "the local root {} is not writable: {detail}",
-                os.root.display()
-            ),
-            "point object_storage.root (APP_OBJECT_STORAGE__ROOT) at a folder this user \
-                 can create and write"
-                .to_string(),
-        ),
-        Error::BucketMissing { detail, .. } if os.provider == Provider::Azure => {
-            let container = os.container.as_deref().unwrap_or("<container>");
-            (
-                format!(
-                    "container {container} does not exist in account {} ({detail})",
-                    os.account.as_deref().unwrap_or("<account>")
-                ),
-                format!(
-                    "create it once (az storage container create --name {container} \
-                     --account-name {}), or fix object_storage.container \
-                     (APP_OBJECT_STORAGE__CONTAINER)",
-                    os.account.as_deref().unwrap_or("<account>")
-                ),
-            )
-        }
-        Error::BucketMissing { detail, .. } if os.provider == Provider::Gcs => (
-            format!("bucket {bucket} does not exist ({detail})"),
-            format!(
-                "create it once (gcloud storage buckets create gs://{bucket}), or fix \
-                 object_storage.bucket_name (APP_OBJECT_STORAGE__BUCKET_NAME)"
-            ),
-        ),
-        Error::BucketMissing { detail, .. } => (
-            format!(
-                "bucket {bucket} does not exist at {} ({detail})",
-                os.endpoint.as_deref().unwrap_or("AWS")
-            ),
-            "create the bucket (once, by an administrator), or fix object_storage.bucket_name \
-             (APP_OBJECT_STORAGE__BUCKET_NAME)"
-                .to_string(),
-        ),
-        Error::RegionMismatch {
-            expected, detail, ..
-        } => (
-            format!(
-                "region mismatch: bucket {bucket} is in {}, not {} ({detail})",
-                expected.as_deref().unwrap_or("another region"),
-                os.region.as_deref().unwrap_or("?")
-            ),
-            match expected {
-                Some(region) => format!("set APP_OBJECT_STORAGE__REGION={region}"),
-                None => "set object_storage.region to the bucket's region (the guide warns \
-                         that us-east-1 is only the default)"
-                    .to_string(),
-            },
-        ),
-        Error::ClockSkew { detail, .. } => (
-            format!("this machine's clock is too far from the server's ({detail})"),
-            "synchronise the clock with NTP (timedatectl set-ntp true) and retry".to_string(),
-        ),
-        Error::Unreachable { detail, .. } => {
-            let endpoint = os.endpoint.as_deref().unwrap_or("AWS");
-            let lower = detail.to_ascii_lowercase();
-            let tls_words = [
-                "certificate",
-                "tls",
-                "ssl",
-                "handshake",
-                "corrupt message",
-                "invalidcontenttype",
-            ];
-            if tls_words.iter().any(|w| lower.contains(w)) {
-                (
-                    format!("the TLS handshake with {endpoint} failed ({detail})"),
-                    "if the engine speaks plain HTTP, write the endpoint with http://; \
-                     otherwise install a certificate the machine trusts"
-                        .to_string(),
-                )
-            } else {
-                (
-                    format!("the endpoint {endpoint} is unreachable ({detail})"),
-                    "check object_storage.endpoint (APP_OBJECT_STORAGE__ENDPOINT), that the \
-                     server runs, and the network or firewall between"
-                        .to_string(),
-                )
-            }
-        }
-        other => (other.to_string(), "see the message above".to_string()),
-    };
-    Diagnosis { cause, fix, code }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use maskstore::Secret;
-
-    fn denied(backend: &str) -> Error {
-        Error::PermissionDenied {
-            backend: backend.to_string(),
-            key: "mask/maskstore-check/probe.txt".to_string(),
-            detail: "403 AuthorizationPermissionMismatch".to_string(),
-        }
-    }
+    use maskstore::{Provider, Secret};
 
     #[test]
-    fn azure_permission_failures_name_the_data_action_and_the_role() {
+    fn a_failed_step_carries_the_providers_advice_and_the_exit_code() {
         let config = Config::azure("pacsmasks", "pacs-masks")
             .unwrap()
             .with_account_key(Secret::new("a2V5"));
-        let d = diagnose("put", &denied("azure"), &config);
+        let denied = Error::PermissionDenied {
+            backend: "azure".to_string(),
+            provider: Some(Provider::Azure),
+            key: "mask/maskstore-check/probe.txt".to_string(),
+            detail: "403 AuthorizationPermissionMismatch".to_string(),
+        };
+        let d = diagnose(Some(Operation::Put), &denied, &config);
         assert!(d.cause.contains("blobs/write"), "{}", d.cause);
-        assert!(d.cause.contains("container pacs-masks"), "{}", d.cause);
         assert!(d.fix.contains("Storage Blob Data Contributor"), "{}", d.fix);
-        let d = diagnose("list", &denied("azure"), &config);
-        assert!(d.cause.contains("blobs/read"), "{}", d.cause);
-    }
-
-    #[test]
-    fn gcs_permission_failures_name_the_permission_and_the_role() {
-        let config = Config::gcs("pacs-masks").unwrap();
-        let d = diagnose("delete", &denied("gcs"), &config);
-        assert!(d.cause.contains("storage.objects.delete"), "{}", d.cause);
-        assert!(d.fix.contains("roles/storage.objectUser"), "{}", d.fix);
-        assert!(d.fix.contains("gs://pacs-masks"), "{}", d.fix);
-        let missing = Error::BucketMissing {
-            backend: "gcs".to_string(),
-            detail: "404 NoSuchBucket".to_string(),
-        };
-        let d = diagnose("list", &missing, &config);
-        assert!(
-            d.fix
-                .contains("gcloud storage buckets create gs://pacs-masks"),
-            "{}",
-            d.fix
-        );
-        let rejected = Error::CredentialsRejected {
-            backend: "gcs".to_string(),
-            detail: "401".to_string(),
-        };
-        let d = diagnose("list", &rejected, &config);
-        assert!(d.fix.contains("SERVICE_ACCOUNT_KEY"), "{}", d.fix);
+        assert_eq!(d.code, super::super::output::exit_code(&denied));
     }
 }

@@ -11,8 +11,9 @@ use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
+use maskstore::maskstore_backends::advice;
 use maskstore::sync::{self, Plan};
-use maskstore::{ConfigSource, Provider, Storage};
+use maskstore::{ConfigSource, Storage};
 use serde_json::json;
 
 use super::objects::confirm_deletion;
@@ -89,49 +90,18 @@ fn connect(
     })
 }
 
-/// Where a store's objects live, to refuse syncing a store onto itself.
-fn identity(config: &maskstore::Config) -> String {
-    let os = &config.object_storage;
-    match os.provider {
-        Provider::S3 => format!(
-            "s3 {} {} {}",
-            os.endpoint.as_deref().unwrap_or("aws"),
-            os.bucket_name.as_deref().unwrap_or(""),
-            os.region.as_deref().unwrap_or("")
-        ),
-        Provider::Local => format!(
-            "local {}",
-            std::fs::canonicalize(&os.root)
-                .unwrap_or_else(|_| os.root.clone())
-                .display()
-        ),
-        Provider::Memory => "memory".to_string(),
-        Provider::Azure => format!(
-            "azure {} {} {}",
-            os.endpoint.as_deref().unwrap_or("azure"),
-            os.account.as_deref().unwrap_or(""),
-            os.container.as_deref().unwrap_or("")
-        ),
-        Provider::Gcs => format!(
-            "gcs {} {}",
-            os.endpoint.as_deref().unwrap_or("google"),
-            os.bucket_name.as_deref().unwrap_or("")
-        ),
-    }
-}
-
 pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result<(), Failure> {
     // The source is only read: a local root that does not exist is an error, never an
     // empty store that --delete would mirror.
     let from_config = load(config_dir, &args.from, "--from")?;
     let to_config = load(config_dir, &args.to, "--to")?;
-    if identity(&from_config) == identity(&to_config) {
+    if advice::identity(&from_config) == advice::identity(&to_config) {
         return Err(Failure {
             message: format!(
                 "--from {} and --to {} name the same store ({}); APP_OBJECT_STORAGE__* variables apply to both sides, so unset them or use config files",
                 args.from,
                 args.to,
-                identity(&from_config)
+                advice::identity(&from_config)
             ),
             code: 2,
         });

@@ -3,15 +3,17 @@
 //! Every error has an [`ErrorKind`]; the CLI's exit code, the gateway's HTTP status and the
 //! metric outcome are each derived from the kind by an exhaustive match, so a new kind
 //! cannot fall through to a default anywhere. Errors of object_store are turned into
-//! [`Error`] here once ([`Error::from_store`]): S3 refusals from their status and `<Code>`
-//! element only ([`crate::s3::error`]), local-provider failures from their typed
-//! [`LocalError`], never from text that could contain the key.
+//! [`Error`] here once ([`Error::from_store`]): refusals from their status and `<Code>`
+//! element only ([`crate::answer`]), read with the refusing provider's codes, and
+//! local-provider failures from their typed [`LocalError`], never from text that could
+//! contain the key. What a message advises comes from the provider's profile
+//! ([`crate::providers::profile_of`]); nothing here knows a provider by name.
 
 use maskstore_core::{Origin, Provider};
 
+use crate::answer::{self, Answer, Meaning};
 use crate::local::error::LocalError;
-use crate::providers::Backend;
-use crate::s3::error::{self as s3_error, Meaning, S3Answer};
+use crate::providers::{Backend, profile_of};
 
 /// What kind of failure an [`Error`] is: the one classification everything outward derives
 /// from (exit codes, HTTP statuses, metric outcomes, retries).
@@ -146,11 +148,14 @@ pub enum Error {
     /// The backend refused the operation for lack of permission.
     #[error(
         "{backend} denied access to {key}: {detail}; {}",
-        permission_fix(backend)
+        profile_of(*provider).permission_fix
     )]
     PermissionDenied {
         /// The backend name.
         backend: String,
+        /// The provider that refused (none for a store maskstore did not build), whose
+        /// advice the message gives.
+        provider: Option<Provider>,
         /// The key (or prefix) concerned.
         key: String,
         /// The backend's own words.
@@ -160,23 +165,29 @@ pub enum Error {
     /// or a request signed for the wrong region).
     #[error(
         "{backend} rejected the credentials: {detail}; {}",
-        credentials_fix(backend)
+        profile_of(*provider).credentials_fix
     )]
     CredentialsRejected {
         /// The backend name.
         backend: String,
+        /// The provider that refused (none for a store maskstore did not build), whose
+        /// advice the message gives.
+        provider: Option<Provider>,
         /// The backend's own words (never the secret).
         detail: String,
     },
     /// The bucket does not exist (or not in this region/account).
     #[error(
         "the {} does not exist: {detail}; {}",
-        bucket_word(backend),
-        bucket_fix(backend)
+        profile_of(*provider).bucket_word,
+        profile_of(*provider).bucket_fix
     )]
     BucketMissing {
         /// The backend name.
         backend: String,
+        /// The provider that refused (none for a store maskstore did not build), whose
+        /// words and advice the message gives.
+        provider: Option<Provider>,
         /// The backend's own words.
         detail: String,
     },
@@ -335,81 +346,6 @@ pub enum Error {
     },
 }
 
-/// What to check when `backend` rejects the credentials.
-fn credentials_fix(backend: &str) -> &'static str {
-    match backend {
-        "azure" => {
-            "check object_storage.account and account_key (APP_OBJECT_STORAGE__ACCOUNT, \
-             APP_OBJECT_STORAGE__ACCOUNT_KEY or _FILE: key1 or key2 of the storage account), \
-             or the AZURE_* identity when no key is set, and the machine's clock"
-        }
-        "gcs" => {
-            "check object_storage.service_account_key (APP_OBJECT_STORAGE__SERVICE_ACCOUNT_KEY \
-             or _FILE: the service account's JSON key), or GOOGLE_APPLICATION_CREDENTIALS \
-             when none is set, and the machine's clock"
-        }
-        _ => {
-            "check object_storage.access_key and secret_key (APP_OBJECT_STORAGE__ACCESS_KEY, \
-             APP_OBJECT_STORAGE__SECRET_KEY), the region, and the machine's clock"
-        }
-    }
-}
-
-/// What to grant when `backend`'s policy refuses.
-fn permission_fix(backend: &str) -> &'static str {
-    match backend {
-        "azure" => {
-            "the identity needs the \"Storage Blob Data Contributor\" role on the container \
-             (or a key or SAS with read, write, delete and list permissions)"
-        }
-        "gcs" => {
-            "the service account needs roles/storage.objectUser on the bucket (storage.objects \
-             get, create, delete and list)"
-        }
-        // A local refusal (file permissions, a symlink under the root) names its own fix
-        // in its detail; S3 policy advice would send the operator the wrong way.
-        "local" | "memory" => {
-            "check that maskstore's user may read and write the files and folders under the \
-             local root"
-        }
-        _ => {
-            "the policy must grant s3:PutObject, s3:GetObject and s3:DeleteObject on \
-             arn:aws:s3:::<bucket>/<prefix>* and s3:ListBucket on the bucket"
-        }
-    }
-}
-
-/// What `backend` calls its bucket.
-fn bucket_word(backend: &str) -> &'static str {
-    match backend {
-        "azure" => "container",
-        _ => "bucket",
-    }
-}
-
-/// What to check when `backend`'s bucket is missing.
-fn bucket_fix(backend: &str) -> &'static str {
-    match backend {
-        "azure" => {
-            "check object_storage.container (APP_OBJECT_STORAGE__CONTAINER) and account, or \
-             create the container"
-        }
-        _ => {
-            "check object_storage.bucket_name (APP_OBJECT_STORAGE__BUCKET_NAME) and the \
-             account, or create the bucket"
-        }
-    }
-}
-
-/// What an answer of `backend` means, read with that provider's codes.
-fn meaning_of(backend: &Backend, answer: &S3Answer) -> Option<Meaning> {
-    match backend.provider() {
-        Some(Provider::Azure) => crate::azure::error::meaning(answer),
-        Some(Provider::Gcs) => crate::gcs::error::meaning(answer),
-        Some(Provider::S3 | Provider::Local | Provider::Memory) | None => answer.meaning(),
-    }
-}
-
 /// The result type of maskstore's storage layer.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -501,7 +437,7 @@ impl Error {
         let key = key.to_string();
         let backend = source.to_string();
         if let Some(local) = local_error(e) {
-            return from_local(backend, key, local);
+            return from_local(source, key, local);
         }
         if let Some(unreachable) = unreachable(e) {
             return Error::Unreachable {
@@ -509,7 +445,8 @@ impl Error {
                 detail: unreachable,
             };
         }
-        let answer = s3_error::answer_of(e);
+        let meaning = profile_of(source.provider()).meaning;
+        let answer = answer::answer_of(e);
         // object_store already turned the status into a variant, in the context of the
         // request (a create-only put's 412 is `AlreadyExists`); those stand, and the code
         // only tells a missing bucket from a missing key. Refusals and other failures are
@@ -520,13 +457,13 @@ impl Error {
             | object_store::Error::NotModified { .. } => false,
             object_store::Error::NotFound { .. } => answer
                 .as_ref()
-                .is_some_and(|a| meaning_of(source, a) == Some(Meaning::BucketMissing)),
+                .is_some_and(|a| meaning(a) == Some(Meaning::BucketMissing)),
             _ => true,
         };
         if code_decides
             && let Some(error) = answer
                 .as_ref()
-                .and_then(|answer| from_s3_code(source, &key, answer))
+                .and_then(|answer| from_answer(source, &key, answer))
         {
             return error;
         }
@@ -538,6 +475,7 @@ impl Error {
             object_store::Error::PermissionDenied { .. }
             | object_store::Error::Unauthenticated { .. } => Error::PermissionDenied {
                 backend,
+                provider: source.provider(),
                 key,
                 detail: answer.map_or_else(
                     || "refused without a reason (a HEAD answer has no body)".to_string(),
@@ -558,7 +496,7 @@ impl Error {
                 operation: "do this".to_string(),
                 detail: source.to_string(),
             },
-            other => from_generic(backend, key, answer, other),
+            other => from_generic(source, key, answer, other),
         }
     }
 }
@@ -581,15 +519,25 @@ fn kind_of_status(status: u16) -> ErrorKind {
     }
 }
 
-/// The semantic error an S3 answer means, or `None` when its status alone decides.
-fn from_s3_code(source: &Backend, key: &str, answer: &S3Answer) -> Option<Error> {
+/// The semantic error a server's answer means, read with the provider's codes, or `None`
+/// when its status alone decides.
+fn from_answer(source: &Backend, key: &str, answer: &Answer) -> Option<Error> {
     let backend = source.to_string();
+    let provider = source.provider();
     let key = key.to_string();
     let detail = answer.describe();
-    let error = match meaning_of(source, answer)? {
-        Meaning::BucketMissing => Error::BucketMissing { backend, detail },
+    let error = match (profile_of(provider).meaning)(answer)? {
+        Meaning::BucketMissing => Error::BucketMissing {
+            backend,
+            provider,
+            detail,
+        },
         Meaning::ClockSkew => Error::ClockSkew { backend, detail },
-        Meaning::Credentials => Error::CredentialsRejected { backend, detail },
+        Meaning::Credentials => Error::CredentialsRejected {
+            backend,
+            provider,
+            detail,
+        },
         Meaning::WrongRegion { expected } => Error::RegionMismatch {
             backend,
             expected,
@@ -597,6 +545,7 @@ fn from_s3_code(source: &Backend, key: &str, answer: &S3Answer) -> Option<Error>
         },
         Meaning::AccessDenied => Error::PermissionDenied {
             backend,
+            provider,
             key,
             detail,
         },
@@ -639,7 +588,8 @@ fn local_error(e: &object_store::Error) -> Option<&LocalError> {
     None
 }
 
-fn from_local(backend: String, key: String, e: &LocalError) -> Error {
+fn from_local(source: &Backend, key: String, e: &LocalError) -> Error {
+    let backend = source.to_string();
     match e {
         LocalError::UnderAnObject { .. } | LocalError::IsAFolder { .. } => Error::Conflict {
             key,
@@ -656,6 +606,7 @@ fn from_local(backend: String, key: String, e: &LocalError) -> Error {
         | LocalError::Symlink { .. }
         | LocalError::Denied { .. } => Error::PermissionDenied {
             backend,
+            provider: source.provider(),
             key,
             detail: e.to_string(),
         },
@@ -698,11 +649,12 @@ fn unreachable(e: &object_store::Error) -> Option<String> {
 const CREDENTIAL_ENDPOINTS: &[&str] = &["http://169.254.169.254/", "http://169.254.170.2/"];
 
 fn from_generic(
-    backend: String,
+    store: &Backend,
     key: String,
-    answer: Option<S3Answer>,
+    answer: Option<Answer>,
     e: &object_store::Error,
 ) -> Error {
+    let backend = store.to_string();
     let source: &(dyn std::error::Error + 'static) = e;
     // object_store's own range errors (memory and object_store's local store).
     let mut current = Some(source);
@@ -711,7 +663,7 @@ fn from_generic(
         if text.starts_with("Wanted range starting at") || text.starts_with("Range started at") {
             return Error::InvalidRange { key, detail: text };
         }
-        if text == s3_error::BARE_REDIRECT {
+        if text == answer::BARE_REDIRECT {
             return Error::RegionMismatch {
                 backend,
                 expected: None,
@@ -726,10 +678,8 @@ fn from_generic(
         if credential_request {
             return Error::CredentialsRejected {
                 backend,
-                detail: "no credentials were found: access_key and secret_key are unset and \
-                         the AWS credential chain (AWS_* variables, web identity, container \
-                         or instance metadata) gave none"
-                    .to_string(),
+                provider: store.provider(),
+                detail: profile_of(store.provider()).no_credentials.to_string(),
             };
         }
         current = err.source();
@@ -776,6 +726,7 @@ mod tests {
     fn a_local_permission_error_gives_local_advice_not_an_s3_policy() {
         let local = Error::PermissionDenied {
             backend: "local".to_string(),
+            provider: Some(Provider::Local),
             key: "mask/a".to_string(),
             detail: "mask/a/link below the local root is a symlink".to_string(),
         }
@@ -784,6 +735,7 @@ mod tests {
         assert!(local.contains("local root"), "{local}");
         let s3 = Error::PermissionDenied {
             backend: "s3".to_string(),
+            provider: Some(Provider::S3),
             key: "mask/a".to_string(),
             detail: "AccessDenied".to_string(),
         }

@@ -30,6 +30,8 @@
 //! - the local provider never follows symlinks and fsyncs every write unless
 //!   `object_storage.fsync = false`.
 
+pub mod advice;
+mod answer;
 mod azure;
 mod checksum;
 mod error;

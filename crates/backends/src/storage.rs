@@ -1342,6 +1342,7 @@ impl Storage {
             Err(e) => Error::from_store(&self.backend, key.as_str(), e),
             Ok(_) => Error::PermissionDenied {
                 backend: self.backend.to_string(),
+                provider: self.backend.provider(),
                 key: key.to_string(),
                 detail: "HEAD was refused (403) while GET is allowed".to_string(),
             },

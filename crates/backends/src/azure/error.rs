@@ -1,80 +1,71 @@
 //! What Azure Blob Storage's error codes mean. Azure answers a refused request with an
 //! `<Error><Code>…</Code><Message>…</Message></Error>` body, which
-//! [`crate::s3::error::answer_of`] reads from the answer alone (never from text holding
+//! [`crate::answer::answer_of`] reads from the answer alone (never from text holding
 //! the key); the codes are Azure's own
 //! (<https://learn.microsoft.com/en-us/rest/api/storageservices/blob-service-error-codes>).
 
-use crate::s3::error::{Meaning, S3Answer};
+use crate::answer::{Answer, Codes, Meaning};
 
-/// Codes that mean the credentials (or the signature made with them) are at fault.
-pub(crate) const CREDENTIAL_CODES: &[&str] = &[
-    "AuthenticationFailed",
-    "InvalidAuthenticationInfo",
-    "NoAuthenticationInformation",
-    "KeyVaultAccessTokenCannotBeAcquired",
-];
+/// Azure's codes, by what they mean.
+const CODES: Codes = Codes {
+    bucket_missing: &[
+        "ContainerNotFound",
+        "ContainerBeingDeleted",
+        "ContainerDisabled",
+    ],
+    clock_skew: &["RequestTimeTooSkewed"],
+    credentials: &[
+        "AuthenticationFailed",
+        "InvalidAuthenticationInfo",
+        "NoAuthenticationInformation",
+        "KeyVaultAccessTokenCannotBeAcquired",
+    ],
+    wrong_region: &[],
+    // The policy (RBAC, SAS permissions, firewall) refuses.
+    denied: &[
+        "AuthorizationFailure",
+        "AuthorizationPermissionMismatch",
+        "AuthorizationResourceTypeMismatch",
+        "AuthorizationServiceMismatch",
+        "AuthorizationSourceIPMismatch",
+        "AuthorizationProtocolMismatch",
+        "InsufficientAccountPermissions",
+        "AccountIsDisabled",
+    ],
+    altered: &["Md5Mismatch", "Crc64Mismatch", "InvalidMd5"],
+    invalid_range: &["InvalidRange"],
+    busy: &["ServerBusy", "InternalError", "OperationTimedOut"],
+};
 
 /// The message Azure documents for `AuthenticationFailed`.
 const AUTHENTICATION_FAILED_MESSAGE: &str = "Server failed to authenticate the request.";
 
-/// Codes that mean the policy (RBAC, SAS permissions, firewall) refuses.
-const DENIED_CODES: &[&str] = &[
-    "AuthorizationFailure",
-    "AuthorizationPermissionMismatch",
-    "AuthorizationResourceTypeMismatch",
-    "AuthorizationServiceMismatch",
-    "AuthorizationSourceIPMismatch",
-    "AuthorizationProtocolMismatch",
-    "InsufficientAccountPermissions",
-    "AccountIsDisabled",
-];
-
 /// What an Azure answer means; `None` when the status alone decides (a 404's
 /// `BlobNotFound`, a 412's `ConditionNotMet`, a 409's `BlobAlreadyExists`).
-pub(crate) fn meaning(answer: &S3Answer) -> Option<Meaning> {
-    let meaning = match answer.code.as_deref() {
-        Some("ContainerNotFound" | "ContainerBeingDeleted" | "ContainerDisabled") => {
-            Meaning::BucketMissing
-        }
-        Some("RequestTimeTooSkewed") => Meaning::ClockSkew,
-        Some(c) if CREDENTIAL_CODES.contains(&c) => Meaning::Credentials,
-        // Azurite answers a bad shared key or SAS signature with `AuthorizationFailure`
-        // but AuthenticationFailed's documented message; Azure itself sends
-        // `AuthenticationFailed`. The message is the server's own sentence (it never holds
-        // the blob's name).
-        Some("AuthorizationFailure")
-            if answer
-                .message
-                .as_deref()
-                .is_some_and(|m| m.starts_with(AUTHENTICATION_FAILED_MESSAGE)) =>
-        {
-            Meaning::Credentials
-        }
-        Some(c) if DENIED_CODES.contains(&c) => Meaning::AccessDenied,
-        Some("Md5Mismatch" | "Crc64Mismatch" | "InvalidMd5") => Meaning::Altered,
-        Some("InvalidRange") => Meaning::InvalidRange,
-        Some("ServerBusy" | "InternalError" | "OperationTimedOut") => Meaning::Busy,
-        // The status decides these (and object_store has read it in context already).
-        Some(_) if matches!(answer.status, Some(304 | 404 | 409 | 412)) => return None,
-        Some(code) => Meaning::Unknown {
-            status: answer.status.unwrap_or(0),
-            code: code.to_string(),
-            message: answer.message.clone(),
-        },
-        None => return answer.meaning(),
-    };
-    Some(meaning)
+pub(crate) fn meaning(answer: &Answer) -> Option<Meaning> {
+    // Azurite answers a bad shared key or SAS signature with `AuthorizationFailure` but
+    // AuthenticationFailed's documented message; Azure itself sends `AuthenticationFailed`.
+    // The message is the server's own sentence (it never holds the blob's name).
+    let azurite_authentication = answer.code.as_deref() == Some("AuthorizationFailure")
+        && answer
+            .message
+            .as_deref()
+            .is_some_and(|m| m.starts_with(AUTHENTICATION_FAILED_MESSAGE));
+    if azurite_authentication {
+        return Some(Meaning::Credentials);
+    }
+    CODES.meaning(answer)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn answer(status: u16, code: &str) -> S3Answer {
-        S3Answer {
+    fn answer(status: u16, code: &str) -> Answer {
+        Answer {
             status: Some(status),
             code: Some(code.to_string()),
-            ..S3Answer::default()
+            ..Answer::default()
         }
     }
 

@@ -9,9 +9,11 @@
 //! a PUT URL asked to bind them is refused at issue instead of promising what Azure does
 //! not check.
 
+mod advice;
 pub(crate) mod error;
 mod store;
 
+pub(crate) use advice::PROFILE;
 pub(crate) use store::AzureStore;
 
 use std::time::Duration;

@@ -1,43 +1,54 @@
-//! What Google Cloud Storage's XML API error codes mean. object_store speaks GCS's XML
-//! API, whose error body is S3's `<Error><Code>…</Code>` document with GCS's codes
-//! (<https://cloud.google.com/storage/docs/xml-api/reference-status>): most are S3's
-//! (`NoSuchBucket`, `AccessDenied`, `SignatureDoesNotMatch`), a few are GCS's own. A refusal
-//! of the JSON API (the provider's writes) is given the XML code it stands for by
-//! `super::json`, so it is read here too.
+//! What Google Cloud Storage's error codes mean. object_store speaks GCS's XML API, whose
+//! error body is S3's `<Error><Code>…</Code>` document with GCS's codes
+//! (<https://cloud.google.com/storage/docs/xml-api/reference-status>): most are named as
+//! S3 names them (`NoSuchBucket`, `AccessDenied`, `SignatureDoesNotMatch`), a few are
+//! GCS's own. A refusal of the JSON API (the provider's writes) travels as an
+//! [`Answer`] carrying the XML code it stands for (`super::json`), so it is read here too.
 
-use crate::s3::error::{Meaning, S3Answer};
+use crate::answer::{Answer, Codes, Meaning};
 
-/// GCS's own codes for rejected credentials, besides S3's.
-const CREDENTIAL_CODES: &[&str] = &[
-    "AuthenticationRequired",
-    "InvalidSecurity",
-    "MissingSecurityHeader",
-    "ExpiredToken",
-    "InvalidToken",
-    "SignatureDoesNotMatch",
-    "InvalidAccessKeyId",
-];
+/// GCS's codes, by what they mean.
+const CODES: Codes = Codes {
+    bucket_missing: &["NoSuchBucket"],
+    clock_skew: &["RequestTimeTooSkewed"],
+    credentials: &[
+        "AuthenticationRequired",
+        "InvalidSecurity",
+        "MissingSecurityHeader",
+        "ExpiredToken",
+        "InvalidToken",
+        "SignatureDoesNotMatch",
+        "InvalidAccessKeyId",
+    ],
+    wrong_region: &["PermanentRedirect"],
+    denied: &[
+        "AccessDenied",
+        "UserProjectMissing",
+        "UserProjectAccountProblem",
+    ],
+    altered: &["BadDigest", "InvalidDigest"],
+    invalid_range: &["InvalidRange"],
+    busy: &["SlowDown", "ServiceUnavailable", "InternalError"],
+};
 
 /// What a GCS answer means; `None` when the status alone decides.
-pub(crate) fn meaning(answer: &S3Answer) -> Option<Meaning> {
-    match answer.code.as_deref() {
-        Some(c) if CREDENTIAL_CODES.contains(&c) => Some(Meaning::Credentials),
-        Some("UserProjectMissing" | "UserProjectAccountProblem") => Some(Meaning::AccessDenied),
-        // A 401 without a known code is about the token.
-        None if answer.status == Some(401) => Some(Meaning::Credentials),
-        _ => answer.meaning(),
+pub(crate) fn meaning(answer: &Answer) -> Option<Meaning> {
+    // A 401 without a code is about the token.
+    if answer.code.is_none() && answer.status == Some(401) {
+        return Some(Meaning::Credentials);
     }
+    CODES.meaning(answer)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn answer(status: u16, code: Option<&str>) -> S3Answer {
-        S3Answer {
+    fn answer(status: u16, code: Option<&str>) -> Answer {
+        Answer {
             status: Some(status),
             code: code.map(str::to_string),
-            ..S3Answer::default()
+            ..Answer::default()
         }
     }
 
@@ -54,6 +65,10 @@ mod tests {
         );
         assert_eq!(
             meaning(&answer(403, Some("AccessDenied"))),
+            Some(Meaning::AccessDenied)
+        );
+        assert_eq!(
+            meaning(&answer(400, Some("UserProjectMissing"))),
             Some(Meaning::AccessDenied)
         );
         assert_eq!(meaning(&answer(404, Some("NoSuchKey"))), None);

@@ -10,9 +10,10 @@
 //! Conditions are GCS's generation preconditions: `ifGenerationMatch=0` for a create-only
 //! write, `ifGenerationMatch=<generation>` for an update; GCS answers 412 when they fail.
 //! Requests carry the bearer token of object_store's credential provider (the service
-//! account key's, or the metadata server's). A refusal is turned into the error text
-//! object_store gives an XML refusal, so that maskstore's one classification reads both
-//! (see [`refusal`]); no token or key ever appears in it.
+//! account key's, or the metadata server's). A refusal travels as a typed
+//! [`Answer`](crate::answer::Answer) with the XML API's code it stands for, so that
+//! maskstore's one classification reads both APIs alike (see [`refusal`]); no token or key
+//! ever appears in it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,6 +27,8 @@ use object_store::{
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use serde::Deserialize;
 use tokio::sync::{Mutex, watch};
+
+use crate::answer::Answer;
 
 /// The store name in object_store errors.
 const STORE: &str = "GCS";
@@ -70,20 +73,6 @@ impl std::fmt::Debug for JsonApi {
     }
 }
 
-/// A refused request, displayed as object_store displays an XML refusal
-/// (`Server returned non-2xx status code: 404 Not Found: <Error>…`), with the GCS code
-/// its JSON answer stands for.
-#[derive(Debug)]
-struct Refusal(String);
-
-impl std::fmt::Display for Refusal {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-impl std::error::Error for Refusal {}
-
 /// What a request was, for the meaning of its 404 and 412.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Op {
@@ -95,12 +84,6 @@ enum Op {
     Copy,
     /// A chunk of a resumable upload: a 404 means the session expired.
     Chunk,
-}
-
-fn xml_escape(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
 }
 
 /// The `{"error": {"message": …, "errors": [{"reason": …}]}}` document of a JSON refusal.
@@ -149,24 +132,16 @@ fn refusal(op: Op, path: &Path, status: reqwest::StatusCode, body: &str) -> obje
         (500 | 503, _) => Some("ServiceUnavailable"),
         _ => reason.as_deref().map(|_| "InvalidArgument"),
     };
-    let mut document = String::from("<Error>");
-    if let Some(code) = code {
-        document.push_str(&format!("<Code>{code}</Code>"));
-    }
     let detail = match &reason {
         Some(reason) => format!("{message} ({reason})"),
         None => message,
     };
-    document.push_str(&format!(
-        "<Message>{}</Message></Error>",
-        xml_escape(&detail)
-    ));
-    let text = format!(
-        "Server returned non-2xx status code: {} {}: {document}",
-        status.as_u16(),
-        status.canonical_reason().unwrap_or("")
-    );
-    let source: Box<dyn std::error::Error + Send + Sync> = Box::new(Refusal(text));
+    let source: Box<dyn std::error::Error + Send + Sync> = Box::new(Answer {
+        status: Some(status.as_u16()),
+        code: code.map(str::to_string),
+        message: Some(detail),
+        region: None,
+    });
     let path = path.to_string();
     match (status.as_u16(), op) {
         (412, Op::Create) => object_store::Error::AlreadyExists { path, source },
@@ -820,11 +795,11 @@ mod tests {
     }
 
     #[test]
-    fn json_refusals_read_as_the_xml_apis() {
+    fn json_refusals_travel_typed_with_the_xml_apis_code() {
         let path = Path::from("mask/a.png");
         let body = r#"{"error":{"code":404,"message":"The specified bucket does not exist.","errors":[{"reason":"notFound"}]}}"#;
         let e = refusal(Op::Upload, &path, reqwest::StatusCode::NOT_FOUND, body);
-        let answer = crate::s3::error::answer_of(&e).expect("an answer");
+        let answer = crate::answer::answer_of(&e).expect("an answer");
         assert_eq!(answer.status, Some(404));
         assert_eq!(answer.code.as_deref(), Some("NoSuchBucket"));
         assert!(text(&e).contains("The specified bucket does not exist. (notFound)"));
@@ -853,13 +828,45 @@ mod tests {
         assert!(matches!(e, object_store::Error::NotFound { .. }), "{e:?}");
 
         let e = refusal(Op::Upload, &path, reqwest::StatusCode::UNAUTHORIZED, "{}");
-        let answer = crate::s3::error::answer_of(&e).expect("an answer");
+        let answer = crate::answer::answer_of(&e).expect("an answer");
         assert_eq!(answer.code.as_deref(), Some("AuthenticationRequired"));
         // A hostile body cannot inject XML elements into the code read.
         let hostile = r#"{"error":{"message":"</Message><Code>NoSuchBucket</Code>"}}"#;
         let e = refusal(Op::Copy, &path, reqwest::StatusCode::FORBIDDEN, hostile);
-        let answer = crate::s3::error::answer_of(&e).expect("an answer");
+        let answer = crate::answer::answer_of(&e).expect("an answer");
         assert_eq!(answer.code.as_deref(), Some("AccessDenied"));
+    }
+
+    #[test]
+    fn a_json_refusal_is_classified_by_its_type_with_gcs_codes_and_advice() {
+        use crate::providers::Backend;
+        use maskstore_core::Provider;
+        let gcs = Backend::of(Provider::Gcs);
+        // The key names another code: only the typed answer is read.
+        let path = Path::from("mask/AccessDenied/a.png");
+        let body = r#"{"error":{"code":404,"message":"The specified bucket does not exist.","errors":[{"reason":"notFound"}]}}"#;
+        let e = refusal(Op::Upload, &path, reqwest::StatusCode::NOT_FOUND, body);
+        let e = crate::Error::from_store(&gcs, path.as_ref(), e);
+        assert!(
+            matches!(
+                e,
+                crate::Error::BucketMissing {
+                    provider: Some(Provider::Gcs),
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = refusal(Op::Upload, &path, reqwest::StatusCode::UNAUTHORIZED, "{}");
+        let e = crate::Error::from_store(&gcs, path.as_ref(), e);
+        assert!(
+            matches!(e, crate::Error::CredentialsRejected { .. }),
+            "{e:?}"
+        );
+        assert!(e.to_string().contains("SERVICE_ACCOUNT_KEY"), "{e}");
+        let e = refusal(Op::Copy, &path, reqwest::StatusCode::FORBIDDEN, "{}");
+        let e = crate::Error::from_store(&gcs, path.as_ref(), e);
+        assert!(e.to_string().contains("roles/storage.objectUser"), "{e}");
     }
 
     #[test]

@@ -13,10 +13,12 @@
 //! server's credentials object_store asks IAM's `signBlob` instead, which needs the
 //! `iam.serviceAccounts.signBlob` permission.
 
+mod advice;
 pub(crate) mod error;
 mod json;
 mod store;
 
+pub(crate) use advice::PROFILE;
 pub(crate) use store::GcsStore;
 
 use std::time::Duration;

@@ -56,6 +56,7 @@ use object_store::{
 use rustix::fs::{AtFlags, FileType, Mode, OFlags, linkat, mkdirat, openat, renameat, unlinkat};
 use rustix::io::Errno;
 
+mod advice;
 mod attributes;
 pub(crate) mod beneath;
 mod builder;
@@ -65,6 +66,7 @@ mod from_file;
 pub(crate) mod locks;
 
 use crate::checksum::{CHECKSUM_METADATA, HASH_ON_WRITE_SLICE, HashOnWrite, Hasher, LateChecksum};
+pub(crate) use advice::PROFILE;
 use attributes::{StoredAttributes, XATTR, probe_xattrs, read_stored};
 pub(crate) use builder::{Root, build};
 pub use error::LocalError;

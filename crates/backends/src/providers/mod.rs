@@ -56,3 +56,6 @@ impl fmt::Debug for Backend {
         fmt::Debug::fmt(&*self.label, f)
     }
 }
+
+mod profile;
+pub(crate) use profile::{Profile, profile_of};

@@ -2,11 +2,13 @@
 //! plus what object_store does not offer — presigned URLs with bound headers, listing and
 //! aborting incomplete multipart uploads — and the reading of S3's error answers.
 
+mod advice;
 mod builder;
 pub(crate) mod error;
 mod presign;
 mod uploads;
 
+pub(crate) use advice::PROFILE;
 pub(crate) use builder::build;
 pub(crate) use presign::Presigner;
 pub(crate) use uploads::{

@@ -203,11 +203,16 @@ enum Answer {
     },
 }
 
-/// A refusal, read as object_store's failed-request error is.
+/// A refusal, classified as object_store's failed requests are: from its status and the
+/// body's code, carried as a typed answer.
 fn refused(backend: &Backend, path: &Path, status: reqwest::StatusCode, body: &str) -> Error {
+    let answer = crate::answer::Answer {
+        status: Some(status.as_u16()),
+        ..crate::answer::parse_body(body)
+    };
     let source = object_store::Error::Generic {
         store: "S3",
-        source: format!("Server returned non-2xx status code: {status}: {body}").into(),
+        source: Box::new(answer),
     };
     Error::from_store(backend, path.as_ref(), source)
 }

@@ -1,0 +1,132 @@
+//! What the `gcs` provider says about itself: its IAM permissions and role, its service
+//! account key.
+
+use maskstore_core::config::ObjectStorageConfig;
+
+use crate::Error;
+use crate::advice::Diagnosis;
+use crate::layers::Operation;
+use crate::providers::Profile;
+
+/// The `gcs` provider's profile.
+pub(crate) static PROFILE: Profile = Profile {
+    meaning: super::error::meaning,
+    bucket_word: "bucket",
+    credentials_fix: "check object_storage.service_account_key (APP_OBJECT_STORAGE__SERVICE_ACCOUNT_KEY \
+                      or _FILE: the service account's JSON key), or GOOGLE_APPLICATION_CREDENTIALS \
+                      when none is set, and the machine's clock",
+    permission_fix: "the service account needs roles/storage.objectUser on the bucket \
+                     (storage.objects get, create, delete and list)",
+    bucket_fix: "check object_storage.bucket_name (APP_OBJECT_STORAGE__BUCKET_NAME) and the \
+                 account, or create the bucket",
+    no_credentials: "no credentials were found: service_account_key is unset and Google's \
+                     credential chain (GOOGLE_APPLICATION_CREDENTIALS, the metadata server) \
+                     gave none",
+    default_endpoint: "Google Cloud Storage",
+    describe,
+    identity,
+    diagnose,
+};
+
+fn describe(os: &ObjectStorageConfig) -> String {
+    format!(
+        "bucket {} at {}",
+        os.bucket_name.as_deref().unwrap_or("?"),
+        os.endpoint.as_deref().unwrap_or("Google Cloud Storage")
+    )
+}
+
+fn identity(os: &ObjectStorageConfig) -> String {
+    format!(
+        "gcs {} {}",
+        os.endpoint.as_deref().unwrap_or("google"),
+        os.bucket_name.as_deref().unwrap_or("")
+    )
+}
+
+/// The GCS IAM permission an operation needs.
+fn permission_of(operation: Option<Operation>) -> &'static str {
+    match operation {
+        Some(Operation::List) => "storage.objects.list",
+        Some(Operation::Put | Operation::Upload) => "storage.objects.create",
+        Some(Operation::Get | Operation::Head) => "storage.objects.get",
+        _ => "storage.objects.delete",
+    }
+}
+
+fn diagnose(
+    operation: Option<Operation>,
+    e: &Error,
+    os: &ObjectStorageConfig,
+) -> Option<Diagnosis> {
+    let bucket = os.bucket_name.as_deref().unwrap_or("<bucket>");
+    let diagnosis = match e {
+        Error::CredentialsRejected { detail, .. } => Diagnosis::new(
+            format!("the GCS credentials were rejected ({detail})"),
+            "check APP_OBJECT_STORAGE__SERVICE_ACCOUNT_KEY (or service_account_key_file): the \
+             service account's JSON key must be current (not deleted in IAM → Service \
+             accounts → Keys); without a key, check GOOGLE_APPLICATION_CREDENTIALS",
+        ),
+        Error::PermissionDenied { detail, .. } => Diagnosis::new(
+            format!(
+                "access denied: the service account lacks {} on bucket {bucket} ({detail})",
+                permission_of(operation)
+            ),
+            format!(
+                "grant roles/storage.objectUser on gs://{bucket} to the service account \
+                 (gcloud storage buckets add-iam-policy-binding gs://{bucket} \
+                 --member=serviceAccount:<email> --role=roles/storage.objectUser)"
+            ),
+        ),
+        Error::BucketMissing { detail, .. } => Diagnosis::new(
+            format!("bucket {bucket} does not exist ({detail})"),
+            format!(
+                "create it once (gcloud storage buckets create gs://{bucket}), or fix \
+                 object_storage.bucket_name (APP_OBJECT_STORAGE__BUCKET_NAME)"
+            ),
+        ),
+        _ => return None,
+    };
+    Some(diagnosis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use maskstore_core::{Config, Provider};
+
+    #[test]
+    fn gcs_advice_names_the_permission_the_role_and_the_key() {
+        let config = Config::gcs("pacs-masks").unwrap();
+        let denied = Error::PermissionDenied {
+            backend: "gcs".to_string(),
+            provider: Some(Provider::Gcs),
+            key: "mask/p".to_string(),
+            detail: "403 AccessDenied".to_string(),
+        };
+        let d = crate::advice::diagnose(Some(Operation::Delete), &denied, &config);
+        assert!(d.cause.contains("storage.objects.delete"), "{}", d.cause);
+        assert!(d.fix.contains("roles/storage.objectUser"), "{}", d.fix);
+        assert!(d.fix.contains("gs://pacs-masks"), "{}", d.fix);
+        let missing = Error::BucketMissing {
+            backend: "gcs".to_string(),
+            provider: Some(Provider::Gcs),
+            detail: "404 NoSuchBucket".to_string(),
+        };
+        let d = crate::advice::diagnose(Some(Operation::List), &missing, &config);
+        assert!(
+            d.fix
+                .contains("gcloud storage buckets create gs://pacs-masks"),
+            "{}",
+            d.fix
+        );
+        let rejected = Error::CredentialsRejected {
+            backend: "gcs".to_string(),
+            provider: Some(Provider::Gcs),
+            detail: "401".to_string(),
+        };
+        assert!(rejected.to_string().contains("SERVICE_ACCOUNT_KEY"));
+        let d = crate::advice::diagnose(Some(Operation::List), &rejected, &config);
+        assert!(d.fix.contains("SERVICE_ACCOUNT_KEY"), "{}", d.fix);
+    }
+}

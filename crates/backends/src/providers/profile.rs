@@ -1,0 +1,142 @@
+//! What each provider says about itself in messages: what its error codes mean, what it
+//! calls its bucket, what to check and grant when it refuses, how it describes the store
+//! a config names, and what `maskstore check` advises when a step fails. Each provider
+//! declares its [`Profile`] in its own folder; [`profile_of`] is the one place that picks
+//! it, an exhaustive match, so a new provider is a compile error here until it has one.
+
+use maskstore_core::Provider;
+use maskstore_core::config::ObjectStorageConfig;
+
+use crate::Error;
+use crate::advice::Diagnosis;
+use crate::answer::{Answer, Codes, Meaning};
+use crate::layers::Operation;
+
+/// A provider's knowledge of itself, for messages and advice.
+#[derive(Debug)]
+pub(crate) struct Profile {
+    /// What its refusal codes mean; `None` when the status alone decides.
+    pub meaning: fn(&Answer) -> Option<Meaning>,
+    /// What it calls its bucket (`bucket`, `container`).
+    pub bucket_word: &'static str,
+    /// What to check when it rejects the credentials.
+    pub credentials_fix: &'static str,
+    /// What to grant when its policy refuses.
+    pub permission_fix: &'static str,
+    /// What to check when its bucket is missing.
+    pub bucket_fix: &'static str,
+    /// What was looked for when a request for credentials found none.
+    pub no_credentials: &'static str,
+    /// What it talks to when no endpoint is configured (`AWS`).
+    pub default_endpoint: &'static str,
+    /// The store a config names, for people (`bucket b in r at AWS`).
+    pub describe: fn(&ObjectStorageConfig) -> String,
+    /// Where a config's objects live, to tell two stores apart (the same place gives the
+    /// same text).
+    pub identity: fn(&ObjectStorageConfig) -> String,
+    /// Its own cause and fix of a failed check step (`None` while connecting), or `None`
+    /// where the provider-neutral advice applies.
+    pub diagnose: fn(Option<Operation>, &Error, &ObjectStorageConfig) -> Option<Diagnosis>,
+}
+
+/// The profile of `provider`; a storage no provider of maskstore's built (a wrapper's bare
+/// object_store) gets neutral advice, which names no provider's settings.
+pub(crate) fn profile_of(provider: Option<Provider>) -> &'static Profile {
+    match provider {
+        Some(Provider::S3) => &crate::s3::PROFILE,
+        Some(Provider::Azure) => &crate::azure::PROFILE,
+        Some(Provider::Gcs) => &crate::gcs::PROFILE,
+        Some(Provider::Local) => &crate::local::PROFILE,
+        Some(Provider::Memory) => &crate::memory::PROFILE,
+        None => &NEUTRAL,
+    }
+}
+
+/// No code is known: answers are read by their status, codes reported as given.
+const NO_CODES: Codes = Codes {
+    bucket_missing: &[],
+    clock_skew: &[],
+    credentials: &[],
+    wrong_region: &[],
+    denied: &[],
+    altered: &[],
+    invalid_range: &[],
+    busy: &[],
+};
+
+/// The advice for a store maskstore did not build.
+static NEUTRAL: Profile = Profile {
+    meaning: |answer| NO_CODES.meaning(answer),
+    bucket_word: "bucket",
+    credentials_fix: "check the credentials the store was built with, and the machine's clock",
+    permission_fix: "check that the store's credentials may read, write, delete and list \
+                     under the prefix",
+    bucket_fix: "check the bucket the store was built for, or create it",
+    no_credentials: "no credentials were found: the store's credential chain gave none",
+    default_endpoint: "its default endpoint",
+    describe: |_| "a store maskstore did not build".to_string(),
+    identity: |_| "a store maskstore did not build".to_string(),
+    diagnose: |_, _, _| None,
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_foreign_store_gets_neutral_advice() {
+        let neutral = profile_of(None);
+        for text in [
+            neutral.credentials_fix,
+            neutral.permission_fix,
+            neutral.bucket_fix,
+        ] {
+            for provider_word in ["s3:", "APP_OBJECT_STORAGE", "Azure", "gcloud", "roles/"] {
+                assert!(!text.contains(provider_word), "{text}");
+            }
+        }
+        // Codes are the provider's: a foreign store's `NoSuchBucket` is reported as given.
+        let answer = Answer {
+            status: Some(400),
+            code: Some("NoSuchBucket".to_string()),
+            ..Answer::default()
+        };
+        assert!(matches!(
+            (neutral.meaning)(&answer),
+            Some(Meaning::Unknown { .. })
+        ));
+    }
+
+    #[test]
+    fn each_provider_has_its_own_advice() {
+        let all = [
+            Provider::S3,
+            Provider::Azure,
+            Provider::Gcs,
+            Provider::Local,
+            Provider::Memory,
+        ];
+        for (i, a) in all.iter().enumerate() {
+            for b in &all[i + 1..] {
+                let (pa, pb) = (profile_of(Some(*a)), profile_of(Some(*b)));
+                assert!(!std::ptr::eq(pa, pb), "{a} and {b} share a profile");
+            }
+        }
+        assert!(
+            profile_of(Some(Provider::S3))
+                .permission_fix
+                .contains("s3:PutObject")
+        );
+        assert!(
+            profile_of(Some(Provider::Azure))
+                .permission_fix
+                .contains("Storage Blob Data Contributor")
+        );
+        assert!(
+            profile_of(Some(Provider::Gcs))
+                .permission_fix
+                .contains("roles/storage.objectUser")
+        );
+        assert_eq!(profile_of(Some(Provider::Azure)).bucket_word, "container");
+    }
+}

@@ -1,0 +1,126 @@
+//! What the `s3` provider says about itself: its codes, its IAM actions, its settings.
+
+use maskstore_core::config::ObjectStorageConfig;
+
+use crate::Error;
+use crate::advice::Diagnosis;
+use crate::layers::Operation;
+use crate::providers::Profile;
+
+/// The `s3` provider's profile.
+pub(crate) static PROFILE: Profile = Profile {
+    meaning: super::error::meaning,
+    bucket_word: "bucket",
+    credentials_fix: "check object_storage.access_key and secret_key (APP_OBJECT_STORAGE__ACCESS_KEY, \
+                      APP_OBJECT_STORAGE__SECRET_KEY), the region, and the machine's clock",
+    permission_fix: "the policy must grant s3:PutObject, s3:GetObject and s3:DeleteObject on \
+                     arn:aws:s3:::<bucket>/<prefix>* and s3:ListBucket on the bucket",
+    bucket_fix: "check object_storage.bucket_name (APP_OBJECT_STORAGE__BUCKET_NAME) and the \
+                 account, or create the bucket",
+    no_credentials: "no credentials were found: access_key and secret_key are unset and the \
+                     AWS credential chain (AWS_* variables, web identity, container or \
+                     instance metadata) gave none",
+    default_endpoint: "AWS",
+    describe,
+    identity,
+    diagnose,
+};
+
+fn describe(os: &ObjectStorageConfig) -> String {
+    format!(
+        "bucket {} in {} at {}",
+        os.bucket_name.as_deref().unwrap_or("?"),
+        os.region.as_deref().unwrap_or("?"),
+        os.endpoint.as_deref().unwrap_or("AWS")
+    )
+}
+
+fn identity(os: &ObjectStorageConfig) -> String {
+    format!(
+        "s3 {} {} {}",
+        os.endpoint.as_deref().unwrap_or("aws"),
+        os.bucket_name.as_deref().unwrap_or(""),
+        os.region.as_deref().unwrap_or("")
+    )
+}
+
+/// The IAM action an operation needs.
+fn action_of(operation: Option<Operation>) -> &'static str {
+    match operation {
+        Some(Operation::List) => "s3:ListBucket",
+        Some(Operation::Put | Operation::Upload) => "s3:PutObject",
+        Some(Operation::Get | Operation::Head) => "s3:GetObject",
+        _ => "s3:DeleteObject",
+    }
+}
+
+fn diagnose(
+    operation: Option<Operation>,
+    e: &Error,
+    os: &ObjectStorageConfig,
+) -> Option<Diagnosis> {
+    let bucket = os.bucket_name.as_deref().unwrap_or("<bucket>");
+    let diagnosis = match e {
+        Error::CredentialsRejected { detail, .. } => Diagnosis::new(
+            format!("the credentials were rejected ({detail})"),
+            "check APP_OBJECT_STORAGE__ACCESS_KEY and APP_OBJECT_STORAGE__SECRET_KEY: the key \
+             pair must belong together and be active",
+        ),
+        Error::PermissionDenied { detail, .. } => {
+            let action = action_of(operation);
+            let resource = if operation == Some(Operation::List) {
+                format!("arn:aws:s3:::{bucket}")
+            } else {
+                format!("arn:aws:s3:::{bucket}/{}*", os.prefix.as_str())
+            };
+            Diagnosis::new(
+                format!("access denied by the policy: it lacks {action} on {resource} ({detail})"),
+                format!(
+                    "add a statement allowing {action} on {resource} to the user's IAM policy \
+                     (maskstore policy iam prints the whole least-privilege policy)"
+                ),
+            )
+        }
+        Error::BucketMissing { detail, .. } => Diagnosis::new(
+            format!(
+                "bucket {bucket} does not exist at {} ({detail})",
+                os.endpoint.as_deref().unwrap_or("AWS")
+            ),
+            "create the bucket (once, by an administrator), or fix object_storage.bucket_name \
+             (APP_OBJECT_STORAGE__BUCKET_NAME)",
+        ),
+        _ => return None,
+    };
+    Some(diagnosis)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use maskstore_core::{Config, Provider};
+
+    #[test]
+    fn s3_permission_failures_name_the_action_and_the_resource() {
+        let config = Config::s3("pacs-masks-dev", "ap-northeast-2").unwrap();
+        let denied = Error::PermissionDenied {
+            backend: "s3".to_string(),
+            provider: Some(Provider::S3),
+            key: "mask/p".to_string(),
+            detail: "403 AccessDenied".to_string(),
+        };
+        let d = crate::advice::diagnose(Some(Operation::List), &denied, &config);
+        assert!(
+            d.cause
+                .contains("s3:ListBucket on arn:aws:s3:::pacs-masks-dev ("),
+            "{}",
+            d.cause
+        );
+        let d = crate::advice::diagnose(Some(Operation::Put), &denied, &config);
+        assert!(
+            d.fix
+                .contains("s3:PutObject on arn:aws:s3:::pacs-masks-dev/mask/*"),
+            "{}",
+            d.fix
+        );
+    }
+}

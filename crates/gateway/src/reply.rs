@@ -15,7 +15,8 @@ pub(crate) fn reply(status: StatusCode, reason: impl std::fmt::Display) -> Respo
 pub(crate) struct RefusedBeforeStore;
 
 /// [`reply`] for a request refused before the store was asked (query, path, signature,
-/// bound headers, size, upload cap): [`crate::objects::object_response`] counts it for the alarms.
+/// bound headers, size, upload cap): the object handler ([`crate::objects`]) counts it
+/// for the alarms.
 pub(crate) fn refuse(status: StatusCode, reason: impl std::fmt::Display) -> Response {
     let mut response = reply(status, reason);
     response.extensions_mut().insert(RefusedBeforeStore);

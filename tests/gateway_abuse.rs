@@ -601,7 +601,7 @@ async fn uploads_stalled_just_below_a_part_hold_little_memory_and_leave_nothing(
         ],
     );
     let baseline = files(&serve);
-    let sent = maskstore_backends::MULTIPART_THRESHOLD - 64 * 1024;
+    let sent = maskstore_backends::UPLOAD_PART_SIZE - 64 * 1024;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = serve.rss();
     let started = Instant::now();

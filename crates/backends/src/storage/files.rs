@@ -174,7 +174,7 @@ impl Storage {
     /// (S3, memory, or a storage with layers, which must see the write) the file is read
     /// in parts on a blocking thread, ahead of the upload, as a streaming upload: memory
     /// stays under [`UPLOAD_PART_SIZE`] × ([`UPLOAD_MAX_IN_FLIGHT`] + 2); there a
-    /// conditional mode takes files of at most [`MULTIPART_THRESHOLD`] bytes (one PUT).
+    /// conditional mode takes files of at most [`UPLOAD_PART_SIZE`] bytes (one PUT).
     ///
     /// A file that is missing, unreadable, not a regular file, or that changes size while
     /// it is stored is [`Error::Source`], and nothing is stored.

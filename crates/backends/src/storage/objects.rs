@@ -436,12 +436,7 @@ impl Storage {
     }
 
     /// Maps an error of a two-key operation to the key it is about.
-    fn pair_err(
-        &self,
-        from: &ObjectKey,
-        to: &ObjectKey,
-        e: object_store::Error,
-    ) -> Error {
+    fn pair_err(&self, from: &ObjectKey, to: &ObjectKey, e: object_store::Error) -> Error {
         match e {
             object_store::Error::AlreadyExists { .. } => Error::AlreadyExists {
                 key: to.to_string(),

@@ -256,7 +256,7 @@ pub struct Upload {
 
 /// Where an upload's bytes are: held for one PUT, or streaming as parts.
 enum UploadState {
-    /// Fewer than the part size ([`MULTIPART_THRESHOLD`] by default) so far, none sent.
+    /// Fewer than the part size ([`Storage::multipart_threshold`] by default) so far, none sent.
     Buffered(Vec<Bytes>),
     /// A multipart upload, and how to confirm its completion (see [`Confirm`]).
     Multipart {

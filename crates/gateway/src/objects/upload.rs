@@ -13,7 +13,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use maskstore_backends::signing::Grant;
-use maskstore_backends::{ContentSha256, PutOutcome, Sha256Hasher, WriteOptions};
+use maskstore_backends::{ContentSha256, PutOutcome, Sha256Hasher, UploadShape, WriteOptions};
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::error::Elapsed;
 
@@ -22,8 +22,8 @@ use crate::reply::{error_reply, refuse, reply};
 use crate::routers::Gateway;
 
 /// The part size of uploads through the gateway: about what one upload holds in memory
-/// while it stalls ([`maskstore_backends::UPLOAD_MAX_IN_FLIGHT`] + 1 times this while the
-/// disk is slow), the chunk size of local reads too.
+/// while it stalls (the provider's parts in flight + 1 times this while the disk is slow),
+/// the chunk size of local reads too.
 pub const UPLOAD_BUFFER_PART_SIZE: usize = 1024 * 1024;
 
 /// Why an upload's body was refused while it streamed.
@@ -56,8 +56,15 @@ pub(super) async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -
         Ok(permit) => permit,
         Err(busy) => return *busy,
     };
+    // Small parts: an upload that stalls holds under one part, not the default part size
+    // a single PUT would buffer (the local provider streams the parts into its temporary
+    // file).
     let options = WriteOptions {
         content_type: grant.content_type.clone().or(sent.content_type),
+        upload: UploadShape {
+            part_size: Some(UPLOAD_BUFFER_PART_SIZE),
+            max_in_flight: None,
+        },
         ..Default::default()
     };
     let rules = BodyRules {
@@ -72,17 +79,9 @@ pub(super) async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -
         rules,
         failure.clone(),
     );
-    // Small parts: an upload that stalls holds under one part, not the 8 MiB a single PUT
-    // of the default part size would buffer (the local provider streams the parts into its
-    // temporary file).
     let outcome = gateway
         .storage
-        .upload_stream_with_part_size(
-            &grant.key,
-            &options,
-            Box::pin(body),
-            UPLOAD_BUFFER_PART_SIZE,
-        )
+        .upload_stream(&grant.key, &options, Box::pin(body))
         .await;
     answer(outcome, failure.get(), max)
 }

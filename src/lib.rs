@@ -1,5 +1,6 @@
 //! maskstore: one storage API for segmentation masks over AWS S3 (and S3-compatible
-//! engines), a local folder, and memory — chosen by the `provider` field of the config.
+//! engines), Azure Blob Storage, Google Cloud Storage, a local folder, and memory — chosen
+//! by the `provider` field of the config.
 //!
 //! ```
 //! # tokio::runtime::Runtime::new().unwrap().block_on(async {
@@ -21,15 +22,15 @@
 //! | crate | what it holds |
 //! |---|---|
 //! | [`maskstore_core`] | keys, mask keys, TTL policy, config, secrets (pure, no I/O) |
-//! | [`maskstore_backends`] | [`Storage`] over s3, local and memory; config loading |
+//! | [`maskstore_backends`] | [`Storage`] over s3, azure, gcs, local and memory; config loading |
 //! | `maskstore-testkit` | fixtures for application tests (dev-dependency) |
 
 pub use maskstore_backends::{
     ByteRange, CHECKSUM_METADATA, Capabilities, ChecksumAlgorithm, ConfigSource, ContentSha256,
-    Error, ErrorKind, Layer, Listing, MULTIPART_THRESHOLD, Object, ObjectFile, ObjectInfo,
-    ObjectStream, PutOutcome, ReadOptions, Result, Sha256Hasher, SignOptions, SignedMethod,
-    SignedUrl, Storage, Upload, UrlIssuer, WriteMode, WriteOptions, checksum_of, load_config,
-    load_config_from,
+    Error, ErrorKind, Layer, Listing, Object, ObjectFile, ObjectInfo, ObjectStream, PutOutcome,
+    ReadOptions, Result, Sha256Hasher, SignOptions, SignedMethod, SignedUrl, Storage,
+    UPLOAD_PART_SIZE, Upload, UploadShape, UrlIssuer, WriteMode, WriteOptions, checksum_of,
+    load_config, load_config_from,
 };
 pub use maskstore_core::{
     Config, KeyPrefix, MaskFormat, MaskKey, ObjectKey, Origin, Provider, Secret, TtlPolicy,

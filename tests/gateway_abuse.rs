@@ -589,7 +589,7 @@ async fn oversize_and_stalled_uploads_are_refused_and_leave_nothing_behind() {
 
 /// An upload that stalls just below the default part size, the most a single PUT buffers,
 /// still holds little memory: the gateway streams parts of
-/// [`maskstore_gateway::UPLOAD_PART_SIZE`] into the temporary file.
+/// [`maskstore_gateway::UPLOAD_BUFFER_PART_SIZE`] into the temporary file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn uploads_stalled_just_below_a_part_hold_little_memory_and_leave_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -601,7 +601,7 @@ async fn uploads_stalled_just_below_a_part_hold_little_memory_and_leave_nothing(
         ],
     );
     let baseline = files(&serve);
-    let sent = maskstore_backends::MULTIPART_THRESHOLD - 64 * 1024;
+    let sent = maskstore_backends::UPLOAD_PART_SIZE - 64 * 1024;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let before = serve.rss();
     let started = Instant::now();

@@ -370,7 +370,7 @@ fn small_puts_are_one_request_with_an_md5_etag_on_seaweedfs() {
         let hex = etag.trim_matches('"');
         hex.len() == 32 && hex.chars().all(|c| c.is_ascii_hexdigit())
     };
-    for size in [0usize, 6, 1024 * 1024, maskstore::MULTIPART_THRESHOLD - 1] {
+    for size in [0usize, 6, 1024 * 1024, maskstore::UPLOAD_PART_SIZE - 1] {
         std::fs::write(dir.path().join("f"), vec![7u8; size]).unwrap();
         let key = format!("{prefix}small-{size}.bin");
         let out = maskstore(dir.path(), &["--json", "put", "f", &key], &env);
@@ -790,7 +790,7 @@ async fn an_upload_whose_multipart_start_fails_neither_loses_nor_cuts_bytes() {
         .upload(&key, &WriteOptions::default())
         .await
         .unwrap();
-    let half = maskstore::MULTIPART_THRESHOLD / 2;
+    let half = maskstore::UPLOAD_PART_SIZE / 2;
     upload.write(vec![1u8; half].into()).await.unwrap();
     let err = upload.write(vec![2u8; half].into()).await.unwrap_err();
     assert!(err.to_string().contains("injected"), "{err}");

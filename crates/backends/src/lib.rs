@@ -55,14 +55,14 @@ pub use error::{Error, ErrorKind, Result};
 pub use layers::instrumented;
 pub use layers::{Layer, Operation};
 pub use load::{ConfigSource, load_config, load_config_from};
+pub use local::{LOCAL_UPLOAD_MAX_IN_FLIGHT, LOCAL_UPLOAD_PART_SIZE};
 pub use maskstore_core::ChecksumAlgorithm;
 pub use signing::{SignOptions, SignedMethod, SignedUrl};
 pub use storage::{
-    Capabilities, LOCAL_UPLOAD_MAX_IN_FLIGHT, LOCAL_UPLOAD_PART_SIZE, MIN_UPLOAD_PART_SIZE,
-    MULTIPART_THRESHOLD, ObjectFile, Storage, UPLOAD_MAX_IN_FLIGHT, UPLOAD_PART_SIZE, Upload,
-    UrlIssuer,
+    Capabilities, MIN_UPLOAD_PART_SIZE, ObjectFile, Storage, UPLOAD_MAX_IN_FLIGHT,
+    UPLOAD_PART_SIZE, Upload, UrlIssuer,
 };
 pub use types::{
     ByteRange, DEFAULT_CONTENT_TYPE, IncompleteUpload, Listing, Object, ObjectInfo, ObjectStream,
-    PutOutcome, ReadOptions, WriteMode, WriteOptions,
+    PutOutcome, ReadOptions, UploadShape, WriteMode, WriteOptions,
 };

@@ -1,10 +1,13 @@
 //! The `memory` provider: object_store's `InMemory`, with gateway URLs.
 
-use maskstore_core::{Config, Secret};
+use std::sync::Arc;
+
+use maskstore_core::Config;
 use object_store::memory::InMemory;
 
-use crate::providers::Profile;
+use crate::providers::{Built, Declared, Extras, Profile, UploadLimits, gateway_urls};
 use crate::signing;
+use crate::storage::{MIN_UPLOAD_PART_SIZE, UPLOAD_MAX_IN_FLIGHT, UPLOAD_PART_SIZE};
 
 /// The `memory` provider's profile: a process's memory refuses nothing itself (a layer
 /// over it, such as a fault-injecting one, can), and has no bucket, credentials or
@@ -23,9 +26,9 @@ pub(crate) static PROFILE: Profile = Profile {
     diagnose: |_, _, _| None,
 };
 
-/// A fresh in-memory store, the gateway's signing secret, and whether that secret is one
+/// A fresh in-memory store, with gateway URLs signed by the configured secret, or by one
 /// made for this process (none configured), so that its URLs are valid nowhere else.
-pub(crate) fn build(config: &Config) -> (InMemory, Secret, bool) {
+pub(crate) fn connect(config: &Config) -> Built {
     let (secret, ephemeral) = match &config.gateway.signing_secret {
         Some(secret) => (secret.clone(), false),
         None => {
@@ -35,5 +38,21 @@ pub(crate) fn build(config: &Config) -> (InMemory, Secret, bool) {
             (signing::random_secret(), true)
         }
     };
-    (InMemory::new(), secret, ephemeral)
+    Built {
+        store: Arc::new(InMemory::new()),
+        urls: gateway_urls(config, secret, ephemeral),
+        declared: Declared {
+            hashes_on_write: false,
+            content_etags: false,
+            verify_folders: false,
+            // Parts of any size: the gateway's uploads hold small ones.
+            uploads: UploadLimits {
+                part_size: UPLOAD_PART_SIZE,
+                max_in_flight: UPLOAD_MAX_IN_FLIGHT,
+                min_part: MIN_UPLOAD_PART_SIZE,
+                max_part: UPLOAD_PART_SIZE,
+            },
+        },
+        extras: Extras::default(),
+    }
 }

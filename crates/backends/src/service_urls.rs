@@ -1,7 +1,9 @@
-//! Signed URLs that the cloud service itself verifies (Azure SAS, GCS V4), issued through
-//! object_store's [`Signer`](object_store::signer::Signer) of each provider.
+//! Signed URLs that the cloud service itself verifies (S3 SigV4, Azure SAS, GCS V4): each
+//! provider's signer implements [`ServiceSigner`], and the facade asks it what it binds.
 
 use std::time::Duration;
+
+use chrono::{DateTime, Utc};
 
 use object_store::path::Path;
 
@@ -14,7 +16,8 @@ use crate::signing::{SignOptions, SignedMethod};
 pub(crate) struct ServiceUrl {
     /// The URL.
     pub url: String,
-    /// Headers the request must carry besides the bound ones (Azure's `x-ms-blob-type`).
+    /// Headers the request must carry besides the bound content type (Azure's
+    /// `x-ms-blob-type`, S3's `x-amz-checksum-sha256`).
     pub headers: Vec<(String, String)>,
 }
 
@@ -25,13 +28,19 @@ pub(crate) trait ServiceSigner: Send + Sync {
     /// service refuses another (GCS V4: yes; Azure SAS: no, a SAS signs neither).
     fn binds_upload_headers(&self) -> bool;
 
-    /// A URL granting `method` on `path` for `ttl`; `options` are bound only when
-    /// [`ServiceSigner::binds_upload_headers`] (the caller refuses them otherwise).
+    /// Whether a PUT URL can bind the upload's SHA-256, so that the service refuses an
+    /// altered body (S3 signs `x-amz-checksum-sha256`; Azure and GCS verify no SHA-256).
+    fn binds_upload_sha256(&self) -> bool;
+
+    /// A URL granting `method` on `path` for `ttl` from `now` (a signer whose library reads
+    /// the clock itself starts from its own reading); `options` are bound only as far as
+    /// the signer says it binds them (the caller refuses the rest).
     async fn sign(
         &self,
         backend: &Backend,
         method: SignedMethod,
         path: &Path,
+        now: DateTime<Utc>,
         ttl: Duration,
         options: &SignOptions,
     ) -> Result<ServiceUrl>;

@@ -32,6 +32,36 @@ pub struct WriteOptions {
     pub metadata: BTreeMap<String, String>,
     /// What to do when the key exists.
     pub mode: WriteMode,
+    /// How a streaming upload is cut into parts (ignored by a single put).
+    pub upload: UploadShape,
+}
+
+/// How a streaming upload ([`crate::Storage::upload`]) is cut into parts. Unset fields take
+/// the provider's own: 8 MiB parts ([`crate::UPLOAD_PART_SIZE`]), 4 in flight, on S3, Azure,
+/// GCS and memory; 256 KiB parts, one in flight, on local disk, which writes each part
+/// straight into the upload's temporary file.
+///
+/// A server holding many uploads at once asks for small parts, so that an upload that
+/// stalls holds under one part (the gateway asks for 1 MiB); a benchmark asks for others.
+/// The part size is also the size from which an upload turns multipart. It is kept within
+/// what the provider takes: at least 5 MiB and at most 5 GiB where parts have S3's limits
+/// (S3, Azure, GCS, a bare object_store), 64 KiB ([`crate::MIN_UPLOAD_PART_SIZE`]) to
+/// 8 MiB on local and memory. Parts in flight are at least one.
+///
+/// ```
+/// use maskstore_backends::{UploadShape, WriteOptions};
+/// let options = WriteOptions::default().with_upload_shape(UploadShape {
+///     part_size: Some(1024 * 1024),
+///     max_in_flight: None,
+/// });
+/// assert_eq!(options.upload.part_size, Some(1024 * 1024));
+/// ```
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct UploadShape {
+    /// Bytes per part (none: the provider's).
+    pub part_size: Option<usize>,
+    /// Parts sent at once at most (none: the provider's).
+    pub max_in_flight: Option<usize>,
 }
 
 impl WriteOptions {
@@ -46,6 +76,12 @@ impl WriteOptions {
     /// These options with `mode`.
     pub fn with_mode(mut self, mode: WriteMode) -> Self {
         self.mode = mode;
+        self
+    }
+
+    /// These options with streaming uploads cut as `shape` says.
+    pub fn with_upload_shape(mut self, shape: UploadShape) -> Self {
+        self.upload = shape;
         self
     }
 
@@ -288,5 +324,29 @@ pub(crate) fn info_of(
         content_type,
         metadata,
         checksum,
+    }
+}
+
+impl From<&WriteMode> for object_store::PutMode {
+    fn from(mode: &WriteMode) -> Self {
+        match mode {
+            WriteMode::Overwrite => object_store::PutMode::Overwrite,
+            WriteMode::CreateOnly => object_store::PutMode::Create,
+            WriteMode::IfMatch(etag) => {
+                object_store::PutMode::Update(object_store::UpdateVersion {
+                    e_tag: Some(etag.clone()),
+                    version: None,
+                })
+            }
+        }
+    }
+}
+
+impl From<object_store::PutResult> for PutOutcome {
+    fn from(result: object_store::PutResult) -> Self {
+        PutOutcome {
+            etag: result.e_tag,
+            version: result.version,
+        }
     }
 }

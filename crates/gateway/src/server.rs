@@ -1,6 +1,6 @@
-//! The accept loop: a connection cap that refuses the excess at once, hyper's header-read
-//! timeout, a write-stall timeout, and a shutdown deadline after which requests still in
-//! flight are dropped.
+//! Serving a router until a shutdown signal, and the accept loop behind it: a connection
+//! cap that refuses the excess at once, hyper's header-read timeout, a write-stall timeout,
+//! and a shutdown deadline after which requests still in flight are dropped.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -26,7 +26,23 @@ const MAX_CONNECTION_BUFFER: usize = 128 * 1024;
 /// What an excess connection is told before it is closed.
 const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: 64\r\n\r\nthe gateway serves its maximum of connections; try again shortly\n";
 
-pub(crate) async fn serve(
+/// Serves `router` on `listener` with the default [`Limits`] until `shutdown` completes,
+/// then gives the requests in flight the shutdown grace to finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), GatewayError> {
+    serve_with_limits(listener, router, &Limits::default(), shutdown).await
+}
+
+/// Serves `router` on `listener` until `shutdown` completes: at most
+/// `limits.max_connections` connections (the excess is answered 503 and closed), headers
+/// within `limits.header_timeout`, writes that stall no longer than
+/// `limits.body_idle_timeout`. After `shutdown`, requests in flight get
+/// `limits.shutdown_grace` to finish and are then dropped (an unfinished upload leaves
+/// nothing behind).
+pub async fn serve_with_limits(
     listener: TcpListener,
     router: Router,
     limits: &Limits,
@@ -97,6 +113,29 @@ pub(crate) async fn serve(
         while tasks.join_next().await.is_some() {}
     }
     Ok(())
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight within gateway.shutdown_grace");
 }
 
 /// Answers an excess connection 503 without reading it and closes it: no task, no timer.

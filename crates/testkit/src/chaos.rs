@@ -40,7 +40,7 @@ use object_store::path::Path;
 use object_store::{GetResult, GetResultPayload, ObjectMeta, Result};
 
 /// The operations a rule can target. A streaming upload is an `Upload` hit when its
-/// multipart upload starts, at `MULTIPART_THRESHOLD` bytes; a smaller one is one `Put`.
+/// multipart upload starts, at `Storage::multipart_threshold` bytes; a smaller one is one `Put`.
 pub use maskstore_backends::Operation as Op;
 
 /// Which calls of the operation a rule hits.

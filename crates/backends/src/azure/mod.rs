@@ -16,6 +16,7 @@ mod store;
 pub(crate) use advice::PROFILE;
 pub(crate) use store::AzureStore;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use maskstore_core::{Config, Origin};
@@ -23,13 +24,32 @@ use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
 use object_store::path::Path;
 use object_store::signer::{Method, Signer};
 
-use crate::providers::Backend;
+use crate::providers::{Backend, Built, Declared, Extras, UploadLimits};
 use crate::service_urls::{ServiceSigner, ServiceUrl};
 use crate::signing::{SignOptions, SignedMethod};
+use crate::storage::UrlSigner;
 use crate::{Error, Result};
 
 /// The blob type header every Put Blob request must carry, a SAS upload included.
 pub(crate) const BLOB_TYPE_HEADER: (&str, &str) = ("x-ms-blob-type", "BlockBlob");
+
+/// The `azure` provider as the facade takes it: SAS URLs the service verifies (they bind
+/// neither headers nor a SHA-256), and the store that maps metadata names to Azure's.
+pub(crate) fn connect(config: &Config) -> Result<Built> {
+    let azure = build(config)?;
+    let signer = SasSigner::new(azure.clone(), config)?;
+    Ok(Built {
+        store: Arc::new(AzureStore::new(azure)),
+        urls: UrlSigner::Service(Arc::new(signer)),
+        declared: Declared {
+            hashes_on_write: false,
+            content_etags: false,
+            verify_folders: false,
+            uploads: UploadLimits::REMOTE,
+        },
+        extras: Extras::default(),
+    })
+}
 
 /// Builds the Azure client from the config. With `account_key` the requests are signed
 /// with the shared key; without it object_store's credential chain applies (`AZURE_*`
@@ -181,11 +201,16 @@ impl ServiceSigner for SasSigner {
         false
     }
 
+    fn binds_upload_sha256(&self) -> bool {
+        false
+    }
+
     async fn sign(
         &self,
         backend: &Backend,
         method: SignedMethod,
         path: &Path,
+        now: chrono::DateTime<chrono::Utc>,
         ttl: Duration,
         _options: &SignOptions,
     ) -> Result<ServiceUrl> {
@@ -197,8 +222,7 @@ impl ServiceSigner for SasSigner {
         };
         let url = match &self.keyed {
             Some((account, key, container_url)) => {
-                let expiry = chrono::Utc::now()
-                    + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+                let expiry = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
                 service_sas(
                     account,
                     key.expose(),

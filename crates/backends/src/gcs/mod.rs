@@ -21,6 +21,7 @@ mod store;
 pub(crate) use advice::PROFILE;
 pub(crate) use store::GcsStore;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use maskstore_core::{Config, Origin};
@@ -28,10 +29,30 @@ use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder};
 use object_store::path::Path;
 use object_store::signer::{HeaderMap, HeaderValue, Method, SignedUrlOptions, Signer};
 
-use crate::providers::Backend;
+use crate::providers::{Backend, Built, Declared, Extras, UploadLimits};
 use crate::service_urls::{ServiceSigner, ServiceUrl};
 use crate::signing::{SignOptions, SignedMethod};
+use crate::storage::UrlSigner;
 use crate::{Error, Result};
+
+/// The `gcs` provider as the facade takes it: V4 URLs the service verifies (binding the
+/// content type and length, not a SHA-256), over the store that reads through GCS's XML
+/// API and writes through its JSON API.
+pub(crate) fn connect(config: &Config) -> Result<Built> {
+    let gcs = build(config)?;
+    let signer = V4Signer::new(gcs.clone());
+    Ok(Built {
+        store: Arc::new(store(config, gcs)?),
+        urls: UrlSigner::Service(Arc::new(signer)),
+        declared: Declared {
+            hashes_on_write: false,
+            content_etags: false,
+            verify_folders: false,
+            uploads: UploadLimits::REMOTE,
+        },
+        extras: Extras::default(),
+    })
+}
 
 /// Builds the GCS client from the config. With `service_account_key` requests carry a
 /// token the key signs itself; without it object_store's chain applies
@@ -137,11 +158,17 @@ impl ServiceSigner for V4Signer {
         true
     }
 
+    fn binds_upload_sha256(&self) -> bool {
+        false
+    }
+
+    /// object_store's GCS signer reads the clock itself: `now` is not used.
     async fn sign(
         &self,
         backend: &Backend,
         method: SignedMethod,
         path: &Path,
+        _now: chrono::DateTime<chrono::Utc>,
         ttl: Duration,
         options: &SignOptions,
     ) -> Result<ServiceUrl> {

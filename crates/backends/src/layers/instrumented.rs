@@ -420,7 +420,7 @@ mod tests {
             .unwrap();
         // Enough for a multipart upload: a smaller one sends nothing before finish.
         upload
-            .write(bytes::Bytes::from(vec![0u8; crate::MULTIPART_THRESHOLD]))
+            .write(bytes::Bytes::from(vec![0u8; crate::UPLOAD_PART_SIZE]))
             .await
             .unwrap();
         drop(upload);

@@ -3,10 +3,13 @@
 //! so it does not travel with copies of the data).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use maskstore_core::{Config, Origin, Secret};
 
-use super::{LocalStore, RESERVED_DIR};
+use super::{LOCAL_UPLOAD_MAX_IN_FLIGHT, LOCAL_UPLOAD_PART_SIZE, LocalStore, RESERVED_DIR};
+use crate::providers::{Built, Declared, Extras, UploadLimits, gateway_urls};
+use crate::storage::{MIN_UPLOAD_PART_SIZE, UPLOAD_PART_SIZE};
 use crate::{Error, Result, signing};
 
 /// Whether a missing local root is created or refused.
@@ -20,7 +23,7 @@ pub(crate) enum Root {
 }
 
 /// The store over `object_storage.root`, and the gateway's signing secret.
-pub(crate) fn build(config: &Config, root: Root) -> Result<(LocalStore, Secret)> {
+fn build(config: &Config, root: Root) -> Result<(LocalStore, Secret)> {
     let os = &config.object_storage;
     if root == Root::MustExist && !os.root.is_dir() {
         return Err(Error::Config {
@@ -88,4 +91,30 @@ pub(crate) fn development_secret_path(root: &Path) -> Option<PathBuf> {
     let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     let name = root.file_name()?.to_string_lossy().into_owned();
     Some(root.parent()?.join(format!(".{name}.signing-secret")))
+}
+
+/// The `local` provider as the facade takes it: gateway URLs, one pass over the bytes of
+/// a put (hashed as written), small parts written straight into the upload's temporary
+/// file, and files copied by the kernel.
+pub(crate) fn connect(config: &Config, root: Root) -> Result<Built> {
+    let (store, secret) = build(config, root)?;
+    Ok(Built {
+        store: Arc::new(store.clone()),
+        urls: gateway_urls(config, secret, false),
+        declared: Declared {
+            hashes_on_write: true,
+            content_etags: false,
+            verify_folders: false,
+            uploads: UploadLimits {
+                part_size: LOCAL_UPLOAD_PART_SIZE,
+                max_in_flight: LOCAL_UPLOAD_MAX_IN_FLIGHT,
+                min_part: MIN_UPLOAD_PART_SIZE,
+                max_part: UPLOAD_PART_SIZE,
+            },
+        },
+        extras: Extras {
+            multipart: None,
+            files: Some(store),
+        },
+    })
 }

@@ -68,10 +68,16 @@ pub(crate) mod locks;
 use crate::checksum::{CHECKSUM_METADATA, HASH_ON_WRITE_SLICE, HashOnWrite, Hasher, LateChecksum};
 pub(crate) use advice::PROFILE;
 use attributes::{StoredAttributes, XATTR, probe_xattrs, read_stored};
-pub(crate) use builder::{Root, build};
+pub(crate) use builder::{Root, connect};
 pub use error::LocalError;
 pub(crate) use from_file::FromFileError;
 use maskstore_core::MAX_KEY_BYTES;
+/// Part size of streaming uploads to the local provider, which writes each part straight
+/// into the upload's temporary file: with [`LOCAL_UPLOAD_MAX_IN_FLIGHT`] an upload holds
+/// at most about 512 KiB in memory.
+pub const LOCAL_UPLOAD_PART_SIZE: usize = 256 * 1024;
+/// Parts of one local streaming upload in flight at once.
+pub const LOCAL_UPLOAD_MAX_IN_FLIGHT: usize = 1;
 /// The folder below the root that holds maskstore's own files.
 pub const RESERVED_DIR: &str = ".maskstore";
 /// Temporary files older than this are left over from a crash and removed at start.

@@ -1,10 +1,20 @@
-//! The seam between [`crate::Storage`] and the providers: which backend a storage is, as a
-//! typed value the facade and the error classifier ask instead of comparing names.
+//! The seam between [`crate::Storage`] and the providers. Every provider's `connect`
+//! returns a [`Built`]: its store, its URL signer, what it declares it can do, and the
+//! operations only it has; [`build`] is the one `match` that lists the providers. A
+//! storage's [`Backend`] says which provider it is, as a typed value the facade and the
+//! error classifier ask instead of comparing names.
 
 use std::fmt;
 use std::sync::Arc;
 
-use maskstore_core::Provider;
+use maskstore_core::{Config, Provider, Secret};
+use object_store::ObjectStore;
+use object_store::path::Path;
+
+use crate::local::{LocalStore, Root};
+use crate::signing::GatewaySigner;
+use crate::storage::{UPLOAD_MAX_IN_FLIGHT, UPLOAD_PART_SIZE, UrlSigner};
+use crate::{IncompleteUpload, PutOutcome, Result, UploadShape};
 
 /// A storage's backend: its name in messages and metrics, and the provider it is (none for
 /// a storage wrapped around a bare object_store, which gets no provider's rules).
@@ -55,6 +65,153 @@ impl fmt::Debug for Backend {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&*self.label, f)
     }
+}
+
+/// What a provider's `connect` returns, the same shape for every provider: its store, who
+/// signs its URLs, what it declares it can do, and the operations only it has.
+pub(crate) struct Built {
+    /// The provider's own store, unwrapped (the facade layers and instruments it).
+    pub(crate) store: Arc<dyn ObjectStore>,
+    /// Who signs its URLs.
+    pub(crate) urls: UrlSigner,
+    /// What it declares of itself.
+    pub(crate) declared: Declared,
+    /// Operations beyond object_store's that only some providers have.
+    pub(crate) extras: Extras,
+}
+
+/// What a provider declares of itself when built; the facade reads this instead of asking
+/// which provider it has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Declared {
+    /// The store hashes a put's bytes as it writes them when the put asks
+    /// ([`crate::checksum::HashOnWrite`]): one pass over the bytes instead of two.
+    pub(crate) hashes_on_write: bool,
+    /// Etags derive from the content alone (S3's MD5 etags).
+    pub(crate) content_etags: bool,
+    /// Its listings can show folders that hold no object any more (engines with real
+    /// directories, such as SeaweedFS), so listed folders are checked for one.
+    pub(crate) verify_folders: bool,
+    /// The parts of its streaming uploads.
+    pub(crate) uploads: UploadLimits,
+}
+
+impl Declared {
+    /// What a store of unknown kind is taken to be: parts within S3's limits, nothing more.
+    pub(crate) const FOREIGN: Declared = Declared {
+        hashes_on_write: false,
+        content_etags: false,
+        verify_folders: false,
+        uploads: UploadLimits::REMOTE,
+    };
+}
+
+/// The part sizes a provider's streaming uploads take.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct UploadLimits {
+    /// Part size when the write asks for none; also the size from which an upload turns
+    /// multipart.
+    pub(crate) part_size: usize,
+    /// Parts in flight when the write asks for no number.
+    pub(crate) max_in_flight: usize,
+    /// The smallest part a write may ask for.
+    pub(crate) min_part: usize,
+    /// The largest part a write may ask for.
+    pub(crate) max_part: usize,
+}
+
+impl UploadLimits {
+    /// S3's smallest part but the last (S3 API reference, UploadPart).
+    const S3_MIN_PART: usize = 5 * 1024 * 1024;
+    /// S3's largest part (S3 API reference, UploadPart).
+    const S3_MAX_PART: usize = 5 * 1024 * 1024 * 1024;
+
+    /// The parts of a service reached over HTTP (S3 and the stores sharing its limits):
+    /// [`UPLOAD_PART_SIZE`] by default, within S3's part limits.
+    pub(crate) const REMOTE: UploadLimits = UploadLimits {
+        part_size: UPLOAD_PART_SIZE,
+        max_in_flight: UPLOAD_MAX_IN_FLIGHT,
+        min_part: UploadLimits::S3_MIN_PART,
+        max_part: UploadLimits::S3_MAX_PART,
+    };
+
+    /// The part size and parts in flight of an upload asking for `shape`: what it asks,
+    /// within these limits, or the defaults.
+    pub(crate) fn resolve(&self, shape: UploadShape) -> (usize, usize) {
+        let part = shape
+            .part_size
+            .map_or(self.part_size, |p| p.clamp(self.min_part, self.max_part));
+        let in_flight = shape.max_in_flight.map_or(self.max_in_flight, |n| n.max(1));
+        (part, in_flight)
+    }
+}
+
+/// Operations beyond object_store's that only some providers have.
+#[derive(Clone, Default)]
+pub(crate) struct Extras {
+    /// Incomplete multipart uploads kept by the service, and checksums stamped onto a
+    /// completed one (S3).
+    pub(crate) multipart: Option<Arc<dyn MultipartUploads>>,
+    /// Files copied by the kernel into and out of the store (local).
+    pub(crate) files: Option<LocalStore>,
+}
+
+/// What a provider that keeps incomplete multipart uploads (S3) does beyond object_store.
+#[async_trait::async_trait]
+pub(crate) trait MultipartUploads: Send + Sync {
+    /// Every incomplete upload whose key starts with `folder/`.
+    async fn incomplete(&self, backend: &Backend, folder: &Path) -> Result<Vec<IncompleteUpload>>;
+
+    /// Aborts the upload `upload_id` of `path`.
+    async fn abort(&self, backend: &Backend, path: &Path, upload_id: &str) -> Result<()>;
+
+    /// Stores `checksum` with the just-completed multipart upload at `path` whose
+    /// completion gave `outcome`, through `store` (the storage's layered store); the
+    /// outcome of the object as it then is. The object stays unverified, and the upload
+    /// succeeds, when that is not possible (logged).
+    async fn stamp(
+        &self,
+        store: &dyn ObjectStore,
+        backend: &Backend,
+        path: &Path,
+        outcome: PutOutcome,
+        checksum: String,
+    ) -> PutOutcome;
+
+    /// Whether the client may report the completion of an upload to `key` failed although
+    /// it took effect, so that the facade confirms it.
+    fn completion_may_be_misread(&self, key: &str) -> bool;
+}
+
+/// Builds the provider the config names: the one place that lists the providers, so a new
+/// one is a compile error here until it is built.
+pub(crate) fn build(config: &Config, root: Root) -> Result<Built> {
+    match config.object_storage.provider {
+        Provider::S3 => crate::s3::connect(config),
+        Provider::Local => crate::local::connect(config, root),
+        Provider::Memory => Ok(crate::memory::connect(config)),
+        Provider::Azure => crate::azure::connect(config),
+        Provider::Gcs => crate::gcs::connect(config),
+    }
+}
+
+/// The gateway's URLs for a provider without signed URLs of its own (local, memory),
+/// signed with `secret` (`ephemeral`: made for this process, valid nowhere else).
+pub(crate) fn gateway_urls(config: &Config, secret: Secret, ephemeral: bool) -> UrlSigner {
+    let gw = &config.gateway;
+    let previous = gw.previous_signing_secret.clone();
+    let signer = match &gw.signing_secret_file {
+        // A URL signed just before a rotation lives at most max_ttl.
+        Some(file) if !ephemeral => GatewaySigner::rotating(
+            &gw.public_url,
+            secret,
+            previous,
+            file.clone(),
+            std::time::Duration::from_secs(config.signed_url.max_ttl),
+        ),
+        _ => GatewaySigner::new(&gw.public_url, secret, previous),
+    };
+    UrlSigner::gateway(signer, ephemeral)
 }
 
 mod profile;

@@ -5,12 +5,47 @@
 mod advice;
 mod builder;
 pub(crate) mod error;
+mod multipart;
 mod presign;
 mod uploads;
 
 pub(crate) use advice::PROFILE;
 pub(crate) use builder::build;
 pub(crate) use presign::Presigner;
-pub(crate) use uploads::{
-    abort_upload, completion_answer_is_misread, copy_in_place, incomplete_uploads,
-};
+use uploads::{abort_upload, completion_answer_is_misread, copy_in_place, incomplete_uploads};
+
+use std::sync::Arc;
+
+use maskstore_core::Config;
+
+use crate::Result;
+use crate::providers::{Built, Declared, Extras, UploadLimits};
+use crate::storage::UrlSigner;
+
+/// The `s3` provider as the facade takes it: SigV4 URLs of its own, MD5 etags, incomplete
+/// uploads kept by the service, and checksums stamped onto multipart uploads by a copy in
+/// place.
+pub(crate) fn connect(config: &Config) -> Result<Built> {
+    let os = &config.object_storage;
+    let (s3, presigner) = build(config)?;
+    let s3 = Arc::new(s3);
+    let multipart = multipart::S3Multipart {
+        s3: Arc::clone(&s3),
+        bucket: presigner.bucket().to_string(),
+    };
+    Ok(Built {
+        store: s3,
+        urls: UrlSigner::Service(Arc::new(presigner)),
+        declared: Declared {
+            hashes_on_write: false,
+            content_etags: true,
+            // An engine other than AWS may keep real directories (SeaweedFS).
+            verify_folders: os.verify_folders.unwrap_or(os.endpoint.is_some()),
+            uploads: UploadLimits::REMOTE,
+        },
+        extras: Extras {
+            multipart: Some(Arc::new(multipart)),
+            files: None,
+        },
+    })
+}

@@ -22,7 +22,9 @@ use object_store::path::Path;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::{Digest, Sha256};
 
+use crate::checksum::CHECKSUM_METADATA;
 use crate::providers::Backend;
+use crate::service_urls::{ServiceSigner, ServiceUrl};
 use crate::signing::{SignOptions, SignedMethod};
 use crate::{Error, Result};
 
@@ -450,3 +452,36 @@ impl Presigner {
 
 #[cfg(test)]
 mod tests;
+
+#[async_trait::async_trait]
+impl ServiceSigner for Presigner {
+    fn binds_upload_headers(&self) -> bool {
+        true
+    }
+
+    fn binds_upload_sha256(&self) -> bool {
+        true
+    }
+
+    /// A bound SHA-256 travels as `x-amz-checksum-sha256`, which S3 verifies, and as the
+    /// maskstore checksum metadata, which the URL signs so that the object lands verified.
+    async fn sign(
+        &self,
+        backend: &Backend,
+        method: SignedMethod,
+        path: &Path,
+        now: DateTime<Utc>,
+        ttl: Duration,
+        options: &SignOptions,
+    ) -> Result<ServiceUrl> {
+        let url = self
+            .presign(backend, method, path, now, ttl, options)
+            .await?;
+        let mut headers = Vec::new();
+        if let Some(digest) = &options.sha256 {
+            headers.push(("x-amz-checksum-sha256".to_string(), digest.base64()));
+            headers.push((format!("x-amz-meta-{CHECKSUM_METADATA}"), digest.stored()));
+        }
+        Ok(ServiceUrl { url, headers })
+    }
+}

@@ -1,0 +1,383 @@
+//! [`Storage`]: one API over every backend, scoped to the configured key prefix.
+
+mod files;
+mod objects;
+mod upload;
+mod urls;
+
+pub use files::ObjectFile;
+pub use upload::{MIN_UPLOAD_PART_SIZE, UPLOAD_MAX_IN_FLIGHT, UPLOAD_PART_SIZE, Upload};
+pub(crate) use urls::UrlSigner;
+
+use std::sync::Arc;
+
+use maskstore_core::{Config, KeyPrefix, ObjectKey, TtlPolicy};
+use object_store::path::Path;
+use object_store::{Attributes, ObjectStore};
+
+use crate::checksum::{CHECKSUM_METADATA, Hasher, Verifier};
+use crate::layers::Layer;
+use crate::layers::instrumented::{Instrumentation, Recorder};
+use crate::monitor::{AlarmSettings, Monitor};
+use crate::providers::{Backend, Built, Declared, Extras};
+use crate::types::ObjectInfo;
+use crate::{Error, Result};
+use maskstore_core::ChecksumAlgorithm;
+
+/// Object storage scoped to one key prefix, built from a [`Config`].
+///
+/// Every key passed in must lie below [`Storage::prefix`]; anything else is refused with
+/// [`Error::InvalidKey`] before any I/O, as the deployment guide's IAM policy would.
+///
+/// ```
+/// # tokio_test_block_on(async {
+/// use maskstore_backends::Storage;
+/// let storage = Storage::memory();
+/// let key = storage.key("1.2/3.4/liver.png")?;
+/// storage.put(&key, "pixels").await?;
+/// assert_eq!(storage.get(&key).await?.data, "pixels");
+/// # Ok::<(), maskstore_backends::Error>(())
+/// # });
+/// # fn tokio_test_block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     tokio::runtime::Runtime::new().unwrap().block_on(f)
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Storage {
+    /// The provider's own store, unwrapped.
+    base: Arc<dyn ObjectStore>,
+    /// The layers over it, innermost first.
+    layers: Vec<Arc<dyn Layer>>,
+    /// What operations go through: the layers over `base`, instrumented outside them all.
+    store: Arc<dyn ObjectStore>,
+    backend: Backend,
+    prefix: KeyPrefix,
+    ttl: TtlPolicy,
+    urls: UrlSigner,
+    /// What the provider declared of itself when built.
+    declared: Declared,
+    /// The operations only the provider has.
+    extras: Extras,
+    monitor: Arc<Monitor>,
+    recorder: Recorder,
+    /// The checksum every write stores.
+    checksum: ChecksumAlgorithm,
+    /// Whether whole reads verify the stored checksum (off only for forensics).
+    verify_reads: bool,
+}
+
+/// What a storage can do beyond the contract every backend follows; commands and
+/// applications ask this instead of matching on the provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Capabilities {
+    /// Who verifies the signed URLs this storage issues.
+    pub signed_urls: UrlIssuer,
+    /// Whether the signed URLs stay valid beyond this process (false when the gateway
+    /// signs with a per-process secret: provider memory without a configured one).
+    pub urls_outlive_process: bool,
+    /// Whether the backend keeps incomplete streaming uploads that can be listed and
+    /// aborted (S3); the others keep none.
+    pub incomplete_uploads: bool,
+    /// Whether etags derive from the content alone, so that two stores of this kind give
+    /// the same etag to the same bytes written the same way (S3's MD5 etags); local and
+    /// memory etags name a version, not the content.
+    pub content_etags: bool,
+    /// Whether a PUT URL can bind the upload's content type and length, so that the server
+    /// refuses another (S3 and GCS sign them, the gateway checks them; an Azure SAS cannot
+    /// sign request headers, so on Azure a binding is refused at issue).
+    pub binds_upload_headers: bool,
+    /// Whether a PUT URL can bind the upload's SHA-256, so that an altered body is refused
+    /// (S3 signs `x-amz-checksum-sha256`, the gateway checks its own parameter; Azure and
+    /// GCS verify no SHA-256 a URL could bind, so there a binding is refused at issue).
+    pub binds_upload_sha256: bool,
+}
+
+/// Who serves and verifies a storage's signed URLs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UrlIssuer {
+    /// The backend itself (S3 presigned URLs): no gateway is needed.
+    Backend,
+    /// maskstore's gateway (`maskstore serve`), which must run and share the signing secret.
+    Gateway,
+    /// Nobody: the storage was built from a bare object_store without a signer.
+    None,
+}
+
+impl std::fmt::Debug for Storage {
+    // The inner store's Debug may carry endpoints and key ids; say only what it is.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Storage")
+            .field("backend", &self.backend)
+            .field("prefix", &self.prefix)
+            .field("layers", &self.layers.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Storage {
+    /// Builds the backend the config's `provider` names (a missing local root is created).
+    pub fn connect(config: &Config) -> Result<Storage> {
+        Storage::build(config, crate::local::Root::MayCreate)
+    }
+
+    /// Like [`Storage::connect`], for a store that is only read from (such as a sync
+    /// source): a local root that does not exist is an error naming it, not an empty
+    /// store created on the spot.
+    pub fn connect_existing(config: &Config) -> Result<Storage> {
+        Storage::build(config, crate::local::Root::MustExist)
+    }
+
+    fn build(config: &Config, root: crate::local::Root) -> Result<Storage> {
+        let os = &config.object_storage;
+        let built = crate::providers::build(config, root)?;
+        let monitor = Arc::new(Monitor::new(AlarmSettings::from_config(&config.monitoring)));
+        let storage = Storage::assemble(
+            built,
+            Backend::of(os.provider),
+            os.prefix.clone(),
+            monitor,
+            config.ttl_policy(),
+        );
+        Ok(storage.with_checksum(os.checksum))
+    }
+
+    /// A fresh in-memory storage under the default prefix `mask/`.
+    pub fn memory() -> Storage {
+        Storage::connect(&Config::memory()).expect("the memory config always connects")
+    }
+
+    /// Wraps any object_store under `prefix`, named `backend` in errors (for wrappers and
+    /// new backends that want maskstore's API and contract).
+    pub fn from_object_store(
+        store: Arc<dyn ObjectStore>,
+        backend: &str,
+        prefix: KeyPrefix,
+    ) -> Storage {
+        let built = Built {
+            store,
+            urls: UrlSigner::None,
+            declared: Declared::FOREIGN,
+            extras: Extras::default(),
+        };
+        Storage::assemble(
+            built,
+            Backend::foreign(backend),
+            prefix,
+            Arc::new(Monitor::new(AlarmSettings::default())),
+            TtlPolicy::default(),
+        )
+    }
+
+    pub(crate) fn assemble(
+        built: Built,
+        backend: Backend,
+        prefix: KeyPrefix,
+        monitor: Arc<Monitor>,
+        ttl: TtlPolicy,
+    ) -> Storage {
+        let recorder = Recorder::new(backend.clone(), Arc::clone(&monitor));
+        let mut storage = Storage {
+            store: Arc::clone(&built.store),
+            base: built.store,
+            layers: Vec::new(),
+            backend,
+            prefix,
+            ttl,
+            urls: built.urls,
+            declared: built.declared,
+            extras: built.extras,
+            monitor,
+            recorder,
+            checksum: Config::memory().object_storage.checksum,
+            verify_reads: true,
+        };
+        storage.rebuild();
+        storage
+    }
+
+    /// Stacks the layers over the base store, and the instrumentation over them all, so
+    /// each operation is counted once, under this storage's backend label.
+    fn rebuild(&mut self) {
+        let mut store = Arc::clone(&self.base);
+        for layer in &self.layers {
+            store = layer.wrap(store);
+        }
+        self.store = Instrumentation::new(self.recorder.clone()).wrap(store);
+    }
+
+    /// This storage with its calls passing through `layer` (above the layers it already
+    /// has). Prefix, URL signer, TTL policy, monitor, metrics and settings stay as they
+    /// are; `self` is unchanged. See [`crate::layers`].
+    pub fn layer(&self, layer: impl Layer) -> Storage {
+        let mut layered = self.clone();
+        layered.layers.push(Arc::new(layer));
+        layered.rebuild();
+        layered
+    }
+
+    /// The object_store all of this storage's calls go through: its layers over the
+    /// provider's store, instrumented, so calls through it are counted and layered like the
+    /// storage's own. For libraries that take an object_store; it is not scoped to
+    /// [`Storage::prefix`]. To add behaviour, use [`Storage::layer`] instead of wrapping it.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.store
+    }
+
+    /// The alarms fed by this storage's operations.
+    pub fn monitor(&self) -> &Arc<Monitor> {
+        &self.monitor
+    }
+
+    /// This storage, feeding `monitor` instead (one with its own settings or clock).
+    pub fn with_monitor(mut self, monitor: Arc<Monitor>) -> Storage {
+        self.recorder = Recorder::new(self.backend.clone(), Arc::clone(&monitor));
+        self.monitor = monitor;
+        self.rebuild();
+        self
+    }
+
+    /// This storage, storing `algorithm`'s checksum with every write (the config's
+    /// `object_storage.checksum`; `none` writes objects without one).
+    pub fn with_checksum(mut self, algorithm: ChecksumAlgorithm) -> Storage {
+        self.checksum = algorithm;
+        self
+    }
+
+    /// The checksum every write stores.
+    pub fn checksum_algorithm(&self) -> ChecksumAlgorithm {
+        self.checksum
+    }
+
+    /// This storage, with whole reads no longer verifying stored checksums: for forensics
+    /// on an object reported corrupt (`--no-verify`), never for normal use.
+    pub fn without_verification(&self) -> Storage {
+        Storage {
+            verify_reads: false,
+            ..self.clone()
+        }
+    }
+
+    /// Whether whole reads verify stored checksums.
+    pub fn verifies_reads(&self) -> bool {
+        self.verify_reads
+    }
+
+    /// The verifier of a whole read of the object `info` describes, when reads verify and
+    /// it has a checksum.
+    fn verifier(&self, info: &ObjectInfo, whole: bool) -> Option<Verifier> {
+        if !self.verify_reads || !whole {
+            return None;
+        }
+        Verifier::new(&self.backend, info.key.as_str(), info.checksum.as_deref())
+    }
+
+    /// `attributes` with the checksum of `data` added (unless checksums are off).
+    fn with_checksum_of(&self, mut attributes: Attributes, data: &[u8]) -> Attributes {
+        if let Some(mut hasher) = Hasher::new(self.checksum) {
+            hasher.update(data);
+            attributes.insert(
+                object_store::Attribute::Metadata(CHECKSUM_METADATA.into()),
+                hasher.finish().into(),
+            );
+        }
+        attributes
+    }
+
+    /// The backend name (`s3`, `local`, `memory`, or a wrapper's).
+    pub fn backend(&self) -> &str {
+        &self.backend
+    }
+
+    /// The prefix every key must lie below.
+    pub fn prefix(&self) -> &KeyPrefix {
+        &self.prefix
+    }
+
+    /// The signed-URL lifetime policy of the config.
+    pub fn ttl_policy(&self) -> TtlPolicy {
+        self.ttl
+    }
+
+    /// What this storage can do beyond the contract every backend follows.
+    pub fn capabilities(&self) -> Capabilities {
+        let (signed_urls, urls_outlive_process) = match &self.urls {
+            UrlSigner::Service(_) => (UrlIssuer::Backend, true),
+            UrlSigner::Gateway(gateway) => (UrlIssuer::Gateway, !gateway.ephemeral),
+            UrlSigner::None => (UrlIssuer::None, false),
+        };
+        let (binds_upload_headers, binds_upload_sha256) = match &self.urls {
+            UrlSigner::Service(signer) => {
+                (signer.binds_upload_headers(), signer.binds_upload_sha256())
+            }
+            UrlSigner::Gateway(_) | UrlSigner::None => (true, true),
+        };
+        Capabilities {
+            signed_urls,
+            urls_outlive_process,
+            incomplete_uploads: self.extras.multipart.is_some(),
+            content_etags: self.declared.content_etags,
+            binds_upload_headers,
+            binds_upload_sha256,
+        }
+    }
+
+    /// The same backend scoped to a narrower prefix `sub` below this one.
+    pub fn scoped(&self, sub: &str) -> Result<Storage> {
+        Ok(Storage {
+            prefix: self.prefix.child(sub)?,
+            ..self.clone()
+        })
+    }
+
+    /// The key `relative` below the prefix.
+    pub fn key(&self, relative: &str) -> Result<ObjectKey> {
+        Ok(self.prefix.key(relative)?)
+    }
+
+    fn path(&self, key: &ObjectKey) -> Result<Path> {
+        if !key.is_within(&self.prefix) {
+            return Err(Error::InvalidKey {
+                key: key.to_string(),
+                reason: format!(
+                    "it lies outside the configured prefix {:?}; this storage only touches keys below it",
+                    self.prefix.as_str()
+                ),
+            });
+        }
+        Path::parse(key.as_str()).map_err(|e| Error::InvalidKey {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// The folder `prefix` (a full key prefix such as `mask/1.2/`, with or without the
+    /// trailing `/`), checked to lie at or below the configured prefix.
+    fn folder(&self, prefix: Option<&str>) -> Result<Path> {
+        let text = prefix.unwrap_or(self.prefix.as_str());
+        let with_slash = if text.ends_with('/') {
+            text.to_string()
+        } else {
+            format!("{text}/")
+        };
+        let folder = KeyPrefix::parse(with_slash)?;
+        if !self.prefix.contains_prefix(&folder) {
+            return Err(Error::InvalidKey {
+                key: text.to_string(),
+                reason: format!(
+                    "it lies outside the configured prefix {:?}",
+                    self.prefix.as_str()
+                ),
+            });
+        }
+        Path::parse(folder.as_str().trim_end_matches('/')).map_err(|e| Error::InvalidKey {
+            key: text.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn err(&self, key: &impl AsRef<str>) -> impl Fn(object_store::Error) -> Error + '_ {
+        let key = key.as_ref().to_string();
+        move |e| Error::from_store(&self.backend, &key, e)
+    }
+}

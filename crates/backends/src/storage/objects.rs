@@ -1,0 +1,579 @@
+//! Object operations: put, read, head, delete, list, copy and rename.
+
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use maskstore_core::ObjectKey;
+use object_store::path::Path;
+use object_store::{
+    Attributes, GetOptions, GetRange, GetResult, GetResultPayload, ObjectStore, ObjectStoreExt,
+    PutMode, PutOptions,
+};
+
+use super::Storage;
+use crate::checksum::{LateChecksum, verify_stream};
+use crate::local::ReadChecksum;
+use crate::local::file_io::file_stream;
+use crate::types::{
+    ByteRange, Listing, Object, ObjectInfo, ObjectStream, PutOutcome, ReadOptions, Source,
+    WriteMode, WriteOptions, info_of,
+};
+use crate::{Error, Result};
+use maskstore_core::ChecksumAlgorithm;
+
+impl Storage {
+    /// Stores `data` at `key`, replacing any object there.
+    pub async fn put(&self, key: &ObjectKey, data: impl Into<Bytes>) -> Result<PutOutcome> {
+        self.put_with(key, data, &WriteOptions::default()).await
+    }
+
+    /// Stores `data` at `key` with a content type, metadata and write mode.
+    pub async fn put_with(
+        &self,
+        key: &ObjectKey,
+        data: impl Into<Bytes>,
+        options: &WriteOptions,
+    ) -> Result<PutOutcome> {
+        let path = self.path(key)?;
+        options.validate()?;
+        let mode = PutMode::from(&options.mode);
+        let data: Bytes = data.into();
+        // The local provider hashes the bytes as it writes them (one pass); elsewhere the
+        // checksum is computed first, to send with the request.
+        let hash_on_write = (self.declared.hashes_on_write
+            && self.checksum != ChecksumAlgorithm::None)
+            .then(|| crate::checksum::HashOnWrite {
+                algorithm: self.checksum,
+                done: LateChecksum::default(),
+            });
+        let mut opts = PutOptions {
+            mode,
+            attributes: match hash_on_write {
+                Some(_) => options.attributes(),
+                None => self.with_checksum_of(options.attributes(), &data),
+            },
+            ..Default::default()
+        };
+        if let Some(request) = &hash_on_write {
+            opts.extensions.insert(request.clone());
+        }
+        let sent = hash_on_write.as_ref().map(|_| data.clone());
+        let result = match self.store.put_opts(&path, data.into(), opts).await {
+            Ok(result) => result,
+            // S3 answers an if-match write to a missing key with 404; the condition failed.
+            Err(object_store::Error::NotFound { .. })
+                if matches!(options.mode, WriteMode::IfMatch(_)) =>
+            {
+                return Err(Error::Precondition {
+                    key: key.to_string(),
+                });
+            }
+            Err(e) => return Err(Error::from_store(&self.backend, key.as_str(), e)),
+        };
+        let outcome = PutOutcome::from(result);
+        if let (Some(request), Some(sent)) = (hash_on_write, sent)
+            && !request.done.stored()
+            && let Some(checksum) = crate::checksum::checksum_of(self.checksum, &sent)
+        {
+            // A store that ignored the request (a bare object_store named local).
+            return self.stamp(key, &path, outcome, checksum).await;
+        }
+        Ok(outcome)
+    }
+
+    /// Stores `data` only if `key` does not exist yet.
+    pub async fn put_if_absent(
+        &self,
+        key: &ObjectKey,
+        data: impl Into<Bytes>,
+    ) -> Result<PutOutcome> {
+        self.put_with(
+            key,
+            data,
+            &WriteOptions::default().with_mode(WriteMode::CreateOnly),
+        )
+        .await
+    }
+
+    /// Reads the whole object.
+    pub async fn get(&self, key: &ObjectKey) -> Result<Object> {
+        self.read(key, ReadOptions::default()).await
+    }
+
+    /// Reads a byte range of the object; `info.size` still reports the whole object.
+    pub async fn get_range(&self, key: &ObjectKey, range: impl Into<ByteRange>) -> Result<Object> {
+        let options = ReadOptions {
+            range: Some(range.into()),
+            ..Default::default()
+        };
+        self.read(key, options).await
+    }
+
+    /// Reads the object (or part of it) into memory, with conditions.
+    ///
+    /// A whole read (no range) verifies the stored checksum: damaged bytes fail with
+    /// [`Error::Corrupt`]. A range read cannot be verified (the checksum covers the whole
+    /// object) and is returned as read.
+    pub async fn read(&self, key: &ObjectKey, options: ReadOptions) -> Result<Object> {
+        let whole = options.range.is_none();
+        let result = self.get_result_with(key, options, true).await?;
+        let info = info_of(key.clone(), &result.meta, &result.attributes, Source::Read);
+        let range = result.range.clone();
+        let verifier = self.verifier(&info, whole);
+        let Some(mut verifier) = verifier else {
+            // `bytes()` reads a local file's range in one go instead of chunk by chunk.
+            let data = result.bytes().await.map_err(self.err(key))?;
+            return Ok(Object { info, range, data });
+        };
+        if let Some(computed) = result.extensions.get::<ReadChecksum>().cloned() {
+            let data = result.bytes().await.map_err(self.err(key))?;
+            if computed.data.as_ptr() == data.as_ptr() && computed.data.len() == data.len() {
+                // Hashed by the local provider as it read this very buffer.
+                verifier.finish_with(computed.checksum)?;
+            } else {
+                verifier.update(&data);
+                verifier.finish()?;
+            }
+            return Ok(Object { info, range, data });
+        }
+        // Each chunk is hashed and copied into the one buffer as it arrives, while still in
+        // the cache, and dropped: one pass over fresh bytes, as `bytes()` reads. (Holding
+        // the chunks to join them at the end cost a second pass over cold memory and twice
+        // the pages: +36 ms on a 64 MiB read from SeaweedFS, BENCHMARKS.md issue 16.)
+        let expected = usize::try_from(range.end.saturating_sub(range.start)).unwrap_or(0);
+        let data = collect_hashing(result.into_stream(), expected, |chunk| {
+            verifier.update(chunk)
+        })
+        .await
+        .map_err(self.err(key))?;
+        verifier.finish()?;
+        Ok(Object { info, range, data })
+    }
+
+    /// Reads the object as a stream, with memory bounded whatever its size.
+    pub async fn get_stream(&self, key: &ObjectKey) -> Result<ObjectStream> {
+        self.read_stream(key, ReadOptions::default()).await
+    }
+
+    /// Reads the object (or part of it) as a stream, with conditions.
+    ///
+    /// A whole read verifies the stored checksum: a stream of damaged bytes ends in
+    /// [`Error::Corrupt`] instead of its last chunk. Range reads are not verified.
+    pub async fn read_stream(&self, key: &ObjectKey, options: ReadOptions) -> Result<ObjectStream> {
+        let whole = options.range.is_none();
+        let result = self.get_result(key, options).await?;
+        let info = info_of(key.clone(), &result.meta, &result.attributes, Source::Read);
+        let verifier = self.verifier(&info, whole);
+        let range = result.range.clone();
+        let backend = self.backend.clone();
+        let key_text = key.to_string();
+        let stream = match result.payload {
+            GetResultPayload::File(file, _) => file_stream(file, range.clone()),
+            GetResultPayload::Stream(stream) => stream,
+        };
+        let stream = stream
+            .map_err(move |e| Error::from_store(&backend, &key_text, e))
+            .boxed();
+        let stream = match verifier {
+            Some(verifier) => verify_stream(stream, verifier),
+            None => stream,
+        };
+        Ok(ObjectStream {
+            info,
+            range,
+            stream,
+        })
+    }
+
+    pub(super) async fn get_result(
+        &self,
+        key: &ObjectKey,
+        options: ReadOptions,
+    ) -> Result<GetResult> {
+        self.get_result_with(key, options, false).await
+    }
+
+    /// The backend's answer to a read; with `into_memory`, the caller holds the whole range
+    /// in memory, so the local provider reads it in the same call that opens the file.
+    async fn get_result_with(
+        &self,
+        key: &ObjectKey,
+        options: ReadOptions,
+        into_memory: bool,
+    ) -> Result<GetResult> {
+        if let Some(ByteRange::Bounded(r)) = &options.range
+            && r.end <= r.start
+        {
+            return Err(Error::InvalidRange {
+                key: key.to_string(),
+                detail: format!("{}..{} is empty or reversed", r.start, r.end),
+            });
+        }
+        let path = self.path(key)?;
+        let options_whole = options.range.is_none();
+        let mut get = GetOptions {
+            if_match: options.if_match,
+            if_none_match: options.if_none_match,
+            range: options.range.map(|r| match r {
+                ByteRange::Bounded(r) => GetRange::Bounded(r),
+                ByteRange::From(o) => GetRange::Offset(o),
+                ByteRange::Suffix(n) => GetRange::Suffix(n),
+            }),
+            ..Default::default()
+        };
+        if into_memory {
+            // A whole read is verified: the provider may hash it as it reads.
+            let hash = self.verify_reads && options_whole;
+            get.extensions.insert(crate::local::ReadAll { hash });
+        }
+        self.store.get_opts(&path, get).await.map_err(self.err(key))
+    }
+
+    /// What is known about the object, without its content.
+    pub async fn head(&self, key: &ObjectKey) -> Result<ObjectInfo> {
+        let path = self.path(key)?;
+        let options = GetOptions {
+            head: true,
+            ..Default::default()
+        };
+        let result = match self.store.get_opts(&path, options).await {
+            Ok(result) => result,
+            // A HEAD answer has no body, so S3 cannot say whether the credentials or the
+            // policy refused it; a GET's error body does.
+            Err(object_store::Error::PermissionDenied { .. }) => {
+                return Err(self.explain_refused_head(&path, key).await);
+            }
+            Err(e) => return Err(Error::from_store(&self.backend, key.as_str(), e)),
+        };
+        Ok(info_of(
+            key.clone(),
+            &result.meta,
+            &result.attributes,
+            Source::Read,
+        ))
+    }
+
+    async fn explain_refused_head(&self, path: &Path, key: &ObjectKey) -> Error {
+        match self.store.get_opts(path, GetOptions::default()).await {
+            Err(e) => Error::from_store(&self.backend, key.as_str(), e),
+            Ok(_) => Error::PermissionDenied {
+                backend: self.backend.to_string(),
+                provider: self.backend.provider(),
+                key: key.to_string(),
+                detail: "HEAD was refused (403) while GET is allowed".to_string(),
+            },
+        }
+    }
+
+    /// Whether an object exists at `key`.
+    pub async fn exists(&self, key: &ObjectKey) -> Result<bool> {
+        match self.head(key).await {
+            Ok(_) => Ok(true),
+            Err(Error::NotFound { .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes the object. Deleting a missing key succeeds, on every backend.
+    pub async fn delete(&self, key: &ObjectKey) -> Result<()> {
+        let path = self.path(key)?;
+        match self.store.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(Error::from_store(&self.backend, key.as_str(), e)),
+        }
+    }
+
+    /// Deletes many objects (batched where the backend can); missing keys are fine.
+    pub async fn delete_many(&self, keys: &[ObjectKey]) -> Result<()> {
+        let paths = keys
+            .iter()
+            .map(|k| self.path(k))
+            .collect::<Result<Vec<_>>>()?;
+        let input = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
+        let mut results = self.store.delete_stream(input);
+        while let Some(result) = results.next().await {
+            match result {
+                Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(Error::from_store(&self.backend, "(many keys)", e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Every object below `prefix` (default: the configured prefix), streamed.
+    ///
+    /// Prefixes are whole segments: `mask/a` lists `mask/a/…`, never `mask/ab`. The order
+    /// is unspecified (S3 sorts, other engines do not); collect and sort when order matters.
+    pub fn list(&self, prefix: Option<&str>) -> Result<BoxStream<'static, Result<ObjectInfo>>> {
+        let folder = self.folder(prefix)?;
+        let backend = self.backend.clone();
+        let folder_text = folder.to_string();
+        Ok(self
+            .store
+            .list(Some(&folder))
+            .map(move |item| {
+                let meta = item.map_err(|e| Error::from_store(&backend, &folder_text, e))?;
+                let key = ObjectKey::parse(meta.location.as_ref())?;
+                Ok(info_of(key, &meta, &Attributes::new(), Source::Listing))
+            })
+            .boxed())
+    }
+
+    /// One level below `prefix`: the objects there and the folders below it, both sorted.
+    pub async fn list_with_delimiter(&self, prefix: Option<&str>) -> Result<Listing> {
+        let folder = self.folder(prefix)?;
+        let result = self
+            .store
+            .list_with_delimiter(Some(&folder))
+            .await
+            .map_err(self.err(&folder))?;
+        let mut objects = result
+            .objects
+            .iter()
+            .map(|meta| {
+                let key = ObjectKey::parse(meta.location.as_ref())?;
+                Ok(info_of(key, meta, &Attributes::new(), Source::Listing))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        objects.sort_by(|a, b| a.key.cmp(&b.key));
+        let folders = if self.declared.verify_folders {
+            self.folders_holding_objects(result.common_prefixes).await?
+        } else {
+            result.common_prefixes
+        };
+        let mut prefixes: Vec<String> = folders.iter().map(|p| format!("{p}/")).collect();
+        prefixes.sort();
+        Ok(Listing { objects, prefixes })
+    }
+
+    /// The folders that still hold at least one object. Engines with real directories
+    /// (SeaweedFS) keep a folder after its last object is deleted; S3 never lists one.
+    async fn folders_holding_objects(&self, folders: Vec<Path>) -> Result<Vec<Path>> {
+        let checks = folders.into_iter().map(|folder| async move {
+            match self.store.list(Some(&folder)).next().await {
+                None => Ok(None),
+                Some(Ok(_)) => Ok(Some(folder)),
+                Some(Err(e)) => Err(Error::from_store(&self.backend, folder.as_ref(), e)),
+            }
+        });
+        let kept: Vec<Option<Path>> = futures::stream::iter(checks)
+            .buffered(16)
+            .try_collect()
+            .await?;
+        Ok(kept.into_iter().flatten().collect())
+    }
+
+    /// Copies `from` to `to` (content, content type and metadata), replacing any object
+    /// at `to`.
+    pub async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
+        let (src, dst) = (self.path(from)?, self.path(to)?);
+        if from == to {
+            return self.onto_itself(from, false).await;
+        }
+        let result = self.store.copy(&src, &dst).await;
+        result.map_err(|e| self.pair_err(from, to, e))
+    }
+
+    /// Copies `from` to `to` only if `to` does not exist; else [`Error::AlreadyExists`].
+    ///
+    /// Where the backend has no conditional copy (plain S3), the object is read and written
+    /// back with a create-only put, which S3 checks atomically.
+    pub async fn copy_if_absent(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
+        let (src, dst) = (self.path(from)?, self.path(to)?);
+        if from == to {
+            return self.onto_itself(from, true).await;
+        }
+        match self.store.copy_if_not_exists(&src, &dst).await {
+            Ok(()) => Ok(()),
+            Err(
+                object_store::Error::NotSupported { .. }
+                | object_store::Error::NotImplemented { .. },
+            ) => {
+                let source = self.store.get(&src).await.map_err(self.err(from))?;
+                let attributes = source.attributes.clone();
+                let data = source.bytes().await.map_err(self.err(from))?;
+                let opts = PutOptions {
+                    mode: PutMode::Create,
+                    attributes,
+                    ..Default::default()
+                };
+                self.store
+                    .put_opts(&dst, data.into(), opts)
+                    .await
+                    .map(|_| ())
+                    .map_err(self.err(to))
+            }
+            Err(e) => Err(self.pair_err(from, to, e)),
+        }
+    }
+
+    /// Moves `from` to `to`, replacing any object at `to`.
+    pub async fn rename(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
+        let (src, dst) = (self.path(from)?, self.path(to)?);
+        if from == to {
+            return self.onto_itself(from, false).await;
+        }
+        let result = self.store.rename(&src, &dst).await;
+        result.map_err(|e| self.pair_err(from, to, e))
+    }
+
+    /// Moves `from` to `to` only if `to` does not exist; else [`Error::AlreadyExists`] and
+    /// `from` stays where it is.
+    pub async fn rename_if_absent(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
+        self.copy_if_absent(from, to).await?;
+        self.delete(from).await
+    }
+
+    /// A copy or rename of `key` onto itself keeps the object (object_store's memory store
+    /// would delete it on rename, S3 refuses a plain self-copy): the key must exist, and a
+    /// create-only one finds it taken.
+    async fn onto_itself(&self, key: &ObjectKey, create_only: bool) -> Result<()> {
+        self.head(key).await?;
+        if create_only {
+            return Err(Error::AlreadyExists {
+                key: key.to_string(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Maps an error of a two-key operation to the key it is about.
+    fn pair_err(&self, from: &ObjectKey, to: &ObjectKey, e: object_store::Error) -> Error {
+        match e {
+            object_store::Error::AlreadyExists { .. } => Error::AlreadyExists {
+                key: to.to_string(),
+            },
+            other => Error::from_store(&self.backend, from.as_str(), other),
+        }
+    }
+}
+
+/// The bytes of `stream` in one buffer, `inspect` seeing each chunk as it arrives. A
+/// single chunk is returned as it came (no copy); more are copied into a buffer sized for
+/// `expected` bytes (the length the server announced; a reservation the allocator refuses
+/// falls back to growing as the bytes come).
+async fn collect_hashing(
+    mut stream: BoxStream<'static, object_store::Result<Bytes>>,
+    expected: usize,
+    mut inspect: impl FnMut(&[u8]),
+) -> object_store::Result<Bytes> {
+    let mut first: Option<Bytes> = None;
+    let mut joined: Vec<u8> = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk?;
+        inspect(&chunk);
+        if joined.is_empty() {
+            match first.take() {
+                None => {
+                    first = Some(chunk);
+                    continue;
+                }
+                Some(held) => {
+                    let wanted = expected.max(held.len() + chunk.len());
+                    if joined.try_reserve_exact(wanted).is_err() {
+                        joined.reserve(held.len() + chunk.len());
+                    }
+                    joined.extend_from_slice(&held);
+                }
+            }
+        }
+        joined.extend_from_slice(&chunk);
+    }
+    Ok(match first {
+        Some(only) => only,
+        None => Bytes::from(joined),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_whole_read_collects_every_chunk_in_order_each_seen_once_and_stops_at_an_error() {
+        let stream = |parts: Vec<object_store::Result<Bytes>>| futures::stream::iter(parts).boxed();
+        let ok = |b: &'static [u8]| Ok(Bytes::from_static(b));
+        // One chunk comes back as it came, without a copy.
+        let only = Bytes::from_static(b"only");
+        let got = collect_hashing(stream(vec![Ok(only.clone())]), 4, |_| {})
+            .await
+            .unwrap();
+        assert_eq!(got.as_ptr(), only.as_ptr());
+        // Several, empty ones among them, whatever length the server announced.
+        for expected in [0, 3, 9, 1 << 40] {
+            let mut seen = Vec::new();
+            let got = collect_hashing(
+                stream(vec![
+                    ok(b""),
+                    ok(b"ab"),
+                    ok(b""),
+                    ok(b"cde"),
+                    ok(b"f"),
+                    ok(b""),
+                ]),
+                expected,
+                |c| seen.extend_from_slice(c),
+            )
+            .await
+            .unwrap();
+            assert_eq!(got.as_ref(), b"abcdef", "{expected}");
+            assert_eq!(seen, b"abcdef");
+        }
+        let got = collect_hashing(stream(vec![ok(b""), ok(b"")]), 0, |_| {})
+            .await
+            .unwrap();
+        assert!(got.is_empty());
+        let got = collect_hashing(stream(vec![]), 0, |_| {}).await.unwrap();
+        assert!(got.is_empty());
+        // An error mid-stream is the result, not a short buffer.
+        let failed = collect_hashing(
+            stream(vec![
+                ok(b"ab"),
+                Err(object_store::Error::Generic {
+                    store: "S3",
+                    source: "connection reset".into(),
+                }),
+                ok(b"cd"),
+            ]),
+            4,
+            |_| {},
+        )
+        .await;
+        assert!(matches!(failed, Err(object_store::Error::Generic { .. })));
+    }
+
+    #[tokio::test]
+    async fn a_put_stores_its_checksum_whether_or_not_the_store_hashes_as_it_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = Bytes::from((0..700_000u32).map(|i| i as u8).collect::<Vec<u8>>());
+        let want = crate::checksum::checksum_of(ChecksumAlgorithm::Crc64Nvme, &data);
+        // The local provider hashes each slice as it writes it.
+        let local = Storage::connect(&maskstore_core::Config::local(dir.path().join("data")))
+            .unwrap()
+            .with_checksum(ChecksumAlgorithm::Crc64Nvme);
+        // A store declared to hash as it writes that ignores the request: the checksum is
+        // stored by a conditional rewrite instead.
+        let built = crate::providers::Built {
+            store: std::sync::Arc::new(object_store::memory::InMemory::new()),
+            urls: crate::storage::UrlSigner::None,
+            declared: crate::providers::Declared {
+                hashes_on_write: true,
+                ..crate::providers::Declared::FOREIGN
+            },
+            extras: crate::providers::Extras::default(),
+        };
+        let bare = Storage::assemble(
+            built,
+            crate::providers::Backend::foreign("deaf"),
+            "mask/".parse().unwrap(),
+            Storage::memory().monitor().clone(),
+            maskstore_core::TtlPolicy::default(),
+        )
+        .with_checksum(ChecksumAlgorithm::Crc64Nvme);
+        for storage in [local, bare] {
+            let key = storage.key("hashed.bin").unwrap();
+            storage.put(&key, data.clone()).await.unwrap();
+            assert_eq!(storage.head(&key).await.unwrap().checksum, want);
+            assert_eq!(storage.get(&key).await.unwrap().data, data);
+        }
+    }
+}

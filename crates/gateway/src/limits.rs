@@ -1,0 +1,64 @@
+//! What one client, and all of them together, may hold of the gateway: `[gateway]` as
+//! durations and counts.
+
+use std::time::Duration;
+
+use maskstore_core::config::GatewayConfig;
+
+/// The gateway's bounds on what clients may hold: time, connections, uploads. Built from
+/// `[gateway]` with [`Limits::from_config`]; the default is `[gateway]`'s defaults.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Limits {
+    /// Time a client has to send a request's headers (also the keep-alive idle limit).
+    pub header_timeout: Duration,
+    /// Time an upload may send, or a download may take, nothing.
+    pub body_idle_timeout: Duration,
+    /// Time one request may take in all.
+    pub request_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// The largest upload, in bytes.
+    pub max_upload_bytes: u64,
+    /// Uploads in progress at once.
+    pub max_concurrent_uploads: usize,
+    /// Time requests in flight get after a shutdown signal.
+    pub shutdown_grace: Duration,
+}
+
+impl Limits {
+    /// The limits `[gateway]` sets.
+    pub fn from_config(gateway: &GatewayConfig) -> Limits {
+        let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        Limits {
+            header_timeout: Duration::from_secs(gateway.header_timeout_secs),
+            body_idle_timeout: Duration::from_secs(gateway.body_idle_timeout_secs),
+            request_timeout: Duration::from_secs(gateway.request_timeout_secs),
+            max_connections: count(gateway.max_connections),
+            max_upload_bytes: gateway.max_upload_bytes,
+            max_concurrent_uploads: count(gateway.max_concurrent_uploads),
+            shutdown_grace: Duration::from_secs(gateway.shutdown_grace_secs),
+        }
+    }
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits::from_config(&maskstore_core::Config::memory().gateway)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_limits_are_the_config_defaults() {
+        let limits = Limits::default();
+        assert_eq!(limits.header_timeout, Duration::from_secs(10));
+        assert_eq!(limits.max_connections, 512);
+        assert_eq!(limits.max_upload_bytes, 1 << 30);
+        assert_eq!(limits.max_concurrent_uploads, 64);
+        assert_eq!(limits.shutdown_grace, Duration::from_secs(10));
+    }
+}

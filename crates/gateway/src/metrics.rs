@@ -1,0 +1,148 @@
+//! Prometheus: the recorder, the names of the gateway's own metrics, their labels from
+//! fixed sets, and what a scrape renders.
+
+use std::time::Duration;
+
+use axum::extract::Request;
+use axum::http::{Method, StatusCode};
+use axum::response::Response;
+use maskstore_backends::monitor::Monitor;
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+use crate::GatewayError;
+
+/// How often histogram samples are folded into their buckets, so they do not pile up
+/// between scrapes.
+const METRICS_UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Installs a Prometheus recorder as the process's `metrics` recorder, with latency
+/// buckets from 1 ms to 60 s, and a thread that runs its upkeep every 5 s.
+pub fn install_prometheus() -> Result<PrometheusHandle, GatewayError> {
+    const BUCKETS: &[f64] = &[
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0,
+    ];
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), BUCKETS)
+        .and_then(PrometheusBuilder::install_recorder)
+        .map_err(|e| GatewayError::Metrics(e.to_string()))?;
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("metrics-upkeep".to_string())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(METRICS_UPKEEP_INTERVAL);
+                upkeep.run_upkeep();
+            }
+        })
+        .map_err(|e| GatewayError::Metrics(format!("cannot start the upkeep thread: {e}")))?;
+    Ok(handle)
+}
+
+/// Metric: the gateway's HTTP requests by method and status.
+pub const GATEWAY_REQUESTS_TOTAL: &str = "maskstore_gateway_requests_total";
+/// Metric: the store's operations per second over the surge alarm's recent window
+/// (`window="recent"`) and over its baseline (`window="baseline"`).
+pub const REQUEST_RATE: &str = "maskstore_request_rate_per_second";
+/// Metric: the gateway's HTTP request latency.
+pub const GATEWAY_REQUEST_DURATION: &str = "maskstore_gateway_request_duration_seconds";
+
+/// The method as a metric label: one of a fixed set, never the client's text (hyper
+/// accepts any token as a method).
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::PUT => "PUT",
+        Method::HEAD => "HEAD",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// The status as a metric label: a code the gateway itself answered with, so a fixed set.
+fn status_label(status: StatusCode) -> &'static str {
+    // Codes outside this list are folded into their class.
+    const KNOWN: &[(u16, &str)] = &[
+        (200, "200"),
+        (204, "204"),
+        (206, "206"),
+        (304, "304"),
+        (400, "400"),
+        (403, "403"),
+        (404, "404"),
+        (405, "405"),
+        (408, "408"),
+        (409, "409"),
+        (412, "412"),
+        (413, "413"),
+        (414, "414"),
+        (416, "416"),
+        (500, "500"),
+        (501, "501"),
+        (503, "503"),
+    ];
+    let code = status.as_u16();
+    KNOWN
+        .iter()
+        .find(|(known, _)| *known == code)
+        .map(|(_, label)| *label)
+        .unwrap_or(match code {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        })
+}
+
+/// Counts and times every request the gateway answers, by method and status.
+pub(crate) async fn track(request: Request, next: axum::middleware::Next) -> Response {
+    let started = std::time::Instant::now();
+    let method = method_label(request.method());
+    let response = next.run(request).await;
+    metrics::counter!(GATEWAY_REQUESTS_TOTAL, "method" => method, "status" => status_label(response.status()))
+        .increment(1);
+    metrics::histogram!(GATEWAY_REQUEST_DURATION, "method" => method)
+        .record(started.elapsed().as_secs_f64());
+    response
+}
+
+/// `GET /metrics`: what `handle` recorded, with the rates the surge alarm compares set as of
+/// this scrape (they are computed, not counted, so nothing else updates them).
+pub(crate) fn render(monitor: &Monitor, handle: &PrometheusHandle) -> String {
+    let rates = monitor.request_rates();
+    metrics::gauge!(REQUEST_RATE, "window" => "recent").set(rates.recent);
+    if let Some(baseline) = rates.baseline {
+        metrics::gauge!(REQUEST_RATE, "window" => "baseline").set(baseline);
+    }
+    handle.render()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn metric_labels_come_from_fixed_sets() {
+        for (method, label) in [
+            ("GET", "GET"),
+            ("PUT", "PUT"),
+            ("HEAD", "HEAD"),
+            ("DELETE", "DELETE"),
+            ("OPTIONS", "OPTIONS"),
+            ("POST", "other"),
+            ("get", "other"),
+            ("XYZZY-0123456789", "other"),
+        ] {
+            assert_eq!(
+                method_label(&Method::from_bytes(method.as_bytes()).unwrap()),
+                label,
+                "{method}"
+            );
+        }
+        assert_eq!(status_label(StatusCode::OK), "200");
+        assert_eq!(status_label(StatusCode::URI_TOO_LONG), "414");
+        assert_eq!(status_label(StatusCode::IM_A_TEAPOT), "4xx");
+        assert_eq!(status_label(StatusCode::GATEWAY_TIMEOUT), "5xx");
+    }
+}

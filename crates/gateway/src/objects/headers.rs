@@ -1,0 +1,128 @@
+//! What object responses say about themselves: the hardening every answer carries, how a
+//! stored object is described (and whether it is shown inline), and ETag quoting.
+
+use axum::http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use maskstore_backends::ObjectInfo;
+use maskstore_core::MaskFormat;
+
+/// Headers on every object response, so nothing served runs in a browser on the gateway's
+/// origin: no sniffing into HTML, and a policy that blocks scripts and plugins even when a
+/// document is opened directly.
+pub(super) fn harden(out: &mut HeaderMap) {
+    out.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    out.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+}
+
+/// The `Content-Security-Policy` of object responses: nothing loads, and the document is
+/// sandboxed (no scripts, an opaque origin).
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; sandbox";
+
+/// Whether a stored content type is served inline: the mask formats' types and
+/// `application/octet-stream`. Anything else (HTML, SVG, …) is served as an attachment.
+fn served_inline(content_type: Option<&str>) -> bool {
+    let Some(content_type) = content_type else {
+        return false;
+    };
+    let essence = content_type
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .trim()
+        .to_ascii_lowercase();
+    essence == "application/octet-stream"
+        || MaskFormat::ALL
+            .iter()
+            .any(|format| format.content_type() == essence)
+}
+
+/// What a response says about the object it serves: type, disposition, validators, ranges.
+pub(super) fn describe(out: &mut HeaderMap, info: &ObjectInfo) {
+    if let Some(ct) = &info.content_type {
+        set(out, header::CONTENT_TYPE, ct);
+    }
+    if !served_inline(info.content_type.as_deref()) {
+        out.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_static("attachment"),
+        );
+    }
+    if let Some(etag) = &info.etag {
+        set(out, header::ETAG, &quote(etag));
+    }
+    set(
+        out,
+        header::LAST_MODIFIED,
+        &info
+            .last_modified
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string(),
+    );
+    set(out, header::ACCEPT_RANGES, "bytes");
+}
+
+/// Sets a header, leaving it out when the value cannot be one (a stored content type is
+/// the store's text, not ours).
+pub(super) fn set(out: &mut HeaderMap, name: HeaderName, value: &str) {
+    if let Ok(value) = HeaderValue::from_str(value) {
+        out.insert(name, value);
+    }
+}
+
+/// An ETag as HTTP wants it: quoted, unless the store already quoted it or marked it weak.
+pub(super) fn quote(etag: &str) -> String {
+    if etag.starts_with('"') || etag.starts_with("W/") {
+        etag.to_string()
+    } else {
+        format!("\"{etag}\"")
+    }
+}
+
+/// An ETag a client sent, as the store compares it: without quotes or the weak marker.
+pub(super) fn unquote(text: &str) -> String {
+    let text = text.trim();
+    let text = text.strip_prefix("W/").unwrap_or(text);
+    text.trim_matches('"').to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_are_quoted_once() {
+        assert_eq!(quote("abc"), "\"abc\"");
+        assert_eq!(quote("\"abc\""), "\"abc\"");
+        assert_eq!(unquote("W/\"abc\""), "abc");
+        assert_eq!(unquote("*"), "*");
+    }
+
+    #[test]
+    fn only_mask_formats_and_octet_stream_are_served_inline() {
+        for inline in [
+            "image/png",
+            "application/gzip",
+            "application/dicom",
+            "application/octet-stream",
+            "Image/PNG; charset=binary",
+        ] {
+            assert!(served_inline(Some(inline)), "{inline}");
+        }
+        for attachment in [
+            "text/html",
+            "image/svg+xml",
+            "application/xhtml+xml",
+            "text/plain",
+            "application/pdf",
+            "",
+        ] {
+            assert!(!served_inline(Some(attachment)), "{attachment}");
+        }
+        assert!(!served_inline(None));
+    }
+}

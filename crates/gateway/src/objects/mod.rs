@@ -1,0 +1,116 @@
+//! `/o/<key>`: a request is admitted by its signature, bounded before that, and then
+//! carries out what the URL grants (download, upload, delete) within the request deadline.
+
+mod download;
+mod headers;
+mod upload;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use maskstore_backends::monitor::Outcome;
+use maskstore_backends::signing::{Grant, OBJECT_PATH, QueryLimit, SignedMethod};
+
+use crate::reply::{RefusedBeforeStore, error_reply, refuse, reply};
+use crate::routers::Gateway;
+use download::download;
+pub use headers::CONTENT_SECURITY_POLICY;
+use headers::harden;
+pub use upload::UPLOAD_BUFFER_PART_SIZE;
+use upload::upload;
+
+/// The longest path below [`OBJECT_PATH`] worth decoding: a key of the longest length
+/// with every byte percent-encoded.
+const MAX_ENCODED_KEY_BYTES: usize = 3 * maskstore_core::MAX_KEY_BYTES;
+
+/// The handler of `/o/<key>`: whatever the answer, it carries the headers that keep it from
+/// running in a browser on the gateway's origin.
+pub(crate) async fn object(State(gateway): State<Gateway>, request: Request) -> Response {
+    let mut response = object_response(&gateway, request).await;
+    harden(response.headers_mut());
+    response
+}
+
+async fn object_response(gateway: &Gateway, request: Request) -> Response {
+    let response = match admit(gateway, &request) {
+        Ok(grant) => serve_grant(gateway, grant, request).await,
+        Err(refusal) => *refusal,
+    };
+    if response.extensions().get::<RefusedBeforeStore>().is_some() {
+        // No operation recorded it, so the alarms count it here, as S3 counts a bad
+        // signature among its 4xx errors and every refusal among all requests.
+        gateway
+            .storage
+            .monitor()
+            .record(Outcome::of_status(response.status().as_u16()));
+    }
+    response
+}
+
+/// Carries out what a verified URL grants, within `gateway.request_timeout`.
+async fn serve_grant(gateway: &Gateway, grant: Grant, request: Request) -> Response {
+    let storage = &gateway.storage;
+    let limits = &gateway.limits;
+    let deadline = tokio::time::Instant::now() + limits.request_timeout;
+    let work = async {
+        match grant.method {
+            SignedMethod::Get => download(storage, &grant, request.headers(), Some(deadline)).await,
+            SignedMethod::Head => download(storage, &grant, request.headers(), None).await,
+            SignedMethod::Put => upload(gateway, &grant, request).await,
+            SignedMethod::Delete => match storage.delete(&grant.key).await {
+                Ok(()) => StatusCode::NO_CONTENT.into_response(),
+                Err(e) => error_reply(&e),
+            },
+        }
+    };
+    match tokio::time::timeout_at(deadline, work).await {
+        Ok(response) => response,
+        // Dropping the work drops an upload in progress: nothing of it is kept.
+        Err(_) => reply(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the request took longer than the gateway allows ({} s, gateway.request_timeout)",
+                limits.request_timeout.as_secs()
+            ),
+        ),
+    }
+}
+
+/// The grant of a request whose query, path and signature check out, or the refusal.
+fn admit(gateway: &Gateway, request: &Request) -> Result<Grant, Box<Response>> {
+    let uri = request.uri();
+    let query = uri.query().unwrap_or("");
+    // Bounded before anything reads the query or the path.
+    if let Err(limit) = maskstore_backends::signing::check_query_limits(query) {
+        let status = match limit {
+            QueryLimit::TooLong => StatusCode::URI_TOO_LONG,
+            QueryLimit::TooManyParameters => StatusCode::BAD_REQUEST,
+        };
+        return Err(Box::new(refuse(status, limit)));
+    }
+    let encoded_key = uri.path().strip_prefix(OBJECT_PATH).unwrap_or_default();
+    if encoded_key.len() > MAX_ENCODED_KEY_BYTES {
+        return Err(Box::new(refuse(
+            StatusCode::URI_TOO_LONG,
+            "the path is longer than any key's; use the URL as it was issued",
+        )));
+    }
+    let signer = gateway
+        .storage
+        .gateway_signer()
+        .expect("objects_router() only serves storages with a gateway signer");
+    signer
+        .verify(
+            request.method().as_str(),
+            encoded_key,
+            query,
+            chrono::Utc::now(),
+        )
+        .map_err(|refusal| {
+            let status = match refusal {
+                maskstore_backends::signing::Refusal::InvalidKey(_) => StatusCode::BAD_REQUEST,
+                _ => StatusCode::FORBIDDEN,
+            };
+            Box::new(refuse(status, refusal))
+        })
+}

@@ -1,0 +1,73 @@
+//! How the gateway answers a refusal or a failure: one line of text, and a status derived
+//! from the error's kind.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use maskstore_backends::{Error, ErrorKind};
+
+/// One line of text with a status: how every refusal and failure is answered.
+pub(crate) fn reply(status: StatusCode, reason: impl std::fmt::Display) -> Response {
+    (status, format!("{reason}\n")).into_response()
+}
+
+/// Marks a response the gateway gave without asking the store, so no operation recorded it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct RefusedBeforeStore;
+
+/// [`reply`] for a request refused before the store was asked (query, path, signature,
+/// bound headers, size, upload cap): the object handler ([`crate::objects`]) counts it
+/// for the alarms.
+pub(crate) fn refuse(status: StatusCode, reason: impl std::fmt::Display) -> Response {
+    let mut response = reply(status, reason);
+    response.extensions_mut().insert(RefusedBeforeStore);
+    response
+}
+
+/// The HTTP status a failure of this kind is answered with.
+fn status_of(kind: ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Conflict => StatusCode::CONFLICT,
+        ErrorKind::Precondition => StatusCode::PRECONDITION_FAILED,
+        ErrorKind::NotModified => StatusCode::NOT_MODIFIED,
+        ErrorKind::InvalidInput => StatusCode::BAD_REQUEST,
+        ErrorKind::InvalidRange => StatusCode::RANGE_NOT_SATISFIABLE,
+        ErrorKind::PermissionDenied => StatusCode::FORBIDDEN,
+        // The gateway's own credentials or configuration failed, not the client's request.
+        ErrorKind::Credentials | ErrorKind::Misconfigured | ErrorKind::Internal => {
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+        // The stored object is damaged: the server's failure, never the client's bytes.
+        ErrorKind::Corrupt => StatusCode::INTERNAL_SERVER_ERROR,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Unsupported => StatusCode::NOT_IMPLEMENTED,
+    }
+}
+
+/// [`reply`] for a failure of the store: its status from the error's kind, and a message
+/// that keeps the server's own details in its log.
+pub(crate) fn error_reply(e: &Error) -> Response {
+    let status = status_of(e.kind());
+    if status == StatusCode::NOT_MODIFIED {
+        return status.into_response();
+    }
+    if status.is_server_error() {
+        // The message may hold paths, OS errors and backend text: it goes to the log, and
+        // the client learns only what kind of failure it was.
+        let id = format!("{:016x}", rand::random::<u64>());
+        tracing::warn!(error = %e, kind = %e.kind(), id, "gateway request failed");
+        return reply(
+            status,
+            format!(
+                "the storage failed ({}); the gateway's log has the details under id {id}",
+                e.kind()
+            ),
+        );
+    }
+    if e.kind() == ErrorKind::PermissionDenied {
+        // The store's refusal names folders and OS errors of the server: keep them in the log.
+        tracing::info!(error = %e, "gateway request refused by the store");
+        return reply(status, "the storage refused access to this key");
+    }
+    reply(status, e)
+}

@@ -1,0 +1,106 @@
+//! The routers an application mounts or serves: signed-URL objects on one side, `/health`
+//! and `/metrics` on the other, merged or apart.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::routing::{any, get};
+use maskstore_backends::Storage;
+use maskstore_backends::signing::OBJECT_PATH;
+use maskstore_core::config::CorsConfig;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Semaphore;
+
+use crate::cors::cors_layer;
+use crate::health::health;
+use crate::metrics::{render, track};
+use crate::objects::object;
+use crate::{GatewayError, Limits};
+
+/// What every object request is served from.
+#[derive(Clone)]
+pub(crate) struct Gateway {
+    pub(crate) storage: Storage,
+    pub(crate) limits: Arc<Limits>,
+    pub(crate) uploads: Arc<Semaphore>,
+}
+
+/// The gateway as a router an application can mount or serve: objects and `/health`, with
+/// the default [`Limits`].
+pub fn router(storage: Storage, cors: &CorsConfig) -> Result<Router, GatewayError> {
+    router_with_limits(storage, cors, &Limits::default())
+}
+
+/// [`router`] with the given limits.
+pub fn router_with_limits(
+    storage: Storage,
+    cors: &CorsConfig,
+    limits: &Limits,
+) -> Result<Router, GatewayError> {
+    let health = admin_router(storage.clone(), None);
+    Ok(objects_router(storage, cors, limits)?.merge(health))
+}
+
+/// Signed-URL objects alone (`/o/…`), for the public listener when `/health` and
+/// `/metrics` are served on an admin listener.
+pub fn objects_router(
+    storage: Storage,
+    cors: &CorsConfig,
+    limits: &Limits,
+) -> Result<Router, GatewayError> {
+    if storage.gateway_signer().is_none() {
+        return Err(GatewayError::NotServable {
+            backend: storage.backend().to_string(),
+        });
+    }
+    let gateway = Gateway {
+        storage,
+        limits: Arc::new(limits.clone()),
+        uploads: Arc::new(Semaphore::new(limits.max_concurrent_uploads)),
+    };
+    Ok(Router::new()
+        .route(&format!("{OBJECT_PATH}{{*key}}"), any(object))
+        .layer(cors_layer(cors)?)
+        .with_state(gateway)
+        .layer(axum::middleware::from_fn(track)))
+}
+
+/// `GET /health`, and `GET /metrics` rendering `metrics` when given: what the admin
+/// listener serves.
+pub fn admin_router(storage: Storage, metrics: Option<PrometheusHandle>) -> Router {
+    let monitor = Arc::clone(storage.monitor());
+    let mut admin = Router::new().route("/health", get(move || health(storage.clone())));
+    if let Some(handle) = metrics {
+        admin = admin.route(
+            "/metrics",
+            get(move || std::future::ready(render(&monitor, &handle))),
+        );
+    }
+    admin.layer(axum::middleware::from_fn(track))
+}
+
+/// [`router`] plus `GET /metrics` rendering `handle` (see [`crate::install_prometheus`]).
+pub fn router_with_metrics(
+    storage: Storage,
+    cors: &CorsConfig,
+    handle: PrometheusHandle,
+) -> Result<Router, GatewayError> {
+    let admin = admin_router(storage.clone(), Some(handle));
+    Ok(objects_router(storage, cors, &Limits::default())?.merge(admin))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn s3_storage_is_not_servable() {
+        let store = std::sync::Arc::new(object_store::memory::InMemory::new());
+        let storage = Storage::from_object_store(store, "s3", "mask/".parse().unwrap());
+        let cors = maskstore_core::Config::memory().cors;
+        assert!(matches!(
+            router(storage, &cors),
+            Err(GatewayError::NotServable { .. })
+        ));
+    }
+}

@@ -1,18 +1,8 @@
-//! Signed URLs: SigV4 presigning on S3, and maskstore's own HMAC URLs, served by the
-//! gateway, for the local and memory providers.
-//!
-//! A gateway URL looks like
-//! `<public_url>/o/<key, percent-encoded per segment>?x-maskstore-method=PUT&x-maskstore-expires=<unix seconds>&x-maskstore-content-type=<bound type>&x-maskstore-content-length=<bound length>&x-maskstore-signature=<hex>`.
-//! The signature is HMAC-SHA256 over
-//! `maskstore-url-v1\n<METHOD>\n<key>\n<expires>\n<content type>\n<content length>`, so
-//! changing any part of the URL breaks it. Two secrets may be valid at once (current and
-//! previous) so the secret can be rotated without breaking URLs in flight; verification
-//! is constant-time.
+//! The gateway's signer: HMAC-SHA256 URLs for the local and memory providers, with the
+//! current secret, earlier ones still accepted, and the rotation of the secret's file.
 
 use std::fmt;
-use std::io::Write;
-use std::path::{Path as FsPath, PathBuf};
-use std::str::FromStr;
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -22,25 +12,14 @@ use maskstore_core::{ObjectKey, Secret};
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 use sha2::Sha256;
 
-use crate::checksum::ContentSha256;
+use super::query::{Params, check_query_limits};
+use super::{
+    Grant, OBJECT_PATH, PARAM_CONTENT_LENGTH, PARAM_CONTENT_TYPE, PARAM_EXPIRES, PARAM_METHOD,
+    PARAM_SHA256, PARAM_SIGNATURE, Refusal, SignOptions, SignedMethod,
+};
 use crate::secret_file::{SecretFiles, rotated};
 
 type HmacSha256 = Hmac<Sha256>;
-
-/// Query parameter: the signed method.
-pub const PARAM_METHOD: &str = "x-maskstore-method";
-/// Query parameter: expiry, Unix seconds.
-pub const PARAM_EXPIRES: &str = "x-maskstore-expires";
-/// Query parameter: the bound content type.
-pub const PARAM_CONTENT_TYPE: &str = "x-maskstore-content-type";
-/// Query parameter: the bound content length.
-pub const PARAM_CONTENT_LENGTH: &str = "x-maskstore-content-length";
-/// Query parameter: the bound SHA-256 of the body, 64 lowercase hex digits.
-pub const PARAM_SHA256: &str = "x-maskstore-sha256";
-/// Query parameter: the hex HMAC-SHA256 signature.
-pub const PARAM_SIGNATURE: &str = "x-maskstore-signature";
-/// The path below the public URL under which objects are served.
-pub const OBJECT_PATH: &str = "/o/";
 
 /// Characters kept as they are in a key segment of a URL path (RFC 3986 unreserved).
 const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
@@ -48,121 +27,6 @@ const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'.')
     .remove(b'_')
     .remove(b'~');
-
-/// The HTTP methods a signed URL may grant.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SignedMethod {
-    /// Download.
-    Get,
-    /// Upload.
-    Put,
-    /// Metadata only.
-    Head,
-    /// Removal.
-    Delete,
-}
-
-impl SignedMethod {
-    /// The HTTP method name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SignedMethod::Get => "GET",
-            SignedMethod::Put => "PUT",
-            SignedMethod::Head => "HEAD",
-            SignedMethod::Delete => "DELETE",
-        }
-    }
-}
-
-impl fmt::Display for SignedMethod {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for SignedMethod {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_uppercase().as_str() {
-            "GET" => Ok(SignedMethod::Get),
-            "PUT" => Ok(SignedMethod::Put),
-            "HEAD" => Ok(SignedMethod::Head),
-            "DELETE" => Ok(SignedMethod::Delete),
-            _ => Err(format!(
-                "{s:?} is not a method a signed URL can grant; use get, put, head or delete"
-            )),
-        }
-    }
-}
-
-/// What a signed URL binds besides method, key and expiry.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SignOptions {
-    /// PUT: the upload must carry exactly this `Content-Type`.
-    pub content_type: Option<String>,
-    /// PUT: the upload must be exactly this many bytes.
-    pub content_length: Option<u64>,
-    /// PUT: the upload's body must have this SHA-256, or it is refused and nothing is
-    /// stored (S3 verifies the signed `x-amz-checksum-sha256`; the gateway hashes the body
-    /// as it streams). Read one with [`ContentSha256::parse`].
-    pub sha256: Option<ContentSha256>,
-}
-
-/// An issued signed URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SignedUrl {
-    /// The URL to hand to the client.
-    pub url: String,
-    /// The method it grants.
-    pub method: SignedMethod,
-    /// When it stops working.
-    pub expires_at: DateTime<Utc>,
-    /// Headers the client must send with the request (bound ones such as `Content-Type`).
-    pub headers: Vec<(String, String)>,
-}
-
-/// What a valid gateway URL grants.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Grant {
-    /// The method granted.
-    pub method: SignedMethod,
-    /// The key granted.
-    pub key: ObjectKey,
-    /// The bound content type, if any.
-    pub content_type: Option<String>,
-    /// The bound content length, if any.
-    pub content_length: Option<u64>,
-    /// The bound SHA-256 of the body, if any.
-    pub sha256: Option<ContentSha256>,
-}
-
-/// Why a gateway URL was refused. Display gives the one-line reason sent with the 403.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum Refusal {
-    /// A required parameter is missing or unreadable.
-    #[error("malformed signed URL: {0}")]
-    Malformed(String),
-    /// The key in the path breaks the key rules.
-    #[error("invalid key in the URL: {0}")]
-    InvalidKey(String),
-    /// The signature does not match: some part of the URL changed, or another secret signed it.
-    #[error(
-        "signature does not match: the URL was changed (key, method, expiry or a bound header) or signed with another secret"
-    )]
-    BadSignature,
-    /// The URL expired.
-    #[error("the signed URL expired at {0}; ask the application for a new one")]
-    Expired(DateTime<Utc>),
-    /// The request used another method than the one signed.
-    #[error("this URL was signed for {signed}, not {used}")]
-    WrongMethod {
-        /// The method in the URL.
-        signed: SignedMethod,
-        /// The method of the request.
-        used: String,
-    },
-}
 
 /// Issues and verifies gateway URLs with HMAC-SHA256.
 ///
@@ -357,30 +221,41 @@ impl GatewaySigner {
             .map_err(|_| Refusal::InvalidKey("the path is not UTF-8".to_string()))?;
         let key =
             ObjectKey::parse(key_text.as_ref()).map_err(|e| Refusal::InvalidKey(e.to_string()))?;
-        let method_text = plain(required(params.method, PARAM_METHOD)?, PARAM_METHOD)?;
-        let expires_text = plain(required(params.expires, PARAM_EXPIRES)?, PARAM_EXPIRES)?;
-        let signature = signature_bytes(required(params.signature, PARAM_SIGNATURE)?)?;
-        let content_type = params
-            .content_type
-            .map(|value| decode(value, PARAM_CONTENT_TYPE))
-            .transpose()?;
-        let content_length_text = params
-            .content_length
-            .map(|value| plain(value, PARAM_CONTENT_LENGTH))
-            .transpose()?;
-        let sha256_text = params
-            .sha256
-            .map(|value| plain(value, PARAM_SHA256))
-            .transpose()?;
-
+        let query = params.checked()?;
         let message = canonical(
-            method_text,
+            query.method,
             key.as_str(),
-            expires_text,
-            content_type.as_deref().unwrap_or(""),
-            content_length_text.unwrap_or(""),
-            sha256_text,
+            query.expires,
+            query.content_type.as_deref().unwrap_or(""),
+            query.content_length.unwrap_or(""),
+            query.sha256,
         );
+        if !self.signed_by_us(&message, &query.signature) {
+            return Err(Refusal::BadSignature);
+        }
+        let signed = query.values()?;
+        if now.timestamp() > signed.expires {
+            let at = DateTime::from_timestamp(signed.expires, 0).unwrap_or_default();
+            return Err(Refusal::Expired(at));
+        }
+        if !used.eq_ignore_ascii_case(signed.method.as_str()) {
+            return Err(Refusal::WrongMethod {
+                signed: signed.method,
+                used: used.to_string(),
+            });
+        }
+        Ok(Grant {
+            method: signed.method,
+            key,
+            content_type: query.content_type,
+            content_length: signed.content_length,
+            sha256: signed.sha256,
+        })
+    }
+
+    /// Whether one of the secrets in use (or, when rotating, a new one in the secret's
+    /// file) made `signature` over `message`.
+    fn signed_by_us(&self, message: &str, signature: &[u8]) -> bool {
         // Every secret is tried, so the time taken does not tell which one matched.
         let checked = Instant::now();
         let matches = |keys: &Keys| {
@@ -391,7 +266,7 @@ impl GatewaySigner {
                 .map(|(secret, _)| secret);
             std::iter::once(&keys.current)
                 .chain(previous)
-                .map(|secret| verify_mac(secret, &message, &signature))
+                .map(|secret| verify_mac(secret, message, signature))
                 .fold(false, |any, ok| any | ok)
         };
         let mut matched = matches(&self.keys(checked));
@@ -402,174 +277,15 @@ impl GatewaySigner {
             // here, so a file caught half rewritten is never adopted on a client's say-so.
             let signed_it = |values: &[String]| {
                 values[0].len() >= maskstore_core::config::MIN_SIGNING_SECRET_BYTES
-                    && verify_mac(&Secret::new(values[0].clone()), &message, &signature)
+                    && verify_mac(&Secret::new(values[0].clone()), message, signature)
             };
             if let Some(mut values) = rotation.files.poll_early(signed_it) {
                 self.adopt(rotation, Secret::new(values.remove(0)), checked);
                 matched = matches(&self.keys.read().expect("signer lock"));
             }
         }
-        if !matched {
-            return Err(Refusal::BadSignature);
-        }
-        // Signed values, so these parse; a failure means a signer bug, not an attack.
-        let method: SignedMethod = method_text
-            .parse()
-            .map_err(|e: String| Refusal::Malformed(e))?;
-        let expires: i64 = expires_text
-            .parse()
-            .map_err(|_| Refusal::Malformed(format!("{PARAM_EXPIRES} is not a number")))?;
-        let content_length = match content_length_text {
-            Some(text) => Some(text.parse::<u64>().map_err(|_| {
-                Refusal::Malformed(format!("{PARAM_CONTENT_LENGTH} is not a number"))
-            })?),
-            None => None,
-        };
-        let sha256 =
-            match sha256_text {
-                Some(text) => Some(ContentSha256::parse(text).map_err(|_| {
-                    Refusal::Malformed(format!("{PARAM_SHA256} is not 64 hex digits"))
-                })?),
-                None => None,
-            };
-        if now.timestamp() > expires {
-            let at = DateTime::from_timestamp(expires, 0).unwrap_or_default();
-            return Err(Refusal::Expired(at));
-        }
-        if !used.eq_ignore_ascii_case(method.as_str()) {
-            return Err(Refusal::WrongMethod {
-                signed: method,
-                used: used.to_string(),
-            });
-        }
-        Ok(Grant {
-            method,
-            key,
-            content_type,
-            content_length,
-            sha256,
-        })
+        matched
     }
-}
-
-/// The longest query string a gateway URL may have, in bytes. A signed URL's query is about
-/// 200 bytes plus its bound content type; anything near this size is not one of ours.
-pub const MAX_QUERY_BYTES: usize = 2048;
-/// The most `&`-separated parameters a gateway URL's query may have (five are ours; a few
-/// more, such as a cache-buster a page adds, are ignored).
-pub const MAX_QUERY_PARAMS: usize = 16;
-/// The length of a signature: HMAC-SHA256 in lowercase hex.
-const SIGNATURE_HEX_LEN: usize = 64;
-
-/// Why a query was refused before it was read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum QueryLimit {
-    /// Longer than [`MAX_QUERY_BYTES`] (answered 414).
-    TooLong,
-    /// More than [`MAX_QUERY_PARAMS`] parameters (answered 400).
-    TooManyParameters,
-}
-
-impl fmt::Display for QueryLimit {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            QueryLimit::TooLong => write!(
-                f,
-                "the query is longer than the {MAX_QUERY_BYTES} bytes a signed URL has; use the URL as it was issued"
-            ),
-            QueryLimit::TooManyParameters => write!(
-                f,
-                "the query has more than the {MAX_QUERY_PARAMS} parameters a signed URL has; use the URL as it was issued"
-            ),
-        }
-    }
-}
-
-/// Checks the size of `query` in constant time per byte, before anything reads it.
-pub fn check_query_limits(query: &str) -> Result<(), QueryLimit> {
-    if query.len() > MAX_QUERY_BYTES {
-        return Err(QueryLimit::TooLong);
-    }
-    // `&` count + 1 is the parameter count; MAX_QUERY_BYTES bounds this scan.
-    if query.bytes().filter(|&b| b == b'&').count() >= MAX_QUERY_PARAMS {
-        return Err(QueryLimit::TooManyParameters);
-    }
-    Ok(())
-}
-
-/// The parameters of a gateway URL, read in one pass; other parameters are ignored.
-#[derive(Default)]
-struct Params<'q> {
-    method: Option<&'q str>,
-    expires: Option<&'q str>,
-    content_type: Option<&'q str>,
-    content_length: Option<&'q str>,
-    sha256: Option<&'q str>,
-    signature: Option<&'q str>,
-}
-
-impl<'q> Params<'q> {
-    /// Reads `query` (already within [`check_query_limits`]). Names are matched as they are
-    /// written, undecoded; a parameter of ours given twice is refused.
-    fn parse(query: &'q str) -> Result<Params<'q>, Refusal> {
-        let mut params = Params::default();
-        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let slot = match name {
-                PARAM_METHOD => &mut params.method,
-                PARAM_EXPIRES => &mut params.expires,
-                PARAM_CONTENT_TYPE => &mut params.content_type,
-                PARAM_CONTENT_LENGTH => &mut params.content_length,
-                PARAM_SHA256 => &mut params.sha256,
-                PARAM_SIGNATURE => &mut params.signature,
-                _ => continue,
-            };
-            if slot.replace(value).is_some() {
-                return Err(Refusal::Malformed(format!("{name} appears twice")));
-            }
-        }
-        Ok(params)
-    }
-}
-
-fn required<'q>(value: Option<&'q str>, name: &str) -> Result<&'q str, Refusal> {
-    value.ok_or_else(|| Refusal::Malformed(format!("{name} is missing")))
-}
-
-/// A value that is plain ASCII digits or letters as issued: no percent-encoding, so one
-/// grant has exactly one URL.
-fn plain<'q>(value: &'q str, name: &str) -> Result<&'q str, Refusal> {
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_alphanumeric()) {
-        Ok(value)
-    } else {
-        Err(Refusal::Malformed(format!(
-            "{name} must be plain letters or digits, as issued"
-        )))
-    }
-}
-
-/// The signature: exactly 64 lowercase hex digits, as [`GatewaySigner::sign`] writes it.
-fn signature_bytes(text: &str) -> Result<Vec<u8>, Refusal> {
-    let malformed = || {
-        Refusal::Malformed(format!(
-            "{PARAM_SIGNATURE} must be exactly {SIGNATURE_HEX_LEN} lowercase hex digits"
-        ))
-    };
-    if text.len() != SIGNATURE_HEX_LEN
-        || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
-        return Err(malformed());
-    }
-    unhex(text).ok_or_else(malformed)
-}
-
-/// A percent-encoded value (`+` is a space, as in forms), as UTF-8.
-fn decode(value: &str, name: &str) -> Result<String, Refusal> {
-    let spaced = value.replace('+', " ");
-    percent_decode_str(&spaced)
-        .decode_utf8()
-        .map(|text| text.into_owned())
-        .map_err(|_| Refusal::Malformed(format!("{name} is not UTF-8")))
 }
 
 /// The signed message. A bound SHA-256 is one more line, so URLs without one keep their
@@ -610,193 +326,27 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 /// A fresh random secret of 32 bytes, hex-encoded.
 pub fn random_secret() -> Secret {
     let bytes: [u8; 32] = rand::random();
     Secret::new(hex(&bytes))
 }
 
-/// Why the development signing secret cannot be used; Display says what to do.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{problem}; {fix}")]
-pub struct DevelopmentSecretError {
-    /// What is wrong with the file.
-    pub problem: String,
-    /// What to do about it.
-    pub fix: String,
-}
-
-/// The development signing secret kept in `path`, so that `maskstore presign` and
-/// `maskstore serve` agree across processes.
-///
-/// A missing file is created atomically (written in full to a private temporary file,
-/// then linked into place) with mode 0600. An existing file is refused, never followed or
-/// repaired, when it is a symlink, not a regular file, readable or writable by group or
-/// others, or shorter than a secret.
-pub fn development_secret(path: &FsPath) -> Result<Secret, DevelopmentSecretError> {
-    let shown = path.display();
-    let io = |what: &str, e: std::io::Error| {
-        DevelopmentSecretError {
-        problem: format!("cannot {what} the development signing secret {shown}: {e}"),
-        fix: "set gateway.signing_secret (APP_GATEWAY__SIGNING_SECRET), or make that folder writable by this user only".to_string(),
-    }
-    };
-    // Two processes may race to create it: the loser reads the winner's.
-    for _ in 0..2 {
-        match read_secret_file(path) {
-            Ok(Some(secret)) => return Ok(secret),
-            Ok(None) => {}
-            Err(e) => return Err(e),
-        }
-        let secret = random_secret();
-        let temp = path.with_file_name(format!(
-            ".{}.{:016x}.tmp",
-            path.file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
-            rand::random::<u64>()
-        ));
-        let written = write_private(&temp, secret.expose().as_bytes());
-        let linked = written.and_then(|()| std::fs::hard_link(&temp, path));
-        let _ = std::fs::remove_file(&temp);
-        match linked {
-            Ok(()) => {
-                tracing::info!(
-                    path = %shown,
-                    "generated a development signing secret for signed URLs (set gateway.signing_secret to choose one)"
-                );
-                return Ok(secret);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io("create", e)),
-        }
-    }
-    Err(DevelopmentSecretError {
-        problem: format!("the development signing secret {shown} keeps changing while it is read"),
-        fix: "stop the other process writing it, or set gateway.signing_secret".to_string(),
-    })
-}
-
-/// The secret in `path`, `None` when there is no such file.
-fn read_secret_file(path: &FsPath) -> Result<Option<Secret>, DevelopmentSecretError> {
-    use std::io::Read;
-    let shown = path.display();
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    // O_NONBLOCK: opening a FIFO put there returns at once (and is refused below as not a
-    // regular file) instead of waiting for a writer forever; regular files ignore it.
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(
-        &mut options,
-        libc::O_NOFOLLOW | libc::O_NONBLOCK,
-    );
-    let mut file = match options.open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        #[cfg(unix)]
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(DevelopmentSecretError {
-                problem: format!("the development signing secret {shown} is a symlink"),
-                fix: format!(
-                    "remove the link ({shown}) so a private secret is generated, or set gateway.signing_secret"
-                ),
-            });
-        }
-        Err(e) => {
-            return Err(DevelopmentSecretError {
-                problem: format!("cannot read the development signing secret {shown}: {e}"),
-                fix: "make it readable by this user, or set gateway.signing_secret".to_string(),
-            });
-        }
-    };
-    let metadata = file.metadata().map_err(|e| DevelopmentSecretError {
-        problem: format!("cannot inspect the development signing secret {shown}: {e}"),
-        fix: "set gateway.signing_secret".to_string(),
-    })?;
-    if !metadata.is_file() {
-        return Err(DevelopmentSecretError {
-            problem: format!("the development signing secret {shown} is not a regular file"),
-            fix: format!("remove {shown} so a secret is generated, or set gateway.signing_secret"),
-        });
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = metadata.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(DevelopmentSecretError {
-                problem: format!(
-                    "the development signing secret {shown} is open to group or others (mode {mode:03o}), so anyone who read it can forge signed URLs"
-                ),
-                fix: format!(
-                    "delete it so a new private one is generated (rm {shown}), or set gateway.signing_secret"
-                ),
-            });
-        }
-    }
-    let mut text = String::new();
-    // A secret is 64 hex digits; a much larger file is not one.
-    (&mut file)
-        .take(4096)
-        .read_to_string(&mut text)
-        .map_err(|e| DevelopmentSecretError {
-            problem: format!("cannot read the development signing secret {shown}: {e}"),
-            fix: format!(
-                "delete it (rm {shown}) so a new one is generated, or set gateway.signing_secret"
-            ),
-        })?;
-    let text = text.trim();
-    if text.len() < maskstore_core::config::MIN_SIGNING_SECRET_BYTES {
-        return Err(DevelopmentSecretError {
-            problem: format!(
-                "the development signing secret {shown} is shorter than {} bytes",
-                maskstore_core::config::MIN_SIGNING_SECRET_BYTES
-            ),
-            fix: format!(
-                "delete it (rm {shown}) so a new one is generated, or set gateway.signing_secret"
-            ),
-        });
-    }
-    Ok(Some(Secret::new(text.to_string())))
-}
-
-/// Writes `bytes` to a new file at `path` (never an existing one or a link) with mode
-/// 0600, and syncs it.
-fn write_private(path: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
-    let mut options = std::fs::OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    let mut file = options.open(path)?;
-    file.write_all(bytes)?;
-    file.sync_all()
-}
-
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
 
-    const NOW: i64 = 1_800_000_000;
+    pub(crate) const NOW: i64 = 1_800_000_000;
 
-    fn signer() -> GatewaySigner {
+    pub(crate) fn signer() -> GatewaySigner {
         GatewaySigner::new("http://127.0.0.1:9000/", random_secret(), None)
     }
 
-    fn at(t: i64) -> DateTime<Utc> {
+    pub(crate) fn at(t: i64) -> DateTime<Utc> {
         DateTime::from_timestamp(t, 0).unwrap()
     }
 
-    fn split(url: &str) -> (String, String) {
+    pub(crate) fn split(url: &str) -> (String, String) {
         let rest = url.strip_prefix("http://127.0.0.1:9000/o/").unwrap();
         let (path, query) = rest.split_once('?').unwrap();
         (path.to_string(), query.to_string())
@@ -809,7 +359,7 @@ mod tests {
         text
     }
 
-    fn key(text: &str) -> ObjectKey {
+    pub(crate) fn key(text: &str) -> ObjectKey {
         ObjectKey::parse(text).unwrap()
     }
 
@@ -924,158 +474,6 @@ mod tests {
         let secret = random_secret();
         let s = GatewaySigner::new("http://x", secret.clone(), None);
         assert!(!format!("{s:?}").contains(secret.expose()));
-    }
-
-    #[test]
-    fn development_secret_is_created_once_owner_only_and_reused() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("signing-secret");
-        let first = development_secret(&path).unwrap();
-        let second = development_secret(&path).unwrap();
-        assert_eq!(first, second);
-        use std::os::unix::fs::PermissionsExt;
-        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
-        assert_eq!(mode, 0o600);
-        // Nothing but the secret is left in the folder (no temporary file).
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn development_secret_open_to_group_or_others_is_refused_with_the_fix() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("signing-secret");
-        let secret = development_secret(&path).unwrap();
-        for mode in [0o640, 0o604, 0o660] {
-            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
-            let e = development_secret(&path).unwrap_err();
-            assert!(e.problem.contains("group or others"), "{e}");
-            assert!(e.fix.contains("rm "), "{e}");
-            assert!(!e.to_string().contains(secret.expose()), "{e}");
-        }
-    }
-
-    #[test]
-    fn development_secret_behind_a_symlink_is_refused() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("elsewhere");
-        std::fs::write(&target, "a".repeat(64)).unwrap();
-        let path = dir.path().join("signing-secret");
-        std::os::unix::fs::symlink(&target, &path).unwrap();
-        let e = development_secret(&path).unwrap_err();
-        assert!(e.problem.contains("symlink"), "{e}");
-        // A dangling link is refused too, not created through.
-        let dangling = dir.path().join("dangling");
-        std::os::unix::fs::symlink(dir.path().join("missing"), &dangling).unwrap();
-        assert!(development_secret(&dangling).is_err());
-        assert!(!dir.path().join("missing").exists());
-    }
-
-    #[test]
-    fn development_secret_that_is_a_folder_or_a_fifo_is_refused_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let folder = dir.path().join("folder");
-        std::fs::create_dir(&folder).unwrap();
-        let e = development_secret(&folder).unwrap_err();
-        assert!(e.problem.contains("not a regular file"), "{e}");
-        // A FIFO: opening it for reading must not wait for a writer.
-        let fifo = dir.path().join("fifo");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
-        std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(development_secret(&fifo));
-        });
-        let result = rx
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .expect("reading a FIFO as the secret blocked");
-        let e = result.unwrap_err();
-        assert!(e.problem.contains("not a regular file"), "{e}");
-    }
-
-    #[test]
-    fn a_short_development_secret_is_refused_not_replaced() {
-        use std::os::unix::fs::PermissionsExt;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("signing-secret");
-        std::fs::write(&path, "short").unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let e = development_secret(&path).unwrap_err();
-        assert!(e.problem.contains("shorter"), "{e}");
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), "short");
-    }
-
-    #[test]
-    fn signatures_are_exactly_64_lowercase_hex_digits() {
-        let s = signer();
-        let url = s.sign(
-            SignedMethod::Get,
-            &key("mask/x.png"),
-            NOW + 60,
-            &SignOptions::default(),
-        );
-        let (path, query) = split(&url);
-        s.verify("GET", &path, &query, at(NOW)).unwrap();
-        let (head, signature) = query.split_once("x-maskstore-signature=").unwrap();
-        let variants = [
-            signature.to_uppercase(),
-            format!("%2B{}", &signature[1..]),
-            format!("+{}", &signature[1..]),
-            format!("{signature}00"),
-            signature[..62].to_string(),
-            format!("%{:02X}{}", signature.as_bytes()[0], &signature[1..]),
-        ];
-        for variant in variants {
-            let tampered = format!("{head}x-maskstore-signature={variant}");
-            assert!(
-                matches!(
-                    s.verify("GET", &path, &tampered, at(NOW)),
-                    Err(Refusal::Malformed(_))
-                ),
-                "{tampered}"
-            );
-        }
-    }
-
-    #[test]
-    fn oversize_queries_and_repeated_parameters_are_refused_before_reading() {
-        let s = signer();
-        let url = s.sign(
-            SignedMethod::Get,
-            &key("mask/x.png"),
-            NOW + 60,
-            &SignOptions::default(),
-        );
-        let (path, query) = split(&url);
-        let long = format!("{query}&pad={}", "a".repeat(MAX_QUERY_BYTES));
-        assert_eq!(check_query_limits(&long), Err(QueryLimit::TooLong));
-        let many = format!("{query}{}", "&a".repeat(MAX_QUERY_PARAMS));
-        assert_eq!(
-            check_query_limits(&many),
-            Err(QueryLimit::TooManyParameters)
-        );
-        assert!(s.verify("GET", &path, &many, at(NOW)).is_err());
-        // A few unknown parameters are ignored; ours twice is refused.
-        s.verify("GET", &path, &format!("{query}&_=12345"), at(NOW))
-            .unwrap();
-        let twice = format!("{query}&x-maskstore-method=GET");
-        assert!(matches!(
-            s.verify("GET", &path, &twice, at(NOW)),
-            Err(Refusal::Malformed(m)) if m.contains("twice")
-        ));
-        // Percent-encoded names are not ours; the expiry must be plain digits.
-        let encoded_name = query.replace("x-maskstore-method", "x-maskstore-%6Dethod");
-        assert!(s.verify("GET", &path, &encoded_name, at(NOW)).is_err());
-        let encoded_expiry = query.replace(
-            &format!("expires={}", NOW + 60),
-            &format!("expires=%3{}", &(NOW + 60).to_string()),
-        );
-        assert!(s.verify("GET", &path, &encoded_expiry, at(NOW)).is_err());
     }
 
     #[test]

@@ -4,51 +4,43 @@
 //! `maskstore serve` agree).
 
 use std::io::Write;
-use std::path::{Path as FsPath, PathBuf};
+use std::path::{Path, PathBuf};
 
 use maskstore_core::Secret;
 
+use crate::secret_file::{PrivateFile, SecretFileError, Writer};
 use crate::signing::random_secret;
 
 /// `<parent of root>/.<root name>.signing-secret`: beside the root, so that copying the
 /// root does not copy the secret. `None` for a root without a parent (`/`).
-pub(crate) fn development_secret_path(root: &FsPath) -> Option<PathBuf> {
+pub(crate) fn development_secret_path(root: &Path) -> Option<PathBuf> {
     let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
     let name = root.file_name()?.to_string_lossy().into_owned();
     Some(root.parent()?.join(format!(".{name}.signing-secret")))
-}
-
-/// Why the development signing secret cannot be used; Display says what to do.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{problem}; {fix}")]
-pub(crate) struct DevelopmentSecretError {
-    /// What is wrong with the file.
-    pub problem: String,
-    /// What to do about it.
-    pub fix: String,
 }
 
 /// The development signing secret kept in `path`, so that `maskstore presign` and
 /// `maskstore serve` agree across processes.
 ///
 /// A missing file is created atomically (written in full to a private temporary file,
-/// then linked into place) with mode 0600. An existing file is refused, never followed or
-/// repaired, when it is a symlink, not a regular file, readable or writable by group or
-/// others, or shorter than a secret.
-pub(crate) fn development_secret(path: &FsPath) -> Result<Secret, DevelopmentSecretError> {
-    let shown = path.display();
-    let io = |what: &str, e: std::io::Error| {
-        DevelopmentSecretError {
-        problem: format!("cannot {what} the development signing secret {shown}: {e}"),
-        fix: "set gateway.signing_secret (APP_GATEWAY__SIGNING_SECRET), or make that folder writable by this user only".to_string(),
-    }
+/// then linked into place) with mode 0600. An existing file is read by the one reader of
+/// secret files ([`PrivateFile`]) and refused, never followed or repaired, when it is a
+/// symlink, not a regular file, readable or writable by group or others, or shorter than a
+/// secret.
+pub(crate) fn development_secret(path: &Path) -> Result<Secret, SecretFileError> {
+    let file = PrivateFile {
+        path,
+        called: "the development signing secret",
+        writer: Writer::Maskstore {
+            otherwise: "set gateway.signing_secret",
+        },
+        shortest: maskstore_core::config::MIN_SIGNING_SECRET_BYTES,
     };
+    let shown = path.display();
     // Two processes may race to create it: the loser reads the winner's.
     for _ in 0..2 {
-        match read_secret_file(path) {
-            Ok(Some(secret)) => return Ok(secret),
-            Ok(None) => {}
-            Err(e) => return Err(e),
+        if let Some((secret, _)) = file.read()? {
+            return Ok(Secret::new(secret));
         }
         let secret = random_secret();
         let temp = path.with_file_name(format!(
@@ -70,101 +62,23 @@ pub(crate) fn development_secret(path: &FsPath) -> Result<Secret, DevelopmentSec
                 return Ok(secret);
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-            Err(e) => return Err(io("create", e)),
+            Err(e) => {
+                return Err(SecretFileError {
+                    problem: format!("cannot create the development signing secret {shown}: {e}"),
+                    fix: "set gateway.signing_secret (APP_GATEWAY__SIGNING_SECRET), or make that folder writable by this user only".to_string(),
+                });
+            }
         }
     }
-    Err(DevelopmentSecretError {
+    Err(SecretFileError {
         problem: format!("the development signing secret {shown} keeps changing while it is read"),
         fix: "stop the other process writing it, or set gateway.signing_secret".to_string(),
     })
 }
 
-/// The secret in `path`, `None` when there is no such file.
-fn read_secret_file(path: &FsPath) -> Result<Option<Secret>, DevelopmentSecretError> {
-    use std::io::Read;
-    let shown = path.display();
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    // O_NONBLOCK: opening a FIFO put there returns at once (and is refused below as not a
-    // regular file) instead of waiting for a writer forever; regular files ignore it.
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(
-        &mut options,
-        libc::O_NOFOLLOW | libc::O_NONBLOCK,
-    );
-    let mut file = match options.open(path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        #[cfg(unix)]
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
-            return Err(DevelopmentSecretError {
-                problem: format!("the development signing secret {shown} is a symlink"),
-                fix: format!(
-                    "remove the link ({shown}) so a private secret is generated, or set gateway.signing_secret"
-                ),
-            });
-        }
-        Err(e) => {
-            return Err(DevelopmentSecretError {
-                problem: format!("cannot read the development signing secret {shown}: {e}"),
-                fix: "make it readable by this user, or set gateway.signing_secret".to_string(),
-            });
-        }
-    };
-    let metadata = file.metadata().map_err(|e| DevelopmentSecretError {
-        problem: format!("cannot inspect the development signing secret {shown}: {e}"),
-        fix: "set gateway.signing_secret".to_string(),
-    })?;
-    if !metadata.is_file() {
-        return Err(DevelopmentSecretError {
-            problem: format!("the development signing secret {shown} is not a regular file"),
-            fix: format!("remove {shown} so a secret is generated, or set gateway.signing_secret"),
-        });
-    }
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        let mode = metadata.permissions().mode() & 0o777;
-        if mode & 0o077 != 0 {
-            return Err(DevelopmentSecretError {
-                problem: format!(
-                    "the development signing secret {shown} is open to group or others (mode {mode:03o}), so anyone who read it can forge signed URLs"
-                ),
-                fix: format!(
-                    "delete it so a new private one is generated (rm {shown}), or set gateway.signing_secret"
-                ),
-            });
-        }
-    }
-    let mut text = String::new();
-    // A secret is 64 hex digits; a much larger file is not one.
-    (&mut file)
-        .take(4096)
-        .read_to_string(&mut text)
-        .map_err(|e| DevelopmentSecretError {
-            problem: format!("cannot read the development signing secret {shown}: {e}"),
-            fix: format!(
-                "delete it (rm {shown}) so a new one is generated, or set gateway.signing_secret"
-            ),
-        })?;
-    let text = text.trim();
-    if text.len() < maskstore_core::config::MIN_SIGNING_SECRET_BYTES {
-        return Err(DevelopmentSecretError {
-            problem: format!(
-                "the development signing secret {shown} is shorter than {} bytes",
-                maskstore_core::config::MIN_SIGNING_SECRET_BYTES
-            ),
-            fix: format!(
-                "delete it (rm {shown}) so a new one is generated, or set gateway.signing_secret"
-            ),
-        });
-    }
-    Ok(Some(Secret::new(text.to_string())))
-}
-
 /// Writes `bytes` to a new file at `path` (never an existing one or a link) with mode
 /// 0600, and syncs it.
-fn write_private(path: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -177,6 +91,7 @@ fn write_private(path: &FsPath, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret_file::testing;
 
     #[test]
     fn development_secret_is_created_once_owner_only_and_reused() {
@@ -232,21 +147,8 @@ mod tests {
         assert!(e.problem.contains("not a regular file"), "{e}");
         // A FIFO: opening it for reading must not wait for a writer.
         let fifo = dir.path().join("fifo");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
-        std::fs::set_permissions(&fifo, std::os::unix::fs::PermissionsExt::from_mode(0o600))
-            .unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(development_secret(&fifo));
-        });
-        let result = rx
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .expect("reading a FIFO as the secret blocked");
-        let e = result.unwrap_err();
+        testing::fifo(&fifo);
+        let e = testing::at_once(move || development_secret(&fifo)).unwrap_err();
         assert!(e.problem.contains("not a regular file"), "{e}");
     }
 

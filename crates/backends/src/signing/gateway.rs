@@ -363,6 +363,58 @@ pub(super) mod tests {
         ObjectKey::parse(text).unwrap()
     }
 
+    /// A GET URL for `key` by `signer`, expiring at `expires`, as its path and query.
+    pub(crate) fn signed_get(signer: &GatewaySigner, key: &str, expires: i64) -> (String, String) {
+        split(&signer.sign(
+            SignedMethod::Get,
+            &ObjectKey::parse(key).unwrap(),
+            expires,
+            &SignOptions::default(),
+        ))
+    }
+
+    const BASE: &str = "http://127.0.0.1:9000";
+
+    /// A GET URL for `key` until `expires`, signed with `secret` alone.
+    fn get_signed_with(secret: &str, key: &ObjectKey, expires: i64) -> String {
+        GatewaySigner::new(BASE, Secret::new(secret), None).sign(
+            SignedMethod::Get,
+            key,
+            expires,
+            &SignOptions::default(),
+        )
+    }
+
+    /// Whether `secret` alone accepts `url` now.
+    fn accepted_by(secret: &str, url: &str) -> bool {
+        let (path, query) = split(url);
+        GatewaySigner::new(BASE, Secret::new(secret), None)
+            .verify("GET", &path, &query, Utc::now())
+            .is_ok()
+    }
+
+    /// A signer rotating from `secret`, which is written to `path` first.
+    fn rotating(path: &std::path::Path, secret: &str, keep_previous: Duration) -> GatewaySigner {
+        replace(path, secret);
+        GatewaySigner::rotating(
+            BASE,
+            Secret::new(secret),
+            None,
+            path.to_path_buf(),
+            keep_previous,
+        )
+    }
+
+    /// Puts `text` in the secret file `path`, owner-only, renamed into place as an atomic
+    /// update does.
+    fn replace(path: &std::path::Path, text: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let temp = path.with_file_name("next");
+        std::fs::write(&temp, text).unwrap();
+        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::rename(&temp, path).unwrap();
+    }
+
     #[test]
     fn a_signed_url_verifies_with_its_method_key_and_bound_headers() {
         let s = signer();
@@ -420,13 +472,7 @@ pub(super) mod tests {
     #[test]
     fn expired_wrong_method_and_missing_parameters_are_refused() {
         let s = signer();
-        let url = s.sign(
-            SignedMethod::Get,
-            &key("mask/x"),
-            NOW,
-            &SignOptions::default(),
-        );
-        let (path, query) = split(&url);
+        let (path, query) = signed_get(&s, "mask/x", NOW);
         assert!(matches!(
             s.verify("GET", &path, &query, at(NOW + 1)),
             Err(Refusal::Expired(_))
@@ -453,13 +499,7 @@ pub(super) mod tests {
     fn another_secret_is_refused_and_the_previous_one_accepted_during_rotation() {
         let old = random_secret();
         let before = GatewaySigner::new("http://127.0.0.1:9000", old.clone(), None);
-        let url = before.sign(
-            SignedMethod::Get,
-            &key("mask/x"),
-            NOW + 60,
-            &SignOptions::default(),
-        );
-        let (path, query) = split(&url);
+        let (path, query) = signed_get(&before, "mask/x", NOW + 60);
         let stranger = signer();
         assert_eq!(
             stranger.verify("GET", &path, &query, at(NOW)),
@@ -478,15 +518,9 @@ pub(super) mod tests {
 
     #[test]
     fn a_rewritten_secret_file_rotates_and_the_old_secret_lasts_keep_previous() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("signing_secret");
-        let write = |text: &str| {
-            let temp = dir.path().join("next");
-            std::fs::write(&temp, text).unwrap();
-            std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600)).unwrap();
-            std::fs::rename(&temp, &path).unwrap();
-        };
+        let write = |text: &str| replace(&path, text);
         let old = "old-signing-secret-0123456789abcdef0123";
         let new = "new-signing-secret-0123456789abcdef0123";
         write(old);
@@ -533,78 +567,39 @@ pub(super) mod tests {
 
     #[test]
     fn a_url_of_the_new_secret_is_taken_at_once_and_a_forged_one_changes_nothing() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("signing_secret");
-        let write = |text: &str| {
-            let temp = dir.path().join("next");
-            std::fs::write(&temp, text).unwrap();
-            std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600)).unwrap();
-            std::fs::rename(&temp, &path).unwrap();
-        };
         let (old, new) = (
             "old-signing-secret-0123456789abcdef0123",
             "new-signing-secret-0123456789abcdef0123",
         );
-        write(old);
-        let base = "http://127.0.0.1:9000";
-        let gateway = GatewaySigner::rotating(
-            base,
-            Secret::new(old),
-            None,
-            path.clone(),
-            Duration::from_secs(60),
-        );
+        let gateway = rotating(&path, old, Duration::from_secs(60));
         let k = key("mask/a.png");
         let expires = Utc::now().timestamp() + 600;
         let check = |url: &str| {
             let (path, query) = split(url);
             gateway.verify("GET", &path, &query, Utc::now())
         };
-        let forged = GatewaySigner::new(
-            base,
-            Secret::new("an-attacker-guess-0123456789abcdef"),
-            None,
-        )
-        .sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+        let forged = get_signed_with("an-attacker-guess-0123456789abcdef", &k, expires);
         assert_eq!(check(&forged), Err(Refusal::BadSignature));
         // The issuer read the new secret first: its URL is accepted without waiting.
-        write(new);
-        let issued = GatewaySigner::new(base, Secret::new(new), None).sign(
-            SignedMethod::Get,
-            &k,
-            expires,
-            &SignOptions::default(),
-        );
+        replace(&path, new);
+        let issued = get_signed_with(new, &k, expires);
         assert!(check(&issued).is_ok());
         assert_eq!(check(&forged), Err(Refusal::BadSignature));
-        let before = GatewaySigner::new(base, Secret::new(old), None).sign(
-            SignedMethod::Get,
-            &k,
-            expires,
-            &SignOptions::default(),
-        );
+        let before = get_signed_with(old, &k, expires);
         assert!(check(&before).is_ok(), "the old secret is the previous one");
     }
 
     #[test]
     fn a_secret_caught_half_rewritten_is_not_adopted_on_a_forged_request() {
         use std::io::Write as _;
-        use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+        use std::os::unix::fs::OpenOptionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("signing_secret");
         let old = "old-signing-secret-0123456789abcdef0123";
         let new = "new-signing-secret-0123456789abcdef0123456789abcdef0123456789";
-        std::fs::write(&path, old).unwrap();
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let base = "http://127.0.0.1:9000";
-        let gateway = GatewaySigner::rotating(
-            base,
-            Secret::new(old),
-            None,
-            path.clone(),
-            Duration::from_secs(3600),
-        );
+        let gateway = rotating(&path, old, Duration::from_secs(3600));
         let k = key("mask/a.png");
         let expires = Utc::now().timestamp() + 600;
         let check = |url: &str| {
@@ -612,12 +607,7 @@ pub(super) mod tests {
             gateway.verify("GET", &path, &query, Utc::now())
         };
         let before = gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
-        let forged = GatewaySigner::new(
-            base,
-            Secret::new("an-attacker-guess-0123456789abcdef"),
-            None,
-        )
-        .sign(SignedMethod::Get, &k, expires, &SignOptions::default());
+        let forged = get_signed_with("an-attacker-guess-0123456789abcdef", &k, expires);
         // `echo $NEW > file`: truncated, then written; caught with 40 bytes written.
         let mut file = std::fs::OpenOptions::new()
             .write(true)
@@ -633,12 +623,7 @@ pub(super) mod tests {
         gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
         std::thread::sleep(crate::secret_file::SETTLE + Duration::from_millis(50));
         let after = gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
-        let only_new = GatewaySigner::new(base, Secret::new(new), None);
-        let (p, q) = split(&after);
-        assert!(
-            only_new.verify("GET", &p, &q, Utc::now()).is_ok(),
-            "the whole new secret signs"
-        );
+        assert!(accepted_by(new, &after), "the whole new secret signs");
         assert!(
             check(&before).is_ok(),
             "signed before the rotation: the previous secret must be the old one, not a half secret"
@@ -647,27 +632,13 @@ pub(super) mod tests {
 
     #[test]
     fn fifty_threads_sign_and_verify_across_a_rotation_without_a_failure() {
-        use std::os::unix::fs::PermissionsExt;
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("signing_secret");
-        let write = |text: &str| {
-            let temp = dir.path().join("next");
-            std::fs::write(&temp, text).unwrap();
-            std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600)).unwrap();
-            std::fs::rename(&temp, &path).unwrap();
-        };
         let old = "old-signing-secret-0123456789abcdef0123";
         let new = "new-signing-secret-0123456789abcdef0123";
-        write(old);
         let keep_previous = Duration::from_secs(2);
-        let gateway = GatewaySigner::rotating(
-            "http://127.0.0.1:9000",
-            Secret::new(old),
-            None,
-            path.clone(),
-            keep_previous,
-        );
+        let gateway = rotating(&path, old, keep_previous);
         let k = key("mask/a.png");
         let expires = Utc::now().timestamp() + 600;
         let before = gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
@@ -691,7 +662,7 @@ pub(super) mod tests {
                 });
             }
             std::thread::sleep(Duration::from_millis(200));
-            write(new);
+            replace(&path, new);
             // Adopted by the first request after the settle; the grace runs from then.
             std::thread::sleep(crate::secret_file::SETTLE + Duration::from_millis(400));
             let rotated_at = Instant::now();
@@ -702,10 +673,8 @@ pub(super) mod tests {
         eprintln!("rotation under 50 threads: {done} verifications, {failed} failed");
         assert!(done > 1000, "{done}");
         assert_eq!(failed, 0, "of {done}");
-        let only_new = GatewaySigner::new("http://127.0.0.1:9000", Secret::new(new), None);
         let after = gateway.sign(SignedMethod::Get, &k, expires, &SignOptions::default());
-        let (p, q) = split(&after);
-        assert!(only_new.verify("GET", &p, &q, Utc::now()).is_ok());
+        assert!(accepted_by(new, &after));
         std::thread::sleep(
             keep_previous.saturating_sub(rotated_at.elapsed()) + Duration::from_millis(100),
         );
@@ -718,15 +687,9 @@ pub(super) mod tests {
 
     #[test]
     fn two_rotations_within_keep_previous_keep_urls_of_the_first_secret() {
-        use std::os::unix::fs::PermissionsExt;
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("signing_secret");
-        let write = |text: &str| {
-            let temp = dir.path().join("next");
-            std::fs::write(&temp, text).unwrap();
-            std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600)).unwrap();
-            std::fs::rename(&temp, &path).unwrap();
-        };
+        let write = |text: &str| replace(&path, text);
         let secrets = [
             "first-signing-secret-0123456789abcdef0123",
             "second-signing-secret-0123456789abcdef012",

@@ -221,19 +221,12 @@ fn unhex(text: &str) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::signing::SignOptions;
-    use crate::signing::gateway::tests::{NOW, at, key, signer, split};
+    use crate::signing::gateway::tests::{NOW, at, signed_get, signer};
 
     #[test]
     fn signatures_are_exactly_64_lowercase_hex_digits() {
         let s = signer();
-        let url = s.sign(
-            SignedMethod::Get,
-            &key("mask/x.png"),
-            NOW + 60,
-            &SignOptions::default(),
-        );
-        let (path, query) = split(&url);
+        let (path, query) = signed_get(&s, "mask/x.png", NOW + 60);
         s.verify("GET", &path, &query, at(NOW)).unwrap();
         let (head, signature) = query.split_once("x-maskstore-signature=").unwrap();
         let variants = [
@@ -259,13 +252,7 @@ mod tests {
     #[test]
     fn oversize_queries_and_repeated_parameters_are_refused_before_reading() {
         let s = signer();
-        let url = s.sign(
-            SignedMethod::Get,
-            &key("mask/x.png"),
-            NOW + 60,
-            &SignOptions::default(),
-        );
-        let (path, query) = split(&url);
+        let (path, query) = signed_get(&s, "mask/x.png", NOW + 60);
         let long = format!("{query}&pad={}", "a".repeat(MAX_QUERY_BYTES));
         assert_eq!(check_query_limits(&long), Err(QueryLimit::TooLong));
         let many = format!("{query}{}", "&a".repeat(MAX_QUERY_PARAMS));

@@ -8,6 +8,11 @@
 //! changing any part of the URL breaks it. Two secrets may be valid at once (current and
 //! previous) so the secret can be rotated without breaking URLs in flight; verification
 //! is constant-time.
+//!
+//! This module holds the URL value types every provider signs with; `gateway.rs` the
+//! gateway's HMAC signer and the rotation of its secret; `query.rs` the limits and the
+//! reading of a gateway URL's query. The development secret of the local provider is the
+//! local provider's (`local/dev_secret.rs`).
 
 mod gateway;
 mod query;

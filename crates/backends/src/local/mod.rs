@@ -59,6 +59,7 @@ use rustix::io::Errno;
 mod attributes;
 pub(crate) mod beneath;
 mod builder;
+mod dev_secret;
 pub mod error;
 pub(crate) mod file_io;
 mod from_file;

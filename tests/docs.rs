@@ -52,7 +52,11 @@ fn prepare(doc: &Path, work: &Path) -> PathBuf {
         std::fs::write(input.join(file), text).unwrap();
     }
     std::fs::write(input.join("liver.nii.gz"), vec![0u8; LIVER_BYTES]).unwrap();
-    std::fs::write(input.join("seg.png"), b"\x89PNG\r\n\x1a\n a segmentation mask\n").unwrap();
+    std::fs::write(
+        input.join("seg.png"),
+        b"\x89PNG\r\n\x1a\n a segmentation mask\n",
+    )
+    .unwrap();
     let copy = dir.join(name);
     std::fs::copy(doc, &copy).unwrap();
     copy
@@ -96,6 +100,10 @@ fn console_examples_in_readme_and_docs_print_what_they_show() {
         }
         cases.case(prepare(doc, work.path()));
     }
-    assert!(examples >= 20, "only {examples} console commands in the docs");
+    assert!(
+        examples >= 20,
+        "only {examples} console commands in the docs"
+    );
+    eprintln!("{examples} console commands in {} files", docs.len());
     cases.run();
 }

@@ -4,9 +4,10 @@
 //! Each file's examples run in order, in a fresh temporary folder of their own holding only
 //! the files below (no `config/`, so the built-in defaults apply: the `local` provider on
 //! `./data`), with every `APP_*` variable of the calling environment emptied (an empty value
-//! counts as unset). `[..]` stands for part of a line, `...` for whole lines. To see what a
-//! changed example prints now, run with `TRYCMD=dump` or `TRYCMD=overwrite` (the latter
-//! rewrites only the temporary copy; carry the change over by hand).
+//! counts as unset). `[..]` stands for part of a line, `...` for whole lines. After a
+//! deliberate change of output, `TRYCMD=overwrite cargo test --test tests docs` writes what
+//! the commands print now into the docs (keeping the wildcards that still match); review
+//! the diff.
 
 use std::path::{Path, PathBuf};
 
@@ -76,6 +77,7 @@ fn console_examples_in_readme_and_docs_print_what_they_show() {
     // The CLI's default log level, whatever the caller's: logs share the examples' output.
     cases.env("MASKSTORE_LOG", "warn");
     let docs = documents(root);
+    let mut copies = Vec::new();
     let mut examples = 0;
     for doc in &docs {
         let text = std::fs::read_to_string(doc).unwrap();
@@ -98,7 +100,9 @@ fn console_examples_in_readme_and_docs_print_what_they_show() {
                 _ => {}
             }
         }
-        cases.case(prepare(doc, work.path()));
+        let copy = prepare(doc, work.path());
+        cases.case(&copy);
+        copies.push((copy, doc));
     }
     assert!(
         examples >= 20,
@@ -106,4 +110,9 @@ fn console_examples_in_readme_and_docs_print_what_they_show() {
     );
     eprintln!("{examples} console commands in {} files", docs.len());
     cases.run();
+    if std::env::var_os("TRYCMD").is_some_and(|mode| mode == "overwrite") {
+        for (copy, doc) in copies {
+            std::fs::copy(copy, doc).unwrap();
+        }
+    }
 }

@@ -4,6 +4,7 @@ mod browser;
 mod cli;
 mod clouds;
 mod contract;
+mod docs;
 mod faults;
 mod gateway_abuse;
 mod integrity;

@@ -6,12 +6,17 @@
 //! it is not a regular file, empty or larger than [`MAX_SECRET_FILE_BYTES`]. Surrounding
 //! whitespace and the trailing newline editors and `echo` leave are trimmed.
 //!
+//! One reader (`PrivateFile`, crate-internal) reads every private secret file: the
+//! operator's, and the development signing secret the local provider generates, which
+//! differs only in that no symlink is followed and the fix is to delete it.
+//!
 //! [`SecretFiles`] watches a group of such files for a rotation: one `stat` per file per
 //! check, the files are read again only when their identity (device, inode, size, modified
 //! and changed times) differs, and a change is adopted once it has held for
 //! [`SETTLE`], so that an access key and its secret written one after the other are taken
 //! together.
 
+use std::fs::{File, Metadata};
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -39,7 +44,7 @@ pub struct SecretFileError {
 
 /// What identifies one version of a file without reading it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Stamp {
+pub(crate) struct Stamp {
     dev: u64,
     ino: u64,
     size: u64,
@@ -72,31 +77,179 @@ pub fn read_secret_file(path: &Path) -> Result<String, SecretFileError> {
     read_secret_stamped(path).map(|(secret, _)| secret)
 }
 
-/// [`read_secret_file`], with the identity of the version read: the file is the same
-/// (size, times) before and after the read, or it is refused as changed mid-read.
+/// [`read_secret_file`], with the identity of the version read.
 fn read_secret_stamped(path: &Path) -> Result<(String, Stamp), SecretFileError> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-    let shown = path.display();
-    let refuse = |problem: String, fix: String| SecretFileError { problem, fix };
-    let cannot = |what: &str, e: std::io::Error| {
-        refuse(
-            format!("cannot {what} the secret file {shown}: {e}"),
-            format!("check the path, and that this user may read it (ls -l {shown})"),
-        )
+    let file = PrivateFile {
+        path,
+        called: "the secret file",
+        writer: Writer::Operator,
+        shortest: 1,
     };
-    let link = std::fs::symlink_metadata(path).map_err(|e| cannot("inspect", e))?;
-    let target: PathBuf = if link.file_type().is_symlink() {
-        let folder = path
+    file.read()?.ok_or_else(|| file.missing())
+}
+
+/// Who writes a secret file. That decides whether a symlink may lead to it and what a
+/// refusal advises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Writer {
+    /// The operator (`*_file` keys, container secrets): a symlink to a file in the same
+    /// folder is followed (Kubernetes' `..data` links), and a refusal says how to repair
+    /// the file.
+    Operator,
+    /// maskstore, which generates the file when there is none (the development signing
+    /// secret): no symlink is followed, and every refusal advises deleting the file so that
+    /// a new one is generated, or `otherwise`.
+    Maskstore {
+        /// The other way out, such as "set gateway.signing_secret".
+        otherwise: &'static str,
+    },
+}
+
+/// A file holding one secret, read by the one reader of such files ([`PrivateFile::read`]).
+///
+/// The file is refused, with the fix, when group or others may read or write it, when it
+/// is a symlink maskstore may not follow, when it is not a regular file (a folder or a
+/// FIFO is refused at once, never waited on), larger than [`MAX_SECRET_FILE_BYTES`],
+/// changed while it was read, not one line of UTF-8 text, or shorter than `shortest`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PrivateFile<'a> {
+    /// Where it is.
+    pub(crate) path: &'a Path,
+    /// What the messages call it ("the secret file", "the development signing secret").
+    pub(crate) called: &'a str,
+    /// Who writes it.
+    pub(crate) writer: Writer,
+    /// The fewest bytes the secret may have (1: not empty).
+    pub(crate) shortest: usize,
+}
+
+impl PrivateFile<'_> {
+    /// The secret, without the surrounding whitespace, trailing newline and byte-order mark
+    /// editors leave, and the identity of the version read: the file is the same (size,
+    /// times) before and after the read, or it is refused as changed mid-read. `None` when
+    /// there is no file at the path; the caller says whether that is an error
+    /// ([`PrivateFile::missing`]).
+    pub(crate) fn read(&self) -> Result<Option<(String, Stamp)>, SecretFileError> {
+        let Some((mut file, metadata)) = self.open()? else {
+            return Ok(None);
+        };
+        let mut bytes = Vec::new();
+        (&mut file)
+            .take(MAX_SECRET_FILE_BYTES + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| self.cannot("read", e))?;
+        // A file rewritten in place (`echo new > file`) may be caught truncated or half
+        // written: what was read must be the whole of one version.
+        let before = stamp_of(&metadata);
+        let after = file.metadata().map_err(|e| self.cannot("inspect", e))?;
+        if stamp_of(&after) != before || bytes.len() as u64 != before.size {
+            return Err(self.refuse(
+                format!("{} changed while it was being read", self.shown()),
+                format!(
+                    "write the new secret to a temporary file in the same folder and rename it onto {} (mv), so it is never seen half written",
+                    self.path.display()
+                ),
+            ));
+        }
+        Ok(Some((self.one_secret(bytes)?, before)))
+    }
+
+    /// The refusal of a file that is not there, where one must be.
+    pub(crate) fn missing(&self) -> SecretFileError {
+        self.refuse(
+            format!("cannot inspect {}: there is no such file", self.shown()),
+            self.check_the_path(),
+        )
+    }
+
+    /// The file opened, without waiting and without following a link maskstore may not
+    /// follow, and its metadata once it is known to be a private regular file of a
+    /// secret's size; `None` when there is none.
+    fn open(&self) -> Result<Option<(File, Metadata)>, SecretFileError> {
+        use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+        let target = match self.writer {
+            Writer::Operator => match self.resolve()? {
+                Some(target) => target,
+                None => return Ok(None),
+            },
+            Writer::Maskstore { .. } => self.path.to_path_buf(),
+        };
+        // O_NOFOLLOW: a link in the last part (or a swap of the resolved path's last part)
+        // leads nowhere, and what is checked is the file opened, not the name. O_NONBLOCK:
+        // a FIFO put there opens at once (and is refused below) instead of waiting forever
+        // for a writer, at start-up or in a rotation check.
+        let file = match std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&target)
+        {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+                return Err(self.refuse(
+                    format!("{} is a symlink, which is not followed", self.shown()),
+                    "point the setting at the file it links to".to_string(),
+                ));
+            }
+            Err(e) => return Err(self.cannot("open", e)),
+        };
+        let metadata = file.metadata().map_err(|e| self.cannot("inspect", e))?;
+        if !metadata.is_file() {
+            return Err(self.refuse(
+                format!("{} is not a regular file", self.shown()),
+                "give the path of a file holding only the secret".to_string(),
+            ));
+        }
+        let mode = metadata.mode() & 0o777;
+        if mode & 0o077 != 0 {
+            return Err(self.refuse(
+                format!(
+                    "{} is open to group or others (mode {mode:03o}), so other users of this machine can read the secret",
+                    self.shown()
+                ),
+                format!(
+                    "chmod 600 {} (Kubernetes: defaultMode: 0400 on the secret volume; Docker: mode: 0400 on the secret)",
+                    self.path.display()
+                ),
+            ));
+        }
+        if metadata.size() > MAX_SECRET_FILE_BYTES {
+            return Err(self.refuse(
+                format!(
+                    "{} holds {} bytes, more than the {MAX_SECRET_FILE_BYTES} a secret may have",
+                    self.shown(),
+                    metadata.size()
+                ),
+                "give the path of a file holding only the secret".to_string(),
+            ));
+        }
+        Ok(Some((file, metadata)))
+    }
+
+    /// An operator's file, a symlink resolved when it stays within the file's folder;
+    /// `None` when there is no file.
+    fn resolve(&self) -> Result<Option<PathBuf>, SecretFileError> {
+        let link = match std::fs::symlink_metadata(self.path) {
+            Ok(link) => link,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.cannot("inspect", e)),
+        };
+        if !link.file_type().is_symlink() {
+            return Ok(Some(self.path.to_path_buf()));
+        }
+        let folder = self
+            .path
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
             .unwrap_or(Path::new("."));
         let folder =
-            std::fs::canonicalize(folder).map_err(|e| cannot("resolve the folder of", e))?;
-        let target = std::fs::canonicalize(path).map_err(|e| cannot("resolve", e))?;
+            std::fs::canonicalize(folder).map_err(|e| self.cannot("resolve the folder of", e))?;
+        let target = std::fs::canonicalize(self.path).map_err(|e| self.cannot("resolve", e))?;
         if !target.starts_with(&folder) {
-            return Err(refuse(
+            return Err(self.refuse(
                 format!(
-                    "the secret file {shown} is a symlink to {}, outside its folder {}",
+                    "{} is a symlink to {}, outside its folder {}",
+                    self.shown(),
                     target.display(),
                     folder.display()
                 ),
@@ -106,89 +259,81 @@ fn read_secret_stamped(path: &Path) -> Result<(String, Stamp), SecretFileError> 
                 ),
             ));
         }
-        target
-    } else {
-        path.to_path_buf()
-    };
-    // The resolved path has no link left; O_NOFOLLOW keeps a swap of its last part from
-    // leading elsewhere, and what is checked is the file opened, not the name. O_NONBLOCK:
-    // a FIFO put there opens at once (and is refused below) instead of waiting forever for
-    // a writer, at start-up or in a rotation check.
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-        .open(&target)
-        .map_err(|e| cannot("open", e))?;
-    let metadata = file.metadata().map_err(|e| cannot("inspect", e))?;
-    if !metadata.is_file() {
-        return Err(refuse(
-            format!("the secret file {shown} is not a regular file"),
-            "give the path of a file holding only the secret".to_string(),
-        ));
+        Ok(Some(target))
     }
-    let mode = metadata.mode() & 0o777;
-    if mode & 0o077 != 0 {
-        return Err(refuse(
-            format!(
-                "the secret file {shown} is open to group or others (mode {mode:03o}), so other users of this machine can read the secret"
-            ),
-            format!(
-                "chmod 600 {shown} (Kubernetes: defaultMode: 0400 on the secret volume; Docker: mode: 0400 on the secret)"
-            ),
-        ));
+
+    /// The one secret in `bytes`: UTF-8, trimmed, one line, at least `shortest` bytes.
+    fn one_secret(&self, bytes: Vec<u8>) -> Result<String, SecretFileError> {
+        let shown = self.path.display();
+        let text = String::from_utf8(bytes).map_err(|_| {
+            self.refuse(
+                format!("{} is not UTF-8 text", self.shown()),
+                "write the secret as text (hex or base64 for binary keys)".to_string(),
+            )
+        })?;
+        // The byte-order mark some Windows editors put first is no part of the secret.
+        let secret = text.strip_prefix('\u{feff}').unwrap_or(&text).trim();
+        if secret.is_empty() {
+            return Err(self.refuse(
+                format!("{} is empty", self.shown()),
+                format!("write the secret into {shown}"),
+            ));
+        }
+        // Two lines (an access key and its secret in one file) or a stray control character
+        // would be sent or hashed as part of the secret and fail every request obscurely.
+        if let Some(at) = secret.find(char::is_control) {
+            let line = secret[..at].matches('\n').count() + 1;
+            return Err(self.refuse(
+                format!(
+                    "{} holds a line break or control character (line {line}, byte {at} of the secret), so it is not one secret",
+                    self.shown()
+                ),
+                format!("write only the secret into {shown}, on one line (one file per secret)"),
+            ));
+        }
+        if secret.len() < self.shortest {
+            return Err(self.refuse(
+                format!("{} is shorter than {} bytes", self.shown(), self.shortest),
+                format!(
+                    "write a secret of at least {} bytes into {shown} (generate one with: openssl rand -hex 32)",
+                    self.shortest
+                ),
+            ));
+        }
+        Ok(secret.to_string())
     }
-    if metadata.size() > MAX_SECRET_FILE_BYTES {
-        return Err(refuse(
-            format!(
-                "the secret file {shown} holds {} bytes, more than the {MAX_SECRET_FILE_BYTES} a secret may have",
-                metadata.size()
-            ),
-            "give the path of a file holding only the secret".to_string(),
-        ));
+
+    /// What the messages name: "the secret file /run/secrets/key".
+    fn shown(&self) -> String {
+        format!("{} {}", self.called, self.path.display())
     }
-    let mut bytes = Vec::new();
-    (&mut file)
-        .take(MAX_SECRET_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| cannot("read", e))?;
-    // A file rewritten in place (`echo new > file`) may be caught truncated or half
-    // written: what was read must be the whole of one version.
-    let before = stamp_of(&metadata);
-    let after = file.metadata().map_err(|e| cannot("inspect", e))?;
-    if stamp_of(&after) != before || bytes.len() as u64 != before.size {
-        return Err(refuse(
-            format!("the secret file {shown} changed while it was being read"),
-            format!(
-                "write the new secret to a temporary file in the same folder and rename it onto {shown} (mv), so it is never seen half written"
-            ),
-        ));
-    }
-    let text = String::from_utf8(bytes).map_err(|_| {
-        refuse(
-            format!("the secret file {shown} is not UTF-8 text"),
-            "write the secret as text (hex or base64 for binary keys)".to_string(),
+
+    fn check_the_path(&self) -> String {
+        format!(
+            "check the path, and that this user may read it (ls -l {})",
+            self.path.display()
         )
-    })?;
-    // The byte-order mark some Windows editors put first is no part of the secret.
-    let secret = text.strip_prefix('\u{feff}').unwrap_or(&text).trim();
-    if secret.is_empty() {
-        return Err(refuse(
-            format!("the secret file {shown} is empty"),
-            format!("write the secret into {shown}"),
-        ));
     }
-    // Two lines (an access key and its secret in one file) or a stray control character
-    // would be sent or hashed as part of the secret and fail every request obscurely.
-    if let Some(at) = secret.find(char::is_control) {
-        let line = secret[..at].matches('\n').count() + 1;
-        return Err(refuse(
-            format!(
-                "the secret file {shown} holds a line break or control character (line {line}, byte {at} of the secret), so it is not one secret"
+
+    fn cannot(&self, what: &str, e: std::io::Error) -> SecretFileError {
+        self.refuse(
+            format!("cannot {what} {}: {e}", self.shown()),
+            self.check_the_path(),
+        )
+    }
+
+    /// A refusal of the file: `repair` is the fix for an operator's file; one maskstore
+    /// writes is replaced instead.
+    fn refuse(&self, problem: String, repair: String) -> SecretFileError {
+        let fix = match self.writer {
+            Writer::Operator => repair,
+            Writer::Maskstore { otherwise } => format!(
+                "delete it (rm {}) so a new private one is generated, or {otherwise}",
+                self.path.display()
             ),
-            format!("write only the secret into {shown}, on one line (one file per secret)"),
-        ));
+        };
+        SecretFileError { problem, fix }
     }
-    Ok((secret.to_string(), before))
 }
 
 /// A group of secret files watched together (the parts of one credential).
@@ -360,6 +505,35 @@ pub(crate) fn rotated(name: &'static str, files: &[PathBuf]) {
     );
 }
 
+/// What the tests of secret files share.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::os::unix::fs::PermissionsExt;
+    use std::path::Path;
+    use std::time::Duration;
+
+    /// Makes a FIFO at `path`, owner-only: opened for reading, it would wait for a writer.
+    pub(crate) fn fifo(path: &Path) {
+        let made = std::process::Command::new("mkfifo")
+            .arg(path)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    }
+
+    /// What `read` returns, failing the test when it has not returned within 10 seconds
+    /// (it waits on a FIFO).
+    pub(crate) fn at_once<T: Send + 'static>(read: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(read());
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("reading a FIFO as a secret file blocked")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -448,20 +622,10 @@ mod tests {
     fn a_fifo_as_the_secret_file_is_refused_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let fifo = dir.path().join("fifo");
-        let made = std::process::Command::new("mkfifo")
-            .arg(&fifo)
-            .status()
-            .unwrap();
-        assert!(made.success());
-        std::fs::set_permissions(&fifo, std::fs::Permissions::from_mode(0o600)).unwrap();
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let _ = tx.send(read_secret_file(&fifo).map_err(|e| e.to_string()));
-        });
-        let result = rx
-            .recv_timeout(std::time::Duration::from_secs(10))
-            .expect("reading a FIFO as the secret file blocked");
-        let e = result.unwrap_err();
+        testing::fifo(&fifo);
+        let e = testing::at_once(move || read_secret_file(&fifo))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not a regular file"), "{e}");
     }
 

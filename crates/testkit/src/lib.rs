@@ -1,5 +1,7 @@
-//! maskstore-testkit: fixtures for applications that use maskstore, and the S3 test
-//! servers of this workspace's own tests.
+//! maskstore-testkit: fixtures for applications that use maskstore, the contract suite
+//! every backend and layer passes ([`contract`]), a failure-injecting layer ([`chaos`]),
+//! and the test servers of this workspace's own tests ([`servers`]: SeaweedFS and moto for
+//! `s3`, Azurite for `azure`, fake-gcs-server for `gcs`).
 //!
 //! An application test gets a fresh, isolated storage in one line:
 //!

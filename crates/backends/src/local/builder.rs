@@ -2,15 +2,15 @@
 //! secret of its gateway URLs (in development, one kept beside the root, never inside it,
 //! so it does not travel with copies of the data).
 
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use maskstore_core::{Config, Origin, Secret};
 
+use super::dev_secret::{development_secret, development_secret_path};
 use super::{LOCAL_UPLOAD_MAX_IN_FLIGHT, LOCAL_UPLOAD_PART_SIZE, LocalStore, RESERVED_DIR};
 use crate::providers::{Built, Declared, Extras, UploadLimits, gateway_urls};
 use crate::storage::{MIN_UPLOAD_PART_SIZE, UPLOAD_PART_SIZE};
-use crate::{Error, Result, signing};
+use crate::{Error, Result};
 
 /// Whether a missing local root is created or refused.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +68,7 @@ fn build(config: &Config, root: Root) -> Result<(LocalStore, Secret)> {
                         .to_string(),
                 )
             })?;
-            let secret = signing::development_secret(&path).map_err(|e| {
+            let secret = development_secret(&path).map_err(|e| {
                 refuse(
                     format!("none is set and {}", e.problem),
                     format!("{} (APP_GATEWAY__SIGNING_SECRET)", e.fix),
@@ -84,15 +84,6 @@ fn build(config: &Config, root: Root) -> Result<(LocalStore, Secret)> {
     };
     Ok((store, secret))
 }
-
-/// `<parent of root>/.<root name>.signing-secret`: beside the root, so that copying the
-/// root does not copy the secret. `None` for a root without a parent (`/`).
-pub(crate) fn development_secret_path(root: &Path) -> Option<PathBuf> {
-    let root = root.canonicalize().unwrap_or_else(|_| root.to_path_buf());
-    let name = root.file_name()?.to_string_lossy().into_owned();
-    Some(root.parent()?.join(format!(".{name}.signing-secret")))
-}
-
 /// The `local` provider as the facade takes it: gateway URLs, one pass over the bytes of
 /// a put (hashed as written), small parts written straight into the upload's temporary
 /// file, and files copied by the kernel.

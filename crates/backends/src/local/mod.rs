@@ -60,6 +60,7 @@ mod advice;
 mod attributes;
 pub(crate) mod beneath;
 mod builder;
+mod dev_secret;
 pub mod error;
 pub(crate) mod file_io;
 mod from_file;

@@ -226,22 +226,16 @@ fn diagnose(operation: Option<Operation>, e: &Error, config: &Config) -> Diagnos
 #[cfg(test)]
 mod tests {
     use super::*;
-    use maskstore::{Provider, Secret};
 
     #[test]
-    fn a_failed_step_carries_the_providers_advice_and_the_exit_code() {
-        let config = Config::azure("pacsmasks", "pacs-masks")
-            .unwrap()
-            .with_account_key(Secret::new("a2V5"));
-        let denied = Error::PermissionDenied {
-            backend: "azure".to_string(),
-            provider: Some(Provider::Azure),
-            key: "mask/maskstore-check/probe.txt".to_string(),
-            detail: "403 AuthorizationPermissionMismatch".to_string(),
+    fn a_failed_step_carries_the_advice_and_the_exit_code() {
+        let skew = Error::ClockSkew {
+            backend: "memory".to_string(),
+            detail: "RequestTimeTooSkewed".to_string(),
         };
-        let d = diagnose(Some(Operation::Put), &denied, &config);
-        assert!(d.cause.contains("blobs/write"), "{}", d.cause);
-        assert!(d.fix.contains("Storage Blob Data Contributor"), "{}", d.fix);
-        assert_eq!(d.code, super::super::output::exit_code(&denied));
+        let d = diagnose(Some(Operation::List), &skew, &Config::memory());
+        assert!(d.cause.contains("clock"), "{}", d.cause);
+        assert!(d.fix.contains("NTP"), "{}", d.fix);
+        assert_eq!(d.code, super::super::output::exit_code(&skew));
     }
 }

@@ -59,7 +59,15 @@ pub fn identity(config: &Config) -> String {
 pub fn diagnose(operation: Option<Operation>, error: &Error, config: &Config) -> Diagnosis {
     let profile = profile(config);
     let os = &config.object_storage;
-    (profile.diagnose)(operation, error, os).unwrap_or_else(|| neutral(profile, error, os))
+    let own = &profile.check;
+    let advised = match error {
+        Error::CredentialsRejected { detail, .. } => own.credentials.map(|f| f(detail, os)),
+        Error::PermissionDenied { detail, .. } => own.denied.map(|f| f(operation, detail, os)),
+        Error::BucketMissing { detail, .. } => own.bucket_missing.map(|f| f(detail, os)),
+        Error::Config { problem, .. } => own.config.map(|f| f(problem, os)),
+        _ => None,
+    };
+    advised.unwrap_or_else(|| neutral(profile, error, os))
 }
 
 /// The advice that holds whichever provider refused.

@@ -5,25 +5,21 @@ use std::sync::Arc;
 use maskstore_core::Config;
 use object_store::memory::InMemory;
 
-use crate::providers::{Built, Declared, Extras, Profile, UploadLimits, gateway_urls};
+use crate::providers::{Built, Declared, Extras, NEUTRAL, Profile, UploadLimits, gateway_urls};
 use crate::signing;
 use crate::storage::{MIN_UPLOAD_PART_SIZE, UPLOAD_MAX_IN_FLIGHT, UPLOAD_PART_SIZE};
 
 /// The `memory` provider's profile: a process's memory refuses nothing itself (a layer
 /// over it, such as a fault-injecting one, can), and has no bucket, credentials or
-/// endpoint.
+/// endpoint; the rest is the neutral advice.
 pub(crate) static PROFILE: Profile = Profile {
     meaning: |_| None,
-    bucket_word: "store",
-    credentials_fix: "the memory provider takes no credentials; check object_storage.provider",
     permission_fix: "process memory refuses nothing itself: check the layers added over the \
                      storage",
-    bucket_fix: "the memory provider has no bucket; check object_storage.provider",
-    no_credentials: "the memory provider takes no credentials",
     default_endpoint: "process memory",
     describe: |_| "process memory".to_string(),
     identity: |_| "memory".to_string(),
-    diagnose: |_, _, _| None,
+    ..NEUTRAL
 };
 
 /// A fresh in-memory store, with gateway URLs signed by the configured secret, or by one

@@ -3,10 +3,9 @@
 
 use maskstore_core::config::ObjectStorageConfig;
 
-use crate::Error;
 use crate::advice::Diagnosis;
 use crate::layers::Operation;
-use crate::providers::Profile;
+use crate::providers::{CheckAdvice, Permissions, Profile};
 
 /// The `azure` provider's profile.
 pub(crate) static PROFILE: Profile = Profile {
@@ -26,7 +25,7 @@ pub(crate) static PROFILE: Profile = Profile {
     default_endpoint: "Azure",
     describe,
     identity,
-    diagnose,
+    check: CheckAdvice::cloud(credentials, denied, bucket_missing),
 };
 
 fn describe(os: &ObjectStorageConfig) -> String {
@@ -47,61 +46,63 @@ fn identity(os: &ObjectStorageConfig) -> String {
     )
 }
 
-/// The Azure RBAC data action an operation needs.
-fn action_of(operation: Option<Operation>) -> &'static str {
-    match operation {
-        Some(Operation::List | Operation::Get | Operation::Head) => {
-            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read"
-        }
-        Some(Operation::Put | Operation::Upload) => {
-            "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write"
-        }
-        _ => "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete",
-    }
+/// The Azure RBAC data action each operation needs.
+const ACTIONS: Permissions = Permissions {
+    list: "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+    read: "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+    write: "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/write",
+    delete: "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/delete",
+};
+
+fn account(os: &ObjectStorageConfig) -> &str {
+    os.account.as_deref().unwrap_or("<account>")
 }
 
-fn diagnose(
-    operation: Option<Operation>,
-    e: &Error,
-    os: &ObjectStorageConfig,
-) -> Option<Diagnosis> {
-    let account = os.account.as_deref().unwrap_or("<account>");
-    let container = os.container.as_deref().unwrap_or("<container>");
-    let diagnosis = match e {
-        Error::CredentialsRejected { detail, .. } => Diagnosis::new(
-            format!("the Azure credentials were rejected ({detail})"),
-            format!(
-                "check APP_OBJECT_STORAGE__ACCOUNT_KEY (or account_key_file): it must be key1 or \
-                 key2 of storage account {account} (Azure portal → Access keys), not a key of \
-                 another account or a SAS token; without a key, check the AZURE_* identity"
-            ),
+fn container(os: &ObjectStorageConfig) -> &str {
+    os.container.as_deref().unwrap_or("<container>")
+}
+
+fn credentials(detail: &str, os: &ObjectStorageConfig) -> Diagnosis {
+    Diagnosis::new(
+        format!("the Azure credentials were rejected ({detail})"),
+        format!(
+            "check APP_OBJECT_STORAGE__ACCOUNT_KEY (or account_key_file): it must be key1 or \
+             key2 of storage account {} (Azure portal → Access keys), not a key of another \
+             account or a SAS token; without a key, check the AZURE_* identity",
+            account(os)
         ),
-        Error::PermissionDenied { detail, .. } => Diagnosis::new(
-            format!(
-                "access denied: the identity lacks {} on container {container} ({detail})",
-                action_of(operation)
-            ),
-            format!(
-                "assign the \"Storage Blob Data Contributor\" role on container {container} \
-                 to the identity (or use the account key)"
-            ),
+    )
+}
+
+fn denied(operation: Option<Operation>, detail: &str, os: &ObjectStorageConfig) -> Diagnosis {
+    let container = container(os);
+    Diagnosis::new(
+        format!(
+            "access denied: the identity lacks {} on container {container} ({detail})",
+            ACTIONS.of(operation)
         ),
-        Error::BucketMissing { detail, .. } => Diagnosis::new(
-            format!("container {container} does not exist in account {account} ({detail})"),
-            format!(
-                "create it once (az storage container create --name {container} \
-                 --account-name {account}), or fix object_storage.container \
-                 (APP_OBJECT_STORAGE__CONTAINER)"
-            ),
+        format!(
+            "assign the \"Storage Blob Data Contributor\" role on container {container} to the \
+             identity (or use the account key)"
         ),
-        _ => return None,
-    };
-    Some(diagnosis)
+    )
+}
+
+fn bucket_missing(detail: &str, os: &ObjectStorageConfig) -> Diagnosis {
+    let (account, container) = (account(os), container(os));
+    Diagnosis::new(
+        format!("container {container} does not exist in account {account} ({detail})"),
+        format!(
+            "create it once (az storage container create --name {container} --account-name \
+             {account}), or fix object_storage.container (APP_OBJECT_STORAGE__CONTAINER)"
+        ),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
     use maskstore_core::{Config, Provider, Secret};
 
     #[test]

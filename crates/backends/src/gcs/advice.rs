@@ -3,10 +3,9 @@
 
 use maskstore_core::config::ObjectStorageConfig;
 
-use crate::Error;
 use crate::advice::Diagnosis;
 use crate::layers::Operation;
-use crate::providers::Profile;
+use crate::providers::{CheckAdvice, Permissions, Profile};
 
 /// The `gcs` provider's profile.
 pub(crate) static PROFILE: Profile = Profile {
@@ -25,7 +24,7 @@ pub(crate) static PROFILE: Profile = Profile {
     default_endpoint: "Google Cloud Storage",
     describe,
     identity,
-    diagnose,
+    check: CheckAdvice::cloud(credentials, denied, bucket_missing),
 };
 
 fn describe(os: &ObjectStorageConfig) -> String {
@@ -44,55 +43,53 @@ fn identity(os: &ObjectStorageConfig) -> String {
     )
 }
 
-/// The GCS IAM permission an operation needs.
-fn permission_of(operation: Option<Operation>) -> &'static str {
-    match operation {
-        Some(Operation::List) => "storage.objects.list",
-        Some(Operation::Put | Operation::Upload) => "storage.objects.create",
-        Some(Operation::Get | Operation::Head) => "storage.objects.get",
-        _ => "storage.objects.delete",
-    }
+/// The GCS IAM permission each operation needs.
+const PERMISSIONS: Permissions = Permissions {
+    list: "storage.objects.list",
+    read: "storage.objects.get",
+    write: "storage.objects.create",
+    delete: "storage.objects.delete",
+};
+
+fn credentials(detail: &str, _: &ObjectStorageConfig) -> Diagnosis {
+    Diagnosis::new(
+        format!("the GCS credentials were rejected ({detail})"),
+        "check APP_OBJECT_STORAGE__SERVICE_ACCOUNT_KEY (or service_account_key_file): the \
+         service account's JSON key must be current (not deleted in IAM → Service accounts → \
+         Keys); without a key, check GOOGLE_APPLICATION_CREDENTIALS",
+    )
 }
 
-fn diagnose(
-    operation: Option<Operation>,
-    e: &Error,
-    os: &ObjectStorageConfig,
-) -> Option<Diagnosis> {
+fn denied(operation: Option<Operation>, detail: &str, os: &ObjectStorageConfig) -> Diagnosis {
     let bucket = os.bucket_name.as_deref().unwrap_or("<bucket>");
-    let diagnosis = match e {
-        Error::CredentialsRejected { detail, .. } => Diagnosis::new(
-            format!("the GCS credentials were rejected ({detail})"),
-            "check APP_OBJECT_STORAGE__SERVICE_ACCOUNT_KEY (or service_account_key_file): the \
-             service account's JSON key must be current (not deleted in IAM → Service \
-             accounts → Keys); without a key, check GOOGLE_APPLICATION_CREDENTIALS",
+    Diagnosis::new(
+        format!(
+            "access denied: the service account lacks {} on bucket {bucket} ({detail})",
+            PERMISSIONS.of(operation)
         ),
-        Error::PermissionDenied { detail, .. } => Diagnosis::new(
-            format!(
-                "access denied: the service account lacks {} on bucket {bucket} ({detail})",
-                permission_of(operation)
-            ),
-            format!(
-                "grant roles/storage.objectUser on gs://{bucket} to the service account \
-                 (gcloud storage buckets add-iam-policy-binding gs://{bucket} \
-                 --member=serviceAccount:<email> --role=roles/storage.objectUser)"
-            ),
+        format!(
+            "grant roles/storage.objectUser on gs://{bucket} to the service account (gcloud \
+             storage buckets add-iam-policy-binding gs://{bucket} \
+             --member=serviceAccount:<email> --role=roles/storage.objectUser)"
         ),
-        Error::BucketMissing { detail, .. } => Diagnosis::new(
-            format!("bucket {bucket} does not exist ({detail})"),
-            format!(
-                "create it once (gcloud storage buckets create gs://{bucket}), or fix \
-                 object_storage.bucket_name (APP_OBJECT_STORAGE__BUCKET_NAME)"
-            ),
+    )
+}
+
+fn bucket_missing(detail: &str, os: &ObjectStorageConfig) -> Diagnosis {
+    let bucket = os.bucket_name.as_deref().unwrap_or("<bucket>");
+    Diagnosis::new(
+        format!("bucket {bucket} does not exist ({detail})"),
+        format!(
+            "create it once (gcloud storage buckets create gs://{bucket}), or fix \
+             object_storage.bucket_name (APP_OBJECT_STORAGE__BUCKET_NAME)"
         ),
-        _ => return None,
-    };
-    Some(diagnosis)
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
     use maskstore_core::{Config, Provider};
 
     #[test]

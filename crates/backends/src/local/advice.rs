@@ -2,29 +2,28 @@
 
 use maskstore_core::config::ObjectStorageConfig;
 
-use crate::Error;
 use crate::advice::Diagnosis;
-use crate::layers::Operation;
-use crate::providers::Profile;
-
-/// The local provider's advice when the files refuse: a local refusal (file permissions, a
-/// symlink under the root) names its own fix in its detail, and S3 policy advice would
-/// send the operator the wrong way.
-pub(crate) const FILE_PERMISSIONS_FIX: &str =
-    "check that maskstore's user may read and write the files and folders under the local root";
+use crate::providers::{CheckAdvice, Profile};
 
 /// The `local` provider's profile.
 pub(crate) static PROFILE: Profile = Profile {
     meaning: |_| None,
     bucket_word: "root folder",
     credentials_fix: "the local provider takes no credentials; check object_storage.provider",
-    permission_fix: FILE_PERMISSIONS_FIX,
+    // A local refusal (file permissions, a symlink under the root) names its own fix in
+    // its detail; S3 policy advice would send the operator the wrong way.
+    permission_fix: "check that maskstore's user may read and write the files and folders \
+                     under the local root",
     bucket_fix: "point object_storage.root (APP_OBJECT_STORAGE__ROOT) at an existing folder",
     no_credentials: "the local provider takes no credentials",
     default_endpoint: "the local disk",
     describe: |os| format!("folder {}", os.root.display()),
     identity,
-    diagnose,
+    check: CheckAdvice {
+        denied: Some(|_, detail, os| root_not_writable(detail, os)),
+        config: Some(root_not_writable),
+        ..CheckAdvice::NONE
+    },
 };
 
 /// The root's real path, so that two spellings of one folder are one store.
@@ -37,19 +36,14 @@ fn identity(os: &ObjectStorageConfig) -> String {
     )
 }
 
-fn diagnose(_: Option<Operation>, e: &Error, os: &ObjectStorageConfig) -> Option<Diagnosis> {
-    match e {
-        Error::PermissionDenied { detail, .. }
-        | Error::Config {
-            problem: detail, ..
-        } => Some(Diagnosis::new(
-            format!(
-                "the local root {} is not writable: {detail}",
-                os.root.display()
-            ),
-            "point object_storage.root (APP_OBJECT_STORAGE__ROOT) at a folder this user can \
-             create and write",
-        )),
-        _ => None,
-    }
+/// A refusal of the files, or a root the config cannot have: the root is not writable.
+fn root_not_writable(detail: &str, os: &ObjectStorageConfig) -> Diagnosis {
+    Diagnosis::new(
+        format!(
+            "the local root {} is not writable: {detail}",
+            os.root.display()
+        ),
+        "point object_storage.root (APP_OBJECT_STORAGE__ROOT) at a folder this user can create \
+         and write",
+    )
 }

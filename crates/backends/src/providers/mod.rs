@@ -215,4 +215,4 @@ pub(crate) fn gateway_urls(config: &Config, secret: Secret, ephemeral: bool) -> 
 }
 
 mod profile;
-pub(crate) use profile::{Profile, profile_of};
+pub(crate) use profile::{CheckAdvice, NEUTRAL, Permissions, Profile, profile_of};

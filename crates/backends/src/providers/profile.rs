@@ -7,7 +7,6 @@
 use maskstore_core::Provider;
 use maskstore_core::config::ObjectStorageConfig;
 
-use crate::Error;
 use crate::advice::Diagnosis;
 use crate::answer::{Answer, Codes, Meaning};
 use crate::layers::Operation;
@@ -34,9 +33,78 @@ pub(crate) struct Profile {
     /// Where a config's objects live, to tell two stores apart (the same place gives the
     /// same text).
     pub identity: fn(&ObjectStorageConfig) -> String,
-    /// Its own cause and fix of a failed check step (`None` while connecting), or `None`
-    /// where the provider-neutral advice applies.
-    pub diagnose: fn(Option<Operation>, &Error, &ObjectStorageConfig) -> Option<Diagnosis>,
+    /// What it advises when a step of `maskstore check` fails.
+    pub check: CheckAdvice,
+}
+
+/// Advice on a failure: the server's words and the config give the cause and the fix.
+type Advise = fn(&str, &ObjectStorageConfig) -> Diagnosis;
+/// Advice on a refused operation (`None` while connecting).
+type AdviseOn = fn(Option<Operation>, &str, &ObjectStorageConfig) -> Diagnosis;
+
+/// A provider's own cause and fix of a failed `maskstore check` step, for the failures it
+/// has advice on; each is given the server's words and the config. Where a provider gives
+/// none, the advice that holds for every provider applies ([`crate::advice::diagnose`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CheckAdvice {
+    /// The credentials were rejected.
+    pub credentials: Option<Advise>,
+    /// The policy refused the step's operation (`None` while connecting).
+    pub denied: Option<AdviseOn>,
+    /// The bucket (container) is missing.
+    pub bucket_missing: Option<Advise>,
+    /// The configuration was refused before anything was sent.
+    pub config: Option<Advise>,
+}
+
+impl CheckAdvice {
+    /// No advice of the provider's own.
+    pub(crate) const NONE: CheckAdvice = CheckAdvice {
+        credentials: None,
+        denied: None,
+        bucket_missing: None,
+        config: None,
+    };
+
+    /// A cloud's advice: on its credentials, its permissions and its missing bucket.
+    pub(crate) const fn cloud(
+        credentials: Advise,
+        denied: AdviseOn,
+        bucket_missing: Advise,
+    ) -> CheckAdvice {
+        CheckAdvice {
+            credentials: Some(credentials),
+            denied: Some(denied),
+            bucket_missing: Some(bucket_missing),
+            config: None,
+        }
+    }
+}
+
+/// The permission (IAM action, RBAC data action) each kind of operation needs, in a
+/// provider's own names.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Permissions {
+    /// Listing.
+    pub list: &'static str,
+    /// Reading an object or its metadata.
+    pub read: &'static str,
+    /// Writing an object.
+    pub write: &'static str,
+    /// Deleting (and what a check needs while connecting or for anything else).
+    pub delete: &'static str,
+}
+
+impl Permissions {
+    /// The permission `operation` needs (`None` while connecting).
+    pub(crate) fn of(&self, operation: Option<Operation>) -> &'static str {
+        match operation {
+            Some(Operation::List) => self.list,
+            Some(Operation::Get | Operation::Head) => self.read,
+            Some(Operation::Put | Operation::Upload) => self.write,
+            Some(Operation::Delete | Operation::Copy | Operation::Rename) | None => self.delete,
+        }
+    }
 }
 
 /// The profile of `provider`; a storage no provider of maskstore's built (a wrapper's bare
@@ -48,9 +116,11 @@ pub(crate) fn profile_of(provider: Option<Provider>) -> &'static Profile {
         Some(Provider::Gcs) => &crate::gcs::PROFILE,
         Some(Provider::Local) => &crate::local::PROFILE,
         Some(Provider::Memory) => &crate::memory::PROFILE,
-        None => &NEUTRAL,
+        None => &NEUTRAL_PROFILE,
     }
 }
+
+static NEUTRAL_PROFILE: Profile = NEUTRAL;
 
 /// No code is known: answers are read by their status, codes reported as given.
 const NO_CODES: Codes = Codes {
@@ -64,8 +134,9 @@ const NO_CODES: Codes = Codes {
     busy: &[],
 };
 
-/// The advice for a store maskstore did not build.
-static NEUTRAL: Profile = Profile {
+/// The advice for a store maskstore did not build; providers take what they do not
+/// state themselves from it.
+pub(crate) const NEUTRAL: Profile = Profile {
     meaning: |answer| NO_CODES.meaning(answer),
     bucket_word: "bucket",
     credentials_fix: "check the credentials the store was built with, and the machine's clock",
@@ -76,7 +147,7 @@ static NEUTRAL: Profile = Profile {
     default_endpoint: "its default endpoint",
     describe: |_| "a store maskstore did not build".to_string(),
     identity: |_| "a store maskstore did not build".to_string(),
-    diagnose: |_, _, _| None,
+    check: CheckAdvice::NONE,
 };
 
 #[cfg(test)]

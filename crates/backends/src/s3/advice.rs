@@ -2,10 +2,9 @@
 
 use maskstore_core::config::ObjectStorageConfig;
 
-use crate::Error;
 use crate::advice::Diagnosis;
 use crate::layers::Operation;
-use crate::providers::Profile;
+use crate::providers::{CheckAdvice, Permissions, Profile};
 
 /// The `s3` provider's profile.
 pub(crate) static PROFILE: Profile = Profile {
@@ -23,7 +22,7 @@ pub(crate) static PROFILE: Profile = Profile {
     default_endpoint: "AWS",
     describe,
     identity,
-    diagnose,
+    check: CheckAdvice::cloud(credentials, denied, bucket_missing),
 };
 
 fn describe(os: &ObjectStorageConfig) -> String {
@@ -44,59 +43,55 @@ fn identity(os: &ObjectStorageConfig) -> String {
     )
 }
 
-/// The IAM action an operation needs.
-fn action_of(operation: Option<Operation>) -> &'static str {
-    match operation {
-        Some(Operation::List) => "s3:ListBucket",
-        Some(Operation::Put | Operation::Upload) => "s3:PutObject",
-        Some(Operation::Get | Operation::Head) => "s3:GetObject",
-        _ => "s3:DeleteObject",
-    }
+/// The IAM action each operation needs.
+const ACTIONS: Permissions = Permissions {
+    list: "s3:ListBucket",
+    read: "s3:GetObject",
+    write: "s3:PutObject",
+    delete: "s3:DeleteObject",
+};
+
+fn credentials(detail: &str, _: &ObjectStorageConfig) -> Diagnosis {
+    Diagnosis::new(
+        format!("the credentials were rejected ({detail})"),
+        "check APP_OBJECT_STORAGE__ACCESS_KEY and APP_OBJECT_STORAGE__SECRET_KEY: the key pair \
+         must belong together and be active",
+    )
 }
 
-fn diagnose(
-    operation: Option<Operation>,
-    e: &Error,
-    os: &ObjectStorageConfig,
-) -> Option<Diagnosis> {
+fn denied(operation: Option<Operation>, detail: &str, os: &ObjectStorageConfig) -> Diagnosis {
     let bucket = os.bucket_name.as_deref().unwrap_or("<bucket>");
-    let diagnosis = match e {
-        Error::CredentialsRejected { detail, .. } => Diagnosis::new(
-            format!("the credentials were rejected ({detail})"),
-            "check APP_OBJECT_STORAGE__ACCESS_KEY and APP_OBJECT_STORAGE__SECRET_KEY: the key \
-             pair must belong together and be active",
-        ),
-        Error::PermissionDenied { detail, .. } => {
-            let action = action_of(operation);
-            let resource = if operation == Some(Operation::List) {
-                format!("arn:aws:s3:::{bucket}")
-            } else {
-                format!("arn:aws:s3:::{bucket}/{}*", os.prefix.as_str())
-            };
-            Diagnosis::new(
-                format!("access denied by the policy: it lacks {action} on {resource} ({detail})"),
-                format!(
-                    "add a statement allowing {action} on {resource} to the user's IAM policy \
-                     (maskstore policy iam prints the whole least-privilege policy)"
-                ),
-            )
-        }
-        Error::BucketMissing { detail, .. } => Diagnosis::new(
-            format!(
-                "bucket {bucket} does not exist at {} ({detail})",
-                os.endpoint.as_deref().unwrap_or("AWS")
-            ),
-            "create the bucket (once, by an administrator), or fix object_storage.bucket_name \
-             (APP_OBJECT_STORAGE__BUCKET_NAME)",
-        ),
-        _ => return None,
+    let action = ACTIONS.of(operation);
+    let resource = if operation == Some(Operation::List) {
+        format!("arn:aws:s3:::{bucket}")
+    } else {
+        format!("arn:aws:s3:::{bucket}/{}*", os.prefix.as_str())
     };
-    Some(diagnosis)
+    Diagnosis::new(
+        format!("access denied by the policy: it lacks {action} on {resource} ({detail})"),
+        format!(
+            "add a statement allowing {action} on {resource} to the user's IAM policy \
+             (maskstore policy iam prints the whole least-privilege policy)"
+        ),
+    )
+}
+
+fn bucket_missing(detail: &str, os: &ObjectStorageConfig) -> Diagnosis {
+    Diagnosis::new(
+        format!(
+            "bucket {} does not exist at {} ({detail})",
+            os.bucket_name.as_deref().unwrap_or("<bucket>"),
+            os.endpoint.as_deref().unwrap_or("AWS")
+        ),
+        "create the bucket (once, by an administrator), or fix object_storage.bucket_name \
+         (APP_OBJECT_STORAGE__BUCKET_NAME)",
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Error;
     use maskstore_core::{Config, Provider};
 
     #[test]

@@ -13,7 +13,6 @@ use crate::storage::{MIN_UPLOAD_PART_SIZE, UPLOAD_MAX_IN_FLIGHT, UPLOAD_PART_SIZ
 /// over it, such as a fault-injecting one, can), and has no bucket, credentials or
 /// endpoint; the rest is the neutral advice.
 pub(crate) static PROFILE: Profile = Profile {
-    meaning: |_| None,
     permission_fix: "process memory refuses nothing itself: check the layers added over the \
                      storage",
     default_endpoint: "process memory",

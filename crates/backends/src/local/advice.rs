@@ -3,11 +3,12 @@
 use maskstore_core::config::ObjectStorageConfig;
 
 use crate::advice::Diagnosis;
-use crate::providers::{CheckAdvice, Profile};
+use crate::providers::{CheckAdvice, NEUTRAL, Profile};
 
 /// The `local` provider's profile.
 pub(crate) static PROFILE: Profile = Profile {
-    meaning: |_| None,
+    // No server answers: only object_store's statuses, read as for any store.
+    meaning: NEUTRAL.meaning,
     bucket_word: "root folder",
     credentials_fix: "the local provider takes no credentials; check object_storage.provider",
     // A local refusal (file permissions, a symlink under the root) names its own fix in

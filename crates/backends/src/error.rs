@@ -743,6 +743,38 @@ mod tests {
         assert!(s3.contains("s3:PutObject"), "{s3}");
     }
 
+    #[test]
+    fn a_foreign_stores_refusal_gets_neutral_advice_and_its_codes_are_not_guessed() {
+        let wrapper = Backend::foreign("my-wrapper");
+        let e = object_store::Error::PermissionDenied {
+            path: "mask/a".into(),
+            source: "refused".into(),
+        };
+        let e = Error::from_store(&wrapper, "mask/a", e);
+        assert!(
+            matches!(e, Error::PermissionDenied { provider: None, .. }),
+            "{e:?}"
+        );
+        let text = e.to_string();
+        for provider_advice in ["s3:", "Storage Blob", "roles/", "local root"] {
+            assert!(!text.contains(provider_advice), "{text}");
+        }
+        // S3's code is S3's: a store of unknown kind reports it as given, by its status.
+        let e = object_store::Error::PermissionDenied {
+            path: "mask/a".into(),
+            source: request(
+                "mask/a",
+                &format!("403 Forbidden: {}", body("AccessDenied", "no")),
+            ),
+        };
+        let e = Error::from_store(&wrapper, "mask/a", e);
+        assert!(
+            matches!(&e, Error::Refused { status: 403, code, .. } if code == "AccessDenied"),
+            "{e:?}"
+        );
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+    }
+
     /// An error chain shaped like object_store's for a refused S3 request: the outer
     /// element names the request (and so the key), its source is the server's answer.
     #[derive(Debug)]

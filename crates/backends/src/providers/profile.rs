@@ -89,9 +89,10 @@ pub(crate) struct Permissions {
     pub list: &'static str,
     /// Reading an object or its metadata.
     pub read: &'static str,
-    /// Writing an object.
+    /// Writing an object (a copy's destination included).
     pub write: &'static str,
-    /// Deleting (and what a check needs while connecting or for anything else).
+    /// Deleting an object (a rename's source included; also named for a refusal while
+    /// connecting, which no request of the check's has caused yet).
     pub delete: &'static str,
 }
 
@@ -101,8 +102,8 @@ impl Permissions {
         match operation {
             Some(Operation::List) => self.list,
             Some(Operation::Get | Operation::Head) => self.read,
-            Some(Operation::Put | Operation::Upload) => self.write,
-            Some(Operation::Delete | Operation::Copy | Operation::Rename) | None => self.delete,
+            Some(Operation::Put | Operation::Upload | Operation::Copy) => self.write,
+            Some(Operation::Delete | Operation::Rename) | None => self.delete,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The `s3` provider: AWS S3 and S3-compatible engines through object_store's `AmazonS3`,
 //! plus what object_store does not offer — presigned URLs with bound headers, listing and
-//! aborting incomplete multipart uploads — and the reading of S3's error answers.
+//! aborting incomplete multipart uploads — what S3's error codes mean, and its advice
+//! to operators (`advice.rs`).
 
 mod advice;
 mod builder;

@@ -1,17 +1,15 @@
 //! `paths`: the local provider against a path-based local store, in pairs.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
-use object_store::ObjectStoreExt;
 
 use crate::common::full_run;
-use crate::common::stats::{bootstrap_interval, human_time, median};
-use crate::{MIB, rounds_within};
+use crate::{SIZES, in_pairs, raw_put_get};
 
 /// maskstore's local provider against object_store's `LocalFileSystem` with fsync, a
 /// path-based store doing the same durable writes (temporary file, fsync, rename, folder
-/// fsync), measured in pairs as in `paired.rs`, both called as raw object_store: what the
+/// fsync), measured in pairs (`in_pairs`), both called as raw object_store: what the
 /// handle-based resolution, the per-key locks and the etag's generation cost against
 /// resolving paths by name.
 ///
@@ -29,11 +27,7 @@ fn local_vs_paths() -> Vec<String> {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
     let sizes: &[(usize, &str)] = if full_run() {
-        &[
-            (4 * 1024, "4 KiB"),
-            (MIB as usize, "1 MiB"),
-            (64 * MIB as usize, "64 MiB"),
-        ]
+        SIZES
     } else {
         &[(4 * 1024, "4 KiB")]
     };
@@ -53,47 +47,13 @@ fn local_vs_paths() -> Vec<String> {
     for &(size, label) in sizes {
         let data = Bytes::from(vec![7u8; size]);
         let path = object_store::path::Path::parse(format!("mask/{label}/object.bin")).unwrap();
-        let put_get = |store: &Arc<dyn ObjectStore>, times: usize| {
-            let (store, path, data) = (Arc::clone(store), path.clone(), data.clone());
-            async move {
-                let started = Instant::now();
-                for _ in 0..times {
-                    store.put(&path, data.clone().into()).await.unwrap();
-                    let got = store.get(&path).await.unwrap().bytes().await.unwrap();
-                    assert_eq!(got.len(), data.len());
-                }
-                started.elapsed().as_secs_f64() / times as f64
-            }
-        };
         for (baseline_name, baseline) in &baselines {
-            let (mut local_times, mut base_times, mut ratios) =
-                (Vec::new(), Vec::new(), Vec::new());
-            rt.block_on(async {
-                let one = put_get(baseline, 1).await.max(put_get(&local, 1).await);
-                let times = ((1e-3 / one).ceil() as usize).max(1);
-                let rounds =
-                    rounds_within(budget, Duration::from_secs_f64(2.0 * one * times as f64));
-                for round in 0..rounds {
-                    let (l, b) = if round % 2 == 0 {
-                        let l = put_get(&local, times).await;
-                        (l, put_get(baseline, times).await)
-                    } else {
-                        let b = put_get(baseline, times).await;
-                        (put_get(&local, times).await, b)
-                    };
-                    local_times.push(l);
-                    base_times.push(b);
-                    ratios.push(l / b);
-                }
-            });
-            let (low, high) = bootstrap_interval(&ratios);
-            let rounds = ratios.len();
-            rows.push(format!(
-                "| {label} | {baseline_name} | {} | {} | {:.3} [{low:.3} … {high:.3}] | {rounds} |",
-                human_time(median(&mut local_times)),
-                human_time(median(&mut base_times)),
-                median(&mut ratios),
+            let mut pairs = rt.block_on(in_pairs(
+                budget,
+                |times| raw_put_get(&local, &path, &data, times),
+                |times| raw_put_get(baseline, &path, &data, times),
             ));
+            rows.push(format!("| {label} | {baseline_name} | {}", pairs.cells()));
         }
     }
     rows

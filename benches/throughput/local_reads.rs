@@ -9,7 +9,7 @@ use object_store::ObjectStoreExt;
 
 use crate::common::full_run;
 use crate::common::stats::{bootstrap_interval, human_time, median};
-use crate::{MIB, rounds_within};
+use crate::{MIB, SIZES, rounds_within};
 
 /// Local whole-object reads against the file system: `std::fs::read` of the object's own
 /// file (the physical limit), a raw object_store get of the local provider, and
@@ -24,11 +24,7 @@ fn local_reads() -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("data");
     let sizes: &[(usize, &str)] = if full_run() {
-        &[
-            (4 * 1024, "4 KiB"),
-            (MIB as usize, "1 MiB"),
-            (64 * MIB as usize, "64 MiB"),
-        ]
+        SIZES
     } else {
         &[(4 * 1024, "4 KiB"), (MIB as usize, "1 MiB")]
     };

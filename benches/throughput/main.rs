@@ -40,15 +40,25 @@ mod s3_puts;
 mod streaming;
 mod sync_by_file;
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use maskstore::Config;
 use maskstore_core::KeyPrefix;
+use object_store::{ObjectStore, ObjectStoreExt};
 
-use common::SeaweedFs;
-use common::full_run;
+use common::stats::{bootstrap_interval, human_time, median};
+use common::{SeaweedFs, full_run};
 
 const MIB: u64 = 1024 * 1024;
+
+/// The object sizes of the paired comparisons in a full run.
+const SIZES: &[(usize, &str)] = &[
+    (4 * 1024, "4 KiB"),
+    (MIB as usize, "1 MiB"),
+    (64 * MIB as usize, "64 MiB"),
+];
 
 /// Sections named on the command line (`cargo bench --bench throughput -- gateway`), or
 /// every section when none is named.
@@ -85,6 +95,81 @@ fn rounds_within(budget: Duration, one_round: Duration) -> usize {
     (fit as usize).clamp(20, 400)
 }
 
+/// Seconds per put + whole get of `data` at `path` through raw object_store, over `times`
+/// repeats.
+async fn raw_put_get(
+    store: &Arc<dyn ObjectStore>,
+    path: &object_store::path::Path,
+    data: &Bytes,
+    times: usize,
+) -> f64 {
+    let started = Instant::now();
+    for _ in 0..times {
+        store.put(path, data.clone().into()).await.unwrap();
+        let got = store.get(path).await.unwrap().bytes().await.unwrap();
+        assert_eq!(got.len(), data.len());
+    }
+    started.elapsed().as_secs_f64() / times as f64
+}
+
+/// The times and per-round ratios of a comparison measured in pairs.
+struct Pairs {
+    a: Vec<f64>,
+    b: Vec<f64>,
+    /// a / b, round by round.
+    ratios: Vec<f64>,
+}
+
+impl Pairs {
+    /// Markdown cells: median of a, median of b, median of the ratios with its 95 %
+    /// bootstrap interval, and the number of rounds.
+    fn cells(&mut self) -> String {
+        let (low, high) = bootstrap_interval(&self.ratios);
+        let rounds = self.ratios.len();
+        format!(
+            "{} | {} | {:.3} [{low:.3} … {high:.3}] | {rounds} |",
+            human_time(median(&mut self.a)),
+            human_time(median(&mut self.b)),
+            median(&mut self.ratios),
+        )
+    }
+}
+
+/// `a` against `b`, each a function of a repeat count returning seconds per repeat,
+/// measured in pairs: both are warmed up, a sample repeats until it lasts at least 1 ms
+/// (so the clock's resolution is not what is measured), and every round times one sample
+/// of each, in alternating order, so drift hits both sides alike; as many rounds as fit in
+/// `budget`.
+async fn in_pairs<A, B, FA, FB>(budget: Duration, a: FA, b: FB) -> Pairs
+where
+    FA: Fn(usize) -> A,
+    FB: Fn(usize) -> B,
+    A: Future<Output = f64>,
+    B: Future<Output = f64>,
+{
+    let one = b(1).await.max(a(1).await);
+    let times = ((1e-3 / one).ceil() as usize).max(1);
+    let rounds = rounds_within(budget, Duration::from_secs_f64(2.0 * one * times as f64));
+    let mut pairs = Pairs {
+        a: Vec::new(),
+        b: Vec::new(),
+        ratios: Vec::new(),
+    };
+    for round in 0..rounds {
+        let (x, y) = if round % 2 == 0 {
+            let x = a(times).await;
+            (x, b(times).await)
+        } else {
+            let y = b(times).await;
+            (a(times).await, y)
+        };
+        pairs.a.push(x);
+        pairs.b.push(y);
+        pairs.ratios.push(x / y);
+    }
+    pairs
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     if let Some(i) = args.iter().position(|a| a == "--child") {
@@ -94,38 +179,24 @@ fn main() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("data");
     let root = root.to_str().unwrap();
-    if wanted("paired") {
-        paired::print();
-    }
-    if wanted("hash") {
-        checksums::print_hash();
-    }
-    if wanted("reads") {
-        local_reads::print();
-    }
-    if wanted("s3put") {
-        s3_puts::print();
-    }
-    if wanted("checksum") {
-        checksums::print_checksums();
-    }
-    if wanted("checksumcost") {
-        checksums::print_costs();
-    }
-    if wanted("syncfile") {
-        sync_by_file::print();
-    }
-    if wanted("paths") {
-        local_paths::print();
-    }
-    if wanted("streaming") {
-        streaming::print(root);
-    }
-    if wanted("gateway") {
-        gateway::print();
-    }
-    if wanted("cli") {
-        cli_vs_cp::print();
+    let streaming = || streaming::print(root);
+    let sections: [(&str, &dyn Fn()); 11] = [
+        ("paired", &paired::print),
+        ("hash", &checksums::print_hash),
+        ("reads", &local_reads::print),
+        ("s3put", &s3_puts::print),
+        ("checksum", &checksums::print_checksums),
+        ("checksumcost", &checksums::print_costs),
+        ("syncfile", &sync_by_file::print),
+        ("paths", &local_paths::print),
+        ("streaming", &streaming),
+        ("gateway", &gateway::print),
+        ("cli", &cli_vs_cp::print),
+    ];
+    for (name, print) in sections {
+        if wanted(name) {
+            print();
+        }
     }
     streaming::remove_s3_volume(root);
 }

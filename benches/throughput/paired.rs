@@ -6,9 +6,8 @@ use bytes::Bytes;
 use maskstore::Storage;
 use object_store::ObjectStoreExt;
 
-use crate::common::stats::{bootstrap_interval, human_time, median};
 use crate::common::{full_run, raw_backends};
-use crate::{MIB, rounds_within};
+use crate::{SIZES, in_pairs, raw_put_get};
 
 /// Storage against raw object_store on the same store, measured in pairs: every round
 /// times one put+get through each, in alternating order, so drift of the disk or the
@@ -21,11 +20,7 @@ fn paired() -> Vec<String> {
     let dir = tempfile::tempdir().unwrap();
     let run = format!("pair-{:08x}", rand::random::<u32>());
     let sizes: &[(usize, &str)] = if full_run() {
-        &[
-            (4 * 1024, "4 KiB"),
-            (MIB as usize, "1 MiB"),
-            (64 * MIB as usize, "64 MiB"),
-        ]
+        SIZES
     } else {
         &[(64 * 1024, "64 KiB")]
     };
@@ -53,50 +48,13 @@ fn paired() -> Vec<String> {
                     started.elapsed().as_secs_f64() / times as f64
                 }
             };
-            let through_raw = |times: usize| {
-                let (store, path, data) =
-                    (std::sync::Arc::clone(&store), path.clone(), data.clone());
-                async move {
-                    let started = Instant::now();
-                    for _ in 0..times {
-                        store.put(&path, data.clone().into()).await.unwrap();
-                        let got = store.get(&path).await.unwrap().bytes().await.unwrap();
-                        assert_eq!(got.len(), data.len());
-                    }
-                    started.elapsed().as_secs_f64() / times as f64
-                }
-            };
-            let (mut storage_times, mut raw_times, mut ratios) =
-                (Vec::new(), Vec::new(), Vec::new());
+            let through_raw = |times: usize| raw_put_get(&store, &path, &data, times);
+            let mut pairs = rt.block_on(in_pairs(budget, through_storage, through_raw));
             rt.block_on(async {
-                // Warm up both sides, then size a sample to last at least 1 ms.
-                let one = through_raw(1).await.max(through_storage(1).await);
-                let times = ((1e-3 / one).ceil() as usize).max(1);
-                let rounds =
-                    rounds_within(budget, Duration::from_secs_f64(2.0 * one * times as f64));
-                for round in 0..rounds {
-                    let (s, r) = if round % 2 == 0 {
-                        let s = through_storage(times).await;
-                        (s, through_raw(times).await)
-                    } else {
-                        let r = through_raw(times).await;
-                        (through_storage(times).await, r)
-                    };
-                    storage_times.push(s);
-                    raw_times.push(r);
-                    ratios.push(s / r);
-                }
                 let _ = storage.delete(&key).await;
                 let _ = store.delete(&path).await;
             });
-            let (low, high) = bootstrap_interval(&ratios);
-            let rounds = ratios.len();
-            rows.push(format!(
-                "| {label} | {name} | {} | {} | {:.3} [{low:.3} … {high:.3}] | {rounds} |",
-                human_time(median(&mut storage_times)),
-                human_time(median(&mut raw_times)),
-                median(&mut ratios),
-            ));
+            rows.push(format!("| {label} | {name} | {}", pairs.cells()));
         }
     }
     rows

@@ -15,7 +15,7 @@ use crate::{SIZES, in_pairs, raw_put_get};
 ///
 /// Until commit ab3fd81 a second baseline was the local provider as it was before paths
 /// were resolved beneath the root handle (commit aac9c58), kept as a verbatim copy under
-/// `benches/before_local/`; its figures are in BENCHMARKS.md ("The local provider resolved
+/// `benches/before_local/`; its figures are in docs/benchmarks-history.md ("The local provider resolved
 /// beneath its root"). That copy is gone: a newcomer found two definitions of every local
 /// function. `scripts/bench --against ab3fd81 paths` measures that pair again (the provider
 /// as of ab3fd81 against the copy) beside this section as it is now.

@@ -2,14 +2,13 @@
 
 use maskstore_testkit::servers;
 
-use crate::support::{maskstore, text, vars};
+use crate::support::{maskstore, succeeded, text, vars};
 
 #[test]
 fn check_passes_on_the_embedded_default_local_disk() {
     let dir = tempfile::tempdir().unwrap();
     let out = maskstore(dir.path(), &["check"], &[]);
-    let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let stdout = succeeded(&out);
     assert!(
         stdout.contains("provider local (folder ./data)"),
         "{stdout}"
@@ -37,7 +36,7 @@ fn check_json_reports_every_step() {
         &["--json", "check"],
         &vars(&[("APP_OBJECT_STORAGE__PROVIDER", "memory")]),
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    succeeded(&out);
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["ok"], true);
     assert_eq!(report["provider"], "memory");
@@ -66,7 +65,7 @@ fn config_show_redacts_secrets_and_names_origins() {
     for args in [&["config", "show"][..], &["--json", "config", "show"][..]] {
         let out = maskstore(dir.path(), args, &env);
         let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
-        assert_eq!(out.status.code(), Some(0), "{all}");
+        succeeded(&out);
         assert!(
             !all.contains("SECRET-123") && !all.contains("SECRET-456"),
             "{all}"
@@ -109,7 +108,7 @@ fn explicit_config_file_is_used_and_a_missing_one_is_a_usage_error() {
     )
     .unwrap();
     let out = maskstore(dir.path(), &["--config", "mine.toml", "check"], &[]);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    succeeded(&out);
     assert!(text(&out.stdout).contains("provider memory"));
     let out = maskstore(dir.path(), &["--config", "nope.toml", "check"], &[]);
     assert_eq!(out.status.code(), Some(2));
@@ -124,7 +123,7 @@ fn check_passes_against_seaweedfs_from_app_variables() {
     let dir = tempfile::tempdir().unwrap();
     let out = maskstore(dir.path(), &["check"], &server.app_env());
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
-    assert_eq!(out.status.code(), Some(0), "{all}");
+    succeeded(&out);
     assert!(all.contains("all steps passed"), "{all}");
     assert!(!all.contains(server.secret_key.expose()), "{all}");
 }
@@ -165,8 +164,7 @@ fn config_show_names_the_secret_file_and_a_file_open_to_others_is_refused_with_c
         ("APP_OBJECT_STORAGE__SECRET_KEY_FILE", &path),
     ]);
     let out = maskstore(dir.path(), &["config", "show"], &env);
-    let stdout = text(&out.stdout);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{}", text(&out.stderr));
+    let stdout = succeeded(&out);
     let line = stdout
         .lines()
         .find(|l| {
@@ -205,7 +203,7 @@ fn put_of_a_proc_file_stores_its_content_not_nothing() {
         &["put", "/proc/self/mountinfo", "mask/proc/mountinfo.txt"],
         &[],
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    succeeded(&out);
     let stored = std::fs::read(dir.path().join("data/mask/proc/mountinfo.txt")).unwrap();
     assert!(!stored.is_empty(), "stored empty");
     assert!(text(&stored).contains(" / "), "{}", text(&stored));

@@ -3,39 +3,14 @@
 //! providers.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
 
 use maskstore_testkit::servers;
 
-use crate::support::{text, vars};
-
-fn run_in(dir: &Path, args: &[&str], env: &[(String, String)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_maskstore"))
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .output()
-        .expect("the maskstore binary runs")
-}
-
-fn ok(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
+use crate::support::{maskstore, succeeded, text, vars};
 
 fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_str(&ok(out)).unwrap()
+    serde_json::from_str(&succeeded(out)).unwrap()
 }
 
 #[test]
@@ -46,7 +21,7 @@ fn azure_policy_documents_follow_the_guide_in_azures_shapes() {
         ("APP_OBJECT_STORAGE__ACCOUNT", "pacsmasksprod"),
         ("APP_OBJECT_STORAGE__CONTAINER", "pacs-masks-prod"),
     ]);
-    let doc = |name: &str| json(&run_in(dir.path(), &["policy", name], &env));
+    let doc = |name: &str| json(&maskstore(dir.path(), &["policy", name], &env));
 
     let cors = doc("cors");
     let rule = &cors["corsRules"][0];
@@ -95,7 +70,7 @@ fn gcs_policy_documents_follow_the_guide_in_gcss_shapes() {
         ("APP_OBJECT_STORAGE__PROVIDER", "gcs"),
         ("APP_OBJECT_STORAGE__BUCKET_NAME", "pacs-masks-prod"),
     ]);
-    let doc = |name: &str| json(&run_in(dir.path(), &["policy", name], &env));
+    let doc = |name: &str| json(&maskstore(dir.path(), &["policy", name], &env));
 
     let cors = doc("cors");
     let rule = &cors[0];
@@ -192,7 +167,7 @@ fn azure_config_errors_name_the_key_and_the_fix() {
             ],
         ),
     ] {
-        let out = run_in(dir.path(), &["config", "show"], &vars(&env));
+        let out = maskstore(dir.path(), &["config", "show"], &vars(&env));
         let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
         assert_eq!(out.status.code(), Some(2), "{all}");
         for needle in needles {
@@ -206,7 +181,7 @@ fn config_show_redacts_the_azure_key_and_the_gcs_service_account() {
     let dir = tempfile::tempdir().unwrap();
     let key = "c2VjcmV0LWF6dXJlLWtleS1vZi10aGUtYWNjb3VudA==";
     let sa = "{\"private_key\": \"-----BEGIN PRIVATE KEY-----secretmaterial\"}";
-    let out = run_in(
+    let out = maskstore(
         dir.path(),
         &["config", "show"],
         &vars(&[
@@ -217,7 +192,7 @@ fn config_show_redacts_the_azure_key_and_the_gcs_service_account() {
             ("APP_OBJECT_STORAGE__SERVICE_ACCOUNT_KEY", sa),
         ]),
     );
-    let shown = ok(&out);
+    let shown = succeeded(&out);
     assert!(
         !shown.contains(key) && !shown.contains("secretmaterial"),
         "{shown}"
@@ -238,7 +213,7 @@ fn check_on_azurite_passes_and_names_a_wrong_key_and_a_missing_container() {
     };
     let dir = tempfile::tempdir().unwrap();
     let env = server.app_env();
-    let out = ok(&run_in(dir.path(), &["check"], &env));
+    let out = succeeded(&maskstore(dir.path(), &["check"], &env));
     assert!(out.contains("all steps passed"), "{out}");
 
     let with = |name: &str, value: &str| -> Vec<(String, String)> {
@@ -250,7 +225,7 @@ fn check_on_azurite_passes_and_names_a_wrong_key_and_a_missing_container() {
         "APP_OBJECT_STORAGE__ACCOUNT_KEY",
         "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXk=",
     );
-    let out = run_in(dir.path(), &["check"], &wrong);
+    let out = maskstore(dir.path(), &["check"], &wrong);
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(4), "{all}");
     assert!(all.contains("Azure credentials were rejected"), "{all}");
@@ -258,7 +233,7 @@ fn check_on_azurite_passes_and_names_a_wrong_key_and_a_missing_container() {
     assert!(!all.contains(server.account_key.expose()), "{all}");
 
     let missing = with("APP_OBJECT_STORAGE__CONTAINER", &server.missing_container);
-    let out = run_in(dir.path(), &["check"], &missing);
+    let out = maskstore(dir.path(), &["check"], &missing);
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(3), "{all}");
     assert!(
@@ -340,7 +315,7 @@ fn sync_local_to_azure_to_gcs_to_s3_copies_200_objects_once() {
         std::fs::write(&file, format!("mask {i} ").repeat(i + 1)).unwrap();
     }
     let sync = |from: &str, to: &str| {
-        json(&run_in(
+        json(&maskstore(
             dir.path(),
             &["--json", "sync", "--from", from, "--to", to],
             &env,
@@ -360,7 +335,7 @@ fn sync_local_to_azure_to_gcs_to_s3_copies_200_objects_once() {
             "{from} → {to}, again: {second}"
         );
     }
-    let out = run_in(
+    let out = maskstore(
         dir.path(),
         &[
             "--config",
@@ -373,7 +348,7 @@ fn sync_local_to_azure_to_gcs_to_s3_copies_200_objects_once() {
     );
     assert_eq!(text(&out.stdout), "mask 10 ".repeat(11));
     for config in [&to_azure, &to_gcs, &to_s3] {
-        ok(&run_in(
+        succeeded(&maskstore(
             dir.path(),
             &["--config", config, "rm", "--prefix", &prefix, "--yes"],
             &env,

@@ -4,7 +4,7 @@
 
 use futures::TryStreamExt;
 use maskstore_backends::{Error, SignOptions, SignedMethod, Storage, WriteOptions};
-use maskstore_core::TtlPolicy;
+use maskstore_core::{Provider, TtlPolicy};
 use maskstore_testkit::chaos::Chaos;
 use maskstore_testkit::contract::{self, Capabilities, Counting, Report};
 use maskstore_testkit::servers::{self, S3Server};
@@ -438,6 +438,33 @@ async fn missing_azure_container_is_bucket_missing() {
                 assert!(text.contains("container"), "{operation}: {text}");
             }
             other => panic!("{operation}: expected BucketMissing, got {other:?}"),
+        }
+    }
+}
+
+/// The contract runs of each provider, in this file: a new provider is a compile error here
+/// until its contract runs (in process, or on a real server of `crates/testkit/src/servers.rs`
+/// started by `scripts/test-servers`).
+fn contract_runs(provider: Provider) -> &'static [&'static str] {
+    match provider {
+        Provider::S3 => &["contract_s3_seaweedfs", "contract_s3_moto"],
+        Provider::Local => &["contract_local", "contract_local_counting"],
+        Provider::Memory => &["contract_memory", "contract_memory_chaos"],
+        Provider::Azure => &["contract_azure_azurite"],
+        Provider::Gcs => &["contract_gcs_fake"],
+    }
+}
+
+#[test]
+fn every_provider_runs_the_contract() {
+    let source = include_str!("contract.rs");
+    for provider in Provider::ALL {
+        assert!(!contract_runs(provider).is_empty(), "{provider}");
+        for run in contract_runs(provider) {
+            assert!(
+                source.contains(&format!("async fn {run}() {{")),
+                "{provider}: tests/contract.rs has no contract run {run}"
+            );
         }
     }
 }

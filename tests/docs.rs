@@ -200,3 +200,23 @@ fn links_between_readme_and_docs_resolve() {
     assert!(broken.is_empty(), "broken links:\n{}", broken.join("\n"));
     assert!(checked >= 20, "only {checked} links checked");
 }
+
+/// A provider added to `Provider` is documented or this fails: a row of the README's
+/// provider table, and a mention in docs/providers.md.
+#[test]
+fn every_provider_has_a_readme_row_and_a_providers_page_mention() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let page = std::fs::read_to_string(root.join("docs/providers.md")).unwrap();
+    for provider in maskstore::Provider::ALL {
+        let row = format!("| `{provider}` |");
+        assert!(
+            readme.lines().any(|line| line.starts_with(&row)),
+            "README.md's provider table has no row {row}"
+        );
+        assert!(
+            page.contains(&format!("`{provider}`")),
+            "docs/providers.md does not mention provider `{provider}`"
+        );
+    }
+}

@@ -10,6 +10,8 @@ use futures::TryStreamExt;
 use maskstore_backends::{Error, SignOptions, SignedMethod, Storage, WriteOptions};
 use maskstore_core::{Config, Secret};
 
+use crate::support::{command, maskstore, succeeded};
+
 fn s3_at(endpoint: &str) -> Storage {
     let config = Config::s3("pacs-masks-dev", "us-east-1")
         .unwrap()
@@ -125,17 +127,6 @@ async fn stalled_server_fails_every_operation_within_the_timeouts() {
     held.abort();
 }
 
-fn maskstore(dir: &Path, args: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_maskstore"))
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 /// A local put killed with SIGKILL leaves the old version or the new one, never a torn
 /// file, and nothing temporary shows in listings.
 #[tokio::test]
@@ -152,13 +143,12 @@ async fn killed_local_put_leaves_old_or_new_never_torn() {
     let object_key = storage.key("killed/put.bin").unwrap();
     let mut outcomes = Vec::new();
     for delay_ms in [30u64, 120, 300, 800] {
-        assert!(
-            maskstore(dir.path(), &["put", "old.bin", key])
-                .wait()
-                .unwrap()
-                .success()
-        );
-        let mut child = maskstore(dir.path(), &["put", "new.bin", key]);
+        succeeded(&maskstore(dir.path(), &["put", "old.bin", key], &[]));
+        let mut child = command(dir.path(), &["put", "new.bin", key], &[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         std::thread::sleep(Duration::from_millis(delay_ms));
         let _ = child.kill();
         let _ = child.wait();

@@ -21,14 +21,13 @@
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use maskstore_backends::SignedMethod;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::Serve;
+use crate::support::{Serve, maskstore, succeeded, vars};
 
 const SECRET: &str = "gateway-abuse-test-signing-secret-0123456789";
 const PROBE_LIMIT: Duration = Duration::from_secs(1);
@@ -363,20 +362,17 @@ async fn html_and_svg_are_served_sandboxed_as_attachments() {
     assert_eq!(refused.status().as_u16(), 403);
     assert_eq!(refused.headers()["x-content-type-options"], "nosniff");
     // A PUT URL issued for a mask key binds the format's type: no HTML under a .png name.
-    let presigned = Command::new(env!("CARGO_BIN_EXE_maskstore"))
-        .args(["presign", "put", "mask/xss/bound.png"])
-        .current_dir(dir.path())
-        .env_clear()
-        .env("APP_OBJECT_STORAGE__ROOT", serve.dir.join("data"))
-        .env("APP_GATEWAY__LISTEN", &serve.addr)
-        .env("APP_GATEWAY__SIGNING_SECRET", SECRET)
-        .output()
-        .unwrap();
-    assert!(presigned.status.success(), "{presigned:?}");
-    let url = String::from_utf8(presigned.stdout)
-        .unwrap()
-        .trim()
-        .to_string();
+    let root = serve.dir.join("data").display().to_string();
+    let presigned = maskstore(
+        dir.path(),
+        &["presign", "put", "mask/xss/bound.png"],
+        &vars(&[
+            ("APP_OBJECT_STORAGE__ROOT", &root),
+            ("APP_GATEWAY__LISTEN", &serve.addr),
+            ("APP_GATEWAY__SIGNING_SECRET", SECRET),
+        ]),
+    );
+    let url = succeeded(&presigned).trim().to_string();
     assert!(
         url.contains("x-maskstore-content-type=image%2Fpng"),
         "{url}"

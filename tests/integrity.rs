@@ -5,7 +5,7 @@ use futures::StreamExt;
 use maskstore::{Config, Error, SignOptions, SignedMethod, Storage};
 use maskstore_testkit as fixtures;
 
-use crate::support::{maskstore, text, vars};
+use crate::support::{maskstore, succeeded, text, vars};
 
 /// Flips one byte in the middle of the file at `path`, keeping its attributes.
 fn flip_one_byte(path: &std::path::Path) {
@@ -97,12 +97,12 @@ fn the_cli_get_leaves_no_corrupt_file_and_verify_reports_exactly_that_key() {
     std::fs::write(dir.path().join("good.png"), &good).unwrap();
     for key in ["mask/a/good.png", "mask/a/bad.png"] {
         let out = maskstore(dir.path(), &["put", "good.png", key], &env);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        succeeded(&out);
     }
     // One written without a checksum: unverified, not corrupt.
     let none = vars(&[("APP_OBJECT_STORAGE__CHECKSUM", "none")]);
     let out = maskstore(dir.path(), &["put", "good.png", "mask/b/plain.png"], &none);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    succeeded(&out);
     flip_one_byte(&dir.path().join("data/mask/a/bad.png"));
 
     let out = maskstore(dir.path(), &["get", "mask/a/bad.png", "out.png"], &env);
@@ -134,7 +134,7 @@ fn the_cli_get_leaves_no_corrupt_file_and_verify_reports_exactly_that_key() {
         &["get", "--no-verify", "mask/a/bad.png", "raw.png"],
         &env,
     );
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    succeeded(&out);
     assert!(
         text(&out.stderr).contains("--no-verify"),
         "{}",
@@ -146,7 +146,7 @@ fn the_cli_get_leaves_no_corrupt_file_and_verify_reports_exactly_that_key() {
     );
 
     let out = maskstore(dir.path(), &["get", "mask/b/plain.png", "plain.png"], &env);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    succeeded(&out);
     assert!(
         text(&out.stderr).contains("not verified"),
         "{}",
@@ -179,7 +179,7 @@ fn the_cli_get_leaves_no_corrupt_file_and_verify_reports_exactly_that_key() {
 
     // Scoped to a prefix without the damaged object: clean, exit 0.
     let out = maskstore(dir.path(), &["verify", "--prefix", "mask/b/"], &env);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    succeeded(&out);
     // Hostile operator input: a concurrency of 0 and a prefix outside the store.
     let out = maskstore(dir.path(), &["verify", "--concurrency", "0"], &env);
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
@@ -271,7 +271,7 @@ fn verify_reports_a_corrupt_key_beside_a_listing_error() {
     std::fs::write(dir.path().join("good.png"), vec![7u8; 50_000]).unwrap();
     for key in ["mask/a/bad.png", "mask/c/good.png"] {
         let out = maskstore(dir.path(), &["put", "good.png", key], &env);
-        assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+        succeeded(&out);
     }
     flip_one_byte(&dir.path().join("data/mask/a/bad.png"));
     std::os::unix::fs::symlink("/etc", dir.path().join("data/mask/0link")).unwrap();

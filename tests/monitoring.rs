@@ -1,14 +1,13 @@
 //! Metrics, health alarms and secrets in logs, with `maskstore serve` as a process.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Duration;
 
 use maskstore_backends::SignedMethod;
 use maskstore_core::ObjectKey;
 use maskstore_testkit::servers;
 
-use crate::support::Serve;
+use crate::support::{Serve, maskstore, succeeded, text};
 
 const SIGNING_SECRET: &str = "monitoring-test-signing-secret-0123456789";
 
@@ -276,19 +275,9 @@ async fn traced_output_never_contains_secrets_or_signatures() {
     env.push(("MASKSTORE_LOG".into(), "trace".into()));
     env.push(("APP_GATEWAY__SIGNING_SECRET".into(), SIGNING_SECRET.into()));
     for args in [&["check"][..], &["ls"][..], &["config", "show"][..]] {
-        let out = Command::new(env!("CARGO_BIN_EXE_maskstore"))
-            .args(args)
-            .current_dir(dir.path())
-            .env_clear()
-            .envs(env.iter().map(|(k, v)| (k, v)))
-            .output()
-            .unwrap();
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        assert!(out.status.success(), "{args:?}: {all}");
+        let out = maskstore(dir.path(), args, &env);
+        succeeded(&out);
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
         assert!(
             !all.contains(server.secret_key.expose()),
             "{args:?} printed the S3 secret"

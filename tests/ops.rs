@@ -2,51 +2,12 @@
 //! ls, put, get, rm, cp, mv, sync, policy, and each doctor diagnosis provoked for real.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Output, Stdio};
 
 use maskstore_testkit::servers::{self, S3Server};
 use serde::Deserialize;
 
-use crate::support::{text, vars};
-
-fn maskstore_in(
-    dir: &Path,
-    args: &[&str],
-    env: &[(String, String)],
-    stdin: Option<&[u8]>,
-) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_maskstore"))
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        .stdin(if stdin.is_some() {
-            Stdio::piped()
-        } else {
-            Stdio::null()
-        })
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the maskstore binary runs");
-    if let Some(input) = stdin {
-        use std::io::Write;
-        child.stdin.take().unwrap().write_all(input).unwrap();
-    }
-    child.wait_with_output().unwrap()
-}
-
-fn ok(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
-}
+use crate::support::{command, maskstore, succeeded, text, vars};
 
 fn pattern(len: usize) -> Vec<u8> {
     (0..len)
@@ -82,11 +43,19 @@ impl Target {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        maskstore_in(self.dir.path(), args, &self.env, None)
+        maskstore(self.dir.path(), args, &self.env)
     }
 
     fn run_with_stdin(&self, args: &[&str], input: &[u8]) -> Output {
-        maskstore_in(self.dir.path(), args, &self.env, Some(input))
+        let mut child = command(self.dir.path(), args, &self.env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the maskstore binary runs");
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -101,25 +70,25 @@ fn chores(t: &Target) {
     std::fs::write(t.path("volume.nii.gz"), &body).unwrap();
     let key = format!("{}1.2.840.1/1.2.840.2/volume.nii.gz", t.prefix);
 
-    let out = ok(&t.run(&["put", "volume.nii.gz", &key]));
+    let out = succeeded(&t.run(&["put", "volume.nii.gz", &key]));
     assert!(
         out.contains("application/gzip"),
         "content type from the mask extension: {out}"
     );
-    ok(&t.run(&["get", &key, "back.nii.gz"]));
+    succeeded(&t.run(&["get", &key, "back.nii.gz"]));
     assert!(
         std::fs::read(t.path("back.nii.gz")).unwrap() == body,
         "file round trip differs"
     );
     // Over an existing file, without the sync.
-    ok(&t.run(&["get", "--no-sync", &key, "back.nii.gz"]));
+    succeeded(&t.run(&["get", "--no-sync", &key, "back.nii.gz"]));
     assert!(
         std::fs::read(t.path("back.nii.gz")).unwrap() == body,
         "file round trip without sync differs"
     );
 
     let piped_key = format!("{}piped/from-stdin.bin", t.prefix);
-    ok(&t.run_with_stdin(
+    succeeded(&t.run_with_stdin(
         &[
             "put",
             "-",
@@ -130,28 +99,28 @@ fn chores(t: &Target) {
         &body,
     ));
     let out = t.run(&["get", &piped_key, "-"]);
-    assert_eq!(out.status.code(), Some(0));
+    succeeded(&out);
     assert!(out.stdout == body, "pipe round trip differs");
 
-    let listing = ok(&t.run(&["ls"]));
+    let listing = succeeded(&t.run(&["ls"]));
     assert_eq!(listing.lines().collect::<Vec<_>>().len(), 2, "{listing}");
     assert!(listing.lines().any(|l| l == key), "{listing}");
-    let long = ok(&t.run(&["ls", "--long", &format!("{}1.2.840.1/", t.prefix)]));
+    let long = succeeded(&t.run(&["ls", "--long", &format!("{}1.2.840.1/", t.prefix)]));
     assert!(
         long.contains(&(20 * 1024 * 1024 + 3).to_string()) && long.contains(&key),
         "{long}"
     );
-    let json_line = ok(&t.run(&["--json", "ls"]));
+    let json_line = succeeded(&t.run(&["--json", "ls"]));
     for line in json_line.lines() {
         let v: serde_json::Value = serde_json::from_str(line).unwrap();
         assert!(v["size"].is_u64() && v["key"].is_string(), "{line}");
     }
 
     let copy = format!("{}copies/volume.nii.gz", t.prefix);
-    ok(&t.run(&["cp", &key, &copy]));
+    succeeded(&t.run(&["cp", &key, &copy]));
     let moved = format!("{}moved/volume.nii.gz", t.prefix);
-    ok(&t.run(&["mv", &copy, &moved]));
-    let listing = ok(&t.run(&["ls"]));
+    succeeded(&t.run(&["mv", &copy, &moved]));
+    let listing = succeeded(&t.run(&["ls"]));
     assert!(
         !listing.contains("copies/") && listing.contains("moved/"),
         "{listing}"
@@ -165,15 +134,15 @@ fn chores(t: &Target) {
     );
     assert!(text(&out.stderr).contains("--yes"));
     assert_eq!(
-        ok(&t.run(&["ls"])).lines().count(),
+        succeeded(&t.run(&["ls"])).lines().count(),
         3,
         "nothing deleted without --yes"
     );
-    ok(&t.run(&["rm", &moved]));
-    let out = ok(&t.run(&["--json", "rm", "--prefix", &t.prefix, "--yes"]));
+    succeeded(&t.run(&["rm", &moved]));
+    let out = succeeded(&t.run(&["--json", "rm", "--prefix", &t.prefix, "--yes"]));
     let deleted: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(deleted["deleted"].as_array().unwrap().len(), 2, "{out}");
-    assert_eq!(ok(&t.run(&["ls"])), "");
+    assert_eq!(succeeded(&t.run(&["ls"])), "");
 
     let out = t.run(&["get", &key, "gone.bin"]);
     assert_eq!(out.status.code(), Some(3), "not found");
@@ -211,18 +180,14 @@ fn killed_get_leaves_no_partial_file() {
     let body = pattern(96 * 1024 * 1024);
     std::fs::write(t.path("big.bin"), &body).unwrap();
     let key = format!("{}big.bin", t.prefix);
-    ok(&t.run(&["put", "big.bin", &key]));
+    succeeded(&t.run(&["put", "big.bin", &key]));
     std::fs::remove_file(t.path("big.bin")).unwrap();
     let out_dir = t.path("out");
     std::fs::create_dir(&out_dir).unwrap();
 
     let mut interrupted = 0;
     for delay_ms in [50u64, 150, 400] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_maskstore"))
-            .args(["get", &key, "out/big.bin"])
-            .current_dir(t.dir.path())
-            .env_clear()
-            .envs(t.env.iter().map(|(k, v)| (k, v)))
+        let mut child = command(t.dir.path(), &["get", &key, "out/big.bin"], &t.env)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -256,7 +221,7 @@ fn killed_get_leaves_no_partial_file() {
         interrupted > 0,
         "no get was interrupted; the test proved nothing"
     );
-    ok(&t.run(&["rm", &key]));
+    succeeded(&t.run(&["rm", &key]));
 }
 
 fn write_config(dir: &Path, name: &str, body: &str) -> String {
@@ -292,12 +257,13 @@ fn sync_local_to_seaweedfs_copies_once_and_dry_run_changes_nothing() {
         ("APP_OBJECT_STORAGE__ACCESS_KEY", &server.access_key),
         ("APP_OBJECT_STORAGE__SECRET_KEY", server.secret_key.expose()),
     ]);
-    let run = |args: &[&str]| maskstore_in(dir.path(), args, &env, None);
-    let summary = |out: &Output| -> serde_json::Value { serde_json::from_str(&ok(out)).unwrap() };
+    let run = |args: &[&str]| maskstore(dir.path(), args, &env);
+    let summary =
+        |out: &Output| -> serde_json::Value { serde_json::from_str(&succeeded(out)).unwrap() };
 
     for (i, name) in ["a.png", "b/c.dcm", "b/d e.nii.gz"].iter().enumerate() {
         std::fs::write(dir.path().join("f"), pattern(1000 * (i + 1))).unwrap();
-        ok(&run(&[
+        succeeded(&run(&[
             "--config",
             &local,
             "put",
@@ -323,7 +289,7 @@ fn sync_local_to_seaweedfs_copies_once_and_dry_run_changes_nothing() {
     );
 
     // Content types survive the trip.
-    let listing = ok(&run(&["--config", &staging, "ls"]));
+    let listing = succeeded(&run(&["--config", &staging, "ls"]));
     assert_eq!(listing.lines().count(), 3, "{listing}");
     let out = run(&[
         "--config",
@@ -336,14 +302,14 @@ fn sync_local_to_seaweedfs_copies_once_and_dry_run_changes_nothing() {
 
     // A changed source and an extra destination object: dry-run reports, changes nothing.
     std::fs::write(dir.path().join("f"), pattern(5000)).unwrap();
-    ok(&run(&[
+    succeeded(&run(&[
         "--config",
         &local,
         "put",
         "f",
         &format!("{prefix}a.png"),
     ]));
-    ok(&run(&[
+    succeeded(&run(&[
         "--config",
         &staging,
         "put",
@@ -359,7 +325,7 @@ fn sync_local_to_seaweedfs_copies_once_and_dry_run_changes_nothing() {
         "--dry-run",
         "--delete",
     ]);
-    let dry_out = ok(&dry);
+    let dry_out = succeeded(&dry);
     assert!(
         dry_out.contains(&format!("would copy {prefix}a.png")),
         "{dry_out}"
@@ -373,7 +339,12 @@ fn sync_local_to_seaweedfs_copies_once_and_dry_run_changes_nothing() {
         out.stdout == pattern(1000),
         "dry run changed the destination"
     );
-    assert_eq!(ok(&run(&["--config", &staging, "ls"])).lines().count(), 4);
+    assert_eq!(
+        succeeded(&run(&["--config", &staging, "ls"]))
+            .lines()
+            .count(),
+        4
+    );
 
     let real = summary(&run(&[
         "--json", "sync", "--from", &local, "--to", &staging, "--delete", "--yes",
@@ -385,7 +356,7 @@ fn sync_local_to_seaweedfs_copies_once_and_dry_run_changes_nothing() {
     );
     let out = run(&["--config", &staging, "get", &format!("{prefix}a.png"), "-"]);
     assert!(out.stdout == pattern(5000));
-    ok(&run(&[
+    succeeded(&run(&[
         "--config", &staging, "rm", "--prefix", &prefix, "--yes",
     ]));
 }
@@ -393,11 +364,10 @@ fn sync_local_to_seaweedfs_copies_once_and_dry_run_changes_nothing() {
 #[test]
 fn sync_of_a_store_onto_itself_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let out = maskstore_in(
+    let out = maskstore(
         dir.path(),
         &["sync", "--from", "development", "--to", "development"],
         &[],
-        None,
     );
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -419,7 +389,7 @@ fn sync_between_config_files_ignores_a_broken_default_environment() {
         "development.toml",
         "[object_storage]\nprovider = \"bogus\"\n",
     );
-    let broken = maskstore_in(dir.path(), &["config", "show"], &[], None);
+    let broken = maskstore(dir.path(), &["config", "show"], &[]);
     assert_eq!(
         broken.status.code(),
         Some(2),
@@ -437,11 +407,13 @@ fn sync_between_config_files_ignores_a_broken_default_environment() {
         "[object_storage]\nprovider = \"local\"\nroot = \"./b\"\n",
     );
     std::fs::write(dir.path().join("f"), pattern(3000)).unwrap();
-    let run = |args: &[&str]| maskstore_in(dir.path(), args, &[], None);
-    ok(&run(&["--config", &from, "put", "f", "mask/1/2/m.png"]));
+    let run = |args: &[&str]| maskstore(dir.path(), args, &[]);
+    succeeded(&run(&["--config", &from, "put", "f", "mask/1/2/m.png"]));
 
-    let summary: serde_json::Value =
-        serde_json::from_str(&ok(&run(&["--json", "sync", "--from", &from, "--to", &to]))).unwrap();
+    let summary: serde_json::Value = serde_json::from_str(&succeeded(&run(&[
+        "--json", "sync", "--from", &from, "--to", &to,
+    ])))
+    .unwrap();
     assert_eq!(summary["copied"].as_u64(), Some(1), "{summary}");
     let out = run(&["--config", &to, "get", "mask/1/2/m.png", "-"]);
     assert!(out.stdout == pattern(3000), "{}", text(&out.stderr));
@@ -549,7 +521,7 @@ fn policy_documents_have_the_shapes_aws_expects() {
         ("APP_OBJECT_STORAGE__BUCKET_NAME", "pacs-masks-prod"),
         ("APP_OBJECT_STORAGE__PREFIX", "mask/"),
     ]);
-    let run = |doc: &str| ok(&maskstore_in(dir.path(), &["policy", doc], &env, None));
+    let run = |doc: &str| succeeded(&maskstore(dir.path(), &["policy", doc], &env));
 
     let iam: IamPolicy = serde_json::from_str(&run("iam")).unwrap();
     assert_eq!(iam.version, "2012-10-17");
@@ -610,7 +582,7 @@ fn policy_documents_have_the_shapes_aws_expects() {
         7
     );
 
-    let out = maskstore_in(dir.path(), &["policy", "iam"], &[], None);
+    let out = maskstore(dir.path(), &["policy", "iam"], &[]);
     assert_eq!(out.status.code(), Some(2), "no bucket, no IAM policy");
     assert!(text(&out.stderr).contains("bucket_name"));
 }
@@ -618,7 +590,7 @@ fn policy_documents_have_the_shapes_aws_expects() {
 // --- the doctor, each diagnosis provoked for real --------------------------------------
 
 fn diagnosis(dir: &Path, env: &[(String, String)], expected_code: i32, needles: &[&str]) {
-    let out = maskstore_in(dir, &["check"], env, None);
+    let out = maskstore(dir, &["check"], env);
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(expected_code), "{all}");
     for needle in needles {
@@ -778,18 +750,16 @@ fn check_cors_tells_whether_a_browser_upload_would_be_allowed() {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
-    let out = maskstore_in(
+    let out = maskstore(
         dir.path(),
         &["check", "--cors", "http://localhost:3000"],
         &server.app_env(),
-        None,
     );
-    assert!(ok(&out).contains("would be allowed"));
-    let out = maskstore_in(
+    assert!(succeeded(&out).contains("would be allowed"));
+    let out = maskstore(
         dir.path(),
         &["check", "--cors", "https://evil.example"],
         &server.app_env(),
-        None,
     );
     assert_eq!(out.status.code(), Some(4));
     assert!(

@@ -2,51 +2,16 @@
 //! holding no credentials: on local disk, in memory, and against SeaweedFS.
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use maskstore_testkit::servers;
 
-use crate::support::{maskstore, text, vars};
-
-/// `maskstore serve`, stopped with SIGTERM on drop.
-struct Server(Child);
-
-impl Server {
-    fn start(dir: &Path, vars: &[(String, String)], listen: &str) -> Server {
-        let child = Command::new(env!("CARGO_BIN_EXE_maskstore"))
-            .arg("serve")
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(vars.iter().map(|(k, v)| (k, v)))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("maskstore serve starts");
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while std::net::TcpStream::connect(listen).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "maskstore serve did not listen on {listen}"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Server(child)
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.0.id().to_string()).status();
-        let _ = self.0.wait();
-    }
-}
+use crate::support::{Serve, maskstore, succeeded, text, vars};
 
 fn presign(dir: &Path, env: &[(String, String)], args: &[&str]) -> String {
     let out = maskstore(dir, &[&["presign"], args].concat(), env);
-    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    let stdout = text(&out.stdout);
+    let stdout = succeeded(&out);
     assert_eq!(
         stdout.lines().count(),
         1,
@@ -125,7 +90,7 @@ async fn presigned_urls_round_trip_through_serve_on_local_disk() {
     let dir = tempfile::tempdir().unwrap();
     let listen = format!("127.0.0.1:{}", crate::support::free_port());
     let env = vars(&[("APP_GATEWAY__LISTEN", &listen)]);
-    let _server = Server::start(dir.path(), &env, &listen);
+    let _serve = Serve::start(dir.path(), &env);
     upload_then_download(dir.path(), &env, "mask/").await;
     // The development secret is kept beside the root (not inside it, where copies of the
     // data would carry it), readable by the owner only.
@@ -150,7 +115,7 @@ async fn presigned_urls_round_trip_through_serve_in_memory() {
             "memory-test-secret-of-32-bytes-or-more",
         ),
     ]);
-    let _server = Server::start(dir.path(), &env, &listen);
+    let _serve = Serve::start(dir.path(), &env);
     upload_then_download(dir.path(), &env, "mask/").await;
 }
 
@@ -273,7 +238,7 @@ fn curl_request(method: &str, url: &str, args: &[&str]) -> (u16, Vec<u8>) {
         .arg(url)
         .output()
         .expect("curl runs");
-    assert!(out.status.success(), "curl failed: {}", text(&out.stderr));
+    succeeded(&out);
     let split = out
         .stdout
         .iter()
@@ -582,7 +547,7 @@ fn assume_role(server: &servers::S3Server) -> Option<TemporaryCredentials> {
     )
     .unwrap();
     let out = curl.wait_with_output().unwrap();
-    assert!(out.status.success(), "curl failed: {}", text(&out.stderr));
+    succeeded(&out);
     let answer = text(&out.stdout);
     let (body, code) = answer.rsplit_once('\n').expect("curl wrote the status");
     assert_eq!(code, "200", "SeaweedFS STS refused AssumeRole: {body}");

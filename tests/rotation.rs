@@ -12,6 +12,8 @@ use maskstore_backends::signing::{GatewaySigner, SignOptions};
 use maskstore_backends::{ConfigSource, SignedMethod, Storage, load_config_from};
 use maskstore_core::{ObjectKey, Secret};
 
+use crate::support::Serve;
+
 /// Writes `text` to `path` as an operator's rotation does: a private file renamed into place.
 fn write_secret(path: &Path, text: &str) {
     let temp = path.with_extension("new");
@@ -289,28 +291,16 @@ async fn a_running_serve_rotates_its_signing_secret_file_and_honours_urls_signed
     let old = format!("old-signing-secret-{:032x}", rand::random::<u128>());
     let new = format!("new-signing-secret-{:032x}", rand::random::<u128>());
     write_secret(&file, &old);
-    let listen = format!("127.0.0.1:{}", crate::support::free_port());
-    let base = format!("http://{listen}");
-    let log = root.path().join("serve.log");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_maskstore"))
-        .arg("serve")
-        .current_dir(root.path())
-        .env_clear()
-        .env("MASKSTORE_LOG", "info")
-        .env("APP_OBJECT_STORAGE__PROVIDER", "memory")
-        .env("APP_GATEWAY__LISTEN", &listen)
-        .env("APP_GATEWAY__SIGNING_SECRET_FILE", &file)
-        .stdout(Stdio::from(
-            std::fs::File::create(root.path().join("serve.out")).unwrap(),
-        ))
-        .stderr(Stdio::from(std::fs::File::create(&log).unwrap()))
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(&listen).is_err() {
-        assert!(Instant::now() < deadline, "serve did not listen");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let file_setting = file.display().to_string();
+    let serve = Serve::start(
+        root.path(),
+        &[
+            ("MASKSTORE_LOG", "info"),
+            ("APP_OBJECT_STORAGE__PROVIDER", "memory"),
+            ("APP_GATEWAY__SIGNING_SECRET_FILE", file_setting.as_str()),
+        ],
+    );
+    let base = serve.base.clone();
     // The issuer of URLs (the application) signs with whichever secret it last read.
     let issuer = Arc::new(std::sync::Mutex::new(old.clone()));
     let sign = {
@@ -408,9 +398,7 @@ async fn a_running_serve_rotates_its_signing_secret_file_and_honours_urls_signed
         .text()
         .await
         .unwrap();
-    let _ = Command::new("kill").arg(child.id().to_string()).status();
-    let _ = child.wait();
-    let logged = std::fs::read_to_string(&log).unwrap();
+    let logged = serve.stop();
     assert_eq!(failed, 0, "{ok} worked; {logged}");
     assert!(
         ok > before_rotation + 10,

@@ -3,7 +3,7 @@
 //! `get` keeping a file's mode, and config mistakes that must neither abort nor echo.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -16,7 +16,7 @@ use maskstore_testkit::servers::{self, S3Server};
 use object_store::ObjectMeta;
 use object_store::path::Path as StorePath;
 
-use crate::support::{maskstore, text, vars};
+use crate::support::{MASKSTORE, command, maskstore, succeeded, text, vars};
 
 fn write(dir: &Path, name: &str, body: &str) -> String {
     let path = dir.join(name);
@@ -43,17 +43,6 @@ fn s3_config(dir: &Path, name: &str, server: &S3Server, prefix: &str) -> String 
             server.bucket, server.endpoint
         ),
     )
-}
-
-fn succeeded(out: &Output) -> String {
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout: {}\nstderr: {}",
-        text(&out.stdout),
-        text(&out.stderr)
-    );
-    text(&out.stdout)
 }
 
 /// Where `sync --delete` writes, in the refusal tests.
@@ -267,24 +256,18 @@ fn a_source_listing_that_cannot_examine_a_file_fails_instead_of_skipping_it() {
             .arg(d)
             .output()
             .unwrap();
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        succeeded(&out);
     }
     let locked = d.join("src/mask/locked");
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let mut command = if root {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(env!("CARGO_BIN_EXE_maskstore"));
-        c
-    } else {
-        Command::new(env!("CARGO_BIN_EXE_maskstore"))
-    };
-    let out = command
-        .args(["--config", &src, "ls"])
-        .current_dir(d)
-        .env_clear()
-        .output()
-        .unwrap();
+    let mut ls = command(d, &["--config", &src, "ls"], &[]);
+    if root {
+        // As nobody: std drops the supplementary groups with the uid, as setpriv's
+        // --clear-groups does.
+        use std::os::unix::process::CommandExt;
+        ls.uid(65534).gid(65534);
+    }
+    let out = ls.output().unwrap();
     std::fs::set_permissions(&locked, std::fs::Permissions::from_mode(0o755)).unwrap();
     let err = text(&out.stderr);
     assert_ne!(
@@ -621,7 +604,7 @@ fn stat_shows_content_type_and_metadata_from_put_meta_and_boto3() {
             .env("KEY", &theirs)
             .output()
             .unwrap();
-        assert!(out.status.success(), "boto3: {}", text(&out.stderr));
+        succeeded(&out);
         let shown = succeeded(&run(&["stat", &theirs]));
         assert!(shown.contains("content type   image/png"), "{shown}");
         assert!(shown.contains("metadata       annotator=boto"), "{shown}");
@@ -716,7 +699,7 @@ fn get_keeps_an_existing_files_mode_and_gives_a_new_one_cps() {
         let out = Command::new("sh")
             .arg("-c")
             .arg(format!("umask 027; exec \"$0\" {args}"))
-            .arg(env!("CARGO_BIN_EXE_maskstore"))
+            .arg(MASKSTORE)
             .current_dir(d)
             .env_clear()
             .output()

@@ -1,18 +1,47 @@
-//! Helpers shared by the tests that run the `maskstore` binary.
+//! Helpers shared by the tests that run the `maskstore` binary: one launcher
+//! ([`command`], and [`maskstore`] to run it to the end), one success check
+//! ([`succeeded`]) and one running `maskstore serve` ([`Serve`]).
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 
-/// Runs the binary in `dir` with only `vars` (plus PATH) in its environment.
-pub fn maskstore(dir: &Path, args: &[&str], vars: &[(String, String)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_maskstore"))
+/// The binary under test, for the one test that must start it through a shell
+/// (`sh -c 'umask …; exec …'`); everything else goes through [`command`].
+pub const MASKSTORE: &str = env!("CARGO_BIN_EXE_maskstore");
+
+/// `maskstore ARGS` in `dir` with only `vars` (plus PATH) in its environment and stdin
+/// closed, ready to run, spawn or redirect: how every test starts the binary.
+pub fn command(dir: &Path, args: &[&str], vars: &[(String, String)]) -> Command {
+    let mut command = Command::new(MASKSTORE);
+    command
         .args(args)
         .current_dir(dir)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .envs(vars.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs the binary in `dir` with only `vars` (plus PATH) in its environment, to the end.
+pub fn maskstore(dir: &Path, args: &[&str], vars: &[(String, String)]) -> Output {
+    command(dir, args, vars)
         .output()
         .expect("the maskstore binary runs")
+}
+
+/// Asserts that a command exited with 0, else fails showing its stdout and stderr;
+/// returns its stdout.
+#[track_caller]
+pub fn succeeded(out: &Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout: {}\nstderr: {}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    text(&out.stdout)
 }
 
 /// Process output as text.
@@ -37,7 +66,7 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// `maskstore serve` as a process in `dir`, on a free port, with stdout in `dir/serve.out`
+/// `maskstore serve` as a process in `dir`, on a free port unless told, with stdout in `dir/serve.out`
 /// and stderr in `dir/serve.log`; killed on drop.
 pub struct Serve {
     pub child: std::process::Child,
@@ -54,32 +83,33 @@ pub struct Serve {
 }
 
 impl Serve {
-    /// Starts it with only `vars` (plus PATH and the listen address) in its environment,
-    /// a later pair overriding an earlier one, and waits until it listens.
-    pub fn start(dir: &Path, vars: &[(&str, &str)]) -> Serve {
+    /// Starts it with only `vars` (plus PATH) in its environment, a later pair overriding
+    /// an earlier one, on `APP_GATEWAY__LISTEN` when `vars` name it and a free port
+    /// otherwise, and waits until it listens.
+    pub fn start<K: AsRef<str>, V: AsRef<str>>(dir: &Path, vars: &[(K, V)]) -> Serve {
         use std::time::{Duration, Instant};
-        let addr = format!("127.0.0.1:{}", free_port());
         let setting = |name: &str| {
             vars.iter()
                 .rev()
-                .find(|(k, _)| *k == name)
-                .map(|(_, v)| v.to_string())
+                .find(|(k, _)| k.as_ref() == name)
+                .map(|(_, v)| v.as_ref().to_string())
         };
+        let addr =
+            setting("APP_GATEWAY__LISTEN").unwrap_or_else(|| format!("127.0.0.1:{}", free_port()));
+        let mut env = vec![("APP_GATEWAY__LISTEN".to_string(), addr.clone())];
+        env.extend(
+            vars.iter()
+                .map(|(k, v)| (k.as_ref().to_string(), v.as_ref().to_string())),
+        );
         let file = |name: &str| std::fs::File::create(dir.join(name)).unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_maskstore"))
-            .arg("serve")
-            .current_dir(dir)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("APP_GATEWAY__LISTEN", &addr)
-            .envs(vars.iter().copied())
+        let child = command(dir, &["serve"], &env)
             .stdout(file("serve.out"))
             .stderr(file("serve.log"))
             .spawn()
             .expect("maskstore serve starts");
         let deadline = Instant::now() + Duration::from_secs(20);
         while std::net::TcpStream::connect(&addr).is_err() {
-            assert!(Instant::now() < deadline, "serve did not listen");
+            assert!(Instant::now() < deadline, "serve did not listen on {addr}");
             std::thread::sleep(Duration::from_millis(50));
         }
         Serve {

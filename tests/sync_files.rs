@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use maskstore::sync::{self, SOURCE_ETAG};
 use maskstore::{ChecksumAlgorithm, Config, Error, KeyPrefix, ObjectKey, Storage, WriteOptions};
 
-use crate::support::{maskstore, text, vars};
+use crate::support::{maskstore, succeeded, text, vars};
 
 const MIB: usize = 1024 * 1024;
 
@@ -385,7 +385,7 @@ fn the_cli_sync_between_local_roots_copies_by_file_and_names_a_damaged_object() 
             &["--config", &a, "put", "--meta", "k=v", "f", name],
             &env,
         );
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        succeeded(&out);
     }
     flip_one_byte(&dir.path().join("a/mask/s/z.dcm"));
     let out = maskstore(
@@ -408,7 +408,7 @@ fn the_cli_sync_between_local_roots_copies_by_file_and_names_a_damaged_object() 
         &["--config", &b, "--json", "stat", "mask/s/y.nii.gz"],
         &env,
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    succeeded(&out);
     let head: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(head["metadata"]["k"], "v", "{head}");
     assert_eq!(
@@ -422,7 +422,7 @@ fn the_cli_sync_between_local_roots_copies_by_file_and_names_a_damaged_object() 
         &["--json", "sync", "--from", &a, "--to", &b],
         &env,
     );
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    succeeded(&out);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (summary["copied"].as_u64(), summary["skipped"].as_u64()),
@@ -672,13 +672,13 @@ fn sync_delete_deletes_nothing_when_a_copy_failed() {
     {
         std::fs::write(dir.path().join("f"), body(1000, i as u8)).unwrap();
         let out = run(&["--config", &a, "put", "f", name]);
-        assert!(out.status.success(), "{}", text(&out.stderr));
+        succeeded(&out);
     }
     let out = run(&["sync", "--from", &a, "--to", &b]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    succeeded(&out);
     // Moved in the source, and its new file damaged.
     let out = run(&["--config", &a, "mv", "mask/moved.png", "mask/new/moved.png"]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    succeeded(&out);
     flip_one_byte(&dir.path().join("a/mask/new/moved.png"));
     let out = run(&[
         "--json", "sync", "--from", &a, "--to", &b, "--delete", "--yes",
@@ -705,7 +705,7 @@ fn sync_delete_deletes_nothing_when_a_copy_failed() {
     let out = run(&[
         "--json", "sync", "--from", &a, "--to", &b, "--delete", "--yes",
     ]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
+    succeeded(&out);
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (summary["copied"].as_u64(), summary["deleted"].as_u64()),

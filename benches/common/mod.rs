@@ -41,24 +41,56 @@ fn all_raw_backends(dir: &std::path::Path) -> Vec<(&'static str, Arc<dyn ObjectS
             Arc::new(LocalStore::open(dir.join("nofsync"), false).unwrap()),
         ),
     ];
-    if let (Ok(endpoint), Ok(bucket), Ok(key), Ok(secret)) = (
-        std::env::var("MASKSTORE_TEST_SEAWEEDFS_ENDPOINT"),
-        std::env::var("MASKSTORE_TEST_SEAWEEDFS_BUCKET"),
-        std::env::var("MASKSTORE_TEST_SEAWEEDFS_ACCESS_KEY"),
-        std::env::var("MASKSTORE_TEST_SEAWEEDFS_SECRET_KEY"),
-    ) {
-        let s3 = AmazonS3Builder::new()
-            .with_endpoint(endpoint)
-            .with_allow_http(true)
-            .with_bucket_name(bucket)
-            .with_region("us-east-1")
-            .with_access_key_id(key)
-            .with_secret_access_key(secret)
-            .build()
-            .unwrap();
+    if let Some(server) = SeaweedFs::from_env() {
+        let s3 = server.builder().build().unwrap();
         backends.push(("s3-seaweedfs", Arc::new(s3)));
     } else {
         eprintln!("no SeaweedFS (MASKSTORE_TEST_SEAWEEDFS_*): S3 figures are skipped");
     }
     backends
+}
+
+/// The SeaweedFS that `scripts/test-servers` starts, from `MASKSTORE_TEST_SEAWEEDFS_*`.
+pub struct SeaweedFs {
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key: String,
+    pub secret_key: String,
+}
+
+impl SeaweedFs {
+    /// The server of this run, or `None` when the test servers do not run.
+    pub fn from_env() -> Option<SeaweedFs> {
+        let var = |n: &str| std::env::var(format!("MASKSTORE_TEST_SEAWEEDFS_{n}")).ok();
+        Some(SeaweedFs {
+            endpoint: var("ENDPOINT")?,
+            bucket: var("BUCKET")?,
+            access_key: var("ACCESS_KEY")?,
+            secret_key: var("SECRET_KEY")?,
+        })
+    }
+
+    /// A raw object_store client of its bucket, with object_store's defaults otherwise.
+    pub fn builder(&self) -> AmazonS3Builder {
+        AmazonS3Builder::new()
+            .with_endpoint(&self.endpoint)
+            .with_allow_http(true)
+            .with_bucket_name(&self.bucket)
+            .with_region("us-east-1")
+            .with_access_key_id(&self.access_key)
+            .with_secret_access_key(&self.secret_key)
+    }
+
+    /// A maskstore config of its bucket (no prefix beyond the default).
+    // The criterion bench builds raw stores only.
+    #[allow(dead_code)]
+    pub fn config(&self) -> maskstore::Config {
+        maskstore::Config::s3(&self.bucket, "us-east-1")
+            .and_then(|c| c.with_endpoint(&self.endpoint))
+            .unwrap()
+            .with_credentials(
+                &self.access_key,
+                maskstore_core::Secret::new(self.secret_key.clone()),
+            )
+    }
 }

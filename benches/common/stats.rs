@@ -1,4 +1,4 @@
-//! Statistics of the paired and rotated benchmarks, shared by `benches/throughput.rs`
+//! Statistics of the paired and rotated benchmarks, shared by `benches/throughput/`
 //! and the separate package `benches/peers` (which includes this file by path).
 
 /// The median of `values` (sorted in place).

@@ -22,7 +22,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use maskstore_backends::{Storage, WriteOptions};
+use maskstore_backends::{Storage, UploadShape, WriteOptions};
 use maskstore_core::{ChecksumAlgorithm, Config, Secret};
 use object_store::{ObjectStore, ObjectStoreExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -261,9 +261,14 @@ async fn multipart(server: &Server, run: &str) -> Vec<String> {
             format!("{part} MiB × {in_flight} | {} MiB", part * (in_flight + 2))
         })
         .collect();
-    let stores: Vec<Storage> = shapes
+    let options: Vec<WriteOptions> = shapes
         .iter()
-        .map(|&(part, in_flight)| storage.clone().with_upload_shape(part * MIB, in_flight))
+        .map(|&(part, in_flight)| {
+            WriteOptions::default().with_upload_shape(UploadShape {
+                part_size: Some(part * MIB),
+                max_in_flight: Some(in_flight),
+            })
+        })
         .collect();
     let rounds = numeric_option("--rounds", 10);
     let sizes: Vec<usize> = option("--sizes")
@@ -281,7 +286,8 @@ async fn multipart(server: &Server, run: &str) -> Vec<String> {
         let label = format!("{size_mib} MiB");
         let data = Bytes::from((0..size).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
         let upload = |i: usize| {
-            let storage = stores[i].clone();
+            let storage = storage.clone();
+            let options = options[i].clone();
             let data = data.clone();
             let key = storage.key(&format!("{size_mib}-{i}.bin")).unwrap();
             async move {
@@ -291,11 +297,7 @@ async fn multipart(server: &Server, run: &str) -> Vec<String> {
                     .collect::<Vec<_>>();
                 let started = Instant::now();
                 storage
-                    .upload_stream(
-                        &key,
-                        &WriteOptions::default(),
-                        futures::stream::iter(chunks),
-                    )
+                    .upload_stream(&key, &options, futures::stream::iter(chunks))
                     .await
                     .unwrap();
                 let took = started.elapsed().as_secs_f64();
@@ -304,7 +306,7 @@ async fn multipart(server: &Server, run: &str) -> Vec<String> {
             }
         };
         upload(baseline).await;
-        let times = rotate(stores.len(), rounds, upload).await;
+        let times = rotate(options.len(), rounds, upload).await;
         rows.extend(table_rows(&label, size, &names, &times, baseline));
     }
     rows

@@ -3,7 +3,7 @@
 use std::time::Instant;
 
 use bytes::Bytes;
-use futures::stream::StreamExt;
+use futures::stream::{BoxStream, StreamExt};
 use maskstore_core::ObjectKey;
 use object_store::{GetResultPayload, PutMode};
 
@@ -63,7 +63,6 @@ impl Storage {
         file: &std::fs::File,
         progress: impl Fn(u64, u64) + Send + Sync + 'static,
     ) -> Result<ObjectInfo> {
-        use std::io::Write;
         let destination = |source: std::io::Error| Error::Destination {
             key: key.to_string(),
             source,
@@ -108,43 +107,10 @@ impl Storage {
                 })
                 .await
             }
-            GetResultPayload::Stream(mut stream) => {
-                let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
-                let writer = tokio::task::spawn_blocking(move || {
-                    let mut dest = dest;
-                    let mut written = 0;
-                    while let Some(chunk) = receiver.blocking_recv() {
-                        dest.write_all(&chunk)?;
-                        written += chunk.len() as u64;
-                        progress(written, expected);
-                    }
-                    Ok(written)
-                });
-                let mut failed = None;
-                while let Some(chunk) = stream.next().await {
-                    match chunk {
-                        // A closed channel means the writer failed; it reports why below.
-                        Ok(chunk) => {
-                            if let Some(verifier) = &mut verifier {
-                                verifier.update(&chunk);
-                            }
-                            if sender.send(chunk).await.is_err() {
-                                break;
-                            }
-                        }
-                        Err(e) => {
-                            failed = Some(e);
-                            break;
-                        }
-                    }
-                }
-                drop(sender);
-                let written = writer.await;
-                // The writer has stopped, so nothing writes to the file after this returns.
-                if let Some(e) = failed {
-                    return Err(self.err(key)(e));
-                }
-                written
+            GetResultPayload::Stream(stream) => {
+                stream_into(stream, dest, expected, &mut verifier, progress)
+                    .await
+                    .map_err(self.err(key))?
             }
         };
         let written = written
@@ -489,6 +455,55 @@ impl Storage {
             return Err(e);
         }
         upload.finish().await
+    }
+}
+
+/// Writes `stream` into `dest` on a writer thread, `verifier` seeing each chunk, so that
+/// reading and writing overlap with at most four chunks held; the writer's result (the
+/// bytes written), or the stream's own failure, after which nothing writes to the file.
+async fn stream_into(
+    mut stream: BoxStream<'static, object_store::Result<Bytes>>,
+    dest: std::fs::File,
+    expected: u64,
+    verifier: &mut Option<Verifier>,
+    progress: impl Fn(u64, u64) + Send + Sync + 'static,
+) -> object_store::Result<Result<std::io::Result<u64>, tokio::task::JoinError>> {
+    use std::io::Write;
+    let (sender, mut receiver) = tokio::sync::mpsc::channel::<Bytes>(4);
+    let writer = tokio::task::spawn_blocking(move || {
+        let mut dest = dest;
+        let mut written = 0;
+        while let Some(chunk) = receiver.blocking_recv() {
+            dest.write_all(&chunk)?;
+            written += chunk.len() as u64;
+            progress(written, expected);
+        }
+        Ok(written)
+    });
+    let mut failed = None;
+    while let Some(chunk) = stream.next().await {
+        match chunk {
+            // A closed channel means the writer failed; it reports why.
+            Ok(chunk) => {
+                if let Some(verifier) = verifier {
+                    verifier.update(&chunk);
+                }
+                if sender.send(chunk).await.is_err() {
+                    break;
+                }
+            }
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    drop(sender);
+    let written = writer.await;
+    // The writer has stopped, so nothing writes to the file after this returns.
+    match failed {
+        Some(e) => Err(e),
+        None => Ok(written),
     }
 }
 

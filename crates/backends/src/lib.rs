@@ -42,6 +42,7 @@ mod load;
 pub mod local;
 mod memory;
 pub mod monitor;
+mod policy;
 mod providers;
 mod s3;
 pub mod secret_file;
@@ -57,6 +58,7 @@ pub use layers::{Layer, Operation};
 pub use load::{ConfigSource, load_config, load_config_from};
 pub use local::{LOCAL_UPLOAD_MAX_IN_FLIGHT, LOCAL_UPLOAD_PART_SIZE};
 pub use maskstore_core::ChecksumAlgorithm;
+pub use policy::{PolicyDocument, policy_document};
 pub use signing::{SignOptions, SignedMethod, SignedUrl};
 pub use storage::{
     Capabilities, MIN_UPLOAD_PART_SIZE, ObjectFile, Storage, UPLOAD_MAX_IN_FLIGHT,

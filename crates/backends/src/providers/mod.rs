@@ -1,6 +1,7 @@
 //! The seam between [`crate::Storage`] and the providers. Every provider's `connect`
 //! returns a [`Built`]: its store, its URL signer, what it declares it can do, and the
-//! operations only it has; [`build`] is the one `match` that lists the providers. A
+//! operations only it has; its [`Profile`] says what it says of itself (error codes, words,
+//! advice). [`entry`] is the one `match` that lists the providers. A
 //! storage's [`Backend`] says which provider it is, as a typed value the facade and the
 //! error classifier ask instead of comparing names.
 
@@ -12,6 +13,7 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 
 use crate::local::{LocalStore, Root};
+use crate::policy::PolicyDocument;
 use crate::signing::GatewaySigner;
 use crate::storage::{UPLOAD_MAX_IN_FLIGHT, UPLOAD_PART_SIZE, UrlSigner};
 use crate::{IncompleteUpload, PutOutcome, Result, UploadShape};
@@ -183,16 +185,53 @@ pub(crate) trait MultipartUploads: Send + Sync {
     fn completion_may_be_misread(&self, key: &str) -> bool;
 }
 
-/// Builds the provider the config names: the one place that lists the providers, so a new
-/// one is a compile error here until it is built.
-pub(crate) fn build(config: &Config, root: Root) -> Result<Built> {
-    match config.object_storage.provider {
-        Provider::S3 => crate::s3::connect(config),
-        Provider::Local => crate::local::connect(config, root),
-        Provider::Memory => Ok(crate::memory::connect(config)),
-        Provider::Azure => crate::azure::connect(config),
-        Provider::Gcs => crate::gcs::connect(config),
+/// Everything the facade reaches a provider by: how it is built, and what it says of
+/// itself (its [`Profile`]).
+pub(crate) struct Entry {
+    /// Builds it from the config (`root`: whether a missing local root is created).
+    pub(crate) connect: fn(&Config, Root) -> Result<Built>,
+    /// Its words, codes and advice.
+    pub(crate) profile: &'static Profile,
+    /// The documents an operator applies with its CLI (`maskstore policy`).
+    pub(crate) policy: fn(&Config, PolicyDocument) -> Result<serde_json::Value>,
+}
+
+/// The one place that lists the providers: exhaustive, so a new provider is a compile
+/// error here until it has an entry.
+pub(crate) fn entry(provider: Provider) -> Entry {
+    match provider {
+        Provider::S3 => Entry {
+            connect: |config, _| crate::s3::connect(config),
+            profile: &crate::s3::PROFILE,
+            policy: crate::s3::policy::document,
+        },
+        // Local and memory stand in for an S3 bucket: their documents are that bucket's.
+        Provider::Local => Entry {
+            connect: crate::local::connect,
+            profile: &crate::local::PROFILE,
+            policy: crate::s3::policy::document,
+        },
+        Provider::Memory => Entry {
+            connect: |config, _| Ok(crate::memory::connect(config)),
+            profile: &crate::memory::PROFILE,
+            policy: crate::s3::policy::document,
+        },
+        Provider::Azure => Entry {
+            connect: |config, _| crate::azure::connect(config),
+            profile: &crate::azure::PROFILE,
+            policy: crate::azure::policy::document,
+        },
+        Provider::Gcs => Entry {
+            connect: |config, _| crate::gcs::connect(config),
+            profile: &crate::gcs::PROFILE,
+            policy: crate::gcs::policy::document,
+        },
     }
+}
+
+/// Builds the provider the config names.
+pub(crate) fn build(config: &Config, root: Root) -> Result<Built> {
+    (entry(config.object_storage.provider).connect)(config, root)
 }
 
 /// The gateway's URLs for a provider without signed URLs of its own (local, memory),

@@ -111,14 +111,7 @@ impl Permissions {
 /// The profile of `provider`; a storage no provider of maskstore's built (a wrapper's bare
 /// object_store) gets neutral advice, which names no provider's settings.
 pub(crate) fn profile_of(provider: Option<Provider>) -> &'static Profile {
-    match provider {
-        Some(Provider::S3) => &crate::s3::PROFILE,
-        Some(Provider::Azure) => &crate::azure::PROFILE,
-        Some(Provider::Gcs) => &crate::gcs::PROFILE,
-        Some(Provider::Local) => &crate::local::PROFILE,
-        Some(Provider::Memory) => &crate::memory::PROFILE,
-        None => &NEUTRAL_PROFILE,
-    }
+    provider.map_or(&NEUTRAL_PROFILE, |provider| super::entry(provider).profile)
 }
 
 static NEUTRAL_PROFILE: Profile = NEUTRAL;

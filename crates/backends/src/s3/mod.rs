@@ -7,6 +7,7 @@ mod advice;
 mod builder;
 pub(crate) mod error;
 mod multipart;
+pub(crate) mod policy;
 mod presign;
 mod uploads;
 

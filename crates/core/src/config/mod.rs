@@ -132,6 +132,33 @@ impl Provider {
     }
 }
 
+/// A new provider is a compile error here until it has a place in [`Provider::ALL`].
+#[cfg(test)]
+mod every_provider {
+    use super::Provider;
+
+    #[test]
+    fn provider_all_lists_every_provider_once() {
+        // Exhaustive: a new provider is a compile error here; give it the next index and add
+        // it to `Provider::ALL` (which the config parser, `known()` and the docs test read).
+        fn index(provider: Provider) -> usize {
+            match provider {
+                Provider::S3 => 0,
+                Provider::Local => 1,
+                Provider::Memory => 2,
+                Provider::Azure => 3,
+                Provider::Gcs => 4,
+            }
+        }
+        let mut seen = vec![0; Provider::ALL.len()];
+        for provider in Provider::ALL {
+            seen[index(provider)] += 1;
+            assert_eq!(provider.as_str().parse::<Provider>(), Ok(provider));
+        }
+        assert_eq!(seen, vec![1; Provider::ALL.len()]);
+    }
+}
+
 impl fmt::Display for Provider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

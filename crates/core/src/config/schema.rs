@@ -933,6 +933,27 @@ pub(crate) const SECRET_FILES: [(&dyn AnyKey, &dyn AnyKey); 7] = [
     (&PREVIOUS_SIGNING_SECRET, &PREVIOUS_SIGNING_SECRET_FILE),
 ];
 
+/// What each cloud provider needs set besides its provider-neutral keys: `(provider, key,
+/// what to give)`. A new provider's keys are declared in this file, and what it requires
+/// here.
+pub(crate) const REQUIRED: &[(Provider, &dyn AnyKey, &str)] = &[
+    (
+        Provider::Azure,
+        &ACCOUNT,
+        "the storage account's name, e.g. pacsmasksprod",
+    ),
+    (
+        Provider::Azure,
+        &CONTAINER,
+        "the blob container, e.g. pacs-masks-prod",
+    ),
+    (
+        Provider::Gcs,
+        &BUCKET_NAME,
+        "the GCS bucket, e.g. pacs-masks-prod",
+    ),
+];
+
 /// Every key maskstore reads, in the order `config show` and the README list them.
 pub(crate) const SCHEMA: &[&dyn AnyKey] = &[
     &PROVIDER,

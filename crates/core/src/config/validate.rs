@@ -10,11 +10,11 @@ use super::schema::{
     PREVIOUS_SIGNING_SECRET, PROVIDER, REGION, REQUEST_TIMEOUT, SECRET_KEY, SESSION_TOKEN,
     SIGNING_SECRET, TRANSITION_GLACIER_DAYS, TRANSITION_IA_DAYS, VIRTUAL_HOSTED_STYLE,
 };
-use super::schema::{ACCOUNT, ALARM_WINDOW, CONTAINER, SURGE_WINDOW};
 use super::schema::{
     ADMIN_LISTEN, BODY_IDLE_TIMEOUT, GATEWAY_REQUEST_TIMEOUT, HEADER_TIMEOUT, LISTEN,
     MAX_CONCURRENT_UPLOADS, MAX_CONNECTIONS, MAX_UPLOAD_BYTES,
 };
+use super::schema::{ALARM_WINDOW, REQUIRED, SURGE_WINDOW};
 use super::{Config, DEFAULT_ENVIRONMENT, Origin, Provider};
 use crate::Error;
 use crate::ttl::S3_MAX_PRESIGN_SECS;
@@ -87,25 +87,6 @@ fn validate_monitoring(config: &Config) -> Result<(), Error> {
     }
     Ok(())
 }
-
-/// What each cloud provider needs set: `(provider, key, what to give)`.
-const REQUIRED: &[(Provider, &dyn AnyKey, &str)] = &[
-    (
-        Provider::Azure,
-        &ACCOUNT,
-        "the storage account's name, e.g. pacsmasksprod",
-    ),
-    (
-        Provider::Azure,
-        &CONTAINER,
-        "the blob container, e.g. pacs-masks-prod",
-    ),
-    (
-        Provider::Gcs,
-        &BUCKET_NAME,
-        "the GCS bucket, e.g. pacs-masks-prod",
-    ),
-];
 
 fn validate_object_storage(config: &Config) -> Result<(), Error> {
     let os = &config.object_storage;

@@ -25,7 +25,7 @@ use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
 use object_store::path::Path;
 use object_store::signer::{Method, Signer};
 
-use crate::providers::{Backend, Built, Declared, Extras, UploadLimits};
+use crate::providers::{Backend, Built, Declared, Extras};
 use crate::service_urls::{ServiceSigner, ServiceUrl};
 use crate::signing::{SignOptions, SignedMethod};
 use crate::storage::UrlSigner;
@@ -42,12 +42,7 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
     Ok(Built {
         store: Arc::new(AzureStore::new(azure)),
         urls: UrlSigner::Service(Arc::new(signer)),
-        declared: Declared {
-            hashes_on_write: false,
-            content_etags: false,
-            verify_folders: false,
-            uploads: UploadLimits::REMOTE,
-        },
+        declared: Declared::PLAIN,
         extras: Extras::default(),
     })
 }

@@ -30,7 +30,7 @@ use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder};
 use object_store::path::Path;
 use object_store::signer::{HeaderMap, HeaderValue, Method, SignedUrlOptions, Signer};
 
-use crate::providers::{Backend, Built, Declared, Extras, UploadLimits};
+use crate::providers::{Backend, Built, Declared, Extras};
 use crate::service_urls::{ServiceSigner, ServiceUrl};
 use crate::signing::{SignOptions, SignedMethod};
 use crate::storage::UrlSigner;
@@ -45,12 +45,7 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
     Ok(Built {
         store: Arc::new(store(config, gcs)?),
         urls: UrlSigner::Service(Arc::new(signer)),
-        declared: Declared {
-            hashes_on_write: false,
-            content_etags: false,
-            verify_folders: false,
-            uploads: UploadLimits::REMOTE,
-        },
+        declared: Declared::PLAIN,
         extras: Extras::default(),
     })
 }

@@ -99,8 +99,10 @@ pub(crate) struct Declared {
 }
 
 impl Declared {
-    /// What a store of unknown kind is taken to be: parts within S3's limits, nothing more.
-    pub(crate) const FOREIGN: Declared = Declared {
+    /// A store that declares nothing beyond the contract: it hashes nothing as it writes,
+    /// its etags name versions, its listings show no empty folders, its parts have S3's
+    /// limits. What Azure and GCS declare, and what a store of unknown kind is taken to be.
+    pub(crate) const PLAIN: Declared = Declared {
         hashes_on_write: false,
         content_etags: false,
         verify_folders: false,

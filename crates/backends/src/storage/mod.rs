@@ -157,7 +157,7 @@ impl Storage {
         let built = Built {
             store,
             urls: UrlSigner::None,
-            declared: Declared::FOREIGN,
+            declared: Declared::PLAIN,
             extras: Extras::default(),
         };
         Storage::assemble(

@@ -557,7 +557,7 @@ mod tests {
             urls: crate::storage::UrlSigner::None,
             declared: crate::providers::Declared {
                 hashes_on_write: true,
-                ..crate::providers::Declared::FOREIGN
+                ..crate::providers::Declared::PLAIN
             },
             extras: crate::providers::Extras::default(),
         };

@@ -1,4 +1,5 @@
-//! The S3 servers this workspace's tests run against (started by `scripts/test-servers`).
+//! The servers this workspace's tests run against, started by `scripts/test-servers`:
+//! SeaweedFS and moto (S3), Azurite (Azure Blob Storage) and fake-gcs-server (GCS).
 //!
 //! Each is described by `MASKSTORE_TEST_<NAME>_*` variables. When they are missing or the
 //! server does not answer, a test is skipped with a message — except under `CI=true`,

@@ -43,7 +43,8 @@
 //! - **Atomic replacement.** Concurrent writers and readers of one key: every read returns
 //!   one complete written version, never a mix.
 //! - **Signed URLs** work with a plain HTTP client holding no credentials, on every
-//!   backend (S3: SigV4 presigned; local and memory: the gateway's HMAC URLs). A TTL above
+//!   backend (S3: SigV4 presigned; Azure: SAS; GCS: V4; local and memory: the gateway's
+//!   HMAC URLs). A TTL above
 //!   the maximum, or a key outside the prefix, is refused when the URL is issued. An
 //!   expired URL, a URL with its signature, key or expiry changed, a URL used with another
 //!   method, and a PUT with another content type than the bound one all get 403. These
@@ -54,11 +55,11 @@
 //!
 //! | line | exempted cases | why (the emulator or service) | the real service |
 //! |---|---|---|---|
-//! | `s3-moto` | `signed_url_checks::*` | moto accepts any signature | S3 refuses tampered, expired and misused URLs (403) |
+//! | `s3-moto` | `signed_url_checks::*`, `signed_url_bound_checks::*` | moto accepts any signature | S3 refuses tampered, expired and misused URLs (403) |
 //! | `azure-azurite` | `signed_url_bound::*`, `signed_url_bound_checks::*` | an Azure SAS signs the blob, permission and expiry, never a request header, so a PUT URL cannot bind `Content-Type` or length; maskstore refuses such a binding at issue | the same on Azure: SAS fields are documented as fixed; the uploaded type is whatever the client sends |
 //! | `gcs-fake` | `signed_url_checks::*`, `signed_url_bound_checks::*` | fake-gcs-server 1.54 (the PyPI wrapper's binary) checks no signature of a V4 URL, so tampered, expired, misused or wrongly typed uploads pass | GCS refuses them (403; a size outside `x-goog-content-length-range`: 400) |
 //! - **Symlinks** under a local root are never followed (reads: not found; writes:
-//!   refused; listings: skipped). Pinned by the local provider's own tests, since the
+//!   refused; a listing fails with an error naming the symlink). Pinned by the local provider's own tests, since the
 //!   suite cannot plant a symlink in a backend it does not know.
 //! - **Durability.** The local provider fsyncs file and folder before acknowledging a
 //!   write (`object_storage.fsync = true`, the default).

@@ -464,6 +464,12 @@ mod tests {
                 (Gateway, true, false, false, true, true),
             ),
         ];
+        let mut cases = cases.to_vec();
+        // Without a key, GCS reads its credentials from the environment (a broken
+        // GOOGLE_APPLICATION_CREDENTIALS fails the build); the clouds tests cover it there.
+        if let Ok(gcs) = Storage::connect(&Config::gcs("pacs-masks").unwrap()) {
+            cases.push(("gcs", gcs, (Service, true, false, false, true, false)));
+        }
         for (name, storage, want) in cases {
             assert_eq!(matrix(&storage), want, "{name}");
             // Layers and narrower scopes keep what the provider declared.

@@ -568,3 +568,171 @@ impl OpenSource {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::sync::{Arc, Mutex};
+
+    use metrics::{Counter, Gauge, Histogram, Key, KeyName, Metadata, SharedString, Unit};
+
+    use super::*;
+    use crate::types::WriteMode;
+
+    /// Every counter's total, by `name{label=value,…}`.
+    #[derive(Clone, Default)]
+    struct Counts(Arc<Mutex<BTreeMap<String, u64>>>);
+
+    struct Cell {
+        key: String,
+        counts: Counts,
+    }
+
+    impl metrics::CounterFn for Cell {
+        fn increment(&self, n: u64) {
+            *self
+                .counts
+                .0
+                .lock()
+                .unwrap()
+                .entry(self.key.clone())
+                .or_default() += n;
+        }
+
+        fn absolute(&self, n: u64) {
+            self.counts.0.lock().unwrap().insert(self.key.clone(), n);
+        }
+    }
+
+    impl metrics::Recorder for Counts {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+
+        fn register_counter(&self, key: &Key, _: &Metadata<'_>) -> Counter {
+            let mut labels: Vec<String> = key
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            labels.sort();
+            let key = format!("{}{{{}}}", key.name(), labels.join(","));
+            Counter::from_arc(Arc::new(Cell {
+                key,
+                counts: self.clone(),
+            }))
+        }
+
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+
+        fn register_histogram(&self, _: &Key, _: &Metadata<'_>) -> Histogram {
+            Histogram::noop()
+        }
+    }
+
+    impl Counts {
+        fn operations(&self, operation: &str, outcome: &str) -> u64 {
+            let key = format!(
+                "maskstore_operations_total{{backend=local,operation={operation},outcome={outcome}}}"
+            );
+            self.0.lock().unwrap().get(&key).copied().unwrap_or(0)
+        }
+
+        fn bytes(&self, operation: &str, direction: &str) -> u64 {
+            let key = format!(
+                "maskstore_bytes_total{{backend=local,direction={direction},operation={operation}}}"
+            );
+            self.0.lock().unwrap().get(&key).copied().unwrap_or(0)
+        }
+
+        /// `(successes, client errors, bytes)` of the get and of the put counters.
+        fn fast_path(&self) -> [(u64, u64, u64); 2] {
+            [
+                (
+                    self.operations("get", "success"),
+                    self.operations("get", "client_error"),
+                    self.bytes("get", "in"),
+                ),
+                (
+                    self.operations("put", "success"),
+                    self.operations("put", "client_error"),
+                    self.bytes("put", "out"),
+                ),
+            ]
+        }
+    }
+
+    /// The local file fast path bypasses the layers, so it counts itself: an opened file as
+    /// a get of its size, a stored file as a put of its size, a refusal by its kind, as
+    /// the instrumentation layer counts the operations that go through it.
+    #[test]
+    fn the_local_file_fast_path_counts_as_the_instrumentation_layer_would() {
+        let counts = Counts::default();
+        metrics::with_local_recorder(&counts, || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async {
+                let dir = tempfile::tempdir().unwrap();
+                let storage =
+                    Storage::connect(&maskstore_core::Config::local(dir.path().join("data")))
+                        .unwrap();
+                let a = storage.key("a.bin").unwrap();
+                storage.put(&a, vec![1u8; 1000]).await.unwrap();
+                let before = counts.fast_path();
+                let delta = |counts: &Counts| {
+                    let now = counts.fast_path();
+                    [0, 1].map(|i| {
+                        (
+                            now[i].0 - before[i].0,
+                            now[i].1 - before[i].1,
+                            now[i].2 - before[i].2,
+                        )
+                    })
+                };
+
+                let opened = storage.open_file(&a).await.unwrap().unwrap();
+                assert_eq!(delta(&counts), [(1, 0, 1000), (0, 0, 0)]);
+                let missing = storage.open_file(&storage.key("missing").unwrap()).await;
+                assert!(
+                    matches!(missing, Err(Error::NotFound { .. })),
+                    "{missing:?}"
+                );
+                assert_eq!(delta(&counts), [(1, 1, 1000), (0, 0, 0)]);
+
+                let b = storage.key("b.bin").unwrap();
+                storage
+                    .write_from_open_file(&b, opened, &WriteOptions::default(), |_, _| {})
+                    .await
+                    .unwrap();
+                assert_eq!(delta(&counts), [(1, 1, 1000), (1, 0, 1000)]);
+
+                let file = dir.path().join("upload.bin");
+                std::fs::write(&file, vec![2u8; 500]).unwrap();
+                let c = storage.key("c.bin").unwrap();
+                storage
+                    .write_from_file(&c, &file, &WriteOptions::default(), |_, _| {})
+                    .await
+                    .unwrap();
+                assert_eq!(delta(&counts), [(1, 1, 1000), (2, 0, 1500)]);
+                // A create-only write onto an object: refused by the store, the client's.
+                let create = WriteOptions::default().with_mode(WriteMode::CreateOnly);
+                let taken = storage.write_from_file(&c, &file, &create, |_, _| {}).await;
+                assert!(
+                    matches!(taken, Err(Error::AlreadyExists { .. })),
+                    "{taken:?}"
+                );
+                assert_eq!(delta(&counts), [(1, 1, 1000), (2, 1, 1500)]);
+                // A file that cannot be opened is refused before the store is asked.
+                let gone = dir.path().join("gone.bin");
+                let refused = storage
+                    .write_from_file(&c, &gone, &WriteOptions::default(), |_, _| {})
+                    .await;
+                assert!(matches!(refused, Err(Error::Source { .. })), "{refused:?}");
+                assert_eq!(delta(&counts), [(1, 1, 1000), (2, 1, 1500)]);
+            });
+        });
+    }
+}

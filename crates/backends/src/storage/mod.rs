@@ -381,3 +381,100 @@ impl Storage {
         move |e| Error::from_store(&self.backend, &key, e)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use maskstore_core::Secret;
+
+    /// `(signed_urls, urls_outlive_process, incomplete_uploads, content_etags,
+    /// binds_upload_headers, binds_upload_sha256)`.
+    fn matrix(storage: &Storage) -> (UrlIssuer, bool, bool, bool, bool, bool) {
+        let c = storage.capabilities();
+        (
+            c.signed_urls,
+            c.urls_outlive_process,
+            c.incomplete_uploads,
+            c.content_etags,
+            c.binds_upload_headers,
+            c.binds_upload_sha256,
+        )
+    }
+
+    /// What each provider could do before the providers declared it themselves (when the
+    /// facade read it from the URL signer's kind), pinned.
+    #[test]
+    fn each_provider_keeps_the_capabilities_it_had() {
+        use UrlIssuer::{Backend as Service, Gateway, None as Nobody};
+        let dir = tempfile::tempdir().unwrap();
+        let s3 = Config::s3("pacs-masks-dev", "us-east-1")
+            .unwrap()
+            .with_credentials("AKIDEXAMPLE", Secret::new("wJalrXUtnFEMI/K7MDENG"));
+        let azure = Config::azure("pacsmasks", "pacs-masks")
+            .unwrap()
+            .with_account_key(Secret::new("YW4tYXp1cmUtYWNjb3VudC1rZXktb2YtMzItYnl0ZXM="));
+        let mut memory_with_secret = Config::memory();
+        memory_with_secret.gateway.signing_secret = Some(Secret::new("s".repeat(64)));
+        let bare = || {
+            Storage::from_object_store(
+                Arc::new(object_store::memory::InMemory::new()),
+                "my-wrapper",
+                "mask/".parse().unwrap(),
+            )
+        };
+        let signer = crate::signing::GatewaySigner::new(
+            "http://127.0.0.1:1",
+            crate::signing::random_secret(),
+            None,
+        );
+        let cases = [
+            (
+                "s3",
+                Storage::connect(&s3).unwrap(),
+                (Service, true, true, true, true, true),
+            ),
+            (
+                "azure",
+                Storage::connect(&azure).unwrap(),
+                (Service, true, false, false, false, false),
+            ),
+            (
+                "local",
+                Storage::connect(&Config::local(dir.path().join("d"))).unwrap(),
+                (Gateway, true, false, false, true, true),
+            ),
+            (
+                "memory",
+                Storage::memory(),
+                (Gateway, false, false, false, true, true),
+            ),
+            (
+                "memory with a secret",
+                Storage::connect(&memory_with_secret).unwrap(),
+                (Gateway, true, false, false, true, true),
+            ),
+            (
+                "bare object_store",
+                bare(),
+                (Nobody, false, false, false, true, true),
+            ),
+            (
+                "bare with a gateway signer",
+                bare().with_gateway_signer(signer),
+                (Gateway, true, false, false, true, true),
+            ),
+        ];
+        let mut cases = cases.to_vec();
+        // Without a key, GCS reads its credentials from the environment (a broken
+        // GOOGLE_APPLICATION_CREDENTIALS fails the build); the clouds tests cover it there.
+        if let Ok(gcs) = Storage::connect(&Config::gcs("pacs-masks").unwrap()) {
+            cases.push(("gcs", gcs, (Service, true, false, false, true, false)));
+        }
+        for (name, storage, want) in cases {
+            assert_eq!(matrix(&storage), want, "{name}");
+            // Layers and narrower scopes keep what the provider declared.
+            let scoped = storage.scoped("sub").unwrap();
+            assert_eq!(matrix(&scoped), want, "{name} scoped");
+        }
+    }
+}

@@ -74,7 +74,8 @@ impl Storage {
             && !request.done.stored()
             && let Some(checksum) = crate::checksum::checksum_of(self.checksum, &sent)
         {
-            // A store that ignored the request (a bare object_store named local).
+            // A store declared to hash as it writes that ignored the request: the checksum
+            // is stored by a conditional rewrite instead.
             return self.stamp(key, &path, outcome, checksum).await;
         }
         Ok(outcome)

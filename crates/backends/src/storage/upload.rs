@@ -44,10 +44,11 @@ impl Storage {
 
     /// Aborts every incomplete streaming upload under `prefix`; returns how many.
     pub async fn abort_incomplete_uploads(&self, prefix: Option<&str>) -> Result<usize> {
+        // The prefix is checked on every backend, before anything is asked of the provider.
+        let uploads = self.incomplete_uploads(prefix).await?;
         let Some(multipart) = &self.extras.multipart else {
             return Ok(0);
         };
-        let uploads = self.incomplete_uploads(prefix).await?;
         for upload in &uploads {
             let path = self.path(&upload.key)?;
             multipart
@@ -438,6 +439,32 @@ mod tests {
             part_size: Some(part_size),
             max_in_flight,
         })
+    }
+
+    #[tokio::test]
+    async fn incomplete_uploads_outside_the_prefix_are_refused_on_every_backend() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = Storage::connect(&maskstore_core::Config::local(dir.path().join("d"))).unwrap();
+        let bare = Storage::from_object_store(
+            Arc::new(object_store::memory::InMemory::new()),
+            "my-wrapper",
+            "mask/".parse().unwrap(),
+        );
+        for storage in [Storage::memory(), local, bare] {
+            let listed = storage.incomplete_uploads(Some("other/")).await;
+            assert!(
+                matches!(listed, Err(Error::InvalidKey { .. })),
+                "{}: {listed:?}",
+                storage.backend()
+            );
+            let aborted = storage.abort_incomplete_uploads(Some("other/")).await;
+            assert!(
+                matches!(aborted, Err(Error::InvalidKey { .. })),
+                "{}: {aborted:?}",
+                storage.backend()
+            );
+            assert_eq!(storage.abort_incomplete_uploads(None).await.unwrap(), 0);
+        }
     }
 
     #[tokio::test]

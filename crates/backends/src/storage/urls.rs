@@ -258,4 +258,86 @@ mod tests {
             .unwrap();
         assert!(!get.url.contains("content-type"), "{}", get.url);
     }
+
+    /// The headers a signed PUT tells the client to send, per signer, as they were when the
+    /// facade added S3's SHA-256 headers itself: the bound content type first, then the
+    /// signer's own (Azure's blob type; S3's checksum and the checksum metadata it signs).
+    #[tokio::test]
+    async fn each_signer_asks_for_the_headers_it_asked_for() {
+        use maskstore_core::{Config, Secret};
+        let s3 = Storage::connect(
+            &Config::s3("pacs-masks-dev", "us-east-1")
+                .unwrap()
+                .with_credentials("AKIDEXAMPLE", Secret::new("wJalrXUtnFEMI/K7MDENG")),
+        )
+        .unwrap();
+        let azure = Storage::connect(
+            &Config::azure("pacsmasks", "pacs-masks")
+                .unwrap()
+                .with_account_key(Secret::new("YW4tYXp1cmUtYWNjb3VudC1rZXktb2YtMzItYnl0ZXM=")),
+        )
+        .unwrap();
+        let memory = Storage::memory();
+        let key = ObjectKey::parse("mask/a/seg.png").unwrap();
+        let digest = crate::ContentSha256::of(b"pixels");
+        let with_sha = SignOptions {
+            sha256: Some(digest),
+            ..SignOptions::default()
+        };
+        let header = |name: &str, value: String| (name.to_string(), value);
+        let png = || header("Content-Type", "image/png".to_string());
+
+        let signed = s3
+            .signed_url(SignedMethod::Put, &key, Some(60), &with_sha)
+            .await
+            .unwrap();
+        assert_eq!(
+            signed.headers,
+            vec![
+                png(),
+                header("x-amz-checksum-sha256", digest.base64()),
+                header(
+                    &format!("x-amz-meta-{}", crate::checksum::CHECKSUM_METADATA),
+                    digest.stored()
+                ),
+            ]
+        );
+        let plain = s3
+            .signed_url(SignedMethod::Put, &key, Some(60), &SignOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(plain.headers, vec![png()]);
+        let remaining = (signed.expires_at - Utc::now()).num_seconds();
+        assert!((55..=60).contains(&remaining), "{remaining}");
+
+        let signed = memory
+            .signed_url(SignedMethod::Put, &key, None, &with_sha)
+            .await
+            .unwrap();
+        assert_eq!(signed.headers, vec![png()]);
+
+        // An Azure SAS binds no header: no default type, only the blob type it needs.
+        let signed = azure
+            .signed_url(SignedMethod::Put, &key, None, &SignOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(
+            signed.headers,
+            vec![header("x-ms-blob-type", "BlockBlob".to_string())]
+        );
+        for (storage, options) in [(&azure, &with_sha), (&s3, &with_sha), (&memory, &with_sha)] {
+            let got = storage
+                .signed_url(SignedMethod::Get, &key, None, options)
+                .await;
+            assert!(
+                matches!(got, Err(Error::InvalidMetadata { .. })),
+                "{}: {got:?}",
+                storage.backend()
+            );
+        }
+        let got = azure
+            .signed_url(SignedMethod::Put, &key, None, &with_sha)
+            .await;
+        assert!(matches!(got, Err(Error::Unsupported { .. })), "{got:?}");
+    }
 }

@@ -29,6 +29,32 @@ const SIZES: [(usize, &str); 3] = [
     (64 * 1024 * 1024, "64MiB"),
 ];
 
+/// The `Storage` a user gets over the raw store `name` of [`raw_backends`]: the local ones
+/// through `Storage::connect` on the same root (so the provider's own rules apply, such as
+/// hashing a put as it writes it), the others wrapped as they are.
+fn storage_over(
+    store: &Arc<dyn object_store::ObjectStore>,
+    name: &str,
+    dir: &std::path::Path,
+    run: &str,
+) -> Storage {
+    let local = |root: &str, fsync: bool| {
+        let mut config = Config::local(dir.join(root));
+        config.object_storage.fsync = fsync;
+        config.object_storage.prefix = format!("mask/{run}/").parse().unwrap();
+        Storage::connect(&config).unwrap()
+    };
+    match name {
+        "local" => local("local", true),
+        "local-nofsync" => local("nofsync", false),
+        _ => Storage::from_object_store(
+            Arc::clone(store),
+            name,
+            format!("mask/{run}/").parse().unwrap(),
+        ),
+    }
+}
+
 fn put_get(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -45,8 +71,7 @@ fn put_get(c: &mut Criterion) {
             group.measurement_time(Duration::from_secs(if size > 1 << 20 { 20 } else { 5 }));
         }
         for (name, store) in raw_backends(dir.path()) {
-            let prefix = format!("mask/{run}/").parse().unwrap();
-            let storage = Storage::from_object_store(Arc::clone(&store), name, prefix);
+            let storage = storage_over(&store, name, dir.path(), &run);
             let key = storage.key(&format!("{label}/object.bin")).unwrap();
             group.bench_function(BenchmarkId::new("storage", name), |b| {
                 b.to_async(&rt).iter(|| async {

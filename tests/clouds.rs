@@ -246,6 +246,30 @@ fn check_on_azurite_passes_and_names_a_wrong_key_and_a_missing_container() {
     assert!(all.contains("az storage container create"), "{all}");
 }
 
+/// `maskstore check --cors` on Azurite, whose container has no CORS rules: the refusal
+/// names Azure's own command (the Blob service's CORS rules), never the AWS CLI's.
+#[test]
+fn a_refused_azure_preflight_names_the_azure_cli_not_aws_s3api() {
+    let Some(server) = servers::azurite() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let out = maskstore(
+        dir.path(),
+        &["check", "--cors", "http://localhost:3000"],
+        &server.app_env(),
+    );
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(out.status.code(), Some(4), "{all}");
+    assert!(all.contains("would be REFUSED"), "{all}");
+    assert!(
+        all.contains("az storage account blob-service-properties update"),
+        "{all}"
+    );
+    assert!(!all.contains("s3api"), "{all}");
+    assert!(!all.contains("bucket's CORS rules"), "{all}");
+}
+
 fn write(dir: &Path, name: &str, body: &str) -> String {
     let path = dir.join(name);
     std::fs::write(&path, body).unwrap();

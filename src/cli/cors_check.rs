@@ -1,5 +1,6 @@
 //! `maskstore check --cors ORIGIN`: a CORS preflight like a browser's before an upload.
 
+use maskstore::maskstore_backends::advice;
 use maskstore::{Config, SignOptions, SignedMethod, Storage, UrlIssuer};
 
 use super::output::Failure;
@@ -84,12 +85,14 @@ pub(crate) async fn preflight(config: &Config, origin: &str) -> Result<Verdict, 
         allow_origin.as_deref(),
         &allow_methods,
         &body,
+        advice::cors_refused(config),
     );
     Ok(verdict)
 }
 
-/// Judges a preflight answer. What it does not recognise it reports as seen (status and
-/// S3 error code), never with a guessed cause.
+/// Judges a preflight answer; `cors_refused` is the provider's cause and fix of a 403.
+/// What it does not recognise it reports as seen (status and S3 error code), never with a
+/// guessed cause.
 fn verdict(
     url: &str,
     origin: &str,
@@ -97,6 +100,7 @@ fn verdict(
     allow_origin: Option<&str>,
     allow_methods: &str,
     body: &[u8],
+    cors_refused: &str,
 ) -> Verdict {
     let refused = |detail: String| Verdict {
         allowed: false,
@@ -107,10 +111,9 @@ fn verdict(
             .map(|code| format!(" {code}"))
             .unwrap_or_default();
         return refused(match status {
-            // S3 answers a preflight its CORS rules do not grant with 403.
-            403 => format!(
-                "the preflight to {url} was refused (403{code}): the bucket's CORS rules do not grant PUT from this origin, or it has none; apply maskstore policy cors with aws s3api put-bucket-cors"
-            ),
+            // S3, Azure and the gateway answer a preflight their CORS rules do not grant
+            // with 403; each provider names its own rules and the command to apply them.
+            403 => format!("the preflight to {url} was refused (403{code}): {cors_refused}"),
             501 => format!(
                 "the preflight to {url} was answered 501{code}: the engine does not implement CORS, so browsers cannot upload to it directly; put a proxy that answers preflights in front of it, or use an engine that implements CORS"
             ),
@@ -160,6 +163,7 @@ mod tests {
 
     const URL: &str = "http://s3.example/bucket/mask/probe";
     const ORIGIN: &str = "https://app.example";
+    const S3_REFUSED: &str = "the bucket's CORS rules do not grant PUT from this origin";
 
     #[test]
     fn a_501_says_the_engine_does_not_implement_cors() {
@@ -170,6 +174,7 @@ mod tests {
             None,
             "",
             b"<Error><Code>NotImplemented</Code></Error>",
+            S3_REFUSED,
         );
         assert!(!v.allowed);
         assert!(v.detail.contains("501 NotImplemented"), "{}", v.detail);
@@ -186,27 +191,46 @@ mod tests {
             None,
             "",
             b"<Error><Code>WeirdThing</Code></Error>",
+            S3_REFUSED,
         );
         assert!(!v.allowed);
         assert!(v.detail.contains("400 WeirdThing"), "{}", v.detail);
         assert!(v.detail.contains("does not recognise"), "{}", v.detail);
         assert!(!v.detail.contains("rule"), "{}", v.detail);
         // Without an error body: the status alone.
-        let v = verdict(URL, ORIGIN, 405, None, "", b"");
+        let v = verdict(URL, ORIGIN, 405, None, "", b"", S3_REFUSED);
         assert!(v.detail.contains("answered 405,"), "{}", v.detail);
     }
 
     #[test]
     fn a_403_names_the_cors_rules() {
-        let v = verdict(URL, ORIGIN, 403, None, "", b"<Error><Code>AccessForbidden</Code><Message>CORSResponse: This CORS request is not allowed.</Message></Error>");
+        let v = verdict(URL, ORIGIN, 403, None, "", b"<Error><Code>AccessForbidden</Code><Message>CORSResponse: This CORS request is not allowed.</Message></Error>", S3_REFUSED);
         assert!(!v.allowed);
         assert!(v.detail.contains("403 AccessForbidden"), "{}", v.detail);
         assert!(v.detail.contains("CORS rules"), "{}", v.detail);
     }
 
     #[test]
+    fn each_provider_names_its_own_cors_command() {
+        let s3 = Config::s3("pacs-masks", "us-east-1").unwrap();
+        let azure = Config::azure("pacsmasks", "pacs-masks").unwrap();
+        assert!(advice::cors_refused(&s3).contains("aws s3api put-bucket-cors"));
+        let refused = advice::cors_refused(&azure);
+        assert!(refused.contains("az storage account"), "{refused}");
+        assert!(!refused.contains("s3api"), "{refused}");
+    }
+
+    #[test]
     fn a_hostile_error_code_is_not_echoed() {
-        let v = verdict(URL, ORIGIN, 500, None, "", b"<Code>\x1b[2Jevil</Code>");
+        let v = verdict(
+            URL,
+            ORIGIN,
+            500,
+            None,
+            "",
+            b"<Code>\x1b[2Jevil</Code>",
+            S3_REFUSED,
+        );
         assert!(v.detail.contains("answered 500,"), "{}", v.detail);
         assert!(!v.detail.contains("evil"), "{}", v.detail);
         assert_eq!(error_code(b"<Code>unterminated"), None);
@@ -268,14 +292,22 @@ mod tests {
 
     #[test]
     fn a_granting_answer_is_allowed_and_a_partial_one_names_what_is_missing() {
-        assert!(verdict(URL, ORIGIN, 200, Some(ORIGIN), "GET, PUT", b"").allowed);
-        let v = verdict(URL, ORIGIN, 200, Some("https://other.example"), "PUT", b"");
+        assert!(verdict(URL, ORIGIN, 200, Some(ORIGIN), "GET, PUT", b"", S3_REFUSED).allowed);
+        let v = verdict(
+            URL,
+            ORIGIN,
+            200,
+            Some("https://other.example"),
+            "PUT",
+            b"",
+            S3_REFUSED,
+        );
         assert!(
             !v.allowed && v.detail.contains("does not grant the origin"),
             "{}",
             v.detail
         );
-        let v = verdict(URL, ORIGIN, 200, Some("*"), "GET", b"");
+        let v = verdict(URL, ORIGIN, 200, Some("*"), "GET", b"", S3_REFUSED);
         assert!(
             !v.allowed && v.detail.contains("does not grant PUT"),
             "{}",

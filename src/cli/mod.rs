@@ -138,7 +138,7 @@ enum Command {
     /// Copy every object under a prefix from one configured store to another, skipping
     /// what is already there.
     Sync(sync::Args),
-    /// Print the IAM policy, CORS rules or lifecycle rule an operator applies with the AWS CLI.
+    /// Print the IAM policy, CORS rules or lifecycle rule an operator applies with the provider's CLI (aws, az or gcloud).
     Policy {
         /// Which document.
         #[arg(value_enum)]

@@ -12,11 +12,11 @@ use super::output::{Failure, print_json};
 /// Which document to print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Document {
-    /// Least-privilege IAM policy: `aws iam put-user-policy --policy-document file://iam.json`.
+    /// Least privilege: an IAM policy (`aws iam put-user-policy`), an Azure role (`az role definition create`) or a GCS binding (`gcloud storage buckets set-iam-policy`).
     Iam,
-    /// Bucket CORS rules: `aws s3api put-bucket-cors --cors-configuration file://cors.json`.
+    /// CORS rules: `aws s3api put-bucket-cors`, `az storage account blob-service-properties update --cors-rules` or `gcloud storage buckets update --cors-file`.
     Cors,
-    /// Lifecycle rule: `aws s3api put-bucket-lifecycle-configuration --lifecycle-configuration file://lifecycle.json`.
+    /// Lifecycle rules: `aws s3api put-bucket-lifecycle-configuration`, `az storage account management-policy create` or `gcloud storage buckets update --lifecycle-file`.
     Lifecycle,
 }
 

@@ -53,6 +53,12 @@ pub fn identity(config: &Config) -> String {
     (profile(config).identity)(&config.object_storage)
 }
 
+/// Why a browser's CORS preflight to the store `config` names was refused (403), and the
+/// provider's own command that applies `maskstore policy cors`.
+pub fn cors_refused(config: &Config) -> &'static str {
+    profile(config).cors_refused
+}
+
 /// The cause and fix of `error`, met by `operation` (`None` while connecting) on the store
 /// `config` names: the provider's own advice where it has some (credentials, permissions,
 /// a missing bucket), else what holds for every provider.

@@ -15,6 +15,8 @@ use crate::storage::{MIN_UPLOAD_PART_SIZE, UPLOAD_MAX_IN_FLIGHT, UPLOAD_PART_SIZ
 pub(crate) static PROFILE: Profile = Profile {
     permission_fix: "process memory refuses nothing itself: check the layers added over the \
                      storage",
+    cors_refused: "the gateway's [cors] settings do not grant PUT from this origin; add it to \
+                   cors.allowed_origins (APP_CORS__ALLOWED_ORIGINS) and restart maskstore serve",
     default_endpoint: "process memory",
     describe: |_| "process memory".to_string(),
     identity: |_| "memory".to_string(),

@@ -19,6 +19,9 @@ pub(crate) static PROFILE: Profile = Profile {
                      container (or a key or SAS with read, write, delete and list permissions)",
     bucket_fix: "check object_storage.container (APP_OBJECT_STORAGE__CONTAINER) and account, \
                  or create the container",
+    cors_refused: "the storage account's Blob service CORS rules do not grant PUT from this \
+                   origin, or it has none; apply maskstore policy cors with az storage account \
+                   blob-service-properties update --cors-rules",
     no_credentials: "no credentials were found: account_key is unset and the Azure \
                      credential chain (AZURE_* variables, workload or managed identity, the \
                      Azure CLI) gave none",

@@ -18,6 +18,9 @@ pub(crate) static PROFILE: Profile = Profile {
                      (storage.objects get, create, delete and list)",
     bucket_fix: "check object_storage.bucket_name (APP_OBJECT_STORAGE__BUCKET_NAME) and the \
                  account, or create the bucket",
+    cors_refused: "the bucket's CORS configuration does not grant PUT from this origin, or it \
+                   has none; apply maskstore policy cors with gcloud storage buckets update \
+                   --cors-file",
     no_credentials: "no credentials were found: service_account_key is unset and Google's \
                      credential chain (GOOGLE_APPLICATION_CREDENTIALS, the metadata server) \
                      gave none",

@@ -16,6 +16,8 @@ pub(crate) static PROFILE: Profile = Profile {
     permission_fix: "check that maskstore's user may read and write the files and folders \
                      under the local root",
     bucket_fix: "point object_storage.root (APP_OBJECT_STORAGE__ROOT) at an existing folder",
+    cors_refused: "the gateway's [cors] settings do not grant PUT from this origin; add it to \
+                   cors.allowed_origins (APP_CORS__ALLOWED_ORIGINS) and restart maskstore serve",
     no_credentials: "the local provider takes no credentials",
     default_endpoint: "the local disk",
     describe: |os| format!("folder {}", os.root.display()),

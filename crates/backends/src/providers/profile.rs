@@ -24,6 +24,9 @@ pub(crate) struct Profile {
     pub permission_fix: &'static str,
     /// What to check when its bucket is missing.
     pub bucket_fix: &'static str,
+    /// Why a browser's CORS preflight was refused (403) and what to apply, with its own
+    /// CLI.
+    pub cors_refused: &'static str,
     /// What was looked for when a request for credentials found none.
     pub no_credentials: &'static str,
     /// What it talks to when no endpoint is configured (`AWS`).
@@ -137,6 +140,8 @@ pub(crate) const NEUTRAL: Profile = Profile {
     permission_fix: "check that the store's credentials may read, write, delete and list \
                      under the prefix",
     bucket_fix: "check the bucket the store was built for, or create it",
+    cors_refused: "the store's CORS rules do not grant PUT from this origin, or it has none; \
+                   apply the rules of maskstore policy cors with the store's own tools",
     no_credentials: "no credentials were found: the store's credential chain gave none",
     default_endpoint: "its default endpoint",
     describe: |_| "a store maskstore did not build".to_string(),

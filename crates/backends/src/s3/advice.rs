@@ -16,6 +16,8 @@ pub(crate) static PROFILE: Profile = Profile {
                      arn:aws:s3:::<bucket>/<prefix>* and s3:ListBucket on the bucket",
     bucket_fix: "check object_storage.bucket_name (APP_OBJECT_STORAGE__BUCKET_NAME) and the \
                  account, or create the bucket",
+    cors_refused: "the bucket's CORS rules do not grant PUT from this origin, or it has none; \
+                   apply maskstore policy cors with aws s3api put-bucket-cors",
     no_credentials: "no credentials were found: access_key and secret_key are unset and the \
                      AWS credential chain (AWS_* variables, web identity, container or \
                      instance metadata) gave none",

@@ -744,6 +744,22 @@ fn doctor_names_an_unwritable_local_root() {
     );
 }
 
+/// A symlink below a writable local root: the doctor names the symlink, and does not
+/// call the root unwritable nor send the operator to move it.
+#[test]
+fn doctor_names_a_symlink_below_a_writable_local_root_not_an_unwritable_root() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    std::fs::create_dir_all(root.join("mask")).unwrap();
+    std::os::unix::fs::symlink("/etc", root.join("mask/maskstore-check")).unwrap();
+    let env = vars(&[("APP_OBJECT_STORAGE__ROOT", root.to_str().unwrap())]);
+    diagnosis(dir.path(), &env, 4, &["is a symlink", "never follows"]);
+    let out = maskstore(dir.path(), &["check"], &env);
+    let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!all.contains("is not writable"), "{all}");
+    assert!(!all.contains("at a folder this user can create"), "{all}");
+}
+
 #[test]
 fn check_cors_tells_whether_a_browser_upload_would_be_allowed() {
     let Some(server) = servers::seaweedfs() else {

@@ -14,7 +14,8 @@ pub(crate) static PROFILE: Profile = Profile {
     // A local refusal (file permissions, a symlink under the root) names its own fix in
     // its detail; S3 policy advice would send the operator the wrong way.
     permission_fix: "check that maskstore's user may read and write the files and folders \
-                     under the local root",
+                     under the local root, and that none of them is a symlink (maskstore \
+                     never follows one)",
     bucket_fix: "point object_storage.root (APP_OBJECT_STORAGE__ROOT) at an existing folder",
     cors_refused: "the gateway's [cors] settings do not grant PUT from this origin; add it to \
                    cors.allowed_origins (APP_CORS__ALLOWED_ORIGINS) and restart maskstore serve",
@@ -23,7 +24,7 @@ pub(crate) static PROFILE: Profile = Profile {
     describe: |os| format!("folder {}", os.root.display()),
     identity,
     check: CheckAdvice {
-        denied: Some(|_, detail, os| root_not_writable(detail, os)),
+        denied: Some(|_, detail, os| refused_below_root(detail, os)),
         config: Some(root_not_writable),
         ..CheckAdvice::NONE
     },
@@ -39,7 +40,19 @@ fn identity(os: &ObjectStorageConfig) -> String {
     )
 }
 
-/// A refusal of the files, or a root the config cannot have: the root is not writable.
+/// A refusal of a file or folder below the root (its permissions, or a symlink): its
+/// detail names what and the fix; the root itself was opened, so it is not blamed.
+fn refused_below_root(detail: &str, os: &ObjectStorageConfig) -> Diagnosis {
+    Diagnosis::new(
+        format!(
+            "the local provider refused a path below the root {}: {detail}",
+            os.root.display()
+        ),
+        PROFILE.permission_fix,
+    )
+}
+
+/// A root the config cannot have: it cannot be created or written.
 fn root_not_writable(detail: &str, os: &ObjectStorageConfig) -> Diagnosis {
     Diagnosis::new(
         format!(

@@ -361,6 +361,35 @@ fn sync_local_to_seaweedfs_copies_once_and_dry_run_changes_nothing() {
     ]));
 }
 
+/// One S3 bucket at one endpoint named by two configs that differ only in the region
+/// they claim and a trailing `/`: the same store, refused before anything connects.
+#[test]
+fn sync_of_one_bucket_under_two_regions_or_endpoint_spellings_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |name: &str, region: &str, endpoint: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(
+            &path,
+            format!(
+                "[object_storage]\nprovider = \"s3\"\nbucket_name = \"pacs-masks-dev\"\n\
+                 region = \"{region}\"\nendpoint = \"{endpoint}\"\naccess_key = \"AKIA\"\n\
+                 secret_key = \"not-a-real-secret\"\n"
+            ),
+        )
+        .unwrap();
+        path.display().to_string()
+    };
+    let from = config("from.toml", "us-east-1", "http://127.0.0.1:9");
+    let to = config("to.toml", "ap-northeast-2", "http://127.0.0.1:9/");
+    let out = maskstore(dir.path(), &["sync", "--from", &from, "--to", &to], &[]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("same store"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
 #[test]
 fn sync_of_a_store_onto_itself_is_refused() {
     let dir = tempfile::tempdir().unwrap();

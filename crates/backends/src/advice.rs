@@ -53,6 +53,12 @@ pub fn identity(config: &Config) -> String {
     (profile(config).identity)(&config.object_storage)
 }
 
+/// An endpoint as part of an identity: two spellings of one address (`HTTP://Host:9000/`,
+/// `http://host:9000`) are one endpoint.
+pub(crate) fn endpoint_identity(endpoint: &str) -> String {
+    endpoint.trim_end_matches('/').to_ascii_lowercase()
+}
+
 /// Why a browser's CORS preflight to the store `config` names was refused (403), and the
 /// provider's own command that applies `maskstore policy cors`.
 pub fn cors_refused(config: &Config) -> &'static str {

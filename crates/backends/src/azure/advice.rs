@@ -43,7 +43,7 @@ fn describe(os: &ObjectStorageConfig) -> String {
 fn identity(os: &ObjectStorageConfig) -> String {
     format!(
         "azure {} {} {}",
-        os.endpoint.as_deref().unwrap_or("azure"),
+        crate::advice::endpoint_identity(os.endpoint.as_deref().unwrap_or("azure")),
         os.account.as_deref().unwrap_or(""),
         os.container.as_deref().unwrap_or("")
     )

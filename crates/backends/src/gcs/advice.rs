@@ -41,7 +41,7 @@ fn describe(os: &ObjectStorageConfig) -> String {
 fn identity(os: &ObjectStorageConfig) -> String {
     format!(
         "gcs {} {}",
-        os.endpoint.as_deref().unwrap_or("google"),
+        crate::advice::endpoint_identity(os.endpoint.as_deref().unwrap_or("google")),
         os.bucket_name.as_deref().unwrap_or("")
     )
 }

@@ -36,12 +36,14 @@ fn describe(os: &ObjectStorageConfig) -> String {
     )
 }
 
+/// A bucket name is one bucket at an endpoint, whatever region a config claims for it (AWS
+/// names are global; S3-compatible engines ignore the region), so the region is no part of
+/// it: a config with a wrong region still names the same store.
 fn identity(os: &ObjectStorageConfig) -> String {
     format!(
-        "s3 {} {} {}",
-        os.endpoint.as_deref().unwrap_or("aws"),
-        os.bucket_name.as_deref().unwrap_or(""),
-        os.region.as_deref().unwrap_or("")
+        "s3 {} {}",
+        crate::advice::endpoint_identity(os.endpoint.as_deref().unwrap_or("aws")),
+        os.bucket_name.as_deref().unwrap_or("")
     )
 }
 
@@ -95,6 +97,25 @@ mod tests {
     use super::*;
     use crate::Error;
     use maskstore_core::{Config, Provider};
+
+    #[test]
+    fn one_bucket_at_one_endpoint_is_one_store_whatever_region_or_spelling() {
+        let at = |bucket: &str, region: &str, endpoint: &str| {
+            let config = Config::s3(bucket, region)
+                .unwrap()
+                .with_endpoint(endpoint)
+                .unwrap();
+            crate::advice::identity(&config)
+        };
+        let a = at("pacs-masks", "us-east-1", "http://127.0.0.1:9000");
+        assert_eq!(a, at("pacs-masks", "eu-west-1", "http://127.0.0.1:9000/"));
+        assert_eq!(a, at("pacs-masks", "us-east-1", "HTTP://127.0.0.1:9000"));
+        assert_ne!(a, at("pacs-masks-2", "us-east-1", "http://127.0.0.1:9000"));
+        assert_ne!(a, at("pacs-masks", "us-east-1", "http://127.0.0.1:9001"));
+        let aws =
+            |region: &str| crate::advice::identity(&Config::s3("pacs-masks", region).unwrap());
+        assert_eq!(aws("us-east-1"), aws("ap-northeast-2"));
+    }
 
     #[test]
     fn s3_permission_failures_name_the_action_and_the_resource() {

@@ -46,7 +46,8 @@ pub struct WriteOptions {
 /// The part size is also the size from which an upload turns multipart. It is kept within
 /// what the provider takes: at least 5 MiB and at most 5 GiB where parts have S3's limits
 /// (S3, Azure, GCS, a bare object_store), 64 KiB ([`crate::MIN_UPLOAD_PART_SIZE`]) to
-/// 8 MiB on local and memory. Parts in flight are at least one.
+/// 8 MiB on local and memory. Parts in flight are 1 to 16. An upload holds about part size
+/// × (parts in flight + 1) in memory: a large part is memory the caller chose to spend.
 ///
 /// ```
 /// use maskstore_backends::{UploadShape, WriteOptions};

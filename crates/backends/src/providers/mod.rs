@@ -139,13 +139,20 @@ impl UploadLimits {
         max_part: UploadLimits::S3_MAX_PART,
     };
 
+    /// Parts in flight an upload may ask for at most: an upload holds part size × (parts in
+    /// flight + 1) in memory, so a mistaken `usize::MAX` must not make that unbounded.
+    pub(crate) const MAX_IN_FLIGHT: usize = 16;
+
     /// The part size and parts in flight of an upload asking for `shape`: what it asks,
-    /// within these limits, or the defaults.
+    /// within these limits (1 to [`UploadLimits::MAX_IN_FLIGHT`] parts in flight), or the
+    /// defaults.
     pub(crate) fn resolve(&self, shape: UploadShape) -> (usize, usize) {
         let part = shape
             .part_size
             .map_or(self.part_size, |p| p.clamp(self.min_part, self.max_part));
-        let in_flight = shape.max_in_flight.map_or(self.max_in_flight, |n| n.max(1));
+        let in_flight = shape.max_in_flight.map_or(self.max_in_flight, |n| {
+            n.clamp(1, UploadLimits::MAX_IN_FLIGHT)
+        });
         (part, in_flight)
     }
 }

@@ -573,5 +573,16 @@ mod tests {
             }),
             (5 * 1024 * 1024, 2)
         );
+        // A mistaken count cannot make an upload's memory unbounded.
+        assert_eq!(
+            limits.resolve(crate::UploadShape {
+                part_size: None,
+                max_in_flight: Some(usize::MAX)
+            }),
+            (
+                crate::LOCAL_UPLOAD_PART_SIZE,
+                crate::providers::UploadLimits::MAX_IN_FLIGHT
+            )
+        );
     }
 }

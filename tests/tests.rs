@@ -6,6 +6,7 @@ mod clouds;
 mod contract;
 mod docs;
 mod faults;
+mod foreign;
 mod gateway_abuse;
 mod integrity;
 mod monitoring;

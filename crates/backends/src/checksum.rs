@@ -210,25 +210,11 @@ impl Verifier {
 }
 
 /// A stored checksum as an error shows it. It is text whoever could write the object
-/// chose (its metadata, a local file's attributes): anything but printable ASCII is
-/// escaped, so it cannot forge lines or send terminal escapes to the operator's screen,
-/// and a long one is cut short (a real one is at most 51 characters). A well-formed
-/// checksum is shown as stored.
+/// chose (its metadata, a local file's attributes), so it goes through the one escaper
+/// ([`maskstore_core::shown`]: no terminal escapes, no forged lines) and a long one is cut
+/// short (a real one is at most 51 characters). A well-formed checksum is shown as stored.
 fn shown(stored: &str) -> String {
-    const SHOWN_MAX: usize = 100;
-    let mut out = String::new();
-    for c in stored.chars() {
-        if out.len() >= SHOWN_MAX {
-            out.push_str(&format!("... ({} bytes in all)", stored.len()));
-            break;
-        }
-        if c.is_ascii_graphic() || c == ' ' {
-            out.push(c);
-        } else {
-            out.extend(c.escape_default());
-        }
-    }
-    out
+    maskstore_core::shown_cut(stored, 100)
 }
 
 impl Verifier {

@@ -178,7 +178,7 @@ fn short_segment(segment: &str) -> String {
 }
 
 /// Whether `c` is of Unicode general category Cf (format), as of Unicode 16.0.
-fn is_format_character(c: char) -> bool {
+pub(crate) fn is_format_character(c: char) -> bool {
     matches!(
         c as u32,
         0x00AD

@@ -18,6 +18,7 @@ mod error;
 mod key;
 mod mask;
 mod secret;
+mod shown;
 mod ttl;
 
 pub use config::{ChecksumAlgorithm, Config, Origin, Provider};
@@ -25,4 +26,5 @@ pub use error::Error;
 pub use key::{KeyPrefix, MAX_KEY_BYTES, MAX_SEGMENT_BYTES, ObjectKey};
 pub use mask::{MAX_MASK_ID_LEN, MAX_UID_LEN, MaskFormat, MaskKey};
 pub use secret::{REDACTED, Secret};
+pub use shown::{shown, shown_cut};
 pub use ttl::{S3_MAX_PRESIGN_SECS, TtlPolicy};

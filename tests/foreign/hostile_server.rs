@@ -1,0 +1,1 @@
+//! (filled in by its issue-27 branch)

@@ -61,7 +61,10 @@ pub(crate) fn build(config: &Config) -> Result<MicrosoftAzure> {
         .with_account(os.account.clone().unwrap_or_default())
         .with_container_name(os.container.clone().unwrap_or_default())
         .with_client_options(crate::http_client::client_options(os))
-        .with_retry(crate::http_client::retry_config(os));
+        .with_retry(crate::http_client::retry_config(os))
+        .with_http_connector(crate::http_client::GuardedConnector::new(
+            crate::http_client::Wire::Azure,
+        ));
     if let Some(endpoint) = &os.endpoint {
         builder = builder
             .with_endpoint(endpoint.clone())

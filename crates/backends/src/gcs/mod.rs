@@ -102,7 +102,10 @@ fn build_client(config: &Config) -> Result<GoogleCloudStorage> {
     builder = builder
         .with_bucket_name(os.bucket_name.clone().unwrap_or_default())
         .with_client_options(client_options)
-        .with_retry(crate::http_client::retry_config(os));
+        .with_retry(crate::http_client::retry_config(os))
+        .with_http_connector(crate::http_client::GuardedConnector::new(
+            crate::http_client::Wire::Gcs,
+        ));
     if let Some(key) = &os.service_account_key {
         builder = builder.with_service_account_key(key.expose());
     }

@@ -36,7 +36,10 @@ pub(crate) fn build(config: &Config) -> Result<(AmazonS3, Presigner)> {
         // scan, and every engine has them.
         .with_disable_bulk_delete(true)
         .with_client_options(crate::http_client::client_options(os))
-        .with_retry(crate::http_client::retry_config(os));
+        .with_retry(crate::http_client::retry_config(os))
+        .with_http_connector(crate::http_client::GuardedConnector::new(
+            crate::http_client::Wire::S3,
+        ));
     if let Some(endpoint) = &os.endpoint {
         builder = builder
             .with_endpoint(endpoint)

@@ -32,7 +32,7 @@
 use std::collections::HashMap;
 
 use futures::{StreamExt, TryStreamExt};
-use maskstore_backends::{Error, ObjectInfo, Result, Storage, WriteOptions};
+use maskstore_backends::{Error, LeftOut, ObjectInfo, Result, Storage, WriteOptions};
 use maskstore_core::ObjectKey;
 
 /// Metadata naming the source version a synced object was copied from.
@@ -231,9 +231,24 @@ async fn needs_copy(
     Ok(compare(&source, &dest, comparable_etags) != Verdict::Same)
 }
 
+/// What [`copy`] did: the bytes it copied, and the source's metadata entries the
+/// destination could not hold, which the copy went without.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Copied {
+    /// The object's size.
+    pub size: u64,
+    /// Metadata entries left out (the name as found, and why).
+    pub left_out: Vec<LeftOut>,
+}
+
 /// Copies one object from `from` to `to` (content, content type, metadata), recording the
-/// source etag where the metadata has room for it; returns its size. Below the multipart
-/// threshold it is one PUT.
+/// source etag where the metadata has room for it. Below the multipart threshold it is
+/// one PUT.
+///
+/// The source's metadata was chosen by whoever wrote it (another tool's `my_field`,
+/// `dicom.series`, non-ASCII values), so it is not held to `put --meta`'s rules: the
+/// destination carries it as its provider can hold it ([`Storage::carry`]), and what it
+/// cannot hold is left out, said in [`Copied::left_out`], and the copy still made.
 ///
 /// From the local provider, the object's file is opened beneath the root
 /// ([`Storage::open_file`]) and stored by [`Storage::write_from_open_file`]: a kernel copy
@@ -242,46 +257,39 @@ async fn needs_copy(
 /// Elsewhere the object streams from `from` into `to`, checked likewise (the last chunk is
 /// held back until the checksum matched, so a damaged object's upload is aborted). Either
 /// way a damaged source is [`Error::Corrupt`] and the destination keeps what it had.
-pub async fn copy(from: &Storage, to: &Storage, key: &ObjectKey) -> Result<u64> {
+pub async fn copy(from: &Storage, to: &Storage, key: &ObjectKey) -> Result<Copied> {
     if let Some(source) = from.open_file(key).await? {
-        let options = copy_options(source.info());
+        let (options, left_out) = copy_options(to, source.info());
         let size = source.info().size;
         to.write_from_open_file(key, source, &options, |_, _| {})
             .await?;
-        return Ok(size);
+        return Ok(Copied { size, left_out });
     }
     let object = from.get_stream(key).await?;
-    let options = copy_options(&object.info);
+    let (options, left_out) = copy_options(to, &object.info);
     let size = object.info.size;
     to.upload_stream(key, &options, object.stream).await?;
-    Ok(size)
+    Ok(Copied { size, left_out })
 }
 
-/// How a copy of the object `info` describes is written: its content type and metadata,
-/// and its etag as [`SOURCE_ETAG`] where the metadata has room for it.
-fn copy_options(info: &ObjectInfo) -> WriteOptions {
-    let mut options = WriteOptions {
+/// How a copy of the object `info` describes is written to `to`: its content type and
+/// metadata as `to` can hold it, and its etag as [`SOURCE_ETAG`] where the metadata has
+/// room for it after the rest (without it, later runs compare this object by etag or a
+/// HEAD, rather than never copy it); and the entries left out.
+fn copy_options(to: &Storage, info: &ObjectInfo) -> (WriteOptions, Vec<LeftOut>) {
+    let mut found = info.metadata.clone();
+    // A copy of a copy must not claim the first source's version.
+    found.remove(SOURCE_ETAG);
+    let record = info.etag.as_deref().map(|etag| (SOURCE_ETAG, etag));
+    let mut carried = to.carry(&found, record);
+    // The record is maskstore's, not the source's: no room for it is no loss to report.
+    carried.left_out.retain(|left| left.name != SOURCE_ETAG);
+    let options = WriteOptions {
         content_type: info.content_type.clone(),
-        metadata: info.metadata.clone(),
+        carried: carried.kept,
         ..Default::default()
     };
-    match &info.etag {
-        Some(etag) => {
-            options
-                .metadata
-                .insert(SOURCE_ETAG.to_string(), etag.clone());
-            // No room left under S3's 2 KiB: copy without the record (later runs then
-            // compare this object by etag or a HEAD) rather than never copy it.
-            if options.validate().is_err() {
-                options.metadata.remove(SOURCE_ETAG);
-            }
-        }
-        // A copy of a copy must not claim the first source's version.
-        None => {
-            options.metadata.remove(SOURCE_ETAG);
-        }
-    }
-    options
+    (options, carried.left_out)
 }
 
 #[cfg(test)]
@@ -351,9 +359,10 @@ mod tests {
     async fn metadata_near_the_limit_is_copied_without_the_record() {
         let (from, to) = (Storage::memory(), Storage::memory());
         let key = from.key("full.png").unwrap();
-        let options = WriteOptions::default().with_metadata("notes", "n".repeat(2048 - 5));
+        let options = WriteOptions::default().with_metadata("notes", "n".repeat(2048 - 5 - 96));
         from.put_with(&key, "mask", &options).await.unwrap();
-        assert_eq!(copy(&from, &to, &key).await.unwrap(), 4);
+        let copied = copy(&from, &to, &key).await.unwrap();
+        assert_eq!((copied.size, copied.left_out), (4, vec![]));
         let copied = to.head(&key).await.unwrap();
         assert_eq!(copied.metadata, options.metadata);
         assert_eq!(to.get(&key).await.unwrap().data, "mask");

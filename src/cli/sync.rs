@@ -148,6 +148,8 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
         .map(|(key, e)| format!("{key}: {e}"))
         .collect();
     let (mut copied, mut bytes) = (0u64, 0u64);
+    // Metadata entries a destination could not hold: (key, name, why).
+    let mut left_out: Vec<(String, String, String)> = Vec::new();
     for info in &plan.to_copy {
         if args.dry_run {
             copied += 1;
@@ -155,10 +157,15 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
             continue;
         }
         match sync::copy(&from, &to, &info.key).await {
-            Ok(size) => {
+            Ok(done) => {
                 copied += 1;
-                bytes += size;
-                bar.inc(size);
+                bytes += done.size;
+                bar.inc(done.size);
+                left_out.extend(
+                    done.left_out
+                        .into_iter()
+                        .map(|left| (info.key.to_string(), left.name, left.reason)),
+                );
             }
             Err(e) => failures.push(format!("{}: {e}", info.key)),
         }
@@ -177,6 +184,12 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
     for failure in &failures {
         eprintln!("failed: {failure}");
     }
+    for (key, name, reason) in &left_out {
+        eprintln!(
+            "copied without metadata: {key}: {} ({reason})",
+            maskstore::maskstore_core::shown(name)
+        );
+    }
     let deleted = if deleting {
         plan.to_delete.len() as u64
     } else {
@@ -192,6 +205,10 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
             "deleted": deleted,
             "bytes": bytes,
             "failures": failures,
+            "metadata_left_out": left_out
+                .iter()
+                .map(|(key, name, reason)| json!({"key": key, "name": name, "reason": reason}))
+                .collect::<Vec<_>>(),
             "to_copy": plan.to_copy.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(),
             "to_delete": plan.to_delete.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
         }));

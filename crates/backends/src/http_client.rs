@@ -98,7 +98,8 @@ impl Exchange {
     }
 
     /// The answer as object_store gets it.
-    fn answer(&self, response: HttpResponse) -> Result<HttpResponse, HttpError> {
+    fn answer(&self, mut response: HttpResponse) -> Result<HttpResponse, HttpError> {
+        crate::metadata::repair_headers(response.headers_mut());
         Ok(response)
     }
 }

@@ -41,6 +41,7 @@ pub mod layers;
 mod load;
 pub mod local;
 mod memory;
+pub mod metadata;
 pub mod monitor;
 mod policy;
 mod providers;
@@ -58,6 +59,7 @@ pub use layers::{Layer, Operation};
 pub use load::{ConfigSource, load_config, load_config_from};
 pub use local::{LOCAL_UPLOAD_MAX_IN_FLIGHT, LOCAL_UPLOAD_PART_SIZE};
 pub use maskstore_core::ChecksumAlgorithm;
+pub use metadata::{Carried, LeftOut};
 pub use policy::{PolicyDocument, policy_document};
 pub use signing::{SignOptions, SignedMethod, SignedUrl};
 pub use storage::{

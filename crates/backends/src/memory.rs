@@ -49,6 +49,7 @@ pub(crate) fn connect(config: &Config) -> Built {
                 min_part: MIN_UPLOAD_PART_SIZE,
                 max_part: UPLOAD_PART_SIZE,
             },
+            metadata: crate::metadata::MetadataRules::MEMORY,
         },
         extras: Extras::default(),
     }

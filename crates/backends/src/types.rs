@@ -28,8 +28,12 @@ pub enum WriteMode {
 pub struct WriteOptions {
     /// The content type stored with the object.
     pub content_type: Option<String>,
-    /// User metadata stored with the object.
+    /// User metadata stored with the object, held to [`WriteOptions::validate`]'s rules.
     pub metadata: BTreeMap<String, String>,
+    /// Metadata found in a store (by [`crate::Storage::carry`]), stored as the provider
+    /// can hold it (names mapped, values encoded, see [`crate::metadata`]) and not held
+    /// to the rules of `metadata`, whose entries win over these.
+    pub carried: BTreeMap<String, String>,
     /// What to do when the key exists.
     pub mode: WriteMode,
     /// How a streaming upload is cut into parts (ignored by a single put).
@@ -152,7 +156,8 @@ impl WriteOptions {
         Ok(())
     }
 
-    pub(crate) fn attributes(&self) -> Attributes {
+    /// The attributes a put sends to a provider with `rules`.
+    pub(crate) fn attributes(&self, rules: &crate::metadata::MetadataRules) -> Attributes {
         let mut attributes = Attributes::new();
         // Always explicit: some engines (SeaweedFS) sniff a type from the bytes otherwise.
         let content_type = match &self.content_type {
@@ -160,10 +165,10 @@ impl WriteOptions {
             None => AttributeValue::from(DEFAULT_CONTENT_TYPE),
         };
         attributes.insert(Attribute::ContentType, content_type);
-        for (k, v) in &self.metadata {
+        for (k, v) in self.carried.iter().chain(&self.metadata) {
             attributes.insert(
                 Attribute::Metadata(k.clone().into()),
-                AttributeValue::from(v.clone()),
+                AttributeValue::from(rules.value(v).into_owned()),
             );
         }
         attributes
@@ -308,8 +313,10 @@ pub(crate) fn info_of(
             Attribute::Metadata(name) if name.as_ref() == crate::checksum::CHECKSUM_METADATA => {
                 checksum = Some(value.to_string());
             }
+            // Values in header form (RFC 2047 encoded words) read as their text.
             Attribute::Metadata(name) => {
-                metadata.insert(name.to_string(), value.to_string());
+                let value = crate::metadata::decode_value(value).into_owned();
+                metadata.insert(name.to_string(), value);
             }
             _ => {}
         }

@@ -15,7 +15,7 @@ pub(crate) mod policy;
 mod store;
 
 pub(crate) use advice::PROFILE;
-pub(crate) use store::AzureStore;
+pub(crate) use store::{AzureStore, stored_name};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -42,7 +42,10 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
     Ok(Built {
         store: Arc::new(AzureStore::new(azure)),
         urls: UrlSigner::Service(Arc::new(signer)),
-        declared: Declared::PLAIN,
+        declared: Declared {
+            metadata: crate::metadata::MetadataRules::AZURE,
+            ..Declared::PLAIN
+        },
         extras: Extras::default(),
     })
 }
@@ -148,6 +151,26 @@ impl SasSigner {
     }
 }
 
+/// Everything in a blob name but RFC 3986's unreserved characters and the `/` between
+/// segments, percent-encoded: the Azure SDKs split a URL with Python's `urlparse` (a `;`
+/// starts "parameters"), and a `%`, `+`, `#`, `?`, `&` or `=` left as it is means
+/// something else in a URL; Azure decodes the escapes back to the blob's name.
+const BLOB_NAME_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+fn escape_blob_name(path: &Path) -> String {
+    path.as_ref()
+        .split('/')
+        .map(|segment| {
+            percent_encoding::utf8_percent_encode(segment, BLOB_NAME_ESCAPES).to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
 /// A service SAS for one blob, signed with the account key (base64, as Azure shows it).
 fn service_sas(
     account: &str,
@@ -163,14 +186,15 @@ fn service_sas(
         .decode(key.trim())
         .map_err(|_| "the account key is not base64".to_string())?;
     let mut url = container_url.clone();
-    {
-        let mut segments = url
-            .path_segments_mut()
-            .map_err(|()| "the endpoint cannot hold a path".to_string())?;
-        for part in path.as_ref().split('/') {
-            segments.push(part);
-        }
+    if url.cannot_be_a_base() {
+        return Err("the endpoint cannot hold a path".to_string());
     }
+    let blob_path = format!(
+        "{}/{}",
+        url.path().trim_end_matches('/'),
+        escape_blob_name(path)
+    );
+    url.set_path(&blob_path);
     let container = container_url
         .path_segments()
         .and_then(|mut s| s.next_back())

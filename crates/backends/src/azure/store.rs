@@ -1,13 +1,27 @@
 //! The Azure store as maskstore uses it: object_store's `MicrosoftAzure` with metadata
 //! names made legal for Azure.
 //!
-//! Azure takes metadata names that are C# identifiers (letters, digits, `_`, not starting
-//! with a digit), so `x-ms-meta-maskstore-checksum` is refused (`InvalidMetadata`), as is
-//! any user name with a `-`. maskstore's names are lowercase letters, digits and `-`; here
-//! each is stored as `ms_<name with - as _>` and read back the other way, a bijection on
-//! maskstore's names. A stored name without the `ms_` prefix (written by another tool) is
-//! read as it is.
-
+//! Azure takes metadata names that are C# identifiers (ASCII letters, digits, `_`, not
+//! starting with a digit) and treats them case-insensitively; object_store reads them
+//! back lowercase (as HTTP header names). So maskstore's `maskstore-checksum` cannot be
+//! stored as it is, nor the names other tools chose (boto3's `dicom.series`). A name is
+//! stored as ([`stored_name`]):
+//!
+//! 1. itself, when it is a lowercase identifier not starting with `ms_` or `msx_`
+//!    (`annotator`, `my_field`): what other Azure tools see and write;
+//! 2. `ms_` and the name with `-` as `_`, when it is made of lowercase letters, digits
+//!    and `-` (maskstore's own rule: `maskstore-checksum` is `ms_maskstore_checksum`),
+//!    as earlier versions stored every name;
+//! 3. otherwise `msx_` and the name's UTF-8 bytes, lowercase letters and digits as they
+//!    are and every other byte as `_` and two lowercase hex digits (`dicom.series` is
+//!    `msx_dicom_2eseries`, `Ms_X` is `msx__4ds_5f_58`).
+//!
+//! A stored name reads back ([`read_names`]) as the name it was stored for: an `msx_`
+//! name whose escapes decode to a name stored that way, an `ms_` name with its `_` as `-`
+//! (what every earlier version wrote), and any other name as it is. Two stored names
+//! never read as one: when a blob holds both `x` and `ms_x` (another tool wrote one of
+//! them), the `ms_x` entry reads under its stored name `ms_x`, which is then written as
+//! `msx_ms_5fx`, so a copy keeps both.
 use std::ops::Range;
 
 use bytes::Bytes;
@@ -15,32 +29,128 @@ use futures::stream::BoxStream;
 use object_store::azure::MicrosoftAzure;
 use object_store::path::Path;
 use object_store::{
-    Attribute, Attributes, CopyOptions, GetOptions, GetRange, GetResult, ListResult,
-    MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload,
-    PutResult, RenameOptions, Result,
+    Attribute, AttributeValue, Attributes, CopyOptions, GetOptions, GetRange, GetResult,
+    ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions,
+    PutPayload, PutResult, RenameOptions, Result,
 };
 
-/// The prefix of every metadata name maskstore stores on Azure.
-const PREFIX: &str = "ms_";
+/// The prefix of names stored in maskstore's own rule (`-` as `_`).
+const OWN: &str = "ms_";
+/// The prefix of names stored escaped.
+const ESCAPED: &str = "msx_";
 
-/// The Azure name of the maskstore metadata name `name`.
-pub(crate) fn encode(name: &str) -> String {
-    format!("{PREFIX}{}", name.replace('-', "_"))
+fn reserved(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.starts_with(OWN) || lower.starts_with(ESCAPED)
 }
 
-/// The maskstore name of the stored Azure name `name`.
-pub(crate) fn decode(name: &str) -> String {
-    match name.strip_prefix(PREFIX) {
-        Some(rest) => rest.replace('_', "-"),
-        None => name.to_string(),
+/// The Azure name the metadata name `name` is stored under (rules 1 to 3 above).
+pub(crate) fn stored_name(name: &str) -> String {
+    let identifier = name
+        .chars()
+        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        && name.starts_with(|c: char| c.is_ascii_lowercase() || c == '_');
+    if identifier && !reserved(name) {
+        return name.to_string();
     }
+    let own_rule = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if own_rule {
+        return format!("{OWN}{}", name.replace('-', "_"));
+    }
+    let mut stored = String::from(ESCAPED);
+    for byte in name.bytes() {
+        if byte.is_ascii_lowercase() || byte.is_ascii_digit() {
+            stored.push(byte as char);
+        } else {
+            stored.push_str(&format!("_{byte:02x}"));
+        }
+    }
+    stored
 }
 
-fn map_names(attributes: Attributes, map: fn(&str) -> String) -> Attributes {
+/// The name an `msx_` or `ms_` stored name was stored for, if it is one maskstore would
+/// store that way.
+fn unescape(stored: &str) -> Option<String> {
+    let name = if let Some(rest) = stored.strip_prefix(ESCAPED) {
+        let mut bytes = Vec::new();
+        let mut chars = rest.bytes();
+        while let Some(b) = chars.next() {
+            if b == b'_' {
+                let hex = [chars.next()?, chars.next()?];
+                bytes.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+            } else {
+                bytes.push(b);
+            }
+        }
+        String::from_utf8(bytes).ok()?
+    } else {
+        let rest = stored.strip_prefix(OWN)?;
+        if rest.is_empty()
+            || !rest
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+        {
+            return None;
+        }
+        // What an earlier version stored for any name of its rule, `annotator` included.
+        return Some(rest.replace('_', "-"));
+    };
+    (stored_name(&name) == stored).then_some(name)
+}
+
+/// The metadata names of a blob as stored, read back as the names they were stored for
+/// (see the module's docs); other attributes as they are.
+pub(crate) fn read_names(attributes: Attributes) -> Attributes {
+    let mut stored: Vec<(String, AttributeValue)> = Vec::new();
+    let mut out = Attributes::new();
+    for (key, value) in attributes.iter() {
+        match key {
+            Attribute::Metadata(name) => stored.push((name.to_string(), value.clone())),
+            other => {
+                out.insert(other.clone(), value.clone());
+            }
+        }
+    }
+    // Names read as they are first, then escaped names, then maskstore's own rule: a
+    // name already taken reads under its stored name instead.
+    let mut names: std::collections::BTreeMap<String, AttributeValue> = Default::default();
+    let mut later: Vec<(String, String, AttributeValue)> = Vec::new();
+    for (name, value) in stored {
+        match unescape(&name) {
+            Some(read) => later.push((name, read, value)),
+            None => {
+                names.insert(name, value);
+            }
+        }
+    }
+    later.sort_by_key(|(name, _, _)| !name.starts_with(ESCAPED));
+    for (name, read, value) in later {
+        let mut key = if names.contains_key(&read) {
+            name
+        } else {
+            read
+        };
+        while names.contains_key(&key) {
+            key.push('_');
+        }
+        names.insert(key, value);
+    }
+    for (name, value) in names {
+        out.insert(Attribute::Metadata(name.into()), value);
+    }
+    out
+}
+
+fn store_names(attributes: Attributes) -> Attributes {
     attributes
         .iter()
         .map(|(key, value)| match key {
-            Attribute::Metadata(name) => (Attribute::Metadata(map(name).into()), value.clone()),
+            Attribute::Metadata(name) => {
+                (Attribute::Metadata(stored_name(name).into()), value.clone())
+            }
             other => (other.clone(), value.clone()),
         })
         .collect()
@@ -118,7 +228,7 @@ impl ObjectStore for AzureStore {
         payload: PutPayload,
         mut opts: PutOptions,
     ) -> Result<PutResult> {
-        opts.attributes = map_names(opts.attributes, encode);
+        opts.attributes = store_names(opts.attributes);
         self.inner.put_opts(location, payload, opts).await
     }
 
@@ -127,7 +237,7 @@ impl ObjectStore for AzureStore {
         location: &Path,
         mut opts: PutMultipartOptions,
     ) -> Result<Box<dyn MultipartUpload>> {
-        opts.attributes = map_names(opts.attributes, encode);
+        opts.attributes = store_names(opts.attributes);
         self.inner.put_multipart_opts(location, opts).await
     }
 
@@ -136,7 +246,7 @@ impl ObjectStore for AzureStore {
             Some(GetRange::Suffix(n)) => self.get_suffix(location, options, n).await?,
             _ => self.inner.get_opts(location, options).await?,
         };
-        result.attributes = map_names(result.attributes, decode);
+        result.attributes = read_names(result.attributes);
         Ok(result)
     }
 
@@ -180,8 +290,29 @@ impl ObjectStore for AzureStore {
 mod tests {
     use super::*;
 
+    fn read(stored: &[(&str, &str)]) -> Vec<(String, String)> {
+        let attributes: Attributes = stored
+            .iter()
+            .map(|(n, v)| {
+                (
+                    Attribute::Metadata(n.to_string().into()),
+                    AttributeValue::from(v.to_string()),
+                )
+            })
+            .collect();
+        let mut out: Vec<(String, String)> = read_names(attributes)
+            .iter()
+            .map(|(k, v)| match k {
+                Attribute::Metadata(n) => (n.to_string(), v.to_string()),
+                _ => unreachable!(),
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
     #[test]
-    fn maskstore_names_round_trip_through_azure_legal_names() {
+    fn every_name_round_trips_through_an_azure_identifier() {
         for name in [
             "maskstore-checksum",
             "study-uid",
@@ -190,18 +321,67 @@ mod tests {
             "-lead",
             "x--y",
             "9-",
+            "annotator",
+            "ms_annotator",
+            "my_field",
+            "dicom.series",
+            "Ms_X",
+            "Owner",
+            "msx_zz",
+            "wer",
+            "_",
+            "ü",
         ] {
-            let stored = encode(name);
+            let stored = stored_name(name);
             assert!(
                 stored
                     .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
                     && !stored.starts_with(|c: char| c.is_ascii_digit()),
                 "{stored}"
             );
-            assert_eq!(decode(&stored), name);
+            assert_eq!(
+                read(&[(&stored, "v")]),
+                [(name.to_string(), "v".to_string())]
+            );
         }
-        // A name another tool stored is read as it is.
-        assert_eq!(decode("Owner"), "Owner");
+    }
+
+    #[test]
+    fn names_earlier_versions_stored_read_as_before() {
+        assert_eq!(
+            read(&[("ms_maskstore_checksum", "c"), ("ms_study_uid", "s")]),
+            [
+                ("maskstore-checksum".to_string(), "c".to_string()),
+                ("study-uid".to_string(), "s".to_string())
+            ]
+        );
+        assert_eq!(stored_name("maskstore-checksum"), "ms_maskstore_checksum");
+    }
+
+    /// `ms_annotator` (an earlier version's `annotator`, or another tool's name) beside
+    /// another tool's `annotator`: both read, each under its own name, every time.
+    #[test]
+    fn two_stored_names_never_read_as_one() {
+        let both = read(&[("ms_annotator", "A"), ("annotator", "B")]);
+        assert_eq!(
+            both,
+            [
+                ("annotator".to_string(), "B".to_string()),
+                ("ms_annotator".to_string(), "A".to_string())
+            ]
+        );
+        // Written back, they are stored apart and read the same again.
+        let again: Vec<(String, &str)> = both
+            .iter()
+            .map(|(n, v)| (stored_name(n), v.as_str()))
+            .collect();
+        let again: Vec<(&str, &str)> = again.iter().map(|(n, v)| (n.as_str(), *v)).collect();
+        assert_eq!(read(&again), both);
+        // A foreign name that merely looks escaped reads as it is.
+        assert_eq!(
+            read(&[("msx_zz", "v")]),
+            [("msx_zz".to_string(), "v".to_string())]
+        );
     }
 }

@@ -45,7 +45,10 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
     Ok(Built {
         store: Arc::new(store(config, gcs)?),
         urls: UrlSigner::Service(Arc::new(signer)),
-        declared: Declared::PLAIN,
+        declared: Declared {
+            metadata: crate::metadata::MetadataRules::GCS,
+            ..Declared::PLAIN
+        },
         extras: Extras::default(),
     })
 }

@@ -102,6 +102,7 @@ pub(crate) fn connect(config: &Config, root: Root) -> Result<Built> {
                 min_part: MIN_UPLOAD_PART_SIZE,
                 max_part: UPLOAD_PART_SIZE,
             },
+            metadata: crate::metadata::MetadataRules::LOCAL,
         },
         extras: Extras {
             multipart: None,

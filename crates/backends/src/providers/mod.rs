@@ -13,6 +13,7 @@ use object_store::ObjectStore;
 use object_store::path::Path;
 
 use crate::local::{LocalStore, Root};
+use crate::metadata::MetadataRules;
 use crate::policy::PolicyDocument;
 use crate::signing::GatewaySigner;
 use crate::storage::{UPLOAD_MAX_IN_FLIGHT, UPLOAD_PART_SIZE, UrlSigner};
@@ -96,17 +97,21 @@ pub(crate) struct Declared {
     pub(crate) verify_folders: bool,
     /// The parts of its streaming uploads.
     pub(crate) uploads: UploadLimits,
+    /// What it keeps of user metadata.
+    pub(crate) metadata: MetadataRules,
 }
 
 impl Declared {
     /// A store that declares nothing beyond the contract: it hashes nothing as it writes,
     /// its etags name versions, its listings show no empty folders, its parts have S3's
-    /// limits. What Azure and GCS declare, and what a store of unknown kind is taken to be.
+    /// limits, its metadata has S3's. What Azure and GCS declare (with their own
+    /// metadata rules), and what a store of unknown kind is taken to be.
     pub(crate) const PLAIN: Declared = Declared {
         hashes_on_write: false,
         content_etags: false,
         verify_folders: false,
         uploads: UploadLimits::REMOTE,
+        metadata: MetadataRules::S3,
     };
 }
 

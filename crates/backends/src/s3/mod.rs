@@ -44,6 +44,7 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
             // An engine other than AWS may keep real directories (SeaweedFS).
             verify_folders: os.verify_folders.unwrap_or(os.endpoint.is_some()),
             uploads: UploadLimits::REMOTE,
+            metadata: crate::metadata::MetadataRules::S3,
         },
         extras: Extras {
             multipart: Some(Arc::new(multipart)),

@@ -339,7 +339,7 @@ impl Storage {
                 location,
                 source.file,
                 source.before,
-                options.attributes(),
+                options.attributes(&self.declared.metadata),
                 PutMode::from(&options.mode),
                 self.checksum,
                 source.verify,

@@ -55,7 +55,7 @@ pub struct Storage {
     ttl: TtlPolicy,
     urls: UrlSigner,
     /// What the provider declared of itself when built.
-    declared: Declared,
+    pub(crate) declared: Declared,
     /// The operations only the provider has.
     extras: Extras,
     monitor: Arc<Monitor>,

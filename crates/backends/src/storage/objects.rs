@@ -48,8 +48,8 @@ impl Storage {
         let mut opts = PutOptions {
             mode,
             attributes: match hash_on_write {
-                Some(_) => options.attributes(),
-                None => self.with_checksum_of(options.attributes(), &data),
+                Some(_) => options.attributes(&self.declared.metadata),
+                None => self.with_checksum_of(options.attributes(&self.declared.metadata), &data),
             },
             ..Default::default()
         };

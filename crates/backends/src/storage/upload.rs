@@ -85,7 +85,7 @@ impl Storage {
         Ok(Upload {
             key: key.clone(),
             path,
-            attributes: options.attributes(),
+            attributes: options.attributes(&self.declared.metadata),
             storage: self.clone(),
             written: 0,
             part_size,

@@ -1,0 +1,354 @@
+//! User metadata as the providers can hold it: how values travel in HTTP headers, which
+//! names and how much each provider keeps, and metadata found in one store carried into
+//! another ([`Storage::carry`]).
+//!
+//! Metadata a user gives (`put --meta`) keeps [`WriteOptions::validate`]'s strict rules.
+//! Metadata *found* in a store was chosen by another tool (boto3's `my_field`, a DICOM
+//! pipeline's `dicom.series`, the GCS SDK's `Dr. Müller`); it is carried as the
+//! destination can hold it, and what it cannot is left out and reported, never failing
+//! the copy.
+//!
+//! Values: S3 and Azure take metadata in HTTP headers, which hold visible ASCII only
+//! (AWS: "user-defined metadata … must conform to US-ASCII"; non-ASCII values are stored
+//! RFC 2047-decoded and returned RFC 2047-encoded; Azure: names and values "may contain
+//! only ASCII characters", non-ASCII values to be encoded by the client). Such a value
+//! is written as one RFC 2047 encoded word, `=?UTF-8?B?<base64 of the UTF-8>?=`, as AWS
+//! itself returns it, and every read decodes encoded words. So that the decoding is
+//! exact, a value that already looks like an encoded word is written encoded too, on
+//! every provider. GCS (written through its JSON API), local disk and memory hold UTF-8
+//! values as they are. An answer that carries raw non-ASCII bytes in a metadata header
+//! (fake-gcs-server, Azurite, an S3 engine that does not encode) is repaired into an
+//! encoded word before object_store reads it ([`repair_headers`]), so such an object
+//! reads instead of failing whole.
+//!
+//! [`WriteOptions::validate`]: crate::WriteOptions::validate
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+
+use crate::Storage;
+
+/// What a provider keeps of user metadata.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct MetadataRules {
+    /// Which names it gives back as written.
+    pub(crate) names: NameRule,
+    /// Values travel in HTTP headers: anything but visible ASCII is written as an
+    /// RFC 2047 encoded word.
+    pub(crate) header_values: bool,
+    /// Bytes of names and values in all, as stored, the checksum's included.
+    pub(crate) max_total: usize,
+}
+
+/// Which metadata names a provider gives back as they were written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NameRule {
+    /// Names that travel as HTTP header names, which come back lowercase: lowercase
+    /// letters, digits and the other token characters of RFC 9110 (S3, and GCS, read
+    /// through its XML API).
+    LowercaseToken,
+    /// Any name, through Azure's mapping onto C# identifiers ([`crate::azure`]).
+    Azure,
+    /// Any name (local disk, memory).
+    Any,
+}
+
+impl MetadataRules {
+    /// S3: header names and values, 2 KiB in all (S3 user guide, "User-defined object
+    /// metadata").
+    pub(crate) const S3: MetadataRules = MetadataRules {
+        names: NameRule::LowercaseToken,
+        header_values: true,
+        max_total: 2048,
+    };
+    /// Azure: any name through its mapping, header values, 8 KiB in all (Set Blob
+    /// Metadata).
+    pub(crate) const AZURE: MetadataRules = MetadataRules {
+        names: NameRule::Azure,
+        header_values: true,
+        max_total: 8192,
+    };
+    /// GCS: names read back as header names, UTF-8 values (JSON API), 8 KiB in all
+    /// (Cloud Storage quotas, "custom metadata").
+    pub(crate) const GCS: MetadataRules = MetadataRules {
+        names: NameRule::LowercaseToken,
+        header_values: false,
+        max_total: 8192,
+    };
+    /// Local disk: one extended attribute per object, which ext4 caps near 4 KiB for all
+    /// of an object's attributes together.
+    pub(crate) const LOCAL: MetadataRules = MetadataRules {
+        names: NameRule::Any,
+        header_values: false,
+        max_total: 3072,
+    };
+    /// Memory: any name and value, and S3's 2 KiB in all, so that an application's tests
+    /// over memory meet the limit its production store does.
+    pub(crate) const MEMORY: MetadataRules = MetadataRules {
+        names: NameRule::Any,
+        header_values: false,
+        max_total: 2048,
+    };
+
+    /// Why a found name cannot be kept, if it cannot.
+    fn refuses_name(&self, name: &str) -> Option<&'static str> {
+        if name.is_empty() {
+            return Some("an empty name");
+        }
+        match self.names {
+            NameRule::LowercaseToken if !name.chars().all(is_lowercase_token) => Some(
+                "names here are HTTP header names (lowercase letters, digits, '-', '_', '.' \
+                 and other token characters); this one would come back changed",
+            ),
+            _ => None,
+        }
+    }
+
+    /// Bytes `name = value` takes as stored.
+    fn stored_len(&self, name: &str, value: &str) -> usize {
+        let name = match self.names {
+            NameRule::Azure => crate::azure::stored_name(name).len(),
+            _ => name.len(),
+        };
+        name + self.value(value).len()
+    }
+
+    /// `value` as written to this provider.
+    pub(crate) fn value<'a>(&self, value: &'a str) -> Cow<'a, str> {
+        if looks_encoded(value) || (self.header_values && !header_safe(value)) {
+            Cow::Owned(encode_word(value))
+        } else {
+            Cow::Borrowed(value)
+        }
+    }
+}
+
+fn is_lowercase_token(c: char) -> bool {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || "!#$%&'*+-.^_`|~".contains(c)
+}
+
+/// A value an HTTP header keeps as it is: visible ASCII and inner spaces.
+fn header_safe(value: &str) -> bool {
+    value.bytes().all(|b| (b' '..=b'~').contains(&b))
+        && !value.starts_with(' ')
+        && !value.ends_with(' ')
+}
+
+/// Whether `value` would be read as RFC 2047 encoded words.
+fn looks_encoded(value: &str) -> bool {
+    decode_words(value).is_some()
+}
+
+/// `value` as one RFC 2047 encoded word (`=?UTF-8?B?…?=`).
+pub(crate) fn encode_word(value: &str) -> String {
+    format!("=?UTF-8?B?{}?=", STANDARD.encode(value.as_bytes()))
+}
+
+/// A stored value as maskstore reads it: RFC 2047 encoded words decoded, anything else as
+/// it is.
+pub(crate) fn decode_value(value: &str) -> Cow<'_, str> {
+    match decode_words(value) {
+        Some(decoded) => Cow::Owned(decoded),
+        None => Cow::Borrowed(value),
+    }
+}
+
+/// The text of a value made only of UTF-8 (or US-ASCII) encoded words separated by
+/// whitespace (RFC 2047 §6.2: the whitespace between them is dropped); `None` for
+/// anything else.
+fn decode_words(value: &str) -> Option<String> {
+    let mut bytes = Vec::new();
+    let mut any = false;
+    for word in value.split([' ', '\t']).filter(|w| !w.is_empty()) {
+        let inner = word.strip_prefix("=?")?.strip_suffix("?=")?;
+        let mut parts = inner.splitn(3, '?');
+        let charset = parts.next()?;
+        let encoding = parts.next()?;
+        let text = parts.next()?;
+        let charset = charset.split('*').next()?; // RFC 2231 language suffix
+        if !(charset.eq_ignore_ascii_case("utf-8") || charset.eq_ignore_ascii_case("us-ascii")) {
+            return None;
+        }
+        match encoding {
+            "B" | "b" => bytes.extend(STANDARD.decode(text).ok()?),
+            "Q" | "q" => decode_q(text, &mut bytes)?,
+            _ => return None,
+        }
+        any = true;
+    }
+    if !any {
+        return None;
+    }
+    String::from_utf8(bytes).ok()
+}
+
+/// RFC 2047's Q encoding: `_` is a space, `=XX` a byte, the rest as it is.
+fn decode_q(text: &str, out: &mut Vec<u8>) -> Option<()> {
+    let mut bytes = text.bytes();
+    while let Some(b) = bytes.next() {
+        match b {
+            b'_' => out.push(b' '),
+            b'=' => {
+                let hex = [bytes.next()?, bytes.next()?];
+                out.push(u8::from_str_radix(std::str::from_utf8(&hex).ok()?, 16).ok()?);
+            }
+            _ => out.push(b),
+        }
+    }
+    Some(())
+}
+
+/// The metadata header prefixes of the three clouds' answers.
+const HEADER_PREFIXES: [&str; 3] = ["x-amz-meta-", "x-ms-meta-", "x-goog-meta-"];
+
+/// Rewrites each metadata header of an answer whose value an HTTP header cannot hold
+/// (raw UTF-8, control characters) into an RFC 2047 encoded word of its text, which
+/// reads decode: object_store fails a whole read on such a header. Bytes that are not
+/// UTF-8 become U+FFFD.
+pub(crate) fn repair_headers(headers: &mut http::HeaderMap) {
+    let broken: Vec<(http::HeaderName, String)> = headers
+        .iter()
+        .filter(|(name, _)| HEADER_PREFIXES.iter().any(|p| name.as_str().starts_with(p)))
+        .filter(|(_, value)| value.to_str().is_err())
+        .map(|(name, value)| {
+            let text = String::from_utf8_lossy(value.as_bytes());
+            (name.clone(), encode_word(&text))
+        })
+        .collect();
+    for (name, value) in broken {
+        if let Ok(value) = http::HeaderValue::from_str(&value) {
+            headers.insert(name, value);
+        }
+    }
+}
+
+/// Found metadata as a destination keeps it: what it holds, and what it left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Carried {
+    /// The entries the destination holds, to write as [`crate::WriteOptions::carried`].
+    pub kept: BTreeMap<String, String>,
+    /// The entries it cannot hold, each with why.
+    pub left_out: Vec<LeftOut>,
+}
+
+/// A metadata entry a destination cannot hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftOut {
+    /// The entry's name, as found.
+    pub name: String,
+    /// Why it was left out.
+    pub reason: String,
+}
+
+/// Bytes kept free for maskstore's own checksum entry (`maskstore-checksum`: an
+/// algorithm and a base64 digest).
+const CHECKSUM_ROOM: usize = 96;
+
+impl Storage {
+    /// Found metadata (read from this or another store) as this storage can hold it: each
+    /// name and value through its provider's mapping, in name order, then `last` (a
+    /// record the caller adds, kept only if there is room for it after the rest).
+    /// Nothing here fails: what cannot be held is in [`Carried::left_out`].
+    pub fn carry(&self, found: &BTreeMap<String, String>, last: Option<(&str, &str)>) -> Carried {
+        let rules = self.declared.metadata;
+        let mut carried = Carried::default();
+        let mut total = CHECKSUM_ROOM;
+        let mut stored_names: Vec<String> = Vec::new();
+        let entries = found
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_str()))
+            .filter(|(n, _)| *n != crate::checksum::CHECKSUM_METADATA)
+            .chain(last);
+        for (name, value) in entries {
+            let mut refuse = |reason: String| {
+                carried.left_out.push(LeftOut {
+                    name: name.to_string(),
+                    reason,
+                });
+            };
+            if let Some(reason) = rules.refuses_name(name) {
+                refuse(reason.to_string());
+                continue;
+            }
+            // Azure's names are case-insensitive: two names one stored name apart.
+            if rules.names == NameRule::Azure {
+                let stored = crate::azure::stored_name(name).to_ascii_lowercase();
+                if stored_names.contains(&stored) {
+                    refuse("another name here is stored under the same Azure name".into());
+                    continue;
+                }
+                stored_names.push(stored);
+            }
+            let size = rules.stored_len(name, value);
+            if total + size > rules.max_total {
+                refuse(format!(
+                    "no room: this store keeps {} bytes of metadata per object",
+                    rules.max_total
+                ));
+                continue;
+            }
+            total += size;
+            carried.kept.insert(name.to_string(), value.to_string());
+        }
+        carried
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_round_trip_through_header_form() {
+        for value in [
+            "plain",
+            "Dr. Müller",
+            "김민수",
+            " outer spaces ",
+            "line\nbreak",
+            "=?UTF-8?B?RHIuIE3DvGxsZXI=?=",
+            "=?utf-8?q?looks_encoded?=",
+            "",
+        ] {
+            let written = MetadataRules::S3.value(value);
+            assert!(header_safe(&written) || written.is_empty(), "{written}");
+            assert_eq!(decode_value(&written), value);
+            let raw = MetadataRules::GCS.value(value);
+            assert_eq!(decode_value(&raw), value);
+        }
+        // Plain values are written as they are; raw providers keep UTF-8.
+        assert_eq!(MetadataRules::S3.value("plain"), "plain");
+        assert_eq!(MetadataRules::GCS.value("Dr. Müller"), "Dr. Müller");
+    }
+
+    #[test]
+    fn aws_encoded_words_decode() {
+        assert_eq!(decode_value("=?UTF-8?B?RHIuIE3DvGxsZXI=?="), "Dr. Müller");
+        // AWS splits long values into several words; the space between them is dropped.
+        assert_eq!(
+            decode_value("=?UTF-8?B?RHIu?= =?UTF-8?Q?_M=C3=BCller?="),
+            "Dr. Müller"
+        );
+        // Not encoded words: as they are.
+        for value in ["=?UTF-8?B?!!?=", "a =?UTF-8?B?YQ==?=", "=?latin1?B?YQ==?="] {
+            assert_eq!(decode_value(value), value);
+        }
+    }
+
+    #[test]
+    fn raw_non_ascii_headers_are_repaired_into_encoded_words() {
+        let mut headers = http::HeaderMap::new();
+        headers.insert(
+            "x-goog-meta-who",
+            http::HeaderValue::from_bytes("Dr. Müller".as_bytes()).unwrap(),
+        );
+        headers.insert("x-amz-meta-plain", http::HeaderValue::from_static("a"));
+        repair_headers(&mut headers);
+        let who = headers["x-goog-meta-who"].to_str().unwrap();
+        assert_eq!(decode_value(who), "Dr. Müller");
+        assert_eq!(headers["x-amz-meta-plain"], "a");
+    }
+}

@@ -206,15 +206,20 @@ const HEADER_PREFIXES: [&str; 3] = ["x-amz-meta-", "x-ms-meta-", "x-goog-meta-"]
 
 /// Rewrites each metadata header of an answer whose value an HTTP header cannot hold
 /// (raw UTF-8, control characters) into an RFC 2047 encoded word of its text, which
-/// reads decode: object_store fails a whole read on such a header. Bytes that are not
-/// UTF-8 become U+FFFD.
+/// reads decode: object_store fails a whole read on such a header. The bytes are read
+/// as UTF-8 when they are UTF-8, else as ISO-8859-1, HTTP's historical charset for
+/// header values (Python's `http.client`, under the Azure SDK, sends `ü` as the byte
+/// 0xFC, and Azurite returns it so).
 pub(crate) fn repair_headers(headers: &mut http::HeaderMap) {
     let broken: Vec<(http::HeaderName, String)> = headers
         .iter()
         .filter(|(name, _)| HEADER_PREFIXES.iter().any(|p| name.as_str().starts_with(p)))
         .filter(|(_, value)| value.to_str().is_err())
         .map(|(name, value)| {
-            let text = String::from_utf8_lossy(value.as_bytes());
+            let text = match std::str::from_utf8(value.as_bytes()) {
+                Ok(text) => text.to_string(),
+                Err(_) => value.as_bytes().iter().map(|&b| char::from(b)).collect(),
+            };
             (name.clone(), encode_word(&text))
         })
         .collect();
@@ -346,9 +351,15 @@ mod tests {
             http::HeaderValue::from_bytes("Dr. Müller".as_bytes()).unwrap(),
         );
         headers.insert("x-amz-meta-plain", http::HeaderValue::from_static("a"));
+        headers.insert(
+            "x-ms-meta-latin",
+            http::HeaderValue::from_bytes(b"Dr. M\xfcller").unwrap(),
+        );
         repair_headers(&mut headers);
         let who = headers["x-goog-meta-who"].to_str().unwrap();
         assert_eq!(decode_value(who), "Dr. Müller");
+        let latin = headers["x-ms-meta-latin"].to_str().unwrap();
+        assert_eq!(decode_value(latin), "Dr. Müller");
         assert_eq!(headers["x-amz-meta-plain"], "a");
     }
 }

@@ -261,7 +261,6 @@ impl Storage {
         let rules = self.declared.metadata;
         let mut carried = Carried::default();
         let mut total = CHECKSUM_ROOM;
-        let mut stored_names: Vec<String> = Vec::new();
         let entries = found
             .iter()
             .map(|(n, v)| (n.as_str(), v.as_str()))
@@ -278,15 +277,8 @@ impl Storage {
                 refuse(reason.to_string());
                 continue;
             }
-            // Azure's names are case-insensitive: two names one stored name apart.
-            if rules.names == NameRule::Azure {
-                let stored = crate::azure::stored_name(name).to_ascii_lowercase();
-                if stored_names.contains(&stored) {
-                    refuse("another name here is stored under the same Azure name".into());
-                    continue;
-                }
-                stored_names.push(stored);
-            }
+            // Azure's mapping gives distinct lowercase names to distinct names, so no two
+            // entries meet under one case-insensitive Azure name.
             let size = rules.stored_len(name, value);
             if total + size > rules.max_total {
                 refuse(format!(
@@ -361,5 +353,48 @@ mod tests {
         let latin = headers["x-ms-meta-latin"].to_str().unwrap();
         assert_eq!(decode_value(latin), "Dr. Müller");
         assert_eq!(headers["x-amz-meta-plain"], "a");
+    }
+
+    fn found(entries: &[(&str, &str)]) -> BTreeMap<String, String> {
+        entries
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn names(left: &[LeftOut]) -> Vec<&str> {
+        left.iter().map(|l| l.name.as_str()).collect()
+    }
+
+    /// S3's rules (a bare object_store is taken to have them): foreign names S3 keeps are
+    /// carried, a name S3 would change or an entry past 2 KiB is left out by name, and the
+    /// caller's record comes last, after everything found.
+    #[test]
+    fn s3_carries_what_it_holds_and_names_what_it_cannot() {
+        let s3 = Storage::from_object_store(
+            std::sync::Arc::new(object_store::memory::InMemory::new()),
+            "bare",
+            "mask/".parse().unwrap(),
+        );
+        let long = "n".repeat(1800);
+        let carried = s3.carry(
+            &found(&[
+                ("my_field", "a"),
+                ("dicom.series", "b"),
+                ("Owner", "c"),
+                ("who", "Dr. Müller"),
+                ("notes", &long),
+                ("zz", &long),
+                (crate::checksum::CHECKSUM_METADATA, "sha256:x"),
+            ]),
+            Some(("record", "etag")),
+        );
+        assert_eq!(
+            carried.kept.keys().collect::<Vec<_>>(),
+            ["dicom.series", "my_field", "notes", "record", "who"]
+        );
+        assert_eq!(names(&carried.left_out), ["Owner", "zz"]);
+        assert!(carried.left_out[0].reason.contains("header names"));
+        assert!(carried.left_out[1].reason.contains("2048 bytes"));
     }
 }

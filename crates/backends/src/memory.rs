@@ -49,7 +49,13 @@ pub(crate) fn connect(config: &Config) -> Built {
                 min_part: MIN_UPLOAD_PART_SIZE,
                 max_part: UPLOAD_PART_SIZE,
             },
-            metadata: crate::metadata::MetadataRules::MEMORY,
+            // Any name and value, and S3's 2 KiB in all, so that an application's tests
+            // over memory meet the limit its production store does.
+            metadata: crate::metadata::MetadataRules {
+                names: crate::metadata::NameRule::Any,
+                header_values: false,
+                max_total: 2048,
+            },
         },
         extras: Extras::default(),
     }

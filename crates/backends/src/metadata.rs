@@ -57,42 +57,6 @@ pub(crate) enum NameRule {
 }
 
 impl MetadataRules {
-    /// S3: header names and values, 2 KiB in all (S3 user guide, "User-defined object
-    /// metadata").
-    pub(crate) const S3: MetadataRules = MetadataRules {
-        names: NameRule::LowercaseToken,
-        header_values: true,
-        max_total: 2048,
-    };
-    /// Azure: any name through its mapping, header values, 8 KiB in all (Set Blob
-    /// Metadata).
-    pub(crate) const AZURE: MetadataRules = MetadataRules {
-        names: NameRule::Azure,
-        header_values: true,
-        max_total: 8192,
-    };
-    /// GCS: names read back as header names, UTF-8 values (JSON API), 8 KiB in all
-    /// (Cloud Storage quotas, "custom metadata").
-    pub(crate) const GCS: MetadataRules = MetadataRules {
-        names: NameRule::LowercaseToken,
-        header_values: false,
-        max_total: 8192,
-    };
-    /// Local disk: one extended attribute per object, which ext4 caps near 4 KiB for all
-    /// of an object's attributes together.
-    pub(crate) const LOCAL: MetadataRules = MetadataRules {
-        names: NameRule::Any,
-        header_values: false,
-        max_total: 3072,
-    };
-    /// Memory: any name and value, and S3's 2 KiB in all, so that an application's tests
-    /// over memory meet the limit its production store does.
-    pub(crate) const MEMORY: MetadataRules = MetadataRules {
-        names: NameRule::Any,
-        header_values: false,
-        max_total: 2048,
-    };
-
     /// Why a found name cannot be kept, if it cannot.
     fn refuses_name(&self, name: &str) -> Option<&'static str> {
         if name.is_empty() {
@@ -310,15 +274,15 @@ mod tests {
             "=?utf-8?q?looks_encoded?=",
             "",
         ] {
-            let written = MetadataRules::S3.value(value);
+            let written = crate::s3::METADATA.value(value);
             assert!(header_safe(&written) || written.is_empty(), "{written}");
             assert_eq!(decode_value(&written), value);
-            let raw = MetadataRules::GCS.value(value);
+            let raw = crate::gcs::METADATA.value(value);
             assert_eq!(decode_value(&raw), value);
         }
         // Plain values are written as they are; raw providers keep UTF-8.
-        assert_eq!(MetadataRules::S3.value("plain"), "plain");
-        assert_eq!(MetadataRules::GCS.value("Dr. Müller"), "Dr. Müller");
+        assert_eq!(crate::s3::METADATA.value("plain"), "plain");
+        assert_eq!(crate::gcs::METADATA.value("Dr. Müller"), "Dr. Müller");
     }
 
     #[test]

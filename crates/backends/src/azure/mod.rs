@@ -25,11 +25,20 @@ use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
 use object_store::path::Path;
 use object_store::signer::{Method, Signer};
 
+use crate::metadata::{MetadataRules, NameRule};
 use crate::providers::{Backend, Built, Declared, Extras};
 use crate::service_urls::{ServiceSigner, ServiceUrl};
 use crate::signing::{SignOptions, SignedMethod};
 use crate::storage::UrlSigner;
 use crate::{Error, Result};
+
+/// What Azure keeps of user metadata: any name through [`stored_name`], values as HTTP
+/// headers, 8 KiB in all (Set Blob Metadata).
+pub(crate) const METADATA: MetadataRules = MetadataRules {
+    names: NameRule::Azure,
+    header_values: true,
+    max_total: 8192,
+};
 
 /// The blob type header every Put Blob request must carry, a SAS upload included.
 pub(crate) const BLOB_TYPE_HEADER: (&str, &str) = ("x-ms-blob-type", "BlockBlob");
@@ -43,7 +52,7 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
         store: Arc::new(AzureStore::new(azure)),
         urls: UrlSigner::Service(Arc::new(signer)),
         declared: Declared {
-            metadata: crate::metadata::MetadataRules::AZURE,
+            metadata: METADATA,
             ..Declared::PLAIN
         },
         extras: Extras::default(),

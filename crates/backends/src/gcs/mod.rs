@@ -30,11 +30,21 @@ use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder};
 use object_store::path::Path;
 use object_store::signer::{HeaderMap, HeaderValue, Method, SignedUrlOptions, Signer};
 
+use crate::metadata::{MetadataRules, NameRule};
 use crate::providers::{Backend, Built, Declared, Extras};
 use crate::service_urls::{ServiceSigner, ServiceUrl};
 use crate::signing::{SignOptions, SignedMethod};
 use crate::storage::UrlSigner;
 use crate::{Error, Result};
+
+/// What GCS keeps of user metadata as maskstore reads it: names as the XML API's headers
+/// give them back (lowercase), any UTF-8 value (written through the JSON API), 8 KiB in
+/// all (Cloud Storage quotas, "custom metadata").
+pub(crate) const METADATA: MetadataRules = MetadataRules {
+    names: NameRule::LowercaseToken,
+    header_values: false,
+    max_total: 8192,
+};
 
 /// The `gcs` provider as the facade takes it: V4 URLs the service verifies (binding the
 /// content type and length, not a SHA-256), over the store that reads through GCS's XML
@@ -46,7 +56,7 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
         store: Arc::new(store(config, gcs)?),
         urls: UrlSigner::Service(Arc::new(signer)),
         declared: Declared {
-            metadata: crate::metadata::MetadataRules::GCS,
+            metadata: METADATA,
             ..Declared::PLAIN
         },
         extras: Extras::default(),

@@ -102,7 +102,13 @@ pub(crate) fn connect(config: &Config, root: Root) -> Result<Built> {
                 min_part: MIN_UPLOAD_PART_SIZE,
                 max_part: UPLOAD_PART_SIZE,
             },
-            metadata: crate::metadata::MetadataRules::LOCAL,
+            // One extended attribute per object, which ext4 caps near 4 KiB for all of an
+            // object's attributes together.
+            metadata: crate::metadata::MetadataRules {
+                names: crate::metadata::NameRule::Any,
+                header_values: false,
+                max_total: 3072,
+            },
         },
         extras: Extras {
             multipart: None,

@@ -111,7 +111,7 @@ impl Declared {
         content_etags: false,
         verify_folders: false,
         uploads: UploadLimits::REMOTE,
-        metadata: MetadataRules::S3,
+        metadata: crate::s3::METADATA,
     };
 }
 

@@ -11,6 +11,7 @@ pub(crate) mod policy;
 mod presign;
 mod uploads;
 
+use crate::metadata::{MetadataRules, NameRule};
 pub(crate) use advice::PROFILE;
 pub(crate) use builder::build;
 pub(crate) use presign::Presigner;
@@ -23,6 +24,14 @@ use maskstore_core::Config;
 use crate::Result;
 use crate::providers::{Built, Declared, Extras, UploadLimits};
 use crate::storage::UrlSigner;
+
+/// What S3 keeps of user metadata: names and values travel as HTTP headers (names come
+/// back lowercase), 2 KiB in all (S3 user guide, "User-defined object metadata").
+pub(crate) const METADATA: MetadataRules = MetadataRules {
+    names: NameRule::LowercaseToken,
+    header_values: true,
+    max_total: 2048,
+};
 
 /// The `s3` provider as the facade takes it: SigV4 URLs of its own, MD5 etags, incomplete
 /// uploads kept by the service, and checksums stamped onto multipart uploads by a copy in
@@ -44,7 +53,7 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
             // An engine other than AWS may keep real directories (SeaweedFS).
             verify_folders: os.verify_folders.unwrap_or(os.endpoint.is_some()),
             uploads: UploadLimits::REMOTE,
-            metadata: crate::metadata::MetadataRules::S3,
+            metadata: METADATA,
         },
         extras: Extras {
             multipart: Some(Arc::new(multipart)),

@@ -8,10 +8,11 @@
 //! destination can hold it, and what it cannot is left out and reported, never failing
 //! the copy.
 //!
-//! Values: S3 and Azure take metadata in HTTP headers, which hold visible ASCII only
-//! (AWS: "user-defined metadata … must conform to US-ASCII"; non-ASCII values are stored
-//! RFC 2047-decoded and returned RFC 2047-encoded; Azure: names and values "may contain
-//! only ASCII characters", non-ASCII values to be encoded by the client). Such a value
+//! Values: S3 and Azure take metadata in HTTP headers, which hold visible ASCII only.
+//! AWS (S3 user guide, "Working with object metadata") decodes a non-ASCII value sent
+//! RFC 2047-encoded before storing it and returns it RFC 2047-encoded; Azure ("Setting and
+//! retrieving properties and metadata") says metadata pairs are HTTP headers and that
+//! values with non-ASCII characters should be encoded by the client. Such a value
 //! is written as one RFC 2047 encoded word, `=?UTF-8?B?<base64 of the UTF-8>?=`, as AWS
 //! itself returns it, and every read decodes encoded words. So that the decoding is
 //! exact, a value that already looks like an encoded word is written encoded too, on

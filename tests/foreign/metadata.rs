@@ -293,16 +293,37 @@ fn cli_sync_reports_metadata_left_out_and_put_meta_stays_strict() {
     assert!(stat.contains("my_field=a"), "{stat}");
     assert!(stat.contains("who=Dr. Müller"), "{stat}");
 
+    // The destination holds an object the source lacks: `--delete` removes it only if
+    // every copy succeeded.
+    let file = write("f.bin", "mask");
+    let stale = format!("{prefix}stale.bin");
+    succeeded(&run(&["--config", &local, "put", &file, &stale]));
+
     let sync = |label: &str| -> (serde_json::Value, String) {
-        let out = run(&["--json", "sync", "--from", &azure, "--to", &local]);
+        let out = run(&[
+            "--json",
+            "sync",
+            "--from",
+            &azure,
+            "--to",
+            &local,
+            "--delete",
+            "--yes",
+            "--max-delete",
+            "1",
+        ]);
         let summary =
             serde_json::from_str(&succeeded(&out)).unwrap_or_else(|e| panic!("{label}: {e}"));
         (summary, text(&out.stderr))
     };
     let (first, stderr) = sync("first");
     assert_eq!(
-        (first["copied"].as_u64(), first["failed"].as_u64()),
-        (Some(1), Some(0)),
+        (
+            first["copied"].as_u64(),
+            first["failed"].as_u64(),
+            first["deleted"].as_u64()
+        ),
+        (Some(1), Some(0), Some(1)),
         "{first}"
     );
     assert_eq!(first["metadata_left_out"][0]["name"], "notes", "{first}");
@@ -323,7 +344,6 @@ fn cli_sync_reports_metadata_left_out_and_put_meta_stays_strict() {
         "{second}"
     );
 
-    let file = write("f.bin", "mask");
     let out = run(&[
         "--config",
         &local,

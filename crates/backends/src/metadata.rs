@@ -19,7 +19,7 @@
 //! every provider. GCS (written through its JSON API), local disk and memory hold UTF-8
 //! values as they are. An answer that carries raw non-ASCII bytes in a metadata header
 //! (fake-gcs-server, Azurite, an S3 engine that does not encode) is repaired into an
-//! encoded word before object_store reads it ([`repair_headers`]), so such an object
+//! encoded word before object_store reads it (`repair_headers`), so such an object
 //! reads instead of failing whole.
 //!
 //! [`WriteOptions::validate`]: crate::WriteOptions::validate

@@ -21,7 +21,8 @@
 //! (what every earlier version wrote), and any other name as it is. Two stored names
 //! never read as one: when a blob holds both `x` and `ms_x` (another tool wrote one of
 //! them), the `ms_x` entry reads under its stored name `ms_x`, which is then written as
-//! `msx_ms_5fx`, so a copy keeps both.
+//! `msx_ms_5fx`, so a copy keeps both. (Were that name taken too, which takes another
+//! tool writing names shaped like maskstore's escapes, `_` is appended until it is free.)
 use std::ops::Range;
 
 use bytes::Bytes;
@@ -126,7 +127,8 @@ pub(crate) fn read_names(attributes: Attributes) -> Attributes {
             }
         }
     }
-    later.sort_by_key(|(name, _, _)| !name.starts_with(ESCAPED));
+    // Sorted, so that which name a rare clash gives to whom is the same on every read.
+    later.sort_by(|a, b| (!a.0.starts_with(ESCAPED), &a.0).cmp(&(!b.0.starts_with(ESCAPED), &b.0)));
     for (name, read, value) in later {
         let mut key = if names.contains_key(&read) {
             name

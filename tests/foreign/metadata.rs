@@ -191,8 +191,9 @@ async fn boto3_metadata_reads_and_syncs_to_every_provider_and_back() {
     }
 }
 
-/// The Azure SDK's `my_field`, and `annotator` beside `ms_annotator` (each read under
-/// its own name, every time), and a non-ASCII value: Azure's documentation asks for
+/// The Azure SDK's `my_field`, `annotator` beside `ms_annotator` (each read under its
+/// own name, every time), `Ms_Reviewer` (read lowercase, as the `ms_` name an earlier
+/// version wrote for `reviewer`), and a non-ASCII value: Azure's documentation asks for
 /// ASCII values, but the Python SDK sends UTF-8 and Azurite keeps it, so maskstore reads
 /// what it finds.
 #[tokio::test]
@@ -207,12 +208,15 @@ async fn azure_sdk_metadata_reads_without_collisions_and_syncs_everywhere() {
             ("my_field", "a"),
             ("annotator", "B"),
             ("ms_annotator", "A"),
+            ("Ms_Reviewer", "R"),
             ("who", "Dr. Müller"),
         ],
         &[
             ("my_field", "a"),
             ("annotator", "B"),
             ("ms_annotator", "A"),
+            // Header names come back lowercase, so this is an earlier version's name.
+            ("reviewer", "R"),
             ("who", "Dr. Müller"),
         ],
         |_| vec![],

@@ -38,8 +38,11 @@ use crate::storage::UrlSigner;
 use crate::{Error, Result};
 
 /// What GCS keeps of user metadata as maskstore reads it: names as the XML API's headers
-/// give them back (lowercase), any UTF-8 value (written through the JSON API), 8 KiB in
-/// all (Cloud Storage quotas, "custom metadata").
+/// give them back (lowercase), any UTF-8 value (written through the JSON API, as the GCS
+/// SDKs write it), 8 KiB in all (Cloud Storage quotas, "custom metadata"). GCS's "Object
+/// metadata" page advises against non-ASCII because the XML API's headers cannot carry
+/// it and does not say how such a value is sent back there; whatever comes, raw bytes
+/// or encoded words, reads (see [`crate::metadata`]).
 pub(crate) const METADATA: MetadataRules = MetadataRules {
     names: NameRule::LowercaseToken,
     header_values: false,

@@ -359,7 +359,7 @@ mod tests {
     async fn metadata_near_the_limit_is_copied_without_the_record() {
         let (from, to) = (Storage::memory(), Storage::memory());
         let key = from.key("full.png").unwrap();
-        let options = WriteOptions::default().with_metadata("notes", "n".repeat(2048 - 5 - 96));
+        let options = WriteOptions::default().with_metadata("notes", "n".repeat(1952 - 5));
         from.put_with(&key, "mask", &options).await.unwrap();
         let copied = copy(&from, &to, &key).await.unwrap();
         assert_eq!((copied.size, copied.left_out), (4, vec![]));

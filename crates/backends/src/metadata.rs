@@ -214,8 +214,8 @@ pub struct LeftOut {
 }
 
 /// Bytes kept free for maskstore's own checksum entry (`maskstore-checksum`: an
-/// algorithm and a base64 digest).
-const CHECKSUM_ROOM: usize = 96;
+/// algorithm and a base64 digest, at most 69 bytes with its name).
+pub(crate) const CHECKSUM_ROOM: usize = 96;
 
 impl Storage {
     /// Found metadata (read from this or another store) as this storage can hold it: each

@@ -98,8 +98,8 @@ impl WriteOptions {
 
     /// Checks the metadata against the rules every backend can keep: names of 1..=64
     /// lowercase ASCII letters, digits and `-` (S3 sends them as case-insensitive HTTP
-    /// headers), values of printable ASCII without outer spaces (HTTP drops them), 2 KiB
-    /// in all (S3's limit).
+    /// headers), values of printable ASCII without outer spaces (HTTP drops them), 1952
+    /// bytes in all (S3's 2 KiB less room for the checksum maskstore stores beside).
     pub fn validate(&self) -> Result<()> {
         let mut total = 0;
         for (name, value) in &self.metadata {
@@ -138,10 +138,16 @@ impl WriteOptions {
             }
             total += name.len() + value.len();
         }
-        if total > 2048 {
+        // S3's 2048 bytes count the checksum maskstore stores beside (S3 refuses a put
+        // over them with MetadataTooLarge).
+        let limit = 2048 - crate::metadata::CHECKSUM_ROOM;
+        if total > limit {
             return Err(Error::InvalidMetadata {
                 name: "(all)".to_string(),
-                reason: format!("{total} bytes of metadata; S3 allows 2048"),
+                reason: format!(
+                    "{total} bytes of metadata; S3 allows 2048 with the checksum maskstore \
+                     stores beside, so at most {limit}"
+                ),
             });
         }
         if let Some(ct) = &self.content_type

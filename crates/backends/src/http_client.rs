@@ -116,7 +116,7 @@ impl Exchange {
     /// within its bound and checked first.
     async fn answer(&self, response: HttpResponse) -> Result<HttpResponse, HttpError> {
         match self.content(response.status()) {
-            Content::ObjectData => Ok(response),
+            Content::ObjectData | Content::Nothing => Ok(response),
             content => bounded::read(self, response, content).await,
         }
     }
@@ -135,6 +135,9 @@ impl Exchange {
     /// success of a read of an object (no listing or other sub-resource in the query, not
     /// a credential service), everything else is bounded.
     fn content(&self, status: http::StatusCode) -> Content {
+        if self.method == http::Method::HEAD {
+            return Content::Nothing;
+        }
         if !status.is_success() {
             return Content::Refusal;
         }

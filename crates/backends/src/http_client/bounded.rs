@@ -38,6 +38,8 @@ pub(crate) const REFUSAL_LIMIT: usize = 64 * 1024;
 /// What an answer's body holds, by the request it answers and its status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Content {
+    /// The answer to a HEAD, which has no body whatever length its headers give.
+    Nothing,
     /// An object's bytes: not bounded (a mask may be gigabytes), passed on as it streams.
     ObjectData,
     /// A listing, whose document has this root element.
@@ -53,7 +55,9 @@ impl Content {
     fn limit(self) -> usize {
         match self {
             Content::Refusal => REFUSAL_LIMIT,
-            Content::ObjectData | Content::Listing(_) | Content::Answer => ANSWER_LIMIT,
+            Content::Nothing | Content::ObjectData | Content::Listing(_) | Content::Answer => {
+                ANSWER_LIMIT
+            }
         }
     }
 }
@@ -202,7 +206,10 @@ async fn read_within(body: HttpResponseBody, limit: usize) -> Result<Option<Byte
 /// A success answer that is an error document, or a listing that is not one, as the
 /// error it stands for.
 fn check(exchange: &Exchange, body: &[u8], content: Content) -> Result<(), HttpError> {
-    if matches!(content, Content::Refusal | Content::ObjectData) {
+    if matches!(
+        content,
+        Content::Refusal | Content::ObjectData | Content::Nothing
+    ) {
         return Ok(());
     }
     let root = root_element(body);

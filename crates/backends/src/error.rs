@@ -9,7 +9,7 @@
 //! contain the key. What a message advises comes from the provider's profile
 //! ([`crate::providers::profile_of`]); nothing here knows a provider by name.
 
-use maskstore_core::{Origin, Provider, shown_cut};
+use maskstore_core::{Origin, Provider, shown, shown_cut};
 
 use crate::answer::{self, Answer, MAX_CODE_SHOWN, MAX_MESSAGE_SHOWN, Meaning};
 use crate::http_client::Misanswer;
@@ -511,9 +511,10 @@ impl Error {
                     |a| a.describe(),
                 ),
             },
+            // object_store's reason quotes the name as listed, whatever it holds.
             object_store::Error::InvalidPath { source } => Error::InvalidKey {
                 key,
-                reason: source.to_string(),
+                reason: shown(&source.to_string()).into_owned(),
             },
             object_store::Error::NotImplemented { operation, .. } => Error::Unsupported {
                 backend,
@@ -634,17 +635,20 @@ fn local_error(e: &object_store::Error) -> Option<&LocalError> {
     in_chain::<LocalError>(e)
 }
 
+/// The local provider's errors name files, whose names another tool chose: their text is
+/// escaped.
 fn from_local(source: &Backend, key: String, e: &LocalError) -> Error {
     let backend = source.to_string();
+    let text = || shown(&e.to_string()).into_owned();
     match e {
         LocalError::UnderAnObject { .. } | LocalError::IsAFolder { .. } => Error::Conflict {
             key,
-            reason: e.to_string(),
+            reason: text(),
         },
         LocalError::NameTooLong { .. } | LocalError::Reserved { .. } | LocalError::Empty => {
             Error::InvalidKey {
                 key,
-                reason: e.to_string(),
+                reason: text(),
             }
         }
         LocalError::NotFound { .. } => Error::NotFound { key },
@@ -654,16 +658,17 @@ fn from_local(source: &Backend, key: String, e: &LocalError) -> Error {
             backend,
             provider: source.provider(),
             key,
-            detail: e.to_string(),
+            detail: text(),
         },
         LocalError::Exists { .. } => Error::AlreadyExists { key },
         LocalError::Stale { .. } => Error::Precondition { key },
         LocalError::NoAttributes { .. } => Error::Unsupported {
             backend,
             operation: "store content types and metadata".to_string(),
-            detail: e.to_string(),
+            detail: text(),
         },
         LocalError::DiskFull { .. } | LocalError::Io { .. } | LocalError::Attributes { .. } => {
+            // Shown escaped by the variant's display.
             Error::Backend {
                 backend,
                 key,
@@ -1104,6 +1109,65 @@ mod tests {
         assert_eq!(
             Error::from_store(&Backend::of(Provider::Local), "mask/x", e).kind(),
             ErrorKind::PermissionDenied
+        );
+    }
+
+    #[test]
+    fn server_text_reaches_no_message_raw() {
+        let hostile = "Denied\u{1b}]0;owned\u{7}\r\nforged\u{9b}31m\u{202e}";
+        let refusal = |status: &str, code: &str| {
+            let body = format!("<Error><Code>{code}</Code><Message>{hostile}</Message></Error>");
+            object_store::Error::Generic {
+                store: "S3",
+                source: request("mask/a", &format!("{status}: {body}")),
+            }
+        };
+        for (status, code) in [
+            ("403 Forbidden", hostile),
+            ("403 Forbidden", "AccessDenied"),
+            ("301 Moved Permanently", "PermanentRedirect"),
+            ("500 Internal Server Error", hostile),
+            ("503 Service Unavailable", "SlowDown"),
+        ] {
+            let e = Error::from_store(&Backend::of(Provider::S3), "mask/a", refusal(status, code));
+            let text = e.to_string();
+            for c in ['\u{1b}', '\u{7}', '\r', '\n', '\u{9b}', '\u{202e}'] {
+                assert!(!text.contains(c), "{status} {code:?}: {text}");
+            }
+            assert!(text.contains("\\u{1b}") || text.contains("\\r"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_misbehaving_answer_is_its_own_error_naming_the_request() {
+        use crate::http_client::{Misanswer, Problem};
+        let misanswer = Misanswer {
+            request: "GET http://store.example:9000/bucket".to_string(),
+            problem: Problem::TooLong {
+                status: http::StatusCode::OK,
+                limit: 32 * 1024 * 1024,
+                announced: None,
+            },
+        };
+        let http = object_store::client::HttpError::new(
+            object_store::client::HttpErrorKind::Decode,
+            misanswer,
+        );
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(http),
+        };
+        let e = Error::from_store(&Backend::of(Provider::S3), "mask/", e);
+        assert!(matches!(e, Error::Misbehaved { .. }), "{e:?}");
+        assert_eq!(e.kind(), ErrorKind::Internal);
+        let text = e.to_string();
+        assert!(
+            text.contains("GET http://store.example:9000/bucket answered 200 OK"),
+            "{text}"
+        );
+        assert!(
+            text.contains("32 MiB") && text.contains("object_storage.endpoint"),
+            "{text}"
         );
     }
 

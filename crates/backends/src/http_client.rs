@@ -17,6 +17,8 @@ use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
 use bounded::Content;
 pub(crate) use bounded::Misanswer;
+#[cfg(test)]
+pub(crate) use bounded::Problem;
 
 /// Timeouts per request and per connection.
 pub(crate) fn client_options(os: &ObjectStorageConfig) -> ClientOptions {

@@ -344,6 +344,132 @@ mod tests {
             .expect("a Misanswer")
     }
 
+    #[test]
+    fn only_reads_of_objects_are_object_data() {
+        use http::Method;
+        let cases = [
+            (
+                Wire::S3,
+                Method::GET,
+                "http://s3.example/b/mask/a.png",
+                Content::ObjectData,
+            ),
+            (
+                Wire::S3,
+                Method::GET,
+                "http://s3.example/b/mask/a.png?versionId=3",
+                Content::ObjectData,
+            ),
+            (
+                Wire::S3,
+                Method::GET,
+                "http://s3.example/b?list-type=2&prefix=mask%2F",
+                Content::Listing("ListBucketResult"),
+            ),
+            (
+                Wire::S3,
+                Method::GET,
+                "http://s3.example/b/mask/a?uploadId=1",
+                Content::Listing("ListPartsResult"),
+            ),
+            (
+                Wire::S3,
+                Method::GET,
+                "http://s3.example/b?location",
+                Content::Answer,
+            ),
+            (
+                Wire::S3,
+                Method::POST,
+                "http://s3.example/b/mask/a?uploads",
+                Content::Answer,
+            ),
+            (
+                Wire::S3,
+                Method::PUT,
+                "http://s3.example/b/mask/a",
+                Content::Answer,
+            ),
+            (
+                Wire::S3,
+                Method::HEAD,
+                "http://s3.example/b/mask/a",
+                Content::Nothing,
+            ),
+            // The instance metadata services answer credentials, never object data.
+            (
+                Wire::S3,
+                Method::GET,
+                "http://169.254.169.254/latest/meta-data/iam/security-credentials/r",
+                Content::Answer,
+            ),
+            (
+                Wire::S3,
+                Method::GET,
+                "http://169.254.170.2/v2/credentials/x",
+                Content::Answer,
+            ),
+            (
+                Wire::S3,
+                Method::GET,
+                "http://[fd00:ec2::254]/latest/api/token",
+                Content::Answer,
+            ),
+            (
+                Wire::Gcs,
+                Method::GET,
+                "http://metadata.google.internal/computeMetadata/v1/token",
+                Content::Answer,
+            ),
+            (
+                Wire::Gcs,
+                Method::GET,
+                "https://storage.googleapis.com/b/mask/a?generation=7",
+                Content::ObjectData,
+            ),
+            (
+                Wire::Gcs,
+                Method::GET,
+                "https://storage.googleapis.com/storage/v1/b/b/o/mask%2Fa",
+                Content::Answer,
+            ),
+            (
+                Wire::Gcs,
+                Method::GET,
+                "https://storage.googleapis.com/storage/v1/b/b/o/mask%2Fa?alt=media",
+                Content::ObjectData,
+            ),
+            (
+                Wire::Azure,
+                Method::GET,
+                "https://a.blob.core.windows.net/c/mask/a?sv=2022&sig=x",
+                Content::ObjectData,
+            ),
+            (
+                Wire::Azure,
+                Method::GET,
+                "https://a.blob.core.windows.net/c?restype=container",
+                Content::Answer,
+            ),
+            (
+                Wire::Azure,
+                Method::GET,
+                "http://169.254.169.254/metadata/identity/oauth2/token?api-version=1",
+                Content::Answer,
+            ),
+        ];
+        for (wire, method, uri, content) in cases {
+            let exchange = exchange(wire, method, uri);
+            assert_eq!(exchange.content(StatusCode::OK), content, "{wire:?} {uri}");
+            let expected = if exchange.method == http::Method::HEAD {
+                Content::Nothing
+            } else {
+                Content::Refusal
+            };
+            assert_eq!(exchange.content(StatusCode::NOT_FOUND), expected, "{uri}");
+        }
+    }
+
     #[tokio::test]
     async fn an_endless_listing_ends_at_the_bound_naming_the_endpoint_not_the_query() {
         let listing = exchange(

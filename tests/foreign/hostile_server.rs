@@ -61,7 +61,7 @@ pub enum Act {
     Endless,
     /// Every request a `403` with an error body without end.
     EndlessRefusal,
-    /// Listings answered `200` with an `<Error>` document.
+    /// Listings and writes (copies) answered `200` with an `<Error>` document.
     ErrorIn200,
     /// Escape sequences, C1 controls and bidi overrides in error codes, messages and
     /// metadata.
@@ -195,7 +195,7 @@ fn serve(mut stream: TcpStream, wire: Wire, act: Act) {
         ),
         Act::Endless => endless(&mut stream, 500, &error("InternalError", ""), "x"),
         Act::EndlessRefusal => endless(&mut stream, 403, &error("AccessDenied", ""), "x"),
-        Act::ErrorIn200 if listing => {
+        Act::ErrorIn200 if listing || method == "PUT" => {
             let body = format!("{}</Error>", error(wire.denied_code(), "Access Denied"));
             answer(&mut stream, 200, "", body.as_bytes())
         }
@@ -483,5 +483,23 @@ fn a_dribbling_listing_ends_at_the_request_timeout() {
     against(Act::Dribble, &commands, |wire, args, server, _, bad| {
         failed_naming(bad, server, wire, args);
         assert_eq!(bad.code, Some(5), "unreachable in time: {bad:?}");
+    });
+}
+
+/// S3 documents a copy answered `200` with an `<Error>` (the copy failed after the
+/// answer started); object_store reads a success. GCS copies through its JSON API, whose
+/// answer maskstore reads itself.
+#[test]
+fn a_copy_answered_200_with_an_error_document_is_that_error() {
+    if !available() {
+        return;
+    }
+    let commands: [&[&str]; 1] = [&["--config", "config.toml", "cp", "mask/a.png", "mask/b.png"]];
+    against(Act::ErrorIn200, &commands, |wire, args, _, _, bad| {
+        assert_ne!(bad.code, Some(0), "{wire:?} {args:?}: {bad:?}");
+        if wire != Wire::Gcs {
+            assert_eq!(bad.code, Some(4), "{wire:?} {args:?}: {bad:?}");
+            assert!(bad.stderr.contains(wire.denied_code()), "{}", bad.stderr);
+        }
     });
 }

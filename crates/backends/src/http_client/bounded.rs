@@ -11,6 +11,9 @@
 //! - an error answer, at most [`REFUSAL_LIMIT`] (64 KiB): an error document is under
 //!   1 KiB, S3's `SignatureDoesNotMatch` with the canonical request in hex a few KiB.
 //!
+//! Object data (the success of a GET of an object) passes as it streams, and so does the
+//! answer to a HEAD, which has no body whatever length its headers give.
+//!
 //! Reading past the bound ends the exchange with a [`Misanswer`] that names the endpoint
 //! (scheme, host, port and path: never the query, which holds a SAS token or a signature)
 //! and the bound. Time is bounded by `object_storage.request_timeout`: object_store's
@@ -55,9 +58,8 @@ impl Content {
     fn limit(self) -> usize {
         match self {
             Content::Refusal => REFUSAL_LIMIT,
-            Content::Nothing | Content::ObjectData | Content::Listing(_) | Content::Answer => {
-                ANSWER_LIMIT
-            }
+            Content::Nothing => 0,
+            Content::ObjectData | Content::Listing(_) | Content::Answer => ANSWER_LIMIT,
         }
     }
 }

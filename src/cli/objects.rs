@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
 use maskstore::{Error, MaskFormat, ObjectInfo, ObjectKey, Storage, WriteOptions};
+use maskstore_core::shown;
 use serde_json::json;
 
 use super::download::{self, Durability};
@@ -86,9 +87,9 @@ pub(crate) async fn ls(
                 "{:>12}  {}  {}  {}  {}  {}",
                 info.size,
                 info.last_modified.format("%Y-%m-%dT%H:%M:%SZ"),
-                info.etag.as_deref().unwrap_or("-"),
-                info.content_type.as_deref().unwrap_or("-"),
-                info.checksum.as_deref().unwrap_or("-"),
+                shown(info.etag.as_deref().unwrap_or("-")),
+                shown(info.content_type.as_deref().unwrap_or("-")),
+                shown(info.checksum.as_deref().unwrap_or("-")),
                 info.key
             )
         } else {
@@ -132,24 +133,28 @@ pub(crate) async fn stat(storage: &Storage, key_text: &str, as_json: bool) -> Re
     } else {
         println!("key            {}", info.key);
         println!("size           {}", info.size);
-        println!("etag           {}", info.etag.as_deref().unwrap_or("-"));
+        // What the store holds was chosen by whoever wrote it: shown escaped.
+        println!(
+            "etag           {}",
+            shown(info.etag.as_deref().unwrap_or("-"))
+        );
         println!(
             "last modified  {}",
             info.last_modified.format("%Y-%m-%dT%H:%M:%SZ")
         );
         println!(
             "content type   {}",
-            info.content_type.as_deref().unwrap_or("-")
+            shown(info.content_type.as_deref().unwrap_or("-"))
         );
         println!(
             "checksum       {}",
-            info.checksum.as_deref().unwrap_or("- (unverified)")
+            shown(info.checksum.as_deref().unwrap_or("- (unverified)"))
         );
         if info.metadata.is_empty() {
             println!("metadata       -");
         }
         for (name, value) in &info.metadata {
-            println!("metadata       {name}={value}");
+            println!("metadata       {}={}", shown(name), shown(value));
         }
     }
     Ok(())

@@ -14,7 +14,13 @@
 //! that reads a refusal itself (GCS's JSON API) puts an [`Answer`] value in the chain
 //! instead, which is found by type.
 
+use maskstore_core::shown_cut;
 use serde::Deserialize;
+
+/// The most of a server's error code shown (real codes are under 50 characters).
+pub(crate) const MAX_CODE_SHOWN: usize = 100;
+/// The most of a server's error message shown (real messages are a sentence or two).
+pub(crate) const MAX_MESSAGE_SHOWN: usize = 500;
 
 /// The status and error code of a refused request.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -30,7 +36,9 @@ pub(crate) struct Answer {
 }
 
 impl Answer {
-    /// `403 SignatureDoesNotMatch: The request signature…`, for messages.
+    /// `403 SignatureDoesNotMatch: The request signature…`, for messages: the server's
+    /// code and message escaped ([`shown_cut`]: no terminal escapes, no forged lines) and
+    /// cut short, since the server chose them.
     pub fn describe(&self) -> String {
         let mut text = match self.status {
             Some(status) => status.to_string(),
@@ -38,11 +46,11 @@ impl Answer {
         };
         if let Some(code) = &self.code {
             text.push(' ');
-            text.push_str(code);
+            text.push_str(&shown_cut(code, MAX_CODE_SHOWN));
         }
         if let Some(message) = &self.message {
             text.push_str(": ");
-            text.push_str(message);
+            text.push_str(&shown_cut(message, MAX_MESSAGE_SHOWN));
         }
         text
     }

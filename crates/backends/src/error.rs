@@ -9,9 +9,10 @@
 //! contain the key. What a message advises comes from the provider's profile
 //! ([`crate::providers::profile_of`]); nothing here knows a provider by name.
 
-use maskstore_core::{Origin, Provider};
+use maskstore_core::{Origin, Provider, shown, shown_cut};
 
-use crate::answer::{self, Answer, Meaning};
+use crate::answer::{self, Answer, MAX_CODE_SHOWN, MAX_MESSAGE_SHOWN, Meaning};
+use crate::http_client::Misanswer;
 use crate::local::error::LocalError;
 use crate::providers::{Backend, profile_of};
 
@@ -219,8 +220,9 @@ pub enum Error {
     /// The server refused the request with an error code maskstore does not interpret; the
     /// code and status are reported as the server gave them.
     #[error(
-        "{backend} refused the request on {key}: {status} {code}{}; look the code up in the \
+        "{backend} refused the request on {key}: {} {code}{}; look the code up in the \
          engine's documentation (maskstore does not know it)",
+        status_shown(*status),
         message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default()
     )]
     Refused {
@@ -230,9 +232,9 @@ pub enum Error {
         key: String,
         /// The HTTP status (0 when the error came inside a 200 answer).
         status: u16,
-        /// The server's error code.
+        /// The server's error code, escaped ([`maskstore_core::shown`]) and cut short.
         code: String,
-        /// The server's message, if it sent one.
+        /// The server's message, if it sent one, escaped and cut short.
         message: Option<String>,
     },
     /// The backend could not be reached in time.
@@ -244,6 +246,21 @@ pub enum Error {
         /// The backend name.
         backend: String,
         /// What failed.
+        detail: String,
+    },
+    /// The server's answer broke what a storage service sends (a body past maskstore's
+    /// bound, a listing that is not one): a wrong endpoint, a proxy's page, or a server
+    /// misbehaving. Nothing of the answer was used.
+    #[error(
+        "{backend} answered in a way no storage service does: {detail}; check that \
+         object_storage.endpoint (APP_OBJECT_STORAGE__ENDPOINT) names the storage service \
+         itself and not a proxy or another service, and report the answer to whoever runs \
+         that server"
+    )]
+    Misbehaved {
+        /// The backend name.
+        backend: String,
+        /// The request (endpoint and path, never the query) and what was wrong, escaped.
         detail: String,
     },
     /// A key broke the key rules or lay outside the configured prefix. Nothing was sent.
@@ -333,8 +350,12 @@ pub enum Error {
         /// The checksum of the bytes read.
         actual: String,
     },
-    /// Any other failure of the backend.
-    #[error("{backend} backend failed on {key}: {source}")]
+    /// Any other failure of the backend. Its source's text may hold what a server sent, so
+    /// it is shown escaped and cut short.
+    #[error(
+        "{backend} backend failed on {key}: {}",
+        shown_cut(&source.to_string(), MAX_SOURCE_SHOWN)
+    )]
     Backend {
         /// The backend name.
         backend: String,
@@ -397,6 +418,7 @@ impl Error {
             Error::RegionMismatch { .. } | Error::Config { .. } => ErrorKind::Misconfigured,
             Error::Refused { status, .. } => kind_of_status(*status),
             Error::Unreachable { .. } => ErrorKind::Unavailable,
+            Error::Misbehaved { .. } => ErrorKind::Internal,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Corrupt { .. } => ErrorKind::Corrupt,
             Error::Destination { .. } | Error::Source { .. } | Error::Backend { .. } => {
@@ -438,6 +460,13 @@ impl Error {
         let backend = source.to_string();
         if let Some(local) = local_error(e) {
             return from_local(source, key, local);
+        }
+        // A refusal in a success answer goes on to be read like any refusal.
+        if let Some(misanswer) = in_chain::<Misanswer>(e).filter(|m| !m.is_refusal()) {
+            return Error::Misbehaved {
+                backend,
+                detail: misanswer.to_string(),
+            };
         }
         if let Some(unreachable) = unreachable(e) {
             return Error::Unreachable {
@@ -482,9 +511,10 @@ impl Error {
                     |a| a.describe(),
                 ),
             },
+            // object_store's reason quotes the name as listed, whatever it holds.
             object_store::Error::InvalidPath { source } => Error::InvalidKey {
                 key,
-                reason: source.to_string(),
+                reason: shown(&source.to_string()).into_owned(),
             },
             object_store::Error::NotImplemented { operation, .. } => Error::Unsupported {
                 backend,
@@ -499,6 +529,30 @@ impl Error {
             other => from_generic(source, key, answer, other),
         }
     }
+}
+
+/// The most of an error's source text shown (object_store's carries a server's whole
+/// error body).
+const MAX_SOURCE_SHOWN: usize = 2000;
+
+/// `403`, or what a status of 0 stands for in [`Error::Refused`].
+fn status_shown(status: u16) -> String {
+    match status {
+        0 => "an error document in a success answer:".to_string(),
+        status => status.to_string(),
+    }
+}
+
+/// The first element of `e`'s source chain of type `T`.
+fn in_chain<T: std::error::Error + 'static>(e: &object_store::Error) -> Option<&T> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = current {
+        if let Some(found) = err.downcast_ref::<T>() {
+            return Some(found);
+        }
+        current = err.source();
+    }
+    None
 }
 
 /// The kind an HTTP status stands for, for answers whose code maskstore does not know.
@@ -540,7 +594,7 @@ fn from_answer(source: &Backend, key: &str, answer: &Answer) -> Option<Error> {
         },
         Meaning::WrongRegion { expected } => Error::RegionMismatch {
             backend,
-            expected,
+            expected: expected.map(|region| shown_cut(&region, MAX_CODE_SHOWN)),
             detail,
         },
         Meaning::AccessDenied => Error::PermissionDenied {
@@ -569,8 +623,8 @@ fn from_answer(source: &Backend, key: &str, answer: &Answer) -> Option<Error> {
             backend,
             key,
             status,
-            code,
-            message,
+            code: shown_cut(&code, MAX_CODE_SHOWN),
+            message: message.map(|m| shown_cut(&m, MAX_MESSAGE_SHOWN)),
         },
     };
     Some(error)
@@ -578,27 +632,23 @@ fn from_answer(source: &Backend, key: &str, answer: &Answer) -> Option<Error> {
 
 /// The local provider's typed error in `e`'s source chain.
 fn local_error(e: &object_store::Error) -> Option<&LocalError> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = current {
-        if let Some(local) = err.downcast_ref::<LocalError>() {
-            return Some(local);
-        }
-        current = err.source();
-    }
-    None
+    in_chain::<LocalError>(e)
 }
 
+/// The local provider's errors name files, whose names another tool chose: their text is
+/// escaped.
 fn from_local(source: &Backend, key: String, e: &LocalError) -> Error {
     let backend = source.to_string();
+    let text = || shown(&e.to_string()).into_owned();
     match e {
         LocalError::UnderAnObject { .. } | LocalError::IsAFolder { .. } => Error::Conflict {
             key,
-            reason: e.to_string(),
+            reason: text(),
         },
         LocalError::NameTooLong { .. } | LocalError::Reserved { .. } | LocalError::Empty => {
             Error::InvalidKey {
                 key,
-                reason: e.to_string(),
+                reason: text(),
             }
         }
         LocalError::NotFound { .. } => Error::NotFound { key },
@@ -608,16 +658,17 @@ fn from_local(source: &Backend, key: String, e: &LocalError) -> Error {
             backend,
             provider: source.provider(),
             key,
-            detail: e.to_string(),
+            detail: text(),
         },
         LocalError::Exists { .. } => Error::AlreadyExists { key },
         LocalError::Stale { .. } => Error::Precondition { key },
         LocalError::NoAttributes { .. } => Error::Unsupported {
             backend,
             operation: "store content types and metadata".to_string(),
-            detail: e.to_string(),
+            detail: text(),
         },
         LocalError::DiskFull { .. } | LocalError::Io { .. } | LocalError::Attributes { .. } => {
+            // Shown escaped by the variant's display.
             Error::Backend {
                 backend,
                 key,
@@ -635,7 +686,7 @@ fn unreachable(e: &object_store::Error) -> Option<String> {
         if let Some(http) = err.downcast_ref::<object_store::client::HttpError>() {
             use object_store::client::HttpErrorKind;
             if matches!(http.kind(), HttpErrorKind::Connect | HttpErrorKind::Timeout) {
-                return Some(chain_text(source));
+                return Some(shown_cut(&chain_text(source), MAX_SOURCE_SHOWN));
             }
         }
         current = err.source();
@@ -691,8 +742,11 @@ fn from_generic(
                 backend,
                 key,
                 status,
-                code: answer.code.unwrap_or_else(|| "(no code)".to_string()),
-                message: answer.message,
+                code: answer.code.map_or_else(
+                    || "(no code)".to_string(),
+                    |code| shown_cut(&code, MAX_CODE_SHOWN),
+                ),
+                message: answer.message.map(|m| shown_cut(&m, MAX_MESSAGE_SHOWN)),
             };
         }
     }
@@ -1055,6 +1109,65 @@ mod tests {
         assert_eq!(
             Error::from_store(&Backend::of(Provider::Local), "mask/x", e).kind(),
             ErrorKind::PermissionDenied
+        );
+    }
+
+    #[test]
+    fn server_text_reaches_no_message_raw() {
+        let hostile = "Denied\u{1b}]0;owned\u{7}\r\nforged\u{9b}31m\u{202e}";
+        let refusal = |status: &str, code: &str| {
+            let body = format!("<Error><Code>{code}</Code><Message>{hostile}</Message></Error>");
+            object_store::Error::Generic {
+                store: "S3",
+                source: request("mask/a", &format!("{status}: {body}")),
+            }
+        };
+        for (status, code) in [
+            ("403 Forbidden", hostile),
+            ("403 Forbidden", "AccessDenied"),
+            ("301 Moved Permanently", "PermanentRedirect"),
+            ("500 Internal Server Error", hostile),
+            ("503 Service Unavailable", "SlowDown"),
+        ] {
+            let e = Error::from_store(&Backend::of(Provider::S3), "mask/a", refusal(status, code));
+            let text = e.to_string();
+            for c in ['\u{1b}', '\u{7}', '\r', '\n', '\u{9b}', '\u{202e}'] {
+                assert!(!text.contains(c), "{status} {code:?}: {text}");
+            }
+            assert!(text.contains("\\u{1b}") || text.contains("\\r"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_misbehaving_answer_is_its_own_error_naming_the_request() {
+        use crate::http_client::{Misanswer, Problem};
+        let misanswer = Misanswer {
+            request: "GET http://store.example:9000/bucket".to_string(),
+            problem: Problem::TooLong {
+                status: http::StatusCode::OK,
+                limit: 32 * 1024 * 1024,
+                announced: None,
+            },
+        };
+        let http = object_store::client::HttpError::new(
+            object_store::client::HttpErrorKind::Decode,
+            misanswer,
+        );
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: Box::new(http),
+        };
+        let e = Error::from_store(&Backend::of(Provider::S3), "mask/", e);
+        assert!(matches!(e, Error::Misbehaved { .. }), "{e:?}");
+        assert_eq!(e.kind(), ErrorKind::Internal);
+        let text = e.to_string();
+        assert!(
+            text.contains("GET http://store.example:9000/bucket answered 200 OK"),
+            "{text}"
+        );
+        assert!(
+            text.contains("32 MiB") && text.contains("object_storage.endpoint"),
+            "{text}"
         );
     }
 

@@ -2,7 +2,10 @@
 //! keys (`request_timeout_secs`, `connect_timeout_secs`, `max_retries`,
 //! `retry_timeout_secs`, `retry_initial_backoff_ms`, `retry_max_backoff_ms`), and the one
 //! HTTP client they share ([`GuardedConnector`]), where every answer a server sends passes
-//! maskstore's rules before object_store reads it.
+//! maskstore's rules before object_store reads it: every body but object data is read
+//! within a bound and checked ([`bounded`]).
+
+mod bounded;
 
 use std::time::Duration;
 
@@ -11,6 +14,11 @@ use object_store::client::{
     HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpService, ReqwestConnector,
 };
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
+
+use bounded::Content;
+pub(crate) use bounded::Misanswer;
+#[cfg(test)]
+pub(crate) use bounded::Problem;
 
 /// Timeouts per request and per connection.
 pub(crate) fn client_options(os: &ObjectStorageConfig) -> ClientOptions {
@@ -75,17 +83,26 @@ impl HttpService for Guarded {
     async fn call(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
         let exchange = Exchange::of(self.wire, &request);
         let response = self.inner.execute(request).await?;
-        exchange.answer(response)
+        exchange.answer(response).await
     }
 }
 
 /// One request as sent, remembered to judge its answer.
-#[derive(Debug)]
-#[allow(dead_code)] // the fields are read by the answer rules that follow
 pub(crate) struct Exchange {
     pub(crate) wire: Wire,
     pub(crate) method: http::Method,
+    /// The whole URI: its query may hold a SAS token or a signature, so only
+    /// [`Exchange::request`] is ever shown.
     pub(crate) uri: http::Uri,
+}
+
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchange")
+            .field("wire", &self.wire)
+            .field("request", &self.request())
+            .finish()
+    }
 }
 
 impl Exchange {
@@ -97,9 +114,94 @@ impl Exchange {
         }
     }
 
-    /// The answer as object_store gets it.
-    fn answer(&self, mut response: HttpResponse) -> Result<HttpResponse, HttpError> {
+    /// The answer as object_store gets it: metadata headers that are not ASCII repaired
+    /// (object_store would refuse the whole read), object data as it streams, any other
+    /// body read within its bound and checked first.
+    async fn answer(&self, mut response: HttpResponse) -> Result<HttpResponse, HttpError> {
         crate::metadata::repair_headers(response.headers_mut());
-        Ok(response)
+        match self.content(response.status()) {
+            Content::ObjectData | Content::Nothing => Ok(response),
+            content => bounded::read(self, response, content).await,
+        }
+    }
+
+    /// `GET http://host:9000/bucket/mask/a.png`: the request for people, without its query
+    /// (a SAS token or a signature) or user information.
+    pub(crate) fn request(&self) -> String {
+        let scheme = self.uri.scheme_str().unwrap_or("http");
+        let host = self.uri.host().unwrap_or("?");
+        let port = self.uri.port().map(|p| format!(":{p}")).unwrap_or_default();
+        let path = maskstore_core::shown_cut(self.uri.path(), 300);
+        format!("{} {scheme}://{host}{port}{path}", self.method)
+    }
+
+    /// What the answer's body holds, by the request and the status: object data is the
+    /// success of a read of an object (no listing or other sub-resource in the query, not
+    /// a credential service), everything else is bounded.
+    fn content(&self, status: http::StatusCode) -> Content {
+        if self.method == http::Method::HEAD {
+            return Content::Nothing;
+        }
+        if !status.is_success() {
+            return Content::Refusal;
+        }
+        let query: Vec<(String, String)> =
+            url::form_urlencoded::parse(self.uri.query().unwrap_or_default().as_bytes())
+                .into_owned()
+                .collect();
+        let has = |name: &str| query.iter().any(|(k, _)| k == name);
+        let get = self.method == http::Method::GET;
+        let listing = match self.wire {
+            Wire::S3 | Wire::Gcs if has("list-type") => Some("ListBucketResult"),
+            Wire::S3 | Wire::Gcs if has("uploads") => Some("ListMultipartUploadsResult"),
+            Wire::S3 | Wire::Gcs if has("uploadId") => Some("ListPartsResult"),
+            Wire::Azure if query.iter().any(|(k, v)| k == "comp" && v == "list") => {
+                Some("EnumerationResults")
+            }
+            _ => None,
+        };
+        match listing {
+            Some(root) if get => Content::Listing(root),
+            _ if get && self.reads_object(&query) => Content::ObjectData,
+            _ => Content::Answer,
+        }
+    }
+
+    /// Whether a GET with `query` reads an object's bytes on this wire.
+    fn reads_object(&self, query: &[(String, String)]) -> bool {
+        if is_credential_service(&self.uri) {
+            return false;
+        }
+        let signed = |k: &str| {
+            let lower = k.to_ascii_lowercase();
+            lower.starts_with("x-amz-") || lower.starts_with("x-goog-")
+        };
+        match self.wire {
+            Wire::S3 => query.iter().all(|(k, _)| {
+                matches!(k.as_str(), "versionId" | "partNumber" | "x-id")
+                    || k.starts_with("response-")
+                    || signed(k)
+            }),
+            // Everything else in an Azure query is a SAS token's or a version's.
+            Wire::Azure => !query.iter().any(|(k, _)| k == "comp" || k == "restype"),
+            // The JSON API reads an object's bytes with `alt=media` only.
+            Wire::Gcs if self.uri.path().contains("/storage/v1/") => {
+                query.iter().any(|(k, v)| k == "alt" && v == "media")
+            }
+            Wire::Gcs => query
+                .iter()
+                .all(|(k, _)| matches!(k.as_str(), "generation" | "userProject") || signed(k)),
+        }
+    }
+}
+
+/// Whether `uri` is a cloud's instance metadata service (AWS, Azure and Google Cloud
+/// answer tokens there, on link-local addresses or `metadata.google.internal`).
+fn is_credential_service(uri: &http::Uri) -> bool {
+    let host = uri.host().unwrap_or_default().trim_matches(['[', ']']);
+    match host.parse::<std::net::IpAddr>() {
+        Ok(std::net::IpAddr::V4(ip)) => ip.is_link_local(),
+        Ok(std::net::IpAddr::V6(ip)) => ip.segments()[..2] == [0xfd00, 0x0ec2],
+        Err(_) => matches!(host, "metadata.google.internal" | "metadata"),
     }
 }

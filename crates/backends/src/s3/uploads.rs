@@ -235,9 +235,10 @@ async fn send(
         .map_err(|e| Error::from_store(backend, path.as_ref(), e))?;
     let method = reqwest::Method::from_bytes(method.as_str().as_bytes())
         .expect("an HTTP method is a valid method");
+    // reqwest's text would name the presigned URL, signature included.
     let unreachable = |e: reqwest::Error| Error::Unreachable {
         backend: backend.to_string(),
-        detail: e.to_string(),
+        detail: e.without_url().to_string(),
     };
     let response = reqwest::Client::new()
         .request(method, url.as_str())

@@ -98,12 +98,32 @@ impl StoredAttributes {
     }
 }
 
-/// The attributes stored with `file` (none if it has none or they cannot be read).
+/// The attributes stored with `file` (none if it has none or they cannot be read), for
+/// what needs only its generation (etags, listings): see [`read_checked`] for reads.
 pub(crate) fn read_stored(file: &File) -> StoredAttributes {
-    match xattr::FileExt::get_xattr(file, XATTR) {
-        Ok(Some(json)) => serde_json::from_slice::<StoredAttributes>(&json).unwrap_or_default(),
-        _ => StoredAttributes::default(),
-    }
+    read_checked(file).unwrap_or_default()
+}
+
+/// The attributes stored with `file`: none when it has no record (a file placed by `cp`,
+/// `rsync` without `-X`, `tar` without `--xattrs`, or a file system without extended
+/// attributes: honestly unverified); `Err(why)` when the record exists but cannot be read
+/// (damaged, or not maskstore's), since the checksum it held can no longer vouch for the
+/// bytes: reads report such an object corrupt, never "no checksum".
+pub(crate) fn read_checked(file: &File) -> Result<StoredAttributes, String> {
+    let json = match xattr::FileExt::get_xattr(file, XATTR) {
+        Ok(Some(json)) => json,
+        Ok(None) => return Ok(StoredAttributes::default()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {
+            return Ok(StoredAttributes::default());
+        }
+        Err(e) => return Err(format!("its attribute record {XATTR} cannot be read: {e}")),
+    };
+    serde_json::from_slice::<StoredAttributes>(&json).map_err(|e| {
+        format!(
+            "its attribute record {XATTR} ({} bytes) is not maskstore's: {e}",
+            json.len()
+        )
+    })
 }
 
 /// Whether the file system under the folder `tmp` keeps extended attributes.

@@ -15,7 +15,7 @@ use crate::local::ReadChecksum;
 use crate::local::file_io::file_stream;
 use crate::types::{
     ByteRange, Listing, Object, ObjectInfo, ObjectStream, PutOutcome, ReadOptions, Source,
-    WriteMode, WriteOptions, info_of,
+    WriteMode, WriteOptions, info_of, info_of_answer,
 };
 use crate::{Error, Result};
 use maskstore_core::ChecksumAlgorithm;
@@ -117,9 +117,9 @@ impl Storage {
     pub async fn read(&self, key: &ObjectKey, options: ReadOptions) -> Result<Object> {
         let whole = options.range.is_none();
         let result = self.get_result_with(key, options, true).await?;
-        let info = info_of(key.clone(), &result.meta, &result.attributes, Source::Read);
+        let info = self.described(key, &result, whole).await?;
         let range = result.range.clone();
-        let verifier = self.verifier(&info, whole);
+        let verifier = self.verifier(&info, whole)?;
         let Some(mut verifier) = verifier else {
             // `bytes()` reads a local file's range in one go instead of chunk by chunk.
             let data = result.bytes().await.map_err(self.err(key))?;
@@ -162,8 +162,8 @@ impl Storage {
     pub async fn read_stream(&self, key: &ObjectKey, options: ReadOptions) -> Result<ObjectStream> {
         let whole = options.range.is_none();
         let result = self.get_result(key, options).await?;
-        let info = info_of(key.clone(), &result.meta, &result.attributes, Source::Read);
-        let verifier = self.verifier(&info, whole);
+        let info = self.described(key, &result, whole).await?;
+        let verifier = self.verifier(&info, whole)?;
         let range = result.range.clone();
         let backend = self.backend.clone();
         let key_text = key.to_string();
@@ -245,12 +245,32 @@ impl Storage {
             }
             Err(e) => return Err(Error::from_store(&self.backend, key.as_str(), e)),
         };
-        Ok(info_of(
-            key.clone(),
-            &result.meta,
-            &result.attributes,
-            Source::Read,
-        ))
+        self.described(key, &result, true).await
+    }
+
+    /// What the answer `result` to a read of `key` says of the object, with the provider's
+    /// own checksum when maskstore's is absent: carried by the answer itself (GCS, Azure),
+    /// or asked for (S3 returns its flexible checksums only when asked, see
+    /// [`crate::providers::NativeChecksums`]) when `whole` reads and HEADs need it.
+    pub(super) async fn described(
+        &self,
+        key: &ObjectKey,
+        result: &GetResult,
+        whole: bool,
+    ) -> Result<ObjectInfo> {
+        let mut info = info_of_answer(key.clone(), result);
+        if whole
+            && info.checksum.is_none()
+            && info.native_checksum.is_none()
+            && info.unreadable_checksum.is_none()
+            && let Some(native) = &self.extras.native
+        {
+            let path = self.path(key)?;
+            info.native_checksum = native
+                .checksum(&self.backend, &path, info.etag.as_deref())
+                .await?;
+        }
+        Ok(info)
     }
 
     async fn explain_refused_head(&self, path: &Path, key: &ObjectKey) -> Error {

@@ -27,6 +27,7 @@
 
 pub use maskstore_backends::{
     ByteRange, CHECKSUM_METADATA, Capabilities, ChecksumAlgorithm, ConfigSource, ContentSha256,
+    NativeChecksum,
     Error, ErrorKind, Layer, Listing, Object, ObjectFile, ObjectInfo, ObjectStream, PutOutcome,
     ReadOptions, Result, Sha256Hasher, SignOptions, SignedMethod, SignedUrl, Storage,
     UPLOAD_PART_SIZE, Upload, UploadShape, UrlIssuer, WriteMode, WriteOptions, checksum_of,

@@ -128,6 +128,12 @@ pub(crate) async fn stat(storage: &Storage, key_text: &str, as_json: bool) -> Re
             "content_type": info.content_type,
             "metadata": info.metadata,
             "checksum": info.checksum,
+            "native_checksum": info.native_checksum.as_ref().map(|n| json!({
+                "value": n.value, "source": n.source, "composite": n.composite,
+            })),
+            "unreadable_checksum": info.unreadable_checksum,
+            "checked_by": info.checked_by(),
+            "content_encoding": info.content_encoding,
         }));
     } else {
         println!("key            {}", info.key);
@@ -141,10 +147,10 @@ pub(crate) async fn stat(storage: &Storage, key_text: &str, as_json: bool) -> Re
             "content type   {}",
             info.content_type.as_deref().unwrap_or("-")
         );
-        println!(
-            "checksum       {}",
-            info.checksum.as_deref().unwrap_or("- (unverified)")
-        );
+        println!("checksum       {}", checksum_shown(&info));
+        if let Some(encoding) = &info.content_encoding {
+            println!("encoding       {} (stored so; read as stored)", shown(encoding));
+        }
         if info.metadata.is_empty() {
             println!("metadata       -");
         }
@@ -303,7 +309,17 @@ pub(crate) async fn get(
 ) -> Result<(), Failure> {
     let key = key(storage, key_text)?;
     if target == Some("-") {
-        return download::to_stdout(storage, &key).await;
+        // The bytes go to stdout; whether they were checked goes to stderr, as for a file.
+        return download::to_stdout(storage, &key, |info| {
+            let integrity = integrity(storage, info);
+            if integrity != "verified" {
+                eprintln!(
+                    "maskstore: {key} is not verified: {}",
+                    integrity_reason(integrity, info)
+                );
+            }
+        })
+        .await;
     }
     let path = PathBuf::from(
         target
@@ -319,35 +335,68 @@ pub(crate) async fn get(
             "size": size,
             "file": path.display().to_string(),
             "integrity": integrity,
+            "checked_by": info.checked_by(),
         }));
     } else {
         println!("downloaded {size} bytes from {key} to {}", path.display());
         if integrity != "verified" {
             eprintln!(
                 "maskstore: {key} was not verified: {}",
-                integrity_reason(integrity)
+                integrity_reason(integrity, &info)
             );
         }
     }
     Ok(())
 }
 
+/// Text a store or another tool chose, as a terminal may show it.
+fn shown(text: &str) -> String {
+    maskstore::maskstore_core::shown(text).into_owned()
+}
+
+/// The checksum `stat` shows: maskstore's own, else the provider's and where it is kept
+/// (a composite one marked as such), else why there is none.
+fn checksum_shown(info: &ObjectInfo) -> String {
+    if let Some(checksum) = &info.checksum {
+        return shown(checksum);
+    }
+    if let Some(why) = &info.unreadable_checksum {
+        return format!("- (corrupt: {})", shown(why));
+    }
+    match &info.native_checksum {
+        Some(native) if native.composite => format!(
+            "{} ({}, composite: a checksum of the parts' checksums, which cannot check the \
+             bytes; unverified)",
+            shown(&native.value),
+            shown(&native.source)
+        ),
+        Some(native) => format!("{} ({})", shown(&native.value), shown(&native.source)),
+        None => "- (unverified)".to_string(),
+    }
+}
+
 /// How a whole read of `info` was checked: `verified`, `unverified` (no checksum stored)
 /// or `not-verified` (`--no-verify`).
 pub(crate) fn integrity(storage: &Storage, info: &ObjectInfo) -> &'static str {
-    match (&info.checksum, storage.verifies_reads()) {
+    match (info.verifying_checksum(), storage.verifies_reads()) {
         (None, _) => "unverified",
         (Some(_), false) => "not-verified",
         (Some(_), true) => "verified",
     }
 }
 
-fn integrity_reason(integrity: &str) -> &'static str {
-    match integrity {
-        "unverified" => {
+fn integrity_reason(integrity: &str, info: &ObjectInfo) -> String {
+    match (integrity, &info.native_checksum) {
+        ("unverified", Some(native)) if native.composite => format!(
+            "its only checksum, {}, is composite (a checksum of a multipart upload's parts' \
+             checksums), which cannot check the bytes",
+            shown(&native.source)
+        ),
+        ("unverified", _) => {
             "it has no stored checksum (written by another tool, or with checksum = none)"
+                .to_string()
         }
-        _ => "--no-verify was given",
+        _ => "--no-verify was given".to_string(),
     }
 }
 

@@ -252,20 +252,26 @@ impl Storage {
     /// own checksum when maskstore's is absent: carried by the answer itself (GCS, Azure),
     /// or asked for (S3 returns its flexible checksums only when asked, see
     /// [`crate::providers::NativeChecksums`]) when `whole` reads and HEADs need it.
-    pub(super) async fn described(
+    pub(super) fn described(
         &self,
         key: &ObjectKey,
         result: &GetResult,
         whole: bool,
-    ) -> Result<ObjectInfo> {
-        let mut info = info_of_answer(key.clone(), result);
+    ) -> impl Future<Output = Result<ObjectInfo>> + Send + '_ {
+        // Described before any wait, so the future does not hold the answer (its stream is
+        // not `Sync`).
+        let info = info_of_answer(key.clone(), result);
+        self.with_native_checksum(info, whole)
+    }
+
+    async fn with_native_checksum(&self, mut info: ObjectInfo, whole: bool) -> Result<ObjectInfo> {
         if whole
             && info.checksum.is_none()
             && info.native_checksum.is_none()
             && info.unreadable_checksum.is_none()
             && let Some(native) = &self.extras.native
         {
-            let path = self.path(key)?;
+            let path = self.path(&info.key)?;
             info.native_checksum = native
                 .checksum(&self.backend, &path, info.etag.as_deref())
                 .await?;

@@ -29,6 +29,9 @@ pub enum WriteMode {
 pub struct WriteOptions {
     /// The content type stored with the object.
     pub content_type: Option<String>,
+    /// The `Content-Encoding` stored with the object (`gzip`: the bytes given are
+    /// compressed and stay so), as a sync copies it from its source.
+    pub content_encoding: Option<String>,
     /// User metadata stored with the object.
     pub metadata: BTreeMap<String, String>,
     /// What to do when the key exists.
@@ -141,6 +144,15 @@ impl WriteOptions {
                 reason: format!("{total} bytes of metadata; S3 allows 2048"),
             });
         }
+        if let Some(encoding) = &self.content_encoding
+            && (encoding.is_empty() || !encoding.chars().all(|c| ('!'..='~').contains(&c) || c == ','))
+        {
+            return Err(Error::InvalidMetadata {
+                name: "content-encoding".to_string(),
+                reason: "a content encoding is printable ASCII without spaces, such as gzip"
+                    .to_string(),
+            });
+        }
         if let Some(ct) = &self.content_type
             && (ct.is_empty() || !ct.chars().all(|c| (' '..='~').contains(&c)))
         {
@@ -161,6 +173,12 @@ impl WriteOptions {
             None => AttributeValue::from(DEFAULT_CONTENT_TYPE),
         };
         attributes.insert(Attribute::ContentType, content_type);
+        if let Some(encoding) = &self.content_encoding {
+            attributes.insert(
+                Attribute::ContentEncoding,
+                AttributeValue::from(encoding.clone()),
+            );
+        }
         for (k, v) in &self.metadata {
             attributes.insert(
                 Attribute::Metadata(k.clone().into()),

@@ -149,7 +149,10 @@ pub(crate) async fn stat(storage: &Storage, key_text: &str, as_json: bool) -> Re
         );
         println!("checksum       {}", checksum_shown(&info));
         if let Some(encoding) = &info.content_encoding {
-            println!("encoding       {} (stored so; read as stored)", shown(encoding));
+            println!(
+                "encoding       {} (stored so; read as stored)",
+                shown(encoding)
+            );
         }
         if info.metadata.is_empty() {
             println!("metadata       -");

@@ -145,7 +145,10 @@ impl WriteOptions {
             });
         }
         if let Some(encoding) = &self.content_encoding
-            && (encoding.is_empty() || !encoding.chars().all(|c| ('!'..='~').contains(&c) || c == ','))
+            && (encoding.is_empty()
+                || !encoding
+                    .chars()
+                    .all(|c| ('!'..='~').contains(&c) || c == ','))
         {
             return Err(Error::InvalidMetadata {
                 name: "content-encoding".to_string(),

@@ -27,9 +27,10 @@ pub(crate) struct StoredBytes;
 /// token request keeps what it asked).
 pub(crate) fn ask_stored_bytes(request: &mut HttpRequest) {
     if request.extensions().get::<StoredBytes>().is_some() {
-        request
-            .headers_mut()
-            .insert(http::header::ACCEPT_ENCODING, HeaderValue::from_static("gzip"));
+        request.headers_mut().insert(
+            http::header::ACCEPT_ENCODING,
+            HeaderValue::from_static("gzip"),
+        );
     }
 }
 
@@ -75,8 +76,14 @@ mod tests {
         assert_eq!(got.value, "crc32c:yZRlqg==");
         assert_eq!(got.source, "gcs crc32c");
         let mut two = http::HeaderMap::new();
-        two.append("x-goog-hash", HeaderValue::from_static("md5=XrY7u+Ae7tCTyyK7j1rNww=="));
-        assert_eq!(in_answer(&two).unwrap().value, "md5:XrY7u+Ae7tCTyyK7j1rNww==");
+        two.append(
+            "x-goog-hash",
+            HeaderValue::from_static("md5=XrY7u+Ae7tCTyyK7j1rNww=="),
+        );
+        assert_eq!(
+            in_answer(&two).unwrap().value,
+            "md5:XrY7u+Ae7tCTyyK7j1rNww=="
+        );
         two.append("x-goog-hash", HeaderValue::from_static("crc32c=yZRlqg=="));
         assert_eq!(in_answer(&two).unwrap().value, "crc32c:yZRlqg==");
         let mut bad = http::HeaderMap::new();

@@ -49,7 +49,9 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
         extras: Extras {
             multipart: Some(Arc::new(multipart)),
             files: None,
-            native: Some(Arc::new(native::S3Checksums { s3: Arc::clone(&s3) })),
+            native: Some(Arc::new(native::S3Checksums {
+                s3: Arc::clone(&s3),
+            })),
         },
     })
 }

@@ -207,7 +207,12 @@ pub(super) enum Answer {
 
 /// A refusal, classified as object_store's failed requests are: from its status and the
 /// body's code, carried as a typed answer.
-pub(super) fn refused(backend: &Backend, path: &Path, status: reqwest::StatusCode, body: &str) -> Error {
+pub(super) fn refused(
+    backend: &Backend,
+    path: &Path,
+    status: reqwest::StatusCode,
+    body: &str,
+) -> Error {
     let answer = crate::answer::Answer {
         status: Some(status.as_u16()),
         ..crate::answer::parse_body(body)

@@ -562,6 +562,77 @@ mod tests {
     }
 
     #[test]
+    fn the_providers_checksums_are_computed_in_their_documented_encodings() {
+        // "hello world" as boto3, SeaweedFS, moto, fake-gcs-server and Azurite reported it.
+        let cases = [
+            ("crc32:DUoRhQ==", true),
+            ("crc32c:yZRlqg==", true),
+            ("crc64nvme:jSnVw/bqjr4=", true),
+            ("sha1:Kq5sNclPz7QV2+lfQIuc6R7oRu0=", true),
+            ("sha256:uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek=", true),
+            ("md5:XrY7u+Ae7tCTyyK7j1rNww==", true),
+            ("md5:xT8hOavzQS37ZfufYrGL+Q==", false),
+        ];
+        for (stored, matches) in cases {
+            let mut verifier = Verifier::new("s3", "mask/k", Some(stored)).unwrap();
+            verifier.update(b"hello ");
+            verifier.update(b"world");
+            assert_eq!(verifier.finish().is_ok(), matches, "{stored}");
+        }
+        assert_eq!(
+            native_value("crc32", "DUoRhQ==", 4).as_deref(),
+            Some("crc32:DUoRhQ==")
+        );
+        assert_eq!(native_value("crc32", "DUoRhQ==", 8), None);
+        assert_eq!(native_value("md5", "not base64!", 16), None);
+    }
+
+    #[test]
+    fn an_object_verifies_with_its_own_checksum_else_the_providers_full_object_one() {
+        let key: maskstore_core::ObjectKey = "mask/k".parse().unwrap();
+        let meta = object_store::ObjectMeta {
+            location: object_store::path::Path::from("mask/k"),
+            last_modified: chrono::Utc::now(),
+            size: 11,
+            e_tag: None,
+            version: None,
+        };
+        let mut info = crate::types::info_of(
+            key,
+            &meta,
+            &object_store::Attributes::new(),
+            crate::types::Source::Read,
+        );
+        assert_eq!(info.verifying_checksum(), None);
+        info.native_checksum = Some(NativeChecksum {
+            value: "crc32:1Vdryw==-2".into(),
+            source: "x-amz-checksum-crc32".into(),
+            composite: true,
+        });
+        // A composite checksum verifies nothing, and is no mismatch either.
+        assert_eq!(info.verifying_checksum(), None);
+        assert_eq!(info.checked_by(), None);
+        assert!(Verifier::of("s3", &info).unwrap().is_none());
+        info.native_checksum = Some(NativeChecksum::full(
+            "crc32:DUoRhQ==".into(),
+            "x-amz-checksum-crc32",
+        ));
+        assert_eq!(info.verifying_checksum(), Some("crc32:DUoRhQ=="));
+        assert_eq!(info.checked_by(), Some("x-amz-checksum-crc32"));
+        info.checksum = checksum_of(ChecksumAlgorithm::Crc64Nvme, b"hello world");
+        assert_eq!(info.verifying_checksum(), info.checksum.as_deref());
+        assert_eq!(info.checked_by(), Some(CHECKSUM_METADATA));
+        // A record that exists but cannot be read is corrupt at once.
+        info.unreadable_checksum = Some("its record does not parse".into());
+        match Verifier::of("local", &info) {
+            Err(Error::Corrupt { expected, .. }) => {
+                assert!(expected.contains("does not parse"), "{expected}")
+            }
+            other => panic!("expected Corrupt, got {:?}", other.map(|v| v.is_some())),
+        }
+    }
+
+    #[test]
     fn a_stored_value_naming_no_known_algorithm_is_reported_not_accepted() {
         for stored in ["md5:abc", "garbage", "none:x", "sha256:"] {
             let mut verifier = Verifier::new("memory", "mask/k", Some(stored)).unwrap();

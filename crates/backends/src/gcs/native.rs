@@ -93,11 +93,11 @@ mod tests {
 
     #[test]
     fn only_marked_reads_ask_for_the_stored_bytes() {
-        let mut read = HttpRequest::new(Default::default());
+        let mut read = HttpRequest::new(bytes::Bytes::new().into());
         read.extensions_mut().insert(StoredBytes);
         ask_stored_bytes(&mut read);
         assert_eq!(read.headers()["accept-encoding"], "gzip");
-        let mut listing = HttpRequest::new(Default::default());
+        let mut listing = HttpRequest::new(bytes::Bytes::new().into());
         ask_stored_bytes(&mut listing);
         assert!(listing.headers().get("accept-encoding").is_none());
     }

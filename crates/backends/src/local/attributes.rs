@@ -141,3 +141,43 @@ pub(crate) fn probe_xattrs(tmp: &OwnedFd) -> bool {
     let _ = unlinkat(tmp.as_fd(), name.as_str(), AtFlags::empty());
     ok
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_record_is_none_and_a_record_that_does_not_parse_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("object");
+        std::fs::write(&path, b"bytes").unwrap();
+        let file = File::open(&path).unwrap();
+        let none = read_checked(&file).unwrap();
+        assert!(none.is_empty() && none.checksum().is_none());
+        if xattr::set(&path, XATTR, b"{}").is_err() {
+            return; // a file system without extended attributes: nothing more to check
+        }
+        assert!(read_checked(&file).unwrap().is_empty());
+        xattr::set(
+            &path,
+            XATTR,
+            br#"{"metadata":{"maskstore-checksum":"crc64nvme:AAAAAAAAAAA="}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            read_checked(&file).unwrap().checksum(),
+            Some("crc64nvme:AAAAAAAAAAA=")
+        );
+        for damaged in [
+            &b"{\"metadata\":{\"maskstore-chec"[..],
+            b"\xff\xfe",
+            b"[1,2]",
+        ] {
+            xattr::set(&path, XATTR, damaged).unwrap();
+            let why = read_checked(&file).unwrap_err();
+            assert!(why.contains(XATTR), "{why}");
+            // What needs only a generation still reads it as none.
+            assert!(read_stored(&file).generation.is_none());
+        }
+    }
+}

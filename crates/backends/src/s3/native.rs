@@ -74,7 +74,7 @@ impl NativeChecksums for S3Checksums {
 /// The checksum in the headers of an answer to a request with checksum mode enabled.
 pub(crate) fn from_headers(headers: &HeaderMap) -> Option<NativeChecksum> {
     let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let multipart = text("etag").is_some_and(|etag| is_multipart_etag(etag));
+    let multipart = text("etag").is_some_and(is_multipart_etag);
     let declared = text("x-amz-checksum-type").map(str::to_ascii_uppercase);
     for (name, bytes) in ALGORITHMS {
         let header = format!("x-amz-checksum-{name}");

@@ -120,7 +120,7 @@ pub(crate) async fn stat(storage: &Storage, key_text: &str, as_json: bool) -> Re
     let key = key(storage, key_text)?;
     let info = storage.head(&key).await?;
     if as_json {
-        print_json(&json!({
+        let mut value = json!({
             "key": info.key.as_str(),
             "size": info.size,
             "etag": info.etag,
@@ -128,13 +128,20 @@ pub(crate) async fn stat(storage: &Storage, key_text: &str, as_json: bool) -> Re
             "content_type": info.content_type,
             "metadata": info.metadata,
             "checksum": info.checksum,
-            "native_checksum": info.native_checksum.as_ref().map(|n| json!({
-                "value": n.value, "source": n.source, "composite": n.composite,
-            })),
-            "unreadable_checksum": info.unreadable_checksum,
             "checked_by": info.checked_by(),
-            "content_encoding": info.content_encoding,
-        }));
+        });
+        // What only some objects have appears only for them.
+        if let Some(n) = &info.native_checksum {
+            value["native_checksum"] =
+                json!({"value": n.value, "source": n.source, "composite": n.composite});
+        }
+        if let Some(why) = &info.unreadable_checksum {
+            value["unreadable_checksum"] = json!(why);
+        }
+        if let Some(encoding) = &info.content_encoding {
+            value["content_encoding"] = json!(encoding);
+        }
+        print_json(&value);
     } else {
         println!("key            {}", info.key);
         println!("size           {}", info.size);

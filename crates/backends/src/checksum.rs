@@ -48,8 +48,19 @@ impl Hasher {
     }
 
     /// A hasher of the algorithm a stored checksum names; `None` when the stored text
-    /// names no algorithm this build knows.
+    /// names no algorithm maskstore writes: a `maskstore-checksum` naming another (`md5:`)
+    /// was not written by maskstore and vouches for nothing.
     pub(crate) fn for_stored(stored: &str) -> Option<Hasher> {
+        let (name, _) = stored.split_once(':')?;
+        match name.parse::<ChecksumAlgorithm>().ok()? {
+            ChecksumAlgorithm::None => None,
+            algorithm => Hasher::new(algorithm),
+        }
+    }
+
+    /// A hasher of the algorithm a provider's checksum names ([`NativeChecksum::value`]):
+    /// maskstore's own, and crc32, crc32c, md5 and sha1.
+    pub(crate) fn for_native(stored: &str) -> Option<Hasher> {
         let (name, _) = stored.split_once(':')?;
         let crc32 = |name, algorithm| {
             Some(Hasher::Crc32(
@@ -62,10 +73,7 @@ impl Hasher {
             "crc32c" => crc32("crc32c", crc_fast::CrcAlgorithm::Crc32Iscsi),
             "md5" => Some(Hasher::Md5(Box::default())),
             "sha1" => Some(Hasher::Sha1(Box::default())),
-            _ => match name.parse::<ChecksumAlgorithm>().ok()? {
-                ChecksumAlgorithm::None => None,
-                algorithm => Hasher::new(algorithm),
-            },
+            _ => Hasher::for_stored(stored),
         }
     }
 
@@ -269,11 +277,28 @@ impl Verifier {
                 actual: NOT_COMPUTED.to_string(),
             });
         }
-        Ok(Verifier::new(
-            backend,
-            info.key.as_str(),
-            info.verifying_checksum(),
-        ))
+        if info.checksum.is_some() {
+            return Ok(Verifier::new(
+                backend,
+                info.key.as_str(),
+                info.checksum.as_deref(),
+            ));
+        }
+        Ok(info
+            .native_checksum
+            .as_ref()
+            .and_then(NativeChecksum::verifiable)
+            .map(|expected| Verifier::native(backend, info.key.as_str(), expected)))
+    }
+
+    /// A verifier of the provider's full-object checksum `expected`.
+    pub(crate) fn native(backend: &str, key: &str, expected: &str) -> Verifier {
+        Verifier {
+            backend: backend.to_string(),
+            key: key.to_string(),
+            expected: expected.to_string(),
+            hasher: Hasher::for_native(expected),
+        }
     }
 
     /// A verifier of the stored checksum `expected`, if there is one.
@@ -574,7 +599,7 @@ mod tests {
             ("md5:xT8hOavzQS37ZfufYrGL+Q==", false),
         ];
         for (stored, matches) in cases {
-            let mut verifier = Verifier::new("s3", "mask/k", Some(stored)).unwrap();
+            let mut verifier = Verifier::native("s3", "mask/k", stored);
             verifier.update(b"hello ");
             verifier.update(b"world");
             assert_eq!(verifier.finish().is_ok(), matches, "{stored}");
@@ -634,7 +659,16 @@ mod tests {
 
     #[test]
     fn a_stored_value_naming_no_known_algorithm_is_reported_not_accepted() {
-        for stored in ["md5:abc", "garbage", "none:x", "sha256:"] {
+        // A provider's algorithm in maskstore's own record was not written by maskstore.
+        let md5_of_data = "md5:jXd/OF09/siBXSD3SWAm3A==";
+        for stored in [
+            "md5:abc",
+            md5_of_data,
+            "crc32:x",
+            "garbage",
+            "none:x",
+            "sha256:",
+        ] {
             let mut verifier = Verifier::new("memory", "mask/k", Some(stored)).unwrap();
             verifier.update(b"data");
             assert!(

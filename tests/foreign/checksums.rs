@@ -672,4 +672,30 @@ fn a_damaged_local_checksum_record_over_altered_bytes_is_corrupt_not_unverified(
         &vars,
     );
     assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+
+    // The gateway refuses it before sending a byte, instead of 200 with the altered bytes.
+    let secret = "s".repeat(64);
+    let served = with(&vars, "APP_GATEWAY__SIGNING_SECRET", &secret);
+    let serve = crate::support::Serve::start(dir.path(), &served);
+    let url = serve.sign(maskstore_backends::SignedMethod::Get, "mask/1.2/record.bin");
+    let answer = http_get(&serve.addr, &url);
+    assert!(answer.starts_with("HTTP/1.1 500"), "{answer}");
+    assert!(
+        !answer.contains("intact-mas") && !answer.contains(DAMAGED),
+        "{answer}"
+    );
+}
+
+/// The whole answer to a GET of `url` from `addr` (HTTP/1.1, connection closed after).
+fn http_get(addr: &str, url: &str) -> String {
+    let target = url.split_once(addr).map_or(url, |(_, rest)| rest);
+    let mut stream = TcpStream::connect(addr).unwrap();
+    write!(
+        stream,
+        "GET {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    stream.read_to_end(&mut answer).unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
 }

@@ -229,8 +229,15 @@ impl Storage {
         self.store.get_opts(&path, get).await.map_err(self.err(key))
     }
 
-    /// What is known about the object, without its content.
+    /// What is known about the object, without its content (with the provider's own
+    /// checksum when maskstore's is absent, see [`ObjectInfo::native_checksum`]).
     pub async fn head(&self, key: &ObjectKey) -> Result<ObjectInfo> {
+        self.head_with(key, true).await
+    }
+
+    /// [`Storage::head`]; with `checksums`, asking the provider for its own checksum
+    /// where its answer does not carry it (one more request on S3).
+    async fn head_with(&self, key: &ObjectKey, checksums: bool) -> Result<ObjectInfo> {
         let path = self.path(key)?;
         let options = GetOptions {
             head: true,
@@ -245,7 +252,7 @@ impl Storage {
             }
             Err(e) => return Err(Error::from_store(&self.backend, key.as_str(), e)),
         };
-        self.described(key, &result, true).await
+        self.described(key, &result, checksums).await
     }
 
     /// What the answer `result` to a read of `key` says of the object, with the provider's
@@ -293,7 +300,7 @@ impl Storage {
 
     /// Whether an object exists at `key`.
     pub async fn exists(&self, key: &ObjectKey) -> Result<bool> {
-        match self.head(key).await {
+        match self.head_with(key, false).await {
             Ok(_) => Ok(true),
             Err(Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(e),

@@ -214,39 +214,41 @@ fn corrupt_through(dir: &Path, vars: &[(String, String)], prefix: &str, key: &st
     assert!(!dir.join("damaged.bin").exists());
 }
 
-/// `sync` from `from` (a config file) to a local folder, twice: the second copies nothing.
+/// `sync` from `from` (a config file) to a local folder, twice: the second copies nothing;
+/// then back from that folder onto `from`, twice: the first replaces the foreign objects
+/// with maskstore's copies (their source checksums differ in algorithm and they record no
+/// source), the second copies nothing.
 #[track_caller]
-fn sync_twice_to_local(
-    dir: &Path,
-    vars: &[(String, String)],
-    from: &str,
-    prefix: &str,
-    count: u64,
-) {
-    let to = dir.join("local.toml");
+fn sync_both_ways(dir: &Path, vars: &[(String, String)], from: &str, prefix: &str, count: u64) {
+    let local = dir.join("local.toml");
     std::fs::write(
-        &to,
+        &local,
         format!(
             "[object_storage]\nprovider = \"local\"\nroot = \"./copy\"\nprefix = \"{prefix}\"\n"
         ),
     )
     .unwrap();
-    let to = to.display().to_string();
-    let run = || {
+    let local = local.display().to_string();
+    let run = |from: &str, to: &str| {
         json(&maskstore(
             dir,
-            &["--json", "sync", "--from", from, "--to", &to],
+            &["--json", "sync", "--from", from, "--to", to],
             vars,
         ))
     };
-    let first = run();
-    assert_eq!(first["copied"], count, "{first}");
-    let second = run();
-    assert_eq!(
-        (second["copied"].as_u64(), second["skipped"].as_u64()),
-        (Some(0), Some(count)),
-        "{second}"
-    );
+    for (from, to, copies) in [(from, local.as_str(), Some(count)), (&local, from, None)] {
+        let first = run(from, to);
+        if let Some(copies) = copies {
+            assert_eq!(first["copied"], copies, "{from} -> {to}: {first}");
+        }
+        assert_eq!(first["failed"], 0, "{from} -> {to}: {first}");
+        let second = run(from, to);
+        assert_eq!(
+            (second["copied"].as_u64(), second["skipped"].as_u64()),
+            (Some(0), Some(count)),
+            "{from} -> {to}: {second}"
+        );
+    }
 }
 
 #[test]
@@ -320,7 +322,7 @@ fn boto3_and_aws_cli_checksums_verify_every_object_and_damage_is_corrupt() {
             .filter(|(k, _)| k.ends_with("_KEY"))
             .cloned()
             .collect();
-        sync_twice_to_local(
+        sync_both_ways(
             dir.path(),
             &secrets,
             &from.display().to_string(),
@@ -441,7 +443,7 @@ fn gcs_sdk_checksums_verify_and_a_gzip_object_reads_as_stored() {
         ),
     )
     .unwrap();
-    sync_twice_to_local(dir.path(), &[], &from.display().to_string(), &prefix, 2);
+    sync_both_ways(dir.path(), &[], &from.display().to_string(), &prefix, 2);
     // The copy keeps the encoding with the compressed bytes.
     let copy = dir.path().join("local.toml").display().to_string();
     let stat = json(&maskstore(
@@ -450,6 +452,15 @@ fn gcs_sdk_checksums_verify_and_a_gzip_object_reads_as_stored() {
         &[],
     ));
     assert_eq!(stat["content_encoding"], "gzip", "{stat}");
+    // So does the copy synced back onto GCS, which reads back as stored.
+    let back = json(&maskstore(dir.path(), &["--json", "stat", &key], &vars));
+    assert_eq!(back["content_encoding"], "gzip", "{back}");
+    assert_eq!(back["checked_by"], "maskstore-checksum", "{back}");
+    succeeded(&maskstore(dir.path(), &["get", &key, "back.gz"], &vars));
+    assert_eq!(
+        std::fs::read(dir.path().join("back.gz")).unwrap(),
+        std::fs::read(dir.path().join("packed.gz")).unwrap()
+    );
     assert_eq!(
         stat["size"],
         std::fs::metadata(dir.path().join("packed.gz"))
@@ -469,15 +480,13 @@ fn azure_sdk_content_md5_verifies_and_a_stale_one_is_corrupt() {
     };
     let dir = tempfile::tempdir().unwrap();
     let prefix = prefix();
-    python(
-        "import hashlib\n\
+    let upload = "import hashlib\n\
          from azure.storage.blob import ContentSettings\n\
          c = azure(); p = sys.argv[1]; body = sys.argv[2].encode()\n\
          md5 = bytearray(hashlib.md5(body).digest())\n\
-         c.upload_blob(p + 'with-md5.bin', body, content_settings=ContentSettings(content_md5=md5))\n\
-         c.upload_blob(p + 'validated.bin', body, validate_content=True)",
-        &[&prefix, &body()],
-    );
+         c.upload_blob(p + sys.argv[3], body, content_settings=ContentSettings(content_md5=md5))\n\
+         c.upload_blob(p + sys.argv[4], body, validate_content=True)";
+    python(upload, &[&prefix, &body(), "with-md5.bin", "validated.bin"]);
     let vars = azure.app_env();
     all_verified(dir.path(), &vars, &prefix, 2, &[("azure Content-MD5", 2)]);
 
@@ -495,7 +504,7 @@ fn azure_sdk_content_md5_verifies_and_a_stale_one_is_corrupt() {
         "APP_OBJECT_STORAGE__ACCOUNT_KEY",
         azure.account_key.expose(),
     );
-    sync_twice_to_local(
+    sync_both_ways(
         dir.path(),
         &secrets,
         &from.display().to_string(),
@@ -503,16 +512,18 @@ fn azure_sdk_content_md5_verifies_and_a_stale_one_is_corrupt() {
         2,
     );
 
-    // The recorded MD5 replaced while the bytes stay: they no longer match it.
+    // Two more blobs from the SDK; one's recorded MD5 is then replaced while its bytes
+    // stay: they no longer match it.
+    python(upload, &[&prefix, &body(), "stale.bin", "relayed.bin"]);
     python(
         "import hashlib\n\
          from azure.storage.blob import ContentSettings\n\
          b = azure().get_blob_client(sys.argv[1])\n\
          md5 = bytearray(hashlib.md5(b'other bytes').digest())\n\
          b.set_http_headers(ContentSettings(content_type='application/octet-stream', content_md5=md5))",
-        &[&format!("{prefix}with-md5.bin")],
+        &[&format!("{prefix}stale.bin")],
     );
-    let key = format!("{prefix}with-md5.bin");
+    let key = format!("{prefix}stale.bin");
     let out = verify(dir.path(), &vars, &prefix, &[]);
     let report = json(&out);
     assert_eq!(out.status.code(), Some(6), "{report}");
@@ -523,7 +534,7 @@ fn azure_sdk_content_md5_verifies_and_a_stale_one_is_corrupt() {
         dir.path(),
         &damaged,
         &prefix,
-        &format!("{prefix}validated.bin"),
+        &format!("{prefix}relayed.bin"),
     );
 }
 

@@ -256,7 +256,8 @@ pub(crate) struct Verifier {
 /// What a corruption error says was stored, for an object whose checksum record exists
 /// but cannot be read (`why`, escaped).
 pub(crate) fn unreadable_record(why: &str) -> String {
-    format!("unreadable ({})", shown(why))
+    // Our words around the file system's or the parser's (never the record's bytes).
+    format!("unreadable ({})", maskstore_core::shown_cut(why, 400))
 }
 
 /// What a corruption error says the bytes hash to when nothing could be compared.

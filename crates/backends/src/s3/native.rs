@@ -19,7 +19,7 @@ use object_store::path::Path;
 use object_store::signer::Method;
 use reqwest::header::{HeaderMap, HeaderValue};
 
-use super::uploads::{Answer, refused, send};
+use super::uploads::{Answer, refused, send_with};
 use crate::NativeChecksum;
 use crate::checksum::native_value;
 use crate::providers::{Backend, NativeChecksums};
@@ -37,6 +37,8 @@ const ALGORITHMS: [(&str, usize); 5] = [
 /// Asks S3 for its checksum of an object (see the module docs).
 pub(crate) struct S3Checksums {
     pub(crate) s3: Arc<AmazonS3>,
+    /// Kept, so that a `verify` over many such objects reuses its connections.
+    pub(crate) client: reqwest::Client,
 }
 
 #[async_trait::async_trait]
@@ -57,7 +59,16 @@ impl NativeChecksums for S3Checksums {
             })?;
             headers.insert("if-match", value);
         }
-        match send(&self.s3, backend, Method::HEAD, path, &[], &headers).await? {
+        let answer = send_with(
+            &self.client,
+            &self.s3,
+            backend,
+            Method::HEAD,
+            path,
+            &[],
+            &headers,
+        );
+        match answer.await? {
             Answer::Done { headers, .. } => Ok(from_headers(&headers)),
             // Replaced or deleted since it was read: its checksum is another version's.
             Answer::Refused { status, .. }

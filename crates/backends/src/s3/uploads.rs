@@ -232,6 +232,28 @@ pub(super) async fn send(
     query: &[(String, String)],
     headers: &HeaderMap,
 ) -> Result<Answer> {
+    send_with(
+        &reqwest::Client::new(),
+        s3,
+        backend,
+        method,
+        path,
+        query,
+        headers,
+    )
+    .await
+}
+
+/// [`send`] through `client` (whose connections the caller keeps for its next request).
+pub(super) async fn send_with(
+    client: &reqwest::Client,
+    s3: &AmazonS3,
+    backend: &Backend,
+    method: Method,
+    path: &Path,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+) -> Result<Answer> {
     let mut options = SignedUrlOptions::new().with_query(query.iter().cloned());
     for (name, value) in headers {
         options = options.with_signed_header(name.clone(), value.clone());
@@ -246,7 +268,7 @@ pub(super) async fn send(
         backend: backend.to_string(),
         detail: e.to_string(),
     };
-    let response = reqwest::Client::new()
+    let response = client
         .request(method, url.as_str())
         .headers(headers.clone())
         .timeout(Duration::from_secs(60))

@@ -684,6 +684,29 @@ fn a_damaged_local_checksum_record_over_altered_bytes_is_corrupt_not_unverified(
     );
     assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
 
+    // Nor can a sync: it reports the object and copies neither it nor its bytes.
+    for (name, root) in [("from.toml", "./data"), ("to.toml", "./copy")] {
+        std::fs::write(
+            dir.path().join(name),
+            format!(
+                "[object_storage]\nprovider = \"local\"\nroot = \"{root}\"\nprefix = \"{prefix}\"\n"
+            ),
+        )
+        .unwrap();
+    }
+    let out = maskstore(
+        dir.path(),
+        &["--json", "sync", "--from", "from.toml", "--to", "to.toml"],
+        &[],
+    );
+    assert_ne!(out.status.code(), Some(0), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("record.bin"),
+        "{}",
+        text(&out.stdout)
+    );
+    assert!(!dir.path().join("copy/mask/1.2/record.bin").exists());
+
     // The gateway refuses it before sending a byte, instead of 200 with the altered bytes.
     let secret = "s".repeat(64);
     let served = with(&vars, "APP_GATEWAY__SIGNING_SECRET", &secret);

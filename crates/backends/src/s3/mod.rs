@@ -51,7 +51,7 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
             files: None,
             native: Some(Arc::new(native::S3Checksums {
                 s3: Arc::clone(&s3),
-                client: reqwest::Client::new(),
+                client: native::client(os)?,
             })),
         },
     })

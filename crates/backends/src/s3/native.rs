@@ -14,6 +14,7 @@
 
 use std::sync::Arc;
 
+use maskstore_core::config::ObjectStorageConfig;
 use object_store::aws::AmazonS3;
 use object_store::path::Path;
 use object_store::signer::Method;
@@ -34,10 +35,26 @@ const ALGORITHMS: [(&str, usize); 5] = [
     ("crc32", 4),
 ];
 
+/// The client of the checksum HEADs, with the config's timeouts (`request_timeout_secs`,
+/// `connect_timeout_secs`), kept so that a `verify` over many objects reuses connections.
+pub(crate) fn client(os: &ObjectStorageConfig) -> Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(os.request_timeout_secs))
+        .connect_timeout(std::time::Duration::from_secs(os.connect_timeout_secs))
+        .build()
+        .map_err(|e| Error::Unreachable {
+            backend: "s3".to_string(),
+            detail: format!("no HTTP client for S3's checksums: {e}"),
+        })
+}
+
+/// Tries of a checksum HEAD that meets a dropped connection or a 5xx.
+const ATTEMPTS: u32 = 4;
+
 /// Asks S3 for its checksum of an object (see the module docs).
 pub(crate) struct S3Checksums {
     pub(crate) s3: Arc<AmazonS3>,
-    /// Kept, so that a `verify` over many such objects reuses its connections.
+    /// See [`client`].
     pub(crate) client: reqwest::Client,
 }
 
@@ -59,16 +76,31 @@ impl NativeChecksums for S3Checksums {
             })?;
             headers.insert("if-match", value);
         }
-        let answer = send_with(
-            &self.client,
-            &self.s3,
-            backend,
-            Method::HEAD,
-            path,
-            &[],
-            &headers,
-        );
-        match answer.await? {
+        let mut attempt = 0;
+        let answer = loop {
+            attempt += 1;
+            let answer = send_with(
+                &self.client,
+                &self.s3,
+                backend,
+                Method::HEAD,
+                path,
+                &[],
+                &headers,
+            )
+            .await;
+            // A dropped connection or a 5xx is tried again, as object_store's own requests.
+            let transient = match &answer {
+                Err(Error::Unreachable { .. }) => true,
+                Ok(Answer::Refused { status, .. }) => status.is_server_error(),
+                _ => false,
+            };
+            if !transient || attempt == ATTEMPTS {
+                break answer?;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
+        };
+        match answer {
             Answer::Done { headers, .. } => Ok(from_headers(&headers)),
             // Replaced or deleted since it was read: its checksum is another version's.
             Answer::Refused { status, .. }

@@ -232,19 +232,18 @@ pub(super) async fn send(
     query: &[(String, String)],
     headers: &HeaderMap,
 ) -> Result<Answer> {
-    send_with(
-        &reqwest::Client::new(),
-        s3,
-        backend,
-        method,
-        path,
-        query,
-        headers,
-    )
-    .await
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| Error::Unreachable {
+            backend: backend.to_string(),
+            detail: format!("no HTTP client: {e}"),
+        })?;
+    send_with(&client, s3, backend, method, path, query, headers).await
 }
 
-/// [`send`] through `client` (whose connections the caller keeps for its next request).
+/// [`send`] through `client` (whose connections the caller keeps for its next request,
+/// and whose timeouts apply).
 pub(super) async fn send_with(
     client: &reqwest::Client,
     s3: &AmazonS3,
@@ -264,14 +263,14 @@ pub(super) async fn send_with(
         .map_err(|e| Error::from_store(backend, path.as_ref(), e))?;
     let method = reqwest::Method::from_bytes(method.as_str().as_bytes())
         .expect("an HTTP method is a valid method");
+    // Never the URL: it carries a signature valid for a minute.
     let unreachable = |e: reqwest::Error| Error::Unreachable {
         backend: backend.to_string(),
-        detail: e.to_string(),
+        detail: e.without_url().to_string(),
     };
     let response = client
         .request(method, url.as_str())
         .headers(headers.clone())
-        .timeout(Duration::from_secs(60))
         .send()
         .await
         .map_err(unreachable)?;

@@ -274,9 +274,10 @@ impl Storage {
             .filter(|_| self.layers.is_empty())
     }
 
-    /// Counts an operation done beneath the layers (the local file fast path) as the
-    /// instrumentation layer counts its own: outcome, duration and `bytes` moved.
-    fn record_beneath<T>(
+    /// Counts an operation done beneath the layers (the local file fast path, S3's
+    /// checksum HEAD) as the instrumentation layer counts its own: outcome, duration and
+    /// `bytes` moved.
+    pub(super) fn record_beneath<T>(
         &self,
         operation: Operation,
         started: Instant,

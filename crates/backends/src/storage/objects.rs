@@ -279,9 +279,23 @@ impl Storage {
             && let Some(native) = &self.extras.native
         {
             let path = self.path(&info.key)?;
-            info.native_checksum = native
+            let started = std::time::Instant::now();
+            let asked = native
                 .checksum(&self.backend, &path, info.etag.as_deref())
-                .await?;
+                .await;
+            // A request to the provider like any other: counted, and in its error rates.
+            self.record_beneath(crate::layers::Operation::Head, started, &asked, 0);
+            // The object itself was read: without its checksum it reads unverified (and
+            // `verify` says so) rather than not at all.
+            info.native_checksum = asked.unwrap_or_else(|e| {
+                tracing::warn!(
+                    key = %info.key,
+                    error = %e,
+                    "the provider's checksum of an object without maskstore's could not be \
+                     read; it reads unverified"
+                );
+                None
+            });
         }
         Ok(info)
     }

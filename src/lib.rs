@@ -27,8 +27,8 @@
 
 pub use maskstore_backends::{
     ByteRange, CHECKSUM_METADATA, Capabilities, ChecksumAlgorithm, ConfigSource, ContentSha256,
-    Error, ErrorKind, Layer, Listing, Object, ObjectFile, ObjectInfo, ObjectStream, PutOutcome,
-    ReadOptions, Result, Sha256Hasher, SignOptions, SignedMethod, SignedUrl, Storage,
+    Error, ErrorKind, Layer, Listing, NativeChecksum, Object, ObjectFile, ObjectInfo, ObjectStream,
+    PutOutcome, ReadOptions, Result, Sha256Hasher, SignOptions, SignedMethod, SignedUrl, Storage,
     UPLOAD_PART_SIZE, Upload, UploadShape, UrlIssuer, WriteMode, WriteOptions, checksum_of,
     load_config, load_config_from,
 };

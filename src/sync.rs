@@ -46,8 +46,9 @@ const COMPARE_CONCURRENCY: usize = 16;
 pub struct Fingerprint {
     /// Size in bytes.
     pub size: u64,
-    /// The checksum stored with the object (`algorithm:base64`), from a HEAD (listings
-    /// carry none); compared first when both sides have one of the same algorithm.
+    /// The checksum that verifies the object (`algorithm:base64`: maskstore's own, else the
+    /// provider's full-object one), from a HEAD (listings carry none); compared first when
+    /// both sides have one of the same algorithm.
     pub checksum: Option<String>,
     /// The etag, when the side gave one.
     pub etag: Option<String>,
@@ -61,7 +62,8 @@ impl Fingerprint {
     pub fn of(info: &ObjectInfo) -> Fingerprint {
         Fingerprint {
             size: info.size,
-            checksum: info.checksum.clone(),
+            // maskstore's own, else the provider's (a boto3 object's CRC32).
+            checksum: info.verifying_checksum().map(str::to_string),
             etag: info.etag.clone(),
             recorded_source_etag: info.metadata.get(SOURCE_ETAG).cloned(),
         }
@@ -287,6 +289,9 @@ fn copy_options(to: &Storage, info: &ObjectInfo) -> (WriteOptions, Vec<LeftOut>)
     let options = WriteOptions {
         content_type: info.content_type.clone(),
         carried: carried.kept,
+        // The bytes are copied as stored (GCS reads never decompress them): so is the
+        // encoding that says what they are.
+        content_encoding: info.content_encoding.clone(),
         ..Default::default()
     };
     (options, carried.left_out)

@@ -23,10 +23,17 @@ pub(crate) enum Durability {
     Unsynced,
 }
 
-/// Streams the object to stdout.
-pub(crate) async fn to_stdout(storage: &Storage, key: &ObjectKey) -> Result<(), Failure> {
+/// Streams the object to stdout, `describe` told first what is known about it (whether
+/// it will be verified).
+pub(crate) async fn to_stdout(
+    storage: &Storage,
+    key: &ObjectKey,
+    describe: impl FnOnce(&maskstore::ObjectInfo),
+) -> Result<(), Failure> {
     let mut stdout = tokio::io::stdout();
-    let mut stream = storage.get_stream(key).await?.stream;
+    let read = storage.get_stream(key).await?;
+    describe(&read.info);
+    let mut stream = read.stream;
     while let Some(chunk) = stream.next().await {
         stdout.write_all(&chunk?).await.map_err(write_failure)?;
     }

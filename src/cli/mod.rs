@@ -99,8 +99,9 @@ enum Command {
         no_verify: bool,
     },
     /// Re-read every object under --prefix (default: the configured prefix) and check it
-    /// against its stored checksum; lists corrupt and unverified keys. Exits 6 when any is
-    /// corrupt.
+    /// against its stored checksum (maskstore's own, else the provider's: S3 flexible
+    /// checksums, GCS crc32c/md5, Azure Content-MD5); lists corrupt and unverified keys.
+    /// Exits 6 when any is corrupt (or, with --require-checksum, unverified).
     Verify {
         /// A full key prefix, such as mask/1.2.840.1/.
         #[arg(long, value_name = "PREFIX")]
@@ -108,6 +109,10 @@ enum Command {
         /// Objects read at once.
         #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=256))]
         concurrency: u16,
+        /// Also fail (exit 6) on objects no checksum can verify (none stored, or only a
+        /// composite one): for a nightly scrub; config object_storage.require_checksum.
+        #[arg(long)]
+        require_checksum: bool,
     },
     /// Delete KEYs, or everything under --prefix (listed first; asks unless --yes).
     Rm {
@@ -236,11 +241,15 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Verify {
             prefix,
             concurrency,
+            require_checksum,
         } => {
+            let config = config()?;
+            let require = require_checksum || config.object_storage.require_checksum;
             verify::run(
-                &existing()?,
+                &maskstore::Storage::connect_existing(&config)?,
                 prefix.as_deref(),
                 concurrency.into(),
+                require,
                 cli.json,
             )
             .await

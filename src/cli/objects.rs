@@ -121,7 +121,7 @@ pub(crate) async fn stat(storage: &Storage, key_text: &str, as_json: bool) -> Re
     let key = key(storage, key_text)?;
     let info = storage.head(&key).await?;
     if as_json {
-        print_json(&json!({
+        let mut value = json!({
             "key": info.key.as_str(),
             "size": info.size,
             "etag": info.etag,
@@ -129,7 +129,20 @@ pub(crate) async fn stat(storage: &Storage, key_text: &str, as_json: bool) -> Re
             "content_type": info.content_type,
             "metadata": info.metadata,
             "checksum": info.checksum,
-        }));
+            "checked_by": info.checked_by(),
+        });
+        // What only some objects have appears only for them.
+        if let Some(n) = &info.native_checksum {
+            value["native_checksum"] =
+                json!({"value": n.value, "source": n.source, "composite": n.composite});
+        }
+        if let Some(why) = &info.unreadable_checksum {
+            value["unreadable_checksum"] = json!(why);
+        }
+        if let Some(encoding) = &info.content_encoding {
+            value["content_encoding"] = json!(encoding);
+        }
+        print_json(&value);
     } else {
         println!("key            {}", info.key);
         println!("size           {}", info.size);
@@ -146,10 +159,13 @@ pub(crate) async fn stat(storage: &Storage, key_text: &str, as_json: bool) -> Re
             "content type   {}",
             shown(info.content_type.as_deref().unwrap_or("-"))
         );
-        println!(
-            "checksum       {}",
-            shown(info.checksum.as_deref().unwrap_or("- (unverified)"))
-        );
+        println!("checksum       {}", checksum_shown(&info));
+        if let Some(encoding) = &info.content_encoding {
+            println!(
+                "encoding       {} (stored so; read as stored)",
+                shown(encoding)
+            );
+        }
         if info.metadata.is_empty() {
             println!("metadata       -");
         }
@@ -308,7 +324,17 @@ pub(crate) async fn get(
 ) -> Result<(), Failure> {
     let key = key(storage, key_text)?;
     if target == Some("-") {
-        return download::to_stdout(storage, &key).await;
+        // The bytes go to stdout; whether they were checked goes to stderr, as for a file.
+        return download::to_stdout(storage, &key, |info| {
+            let integrity = integrity(storage, info);
+            if integrity != "verified" {
+                eprintln!(
+                    "maskstore: {key} is not verified: {}",
+                    integrity_reason(integrity, info)
+                );
+            }
+        })
+        .await;
     }
     let path = PathBuf::from(
         target
@@ -324,35 +350,63 @@ pub(crate) async fn get(
             "size": size,
             "file": path.display().to_string(),
             "integrity": integrity,
+            "checked_by": info.checked_by(),
         }));
     } else {
         println!("downloaded {size} bytes from {key} to {}", path.display());
         if integrity != "verified" {
             eprintln!(
                 "maskstore: {key} was not verified: {}",
-                integrity_reason(integrity)
+                integrity_reason(integrity, &info)
             );
         }
     }
     Ok(())
 }
 
+/// The checksum `stat` shows: maskstore's own, else the provider's and where it is kept
+/// (a composite one marked as such), else why there is none.
+fn checksum_shown(info: &ObjectInfo) -> String {
+    if let Some(checksum) = &info.checksum {
+        return shown(checksum).into_owned();
+    }
+    if let Some(why) = &info.unreadable_checksum {
+        return format!("- (corrupt: {})", shown(why));
+    }
+    match &info.native_checksum {
+        Some(native) if native.composite => format!(
+            "{} ({}, composite: a checksum of the parts' checksums, which cannot check the \
+             bytes; unverified)",
+            shown(&native.value),
+            shown(&native.source)
+        ),
+        Some(native) => format!("{} ({})", shown(&native.value), shown(&native.source)),
+        None => "- (unverified)".to_string(),
+    }
+}
+
 /// How a whole read of `info` was checked: `verified`, `unverified` (no checksum stored)
 /// or `not-verified` (`--no-verify`).
 pub(crate) fn integrity(storage: &Storage, info: &ObjectInfo) -> &'static str {
-    match (&info.checksum, storage.verifies_reads()) {
+    match (info.verifying_checksum(), storage.verifies_reads()) {
         (None, _) => "unverified",
         (Some(_), false) => "not-verified",
         (Some(_), true) => "verified",
     }
 }
 
-fn integrity_reason(integrity: &str) -> &'static str {
-    match integrity {
-        "unverified" => {
+fn integrity_reason(integrity: &str, info: &ObjectInfo) -> String {
+    match (integrity, &info.native_checksum) {
+        ("unverified", Some(native)) if native.composite => format!(
+            "its only checksum, {}, is composite (a checksum of a multipart upload's parts' \
+             checksums), which cannot check the bytes",
+            shown(&native.source)
+        ),
+        ("unverified", _) => {
             "it has no stored checksum (written by another tool, or with checksum = none)"
+                .to_string()
         }
-        _ => "--no-verify was given",
+        _ => "--no-verify was given".to_string(),
     }
 }
 

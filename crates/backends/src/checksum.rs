@@ -22,10 +22,17 @@ use crate::{Error, Result};
 /// writes that set it themselves are refused.
 pub const CHECKSUM_METADATA: &str = "maskstore-checksum";
 
-/// A checksum being computed over bytes as they stream.
+/// A checksum being computed over bytes as they stream: maskstore's own algorithms
+/// (sha256, crc64nvme) and those providers keep natively (crc32, crc32c, md5, sha1; see
+/// [`NativeChecksum`]).
 pub(crate) enum Hasher {
     Sha256(Box<sha2::Sha256>),
     Crc64Nvme(Box<crc_fast::Digest>),
+    /// CRC-32 (ISO-HDLC, S3's `crc32`) or CRC-32C (Castagnoli, S3's and GCS's `crc32c`),
+    /// named as stored.
+    Crc32(&'static str, Box<crc_fast::Digest>),
+    Md5(Box<md5::Md5>),
+    Sha1(Box<sha1::Sha1>),
 }
 
 impl Hasher {
@@ -41,7 +48,8 @@ impl Hasher {
     }
 
     /// A hasher of the algorithm a stored checksum names; `None` when the stored text
-    /// names no algorithm this build knows.
+    /// names no algorithm maskstore writes: a `maskstore-checksum` naming another (`md5:`)
+    /// was not written by maskstore and vouches for nothing.
     pub(crate) fn for_stored(stored: &str) -> Option<Hasher> {
         let (name, _) = stored.split_once(':')?;
         match name.parse::<ChecksumAlgorithm>().ok()? {
@@ -50,10 +58,31 @@ impl Hasher {
         }
     }
 
+    /// A hasher of the algorithm a provider's checksum names ([`NativeChecksum::value`]):
+    /// maskstore's own, and crc32, crc32c, md5 and sha1.
+    pub(crate) fn for_native(stored: &str) -> Option<Hasher> {
+        let (name, _) = stored.split_once(':')?;
+        let crc32 = |name, algorithm| {
+            Some(Hasher::Crc32(
+                name,
+                Box::new(crc_fast::Digest::new(algorithm)),
+            ))
+        };
+        match name {
+            "crc32" => crc32("crc32", crc_fast::CrcAlgorithm::Crc32IsoHdlc),
+            "crc32c" => crc32("crc32c", crc_fast::CrcAlgorithm::Crc32Iscsi),
+            "md5" => Some(Hasher::Md5(Box::default())),
+            "sha1" => Some(Hasher::Sha1(Box::default())),
+            _ => Hasher::for_stored(stored),
+        }
+    }
+
     pub(crate) fn update(&mut self, data: &[u8]) {
         match self {
             Hasher::Sha256(h) => h.update(data),
-            Hasher::Crc64Nvme(h) => h.update(data),
+            Hasher::Crc64Nvme(h) | Hasher::Crc32(_, h) => h.update(data),
+            Hasher::Md5(h) => md5::Digest::update(h.as_mut(), data),
+            Hasher::Sha1(h) => sha1::Digest::update(h.as_mut(), data),
         }
     }
 
@@ -65,8 +94,61 @@ impl Hasher {
             Hasher::Crc64Nvme(h) => {
                 format!("crc64nvme:{}", STANDARD.encode(h.finalize().to_be_bytes()))
             }
+            // A 32-bit CRC as its 4 big-endian bytes (S3's and GCS's encoding).
+            Hasher::Crc32(name, h) => {
+                let crc = u32::try_from(h.finalize()).unwrap_or(u32::MAX);
+                format!("{name}:{}", STANDARD.encode(crc.to_be_bytes()))
+            }
+            Hasher::Md5(h) => format!("md5:{}", STANDARD.encode(md5::Digest::finalize(*h))),
+            Hasher::Sha1(h) => format!("sha1:{}", STANDARD.encode(sha1::Digest::finalize(*h))),
         }
     }
+}
+
+/// A checksum a provider keeps with an object itself, read when maskstore's own
+/// ([`CHECKSUM_METADATA`]) is absent (an object another tool wrote): S3's flexible
+/// checksums (`x-amz-checksum-crc32`, `-crc32c`, `-crc64nvme`, `-sha1`, `-sha256`, asked
+/// for with `x-amz-checksum-mode: ENABLED`), GCS's `crc32c` and `md5Hash` (`x-goog-hash`),
+/// Azure's `Content-MD5`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NativeChecksum {
+    /// `algorithm:base64`, in the form maskstore's own are stored (`crc32:DUoRhQ==`); for
+    /// a composite checksum, as the provider gave it (`crc32:1Vdryw==-2`).
+    pub value: String,
+    /// Where the provider keeps it, as its documentation names it
+    /// (`x-amz-checksum-crc32`, `gcs crc32c`, `azure Content-MD5`).
+    pub source: String,
+    /// A checksum of the parts' checksums of a multipart upload (S3's `COMPOSITE` type),
+    /// not of the object's bytes: reported as such, never compared with them.
+    pub composite: bool,
+}
+
+impl NativeChecksum {
+    /// A full-object checksum `algorithm:base64` kept at `source`.
+    pub(crate) fn full(value: String, source: impl Into<String>) -> NativeChecksum {
+        NativeChecksum {
+            value,
+            source: source.into(),
+            composite: false,
+        }
+    }
+
+    /// What a whole read can verify: the value, unless it is composite.
+    pub fn verifiable(&self) -> Option<&str> {
+        (!self.composite).then_some(self.value.as_str())
+    }
+}
+
+/// A provider's checksum of an object, as its HTTP answer carried it, in the extensions of
+/// that answer (and so of object_store's `GetResult`): see [`crate::http_client`].
+#[derive(Debug, Clone)]
+pub(crate) struct NativeAnswer(pub(crate) NativeChecksum);
+
+/// The checksum algorithm of a base64 digest of `bytes` bytes named `name`, as maskstore
+/// writes it (`crc32:…`); `None` when `value` is not base64 of that many bytes.
+pub(crate) fn native_value(name: &str, value: &str, bytes: usize) -> Option<String> {
+    let decoded = STANDARD.decode(value.trim()).ok()?;
+    (decoded.len() == bytes).then(|| format!("{name}:{}", value.trim()))
 }
 
 /// The checksum of `data` with `algorithm`, as stored; `None` for `none`.
@@ -171,7 +253,55 @@ pub(crate) struct Verifier {
     hasher: Option<Hasher>,
 }
 
+/// What a corruption error says was stored, for an object whose checksum record exists
+/// but cannot be read (`why`, escaped).
+pub(crate) fn unreadable_record(why: &str) -> String {
+    // Our words around the file system's or the parser's (never the record's bytes).
+    format!("unreadable ({})", maskstore_core::shown_cut(why, 400))
+}
+
+/// What a corruption error says the bytes hash to when nothing could be compared.
+pub(crate) const NOT_COMPUTED: &str = "(not computed: there is nothing left to compare them with)";
+
 impl Verifier {
+    /// The verifier of a whole read of the object `info` describes: of maskstore's own
+    /// checksum, else the provider's full-object one; `None` when it has neither (it reads
+    /// unverified). An object whose checksum record exists but cannot be read is
+    /// [`Error::Corrupt`] at once: its bytes can no longer be checked, and they must not
+    /// pass as merely unverified.
+    pub(crate) fn of(backend: &str, info: &crate::ObjectInfo) -> Result<Option<Verifier>> {
+        if let Some(why) = &info.unreadable_checksum {
+            return Err(Error::Corrupt {
+                backend: backend.to_string(),
+                key: info.key.to_string(),
+                expected: unreadable_record(why),
+                actual: NOT_COMPUTED.to_string(),
+            });
+        }
+        if info.checksum.is_some() {
+            return Ok(Verifier::new(
+                backend,
+                info.key.as_str(),
+                info.checksum.as_deref(),
+            ));
+        }
+        Ok(info
+            .native_checksum
+            .as_ref()
+            .and_then(NativeChecksum::verifiable)
+            .map(|expected| Verifier::native(backend, info.key.as_str(), expected)))
+    }
+
+    /// A verifier of the provider's full-object checksum `expected`.
+    pub(crate) fn native(backend: &str, key: &str, expected: &str) -> Verifier {
+        Verifier {
+            backend: backend.to_string(),
+            key: key.to_string(),
+            expected: expected.to_string(),
+            hasher: Hasher::for_native(expected),
+        }
+    }
+
     /// A verifier of the stored checksum `expected`, if there is one.
     pub(crate) fn new(backend: &str, key: &str, expected: Option<&str>) -> Option<Verifier> {
         let expected = expected?;
@@ -458,8 +588,88 @@ mod tests {
     }
 
     #[test]
+    fn the_providers_checksums_are_computed_in_their_documented_encodings() {
+        // "hello world" as boto3, SeaweedFS, moto, fake-gcs-server and Azurite reported it.
+        let cases = [
+            ("crc32:DUoRhQ==", true),
+            ("crc32c:yZRlqg==", true),
+            ("crc64nvme:jSnVw/bqjr4=", true),
+            ("sha1:Kq5sNclPz7QV2+lfQIuc6R7oRu0=", true),
+            ("sha256:uU0nuZNNPgilLlLX2n2r+sSE7+N6U4DukIj3rOLvzek=", true),
+            ("md5:XrY7u+Ae7tCTyyK7j1rNww==", true),
+            ("md5:xT8hOavzQS37ZfufYrGL+Q==", false),
+        ];
+        for (stored, matches) in cases {
+            let mut verifier = Verifier::native("s3", "mask/k", stored);
+            verifier.update(b"hello ");
+            verifier.update(b"world");
+            assert_eq!(verifier.finish().is_ok(), matches, "{stored}");
+        }
+        assert_eq!(
+            native_value("crc32", "DUoRhQ==", 4).as_deref(),
+            Some("crc32:DUoRhQ==")
+        );
+        assert_eq!(native_value("crc32", "DUoRhQ==", 8), None);
+        assert_eq!(native_value("md5", "not base64!", 16), None);
+    }
+
+    #[test]
+    fn an_object_verifies_with_its_own_checksum_else_the_providers_full_object_one() {
+        let key: maskstore_core::ObjectKey = "mask/k".parse().unwrap();
+        let meta = object_store::ObjectMeta {
+            location: object_store::path::Path::from("mask/k"),
+            last_modified: chrono::Utc::now(),
+            size: 11,
+            e_tag: None,
+            version: None,
+        };
+        let mut info = crate::types::info_of(
+            key,
+            &meta,
+            &object_store::Attributes::new(),
+            crate::types::Source::Read,
+        );
+        assert_eq!(info.verifying_checksum(), None);
+        info.native_checksum = Some(NativeChecksum {
+            value: "crc32:1Vdryw==-2".into(),
+            source: "x-amz-checksum-crc32".into(),
+            composite: true,
+        });
+        // A composite checksum verifies nothing, and is no mismatch either.
+        assert_eq!(info.verifying_checksum(), None);
+        assert_eq!(info.checked_by(), None);
+        assert!(Verifier::of("s3", &info).unwrap().is_none());
+        info.native_checksum = Some(NativeChecksum::full(
+            "crc32:DUoRhQ==".into(),
+            "x-amz-checksum-crc32",
+        ));
+        assert_eq!(info.verifying_checksum(), Some("crc32:DUoRhQ=="));
+        assert_eq!(info.checked_by(), Some("x-amz-checksum-crc32"));
+        info.checksum = checksum_of(ChecksumAlgorithm::Crc64Nvme, b"hello world");
+        assert_eq!(info.verifying_checksum(), info.checksum.as_deref());
+        assert_eq!(info.checked_by(), Some(CHECKSUM_METADATA));
+        // A record that exists but cannot be read is corrupt at once.
+        info.unreadable_checksum = Some("its record does not parse".into());
+        match Verifier::of("local", &info) {
+            Err(Error::Corrupt { expected, .. }) => {
+                assert!(expected.contains("does not parse"), "{expected}")
+            }
+            other => panic!("expected Corrupt, got {:?}", other.map(|v| v.is_some())),
+        }
+    }
+
+    #[test]
     fn a_stored_value_naming_no_known_algorithm_is_reported_not_accepted() {
-        for stored in ["md5:abc", "garbage", "none:x", "sha256:"] {
+        // A provider's algorithm in maskstore's own record was not written by maskstore.
+        let md5_of_data = "md5:jXd/OF09/siBXSD3SWAm3A==";
+        for stored in [
+            "md5:abc",
+            md5_of_data,
+            "crc32:x",
+            "garbage",
+            "none:x",
+            "sha256:",
+        ] {
             let mut verifier = Verifier::new("memory", "mask/k", Some(stored)).unwrap();
             verifier.update(b"data");
             assert!(

@@ -667,6 +667,12 @@ fn from_local(source: &Backend, key: String, e: &LocalError) -> Error {
             operation: "store content types and metadata".to_string(),
             detail: text(),
         },
+        LocalError::UnreadableAttributes { detail, .. } => Error::Corrupt {
+            backend,
+            key,
+            expected: crate::checksum::unreadable_record(detail),
+            actual: crate::checksum::NOT_COMPUTED.to_string(),
+        },
         LocalError::DiskFull { .. } | LocalError::Io { .. } | LocalError::Attributes { .. } => {
             // Shown escaped by the variant's display.
             Error::Backend {

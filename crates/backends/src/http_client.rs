@@ -80,9 +80,24 @@ struct Guarded {
 
 #[async_trait::async_trait]
 impl HttpService for Guarded {
-    async fn call(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+    async fn call(&self, mut request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        if self.wire == Wire::Gcs {
+            crate::gcs::native::ask_stored_bytes(&mut request);
+        }
         let exchange = Exchange::of(self.wire, &request);
-        let response = self.inner.execute(request).await?;
+        let mut response = self.inner.execute(request).await?;
+        // The provider's checksum of the object, which object_store's answer would drop,
+        // rides in the answer's extensions (object_store passes them to `GetResult`).
+        let native = match self.wire {
+            Wire::S3 => None,
+            Wire::Azure => crate::azure::native::in_answer(response.headers()),
+            Wire::Gcs => crate::gcs::native::in_answer(response.headers()),
+        };
+        if let Some(native) = native {
+            response
+                .extensions_mut()
+                .insert(crate::checksum::NativeAnswer(native));
+        }
         exchange.answer(response).await
     }
 }

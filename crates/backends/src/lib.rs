@@ -52,7 +52,7 @@ pub mod signing;
 mod storage;
 mod types;
 
-pub use checksum::{CHECKSUM_METADATA, ContentSha256, Sha256Hasher, checksum_of};
+pub use checksum::{CHECKSUM_METADATA, ContentSha256, NativeChecksum, Sha256Hasher, checksum_of};
 pub use error::{Error, ErrorKind, Result};
 pub use layers::instrumented;
 pub use layers::{Layer, Operation};

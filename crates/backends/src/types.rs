@@ -9,6 +9,7 @@ use futures::stream::BoxStream;
 use maskstore_core::ObjectKey;
 use object_store::{Attribute, AttributeValue, Attributes};
 
+use crate::checksum::NativeChecksum;
 use crate::{Error, Result};
 
 /// How a put treats an existing object.
@@ -28,6 +29,9 @@ pub enum WriteMode {
 pub struct WriteOptions {
     /// The content type stored with the object.
     pub content_type: Option<String>,
+    /// The `Content-Encoding` stored with the object (`gzip`: the bytes given are
+    /// compressed and stay so), as a sync copies it from its source.
+    pub content_encoding: Option<String>,
     /// User metadata stored with the object, held to [`WriteOptions::validate`]'s rules.
     pub metadata: BTreeMap<String, String>,
     /// Metadata found in a store (by [`crate::Storage::carry`]), stored as the provider
@@ -150,6 +154,18 @@ impl WriteOptions {
                 ),
             });
         }
+        if let Some(encoding) = &self.content_encoding
+            && (encoding.is_empty()
+                || !encoding
+                    .chars()
+                    .all(|c| ('!'..='~').contains(&c) || c == ','))
+        {
+            return Err(Error::InvalidMetadata {
+                name: "content-encoding".to_string(),
+                reason: "a content encoding is printable ASCII without spaces, such as gzip"
+                    .to_string(),
+            });
+        }
         if let Some(ct) = &self.content_type
             && (ct.is_empty() || !ct.chars().all(|c| (' '..='~').contains(&c)))
         {
@@ -171,6 +187,12 @@ impl WriteOptions {
             None => AttributeValue::from(DEFAULT_CONTENT_TYPE),
         };
         attributes.insert(Attribute::ContentType, content_type);
+        if let Some(encoding) = &self.content_encoding {
+            attributes.insert(
+                Attribute::ContentEncoding,
+                AttributeValue::from(encoding.clone()),
+            );
+        }
         for (k, v) in self.carried.iter().chain(&self.metadata) {
             attributes.insert(
                 Attribute::Metadata(k.clone().into()),
@@ -211,6 +233,40 @@ pub struct ObjectInfo {
     /// tool, or with `object_storage.checksum = none`): it reads unverified. Listings do
     /// not fill it in.
     pub checksum: Option<String>,
+    /// The provider's own checksum of the object (see [`NativeChecksum`]), read when
+    /// [`ObjectInfo::checksum`] is absent: whole reads then verify that one. Listings do not
+    /// fill it in.
+    pub native_checksum: Option<NativeChecksum>,
+    /// Why the record that holds the object's checksum could not be read although it
+    /// exists (a local file's damaged attributes): whole reads of it fail as
+    /// [`Error::Corrupt`], since its bytes can no longer be checked.
+    pub unreadable_checksum: Option<String>,
+    /// The stored `Content-Encoding` (such as `gzip`): the bytes are read as stored, never
+    /// decoded on the way, and a sync copies the encoding with them.
+    pub content_encoding: Option<String>,
+}
+
+impl ObjectInfo {
+    /// The checksum a whole read verifies: maskstore's own, else the provider's full-object
+    /// one; `None` when neither exists (the object reads unverified).
+    pub fn verifying_checksum(&self) -> Option<&str> {
+        self.checksum
+            .as_deref()
+            .or_else(|| self.native_checksum.as_ref()?.verifiable())
+    }
+
+    /// What [`ObjectInfo::verifying_checksum`] is: [`CHECKSUM_METADATA`] for maskstore's
+    /// own, else where the provider keeps its own (`x-amz-checksum-crc32`, `gcs crc32c`,
+    /// `azure Content-MD5`).
+    ///
+    /// [`CHECKSUM_METADATA`]: crate::CHECKSUM_METADATA
+    pub fn checked_by(&self) -> Option<&str> {
+        if self.checksum.is_some() {
+            return Some(crate::checksum::CHECKSUM_METADATA);
+        }
+        let native = self.native_checksum.as_ref()?;
+        native.verifiable().map(|_| native.source.as_str())
+    }
 }
 
 /// An object read whole (or a byte range of it).
@@ -309,6 +365,7 @@ pub(crate) fn info_of(
     let mut content_type = None;
     let mut metadata = BTreeMap::new();
     let mut checksum = None;
+    let mut content_encoding = None;
     for (attribute, value) in attributes {
         match attribute {
             Attribute::ContentType
@@ -324,6 +381,10 @@ pub(crate) fn info_of(
                 let value = crate::metadata::decode_value(value).into_owned();
                 metadata.insert(name.to_string(), value);
             }
+            // `identity` is no encoding (GCS reports it for objects stored without one).
+            Attribute::ContentEncoding if !value.is_empty() && value.as_ref() != "identity" => {
+                content_encoding = Some(value.to_string());
+            }
             _ => {}
         }
     }
@@ -338,7 +399,28 @@ pub(crate) fn info_of(
         content_type,
         metadata,
         checksum,
+        native_checksum: None,
+        unreadable_checksum: None,
+        content_encoding,
     }
+}
+
+/// What a read's answer says of the object: [`info_of`], with the provider's checksum its
+/// answer carried ([`crate::checksum::NativeAnswer`]) and the reason a local object's
+/// checksum record could not be read ([`crate::local::UnreadableRecord`]).
+pub(crate) fn info_of_answer(key: ObjectKey, result: &object_store::GetResult) -> ObjectInfo {
+    let mut info = info_of(key, &result.meta, &result.attributes, Source::Read);
+    if info.checksum.is_none() {
+        info.native_checksum = result
+            .extensions
+            .get::<crate::checksum::NativeAnswer>()
+            .map(|native| native.0.clone());
+    }
+    info.unreadable_checksum = result
+        .extensions
+        .get::<crate::local::UnreadableRecord>()
+        .map(|record| record.0.clone());
+    info
 }
 
 impl From<&WriteMode> for object_store::PutMode {

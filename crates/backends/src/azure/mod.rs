@@ -11,6 +11,7 @@
 
 mod advice;
 pub(crate) mod error;
+pub(crate) mod native;
 pub(crate) mod policy;
 mod store;
 

@@ -16,6 +16,7 @@
 mod advice;
 pub(crate) mod error;
 mod json;
+pub(crate) mod native;
 pub(crate) mod policy;
 mod store;
 

@@ -222,7 +222,9 @@ impl<T: ObjectStore> ObjectStore for GcsStore<T> {
         }))
     }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+    async fn get_opts(&self, location: &Path, mut options: GetOptions) -> Result<GetResult> {
+        // The bytes as stored, never decompressed on the way (see `native.rs`).
+        options.extensions.insert(super::native::StoredBytes);
         // GCS answers If-Match and If-None-Match itself; fake-gcs-server ignores them, so
         // they are checked again on what came back (a no-op where GCS already did).
         let conditions = GetOptions {

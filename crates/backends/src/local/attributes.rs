@@ -98,12 +98,32 @@ impl StoredAttributes {
     }
 }
 
-/// The attributes stored with `file` (none if it has none or they cannot be read).
+/// The attributes stored with `file` (none if it has none or they cannot be read), for
+/// what needs only its generation (etags, listings): see [`read_checked`] for reads.
 pub(crate) fn read_stored(file: &File) -> StoredAttributes {
-    match xattr::FileExt::get_xattr(file, XATTR) {
-        Ok(Some(json)) => serde_json::from_slice::<StoredAttributes>(&json).unwrap_or_default(),
-        _ => StoredAttributes::default(),
-    }
+    read_checked(file).unwrap_or_default()
+}
+
+/// The attributes stored with `file`: none when it has no record (a file placed by `cp`,
+/// `rsync` without `-X`, `tar` without `--xattrs`, or a file system without extended
+/// attributes: honestly unverified); `Err(why)` when the record exists but cannot be read
+/// (damaged, or not maskstore's), since the checksum it held can no longer vouch for the
+/// bytes: reads report such an object corrupt, never "no checksum".
+pub(crate) fn read_checked(file: &File) -> Result<StoredAttributes, String> {
+    let json = match xattr::FileExt::get_xattr(file, XATTR) {
+        Ok(Some(json)) => json,
+        Ok(None) => return Ok(StoredAttributes::default()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTSUP) => {
+            return Ok(StoredAttributes::default());
+        }
+        Err(e) => return Err(format!("its attribute record {XATTR} cannot be read: {e}")),
+    };
+    serde_json::from_slice::<StoredAttributes>(&json).map_err(|e| {
+        format!(
+            "its attribute record {XATTR} ({} bytes) is not maskstore's: {e}",
+            json.len()
+        )
+    })
 }
 
 /// Whether the file system under the folder `tmp` keeps extended attributes.
@@ -120,4 +140,44 @@ pub(crate) fn probe_xattrs(tmp: &OwnedFd) -> bool {
     let ok = xattr::FileExt::set_xattr(&File::from(fd), XATTR, b"{}").is_ok();
     let _ = unlinkat(tmp.as_fd(), name.as_str(), AtFlags::empty());
     ok
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_record_is_none_and_a_record_that_does_not_parse_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("object");
+        std::fs::write(&path, b"bytes").unwrap();
+        let file = File::open(&path).unwrap();
+        let none = read_checked(&file).unwrap();
+        assert!(none.is_empty() && none.checksum().is_none());
+        if xattr::set(&path, XATTR, b"{}").is_err() {
+            return; // a file system without extended attributes: nothing more to check
+        }
+        assert!(read_checked(&file).unwrap().is_empty());
+        xattr::set(
+            &path,
+            XATTR,
+            br#"{"metadata":{"maskstore-checksum":"crc64nvme:AAAAAAAAAAA="}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            read_checked(&file).unwrap().checksum(),
+            Some("crc64nvme:AAAAAAAAAAA=")
+        );
+        for damaged in [
+            &b"{\"metadata\":{\"maskstore-chec"[..],
+            b"\xff\xfe",
+            b"[1,2]",
+        ] {
+            xattr::set(&path, XATTR, damaged).unwrap();
+            let why = read_checked(&file).unwrap_err();
+            assert!(why.contains(XATTR), "{why}");
+            // What needs only a generation still reads it as none.
+            assert!(read_stored(&file).generation.is_none());
+        }
+    }
 }

@@ -109,6 +109,18 @@ pub enum LocalError {
         /// The local root.
         root: PathBuf,
     },
+    /// The object's attribute record, which holds its checksum, exists but cannot be read:
+    /// its bytes can no longer be checked.
+    #[error(
+        "{key} is corrupt: {detail}; its bytes can no longer be checked against the checksum \
+         it was stored with: restore it from a backup or a replica"
+    )]
+    UnreadableAttributes {
+        /// The key.
+        key: String,
+        /// What is wrong with the record.
+        detail: String,
+    },
     /// The stored attributes could not be written.
     #[error("{key}: cannot store attributes: {detail}")]
     Attributes {

@@ -61,6 +61,8 @@ pub(crate) struct OpenedObject {
     pub(crate) attributes: Attributes,
     /// The file's path under the root, for messages only (never opened by it).
     pub(crate) shown: std::path::PathBuf,
+    /// Why its attribute record cannot be read, when it exists but is damaged.
+    pub(crate) unreadable_checksum: Option<String>,
 }
 
 impl LocalStore {
@@ -89,12 +91,17 @@ impl LocalStore {
                     io::Error::other("the object changed while it was opened; retry"),
                 ));
             }
+            let unreadable_checksum = got
+                .extensions
+                .get::<super::UnreadableRecord>()
+                .map(|record| record.0.clone());
             Ok(OpenedObject {
                 file,
                 stat,
                 meta: got.meta,
                 attributes: got.attributes,
                 shown,
+                unreadable_checksum,
             })
         })
         .await

@@ -68,7 +68,7 @@ pub(crate) mod locks;
 
 use crate::checksum::{CHECKSUM_METADATA, HASH_ON_WRITE_SLICE, HashOnWrite, Hasher, LateChecksum};
 pub(crate) use advice::PROFILE;
-use attributes::{StoredAttributes, XATTR, probe_xattrs, read_stored};
+use attributes::{StoredAttributes, XATTR, probe_xattrs, read_checked, read_stored};
 pub(crate) use builder::{Root, connect};
 pub use error::LocalError;
 pub(crate) use from_file::FromFileError;
@@ -112,6 +112,12 @@ pub(crate) struct ReadChecksum {
     pub(crate) data: Bytes,
     pub(crate) checksum: String,
 }
+
+/// Why a local object's attribute record, which holds its checksum, exists but cannot be
+/// read: in the [`GetResult::extensions`] of a read of it, so that the facade reports the
+/// object corrupt instead of unverified.
+#[derive(Debug, Clone)]
+pub(crate) struct UnreadableRecord(pub(crate) String);
 
 /// How often a write retries when a concurrent delete removes the folder it writes into
 /// between resolving it and renaming into it.
@@ -674,7 +680,10 @@ impl Inner {
         options: &GetOptions,
         nowait: bool,
     ) -> Result<Option<GetResult>> {
-        let stored = read_stored(&file);
+        let (stored, unreadable) = match read_checked(&file) {
+            Ok(stored) => (stored, None),
+            Err(why) => (StoredAttributes::default(), Some(UnreadableRecord(why))),
+        };
         let meta = object_meta(location.clone(), md, stored.generation.as_deref());
         options.check_preconditions(&meta)?;
         let range = match &options.range {
@@ -725,6 +734,9 @@ impl Inner {
             Some(data)
         };
         let mut extensions = object_store::Extensions::default();
+        if let Some(unreadable) = unreadable {
+            extensions.insert(unreadable);
+        }
         // Small ranges, and whole reads into memory, are read in the call that opened the
         // file: one blocking hop per read at most instead of one to open and one to read.
         let payload = match data {
@@ -785,7 +797,14 @@ impl Inner {
             };
         }
         self.parts(to)?;
-        let attributes = read_stored(&source).into_attributes();
+        // A copy must not turn an object whose checksum record is damaged into one that
+        // merely has none.
+        let attributes = read_checked(&source)
+            .map_err(|detail| LocalError::UnreadableAttributes {
+                key: from.to_string(),
+                detail,
+            })?
+            .into_attributes();
         let (temp, mut file) = self.temp_file()?;
         let written = (|| {
             io::copy(&mut source, &mut file).map_err(|e| io_error(from, e))?;

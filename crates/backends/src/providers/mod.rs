@@ -170,6 +170,25 @@ pub(crate) struct Extras {
     pub(crate) multipart: Option<Arc<dyn MultipartUploads>>,
     /// Files copied by the kernel into and out of the store (local).
     pub(crate) files: Option<LocalStore>,
+    /// The provider's own checksums, where its read answers do not carry them unasked
+    /// (S3).
+    pub(crate) native: Option<Arc<dyn NativeChecksums>>,
+}
+
+/// A provider whose read answers carry its own checksums only when asked (S3 returns
+/// `x-amz-checksum-*` only with `x-amz-checksum-mode: ENABLED`, which object_store does not
+/// send): it asks on the facade's behalf, for objects without maskstore's checksum.
+#[async_trait::async_trait]
+pub(crate) trait NativeChecksums: Send + Sync {
+    /// The full-object (or composite) checksum the provider keeps with the object at
+    /// `path`, for its version `etag` (`None`: whichever is current); `Ok(None)` when it
+    /// keeps none, or the object changed since (its bytes then cannot be checked with it).
+    async fn checksum(
+        &self,
+        backend: &Backend,
+        path: &Path,
+        etag: Option<&str>,
+    ) -> Result<Option<crate::NativeChecksum>>;
 }
 
 /// What a provider that keeps incomplete multipart uploads (S3) does beyond object_store.

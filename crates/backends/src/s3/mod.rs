@@ -7,6 +7,7 @@ mod advice;
 mod builder;
 pub(crate) mod error;
 mod multipart;
+mod native;
 pub(crate) mod policy;
 mod presign;
 mod uploads;
@@ -45,7 +46,7 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
         bucket: presigner.bucket().to_string(),
     };
     Ok(Built {
-        store: s3,
+        store: Arc::clone(&s3) as Arc<dyn object_store::ObjectStore>,
         urls: UrlSigner::Service(Arc::new(presigner)),
         declared: Declared {
             hashes_on_write: false,
@@ -58,6 +59,10 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
         extras: Extras {
             multipart: Some(Arc::new(multipart)),
             files: None,
+            native: Some(Arc::new(native::S3Checksums {
+                s3: Arc::clone(&s3),
+                client: native::client(os)?,
+            })),
         },
     })
 }

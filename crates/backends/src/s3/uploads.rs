@@ -156,7 +156,7 @@ pub(crate) async fn copy_in_place(
         HeaderValue::from_static("REPLACE"),
     );
     let answer = match send(s3, backend, Method::PUT, path, &[], &headers).await? {
-        Answer::Done { body, version } => (body, version),
+        Answer::Done { body, version, .. } => (body, version),
         Answer::Refused { status, .. } if status == reqwest::StatusCode::PRECONDITION_FAILED => {
             return Ok(None);
         }
@@ -191,11 +191,13 @@ async fn request(
 }
 
 /// A request's answer: a success, or a refusal with its status.
-enum Answer {
+pub(super) enum Answer {
     Done {
         body: String,
         /// `x-amz-version-id`, on a versioned bucket.
         version: Option<String>,
+        /// Every header of the answer.
+        headers: HeaderMap,
     },
     Refused {
         status: reqwest::StatusCode,
@@ -205,7 +207,12 @@ enum Answer {
 
 /// A refusal, classified as object_store's failed requests are: from its status and the
 /// body's code, carried as a typed answer.
-fn refused(backend: &Backend, path: &Path, status: reqwest::StatusCode, body: &str) -> Error {
+pub(super) fn refused(
+    backend: &Backend,
+    path: &Path,
+    status: reqwest::StatusCode,
+    body: &str,
+) -> Error {
     let answer = crate::answer::Answer {
         status: Some(status.as_u16()),
         ..crate::answer::parse_body(body)
@@ -217,7 +224,28 @@ fn refused(backend: &Backend, path: &Path, status: reqwest::StatusCode, body: &s
     Error::from_store(backend, path.as_ref(), source)
 }
 
-async fn send(
+pub(super) async fn send(
+    s3: &AmazonS3,
+    backend: &Backend,
+    method: Method,
+    path: &Path,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+) -> Result<Answer> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .map_err(|e| Error::Unreachable {
+            backend: backend.to_string(),
+            detail: format!("no HTTP client: {e}"),
+        })?;
+    send_with(&client, s3, backend, method, path, query, headers).await
+}
+
+/// [`send`] through `client` (whose connections the caller keeps for its next request,
+/// and whose timeouts apply).
+pub(super) async fn send_with(
+    client: &reqwest::Client,
     s3: &AmazonS3,
     backend: &Backend,
     method: Method,
@@ -240,14 +268,14 @@ async fn send(
         backend: backend.to_string(),
         detail: e.without_url().to_string(),
     };
-    let response = reqwest::Client::new()
+    let response = client
         .request(method, url.as_str())
         .headers(headers.clone())
-        .timeout(Duration::from_secs(60))
         .send()
         .await
         .map_err(unreachable)?;
     let status = response.status();
+    let headers = response.headers().clone();
     let version = response
         .headers()
         .get("x-amz-version-id")
@@ -268,7 +296,11 @@ async fn send(
     }
     let body = String::from_utf8_lossy(&body).into_owned();
     if status.is_success() {
-        return Ok(Answer::Done { body, version });
+        return Ok(Answer::Done {
+            body,
+            version,
+            headers,
+        });
     }
     Ok(Answer::Refused { status, body })
 }

@@ -68,8 +68,8 @@ impl Storage {
             source,
         };
         let result = self.get_result(key, ReadOptions::default()).await?;
-        let info = info_of(key.clone(), &result.meta, &result.attributes, Source::Read);
-        let mut verifier = self.verifier(&info, true);
+        let info = self.described(key, &result, true).await?;
+        let mut verifier = self.verifier(&info, true)?;
         let dest = file.try_clone().map_err(destination)?;
         let expected = result.range.end - result.range.start;
         let written = match result.payload {
@@ -215,7 +215,10 @@ impl Storage {
             .await
             .map_err(self.err(key))
             .map(|opened| ObjectFile {
-                info: info_of(key.clone(), &opened.meta, &opened.attributes, Source::Read),
+                info: ObjectInfo {
+                    unreadable_checksum: opened.unreadable_checksum,
+                    ..info_of(key.clone(), &opened.meta, &opened.attributes, Source::Read)
+                },
                 file: opened.file,
                 stat: opened.stat,
                 shown: opened.shown.display().to_string(),
@@ -249,11 +252,7 @@ impl Storage {
         progress: impl Fn(u64, u64) + Send + Sync + 'static,
     ) -> Result<PutOutcome> {
         let verify = if source.verify {
-            Verifier::new(
-                &source.backend,
-                source.info.key.as_str(),
-                source.info.checksum.as_deref(),
-            )
+            Verifier::of(&source.backend, &source.info)?
         } else {
             None
         };
@@ -275,9 +274,10 @@ impl Storage {
             .filter(|_| self.layers.is_empty())
     }
 
-    /// Counts an operation done beneath the layers (the local file fast path) as the
-    /// instrumentation layer counts its own: outcome, duration and `bytes` moved.
-    fn record_beneath<T>(
+    /// Counts an operation done beneath the layers (the local file fast path, S3's
+    /// checksum HEAD) as the instrumentation layer counts its own: outcome, duration and
+    /// `bytes` moved.
+    pub(super) fn record_beneath<T>(
         &self,
         operation: Operation,
         started: Instant,

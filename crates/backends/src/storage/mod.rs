@@ -264,12 +264,13 @@ impl Storage {
     }
 
     /// The verifier of a whole read of the object `info` describes, when reads verify and
-    /// it has a checksum.
-    fn verifier(&self, info: &ObjectInfo, whole: bool) -> Option<Verifier> {
+    /// it has a checksum (its own, else the provider's); [`Error::Corrupt`] at once when
+    /// its checksum record exists but cannot be read (see [`Verifier::of`]).
+    fn verifier(&self, info: &ObjectInfo, whole: bool) -> Result<Option<Verifier>> {
         if !self.verify_reads || !whole {
-            return None;
+            return Ok(None);
         }
-        Verifier::new(&self.backend, info.key.as_str(), info.checksum.as_deref())
+        Verifier::of(&self.backend, info)
     }
 
     /// `attributes` with the checksum of `data` added (unless checksums are off).

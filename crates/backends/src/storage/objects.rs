@@ -15,7 +15,7 @@ use crate::local::ReadChecksum;
 use crate::local::file_io::file_stream;
 use crate::types::{
     ByteRange, Listing, Object, ObjectInfo, ObjectStream, PutOutcome, ReadOptions, Source,
-    WriteMode, WriteOptions, info_of,
+    WriteMode, WriteOptions, info_of, info_of_answer,
 };
 use crate::{Error, Result};
 use maskstore_core::ChecksumAlgorithm;
@@ -117,9 +117,9 @@ impl Storage {
     pub async fn read(&self, key: &ObjectKey, options: ReadOptions) -> Result<Object> {
         let whole = options.range.is_none();
         let result = self.get_result_with(key, options, true).await?;
-        let info = info_of(key.clone(), &result.meta, &result.attributes, Source::Read);
+        let info = self.described(key, &result, whole).await?;
         let range = result.range.clone();
-        let verifier = self.verifier(&info, whole);
+        let verifier = self.verifier(&info, whole)?;
         let Some(mut verifier) = verifier else {
             // `bytes()` reads a local file's range in one go instead of chunk by chunk.
             let data = result.bytes().await.map_err(self.err(key))?;
@@ -162,8 +162,8 @@ impl Storage {
     pub async fn read_stream(&self, key: &ObjectKey, options: ReadOptions) -> Result<ObjectStream> {
         let whole = options.range.is_none();
         let result = self.get_result(key, options).await?;
-        let info = info_of(key.clone(), &result.meta, &result.attributes, Source::Read);
-        let verifier = self.verifier(&info, whole);
+        let info = self.described(key, &result, whole).await?;
+        let verifier = self.verifier(&info, whole)?;
         let range = result.range.clone();
         let backend = self.backend.clone();
         let key_text = key.to_string();
@@ -229,8 +229,15 @@ impl Storage {
         self.store.get_opts(&path, get).await.map_err(self.err(key))
     }
 
-    /// What is known about the object, without its content.
+    /// What is known about the object, without its content (with the provider's own
+    /// checksum when maskstore's is absent, see [`ObjectInfo::native_checksum`]).
     pub async fn head(&self, key: &ObjectKey) -> Result<ObjectInfo> {
+        self.head_with(key, true).await
+    }
+
+    /// [`Storage::head`]; with `checksums`, asking the provider for its own checksum
+    /// where its answer does not carry it (one more request on S3).
+    async fn head_with(&self, key: &ObjectKey, checksums: bool) -> Result<ObjectInfo> {
         let path = self.path(key)?;
         let options = GetOptions {
             head: true,
@@ -245,12 +252,52 @@ impl Storage {
             }
             Err(e) => return Err(Error::from_store(&self.backend, key.as_str(), e)),
         };
-        Ok(info_of(
-            key.clone(),
-            &result.meta,
-            &result.attributes,
-            Source::Read,
-        ))
+        self.described(key, &result, checksums).await
+    }
+
+    /// What the answer `result` to a read of `key` says of the object, with the provider's
+    /// own checksum when maskstore's is absent: carried by the answer itself (GCS, Azure),
+    /// or asked for (S3 returns its flexible checksums only when asked, see
+    /// [`crate::providers::NativeChecksums`]) when `whole` reads and HEADs need it.
+    pub(super) fn described(
+        &self,
+        key: &ObjectKey,
+        result: &GetResult,
+        whole: bool,
+    ) -> impl Future<Output = Result<ObjectInfo>> + Send + '_ {
+        // Described before any wait, so the future does not hold the answer (its stream is
+        // not `Sync`).
+        let info = info_of_answer(key.clone(), result);
+        self.with_native_checksum(info, whole)
+    }
+
+    async fn with_native_checksum(&self, mut info: ObjectInfo, whole: bool) -> Result<ObjectInfo> {
+        if whole
+            && info.checksum.is_none()
+            && info.native_checksum.is_none()
+            && info.unreadable_checksum.is_none()
+            && let Some(native) = &self.extras.native
+        {
+            let path = self.path(&info.key)?;
+            let started = std::time::Instant::now();
+            let asked = native
+                .checksum(&self.backend, &path, info.etag.as_deref())
+                .await;
+            // A request to the provider like any other: counted, and in its error rates.
+            self.record_beneath(crate::layers::Operation::Head, started, &asked, 0);
+            // The object itself was read: without its checksum it reads unverified (and
+            // `verify` says so) rather than not at all.
+            info.native_checksum = asked.unwrap_or_else(|e| {
+                tracing::warn!(
+                    key = %info.key,
+                    error = %e,
+                    "the provider's checksum of an object without maskstore's could not be \
+                     read; it reads unverified"
+                );
+                None
+            });
+        }
+        Ok(info)
     }
 
     async fn explain_refused_head(&self, path: &Path, key: &ObjectKey) -> Error {
@@ -267,7 +314,7 @@ impl Storage {
 
     /// Whether an object exists at `key`.
     pub async fn exists(&self, key: &ObjectKey) -> Result<bool> {
-        match self.head(key).await {
+        match self.head_with(key, false).await {
             Ok(_) => Ok(true),
             Err(Error::NotFound { .. }) => Ok(false),
             Err(e) => Err(e),

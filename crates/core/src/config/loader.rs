@@ -229,6 +229,7 @@ impl ConfigLoader {
             fsync: r.get(&keys::FSYNC)?,
             prefix: r.get(&keys::PREFIX)?,
             checksum: r.get(&keys::CHECKSUM)?,
+            require_checksum: r.get(&keys::REQUIRE_CHECKSUM)?,
             allow_memory_in_production: r.get(&keys::ALLOW_MEMORY_IN_PRODUCTION)?,
         };
         let signed_url = SignedUrlConfig {

@@ -289,6 +289,9 @@ pub struct ObjectStorageConfig {
     pub prefix: KeyPrefix,
     /// The checksum stored with every write and verified on whole reads.
     pub checksum: ChecksumAlgorithm,
+    /// Whether `verify` fails on objects no checksum can verify (maskstore's own or the
+    /// provider's): what a nightly scrub sets.
+    pub require_checksum: bool,
     /// Permit provider `memory` in `production`.
     pub allow_memory_in_production: bool,
 }

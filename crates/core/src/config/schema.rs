@@ -639,6 +639,13 @@ pub(crate) const CHECKSUM: Key<ChecksumAlgorithm> = Key {
     doc: "`sha256`, `crc64nvme` or `none`: the checksum stored with every write and verified on every whole read",
     field: |c| &c.object_storage.checksum,
 };
+pub(crate) const REQUIRE_CHECKSUM: Key<bool> = Key {
+    name: "object_storage.require_checksum",
+    kind: Kind::Bool,
+    default: Is("false"),
+    doc: "`verify` fails (exit 6) on an object no checksum can verify (as `--require-checksum`): for a nightly scrub",
+    field: |c| &c.object_storage.require_checksum,
+};
 pub(crate) const ALLOW_MEMORY_IN_PRODUCTION: Key<bool> = Key {
     name: "object_storage.allow_memory_in_production",
     kind: Kind::Bool,
@@ -984,6 +991,7 @@ pub(crate) const SCHEMA: &[&dyn AnyKey] = &[
     &FSYNC,
     &PREFIX,
     &CHECKSUM,
+    &REQUIRE_CHECKSUM,
     &ALLOW_MEMORY_IN_PRODUCTION,
     &DEFAULT_TTL,
     &MAX_TTL,

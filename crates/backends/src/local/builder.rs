@@ -106,6 +106,7 @@ pub(crate) fn connect(config: &Config, root: Root) -> Result<Built> {
         extras: Extras {
             multipart: None,
             files: Some(store),
+            names: None,
         },
     })
 }

@@ -7,6 +7,7 @@ mod advice;
 mod builder;
 pub(crate) mod error;
 mod multipart;
+mod names;
 pub(crate) mod policy;
 mod presign;
 mod uploads;
@@ -31,13 +32,18 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
     let os = &config.object_storage;
     let (s3, presigner) = build(config)?;
     let s3 = Arc::new(s3);
+    let presigner = Arc::new(presigner);
+    let names = names::S3Names {
+        s3: Arc::clone(&s3),
+        presigner: Arc::clone(&presigner),
+    };
     let multipart = multipart::S3Multipart {
         s3: Arc::clone(&s3),
         bucket: presigner.bucket().to_string(),
     };
     Ok(Built {
         store: s3,
-        urls: UrlSigner::Service(Arc::new(presigner)),
+        urls: UrlSigner::Service(presigner),
         declared: Declared {
             hashes_on_write: false,
             content_etags: true,
@@ -48,6 +54,7 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
         extras: Extras {
             multipart: Some(Arc::new(multipart)),
             files: None,
+            names: Some(Arc::new(names)),
         },
     })
 }

@@ -85,7 +85,9 @@ pub(crate) async fn incomplete_uploads(
         })?;
         for entry in page.uploads {
             uploads.push(IncompleteUpload {
-                key: ObjectKey::parse(entry.key)?,
+                // A name another tool gave an upload is listed as found (never a reason to
+                // stop listing the others).
+                key: ObjectKey::found(entry.key)?,
                 upload_id: entry.upload_id,
             });
         }
@@ -155,7 +157,7 @@ pub(crate) async fn copy_in_place(
         "x-amz-metadata-directive",
         HeaderValue::from_static("REPLACE"),
     );
-    let answer = match send(s3, backend, Method::PUT, path, &[], &headers).await? {
+    let answer = match send(s3, backend, Method::PUT, path, &[], &headers, MAX_ANSWER_BYTES).await? {
         Answer::Done { body, version } => (body, version),
         Answer::Refused { status, .. } if status == reqwest::StatusCode::PRECONDITION_FAILED => {
             return Ok(None);
@@ -184,7 +186,21 @@ async fn request(
     query: &[(String, String)],
     headers: &HeaderMap,
 ) -> Result<String> {
-    match send(s3, backend, method, path, query, headers).await? {
+    request_bounded(s3, backend, method, path, query, headers, MAX_ANSWER_BYTES).await
+}
+
+/// [`request`] reading at most `max` bytes of the answer: more is an error naming the
+/// endpoint and the size.
+pub(super) async fn request_bounded(
+    s3: &AmazonS3,
+    backend: &Backend,
+    method: Method,
+    path: &Path,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+    max: usize,
+) -> Result<String> {
+    match send(s3, backend, method, path, query, headers, max).await? {
         Answer::Done { body, .. } => Ok(body),
         Answer::Refused { status, body } => Err(refused(backend, path, status, &body)),
     }
@@ -224,6 +240,7 @@ async fn send(
     path: &Path,
     query: &[(String, String)],
     headers: &HeaderMap,
+    max: usize,
 ) -> Result<Answer> {
     let mut options = SignedUrlOptions::new().with_query(query.iter().cloned());
     for (name, value) in headers {
@@ -235,12 +252,13 @@ async fn send(
         .map_err(|e| Error::from_store(backend, path.as_ref(), e))?;
     let method = reqwest::Method::from_bytes(method.as_str().as_bytes())
         .expect("an HTTP method is a valid method");
+    let sent = method.clone();
     let unreachable = |e: reqwest::Error| Error::Unreachable {
         backend: backend.to_string(),
         detail: e.to_string(),
     };
     let response = reqwest::Client::new()
-        .request(method, url.as_str())
+        .request(sent, url.as_str())
         .headers(headers.clone())
         .timeout(Duration::from_secs(60))
         .send()
@@ -256,11 +274,16 @@ async fn send(
     let mut chunks = response.bytes_stream();
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(unreachable)?;
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+        if body.len() + chunk.len() > max {
             return Err(Error::Backend {
                 backend: backend.to_string(),
                 key: path.to_string(),
-                source: format!("the server's answer exceeds {MAX_ANSWER_BYTES} bytes").into(),
+                source: format!(
+                    "the answer of {} to {method} exceeds {max} bytes; no S3 server sends \
+                     that much, check the endpoint",
+                    url.origin().ascii_serialization()
+                )
+                .into(),
             });
         }
         body.extend_from_slice(&chunk);

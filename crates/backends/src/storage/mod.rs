@@ -1,6 +1,7 @@
 //! [`Storage`]: one API over every backend, scoped to the configured key prefix.
 
 mod files;
+mod found;
 mod objects;
 mod upload;
 mod urls;
@@ -335,7 +336,27 @@ impl Storage {
         Ok(self.prefix.key(relative)?)
     }
 
+    /// Where `key` is, for a write (and any operation that is not a read or delete): a
+    /// foreign key, a name found in a store ([`ObjectKey::found`]), is refused.
     fn path(&self, key: &ObjectKey) -> Result<Path> {
+        if let Some(reason) = key.foreign() {
+            return Err(Error::InvalidKey {
+                key: key.to_string(),
+                reason: format!(
+                    "{reason}. The name was found in the store, written by another tool: \
+                     maskstore reads and deletes such an object but never writes one; \
+                     give a valid key"
+                ),
+            });
+        }
+        self.check_within(key)?;
+        Path::parse(key.as_str()).map_err(|e| Error::InvalidKey {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn check_within(&self, key: &ObjectKey) -> Result<()> {
         if !key.is_within(&self.prefix) {
             return Err(Error::InvalidKey {
                 key: key.to_string(),
@@ -345,10 +366,7 @@ impl Storage {
                 ),
             });
         }
-        Path::parse(key.as_str()).map_err(|e| Error::InvalidKey {
-            key: key.to_string(),
-            reason: e.to_string(),
-        })
+        Ok(())
     }
 
     /// The folder `prefix` (a full key prefix such as `mask/1.2/`, with or without the

@@ -34,6 +34,22 @@ pub(crate) fn key(storage: &Storage, text: &str) -> Result<ObjectKey, Failure> {
     Ok(key)
 }
 
+/// Parses the key of an object to read or delete: a valid key, or else the exact name of
+/// an object another tool wrote that is not a valid key (as `ls --json` gives it; in a
+/// shell, `$'mask/a\nb'` for a name with a newline). Writes take [`key`] only.
+pub(crate) fn found_key(storage: &Storage, text: &str) -> Result<ObjectKey, Failure> {
+    match ObjectKey::parse(text) {
+        Ok(_) => key(storage, text),
+        Err(_) => {
+            let found = ObjectKey::found(text).map_err(|e| Failure::from(Error::from(e)))?;
+            if !found.is_within(storage.prefix()) {
+                return key(storage, text);
+            }
+            Ok(found)
+        }
+    }
+}
+
 /// Objects whose HEAD `ls --long` asks for at once (listings carry no content type).
 const LONG_LISTING_HEADS: usize = 16;
 
@@ -64,10 +80,12 @@ pub(crate) async fn ls(
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut count = 0u64;
+    let (mut count, mut foreign) = (0u64, 0u64);
     while let Some(item) = items.next().await {
         let info = item?;
         count += 1;
+        let reason = info.key.foreign();
+        foreign += u64::from(reason.is_some());
         let line = if as_json {
             let mut value = json!({
                 "key": info.key.as_str(),
@@ -75,6 +93,9 @@ pub(crate) async fn ls(
                 "last_modified": info.last_modified.to_rfc3339(),
                 "etag": info.etag,
             });
+            if let Some(reason) = &reason {
+                value["foreign"] = json!(reason);
+            }
             if long {
                 value["content_type"] = json!(info.content_type);
                 value["metadata"] = json!(info.metadata);
@@ -94,6 +115,11 @@ pub(crate) async fn ls(
         } else {
             info.key.to_string()
         };
+        // A foreign name is shown escaped (its Display) and marked.
+        let line = match (&reason, as_json) {
+            (Some(_), false) => format!("{line}  (foreign name)"),
+            _ => line,
+        };
         let written = writeln!(out, "{line}");
         // Flush now and then so a long listing shows as it streams.
         let flushed = if count.is_multiple_of(1000) {
@@ -112,12 +138,20 @@ pub(crate) async fn ls(
         }
     }
     let _ = out.flush();
+    if foreign > 0 && !as_json {
+        // On stderr: the listing on stdout stays one key a line.
+        eprintln!(
+            "maskstore: {foreign} of {count} objects have names that are not valid keys \
+             (written by another tool; shown escaped, marked \"(foreign name)\"); \
+             `ls --json` gives their exact names and why, and get, stat and rm take them"
+        );
+    }
     Ok(())
 }
 
 /// `stat <KEY>`: what the store keeps about one object, from a HEAD.
 pub(crate) async fn stat(storage: &Storage, key_text: &str, as_json: bool) -> Result<(), Failure> {
-    let key = key(storage, key_text)?;
+    let key = found_key(storage, key_text)?;
     let info = storage.head(&key).await?;
     if as_json {
         print_json(&json!({
@@ -301,9 +335,18 @@ pub(crate) async fn get(
     durability: Durability,
     as_json: bool,
 ) -> Result<(), Failure> {
-    let key = key(storage, key_text)?;
+    let key = found_key(storage, key_text)?;
     if target == Some("-") {
         return download::to_stdout(storage, &key).await;
+    }
+    if target.is_none() && key.is_foreign() {
+        return Err(Failure {
+            message: format!(
+                "{key} is not a valid key (written by another tool), so its last segment is no \
+                 safe file name; give one: maskstore get KEY FILE"
+            ),
+            code: 2,
+        });
     }
     let path = PathBuf::from(
         target
@@ -371,9 +414,10 @@ pub(crate) async fn rm(
         }
         None => keys
             .iter()
-            .map(|k| key(storage, k))
+            .map(|k| found_key(storage, k))
             .collect::<Result<_, _>>()?,
     };
+    let foreign = targets.iter().filter(|k| k.is_foreign()).count();
     if targets.is_empty() {
         if as_json {
             print_json(&json!({"deleted": []}));
@@ -393,6 +437,12 @@ pub(crate) async fn rm(
     } else {
         for k in &targets {
             println!("deleted {k}");
+        }
+        if foreign > 0 {
+            println!(
+                "{foreign} of the {} deleted objects had names that are not valid keys (shown escaped)",
+                targets.len()
+            );
         }
     }
     Ok(())
@@ -443,7 +493,8 @@ pub(crate) async fn copy_or_move(
     moving: bool,
     as_json: bool,
 ) -> Result<(), Failure> {
-    let (from, to) = (key(storage, from)?, key(storage, to)?);
+    // The source may be a foreign name (to give it a valid key); the destination may not.
+    let (from, to) = (found_key(storage, from)?, key(storage, to)?);
     if moving {
         storage.rename(&from, &to).await?;
     } else {

@@ -69,6 +69,9 @@ pub(crate) async fn run(
         })
         .buffer_unordered(concurrency);
     let (mut verified, mut unverified, mut corrupt, mut failed) = (0u64, vec![], vec![], vec![]);
+    // Objects another tool named with names that are not valid keys: checked like the
+    // others, and listed by name (escaped) so that they can be renamed or removed.
+    let mut foreign: Vec<ObjectKey> = vec![];
     // A listing that fails part way (a symlink under a local root, a page refused) is
     // reported with what was found, never in place of it: a corrupt object already found
     // must not be lost to an error listing another.
@@ -82,6 +85,9 @@ pub(crate) async fn run(
             }
         };
         bar.inc(1);
+        if key.is_foreign() {
+            foreign.push(key.clone());
+        }
         match finding {
             Finding::Verified => verified += 1,
             Finding::Unverified => unverified.push(key),
@@ -94,7 +100,7 @@ pub(crate) async fn run(
         }
     }
     bar.finish_and_clear();
-    for list in [&mut unverified, &mut corrupt] {
+    for list in [&mut unverified, &mut corrupt, &mut foreign] {
         list.sort();
     }
     failed.sort_by(|a, b| a.0.cmp(&b.0));
@@ -106,6 +112,10 @@ pub(crate) async fn run(
             "failed": failed
                 .iter()
                 .map(|(k, e)| json!({"key": k.as_str(), "kind": e.kind().as_str(), "error": e.to_string()}))
+                .collect::<Vec<_>>(),
+            "foreign": foreign
+                .iter()
+                .map(|k| json!({"key": k.as_str(), "foreign": k.foreign()}))
                 .collect::<Vec<_>>(),
             "unlisted": unlisted
                 .iter()
@@ -125,12 +135,22 @@ pub(crate) async fn run(
         for e in &unlisted {
             println!("unlisted    {e}");
         }
+        for key in &foreign {
+            let reason = key.foreign().unwrap_or_default();
+            println!("foreign     {key} ({})", maskstore::maskstore_core::shown(&reason));
+        }
         println!(
             "{verified} verified, {} unverified (no checksum), {} corrupt, {} could not be read",
             unverified.len(),
             corrupt.len(),
             failed.len()
         );
+        if !foreign.is_empty() {
+            println!(
+                "{} of them have names that are not valid keys (foreign, listed above escaped); rename them with the tool that wrote them",
+                foreign.len()
+            );
+        }
     }
     if !corrupt.is_empty() {
         return Err(Failure {

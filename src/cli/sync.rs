@@ -171,7 +171,11 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
             }
             // A foreign name the destination cannot hold: reported, never a failure.
             Err(maskstore::Error::InvalidKey { reason, .. }) if info.key.is_foreign() => {
-                not_carried.push(format!("{}: {}", info.key, maskstore::maskstore_core::shown(&reason)))
+                not_carried.push(format!(
+                    "{}: {}",
+                    info.key,
+                    maskstore::maskstore_core::shown(&reason)
+                ))
             }
             Err(e) => failures.push(format!("{}: {e}", info.key)),
         }

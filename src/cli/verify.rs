@@ -137,7 +137,10 @@ pub(crate) async fn run(
         }
         for key in &foreign {
             let reason = key.foreign().unwrap_or_default();
-            println!("foreign     {key} ({})", maskstore::maskstore_core::shown(&reason));
+            println!(
+                "foreign     {key} ({})",
+                maskstore::maskstore_core::shown(&reason)
+            );
         }
         println!(
             "{verified} verified, {} unverified (no checksum), {} corrupt, {} could not be read",

@@ -457,7 +457,10 @@ mod tests {
             let reason = key.foreign().unwrap();
             assert!(reason.contains(why), "{name:?}: {reason}");
             for shown in [key.to_string(), format!("{key:?}")] {
-                assert!(!shown.contains('\u{1b}') && !shown.contains('\n'), "{shown}");
+                assert!(
+                    !shown.contains('\u{1b}') && !shown.contains('\n'),
+                    "{shown}"
+                );
                 assert!(!shown.contains('\u{200D}'), "{shown}");
             }
             // Parsing stays strict.

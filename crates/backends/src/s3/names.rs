@@ -426,7 +426,10 @@ mod tests {
         let body = "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code>\
             <Message>\u{1b}]0;pwned\u{7}</Message></Error>";
         let problem = parse_page(body).unwrap_err();
-        assert!(problem.contains("<Error> document, not a listing"), "{problem}");
+        assert!(
+            problem.contains("<Error> document, not a listing"),
+            "{problem}"
+        );
         assert!(problem.contains("AccessDenied"), "{problem}");
         assert!(!problem.contains('\u{1b}'), "{problem}");
         assert!(parse_page("not xml at all").is_err());

@@ -157,7 +157,17 @@ pub(crate) async fn copy_in_place(
         "x-amz-metadata-directive",
         HeaderValue::from_static("REPLACE"),
     );
-    let answer = match send(s3, backend, Method::PUT, path, &[], &headers, MAX_ANSWER_BYTES).await? {
+    let answer = match send(
+        s3,
+        backend,
+        Method::PUT,
+        path,
+        &[],
+        &headers,
+        MAX_ANSWER_BYTES,
+    )
+    .await?
+    {
         Answer::Done { body, version } => (body, version),
         Answer::Refused { status, .. } if status == reqwest::StatusCode::PRECONDITION_FAILED => {
             return Ok(None);

@@ -46,13 +46,16 @@ impl Storage {
 
     /// The provider's own access by exact name, for a name object_store cannot hold.
     pub(super) fn found_names(&self, key: &ObjectKey) -> Result<&dyn FoundNames> {
-        self.extras.names.as_deref().ok_or_else(|| Error::Unsupported {
-            backend: self.backend.to_string(),
-            operation: format!("address the object named {key}"),
-            detail: "object_store cannot hold this name and this provider has no requests of \
+        self.extras
+            .names
+            .as_deref()
+            .ok_or_else(|| Error::Unsupported {
+                backend: self.backend.to_string(),
+                operation: format!("address the object named {key}"),
+                detail: "object_store cannot hold this name and this provider has no requests of \
                      its own for it; use the tool that wrote it"
-                .to_string(),
-        })
+                    .to_string(),
+            })
     }
 
     /// A read (or HEAD) of `key` wherever it is.
@@ -75,13 +78,10 @@ impl Storage {
             format!("{folder}/"),
             self.extras.names.clone(),
         );
-        futures::stream::unfold(
-            (state, context),
-            |(state, context)| async move {
-                let (item, state) = next(state, &context).await?;
-                Some((item, (state, context)))
-            },
-        )
+        futures::stream::unfold((state, context), |(state, context)| async move {
+            let (item, state) = next(state, &context).await?;
+            Some((item, (state, context)))
+        })
         .boxed()
     }
 }
@@ -97,11 +97,7 @@ enum Listing {
     Own(BoxStream<'static, Result<crate::providers::FoundObject>>),
 }
 
-type Context = (
-    Backend,
-    String,
-    Option<std::sync::Arc<dyn FoundNames>>,
-);
+type Context = (Backend, String, Option<std::sync::Arc<dyn FoundNames>>);
 
 /// The listing's next item and its state after it.
 async fn next(state: Listing, context: &Context) -> Option<(Result<ObjectInfo>, Listing)> {
@@ -111,7 +107,12 @@ async fn next(state: Listing, context: &Context) -> Option<(Result<ObjectInfo>, 
             let item = stream.next().await?;
             let info = item.and_then(|found| {
                 let key = ObjectKey::found(found.name)?;
-                Ok(info_of(key, &found.meta, &Attributes::new(), Source::Listing))
+                Ok(info_of(
+                    key,
+                    &found.meta,
+                    &Attributes::new(),
+                    Source::Listing,
+                ))
             });
             Some((info, Listing::Own(stream)))
         }

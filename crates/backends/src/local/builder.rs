@@ -105,8 +105,8 @@ pub(crate) fn connect(config: &Config, root: Root) -> Result<Built> {
         },
         extras: Extras {
             multipart: None,
-            files: Some(store),
-            names: None,
+            files: Some(store.clone()),
+            names: Some(std::sync::Arc::new(store)),
         },
     })
 }

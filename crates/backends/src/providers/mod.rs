@@ -177,13 +177,16 @@ pub(crate) struct Extras {
 #[async_trait::async_trait]
 pub(crate) trait FoundNames: Send + Sync {
     /// Every object whose name starts with `folder` (ending in `/`), names exact, in the
-    /// provider's documented order; with `after`, only those after that name.
-    fn list(
+    /// provider's documented order; with `after`, only those after that name. `None` when
+    /// object_store's listing of this provider goes on past such a name, reporting it as
+    /// an `InvalidPath` error that names it (local): the facade then describes that one
+    /// object with [`FoundNames::get`] and lists on.
+    fn list_after(
         &self,
         backend: &Backend,
         folder: &str,
         after: Option<String>,
-    ) -> futures::stream::BoxStream<'static, Result<FoundObject>>;
+    ) -> Option<futures::stream::BoxStream<'static, Result<FoundObject>>>;
 
     /// A read (a HEAD with `options.head`) of the object named `name`, with the range
     /// and conditions of `options`; refusals as object_store reports them.

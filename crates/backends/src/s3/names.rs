@@ -208,12 +208,12 @@ fn found(entry: Entry, url_encoded: bool) -> std::result::Result<FoundObject, St
 
 #[async_trait::async_trait]
 impl FoundNames for S3Names {
-    fn list(
+    fn list_after(
         &self,
         backend: &Backend,
         folder: &str,
         after: Option<String>,
-    ) -> BoxStream<'static, Result<FoundObject>> {
+    ) -> Option<BoxStream<'static, Result<FoundObject>>> {
         let names = S3Names {
             s3: Arc::clone(&self.s3),
             presigner: Arc::clone(&self.presigner),
@@ -226,16 +226,18 @@ impl FoundNames for S3Names {
             done: false,
         };
         let state = (Arc::new(names), backend, folder, cursor);
-        futures::stream::try_unfold(state, |(names, backend, folder, cursor)| async move {
-            if cursor.done {
-                return Ok::<_, Error>(None);
-            }
-            let (objects, cursor) = names.page(&backend, &folder, cursor).await?;
-            Ok(Some((objects, (names, backend, folder, cursor))))
-        })
-        .map_ok(|objects| futures::stream::iter(objects.into_iter().map(Ok)))
-        .try_flatten()
-        .boxed()
+        let stream =
+            futures::stream::try_unfold(state, |(names, backend, folder, cursor)| async move {
+                if cursor.done {
+                    return Ok::<_, Error>(None);
+                }
+                let (objects, cursor) = names.page(&backend, &folder, cursor).await?;
+                Ok(Some((objects, (names, backend, folder, cursor))))
+            })
+            .map_ok(|objects| futures::stream::iter(objects.into_iter().map(Ok)))
+            .try_flatten()
+            .boxed();
+        Some(stream)
     }
 
     async fn get(&self, name: &str, options: GetOptions) -> object_store::Result<GetResult> {

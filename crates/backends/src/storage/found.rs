@@ -124,15 +124,63 @@ async fn next(state: Listing, context: &Context) -> Option<(Result<ObjectInfo>, 
                 let last = Some(meta.location.as_ref().to_string());
                 Some((info, Listing::Store { stream, last }))
             }
-            Err(object_store::Error::InvalidPath { .. }) if names.is_some() => {
+            Err(object_store::Error::InvalidPath { source }) if names.is_some() => {
                 let names = names.as_ref().expect("checked");
-                let own = names.list(backend, folder, last);
-                Box::pin(next(Listing::Own(own), context)).await
+                match names.list_after(backend, folder, last.clone()) {
+                    // object_store's listing ended at the name: the provider's goes on.
+                    Some(own) => Box::pin(next(Listing::Own(own), context)).await,
+                    // It named the object and goes on: describe that one and list on.
+                    None => {
+                        let state = Listing::Store { stream, last };
+                        match describe(names.as_ref(), backend, &source).await {
+                            Some(item) => Some((item, state)),
+                            None => Box::pin(next(state, context)).await,
+                        }
+                    }
+                }
             }
             Err(e) => Some((
                 Err(Error::from_store(backend, folder.trim_end_matches('/'), e)),
                 Listing::Store { stream, last },
             )),
         },
+    }
+}
+
+/// The object a listing named in `error` (a name object_store cannot hold), from a HEAD
+/// by that name; `None` when it is gone since it was listed.
+async fn describe(
+    names: &dyn FoundNames,
+    backend: &Backend,
+    error: &object_store::path::Error,
+) -> Option<Result<ObjectInfo>> {
+    use object_store::path::Error as PathError;
+    let name = match error {
+        PathError::BadSegment { path, .. } | PathError::EmptySegment { path } => path.clone(),
+        other => {
+            let e = object_store::Error::Generic {
+                store: "listing",
+                source: other.to_string().into(),
+            };
+            return Some(Err(Error::from_store(backend, "(listing)", e)));
+        }
+    };
+    let head = GetOptions {
+        head: true,
+        ..Default::default()
+    };
+    let key = match ObjectKey::found(name.as_str()) {
+        Ok(key) => key,
+        Err(e) => return Some(Err(e.into())),
+    };
+    match names.get(&name, head).await {
+        Ok(result) => Some(Ok(info_of(
+            key,
+            &result.meta,
+            &Attributes::new(),
+            Source::Listing,
+        ))),
+        Err(object_store::Error::NotFound { .. }) => None,
+        Err(e) => Some(Err(Error::from_store(backend, &key.to_string(), e))),
     }
 }

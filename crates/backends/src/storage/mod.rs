@@ -428,7 +428,8 @@ impl Storage {
     }
 
     fn err(&self, key: &impl AsRef<str>) -> impl Fn(object_store::Error) -> Error + '_ {
-        let key = key.as_ref().to_string();
+        // A found key may hold control characters: its messages show it escaped.
+        let key = maskstore_core::shown(key.as_ref()).into_owned();
         move |e| Error::from_store(&self.backend, &key, e)
     }
 }

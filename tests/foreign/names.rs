@@ -126,7 +126,7 @@ fn foreign_names_are_listed_read_verified_synced_and_deleted(
             .unwrap_or_else(|| panic!("{exact:?} is not in ls --json: {listed:?}"));
         assert!(entry["foreign"].is_string(), "{entry}");
         // stat and get read it by its listed name.
-        succeeded(&case.on(config, &["stat", &exact]));
+        no_raw_controls("stat", &succeeded(&case.on(config, &["stat", &exact])));
         let got = case.on(config, &["get", &exact, "-"]);
         assert_eq!(text(&got.stdout), *body, "{}", text(&got.stderr));
     }

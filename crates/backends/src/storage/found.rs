@@ -184,3 +184,99 @@ async fn describe(
         Err(e) => Some(Err(Error::from_store(backend, &key.to_string(), e))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::TryStreamExt;
+    use object_store::{ObjectStoreExt, PutPayload};
+
+    use super::*;
+
+    /// Keys the listing gave, with whether each is foreign, sorted.
+    async fn listed(storage: &Storage) -> Vec<(String, bool)> {
+        let mut keys: Vec<(String, bool)> = storage
+            .list(None)
+            .unwrap()
+            .map_ok(|info| (info.key.as_str().to_string(), info.key.is_foreign()))
+            .try_collect()
+            .await
+            .unwrap();
+        keys.sort();
+        keys
+    }
+
+    #[tokio::test]
+    async fn memory_lists_reads_and_deletes_names_that_are_not_keys_and_never_writes_one() {
+        let storage = Storage::memory();
+        storage.put(&storage.key("a.png").unwrap(), "a").await.unwrap();
+        // Another writer through the same object_store: names a Path holds, keys do not.
+        for name in ["mask/back\\slash.png", "mask/joined\u{200D}.png"] {
+            let payload = PutPayload::from_static(b"odd");
+            let path = Path::parse(name).unwrap();
+            storage.object_store().put(&path, payload).await.unwrap();
+        }
+        storage.put(&storage.key("zz.png").unwrap(), "z").await.unwrap();
+        let keys = listed(&storage).await;
+        assert_eq!(
+            keys,
+            [
+                ("mask/a.png".to_string(), false),
+                ("mask/back\\slash.png".to_string(), true),
+                ("mask/joined\u{200D}.png".to_string(), true),
+                ("mask/zz.png".to_string(), false),
+            ]
+        );
+        let odd = ObjectKey::found("mask/back\\slash.png").unwrap();
+        assert_eq!(storage.get(&odd).await.unwrap().data, "odd");
+        assert_eq!(storage.head(&odd).await.unwrap().size, 3);
+        // Every write refuses it, naming it escaped and saying why.
+        let refused = storage.put(&odd, "new").await.unwrap_err().to_string();
+        assert!(refused.contains("slash.png"), "{refused}");
+        assert!(refused.contains("never writes one"), "{refused}");
+        let to = storage.key("b.png").unwrap();
+        assert!(storage.copy(&to, &odd).await.is_err());
+        assert!(storage.upload(&odd, &Default::default()).await.is_err());
+        // It can be given a valid key, and deleted.
+        storage.copy(&odd, &to).await.unwrap();
+        storage.delete(&odd).await.unwrap();
+        let joined = ObjectKey::found("mask/joined\u{200D}.png").unwrap();
+        storage.delete_many(&[joined]).await.unwrap();
+        assert_eq!(listed(&storage).await.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn local_lists_reads_and_deletes_a_file_named_with_a_control_character() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("data");
+        let storage = Storage::connect(&maskstore_core::Config::local(&root)).unwrap();
+        storage.put(&storage.key("a/b.png").unwrap(), "b").await.unwrap();
+        std::fs::create_dir_all(root.join("mask/a")).unwrap();
+        std::fs::write(root.join("mask/a/new\nline\u{1b}.png"), "odd").unwrap();
+        storage.put(&storage.key("a/z.png").unwrap(), "z").await.unwrap();
+        let keys = listed(&storage).await;
+        let odd = "mask/a/new\nline\u{1b}.png";
+        assert_eq!(
+            keys,
+            [
+                ("mask/a/b.png".to_string(), false),
+                (odd.to_string(), true),
+                ("mask/a/z.png".to_string(), false),
+            ]
+        );
+        let key = ObjectKey::found(odd).unwrap();
+        assert_eq!(storage.get(&key).await.unwrap().data, "odd");
+        assert_eq!(storage.head(&key).await.unwrap().size, 3);
+        // Carrying it here is refused: object_store cannot write this name.
+        let carried = storage.carrying_found_names().put(&key, "x").await;
+        let why = carried.unwrap_err().to_string();
+        assert!(why.contains("cannot hold this name"), "{why}");
+        assert!(!why.contains('\u{1b}') && !why.contains('\n'), "{why}");
+        storage.delete(&key).await.unwrap();
+        assert!(!root.join("mask/a/new\nline\u{1b}.png").exists());
+        assert_eq!(listed(&storage).await.len(), 2);
+        // A name it can hold is carried.
+        let slash = ObjectKey::found("mask/back\\slash.png").unwrap();
+        storage.carrying_found_names().put(&slash, "x").await.unwrap();
+        assert!(root.join("mask/back\\slash.png").exists());
+    }
+}

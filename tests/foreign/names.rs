@@ -71,6 +71,42 @@ fn new_case<'a>(dir: &'a Path, side: &Side) -> Case<'a> {
     }
 }
 
+/// Deletes everything below a prefix with the official client when dropped, so that a
+/// failed test leaves no odd name behind for other tests listing `mask/` (never panics).
+struct Sweep {
+    /// Python code deleting everything below `sys.argv[1]`.
+    code: &'static str,
+    /// The prefix, then what else the code takes.
+    args: Vec<String>,
+}
+
+/// `sys.argv[1]`: the prefix; `sys.argv[2]`: the server (`MOTO`, `SEAWEEDFS`).
+const SWEEP_S3: &str = "c = s3(sys.argv[2]); b = bucket(sys.argv[2])\n\
+    for page in c.get_paginator('list_objects_v2').paginate(Bucket=b, Prefix=sys.argv[1]):\n    \
+        for o in page.get('Contents', []): c.delete_object(Bucket=b, Key=o['Key'])";
+const SWEEP_AZURE: &str =
+    "c = azure()\nfor b in c.list_blobs(name_starts_with=sys.argv[1]): c.delete_blob(b.name)";
+const SWEEP_GCS: &str =
+    "g = gcs()\nfor b in g.client.list_blobs(g, prefix=sys.argv[1]): b.delete()";
+
+impl Drop for Sweep {
+    fn drop(&mut self) {
+        let Ok(interpreter) = std::env::var("MASKSTORE_TEST_PYTHON") else {
+            return;
+        };
+        let here = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/foreign");
+        let script = format!(
+            "import sys\nsys.path.insert(0, {here:?})\nfrom clients import *\n{}",
+            self.code
+        );
+        let _ = std::process::Command::new(interpreter)
+            .arg("-c")
+            .arg(script)
+            .args(&self.args)
+            .output();
+    }
+}
+
 /// Asserts no raw ESC (or other C0 control but newline) reached a person's output.
 #[track_caller]
 fn no_raw_controls(what: &str, output: &str) {
@@ -247,6 +283,10 @@ fn boto3_names_on_moto_never_block_ls_verify_sync_or_rm() {
     }
     let dir = tempfile::tempdir().unwrap();
     let case = new_case(dir.path(), &s3_side(&server));
+    let _sweep = Sweep {
+        code: SWEEP_S3,
+        args: vec![case.prefix.clone(), "MOTO".to_string()],
+    };
     put_valid(&case, &case.remote);
     // moto keeps `//` as AWS does; object_store cannot list (nor address) it or an ESC.
     // (moto answers 404 to a PUT of a key with a newline; SeaweedFS takes one, below.)
@@ -277,6 +317,10 @@ fn boto3_names_on_seaweedfs_never_block_ls_verify_sync_or_rm() {
     }
     let dir = tempfile::tempdir().unwrap();
     let case = new_case(dir.path(), &s3_side(&server));
+    let _sweep = Sweep {
+        code: SWEEP_S3,
+        args: vec![case.prefix.clone(), "SEAWEEDFS".to_string()],
+    };
     put_valid(&case, &case.remote);
     // SeaweedFS collapses `//` into `/` and stores a backslash as `/` (AWS and moto keep
     // both), so neither here; it keeps control characters, which object_store cannot list.
@@ -316,6 +360,10 @@ fn names_written_by_the_azure_sdk_on_azurite_never_block_the_rest() {
         )]),
     };
     let case = new_case(dir.path(), &side);
+    let _sweep = Sweep {
+        code: SWEEP_AZURE,
+        args: vec![case.prefix.clone()],
+    };
     put_valid(&case, &case.remote);
     let odd = [
         ("family👨\u{200D}👩.png", "joiner"),
@@ -362,6 +410,10 @@ fn names_written_by_the_gcs_sdk_on_fake_gcs_never_block_the_rest() {
         env: Vec::new(),
     };
     let case = new_case(dir.path(), &side);
+    let _sweep = Sweep {
+        code: SWEEP_GCS,
+        args: vec![case.prefix.clone()],
+    };
     put_valid(&case, &case.remote);
     let odd = [
         ("family👨\u{200D}👩.png", "joiner"),
@@ -399,6 +451,10 @@ fn local_files_named_with_a_joiner_backslash_or_newline_never_block_the_rest() {
     };
     let dir = tempfile::tempdir().unwrap();
     let case = new_case(dir.path(), &s3_side(&server));
+    let _sweep = Sweep {
+        code: SWEEP_S3,
+        args: vec![case.prefix.clone(), "MOTO".to_string()],
+    };
     put_valid(&case, &case.local);
     let odd = [
         ("family👨\u{200D}👩.png", "joiner"),

@@ -208,14 +208,20 @@ mod tests {
     #[tokio::test]
     async fn memory_lists_reads_and_deletes_names_that_are_not_keys_and_never_writes_one() {
         let storage = Storage::memory();
-        storage.put(&storage.key("a.png").unwrap(), "a").await.unwrap();
+        storage
+            .put(&storage.key("a.png").unwrap(), "a")
+            .await
+            .unwrap();
         // Another writer through the same object_store: names a Path holds, keys do not.
         for name in ["mask/back\\slash.png", "mask/joined\u{200D}.png"] {
             let payload = PutPayload::from_static(b"odd");
             let path = Path::parse(name).unwrap();
             storage.object_store().put(&path, payload).await.unwrap();
         }
-        storage.put(&storage.key("zz.png").unwrap(), "z").await.unwrap();
+        storage
+            .put(&storage.key("zz.png").unwrap(), "z")
+            .await
+            .unwrap();
         let keys = listed(&storage).await;
         assert_eq!(
             keys,
@@ -249,10 +255,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("data");
         let storage = Storage::connect(&maskstore_core::Config::local(&root)).unwrap();
-        storage.put(&storage.key("a/b.png").unwrap(), "b").await.unwrap();
+        storage
+            .put(&storage.key("a/b.png").unwrap(), "b")
+            .await
+            .unwrap();
         std::fs::create_dir_all(root.join("mask/a")).unwrap();
         std::fs::write(root.join("mask/a/new\nline\u{1b}.png"), "odd").unwrap();
-        storage.put(&storage.key("a/z.png").unwrap(), "z").await.unwrap();
+        storage
+            .put(&storage.key("a/z.png").unwrap(), "z")
+            .await
+            .unwrap();
         let keys = listed(&storage).await;
         let odd = "mask/a/new\nline\u{1b}.png";
         assert_eq!(
@@ -276,7 +288,11 @@ mod tests {
         assert_eq!(listed(&storage).await.len(), 2);
         // A name it can hold is carried.
         let slash = ObjectKey::found("mask/back\\slash.png").unwrap();
-        storage.carrying_found_names().put(&slash, "x").await.unwrap();
+        storage
+            .carrying_found_names()
+            .put(&slash, "x")
+            .await
+            .unwrap();
         assert!(root.join("mask/back\\slash.png").exists());
     }
 }

@@ -371,7 +371,8 @@ impl Storage {
         let checks = folders.into_iter().map(|folder| async move {
             match self.store.list(Some(&folder)).next().await {
                 None => Ok(None),
-                Some(Ok(_)) => Ok(Some(folder)),
+                // A name object_store cannot hold is an object all the same.
+                Some(Ok(_) | Err(object_store::Error::InvalidPath { .. })) => Ok(Some(folder)),
                 Some(Err(e)) => Err(Error::from_store(&self.backend, folder.as_ref(), e)),
             }
         });

@@ -181,7 +181,11 @@ async fn describe(
             Source::Listing,
         ))),
         Err(object_store::Error::NotFound { .. }) => None,
-        Err(e) => Some(Err(Error::from_store(backend, &key.to_string(), e))),
+        Err(e) => Some(Err(Error::from_store(
+            backend,
+            &maskstore_core::shown(key.as_str()),
+            e,
+        ))),
     }
 }
 

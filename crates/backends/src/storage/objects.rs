@@ -67,7 +67,7 @@ impl Storage {
                     key: key.to_string(),
                 });
             }
-            Err(e) => return Err(Error::from_store(&self.backend, &key.to_string(), e)),
+            Err(e) => return Err(self.err(key)(e)),
         };
         let outcome = PutOutcome::from(result);
         if let (Some(request), Some(sent)) = (hash_on_write, sent)
@@ -256,7 +256,7 @@ impl Storage {
             Err(object_store::Error::PermissionDenied { .. }) => {
                 return Err(self.explain_refused_head(&path, key).await);
             }
-            Err(e) => return Err(Error::from_store(&self.backend, &key.to_string(), e)),
+            Err(e) => return Err(self.err(key)(e)),
         };
         Ok(info_of(
             key.clone(),
@@ -268,7 +268,7 @@ impl Storage {
 
     async fn explain_refused_head(&self, path: &Path, key: &ObjectKey) -> Error {
         match self.store.get_opts(path, GetOptions::default()).await {
-            Err(e) => Error::from_store(&self.backend, &key.to_string(), e),
+            Err(e) => self.err(key)(e),
             Ok(_) => Error::PermissionDenied {
                 backend: self.backend.to_string(),
                 provider: self.backend.provider(),
@@ -299,7 +299,7 @@ impl Storage {
         };
         match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(Error::from_store(&self.backend, &key.to_string(), e)),
+            Err(e) => Err(self.err(key)(e)),
         }
     }
 

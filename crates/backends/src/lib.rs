@@ -44,6 +44,7 @@ mod memory;
 pub mod monitor;
 mod policy;
 mod providers;
+mod read_answer;
 mod s3;
 pub mod secret_file;
 mod service_urls;

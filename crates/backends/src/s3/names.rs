@@ -11,14 +11,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
 use object_store::aws::AmazonS3;
 use object_store::path::Path;
 use object_store::signer::Method;
-use object_store::{
-    Attribute, Attributes, GetOptions, GetRange, GetResult, GetResultPayload, ObjectMeta,
-};
+use object_store::{GetOptions, GetResult, ObjectMeta};
 use percent_encoding::percent_decode_str;
 use reqwest::header::HeaderMap;
 use serde::Deserialize;
@@ -251,7 +248,7 @@ impl FoundNames for S3Names {
             .expect("an HTTP method is a valid method");
         let mut request = reqwest::Client::new().request(http, url).timeout(URL_TTL);
         if let Some(range) = &options.range {
-            request = request.header("range", range_header(range));
+            request = request.header("range", crate::read_answer::range_header(range));
         }
         if let Some(etag) = &options.if_match {
             request = request.header("if-match", etag);
@@ -264,7 +261,9 @@ impl FoundNames for S3Names {
         if !status.is_success() {
             return Err(refusal(name, status, response).await);
         }
-        answer(response, options.head)
+        crate::read_answer::answer(response, options.head, "x-amz-meta-", |name| {
+            name.to_string()
+        })
     }
 
     async fn delete(&self, name: &str) -> object_store::Result<()> {
@@ -283,15 +282,6 @@ impl FoundNames for S3Names {
             return Ok(());
         }
         Err(refusal(name, status, response).await)
-    }
-}
-
-/// The `Range` header of `range`.
-fn range_header(range: &GetRange) -> String {
-    match range {
-        GetRange::Bounded(r) => format!("bytes={}-{}", r.start, r.end.saturating_sub(1)),
-        GetRange::Offset(o) => format!("bytes={o}-"),
-        GetRange::Suffix(n) => format!("bytes=-{n}"),
     }
 }
 
@@ -343,70 +333,6 @@ async fn refusal(
     }
 }
 
-/// The read `response` as object_store reports one: what its headers say of the object,
-/// and its body as a stream (none for a HEAD).
-fn answer(response: reqwest::Response, head: bool) -> object_store::Result<GetResult> {
-    let headers = response.headers();
-    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-    let length: u64 = text("content-length")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    // A range answer names the whole object's size after the `/`.
-    let (range, size) = match text("content-range").and_then(parse_content_range) {
-        Some((range, size)) => (range, size),
-        None => (0..length, length),
-    };
-    let last_modified = text("last-modified")
-        .and_then(|t| chrono::DateTime::parse_from_rfc2822(t).ok())
-        .map(|t| t.with_timezone(&chrono::Utc))
-        .unwrap_or_default();
-    let mut attributes = Attributes::new();
-    if let Some(content_type) = text("content-type") {
-        attributes.insert(Attribute::ContentType, content_type.to_string().into());
-    }
-    for (name, value) in headers {
-        if let (Some(meta), Ok(value)) = (name.as_str().strip_prefix("x-amz-meta-"), value.to_str())
-        {
-            attributes.insert(
-                Attribute::Metadata(meta.to_string().into()),
-                value.to_string().into(),
-            );
-        }
-    }
-    let meta = ObjectMeta {
-        location: Path::default(),
-        last_modified,
-        size,
-        e_tag: text("etag").map(str::to_string),
-        version: text("x-amz-version-id").map(str::to_string),
-    };
-    let payload = if head {
-        GetResultPayload::Stream(futures::stream::empty().boxed())
-    } else {
-        let stream = response
-            .bytes_stream()
-            .map_err(|e| generic(e.to_string()))
-            .map_ok(Bytes::from);
-        GetResultPayload::Stream(stream.boxed())
-    };
-    Ok(GetResult {
-        payload,
-        meta,
-        range: if head { 0..size } else { range },
-        attributes,
-        extensions: Default::default(),
-    })
-}
-
-/// `bytes START-END/SIZE` as the range and the whole size.
-fn parse_content_range(value: &str) -> Option<(std::ops::Range<u64>, u64)> {
-    let (span, size) = value.strip_prefix("bytes ")?.split_once('/')?;
-    let (start, end) = span.split_once('-')?;
-    let (start, end, size): (u64, u64, u64) =
-        (start.parse().ok()?, end.parse().ok()?, size.parse().ok()?);
-    Some((start..end + 1, size))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -435,11 +361,5 @@ mod tests {
         assert!(problem.contains("AccessDenied"), "{problem}");
         assert!(!problem.contains('\u{1b}'), "{problem}");
         assert!(parse_page("not xml at all").is_err());
-    }
-
-    #[test]
-    fn content_ranges_give_the_range_and_the_whole_size() {
-        assert_eq!(parse_content_range("bytes 2-4/10"), Some((2..5, 10)));
-        assert_eq!(parse_content_range("bytes */10"), None);
     }
 }

@@ -365,9 +365,12 @@ fn names_written_by_the_azure_sdk_on_azurite_never_block_the_rest() {
         args: vec![case.prefix.clone()],
     };
     put_valid(&case, &case.remote);
+    // Azure keeps `//`, which object_store cannot list or address. (It takes control
+    // characters too, but Azurite answers its own listing of them with 500.)
     let odd = [
         ("family👨\u{200D}👩.png", "joiner"),
         ("rtl\u{202E}gnp.exe", "override"),
+        ("f4/typo//double.bin", "double"),
     ];
     let mut args = Vec::new();
     for (name, body) in &odd {

@@ -1,6 +1,7 @@
 //! A read answered over HTTP by S3 or Azure (`x-amz-meta-*` or `x-ms-meta-*` headers), as
 //! object_store reports one: for the requests maskstore sends itself to objects whose
-//! names object_store's `Path` cannot hold (`s3/names.rs`, `azure/names.rs`).
+//! names object_store's `Path` cannot hold (`s3/names.rs`, `azure/names.rs`); and the root
+//! element of an XML answer, by which a listing is told from an error document.
 
 use bytes::Bytes;
 use futures::stream::{StreamExt, TryStreamExt};
@@ -90,6 +91,20 @@ fn parse_content_range(value: &str) -> Option<(std::ops::Range<u64>, u64)> {
     let (start, end, size): (u64, u64, u64) =
         (start.parse().ok()?, end.parse().ok()?, size.parse().ok()?);
     Some((start..end + 1, size))
+}
+
+/// The name of the first element of `body`.
+pub(crate) fn xml_root(body: &str) -> Option<String> {
+    let mut reader = quick_xml::Reader::from_str(body);
+    loop {
+        match reader.read_event().ok()? {
+            quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) => {
+                return Some(String::from_utf8_lossy(e.name().as_ref()).into_owned());
+            }
+            quick_xml::events::Event::Eof => return None,
+            _ => {}
+        }
+    }
 }
 
 #[cfg(test)]

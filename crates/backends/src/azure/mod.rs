@@ -11,6 +11,7 @@
 
 mod advice;
 pub(crate) mod error;
+mod names;
 pub(crate) mod policy;
 mod store;
 
@@ -39,11 +40,23 @@ pub(crate) const BLOB_TYPE_HEADER: (&str, &str) = ("x-ms-blob-type", "BlockBlob"
 pub(crate) fn connect(config: &Config) -> Result<Built> {
     let azure = build(config)?;
     let signer = SasSigner::new(azure.clone(), config)?;
+    // Names object_store cannot hold are reached with SAS URLs signed here: with a key.
+    let names = signer.keyed.clone().map(|(account, key, container_url)| {
+        Arc::new(names::AzureNames {
+            account,
+            key,
+            container_url,
+            client: reqwest::Client::new(),
+        }) as Arc<dyn crate::providers::FoundNames>
+    });
     Ok(Built {
         store: Arc::new(AzureStore::new(azure)),
         urls: UrlSigner::Service(Arc::new(signer)),
         declared: Declared::PLAIN,
-        extras: Extras::default(),
+        extras: Extras {
+            names,
+            ..Extras::default()
+        },
     })
 }
 
@@ -157,17 +170,37 @@ fn service_sas(
     permission: &str,
     expiry: chrono::DateTime<chrono::Utc>,
 ) -> std::result::Result<url::Url, String> {
+    sas(
+        account,
+        key,
+        container_url,
+        Some(path.as_ref()),
+        permission,
+        expiry,
+    )
+}
+
+/// A service SAS for the blob named `blob` exactly (any name the container holds), or
+/// without one for the container itself (`sr=c`: listing with permission `l`).
+pub(crate) fn sas(
+    account: &str,
+    key: &str,
+    container_url: &url::Url,
+    blob: Option<&str>,
+    permission: &str,
+    expiry: chrono::DateTime<chrono::Utc>,
+) -> std::result::Result<url::Url, String> {
     use base64::Engine;
     use hmac::{Hmac, Mac};
     let key = base64::engine::general_purpose::STANDARD
         .decode(key.trim())
         .map_err(|_| "the account key is not base64".to_string())?;
     let mut url = container_url.clone();
-    {
+    if let Some(blob) = blob {
         let mut segments = url
             .path_segments_mut()
             .map_err(|()| "the endpoint cannot hold a path".to_string())?;
-        for part in path.as_ref().split('/') {
+        for part in blob.split('/') {
             segments.push(part);
         }
     }
@@ -178,16 +211,19 @@ fn service_sas(
         .to_string();
     let expiry = expiry.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     // The canonicalized resource names the blob as stored: decoded, not as in the URL.
-    let resource = format!("/blob/{account}/{container}/{}", path.as_ref());
+    let (resource, kind) = match blob {
+        Some(blob) => (format!("/blob/{account}/{container}/{blob}"), "b"),
+        None => (format!("/blob/{account}/{container}"), "c"),
+    };
     let string_to_sign =
-        format!("{permission}\n\n{expiry}\n{resource}\n\n\n\n{SAS_VERSION}\nb\n\n\n\n\n\n\n");
+        format!("{permission}\n\n{expiry}\n{resource}\n\n\n\n{SAS_VERSION}\n{kind}\n\n\n\n\n\n\n");
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key)
         .map_err(|_| "the account key is empty".to_string())?;
     mac.update(string_to_sign.as_bytes());
     let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
     url.query_pairs_mut()
         .append_pair("sv", SAS_VERSION)
-        .append_pair("sr", "b")
+        .append_pair("sr", kind)
         .append_pair("sp", permission)
         .append_pair("se", &expiry)
         .append_pair("sig", &signature);

@@ -139,7 +139,7 @@ impl S3Names {
 
 /// The page in `body`, which must be a `ListBucketResult` document.
 fn parse_page(body: &str) -> std::result::Result<ListPage, String> {
-    match root_element(body) {
+    match crate::read_answer::xml_root(body) {
         Some(root) if root == "ListBucketResult" => {}
         Some(root) => {
             let answer = crate::answer::parse_body(body);
@@ -152,20 +152,6 @@ fn parse_page(body: &str) -> std::result::Result<ListPage, String> {
         None => return Err("is not XML".to_string()),
     }
     quick_xml::de::from_str(body).map_err(|e| format!("is not the XML S3 sends: {e}"))
-}
-
-/// The name of the first element of `body`.
-fn root_element(body: &str) -> Option<String> {
-    let mut reader = quick_xml::Reader::from_str(body);
-    loop {
-        match reader.read_event().ok()? {
-            quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) => {
-                return Some(String::from_utf8_lossy(e.name().as_ref()).into_owned());
-            }
-            quick_xml::events::Event::Eof => return None,
-            _ => {}
-        }
-    }
 }
 
 /// The listed object of `entry`, its key decoded when the page says it is URL-encoded

@@ -270,7 +270,7 @@ fn boto3_writes(server: &str, prefix: &str, odd: &[(&str, &str)]) {
 /// Local disk holds every name here but those a file name cannot be (`a//b`) and those
 /// object_store cannot address on it (a control character).
 fn local_holds(name: &str) -> bool {
-    !name.contains("//") && !name.chars().any(|c| c.is_ascii_control())
+    !name.contains("//") && !name.ends_with('/') && !name.chars().any(|c| c.is_ascii_control())
 }
 
 #[test]
@@ -295,6 +295,8 @@ fn boto3_names_on_moto_never_block_ls_verify_sync_or_rm() {
         ("back\\slash.png", "backslash"),
         ("family👨\u{200D}👩.png", "joiner"),
         ("esc\u{1b}]0;pwned\u{7}.bin", "escape"),
+        // A folder marker, as the AWS console's "Create folder" writes one.
+        ("folder/", ""),
     ];
     boto3_writes("MOTO", &case.prefix, &odd);
     let (remote, local) = (case.remote.clone(), case.local.clone());
@@ -371,6 +373,7 @@ fn names_written_by_the_azure_sdk_on_azurite_never_block_the_rest() {
         ("family👨\u{200D}👩.png", "joiner"),
         ("rtl\u{202E}gnp.exe", "override"),
         ("f4/typo//double.bin", "double"),
+        ("folder/", ""),
     ];
     let mut args = Vec::new();
     for (name, body) in &odd {

@@ -317,6 +317,10 @@ impl FoundNames for AzureNames {
         Some(stream)
     }
 
+    fn holds_folder_markers(&self) -> bool {
+        true
+    }
+
     async fn get(&self, name: &str, options: GetOptions) -> object_store::Result<GetResult> {
         let url = self.url(Some(name), "r")?;
         let method = if options.head {

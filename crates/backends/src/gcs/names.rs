@@ -246,6 +246,10 @@ impl FoundNames for GcsNames {
         Some(stream)
     }
 
+    fn holds_folder_markers(&self) -> bool {
+        true
+    }
+
     async fn get(&self, name: &str, options: GetOptions) -> object_store::Result<GetResult> {
         let resource = self.resource(name).await?;
         let meta = resource.meta();

@@ -118,6 +118,10 @@ impl FoundNames for LocalStore {
         None
     }
 
+    fn holds_folder_markers(&self) -> bool {
+        false
+    }
+
     async fn get(&self, name: &str, options: GetOptions) -> Result<GetResult> {
         let (inner, name) = (Arc::clone(&self.inner), name.to_string());
         tokio::task::spawn_blocking(move || inner.get_named(&name, options)).await?

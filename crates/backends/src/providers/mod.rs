@@ -188,6 +188,10 @@ pub(crate) trait FoundNames: Send + Sync {
         after: Option<String>,
     ) -> Option<futures::stream::BoxStream<'static, Result<FoundObject>>>;
 
+    /// Whether its names can end in `/` (folder markers other tools write, which
+    /// object_store lists without the `/`): S3, Azure and GCS, not a file system.
+    fn holds_folder_markers(&self) -> bool;
+
     /// A read (a HEAD with `options.head`) of the object named `name`, with the range
     /// and conditions of `options`; refusals as object_store reports them.
     async fn get(

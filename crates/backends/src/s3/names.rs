@@ -223,6 +223,10 @@ impl FoundNames for S3Names {
         Some(stream)
     }
 
+    fn holds_folder_markers(&self) -> bool {
+        true
+    }
+
     async fn get(&self, name: &str, options: GetOptions) -> object_store::Result<GetResult> {
         let method = if options.head {
             SignedMethod::Head

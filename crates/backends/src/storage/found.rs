@@ -118,7 +118,8 @@ async fn next(state: Listing, context: &Context) -> Option<(Result<ObjectInfo>, 
         }
         Listing::Store { mut stream, last } => match stream.next().await? {
             Ok(meta) => {
-                let info = ObjectKey::found(meta.location.as_ref())
+                let name = listed_name(names.as_deref(), &meta).await;
+                let info = ObjectKey::found(name)
                     .map(|key| info_of(key, &meta, &Attributes::new(), Source::Listing))
                     .map_err(Error::from);
                 let last = Some(meta.location.as_ref().to_string());
@@ -144,6 +145,26 @@ async fn next(state: Listing, context: &Context) -> Option<(Result<ObjectInfo>, 
                 Listing::Store { stream, last },
             )),
         },
+    }
+}
+
+/// The name of the object object_store listed as `meta`. object_store drops the trailing
+/// `/` of a folder marker (`mask/f4/`, an empty object the AWS console and other tools
+/// write), so on a provider whose names can end in `/` an empty object is asked for by
+/// the name listed: when there is none, the name listed was the folder marker's. One HEAD
+/// per empty object (masks are never empty; folder markers always are).
+async fn listed_name(names: Option<&dyn FoundNames>, meta: &ObjectMeta) -> String {
+    let listed = meta.location.as_ref();
+    let Some(names) = names.filter(|n| meta.size == 0 && n.holds_folder_markers()) else {
+        return listed.to_string();
+    };
+    let head = GetOptions {
+        head: true,
+        ..Default::default()
+    };
+    match names.get(listed, head).await {
+        Err(object_store::Error::NotFound { .. }) => format!("{listed}/"),
+        _ => listed.to_string(),
     }
 }
 

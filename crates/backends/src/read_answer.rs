@@ -17,6 +17,20 @@ pub(crate) fn range_header(range: &GetRange) -> String {
     }
 }
 
+/// Refuses a name with a `.` or `..` segment: every HTTP client resolves those in a URL's
+/// path (`%2E` included, as the URL standard says), so a request would reach another
+/// object. Reported by name instead.
+pub(crate) fn addressable(name: &str) -> object_store::Result<()> {
+    if name.split('/').any(|s| s == "." || s == "..") {
+        return Err(generic(format!(
+            "the object {} has a '.' or '..' segment, which no HTTP request can name in its \
+             path; read or delete it with the tool that wrote it",
+            maskstore_core::shown(name)
+        )));
+    }
+    Ok(())
+}
+
 fn generic(text: String) -> object_store::Error {
     object_store::Error::Generic {
         store: "HTTP",
@@ -110,6 +124,17 @@ pub(crate) fn xml_root(body: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_name_with_a_dot_segment_is_refused_by_name_not_sent() {
+        for name in ["mask/./a", "mask/../a", "mask/a/.."] {
+            let why = addressable(name).unwrap_err().to_string();
+            assert!(why.contains("'.' or '..' segment"), "{why}");
+        }
+        for name in ["mask/.a", "mask/a..b", "mask/a//b", "mask/f/"] {
+            addressable(name).unwrap();
+        }
+    }
 
     #[test]
     fn content_ranges_give_the_range_and_the_whole_size() {

@@ -322,6 +322,7 @@ impl FoundNames for AzureNames {
     }
 
     async fn get(&self, name: &str, options: GetOptions) -> object_store::Result<GetResult> {
+        crate::read_answer::addressable(name)?;
         let url = self.url(Some(name), "r")?;
         let method = if options.head {
             reqwest::Method::HEAD
@@ -339,6 +340,7 @@ impl FoundNames for AzureNames {
     }
 
     async fn delete(&self, name: &str) -> object_store::Result<()> {
+        crate::read_answer::addressable(name)?;
         let url = self.url(Some(name), "d")?;
         let response = self.send(reqwest::Method::DELETE, url, None).await?;
         let status = response.status();

@@ -228,6 +228,7 @@ impl FoundNames for S3Names {
     }
 
     async fn get(&self, name: &str, options: GetOptions) -> object_store::Result<GetResult> {
+        crate::read_answer::addressable(name)?;
         let method = if options.head {
             SignedMethod::Head
         } else {
@@ -257,6 +258,7 @@ impl FoundNames for S3Names {
     }
 
     async fn delete(&self, name: &str) -> object_store::Result<()> {
+        crate::read_answer::addressable(name)?;
         let url = self
             .presigner
             .presign_name(SignedMethod::Delete, name, URL_TTL)

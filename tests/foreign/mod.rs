@@ -19,7 +19,6 @@ use std::process::Command;
 /// import *`), `args` as `sys.argv[1:]`, and returns its stdout; fails the test with its
 /// stderr when it fails. Under `CI=true` a missing `MASKSTORE_TEST_PYTHON` fails.
 #[track_caller]
-#[allow(dead_code)] // used once the foreign-writer modules fill in
 pub fn python(code: &str, args: &[&str]) -> String {
     let interpreter = std::env::var("MASKSTORE_TEST_PYTHON").expect(
         "MASKSTORE_TEST_PYTHON is set by scripts/test-servers (run the suite with scripts/test)",
@@ -43,7 +42,6 @@ pub fn python(code: &str, args: &[&str]) -> String {
 
 /// Whether the official clients are installed (the variables of `scripts/test-servers`):
 /// `false` skips a foreign-writer test outside CI; under `CI=true` it fails instead.
-#[allow(dead_code)] // used once the foreign-writer modules fill in
 pub fn writers_available() -> bool {
     let set = std::env::var("MASKSTORE_TEST_PYTHON").is_ok();
     if !set && std::env::var("CI").is_ok_and(|v| v == "true" || v == "1") {

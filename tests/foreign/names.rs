@@ -483,3 +483,55 @@ fn local_files_named_with_a_joiner_backslash_or_newline_never_block_the_rest() {
         local_holds,
     );
 }
+
+/// Incomplete multipart uploads boto3 started under names that are not keys are listed
+/// (never a reason to stop listing the others); the one object_store can address is
+/// aborted, the other left to its tool.
+#[tokio::test]
+async fn incomplete_uploads_to_foreign_names_are_listed_and_never_stop_the_listing() {
+    let Some(server) = servers::moto() else {
+        return;
+    };
+    if !writers_available() {
+        return;
+    }
+    let storage = server.storage();
+    let prefix = storage.prefix().to_string();
+    let _sweep = Sweep {
+        code: "c = s3('MOTO'); b = bucket('MOTO')\n\
+               for u in c.list_multipart_uploads(Bucket=b, Prefix=sys.argv[1]).get('Uploads', []):\n    \
+                   c.abort_multipart_upload(Bucket=b, Key=u['Key'], UploadId=u['UploadId'])",
+        args: vec![prefix.clone()],
+    };
+    let names = [
+        format!("{prefix}a//b.bin"),
+        format!("{prefix}back\\slash.bin"),
+        format!("{prefix}plain.bin"),
+    ];
+    let args: Vec<&str> = names.iter().map(String::as_str).collect();
+    python(
+        "c = s3('MOTO')\n\
+         for k in sys.argv[1:]: c.create_multipart_upload(Bucket=bucket('MOTO'), Key=k)",
+        &args,
+    );
+    let mut listed: Vec<(String, bool)> = storage
+        .incomplete_uploads(None)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|u| (u.key.as_str().to_string(), u.key.is_foreign()))
+        .collect();
+    listed.sort();
+    let mut want = vec![
+        (names[0].clone(), true),
+        (names[1].clone(), true),
+        (names[2].clone(), false),
+    ];
+    want.sort();
+    assert_eq!(listed, want);
+    // The `//` one cannot be addressed through object_store: left, the others aborted.
+    assert_eq!(storage.abort_incomplete_uploads(None).await.unwrap(), 2);
+    let left = storage.incomplete_uploads(None).await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].key.as_str(), names[0]);
+}

@@ -535,3 +535,47 @@ async fn incomplete_uploads_to_foreign_names_are_listed_and_never_stop_the_listi
     assert_eq!(left.len(), 1);
     assert_eq!(left[0].key.as_str(), names[0]);
 }
+
+/// `sync --delete` treats foreign names like any other: a destination object whose exact
+/// name the source lacks is deleted (here one boto3 named with `//`), and a source object
+/// the destination cannot hold (a local file named with a newline, which object_store
+/// cannot send) is reported as not carried without holding back the deletes.
+#[test]
+fn sync_delete_removes_foreign_names_the_source_lacks_and_is_not_held_back_by_one_not_carried() {
+    let Some(server) = servers::moto() else {
+        return;
+    };
+    if !writers_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let case = new_case(dir.path(), &s3_side(&server));
+    let _sweep = Sweep {
+        code: SWEEP_S3,
+        args: vec![case.prefix.clone(), "MOTO".to_string()],
+    };
+    put_valid(&case, &case.local);
+    let root = dir.path().join("data").join(&case.prefix);
+    std::fs::write(root.join("new\nline.png"), "newline").unwrap();
+    boto3_writes("MOTO", &case.prefix, &[("f4/typo//double.bin", "double")]);
+    let (local, remote) = (case.local.clone(), case.remote.clone());
+    let summary = case.json(&[
+        "--json", "sync", "--from", &local, "--to", &remote, "--delete", "--yes", "--force",
+    ]);
+    assert_eq!(summary["copied"].as_u64(), Some(2), "{summary}");
+    assert_eq!(summary["failed"].as_u64(), Some(0), "{summary}");
+    assert_eq!(summary["deleted"].as_u64(), Some(1), "{summary}");
+    assert_eq!(
+        summary["to_delete"][0].as_str().map(str::to_string),
+        Some(format!("{}f4/typo//double.bin", case.prefix)),
+        "{summary}"
+    );
+    assert_eq!(
+        summary["not_carried"].as_array().map(Vec::len),
+        Some(1),
+        "{summary}"
+    );
+    let left = succeeded(&case.on(&remote, &["ls"]));
+    assert_eq!(left.lines().count(), 2, "{left}");
+    assert!(!left.contains("double"), "{left}");
+}

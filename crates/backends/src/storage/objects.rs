@@ -306,11 +306,11 @@ impl Storage {
     /// Deletes many objects (batched where the backend can); missing keys are fine.
     /// Found (foreign) keys delete too, those object_store cannot hold one by one.
     pub async fn delete_many(&self, keys: &[ObjectKey]) -> Result<()> {
-        let mut paths = Vec::with_capacity(keys.len());
+        let (mut paths, mut by_name) = (Vec::with_capacity(keys.len()), Vec::new());
         for key in keys {
             match self.location(key)? {
                 super::found::Location::Path(path) => paths.push(path),
-                super::found::Location::Name(_) => self.delete(key).await?,
+                super::found::Location::Name(_) => by_name.push(key),
             }
         }
         let input = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
@@ -321,7 +321,15 @@ impl Storage {
                 Err(e) => return Err(Error::from_store(&self.backend, "(many keys)", e)),
             }
         }
-        Ok(())
+        // Names only the provider's own requests reach, one by one: one that fails (a
+        // `.` segment no URL can name) leaves the others deleted, and is reported.
+        let mut first_failure = None;
+        for key in by_name {
+            if let Err(e) = self.delete(key).await {
+                first_failure.get_or_insert(e);
+            }
+        }
+        first_failure.map_or(Ok(()), Err)
     }
 
     /// Every object below `prefix` (default: the configured prefix), streamed.

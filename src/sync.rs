@@ -129,6 +129,9 @@ pub struct Plan {
     pub failed: Vec<(ObjectKey, Error)>,
     /// Destination objects the source lacks, sorted (filled only when deletes are asked).
     pub to_delete: Vec<ObjectKey>,
+    /// Source objects whose names are not valid keys (found keys, see
+    /// [`ObjectKey::foreign`]), sorted: planned like the others, listed here to report.
+    pub foreign: Vec<ObjectKey>,
 }
 
 impl Plan {
@@ -158,6 +161,12 @@ pub async fn plan(from: &Storage, to: &Storage, prefix: &str, deletes: bool) -> 
     };
     let sources: Vec<ObjectInfo> = from.list(Some(prefix))?.try_collect().await?;
     plan.source_objects = sources.len() as u64;
+    plan.foreign = sources
+        .iter()
+        .filter(|s| s.key.is_foreign())
+        .map(|s| s.key.clone())
+        .collect();
+    plan.foreign.sort();
     let decisions: Vec<(ObjectInfo, Result<bool>)> = futures::stream::iter(sources)
         .map(|source| {
             let listed = destination.get(&source.key).cloned();
@@ -259,7 +268,19 @@ pub struct Copied {
 /// Elsewhere the object streams from `from` into `to`, checked likewise (the last chunk is
 /// held back until the checksum matched, so a damaged object's upload is aborted). Either
 /// way a damaged source is [`Error::Corrupt`] and the destination keeps what it had.
+///
+/// An object another tool named with a name that is not a valid key (a found key, see
+/// [`ObjectKey::foreign`]) is carried under that exact name when the destination can hold
+/// it ([`Storage::carrying_found_names`]); when it cannot, the copy is refused with
+/// [`Error::InvalidKey`] and the destination is left as it was.
 pub async fn copy(from: &Storage, to: &Storage, key: &ObjectKey) -> Result<Copied> {
+    let carrying;
+    let to = if key.is_foreign() {
+        carrying = to.carrying_found_names();
+        &carrying
+    } else {
+        to
+    };
     if let Some(source) = from.open_file(key).await? {
         let (options, left_out) = copy_options(to, source.info());
         let size = source.info().size;

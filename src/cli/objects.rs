@@ -35,6 +35,22 @@ pub(crate) fn key(storage: &Storage, text: &str) -> Result<ObjectKey, Failure> {
     Ok(key)
 }
 
+/// Parses the key of an object to read or delete: a valid key, or else the exact name of
+/// an object another tool wrote that is not a valid key (as `ls --json` gives it; in a
+/// shell, `$'mask/a\nb'` for a name with a newline). Writes take [`key`] only.
+pub(crate) fn found_key(storage: &Storage, text: &str) -> Result<ObjectKey, Failure> {
+    match ObjectKey::parse(text) {
+        Ok(_) => key(storage, text),
+        Err(_) => {
+            let found = ObjectKey::found(text).map_err(|e| Failure::from(Error::from(e)))?;
+            if !found.is_within(storage.prefix()) {
+                return key(storage, text);
+            }
+            Ok(found)
+        }
+    }
+}
+
 /// Objects whose HEAD `ls --long` asks for at once (listings carry no content type).
 const LONG_LISTING_HEADS: usize = 16;
 
@@ -65,10 +81,12 @@ pub(crate) async fn ls(
     };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let mut count = 0u64;
+    let (mut count, mut foreign) = (0u64, 0u64);
     while let Some(item) = items.next().await {
         let info = item?;
         count += 1;
+        let reason = info.key.foreign();
+        foreign += u64::from(reason.is_some());
         let line = if as_json {
             let mut value = json!({
                 "key": info.key.as_str(),
@@ -76,6 +94,9 @@ pub(crate) async fn ls(
                 "last_modified": info.last_modified.to_rfc3339(),
                 "etag": info.etag,
             });
+            if let Some(reason) = &reason {
+                value["foreign"] = json!(reason);
+            }
             if long {
                 value["content_type"] = json!(info.content_type);
                 value["metadata"] = json!(info.metadata);
@@ -95,6 +116,11 @@ pub(crate) async fn ls(
         } else {
             info.key.to_string()
         };
+        // A foreign name is shown escaped (its Display) and marked.
+        let line = match (&reason, as_json) {
+            (Some(_), false) => format!("{line}  (foreign name)"),
+            _ => line,
+        };
         let written = writeln!(out, "{line}");
         // Flush now and then so a long listing shows as it streams.
         let flushed = if count.is_multiple_of(1000) {
@@ -113,12 +139,20 @@ pub(crate) async fn ls(
         }
     }
     let _ = out.flush();
+    if foreign > 0 && !as_json {
+        // On stderr: the listing on stdout stays one key a line.
+        eprintln!(
+            "maskstore: {foreign} of {count} objects have names that are not valid keys \
+             (written by another tool; shown escaped, marked \"(foreign name)\"); \
+             `ls --json` gives their exact names and why, and get, stat and rm take them"
+        );
+    }
     Ok(())
 }
 
 /// `stat <KEY>`: what the store keeps about one object, from a HEAD.
 pub(crate) async fn stat(storage: &Storage, key_text: &str, as_json: bool) -> Result<(), Failure> {
-    let key = key(storage, key_text)?;
+    let key = found_key(storage, key_text)?;
     let info = storage.head(&key).await?;
     if as_json {
         let mut value = json!({
@@ -322,7 +356,7 @@ pub(crate) async fn get(
     durability: Durability,
     as_json: bool,
 ) -> Result<(), Failure> {
-    let key = key(storage, key_text)?;
+    let key = found_key(storage, key_text)?;
     if target == Some("-") {
         // The bytes go to stdout; whether they were checked goes to stderr, as for a file.
         return download::to_stdout(storage, &key, |info| {
@@ -335,6 +369,15 @@ pub(crate) async fn get(
             }
         })
         .await;
+    }
+    if target.is_none() && key.is_foreign() {
+        return Err(Failure {
+            message: format!(
+                "{key} is not a valid key (written by another tool), so its last segment is no \
+                 safe file name; give one: maskstore get KEY FILE"
+            ),
+            code: 2,
+        });
     }
     let path = PathBuf::from(
         target
@@ -430,9 +473,10 @@ pub(crate) async fn rm(
         }
         None => keys
             .iter()
-            .map(|k| key(storage, k))
+            .map(|k| found_key(storage, k))
             .collect::<Result<_, _>>()?,
     };
+    let foreign = targets.iter().filter(|k| k.is_foreign()).count();
     if targets.is_empty() {
         if as_json {
             print_json(&json!({"deleted": []}));
@@ -452,6 +496,12 @@ pub(crate) async fn rm(
     } else {
         for k in &targets {
             println!("deleted {k}");
+        }
+        if foreign > 0 {
+            println!(
+                "{foreign} of the {} deleted objects had names that are not valid keys (shown escaped)",
+                targets.len()
+            );
         }
     }
     Ok(())
@@ -502,7 +552,8 @@ pub(crate) async fn copy_or_move(
     moving: bool,
     as_json: bool,
 ) -> Result<(), Failure> {
-    let (from, to) = (key(storage, from)?, key(storage, to)?);
+    // The source may be a foreign name (to give it a valid key); the destination may not.
+    let (from, to) = (found_key(storage, from)?, key(storage, to)?);
     if moving {
         storage.rename(&from, &to).await?;
     } else {

@@ -6,6 +6,14 @@
 //! listed and confirmed like `rm --prefix` (`--yes` without a terminal), and refused even
 //! with `--yes` when the source lists nothing or the deletes exceed `--max-delete` of the
 //! destination, unless `--force`; a run where any object failed deletes nothing.
+//!
+//! Names another tool gave objects that are not valid keys (foreign names, such as
+//! `mask/a//b.png` or a name with a backslash) are synced like any other: carried under
+//! their exact name when the destination can hold it, and reported by name (escaped) in
+//! the summary. One the destination cannot hold (`a//b` onto local disk) is reported as
+//! "not carried", which is not a failure: it does not fail the run nor hold back
+//! `--delete`. `--delete` treats foreign names like any other name: a destination object
+//! whose exact name the source lacks is deleted, whatever its name.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -150,6 +158,7 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
     let (mut copied, mut bytes) = (0u64, 0u64);
     // Metadata entries a destination could not hold: (key, name, why).
     let mut left_out: Vec<(String, String, String)> = Vec::new();
+    let mut not_carried: Vec<String> = Vec::new();
     for info in &plan.to_copy {
         if args.dry_run {
             copied += 1;
@@ -166,6 +175,14 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
                         .into_iter()
                         .map(|left| (info.key.to_string(), left.name, left.reason)),
                 );
+            }
+            // A foreign name the destination cannot hold: reported, never a failure.
+            Err(maskstore::Error::InvalidKey { reason, .. }) if info.key.is_foreign() => {
+                not_carried.push(format!(
+                    "{}: {}",
+                    info.key,
+                    maskstore::maskstore_core::shown(&reason)
+                ))
             }
             Err(e) => failures.push(format!("{}: {e}", info.key)),
         }
@@ -184,11 +201,20 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
     for failure in &failures {
         eprintln!("failed: {failure}");
     }
-    for (key, name, reason) in &left_out {
-        eprintln!(
-            "copied without metadata: {key}: {} ({reason})",
-            maskstore::maskstore_core::shown(name)
-        );
+    let foreign = foreign_names(&plan);
+    if !as_json {
+        for name in &foreign {
+            eprintln!("foreign name: {name}");
+        }
+        for name in &not_carried {
+            eprintln!("not carried: {name}");
+        }
+        for (key, name, reason) in &left_out {
+            eprintln!(
+                "copied without metadata: {key}: {} ({reason})",
+                maskstore::maskstore_core::shown(name)
+            );
+        }
     }
     let deleted = if deleting {
         plan.to_delete.len() as u64
@@ -209,6 +235,8 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
                 .iter()
                 .map(|(key, name, reason)| json!({"key": key, "name": name, "reason": reason}))
                 .collect::<Vec<_>>(),
+            "foreign": foreign,
+            "not_carried": not_carried,
             "to_copy": plan.to_copy.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(),
             "to_delete": plan.to_delete.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
         }));
@@ -220,6 +248,14 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
             plan.skipped,
             failures.len(),
         );
+        if !foreign.is_empty() {
+            println!(
+                "{} source objects have names that are not valid keys (listed above, escaped); {} could not be carried to --to {}",
+                foreign.len(),
+                not_carried.len(),
+                args.to
+            );
+        }
     }
     if !failures.is_empty() {
         let kept = if plan.to_delete.is_empty() {
@@ -239,6 +275,21 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
         });
     }
     Ok(())
+}
+
+/// The foreign names among the source objects the plan copies, skips or failed to
+/// compare, escaped, with the rule each breaks.
+fn foreign_names(plan: &Plan) -> Vec<String> {
+    let mut names: Vec<String> = plan
+        .foreign
+        .iter()
+        .map(|key| {
+            let reason = key.foreign().unwrap_or_default();
+            format!("{key} ({})", maskstore::maskstore_core::shown(&reason))
+        })
+        .collect();
+    names.sort();
+    names
 }
 
 /// Refuses, even with --yes, deletes that look like a wrong source rather than a wish:

@@ -91,6 +91,9 @@ pub(crate) async fn run(
     // How many each checksum verified, and the objects whose only checksum is composite.
     let mut verified_by: BTreeMap<String, u64> = BTreeMap::new();
     let mut composite: Vec<(ObjectKey, String)> = vec![];
+    // Objects another tool named with names that are not valid keys: checked like the
+    // others, and listed by name (escaped) so that they can be renamed or removed.
+    let mut foreign: Vec<ObjectKey> = vec![];
     // A listing that fails part way (a symlink under a local root, a page refused) is
     // reported with what was found, never in place of it: a corrupt object already found
     // must not be lost to an error listing another.
@@ -104,6 +107,9 @@ pub(crate) async fn run(
             }
         };
         bar.inc(1);
+        if key.is_foreign() {
+            foreign.push(key.clone());
+        }
         match finding {
             Finding::Verified(by) => {
                 verified += 1;
@@ -123,7 +129,7 @@ pub(crate) async fn run(
         }
     }
     bar.finish_and_clear();
-    for list in [&mut unverified, &mut corrupt] {
+    for list in [&mut unverified, &mut corrupt, &mut foreign] {
         list.sort();
     }
     failed.sort_by(|a, b| a.0.cmp(&b.0));
@@ -141,6 +147,10 @@ pub(crate) async fn run(
             "failed": failed
                 .iter()
                 .map(|(k, e)| json!({"key": k.as_str(), "kind": e.kind().as_str(), "error": e.to_string()}))
+                .collect::<Vec<_>>(),
+            "foreign": foreign
+                .iter()
+                .map(|k| json!({"key": k.as_str(), "foreign": k.foreign()}))
                 .collect::<Vec<_>>(),
             "unlisted": unlisted
                 .iter()
@@ -176,12 +186,25 @@ pub(crate) async fn run(
                 );
             }
         }
+        for key in &foreign {
+            let reason = key.foreign().unwrap_or_default();
+            println!(
+                "foreign     {key} ({})",
+                maskstore::maskstore_core::shown(&reason)
+            );
+        }
         println!(
             "{verified} verified, {} unverified (no checksum), {} corrupt, {} could not be read",
             unverified.len(),
             corrupt.len(),
             failed.len()
         );
+        if !foreign.is_empty() {
+            println!(
+                "{} of them have names that are not valid keys (foreign, listed above escaped); rename them with the tool that wrote them",
+                foreign.len()
+            );
+        }
     }
     if !corrupt.is_empty() {
         return Err(Failure {

@@ -45,6 +45,7 @@ pub mod metadata;
 pub mod monitor;
 mod policy;
 mod providers;
+mod read_answer;
 mod s3;
 pub mod secret_file;
 mod service_urls;

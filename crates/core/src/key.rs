@@ -25,53 +25,126 @@ pub const MAX_SEGMENT_BYTES: usize = 255;
 /// assert_eq!(key.as_str(), "mask/1.2/3.4/liver.nii.gz");
 /// assert!(ObjectKey::parse("mask/../etc/passwd").is_err());
 /// ```
+///
+/// # Names found in a store
+///
+/// Other tools write names maskstore would not (`a//b`, a trailing `/`, a backslash, a
+/// zero-width joiner, a newline). A listing carries such a name as a *found* key
+/// ([`ObjectKey::found`]): it is exact, [`ObjectKey::foreign`] says which rule it breaks,
+/// and its `Display` and `Debug` show it escaped ([`crate::shown`]), so it cannot forge
+/// terminal output. A found key reads, heads and deletes the object it names; every write
+/// of `Storage` refuses it, so maskstore never creates such a name (sync's explicit carry
+/// of a foreign object between stores is the one exception). [`ObjectKey::parse`] stays
+/// strict: a name typed by a person or an application is never foreign.
+///
+/// A key is foreign exactly when its text breaks a rule, so two keys with the same text
+/// are equal whichever way they were made.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ObjectKey(String);
+pub struct ObjectKey {
+    text: String,
+    /// Whether the text breaks a key rule (found in a store, never parsed).
+    foreign: bool,
+}
+
+/// The longest name [`ObjectKey::found`] accepts, in bytes: S3 keys are at most 1,024
+/// bytes, Azure blob names 1,024 characters (up to 4 bytes each), a local path at most
+/// `PATH_MAX` (4,096) bytes.
+pub const MAX_FOUND_BYTES: usize = 4096;
 
 impl ObjectKey {
     /// Validates `key` against the key rules.
     pub fn parse(key: impl Into<String>) -> Result<Self, Error> {
         let key = key.into();
         check_key(&key)?;
-        Ok(ObjectKey(key))
+        Ok(ObjectKey {
+            text: key,
+            foreign: false,
+        })
     }
 
-    /// The key as a string.
+    /// A name found in a store (a listing's entry), exactly as the store holds it: a valid
+    /// key when it follows the key rules, else a foreign one ([`ObjectKey::foreign`]) that
+    /// can be read and deleted but never written. Refused only when empty or longer than
+    /// [`MAX_FOUND_BYTES`], which no store holds.
+    pub fn found(name: impl Into<String>) -> Result<Self, Error> {
+        let name = name.into();
+        if name.is_empty() || name.len() > MAX_FOUND_BYTES {
+            return Err(Error::invalid_key(
+                &name,
+                format!(
+                    "a name of {} bytes is no object's name (a store's names have 1 to \
+                     {MAX_FOUND_BYTES} bytes)",
+                    name.len()
+                ),
+            ));
+        }
+        let foreign = check_key(&name).is_err();
+        Ok(ObjectKey {
+            text: name,
+            foreign,
+        })
+    }
+
+    /// Why this key is not a valid maskstore key, when it is a name found in a store that
+    /// breaks a key rule (`None` for every valid key).
+    pub fn foreign(&self) -> Option<String> {
+        if !self.foreign {
+            return None;
+        }
+        match check_key(&self.text) {
+            Err(Error::InvalidKey { reason, .. }) => Some(reason),
+            Err(other) => Some(other.to_string()),
+            Ok(()) => None,
+        }
+    }
+
+    /// Whether this key is a foreign name (see [`ObjectKey::foreign`]).
+    pub fn is_foreign(&self) -> bool {
+        self.foreign
+    }
+
+    /// The key as a string, exact (for a foreign key too: never show it unescaped).
     pub fn as_str(&self) -> &str {
-        &self.0
+        &self.text
     }
 
     /// Whether this key lies strictly below `prefix`.
     pub fn is_within(&self, prefix: &KeyPrefix) -> bool {
-        self.0.len() > prefix.0.len() && self.0.starts_with(&prefix.0)
+        self.text.len() > prefix.0.len() && self.text.starts_with(&prefix.0)
     }
 
     /// The last segment of the key (the "file name").
     pub fn file_name(&self) -> &str {
-        self.0.rsplit('/').next().unwrap_or(&self.0)
+        self.text.rsplit('/').next().unwrap_or(&self.text)
     }
 
     /// The key with `other` appended as further segments (`other` is validated too).
     pub fn join(&self, other: &str) -> Result<ObjectKey, Error> {
-        ObjectKey::parse(format!("{}/{}", self.0, other))
+        ObjectKey::parse(format!("{}/{}", self.text, other))
     }
 }
 
 impl fmt::Display for ObjectKey {
+    /// The key; a foreign one escaped ([`crate::shown`]), a valid one as it is (a valid key
+    /// has nothing to escape).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&crate::shown(&self.text))
     }
 }
 
 impl fmt::Debug for ObjectKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "ObjectKey({:?})", self.0)
+        if self.foreign {
+            write!(f, "ObjectKey(found \"{}\")", crate::shown(&self.text))
+        } else {
+            write!(f, "ObjectKey({:?})", self.text)
+        }
     }
 }
 
 impl AsRef<str> for ObjectKey {
     fn as_ref(&self) -> &str {
-        &self.0
+        &self.text
     }
 }
 
@@ -366,6 +439,40 @@ mod tests {
         for c in ['\u{2010}', '\u{2029}', '\u{2070}', '\u{00AC}', 'ا', '한'] {
             ObjectKey::parse(format!("mask/a{c}b")).unwrap();
         }
+    }
+
+    #[test]
+    fn a_found_name_is_exact_marked_foreign_and_shown_escaped() {
+        for (name, why) in [
+            ("mask/f4/typo//double.bin", "empty segment"),
+            ("mask/folder/", "must not end with '/'"),
+            ("mask/a\\b.png", "backslash"),
+            ("mask/\u{1b}]0;pwned\u{7}\nx", "U+001B"),
+            ("mask/👨\u{200D}👩.png", "U+200D"),
+            ("mask/./a", "\".\" is not allowed"),
+        ] {
+            let key = ObjectKey::found(name).unwrap();
+            assert_eq!(key.as_str(), name);
+            assert!(key.is_foreign());
+            let reason = key.foreign().unwrap();
+            assert!(reason.contains(why), "{name:?}: {reason}");
+            for shown in [key.to_string(), format!("{key:?}")] {
+                assert!(
+                    !shown.contains('\u{1b}') && !shown.contains('\n'),
+                    "{shown}"
+                );
+                assert!(!shown.contains('\u{200D}'), "{shown}");
+            }
+            // Parsing stays strict.
+            assert!(ObjectKey::parse(name).is_err());
+        }
+        let valid = ObjectKey::found("mask/a/b.png").unwrap();
+        assert_eq!(valid, ObjectKey::parse("mask/a/b.png").unwrap());
+        assert!(valid.foreign().is_none());
+        assert_eq!(valid.to_string(), "mask/a/b.png");
+        assert!(ObjectKey::found("").is_err());
+        assert!(ObjectKey::found("k".repeat(MAX_FOUND_BYTES + 1)).is_err());
+        ObjectKey::found("k/".repeat(1500)).unwrap();
     }
 
     #[test]

@@ -11,6 +11,7 @@
 
 mod advice;
 pub(crate) mod error;
+mod names;
 pub(crate) mod native;
 pub(crate) mod policy;
 mod store;
@@ -49,6 +50,15 @@ pub(crate) const BLOB_TYPE_HEADER: (&str, &str) = ("x-ms-blob-type", "BlockBlob"
 pub(crate) fn connect(config: &Config) -> Result<Built> {
     let azure = build(config)?;
     let signer = SasSigner::new(azure.clone(), config)?;
+    // Names object_store cannot hold are reached with SAS URLs signed here: with a key.
+    let names = signer.keyed.clone().map(|(account, key, container_url)| {
+        Arc::new(names::AzureNames {
+            account,
+            key,
+            container_url,
+            client: reqwest::Client::new(),
+        }) as Arc<dyn crate::providers::FoundNames>
+    });
     Ok(Built {
         store: Arc::new(AzureStore::new(azure)),
         urls: UrlSigner::Service(Arc::new(signer)),
@@ -56,7 +66,10 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
             metadata: METADATA,
             ..Declared::PLAIN
         },
-        extras: Extras::default(),
+        extras: Extras {
+            names,
+            ..Extras::default()
+        },
     })
 }
 
@@ -171,9 +184,8 @@ const BLOB_NAME_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::NON_AL
     .remove(b'_')
     .remove(b'~');
 
-fn escape_blob_name(path: &Path) -> String {
-    path.as_ref()
-        .split('/')
+fn escape_blob_name(blob: &str) -> String {
+    blob.split('/')
         .map(|segment| {
             percent_encoding::utf8_percent_encode(segment, BLOB_NAME_ESCAPES).to_string()
         })
@@ -190,6 +202,26 @@ fn service_sas(
     permission: &str,
     expiry: chrono::DateTime<chrono::Utc>,
 ) -> std::result::Result<url::Url, String> {
+    sas(
+        account,
+        key,
+        container_url,
+        Some(path.as_ref()),
+        permission,
+        expiry,
+    )
+}
+
+/// A service SAS for the blob named `blob` exactly (any name the container holds), or
+/// without one for the container itself (`sr=c`: listing with permission `l`).
+pub(crate) fn sas(
+    account: &str,
+    key: &str,
+    container_url: &url::Url,
+    blob: Option<&str>,
+    permission: &str,
+    expiry: chrono::DateTime<chrono::Utc>,
+) -> std::result::Result<url::Url, String> {
     use base64::Engine;
     use hmac::{Hmac, Mac};
     let key = base64::engine::general_purpose::STANDARD
@@ -199,12 +231,14 @@ fn service_sas(
     if url.cannot_be_a_base() {
         return Err("the endpoint cannot hold a path".to_string());
     }
-    let blob_path = format!(
-        "{}/{}",
-        url.path().trim_end_matches('/'),
-        escape_blob_name(path)
-    );
-    url.set_path(&blob_path);
+    if let Some(blob) = blob {
+        let blob_path = format!(
+            "{}/{}",
+            url.path().trim_end_matches('/'),
+            escape_blob_name(blob)
+        );
+        url.set_path(&blob_path);
+    }
     let container = container_url
         .path_segments()
         .and_then(|mut s| s.next_back())
@@ -212,16 +246,19 @@ fn service_sas(
         .to_string();
     let expiry = expiry.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     // The canonicalized resource names the blob as stored: decoded, not as in the URL.
-    let resource = format!("/blob/{account}/{container}/{}", path.as_ref());
+    let (resource, kind) = match blob {
+        Some(blob) => (format!("/blob/{account}/{container}/{blob}"), "b"),
+        None => (format!("/blob/{account}/{container}"), "c"),
+    };
     let string_to_sign =
-        format!("{permission}\n\n{expiry}\n{resource}\n\n\n\n{SAS_VERSION}\nb\n\n\n\n\n\n\n");
+        format!("{permission}\n\n{expiry}\n{resource}\n\n\n\n{SAS_VERSION}\n{kind}\n\n\n\n\n\n\n");
     let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key)
         .map_err(|_| "the account key is empty".to_string())?;
     mac.update(string_to_sign.as_bytes());
     let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
     url.query_pairs_mut()
         .append_pair("sv", SAS_VERSION)
-        .append_pair("sr", "b")
+        .append_pair("sr", kind)
         .append_pair("sp", permission)
         .append_pair("se", &expiry)
         .append_pair("sig", &signature);

@@ -283,6 +283,47 @@ impl JsonApi {
         url
     }
 
+    /// The objects collection of the bucket (`…/storage/v1/b/<bucket>/o`), or with `name`
+    /// one object, its whole name escaped as one segment (`/` as `%2F`, as the JSON API
+    /// names objects), so that no `.`, `..` or `//` in it can be read as a path step.
+    pub(super) fn objects_url(&self, name: Option<&str>) -> String {
+        let mut url = format!(
+            "{}/storage/v1/b/{}/o",
+            self.base,
+            Self::segment(&self.bucket)
+        );
+        if let Some(name) = name {
+            url.push('/');
+            url.push_str(&Self::segment(name));
+        }
+        url
+    }
+
+    /// `url` with `query` appended, each name and value escaped.
+    pub(super) fn with_query(mut url: String, query: &[(&str, &str)]) -> String {
+        with_query(&mut url, query);
+        url
+    }
+
+    /// Sends `method` to `url` with the client's credentials and `headers`: the response
+    /// as it comes (the caller bounds what it reads of it).
+    pub(super) async fn call(
+        &self,
+        method: reqwest::Method,
+        url: &str,
+        headers: &[(&str, String)],
+    ) -> Result<reqwest::Response> {
+        let mut request = self.client.request(method, url);
+        for (name, value) in headers {
+            request = request.header(*name, value.as_str());
+        }
+        self.authorised(request)
+            .await?
+            .send()
+            .await
+            .map_err(unreachable)
+    }
+
     /// Sends `request`; a success's body, or the refusal as object_store's error.
     async fn send(&self, op: Op, path: &Path, request: reqwest::RequestBuilder) -> Result<Bytes> {
         let response = self
@@ -532,7 +573,7 @@ fn generation_of(answer: &[u8]) -> Option<String> {
 
 /// At most `limit` bytes of `response`'s body, and whether it held more (`Err`: it broke
 /// off after the bytes returned).
-async fn bounded_body(
+pub(super) async fn bounded_body(
     response: reqwest::Response,
     limit: usize,
 ) -> (Vec<u8>, reqwest::Result<bool>) {

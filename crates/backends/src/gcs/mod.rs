@@ -16,6 +16,7 @@
 mod advice;
 pub(crate) mod error;
 mod json;
+mod names;
 pub(crate) mod native;
 pub(crate) mod policy;
 mod store;
@@ -56,14 +57,18 @@ pub(crate) const METADATA: MetadataRules = MetadataRules {
 pub(crate) fn connect(config: &Config) -> Result<Built> {
     let gcs = build(config)?;
     let signer = V4Signer::new(gcs.clone());
+    let (store, api) = store_and_api(config, gcs)?;
     Ok(Built {
-        store: Arc::new(store(config, gcs)?),
+        store: Arc::new(store),
         urls: UrlSigner::Service(Arc::new(signer)),
         declared: Declared {
             metadata: METADATA,
             ..Declared::PLAIN
         },
-        extras: Extras::default(),
+        extras: Extras {
+            names: Some(Arc::new(names::GcsNames { api })),
+            ..Extras::default()
+        },
     })
 }
 
@@ -80,10 +85,12 @@ const GCS_BASE_URL: &str = "https://storage.googleapis.com";
 
 /// The store of the config's bucket: object_store's client for reads, listings and
 /// deletes, GCS's JSON API (with the client's credentials) for writes and copies.
-pub(crate) fn store(
+/// Also the JSON API it writes through, which lists, reads and deletes names object_store
+/// cannot hold (`names.rs`).
+fn store_and_api(
     config: &Config,
     client: GoogleCloudStorage,
-) -> Result<GcsStore<GoogleCloudStorage>> {
+) -> Result<(GcsStore<GoogleCloudStorage>, json::JsonApi)> {
     let os = &config.object_storage;
     let base = os.endpoint.as_deref().unwrap_or(GCS_BASE_URL);
     let json = json::JsonApi::new(
@@ -102,7 +109,7 @@ pub(crate) fn store(
         problem: format!("the HTTP client for GCS's JSON API could not be built: {e}"),
         fix: "check the machine's TLS setup (the system's root certificates)".to_string(),
     })?;
-    Ok(GcsStore::with_json(client, json))
+    Ok((GcsStore::with_json(client, json.clone()), json))
 }
 
 fn build_client(config: &Config) -> Result<GoogleCloudStorage> {

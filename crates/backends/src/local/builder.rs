@@ -112,8 +112,9 @@ pub(crate) fn connect(config: &Config, root: Root) -> Result<Built> {
         },
         extras: Extras {
             multipart: None,
-            files: Some(store),
+            files: Some(store.clone()),
             native: None,
+            names: Some(std::sync::Arc::new(store)),
         },
     })
 }

@@ -173,6 +173,8 @@ pub(crate) struct Extras {
     /// The provider's own checksums, where its read answers do not carry them unasked
     /// (S3).
     pub(crate) native: Option<Arc<dyn NativeChecksums>>,
+    /// Objects listed, read and deleted by names object_store's `Path` cannot hold (S3).
+    pub(crate) names: Option<Arc<dyn FoundNames>>,
 }
 
 /// A provider whose read answers carry its own checksums only when asked (S3 returns
@@ -189,6 +191,51 @@ pub(crate) trait NativeChecksums: Send + Sync {
         path: &Path,
         etag: Option<&str>,
     ) -> Result<Option<crate::NativeChecksum>>;
+}
+
+/// What a provider whose store can hold names object_store's `Path` cannot (`a//b`, a
+/// `.` or `..` segment, an ASCII control character) does to list, read and delete them,
+/// with requests of its own. object_store fails a whole listing page on such a name
+/// (`Path::parse(key)?`) and cannot address it at all, so the facade lists through
+/// object_store and turns to this listing only once object_store's has failed on one.
+#[async_trait::async_trait]
+pub(crate) trait FoundNames: Send + Sync {
+    /// Every object whose name starts with `folder` (ending in `/`), names exact, in the
+    /// provider's documented order; with `after`, only those after that name. `None` when
+    /// object_store's listing of this provider goes on past such a name, reporting it as
+    /// an `InvalidPath` error that names it (local): the facade then describes that one
+    /// object with [`FoundNames::get`] and lists on.
+    fn list_after(
+        &self,
+        backend: &Backend,
+        folder: &str,
+        after: Option<String>,
+    ) -> Option<futures::stream::BoxStream<'static, Result<FoundObject>>>;
+
+    /// Whether its names can end in `/` (folder markers other tools write, which
+    /// object_store lists without the `/`): S3, Azure and GCS, not a file system.
+    fn holds_folder_markers(&self) -> bool;
+
+    /// A read (a HEAD with `options.head`) of the object named `name`, with the range
+    /// and conditions of `options`; refusals as object_store reports them.
+    async fn get(
+        &self,
+        name: &str,
+        options: object_store::GetOptions,
+    ) -> object_store::Result<object_store::GetResult>;
+
+    /// Deletes the object named `name`; a missing one is fine.
+    async fn delete(&self, name: &str) -> object_store::Result<()>;
+}
+
+/// One object of a [`FoundNames`] listing: its exact name, and what the listing says of
+/// it (`meta.location` is empty: a `Path` cannot hold every name).
+#[derive(Debug, Clone)]
+pub(crate) struct FoundObject {
+    /// The name exactly as the store holds it.
+    pub(crate) name: String,
+    /// Size, time, etag and version, as listed.
+    pub(crate) meta: object_store::ObjectMeta,
 }
 
 /// What a provider that keeps incomplete multipart uploads (S3) does beyond object_store.

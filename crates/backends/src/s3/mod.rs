@@ -7,6 +7,7 @@ mod advice;
 mod builder;
 pub(crate) mod error;
 mod multipart;
+mod names;
 mod native;
 pub(crate) mod policy;
 mod presign;
@@ -41,13 +42,18 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
     let os = &config.object_storage;
     let (s3, presigner) = build(config)?;
     let s3 = Arc::new(s3);
+    let presigner = Arc::new(presigner);
+    let names = names::S3Names {
+        s3: Arc::clone(&s3),
+        presigner: Arc::clone(&presigner),
+    };
     let multipart = multipart::S3Multipart {
         s3: Arc::clone(&s3),
         bucket: presigner.bucket().to_string(),
     };
     Ok(Built {
         store: Arc::clone(&s3) as Arc<dyn object_store::ObjectStore>,
-        urls: UrlSigner::Service(Arc::new(presigner)),
+        urls: UrlSigner::Service(presigner),
         declared: Declared {
             hashes_on_write: false,
             content_etags: true,
@@ -63,6 +69,7 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
                 s3: Arc::clone(&s3),
                 client: native::client(os)?,
             })),
+            names: Some(Arc::new(names)),
         },
     })
 }

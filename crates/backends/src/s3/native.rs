@@ -87,6 +87,7 @@ impl NativeChecksums for S3Checksums {
                 path,
                 &[],
                 &headers,
+                super::uploads::MAX_ANSWER_BYTES,
             )
             .await;
             // A dropped connection or a 5xx is tried again, as object_store's own requests.

@@ -412,6 +412,22 @@ impl Presigner {
         Ok(self.url(&derived, &stamp, method, path.as_ref(), expires, &bound))
     }
 
+    /// A URL granting `method` (no bound header) on the object named `name` exactly as
+    /// the bucket holds it, for `ttl`: how an object whose name object_store's `Path`
+    /// cannot hold (`a//b`, a control character) is read and deleted.
+    pub(crate) async fn presign_name(
+        &self,
+        method: SignedMethod,
+        name: &str,
+        ttl: Duration,
+    ) -> object_store::Result<String> {
+        let credential = self.credentials.get_credential().await?;
+        let stamp = Stamp::of(Utc::now());
+        let derived = self.derived(credential, &stamp);
+        let bound = Bound::default();
+        Ok(self.url(&derived, &stamp, method, name, ttl.as_secs(), &bound))
+    }
+
     fn derived(&self, credential: Arc<AwsCredential>, stamp: &Stamp) -> Arc<Derived> {
         {
             let cached = self.derived.read().unwrap_or_else(|e| e.into_inner());

@@ -17,7 +17,7 @@ use crate::types::IncompleteUpload;
 use crate::{Error, Result};
 
 /// The largest answer read from the server: a page of 1,000 uploads is about 400 KiB.
-const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+pub(super) const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
 /// Pages followed before giving up (1,000 uploads a page).
 const MAX_PAGES: usize = 10_000;
 
@@ -85,7 +85,9 @@ pub(crate) async fn incomplete_uploads(
         })?;
         for entry in page.uploads {
             uploads.push(IncompleteUpload {
-                key: ObjectKey::parse(entry.key)?,
+                // A name another tool gave an upload is listed as found (never a reason to
+                // stop listing the others).
+                key: ObjectKey::found(entry.key)?,
                 upload_id: entry.upload_id,
             });
         }
@@ -155,7 +157,17 @@ pub(crate) async fn copy_in_place(
         "x-amz-metadata-directive",
         HeaderValue::from_static("REPLACE"),
     );
-    let answer = match send(s3, backend, Method::PUT, path, &[], &headers).await? {
+    let answer = match send(
+        s3,
+        backend,
+        Method::PUT,
+        path,
+        &[],
+        &headers,
+        MAX_ANSWER_BYTES,
+    )
+    .await?
+    {
         Answer::Done { body, version, .. } => (body, version),
         Answer::Refused { status, .. } if status == reqwest::StatusCode::PRECONDITION_FAILED => {
             return Ok(None);
@@ -184,7 +196,21 @@ async fn request(
     query: &[(String, String)],
     headers: &HeaderMap,
 ) -> Result<String> {
-    match send(s3, backend, method, path, query, headers).await? {
+    request_bounded(s3, backend, method, path, query, headers, MAX_ANSWER_BYTES).await
+}
+
+/// [`request`] reading at most `max` bytes of the answer: more is an error naming the
+/// endpoint and the size.
+pub(super) async fn request_bounded(
+    s3: &AmazonS3,
+    backend: &Backend,
+    method: Method,
+    path: &Path,
+    query: &[(String, String)],
+    headers: &HeaderMap,
+    max: usize,
+) -> Result<String> {
+    match send(s3, backend, method, path, query, headers, max).await? {
         Answer::Done { body, .. } => Ok(body),
         Answer::Refused { status, body } => Err(refused(backend, path, status, &body)),
     }
@@ -231,6 +257,7 @@ pub(super) async fn send(
     path: &Path,
     query: &[(String, String)],
     headers: &HeaderMap,
+    max: usize,
 ) -> Result<Answer> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
@@ -239,7 +266,7 @@ pub(super) async fn send(
             backend: backend.to_string(),
             detail: format!("no HTTP client: {e}"),
         })?;
-    send_with(&client, s3, backend, method, path, query, headers).await
+    send_with(&client, s3, backend, method, path, query, headers, max).await
 }
 
 /// [`send`] through `client` (whose connections the caller keeps for its next request,
@@ -252,6 +279,7 @@ pub(super) async fn send_with(
     path: &Path,
     query: &[(String, String)],
     headers: &HeaderMap,
+    max: usize,
 ) -> Result<Answer> {
     let mut options = SignedUrlOptions::new().with_query(query.iter().cloned());
     for (name, value) in headers {
@@ -269,7 +297,7 @@ pub(super) async fn send_with(
         detail: e.without_url().to_string(),
     };
     let response = client
-        .request(method, url.as_str())
+        .request(method.clone(), url.as_str())
         .headers(headers.clone())
         .send()
         .await
@@ -285,11 +313,16 @@ pub(super) async fn send_with(
     let mut chunks = response.bytes_stream();
     while let Some(chunk) = chunks.next().await {
         let chunk = chunk.map_err(unreachable)?;
-        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+        if body.len() + chunk.len() > max {
             return Err(Error::Backend {
                 backend: backend.to_string(),
                 key: path.to_string(),
-                source: format!("the server's answer exceeds {MAX_ANSWER_BYTES} bytes").into(),
+                source: format!(
+                    "the answer of {} to {method} exceeds {max} bytes; no S3 server sends \
+                     that much, check the endpoint",
+                    url.origin().ascii_serialization()
+                )
+                .into(),
             });
         }
         body.extend_from_slice(&chunk);

@@ -208,7 +208,11 @@ impl Storage {
         let Some(local) = self.beneath_layers() else {
             return Ok(None);
         };
-        let location = self.path(key)?;
+        // A found (foreign) key reads too; one object_store cannot hold streams instead.
+        let location = match self.location(key)? {
+            super::found::Location::Path(path) => path,
+            super::found::Location::Name(_) => return Ok(None),
+        };
         let started = Instant::now();
         let opened = local
             .open_file(location)

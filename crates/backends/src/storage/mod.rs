@@ -1,6 +1,7 @@
 //! [`Storage`]: one API over every backend, scoped to the configured key prefix.
 
 mod files;
+mod found;
 mod objects;
 mod upload;
 mod urls;
@@ -64,6 +65,9 @@ pub struct Storage {
     checksum: ChecksumAlgorithm,
     /// Whether whole reads verify the stored checksum (off only for forensics).
     verify_reads: bool,
+    /// Whether writes take found (foreign) keys object_store can hold exactly: only for
+    /// carrying an object another tool named between stores ([`Storage::carrying_found_names`]).
+    carries_found: bool,
 }
 
 /// What a storage can do beyond the contract every backend follows; commands and
@@ -191,6 +195,7 @@ impl Storage {
             recorder,
             checksum: Config::memory().object_storage.checksum,
             verify_reads: true,
+            carries_found: false,
         };
         storage.rebuild();
         storage
@@ -254,6 +259,19 @@ impl Storage {
     pub fn without_verification(&self) -> Storage {
         Storage {
             verify_reads: false,
+            ..self.clone()
+        }
+    }
+
+    /// This storage, its writes taking a found key ([`ObjectKey::found`], a name another
+    /// tool gave an object that is not a valid key) when it can hold that name exactly: the
+    /// one way such a name is written, for carrying an object from one store to another
+    /// under the name it has (sync). Never for names of new objects. A name this storage
+    /// cannot hold (object_store's `Path` cannot hold `a//b`, a `.` segment or a control
+    /// character) is still refused, with [`Error::InvalidKey`] saying so.
+    pub fn carrying_found_names(&self) -> Storage {
+        Storage {
+            carries_found: true,
             ..self.clone()
         }
     }
@@ -336,7 +354,43 @@ impl Storage {
         Ok(self.prefix.key(relative)?)
     }
 
+    /// Where `key` is, for a write (and any operation that is not a read or delete): a
+    /// foreign key, a name found in a store ([`ObjectKey::found`]), is refused.
     fn path(&self, key: &ObjectKey) -> Result<Path> {
+        if self.carries_found
+            && key.is_foreign()
+            && let found::Location::Path(path) = self.location(key)?
+        {
+            return Ok(path);
+        }
+        if let Some(reason) = key.foreign() {
+            if self.carries_found {
+                return Err(Error::InvalidKey {
+                    key: key.to_string(),
+                    reason: format!(
+                        "{reason}, and the {} store cannot hold this name, so it cannot be \
+                         carried here; copy it under a valid key with the tool that wrote it",
+                        self.backend
+                    ),
+                });
+            }
+            return Err(Error::InvalidKey {
+                key: key.to_string(),
+                reason: format!(
+                    "{reason}. The name was found in the store, written by another tool: \
+                     maskstore reads and deletes such an object but never writes one; \
+                     give a valid key"
+                ),
+            });
+        }
+        self.check_within(key)?;
+        Path::parse(key.as_str()).map_err(|e| Error::InvalidKey {
+            key: key.to_string(),
+            reason: e.to_string(),
+        })
+    }
+
+    fn check_within(&self, key: &ObjectKey) -> Result<()> {
         if !key.is_within(&self.prefix) {
             return Err(Error::InvalidKey {
                 key: key.to_string(),
@@ -346,10 +400,7 @@ impl Storage {
                 ),
             });
         }
-        Path::parse(key.as_str()).map_err(|e| Error::InvalidKey {
-            key: key.to_string(),
-            reason: e.to_string(),
-        })
+        Ok(())
     }
 
     /// The folder `prefix` (a full key prefix such as `mask/1.2/`, with or without the
@@ -378,7 +429,8 @@ impl Storage {
     }
 
     fn err(&self, key: &impl AsRef<str>) -> impl Fn(object_store::Error) -> Error + '_ {
-        let key = key.as_ref().to_string();
+        // A found key may hold control characters: its messages show it escaped.
+        let key = maskstore_core::shown(key.as_ref()).into_owned();
         move |e| Error::from_store(&self.backend, &key, e)
     }
 }

@@ -67,7 +67,7 @@ impl Storage {
                     key: key.to_string(),
                 });
             }
-            Err(e) => return Err(Error::from_store(&self.backend, key.as_str(), e)),
+            Err(e) => return Err(self.err(key)(e)),
         };
         let outcome = PutOutcome::from(result);
         if let (Some(request), Some(sent)) = (hash_on_write, sent)
@@ -209,7 +209,6 @@ impl Storage {
                 detail: format!("{}..{} is empty or reversed", r.start, r.end),
             });
         }
-        let path = self.path(key)?;
         let options_whole = options.range.is_none();
         let mut get = GetOptions {
             if_match: options.if_match,
@@ -226,7 +225,8 @@ impl Storage {
             let hash = self.verify_reads && options_whole;
             get.extensions.insert(crate::local::ReadAll { hash });
         }
-        self.store.get_opts(&path, get).await.map_err(self.err(key))
+        // A found (foreign) key reads too.
+        self.get_at(key, get).await
     }
 
     /// What is known about the object, without its content (with the provider's own
@@ -238,7 +238,20 @@ impl Storage {
     /// [`Storage::head`]; with `checksums`, asking the provider for its own checksum
     /// where its answer does not carry it (one more request on S3).
     async fn head_with(&self, key: &ObjectKey, checksums: bool) -> Result<ObjectInfo> {
-        let path = self.path(key)?;
+        let path = match self.location(key)? {
+            super::found::Location::Path(path) => path,
+            // A found name object_store cannot hold: the provider's own HEAD.
+            super::found::Location::Name(name) => {
+                let options = GetOptions {
+                    head: true,
+                    ..Default::default()
+                };
+                let result = self.found_names(key)?.get(&name, options).await;
+                let result = result.map_err(self.err(key))?;
+                let info = info_of(key.clone(), &result.meta, &result.attributes, Source::Read);
+                return Ok(info);
+            }
+        };
         let options = GetOptions {
             head: true,
             ..Default::default()
@@ -250,7 +263,7 @@ impl Storage {
             Err(object_store::Error::PermissionDenied { .. }) => {
                 return Err(self.explain_refused_head(&path, key).await);
             }
-            Err(e) => return Err(Error::from_store(&self.backend, key.as_str(), e)),
+            Err(e) => return Err(self.err(key)(e)),
         };
         self.described(key, &result, checksums).await
     }
@@ -302,7 +315,7 @@ impl Storage {
 
     async fn explain_refused_head(&self, path: &Path, key: &ObjectKey) -> Error {
         match self.store.get_opts(path, GetOptions::default()).await {
-            Err(e) => Error::from_store(&self.backend, key.as_str(), e),
+            Err(e) => self.err(key)(e),
             Ok(_) => Error::PermissionDenied {
                 backend: self.backend.to_string(),
                 provider: self.backend.provider(),
@@ -322,20 +335,31 @@ impl Storage {
     }
 
     /// Deletes the object. Deleting a missing key succeeds, on every backend.
+    /// A found (foreign) key deletes too.
     pub async fn delete(&self, key: &ObjectKey) -> Result<()> {
-        let path = self.path(key)?;
+        let path = match self.location(key)? {
+            super::found::Location::Path(path) => path,
+            super::found::Location::Name(name) => {
+                let names = self.found_names(key)?;
+                return names.delete(&name).await.map_err(self.err(key));
+            }
+        };
         match self.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(Error::from_store(&self.backend, key.as_str(), e)),
+            Err(e) => Err(self.err(key)(e)),
         }
     }
 
     /// Deletes many objects (batched where the backend can); missing keys are fine.
+    /// Found (foreign) keys delete too, those object_store cannot hold one by one.
     pub async fn delete_many(&self, keys: &[ObjectKey]) -> Result<()> {
-        let paths = keys
-            .iter()
-            .map(|k| self.path(k))
-            .collect::<Result<Vec<_>>>()?;
+        let (mut paths, mut by_name) = (Vec::with_capacity(keys.len()), Vec::new());
+        for key in keys {
+            match self.location(key)? {
+                super::found::Location::Path(path) => paths.push(path),
+                super::found::Location::Name(_) => by_name.push(key),
+            }
+        }
         let input = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
         let mut results = self.store.delete_stream(input);
         while let Some(result) = results.next().await {
@@ -344,29 +368,32 @@ impl Storage {
                 Err(e) => return Err(Error::from_store(&self.backend, "(many keys)", e)),
             }
         }
-        Ok(())
+        // Names only the provider's own requests reach, one by one: one that fails (a
+        // `.` segment no URL can name) leaves the others deleted, and is reported.
+        let mut first_failure = None;
+        for key in by_name {
+            if let Err(e) = self.delete(key).await {
+                first_failure.get_or_insert(e);
+            }
+        }
+        first_failure.map_or(Ok(()), Err)
     }
 
     /// Every object below `prefix` (default: the configured prefix), streamed.
     ///
     /// Prefixes are whole segments: `mask/a` lists `mask/a/…`, never `mask/ab`. The order
     /// is unspecified (S3 sorts, other engines do not); collect and sort when order matters.
+    ///
+    /// A name another tool wrote that is not a valid key is listed too, as a found key
+    /// ([`ObjectKey::foreign`] says why): one such name never ends a listing.
     pub fn list(&self, prefix: Option<&str>) -> Result<BoxStream<'static, Result<ObjectInfo>>> {
         let folder = self.folder(prefix)?;
-        let backend = self.backend.clone();
-        let folder_text = folder.to_string();
-        Ok(self
-            .store
-            .list(Some(&folder))
-            .map(move |item| {
-                let meta = item.map_err(|e| Error::from_store(&backend, &folder_text, e))?;
-                let key = ObjectKey::parse(meta.location.as_ref())?;
-                Ok(info_of(key, &meta, &Attributes::new(), Source::Listing))
-            })
-            .boxed())
+        Ok(self.list_found(&folder))
     }
 
     /// One level below `prefix`: the objects there and the folders below it, both sorted.
+    /// Names that are not valid keys are listed as found keys; a name object_store cannot
+    /// hold fails this listing (use [`Storage::list`], which goes on past it).
     pub async fn list_with_delimiter(&self, prefix: Option<&str>) -> Result<Listing> {
         let folder = self.folder(prefix)?;
         let result = self
@@ -378,7 +405,7 @@ impl Storage {
             .objects
             .iter()
             .map(|meta| {
-                let key = ObjectKey::parse(meta.location.as_ref())?;
+                let key = ObjectKey::found(meta.location.as_ref())?;
                 Ok(info_of(key, meta, &Attributes::new(), Source::Listing))
             })
             .collect::<Result<Vec<_>>>()?;
@@ -399,7 +426,8 @@ impl Storage {
         let checks = folders.into_iter().map(|folder| async move {
             match self.store.list(Some(&folder)).next().await {
                 None => Ok(None),
-                Some(Ok(_)) => Ok(Some(folder)),
+                // A name object_store cannot hold is an object all the same.
+                Some(Ok(_) | Err(object_store::Error::InvalidPath { .. })) => Ok(Some(folder)),
                 Some(Err(e)) => Err(Error::from_store(&self.backend, folder.as_ref(), e)),
             }
         });
@@ -413,7 +441,7 @@ impl Storage {
     /// Copies `from` to `to` (content, content type and metadata), replacing any object
     /// at `to`.
     pub async fn copy(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
-        let (src, dst) = (self.path(from)?, self.path(to)?);
+        let (src, dst) = (self.source_path(from)?, self.path(to)?);
         if from == to {
             return self.onto_itself(from, false).await;
         }
@@ -426,7 +454,7 @@ impl Storage {
     /// Where the backend has no conditional copy (plain S3), the object is read and written
     /// back with a create-only put, which S3 checks atomically.
     pub async fn copy_if_absent(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
-        let (src, dst) = (self.path(from)?, self.path(to)?);
+        let (src, dst) = (self.source_path(from)?, self.path(to)?);
         if from == to {
             return self.onto_itself(from, true).await;
         }
@@ -456,7 +484,7 @@ impl Storage {
 
     /// Moves `from` to `to`, replacing any object at `to`.
     pub async fn rename(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
-        let (src, dst) = (self.path(from)?, self.path(to)?);
+        let (src, dst) = (self.source_path(from)?, self.path(to)?);
         if from == to {
             return self.onto_itself(from, false).await;
         }
@@ -469,6 +497,21 @@ impl Storage {
     pub async fn rename_if_absent(&self, from: &ObjectKey, to: &ObjectKey) -> Result<()> {
         self.copy_if_absent(from, to).await?;
         self.delete(from).await
+    }
+
+    /// Where the source of a copy or rename is: a found (foreign) key too, so that an
+    /// object another tool named can be given a valid key, when object_store can hold it.
+    fn source_path(&self, key: &ObjectKey) -> Result<Path> {
+        match self.location(key)? {
+            super::found::Location::Path(path) => Ok(path),
+            super::found::Location::Name(_) => Err(Error::Unsupported {
+                backend: self.backend.to_string(),
+                operation: format!("copy or rename the object named {key}"),
+                detail: "object_store cannot hold this name; read it (get) and put the bytes \
+                         under a valid key"
+                    .to_string(),
+            }),
+        }
     }
 
     /// A copy or rename of `key` onto itself keeps the object (object_store's memory store

@@ -49,13 +49,23 @@ impl Storage {
         let Some(multipart) = &self.extras.multipart else {
             return Ok(0);
         };
+        let mut aborted = 0;
         for upload in &uploads {
-            let path = self.path(&upload.key)?;
+            let path = match self.location(&upload.key)? {
+                super::found::Location::Path(path) => path,
+                // Another tool's upload to a name object_store cannot address: left to
+                // that tool (or the bucket's lifecycle rule), never a reason to stop.
+                super::found::Location::Name(_) => {
+                    tracing::warn!(key = %upload.key, "left an incomplete upload to a name object_store cannot address");
+                    continue;
+                }
+            };
             multipart
                 .abort(&self.backend, &path, &upload.upload_id)
                 .await?;
+            aborted += 1;
         }
-        Ok(uploads.len())
+        Ok(aborted)
     }
 
     /// Starts a streaming upload to `key`: invisible until [`Upload::finish`], cut into

@@ -1,0 +1,147 @@
+//! A read answered over HTTP by S3 or Azure (`x-amz-meta-*` or `x-ms-meta-*` headers), as
+//! object_store reports one: for the requests maskstore sends itself to objects whose
+//! names object_store's `Path` cannot hold (`s3/names.rs`, `azure/names.rs`); and the root
+//! element of an XML answer, by which a listing is told from an error document.
+
+use bytes::Bytes;
+use futures::stream::{StreamExt, TryStreamExt};
+use object_store::path::Path;
+use object_store::{Attribute, Attributes, GetRange, GetResult, GetResultPayload, ObjectMeta};
+
+/// The `Range` header of `range`.
+pub(crate) fn range_header(range: &GetRange) -> String {
+    match range {
+        GetRange::Bounded(r) => format!("bytes={}-{}", r.start, r.end.saturating_sub(1)),
+        GetRange::Offset(o) => format!("bytes={o}-"),
+        GetRange::Suffix(n) => format!("bytes=-{n}"),
+    }
+}
+
+/// Refuses a name with a `.` or `..` segment: every HTTP client resolves those in a URL's
+/// path (`%2E` included, as the URL standard says), so a request would reach another
+/// object. Reported by name instead.
+pub(crate) fn addressable(name: &str) -> object_store::Result<()> {
+    if name.split('/').any(|s| s == "." || s == "..") {
+        return Err(generic(format!(
+            "the object {} has a '.' or '..' segment, which no HTTP request can name in its \
+             path; read or delete it with the tool that wrote it",
+            maskstore_core::shown(name)
+        )));
+    }
+    Ok(())
+}
+
+fn generic(text: String) -> object_store::Error {
+    object_store::Error::Generic {
+        store: "HTTP",
+        source: text.into(),
+    }
+}
+
+/// The read `response` as object_store reports one: what its headers say of the object
+/// (user metadata from the headers starting with `meta_prefix`, named by `meta_name`),
+/// and its body as a stream (none for a HEAD).
+pub(crate) fn answer(
+    response: reqwest::Response,
+    head: bool,
+    meta_prefix: &str,
+    meta_name: fn(&str) -> String,
+) -> object_store::Result<GetResult> {
+    // Metadata values that are not ASCII read as encoded words, as through object_store.
+    let mut headers = response.headers().clone();
+    crate::metadata::repair_headers(&mut headers);
+    let headers = &headers;
+    let text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let length: u64 = text("content-length")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    // A range answer names the whole object's size after the `/`.
+    let (range, size) = match text("content-range").and_then(parse_content_range) {
+        Some((range, size)) => (range, size),
+        None => (0..length, length),
+    };
+    let last_modified = text("last-modified")
+        .and_then(|t| chrono::DateTime::parse_from_rfc2822(t).ok())
+        .map(|t| t.with_timezone(&chrono::Utc))
+        .unwrap_or_default();
+    let mut attributes = Attributes::new();
+    if let Some(content_type) = text("content-type") {
+        attributes.insert(Attribute::ContentType, content_type.to_string().into());
+    }
+    for (name, value) in headers {
+        if let (Some(meta), Ok(value)) = (name.as_str().strip_prefix(meta_prefix), value.to_str()) {
+            attributes.insert(
+                Attribute::Metadata(meta_name(meta).into()),
+                value.to_string().into(),
+            );
+        }
+    }
+    let meta = ObjectMeta {
+        location: Path::default(),
+        last_modified,
+        size,
+        e_tag: text("etag").map(str::to_string),
+        version: text("x-amz-version-id").map(str::to_string),
+    };
+    let payload = if head {
+        GetResultPayload::Stream(futures::stream::empty().boxed())
+    } else {
+        let stream = response
+            .bytes_stream()
+            .map_err(|e| generic(e.to_string()))
+            .map_ok(Bytes::from);
+        GetResultPayload::Stream(stream.boxed())
+    };
+    Ok(GetResult {
+        payload,
+        meta,
+        range: if head { 0..size } else { range },
+        attributes,
+        extensions: Default::default(),
+    })
+}
+
+/// `bytes START-END/SIZE` as the range and the whole size.
+fn parse_content_range(value: &str) -> Option<(std::ops::Range<u64>, u64)> {
+    let (span, size) = value.strip_prefix("bytes ")?.split_once('/')?;
+    let (start, end) = span.split_once('-')?;
+    let (start, end, size): (u64, u64, u64) =
+        (start.parse().ok()?, end.parse().ok()?, size.parse().ok()?);
+    Some((start..end + 1, size))
+}
+
+/// The name of the first element of `body`.
+pub(crate) fn xml_root(body: &str) -> Option<String> {
+    let mut reader = quick_xml::Reader::from_str(body);
+    loop {
+        match reader.read_event().ok()? {
+            quick_xml::events::Event::Start(e) | quick_xml::events::Event::Empty(e) => {
+                return Some(String::from_utf8_lossy(e.name().as_ref()).into_owned());
+            }
+            quick_xml::events::Event::Eof => return None,
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_name_with_a_dot_segment_is_refused_by_name_not_sent() {
+        for name in ["mask/./a", "mask/../a", "mask/a/.."] {
+            let why = addressable(name).unwrap_err().to_string();
+            assert!(why.contains("'.' or '..' segment"), "{why}");
+        }
+        for name in ["mask/.a", "mask/a..b", "mask/a//b", "mask/f/"] {
+            addressable(name).unwrap();
+        }
+    }
+
+    #[test]
+    fn content_ranges_give_the_range_and_the_whole_size() {
+        assert_eq!(parse_content_range("bytes 2-4/10"), Some((2..5, 10)));
+        assert_eq!(parse_content_range("bytes */10"), None);
+    }
+}

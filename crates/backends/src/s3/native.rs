@@ -20,7 +20,7 @@ use object_store::path::Path;
 use object_store::signer::Method;
 use reqwest::header::{HeaderMap, HeaderValue};
 
-use super::uploads::{Answer, refused, send_with};
+use super::uploads::{Answer, Call, refused, send_with};
 use crate::NativeChecksum;
 use crate::checksum::native_value;
 use crate::providers::{Backend, NativeChecksums};
@@ -79,17 +79,14 @@ impl NativeChecksums for S3Checksums {
         let mut attempt = 0;
         let answer = loop {
             attempt += 1;
-            let answer = send_with(
-                &self.client,
-                &self.s3,
-                backend,
-                Method::HEAD,
+            let call = Call {
+                method: Method::HEAD,
                 path,
-                &[],
-                &headers,
-                super::uploads::MAX_ANSWER_BYTES,
-            )
-            .await;
+                query: &[],
+                headers: &headers,
+                max: super::uploads::MAX_ANSWER_BYTES,
+            };
+            let answer = send_with(&self.client, &self.s3, backend, call).await;
             // A dropped connection or a 5xx is tried again, as object_store's own requests.
             let transient = match &answer {
                 Err(Error::Unreachable { .. }) => true,

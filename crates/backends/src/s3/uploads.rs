@@ -157,17 +157,14 @@ pub(crate) async fn copy_in_place(
         "x-amz-metadata-directive",
         HeaderValue::from_static("REPLACE"),
     );
-    let answer = match send(
-        s3,
-        backend,
-        Method::PUT,
+    let call = Call {
+        method: Method::PUT,
         path,
-        &[],
-        &headers,
-        MAX_ANSWER_BYTES,
-    )
-    .await?
-    {
+        query: &[],
+        headers: &headers,
+        max: MAX_ANSWER_BYTES,
+    };
+    let answer = match send(s3, backend, call).await? {
         Answer::Done { body, version, .. } => (body, version),
         Answer::Refused { status, .. } if status == reqwest::StatusCode::PRECONDITION_FAILED => {
             return Ok(None);
@@ -210,7 +207,14 @@ pub(super) async fn request_bounded(
     headers: &HeaderMap,
     max: usize,
 ) -> Result<String> {
-    match send(s3, backend, method, path, query, headers, max).await? {
+    let call = Call {
+        method,
+        path,
+        query,
+        headers,
+        max,
+    };
+    match send(s3, backend, call).await? {
         Answer::Done { body, .. } => Ok(body),
         Answer::Refused { status, body } => Err(refused(backend, path, status, &body)),
     }
@@ -250,15 +254,17 @@ pub(super) fn refused(
     Error::from_store(backend, path.as_ref(), source)
 }
 
-pub(super) async fn send(
-    s3: &AmazonS3,
-    backend: &Backend,
-    method: Method,
-    path: &Path,
-    query: &[(String, String)],
-    headers: &HeaderMap,
-    max: usize,
-) -> Result<Answer> {
+/// One request to sign and send: its method, object, query, signed headers, and the
+/// most bytes of its answer read.
+pub(super) struct Call<'a> {
+    pub(super) method: Method,
+    pub(super) path: &'a Path,
+    pub(super) query: &'a [(String, String)],
+    pub(super) headers: &'a HeaderMap,
+    pub(super) max: usize,
+}
+
+pub(super) async fn send(s3: &AmazonS3, backend: &Backend, call: Call<'_>) -> Result<Answer> {
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(60))
         .build()
@@ -266,7 +272,7 @@ pub(super) async fn send(
             backend: backend.to_string(),
             detail: format!("no HTTP client: {e}"),
         })?;
-    send_with(&client, s3, backend, method, path, query, headers, max).await
+    send_with(&client, s3, backend, call).await
 }
 
 /// [`send`] through `client` (whose connections the caller keeps for its next request,
@@ -275,12 +281,15 @@ pub(super) async fn send_with(
     client: &reqwest::Client,
     s3: &AmazonS3,
     backend: &Backend,
-    method: Method,
-    path: &Path,
-    query: &[(String, String)],
-    headers: &HeaderMap,
-    max: usize,
+    call: Call<'_>,
 ) -> Result<Answer> {
+    let Call {
+        method,
+        path,
+        query,
+        headers,
+        max,
+    } = call;
     let mut options = SignedUrlOptions::new().with_query(query.iter().cloned());
     for (name, value) in headers {
         options = options.with_signed_header(name.clone(), value.clone());

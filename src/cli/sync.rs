@@ -201,6 +201,12 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
     for failure in &failures {
         eprintln!("failed: {failure}");
     }
+    for (key, name, reason) in &left_out {
+        eprintln!(
+            "copied without metadata: {key}: {} ({reason})",
+            maskstore::maskstore_core::shown(name)
+        );
+    }
     let foreign = foreign_names(&plan);
     if !as_json {
         for name in &foreign {
@@ -208,12 +214,6 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
         }
         for name in &not_carried {
             eprintln!("not carried: {name}");
-        }
-        for (key, name, reason) in &left_out {
-            eprintln!(
-                "copied without metadata: {key}: {} ({reason})",
-                maskstore::maskstore_core::shown(name)
-            );
         }
     }
     let deleted = if deleting {

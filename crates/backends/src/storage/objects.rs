@@ -291,7 +291,11 @@ impl Storage {
             && info.unreadable_checksum.is_none()
             && let Some(native) = &self.extras.native
         {
-            let path = self.path(&info.key)?;
+            // A name object_store cannot hold has no object_store path to ask about: such
+            // an object reads unverified unless its answer carried the checksum.
+            let super::found::Location::Path(path) = self.location(&info.key)? else {
+                return Ok(info);
+            };
             let started = std::time::Instant::now();
             let asked = native
                 .checksum(&self.backend, &path, info.etag.as_deref())

@@ -99,7 +99,8 @@ fn unescape(stored: &str) -> Option<String> {
         // What an earlier version stored for any name of its rule, `annotator` included.
         return Some(rest.replace('_', "-"));
     };
-    (stored_name(&name) == stored).then_some(name)
+    // `msx_` alone would read as an empty name, which no store keeps: another tool's.
+    (!name.is_empty() && stored_name(&name) == stored).then_some(name)
 }
 
 /// The metadata names of a blob as stored, read back as the names they were stored for
@@ -380,10 +381,13 @@ mod tests {
             .collect();
         let again: Vec<(&str, &str)> = again.iter().map(|(n, v)| (n.as_str(), *v)).collect();
         assert_eq!(read(&again), both);
-        // A foreign name that merely looks escaped reads as it is.
-        assert_eq!(
-            read(&[("msx_zz", "v")]),
-            [("msx_zz".to_string(), "v".to_string())]
-        );
+        // A foreign name that merely looks escaped reads as it is, `msx_` alone too (it
+        // would otherwise read as an empty name, which sync then leaves out).
+        for foreign in ["msx_zz", "msx_", "msx_5f", "msx__"] {
+            assert_eq!(
+                read(&[(foreign, "v")]),
+                [(foreign.to_string(), "v".to_string())]
+            );
+        }
     }
 }

@@ -182,8 +182,12 @@ impl Exchange {
                     || k.starts_with("response-")
                     || signed(k)
             }),
-            // Everything else in an Azure query is a SAS token's or a version's.
-            Wire::Azure => !query.iter().any(|(k, _)| k == "comp" || k == "restype"),
+            // Everything else in a Blob service query is a SAS token's or a version's;
+            // `api-version` and `resource` are a managed identity's token request, which
+            // object_store sends wherever IDENTITY_ENDPOINT points (App Service: localhost).
+            Wire::Azure => !query.iter().any(|(k, _)| {
+                matches!(k.as_str(), "comp" | "restype" | "api-version" | "resource")
+            }),
             // The JSON API reads an object's bytes with `alt=media` only.
             Wire::Gcs if self.uri.path().contains("/storage/v1/") => {
                 query.iter().any(|(k, v)| k == "alt" && v == "media")

@@ -459,6 +459,20 @@ mod tests {
                 "http://169.254.169.254/metadata/identity/oauth2/token?api-version=1",
                 Content::Answer,
             ),
+            // Managed identity elsewhere than the IMDS address (IDENTITY_ENDPOINT, which
+            // object_store reads: App Service and Functions, Azure Arc) answers tokens too.
+            (
+                Wire::Azure,
+                Method::GET,
+                "http://localhost:4141/MSI/token?api-version=2019-08-01&resource=https%3A%2F%2Fstorage.azure.com",
+                Content::Answer,
+            ),
+            (
+                Wire::Azure,
+                Method::GET,
+                "http://127.0.0.1:40342/metadata/identity/oauth2/token?api-version=2019-08-01&resource=r",
+                Content::Answer,
+            ),
         ];
         for (wire, method, uri, content) in cases {
             let exchange = exchange(wire, method, uri);

@@ -55,6 +55,7 @@ pub(crate) fn connect(config: &Config) -> Built {
                 names: crate::metadata::NameRule::Any,
                 header_values: false,
                 max_total: 2048,
+                json_document: false,
             },
         },
         extras: Extras::default(),

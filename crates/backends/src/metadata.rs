@@ -42,6 +42,10 @@ pub(crate) struct MetadataRules {
     pub(crate) header_values: bool,
     /// Bytes of names and values in all, as stored, the checksum's included.
     pub(crate) max_total: usize,
+    /// Names and values are stored as strings of one JSON document (local disk's extended
+    /// attribute), so each counts as JSON escapes it: a `"` takes 2 bytes, a control
+    /// character 6, and each entry its quotes, `:` and `,`.
+    pub(crate) json_document: bool,
 }
 
 /// Which metadata names a provider gives back as they were written.
@@ -74,11 +78,15 @@ impl MetadataRules {
 
     /// Bytes `name = value` takes as stored.
     fn stored_len(&self, name: &str, value: &str) -> usize {
+        let value = self.value(value);
+        if self.json_document {
+            return json_len(name) + json_len(&value) + 2;
+        }
         let name = match self.names {
             NameRule::Azure => crate::azure::stored_name(name).len(),
             _ => name.len(),
         };
-        name + self.value(value).len()
+        name + value.len()
     }
 
     /// `value` as written to this provider.
@@ -89,6 +97,11 @@ impl MetadataRules {
             Cow::Borrowed(value)
         }
     }
+}
+
+/// Bytes of `text` as a JSON string, quotes included.
+fn json_len(text: &str) -> usize {
+    serde_json::to_string(text).map_or(text.len() * 6 + 2, |json| json.len())
 }
 
 fn is_lowercase_token(c: char) -> bool {
@@ -318,6 +331,44 @@ mod tests {
         let latin = headers["x-ms-meta-latin"].to_str().unwrap();
         assert_eq!(decode_value(latin), "Dr. Müller");
         assert_eq!(headers["x-amz-meta-plain"], "a");
+    }
+
+    /// Local disk holds metadata in one JSON document in an extended attribute, which
+    /// ext4 caps near 4 KiB: a value JSON escapes longer (quotes of a JSON value another
+    /// tool stored, control characters) counts as escaped, so that what is kept fits and
+    /// the copy is made, without what does not.
+    #[tokio::test]
+    async fn local_counts_metadata_as_its_json_document_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = maskstore_core::Config::local(dir.path().join("data"));
+        let local = Storage::connect(&config).unwrap();
+        let quotes = "\"".repeat(2000);
+        let controls = "\u{1}".repeat(1000);
+        let plain = "n".repeat(2800);
+        for (name, value, kept) in [
+            ("quotes", &quotes, false),
+            ("controls", &controls, false),
+            ("plain", &plain, true),
+        ] {
+            let found = found(&[(name, value)]);
+            let carried = local.carry(&found, Some(("record", "\"0123456789abcdef-12\"")));
+            assert_eq!(carried.kept.contains_key(name), kept, "{name}");
+            assert_eq!(
+                names(&carried.left_out),
+                if kept { vec![] } else { vec![name] }
+            );
+            let options = crate::WriteOptions {
+                content_type: Some("application/dicom".to_string()),
+                carried: carried.kept,
+                ..Default::default()
+            };
+            let key = local.key(&format!("{name}.bin")).unwrap();
+            local.put_with(&key, "mask", &options).await.unwrap();
+            assert_eq!(
+                local.head(&key).await.unwrap().metadata.contains_key(name),
+                kept
+            );
+        }
     }
 
     fn found(entries: &[(&str, &str)]) -> BTreeMap<String, String> {

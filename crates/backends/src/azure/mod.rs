@@ -38,6 +38,7 @@ pub(crate) const METADATA: MetadataRules = MetadataRules {
     names: NameRule::Azure,
     header_values: true,
     max_total: 8192,
+    json_document: false,
 };
 
 /// The blob type header every Put Blob request must carry, a SAS upload included.

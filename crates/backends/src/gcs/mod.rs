@@ -47,6 +47,7 @@ pub(crate) const METADATA: MetadataRules = MetadataRules {
     names: NameRule::LowercaseToken,
     header_values: false,
     max_total: 8192,
+    json_document: false,
 };
 
 /// The `gcs` provider as the facade takes it: V4 URLs the service verifies (binding the

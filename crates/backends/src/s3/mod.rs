@@ -31,6 +31,7 @@ pub(crate) const METADATA: MetadataRules = MetadataRules {
     names: NameRule::LowercaseToken,
     header_values: true,
     max_total: 2048,
+    json_document: false,
 };
 
 /// The `s3` provider as the facade takes it: SigV4 URLs of its own, MD5 etags, incomplete

@@ -188,8 +188,11 @@ impl Exchange {
             Wire::Azure => !query.iter().any(|(k, _)| {
                 matches!(k.as_str(), "comp" | "restype" | "api-version" | "resource")
             }),
-            // The JSON API reads an object's bytes with `alt=media` only.
-            Wire::Gcs if self.uri.path().contains("/storage/v1/") => {
+            // The JSON API reads an object's bytes with `alt=media` only. Its paths begin
+            // `/storage/v1/b/`; an XML API path begins with the bucket, and a key may hold
+            // `/storage/v1/` anywhere (a bucket named `storage` with keys under `v1/b/`
+            // would read as the JSON API, bounded).
+            Wire::Gcs if json_api(self.uri.path()) => {
                 query.iter().any(|(k, v)| k == "alt" && v == "media")
             }
             Wire::Gcs => query
@@ -197,6 +200,11 @@ impl Exchange {
                 .all(|(k, _)| matches!(k.as_str(), "generation" | "userProject") || signed(k)),
         }
     }
+}
+
+/// Whether `path` is one of GCS's JSON API (its media downloads included).
+fn json_api(path: &str) -> bool {
+    path.starts_with("/storage/v1/b/") || path.starts_with("/download/storage/v1/b/")
 }
 
 /// Whether `uri` is a cloud's instance metadata service (AWS, Azure and Google Cloud

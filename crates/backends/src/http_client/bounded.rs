@@ -435,6 +435,19 @@ mod tests {
                 "https://storage.googleapis.com/storage/v1/b/b/o/mask%2Fa",
                 Content::Answer,
             ),
+            // An XML API key that merely holds `/storage/v1/` is an object like any other.
+            (
+                Wire::Gcs,
+                Method::GET,
+                "https://storage.googleapis.com/b/mask/storage/v1/scan.png",
+                Content::ObjectData,
+            ),
+            (
+                Wire::Gcs,
+                Method::GET,
+                "http://127.0.0.1:4443/b/mask/studies/storage/v1/b/x/o/y",
+                Content::ObjectData,
+            ),
             (
                 Wire::Gcs,
                 Method::GET,

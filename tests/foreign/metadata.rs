@@ -411,3 +411,56 @@ async fn azure_sas_urls_of_keys_with_special_characters_work_with_the_sdk() {
         assert_eq!(got, format!("data of {name}"), "{name}: {url}");
     }
 }
+
+/// A `Content-Disposition` naming a file with an accent (`Müller.png`), as boto3 and the
+/// Azure SDK send it (ISO-8859-1 bytes: Python's `http.client`) and the GCS SDK stores
+/// it: the object reads, HEADs and syncs on every cloud. object_store refuses such a
+/// header outright ("Content-Disposition header contained non UTF-8 characters"), which
+/// made the object unreadable by any command.
+#[tokio::test]
+async fn a_non_ascii_content_disposition_from_another_tool_does_not_block_the_object() {
+    if !writers_available() {
+        return;
+    }
+    let disposition = "attachment; filename=\"Müller.png\"";
+    let boto3 = |server: &str| {
+        format!(
+            "c = s3('{server}')\nc.put_object(Bucket=bucket('{server}'), Key=sys.argv[1], \
+             Body=b'mask', ContentType='image/png', ContentDisposition=sys.argv[2])"
+        )
+    };
+    let writers = [
+        (Writer::Boto3("SEAWEEDFS"), boto3("SEAWEEDFS")),
+        (Writer::Boto3("MOTO"), boto3("MOTO")),
+        (
+            Writer::AzureSdk,
+            "from azure.storage.blob import ContentSettings\nazure().get_blob_client(sys.argv[1])\
+             .upload_blob(b'mask', content_settings=ContentSettings(content_type='image/png', \
+             content_disposition=sys.argv[2]))"
+                .to_string(),
+        ),
+        (
+            Writer::GcsSdk,
+            "b = gcs().blob(sys.argv[1])\nb.content_disposition = sys.argv[2]\n\
+             b.upload_from_string(b'mask', content_type='image/png')"
+                .to_string(),
+        ),
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (writer, code) in writers {
+        let prefix = fresh_prefix();
+        let Some(config) = writer.config(&prefix) else {
+            continue;
+        };
+        python(&code, &[&format!("{prefix}scan.png"), disposition]);
+        let storage = Storage::connect(&config).unwrap();
+        let key = storage.key("scan.png").unwrap();
+        let read = storage.get(&key).await.unwrap();
+        assert_eq!(read.data, "mask", "{code}");
+        assert_eq!(read.info.content_type.as_deref(), Some("image/png"));
+        assert_eq!(storage.head(&key).await.unwrap().size, 4);
+        let local = Config::local(dir.path().join("data")).with_prefix(prefix.clone());
+        let local = Storage::connect(&local).unwrap();
+        sync_once(&storage, &local, prefix.as_str(), 1).await;
+    }
+}

@@ -182,16 +182,32 @@ fn decode_q(text: &str, out: &mut Vec<u8>) -> Option<()> {
 /// The metadata header prefixes of the three clouds' answers.
 const HEADER_PREFIXES: [&str; 3] = ["x-amz-meta-", "x-ms-meta-", "x-goog-meta-"];
 
-/// Rewrites each metadata header of an answer whose value an HTTP header cannot hold
-/// (raw UTF-8, control characters) into an RFC 2047 encoded word of its text, which
-/// reads decode: object_store fails a whole read on such a header. The bytes are read
-/// as UTF-8 when they are UTF-8, else as ISO-8859-1, HTTP's historical charset for
-/// header values (Python's `http.client`, under the Azure SDK, sends `ü` as the byte
-/// 0xFC, and Azurite returns it so).
+/// The content headers object_store reads into an object's attributes, failing the whole
+/// read or HEAD when one is not visible ASCII: another tool's `Content-Disposition:
+/// attachment; filename="Müller.png"` (boto3 and the Azure SDK send it as ISO-8859-1,
+/// the GCS SDK stores it through the JSON API) would make the object unreadable.
+const CONTENT_HEADERS: [http::HeaderName; 5] = [
+    http::header::CACHE_CONTROL,
+    http::header::CONTENT_DISPOSITION,
+    http::header::CONTENT_ENCODING,
+    http::header::CONTENT_LANGUAGE,
+    http::header::CONTENT_TYPE,
+];
+
+/// Rewrites each metadata or content header of an answer whose value an HTTP header
+/// cannot hold (raw UTF-8, control characters) into an RFC 2047 encoded word of its
+/// text, which metadata reads decode (a content header keeps the encoded word, which is
+/// what maskstore can write back): object_store fails a whole read on such a header. The
+/// bytes are read as UTF-8 when they are UTF-8, else as ISO-8859-1, HTTP's historical
+/// charset for header values (Python's `http.client`, under the Azure SDK and boto3,
+/// sends `ü` as the byte 0xFC, and Azurite returns it so).
 pub(crate) fn repair_headers(headers: &mut http::HeaderMap) {
     let broken: Vec<(http::HeaderName, String)> = headers
         .iter()
-        .filter(|(name, _)| HEADER_PREFIXES.iter().any(|p| name.as_str().starts_with(p)))
+        .filter(|(name, _)| {
+            CONTENT_HEADERS.contains(name)
+                || HEADER_PREFIXES.iter().any(|p| name.as_str().starts_with(p))
+        })
         .filter(|(_, value)| value.to_str().is_err())
         .map(|(name, value)| {
             let text = match std::str::from_utf8(value.as_bytes()) {
@@ -322,6 +338,14 @@ mod tests {
         );
         headers.insert("x-amz-meta-plain", http::HeaderValue::from_static("a"));
         headers.insert(
+            http::header::CONTENT_DISPOSITION,
+            http::HeaderValue::from_bytes(b"attachment; filename=\"M\xfcller.png\"").unwrap(),
+        );
+        headers.insert(
+            "x-other",
+            http::HeaderValue::from_bytes("Müller".as_bytes()).unwrap(),
+        );
+        headers.insert(
             "x-ms-meta-latin",
             http::HeaderValue::from_bytes(b"Dr. M\xfcller").unwrap(),
         );
@@ -331,6 +355,13 @@ mod tests {
         let latin = headers["x-ms-meta-latin"].to_str().unwrap();
         assert_eq!(decode_value(latin), "Dr. Müller");
         assert_eq!(headers["x-amz-meta-plain"], "a");
+        let disposition = headers[http::header::CONTENT_DISPOSITION].to_str().unwrap();
+        assert_eq!(
+            decode_value(disposition),
+            "attachment; filename=\"Müller.png\""
+        );
+        // Headers object_store does not read stay as they came.
+        assert_eq!(headers["x-other"].as_bytes(), "Müller".as_bytes());
     }
 
     /// Local disk holds metadata in one JSON document in an extended attribute, which

@@ -5,9 +5,10 @@
 //! that sends without end would hold it until the request times out: a few gigabytes in
 //! 30 seconds. Every such body is read here first, within a bound, and handed on as bytes:
 //!
-//! - a success answer, at most [`ANSWER_LIMIT`] (32 MiB): the largest page a service sends
-//!   is Azure's 5000 blobs of a listing (a 1 KiB name and about 1 KiB of properties
-//!   each, some 10 MiB); S3 and GCS send 1000 keys a page; the other answers are a few KiB;
+//! - a success answer, at most [`ANSWER_LIMIT`] (32 MiB): the largest is a listing page of
+//!   1000 entries (S3's and GCS's pages; maskstore asks Azure for 1000, not its default
+//!   5000), each at most some 10 KiB (a 1024-character name escaped, its properties);
+//!   the other answers are a few KiB;
 //! - an error answer, at most [`REFUSAL_LIMIT`] (64 KiB): an error document is under
 //!   1 KiB, S3's `SignatureDoesNotMatch` with the canonical request in hex a few KiB.
 //!

@@ -37,15 +37,29 @@ use crate::Storage;
 pub(crate) struct MetadataRules {
     /// Which names it gives back as written.
     pub(crate) names: NameRule,
-    /// Values travel in HTTP headers: anything but visible ASCII is written as an
-    /// RFC 2047 encoded word.
-    pub(crate) header_values: bool,
+    /// Which values are written as an RFC 2047 encoded word.
+    pub(crate) values: ValueRule,
     /// Bytes of names and values in all, as stored, the checksum's included.
     pub(crate) max_total: usize,
     /// Names and values are stored as strings of one JSON document (local disk's extended
     /// attribute), so each counts as JSON escapes it: a `"` takes 2 bytes, a control
     /// character 6, and each entry its quotes, `:` and `,`.
     pub(crate) json_document: bool,
+}
+
+/// Which values a provider gives back as they were written; the others are written as
+/// one RFC 2047 encoded word, which every read decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ValueRule {
+    /// Values travel in HTTP headers both ways: visible ASCII and inner spaces (S3, Azure).
+    Header,
+    /// Values are written as UTF-8 (GCS's JSON API) but read from HTTP headers (its XML
+    /// API), which cannot carry control characters (a raw ESC makes the answer
+    /// unreadable, a line break comes back a space) or outer spaces: those are encoded,
+    /// other UTF-8 is kept as the GCS SDKs write it.
+    Utf8Header,
+    /// Any UTF-8 (local disk, memory).
+    Any,
 }
 
 /// Which metadata names a provider gives back as they were written.
@@ -91,7 +105,12 @@ impl MetadataRules {
 
     /// `value` as written to this provider.
     pub(crate) fn value<'a>(&self, value: &'a str) -> Cow<'a, str> {
-        if looks_encoded(value) || (self.header_values && !header_safe(value)) {
+        let unsafe_here = match self.values {
+            ValueRule::Header => !header_safe(value),
+            ValueRule::Utf8Header => value.chars().any(char::is_control) || value.trim() != value,
+            ValueRule::Any => false,
+        };
+        if unsafe_here || looks_encoded(value) {
             Cow::Owned(encode_word(value))
         } else {
             Cow::Borrowed(value)
@@ -307,12 +326,18 @@ mod tests {
             let written = crate::s3::METADATA.value(value);
             assert!(header_safe(&written) || written.is_empty(), "{written}");
             assert_eq!(decode_value(&written), value);
-            let raw = crate::gcs::METADATA.value(value);
-            assert_eq!(decode_value(&raw), value);
+            let gcs = crate::gcs::METADATA.value(value);
+            assert_eq!(decode_value(&gcs), value);
+            // What GCS's XML API sends back in a header: no control characters.
+            assert!(!gcs.chars().any(char::is_control), "{gcs:?}");
         }
-        // Plain values are written as they are; raw providers keep UTF-8.
+        // Plain values are written as they are; GCS keeps UTF-8 as its SDKs write it.
         assert_eq!(crate::s3::METADATA.value("plain"), "plain");
         assert_eq!(crate::gcs::METADATA.value("Dr. Müller"), "Dr. Müller");
+        assert_eq!(
+            crate::gcs::METADATA.value("a\u{1b}[2J"),
+            "=?UTF-8?B?YRtbMko=?="
+        );
     }
 
     #[test]

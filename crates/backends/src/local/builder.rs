@@ -107,7 +107,7 @@ pub(crate) fn connect(config: &Config, root: Root) -> Result<Built> {
             // writes it, leaving room for the content headers beside.
             metadata: crate::metadata::MetadataRules {
                 names: crate::metadata::NameRule::Any,
-                header_values: false,
+                values: crate::metadata::ValueRule::Any,
                 max_total: 3072,
                 json_document: true,
             },

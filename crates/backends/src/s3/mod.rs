@@ -11,7 +11,7 @@ pub(crate) mod policy;
 mod presign;
 mod uploads;
 
-use crate::metadata::{MetadataRules, NameRule};
+use crate::metadata::{MetadataRules, NameRule, ValueRule};
 pub(crate) use advice::PROFILE;
 pub(crate) use builder::build;
 pub(crate) use presign::Presigner;
@@ -29,7 +29,7 @@ use crate::storage::UrlSigner;
 /// back lowercase), 2 KiB in all (S3 user guide, "User-defined object metadata").
 pub(crate) const METADATA: MetadataRules = MetadataRules {
     names: NameRule::LowercaseToken,
-    header_values: true,
+    values: ValueRule::Header,
     max_total: 2048,
     json_document: false,
 };

@@ -120,7 +120,8 @@ impl Exchange {
     async fn answer(&self, mut response: HttpResponse) -> Result<HttpResponse, HttpError> {
         crate::metadata::repair_headers(response.headers_mut());
         match self.content(response.status()) {
-            Content::ObjectData | Content::Nothing => Ok(response),
+            Content::ObjectData => Ok(bounded::within_announced(self, response)),
+            Content::Nothing => Ok(response),
             content => bounded::read(self, response, content).await,
         }
     }

@@ -307,8 +307,20 @@ fn copy_options(to: &Storage, info: &ObjectInfo) -> (WriteOptions, Vec<LeftOut>)
     let mut carried = to.carry(&found, record);
     // The record is maskstore's, not the source's: no room for it is no loss to report.
     carried.left_out.retain(|left| left.name != SOURCE_ETAG);
+    let content_type = info.content_type.clone().filter(|ct| {
+        let holds = WriteOptions::content_type(ct.clone()).validate().is_ok();
+        if !holds {
+            carried.left_out.push(LeftOut {
+                name: "content-type".to_string(),
+                reason: "not printable ASCII, which no HTTP header carries; the copy has the \
+                         default content type"
+                    .to_string(),
+            });
+        }
+        holds
+    });
     let options = WriteOptions {
-        content_type: info.content_type.clone(),
+        content_type,
         carried: carried.kept,
         // The bytes are copied as stored (GCS reads never decompress them): so is the
         // encoding that says what they are.

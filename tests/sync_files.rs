@@ -756,3 +756,34 @@ async fn a_fifo_or_folder_at_a_source_key_is_not_found_without_waiting() {
         assert!(!to.exists(key).await.unwrap());
     }
 }
+
+/// A local file whose attribute record (another tool's, or restored from elsewhere) holds a
+/// content type no HTTP header can carry (`Müller`, an ESC): `sync` copies it without that
+/// content type, says so, and the second run copies nothing, instead of failing the object
+/// every run (which also blocked `--delete`).
+#[tokio::test]
+async fn a_found_content_type_no_header_can_carry_is_left_out_not_failing_the_copy() {
+    let Some(s3) = maskstore_testkit::servers::seaweedfs() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = format!("mask/ct-{:016x}/", rand::random::<u64>());
+    let prefix = maskstore::KeyPrefix::parse(prefix).unwrap();
+    let config = maskstore::Config::local(dir.path().join("data")).with_prefix(prefix.clone());
+    let local = Storage::connect(&config).unwrap();
+    let key = local.key("a.png").unwrap();
+    local.put(&key, "mask").await.unwrap();
+    let record = r#"{"content_type":"image/png; name=\"Müller\u001b[2J\"","metadata":{"k":"v"}}"#;
+    let file = dir.path().join("data").join(key.as_str());
+    xattr::set(&file, "user.maskstore.attributes", record.as_bytes()).unwrap();
+    let to = Storage::connect(&s3.config().with_prefix(prefix.clone())).unwrap();
+    let copied = maskstore::sync::copy(&local, &to, &key).await.unwrap();
+    let left: Vec<&str> = copied.left_out.iter().map(|l| l.name.as_str()).collect();
+    assert_eq!(left, ["content-type"]);
+    let read = to.head(&key).await.unwrap();
+    assert_eq!(read.metadata.get("k").map(String::as_str), Some("v"));
+    let again = maskstore::sync::plan(&local, &to, prefix.as_str(), false)
+        .await
+        .unwrap();
+    assert_eq!((again.to_copy.len(), again.failed.len()), (0, 0));
+}

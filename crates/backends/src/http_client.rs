@@ -135,7 +135,8 @@ impl Exchange {
     async fn answer(&self, mut response: HttpResponse) -> Result<HttpResponse, HttpError> {
         crate::metadata::repair_headers(response.headers_mut());
         match self.content(response.status()) {
-            Content::ObjectData | Content::Nothing => Ok(response),
+            Content::ObjectData => Ok(bounded::within_announced(self, response)),
+            Content::Nothing => Ok(response),
             content => bounded::read(self, response, content).await,
         }
     }
@@ -197,10 +198,17 @@ impl Exchange {
                     || k.starts_with("response-")
                     || signed(k)
             }),
-            // Everything else in an Azure query is a SAS token's or a version's.
-            Wire::Azure => !query.iter().any(|(k, _)| k == "comp" || k == "restype"),
-            // The JSON API reads an object's bytes with `alt=media` only.
-            Wire::Gcs if self.uri.path().contains("/storage/v1/") => {
+            // Everything else in a Blob service query is a SAS token's or a version's;
+            // `api-version` and `resource` are a managed identity's token request, which
+            // object_store sends wherever IDENTITY_ENDPOINT points (App Service: localhost).
+            Wire::Azure => !query.iter().any(|(k, _)| {
+                matches!(k.as_str(), "comp" | "restype" | "api-version" | "resource")
+            }),
+            // The JSON API reads an object's bytes with `alt=media` only. Its paths begin
+            // `/storage/v1/b/`; an XML API path begins with the bucket, and a key may hold
+            // `/storage/v1/` anywhere (a bucket named `storage` with keys under `v1/b/`
+            // would read as the JSON API, bounded).
+            Wire::Gcs if json_api(self.uri.path()) => {
                 query.iter().any(|(k, v)| k == "alt" && v == "media")
             }
             Wire::Gcs => query
@@ -208,6 +216,11 @@ impl Exchange {
                 .all(|(k, _)| matches!(k.as_str(), "generation" | "userProject") || signed(k)),
         }
     }
+}
+
+/// Whether `path` is one of GCS's JSON API (its media downloads included).
+fn json_api(path: &str) -> bool {
+    path.starts_with("/storage/v1/b/") || path.starts_with("/download/storage/v1/b/")
 }
 
 /// Whether `uri` is a cloud's instance metadata service (AWS, Azure and Google Cloud

@@ -53,8 +53,9 @@ pub(crate) fn connect(config: &Config) -> Built {
             // over memory meet the limit its production store does.
             metadata: crate::metadata::MetadataRules {
                 names: crate::metadata::NameRule::Any,
-                header_values: false,
+                values: crate::metadata::ValueRule::Any,
                 max_total: 2048,
+                json_document: false,
             },
         },
         extras: Extras::default(),

@@ -37,11 +37,29 @@ use crate::Storage;
 pub(crate) struct MetadataRules {
     /// Which names it gives back as written.
     pub(crate) names: NameRule,
-    /// Values travel in HTTP headers: anything but visible ASCII is written as an
-    /// RFC 2047 encoded word.
-    pub(crate) header_values: bool,
+    /// Which values are written as an RFC 2047 encoded word.
+    pub(crate) values: ValueRule,
     /// Bytes of names and values in all, as stored, the checksum's included.
     pub(crate) max_total: usize,
+    /// Names and values are stored as strings of one JSON document (local disk's extended
+    /// attribute), so each counts as JSON escapes it: a `"` takes 2 bytes, a control
+    /// character 6, and each entry its quotes, `:` and `,`.
+    pub(crate) json_document: bool,
+}
+
+/// Which values a provider gives back as they were written; the others are written as
+/// one RFC 2047 encoded word, which every read decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ValueRule {
+    /// Values travel in HTTP headers both ways: visible ASCII and inner spaces (S3, Azure).
+    Header,
+    /// Values are written as UTF-8 (GCS's JSON API) but read from HTTP headers (its XML
+    /// API), which cannot carry control characters (a raw ESC makes the answer
+    /// unreadable, a line break comes back a space) or outer spaces: those are encoded,
+    /// other UTF-8 is kept as the GCS SDKs write it.
+    Utf8Header,
+    /// Any UTF-8 (local disk, memory).
+    Any,
 }
 
 /// Which metadata names a provider gives back as they were written.
@@ -74,21 +92,35 @@ impl MetadataRules {
 
     /// Bytes `name = value` takes as stored.
     fn stored_len(&self, name: &str, value: &str) -> usize {
+        let value = self.value(value);
+        if self.json_document {
+            return json_len(name) + json_len(&value) + 2;
+        }
         let name = match self.names {
             NameRule::Azure => crate::azure::stored_name(name).len(),
             _ => name.len(),
         };
-        name + self.value(value).len()
+        name + value.len()
     }
 
     /// `value` as written to this provider.
     pub(crate) fn value<'a>(&self, value: &'a str) -> Cow<'a, str> {
-        if looks_encoded(value) || (self.header_values && !header_safe(value)) {
+        let unsafe_here = match self.values {
+            ValueRule::Header => !header_safe(value),
+            ValueRule::Utf8Header => value.chars().any(char::is_control) || value.trim() != value,
+            ValueRule::Any => false,
+        };
+        if unsafe_here || looks_encoded(value) {
             Cow::Owned(encode_word(value))
         } else {
             Cow::Borrowed(value)
         }
     }
+}
+
+/// Bytes of `text` as a JSON string, quotes included.
+fn json_len(text: &str) -> usize {
+    serde_json::to_string(text).map_or(text.len() * 6 + 2, |json| json.len())
 }
 
 fn is_lowercase_token(c: char) -> bool {
@@ -169,16 +201,32 @@ fn decode_q(text: &str, out: &mut Vec<u8>) -> Option<()> {
 /// The metadata header prefixes of the three clouds' answers.
 const HEADER_PREFIXES: [&str; 3] = ["x-amz-meta-", "x-ms-meta-", "x-goog-meta-"];
 
-/// Rewrites each metadata header of an answer whose value an HTTP header cannot hold
-/// (raw UTF-8, control characters) into an RFC 2047 encoded word of its text, which
-/// reads decode: object_store fails a whole read on such a header. The bytes are read
-/// as UTF-8 when they are UTF-8, else as ISO-8859-1, HTTP's historical charset for
-/// header values (Python's `http.client`, under the Azure SDK, sends `ü` as the byte
-/// 0xFC, and Azurite returns it so).
+/// The content headers object_store reads into an object's attributes, failing the whole
+/// read or HEAD when one is not visible ASCII: another tool's `Content-Disposition:
+/// attachment; filename="Müller.png"` (boto3 and the Azure SDK send it as ISO-8859-1,
+/// the GCS SDK stores it through the JSON API) would make the object unreadable.
+const CONTENT_HEADERS: [http::HeaderName; 5] = [
+    http::header::CACHE_CONTROL,
+    http::header::CONTENT_DISPOSITION,
+    http::header::CONTENT_ENCODING,
+    http::header::CONTENT_LANGUAGE,
+    http::header::CONTENT_TYPE,
+];
+
+/// Rewrites each metadata or content header of an answer whose value an HTTP header
+/// cannot hold (raw UTF-8, control characters) into an RFC 2047 encoded word of its
+/// text, which metadata reads decode (a content header keeps the encoded word, which is
+/// what maskstore can write back): object_store fails a whole read on such a header. The
+/// bytes are read as UTF-8 when they are UTF-8, else as ISO-8859-1, HTTP's historical
+/// charset for header values (Python's `http.client`, under the Azure SDK and boto3,
+/// sends `ü` as the byte 0xFC, and Azurite returns it so).
 pub(crate) fn repair_headers(headers: &mut http::HeaderMap) {
     let broken: Vec<(http::HeaderName, String)> = headers
         .iter()
-        .filter(|(name, _)| HEADER_PREFIXES.iter().any(|p| name.as_str().starts_with(p)))
+        .filter(|(name, _)| {
+            CONTENT_HEADERS.contains(name)
+                || HEADER_PREFIXES.iter().any(|p| name.as_str().starts_with(p))
+        })
         .filter(|(_, value)| value.to_str().is_err())
         .map(|(name, value)| {
             let text = match std::str::from_utf8(value.as_bytes()) {
@@ -278,12 +326,18 @@ mod tests {
             let written = crate::s3::METADATA.value(value);
             assert!(header_safe(&written) || written.is_empty(), "{written}");
             assert_eq!(decode_value(&written), value);
-            let raw = crate::gcs::METADATA.value(value);
-            assert_eq!(decode_value(&raw), value);
+            let gcs = crate::gcs::METADATA.value(value);
+            assert_eq!(decode_value(&gcs), value);
+            // What GCS's XML API sends back in a header: no control characters.
+            assert!(!gcs.chars().any(char::is_control), "{gcs:?}");
         }
-        // Plain values are written as they are; raw providers keep UTF-8.
+        // Plain values are written as they are; GCS keeps UTF-8 as its SDKs write it.
         assert_eq!(crate::s3::METADATA.value("plain"), "plain");
         assert_eq!(crate::gcs::METADATA.value("Dr. Müller"), "Dr. Müller");
+        assert_eq!(
+            crate::gcs::METADATA.value("a\u{1b}[2J"),
+            "=?UTF-8?B?YRtbMko=?="
+        );
     }
 
     #[test]
@@ -309,6 +363,14 @@ mod tests {
         );
         headers.insert("x-amz-meta-plain", http::HeaderValue::from_static("a"));
         headers.insert(
+            http::header::CONTENT_DISPOSITION,
+            http::HeaderValue::from_bytes(b"attachment; filename=\"M\xfcller.png\"").unwrap(),
+        );
+        headers.insert(
+            "x-other",
+            http::HeaderValue::from_bytes("Müller".as_bytes()).unwrap(),
+        );
+        headers.insert(
             "x-ms-meta-latin",
             http::HeaderValue::from_bytes(b"Dr. M\xfcller").unwrap(),
         );
@@ -318,6 +380,51 @@ mod tests {
         let latin = headers["x-ms-meta-latin"].to_str().unwrap();
         assert_eq!(decode_value(latin), "Dr. Müller");
         assert_eq!(headers["x-amz-meta-plain"], "a");
+        let disposition = headers[http::header::CONTENT_DISPOSITION].to_str().unwrap();
+        assert_eq!(
+            decode_value(disposition),
+            "attachment; filename=\"Müller.png\""
+        );
+        // Headers object_store does not read stay as they came.
+        assert_eq!(headers["x-other"].as_bytes(), "Müller".as_bytes());
+    }
+
+    /// Local disk holds metadata in one JSON document in an extended attribute, which
+    /// ext4 caps near 4 KiB: a value JSON escapes longer (quotes of a JSON value another
+    /// tool stored, control characters) counts as escaped, so that what is kept fits and
+    /// the copy is made, without what does not.
+    #[tokio::test]
+    async fn local_counts_metadata_as_its_json_document_holds_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = maskstore_core::Config::local(dir.path().join("data"));
+        let local = Storage::connect(&config).unwrap();
+        let quotes = "\"".repeat(2000);
+        let controls = "\u{1}".repeat(1000);
+        let plain = "n".repeat(2800);
+        for (name, value, kept) in [
+            ("quotes", &quotes, false),
+            ("controls", &controls, false),
+            ("plain", &plain, true),
+        ] {
+            let found = found(&[(name, value)]);
+            let carried = local.carry(&found, Some(("record", "\"0123456789abcdef-12\"")));
+            assert_eq!(carried.kept.contains_key(name), kept, "{name}");
+            assert_eq!(
+                names(&carried.left_out),
+                if kept { vec![] } else { vec![name] }
+            );
+            let options = crate::WriteOptions {
+                content_type: Some("application/dicom".to_string()),
+                carried: carried.kept,
+                ..Default::default()
+            };
+            let key = local.key(&format!("{name}.bin")).unwrap();
+            local.put_with(&key, "mask", &options).await.unwrap();
+            assert_eq!(
+                local.head(&key).await.unwrap().metadata.contains_key(name),
+                kept
+            );
+        }
     }
 
     fn found(entries: &[(&str, &str)]) -> BTreeMap<String, String> {

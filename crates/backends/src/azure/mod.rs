@@ -27,7 +27,7 @@ use object_store::azure::{MicrosoftAzure, MicrosoftAzureBuilder};
 use object_store::path::Path;
 use object_store::signer::{Method, Signer};
 
-use crate::metadata::{MetadataRules, NameRule};
+use crate::metadata::{MetadataRules, NameRule, ValueRule};
 use crate::providers::{Backend, Built, Declared, Extras};
 use crate::service_urls::{ServiceSigner, ServiceUrl};
 use crate::signing::{SignOptions, SignedMethod};
@@ -38,8 +38,9 @@ use crate::{Error, Result};
 /// headers, 8 KiB in all (Set Blob Metadata).
 pub(crate) const METADATA: MetadataRules = MetadataRules {
     names: NameRule::Azure,
-    header_values: true,
+    values: ValueRule::Header,
     max_total: 8192,
+    json_document: false,
 };
 
 /// The blob type header every Put Blob request must carry, a SAS upload included.

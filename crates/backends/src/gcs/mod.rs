@@ -32,7 +32,7 @@ use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder};
 use object_store::path::Path;
 use object_store::signer::{HeaderMap, HeaderValue, Method, SignedUrlOptions, Signer};
 
-use crate::metadata::{MetadataRules, NameRule};
+use crate::metadata::{MetadataRules, NameRule, ValueRule};
 use crate::providers::{Backend, Built, Declared, Extras};
 use crate::service_urls::{ServiceSigner, ServiceUrl};
 use crate::signing::{SignOptions, SignedMethod};
@@ -40,15 +40,17 @@ use crate::storage::UrlSigner;
 use crate::{Error, Result};
 
 /// What GCS keeps of user metadata as maskstore reads it: names as the XML API's headers
-/// give them back (lowercase), any UTF-8 value (written through the JSON API, as the GCS
-/// SDKs write it), 8 KiB in all (Cloud Storage quotas, "custom metadata"). GCS's "Object
+/// give them back (lowercase), UTF-8 values (written through the JSON API, as the GCS
+/// SDKs write it; control characters and outer spaces, which the XML API's headers cannot
+/// give back, as an encoded word), 8 KiB in all (Cloud Storage quotas, "custom metadata"). GCS's "Object
 /// metadata" page advises against non-ASCII because the XML API's headers cannot carry
 /// it and does not say how such a value is sent back there; whatever comes, raw bytes
 /// or encoded words, reads (see [`crate::metadata`]).
 pub(crate) const METADATA: MetadataRules = MetadataRules {
     names: NameRule::LowercaseToken,
-    header_values: false,
+    values: ValueRule::Utf8Header,
     max_total: 8192,
+    json_document: false,
 };
 
 /// The `gcs` provider as the facade takes it: V4 URLs the service verifies (binding the

@@ -5,14 +5,20 @@
 //! that sends without end would hold it until the request times out: a few gigabytes in
 //! 30 seconds. Every such body is read here first, within a bound, and handed on as bytes:
 //!
-//! - a success answer, at most [`ANSWER_LIMIT`] (32 MiB): the largest page a service sends
-//!   is Azure's 5000 blobs of a listing (a 1 KiB name and about 1 KiB of properties
-//!   each, some 10 MiB); S3 and GCS send 1000 keys a page; the other answers are a few KiB;
+//! - a success answer, at most [`ANSWER_LIMIT`] (32 MiB): the largest is a listing page of
+//!   1000 entries (S3's and GCS's pages; maskstore asks Azure for 1000, not its default
+//!   5000), each at most some 10 KiB (a 1024-character name escaped, its properties);
+//!   the other answers are a few KiB;
 //! - an error answer, at most [`REFUSAL_LIMIT`] (64 KiB): an error document is under
 //!   1 KiB, S3's `SignatureDoesNotMatch` with the canonical request in hex a few KiB.
 //!
 //! Object data (the success of a GET of an object) passes as it streams, and so does the
-//! answer to a HEAD, which has no body whatever length its headers give.
+//! answer to a HEAD, which has no body whatever length its headers give. Object data is
+//! held to the length its `Content-Length` announces ([`within_announced`]): the HTTP
+//! client reads a body framed by `Transfer-Encoding: chunked` to its end even when a
+//! `Content-Length` beside it says otherwise, and object_store takes the object's size
+//! from that header, so a server could announce a 4-byte object and send gigabytes into
+//! a read that collects the object in memory.
 //!
 //! Reading past the bound ends the exchange with a [`Misanswer`] that names the endpoint
 //! (scheme, host, port and path: never the query, which holds a SAS token or a signature)
@@ -85,6 +91,8 @@ pub(crate) enum Problem {
     },
     /// A success status with an `<Error>` document.
     Refusal(Answer),
+    /// Object data went on past the length its `Content-Length` announced.
+    PastAnnounced { status: StatusCode, announced: u64 },
     /// A listing answered with another document (its root element, or none).
     NotAListing {
         expected: &'static str,
@@ -112,6 +120,11 @@ impl std::fmt::Display for Misanswer {
                  such an answer; it stopped reading there",
                 size(*limit)
             ),
+            Problem::PastAnnounced { status, announced } => write!(
+                f,
+                "{request} answered {status} announcing {announced} bytes of object data and \
+                 sent more; maskstore stopped reading there"
+            ),
             Problem::Refusal(answer) => write!(
                 f,
                 "{request} answered a success status carrying an error document: {}",
@@ -135,7 +148,9 @@ impl std::error::Error for Misanswer {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match &self.problem {
             Problem::Refusal(answer) => Some(answer),
-            Problem::TooLong { .. } | Problem::NotAListing { .. } => None,
+            Problem::TooLong { .. }
+            | Problem::PastAnnounced { .. }
+            | Problem::NotAListing { .. } => None,
         }
     }
 }
@@ -184,6 +199,73 @@ pub(crate) async fn read(
     };
     check(exchange, &bytes, content)?;
     Ok(HttpResponse::from_parts(parts, bytes.into()))
+}
+
+/// Object data as it streams, ending in an error once it goes past the length its
+/// `Content-Length` announced (a body framed otherwise, see the module's docs).
+pub(crate) fn within_announced(exchange: &Exchange, response: HttpResponse) -> HttpResponse {
+    let announced = response
+        .headers()
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let Some(announced) = announced else {
+        return response;
+    };
+    let (parts, body) = response.into_parts();
+    let past = misanswer(
+        exchange,
+        Problem::PastAnnounced {
+            status: parts.status,
+            announced,
+        },
+        HttpErrorKind::Decode,
+    );
+    let body = Announced {
+        body,
+        left: announced,
+        past: Some(past),
+    };
+    HttpResponse::from_parts(parts, HttpResponseBody::new(body))
+}
+
+/// A body that fails once it sends more than `left` more bytes.
+struct Announced {
+    body: HttpResponseBody,
+    left: u64,
+    /// The error to end with, once.
+    past: Option<HttpError>,
+}
+
+impl http_body::Body for Announced {
+    type Data = Bytes;
+    type Error = HttpError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, HttpError>>> {
+        if self.past.is_none() {
+            return std::task::Poll::Ready(None);
+        }
+        let frame = std::task::ready!(std::pin::Pin::new(&mut self.body).poll_frame(cx));
+        if let Some(Ok(data)) = frame.as_ref().map(|f| f.as_ref().map(|f| f.data_ref())) {
+            let length = data.map_or(0, |d| d.len() as u64);
+            if length > self.left {
+                return std::task::Poll::Ready(self.past.take().map(Err));
+            }
+            self.left -= length;
+        }
+        std::task::Poll::Ready(frame)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.past.is_none() || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::Body::size_hint(&self.body)
+    }
 }
 
 /// The whole body, or `None` once it goes past `limit` (read no further).
@@ -435,6 +517,19 @@ mod tests {
                 "https://storage.googleapis.com/storage/v1/b/b/o/mask%2Fa",
                 Content::Answer,
             ),
+            // An XML API key that merely holds `/storage/v1/` is an object like any other.
+            (
+                Wire::Gcs,
+                Method::GET,
+                "https://storage.googleapis.com/b/mask/storage/v1/scan.png",
+                Content::ObjectData,
+            ),
+            (
+                Wire::Gcs,
+                Method::GET,
+                "http://127.0.0.1:4443/b/mask/studies/storage/v1/b/x/o/y",
+                Content::ObjectData,
+            ),
             (
                 Wire::Gcs,
                 Method::GET,
@@ -457,6 +552,20 @@ mod tests {
                 Wire::Azure,
                 Method::GET,
                 "http://169.254.169.254/metadata/identity/oauth2/token?api-version=1",
+                Content::Answer,
+            ),
+            // Managed identity elsewhere than the IMDS address (IDENTITY_ENDPOINT, which
+            // object_store reads: App Service and Functions, Azure Arc) answers tokens too.
+            (
+                Wire::Azure,
+                Method::GET,
+                "http://localhost:4141/MSI/token?api-version=2019-08-01&resource=https%3A%2F%2Fstorage.azure.com",
+                Content::Answer,
+            ),
+            (
+                Wire::Azure,
+                Method::GET,
+                "http://127.0.0.1:40342/metadata/identity/oauth2/token?api-version=2019-08-01&resource=r",
                 Content::Answer,
             ),
         ];
@@ -520,6 +629,42 @@ mod tests {
         let busy = "<Error><Code>SlowDown</Code></Error>";
         let e = answered(&copy, 200, busy.to_string()).await.unwrap_err();
         assert_eq!(e.kind(), HttpErrorKind::Interrupted);
+    }
+
+    /// A server announcing a 4-byte object and sending a body framed otherwise (with
+    /// `Transfer-Encoding: chunked` beside the `Content-Length`, the HTTP client reads it
+    /// to its end, measured with reqwest): the read ends past the 4 bytes, naming the
+    /// endpoint; what keeps its word reads whole.
+    #[tokio::test]
+    async fn object_data_ends_past_its_announced_length() {
+        let get = exchange(
+            Wire::S3,
+            http::Method::GET,
+            "http://s3.example/b/mask/a.png",
+        );
+        let announced = async |body: HttpResponseBody| {
+            let response = http::Response::builder()
+                .status(200)
+                .header("content-length", "4")
+                .body(body)
+                .unwrap();
+            get.answer(response).await.unwrap().into_body()
+        };
+        let more = futures::stream::iter((0..64).map(|_| {
+            Ok::<_, HttpError>(http_body::Frame::data(Bytes::from_static(&[b'x'; 65536])))
+        }));
+        let body = announced(HttpResponseBody::new(http_body_util::StreamBody::new(more))).await;
+        let Err(e) = body.bytes().await else {
+            panic!("4 MiB read where 4 bytes were announced");
+        };
+        let text = misanswer_of(&e).to_string();
+        assert!(
+            text.contains("GET http://s3.example/b/mask/a.png answered 200 OK announcing 4 bytes"),
+            "{text}"
+        );
+        assert_eq!(e.kind(), HttpErrorKind::Decode, "never retried");
+        let kept = announced(HttpResponseBody::from(Bytes::from_static(b"mask"))).await;
+        assert_eq!(kept.bytes().await.unwrap(), "mask");
     }
 
     #[tokio::test]

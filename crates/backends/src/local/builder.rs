@@ -102,12 +102,14 @@ pub(crate) fn connect(config: &Config, root: Root) -> Result<Built> {
                 min_part: MIN_UPLOAD_PART_SIZE,
                 max_part: UPLOAD_PART_SIZE,
             },
-            // One extended attribute per object, which ext4 caps near 4 KiB for all of an
-            // object's attributes together.
+            // One extended attribute per object, a JSON document, which ext4 caps near
+            // 4 KiB for all of an object's attributes together: metadata counts as JSON
+            // writes it, leaving room for the content headers beside.
             metadata: crate::metadata::MetadataRules {
                 names: crate::metadata::NameRule::Any,
-                header_values: false,
+                values: crate::metadata::ValueRule::Any,
                 max_total: 3072,
+                json_document: true,
             },
         },
         extras: Extras {

@@ -13,7 +13,7 @@ pub(crate) mod policy;
 mod presign;
 mod uploads;
 
-use crate::metadata::{MetadataRules, NameRule};
+use crate::metadata::{MetadataRules, NameRule, ValueRule};
 pub(crate) use advice::PROFILE;
 pub(crate) use builder::build;
 pub(crate) use presign::Presigner;
@@ -31,8 +31,9 @@ use crate::storage::UrlSigner;
 /// back lowercase), 2 KiB in all (S3 user guide, "User-defined object metadata").
 pub(crate) const METADATA: MetadataRules = MetadataRules {
     names: NameRule::LowercaseToken,
-    header_values: true,
+    values: ValueRule::Header,
     max_total: 2048,
+    json_document: false,
 };
 
 /// The `s3` provider as the facade takes it: SigV4 URLs of its own, MD5 etags, incomplete

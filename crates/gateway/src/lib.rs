@@ -49,12 +49,17 @@ mod objects;
 mod reply;
 mod routers;
 mod server;
+mod shares;
 
 pub use crate::metrics::{
-    GATEWAY_REQUEST_DURATION, GATEWAY_REQUESTS_TOTAL, REQUEST_RATE, install_prometheus,
+    GATEWAY_REFUSED_TOTAL, GATEWAY_REQUEST_DURATION, GATEWAY_REQUESTS_TOTAL, REQUEST_RATE,
+    install_prometheus,
 };
 pub use limits::Limits;
-pub use objects::{CONTENT_SECURITY_POLICY, UPLOAD_BUFFER_PART_SIZE};
+pub use objects::{
+    CONDITIONAL_UPLOAD_BUDGET, CONTENT_SECURITY_POLICY, DOWNLOAD_MEMORY_BUDGET,
+    UPLOAD_BUFFER_PART_SIZE,
+};
 pub use routers::{admin_router, objects_router, router, router_with_limits, router_with_metrics};
 pub use server::{serve, serve_with_limits, shutdown_signal};
 

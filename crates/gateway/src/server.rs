@@ -8,7 +8,12 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -16,6 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
+use crate::reply::Unsigned;
+use crate::shares::ClientShares;
 use crate::{GatewayError, Limits};
 
 /// The most a connection's read buffer grows to: a request head must fit, so this bounds
@@ -49,21 +56,26 @@ pub async fn serve_with_limits(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let per_client = ClientShares::new(limits.max_connections_per_client);
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout)
         .max_buf_size(MAX_CONNECTION_BUFFER)
+        // A client that shuts its write side after sending (HTTP/1.0 tools, some proxies)
+        // still gets its answer: otherwise hyper takes the EOF for an abort, and a PUT's
+        // client could not know whether it happened.
+        .half_close(true)
         .keep_alive(true);
     let mut tasks = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of descriptors, or a connection reset before it was accepted:
                     // wait a moment rather than spin, and keep serving.
@@ -73,16 +85,30 @@ pub async fn serve_with_limits(
                 }
             },
         };
+        // A reverse proxy we trust carries many clients' connections: its share is the
+        // whole cap, and its clients' uploads are shared by their forwarded address.
+        let share = if limits.trusted_proxies.contains(&peer.ip()) {
+            None
+        } else {
+            match per_client.take(peer.ip()) {
+                Some(share) => Some(share),
+                None => {
+                    refuse(stream, CLIENT_BUSY, Unsigned::ClientShare);
+                    continue;
+                }
+            }
+        };
         let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            refuse(stream);
+            refuse(stream, BUSY, Unsigned::Connections);
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(StallGuard::new(stream, limits.body_idle_timeout));
-        let connection = builder.serve_connection(io, TowerToHyperService::new(router.clone()));
+        let io = TokioIo::new(StallGuard::new(stream, limits));
+        let service = with_peer(router.clone(), peer);
+        let connection = builder.serve_connection(io, TowerToHyperService::new(service));
         let mut stop = stop_rx.clone();
         tasks.spawn(async move {
-            let _permit = permit;
+            let _held = (permit, share);
             let mut connection = std::pin::pin!(connection);
             tokio::select! {
                 result = connection.as_mut() => {
@@ -138,29 +164,51 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight within gateway.shutdown_grace");
 }
 
+/// What a client holding its share of connections is told before the excess is closed.
+const CLIENT_BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: 76\r\n\r\nthis client holds its share of the gateway's connections; try again shortly\n";
+
 /// Answers an excess connection 503 without reading it and closes it: no task, no timer.
-fn refuse(stream: TcpStream) {
+fn refuse(stream: TcpStream, answer: &[u8], why: Unsigned) {
     // A fresh socket's send buffer takes this at once; if not, closing is answer enough.
-    let _ = stream.try_write(BUSY);
-    tracing::debug!("refused a connection above gateway.max_connections");
+    let _ = stream.try_write(answer);
+    metrics::counter!(crate::GATEWAY_REFUSED_TOTAL, "reason" => why.label()).increment(1);
+    tracing::debug!(reason = why.label(), "refused a connection");
+}
+
+/// `router` with the connection's peer address in every request's extensions, as axum's
+/// `ConnectInfo` (where [`crate::shares::client_of`] finds it).
+fn with_peer(
+    router: Router,
+    peer: SocketAddr,
+) -> tower::util::MapRequest<Router, impl Fn(Request<Incoming>) -> Request<Incoming> + Clone> {
+    tower::util::MapRequest::new(router, move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        request
+    })
 }
 
 /// A connection whose writes fail once they made no progress for `idle`: a client that
 /// stops reading a response does not hold its connection forever. Reads are left to the
 /// header timeout and the upload idle timeout (hyper reads while a response is written, to
 /// notice a closed connection, so a read timer would cut slow downloads).
+///
+/// Until the connection's first byte arrives, its reads fail after
+/// `limits.first_byte_timeout`: a connection opened and left silent is let go well before
+/// the header timeout a slow but sending client gets.
 struct StallGuard {
     inner: TcpStream,
     idle: Duration,
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    first_byte: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl StallGuard {
-    fn new(inner: TcpStream, idle: Duration) -> Self {
+    fn new(inner: TcpStream, limits: &Limits) -> Self {
         StallGuard {
             inner,
-            idle,
+            idle: limits.body_idle_timeout,
             stalled: None,
+            first_byte: Some(Box::pin(tokio::time::sleep(limits.first_byte_timeout))),
         }
     }
 
@@ -197,7 +245,25 @@ impl AsyncRead for StallGuard {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let Some(timer) = self.first_byte.as_mut() else {
+            return poll;
+        };
+        match poll {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                self.first_byte = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => match timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client sent nothing for gateway.first_byte_timeout",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+            other => other,
+        }
     }
 }
 

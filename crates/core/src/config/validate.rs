@@ -399,7 +399,7 @@ fn validate_gateway_limits(config: &Config) -> Result<(), Error> {
             return Err(refuse(
                 config,
                 key,
-                format!("{value} is more than {} ({bound})", bound_key.name()),
+                format!("{value} is above {} ({bound})", bound_key.name()),
                 format!("give at most {bound}"),
             ));
         }

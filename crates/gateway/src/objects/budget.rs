@@ -30,6 +30,8 @@ const UNIT: u64 = 1024;
 #[derive(Debug, Clone)]
 pub(crate) struct MemoryBudget {
     permits: Arc<Semaphore>,
+    /// How long a request waits for room ([`BUDGET_WAIT`]).
+    wait: Duration,
 }
 
 /// The download memory budget of a router.
@@ -47,6 +49,7 @@ impl MemoryBudget {
     pub(crate) fn new(bytes: u64) -> MemoryBudget {
         MemoryBudget {
             permits: Arc::new(Semaphore::new(units(bytes))),
+            wait: BUDGET_WAIT,
         }
     }
 
@@ -64,7 +67,7 @@ impl MemoryBudget {
         let wanted = units(bytes.max(1));
         let wanted = u32::try_from(wanted).unwrap_or(u32::MAX);
         let acquire = Arc::clone(&self.permits).acquire_many_owned(wanted);
-        match tokio::time::timeout(BUDGET_WAIT, acquire).await {
+        match tokio::time::timeout(self.wait, acquire).await {
             Ok(Ok(permit)) => Ok(permit),
             _ => {
                 let mut response = reply(
@@ -84,9 +87,12 @@ impl MemoryBudget {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
+    #[tokio::test]
     async fn downloads_beyond_the_budget_wait_and_are_refused() {
-        let budget = download_budget();
+        let budget = MemoryBudget {
+            wait: Duration::from_millis(10),
+            ..download_budget()
+        };
         let held = DOWNLOAD_MEMORY_BUDGET / MAX_HELD_PER_DOWNLOAD;
         let mut permits = Vec::new();
         for _ in 0..held {

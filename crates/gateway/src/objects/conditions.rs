@@ -148,6 +148,11 @@ impl Asked {
         }
     }
 
+    /// Whether a usable range was asked for.
+    pub(super) fn has_range(&self) -> bool {
+        self.range.is_some()
+    }
+
     /// RFC 9110 §13.2.2: `If-Match` first (strong), then `If-None-Match` (weak).
     pub(super) fn verdict(&self, info: &ObjectInfo) -> Verdict {
         let current = info.etag.as_deref().map(EntityTag::of_store);

@@ -17,11 +17,15 @@ use tokio::time::Instant;
 
 use super::conditions::{Asked, Span, Verdict};
 use super::headers::{describe, set};
-use crate::reply::{error_reply, reply};
+use crate::reply::{error_reply, refuse, reply};
 use crate::routers::Gateway;
 
 /// GET (`deadline` set) and HEAD: the object as the conditions and the range ask. A GET's
 /// body stops with an error once `deadline` passes.
+///
+/// A GET without Range is one read, its conditions judged on what the read found. A
+/// ranged GET and a HEAD ask for the object's description first: a range is resolved
+/// against the size, and `If-Range` decides between the range and the whole object.
 pub(super) async fn download(
     gateway: &Gateway,
     grant: &Grant,
@@ -29,21 +33,63 @@ pub(super) async fn download(
     deadline: Option<Instant>,
 ) -> Response {
     let asked = Asked::from_headers(headers);
+    match deadline {
+        Some(deadline) if !asked.has_range() => whole(gateway, grant, &asked, deadline).await,
+        _ => described_first(gateway, grant, &asked, deadline).await,
+    }
+}
+
+/// A GET without Range: one verified read of the whole object.
+async fn whole(gateway: &Gateway, grant: &Grant, asked: &Asked, deadline: Instant) -> Response {
+    let object = match gateway
+        .storage
+        .read_stream(&grant.key, ReadOptions::default())
+        .await
+    {
+        Ok(object) => object,
+        Err(e) => return error_reply(&e),
+    };
+    if let Some(answer) = judged(asked, &object.info) {
+        return answer;
+    }
+    let permit = match gateway.downloads.reserve_download(object.info.size).await {
+        Ok(permit) => permit,
+        Err(busy) => return *busy,
+    };
+    match respond(object, &Span::Whole, permit, deadline).await {
+        Ok(response) => response,
+        Err(e) => error_reply(&e),
+    }
+}
+
+/// The answer the conditions give before any body: 412, 304, or `None` to go on.
+fn judged(asked: &Asked, info: &ObjectInfo) -> Option<Response> {
+    match asked.verdict(info) {
+        Verdict::Proceed => None,
+        Verdict::PreconditionFailed => Some(reply(
+            StatusCode::PRECONDITION_FAILED,
+            "the object's etag is none of those If-Match names: it was replaced",
+        )),
+        Verdict::NotModified => Some(validators(StatusCode::NOT_MODIFIED, info)),
+    }
+}
+
+/// A HEAD, or a GET with Range: the description first, then (for a GET) the span read
+/// from that very version.
+async fn described_first(
+    gateway: &Gateway,
+    grant: &Grant,
+    asked: &Asked,
+    deadline: Option<Instant>,
+) -> Response {
     let mut replaced_meanwhile = false;
     loop {
         let info = match gateway.storage.head(&grant.key).await {
             Ok(info) => info,
             Err(e) => return error_reply(&e),
         };
-        match asked.verdict(&info) {
-            Verdict::Proceed => {}
-            Verdict::PreconditionFailed => {
-                return reply(
-                    StatusCode::PRECONDITION_FAILED,
-                    "the object's etag is none of those If-Match names: it was replaced",
-                );
-            }
-            Verdict::NotModified => return validators(StatusCode::NOT_MODIFIED, &info),
+        if let Some(answer) = judged(asked, &info) {
+            return answer;
         }
         let span = asked.span(&info);
         if span == Span::Unsatisfiable {
@@ -52,14 +98,17 @@ pub(super) async fn download(
         let Some(deadline) = deadline else {
             return head_reply(&info, &span);
         };
-        match body(gateway, &info, &span, deadline).await {
+        match span_body(gateway, &info, &span, deadline).await {
             Ok(response) => return response,
-            // Replaced between the HEAD and the read: the conditions are judged again on
-            // the new version, once.
-            Err(e) if e.kind() == ErrorKind::Precondition && !replaced_meanwhile => {
+            // Replaced between the description and the read: the conditions are judged
+            // again on the new version, once.
+            Err(BodyError::Store(e))
+                if e.kind() == ErrorKind::Precondition && !replaced_meanwhile =>
+            {
                 replaced_meanwhile = true;
             }
-            Err(e) => return *e.into_response_box(),
+            Err(BodyError::Store(e)) => return error_reply(&e),
+            Err(BodyError::Answer(answer)) => return *answer,
         }
     }
 }
@@ -70,22 +119,6 @@ enum BodyError {
     Answer(Box<Response>),
 }
 
-impl BodyError {
-    fn kind(&self) -> ErrorKind {
-        match self {
-            BodyError::Store(e) => e.kind(),
-            BodyError::Answer(_) => ErrorKind::Unavailable,
-        }
-    }
-
-    fn into_response_box(self) -> Box<Response> {
-        match self {
-            BodyError::Store(e) => Box::new(error_reply(&e)),
-            BodyError::Answer(response) => response,
-        }
-    }
-}
-
 impl From<Error> for BodyError {
     fn from(e: Error) -> BodyError {
         BodyError::Store(e)
@@ -94,8 +127,8 @@ impl From<Error> for BodyError {
 
 /// The GET answer of `span` of the version `info` describes. A span covering the whole
 /// object is read whole, so verified like a whole GET; a smaller one is served only once
-/// the version was verified (see [`crate::objects::verified`]).
-async fn body(
+/// the version was verified (see [`super::verified`]).
+async fn span_body(
     gateway: &Gateway,
     info: &ObjectInfo,
     span: &Span,
@@ -119,27 +152,38 @@ async fn body(
         if_match: info.etag.clone(),
         if_none_match: None,
     };
+    let object = gateway.storage.read_stream(&info.key, options).await?;
+    Ok(respond(object, span, permit, deadline).await?)
+}
+
+/// The answer streaming `object`: 200 for [`Span::Whole`], else 206 with its
+/// Content-Range. Holds `permit` until the body is dropped.
+async fn respond(
+    object: ObjectStream,
+    span: &Span,
+    permit: OwnedSemaphorePermit,
+    deadline: Instant,
+) -> Result<Response, Error> {
     let ObjectStream {
-        info: read,
+        info,
         range: served,
         mut stream,
-    } = gateway.storage.read_stream(&info.key, options).await?;
+    } = object;
     // A verified read holds each chunk back until the next arrives, so an object of one
     // chunk that fails its checksum fails here, before the status is sent: a 500, never a
     // 200 or 206 with damaged bytes. A larger one is cut off mid-body (the length promised
     // is never reached), the only way HTTP has to take back a 200.
     let first = stream.next().await;
     if let Some(Err(e)) = first {
-        return Err(e.into());
+        return Err(e);
     }
     let stream = futures::stream::iter(first).chain(stream);
-    let body = Body::from_stream(until_deadline(stream, deadline, permit));
-    let mut response = Response::new(body);
+    let mut response = Response::new(Body::from_stream(until_deadline(stream, deadline, permit)));
     let status = match span {
         Span::Whole => StatusCode::OK,
         _ => StatusCode::PARTIAL_CONTENT,
     };
-    describe_span(&mut response, status, &read, &served);
+    describe_span(&mut response, status, &info, &served);
     Ok(response)
 }
 
@@ -166,9 +210,10 @@ fn validators(status: StatusCode, info: &ObjectInfo) -> Response {
     response
 }
 
-/// 416 with `Content-Range: bytes */<size>` (RFC 9110 §15.5.17).
+/// 416 with `Content-Range: bytes */<size>` (RFC 9110 §15.5.17): the client's mistake,
+/// counted by the alarms as a client error although the store was only asked to describe.
 fn unsatisfiable(info: &ObjectInfo) -> Response {
-    let mut response = reply(
+    let mut response = refuse(
         StatusCode::RANGE_NOT_SATISFIABLE,
         format!(
             "the range lies beyond the object's {} bytes; ask for bytes below {}",

@@ -201,7 +201,10 @@ async fn refusals_count_for_the_alarms_only_once_the_signature_held() {
         414
     );
     let health = get_json(&http, &format!("{}/health", serve.base)).await;
-    assert_eq!(health["status"], "ok", "2,001 unsigned junk requests: {health}");
+    assert_eq!(
+        health["status"], "ok",
+        "2,001 unsigned junk requests: {health}"
+    );
     let metrics = scrape(&http, &serve.base).await;
     let refused = "maskstore_gateway_refused_total";
     assert_eq!(
@@ -344,7 +347,10 @@ async fn an_unsatisfiable_range_is_a_client_error_everywhere() {
         "{metrics}"
     );
     let health = get_json(&http, &format!("{}/health", serve.base)).await;
-    assert_eq!(health["status"], "degraded", "5 client errors in 11: {health}");
+    assert_eq!(
+        health["status"], "degraded",
+        "5 client errors in 11: {health}"
+    );
     assert_eq!(
         sample(&metrics, ops, &["outcome=\"server_error\""]),
         0.0,

@@ -8,6 +8,7 @@ mod docs;
 mod faults;
 mod foreign;
 mod gateway_abuse;
+mod gateway_conformance;
 mod integrity;
 mod monitoring;
 mod object_store_suite;

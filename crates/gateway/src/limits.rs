@@ -25,7 +25,7 @@ pub struct Limits {
     pub max_concurrent_uploads: usize,
     /// Time requests in flight get after a shutdown signal.
     pub shutdown_grace: Duration,
-    /// Time a new connection has to send its first byte.
+    /// Time a new connection has to send its first byte (at most `header_timeout`).
     pub first_byte_timeout: Duration,
     /// Connections one client address may hold (peers that are trusted proxies excepted).
     pub max_connections_per_client: usize,
@@ -49,7 +49,11 @@ impl Limits {
             max_upload_bytes: gateway.max_upload_bytes,
             max_concurrent_uploads: max_uploads,
             shutdown_grace: Duration::from_secs(gateway.shutdown_grace_secs),
-            first_byte_timeout: Duration::from_secs(gateway.first_byte_timeout_secs),
+            first_byte_timeout: Duration::from_secs(
+                gateway
+                    .first_byte_timeout_secs
+                    .min(gateway.header_timeout_secs),
+            ),
             max_connections_per_client: gateway
                 .max_connections_per_client
                 .map_or_else(|| (max_connections / 16).max(8), count)

@@ -783,7 +783,7 @@ pub(crate) const FIRST_BYTE_TIMEOUT: Key<u64> = Key {
         max: MAX_HEADER_TIMEOUT_SECS,
     },
     default: Is("3"),
-    doc: "seconds a new connection has to send the first byte of its request; at least 1, at most 300 and at most `header_timeout`",
+    doc: "seconds a new connection has to send the first byte of its request; capped at `header_timeout`; at least 1, at most 300",
     field: |c| &c.gateway.first_byte_timeout_secs,
 };
 pub(crate) const MAX_CONNECTIONS_PER_CLIENT: Key<Option<u64>> = Key {

@@ -11,9 +11,9 @@ use super::schema::{
     SIGNING_SECRET, TRANSITION_GLACIER_DAYS, TRANSITION_IA_DAYS, VIRTUAL_HOSTED_STYLE,
 };
 use super::schema::{
-    ADMIN_LISTEN, BODY_IDLE_TIMEOUT, GATEWAY_REQUEST_TIMEOUT, HEADER_TIMEOUT, LISTEN,
-    FIRST_BYTE_TIMEOUT, MAX_CONCURRENT_UPLOADS, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT,
-    MAX_UPLOAD_BYTES, MAX_UPLOADS_PER_CLIENT, TRUSTED_PROXIES,
+    ADMIN_LISTEN, BODY_IDLE_TIMEOUT, FIRST_BYTE_TIMEOUT, GATEWAY_REQUEST_TIMEOUT, HEADER_TIMEOUT,
+    LISTEN, MAX_CONCURRENT_UPLOADS, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT, MAX_UPLOAD_BYTES,
+    MAX_UPLOADS_PER_CLIENT, TRUSTED_PROXIES,
 };
 use super::schema::{ALARM_WINDOW, REQUIRED, SURGE_WINDOW};
 use super::{Config, DEFAULT_ENVIRONMENT, Origin, Provider};
@@ -372,13 +372,7 @@ fn validate_gateway_limits(config: &Config) -> Result<(), Error> {
             ));
         }
     }
-    let bounds: [(&dyn AnyKey, Option<u64>, u64, &dyn AnyKey); 3] = [
-        (
-            &FIRST_BYTE_TIMEOUT,
-            Some(gw.first_byte_timeout_secs),
-            gw.header_timeout_secs,
-            &HEADER_TIMEOUT,
-        ),
+    let bounds: [(&dyn AnyKey, Option<u64>, u64, &dyn AnyKey); 2] = [
         (
             &MAX_CONNECTIONS_PER_CLIENT,
             gw.max_connections_per_client,

@@ -96,9 +96,17 @@ mod tests {
         let held = DOWNLOAD_MEMORY_BUDGET / MAX_HELD_PER_DOWNLOAD;
         let mut permits = Vec::new();
         for _ in 0..held {
-            permits.push(budget.reserve_download(4 << 20).await.expect("within the budget"));
+            permits.push(
+                budget
+                    .reserve_download(4 << 20)
+                    .await
+                    .expect("within the budget"),
+            );
         }
-        let refused = budget.reserve_download(10).await.expect_err("beyond the budget");
+        let refused = budget
+            .reserve_download(10)
+            .await
+            .expect_err("beyond the budget");
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         permits.pop();
         assert!(budget.reserve_download(4 << 20).await.is_ok());

@@ -144,9 +144,7 @@ async fn write_mode(
                 _ => Err(Box::new(precondition_failed())),
             }
         }
-        (Condition::CreateOnly | Condition::Impossible, _) => {
-            Err(Box::new(precondition_failed()))
-        }
+        (Condition::CreateOnly | Condition::Impossible, _) => Err(Box::new(precondition_failed())),
     }
 }
 
@@ -185,7 +183,10 @@ async fn read_body(
             Err(e) => {
                 let status = match failure.get() {
                     Some(BodyFailure::TooLarge) => {
-                        return Err(Box::new(refuse(StatusCode::PAYLOAD_TOO_LARGE, too_large(max))));
+                        return Err(Box::new(refuse(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            too_large(max),
+                        )));
                     }
                     Some(BodyFailure::Stalled) => StatusCode::REQUEST_TIMEOUT,
                     _ => StatusCode::BAD_REQUEST,

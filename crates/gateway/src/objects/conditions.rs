@@ -305,7 +305,13 @@ mod tests {
         assert_eq!(span("bytes=-0", 10), Some(Span::Unsatisfiable));
         assert_eq!(span("bytes=-5", 0), Some(Span::Unsatisfiable));
         assert_eq!(span("bytes=0-", 0), Some(Span::Unsatisfiable));
-        for ignored in ["bytes=0-1,4-5", "items=0-1", "bytes=a-b", "bytes=5-2", "bytes=+1-2"] {
+        for ignored in [
+            "bytes=0-1,4-5",
+            "items=0-1",
+            "bytes=a-b",
+            "bytes=5-2",
+            "bytes=+1-2",
+        ] {
             assert_eq!(RangeSpec::parse(ignored), None, "{ignored}");
         }
     }

@@ -256,11 +256,19 @@ fn until_deadline(
 
 /// The status and headers of an answer serving `span` of the object: a 206 says which
 /// bytes in `Content-Range`.
-fn describe_span(response: &mut Response, status: StatusCode, info: &ObjectInfo, span: &Range<u64>) {
+fn describe_span(
+    response: &mut Response,
+    status: StatusCode,
+    info: &ObjectInfo,
+    span: &Range<u64>,
+) {
     *response.status_mut() = status;
     let out = response.headers_mut();
     describe(out, info);
-    out.insert(header::CONTENT_LENGTH, HeaderValue::from(span.end - span.start));
+    out.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(span.end - span.start),
+    );
     if status == StatusCode::PARTIAL_CONTENT {
         let last = span.end.saturating_sub(1);
         set(

@@ -17,10 +17,10 @@ use maskstore_backends::signing::{Grant, OBJECT_PATH, QueryLimit, SignedMethod};
 
 use crate::reply::{RefusedBeforeStore, Unsigned, error_reply, refuse_unsigned, reply};
 use crate::routers::Gateway;
-use download::download;
 pub use budget::DOWNLOAD_MEMORY_BUDGET;
 pub use conditional::CONDITIONAL_UPLOAD_BUDGET;
 pub(crate) use conditional::conditional_budget;
+use download::download;
 pub use headers::CONTENT_SECURITY_POLICY;
 use headers::harden;
 pub use upload::UPLOAD_BUFFER_PART_SIZE;

@@ -9,6 +9,7 @@ mod faults;
 mod foreign;
 mod gateway_abuse;
 mod gateway_conformance;
+mod gateway_fairness;
 mod integrity;
 mod monitoring;
 mod object_store_suite;

@@ -123,7 +123,8 @@ async fn a_corrupt_object_is_never_served_whole_with_or_without_range() {
             let status = response.status().as_u16();
             let promised = response.content_length();
             let received = response.bytes().await.map(|b| b.len() as u64);
-            let served_whole = matches!(status, 200 | 206) && received.as_ref().ok() == promised.as_ref();
+            let served_whole =
+                matches!(status, 200 | 206) && received.as_ref().ok() == promised.as_ref();
             eprintln!(
                 "corrupt {key} range {range:?}: {status}, received {received:?} of {promised:?}"
             );
@@ -316,4 +317,61 @@ async fn stalled_readers_hold_at_most_the_download_memory_budget() {
     );
     assert!(rise <= 128 * MIB as u64, "+{} MiB", rise / MIB as u64);
     drop(readers);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn health_is_answered_on_a_reserved_connection_when_every_connection_is_taken() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_local(
+        dir.path(),
+        &[
+            ("APP_GATEWAY__MAX_CONNECTIONS", "16"),
+            ("APP_GATEWAY__MAX_CONCURRENT_UPLOADS", "8"),
+            // One client may take every connection: the reserve is what is under test.
+            ("APP_GATEWAY__MAX_CONNECTIONS_PER_CLIENT", "16"),
+        ],
+    );
+    let other = http_from(client(2));
+    let key = "mask/reserve/a.png";
+    assert_eq!(
+        put(&other, &serve.sign(SignedMethod::Put, key), vec![1; 100]).await,
+        200
+    );
+    let mut held = Vec::new();
+    for _ in 0..16 {
+        let mut stream = connect_from(client(1), &serve.addr).await.unwrap();
+        stream
+            .write_all(b"GET /o/mask/a HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+            .await
+            .unwrap();
+        held.push(stream);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The first client's next connection finds neither a slot nor a reserve for objects.
+    let mut extra = connect_from(client(1), &serve.addr).await.unwrap();
+    assert!(read_all(&mut extra).await.starts_with(b"HTTP/1.1 503"));
+    let other = http_from(client(2));
+    let mut health_ok = 0;
+    for _ in 0..10 {
+        let health = other
+            .get(format!("{}/health", serve.base))
+            .send()
+            .await
+            .unwrap();
+        health_ok += usize::from(health.status().as_u16() == 200);
+    }
+    let get = other
+        .get(serve.sign(SignedMethod::Get, key))
+        .send()
+        .await
+        .unwrap();
+    let retry_after = get.headers().get("retry-after").cloned();
+    eprintln!(
+        "every connection held: /health {health_ok}/10 on a reserved connection, a signed GET there {}",
+        get.status()
+    );
+    assert_eq!(health_ok, 10);
+    assert_eq!(get.status().as_u16(), 503);
+    assert!(retry_after.is_some());
+    drop(held);
 }

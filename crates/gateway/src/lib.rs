@@ -61,7 +61,7 @@ pub use objects::{
     UPLOAD_BUFFER_PART_SIZE,
 };
 pub use routers::{admin_router, objects_router, router, router_with_limits, router_with_metrics};
-pub use server::{serve, serve_with_limits, shutdown_signal};
+pub use server::{RESERVED_FOR_HEALTH, serve, serve_with_limits, shutdown_signal};
 
 /// What went wrong building the gateway.
 #[derive(Debug, thiserror::Error)]

@@ -372,7 +372,8 @@ fn validate_gateway_limits(config: &Config) -> Result<(), Error> {
             ));
         }
     }
-    let bounds: [(&dyn AnyKey, Option<u64>, u64, &dyn AnyKey); 2] = [
+    // A client's share fits in the whole.
+    for (key, value, bound, bound_key) in [
         (
             &MAX_CONNECTIONS_PER_CLIENT,
             gw.max_connections_per_client,
@@ -385,8 +386,7 @@ fn validate_gateway_limits(config: &Config) -> Result<(), Error> {
             gw.max_concurrent_uploads,
             &MAX_CONCURRENT_UPLOADS,
         ),
-    ];
-    for (key, value, bound, bound_key) in bounds {
+    ] {
         if let Some(value) = value
             && value > bound
         {

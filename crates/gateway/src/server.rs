@@ -1,6 +1,8 @@
 //! Serving a router until a shutdown signal, and the accept loop behind it: a connection
-//! cap that refuses the excess at once, hyper's header-read timeout, a write-stall timeout,
-//! and a shutdown deadline after which requests still in flight are dropped.
+//! cap and each client's share of it that refuse the excess at once, connections reserved
+//! for `/health` and `/metrics`, a first-byte and hyper's header-read timeout, a
+//! write-stall timeout, and a shutdown deadline after which requests still in flight are
+//! dropped.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -108,20 +110,22 @@ pub async fn serve_with_limits(
     }
     drop(listener);
     let _ = stop_tx.send(true);
+    drain(tasks, limits.shutdown_grace).await;
+    Ok(())
+}
+
+/// Gives the connections in `tasks` `grace` to finish, then drops them.
+async fn drain(mut tasks: JoinSet<()>, grace: Duration) {
     let drained = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(limits.shutdown_grace, drained)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!(
             connections = tasks.len(),
-            grace_secs = limits.shutdown_grace.as_secs(),
+            grace_secs = grace.as_secs(),
             "requests still in flight after the shutdown grace are dropped; unfinished uploads leave nothing behind"
         );
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
-    Ok(())
 }
 
 /// The connection settings: a regular connection's, and a reserved one's (one request, its

@@ -359,6 +359,34 @@ fn validate_gateway_limits(config: &Config) -> Result<(), Error> {
             ));
         }
     }
+    validate_client_shares(config)?;
+    if gw.max_concurrent_uploads > gw.max_connections {
+        return Err(refuse(
+            config,
+            &MAX_CONCURRENT_UPLOADS,
+            format!(
+                "{} is more than {} ({})",
+                gw.max_concurrent_uploads,
+                MAX_CONNECTIONS.name(),
+                gw.max_connections
+            ),
+            format!("give at most {}", gw.max_connections),
+        ));
+    }
+    if gw.admin_listen.as_deref() == Some(gw.listen.as_str()) {
+        return Err(refuse(
+            config,
+            &ADMIN_LISTEN,
+            format!("is the same address as {} ({})", LISTEN.name(), gw.listen),
+            "give the admin listener its own port, such as 127.0.0.1:9001, or leave it unset",
+        ));
+    }
+    Ok(())
+}
+
+/// Each client's shares: not 0, within the whole; the trusted proxies are IP addresses.
+fn validate_client_shares(config: &Config) -> Result<(), Error> {
+    let gw = &config.gateway;
     for (key, value) in [
         (&MAX_CONNECTIONS_PER_CLIENT, gw.max_connections_per_client),
         (&MAX_UPLOADS_PER_CLIENT, gw.max_uploads_per_client),
@@ -408,27 +436,6 @@ fn validate_gateway_limits(config: &Config) -> Result<(), Error> {
             &TRUSTED_PROXIES,
             format!("{:?} is not an IP address", crate::shown(bad)),
             "list the proxies' IP addresses, such as 10.0.0.5,::1",
-        ));
-    }
-    if gw.max_concurrent_uploads > gw.max_connections {
-        return Err(refuse(
-            config,
-            &MAX_CONCURRENT_UPLOADS,
-            format!(
-                "{} is more than {} ({})",
-                gw.max_concurrent_uploads,
-                MAX_CONNECTIONS.name(),
-                gw.max_connections
-            ),
-            format!("give at most {}", gw.max_connections),
-        ));
-    }
-    if gw.admin_listen.as_deref() == Some(gw.listen.as_str()) {
-        return Err(refuse(
-            config,
-            &ADMIN_LISTEN,
-            format!("is the same address as {} ({})", LISTEN.name(), gw.listen),
-            "give the admin listener its own port, such as 127.0.0.1:9001, or leave it unset",
         ));
     }
     Ok(())

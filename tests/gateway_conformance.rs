@@ -470,3 +470,39 @@ async fn seaweedfs_answers_the_table_as_s3_does_bar_the_listed_differences() {
     let storage = Storage::connect(&config).unwrap();
     check_table(&Target::S3 { storage, prefix }).await;
 }
+
+/// A conditional PUT is held in memory to be written atomically: it needs a length (411,
+/// as S3's PutObject does) and fits the conditional-upload budget (413 beyond it), both
+/// answered before its body is read.
+#[tokio::test]
+async fn a_conditional_put_needs_a_length_within_its_budget() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data").display().to_string();
+    let serve = Serve::start(
+        dir.path(),
+        &[
+            ("APP_OBJECT_STORAGE__PROVIDER", "local"),
+            ("APP_OBJECT_STORAGE__ROOT", root.as_str()),
+            ("APP_GATEWAY__SIGNING_SECRET", SECRET),
+        ],
+    );
+    let url = serve.sign(SignedMethod::Put, "mask/conditional/big.png");
+    let target = url.split_once(&serve.addr).unwrap().1.to_string();
+    let over = maskstore_gateway::CONDITIONAL_UPLOAD_BUDGET + 1;
+    for (framing, status) in [
+        ("Transfer-Encoding: chunked".to_string(), "411"),
+        (format!("Content-Length: {over}"), "413"),
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(&serve.addr).await.unwrap();
+        let head = format!(
+            "PUT {target} HTTP/1.1\r\nHost: {}\r\nIf-None-Match: *\r\n{framing}\r\n\r\n",
+            serve.addr
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut got = vec![0u8; 12];
+        stream.read_exact(&mut got).await.unwrap();
+        assert_eq!(&got[9..12], status.as_bytes(), "{framing}");
+    }
+    assert!(!serve.dir.join("data/mask/conditional/big.png").exists());
+}

@@ -375,3 +375,34 @@ async fn health_is_answered_on_a_reserved_connection_when_every_connection_is_ta
     assert!(retry_after.is_some());
     drop(held);
 }
+
+/// A connection that sends nothing is let go after `first_byte_timeout`, well before the
+/// `header_timeout` a client that is sending its head gets.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_silent_connection_is_closed_at_the_first_byte_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_local(
+        dir.path(),
+        &[
+            ("APP_GATEWAY__FIRST_BYTE_TIMEOUT", "1"),
+            ("APP_GATEWAY__HEADER_TIMEOUT", "30"),
+        ],
+    );
+    let mut silent = connect_from(client(1), &serve.addr).await.unwrap();
+    let mut sending = connect_from(client(1), &serve.addr).await.unwrap();
+    sending
+        .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let closed = tokio::time::timeout(Duration::from_secs(15), silent.read(&mut buf)).await;
+    eprintln!(
+        "a silent connection was closed after {:?}",
+        started.elapsed()
+    );
+    assert!(matches!(closed, Ok(Ok(0) | Err(_))), "{closed:?}");
+    // The one sending its head is still open (its deadline is 30 s).
+    let still = tokio::time::timeout(Duration::from_millis(500), sending.read(&mut buf)).await;
+    assert!(still.is_err(), "the sending client was cut off: {still:?}");
+}

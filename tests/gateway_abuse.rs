@@ -221,7 +221,11 @@ async fn a_query_flood_is_refused_before_the_signature_and_others_are_still_serv
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn made_up_methods_do_not_grow_metrics_or_memory() {
     let dir = tempfile::tempdir().unwrap();
-    let serve = serve_local(dir.path(), &[]);
+    // 32 tasks from one address: its share of connections is not what this test is about.
+    let serve = serve_local(
+        dir.path(),
+        &[("APP_GATEWAY__MAX_CONNECTIONS_PER_CLIENT", "512")],
+    );
     let http = http();
     let metrics_url = format!("{}/metrics", serve.admin_base());
     // Warm up: every label combination a refusal produces exists before the baseline.
@@ -392,6 +396,8 @@ async fn slowloris_is_closed_after_the_header_timeout_and_the_excess_refused() {
         dir.path(),
         &[
             ("APP_GATEWAY__MAX_CONNECTIONS", "250"),
+            // The global cap under test: this one client may take all of it.
+            ("APP_GATEWAY__MAX_CONNECTIONS_PER_CLIENT", "250"),
             ("APP_GATEWAY__HEADER_TIMEOUT", "2"),
             ("APP_GATEWAY__ADMIN_LISTEN", &admin),
         ],
@@ -506,6 +512,8 @@ async fn oversize_and_stalled_uploads_are_refused_and_leave_nothing_behind() {
             ("APP_GATEWAY__MAX_UPLOAD_BYTES", &(4 * MIB).to_string()),
             ("APP_GATEWAY__BODY_IDLE_TIMEOUT", "3"),
             ("APP_GATEWAY__MAX_CONCURRENT_UPLOADS", "20"),
+            // The global cap under test: this one client may take all of it.
+            ("APP_GATEWAY__MAX_UPLOADS_PER_CLIENT", "20"),
         ],
     );
     let http = http();
@@ -594,6 +602,8 @@ async fn uploads_stalled_just_below_a_part_hold_little_memory_and_leave_nothing(
         &[
             ("APP_GATEWAY__BODY_IDLE_TIMEOUT", "6"),
             ("APP_GATEWAY__MAX_CONCURRENT_UPLOADS", "20"),
+            // The global cap under test: this one client may take all of it.
+            ("APP_GATEWAY__MAX_UPLOADS_PER_CLIENT", "20"),
         ],
     );
     let baseline = files(&serve);

@@ -146,8 +146,8 @@ async fn metrics_count_what_a_run_did_and_health_names_the_alarm() {
         "latency histogram"
     );
 
-    // 6 client errors in 30 operations, plus the forged URL (7 in 31), is over 5 %: the
-    // client alarm fires, the server one not.
+    // 6 client errors in 30 operations is over 5 % (the forged URL is not the store's):
+    // the client alarm fires, the server one not.
     let health = get_json(&http, &format!("{}/health", serve.base)).await;
     assert_eq!(health["status"], "degraded", "{health}");
     let names: Vec<&str> = health["alarms"]
@@ -160,11 +160,12 @@ async fn metrics_count_what_a_run_did_and_health_names_the_alarm() {
     serve.stop();
 }
 
-/// Requests the gateway refuses before asking the store (a forged signature, a query too
-/// long, an upload over the size limit) count for the alarms, as S3 counts them among its
-/// 4xx errors: a flood of forged URLs among successful traffic trips the client alarm.
+/// Requests refused before they proved a valid signature (forged, too long a query) go to
+/// `maskstore_gateway_refused_total{reason}`, never to the store's alarms: nobody raises
+/// them without a URL. A signed request refused before the store (an upload over the size
+/// limit) is a client of the store erring, and counts.
 #[tokio::test]
-async fn refusals_before_the_store_count_for_the_alarms() {
+async fn refusals_count_for_the_alarms_only_once_the_signature_held() {
     let dir = tempfile::tempdir().unwrap();
     let serve = serve_memory(
         dir.path(),
@@ -183,13 +184,10 @@ async fn refusals_before_the_store_count_for_the_alarms() {
             .unwrap();
         assert!(put.status().is_success());
     }
-    let health = get_json(&http, &format!("{}/health", serve.base)).await;
-    assert_eq!(health["status"], "ok", "{health}");
-
     let forged = serve
         .sign(SignedMethod::Get, "mask/ok/0.png")
         .replace("signature=", "signature=00");
-    for _ in 0..3 {
+    for _ in 0..2000 {
         let status = http.get(&forged).send().await.unwrap().status();
         assert_eq!(status.as_u16(), 403);
     }
@@ -202,15 +200,33 @@ async fn refusals_before_the_store_count_for_the_alarms() {
         http.get(too_long).send().await.unwrap().status().as_u16(),
         414
     );
-    let too_large = http
-        .put(serve.sign(SignedMethod::Put, "mask/big.png"))
-        .body(vec![0u8; 2000])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(too_large.status().as_u16(), 413);
+    let health = get_json(&http, &format!("{}/health", serve.base)).await;
+    assert_eq!(
+        health["status"], "ok",
+        "2,001 unsigned junk requests: {health}"
+    );
+    let metrics = scrape(&http, &serve.base).await;
+    let refused = "maskstore_gateway_refused_total";
+    assert_eq!(
+        sample(&metrics, refused, &["reason=\"signature\""]),
+        2000.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, refused, &["reason=\"query_too_long\""]),
+        1.0
+    );
 
-    // 5 refusals in 25 requests is 20 % > 5 %.
+    for _ in 0..2 {
+        let too_large = http
+            .put(serve.sign(SignedMethod::Put, "mask/big.png"))
+            .body(vec![0u8; 2000])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(too_large.status().as_u16(), 413);
+    }
+    // 2 signed refusals in 22 requests is 9 % > 5 %.
     let health = get_json(&http, &format!("{}/health", serve.base)).await;
     assert_eq!(health["status"], "degraded", "{health}");
     let names: Vec<&str> = health["alarms"]
@@ -317,16 +333,23 @@ async fn an_unsatisfiable_range_is_a_client_error_everywhere() {
             .unwrap();
         assert_eq!(ranged.status().as_u16(), 416);
     }
+    // The gateway resolves the range against the object's size (S3's rules), so the store
+    // was asked only to describe it; the 416 is counted for the alarms as a client error.
     let metrics = scrape(&http, &serve.base).await;
     let ops = "maskstore_operations_total";
     assert_eq!(
         sample(
             &metrics,
-            ops,
-            &["operation=\"get\"", "outcome=\"client_error\""]
+            "maskstore_gateway_requests_total",
+            &["method=\"GET\"", "status=\"416\""]
         ),
         5.0,
         "{metrics}"
+    );
+    let health = get_json(&http, &format!("{}/health", serve.base)).await;
+    assert_eq!(
+        health["status"], "degraded",
+        "5 client errors in 11: {health}"
     );
     assert_eq!(
         sample(&metrics, ops, &["outcome=\"server_error\""]),

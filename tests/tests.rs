@@ -8,6 +8,8 @@ mod docs;
 mod faults;
 mod foreign;
 mod gateway_abuse;
+mod gateway_conformance;
+mod gateway_fairness;
 mod integrity;
 mod monitoring;
 mod object_store_suite;

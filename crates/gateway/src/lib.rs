@@ -14,12 +14,23 @@
 //! (`maskstore_request_rate_per_second{window="recent"|"baseline"}`). [`admin_router`] serves `/health` and `/metrics` alone, for a
 //! listener of its own (`gateway.admin_listen`).
 //!
+//! GET and HEAD answer ranges and conditions as S3 does (`If-Match`/`If-None-Match` lists,
+//! `If-Range`, 416 for unsatisfiable ranges), and a PUT may be conditional
+//! (`If-None-Match: *`, `If-Match`), written atomically by the store. A range covering the
+//! whole object is a verified whole read; a smaller one of a checksummed object is served
+//! only from a version whose checksum a whole read verified (the verdict kept by key and
+//! ETag).
+//!
 //! Everything before the signature check is bounded ([`Limits`], from `[gateway]`): the
-//! query's size and parameter count, the time to send headers, the connections served at
-//! once (the excess is answered 503 and closed), an upload's size (413), the uploads at once
-//! (503 with `Retry-After`), how long a body may stall and a request may take, and how long
-//! a shutdown waits. Metric labels come from fixed sets. Objects are served with `nosniff`,
-//! a sandboxing `Content-Security-Policy`, and as attachments unless they are a mask format.
+//! query's size and parameter count, the time to send a first byte and the headers, the
+//! connections served at once and those of one client address (the excess is answered 503
+//! and closed; [`RESERVED_FOR_HEALTH`] more are kept for `/health` and `/metrics`), an
+//! upload's size (413), the uploads at once and per client (503 with `Retry-After`), how
+//! long a body may stall and a request may take, and how long a shutdown waits. Downloads
+//! in flight hold at most [`DOWNLOAD_MEMORY_BUDGET`] of buffers together. Refusals before a
+//! valid signature are counted in [`GATEWAY_REFUSED_TOTAL`], not in the store's alarms.
+//! Metric labels come from fixed sets. Objects are served with `nosniff`, a sandboxing
+//! `Content-Security-Policy`, and as attachments unless they are a mask format.
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -49,14 +60,19 @@ mod objects;
 mod reply;
 mod routers;
 mod server;
+mod shares;
 
 pub use crate::metrics::{
-    GATEWAY_REQUEST_DURATION, GATEWAY_REQUESTS_TOTAL, REQUEST_RATE, install_prometheus,
+    GATEWAY_REFUSED_TOTAL, GATEWAY_REQUEST_DURATION, GATEWAY_REQUESTS_TOTAL, REQUEST_RATE,
+    install_prometheus,
 };
 pub use limits::Limits;
-pub use objects::{CONTENT_SECURITY_POLICY, UPLOAD_BUFFER_PART_SIZE};
+pub use objects::{
+    CONDITIONAL_UPLOAD_BUDGET, CONTENT_SECURITY_POLICY, DOWNLOAD_MEMORY_BUDGET,
+    UPLOAD_BUFFER_PART_SIZE,
+};
 pub use routers::{admin_router, objects_router, router, router_with_limits, router_with_metrics};
-pub use server::{serve, serve_with_limits, shutdown_signal};
+pub use server::{RESERVED_FOR_HEALTH, serve, serve_with_limits, shutdown_signal};
 
 /// What went wrong building the gateway.
 #[derive(Debug, thiserror::Error)]

@@ -38,6 +38,9 @@ pub fn install_prometheus() -> Result<PrometheusHandle, GatewayError> {
     Ok(handle)
 }
 
+/// Metric: requests refused before they proved a valid signature, by `reason` (see the
+/// crate docs); they are not the store's operations, so the alarms do not count them.
+pub const GATEWAY_REFUSED_TOTAL: &str = "maskstore_gateway_refused_total";
 /// Metric: the gateway's HTTP requests by method and status.
 pub const GATEWAY_REQUESTS_TOTAL: &str = "maskstore_gateway_requests_total";
 /// Metric: the store's operations per second over the surge alarm's recent window

@@ -14,13 +14,60 @@ pub(crate) fn reply(status: StatusCode, reason: impl std::fmt::Display) -> Respo
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RefusedBeforeStore;
 
-/// [`reply`] for a request refused before the store was asked (query, path, signature,
-/// bound headers, size, upload cap): the object handler ([`crate::objects`]) counts it
-/// for the alarms.
+/// [`reply`] for a request whose signature held but that was refused before the store was
+/// asked (bound headers, size, upload cap): the object handler ([`crate::objects`]) counts
+/// it for the alarms.
 pub(crate) fn refuse(status: StatusCode, reason: impl std::fmt::Display) -> Response {
     let mut response = reply(status, reason);
     response.extensions_mut().insert(RefusedBeforeStore);
     response
+}
+
+/// Why a request was refused before its signature was checked or because it failed the
+/// check: the `reason` label of [`crate::GATEWAY_REFUSED_TOTAL`], a fixed set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Unsigned {
+    /// The query is longer than any signed URL's.
+    QueryTooLong,
+    /// The query has more parameters than any signed URL's.
+    TooManyParameters,
+    /// The path is longer than any key's.
+    PathTooLong,
+    /// The key in the path is not a valid key.
+    InvalidKey,
+    /// Malformed, forged, expired, or used with another method.
+    Signature,
+    /// The client holds its share of connections or uploads already.
+    ClientShare,
+    /// Every connection is taken.
+    Connections,
+}
+
+impl Unsigned {
+    /// The metric label.
+    pub(crate) fn label(self) -> &'static str {
+        match self {
+            Unsigned::QueryTooLong => "query_too_long",
+            Unsigned::TooManyParameters => "too_many_parameters",
+            Unsigned::PathTooLong => "path_too_long",
+            Unsigned::InvalidKey => "invalid_key",
+            Unsigned::Signature => "signature",
+            Unsigned::ClientShare => "client_share",
+            Unsigned::Connections => "connections",
+        }
+    }
+}
+
+/// [`reply`] for a request refused before it proved a valid signature: counted in
+/// [`crate::GATEWAY_REFUSED_TOTAL`] by `why`, never in the store's alarms, so nobody can
+/// raise them without a URL.
+pub(crate) fn refuse_unsigned(
+    status: StatusCode,
+    why: Unsigned,
+    reason: impl std::fmt::Display,
+) -> Response {
+    metrics::counter!(crate::GATEWAY_REFUSED_TOTAL, "reason" => why.label()).increment(1);
+    reply(status, reason)
 }
 
 /// The HTTP status a failure of this kind is answered with.

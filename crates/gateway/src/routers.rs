@@ -14,7 +14,11 @@ use tokio::sync::Semaphore;
 use crate::cors::cors_layer;
 use crate::health::health;
 use crate::metrics::{render, track};
+use crate::objects::budget::{MemoryBudget, download_budget};
+use crate::objects::conditional_budget;
 use crate::objects::object;
+use crate::objects::verified::VerifiedVersions;
+use crate::shares::ClientShares;
 use crate::{GatewayError, Limits};
 
 /// What every object request is served from.
@@ -23,6 +27,14 @@ pub(crate) struct Gateway {
     pub(crate) storage: Storage,
     pub(crate) limits: Arc<Limits>,
     pub(crate) uploads: Arc<Semaphore>,
+    /// Each client's share of the upload slots.
+    pub(crate) upload_shares: Arc<ClientShares>,
+    /// The download memory budget.
+    pub(crate) downloads: MemoryBudget,
+    /// The conditional-upload memory budget.
+    pub(crate) conditional: MemoryBudget,
+    /// Versions whose checksum a whole read verified, for range reads.
+    pub(crate) verified: Arc<VerifiedVersions>,
 }
 
 /// The gateway as a router an application can mount or serve: objects and `/health`, with
@@ -57,6 +69,10 @@ pub fn objects_router(
         storage,
         limits: Arc::new(limits.clone()),
         uploads: Arc::new(Semaphore::new(limits.max_concurrent_uploads)),
+        upload_shares: ClientShares::new(limits.max_uploads_per_client),
+        downloads: download_budget(),
+        conditional: conditional_budget(),
+        verified: Arc::default(),
     };
     Ok(Router::new()
         .route(&format!("{OBJECT_PATH}{{*key}}"), any(object))

@@ -1,6 +1,8 @@
 //! Serving a router until a shutdown signal, and the accept loop behind it: a connection
-//! cap that refuses the excess at once, hyper's header-read timeout, a write-stall timeout,
-//! and a shutdown deadline after which requests still in flight are dropped.
+//! cap and each client's share of it that refuse the excess at once, connections reserved
+//! for `/health` and `/metrics`, a first-byte and hyper's header-read timeout, a
+//! write-stall timeout, and a shutdown deadline after which requests still in flight are
+//! dropped.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -8,14 +10,22 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::net::SocketAddr;
+
 use axum::Router;
+use axum::extract::ConnectInfo;
+use axum::http::Request;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
+use tower::ServiceExt;
 
+use crate::reply::Unsigned;
+use crate::shares::{ClientShares, Share};
 use crate::{GatewayError, Limits};
 
 /// The most a connection's read buffer grows to: a request head must fit, so this bounds
@@ -48,22 +58,17 @@ pub async fn serve_with_limits(
     limits: &Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
-    let connections = Arc::new(Semaphore::new(limits.max_connections));
+    let gate = Gate::new(limits);
     let (stop_tx, stop_rx) = watch::channel(false);
-    let mut builder = hyper::server::conn::http1::Builder::new();
-    builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
-        .max_buf_size(MAX_CONNECTION_BUFFER)
-        .keep_alive(true);
+    let builders = Builders::new(limits);
     let mut tasks = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
-        let stream = tokio::select! {
+        let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
             Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
+                Ok(accepted) => accepted,
                 Err(e) => {
                     // Out of descriptors, or a connection reset before it was accepted:
                     // wait a moment rather than spin, and keep serving.
@@ -73,16 +78,22 @@ pub async fn serve_with_limits(
                 }
             },
         };
-        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-            refuse(stream);
+        let Some(slot) = gate.admit(&stream, peer.ip()) else {
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(StallGuard::new(stream, limits.body_idle_timeout));
-        let connection = builder.serve_connection(io, TowerToHyperService::new(router.clone()));
+        let io = TokioIo::new(StallGuard::new(stream, limits));
+        let service =
+            TowerToHyperService::new(connection_service(router.clone(), peer, slot.reserved));
+        let builder = if slot.reserved {
+            &builders.reserved
+        } else {
+            &builders.regular
+        };
+        let connection = builder.serve_connection(io, service);
         let mut stop = stop_rx.clone();
         tasks.spawn(async move {
-            let _permit = permit;
+            let _slot = slot;
             let mut connection = std::pin::pin!(connection);
             tokio::select! {
                 result = connection.as_mut() => {
@@ -99,20 +110,121 @@ pub async fn serve_with_limits(
     }
     drop(listener);
     let _ = stop_tx.send(true);
+    drain(tasks, limits.shutdown_grace).await;
+    Ok(())
+}
+
+/// Gives the connections in `tasks` `grace` to finish, then drops them.
+async fn drain(mut tasks: JoinSet<()>, grace: Duration) {
     let drained = async { while tasks.join_next().await.is_some() {} };
-    if tokio::time::timeout(limits.shutdown_grace, drained)
-        .await
-        .is_err()
-    {
+    if tokio::time::timeout(grace, drained).await.is_err() {
         tracing::warn!(
             connections = tasks.len(),
-            grace_secs = limits.shutdown_grace.as_secs(),
+            grace_secs = grace.as_secs(),
             "requests still in flight after the shutdown grace are dropped; unfinished uploads leave nothing behind"
         );
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
-    Ok(())
+}
+
+/// The connection settings: a regular connection's, and a reserved one's (one request, its
+/// head within `first_byte_timeout`).
+struct Builders {
+    regular: hyper::server::conn::http1::Builder,
+    reserved: hyper::server::conn::http1::Builder,
+}
+
+impl Builders {
+    fn new(limits: &Limits) -> Builders {
+        let make = |head: Duration, keep_alive: bool| {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(TokioTimer::new())
+                .header_read_timeout(head)
+                .max_buf_size(MAX_CONNECTION_BUFFER)
+                // A client that shuts its write side after sending (HTTP/1.0 tools, some
+                // proxies) still gets its answer: otherwise hyper takes the EOF for an
+                // abort, and a PUT's client could not know whether it happened.
+                .half_close(true)
+                .keep_alive(keep_alive);
+            builder
+        };
+        Builders {
+            regular: make(limits.header_timeout, true),
+            reserved: make(limits.first_byte_timeout, false),
+        }
+    }
+}
+
+/// Connections reserved for `/health` and `/metrics` beyond `gateway.max_connections`, so
+/// an orchestrator's probe is answered while every connection is taken.
+pub const RESERVED_FOR_HEALTH: usize = 4;
+
+/// Who may connect: the connection cap, each client's share of it, and the connections
+/// reserved for `/health` and `/metrics` (one per client at a time).
+struct Gate {
+    connections: Arc<Semaphore>,
+    reserve: Arc<Semaphore>,
+    per_client: Arc<ClientShares>,
+    reserve_per_client: Arc<ClientShares>,
+    trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+/// What an admitted connection holds until it ends.
+struct Slot {
+    _permit: OwnedSemaphorePermit,
+    _shares: (Option<Share>, Option<Share>),
+    /// A reserved connection: `/health` and `/metrics` only.
+    reserved: bool,
+}
+
+impl Gate {
+    fn new(limits: &Limits) -> Gate {
+        Gate {
+            connections: Arc::new(Semaphore::new(limits.max_connections)),
+            reserve: Arc::new(Semaphore::new(RESERVED_FOR_HEALTH)),
+            per_client: ClientShares::new(limits.max_connections_per_client),
+            reserve_per_client: ClientShares::new(1),
+            trusted_proxies: limits.trusted_proxies.clone(),
+        }
+    }
+
+    /// The slot of a new connection from `client`, or `None` once it was answered 503.
+    /// A reverse proxy we trust carries many clients' connections: its share is the whole
+    /// cap (its clients' uploads are shared by their forwarded address).
+    fn admit(&self, stream: &TcpStream, client: std::net::IpAddr) -> Option<Slot> {
+        let share = if self.trusted_proxies.contains(&client) {
+            None
+        } else {
+            match self.per_client.take(client) {
+                Some(share) => Some(share),
+                None => {
+                    refuse(stream, CLIENT_BUSY, Unsigned::ClientShare);
+                    return None;
+                }
+            }
+        };
+        if let Ok(permit) = Arc::clone(&self.connections).try_acquire_owned() {
+            return Some(Slot {
+                _permit: permit,
+                _shares: (share, None),
+                reserved: false,
+            });
+        }
+        let reserved = self.reserve_per_client.take(client).and_then(|reserved| {
+            let permit = Arc::clone(&self.reserve).try_acquire_owned().ok()?;
+            Some(Slot {
+                _permit: permit,
+                _shares: (share, Some(reserved)),
+                reserved: true,
+            })
+        });
+        if reserved.is_none() {
+            refuse(stream, BUSY, Unsigned::Connections);
+        }
+        reserved
+    }
 }
 
 /// Completes on Ctrl-C or SIGTERM.
@@ -138,29 +250,78 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight within gateway.shutdown_grace");
 }
 
+/// What a client holding its share of connections is told before the excess is closed.
+const CLIENT_BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nRetry-After: 1\r\nContent-Type: text/plain\r\nContent-Length: 76\r\n\r\nthis client holds its share of the gateway's connections; try again shortly\n";
+
 /// Answers an excess connection 503 without reading it and closes it: no task, no timer.
-fn refuse(stream: TcpStream) {
+fn refuse(stream: &TcpStream, answer: &[u8], why: Unsigned) {
     // A fresh socket's send buffer takes this at once; if not, closing is answer enough.
-    let _ = stream.try_write(BUSY);
-    tracing::debug!("refused a connection above gateway.max_connections");
+    let _ = stream.try_write(answer);
+    metrics::counter!(crate::GATEWAY_REFUSED_TOTAL, "reason" => why.label()).increment(1);
+    tracing::debug!(reason = why.label(), "refused a connection");
+}
+
+/// What a connection's requests are served by: `router`, with the peer address in every
+/// request's extensions as axum's `ConnectInfo` (where [`crate::shares::client_of`] finds
+/// it). On a reserved connection only `/health` and `/metrics` are served.
+fn connection_service(
+    router: Router,
+    peer: SocketAddr,
+    reserved: bool,
+) -> impl tower::Service<
+    Request<Incoming>,
+    Response = axum::response::Response,
+    Error = std::convert::Infallible,
+    Future = impl Future + Send,
+> + Clone
++ Send {
+    tower::service_fn(move |mut request: Request<Incoming>| {
+        request.extensions_mut().insert(ConnectInfo(peer));
+        let router = router.clone();
+        async move {
+            if reserved && !matches!(request.uri().path(), "/health" | "/metrics") {
+                return Ok(reserved_only());
+            }
+            router.oneshot(request).await
+        }
+    })
+}
+
+/// The answer to an object request on a connection reserved for `/health` and `/metrics`.
+fn reserved_only() -> axum::response::Response {
+    let mut response = crate::reply::reply(
+        axum::http::StatusCode::SERVICE_UNAVAILABLE,
+        "the gateway serves its maximum of connections; try again shortly",
+    );
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("1"),
+    );
+    response
 }
 
 /// A connection whose writes fail once they made no progress for `idle`: a client that
 /// stops reading a response does not hold its connection forever. Reads are left to the
 /// header timeout and the upload idle timeout (hyper reads while a response is written, to
 /// notice a closed connection, so a read timer would cut slow downloads).
+///
+/// Until the connection's first byte arrives, its reads fail after
+/// `limits.first_byte_timeout`: a connection opened and left silent is let go well before
+/// the header timeout a slow but sending client gets.
 struct StallGuard {
     inner: TcpStream,
     idle: Duration,
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+    first_byte: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl StallGuard {
-    fn new(inner: TcpStream, idle: Duration) -> Self {
+    fn new(inner: TcpStream, limits: &Limits) -> Self {
         StallGuard {
             inner,
-            idle,
+            idle: limits.body_idle_timeout,
             stalled: None,
+            first_byte: Some(Box::pin(tokio::time::sleep(limits.first_byte_timeout))),
         }
     }
 
@@ -197,7 +358,25 @@ impl AsyncRead for StallGuard {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        let Some(timer) = self.first_byte.as_mut() else {
+            return poll;
+        };
+        match poll {
+            Poll::Ready(Ok(())) if buf.filled().len() > before => {
+                self.first_byte = None;
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => match timer.as_mut().poll(cx) {
+                Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the client sent nothing for gateway.first_byte_timeout",
+                ))),
+                Poll::Pending => Poll::Pending,
+            },
+            other => other,
+        }
     }
 }
 

@@ -91,9 +91,17 @@ fn spawn_gateway(
     storage: Storage,
     cors: &maskstore_core::config::CorsConfig,
 ) -> Served {
-    let router = maskstore_gateway::router(storage.clone(), cors).expect("a gateway router");
+    // Every test client comes from 127.0.0.1: as one client, it may take every slot (the
+    // per-client shares are tested in tests/gateway_fairness.rs).
+    let mut limits = maskstore_gateway::Limits::default();
+    limits.max_connections_per_client = limits.max_connections;
+    limits.max_uploads_per_client = limits.max_concurrent_uploads;
+    let router = maskstore_gateway::router_with_limits(storage.clone(), cors, &limits)
+        .expect("a gateway router");
     let gateway = tokio::spawn(async move {
-        let _ = maskstore_gateway::serve(listener, router, std::future::pending()).await;
+        let _ =
+            maskstore_gateway::serve_with_limits(listener, router, &limits, std::future::pending())
+                .await;
     });
     Served {
         storage,

@@ -253,6 +253,10 @@ impl ConfigLoader {
             max_connections: r.get(&keys::MAX_CONNECTIONS)?,
             max_upload_bytes: r.get(&keys::MAX_UPLOAD_BYTES)?,
             max_concurrent_uploads: r.get(&keys::MAX_CONCURRENT_UPLOADS)?,
+            first_byte_timeout_secs: r.get(&keys::FIRST_BYTE_TIMEOUT)?,
+            max_connections_per_client: r.get(&keys::MAX_CONNECTIONS_PER_CLIENT)?,
+            max_uploads_per_client: r.get(&keys::MAX_UPLOADS_PER_CLIENT)?,
+            trusted_proxies: r.get(&keys::TRUSTED_PROXIES)?,
             shutdown_grace_secs: r.get(&keys::SHUTDOWN_GRACE)?,
         };
         let cors = CorsConfig {

@@ -344,6 +344,15 @@ pub struct GatewayConfig {
     pub max_upload_bytes: u64,
     /// Uploads in progress at once.
     pub max_concurrent_uploads: u64,
+    /// Seconds a new connection has to send its first byte.
+    pub first_byte_timeout_secs: u64,
+    /// Connections one client address may hold (unset: max(8, `max_connections` / 16)).
+    pub max_connections_per_client: Option<u64>,
+    /// Uploads one client address may have in progress (unset: max(8,
+    /// `max_concurrent_uploads` / 8)).
+    pub max_uploads_per_client: Option<u64>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<String>,
     /// Seconds requests in flight get to finish after a shutdown signal.
     pub shutdown_grace_secs: u64,
 }

@@ -783,6 +783,43 @@ pub(crate) const MAX_CONCURRENT_UPLOADS: Key<u64> = Key {
     doc: "uploads in progress at once; more are answered 503 with `Retry-After`, 1–`max_connections`",
     field: |c| &c.gateway.max_concurrent_uploads,
 };
+pub(crate) const FIRST_BYTE_TIMEOUT: Key<u64> = Key {
+    name: "gateway.first_byte_timeout",
+    kind: Kind::Integer {
+        unit: "seconds",
+        max: MAX_HEADER_TIMEOUT_SECS,
+    },
+    default: Is("3"),
+    doc: "seconds a new connection has to send the first byte of its request; capped at `header_timeout`; at least 1, at most 300",
+    field: |c| &c.gateway.first_byte_timeout_secs,
+};
+pub(crate) const MAX_CONNECTIONS_PER_CLIENT: Key<Option<u64>> = Key {
+    name: "gateway.max_connections_per_client",
+    kind: Kind::Integer {
+        unit: "connections",
+        max: MAX_GATEWAY_CONNECTIONS,
+    },
+    default: Unset("max(8, max_connections / 16)"),
+    doc: "connections one client address may hold at once; more are answered 503 with `Retry-After` and closed, 1–`max_connections`",
+    field: |c| &c.gateway.max_connections_per_client,
+};
+pub(crate) const MAX_UPLOADS_PER_CLIENT: Key<Option<u64>> = Key {
+    name: "gateway.max_uploads_per_client",
+    kind: Kind::Integer {
+        unit: "uploads",
+        max: MAX_GATEWAY_CONNECTIONS,
+    },
+    default: Unset("max(8, max_concurrent_uploads / 8)"),
+    doc: "uploads one client address may have in progress at once; more are answered 503 with `Retry-After`, 1–`max_concurrent_uploads`",
+    field: |c| &c.gateway.max_uploads_per_client,
+};
+pub(crate) const TRUSTED_PROXIES: Key<Vec<String>> = Key {
+    name: "gateway.trusted_proxies",
+    kind: Kind::List,
+    default: Is(""),
+    doc: "IP addresses of reverse proxies whose `X-Forwarded-For` names the client (its last address not itself a proxy); from any other peer the header is ignored",
+    field: |c| &c.gateway.trusted_proxies,
+};
 pub(crate) const SHUTDOWN_GRACE: Key<u64> = Key {
     name: "gateway.shutdown_grace",
     kind: Kind::Integer {
@@ -1008,6 +1045,10 @@ pub(crate) const SCHEMA: &[&dyn AnyKey] = &[
     &MAX_CONNECTIONS,
     &MAX_UPLOAD_BYTES,
     &MAX_CONCURRENT_UPLOADS,
+    &FIRST_BYTE_TIMEOUT,
+    &MAX_CONNECTIONS_PER_CLIENT,
+    &MAX_UPLOADS_PER_CLIENT,
+    &TRUSTED_PROXIES,
     &SHUTDOWN_GRACE,
     &ALLOWED_ORIGINS,
     &ALLOWED_METHODS,

@@ -11,8 +11,9 @@ use super::schema::{
     SIGNING_SECRET, TRANSITION_GLACIER_DAYS, TRANSITION_IA_DAYS, VIRTUAL_HOSTED_STYLE,
 };
 use super::schema::{
-    ADMIN_LISTEN, BODY_IDLE_TIMEOUT, GATEWAY_REQUEST_TIMEOUT, HEADER_TIMEOUT, LISTEN,
-    MAX_CONCURRENT_UPLOADS, MAX_CONNECTIONS, MAX_UPLOAD_BYTES,
+    ADMIN_LISTEN, BODY_IDLE_TIMEOUT, FIRST_BYTE_TIMEOUT, GATEWAY_REQUEST_TIMEOUT, HEADER_TIMEOUT,
+    LISTEN, MAX_CONCURRENT_UPLOADS, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT, MAX_UPLOAD_BYTES,
+    MAX_UPLOADS_PER_CLIENT, TRUSTED_PROXIES,
 };
 use super::schema::{ALARM_WINDOW, REQUIRED, SURGE_WINDOW};
 use super::{Config, DEFAULT_ENVIRONMENT, Origin, Provider};
@@ -344,6 +345,7 @@ fn validate_gateway_limits(config: &Config) -> Result<(), Error> {
         (&MAX_CONNECTIONS, gw.max_connections),
         (&MAX_UPLOAD_BYTES, gw.max_upload_bytes),
         (&MAX_CONCURRENT_UPLOADS, gw.max_concurrent_uploads),
+        (&FIRST_BYTE_TIMEOUT, gw.first_byte_timeout_secs),
     ] {
         if value == 0 {
             return Err(refuse(
@@ -357,6 +359,7 @@ fn validate_gateway_limits(config: &Config) -> Result<(), Error> {
             ));
         }
     }
+    validate_client_shares(config)?;
     if gw.max_concurrent_uploads > gw.max_connections {
         return Err(refuse(
             config,
@@ -376,6 +379,63 @@ fn validate_gateway_limits(config: &Config) -> Result<(), Error> {
             &ADMIN_LISTEN,
             format!("is the same address as {} ({})", LISTEN.name(), gw.listen),
             "give the admin listener its own port, such as 127.0.0.1:9001, or leave it unset",
+        ));
+    }
+    Ok(())
+}
+
+/// Each client's shares: not 0, within the whole; the trusted proxies are IP addresses.
+fn validate_client_shares(config: &Config) -> Result<(), Error> {
+    let gw = &config.gateway;
+    for (key, value) in [
+        (&MAX_CONNECTIONS_PER_CLIENT, gw.max_connections_per_client),
+        (&MAX_UPLOADS_PER_CLIENT, gw.max_uploads_per_client),
+    ] {
+        if value == Some(0) {
+            return Err(refuse(
+                config,
+                key,
+                "is 0, which would refuse every request",
+                "give at least 1, or leave it unset for the default share",
+            ));
+        }
+    }
+    // A client's share fits in the whole.
+    for (key, value, bound, bound_key) in [
+        (
+            &MAX_CONNECTIONS_PER_CLIENT,
+            gw.max_connections_per_client,
+            gw.max_connections,
+            &MAX_CONNECTIONS,
+        ),
+        (
+            &MAX_UPLOADS_PER_CLIENT,
+            gw.max_uploads_per_client,
+            gw.max_concurrent_uploads,
+            &MAX_CONCURRENT_UPLOADS,
+        ),
+    ] {
+        if let Some(value) = value
+            && value > bound
+        {
+            return Err(refuse(
+                config,
+                key,
+                format!("{value} is above {} ({bound})", bound_key.name()),
+                format!("give at most {bound}"),
+            ));
+        }
+    }
+    if let Some(bad) = gw
+        .trusted_proxies
+        .iter()
+        .find(|p| p.trim().parse::<std::net::IpAddr>().is_err())
+    {
+        return Err(refuse(
+            config,
+            &TRUSTED_PROXIES,
+            format!("{:?} is not an IP address", crate::shown(bad)),
+            "list the proxies' IP addresses, such as 10.0.0.5,::1",
         ));
     }
     Ok(())

@@ -1,90 +1,243 @@
-//! GET and HEAD of an object: conditional requests, one byte range, and a body streamed
-//! under the request deadline.
+//! GET and HEAD of an object: conditional requests and one byte range as RFC 9110 and S3
+//! answer them, a partial range served only from a version whose checksum was verified,
+//! and a body streamed under the request deadline and the download memory budget.
 
 use std::ops::Range;
 
 use axum::body::Body;
 use axum::http::StatusCode;
-use axum::http::header::{self, HeaderMap, HeaderName};
+use axum::http::header::{self, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use maskstore_backends::signing::Grant;
-use maskstore_backends::{ByteRange, Error, ObjectInfo, ObjectStream, ReadOptions, Storage};
-use maskstore_core::ObjectKey;
+use maskstore_backends::{ByteRange, Error, ErrorKind, ObjectInfo, ObjectStream, ReadOptions};
+use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
-use super::headers::{describe, set, unquote};
-use crate::reply::error_reply;
+use super::conditions::{Asked, Span, Verdict};
+use super::headers::{describe, set};
+use crate::reply::{error_reply, refuse, reply};
+use crate::routers::Gateway;
 
-/// GET and HEAD: streamed, with Range, ETag, Content-Type, Content-Length and
-/// conditional requests. A GET's body stops with an error once `deadline` passes.
+/// GET (`deadline` set) and HEAD: the object as the conditions and the range ask. A GET's
+/// body stops with an error once `deadline` passes.
+///
+/// A GET without Range is one read, its conditions judged on what the read found. A
+/// ranged GET and a HEAD ask for the object's description first: a range is resolved
+/// against the size, and `If-Range` decides between the range and the whole object.
 pub(super) async fn download(
-    storage: &Storage,
+    gateway: &Gateway,
     grant: &Grant,
     headers: &HeaderMap,
     deadline: Option<Instant>,
 ) -> Response {
-    let header_text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
-    let range = header_text(header::RANGE).and_then(parse_range);
-    let options = ReadOptions {
-        range: range.clone(),
-        if_match: header_text(header::IF_MATCH).map(unquote),
-        if_none_match: header_text(header::IF_NONE_MATCH).map(unquote),
-    };
-    let Some(deadline) = deadline else {
-        return head(storage, &grant.key, options.if_none_match.as_deref()).await;
-    };
-    let ObjectStream {
-        info,
-        range: span,
-        mut stream,
-    } = match storage.read_stream(&grant.key, options).await {
+    let asked = Asked::from_headers(headers);
+    match deadline {
+        Some(deadline) if !asked.has_range() => whole(gateway, grant, &asked, deadline).await,
+        _ => described_first(gateway, grant, &asked, deadline).await,
+    }
+}
+
+/// A GET without Range: one verified read of the whole object.
+async fn whole(gateway: &Gateway, grant: &Grant, asked: &Asked, deadline: Instant) -> Response {
+    let object = match gateway
+        .storage
+        .read_stream(&grant.key, ReadOptions::default())
+        .await
+    {
         Ok(object) => object,
         Err(e) => return error_reply(&e),
     };
+    if let Some(answer) = judged(asked, &object.info) {
+        return answer;
+    }
+    let permit = match gateway.downloads.reserve_download(object.info.size).await {
+        Ok(permit) => permit,
+        Err(busy) => return *busy,
+    };
+    match respond(object, &Span::Whole, permit, deadline).await {
+        Ok(response) => response,
+        Err(e) => error_reply(&e),
+    }
+}
+
+/// The answer the conditions give before any body: 412, 304, or `None` to go on.
+fn judged(asked: &Asked, info: &ObjectInfo) -> Option<Response> {
+    match asked.verdict(info) {
+        Verdict::Proceed => None,
+        Verdict::PreconditionFailed => Some(reply(
+            StatusCode::PRECONDITION_FAILED,
+            "the object's etag is none of those If-Match names: it was replaced",
+        )),
+        Verdict::NotModified => Some(validators(StatusCode::NOT_MODIFIED, info)),
+    }
+}
+
+/// A HEAD, or a GET with Range: the description first, then (for a GET) the span read
+/// from that very version.
+async fn described_first(
+    gateway: &Gateway,
+    grant: &Grant,
+    asked: &Asked,
+    deadline: Option<Instant>,
+) -> Response {
+    let mut replaced_meanwhile = false;
+    loop {
+        let info = match gateway.storage.head(&grant.key).await {
+            Ok(info) => info,
+            Err(e) => return error_reply(&e),
+        };
+        if let Some(answer) = judged(asked, &info) {
+            return answer;
+        }
+        let span = asked.span(&info);
+        if span == Span::Unsatisfiable {
+            return unsatisfiable(&info);
+        }
+        let Some(deadline) = deadline else {
+            return head_reply(&info, &span);
+        };
+        match span_body(gateway, &info, &span, deadline).await {
+            Ok(response) => return response,
+            // Replaced between the description and the read: the conditions are judged
+            // again on the new version, once.
+            Err(BodyError::Store(e))
+                if e.kind() == ErrorKind::Precondition && !replaced_meanwhile =>
+            {
+                replaced_meanwhile = true;
+            }
+            Err(BodyError::Store(e)) => return error_reply(&e),
+            Err(BodyError::Answer(answer)) => return *answer,
+        }
+    }
+}
+
+/// Why a body could not be served: the store's failure, or the gateway's own answer.
+enum BodyError {
+    Store(Error),
+    Answer(Box<Response>),
+}
+
+impl From<Error> for BodyError {
+    fn from(e: Error) -> BodyError {
+        BodyError::Store(e)
+    }
+}
+
+/// The GET answer of `span` of the version `info` describes. A span covering the whole
+/// object is read whole, so verified like a whole GET; a smaller one is served only once
+/// the version was verified (see [`super::verified`]).
+async fn span_body(
+    gateway: &Gateway,
+    info: &ObjectInfo,
+    span: &Span,
+    deadline: Instant,
+) -> Result<Response, BodyError> {
+    let part = match span {
+        Span::Part(r) if !(r.start == 0 && r.end == info.size) => Some(r.clone()),
+        _ => None,
+    };
+    let length = part.as_ref().map_or(info.size, |r| r.end - r.start);
+    let permit = gateway
+        .downloads
+        .reserve_download(length)
+        .await
+        .map_err(BodyError::Answer)?;
+    if part.is_some() {
+        gateway.verified.ensure(&gateway.storage, info).await?;
+    }
+    let options = ReadOptions {
+        range: part.map(ByteRange::Bounded),
+        if_match: info.etag.clone(),
+        if_none_match: None,
+    };
+    let object = gateway.storage.read_stream(&info.key, options).await?;
+    Ok(respond(object, span, permit, deadline).await?)
+}
+
+/// The answer streaming `object`: 200 for [`Span::Whole`], else 206 with its
+/// Content-Range. Holds `permit` until the body is dropped.
+async fn respond(
+    object: ObjectStream,
+    span: &Span,
+    permit: OwnedSemaphorePermit,
+    deadline: Instant,
+) -> Result<Response, Error> {
+    let ObjectStream {
+        info,
+        range: served,
+        mut stream,
+    } = object;
     // A verified read holds each chunk back until the next arrives, so an object of one
     // chunk that fails its checksum fails here, before the status is sent: a 500, never a
-    // 200 with damaged bytes. A larger one is cut off mid-body (the length promised is
-    // never reached), the only way HTTP has to take back a 200.
+    // 200 or 206 with damaged bytes. A larger one is cut off mid-body (the length promised
+    // is never reached), the only way HTTP has to take back a 200.
     let first = stream.next().await;
-    if let Some(Err(e)) = &first {
-        return error_reply(e);
+    if let Some(Err(e)) = first {
+        return Err(e);
     }
     let stream = futures::stream::iter(first).chain(stream);
-    let mut response = Response::new(Body::from_stream(until_deadline(stream, deadline)));
-    describe_body(&mut response, &info, &span, range.is_some());
+    let mut response = Response::new(Body::from_stream(until_deadline(stream, deadline, permit)));
+    let status = match span {
+        Span::Whole => StatusCode::OK,
+        _ => StatusCode::PARTIAL_CONTENT,
+    };
+    describe_span(&mut response, status, &info, &served);
+    Ok(response)
+}
+
+/// HEAD: the object's description, and for a range the status and length a GET would have.
+fn head_reply(info: &ObjectInfo, span: &Span) -> Response {
+    let mut response = Response::new(Body::empty());
+    match span {
+        Span::Part(range) => describe_span(&mut response, StatusCode::PARTIAL_CONTENT, info, range),
+        _ => describe_span(&mut response, StatusCode::OK, info, &(0..info.size)),
+    }
     response
 }
 
-/// HEAD: the object's description, or 304 when the client's ETag still matches.
-async fn head(storage: &Storage, key: &ObjectKey, if_none_match: Option<&str>) -> Response {
-    let info = match storage.head(key).await {
-        Ok(info) => info,
-        Err(e) => return error_reply(&e),
-    };
-    if let Some(etag) = if_none_match
-        && info.etag.as_deref() == Some(etag)
-    {
-        return StatusCode::NOT_MODIFIED.into_response();
+/// A status with the object's validators (`ETag`, `Last-Modified`), as a 304 carries them.
+fn validators(status: StatusCode, info: &ObjectInfo) -> Response {
+    let mut response = status.into_response();
+    let mut described = HeaderMap::new();
+    describe(&mut described, info);
+    for name in [header::ETAG, header::LAST_MODIFIED] {
+        if let Some(value) = described.remove(&name) {
+            response.headers_mut().insert(name, value);
+        }
     }
-    let mut response = StatusCode::OK.into_response();
-    describe(response.headers_mut(), &info);
+    response
+}
+
+/// 416 with `Content-Range: bytes */<size>` (RFC 9110 §15.5.17): the client's mistake,
+/// counted by the alarms as a client error although the store was only asked to describe.
+fn unsatisfiable(info: &ObjectInfo) -> Response {
+    let mut response = refuse(
+        StatusCode::RANGE_NOT_SATISFIABLE,
+        format!(
+            "the range lies beyond the object's {} bytes; ask for bytes below {}",
+            info.size, info.size
+        ),
+    );
     set(
         response.headers_mut(),
-        header::CONTENT_LENGTH,
-        &info.size.to_string(),
+        header::CONTENT_RANGE,
+        &format!("bytes */{}", info.size),
     );
     response
 }
 
 /// Checked as the client pulls each chunk: a client reading slowly but steadily is cut
-/// off at the request deadline (one that stops reading, by the write-stall timeout).
+/// off at the request deadline (one that stops reading, by the write-stall timeout). The
+/// stream holds its share of the download budget until hyper drops it.
 fn until_deadline(
     stream: impl Stream<Item = Result<Bytes, Error>> + Send + 'static,
     deadline: Instant,
+    permit: OwnedSemaphorePermit,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     stream.map(move |chunk| {
+        let _held = &permit;
         if Instant::now() > deadline {
             Err(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -101,18 +254,21 @@ fn until_deadline(
     })
 }
 
-/// The status and headers of a GET of `span` of the object: 206 with its Content-Range
-/// when a range was asked for.
-fn describe_body(response: &mut Response, info: &ObjectInfo, span: &Range<u64>, ranged: bool) {
-    let (status, length) = if ranged {
-        (StatusCode::PARTIAL_CONTENT, span.end - span.start)
-    } else {
-        (StatusCode::OK, info.size)
-    };
+/// The status and headers of an answer serving `span` of the object: a 206 says which
+/// bytes in `Content-Range`.
+fn describe_span(
+    response: &mut Response,
+    status: StatusCode,
+    info: &ObjectInfo,
+    span: &Range<u64>,
+) {
     *response.status_mut() = status;
     let out = response.headers_mut();
     describe(out, info);
-    set(out, header::CONTENT_LENGTH, &length.to_string());
+    out.insert(
+        header::CONTENT_LENGTH,
+        HeaderValue::from(span.end - span.start),
+    );
     if status == StatusCode::PARTIAL_CONTENT {
         let last = span.end.saturating_sub(1);
         set(
@@ -120,38 +276,5 @@ fn describe_body(response: &mut Response, info: &ObjectInfo, span: &Range<u64>, 
             header::CONTENT_RANGE,
             &format!("bytes {}-{last}/{}", span.start, info.size),
         );
-    }
-}
-
-/// `bytes=a-b`, `bytes=a-` or `bytes=-n`; anything else (several ranges, other units) is
-/// ignored and the whole object served, as HTTP allows.
-fn parse_range(text: &str) -> Option<ByteRange> {
-    let spec = text.trim().strip_prefix("bytes=")?;
-    if spec.contains(',') {
-        return None;
-    }
-    let (start, end) = spec.split_once('-')?;
-    match (start.trim(), end.trim()) {
-        ("", n) => Some(ByteRange::Suffix(n.parse().ok()?)),
-        (a, "") => Some(ByteRange::From(a.parse().ok()?)),
-        (a, b) => {
-            let (a, b): (u64, u64) = (a.parse().ok()?, b.parse().ok()?);
-            Some(ByteRange::Bounded(a..b.checked_add(1)?))
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn ranges_parse_like_http() {
-        assert_eq!(parse_range("bytes=0-4"), Some(ByteRange::Bounded(0..5)));
-        assert_eq!(parse_range("bytes=10-"), Some(ByteRange::From(10)));
-        assert_eq!(parse_range("bytes=-3"), Some(ByteRange::Suffix(3)));
-        assert_eq!(parse_range("bytes=0-1,4-5"), None);
-        assert_eq!(parse_range("items=0-1"), None);
-        assert_eq!(parse_range("bytes=a-b"), None);
     }
 }

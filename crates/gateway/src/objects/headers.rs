@@ -83,13 +83,6 @@ pub(super) fn quote(etag: &str) -> String {
     }
 }
 
-/// An ETag a client sent, as the store compares it: without quotes or the weak marker.
-pub(super) fn unquote(text: &str) -> String {
-    let text = text.trim();
-    let text = text.strip_prefix("W/").unwrap_or(text);
-    text.trim_matches('"').to_string()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,8 +91,6 @@ mod tests {
     fn etags_are_quoted_once() {
         assert_eq!(quote("abc"), "\"abc\"");
         assert_eq!(quote("\"abc\""), "\"abc\"");
-        assert_eq!(unquote("W/\"abc\""), "abc");
-        assert_eq!(unquote("*"), "*");
     }
 
     #[test]

@@ -1,9 +1,13 @@
 //! `/o/<key>`: a request is admitted by its signature, bounded before that, and then
 //! carries out what the URL grants (download, upload, delete) within the request deadline.
 
+pub(crate) mod budget;
+mod conditional;
+mod conditions;
 mod download;
 mod headers;
 mod upload;
+pub(crate) mod verified;
 
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
@@ -11,8 +15,11 @@ use axum::response::{IntoResponse, Response};
 use maskstore_backends::monitor::Outcome;
 use maskstore_backends::signing::{Grant, OBJECT_PATH, QueryLimit, SignedMethod};
 
-use crate::reply::{RefusedBeforeStore, error_reply, refuse, reply};
+use crate::reply::{RefusedBeforeStore, Unsigned, error_reply, refuse_unsigned, reply};
 use crate::routers::Gateway;
+pub use budget::DOWNLOAD_MEMORY_BUDGET;
+pub use conditional::CONDITIONAL_UPLOAD_BUDGET;
+pub(crate) use conditional::conditional_budget;
 use download::download;
 pub use headers::CONTENT_SECURITY_POLICY;
 use headers::harden;
@@ -37,8 +44,9 @@ async fn object_response(gateway: &Gateway, request: Request) -> Response {
         Err(refusal) => *refusal,
     };
     if response.extensions().get::<RefusedBeforeStore>().is_some() {
-        // No operation recorded it, so the alarms count it here, as S3 counts a bad
-        // signature among its 4xx errors and every refusal among all requests.
+        // No operation recorded it, so the alarms count it here: its URL was valid, so
+        // the refusal is one of the store's clients' errors. (Refusals before the
+        // signature held are counted apart, in `maskstore_gateway_refused_total`.)
         gateway
             .storage
             .monitor()
@@ -54,8 +62,8 @@ async fn serve_grant(gateway: &Gateway, grant: Grant, request: Request) -> Respo
     let deadline = tokio::time::Instant::now() + limits.request_timeout;
     let work = async {
         match grant.method {
-            SignedMethod::Get => download(storage, &grant, request.headers(), Some(deadline)).await,
-            SignedMethod::Head => download(storage, &grant, request.headers(), None).await,
+            SignedMethod::Get => download(gateway, &grant, request.headers(), Some(deadline)).await,
+            SignedMethod::Head => download(gateway, &grant, request.headers(), None).await,
             SignedMethod::Put => upload(gateway, &grant, request).await,
             SignedMethod::Delete => match storage.delete(&grant.key).await {
                 Ok(()) => StatusCode::NO_CONTENT.into_response(),
@@ -82,16 +90,17 @@ fn admit(gateway: &Gateway, request: &Request) -> Result<Grant, Box<Response>> {
     let query = uri.query().unwrap_or("");
     // Bounded before anything reads the query or the path.
     if let Err(limit) = maskstore_backends::signing::check_query_limits(query) {
-        let status = match limit {
-            QueryLimit::TooLong => StatusCode::URI_TOO_LONG,
-            QueryLimit::TooManyParameters => StatusCode::BAD_REQUEST,
+        let (status, why) = match limit {
+            QueryLimit::TooLong => (StatusCode::URI_TOO_LONG, Unsigned::QueryTooLong),
+            QueryLimit::TooManyParameters => (StatusCode::BAD_REQUEST, Unsigned::TooManyParameters),
         };
-        return Err(Box::new(refuse(status, limit)));
+        return Err(Box::new(refuse_unsigned(status, why, limit)));
     }
     let encoded_key = uri.path().strip_prefix(OBJECT_PATH).unwrap_or_default();
     if encoded_key.len() > MAX_ENCODED_KEY_BYTES {
-        return Err(Box::new(refuse(
+        return Err(Box::new(refuse_unsigned(
             StatusCode::URI_TOO_LONG,
+            Unsigned::PathTooLong,
             "the path is longer than any key's; use the URL as it was issued",
         )));
     }
@@ -107,10 +116,12 @@ fn admit(gateway: &Gateway, request: &Request) -> Result<Grant, Box<Response>> {
             chrono::Utc::now(),
         )
         .map_err(|refusal| {
-            let status = match refusal {
-                maskstore_backends::signing::Refusal::InvalidKey(_) => StatusCode::BAD_REQUEST,
-                _ => StatusCode::FORBIDDEN,
+            let (status, why) = match refusal {
+                maskstore_backends::signing::Refusal::InvalidKey(_) => {
+                    (StatusCode::BAD_REQUEST, Unsigned::InvalidKey)
+                }
+                _ => (StatusCode::FORBIDDEN, Unsigned::Signature),
             };
-            Box::new(refuse(status, refusal))
+            Box::new(refuse_unsigned(status, why, refusal))
         })
 }

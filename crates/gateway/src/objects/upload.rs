@@ -17,9 +17,11 @@ use maskstore_backends::{ContentSha256, PutOutcome, Sha256Hasher, UploadShape, W
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::error::Elapsed;
 
+use super::conditional::{Condition, conditional_upload};
 use super::headers::{quote, set};
 use crate::reply::{error_reply, refuse, reply};
 use crate::routers::Gateway;
+use crate::shares::{Share, client_of};
 
 /// The part size of uploads through the gateway: about what one upload holds in memory
 /// while it stalls (the provider's parts in flight + 1 times this while the disk is slow),
@@ -28,7 +30,7 @@ pub const UPLOAD_BUFFER_PART_SIZE: usize = 1024 * 1024;
 
 /// Why an upload's body was refused while it streamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum BodyFailure {
+pub(super) enum BodyFailure {
     /// More than `gateway.max_upload_bytes`.
     TooLarge,
     /// Nothing arrived for `gateway.body_idle_timeout`.
@@ -52,10 +54,17 @@ pub(super) async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -
     if sent.length.is_some_and(|n| n > max) {
         return refuse(StatusCode::PAYLOAD_TOO_LARGE, too_large(max));
     }
-    let _permit = match upload_slot(gateway) {
+    let _slot = match upload_slot(gateway, &request) {
         Ok(permit) => permit,
         Err(busy) => return *busy,
     };
+    let condition = match Condition::of(request.headers()) {
+        Ok(condition) => condition,
+        Err(refusal) => return *refusal,
+    };
+    if condition != Condition::None {
+        return conditional_upload(gateway, grant, request, sent, condition).await;
+    }
     // Small parts: an upload that stalls holds under one part, not the default part size
     // a single PUT would buffer (the local provider streams the parts into its temporary
     // file).
@@ -87,9 +96,9 @@ pub(super) async fn upload(gateway: &Gateway, grant: &Grant, request: Request) -
 }
 
 /// The headers an upload came with that the gateway reads.
-struct Sent {
-    content_type: Option<String>,
-    length: Option<u64>,
+pub(super) struct Sent {
+    pub(super) content_type: Option<String>,
+    pub(super) length: Option<u64>,
 }
 
 impl Sent {
@@ -135,34 +144,49 @@ impl Sent {
 
 /// The answer to an upload over `max` bytes, whether its Content-Length says so up front or
 /// its body shows it on the way.
-fn too_large(max: u64) -> String {
+pub(super) fn too_large(max: u64) -> String {
     format!(
         "the upload is larger than the gateway's limit of {max} bytes (gateway.max_upload_bytes)"
     )
 }
 
-/// One of the `gateway.max_concurrent_uploads` slots, held until the upload is answered, or
-/// a 503 that tells the client when to retry.
-fn upload_slot(gateway: &Gateway) -> Result<OwnedSemaphorePermit, Box<Response>> {
-    Arc::clone(&gateway.uploads)
+/// One of the `gateway.max_concurrent_uploads` slots and of its client's
+/// `gateway.max_uploads_per_client`, held until the upload is answered, or a 503 that
+/// tells the client when to retry.
+fn upload_slot(
+    gateway: &Gateway,
+    request: &Request,
+) -> Result<(OwnedSemaphorePermit, Option<Share>), Box<Response>> {
+    let limits = &gateway.limits;
+    let busy = |message: String| {
+        let mut response = refuse(StatusCode::SERVICE_UNAVAILABLE, message);
+        set(response.headers_mut(), header::RETRY_AFTER, "5");
+        Box::new(response)
+    };
+    let share = match client_of(request, &limits.trusted_proxies) {
+        Some(client) => Some(gateway.upload_shares.take(client).ok_or_else(|| {
+            busy(format!(
+                "this client has {} uploads in progress, its share (gateway.max_uploads_per_client); retry when one is done",
+                limits.max_uploads_per_client
+            ))
+        })?),
+        None => None,
+    };
+    let permit = Arc::clone(&gateway.uploads)
         .try_acquire_owned()
         .map_err(|_| {
-            let mut response = refuse(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "the gateway takes {} uploads at once (gateway.max_concurrent_uploads); retry shortly",
-                    gateway.limits.max_concurrent_uploads
-                ),
-            );
-            set(response.headers_mut(), header::RETRY_AFTER, "5");
-            Box::new(response)
-        })
+            busy(format!(
+                "the gateway takes {} uploads at once (gateway.max_concurrent_uploads); retry shortly",
+                limits.max_concurrent_uploads
+            ))
+        })?;
+    Ok((permit, share))
 }
 
 /// Where the body stream records why it failed. The store sees only an I/O error and
 /// reports its own failure; this tells the answer that the client was at fault (4xx).
 #[derive(Clone, Default)]
-struct FailureSlot(Arc<Mutex<Option<BodyFailure>>>);
+pub(super) struct FailureSlot(Arc<Mutex<Option<BodyFailure>>>);
 
 impl FailureSlot {
     /// Records `why` (the first failure wins) and gives the error item that aborts the
@@ -174,22 +198,22 @@ impl FailureSlot {
         Err(std::io::Error::other(message))
     }
 
-    fn get(&self) -> Option<BodyFailure> {
+    pub(super) fn get(&self) -> Option<BodyFailure> {
         self.0.lock().ok().and_then(|slot| *slot)
     }
 }
 
 /// What one upload's body is held to while it streams.
 #[derive(Debug, Clone, Copy)]
-struct BodyRules {
+pub(super) struct BodyRules {
     /// The longest the client may send nothing.
-    idle: Duration,
+    pub(super) idle: Duration,
     /// `gateway.max_upload_bytes`.
-    max: u64,
+    pub(super) max: u64,
     /// The length the URL binds, or else the one the client announced.
-    expected: Option<u64>,
+    pub(super) expected: Option<u64>,
     /// The SHA-256 the URL binds.
-    sha256: Option<ContentSha256>,
+    pub(super) sha256: Option<ContentSha256>,
 }
 
 /// What the next read of the body comes to.
@@ -273,7 +297,7 @@ impl BodyRules {
 /// The request body as the store reads it: chunks pass on as they arrive until one breaks
 /// `rules`; that one becomes an error item (recorded in `failure`) and ends the stream, so
 /// the store aborts the upload.
-fn guard_body(
+pub(super) fn guard_body(
     data: BodyDataStream,
     rules: BodyRules,
     failure: FailureSlot,
@@ -300,7 +324,7 @@ fn guard_body(
 
 /// The answer once the store is done. After the store was asked, a failed upload is its
 /// operation, counted once; a failure of the body is still answered as the client's.
-fn answer(
+pub(super) fn answer(
     outcome: maskstore_backends::Result<PutOutcome>,
     body_failure: Option<BodyFailure>,
     max: u64,

@@ -1,0 +1,318 @@
+//! What a request asks of an object's version and span, as RFC 9110 and S3 read it:
+//! entity-tag lists (`If-Match`, `If-None-Match`, `If-Range`) and one byte range resolved
+//! against the object's size.
+
+use std::ops::Range;
+
+use axum::http::header::{self, HeaderMap, HeaderName};
+use maskstore_backends::ObjectInfo;
+
+/// One entity tag: its opaque text (without quotes) and whether it is weak (`W/"…"`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct EntityTag {
+    weak: bool,
+    opaque: String,
+}
+
+impl EntityTag {
+    /// The tag a stored etag stands for (stores give it quoted or bare, some marked weak).
+    pub(super) fn of_store(etag: &str) -> EntityTag {
+        let text = etag.trim();
+        let (weak, text) = match text.strip_prefix("W/") {
+            Some(rest) => (true, rest),
+            None => (false, text),
+        };
+        EntityTag {
+            weak,
+            opaque: text.trim_matches('"').to_string(),
+        }
+    }
+
+    /// RFC 9110 §8.8.3.2 strong comparison: neither weak, the same text.
+    fn strong_eq(&self, other: &EntityTag) -> bool {
+        !self.weak && !other.weak && self.opaque == other.opaque
+    }
+
+    /// RFC 9110 §8.8.3.2 weak comparison: the same text.
+    fn weak_eq(&self, other: &EntityTag) -> bool {
+        self.opaque == other.opaque
+    }
+}
+
+/// An `If-Match` or `If-None-Match` value: `*` or a list of entity tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum TagList {
+    /// `*`: any current representation.
+    Any,
+    /// The listed tags (empty when nothing in the value was a tag).
+    Tags(Vec<EntityTag>),
+}
+
+impl TagList {
+    /// Parses a list of `"tag"`, `W/"tag"` and (as S3 accepts them) bare tags, separated
+    /// by commas; a comma inside quotes belongs to the tag.
+    pub(super) fn parse(text: &str) -> TagList {
+        if text.trim() == "*" {
+            return TagList::Any;
+        }
+        let mut tags = Vec::new();
+        let mut rest = text;
+        loop {
+            rest = rest.trim_start_matches(|c: char| c == ',' || c.is_ascii_whitespace());
+            if rest.is_empty() {
+                return TagList::Tags(tags);
+            }
+            let (weak, body) = match rest.strip_prefix("W/") {
+                Some(body) => (true, body),
+                None => (false, rest),
+            };
+            let (opaque, after) = match body.strip_prefix('"') {
+                Some(quoted) => match quoted.split_once('"') {
+                    Some((opaque, after)) => (opaque, after),
+                    None => (quoted, ""),
+                },
+                None => match body.split_once(',') {
+                    Some((opaque, after)) => (opaque.trim(), after),
+                    None => (body.trim(), ""),
+                },
+            };
+            tags.push(EntityTag {
+                weak,
+                opaque: opaque.to_string(),
+            });
+            rest = after;
+        }
+    }
+
+    /// The listed tag that strongly matches `current` (`If-Match`), `*` matching any.
+    pub(super) fn strong_match(&self, current: Option<&EntityTag>) -> bool {
+        match (self, current) {
+            (_, None) => false,
+            (TagList::Any, Some(_)) => true,
+            (TagList::Tags(tags), Some(current)) => tags.iter().any(|t| t.strong_eq(current)),
+        }
+    }
+
+    /// Whether a listed tag weakly matches `current` (`If-None-Match`), `*` matching any.
+    pub(super) fn weak_match(&self, current: Option<&EntityTag>) -> bool {
+        match (self, current) {
+            (_, None) => false,
+            (TagList::Any, Some(_)) => true,
+            (TagList::Tags(tags), Some(current)) => tags.iter().any(|t| t.weak_eq(current)),
+        }
+    }
+}
+
+/// What a GET or HEAD asks: its conditions and its range.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Asked {
+    pub(super) if_match: Option<TagList>,
+    pub(super) if_none_match: Option<TagList>,
+    /// `If-Range`: an entity tag, or a date (which S3's and our strong validator, the
+    /// etag, cannot vouch for, so it never matches: the whole object is served).
+    if_range: Option<String>,
+    range: Option<RangeSpec>,
+}
+
+/// The outcome of the request's conditions on the current object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    /// Serve it.
+    Proceed,
+    /// 412: `If-Match` failed.
+    PreconditionFailed,
+    /// 304: `If-None-Match` matched.
+    NotModified,
+}
+
+/// The part of the object to serve.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) enum Span {
+    /// The whole object, with 200 (no usable range asked).
+    Whole,
+    /// These bytes, with 206 (possibly all of them).
+    Part(Range<u64>),
+    /// 416: the range lies beyond the object.
+    Unsatisfiable,
+}
+
+impl Asked {
+    /// What `headers` ask; unreadable values are ignored, as HTTP allows.
+    pub(super) fn from_headers(headers: &HeaderMap) -> Asked {
+        let text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+        Asked {
+            if_match: text(header::IF_MATCH).map(TagList::parse),
+            if_none_match: text(header::IF_NONE_MATCH).map(TagList::parse),
+            if_range: text(header::IF_RANGE).map(|v| v.trim().to_string()),
+            range: text(header::RANGE).and_then(RangeSpec::parse),
+        }
+    }
+
+    /// Whether a usable range was asked for.
+    pub(super) fn has_range(&self) -> bool {
+        self.range.is_some()
+    }
+
+    /// RFC 9110 §13.2.2: `If-Match` first (strong), then `If-None-Match` (weak).
+    pub(super) fn verdict(&self, info: &ObjectInfo) -> Verdict {
+        let current = info.etag.as_deref().map(EntityTag::of_store);
+        if let Some(list) = &self.if_match
+            && !list.strong_match(current.as_ref())
+        {
+            return Verdict::PreconditionFailed;
+        }
+        if let Some(list) = &self.if_none_match
+            && list.weak_match(current.as_ref())
+        {
+            return Verdict::NotModified;
+        }
+        Verdict::Proceed
+    }
+
+    /// The span to serve of `info`'s object: the range, unless `If-Range` names another
+    /// version (RFC 9110 §13.1.5: then the whole object, 200).
+    pub(super) fn span(&self, info: &ObjectInfo) -> Span {
+        let Some(range) = &self.range else {
+            return Span::Whole;
+        };
+        if let Some(validator) = &self.if_range {
+            let current = info.etag.as_deref().map(EntityTag::of_store);
+            let asked = validator
+                .starts_with(['"', 'W'])
+                .then(|| TagList::parse(validator));
+            let same = match (asked, current) {
+                (Some(TagList::Tags(tags)), Some(current)) => {
+                    tags.len() == 1 && tags[0].strong_eq(&current)
+                }
+                _ => false,
+            };
+            if !same {
+                return Span::Whole;
+            }
+        }
+        range.resolve(info.size)
+    }
+}
+
+/// One `bytes=` range as sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RangeSpec {
+    /// `a-b`, `a-`.
+    From { first: u64, last: Option<u64> },
+    /// `-n`: the last n bytes.
+    Suffix(u64),
+}
+
+impl RangeSpec {
+    /// `bytes=a-b`, `bytes=a-` or `bytes=-n`. Anything else (several ranges, other
+    /// units, `b < a`, not numbers) is ignored and the whole object served, as RFC 9110
+    /// §14.2 allows and S3 does.
+    fn parse(text: &str) -> Option<RangeSpec> {
+        let spec = text.trim().strip_prefix("bytes=")?;
+        if spec.contains(',') {
+            return None;
+        }
+        let (first, last) = spec.split_once('-')?;
+        let number = |s: &str| -> Option<u64> {
+            let s = s.trim();
+            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse().ok())
+                .flatten()
+        };
+        match (first.trim(), last.trim()) {
+            ("", n) => Some(RangeSpec::Suffix(number(n)?)),
+            (a, "") => Some(RangeSpec::From {
+                first: number(a)?,
+                last: None,
+            }),
+            (a, b) => {
+                let (first, last) = (number(a)?, number(b)?);
+                (last >= first).then_some(RangeSpec::From {
+                    first,
+                    last: Some(last),
+                })
+            }
+        }
+    }
+
+    /// RFC 9110 §14.1.2 against an object of `size` bytes: a last position past the end
+    /// is cut to it, a first position at or past the end is unsatisfiable, and so is a
+    /// suffix of 0 bytes or any range of an empty object (S3 answers these 416).
+    fn resolve(self, size: u64) -> Span {
+        match self {
+            RangeSpec::From { first, .. } if first >= size => Span::Unsatisfiable,
+            RangeSpec::From { first, last } => {
+                let end = last.map_or(size, |last| last.saturating_add(1).min(size));
+                Span::Part(first..end)
+            }
+            RangeSpec::Suffix(0) => Span::Unsatisfiable,
+            RangeSpec::Suffix(_) if size == 0 => Span::Unsatisfiable,
+            RangeSpec::Suffix(n) => Span::Part(size.saturating_sub(n)..size),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tag(weak: bool, opaque: &str) -> EntityTag {
+        EntityTag {
+            weak,
+            opaque: opaque.to_string(),
+        }
+    }
+
+    #[test]
+    fn tag_lists_split_on_commas_outside_quotes() {
+        assert_eq!(TagList::parse(" * "), TagList::Any);
+        assert_eq!(
+            TagList::parse(r#""a", W/"b" ,"c,d",bare"#),
+            TagList::Tags(vec![
+                tag(false, "a"),
+                tag(true, "b"),
+                tag(false, "c,d"),
+                tag(false, "bare")
+            ])
+        );
+        assert_eq!(TagList::parse(" , "), TagList::Tags(vec![]));
+        assert_eq!(
+            TagList::parse(r#""unterminated"#),
+            TagList::Tags(vec![tag(false, "unterminated")])
+        );
+    }
+
+    #[test]
+    fn if_match_compares_strongly_and_if_none_match_weakly() {
+        let current = EntityTag::of_store("\"e1\"");
+        let list = TagList::parse(r#""a", "e1""#);
+        assert!(list.strong_match(Some(&current)));
+        let weak = TagList::parse(r#"W/"e1""#);
+        assert!(!weak.strong_match(Some(&current)));
+        assert!(weak.weak_match(Some(&current)));
+        assert!(!TagList::Any.strong_match(None));
+        assert!(TagList::Any.weak_match(Some(&current)));
+    }
+
+    #[test]
+    fn ranges_resolve_like_rfc_9110_and_s3() {
+        let span = |text: &str, size: u64| RangeSpec::parse(text).map(|r| r.resolve(size));
+        assert_eq!(span("bytes=0-4", 10), Some(Span::Part(0..5)));
+        assert_eq!(span("bytes=5-100", 10), Some(Span::Part(5..10)));
+        assert_eq!(span("bytes=10-", 10), Some(Span::Unsatisfiable));
+        assert_eq!(span("bytes=-3", 10), Some(Span::Part(7..10)));
+        assert_eq!(span("bytes=-30", 10), Some(Span::Part(0..10)));
+        assert_eq!(span("bytes=-0", 10), Some(Span::Unsatisfiable));
+        assert_eq!(span("bytes=-5", 0), Some(Span::Unsatisfiable));
+        assert_eq!(span("bytes=0-", 0), Some(Span::Unsatisfiable));
+        for ignored in [
+            "bytes=0-1,4-5",
+            "items=0-1",
+            "bytes=a-b",
+            "bytes=5-2",
+            "bytes=+1-2",
+        ] {
+            assert_eq!(RangeSpec::parse(ignored), None, "{ignored}");
+        }
+    }
+}

@@ -68,6 +68,10 @@ pub enum Act {
     Escapes,
     /// Listings that send a byte every 100 ms, forever.
     Dribble,
+    /// S3 listings that name, whatever prefix was asked for, an object
+    /// outside it (`mask/b/other.png`), beside a name object_store cannot hold (`mask/a//odd.png`, which
+    /// maskstore lists on S3 with its own requests).
+    Outside,
 }
 
 /// An error code and message a terminal would obey if printed raw: set the window title,
@@ -175,10 +179,27 @@ fn request(stream: &TcpStream) -> Option<(String, String)> {
     Some((method, target))
 }
 
+/// Every request a server was sent: its port, method and target.
+static SEEN: std::sync::Mutex<Vec<(u16, String, String)>> = std::sync::Mutex::new(Vec::new());
+
+impl Hostile {
+    /// The requests this server was sent, as `METHOD target`.
+    pub fn seen(&self) -> Vec<String> {
+        let seen = SEEN.lock().unwrap();
+        let mine = seen.iter().filter(|(port, ..)| *port == self.port);
+        mine.map(|(_, method, target)| format!("{method} {target}"))
+            .collect()
+    }
+}
+
 fn serve(mut stream: TcpStream, wire: Wire, act: Act) {
     let Some((method, target)) = request(&stream) else {
         return;
     };
+    if let Ok(local) = stream.local_addr() {
+        let seen = (local.port(), method.clone(), target.clone());
+        SEEN.lock().unwrap().push(seen);
+    }
     let listing = target.contains("list-type=") || target.contains("comp=list");
     let head = method == "HEAD";
     let root = wire.listing_root();
@@ -205,7 +226,24 @@ fn serve(mut stream: TcpStream, wire: Wire, act: Act) {
             answer(&mut stream, 403, "", body.as_bytes())
         }
         Act::Dribble if listing => dribble(&mut stream, root),
-        Act::ErrorIn200 | Act::Dribble => good(&mut stream, wire, &method, listing),
+        Act::Outside if listing && wire == Wire::S3 => {
+            let contents: String = ["mask/a/in.png", "mask/a//odd.png", "mask/b/other.png"]
+                .iter()
+                .map(|k| {
+                    format!(
+                        "<Contents><Key>{k}</Key><Size>1</Size>\
+                     <LastModified>2026-12-07T00:00:00.000Z</LastModified><ETag>\"e\"</ETag>\
+                     </Contents>"
+                    )
+                })
+                .collect();
+            let body = format!(
+                "<?xml version=\"1.0\"?><{root}><Name>b</Name><IsTruncated>false</IsTruncated>\
+                 {contents}</{root}>"
+            );
+            answer(&mut stream, 200, "", body.as_bytes())
+        }
+        Act::ErrorIn200 | Act::Dribble | Act::Outside => good(&mut stream, wire, &method, listing),
     };
 }
 
@@ -502,4 +540,43 @@ fn a_copy_answered_200_with_an_error_document_is_that_error() {
             assert!(bad.stderr.contains(wire.denied_code()), "{}", bad.stderr);
         }
     });
+}
+
+/// A listing that names objects outside the prefix asked for is the server's error: `rm
+/// --prefix` deletes nothing outside its prefix, `ls` shows no such name.
+#[test]
+fn a_listing_naming_objects_outside_its_prefix_is_an_error_and_nothing_is_deleted() {
+    if !available() {
+        return;
+    }
+    let rm: &[&str] = &[
+        "--config",
+        "config.toml",
+        "rm",
+        "--prefix",
+        "mask/a/",
+        "--yes",
+    ];
+    let ls: &[&str] = &["--config", "config.toml", "ls", "mask/a/"];
+    for wire in [Wire::S3] {
+        let server = Hostile::start(wire, Act::Outside);
+        let dir = workspace(&server, wire);
+        for args in [rm, ls] {
+            let run = run(dir.path(), args);
+            let said = format!("{}{}", run.stdout, run.stderr);
+            assert_eq!(run.code, Some(1), "{wire:?} {args:?}: {run:?}");
+            assert!(
+                !run.stdout.contains("other.png"),
+                "{wire:?} {args:?}: {said}"
+            );
+            assert!(said.contains("outside"), "{wire:?} {args:?}: {said}");
+        }
+        let seen = server.seen();
+        assert!(
+            !seen
+                .iter()
+                .any(|r| r.starts_with("DELETE") || r.starts_with("POST")),
+            "{wire:?}: nothing may be deleted: {seen:?}"
+        );
+    }
 }

@@ -101,6 +101,34 @@ type Context = (Backend, String, Option<std::sync::Arc<dyn FoundNames>>);
 
 /// The listing's next item and its state after it.
 async fn next(state: Listing, context: &Context) -> Option<(Result<ObjectInfo>, Listing)> {
+    let (item, state) = next_listed(state, context).await?;
+    let (backend, folder, _) = context;
+    Some((item.and_then(|info| below(backend, folder, info)), state))
+}
+
+/// `info` when its key lies below `folder`, the folder listed; else the server's error: a
+/// listing that names an object outside what was asked for (a wrong or hostile server) must
+/// never make `rm --prefix` or `sync --delete` touch it.
+fn below(backend: &Backend, folder: &str, info: ObjectInfo) -> Result<ObjectInfo> {
+    let name = info.key.as_str();
+    if name.len() > folder.len() && name.starts_with(folder) {
+        return Ok(info);
+    }
+    Err(Error::Backend {
+        backend: backend.to_string(),
+        key: maskstore_core::shown(folder).into_owned(),
+        source: format!(
+            "the listing of {} named {}, which lies outside it; the server's listing \
+             cannot be trusted, so nothing listed was acted on",
+            maskstore_core::shown(folder),
+            info.key
+        )
+        .into(),
+    })
+}
+
+/// The next item of the listing, as the store or the provider named it.
+async fn next_listed(state: Listing, context: &Context) -> Option<(Result<ObjectInfo>, Listing)> {
     let (backend, folder, names) = context;
     match state {
         Listing::Own(mut stream) => {
@@ -129,13 +157,13 @@ async fn next(state: Listing, context: &Context) -> Option<(Result<ObjectInfo>, 
                 let names = names.as_ref().expect("checked");
                 match names.list_after(backend, folder, last.clone()) {
                     // object_store's listing ended at the name: the provider's goes on.
-                    Some(own) => Box::pin(next(Listing::Own(own), context)).await,
+                    Some(own) => Box::pin(next_listed(Listing::Own(own), context)).await,
                     // It named the object and goes on: describe that one and list on.
                     None => {
                         let state = Listing::Store { stream, last };
                         match describe(names.as_ref(), backend, &source).await {
                             Some(item) => Some((item, state)),
-                            None => Box::pin(next(state, context)).await,
+                            None => Box::pin(next_listed(state, context)).await,
                         }
                     }
                 }

@@ -453,6 +453,27 @@ fn gcs_sdk_checksums_verify_and_a_gzip_object_reads_as_stored() {
         &[],
     ));
     assert_eq!(stat["content_encoding"], "gzip", "{stat}");
+    // The gateway serves the copy's stored bytes saying what they are, as GCS does for a
+    // client that accepts gzip: without the header a browser keeps the compressed bytes.
+    let copy_root = dir.path().join("copy").display().to_string();
+    let served = crate::support::vars(&[
+        ("APP_OBJECT_STORAGE__PROVIDER", "local"),
+        ("APP_OBJECT_STORAGE__ROOT", &copy_root),
+        ("APP_OBJECT_STORAGE__PREFIX", &prefix),
+        ("APP_GATEWAY__SIGNING_SECRET", &"s".repeat(64)),
+    ]);
+    let serve = crate::support::Serve::start(dir.path(), &served);
+    let url = serve.sign(maskstore_backends::SignedMethod::Get, &key);
+    let answer = http_get(&serve.addr, &url).to_ascii_lowercase();
+    let packed = std::fs::read(dir.path().join("packed.gz")).unwrap();
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("\r\ncontent-encoding: gzip\r\n"),
+        "{answer}"
+    );
+    let length = format!("\r\ncontent-length: {}\r\n", packed.len());
+    assert!(answer.contains(&length), "{answer}");
+    drop(serve);
     // So does the copy synced back onto GCS, which reads back as stored.
     let back = json(&maskstore(dir.path(), &["--json", "stat", &key], &vars));
     assert_eq!(back["content_encoding"], "gzip", "{back}");

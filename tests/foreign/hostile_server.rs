@@ -72,6 +72,11 @@ pub enum Act {
     /// outside it (`mask/b/other.png`), beside a name object_store cannot hold (`mask/a//odd.png`, which
     /// maskstore lists on S3 with its own requests).
     Outside,
+    /// Azure listings in Azure's order (UTF-16 code units, as Azure and Azurite sort:
+    /// `😀` before `！`, the reverse of UTF-8's order), in two pages for object_store, the
+    /// first ending with a folder marker, the second holding a name object_store cannot
+    /// hold; maskstore's own listing (a SAS request) in one page.
+    AzureOrder,
 }
 
 /// An error code and message a terminal would obey if printed raw: set the window title,
@@ -243,7 +248,10 @@ fn serve(mut stream: TcpStream, wire: Wire, act: Act) {
             );
             answer(&mut stream, 200, "", body.as_bytes())
         }
-        Act::ErrorIn200 | Act::Dribble | Act::Outside => good(&mut stream, wire, &method, listing),
+        Act::AzureOrder if listing => azure_order(&mut stream, &target),
+        Act::ErrorIn200 | Act::Dribble | Act::Outside | Act::AzureOrder => {
+            good(&mut stream, wire, &method, listing)
+        }
     };
 }
 
@@ -254,6 +262,50 @@ fn hostile_headers(wire: Wire) -> String {
         "Content-Type: image/png\r\n{}: {HOSTILE_HEADER}\r\nETag: \"e\"\r\n\
          Last-Modified: Mon, 07 Dec 2026 00:00:00 GMT\r\nx-ms-blob-type: BlockBlob\r\n",
         wire.meta_header()
+    )
+}
+
+/// See [`Act::AzureOrder`].
+fn azure_order(stream: &mut TcpStream, target: &str) -> std::io::Result<()> {
+    let (names, next): (&[&str], &str) = if target.contains("sig=") {
+        (
+            &[
+                "mask/a/\u{1F600}.png",
+                "mask/a/\u{1F600}/",
+                "mask/a/\u{FF01}.png",
+                "mask/a/\u{FF01}//odd.png",
+            ],
+            "",
+        )
+    } else if target.contains("marker=m1") {
+        (&["mask/a/\u{FF01}.png", "mask/a/\u{FF01}//odd.png"], "")
+    } else {
+        (&["mask/a/\u{1F600}.png", "mask/a/\u{1F600}/"], "m1")
+    };
+    let blobs: String = names
+        .iter()
+        .map(|name| {
+            format!(
+                "<Blob><Name>{name}</Name><Properties>\
+                 <Creation-Time>Mon, 07 Dec 2026 00:00:00 GMT</Creation-Time>\
+                 <Last-Modified>Mon, 07 Dec 2026 00:00:00 GMT</Last-Modified>\
+                 <Etag>0x8DE</Etag><Content-Length>{}</Content-Length>\
+                 <Content-Type>image/png</Content-Type><BlobType>BlockBlob</BlobType>\
+                 </Properties></Blob>",
+                // A folder marker (a name ending in `/`) is empty.
+                u8::from(!name.ends_with('/'))
+            )
+        })
+        .collect();
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults><Blobs>{blobs}</Blobs>\
+         <NextMarker>{next}</NextMarker></EnumerationResults>"
+    );
+    answer(
+        stream,
+        200,
+        "Content-Type: application/xml\r\n",
+        body.as_bytes(),
     )
 }
 
@@ -579,4 +631,27 @@ fn a_listing_naming_objects_outside_its_prefix_is_an_error_and_nothing_is_delete
             "{wire:?}: nothing may be deleted: {seen:?}"
         );
     }
+}
+
+/// Azure has no "start after": after object_store stops on a name it cannot hold, the
+/// listing starts over and leaves out what object_store listed. Azure sorts names by UTF-16
+/// code units, not UTF-8 bytes, so what is left out is found by name, never by comparing
+/// bytes: nothing is left out or listed twice.
+#[test]
+fn an_azure_listing_started_over_leaves_out_only_what_was_listed() {
+    let server = Hostile::start(Wire::Azure, Act::AzureOrder);
+    let dir = workspace(&server, Wire::Azure);
+    let run = run(dir.path(), &["--config", "config.toml", "ls", "mask/a/"]);
+    assert_eq!(run.code, Some(0), "{run:?} {:?}", server.seen());
+    let listed: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        listed,
+        [
+            "mask/a/\u{1F600}.png",
+            "mask/a/\u{1F600}/  (foreign name)",
+            "mask/a/\u{FF01}.png",
+            "mask/a/\u{FF01}//odd.png  (foreign name)",
+        ],
+        "{run:?}"
+    );
 }

@@ -5,9 +5,12 @@
 //! every name it finds as a found key. object_store cannot hold some names a store can
 //! (`a//b`, a `.` or `..` segment, an ASCII control character): it fails a whole listing
 //! page on one. When that happens on a provider that lists by exact names itself
-//! ([`FoundNames`], S3), the listing goes on with the provider's own requests, after the
-//! last name object_store listed (S3 lists in UTF-8 byte order, so nothing is listed twice
-//! or left out). Such a name is read and deleted through the provider's own requests too.
+//! ([`FoundNames`]: S3, Azure, GCS), the listing goes on with the provider's own requests,
+//! after the last name listed (exact, a folder marker's with its `/`): S3's `start-after`,
+//! GCS's `startOffset`, Azure's listing started over and read past that name (Azure has no
+//! "start after", and its order is not UTF-8's). Nothing is listed twice or left out. Every
+//! name listed must lie below the folder asked for: one outside it is the server's error.
+//! Such a name is read and deleted through the provider's own requests too.
 
 use futures::stream::{BoxStream, StreamExt};
 use maskstore_core::ObjectKey;
@@ -147,10 +150,12 @@ async fn next_listed(state: Listing, context: &Context) -> Option<(Result<Object
         Listing::Store { mut stream, last } => match stream.next().await? {
             Ok(meta) => {
                 let name = listed_name(names.as_deref(), &meta).await;
+                // The name as listed (a folder marker's with its `/`): where the provider's
+                // own listing would go on.
+                let last = Some(name.clone());
                 let info = ObjectKey::found(name)
                     .map(|key| info_of(key, &meta, &Attributes::new(), Source::Listing))
                     .map_err(Error::from);
-                let last = Some(meta.location.as_ref().to_string());
                 Some((info, Listing::Store { stream, last }))
             }
             Err(object_store::Error::InvalidPath { source }) if names.is_some() => {

@@ -77,6 +77,10 @@ pub enum Act {
     /// first ending with a folder marker, the second holding a name object_store cannot
     /// hold; maskstore's own listing (a SAS request) in one page.
     AzureOrder,
+    /// S3 reads answered without an ETag (S3 documents one; object_store does not require
+    /// it), and checksum HEADs answering the CRC32 of other bytes, as after the object was
+    /// replaced between the two.
+    NoEtag,
 }
 
 /// An error code and message a terminal would obey if printed raw: set the window title,
@@ -249,7 +253,22 @@ fn serve(mut stream: TcpStream, wire: Wire, act: Act) {
             answer(&mut stream, 200, "", body.as_bytes())
         }
         Act::AzureOrder if listing => azure_order(&mut stream, &target),
-        Act::ErrorIn200 | Act::Dribble | Act::Outside | Act::AzureOrder => {
+        Act::NoEtag if wire == Wire::S3 && !listing && (method == "GET" || head) => {
+            let headers = "Last-Modified: Mon, 07 Dec 2026 00:00:00 GMT\r\n\
+                           Content-Type: image/png\r\n\
+                           x-amz-checksum-crc32: 0MjaJA==\r\n";
+            if head {
+                answer(&mut stream, 200, headers, b"")
+            } else {
+                answer(
+                    &mut stream,
+                    200,
+                    "Last-Modified: Mon, 07 Dec 2026 00:00:00 GMT\r\n",
+                    READ,
+                )
+            }
+        }
+        Act::ErrorIn200 | Act::Dribble | Act::Outside | Act::AzureOrder | Act::NoEtag => {
             good(&mut stream, wire, &method, listing)
         }
     };
@@ -264,6 +283,9 @@ fn hostile_headers(wire: Wire) -> String {
         wire.meta_header()
     )
 }
+
+/// The bytes an [`Act::NoEtag`] read answers.
+const READ: &[u8] = b"the object read";
 
 /// See [`Act::AzureOrder`].
 fn azure_order(stream: &mut TcpStream, target: &str) -> std::io::Result<()> {
@@ -654,4 +676,20 @@ fn an_azure_listing_started_over_leaves_out_only_what_was_listed() {
         ],
         "{run:?}"
     );
+}
+
+/// A checksum HEAD that cannot be pinned to the version read (the read had no ETag to send
+/// as If-Match) may describe another version: such an object reads unverified, never
+/// corrupt.
+#[test]
+fn a_read_without_an_etag_is_never_called_corrupt_by_a_later_versions_checksum() {
+    let server = Hostile::start(Wire::S3, Act::NoEtag);
+    let dir = workspace(&server, Wire::S3);
+    let run = run(
+        dir.path(),
+        &["--config", "config.toml", "get", "mask/a.png", "a.png"],
+    );
+    assert_eq!(run.code, Some(0), "{run:?} {:?}", server.seen());
+    assert_eq!(std::fs::read(dir.path().join("a.png")).unwrap(), READ);
+    assert!(run.stderr.contains("was not verified"), "{run:?}");
 }

@@ -350,7 +350,17 @@ impl FoundNames for AzureNames {
                         }
                         cursor.marker = Some(marker);
                     }
-                    _ => cursor.done = true,
+                    // The same page again: stopping would pass a part as the whole listing.
+                    Some(_) => {
+                        return Err(Error::Backend {
+                            backend: backend.to_string(),
+                            key: folder.clone(),
+                            source: "the List Blobs answer gives the marker it was asked with, \
+                                     so the rest cannot be listed; check the endpoint"
+                                .into(),
+                        });
+                    }
+                    None => cursor.done = true,
                 }
                 Ok(Some((objects, (names, backend, folder, cursor))))
             })

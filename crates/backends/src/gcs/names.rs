@@ -235,7 +235,17 @@ impl FoundNames for GcsNames {
                         }
                         cursor.token = Some(token);
                     }
-                    _ => cursor.done = true,
+                    // The same page again: stopping would pass a part as the whole listing.
+                    Some(_) => {
+                        return Err(Error::Backend {
+                            backend: backend.to_string(),
+                            key: folder.clone(),
+                            source: "the objects list answer gives the page token it was asked \
+                                     with, so the rest cannot be listed; check the endpoint"
+                                .into(),
+                        });
+                    }
+                    None => cursor.done = true,
                 }
                 Ok(Some((objects, (names, backend, folder, cursor))))
             }

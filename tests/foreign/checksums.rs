@@ -755,3 +755,46 @@ fn http_get(addr: &str, url: &str) -> String {
     stream.read_to_end(&mut answer).unwrap();
     String::from_utf8_lossy(&answer).into_owned()
 }
+
+/// A gzip object under a name object_store cannot hold (`a//b`, which GCS keeps) is read
+/// through GCS's JSON API by its exact name: as stored too, never decompressed on the way,
+/// and verified by GCS's CRC32C.
+#[test]
+fn a_gcs_gzip_object_with_a_foreign_name_reads_as_stored_and_verifies() {
+    if !writers_available() {
+        return;
+    }
+    let Some(gcs) = servers::fake_gcs() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    python(
+        "import gzip\n\
+         b = gcs(); p = sys.argv[1]; body = sys.argv[2].encode()\n\
+         z = b.blob(p + 'odd//report.txt')\n\
+         z.content_encoding = 'gzip'\n\
+         packed = gzip.compress(body)\n\
+         z.upload_from_string(packed, content_type='text/plain')\n\
+         open(sys.argv[3], 'wb').write(packed)",
+        &[
+            &prefix,
+            &body(),
+            &dir.path().join("packed.gz").display().to_string(),
+        ],
+    );
+    let vars = gcs.app_env();
+    let key = format!("{prefix}odd//report.txt");
+    let got = maskstore(dir.path(), &["get", &key, "report.gz"], &vars);
+    let said = text(&got.stderr);
+    succeeded(&got);
+    assert_eq!(
+        std::fs::read(dir.path().join("report.gz")).unwrap(),
+        std::fs::read(dir.path().join("packed.gz")).unwrap(),
+        "{said}"
+    );
+    assert!(!said.contains("not verified"), "{said}");
+    let stat = json(&maskstore(dir.path(), &["--json", "stat", &key], &vars));
+    assert_eq!(stat["content_encoding"], "gzip", "{stat}");
+    succeeded(&maskstore(dir.path(), &["rm", &key], &vars));
+}

@@ -392,7 +392,14 @@ impl FoundNames for AzureNames {
         if !response.status().is_success() {
             return Err(refusal(name, response).await);
         }
+        // The blob's Content-MD5, as object_store's reads carry it (`http_client`).
+        let native = super::native::in_answer(response.headers());
         let mut result = answer(response, options.head, "x-ms-meta-", str::to_string)?;
+        if let Some(native) = native {
+            result
+                .extensions
+                .insert(crate::checksum::NativeAnswer(native));
+        }
         // Stored names map back as a set (collision-free, see `azure::store`).
         result.attributes = super::store::read_names(result.attributes);
         options.check_preconditions(&result.meta)?;

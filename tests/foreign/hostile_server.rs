@@ -84,6 +84,9 @@ pub enum Act {
     /// S3 listings whose first page holds a name object_store cannot hold, and whose pages
     /// for maskstore's own listing (presigned) say more follow without a token for them.
     Stuck,
+    /// S3 reads answered with an ETag and no checksum of maskstore's; checksum HEADs never
+    /// answered.
+    SilentHead,
 }
 
 /// An error code and message a terminal would obey if printed raw: set the window title,
@@ -256,6 +259,29 @@ fn serve(mut stream: TcpStream, wire: Wire, act: Act) {
             answer(&mut stream, 200, "", body.as_bytes())
         }
         Act::AzureOrder if listing => azure_order(&mut stream, &target),
+        Act::SilentHead if wire == Wire::S3 && head => {
+            std::thread::sleep(Duration::from_secs(120));
+            Ok(())
+        }
+        Act::SilentHead if wire == Wire::S3 && method == "GET" && !listing => {
+            // The body waits for the HEAD past the request timeout: object_store asks for
+            // it again by range, answered as S3 does.
+            let headers = "Last-Modified: Mon, 07 Dec 2026 00:00:00 GMT\r\nETag: \"e\"\r\n";
+            let port = stream.local_addr().map(|a| a.port()).unwrap_or_default();
+            let seen = SEEN.lock().unwrap();
+            let gets = seen
+                .iter()
+                .filter(|(p, m, _)| *p == port && m == "GET")
+                .count();
+            drop(seen);
+            if gets > 1 {
+                let last = READ.len() - 1;
+                let range = format!("{headers}Content-Range: bytes 0-{last}/{}\r\n", READ.len());
+                answer(&mut stream, 206, &range, READ)
+            } else {
+                answer(&mut stream, 200, headers, READ)
+            }
+        }
         Act::Stuck if listing && wire == Wire::S3 => {
             let own = target.contains("X-Amz-Signature=");
             let contents: String = ["mask/a/1.png", "mask/a/2//odd.png"]
@@ -294,7 +320,8 @@ fn serve(mut stream: TcpStream, wire: Wire, act: Act) {
         | Act::Outside
         | Act::AzureOrder
         | Act::NoEtag
-        | Act::Stuck => good(&mut stream, wire, &method, listing),
+        | Act::Stuck
+        | Act::SilentHead => good(&mut stream, wire, &method, listing),
     };
 }
 
@@ -728,4 +755,27 @@ fn a_listing_that_says_more_follow_without_a_token_is_an_error_not_the_whole() {
     let run = run(dir.path(), &["--config", "config.toml", "ls", "mask/a/"]);
     assert_ne!(run.code, Some(0), "{run:?} {:?}", server.seen());
     assert!(run.stderr.contains("no new continuation token"), "{run:?}");
+}
+
+/// A checksum HEAD the server never answers ends at the request timeout, tried as often as
+/// `max_retries` allows, and the object reads unverified.
+#[test]
+fn a_checksum_head_never_answered_ends_within_the_configured_tries() {
+    let server = Hostile::start(Wire::S3, Act::SilentHead);
+    let dir = workspace(&server, Wire::S3);
+    let started = Instant::now();
+    let run = run(
+        dir.path(),
+        &["--config", "config.toml", "get", "mask/a.png", "a.png"],
+    );
+    eprintln!("get took {:?}", started.elapsed());
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stderr.contains("was not verified"), "{run:?}");
+    let heads = server
+        .seen()
+        .iter()
+        .filter(|r| r.starts_with("HEAD"))
+        .count();
+    // request_timeout = 2, max_retries = 1 in the config: two tries.
+    assert_eq!(heads, 2, "{:?}", server.seen());
 }

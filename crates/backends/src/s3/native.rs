@@ -48,14 +48,15 @@ pub(crate) fn client(os: &ObjectStorageConfig) -> Result<reqwest::Client> {
         })
 }
 
-/// Tries of a checksum HEAD that meets a dropped connection or a 5xx.
-const ATTEMPTS: u32 = 4;
-
 /// Asks S3 for its checksum of an object (see the module docs).
 pub(crate) struct S3Checksums {
     pub(crate) s3: Arc<AmazonS3>,
     /// See [`client`].
     pub(crate) client: reqwest::Client,
+    /// Tries of a HEAD that meets a dropped connection, a timeout or a 5xx: the config's
+    /// `max_retries` + 1, as object_store's own requests, so a server that never answers
+    /// holds a read at most that many request timeouts.
+    pub(crate) attempts: u32,
 }
 
 #[async_trait::async_trait]
@@ -98,7 +99,7 @@ impl NativeChecksums for S3Checksums {
                 Ok(Answer::Refused { status, .. }) => status.is_server_error(),
                 _ => false,
             };
-            if !transient || attempt == ATTEMPTS {
+            if !transient || attempt >= self.attempts {
                 break answer?;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;

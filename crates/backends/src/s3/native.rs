@@ -146,18 +146,16 @@ pub(crate) fn from_headers(headers: &HeaderMap) -> Option<NativeChecksum> {
                 composite: true,
             });
         }
-        return match native_value(name, digest, bytes) {
-            Some(value) => Some(NativeChecksum::full(value, source)),
-            // Not the base64 of a digest: nothing to check the bytes with, nor to trust.
-            None => {
-                tracing::warn!(
-                    header = %source,
-                    value = %maskstore_core::shown_cut(value, 100),
-                    "S3 answered a checksum header that is not a base64 digest; ignored"
-                );
-                None
-            }
-        };
+        match native_value(name, digest, bytes) {
+            Some(value) => return Some(NativeChecksum::full(value, source)),
+            // Not the base64 of a digest: nothing to check the bytes with, nor to trust;
+            // another checksum the answer carries still can.
+            None => tracing::warn!(
+                header = %source,
+                value = %maskstore_core::shown_cut(value, 100),
+                "S3 answered a checksum header that is not a base64 digest; ignored"
+            ),
+        }
     }
     None
 }
@@ -200,6 +198,12 @@ mod tests {
             from_headers(&headers(&[("x-amz-checksum-crc32", "AAAAAAAA")])),
             None
         );
+        // One malformed header does not hide a well-formed one beside it.
+        let got = from_headers(&headers(&[
+            ("x-amz-checksum-sha256", "not base64!"),
+            ("x-amz-checksum-crc32", "DUoRhQ=="),
+        ]));
+        assert_eq!(got.unwrap().value, "crc32:DUoRhQ==");
     }
 
     #[test]

@@ -132,6 +132,9 @@ pub struct Plan {
     /// Source objects whose names are not valid keys (found keys, see
     /// [`ObjectKey::foreign`]), sorted: planned like the others, listed here to report.
     pub foreign: Vec<ObjectKey>,
+    /// The foreign names to copy that the destination listed under that exact name,
+    /// sorted: only those are overwritten ([`copy_planned`]).
+    pub replacing: Vec<ObjectKey>,
 }
 
 impl Plan {
@@ -179,13 +182,19 @@ pub async fn plan(from: &Storage, to: &Storage, prefix: &str, deletes: bool) -> 
         .collect()
         .await;
     for (source, needed) in decisions {
-        destination.remove(&source.key);
+        let listed = destination.remove(&source.key).is_some();
         match needed {
-            Ok(true) => plan.to_copy.push(source),
+            Ok(true) => {
+                if listed && source.key.is_foreign() {
+                    plan.replacing.push(source.key.clone());
+                }
+                plan.to_copy.push(source)
+            }
             Ok(false) => plan.skipped += 1,
             Err(e) => plan.failed.push((source.key, e)),
         }
     }
+    plan.replacing.sort();
     if deletes {
         plan.to_delete = destination.into_keys().collect();
         plan.to_delete.sort();
@@ -271,9 +280,38 @@ pub struct Copied {
 ///
 /// An object another tool named with a name that is not a valid key (a found key, see
 /// [`ObjectKey::foreign`]) is carried under that exact name when the destination can hold
-/// it ([`Storage::carrying_found_names`]); when it cannot, the copy is refused with
-/// [`Error::InvalidKey`] and the destination is left as it was.
+/// it ([`Storage::carrying_found_names`]); when it cannot, or when the destination already
+/// answers for that name (see [`copy_planned`], which a plan's copies use), the copy is
+/// refused with [`Error::InvalidKey`] and the destination is left as it was.
 pub async fn copy(from: &Storage, to: &Storage, key: &ObjectKey) -> Result<Copied> {
+    copy_planned(from, to, key, false).await
+}
+
+/// [`copy`], knowing whether the destination listed `key` under that exact name (a
+/// [`Plan`]'s `replacing`). Some stores keep a name as another (SeaweedFS stores `a\\b` as
+/// `a/b`; AWS keeps it): a foreign name the destination did not list but answers for is
+/// such a name, and carrying it would overwrite that other object. It is refused with
+/// [`Error::InvalidKey`] (not carried), the destination left as it was (one HEAD per
+/// foreign name the destination did not list).
+pub async fn copy_planned(
+    from: &Storage,
+    to: &Storage,
+    key: &ObjectKey,
+    listed_at_destination: bool,
+) -> Result<Copied> {
+    if key.is_foreign() && !listed_at_destination && to.exists(key).await? {
+        return Err(Error::InvalidKey {
+            key: key.to_string(),
+            reason: "the destination answers for this name but never lists it (it keeps the \
+                     name as another: SeaweedFS stores '\\' as '/'), so carrying it would \
+                     overwrite that object"
+                .to_string(),
+        });
+    }
+    copy_to(from, to, key).await
+}
+
+async fn copy_to(from: &Storage, to: &Storage, key: &ObjectKey) -> Result<Copied> {
     let carrying;
     let to = if key.is_foreign() {
         carrying = to.carrying_found_names();

@@ -165,7 +165,8 @@ pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result
             bytes += info.size;
             continue;
         }
-        match sync::copy(&from, &to, &info.key).await {
+        let listed = plan.replacing.binary_search(&info.key).is_ok();
+        match sync::copy_planned(&from, &to, &info.key, listed).await {
             Ok(done) => {
                 copied += 1;
                 bytes += done.size;

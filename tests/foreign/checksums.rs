@@ -453,6 +453,27 @@ fn gcs_sdk_checksums_verify_and_a_gzip_object_reads_as_stored() {
         &[],
     ));
     assert_eq!(stat["content_encoding"], "gzip", "{stat}");
+    // The gateway serves the copy's stored bytes saying what they are, as GCS does for a
+    // client that accepts gzip: without the header a browser keeps the compressed bytes.
+    let copy_root = dir.path().join("copy").display().to_string();
+    let served = crate::support::vars(&[
+        ("APP_OBJECT_STORAGE__PROVIDER", "local"),
+        ("APP_OBJECT_STORAGE__ROOT", &copy_root),
+        ("APP_OBJECT_STORAGE__PREFIX", &prefix),
+        ("APP_GATEWAY__SIGNING_SECRET", &"s".repeat(64)),
+    ]);
+    let serve = crate::support::Serve::start(dir.path(), &served);
+    let url = serve.sign(maskstore_backends::SignedMethod::Get, &key);
+    let answer = http_get(&serve.addr, &url).to_ascii_lowercase();
+    let packed = std::fs::read(dir.path().join("packed.gz")).unwrap();
+    assert!(answer.starts_with("http/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("\r\ncontent-encoding: gzip\r\n"),
+        "{answer}"
+    );
+    let length = format!("\r\ncontent-length: {}\r\n", packed.len());
+    assert!(answer.contains(&length), "{answer}");
+    drop(serve);
     // So does the copy synced back onto GCS, which reads back as stored.
     let back = json(&maskstore(dir.path(), &["--json", "stat", &key], &vars));
     assert_eq!(back["content_encoding"], "gzip", "{back}");
@@ -733,4 +754,81 @@ fn http_get(addr: &str, url: &str) -> String {
     let mut answer = Vec::new();
     stream.read_to_end(&mut answer).unwrap();
     String::from_utf8_lossy(&answer).into_owned()
+}
+
+/// A gzip object under a name object_store cannot hold (`a//b`, which GCS keeps) is read
+/// through GCS's JSON API by its exact name: as stored too, never decompressed on the way,
+/// and verified by GCS's CRC32C.
+#[test]
+fn a_gcs_gzip_object_with_a_foreign_name_reads_as_stored_and_verifies() {
+    if !writers_available() {
+        return;
+    }
+    let Some(gcs) = servers::fake_gcs() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    python(
+        "import gzip\n\
+         b = gcs(); p = sys.argv[1]; body = sys.argv[2].encode()\n\
+         z = b.blob(p + 'odd//report.txt')\n\
+         z.content_encoding = 'gzip'\n\
+         packed = gzip.compress(body)\n\
+         z.upload_from_string(packed, content_type='text/plain')\n\
+         open(sys.argv[3], 'wb').write(packed)",
+        &[
+            &prefix,
+            &body(),
+            &dir.path().join("packed.gz").display().to_string(),
+        ],
+    );
+    let vars = gcs.app_env();
+    let key = format!("{prefix}odd//report.txt");
+    let got = maskstore(dir.path(), &["get", &key, "report.gz"], &vars);
+    let said = text(&got.stderr);
+    succeeded(&got);
+    assert_eq!(
+        std::fs::read(dir.path().join("report.gz")).unwrap(),
+        std::fs::read(dir.path().join("packed.gz")).unwrap(),
+        "{said}"
+    );
+    assert!(!said.contains("not verified"), "{said}");
+    let stat = json(&maskstore(dir.path(), &["--json", "stat", &key], &vars));
+    assert_eq!(stat["content_encoding"], "gzip", "{stat}");
+    succeeded(&maskstore(dir.path(), &["rm", &key], &vars));
+}
+
+/// A blob under a name object_store cannot hold (`a//b`, which Azure keeps) is read by its
+/// exact name with a SAS URL, and verified by its Content-MD5 like any other blob; its
+/// bytes altered on the way are corrupt.
+#[test]
+fn an_azure_blob_with_a_foreign_name_verifies_by_its_content_md5() {
+    if !writers_available() {
+        return;
+    }
+    let Some(azure) = servers::azurite() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let prefix = prefix();
+    let key = format!("{prefix}odd//blob.bin");
+    python(
+        "c = azure(); c.upload_blob(sys.argv[1], sys.argv[2].encode(), overwrite=True)",
+        &[&key, &body()],
+    );
+    let vars = azure.app_env();
+    let got = maskstore(dir.path(), &["get", &key, "blob.bin"], &vars);
+    let said = text(&got.stderr);
+    succeeded(&got);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("blob.bin")).unwrap(),
+        body()
+    );
+    assert!(!said.contains("not verified"), "{said}");
+    let relay = Damaging::start(&azure.endpoint, false);
+    let damaged = with(&vars, "APP_OBJECT_STORAGE__ENDPOINT", &relay.endpoint);
+    let out = maskstore(dir.path(), &["get", &key, "damaged.bin"], &damaged);
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
+    succeeded(&maskstore(dir.path(), &["rm", &key], &vars));
 }

@@ -68,6 +68,25 @@ pub enum Act {
     Escapes,
     /// Listings that send a byte every 100 ms, forever.
     Dribble,
+    /// S3 listings that name, whatever prefix was asked for, an object
+    /// outside it (`mask/b/other.png`), beside a name object_store cannot hold (`mask/a//odd.png`, which
+    /// maskstore lists on S3 with its own requests).
+    Outside,
+    /// Azure listings in Azure's order (UTF-16 code units, as Azure and Azurite sort:
+    /// `😀` before `！`, the reverse of UTF-8's order), in two pages for object_store, the
+    /// first ending with a folder marker, the second holding a name object_store cannot
+    /// hold; maskstore's own listing (a SAS request) in one page.
+    AzureOrder,
+    /// S3 reads answered without an ETag (S3 documents one; object_store does not require
+    /// it), and checksum HEADs answering the CRC32 of other bytes, as after the object was
+    /// replaced between the two.
+    NoEtag,
+    /// S3 listings whose first page holds a name object_store cannot hold, and whose pages
+    /// for maskstore's own listing (presigned) say more follow without a token for them.
+    Stuck,
+    /// S3 reads answered with an ETag and no checksum of maskstore's; checksum HEADs never
+    /// answered.
+    SilentHead,
 }
 
 /// An error code and message a terminal would obey if printed raw: set the window title,
@@ -175,10 +194,27 @@ fn request(stream: &TcpStream) -> Option<(String, String)> {
     Some((method, target))
 }
 
+/// Every request a server was sent: its port, method and target.
+static SEEN: std::sync::Mutex<Vec<(u16, String, String)>> = std::sync::Mutex::new(Vec::new());
+
+impl Hostile {
+    /// The requests this server was sent, as `METHOD target`.
+    pub fn seen(&self) -> Vec<String> {
+        let seen = SEEN.lock().unwrap();
+        let mine = seen.iter().filter(|(port, ..)| *port == self.port);
+        mine.map(|(_, method, target)| format!("{method} {target}"))
+            .collect()
+    }
+}
+
 fn serve(mut stream: TcpStream, wire: Wire, act: Act) {
     let Some((method, target)) = request(&stream) else {
         return;
     };
+    if let Ok(local) = stream.local_addr() {
+        let seen = (local.port(), method.clone(), target.clone());
+        SEEN.lock().unwrap().push(seen);
+    }
     let listing = target.contains("list-type=") || target.contains("comp=list");
     let head = method == "HEAD";
     let root = wire.listing_root();
@@ -205,7 +241,87 @@ fn serve(mut stream: TcpStream, wire: Wire, act: Act) {
             answer(&mut stream, 403, "", body.as_bytes())
         }
         Act::Dribble if listing => dribble(&mut stream, root),
-        Act::ErrorIn200 | Act::Dribble => good(&mut stream, wire, &method, listing),
+        Act::Outside if listing && wire == Wire::S3 => {
+            let contents: String = ["mask/a/in.png", "mask/a//odd.png", "mask/b/other.png"]
+                .iter()
+                .map(|k| {
+                    format!(
+                        "<Contents><Key>{k}</Key><Size>1</Size>\
+                     <LastModified>2026-12-07T00:00:00.000Z</LastModified><ETag>\"e\"</ETag>\
+                     </Contents>"
+                    )
+                })
+                .collect();
+            let body = format!(
+                "<?xml version=\"1.0\"?><{root}><Name>b</Name><IsTruncated>false</IsTruncated>\
+                 {contents}</{root}>"
+            );
+            answer(&mut stream, 200, "", body.as_bytes())
+        }
+        Act::AzureOrder if listing => azure_order(&mut stream, &target),
+        Act::SilentHead if wire == Wire::S3 && head => {
+            std::thread::sleep(Duration::from_secs(120));
+            Ok(())
+        }
+        Act::SilentHead if wire == Wire::S3 && method == "GET" && !listing => {
+            // The body waits for the HEAD past the request timeout: object_store asks for
+            // it again by range, answered as S3 does.
+            let headers = "Last-Modified: Mon, 07 Dec 2026 00:00:00 GMT\r\nETag: \"e\"\r\n";
+            let port = stream.local_addr().map(|a| a.port()).unwrap_or_default();
+            let seen = SEEN.lock().unwrap();
+            let gets = seen
+                .iter()
+                .filter(|(p, m, _)| *p == port && m == "GET")
+                .count();
+            drop(seen);
+            if gets > 1 {
+                let last = READ.len() - 1;
+                let range = format!("{headers}Content-Range: bytes 0-{last}/{}\r\n", READ.len());
+                answer(&mut stream, 206, &range, READ)
+            } else {
+                answer(&mut stream, 200, headers, READ)
+            }
+        }
+        Act::Stuck if listing && wire == Wire::S3 => {
+            let own = target.contains("X-Amz-Signature=");
+            let contents: String = ["mask/a/1.png", "mask/a/2//odd.png"]
+                .iter()
+                .map(|k| {
+                    format!(
+                        "<Contents><Key>{k}</Key><Size>1</Size>\
+                         <LastModified>2026-12-07T00:00:00.000Z</LastModified>\
+                         <ETag>\"e\"</ETag></Contents>"
+                    )
+                })
+                .collect();
+            let body = format!(
+                "<?xml version=\"1.0\"?><ListBucketResult><Name>b</Name>\
+                 <IsTruncated>{own}</IsTruncated>{contents}</ListBucketResult>"
+            );
+            answer(&mut stream, 200, "", body.as_bytes())
+        }
+        Act::NoEtag if wire == Wire::S3 && !listing && (method == "GET" || head) => {
+            let headers = "Last-Modified: Mon, 07 Dec 2026 00:00:00 GMT\r\n\
+                           Content-Type: image/png\r\n\
+                           x-amz-checksum-crc32: 0MjaJA==\r\n";
+            if head {
+                answer(&mut stream, 200, headers, b"")
+            } else {
+                answer(
+                    &mut stream,
+                    200,
+                    "Last-Modified: Mon, 07 Dec 2026 00:00:00 GMT\r\n",
+                    READ,
+                )
+            }
+        }
+        Act::ErrorIn200
+        | Act::Dribble
+        | Act::Outside
+        | Act::AzureOrder
+        | Act::NoEtag
+        | Act::Stuck
+        | Act::SilentHead => good(&mut stream, wire, &method, listing),
     };
 }
 
@@ -216,6 +332,53 @@ fn hostile_headers(wire: Wire) -> String {
         "Content-Type: image/png\r\n{}: {HOSTILE_HEADER}\r\nETag: \"e\"\r\n\
          Last-Modified: Mon, 07 Dec 2026 00:00:00 GMT\r\nx-ms-blob-type: BlockBlob\r\n",
         wire.meta_header()
+    )
+}
+
+/// The bytes an [`Act::NoEtag`] read answers.
+const READ: &[u8] = b"the object read";
+
+/// See [`Act::AzureOrder`].
+fn azure_order(stream: &mut TcpStream, target: &str) -> std::io::Result<()> {
+    let (names, next): (&[&str], &str) = if target.contains("sig=") {
+        (
+            &[
+                "mask/a/\u{1F600}.png",
+                "mask/a/\u{1F600}/",
+                "mask/a/\u{FF01}.png",
+                "mask/a/\u{FF01}//odd.png",
+            ],
+            "",
+        )
+    } else if target.contains("marker=m1") {
+        (&["mask/a/\u{FF01}.png", "mask/a/\u{FF01}//odd.png"], "")
+    } else {
+        (&["mask/a/\u{1F600}.png", "mask/a/\u{1F600}/"], "m1")
+    };
+    let blobs: String = names
+        .iter()
+        .map(|name| {
+            format!(
+                "<Blob><Name>{name}</Name><Properties>\
+                 <Creation-Time>Mon, 07 Dec 2026 00:00:00 GMT</Creation-Time>\
+                 <Last-Modified>Mon, 07 Dec 2026 00:00:00 GMT</Last-Modified>\
+                 <Etag>0x8DE</Etag><Content-Length>{}</Content-Length>\
+                 <Content-Type>image/png</Content-Type><BlobType>BlockBlob</BlobType>\
+                 </Properties></Blob>",
+                // A folder marker (a name ending in `/`) is empty.
+                u8::from(!name.ends_with('/'))
+            )
+        })
+        .collect();
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults><Blobs>{blobs}</Blobs>\
+         <NextMarker>{next}</NextMarker></EnumerationResults>"
+    );
+    answer(
+        stream,
+        200,
+        "Content-Type: application/xml\r\n",
+        body.as_bytes(),
     )
 }
 
@@ -502,4 +665,117 @@ fn a_copy_answered_200_with_an_error_document_is_that_error() {
             assert!(bad.stderr.contains(wire.denied_code()), "{}", bad.stderr);
         }
     });
+}
+
+/// A listing that names objects outside the prefix asked for is the server's error: `rm
+/// --prefix` deletes nothing outside its prefix, `ls` shows no such name.
+#[test]
+fn a_listing_naming_objects_outside_its_prefix_is_an_error_and_nothing_is_deleted() {
+    if !available() {
+        return;
+    }
+    let rm: &[&str] = &[
+        "--config",
+        "config.toml",
+        "rm",
+        "--prefix",
+        "mask/a/",
+        "--yes",
+    ];
+    let ls: &[&str] = &["--config", "config.toml", "ls", "mask/a/"];
+    for wire in [Wire::S3] {
+        let server = Hostile::start(wire, Act::Outside);
+        let dir = workspace(&server, wire);
+        for args in [rm, ls] {
+            let run = run(dir.path(), args);
+            let said = format!("{}{}", run.stdout, run.stderr);
+            assert_eq!(run.code, Some(1), "{wire:?} {args:?}: {run:?}");
+            assert!(
+                !run.stdout.contains("other.png"),
+                "{wire:?} {args:?}: {said}"
+            );
+            assert!(said.contains("outside"), "{wire:?} {args:?}: {said}");
+        }
+        let seen = server.seen();
+        assert!(
+            !seen
+                .iter()
+                .any(|r| r.starts_with("DELETE") || r.starts_with("POST")),
+            "{wire:?}: nothing may be deleted: {seen:?}"
+        );
+    }
+}
+
+/// Azure has no "start after": after object_store stops on a name it cannot hold, the
+/// listing starts over and leaves out what object_store listed. Azure sorts names by UTF-16
+/// code units, not UTF-8 bytes, so what is left out is found by name, never by comparing
+/// bytes: nothing is left out or listed twice.
+#[test]
+fn an_azure_listing_started_over_leaves_out_only_what_was_listed() {
+    let server = Hostile::start(Wire::Azure, Act::AzureOrder);
+    let dir = workspace(&server, Wire::Azure);
+    let run = run(dir.path(), &["--config", "config.toml", "ls", "mask/a/"]);
+    assert_eq!(run.code, Some(0), "{run:?} {:?}", server.seen());
+    let listed: Vec<&str> = run.stdout.lines().collect();
+    assert_eq!(
+        listed,
+        [
+            "mask/a/\u{1F600}.png",
+            "mask/a/\u{1F600}/  (foreign name)",
+            "mask/a/\u{FF01}.png",
+            "mask/a/\u{FF01}//odd.png  (foreign name)",
+        ],
+        "{run:?}"
+    );
+}
+
+/// A checksum HEAD that cannot be pinned to the version read (the read had no ETag to send
+/// as If-Match) may describe another version: such an object reads unverified, never
+/// corrupt.
+#[test]
+fn a_read_without_an_etag_is_never_called_corrupt_by_a_later_versions_checksum() {
+    let server = Hostile::start(Wire::S3, Act::NoEtag);
+    let dir = workspace(&server, Wire::S3);
+    let run = run(
+        dir.path(),
+        &["--config", "config.toml", "get", "mask/a.png", "a.png"],
+    );
+    assert_eq!(run.code, Some(0), "{run:?} {:?}", server.seen());
+    assert_eq!(std::fs::read(dir.path().join("a.png")).unwrap(), READ);
+    assert!(run.stderr.contains("was not verified"), "{run:?}");
+}
+
+/// A listing page that says more follow but gives no token for them is the server's
+/// error: a part of a listing never passes for all of it (`verify` would check part,
+/// `sync --delete` would delete what the rest holds at the destination).
+#[test]
+fn a_listing_that_says_more_follow_without_a_token_is_an_error_not_the_whole() {
+    let server = Hostile::start(Wire::S3, Act::Stuck);
+    let dir = workspace(&server, Wire::S3);
+    let run = run(dir.path(), &["--config", "config.toml", "ls", "mask/a/"]);
+    assert_ne!(run.code, Some(0), "{run:?} {:?}", server.seen());
+    assert!(run.stderr.contains("no new continuation token"), "{run:?}");
+}
+
+/// A checksum HEAD the server never answers ends at the request timeout, tried as often as
+/// `max_retries` allows, and the object reads unverified.
+#[test]
+fn a_checksum_head_never_answered_ends_within_the_configured_tries() {
+    let server = Hostile::start(Wire::S3, Act::SilentHead);
+    let dir = workspace(&server, Wire::S3);
+    let started = Instant::now();
+    let run = run(
+        dir.path(),
+        &["--config", "config.toml", "get", "mask/a.png", "a.png"],
+    );
+    eprintln!("get took {:?}", started.elapsed());
+    assert_eq!(run.code, Some(0), "{run:?}");
+    assert!(run.stderr.contains("was not verified"), "{run:?}");
+    let heads = server
+        .seen()
+        .iter()
+        .filter(|r| r.starts_with("HEAD"))
+        .count();
+    // request_timeout = 2, max_retries = 1 in the config: two tries.
+    assert_eq!(heads, 2, "{:?}", server.seen());
 }

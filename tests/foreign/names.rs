@@ -590,3 +590,32 @@ fn sync_delete_removes_foreign_names_the_source_lacks_and_is_not_held_back_by_on
     assert_eq!(left.lines().count(), 2, "{left}");
     assert!(!left.contains("double"), "{left}");
 }
+
+/// A destination that stores a name as another (SeaweedFS turns `\` into `/`, so
+/// `a\b.png` lands on `a/b.png`; AWS keeps it) must not have an object overwritten by a
+/// foreign name carried onto it: a foreign name the destination did not list but answers
+/// for is reported as not carried.
+#[test]
+fn a_foreign_name_carried_never_overwrites_an_object_the_destination_holds_as_another_name() {
+    let Some(server) = servers::seaweedfs() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let case = new_case(dir.path(), &s3_side(&server));
+    std::fs::write(dir.path().join("keep"), "keep").unwrap();
+    let kept = format!("{}a/b.png", case.prefix);
+    succeeded(&case.on(&case.remote, &["put", "keep", &kept]));
+    let root = dir.path().join("data").join(&case.prefix);
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("a\\b.png"), "foreign").unwrap();
+    let (local, remote) = (case.local.clone(), case.remote.clone());
+    let summary = case.json(&["--json", "sync", "--from", &local, "--to", &remote]);
+    let got = succeeded(&case.on(&remote, &["get", &kept, "-"]));
+    assert_eq!(got, "keep", "{summary}");
+    assert_eq!(
+        summary["not_carried"].as_array().map(Vec::len),
+        Some(1),
+        "{summary}"
+    );
+    succeeded(&case.on(&remote, &["rm", &kept]));
+}

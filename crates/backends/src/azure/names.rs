@@ -263,10 +263,59 @@ struct Cursor {
     done: bool,
 }
 
+/// `listing` past the entry named `after`: the names up to it were listed already.
+///
+/// Found by name, never by comparing names: Azure's order is not UTF-8's (Azure and Azurite
+/// sort by UTF-16 code units, `😀` before `！`; an account with a hierarchical namespace
+/// sorts folder by folder), so a comparison would leave out or repeat names. Should the
+/// listing end without `after` (deleted since object_store listed it), where it left off is
+/// unknown: that is an error, never a listing that silently leaves names out.
+fn after_named(
+    listing: BoxStream<'static, Result<FoundObject>>,
+    after: Option<String>,
+    backend: Backend,
+    folder: String,
+) -> BoxStream<'static, Result<FoundObject>> {
+    futures::stream::unfold(
+        (listing.fuse(), after),
+        move |(mut listing, mut waiting)| {
+            let (backend, folder) = (backend.clone(), folder.clone());
+            async move {
+                loop {
+                    match listing.next().await {
+                        Some(Ok(found)) if waiting.is_some() => {
+                            if waiting.as_deref() == Some(found.name.as_str()) {
+                                waiting = None;
+                            }
+                        }
+                        Some(item) => return Some((item, (listing, waiting))),
+                        None => {
+                            let after = waiting.take()?;
+                            let lost = Error::Backend {
+                                backend: backend.to_string(),
+                                key: maskstore_core::shown(&folder).into_owned(),
+                                source: format!(
+                                    "the listing started over (Azure has no \"start after\") no \
+                                     longer holds {}, where it had stopped, so what is left to \
+                                     list is unknown; run it again",
+                                    maskstore_core::shown(&after)
+                                )
+                                .into(),
+                            };
+                            return Some((Err(lost), (listing, None)));
+                        }
+                    }
+                }
+            }
+        },
+    )
+    .boxed()
+}
+
 #[async_trait::async_trait]
 impl FoundNames for AzureNames {
-    /// Azure lists blobs in name order but has no "start after": the listing starts over
-    /// and leaves out the names up to `after`.
+    /// Azure has no "start after": the listing starts over and leaves out the names up to
+    /// and including `after` ([`after_named`]).
     fn list_after(
         &self,
         backend: &Backend,
@@ -301,20 +350,29 @@ impl FoundNames for AzureNames {
                         }
                         cursor.marker = Some(marker);
                     }
-                    _ => cursor.done = true,
+                    // The same page again: stopping would pass a part as the whole listing.
+                    Some(_) => {
+                        return Err(Error::Backend {
+                            backend: backend.to_string(),
+                            key: folder.clone(),
+                            source: "the List Blobs answer gives the marker it was asked with, \
+                                     so the rest cannot be listed; check the endpoint"
+                                .into(),
+                        });
+                    }
+                    None => cursor.done = true,
                 }
                 Ok(Some((objects, (names, backend, folder, cursor))))
             })
             .map_ok(|objects| futures::stream::iter(objects.into_iter().map(Ok)))
             .try_flatten()
-            .try_filter(move |found| {
-                let keep = after
-                    .as_deref()
-                    .is_none_or(|after| found.name.as_bytes() > after.as_bytes());
-                futures::future::ready(keep)
-            })
             .boxed();
-        Some(stream)
+        Some(after_named(
+            stream,
+            after,
+            backend.clone(),
+            folder.to_string(),
+        ))
     }
 
     fn holds_folder_markers(&self) -> bool {
@@ -334,7 +392,14 @@ impl FoundNames for AzureNames {
         if !response.status().is_success() {
             return Err(refusal(name, response).await);
         }
+        // The blob's Content-MD5, as object_store's reads carry it (`http_client`).
+        let native = super::native::in_answer(response.headers());
         let mut result = answer(response, options.head, "x-ms-meta-", str::to_string)?;
+        if let Some(native) = native {
+            result
+                .extensions
+                .insert(crate::checksum::NativeAnswer(native));
+        }
         // Stored names map back as a set (collision-free, see `azure::store`).
         result.attributes = super::store::read_names(result.attributes);
         options.check_preconditions(&result.meta)?;

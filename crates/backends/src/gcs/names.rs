@@ -17,6 +17,7 @@ use object_store::{Attribute, Attributes, GetOptions, GetResult, GetResultPayloa
 use serde::Deserialize;
 
 use super::json::{JsonApi, bounded_body};
+use crate::checksum::{NativeAnswer, native_value};
 use crate::providers::{Backend, FoundNames, FoundObject};
 use crate::{Error, Result};
 
@@ -59,11 +60,34 @@ struct Resource {
     generation: Option<String>,
     #[serde(rename = "contentType")]
     content_type: Option<String>,
+    #[serde(rename = "contentEncoding")]
+    content_encoding: Option<String>,
+    crc32c: Option<String>,
+    #[serde(rename = "md5Hash")]
+    md5_hash: Option<String>,
     #[serde(default)]
     metadata: BTreeMap<String, String>,
 }
 
 impl Resource {
+    /// GCS's checksum of the object's bytes as stored, as a read's `x-goog-hash` gives it
+    /// ([`super::native::in_answer`]): its CRC32C, else its MD5.
+    fn native(&self) -> Option<crate::NativeChecksum> {
+        let crc32c = self
+            .crc32c
+            .as_deref()
+            .and_then(|v| native_value("crc32c", v, 4));
+        let md5 = || {
+            self.md5_hash
+                .as_deref()
+                .and_then(|v| native_value("md5", v, 16))
+        };
+        match crc32c {
+            Some(value) => Some(crate::NativeChecksum::full(value, "gcs crc32c")),
+            None => md5().map(|value| crate::NativeChecksum::full(value, "gcs md5")),
+        }
+    }
+
     fn meta(&self) -> ObjectMeta {
         ObjectMeta {
             location: Path::default(),
@@ -235,7 +259,17 @@ impl FoundNames for GcsNames {
                         }
                         cursor.token = Some(token);
                     }
-                    _ => cursor.done = true,
+                    // The same page again: stopping would pass a part as the whole listing.
+                    Some(_) => {
+                        return Err(Error::Backend {
+                            backend: backend.to_string(),
+                            key: folder.clone(),
+                            source: "the objects list answer gives the page token it was asked \
+                                     with, so the rest cannot be listed; check the endpoint"
+                                .into(),
+                        });
+                    }
+                    None => cursor.done = true,
                 }
                 Ok(Some((objects, (names, backend, folder, cursor))))
             }
@@ -257,6 +291,9 @@ impl FoundNames for GcsNames {
         let mut attributes = Attributes::new();
         if let Some(content_type) = &resource.content_type {
             attributes.insert(Attribute::ContentType, content_type.clone().into());
+        }
+        if let Some(encoding) = &resource.content_encoding {
+            attributes.insert(Attribute::ContentEncoding, encoding.clone().into());
         }
         for (key, value) in &resource.metadata {
             attributes.insert(
@@ -283,10 +320,10 @@ impl FoundNames for GcsNames {
                 &[("alt", "media"), ("generation", &generation)],
             );
             let header = format!("bytes={}-{}", range.start, range.end - 1);
-            let response = self
-                .api
-                .call(reqwest::Method::GET, &url, &[("range", header)])
-                .await?;
+            // The bytes as stored: without it GCS decompresses a gzip object (and ignores
+            // the range), as for object_store's reads ([`super::native::StoredBytes`]).
+            let headers = [("range", header), ("accept-encoding", "gzip".to_string())];
+            let response = self.api.call(reqwest::Method::GET, &url, &headers).await?;
             if !response.status().is_success() {
                 return Err(refusal(name, response).await);
             }
@@ -295,12 +332,16 @@ impl FoundNames for GcsNames {
                 .map_err(|e| generic(e.without_url().to_string()));
             GetResultPayload::Stream(stream.boxed())
         };
+        let mut extensions = http::Extensions::default();
+        if let Some(native) = resource.native() {
+            extensions.insert(NativeAnswer(native));
+        }
         Ok(GetResult {
             payload,
             meta,
             range,
             attributes,
-            extensions: Default::default(),
+            extensions,
         })
     }
 

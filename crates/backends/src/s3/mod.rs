@@ -69,6 +69,7 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
             native: Some(Arc::new(native::S3Checksums {
                 s3: Arc::clone(&s3),
                 client: native::client(os)?,
+                attempts: os.max_retries.saturating_add(1),
             })),
             names: Some(Arc::new(names)),
         },

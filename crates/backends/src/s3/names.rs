@@ -131,7 +131,20 @@ impl S3Names {
                 }
                 cursor.token = Some(token);
             }
-            _ => cursor.done = true,
+            // More to come, but no new place to ask for it: stopping here would pass a
+            // part of the listing as all of it (and `sync --delete` would delete what the
+            // rest holds at the destination).
+            (true, _) => {
+                return Err(Error::Backend {
+                    backend: backend.to_string(),
+                    key: folder.to_string(),
+                    source: "the ListObjectsV2 answer says more keys follow but gives no new \
+                             continuation token, so the rest cannot be listed; check the \
+                             endpoint"
+                        .into(),
+                });
+            }
+            (false, _) => cursor.done = true,
         }
         Ok((objects, cursor))
     }

@@ -48,14 +48,15 @@ pub(crate) fn client(os: &ObjectStorageConfig) -> Result<reqwest::Client> {
         })
 }
 
-/// Tries of a checksum HEAD that meets a dropped connection or a 5xx.
-const ATTEMPTS: u32 = 4;
-
 /// Asks S3 for its checksum of an object (see the module docs).
 pub(crate) struct S3Checksums {
     pub(crate) s3: Arc<AmazonS3>,
     /// See [`client`].
     pub(crate) client: reqwest::Client,
+    /// Tries of a HEAD that meets a dropped connection, a timeout or a 5xx: the config's
+    /// `max_retries` + 1, as object_store's own requests, so a server that never answers
+    /// holds a read at most that many request timeouts.
+    pub(crate) attempts: u32,
 }
 
 #[async_trait::async_trait]
@@ -66,16 +67,21 @@ impl NativeChecksums for S3Checksums {
         path: &Path,
         etag: Option<&str>,
     ) -> Result<Option<NativeChecksum>> {
+        // Without the read's etag the HEAD cannot be pinned to the version read: its
+        // checksum may be a later version's, and an intact object must never read as
+        // corrupt. (S3 always answers an ETag; object_store does not require one.)
+        let Some(etag) = etag else {
+            tracing::debug!(key = %path, "a read without an etag reads unverified");
+            return Ok(None);
+        };
         let mut headers = HeaderMap::new();
         headers.insert("x-amz-checksum-mode", HeaderValue::from_static("ENABLED"));
-        if let Some(etag) = etag {
-            let value = HeaderValue::from_str(etag).map_err(|_| Error::Backend {
-                backend: backend.to_string(),
-                key: path.to_string(),
-                source: "the object's etag cannot be sent back as If-Match".into(),
-            })?;
-            headers.insert("if-match", value);
-        }
+        let value = HeaderValue::from_str(etag).map_err(|_| Error::Backend {
+            backend: backend.to_string(),
+            key: path.to_string(),
+            source: "the object's etag cannot be sent back as If-Match".into(),
+        })?;
+        headers.insert("if-match", value);
         let mut attempt = 0;
         let answer = loop {
             attempt += 1;
@@ -93,7 +99,7 @@ impl NativeChecksums for S3Checksums {
                 Ok(Answer::Refused { status, .. }) => status.is_server_error(),
                 _ => false,
             };
-            if !transient || attempt == ATTEMPTS {
+            if !transient || attempt >= self.attempts {
                 break answer?;
             }
             tokio::time::sleep(std::time::Duration::from_millis(50 << attempt)).await;
@@ -140,18 +146,16 @@ pub(crate) fn from_headers(headers: &HeaderMap) -> Option<NativeChecksum> {
                 composite: true,
             });
         }
-        return match native_value(name, digest, bytes) {
-            Some(value) => Some(NativeChecksum::full(value, source)),
-            // Not the base64 of a digest: nothing to check the bytes with, nor to trust.
-            None => {
-                tracing::warn!(
-                    header = %source,
-                    value = %maskstore_core::shown_cut(value, 100),
-                    "S3 answered a checksum header that is not a base64 digest; ignored"
-                );
-                None
-            }
-        };
+        match native_value(name, digest, bytes) {
+            Some(value) => return Some(NativeChecksum::full(value, source)),
+            // Not the base64 of a digest: nothing to check the bytes with, nor to trust;
+            // another checksum the answer carries still can.
+            None => tracing::warn!(
+                header = %source,
+                value = %maskstore_core::shown_cut(value, 100),
+                "S3 answered a checksum header that is not a base64 digest; ignored"
+            ),
+        }
     }
     None
 }
@@ -194,6 +198,12 @@ mod tests {
             from_headers(&headers(&[("x-amz-checksum-crc32", "AAAAAAAA")])),
             None
         );
+        // One malformed header does not hide a well-formed one beside it.
+        let got = from_headers(&headers(&[
+            ("x-amz-checksum-sha256", "not base64!"),
+            ("x-amz-checksum-crc32", "DUoRhQ=="),
+        ]));
+        assert_eq!(got.unwrap().value, "crc32:DUoRhQ==");
     }
 
     #[test]

@@ -5,9 +5,12 @@
 //! every name it finds as a found key. object_store cannot hold some names a store can
 //! (`a//b`, a `.` or `..` segment, an ASCII control character): it fails a whole listing
 //! page on one. When that happens on a provider that lists by exact names itself
-//! ([`FoundNames`], S3), the listing goes on with the provider's own requests, after the
-//! last name object_store listed (S3 lists in UTF-8 byte order, so nothing is listed twice
-//! or left out). Such a name is read and deleted through the provider's own requests too.
+//! ([`FoundNames`]: S3, Azure, GCS), the listing goes on with the provider's own requests,
+//! after the last name listed (exact, a folder marker's with its `/`): S3's `start-after`,
+//! GCS's `startOffset`, Azure's listing started over and read past that name (Azure has no
+//! "start after", and its order is not UTF-8's). Nothing is listed twice or left out. Every
+//! name listed must lie below the folder asked for: one outside it is the server's error.
+//! Such a name is read and deleted through the provider's own requests too.
 
 use futures::stream::{BoxStream, StreamExt};
 use maskstore_core::ObjectKey;
@@ -101,6 +104,34 @@ type Context = (Backend, String, Option<std::sync::Arc<dyn FoundNames>>);
 
 /// The listing's next item and its state after it.
 async fn next(state: Listing, context: &Context) -> Option<(Result<ObjectInfo>, Listing)> {
+    let (item, state) = next_listed(state, context).await?;
+    let (backend, folder, _) = context;
+    Some((item.and_then(|info| below(backend, folder, info)), state))
+}
+
+/// `info` when its key lies below `folder`, the folder listed; else the server's error: a
+/// listing that names an object outside what was asked for (a wrong or hostile server) must
+/// never make `rm --prefix` or `sync --delete` touch it.
+fn below(backend: &Backend, folder: &str, info: ObjectInfo) -> Result<ObjectInfo> {
+    let name = info.key.as_str();
+    if name.len() > folder.len() && name.starts_with(folder) {
+        return Ok(info);
+    }
+    Err(Error::Backend {
+        backend: backend.to_string(),
+        key: maskstore_core::shown(folder).into_owned(),
+        source: format!(
+            "the listing of {} named {}, which lies outside it; the server's listing \
+             cannot be trusted, so nothing listed was acted on",
+            maskstore_core::shown(folder),
+            info.key
+        )
+        .into(),
+    })
+}
+
+/// The next item of the listing, as the store or the provider named it.
+async fn next_listed(state: Listing, context: &Context) -> Option<(Result<ObjectInfo>, Listing)> {
     let (backend, folder, names) = context;
     match state {
         Listing::Own(mut stream) => {
@@ -119,23 +150,25 @@ async fn next(state: Listing, context: &Context) -> Option<(Result<ObjectInfo>, 
         Listing::Store { mut stream, last } => match stream.next().await? {
             Ok(meta) => {
                 let name = listed_name(names.as_deref(), &meta).await;
+                // The name as listed (a folder marker's with its `/`): where the provider's
+                // own listing would go on.
+                let last = Some(name.clone());
                 let info = ObjectKey::found(name)
                     .map(|key| info_of(key, &meta, &Attributes::new(), Source::Listing))
                     .map_err(Error::from);
-                let last = Some(meta.location.as_ref().to_string());
                 Some((info, Listing::Store { stream, last }))
             }
             Err(object_store::Error::InvalidPath { source }) if names.is_some() => {
                 let names = names.as_ref().expect("checked");
                 match names.list_after(backend, folder, last.clone()) {
                     // object_store's listing ended at the name: the provider's goes on.
-                    Some(own) => Box::pin(next(Listing::Own(own), context)).await,
+                    Some(own) => Box::pin(next_listed(Listing::Own(own), context)).await,
                     // It named the object and goes on: describe that one and list on.
                     None => {
                         let state = Listing::Store { stream, last };
                         match describe(names.as_ref(), backend, &source).await {
                             Some(item) => Some((item, state)),
-                            None => Box::pin(next(state, context)).await,
+                            None => Box::pin(next_listed(state, context)).await,
                         }
                     }
                 }

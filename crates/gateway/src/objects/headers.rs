@@ -41,10 +41,15 @@ fn served_inline(content_type: Option<&str>) -> bool {
             .any(|format| format.content_type() == essence)
 }
 
-/// What a response says about the object it serves: type, disposition, validators, ranges.
+/// What a response says about the object it serves: type, encoding, disposition,
+/// validators, ranges. The bytes are served as stored, so a stored encoding (a gzip object
+/// synced from GCS) is said, as S3 and GCS say it: a range is of the encoded bytes.
 pub(super) fn describe(out: &mut HeaderMap, info: &ObjectInfo) {
     if let Some(ct) = &info.content_type {
         set(out, header::CONTENT_TYPE, ct);
+    }
+    if let Some(encoding) = &info.content_encoding {
+        set(out, header::CONTENT_ENCODING, encoding);
     }
     if !served_inline(info.content_type.as_deref()) {
         out.insert(

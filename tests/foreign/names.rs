@@ -619,3 +619,36 @@ fn a_foreign_name_carried_never_overwrites_an_object_the_destination_holds_as_an
     );
     succeeded(&case.on(&remote, &["rm", &kept]));
 }
+
+/// A local file whose name is not UTF-8 (so no key on any provider) and a special file
+/// are skipped with a warning that names them escaped, and the warning carries no colour
+/// codes when stderr is not a terminal: no raw ESC reaches the operator's log or screen.
+#[test]
+fn local_files_no_key_can_name_are_warned_about_escaped_without_colour_codes() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data").join("mask");
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::write(root.join("kept.png"), b"kept").unwrap();
+    let not_utf8 = std::ffi::OsStr::from_bytes(b"bad\xff\x1b]0;pwned\x07.png");
+    std::fs::write(root.join(not_utf8), b"x").unwrap();
+    let fifo = root.join("pipe\u{1b}[2J");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let out = maskstore(dir.path(), &["ls"], &[]);
+    let listed = succeeded(&out);
+    assert!(listed.contains("mask/kept.png"), "{listed}");
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("not UTF-8") && stderr.contains("special file"),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains('\u{1b}') && !stderr.contains('\u{7}'),
+        "{stderr:?}"
+    );
+    no_raw_controls("ls stderr", &stderr);
+}

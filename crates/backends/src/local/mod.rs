@@ -938,7 +938,7 @@ impl Inner {
                 continue;
             }
             let Ok(name) = std::str::from_utf8(bytes) else {
-                tracing::warn!(folder = %display_path(path), name = %String::from_utf8_lossy(bytes), "skipping a file whose name is not UTF-8, so no key");
+                tracing::warn!(folder = %maskstore_core::shown(display_path(path)), name = %maskstore_core::shown(&String::from_utf8_lossy(bytes)), "skipping a file whose name is not UTF-8, so no key");
                 continue;
             };
             let mut file_type = entry.file_type();
@@ -954,7 +954,7 @@ impl Inner {
                 FileType::Directory => Entry::Folder,
                 FileType::Symlink => Entry::Symlink,
                 _ => {
-                    tracing::warn!(path = %join(path, name), "skipping a special file (neither file, folder nor symlink)");
+                    tracing::warn!(path = %maskstore_core::shown(&join(path, name)), "skipping a special file (neither file, folder nor symlink)");
                     continue;
                 }
             };

@@ -124,6 +124,44 @@ pub(crate) fn xml_root(body: &str) -> Option<String> {
     }
 }
 
+/// A refused request to the object named `name` as object_store reports one: its
+/// status decides the kind (404 not found, 412 precondition, 304 not modified, else a
+/// `store` error), `answer` what the server said.
+pub(crate) fn refused(
+    store: &'static str,
+    name: &str,
+    status: reqwest::StatusCode,
+    answer: crate::answer::Answer,
+) -> object_store::Error {
+    let path = maskstore_core::shown(name).into_owned();
+    let source = Box::new(answer);
+    match status {
+        reqwest::StatusCode::NOT_FOUND => object_store::Error::NotFound { path, source },
+        reqwest::StatusCode::PRECONDITION_FAILED => {
+            object_store::Error::Precondition { path, source }
+        }
+        reqwest::StatusCode::NOT_MODIFIED => object_store::Error::NotModified { path, source },
+        _ => object_store::Error::Generic { store, source },
+    }
+}
+
+/// Checks that an XML answer `body` is a `root` document (a listing page): another
+/// document (an `<Error>` in a 200) or no XML is said so, escaped.
+pub(crate) fn expect_root(body: &str, root: &str) -> std::result::Result<(), String> {
+    match xml_root(body) {
+        Some(found) if found == root => Ok(()),
+        Some(found) => {
+            let answer = crate::answer::parse_body(body);
+            Err(format!(
+                "is a <{}> document, not a listing: {}",
+                maskstore_core::shown_cut(&found, 64),
+                maskstore_core::shown_cut(&answer.describe(), 300)
+            ))
+        }
+        None => Err("is not XML".to_string()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 
 use crate::providers::{Backend, FoundNames, FoundObject};
-use crate::read_answer::{answer, range_header, xml_root};
+use crate::read_answer::{answer, range_header};
 use crate::{Error, Result};
 
 /// The largest listing page read: 5,000 blobs of names up to 1,024 characters (3 bytes
@@ -95,18 +95,7 @@ fn generic(text: String) -> object_store::Error {
 /// The page in `body`, which must be an `EnumerationResults` document: its objects and
 /// the marker of the next page.
 fn parse_page(body: &str) -> std::result::Result<(Vec<FoundObject>, Option<String>), String> {
-    match xml_root(body) {
-        Some(root) if root == "EnumerationResults" => {}
-        Some(root) => {
-            let answer = crate::answer::parse_body(body);
-            return Err(format!(
-                "is a <{}> document, not a listing: {}",
-                maskstore_core::shown_cut(&root, 64),
-                maskstore_core::shown_cut(&answer.describe(), 300)
-            ));
-        }
-        None => return Err("is not XML".to_string()),
-    }
+    crate::read_answer::expect_root(body, "EnumerationResults")?;
     let page: Enumeration =
         quick_xml::de::from_str(body).map_err(|e| format!("is not the XML Azure sends: {e}"))?;
     let mut objects = Vec::with_capacity(page.blobs.blob.len());
@@ -235,25 +224,7 @@ async fn refusal(name: &str, response: reqwest::Response) -> object_store::Error
         status: Some(status.as_u16()),
         ..crate::answer::parse_body(&String::from_utf8_lossy(&body))
     };
-    let path = maskstore_core::shown(name).into_owned();
-    match status {
-        reqwest::StatusCode::NOT_FOUND => object_store::Error::NotFound {
-            path,
-            source: Box::new(answer),
-        },
-        reqwest::StatusCode::PRECONDITION_FAILED => object_store::Error::Precondition {
-            path,
-            source: Box::new(answer),
-        },
-        reqwest::StatusCode::NOT_MODIFIED => object_store::Error::NotModified {
-            path,
-            source: Box::new(answer),
-        },
-        _ => object_store::Error::Generic {
-            store: "MicrosoftAzure",
-            source: Box::new(answer),
-        },
-    }
+    crate::read_answer::refused("MicrosoftAzure", name, status, answer)
 }
 
 /// Where a listing is between pages.

@@ -127,21 +127,7 @@ async fn refusal(name: &str, response: reqwest::Response) -> object_store::Error
         message,
         ..Default::default()
     };
-    let path = maskstore_core::shown(name).into_owned();
-    match status {
-        reqwest::StatusCode::NOT_FOUND => object_store::Error::NotFound {
-            path,
-            source: Box::new(answer),
-        },
-        reqwest::StatusCode::PRECONDITION_FAILED => object_store::Error::Precondition {
-            path,
-            source: Box::new(answer),
-        },
-        _ => object_store::Error::Generic {
-            store: "GCS",
-            source: Box::new(answer),
-        },
-    }
+    crate::read_answer::refused("GCS", name, status, answer)
 }
 
 impl GcsNames {

@@ -152,18 +152,7 @@ impl S3Names {
 
 /// The page in `body`, which must be a `ListBucketResult` document.
 fn parse_page(body: &str) -> std::result::Result<ListPage, String> {
-    match crate::read_answer::xml_root(body) {
-        Some(root) if root == "ListBucketResult" => {}
-        Some(root) => {
-            let answer = crate::answer::parse_body(body);
-            return Err(format!(
-                "is a <{}> document, not a listing: {}",
-                maskstore_core::shown_cut(&root, 64),
-                maskstore_core::shown_cut(&answer.describe(), 300)
-            ));
-        }
-        None => return Err("is not XML".to_string()),
-    }
+    crate::read_answer::expect_root(body, "ListBucketResult")?;
     quick_xml::de::from_str(body).map_err(|e| format!("is not the XML S3 sends: {e}"))
 }
 
@@ -318,24 +307,7 @@ async fn refusal(
         status: Some(status.as_u16()),
         ..crate::answer::parse_body(&String::from_utf8_lossy(&body))
     };
-    match status {
-        reqwest::StatusCode::NOT_FOUND => object_store::Error::NotFound {
-            path: maskstore_core::shown(name).into_owned(),
-            source: Box::new(answer),
-        },
-        reqwest::StatusCode::PRECONDITION_FAILED => object_store::Error::Precondition {
-            path: maskstore_core::shown(name).into_owned(),
-            source: Box::new(answer),
-        },
-        reqwest::StatusCode::NOT_MODIFIED => object_store::Error::NotModified {
-            path: maskstore_core::shown(name).into_owned(),
-            source: Box::new(answer),
-        },
-        _ => object_store::Error::Generic {
-            store: "S3",
-            source: Box::new(answer),
-        },
-    }
+    crate::read_answer::refused("S3", name, status, answer)
 }
 
 #[cfg(test)]

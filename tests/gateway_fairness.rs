@@ -319,6 +319,55 @@ async fn stalled_readers_hold_at_most_the_download_memory_budget() {
     drop(readers);
 }
 
+/// One client that stalls every download its connection share allows (32 at the defaults,
+/// 2 MiB of buffers each: the whole 64 MiB budget before it had shares) holds only its
+/// share of the download budget: its excess waits and is answered 503, and another client's
+/// download is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_client_stalling_downloads_leaves_the_budget_to_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_local(dir.path(), &[("APP_GATEWAY__BODY_IDLE_TIMEOUT", "60")]);
+    let key = "mask/stall/hog.png";
+    let other = http_from(client(3));
+    let body: Vec<u8> = (0..8 * MIB).map(|i| (i % 251) as u8).collect();
+    let put_url = serve.sign(SignedMethod::Put, key);
+    assert_eq!(put(&other, &put_url, body.clone()).await, 200);
+    let url = serve.sign(SignedMethod::Get, key);
+    let target = url.split_once(&serve.addr).unwrap().1.to_string();
+    let mut hog = Vec::new();
+    for _ in 0..32 {
+        let mut stream = connect_from(client(2), &serve.addr).await.unwrap();
+        let head = format!("GET {target} HTTP/1.1\r\nHost: {}\r\n\r\n", serve.addr);
+        stream.write_all(head.as_bytes()).await.unwrap();
+        hog.push(stream);
+    }
+    // Each stalled reader's status line, read alone: the body is never read.
+    let mut statuses = Vec::new();
+    for stream in &mut hog {
+        let mut status = [0u8; 12];
+        let read = tokio::time::timeout(Duration::from_secs(20), stream.read_exact(&mut status));
+        let ok = matches!(read.await, Ok(Ok(_)));
+        statuses.push(if ok {
+            String::from_utf8_lossy(&status[9..]).to_string()
+        } else {
+            "none".into()
+        });
+    }
+    let served = statuses.iter().filter(|s| *s == "200").count();
+    let busy = statuses.iter().filter(|s| *s == "503").count();
+    let got = other.get(&url).send().await.unwrap();
+    let status = got.status().as_u16();
+    let whole = got.bytes().await.map(|b| b.len()).unwrap_or(0);
+    eprintln!(
+        "one client stalling 32 downloads of 8 MiB: {served} served, {busy} refused 503; \
+         another client's GET: {status}, {whole} bytes"
+    );
+    assert_eq!(status, 200, "the other client found no room");
+    assert_eq!(whole, body.len());
+    assert!(served <= 4, "the stalling client holds {served} downloads");
+    drop(hog);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn health_is_answered_on_a_reserved_connection_when_every_connection_is_taken() {
     let dir = tempfile::tempdir().unwrap();

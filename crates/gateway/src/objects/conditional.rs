@@ -89,7 +89,7 @@ pub(super) async fn conditional_upload(
         Ok(mode) => mode,
         Err(answer) => return *answer,
     };
-    let _held = match gateway.conditional.reserve(length).await {
+    let _held = match gateway.conditional.reserve(length, None).await {
         Ok(permit) => permit,
         Err(busy) => return *busy,
     };
@@ -206,5 +206,6 @@ async fn read_body(
 
 /// The conditional-upload budget of a router.
 pub(crate) fn conditional_budget() -> MemoryBudget {
-    MemoryBudget::new(CONDITIONAL_UPLOAD_BUDGET)
+    // One upload may take it all: it is also the largest conditional upload.
+    MemoryBudget::new(CONDITIONAL_UPLOAD_BUDGET, CONDITIONAL_UPLOAD_BUDGET)
 }

@@ -17,10 +17,11 @@ use maskstore_backends::signing::{Grant, OBJECT_PATH, QueryLimit, SignedMethod};
 
 use crate::reply::{RefusedBeforeStore, Unsigned, error_reply, refuse_unsigned, reply};
 use crate::routers::Gateway;
-pub use budget::DOWNLOAD_MEMORY_BUDGET;
+use crate::shares::client_of;
+pub use budget::{DOWNLOAD_MEMORY_BUDGET, DOWNLOAD_MEMORY_PER_CLIENT};
 pub use conditional::CONDITIONAL_UPLOAD_BUDGET;
 pub(crate) use conditional::conditional_budget;
-use download::download;
+use download::{Reader, download};
 pub use headers::CONTENT_SECURITY_POLICY;
 use headers::harden;
 pub use upload::UPLOAD_BUFFER_PART_SIZE;
@@ -60,10 +61,23 @@ async fn serve_grant(gateway: &Gateway, grant: Grant, request: Request) -> Respo
     let storage = &gateway.storage;
     let limits = &gateway.limits;
     let deadline = tokio::time::Instant::now() + limits.request_timeout;
+    let client = client_of(&request, &limits.trusted_proxies);
     let work = async {
         match grant.method {
-            SignedMethod::Get => download(gateway, &grant, request.headers(), Some(deadline)).await,
-            SignedMethod::Head => download(gateway, &grant, request.headers(), None).await,
+            SignedMethod::Get => {
+                let at = Reader {
+                    client,
+                    deadline: Some(deadline),
+                };
+                download(gateway, &grant, request.headers(), at).await
+            }
+            SignedMethod::Head => {
+                let at = Reader {
+                    client,
+                    deadline: None,
+                };
+                download(gateway, &grant, request.headers(), at).await
+            }
             SignedMethod::Put => upload(gateway, &grant, request).await,
             SignedMethod::Delete => match storage.delete(&grant.key).await {
                 Ok(()) => StatusCode::NO_CONTENT.into_response(),

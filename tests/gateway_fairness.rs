@@ -456,3 +456,63 @@ async fn a_silent_connection_is_closed_at_the_first_byte_deadline() {
     let still = tokio::time::timeout(Duration::from_millis(500), sending.read(&mut buf)).await;
     assert!(still.is_err(), "the sending client was cut off: {still:?}");
 }
+
+/// The bytes the store read for downloads so far, from `/metrics`.
+async fn bytes_read(serve: &Serve) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", serve.admin_base()))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .filter(|l| l.starts_with("maskstore_bytes_total{") && l.contains("direction=\"in\""))
+        .filter_map(|l| l.rsplit_once(' ')?.1.parse::<f64>().ok())
+        .sum::<f64>() as u64
+}
+
+/// A range of a version not yet verified reads the whole object once, however many ranges
+/// of it arrive together (a viewer opening a large mask asks several at once), and a
+/// version found corrupt is not read whole again for each range asked of it: a client
+/// cannot make one 1-byte range cost a whole read over and over.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ranges_of_an_unverified_version_read_it_whole_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_local(dir.path(), &[]);
+    let http = http_from(client(1));
+    let size = 16 * MIB;
+    let body: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    for key in ["mask/amp/good.png", "mask/amp/bad.png"] {
+        assert_eq!(
+            put(&http, &serve.sign(SignedMethod::Put, key), body.clone()).await,
+            200
+        );
+    }
+    flip_one_byte(&serve.dir.join("data").join("mask/amp/bad.png"));
+    let ranges = |key: &str| {
+        let url = serve.sign(SignedMethod::Get, key);
+        let http = http.clone();
+        async move {
+            let asked = (0..12u64).map(|n| {
+                let request = http.get(&url).header("range", format!("bytes={n}-{n}"));
+                async move { request.send().await.unwrap().status().as_u16() }
+            });
+            futures::future::join_all(asked).await
+        }
+    };
+    let before = bytes_read(&serve).await;
+    let good = ranges("mask/amp/good.png").await;
+    let good_read = bytes_read(&serve).await - before;
+    let bad = ranges("mask/amp/bad.png").await;
+    let bad_read = bytes_read(&serve).await - before - good_read;
+    eprintln!(
+        "12 concurrent 1-byte ranges of a new 16 MiB version: {good:?}, {} MiB read; \
+         of a corrupt one: {bad:?}, {} MiB read",
+        good_read / MIB as u64,
+        bad_read / MIB as u64
+    );
+    assert!(good.iter().all(|s| *s == 206), "{good:?}");
+    assert!(bad.iter().all(|s| *s == 500), "{bad:?}");
+    assert!(good_read < 2 * size as u64, "{good_read} bytes read");
+    assert!(bad_read < 2 * size as u64, "{bad_read} bytes read");
+}

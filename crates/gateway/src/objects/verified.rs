@@ -2,74 +2,184 @@
 //! partial range is served only from a verified version: a range cannot be checked on its
 //! own (the checksum covers the whole object), so the first range of a version reads the
 //! whole object through the verifier once, and later ranges of it trust that verdict.
+//!
+//! A range costs at most one whole read per version, whatever clients do: ranges of a
+//! version arriving while it is checked wait for that one check (a viewer opening a large
+//! mask asks several at once), the check runs to its end even when they all go away, and a
+//! version found corrupt is remembered as such, so asking it for one byte again and again
+//! does not read it whole each time.
 
-use std::collections::{HashSet, VecDeque};
-use std::sync::Mutex;
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
 
 use futures::StreamExt;
+use futures::future::{BoxFuture, FutureExt, Shared};
 use maskstore_backends::{Error, ObjectInfo, ReadOptions, Storage};
 
-/// How many verified versions are remembered; the oldest verdict is forgotten first (its
-/// next range read verifies it again).
+/// How many verdicts are remembered; the oldest is forgotten first (its next range read
+/// verifies it again).
 pub(crate) const VERIFIED_VERSIONS: usize = 4096;
 
-/// Versions (key and etag) known to match their checksum, the newest [`VERIFIED_VERSIONS`].
+/// A version: the key and its etag.
+type Version = (String, String);
+
+/// What a whole read of a version found.
+#[derive(Debug, Clone)]
+enum Found {
+    /// It matches its checksum.
+    Intact,
+    /// It does not: what [`Error::Corrupt`] says of it.
+    Corrupt {
+        backend: String,
+        key: String,
+        expected: String,
+        actual: String,
+    },
+}
+
+impl Found {
+    fn of(read: &Result<(), Error>) -> Option<Found> {
+        match read {
+            Ok(()) => Some(Found::Intact),
+            Err(Error::Corrupt {
+                backend,
+                key,
+                expected,
+                actual,
+            }) => Some(Found::Corrupt {
+                backend: backend.clone(),
+                key: key.clone(),
+                expected: expected.clone(),
+                actual: actual.clone(),
+            }),
+            // Replaced meanwhile, or the store failed: no verdict on the version.
+            Err(_) => None,
+        }
+    }
+
+    fn result(&self) -> Result<(), Error> {
+        match self {
+            Found::Intact => Ok(()),
+            Found::Corrupt {
+                backend,
+                key,
+                expected,
+                actual,
+            } => Err(Error::Corrupt {
+                backend: backend.clone(),
+                key: key.clone(),
+                expected: expected.clone(),
+                actual: actual.clone(),
+            }),
+        }
+    }
+}
+
+/// A check in progress: what it found, `None` when it reached no verdict.
+type Check = Shared<BoxFuture<'static, Option<Found>>>;
+
+/// Verdicts on versions, the newest [`VERIFIED_VERSIONS`], and the checks in progress.
 #[derive(Debug, Default)]
 pub(crate) struct VerifiedVersions {
     known: Mutex<Known>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Known {
-    set: HashSet<(String, String)>,
-    order: VecDeque<(String, String)>,
+    verdicts: HashMap<Version, Found>,
+    order: VecDeque<Version>,
+    checking: HashMap<Version, Check>,
+}
+
+impl std::fmt::Debug for Known {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Known")
+            .field("verdicts", &self.verdicts.len())
+            .field("checking", &self.checking.len())
+            .finish()
+    }
 }
 
 impl VerifiedVersions {
     /// Ok once the version `info` describes was verified, now or before: it has no
     /// checksum, or reads are not verified, or a whole read matched it. A damaged object
     /// is [`Error::Corrupt`]; a version replaced meanwhile is [`Error::Precondition`].
-    pub(crate) async fn ensure(&self, storage: &Storage, info: &ObjectInfo) -> Result<(), Error> {
+    pub(crate) async fn ensure(
+        self: &Arc<Self>,
+        storage: &Storage,
+        info: &ObjectInfo,
+    ) -> Result<(), Error> {
         if !storage.verifies_reads() || info.checksum.is_none() {
             return Ok(());
         }
-        let version = info
-            .etag
-            .as_ref()
-            .map(|etag| (info.key.to_string(), etag.clone()));
-        if let Some(version) = &version
-            && self.lock().set.contains(version)
-        {
-            return Ok(());
-        }
-        let options = ReadOptions {
-            if_match: info.etag.clone(),
-            ..Default::default()
+        let Some(etag) = info.etag.clone() else {
+            return read_whole(storage, info).await;
         };
-        let mut whole = storage.read_stream(&info.key, options).await?.stream;
-        while let Some(chunk) = whole.next().await {
-            chunk?;
+        let version = (info.key.to_string(), etag);
+        let check = {
+            let mut known = self.lock();
+            if let Some(found) = known.verdicts.get(&version) {
+                return found.result();
+            }
+            known
+                .checking
+                .entry(version.clone())
+                .or_insert_with(|| self.check(storage, info, version.clone()))
+                .clone()
+        };
+        match check.await {
+            Some(found) => found.result(),
+            // No verdict: this request's own read says why (the version was replaced, the
+            // store failed).
+            None => read_whole(storage, info).await,
         }
-        if let Some(version) = version {
-            self.remember(version);
-        }
-        Ok(())
     }
 
-    fn remember(&self, version: (String, String)) {
+    /// Starts the one check of `version`: a task of its own, so it ends and records its
+    /// verdict even when every request waiting for it is gone.
+    fn check(self: &Arc<Self>, storage: &Storage, info: &ObjectInfo, version: Version) -> Check {
+        let this = Arc::clone(self);
+        let (storage, info) = (storage.clone(), info.clone());
+        let task = tokio::spawn(async move {
+            let found = Found::of(&read_whole(&storage, &info).await);
+            this.settle(version, found.clone());
+            found
+        });
+        async move { task.await.ok().flatten() }.boxed().shared()
+    }
+
+    /// The check of `version` ended: its verdict, if any, is remembered.
+    fn settle(&self, version: Version, found: Option<Found>) {
         let mut known = self.lock();
-        if known.set.insert(version.clone()) {
+        known.checking.remove(&version);
+        let Some(found) = found else {
+            return;
+        };
+        if known.verdicts.insert(version.clone(), found).is_none() {
             known.order.push_back(version);
             if known.order.len() > VERIFIED_VERSIONS
                 && let Some(oldest) = known.order.pop_front()
             {
-                known.set.remove(&oldest);
+                known.verdicts.remove(&oldest);
             }
         }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Known> {
-        // The set holds no invariant a panic could break halfway.
+        // The maps hold no invariant a panic could break halfway.
         self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Reads the version `info` describes whole through the verifier.
+async fn read_whole(storage: &Storage, info: &ObjectInfo) -> Result<(), Error> {
+    let options = ReadOptions {
+        if_match: info.etag.clone(),
+        ..Default::default()
+    };
+    let mut whole = storage.read_stream(&info.key, options).await?.stream;
+    while let Some(chunk) = whole.next().await {
+        chunk?;
+    }
+    Ok(())
 }

@@ -13,6 +13,9 @@ use maskstore_testkit::servers;
 use crate::support::Serve;
 
 const SECRET: &str = "gateway-conformance-test-signing-secret-0123";
+/// A date before any row's object was stored, and one after.
+const PAST: &str = "Wed, 01 Jan 2020 00:00:00 GMT";
+const FUTURE: &str = "Fri, 01 Jan 2100 00:00:00 GMT";
 /// The object most rows read: 10 bytes.
 const BODY: &[u8] = b"0123456789";
 
@@ -264,6 +267,45 @@ fn table() -> Vec<Row> {
         Row {
             headers: &[("if-none-match", "{etag}")],
             ..row("HEAD If-None-Match the current etag", "HEAD", 304)
+        },
+        Row {
+            headers: &[("if-unmodified-since", PAST)],
+            ..row("If-Unmodified-Since a past date", "GET", 412)
+        },
+        Row {
+            headers: &[("if-unmodified-since", FUTURE)],
+            length: Some(10),
+            ..row("If-Unmodified-Since a later date", "GET", 200)
+        },
+        Row {
+            headers: &[("if-modified-since", PAST)],
+            length: Some(10),
+            ..row("If-Modified-Since a past date", "GET", 200)
+        },
+        Row {
+            headers: &[("if-modified-since", FUTURE)],
+            ..row("If-Modified-Since a later date", "GET", 304)
+        },
+        Row {
+            headers: &[("if-unmodified-since", PAST)],
+            ..row("HEAD If-Unmodified-Since a past date", "HEAD", 412)
+        },
+        Row {
+            headers: &[("if-match", "{etag}"), ("if-unmodified-since", PAST)],
+            length: Some(10),
+            ..row(
+                "If-Match holds, If-Unmodified-Since fails: If-Match decides (AWS)",
+                "GET",
+                200,
+            )
+        },
+        Row {
+            headers: &[("if-none-match", "{etag}"), ("if-modified-since", PAST)],
+            ..row(
+                "If-None-Match matches, If-Modified-Since says modified: 304 (AWS)",
+                "GET",
+                304,
+            )
         },
         Row {
             headers: &[("range", "bytes=0-4")],

@@ -88,7 +88,8 @@ fn judged(asked: &Asked, info: &ObjectInfo) -> Option<Response> {
         Verdict::Proceed => None,
         Verdict::PreconditionFailed => Some(reply(
             StatusCode::PRECONDITION_FAILED,
-            "the object's etag is none of those If-Match names: it was replaced",
+            "the object was replaced: its etag is none of those If-Match names, or it was \
+             modified after If-Unmodified-Since",
         )),
         Verdict::NotModified => Some(validators(StatusCode::NOT_MODIFIED, info)),
     }

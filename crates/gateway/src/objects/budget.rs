@@ -14,7 +14,7 @@ use axum::http::header::{self, HeaderValue};
 use axum::response::Response;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::reply::reply;
+use crate::reply::{over_share, reply};
 
 /// The bytes all download bodies in flight may hold at once: 64 MiB.
 pub const DOWNLOAD_MEMORY_BUDGET: u64 = 64 * 1024 * 1024;
@@ -163,10 +163,11 @@ impl MemoryBudget {
             }),
             _ => {
                 self.forget_if_idle(client, &share);
-                Err(busy(
+                Err(Box::new(over_share(
+                    "1",
                     "this client's requests in flight hold its share of the gateway's memory; \
                      finish reading them or try again shortly",
-                ))
+                )))
             }
         }
     }

@@ -12,7 +12,6 @@ pub(crate) mod verified;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use maskstore_backends::monitor::Outcome;
 use maskstore_backends::signing::{Grant, OBJECT_PATH, QueryLimit, SignedMethod};
 
 use crate::reply::{RefusedBeforeStore, Unsigned, error_reply, refuse_unsigned, reply};
@@ -44,14 +43,11 @@ async fn object_response(gateway: &Gateway, request: Request) -> Response {
         Ok(grant) => serve_grant(gateway, grant, request).await,
         Err(refusal) => *refusal,
     };
-    if response.extensions().get::<RefusedBeforeStore>().is_some() {
+    if let Some(RefusedBeforeStore(outcome)) = response.extensions().get().copied() {
         // No operation recorded it, so the alarms count it here: its URL was valid, so
         // the refusal is one of the store's clients' errors. (Refusals before the
         // signature held are counted apart, in `maskstore_gateway_refused_total`.)
-        gateway
-            .storage
-            .monitor()
-            .record(Outcome::of_status(response.status().as_u16()));
+        gateway.storage.monitor().record(outcome);
     }
     response
 }

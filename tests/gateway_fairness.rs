@@ -526,3 +526,42 @@ async fn ranges_of_an_unverified_version_read_it_whole_once() {
     assert!(good_read < 2 * size as u64, "{good_read} bytes read");
     assert!(bad_read < 2 * size as u64, "{bad_read} bytes read");
 }
+
+/// A conditional PUT takes the conditional-upload budget as its body arrives: one that
+/// announces the largest body (64 MiB) and sends nothing leaves room for others (before,
+/// it held the whole budget until its idle timeout, and every other conditional PUT was
+/// answered 503 after 5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conditional_put_that_sends_nothing_holds_no_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_local(dir.path(), &[]);
+    let url = serve.sign(SignedMethod::Put, "mask/cond/hog.png");
+    let target = url.split_once(&serve.addr).unwrap().1.to_string();
+    let mut hog = connect_from(client(2), &serve.addr).await.unwrap();
+    let head = format!(
+        "PUT {target} HTTP/1.1\r\nHost: {}\r\nIf-None-Match: *\r\nContent-Length: {}\r\n\r\n",
+        serve.addr,
+        64 * MIB
+    );
+    hog.write_all(head.as_bytes()).await.unwrap();
+    // Its head is read and its condition judged before it would send a body.
+    let mut probe = [0u8; 1];
+    let early = tokio::time::timeout(Duration::from_millis(500), hog.read(&mut probe)).await;
+    assert!(
+        early.is_err(),
+        "the announced upload was answered: {early:?}"
+    );
+    let other = http_from(client(3));
+    let status = other
+        .put(serve.sign(SignedMethod::Put, "mask/cond/new.png"))
+        .header("if-none-match", "*")
+        .body(vec![5u8; 1000])
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16();
+    eprintln!("a conditional PUT while another announced 64 MiB and sent nothing: {status}");
+    assert_eq!(status, 200);
+    drop(hog);
+}

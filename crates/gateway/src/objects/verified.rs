@@ -8,6 +8,10 @@
 //! mask asks several at once), the check runs to its end even when they all go away, and a
 //! version found corrupt is remembered as such, so asking it for one byte again and again
 //! does not read it whole each time.
+//!
+//! Only versions of [`REMEMBERED_FROM`] bytes or more are remembered: a smaller one is
+//! read whole for each range (about what serving it costs), so a client that writes and
+//! reads many small objects cannot push other objects' verdicts out of the memory.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -19,6 +23,9 @@ use maskstore_backends::{Error, ObjectInfo, ReadOptions, Storage};
 /// How many verdicts are remembered; the oldest is forgotten first (its next range read
 /// verifies it again).
 pub(crate) const VERIFIED_VERSIONS: usize = 4096;
+
+/// The smallest version whose verdict is remembered: 1 MiB, one read chunk.
+pub(crate) const REMEMBERED_FROM: u64 = 1024 * 1024;
 
 /// A version: the key and its etag.
 type Version = (String, String);
@@ -112,7 +119,7 @@ impl VerifiedVersions {
         if !storage.verifies_reads() || info.checksum.is_none() {
             return Ok(());
         }
-        let Some(etag) = info.etag.clone() else {
+        let Some(etag) = info.etag.clone().filter(|_| info.size >= REMEMBERED_FROM) else {
             return read_whole(storage, info).await;
         };
         let version = (info.key.to_string(), etag);
@@ -182,4 +189,37 @@ async fn read_whole(storage: &Storage, info: &ObjectInfo) -> Result<(), Error> {
         chunk?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn stored(storage: &Storage, key: &str, size: usize) -> ObjectInfo {
+        let key = maskstore_core::ObjectKey::parse(key).unwrap();
+        storage.put(&key, vec![7u8; size]).await.unwrap();
+        storage.head(&key).await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn small_versions_cannot_push_large_ones_out() {
+        let storage = Storage::memory();
+        let verified = Arc::new(VerifiedVersions::default());
+        let large = stored(&storage, "mask/large.png", 2 * 1024 * 1024).await;
+        assert!(large.checksum.is_some() && storage.verifies_reads());
+        verified.ensure(&storage, &large).await.unwrap();
+        for n in 0..=VERIFIED_VERSIONS {
+            let small = stored(&storage, &format!("mask/small/{n}.png"), 10).await;
+            verified.ensure(&storage, &small).await.unwrap();
+        }
+        let known = verified.lock();
+        assert_eq!(
+            known.verdicts.len(),
+            1,
+            "only the large version is remembered"
+        );
+        let version = (large.key.to_string(), large.etag.clone().unwrap());
+        assert!(known.verdicts.contains_key(&version));
+        assert!(known.checking.is_empty());
+    }
 }

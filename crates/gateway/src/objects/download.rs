@@ -159,15 +159,17 @@ async fn span_body(
         Span::Part(r) if !(r.start == 0 && r.end == info.size) => Some(r.clone()),
         _ => None,
     };
+    // Verified before the body's room is taken: a range waiting for its version's check
+    // holds none of its client's share of the download budget.
+    if part.is_some() {
+        gateway.verified.ensure(&gateway.storage, info).await?;
+    }
     let length = part.as_ref().map_or(info.size, |r| r.end - r.start);
     let permit = gateway
         .downloads
         .reserve_download(length, client)
         .await
         .map_err(BodyError::Answer)?;
-    if part.is_some() {
-        gateway.verified.ensure(&gateway.storage, info).await?;
-    }
     let options = ReadOptions {
         range: part.map(ByteRange::Bounded),
         if_match: info.etag.clone(),

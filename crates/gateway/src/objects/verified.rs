@@ -9,12 +9,18 @@
 //! version found corrupt is remembered as such, so asking it for one byte again and again
 //! does not read it whole each time.
 //!
+//! At most [`CHECKS_AT_ONCE`] checks read at once (each holds a read chunk or two), so
+//! clients that ask ranges of many unverified objects and go away cannot make the gateway
+//! read them all at the same time.
+//!
 //! Only versions of [`REMEMBERED_FROM`] bytes or more are remembered: a smaller one is
 //! read whole for each range (about what serving it costs), so a client that writes and
 //! reads many small objects cannot push other objects' verdicts out of the memory.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
 
 use futures::StreamExt;
 use futures::future::{BoxFuture, FutureExt, Shared};
@@ -26,6 +32,9 @@ pub(crate) const VERIFIED_VERSIONS: usize = 4096;
 
 /// The smallest version whose verdict is remembered: 1 MiB, one read chunk.
 pub(crate) const REMEMBERED_FROM: u64 = 1024 * 1024;
+
+/// How many checks read at once; the others wait for their turn.
+pub(crate) const CHECKS_AT_ONCE: usize = 4;
 
 /// A version: the key and its etag.
 type Version = (String, String);
@@ -86,9 +95,20 @@ impl Found {
 type Check = Shared<BoxFuture<'static, Option<Found>>>;
 
 /// Verdicts on versions, the newest [`VERIFIED_VERSIONS`], and the checks in progress.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct VerifiedVersions {
     known: Mutex<Known>,
+    /// Turns to read, [`CHECKS_AT_ONCE`].
+    turns: Arc<Semaphore>,
+}
+
+impl Default for VerifiedVersions {
+    fn default() -> VerifiedVersions {
+        VerifiedVersions {
+            known: Mutex::default(),
+            turns: Arc::new(Semaphore::new(CHECKS_AT_ONCE)),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -148,6 +168,8 @@ impl VerifiedVersions {
         let this = Arc::clone(self);
         let (storage, info) = (storage.clone(), info.clone());
         let task = tokio::spawn(async move {
+            // The semaphore is never closed: a turn always comes.
+            let _turn = Arc::clone(&this.turns).acquire_owned().await;
             let found = Found::of(&read_whole(&storage, &info).await);
             this.settle(version, found.clone());
             found
@@ -221,5 +243,28 @@ mod tests {
         let version = (large.key.to_string(), large.etag.clone().unwrap());
         assert!(known.verdicts.contains_key(&version));
         assert!(known.checking.is_empty());
+    }
+
+    #[tokio::test]
+    async fn checks_wait_for_a_turn_to_read() {
+        let storage = Storage::memory();
+        let verified = Arc::new(VerifiedVersions::default());
+        let large = stored(&storage, "mask/large.png", 2 * 1024 * 1024).await;
+        let all = u32::try_from(CHECKS_AT_ONCE).unwrap();
+        let taken = Arc::clone(&verified.turns).acquire_many_owned(all).await;
+        let waiting = tokio::spawn({
+            let (verified, storage, large) =
+                (Arc::clone(&verified), storage.clone(), large.clone());
+            async move { verified.ensure(&storage, &large).await }
+        });
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiting.is_finished(), "a check read without a turn");
+        assert_eq!(verified.lock().checking.len(), 1);
+        drop(taken);
+        waiting.await.unwrap().unwrap();
+        assert_eq!(verified.turns.available_permits(), CHECKS_AT_ONCE);
+        assert_eq!(verified.lock().verdicts.len(), 1);
     }
 }

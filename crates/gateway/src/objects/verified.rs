@@ -3,15 +3,15 @@
 //! own (the checksum covers the whole object), so the first range of a version reads the
 //! whole object through the verifier once, and later ranges of it trust that verdict.
 //!
-//! A range costs at most one whole read per version, whatever clients do: ranges of a
-//! version arriving while it is checked wait for that one check (a viewer opening a large
-//! mask asks several at once), the check runs to its end even when they all go away, and a
-//! version found corrupt is remembered as such, so asking it for one byte again and again
-//! does not read it whole each time.
+//! A range costs at most one whole read per version while clients wait for it: ranges of
+//! a version arriving while it is checked wait for that one check (a viewer opening a
+//! large mask asks several at once), and a version found corrupt is remembered as such, so
+//! asking it for one byte again and again does not read it whole each time.
 //!
 //! At most [`CHECKS_AT_ONCE`] checks read at once (each holds a read chunk or two), so
-//! clients that ask ranges of many unverified objects and go away cannot make the gateway
-//! read them all at the same time.
+//! ranges of many unverified objects cannot make the gateway read them all at the same
+//! time. A check is carried by the requests waiting for it and dropped when the last one
+//! goes away, so clients that ask and leave queue nothing before others' checks.
 //!
 //! Only versions of [`REMEMBERED_FROM`] bytes or more are remembered: a smaller one is
 //! read whole for each range (about what serving it costs), so a client that writes and
@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::Semaphore;
 
 use futures::StreamExt;
-use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::future::{BoxFuture, FutureExt, Shared, WeakShared};
 use maskstore_backends::{Error, ObjectInfo, ReadOptions, Storage};
 
 /// How many verdicts are remembered; the oldest is forgotten first (its next range read
@@ -94,6 +94,9 @@ impl Found {
 /// A check in progress: what it found, `None` when it reached no verdict.
 type Check = Shared<BoxFuture<'static, Option<Found>>>;
 
+/// How many checks the map holds before those nobody waits for any more are swept out.
+const SWEEP_FROM: usize = 1024;
+
 /// Verdicts on versions, the newest [`VERIFIED_VERSIONS`], and the checks in progress.
 #[derive(Debug)]
 pub(crate) struct VerifiedVersions {
@@ -115,7 +118,8 @@ impl Default for VerifiedVersions {
 struct Known {
     verdicts: HashMap<Version, Found>,
     order: VecDeque<Version>,
-    checking: HashMap<Version, Check>,
+    /// The checks requests wait for; one whose requests all went away is gone.
+    checking: HashMap<Version, WeakShared<BoxFuture<'static, Option<Found>>>>,
 }
 
 impl std::fmt::Debug for Known {
@@ -148,11 +152,19 @@ impl VerifiedVersions {
             if let Some(found) = known.verdicts.get(&version) {
                 return found.result();
             }
-            known
-                .checking
-                .entry(version.clone())
-                .or_insert_with(|| self.check(storage, info, version.clone()))
-                .clone()
+            match known.checking.get(&version).and_then(WeakShared::upgrade) {
+                Some(check) => check,
+                None => {
+                    let check = self.check(storage, info, version.clone());
+                    if known.checking.len() >= SWEEP_FROM {
+                        known.checking.retain(|_, c| c.upgrade().is_some());
+                    }
+                    if let Some(weak) = check.downgrade() {
+                        known.checking.insert(version, weak);
+                    }
+                    check
+                }
+            }
         };
         match check.await {
             Some(found) => found.result(),
@@ -162,19 +174,20 @@ impl VerifiedVersions {
         }
     }
 
-    /// Starts the one check of `version`: a task of its own, so it ends and records its
-    /// verdict even when every request waiting for it is gone.
+    /// The one check of `version`: it waits for a turn, reads the version whole and
+    /// records the verdict, driven by the requests that wait for it.
     fn check(self: &Arc<Self>, storage: &Storage, info: &ObjectInfo, version: Version) -> Check {
         let this = Arc::clone(self);
         let (storage, info) = (storage.clone(), info.clone());
-        let task = tokio::spawn(async move {
+        async move {
             // The semaphore is never closed: a turn always comes.
             let _turn = Arc::clone(&this.turns).acquire_owned().await;
             let found = Found::of(&read_whole(&storage, &info).await);
             this.settle(version, found.clone());
             found
-        });
-        async move { task.await.ok().flatten() }.boxed().shared()
+        }
+        .boxed()
+        .shared()
     }
 
     /// The check of `version` ended: its verdict, if any, is remembered.
@@ -265,6 +278,35 @@ mod tests {
         drop(taken);
         waiting.await.unwrap().unwrap();
         assert_eq!(verified.turns.available_permits(), CHECKS_AT_ONCE);
+        assert_eq!(verified.lock().verdicts.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_check_nobody_waits_for_leaves_the_queue() {
+        let storage = Storage::memory();
+        let verified = Arc::new(VerifiedVersions::default());
+        let large = stored(&storage, "mask/large.png", 2 * 1024 * 1024).await;
+        let all = u32::try_from(CHECKS_AT_ONCE).unwrap();
+        let taken = Arc::clone(&verified.turns).acquire_many_owned(all).await;
+        let left = tokio::spawn({
+            let (verified, storage, large) =
+                (Arc::clone(&verified), storage.clone(), large.clone());
+            async move { verified.ensure(&storage, &large).await }
+        });
+        for _ in 0..50 {
+            tokio::task::yield_now().await;
+        }
+        left.abort();
+        assert!(left.await.unwrap_err().is_cancelled());
+        let alive = verified
+            .lock()
+            .checking
+            .values()
+            .filter(|c| c.upgrade().is_some())
+            .count();
+        assert_eq!(alive, 0, "a check whose client left still waits for a turn");
+        drop(taken);
+        verified.ensure(&storage, &large).await.unwrap();
         assert_eq!(verified.lock().verdicts.len(), 1);
     }
 }

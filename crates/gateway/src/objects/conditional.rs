@@ -40,9 +40,8 @@ pub(super) enum Condition {
 impl Condition {
     /// The condition `headers` ask, or S3's 501 for an `If-None-Match` other than `*`.
     pub(super) fn of(headers: &HeaderMap) -> Result<Condition, Box<Response>> {
-        let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-        let if_match = text(header::IF_MATCH).map(TagList::parse);
-        let create_only = match text(header::IF_NONE_MATCH).map(TagList::parse) {
+        let if_match = TagList::of(headers, header::IF_MATCH);
+        let create_only = match TagList::of(headers, header::IF_NONE_MATCH) {
             None => false,
             Some(TagList::Any) => true,
             Some(TagList::Tags(_)) => {

@@ -85,6 +85,17 @@ impl TagList {
         }
     }
 
+    /// The list `name` holds in `headers`, its field lines taken together (RFC 9110 §5.3: a
+    /// list sent on several lines is the one list); `None` when absent or not text.
+    pub(super) fn of(headers: &HeaderMap, name: HeaderName) -> Option<TagList> {
+        let lines: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!lines.is_empty()).then(|| TagList::parse(&lines.join(", ")))
+    }
+
     /// The listed tag that strongly matches `current` (`If-Match`), `*` matching any.
     pub(super) fn strong_match(&self, current: Option<&EntityTag>) -> bool {
         match (self, current) {
@@ -146,8 +157,8 @@ impl Asked {
     pub(super) fn from_headers(headers: &HeaderMap) -> Asked {
         let text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
         Asked {
-            if_match: text(header::IF_MATCH).map(TagList::parse),
-            if_none_match: text(header::IF_NONE_MATCH).map(TagList::parse),
+            if_match: TagList::of(headers, header::IF_MATCH),
+            if_none_match: TagList::of(headers, header::IF_NONE_MATCH),
             if_modified_since: text(header::IF_MODIFIED_SINCE).and_then(http_date),
             if_unmodified_since: text(header::IF_UNMODIFIED_SINCE).and_then(http_date),
             if_range: text(header::IF_RANGE).map(|v| v.trim().to_string()),
@@ -394,6 +405,24 @@ mod tests {
         assert_eq!(
             verdict(&[(header::IF_MODIFIED_SINCE, "yesterday")]),
             Verdict::Proceed
+        );
+    }
+
+    #[test]
+    fn a_tag_list_on_several_lines_is_one_list() {
+        let object = info("\"e1\"", "Tue, 01 Dec 2026 10:00:00 GMT");
+        let mut headers = HeaderMap::new();
+        headers.append(header::IF_MATCH, "\"a\"".parse().unwrap());
+        headers.append(header::IF_MATCH, "\"e1\"".parse().unwrap());
+        assert_eq!(
+            Asked::from_headers(&headers).verdict(&object),
+            Verdict::Proceed
+        );
+        headers.append(header::IF_NONE_MATCH, "\"b\"".parse().unwrap());
+        headers.append(header::IF_NONE_MATCH, "W/\"e1\"".parse().unwrap());
+        assert_eq!(
+            Asked::from_headers(&headers).verdict(&object),
+            Verdict::NotModified
         );
     }
 

@@ -548,3 +548,41 @@ async fn a_conditional_put_needs_a_length_within_its_budget() {
     }
     assert!(!serve.dir.join("data/mask/conditional/big.png").exists());
 }
+
+/// A 304 carries no `Content-Length` but the one a 200 would have (RFC 9110 §8.6), on GET
+/// and HEAD: a cache that freshens its stored answer from a 304 must not learn the object
+/// is empty (before, a HEAD's 304 said `Content-Length: 0`).
+#[tokio::test]
+async fn a_304_never_promises_another_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data").display().to_string();
+    let serve = Serve::start(
+        dir.path(),
+        &[
+            ("APP_OBJECT_STORAGE__PROVIDER", "local"),
+            ("APP_OBJECT_STORAGE__ROOT", root.as_str()),
+            ("APP_OBJECT_STORAGE__FSYNC", "false"),
+            ("APP_GATEWAY__SIGNING_SECRET", SECRET),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let put = serve.sign(SignedMethod::Put, "mask/304/a.png");
+    let stored = http.put(put).body(BODY).send().await.unwrap();
+    let etag = stored.headers()["etag"].to_str().unwrap().to_string();
+    for method in [SignedMethod::Get, SignedMethod::Head] {
+        let url = serve.sign(method, "mask/304/a.png");
+        let verb = reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap();
+        let got = http
+            .request(verb, url)
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status().as_u16(), 304, "{method:?}");
+        let length = got.headers().get("content-length").cloned();
+        assert!(
+            length.as_ref().is_none_or(|l| l == "10"),
+            "{method:?} 304 with Content-Length {length:?}"
+        );
+    }
+}

@@ -220,9 +220,15 @@ fn head_reply(info: &ObjectInfo, span: &Span) -> Response {
     response
 }
 
-/// A status with the object's validators (`ETag`, `Last-Modified`), as a 304 carries them.
+/// A status with the object's validators (`ETag`, `Last-Modified`), as a 304 carries them,
+/// and the length a 200 would have: without it, hyper would answer a HEAD with
+/// `Content-Length: 0`, which RFC 9110 §8.6 forbids in a 304 (a cache would learn the
+/// object is empty).
 fn validators(status: StatusCode, info: &ObjectInfo) -> Response {
     let mut response = status.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
     let mut described = HeaderMap::new();
     describe(&mut described, info);
     for name in [header::ETAG, header::LAST_MODIFIED] {

@@ -13,6 +13,9 @@ use maskstore_testkit::servers;
 use crate::support::Serve;
 
 const SECRET: &str = "gateway-conformance-test-signing-secret-0123";
+/// A date before any row's object was stored, and one after.
+const PAST: &str = "Wed, 01 Jan 2020 00:00:00 GMT";
+const FUTURE: &str = "Fri, 01 Jan 2100 00:00:00 GMT";
 /// The object most rows read: 10 bytes.
 const BODY: &[u8] = b"0123456789";
 
@@ -266,6 +269,45 @@ fn table() -> Vec<Row> {
             ..row("HEAD If-None-Match the current etag", "HEAD", 304)
         },
         Row {
+            headers: &[("if-unmodified-since", PAST)],
+            ..row("If-Unmodified-Since a past date", "GET", 412)
+        },
+        Row {
+            headers: &[("if-unmodified-since", FUTURE)],
+            length: Some(10),
+            ..row("If-Unmodified-Since a later date", "GET", 200)
+        },
+        Row {
+            headers: &[("if-modified-since", PAST)],
+            length: Some(10),
+            ..row("If-Modified-Since a past date", "GET", 200)
+        },
+        Row {
+            headers: &[("if-modified-since", FUTURE)],
+            ..row("If-Modified-Since a later date", "GET", 304)
+        },
+        Row {
+            headers: &[("if-unmodified-since", PAST)],
+            ..row("HEAD If-Unmodified-Since a past date", "HEAD", 412)
+        },
+        Row {
+            headers: &[("if-match", "{etag}"), ("if-unmodified-since", PAST)],
+            length: Some(10),
+            ..row(
+                "If-Match holds, If-Unmodified-Since fails: If-Match decides (AWS)",
+                "GET",
+                200,
+            )
+        },
+        Row {
+            headers: &[("if-none-match", "{etag}"), ("if-modified-since", PAST)],
+            ..row(
+                "If-None-Match matches, If-Modified-Since says modified: 304 (AWS)",
+                "GET",
+                304,
+            )
+        },
+        Row {
             headers: &[("range", "bytes=0-4")],
             content_range: Some("bytes 0-4/10"),
             length: Some(5),
@@ -505,4 +547,42 @@ async fn a_conditional_put_needs_a_length_within_its_budget() {
         assert_eq!(&got[9..12], status.as_bytes(), "{framing}");
     }
     assert!(!serve.dir.join("data/mask/conditional/big.png").exists());
+}
+
+/// A 304 carries no `Content-Length` but the one a 200 would have (RFC 9110 §8.6), on GET
+/// and HEAD: a cache that freshens its stored answer from a 304 must not learn the object
+/// is empty (before, a HEAD's 304 said `Content-Length: 0`).
+#[tokio::test]
+async fn a_304_never_promises_another_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data").display().to_string();
+    let serve = Serve::start(
+        dir.path(),
+        &[
+            ("APP_OBJECT_STORAGE__PROVIDER", "local"),
+            ("APP_OBJECT_STORAGE__ROOT", root.as_str()),
+            ("APP_OBJECT_STORAGE__FSYNC", "false"),
+            ("APP_GATEWAY__SIGNING_SECRET", SECRET),
+        ],
+    );
+    let http = reqwest::Client::new();
+    let put = serve.sign(SignedMethod::Put, "mask/304/a.png");
+    let stored = http.put(put).body(BODY).send().await.unwrap();
+    let etag = stored.headers()["etag"].to_str().unwrap().to_string();
+    for method in [SignedMethod::Get, SignedMethod::Head] {
+        let url = serve.sign(method, "mask/304/a.png");
+        let verb = reqwest::Method::from_bytes(method.as_str().as_bytes()).unwrap();
+        let got = http
+            .request(verb, url)
+            .header("if-none-match", &etag)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(got.status().as_u16(), 304, "{method:?}");
+        let length = got.headers().get("content-length").cloned();
+        assert!(
+            length.as_ref().is_none_or(|l| l == "10"),
+            "{method:?} 304 with Content-Length {length:?}"
+        );
+    }
 }

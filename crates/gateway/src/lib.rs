@@ -27,7 +27,8 @@
 //! and closed; [`RESERVED_FOR_HEALTH`] more are kept for `/health` and `/metrics`), an
 //! upload's size (413), the uploads at once and per client (503 with `Retry-After`), how
 //! long a body may stall and a request may take, and how long a shutdown waits. Downloads
-//! in flight hold at most [`DOWNLOAD_MEMORY_BUDGET`] of buffers together. Refusals before a
+//! in flight hold at most [`DOWNLOAD_MEMORY_BUDGET`] of buffers together, those of one
+//! client address at most [`DOWNLOAD_MEMORY_PER_CLIENT`]. Refusals before a
 //! valid signature are counted in [`GATEWAY_REFUSED_TOTAL`], not in the store's alarms.
 //! Metric labels come from fixed sets. Objects are served with `nosniff`, a sandboxing
 //! `Content-Security-Policy`, and as attachments unless they are a mask format.
@@ -69,7 +70,7 @@ pub use crate::metrics::{
 pub use limits::Limits;
 pub use objects::{
     CONDITIONAL_UPLOAD_BUDGET, CONTENT_SECURITY_POLICY, DOWNLOAD_MEMORY_BUDGET,
-    UPLOAD_BUFFER_PART_SIZE,
+    DOWNLOAD_MEMORY_PER_CLIENT, UPLOAD_BUFFER_PART_SIZE,
 };
 pub use routers::{admin_router, objects_router, router, router_with_limits, router_with_metrics};
 pub use server::{RESERVED_FOR_HEALTH, serve, serve_with_limits, shutdown_signal};

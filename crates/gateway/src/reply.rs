@@ -3,6 +3,7 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use maskstore_backends::monitor::Outcome;
 use maskstore_backends::{Error, ErrorKind};
 
 /// One line of text with a status: how every refusal and failure is answered.
@@ -10,16 +11,36 @@ pub(crate) fn reply(status: StatusCode, reason: impl std::fmt::Display) -> Respo
     (status, format!("{reason}\n")).into_response()
 }
 
-/// Marks a response the gateway gave without asking the store, so no operation recorded it.
+/// Marks a response the gateway gave without asking the store, so no operation recorded it,
+/// with the outcome the alarms count it as.
 #[derive(Debug, Clone, Copy)]
-pub(crate) struct RefusedBeforeStore;
+pub(crate) struct RefusedBeforeStore(pub(crate) Outcome);
 
 /// [`reply`] for a request whose signature held but that was refused before the store was
 /// asked (bound headers, size, upload cap): the object handler ([`crate::objects`]) counts
-/// it for the alarms.
+/// it for the alarms by its status.
 pub(crate) fn refuse(status: StatusCode, reason: impl std::fmt::Display) -> Response {
     let mut response = reply(status, reason);
-    response.extensions_mut().insert(RefusedBeforeStore);
+    let outcome = Outcome::of_status(status.as_u16());
+    response
+        .extensions_mut()
+        .insert(RefusedBeforeStore(outcome));
+    response
+}
+
+/// 503 with `Retry-After: retry_after` for a signed request over its client's share (of
+/// upload slots, of the download memory): the client's own excess, which the alarms count
+/// as a client error, not as the store or the gateway failing, so one client asking too
+/// much at once cannot raise the server-error alarm.
+pub(crate) fn over_share(retry_after: &'static str, reason: impl std::fmt::Display) -> Response {
+    let mut response = reply(StatusCode::SERVICE_UNAVAILABLE, reason);
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static(retry_after),
+    );
+    response
+        .extensions_mut()
+        .insert(RefusedBeforeStore(Outcome::ClientError));
     response
 }
 

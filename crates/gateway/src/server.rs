@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::reply::Unsigned;
-use crate::shares::{ClientShares, Share};
+use crate::shares::{ClientShares, Share, client_key, is_trusted};
 use crate::{GatewayError, Limits};
 
 /// The most a connection's read buffer grows to: a request head must fit, so this bounds
@@ -193,8 +193,9 @@ impl Gate {
     /// The slot of a new connection from `client`, or `None` once it was answered 503.
     /// A reverse proxy we trust carries many clients' connections: its share is the whole
     /// cap (its clients' uploads are shared by their forwarded address).
-    fn admit(&self, stream: &TcpStream, client: std::net::IpAddr) -> Option<Slot> {
-        let share = if self.trusted_proxies.contains(&client) {
+    fn admit(&self, stream: &TcpStream, peer: std::net::IpAddr) -> Option<Slot> {
+        let client = client_key(peer);
+        let share = if is_trusted(peer, &self.trusted_proxies) {
             None
         } else {
             match self.per_client.take(client) {

@@ -3,7 +3,7 @@
 //! the client its `X-Forwarded-For` names).
 
 use std::collections::HashMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use axum::extract::{ConnectInfo, Request};
@@ -74,13 +74,44 @@ pub(crate) fn client_of(request: &Request, trusted: &[IpAddr]) -> Option<IpAddr>
         .get::<ConnectInfo<SocketAddr>>()?
         .0
         .ip();
-    Some(forwarded_client(peer, request.headers(), trusted))
+    Some(client_key(forwarded_client(
+        peer,
+        request.headers(),
+        trusted,
+    )))
+}
+
+/// The address a client's shares are kept by: an IPv4-mapped IPv6 address (a dual-stack
+/// listener's IPv4 peer) as its IPv4 address, and an IPv6 address by its /64 prefix, the
+/// least one subscriber is given: otherwise every one of its 2^64 addresses would be a
+/// client with a share of its own.
+pub(crate) fn client_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6(Ipv6Addr::from(v6.to_bits() & !u128::from(u64::MAX))),
+        v4 => v4,
+    }
+}
+
+/// Whether `ip` is one of the `trusted` proxies, an IPv4 one also when a dual-stack
+/// listener sees it as IPv4-mapped IPv6.
+pub(crate) fn is_trusted(ip: IpAddr, trusted: &[IpAddr]) -> bool {
+    let ip = ip.to_canonical();
+    trusted.iter().any(|t| t.to_canonical() == ip)
+}
+
+/// One `X-Forwarded-For` entry: an address, or (as some proxies write it) an address and
+/// port, `1.2.3.4:5678` or `[2001:db8::1]:443`.
+fn hop_address(hop: &str) -> Option<IpAddr> {
+    let hop = hop.trim();
+    hop.parse::<IpAddr>()
+        .ok()
+        .or_else(|| hop.parse::<SocketAddr>().ok().map(|s| s.ip()))
 }
 
 /// See [`client_of`]: a header from an untrusted peer is never read, and one a trusted
 /// proxy passes on is read from the right, where that proxy appended what it saw.
 fn forwarded_client(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> IpAddr {
-    if !trusted.contains(&peer) {
+    if !is_trusted(peer, trusted) {
         return peer;
     }
     let hops = headers
@@ -88,11 +119,11 @@ fn forwarded_client(peer: IpAddr, headers: &HeaderMap, trusted: &[IpAddr]) -> Ip
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
-        .map(|hop| hop.trim().parse::<IpAddr>().ok())
+        .map(hop_address)
         .collect::<Vec<_>>();
     for hop in hops.into_iter().rev() {
         match hop {
-            Some(ip) if trusted.contains(&ip) => continue,
+            Some(ip) if is_trusted(ip, trusted) => continue,
             Some(ip) => return ip,
             // An unreadable hop: what lies left of it cannot be trusted.
             None => break,
@@ -131,5 +162,35 @@ mod tests {
         assert_eq!(forwarded_client(proxy, &headers, &[proxy]), client);
         headers.insert("x-forwarded-for", "203.0.113.7, junk".parse().unwrap());
         assert_eq!(forwarded_client(proxy, &headers, &[proxy]), proxy);
+    }
+
+    #[test]
+    fn a_trusted_proxy_is_known_on_a_dual_stack_listener_and_with_ports() {
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        // A listener on [::] sees an IPv4 peer as IPv4-mapped IPv6.
+        let mapped: IpAddr = "::ffff:10.0.0.5".parse().unwrap();
+        let client: IpAddr = "203.0.113.7".parse().unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-forwarded-for", "203.0.113.7:51234".parse().unwrap());
+        assert_eq!(forwarded_client(mapped, &headers, &[proxy]), client);
+        headers.insert(
+            "x-forwarded-for",
+            "[2001:db8::1]:443, ::ffff:10.0.0.5".parse().unwrap(),
+        );
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert_eq!(forwarded_client(proxy, &headers, &[proxy]), v6);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_known_by_its_64_prefix() {
+        let shares = ClientShares::new(1);
+        let first: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let next: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let _held = shares.take(client_key(first)).unwrap();
+        assert!(shares.take(client_key(next)).is_none(), "the same /64");
+        assert!(shares.take(client_key(other)).is_some());
+        let mapped: IpAddr = "::ffff:192.0.2.1".parse().unwrap();
+        assert_eq!(client_key(mapped), "192.0.2.1".parse::<IpAddr>().unwrap());
     }
 }

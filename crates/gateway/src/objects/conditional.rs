@@ -1,7 +1,8 @@
 //! Conditional PUT as S3 answers it: `If-None-Match: *` writes only a new key,
 //! `If-Match` only over the version it names (404 when there is none, 412 when another),
 //! both decided by the store atomically. The body is held in memory for that one write,
-//! within the conditional-upload budget.
+//! within the conditional-upload budget, which it takes as its bytes arrive: a client that
+//! announces a large body and sends nothing holds none of it.
 
 use axum::extract::Request;
 use axum::http::StatusCode;
@@ -12,7 +13,7 @@ use futures::StreamExt;
 use maskstore_backends::signing::Grant;
 use maskstore_backends::{ErrorKind, WriteMode, WriteOptions};
 
-use super::budget::MemoryBudget;
+use super::budget::{MemoryBudget, Reserved};
 use super::conditions::{EntityTag, TagList};
 use super::headers::{quote, set};
 use super::upload::{BodyFailure, BodyRules, FailureSlot, Sent, guard_body, too_large};
@@ -39,9 +40,8 @@ pub(super) enum Condition {
 impl Condition {
     /// The condition `headers` ask, or S3's 501 for an `If-None-Match` other than `*`.
     pub(super) fn of(headers: &HeaderMap) -> Result<Condition, Box<Response>> {
-        let text = |name| headers.get(name).and_then(|v| v.to_str().ok());
-        let if_match = text(header::IF_MATCH).map(TagList::parse);
-        let create_only = match text(header::IF_NONE_MATCH).map(TagList::parse) {
+        let if_match = TagList::of(headers, header::IF_MATCH);
+        let create_only = match TagList::of(headers, header::IF_NONE_MATCH) {
             None => false,
             Some(TagList::Any) => true,
             Some(TagList::Tags(_)) => {
@@ -89,12 +89,8 @@ pub(super) async fn conditional_upload(
         Ok(mode) => mode,
         Err(answer) => return *answer,
     };
-    let _held = match gateway.conditional.reserve(length).await {
-        Ok(permit) => permit,
-        Err(busy) => return *busy,
-    };
-    let data = match read_body(gateway, grant, request, length).await {
-        Ok(data) => data,
+    let (data, _held) = match read_body(gateway, grant, request, length).await {
+        Ok(read) => read,
         Err(answer) => return *answer,
     };
     let options = WriteOptions {
@@ -155,13 +151,17 @@ fn precondition_failed() -> Response {
     )
 }
 
-/// The body, `length` bytes, under the same rules as a streamed upload's.
+/// How much of the conditional-upload budget a body takes at a time as its bytes arrive.
+const RESERVE_STEP: u64 = 1024 * 1024;
+
+/// The body, `length` bytes, under the same rules as a streamed upload's, and the room it
+/// holds in the conditional-upload budget (taken as it arrives; 503 when none is left).
 async fn read_body(
     gateway: &Gateway,
     grant: &Grant,
     request: Request,
     length: u64,
-) -> Result<bytes::Bytes, Box<Response>> {
+) -> Result<(bytes::Bytes, Vec<Reserved>), Box<Response>> {
     let max = gateway.limits.max_upload_bytes;
     let rules = BodyRules {
         idle: gateway.limits.body_idle_timeout,
@@ -176,10 +176,25 @@ async fn read_body(
         failure.clone(),
     );
     let mut body = std::pin::pin!(body);
-    let mut data = BytesMut::with_capacity(usize::try_from(length).unwrap_or(0));
+    let mut data = BytesMut::new();
+    let mut held = Vec::new();
+    let mut reserved = 0;
     while let Some(chunk) = body.next().await {
         match chunk {
-            Ok(chunk) => data.extend_from_slice(&chunk),
+            Ok(chunk) => {
+                // The body never passes `length` (the guard ends it): the room taken does
+                // not either.
+                let needed = data.len() as u64 + chunk.len() as u64;
+                if needed > reserved {
+                    let step = (needed - reserved).max(RESERVE_STEP).min(length - reserved);
+                    held.push(gateway.conditional.reserve(step, None).await?);
+                    reserved += step;
+                }
+                if data.capacity() == 0 {
+                    data.reserve(usize::try_from(length).unwrap_or(0));
+                }
+                data.extend_from_slice(&chunk);
+            }
             Err(e) => {
                 let status = match failure.get() {
                     Some(BodyFailure::TooLarge) => {
@@ -201,10 +216,11 @@ async fn read_body(
             "the body is shorter than its Content-Length; nothing was written",
         )));
     }
-    Ok(data.freeze())
+    Ok((data.freeze(), held))
 }
 
 /// The conditional-upload budget of a router.
 pub(crate) fn conditional_budget() -> MemoryBudget {
-    MemoryBudget::new(CONDITIONAL_UPLOAD_BUDGET)
+    // One upload may take it all: it is also the largest conditional upload.
+    MemoryBudget::new(CONDITIONAL_UPLOAD_BUDGET, CONDITIONAL_UPLOAD_BUDGET)
 }

@@ -1,10 +1,11 @@
 //! What a request asks of an object's version and span, as RFC 9110 and S3 read it:
-//! entity-tag lists (`If-Match`, `If-None-Match`, `If-Range`) and one byte range resolved
-//! against the object's size.
+//! entity-tag lists (`If-Match`, `If-None-Match`, `If-Range`), dates (`If-Modified-Since`,
+//! `If-Unmodified-Since`) and one byte range resolved against the object's size.
 
 use std::ops::Range;
 
 use axum::http::header::{self, HeaderMap, HeaderName};
+use chrono::{DateTime, Utc};
 use maskstore_backends::ObjectInfo;
 
 /// One entity tag: its opaque text (without quotes) and whether it is weak (`W/"…"`).
@@ -84,6 +85,17 @@ impl TagList {
         }
     }
 
+    /// The list `name` holds in `headers`, its field lines taken together (RFC 9110 §5.3: a
+    /// list sent on several lines is the one list); `None` when absent or not text.
+    pub(super) fn of(headers: &HeaderMap, name: HeaderName) -> Option<TagList> {
+        let lines: Vec<&str> = headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        (!lines.is_empty()).then(|| TagList::parse(&lines.join(", ")))
+    }
+
     /// The listed tag that strongly matches `current` (`If-Match`), `*` matching any.
     pub(super) fn strong_match(&self, current: Option<&EntityTag>) -> bool {
         match (self, current) {
@@ -108,6 +120,10 @@ impl TagList {
 pub(super) struct Asked {
     pub(super) if_match: Option<TagList>,
     pub(super) if_none_match: Option<TagList>,
+    /// `If-Modified-Since`: an HTTP-date (another value is ignored, as RFC 9110 says).
+    if_modified_since: Option<DateTime<Utc>>,
+    /// `If-Unmodified-Since`: an HTTP-date.
+    if_unmodified_since: Option<DateTime<Utc>>,
     /// `If-Range`: an entity tag, or a date (which S3's and our strong validator, the
     /// etag, cannot vouch for, so it never matches: the whole object is served).
     if_range: Option<String>,
@@ -119,9 +135,9 @@ pub(super) struct Asked {
 pub(super) enum Verdict {
     /// Serve it.
     Proceed,
-    /// 412: `If-Match` failed.
+    /// 412: `If-Match` or `If-Unmodified-Since` failed.
     PreconditionFailed,
-    /// 304: `If-None-Match` matched.
+    /// 304: `If-None-Match` matched, or `If-Modified-Since` found no change.
     NotModified,
 }
 
@@ -141,8 +157,10 @@ impl Asked {
     pub(super) fn from_headers(headers: &HeaderMap) -> Asked {
         let text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
         Asked {
-            if_match: text(header::IF_MATCH).map(TagList::parse),
-            if_none_match: text(header::IF_NONE_MATCH).map(TagList::parse),
+            if_match: TagList::of(headers, header::IF_MATCH),
+            if_none_match: TagList::of(headers, header::IF_NONE_MATCH),
+            if_modified_since: text(header::IF_MODIFIED_SINCE).and_then(http_date),
+            if_unmodified_since: text(header::IF_UNMODIFIED_SINCE).and_then(http_date),
             if_range: text(header::IF_RANGE).map(|v| v.trim().to_string()),
             range: text(header::RANGE).and_then(RangeSpec::parse),
         }
@@ -153,17 +171,28 @@ impl Asked {
         self.range.is_some()
     }
 
-    /// RFC 9110 §13.2.2: `If-Match` first (strong), then `If-None-Match` (weak).
+    /// RFC 9110 §13.2.2, which is also the precedence AWS documents for GetObject and
+    /// HeadObject: `If-Match` (strong), or without it `If-Unmodified-Since`; then
+    /// `If-None-Match` (weak), or without it `If-Modified-Since`. Dates compare to the
+    /// second, the precision of `Last-Modified`.
     pub(super) fn verdict(&self, info: &ObjectInfo) -> Verdict {
         let current = info.etag.as_deref().map(EntityTag::of_store);
-        if let Some(list) = &self.if_match
-            && !list.strong_match(current.as_ref())
-        {
+        let changed_after =
+            |date: &DateTime<Utc>| info.last_modified.timestamp() > date.timestamp();
+        let still = match (&self.if_match, &self.if_unmodified_since) {
+            (Some(list), _) => list.strong_match(current.as_ref()),
+            (None, Some(date)) => !changed_after(date),
+            (None, None) => true,
+        };
+        if !still {
             return Verdict::PreconditionFailed;
         }
-        if let Some(list) = &self.if_none_match
-            && list.weak_match(current.as_ref())
-        {
+        let unchanged = match (&self.if_none_match, &self.if_modified_since) {
+            (Some(list), _) => list.weak_match(current.as_ref()),
+            (None, Some(date)) => !changed_after(date),
+            (None, None) => false,
+        };
+        if unchanged {
             return Verdict::NotModified;
         }
         Verdict::Proceed
@@ -194,6 +223,13 @@ impl Asked {
     }
 }
 
+/// An HTTP-date in any of RFC 9110's three forms; `None` for anything else.
+fn http_date(text: &str) -> Option<DateTime<Utc>> {
+    httpdate::parse_http_date(text.trim())
+        .ok()
+        .map(DateTime::from)
+}
+
 /// One `bytes=` range as sent.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RangeSpec {
@@ -213,11 +249,13 @@ impl RangeSpec {
             return None;
         }
         let (first, last) = spec.split_once('-')?;
+        // A position too large for u64 lies past the end of any object: it saturates
+        // (a first position there is unsatisfiable, a last one or a suffix is cut to the
+        // object), rather than voiding the range.
         let number = |s: &str| -> Option<u64> {
             let s = s.trim();
             (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
-                .then(|| s.parse().ok())
-                .flatten()
+                .then(|| s.parse().unwrap_or(u64::MAX))
         };
         match (first.trim(), last.trim()) {
             ("", n) => Some(RangeSpec::Suffix(number(n)?)),
@@ -294,6 +332,100 @@ mod tests {
         assert!(TagList::Any.weak_match(Some(&current)));
     }
 
+    fn info(etag: &str, modified: &str) -> ObjectInfo {
+        ObjectInfo {
+            key: "mask/a.png".parse().unwrap(),
+            size: 10,
+            last_modified: http_date(modified).unwrap(),
+            etag: Some(etag.to_string()),
+            content_type: None,
+            metadata: Default::default(),
+            checksum: None,
+            native_checksum: None,
+            unreadable_checksum: None,
+            content_encoding: None,
+        }
+    }
+
+    fn asked(pairs: &[(HeaderName, &str)]) -> Asked {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.insert(name.clone(), value.parse().unwrap());
+        }
+        Asked::from_headers(&headers)
+    }
+
+    #[test]
+    fn dates_are_judged_in_rfc_9110_order_as_s3_documents() {
+        let object = info("\"e1\"", "Tue, 01 Dec 2026 10:00:00 GMT");
+        let (before, same, after) = (
+            "Mon, 30 Nov 2026 10:00:00 GMT",
+            "Tuesday, 01-Dec-26 10:00:00 GMT",
+            "Tue Dec  1 10:00:01 2026",
+        );
+        let verdict = |pairs: &[(HeaderName, &str)]| asked(pairs).verdict(&object);
+        assert_eq!(
+            verdict(&[(header::IF_UNMODIFIED_SINCE, before)]),
+            Verdict::PreconditionFailed
+        );
+        assert_eq!(
+            verdict(&[(header::IF_UNMODIFIED_SINCE, same)]),
+            Verdict::Proceed
+        );
+        assert_eq!(
+            verdict(&[(header::IF_MODIFIED_SINCE, same)]),
+            Verdict::NotModified
+        );
+        assert_eq!(
+            verdict(&[(header::IF_MODIFIED_SINCE, after)]),
+            Verdict::NotModified
+        );
+        assert_eq!(
+            verdict(&[(header::IF_MODIFIED_SINCE, before)]),
+            Verdict::Proceed
+        );
+        // AWS: If-Match true and If-Unmodified-Since false is 200; If-None-Match false (the
+        // tag differs) and If-Modified-Since "not modified" is 200 too, since If-None-Match
+        // decides when present (RFC 9110 §13.1.3, §13.1.4).
+        let matched = [
+            (header::IF_MATCH, "\"e1\""),
+            (header::IF_UNMODIFIED_SINCE, before),
+        ];
+        assert_eq!(verdict(&matched), Verdict::Proceed);
+        let other = [
+            (header::IF_NONE_MATCH, "\"e0\""),
+            (header::IF_MODIFIED_SINCE, after),
+        ];
+        assert_eq!(verdict(&other), Verdict::Proceed);
+        let failed = [
+            (header::IF_MATCH, "\"e0\""),
+            (header::IF_NONE_MATCH, "\"e1\""),
+        ];
+        assert_eq!(verdict(&failed), Verdict::PreconditionFailed);
+        assert_eq!(
+            verdict(&[(header::IF_MODIFIED_SINCE, "yesterday")]),
+            Verdict::Proceed
+        );
+    }
+
+    #[test]
+    fn a_tag_list_on_several_lines_is_one_list() {
+        let object = info("\"e1\"", "Tue, 01 Dec 2026 10:00:00 GMT");
+        let mut headers = HeaderMap::new();
+        headers.append(header::IF_MATCH, "\"a\"".parse().unwrap());
+        headers.append(header::IF_MATCH, "\"e1\"".parse().unwrap());
+        assert_eq!(
+            Asked::from_headers(&headers).verdict(&object),
+            Verdict::Proceed
+        );
+        headers.append(header::IF_NONE_MATCH, "\"b\"".parse().unwrap());
+        headers.append(header::IF_NONE_MATCH, "W/\"e1\"".parse().unwrap());
+        assert_eq!(
+            Asked::from_headers(&headers).verdict(&object),
+            Verdict::NotModified
+        );
+    }
+
     #[test]
     fn ranges_resolve_like_rfc_9110_and_s3() {
         let span = |text: &str, size: u64| RangeSpec::parse(text).map(|r| r.resolve(size));
@@ -305,6 +437,16 @@ mod tests {
         assert_eq!(span("bytes=-0", 10), Some(Span::Unsatisfiable));
         assert_eq!(span("bytes=-5", 0), Some(Span::Unsatisfiable));
         assert_eq!(span("bytes=0-", 0), Some(Span::Unsatisfiable));
+        let huge = "99999999999999999999999";
+        assert_eq!(
+            span(&format!("bytes=2-{huge}"), 10),
+            Some(Span::Part(2..10))
+        );
+        assert_eq!(
+            span(&format!("bytes={huge}-"), 10),
+            Some(Span::Unsatisfiable)
+        );
+        assert_eq!(span(&format!("bytes=-{huge}"), 10), Some(Span::Part(0..10)));
         for ignored in [
             "bytes=0-1,4-5",
             "items=0-1",

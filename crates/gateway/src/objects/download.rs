@@ -2,6 +2,7 @@
 //! answer them, a partial range served only from a version whose checksum was verified,
 //! and a body streamed under the request deadline and the download memory budget.
 
+use std::net::IpAddr;
 use std::ops::Range;
 
 use axum::body::Body;
@@ -12,16 +13,24 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 use maskstore_backends::signing::Grant;
 use maskstore_backends::{ByteRange, Error, ErrorKind, ObjectInfo, ObjectStream, ReadOptions};
-use tokio::sync::OwnedSemaphorePermit;
 use tokio::time::Instant;
 
+use super::budget::Reserved;
 use super::conditions::{Asked, Span, Verdict};
 use super::headers::{describe, set};
 use crate::reply::{error_reply, refuse, reply};
 use crate::routers::Gateway;
 
-/// GET (`deadline` set) and HEAD: the object as the conditions and the range ask. A GET's
-/// body stops with an error once `deadline` passes.
+/// Who reads and until when: the client address whose share of the download budget a body
+/// takes, and a GET's deadline (`None`: a HEAD).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Reader {
+    pub(super) client: Option<IpAddr>,
+    pub(super) deadline: Option<Instant>,
+}
+
+/// GET (`reader.deadline` set) and HEAD: the object as the conditions and the range ask. A
+/// GET's body stops with an error once the deadline passes.
 ///
 /// A GET without Range is one read, its conditions judged on what the read found. A
 /// ranged GET and a HEAD ask for the object's description first: a range is resolved
@@ -30,17 +39,24 @@ pub(super) async fn download(
     gateway: &Gateway,
     grant: &Grant,
     headers: &HeaderMap,
-    deadline: Option<Instant>,
+    reader: Reader,
 ) -> Response {
     let asked = Asked::from_headers(headers);
-    match deadline {
-        Some(deadline) if !asked.has_range() => whole(gateway, grant, &asked, deadline).await,
-        _ => described_first(gateway, grant, &asked, deadline).await,
+    match reader.deadline {
+        Some(deadline) if !asked.has_range() => {
+            whole(gateway, grant, &asked, (reader.client, deadline)).await
+        }
+        _ => described_first(gateway, grant, &asked, reader).await,
     }
 }
 
 /// A GET without Range: one verified read of the whole object.
-async fn whole(gateway: &Gateway, grant: &Grant, asked: &Asked, deadline: Instant) -> Response {
+async fn whole(
+    gateway: &Gateway,
+    grant: &Grant,
+    asked: &Asked,
+    (client, deadline): (Option<IpAddr>, Instant),
+) -> Response {
     let object = match gateway
         .storage
         .read_stream(&grant.key, ReadOptions::default())
@@ -52,7 +68,11 @@ async fn whole(gateway: &Gateway, grant: &Grant, asked: &Asked, deadline: Instan
     if let Some(answer) = judged(asked, &object.info) {
         return answer;
     }
-    let permit = match gateway.downloads.reserve_download(object.info.size).await {
+    let permit = match gateway
+        .downloads
+        .reserve_download(object.info.size, client)
+        .await
+    {
         Ok(permit) => permit,
         Err(busy) => return *busy,
     };
@@ -68,7 +88,8 @@ fn judged(asked: &Asked, info: &ObjectInfo) -> Option<Response> {
         Verdict::Proceed => None,
         Verdict::PreconditionFailed => Some(reply(
             StatusCode::PRECONDITION_FAILED,
-            "the object's etag is none of those If-Match names: it was replaced",
+            "the object was replaced: its etag is none of those If-Match names, or it was \
+             modified after If-Unmodified-Since",
         )),
         Verdict::NotModified => Some(validators(StatusCode::NOT_MODIFIED, info)),
     }
@@ -80,7 +101,7 @@ async fn described_first(
     gateway: &Gateway,
     grant: &Grant,
     asked: &Asked,
-    deadline: Option<Instant>,
+    reader: Reader,
 ) -> Response {
     let mut replaced_meanwhile = false;
     loop {
@@ -95,10 +116,10 @@ async fn described_first(
         if span == Span::Unsatisfiable {
             return unsatisfiable(&info);
         }
-        let Some(deadline) = deadline else {
+        let Some(deadline) = reader.deadline else {
             return head_reply(&info, &span);
         };
-        match span_body(gateway, &info, &span, deadline).await {
+        match span_body(gateway, &info, &span, (reader.client, deadline)).await {
             Ok(response) => return response,
             // Replaced between the description and the read: the conditions are judged
             // again on the new version, once.
@@ -132,21 +153,23 @@ async fn span_body(
     gateway: &Gateway,
     info: &ObjectInfo,
     span: &Span,
-    deadline: Instant,
+    (client, deadline): (Option<IpAddr>, Instant),
 ) -> Result<Response, BodyError> {
     let part = match span {
         Span::Part(r) if !(r.start == 0 && r.end == info.size) => Some(r.clone()),
         _ => None,
     };
-    let length = part.as_ref().map_or(info.size, |r| r.end - r.start);
-    let permit = gateway
-        .downloads
-        .reserve_download(length)
-        .await
-        .map_err(BodyError::Answer)?;
+    // Verified before the body's room is taken: a range waiting for its version's check
+    // holds none of its client's share of the download budget.
     if part.is_some() {
         gateway.verified.ensure(&gateway.storage, info).await?;
     }
+    let length = part.as_ref().map_or(info.size, |r| r.end - r.start);
+    let permit = gateway
+        .downloads
+        .reserve_download(length, client)
+        .await
+        .map_err(BodyError::Answer)?;
     let options = ReadOptions {
         range: part.map(ByteRange::Bounded),
         if_match: info.etag.clone(),
@@ -161,7 +184,7 @@ async fn span_body(
 async fn respond(
     object: ObjectStream,
     span: &Span,
-    permit: OwnedSemaphorePermit,
+    permit: Reserved,
     deadline: Instant,
 ) -> Result<Response, Error> {
     let ObjectStream {
@@ -197,9 +220,15 @@ fn head_reply(info: &ObjectInfo, span: &Span) -> Response {
     response
 }
 
-/// A status with the object's validators (`ETag`, `Last-Modified`), as a 304 carries them.
+/// A status with the object's validators (`ETag`, `Last-Modified`), as a 304 carries them,
+/// and the length a 200 would have: without it, hyper would answer a HEAD with
+/// `Content-Length: 0`, which RFC 9110 §8.6 forbids in a 304 (a cache would learn the
+/// object is empty).
 fn validators(status: StatusCode, info: &ObjectInfo) -> Response {
     let mut response = status.into_response();
+    response
+        .headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(info.size));
     let mut described = HeaderMap::new();
     describe(&mut described, info);
     for name in [header::ETAG, header::LAST_MODIFIED] {
@@ -234,7 +263,7 @@ fn unsatisfiable(info: &ObjectInfo) -> Response {
 fn until_deadline(
     stream: impl Stream<Item = Result<Bytes, Error>> + Send + 'static,
     deadline: Instant,
-    permit: OwnedSemaphorePermit,
+    permit: Reserved,
 ) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
     stream.map(move |chunk| {
         let _held = &permit;

@@ -12,15 +12,15 @@ pub(crate) mod verified;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use maskstore_backends::monitor::Outcome;
 use maskstore_backends::signing::{Grant, OBJECT_PATH, QueryLimit, SignedMethod};
 
 use crate::reply::{RefusedBeforeStore, Unsigned, error_reply, refuse_unsigned, reply};
 use crate::routers::Gateway;
-pub use budget::DOWNLOAD_MEMORY_BUDGET;
+use crate::shares::client_of;
+pub use budget::{DOWNLOAD_MEMORY_BUDGET, DOWNLOAD_MEMORY_PER_CLIENT};
 pub use conditional::CONDITIONAL_UPLOAD_BUDGET;
 pub(crate) use conditional::conditional_budget;
-use download::download;
+use download::{Reader, download};
 pub use headers::CONTENT_SECURITY_POLICY;
 use headers::harden;
 pub use upload::UPLOAD_BUFFER_PART_SIZE;
@@ -43,14 +43,11 @@ async fn object_response(gateway: &Gateway, request: Request) -> Response {
         Ok(grant) => serve_grant(gateway, grant, request).await,
         Err(refusal) => *refusal,
     };
-    if response.extensions().get::<RefusedBeforeStore>().is_some() {
+    if let Some(RefusedBeforeStore(outcome)) = response.extensions().get().copied() {
         // No operation recorded it, so the alarms count it here: its URL was valid, so
         // the refusal is one of the store's clients' errors. (Refusals before the
         // signature held are counted apart, in `maskstore_gateway_refused_total`.)
-        gateway
-            .storage
-            .monitor()
-            .record(Outcome::of_status(response.status().as_u16()));
+        gateway.storage.monitor().record(outcome);
     }
     response
 }
@@ -60,10 +57,23 @@ async fn serve_grant(gateway: &Gateway, grant: Grant, request: Request) -> Respo
     let storage = &gateway.storage;
     let limits = &gateway.limits;
     let deadline = tokio::time::Instant::now() + limits.request_timeout;
+    let client = client_of(&request, &limits.trusted_proxies);
     let work = async {
         match grant.method {
-            SignedMethod::Get => download(gateway, &grant, request.headers(), Some(deadline)).await,
-            SignedMethod::Head => download(gateway, &grant, request.headers(), None).await,
+            SignedMethod::Get => {
+                let at = Reader {
+                    client,
+                    deadline: Some(deadline),
+                };
+                download(gateway, &grant, request.headers(), at).await
+            }
+            SignedMethod::Head => {
+                let at = Reader {
+                    client,
+                    deadline: None,
+                };
+                download(gateway, &grant, request.headers(), at).await
+            }
             SignedMethod::Put => upload(gateway, &grant, request).await,
             SignedMethod::Delete => match storage.delete(&grant.key).await {
                 Ok(()) => StatusCode::NO_CONTENT.into_response(),

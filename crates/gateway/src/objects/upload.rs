@@ -19,7 +19,7 @@ use tokio::time::error::Elapsed;
 
 use super::conditional::{Condition, conditional_upload};
 use super::headers::{quote, set};
-use crate::reply::{error_reply, refuse, reply};
+use crate::reply::{error_reply, over_share, refuse, reply};
 use crate::routers::Gateway;
 use crate::shares::{Share, client_of};
 
@@ -165,10 +165,10 @@ fn upload_slot(
     };
     let share = match client_of(request, &limits.trusted_proxies) {
         Some(client) => Some(gateway.upload_shares.take(client).ok_or_else(|| {
-            busy(format!(
+            Box::new(over_share("5", format!(
                 "this client has {} uploads in progress, its share (gateway.max_uploads_per_client); retry when one is done",
                 limits.max_uploads_per_client
-            ))
+            )))
         })?),
         None => None,
     };

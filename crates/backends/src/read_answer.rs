@@ -3,6 +3,7 @@
 //! names object_store's `Path` cannot hold (`s3/names.rs`, `azure/names.rs`); and the root
 //! element of an XML answer, by which a listing is told from an error document.
 
+use crate::providers::Backend;
 use bytes::Bytes;
 use futures::stream::{StreamExt, TryStreamExt};
 use object_store::path::Path;
@@ -160,6 +161,67 @@ pub(crate) fn expect_root(body: &str, root: &str) -> std::result::Result<(), Str
         }
         None => Err("is not XML".to_string()),
     }
+}
+
+/// Pages a listing of our own follows before giving up (1,000 names a page).
+pub(crate) const MAX_LISTING_PAGES: usize = 100_000;
+
+/// Where a listing of `folder` goes after its page number `pages`, asked with `current`
+/// (a continuation token or marker), whose answer says whether `more` follow and from
+/// which `next` place: `Some(next)` to ask next, `None` at the end. A page that says more
+/// follow without a new place to ask (stopping would pass a part of the listing as all of
+/// it, and `sync --delete` would delete what the rest holds), and a listing past
+/// [`MAX_LISTING_PAGES`], are the server's error, named after `request`.
+pub(crate) fn next_page(
+    backend: &Backend,
+    folder: &str,
+    pages: usize,
+    current: Option<&String>,
+    (more, next): (bool, Option<String>),
+    request: &str,
+) -> crate::Result<Option<String>> {
+    let failed = |why: String| crate::Error::Backend {
+        backend: backend.to_string(),
+        key: folder.to_string(),
+        source: why.into(),
+    };
+    match next {
+        _ if !more => Ok(None),
+        Some(next) if current != Some(&next) => {
+            if pages >= MAX_LISTING_PAGES {
+                return Err(failed(format!(
+                    "the listing goes on past {MAX_LISTING_PAGES} pages"
+                )));
+            }
+            Ok(Some(next))
+        }
+        _ => Err(failed(format!(
+            "the {request} answer says more follow but gives no new place to ask from, so \
+             the rest cannot be listed; check the endpoint"
+        ))),
+    }
+}
+
+/// At most `limit` bytes of the body of `response`, and whether it held more (the rest
+/// is never read); a failure while reading comes with what was read before it.
+pub(crate) async fn bounded_body(
+    response: reqwest::Response,
+    limit: usize,
+) -> (Vec<u8>, reqwest::Result<bool>) {
+    let mut body = Vec::new();
+    let mut chunks = response.bytes_stream();
+    while let Some(chunk) = chunks.next().await {
+        let chunk = match chunk {
+            Ok(chunk) => chunk,
+            Err(e) => return (body, Err(e)),
+        };
+        let room = limit - body.len();
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if chunk.len() > room {
+            return (body, Ok(true));
+        }
+    }
+    (body, Ok(false))
 }
 
 #[cfg(test)]

@@ -5,7 +5,7 @@
 //! credentials such a name still fails the listing, naming it.
 //!
 //! Bounds: a page is at most [`MAX_PAGE_BYTES`] (Azure sends at most 5,000 blobs a page);
-//! at most [`MAX_PAGES`] pages are followed, each marker differing from the one before. A
+//! at most [`crate::read_answer::MAX_LISTING_PAGES`] pages are followed, each marker differing from the one before. A
 //! 200 answer that is not an `EnumerationResults` document is an error.
 
 use std::time::Duration;
@@ -18,7 +18,8 @@ use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 
 use crate::providers::{Backend, FoundNames, FoundObject};
-use crate::read_answer::{answer, range_header};
+use crate::read_answer::next_page;
+use crate::read_answer::{answer, bounded_body, range_header};
 use crate::{Error, Result};
 
 /// The largest listing page read: 5,000 blobs of names up to 1,024 characters (3 bytes
@@ -27,8 +28,6 @@ use crate::{Error, Result};
 pub(crate) const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
 /// Blobs asked for a page.
 const PAGE_SIZE: &str = "1000";
-/// Pages followed at most: 100 million blobs.
-pub(crate) const MAX_PAGES: usize = 100_000;
 /// How long a SAS for one request lives.
 const SAS_TTL: Duration = Duration::from_secs(300);
 /// The start of an error body kept for a message.
@@ -166,7 +165,7 @@ impl AzureNames {
         if !response.status().is_success() {
             return Err(refusal(folder, response).await);
         }
-        let (body, more) = bounded(response, MAX_PAGE_BYTES).await;
+        let (body, more) = bounded_body(response, MAX_PAGE_BYTES).await;
         if more.map_err(|e| generic(e.without_url().to_string()))? {
             return Err(generic(format!(
                 "the List Blobs answer of {} exceeds {MAX_PAGE_BYTES} bytes; check the endpoint",
@@ -198,28 +197,10 @@ impl AzureNames {
     }
 }
 
-/// At most `limit` bytes of the body, and whether it held more.
-async fn bounded(response: reqwest::Response, limit: usize) -> (Vec<u8>, reqwest::Result<bool>) {
-    let mut body = Vec::new();
-    let mut chunks = response.bytes_stream();
-    while let Some(chunk) = chunks.next().await {
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            Err(e) => return (body, Err(e)),
-        };
-        let room = limit - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if chunk.len() > room {
-            return (body, Ok(true));
-        }
-    }
-    (body, Ok(false))
-}
-
 /// A refused request as object_store reports one, from its status and error code.
 async fn refusal(name: &str, response: reqwest::Response) -> object_store::Error {
     let status = response.status();
-    let (body, _) = bounded(response, MAX_ERROR_BYTES).await;
+    let (body, _) = bounded_body(response, MAX_ERROR_BYTES).await;
     let answer = crate::answer::Answer {
         status: Some(status.as_u16()),
         ..crate::answer::parse_body(&String::from_utf8_lossy(&body))
@@ -309,28 +290,10 @@ impl FoundNames for AzureNames {
                     .await
                     .map_err(|e| Error::from_store(&backend, &folder, e))?;
                 cursor.pages += 1;
-                match next {
-                    Some(marker) if cursor.marker.as_ref() != Some(&marker) => {
-                        if cursor.pages >= MAX_PAGES {
-                            return Err(Error::Backend {
-                                backend: backend.to_string(),
-                                key: folder.clone(),
-                                source: format!("the listing goes on past {MAX_PAGES} pages")
-                                    .into(),
-                            });
-                        }
-                        cursor.marker = Some(marker);
-                    }
-                    // The same page again: stopping would pass a part as the whole listing.
-                    Some(_) => {
-                        return Err(Error::Backend {
-                            backend: backend.to_string(),
-                            key: folder.clone(),
-                            source: "the List Blobs answer gives the marker it was asked with, \
-                                     so the rest cannot be listed; check the endpoint"
-                                .into(),
-                        });
-                    }
+                let more = (next.is_some(), next);
+                let asked = cursor.marker.as_ref();
+                match next_page(&backend, &folder, cursor.pages, asked, more, "List Blobs")? {
+                    Some(marker) => cursor.marker = Some(marker),
                     None => cursor.done = true,
                 }
                 Ok(Some((objects, (names, backend, folder, cursor))))

@@ -29,6 +29,7 @@ use serde::Deserialize;
 use tokio::sync::{Mutex, watch};
 
 use crate::answer::Answer;
+use crate::read_answer::bounded_body;
 
 /// The store name in object_store errors.
 const STORE: &str = "GCS";
@@ -569,29 +570,6 @@ fn generation_of(answer: &[u8]) -> Option<String> {
     serde_json::from_slice::<Resource>(answer)
         .ok()
         .and_then(|r| r.generation)
-}
-
-/// At most `limit` bytes of `response`'s body, and whether it held more (`Err`: it broke
-/// off after the bytes returned).
-pub(super) async fn bounded_body(
-    response: reqwest::Response,
-    limit: usize,
-) -> (Vec<u8>, reqwest::Result<bool>) {
-    use futures::StreamExt;
-    let mut body = Vec::new();
-    let mut chunks = response.bytes_stream();
-    while let Some(chunk) = chunks.next().await {
-        let chunk = match chunk {
-            Ok(chunk) => chunk,
-            Err(e) => return (body, Err(e)),
-        };
-        let room = limit - body.len();
-        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
-        if chunk.len() > room {
-            return (body, Ok(true));
-        }
-    }
-    (body, Ok(false))
 }
 
 /// A success's body, of at most [`MAX_SUCCESS_BODY`] bytes; a longer one is an error

@@ -5,7 +5,7 @@
 //! names objects.
 //!
 //! Bounds: a page is at most [`MAX_PAGE_BYTES`] (GCS sends at most 1,000 objects a page,
-//! and only their name, size, time and etag are asked for); at most [`MAX_PAGES`] pages
+//! and only their name, size, time and etag are asked for); at most [`crate::read_answer::MAX_LISTING_PAGES`] pages
 //! are followed, each token differing from the one before. A 200 answer that is not an
 //! objects list (`"kind": "storage#objects"`) is an error, never an empty listing.
 
@@ -16,17 +16,17 @@ use object_store::path::Path;
 use object_store::{Attribute, Attributes, GetOptions, GetResult, GetResultPayload, ObjectMeta};
 use serde::Deserialize;
 
-use super::json::{JsonApi, bounded_body};
+use super::json::JsonApi;
 use crate::checksum::{NativeAnswer, native_value};
 use crate::providers::{Backend, FoundNames, FoundObject};
+use crate::read_answer::bounded_body;
+use crate::read_answer::next_page;
 use crate::{Error, Result};
 
 /// The largest listing page read: 1,000 names of at most 1,024 bytes, each up to 6 bytes
 /// once JSON-escaped (`\u001b`), with about 200 bytes of fields around it: about 6.3 MiB
 /// at worst (a page of ordinary names is about 250 KiB).
 pub(crate) const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
-/// Pages followed at most: 100 million objects.
-pub(crate) const MAX_PAGES: usize = 100_000;
 /// The largest object resource read (GCS sends a few KiB: at most 8 KiB of metadata).
 const MAX_RESOURCE_BYTES: usize = 1024 * 1024;
 /// The start of an error body kept for a message.
@@ -233,28 +233,10 @@ impl FoundNames for GcsNames {
                         name: item.name,
                     })
                     .collect();
-                match page.next {
-                    Some(token) if cursor.token.as_ref() != Some(&token) => {
-                        if cursor.pages >= MAX_PAGES {
-                            return Err(Error::Backend {
-                                backend: backend.to_string(),
-                                key: folder.clone(),
-                                source: format!("the listing goes on past {MAX_PAGES} pages")
-                                    .into(),
-                            });
-                        }
-                        cursor.token = Some(token);
-                    }
-                    // The same page again: stopping would pass a part as the whole listing.
-                    Some(_) => {
-                        return Err(Error::Backend {
-                            backend: backend.to_string(),
-                            key: folder.clone(),
-                            source: "the objects list answer gives the page token it was asked \
-                                     with, so the rest cannot be listed; check the endpoint"
-                                .into(),
-                        });
-                    }
+                let more = (page.next.is_some(), page.next);
+                let asked = cursor.token.as_ref();
+                match next_page(&backend, &folder, cursor.pages, asked, more, "objects list")? {
+                    Some(token) => cursor.token = Some(token),
                     None => cursor.done = true,
                 }
                 Ok(Some((objects, (names, backend, folder, cursor))))

@@ -4,7 +4,7 @@
 //! deleted through URLs presigned for the exact name.
 //!
 //! Bounds: a page is at most [`MAX_PAGE_BYTES`] (S3 sends at most 1,000 keys a page); at
-//! most [`MAX_PAGES`] pages are followed, and each must move the continuation token on. A
+//! most [`crate::read_answer::MAX_LISTING_PAGES`] pages are followed, and each must move the continuation token on. A
 //! 200 answer that is not a `ListBucketResult` (an `<Error>` document, a proxy's page) is
 //! an error, never an empty listing.
 
@@ -23,6 +23,7 @@ use serde::Deserialize;
 use super::Presigner;
 use super::uploads::request_bounded;
 use crate::providers::{Backend, FoundNames, FoundObject};
+use crate::read_answer::next_page;
 use crate::signing::SignedMethod;
 use crate::{Error, Result};
 
@@ -30,8 +31,6 @@ use crate::{Error, Result};
 /// bytes, 3,072 once URL-encoded (`encoding-type=url`), with about 400 bytes of XML around
 /// it: about 3.5 MiB at worst (a page of ordinary keys is about 300 KiB).
 pub(crate) const MAX_PAGE_BYTES: usize = 8 * 1024 * 1024;
-/// Pages followed at most: 100 million objects.
-pub(crate) const MAX_PAGES: usize = 100_000;
 /// How long a URL for one request lives.
 const URL_TTL: Duration = Duration::from_secs(300);
 
@@ -120,31 +119,17 @@ impl S3Names {
                 key: folder.to_string(),
                 source: problem.into(),
             })?;
-        match (page.is_truncated, page.next_token) {
-            (true, Some(token)) if cursor.token.as_ref() != Some(&token) => {
-                if cursor.pages >= MAX_PAGES {
-                    return Err(Error::Backend {
-                        backend: backend.to_string(),
-                        key: folder.to_string(),
-                        source: format!("the listing goes on past {MAX_PAGES} pages").into(),
-                    });
-                }
-                cursor.token = Some(token);
-            }
-            // More to come, but no new place to ask for it: stopping here would pass a
-            // part of the listing as all of it (and `sync --delete` would delete what the
-            // rest holds at the destination).
-            (true, _) => {
-                return Err(Error::Backend {
-                    backend: backend.to_string(),
-                    key: folder.to_string(),
-                    source: "the ListObjectsV2 answer says more keys follow but gives no new \
-                             continuation token, so the rest cannot be listed; check the \
-                             endpoint"
-                        .into(),
-                });
-            }
-            (false, _) => cursor.done = true,
+        let more = (page.is_truncated, page.next_token);
+        match next_page(
+            backend,
+            folder,
+            cursor.pages,
+            cursor.token.as_ref(),
+            more,
+            "ListObjectsV2",
+        )? {
+            Some(token) => cursor.token = Some(token),
+            None => cursor.done = true,
         }
         Ok((objects, cursor))
     }

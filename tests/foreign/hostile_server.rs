@@ -754,7 +754,11 @@ fn a_listing_that_says_more_follow_without_a_token_is_an_error_not_the_whole() {
     let dir = workspace(&server, Wire::S3);
     let run = run(dir.path(), &["--config", "config.toml", "ls", "mask/a/"]);
     assert_ne!(run.code, Some(0), "{run:?} {:?}", server.seen());
-    assert!(run.stderr.contains("says more follow but gives no new place to ask from"), "{run:?}");
+    assert!(
+        run.stderr
+            .contains("says more follow but gives no new place to ask from"),
+        "{run:?}"
+    );
 }
 
 /// A checksum HEAD the server never answers ends at the request timeout, tried as often as

@@ -282,11 +282,12 @@ impl FoundNames for GcsNames {
             GetResultPayload::Stream(futures::stream::empty().boxed())
         } else {
             // The version read above, so that bytes and metadata are of one object.
-            let generation = resource.generation.clone().unwrap_or_default();
-            let url = JsonApi::with_query(
-                self.api.objects_url(Some(name)),
-                &[("alt", "media"), ("generation", &generation)],
-            );
+            // GCS always names the generation; a server that does not is read unpinned.
+            let mut query = vec![("alt", "media")];
+            if let Some(generation) = resource.generation.as_deref() {
+                query.push(("generation", generation));
+            }
+            let url = JsonApi::with_query(self.api.objects_url(Some(name)), &query);
             let header = format!("bytes={}-{}", range.start, range.end - 1);
             // The bytes as stored: without it GCS decompresses a gzip object (and ignores
             // the range), as for object_store's reads ([`super::native::StoredBytes`]).

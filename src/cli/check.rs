@@ -3,7 +3,7 @@
 
 use maskstore::maskstore_backends::Operation;
 use maskstore::maskstore_backends::advice;
-use maskstore::{Config, Error, Storage, WriteOptions};
+use maskstore::{Config, Error, Origin, Storage, WriteOptions};
 use serde_json::json;
 
 use super::output::{Failure, print_json};
@@ -24,7 +24,9 @@ struct Diagnosis {
 
 pub(crate) async fn run(config: &Config, cors: Option<&str>, as_json: bool) -> Result<(), Failure> {
     let os = &config.object_storage;
+    let sources = sources(config);
     if !as_json {
+        println!("config sources: {}", describe_sources(&sources));
         println!(
             "checking provider {} ({}), prefix {}, environment {}",
             os.provider,
@@ -63,6 +65,10 @@ pub(crate) async fn run(config: &Config, cors: Option<&str>, as_json: bool) -> R
             "ok": failed.is_none() && preflight.as_ref().is_none_or(|p| p.as_ref().is_ok_and(|v| v.allowed)),
             "steps": items,
             "cors": cors,
+            "config_sources": sources
+                .iter()
+                .map(|(source, keys)| json!({"source": source, "keys": keys}))
+                .collect::<Vec<_>>(),
         }));
     } else {
         let total = steps.len();
@@ -116,6 +122,45 @@ pub(crate) async fn run(config: &Config, cors: Option<&str>, as_json: bool) -> R
         }),
         _ => Ok(()),
     }
+}
+
+/// Where the settings came from, each with how many keys it set, in order of first use:
+/// so a check that ran on the defaults because nothing was read says so.
+fn sources(config: &Config) -> Vec<(String, usize)> {
+    let mut sources: Vec<(String, usize)> = Vec::new();
+    for entry in config.entries() {
+        let source = match &entry.origin {
+            Origin::File(path) => format!("file {}", path.display()),
+            Origin::EnvFile { path, .. } => format!("env file {}", path.display()),
+            Origin::Env(_) => "environment variables".to_string(),
+            Origin::SecretFile(path) => format!("secret file {}", path.display()),
+            Origin::Default => "built-in defaults".to_string(),
+            other => other.to_string(),
+        };
+        match sources.iter_mut().find(|(s, _)| *s == source) {
+            Some((_, keys)) => *keys += 1,
+            None => sources.push((source, 1)),
+        }
+    }
+    sources
+}
+
+fn describe_sources(sources: &[(String, usize)]) -> String {
+    if sources
+        .iter()
+        .all(|(source, _)| source == "built-in defaults")
+    {
+        return "built-in defaults only: no config file, .env file or APP_* variable set any key"
+            .to_string();
+    }
+    let parts: Vec<String> = sources
+        .iter()
+        .map(|(source, keys)| {
+            let noun = if *keys == 1 { "key" } else { "keys" };
+            format!("{source} ({keys} {noun})")
+        })
+        .collect();
+    parts.join(", ")
 }
 
 /// The steps in order: connect, list, put, get, delete. After a failed connect, list or

@@ -34,6 +34,10 @@ struct Cli {
     /// The config folder.
     #[arg(long, global = true, value_name = "DIR", default_value = "config")]
     config_dir: PathBuf,
+    /// Read APP_* settings from this .env file (same as APP_ENV_FILE; default: ./.env when
+    /// there is one). Real environment variables win over it; it wins over config files.
+    #[arg(long, global = true, value_name = "FILE")]
+    env_file: Option<PathBuf>,
     /// Machine-readable JSON output.
     #[arg(long, global = true)]
     json: bool,
@@ -193,6 +197,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         dir: Some(cli.config_dir.clone()),
         file: cli.config.clone(),
         environment: cli.env.clone(),
+        env_file: cli.env_file.clone(),
     };
     let config = || -> Result<Config, Failure> { Ok(maskstore::load_config(&source)?) };
     let storage =
@@ -263,7 +268,7 @@ async fn run(cli: Cli) -> Result<(), Failure> {
         Command::Mv { from, to } => {
             objects::copy_or_move(&storage()?, &from, &to, true, cli.json).await
         }
-        Command::Sync(args) => sync::run(&cli.config_dir, &args, cli.json).await,
+        Command::Sync(args) => sync::run(&source, &args, cli.json).await,
         Command::Policy { document } => policy::run(&config()?, document),
         Command::Presign(args) => presign::run(&config()?, &args, cli.json).await,
         Command::Serve => serve::run(&config()?).await,

@@ -72,12 +72,13 @@ fn share(text: &str) -> Result<f64, String> {
 }
 
 /// The config `spec` names: an environment (config/<ENV>.toml) or a file.
-fn load(config_dir: &Path, spec: &str, flag: &str) -> Result<maskstore::Config, Failure> {
+fn load(base: &ConfigSource, spec: &str, flag: &str) -> Result<maskstore::Config, Failure> {
     let as_file = spec.ends_with(".toml") || Path::new(spec).is_file();
     let source = ConfigSource {
-        dir: Some(config_dir.to_path_buf()),
+        dir: base.dir.clone(),
         file: as_file.then(|| PathBuf::from(spec)),
         environment: (!as_file).then(|| spec.to_string()),
+        env_file: base.env_file.clone(),
     };
     maskstore::load_config(&source).map_err(|e| Failure {
         message: format!("{flag} {spec}: {e}"),
@@ -98,11 +99,11 @@ fn connect(
     })
 }
 
-pub(crate) async fn run(config_dir: &Path, args: &Args, as_json: bool) -> Result<(), Failure> {
+pub(crate) async fn run(base: &ConfigSource, args: &Args, as_json: bool) -> Result<(), Failure> {
     // The source is only read: a local root that does not exist is an error, never an
     // empty store that --delete would mirror.
-    let from_config = load(config_dir, &args.from, "--from")?;
-    let to_config = load(config_dir, &args.to, "--to")?;
+    let from_config = load(base, &args.from, "--from")?;
+    let to_config = load(base, &args.to, "--to")?;
     if advice::identity(&from_config) == advice::identity(&to_config) {
         return Err(Failure {
             message: format!(

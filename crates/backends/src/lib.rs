@@ -34,6 +34,7 @@ pub mod advice;
 mod answer;
 mod azure;
 mod checksum;
+mod env_file;
 mod error;
 mod gcs;
 mod http_client;
@@ -54,6 +55,7 @@ mod storage;
 mod types;
 
 pub use checksum::{CHECKSUM_METADATA, ContentSha256, NativeChecksum, Sha256Hasher, checksum_of};
+pub use env_file::MAX_ENV_FILE_BYTES;
 pub use error::{Error, ErrorKind, Result};
 pub use layers::instrumented;
 pub use layers::{Layer, Operation};

@@ -2,8 +2,12 @@
 
 use std::path::{Path, PathBuf};
 
-use maskstore_core::config::{ConfigLoader, DEFAULT_ENVIRONMENT, ENV_ENVIRONMENT};
+use maskstore_core::config::{
+    ConfigLoader, DEFAULT_ENVIRONMENT, ENV_ENV_FILE, ENV_ENVIRONMENT, is_secret_env_var,
+};
 use maskstore_core::{Config, Origin};
+
+use crate::env_file::{EnvFile, read_env_file};
 
 use crate::{Error, Result};
 
@@ -14,15 +18,22 @@ pub struct ConfigSource {
     pub dir: Option<PathBuf>,
     /// One explicit config file, read instead of the folder.
     pub file: Option<PathBuf>,
-    /// The environment name; default `APP_ENV`, else `development`.
+    /// The environment name; default `APP_ENV` (of the environment, else of the `.env`
+    /// file), else `development`.
     pub environment: Option<String>,
+    /// A `.env` file that must exist (`--env-file`); default `APP_ENV_FILE`, else `./.env`
+    /// when there is one.
+    pub env_file: Option<PathBuf>,
 }
 
 /// Loads the configuration: built-in defaults → `<dir>/default.toml` →
-/// `<dir>/<environment>.toml` (or the explicit file instead of both) → `APP_*` variables.
+/// `<dir>/<environment>.toml` (or the explicit file instead of both) → the `.env` file →
+/// `APP_*` variables.
 ///
-/// A missing folder or file in the folder is fine; an explicit file that is missing is an
-/// error. Secrets given as files (`*_file` keys) are read here, with the checks of
+/// A missing folder, file in the folder or default `./.env` is fine; an explicit file or
+/// `.env` file that is missing is an error. A `.env` file holding a secret
+/// (`APP_OBJECT_STORAGE__SECRET_KEY`, …) that group or others may read is refused outside
+/// the `development` environment, and warned about in it. Secrets given as files (`*_file` keys) are read here, with the checks of
 /// [`crate::secret_file::read_secret_file`].
 pub fn load_config(source: &ConfigSource) -> Result<Config> {
     load_config_from(source, std::env::vars())
@@ -34,16 +45,8 @@ where
     I: IntoIterator<Item = (String, String)>,
 {
     let env: Vec<(String, String)> = env.into_iter().collect();
-    let (environment, environment_origin) = match &source.environment {
-        Some(name) => (name.clone(), Origin::Flag("--env".to_string())),
-        None => match env
-            .iter()
-            .find(|(k, v)| k == ENV_ENVIRONMENT && !v.is_empty())
-        {
-            Some((_, v)) => (v.clone(), Origin::Env(ENV_ENVIRONMENT.to_string())),
-            None => (DEFAULT_ENVIRONMENT.to_string(), Origin::Default),
-        },
-    };
+    let env_file = env_file_of(source, &env)?;
+    let (environment, environment_origin) = environment_of(source, &env, env_file.as_ref());
     let mut loader = ConfigLoader::new();
     match &source.file {
         Some(file) => {
@@ -76,6 +79,10 @@ where
             }
         }
     }
+    if let Some(file) = &env_file {
+        check_env_file_privacy(file, &environment)?;
+        loader.add_env_file(&file.path, &file.lines)?;
+    }
     loader.add_env(env)?;
     for request in loader.secret_files()? {
         let value =
@@ -88,6 +95,86 @@ where
         loader.set_secret_from_file(&request, value);
     }
     Ok(loader.build(&environment, environment_origin)?)
+}
+
+/// The `.env` file: `--env-file` or `APP_ENV_FILE` (which must exist), else `./.env` if
+/// there is one.
+fn env_file_of(source: &ConfigSource, env: &[(String, String)]) -> Result<Option<EnvFile>> {
+    if let Some(path) = &source.env_file {
+        return read_env_file(path, true, &Origin::Flag("--env-file".to_string()));
+    }
+    match env.iter().find(|(k, v)| k == ENV_ENV_FILE && !v.is_empty()) {
+        Some((_, path)) => read_env_file(
+            Path::new(path),
+            true,
+            &Origin::Env(ENV_ENV_FILE.to_string()),
+        ),
+        None => read_env_file(Path::new(".env"), false, &Origin::Default),
+    }
+}
+
+/// The environment name and where it came from: `--env`, then `APP_ENV` of the
+/// environment, then of the `.env` file, then `development`.
+fn environment_of(
+    source: &ConfigSource,
+    env: &[(String, String)],
+    env_file: Option<&EnvFile>,
+) -> (String, Origin) {
+    if let Some(name) = &source.environment {
+        return (name.clone(), Origin::Flag("--env".to_string()));
+    }
+    if let Some((_, v)) = env
+        .iter()
+        .find(|(k, v)| k == ENV_ENVIRONMENT && !v.is_empty())
+    {
+        return (v.clone(), Origin::Env(ENV_ENVIRONMENT.to_string()));
+    }
+    match env_file.and_then(|file| file.get(ENV_ENVIRONMENT).map(|found| (file, found))) {
+        Some((file, (name, line))) => (
+            name.to_string(),
+            Origin::EnvFile {
+                path: file.path.clone(),
+                line,
+            },
+        ),
+        None => (DEFAULT_ENVIRONMENT.to_string(), Origin::Default),
+    }
+}
+
+/// A `.env` file holding a secret must be private, as a secret file must: refused outside
+/// `development`, a warning in it (a checkout's `.env` is often 644 on a laptop).
+fn check_env_file_privacy(file: &EnvFile, environment: &str) -> Result<()> {
+    let secret = file
+        .lines
+        .iter()
+        .find(|(var, value, _)| !value.is_empty() && is_secret_env_var(var));
+    let Some((var, _, line)) = secret else {
+        return Ok(());
+    };
+    if file.mode & 0o077 == 0 {
+        return Ok(());
+    }
+    let problem = format!(
+        "the .env file holds a secret ({var}) and is open to group or others (mode {:03o}), so other users of this machine can read it",
+        file.mode
+    );
+    let fix = format!(
+        "chmod 600 {} (or give the secret as a *_FILE secret file or from AWS Secrets Manager)",
+        file.path.display()
+    );
+    if environment == DEFAULT_ENVIRONMENT {
+        tracing::warn!(file = %file.path.display(), "{problem}; {fix}; outside development this is refused");
+        return Ok(());
+    }
+    Err(Error::Config {
+        key: "(env file)".to_string(),
+        origin: Origin::EnvFile {
+            path: file.path.clone(),
+            line: *line,
+        },
+        problem,
+        fix,
+    })
 }
 
 fn add_optional_file(loader: &mut ConfigLoader, path: &Path) -> Result<()> {
@@ -333,6 +420,128 @@ mod tests {
         assert!(
             err.contains(&format!("secret file {}", short.display())),
             "{err}"
+        );
+    }
+
+    fn env_file(dir: &Path, text: &str, mode: u32) -> PathBuf {
+        use std::os::unix::fs::PermissionsExt;
+        let path = dir.join("app.env");
+        std::fs::write(&path, text).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        path
+    }
+
+    #[test]
+    fn an_env_file_sits_between_config_files_and_the_environment() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("default.toml"),
+            "[object_storage]\nprovider = \"memory\"\nroot = \"/from-toml\"\n[signed_url]\nmax_ttl = 100\ndefault_ttl = 50\n",
+        )
+        .unwrap();
+        let file = env_file(
+            dir.path(),
+            "# the guide's block\nAPP_OBJECT_STORAGE__ROOT=/from-env-file\nAPP_SIGNED_URL__MAX_TTL=200\nDATABASE_URL=postgres://elsewhere\n",
+            0o644,
+        );
+        let source = ConfigSource {
+            dir: Some(dir.path().to_path_buf()),
+            env_file: Some(file.clone()),
+            ..Default::default()
+        };
+        let config =
+            load_config_from(&source, vars(&[("APP_SIGNED_URL__MAX_TTL", "300")])).unwrap();
+        assert_eq!(config.object_storage.provider, Provider::Memory);
+        assert_eq!(config.object_storage.root, PathBuf::from("/from-env-file"));
+        assert_eq!(config.signed_url.max_ttl, 300);
+        assert_eq!(
+            config.origin("object_storage.root"),
+            Some(&Origin::EnvFile {
+                path: file.clone(),
+                line: 2
+            })
+        );
+        let shown = config.origin("object_storage.root").unwrap().to_string();
+        assert_eq!(shown, format!("{} line 2", file.display()));
+
+        // APP_ENV_FILE names it when no flag does; a missing one is an error, never skipped.
+        let by_var = ConfigSource {
+            dir: Some(dir.path().to_path_buf()),
+            ..Default::default()
+        };
+        let config =
+            load_config_from(&by_var, vars(&[("APP_ENV_FILE", file.to_str().unwrap())])).unwrap();
+        assert_eq!(config.object_storage.root, PathBuf::from("/from-env-file"));
+        let missing = dir.path().join("missing.env");
+        let err = load_config_from(
+            &by_var,
+            vars(&[("APP_ENV_FILE", missing.to_str().unwrap())]),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("APP_ENV_FILE") && err.contains("missing.env"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_key_in_an_env_file_is_refused_naming_its_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = env_file(
+            dir.path(),
+            "APP_OBJECT_STORAGE__PROVIDER=s3\nAPP_OBJECT_STORAGE__BUCKET=pacs-masks\n",
+            0o600,
+        );
+        let source = ConfigSource {
+            dir: Some(dir.path().to_path_buf()),
+            env_file: Some(file.clone()),
+            ..Default::default()
+        };
+        let err = load_config_from(&source, vars(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("object_storage.bucket"), "{err}");
+        assert!(err.contains(&format!("{} line 2", file.display())), "{err}");
+        assert!(err.contains("bucket_name"), "{err}");
+    }
+
+    #[test]
+    fn an_env_file_with_a_secret_others_can_read_is_refused_outside_development() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = format!("APP_ENV=production\nAPP_GATEWAY__SIGNING_SECRET={SECRET}\n");
+        let file = env_file(dir.path(), &text, 0o644);
+        let source = ConfigSource {
+            dir: Some(dir.path().to_path_buf()),
+            env_file: Some(file.clone()),
+            ..Default::default()
+        };
+        let err = load_config_from(&source, vars(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains(&format!("chmod 600 {}", file.display())),
+            "{err}"
+        );
+        assert!(err.contains("mode 644") && err.contains("line 2"), "{err}");
+        assert!(!err.contains(SECRET), "{err}");
+        // The environment came from the file; the real one wins over it.
+        let dev = load_config_from(&source, vars(&[("APP_ENV", "development")])).unwrap();
+        assert_eq!(dev.environment, "development");
+        // Private, it is read, and the environment is the file's.
+        let file = env_file(dir.path(), &text, 0o600);
+        let config = load_config_from(&source, vars(&[])).unwrap();
+        assert_eq!(config.environment, "production");
+        assert_eq!(
+            config.origin("environment"),
+            Some(&Origin::EnvFile {
+                path: file,
+                line: 1
+            })
+        );
+        assert_eq!(
+            config.gateway.signing_secret.as_ref().unwrap().expose(),
+            SECRET
         );
     }
 }

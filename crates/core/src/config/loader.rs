@@ -104,6 +104,28 @@ impl ConfigLoader {
         Ok(())
     }
 
+    /// Adds the `APP_*` lines of a `.env` file as a layer: `(variable, value, line)` in file
+    /// order, a later line of the same variable winning (as `source .env` does). Variables
+    /// of no maskstore section are ignored, as in the environment; an unknown key of a
+    /// maskstore section is an error naming the file and line.
+    pub fn add_env_file(
+        &mut self,
+        path: &std::path::Path,
+        lines: &[(String, String, usize)],
+    ) -> Result<(), Error> {
+        for (var, value, line) in lines {
+            let origin = Origin::EnvFile {
+                path: path.to_path_buf(),
+                line: *line,
+            };
+            let Some(key) = keys::key_of_var(var, &origin) else {
+                continue;
+            };
+            self.insert(key?, Raw::Text(value.clone()), origin);
+        }
+        Ok(())
+    }
+
     /// Sets one key from a string, as a layer of its own (for flags and tests).
     pub fn set(&mut self, key: &str, value: &str, origin: Origin) -> Result<(), Error> {
         let (section, name) = key.split_once('.').unwrap_or((key, ""));

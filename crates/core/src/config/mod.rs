@@ -41,13 +41,15 @@ use std::str::FromStr;
 use crate::{KeyPrefix, Secret, TtlPolicy};
 
 pub use loader::{ConfigLoader, SecretFileRequest};
-pub use schema::env_var_name;
+pub use schema::{env_var_name, is_secret_env_var};
 pub use validate::MIN_SIGNING_SECRET_BYTES;
 
 /// The prefix of every environment variable maskstore reads.
 pub const ENV_PREFIX: &str = "APP_";
 /// The environment variable naming the environment (`development`, `production`, …).
 pub const ENV_ENVIRONMENT: &str = "APP_ENV";
+/// The environment variable naming a `.env` file to read instead of `./.env`.
+pub const ENV_ENV_FILE: &str = "APP_ENV_FILE";
 /// The environment used when none is named.
 pub const DEFAULT_ENVIRONMENT: &str = "development";
 
@@ -66,6 +68,14 @@ pub enum Origin {
     Code,
     /// A file holding a secret, named by a `*_file` key; the value is never shown.
     SecretFile(PathBuf),
+    /// A line of a `.env` file (`.env` in the working directory, `--env-file`,
+    /// `APP_ENV_FILE`).
+    EnvFile {
+        /// The file, as it was named (`.env` for the default).
+        path: PathBuf,
+        /// The line the key is set on, from 1.
+        line: usize,
+    },
 }
 
 impl fmt::Display for Origin {
@@ -77,6 +87,7 @@ impl fmt::Display for Origin {
             Origin::Flag(flag) => write!(f, "flag {flag}"),
             Origin::Code => f.write_str("set in code"),
             Origin::SecretFile(path) => write!(f, "secret file {}", path.display()),
+            Origin::EnvFile { path, line } => write!(f, "{} line {line}", path.display()),
         }
     }
 }

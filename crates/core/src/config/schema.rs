@@ -1118,14 +1118,21 @@ pub(crate) fn lookup(
 /// `APP_<SECTION>__<KEY>` of a maskstore section (it belongs to the application), an error
 /// naming the known keys when the section is maskstore's but the key is not.
 pub(crate) fn key_of_env_var(var: &str) -> Option<Result<&'static dyn AnyKey, Error>> {
+    key_of_var(var, &Origin::Env(var.to_string()))
+}
+
+/// [`key_of_env_var`] for a variable set at `origin` (a line of a `.env` file).
+pub(crate) fn key_of_var(var: &str, origin: &Origin) -> Option<Result<&'static dyn AnyKey, Error>> {
     let (section, name) = var.strip_prefix(ENV_PREFIX)?.split_once("__")?;
     let section = section.to_lowercase();
     if !is_section(&section) {
         return None;
     }
-    Some(lookup(
-        &section,
-        &name.to_lowercase(),
-        &Origin::Env(var.to_string()),
-    ))
+    Some(lookup(&section, &name.to_lowercase(), origin))
+}
+
+/// Whether the variable `var` sets a secret (`APP_OBJECT_STORAGE__SECRET_KEY`,
+/// `APP_GATEWAY__SIGNING_SECRET`, …): what a `.env` file others can read must not hold.
+pub fn is_secret_env_var(var: &str) -> bool {
+    matches!(key_of_env_var(var), Some(Ok(key)) if key.kind() == Kind::Secret)
 }

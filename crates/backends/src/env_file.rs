@@ -1,0 +1,353 @@
+//! `.env` files: the deployment guide's way of giving the `APP_*` settings
+//! (`APP_OBJECT_STORAGE__PROVIDER=s3` …), read with `dotenvy`.
+//!
+//! The file is read as text, not loaded into the process environment: only the `APP_*`
+//! variables of maskstore's sections become a layer of the configuration (between the
+//! config files and the real environment), each with the line it was set on. The file is
+//! refused, naming the line and never the value, when it is not UTF-8, larger than
+//! [`MAX_ENV_FILE_BYTES`], not a regular file, or has a line dotenvy cannot read. A
+//! byte-order mark and Windows line ends are accepted.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use maskstore_core::Origin;
+
+use crate::{Error, Result};
+
+/// The largest `.env` file read, in bytes.
+pub const MAX_ENV_FILE_BYTES: u64 = 1024 * 1024;
+
+/// The variables of one `.env` file, with where they are set.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct EnvFile {
+    /// The file, as it was named.
+    pub(crate) path: PathBuf,
+    /// `(variable, value, line)` in file order.
+    pub(crate) lines: Vec<(String, String, usize)>,
+    /// The file's permission bits.
+    pub(crate) mode: u32,
+}
+
+impl std::fmt::Debug for EnvFile {
+    // The variables and lines, never the values (they hold secrets).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let vars: Vec<(&str, usize)> = self
+            .lines
+            .iter()
+            .map(|(v, _, l)| (v.as_str(), *l))
+            .collect();
+        f.debug_struct("EnvFile")
+            .field("path", &self.path)
+            .field("vars", &vars)
+            .field("mode", &format_args!("{:03o}", self.mode))
+            .finish()
+    }
+}
+
+impl EnvFile {
+    /// The last value the file gives `var`, and its line.
+    pub(crate) fn get(&self, var: &str) -> Option<(&str, usize)> {
+        self.lines
+            .iter()
+            .rev()
+            .find(|(v, value, _)| v == var && !value.is_empty())
+            .map(|(_, value, line)| (value.as_str(), *line))
+    }
+}
+
+/// Reads the `.env` file at `path`; `None` when there is none and `required` is false
+/// (the default `./.env`). `named_by` is where the path was given, for errors.
+pub(crate) fn read_env_file(
+    path: &Path,
+    required: bool,
+    named_by: &Origin,
+) -> Result<Option<EnvFile>> {
+    let Some((bytes, mode)) = read_bounded(path, required, named_by)? else {
+        return Ok(None);
+    };
+    let refuse = |line: usize, problem: String, fix: &str| Error::Config {
+        key: "(env file)".to_string(),
+        origin: Origin::EnvFile {
+            path: path.to_path_buf(),
+            line,
+        },
+        problem,
+        fix: fix.to_string(),
+    };
+    let text = String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = e.as_bytes()[..at].iter().filter(|b| **b == b'\n').count() + 1;
+        refuse(
+            line,
+            format!("is not UTF-8 text (byte {at})"),
+            "save the file as UTF-8 (iconv -t UTF-8), or quote binary values as hex or base64",
+        )
+    })?;
+    // A byte-order mark (Windows editors) and CRLF line ends are no part of any value.
+    let text = text
+        .strip_prefix('\u{feff}')
+        .unwrap_or(&text)
+        .replace("\r\n", "\n");
+    let mut parsed = Vec::new();
+    for item in dotenvy::from_read_iter(text.as_bytes()) {
+        match item {
+            Ok(pair) => parsed.push(pair),
+            Err(dotenvy::Error::LineParse(bad, at)) => {
+                // dotenvy's message quotes the line, which may hold a secret: only its
+                // number is named.
+                let first = bad.lines().next().unwrap_or_default();
+                let line = text.lines().position(|l| l == first).map_or(0, |i| i + 1);
+                return Err(refuse(
+                    line,
+                    format!("is not a NAME=value line (at character {})", at + 1),
+                    "write one NAME=value per line; quote values holding spaces, '#' or quotes ('single' or \"double\"), and close every quote",
+                ));
+            }
+            Err(e) => {
+                return Err(refuse(
+                    0,
+                    format!("cannot be read as a .env file ({})", kind_of(&e)),
+                    "write one NAME=value per line",
+                ));
+            }
+        }
+    }
+    Ok(Some(EnvFile {
+        path: path.to_path_buf(),
+        lines: with_lines(&text, parsed),
+        mode,
+    }))
+}
+
+/// What went wrong in dotenvy's terms, without its message (which may quote a value).
+fn kind_of(e: &dotenvy::Error) -> &'static str {
+    match e {
+        dotenvy::Error::Io(_) => "a read error",
+        dotenvy::Error::EnvVar(_) => "a variable it refers to is not valid",
+        _ => "a syntax error",
+    }
+}
+
+/// The file's bytes (at most [`MAX_ENV_FILE_BYTES`]) and mode. A symlink is followed: a
+/// deployment often links `.env` to a shared file, and its mode is the target's.
+fn read_bounded(path: &Path, required: bool, named_by: &Origin) -> Result<Option<(Vec<u8>, u32)>> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let cannot = |problem: String, fix: String| Error::Config {
+        key: "(env file)".to_string(),
+        origin: Origin::File(path.to_path_buf()),
+        problem,
+        fix,
+    };
+    // O_NONBLOCK: a FIFO named .env is refused below instead of waited on.
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK)
+        .open(path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => return Ok(None),
+        Err(e) => {
+            return Err(cannot(
+                format!("cannot open the .env file named by {named_by}: {e}"),
+                format!(
+                    "check the path and that this user may read it (ls -l {})",
+                    path.display()
+                ),
+            ));
+        }
+    };
+    let metadata = file.metadata().map_err(|e| {
+        cannot(
+            format!("cannot inspect the .env file: {e}"),
+            "check the file".into(),
+        )
+    })?;
+    if !metadata.is_file() {
+        return Err(cannot(
+            "the .env file is not a regular file".into(),
+            "give the path of a text file of NAME=value lines".into(),
+        ));
+    }
+    let too_big = || {
+        cannot(
+            format!("the .env file holds more than the {MAX_ENV_FILE_BYTES} bytes allowed"),
+            "give a .env file of NAME=value lines only".into(),
+        )
+    };
+    if metadata.size() > MAX_ENV_FILE_BYTES {
+        return Err(too_big());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_ENV_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| {
+            cannot(
+                format!("cannot read the .env file: {e}"),
+                "check the file".into(),
+            )
+        })?;
+    if bytes.len() as u64 > MAX_ENV_FILE_BYTES {
+        return Err(too_big());
+    }
+    Ok(Some((bytes, metadata.mode() & 0o777)))
+}
+
+/// Each parsed variable with the line that sets it: dotenvy yields them in file order, so
+/// each is found at or after the line of the one before (a quoted value may span lines).
+fn with_lines(text: &str, parsed: Vec<(String, String)>) -> Vec<(String, String, usize)> {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut next = 0;
+    parsed
+        .into_iter()
+        .map(|(var, value)| {
+            let found = (next..lines.len()).find(|&i| sets(lines[i], &var));
+            let line = found.map_or(0, |i| i + 1);
+            if let Some(i) = found {
+                next = i + 1;
+            }
+            (var, value, line)
+        })
+        .collect()
+}
+
+/// Whether `line` sets `var`: `VAR=…`, `VAR = …` or `export VAR=…`.
+fn sets(line: &str, var: &str) -> bool {
+    let line = line.trim_start();
+    let line = line
+        .strip_prefix("export")
+        .filter(|rest| rest.starts_with([' ', '\t']))
+        .map_or(line, str::trim_start);
+    line.strip_prefix(var)
+        .is_some_and(|rest| rest.trim_start().starts_with('='))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn file(dir: &Path, bytes: &[u8]) -> PathBuf {
+        let path = dir.join(".env");
+        std::fs::write(&path, bytes).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        path
+    }
+
+    fn read(bytes: &[u8]) -> Result<EnvFile> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = file(dir.path(), bytes);
+        read_env_file(&path, true, &Origin::Default).map(Option::unwrap)
+    }
+
+    fn vars(env: &EnvFile) -> Vec<(&str, &str, usize)> {
+        env.lines
+            .iter()
+            .map(|(k, v, l)| (k.as_str(), v.as_str(), *l))
+            .collect()
+    }
+
+    #[test]
+    fn the_guides_block_reads_with_its_comments_and_lines() {
+        let env = read(
+            b"# AWS S3\nAPP_OBJECT_STORAGE__PROVIDER=s3\nAPP_OBJECT_STORAGE__ENDPOINT=\n\
+              APP_OBJECT_STORAGE__ACCESS_KEY=AKIA...  # real key\n\n\
+              APP_SIGNED_URL__DEFAULT_TTL=600\n",
+        )
+        .unwrap();
+        assert_eq!(
+            vars(&env),
+            vec![
+                ("APP_OBJECT_STORAGE__PROVIDER", "s3", 2),
+                ("APP_OBJECT_STORAGE__ENDPOINT", "", 3),
+                ("APP_OBJECT_STORAGE__ACCESS_KEY", "AKIA...", 4),
+                ("APP_SIGNED_URL__DEFAULT_TTL", "600", 6),
+            ]
+        );
+    }
+
+    #[test]
+    fn quotes_export_crlf_and_a_byte_order_mark_are_understood() {
+        let env = read(
+            "\u{feff}export A_ONE=\"two words\"\r\nB_TWO='a # not a comment'\r\n  C_THREE = spaced\r\n"
+                .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(
+            vars(&env),
+            vec![
+                ("A_ONE", "two words", 1),
+                ("B_TWO", "a # not a comment", 2),
+                ("C_THREE", "spaced", 3),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_duplicate_is_listed_twice_and_the_last_wins() {
+        let env = read(b"X_A=first\nX_B=other\nX_A=second\n").unwrap();
+        assert_eq!(env.get("X_A"), Some(("second", 3)));
+        assert_eq!(vars(&env)[0], ("X_A", "first", 1));
+    }
+
+    #[test]
+    fn a_malformed_line_is_refused_by_number_without_its_text() {
+        for (text, line) in [
+            ("GOOD=1\nthis is not an assignment s3cr3t\n", 2),
+            ("GOOD=1\nGOOD2=2\nUNCLOSED=\"s3cr3t\n", 3),
+        ] {
+            let e = read(text.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains(&format!(".env line {line}")), "{e}");
+            assert!(!e.contains("s3cr3t"), "{e}");
+        }
+    }
+
+    #[test]
+    fn non_utf8_is_refused_naming_the_line() {
+        let e = read(b"A_B=ok\nA_C=caf\xe9\n").unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("not UTF-8"), "{e}");
+    }
+
+    #[test]
+    fn a_huge_file_a_folder_and_a_fifo_are_refused_and_a_missing_default_is_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let huge = file(
+            dir.path(),
+            &b"A_B=0123456789\n".repeat((MAX_ENV_FILE_BYTES / 15 + 1) as usize),
+        );
+        let e = read_env_file(&huge, true, &Origin::Default)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("more than"), "{e}");
+        let e = read_env_file(dir.path(), true, &Origin::Default)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        let fifo = dir.path().join("fifo");
+        crate::secret_file::testing::fifo(&fifo);
+        let e = crate::secret_file::testing::at_once(move || {
+            read_env_file(&fifo, true, &Origin::Default).map(|_| ())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+        let missing = dir.path().join("none");
+        assert!(
+            read_env_file(&missing, false, &Origin::Default)
+                .unwrap()
+                .is_none()
+        );
+        let e = read_env_file(&missing, true, &Origin::Flag("--env-file".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--env-file") && e.contains("none"), "{e}");
+    }
+
+    #[test]
+    fn debug_names_variables_never_values() {
+        let env = read(b"APP_OBJECT_STORAGE__SECRET_KEY=s3cr3t-value\n").unwrap();
+        let shown = format!("{env:?}");
+        assert!(shown.contains("APP_OBJECT_STORAGE__SECRET_KEY"), "{shown}");
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+}

@@ -5,6 +5,7 @@ mod cli;
 mod clouds;
 mod contract;
 mod docs;
+mod env_file;
 mod faults;
 mod foreign;
 mod gateway_abuse;

@@ -147,7 +147,7 @@ enum Command {
     /// Copy every object under a prefix from one configured store to another, skipping
     /// what is already there.
     Sync(sync::Args),
-    /// Print the IAM policy, CORS rules or lifecycle rule an operator applies with the provider's CLI (aws, az or gcloud).
+    /// Print the IAM policy, CORS rules, lifecycle rule or monitoring documents (S3 request metrics, CloudWatch alarms, Prometheus rules) an operator applies with the provider's CLI (aws, az or gcloud) or Prometheus.
     Policy {
         /// Which document.
         #[arg(value_enum)]

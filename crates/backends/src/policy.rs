@@ -17,12 +17,33 @@ pub enum PolicyDocument {
     Cors,
     /// The storage-class transitions and the clean-up of abandoned uploads.
     Lifecycle,
+    /// The bucket's request metrics, filtered on the prefix (S3:
+    /// `aws s3api put-bucket-metrics-configuration`).
+    Metrics,
+    /// The alarms of `[monitoring]` on those metrics (S3: CloudWatch alarms for
+    /// `aws cloudwatch put-metric-alarm --cli-input-json`), as a JSON array.
+    Alarms,
 }
 
 /// `document` for the store `config` names, as JSON for its provider's CLI.
 pub fn policy_document(config: &Config, document: PolicyDocument) -> Result<Value> {
     let provider = config.object_storage.provider;
     (crate::providers::entry(provider).policy)(config, document)
+}
+
+/// The refusal of a monitoring document a provider has no counterpart of in maskstore.
+pub(crate) fn no_monitoring_document(
+    config: &Config,
+    document: PolicyDocument,
+    instead: &str,
+) -> Error {
+    Error::Unsupported {
+        backend: config.object_storage.provider.to_string(),
+        operation: format!("print the {document:?} document").to_lowercase(),
+        detail: format!(
+            "the metrics and alarms documents are S3 request metrics and CloudWatch alarms; {instead}, or use `maskstore policy prometheus` with the gateway's /metrics"
+        ),
+    }
 }
 
 /// The error of a document that names the bucket when the config names none.

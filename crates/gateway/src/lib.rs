@@ -53,6 +53,7 @@
 //! # Ok(()) }
 //! ```
 
+mod alert_rules;
 mod cors;
 mod health;
 mod limits;
@@ -67,6 +68,7 @@ pub use crate::metrics::{
     GATEWAY_REFUSED_TOTAL, GATEWAY_REQUEST_DURATION, GATEWAY_REQUESTS_TOTAL, REQUEST_RATE,
     install_prometheus,
 };
+pub use alert_rules::prometheus_rules;
 pub use limits::Limits;
 pub use objects::{
     CONDITIONAL_UPLOAD_BUDGET, CONTENT_SECURITY_POLICY, DOWNLOAD_MEMORY_BUDGET,

@@ -13,6 +13,13 @@ pub(crate) fn document(config: &Config, document: PolicyDocument) -> Result<Valu
         PolicyDocument::Iam => azure_role(config),
         PolicyDocument::Cors => azure_cors(config),
         PolicyDocument::Lifecycle => azure_lifecycle(config),
+        PolicyDocument::Metrics | PolicyDocument::Alarms => {
+            return Err(crate::policy::no_monitoring_document(
+                config,
+                document,
+                "for Azure, set alerts on the storage account's Transactions metric (ResponseType) in Azure Monitor",
+            ));
+        }
     })
 }
 

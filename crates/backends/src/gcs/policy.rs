@@ -13,6 +13,13 @@ pub(crate) fn document(config: &Config, document: PolicyDocument) -> Result<Valu
         PolicyDocument::Iam => gcs_binding(config)?,
         PolicyDocument::Cors => gcs_cors(config),
         PolicyDocument::Lifecycle => gcs_lifecycle(config),
+        PolicyDocument::Metrics | PolicyDocument::Alarms => {
+            return Err(crate::policy::no_monitoring_document(
+                config,
+                document,
+                "for GCS, alert on storage.googleapis.com/api/request_count (response_code) in Cloud Monitoring",
+            ));
+        }
     })
 }
 

@@ -6,6 +6,7 @@
 mod advice;
 mod builder;
 pub(crate) mod error;
+mod monitoring;
 mod multipart;
 mod names;
 mod native;

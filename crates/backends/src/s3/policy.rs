@@ -14,6 +14,8 @@ pub(crate) fn document(config: &Config, document: PolicyDocument) -> Result<Valu
         PolicyDocument::Iam => iam(config)?,
         PolicyDocument::Cors => cors(config),
         PolicyDocument::Lifecycle => lifecycle(config),
+        PolicyDocument::Metrics => super::monitoring::metrics(config)?,
+        PolicyDocument::Alarms => super::monitoring::alarms(config)?,
     })
 }
 

@@ -3,7 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use maskstore_core::config::{
-    ConfigLoader, DEFAULT_ENVIRONMENT, ENV_ENV_FILE, ENV_ENVIRONMENT, is_secret_env_var,
+    ConfigLoader, DEFAULT_ENVIRONMENT, ENV_ENV_FILE, ENV_ENVIRONMENT, SecretSourceRequest,
+    is_secret_env_var,
 };
 use maskstore_core::{Config, Origin};
 
@@ -94,6 +95,11 @@ where
             })?;
         loader.set_secret_from_file(&request, value);
     }
+    if let Some(request) = loader.secret_source()? {
+        let (access_key, secret_key, token) =
+            read_secret_source(&request, loader.text("object_storage.region"))?;
+        loader.set_secret_from_source(&request, access_key, secret_key, token);
+    }
     Ok(loader.build(&environment, environment_origin)?)
 }
 
@@ -175,6 +181,27 @@ fn check_env_file_privacy(file: &EnvFile, environment: &str) -> Result<()> {
         problem,
         fix,
     })
+}
+
+/// The S3 keys in the AWS Secrets Manager secret of `request`.
+fn read_secret_source(
+    request: &SecretSourceRequest,
+    region: Option<&str>,
+) -> Result<(String, String, Option<String>)> {
+    let refuse = |problem: String| Error::Config {
+        key: "object_storage.secret_source".to_string(),
+        origin: request.origin.clone(),
+        problem: format!(
+            "cannot read the AWS Secrets Manager secret {}: {problem}",
+            request.secret_id
+        ),
+        fix: crate::s3::builder::SECRET_SOURCE_FIX.to_string(),
+    };
+    let source = crate::s3::secrets_manager::SecretsManager::new(&request.secret_id, region)
+        .map_err(refuse)?;
+    let version = source.read_blocking().map_err(refuse)?;
+    let credential = version.credential;
+    Ok((credential.key_id, credential.secret_key, credential.token))
 }
 
 fn add_optional_file(loader: &mut ConfigLoader, path: &Path) -> Result<()> {

@@ -1,8 +1,9 @@
 //! The `s3` provider: object_store's `AmazonS3` configured from `[object_storage]`.
 
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, RwLock};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use maskstore_core::{Config, Origin};
 use object_store::CredentialProvider;
@@ -13,6 +14,7 @@ use object_store::aws::{
 use crate::secret_file::{SecretFiles, rotated};
 
 use super::presign::{Endpoint, Presigner};
+use super::secrets_manager::{ForbiddenWatch, SecretsManager, SecretsManagerCredentials};
 use crate::{Error, Result};
 
 /// Builds the S3 client, and the presigner of its URLs (same endpoint, same credential
@@ -55,6 +57,28 @@ pub(crate) fn build(config: &Config) -> Result<(AmazonS3, Presigner)> {
         if let Some(rotating) = FileCredentials::of(config) {
             // The client's requests and the presigner ask this one provider.
             builder = builder.with_credentials(Arc::new(rotating));
+        } else if let Some(secret_id) = os
+            .secret_source
+            .as_deref()
+            .and_then(|s| s.strip_prefix(maskstore_core::config::SECRETS_MANAGER_SCHEME))
+        {
+            let source = SecretsManager::new(secret_id, os.region.as_deref())
+                .map_err(|problem| secret_source_error(config, secret_id, problem))?;
+            let forbidden = Arc::new(AtomicBool::new(false));
+            let credential = AwsCredential {
+                key_id: access_key.clone(),
+                secret_key: secret_key.expose().to_string(),
+                token: os.session_token.as_ref().map(|t| t.expose().to_string()),
+            };
+            let refresh = Duration::from_secs(os.secret_refresh_secs.max(1));
+            builder = builder
+                .with_credentials(Arc::new(SecretsManagerCredentials::new(
+                    source,
+                    credential,
+                    refresh,
+                    Arc::clone(&forbidden),
+                )))
+                .with_http_connector(ForbiddenWatch::new(forbidden));
         }
     }
     // S3's own checksum header on every PUT and part, which the engine verifies on
@@ -93,6 +117,22 @@ pub(crate) fn build(config: &Config) -> Result<(AmazonS3, Presigner)> {
     );
     Ok((s3, presigner))
 }
+
+/// The error of a Secrets Manager secret that cannot be read or reached.
+pub(crate) fn secret_source_error(config: &Config, secret_id: &str, problem: String) -> Error {
+    Error::Config {
+        key: "object_storage.secret_source".to_string(),
+        origin: config
+            .origin("object_storage.secret_source")
+            .cloned()
+            .unwrap_or(Origin::Default),
+        problem: format!("cannot read the AWS Secrets Manager secret {secret_id}: {problem}"),
+        fix: SECRET_SOURCE_FIX.to_string(),
+    }
+}
+
+/// What to check when the secret of `secret_source` cannot be read.
+pub(crate) const SECRET_SOURCE_FIX: &str = "check the secret id, that the AWS credentials (AWS_* variables, web identity or instance role) may secretsmanager:GetSecretValue on it, its region, and AWS_ENDPOINT_URL_SECRETS_MANAGER for an endpoint other than AWS's";
 
 /// Whether a request body needs no SHA-256 in its signature (`UNSIGNED-PAYLOAD`, as
 /// OpenDAL and the AWS SDKs send over TLS): the body is protected anyway when it travels

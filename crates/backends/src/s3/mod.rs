@@ -4,7 +4,7 @@
 //! to operators (`advice.rs`).
 
 mod advice;
-mod builder;
+pub(crate) mod builder;
 pub(crate) mod error;
 mod monitoring;
 mod multipart;
@@ -12,6 +12,7 @@ mod names;
 mod native;
 pub(crate) mod policy;
 mod presign;
+pub(crate) mod secrets_manager;
 mod uploads;
 
 use crate::metadata::{MetadataRules, NameRule, ValueRule};

@@ -186,6 +186,104 @@ impl ConfigLoader {
         );
     }
 
+    /// The AWS Secrets Manager secret `object_storage.secret_source` names, for the caller
+    /// to read and hand back with [`ConfigLoader::set_secret_from_source`]. Setting it
+    /// together with the keys it gives (or their files) is an error naming both.
+    pub fn secret_source(&self) -> Result<Option<SecretSourceRequest>, Error> {
+        let Some((raw, origin)) = self.values.get(keys::SECRET_SOURCE.name()) else {
+            return Ok(None);
+        };
+        let Raw::Text(text) = raw else {
+            return Err(Error::config(
+                keys::SECRET_SOURCE.name(),
+                origin,
+                "is not text",
+                "quote the value",
+            ));
+        };
+        let Some(secret_id) = text.trim().strip_prefix(SECRETS_MANAGER_SCHEME) else {
+            return Err(Error::config(
+                keys::SECRET_SOURCE.name(),
+                origin,
+                format!("{text:?} names no known secret source"),
+                format!(
+                    "give {SECRETS_MANAGER_SCHEME}<secret-id or ARN>, such as {SECRETS_MANAGER_SCHEME}prod/pacs-masks/s3"
+                ),
+            ));
+        };
+        if secret_id.is_empty() || secret_id.len() > 2048 || secret_id.contains(char::is_whitespace)
+        {
+            return Err(Error::config(
+                keys::SECRET_SOURCE.name(),
+                origin,
+                "names no secret id",
+                format!("give {SECRETS_MANAGER_SCHEME}<secret-id or ARN>, without spaces"),
+            ));
+        }
+        let given = [
+            &keys::ACCESS_KEY as &dyn AnyKey,
+            &keys::SECRET_KEY,
+            &keys::SESSION_TOKEN,
+            &keys::ACCESS_KEY_FILE,
+            &keys::SECRET_KEY_FILE,
+            &keys::SESSION_TOKEN_FILE,
+        ];
+        if let Some((key, other)) = given
+            .iter()
+            .find_map(|key| self.values.get(key.name()).map(|(_, o)| (key, o)))
+            .filter(|(_, origin)| !matches!(origin, Origin::SecretsManager(_)))
+        {
+            return Err(Error::config(
+                keys::SECRET_SOURCE.name(),
+                origin,
+                format!(
+                    "is set together with {} ({other}), which it gives",
+                    key.name()
+                ),
+                format!(
+                    "remove {} ({}): the secret holds the keys",
+                    key.name(),
+                    key.env_var()
+                ),
+            ));
+        }
+        Ok(Some(SecretSourceRequest {
+            secret_id: secret_id.to_string(),
+            origin: origin.clone(),
+        }))
+    }
+
+    /// The text a layer gives `key` (dotted), before it is checked: for the caller that
+    /// needs a value before [`ConfigLoader::build`] (the region of a secret to read).
+    pub fn text(&self, key: &str) -> Option<&str> {
+        match self.values.get(key) {
+            Some((Raw::Text(text), _)) => Some(text),
+            _ => None,
+        }
+    }
+
+    /// Sets the S3 keys read from the secret of `request`: `access_key`, `secret_key` and
+    /// (when given) `session_token`, each with the secret as its origin.
+    pub fn set_secret_from_source(
+        &mut self,
+        request: &SecretSourceRequest,
+        access_key: String,
+        secret_key: String,
+        session_token: Option<String>,
+    ) {
+        let origin = Origin::SecretsManager(request.secret_id.clone());
+        let parts = [
+            (keys::ACCESS_KEY.name(), Some(access_key)),
+            (keys::SECRET_KEY.name(), Some(secret_key)),
+            (keys::SESSION_TOKEN.name(), session_token),
+        ];
+        for (key, value) in parts {
+            if let Some(value) = value {
+                self.values.insert(key, (Raw::Text(value), origin.clone()));
+            }
+        }
+    }
+
     fn insert(&mut self, key: &dyn AnyKey, raw: Raw, origin: Origin) {
         // An empty value counts as unset: it neither sets nor overrides.
         if matches!(&raw, Raw::Text(s) if s.is_empty()) {
@@ -217,6 +315,31 @@ impl ConfigLoader {
                 ));
             }
         }
+        if let Some((_, origin)) = self.values.get(keys::SECRET_SOURCE.name()) {
+            self.secret_source()?;
+            let read = matches!(
+                self.values.get(keys::SECRET_KEY.name()),
+                Some((_, Origin::SecretsManager(_)))
+            );
+            if !read {
+                return Err(Error::config(
+                    keys::SECRET_SOURCE.name(),
+                    origin,
+                    "names a secret that was not read",
+                    "load the configuration with maskstore_backends::load_config, which reads it",
+                ));
+            }
+        }
+        if let Some((raw, origin)) = self.values.get(keys::SECRET_REFRESH.name()) {
+            if matches!(raw, Raw::Int(0)) || matches!(raw, Raw::Text(t) if t.trim() == "0") {
+                return Err(Error::config(
+                    keys::SECRET_REFRESH.name(),
+                    origin,
+                    "0 seconds would read the secret on every request",
+                    "give at least 1 (the default is 60)",
+                ));
+            }
+        }
         let mut r = Reader {
             values: self.values,
             origins: BTreeMap::new(),
@@ -233,6 +356,8 @@ impl ConfigLoader {
             access_key_file: r.get(&keys::ACCESS_KEY_FILE)?,
             secret_key_file: r.get(&keys::SECRET_KEY_FILE)?,
             session_token_file: r.get(&keys::SESSION_TOKEN_FILE)?,
+            secret_source: r.get(&keys::SECRET_SOURCE)?,
+            secret_refresh_secs: r.get(&keys::SECRET_REFRESH)?,
             account: r.get(&keys::ACCOUNT)?,
             container: r.get(&keys::CONTAINER)?,
             account_key: r.get(&keys::ACCOUNT_KEY)?,
@@ -321,6 +446,19 @@ impl ConfigLoader {
         validate(&config)?;
         Ok(config)
     }
+}
+
+/// How `object_storage.secret_source` names an AWS Secrets Manager secret.
+pub const SECRETS_MANAGER_SCHEME: &str = "aws-secretsmanager:";
+
+/// The AWS Secrets Manager secret `object_storage.secret_source` names, for the caller of
+/// [`ConfigLoader::secret_source`] to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretSourceRequest {
+    /// The secret's name or ARN.
+    pub secret_id: String,
+    /// Where `secret_source` was set.
+    pub origin: Origin,
 }
 
 /// A secret given as a file, for the caller of [`ConfigLoader::secret_files`] to read.

@@ -40,7 +40,7 @@ use std::str::FromStr;
 
 use crate::{KeyPrefix, Secret, TtlPolicy};
 
-pub use loader::{ConfigLoader, SecretFileRequest};
+pub use loader::{ConfigLoader, SECRETS_MANAGER_SCHEME, SecretFileRequest, SecretSourceRequest};
 pub use schema::{env_var_name, is_secret_env_var};
 pub use validate::MIN_SIGNING_SECRET_BYTES;
 
@@ -68,6 +68,9 @@ pub enum Origin {
     Code,
     /// A file holding a secret, named by a `*_file` key; the value is never shown.
     SecretFile(PathBuf),
+    /// A secret of AWS Secrets Manager, by id (`object_storage.secret_source`); the value
+    /// is never shown.
+    SecretsManager(String),
     /// A line of a `.env` file (`.env` in the working directory, `--env-file`,
     /// `APP_ENV_FILE`).
     EnvFile {
@@ -87,6 +90,7 @@ impl fmt::Display for Origin {
             Origin::Flag(flag) => write!(f, "flag {flag}"),
             Origin::Code => f.write_str("set in code"),
             Origin::SecretFile(path) => write!(f, "secret file {}", path.display()),
+            Origin::SecretsManager(id) => write!(f, "AWS Secrets Manager secret {id}"),
             Origin::EnvFile { path, line } => write!(f, "{} line {line}", path.display()),
         }
     }
@@ -261,6 +265,11 @@ pub struct ObjectStorageConfig {
     pub secret_key_file: Option<PathBuf>,
     /// The file `session_token` was read from, watched for a rotation.
     pub session_token_file: Option<PathBuf>,
+    /// `aws-secretsmanager:<secret-id>`: the secret `access_key`, `secret_key` and
+    /// `session_token` were read from, re-read every `secret_refresh_secs` for a rotation.
+    pub secret_source: Option<String>,
+    /// Seconds between reads of `secret_source`.
+    pub secret_refresh_secs: u64,
     /// The Azure storage account (required for `azure`).
     pub account: Option<String>,
     /// The Azure blob container (required for `azure`).

@@ -510,6 +510,20 @@ pub(crate) const SESSION_TOKEN_FILE: Key<Option<PathBuf>> = Key {
     doc: "file holding `session_token` (mode 600; re-read when it changes); not with `session_token`",
     field: |c| &c.object_storage.session_token_file,
 };
+pub(crate) const SECRET_SOURCE: Key<Option<String>> = Key {
+    name: "object_storage.secret_source",
+    kind: Kind::Text,
+    default: Unset("—"),
+    doc: "`aws-secretsmanager:<secret-id or ARN>`: `access_key`, `secret_key` (and `session_token`) from the JSON of that AWS Secrets Manager secret, re-read every `secret_refresh`; not with those keys or their files",
+    field: |c| &c.object_storage.secret_source,
+};
+pub(crate) const SECRET_REFRESH: Key<u64> = Key {
+    name: "object_storage.secret_refresh",
+    kind: Kind::seconds(86400),
+    default: Is("60"),
+    doc: "seconds between reads of `secret_source` (a new version is taken once it has held 1 s; an S3 403 reads it at once); at least 1, at most 86400",
+    field: |c| &c.object_storage.secret_refresh_secs,
+};
 pub(crate) const ACCOUNT: Key<Option<String>> = Key {
     name: "object_storage.account",
     kind: Kind::AccountName,
@@ -1010,6 +1024,8 @@ pub(crate) const SCHEMA: &[&dyn AnyKey] = &[
     &ACCESS_KEY_FILE,
     &SECRET_KEY_FILE,
     &SESSION_TOKEN_FILE,
+    &SECRET_SOURCE,
+    &SECRET_REFRESH,
     &ACCOUNT,
     &CONTAINER,
     &ACCOUNT_KEY,

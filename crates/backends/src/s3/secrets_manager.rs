@@ -1,0 +1,447 @@
+//! S3 keys from AWS Secrets Manager (`object_storage.secret_source =
+//! "aws-secretsmanager:<secret-id>"`): `GetSecretValue` signed with SigV4 by object_store's
+//! own signer ([`AwsAuthorizer`]), with credentials from the standard AWS chain
+//! (environment, web identity, ECS, instance role) as object_store resolves it.
+//!
+//! The secret's `SecretString` is a JSON object holding `access_key`, `secret_key` and,
+//! for temporary keys, `session_token`. It is read when the config is loaded, then again
+//! every `secret_refresh` seconds: a new `VersionId` is taken once it has been seen for
+//! [`SETTLE`] (the new IAM key of a rotation needs a moment to work everywhere), and at
+//! once after S3 answered 403 (the old key is gone: waiting cannot help). A read that
+//! fails leaves the keys in use, and is logged by secret id only. No value ever reaches a
+//! message, a log or Debug.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+
+use object_store::CredentialProvider;
+use object_store::aws::{AmazonS3Builder, AwsAuthorizer, AwsCredential, AwsCredentialProvider};
+use object_store::client::{
+    HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpService,
+};
+use serde_json::Value;
+
+use crate::secret_file::{SECRET_ROTATIONS_TOTAL, SETTLE};
+
+/// The largest `GetSecretValue` answer read: a secret holds at most 64 KiB.
+const MAX_ANSWER_BYTES: usize = 256 * 1024;
+/// How long one read of the secret may take.
+const READ_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the secret lives and how to ask for it.
+pub(crate) struct SecretsManager {
+    secret_id: String,
+    region: String,
+    endpoint: String,
+    credentials: AwsCredentialProvider,
+    http: reqwest::Client,
+}
+
+impl std::fmt::Debug for SecretsManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsManager")
+            .field("secret_id", &self.secret_id)
+            .field("endpoint", &self.endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One version of the secret: the S3 keys it holds.
+#[derive(PartialEq, Eq)]
+pub(crate) struct SecretVersion {
+    pub(crate) version: String,
+    pub(crate) credential: AwsCredential,
+}
+
+impl std::fmt::Debug for SecretVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretVersion")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SecretsManager {
+    /// The client of `secret_id`: the region from its ARN, else `region`; the endpoint
+    /// from `AWS_ENDPOINT_URL_SECRETS_MANAGER`, then `AWS_ENDPOINT_URL` (the AWS SDKs'
+    /// variables), else AWS's.
+    pub(crate) fn new(secret_id: &str, region: Option<&str>) -> Result<SecretsManager, String> {
+        let region = arn_region(secret_id)
+            .or(region.map(str::to_string))
+            .or_else(|| std::env::var("AWS_REGION").ok())
+            .unwrap_or_else(|| "us-east-1".to_string());
+        let endpoint = ["AWS_ENDPOINT_URL_SECRETS_MANAGER", "AWS_ENDPOINT_URL"]
+            .iter()
+            .find_map(|var| std::env::var(var).ok().filter(|v| !v.is_empty()))
+            .unwrap_or_else(|| format!("https://secretsmanager.{region}.amazonaws.com"));
+        // object_store's resolution of the AWS chain; the bucket is never asked for.
+        let chain = AmazonS3Builder::from_env()
+            .with_bucket_name("maskstore-secrets-manager-credentials")
+            .with_region(&region)
+            .build()
+            .map_err(|e| format!("the AWS credential chain cannot be set up: {e}"))?;
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(READ_TIMEOUT)
+            .build()
+            .map_err(|e| format!("no HTTP client: {e}"))?;
+        Ok(SecretsManager {
+            secret_id: secret_id.to_string(),
+            region,
+            endpoint,
+            credentials: chain.credentials().clone(),
+            http,
+        })
+    }
+
+    /// The secret's current version (`AWSCURRENT`).
+    pub(crate) async fn read(&self) -> Result<SecretVersion, String> {
+        let credential = self
+            .credentials
+            .get_credential()
+            .await
+            .map_err(|e| format!("no AWS credentials to read it with: {e}"))?;
+        let body = serde_json::json!({"SecretId": self.secret_id}).to_string();
+        let mut request: HttpRequest = http::Request::post(&self.endpoint)
+            .header("content-type", "application/x-amz-json-1.1")
+            .header("x-amz-target", "secretsmanager.GetSecretValue")
+            .body(body.clone().into())
+            .map_err(|e| format!("the endpoint {} is not a URL: {e}", self.endpoint))?;
+        AwsAuthorizer::new(&credential, "secretsmanager", &self.region)
+            .try_authorize(&mut request, None)
+            .map_err(|e| format!("cannot sign the request: {e}"))?;
+        let mut send = self.http.post(&self.endpoint).body(body);
+        for (name, value) in request.headers() {
+            send = send.header(name, value);
+        }
+        let mut answer = send
+            .send()
+            .await
+            .map_err(|e| format!("{} is unreachable: {e}", self.endpoint))?;
+        let status = answer.status();
+        let mut bytes = Vec::new();
+        while let Some(chunk) = answer
+            .chunk()
+            .await
+            .map_err(|e| format!("the answer broke off: {e}"))?
+        {
+            if bytes.len() + chunk.len() > MAX_ANSWER_BYTES {
+                return Err(format!(
+                    "the answer is larger than {MAX_ANSWER_BYTES} bytes"
+                ));
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        if !status.is_success() {
+            return Err(refusal(status, &bytes));
+        }
+        parse(&bytes)
+    }
+
+    /// [`SecretsManager::read`] from synchronous code, inside an async runtime or not
+    /// (the config is loaded in both): on a thread of its own with a runtime of its own.
+    pub(crate) fn read_blocking(&self) -> Result<SecretVersion, String> {
+        std::thread::scope(|scope| {
+            scope
+                .spawn(|| {
+                    tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(|e| format!("no runtime: {e}"))?
+                        .block_on(self.read())
+                })
+                .join()
+                .unwrap_or_else(|_| Err("the reading thread failed".to_string()))
+        })
+    }
+}
+
+/// The region of an ARN (`arn:aws:secretsmanager:eu-west-1:…`).
+fn arn_region(secret_id: &str) -> Option<String> {
+    let mut parts = secret_id.strip_prefix("arn:")?.split(':');
+    let region = parts.nth(2)?;
+    (!region.is_empty()).then(|| region.to_string())
+}
+
+/// A refused read in Secrets Manager's words (`__type`, escaped), never the body whole.
+fn refusal(status: http::StatusCode, body: &[u8]) -> String {
+    let kind = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|v| v.get("__type").and_then(Value::as_str).map(str::to_string))
+        .map(|t| maskstore_core::shown_cut(t.rsplit('#').next().unwrap_or(&t), 100));
+    match kind {
+        Some(kind) => format!("Secrets Manager answered {status}: {kind}"),
+        None => format!("Secrets Manager answered {status}"),
+    }
+}
+
+/// The keys in a `GetSecretValue` answer.
+fn parse(body: &[u8]) -> Result<SecretVersion, String> {
+    let answer: Value = serde_json::from_slice(body)
+        .map_err(|_| "the answer is not the JSON of GetSecretValue".to_string())?;
+    let version = answer
+        .get("VersionId")
+        .and_then(Value::as_str)
+        .unwrap_or_default()
+        .to_string();
+    let text = answer
+        .get("SecretString")
+        .and_then(Value::as_str)
+        .ok_or("the secret has no SecretString (a binary secret is not read): store a JSON object of access_key, secret_key")?;
+    let Ok(Value::Object(fields)) = serde_json::from_str::<Value>(text) else {
+        return Err(
+            "the secret's value is not a JSON object: store {\"access_key\": …, \"secret_key\": …}"
+                .to_string(),
+        );
+    };
+    let field = |name: &str| -> Result<Option<String>, String> {
+        match fields.get(name) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
+            Some(_) => Err(format!("the secret's {name} is not a non-empty string")),
+        }
+    };
+    let missing = |name: &str| {
+        let present: Vec<String> = fields
+            .keys()
+            .map(|k| maskstore_core::shown_cut(k, 40))
+            .collect();
+        format!(
+            "the secret's JSON has no {name} (it has: {}); store access_key and secret_key (and session_token for temporary keys)",
+            present.join(", ")
+        )
+    };
+    Ok(SecretVersion {
+        version,
+        credential: AwsCredential {
+            key_id: field("access_key")?.ok_or_else(|| missing("access_key"))?,
+            secret_key: field("secret_key")?.ok_or_else(|| missing("secret_key"))?,
+            token: field("session_token")?,
+        },
+    })
+}
+
+/// The S3 keys of a secret, re-read for a rotation: what the S3 client and its presigner
+/// ask for a credential.
+pub(crate) struct SecretsManagerCredentials {
+    source: SecretsManager,
+    refresh: Duration,
+    state: Mutex<Watch>,
+    current: RwLock<Arc<AwsCredential>>,
+    /// Set by a 403 from S3: the next request reads the secret at once.
+    forbidden: Arc<AtomicBool>,
+    /// One read at a time; others keep the keys in use meanwhile.
+    reading: AtomicBool,
+}
+
+impl std::fmt::Debug for SecretsManagerCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SecretsManagerCredentials")
+            .field("source", &self.source)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Watch {
+    version: Option<String>,
+    next_read: Instant,
+    /// A new version seen, since when.
+    pending: Option<(String, Instant)>,
+}
+
+impl SecretsManagerCredentials {
+    /// Watches `source`, whose keys in use are `credential` (read at load).
+    pub(crate) fn new(
+        source: SecretsManager,
+        credential: AwsCredential,
+        refresh: Duration,
+        forbidden: Arc<AtomicBool>,
+    ) -> SecretsManagerCredentials {
+        SecretsManagerCredentials {
+            source,
+            refresh,
+            state: Mutex::new(Watch {
+                version: None,
+                next_read: Instant::now() + refresh,
+                pending: None,
+            }),
+            current: RwLock::new(Arc::new(credential)),
+            forbidden,
+            reading: AtomicBool::new(false),
+        }
+    }
+
+    fn current(&self) -> Arc<AwsCredential> {
+        Arc::clone(&self.current.read().expect("credential lock"))
+    }
+
+    /// Whether a read is due at `now`: the interval passed, a pending version may have
+    /// settled, or S3 refused the keys.
+    fn due(&self, now: Instant) -> bool {
+        let state = self.state.lock().expect("secret watch lock");
+        self.forbidden.load(Ordering::SeqCst)
+            || now >= state.next_read
+            || state
+                .pending
+                .as_ref()
+                .is_some_and(|(_, since)| now >= *since + SETTLE)
+    }
+
+    /// Reads the secret and adopts a version that has settled (or any after a 403).
+    async fn refresh(&self) {
+        let urgent = self.forbidden.swap(false, Ordering::SeqCst);
+        let read = self.source.read().await;
+        let now = Instant::now();
+        let mut state = self.state.lock().expect("secret watch lock");
+        state.next_read = now + self.refresh;
+        let version = match read {
+            Ok(version) => version,
+            Err(problem) => {
+                tracing::warn!(secret = %self.source.secret_id, %problem, "the Secrets Manager secret cannot be read; the keys in use stay");
+                return;
+            }
+        };
+        if state.version.is_none() {
+            // The first read since load: the version the keys in use came from.
+            if *self.current() == version.credential {
+                state.version = Some(version.version);
+                return;
+            }
+        }
+        if state.version.as_deref() == Some(version.version.as_str()) {
+            state.pending = None;
+            return;
+        }
+        let settled = match &state.pending {
+            Some((pending, since)) if *pending == version.version => now >= *since + SETTLE,
+            _ => false,
+        };
+        if !(settled || urgent) {
+            if state.pending.as_ref().map(|(v, _)| v) != Some(&version.version) {
+                state.pending = Some((version.version.clone(), now));
+            }
+            return;
+        }
+        state.pending = None;
+        state.version = Some(version.version);
+        *self.current.write().expect("credential lock") = Arc::new(version.credential);
+        metrics::counter!(SECRET_ROTATIONS_TOTAL, "secret" => "s3_credentials").increment(1);
+        tracing::info!(secret = %self.source.secret_id, "secret rotated: a new version in AWS Secrets Manager, requests from now on use it");
+    }
+}
+
+#[async_trait::async_trait]
+impl CredentialProvider for SecretsManagerCredentials {
+    type Credential = AwsCredential;
+
+    async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
+        if self.due(Instant::now()) && !self.reading.swap(true, Ordering::SeqCst) {
+            self.refresh().await;
+            self.reading.store(false, Ordering::SeqCst);
+        }
+        Ok(self.current())
+    }
+}
+
+/// The S3 client's HTTP connector, which raises `forbidden` when S3 answers 403: the
+/// credential provider then reads the secret at once.
+#[derive(Debug)]
+pub(crate) struct ForbiddenWatch {
+    inner: crate::http_client::GuardedConnector,
+    forbidden: Arc<AtomicBool>,
+}
+
+impl ForbiddenWatch {
+    pub(crate) fn new(forbidden: Arc<AtomicBool>) -> ForbiddenWatch {
+        ForbiddenWatch {
+            inner: crate::http_client::GuardedConnector::new(crate::http_client::Wire::S3),
+            forbidden,
+        }
+    }
+}
+
+impl HttpConnector for ForbiddenWatch {
+    fn connect(&self, options: &object_store::ClientOptions) -> object_store::Result<HttpClient> {
+        Ok(HttpClient::new(Watched {
+            inner: self.inner.connect(options)?,
+            forbidden: Arc::clone(&self.forbidden),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct Watched {
+    inner: HttpClient,
+    forbidden: Arc<AtomicBool>,
+}
+
+#[async_trait::async_trait]
+impl HttpService for Watched {
+    async fn call(&self, request: HttpRequest) -> Result<HttpResponse, HttpError> {
+        let response = self.inner.execute(request).await?;
+        if response.status() == http::StatusCode::FORBIDDEN {
+            self.forbidden.store(true, Ordering::SeqCst);
+        }
+        Ok(response)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(secret: &str) -> Vec<u8> {
+        serde_json::json!({"ARN": "arn:aws:secretsmanager:us-east-1:1:secret:s", "VersionId": "v1", "SecretString": secret})
+            .to_string()
+            .into_bytes()
+    }
+
+    #[test]
+    fn the_keys_come_from_the_secrets_json() {
+        let v = parse(&answer(
+            r#"{"access_key": "AKIAX", "secret_key": "s3cr3t-value", "other": 1}"#,
+        ))
+        .unwrap();
+        assert_eq!(v.version, "v1");
+        assert_eq!(v.credential.key_id, "AKIAX");
+        assert_eq!(v.credential.secret_key, "s3cr3t-value");
+        assert_eq!(v.credential.token, None);
+        assert!(!format!("{v:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_secret_without_the_keys_is_refused_naming_fields_never_values() {
+        for secret in [
+            r#"{"secret_key": "s3cr3t-value"}"#,
+            r#"{"access_key": "AKIAX", "password": "s3cr3t-value"}"#,
+            r#"{"access_key": 7, "secret_key": "s3cr3t-value"}"#,
+            "s3cr3t-value plain text",
+        ] {
+            let e = parse(&answer(secret)).unwrap_err();
+            assert!(!e.contains("s3cr3t"), "{e}");
+            assert!(e.contains("access_key") || e.contains("JSON object"), "{e}");
+        }
+        let e = parse(b"<html>s3cr3t</html>").unwrap_err();
+        assert!(!e.contains("s3cr3t"), "{e}");
+    }
+
+    #[test]
+    fn a_refusal_names_the_error_type_escaped() {
+        let e = refusal(
+            http::StatusCode::BAD_REQUEST,
+            br#"{"__type": "com.amazonaws#ResourceNotFoundException\u001b[31m", "message": "x"}"#,
+        );
+        assert!(e.contains("ResourceNotFoundException"), "{e}");
+        assert!(!e.contains('\u{1b}'), "{e}");
+    }
+
+    #[test]
+    fn the_region_comes_from_an_arn() {
+        assert_eq!(
+            arn_region("arn:aws:secretsmanager:eu-west-1:123:secret:prod/s3-AbCdEf").as_deref(),
+            Some("eu-west-1")
+        );
+        assert_eq!(arn_region("prod/s3"), None);
+    }
+}

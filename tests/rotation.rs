@@ -52,9 +52,9 @@ fn weed_shell(weed: &str, master: &str, command: &str) {
 }
 
 #[derive(Default)]
-struct Tally {
-    ok: AtomicU64,
-    failed: AtomicU64,
+pub(crate) struct Tally {
+    pub(crate) ok: AtomicU64,
+    pub(crate) failed: AtomicU64,
 }
 
 /// Puts and gets under `storage` until `stop`, counting what worked and what failed.
@@ -84,15 +84,15 @@ async fn traffic(storage: Storage, stop: Arc<AtomicBool>, tally: Arc<Tally>) {
 
 /// The test SeaweedFS with a rotation identity of two keys made for this test, stored in
 /// the filer (identities from `-s3.config` are static: no key of theirs can be removed).
-struct RotationIdentity {
+pub(crate) struct RotationIdentity {
     weed: String,
     master: String,
     user: String,
-    keys: [(String, String); 2],
+    pub(crate) keys: [(String, String); 2],
 }
 
 impl RotationIdentity {
-    fn create() -> Option<RotationIdentity> {
+    pub(crate) fn create() -> Option<RotationIdentity> {
         let vars = [
             "MASKSTORE_TEST_WEED",
             "MASKSTORE_TEST_SEAWEEDFS_MASTER",
@@ -147,7 +147,7 @@ impl RotationIdentity {
         })
     }
 
-    fn remove_key(&self, access_key: &str) {
+    pub(crate) fn remove_key(&self, access_key: &str) {
         weed_shell(
             &self.weed,
             &self.master,

@@ -20,6 +20,7 @@ mod presign_checksum;
 mod rotation;
 mod roundtrip;
 mod safety;
+mod secrets_manager;
 mod support;
 mod symlink_race;
 mod sync_files;

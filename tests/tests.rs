@@ -15,6 +15,7 @@ mod integrity;
 mod monitoring;
 mod object_store_suite;
 mod ops;
+mod policy_monitoring;
 mod presign;
 mod presign_checksum;
 mod rotation;

@@ -601,11 +601,13 @@ fn every_key_is_set_by_its_env_var() {
             _ => "some-text",
         },
     };
-    // A secret and its file cannot both be set: the files are set in a second round.
+    // A secret and its file cannot both be set: the files are set in a second round. The
+    // secret source is read by the caller (I/O): its own test below.
     let is_file = |key: &&&dyn AnyKey| key.kind() == Kind::SecretFile;
+    let is_source = |key: &&&dyn AnyKey| key.field_name() == "secret_source";
     let vars: Vec<(String, String)> = SCHEMA
         .iter()
-        .filter(|key| !is_file(key))
+        .filter(|key| !is_file(key) && !is_source(key))
         .map(|key| (key.env_var(), sample(*key).to_string()))
         .collect();
     let mut loader = ConfigLoader::new();
@@ -637,7 +639,7 @@ fn every_key_is_set_by_its_env_var() {
     for entry in config
         .entries()
         .into_iter()
-        .filter(|e| !e.key.ends_with("_file"))
+        .filter(|e| !e.key.ends_with("_file") && e.key != "object_storage.secret_source")
     {
         assert_eq!(
             entry.origin,
@@ -646,6 +648,68 @@ fn every_key_is_set_by_its_env_var() {
             entry.key
         );
         assert!(entry.value.is_some(), "{}", entry.key);
+    }
+}
+
+#[test]
+fn a_secret_source_gives_the_s3_keys_names_its_secret_and_excludes_the_keys() {
+    let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    };
+    let source = (
+        "APP_OBJECT_STORAGE__SECRET_SOURCE",
+        "aws-secretsmanager:prod/pacs-masks/s3",
+    );
+    let mut loader = ConfigLoader::new();
+    loader.add_env(env(&[source])).unwrap();
+    let request = loader.secret_source().unwrap().unwrap();
+    assert_eq!(request.secret_id, "prod/pacs-masks/s3");
+    // Not read: refused, never silently without keys.
+    let mut unread = ConfigLoader::new();
+    unread.add_env(env(&[source])).unwrap();
+    let text = unread
+        .build("development", Origin::Default)
+        .unwrap_err()
+        .to_string();
+    assert!(text.contains("not read"), "{text}");
+    loader.set_secret_from_source(&request, "AKIASM".into(), "s3cr3t-from-sm".into(), None);
+    let config = loader.build("development", Origin::Default).unwrap();
+    assert_eq!(config.object_storage.access_key.as_deref(), Some("AKIASM"));
+    let origin = config
+        .origin("object_storage.secret_key")
+        .unwrap()
+        .to_string();
+    assert_eq!(origin, "AWS Secrets Manager secret prod/pacs-masks/s3");
+    assert!(!format!("{config:?}").contains("s3cr3t-from-sm"));
+    for (other, value) in [
+        ("APP_OBJECT_STORAGE__SECRET_KEY", "inline-s3cr3t"),
+        ("APP_OBJECT_STORAGE__ACCESS_KEY_FILE", "/run/secrets/a"),
+    ] {
+        let mut both = ConfigLoader::new();
+        both.add_env(env(&[source, (other, value)])).unwrap();
+        let text = both.secret_source().unwrap_err().to_string();
+        assert!(
+            text.contains("together with") && !text.contains("s3cr3t"),
+            "{text}"
+        );
+    }
+    for bad in [
+        "vault:prod/s3",
+        "aws-secretsmanager:",
+        "aws-secretsmanager:a b",
+    ] {
+        let mut wrong = ConfigLoader::new();
+        wrong
+            .add_env(env(&[("APP_OBJECT_STORAGE__SECRET_SOURCE", bad)]))
+            .unwrap();
+        let text = wrong.secret_source().unwrap_err().to_string();
+        assert!(
+            text.contains("aws-secretsmanager:<secret-id or ARN>"),
+            "{bad}: {text}"
+        );
     }
 }
 
@@ -945,7 +1009,7 @@ fn every_duration_has_a_documented_bound_checked_at_load() {
             );
         }
     }
-    assert_eq!(bounded, 18);
+    assert_eq!(bounded, 19);
 }
 
 #[test]

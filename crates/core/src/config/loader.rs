@@ -284,6 +284,31 @@ impl ConfigLoader {
         }
     }
 
+    /// A secret source must have been read (by `maskstore_backends::load_config`), and
+    /// read less often than on every request.
+    fn check_secret_source(&self) -> Result<(), Error> {
+        if let Some((_, origin)) = self.values.get(keys::SECRET_SOURCE.name()) {
+            self.secret_source()?;
+            let read = matches!(
+                self.values.get(keys::SECRET_KEY.name()),
+                Some((_, Origin::SecretsManager(_)))
+            );
+            if !read {
+                return Err(Error::config(
+                    keys::SECRET_SOURCE.name(),
+                    origin,
+                    "names a secret that was not read",
+                    "load the configuration with maskstore_backends::load_config, which reads it",
+                ));
+            }
+        }
+        match self.values.get(keys::SECRET_REFRESH.name()) {
+            Some((Raw::Int(0), origin)) => Err(no_zero_refresh(origin)),
+            Some((Raw::Text(t), origin)) if t.trim() == "0" => Err(no_zero_refresh(origin)),
+            _ => Ok(()),
+        }
+    }
+
     fn insert(&mut self, key: &dyn AnyKey, raw: Raw, origin: Origin) {
         // An empty value counts as unset: it neither sets nor overrides.
         if matches!(&raw, Raw::Text(s) if s.is_empty()) {
@@ -315,31 +340,7 @@ impl ConfigLoader {
                 ));
             }
         }
-        if let Some((_, origin)) = self.values.get(keys::SECRET_SOURCE.name()) {
-            self.secret_source()?;
-            let read = matches!(
-                self.values.get(keys::SECRET_KEY.name()),
-                Some((_, Origin::SecretsManager(_)))
-            );
-            if !read {
-                return Err(Error::config(
-                    keys::SECRET_SOURCE.name(),
-                    origin,
-                    "names a secret that was not read",
-                    "load the configuration with maskstore_backends::load_config, which reads it",
-                ));
-            }
-        }
-        if let Some((raw, origin)) = self.values.get(keys::SECRET_REFRESH.name()) {
-            if matches!(raw, Raw::Int(0)) || matches!(raw, Raw::Text(t) if t.trim() == "0") {
-                return Err(Error::config(
-                    keys::SECRET_REFRESH.name(),
-                    origin,
-                    "0 seconds would read the secret on every request",
-                    "give at least 1 (the default is 60)",
-                ));
-            }
-        }
+        self.check_secret_source()?;
         let mut r = Reader {
             values: self.values,
             origins: BTreeMap::new(),
@@ -446,6 +447,15 @@ impl ConfigLoader {
         validate(&config)?;
         Ok(config)
     }
+}
+
+fn no_zero_refresh(origin: &Origin) -> Error {
+    Error::config(
+        keys::SECRET_REFRESH.name(),
+        origin,
+        "0 seconds would read the secret on every request",
+        "give at least 1 (the default is 60)",
+    )
 }
 
 /// How `object_storage.secret_source` names an AWS Secrets Manager secret.

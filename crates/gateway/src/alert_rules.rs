@@ -110,7 +110,7 @@ mod tests {
             ),
             "{rules}"
         );
-        assert!(rules.contains("[300s])) > 0.01 and"), "{rules}");
+        assert!(rules.contains("[300s]))) > 0.01 and"), "{rules}");
         assert!(
             rules.contains(
                 "sum(rate(maskstore_operations_total[60s])) > 3 * sum(increase(maskstore_operations_total[240s] offset 60s)) / 240 and sum(rate(maskstore_operations_total[60s])) >= 1"

@@ -101,7 +101,11 @@ impl SecretsManager {
             .credentials
             .get_credential()
             .await
-            .map_err(|e| format!("no AWS credentials to read it with: {e}"))?;
+            // The chain's error may quote a metadata server's answer: escaped, cut.
+            .map_err(|e| {
+                let e = maskstore_core::shown_cut(&e.to_string(), 300);
+                format!("no AWS credentials to read it with: {e}")
+            })?;
         let body = serde_json::json!({"SecretId": self.secret_id}).to_string();
         let mut request: HttpRequest = http::Request::post(&self.endpoint)
             .header("content-type", "application/x-amz-json-1.1")

@@ -200,11 +200,11 @@ fn storage_from_secret(
     identity: &RotationIdentity,
     refresh: u64,
 ) -> Option<(Storage, String, String)> {
-    assert_eq!(
-        std::env::var(CHILD).as_deref(),
-        Ok("1"),
-        "run by its parent test"
-    );
+    if std::env::var(CHILD).as_deref() != Ok("1") {
+        // Run directly (--include-ignored): without its parent's AWS variables.
+        eprintln!("skipping: run by its parent test, which sets the AWS variables");
+        return None;
+    }
     let (seaweedfs, moto) = (servers::seaweedfs()?, servers::moto()?);
     let id = create_secret(&moto.endpoint, &identity.keys[0].0, &identity.keys[0].1);
     let source = ConfigSource {

@@ -179,9 +179,11 @@ fn post_signer(config: &Config) -> PostSigner {
     let os = &config.object_storage;
     let key = match &os.service_account_key {
         Some(document) => post::PostKey::from_service_account(document.expose()),
-        None => Err("no service account key is configured (object_store keeps the key of \
+        None => Err(
+            "no service account key is configured (object_store keeps the key of \
                      its credential chain to itself)"
-            .to_string()),
+                .to_string(),
+        ),
     };
     PostSigner {
         key,

@@ -45,8 +45,9 @@ impl PostKey {
             client_email: String,
             private_key: String,
         }
-        let account: Account = serde_json::from_str(document)
-            .map_err(|_| "the service account key has no client_email or private_key".to_string())?;
+        let account: Account = serde_json::from_str(document).map_err(|_| {
+            "the service account key has no client_email or private_key".to_string()
+        })?;
         let body: String = account
             .private_key
             .lines()
@@ -55,8 +56,9 @@ impl PostKey {
         let der = base64::engine::general_purpose::STANDARD
             .decode(body.trim())
             .map_err(|_| "the service account's private_key is not PEM".to_string())?;
-        let key = RsaKeyPair::from_pkcs8(&der)
-            .map_err(|_| "the service account's private_key is not an RSA PKCS#8 key".to_string())?;
+        let key = RsaKeyPair::from_pkcs8(&der).map_err(|_| {
+            "the service account's private_key is not an RSA PKCS#8 key".to_string()
+        })?;
         Ok(PostKey {
             email: account.client_email,
             key,

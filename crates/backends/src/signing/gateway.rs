@@ -213,7 +213,10 @@ impl GatewaySigner {
     /// The signature of a form's policy (its base64 text, as the form carries it): 64
     /// lowercase hex digits, under a domain of its own so no URL's signature is a policy's.
     pub fn sign_policy(&self, policy: &str) -> String {
-        hex(&mac(&self.keys(Instant::now()).current, &policy_message(policy)))
+        hex(&mac(
+            &self.keys(Instant::now()).current,
+            &policy_message(policy),
+        ))
     }
 
     /// Whether `signature` (as a form carries it) is one of the secrets in use over

@@ -276,7 +276,10 @@ fn condition_of(value: &Value) -> Result<Condition, String> {
         return Ok(Condition::Equals(name.to_ascii_lowercase(), value.into()));
     }
     let items = value.as_array().ok_or_else(unreadable)?;
-    let op = items.first().and_then(Value::as_str).ok_or_else(unreadable)?;
+    let op = items
+        .first()
+        .and_then(Value::as_str)
+        .ok_or_else(unreadable)?;
     if op.eq_ignore_ascii_case("content-length-range") {
         let bound = |i: usize| items.get(i).and_then(Value::as_u64).ok_or_else(unreadable);
         let (min, max) = (bound(1)?, bound(2)?);
@@ -323,7 +326,10 @@ mod tests {
         let at = DateTime::from_timestamp(1_800_000_000, 0).unwrap();
         let policy = PostPolicy::for_upload(at, &target, "mask/in/${filename}", &options);
         let json = policy.to_json();
-        assert!(json.contains(r#"["starts-with","$Content-Type","image/"]"#), "{json}");
+        assert!(
+            json.contains(r#"["starts-with","$Content-Type","image/"]"#),
+            "{json}"
+        );
         let read = PostPolicy::from_base64(&policy.to_base64()).unwrap();
         assert_eq!(read, policy);
         assert_eq!(read.length_range(), Some(1..=1024));
@@ -349,11 +355,15 @@ mod tests {
             (b64("not json"), "JSON"),
             (b64(r#"{"conditions":[]}"#), "expiration"),
             (
-                b64(r#"{"expiration":"2030-01-01T00:00:00Z","conditions":[["content-length-range",9,1]]}"#),
+                b64(
+                    r#"{"expiration":"2030-01-01T00:00:00Z","conditions":[["content-length-range",9,1]]}"#,
+                ),
                 "cannot read",
             ),
             (
-                b64(r#"{"expiration":"2030-01-01T00:00:00Z","conditions":[["matches","$key","x"]]}"#),
+                b64(
+                    r#"{"expiration":"2030-01-01T00:00:00Z","conditions":[["matches","$key","x"]]}"#,
+                ),
                 "cannot read",
             ),
             ("A".repeat(MAX_POLICY_BYTES + 1), "more than"),

@@ -70,9 +70,10 @@ impl Storage {
                 let mut policy = policy;
                 if let Some(digest) = &options.sha256 {
                     let digest = digest.hex();
-                    policy
-                        .conditions
-                        .push(Condition::Equals(GATEWAY_SHA256_FIELD.into(), digest.clone()));
+                    policy.conditions.push(Condition::Equals(
+                        GATEWAY_SHA256_FIELD.into(),
+                        digest.clone(),
+                    ));
                     fields.push((GATEWAY_SHA256_FIELD.to_string(), digest));
                 }
                 let document = policy.to_base64();
@@ -136,7 +137,9 @@ impl Storage {
             });
         }
         match &options.content_type {
-            Some(ContentTypeRule::Exact(ct)) => WriteOptions::content_type(ct.clone()).validate()?,
+            Some(ContentTypeRule::Exact(ct)) => {
+                WriteOptions::content_type(ct.clone()).validate()?
+            }
             Some(ContentTypeRule::Prefix(p)) if p.is_empty() || !is_header_text(p) => {
                 return Err(Error::InvalidMetadata {
                     name: "content-type".to_string(),

@@ -112,7 +112,10 @@ mod tests {
             let k = step(&k, "us-east-1");
             let k = step(&k, "s3");
             let k = step(&k, "aws4_request");
-            hex(&step(&k, "eyJleHBpcmF0aW9uIjoiMjAxNS0xMi0zMFQxMjowMDowMC4wMDBaIn0="))
+            hex(&step(
+                &k,
+                "eyJleHBpcmF0aW9uIjoiMjAxNS0xMi0zMFQxMjowMDowMC4wMDBaIn0=",
+            ))
         };
         assert_eq!(
             sign_policy(

@@ -14,6 +14,7 @@ mod integrity;
 mod monitoring;
 mod object_store_suite;
 mod ops;
+mod post_forms;
 mod presign;
 mod presign_checksum;
 mod rotation;

@@ -199,6 +199,7 @@ async fn receive(gateway: &Gateway, request: Request, boundary: String) -> Respo
     );
     let mut multipart = multer::Multipart::with_constraints(body, boundary, constraints);
     let mut fields: Vec<(String, String)> = Vec::new();
+    let mut fields_bytes = 0usize;
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
@@ -219,8 +220,14 @@ async fn receive(gateway: &Gateway, request: Request, boundary: String) -> Respo
             return *refusal;
         }
         match field.text().await {
-            Ok(value) => fields.push((name.to_ascii_lowercase(), value)),
+            Ok(value) => {
+                fields_bytes += name.len() + value.len();
+                fields.push((name.to_ascii_lowercase(), value));
+            }
             Err(e) => return parse_failure(&e, state.failure()),
+        }
+        if fields_bytes as u64 > MAX_FORM_FIELDS_BYTES {
+            return parse_failure_of(BodyFailure::FieldsTooLarge);
         }
     }
 }
@@ -254,34 +261,39 @@ fn check_field_name(name: &str, fields: &[(String, String)]) -> Result<(), Box<R
 
 /// The answer to a form the parser could not read, or whose body broke below it.
 fn parse_failure(e: &multer::Error, failure: Option<BodyFailure>) -> Response {
+    if let Some(failure) = failure {
+        return parse_failure_of(failure);
+    }
+    match e {
+        multer::Error::FieldSizeExceeded { field_name, limit } => form_refused(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "the form field {:?} is longer than {limit} bytes",
+                maskstore_core::shown_cut(field_name.as_deref().unwrap_or(""), 64)
+            ),
+        ),
+        other => form_refused(
+            StatusCode::BAD_REQUEST,
+            format!("the form is not readable multipart/form-data: {other}"),
+        ),
+    }
+}
+
+/// The answer to a form whose body broke a bound below the parser.
+fn parse_failure_of(failure: BodyFailure) -> Response {
     match failure {
-        Some(BodyFailure::Stalled) => reply(
+        BodyFailure::Stalled => reply(
             StatusCode::REQUEST_TIMEOUT,
             "the form sent nothing for too long (gateway.body_idle_timeout)",
         ),
-        Some(BodyFailure::FieldsTooLarge) => form_refused(
+        BodyFailure::FieldsTooLarge => form_refused(
             StatusCode::BAD_REQUEST,
             format!(
                 "the form sends more than {MAX_FORM_FIELDS_BYTES} bytes before its file; send \
                  the fields the application gave, then the file"
             ),
         ),
-        Some(BodyFailure::Broken) => {
-            form_refused(StatusCode::BAD_REQUEST, "the request body failed")
-        }
-        None => match e {
-            multer::Error::FieldSizeExceeded { field_name, limit } => form_refused(
-                StatusCode::BAD_REQUEST,
-                format!(
-                    "the form field {:?} is longer than {limit} bytes",
-                    maskstore_core::shown_cut(field_name.as_deref().unwrap_or(""), 64)
-                ),
-            ),
-            other => form_refused(
-                StatusCode::BAD_REQUEST,
-                format!("the form is not readable multipart/form-data: {other}"),
-            ),
-        },
+        BodyFailure::Broken => form_refused(StatusCode::BAD_REQUEST, "the request body failed"),
     }
 }
 

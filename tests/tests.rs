@@ -1,6 +1,7 @@
 //! The workspace's integration tests: one binary, a module per topic.
 
 mod browser;
+mod browser_forms;
 mod cli;
 mod clouds;
 mod contract;
@@ -15,6 +16,7 @@ mod monitoring;
 mod object_store_suite;
 mod ops;
 mod post_forms;
+mod post_forms_s3;
 mod presign;
 mod presign_checksum;
 mod rotation;

@@ -623,8 +623,10 @@ async fn azure_refuses_form_uploads_with_the_reason_and_says_so() {
         matches!(got, Err(maskstore_backends::Error::InvalidKey { .. })),
         "{got:?}"
     );
+    // An empty range, as an application computing its bounds may make one.
+    let (min, max) = (10, 1);
     let empty = PostOptions {
-        length: Some(10..=1),
+        length: Some(min..=max),
         ..PostOptions::default()
     };
     let got = memory.signed_post(&prefix("mask/"), None, &empty).await;

@@ -635,3 +635,85 @@ async fn azure_refuses_form_uploads_with_the_reason_and_says_so() {
         "{got:?}"
     );
 }
+
+/// The form `maskstore presign post --json` prints, posted to `maskstore serve`.
+#[tokio::test]
+async fn presign_post_prints_a_form_that_serve_takes() {
+    use crate::support::{Serve, free_port, maskstore, succeeded, vars};
+    let dir = tempfile::tempdir().unwrap();
+    let addr = format!("127.0.0.1:{}", free_port());
+    let public = format!("http://{addr}");
+    let env = vars(&[
+        ("APP_OBJECT_STORAGE__PROVIDER", "local"),
+        ("APP_OBJECT_STORAGE__ROOT", "data"),
+        (
+            "APP_GATEWAY__SIGNING_SECRET",
+            "post-forms-cli-secret-0123456789abcdef",
+        ),
+        ("APP_GATEWAY__LISTEN", &addr),
+        ("APP_GATEWAY__PUBLIC_URL", &public),
+    ]);
+    let _serve = Serve::start(dir.path(), &env);
+    let args = [
+        "--json",
+        "presign",
+        "post",
+        "--prefix",
+        "mask/cli",
+        "--max-size",
+        "10",
+    ];
+    let printed: serde_json::Value =
+        serde_json::from_str(&succeeded(&maskstore(dir.path(), &args, &env))).unwrap();
+    assert_eq!(printed["url"], format!("{public}/o"));
+    assert_eq!(printed["file_field"], "file");
+    let fields: Vec<(String, String)> = printed["fields"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .map(|(n, v)| (n.clone(), v.as_str().unwrap().to_string()))
+        .collect();
+    assert!(fields.contains(&("key".into(), "mask/cli/${filename}".into())));
+    let url = printed["url"].as_str().unwrap();
+    let got = post(url, Form::new().fields(&fields).file("a.bin", b"123").end()).await;
+    assert_eq!(got.0, 204, "{}", got.1);
+    let got = post(
+        url,
+        Form::new().fields(&fields).file("b.bin", &[b'x'; 11]).end(),
+    )
+    .await;
+    assert_eq!(got.0, 400, "{}", got.1);
+    assert!(dir.path().join("data/mask/cli/a.bin").exists());
+    assert!(!dir.path().join("data/mask/cli/b.bin").exists());
+
+    // Usage: the form's flags are for post only, and post needs a key or a prefix.
+    let out = maskstore(
+        dir.path(),
+        &["presign", "get", "mask/a.png", "--max-size", "5"],
+        &env,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("presign post"));
+    let out = maskstore(dir.path(), &["presign", "post"], &env);
+    assert_eq!(out.status.code(), Some(2));
+    let out = maskstore(dir.path(), &["presign", "patch", "mask/a.png"], &env);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("post (a browser form upload)"));
+    // Azure: refused with the reason.
+    let azure = vars(&[
+        ("APP_OBJECT_STORAGE__PROVIDER", "azure"),
+        ("APP_OBJECT_STORAGE__ACCOUNT", "pacsmasks"),
+        ("APP_OBJECT_STORAGE__CONTAINER", "pacs-masks"),
+        (
+            "APP_OBJECT_STORAGE__ACCOUNT_KEY",
+            "YW4tYXp1cmUtYWNjb3VudC1rZXktb2YtMzItYnl0ZXM=",
+        ),
+    ]);
+    let out = maskstore(dir.path(), &["presign", "post", "mask/a.png"], &azure);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no POST policy"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -152,7 +152,7 @@ async fn check(storage: &Storage, prefix: &str, reports: &[Value]) {
     let within = key(format!("{prefix}within.bin"));
     // The 204 loads nothing: wait for the object to land.
     let mut stored = None;
-    for _ in 0..100 {
+    for _ in 0..300 {
         if let Ok(object) = storage.get(&within).await {
             stored = Some(object.data);
             break;

@@ -518,7 +518,7 @@ async fn a_form_bound_to_a_sha256_refuses_another_file() {
 async fn a_form_is_held_to_the_gateways_size_limit_idle_timeout_and_upload_share() {
     let gw = FormGateway::start(|c| {
         c.gateway.max_upload_bytes = 1000;
-        c.gateway.body_idle_timeout_secs = 1;
+        c.gateway.body_idle_timeout_secs = 3;
         c.gateway.max_uploads_per_client = Some(1);
     })
     .await;
@@ -549,11 +549,12 @@ async fn a_form_is_held_to_the_gateways_size_limit_idle_timeout_and_upload_share
     );
     socket.write_all(request.as_bytes()).await.unwrap();
     socket.write_all(&head).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Time for the gateway to take the stalled form's slot (well inside its idle timeout).
+    tokio::time::sleep(Duration::from_secs(1)).await;
     let second = post(&signed.url, form().file("b", b"1").end()).await;
     assert_eq!(second.0, 503, "the client's share is held: {}", second.1);
     let mut answer = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(10), socket.read_to_end(&mut answer)).await;
+    let _ = tokio::time::timeout(Duration::from_secs(30), socket.read_to_end(&mut answer)).await;
     let answer = String::from_utf8_lossy(&answer);
     assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
     assert!(gw.stored().is_empty(), "{:?}", gw.stored());

@@ -16,6 +16,7 @@ mod monitoring;
 mod object_store_suite;
 mod ops;
 mod post_forms;
+mod post_forms_gcs;
 mod post_forms_s3;
 mod presign;
 mod presign_checksum;

@@ -75,7 +75,11 @@ async fn form_response(gateway: &Gateway, request: Request) -> Response {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > limits.max_upload_bytes + MAX_FORM_FIELDS_BYTES) {
+    if announced.is_some_and(|n| {
+        n > limits
+            .max_upload_bytes
+            .saturating_add(MAX_FORM_FIELDS_BYTES)
+    }) {
         return refuse_unsigned(
             StatusCode::PAYLOAD_TOO_LARGE,
             Unsigned::Signature,

@@ -27,10 +27,11 @@
 
 pub use maskstore_backends::{
     ByteRange, CHECKSUM_METADATA, Capabilities, ChecksumAlgorithm, ConfigSource, ContentSha256,
-    Error, ErrorKind, Layer, Listing, NativeChecksum, Object, ObjectFile, ObjectInfo, ObjectStream,
-    PutOutcome, ReadOptions, Result, Sha256Hasher, SignOptions, SignedMethod, SignedUrl, Storage,
-    UPLOAD_PART_SIZE, Upload, UploadShape, UrlIssuer, WriteMode, WriteOptions, checksum_of,
-    load_config, load_config_from,
+    ContentTypeRule, Error, ErrorKind, Layer, Listing, NativeChecksum, Object, ObjectFile,
+    ObjectInfo, ObjectStream, PostOptions, PostTarget, PutOutcome, ReadOptions, Result,
+    Sha256Hasher, SignOptions, SignedMethod, SignedPost, SignedUrl, Storage, UPLOAD_PART_SIZE,
+    Upload, UploadShape, UrlIssuer, WriteMode, WriteOptions, checksum_of, load_config,
+    load_config_from,
 };
 pub use maskstore_core::{
     Config, KeyPrefix, MaskFormat, MaskKey, ObjectKey, Origin, Provider, Secret, TtlPolicy,

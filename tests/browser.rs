@@ -40,7 +40,7 @@ const PAGE: &str = r#"<!doctype html>
 })();
 </script></body></html>"#;
 
-fn chromium() -> Option<PathBuf> {
+pub(crate) fn chromium() -> Option<PathBuf> {
     let path = std::env::var_os("CHROMIUM")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"));
@@ -124,10 +124,10 @@ async fn run_page(storage: &Storage, port: u16) -> (Value, String) {
     (reported, format!("mask uploaded by the browser {nonce}"))
 }
 
-struct Browser(Child);
+pub(crate) struct Browser(Child);
 
 impl Browser {
-    fn open(url: &str, profile: &std::path::Path) -> Browser {
+    pub(crate) fn open(url: &str, profile: &std::path::Path) -> Browser {
         let chromium = chromium().expect("checked by the caller");
         let child = Command::new(chromium)
             .args([

@@ -1,6 +1,7 @@
 //! The workspace's integration tests: one binary, a module per topic.
 
 mod browser;
+mod browser_forms;
 mod cli;
 mod clouds;
 mod contract;
@@ -16,6 +17,9 @@ mod monitoring;
 mod object_store_suite;
 mod ops;
 mod policy_monitoring;
+mod post_forms;
+mod post_forms_gcs;
+mod post_forms_s3;
 mod presign;
 mod presign_checksum;
 mod rotation;

@@ -64,7 +64,9 @@ pub use local::{LOCAL_UPLOAD_MAX_IN_FLIGHT, LOCAL_UPLOAD_PART_SIZE};
 pub use maskstore_core::ChecksumAlgorithm;
 pub use metadata::{Carried, LeftOut};
 pub use policy::{PolicyDocument, policy_document};
-pub use signing::{SignOptions, SignedMethod, SignedUrl};
+pub use signing::{
+    ContentTypeRule, PostOptions, PostTarget, SignOptions, SignedMethod, SignedPost, SignedUrl,
+};
 pub use storage::{
     Capabilities, MIN_UPLOAD_PART_SIZE, ObjectFile, Storage, UPLOAD_MAX_IN_FLIGHT,
     UPLOAD_PART_SIZE, Upload, UrlIssuer,

@@ -9,7 +9,7 @@ use object_store::path::Path;
 
 use crate::Result;
 use crate::providers::Backend;
-use crate::signing::{SignOptions, SignedMethod};
+use crate::signing::{PostPolicy, SignOptions, SignedMethod, SignedPost};
 
 /// A URL the service verifies, and the headers the client must send with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,4 +44,24 @@ pub(crate) trait ServiceSigner: Send + Sync {
         ttl: Duration,
         options: &SignOptions,
     ) -> Result<ServiceUrl>;
+
+    /// Whether the service takes browser form uploads under a signed POST policy (S3 and
+    /// GCS: yes; Azure Blob Storage has no such upload).
+    fn signs_post_policy(&self) -> bool;
+
+    /// Whether a POST policy can bind the file's SHA-256 so the service refuses another
+    /// (no service documents a SHA-256 form field it verifies).
+    fn binds_post_sha256(&self) -> bool;
+
+    /// A form upload under `policy` (the key and content conditions), whose own `fields`
+    /// (key, content type) come first; the signer adds its signing conditions and fields.
+    /// A service without form uploads refuses ([`crate::Error::Unsupported`]).
+    async fn sign_post(
+        &self,
+        backend: &Backend,
+        policy: PostPolicy,
+        fields: Vec<(String, String)>,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<SignedPost>;
 }

@@ -72,7 +72,7 @@ pub use alert_rules::prometheus_rules;
 pub use limits::Limits;
 pub use objects::{
     CONDITIONAL_UPLOAD_BUDGET, CONTENT_SECURITY_POLICY, DOWNLOAD_MEMORY_BUDGET,
-    DOWNLOAD_MEMORY_PER_CLIENT, UPLOAD_BUFFER_PART_SIZE,
+    DOWNLOAD_MEMORY_PER_CLIENT, MAX_FORM_FIELDS, MAX_FORM_FIELDS_BYTES, UPLOAD_BUFFER_PART_SIZE,
 };
 pub use routers::{admin_router, objects_router, router, router_with_limits, router_with_metrics};
 pub use server::{RESERVED_FOR_HEALTH, serve, serve_with_limits, shutdown_signal};

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{any, get};
 use maskstore_backends::Storage;
-use maskstore_backends::signing::OBJECT_PATH;
+use maskstore_backends::signing::{FORM_PATH, OBJECT_PATH};
 use maskstore_core::config::CorsConfig;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Semaphore;
@@ -16,8 +16,8 @@ use crate::health::health;
 use crate::metrics::{render, track};
 use crate::objects::budget::{MemoryBudget, download_budget};
 use crate::objects::conditional_budget;
-use crate::objects::object;
 use crate::objects::verified::VerifiedVersions;
+use crate::objects::{form, object};
 use crate::shares::ClientShares;
 use crate::{GatewayError, Limits};
 
@@ -76,6 +76,7 @@ pub fn objects_router(
     };
     Ok(Router::new()
         .route(&format!("{OBJECT_PATH}{{*key}}"), any(object))
+        .route(FORM_PATH, any(form))
         .layer(cors_layer(cors)?)
         .with_state(gateway)
         .layer(axum::middleware::from_fn(track)))

@@ -328,4 +328,29 @@ impl ServiceSigner for SasSigner {
             headers,
         })
     }
+
+    fn signs_post_policy(&self) -> bool {
+        false
+    }
+
+    fn binds_post_sha256(&self) -> bool {
+        false
+    }
+
+    async fn sign_post(
+        &self,
+        backend: &Backend,
+        _policy: crate::signing::PostPolicy,
+        _fields: Vec<(String, String)>,
+        _now: chrono::DateTime<chrono::Utc>,
+        _ttl: Duration,
+    ) -> Result<crate::signing::SignedPost> {
+        Err(Error::Unsupported {
+            backend: backend.to_string(),
+            operation: "sign a browser form upload (POST policy)".to_string(),
+            detail: "Azure Blob Storage takes no HTML form uploads: it has no POST policy; \
+                     give the browser a signed PUT URL (maskstore presign put) instead"
+                .to_string(),
+        })
+    }
 }

@@ -19,6 +19,7 @@ mod json;
 mod names;
 pub(crate) mod native;
 pub(crate) mod policy;
+mod post;
 mod store;
 
 pub(crate) use advice::PROFILE;
@@ -58,7 +59,7 @@ pub(crate) const METADATA: MetadataRules = MetadataRules {
 /// API and writes through its JSON API.
 pub(crate) fn connect(config: &Config) -> Result<Built> {
     let gcs = build(config)?;
-    let signer = V4Signer::new(gcs.clone());
+    let signer = V4Signer::new(gcs.clone(), post_signer(config));
     let (store, api) = store_and_api(config, gcs)?;
     Ok(Built {
         store: Arc::new(store),
@@ -161,6 +162,34 @@ fn build_client(config: &Config) -> Result<GoogleCloudStorage> {
 /// The V4 URL issuer of one bucket.
 pub(crate) struct V4Signer {
     store: GoogleCloudStorage,
+    /// What signs form policies: the service account's key, with GCS's address and the
+    /// bucket; or why there is none.
+    post: PostSigner,
+}
+
+/// The key, address and bucket of a bucket's form policies.
+struct PostSigner {
+    key: std::result::Result<post::PostKey, String>,
+    base: String,
+    bucket: String,
+}
+
+/// The form policy signer of the config's bucket.
+fn post_signer(config: &Config) -> PostSigner {
+    let os = &config.object_storage;
+    let key = match &os.service_account_key {
+        Some(document) => post::PostKey::from_service_account(document.expose()),
+        None => Err(
+            "no service account key is configured (object_store keeps the key of \
+                     its credential chain to itself)"
+                .to_string(),
+        ),
+    };
+    PostSigner {
+        key,
+        base: os.endpoint.as_deref().unwrap_or(GCS_BASE_URL).to_string(),
+        bucket: os.bucket_name.clone().unwrap_or_default(),
+    }
 }
 
 impl std::fmt::Debug for V4Signer {
@@ -172,8 +201,8 @@ impl std::fmt::Debug for V4Signer {
 
 impl V4Signer {
     /// Signs with the client's signing credentials.
-    pub(crate) fn new(store: GoogleCloudStorage) -> V4Signer {
-        V4Signer { store }
+    fn new(store: GoogleCloudStorage, post: PostSigner) -> V4Signer {
+        V4Signer { store, post }
     }
 }
 
@@ -239,5 +268,26 @@ impl ServiceSigner for V4Signer {
             url: url.to_string(),
             headers,
         })
+    }
+
+    fn signs_post_policy(&self) -> bool {
+        true
+    }
+
+    fn binds_post_sha256(&self) -> bool {
+        false
+    }
+
+    async fn sign_post(
+        &self,
+        backend: &Backend,
+        policy: crate::signing::PostPolicy,
+        fields: Vec<(String, String)>,
+        now: chrono::DateTime<chrono::Utc>,
+        ttl: Duration,
+    ) -> Result<crate::signing::SignedPost> {
+        let post = &self.post;
+        let target = (post.base.as_str(), post.bucket.as_str());
+        post::sign_post(&post.key, backend, target, policy, fields, now, ttl)
     }
 }

@@ -25,7 +25,7 @@ use sha2::{Digest, Sha256};
 use crate::checksum::CHECKSUM_METADATA;
 use crate::providers::Backend;
 use crate::service_urls::{ServiceSigner, ServiceUrl};
-use crate::signing::{SignOptions, SignedMethod};
+use crate::signing::{PostPolicy, SignOptions, SignedMethod, SignedPost};
 use crate::{Error, Result};
 
 type HmacSha256 = Hmac<Sha256>;
@@ -466,6 +466,7 @@ impl Presigner {
     }
 }
 
+mod post;
 #[cfg(test)]
 mod tests;
 
@@ -499,5 +500,24 @@ impl ServiceSigner for Presigner {
             headers.push((format!("x-amz-meta-{CHECKSUM_METADATA}"), digest.stored()));
         }
         Ok(ServiceUrl { url, headers })
+    }
+
+    fn signs_post_policy(&self) -> bool {
+        true
+    }
+
+    fn binds_post_sha256(&self) -> bool {
+        false
+    }
+
+    async fn sign_post(
+        &self,
+        backend: &Backend,
+        policy: PostPolicy,
+        fields: Vec<(String, String)>,
+        now: DateTime<Utc>,
+        ttl: Duration,
+    ) -> Result<SignedPost> {
+        self.presign_post(backend, policy, fields, now, ttl).await
     }
 }

@@ -205,6 +205,29 @@ impl GatewaySigner {
         url
     }
 
+    /// The URL browser forms post to ([`super::FORM_PATH`] below the public URL).
+    pub fn form_url(&self) -> String {
+        format!("{}{}", self.base, super::FORM_PATH)
+    }
+
+    /// The signature of a form's policy (its base64 text, as the form carries it): 64
+    /// lowercase hex digits, under a domain of its own so no URL's signature is a policy's.
+    pub fn sign_policy(&self, policy: &str) -> String {
+        hex(&mac(
+            &self.keys(Instant::now()).current,
+            &policy_message(policy),
+        ))
+    }
+
+    /// Whether `signature` (as a form carries it) is one of the secrets in use over
+    /// `policy`.
+    pub fn verify_policy(&self, policy: &str, signature: &str) -> bool {
+        match super::query::signature_bytes(signature) {
+            Ok(bytes) => self.signed_by_us(&policy_message(policy), &bytes),
+            Err(_) => false,
+        }
+    }
+
     /// Checks a request for `encoded_key` (the path below [`OBJECT_PATH`], still
     /// percent-encoded) with query string `query`, made with HTTP method `used`, at `now`.
     pub fn verify(
@@ -306,6 +329,11 @@ fn canonical(
         message.push_str(sha256);
     }
     message
+}
+
+/// The message a form's policy signature is over.
+fn policy_message(policy: &str) -> String {
+    format!("maskstore-post-v1\n{policy}")
 }
 
 fn mac(secret: &Secret, message: &str) -> Vec<u8> {

@@ -15,6 +15,7 @@
 //! local provider's (`local/dev_secret.rs`).
 
 mod gateway;
+mod post;
 mod query;
 
 use std::fmt;
@@ -26,6 +27,11 @@ use maskstore_core::ObjectKey;
 use crate::checksum::ContentSha256;
 
 pub use gateway::{GatewaySigner, MAX_PREVIOUS_SECRETS, random_secret};
+pub use post::{
+    Condition, ContentTypeRule, FILE_FIELD, FILENAME_PLACEHOLDER, GATEWAY_SHA256_FIELD,
+    GATEWAY_SIGNATURE_FIELD, MAX_POLICY_BYTES, MAX_POLICY_CONDITIONS, POLICY_FIELD, PostOptions,
+    PostPolicy, PostTarget, SignedPost,
+};
 pub use query::{MAX_QUERY_BYTES, MAX_QUERY_PARAMS, QueryLimit, check_query_limits};
 
 /// Query parameter: the signed method.
@@ -42,6 +48,8 @@ pub const PARAM_SHA256: &str = "x-maskstore-sha256";
 pub const PARAM_SIGNATURE: &str = "x-maskstore-signature";
 /// The path below the public URL under which objects are served.
 pub const OBJECT_PATH: &str = "/o/";
+/// The path below the public URL that browser forms post to (S3 posts to the bucket).
+pub const FORM_PATH: &str = "/o";
 
 /// The HTTP methods a signed URL may grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -185,7 +185,7 @@ fn plain<'q>(value: &'q str, name: &str) -> Result<&'q str, Refusal> {
 }
 
 /// The signature: exactly 64 lowercase hex digits, as [`super::GatewaySigner::sign`] writes it.
-fn signature_bytes(text: &str) -> Result<Vec<u8>, Refusal> {
+pub(super) fn signature_bytes(text: &str) -> Result<Vec<u8>, Refusal> {
     let malformed = || {
         Refusal::Malformed(format!(
             "{PARAM_SIGNATURE} must be exactly {SIGNATURE_HEX_LEN} lowercase hex digits"

@@ -3,6 +3,7 @@
 mod files;
 mod found;
 mod objects;
+mod post;
 mod upload;
 mod urls;
 
@@ -95,6 +96,12 @@ pub struct Capabilities {
     /// (S3 signs `x-amz-checksum-sha256`, the gateway checks its own parameter; Azure and
     /// GCS verify no SHA-256 a URL could bind, so there a binding is refused at issue).
     pub binds_upload_sha256: bool,
+    /// Whether it issues browser form uploads ([`Storage::signed_post`]): S3 and GCS
+    /// verify a POST policy, the gateway its own; Azure Blob Storage has no form upload.
+    pub signs_post_policy: bool,
+    /// Whether a form upload can bind the file's SHA-256 (the gateway hashes the file as
+    /// it streams; no service documents a SHA-256 form field it verifies).
+    pub binds_post_sha256: bool,
 }
 
 /// Who serves and verifies a storage's signed URLs.
@@ -331,6 +338,11 @@ impl Storage {
             }
             UrlSigner::Gateway(_) | UrlSigner::None => (true, true),
         };
+        let (signs_post_policy, binds_post_sha256) = match &self.urls {
+            UrlSigner::Service(signer) => (signer.signs_post_policy(), signer.binds_post_sha256()),
+            UrlSigner::Gateway(_) => (true, true),
+            UrlSigner::None => (false, false),
+        };
         Capabilities {
             signed_urls,
             urls_outlive_process,
@@ -338,6 +350,8 @@ impl Storage {
             content_etags: self.declared.content_etags,
             binds_upload_headers,
             binds_upload_sha256,
+            signs_post_policy,
+            binds_post_sha256,
         }
     }
 

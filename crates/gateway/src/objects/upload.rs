@@ -153,7 +153,7 @@ pub(super) fn too_large(max: u64) -> String {
 /// One of the `gateway.max_concurrent_uploads` slots and of its client's
 /// `gateway.max_uploads_per_client`, held until the upload is answered, or a 503 that
 /// tells the client when to retry.
-fn upload_slot(
+pub(super) fn upload_slot(
     gateway: &Gateway,
     request: &Request,
 ) -> Result<(OwnedSemaphorePermit, Option<Share>), Box<Response>> {

@@ -4,6 +4,7 @@ mod browser;
 mod cli;
 mod clouds;
 mod contract;
+mod crash;
 mod docs;
 mod faults;
 mod foreign;

@@ -1,0 +1,168 @@
+//! Harder faults than a kill, where the machine allows mounting (root): a power cut and a
+//! full disk, each on an ext4 image of its own mounted through a loop device.
+//!
+//! The power cut is ext4's shutdown ioctl (`EXT4_IOC_SHUTDOWN` with
+//! `EXT4_GOING_FLAGS_NOLOGFLUSH`, what xfstests' `godown` does) on the live writer's file
+//! system: nothing more reaches the disk, neither data nor journal, and every later call
+//! fails with EIO. The image is then unmounted and mounted again (the journal replayed,
+//! the page cache gone), so what the check reads is exactly what was on the disk: an
+//! acknowledged write that skipped an fsync is lost there.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use rand::SeedableRng;
+
+use super::child::{OnError, replay, spawn};
+use super::{Budget, State, Tally, check, delay, open, verify_cli};
+
+/// An ext4 image mounted at `at`; unmounted on drop.
+struct Mounted {
+    image: PathBuf,
+    at: PathBuf,
+}
+
+fn run(program: &str, args: &[&str]) -> Result<(), String> {
+    let out = Command::new(program)
+        .args(args)
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(format!(
+        "{program} {}: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    ))
+}
+
+impl Mounted {
+    /// A fresh ext4 image of `mib` MiB in `dir`, mounted; why not where the machine
+    /// does not allow it.
+    fn new(dir: &Path, mib: u64) -> Result<Mounted, String> {
+        let image = dir.join("disk.img");
+        let at = dir.join("disk");
+        std::fs::create_dir(&at).unwrap();
+        std::fs::File::create(&image)
+            .and_then(|f| f.set_len(mib << 20))
+            .map_err(|e| e.to_string())?;
+        run("mkfs.ext4", &["-q", "-F", image.to_str().unwrap()])?;
+        let mounted = Mounted { image, at };
+        mounted.mount()?;
+        Ok(mounted)
+    }
+
+    fn mount(&self) -> Result<(), String> {
+        run(
+            "mount",
+            &[
+                "-o",
+                "loop",
+                self.image.to_str().unwrap(),
+                self.at.to_str().unwrap(),
+            ],
+        )
+    }
+
+    /// The power cut: nothing more reaches the disk; later calls fail with EIO.
+    fn shut_down(&self) {
+        let script = "import fcntl, os, struct, sys\n\
+                      fd = os.open(sys.argv[1], os.O_RDONLY)\n\
+                      fcntl.ioctl(fd, 0x8004587d, struct.pack('I', 2))\n";
+        run("python3", &["-c", script, self.at.to_str().unwrap()]).unwrap();
+    }
+
+    /// Unmounted and mounted again: the journal replayed, nothing cached.
+    fn remount(&self) {
+        run("umount", &[self.at.to_str().unwrap()]).unwrap();
+        self.mount().unwrap();
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = run("umount", &[self.at.to_str().unwrap()]);
+    }
+}
+
+/// A mounted image, or `None` with the reason printed where mounting is not permitted;
+/// under `CI=true` it must work (CI runs as root on machines like this one).
+fn mounted(dir: &Path, mib: u64, what: &str) -> Option<Mounted> {
+    match Mounted::new(dir, mib) {
+        Ok(mounted) => Some(mounted),
+        Err(why) => {
+            assert!(
+                std::env::var("CI").is_err(),
+                "CI must be able to mount an ext4 image for the {what} test: {why}"
+            );
+            println!("crash[local, {what}]: skipped, cannot mount an ext4 image here: {why}");
+            None
+        }
+    }
+}
+
+/// The `Storage` writer on an ext4 image whose power is cut at a random point while it
+/// writes: every write it acknowledged is on the disk afterwards, whole.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledged_writes_survive_a_power_cut_on_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = mounted(dir.path(), 64, "power cut") else {
+        return;
+    };
+    let budget = super::Budget::from_env();
+    let (root, log) = (disk.at.join("data"), dir.path().join("writer.log"));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(budget.seed ^ 0x706f_776572);
+    let (mut tally, mut state) = (Tally::default(), State::new());
+    open(&root);
+    for round in 0..budget.of(20) {
+        let mut child = spawn(&root, &log, budget.seed, round, true, false);
+        tokio::time::sleep(Duration::from_millis(20) + delay(&mut rng, 200)).await;
+        disk.shut_down();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        tally.kills += 1;
+        disk.remount();
+        let log = std::fs::read_to_string(&log).unwrap();
+        let (expect, _) = replay(&state, &log, OnError::Unknown);
+        let context = format!("power cut, seed {}, round {round}", budget.seed);
+        state = check(&root, &expect, &mut tally, &context).await;
+    }
+    verify_cli(&root, dir.path(), "power cut, at the end");
+    println!("{}", tally.line("local, power cut"));
+}
+
+/// The `Storage` writer with large objects on an ext4 image too small for them, killed at
+/// random points: a write refused for want of space changes nothing, acknowledged ones
+/// stay whole, and no temporary file is left to keep the disk full.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_refuses_writes_without_damage_on_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let Some(disk) = mounted(dir.path(), 8, "full disk") else {
+        return;
+    };
+    let budget = Budget::from_env();
+    let (root, log) = (disk.at.join("data"), dir.path().join("writer.log"));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(budget.seed ^ 0x66_756c6c);
+    let (mut tally, mut state, mut refused) = (Tally::default(), State::new(), 0);
+    open(&root);
+    for round in 0..budget.of(15) {
+        let mut child = spawn(&root, &log, budget.seed, round, false, true);
+        tokio::time::sleep(Duration::from_millis(10) + delay(&mut rng, 300)).await;
+        child.kill().unwrap();
+        child.wait().unwrap();
+        tally.kills += 1;
+        let log = std::fs::read_to_string(&log).unwrap();
+        refused += log.matches("\nerr ").count();
+        let (expect, _) = replay(&state, &log, OnError::NoEffect);
+        let context = format!("full disk, seed {}, round {round}", budget.seed);
+        state = check(&root, &expect, &mut tally, &context).await;
+    }
+    verify_cli(&root, dir.path(), "full disk, at the end");
+    println!(
+        "{}, {refused} writes refused for want of space",
+        tally.line("local, full disk")
+    );
+    assert!(refused > 0, "the disk never filled up");
+}

@@ -1,0 +1,257 @@
+//! The binary's writers killed at random points: `maskstore put`, `maskstore sync` (local to
+//! local) and `maskstore serve` answering signed PUTs.
+
+use std::path::Path;
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use maskstore_backends::SignedMethod;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use super::{
+    Budget, Expect, KEYS, State, Tag, Tally, check, cli_vars, delay, open, verify_cli, workdir,
+};
+use crate::support::{Serve, command, text};
+
+/// A random length: mostly small, some medium, one in twenty across the 8 MiB multipart
+/// threshold of streaming uploads.
+fn length(rng: &mut StdRng) -> usize {
+    match rng.random_range(0..20) {
+        0..=12 => rng.random_range(40..64 * 1024),
+        13..=18 => rng.random_range(64 * 1024..1024 * 1024),
+        _ => rng.random_range(8 * 1024 * 1024..10 * 1024 * 1024),
+    }
+}
+
+/// How long a command takes to finish, from a run of it to the end: the range kills are
+/// drawn from.
+fn timed(mut child: Child) -> Duration {
+    let started = Instant::now();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "a calibration run failed");
+    started.elapsed()
+}
+
+/// Waits `pause`, then kills `child` if it still runs: `Some(exit status)` when it had
+/// finished, `None` when it was killed.
+async fn kill_after(child: &mut Child, pause: Duration) -> Option<std::process::ExitStatus> {
+    tokio::time::sleep(pause).await;
+    if let Some(status) = child.try_wait().unwrap() {
+        return Some(status);
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    None
+}
+
+fn put_command(dir: &Path, root: &Path, key: &str) -> Child {
+    command(
+        dir,
+        &["put", "body.bin", &format!("mask/{key}")],
+        &cli_vars(root),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap()
+}
+
+/// `maskstore put` of a file, killed at a random point of its run.
+pub async fn cli_put(budget: Budget) -> Tally {
+    let (dir, root) = workdir();
+    let mut rng = StdRng::seed_from_u64(budget.seed ^ 0x7075_74);
+    let (mut tally, mut state) = (Tally::default(), State::new());
+    let body = dir.path().join("body.bin");
+    std::fs::write(&body, Tag::new("crash/k0", 0, 1000).body()).unwrap();
+    let small = timed(put_command(dir.path(), &root, "crash/k0"));
+    std::fs::write(&body, Tag::new("crash/k0", 0, 9 << 20).body()).unwrap();
+    let large = timed(put_command(dir.path(), &root, "crash/k0"));
+    state.insert("crash/k0".into(), Tag::new("crash/k0", 0, 9 << 20));
+    let mut round = 0;
+    while tally.kills < budget.of(55) {
+        round += 1;
+        assert!(
+            round < budget.of(55) * 5,
+            "too few puts were killed while running"
+        );
+        let key = KEYS[rng.random_range(0..KEYS.len())];
+        let tag = Tag::new(key, (1 << 40) | round, length(&mut rng));
+        std::fs::write(&body, tag.body()).unwrap();
+        let span = if tag.len >= 8 << 20 { large } else { small };
+        let mut child = put_command(dir.path(), &root, key);
+        let pause = delay(&mut rng, span.as_millis() as u64 + 1);
+        let mut expect = Expect::exactly(&state, 0);
+        match kill_after(&mut child, pause).await {
+            Some(status) => {
+                let stderr = text(&child.wait_with_output().unwrap().stderr);
+                assert!(status.success(), "maskstore put failed: {stderr}");
+                state.insert(key.into(), tag);
+                expect = Expect::exactly(&state, 1);
+            }
+            None => {
+                tally.kills += 1;
+                expect.allow(key, Some(tag));
+            }
+        }
+        let context = format!("maskstore put, seed {}, round {round}", budget.seed);
+        state = check(&root, &expect, &mut tally, &context).await;
+    }
+    verify_cli(&root, dir.path(), "maskstore put, at the end");
+    tally
+}
+
+fn config_file(dir: &Path, name: &str, root: &Path) -> String {
+    let file = dir.join(name);
+    let toml = format!(
+        "[object_storage]\nprovider = \"local\"\nroot = \"{}\"\nfsync = true\n",
+        root.display()
+    );
+    std::fs::write(&file, toml).unwrap();
+    file.display().to_string()
+}
+
+/// `maskstore sync` of a local root into another, killed at a random point; between runs
+/// some of the source's objects get new versions.
+pub async fn cli_sync(budget: Budget) -> Tally {
+    let (dir, root) = workdir();
+    let source_root = dir.path().join("source");
+    let (from, to) = (
+        config_file(dir.path(), "from.toml", &source_root),
+        config_file(dir.path(), "to.toml", &root),
+    );
+    let mut rng = StdRng::seed_from_u64(budget.seed ^ 0x73_796e63);
+    let (mut tally, mut state, mut source) = (Tally::default(), State::new(), State::new());
+    let sync = || {
+        command(dir.path(), &["sync", "--from", &from, "--to", &to], &[])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut span = Duration::from_millis(100);
+    let mut round = 0;
+    while tally.kills < budget.of(25) {
+        round += 1;
+        assert!(
+            round < budget.of(25) * 5,
+            "too few syncs were killed while running"
+        );
+        let storage = open(&source_root);
+        for key in KEYS {
+            if round == 1 || rng.random_range(0..3) == 0 {
+                let tag = Tag::new(key, (2 << 40) | (round << 8), length(&mut rng));
+                storage
+                    .put(&storage.key(key).unwrap(), tag.body())
+                    .await
+                    .unwrap();
+                source.insert(key.into(), tag);
+            }
+        }
+        drop(storage);
+        let mut child = sync();
+        let started = Instant::now();
+        let mut expect = Expect::exactly(&state, 0);
+        match kill_after(&mut child, delay(&mut rng, span.as_millis() as u64)).await {
+            Some(status) => {
+                let stderr = text(&child.wait_with_output().unwrap().stderr);
+                assert!(status.success(), "maskstore sync failed: {stderr}");
+                span = span.max(started.elapsed());
+                expect = Expect::exactly(&source, source.len() as u64);
+            }
+            None => {
+                tally.kills += 1;
+                expect.allow_state(&source);
+            }
+        }
+        let context = format!("maskstore sync, seed {}, round {round}", budget.seed);
+        state = check(&root, &expect, &mut tally, &context).await;
+    }
+    verify_cli(&root, dir.path(), "maskstore sync, at the end");
+    tally
+}
+
+/// What one gateway client saw: its last acknowledged version per key, and the one it was
+/// sending when the gateway died.
+type Seen = (Vec<(String, Tag)>, Option<(String, Tag)>);
+
+/// A client putting new versions of `keys` through signed URLs until the gateway dies.
+async fn gateway_client(urls: Vec<(String, String)>, first: u64, seed: u64) -> Seen {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut acked = Vec::new();
+    for i in 0.. {
+        let (key, url) = &urls[rng.random_range(0..urls.len())];
+        let tag = Tag::new(key, first + i, length(&mut rng).min(2 << 20));
+        let sent = http
+            .put(url)
+            .header("content-type", "application/octet-stream")
+            .body(tag.body())
+            .send()
+            .await;
+        match sent {
+            Ok(answer) if answer.status().is_success() => acked.push((key.clone(), tag)),
+            Ok(answer) => panic!("the gateway answered {} to a PUT", answer.status()),
+            Err(_) => return (acked, Some((key.clone(), tag))),
+        }
+    }
+    unreachable!()
+}
+
+/// `maskstore serve` killed at a random point while three clients put through signed URLs
+/// (each client its own keys, so each key has one write in flight at most).
+pub async fn gateway(budget: Budget) -> Tally {
+    let (dir, root) = workdir();
+    let mut rng = StdRng::seed_from_u64(budget.seed ^ 0x67_6174);
+    let (mut tally, mut state) = (Tally::default(), State::new());
+    let mut vars = cli_vars(&root);
+    vars.push((
+        "APP_GATEWAY__SIGNING_SECRET".into(),
+        "crash-test-gateway-signing-secret-0123456789".into(),
+    ));
+    for round in 0..budget.of(25) {
+        let mut serve = Serve::start(dir.path(), &vars);
+        let clients: Vec<_> = KEYS
+            .chunks(2)
+            .enumerate()
+            .map(|(i, keys)| {
+                let urls = keys
+                    .iter()
+                    .map(|k| {
+                        (
+                            k.to_string(),
+                            serve.sign(SignedMethod::Put, &format!("mask/{k}")),
+                        )
+                    })
+                    .collect();
+                let first = (3 << 40) | (round << 24) | ((i as u64) << 20);
+                tokio::spawn(gateway_client(urls, first, rng.random()))
+            })
+            .collect();
+        tokio::time::sleep(delay(&mut rng, 400)).await;
+        serve.child.kill().unwrap();
+        serve.child.wait().unwrap();
+        tally.kills += 1;
+        let mut expect = Expect::default();
+        let mut in_flight = Vec::new();
+        for client in clients {
+            let (acked, pending) = client.await.unwrap();
+            expect.acknowledged += acked.len() as u64;
+            for (key, tag) in acked {
+                state.insert(key, tag);
+            }
+            in_flight.extend(pending);
+        }
+        expect.allow_state(&state);
+        for (key, tag) in in_flight {
+            expect.allow(&key, Some(tag));
+        }
+        let context = format!("maskstore serve, seed {}, round {round}", budget.seed);
+        state = check(&root, &expect, &mut tally, &context).await;
+    }
+    verify_cli(&root, dir.path(), "maskstore serve, at the end");
+    tally
+}

@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use maskstore_backends::{ErrorKind, Storage};
 use rand::{Rng, SeedableRng};
 
-use super::{Budget, CHILD_ENV, Expect, KEYS, State, Tag, Tally, check, delay, open, workdir};
+use super::{Budget, CHILD_ENV, Checker, Expect, KEYS, State, Tag, Tally, delay, open, workdir};
 
 /// One operation of the writer.
 #[derive(Debug, Clone, PartialEq)]
@@ -90,7 +90,7 @@ fn next_op(rng: &mut impl Rng, present: &[String], version: u64, big: bool) -> O
     if present.is_empty() || roll < 45 {
         let target = key(rng);
         let len = match rng.random_range(0..10) {
-            _ if big => rng.random_range(256 * 1024..2 * 1024 * 1024),
+            _ if big => rng.random_range(512 * 1024..2 * 1024 * 1024),
             0..=5 => rng.random_range(40..4096),
             6..=8 => rng.random_range(4096..256 * 1024),
             _ => rng.random_range(256 * 1024..2 * 1024 * 1024),
@@ -118,7 +118,7 @@ async fn perform(storage: &Storage, op: &Op) -> Result<(), maskstore_backends::E
 }
 
 /// The child: `spec` is `<root>|<log>|<seed>|<round>|<stop on error>|<big>` (the last two
-/// `0` or `1`; big: every put from 256 KiB to 2 MiB). Never returns.
+/// `0` or `1`; big: every put from 512 KiB to 2 MiB). Never returns.
 pub async fn run(spec: &str) -> ! {
     let parts: Vec<&str> = spec.split('|').collect();
     let (root, log) = (Path::new(parts[0]), parts[1]);
@@ -257,7 +257,7 @@ pub async fn storage_writer(budget: Budget) -> Tally {
     let (dir, root) = workdir();
     let log = dir.path().join("writer.log");
     let mut rng = rand::rngs::StdRng::seed_from_u64(budget.seed);
-    let (mut tally, mut state) = (Tally::default(), State::new());
+    let (mut checker, mut state) = (Checker::default(), State::new());
     open(&root);
     for round in 0..budget.kills {
         let mut child = spawn(&root, &log, budget.seed, round, false, false);
@@ -265,18 +265,18 @@ pub async fn storage_writer(budget: Budget) -> Tally {
         assert!(child.try_wait().unwrap().is_none(), "the writer stopped");
         child.kill().unwrap();
         child.wait().unwrap();
-        tally.kills += 1;
+        checker.tally.kills += 1;
         let (expect, _) = replay(
             &state,
             &std::fs::read_to_string(&log).unwrap(),
             OnError::Fail,
         );
         let context = format!("Storage writer, seed {}, round {round}", budget.seed);
-        state = check(&root, &expect, &mut tally, &context).await;
+        state = checker.check(&root, &expect, &context).await;
         if round % 25 == 24 {
             super::verify_cli(&root, dir.path(), &context);
         }
     }
     super::verify_cli(&root, dir.path(), "Storage writer, at the end");
-    tally
+    checker.tally
 }

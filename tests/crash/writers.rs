@@ -10,7 +10,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use super::{
-    Budget, Expect, KEYS, State, Tag, Tally, check, cli_vars, delay, open, verify_cli, workdir,
+    Budget, Checker, Expect, KEYS, State, Tag, Tally, cli_vars, delay, open, verify_cli, workdir,
 };
 use crate::support::{Serve, command, text};
 
@@ -31,6 +31,17 @@ fn timed(mut child: Child) -> Duration {
     let status = child.wait().unwrap();
     assert!(status.success(), "a calibration run failed");
     started.elapsed()
+}
+
+/// Narrows the range kill points are drawn from after a run that finished before its
+/// kill, widens it after one that was killed: about one run in five finishes, whatever the
+/// machine's speed, and the kills spread over the whole run.
+fn adapt(span: &mut Duration, finished: bool) {
+    *span = if finished {
+        span.mul_f64(0.85)
+    } else {
+        span.mul_f64(1.04)
+    };
 }
 
 /// Waits `pause`, then kills `child` if it still runs: `Some(exit status)` when it had
@@ -61,15 +72,15 @@ fn put_command(dir: &Path, root: &Path, key: &str) -> Child {
 pub async fn cli_put(budget: Budget) -> Tally {
     let (dir, root) = workdir();
     let mut rng = StdRng::seed_from_u64(budget.seed ^ 0x7075_74);
-    let (mut tally, mut state) = (Tally::default(), State::new());
+    let (mut checker, mut state) = (Checker::default(), State::new());
     let body = dir.path().join("body.bin");
     std::fs::write(&body, Tag::new("crash/k0", 0, 1000).body()).unwrap();
-    let small = timed(put_command(dir.path(), &root, "crash/k0"));
+    let mut small = timed(put_command(dir.path(), &root, "crash/k0"));
     std::fs::write(&body, Tag::new("crash/k0", 0, 9 << 20).body()).unwrap();
-    let large = timed(put_command(dir.path(), &root, "crash/k0"));
+    let mut large = timed(put_command(dir.path(), &root, "crash/k0"));
     state.insert("crash/k0".into(), Tag::new("crash/k0", 0, 9 << 20));
     let mut round = 0;
-    while tally.kills < budget.of(55) {
+    while checker.tally.kills < budget.of(55) {
         round += 1;
         assert!(
             round < budget.of(55) * 5,
@@ -78,11 +89,17 @@ pub async fn cli_put(budget: Budget) -> Tally {
         let key = KEYS[rng.random_range(0..KEYS.len())];
         let tag = Tag::new(key, (1 << 40) | round, length(&mut rng));
         std::fs::write(&body, tag.body()).unwrap();
-        let span = if tag.len >= 8 << 20 { large } else { small };
+        let span = if tag.len >= 8 << 20 {
+            &mut large
+        } else {
+            &mut small
+        };
         let mut child = put_command(dir.path(), &root, key);
         let pause = delay(&mut rng, span.as_millis() as u64 + 1);
         let mut expect = Expect::exactly(&state, 0);
-        match kill_after(&mut child, pause).await {
+        let finished = kill_after(&mut child, pause).await;
+        adapt(span, finished.is_some());
+        match finished {
             Some(status) => {
                 let stderr = text(&child.wait_with_output().unwrap().stderr);
                 assert!(status.success(), "maskstore put failed: {stderr}");
@@ -90,15 +107,15 @@ pub async fn cli_put(budget: Budget) -> Tally {
                 expect = Expect::exactly(&state, 1);
             }
             None => {
-                tally.kills += 1;
+                checker.tally.kills += 1;
                 expect.allow(key, Some(tag));
             }
         }
         let context = format!("maskstore put, seed {}, round {round}", budget.seed);
-        state = check(&root, &expect, &mut tally, &context).await;
+        state = checker.check(&root, &expect, &context).await;
     }
     verify_cli(&root, dir.path(), "maskstore put, at the end");
-    tally
+    checker.tally
 }
 
 fn config_file(dir: &Path, name: &str, root: &Path) -> String {
@@ -121,7 +138,7 @@ pub async fn cli_sync(budget: Budget) -> Tally {
         config_file(dir.path(), "to.toml", &root),
     );
     let mut rng = StdRng::seed_from_u64(budget.seed ^ 0x73_796e63);
-    let (mut tally, mut state, mut source) = (Tally::default(), State::new(), State::new());
+    let (mut checker, mut state, mut source) = (Checker::default(), State::new(), State::new());
     let sync = || {
         command(dir.path(), &["sync", "--from", &from, "--to", &to], &[])
             .stdout(Stdio::null())
@@ -131,7 +148,7 @@ pub async fn cli_sync(budget: Budget) -> Tally {
     };
     let mut span = Duration::from_millis(100);
     let mut round = 0;
-    while tally.kills < budget.of(25) {
+    while checker.tally.kills < budget.of(25) {
         round += 1;
         assert!(
             round < budget.of(25) * 5,
@@ -150,25 +167,25 @@ pub async fn cli_sync(budget: Budget) -> Tally {
         }
         drop(storage);
         let mut child = sync();
-        let started = Instant::now();
         let mut expect = Expect::exactly(&state, 0);
-        match kill_after(&mut child, delay(&mut rng, span.as_millis() as u64)).await {
+        let finished = kill_after(&mut child, delay(&mut rng, span.as_millis() as u64 + 1)).await;
+        adapt(&mut span, finished.is_some());
+        match finished {
             Some(status) => {
                 let stderr = text(&child.wait_with_output().unwrap().stderr);
                 assert!(status.success(), "maskstore sync failed: {stderr}");
-                span = span.max(started.elapsed());
                 expect = Expect::exactly(&source, source.len() as u64);
             }
             None => {
-                tally.kills += 1;
+                checker.tally.kills += 1;
                 expect.allow_state(&source);
             }
         }
         let context = format!("maskstore sync, seed {}, round {round}", budget.seed);
-        state = check(&root, &expect, &mut tally, &context).await;
+        state = checker.check(&root, &expect, &context).await;
     }
     verify_cli(&root, dir.path(), "maskstore sync, at the end");
-    tally
+    checker.tally
 }
 
 /// What one gateway client saw: its last acknowledged version per key, and the one it was
@@ -206,7 +223,7 @@ async fn gateway_client(urls: Vec<(String, String)>, first: u64, seed: u64) -> S
 pub async fn gateway(budget: Budget) -> Tally {
     let (dir, root) = workdir();
     let mut rng = StdRng::seed_from_u64(budget.seed ^ 0x67_6174);
-    let (mut tally, mut state) = (Tally::default(), State::new());
+    let (mut checker, mut state) = (Checker::default(), State::new());
     let mut vars = cli_vars(&root);
     vars.push((
         "APP_GATEWAY__SIGNING_SECRET".into(),
@@ -234,7 +251,7 @@ pub async fn gateway(budget: Budget) -> Tally {
         tokio::time::sleep(delay(&mut rng, 400)).await;
         serve.child.kill().unwrap();
         serve.child.wait().unwrap();
-        tally.kills += 1;
+        checker.tally.kills += 1;
         let mut expect = Expect::default();
         let mut in_flight = Vec::new();
         for client in clients {
@@ -250,8 +267,8 @@ pub async fn gateway(budget: Budget) -> Tally {
             expect.allow(&key, Some(tag));
         }
         let context = format!("maskstore serve, seed {}, round {round}", budget.seed);
-        state = check(&root, &expect, &mut tally, &context).await;
+        state = checker.check(&root, &expect, &context).await;
     }
     verify_cli(&root, dir.path(), "maskstore serve, at the end");
-    tally
+    checker.tally
 }

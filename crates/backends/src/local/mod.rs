@@ -1492,7 +1492,14 @@ fn object_meta(location: Path, md: &fs::Metadata, generation: Option<&str>) -> O
 fn clean_temp_files(tmp: &OwnedFd) {
     use rustix::fs::{FlockOperation, flock};
     let alone = flock(tmp, FlockOperation::NonBlockingLockExclusive).is_ok();
-    remove_temp_files(tmp, if alone { Duration::ZERO } else { STALE_TEMP_AGE });
+    remove_temp_files(
+        tmp,
+        if alone {
+            Duration::ZERO
+        } else {
+            STALE_TEMP_AGE
+        },
+    );
     // Turning the exclusive lock into a shared one drops it for a moment: another open
     // then finds no store here either, and this one has no temporary file yet.
     let _ = flock(tmp, FlockOperation::LockShared);
@@ -2215,7 +2222,10 @@ mod tests {
         drop(LocalStore::open(dir.path(), true).unwrap());
         let temp = killed_writers_temp(dir.path(), "0123456789abcdef.tmp");
         let store = LocalStore::open(dir.path(), true).unwrap();
-        assert!(!temp.exists(), "a dead writer's temporary file survived the open");
+        assert!(
+            !temp.exists(),
+            "a dead writer's temporary file survived the open"
+        );
         drop(store);
     }
 

@@ -128,7 +128,12 @@ pub async fn run(spec: &str) -> ! {
     let mut log = std::fs::OpenOptions::new().append(true).open(log).unwrap();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed ^ round.wrapping_mul(0x9e37_79b9));
     let mut present: Vec<String> = present(&storage).await;
+    let parent = std::os::unix::process::parent_id();
     for i in 0.. {
+        // Orphaned (the test died before killing it): nothing would ever stop it.
+        if std::os::unix::process::parent_id() != parent {
+            std::process::exit(2);
+        }
         let op = next_op(&mut rng, &present, (round << 20) | i, big);
         // One write(2) per line: what the parent reads after a kill is whole lines.
         log.write_all(format!("begin {}\n", op.line()).as_bytes())
@@ -166,6 +171,26 @@ async fn present(storage: &Storage) -> Vec<String> {
         .collect()
 }
 
+/// A running child writer, killed when dropped (a failing test leaves none running).
+pub struct Writer(Child);
+
+impl Writer {
+    /// Kills it (SIGKILL) and reaps it; fails if it had stopped by itself before.
+    pub fn kill(&mut self) {
+        let status = self.0.try_wait().unwrap();
+        assert!(status.is_none(), "the writer stopped by itself: {status:?}");
+        self.0.kill().unwrap();
+        self.0.wait().unwrap();
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Starts the child writer on `root`, logging to `log`.
 pub fn spawn(
     root: &Path,
@@ -174,7 +199,7 @@ pub fn spawn(
     round: u64,
     stop_on_error: bool,
     big: bool,
-) -> Child {
+) -> Writer {
     std::fs::write(log, "").unwrap();
     let spec = format!(
         "{}|{}|{seed}|{round}|{}|{}",
@@ -196,6 +221,7 @@ pub fn spawn(
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
+        .map(Writer)
         .unwrap()
 }
 
@@ -262,9 +288,7 @@ pub async fn storage_writer(budget: Budget) -> Tally {
     for round in 0..budget.kills {
         let mut child = spawn(&root, &log, budget.seed, round, false, false);
         tokio::time::sleep(delay(&mut rng, 150)).await;
-        assert!(child.try_wait().unwrap().is_none(), "the writer stopped");
-        child.kill().unwrap();
-        child.wait().unwrap();
+        child.kill();
         checker.tally.kills += 1;
         let (expect, _) = replay(
             &state,

@@ -71,7 +71,7 @@ fn put_command(dir: &Path, root: &Path, key: &str) -> Child {
 /// `maskstore put` of a file, killed at a random point of its run.
 pub async fn cli_put(budget: Budget) -> Tally {
     let (dir, root) = workdir();
-    let mut rng = StdRng::seed_from_u64(budget.seed ^ 0x7075_74);
+    let mut rng = StdRng::seed_from_u64(budget.seed ^ 0x0070_7574);
     let (mut checker, mut state) = (Checker::default(), State::new());
     let body = dir.path().join("body.bin");
     std::fs::write(&body, Tag::new("crash/k0", 0, 1000).body()).unwrap();
@@ -137,7 +137,7 @@ pub async fn cli_sync(budget: Budget) -> Tally {
         config_file(dir.path(), "from.toml", &source_root),
         config_file(dir.path(), "to.toml", &root),
     );
-    let mut rng = StdRng::seed_from_u64(budget.seed ^ 0x73_796e63);
+    let mut rng = StdRng::seed_from_u64(budget.seed ^ 0x7379_6e63);
     let (mut checker, mut state, mut source) = (Checker::default(), State::new(), State::new());
     let sync = || {
         command(dir.path(), &["sync", "--from", &from, "--to", &to], &[])
@@ -222,7 +222,7 @@ async fn gateway_client(urls: Vec<(String, String)>, first: u64, seed: u64) -> S
 /// (each client its own keys, so each key has one write in flight at most).
 pub async fn gateway(budget: Budget) -> Tally {
     let (dir, root) = workdir();
-    let mut rng = StdRng::seed_from_u64(budget.seed ^ 0x67_6174);
+    let mut rng = StdRng::seed_from_u64(budget.seed ^ 0x0067_6174);
     let (mut checker, mut state) = (Checker::default(), State::new());
     let mut vars = cli_vars(&root);
     vars.push((

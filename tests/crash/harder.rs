@@ -15,6 +15,7 @@ use std::time::Duration;
 use rand::SeedableRng;
 
 use super::child::{OnError, replay, spawn};
+use super::writers::{PutSpans, gateway_round, put_round};
 use super::{Budget, Checker, State, delay, open, verify_cli};
 
 /// An ext4 image mounted at `at`; unmounted on drop.
@@ -105,8 +106,10 @@ fn mounted(dir: &Path, mib: u64, what: &str) -> Option<Mounted> {
     }
 }
 
-/// The `Storage` writer on an ext4 image whose power is cut at a random point while it
-/// writes: every write it acknowledged is on the disk afterwards, whole.
+/// Writers on an ext4 image whose power is cut at a random point while they write (the
+/// `Storage` writer, `maskstore put` and `maskstore serve` in turn): every write one
+/// acknowledged is on the disk afterwards, whole, and the writes failing with EIO after
+/// the cut were never acknowledged.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn acknowledged_writes_survive_a_power_cut_on_local() {
     let dir = tempfile::tempdir().unwrap();
@@ -117,24 +120,46 @@ async fn acknowledged_writes_survive_a_power_cut_on_local() {
     let (root, log) = (disk.at.join("data"), dir.path().join("writer.log"));
     let mut rng = rand::rngs::StdRng::seed_from_u64(budget.seed ^ 0x0070_6f77_6572);
     let (mut checker, mut state) = (Checker::rereading(), State::new());
-    open(&root);
+    let mut spans = PutSpans::measure(dir.path(), &root, &mut state);
+    let (mut failed, cut) = (0, || disk.shut_down());
     for round in 0..budget.of(20) {
-        let child = spawn(&root, &log, budget.seed, round, true, false);
-        tokio::time::sleep(Duration::from_millis(20) + delay(&mut rng, 200)).await;
-        disk.shut_down();
-        // It stops at its first failed write; the kill stops one still waiting on the disk.
-        drop(child);
+        let expect = match round % 3 {
+            0 => {
+                let child = spawn(&root, &log, budget.seed, round, true, false);
+                tokio::time::sleep(Duration::from_millis(20) + delay(&mut rng, 200)).await;
+                cut();
+                // It stops at its first failed write; the kill stops one still waiting.
+                drop(child);
+                let log = std::fs::read_to_string(&log).unwrap();
+                failed += log.matches("\nerr ").count();
+                replay(&state, &log, OnError::Unknown).0
+            }
+            1 => {
+                let version = (4 << 40) | round;
+                let (spans, state) = (&mut spans, &mut state);
+                let cut = Some(&cut as &dyn Fn());
+                put_round(dir.path(), &root, &mut rng, version, state, spans, cut)
+                    .await
+                    .0
+            }
+            _ => {
+                let cut = Some(&cut as &dyn Fn());
+                gateway_round(dir.path(), &root, &mut rng, round, &mut state, cut).await
+            }
+        };
         checker.tally.kills += 1;
         disk.remount();
-        let log = std::fs::read_to_string(&log).unwrap();
-        let (expect, _) = replay(&state, &log, OnError::Unknown);
         let context = format!("power cut, seed {}, round {round}", budget.seed);
         state = checker.check(&root, &expect, &context).await;
     }
     verify_cli(&root, dir.path(), "power cut, at the end");
-    // The writer may have stopped at its first EIO before the kill: these are power cuts.
+    // A writer may have stopped at its first EIO before the kill: these are power cuts.
     let line = checker.tally.line("local, power cut");
-    println!("{}", line.replacen(" kills,", " power cuts,", 1));
+    println!(
+        "{}, {failed} Storage writes failed on the cut-off disk",
+        line.replacen(" kills,", " power cuts,", 1)
+    );
+    assert!(failed > 0, "no write ever met the cut-off disk");
 }
 
 /// The `Storage` writer with large objects on an ext4 image too small for them, killed at

@@ -68,17 +68,84 @@ fn put_command(dir: &Path, root: &Path, key: &str) -> Child {
     .unwrap()
 }
 
+/// How long `maskstore put` runs, for a small object and one past the multipart threshold:
+/// the ranges its kill points are drawn from (see [`adapt`]).
+pub struct PutSpans {
+    small: Duration,
+    large: Duration,
+}
+
+impl PutSpans {
+    /// Measured by two whole runs on `root` (which then holds `crash/k0`, 9 MiB).
+    pub fn measure(dir: &Path, root: &Path, state: &mut State) -> PutSpans {
+        let body = dir.join("body.bin");
+        std::fs::write(&body, Tag::new("crash/k0", 0, 1000).body()).unwrap();
+        let small = timed(put_command(dir, root, "crash/k0"));
+        let tag = Tag::new("crash/k0", 0, 9 << 20);
+        std::fs::write(&body, tag.body()).unwrap();
+        let large = timed(put_command(dir, root, "crash/k0"));
+        state.insert("crash/k0".into(), tag);
+        PutSpans { small, large }
+    }
+}
+
+/// What interrupts a writer: a SIGKILL alone, or a power cut (`cut`) first, after which
+/// writes fail (the writer may report that failure before the kill).
+pub type Cut<'a> = Option<&'a dyn Fn()>;
+
+/// One `maskstore put` of a new version of a random key, interrupted after a random
+/// pause; `state` gets the write if it was acknowledged (exit 0). Returns what the store
+/// may hold and whether the put was still running when interrupted.
+pub async fn put_round(
+    dir: &Path,
+    root: &Path,
+    rng: &mut StdRng,
+    version: u64,
+    state: &mut State,
+    spans: &mut PutSpans,
+    cut: Cut<'_>,
+) -> (Expect, bool) {
+    let key = KEYS[rng.random_range(0..KEYS.len())];
+    let tag = Tag::new(key, version, length(rng));
+    std::fs::write(dir.join("body.bin"), tag.body()).unwrap();
+    let span = if tag.len >= 8 << 20 {
+        &mut spans.large
+    } else {
+        &mut spans.small
+    };
+    let mut child = put_command(dir, root, key);
+    let pause = delay(rng, span.as_millis() as u64 + 1);
+    let mut expect = Expect::exactly(state, 0);
+    let finished = match cut {
+        None => kill_after(&mut child, pause).await,
+        Some(cut) => {
+            tokio::time::sleep(pause).await;
+            cut();
+            kill_after(&mut child, Duration::ZERO).await
+        }
+    };
+    adapt(span, finished.is_some());
+    match finished {
+        Some(status) if status.success() || cut.is_none() => {
+            let stderr = text(&child.wait_with_output().unwrap().stderr);
+            assert!(status.success(), "maskstore put failed: {stderr}");
+            state.insert(key.into(), tag);
+            (Expect::exactly(state, 1), false)
+        }
+        // Failed on the cut-off disk, or killed: either version.
+        failed => {
+            expect.allow(key, Some(tag));
+            (expect, failed.is_none())
+        }
+    }
+}
+
 /// `maskstore put` of a file, killed at a random point of its run.
 pub async fn cli_put(budget: Budget) -> Tally {
     let (dir, root) = workdir();
     let mut rng = StdRng::seed_from_u64(budget.seed ^ 0x0070_7574);
     let (mut checker, mut state) = (Checker::default(), State::new());
-    let body = dir.path().join("body.bin");
-    std::fs::write(&body, Tag::new("crash/k0", 0, 1000).body()).unwrap();
-    let mut small = timed(put_command(dir.path(), &root, "crash/k0"));
-    std::fs::write(&body, Tag::new("crash/k0", 0, 9 << 20).body()).unwrap();
-    let mut large = timed(put_command(dir.path(), &root, "crash/k0"));
-    state.insert("crash/k0".into(), Tag::new("crash/k0", 0, 9 << 20));
+    let mut spans = PutSpans::measure(dir.path(), &root, &mut state);
     let mut round = 0;
     while checker.tally.kills < budget.of(55) {
         round += 1;
@@ -86,31 +153,18 @@ pub async fn cli_put(budget: Budget) -> Tally {
             round < budget.of(55) * 5,
             "too few puts were killed while running"
         );
-        let key = KEYS[rng.random_range(0..KEYS.len())];
-        let tag = Tag::new(key, (1 << 40) | round, length(&mut rng));
-        std::fs::write(&body, tag.body()).unwrap();
-        let span = if tag.len >= 8 << 20 {
-            &mut large
-        } else {
-            &mut small
-        };
-        let mut child = put_command(dir.path(), &root, key);
-        let pause = delay(&mut rng, span.as_millis() as u64 + 1);
-        let mut expect = Expect::exactly(&state, 0);
-        let finished = kill_after(&mut child, pause).await;
-        adapt(span, finished.is_some());
-        match finished {
-            Some(status) => {
-                let stderr = text(&child.wait_with_output().unwrap().stderr);
-                assert!(status.success(), "maskstore put failed: {stderr}");
-                state.insert(key.into(), tag);
-                expect = Expect::exactly(&state, 1);
-            }
-            None => {
-                checker.tally.kills += 1;
-                expect.allow(key, Some(tag));
-            }
-        }
+        let version = (1 << 40) | round;
+        let (expect, killed) = put_round(
+            dir.path(),
+            &root,
+            &mut rng,
+            version,
+            &mut state,
+            &mut spans,
+            None,
+        )
+        .await;
+        checker.tally.kills += u64::from(killed);
         let context = format!("maskstore put, seed {}, round {round}", budget.seed);
         state = checker.check(&root, &expect, &context).await;
     }
@@ -192,8 +246,14 @@ pub async fn cli_sync(budget: Budget) -> Tally {
 /// sending when the gateway died.
 type Seen = (Vec<(String, Tag)>, Option<(String, Tag)>);
 
-/// A client putting new versions of `keys` through signed URLs until the gateway dies.
-async fn gateway_client(urls: Vec<(String, String)>, first: u64, seed: u64) -> Seen {
+/// A client putting new versions of `keys` through signed URLs until the gateway dies;
+/// with `tolerant`, also until it answers a server error (its disk was cut off).
+async fn gateway_client(
+    urls: Vec<(String, String)>,
+    first: u64,
+    seed: u64,
+    tolerant: bool,
+) -> Seen {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(20))
         .build()
@@ -211,6 +271,9 @@ async fn gateway_client(urls: Vec<(String, String)>, first: u64, seed: u64) -> S
             .await;
         match sent {
             Ok(answer) if answer.status().is_success() => acked.push((key.clone(), tag)),
+            Ok(answer) if tolerant && answer.status().is_server_error() => {
+                return (acked, Some((key.clone(), tag)));
+            }
             Ok(answer) => panic!("the gateway answered {} to a PUT", answer.status()),
             Err(_) => return (acked, Some((key.clone(), tag))),
         }
@@ -218,54 +281,77 @@ async fn gateway_client(urls: Vec<(String, String)>, first: u64, seed: u64) -> S
     unreachable!()
 }
 
-/// `maskstore serve` killed at a random point while three clients put through signed URLs
-/// (each client its own keys, so each key has one write in flight at most).
-pub async fn gateway(budget: Budget) -> Tally {
-    let (dir, root) = workdir();
-    let mut rng = StdRng::seed_from_u64(budget.seed ^ 0x0067_6174);
-    let (mut checker, mut state) = (Checker::default(), State::new());
-    let mut vars = cli_vars(&root);
+/// The environment of `maskstore serve` on `root`.
+pub fn serve_vars(root: &Path) -> Vec<(String, String)> {
+    let mut vars = cli_vars(root);
     vars.push((
         "APP_GATEWAY__SIGNING_SECRET".into(),
         "crash-test-gateway-signing-secret-0123456789".into(),
     ));
+    vars
+}
+
+/// One run of `maskstore serve` on `root` while three clients put through signed URLs
+/// (each client its own keys, so each key has one write in flight at most), interrupted
+/// after a random pause; `state` gets the acknowledged writes (200). Returns what the
+/// store may hold.
+pub async fn gateway_round(
+    dir: &Path,
+    root: &Path,
+    rng: &mut StdRng,
+    round: u64,
+    state: &mut State,
+    cut: Cut<'_>,
+) -> Expect {
+    let mut serve = Serve::start(dir, &serve_vars(root));
+    let clients: Vec<_> = KEYS
+        .chunks(2)
+        .enumerate()
+        .map(|(i, keys)| {
+            let urls = keys
+                .iter()
+                .map(|k| {
+                    (
+                        k.to_string(),
+                        serve.sign(SignedMethod::Put, &format!("mask/{k}")),
+                    )
+                })
+                .collect();
+            let first = (3 << 40) | (round << 24) | ((i as u64) << 20);
+            tokio::spawn(gateway_client(urls, first, rng.random(), cut.is_some()))
+        })
+        .collect();
+    tokio::time::sleep(delay(rng, 400)).await;
+    if let Some(cut) = cut {
+        cut();
+    }
+    serve.child.kill().unwrap();
+    serve.child.wait().unwrap();
+    let mut expect = Expect::default();
+    let mut in_flight = Vec::new();
+    for client in clients {
+        let (acked, pending) = client.await.unwrap();
+        expect.acknowledged += acked.len() as u64;
+        for (key, tag) in acked {
+            state.insert(key, tag);
+        }
+        in_flight.extend(pending);
+    }
+    expect.allow_state(state);
+    for (key, tag) in in_flight {
+        expect.allow(&key, Some(tag));
+    }
+    expect
+}
+
+/// `maskstore serve` killed at a random point while clients put through signed URLs.
+pub async fn gateway(budget: Budget) -> Tally {
+    let (dir, root) = workdir();
+    let mut rng = StdRng::seed_from_u64(budget.seed ^ 0x0067_6174);
+    let (mut checker, mut state) = (Checker::default(), State::new());
     for round in 0..budget.of(25) {
-        let mut serve = Serve::start(dir.path(), &vars);
-        let clients: Vec<_> = KEYS
-            .chunks(2)
-            .enumerate()
-            .map(|(i, keys)| {
-                let urls = keys
-                    .iter()
-                    .map(|k| {
-                        (
-                            k.to_string(),
-                            serve.sign(SignedMethod::Put, &format!("mask/{k}")),
-                        )
-                    })
-                    .collect();
-                let first = (3 << 40) | (round << 24) | ((i as u64) << 20);
-                tokio::spawn(gateway_client(urls, first, rng.random()))
-            })
-            .collect();
-        tokio::time::sleep(delay(&mut rng, 400)).await;
-        serve.child.kill().unwrap();
-        serve.child.wait().unwrap();
+        let expect = gateway_round(dir.path(), &root, &mut rng, round, &mut state, None).await;
         checker.tally.kills += 1;
-        let mut expect = Expect::default();
-        let mut in_flight = Vec::new();
-        for client in clients {
-            let (acked, pending) = client.await.unwrap();
-            expect.acknowledged += acked.len() as u64;
-            for (key, tag) in acked {
-                state.insert(key, tag);
-            }
-            in_flight.extend(pending);
-        }
-        expect.allow_state(&state);
-        for (key, tag) in in_flight {
-            expect.allow(&key, Some(tag));
-        }
         let context = format!("maskstore serve, seed {}, round {round}", budget.seed);
         state = checker.check(&root, &expect, &context).await;
     }

@@ -102,13 +102,15 @@ pub(crate) fn answer(
     })
 }
 
-/// `bytes START-END/SIZE` as the range and the whole size.
-fn parse_content_range(value: &str) -> Option<(std::ops::Range<u64>, u64)> {
+/// `bytes START-END/SIZE` as the range and the whole size; `None` unless the span lies
+/// within the object (RFC 9110 §14.4: `START <= END < SIZE`), so that a server's
+/// `bytes 0-463/0` or `bytes 0-18446744073709551615/…` never becomes a range to slice.
+pub(crate) fn parse_content_range(value: &str) -> Option<(std::ops::Range<u64>, u64)> {
     let (span, size) = value.strip_prefix("bytes ")?.split_once('/')?;
     let (start, end) = span.split_once('-')?;
     let (start, end, size): (u64, u64, u64) =
         (start.parse().ok()?, end.parse().ok()?, size.parse().ok()?);
-    Some((start..end + 1, size))
+    (start <= end && end < size).then(|| (start..end + 1, size))
 }
 
 /// The name of the first element of `body`.
@@ -243,5 +245,12 @@ mod tests {
     fn content_ranges_give_the_range_and_the_whole_size() {
         assert_eq!(parse_content_range("bytes 2-4/10"), Some((2..5, 10)));
         assert_eq!(parse_content_range("bytes */10"), None);
+        assert_eq!(parse_content_range("bytes 9-9/10"), Some((9..10, 10)));
+        // Found by parsers_fuzz: spans outside the object, and one whose end + 1 overflowed.
+        assert_eq!(parse_content_range("bytes 0-463/0"), None);
+        assert_eq!(parse_content_range("bytes 5-4/10"), None);
+        assert_eq!(parse_content_range("bytes 0-10/10"), None);
+        let max = u64::MAX;
+        assert_eq!(parse_content_range(&format!("bytes 0-{max}/{max}")), None);
     }
 }

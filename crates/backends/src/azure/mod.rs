@@ -11,13 +11,13 @@
 
 mod advice;
 pub(crate) mod error;
-mod names;
+pub(crate) mod names;
 pub(crate) mod native;
 pub(crate) mod policy;
 mod store;
 
 pub(crate) use advice::PROFILE;
-pub(crate) use store::{AzureStore, stored_name};
+pub(crate) use store::{AzureStore, read_names, stored_name};
 
 use std::sync::Arc;
 use std::time::Duration;

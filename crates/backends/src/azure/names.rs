@@ -93,7 +93,9 @@ fn generic(text: String) -> object_store::Error {
 
 /// The page in `body`, which must be an `EnumerationResults` document: its objects and
 /// the marker of the next page.
-fn parse_page(body: &str) -> std::result::Result<(Vec<FoundObject>, Option<String>), String> {
+pub(crate) fn parse_page(
+    body: &str,
+) -> std::result::Result<(Vec<FoundObject>, Option<String>), String> {
     crate::read_answer::expect_root(body, "EnumerationResults")?;
     let page: Enumeration =
         quick_xml::de::from_str(body).map_err(|e| format!("is not the XML Azure sends: {e}"))?;

@@ -566,7 +566,7 @@ fn with_query(url: &mut String, query: &[(&str, &str)]) {
     }
 }
 
-fn generation_of(answer: &[u8]) -> Option<String> {
+pub(crate) fn generation_of(answer: &[u8]) -> Option<String> {
     serde_json::from_slice::<Resource>(answer)
         .ok()
         .and_then(|r| r.generation)

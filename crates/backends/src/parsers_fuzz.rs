@@ -21,6 +21,9 @@ const AZURE_PAGE: &[u8] = "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?><En
 const GCS_PAGE: &[u8] = br#"{"kind":"storage#objects","nextPageToken":"CgZtYXNrL2I=","items":[{"kind":"storage#object","name":"mask/a.png","id":"b/mask/a.png/1733533200000000","bucket":"b","size":"3","contentType":"image/png","crc32c":"MK/6GQ==","md5Hash":"rL0Y20zC+Fzt72VPzMSk2A==","etag":"CICAgICAgICAgAE=","generation":"1733533200000000","updated":"2026-12-07T01:00:00.000000Z","metadata":{"who":"Dr. M\u00fcller","maskstore-checksum":"sha256:abc="}},{"name":"mask/b","size":"18446744073709551616"}]}"#;
 const ERROR_BODY: &[u8] = br#"<?xml version="1.0" encoding="UTF-8"?>
 <Error><Code>PermanentRedirect</Code><Message>The bucket you are attempting to access must be addressed using the specified endpoint.</Message><Region>eu-west-1</Region><RequestId>4442587FB7D0A2F9</RequestId></Error>"#;
+const ERROR_LINE: &[u8] = b"Server returned non-2xx status code: 301 Moved Permanently: <?xml version=\"1.0\"?><Error><Code>PermanentRedirect</Code><Message>Use the endpoint.</Message><Region>eu-west-1</Region></Error>";
+const ERROR_200: &[u8] = b"Server returned error response: <Error><Code>InternalError</Code><Message>We encountered an internal error.</Message></Error>";
+const GCS_REFUSAL: &[u8] = br#"{"error":{"code":403,"message":"user@example.com does not have storage.objects.get access.","errors":[{"message":"denied","domain":"global","reason":"forbidden"}]}}"#;
 const ATTRIBUTES: &[u8] = br#"{"content_type":"image/png","metadata":{"maskstore-checksum":"sha256:n4bQgYhMfWWaL+qgxVrQFaO/TxsrC4Is0V1sFbDwCgg=","who":"Dr. M\u00fcller"},"generation":"17"}"#;
 const DEFAULT_TOML: &[u8] = include_bytes!("../../../config/default.toml");
 const DEVELOPMENT_TOML: &[u8] = include_bytes!("../../../config/development.toml");
@@ -30,9 +33,12 @@ const PRODUCTION_TOML: &[u8] = include_bytes!("../../../config/production.toml")
 fn every_parser_survives_random_and_mutated_input() {
     let mut run = Parsers::new("backends");
     keys(&mut run);
+    signed_urls(&mut run);
     listings(&mut run);
     answers(&mut run);
     metadata(&mut run);
+    refusals(&mut run);
+    secret_files(&mut run);
     checksums(&mut run);
     config(&mut run);
     run.finish();
@@ -86,6 +92,50 @@ fn keys(run: &mut Parsers) {
             })?;
         }
         Ok(())
+    });
+}
+
+/// A gateway URL signed for PUT of `mask/1.2/3.4/seg ü.png` with every bound field, as
+/// `(path below /o/, query)`.
+fn signed_url() -> (String, String) {
+    let signer = signer();
+    let key = ObjectKey::parse("mask/1.2/3.4/seg ü.png").unwrap();
+    let options = crate::signing::SignOptions {
+        content_type: Some("image/png".into()),
+        content_length: Some(3),
+        sha256: Some(crate::ContentSha256::of(b"abc")),
+    };
+    let url = signer.sign(
+        crate::signing::SignedMethod::Put,
+        &key,
+        4_102_444_800,
+        &options,
+    );
+    let rest = url.split_once(crate::signing::OBJECT_PATH).unwrap().1;
+    let (path, query) = rest.split_once('?').unwrap();
+    (path.to_string(), query.to_string())
+}
+
+fn signer() -> crate::signing::GatewaySigner {
+    let secret = maskstore_core::Secret::new("0123456789abcdef0123456789abcdef-fuzz".to_string());
+    crate::signing::GatewaySigner::new("http://127.0.0.1:1", secret, None)
+}
+
+fn signed_urls(run: &mut Parsers) {
+    let (path, query) = signed_url();
+    let samples: &'static [&'static [u8]] =
+        Vec::leak(vec![String::leak(format!("{path}?{query}")).as_bytes()]);
+    run.check("gateway signed URL", mutated_text(samples), |url| {
+        let (path, query) = url.split_once('?').unwrap_or((&url, ""));
+        let now = chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap();
+        let signer = signer();
+        let grant = bounded(url.len(), || signer.verify("PUT", path, query, now))?;
+        let (good_path, good_query) = signed_url();
+        let good = signer.verify("PUT", &good_path, &good_query, now).unwrap();
+        // Whatever a mutation kept valid must grant exactly what was signed.
+        ensure(grant.as_ref().map_or(true, |g| *g == good), || {
+            format!("the mutated URL {url:?} grants {grant:?}, not what was signed")
+        })
     });
 }
 
@@ -167,6 +217,75 @@ fn answers(run: &mut Parsers) {
         bounded(len, || crate::azure::native::in_answer(&headers))?;
         bounded(len, || crate::gcs::native::in_answer(&headers))?;
         Ok(())
+    });
+}
+
+fn refusals(run: &mut Parsers) {
+    run.check(
+        "object_store error text",
+        mutated_text(&[ERROR_LINE, ERROR_200]),
+        |text| {
+            let error = std::io::Error::other(text.clone());
+            let answer = bounded(text.len(), || crate::answer::answer_of(&error))?;
+            if let Some(answer) = answer {
+                bounded(text.len(), || {
+                    (
+                        crate::s3::error::meaning(&answer),
+                        crate::azure::error::meaning(&answer),
+                        crate::gcs::error::meaning(&answer),
+                    )
+                })?;
+            }
+            Ok(())
+        },
+    );
+    run.check("gcs JSON refusal", mutated_text(&[GCS_REFUSAL]), |body| {
+        let path = object_store::path::Path::from("mask/a.png");
+        let status = reqwest::StatusCode::FORBIDDEN;
+        let error = bounded(body.len(), || {
+            crate::gcs::json::refusal(crate::gcs::json::Op::Copy, &path, status, &body).to_string()
+        })?;
+        ensure(!error.contains(['\u{1b}', '\r']), || {
+            format!("unescaped: {error:?}")
+        })
+    });
+    run.check(
+        "answer root element",
+        mutated(&[S3_PAGE, AZURE_PAGE, ERROR_BODY]),
+        |body| {
+            bounded(body.len(), || {
+                crate::http_client::bounded::root_element(&body)
+            })?;
+            Ok(())
+        },
+    );
+}
+
+fn secret_files(run: &mut Parsers) {
+    let samples: &'static [&'static [u8]] = &[
+        b"0123456789abcdef0123456789abcdef\n",
+        b"\xef\xbb\xbfAKIAIOSFODNN7EXAMPLE\r\n",
+        b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\nsecond line\n",
+    ];
+    run.check("secret file", mutated(samples), |bytes| {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret");
+        let mut file = std::fs::OpenOptions::new();
+        file.write(true).create(true).mode(0o600);
+        file.open(&path).unwrap().write_all(&bytes).unwrap();
+        let read = bounded(bytes.len(), || crate::secret_file::read_secret_file(&path))?;
+        let text = String::from_utf8_lossy(&bytes);
+        let secret = text.trim_start_matches('\u{feff}').trim();
+        match read {
+            Ok(read) => ensure(read == secret && !read.contains(char::is_control), || {
+                format!("{bytes:?} read as {read:?}")
+            }),
+            Err(e) => ensure(secret.len() < 8 || !e.to_string().contains(secret), || {
+                format!("the refusal of {bytes:?} shows the secret: {e}")
+            }),
+        }
     });
 }
 

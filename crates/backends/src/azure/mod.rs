@@ -17,7 +17,9 @@ pub(crate) mod policy;
 mod store;
 
 pub(crate) use advice::PROFILE;
-pub(crate) use store::{AzureStore, read_names, stored_name};
+#[cfg(test)]
+pub(crate) use store::read_names;
+pub(crate) use store::{AzureStore, stored_name};
 
 use std::sync::Arc;
 use std::time::Duration;

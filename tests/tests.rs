@@ -4,6 +4,7 @@ mod browser;
 mod cli;
 mod clouds;
 mod contract;
+mod differential_http;
 mod docs;
 mod faults;
 mod foreign;

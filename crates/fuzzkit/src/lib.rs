@@ -228,7 +228,8 @@ fn edit(bytes: &mut Vec<u8>, kind: u8, at: prop::sample::Index, byte: u8) {
     }
 }
 
-fn runner(seed: u64, cases: u32) -> TestRunner {
+/// A proptest runner of `cases` cases whose values follow from `seed` alone.
+pub fn runner(seed: u64, cases: u32) -> TestRunner {
     let config = Config {
         cases,
         failure_persistence: None,
@@ -240,7 +241,8 @@ fn runner(seed: u64, cases: u32) -> TestRunner {
     TestRunner::new_with_rng(config, TestRng::from_seed(RngAlgorithm::ChaCha, &bytes))
 }
 
-fn seed() -> u64 {
+/// The seed of this run: `MASKSTORE_FUZZ_SEED`, else [`CI_SEED`] under `CI=true`, else a new one.
+pub fn seed() -> u64 {
     if let Ok(text) = std::env::var("MASKSTORE_FUZZ_SEED") {
         let text = text.trim();
         let parsed = match text.strip_prefix("0x") {

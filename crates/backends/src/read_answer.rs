@@ -113,6 +113,52 @@ pub(crate) fn parse_content_range(value: &str) -> Option<(std::ops::Range<u64>, 
     (start <= end && end < size).then(|| (start..end + 1, size))
 }
 
+/// The text of each `element` that is a direct child of a `parent` element of `body`, in
+/// document order and exact: quick-xml's serde reader trims the white space around a
+/// text, which in a listing is part of a name (the blob `mask/a ` is not `mask/a`). `None`
+/// when a text holds markup (CDATA, a child element) or is not well-formed.
+pub(crate) fn exact_texts(body: &str, parent: &str, element: &str) -> Option<Vec<String>> {
+    use quick_xml::events::Event;
+    // The reader skips a byte order mark and counts its spans after it.
+    let body = body.strip_prefix('\u{feff}').unwrap_or(body);
+    let mut reader = quick_xml::Reader::from_str(body);
+    let (mut texts, mut depth, mut parents) = (Vec::new(), 0usize, Vec::new());
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(e)
+                if parents.last() == Some(&depth) && e.name().as_ref() == element.as_bytes() =>
+            {
+                let span = reader.read_to_end(e.name()).ok()?;
+                let raw =
+                    body.get(usize::try_from(span.start).ok()?..usize::try_from(span.end).ok()?)?;
+                if raw.contains('<') {
+                    return None;
+                }
+                texts.push(quick_xml::escape::unescape(raw).ok()?.into_owned());
+            }
+            Event::Empty(e)
+                if parents.last() == Some(&depth) && e.name().as_ref() == element.as_bytes() =>
+            {
+                texts.push(String::new());
+            }
+            Event::Start(e) => {
+                depth += 1;
+                if e.name().as_ref() == parent.as_bytes() {
+                    parents.push(depth);
+                }
+            }
+            Event::End(_) => {
+                if parents.last() == Some(&depth) {
+                    parents.pop();
+                }
+                depth = depth.checked_sub(1)?;
+            }
+            Event::Eof => return Some(texts),
+            _ => {}
+        }
+    }
+}
+
 /// The name of the first element of `body`.
 pub(crate) fn xml_root(body: &str) -> Option<String> {
     let mut reader = quick_xml::Reader::from_str(body);

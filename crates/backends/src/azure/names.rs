@@ -100,7 +100,13 @@ pub(crate) fn parse_page(
     let page: Enumeration =
         quick_xml::de::from_str(body).map_err(|e| format!("is not the XML Azure sends: {e}"))?;
     let mut objects = Vec::with_capacity(page.blobs.blob.len());
-    for blob in page.blobs.blob {
+    // A name's own leading or trailing white space, which the serde reader trims.
+    let exact = crate::read_answer::exact_texts(body, "Blob", "Name")
+        .filter(|names| names.len() == page.blobs.blob.len());
+    for (index, mut blob) in page.blobs.blob.into_iter().enumerate() {
+        if let Some(name) = exact.as_ref().map(|names| &names[index]) {
+            blob.name.text.clone_from(name);
+        }
         let name = match blob.name.encoded.as_deref() {
             Some("true") => percent_decode_str(&blob.name.text)
                 .decode_utf8()
@@ -372,6 +378,19 @@ mod tests {
         assert_eq!(names, ["mask/a//b.png", "mask/new\nline.png"]);
         assert_eq!(objects[0].meta.size, 3);
         assert_eq!(next.as_deref(), Some("m2"));
+    }
+
+    /// Found by parsers_fuzz: the serde reader trimmed a plain name's outer white space,
+    /// listing ` a ` as `a`, which then reads as missing.
+    #[test]
+    fn a_name_keeps_its_outer_white_space_and_a_metadata_name_is_no_blob_name() {
+        let body = "<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults><Blobs>\
+            <Blob><Name> mask/a &amp; b </Name><Metadata><Name>x</Name></Metadata>\
+            <Properties><Content-Length>1</Content-Length></Properties></Blob>\
+            <Blob><Name>\tc</Name><Properties /></Blob></Blobs><NextMarker /></EnumerationResults>";
+        let (objects, _) = parse_page(body).unwrap();
+        let names: Vec<&str> = objects.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, [" mask/a & b ", "\tc"]);
     }
 
     #[test]

@@ -114,9 +114,9 @@ pub(crate) fn parse_content_range(value: &str) -> Option<(std::ops::Range<u64>, 
 }
 
 /// The text of each `element` that is a direct child of a `parent` element of `body`, in
-/// document order and exact: quick-xml's serde reader trims the white space around a
-/// text, which in a listing is part of a name (the blob `mask/a ` is not `mask/a`). `None`
-/// when a text holds markup (CDATA, a child element) or is not well-formed.
+/// document order and exact: quick-xml's serde reader reads a text made only of white
+/// space as empty, and in a listing that is a name (the blob ` `). `None` when a text
+/// holds markup (CDATA, a child element) or is not well-formed.
 pub(crate) fn exact_texts(body: &str, parent: &str, element: &str) -> Option<Vec<String>> {
     use quick_xml::events::Event;
     // The reader skips a byte order mark and counts its spans after it.

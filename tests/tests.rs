@@ -5,6 +5,7 @@ mod cli;
 mod clouds;
 mod contract;
 mod crash;
+mod differential_http;
 mod docs;
 mod faults;
 mod foreign;

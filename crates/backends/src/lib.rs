@@ -53,6 +53,9 @@ pub mod signing;
 mod storage;
 mod types;
 
+#[cfg(test)]
+mod parsers_fuzz;
+
 pub use checksum::{CHECKSUM_METADATA, ContentSha256, NativeChecksum, Sha256Hasher, checksum_of};
 pub use error::{Error, ErrorKind, Result};
 pub use layers::instrumented;

@@ -59,7 +59,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, linkat, mkdirat, openat, renam
 use rustix::io::Errno;
 
 mod advice;
-mod attributes;
+pub(crate) mod attributes;
 pub(crate) mod beneath;
 mod builder;
 mod dev_secret;

@@ -100,7 +100,9 @@ fn mounted(dir: &Path, mib: u64, what: &str) -> Option<Mounted> {
                 std::env::var("CI").is_err(),
                 "CI must be able to mount an ext4 image for the {what} test: {why}"
             );
-            println!("crash[local, {what}]: skipped, cannot mount an ext4 image here: {why}");
+            super::report(&format!(
+                "crash[local, {what}]: skipped, cannot mount an ext4 image here: {why}"
+            ));
             None
         }
     }
@@ -157,10 +159,10 @@ async fn acknowledged_writes_survive_a_power_cut_on_local() {
     verify_cli(&root, dir.path(), "power cut, at the end");
     // A writer may have stopped at its first EIO before the kill: these are power cuts.
     let line = checker.tally.line("local, power cut");
-    println!(
+    super::report(&format!(
         "{}, {failed} Storage writes failed on the cut-off disk",
         line.replacen(" kills,", " power cuts,", 1)
-    );
+    ));
     assert!(failed > 0, "no write ever met the cut-off disk");
 }
 
@@ -202,8 +204,8 @@ async fn a_full_disk_refuses_writes_without_damage_on_local() {
         state = checker.check(&root, &expect, &context).await;
     }
     verify_cli(&root, dir.path(), "full disk, at the end");
-    println!(
+    super::report(&format!(
         "{}, {refused} writes refused for want of space",
         checker.tally.line("local, full disk")
-    );
+    ));
 }

@@ -373,6 +373,13 @@ pub fn verify_cli(root: &Path, dir: &Path, context: &str) {
     );
 }
 
+/// Prints `line` straight to the process's stderr, past libtest's capture, so CI's log
+/// (`cargo test` without `--nocapture`) shows the crash lines beside the contract lines.
+pub fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "{line}");
+}
+
 /// A fresh folder for one writer's run.
 pub fn workdir() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
@@ -392,11 +399,11 @@ async fn killed_writers_lose_no_acknowledged_write_on_local() {
         child::run(&spec).await;
     }
     let budget = Budget::from_env();
-    println!(
+    report(&format!(
         "crash[local]: seed {} (MASKSTORE_CRASH_SEED), {} kills of the Storage writer \
          (MASKSTORE_CRASH_KILLS)",
         budget.seed, budget.kills
-    );
+    ));
     let (mut total, started) = (Tally::default(), std::time::Instant::now());
     for label in ["Storage", "put", "sync", "gateway"] {
         let section = std::time::Instant::now();
@@ -407,11 +414,14 @@ async fn killed_writers_lose_no_acknowledged_write_on_local() {
             _ => writers::gateway(budget).await,
         };
         let took = section.elapsed().as_secs_f64();
-        println!("{} ({took:.1} s)", tally.line(&format!("local, {label}")));
+        report(&format!(
+            "{} ({took:.1} s)",
+            tally.line(&format!("local, {label}"))
+        ));
         total.add(&tally);
     }
     let took = started.elapsed().as_secs_f64();
-    println!("{} ({took:.1} s)", total.line("local"));
+    report(&format!("{} ({took:.1} s)", total.line("local")));
     assert!(
         total.kills >= budget.kills * 2,
         "only {} kills landed while a writer ran",

@@ -3,7 +3,8 @@
 //! `If-Range`, bad signatures and expired URLs) go to the gateway on local disk, the
 //! gateway on memory, and S3 presigned URLs on SeaweedFS. Each answer is compared with a
 //! small model of AWS S3's documented answers (RFC 9110 where S3 documents nothing), on
-//! status, the relevant headers (`ETag` and `Last-Modified` presence, `Content-Range`,
+//! status, the relevant headers (`ETag`, the one the last stored PUT answered, and
+//! `Last-Modified` presence, `Content-Range`,
 //! `Content-Length`, `Accept-Ranges`) and the bytes served.
 //!
 //! Where SeaweedFS departs from AWS, the model follows AWS and the comparison accepts, on
@@ -193,6 +194,8 @@ impl State {
 struct Answer {
     status: u16,
     etag: bool,
+    /// The `ETag` a read answered: the one the key's last stored PUT answered.
+    etag_value: Option<String>,
     last_modified: bool,
     content_range: Option<String>,
     length: Option<u64>,
@@ -205,6 +208,7 @@ impl Answer {
         Answer {
             status,
             etag: false,
+            etag_value: None,
             last_modified: false,
             content_range: None,
             length: None,
@@ -277,6 +281,7 @@ fn model_read(state: &State, read: &Read, quirks: Departures) -> Answer {
     let size = body.len() as u64;
     let described = |status| Answer {
         etag: true,
+        etag_value: Some(current.to_string()),
         last_modified: true,
         ..Answer::status(status)
     };
@@ -472,6 +477,7 @@ impl Runner<'_> {
         let mut answer = Answer {
             status,
             etag: etag.is_some(),
+            etag_value: etag.clone(),
             last_modified: header("last-modified").is_some(),
             content_range: header("content-range"),
             length: header("content-length").and_then(|v| v.parse().ok()),
@@ -495,11 +501,18 @@ enum Kind {
 }
 
 /// The parts of `answer` that S3 documents for its status: headers and bytes of a 200 or
-/// 206 read, the etag of a 304 and of a stored PUT, the status alone otherwise.
+/// 206 read, the etag of a 304 (the current one) and of a stored PUT (present), the status
+/// alone otherwise.
 fn relevant(answer: &Answer, kind: Kind) -> Answer {
     match (kind, answer.status) {
         (Kind::Read, 200 | 206) => answer.clone(),
-        (Kind::Read, 304) | (Kind::Put, 200) => Answer {
+        (Kind::Read, 304) => Answer {
+            etag: answer.etag,
+            etag_value: answer.etag_value.clone(),
+            ..Answer::status(answer.status)
+        },
+        // A stored PUT's etag is opaque: the model learns it from this answer.
+        (Kind::Put, 200) => Answer {
             etag: answer.etag,
             ..Answer::status(answer.status)
         },

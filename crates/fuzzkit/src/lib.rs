@@ -46,6 +46,8 @@ pub struct Parsers {
     checked: usize,
     total_cases: u64,
     failures: Vec<String>,
+    /// How long one case may run before it counts as a hang ([`HANG`]).
+    hang: Duration,
 }
 
 impl Parsers {
@@ -58,6 +60,7 @@ impl Parsers {
             checked: 0,
             total_cases: 0,
             failures: Vec::new(),
+            hang: HANG,
         }
     }
 
@@ -68,7 +71,7 @@ impl Parsers {
         S: Strategy + Send + 'static,
         S::Value: Send,
     {
-        let (seed, cases) = (self.seed, self.cases);
+        let (seed, cases, hang) = (self.seed, self.cases, self.hang);
         let (beat, beats) = mpsc::channel::<()>();
         let worker = std::thread::spawn(move || {
             let mut runner = runner(seed, cases);
@@ -80,12 +83,12 @@ impl Parsers {
         self.checked += 1;
         self.total_cases += u64::from(cases);
         loop {
-            match beats.recv_timeout(HANG) {
+            match beats.recv_timeout(hang) {
                 Ok(()) => continue,
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     self.failures
-                        .push(format!("{name}: one case ran past {HANG:?} (a hang)"));
+                        .push(format!("{name}: one case ran past {hang:?} (a hang)"));
                     return;
                 }
             }
@@ -306,6 +309,29 @@ mod tests {
         });
         assert_eq!(run.failures.len(), 1, "{:?}", run.failures);
         assert!(run.failures[0].starts_with("never-empty:"));
+    }
+
+    #[test]
+    fn a_parser_that_never_returns_fails_the_run_as_a_hang() {
+        let mut run = Parsers::new("self");
+        run.cases = 50;
+        // The limit only decides how soon an endless case is reported, never whether.
+        run.hang = Duration::from_millis(300);
+        run.check("endless", mutated(&[b"abc"]), |bytes| {
+            if bytes.len() > 3 {
+                loop {
+                    std::thread::park();
+                }
+            }
+            Ok(())
+        });
+        run.check("quick", mutated(&[b"abc"]), |_| Ok(()));
+        assert_eq!(run.failures.len(), 1, "{:?}", run.failures);
+        assert!(
+            run.failures[0].starts_with("endless:") && run.failures[0].contains("a hang"),
+            "{:?}",
+            run.failures
+        );
     }
 
     #[test]

@@ -208,4 +208,5 @@ async fn a_full_disk_refuses_writes_without_damage_on_local() {
         "{}, {refused} writes refused for want of space",
         checker.tally.line("local, full disk")
     ));
+    assert!(refused > 0, "no write ever found the disk full");
 }

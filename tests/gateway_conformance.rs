@@ -308,6 +308,18 @@ fn table() -> Vec<Row> {
             )
         },
         Row {
+            headers: &[("if-none-match", "W/{etag}")],
+            seaweedfs: Some((
+                200,
+                "RFC 9110 §13.1.2: If-None-Match compares weakly, so W/\"<etag>\" matches (found by differential_http)",
+            )),
+            ..row(
+                "If-None-Match the current etag marked weak: 304",
+                "GET",
+                304,
+            )
+        },
+        Row {
             headers: &[("range", "bytes=0-4")],
             content_range: Some("bytes 0-4/10"),
             length: Some(5),

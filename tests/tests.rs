@@ -5,6 +5,8 @@ mod browser_forms;
 mod cli;
 mod clouds;
 mod contract;
+mod crash;
+mod differential_http;
 mod docs;
 mod env_file;
 mod faults;

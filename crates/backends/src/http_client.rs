@@ -5,7 +5,7 @@
 //! maskstore's rules before object_store reads it: every body but object data is read
 //! within a bound and checked ([`bounded`]).
 
-mod bounded;
+pub(crate) mod bounded;
 
 use std::time::Duration;
 

@@ -54,6 +54,9 @@ pub mod signing;
 mod storage;
 mod types;
 
+#[cfg(test)]
+mod parsers_fuzz;
+
 pub use checksum::{CHECKSUM_METADATA, ContentSha256, NativeChecksum, Sha256Hasher, checksum_of};
 pub use env_file::MAX_ENV_FILE_BYTES;
 pub use error::{Error, ErrorKind, Result};

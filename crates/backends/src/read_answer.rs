@@ -102,13 +102,61 @@ pub(crate) fn answer(
     })
 }
 
-/// `bytes START-END/SIZE` as the range and the whole size.
-fn parse_content_range(value: &str) -> Option<(std::ops::Range<u64>, u64)> {
+/// `bytes START-END/SIZE` as the range and the whole size; `None` unless the span lies
+/// within the object (RFC 9110 §14.4: `START <= END < SIZE`), so that a server's
+/// `bytes 0-463/0` or `bytes 0-18446744073709551615/…` never becomes a range to slice.
+pub(crate) fn parse_content_range(value: &str) -> Option<(std::ops::Range<u64>, u64)> {
     let (span, size) = value.strip_prefix("bytes ")?.split_once('/')?;
     let (start, end) = span.split_once('-')?;
     let (start, end, size): (u64, u64, u64) =
         (start.parse().ok()?, end.parse().ok()?, size.parse().ok()?);
-    Some((start..end + 1, size))
+    (start <= end && end < size).then(|| (start..end + 1, size))
+}
+
+/// The text of each `element` that is a direct child of a `parent` element of `body`, in
+/// document order and exact: quick-xml's serde reader reads a text made only of white
+/// space as empty, and in a listing that is a name (the blob ` `). `None` when a text
+/// holds markup (CDATA, a child element) or is not well-formed.
+pub(crate) fn exact_texts(body: &str, parent: &str, element: &str) -> Option<Vec<String>> {
+    use quick_xml::events::Event;
+    // The reader skips a byte order mark and counts its spans after it.
+    let body = body.strip_prefix('\u{feff}').unwrap_or(body);
+    let mut reader = quick_xml::Reader::from_str(body);
+    let (mut texts, mut depth, mut parents) = (Vec::new(), 0usize, Vec::new());
+    loop {
+        match reader.read_event().ok()? {
+            Event::Start(e)
+                if parents.last() == Some(&depth) && e.name().as_ref() == element.as_bytes() =>
+            {
+                let span = reader.read_to_end(e.name()).ok()?;
+                let raw =
+                    body.get(usize::try_from(span.start).ok()?..usize::try_from(span.end).ok()?)?;
+                if raw.contains('<') {
+                    return None;
+                }
+                texts.push(quick_xml::escape::unescape(raw).ok()?.into_owned());
+            }
+            Event::Empty(e)
+                if parents.last() == Some(&depth) && e.name().as_ref() == element.as_bytes() =>
+            {
+                texts.push(String::new());
+            }
+            Event::Start(e) => {
+                depth += 1;
+                if e.name().as_ref() == parent.as_bytes() {
+                    parents.push(depth);
+                }
+            }
+            Event::End(_) => {
+                if parents.last() == Some(&depth) {
+                    parents.pop();
+                }
+                depth = depth.checked_sub(1)?;
+            }
+            Event::Eof => return Some(texts),
+            _ => {}
+        }
+    }
 }
 
 /// The name of the first element of `body`.
@@ -243,5 +291,12 @@ mod tests {
     fn content_ranges_give_the_range_and_the_whole_size() {
         assert_eq!(parse_content_range("bytes 2-4/10"), Some((2..5, 10)));
         assert_eq!(parse_content_range("bytes */10"), None);
+        assert_eq!(parse_content_range("bytes 9-9/10"), Some((9..10, 10)));
+        // Found by parsers_fuzz: spans outside the object, and one whose end + 1 overflowed.
+        assert_eq!(parse_content_range("bytes 0-463/0"), None);
+        assert_eq!(parse_content_range("bytes 5-4/10"), None);
+        assert_eq!(parse_content_range("bytes 0-10/10"), None);
+        let max = u64::MAX;
+        assert_eq!(parse_content_range(&format!("bytes 0-{max}/{max}")), None);
     }
 }

@@ -123,6 +123,14 @@ pub(crate) struct PrivateFile<'a> {
     pub(crate) shortest: usize,
 }
 
+/// Whether `c` is a character no editor shows that cannot belong to a secret typed or
+/// generated as text: a Unicode format character (zero-width space, byte-order mark,
+/// direction marks, soft hyphen) or white space other than the ASCII space (no-break
+/// space, line separator). Line breaks and other controls are refused on their own.
+fn invisible(c: char) -> bool {
+    maskstore_core::is_format_character(c) || (c.is_whitespace() && !c.is_ascii())
+}
+
 impl PrivateFile<'_> {
     /// The secret, without the surrounding whitespace, trailing newline and byte-order mark
     /// editors leave, and the identity of the version read: the file is the same (size,
@@ -262,7 +270,8 @@ impl PrivateFile<'_> {
         Ok(Some(target))
     }
 
-    /// The one secret in `bytes`: UTF-8, trimmed, one line, at least `shortest` bytes.
+    /// The one secret in `bytes`: UTF-8, trimmed, one line, nothing invisible in it, at
+    /// least `shortest` bytes.
     fn one_secret(&self, bytes: Vec<u8>) -> Result<String, SecretFileError> {
         let shown = self.path.display();
         let text = String::from_utf8(bytes).map_err(|_| {
@@ -289,6 +298,16 @@ impl PrivateFile<'_> {
                     self.shown()
                 ),
                 format!("write only the secret into {shown}, on one line (one file per secret)"),
+            ));
+        }
+        if let Some((at, c)) = secret.char_indices().find(|(_, c)| invisible(*c)) {
+            return Err(self.refuse(
+                format!(
+                    "{} holds an invisible character, U+{:04X}, at byte {at} of the secret (pasted from a web page, chat or document?), which would be sent as part of it",
+                    self.shown(),
+                    u32::from(c)
+                ),
+                format!("retype or paste the secret into {shown} as plain text, or write it with: printf '%s' 'SECRET' > {shown}"),
             ));
         }
         if secret.len() < self.shortest {
@@ -669,6 +688,40 @@ mod tests {
             assert!(e.contains("on one line"), "{e}");
             assert!(!e.contains("s3cr3t") && !e.contains("AKIA"), "{e}");
         }
+    }
+
+    #[test]
+    fn an_invisible_character_inside_the_secret_is_refused_naming_it() {
+        // Pasted from a web console, a chat or a word processor, a secret can carry a
+        // zero-width space, a second byte-order mark, a direction mark or a no-break space
+        // that no editor shows; kept, it fails every signature with no hint why.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("s");
+        for (text, named) in [
+            ("s3cr3t-value\u{200b}\n", "U+200B"),
+            ("\u{200b}s3cr3t-value", "U+200B"),
+            ("\u{feff}\u{feff}s3cr3t-value", "U+FEFF"),
+            (" \u{feff}s3cr3t-value", "U+FEFF"),
+            ("s3cr3t\u{200e}-value", "U+200E"),
+            ("s3cr3t\u{a0}value", "U+00A0"),
+            ("s3cr3t\u{2028}value", "U+2028"),
+            ("s3cr3t-value\u{ad}", "U+00AD"),
+        ] {
+            write(&path, text, 0o600);
+            let e = read_secret_file(&path).unwrap_err().to_string();
+            assert!(
+                e.contains(named) && e.contains("invisible"),
+                "{text:?}: {e}"
+            );
+            assert!(e.contains("retype"), "{text:?}: {e}");
+            assert!(!e.contains("s3cr3t"), "{e}");
+        }
+        // Letters of any script and an ASCII space inside stay part of the secret.
+        write(&path, "\u{feff}pässwört mit Leerzeichen 비밀\n", 0o600);
+        assert_eq!(
+            read_secret_file(&path).unwrap(),
+            "pässwört mit Leerzeichen 비밀"
+        );
     }
 
     /// Rewrites the file in place, as if a writer came between the stat and the read.

@@ -23,7 +23,9 @@ mod ttl;
 
 pub use config::{ChecksumAlgorithm, Config, Origin, Provider};
 pub use error::Error;
-pub use key::{KeyPrefix, MAX_FOUND_BYTES, MAX_KEY_BYTES, MAX_SEGMENT_BYTES, ObjectKey};
+pub use key::{
+    KeyPrefix, MAX_FOUND_BYTES, MAX_KEY_BYTES, MAX_SEGMENT_BYTES, ObjectKey, is_format_character,
+};
 pub use mask::{MAX_MASK_ID_LEN, MAX_UID_LEN, MaskFormat, MaskKey};
 pub use secret::{REDACTED, Secret};
 pub use shown::{shown, shown_cut};

@@ -11,12 +11,14 @@
 
 mod advice;
 pub(crate) mod error;
-mod names;
+pub(crate) mod names;
 pub(crate) mod native;
 pub(crate) mod policy;
 mod store;
 
 pub(crate) use advice::PROFILE;
+#[cfg(test)]
+pub(crate) use store::read_names;
 pub(crate) use store::{AzureStore, stored_name};
 
 use std::sync::Arc;

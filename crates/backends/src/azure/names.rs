@@ -93,12 +93,20 @@ fn generic(text: String) -> object_store::Error {
 
 /// The page in `body`, which must be an `EnumerationResults` document: its objects and
 /// the marker of the next page.
-fn parse_page(body: &str) -> std::result::Result<(Vec<FoundObject>, Option<String>), String> {
+pub(crate) fn parse_page(
+    body: &str,
+) -> std::result::Result<(Vec<FoundObject>, Option<String>), String> {
     crate::read_answer::expect_root(body, "EnumerationResults")?;
     let page: Enumeration =
         quick_xml::de::from_str(body).map_err(|e| format!("is not the XML Azure sends: {e}"))?;
     let mut objects = Vec::with_capacity(page.blobs.blob.len());
-    for blob in page.blobs.blob {
+    // A name made only of white space, which the serde reader reads as empty.
+    let exact = crate::read_answer::exact_texts(body, "Blob", "Name")
+        .filter(|names| names.len() == page.blobs.blob.len());
+    for (index, mut blob) in page.blobs.blob.into_iter().enumerate() {
+        if let Some(name) = exact.as_ref().map(|names| &names[index]) {
+            blob.name.text.clone_from(name);
+        }
         let name = match blob.name.encoded.as_deref() {
             Some("true") => percent_decode_str(&blob.name.text)
                 .decode_utf8()
@@ -370,6 +378,19 @@ mod tests {
         assert_eq!(names, ["mask/a//b.png", "mask/new\nline.png"]);
         assert_eq!(objects[0].meta.size, 3);
         assert_eq!(next.as_deref(), Some("m2"));
+    }
+
+    /// Found by parsers_fuzz: the serde reader read a name made only of white space as
+    /// empty, a name no store holds.
+    #[test]
+    fn a_name_of_white_space_is_read_exactly_and_a_metadata_name_is_no_blob_name() {
+        let body = "\u{feff}<?xml version=\"1.0\" encoding=\"utf-8\"?><EnumerationResults><Blobs>\
+            <Blob><Name> mask/a &amp; b </Name><Metadata><Name>x</Name></Metadata>\
+            <Properties><Content-Length>1</Content-Length></Properties></Blob>\
+            <Blob><Name> </Name><Properties /></Blob></Blobs><NextMarker /></EnumerationResults>";
+        let (objects, _) = parse_page(body).unwrap();
+        let names: Vec<&str> = objects.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(names, [" mask/a & b ", " "]);
     }
 
     #[test]

@@ -76,7 +76,7 @@ impl std::fmt::Debug for JsonApi {
 
 /// What a request was, for the meaning of its 404 and 412.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Op {
+pub(crate) enum Op {
     /// An upload: a 404 means the bucket is missing.
     Upload,
     /// A create-only upload: a 412 means the object exists.
@@ -107,7 +107,12 @@ struct ErrorItem {
 }
 
 /// The object_store error a refused JSON request stands for.
-fn refusal(op: Op, path: &Path, status: reqwest::StatusCode, body: &str) -> object_store::Error {
+pub(crate) fn refusal(
+    op: Op,
+    path: &Path,
+    status: reqwest::StatusCode,
+    body: &str,
+) -> object_store::Error {
     let doc: ErrorDoc = serde_json::from_str(body).unwrap_or_default();
     let error = doc.error.unwrap_or_default();
     let reason = error.errors.first().and_then(|e| e.reason.clone());
@@ -566,7 +571,7 @@ fn with_query(url: &mut String, query: &[(&str, &str)]) {
     }
 }
 
-fn generation_of(answer: &[u8]) -> Option<String> {
+pub(crate) fn generation_of(answer: &[u8]) -> Option<String> {
     serde_json::from_slice::<Resource>(answer)
         .ok()
         .and_then(|r| r.generation)

@@ -15,8 +15,8 @@
 
 mod advice;
 pub(crate) mod error;
-mod json;
-mod names;
+pub(crate) mod json;
+pub(crate) mod names;
 pub(crate) mod native;
 pub(crate) mod policy;
 mod post;

@@ -42,17 +42,17 @@ pub(crate) struct GcsNames {
 
 /// An `objects.list` answer, the fields read.
 #[derive(Debug, Deserialize)]
-struct Page {
+pub(crate) struct Page {
     kind: Option<String>,
     #[serde(default)]
-    items: Vec<Resource>,
+    pub(crate) items: Vec<Resource>,
     #[serde(rename = "nextPageToken")]
     next: Option<String>,
 }
 
 /// An object resource, the fields read.
 #[derive(Debug, Deserialize)]
-struct Resource {
+pub(crate) struct Resource {
     name: String,
     size: Option<String>,
     updated: Option<String>,
@@ -72,7 +72,7 @@ struct Resource {
 impl Resource {
     /// GCS's checksum of the object's bytes as stored, as a read's `x-goog-hash` gives it
     /// ([`super::native::in_answer`]): its CRC32C, else its MD5.
-    fn native(&self) -> Option<crate::NativeChecksum> {
+    pub(crate) fn native(&self) -> Option<crate::NativeChecksum> {
         let crc32c = self
             .crc32c
             .as_deref()
@@ -88,7 +88,7 @@ impl Resource {
         }
     }
 
-    fn meta(&self) -> ObjectMeta {
+    pub(crate) fn meta(&self) -> ObjectMeta {
         ObjectMeta {
             location: Path::default(),
             last_modified: self
@@ -130,6 +130,19 @@ async fn refusal(name: &str, response: reqwest::Response) -> object_store::Error
     crate::read_answer::refused("GCS", name, status, answer)
 }
 
+/// The page in `body`, which must be an `objects.list` answer, each object's fields read.
+pub(crate) fn parse_page(body: &[u8]) -> std::result::Result<Page, String> {
+    let page: Page = serde_json::from_slice(body)
+        .map_err(|e| format!("the objects.list answer is not GCS's JSON: {e}"))?;
+    if page.kind.as_deref() != Some("storage#objects") {
+        return Err(format!(
+            "the objects.list answer is not an objects list (kind {})",
+            maskstore_core::shown_cut(page.kind.as_deref().unwrap_or("missing"), 64)
+        ));
+    }
+    Ok(page)
+}
+
 impl GcsNames {
     /// One page of the listing of `folder` from `token` (or from `after`, exclusive).
     async fn page(
@@ -160,15 +173,7 @@ impl GcsNames {
             }
             (_, Err(e)) => return Err(generic(e.without_url().to_string())),
         };
-        let page: Page = serde_json::from_slice(&body)
-            .map_err(|e| generic(format!("the objects.list answer is not GCS's JSON: {e}")))?;
-        if page.kind.as_deref() != Some("storage#objects") {
-            return Err(generic(format!(
-                "the objects.list answer is not an objects list (kind {})",
-                maskstore_core::shown_cut(page.kind.as_deref().unwrap_or("missing"), 64)
-            )));
-        }
-        Ok(page)
+        parse_page(&body).map_err(generic)
     }
 
     /// The object resource of `name`.

@@ -343,7 +343,7 @@ fn misanswer(exchange: &Exchange, problem: Problem, kind: HttpErrorKind) -> Http
 
 /// The name of an XML document's root element, after a byte order mark, white space, the
 /// XML declaration, comments and a document type; `None` when the body is not XML.
-fn root_element(body: &[u8]) -> Option<&str> {
+pub(crate) fn root_element(body: &[u8]) -> Option<&str> {
     let mut rest = body.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(body);
     loop {
         rest = rest.trim_ascii_start();

@@ -118,7 +118,12 @@ pub(crate) fn read_checked(file: &File) -> Result<StoredAttributes, String> {
         }
         Err(e) => return Err(format!("its attribute record {XATTR} cannot be read: {e}")),
     };
-    serde_json::from_slice::<StoredAttributes>(&json).map_err(|e| {
+    parse_record(&json)
+}
+
+/// The attribute record `json`, as [`read_checked`] reads it.
+pub(crate) fn parse_record(json: &[u8]) -> Result<StoredAttributes, String> {
+    serde_json::from_slice::<StoredAttributes>(json).map_err(|e| {
         format!(
             "its attribute record {XATTR} ({} bytes) is not maskstore's: {e}",
             json.len()

@@ -14,7 +14,9 @@
 //! - every write goes to a temporary file under `<root>/.maskstore/tmp`, is fsynced (unless
 //!   `fsync = false`), then renamed into place and the folder fsynced, as is every folder
 //!   the write created, in its own parent: a reader sees the old object or the new one,
-//!   never a torn file, and an acknowledged write survives a power cut;
+//!   never a torn file, and an acknowledged write survives a power cut; the temporary
+//!   files of a writer that died go at the next open that finds no other store using the
+//!   root (those older than a day at any open);
 //! - content type, content disposition/encoding/language, cache control, user metadata
 //!   and the write's random generation live in one extended attribute
 //!   (`user.maskstore.attributes`) of the data file, set before the rename, so data and
@@ -57,7 +59,7 @@ use rustix::fs::{AtFlags, FileType, Mode, OFlags, linkat, mkdirat, openat, renam
 use rustix::io::Errno;
 
 mod advice;
-mod attributes;
+pub(crate) mod attributes;
 pub(crate) mod beneath;
 mod builder;
 mod dev_secret;
@@ -82,7 +84,8 @@ pub const LOCAL_UPLOAD_PART_SIZE: usize = 256 * 1024;
 pub const LOCAL_UPLOAD_MAX_IN_FLIGHT: usize = 1;
 /// The folder below the root that holds maskstore's own files.
 pub const RESERVED_DIR: &str = ".maskstore";
-/// Temporary files older than this are left over from a crash and removed at start.
+/// Temporary files older than this are left over from a crash and removed at start, even
+/// while other stores have the root open (see [`clean_temp_files`]).
 const STALE_TEMP_AGE: Duration = Duration::from_secs(24 * 60 * 60);
 /// Ranges of at most this many bytes are read in the same blocking call that opens the
 /// object, and come back as one chunk; larger ones come back as the open file.
@@ -168,7 +171,7 @@ impl LocalStore {
         let reserved = own_folder(&root, RESERVED_DIR)?;
         let tmp = own_folder(&reserved, "tmp")?;
         let locks = own_folder(&reserved, "locks")?;
-        remove_stale_temp_files(&tmp);
+        clean_temp_files(&tmp);
         let xattrs = probe_xattrs(&tmp);
         if !xattrs {
             tracing::warn!(
@@ -1477,7 +1480,33 @@ fn object_meta(location: Path, md: &fs::Metadata, generation: Option<&str>) -> O
     }
 }
 
-fn remove_stale_temp_files(tmp: &OwnedFd) {
+/// Removes the temporary files no live writer owns, and marks `tmp` as in use for as long
+/// as this store (its descriptor `tmp`) lives.
+///
+/// Every open store holds a shared `flock` on `.maskstore/tmp`, released when it is
+/// dropped or its process dies (a SIGKILL too). An open that gets the exclusive lock first
+/// knows no other store, in this process or another, has the root open: every temporary
+/// file there was left by a writer that died, and all of them go. Otherwise they may be
+/// live uploads of another process, and only those older than [`STALE_TEMP_AGE`] go.
+/// Where the file system has no `flock`, only the old ones go.
+fn clean_temp_files(tmp: &OwnedFd) {
+    use rustix::fs::{FlockOperation, flock};
+    let alone = flock(tmp, FlockOperation::NonBlockingLockExclusive).is_ok();
+    remove_temp_files(
+        tmp,
+        if alone {
+            Duration::ZERO
+        } else {
+            STALE_TEMP_AGE
+        },
+    );
+    // Turning the exclusive lock into a shared one drops it for a moment: another open
+    // then finds no store here either, and this one has no temporary file yet.
+    let _ = flock(tmp, FlockOperation::LockShared);
+}
+
+/// Removes the files in `tmp` last modified more than `age` ago.
+fn remove_temp_files(tmp: &OwnedFd, age: Duration) {
     let Ok(dir) = rustix::fs::Dir::read_from(tmp) else {
         return;
     };
@@ -1490,7 +1519,7 @@ fn remove_stale_temp_files(tmp: &OwnedFd) {
         }
         let stale = rustix::fs::statat(tmp, name, AtFlags::SYMLINK_NOFOLLOW).is_ok_and(|st| {
             let modified = SystemTime::UNIX_EPOCH + Duration::from_secs(st.st_mtime.max(0) as u64);
-            modified.elapsed().is_ok_and(|age| age > STALE_TEMP_AGE)
+            age.is_zero() || modified.elapsed().is_ok_and(|elapsed| elapsed > age)
         });
         if stale {
             let _ = unlinkat(tmp, name, AtFlags::empty());
@@ -2178,6 +2207,39 @@ mod tests {
         let mut aborted = store.put_multipart(&key).await.unwrap();
         aborted.abort().await.unwrap();
         assert!(aborted.put_part(vec![b'd'; 8].into()).await.is_err());
+    }
+
+    /// What a writer killed mid-write leaves: a fresh file in `.maskstore/tmp`.
+    fn killed_writers_temp(root: &FsPath, name: &str) -> PathBuf {
+        let temp = root.join(".maskstore/tmp").join(name);
+        fs::write(&temp, b"half a mask").unwrap();
+        temp
+    }
+
+    #[test]
+    fn a_killed_writers_temporary_file_goes_at_the_next_open() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(LocalStore::open(dir.path(), true).unwrap());
+        let temp = killed_writers_temp(dir.path(), "0123456789abcdef.tmp");
+        let store = LocalStore::open(dir.path(), true).unwrap();
+        assert!(
+            !temp.exists(),
+            "a dead writer's temporary file survived the open"
+        );
+        drop(store);
+    }
+
+    #[test]
+    fn temporary_files_stay_while_another_store_has_the_root_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let live = LocalStore::open(dir.path(), true).unwrap();
+        // An upload in progress in `live` (or in another process holding the root open).
+        let temp = killed_writers_temp(dir.path(), "00000000000000aa.tmp");
+        let second = LocalStore::open(dir.path(), true).unwrap();
+        assert!(temp.exists(), "a live store's temporary file was removed");
+        drop((live, second));
+        drop(LocalStore::open(dir.path(), true).unwrap());
+        assert!(!temp.exists(), "the temporary file outlived every store");
     }
 
     #[tokio::test]

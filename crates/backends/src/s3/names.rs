@@ -42,19 +42,19 @@ pub(crate) struct S3Names {
 
 /// `ListBucketResult` (ListObjectsV2), the fields read.
 #[derive(Debug, Default, Deserialize)]
-struct ListPage {
+pub(crate) struct ListPage {
     #[serde(rename = "Contents", default)]
-    contents: Vec<Entry>,
+    pub(crate) contents: Vec<Entry>,
     #[serde(rename = "IsTruncated", default)]
     is_truncated: bool,
     #[serde(rename = "NextContinuationToken", default)]
     next_token: Option<String>,
     #[serde(rename = "EncodingType", default)]
-    encoding_type: Option<String>,
+    pub(crate) encoding_type: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
-struct Entry {
+pub(crate) struct Entry {
     #[serde(rename = "Key")]
     key: String,
     #[serde(rename = "Size", default)]
@@ -136,14 +136,14 @@ impl S3Names {
 }
 
 /// The page in `body`, which must be a `ListBucketResult` document.
-fn parse_page(body: &str) -> std::result::Result<ListPage, String> {
+pub(crate) fn parse_page(body: &str) -> std::result::Result<ListPage, String> {
     crate::read_answer::expect_root(body, "ListBucketResult")?;
     quick_xml::de::from_str(body).map_err(|e| format!("is not the XML S3 sends: {e}"))
 }
 
 /// The listed object of `entry`, its key decoded when the page says it is URL-encoded
 /// (AWS writes a space as `+`, as a form does; moto as `%20`: both decode the same).
-fn found(entry: Entry, url_encoded: bool) -> std::result::Result<FoundObject, String> {
+pub(crate) fn found(entry: Entry, url_encoded: bool) -> std::result::Result<FoundObject, String> {
     let name = if url_encoded {
         let plus_as_space = entry.key.replace('+', " ");
         percent_decode_str(&plus_as_space)

@@ -291,6 +291,10 @@ impl RangeSpec {
 }
 
 #[cfg(test)]
+#[path = "conditions_fuzz.rs"]
+mod fuzz;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

@@ -312,6 +312,9 @@ impl Runner {
             && info.content_type.as_deref() == by_extension
             && self.excused(Known::OctetStreamByExtension)
         {
+            // The backend stored that type; copies carry it from now on.
+            let stored = info.content_type.clone().unwrap_or_default();
+            self.model.retype(key, version.write, &stored);
         } else if info.content_type.as_deref() != Some(version.content_type.as_str()) {
             return Err(shown(
                 "content type",
@@ -550,6 +553,8 @@ impl Runner {
             .http
             .put(&url.url)
             .header("content-type", SIGNED_TYPE)
+            // HTTP clients omit `Content-Length: 0` on an empty PUT; Azure requires it.
+            .header("content-length", body.len.to_string())
             .body(body.bytes());
         for (name, value) in &url.headers {
             if !name.eq_ignore_ascii_case("content-type") {
@@ -561,7 +566,10 @@ impl Runner {
             unreachable!("signed put")
         };
         if !response.status().is_success() {
-            return Err(format!("signed PUT answered {}", response.status()));
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            let text = maskstore_core::shown_cut(&text, 300);
+            return Err(format!("signed PUT answered {status}: {text}"));
         }
         self.learn(key).await
     }

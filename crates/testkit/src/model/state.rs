@@ -82,6 +82,14 @@ impl Model {
         };
     }
 
+    /// The version `write` at `key`, if it is still there, with another content type (as
+    /// a backend with a known divergence stored it).
+    pub fn retype(&mut self, key: &str, write: u64, content_type: &str) {
+        if let Some(version) = self.objects.get_mut(key).filter(|v| v.write == write) {
+            version.content_type = content_type.to_string();
+        }
+    }
+
     /// A new version (the next write number).
     pub fn version(&mut self, body: Body, content_type: &str, meta: Option<&str>) -> Version {
         self.writes += 1;

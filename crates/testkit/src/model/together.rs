@@ -42,7 +42,7 @@ pub async fn run(runner: &mut Runner, ops: &[Op]) -> Result<(), Divergence> {
         })
         .collect();
     let answers = start_all(runner, ops).await?;
-    let mut winners: BTreeMap<String, Vec<Version>> = BTreeMap::new();
+    let mut winners: BTreeMap<String, Vec<(Version, Option<String>)>> = BTreeMap::new();
     for ((op, candidate), answer) in ops.iter().zip(&candidates).zip(&answers) {
         if let (Some(version), Answer::Put(Ok(outcome))) = (candidate, answer) {
             if let Some(etag) = &outcome.etag {
@@ -51,7 +51,7 @@ pub async fn run(runner: &mut Runner, ops: &[Op]) -> Result<(), Divergence> {
             winners
                 .entry(key_of(op).to_string())
                 .or_default()
-                .push(version.clone());
+                .push((version.clone(), outcome.etag.clone()));
         }
     }
     check_puts(ops, &answers, &modes, &before)?;
@@ -238,20 +238,23 @@ async fn settle(
     key: &str,
     mode: Mode,
     before: &Option<Version>,
-    winners: Vec<Version>,
+    winners: Vec<(Version, Option<String>)>,
 ) -> Result<(), Divergence> {
     let got = runner.storage.get(&runner.key(key)?).await;
     let object = got.map_err(|e| format!("{key:?} after a group of {mode:?} puts: {e}"))?;
-    let allowed: Vec<&Version> = if winners.is_empty() {
-        before.iter().collect()
+    let allowed: Vec<(Version, Option<String>)> = if winners.is_empty() {
+        before.iter().map(|v| (v.clone(), None)).collect()
     } else {
-        winners.iter().collect()
+        winners
     };
-    let Some(version) = allowed
-        .into_iter()
-        .rev()
-        .find(|v| object.data.as_ref() == v.body.bytes().as_slice())
-        .cloned()
+    let same_bytes = |v: &Version| object.data.as_ref() == v.body.bytes().as_slice();
+    // Two puts of the same bytes (empty ones) are told apart by the etag each returned.
+    let by_etag = allowed
+        .iter()
+        .find(|(v, etag)| same_bytes(v) && etag.is_some() && *etag == object.info.etag);
+    let Some(version) = by_etag
+        .or_else(|| allowed.iter().rev().find(|(v, _)| same_bytes(v)))
+        .map(|(v, _)| v.clone())
     else {
         return Err(format!(
             "{key:?} after a group of {mode:?} puts holds {} bytes that no successful put wrote",

@@ -243,7 +243,7 @@ fn model_azure_azurite() {
         &rt,
         server.name,
         &storage,
-        &[Known::EmptyObjectRanges],
+        &[Known::EmptyObjectRanges, Known::IfMatchOnMissingKey],
         Budget::of(30, 30),
     );
 }

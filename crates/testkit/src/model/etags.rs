@@ -43,6 +43,12 @@ impl Etags {
         Ok(())
     }
 
+    /// The write `etag` was seen naming at `key`, if any.
+    pub fn write_of(&self, key: &str, etag: &str) -> Option<u64> {
+        let seen = self.seen.get(key)?;
+        seen.iter().find(|(_, e)| e == etag).map(|(v, _)| v.write)
+    }
+
     /// The etag `reference` sends for `key`, now holding `current`.
     pub fn resolve(&self, key: &str, current: Option<&Version>, reference: EtagRef) -> String {
         let seen = self.seen.get(key).map(Vec::as_slice).unwrap_or_default();

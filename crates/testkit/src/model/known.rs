@@ -16,6 +16,10 @@ pub enum Known {
     /// SeaweedFS stores an explicit `application/octet-stream` as the type its file
     /// extension suggests (`.png`: `image/png`), whatever the client sent (boto3 too).
     OctetStreamByExtension,
+    /// A read with `if-match` of a missing key answers `Precondition` (Azurite: 412),
+    /// where S3, memory and local disk answer `NotFound` (the model's choice: the key is
+    /// looked up first).
+    IfMatchOnMissingKey,
 }
 
 impl Known {
@@ -24,6 +28,7 @@ impl Known {
         match self {
             Known::EmptyObjectRanges => "empty-object ranges",
             Known::OctetStreamByExtension => "octet-stream typed by extension",
+            Known::IfMatchOnMissingKey => "if-match on a missing key",
         }
     }
 }

@@ -212,9 +212,7 @@ fn check_gets(
         match got {
             Err(Error::NotFound { .. }) if before[key].is_none() => {}
             Ok(object) => {
-                let matching = allowed
-                    .iter()
-                    .find(|v| object.data.as_ref() == v.body.bytes().as_slice());
+                let matching = pick(runner, key, allowed.into_iter().cloned(), object);
                 let Some(version) = matching else {
                     return Err(format!(
                         "a get of {key:?} during a group read {} bytes matching no version \
@@ -222,7 +220,7 @@ fn check_gets(
                         object.data.len()
                     ));
                 };
-                let (version, size) = ((*version).clone(), object.data.len() as u64);
+                let size = object.data.len() as u64;
                 runner.check_read(key, Ok(object.clone()), &version, 0..size, true)?;
             }
             Err(e) => return Err(format!("a get of {key:?} during a group failed: {e}")),
@@ -247,14 +245,7 @@ async fn settle(
     } else {
         winners
     };
-    let same_bytes = |v: &Version| object.data.as_ref() == v.body.bytes().as_slice();
-    // Two puts of the same bytes (empty ones) are told apart by the etag each returned.
-    let by_etag = allowed
-        .iter()
-        .find(|(v, etag)| same_bytes(v) && etag.is_some() && *etag == object.info.etag);
-    let Some(version) = by_etag
-        .or_else(|| allowed.iter().rev().find(|(v, _)| same_bytes(v)))
-        .map(|(v, _)| v.clone())
+    let Some(version) = pick(runner, key, allowed.into_iter().map(|(v, _)| v), &object)
     else {
         return Err(format!(
             "{key:?} after a group of {mode:?} puts holds {} bytes that no successful put wrote",
@@ -265,4 +256,24 @@ async fn settle(
     runner.check_read(key, Ok(object), &version, 0..size, true)?;
     runner.model.set(key, Some(version));
     Ok(())
+}
+
+/// The version among `allowed` that `object` shows: the one with its bytes, and where
+/// several have them (empty puts), the one whose etag it reports.
+fn pick(
+    runner: &Runner,
+    key: &str,
+    allowed: impl Iterator<Item = Version>,
+    object: &maskstore_backends::Object,
+) -> Option<Version> {
+    let same: Vec<Version> = allowed
+        .filter(|v| object.data.as_ref() == v.body.bytes().as_slice())
+        .collect();
+    let named = object
+        .info
+        .etag
+        .as_deref()
+        .and_then(|etag| runner.etags.write_of(key, etag));
+    let by_etag = same.iter().find(|v| Some(v.write) == named).cloned();
+    by_etag.or_else(|| same.last().cloned())
 }

@@ -196,18 +196,6 @@ fn header_form(etag: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::header_form;
-
-    #[test]
-    fn a_copy_answer_etag_is_reported_quoted_as_reads_report_it() {
-        assert_eq!(header_form("cf45-1"), "\"cf45-1\"");
-        assert_eq!(header_form("\"cf45-1\""), "\"cf45-1\"");
-        assert_eq!(header_form("W/\"x\""), "W/\"x\"");
-    }
-}
-
 /// One SigV4-signed request sending `headers` (signed); its answer's body, at most
 /// [`MAX_ANSWER_BYTES`].
 async fn request(
@@ -370,4 +358,16 @@ pub(super) async fn send_with(
         });
     }
     Ok(Answer::Refused { status, body })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::header_form;
+
+    #[test]
+    fn a_copy_answer_etag_is_reported_quoted_as_reads_report_it() {
+        assert_eq!(header_form("cf45-1"), "\"cf45-1\"");
+        assert_eq!(header_form("\"cf45-1\""), "\"cf45-1\"");
+        assert_eq!(header_form("W/\"x\""), "W/\"x\"");
+    }
 }

@@ -337,10 +337,9 @@ impl Runner {
             self.storage.checksum_algorithm(),
             &version.body.bytes(),
         );
-        let required = version.checksummed && whole;
-        if (required && info.checksum != checksum)
-            || (info.checksum.is_some() && info.checksum != checksum)
-        {
+        // Absent is allowed only where the model does not require it; wrong never is.
+        let may_lack = !(version.checksummed && whole) && info.checksum.is_none();
+        if info.checksum != checksum && !may_lack {
             return Err(shown("checksum", &info.checksum, &checksum));
         }
         match &info.etag {

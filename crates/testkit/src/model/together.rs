@@ -245,8 +245,7 @@ async fn settle(
     } else {
         winners
     };
-    let Some(version) = pick(runner, key, allowed.into_iter().map(|(v, _)| v), &object)
-    else {
+    let Some(version) = pick(runner, key, allowed.into_iter().map(|(v, _)| v), &object) else {
         return Err(format!(
             "{key:?} after a group of {mode:?} puts holds {} bytes that no successful put wrote",
             object.data.len()

@@ -259,7 +259,7 @@ fn model_gcs_fake() {
         &rt,
         server.name,
         &storage,
-        &[Known::EmptyObjectRanges],
+        &[Known::EmptyObjectRanges, Known::ReplacedGenerationEtag],
         Budget::of(30, 30),
     );
 }

@@ -46,6 +46,20 @@ impl Runner {
         &self.hits
     }
 
+    /// Records the etag a write reported for `version`.
+    pub(super) fn observe_written(
+        &mut self,
+        key: &str,
+        version: &Version,
+        etag: &str,
+    ) -> Result<(), Divergence> {
+        if etag.starts_with("\"replaced-generation-") && self.excused(Known::ReplacedGenerationEtag)
+        {
+            return Ok(());
+        }
+        self.etags.observe(key, version, etag)
+    }
+
     fn excused(&mut self, known: Known) -> bool {
         let declared = self.known.contains(&known);
         if declared {
@@ -195,7 +209,7 @@ impl Runner {
                 let outcome = got.map_err(|e| format!("expected success, got {e}"))?;
                 let version = self.current(key)?;
                 match outcome.etag {
-                    Some(etag) => self.etags.observe(key, &version, &etag)?,
+                    Some(etag) => self.observe_written(key, &version, &etag)?,
                     None => return Err("a put returned no etag".to_string()),
                 }
                 self.learn(key).await
@@ -482,7 +496,7 @@ impl Runner {
         let outcome = upload.finish().await.map_err(|e| format!("finish: {e}"))?;
         if let Some(etag) = outcome.etag {
             let version = self.current(key)?;
-            self.etags.observe(key, &version, &etag)?;
+            self.observe_written(key, &version, &etag)?;
         }
         self.learn(key).await
     }

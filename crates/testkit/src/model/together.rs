@@ -46,7 +46,7 @@ pub async fn run(runner: &mut Runner, ops: &[Op]) -> Result<(), Divergence> {
     for ((op, candidate), answer) in ops.iter().zip(&candidates).zip(&answers) {
         if let (Some(version), Answer::Put(Ok(outcome))) = (candidate, answer) {
             if let Some(etag) = &outcome.etag {
-                runner.etags.observe(key_of(op), version, etag)?;
+                runner.observe_written(key_of(op), version, etag)?;
             }
             winners
                 .entry(key_of(op).to_string())

@@ -2,6 +2,8 @@
 //! moto, and on layered storages (a no-fault chaos layer over memory, the counting layer
 //! over local disk). Each prints `contract[<backend>]: N passed, M failed`.
 
+mod model;
+
 use futures::TryStreamExt;
 use maskstore_backends::{Error, SignOptions, SignedMethod, Storage, WriteOptions};
 use maskstore_core::{Provider, TtlPolicy};

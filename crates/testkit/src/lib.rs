@@ -17,6 +17,7 @@
 pub mod chaos;
 pub mod contract;
 mod fixtures;
+pub mod model;
 pub mod servers;
 
 pub use fixtures::{

@@ -69,5 +69,5 @@ pub use storage::{
 };
 pub use types::{
     ByteRange, DEFAULT_CONTENT_TYPE, IncompleteUpload, Listing, Object, ObjectInfo, ObjectStream,
-    PutOutcome, ReadOptions, UploadShape, WriteMode, WriteOptions,
+    PutOutcome, ReadOptions, ReadVersion, UploadShape, WriteMode, WriteOptions,
 };

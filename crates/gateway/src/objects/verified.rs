@@ -143,8 +143,8 @@ impl Default for VerifiedVersions {
 
 /// A key's verdict on one of its versions.
 #[derive(Debug)]
-struct Verdict {
-    version: ReadVersion,
+struct Verdict<V> {
+    version: V,
     found: Found,
     /// Its place in its half's order.
     seq: u64,
@@ -163,11 +163,27 @@ struct Half {
     bytes: usize,
 }
 
-#[derive(Default)]
-struct Known {
-    verdicts: HashMap<String, Verdict>,
+/// The kept verdicts, by key, each on one version `V` of its key, in two halves.
+#[derive(Debug)]
+struct Verdicts<V> {
+    by_key: HashMap<String, Verdict<V>>,
     halves: [Half; 2],
     seq: u64,
+}
+
+impl<V> Default for Verdicts<V> {
+    fn default() -> Self {
+        Verdicts {
+            by_key: HashMap::new(),
+            halves: Default::default(),
+            seq: 0,
+        }
+    }
+}
+
+#[derive(Default)]
+struct Known {
+    verdicts: Verdicts<ReadVersion>,
     /// The checks requests wait for; one whose requests all went away is gone.
     checking: HashMap<(String, Asked), WeakShared<BoxFuture<'static, Option<Found>>>>,
 }
@@ -175,16 +191,21 @@ struct Known {
 impl std::fmt::Debug for Known {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Known")
-            .field("verdicts", &self.verdicts.len())
+            .field("verdicts", &self.verdicts.by_key.len())
             .field("checking", &self.checking.len())
             .finish()
     }
 }
 
-impl Known {
+impl<V: std::fmt::Debug> Verdicts<V> {
+    /// `key`'s verdict, if one is kept.
+    fn get(&self, key: &str) -> Option<&Verdict<V>> {
+        self.by_key.get(key)
+    }
+
     /// Forgets `key`'s verdict, if any (its order item goes stale).
     fn forget(&mut self, key: &str) {
-        if let Some(old) = self.verdicts.remove(key) {
+        if let Some(old) = self.by_key.remove(key) {
             let half = &mut self.halves[usize::from(old.large)];
             half.count -= 1;
             half.bytes -= old.weight;
@@ -193,17 +214,17 @@ impl Known {
 
     /// Keeps `found` as `key`'s verdict on `version`, then forgets the oldest verdicts of
     /// its half while the half holds more than its share.
-    fn keep(&mut self, key: &str, version: ReadVersion, size: u64, found: Found) {
+    fn keep(&mut self, key: &str, version: V, size: u64, found: Found) {
         self.forget(key);
         let large = size >= LARGE_FROM;
-        let weight = 2 * key.len() + version_bytes(&version) + std::mem::size_of::<Verdict>();
+        let weight = 2 * key.len() + version_bytes(&version) + std::mem::size_of::<Verdict<V>>();
         self.seq += 1;
         let seq = self.seq;
         let half = &mut self.halves[usize::from(large)];
         half.order.push_back((key.to_string(), seq));
         half.count += 1;
         half.bytes += weight;
-        self.verdicts.insert(
+        self.by_key.insert(
             key.to_string(),
             Verdict {
                 version,
@@ -217,8 +238,10 @@ impl Known {
     }
 
     fn trim(&mut self, large: bool) {
-        let Known {
-            verdicts, halves, ..
+        let Verdicts {
+            by_key: verdicts,
+            halves,
+            ..
         } = self;
         let half = &mut halves[usize::from(large)];
         while half.count > VERDICTS / 2 || half.bytes > VERDICT_BYTES / 2 {
@@ -239,8 +262,8 @@ impl Known {
     }
 }
 
-/// The bytes a version holds beyond its fixed size: its etag.
-fn version_bytes(version: &ReadVersion) -> usize {
+/// The bytes a version holds beyond its fixed size (its etag), about.
+fn version_bytes(version: &impl std::fmt::Debug) -> usize {
     format!("{version:?}").len()
 }
 
@@ -254,12 +277,12 @@ impl VerifiedVersions {
 
     /// Keeps `found` as `key`'s verdict on `version` (an object of `size` bytes).
     pub(crate) fn keep(&self, key: &ObjectKey, version: ReadVersion, size: u64, found: Found) {
-        self.lock().keep(key.as_str(), version, size, found);
+        self.lock().verdicts.keep(key.as_str(), version, size, found);
     }
 
     /// Forgets `key`'s verdict: the key was written or deleted through the gateway.
     pub(crate) fn forget(&self, key: &ObjectKey) {
-        self.lock().forget(key.as_str());
+        self.lock().verdicts.forget(key.as_str());
     }
 
     /// A whole read of `key` that trusts a kept verdict: a version verified before is read
@@ -451,5 +474,84 @@ impl Stream for Recording {
             verified.keep(&key, version, size, found);
         }
         Poll::Ready(item)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn live(verdicts: &Verdicts<u64>, large: bool) -> usize {
+        verdicts
+            .by_key
+            .values()
+            .filter(|v| v.large == large)
+            .count()
+    }
+
+    /// What a half holds by its own count, checked against the entries themselves.
+    fn held(verdicts: &Verdicts<u64>, large: bool) -> (usize, usize) {
+        let half = &verdicts.halves[usize::from(large)];
+        let bytes = verdicts
+            .by_key
+            .values()
+            .filter(|v| v.large == large)
+            .map(|v| v.weight)
+            .sum::<usize>();
+        assert_eq!(half.bytes, bytes);
+        assert_eq!(half.count, live(verdicts, large));
+        (half.count, half.bytes)
+    }
+
+    #[test]
+    fn many_distinct_keys_cannot_grow_the_verdicts_past_their_bound() {
+        let mut verdicts = Verdicts::<u64>::default();
+        for n in 0..(VERDICTS as u64 * 2) {
+            verdicts.keep(&format!("mask/flood/{n}.png"), n, 10, Found::Intact);
+        }
+        let (count, bytes) = held(&verdicts, false);
+        assert_eq!(count, VERDICTS / 2);
+        assert!(bytes <= VERDICT_BYTES / 2);
+        assert!(verdicts.halves[0].order.len() <= 2 * count + 1024);
+        // The longest keys: the byte bound holds before the count would.
+        let long = "k".repeat(maskstore_core::MAX_KEY_BYTES - 20);
+        for n in 0..20_000u64 {
+            verdicts.keep(&format!("mask/{long}{n}"), n, 10, Found::Intact);
+        }
+        let (count, bytes) = held(&verdicts, false);
+        assert!(bytes <= VERDICT_BYTES / 2, "{bytes} bytes");
+        let most = VERDICT_BYTES / 2 / (2 * long.len());
+        assert!(count <= most, "{count} verdicts of the longest keys, {most} fit");
+        // One key rewritten over and over leaves no trail of stale order items.
+        for n in 0..100_000u64 {
+            verdicts.keep("mask/hot.png", n, 10, Found::Intact);
+        }
+        let (count, _) = held(&verdicts, false);
+        assert!(verdicts.halves[0].order.len() <= 2 * count + 1024);
+    }
+
+    #[test]
+    fn small_objects_cannot_push_large_ones_out() {
+        let mut verdicts = Verdicts::<u64>::default();
+        verdicts.keep("mask/large.png", 1, LARGE_FROM, Found::Intact);
+        for n in 0..(VERDICTS as u64) {
+            verdicts.keep(&format!("mask/small/{n}.png"), n, 10, Found::Intact);
+        }
+        assert_eq!(live(&verdicts, true), 1);
+        assert_eq!(verdicts.get("mask/large.png").map(|v| v.version), Some(1));
+        assert_eq!(held(&verdicts, false).0, VERDICTS / 2);
+    }
+
+    #[test]
+    fn a_new_version_or_a_write_replaces_the_keys_verdict() {
+        let mut verdicts = Verdicts::<u64>::default();
+        verdicts.keep("mask/a.png", 1, 10, Found::Intact);
+        verdicts.keep("mask/a.png", 2, LARGE_FROM, Found::Intact);
+        assert_eq!(held(&verdicts, false), (0, 0));
+        assert_eq!(held(&verdicts, true).0, 1);
+        assert_eq!(verdicts.get("mask/a.png").map(|v| v.version), Some(2));
+        verdicts.forget("mask/a.png");
+        assert!(verdicts.get("mask/a.png").is_none());
+        assert_eq!(held(&verdicts, true), (0, 0));
     }
 }

@@ -107,7 +107,10 @@ async fn an_object_changed_behind_the_gateways_back_is_never_served_under_its_ol
         let url = serve.sign(SignedMethod::Get, key);
         // Verified whole, then served under the kept verdict.
         for _ in 0..2 {
-            assert_eq!(get(&url, None).await, (200, Some(size as u64), Some(body(size, 0))));
+            assert_eq!(
+                get(&url, None).await,
+                (200, Some(size as u64), Some(body(size, 0)))
+            );
         }
         let range = get(&url, Some("bytes=10-19")).await;
         assert_eq!(range.2.as_deref(), Some(&body(size, 0)[10..20]));
@@ -119,10 +122,17 @@ async fn an_object_changed_behind_the_gateways_back_is_never_served_under_its_ol
             before,
             "the etag alone cannot tell this change"
         );
-        for range in [None, Some("bytes=0-"), Some("bytes=0-99"), Some("bytes=-10")] {
+        for range in [
+            None,
+            Some("bytes=0-"),
+            Some("bytes=0-99"),
+            Some("bytes=-10"),
+        ] {
             let (status, promised, received) = get(&url, range).await;
             let received_len = received.as_ref().map(|b| b.len() as u64);
-            eprintln!("{key} {range:?} after the change: {status}, {received_len:?} of {promised:?}");
+            eprintln!(
+                "{key} {range:?} after the change: {status}, {received_len:?} of {promised:?}"
+            );
             let served_whole = matches!(status, 200 | 206) && received_len == promised;
             assert!(
                 !served_whole,
@@ -143,16 +153,31 @@ async fn an_object_changed_through_the_gateway_is_served_as_it_now_is() {
         serve.sign(SignedMethod::Get, key),
     );
     let size = 2 * MIB;
-    let status = http.put(&put).body(body(size, 0)).send().await.unwrap().status();
+    let status = http
+        .put(&put)
+        .body(body(size, 0))
+        .send()
+        .await
+        .unwrap()
+        .status();
     assert_eq!(status, 200);
     tokio::time::sleep(Duration::from_millis(3500)).await;
     assert_eq!(get(&get_url, None).await.2, Some(body(size, 0)));
     for seed in 1..4u8 {
-        let status = http.put(&put).body(body(size, seed)).send().await.unwrap().status();
+        let status = http
+            .put(&put)
+            .body(body(size, seed))
+            .send()
+            .await
+            .unwrap()
+            .status();
         assert_eq!(status, 200);
         assert_eq!(get(&get_url, None).await.2, Some(body(size, seed)));
         let (status, _, part) = get(&get_url, Some("bytes=5-9")).await;
-        assert_eq!((status, part.as_deref()), (206, Some(&body(size, seed)[5..10])));
+        assert_eq!(
+            (status, part.as_deref()),
+            (206, Some(&body(size, seed)[5..10]))
+        );
     }
     let deleted = http
         .delete(serve.sign(SignedMethod::Delete, key))

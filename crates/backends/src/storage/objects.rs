@@ -15,8 +15,8 @@ use crate::local::ReadChecksum;
 use crate::local::file_io::stamped_file_stream;
 use crate::local::stamp::FileStamp;
 use crate::types::{
-    ByteRange, Listing, Object, ObjectInfo, ObjectStream, PutOutcome, ReadOptions, ReadVersion, Source,
-    WriteMode, WriteOptions, info_of, info_of_answer,
+    ByteRange, Listing, Object, ObjectInfo, ObjectStream, PutOutcome, ReadOptions, ReadVersion,
+    Source, WriteMode, WriteOptions, info_of, info_of_answer,
 };
 use crate::{Error, Result};
 use maskstore_core::ChecksumAlgorithm;

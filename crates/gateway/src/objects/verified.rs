@@ -277,7 +277,9 @@ impl VerifiedVersions {
 
     /// Keeps `found` as `key`'s verdict on `version` (an object of `size` bytes).
     pub(crate) fn keep(&self, key: &ObjectKey, version: ReadVersion, size: u64, found: Found) {
-        self.lock().verdicts.keep(key.as_str(), version, size, found);
+        self.lock()
+            .verdicts
+            .keep(key.as_str(), version, size, found);
     }
 
     /// Forgets `key`'s verdict: the key was written or deleted through the gateway.
@@ -367,7 +369,12 @@ impl VerifiedVersions {
     }
 
     /// The one check of `asked` of `key` at a time: ranges asking the same wait for it.
-    async fn check(self: &Arc<Self>, storage: &Storage, key: &ObjectKey, asked: Asked) -> Option<Found> {
+    async fn check(
+        self: &Arc<Self>,
+        storage: &Storage,
+        key: &ObjectKey,
+        asked: Asked,
+    ) -> Option<Found> {
         let id = (key.to_string(), asked.clone());
         let check = {
             let mut known = self.lock();
@@ -428,7 +435,11 @@ impl VerifiedVersions {
 }
 
 /// Verifies by a whole read the version of `key` whose etag is `etag`.
-async fn pinned_whole(storage: &Storage, key: &ObjectKey, etag: Option<String>) -> Result<(), Error> {
+async fn pinned_whole(
+    storage: &Storage,
+    key: &ObjectKey,
+    etag: Option<String>,
+) -> Result<(), Error> {
     let options = ReadOptions {
         if_match: etag,
         ..Default::default()
@@ -521,7 +532,10 @@ mod tests {
         let (count, bytes) = held(&verdicts, false);
         assert!(bytes <= VERDICT_BYTES / 2, "{bytes} bytes");
         let most = VERDICT_BYTES / 2 / (2 * long.len());
-        assert!(count <= most, "{count} verdicts of the longest keys, {most} fit");
+        assert!(
+            count <= most,
+            "{count} verdicts of the longest keys, {most} fit"
+        );
         // One key rewritten over and over leaves no trail of stale order items.
         for n in 0..100_000u64 {
             verdicts.keep("mask/hot.png", n, 10, Found::Intact);

@@ -107,7 +107,7 @@ mod tests {
         assert_eq!(http_date(at(-1)), "Wed, 31 Dec 1969 23:59:59 GMT");
         assert_eq!(
             http_date(at(253_402_300_800)),
-            "Sat, 01 Jan 10000 00:00:00 GMT"
+            "Sat, 01 Jan +10000 00:00:00 GMT"
         );
         assert_eq!(
             http_date(at(253_402_300_799)),

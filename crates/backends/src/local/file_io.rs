@@ -13,8 +13,8 @@ use super::stamp::FileStamp;
 /// blocking task each, which caps a 1 GiB download far below the disk's speed.
 const FILE_READ_CHUNK: u64 = 1024 * 1024;
 
-/// A local file's `range` as a stream of 1 MiB chunks, each read on the caller's thread
-/// when it is in the page cache, else in a blocking task. With `stamp`, the last chunk is read and then held back until the file
+/// A local file's `range` as a stream of 1 MiB chunks, each read in a blocking task. With
+/// `stamp`, the last chunk is read and then held back until the file
 /// is found to still have the stamp, else the stream ends in an error instead: bytes read
 /// while another program rewrote the file in place are never all served under the stamp's
 /// verdict (see [`super::stamp`]).
@@ -32,15 +32,14 @@ pub(crate) fn stamped_file_stream(
             let len = (end - pos).min(FILE_READ_CHUNK) as usize;
             let failed =
                 |e| object_store::Error::from(super::LocalError::io("(a streamed read)", e));
-            let (file, buf) = match read_nowait(&file, pos, len) {
-                Ok(Some(buf)) => (file, buf),
-                Ok(None) => tokio::task::spawn_blocking(move || {
-                    read_chunk(&file, pos, len).map(|buf| (file, Bytes::from(buf)))
-                })
-                .await?
-                .map_err(failed)?,
-                Err(e) => return Err(failed(e)),
-            };
+            // A blocking task even for cached data: a 1 MiB copy on the caller's thread,
+            // into a pooled buffer or a zeroed fresh one, halved the gateway's rate of
+            // 1 MiB GETs at 32 clients (BENCHMARKS.md, issue 30).
+            let (file, buf) = tokio::task::spawn_blocking(move || {
+                read_chunk(&file, pos, len).map(|buf| (file, Bytes::from(buf)))
+            })
+            .await?
+            .map_err(failed)?;
             let next = pos + len as u64;
             if next == end
                 && let Some(stamp) = stamp

@@ -76,5 +76,5 @@ pub use storage::{
 };
 pub use types::{
     ByteRange, DEFAULT_CONTENT_TYPE, IncompleteUpload, Listing, Object, ObjectInfo, ObjectStream,
-    PutOutcome, ReadOptions, UploadShape, WriteMode, WriteOptions,
+    PutOutcome, ReadOptions, ReadVersion, UploadShape, WriteMode, WriteOptions,
 };

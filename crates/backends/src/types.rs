@@ -288,6 +288,30 @@ pub struct ObjectStream {
     pub range: Range<u64>,
     /// The chunks.
     pub stream: BoxStream<'static, Result<Bytes>>,
+    /// The exact bytes this read opened, when the provider can tell them apart from any
+    /// others the key held or will hold (see [`ReadVersion`]); `None` otherwise.
+    pub version: Option<ReadVersion>,
+    /// Whether the stream checks the bytes against the stored checksum as it yields them
+    /// (ending in [`crate::Error::Corrupt`] instead of its last chunk when they differ).
+    pub verifies: bool,
+}
+
+/// The exact bytes a read opened, for a caller that keeps a verdict on them (the gateway
+/// verifies a version once and serves it without hashing it again; see
+/// [`crate::Storage::read_stream_trusting`]). Two reads with equal versions read the same
+/// bytes.
+///
+/// Only the local provider gives one: the file's etag with its device, inode, size,
+/// modification and status-change times, and only once the file's last change is a few
+/// seconds old (a change within one tick of the file system's clock would otherwise
+/// keep the times). Its rule is in `local/stamp.rs`. Another program that rewrites the
+/// file in place changes the status-change time whatever else it keeps, so a different
+/// version. Reads through layers (fault injection, counting) give none: a layer may
+/// replace the bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ReadVersion {
+    pub(crate) etag: Option<String>,
+    pub(crate) file: crate::local::stamp::FileStamp,
 }
 
 impl std::fmt::Debug for ObjectStream {

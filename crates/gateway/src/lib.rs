@@ -18,8 +18,11 @@
 //! `If-Range`, 416 for unsatisfiable ranges), and a PUT may be conditional
 //! (`If-None-Match: *`, `If-Match`), written atomically by the store. A range covering the
 //! whole object is a verified whole read; a smaller one of a checksummed object is served
-//! only from a version whose checksum a whole read verified (the verdict kept by key and
-//! ETag).
+//! only from a version whose checksum a whole read verified. A verified version is served
+//! again, whole or in ranges, without hashing it again: the verdict is kept by key and by
+//! the exact bytes read (on local disk the etag with device, inode, size, modification and
+//! status-change times, given once the file has settled), so a file changed behind the
+//! gateway's back is verified again (see `objects::verified`).
 //!
 //! Everything before the signature check is bounded ([`Limits`], from `[gateway]`): the
 //! query's size and parameter count, the time to send a first byte and the headers, the

@@ -7,30 +7,49 @@ use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
+use super::stamp::FileStamp;
+
 /// Chunk size of streamed local reads: object_store reads files 8 KiB at a time, one
 /// blocking task each, which caps a 1 GiB download far below the disk's speed.
 const FILE_READ_CHUNK: u64 = 1024 * 1024;
 
-/// A local file's `range` as a stream of 1 MiB chunks, each read in a blocking task.
-pub(crate) fn file_stream(
+/// A local file's `range` as a stream of 1 MiB chunks, each read in a blocking task. With
+/// `stamp`, the last chunk is read and then held back until the file
+/// is found to still have the stamp, else the stream ends in an error instead: bytes read
+/// while another program rewrote the file in place are never all served under the stamp's
+/// verdict (see [`super::stamp`]).
+pub(crate) fn stamped_file_stream(
     file: std::fs::File,
     range: Range<u64>,
+    stamp: Option<FileStamp>,
 ) -> BoxStream<'static, object_store::Result<Bytes>> {
     futures::stream::try_unfold(
         (file, range.start, range.end),
-        |(file, pos, end)| async move {
+        move |(file, pos, end)| async move {
             if pos >= end {
                 return Ok(None);
             }
             let len = (end - pos).min(FILE_READ_CHUNK) as usize;
+            let failed =
+                |e| object_store::Error::from(super::LocalError::io("(a streamed read)", e));
+            // A blocking task even for cached data: a 1 MiB copy on the caller's thread,
+            // into a pooled buffer or a zeroed fresh one, halved the gateway's rate of
+            // 1 MiB GETs at 32 clients (BENCHMARKS.md, issue 30).
             let (file, buf) = tokio::task::spawn_blocking(move || {
-                read_chunk(&file, pos, len).map(|buf| (file, buf))
+                read_chunk(&file, pos, len).map(|buf| (file, Bytes::from(buf)))
             })
             .await?
-            .map_err(|e| {
-                object_store::Error::from(super::LocalError::io("(a streamed read)", e))
-            })?;
-            Ok(Some((Bytes::from(buf), (file, pos + len as u64, end))))
+            .map_err(failed)?;
+            let next = pos + len as u64;
+            if next == end
+                && let Some(stamp) = stamp
+                && !stamp.still(&file)
+            {
+                return Err(failed(std::io::Error::other(
+                    "the file changed while it was read (rewritten in place by another program)",
+                )));
+            }
+            Ok(Some((buf, (file, next, end))))
         },
     )
     .boxed()

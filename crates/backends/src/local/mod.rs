@@ -68,6 +68,7 @@ pub(crate) mod file_io;
 mod from_file;
 pub(crate) mod locks;
 mod names;
+pub(crate) mod stamp;
 
 use crate::checksum::{CHECKSUM_METADATA, HASH_ON_WRITE_SLICE, HashOnWrite, Hasher, LateChecksum};
 pub(crate) use advice::PROFILE;
@@ -712,6 +713,11 @@ impl Inner {
             _ => None,
         };
         let mut computed = None;
+        // Taken before any byte is read: see `stamp`.
+        let stamp = options
+            .extensions
+            .get::<stamp::WantStamp>()
+            .and_then(|_| stamp::FileStamp::settled(md, SystemTime::now()));
         let data = if options.head || !(small || whole.is_some()) {
             None
         } else if nowait && len > NOWAIT_READ {
@@ -740,6 +746,11 @@ impl Inner {
         let mut extensions = object_store::Extensions::default();
         if let Some(unreadable) = unreadable {
             extensions.insert(unreadable);
+        }
+        // Data read here vouches for the stamp only if nothing changed the file meanwhile;
+        // a file handed back is checked by its reader once it has read it.
+        if let Some(stamp) = stamp.filter(|s| data.is_none() || s.still(&file)) {
+            extensions.insert(stamp);
         }
         // Small ranges, and whole reads into memory, are read in the call that opened the
         // file: one blocking hop per read at most instead of one to open and one to read.

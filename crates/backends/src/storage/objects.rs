@@ -12,10 +12,11 @@ use object_store::{
 use super::Storage;
 use crate::checksum::{LateChecksum, verify_stream};
 use crate::local::ReadChecksum;
-use crate::local::file_io::file_stream;
+use crate::local::file_io::stamped_file_stream;
+use crate::local::stamp::FileStamp;
 use crate::types::{
-    ByteRange, Listing, Object, ObjectInfo, ObjectStream, PutOutcome, ReadOptions, Source,
-    WriteMode, WriteOptions, info_of, info_of_answer,
+    ByteRange, Listing, Object, ObjectInfo, ObjectStream, PutOutcome, ReadOptions, ReadVersion,
+    Source, WriteMode, WriteOptions, info_of, info_of_answer,
 };
 use crate::{Error, Result};
 use maskstore_core::ChecksumAlgorithm;
@@ -116,7 +117,7 @@ impl Storage {
     /// object) and is returned as read.
     pub async fn read(&self, key: &ObjectKey, options: ReadOptions) -> Result<Object> {
         let whole = options.range.is_none();
-        let result = self.get_result_with(key, options, true).await?;
+        let result = self.get_result_with(key, options, true, false).await?;
         let info = self.described(key, &result, whole).await?;
         let range = result.range.clone();
         let verifier = self.verifier(&info, whole)?;
@@ -160,15 +161,44 @@ impl Storage {
     /// A whole read verifies the stored checksum: a stream of damaged bytes ends in
     /// [`Error::Corrupt`] instead of its last chunk. Range reads are not verified.
     pub async fn read_stream(&self, key: &ObjectKey, options: ReadOptions) -> Result<ObjectStream> {
+        self.read_stream_trusting(key, options, |_| false).await
+    }
+
+    /// [`Storage::read_stream`] for a caller that keeps verdicts on versions it verified
+    /// (the gateway): the stream names the version it opened ([`ObjectStream::version`],
+    /// where the provider can tell), and a whole read of a version `trusted` vouches for is
+    /// not hashed again. Such a stream instead holds back its last chunk until the file is
+    /// found unchanged since it was opened, and ends in an error if it was changed: a
+    /// version is trusted only for the bytes it names.
+    pub async fn read_stream_trusting(
+        &self,
+        key: &ObjectKey,
+        options: ReadOptions,
+        trusted: impl FnOnce(&ReadVersion) -> bool + Send,
+    ) -> Result<ObjectStream> {
         let whole = options.range.is_none();
-        let result = self.get_result(key, options).await?;
+        // Only the provider's own answer names its bytes: a layer may replace them.
+        let versioned = self.layers.is_empty();
+        let result = self.get_result_with(key, options, false, versioned).await?;
+        let stamp = result.extensions.get::<FileStamp>().copied();
         let info = self.described(key, &result, whole).await?;
-        let verifier = self.verifier(&info, whole)?;
+        let version = stamp.map(|file| ReadVersion {
+            etag: info.etag.clone(),
+            file,
+        });
+        let trusted = version.as_ref().is_some_and(trusted);
+        let verifier = match trusted {
+            true => None,
+            false => self.verifier(&info, whole)?,
+        };
+        let verifies = verifier.is_some();
         let range = result.range.clone();
         let backend = self.backend.clone();
         let key_text = key.to_string();
         let stream = match result.payload {
-            GetResultPayload::File(file, _) => file_stream(file, range.clone()),
+            GetResultPayload::File(file, _) => {
+                stamped_file_stream(file, range.clone(), stamp.filter(|_| trusted))
+            }
             GetResultPayload::Stream(stream) => stream,
         };
         let stream = stream
@@ -182,6 +212,8 @@ impl Storage {
             info,
             range,
             stream,
+            version,
+            verifies,
         })
     }
 
@@ -190,16 +222,18 @@ impl Storage {
         key: &ObjectKey,
         options: ReadOptions,
     ) -> Result<GetResult> {
-        self.get_result_with(key, options, false).await
+        self.get_result_with(key, options, false, false).await
     }
 
     /// The backend's answer to a read; with `into_memory`, the caller holds the whole range
-    /// in memory, so the local provider reads it in the same call that opens the file.
+    /// in memory, so the local provider reads it in the same call that opens the file; with
+    /// `want_stamp`, the local provider says which bytes it opened (see [`FileStamp`]).
     async fn get_result_with(
         &self,
         key: &ObjectKey,
         options: ReadOptions,
         into_memory: bool,
+        want_stamp: bool,
     ) -> Result<GetResult> {
         if let Some(ByteRange::Bounded(r)) = &options.range
             && r.end <= r.start
@@ -220,6 +254,9 @@ impl Storage {
             }),
             ..Default::default()
         };
+        if want_stamp {
+            get.extensions.insert(crate::local::stamp::WantStamp);
+        }
         if into_memory {
             // A whole read is verified: the provider may hash it as it reads.
             let hash = self.verify_reads && options_whole;

@@ -57,11 +57,10 @@ async fn whole(
     asked: &Asked,
     (client, deadline): (Option<IpAddr>, Instant),
 ) -> Response {
-    let object = match gateway
-        .storage
-        .read_stream(&grant.key, ReadOptions::default())
-        .await
-    {
+    let read = gateway
+        .verified
+        .read_whole(&gateway.storage, &grant.key, ReadOptions::default());
+    let object = match read.await {
         Ok(object) => object,
         Err(e) => return error_reply(&e),
     };
@@ -159,23 +158,24 @@ async fn span_body(
         Span::Part(r) if !(r.start == 0 && r.end == info.size) => Some(r.clone()),
         _ => None,
     };
-    // Verified before the body's room is taken: a range waiting for its version's check
-    // holds none of its client's share of the download budget.
-    if part.is_some() {
-        gateway.verified.ensure(&gateway.storage, info).await?;
-    }
+    let options = ReadOptions {
+        range: part.clone().map(ByteRange::Bounded),
+        if_match: info.etag.clone(),
+        if_none_match: None,
+    };
+    let (verified, storage) = (&gateway.verified, &gateway.storage);
+    // A part is read only from a verified version (a check now, if need be); a span
+    // covering the whole object is a whole read, verified like a whole GET.
+    let object = match part {
+        Some(_) => verified.read_part(storage, &info.key, options).await?,
+        None => verified.read_whole(storage, &info.key, options).await?,
+    };
     let length = part.as_ref().map_or(info.size, |r| r.end - r.start);
     let permit = gateway
         .downloads
         .reserve_download(length, client)
         .await
         .map_err(BodyError::Answer)?;
-    let options = ReadOptions {
-        range: part.map(ByteRange::Bounded),
-        if_match: info.etag.clone(),
-        if_none_match: None,
-    };
-    let object = gateway.storage.read_stream(&info.key, options).await?;
     Ok(respond(object, span, permit, deadline).await?)
 }
 
@@ -191,6 +191,7 @@ async fn respond(
         info,
         range: served,
         mut stream,
+        ..
     } = object;
     // A verified read holds each chunk back until the next arrives, so an object of one
     // chunk that fails its checksum fails here, before the status is sent: a 500, never a

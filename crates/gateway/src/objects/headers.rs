@@ -60,15 +60,21 @@ pub(super) fn describe(out: &mut HeaderMap, info: &ObjectInfo) {
     if let Some(etag) = &info.etag {
         set(out, header::ETAG, &quote(etag));
     }
-    set(
-        out,
-        header::LAST_MODIFIED,
-        &info
-            .last_modified
-            .format("%a, %d %b %Y %H:%M:%S GMT")
-            .to_string(),
-    );
+    set(out, header::LAST_MODIFIED, &http_date(info.last_modified));
     set(out, header::ACCEPT_RANGES, "bytes");
+}
+
+/// An HTTP date (RFC 9110 §5.6.7): `httpdate`'s formatter (a fraction of chrono's
+/// `strftime` per response) for the years it covers (1970 to 9999), chrono's for a time
+/// outside them (a local file's modification time is whatever a program set).
+fn http_date(at: chrono::DateTime<chrono::Utc>) -> String {
+    const YEAR_10000: i64 = 253_402_300_800;
+    match u64::try_from(at.timestamp()) {
+        Ok(seconds) if at.timestamp() < YEAR_10000 => {
+            httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds))
+        }
+        _ => at.format("%a, %d %b %Y %H:%M:%S GMT").to_string(),
+    }
 }
 
 /// Sets a header, leaving it out when the value cannot be one (a stored content type is
@@ -91,6 +97,23 @@ pub(super) fn quote(etag: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn http_dates_cover_every_time_a_file_can_carry() {
+        use chrono::TimeZone;
+        let at = |s: i64| chrono::Utc.timestamp_opt(s, 0).unwrap();
+        assert_eq!(http_date(at(784_111_777)), "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(http_date(at(0)), "Thu, 01 Jan 1970 00:00:00 GMT");
+        assert_eq!(http_date(at(-1)), "Wed, 31 Dec 1969 23:59:59 GMT");
+        assert_eq!(
+            http_date(at(253_402_300_800)),
+            "Sat, 01 Jan +10000 00:00:00 GMT"
+        );
+        assert_eq!(
+            http_date(at(253_402_300_799)),
+            "Fri, 31 Dec 9999 23:59:59 GMT"
+        );
+    }
 
     #[test]
     fn etags_are_quoted_once() {

@@ -77,11 +77,19 @@ async fn serve_grant(gateway: &Gateway, grant: Grant, request: Request) -> Respo
                 };
                 download(gateway, &grant, request.headers(), at).await
             }
-            SignedMethod::Put => upload(gateway, &grant, request).await,
-            SignedMethod::Delete => match storage.delete(&grant.key).await {
-                Ok(()) => StatusCode::NO_CONTENT.into_response(),
-                Err(e) => error_reply(&e),
-            },
+            SignedMethod::Put => {
+                let response = upload(gateway, &grant, request).await;
+                gateway.verified.forget(&grant.key);
+                response
+            }
+            SignedMethod::Delete => {
+                let deleted = storage.delete(&grant.key).await;
+                gateway.verified.forget(&grant.key);
+                match deleted {
+                    Ok(()) => StatusCode::NO_CONTENT.into_response(),
+                    Err(e) => error_reply(&e),
+                }
+            }
         }
     };
     match tokio::time::timeout_at(deadline, work).await {

@@ -1,0 +1,189 @@
+//! The gateway's verdicts on verified versions (issue 30): an object verified once is
+//! served again without hashing it, and whatever changes it, through maskstore or behind
+//! its back on local disk, is never served under the old verdict: a same-size rewrite in
+//! place with the modification time set back (what `rsync --inplace --times` does, and
+//! what leaves the etag as it was) and a flipped bit are caught like any damaged object
+//! (500 before a byte for one read chunk, cut off for more; never whole, with or without
+//! Range).
+
+use std::path::Path;
+use std::time::Duration;
+
+use maskstore_backends::SignedMethod;
+
+use crate::support::Serve;
+
+const SECRET: &str = "gateway-verdicts-test-signing-secret-01234567";
+const MIB: usize = 1024 * 1024;
+
+fn serve_local(dir: &Path) -> Serve {
+    let root = dir.join("data").display().to_string();
+    Serve::start(
+        dir,
+        &[
+            ("APP_OBJECT_STORAGE__PROVIDER", "local"),
+            ("APP_OBJECT_STORAGE__ROOT", root.as_str()),
+            ("APP_OBJECT_STORAGE__FSYNC", "false"),
+            ("APP_GATEWAY__SIGNING_SECRET", SECRET),
+        ],
+    )
+}
+
+/// Status, promised length and the bytes received (`None`: the body was cut off).
+async fn get(url: &str, range: Option<&str>) -> (u16, Option<u64>, Option<Vec<u8>>) {
+    let mut request = reqwest::Client::new().get(url);
+    if let Some(range) = range {
+        request = request.header("range", range);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status().as_u16();
+    let promised = response.content_length();
+    let body = response.bytes().await.ok().map(|b| b.to_vec());
+    (status, promised, body)
+}
+
+async fn etag(url: &str) -> String {
+    let response = reqwest::Client::new().head(url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    response.headers()["etag"].to_str().unwrap().to_string()
+}
+
+/// Rewrites `path` in place: `change` applied to its bytes, the same size, the same inode,
+/// and the modification time set back to what it was.
+fn rewrite_in_place(path: &Path, change: impl FnOnce(&mut Vec<u8>)) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let before = file.metadata().unwrap();
+    let mut bytes = std::fs::read(path).unwrap();
+    change(&mut bytes);
+    file.write_all_at(&bytes, 0).unwrap();
+    file.set_modified(before.modified().unwrap()).unwrap();
+    let after = file.metadata().unwrap();
+    assert_eq!(
+        (after.len(), after.modified().unwrap()),
+        (before.len(), before.modified().unwrap())
+    );
+}
+
+fn body(size: usize, seed: u8) -> Vec<u8> {
+    (0..size).map(|i| (i % 251) as u8 ^ seed).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_object_changed_behind_the_gateways_back_is_never_served_under_its_old_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_local(dir.path());
+    let http = reqwest::Client::new();
+    // (key, size, how it is changed): one read chunk and several; a bit flipped, and a
+    // same-size rewrite of valid-looking bytes.
+    type Change = fn(&mut Vec<u8>);
+    let flip: Change = |b| {
+        let middle = b.len() / 2;
+        b[middle] ^= 0x01;
+    };
+    let rewrite: Change = |b| b.iter_mut().for_each(|x| *x = x.wrapping_add(1));
+    let cases = [
+        ("mask/verdict/small-flip.png", 1000, flip),
+        ("mask/verdict/small-rewrite.png", 1000, rewrite),
+        ("mask/verdict/large-flip.png", 3 * MIB, flip),
+        ("mask/verdict/large-rewrite.png", 3 * MIB, rewrite),
+    ];
+    for (key, size, _) in cases {
+        let response = http
+            .put(serve.sign(SignedMethod::Put, key))
+            .body(body(size, 0))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    // Only a file whose last change is a few seconds old gets a verdict kept.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    for (key, size, change) in cases {
+        let url = serve.sign(SignedMethod::Get, key);
+        // Verified whole, then served under the kept verdict.
+        for _ in 0..2 {
+            assert_eq!(
+                get(&url, None).await,
+                (200, Some(size as u64), Some(body(size, 0)))
+            );
+        }
+        let range = get(&url, Some("bytes=10-19")).await;
+        assert_eq!(range.2.as_deref(), Some(&body(size, 0)[10..20]));
+        let head = serve.sign(SignedMethod::Head, key);
+        let before = etag(&head).await;
+        rewrite_in_place(&serve.dir.join("data").join(key), change);
+        assert_eq!(
+            etag(&head).await,
+            before,
+            "the etag alone cannot tell this change"
+        );
+        for range in [
+            None,
+            Some("bytes=0-"),
+            Some("bytes=0-99"),
+            Some("bytes=-10"),
+        ] {
+            let (status, promised, received) = get(&url, range).await;
+            let received_len = received.as_ref().map(|b| b.len() as u64);
+            eprintln!(
+                "{key} {range:?} after the change: {status}, {received_len:?} of {promised:?}"
+            );
+            let served_whole = matches!(status, 200 | 206) && received_len == promised;
+            assert!(
+                !served_whole,
+                "{key} with range {range:?} was served under its old verdict ({status})"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_object_changed_through_the_gateway_is_served_as_it_now_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_local(dir.path());
+    let http = reqwest::Client::new();
+    let key = "mask/verdict/replaced.png";
+    let (put, get_url) = (
+        serve.sign(SignedMethod::Put, key),
+        serve.sign(SignedMethod::Get, key),
+    );
+    let size = 2 * MIB;
+    let status = http
+        .put(&put)
+        .body(body(size, 0))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 200);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(get(&get_url, None).await.2, Some(body(size, 0)));
+    for seed in 1..4u8 {
+        let status = http
+            .put(&put)
+            .body(body(size, seed))
+            .send()
+            .await
+            .unwrap()
+            .status();
+        assert_eq!(status, 200);
+        assert_eq!(get(&get_url, None).await.2, Some(body(size, seed)));
+        let (status, _, part) = get(&get_url, Some("bytes=5-9")).await;
+        assert_eq!(
+            (status, part.as_deref()),
+            (206, Some(&body(size, seed)[5..10]))
+        );
+    }
+    let deleted = http
+        .delete(serve.sign(SignedMethod::Delete, key))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(get(&get_url, None).await.0, 404);
+}

@@ -108,11 +108,11 @@ async fn memory(rows: &mut Vec<String>) {
         let (storage, raw, key, path, data) = (&storage, &raw, &key, &path, &data);
         let gets: [Timed<'_>; 2] = [
             timed(move || async move {
-                let got = storage.get(&key).await.unwrap();
+                let got = storage.get(key).await.unwrap();
                 assert_eq!(got.data.len(), size);
             }),
             timed(move || async move {
-                let got = raw.get(&path).await.unwrap().bytes().await.unwrap();
+                let got = raw.get(path).await.unwrap().bytes().await.unwrap();
                 assert_eq!(got.len(), size);
             }),
         ];
@@ -123,13 +123,13 @@ async fn memory(rows: &mut Vec<String>) {
         ));
         let puts: [Timed<'_>; 3] = [
             timed(move || async move {
-                storage.put(&key, data.clone()).await.unwrap();
+                storage.put(key, data.clone()).await.unwrap();
             }),
             timed(move || async move {
-                raw.put(&path, data.clone().into()).await.unwrap();
+                raw.put(path, data.clone().into()).await.unwrap();
             }),
             timed(move || async move {
-                std::hint::black_box(maskstore::checksum_of(algorithm, &data));
+                std::hint::black_box(maskstore::checksum_of(algorithm, data));
             }),
         ];
         let mut times = in_rotation(budget(), &puts).await;
@@ -207,14 +207,14 @@ async fn local_get(rows: &mut Vec<String>) {
     let (storage, unverified, key, file) = (&storage, &unverified, &key, &file);
     let reads: [Timed<'_>; 3] = [
         timed(move || async move {
-            let got = storage.get(&key).await.unwrap();
+            let got = storage.get(key).await.unwrap();
             assert!(got.info.checksum.is_some() && got.data.len() == size);
         }),
         timed(move || async move {
-            assert_eq!(std::fs::read(&file).unwrap().len(), size);
+            assert_eq!(std::fs::read(file).unwrap().len(), size);
         }),
         timed(move || async move {
-            assert_eq!(unverified.get(&key).await.unwrap().data.len(), size);
+            assert_eq!(unverified.get(key).await.unwrap().data.len(), size);
         }),
     ];
     let times = in_rotation(budget(), &reads).await;

@@ -435,7 +435,11 @@ fn the_cli_sync_between_local_roots_copies_by_file_and_names_a_damaged_object() 
 fn set_stored_checksum(path: &Path, checksum: &str) {
     const XATTR: &str = "user.maskstore.attributes";
     let json = xattr::get(path, XATTR).unwrap().unwrap_or(b"{}".to_vec());
-    let mut stored: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    // maskstore writes its records in a compact binary form and reads JSON ones too; the
+    // objects here hold nothing but a checksum and a generation, so a JSON record replaces
+    // a compact one.
+    let mut stored: serde_json::Value =
+        serde_json::from_slice(&json).unwrap_or_else(|_| serde_json::json!({}));
     stored["metadata"]["maskstore-checksum"] = checksum.into();
     xattr::set(path, XATTR, &serde_json::to_vec(&stored).unwrap()).unwrap();
 }

@@ -14,6 +14,7 @@
 //! | `streaming` | `streaming.rs` | 1 GiB up and down through `Storage`, peak RSS over idle |
 //! | `gateway` | `gateway.rs` | the gateway against direct `Storage`, 1 and 32 clients |
 //! | `cli` | `cli_vs_cp.rs` | the CLI's `put`/`get` of 1 GiB against `cp` |
+//! | `overhead` | `overhead.rs` | memory and local calls against object_store's own stores |
 //!
 //! `cargo bench --bench throughput [-- SECTION...]` runs the named sections, or all of
 //! them (S3 rows need the test servers: `scripts/bench`). Under `cargo test` it runs with
@@ -35,6 +36,7 @@ mod cli_vs_cp;
 mod gateway;
 mod local_paths;
 mod local_reads;
+mod overhead;
 mod paired;
 mod s3_puts;
 mod streaming;
@@ -180,7 +182,7 @@ fn main() {
     let root = dir.path().join("data");
     let root = root.to_str().unwrap();
     let streaming = || streaming::print(root);
-    let sections: [(&str, &dyn Fn()); 11] = [
+    let sections: [(&str, &dyn Fn()); 12] = [
         ("paired", &paired::print),
         ("hash", &checksums::print_hash),
         ("reads", &local_reads::print),
@@ -192,6 +194,7 @@ fn main() {
         ("streaming", &streaming),
         ("gateway", &gateway::print),
         ("cli", &cli_vs_cp::print),
+        ("overhead", &overhead::print),
     ];
     for (name, print) in sections {
         if wanted(name) {

@@ -102,14 +102,16 @@ const NOWAIT_READ: u64 = 1024 * 1024;
 /// memory: the local provider then reads it in the call that opens the object, whatever
 /// its size; with `hash`, one read in a blocking task is hashed with the stored checksum's
 /// algorithm as it is read (each block while it is still in the CPU's cache), see
-/// [`ReadChecksum`].
+/// [`ReadChecksum`]. The memory provider answers it with the checksum it keeps of the
+/// buffer it returns.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ReadAll {
     pub(crate) hash: bool,
 }
 
-/// The checksum of `data`, computed by the local provider as it read it, in the
-/// [`GetResult::extensions`] of a [`ReadAll`] read. It vouches for these very bytes only:
+/// The checksum of `data`, computed by the local provider as it read it (or kept by the
+/// memory provider with the buffer it holds), in the [`GetResult::extensions`] of a
+/// [`ReadAll`] read. It vouches for these very bytes only:
 /// a caller uses it only for a payload that is this same buffer (same address and length),
 /// never for bytes a layer in between may have replaced.
 #[derive(Debug, Clone)]
@@ -274,6 +276,22 @@ impl Inner {
     /// A folder pruned by a concurrent delete while it is walked is walked again.
     fn open_parent(&self, parts: Vec<String>, create: bool) -> io::Result<Lookup> {
         let folders = parts.len() - 1;
+        // Folders that exist already (every write but a key's first) resolve in one call,
+        // as safely as level by level (`openat2` beneath the root, no symlink followed);
+        // anything else is walked below, which creates what is missing and says what is
+        // in the way.
+        if folders > 1
+            && let Ok(fd) = beneath::open(
+                self.root.as_fd(),
+                &parts[..folders].join("/"),
+                OFlags::RDONLY | OFlags::DIRECTORY,
+            )
+        {
+            return Ok(Lookup::Found(Parent {
+                dir: Some(fd),
+                parts,
+            }));
+        }
         // Walks started again because a folder on the way was pruned; a key may need
         // many new folders, which are no retries.
         let mut restarts = 0;
@@ -477,8 +495,8 @@ impl Inner {
             key: location.to_string(),
             detail,
         };
-        let json = serde_json::to_vec(&stored).map_err(|e| failed(e.to_string()))?;
-        xattr::FileExt::set_xattr(file, XATTR, &json).map_err(|e| failed(e.to_string()))?;
+        let record = stored.encode().map_err(failed)?;
+        xattr::FileExt::set_xattr(file, XATTR, &record).map_err(|e| failed(e.to_string()))?;
         Ok(Some(generation))
     }
 

@@ -298,16 +298,17 @@ impl Storage {
         Verifier::of(&self.backend, info)
     }
 
-    /// `attributes` with the checksum of `data` added (unless checksums are off).
-    fn with_checksum_of(&self, mut attributes: Attributes, data: &[u8]) -> Attributes {
-        if let Some(mut hasher) = Hasher::new(self.checksum) {
-            hasher.update(data);
-            attributes.insert(
-                object_store::Attribute::Metadata(CHECKSUM_METADATA.into()),
-                hasher.finish().into(),
-            );
-        }
-        attributes
+    /// Adds the checksum of `data` to `attributes` (unless checksums are off), and returns
+    /// it.
+    fn checksum_into(&self, attributes: &mut Attributes, data: &[u8]) -> Option<String> {
+        let mut hasher = Hasher::new(self.checksum)?;
+        hasher.update(data);
+        let checksum = hasher.finish();
+        attributes.insert(
+            object_store::Attribute::Metadata(CHECKSUM_METADATA.into()),
+            checksum.clone().into(),
+        );
+        Some(checksum)
     }
 
     /// The backend name (`s3`, `local`, `memory`, or a wrapper's).
@@ -442,10 +443,13 @@ impl Storage {
         })
     }
 
-    fn err(&self, key: &impl AsRef<str>) -> impl Fn(object_store::Error) -> Error + '_ {
-        // A found key may hold control characters: its messages show it escaped.
-        let key = maskstore_core::shown(key.as_ref()).into_owned();
-        move |e| Error::from_store(&self.backend, &key, e)
+    fn err<'a>(
+        &'a self,
+        key: &'a (impl AsRef<str> + ?Sized),
+    ) -> impl Fn(object_store::Error) -> Error + 'a {
+        // A found key may hold control characters: its messages show it escaped (only when
+        // there is an error: escaping on every call cost a scan and an allocation).
+        move |e| Error::from_store(&self.backend, &maskstore_core::shown(key.as_ref()), e)
     }
 }
 

@@ -46,17 +46,20 @@ impl Storage {
                 algorithm: self.checksum,
                 done: LateChecksum::default(),
             });
-        let mut opts = PutOptions {
-            mode,
-            attributes: match hash_on_write {
-                Some(_) => options.attributes(&self.declared.metadata),
-                None => self.with_checksum_of(options.attributes(&self.declared.metadata), &data),
-            },
-            ..Default::default()
-        };
+        let mut attributes = options.attributes(&self.declared.metadata);
+        let mut opts = PutOptions::default();
         if let Some(request) = &hash_on_write {
             opts.extensions.insert(request.clone());
+        } else if let Some(checksum) = self.checksum_into(&mut attributes, &data) {
+            // The checksum of these very bytes, for a store that keeps it with them
+            // (memory: its reads then need not hash them again).
+            opts.extensions.insert(crate::memory::Vouched {
+                data: data.clone(),
+                checksum,
+            });
         }
+        opts.mode = mode;
+        opts.attributes = attributes;
         let sent = hash_on_write.as_ref().map(|_| data.clone());
         let result = match self.store.put_opts(&path, data.into(), opts).await {
             Ok(result) => result,

@@ -1,9 +1,13 @@
-//! The `memory` provider: object_store's `InMemory`, with gateway URLs.
+//! The `memory` provider: object_store's `InMemory`, keeping the checksum of each object's
+//! bytes beside them (see `store.rs`), with gateway URLs.
+
+mod store;
 
 use std::sync::Arc;
 
 use maskstore_core::Config;
-use object_store::memory::InMemory;
+
+pub(crate) use store::{MemoryStore, Vouched};
 
 use crate::providers::{Built, Declared, Extras, NEUTRAL, Profile, UploadLimits, gateway_urls};
 use crate::signing;
@@ -36,7 +40,7 @@ pub(crate) fn connect(config: &Config) -> Built {
         }
     };
     Built {
-        store: Arc::new(InMemory::new()),
+        store: Arc::new(MemoryStore::default()),
         urls: gateway_urls(config, secret, ephemeral),
         declared: Declared {
             hashes_on_write: false,

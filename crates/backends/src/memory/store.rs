@@ -1,0 +1,525 @@
+//! The memory provider's store: object_store's `InMemory`, which also keeps, for each
+//! object, the checksum of the very bytes it holds, so that a verified read does not hash
+//! them again.
+//!
+//! Bytes in memory cannot rot, and `Bytes` cannot change once shared, so a checksum
+//! computed over a buffer stays true of that buffer for as long as it lives. The store
+//! keeps it with a handle on the buffer it describes, and vouches for a read only when the
+//! read hands out that same buffer (same address and length): a write that bypassed the
+//! record, or a layer that replaced the bytes on their way in or out, leaves the addresses
+//! unequal, and the bytes are hashed as before. The checksum vouched for is compared with
+//! the one stored in the object's attributes as every verified read compares it, so a
+//! layer that altered the stored checksum is caught too.
+//!
+//! The checksum comes from the put that wrote the buffer ([`Vouched`]: the facade hashed
+//! exactly these bytes to store their checksum), or is computed on the first verified read
+//! of a buffer no put vouched for (a copy's, a multipart upload's, one written through the
+//! raw object_store), and kept for the next.
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{
+    Attribute, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
+    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
+    Result, UploadPart,
+};
+
+use crate::checksum::{CHECKSUM_METADATA, Hasher};
+use crate::local::{ReadAll, ReadChecksum};
+
+/// In a put's extensions: the checksum the facade computed over `data`, the bytes of
+/// the put (see the module docs).
+#[derive(Debug, Clone)]
+pub(crate) struct Vouched {
+    pub(crate) data: Bytes,
+    pub(crate) checksum: String,
+}
+
+impl Vouched {
+    /// Whether `payload` is `data` itself, not a copy or other bytes.
+    fn is_of(&self, payload: &PutPayload) -> bool {
+        let mut chunks = payload.iter();
+        match (chunks.next(), chunks.next()) {
+            (Some(only), None) => same_buffer(only, &self.data),
+            (None, None) => self.data.is_empty(),
+            _ => false,
+        }
+    }
+}
+
+fn same_buffer(a: &Bytes, b: &Bytes) -> bool {
+    a.as_ptr() == b.as_ptr() && a.len() == b.len()
+}
+
+/// The memory provider's store (see the module docs).
+#[derive(Debug, Default)]
+pub(crate) struct MemoryStore {
+    inner: InMemory,
+    /// By path: the checksum of the buffer last known to be stored there.
+    sums: Arc<Mutex<HashMap<Path, Vouched>>>,
+}
+
+impl std::fmt::Display for MemoryStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Memory({})", self.inner)
+    }
+}
+
+impl MemoryStore {
+    fn sums(&self) -> std::sync::MutexGuard<'_, HashMap<Path, Vouched>> {
+        self.sums.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records `sum` as the checksum of what is at `location` (or forgets it: `None`).
+    fn remember(&self, location: &Path, sum: Option<Vouched>) {
+        let mut sums = self.sums();
+        match sum {
+            Some(sum) => sums.insert(location.clone(), sum),
+            None => sums.remove(location),
+        };
+    }
+
+    /// The checksum of `data`, read at `location`, with the algorithm of `stored`: the one
+    /// kept for this very buffer, else computed now and kept. `None` when `stored` names
+    /// no algorithm this build computes (the facade reports that).
+    fn checksum_of(&self, location: &Path, data: &Bytes, stored: &str) -> Option<String> {
+        let algorithm = |sum: &str| sum.split_once(':').map(|(name, _)| name.len());
+        let same_algorithm = |kept: &str| {
+            algorithm(kept)
+                .is_some_and(|n| algorithm(stored) == Some(n) && kept[..n] == stored[..n])
+        };
+        if let Some(kept) = self.sums().get(location)
+            && same_buffer(&kept.data, data)
+            && same_algorithm(&kept.checksum)
+        {
+            return Some(kept.checksum.clone());
+        }
+        let mut hasher = Hasher::for_stored(stored)?;
+        hasher.update(data);
+        let checksum = hasher.finish();
+        self.remember(
+            location,
+            Some(Vouched {
+                data: data.clone(),
+                checksum: checksum.clone(),
+            }),
+        );
+        Some(checksum)
+    }
+
+    /// A whole read the facade verifies ([`ReadAll`] with `hash`): the answer with its
+    /// bytes in one buffer, and the checksum of that buffer ([`ReadChecksum`]).
+    async fn vouched_read(&self, location: &Path, mut result: GetResult) -> Result<GetResult> {
+        let stored = result
+            .attributes
+            .get(&Attribute::Metadata(CHECKSUM_METADATA.into()))
+            .map(|value| value.to_string());
+        let Some(stored) = stored else {
+            return Ok(result);
+        };
+        let GetResultPayload::Stream(stream) = result.payload else {
+            return Ok(result);
+        };
+        // `InMemory` answers with the stored buffer as one chunk.
+        let mut stream = stream;
+        let first = stream.next().await.transpose()?.unwrap_or_default();
+        let rest: Vec<Bytes> = stream.try_collect().await?;
+        let data = match rest.is_empty() {
+            true => first,
+            false => Bytes::from([&[first][..], &rest].concat().concat()),
+        };
+        if let Some(checksum) = self.checksum_of(location, &data, &stored) {
+            result.extensions.insert(ReadChecksum {
+                data: data.clone(),
+                checksum,
+            });
+        }
+        result.payload =
+            GetResultPayload::Stream(futures::stream::once(async { Ok(data) }).boxed());
+        Ok(result)
+    }
+}
+
+#[async_trait]
+#[deny(clippy::missing_trait_methods)]
+impl ObjectStore for MemoryStore {
+    async fn put_opts(
+        &self,
+        location: &Path,
+        payload: PutPayload,
+        opts: PutOptions,
+    ) -> Result<PutResult> {
+        let vouched = opts
+            .extensions
+            .get::<Vouched>()
+            .filter(|v| v.is_of(&payload))
+            .cloned();
+        let result = self.inner.put_opts(location, payload, opts).await?;
+        self.remember(location, vouched);
+        Ok(result)
+    }
+
+    async fn put_multipart_opts(
+        &self,
+        location: &Path,
+        opts: PutMultipartOptions,
+    ) -> Result<Box<dyn MultipartUpload>> {
+        let upload = self.inner.put_multipart_opts(location, opts).await?;
+        Ok(Box::new(Upload {
+            inner: upload,
+            location: location.clone(),
+            sums: Arc::clone(&self.sums),
+        }))
+    }
+
+    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        let verified = !options.head
+            && options.range.is_none()
+            && options.extensions.get::<ReadAll>().is_some_and(|r| r.hash);
+        let result = self.inner.get_opts(location, options).await?;
+        if !verified {
+            return Ok(result);
+        }
+        self.vouched_read(location, result).await
+    }
+
+    async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
+        self.inner.get_ranges(location, ranges).await
+    }
+
+    fn delete_stream(
+        &self,
+        locations: BoxStream<'static, Result<Path>>,
+    ) -> BoxStream<'static, Result<Path>> {
+        let sums = Arc::clone(&self.sums);
+        self.inner
+            .delete_stream(locations)
+            .inspect(move |deleted| {
+                if let Ok(path) = deleted {
+                    sums.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
+                }
+            })
+            .boxed()
+    }
+
+    fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list(prefix)
+    }
+
+    fn list_with_offset(
+        &self,
+        prefix: Option<&Path>,
+        offset: &Path,
+    ) -> BoxStream<'static, Result<ObjectMeta>> {
+        self.inner.list_with_offset(prefix, offset)
+    }
+
+    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+        self.inner.list_with_delimiter(prefix).await
+    }
+
+    async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+        self.inner.copy_opts(from, to, options).await?;
+        // `InMemory` copies share the buffer: its checksum holds for the copy.
+        let kept = self.sums().get(from).cloned();
+        self.remember(to, kept);
+        Ok(())
+    }
+
+    async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
+        self.inner.rename_opts(from, to, options).await?;
+        let kept = self.sums().remove(from);
+        self.remember(to, kept);
+        Ok(())
+    }
+}
+
+/// A multipart upload to the memory store: its completion replaces the object, and with
+/// it the checksum kept for the path.
+#[derive(Debug)]
+struct Upload {
+    inner: Box<dyn MultipartUpload>,
+    location: Path,
+    sums: Arc<Mutex<HashMap<Path, Vouched>>>,
+}
+
+#[async_trait]
+impl MultipartUpload for Upload {
+    fn put_part(&mut self, data: PutPayload) -> UploadPart {
+        self.inner.put_part(data)
+    }
+
+    async fn complete(&mut self) -> Result<PutResult> {
+        let result = self.inner.complete().await?;
+        let mut sums = self.sums.lock().unwrap_or_else(|e| e.into_inner());
+        sums.remove(&self.location);
+        Ok(result)
+    }
+
+    async fn abort(&mut self) -> Result<()> {
+        self.inner.abort().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::Layer;
+    use crate::{Error, Storage, WriteOptions, checksum_of};
+    use maskstore_core::ChecksumAlgorithm;
+
+    /// A memory storage and its store, to look at what the store keeps.
+    fn memory() -> (Storage, Arc<MemoryStore>) {
+        let store = Arc::new(MemoryStore::default());
+        let built = crate::providers::Built {
+            store: Arc::clone(&store) as Arc<dyn ObjectStore>,
+            urls: crate::storage::UrlSigner::None,
+            declared: crate::providers::Declared::PLAIN,
+            extras: crate::providers::Extras::default(),
+        };
+        let storage = Storage::assemble(
+            built,
+            crate::providers::Backend::foreign("memory"),
+            "mask/".parse().unwrap(),
+            Storage::memory().monitor().clone(),
+            maskstore_core::TtlPolicy::default(),
+        )
+        .with_checksum(ChecksumAlgorithm::Crc64Nvme);
+        (storage, store)
+    }
+
+    fn kept(store: &MemoryStore, key: &str) -> Option<String> {
+        store
+            .sums()
+            .get(&Path::from(key))
+            .map(|v| v.checksum.clone())
+    }
+
+    fn bytes(n: usize, seed: u8) -> Bytes {
+        Bytes::from(
+            (0..n)
+                .map(|i| (i as u8).wrapping_mul(31) ^ seed)
+                .collect::<Vec<u8>>(),
+        )
+    }
+
+    #[tokio::test]
+    async fn the_checksum_kept_with_an_object_is_its_bytes_after_every_write_path() {
+        let (s, store) = memory();
+        let want = |data: &[u8]| checksum_of(ChecksumAlgorithm::Crc64Nvme, data);
+        let (a, b) = (bytes(5000, 1), bytes(7000, 2));
+        let k = s.key("a.bin").unwrap();
+        s.put(&k, a.clone()).await.unwrap();
+        // Vouched by the put itself: kept before any read.
+        assert_eq!(kept(&store, "mask/a.bin"), want(&a));
+        s.put(&k, b.clone()).await.unwrap();
+        assert_eq!(
+            kept(&store, "mask/a.bin"),
+            want(&b),
+            "an overwrite replaces it"
+        );
+        let copied = s.key("copied.bin").unwrap();
+        s.copy(&k, &copied).await.unwrap();
+        assert_eq!(kept(&store, "mask/copied.bin"), want(&b));
+        let renamed = s.key("renamed.bin").unwrap();
+        s.rename(&copied, &renamed).await.unwrap();
+        assert_eq!(kept(&store, "mask/copied.bin"), None);
+        assert_eq!(kept(&store, "mask/renamed.bin"), want(&b));
+        // A multipart upload's bytes are hashed on their first verified read, then kept.
+        let big = s.key("multipart.bin").unwrap();
+        let body = bytes(s.multipart_threshold() * 2 + 17, 3);
+        let chunks: Vec<std::io::Result<Bytes>> = body
+            .chunks(100_000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        s.upload_stream(
+            &big,
+            &WriteOptions::default(),
+            futures::stream::iter(chunks),
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.get(&big).await.unwrap().data, body);
+        assert_eq!(kept(&store, "mask/multipart.bin"), want(&body));
+        for key in [&k, &renamed, &big] {
+            let got = s.get(key).await.unwrap();
+            assert_eq!(got.info.checksum, want(&got.data), "{key}");
+        }
+        s.delete(&renamed).await.unwrap();
+        assert_eq!(
+            kept(&store, "mask/renamed.bin"),
+            None,
+            "a delete forgets it"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_verified_read_compares_the_kept_checksum_and_does_not_hash_again() {
+        let (s, store) = memory();
+        let k = s.key("a.bin").unwrap();
+        let data = bytes(4096, 4);
+        s.put(&k, data.clone()).await.unwrap();
+        // The kept checksum is what the read compares: made wrong here, the read fails,
+        // where hashing the bytes again would have passed.
+        let wrong = checksum_of(ChecksumAlgorithm::Crc64Nvme, b"other bytes").unwrap();
+        store
+            .sums()
+            .get_mut(&Path::from("mask/a.bin"))
+            .unwrap()
+            .checksum = wrong.clone();
+        match s.get(&k).await {
+            Err(Error::Corrupt { actual, .. }) => assert_eq!(actual, wrong),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        // A checksum of another algorithm is never compared: the bytes are hashed.
+        let sha = s.clone().with_checksum(ChecksumAlgorithm::Sha256);
+        sha.put(&k, data.clone()).await.unwrap();
+        store
+            .sums()
+            .get_mut(&Path::from("mask/a.bin"))
+            .unwrap()
+            .checksum = wrong;
+        assert_eq!(sha.get(&k).await.unwrap().data, data);
+        assert_eq!(
+            kept(&store, "mask/a.bin"),
+            checksum_of(ChecksumAlgorithm::Sha256, &data)
+        );
+    }
+
+    /// A layer that alters what it passes on: the first byte of every put's payload, of
+    /// every read's data, or the checksum stored with a put.
+    #[derive(Debug, Clone, Copy)]
+    enum Tamper {
+        BytesIn,
+        BytesOut,
+        ChecksumIn,
+    }
+
+    #[derive(Debug)]
+    struct Tampering(Tamper, Arc<dyn ObjectStore>);
+
+    impl std::fmt::Display for Tampering {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "Tampering({})", self.1)
+        }
+    }
+
+    fn flipped(data: &[u8]) -> Bytes {
+        let mut data = data.to_vec();
+        data[0] ^= 1;
+        Bytes::from(data)
+    }
+
+    #[async_trait]
+    impl ObjectStore for Tampering {
+        async fn put_opts(
+            &self,
+            location: &Path,
+            payload: PutPayload,
+            mut opts: PutOptions,
+        ) -> Result<PutResult> {
+            let payload = match self.0 {
+                Tamper::BytesIn => flipped(&Bytes::from(payload)).into(),
+                Tamper::ChecksumIn => {
+                    let other = checksum_of(ChecksumAlgorithm::Crc64Nvme, b"x").unwrap();
+                    opts.attributes
+                        .insert(Attribute::Metadata(CHECKSUM_METADATA.into()), other.into());
+                    payload
+                }
+                Tamper::BytesOut => payload,
+            };
+            self.1.put_opts(location, payload, opts).await
+        }
+        async fn put_multipart_opts(
+            &self,
+            location: &Path,
+            opts: PutMultipartOptions,
+        ) -> Result<Box<dyn MultipartUpload>> {
+            self.1.put_multipart_opts(location, opts).await
+        }
+        async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+            let mut result = self.1.get_opts(location, options).await?;
+            let Tamper::BytesOut = self.0 else {
+                return Ok(result);
+            };
+            let empty = GetResultPayload::Stream(futures::stream::empty().boxed());
+            let GetResultPayload::Stream(stream) = std::mem::replace(&mut result.payload, empty)
+            else {
+                panic!("the memory store answers with a stream");
+            };
+            let data: Vec<Bytes> = stream.try_collect().await?;
+            let data = flipped(&data.concat());
+            result.payload =
+                GetResultPayload::Stream(futures::stream::once(async { Ok(data) }).boxed());
+            Ok(result)
+        }
+        fn delete_stream(
+            &self,
+            locations: BoxStream<'static, Result<Path>>,
+        ) -> BoxStream<'static, Result<Path>> {
+            self.1.delete_stream(locations)
+        }
+        fn list(&self, prefix: Option<&Path>) -> BoxStream<'static, Result<ObjectMeta>> {
+            self.1.list(prefix)
+        }
+        async fn list_with_delimiter(&self, prefix: Option<&Path>) -> Result<ListResult> {
+            self.1.list_with_delimiter(prefix).await
+        }
+        async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
+            self.1.copy_opts(from, to, options).await
+        }
+    }
+
+    impl Layer for Tamper {
+        fn wrap(&self, inner: Arc<dyn ObjectStore>) -> Arc<dyn ObjectStore> {
+            Arc::new(Tampering(*self, inner))
+        }
+    }
+
+    #[tokio::test]
+    async fn bytes_or_a_checksum_a_layer_altered_still_fail_the_read() {
+        for tamper in [Tamper::BytesIn, Tamper::BytesOut, Tamper::ChecksumIn] {
+            let (s, _) = memory();
+            let s = s.layer(tamper);
+            let k = s.key("a.bin").unwrap();
+            s.put(&k, bytes(4096, 5)).await.unwrap();
+            // Twice: the second read would use anything the first one kept.
+            for read in 0..2 {
+                assert!(
+                    matches!(s.get(&k).await, Err(Error::Corrupt { .. })),
+                    "{tamper:?}, read {read}"
+                );
+            }
+        }
+        // Bytes written past the facade with another object's checksum: not vouched for.
+        let (s, _) = memory();
+        let k = s.key("raw.bin").unwrap();
+        let mut attributes = object_store::Attributes::new();
+        attributes.insert(
+            Attribute::Metadata(CHECKSUM_METADATA.into()),
+            checksum_of(ChecksumAlgorithm::Crc64Nvme, b"abc")
+                .unwrap()
+                .into(),
+        );
+        let opts = PutOptions {
+            attributes,
+            ..Default::default()
+        };
+        s.object_store()
+            .put_opts(
+                &Path::from("mask/raw.bin"),
+                Bytes::from_static(b"abd").into(),
+                opts,
+            )
+            .await
+            .unwrap();
+        assert!(matches!(s.get(&k).await, Err(Error::Corrupt { .. })));
+    }
+}

@@ -22,3 +22,4 @@ mod safety;
 mod support;
 mod symlink_race;
 mod sync_files;
+mod sync_scale;

@@ -12,7 +12,7 @@ use maskstore_core::ObjectKey;
 use serde::{Deserialize, Serialize};
 
 use super::spill::{Keyed, Sorted, Sorter};
-use super::{COMPARE_CONCURRENCY, Fingerprint, needs_copy};
+use super::{COMPARE_CONCURRENCY, Fingerprint, ToCopy, needs_copy};
 
 /// One listing entry, as kept while the listing is sorted.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -31,15 +31,7 @@ impl Keyed for Listed {
 #[derive(Debug)]
 pub enum Decision {
     /// Copy the source object (absent or different at the destination).
-    Copy {
-        /// Its key.
-        key: ObjectKey,
-        /// Its size as listed.
-        size: u64,
-        /// A foreign name the destination listed under that exact name: only such a
-        /// name is overwritten ([`super::copy_planned`]).
-        replacing: bool,
-    },
+    Copy(ToCopy),
     /// The destination already holds it.
     Skip {
         /// Its key.
@@ -158,11 +150,11 @@ async fn decide_one(
     let dest = listed.as_ref().map(|l| &l.print);
     Ok(
         match needs_copy(from, to, &key, &source.print, dest, comparable_etags).await {
-            Ok(true) => Decision::Copy {
+            Ok(true) => Decision::Copy(ToCopy {
                 replacing: listed.is_some() && key.is_foreign(),
                 size: source.print.size,
                 key,
-            },
+            }),
             Ok(false) => Decision::Skip { key },
             Err(error) => Decision::Failed { key, error },
         },

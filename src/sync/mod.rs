@@ -35,8 +35,10 @@ use serde::{Deserialize, Serialize};
 
 mod decide;
 pub mod spill;
+mod transfers;
 
 pub use decide::{Decision, Totals, decide_each, spill_error};
+pub use transfers::copy_each;
 
 /// Metadata naming the source version a synced object was copied from.
 pub const SOURCE_ETAG: &str = "maskstore-source-etag";
@@ -119,11 +121,14 @@ pub fn compare(source: &Fingerprint, dest: &Fingerprint, comparable_etags: bool)
 
 /// A source object a plan copies.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Planned {
+pub struct ToCopy {
     /// Its key.
     pub key: ObjectKey,
     /// Its size as listed.
     pub size: u64,
+    /// A foreign name the destination listed under that exact name: only such a name is
+    /// overwritten ([`copy_planned`]).
+    pub replacing: bool,
 }
 
 /// What a sync would do, decided before anything changes, held in memory (the CLI keeps
@@ -135,7 +140,7 @@ pub struct Plan {
     /// Objects the destination listed under the prefix.
     pub destination_objects: u64,
     /// Source objects to copy (absent or different at the destination), sorted.
-    pub to_copy: Vec<Planned>,
+    pub to_copy: Vec<ToCopy>,
     /// Source objects already at the destination.
     pub skipped: u64,
     /// Source objects that could not be compared, with the error, sorted.
@@ -159,24 +164,20 @@ impl Plan {
     /// Adds one decision (they come in key order, so every list stays sorted).
     fn add(&mut self, decision: Decision) {
         let source = match &decision {
-            Decision::Copy { key, .. } | Decision::Skip { key } | Decision::Failed { key, .. } => {
-                Some(key)
-            }
+            Decision::Copy(ToCopy { key, .. })
+            | Decision::Skip { key }
+            | Decision::Failed { key, .. } => Some(key),
             Decision::Delete { .. } => None,
         };
         if let Some(key) = source.filter(|k| k.is_foreign()) {
             self.foreign.push(key.clone());
         }
         match decision {
-            Decision::Copy {
-                key,
-                size,
-                replacing,
-            } => {
-                if replacing {
-                    self.replacing.push(key.clone());
+            Decision::Copy(copy) => {
+                if copy.replacing {
+                    self.replacing.push(copy.key.clone());
                 }
-                self.to_copy.push(Planned { key, size });
+                self.to_copy.push(copy);
             }
             Decision::Skip { .. } => self.skipped += 1,
             Decision::Failed { key, error } => self.failed.push((key, error)),

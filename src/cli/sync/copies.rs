@@ -5,11 +5,9 @@
 
 use futures::StreamExt;
 use indicatif::ProgressBar;
-use maskstore::maskstore_backends::UPLOAD_MAX_IN_FLIGHT;
 use maskstore::sync::spill::{RUN_LEN, Sorter};
-use maskstore::sync::{self, Copied};
+use maskstore::sync::{self, Copied, ToCopy};
 use maskstore::{Error, ObjectKey, Storage};
-use tokio::sync::Semaphore;
 
 use super::plan::{Copy, DiskPlan, Note};
 use crate::cli::output::Failure;
@@ -42,29 +40,22 @@ pub(super) async fn run(
         left_out: Sorter::new(RUN_LEN),
         not_carried: Sorter::new(RUN_LEN),
     };
-    // Bytes in flight: an object below the multipart threshold is one PUT (one permit);
-    // a larger one keeps its parts in flight, so it takes that many.
-    let permits = Semaphore::new(transfers);
-    let large = (UPLOAD_MAX_IN_FLIGHT + 1).min(transfers) as u32;
-    let threshold = to.multipart_threshold() as u64;
     let records = plan.copies.read().map_err(spill_failure)?;
-    let mut done = futures::stream::iter(records)
-        .map(|record| {
-            let permits = &permits;
-            async move {
-                let Copy {
-                    key,
-                    size,
-                    replacing,
-                } = record.map_err(|e| Failure::from(sync::spill_error(prefix, e)))?;
-                let key = ObjectKey::found(key).map_err(|e| Failure::from(Error::from(e)))?;
-                let weight = if size >= threshold { large } else { 1 };
-                let _permit = permits.acquire_many(weight).await.expect("never closed");
-                let result = sync::copy_planned(from, to, &key, replacing).await;
-                Ok::<_, Failure>((key, result))
-            }
+    let copies = records.map(|record| {
+        let Copy {
+            key,
+            size,
+            replacing,
+        } = record.map_err(|e| sync::spill_error(prefix, e))?;
+        let key = ObjectKey::found(key)?;
+        Ok(ToCopy {
+            key,
+            size,
+            replacing,
         })
-        .buffer_unordered(transfers);
+    });
+    let done = sync::copy_each(from, to, copies, transfers);
+    let mut done = std::pin::pin!(done);
     while let Some(done) = done.next().await {
         let (key, result) = done?;
         record(&mut outcome, &mut plan.failures, key, result).map_err(spill_failure)?;

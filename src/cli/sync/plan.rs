@@ -5,7 +5,7 @@
 use maskstore::ObjectKey;
 use maskstore::Storage;
 use maskstore::sync::spill::{Keyed, RUN_LEN, Sorter, Spill};
-use maskstore::sync::{self, Decision, Totals};
+use maskstore::sync::{self, Decision, ToCopy, Totals};
 use serde::{Deserialize, Serialize};
 
 use crate::cli::objects::SHOWN_DELETES;
@@ -91,8 +91,9 @@ impl DiskPlan {
     }
 
     fn add(&mut self, decision: Decision) -> std::io::Result<()> {
-        if let Decision::Copy { key, .. } | Decision::Skip { key } | Decision::Failed { key, .. } =
-            &decision
+        if let Decision::Copy(ToCopy { key, .. })
+        | Decision::Skip { key }
+        | Decision::Failed { key, .. } = &decision
             && key.is_foreign()
         {
             let reason = key.foreign().unwrap_or_default();
@@ -100,11 +101,11 @@ impl DiskPlan {
             self.foreign.push(&format!("{key} ({shown})"))?;
         }
         match decision {
-            Decision::Copy {
+            Decision::Copy(ToCopy {
                 key,
                 size,
                 replacing,
-            } => {
+            }) => {
                 self.copy_bytes += size;
                 self.copies.push(&Copy {
                     key: key.as_str().to_string(),

@@ -118,15 +118,20 @@ impl Report<'_> {
         let counts = serde_json::to_string_pretty(&counts).expect("JSON values serialize");
         // The counts' object without its closing brace, then the lists.
         write!(out, "{},", counts.trim_end_matches('}').trim_end()).map_err(&fail)?;
-        let lines = failures
-            .sorted()
-            .map_err(&fail)?
-            .map(|n| n.map(|n| json!(n.line)));
+        // Failures and metadata left out are said on stderr too, as without --json.
+        let lines = failures.sorted().map_err(&fail)?.map(|n| {
+            n.map(|n| {
+                eprintln!("failed: {}", n.line);
+                json!(n.line)
+            })
+        });
         list(&mut out, "failures", lines, false).map_err(&fail)?;
-        let entries = left_out
-            .sorted()
-            .map_err(&fail)?
-            .map(|n| n.map(|n| json!({"key": n.key, "name": n.name, "reason": n.reason})));
+        let entries = left_out.sorted().map_err(&fail)?.map(|n| {
+            n.map(|n| {
+                eprintln!("copied without metadata: {}", n.line);
+                json!({"key": n.key, "name": n.name, "reason": n.reason})
+            })
+        });
         list(&mut out, "metadata_left_out", entries, false).map_err(&fail)?;
         let foreign = self
             .plan

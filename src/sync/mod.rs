@@ -38,7 +38,7 @@ pub mod spill;
 mod transfers;
 
 pub use decide::{Decision, Totals, decide_each, spill_error};
-pub use transfers::copy_each;
+pub use transfers::{BYTES_IN_FLIGHT, copy_each};
 
 /// Metadata naming the source version a synced object was copied from.
 pub const SOURCE_ETAG: &str = "maskstore-source-etag";

@@ -65,7 +65,7 @@ pub(crate) struct Args {
     #[arg(long, requires = "delete")]
     force: bool,
     /// Copies in flight at once, 1 to 256 (default: the --to config's
-    /// object_storage.transfers, 16 unless set).
+    /// object_storage.transfers, 32 unless set).
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_TRANSFERS))]
     transfers: Option<u64>,
 }

@@ -589,7 +589,7 @@ pub(crate) const TRANSFERS: Key<u64> = Key {
         unit: "copies",
         max: MAX_TRANSFERS,
     },
-    default: Is("16"),
+    default: Is("32"),
     doc: "`sync`: copies in flight at once onto this store (the `--to` side's value; `--transfers` overrides); 1 to 256",
     field: |c| &c.object_storage.transfers,
 };

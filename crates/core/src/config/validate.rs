@@ -96,7 +96,7 @@ fn validate_object_storage(config: &Config) -> Result<(), Error> {
             config,
             &TRANSFERS,
             "is 0, which would copy nothing",
-            "give from 1 to 256, or leave it unset for the default 16",
+            "give from 1 to 256, or leave it unset for the default 32",
         ));
     }
     for (provider, key, what) in REQUIRED {

@@ -32,3 +32,4 @@ mod secrets_manager;
 mod support;
 mod symlink_race;
 mod sync_files;
+mod sync_scale;

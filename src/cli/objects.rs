@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::StreamExt;
+use maskstore::sync::spill::{Keyed, RUN_LEN, Sorter, Spill};
 use maskstore::{Error, MaskFormat, ObjectInfo, ObjectKey, Storage, WriteOptions};
 use maskstore_core::shown;
 use serde_json::json;
@@ -453,6 +454,12 @@ fn integrity_reason(integrity: &str, info: &ObjectInfo) -> String {
     }
 }
 
+/// The keys to delete listed before asking for confirmation.
+pub(crate) const SHOWN_DELETES: usize = 20;
+
+/// Keys one delete request names at most (S3's DeleteObjects limit).
+pub(crate) const DELETE_CHUNK: usize = 1000;
+
 /// `rm <KEY>...` or `rm --prefix PREFIX`: lists what it will delete and asks first.
 pub(crate) async fn rm(
     storage: &Storage,
@@ -461,69 +468,130 @@ pub(crate) async fn rm(
     yes: bool,
     as_json: bool,
 ) -> Result<(), Failure> {
-    let targets: Vec<ObjectKey> = match prefix {
-        Some(prefix) => {
-            let mut listed = Vec::new();
-            let mut items = storage.list(Some(prefix))?;
-            while let Some(item) = items.next().await {
-                listed.push(item?.key);
-            }
-            listed.sort();
-            listed
-        }
-        None => keys
+    let Some(prefix) = prefix else {
+        let targets: Vec<ObjectKey> = keys
             .iter()
             .map(|k| found_key(storage, k))
-            .collect::<Result<_, _>>()?,
-    };
-    let foreign = targets.iter().filter(|k| k.is_foreign()).count();
-    if targets.is_empty() {
-        if as_json {
-            print_json(&json!({"deleted": []}));
-        } else {
-            println!("nothing to delete");
+            .collect::<Result<_, _>>()?;
+        let mut deleted = Spill::new().map_err(|e| spill_failure(storage.prefix().as_str(), e))?;
+        for chunk in targets.chunks(DELETE_CHUNK) {
+            delete_chunk(storage, chunk, &mut deleted, storage.prefix().as_str()).await?;
         }
+        return report_deleted(deleted, as_json, storage.prefix().as_str());
+    };
+    let fail = |e| spill_failure(prefix, e);
+    // Sorted on disk, so memory holds a bounded run whatever the number of objects.
+    let mut sorter = Sorter::new(RUN_LEN);
+    let mut items = storage.list(Some(prefix))?;
+    while let Some(item) = items.next().await {
+        sorter
+            .push(Name(item?.key.as_str().to_string()))
+            .map_err(fail)?;
+    }
+    let count = sorter.len();
+    let mut names = sorter.sorted().map_err(fail)?;
+    let mut first = Vec::new();
+    for name in names.by_ref().take(SHOWN_DELETES) {
+        first.push(ObjectKey::found(name.map_err(fail)?.0).map_err(Error::from)?);
+    }
+    if count > 0 && !yes {
+        confirm_deletion(count, &first)?;
+    }
+    let mut deleted = Spill::new().map_err(fail)?;
+    let mut chunk = first;
+    for name in names {
+        if chunk.len() == DELETE_CHUNK {
+            delete_chunk(storage, &chunk, &mut deleted, prefix).await?;
+            chunk.clear();
+        }
+        chunk.push(ObjectKey::found(name.map_err(fail)?.0).map_err(Error::from)?);
+    }
+    delete_chunk(storage, &chunk, &mut deleted, prefix).await?;
+    report_deleted(deleted, as_json, prefix)
+}
+
+/// A name listed for `rm --prefix`, sorted on disk.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Name(String);
+
+impl Keyed for Name {
+    fn sort_key(&self) -> &str {
+        &self.0
+    }
+}
+
+fn spill_failure(prefix: &str, e: std::io::Error) -> Failure {
+    Failure::from(maskstore::sync::spill_error(prefix, e))
+}
+
+/// Deletes `chunk` and notes its keys as deleted.
+async fn delete_chunk(
+    storage: &Storage,
+    chunk: &[ObjectKey],
+    deleted: &mut Spill<String>,
+    prefix: &str,
+) -> Result<(), Failure> {
+    if chunk.is_empty() {
         return Ok(());
     }
-    if prefix.is_some() && !yes {
-        confirm_deletion(&targets)?;
-    }
-    for chunk in targets.chunks(1000) {
-        storage.delete_many(chunk).await?;
-    }
-    if as_json {
-        print_json(&json!({"deleted": targets.iter().map(ObjectKey::as_str).collect::<Vec<_>>()}));
-    } else {
-        for k in &targets {
-            println!("deleted {k}");
-        }
-        if foreign > 0 {
-            println!(
-                "{foreign} of the {} deleted objects had names that are not valid keys (shown escaped)",
-                targets.len()
-            );
-        }
+    storage.delete_many(chunk).await?;
+    for key in chunk {
+        deleted
+            .push(&key.as_str().to_string())
+            .map_err(|e| spill_failure(prefix, e))?;
     }
     Ok(())
 }
 
-/// Lists the keys about to be deleted on stderr and asks; without a terminal to ask on,
-/// refuses (the caller passes `--yes` to skip this).
-pub(crate) fn confirm_deletion(targets: &[ObjectKey]) -> Result<(), Failure> {
-    const SHOWN: usize = 20;
-    eprintln!("about to delete {} objects:", targets.len());
-    for k in targets.iter().take(SHOWN) {
+/// Prints the deleted keys (escaped) and how many had foreign names, or JSON.
+fn report_deleted(mut deleted: Spill<String>, as_json: bool, prefix: &str) -> Result<(), Failure> {
+    let fail = |e| spill_failure(prefix, e);
+    if deleted.is_empty() && !as_json {
+        println!("nothing to delete");
+        return Ok(());
+    }
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    let mut foreign = 0;
+    if as_json {
+        write!(out, "{{\n  \"deleted\": [").map_err(fail)?;
+    }
+    for (i, name) in deleted.read().map_err(fail)?.enumerate() {
+        let key = ObjectKey::found(name.map_err(fail)?).map_err(Error::from)?;
+        foreign += usize::from(key.is_foreign());
+        if as_json {
+            let separator = if i == 0 { "" } else { "," };
+            write!(out, "{separator}\n    {}", json!(key.as_str())).map_err(fail)?;
+        } else {
+            writeln!(out, "deleted {key}").map_err(fail)?;
+        }
+    }
+    if as_json {
+        let close = if deleted.is_empty() { "]" } else { "\n  ]" };
+        writeln!(out, "{close}\n}}").map_err(fail)?;
+    } else if foreign > 0 {
+        writeln!(
+            out,
+            "{foreign} of the {} deleted objects had names that are not valid keys (shown escaped)",
+            deleted.len()
+        )
+        .map_err(fail)?;
+    }
+    out.flush().map_err(fail)
+}
+
+/// Lists the first keys about to be deleted on stderr and asks; without a terminal to
+/// ask on, refuses (the caller passes `--yes` to skip this).
+pub(crate) fn confirm_deletion(count: u64, first: &[ObjectKey]) -> Result<(), Failure> {
+    eprintln!("about to delete {count} objects:");
+    for k in first.iter().take(SHOWN_DELETES) {
         eprintln!("  {k}");
     }
-    if targets.len() > SHOWN {
-        eprintln!("  … and {} more", targets.len() - SHOWN);
+    if count > first.len() as u64 {
+        eprintln!("  … and {} more", count - first.len() as u64);
     }
     if !std::io::stdin().is_terminal() {
         return Err(Failure {
-            message: format!(
-                "refusing to delete {} objects without confirmation; pass --yes",
-                targets.len()
-            ),
+            message: format!("refusing to delete {count} objects without confirmation; pass --yes"),
             code: 2,
         });
     }

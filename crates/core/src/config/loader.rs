@@ -373,6 +373,7 @@ impl ConfigLoader {
             retry_timeout_secs: r.get(&keys::RETRY_TIMEOUT)?,
             retry_initial_backoff_ms: r.get(&keys::RETRY_INITIAL_BACKOFF)?,
             retry_max_backoff_ms: r.get(&keys::RETRY_MAX_BACKOFF)?,
+            transfers: r.get(&keys::TRANSFERS)?,
             root: r.get(&keys::ROOT)?,
             fsync: r.get(&keys::FSYNC)?,
             prefix: r.get(&keys::PREFIX)?,

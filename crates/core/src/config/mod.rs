@@ -41,7 +41,7 @@ use std::str::FromStr;
 use crate::{KeyPrefix, Secret, TtlPolicy};
 
 pub use loader::{ConfigLoader, SECRETS_MANAGER_SCHEME, SecretFileRequest, SecretSourceRequest};
-pub use schema::{env_var_name, is_secret_env_var};
+pub use schema::{MAX_TRANSFERS, env_var_name, is_secret_env_var};
 pub use validate::MIN_SIGNING_SECRET_BYTES;
 
 /// The prefix of every environment variable maskstore reads.
@@ -301,6 +301,8 @@ pub struct ObjectStorageConfig {
     pub retry_initial_backoff_ms: u64,
     /// The longest wait between retries.
     pub retry_max_backoff_ms: u64,
+    /// Copies `sync` runs at once onto this store (the `--to` side's value counts).
+    pub transfers: u64,
     /// The folder of the `local` provider.
     pub root: PathBuf,
     /// Whether the `local` provider makes each write durable before acknowledging it.

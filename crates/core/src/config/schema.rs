@@ -594,6 +594,19 @@ pub(crate) const CONNECT_TIMEOUT: Key<u64> = Key {
     doc: "seconds to connect to S3; at most 300",
     field: |c| &c.object_storage.connect_timeout_secs,
 };
+/// The most copies `sync` runs at once: far above any measured gain, and a bound on
+/// the connections and buffers one run holds.
+pub const MAX_TRANSFERS: u64 = 256;
+pub(crate) const TRANSFERS: Key<u64> = Key {
+    name: "object_storage.transfers",
+    kind: Kind::Integer {
+        unit: "copies",
+        max: MAX_TRANSFERS,
+    },
+    default: Is("32"),
+    doc: "`sync`: copies in flight at once onto this store (the `--to` side's value; `--transfers` overrides); 1 to 256",
+    field: |c| &c.object_storage.transfers,
+};
 pub(crate) const MAX_RETRIES: Key<u32> = Key {
     name: "object_storage.max_retries",
     kind: Kind::Integer {
@@ -1037,6 +1050,7 @@ pub(crate) const SCHEMA: &[&dyn AnyKey] = &[
     &REQUEST_TIMEOUT,
     &CONNECT_TIMEOUT,
     &MAX_RETRIES,
+    &TRANSFERS,
     &RETRY_TIMEOUT,
     &RETRY_INITIAL_BACKOFF,
     &RETRY_MAX_BACKOFF,

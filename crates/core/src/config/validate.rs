@@ -15,7 +15,7 @@ use super::schema::{
     LISTEN, MAX_CONCURRENT_UPLOADS, MAX_CONNECTIONS, MAX_CONNECTIONS_PER_CLIENT, MAX_UPLOAD_BYTES,
     MAX_UPLOADS_PER_CLIENT, TRUSTED_PROXIES,
 };
-use super::schema::{ALARM_WINDOW, REQUIRED, SURGE_WINDOW};
+use super::schema::{ALARM_WINDOW, REQUIRED, SURGE_WINDOW, TRANSFERS};
 use super::{Config, DEFAULT_ENVIRONMENT, Origin, Provider};
 use crate::Error;
 use crate::ttl::S3_MAX_PRESIGN_SECS;
@@ -91,6 +91,14 @@ fn validate_monitoring(config: &Config) -> Result<(), Error> {
 
 fn validate_object_storage(config: &Config) -> Result<(), Error> {
     let os = &config.object_storage;
+    if os.transfers == 0 {
+        return Err(refuse(
+            config,
+            &TRANSFERS,
+            "is 0, which would copy nothing",
+            "give from 1 to 256, or leave it unset for the default 32",
+        ));
+    }
     for (provider, key, what) in REQUIRED {
         if os.provider == *provider && key.show(config).is_none() {
             return Err(refuse_because(

@@ -20,12 +20,16 @@ use std::path::{Path, PathBuf};
 
 use indicatif::{ProgressBar, ProgressStyle};
 use maskstore::maskstore_backends::advice;
-use maskstore::sync::{self, Plan};
-use maskstore::{ConfigSource, Storage};
-use serde_json::json;
+use maskstore::maskstore_core::config::MAX_TRANSFERS;
+use maskstore::{ConfigSource, ObjectKey, Storage};
 
-use super::objects::confirm_deletion;
-use super::output::{Failure, print_json};
+use super::objects::{DELETE_CHUNK, confirm_deletion};
+use super::output::Failure;
+use plan::DiskPlan;
+
+mod copies;
+mod plan;
+mod report;
 
 /// The share of the destination `--delete` may remove without `--force`, by default.
 pub(crate) const DEFAULT_MAX_DELETE: f64 = 0.25;
@@ -60,6 +64,10 @@ pub(crate) struct Args {
     /// --max-delete.
     #[arg(long, requires = "delete")]
     force: bool,
+    /// Copies in flight at once, 1 to 256 (default: the --to config's
+    /// object_storage.transfers, 32 unless set).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=MAX_TRANSFERS))]
+    transfers: Option<u64>,
 }
 
 fn share(text: &str) -> Result<f64, String> {
@@ -115,6 +123,7 @@ pub(crate) async fn run(base: &ConfigSource, args: &Args, as_json: bool) -> Resu
             code: 2,
         });
     }
+    let transfers = args.transfers.unwrap_or(to_config.object_storage.transfers) as usize;
     let from = connect(
         &from_config,
         &args.from,
@@ -127,22 +136,16 @@ pub(crate) async fn run(base: &ConfigSource, args: &Args, as_json: bool) -> Resu
         .clone()
         .unwrap_or_else(|| from.prefix().to_string());
 
-    let plan = sync::plan(&from, &to, &prefix, args.delete).await?;
+    let mut plan = DiskPlan::decide(&from, &to, &prefix, args.delete).await?;
     if args.dry_run && !as_json {
-        for info in &plan.to_copy {
-            println!("would copy {} ({} bytes)", info.key, info.size);
-        }
-        for key in &plan.to_delete {
-            println!("would delete {key}");
-        }
+        report::print_dry_run(&mut plan, &prefix)?;
     }
-    if !plan.to_delete.is_empty() {
+    if !plan.deletes.is_empty() {
         refuse_unsafe_deletes(&plan, args, &prefix)?;
         if !args.dry_run && !args.yes {
-            confirm_deletion(&plan.to_delete)?;
+            confirm_deletion(plan.deletes.len(), &plan.first_deletes)?;
         }
     }
-
     let bar = if std::io::stderr().is_terminal() && !as_json {
         ProgressBar::new_spinner().with_style(
             ProgressStyle::with_template("{spinner} {msg} {bytes} {bytes_per_sec}")
@@ -151,162 +154,77 @@ pub(crate) async fn run(base: &ConfigSource, args: &Args, as_json: bool) -> Resu
     } else {
         ProgressBar::hidden()
     };
-    let mut failures: Vec<String> = plan
-        .failed
-        .iter()
-        .map(|(key, e)| format!("{key}: {e}"))
-        .collect();
-    let (mut copied, mut bytes) = (0u64, 0u64);
-    // Metadata entries a destination could not hold: (key, name, why).
-    let mut left_out: Vec<(String, String, String)> = Vec::new();
-    let mut not_carried: Vec<String> = Vec::new();
-    for info in &plan.to_copy {
-        if args.dry_run {
-            copied += 1;
-            bytes += info.size;
-            continue;
-        }
-        let listed = plan.replacing.binary_search(&info.key).is_ok();
-        match sync::copy_planned(&from, &to, &info.key, listed).await {
-            Ok(done) => {
-                copied += 1;
-                bytes += done.size;
-                bar.inc(done.size);
-                left_out.extend(
-                    done.left_out
-                        .into_iter()
-                        .map(|left| (info.key.to_string(), left.name, left.reason)),
-                );
-            }
-            // A foreign name the destination cannot hold: reported, never a failure.
-            Err(maskstore::Error::InvalidKey { reason, .. }) if info.key.is_foreign() => {
-                not_carried.push(format!(
-                    "{}: {}",
-                    info.key,
-                    maskstore::maskstore_core::shown(&reason)
-                ))
-            }
-            Err(e) => failures.push(format!("{}: {e}", info.key)),
-        }
-        bar.set_message(format!("copied {copied} failed {}", failures.len()));
-    }
+    let outcome = if args.dry_run {
+        copies::Outcome::planned(&plan)
+    } else {
+        copies::run(&from, &to, &mut plan, transfers, &bar, &prefix).await?
+    };
     // A run where anything failed deletes nothing (as rsync after a read error on the
     // sending side): an object moved in the source whose new copy failed would otherwise
     // lose its last good copy, the destination's old key.
-    let deleting = failures.is_empty();
+    let deleting = plan.failures.is_empty();
     if !args.dry_run && deleting {
-        for chunk in plan.to_delete.chunks(1000) {
-            to.delete_many(chunk).await?;
-        }
+        delete_planned(&to, &mut plan, &prefix).await?;
     }
     bar.finish_and_clear();
-    for failure in &failures {
-        eprintln!("failed: {failure}");
-    }
-    for (key, name, reason) in &left_out {
-        eprintln!(
-            "copied without metadata: {key}: {} ({reason})",
-            maskstore::maskstore_core::shown(name)
-        );
-    }
-    let foreign = foreign_names(&plan);
-    if !as_json {
-        for name in &foreign {
-            eprintln!("foreign name: {name}");
-        }
-        for name in &not_carried {
-            eprintln!("not carried: {name}");
-        }
-    }
-    let deleted = if deleting {
-        plan.to_delete.len() as u64
-    } else {
-        0
+    let (failed, to_delete) = (plan.failures.len(), plan.deletes.len());
+    let report = report::Report {
+        args,
+        plan,
+        outcome,
+        deleted: deleting,
+        prefix: &prefix,
     };
-    let would = if args.dry_run { "would have " } else { "" };
     if as_json {
-        print_json(&json!({
-            "dry_run": args.dry_run,
-            "copied": copied,
-            "skipped": plan.skipped,
-            "failed": failures.len(),
-            "deleted": deleted,
-            "bytes": bytes,
-            "failures": failures,
-            "metadata_left_out": left_out
-                .iter()
-                .map(|(key, name, reason)| json!({"key": key, "name": name, "reason": reason}))
-                .collect::<Vec<_>>(),
-            "foreign": foreign,
-            "not_carried": not_carried,
-            "to_copy": plan.to_copy.iter().map(|i| i.key.as_str()).collect::<Vec<_>>(),
-            "to_delete": plan.to_delete.iter().map(|k| k.as_str()).collect::<Vec<_>>(),
-        }));
+        report.print_json()?;
     } else {
-        println!(
-            "sync {} → {}: {would}copied {copied}, skipped {}, failed {}, {would}deleted {deleted}, {bytes} bytes",
-            args.from,
-            args.to,
-            plan.skipped,
-            failures.len(),
-        );
-        if !foreign.is_empty() {
-            println!(
-                "{} source objects have names that are not valid keys (listed above, escaped); {} could not be carried to --to {}",
-                foreign.len(),
-                not_carried.len(),
-                args.to
-            );
-        }
+        report.print_text()?;
     }
-    if !failures.is_empty() {
-        let kept = if plan.to_delete.is_empty() {
+    if failed > 0 {
+        let kept = if to_delete == 0 {
             String::new()
         } else {
-            format!(
-                ", so nothing was deleted ({} to delete once every copy succeeds)",
-                plan.to_delete.len()
-            )
+            format!(", so nothing was deleted ({to_delete} to delete once every copy succeeds)")
         };
         return Err(Failure {
-            message: format!(
-                "{} objects failed to sync{kept}; run it again to retry them",
-                failures.len()
-            ),
+            message: format!("{failed} objects failed to sync{kept}; run it again to retry them"),
             code: 1,
         });
     }
     Ok(())
 }
 
-/// The foreign names among the source objects the plan copies, skips or failed to
-/// compare, escaped, with the rule each breaks.
-fn foreign_names(plan: &Plan) -> Vec<String> {
-    let mut names: Vec<String> = plan
-        .foreign
-        .iter()
-        .map(|key| {
-            let reason = key.foreign().unwrap_or_default();
-            format!("{key} ({})", maskstore::maskstore_core::shown(&reason))
-        })
-        .collect();
-    names.sort();
-    names
+/// Deletes the plan's deletes, read from disk a thousand at a time.
+async fn delete_planned(to: &Storage, plan: &mut DiskPlan, prefix: &str) -> Result<(), Failure> {
+    let spill_failure = |e| Failure::from(maskstore::sync::spill_error(prefix, e));
+    let mut chunk = Vec::with_capacity(DELETE_CHUNK);
+    for name in plan.deletes.read().map_err(spill_failure)? {
+        let name = name.map_err(spill_failure)?;
+        chunk.push(ObjectKey::found(name).map_err(maskstore::Error::from)?);
+        if chunk.len() == DELETE_CHUNK {
+            to.delete_many(&chunk).await?;
+            chunk.clear();
+        }
+    }
+    if !chunk.is_empty() {
+        to.delete_many(&chunk).await?;
+    }
+    Ok(())
 }
 
 /// Refuses, even with --yes, deletes that look like a wrong source rather than a wish:
 /// an empty source listing, or more than --max-delete of the destination.
-fn refuse_unsafe_deletes(plan: &Plan, args: &Args, prefix: &str) -> Result<(), Failure> {
+fn refuse_unsafe_deletes(plan: &DiskPlan, args: &Args, prefix: &str) -> Result<(), Failure> {
     if args.force {
         return Ok(());
     }
-    let n = plan.to_delete.len();
+    let n = plan.deletes.len();
     let nothing = if args.dry_run {
         "a run would refuse"
     } else {
         "nothing was copied or deleted"
     };
-    if plan.source_objects == 0 {
+    if plan.totals.source_objects == 0 {
         return Err(Failure {
             message: format!(
                 "refusing sync --delete: the source listing of --from {} under {prefix} is empty, so all {n} objects there in --to {} would be deleted ({nothing}); check --from and --prefix (a mistyped root or prefix, or a folder that is a symlink, lists nothing), or pass --force if the source really is empty",
@@ -320,7 +238,7 @@ fn refuse_unsafe_deletes(plan: &Plan, args: &Args, prefix: &str) -> Result<(), F
         return Err(Failure {
             message: format!(
                 "refusing sync --delete: it would delete {n} of the {} objects under {prefix} in --to {} ({:.0} %, more than --max-delete {}) ({nothing}); check --from and --prefix, or pass --force (or a larger --max-delete) if that is intended",
-                plan.destination_objects,
+                plan.totals.destination_objects,
                 args.to,
                 share * 100.0,
                 args.max_delete

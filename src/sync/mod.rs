@@ -29,11 +29,16 @@
 //! # }).unwrap();
 //! ```
 
-use std::collections::HashMap;
-
-use futures::{StreamExt, TryStreamExt};
 use maskstore_backends::{Error, LeftOut, ObjectInfo, Result, Storage, WriteOptions};
 use maskstore_core::ObjectKey;
+use serde::{Deserialize, Serialize};
+
+mod decide;
+pub mod spill;
+mod transfers;
+
+pub use decide::{Decision, Totals, decide_each, spill_error};
+pub use transfers::{BYTES_IN_FLIGHT, copy_each};
 
 /// Metadata naming the source version a synced object was copied from.
 pub const SOURCE_ETAG: &str = "maskstore-source-etag";
@@ -42,7 +47,7 @@ pub const SOURCE_ETAG: &str = "maskstore-source-etag";
 const COMPARE_CONCURRENCY: usize = 16;
 
 /// What identifies an object's content on one side, as far as that side says.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fingerprint {
     /// Size in bytes.
     pub size: u64,
@@ -114,18 +119,31 @@ pub fn compare(source: &Fingerprint, dest: &Fingerprint, comparable_etags: bool)
     Verdict::Differs
 }
 
-/// What a sync would do, decided before anything changes.
+/// A source object a plan copies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ToCopy {
+    /// Its key.
+    pub key: ObjectKey,
+    /// Its size as listed.
+    pub size: u64,
+    /// A foreign name the destination listed under that exact name: only such a name is
+    /// overwritten ([`copy_planned`]).
+    pub replacing: bool,
+}
+
+/// What a sync would do, decided before anything changes, held in memory (the CLI keeps
+/// its plan on disk instead, from [`decide_each`]).
 #[derive(Debug, Default)]
 pub struct Plan {
     /// Objects the source listed.
     pub source_objects: u64,
     /// Objects the destination listed under the prefix.
     pub destination_objects: u64,
-    /// Source objects to copy (absent or different at the destination).
-    pub to_copy: Vec<ObjectInfo>,
+    /// Source objects to copy (absent or different at the destination), sorted.
+    pub to_copy: Vec<ToCopy>,
     /// Source objects already at the destination.
     pub skipped: u64,
-    /// Source objects that could not be compared, with the error.
+    /// Source objects that could not be compared, with the error, sorted.
     pub failed: Vec<(ObjectKey, Error)>,
     /// Destination objects the source lacks, sorted (filled only when deletes are asked).
     pub to_delete: Vec<ObjectKey>,
@@ -140,88 +158,78 @@ pub struct Plan {
 impl Plan {
     /// The share of the destination's objects the plan deletes (0 for an empty one).
     pub fn delete_share(&self) -> f64 {
-        if self.destination_objects == 0 {
-            0.0
-        } else {
-            self.to_delete.len() as f64 / self.destination_objects as f64
+        delete_share(self.to_delete.len() as u64, self.destination_objects)
+    }
+
+    /// Adds one decision (they come in key order, so every list stays sorted).
+    fn add(&mut self, decision: Decision) {
+        let source = match &decision {
+            Decision::Copy(ToCopy { key, .. })
+            | Decision::Skip { key }
+            | Decision::Failed { key, .. } => Some(key),
+            Decision::Delete { .. } => None,
+        };
+        if let Some(key) = source.filter(|k| k.is_foreign()) {
+            self.foreign.push(key.clone());
         }
+        match decision {
+            Decision::Copy(copy) => {
+                if copy.replacing {
+                    self.replacing.push(copy.key.clone());
+                }
+                self.to_copy.push(copy);
+            }
+            Decision::Skip { .. } => self.skipped += 1,
+            Decision::Failed { key, error } => self.failed.push((key, error)),
+            Decision::Delete { key } => self.to_delete.push(key),
+        }
+    }
+}
+
+/// The share of `destination_objects` that `deletes` is (0 for an empty destination).
+pub fn delete_share(deletes: u64, destination_objects: u64) -> f64 {
+    if destination_objects == 0 {
+        0.0
+    } else {
+        deletes as f64 / destination_objects as f64
     }
 }
 
 /// Lists both sides under `prefix` and decides what to copy and, with `deletes`, what to
-/// delete. Changes nothing.
+/// delete, into a plan held in memory ([`decide_each`] streams it). Changes nothing.
 pub async fn plan(from: &Storage, to: &Storage, prefix: &str, deletes: bool) -> Result<Plan> {
-    let comparable_etags = from.capabilities().content_etags && to.capabilities().content_etags;
-    let mut destination: HashMap<ObjectKey, ObjectInfo> = HashMap::new();
-    let mut listing = to.list(Some(prefix))?;
-    while let Some(item) = listing.next().await {
-        let info = item?;
-        destination.insert(info.key.clone(), info);
-    }
-    let mut plan = Plan {
-        destination_objects: destination.len() as u64,
-        ..Plan::default()
-    };
-    let sources: Vec<ObjectInfo> = from.list(Some(prefix))?.try_collect().await?;
-    plan.source_objects = sources.len() as u64;
-    plan.foreign = sources
-        .iter()
-        .filter(|s| s.key.is_foreign())
-        .map(|s| s.key.clone())
-        .collect();
-    plan.foreign.sort();
-    let decisions: Vec<(ObjectInfo, Result<bool>)> = futures::stream::iter(sources)
-        .map(|source| {
-            let listed = destination.get(&source.key).cloned();
-            async move {
-                let needed = needs_copy(from, to, &source, listed, comparable_etags).await;
-                (source, needed)
-            }
-        })
-        .buffered(COMPARE_CONCURRENCY)
-        .collect()
-        .await;
-    for (source, needed) in decisions {
-        let listed = destination.remove(&source.key).is_some();
-        match needed {
-            Ok(true) => {
-                if listed && source.key.is_foreign() {
-                    plan.replacing.push(source.key.clone());
-                }
-                plan.to_copy.push(source)
-            }
-            Ok(false) => plan.skipped += 1,
-            Err(e) => plan.failed.push((source.key, e)),
-        }
-    }
-    plan.replacing.sort();
-    if deletes {
-        plan.to_delete = destination.into_keys().collect();
-        plan.to_delete.sort();
-    }
+    let mut plan = Plan::default();
+    let totals = decide_each(from, to, prefix, deletes, spill::RUN_LEN, |decision| {
+        plan.add(decision);
+        Ok(())
+    })
+    .await?;
+    plan.source_objects = totals.source_objects;
+    plan.destination_objects = totals.destination_objects;
     Ok(plan)
 }
 
-/// Whether `source` must be copied to a destination that listed `listed`.
+/// Whether the source object `key`, listed as `source_listed`, must be copied to a
+/// destination that listed `listed` under that name.
 async fn needs_copy(
     from: &Storage,
     to: &Storage,
-    source: &ObjectInfo,
-    listed: Option<ObjectInfo>,
+    key: &ObjectKey,
+    source_listed: &Fingerprint,
+    listed: Option<&Fingerprint>,
     comparable_etags: bool,
 ) -> Result<bool> {
     let Some(listed) = listed else {
         return Ok(true);
     };
-    let source_listed = Fingerprint::of(source);
     // What both listings say: sizes, checksums and comparable etags need no request.
-    match compare(&source_listed, &Fingerprint::of(&listed), comparable_etags) {
+    match compare(source_listed, listed, comparable_etags) {
         Verdict::Same => return Ok(false),
         Verdict::Differs if source_listed.size != listed.size => return Ok(true),
         Verdict::Differs | Verdict::Unknown => {}
     }
     // The destination's HEAD carries the source etag a sync recorded.
-    let dest = match to.head(&listed.key).await {
+    let dest = match to.head(key).await {
         Ok(info) => Fingerprint::of(&info),
         Err(Error::NotFound { .. }) => return Ok(true),
         Err(e) => return Err(e),
@@ -231,17 +239,17 @@ async fn needs_copy(
         // HEAD may carry one of the same algorithm, which does.
         Some(_)
             if dest.checksum.is_some()
-                && compare(&source_listed, &dest, comparable_etags) != Verdict::Same =>
+                && compare(source_listed, &dest, comparable_etags) != Verdict::Same =>
         {
-            match from.head(&source.key).await {
+            match from.head(key).await {
                 Ok(info) => Fingerprint::of(&info),
                 Err(Error::NotFound { .. }) => return Ok(false),
                 Err(e) => return Err(e),
             }
         }
-        Some(_) => source_listed,
+        Some(_) => source_listed.clone(),
         // The source listed no etag: its HEAD says.
-        None => match from.head(&source.key).await {
+        None => match from.head(key).await {
             Ok(info) => Fingerprint::of(&info),
             // Gone since the listing: nothing to copy.
             Err(Error::NotFound { .. }) => return Ok(false),

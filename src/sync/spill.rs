@@ -1,0 +1,319 @@
+//! Records too many to hold: kept in temporary files and read back, sorted by key where
+//! asked (an external sort: sorted runs of a bounded length on disk, merged on reading),
+//! so memory holds at most one run whatever the number of records.
+//!
+//! `sync` sorts both listings this way before comparing them, because a listing's order
+//! is the provider's: S3, Azure and GCS list in byte order, SeaweedFS and the local
+//! provider do not, and whether a listing was in order is known only at its end — too
+//! late for a comparison that acted on its first half (a `--delete` of a key listed last).
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::marker::PhantomData;
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// The records one run holds in memory before it is sorted and written to disk: about
+/// 8 MiB of listing entries.
+pub const RUN_LEN: usize = 32_768;
+
+/// A record sorted by a key, compared as bytes (S3's order).
+pub trait Keyed {
+    /// The key records are sorted by.
+    fn sort_key(&self) -> &str;
+}
+
+/// Records written to a temporary file in the order pushed (one JSON line each), read
+/// back any number of times.
+pub struct Spill<T> {
+    file: tempfile::NamedTempFile,
+    writer: BufWriter<File>,
+    len: u64,
+    records: PhantomData<fn() -> T>,
+}
+
+impl<T: Serialize + DeserializeOwned> Spill<T> {
+    /// An empty spill in the temporary folder (`TMPDIR`).
+    pub fn new() -> io::Result<Spill<T>> {
+        let file = tempfile::NamedTempFile::new()?;
+        let writer = BufWriter::new(file.reopen()?);
+        Ok(Spill {
+            file,
+            writer,
+            len: 0,
+            records: PhantomData,
+        })
+    }
+
+    /// Appends one record.
+    pub fn push(&mut self, record: &T) -> io::Result<()> {
+        serde_json::to_writer(&mut self.writer, record)?;
+        self.writer.write_all(b"\n")?;
+        self.len += 1;
+        Ok(())
+    }
+
+    /// The records pushed so far.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The records pushed so far, in that order, read from the file (which stays readable
+    /// after the spill is dropped).
+    pub fn read(&mut self) -> io::Result<Records<T>> {
+        self.writer.flush()?;
+        Ok(Records {
+            lines: BufReader::new(self.file.reopen()?),
+            line: String::new(),
+            records: PhantomData,
+        })
+    }
+}
+
+/// A spill's records, read back.
+pub struct Records<T> {
+    lines: BufReader<File>,
+    line: String,
+    records: PhantomData<fn() -> T>,
+}
+
+impl<T: DeserializeOwned> Iterator for Records<T> {
+    type Item = io::Result<T>;
+
+    fn next(&mut self) -> Option<io::Result<T>> {
+        self.line.clear();
+        match self.lines.read_line(&mut self.line) {
+            Ok(0) => None,
+            Ok(_) => Some(serde_json::from_str(&self.line).map_err(io::Error::other)),
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+/// Sorts records pushed in any order, holding at most `run_len` of them in memory.
+pub struct Sorter<T> {
+    run: Vec<T>,
+    run_len: usize,
+    runs: Vec<Spill<T>>,
+    pushed: u64,
+}
+
+impl<T: Keyed + Serialize + DeserializeOwned> Sorter<T> {
+    /// A sorter that writes a sorted run to disk every `run_len` records (at least 1).
+    pub fn new(run_len: usize) -> Sorter<T> {
+        Sorter {
+            run: Vec::new(),
+            run_len: run_len.max(1),
+            runs: Vec::new(),
+            pushed: 0,
+        }
+    }
+
+    /// Adds one record.
+    pub fn push(&mut self, record: T) -> io::Result<()> {
+        self.run.push(record);
+        self.pushed += 1;
+        if self.run.len() >= self.run_len {
+            self.write_run()?;
+        }
+        Ok(())
+    }
+
+    /// The records pushed.
+    pub fn len(&self) -> u64 {
+        self.pushed
+    }
+
+    /// Whether nothing was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.pushed == 0
+    }
+
+    fn write_run(&mut self) -> io::Result<()> {
+        // Stable: records of one key keep the order they were pushed in.
+        self.run.sort_by(|a, b| a.sort_key().cmp(b.sort_key()));
+        let mut spill = Spill::new()?;
+        for record in self.run.drain(..) {
+            spill.push(&record)?;
+        }
+        self.runs.push(spill);
+        Ok(())
+    }
+
+    /// Every record pushed, in key order (records of one key in the order pushed). Memory
+    /// holds one run when nothing went to disk, else one record per run.
+    pub fn sorted(mut self) -> io::Result<Sorted<T>> {
+        if self.runs.is_empty() {
+            self.run.sort_by(|a, b| a.sort_key().cmp(b.sort_key()));
+            let held = self.run.len();
+            return Ok(Sorted {
+                memory: self.run.into_iter(),
+                runs: Vec::new(),
+                heads: BinaryHeap::new(),
+                held,
+            });
+        }
+        if !self.run.is_empty() {
+            self.write_run()?;
+        }
+        let mut runs = Vec::with_capacity(self.runs.len());
+        let mut heads = BinaryHeap::with_capacity(self.runs.len());
+        for (index, spill) in self.runs.iter_mut().enumerate() {
+            let mut records = spill.read()?;
+            if let Some(record) = records.next().transpose()? {
+                heads.push(Head { record, run: index });
+            }
+            runs.push(records);
+        }
+        let held = runs.len();
+        Ok(Sorted {
+            memory: Vec::new().into_iter(),
+            runs,
+            heads,
+            held,
+        })
+    }
+
+    /// The most records this sorter held in memory so far (one run at most).
+    pub fn held(&self) -> usize {
+        self.run.len()
+    }
+}
+
+/// A sorter's records in key order.
+pub struct Sorted<T> {
+    memory: std::vec::IntoIter<T>,
+    runs: Vec<Records<T>>,
+    heads: BinaryHeap<Head<T>>,
+    held: usize,
+}
+
+impl<T> Sorted<T> {
+    /// The records this merge holds in memory: the whole run when it never went to disk,
+    /// else one per run on disk.
+    pub fn held(&self) -> usize {
+        self.held
+    }
+}
+
+impl<T: Keyed + DeserializeOwned> Iterator for Sorted<T> {
+    type Item = io::Result<T>;
+
+    fn next(&mut self) -> Option<io::Result<T>> {
+        if self.runs.is_empty() {
+            return self.memory.next().map(Ok);
+        }
+        let Head { record, run } = self.heads.pop()?;
+        match self.runs[run].next() {
+            Some(Ok(next)) => self.heads.push(Head { record: next, run }),
+            Some(Err(e)) => return Some(Err(e)),
+            None => {}
+        }
+        Some(Ok(record))
+    }
+}
+
+/// The next record of one run on disk, ordered so the heap pops the smallest key first
+/// (ties: the earlier run, so records of one key keep the order they were pushed in).
+struct Head<T> {
+    record: T,
+    run: usize,
+}
+
+impl<T: Keyed> Ord for Head<T> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.record.sort_key(), other.run).cmp(&(self.record.sort_key(), self.run))
+    }
+}
+
+impl<T: Keyed> PartialOrd for Head<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T: Keyed> PartialEq for Head<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl<T: Keyed> Eq for Head<T> {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Entry(String, u32);
+
+    impl Keyed for Entry {
+        fn sort_key(&self) -> &str {
+            &self.0
+        }
+    }
+
+    /// 1,000 keys pushed out of order, 7 per run: read back in byte order, every one,
+    /// ties in the order pushed, never more than a run (then one per run) in memory.
+    #[test]
+    fn records_come_back_in_byte_order_holding_one_run() {
+        let mut sorter = Sorter::new(7);
+        let mut most_held = 0;
+        for i in 0..1000u32 {
+            // A multiplicative shuffle, and "a.b" against "a/b" (byte order: '.' < '/').
+            let n = (i * 7919) % 1000;
+            let key = if n % 2 == 0 {
+                format!("a/{n:04}")
+            } else {
+                format!("a.{n:04}")
+            };
+            sorter.push(Entry(key, i)).unwrap();
+            most_held = most_held.max(sorter.held());
+        }
+        sorter.push(Entry("a/0000".into(), 1000)).unwrap();
+        assert_eq!(sorter.len(), 1001);
+        let sorted = sorter.sorted().unwrap();
+        assert!(
+            most_held <= 7 && sorted.held() == 1001usize.div_ceil(7),
+            "{most_held}"
+        );
+        let entries: Vec<Entry> = sorted.map(Result::unwrap).collect();
+        assert_eq!(entries.len(), 1001);
+        assert!(entries.windows(2).all(|w| w[0].0 <= w[1].0));
+        assert_eq!(entries[500].0, "a/0000");
+        assert_eq!(
+            (entries[500].1, entries[501].1),
+            (0, 1000),
+            "ties keep their order"
+        );
+    }
+
+    #[test]
+    fn a_sorter_that_never_filled_a_run_stays_in_memory() {
+        let mut sorter = Sorter::new(10);
+        for key in ["b", "c", "a"] {
+            sorter.push(Entry(key.into(), 0)).unwrap();
+        }
+        let sorted = sorter.sorted().unwrap();
+        let keys: Vec<String> = sorted.map(|e| e.unwrap().0).collect();
+        assert_eq!(keys, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn a_spill_reads_back_what_was_pushed_with_newlines_and_all() {
+        let mut spill = Spill::new().unwrap();
+        spill.push(&Entry("a\nb".into(), 1)).unwrap();
+        spill.push(&Entry("é\\".into(), 2)).unwrap();
+        let first: Vec<Entry> = spill.read().unwrap().map(Result::unwrap).collect();
+        assert_eq!(first, [Entry("a\nb".into(), 1), Entry("é\\".into(), 2)]);
+        assert_eq!(spill.read().unwrap().count(), 2);
+    }
+}

@@ -81,11 +81,7 @@ impl SecretsManager {
             .with_region(&region)
             .build()
             .map_err(|e| format!("the AWS credential chain cannot be set up: {e}"))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(READ_TIMEOUT)
-            .build()
-            .map_err(|e| format!("no HTTP client: {e}"))?;
+        let http = http_client()?;
         Ok(SecretsManager {
             secret_id: secret_id.to_string(),
             region,
@@ -159,6 +155,15 @@ impl SecretsManager {
                 .unwrap_or_else(|_| Err("the reading thread failed".to_string()))
         })
     }
+}
+
+/// The client of every read: connected within 5 s, answered whole within [`READ_TIMEOUT`].
+fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(READ_TIMEOUT)
+        .build()
+        .map_err(|e| format!("no HTTP client: {e}"))
 }
 
 /// The region of an ARN (`arn:aws:secretsmanager:eu-west-1:…`).
@@ -341,10 +346,21 @@ impl CredentialProvider for SecretsManagerCredentials {
 
     async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
         if self.due(Instant::now()) && !self.reading.swap(true, Ordering::SeqCst) {
+            // Cleared on drop: a request dropped mid-read (its client gone, a timeout
+            // around it) must not leave the flag set, which would stop every later read.
+            let _reading = Reading(&self.reading);
             self.refresh().await;
-            self.reading.store(false, Ordering::SeqCst);
         }
         Ok(self.current())
+    }
+}
+
+/// The read in progress: clears the flag when the read ends or is dropped.
+struct Reading<'a>(&'a AtomicBool);
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 
@@ -438,6 +454,93 @@ mod tests {
         );
         assert!(e.contains("ResourceNotFoundException"), "{e}");
         assert!(!e.contains('\u{1b}'), "{e}");
+    }
+
+    /// A local server of `GetSecretValue`: each connection is counted; the first `hang`
+    /// connections are held open unanswered, the others get `keys` as version `version`.
+    struct FakeSecretsManager {
+        endpoint: String,
+        reads: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl FakeSecretsManager {
+        fn start(hang: usize, version: &'static str, keys: (&'static str, &'static str)) -> Self {
+            use std::io::{Read as _, Write as _};
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let endpoint = format!("http://{}", listener.local_addr().unwrap());
+            let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let count = Arc::clone(&reads);
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                for stream in listener.incoming() {
+                    let mut stream = stream.unwrap();
+                    let n = count.fetch_add(1, Ordering::SeqCst);
+                    if n < hang {
+                        held.push(stream);
+                        continue;
+                    }
+                    let mut buf = [0u8; 8192];
+                    let _ = stream.read(&mut buf);
+                    let secret =
+                        serde_json::json!({"access_key": keys.0, "secret_key": keys.1}).to_string();
+                    let body = serde_json::json!({"VersionId": version, "SecretString": secret})
+                        .to_string();
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            });
+            FakeSecretsManager { endpoint, reads }
+        }
+
+        fn reads(&self) -> usize {
+            self.reads.load(Ordering::SeqCst)
+        }
+
+        fn source(&self) -> SecretsManager {
+            SecretsManager {
+                secret_id: "test/s3".to_string(),
+                region: "us-east-1".to_string(),
+                endpoint: self.endpoint.clone(),
+                credentials: Arc::new(object_store::StaticCredentialProvider::new(AwsCredential {
+                    key_id: "reader".to_string(),
+                    secret_key: "reader-secret".to_string(),
+                    token: None,
+                })),
+                http: http_client().unwrap(),
+            }
+        }
+    }
+
+    fn old_keys() -> AwsCredential {
+        AwsCredential {
+            key_id: "OLDKEY".to_string(),
+            secret_key: "old-secret".to_string(),
+            token: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_cancelled_midway_does_not_stop_later_reads() {
+        // The first read hangs and its request is dropped (a client gone, a timeout
+        // around the storage call); the next 403 must still read the secret.
+        let server = FakeSecretsManager::start(1, "v2", ("NEWKEY", "new-secret"));
+        let forbidden = Arc::new(AtomicBool::new(true));
+        let watch = SecretsManagerCredentials::new(
+            server.source(),
+            old_keys(),
+            Duration::from_secs(3600),
+            Arc::clone(&forbidden),
+        );
+        let cancelled =
+            tokio::time::timeout(Duration::from_millis(300), watch.get_credential()).await;
+        assert!(cancelled.is_err(), "the hanging read answered");
+        forbidden.store(true, Ordering::SeqCst);
+        let credential = watch.get_credential().await.unwrap();
+        assert_eq!(credential.key_id, "NEWKEY");
+        assert_eq!(server.reads(), 2);
     }
 
     #[test]

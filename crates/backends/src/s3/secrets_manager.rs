@@ -7,7 +7,8 @@
 //! for temporary keys, `session_token`. It is read when the config is loaded, then again
 //! every `secret_refresh` seconds: a new `VersionId` is taken once it has been seen for
 //! [`SETTLE`] (the new IAM key of a rotation needs a moment to work everywhere), and at
-//! once after S3 answered 403 (the old key is gone: waiting cannot help). A read that
+//! once after S3 answered 403 (the old key is gone: waiting cannot help), at most once per
+//! [`SETTLE`] however many requests are refused. A read that
 //! fails leaves the keys in use, and is logged by secret id only. No value ever reaches a
 //! message, a log or Debug.
 
@@ -257,6 +258,8 @@ struct Watch {
     next_read: Instant,
     /// A new version seen, since when.
     pending: Option<(String, Instant)>,
+    /// When the secret was last read (ended).
+    last_read: Option<Instant>,
 }
 
 impl SecretsManagerCredentials {
@@ -274,6 +277,7 @@ impl SecretsManagerCredentials {
                 version: None,
                 next_read: Instant::now() + refresh,
                 pending: None,
+                last_read: None,
             }),
             current: RwLock::new(Arc::new(credential)),
             forbidden,
@@ -286,10 +290,13 @@ impl SecretsManagerCredentials {
     }
 
     /// Whether a read is due at `now`: the interval passed, a pending version may have
-    /// settled, or S3 refused the keys.
+    /// settled, or S3 refused the keys and the last read is [`SETTLE`] old (a storm of
+    /// 403s, from a key that stays refused or a policy that denies, reads the secret at
+    /// most once per [`SETTLE`], not once per request).
     fn due(&self, now: Instant) -> bool {
         let state = self.state.lock().expect("secret watch lock");
-        self.forbidden.load(Ordering::SeqCst)
+        let may_read_again = state.last_read.is_none_or(|last| now >= last + SETTLE);
+        (self.forbidden.load(Ordering::SeqCst) && may_read_again)
             || now >= state.next_read
             || state
                 .pending
@@ -304,6 +311,7 @@ impl SecretsManagerCredentials {
         let now = Instant::now();
         let mut state = self.state.lock().expect("secret watch lock");
         state.next_read = now + self.refresh;
+        state.last_read = Some(now);
         let version = match read {
             Ok(version) => version,
             Err(problem) => {
@@ -541,6 +549,34 @@ mod tests {
         let credential = watch.get_credential().await.unwrap();
         assert_eq!(credential.key_id, "NEWKEY");
         assert_eq!(server.reads(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_storm_of_403s_reads_the_secret_at_most_once_per_settle() {
+        let server = FakeSecretsManager::start(0, "v2", ("NEWKEY", "new-secret"));
+        let forbidden = Arc::new(AtomicBool::new(false));
+        let watch = SecretsManagerCredentials::new(
+            server.source(),
+            old_keys(),
+            Duration::from_secs(3600),
+            Arc::clone(&forbidden),
+        );
+        // The first 403 reads at once and takes the new keys.
+        forbidden.store(true, Ordering::SeqCst);
+        assert_eq!(watch.get_credential().await.unwrap().key_id, "NEWKEY");
+        assert_eq!(server.reads(), 1);
+        // Every request refused again (a denied key, a bucket policy): no read each time.
+        for _ in 0..50 {
+            forbidden.store(true, Ordering::SeqCst);
+            watch.get_credential().await.unwrap();
+        }
+        // Only if the loop outlasted SETTLE can one more read have happened.
+        assert!(server.reads() <= 2, "{} reads", server.reads());
+        // The rule itself, without the clock: a 403 is due again once SETTLE has passed.
+        forbidden.store(true, Ordering::SeqCst);
+        let last = watch.state.lock().unwrap().last_read.unwrap();
+        assert!(!watch.due(last + SETTLE / 2));
+        assert!(watch.due(last + SETTLE));
     }
 
     #[test]

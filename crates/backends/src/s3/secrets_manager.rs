@@ -579,6 +579,63 @@ mod tests {
         assert!(watch.due(last + SETTLE));
     }
 
+    /// A server that runs `answer` on every connection, after reading the request.
+    fn hostile(answer: fn(&mut std::net::TcpStream)) -> SecretsManager {
+        use std::io::Read as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 8192];
+                    let _ = stream.read(&mut buf);
+                    answer(&mut stream);
+                });
+            }
+        });
+        let server = FakeSecretsManager {
+            endpoint,
+            reads: Arc::default(),
+        };
+        server.source()
+    }
+
+    fn chunked_head(stream: &mut std::net::TcpStream) {
+        use std::io::Write as _;
+        let _ = stream.write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\ntransfer-encoding: chunked\r\n\r\n",
+        );
+    }
+
+    #[tokio::test]
+    async fn an_endless_answer_is_cut_at_the_bound() {
+        let source = hostile(|stream| {
+            use std::io::Write as _;
+            chunked_head(stream);
+            let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "a".repeat(64 * 1024));
+            while stream.write_all(chunk.as_bytes()).is_ok() {}
+        });
+        let e = source.read().await.unwrap_err();
+        assert!(e.contains("larger than 262144 bytes"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_or_drips_is_given_up_on() {
+        let silent = hostile(|_| std::thread::sleep(Duration::from_secs(120)));
+        let drip = hostile(|stream| {
+            use std::io::Write as _;
+            chunked_head(stream);
+            while stream.write_all(b"1\r\n \r\n").is_ok() {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        let (silent, drip) = tokio::join!(silent.read(), drip.read());
+        let (silent, drip) = (silent.unwrap_err(), drip.unwrap_err());
+        assert!(silent.contains("unreachable"), "{silent}");
+        assert!(drip.contains("broke off"), "{drip}");
+    }
+
     #[test]
     fn the_region_comes_from_an_arn() {
         assert_eq!(

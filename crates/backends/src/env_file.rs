@@ -113,11 +113,84 @@ pub(crate) fn read_env_file(
             }
         }
     }
+    let lines = with_lines(&text, parsed);
+    if let Some(line) = swallowed_dollar(&text, &lines) {
+        return Err(refuse(
+            line,
+            "holds a $ that dotenvy would replace by a variable or by nothing (a bare $NAME, whose name ends at '_', a lone $, or ${NAME} of a variable that is not set)".to_string(),
+            "for a literal $, put the value in single quotes ('…') or write \\$; for a variable, write ${NAME} of one that is set",
+        ));
+    }
     Ok(Some(EnvFile {
         path: path.to_path_buf(),
-        lines: with_lines(&text, parsed),
+        lines,
         mode,
     }))
+}
+
+/// The line of the first value in which dotenvy would substitute something other than
+/// `${NAME}` of a variable that is set (in the process, as dotenvy reads it, or on an
+/// earlier line of the file). dotenvy 0.15 replaces a bare `$NAME` up to the first
+/// character that is not alphanumeric (so `$MY_HOST` is `$MY` then `_HOST`), a lone `$` by
+/// nothing, and an unset variable by nothing: a secret or URL holding a `$` would change
+/// silently.
+fn swallowed_dollar(text: &str, vars: &[(String, String, usize)]) -> Option<usize> {
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    for (i, (_, _, line)) in vars.iter().enumerate() {
+        let Some(from) = line.checked_sub(1).and_then(|l| starts.get(l)) else {
+            continue;
+        };
+        let rest = &text[*from..];
+        let Some(eq) = rest.find('=') else { continue };
+        let value = rest[eq + 1..].trim_start_matches([' ', '\t']);
+        let set =
+            |name: &str| std::env::var(name).is_ok() || vars[..i].iter().any(|(v, _, _)| v == name);
+        match references(value) {
+            Some(names) if names.iter().all(|name| set(name)) => {}
+            _ => return Some(*line),
+        }
+    }
+    None
+}
+
+/// The names of the `${NAME}` references in a value as dotenvy reads it (quotes,
+/// escapes, `#` comments after a blank), `None` when it holds a bare or lone `$`.
+fn references(value: &str) -> Option<Vec<&str>> {
+    let (mut strong, mut weak, mut escaped) = (false, false, false);
+    let mut names = Vec::new();
+    let mut chars = value.char_indices();
+    while let Some((at, c)) = chars.next() {
+        if escaped {
+            escaped = false;
+        } else if strong {
+            strong = c != '\'';
+        } else if c == '\n' && !weak {
+            break;
+        } else if c == '$' {
+            let name = value[at + 1..].strip_prefix('{')?.split('}').next()?;
+            let closed = value[at + 2 + name.len()..].starts_with('}');
+            if name.is_empty() || !closed {
+                return None;
+            }
+            names.push(name);
+            chars.nth(name.chars().count() + 1);
+        } else if weak {
+            weak = c != '"';
+            escaped = c == '\\';
+        } else {
+            match c {
+                '\'' => strong = true,
+                '"' => weak = true,
+                '\\' => escaped = true,
+                // Past a blank only a comment may follow.
+                ' ' | '\t' => break,
+                _ => {}
+            }
+        }
+    }
+    Some(names)
 }
 
 /// What went wrong in dotenvy's terms, without its message (which may quote a value).
@@ -341,6 +414,40 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--env-file") && e.contains("none"), "{e}");
+    }
+
+    #[test]
+    fn a_dollar_dotenvy_would_swallow_is_refused_naming_the_line_not_the_value() {
+        // dotenvy replaces `$NAME` (a name ends at `_`), `${NAME}` and even a lone `$`
+        // outside single quotes, by a variable of the process or nothing: a secret with a
+        // `$` would be cut silently.
+        for (text, line) in [
+            ("X_A=ok\nAPP_GATEWAY__SIGNING_SECRET=pa$$w0rd-s3cr3t\n", 2),
+            ("X_A=\"abc$MY_s3cr3t\"\n", 1),
+            ("X_A=ok\nX_B=ok\nX_C=http://$HOST_NAME:9000/s3cr3t\n", 3),
+            ("X_A=${MASKSTORE_TEST_SURELY_UNSET_s3cr3t}\n", 1),
+            ("X_A=\"multi\nline $HOME_s3cr3t\"\nX_B=ok\n", 1),
+        ] {
+            let e = read(text.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains(&format!(".env line {line}")), "{text}: {e}");
+            assert!(e.contains("single quotes"), "{e}");
+            assert!(!e.contains("s3cr3t") && !e.contains("w0rd"), "{e}");
+        }
+        let path = std::env::var("PATH").unwrap();
+        let env = read(
+            b"X_D='pa$$word'\nX_E=pa\\$\\$word\nX_F=first # a $ in a comment\nX_G=${X_F}/more\nX_H=\"${PATH}\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            vars(&env),
+            vec![
+                ("X_D", "pa$$word", 1),
+                ("X_E", "pa$$word", 2),
+                ("X_F", "first", 3),
+                ("X_G", "first/more", 4),
+                ("X_H", path.as_str(), 5),
+            ]
+        );
     }
 
     #[test]

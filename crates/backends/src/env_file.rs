@@ -96,8 +96,7 @@ pub(crate) fn read_env_file(
             Err(dotenvy::Error::LineParse(bad, at)) => {
                 // dotenvy's message quotes the line, which may hold a secret: only its
                 // number is named.
-                let first = bad.lines().next().unwrap_or_default();
-                let line = text.lines().position(|l| l == first).map_or(0, |i| i + 1);
+                let line = bad_line(&text, &parsed, &bad);
                 return Err(refuse(
                     line,
                     format!("is not a NAME=value line (at character {})", at + 1),
@@ -191,6 +190,21 @@ fn references(value: &str) -> Option<Vec<&str>> {
         }
     }
     Some(names)
+}
+
+/// The line of dotenvy's refusal `bad`, which is the whole line (or the lines of an
+/// unclosed quote) or, for a fault in the value, the value only: the first line after the
+/// variables read so far that is no comment and ends with its first line.
+fn bad_line(text: &str, parsed: &[(String, String)], bad: &str) -> usize {
+    let first = bad.lines().next().unwrap_or_default();
+    let after = with_lines(text, parsed.to_vec())
+        .last()
+        .map_or(0, |(_, _, line)| *line);
+    text.lines()
+        .enumerate()
+        .skip(after)
+        .find(|(_, l)| !l.trim_start().starts_with('#') && l.ends_with(first))
+        .map_or(0, |(i, _)| i + 1)
 }
 
 /// What went wrong in dotenvy's terms, without its message (which may quote a value).
@@ -371,6 +385,20 @@ mod tests {
         ] {
             let e = read(text.as_bytes()).unwrap_err().to_string();
             assert!(e.contains(&format!(".env line {line}")), "{e}");
+            assert!(!e.contains("s3cr3t"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_naming_its_own_line() {
+        // dotenvy quotes only the value of such a line (after `=`), not the line.
+        for (text, line) in [
+            ("# a comment x s3cr3t\nGOOD=1\nBAD=x s3cr3t\n", 3),
+            ("GOOD=1\nBAD=\"bad \\q escape s3cr3t\"\n", 2),
+            ("GOOD=1\n\nBAD=${UNCLOSED_s3cr3t\n", 3),
+        ] {
+            let e = read(text.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains(&format!(".env line {line})")), "{text}: {e}");
             assert!(!e.contains("s3cr3t"), "{e}");
         }
     }

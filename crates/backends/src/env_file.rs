@@ -256,6 +256,9 @@ fn read_bounded(path: &Path, required: bool, named_by: &Origin) -> Result<Option
             "give the path of a text file of NAME=value lines".into(),
         ));
     }
+    if !required {
+        check_owner(path, metadata.uid(), &cannot)?;
+    }
     let too_big = || {
         cannot(
             format!("the .env file holds more than the {MAX_ENV_FILE_BYTES} bytes allowed"),
@@ -278,6 +281,40 @@ fn read_bounded(path: &Path, required: bool, named_by: &Origin) -> Result<Option
         return Err(too_big());
     }
     Ok(Some((bytes, metadata.mode() & 0o777)))
+}
+
+/// The default `./.env` must be this user's or root's: found in the working directory
+/// (a shared folder, /tmp), another user's would choose the endpoint and the keys, as a
+/// foreign `.git` would for git (its `safe.directory`). A file named by `--env-file` or
+/// `APP_ENV_FILE` is the operator's choice and read whoever owns it.
+fn check_owner(path: &Path, owner: u32, cannot: &dyn Fn(String, String) -> Error) -> Result<()> {
+    // Without /proc the owner cannot be compared; the file is then read as before.
+    let Some(me) = process_uid() else {
+        return Ok(());
+    };
+    if trusted_owner(owner, me) {
+        return Ok(());
+    }
+    Err(cannot(
+        format!(
+            "the .env file in the working directory belongs to user {owner}, not to this user ({me}) or root, so another user could choose this program's settings"
+        ),
+        format!(
+            "if you trust it, name it: --env-file {} (or APP_ENV_FILE); else remove it or run elsewhere",
+            path.display()
+        ),
+    ))
+}
+
+/// Whether a file of `owner` may be taken unnamed by user `me`.
+fn trusted_owner(owner: u32, me: u32) -> bool {
+    owner == me || owner == 0
+}
+
+/// The effective user id of this process (the owner of `/proc/self`).
+fn process_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
 /// Each parsed variable with the line that sets it: dotenvy yields them in file order, so
@@ -475,6 +512,37 @@ mod tests {
                 ("X_G", "first/more", 4),
                 ("X_H", path.as_str(), 5),
             ]
+        );
+    }
+
+    #[test]
+    fn a_default_env_file_of_another_user_is_refused_a_named_one_is_read() {
+        // Found in the working directory (a shared folder, /tmp), another user's `.env`
+        // would choose the endpoint and keys: only the user's own or root's is taken
+        // without being named, as git's safe.directory does for a repository.
+        assert!(trusted_owner(1000, 1000) && trusted_owner(0, 1000));
+        assert!(!trusted_owner(1001, 1000));
+        let me = process_uid().unwrap();
+        if me != 0 {
+            eprintln!("not root: the file cannot be given to another user here");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = file(
+            dir.path(),
+            b"APP_OBJECT_STORAGE__ENDPOINT=http://elsewhere\n",
+        );
+        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        let e = read_env_file(&path, false, &Origin::Default)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("user 65534") && e.contains("--env-file"), "{e}");
+        let named = read_env_file(&path, true, &Origin::Flag("--env-file".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            named.get("APP_OBJECT_STORAGE__ENDPOINT"),
+            Some(("http://elsewhere", 1))
         );
     }
 

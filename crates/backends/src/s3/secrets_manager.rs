@@ -94,10 +94,16 @@ impl SecretsManager {
 
     /// The secret's current version (`AWSCURRENT`).
     pub(crate) async fn read(&self) -> Result<SecretVersion, String> {
-        let credential = self
-            .credentials
-            .get_credential()
+        // The chain may end at an instance-metadata address that never answers off EC2,
+        // and object_store retries it for minutes: the read's own bound holds for it too.
+        let credential = tokio::time::timeout(READ_TIMEOUT, self.credentials.get_credential())
             .await
+            .map_err(|_| {
+                format!(
+                    "no AWS credentials to read it with within {} s (AWS_* variables, web identity, ECS or instance metadata)",
+                    READ_TIMEOUT.as_secs()
+                )
+            })?
             // The chain's error may quote a metadata server's answer: escaped, cut.
             .map_err(|e| {
                 let e = maskstore_core::shown_cut(&e.to_string(), 300);
@@ -634,6 +640,33 @@ mod tests {
         let (silent, drip) = (silent.unwrap_err(), drip.unwrap_err());
         assert!(silent.contains("unreachable"), "{silent}");
         assert!(drip.contains("broke off"), "{drip}");
+    }
+
+    /// A credential chain that never answers (an instance-metadata address that swallows
+    /// packets, off EC2).
+    #[derive(Debug)]
+    struct Silent;
+
+    #[async_trait::async_trait]
+    impl CredentialProvider for Silent {
+        type Credential = AwsCredential;
+
+        async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_credential_chain_that_never_answers_is_given_up_on() {
+        let server = FakeSecretsManager::start(0, "v1", ("AKIAX", "secret"));
+        let mut source = server.source();
+        source.credentials = Arc::new(Silent);
+        let e = source.read().await.unwrap_err();
+        assert!(
+            e.contains("no AWS credentials") && e.contains("10 s"),
+            "{e}"
+        );
+        assert_eq!(server.reads(), 0);
     }
 
     #[test]

@@ -140,8 +140,8 @@ fn the_aws_cli_applies_the_metrics_configuration_and_the_three_alarms() {
     assert!(!out.status.success(), "a string threshold was accepted");
 }
 
-#[test]
-fn promtool_accepts_the_prometheus_rules() {
+/// promtool: `MASKSTORE_TEST_PROMTOOL`, else on the PATH; `None` (a skip) outside CI only.
+fn promtool() -> Option<String> {
     let promtool = std::env::var("MASKSTORE_TEST_PROMTOOL")
         .ok()
         .filter(|p| !p.is_empty())
@@ -158,6 +158,14 @@ fn promtool_accepts_the_prometheus_rules() {
             "scripts/test-servers installs promtool (Debian's prometheus) and exports MASKSTORE_TEST_PROMTOOL"
         );
         eprintln!("skipping: promtool is not installed (run scripts/test-servers start)");
+        return None;
+    };
+    Some(promtool)
+}
+
+#[test]
+fn promtool_accepts_the_prometheus_rules() {
+    let Some(promtool) = promtool() else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -185,6 +193,109 @@ fn promtool_accepts_the_prometheus_rules() {
         .output()
         .unwrap();
     assert!(!out.status.success(), "promtool accepted a broken rule");
+}
+
+/// A `promtool test rules` case: the gateway's counters growing by `ok` successes, `client`
+/// client errors and `server` server errors per sample for the first `steady` samples, then
+/// by `surge` × those for the next 20, scraped every `scrape`.
+fn rule_test(scrape: &str, steady: u32, surge: u32, counts: [u32; 3], alerts: &str) -> String {
+    let series = ["success", "client_error", "server_error"]
+        .iter()
+        .zip(counts)
+        .map(|(outcome, n)| {
+            format!(
+                "      - series: 'maskstore_operations_total{{backend=\"s3\",operation=\"get\",outcome=\"{outcome}\"}}'\n        values: '0+{n}x{steady} {}+{}x20'\n",
+                n * steady,
+                n * surge
+            )
+        })
+        .collect::<String>();
+    format!(
+        "rule_files: [rules.yml]\nevaluation_interval: 15s\ntests:\n  - interval: {scrape}\n    input_series:\n{series}    alert_rule_test:\n{alerts}"
+    )
+}
+
+/// An expected alert (`rule` and its summary) or none at `at`.
+fn alert(at: &str, name: &str, rule: Option<(&str, &str)>) -> String {
+    let expected = match rule {
+        Some((rule, summary)) => format!(
+            "\n          - exp_labels: {{severity: warning, rule: {rule}}}\n            exp_annotations: {{summary: \"{summary}\"}}"
+        ),
+        None => " []".to_string(),
+    };
+    format!("      - eval_time: {at}\n        alertname: {name}\n        exp_alerts:{expected}\n")
+}
+
+const SURGE: (&str, &str) = (
+    "request_surge",
+    "maskstore operations per second over 60 s above 3 x the rate of the 240 s before",
+);
+
+#[test]
+fn the_prometheus_rules_fire_on_the_traffic_they_describe_and_hold_quiet_on_the_rest() {
+    let Some(promtool) = promtool() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let rules = succeeded(&maskstore(dir.path(), &["policy", "prometheus"], &[]));
+    assert!(rules.contains("at least every 30s"), "{rules}");
+    std::fs::write(dir.path().join("rules.yml"), &rules).unwrap();
+    let run = |name: &str, test: String| {
+        std::fs::write(dir.path().join(name), &test).unwrap();
+        let out = Command::new(&promtool)
+            .args(["test", "rules", name])
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
+        (out.status.success(), format!("{all}\n{test}\n{rules}"))
+    };
+    // Scraped every 15 s: 1 op/s for 10 minutes, then 10/s with 10 % client and 2 % server
+    // errors. Before: no alert; after: all three (the surge while the burst is young).
+    let alerts = [
+        alert("9m", "MaskstoreRequestSurge", None),
+        alert("9m", "MaskstoreClientErrorRate", None),
+        alert("9m", "MaskstoreServerErrorRate", None),
+        alert("11m", "MaskstoreRequestSurge", Some(SURGE)),
+        alert(
+            "14m",
+            "MaskstoreClientErrorRate",
+            Some((
+                "client_error_rate",
+                "4xx-like share of maskstore operations above 0.05 over 300 s",
+            )),
+        ),
+        alert(
+            "14m",
+            "MaskstoreServerErrorRate",
+            Some((
+                "server_error_rate",
+                "5xx-like share of maskstore operations above 0.01 over 300 s",
+            )),
+        ),
+    ]
+    .concat();
+    let steady_then_errors = |client: u32, server: u32| {
+        rule_test("15s", 40, 10, [15, 0, 0], &alerts)
+            .replacen("0+0x40 0+0x20", &format!("0+0x40 0+{client}x20"), 1)
+            .replacen("0+0x40 0+0x20", &format!("0+0x40 0+{server}x20"), 1)
+    };
+    let (ok, all) = run("fire.yml", steady_then_errors(15, 3));
+    assert!(ok, "{all}");
+    // The same burst without errors: no error alarm, and promtool says so when expected.
+    let (ok, all) = run("quiet.yml", steady_then_errors(0, 0));
+    assert!(!ok && all.contains("MaskstoreClientErrorRate"), "{all}");
+    // Scraped every minute (Prometheus' built-in default), a 60 s rate holds one sample:
+    // the surge cannot fire, which is why the file names the scrape interval it needs.
+    let slow = rule_test(
+        "1m",
+        10,
+        10,
+        [60, 0, 0],
+        &alert("11m", "MaskstoreRequestSurge", Some(SURGE)),
+    );
+    let (ok, all) = run("slow.yml", slow);
+    assert!(!ok, "{all}");
 }
 
 #[test]

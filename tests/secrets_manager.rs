@@ -16,7 +16,7 @@ use maskstore_backends::{ConfigSource, SignOptions, SignedMethod, Storage, load_
 use maskstore_testkit::servers;
 
 use crate::rotation::{RotationIdentity, Tally};
-use crate::support::{maskstore, succeeded, text};
+use crate::support::{maskstore, succeeded, text, vars};
 
 /// Marks the child run of an in-process test.
 const CHILD: &str = "MASKSTORE_TEST_SECRETS_MANAGER_CHILD";
@@ -328,4 +328,98 @@ async fn child_a_403_reads_the_secret_at_once() {
     storage.put(&key, b"after".to_vec()).await.unwrap();
     assert_eq!(&storage.get(&key).await.unwrap().data[..], b"after");
     until_signing_with(&storage, &identity.keys[1].0).await;
+}
+
+/// A one-request Secrets Manager that checks the SigV4 signature with botocore's own signer
+/// (moto checks none): the keys for a good signature, `InvalidSignatureException` else.
+const BOTOCORE_CHECKED_SERVER: &str = r#"
+import json, socket, sys
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+s = socket.socket()
+s.bind(("127.0.0.1", 0)); s.listen(1); s.settimeout(60)
+print(s.getsockname()[1], flush=True)
+c, _ = s.accept(); c.settimeout(20)
+data = b""
+while b"\r\n\r\n" not in data:
+    data += c.recv(65536)
+head, body = data.split(b"\r\n\r\n", 1)
+lines = head.decode().split("\r\n")
+h = {k.strip().lower(): v.strip() for k, v in (l.split(":", 1) for l in lines[1:])}
+while len(body) < int(h.get("content-length", "0")):
+    body += c.recv(65536)
+auth = h.get("authorization", "")
+signed = auth.split("SignedHeaders=")[1].split(",")[0].split(";") if "SignedHeaders=" in auth else []
+req = AWSRequest(method=lines[0].split(" ")[0], url="http://" + h["host"] + lines[0].split(" ")[1],
+                 data=body, headers={k: h[k] for k in signed if k != "host"})
+req.context["timestamp"] = h.get("x-amz-date", "")
+signer = SigV4Auth(Credentials("sm-reader", "sm-reader-secret"), "secretsmanager", sys.argv[1])
+canonical = signer.canonical_request(req)
+expected = signer.signature(signer.string_to_sign(req, canonical), req)
+scope = "Credential=sm-reader/" + h.get("x-amz-date", "")[:8] + "/" + sys.argv[1] + "/secretsmanager/aws4_request"
+good = (auth.startswith("AWS4-HMAC-SHA256 " + scope + ",") and auth.endswith("Signature=" + expected)
+        and {"host", "x-amz-date", "x-amz-target", "content-type"} <= set(signed)
+        and h.get("x-amz-target") == "secretsmanager.GetSecretValue"
+        and json.loads(body) == {"SecretId": sys.argv[2]})
+if good:
+    secret = json.dumps({"access_key": "AKIASIGNED", "secret_key": "signed-s3cr3t"})
+    answer = json.dumps({"ARN": "arn", "Name": sys.argv[2], "VersionId": "v1", "SecretString": secret})
+    status = "200 OK"
+else:
+    answer = json.dumps({"__type": "InvalidSignatureException", "message": "no"})
+    status = "400 Bad Request"
+    print("refused: " + auth + " expected " + expected + " for " + scope, file=sys.stderr)
+c.sendall(("HTTP/1.1 " + status + "\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: "
+           + str(len(answer)) + "\r\nconnection: close\r\n\r\n" + answer).encode())
+c.close()
+"#;
+
+#[test]
+fn the_get_secret_value_request_carries_the_signature_botocore_computes() {
+    use std::io::BufRead;
+    if !crate::foreign::writers_available() {
+        return;
+    }
+    let python = std::env::var("MASKSTORE_TEST_PYTHON").unwrap();
+    let (region, id) = ("eu-west-1", "prod/pacs-masks/s3");
+    let mut server = Command::new(python)
+        .args(["-c", BOTOCORE_CHECKED_SERVER, region, id])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut port = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut port)
+        .unwrap();
+    let env = vars(&[
+        ("AWS_ACCESS_KEY_ID", "sm-reader"),
+        ("AWS_SECRET_ACCESS_KEY", "sm-reader-secret"),
+        (
+            "AWS_ENDPOINT_URL_SECRETS_MANAGER",
+            &format!("http://127.0.0.1:{}", port.trim()),
+        ),
+        ("APP_OBJECT_STORAGE__PROVIDER", "s3"),
+        ("APP_OBJECT_STORAGE__BUCKET_NAME", "pacs-masks"),
+        ("APP_OBJECT_STORAGE__REGION", region),
+        (
+            "APP_OBJECT_STORAGE__SECRET_SOURCE",
+            &format!("aws-secretsmanager:{id}"),
+        ),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let out = maskstore(dir.path(), &["config", "show"], &env);
+    let server = server.wait_with_output().unwrap();
+    let shown = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{shown}\nserver: {}",
+        text(&server.stderr)
+    );
+    assert!(
+        shown.contains("AKIASIGNED") && !shown.contains("signed-s3cr3t"),
+        "{shown}"
+    );
 }

@@ -96,8 +96,7 @@ pub(crate) fn read_env_file(
             Err(dotenvy::Error::LineParse(bad, at)) => {
                 // dotenvy's message quotes the line, which may hold a secret: only its
                 // number is named.
-                let first = bad.lines().next().unwrap_or_default();
-                let line = text.lines().position(|l| l == first).map_or(0, |i| i + 1);
+                let line = bad_line(&text, &parsed, &bad);
                 return Err(refuse(
                     line,
                     format!("is not a NAME=value line (at character {})", at + 1),
@@ -113,11 +112,99 @@ pub(crate) fn read_env_file(
             }
         }
     }
+    let lines = with_lines(&text, parsed);
+    if let Some(line) = swallowed_dollar(&text, &lines) {
+        return Err(refuse(
+            line,
+            "holds a $ that dotenvy would replace by a variable or by nothing (a bare $NAME, whose name ends at '_', a lone $, or ${NAME} of a variable that is not set)".to_string(),
+            "for a literal $, put the value in single quotes ('…') or write \\$; for a variable, write ${NAME} of one that is set",
+        ));
+    }
     Ok(Some(EnvFile {
         path: path.to_path_buf(),
-        lines: with_lines(&text, parsed),
+        lines,
         mode,
     }))
+}
+
+/// The line of the first value in which dotenvy would substitute something other than
+/// `${NAME}` of a variable that is set (in the process, as dotenvy reads it, or on an
+/// earlier line of the file). dotenvy 0.15 replaces a bare `$NAME` up to the first
+/// character that is not alphanumeric (so `$MY_HOST` is `$MY` then `_HOST`), a lone `$` by
+/// nothing, and an unset variable by nothing: a secret or URL holding a `$` would change
+/// silently.
+fn swallowed_dollar(text: &str, vars: &[(String, String, usize)]) -> Option<usize> {
+    let starts: Vec<usize> = std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    for (i, (_, _, line)) in vars.iter().enumerate() {
+        let Some(from) = line.checked_sub(1).and_then(|l| starts.get(l)) else {
+            continue;
+        };
+        let rest = &text[*from..];
+        let Some(eq) = rest.find('=') else { continue };
+        let value = rest[eq + 1..].trim_start_matches([' ', '\t']);
+        let set =
+            |name: &str| std::env::var(name).is_ok() || vars[..i].iter().any(|(v, _, _)| v == name);
+        match references(value) {
+            Some(names) if names.iter().all(|name| set(name)) => {}
+            _ => return Some(*line),
+        }
+    }
+    None
+}
+
+/// The names of the `${NAME}` references in a value as dotenvy reads it (quotes,
+/// escapes, `#` comments after a blank), `None` when it holds a bare or lone `$`.
+fn references(value: &str) -> Option<Vec<&str>> {
+    let (mut strong, mut weak, mut escaped) = (false, false, false);
+    let mut names = Vec::new();
+    let mut chars = value.char_indices();
+    while let Some((at, c)) = chars.next() {
+        if escaped {
+            escaped = false;
+        } else if strong {
+            strong = c != '\'';
+        } else if c == '\n' && !weak {
+            break;
+        } else if c == '$' {
+            let name = value[at + 1..].strip_prefix('{')?.split('}').next()?;
+            let closed = value[at + 2 + name.len()..].starts_with('}');
+            if name.is_empty() || !closed {
+                return None;
+            }
+            names.push(name);
+            chars.nth(name.chars().count() + 1);
+        } else if weak {
+            weak = c != '"';
+            escaped = c == '\\';
+        } else {
+            match c {
+                '\'' => strong = true,
+                '"' => weak = true,
+                '\\' => escaped = true,
+                // Past a blank only a comment may follow.
+                ' ' | '\t' => break,
+                _ => {}
+            }
+        }
+    }
+    Some(names)
+}
+
+/// The line of dotenvy's refusal `bad`, which is the whole line (or the lines of an
+/// unclosed quote) or, for a fault in the value, the value only: the first line after the
+/// variables read so far that is no comment and ends with its first line.
+fn bad_line(text: &str, parsed: &[(String, String)], bad: &str) -> usize {
+    let first = bad.lines().next().unwrap_or_default();
+    let after = with_lines(text, parsed.to_vec())
+        .last()
+        .map_or(0, |(_, _, line)| *line);
+    text.lines()
+        .enumerate()
+        .skip(after)
+        .find(|(_, l)| !l.trim_start().starts_with('#') && l.ends_with(first))
+        .map_or(0, |(i, _)| i + 1)
 }
 
 /// What went wrong in dotenvy's terms, without its message (which may quote a value).
@@ -169,6 +256,9 @@ fn read_bounded(path: &Path, required: bool, named_by: &Origin) -> Result<Option
             "give the path of a text file of NAME=value lines".into(),
         ));
     }
+    if !required {
+        check_owner(path, metadata.uid(), &cannot)?;
+    }
     let too_big = || {
         cannot(
             format!("the .env file holds more than the {MAX_ENV_FILE_BYTES} bytes allowed"),
@@ -191,6 +281,40 @@ fn read_bounded(path: &Path, required: bool, named_by: &Origin) -> Result<Option
         return Err(too_big());
     }
     Ok(Some((bytes, metadata.mode() & 0o777)))
+}
+
+/// The default `./.env` must be this user's or root's: found in the working directory
+/// (a shared folder, /tmp), another user's would choose the endpoint and the keys, as a
+/// foreign `.git` would for git (its `safe.directory`). A file named by `--env-file` or
+/// `APP_ENV_FILE` is the operator's choice and read whoever owns it.
+fn check_owner(path: &Path, owner: u32, cannot: &dyn Fn(String, String) -> Error) -> Result<()> {
+    // Without /proc the owner cannot be compared; the file is then read as before.
+    let Some(me) = process_uid() else {
+        return Ok(());
+    };
+    if trusted_owner(owner, me) {
+        return Ok(());
+    }
+    Err(cannot(
+        format!(
+            "the .env file in the working directory belongs to user {owner}, not to this user ({me}) or root, so another user could choose this program's settings"
+        ),
+        format!(
+            "if you trust it, name it: --env-file {} (or APP_ENV_FILE); else remove it or run elsewhere",
+            path.display()
+        ),
+    ))
+}
+
+/// Whether a file of `owner` may be taken unnamed by user `me`.
+fn trusted_owner(owner: u32, me: u32) -> bool {
+    owner == me || owner == 0
+}
+
+/// The effective user id of this process (the owner of `/proc/self`).
+fn process_uid() -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").ok().map(|m| m.uid())
 }
 
 /// Each parsed variable with the line that sets it: dotenvy yields them in file order, so
@@ -303,6 +427,20 @@ mod tests {
     }
 
     #[test]
+    fn a_bad_value_is_refused_naming_its_own_line() {
+        // dotenvy quotes only the value of such a line (after `=`), not the line.
+        for (text, line) in [
+            ("# a comment x s3cr3t\nGOOD=1\nBAD=x s3cr3t\n", 3),
+            ("GOOD=1\nBAD=\"bad \\q escape s3cr3t\"\n", 2),
+            ("GOOD=1\n\nBAD=${UNCLOSED_s3cr3t\n", 3),
+        ] {
+            let e = read(text.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains(&format!(".env line {line})")), "{text}: {e}");
+            assert!(!e.contains("s3cr3t"), "{e}");
+        }
+    }
+
+    #[test]
     fn non_utf8_is_refused_naming_the_line() {
         let e = read(b"A_B=ok\nA_C=caf\xe9\n").unwrap_err().to_string();
         assert!(e.contains("line 2") && e.contains("not UTF-8"), "{e}");
@@ -341,6 +479,71 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--env-file") && e.contains("none"), "{e}");
+    }
+
+    #[test]
+    fn a_dollar_dotenvy_would_swallow_is_refused_naming_the_line_not_the_value() {
+        // dotenvy replaces `$NAME` (a name ends at `_`), `${NAME}` and even a lone `$`
+        // outside single quotes, by a variable of the process or nothing: a secret with a
+        // `$` would be cut silently.
+        for (text, line) in [
+            ("X_A=ok\nAPP_GATEWAY__SIGNING_SECRET=pa$$w0rd-s3cr3t\n", 2),
+            ("X_A=\"abc$MY_s3cr3t\"\n", 1),
+            ("X_A=ok\nX_B=ok\nX_C=http://$HOST_NAME:9000/s3cr3t\n", 3),
+            ("X_A=${MASKSTORE_TEST_SURELY_UNSET_s3cr3t}\n", 1),
+            ("X_A=\"multi\nline $HOME_s3cr3t\"\nX_B=ok\n", 1),
+        ] {
+            let e = read(text.as_bytes()).unwrap_err().to_string();
+            assert!(e.contains(&format!(".env line {line}")), "{text}: {e}");
+            assert!(e.contains("single quotes"), "{e}");
+            assert!(!e.contains("s3cr3t") && !e.contains("w0rd"), "{e}");
+        }
+        let path = std::env::var("PATH").unwrap();
+        let env = read(
+            b"X_D='pa$$word'\nX_E=pa\\$\\$word\nX_F=first # a $ in a comment\nX_G=${X_F}/more\nX_H=\"${PATH}\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            vars(&env),
+            vec![
+                ("X_D", "pa$$word", 1),
+                ("X_E", "pa$$word", 2),
+                ("X_F", "first", 3),
+                ("X_G", "first/more", 4),
+                ("X_H", path.as_str(), 5),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_default_env_file_of_another_user_is_refused_a_named_one_is_read() {
+        // Found in the working directory (a shared folder, /tmp), another user's `.env`
+        // would choose the endpoint and keys: only the user's own or root's is taken
+        // without being named, as git's safe.directory does for a repository.
+        assert!(trusted_owner(1000, 1000) && trusted_owner(0, 1000));
+        assert!(!trusted_owner(1001, 1000));
+        let me = process_uid().unwrap();
+        if me != 0 {
+            eprintln!("not root: the file cannot be given to another user here");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = file(
+            dir.path(),
+            b"APP_OBJECT_STORAGE__ENDPOINT=http://elsewhere\n",
+        );
+        std::os::unix::fs::chown(&path, Some(65534), None).unwrap();
+        let e = read_env_file(&path, false, &Origin::Default)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("user 65534") && e.contains("--env-file"), "{e}");
+        let named = read_env_file(&path, true, &Origin::Flag("--env-file".into()))
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            named.get("APP_OBJECT_STORAGE__ENDPOINT"),
+            Some(("http://elsewhere", 1))
+        );
     }
 
     #[test]

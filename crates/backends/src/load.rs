@@ -534,6 +534,43 @@ mod tests {
     }
 
     #[test]
+    fn a_misspelt_section_with_a_known_key_is_refused_not_ignored() {
+        // `APP_OBJECT_STORGE__PROVIDER=s3` ignored as "the application's" would leave
+        // check passing on the local default: the silent failure again.
+        let dir = tempfile::tempdir().unwrap();
+        let file = env_file(
+            dir.path(),
+            "APP_GATEWAYS__PAYMENT_URL=http://pay\nAPP_OBJECT_STORGE__WHATEVER=1\nAPP_OBJECT_STORGE__PROVIDER=s3\n",
+            0o600,
+        );
+        let source = ConfigSource {
+            dir: Some(dir.path().to_path_buf()),
+            env_file: Some(file.clone()),
+            ..Default::default()
+        };
+        let err = load_config_from(&source, vars(&[]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains(&format!("{} line 3", file.display())), "{err}");
+        assert!(err.contains("APP_OBJECT_STORAGE__PROVIDER"), "{err}");
+        let bare = ConfigSource {
+            dir: Some(dir.path().to_path_buf()),
+            env_file: Some(env_file(dir.path(), "APP_GATEWAYS__PAYMENT_URL=x\n", 0o600)),
+            ..Default::default()
+        };
+        let err = load_config_from(&bare, vars(&[("APP_SIGNED_ULR__MAX_TTL", "60")]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("APP_SIGNED_URL__MAX_TTL"), "{err}");
+        // An application's own sections, even close ones, with keys of their own, are its.
+        load_config_from(
+            &bare,
+            vars(&[("APP_GATEWAYS__URL", "x"), ("APP_MONITOR__KEY", "y")]),
+        )
+        .unwrap();
+    }
+
+    #[test]
     fn an_env_file_with_a_secret_others_can_read_is_refused_outside_development() {
         let dir = tempfile::tempdir().unwrap();
         let text = format!("APP_ENV=production\nAPP_GATEWAY__SIGNING_SECRET={SECRET}\n");

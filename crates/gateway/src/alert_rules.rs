@@ -61,10 +61,15 @@ pub fn prometheus_rules(monitoring: &MonitoringConfig) -> String {
             ),
         },
     ];
-    let mut out = String::from(
+    // rate() over a range needs two samples in it: at Prometheus' built-in scrape interval
+    // (1 m) a 60 s surge window holds one, and the surge alert could never fire.
+    let mut out = format!(
         "# maskstore alerting rules from [monitoring] (maskstore policy prometheus).\n\
          # The same alarms GET /health computes; check with: promtool check rules <file>\n\
+         # Scrape the gateway's /metrics at least every {}s (half the shortest window here):\n\
+         # a rate over {recent}s needs two samples in it.\n\
          groups:\n  - name: maskstore\n    rules:\n",
+        (recent / 2).max(1)
     );
     for rule in rules {
         out.push_str(&rule.yaml());

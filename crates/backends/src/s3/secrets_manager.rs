@@ -7,7 +7,8 @@
 //! for temporary keys, `session_token`. It is read when the config is loaded, then again
 //! every `secret_refresh` seconds: a new `VersionId` is taken once it has been seen for
 //! [`SETTLE`] (the new IAM key of a rotation needs a moment to work everywhere), and at
-//! once after S3 answered 403 (the old key is gone: waiting cannot help). A read that
+//! once after S3 answered 403 (the old key is gone: waiting cannot help), at most once per
+//! [`SETTLE`] however many requests are refused. A read that
 //! fails leaves the keys in use, and is logged by secret id only. No value ever reaches a
 //! message, a log or Debug.
 
@@ -81,11 +82,7 @@ impl SecretsManager {
             .with_region(&region)
             .build()
             .map_err(|e| format!("the AWS credential chain cannot be set up: {e}"))?;
-        let http = reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(READ_TIMEOUT)
-            .build()
-            .map_err(|e| format!("no HTTP client: {e}"))?;
+        let http = http_client()?;
         Ok(SecretsManager {
             secret_id: secret_id.to_string(),
             region,
@@ -97,10 +94,16 @@ impl SecretsManager {
 
     /// The secret's current version (`AWSCURRENT`).
     pub(crate) async fn read(&self) -> Result<SecretVersion, String> {
-        let credential = self
-            .credentials
-            .get_credential()
+        // The chain may end at an instance-metadata address that never answers off EC2,
+        // and object_store retries it for minutes: the read's own bound holds for it too.
+        let credential = tokio::time::timeout(READ_TIMEOUT, self.credentials.get_credential())
             .await
+            .map_err(|_| {
+                format!(
+                    "no AWS credentials to read it with within {} s (AWS_* variables, web identity, ECS or instance metadata)",
+                    READ_TIMEOUT.as_secs()
+                )
+            })?
             // The chain's error may quote a metadata server's answer: escaped, cut.
             .map_err(|e| {
                 let e = maskstore_core::shown_cut(&e.to_string(), 300);
@@ -159,6 +162,15 @@ impl SecretsManager {
                 .unwrap_or_else(|_| Err("the reading thread failed".to_string()))
         })
     }
+}
+
+/// The client of every read: connected within 5 s, answered whole within [`READ_TIMEOUT`].
+fn http_client() -> Result<reqwest::Client, String> {
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(5))
+        .timeout(READ_TIMEOUT)
+        .build()
+        .map_err(|e| format!("no HTTP client: {e}"))
 }
 
 /// The region of an ARN (`arn:aws:secretsmanager:eu-west-1:…`).
@@ -252,6 +264,8 @@ struct Watch {
     next_read: Instant,
     /// A new version seen, since when.
     pending: Option<(String, Instant)>,
+    /// When the secret was last read (ended).
+    last_read: Option<Instant>,
 }
 
 impl SecretsManagerCredentials {
@@ -269,6 +283,7 @@ impl SecretsManagerCredentials {
                 version: None,
                 next_read: Instant::now() + refresh,
                 pending: None,
+                last_read: None,
             }),
             current: RwLock::new(Arc::new(credential)),
             forbidden,
@@ -281,10 +296,13 @@ impl SecretsManagerCredentials {
     }
 
     /// Whether a read is due at `now`: the interval passed, a pending version may have
-    /// settled, or S3 refused the keys.
+    /// settled, or S3 refused the keys and the last read is [`SETTLE`] old (a storm of
+    /// 403s, from a key that stays refused or a policy that denies, reads the secret at
+    /// most once per [`SETTLE`], not once per request).
     fn due(&self, now: Instant) -> bool {
         let state = self.state.lock().expect("secret watch lock");
-        self.forbidden.load(Ordering::SeqCst)
+        let may_read_again = state.last_read.is_none_or(|last| now >= last + SETTLE);
+        (self.forbidden.load(Ordering::SeqCst) && may_read_again)
             || now >= state.next_read
             || state
                 .pending
@@ -299,6 +317,7 @@ impl SecretsManagerCredentials {
         let now = Instant::now();
         let mut state = self.state.lock().expect("secret watch lock");
         state.next_read = now + self.refresh;
+        state.last_read = Some(now);
         let version = match read {
             Ok(version) => version,
             Err(problem) => {
@@ -341,10 +360,21 @@ impl CredentialProvider for SecretsManagerCredentials {
 
     async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
         if self.due(Instant::now()) && !self.reading.swap(true, Ordering::SeqCst) {
+            // Cleared on drop: a request dropped mid-read (its client gone, a timeout
+            // around it) must not leave the flag set, which would stop every later read.
+            let _reading = Reading(&self.reading);
             self.refresh().await;
-            self.reading.store(false, Ordering::SeqCst);
         }
         Ok(self.current())
+    }
+}
+
+/// The read in progress: clears the flag when the read ends or is dropped.
+struct Reading<'a>(&'a AtomicBool);
+
+impl Drop for Reading<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
     }
 }
 
@@ -438,6 +468,205 @@ mod tests {
         );
         assert!(e.contains("ResourceNotFoundException"), "{e}");
         assert!(!e.contains('\u{1b}'), "{e}");
+    }
+
+    /// A local server of `GetSecretValue`: each connection is counted; the first `hang`
+    /// connections are held open unanswered, the others get `keys` as version `version`.
+    struct FakeSecretsManager {
+        endpoint: String,
+        reads: Arc<std::sync::atomic::AtomicUsize>,
+    }
+
+    impl FakeSecretsManager {
+        fn start(hang: usize, version: &'static str, keys: (&'static str, &'static str)) -> Self {
+            use std::io::{Read as _, Write as _};
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let endpoint = format!("http://{}", listener.local_addr().unwrap());
+            let reads = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let count = Arc::clone(&reads);
+            std::thread::spawn(move || {
+                let mut held = Vec::new();
+                for stream in listener.incoming() {
+                    let mut stream = stream.unwrap();
+                    let n = count.fetch_add(1, Ordering::SeqCst);
+                    if n < hang {
+                        held.push(stream);
+                        continue;
+                    }
+                    let mut buf = [0u8; 8192];
+                    let _ = stream.read(&mut buf);
+                    let secret =
+                        serde_json::json!({"access_key": keys.0, "secret_key": keys.1}).to_string();
+                    let body = serde_json::json!({"VersionId": version, "SecretString": secret})
+                        .to_string();
+                    let _ = write!(
+                        stream,
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                }
+            });
+            FakeSecretsManager { endpoint, reads }
+        }
+
+        fn reads(&self) -> usize {
+            self.reads.load(Ordering::SeqCst)
+        }
+
+        fn source(&self) -> SecretsManager {
+            SecretsManager {
+                secret_id: "test/s3".to_string(),
+                region: "us-east-1".to_string(),
+                endpoint: self.endpoint.clone(),
+                credentials: Arc::new(object_store::StaticCredentialProvider::new(AwsCredential {
+                    key_id: "reader".to_string(),
+                    secret_key: "reader-secret".to_string(),
+                    token: None,
+                })),
+                http: http_client().unwrap(),
+            }
+        }
+    }
+
+    fn old_keys() -> AwsCredential {
+        AwsCredential {
+            key_id: "OLDKEY".to_string(),
+            secret_key: "old-secret".to_string(),
+            token: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_read_cancelled_midway_does_not_stop_later_reads() {
+        // The first read hangs and its request is dropped (a client gone, a timeout
+        // around the storage call); the next 403 must still read the secret.
+        let server = FakeSecretsManager::start(1, "v2", ("NEWKEY", "new-secret"));
+        let forbidden = Arc::new(AtomicBool::new(true));
+        let watch = SecretsManagerCredentials::new(
+            server.source(),
+            old_keys(),
+            Duration::from_secs(3600),
+            Arc::clone(&forbidden),
+        );
+        let cancelled =
+            tokio::time::timeout(Duration::from_millis(300), watch.get_credential()).await;
+        assert!(cancelled.is_err(), "the hanging read answered");
+        forbidden.store(true, Ordering::SeqCst);
+        let credential = watch.get_credential().await.unwrap();
+        assert_eq!(credential.key_id, "NEWKEY");
+        assert_eq!(server.reads(), 2);
+    }
+
+    #[tokio::test]
+    async fn a_storm_of_403s_reads_the_secret_at_most_once_per_settle() {
+        let server = FakeSecretsManager::start(0, "v2", ("NEWKEY", "new-secret"));
+        let forbidden = Arc::new(AtomicBool::new(false));
+        let watch = SecretsManagerCredentials::new(
+            server.source(),
+            old_keys(),
+            Duration::from_secs(3600),
+            Arc::clone(&forbidden),
+        );
+        // The first 403 reads at once and takes the new keys.
+        forbidden.store(true, Ordering::SeqCst);
+        assert_eq!(watch.get_credential().await.unwrap().key_id, "NEWKEY");
+        assert_eq!(server.reads(), 1);
+        // Every request refused again (a denied key, a bucket policy): no read each time.
+        for _ in 0..50 {
+            forbidden.store(true, Ordering::SeqCst);
+            watch.get_credential().await.unwrap();
+        }
+        // Only if the loop outlasted SETTLE can one more read have happened.
+        assert!(server.reads() <= 2, "{} reads", server.reads());
+        // The rule itself, without the clock: a 403 is due again once SETTLE has passed.
+        forbidden.store(true, Ordering::SeqCst);
+        let last = watch.state.lock().unwrap().last_read.unwrap();
+        assert!(!watch.due(last + SETTLE / 2));
+        assert!(watch.due(last + SETTLE));
+    }
+
+    /// A server that runs `answer` on every connection, after reading the request.
+    fn hostile(answer: fn(&mut std::net::TcpStream)) -> SecretsManager {
+        use std::io::Read as _;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 8192];
+                    let _ = stream.read(&mut buf);
+                    answer(&mut stream);
+                });
+            }
+        });
+        let server = FakeSecretsManager {
+            endpoint,
+            reads: Arc::default(),
+        };
+        server.source()
+    }
+
+    fn chunked_head(stream: &mut std::net::TcpStream) {
+        use std::io::Write as _;
+        let _ = stream.write_all(
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/x-amz-json-1.1\r\ntransfer-encoding: chunked\r\n\r\n",
+        );
+    }
+
+    #[tokio::test]
+    async fn an_endless_answer_is_cut_at_the_bound() {
+        let source = hostile(|stream| {
+            use std::io::Write as _;
+            chunked_head(stream);
+            let chunk = format!("{:x}\r\n{}\r\n", 64 * 1024, "a".repeat(64 * 1024));
+            while stream.write_all(chunk.as_bytes()).is_ok() {}
+        });
+        let e = source.read().await.unwrap_err();
+        assert!(e.contains("larger than 262144 bytes"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_or_drips_is_given_up_on() {
+        let silent = hostile(|_| std::thread::sleep(Duration::from_secs(120)));
+        let drip = hostile(|stream| {
+            use std::io::Write as _;
+            chunked_head(stream);
+            while stream.write_all(b"1\r\n \r\n").is_ok() {
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        let (silent, drip) = tokio::join!(silent.read(), drip.read());
+        let (silent, drip) = (silent.unwrap_err(), drip.unwrap_err());
+        assert!(silent.contains("unreachable"), "{silent}");
+        assert!(drip.contains("broke off"), "{drip}");
+    }
+
+    /// A credential chain that never answers (an instance-metadata address that swallows
+    /// packets, off EC2).
+    #[derive(Debug)]
+    struct Silent;
+
+    #[async_trait::async_trait]
+    impl CredentialProvider for Silent {
+        type Credential = AwsCredential;
+
+        async fn get_credential(&self) -> object_store::Result<Arc<AwsCredential>> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_credential_chain_that_never_answers_is_given_up_on() {
+        let server = FakeSecretsManager::start(0, "v1", ("AKIAX", "secret"));
+        let mut source = server.source();
+        source.credentials = Arc::new(Silent);
+        let e = source.read().await.unwrap_err();
+        assert!(
+            e.contains("no AWS credentials") && e.contains("10 s"),
+            "{e}"
+        );
+        assert_eq!(server.reads(), 0);
     }
 
     #[test]

@@ -1155,10 +1155,31 @@ pub(crate) fn key_of_env_var(var: &str) -> Option<Result<&'static dyn AnyKey, Er
 pub(crate) fn key_of_var(var: &str, origin: &Origin) -> Option<Result<&'static dyn AnyKey, Error>> {
     let (section, name) = var.strip_prefix(ENV_PREFIX)?.split_once("__")?;
     let section = section.to_lowercase();
+    let name = name.to_lowercase();
     if !is_section(&section) {
-        return None;
+        return misspelt_section(var, &section, &name, origin).map(Err);
     }
-    Some(lookup(&section, &name.to_lowercase(), origin))
+    Some(lookup(&section, &name, origin))
+}
+
+/// An error when `section` is not maskstore's but within two letters of one that has the
+/// key `name` (`APP_OBJECT_STORGE__PROVIDER`): ignored as the application's, it would
+/// leave the setting silently unset. An application's own section (`APP_GATEWAYS__URL`)
+/// has keys of its own and stays its.
+fn misspelt_section(var: &str, section: &str, name: &str, origin: &Origin) -> Option<Error> {
+    let meant = sections().into_iter().find(|known| {
+        strsim::levenshtein(known, section) <= 2
+            && SCHEMA
+                .iter()
+                .any(|key| key.section() == *known && key.field_name() == name)
+    })?;
+    let fixed = env_var_name(&format!("{meant}.{name}"));
+    Some(Error::config(
+        &format!("{section}.{name}"),
+        origin,
+        format!("{var} names no maskstore section ({section}), so it would be ignored"),
+        format!("did you mean {fixed} (section [{meant}])?"),
+    ))
 }
 
 /// Whether the variable `var` sets a secret (`APP_OBJECT_STORAGE__SECRET_KEY`,

@@ -703,6 +703,11 @@ fn history_count() -> u32 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_gateway_and_s3_answer_random_histories_as_s3_documents() {
     let seed = maskstore_fuzzkit::seed();
+    // Before the first request too: a panic mid-run (a target gone) would show no seed.
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!("differential: seed {seed:#x} (MASKSTORE_FUZZ_SEED replays it)\n").as_bytes(),
+    );
     let histories = histories(seed, history_count());
     let (local_dir, memory_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let mut targets = vec![

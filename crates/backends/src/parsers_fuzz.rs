@@ -342,11 +342,8 @@ fn secret_files(run: &mut Parsers) {
         match read {
             Ok(read) => ensure(
                 read == secret
-                    && !read.contains(|c: char| {
-                        c.is_control()
-                            || maskstore_core::is_format_character(c)
-                            || (c.is_whitespace() && !c.is_ascii())
-                    }),
+                    && !read.contains(char::is_control)
+                    && maskstore_core::invisible_character(&read).is_none(),
                 || format!("{bytes:?} read as {read:?}"),
             ),
             Err(e) => ensure(secret.len() < 8 || !e.to_string().contains(secret), || {

@@ -4,7 +4,8 @@
 //! A file is refused, with the fix, when group or others may read or write it, when it is
 //! a symlink that leads out of its folder (Kubernetes' `..data` links stay inside it), when
 //! it is not a regular file, empty or larger than [`MAX_SECRET_FILE_BYTES`]. Surrounding
-//! whitespace and the trailing newline editors and `echo` leave are trimmed.
+//! whitespace and the trailing newline editors and `echo` leave are trimmed; an invisible
+//! character inside the secret (a zero-width space, a no-break space) is refused.
 //!
 //! One reader (`PrivateFile`, crate-internal) reads every private secret file: the
 //! operator's, and the development signing secret the local provider generates, which
@@ -121,14 +122,6 @@ pub(crate) struct PrivateFile<'a> {
     pub(crate) writer: Writer,
     /// The fewest bytes the secret may have (1: not empty).
     pub(crate) shortest: usize,
-}
-
-/// Whether `c` is a character no editor shows that cannot belong to a secret typed or
-/// generated as text: a Unicode format character (zero-width space, byte-order mark,
-/// direction marks, soft hyphen) or white space other than the ASCII space (no-break
-/// space, line separator). Line breaks and other controls are refused on their own.
-fn invisible(c: char) -> bool {
-    maskstore_core::is_format_character(c) || (c.is_whitespace() && !c.is_ascii())
 }
 
 impl PrivateFile<'_> {
@@ -300,7 +293,7 @@ impl PrivateFile<'_> {
                 format!("write only the secret into {shown}, on one line (one file per secret)"),
             ));
         }
-        if let Some((at, c)) = secret.char_indices().find(|(_, c)| invisible(*c)) {
+        if let Some((at, c)) = maskstore_core::invisible_character(secret) {
             return Err(self.refuse(
                 format!(
                     "{} holds an invisible character, U+{:04X}, at byte {at} of the secret (pasted from a web page, chat or document?), which would be sent as part of it",

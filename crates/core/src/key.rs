@@ -252,7 +252,7 @@ fn short_segment(segment: &str) -> String {
 
 /// Whether `c` is of Unicode general category Cf (format), as of Unicode 16.0: invisible
 /// characters such as the zero-width space and the byte-order mark.
-pub fn is_format_character(c: char) -> bool {
+pub(crate) fn is_format_character(c: char) -> bool {
     matches!(
         c as u32,
         0x00AD

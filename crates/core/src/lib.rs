@@ -23,10 +23,8 @@ mod ttl;
 
 pub use config::{ChecksumAlgorithm, Config, Origin, Provider};
 pub use error::Error;
-pub use key::{
-    KeyPrefix, MAX_FOUND_BYTES, MAX_KEY_BYTES, MAX_SEGMENT_BYTES, ObjectKey, is_format_character,
-};
+pub use key::{KeyPrefix, MAX_FOUND_BYTES, MAX_KEY_BYTES, MAX_SEGMENT_BYTES, ObjectKey};
 pub use mask::{MAX_MASK_ID_LEN, MAX_UID_LEN, MaskFormat, MaskKey};
-pub use secret::{REDACTED, Secret};
+pub use secret::{REDACTED, Secret, invisible_character};
 pub use shown::{shown, shown_cut};
 pub use ttl::{S3_MAX_PRESIGN_SECS, TtlPolicy};

@@ -5,6 +5,17 @@ use std::fmt;
 /// What a [`Secret`] prints instead of its value.
 pub const REDACTED: &str = "[redacted]";
 
+/// The first character of `secret` that no editor shows and no secret typed or generated
+/// as text holds, with its byte offset: a Unicode format character (zero-width space,
+/// byte-order mark, direction marks, soft hyphen) or white space other than the ASCII
+/// space (no-break space, line separator). Pasted from a web console, a chat or a
+/// document with the secret, it would be signed with and fail every request obscurely.
+pub fn invisible_character(secret: &str) -> Option<(usize, char)> {
+    secret
+        .char_indices()
+        .find(|(_, c)| crate::key::is_format_character(*c) || (c.is_whitespace() && !c.is_ascii()))
+}
+
 /// A secret value (S3 secret key, signing secret…). Debug and Display print
 /// [`REDACTED`]; the value is reachable only through [`Secret::expose`].
 #[derive(Clone, PartialEq, Eq)]

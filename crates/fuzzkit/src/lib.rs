@@ -9,7 +9,8 @@
 //! test naming each parser that failed with its shrunk input.
 //!
 //! - Seed: `MASKSTORE_FUZZ_SEED` (decimal or `0x` hex); else [`CI_SEED`] under `CI=true`,
-//!   else a new one, always printed so a failure can be replayed.
+//!   else a new one, always printed before the first case so a failure can be replayed,
+//!   even one that aborts the process (a stack overflow, an allocation past memory).
 //! - Cases per parser: `MASKSTORE_FUZZ_CASES`, else [`CI_CASES`] (`scripts/soak` raises it).
 //!
 //! This crate's global allocator (from `allocation-counter`) counts per thread, so a test
@@ -71,6 +72,17 @@ impl Parsers {
         S: Strategy + Send + 'static,
         S::Value: Send,
     {
+        if self.checked == 0 {
+            // Before the first case: a parser that overflows its stack or asks for more
+            // memory than there is aborts the process, and the summary never comes.
+            let _ = writeln!(
+                std::io::stderr(),
+                "parsers[{}]: seed {:#x}, {} cases per parser (MASKSTORE_FUZZ_SEED replays it)",
+                self.crate_name,
+                self.seed,
+                self.cases
+            );
+        }
         let (seed, cases, hang) = (self.seed, self.cases, self.hang);
         let (beat, beats) = mpsc::channel::<()>();
         let worker = std::thread::spawn(move || {
@@ -331,6 +343,34 @@ mod tests {
             run.failures[0].starts_with("endless:") && run.failures[0].contains("a hang"),
             "{:?}",
             run.failures
+        );
+    }
+
+    /// Set in the environment of this test binary started again to abort mid-run.
+    const ABORTING: &str = "MASKSTORE_FUZZKIT_ABORTING";
+
+    #[test]
+    fn a_run_that_aborts_has_printed_its_seed_first() {
+        // A parser that overflows its stack or asks for more memory than there is aborts
+        // the process: no panic to catch, no summary line; only what was printed before.
+        if std::env::var_os(ABORTING).is_some() {
+            let mut run = Parsers::new("aborting");
+            run.seed = 0x2929;
+            run.check("aborting", mutated(&[b"abc"]), |_| std::process::abort());
+        }
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "tests::a_run_that_aborts_has_printed_its_seed_first",
+                "--exact",
+            ])
+            .env(ABORTING, "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains("parsers[aborting]: seed 0x2929"),
+            "{stderr}"
         );
     }
 

@@ -181,7 +181,17 @@ impl Kind {
         };
         match self {
             Kind::Text => Ok(Value::Text(text)),
-            Kind::Secret => Ok(Value::Secret(Secret::new(text))),
+            Kind::Secret => match crate::invisible_character(&text) {
+                None => Ok(Value::Secret(Secret::new(text))),
+                Some((at, c)) => fail(
+                    format!(
+                        "the secret holds an invisible character, U+{:04X}, at byte {at} \
+                         (pasted from a web page, chat or document?)",
+                        u32::from(c)
+                    ),
+                    "retype or paste the secret as plain text".into(),
+                ),
+            },
             Kind::Path => Ok(Value::Path(PathBuf::from(text))),
             Kind::SecretFile => Ok(Value::Path(PathBuf::from(text.trim()))),
             Kind::Provider => text.parse().map(Value::Provider).or_else(|problem| {

@@ -1198,3 +1198,33 @@ fn surge_settings_are_bounded_and_leave_a_baseline() {
     assert_eq!(config.monitoring.surge_factor, 2.5);
     assert_eq!(config.monitoring.surge_min_rate, 0.2);
 }
+
+#[test]
+fn a_secret_holding_an_invisible_character_is_refused_naming_it_not_the_secret() {
+    // A zero-width space or a no-break space pasted with a key from a web console
+    // would be signed with and fail every request with no hint why.
+    for (value, named) in [
+        ("wJalrXUtnFEMI/K7MDENG\u{200b}/bPxRfiCYEXAMPLEKEY", "U+200B"),
+        ("\u{feff}wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "U+FEFF"),
+        ("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\u{a0}", "U+00A0"),
+    ] {
+        let (key, origin, text) = config_error(build_env(&[
+            ("APP_OBJECT_STORAGE__ACCESS_KEY", "AKIAIOSFODNN7EXAMPLE"),
+            ("APP_OBJECT_STORAGE__SECRET_KEY", value),
+        ]));
+        assert_eq!(key, "object_storage.secret_key");
+        assert_eq!(origin, Origin::Env("APP_OBJECT_STORAGE__SECRET_KEY".into()));
+        assert!(text.contains(named) && text.contains("invisible"), "{text}");
+        assert!(!text.contains("EXAMPLEKEY"), "{text}");
+    }
+    let long = format!("{SIGNING_SECRET}\u{200d}");
+    let (key, _, text) = config_error(build_env(&[("APP_GATEWAY__SIGNING_SECRET", &long)]));
+    assert_eq!(key, "gateway.signing_secret");
+    assert!(text.contains("U+200D"), "{text}");
+    // Letters of any script stay part of a secret.
+    let config = build_env(&[(
+        "APP_GATEWAY__SIGNING_SECRET",
+        "비밀-0123456789abcdef0123456789abcdef",
+    )]);
+    assert!(config.is_ok(), "{config:?}");
+}

@@ -792,3 +792,37 @@ async fn a_large_form_upload_streams_through_the_gateway() {
     let stored = std::fs::metadata(dir.path().join("data/mask/big/seg.bin")).unwrap();
     assert_eq!(stored.len(), FILE as u64);
 }
+
+/// A request that has shown no signed policy yet holds no upload slot: clients without a
+/// form cannot take the gateway's uploads from those with one by trickling fields.
+#[tokio::test]
+async fn a_form_still_sending_its_fields_holds_no_upload_slot() {
+    let gw = FormGateway::start(|c| {
+        c.gateway.max_concurrent_uploads = 1;
+        c.gateway.max_uploads_per_client = Some(1);
+    })
+    .await;
+    let signed = sign(&gw.storage, &prefix("mask/in/"), &range(10)).await;
+    // No policy, no signature: half a field, then nothing (well inside the idle timeout).
+    let stalled = Form::new().field("key", "mask/in/${filename}");
+    let mut socket = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let request = format!(
+        "POST /o HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\nContent-Length: 100000\r\n\r\n",
+        gw.addr,
+        stalled.content_type(),
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    socket
+        .write_all(&stalled.body[..stalled.body.len() - 5])
+        .await
+        .unwrap();
+    // Time for the gateway to read what was sent.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = post(
+        &signed.url,
+        Form::new().fields(&signed.fields).file("a.bin", b"1").end(),
+    )
+    .await;
+    assert_eq!(got.0, 204, "{}", got.1);
+    drop(socket);
+}

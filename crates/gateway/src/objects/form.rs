@@ -11,6 +11,7 @@
 //! (axum's own multipart extractor is built on it): it streams part by part and never
 //! holds a whole part unless asked.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -27,9 +28,10 @@ use maskstore_backends::{ContentSha256, PutOutcome, Sha256Hasher, UploadShape, W
 use maskstore_core::ObjectKey;
 
 use super::headers::{harden, quote, set};
-use super::upload::{UPLOAD_BUFFER_PART_SIZE, upload_slot};
+use super::upload::{UPLOAD_BUFFER_PART_SIZE, upload_slot_of};
 use crate::reply::{RefusedBeforeStore, Unsigned, error_reply, refuse, refuse_unsigned, reply};
 use crate::routers::Gateway;
+use crate::shares::client_of;
 
 /// The most fields a form may send before its file.
 pub const MAX_FORM_FIELDS: usize = 32;
@@ -86,12 +88,11 @@ async fn form_response(gateway: &Gateway, request: Request) -> Response {
             super::upload::too_large(limits.max_upload_bytes),
         );
     }
-    let _slot = match upload_slot(gateway, &request) {
-        Ok(slot) => slot,
-        Err(busy) => return *busy,
-    };
+    // The upload slot is taken once the policy's signature held (in `store_file`): before
+    // that the request is anyone's, and holds only its connection.
+    let client = client_of(&request, &limits.trusted_proxies);
     let deadline = tokio::time::Instant::now() + limits.request_timeout;
-    match tokio::time::timeout_at(deadline, receive(gateway, request, boundary)).await {
+    match tokio::time::timeout_at(deadline, receive(gateway, request, boundary, client)).await {
         Ok(response) => response,
         // Dropping the work drops the upload in progress: nothing of it is kept.
         Err(_) => reply(
@@ -193,7 +194,12 @@ fn bounded_body(
 }
 
 /// Reads the fields, then hands the file's part to [`store_file`].
-async fn receive(gateway: &Gateway, request: Request, boundary: String) -> Response {
+async fn receive(
+    gateway: &Gateway,
+    request: Request,
+    boundary: String,
+    client: Option<IpAddr>,
+) -> Response {
     let state = BodyState::default();
     let body = bounded_body(gateway, request, state.clone());
     let constraints = multer::Constraints::new().size_limit(
@@ -218,7 +224,7 @@ async fn receive(gateway: &Gateway, request: Request, boundary: String) -> Respo
         let name = field.name().unwrap_or_default().to_string();
         if name == FILE_FIELD {
             state.file_started.store(true, Ordering::Release);
-            return store_file(gateway, fields, field, &state).await;
+            return store_file(gateway, fields, field, &state, client).await;
         }
         if let Err(refusal) = check_field_name(&name, &fields) {
             return *refusal;
@@ -435,16 +441,22 @@ enum FileFailure {
     Body,
 }
 
-/// Checks the form's policy, then streams its file into the store.
+/// Checks the form's policy, takes one of the gateway's and of `client`'s upload slots,
+/// then streams its file into the store.
 async fn store_file(
     gateway: &Gateway,
     fields: Vec<(String, String)>,
     file: multer::Field<'static>,
     state: &BodyState,
+    client: Option<IpAddr>,
 ) -> Response {
     let admitted = match admit(gateway, fields, file.file_name()) {
         Ok(admitted) => admitted,
         Err(refusal) => return *refusal,
+    };
+    let _slot = match upload_slot_of(gateway, client) {
+        Ok(slot) => slot,
+        Err(busy) => return *busy,
     };
     let options = WriteOptions {
         content_type: admitted.content_type.clone(),

@@ -826,3 +826,48 @@ async fn a_form_still_sending_its_fields_holds_no_upload_slot() {
     assert_eq!(got.0, 204, "{}", got.1);
     drop(socket);
 }
+
+/// The length range at its exact ends, with the body's length announced and sent chunked
+/// (no Content-Length): the smallest and largest sizes land, one byte outside does not.
+#[tokio::test]
+async fn the_length_range_holds_at_its_exact_ends_with_and_without_content_length() {
+    let gw = FormGateway::start(|_| {}).await;
+    let options = PostOptions {
+        length: Some(3..=10),
+        ..PostOptions::default()
+    };
+    let signed = sign(&gw.storage, &prefix("mask/edge/"), &options).await;
+    for chunked in [false, true] {
+        for (size, status) in [(2, 400), (3, 204), (10, 204), (11, 400)] {
+            let name = format!("{size}-{chunked}.bin");
+            let form = Form::new()
+                .fields(&signed.fields)
+                .file(&name, &vec![b'x'; size])
+                .end();
+            let got = if chunked {
+                let content_type = form.content_type();
+                // One byte a chunk: the file's end is found across reads.
+                let bytes: Vec<std::io::Result<Vec<u8>>> =
+                    form.body.into_iter().map(|b| Ok(vec![b])).collect();
+                let response = reqwest::Client::new()
+                    .post(&signed.url)
+                    .header("content-type", content_type)
+                    .body(reqwest::Body::wrap_stream(futures::stream::iter(bytes)))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                (status, response.text().await.unwrap())
+            } else {
+                let got = post(&signed.url, form).await;
+                (got.0, got.1)
+            };
+            assert_eq!(got.0, status, "{size} bytes, chunked {chunked}: {}", got.1);
+            let stored = gw
+                .storage
+                .head(&ObjectKey::parse(format!("mask/edge/{name}")).unwrap())
+                .await;
+            assert_eq!(stored.is_ok(), status == 204, "{name}: {stored:?}");
+        }
+    }
+}

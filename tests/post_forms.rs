@@ -871,3 +871,38 @@ async fn the_length_range_holds_at_its_exact_ends_with_and_without_content_lengt
         }
     }
 }
+
+/// The file's name completes `${filename}`: a name that steps out of the prefix, or that no
+/// key may hold, is refused with the name escaped and nothing stored; a Korean name lands.
+#[tokio::test]
+async fn a_file_name_cannot_take_the_key_out_of_its_prefix() {
+    let gw = FormGateway::start(|_| {}).await;
+    let signed = sign(&gw.storage, &prefix("mask/names/"), &range(10)).await;
+    for name in ["..", "a/../../x", "/etc/x", "a\\b", "x\u{1b}[31m", "a\u{202e}gnp.exe"] {
+        let got = post(
+            &signed.url,
+            Form::new().fields(&signed.fields).file(name, b"1").end(),
+        )
+        .await;
+        assert!(matches!(got.0, 400 | 403), "{name:?}: {} {}", got.0, got.1);
+        assert!(
+            !got.1.contains('\u{1b}') && !got.1.contains('\u{202e}'),
+            "{:?}",
+            got.1
+        );
+    }
+    assert!(gw.stored().is_empty(), "{:?}", gw.stored());
+    let got = post(
+        &signed.url,
+        Form::new()
+            .fields(&signed.fields)
+            .file("분할 마스크.png", b"1")
+            .end(),
+    )
+    .await;
+    assert_eq!(got.0, 204, "{}", got.1);
+    gw.storage
+        .head(&ObjectKey::parse("mask/names/분할 마스크.png").unwrap())
+        .await
+        .unwrap();
+}

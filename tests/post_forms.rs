@@ -878,7 +878,14 @@ async fn the_length_range_holds_at_its_exact_ends_with_and_without_content_lengt
 async fn a_file_name_cannot_take_the_key_out_of_its_prefix() {
     let gw = FormGateway::start(|_| {}).await;
     let signed = sign(&gw.storage, &prefix("mask/names/"), &range(10)).await;
-    for name in ["..", "a/../../x", "/etc/x", "a\\b", "x\u{1b}[31m", "a\u{202e}gnp.exe"] {
+    for name in [
+        "..",
+        "a/../../x",
+        "/etc/x",
+        "a\\b",
+        "x\u{1b}[31m",
+        "a\u{202e}gnp.exe",
+    ] {
         let got = post(
             &signed.url,
             Form::new().fields(&signed.fields).file(name, b"1").end(),
@@ -905,4 +912,46 @@ async fn a_file_name_cannot_take_the_key_out_of_its_prefix() {
         .head(&ObjectKey::parse("mask/names/분할 마스크.png").unwrap())
         .await
         .unwrap();
+}
+
+/// Until its policy's signature is checked a form is anyone's request: its fields, like a
+/// request's head, must arrive within `gateway.header_timeout`, however steadily they
+/// trickle (each byte inside the body's idle timeout).
+#[tokio::test]
+async fn a_form_trickling_its_fields_is_cut_off_at_the_header_timeout() {
+    let gw = FormGateway::start(|c| {
+        c.gateway.header_timeout_secs = 2;
+        c.gateway.body_idle_timeout_secs = 120;
+    })
+    .await;
+    let signed = sign(&gw.storage, &prefix("mask/in/"), &range(10)).await;
+    let form = Form::new().fields(&signed.fields).file("a.bin", b"1").end();
+    let socket = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (mut read, mut write) = socket.into_split();
+    let head = format!(
+        "POST /o HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
+        gw.addr,
+        form.content_type(),
+        form.body.len()
+    );
+    write.write_all(head.as_bytes()).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        // A byte every 200 ms: never idle, and 40 s to send the fields.
+        for byte in form.body {
+            if write.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut answer = vec![0; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(30), read.read(&mut answer))
+        .await
+        .expect("the gateway answers while the fields still trickle")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("gateway.header_timeout"), "{answer}");
+    trickle.abort();
+    assert!(gw.stored().is_empty(), "{:?}", gw.stored());
 }

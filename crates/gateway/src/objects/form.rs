@@ -4,10 +4,11 @@
 //!
 //! The form streams: the fields are read within a small budget (each at most
 //! [`MAX_POLICY_BYTES`], at most [`MAX_FORM_FIELDS`] of them, [`MAX_FORM_FIELDS_BYTES`] in
-//! all, part headers included), the policy's signature, expiry and conditions are checked
-//! when the file's part begins, and the file streams into the store under the policy's
-//! length range, the gateway's size limit and idle timeout, and a bound SHA-256; a file
-//! that breaks one is aborted, so nothing is stored. The multipart parsing is `multer`'s
+//! all, part headers included, within `gateway.header_timeout`), the policy's signature,
+//! expiry and conditions are checked when the file's part begins, one of the gateway's
+//! and of the client's upload slots is taken then, and the file streams into the store
+//! under the policy's length range, the gateway's size limit and idle timeout, and a
+//! bound SHA-256; a file that breaks one is aborted, so nothing is stored. The multipart parsing is `multer`'s
 //! (axum's own multipart extractor is built on it): it streams part by part and never
 //! holds a whole part unless asked.
 
@@ -208,36 +209,57 @@ async fn receive(
             .for_field(FILE_FIELD, u64::MAX),
     );
     let mut multipart = multer::Multipart::with_constraints(body, boundary, constraints);
+    // Until the policy's signature is checked the request is anyone's: its fields are held
+    // to the time a request's head is (gateway.header_timeout), not to the upload's.
+    let limit = gateway.limits.header_timeout;
+    match tokio::time::timeout(limit, fields_before_file(&mut multipart, &state)).await {
+        Ok(Ok((fields, file))) => store_file(gateway, fields, file, &state, client).await,
+        Ok(Err(refusal)) => *refusal,
+        Err(_) => form_refused(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the form took longer than {} s (gateway.header_timeout) to send the fields \
+                 before its file; send them at once, then the file",
+                limit.as_secs()
+            ),
+        ),
+    }
+}
+
+/// The fields before the file, and the file's part (its start marked in `state`); or the
+/// refusal naming what was wrong.
+async fn fields_before_file(
+    multipart: &mut multer::Multipart<'static>,
+    state: &BodyState,
+) -> Result<(Vec<(String, String)>, multer::Field<'static>), Box<Response>> {
     let mut fields: Vec<(String, String)> = Vec::new();
     let mut fields_bytes = 0usize;
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => {
-                return form_refused(
+                return Err(Box::new(form_refused(
                     StatusCode::BAD_REQUEST,
                     "the form has no file field: send the fields, then the file as \"file\"",
-                );
+                )));
             }
-            Err(e) => return parse_failure(&e, state.failure()),
+            Err(e) => return Err(Box::new(parse_failure(&e, state.failure()))),
         };
         let name = field.name().unwrap_or_default().to_string();
         if name == FILE_FIELD {
             state.file_started.store(true, Ordering::Release);
-            return store_file(gateway, fields, field, &state, client).await;
+            return Ok((fields, field));
         }
-        if let Err(refusal) = check_field_name(&name, &fields) {
-            return *refusal;
-        }
+        check_field_name(&name, &fields)?;
         match field.text().await {
             Ok(value) => {
                 fields_bytes += name.len() + value.len();
                 fields.push((name.to_ascii_lowercase(), value));
             }
-            Err(e) => return parse_failure(&e, state.failure()),
+            Err(e) => return Err(Box::new(parse_failure(&e, state.failure()))),
         }
         if fields_bytes as u64 > MAX_FORM_FIELDS_BYTES {
-            return parse_failure_of(BodyFailure::FieldsTooLarge);
+            return Err(Box::new(parse_failure_of(BodyFailure::FieldsTooLarge)));
         }
     }
 }

@@ -955,3 +955,41 @@ async fn a_form_trickling_its_fields_is_cut_off_at_the_header_timeout() {
     trickle.abort();
     assert!(gw.stored().is_empty(), "{:?}", gw.stored());
 }
+
+/// Forms racing to one key: one of them lands whole, none torn, nothing else left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_racing_to_one_key_leave_one_whole_file() {
+    let gw = FormGateway::start(|_| {}).await;
+    let signed = sign(
+        &gw.storage,
+        &key("mask/race/seg.bin"),
+        &PostOptions::default(),
+    )
+    .await;
+    let files: Vec<Vec<u8>> = (0..8u8).map(|i| vec![b'a' + i; 3 << 20]).collect();
+    let posts = files.iter().map(|bytes| {
+        let form = Form::new()
+            .fields(&signed.fields)
+            .file("seg.bin", bytes)
+            .end();
+        post(&signed.url, form)
+    });
+    for got in futures::future::join_all(posts).await {
+        assert_eq!(got.0, 204, "{}", got.1);
+    }
+    let stored = gw
+        .storage
+        .get(&ObjectKey::parse("mask/race/seg.bin").unwrap())
+        .await
+        .unwrap();
+    assert!(
+        files.iter().any(|f| f[..] == stored.data[..]),
+        "a torn file"
+    );
+    // No temporary file of a losing form is left anywhere in the root (locks aside).
+    let left: Vec<PathBuf> = walk(&gw.dir.path().join("data"))
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains("/.maskstore/locks/"))
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+}

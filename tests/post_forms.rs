@@ -478,6 +478,8 @@ async fn hostile_form_shapes_are_refused_with_the_reason() {
     let get = reqwest::Client::new().get(url).send().await.unwrap();
     assert_eq!(get.status().as_u16(), 405);
     assert_eq!(get.headers()["x-content-type-options"], "nosniff");
+    // RFC 9110: a 405 names the methods the resource takes.
+    assert_eq!(get.headers()["allow"], "POST");
     // A body cut off in the middle of the file.
     let mut cut = Form::new().fields(fields).file("a", b"12345");
     cut.body.truncate(cut.body.len() - 4);

@@ -55,10 +55,13 @@ pub(crate) async fn form(State(gateway): State<Gateway>, request: Request) -> Re
 
 async fn form_response(gateway: &Gateway, request: Request) -> Response {
     if request.method() != Method::POST {
-        return reply(
+        let mut response = reply(
             StatusCode::METHOD_NOT_ALLOWED,
             "a form upload is a POST of multipart/form-data",
         );
+        // RFC 9110 (15.5.6): a 405 names the methods the resource takes.
+        set(response.headers_mut(), header::ALLOW, "POST");
+        return response;
     }
     let Some(boundary) = request
         .headers()

@@ -8,9 +8,9 @@
 //! expiry and conditions are checked when the file's part begins, one of the gateway's
 //! and of the client's upload slots is taken then, and the file streams into the store
 //! under the policy's length range, the gateway's size limit and idle timeout, and a
-//! bound SHA-256; a file that breaks one is aborted, so nothing is stored. The multipart parsing is `multer`'s
-//! (axum's own multipart extractor is built on it): it streams part by part and never
-//! holds a whole part unless asked.
+//! bound SHA-256; a file that breaks one is aborted, so nothing is stored. The multipart
+//! parsing is `multer`'s (axum's own multipart extractor is built on it): it streams part
+//! by part and never holds a whole part unless asked.
 
 use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};

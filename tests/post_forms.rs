@@ -1004,3 +1004,38 @@ async fn forms_racing_to_one_key_leave_one_whole_file() {
         .collect();
     assert_eq!(left.len(), 1, "{left:?}");
 }
+
+/// A script's form upload (fetch with FormData) from an allowed origin can read its answer:
+/// the 204 and a refusal carry the origin's grant and expose the ETag.
+#[tokio::test]
+async fn a_scripts_form_upload_reads_its_answer_from_an_allowed_origin() {
+    let gw = FormGateway::start(|c| {
+        c.cors.allowed_origins = vec!["http://localhost:3000".into()];
+    })
+    .await;
+    let signed = sign(&gw.storage, &prefix("mask/cors/"), &range(10)).await;
+    for (bytes, status) in [(&b"12345"[..], 204), (&b"12345678901"[..], 400)] {
+        let form = Form::new()
+            .fields(&signed.fields)
+            .file("seg.bin", bytes)
+            .end();
+        let response = reqwest::Client::new()
+            .post(&signed.url)
+            .header("origin", "http://localhost:3000")
+            .header("content-type", form.content_type())
+            .body(form.body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status);
+        let headers = response.headers();
+        assert_eq!(
+            headers["access-control-allow-origin"],
+            "http://localhost:3000"
+        );
+        if status == 204 {
+            let exposed = headers["access-control-expose-headers"].to_str().unwrap();
+            assert!(exposed.to_ascii_lowercase().contains("etag"), "{exposed}");
+        }
+    }
+}

@@ -478,6 +478,8 @@ async fn hostile_form_shapes_are_refused_with_the_reason() {
     let get = reqwest::Client::new().get(url).send().await.unwrap();
     assert_eq!(get.status().as_u16(), 405);
     assert_eq!(get.headers()["x-content-type-options"], "nosniff");
+    // RFC 9110: a 405 names the methods the resource takes.
+    assert_eq!(get.headers()["allow"], "POST");
     // A body cut off in the middle of the file.
     let mut cut = Form::new().fields(fields).file("a", b"12345");
     cut.body.truncate(cut.body.len() - 4);
@@ -791,4 +793,249 @@ async fn a_large_form_upload_streams_through_the_gateway() {
     assert!(grown < 40 * 1024 * 1024, "grew by {grown} bytes");
     let stored = std::fs::metadata(dir.path().join("data/mask/big/seg.bin")).unwrap();
     assert_eq!(stored.len(), FILE as u64);
+}
+
+/// A request that has shown no signed policy yet holds no upload slot: clients without a
+/// form cannot take the gateway's uploads from those with one by trickling fields.
+#[tokio::test]
+async fn a_form_still_sending_its_fields_holds_no_upload_slot() {
+    let gw = FormGateway::start(|c| {
+        c.gateway.max_concurrent_uploads = 1;
+        c.gateway.max_uploads_per_client = Some(1);
+    })
+    .await;
+    let signed = sign(&gw.storage, &prefix("mask/in/"), &range(10)).await;
+    // No policy, no signature: half a field, then nothing (well inside the idle timeout).
+    let stalled = Form::new().field("key", "mask/in/${filename}");
+    let mut socket = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let request = format!(
+        "POST /o HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\nContent-Length: 100000\r\n\r\n",
+        gw.addr,
+        stalled.content_type(),
+    );
+    socket.write_all(request.as_bytes()).await.unwrap();
+    socket
+        .write_all(&stalled.body[..stalled.body.len() - 5])
+        .await
+        .unwrap();
+    // Time for the gateway to read what was sent.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = post(
+        &signed.url,
+        Form::new().fields(&signed.fields).file("a.bin", b"1").end(),
+    )
+    .await;
+    assert_eq!(got.0, 204, "{}", got.1);
+    drop(socket);
+}
+
+/// The length range at its exact ends, with the body's length announced and sent chunked
+/// (no Content-Length): the smallest and largest sizes land, one byte outside does not.
+#[tokio::test]
+async fn the_length_range_holds_at_its_exact_ends_with_and_without_content_length() {
+    let gw = FormGateway::start(|_| {}).await;
+    let options = PostOptions {
+        length: Some(3..=10),
+        ..PostOptions::default()
+    };
+    let signed = sign(&gw.storage, &prefix("mask/edge/"), &options).await;
+    for chunked in [false, true] {
+        for (size, status) in [(2, 400), (3, 204), (10, 204), (11, 400)] {
+            let name = format!("{size}-{chunked}.bin");
+            let form = Form::new()
+                .fields(&signed.fields)
+                .file(&name, &vec![b'x'; size])
+                .end();
+            let got = if chunked {
+                let content_type = form.content_type();
+                // One byte a chunk: the file's end is found across reads.
+                let bytes: Vec<std::io::Result<Vec<u8>>> =
+                    form.body.into_iter().map(|b| Ok(vec![b])).collect();
+                let response = reqwest::Client::new()
+                    .post(&signed.url)
+                    .header("content-type", content_type)
+                    .body(reqwest::Body::wrap_stream(futures::stream::iter(bytes)))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                (status, response.text().await.unwrap())
+            } else {
+                let got = post(&signed.url, form).await;
+                (got.0, got.1)
+            };
+            assert_eq!(got.0, status, "{size} bytes, chunked {chunked}: {}", got.1);
+            let stored = gw
+                .storage
+                .head(&ObjectKey::parse(format!("mask/edge/{name}")).unwrap())
+                .await;
+            assert_eq!(stored.is_ok(), status == 204, "{name}: {stored:?}");
+        }
+    }
+}
+
+/// The file's name completes `${filename}`: a name that steps out of the prefix, or that no
+/// key may hold, is refused with the name escaped and nothing stored; a Korean name lands.
+#[tokio::test]
+async fn a_file_name_cannot_take_the_key_out_of_its_prefix() {
+    let gw = FormGateway::start(|_| {}).await;
+    let signed = sign(&gw.storage, &prefix("mask/names/"), &range(10)).await;
+    for name in [
+        "..",
+        "a/../../x",
+        "/etc/x",
+        "a\\b",
+        "x\u{1b}[31m",
+        "a\u{202e}gnp.exe",
+    ] {
+        let got = post(
+            &signed.url,
+            Form::new().fields(&signed.fields).file(name, b"1").end(),
+        )
+        .await;
+        assert!(matches!(got.0, 400 | 403), "{name:?}: {} {}", got.0, got.1);
+        assert!(
+            !got.1.contains('\u{1b}') && !got.1.contains('\u{202e}'),
+            "{:?}",
+            got.1
+        );
+    }
+    assert!(gw.stored().is_empty(), "{:?}", gw.stored());
+    let got = post(
+        &signed.url,
+        Form::new()
+            .fields(&signed.fields)
+            .file("분할 마스크.png", b"1")
+            .end(),
+    )
+    .await;
+    assert_eq!(got.0, 204, "{}", got.1);
+    gw.storage
+        .head(&ObjectKey::parse("mask/names/분할 마스크.png").unwrap())
+        .await
+        .unwrap();
+}
+
+/// Until its policy's signature is checked a form is anyone's request: its fields, like a
+/// request's head, must arrive within `gateway.header_timeout`, however steadily they
+/// trickle (each byte inside the body's idle timeout).
+#[tokio::test]
+async fn a_form_trickling_its_fields_is_cut_off_at_the_header_timeout() {
+    let gw = FormGateway::start(|c| {
+        c.gateway.header_timeout_secs = 2;
+        c.gateway.body_idle_timeout_secs = 120;
+    })
+    .await;
+    let signed = sign(&gw.storage, &prefix("mask/in/"), &range(10)).await;
+    let form = Form::new().fields(&signed.fields).file("a.bin", b"1").end();
+    let socket = tokio::net::TcpStream::connect(gw.addr).await.unwrap();
+    let (mut read, mut write) = socket.into_split();
+    let head = format!(
+        "POST /o HTTP/1.1\r\nHost: {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n\r\n",
+        gw.addr,
+        form.content_type(),
+        form.body.len()
+    );
+    write.write_all(head.as_bytes()).await.unwrap();
+    let trickle = tokio::spawn(async move {
+        // A byte every 200 ms: never idle, and 40 s to send the fields.
+        for byte in form.body {
+            if write.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    // The answer, read until its reason arrives or the gateway closes the connection.
+    let mut answer = Vec::new();
+    let reading = async {
+        let mut buf = [0; 4096];
+        while !String::from_utf8_lossy(&answer).contains("header_timeout") {
+            match read.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), reading)
+        .await
+        .expect("the gateway answers while the fields still trickle");
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("gateway.header_timeout"), "{answer}");
+    trickle.abort();
+    assert!(gw.stored().is_empty(), "{:?}", gw.stored());
+}
+
+/// Forms racing to one key: one of them lands whole, none torn, nothing else left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forms_racing_to_one_key_leave_one_whole_file() {
+    let gw = FormGateway::start(|_| {}).await;
+    let signed = sign(
+        &gw.storage,
+        &key("mask/race/seg.bin"),
+        &PostOptions::default(),
+    )
+    .await;
+    let files: Vec<Vec<u8>> = (0..8u8).map(|i| vec![b'a' + i; 3 << 20]).collect();
+    let posts = files.iter().map(|bytes| {
+        let form = Form::new()
+            .fields(&signed.fields)
+            .file("seg.bin", bytes)
+            .end();
+        post(&signed.url, form)
+    });
+    for got in futures::future::join_all(posts).await {
+        assert_eq!(got.0, 204, "{}", got.1);
+    }
+    let stored = gw
+        .storage
+        .get(&ObjectKey::parse("mask/race/seg.bin").unwrap())
+        .await
+        .unwrap();
+    assert!(
+        files.iter().any(|f| f[..] == stored.data[..]),
+        "a torn file"
+    );
+    // No temporary file of a losing form is left anywhere in the root (locks aside).
+    let left: Vec<PathBuf> = walk(&gw.dir.path().join("data"))
+        .into_iter()
+        .filter(|p| !p.to_string_lossy().contains("/.maskstore/locks/"))
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+}
+
+/// A script's form upload (fetch with FormData) from an allowed origin can read its answer:
+/// the 204 and a refusal carry the origin's grant and expose the ETag.
+#[tokio::test]
+async fn a_scripts_form_upload_reads_its_answer_from_an_allowed_origin() {
+    let gw = FormGateway::start(|c| {
+        c.cors.allowed_origins = vec!["http://localhost:3000".into()];
+    })
+    .await;
+    let signed = sign(&gw.storage, &prefix("mask/cors/"), &range(10)).await;
+    for (bytes, status) in [(&b"12345"[..], 204), (&b"12345678901"[..], 400)] {
+        let form = Form::new()
+            .fields(&signed.fields)
+            .file("seg.bin", bytes)
+            .end();
+        let response = reqwest::Client::new()
+            .post(&signed.url)
+            .header("origin", "http://localhost:3000")
+            .header("content-type", form.content_type())
+            .body(form.body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), status);
+        let headers = response.headers();
+        assert_eq!(
+            headers["access-control-allow-origin"],
+            "http://localhost:3000"
+        );
+        if status == 204 {
+            let exposed = headers["access-control-expose-headers"].to_str().unwrap();
+            assert!(exposed.to_ascii_lowercase().contains("etag"), "{exposed}");
+        }
+    }
 }

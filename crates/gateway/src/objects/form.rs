@@ -4,13 +4,15 @@
 //!
 //! The form streams: the fields are read within a small budget (each at most
 //! [`MAX_POLICY_BYTES`], at most [`MAX_FORM_FIELDS`] of them, [`MAX_FORM_FIELDS_BYTES`] in
-//! all, part headers included), the policy's signature, expiry and conditions are checked
-//! when the file's part begins, and the file streams into the store under the policy's
-//! length range, the gateway's size limit and idle timeout, and a bound SHA-256; a file
-//! that breaks one is aborted, so nothing is stored. The multipart parsing is `multer`'s
-//! (axum's own multipart extractor is built on it): it streams part by part and never
-//! holds a whole part unless asked.
+//! all, part headers included, within `gateway.header_timeout`), the policy's signature,
+//! expiry and conditions are checked when the file's part begins, one of the gateway's
+//! and of the client's upload slots is taken then, and the file streams into the store
+//! under the policy's length range, the gateway's size limit and idle timeout, and a
+//! bound SHA-256; a file that breaks one is aborted, so nothing is stored. The multipart
+//! parsing is `multer`'s (axum's own multipart extractor is built on it): it streams part
+//! by part and never holds a whole part unless asked.
 
+use std::net::IpAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -27,9 +29,10 @@ use maskstore_backends::{ContentSha256, PutOutcome, Sha256Hasher, UploadShape, W
 use maskstore_core::ObjectKey;
 
 use super::headers::{harden, quote, set};
-use super::upload::{UPLOAD_BUFFER_PART_SIZE, upload_slot};
+use super::upload::{UPLOAD_BUFFER_PART_SIZE, upload_slot_of};
 use crate::reply::{RefusedBeforeStore, Unsigned, error_reply, refuse, refuse_unsigned, reply};
 use crate::routers::Gateway;
+use crate::shares::client_of;
 
 /// The most fields a form may send before its file.
 pub const MAX_FORM_FIELDS: usize = 32;
@@ -52,10 +55,13 @@ pub(crate) async fn form(State(gateway): State<Gateway>, request: Request) -> Re
 
 async fn form_response(gateway: &Gateway, request: Request) -> Response {
     if request.method() != Method::POST {
-        return reply(
+        let mut response = reply(
             StatusCode::METHOD_NOT_ALLOWED,
             "a form upload is a POST of multipart/form-data",
         );
+        // RFC 9110 (15.5.6): a 405 names the methods the resource takes.
+        set(response.headers_mut(), header::ALLOW, "POST");
+        return response;
     }
     let Some(boundary) = request
         .headers()
@@ -86,12 +92,11 @@ async fn form_response(gateway: &Gateway, request: Request) -> Response {
             super::upload::too_large(limits.max_upload_bytes),
         );
     }
-    let _slot = match upload_slot(gateway, &request) {
-        Ok(slot) => slot,
-        Err(busy) => return *busy,
-    };
+    // The upload slot is taken once the policy's signature held (in `store_file`): before
+    // that the request is anyone's, and holds only its connection.
+    let client = client_of(&request, &limits.trusted_proxies);
     let deadline = tokio::time::Instant::now() + limits.request_timeout;
-    match tokio::time::timeout_at(deadline, receive(gateway, request, boundary)).await {
+    match tokio::time::timeout_at(deadline, receive(gateway, request, boundary, client)).await {
         Ok(response) => response,
         // Dropping the work drops the upload in progress: nothing of it is kept.
         Err(_) => reply(
@@ -193,7 +198,12 @@ fn bounded_body(
 }
 
 /// Reads the fields, then hands the file's part to [`store_file`].
-async fn receive(gateway: &Gateway, request: Request, boundary: String) -> Response {
+async fn receive(
+    gateway: &Gateway,
+    request: Request,
+    boundary: String,
+    client: Option<IpAddr>,
+) -> Response {
     let state = BodyState::default();
     let body = bounded_body(gateway, request, state.clone());
     let constraints = multer::Constraints::new().size_limit(
@@ -202,36 +212,57 @@ async fn receive(gateway: &Gateway, request: Request, boundary: String) -> Respo
             .for_field(FILE_FIELD, u64::MAX),
     );
     let mut multipart = multer::Multipart::with_constraints(body, boundary, constraints);
+    // Until the policy's signature is checked the request is anyone's: its fields are held
+    // to the time a request's head is (gateway.header_timeout), not to the upload's.
+    let limit = gateway.limits.header_timeout;
+    match tokio::time::timeout(limit, fields_before_file(&mut multipart, &state)).await {
+        Ok(Ok((fields, file))) => store_file(gateway, fields, file, &state, client).await,
+        Ok(Err(refusal)) => *refusal,
+        Err(_) => form_refused(
+            StatusCode::REQUEST_TIMEOUT,
+            format!(
+                "the form took longer than {} s (gateway.header_timeout) to send the fields \
+                 before its file; send them at once, then the file",
+                limit.as_secs()
+            ),
+        ),
+    }
+}
+
+/// The fields before the file, and the file's part (its start marked in `state`); or the
+/// refusal naming what was wrong.
+async fn fields_before_file(
+    multipart: &mut multer::Multipart<'static>,
+    state: &BodyState,
+) -> Result<(Vec<(String, String)>, multer::Field<'static>), Box<Response>> {
     let mut fields: Vec<(String, String)> = Vec::new();
     let mut fields_bytes = 0usize;
     loop {
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => {
-                return form_refused(
+                return Err(Box::new(form_refused(
                     StatusCode::BAD_REQUEST,
                     "the form has no file field: send the fields, then the file as \"file\"",
-                );
+                )));
             }
-            Err(e) => return parse_failure(&e, state.failure()),
+            Err(e) => return Err(Box::new(parse_failure(&e, state.failure()))),
         };
         let name = field.name().unwrap_or_default().to_string();
         if name == FILE_FIELD {
             state.file_started.store(true, Ordering::Release);
-            return store_file(gateway, fields, field, &state).await;
+            return Ok((fields, field));
         }
-        if let Err(refusal) = check_field_name(&name, &fields) {
-            return *refusal;
-        }
+        check_field_name(&name, &fields)?;
         match field.text().await {
             Ok(value) => {
                 fields_bytes += name.len() + value.len();
                 fields.push((name.to_ascii_lowercase(), value));
             }
-            Err(e) => return parse_failure(&e, state.failure()),
+            Err(e) => return Err(Box::new(parse_failure(&e, state.failure()))),
         }
         if fields_bytes as u64 > MAX_FORM_FIELDS_BYTES {
-            return parse_failure_of(BodyFailure::FieldsTooLarge);
+            return Err(Box::new(parse_failure_of(BodyFailure::FieldsTooLarge)));
         }
     }
 }
@@ -435,16 +466,22 @@ enum FileFailure {
     Body,
 }
 
-/// Checks the form's policy, then streams its file into the store.
+/// Checks the form's policy, takes one of the gateway's and of `client`'s upload slots,
+/// then streams its file into the store.
 async fn store_file(
     gateway: &Gateway,
     fields: Vec<(String, String)>,
     file: multer::Field<'static>,
     state: &BodyState,
+    client: Option<IpAddr>,
 ) -> Response {
     let admitted = match admit(gateway, fields, file.file_name()) {
         Ok(admitted) => admitted,
         Err(refusal) => return *refusal,
+    };
+    let _slot = match upload_slot_of(gateway, client) {
+        Ok(slot) => slot,
+        Err(busy) => return *busy,
     };
     let options = WriteOptions {
         content_type: admitted.content_type.clone(),

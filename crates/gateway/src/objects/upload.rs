@@ -153,17 +153,25 @@ pub(super) fn too_large(max: u64) -> String {
 /// One of the `gateway.max_concurrent_uploads` slots and of its client's
 /// `gateway.max_uploads_per_client`, held until the upload is answered, or a 503 that
 /// tells the client when to retry.
-pub(super) fn upload_slot(
+fn upload_slot(gateway: &Gateway, request: &Request) -> Result<UploadSlot, Box<Response>> {
+    upload_slot_of(gateway, client_of(request, &gateway.limits.trusted_proxies))
+}
+
+/// One upload slot of the gateway and of its client's share, held while it lives.
+pub(super) type UploadSlot = (OwnedSemaphorePermit, Option<Share>);
+
+/// [`upload_slot`] for `client` (the request's client, known before its body was taken).
+pub(super) fn upload_slot_of(
     gateway: &Gateway,
-    request: &Request,
-) -> Result<(OwnedSemaphorePermit, Option<Share>), Box<Response>> {
+    client: Option<std::net::IpAddr>,
+) -> Result<UploadSlot, Box<Response>> {
     let limits = &gateway.limits;
     let busy = |message: String| {
         let mut response = refuse(StatusCode::SERVICE_UNAVAILABLE, message);
         set(response.headers_mut(), header::RETRY_AFTER, "5");
         Box::new(response)
     };
-    let share = match client_of(request, &limits.trusted_proxies) {
+    let share = match client {
         Some(client) => Some(gateway.upload_shares.take(client).ok_or_else(|| {
             Box::new(over_share("5", format!(
                 "this client has {} uploads in progress, its share (gateway.max_uploads_per_client); retry when one is done",

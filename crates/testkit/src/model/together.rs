@@ -5,7 +5,10 @@
 //! set of allowed outcomes is small and known: overwrites all succeed and the key ends
 //! holding one of them; of create-only puts of a free key exactly one succeeds (the
 //! others find it taken), of a taken key none; a get returns the version before the group
-//! or one the group wrote, whole, never a mix.
+//! or one the group wrote, whole, never a mix. The put whose version the key holds after
+//! the group reports the etag reads show; a put replaced within the group may report an
+//! etag no read shows (the GCS provider reads a write's etag after the write, and a
+//! replaced generation has none any more), never the etag of other bytes.
 
 use std::collections::BTreeMap;
 
@@ -45,9 +48,6 @@ pub async fn run(runner: &mut Runner, ops: &[Op]) -> Result<(), Divergence> {
     let mut winners: BTreeMap<String, Vec<(Version, Option<String>)>> = BTreeMap::new();
     for ((op, candidate), answer) in ops.iter().zip(&candidates).zip(&answers) {
         if let (Some(version), Answer::Put(Ok(outcome))) = (candidate, answer) {
-            if let Some(etag) = &outcome.etag {
-                runner.observe_written(key_of(op), version, etag)?;
-            }
             winners
                 .entry(key_of(op).to_string())
                 .or_default()
@@ -240,6 +240,7 @@ async fn settle(
 ) -> Result<(), Divergence> {
     let got = runner.storage.get(&runner.key(key)?).await;
     let object = got.map_err(|e| format!("{key:?} after a group of {mode:?} puts: {e}"))?;
+    let allowed_etags = winners.clone();
     let allowed: Vec<(Version, Option<String>)> = if winners.is_empty() {
         before.iter().map(|v| (v.clone(), None)).collect()
     } else {
@@ -253,7 +254,35 @@ async fn settle(
     };
     let size = object.data.len() as u64;
     runner.check_read(key, Ok(object), &version, 0..size, true)?;
+    check_written_etags(runner, key, &version, &allowed_etags)?;
     runner.model.set(key, Some(version));
+    Ok(())
+}
+
+/// The etags the group's puts of `key` reported, once the key is read after the group:
+/// the put whose version the key holds must report the etag reads show. A put replaced
+/// within the group may report an etag no read shows (GCS's provider cannot read a
+/// replaced generation's etag any more), but never the etag of another version.
+fn check_written_etags(
+    runner: &mut Runner,
+    key: &str,
+    settled: &Version,
+    written: &[(Version, Option<String>)],
+) -> Result<(), Divergence> {
+    for (version, etag) in written {
+        let Some(etag) = etag else {
+            return Err(format!("a put of {key:?} in a group returned no etag"));
+        };
+        if version.write == settled.write {
+            runner.observe_written(key, version, etag)?;
+        } else if let Some(other) = runner.etags.names_other(key, etag, version) {
+            return Err(format!(
+                "{key:?}: a put replaced within its group (write #{}) reported the etag {etag} \
+                 of write #{other}",
+                version.write
+            ));
+        }
+    }
     Ok(())
 }
 

@@ -55,7 +55,7 @@ pub async fn run(runner: &mut Runner, ops: &[Op]) -> Result<(), Divergence> {
         }
     }
     check_puts(ops, &answers, &modes, &before)?;
-    check_gets(runner, ops, &answers, &before, &candidates)?;
+    check_gets(runner, ops, &answers, &before, &candidates, &winners)?;
     for (key, mode) in &modes {
         settle(
             runner,
@@ -196,23 +196,27 @@ fn check_gets(
     answers: &[Answer],
     before: &BTreeMap<String, Option<Version>>,
     candidates: &[Option<Version>],
+    winners: &BTreeMap<String, Vec<(Version, Option<String>)>>,
 ) -> Result<(), Divergence> {
     for (op, answer) in ops.iter().zip(answers) {
         let Answer::Get(got) = answer else { continue };
         let key = key_of(op);
+        // A put the store refused (create-only on a taken key) never shows.
         let allowed: Vec<&Version> = before[key]
             .iter()
             .chain(
                 ops.iter()
                     .zip(candidates)
-                    .filter(|(o, _)| key_of(o) == key)
-                    .filter_map(|(_, c)| c.as_ref()),
+                    .zip(answers)
+                    .filter(|((o, _), a)| key_of(o) == key && matches!(a, Answer::Put(Ok(_))))
+                    .filter_map(|((_, c), _)| c.as_ref()),
             )
             .collect();
         match got {
             Err(Error::NotFound { .. }) if before[key].is_none() => {}
             Ok(object) => {
-                let matching = pick(runner, key, allowed.into_iter().cloned(), object);
+                let reported = winners.get(key).map(Vec::as_slice).unwrap_or_default();
+                let matching = pick(runner, key, allowed.into_iter().cloned(), object, reported);
                 let Some(version) = matching else {
                     return Err(format!(
                         "a get of {key:?} during a group read {} bytes matching no version \
@@ -246,7 +250,8 @@ async fn settle(
     } else {
         winners
     };
-    let Some(version) = pick(runner, key, allowed.into_iter().map(|(v, _)| v), &object) else {
+    let candidates = allowed.into_iter().map(|(v, _)| v);
+    let Some(version) = pick(runner, key, candidates, &object, &allowed_etags) else {
         return Err(format!(
             "{key:?} after a group of {mode:?} puts holds {} bytes that no successful put wrote",
             object.data.len()
@@ -287,21 +292,26 @@ fn check_written_etags(
 }
 
 /// The version among `allowed` that `object` shows: the one with its bytes, and where
-/// several have them (empty puts), the one whose etag it reports.
+/// several have them (empty puts), the one whose etag it reports: as seen before, or as
+/// one of the group's puts (`reported`) reported it.
 fn pick(
     runner: &Runner,
     key: &str,
     allowed: impl Iterator<Item = Version>,
     object: &maskstore_backends::Object,
+    reported: &[(Version, Option<String>)],
 ) -> Option<Version> {
     let same: Vec<Version> = allowed
         .filter(|v| object.data.as_ref() == v.body.bytes().as_slice())
         .collect();
-    let named = object
-        .info
-        .etag
-        .as_deref()
-        .and_then(|etag| runner.etags.write_of(key, etag));
+    let named = object.info.etag.as_deref().and_then(|etag| {
+        runner.etags.write_of(key, etag).or_else(|| {
+            reported
+                .iter()
+                .find(|(_, e)| e.as_deref() == Some(etag))
+                .map(|(v, _)| v.write)
+        })
+    });
     let by_etag = same.iter().find(|v| Some(v.write) == named).cloned();
     by_etag.or_else(|| same.last().cloned())
 }

@@ -112,7 +112,7 @@ fn check<const PART: u32>(
     let seed = seed();
     match explore::<PART>(rt, storage, known, budget, seed) {
         Ok(found) => println!(
-            "model[{label}]: {} histories, {} operations, 0 divergences, {} (seed {seed:#x}; {} saved histories replayed)",
+            "model[{label}]: {} histories, {} operations, 0 divergences, {} (seed {seed:#x}; {}; {} saved histories replayed)",
             found.histories,
             thousands(found.ops),
             {
@@ -120,6 +120,7 @@ fn check<const PART: u32>(
                 all.add(&found.hits);
                 all
             },
+            found.kinds,
             saved.len()
         ),
         Err(Found::Divergence(reason, ops)) => {
@@ -143,9 +144,49 @@ fn check<const PART: u32>(
 
 /// What a clean search ran.
 struct Explored {
+    kinds: Kinds,
     histories: u32,
     ops: usize,
     hits: Hits,
+}
+
+/// How many of the operations run were of the kinds a budget must reach.
+#[derive(Debug, Default, Clone, Copy)]
+struct Kinds {
+    /// Finished streaming uploads of more than one part.
+    multipart: usize,
+    /// Streaming uploads of at least one whole part (one part or more).
+    part_sized: usize,
+    /// Signed GET and PUT URLs used.
+    signed: usize,
+    /// Concurrent groups.
+    groups: usize,
+}
+
+impl Kinds {
+    fn count(&mut self, ops: &[Op], part: u32) {
+        for op in ops {
+            match op {
+                Op::Upload { body, abort, .. } => {
+                    self.part_sized += usize::from(body.len >= part);
+                    self.multipart += usize::from(body.len > part && !abort);
+                }
+                Op::SignedGet { .. } | Op::SignedPut { .. } => self.signed += 1,
+                Op::Together(_) => self.groups += 1,
+                _ => {}
+            }
+        }
+    }
+}
+
+impl std::fmt::Display for Kinds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} multipart uploads, {} of a part or more, {} signed URLs, {} concurrent groups",
+            self.multipart, self.part_sized, self.signed, self.groups
+        )
+    }
 }
 
 /// Why a search stopped.
@@ -177,6 +218,7 @@ fn explore<const PART: u32>(
     let strategy = Machine::<PART>::sequential_strategy(1..=budget.ops.max(1));
     let (performed, histories) = (Cell::new(0usize), Cell::new(0u32));
     let hits = std::cell::RefCell::new(Hits::default());
+    let kinds = std::cell::RefCell::new(Kinds::default());
     let result = runner.run(&strategy, |(_, ops, seen)| {
         let count = || {
             if let Some(seen) = &seen {
@@ -189,6 +231,7 @@ fn explore<const PART: u32>(
         performed.set(performed.get() + ran.ops);
         hits.borrow_mut().add(&ran.hits);
         histories.set(histories.get() + 1);
+        kinds.borrow_mut().count(&ops, PART);
         Ok(())
     });
     match result {
@@ -196,6 +239,7 @@ fn explore<const PART: u32>(
             histories: histories.get(),
             ops: performed.get(),
             hits: hits.into_inner(),
+            kinds: kinds.into_inner(),
         }),
         Err(TestError::Fail(reason, (_, ops, _))) => {
             Err(Found::Divergence(reason.to_string(), ops))

@@ -102,6 +102,45 @@ impl HttpService for Guarded {
     }
 }
 
+/// Whether a success answer to a ranged GET says the object is empty in a form object_store
+/// cannot read: a 206 whose `Content-Range` names no byte (`bytes 0--1/0`: Azurite,
+/// fake-gcs-server), or a 200 with the whole, empty, object (moto), which RFC 9110 §14.2
+/// allows a server that ignores `Range`.
+fn empty_representation(response: &HttpResponse) -> bool {
+    let header = |name| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::trim)
+    };
+    match response.status().as_u16() {
+        206 => header(http::header::CONTENT_RANGE)
+            .and_then(|v| v.strip_prefix("bytes "))
+            .is_some_and(|v| v.ends_with("/0")),
+        200 => {
+            header(http::header::CONTENT_RANGE).is_none()
+                && header(http::header::CONTENT_LENGTH) == Some("0")
+        }
+        _ => false,
+    }
+}
+
+/// The answer RFC 9110 §15.5.17 gives a range no byte of an empty object satisfies: 416
+/// with `Content-Range: bytes */0`. A suffix, which the RFC holds satisfiable on an empty
+/// object, is then answered by the facade (`Storage::read`), which object_store cannot.
+fn unsatisfiable_on_empty() -> HttpResponse {
+    let mut response = HttpResponse::new(object_store::client::HttpResponseBody::from(
+        bytes::Bytes::new(),
+    ));
+    *response.status_mut() = http::StatusCode::RANGE_NOT_SATISFIABLE;
+    response.headers_mut().insert(
+        http::header::CONTENT_RANGE,
+        http::HeaderValue::from_static("bytes */0"),
+    );
+    response
+}
+
 /// One request as sent, remembered to judge its answer.
 pub(crate) struct Exchange {
     pub(crate) wire: Wire,
@@ -109,6 +148,8 @@ pub(crate) struct Exchange {
     /// The whole URI: its query may hold a SAS token or a signature, so only
     /// [`Exchange::request`] is ever shown.
     pub(crate) uri: http::Uri,
+    /// The request asked a byte range (a `Range` header).
+    pub(crate) ranged: bool,
 }
 
 impl std::fmt::Debug for Exchange {
@@ -126,6 +167,7 @@ impl Exchange {
             wire,
             method: request.method().clone(),
             uri: request.uri().clone(),
+            ranged: request.headers().contains_key(http::header::RANGE),
         }
     }
 
@@ -134,6 +176,9 @@ impl Exchange {
     /// body read within its bound and checked first.
     async fn answer(&self, mut response: HttpResponse) -> Result<HttpResponse, HttpError> {
         crate::metadata::repair_headers(response.headers_mut());
+        if self.ranged && empty_representation(&response) {
+            response = unsatisfiable_on_empty();
+        }
         match self.content(response.status()) {
             Content::ObjectData => Ok(bounded::within_announced(self, response)),
             Content::Nothing => Ok(response),
@@ -231,5 +276,60 @@ fn is_credential_service(uri: &http::Uri) -> bool {
         Ok(std::net::IpAddr::V4(ip)) => ip.is_link_local(),
         Ok(std::net::IpAddr::V6(ip)) => ip.segments()[..2] == [0xfd00, 0x0ec2],
         Err(_) => matches!(host, "metadata.google.internal" | "metadata"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16, headers: &[(&str, &str)]) -> HttpResponse {
+        let mut response = HttpResponse::new(object_store::client::HttpResponseBody::from(
+            bytes::Bytes::new(),
+        ));
+        *response.status_mut() = http::StatusCode::from_u16(status).unwrap();
+        for (name, value) in headers {
+            response.headers_mut().insert(
+                http::HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                http::HeaderValue::from_str(value).unwrap(),
+            );
+        }
+        response
+    }
+
+    #[test]
+    fn empty_representations_under_a_range_are_told_apart() {
+        // Azurite and fake-gcs-server: a 206 naming no byte of an empty object.
+        assert!(empty_representation(&answer(
+            206,
+            &[("content-range", "bytes 0--1/0")]
+        )));
+        // moto: the whole, empty, object.
+        assert!(empty_representation(&answer(
+            200,
+            &[("content-length", "0")]
+        )));
+        // Real ranges, a non-empty whole object, and a 200 that names a range stay.
+        for (status, headers) in [
+            (206, vec![("content-range", "bytes 0-0/1")]),
+            (206, vec![("content-range", "bytes 10-19/100")]),
+            (200, vec![("content-length", "7")]),
+            (200, vec![]),
+            (
+                200,
+                vec![("content-length", "0"), ("content-range", "bytes */0")],
+            ),
+            (416, vec![("content-range", "bytes */0")]),
+        ] {
+            let response = answer(status, &headers);
+            assert!(!empty_representation(&response), "{status} {headers:?}");
+        }
+    }
+
+    #[test]
+    fn an_unsatisfiable_answer_is_a_416_naming_the_empty_length() {
+        let response = unsatisfiable_on_empty();
+        assert_eq!(response.status(), http::StatusCode::RANGE_NOT_SATISFIABLE);
+        assert_eq!(response.headers()[http::header::CONTENT_RANGE], "bytes */0");
     }
 }

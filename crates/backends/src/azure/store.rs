@@ -32,7 +32,7 @@ use object_store::azure::MicrosoftAzure;
 use object_store::list::{PaginatedListOptions, PaginatedListStore};
 use object_store::path::Path;
 use object_store::{
-    Attribute, AttributeValue, Attributes, CopyOptions, GetOptions, GetRange, GetResult,
+    Attribute, AttributeValue, Attributes, CopyOptions, Error, GetOptions, GetRange, GetResult,
     ListResult, MultipartUpload, ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions,
     PutPayload, PutResult, RenameOptions, Result,
 };
@@ -185,6 +185,20 @@ impl AzureStore {
     /// The last `n` bytes: Azure has no suffix ranges (`bytes=-n`), so the size is read
     /// first and the range asked from there, pinned to the version read (`If-Match`) so
     /// that a concurrent overwrite cannot mix two versions; a lost race is retried.
+    /// Azure answers 412 to an `if-match` read of a missing blob, where S3 (and the
+    /// contract: the key is looked up first) answers 404: a HEAD without conditions tells
+    /// which it was. A blob written in between keeps the 412.
+    async fn missing_or(&self, location: &Path, precondition: Error) -> Error {
+        let head = GetOptions {
+            head: true,
+            ..Default::default()
+        };
+        match self.inner.get_opts(location, head).await {
+            Err(e @ Error::NotFound { .. }) => e,
+            _ => precondition,
+        }
+    }
+
     async fn get_suffix(&self, location: &Path, options: GetOptions, n: u64) -> Result<GetResult> {
         let mut attempt = 0;
         loop {
@@ -287,9 +301,16 @@ impl ObjectStore for AzureStore {
     }
 
     async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        let mut result = match options.range {
-            Some(GetRange::Suffix(n)) => self.get_suffix(location, options, n).await?,
-            _ => self.inner.get_opts(location, options).await?,
+        let if_match = options.if_match.is_some();
+        let got = match options.range {
+            Some(GetRange::Suffix(n)) => self.get_suffix(location, options, n).await,
+            _ => self.inner.get_opts(location, options).await,
+        };
+        let mut result = match got {
+            Err(e @ Error::Precondition { .. }) if if_match => {
+                return Err(self.missing_or(location, e).await);
+            }
+            other => other?,
         };
         result.attributes = read_names(result.attributes);
         Ok(result)

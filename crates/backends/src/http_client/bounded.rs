@@ -405,6 +405,7 @@ mod tests {
             wire,
             method,
             uri: uri.parse().unwrap(),
+            ranged: false,
         }
     }
 

@@ -247,6 +247,7 @@ impl Storage {
             });
         }
         let options_whole = options.range.is_none();
+        let suffix = matches!(options.range, Some(ByteRange::Suffix(n)) if n > 0);
         let mut get = GetOptions {
             if_match: options.if_match,
             if_none_match: options.if_none_match,
@@ -265,8 +266,44 @@ impl Storage {
             let hash = self.verify_reads && options_whole;
             get.extensions.insert(crate::local::ReadAll { hash });
         }
+        let conditions = (get.if_match.clone(), get.if_none_match.clone());
         // A found (foreign) key reads too.
-        self.get_at(key, get).await
+        match self.get_at(key, get).await {
+            Err(Error::InvalidRange { .. }) if suffix => self.empty_suffix(key, conditions).await,
+            other => other,
+        }
+    }
+
+    /// A suffix of an empty object, which object_store cannot read: a server refuses it
+    /// (SeaweedFS: 416), or answers in a form object_store refuses (moto: 200 without
+    /// `Content-Range`; Azurite, fake-gcs-server: `bytes 0--1/0`), which
+    /// [`crate::http_client`] turns into a 416. RFC 9110 §14.1.1 holds it satisfiable,
+    /// the whole (empty) representation, so a refused suffix asks (with the same
+    /// conditions) whether the object is empty: then no bytes, else the refusal stands.
+    async fn empty_suffix(
+        &self,
+        key: &ObjectKey,
+        (if_match, if_none_match): (Option<String>, Option<String>),
+    ) -> Result<GetResult> {
+        let head = GetOptions {
+            head: true,
+            if_match,
+            if_none_match,
+            ..Default::default()
+        };
+        let mut result = self.get_at(key, head).await?;
+        if result.meta.size != 0 {
+            return Err(Error::InvalidRange {
+                key: key.to_string(),
+                detail: format!(
+                    "a suffix was refused although the object holds {} bytes",
+                    result.meta.size
+                ),
+            });
+        }
+        result.range = 0..0;
+        result.payload = GetResultPayload::Stream(futures::stream::empty().boxed());
+        Ok(result)
     }
 
     /// What is known about the object, without its content (with the provider's own

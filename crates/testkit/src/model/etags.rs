@@ -49,6 +49,14 @@ impl Etags {
         seen.iter().find(|(_, e)| e == etag).map(|(v, _)| v.write)
     }
 
+    /// The write whose etag `etag` is at `key`, if it holds other bytes than `version`.
+    pub fn names_other(&self, key: &str, etag: &str, version: &Version) -> Option<u64> {
+        let seen = self.seen.get(key)?;
+        seen.iter()
+            .find(|(v, e)| e == etag && v.write != version.write && !same_bytes(v, version))
+            .map(|(v, _)| v.write)
+    }
+
     /// The etag `reference` sends for `key`, now holding `current`.
     pub fn resolve(&self, key: &str, current: Option<&Version>, reference: EtagRef) -> String {
         let seen = self.seen.get(key).map(Vec::as_slice).unwrap_or_default();

@@ -27,10 +27,11 @@
 //! - **Ranges** ([`resolve`]): a bounded end past the object's end is cut there; a start
 //!   at or past the end is `InvalidRange`; a suffix longer than the object is all of it.
 //!   On an empty object every start is past the end (`InvalidRange`), while a suffix is
-//!   "longer than the object" and returns all of it: no bytes. (RFC 9110 §14.1.1 would
-//!   call it unsatisfiable; the contract's rule is the one memory, local disk and Azure
-//!   already follow.) A zero-byte suffix is unsatisfiable; the contract is silent on it
-//!   and the generator never sends one.
+//!   "longer than the object" and returns all of it: no bytes. This is RFC 9110 §14.1.1
+//!   ("When a selected representation has zero length, the only satisfiable form of
+//!   range-spec is a suffix-range with a non-zero suffix-length"), and the contract case
+//!   `ranges_of_an_empty_object`. A zero-byte suffix is unsatisfiable; the contract is
+//!   silent on it and the generator never sends one.
 //! - **Copy and rename** read the source first: a missing source is `NotFound` even where
 //!   the `_if_absent` destination is taken. Onto itself the object stays the same
 //!   version; the `_if_absent` forms find the key taken. The copy carries bytes, content
@@ -48,6 +49,10 @@
 //!   runner sorts); `list_with_delimiter` gives objects and folders sorted by bytes, and
 //!   no folder that holds no object.
 //! - **Concurrent groups** ([`together`]): see that module for the outcomes accepted.
+//!
+//! A backend's run may declare documented engine departures ([`Known`]): a test
+//! engine's answer that departs from the provider it stands for and that maskstore
+//! should not repair. They are counted apart from divergences; nothing else is excused.
 
 mod etags;
 mod history;
@@ -68,18 +73,18 @@ pub use state::{
 
 use maskstore_backends::Storage;
 
-/// What a history did: operations performed, known divergences met.
+/// What a history did: operations performed, documented engine departures met.
 #[derive(Debug, Clone, Default)]
 pub struct Ran {
     /// Operations performed (a group counts each of its own).
     pub ops: usize,
-    /// Known divergences met.
+    /// Documented engine departures met.
     pub hits: Hits,
 }
 
 /// Runs `ops` on `storage` below a fresh random prefix and removes what they wrote;
 /// `on_op` is called before each operation (the state machine counts them as seen).
-/// Answers matching a divergence in `known` are counted, not failed. Returns what ran,
+/// Answers matching a departure in `known` are counted, not failed. Returns what ran,
 /// or the first divergence, naming the operation (0-based) that diverged.
 pub async fn run_history(
     storage: &Storage,

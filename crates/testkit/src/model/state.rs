@@ -83,7 +83,7 @@ impl Model {
     }
 
     /// The version `write` at `key`, if it is still there, with another content type (as
-    /// a backend with a known divergence stored it).
+    /// an engine with a documented departure stored it).
     pub fn retype(&mut self, key: &str, write: u64, content_type: &str) {
         if let Some(version) = self.objects.get_mut(key).filter(|v| v.write == write) {
             version.content_type = content_type.to_string();

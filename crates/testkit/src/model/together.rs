@@ -5,7 +5,10 @@
 //! set of allowed outcomes is small and known: overwrites all succeed and the key ends
 //! holding one of them; of create-only puts of a free key exactly one succeeds (the
 //! others find it taken), of a taken key none; a get returns the version before the group
-//! or one the group wrote, whole, never a mix.
+//! or one the group wrote, whole, never a mix. The put whose version the key holds after
+//! the group reports the etag reads show; a put replaced within the group may report an
+//! etag no read shows (the GCS provider reads a write's etag after the write, and a
+//! replaced generation has none any more), never the etag of other bytes.
 
 use std::collections::BTreeMap;
 
@@ -45,9 +48,6 @@ pub async fn run(runner: &mut Runner, ops: &[Op]) -> Result<(), Divergence> {
     let mut winners: BTreeMap<String, Vec<(Version, Option<String>)>> = BTreeMap::new();
     for ((op, candidate), answer) in ops.iter().zip(&candidates).zip(&answers) {
         if let (Some(version), Answer::Put(Ok(outcome))) = (candidate, answer) {
-            if let Some(etag) = &outcome.etag {
-                runner.observe_written(key_of(op), version, etag)?;
-            }
             winners
                 .entry(key_of(op).to_string())
                 .or_default()
@@ -55,7 +55,7 @@ pub async fn run(runner: &mut Runner, ops: &[Op]) -> Result<(), Divergence> {
         }
     }
     check_puts(ops, &answers, &modes, &before)?;
-    check_gets(runner, ops, &answers, &before, &candidates)?;
+    check_gets(runner, ops, &answers, &before, &candidates, &winners)?;
     for (key, mode) in &modes {
         settle(
             runner,
@@ -196,23 +196,27 @@ fn check_gets(
     answers: &[Answer],
     before: &BTreeMap<String, Option<Version>>,
     candidates: &[Option<Version>],
+    winners: &BTreeMap<String, Vec<(Version, Option<String>)>>,
 ) -> Result<(), Divergence> {
     for (op, answer) in ops.iter().zip(answers) {
         let Answer::Get(got) = answer else { continue };
         let key = key_of(op);
+        // A put the store refused (create-only on a taken key) never shows.
         let allowed: Vec<&Version> = before[key]
             .iter()
             .chain(
                 ops.iter()
                     .zip(candidates)
-                    .filter(|(o, _)| key_of(o) == key)
-                    .filter_map(|(_, c)| c.as_ref()),
+                    .zip(answers)
+                    .filter(|((o, _), a)| key_of(o) == key && matches!(a, Answer::Put(Ok(_))))
+                    .filter_map(|((_, c), _)| c.as_ref()),
             )
             .collect();
         match got {
             Err(Error::NotFound { .. }) if before[key].is_none() => {}
             Ok(object) => {
-                let matching = pick(runner, key, allowed.into_iter().cloned(), object);
+                let reported = winners.get(key).map(Vec::as_slice).unwrap_or_default();
+                let matching = pick(runner, key, allowed.into_iter().cloned(), object, reported);
                 let Some(version) = matching else {
                     return Err(format!(
                         "a get of {key:?} during a group read {} bytes matching no version \
@@ -240,12 +244,14 @@ async fn settle(
 ) -> Result<(), Divergence> {
     let got = runner.storage.get(&runner.key(key)?).await;
     let object = got.map_err(|e| format!("{key:?} after a group of {mode:?} puts: {e}"))?;
+    let allowed_etags = winners.clone();
     let allowed: Vec<(Version, Option<String>)> = if winners.is_empty() {
         before.iter().map(|v| (v.clone(), None)).collect()
     } else {
         winners
     };
-    let Some(version) = pick(runner, key, allowed.into_iter().map(|(v, _)| v), &object) else {
+    let candidates = allowed.into_iter().map(|(v, _)| v);
+    let Some(version) = pick(runner, key, candidates, &object, &allowed_etags) else {
         return Err(format!(
             "{key:?} after a group of {mode:?} puts holds {} bytes that no successful put wrote",
             object.data.len()
@@ -253,26 +259,59 @@ async fn settle(
     };
     let size = object.data.len() as u64;
     runner.check_read(key, Ok(object), &version, 0..size, true)?;
+    check_written_etags(runner, key, &version, &allowed_etags)?;
     runner.model.set(key, Some(version));
     Ok(())
 }
 
+/// The etags the group's puts of `key` reported, once the key is read after the group:
+/// the put whose version the key holds must report the etag reads show. A put replaced
+/// within the group may report an etag no read shows (GCS's provider cannot read a
+/// replaced generation's etag any more), but never the etag of another version.
+fn check_written_etags(
+    runner: &mut Runner,
+    key: &str,
+    settled: &Version,
+    written: &[(Version, Option<String>)],
+) -> Result<(), Divergence> {
+    for (version, etag) in written {
+        let Some(etag) = etag else {
+            return Err(format!("a put of {key:?} in a group returned no etag"));
+        };
+        if version.write == settled.write {
+            runner.observe_written(key, version, etag)?;
+        } else if let Some(other) = runner.etags.names_other(key, etag, version) {
+            return Err(format!(
+                "{key:?}: a put replaced within its group (write #{}) reported the etag {etag} \
+                 of write #{other}",
+                version.write
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The version among `allowed` that `object` shows: the one with its bytes, and where
-/// several have them (empty puts), the one whose etag it reports.
+/// several have them (empty puts), the one whose etag it reports: as seen before, or as
+/// one of the group's puts (`reported`) reported it.
 fn pick(
     runner: &Runner,
     key: &str,
     allowed: impl Iterator<Item = Version>,
     object: &maskstore_backends::Object,
+    reported: &[(Version, Option<String>)],
 ) -> Option<Version> {
     let same: Vec<Version> = allowed
         .filter(|v| object.data.as_ref() == v.body.bytes().as_slice())
         .collect();
-    let named = object
-        .info
-        .etag
-        .as_deref()
-        .and_then(|etag| runner.etags.write_of(key, etag));
+    let named = object.info.etag.as_deref().and_then(|etag| {
+        runner.etags.write_of(key, etag).or_else(|| {
+            reported
+                .iter()
+                .find(|(_, e)| e.as_deref() == Some(etag))
+                .map(|(v, _)| v.write)
+        })
+    });
     let by_etag = same.iter().find(|v| Some(v.write) == named).cloned();
     by_etag.or_else(|| same.last().cloned())
 }

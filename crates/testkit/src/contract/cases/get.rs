@@ -160,6 +160,23 @@ pub async fn if_match_with_stale_etag_is_precondition_failed(s: Storage) {
     assert_err!(s.read(&k, options).await, Error::Precondition { .. });
 }
 
+/// if-match on a missing key → NotFound, as S3 answers: RFC 9110 §13.2.1 has a server
+/// ignore preconditions where the answer without them would be other than 2xx or 412
+/// (here 404). Azure answers 412; its provider tells the two apart.
+pub async fn if_match_on_a_missing_key_is_not_found(s: Storage) {
+    let k = key(&s, "c.bin");
+    let etag = s.put(&k, "gone").await.unwrap().etag.unwrap();
+    s.delete(&k).await.unwrap();
+    for range in [None, Some(maskstore_backends::ByteRange::Suffix(2))] {
+        let options = ReadOptions {
+            if_match: Some(etag.clone()),
+            range,
+            ..Default::default()
+        };
+        assert_err!(s.read(&k, options).await, Error::NotFound { .. });
+    }
+}
+
 /// if-match with the current etag returns the object.
 pub async fn if_match_with_current_etag_returns_the_object(s: Storage) {
     let k = key(&s, "c.bin");

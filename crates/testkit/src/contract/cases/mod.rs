@@ -93,6 +93,7 @@ cases! {
         if_none_match_with_current_etag_is_not_modified,
         if_none_match_with_other_etag_returns_the_object,
         if_match_with_stale_etag_is_precondition_failed,
+        if_match_on_a_missing_key_is_not_found,
         if_match_with_current_etag_returns_the_object,
     ],
     integrity / Nothing: [
@@ -110,6 +111,7 @@ cases! {
         range_starting_past_the_end_is_invalid,
         empty_or_reversed_range_is_refused_before_io,
         range_read_reports_the_whole_size,
+        ranges_of_an_empty_object,
     ],
     list / Nothing: [
         list_returns_everything_under_the_prefix,

@@ -71,6 +71,31 @@ pub async fn empty_or_reversed_range_is_refused_before_io(s: Storage) {
     assert_eq!(calls.load(Ordering::SeqCst), 0);
 }
 
+/// On an empty object, a suffix is satisfiable and returns all of it, no bytes, with the
+/// object's etag (RFC 9110 §14.1.1: "When a selected representation has zero length, the
+/// only satisfiable form of range-spec is a suffix-range with a non-zero suffix-length");
+/// any start is past the end, `InvalidRange`, as on any object.
+pub async fn ranges_of_an_empty_object(s: Storage) {
+    let k = put(&s, "empty.bin", "").await;
+    let etag = s.head(&k).await.unwrap().etag;
+    for n in [1, 2, 100] {
+        let part = s.get_range(&k, ByteRange::Suffix(n)).await.unwrap();
+        assert!(part.data.is_empty(), "suffix {n}: {:?}", part.data);
+        assert_eq!(part.range, 0..0, "suffix {n}");
+        assert_eq!((part.info.size, &part.info.etag), (0, &etag), "suffix {n}");
+    }
+    for range in [
+        ByteRange::From(0),
+        ByteRange::Bounded(0..1),
+        ByteRange::From(3),
+    ] {
+        assert_err!(
+            s.get_range(&k, range.clone()).await,
+            Error::InvalidRange { .. }
+        );
+    }
+}
+
 /// A range read still reports the whole object's size.
 pub async fn range_read_reports_the_whole_size(s: Storage) {
     let k = put(&s, "r.txt", RANGE_BODY).await;

@@ -289,3 +289,58 @@ fn transfers_out_of_range_are_refused_by_flag_and_by_config() {
         text(&out.stderr)
     );
 }
+
+/// Lists everything twice (a server repeating its pages).
+#[derive(Debug, Clone)]
+struct Twice;
+
+impl Intercept for Twice {
+    fn name(&self) -> &str {
+        "twice"
+    }
+
+    fn list(
+        &self,
+        _prefix: &StorePath,
+        list: BoxStream<'static, object_store::Result<ObjectMeta>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        futures::stream::once(async move {
+            let once: Vec<_> = list.collect().await;
+            let again = once.iter().map(|item| match item {
+                Ok(meta) => Ok(meta.clone()),
+                Err(e) => Err(object_store::Error::Generic {
+                    store: "twice",
+                    source: e.to_string().into(),
+                }),
+            });
+            let all: Vec<_> = again.collect::<Vec<_>>().into_iter().chain(once).collect();
+            futures::stream::iter(all)
+        })
+        .flatten()
+        .boxed()
+    }
+}
+
+/// Names listed twice count once, in the totals too: the share --max-delete guards is of
+/// the objects there are, not of the entries a repeating server listed (2 of 4 here is
+/// half the destination, not a quarter).
+#[tokio::test]
+async fn names_listed_twice_count_once_in_the_totals_the_delete_guard_uses() {
+    let (from, to) = (Storage::memory(), Storage::memory());
+    put_all(&from, ["d/a.png", "d/b.png"].map(String::from)).await;
+    put_all(
+        &to,
+        ["d/a.png", "d/b.png", "d/c.png", "d/e.png"].map(String::from),
+    )
+    .await;
+    let (from, to) = (from.layer(Twice), to.layer(Twice));
+    let mut deletes = 0;
+    let totals = sync::decide_each(&from, &to, "mask/d", true, 3, |d| {
+        deletes += usize::from(matches!(d, Decision::Delete { .. }));
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(deletes, 2);
+    assert_eq!((totals.source_objects, totals.destination_objects), (2, 4));
+}

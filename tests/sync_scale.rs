@@ -344,3 +344,25 @@ async fn names_listed_twice_count_once_in_the_totals_the_delete_guard_uses() {
     assert_eq!(deletes, 2);
     assert_eq!((totals.source_objects, totals.destination_objects), (2, 4));
 }
+
+/// Objects at or above the destination's multipart threshold (256 KiB onto local disk)
+/// still copy several at once: each holds what its own upload holds (a 1 MiB object
+/// never 40 MiB of the budget), so a bucket of 1 MiB masks is not copied one at a time.
+#[tokio::test]
+async fn objects_above_the_multipart_threshold_still_copy_several_at_once() {
+    let from = Storage::memory();
+    for i in 0..12 {
+        let key = from.key(&format!("l/{i:02}.bin")).unwrap();
+        from.put(&key, vec![i as u8; 1024 * 1024]).await.unwrap();
+    }
+    let local = maskstore_testkit::temp_dir();
+    assert!(local.multipart_threshold() < 1024 * 1024);
+    let watch = InFlight::default();
+    let to = (*local).clone().layer(watch.clone());
+    let plan = sync::plan(&from, &to, "mask/l", false).await.unwrap();
+    let copies = plan.to_copy.into_iter().map(Ok);
+    let done: Vec<_> = sync::copy_each(&from, &to, copies, 4).collect().await;
+    assert!(done.iter().all(|d| matches!(d, Ok((_, Ok(_))))), "{done:?}");
+    let most = watch.most.load(SeqCst);
+    assert!(most > 1 && most <= 4, "{most} in flight with --transfers 4");
+}

@@ -289,3 +289,80 @@ fn transfers_out_of_range_are_refused_by_flag_and_by_config() {
         text(&out.stderr)
     );
 }
+
+/// Lists everything twice (a server repeating its pages).
+#[derive(Debug, Clone)]
+struct Twice;
+
+impl Intercept for Twice {
+    fn name(&self) -> &str {
+        "twice"
+    }
+
+    fn list(
+        &self,
+        _prefix: &StorePath,
+        list: BoxStream<'static, object_store::Result<ObjectMeta>>,
+    ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+        futures::stream::once(async move {
+            let once: Vec<_> = list.collect().await;
+            let again = once.iter().map(|item| match item {
+                Ok(meta) => Ok(meta.clone()),
+                Err(e) => Err(object_store::Error::Generic {
+                    store: "twice",
+                    source: e.to_string().into(),
+                }),
+            });
+            let all: Vec<_> = again.collect::<Vec<_>>().into_iter().chain(once).collect();
+            futures::stream::iter(all)
+        })
+        .flatten()
+        .boxed()
+    }
+}
+
+/// Names listed twice count once, in the totals too: the share --max-delete guards is of
+/// the objects there are, not of the entries a repeating server listed (2 of 4 here is
+/// half the destination, not a quarter).
+#[tokio::test]
+async fn names_listed_twice_count_once_in_the_totals_the_delete_guard_uses() {
+    let (from, to) = (Storage::memory(), Storage::memory());
+    put_all(&from, ["d/a.png", "d/b.png"].map(String::from)).await;
+    put_all(
+        &to,
+        ["d/a.png", "d/b.png", "d/c.png", "d/e.png"].map(String::from),
+    )
+    .await;
+    let (from, to) = (from.layer(Twice), to.layer(Twice));
+    let mut deletes = 0;
+    let totals = sync::decide_each(&from, &to, "mask/d", true, 3, |d| {
+        deletes += usize::from(matches!(d, Decision::Delete { .. }));
+        Ok(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(deletes, 2);
+    assert_eq!((totals.source_objects, totals.destination_objects), (2, 4));
+}
+
+/// Objects at or above the destination's multipart threshold (256 KiB onto local disk)
+/// still copy several at once: each holds what its own upload holds (a 1 MiB object
+/// never 40 MiB of the budget), so a bucket of 1 MiB masks is not copied one at a time.
+#[tokio::test]
+async fn objects_above_the_multipart_threshold_still_copy_several_at_once() {
+    let from = Storage::memory();
+    for i in 0..12 {
+        let key = from.key(&format!("l/{i:02}.bin")).unwrap();
+        from.put(&key, vec![i as u8; 1024 * 1024]).await.unwrap();
+    }
+    let local = maskstore_testkit::temp_dir();
+    assert!(local.multipart_threshold() < 1024 * 1024);
+    let watch = InFlight::default();
+    let to = (*local).clone().layer(watch.clone());
+    let plan = sync::plan(&from, &to, "mask/l", false).await.unwrap();
+    let copies = plan.to_copy.into_iter().map(Ok);
+    let done: Vec<_> = sync::copy_each(&from, &to, copies, 4).collect().await;
+    assert!(done.iter().all(|d| matches!(d, Ok((_, Ok(_))))), "{done:?}");
+    let most = watch.most.load(SeqCst);
+    assert!(most > 1 && most <= 4, "{most} in flight with --transfers 4");
+}

@@ -480,19 +480,12 @@ pub(crate) async fn rm(
         return report_deleted(deleted, as_json, storage.prefix().as_str());
     };
     let fail = |e| spill_failure(prefix, e);
-    // Sorted on disk, so memory holds a bounded run whatever the number of objects.
-    let mut sorter = Sorter::new(RUN_LEN);
-    let mut items = storage.list(Some(prefix))?;
-    while let Some(item) = items.next().await {
-        sorter
-            .push(Name(item?.key.as_str().to_string()))
-            .map_err(fail)?;
-    }
-    let count = sorter.len();
-    let mut names = sorter.sorted().map_err(fail)?;
+    let mut listed = listed_names(storage, prefix).await?;
+    let count = listed.len();
+    let mut names = listed.read().map_err(fail)?;
     let mut first = Vec::new();
     for name in names.by_ref().take(SHOWN_DELETES) {
-        first.push(ObjectKey::found(name.map_err(fail)?.0).map_err(Error::from)?);
+        first.push(ObjectKey::found(name.map_err(fail)?).map_err(Error::from)?);
     }
     if count > 0 && !yes {
         confirm_deletion(count, &first)?;
@@ -504,10 +497,34 @@ pub(crate) async fn rm(
             delete_chunk(storage, &chunk, &mut deleted, prefix).await?;
             chunk.clear();
         }
-        chunk.push(ObjectKey::found(name.map_err(fail)?.0).map_err(Error::from)?);
+        chunk.push(ObjectKey::found(name.map_err(fail)?).map_err(Error::from)?);
     }
     delete_chunk(storage, &chunk, &mut deleted, prefix).await?;
     report_deleted(deleted, as_json, prefix)
+}
+
+/// The names listed under `prefix`, sorted on disk (memory holds a bounded run whatever
+/// the number of objects), each once: a server repeating a page lists some twice, and
+/// `rm --prefix` shows, counts and deletes objects, not listing entries.
+async fn listed_names(storage: &Storage, prefix: &str) -> Result<Spill<String>, Failure> {
+    let fail = |e| spill_failure(prefix, e);
+    let mut sorter = Sorter::new(RUN_LEN);
+    let mut items = storage.list(Some(prefix))?;
+    while let Some(item) = items.next().await {
+        sorter
+            .push(Name(item?.key.as_str().to_string()))
+            .map_err(fail)?;
+    }
+    let mut names = Spill::new().map_err(fail)?;
+    let mut last: Option<String> = None;
+    for name in sorter.sorted().map_err(fail)? {
+        let Name(name) = name.map_err(fail)?;
+        if last.as_ref() != Some(&name) {
+            names.push(&name).map_err(fail)?;
+            last = Some(name);
+        }
+    }
+    Ok(names)
 }
 
 /// A name listed for `rm --prefix`, sorted on disk.
@@ -634,4 +651,59 @@ pub(crate) async fn copy_or_move(
         println!("{verb} {from} to {to}");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::stream::BoxStream;
+    use maskstore_backends::layers::Intercept;
+    use object_store::ObjectMeta;
+    use object_store::path::Path as StorePath;
+
+    use super::*;
+
+    /// Lists everything twice (a server repeating its pages).
+    #[derive(Debug, Clone)]
+    struct Twice;
+
+    impl Intercept for Twice {
+        fn name(&self) -> &str {
+            "twice"
+        }
+
+        fn list(
+            &self,
+            _prefix: &StorePath,
+            list: BoxStream<'static, object_store::Result<ObjectMeta>>,
+        ) -> BoxStream<'static, object_store::Result<ObjectMeta>> {
+            futures::stream::once(async move {
+                let once: Vec<ObjectMeta> = list.map(Result::unwrap).collect().await;
+                let twice = once
+                    .iter()
+                    .chain(&once)
+                    .cloned()
+                    .map(Ok)
+                    .collect::<Vec<_>>();
+                futures::stream::iter(twice)
+            })
+            .flatten()
+            .boxed()
+        }
+    }
+
+    /// What `rm --prefix` counts, shows and deletes: each object once, in key order.
+    #[tokio::test]
+    async fn rm_prefix_counts_a_name_listed_twice_once() {
+        let storage = Storage::memory();
+        for name in ["d/b.png", "d/a.png"] {
+            storage.put(&storage.key(name).unwrap(), "m").await.unwrap();
+        }
+        let storage = storage.layer(Twice);
+        let Ok(mut names) = listed_names(&storage, "mask/d").await else {
+            panic!("the listing failed");
+        };
+        assert_eq!(names.len(), 2);
+        let listed: Vec<String> = names.read().unwrap().map(Result::unwrap).collect();
+        assert_eq!(listed, ["mask/d/a.png", "mask/d/b.png"]);
+    }
 }

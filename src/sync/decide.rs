@@ -54,9 +54,9 @@ pub enum Decision {
 /// The counts a streamed plan knows at its end.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Totals {
-    /// Objects the source listed.
+    /// Objects the source listed (a name listed twice counts once).
     pub source_objects: u64,
-    /// Objects the destination listed under the prefix.
+    /// Objects the destination listed under the prefix (a name listed twice counts once).
     pub destination_objects: u64,
     /// The most listing entries held in memory at once (both sides): bounded by the run
     /// length, whatever the number of objects.
@@ -81,18 +81,14 @@ pub async fn decide_each(
         sorted_listing(from, prefix, run_len),
         sorted_listing(to, prefix, run_len)
     )?;
-    let totals = Totals {
-        source_objects: sources.0,
-        destination_objects: destination.0,
-        most_held: sources.2 + destination.2,
-    };
-    let held = totals.most_held + sources.1.held() + destination.1.held();
-    let walk = Walk {
-        sources: sources.1.peekable(),
-        destination: destination.1.peekable(),
+    let held = sources.1 + destination.1 + sources.0.held() + destination.0.held();
+    let mut walk = Walk {
+        sources: sources.0.peekable(),
+        destination: destination.0.peekable(),
         deletes,
+        names: [0, 0],
     };
-    let mut decisions = futures::stream::iter(walk)
+    let mut decisions = futures::stream::iter(walk.by_ref())
         .map(|pair| async move {
             match pair {
                 Ok(Pair::Source(source, listed)) => {
@@ -108,18 +104,22 @@ pub async fn decide_each(
     while let Some(decision) = decisions.next().await {
         decide(decision?)?;
     }
+    drop(decisions);
+    // The names the walk met, each once: a repeating server's entries are no objects.
+    let [source_objects, destination_objects] = walk.names;
     Ok(Totals {
+        source_objects,
+        destination_objects,
         most_held: held,
-        ..totals
     })
 }
 
-/// A side's listing sorted: its count, its entries, and the most held while sorting.
+/// A side's listing sorted: its entries, and the most held while sorting.
 async fn sorted_listing(
     storage: &Storage,
     prefix: &str,
     run_len: usize,
-) -> Result<(u64, Sorted<Listed>, usize)> {
+) -> Result<(Sorted<Listed>, usize)> {
     let mut sorter = Sorter::new(run_len);
     let mut most_held = 0;
     let mut listing = storage.list(Some(prefix))?;
@@ -133,9 +133,8 @@ async fn sorted_listing(
         sorter.push(listed).map_err(|e| spill_error(prefix, e))?;
         most_held = most_held.max(sorter.held());
     }
-    let count = sorter.len();
     let sorted = sorter.sorted().map_err(|e| spill_error(prefix, e))?;
-    Ok((count, sorted, most_held))
+    Ok((sorted, most_held))
 }
 
 /// The decision for a source object the destination listed as `listed` (or not at all).
@@ -194,6 +193,8 @@ struct Walk<S: Iterator<Item = io::Result<Listed>>, D: Iterator<Item = io::Resul
     sources: Peekable<S>,
     destination: Peekable<D>,
     deletes: bool,
+    /// The distinct names met on each side (source, destination).
+    names: [u64; 2],
 }
 
 impl<S, D> Iterator for Walk<S, D>
@@ -214,6 +215,8 @@ where
                 (None, Some(_)) => Ordering::Greater,
                 _ => return None,
             };
+            self.names[0] += u64::from(order.is_le());
+            self.names[1] += u64::from(order.is_ge());
             let pair = match order {
                 Ordering::Less => Pair::Source(take(&mut self.sources)?, None),
                 Ordering::Equal => {

@@ -10,8 +10,10 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, BufWriter, Write};
+use std::io::{self, BufRead, BufReader, BufWriter, Read, Write};
 use std::marker::PhantomData;
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -28,9 +30,14 @@ pub trait Keyed {
 
 /// Records written to a temporary file in the order pushed (one JSON line each), read
 /// back any number of times.
+///
+/// The file has no name (it is unlinked as it is made, `O_TMPFILE` on Linux) and is
+/// readable by its owner only: the keys of a bucket never outlive the run in the folder,
+/// even when Ctrl-C or a kill stops it. One descriptor serves the writes and every read
+/// (each reads at its own offset), so a merge of many runs holds one per run.
 pub struct Spill<T> {
-    file: tempfile::NamedTempFile,
-    writer: BufWriter<File>,
+    file: Arc<File>,
+    writer: BufWriter<Appender>,
     len: u64,
     records: PhantomData<fn() -> T>,
 }
@@ -38,8 +45,16 @@ pub struct Spill<T> {
 impl<T: Serialize + DeserializeOwned> Spill<T> {
     /// An empty spill in the temporary folder (`TMPDIR`).
     pub fn new() -> io::Result<Spill<T>> {
-        let file = tempfile::NamedTempFile::new()?;
-        let writer = BufWriter::new(file.reopen()?);
+        Spill::new_in(&std::env::temp_dir())
+    }
+
+    /// An empty spill in the folder `dir`.
+    pub fn new_in(dir: &std::path::Path) -> io::Result<Spill<T>> {
+        let file = tempfile::tempfile_in(dir)?;
+        // O_TMPFILE makes it 0666 less the umask: nameless, but said plainly.
+        file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
+        let file = Arc::new(file);
+        let writer = BufWriter::new(Appender(Arc::clone(&file)));
         Ok(Spill {
             file,
             writer,
@@ -70,17 +85,49 @@ impl<T: Serialize + DeserializeOwned> Spill<T> {
     /// after the spill is dropped).
     pub fn read(&mut self) -> io::Result<Records<T>> {
         self.writer.flush()?;
+        let at = ReadAt {
+            file: Arc::clone(&self.file),
+            offset: 0,
+        };
         Ok(Records {
-            lines: BufReader::new(self.file.reopen()?),
+            lines: BufReader::new(at),
             line: String::new(),
             records: PhantomData,
         })
     }
 }
 
+/// Writes at the end of a spill's file (the descriptor's own offset, which readers leave
+/// alone).
+struct Appender(Arc<File>);
+
+impl Write for Appender {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        (&*self.0).write(buf)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        (&*self.0).flush()
+    }
+}
+
+/// Reads a spill's file from an offset of its own.
+struct ReadAt {
+    file: Arc<File>,
+    offset: u64,
+}
+
+impl Read for ReadAt {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.file.read_at(buf, self.offset)?;
+        self.offset += n as u64;
+        Ok(n)
+    }
+}
+
 /// A spill's records, read back.
 pub struct Records<T> {
-    lines: BufReader<File>,
+    lines: BufReader<ReadAt>,
     line: String,
     records: PhantomData<fn() -> T>,
 }
@@ -305,6 +352,29 @@ mod tests {
         let sorted = sorter.sorted().unwrap();
         let keys: Vec<String> = sorted.map(|e| e.unwrap().0).collect();
         assert_eq!(keys, ["a", "b", "c"]);
+    }
+
+    /// A spill is a file without a name, readable by its owner only: a run stopped by
+    /// Ctrl-C or a kill leaves no listing of a bucket's keys behind in the folder.
+    #[test]
+    fn a_spill_leaves_no_name_behind_in_its_folder() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let mut spill = Spill::new_in(dir.path()).unwrap();
+        spill.push(&Entry("mask/patient-7".into(), 1)).unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert!(names.is_empty(), "{names:?}");
+        spill.push(&Entry("mask/patient-8".into(), 2)).unwrap();
+        let back: Vec<Entry> = spill.read().unwrap().map(Result::unwrap).collect();
+        assert_eq!(
+            back,
+            [
+                Entry("mask/patient-7".into(), 1),
+                Entry("mask/patient-8".into(), 2)
+            ]
+        );
+        let mode = spill.file.metadata().unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Copies run a bounded number at a time.
 
 use futures::{Stream, StreamExt};
-use maskstore_backends::{Result, Storage, UPLOAD_MAX_IN_FLIGHT, UPLOAD_PART_SIZE};
+use maskstore_backends::{Result, Storage};
 use maskstore_core::ObjectKey;
 use tokio::sync::Semaphore;
 
@@ -21,9 +21,11 @@ const KIB: usize = 1024;
 ///
 /// Bytes in flight stay bounded too, to [`BYTES_IN_FLIGHT`] whatever `transfers` is: an
 /// object below the destination's multipart threshold is one PUT of its size and takes
-/// one of the `transfers` slots and its size of that budget; a larger one keeps
-/// [`UPLOAD_MAX_IN_FLIGHT`] parts in flight and one read ahead, and takes that many slots
-/// (all of them when `transfers` is smaller) and that many parts of the budget.
+/// one of the `transfers` slots and its size of that budget; a larger one keeps the
+/// destination's parts in flight ([`Storage::upload_max_in_flight`]) and one read ahead,
+/// and takes a slot for each of those it can have (all of them when `transfers` is
+/// smaller) and what they hold of the budget (never more than its size): a 1 MiB object
+/// onto local disk (256 KiB parts, one in flight) takes two slots and 1 MiB.
 pub fn copy_each<'a>(
     from: &'a Storage,
     to: &'a Storage,
@@ -33,9 +35,10 @@ pub fn copy_each<'a>(
     let transfers = transfers.max(1);
     let slots = std::sync::Arc::new(Semaphore::new(transfers));
     let budget = std::sync::Arc::new(Semaphore::new(BYTES_IN_FLIGHT / KIB));
-    let large = (UPLOAD_MAX_IN_FLIGHT + 1).min(transfers) as u32;
-    let large_bytes = ((UPLOAD_MAX_IN_FLIGHT + 1) * UPLOAD_PART_SIZE / KIB) as u32;
-    let threshold = to.multipart_threshold() as u64;
+    let threshold = to.multipart_threshold().max(1) as u64;
+    let held_parts = to.upload_max_in_flight() as u64 + 1;
+    // What the largest upload holds, within the budget whatever the destination says.
+    let most_bytes = (held_parts * threshold).min(BYTES_IN_FLIGHT as u64);
     futures::stream::iter(copies)
         .map(move |copy| {
             let (slots, budget) = (
@@ -48,11 +51,9 @@ pub fn copy_each<'a>(
                     size,
                     replacing,
                 } = copy?;
-                let (weight, bytes) = if size >= threshold {
-                    (large, large_bytes)
-                } else {
-                    (1, size.div_ceil(KIB as u64).min(large_bytes as u64) as u32)
-                };
+                let parts = size.div_ceil(threshold).clamp(1, held_parts);
+                let weight = parts.min(transfers as u64) as u32;
+                let bytes = size.min(most_bytes).div_ceil(KIB as u64) as u32;
                 let _slots = slots.acquire_many(weight).await.expect("never closed");
                 let _bytes = budget.acquire_many(bytes).await.expect("never closed");
                 let result = copy_planned(from, to, &key, replacing).await;

@@ -114,6 +114,13 @@ impl Storage {
         self.declared.uploads.part_size
     }
 
+    /// The parts a streaming upload to this storage that asks for no shape sends at once
+    /// at most: [`UPLOAD_MAX_IN_FLIGHT`], or [`crate::LOCAL_UPLOAD_MAX_IN_FLIGHT`] on the
+    /// local provider.
+    pub fn upload_max_in_flight(&self) -> usize {
+        self.declared.uploads.max_in_flight
+    }
+
     /// Stores `checksum` with a just-completed multipart upload whose provider could neither
     /// take it at completion nor stamp it itself (memory, Azure, GCS): the object is read back, and rewritten with the
     /// checksum only if it is still the version written (if-match) and its bytes hash to

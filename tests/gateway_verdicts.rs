@@ -187,3 +187,50 @@ async fn an_object_changed_through_the_gateway_is_served_as_it_now_is() {
     assert_eq!(deleted.status(), 204);
     assert_eq!(get(&get_url, None).await.0, 404);
 }
+
+/// The status of a GET of `url` with one extra header.
+async fn status_with(url: &str, name: &str, value: &str) -> u16 {
+    let response = reqwest::Client::new()
+        .get(url)
+        .header(name, value)
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conditional_get_of_a_corrupt_object_answers_the_same_with_or_without_a_kept_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_local(dir.path());
+    let key = "mask/verdict/corrupt-conditional.png";
+    let put = reqwest::Client::new()
+        .put(serve.sign(SignedMethod::Put, key))
+        .body(body(1000, 0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    rewrite_in_place(&serve.dir.join("data").join(key), |b| b[500] ^= 0x01);
+    // Settled: the next plain GET keeps the corrupt verdict.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let url = serve.sign(SignedMethod::Get, key);
+    let tag = etag(&serve.sign(SignedMethod::Head, key)).await;
+    let asked = [
+        ("if-none-match", tag.as_str(), 304),
+        ("if-match", "\"another\"", 412),
+    ];
+    for (name, value, status) in asked {
+        assert_eq!(status_with(&url, name, value).await, status, "{name} first");
+    }
+    assert_eq!(get(&url, None).await.0, 500, "the corrupt verdict is kept");
+    // The conditions are judged first, as they were before the verdict was kept (and as
+    // S3 judges them): a cache that has the right version hears 304, not 500.
+    for (name, value, status) in asked {
+        assert_eq!(
+            status_with(&url, name, value).await,
+            status,
+            "{name} once the verdict is kept"
+        );
+    }
+}

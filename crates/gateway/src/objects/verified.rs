@@ -288,9 +288,10 @@ impl VerifiedVersions {
     }
 
     /// A whole read of `key` that trusts a kept verdict: a version verified before is read
-    /// without hashing (the stream checks the file did not change), one found corrupt is
-    /// [`Error::Corrupt`] at once, and any other is read through the verifier, whose
-    /// verdict is kept when the stream ends.
+    /// without hashing (the stream checks the file did not change), one found corrupt is a
+    /// stream whose first item is its [`Error::Corrupt`] (the caller judges the request's
+    /// conditions on the description before), and any other is read through the verifier,
+    /// whose verdict is kept when the stream ends.
     pub(crate) async fn read_whole(
         self: &Arc<Self>,
         storage: &Storage,
@@ -304,9 +305,12 @@ impl VerifiedVersions {
                 found == Some(Found::Intact)
             })
             .await?;
-        if let Some(found) = found {
-            // Corrupt: its error, before any byte is read.
-            found.result()?;
+        if let Some(Err(corrupt)) = found.map(|found| found.result()) {
+            // Corrupt: a body that is its error, before any byte is read. The caller still
+            // judges the request's conditions on the description first (304 and 412 as
+            // without a kept verdict, and as S3 answers them).
+            object.stream = futures::stream::once(async move { Err(corrupt) }).boxed();
+            return Ok(object);
         }
         if let (true, Some(version)) = (object.verifies, object.version.clone()) {
             let stream = std::mem::replace(&mut object.stream, futures::stream::empty().boxed());

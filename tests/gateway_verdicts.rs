@@ -234,3 +234,80 @@ async fn a_conditional_get_of_a_corrupt_object_answers_the_same_with_or_without_
         );
     }
 }
+
+const RECORD: &str = "user.maskstore.attributes";
+
+/// The stored checksum of the file at `path`, from its attribute record.
+fn stored_checksum(path: &Path) -> String {
+    let json = xattr::get(path, RECORD).unwrap().expect("a record");
+    let record: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    record["metadata"]["maskstore-checksum"]
+        .as_str()
+        .expect("a stored checksum")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_version_written_by_another_maskstore_or_a_record_changed_is_verified_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_local(dir.path());
+    let key = "mask/verdict/external.png";
+    let file = serve.dir.join("data").join(key);
+    let url = serve.sign(SignedMethod::Get, key);
+    let put = reqwest::Client::new()
+        .put(serve.sign(SignedMethod::Put, key))
+        .body(body(1000, 0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    for _ in 0..2 {
+        assert_eq!(get(&url, None).await.2, Some(body(1000, 0)));
+    }
+    // `maskstore put` in a second process, on the same root, while serve runs: the
+    // gateway hears nothing of it.
+    let source = dir.path().join("v1.png");
+    std::fs::write(&source, body(1000, 1)).unwrap();
+    let root = dir.path().join("data").display().to_string();
+    let env = crate::support::vars(&[
+        ("APP_OBJECT_STORAGE__PROVIDER", "local"),
+        ("APP_OBJECT_STORAGE__ROOT", root.as_str()),
+        ("APP_OBJECT_STORAGE__FSYNC", "false"),
+    ]);
+    let out = crate::support::maskstore(dir.path(), &["put", source.to_str().unwrap(), key], &env);
+    crate::support::succeeded(&out);
+    assert_eq!(
+        get(&url, None).await,
+        (200, Some(1000), Some(body(1000, 1)))
+    );
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    for _ in 0..2 {
+        assert_eq!(get(&url, None).await.2, Some(body(1000, 1)));
+    }
+    // The record changed behind its back, the bytes kept: the checksum of other bytes
+    // (what a damaged or restored record holds). The version it was kept on is gone.
+    let other = "mask/verdict/other.png";
+    let put = reqwest::Client::new()
+        .put(serve.sign(SignedMethod::Put, other))
+        .body(body(1000, 2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let wrong = stored_checksum(&serve.dir.join("data").join(other));
+    let json = xattr::get(&file, RECORD).unwrap().unwrap();
+    let mut record: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_ne!(record["metadata"]["maskstore-checksum"], wrong.as_str());
+    record["metadata"]["maskstore-checksum"] = wrong.into();
+    xattr::set(&file, RECORD, &serde_json::to_vec(&record).unwrap()).unwrap();
+    for wait in [0, 3500] {
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        for _ in 0..2 {
+            let (status, ..) = get(&url, None).await;
+            assert_eq!(status, 500, "served under a verdict on the old record");
+            let (status, ..) = get(&url, Some("bytes=1-9")).await;
+            assert_eq!(status, 500, "a range under a verdict on the old record");
+        }
+    }
+}

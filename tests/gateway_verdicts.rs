@@ -311,3 +311,65 @@ async fn a_version_written_by_another_maskstore_or_a_record_changed_is_verified_
         }
     }
 }
+
+/// Starts a GET of `url` and reads its first chunk; the rest is read by `rest`.
+async fn first_chunk(url: &str) -> (reqwest::Response, Vec<u8>) {
+    let mut response = reqwest::Client::new().get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let first = response.chunk().await.unwrap().expect("a first chunk");
+    (response, first.to_vec())
+}
+
+/// The rest of `response` after `read`: `None` when it was cut off.
+async fn rest(mut response: reqwest::Response, mut read: Vec<u8>) -> Option<Vec<u8>> {
+    while let Some(chunk) = response.chunk().await.ok()? {
+        read.extend_from_slice(&chunk);
+    }
+    Some(read)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_download_under_a_verdict_outlives_a_replacement_but_not_a_rewrite_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_local(dir.path());
+    let http = reqwest::Client::new();
+    let key = "mask/verdict/replaced-while-read.png";
+    let (put, url) = (
+        serve.sign(SignedMethod::Put, key),
+        serve.sign(SignedMethod::Get, key),
+    );
+    // Far more than the sockets buffer: the gateway reads the file as the client reads.
+    let size = 32 * MIB;
+    let status = http.put(&put).body(body(size, 0)).send().await.unwrap();
+    assert_eq!(status.status(), 200);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(get(&url, None).await.2, Some(body(size, 0)), "verified");
+    // Replaced through the gateway while a download of the verified version is under
+    // way: the download still reads the version it opened, whole and intact, as a
+    // verified read (or S3) would serve it.
+    let (response, read) = first_chunk(&url).await;
+    let status = http.put(&put).body(body(size, 1)).send().await.unwrap();
+    assert_eq!(status.status(), 200);
+    let served = rest(response, read).await;
+    assert!(
+        served.as_deref() == Some(&body(size, 0)[..]),
+        "the old version was cut off at {:?} of {size} bytes",
+        served.map(|b| b.len())
+    );
+    assert_eq!(get(&url, None).await.2, Some(body(size, 1)));
+    // Rewritten in place (same size, modification time set back) while a download of
+    // the verified version is under way: never served whole.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(get(&url, None).await.2, Some(body(size, 1)), "verified");
+    let (response, read) = first_chunk(&url).await;
+    rewrite_in_place(&serve.dir.join("data").join(key), |b| b[size - 10] ^= 0x01);
+    let served = rest(response, read).await;
+    let changed = served
+        .as_ref()
+        .map(|b| (b.len(), b[size - 10] != body(size, 1)[size - 10]));
+    eprintln!("served after a rewrite in place: {changed:?}");
+    assert!(
+        !served.is_some_and(|b| b.len() == size),
+        "a rewrite in place was served whole"
+    );
+}

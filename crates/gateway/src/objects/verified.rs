@@ -8,8 +8,10 @@
 //! seconds old. Any change of the file, through maskstore or behind its back (a rewrite in
 //! place of the same size with the modification time set back, a flipped bit written by
 //! a program), changes the status-change time, so the version; its next read is verified
-//! again. A read of a trusted version re-checks the file's stamp before its last chunk and
-//! is cut off if the file changed while it was served. Reads without a version (memory,
+//! again. A read of a trusted version re-checks the file's stamp before its last chunk;
+//! if it changed while it was served (replaced or deleted, which sets the status-change
+//! time of the file still open, or rewritten), the open file is checked whole against its
+//! checksum, and the read is cut off unless it still matches. Reads without a version (memory,
 //! files changed in the last seconds, storages with layers) are verified every time.
 //! Writes and deletes through the gateway forget the key's verdict at once.
 //!

@@ -168,9 +168,10 @@ impl Storage {
     /// (the gateway): the stream names the version it opened ([`ObjectStream::version`],
     /// where the provider can tell), and a whole read of a version `trusted` vouches for is
     /// not hashed again. Such a stream instead holds back its last chunk until the file is
-    /// found unchanged since it was opened, or (when its stamp changed: the name replaced
-    /// or deleted, or the file rewritten) the open file whole still matches the checksum;
-    /// else it ends in an error: a version is trusted only for the bytes it names.
+    /// found unchanged since it was opened, or, for a whole read whose stamp changed (the
+    /// name replaced or deleted, or the file rewritten), the open file whole still matches
+    /// the checksum; else it ends in an error: a version is trusted only for the bytes it
+    /// names.
     pub async fn read_stream_trusting(
         &self,
         key: &ObjectKey,
@@ -199,10 +200,12 @@ impl Storage {
         let stream = match result.payload {
             GetResultPayload::File(file, _) => {
                 let vouched = match stamp.filter(|_| trusted) {
-                    // The whole object's verifier, to check it by when the stamp changes.
+                    // A whole read checks the file whole when its stamp changed: twice the
+                    // read at most. A range does not (one range of a large object would
+                    // read it all): it is cut off, and read again with If-Range.
                     Some(stamp) => Some(Vouched {
                         stamp,
-                        verifier: self.verifier(&info, true)?,
+                        verifier: self.verifier(&info, whole)?,
                     }),
                     None => None,
                 };

@@ -10,9 +10,10 @@
 //! a program), changes the status-change time, so the version; its next read is verified
 //! again. A read of a trusted version re-checks the file's stamp before its last chunk;
 //! if it changed while it was served (replaced or deleted, which sets the status-change
-//! time of the file still open, or rewritten), the open file is checked whole against its
-//! checksum, and the read is cut off unless it still matches. Reads without a version (memory,
-//! files changed in the last seconds, storages with layers) are verified every time.
+//! time of the file still open, or rewritten), the open file of a whole read is checked
+//! whole against its checksum, and the read is cut off unless it still matches (a partial
+//! range is cut off). Reads without a version (memory, files changed in the last seconds,
+//! storages with layers) are verified every time.
 //! Writes and deletes through the gateway forget the key's verdict at once.
 //!
 //! The memory is bounded: at most [`VERDICTS`] verdicts and [`VERDICT_BYTES`] of keys and

@@ -187,3 +187,189 @@ async fn an_object_changed_through_the_gateway_is_served_as_it_now_is() {
     assert_eq!(deleted.status(), 204);
     assert_eq!(get(&get_url, None).await.0, 404);
 }
+
+/// The status of a GET of `url` with one extra header.
+async fn status_with(url: &str, name: &str, value: &str) -> u16 {
+    let response = reqwest::Client::new()
+        .get(url)
+        .header(name, value)
+        .send()
+        .await
+        .unwrap();
+    response.status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_conditional_get_of_a_corrupt_object_answers_the_same_with_or_without_a_kept_verdict() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_local(dir.path());
+    let key = "mask/verdict/corrupt-conditional.png";
+    let put = reqwest::Client::new()
+        .put(serve.sign(SignedMethod::Put, key))
+        .body(body(1000, 0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    rewrite_in_place(&serve.dir.join("data").join(key), |b| b[500] ^= 0x01);
+    // Settled: the next plain GET keeps the corrupt verdict.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let url = serve.sign(SignedMethod::Get, key);
+    let tag = etag(&serve.sign(SignedMethod::Head, key)).await;
+    let asked = [
+        ("if-none-match", tag.as_str(), 304),
+        ("if-match", "\"another\"", 412),
+    ];
+    for (name, value, status) in asked {
+        assert_eq!(status_with(&url, name, value).await, status, "{name} first");
+    }
+    assert_eq!(get(&url, None).await.0, 500, "the corrupt verdict is kept");
+    // The conditions are judged first, as they were before the verdict was kept (and as
+    // S3 judges them): a cache that has the right version hears 304, not 500.
+    for (name, value, status) in asked {
+        assert_eq!(
+            status_with(&url, name, value).await,
+            status,
+            "{name} once the verdict is kept"
+        );
+    }
+}
+
+const RECORD: &str = "user.maskstore.attributes";
+
+/// The stored checksum of the file at `path`, from its attribute record.
+fn stored_checksum(path: &Path) -> String {
+    let json = xattr::get(path, RECORD).unwrap().expect("a record");
+    let record: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    record["metadata"]["maskstore-checksum"]
+        .as_str()
+        .expect("a stored checksum")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_version_written_by_another_maskstore_or_a_record_changed_is_verified_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_local(dir.path());
+    let key = "mask/verdict/external.png";
+    let file = serve.dir.join("data").join(key);
+    let url = serve.sign(SignedMethod::Get, key);
+    let put = reqwest::Client::new()
+        .put(serve.sign(SignedMethod::Put, key))
+        .body(body(1000, 0))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    for _ in 0..2 {
+        assert_eq!(get(&url, None).await.2, Some(body(1000, 0)));
+    }
+    // `maskstore put` in a second process, on the same root, while serve runs: the
+    // gateway hears nothing of it.
+    let source = dir.path().join("v1.png");
+    std::fs::write(&source, body(1000, 1)).unwrap();
+    let root = dir.path().join("data").display().to_string();
+    let env = crate::support::vars(&[
+        ("APP_OBJECT_STORAGE__PROVIDER", "local"),
+        ("APP_OBJECT_STORAGE__ROOT", root.as_str()),
+        ("APP_OBJECT_STORAGE__FSYNC", "false"),
+    ]);
+    let out = crate::support::maskstore(dir.path(), &["put", source.to_str().unwrap(), key], &env);
+    crate::support::succeeded(&out);
+    assert_eq!(
+        get(&url, None).await,
+        (200, Some(1000), Some(body(1000, 1)))
+    );
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    for _ in 0..2 {
+        assert_eq!(get(&url, None).await.2, Some(body(1000, 1)));
+    }
+    // The record changed behind its back, the bytes kept: the checksum of other bytes
+    // (what a damaged or restored record holds). The version it was kept on is gone.
+    let other = "mask/verdict/other.png";
+    let put = reqwest::Client::new()
+        .put(serve.sign(SignedMethod::Put, other))
+        .body(body(1000, 2))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), 200);
+    let wrong = stored_checksum(&serve.dir.join("data").join(other));
+    let json = xattr::get(&file, RECORD).unwrap().unwrap();
+    let mut record: serde_json::Value = serde_json::from_slice(&json).unwrap();
+    assert_ne!(record["metadata"]["maskstore-checksum"], wrong.as_str());
+    record["metadata"]["maskstore-checksum"] = wrong.into();
+    xattr::set(&file, RECORD, &serde_json::to_vec(&record).unwrap()).unwrap();
+    for wait in [0, 3500] {
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+        for _ in 0..2 {
+            let (status, ..) = get(&url, None).await;
+            assert_eq!(status, 500, "served under a verdict on the old record");
+            let (status, ..) = get(&url, Some("bytes=1-9")).await;
+            assert_eq!(status, 500, "a range under a verdict on the old record");
+        }
+    }
+}
+
+/// Starts a GET of `url` and reads its first chunk; the rest is read by `rest`.
+async fn first_chunk(url: &str) -> (reqwest::Response, Vec<u8>) {
+    let mut response = reqwest::Client::new().get(url).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let first = response.chunk().await.unwrap().expect("a first chunk");
+    (response, first.to_vec())
+}
+
+/// The rest of `response` after `read`: `None` when it was cut off.
+async fn rest(mut response: reqwest::Response, mut read: Vec<u8>) -> Option<Vec<u8>> {
+    while let Some(chunk) = response.chunk().await.ok()? {
+        read.extend_from_slice(&chunk);
+    }
+    Some(read)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_download_under_a_verdict_outlives_a_replacement_but_not_a_rewrite_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_local(dir.path());
+    let http = reqwest::Client::new();
+    let key = "mask/verdict/replaced-while-read.png";
+    let (put, url) = (
+        serve.sign(SignedMethod::Put, key),
+        serve.sign(SignedMethod::Get, key),
+    );
+    // Far more than the sockets buffer: the gateway reads the file as the client reads.
+    let size = 32 * MIB;
+    let status = http.put(&put).body(body(size, 0)).send().await.unwrap();
+    assert_eq!(status.status(), 200);
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(get(&url, None).await.2, Some(body(size, 0)), "verified");
+    // Replaced through the gateway while a download of the verified version is under
+    // way: the download still reads the version it opened, whole and intact, as a
+    // verified read (or S3) would serve it.
+    let (response, read) = first_chunk(&url).await;
+    let status = http.put(&put).body(body(size, 1)).send().await.unwrap();
+    assert_eq!(status.status(), 200);
+    let served = rest(response, read).await;
+    assert!(
+        served.as_deref() == Some(&body(size, 0)[..]),
+        "the old version was cut off at {:?} of {size} bytes",
+        served.map(|b| b.len())
+    );
+    assert_eq!(get(&url, None).await.2, Some(body(size, 1)));
+    // Rewritten in place (same size, modification time set back) while a download of
+    // the verified version is under way: never served whole.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    assert_eq!(get(&url, None).await.2, Some(body(size, 1)), "verified");
+    let (response, read) = first_chunk(&url).await;
+    rewrite_in_place(&serve.dir.join("data").join(key), |b| b[size - 10] ^= 0x01);
+    let served = rest(response, read).await;
+    let changed = served
+        .as_ref()
+        .map(|b| (b.len(), b[size - 10] != body(size, 1)[size - 10]));
+    eprintln!("served after a rewrite in place: {changed:?}");
+    assert!(
+        served.is_none_or(|b| b.len() != size),
+        "a rewrite in place was served whole"
+    );
+}

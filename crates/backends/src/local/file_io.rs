@@ -14,45 +14,80 @@ use super::stamp::FileStamp;
 const FILE_READ_CHUNK: u64 = 1024 * 1024;
 
 /// A local file's `range` as a stream of 1 MiB chunks, each read in a blocking task. With
-/// `stamp`, the last chunk is read and then held back until the file
-/// is found to still have the stamp, else the stream ends in an error instead: bytes read
-/// while another program rewrote the file in place are never all served under the stamp's
-/// verdict (see [`super::stamp`]).
+/// `vouched` (a version served under a kept verdict, not hashed as it is read), the last
+/// chunk is read and then held back until the file is found to still have the stamp, else
+/// the stream ends in an error instead: bytes read while another program rewrote the file
+/// in place are never all served under the stamp's verdict (see [`super::stamp`]).
 pub(crate) fn stamped_file_stream(
     file: std::fs::File,
     range: Range<u64>,
-    stamp: Option<FileStamp>,
+    vouched: Option<Vouched>,
 ) -> BoxStream<'static, object_store::Result<Bytes>> {
     futures::stream::try_unfold(
-        (file, range.start, range.end),
-        move |(file, pos, end)| async move {
+        (file, range.start, range.end, vouched),
+        |(file, pos, end, mut vouched)| async move {
             if pos >= end {
                 return Ok(None);
             }
             let len = (end - pos).min(FILE_READ_CHUNK) as usize;
-            let failed =
-                |e| object_store::Error::from(super::LocalError::io("(a streamed read)", e));
+            let next = pos + len as u64;
+            let check = if next == end { vouched.take() } else { None };
             // A blocking task even for cached data: a 1 MiB copy on the caller's thread,
             // into a pooled buffer or a zeroed fresh one, halved the gateway's rate of
             // 1 MiB GETs at 32 clients (BENCHMARKS.md, issue 30).
             let (file, buf) = tokio::task::spawn_blocking(move || {
-                read_chunk(&file, pos, len).map(|buf| (file, Bytes::from(buf)))
+                let buf = read_chunk(&file, pos, len)?;
+                if let Some(check) = check {
+                    check.confirm(&file)?;
+                }
+                Ok::<_, std::io::Error>((file, Bytes::from(buf)))
             })
             .await?
-            .map_err(failed)?;
-            let next = pos + len as u64;
-            if next == end
-                && let Some(stamp) = stamp
-                && !stamp.still(&file)
-            {
-                return Err(failed(std::io::Error::other(
-                    "the file changed while it was read (rewritten in place by another program)",
-                )));
-            }
-            Ok(Some((buf, (file, next, end))))
+            .map_err(|e| {
+                object_store::Error::from(super::LocalError::io("(a streamed read)", e))
+            })?;
+            Ok(Some((buf, (file, next, end, vouched))))
         },
     )
     .boxed()
+}
+
+/// What a stream of a version served under a kept verdict checks before its last chunk:
+/// the file's stamp, and, when the stamp changed, the whole file it holds open against the
+/// checksum it was verified against.
+pub(crate) struct Vouched {
+    pub(crate) stamp: FileStamp,
+    pub(crate) verifier: Option<crate::checksum::Verifier>,
+}
+
+impl Vouched {
+    /// Ok when the open `file` did not change since its stamp was taken, or changed only
+    /// in what does not touch its bytes (the name replaced or deleted, which sets the
+    /// status-change time of the file still open) and its bytes still match the checksum
+    /// (read again whole: a change of the data is caught, unless undone byte for byte
+    /// before this check).
+    fn confirm(self, file: &std::fs::File) -> std::io::Result<()> {
+        if self.stamp.still(file) {
+            return Ok(());
+        }
+        let changed = || {
+            std::io::Error::other(
+                "the file changed while it was read (rewritten in place by another program)",
+            )
+        };
+        let mut verifier = self.verifier.ok_or_else(changed)?;
+        let size = self.stamp.size();
+        let mut pos = 0;
+        while pos < size {
+            let len = (size - pos).min(FILE_READ_CHUNK) as usize;
+            verifier.update(&read_chunk(file, pos, len)?);
+            pos += len as u64;
+        }
+        if file.metadata()?.len() != size {
+            return Err(changed());
+        }
+        verifier.finish().map_err(|_| changed())
+    }
 }
 
 /// Reads `len` bytes at `pos` into a buffer that is never zeroed first (`pread` straight

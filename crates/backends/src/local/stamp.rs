@@ -67,6 +67,11 @@ impl FileStamp {
         }
     }
 
+    /// The file's size when the stamp was taken.
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
     /// Whether `file` still has this stamp: nothing changed it since the stamp was taken.
     pub(crate) fn still(&self, file: &File) -> bool {
         file.metadata().is_ok_and(|md| FileStamp::of(&md) == *self)

@@ -12,7 +12,7 @@ use object_store::{
 use super::Storage;
 use crate::checksum::{LateChecksum, verify_stream};
 use crate::local::ReadChecksum;
-use crate::local::file_io::stamped_file_stream;
+use crate::local::file_io::{Vouched, stamped_file_stream};
 use crate::local::stamp::FileStamp;
 use crate::types::{
     ByteRange, Listing, Object, ObjectInfo, ObjectStream, PutOutcome, ReadOptions, ReadVersion,
@@ -171,8 +171,10 @@ impl Storage {
     /// (the gateway): the stream names the version it opened ([`ObjectStream::version`],
     /// where the provider can tell), and a whole read of a version `trusted` vouches for is
     /// not hashed again. Such a stream instead holds back its last chunk until the file is
-    /// found unchanged since it was opened, and ends in an error if it was changed: a
-    /// version is trusted only for the bytes it names.
+    /// found unchanged since it was opened, or, for a whole read whose stamp changed (the
+    /// name replaced or deleted, or the file rewritten), the open file whole still matches
+    /// the checksum; else it ends in an error: a version is trusted only for the bytes it
+    /// names.
     pub async fn read_stream_trusting(
         &self,
         key: &ObjectKey,
@@ -200,7 +202,17 @@ impl Storage {
         let key_text = key.to_string();
         let stream = match result.payload {
             GetResultPayload::File(file, _) => {
-                stamped_file_stream(file, range.clone(), stamp.filter(|_| trusted))
+                let vouched = match stamp.filter(|_| trusted) {
+                    // A whole read checks the file whole when its stamp changed: twice the
+                    // read at most. A range does not (one range of a large object would
+                    // read it all): it is cut off, and read again with If-Range.
+                    Some(stamp) => Some(Vouched {
+                        stamp,
+                        verifier: self.verifier(&info, whole)?,
+                    }),
+                    None => None,
+                };
+                stamped_file_stream(file, range.clone(), vouched)
             }
             GetResultPayload::Stream(stream) => stream,
         };

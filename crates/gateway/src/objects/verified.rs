@@ -8,9 +8,12 @@
 //! seconds old. Any change of the file, through maskstore or behind its back (a rewrite in
 //! place of the same size with the modification time set back, a flipped bit written by
 //! a program), changes the status-change time, so the version; its next read is verified
-//! again. A read of a trusted version re-checks the file's stamp before its last chunk and
-//! is cut off if the file changed while it was served. Reads without a version (memory,
-//! files changed in the last seconds, storages with layers) are verified every time.
+//! again. A read of a trusted version re-checks the file's stamp before its last chunk;
+//! if it changed while it was served (replaced or deleted, which sets the status-change
+//! time of the file still open, or rewritten), the open file of a whole read is checked
+//! whole against its checksum, and the read is cut off unless it still matches (a partial
+//! range is cut off). Reads without a version (memory, files changed in the last seconds,
+//! storages with layers) are verified every time.
 //! Writes and deletes through the gateway forget the key's verdict at once.
 //!
 //! The memory is bounded: at most [`VERDICTS`] verdicts and [`VERDICT_BYTES`] of keys and
@@ -203,12 +206,13 @@ impl<V: std::fmt::Debug> Verdicts<V> {
         self.by_key.get(key)
     }
 
-    /// Forgets `key`'s verdict, if any (its order item goes stale).
+    /// Forgets `key`'s verdict, if any (its order item goes stale, and its copy of the key
+    /// counts against the half's bytes until the item is gone).
     fn forget(&mut self, key: &str) {
         if let Some(old) = self.by_key.remove(key) {
             let half = &mut self.halves[usize::from(old.large)];
             half.count -= 1;
-            half.bytes -= old.weight;
+            half.bytes -= old.weight - key.len();
         }
     }
 
@@ -252,12 +256,19 @@ impl<V: std::fmt::Debug> Verdicts<V> {
                 let old = verdicts.remove(&key).expect("just found");
                 half.count -= 1;
                 half.bytes -= old.weight;
+            } else {
+                half.bytes -= key.len();
             }
         }
         // Stale items (keys with a newer verdict, or forgotten) never outnumber the live.
         if half.order.len() > 2 * half.count + 1024 {
-            half.order
-                .retain(|(key, seq)| verdicts.get(key).is_some_and(|v| v.seq == *seq));
+            let mut freed = 0;
+            half.order.retain(|(key, seq)| {
+                let live = verdicts.get(key).is_some_and(|v| v.seq == *seq);
+                freed += if live { 0 } else { key.len() };
+                live
+            });
+            half.bytes -= freed;
         }
     }
 }
@@ -288,9 +299,10 @@ impl VerifiedVersions {
     }
 
     /// A whole read of `key` that trusts a kept verdict: a version verified before is read
-    /// without hashing (the stream checks the file did not change), one found corrupt is
-    /// [`Error::Corrupt`] at once, and any other is read through the verifier, whose
-    /// verdict is kept when the stream ends.
+    /// without hashing (the stream checks the file did not change), one found corrupt is a
+    /// stream whose first item is its [`Error::Corrupt`] (the caller judges the request's
+    /// conditions on the description before), and any other is read through the verifier,
+    /// whose verdict is kept when the stream ends.
     pub(crate) async fn read_whole(
         self: &Arc<Self>,
         storage: &Storage,
@@ -304,9 +316,12 @@ impl VerifiedVersions {
                 found == Some(Found::Intact)
             })
             .await?;
-        if let Some(found) = found {
-            // Corrupt: its error, before any byte is read.
-            found.result()?;
+        if let Some(Err(corrupt)) = found.map(|found| found.result()) {
+            // Corrupt: a body that is its error, before any byte is read. The caller still
+            // judges the request's conditions on the description first (304 and 412 as
+            // without a kept verdict, and as S3 answers them).
+            object.stream = futures::stream::once(async move { Err(corrupt) }).boxed();
+            return Ok(object);
         }
         if let (true, Some(version)) = (object.verifies, object.version.clone()) {
             let stream = std::mem::replace(&mut object.stream, futures::stream::empty().boxed());
@@ -503,15 +518,42 @@ mod tests {
     /// What a half holds by its own count, checked against the entries themselves.
     fn held(verdicts: &Verdicts<u64>, large: bool) -> (usize, usize) {
         let half = &verdicts.halves[usize::from(large)];
-        let bytes = verdicts
-            .by_key
-            .values()
-            .filter(|v| v.large == large)
-            .map(|v| v.weight)
-            .sum::<usize>();
-        assert_eq!(half.bytes, bytes);
+        assert_eq!(half.bytes, really_held(verdicts, large));
         assert_eq!(half.count, live(verdicts, large));
         (half.count, half.bytes)
+    }
+
+    /// What a half really holds: its live entries' weights, and the key each stale order
+    /// item still carries.
+    fn really_held(verdicts: &Verdicts<u64>, large: bool) -> usize {
+        let half = &verdicts.halves[usize::from(large)];
+        let live = |key: &str, seq: u64| verdicts.get(key).is_some_and(|v| v.seq == seq);
+        let stale = half.order.iter().filter(|(k, s)| !live(k, *s));
+        let stale_bytes = stale.map(|(k, _)| k.len()).sum::<usize>();
+        let live_bytes = verdicts.by_key.values().filter(|v| v.large == large);
+        live_bytes.map(|v| v.weight).sum::<usize>() + stale_bytes
+    }
+
+    #[test]
+    fn new_versions_of_long_keys_cannot_hold_more_than_the_byte_bound() {
+        let mut verdicts = Verdicts::<u64>::default();
+        let long = "k".repeat(maskstore_core::MAX_KEY_BYTES - 20);
+        for round in 0..3u64 {
+            for n in 0..1_000u64 {
+                verdicts.keep(&format!("mask/{long}{n}"), round, 10, Found::Intact);
+            }
+            let really = really_held(&verdicts, false);
+            assert!(
+                really <= VERDICT_BYTES / 2,
+                "round {round}: {really} bytes held, {} allowed",
+                VERDICT_BYTES / 2
+            );
+            assert_eq!(verdicts.halves[0].bytes, really);
+        }
+        for n in 0..1_000u64 {
+            verdicts.forget(&format!("mask/{long}{n}"));
+        }
+        assert_eq!(verdicts.halves[0].bytes, really_held(&verdicts, false));
     }
 
     #[test]
@@ -561,11 +603,12 @@ mod tests {
         let mut verdicts = Verdicts::<u64>::default();
         verdicts.keep("mask/a.png", 1, 10, Found::Intact);
         verdicts.keep("mask/a.png", 2, LARGE_FROM, Found::Intact);
-        assert_eq!(held(&verdicts, false), (0, 0));
+        // Only the stale order item's copy of the key is left in the small half.
+        assert_eq!(held(&verdicts, false), (0, "mask/a.png".len()));
         assert_eq!(held(&verdicts, true).0, 1);
         assert_eq!(verdicts.get("mask/a.png").map(|v| v.version), Some(2));
         verdicts.forget("mask/a.png");
         assert!(verdicts.get("mask/a.png").is_none());
-        assert_eq!(held(&verdicts, true), (0, 0));
+        assert_eq!(held(&verdicts, true), (0, "mask/a.png".len()));
     }
 }

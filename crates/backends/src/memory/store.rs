@@ -443,10 +443,11 @@ mod tests {
         let freed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let data = Bytes::from_owner(Tracked(vec![8; 4096], Arc::clone(&freed)));
         s.put(&k, data).await.unwrap();
-        let sums = store.sums();
-        let vouched = sums.get(&Path::from("mask/a.bin")).unwrap();
-        assert_eq!(vouched.data.as_ref(), &[8; 4096][..]);
-        drop(sums);
+        {
+            let sums = store.sums();
+            let vouched = sums.get(&Path::from("mask/a.bin")).unwrap();
+            assert_eq!(vouched.data.as_ref(), &[8; 4096][..]);
+        }
         assert!(!freed.load(std::sync::atomic::Ordering::SeqCst));
         s.delete(&k).await.unwrap();
         assert!(

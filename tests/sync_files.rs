@@ -431,13 +431,14 @@ fn the_cli_sync_between_local_roots_copies_by_file_and_names_a_damaged_object() 
 }
 
 /// Sets the stored checksum in a local object's attributes (as someone with write access
-/// to the root can), keeping everything else.
+/// to the root can). A JSON record keeps everything else; maskstore's own compact record is
+/// replaced by a JSON one holding the checksum alone (its generation, so its etag, goes).
 fn set_stored_checksum(path: &Path, checksum: &str) {
     const XATTR: &str = "user.maskstore.attributes";
     let json = xattr::get(path, XATTR).unwrap().unwrap_or(b"{}".to_vec());
     // maskstore writes its records in a compact binary form and reads JSON ones too; the
-    // objects here hold nothing but a checksum and a generation, so a JSON record replaces
-    // a compact one.
+    // objects here hold nothing but a checksum and a generation, and no test here reads
+    // the generation, so a JSON record replaces a compact one.
     let mut stored: serde_json::Value =
         serde_json::from_slice(&json).unwrap_or_else(|_| serde_json::json!({}));
     stored["metadata"]["maskstore-checksum"] = checksum.into();

@@ -229,8 +229,49 @@ async fn local_get(rows: &mut Vec<String>) {
     ));
 }
 
+/// `MASKSTORE_OVERHEAD_COUNT=<op>:<n>` (op: `get`, `raw-get`, `put`, `raw-put`): runs only
+/// `n` memory calls of 4 KiB, for counting instructions per call under callgrind (two runs
+/// with different `n`, their difference divided), which a loaded machine does not blur.
+fn count_only() -> bool {
+    let Ok(spec) = std::env::var("MASKSTORE_OVERHEAD_COUNT") else {
+        return false;
+    };
+    let (op, n) = spec
+        .split_once(':')
+        .expect("MASKSTORE_OVERHEAD_COUNT=<op>:<n>");
+    let n: usize = n.parse().expect("a count");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let storage = Storage::memory();
+        let raw: Arc<dyn ObjectStore> = Arc::new(object_store::memory::InMemory::new());
+        let data = pattern(4096);
+        let key = storage.key("count/object.bin").unwrap();
+        let path = Path::from("mask/count/object.bin");
+        storage.put(&key, data.clone()).await.unwrap();
+        raw.put(&path, data.clone().into()).await.unwrap();
+        for _ in 0..n {
+            match op {
+                "get" => assert_eq!(storage.get(&key).await.unwrap().data.len(), 4096),
+                "raw-get" => {
+                    let got = raw.get(&path).await.unwrap().bytes().await.unwrap();
+                    assert_eq!(got.len(), 4096);
+                }
+                "put" => drop(storage.put(&key, data.clone()).await.unwrap()),
+                "raw-put" => drop(raw.put(&path, data.clone().into()).await.unwrap()),
+                other => panic!("unknown op {other}"),
+            }
+        }
+    });
+    true
+}
+
 /// Prints the `overhead` section.
 pub fn print() {
+    if count_only() {
+        return;
+    }
     let rt = tokio::runtime::Runtime::new().unwrap();
     let mut rows = Vec::new();
     rt.block_on(async {

@@ -192,6 +192,26 @@ impl Instrumentation {
     pub(crate) fn new(recorder: Recorder) -> Self {
         Instrumentation { recorder }
     }
+
+    /// Runs `run` in a span, and records its outcome and duration.
+    async fn timed<'a, T: Send + 'a>(
+        &'a self,
+        call: Call<'a>,
+        run: BoxFuture<'a, Result<T>>,
+    ) -> Result<T> {
+        let started = Instant::now();
+        let operation = call.operation;
+        let span = tracing::info_span!("storage", backend = %self.recorder.backend, operation = operation.as_str(), key = %call.location);
+        let result = run.instrument(span).await;
+        // A started upload is recorded when it completes or aborts; only a failure to
+        // start is recorded here.
+        if operation != Operation::Upload || result.is_err() {
+            let outcome = self.recorder.outcome_of(&result, call.location);
+            self.recorder
+                .finish(Measured::Store(operation), outcome, started);
+        }
+        result
+    }
 }
 
 impl Intercept for Instrumentation {
@@ -204,21 +224,7 @@ impl Intercept for Instrumentation {
         call: Call<'a>,
         run: BoxFuture<'a, Result<T>>,
     ) -> BoxFuture<'a, Result<T>> {
-        async move {
-            let started = Instant::now();
-            let operation = call.operation;
-            let span = tracing::info_span!("storage", backend = %self.recorder.backend, operation = operation.as_str(), key = %call.location);
-            let result = run.instrument(span).await;
-            // A started upload is recorded when it completes or aborts; only a failure to
-            // start is recorded here.
-            if operation != Operation::Upload || result.is_err() {
-                let outcome = self.recorder.outcome_of(&result, call.location);
-                self.recorder
-                    .finish(Measured::Store(operation), outcome, started);
-            }
-            result
-        }
-        .boxed()
+        self.timed(call, run).boxed()
     }
 
     fn get<'a>(
@@ -226,8 +232,9 @@ impl Intercept for Instrumentation {
         call: Call<'a>,
         run: BoxFuture<'a, Result<GetResult>>,
     ) -> BoxFuture<'a, Result<GetResult>> {
+        // One future for the call and its answer (`call` would box the timing apart).
         async move {
-            let result = self.call(call, run).await?;
+            let result = self.timed(call, run).await?;
             let recorder = self.recorder.clone();
             let GetResult {
                 payload,

@@ -325,6 +325,53 @@ mod tests {
         assert!(StoredAttributes::decode(&record[..record.len() - 3]).is_err());
     }
 
+    /// A record anyone with write access to the root could set: whatever its bytes, reading
+    /// it is a record or an error, never a panic, and a length it claims allocates nothing
+    /// beyond the record.
+    #[test]
+    fn any_compact_record_reads_as_a_record_or_an_error_never_a_panic() {
+        // A claimed string of u32::MAX bytes, and a claimed map of u32::MAX entries.
+        let huge = [0xff, 0xff, 0xff, 0xff, 0x0f];
+        let string = [&[COMPACT, 0, 0, 1][..], &huge].concat();
+        let map = [&[COMPACT, 0, 0, 0, 0, 0, 0, 0][..], &huge, b"ab"].concat();
+        for claimed in [string, map] {
+            assert!(StoredAttributes::decode(&claimed).is_err(), "{claimed:?}");
+        }
+        let mut full = with_checksum("crc64nvme:AAAAAAAAAAA=");
+        full.content_type = Some("image/png".to_string());
+        full.metadata.insert("study".to_string(), "s-1".to_string());
+        let record = full.encode().unwrap();
+        let seed: u64 = rand::random();
+        let cases = 20_000;
+        println!("seed {seed:#x}, {cases} cases");
+        let mut state = seed | 1;
+        let mut next = move || {
+            // xorshift64: reproducible from the printed seed.
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        for case in 0..cases {
+            let mut bytes = record.clone();
+            match case % 3 {
+                0 => bytes.truncate(1 + next() as usize % record.len()),
+                1 => {
+                    let at = 1 + next() as usize % (record.len() - 1);
+                    bytes[at] = next() as u8;
+                }
+                _ => {
+                    let len = next() as usize % 64;
+                    bytes = std::iter::once(COMPACT)
+                        .chain((0..len).map(|_| next() as u8))
+                        .collect();
+                }
+            }
+            // Either outcome is fine; what must not happen is a panic or a huge allocation.
+            let _ = StoredAttributes::decode(&bytes);
+        }
+    }
+
     #[test]
     fn no_record_is_none_and_a_record_that_does_not_parse_is_an_error_naming_it() {
         let dir = tempfile::tempdir().unwrap();

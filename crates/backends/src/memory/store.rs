@@ -80,10 +80,12 @@ impl MemoryStore {
     /// Records `sum` as the checksum of what is at `location` (or forgets it: `None`).
     fn remember(&self, location: &Path, sum: Option<Vouched>) {
         let mut sums = self.sums();
-        match sum {
-            Some(sum) => sums.insert(location.clone(), sum),
-            None => sums.remove(location),
-        };
+        match (sums.get_mut(location), sum) {
+            // An overwrite: the path is kept, not cloned again.
+            (Some(kept), Some(sum)) => *kept = sum,
+            (None, Some(sum)) => drop(sums.insert(location.clone(), sum)),
+            (_, None) => drop(sums.remove(location)),
+        }
     }
 
     /// The checksum of `data`, read at `location`, with the algorithm of `stored`: the one
@@ -117,25 +119,28 @@ impl MemoryStore {
     /// A whole read the facade verifies ([`ReadAll`] with `hash`): the answer with its
     /// bytes in one buffer, and the checksum of that buffer ([`ReadChecksum`]).
     async fn vouched_read(&self, location: &Path, mut result: GetResult) -> Result<GetResult> {
-        let stored = result
-            .attributes
-            .get(&Attribute::Metadata(CHECKSUM_METADATA.into()))
-            .map(|value| value.to_string());
-        let Some(stored) = stored else {
+        let name = Attribute::Metadata(CHECKSUM_METADATA.into());
+        if result.attributes.get(&name).is_none() {
             return Ok(result);
-        };
-        let GetResultPayload::Stream(stream) = result.payload else {
-            return Ok(result);
+        }
+        let nothing = GetResultPayload::Stream(futures::stream::empty().boxed());
+        let mut stream = match std::mem::replace(&mut result.payload, nothing) {
+            GetResultPayload::Stream(stream) => stream,
+            file => {
+                result.payload = file;
+                return Ok(result);
+            }
         };
         // `InMemory` answers with the stored buffer as one chunk.
-        let mut stream = stream;
         let first = stream.next().await.transpose()?.unwrap_or_default();
         let rest: Vec<Bytes> = stream.try_collect().await?;
         let data = match rest.is_empty() {
             true => first,
             false => Bytes::from([&[first][..], &rest].concat().concat()),
         };
-        if let Some(checksum) = self.checksum_of(location, &data, &stored) {
+        let stored = result.attributes.get(&name).map(|value| value.as_ref());
+        if let Some(checksum) = stored.and_then(|stored| self.checksum_of(location, &data, stored))
+        {
             result.extensions.insert(ReadChecksum {
                 data: data.clone(),
                 checksum,
@@ -391,6 +396,101 @@ mod tests {
             kept(&store, "mask/a.bin"),
             checksum_of(ChecksumAlgorithm::Sha256, &data)
         );
+    }
+
+    /// A buffer that says when it is freed.
+    struct Tracked(Vec<u8>, Arc<std::sync::atomic::AtomicBool>);
+
+    impl AsRef<[u8]> for Tracked {
+        fn as_ref(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
+    impl Drop for Tracked {
+        fn drop(&mut self) {
+            self.1.store(true, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kept_checksum_holds_its_buffer_so_no_other_bytes_can_take_its_address() {
+        // Were the buffer freed while its checksum is kept, a new buffer could be given the
+        // same address and length, and the checksum would vouch for bytes it never saw.
+        let (s, store) = memory();
+        let k = s.key("a.bin").unwrap();
+        let freed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let data = Bytes::from_owner(Tracked(vec![7; 4096], Arc::clone(&freed)));
+        s.put(&k, data).await.unwrap();
+        assert!(kept(&store, "mask/a.bin").is_some());
+        // Overwritten through the raw store (no checksum vouched): the object no longer
+        // holds the buffer, but the store must not have kept its address alone either.
+        let other = bytes(4096, 9);
+        s.object_store()
+            .put_opts(
+                &Path::from("mask/a.bin"),
+                other.clone().into(),
+                PutOptions::default(),
+            )
+            .await
+            .unwrap();
+        assert!(
+            freed.load(std::sync::atomic::Ordering::SeqCst),
+            "nothing holds the old buffer once the object and its checksum are gone"
+        );
+        assert_eq!(kept(&store, "mask/a.bin"), None);
+        // While its checksum is kept, its buffer lives (the object holds it too).
+        let freed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let data = Bytes::from_owner(Tracked(vec![8; 4096], Arc::clone(&freed)));
+        s.put(&k, data).await.unwrap();
+        {
+            let sums = store.sums();
+            let vouched = sums.get(&Path::from("mask/a.bin")).unwrap();
+            assert_eq!(vouched.data.as_ref(), &[8; 4096][..]);
+        }
+        assert!(!freed.load(std::sync::atomic::Ordering::SeqCst));
+        s.delete(&k).await.unwrap();
+        assert!(
+            freed.load(std::sync::atomic::Ordering::SeqCst),
+            "a delete frees it"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn puts_and_verified_reads_racing_on_one_key_never_see_a_false_corrupt() {
+        let (s, _) = memory();
+        let k = s.key("raced.bin").unwrap();
+        let bodies: Vec<Bytes> = (0..4).map(|i| bytes(4096, i)).collect();
+        s.put(&k, bodies[0].clone()).await.unwrap();
+        let mut tasks = Vec::new();
+        for t in 0..4usize {
+            let (s, k, bodies) = (s.clone(), k.clone(), bodies.clone());
+            tasks.push(tokio::spawn(async move {
+                for i in 0..2000usize {
+                    if (i + t) % 2 == 0 {
+                        s.put(&k, bodies[(i + t) % 4].clone()).await.unwrap();
+                    } else {
+                        // Fresh buffers too, so the racing puts are not all vouched ones.
+                        let copy = Bytes::copy_from_slice(&bodies[i % 4]);
+                        let body = if i % 3 == 0 {
+                            copy
+                        } else {
+                            bodies[i % 4].clone()
+                        };
+                        s.put(&k, body).await.unwrap();
+                        let got = s.get(&k).await.unwrap();
+                        assert!(bodies.contains(&got.data));
+                        assert_eq!(
+                            got.info.checksum,
+                            checksum_of(ChecksumAlgorithm::Crc64Nvme, &got.data)
+                        );
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
     }
 
     /// A layer that alters what it passes on: the first byte of every put's payload, of

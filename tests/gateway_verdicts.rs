@@ -9,7 +9,8 @@
 use std::path::Path;
 use std::time::Duration;
 
-use maskstore_backends::SignedMethod;
+use maskstore_backends::{SignedMethod, checksum_of};
+use maskstore_core::ChecksumAlgorithm;
 
 use crate::support::Serve;
 
@@ -237,16 +238,6 @@ async fn a_conditional_get_of_a_corrupt_object_answers_the_same_with_or_without_
 
 const RECORD: &str = "user.maskstore.attributes";
 
-/// The stored checksum of the file at `path`, from its attribute record.
-fn stored_checksum(path: &Path) -> String {
-    let json = xattr::get(path, RECORD).unwrap().expect("a record");
-    let record: serde_json::Value = serde_json::from_slice(&json).unwrap();
-    record["metadata"]["maskstore-checksum"]
-        .as_str()
-        .expect("a stored checksum")
-        .to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_version_written_by_another_maskstore_or_a_record_changed_is_verified_again() {
     let dir = tempfile::tempdir().unwrap();
@@ -287,19 +278,14 @@ async fn a_version_written_by_another_maskstore_or_a_record_changed_is_verified_
     }
     // The record changed behind its back, the bytes kept: the checksum of other bytes
     // (what a damaged or restored record holds). The version it was kept on is gone.
-    let other = "mask/verdict/other.png";
-    let put = reqwest::Client::new()
-        .put(serve.sign(SignedMethod::Put, other))
-        .body(body(1000, 2))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(put.status(), 200);
-    let wrong = stored_checksum(&serve.dir.join("data").join(other));
-    let json = xattr::get(&file, RECORD).unwrap().unwrap();
-    let mut record: serde_json::Value = serde_json::from_slice(&json).unwrap();
-    assert_ne!(record["metadata"]["maskstore-checksum"], wrong.as_str());
-    record["metadata"]["maskstore-checksum"] = wrong.into();
+    // maskstore writes its records in a compact form and reads JSON ones too: a JSON
+    // record holding the checksum of other bytes (the default crc64nvme) replaces it.
+    let wrong = checksum_of(ChecksumAlgorithm::Crc64Nvme, &body(1000, 2)).unwrap();
+    assert_ne!(
+        checksum_of(ChecksumAlgorithm::Crc64Nvme, &body(1000, 1)).unwrap(),
+        wrong
+    );
+    let record = serde_json::json!({ "metadata": { "maskstore-checksum": wrong } });
     xattr::set(&file, RECORD, &serde_json::to_vec(&record).unwrap()).unwrap();
     for wait in [0, 3500] {
         tokio::time::sleep(Duration::from_millis(wait)).await;

@@ -239,3 +239,26 @@ fn put_of_a_proc_file_stores_its_content_not_nothing() {
     assert!(!stored.is_empty(), "stored empty");
     assert!(text(&stored).contains(" / "), "{}", text(&stored));
 }
+
+#[test]
+fn logs_into_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = maskstore(
+        dir.path(),
+        &["check"],
+        &vars(&[
+            ("APP_OBJECT_STORAGE__PROVIDER", "memory"),
+            ("MASKSTORE_LOG", "trace"),
+        ]),
+    );
+    succeeded(&out);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("TRACE") || stderr.contains("DEBUG"),
+        "no log lines: {stderr}"
+    );
+    assert!(
+        !out.stderr.contains(&0x1b),
+        "an escape byte in piped logs: {stderr:?}"
+    );
+}

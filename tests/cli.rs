@@ -50,6 +50,37 @@ fn check_json_reports_every_step() {
 }
 
 #[test]
+fn check_json_includes_the_alarm_rules_from_monitoring() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = maskstore(
+        dir.path(),
+        &["--json", "check"],
+        &vars(&[
+            ("APP_OBJECT_STORAGE__PROVIDER", "memory"),
+            ("APP_MONITORING__SERVER_ERROR_RATE_ALARM", "0.02"),
+        ]),
+    );
+    succeeded(&out);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let alarms = &report["alarms"];
+    assert_eq!(alarms["window_secs"], 300, "{alarms}");
+    let rules = alarms["rules"].as_array().unwrap();
+    let names: Vec<&str> = rules.iter().map(|r| r["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        ["client_error_rate", "server_error_rate", "request_surge"]
+    );
+    assert_eq!(rules[0]["threshold"], 0.05);
+    assert_eq!(rules[1]["threshold"], 0.02);
+    assert_eq!(rules[2]["factor"], 3.0);
+    let line = rules[1]["rule"].as_str().unwrap();
+    assert!(
+        line.starts_with("server_error_rate: 5xx share > 2.0% over 300 s"),
+        "{line}"
+    );
+}
+
+#[test]
 fn config_show_redacts_secrets_and_names_origins() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("config")).unwrap();
@@ -207,4 +238,27 @@ fn put_of_a_proc_file_stores_its_content_not_nothing() {
     let stored = std::fs::read(dir.path().join("data/mask/proc/mountinfo.txt")).unwrap();
     assert!(!stored.is_empty(), "stored empty");
     assert!(text(&stored).contains(" / "), "{}", text(&stored));
+}
+
+#[test]
+fn logs_into_a_pipe_carry_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = maskstore(
+        dir.path(),
+        &["check"],
+        &vars(&[
+            ("APP_OBJECT_STORAGE__PROVIDER", "memory"),
+            ("MASKSTORE_LOG", "trace"),
+        ]),
+    );
+    succeeded(&out);
+    let stderr = text(&out.stderr);
+    assert!(
+        stderr.contains("TRACE") || stderr.contains("DEBUG"),
+        "no log lines: {stderr}"
+    );
+    assert!(
+        !out.stderr.contains(&0x1b),
+        "an escape byte in piped logs: {stderr:?}"
+    );
 }

@@ -813,3 +813,54 @@ fn check_cors_tells_whether_a_browser_upload_would_be_allowed() {
         text(&out.stdout)
     );
 }
+
+/// Flips one byte in the middle of a file, keeping its attributes (the stored checksum).
+fn flip_one_byte(path: &Path) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let at = file.metadata().unwrap().len() / 2;
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at).unwrap();
+    byte[0] ^= 0x01;
+    file.write_all_at(&byte, at).unwrap();
+}
+
+#[test]
+fn sync_exits_6_when_its_only_failures_are_corrupt_sources() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = |name: &str, root: &str| {
+        write_config(
+            dir.path(),
+            name,
+            &format!("[object_storage]\nprovider = \"local\"\nroot = \"{root}\"\n"),
+        )
+    };
+    let (from, to) = (config("from.toml", "./from"), config("to.toml", "./to"));
+    std::fs::write(dir.path().join("f"), pattern(10_000)).unwrap();
+    for key in ["mask/good.png", "mask/bad.png"] {
+        succeeded(&maskstore(
+            dir.path(),
+            &["--config", &from, "put", "f", key],
+            &[],
+        ));
+    }
+    flip_one_byte(&dir.path().join("from/mask/bad.png"));
+
+    let out = maskstore(dir.path(), &["sync", "--from", &from, "--to", &to], &[]);
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(stderr.contains("corrupt in the source"), "{stderr}");
+    assert!(dir.path().join("to/mask/good.png").is_file());
+    assert!(!dir.path().join("to/mask/bad.png").exists());
+
+    // A failure of another kind as well: the run is not only corrupt objects, exit 1.
+    std::fs::remove_dir_all(dir.path().join("to")).unwrap();
+    std::fs::create_dir_all(dir.path().join("to/mask/good.png")).unwrap();
+    std::fs::write(dir.path().join("to/mask/good.png/x"), b"x").unwrap();
+    let out = maskstore(dir.path(), &["sync", "--from", &from, "--to", &to], &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+}

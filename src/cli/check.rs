@@ -3,6 +3,7 @@
 
 use maskstore::maskstore_backends::Operation;
 use maskstore::maskstore_backends::advice;
+use maskstore::maskstore_backends::monitor;
 use maskstore::{Config, Error, Origin, Storage, WriteOptions};
 use serde_json::json;
 
@@ -65,6 +66,7 @@ pub(crate) async fn run(config: &Config, cors: Option<&str>, as_json: bool) -> R
             "ok": failed.is_none() && preflight.as_ref().is_none_or(|p| p.as_ref().is_ok_and(|v| v.allowed)),
             "steps": items,
             "cors": cors,
+            "alarms": alarm_rules(config),
             "config_sources": sources
                 .iter()
                 .map(|(source, keys)| json!({"source": source, "keys": keys}))
@@ -86,10 +88,10 @@ pub(crate) async fn run(config: &Config, cors: Option<&str>, as_json: bool) -> R
             println!("all steps passed");
         }
         // What `GET /health` of `maskstore serve` will alarm on, from [monitoring].
-        let settings =
-            maskstore::maskstore_backends::monitor::AlarmSettings::from_config(&config.monitoring);
         println!("alarms (GET /health):");
-        for rule in maskstore::maskstore_backends::monitor::Monitor::new(settings).rules() {
+        for rule in
+            monitor::Monitor::new(monitor::AlarmSettings::from_config(&config.monitoring)).rules()
+        {
             println!("  {rule}");
         }
         if let (Some(origin), Some(Ok(verdict))) = (cors, &preflight) {
@@ -122,6 +124,31 @@ pub(crate) async fn run(config: &Config, cors: Option<&str>, as_json: bool) -> R
         }),
         _ => Ok(()),
     }
+}
+
+/// What `GET /health` of `maskstore serve` will alarm on, from `[monitoring]`: the
+/// thresholds as numbers (shares as fractions, windows in seconds) and each rule as `check`
+/// prints it.
+fn alarm_rules(config: &Config) -> serde_json::Value {
+    let s = monitor::AlarmSettings::from_config(&config.monitoring);
+    let rules = monitor::Monitor::new(s).rules();
+    let (window, surge_window) = (s.window.as_secs(), s.surge_window.as_secs());
+    json!({
+        "window_secs": window,
+        "min_requests": s.min_requests,
+        "rules": [
+            {"name": "client_error_rate", "threshold": s.client_error_rate, "rule": rules[0]},
+            {"name": "server_error_rate", "threshold": s.server_error_rate, "rule": rules[1]},
+            {
+                "name": "request_surge",
+                "factor": s.surge_factor,
+                "min_rate": s.surge_min_rate,
+                "recent_secs": surge_window,
+                "baseline_secs": window.saturating_sub(surge_window),
+                "rule": rules[2],
+            },
+        ],
+    })
 }
 
 /// Where the settings came from, each with how many keys it set, in order of first use:

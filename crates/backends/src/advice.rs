@@ -116,6 +116,11 @@ fn neutral(profile: &Profile, error: &Error, os: &ObjectStorageConfig) -> Diagno
             "check object_storage.endpoint (APP_OBJECT_STORAGE__ENDPOINT), that the server \
              runs, and the network or firewall between",
         ),
+        Error::ServerFailed { detail, .. } => Diagnosis::new(
+            format!("the server at {endpoint} failed on its side ({detail})"),
+            "it answered, so the endpoint, network and credentials are not the cause: retry \
+             later, and if it persists report the answer to whoever runs the server",
+        ),
         other => Diagnosis::new(other.to_string(), "see the message above"),
     }
 }
@@ -158,5 +163,37 @@ mod tests {
         };
         let d = diagnose(Some(Operation::Put), &skew, &Config::memory());
         assert!(d.fix.contains("NTP"), "{}", d.fix);
+    }
+
+    #[test]
+    fn missing_or_wrong_gcs_and_azure_credentials_are_told_in_their_own_settings() {
+        let gcs = Config::gcs("pacs-masks").unwrap();
+        let azure = Config::azure("pacsmasks", "pacs-masks").unwrap();
+        for (config, own) in [
+            (&gcs, "SERVICE_ACCOUNT_KEY"),
+            (&azure, "APP_OBJECT_STORAGE__ACCOUNT_KEY"),
+        ] {
+            let provider = Some(config.object_storage.provider);
+            let missing = profile(config).no_credentials.to_string();
+            for detail in [missing.as_str(), "401 AuthenticationFailed"] {
+                let e = Error::CredentialsRejected {
+                    backend: config.object_storage.provider.to_string(),
+                    provider,
+                    detail: detail.to_string(),
+                };
+                let d = diagnose(Some(Operation::List), &e, config);
+                let text = format!("{} {} {e}", d.cause, d.fix);
+                assert!(text.contains(own), "{text}");
+                for aws in [
+                    "AWS",
+                    "access key",
+                    "ACCESS_KEY",
+                    "SECRET_KEY",
+                    "IAM policy",
+                ] {
+                    assert!(!text.contains(aws), "{aws} in {text}");
+                }
+            }
+        }
     }
 }

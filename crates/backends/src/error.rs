@@ -248,6 +248,19 @@ pub enum Error {
         /// What failed.
         detail: String,
     },
+    /// The server was reached and failed on its side (a 500 `InternalError`): not the
+    /// network, not the request; retrying later may help.
+    #[error(
+        "the {backend} server failed on its side: {detail}; it was reached and answered, so \
+         the endpoint and network are fine: retry later, and if it persists report it to \
+         whoever runs that server (with the answer above)"
+    )]
+    ServerFailed {
+        /// The backend name.
+        backend: String,
+        /// The server's answer.
+        detail: String,
+    },
     /// The server's answer broke what a storage service sends (a body past maskstore's
     /// bound, a listing that is not one): a wrong endpoint, a proxy's page, or a server
     /// misbehaving. Nothing of the answer was used.
@@ -418,7 +431,7 @@ impl Error {
             Error::RegionMismatch { .. } | Error::Config { .. } => ErrorKind::Misconfigured,
             Error::Refused { status, .. } => kind_of_status(*status),
             Error::Unreachable { .. } => ErrorKind::Unavailable,
-            Error::Misbehaved { .. } => ErrorKind::Internal,
+            Error::Misbehaved { .. } | Error::ServerFailed { .. } => ErrorKind::Internal,
             Error::Unsupported { .. } => ErrorKind::Unsupported,
             Error::Corrupt { .. } => ErrorKind::Corrupt,
             Error::Destination { .. } | Error::Source { .. } | Error::Backend { .. } => {
@@ -604,6 +617,9 @@ fn from_answer(source: &Backend, key: &str, answer: &Answer) -> Option<Error> {
             detail,
         },
         Meaning::InvalidRange => Error::InvalidRange { key, detail },
+        // A 500 (`InternalError`) is the server failing, not a server out of reach or
+        // overloaded (429, 502, 503, 504, `SlowDown`).
+        Meaning::Busy if answer.status == Some(500) => Error::ServerFailed { backend, detail },
         Meaning::Busy => Error::Unreachable { backend, detail },
         Meaning::Altered => Error::Backend {
             backend,
@@ -1060,6 +1076,35 @@ mod tests {
         assert_eq!(
             Error::from_store(&Backend::of(Provider::S3), "mask/a", e).kind(),
             ErrorKind::Unavailable
+        );
+    }
+
+    #[test]
+    fn an_internal_error_is_the_server_failing_not_unreachable() {
+        let e = object_store::Error::Generic {
+            store: "S3",
+            source: request(
+                "mask/a",
+                &format!(
+                    "500 Internal Server Error: {}",
+                    body("InternalError", "We encountered an internal error.")
+                ),
+            ),
+        };
+        let e = Error::from_store(&Backend::of(Provider::S3), "mask/a", e);
+        assert!(matches!(e, Error::ServerFailed { .. }), "{e:?}");
+        assert_eq!(e.kind(), ErrorKind::Internal);
+        let config = maskstore_core::Config::s3("pacs-masks-dev", "us-east-1").unwrap();
+        let d = crate::advice::diagnose(Some(crate::layers::Operation::List), &e, &config);
+        for text in [e.to_string(), d.cause.clone(), d.fix.clone()] {
+            assert!(
+                !text.contains("unreachable") && !text.contains("cannot reach"),
+                "{text}"
+            );
+        }
+        assert!(
+            d.cause.contains("failed on its side") && d.cause.contains("InternalError"),
+            "{d:?}"
         );
     }
 

@@ -17,6 +17,8 @@ pub(super) struct Outcome {
     pub(super) copied: u64,
     pub(super) bytes: u64,
     pub(super) failed: u64,
+    /// How many of the failed were corrupt sources (bytes not matching their checksum).
+    pub(super) corrupt: u64,
     /// Metadata entries a destination could not hold.
     pub(super) left_out: Sorter<Note>,
     /// Foreign names the destination cannot hold: reported, never a failure.
@@ -37,6 +39,7 @@ pub(super) async fn run(
         copied: 0,
         bytes: 0,
         failed: 0,
+        corrupt: 0,
         left_out: Sorter::new(RUN_LEN),
         not_carried: Sorter::new(RUN_LEN),
     };
@@ -98,6 +101,9 @@ fn record(
         }
         Err(e) => {
             outcome.failed += 1;
+            if matches!(e, Error::Corrupt { .. }) {
+                outcome.corrupt += 1;
+            }
             failures.push(Note::line(&key, format!("{key}: {e}")))
         }
     }
@@ -110,6 +116,7 @@ impl Outcome {
             copied: plan.copies.len(),
             bytes: plan.copy_bytes,
             failed: 0,
+            corrupt: 0,
             left_out: Sorter::new(RUN_LEN),
             not_carried: Sorter::new(RUN_LEN),
         }

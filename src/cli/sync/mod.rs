@@ -168,6 +168,7 @@ pub(crate) async fn run(base: &ConfigSource, args: &Args, as_json: bool) -> Resu
     }
     bar.finish_and_clear();
     let (failed, to_delete) = (plan.failures.len(), plan.deletes.len());
+    let corrupt = outcome.corrupt;
     let report = report::Report {
         args,
         plan,
@@ -186,6 +187,16 @@ pub(crate) async fn run(base: &ConfigSource, args: &Args, as_json: bool) -> Resu
         } else {
             format!(", so nothing was deleted ({to_delete} to delete once every copy succeeds)")
         };
+        // Only corrupt sources: exit 6, as `get` and `verify` do; a retry cannot help.
+        if corrupt == failed {
+            return Err(Failure {
+                message: format!(
+                    "{failed} objects failed to sync because they are corrupt in the source{kept}; \
+                     restore them from a backup or a replica (`maskstore verify` lists them)"
+                ),
+                code: 6,
+            });
+        }
         return Err(Failure {
             message: format!("{failed} objects failed to sync{kept}; run it again to retry them"),
             code: 1,

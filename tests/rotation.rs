@@ -1,5 +1,6 @@
 //! Secrets rotated through their files while requests keep flowing: S3 keys of a
-//! long-running `Storage` on SeaweedFS, and the signing secret of a running `maskstore serve`.
+//! long-running `Storage` on SeaweedFS, the account key of one on Azurite, and the signing
+//! secret of a running `maskstore serve`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -415,4 +416,77 @@ async fn a_running_serve_rotates_its_signing_secret_file_and_honours_urls_signed
         "{metrics}"
     );
     assert!(!logged.contains(&new) && !logged.contains(&old), "{logged}");
+}
+
+/// Puts until one succeeds (the rotated key taken), at most `within`.
+async fn until_a_put_works(storage: &Storage, key: &ObjectKey, within: Duration) {
+    let deadline = Instant::now() + within;
+    while storage.put(key, b"x".to_vec()).await.is_err() {
+        assert!(Instant::now() < deadline, "the new key was never taken");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_running_azure_storage_takes_its_rewritten_account_key_file_without_a_restart() {
+    let Some(server) = maskstore_testkit::servers::azurite() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let key_file = secrets_dir(root.path()).join("account_key");
+    // A valid base64 key the account does not have: Azurite, like Azure, answers 403.
+    let wrong = "d3Jvbmcta2V5LXdyb25nLWtleS13cm9uZy1rZXktd3Jvbmcta2V5LXdyb25nLWtleQ==";
+    write_secret(&key_file, wrong);
+    let mut config = server.config_with_key(wrong);
+    config.object_storage.account_key_file = Some(key_file.clone());
+    let storage = Storage::connect(&config).unwrap();
+    let key = storage.key("rotation/azure.png").unwrap();
+    assert!(
+        storage.put(&key, b"x".to_vec()).await.is_err(),
+        "the wrong key is refused"
+    );
+    let url_of_wrong = storage
+        .signed_url(SignedMethod::Get, &key, Some(600), &SignOptions::default())
+        .await
+        .unwrap()
+        .url;
+
+    write_secret(&key_file, server.account_key.expose());
+    until_a_put_works(&storage, &key, Duration::from_secs(10)).await;
+    // From then on no request fails, the SAS URLs included.
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let loop_ = tokio::spawn(traffic(storage.clone(), stop.clone(), tally.clone()));
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+    loop_.await.unwrap();
+    let (ok, failed) = (
+        tally.ok.load(Ordering::SeqCst),
+        tally.failed.load(Ordering::SeqCst),
+    );
+    eprintln!("azure rotation: {ok} put+get rounds ok after it, {failed} failed");
+    assert_eq!(failed, 0, "{ok} worked");
+    assert!(ok > 0);
+    storage.put(&key, b"after".to_vec()).await.unwrap();
+    let url = storage
+        .signed_url(SignedMethod::Get, &key, Some(600), &SignOptions::default())
+        .await
+        .unwrap()
+        .url;
+    let answer = reqwest::get(&url).await.unwrap();
+    assert_eq!(answer.status().as_u16(), 200, "a SAS URL of the new key");
+    assert_eq!(&answer.bytes().await.unwrap()[..], b"after");
+    let status = reqwest::get(&url_of_wrong).await.unwrap().status();
+    assert_eq!(status.as_u16(), 403, "a SAS URL of the wrong key");
+
+    // And back: the file is the key, whichever way it changes.
+    write_secret(&key_file, wrong);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while storage.put(&key, b"x".to_vec()).await.is_ok() {
+        assert!(
+            Instant::now() < deadline,
+            "the rewritten file was never read"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -11,6 +11,7 @@
 
 mod advice;
 pub(crate) mod error;
+pub(crate) mod key_file;
 pub(crate) mod names;
 pub(crate) mod native;
 pub(crate) mod policy;
@@ -51,8 +52,9 @@ pub(crate) const BLOB_TYPE_HEADER: (&str, &str) = ("x-ms-blob-type", "BlockBlob"
 /// The `azure` provider as the facade takes it: SAS URLs the service verifies (they bind
 /// neither headers nor a SHA-256), and the store that maps metadata names to Azure's.
 pub(crate) fn connect(config: &Config) -> Result<Built> {
-    let azure = build(config)?;
-    let signer = SasSigner::new(azure.clone(), config)?;
+    let key = key_file::AccountKey::of(config);
+    let azure = build(config, key.clone())?;
+    let signer = SasSigner::new(azure.clone(), config, key)?;
     // Names object_store cannot hold are reached with SAS URLs signed here: with a key.
     let names = signer.keyed.clone().map(|(account, key, container_url)| {
         Arc::new(names::AzureNames {
@@ -78,8 +80,12 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
 
 /// Builds the Azure client from the config. With `account_key` the requests are signed
 /// with the shared key; without it object_store's credential chain applies (`AZURE_*`
-/// variables: client secret, workload identity, managed identity, Azure CLI).
-pub(crate) fn build(config: &Config) -> Result<MicrosoftAzure> {
+/// variables: client secret, workload identity, managed identity, Azure CLI). `key` is
+/// the config's key as [`key_file::AccountKey`] keeps it, re-read when its file changes.
+pub(crate) fn build(
+    config: &Config,
+    key: Option<Arc<key_file::AccountKey>>,
+) -> Result<MicrosoftAzure> {
     let os = &config.object_storage;
     let mut builder = match &os.account_key {
         // An explicit key: ignore AZURE_* variables so they cannot mix with the config's.
@@ -99,8 +105,11 @@ pub(crate) fn build(config: &Config) -> Result<MicrosoftAzure> {
             .with_endpoint(endpoint.clone())
             .with_allow_http(endpoint.starts_with("http://"));
     }
-    if let Some(key) = &os.account_key {
-        builder = builder.with_access_key(key.expose());
+    match (key, &os.account_key) {
+        (Some(key), _) => builder = builder.with_credentials(key),
+        // Not base64: the builder refuses it, naming the setting.
+        (None, Some(key)) => builder = builder.with_access_key(key.expose()),
+        (None, None) => {}
     }
     builder.build().map_err(|e| Error::Config {
         key: "object_storage".to_string(),
@@ -124,7 +133,7 @@ const SAS_VERSION: &str = "2022-11-02";
 pub(crate) struct SasSigner {
     store: MicrosoftAzure,
     /// The account, its key, and the container's URL, when a key is configured.
-    keyed: Option<(String, maskstore_core::Secret, url::Url)>,
+    keyed: Option<(String, Arc<key_file::AccountKey>, url::Url)>,
 }
 
 impl std::fmt::Debug for SasSigner {
@@ -142,9 +151,13 @@ impl SasSigner {
     /// With a key the SAS is made here rather than by object_store, whose canonicalized
     /// resource keeps the blob name percent-encoded: Azure signs the decoded name, so its
     /// URLs for keys with spaces or unicode are refused (403).
-    pub(crate) fn new(store: MicrosoftAzure, config: &Config) -> Result<SasSigner> {
+    pub(crate) fn new(
+        store: MicrosoftAzure,
+        config: &Config,
+        key: Option<Arc<key_file::AccountKey>>,
+    ) -> Result<SasSigner> {
         let os = &config.object_storage;
-        let keyed = match (&os.account, &os.account_key, &os.container) {
+        let keyed = match (&os.account, key, &os.container) {
             (Some(account), Some(key), Some(container)) => {
                 let base = os
                     .endpoint
@@ -169,7 +182,7 @@ impl SasSigner {
                     })?
                     .pop_if_empty()
                     .push(container);
-                Some((account.clone(), key.clone(), url))
+                Some((account.clone(), key, url))
             }
             _ => None,
         };
@@ -298,7 +311,7 @@ impl ServiceSigner for SasSigner {
                 let expiry = now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
                 service_sas(
                     account,
-                    key.expose(),
+                    key.secret().expose(),
                     container_url,
                     path,
                     permission,

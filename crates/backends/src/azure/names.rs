@@ -11,7 +11,7 @@
 use std::time::Duration;
 
 use futures::stream::{BoxStream, StreamExt, TryStreamExt};
-use maskstore_core::Secret;
+
 use object_store::path::Path;
 use object_store::{GetOptions, GetResult, ObjectMeta};
 use percent_encoding::percent_decode_str;
@@ -37,7 +37,7 @@ const MAX_ERROR_BYTES: usize = 4096;
 #[derive(Clone)]
 pub(crate) struct AzureNames {
     pub(crate) account: String,
-    pub(crate) key: Secret,
+    pub(crate) key: std::sync::Arc<super::key_file::AccountKey>,
     pub(crate) container_url: url::Url,
     pub(crate) client: reqwest::Client,
 }
@@ -142,7 +142,7 @@ impl AzureNames {
             + chrono::Duration::from_std(SAS_TTL).unwrap_or(chrono::Duration::MAX);
         super::sas(
             &self.account,
-            self.key.expose(),
+            self.key.secret().expose(),
             &self.container_url,
             blob,
             permission,

@@ -559,7 +559,7 @@ pub(crate) const ACCOUNT_KEY_FILE: Key<Option<PathBuf>> = Key {
     name: "object_storage.account_key_file",
     kind: Kind::SecretFile,
     default: Unset("—"),
-    doc: "file holding `account_key` (mode 600; read at start)",
+    doc: "file holding `account_key` (mode 600; re-read when it changes)",
     field: |c| &c.object_storage.account_key_file,
 };
 pub(crate) const SERVICE_ACCOUNT_KEY: Key<Option<Secret>> = Key {

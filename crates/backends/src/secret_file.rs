@@ -283,7 +283,12 @@ impl PrivateFile<'_> {
         }
         // Two lines (an access key and its secret in one file) or a stray control character
         // would be sent or hashed as part of the secret and fail every request obscurely.
-        if let Some(at) = secret.find(char::is_control) {
+        // A JSON document (a GCS service-account key as the console downloads it) spans
+        // lines by design; a raw control character inside its strings is no valid JSON.
+        if let Some(at) = secret
+            .find(char::is_control)
+            .filter(|_| !json_document(secret))
+        {
             let line = secret[..at].matches('\n').count() + 1;
             return Err(self.refuse(
                 format!(
@@ -518,6 +523,13 @@ pub(crate) fn rotated(name: &'static str, files: &[PathBuf]) {
 }
 
 /// What the tests of secret files share.
+/// Whether `secret` is a JSON object: one secret written over several lines (a GCS
+/// service-account key file), never two secrets on two lines.
+fn json_document(secret: &str) -> bool {
+    secret.starts_with('{')
+        && serde_json::from_str::<serde_json::Value>(secret).is_ok_and(|v| v.is_object())
+}
+
 #[cfg(test)]
 pub(crate) mod testing {
     use std::os::unix::fs::PermissionsExt;
@@ -564,6 +576,25 @@ mod tests {
         assert_eq!(read_secret_file(&path).unwrap(), "s3cr3t-value");
         write(&path, "owner-only", 0o400);
         assert_eq!(read_secret_file(&path).unwrap(), "owner-only");
+    }
+
+    /// A GCS service-account key as the console downloads it spans lines; two secrets on
+    /// two lines, or a JSON document cut short, are still refused.
+    #[test]
+    fn a_service_account_key_document_over_several_lines_is_one_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("key.json");
+        let key = "{\n  \"type\": \"service_account\",\n  \"private_key\": \"-----BEGIN PRIVATE KEY-----\\nabc\\n-----END PRIVATE KEY-----\\n\"\n}";
+        write(&path, &format!("{key}\n"), 0o600);
+        assert_eq!(read_secret_file(&path).unwrap(), key);
+        for refused in [
+            "{\n  \"type\": \"service_account\",\n",
+            "AKIAEXAMPLE\nsecret",
+        ] {
+            write(&path, refused, 0o600);
+            let e = read_secret_file(&path).unwrap_err();
+            assert!(e.problem.contains("line break"), "{}", e.problem);
+        }
     }
 
     #[test]

@@ -393,7 +393,8 @@ fn the_cli_sync_between_local_roots_copies_by_file_and_names_a_damaged_object() 
         &["--json", "sync", "--from", &a, "--to", &b],
         &env,
     );
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    // Its only failures are corrupt sources: exit 6, as `get` and `verify` (issue 31).
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(summary["copied"], 2, "{summary}");
     assert_eq!(summary["failed"], 1, "{summary}");
@@ -688,7 +689,8 @@ fn sync_delete_deletes_nothing_when_a_copy_failed() {
     let out = run(&[
         "--json", "sync", "--from", &a, "--to", &b, "--delete", "--yes",
     ]);
-    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    // Its only failures are corrupt sources: exit 6, as `get` and `verify` (issue 31).
+    assert_eq!(out.status.code(), Some(6), "{}", text(&out.stderr));
     let summary: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (summary["failed"].as_u64(), summary["deleted"].as_u64()),

@@ -677,7 +677,22 @@ async fn server_killed_mid_upload_leaves_the_previous_version_and_nothing_incomp
 
     weed.launch();
     let storage = weed.ready().await;
-    let kept = storage.get(&key).await.unwrap().data;
+    // A restarted SeaweedFS lists before its volume serves reads: a 500 or a refused
+    // connection while it settles is waited out (60 s), any other answer fails.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let kept = loop {
+        match storage.get(&key).await {
+            Ok(object) => break object.data,
+            Err(e @ (Error::ServerFailed { .. } | Error::Unreachable { .. })) => {
+                assert!(
+                    Instant::now() < deadline,
+                    "the restarted server never served: {e}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the previous version cannot be read: {e}"),
+        }
+    };
     assert!(
         kept.len() == 1024 * 1024 && kept.iter().all(|b| *b == 9),
         "the previous version is damaged"

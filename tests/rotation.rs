@@ -490,3 +490,106 @@ async fn a_long_running_azure_storage_takes_its_rewritten_account_key_file_witho
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// A service account key of a fresh 2048-bit RSA key made by openssl, as
+/// `scripts/test-servers` makes the test servers' key, for `email`.
+fn gcs_account(email: &str) -> String {
+    let out = Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .expect("openssl");
+    assert!(out.status.success());
+    serde_json::json!({
+        "type": "service_account",
+        "project_id": "maskstore-test",
+        "private_key_id": "rotation-test",
+        "private_key": String::from_utf8(out.stdout).unwrap(),
+        "client_email": email,
+    })
+    .to_string()
+}
+
+/// The service account a signed URL and a form policy of `storage` name.
+async fn gcs_signers(storage: &Storage, key: &ObjectKey) -> (String, String) {
+    let url = storage
+        .signed_url(SignedMethod::Get, key, Some(600), &SignOptions::default())
+        .await
+        .unwrap()
+        .url;
+    let url = reqwest::Url::parse(&url).unwrap();
+    let (_, credential) = url
+        .query_pairs()
+        .find(|(n, _)| n == "X-Goog-Credential")
+        .unwrap();
+    let target = maskstore_backends::PostTarget::Key(key.clone());
+    let options = maskstore_backends::PostOptions::default();
+    let post = storage.signed_post(&target, None, &options).await.unwrap();
+    let (_, form) = post
+        .fields
+        .iter()
+        .find(|(n, _)| n == "x-goog-credential")
+        .unwrap();
+    let email = |credential: &str| credential.split_once('/').unwrap().0.to_string();
+    (email(&credential), email(form))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_running_gcs_storage_signs_with_its_rewritten_service_account_key_file() {
+    let Some(server) = maskstore_testkit::servers::fake_gcs() else {
+        return;
+    };
+    let root = tempfile::tempdir().unwrap();
+    let key_file = secrets_dir(root.path()).join("service_account.json");
+    let a = std::fs::read_to_string(&server.service_account_file).unwrap();
+    let b_email = "maskstore-rotated@maskstore-test.iam.gserviceaccount.com";
+    let b = gcs_account(b_email);
+    write_secret(&key_file, &a);
+    let mut config = server.config();
+    config.object_storage.service_account_key_file = Some(key_file.clone());
+    let storage = Storage::connect(&config).unwrap();
+    let key = storage.key("rotation/gcs.png").unwrap();
+    let a_email = "maskstore-test@maskstore-test.iam.gserviceaccount.com";
+    let both = |email: &str| (email.to_string(), email.to_string());
+    assert_eq!(gcs_signers(&storage, &key).await, both(a_email));
+
+    // fake-gcs-server checks no token, so what shows the switch is the signers' e-mail;
+    // what the traffic shows is that no request fails while the key is swapped.
+    let stop = Arc::new(AtomicBool::new(false));
+    let tally = Arc::new(Tally::default());
+    let loop_ = tokio::spawn(traffic(storage.clone(), stop.clone(), tally.clone()));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    write_secret(&key_file, &b);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while gcs_signers(&storage, &key).await != both(b_email) {
+        assert!(Instant::now() < deadline, "key B was never taken");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // A file that is not a key, is open to the group, or is gone: B stays.
+    for (text, mode) in [("{\"client_email\": \"x@y\",", 0o600), (a.as_str(), 0o640)] {
+        write_secret(&key_file, text);
+        std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(mode)).unwrap();
+        tokio::time::sleep(SETTLE_AND_SOME).await;
+        assert_eq!(gcs_signers(&storage, &key).await, both(b_email), "{mode:o}");
+    }
+    std::fs::remove_file(&key_file).unwrap();
+    tokio::time::sleep(SETTLE_AND_SOME).await;
+    assert_eq!(gcs_signers(&storage, &key).await, both(b_email), "removed");
+    stop.store(true, Ordering::SeqCst);
+    loop_.await.unwrap();
+    let (ok, failed) = (
+        tally.ok.load(Ordering::SeqCst),
+        tally.failed.load(Ordering::SeqCst),
+    );
+    eprintln!("gcs rotation: {ok} put+get rounds ok across it, {failed} failed");
+    assert_eq!(failed, 0, "{ok} worked");
+    assert!(ok > 0);
+}
+
+/// Past the one-second settle time of secret files, with a poll or two to spare.
+const SETTLE_AND_SOME: Duration = Duration::from_millis(2500);

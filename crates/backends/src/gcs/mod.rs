@@ -16,6 +16,7 @@
 mod advice;
 pub(crate) mod error;
 pub(crate) mod json;
+mod key_file;
 pub(crate) mod names;
 pub(crate) mod native;
 pub(crate) mod policy;
@@ -26,7 +27,7 @@ pub(crate) use advice::PROFILE;
 pub(crate) use store::GcsStore;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use maskstore_core::{Config, Origin};
 use object_store::gcp::{GoogleCloudStorage, GoogleCloudStorageBuilder};
@@ -58,8 +59,9 @@ pub(crate) const METADATA: MetadataRules = MetadataRules {
 /// content type and length, not a SHA-256), over the store that reads through GCS's XML
 /// API and writes through its JSON API.
 pub(crate) fn connect(config: &Config) -> Result<Built> {
-    let gcs = build(config)?;
-    let signer = V4Signer::new(gcs.clone(), post_signer(config));
+    let account = service_account(config)?;
+    let gcs = build_client(config, account.clone())?;
+    let signer = V4Signer::new(gcs.clone(), post_signer(config, account));
     let (store, api) = store_and_api(config, gcs)?;
     Ok(Built {
         store: Arc::new(store),
@@ -75,12 +77,12 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
     })
 }
 
-/// Builds the GCS client from the config. With `service_account_key` requests carry a
-/// token the key signs itself; without it object_store's chain applies
-/// (`GOOGLE_SERVICE_ACCOUNT*` variables, `GOOGLE_APPLICATION_CREDENTIALS`, then the
-/// metadata server).
-pub(crate) fn build(config: &Config) -> Result<GoogleCloudStorage> {
-    build_client(config)
+/// The config's service account key, re-read from `service_account_key_file` when it
+/// changes ([`key_file`]); `None` without a key.
+fn service_account(config: &Config) -> Result<Option<Arc<key_file::ServiceAccount>>> {
+    key_file::ServiceAccount::of(config)
+        .transpose()
+        .map_err(|e| not_built(config, e))
 }
 
 /// GCS's own address, where no endpoint is configured.
@@ -115,10 +117,19 @@ fn store_and_api(
     Ok((GcsStore::with_json(client, json.clone()), json))
 }
 
-fn build_client(config: &Config) -> Result<GoogleCloudStorage> {
+/// Builds the GCS client from the config. With `service_account_key` requests carry a
+/// token the key in use signs itself ([`key_file`]); without it object_store's chain
+/// applies (`GOOGLE_SERVICE_ACCOUNT*` variables, `GOOGLE_APPLICATION_CREDENTIALS`, then
+/// the metadata server).
+fn build_client(
+    config: &Config,
+    account: Option<Arc<key_file::ServiceAccount>>,
+) -> Result<GoogleCloudStorage> {
     let os = &config.object_storage;
-    let mut builder = match &os.service_account_key {
-        Some(_) => GoogleCloudStorageBuilder::new(),
+    let mut builder = match &account {
+        Some(account) => GoogleCloudStorageBuilder::new()
+            .with_credentials(Arc::new(key_file::Tokens(Arc::clone(account))))
+            .with_signing_credentials(Arc::new(key_file::SigningKeys(Arc::clone(account)))),
         None => GoogleCloudStorageBuilder::from_env(),
     };
     let mut client_options = crate::http_client::client_options(os);
@@ -126,37 +137,39 @@ fn build_client(config: &Config) -> Result<GoogleCloudStorage> {
         builder = builder.with_base_url(endpoint.trim_end_matches('/'));
         client_options = client_options.with_allow_http(endpoint.starts_with("http://"));
     }
-    builder = builder
+    builder
         .with_bucket_name(os.bucket_name.clone().unwrap_or_default())
         .with_client_options(client_options)
         .with_retry(crate::http_client::retry_config(os))
         .with_http_connector(crate::http_client::GuardedConnector::new(
             crate::http_client::Wire::Gcs,
-        ));
-    if let Some(key) = &os.service_account_key {
-        builder = builder.with_service_account_key(key.expose());
+        ))
+        .build()
+        .map_err(|e| not_built(config, e))
+}
+
+/// The error of a GCS client that could not be built. A key that is not a service
+/// account JSON document: object_store's error names the JSON problem (line and column),
+/// never the key's text.
+fn not_built(config: &Config, e: object_store::Error) -> Error {
+    let os = &config.object_storage;
+    Error::Config {
+        key: if os.service_account_key.is_some() {
+            "object_storage.service_account_key".to_string()
+        } else {
+            "object_storage".to_string()
+        },
+        origin: config
+            .origin("object_storage.service_account_key")
+            .or(config.origin("object_storage.provider"))
+            .cloned()
+            .unwrap_or(Origin::Default),
+        problem: format!("the GCS client could not be built: {e}"),
+        fix: "give the service account's JSON key as downloaded from the Google Cloud \
+              console (with private_key, private_key_id and client_email), and check \
+              bucket_name and endpoint"
+            .to_string(),
     }
-    builder.build().map_err(|e| {
-        // A key that is not a service account JSON document: object_store's error names
-        // the JSON problem (line and column), never the key's text.
-        Error::Config {
-            key: if os.service_account_key.is_some() {
-                "object_storage.service_account_key".to_string()
-            } else {
-                "object_storage".to_string()
-            },
-            origin: config
-                .origin("object_storage.service_account_key")
-                .or(config.origin("object_storage.provider"))
-                .cloned()
-                .unwrap_or(Origin::Default),
-            problem: format!("the GCS client could not be built: {e}"),
-            fix: "give the service account's JSON key as downloaded from the Google Cloud \
-                  console (with private_key, private_key_id and client_email), and check \
-                  bucket_name and endpoint"
-                .to_string(),
-        }
-    })
 }
 
 /// The V4 URL issuer of one bucket.
@@ -169,24 +182,17 @@ pub(crate) struct V4Signer {
 
 /// The key, address and bucket of a bucket's form policies.
 struct PostSigner {
-    key: std::result::Result<post::PostKey, String>,
+    /// The service account whose key in use signs; `None` under object_store's chain.
+    account: Option<Arc<key_file::ServiceAccount>>,
     base: String,
     bucket: String,
 }
 
 /// The form policy signer of the config's bucket.
-fn post_signer(config: &Config) -> PostSigner {
+fn post_signer(config: &Config, account: Option<Arc<key_file::ServiceAccount>>) -> PostSigner {
     let os = &config.object_storage;
-    let key = match &os.service_account_key {
-        Some(document) => post::PostKey::from_service_account(document.expose()),
-        None => Err(
-            "no service account key is configured (object_store keeps the key of \
-                     its credential chain to itself)"
-                .to_string(),
-        ),
-    };
     PostSigner {
-        key,
+        account,
         base: os.endpoint.as_deref().unwrap_or(GCS_BASE_URL).to_string(),
         bucket: os.bucket_name.clone().unwrap_or_default(),
     }
@@ -288,6 +294,13 @@ impl ServiceSigner for V4Signer {
     ) -> Result<crate::signing::SignedPost> {
         let post = &self.post;
         let target = (post.base.as_str(), post.bucket.as_str());
-        post::sign_post(&post.key, backend, target, policy, fields, now, ttl)
+        let version = post.account.as_ref().map(|a| a.version(Instant::now()));
+        let no_key = Err(
+            "no service account key is configured (object_store keeps the key \
+                          of its credential chain to itself)"
+                .to_string(),
+        );
+        let key = version.as_ref().map_or(&no_key, |v| &v.post);
+        post::sign_post(key, backend, target, policy, fields, now, ttl)
     }
 }

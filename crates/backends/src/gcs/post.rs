@@ -4,8 +4,9 @@
 //! (`GOOG4-RSA-SHA256`, RSASSA-PKCS1-v1_5 over SHA-256, hex), as the google-cloud-storage
 //! SDK's `generate_signed_post_policy_v4` does.
 //!
-//! object_store keeps the key it signs URLs with to itself, so the provider reads the
-//! `service_account_key` document once more for forms; without one (the metadata server's
+//! object_store keeps the key it signs URLs with to itself, so the provider reads each
+//! version of the `service_account_key` document once more for forms (`key_file.rs`);
+//! without one (the metadata server's
 //! credentials) form uploads are refused with the reason.
 
 use std::time::Duration;

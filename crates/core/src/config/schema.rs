@@ -573,7 +573,7 @@ pub(crate) const SERVICE_ACCOUNT_KEY_FILE: Key<Option<PathBuf>> = Key {
     name: "object_storage.service_account_key_file",
     kind: Kind::SecretFile,
     default: Unset("—"),
-    doc: "file holding `service_account_key` (mode 600; read at start)",
+    doc: "file holding `service_account_key` (mode 600; re-read when it changes)",
     field: |c| &c.object_storage.service_account_key_file,
 };
 pub(crate) const VERIFY_FOLDERS: Key<Option<bool>> = Key {

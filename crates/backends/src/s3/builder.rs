@@ -1,8 +1,8 @@
 //! The `s3` provider: object_store's `AmazonS3` configured from `[object_storage]`.
 
 use std::path::PathBuf;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use maskstore_core::{Config, Origin};
@@ -11,7 +11,7 @@ use object_store::aws::{
     AmazonS3, AmazonS3Builder, AmazonS3ConfigKey, AwsCredential, S3ConditionalPut,
 };
 
-use crate::secret_file::{SecretFiles, rotated};
+use crate::secret_file::{SETTLE, SecretFiles, rotated};
 
 use super::presign::{Endpoint, Presigner};
 use super::secrets_manager::{ForbiddenWatch, SecretsManager, SecretsManagerCredentials};
@@ -54,9 +54,12 @@ pub(crate) fn build(config: &Config) -> Result<(AmazonS3, Presigner)> {
         if let Some(token) = &os.session_token {
             builder = builder.with_token(token.expose());
         }
-        if let Some(rotating) = FileCredentials::of(config) {
+        let forbidden = Arc::new(AtomicBool::new(false));
+        if let Some(rotating) = FileCredentials::of(config, Arc::clone(&forbidden)) {
             // The client's requests and the presigner ask this one provider.
-            builder = builder.with_credentials(Arc::new(rotating));
+            builder = builder
+                .with_credentials(Arc::new(rotating))
+                .with_http_connector(ForbiddenWatch::new(forbidden));
         } else if let Some(secret_id) = os
             .secret_source
             .as_deref()
@@ -64,7 +67,6 @@ pub(crate) fn build(config: &Config) -> Result<(AmazonS3, Presigner)> {
         {
             let source = SecretsManager::new(secret_id, os.region.as_deref())
                 .map_err(|problem| secret_source_error(config, secret_id, problem))?;
-            let forbidden = Arc::new(AtomicBool::new(false));
             let credential = AwsCredential {
                 key_id: access_key.clone(),
                 secret_key: secret_key.expose().to_string(),
@@ -182,11 +184,17 @@ enum Part {
 }
 
 /// Static keys whose parts given as files are re-read when the files change: the next
-/// request after a rotation signs with the new key, without a restart.
+/// request after a rotation signs with the new key, without a restart. A change is taken
+/// once it has held for [`SETTLE`], or at once after S3 answered 403 (the old key is gone:
+/// waiting cannot help); a storm of 403s looks at the files at most once per [`SETTLE`].
 struct FileCredentials {
     files: SecretFiles,
     parts: Vec<Part>,
     current: RwLock<Arc<AwsCredential>>,
+    /// Set by a 403 from S3 ([`ForbiddenWatch`]).
+    forbidden: Arc<AtomicBool>,
+    /// When a 403 last made the files be read at once.
+    last_urgent: Mutex<Option<Instant>>,
 }
 
 impl std::fmt::Debug for FileCredentials {
@@ -200,7 +208,7 @@ impl std::fmt::Debug for FileCredentials {
 
 impl FileCredentials {
     /// The provider for `config`'s keys, when any part of them came from a file.
-    fn of(config: &Config) -> Option<FileCredentials> {
+    fn of(config: &Config, forbidden: Arc<AtomicBool>) -> Option<FileCredentials> {
         let os = &config.object_storage;
         let watched: Vec<(Part, PathBuf)> = [
             (Part::AccessKey, &os.access_key_file),
@@ -223,12 +231,31 @@ impl FileCredentials {
             files: SecretFiles::new("s3_credentials", paths),
             parts,
             current: RwLock::new(Arc::new(credential)),
+            forbidden,
+            last_urgent: Mutex::new(None),
         })
+    }
+
+    /// Whether a 403 makes the files be read at once now: one was seen, and the last
+    /// such read is [`SETTLE`] old.
+    fn urgent(&self, now: Instant) -> bool {
+        let mut last = self.last_urgent.lock().expect("credential lock");
+        if !self.forbidden.load(Ordering::SeqCst) || last.is_some_and(|l| now < l + SETTLE) {
+            return false;
+        }
+        self.forbidden.store(false, Ordering::SeqCst);
+        *last = Some(now);
+        true
     }
 
     /// The credential in use, after adopting a settled change of the files.
     fn credential(&self, now: Instant) -> Arc<AwsCredential> {
-        if let Some(values) = self.files.poll(now) {
+        let settle = if self.urgent(now) {
+            Duration::ZERO
+        } else {
+            SETTLE
+        };
+        if let Some(values) = self.files.poll_settled(now, settle) {
             let mut current = self.current.write().expect("credential lock");
             let mut next = AwsCredential {
                 key_id: current.key_id.clone(),
@@ -290,5 +317,48 @@ mod payload_tests {
                 "{url} {checksum:?}"
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod file_credential_tests {
+    use super::*;
+    use maskstore_core::Secret;
+    use std::os::unix::fs::PermissionsExt;
+
+    fn write(path: &std::path::Path, text: &str) {
+        let temp = path.with_extension("new");
+        std::fs::write(&temp, text).unwrap();
+        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::rename(&temp, path).unwrap();
+    }
+
+    #[test]
+    fn after_a_403_a_changed_key_file_is_read_at_once_at_most_once_per_settle() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("secret_key");
+        write(&path, "first");
+        let mut config = Config::s3("masks", "us-east-1")
+            .unwrap()
+            .with_credentials("AKIA", Secret::new("first"));
+        config.object_storage.secret_key_file = Some(path.clone());
+        let forbidden = Arc::new(AtomicBool::new(false));
+        let files = FileCredentials::of(&config, Arc::clone(&forbidden)).unwrap();
+        let t0 = Instant::now();
+        write(&path, "second");
+        assert_eq!(files.credential(t0).secret_key, "first", "not settled yet");
+        // S3 refused the key: the change is taken at once, before it settled.
+        forbidden.store(true, Ordering::SeqCst);
+        assert_eq!(files.credential(t0).secret_key, "second");
+        // Refused again within SETTLE (a storm): the files wait for their schedule.
+        write(&path, "third");
+        let soon = t0 + SETTLE / 4;
+        forbidden.store(true, Ordering::SeqCst);
+        assert_eq!(files.credential(soon).secret_key, "second");
+        assert_eq!(files.credential(soon).secret_key, "second");
+        // SETTLE after the last urgent read, a 403 reads at once again.
+        let later = t0 + SETTLE;
+        assert_eq!(files.credential(later).secret_key, "third");
+        assert!(!forbidden.load(Ordering::SeqCst), "the 403 was acted on");
     }
 }

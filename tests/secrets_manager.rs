@@ -21,6 +21,9 @@ use crate::support::{maskstore, succeeded, text, vars};
 /// Marks the child run of an in-process test.
 const CHILD: &str = "MASKSTORE_TEST_SECRETS_MANAGER_CHILD";
 
+/// What a child prints once its whole body ran: a parent that does not see it fails.
+const CHILD_RAN: &str = "secrets manager child: ran to its end";
+
 /// The variables that point the AWS chain and Secrets Manager at moto.
 fn aws_env(moto: &str) -> Vec<(String, String)> {
     [
@@ -61,6 +64,11 @@ fn keys_json(access: &str, secret: &str) -> String {
 
 /// A new secret in moto holding these keys; its id.
 fn create_secret(moto: &str, access: &str, secret: &str) -> String {
+    create_secret_string(moto, &keys_json(access, secret))
+}
+
+/// A new secret in moto whose value is `json`; its id.
+fn create_secret_string(moto: &str, json: &str) -> String {
     let id = format!("maskstore-test/s3-{:016x}", rand::random::<u64>());
     aws(
         moto,
@@ -70,7 +78,7 @@ fn create_secret(moto: &str, access: &str, secret: &str) -> String {
             "--name",
             &id,
             "--secret-string",
-            &keys_json(access, secret),
+            json,
         ],
     );
     id
@@ -157,6 +165,49 @@ fn check_passes_with_the_keys_in_secrets_manager_and_never_shows_them() {
     );
 }
 
+#[test]
+fn a_secret_holding_the_aws_variables_names_gives_the_keys() {
+    let (Some(seaweedfs), Some(moto)) = (servers::seaweedfs(), servers::moto()) else {
+        return;
+    };
+    let secret = seaweedfs.secret_key.expose();
+    let json = serde_json::json!({
+        "AWS_ACCESS_KEY_ID": seaweedfs.access_key,
+        "AWS_SECRET_ACCESS_KEY": secret,
+    })
+    .to_string();
+    let id = create_secret_string(&moto.endpoint, &json);
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = app_env(&seaweedfs, &id, 60);
+    env.extend(aws_env(&moto.endpoint));
+    let out = maskstore(dir.path(), &["check"], &env);
+    let stdout = succeeded(&out);
+    assert!(stdout.contains("all steps passed"), "{stdout}");
+    assert!(!stdout.contains(secret) && !text(&out.stderr).contains(secret));
+
+    // Two names of one key that disagree: refused, naming both, never the values.
+    let json = serde_json::json!({
+        "AWS_ACCESS_KEY_ID": seaweedfs.access_key,
+        "secret_key": secret,
+        "AWS_SECRET_ACCESS_KEY": "another-secret-value",
+    })
+    .to_string();
+    let id = create_secret_string(&moto.endpoint, &json);
+    let mut env = app_env(&seaweedfs, &id, 60);
+    env.extend(aws_env(&moto.endpoint));
+    let out = maskstore(dir.path(), &["check"], &env);
+    let err = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("secret_key and AWS_SECRET_ACCESS_KEY differ"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(secret) && !err.contains("another-secret-value"),
+        "{err}"
+    );
+}
+
 /// Runs the ignored test `name` of this module in a child of this binary with the AWS
 /// variables set; fails when it fails.
 fn in_child(name: &str) {
@@ -179,9 +230,10 @@ fn in_child(name: &str) {
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     eprintln!("{all}");
     assert!(out.status.success(), "{all}");
+    // Its last line, printed only after every assertion of its body held.
     assert!(
-        all.contains("1 passed") && !all.contains("skipping"),
-        "the child did not run its test: {all}"
+        all.contains("1 passed") && all.contains(CHILD_RAN) && !all.contains("skipping"),
+        "the child did not run its test to its end: {all}"
     );
 }
 
@@ -195,17 +247,27 @@ fn after_a_403_the_secret_is_read_at_once() {
     in_child("child_a_403_reads_the_secret_at_once");
 }
 
-/// A storage on SeaweedFS with the first key of `identity`, from a new secret.
-fn storage_from_secret(
-    identity: &RotationIdentity,
-    refresh: u64,
-) -> Option<(Storage, String, String)> {
-    if std::env::var(CHILD).as_deref() != Ok("1") {
-        // Run directly (--include-ignored): without its parent's AWS variables.
+/// Whether this is the child run of an in-process test; run directly (--include-ignored),
+/// without its parent's AWS variables, a child says so and does nothing.
+fn ran_by_parent() -> bool {
+    let child = std::env::var(CHILD).as_deref() == Ok("1");
+    if !child {
         eprintln!("skipping: run by its parent test, which sets the AWS variables");
-        return None;
     }
-    let (seaweedfs, moto) = (servers::seaweedfs()?, servers::moto()?);
+    child
+}
+
+/// The rotation identity of a child run: its parent saw the servers, so a child that
+/// cannot make one fails rather than passing without running.
+fn child_identity() -> RotationIdentity {
+    RotationIdentity::create().expect("the child cannot run: no SeaweedFS rotation identity")
+}
+
+/// A storage on SeaweedFS with the first key of `identity`, from a new secret; a child
+/// that cannot reach the servers fails.
+fn storage_from_secret(identity: &RotationIdentity, refresh: u64) -> (Storage, String, String) {
+    let seaweedfs = servers::seaweedfs().expect("the child cannot run: no SeaweedFS");
+    let moto = servers::moto().expect("the child cannot run: no moto");
     let id = create_secret(&moto.endpoint, &identity.keys[0].0, &identity.keys[0].1);
     let source = ConfigSource {
         dir: Some("/nonexistent/maskstore-config".into()),
@@ -213,7 +275,7 @@ fn storage_from_secret(
         ..Default::default()
     };
     let config = load_config_from(&source, app_env(&seaweedfs, &id, refresh)).unwrap();
-    Some((Storage::connect(&config).unwrap(), id, moto.endpoint))
+    (Storage::connect(&config).unwrap(), id, moto.endpoint)
 }
 
 /// Waits until the storage's presigned URLs carry `access_key`.
@@ -237,12 +299,11 @@ async fn until_signing_with(storage: &Storage, access_key: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run by a_rotation_in_secrets_manager_during_a_put_get_loop_loses_no_request"]
 async fn child_rotation_during_a_put_get_loop() {
-    let Some(identity) = RotationIdentity::create() else {
+    if !ran_by_parent() {
         return;
-    };
-    let Some((storage, id, moto)) = storage_from_secret(&identity, 1) else {
-        return;
-    };
+    }
+    let identity = child_identity();
+    let (storage, id, moto) = storage_from_secret(&identity, 1);
     let tally = Arc::new(Tally::default());
     let removed_at = Arc::new(AtomicU64::new(u64::MAX));
     let removed = Arc::new(AtomicBool::new(false));
@@ -302,18 +363,18 @@ async fn child_rotation_during_a_put_get_loop() {
     );
     assert_eq!(failed, 0, "{ok} worked");
     assert!(rounds >= 1000, "{rounds}");
+    println!("{CHILD_RAN}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "run by after_a_403_the_secret_is_read_at_once"]
 async fn child_a_403_reads_the_secret_at_once() {
-    let Some(identity) = RotationIdentity::create() else {
+    if !ran_by_parent() {
         return;
-    };
+    }
+    let identity = child_identity();
     // An hour between reads: only the 403 can make it read the secret again.
-    let Some((storage, id, moto)) = storage_from_secret(&identity, 3600) else {
-        return;
-    };
+    let (storage, id, moto) = storage_from_secret(&identity, 3600);
     let key = storage.key("rotation/forbidden.png").unwrap();
     storage.put(&key, b"before".to_vec()).await.unwrap();
     rotate_secret(&moto, &id, &identity.keys[1].0, &identity.keys[1].1);
@@ -328,6 +389,7 @@ async fn child_a_403_reads_the_secret_at_once() {
     storage.put(&key, b"after".to_vec()).await.unwrap();
     assert_eq!(&storage.get(&key).await.unwrap().data[..], b"after");
     until_signing_with(&storage, &identity.keys[1].0).await;
+    println!("{CHILD_RAN}");
 }
 
 /// A one-request Secrets Manager that checks the SigV4 signature with botocore's own signer

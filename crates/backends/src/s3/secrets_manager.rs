@@ -4,7 +4,8 @@
 //! (environment, web identity, ECS, instance role) as object_store resolves it.
 //!
 //! The secret's `SecretString` is a JSON object holding `access_key`, `secret_key` and,
-//! for temporary keys, `session_token`. It is read when the config is loaded, then again
+//! for temporary keys, `session_token`; or the same under the AWS variables' names
+//! (`AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`, in either case). It is read when the config is loaded, then again
 //! every `secret_refresh` seconds: a new `VersionId` is taken once it has been seen for
 //! [`SETTLE`] (the new IAM key of a rotation needs a moment to work everywhere), and at
 //! once after S3 answered 403 (the old key is gone: waiting cannot help), at most once per
@@ -211,32 +212,68 @@ fn parse(body: &[u8]) -> Result<SecretVersion, String> {
                 .to_string(),
         );
     };
-    let field = |name: &str| -> Result<Option<String>, String> {
-        match fields.get(name) {
-            None | Some(Value::Null) => Ok(None),
-            Some(Value::String(s)) if !s.trim().is_empty() => Ok(Some(s.trim().to_string())),
-            Some(_) => Err(format!("the secret's {name} is not a non-empty string")),
+    let field = |part: &Part| -> Result<Option<String>, String> {
+        let mut found: Option<(&str, String)> = None;
+        for name in part.names {
+            let value = match fields.get(*name) {
+                None | Some(Value::Null) => continue,
+                Some(Value::String(s)) if !s.trim().is_empty() => s.trim().to_string(),
+                Some(_) => return Err(format!("the secret's {name} is not a non-empty string")),
+            };
+            match &found {
+                Some((first, kept)) if *kept != value => {
+                    return Err(format!(
+                        "the secret's {first} and {name} differ: keep one of them"
+                    ));
+                }
+                Some(_) => {}
+                None => found = Some((name, value)),
+            }
         }
+        Ok(found.map(|(_, value)| value))
     };
-    let missing = |name: &str| {
+    let missing = |part: &Part| {
         let present: Vec<String> = fields
             .keys()
             .map(|k| maskstore_core::shown_cut(k, 40))
             .collect();
         format!(
-            "the secret's JSON has no {name} (it has: {}); store access_key and secret_key (and session_token for temporary keys)",
+            "the secret's JSON has no {} (it has: {}); store access_key and secret_key (and session_token for temporary keys), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN)",
+            part.names.join(" or "),
             present.join(", ")
         )
     };
     Ok(SecretVersion {
         version,
         credential: AwsCredential {
-            key_id: field("access_key")?.ok_or_else(|| missing("access_key"))?,
-            secret_key: field("secret_key")?.ok_or_else(|| missing("secret_key"))?,
-            token: field("session_token")?,
+            key_id: field(&ACCESS_KEY)?.ok_or_else(|| missing(&ACCESS_KEY))?,
+            secret_key: field(&SECRET_KEY)?.ok_or_else(|| missing(&SECRET_KEY))?,
+            token: field(&SESSION_TOKEN)?,
         },
     })
 }
+
+/// One part of the S3 keys and the JSON names it may go by in the secret: maskstore's own,
+/// and the names of the AWS variables (as `aws configure export-credentials --format env`
+/// and many rotation Lambdas write them), in either case. Two names of one part that both
+/// appear must agree.
+struct Part {
+    names: &'static [&'static str],
+}
+
+const ACCESS_KEY: Part = Part {
+    names: &["access_key", "AWS_ACCESS_KEY_ID", "aws_access_key_id"],
+};
+const SECRET_KEY: Part = Part {
+    names: &[
+        "secret_key",
+        "AWS_SECRET_ACCESS_KEY",
+        "aws_secret_access_key",
+    ],
+};
+const SESSION_TOKEN: Part = Part {
+    names: &["session_token", "AWS_SESSION_TOKEN", "aws_session_token"],
+};
 
 /// The S3 keys of a secret, re-read for a rotation: what the S3 client and its presigner
 /// ask for a credential.
@@ -429,6 +466,38 @@ mod tests {
         serde_json::json!({"ARN": "arn:aws:secretsmanager:us-east-1:1:secret:s", "VersionId": "v1", "SecretString": secret})
             .to_string()
             .into_bytes()
+    }
+
+    #[test]
+    fn the_keys_may_go_by_the_aws_variables_names_in_either_case() {
+        for secret in [
+            r#"{"AWS_ACCESS_KEY_ID": "AKIAX", "AWS_SECRET_ACCESS_KEY": "s3cr3t-value", "AWS_SESSION_TOKEN": "t0ken"}"#,
+            r#"{"aws_access_key_id": "AKIAX", "aws_secret_access_key": "s3cr3t-value", "aws_session_token": "t0ken"}"#,
+            r#"{"access_key": "AKIAX", "AWS_ACCESS_KEY_ID": "AKIAX", "secret_key": "s3cr3t-value", "session_token": "t0ken"}"#,
+        ] {
+            let v = parse(&answer(secret)).unwrap();
+            assert_eq!(v.credential.key_id, "AKIAX", "{secret}");
+            assert_eq!(v.credential.secret_key, "s3cr3t-value");
+            assert_eq!(v.credential.token.as_deref(), Some("t0ken"));
+        }
+        let e = parse(&answer(
+            r#"{"secret_key": "s3cr3t-one", "AWS_SECRET_ACCESS_KEY": "s3cr3t-two", "access_key": "AKIAX"}"#,
+        ))
+        .unwrap_err();
+        assert!(
+            e.contains("secret_key and AWS_SECRET_ACCESS_KEY differ"),
+            "{e}"
+        );
+        assert!(!e.contains("s3cr3t"), "{e}");
+        let e = parse(&answer(
+            r#"{"AccessKeyId": "AKIAX", "SecretAccessKey": "s3cr3t"}"#,
+        ))
+        .unwrap_err();
+        assert!(e.contains("no access_key or AWS_ACCESS_KEY_ID"), "{e}");
+        assert!(
+            e.contains("it has: AccessKeyId, SecretAccessKey") && !e.contains("s3cr3t"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -11,8 +11,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use super::validate::{
-    check_account_name, check_bucket_name, check_container_name, check_endpoint, check_region,
-    without_userinfo,
+    check_account_name, check_bucket_characters, check_container_name, check_endpoint,
+    check_region, without_userinfo,
 };
 use super::{ChecksumAlgorithm, Config, ENV_PREFIX, Origin, Provider};
 use crate::{Error, KeyPrefix, Secret};
@@ -228,11 +228,13 @@ impl Kind {
                     "give an IP and port, such as 127.0.0.1:9000 or 0.0.0.0:9000".into(),
                 ),
             },
-            Kind::BucketName => match check_bucket_name(&text) {
+            // The provider's own rule (S3's, GCS's) is checked with the whole config.
+            Kind::BucketName => match check_bucket_characters(&text) {
                 Ok(()) => Ok(Value::Text(text)),
                 Err(problem) => fail(
-                    format!("{text:?} is not a bucket name S3 accepts: {problem}"),
-                    "use 3-63 lowercase letters, digits, '-' and '.', such as pacs-masks-prod"
+                    format!("{text:?} is not a bucket name: {problem}"),
+                    "use lowercase letters, digits, '-' and '.' (and '_' on GCS), such as \
+                     pacs-masks-prod"
                         .into(),
                 ),
             },
@@ -459,7 +461,7 @@ pub(crate) const BUCKET_NAME: Key<Option<String>> = Key {
     name: "object_storage.bucket_name",
     kind: Kind::BucketName,
     default: Unset("—"),
-    doc: "S3 or GCS bucket (required for `s3` and `gcs`), checked against S3's naming rules",
+    doc: "S3 or GCS bucket (required for `s3` and `gcs`), checked against that provider's naming rules",
     field: |c| &c.object_storage.bucket_name,
 };
 pub(crate) const REGION: Key<Option<String>> = Key {

@@ -1228,3 +1228,64 @@ fn a_secret_holding_an_invisible_character_is_refused_naming_it_not_the_secret()
     )]);
     assert!(config.is_ok(), "{config:?}");
 }
+
+#[test]
+fn gcs_bucket_names_follow_gcss_rules_not_s3s() {
+    let gcs = |name: &str| {
+        build_env(&[
+            ("APP_OBJECT_STORAGE__PROVIDER", "gcs"),
+            ("APP_OBJECT_STORAGE__BUCKET_NAME", name),
+        ])
+    };
+    let dotted = format!("{}.{}.{}", "a".repeat(63), "b".repeat(63), "c".repeat(63));
+    for good in ["pacs_masks", "pacs.masks_2", "a-b", dotted.as_str()] {
+        gcs(good).unwrap_or_else(|e| panic!("{good}: {e}"));
+        assert!(Config::gcs(good).is_ok(), "{good}");
+    }
+    let long_part = format!("{}.b", "a".repeat(64));
+    for (bad, why) in [
+        ("Pacs", "'P' is not allowed"),
+        ("ab", "GCS needs 3 to 63"),
+        (&"a".repeat(64), "GCS needs 3 to 63"),
+        (&long_part, "a part between dots is 64 characters long"),
+        ("_pacs", "begin and end"),
+        ("10.0.0.1", "IP address"),
+        ("goog-masks", "\"goog\" is reserved"),
+        ("my-g00gle-masks", "google"),
+    ] {
+        let e = gcs(bad).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("object_storage.bucket_name"), "{bad}: {text}");
+        assert!(text.contains(why), "{bad}: {text}");
+        assert!(Config::gcs(bad).is_err(), "{bad}");
+    }
+    // The same names on S3: S3's rules, which refuse '_'.
+    let (key, _, text) = config_error(build_env(&[
+        ("APP_OBJECT_STORAGE__PROVIDER", "s3"),
+        ("APP_OBJECT_STORAGE__REGION", "us-east-1"),
+        ("APP_OBJECT_STORAGE__BUCKET_NAME", "pacs_masks"),
+    ]));
+    assert_eq!(key, "object_storage.bucket_name");
+    assert!(text.contains("S3 accepts: '_' is not allowed"), "{text}");
+}
+
+#[test]
+fn azure_container_names_follow_azures_rules() {
+    for good in ["pacs-masks-prod", "abc", &"a".repeat(63)] {
+        assert!(Config::azure("acct", good).is_ok(), "{good}");
+    }
+    for (bad, why) in [
+        ("ab", "Azure needs 3 to 63"),
+        ("pacs_masks", "'_' is not allowed"),
+        ("pacs.masks", "'.' is not allowed"),
+        ("Pacs", "'P' is not allowed"),
+        ("pacs--masks", "hyphen"),
+        ("-pacs", "hyphen"),
+    ] {
+        let text = Config::azure("acct", bad).unwrap_err().to_string();
+        assert!(
+            text.contains("not an Azure container name") && text.contains(why),
+            "{bad}: {text}"
+        );
+    }
+}

@@ -115,6 +115,11 @@ fn validate_object_storage(config: &Config) -> Result<(), Error> {
             ));
         }
     }
+    if let Some(name) = &os.bucket_name
+        && let Err((problem, fix)) = check_bucket_name_of(os.provider, name)
+    {
+        return Err(refuse(config, &BUCKET_NAME, problem, fix));
+    }
     if os.provider == Provider::S3 {
         if os.bucket_name.is_none() {
             return Err(refuse_because(
@@ -574,6 +579,77 @@ pub(crate) fn check_region(region: &str) -> bool {
     region
         .chars()
         .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+}
+
+/// The characters a bucket name of any provider may hold (GCS's: lowercase letters,
+/// digits, '-', '_' and '.'; S3's are those but '_'); each provider's own rule follows
+/// once the provider is known ([`check_bucket_name_of`]).
+pub(crate) fn check_bucket_characters(name: &str) -> Result<(), String> {
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '.' | '_')))
+    {
+        Some(c) => Err(format!("{c:?} is not allowed")),
+        None => Ok(()),
+    }
+}
+
+/// The bucket naming rule of `provider`, its problem and its fix, when it breaks it.
+fn check_bucket_name_of(provider: Provider, name: &str) -> Result<(), (String, &'static str)> {
+    match provider {
+        Provider::Gcs => check_gcs_bucket_name(name).map_err(|problem| {
+            (
+                format!("{name:?} is not a bucket name GCS accepts: {problem}"),
+                "use 3-63 lowercase letters, digits, '-', '_' and '.' (up to 222 with dots, \
+                 63 between two dots), beginning and ending with a letter or digit, such as \
+                 pacs-masks-prod",
+            )
+        }),
+        _ => check_bucket_name(name).map_err(|problem| {
+            (
+                format!("{name:?} is not a bucket name S3 accepts: {problem}"),
+                "use 3-63 lowercase letters, digits, '-' and '.', such as pacs-masks-prod",
+            )
+        }),
+    }
+}
+
+/// GCS's bucket naming rules ("Bucket names" in Cloud Storage's documentation): lowercase
+/// letters, digits, '-', '_' and '.'; beginning and ending with a letter or digit; 3-63
+/// characters, or up to 222 with dots, each dot-separated part at most 63; not an IP
+/// address; not beginning with "goog" nor holding "google" or a misspelling of it.
+pub(crate) fn check_gcs_bucket_name(name: &str) -> Result<(), String> {
+    check_bucket_characters(name)?;
+    let longest = if name.contains('.') { 222 } else { 63 };
+    if !(3..=longest).contains(&name.len()) {
+        return Err(format!(
+            "it is {} characters long, GCS needs 3 to {longest}",
+            name.len()
+        ));
+    }
+    if let Some(part) = name.split('.').find(|part| part.len() > 63) {
+        return Err(format!(
+            "a part between dots is {} characters long, GCS allows 63",
+            part.len()
+        ));
+    }
+    let first_last_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    if !first_last_ok(name.chars().next()) || !first_last_ok(name.chars().last()) {
+        return Err("it must begin and end with a letter or digit".to_string());
+    }
+    if name.parse::<std::net::Ipv4Addr>().is_ok() {
+        return Err("it must not look like an IP address".to_string());
+    }
+    if name.starts_with("goog") {
+        return Err("the prefix \"goog\" is reserved".to_string());
+    }
+    if ["google", "g00gle", "go0gle", "g0ogle"]
+        .iter()
+        .any(|word| name.contains(word))
+    {
+        return Err("it must not contain \"google\" or a misspelling of it".to_string());
+    }
+    Ok(())
 }
 
 /// S3's bucket naming rules (general purpose buckets).

@@ -618,7 +618,7 @@ fn policy_documents_have_the_shapes_aws_expects() {
 
 // --- the doctor, each diagnosis provoked for real --------------------------------------
 
-fn diagnosis(dir: &Path, env: &[(String, String)], expected_code: i32, needles: &[&str]) {
+fn diagnosis(dir: &Path, env: &[(String, String)], expected_code: i32, needles: &[&str]) -> String {
     let out = maskstore(dir, &["check"], env);
     let all = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert_eq!(out.status.code(), Some(expected_code), "{all}");
@@ -631,6 +631,7 @@ fn diagnosis(dir: &Path, env: &[(String, String)], expected_code: i32, needles: 
         "one line on stderr: {}",
         text(&out.stderr)
     );
+    all
 }
 
 fn with(env: &[(String, String)], changes: &[(&str, &str)]) -> Vec<(String, String)> {
@@ -752,9 +753,80 @@ fn doctor_names_a_stopped_server() {
         5,
         &[
             &format!("the endpoint {endpoint} is unreachable"),
-            "that the server runs",
+            "that the server is running",
         ],
     );
+}
+
+/// A GCS service account key of a fresh RSA key (openssl, as `scripts/test-servers` makes
+/// the test servers' one), written private to `path`.
+fn write_gcs_key(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let out = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let key = serde_json::json!({
+        "type": "service_account",
+        "private_key_id": "doctor-test",
+        "private_key": String::from_utf8(out.stdout).unwrap(),
+        "client_email": "doctor@maskstore-test.iam.gserviceaccount.com",
+    });
+    std::fs::write(path, key.to_string()).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[test]
+fn doctor_names_a_stopped_gcs_or_azure_server_in_its_own_settings_without_a_region() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let endpoint = format!("http://{}", listener.local_addr().unwrap());
+    drop(listener);
+    let keys = tempfile::tempdir().unwrap();
+    let key_file = keys.path().join("service_account.json");
+    write_gcs_key(&key_file);
+    for (provider, own) in [
+        (
+            vec![
+                ("APP_OBJECT_STORAGE__PROVIDER", "gcs"),
+                ("APP_OBJECT_STORAGE__BUCKET_NAME", "pacs_masks"),
+                (
+                    "APP_OBJECT_STORAGE__SERVICE_ACCOUNT_KEY_FILE",
+                    key_file.to_str().unwrap(),
+                ),
+            ],
+            "storage.googleapis.com",
+        ),
+        (
+            vec![
+                ("APP_OBJECT_STORAGE__PROVIDER", "azure"),
+                ("APP_OBJECT_STORAGE__ACCOUNT", "pacsmasks"),
+                ("APP_OBJECT_STORAGE__CONTAINER", "pacs-masks"),
+                ("APP_OBJECT_STORAGE__ACCOUNT_KEY", "Zmlyc3Q="),
+            ],
+            "object_storage.account",
+        ),
+    ] {
+        let mut env = provider;
+        env.extend([
+            ("APP_OBJECT_STORAGE__ENDPOINT", endpoint.as_str()),
+            ("APP_OBJECT_STORAGE__MAX_RETRIES", "0"),
+        ]);
+        let dir = tempfile::tempdir().unwrap();
+        let out = diagnosis(
+            dir.path(),
+            &vars(&env),
+            5,
+            &[&format!("the endpoint {endpoint} is unreachable"), own],
+        );
+        assert!(!out.contains("region"), "{out}");
+    }
 }
 
 #[test]

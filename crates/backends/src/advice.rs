@@ -113,8 +113,7 @@ fn neutral(profile: &Profile, error: &Error, os: &ObjectStorageConfig) -> Diagno
         ),
         Error::Unreachable { detail, .. } => Diagnosis::new(
             format!("the endpoint {endpoint} is unreachable ({detail})"),
-            "check object_storage.endpoint (APP_OBJECT_STORAGE__ENDPOINT), that the server \
-             runs, and the network or firewall between",
+            profile.reach_fix,
         ),
         Error::ServerFailed { detail, .. } => Diagnosis::new(
             format!("the server at {endpoint} failed on its side ({detail})"),
@@ -163,6 +162,39 @@ mod tests {
         };
         let d = diagnose(Some(Operation::Put), &skew, &Config::memory());
         assert!(d.fix.contains("NTP"), "{}", d.fix);
+    }
+
+    #[test]
+    fn an_unreachable_store_is_told_in_its_providers_own_settings() {
+        let s3 = Config::s3("pacs-masks", "us-east-1").unwrap();
+        let gcs = Config::gcs("pacs-masks").unwrap();
+        let azure = Config::azure("pacsmasks", "pacs-masks").unwrap();
+        for (config, own, foreign) in [
+            (&s3, "object_storage.region", &["account", "googleapis"][..]),
+            (
+                &gcs,
+                "storage.googleapis.com",
+                &["region", "AWS", "account"][..],
+            ),
+            (
+                &azure,
+                "object_storage.account",
+                &["region", "AWS", "googleapis"][..],
+            ),
+        ] {
+            let e = Error::Unreachable {
+                backend: config.object_storage.provider.to_string(),
+                detail: "connection refused".to_string(),
+            };
+            let d = diagnose(Some(Operation::List), &e, config);
+            for text in [format!("{} {}", d.cause, d.fix), e.to_string()] {
+                assert!(text.contains(own), "{text}");
+                assert!(text.contains("object_storage.endpoint"), "{text}");
+                for word in foreign {
+                    assert!(!text.contains(word), "{word} in {text}");
+                }
+            }
+        }
     }
 
     #[test]

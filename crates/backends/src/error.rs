@@ -238,10 +238,7 @@ pub enum Error {
         message: Option<String>,
     },
     /// The backend could not be reached in time.
-    #[error(
-        "cannot reach the {backend} backend: {detail}; check object_storage.endpoint and \
-         region, the network, and that the server is running"
-    )]
+    #[error("cannot reach the {backend} backend: {detail}; {}", reach_fix(backend))]
     Unreachable {
         /// The backend name.
         backend: String,
@@ -549,6 +546,12 @@ impl Error {
 const MAX_SOURCE_SHOWN: usize = 2000;
 
 /// `403`, or what a status of 0 stands for in [`Error::Refused`].
+/// What to check when the backend labelled `backend` cannot be reached, in its
+/// provider's own settings (no region on Azure or GCS).
+fn reach_fix(backend: &str) -> &'static str {
+    profile_of(backend.parse::<Provider>().ok()).reach_fix
+}
+
 fn status_shown(status: u16) -> String {
     match status {
         0 => "an error document in a success answer:".to_string(),

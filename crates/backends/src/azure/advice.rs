@@ -26,6 +26,9 @@ pub(crate) static PROFILE: Profile = Profile {
                      credential chain (AZURE_* variables, workload or managed identity, the \
                      Azure CLI) gave none",
     default_endpoint: "Azure",
+    reach_fix: "check object_storage.endpoint (APP_OBJECT_STORAGE__ENDPOINT; unset for \
+                Azure, whose address is made from object_storage.account), the network or \
+                firewall between, and that the server is running",
     describe,
     identity,
     check: CheckAdvice::cloud(credentials, denied, bucket_missing),

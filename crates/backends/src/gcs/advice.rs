@@ -25,6 +25,9 @@ pub(crate) static PROFILE: Profile = Profile {
                      credential chain (GOOGLE_APPLICATION_CREDENTIALS, the metadata server) \
                      gave none",
     default_endpoint: "Google Cloud Storage",
+    reach_fix: "check object_storage.endpoint (APP_OBJECT_STORAGE__ENDPOINT; unset for \
+                storage.googleapis.com), the network or firewall between, and that the \
+                server is running",
     describe,
     identity,
     check: CheckAdvice::cloud(credentials, denied, bucket_missing),

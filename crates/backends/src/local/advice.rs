@@ -21,6 +21,7 @@ pub(crate) static PROFILE: Profile = Profile {
                    cors.allowed_origins (APP_CORS__ALLOWED_ORIGINS) and restart maskstore serve",
     no_credentials: "the local provider takes no credentials",
     default_endpoint: "the local disk",
+    reach_fix: "check object_storage.root and that its disk is mounted",
     describe: |os| format!("folder {}", os.root.display()),
     identity,
     check: CheckAdvice {

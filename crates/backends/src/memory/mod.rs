@@ -22,6 +22,7 @@ pub(crate) static PROFILE: Profile = Profile {
     cors_refused: "the gateway's [cors] settings do not grant PUT from this origin; add it to \
                    cors.allowed_origins (APP_CORS__ALLOWED_ORIGINS) and restart maskstore serve",
     default_endpoint: "process memory",
+    reach_fix: "process memory is always reachable: report this as a bug",
     describe: |_| "process memory".to_string(),
     identity: |_| "memory".to_string(),
     ..NEUTRAL

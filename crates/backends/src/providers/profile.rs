@@ -31,6 +31,8 @@ pub(crate) struct Profile {
     pub no_credentials: &'static str,
     /// What it talks to when no endpoint is configured (`AWS`).
     pub default_endpoint: &'static str,
+    /// What to check when it cannot be reached, in its own settings.
+    pub reach_fix: &'static str,
     /// The store a config names, for people (`bucket b in r at AWS`).
     pub describe: fn(&ObjectStorageConfig) -> String,
     /// Where a config's objects live, to tell two stores apart (the same place gives the
@@ -144,6 +146,8 @@ pub(crate) const NEUTRAL: Profile = Profile {
                    apply the rules of maskstore policy cors with the store's own tools",
     no_credentials: "no credentials were found: the store's credential chain gave none",
     default_endpoint: "its default endpoint",
+    reach_fix: "check the address the store was built with, the network, and that the \
+                server is running",
     describe: |_| "a store maskstore did not build".to_string(),
     identity: |_| "a store maskstore did not build".to_string(),
     check: CheckAdvice::NONE,

@@ -22,6 +22,9 @@ pub(crate) static PROFILE: Profile = Profile {
                      AWS credential chain (AWS_* variables, web identity, container or \
                      instance metadata) gave none",
     default_endpoint: "AWS",
+    reach_fix: "check object_storage.endpoint (APP_OBJECT_STORAGE__ENDPOINT; unset for AWS, \
+                whose address is made from object_storage.region), the network or firewall \
+                between, and that the server is running",
     describe,
     identity,
     check: CheckAdvice::cloud(credentials, denied, bucket_missing),

@@ -145,36 +145,68 @@ fn error_rate_alarm(
     })
 }
 
+/// At most this many earlier periods make the surge baseline: an alarm holds at most 10
+/// expressions (`PutMetricAlarm`, `Metrics`), one of which is the rule itself.
+const MAX_BASELINE_PERIODS: u64 = 8;
+
 /// The surge rule: the request rate over the last `surge_window` above `surge_factor` ×
-/// the mean rate of the periods before it within `alarm_window`, from `surge_min_rate`
-/// requests per second. The alarm evaluates `n` periods of `surge_window`; `AVG` of the
-/// series is their mean, from which the last period is taken out.
+/// the mean rate of the periods before it within `alarm_window` (at most
+/// [`MAX_BASELINE_PERIODS`] of them), from `surge_min_rate` requests per second.
+///
+/// Each earlier period is taken with `DIFF` alone (`prev1 = requests - DIFF(requests)`,
+/// `prev2 = prev1 - DIFF(prev1)`, …), never with `AVG`: CloudWatch's function table
+/// ("Functions supported for metric math", using-metric-math) says of `AVG`, `MAX`, `MIN`,
+/// `DATAPOINT_COUNT` and `RUNNING_SUM` "We recommend that you do not use this function in
+/// CloudWatch alarms. Whenever an alarm evaluates whether to change state, CloudWatch
+/// attempts to retrieve a higher number of data points than the number specified as
+/// Evaluation Periods. This function acts differently when extra data is requested", so a
+/// baseline of `n * AVG(requests) - requests` is not the `n` periods it assumes. `DIFF`
+/// and `PERIOD` work point by point, and the rule is an `IF` of the metric, so the alarm
+/// watches one time series, as an alarm on metric math must. `DIFF` steps to the preceding
+/// reported point: minutes without requests, for which S3 reports none, are passed over,
+/// and the baseline is the rate of the last periods with requests.
 fn surge_alarm(config: &Config, bucket: &str) -> Value {
     let m = &config.monitoring;
     let period = minutes(m.surge_window_secs);
-    let n = (minutes(m.alarm_window_secs) / period).max(2);
+    let before = (minutes(m.alarm_window_secs) / period)
+        .saturating_sub(1)
+        .clamp(1, MAX_BASELINE_PERIODS);
+    let mut metrics = vec![metric(config, bucket, "requests", "AllRequests", period)];
+    let mut earlier = Vec::new();
+    for i in 1..=before {
+        let newer = if i == 1 {
+            "requests".to_string()
+        } else {
+            format!("prev{}", i - 1)
+        };
+        metrics.push(json!({
+            "Id": format!("prev{i}"),
+            "Label": format!("AllRequests {i} periods before"),
+            "Expression": format!("{newer} - DIFF({newer})"),
+            "ReturnData": false,
+        }));
+        earlier.push(format!("prev{i}"));
+    }
     let expression = format!(
-        "IF(requests / PERIOD(requests) >= {min_rate} AND requests > {factor} * ({n} * AVG(requests) - requests) / {before}, 1, 0)",
+        "IF(requests / PERIOD(requests) >= {min_rate} AND requests > {factor} * ({sum}) / {before}, 1, 0)",
         min_rate = m.surge_min_rate,
         factor = m.surge_factor,
-        before = n - 1,
+        sum = earlier.join(" + "),
     );
+    metrics.push(json!({"Id": "surge", "Label": "request surge", "Expression": expression, "ReturnData": true}));
     json!({
         "AlarmName": alarm_name(config, bucket, "request-surge"),
         "AlarmDescription": format!(
             "maskstore [monitoring]: requests/s over {period} s above {} x the rate of the {} s before, from {}/s (s3://{bucket}/{})",
             m.surge_factor,
-            period * (n - 1),
+            period * before,
             m.surge_min_rate,
             config.object_storage.prefix
         ),
-        "Metrics": [
-            metric(config, bucket, "requests", "AllRequests", period),
-            {"Id": "surge", "Label": "request surge", "Expression": expression, "ReturnData": true},
-        ],
+        "Metrics": metrics,
         "ComparisonOperator": "GreaterThanThreshold",
         "Threshold": 0,
-        "EvaluationPeriods": n,
+        "EvaluationPeriods": 1,
         "DatapointsToAlarm": 1,
         "TreatMissingData": "notBreaching",
     })
@@ -226,17 +258,102 @@ mod tests {
             alarms[0]["Metrics"][2]["Expression"],
             "IF(requests >= 20, errors / requests, 0)"
         );
-        assert_eq!(alarms[2]["EvaluationPeriods"], 5);
+        assert_eq!(alarms[2]["EvaluationPeriods"], 1);
         assert_eq!(alarms[2]["Metrics"][0]["MetricStat"]["Period"], 60);
-        let surge = alarms[2]["Metrics"][1]["Expression"].as_str().unwrap();
+        let surge = alarms[2]["Metrics"][5]["Expression"].as_str().unwrap();
         assert!(
-            surge.contains(">= 1 AND requests > 3 * (5 * AVG(requests) - requests) / 4"),
+            surge.contains(">= 1 AND requests > 3 * (prev1 + prev2 + prev3 + prev4) / 4"),
             "{surge}"
         );
+        assert_eq!(
+            alarms[2]["Metrics"][1]["Expression"],
+            "requests - DIFF(requests)"
+        );
+        assert_eq!(alarms[2]["Metrics"][4]["Expression"], "prev3 - DIFF(prev3)");
         assert_eq!(
             alarms[0]["Metrics"][0]["MetricStat"]["Metric"]["Dimensions"][1]["Value"],
             "maskstore-mask-2026-v1"
         );
+    }
+
+    /// The functions CloudWatch's table advises against in alarms (see [`surge_alarm`]).
+    const NOT_IN_ALARMS: [&str; 6] = [
+        "AVG(",
+        "MAX(",
+        "MIN(",
+        "DATAPOINT_COUNT(",
+        "RUNNING_SUM(",
+        "REMOVE_EMPTY(",
+    ];
+
+    #[test]
+    fn every_alarm_watches_one_series_of_point_by_point_functions_within_the_limits() {
+        let mut config = config();
+        for (window, surge) in [(300, 60), (600, 60), (43200, 60), (120, 60)] {
+            config.monitoring.alarm_window_secs = window;
+            config.monitoring.surge_window_secs = surge;
+            for alarm in alarms(&config).unwrap().as_array().unwrap() {
+                let metrics = alarm["Metrics"].as_array().unwrap();
+                let returned = metrics.iter().filter(|m| m["ReturnData"] == true).count();
+                assert_eq!(returned, 1, "{alarm}");
+                let expressions: Vec<&str> = metrics
+                    .iter()
+                    .filter_map(|m| m["Expression"].as_str())
+                    .collect();
+                assert!(expressions.len() <= 10, "{window}: {}", expressions.len());
+                for e in expressions {
+                    for f in NOT_IN_ALARMS {
+                        assert!(!e.contains(f), "{f} in {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    /// The surge rule's value at the last point of a dense per-minute `series`, computed
+    /// as CloudWatch's point-by-point `DIFF` does with the expressions of the document.
+    fn surge_at_last(series: &[f64], before: usize) -> bool {
+        let diff = |s: &[f64]| -> Vec<f64> { s.windows(2).map(|w| w[1] - w[0]).collect() };
+        let mut prev = series.to_vec();
+        let mut sum = 0.0;
+        for _ in 0..before {
+            let d = diff(&prev);
+            prev = prev[1..].iter().zip(&d).map(|(v, d)| v - d).collect();
+            sum += prev.last().unwrap();
+        }
+        let last = *series.last().unwrap();
+        last / 60.0 >= 1.0 && last > 3.0 * sum / before as f64
+    }
+
+    #[test]
+    fn the_surge_rule_compares_the_last_minute_with_the_mean_of_the_ones_before() {
+        let doc = alarms(&config()).unwrap();
+        let surge = doc[2]["Metrics"][5]["Expression"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            surge.contains("requests > 3 *") && surge.contains("/ 4"),
+            "{surge}"
+        );
+        // prevK is the point K minutes before: the chain of DIFFs shifts the series.
+        assert!(
+            surge_at_last(&[10.0, 20.0, 30.0, 40.0, 200.0], 4),
+            "200 > 3 x 25"
+        );
+        assert!(
+            !surge_at_last(&[10.0, 20.0, 30.0, 40.0, 70.0], 4),
+            "70 < 3 x 25"
+        );
+        assert!(
+            !surge_at_last(&[60.0, 60.0, 60.0, 60.0, 179.0], 4),
+            "179 < 180"
+        );
+        assert!(
+            surge_at_last(&[60.0, 60.0, 60.0, 60.0, 181.0], 4),
+            "181 > 180"
+        );
+        assert!(!surge_at_last(&[0.0, 0.0, 0.0, 0.0, 50.0], 4), "under 1/s");
     }
 
     #[test]

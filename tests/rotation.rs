@@ -178,11 +178,11 @@ impl Drop for RotationIdentity {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_long_running_s3_storage_keeps_working_across_a_rewrite_of_its_key_files() {
-    let Some(identity) = RotationIdentity::create() else {
-        return;
-    };
+/// A storage on the test SeaweedFS whose keys are the first key of `identity`, given as
+/// `access_key_file` and `secret_key_file` (in the returned folder, which must live on).
+fn s3_storage_with_key_files(
+    identity: &RotationIdentity,
+) -> (tempfile::TempDir, Storage, PathBuf, PathBuf) {
     let root = tempfile::tempdir().unwrap();
     let dir = secrets_dir(root.path());
     let (access_file, secret_file) = (dir.join("access_key"), dir.join("secret_key"));
@@ -221,6 +221,39 @@ async fn a_long_running_s3_storage_keeps_working_across_a_rewrite_of_its_key_fil
         ..Default::default()
     };
     let storage = Storage::connect(&load_config_from(&source, vars).unwrap()).unwrap();
+    (root, storage, access_file, secret_file)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_s3_refuses_the_old_key_the_rewritten_key_files_are_read_at_once() {
+    let Some(identity) = RotationIdentity::create() else {
+        return;
+    };
+    let (_root, storage, access_file, secret_file) = s3_storage_with_key_files(&identity);
+    let key = storage.key("rotation/forbidden.png").unwrap();
+    storage.put(&key, b"before".to_vec()).await.unwrap();
+    // The old key is gone from the server before its files are rewritten (an operator who
+    // deleted the key first): requests with it are refused once the server has dropped it.
+    identity.remove_key(&identity.keys[0].0);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while storage.put(&key, b"old key".to_vec()).await.is_ok() {
+        assert!(Instant::now() < deadline, "the removed key kept working");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    write_secret(&access_file, &identity.keys[1].0);
+    write_secret(&secret_file, &identity.keys[1].1);
+    // The very next request reads the files at once, without waiting for them to settle
+    // (without the 403 rule it would sign with the old key and be refused).
+    storage.put(&key, b"after".to_vec()).await.unwrap();
+    assert_eq!(&storage.get(&key).await.unwrap().data[..], b"after");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_running_s3_storage_keeps_working_across_a_rewrite_of_its_key_files() {
+    let Some(identity) = RotationIdentity::create() else {
+        return;
+    };
+    let (_root, storage, access_file, secret_file) = s3_storage_with_key_files(&identity);
     let key = storage.key("rotation/presigned.png").unwrap();
     storage.put(&key, b"before".to_vec()).await.unwrap();
     let presigned_before = storage

@@ -16,6 +16,13 @@
 //! was verified ([`TrustedFile::unchanged`], else [`TrustedFile::confirm`]), so every byte
 //! of the answer was read before a passing check, as on the streamed path. A file that
 //! ends early (truncated while it is sent) fails the connection.
+//!
+//! What `sendfile` gives up against the streamed path (nginx gives up the same): the
+//! kernel hands the page cache's pages to the socket, so bytes still in the socket's send
+//! queue when the check passed (at most its send buffer) go out as the file holds them
+//! when they are transmitted; a program rewriting the file in place in that instant can
+//! change them. And `sendfile` of a file not in the page cache waits for the disk on the
+//! runtime's thread (the streamed path reads in a blocking task).
 
 use std::collections::VecDeque;
 use std::fs::File;

@@ -170,6 +170,29 @@ impl Sendfile {
     }
 }
 
+/// Writes `bufs`, the head before a placeholder, to `stream` with `MSG_MORE`: the kernel
+/// holds them back to go out in one segment with the file bytes that follow, as nginx's
+/// `tcp_nopush` does (a head sent alone costs the client a wake-up of its own).
+pub(crate) fn poll_head(
+    stream: &TcpStream,
+    cx: &mut Context<'_>,
+    bufs: &[io::IoSlice<'_>],
+) -> Poll<io::Result<usize>> {
+    use rustix::net::{SendAncillaryBuffer, SendFlags, sendmsg};
+    loop {
+        std::task::ready!(stream.poll_write_ready(cx))?;
+        let sent = stream.try_io(Interest::WRITABLE, || {
+            let mut control = SendAncillaryBuffer::default();
+            sendmsg(stream, bufs, &mut control, SendFlags::MORE | SendFlags::NOSIGNAL)
+                .map_err(io::Error::from)
+        });
+        match sent {
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,
+            other => return Poll::Ready(other),
+        }
+    }
+}
+
 /// What a `sendfile` body still has to do.
 struct Body {
     sendfile: Sendfile,

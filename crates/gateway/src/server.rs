@@ -25,7 +25,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::reply::Unsigned;
-use crate::sendfile::{Sendfile, hole_offset};
+use crate::sendfile::{Sendfile, hole_offset, poll_head};
 use crate::shares::{ClientShares, Share, client_key, is_trusted};
 use crate::{GatewayError, Limits};
 
@@ -404,8 +404,8 @@ impl AsyncWrite for StallGuard {
         self.watch(cx, poll)
     }
 
-    /// The buffers before the first placeholder are written as they are; a placeholder
-    /// first in line is sent with `sendfile`.
+    /// The buffers before the first placeholder are written as they are (held back for
+    /// the file bytes that follow); a placeholder first in line is sent with `sendfile`.
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -413,7 +413,7 @@ impl AsyncWrite for StallGuard {
     ) -> Poll<std::io::Result<usize>> {
         let poll = match bufs.iter().position(|buf| hole_offset(buf).is_some()) {
             Some(0) => self.sendfile.poll_send(&self.inner, cx, &bufs[0]),
-            Some(first) => Pin::new(&mut self.inner).poll_write_vectored(cx, &bufs[..first]),
+            Some(first) => poll_head(&self.inner, cx, &bufs[..first]),
             None => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
         };
         self.watch(cx, poll)

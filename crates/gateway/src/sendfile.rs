@@ -183,8 +183,13 @@ pub(crate) fn poll_head(
         std::task::ready!(stream.poll_write_ready(cx))?;
         let sent = stream.try_io(Interest::WRITABLE, || {
             let mut control = SendAncillaryBuffer::default();
-            sendmsg(stream, bufs, &mut control, SendFlags::MORE | SendFlags::NOSIGNAL)
-                .map_err(io::Error::from)
+            sendmsg(
+                stream,
+                bufs,
+                &mut control,
+                SendFlags::MORE | SendFlags::NOSIGNAL,
+            )
+            .map_err(io::Error::from)
         });
         match sent {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => continue,

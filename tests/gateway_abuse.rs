@@ -17,7 +17,8 @@
 //!   stay under +40 MiB and leave no temporary file.
 //! - SIGTERM with a stalled upload: exit within `shutdown_grace` + 2 s, previous version kept.
 //! - a download whose client stops reading (`body_idle_timeout`) or crawls
-//!   (`request_timeout`) is cut off before the whole object is sent.
+//!   (`request_timeout`) is cut off before the whole object is sent, also when a verified
+//!   version is sent with `sendfile`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -777,6 +778,10 @@ async fn downloads_that_stop_or_crawl_are_cut_off() {
         200
     );
     let url = serve.sign(SignedMethod::Get, key);
+    // Settled and verified once: the slow downloads below are sent with `sendfile`.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let whole = http.get(&url).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(whole.len(), size);
     let target = url.split_once(&serve.addr).unwrap().1.to_string();
     let open = || async {
         let socket = tokio::net::TcpSocket::new_v4().unwrap();

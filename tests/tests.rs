@@ -14,6 +14,7 @@ mod foreign;
 mod gateway_abuse;
 mod gateway_conformance;
 mod gateway_fairness;
+mod gateway_sendfile;
 mod gateway_verdicts;
 mod integrity;
 mod monitoring;

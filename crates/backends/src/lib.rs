@@ -63,7 +63,7 @@ pub use error::{Error, ErrorKind, Result};
 pub use layers::instrumented;
 pub use layers::{Layer, Operation};
 pub use load::{ConfigSource, load_config, load_config_from};
-pub use local::{LOCAL_UPLOAD_MAX_IN_FLIGHT, LOCAL_UPLOAD_PART_SIZE};
+pub use local::{LOCAL_UPLOAD_MAX_IN_FLIGHT, LOCAL_UPLOAD_PART_SIZE, TrustedFile};
 pub use maskstore_core::ChecksumAlgorithm;
 pub use metadata::{Carried, LeftOut};
 pub use policy::{PolicyDocument, policy_document};

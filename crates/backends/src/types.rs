@@ -294,6 +294,10 @@ pub struct ObjectStream {
     /// Whether the stream checks the bytes against the stored checksum as it yields them
     /// (ending in [`crate::Error::Corrupt`] instead of its last chunk when they differ).
     pub verifies: bool,
+    /// The open file of a local read whose version the caller's verdict vouched for: the
+    /// same bytes as `stream`, for a caller that sends them without reading them (see
+    /// [`crate::TrustedFile`]); `None` for any other read.
+    pub file: Option<crate::TrustedFile>,
 }
 
 /// The exact bytes a read opened, for a caller that keeps a verdict on them (the gateway

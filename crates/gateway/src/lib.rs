@@ -64,12 +64,13 @@ mod metrics;
 mod objects;
 mod reply;
 mod routers;
+mod sendfile;
 mod server;
 mod shares;
 
 pub use crate::metrics::{
-    GATEWAY_REFUSED_TOTAL, GATEWAY_REQUEST_DURATION, GATEWAY_REQUESTS_TOTAL, REQUEST_RATE,
-    install_prometheus,
+    GATEWAY_REFUSED_TOTAL, GATEWAY_REQUEST_DURATION, GATEWAY_REQUESTS_TOTAL,
+    GATEWAY_SENDFILE_BYTES_TOTAL, REQUEST_RATE, install_prometheus,
 };
 pub use alert_rules::prometheus_rules;
 pub use limits::Limits;

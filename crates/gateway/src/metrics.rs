@@ -46,6 +46,9 @@ pub const GATEWAY_REQUESTS_TOTAL: &str = "maskstore_gateway_requests_total";
 /// Metric: the store's operations per second over the surge alarm's recent window
 /// (`window="recent"`) and over its baseline (`window="baseline"`).
 pub const REQUEST_RATE: &str = "maskstore_request_rate_per_second";
+/// Metric: bytes of verified local objects the gateway sent with `sendfile` (from the page
+/// cache to the socket, not through its memory).
+pub const GATEWAY_SENDFILE_BYTES_TOTAL: &str = "maskstore_gateway_sendfile_bytes_total";
 /// Metric: the gateway's HTTP request latency.
 pub const GATEWAY_REQUEST_DURATION: &str = "maskstore_gateway_request_duration_seconds";
 

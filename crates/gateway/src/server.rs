@@ -25,6 +25,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::reply::Unsigned;
+use crate::sendfile::{Sendfile, hole_offset, poll_head};
 use crate::shares::{ClientShares, Share, client_key, is_trusted};
 use crate::{GatewayError, Limits};
 
@@ -82,9 +83,10 @@ pub async fn serve_with_limits(
             continue;
         };
         let _ = stream.set_nodelay(true);
-        let io = TokioIo::new(StallGuard::new(stream, limits));
-        let service =
-            TowerToHyperService::new(connection_service(router.clone(), peer, slot.reserved));
+        let sendfile = Sendfile::default();
+        let io = TokioIo::new(StallGuard::new(stream, limits, sendfile.clone()));
+        let service = connection_service(router.clone(), peer, slot.reserved, sendfile);
+        let service = TowerToHyperService::new(service);
         let builder = if slot.reserved {
             &builders.reserved
         } else {
@@ -264,11 +266,13 @@ fn refuse(stream: &TcpStream, answer: &[u8], why: Unsigned) {
 
 /// What a connection's requests are served by: `router`, with the peer address in every
 /// request's extensions as axum's `ConnectInfo` (where [`crate::shares::client_of`] finds
-/// it). On a reserved connection only `/health` and `/metrics` are served.
+/// it), and the connection's [`Sendfile`] queue. On a reserved connection only `/health`
+/// and `/metrics` are served.
 fn connection_service(
     router: Router,
     peer: SocketAddr,
     reserved: bool,
+    sendfile: Sendfile,
 ) -> impl tower::Service<
     Request<Incoming>,
     Response = axum::response::Response,
@@ -278,6 +282,7 @@ fn connection_service(
 + Send {
     tower::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
+        request.extensions_mut().insert(sendfile.clone());
         let router = router.clone();
         async move {
             if reserved && !matches!(request.uri().path(), "/health" | "/metrics") {
@@ -309,17 +314,22 @@ fn reserved_only() -> axum::response::Response {
 /// Until the connection's first byte arrives, its reads fail after
 /// `limits.first_byte_timeout`: a connection opened and left silent is let go well before
 /// the header timeout a slow but sending client gets.
+///
+/// Its writes send the placeholders of [`crate::sendfile`] bodies with `sendfile`; it
+/// writes vectored, so hyper hands it body buffers as they are, uncopied.
 struct StallGuard {
     inner: TcpStream,
+    sendfile: Sendfile,
     idle: Duration,
     stalled: Option<Pin<Box<tokio::time::Sleep>>>,
     first_byte: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
 impl StallGuard {
-    fn new(inner: TcpStream, limits: &Limits) -> Self {
+    fn new(inner: TcpStream, limits: &Limits, sendfile: Sendfile) -> Self {
         StallGuard {
             inner,
+            sendfile,
             idle: limits.body_idle_timeout,
             stalled: None,
             first_byte: Some(Box::pin(tokio::time::sleep(limits.first_byte_timeout))),
@@ -387,21 +397,32 @@ impl AsyncWrite for StallGuard {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        let poll = match hole_offset(buf) {
+            Some(_) => self.sendfile.poll_send(&self.inner, cx, buf),
+            None => Pin::new(&mut self.inner).poll_write(cx, buf),
+        };
         self.watch(cx, poll)
     }
 
+    /// The buffers before the first placeholder are written as they are (held back for
+    /// the file bytes that follow); a placeholder first in line is sent with `sendfile`.
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
-        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        let poll = match bufs.iter().position(|buf| hole_offset(buf).is_some()) {
+            Some(0) => self.sendfile.poll_send(&self.inner, cx, &bufs[0]),
+            Some(first) => poll_head(&self.inner, cx, &bufs[..first]),
+            None => Pin::new(&mut self.inner).poll_write_vectored(cx, bufs),
+        };
         self.watch(cx, poll)
     }
 
+    /// Always: hyper then queues body buffers uncopied (its `WriteStrategy::Queue`), which
+    /// the placeholders of [`crate::sendfile`] rely on.
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        true
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {

@@ -2,6 +2,7 @@
 //! the kernel.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
@@ -19,7 +20,7 @@ const FILE_READ_CHUNK: u64 = 1024 * 1024;
 /// the stream ends in an error instead: bytes read while another program rewrote the file
 /// in place are never all served under the stamp's verdict (see [`super::stamp`]).
 pub(crate) fn stamped_file_stream(
-    file: std::fs::File,
+    file: Arc<std::fs::File>,
     range: Range<u64>,
     vouched: Option<Vouched>,
 ) -> BoxStream<'static, object_store::Result<Bytes>> {
@@ -66,7 +67,7 @@ impl Vouched {
     /// status-change time of the file still open) and its bytes still match the checksum
     /// (read again whole: a change of the data is caught, unless undone byte for byte
     /// before this check).
-    fn confirm(self, file: &std::fs::File) -> std::io::Result<()> {
+    pub(crate) fn confirm(self, file: &std::fs::File) -> std::io::Result<()> {
         if self.stamp.still(file) {
             return Ok(());
         }

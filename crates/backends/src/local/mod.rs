@@ -69,6 +69,7 @@ mod from_file;
 pub(crate) mod locks;
 mod names;
 pub(crate) mod stamp;
+mod trusted;
 
 use crate::checksum::{CHECKSUM_METADATA, HASH_ON_WRITE_SLICE, HashOnWrite, Hasher, LateChecksum};
 pub(crate) use advice::PROFILE;
@@ -77,6 +78,7 @@ pub(crate) use builder::{Root, connect};
 pub use error::LocalError;
 pub(crate) use from_file::FromFileError;
 use maskstore_core::MAX_KEY_BYTES;
+pub use trusted::TrustedFile;
 /// Part size of streaming uploads to the local provider, which writes each part straight
 /// into the upload's temporary file: with [`LOCAL_UPLOAD_MAX_IN_FLIGHT`] an upload holds
 /// at most about 512 KiB in memory.

@@ -12,6 +12,9 @@ use object_store::{
 use super::Storage;
 use crate::checksum::{LateChecksum, verify_stream};
 use crate::local::ReadChecksum;
+use std::sync::Arc;
+
+use crate::local::TrustedFile;
 use crate::local::file_io::{Vouched, stamped_file_stream};
 use crate::local::stamp::FileStamp;
 use crate::types::{
@@ -226,16 +229,24 @@ impl Storage {
         let range = result.range.clone();
         let backend = self.backend.clone();
         let key_text = key.to_string();
+        let mut trusted_file = None;
         let stream = match result.payload {
             GetResultPayload::File(file, _) => {
+                let file = Arc::new(file);
                 let vouched = match stamp.filter(|_| trusted) {
                     // A whole read checks the file whole when its stamp changed: twice the
                     // read at most. A range does not (one range of a large object would
                     // read it all): it is cut off, and read again with If-Range.
-                    Some(stamp) => Some(Vouched {
-                        stamp,
-                        verifier: self.verifier(&info, whole)?,
-                    }),
+                    Some(stamp) => {
+                        let vouched = |verifier| Vouched { stamp, verifier };
+                        let kept = vouched(self.verifier(&info, whole)?);
+                        trusted_file = Some(TrustedFile::new(
+                            Arc::clone(&file),
+                            range.clone(),
+                            vouched(self.verifier(&info, whole)?),
+                        ));
+                        Some(kept)
+                    }
                     None => None,
                 };
                 stamped_file_stream(file, range.clone(), vouched)
@@ -255,6 +266,7 @@ impl Storage {
             stream,
             version,
             verifies,
+            file: trusted_file,
         })
     }
 

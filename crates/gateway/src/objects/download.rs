@@ -20,13 +20,16 @@ use super::conditions::{Asked, Span, Verdict};
 use super::headers::{describe, set};
 use crate::reply::{error_reply, refuse, reply};
 use crate::routers::Gateway;
+use crate::sendfile::{SENDFILE_FROM, Sendfile};
 
 /// Who reads and until when: the client address whose share of the download budget a body
-/// takes, and a GET's deadline (`None`: a HEAD).
-#[derive(Debug, Clone, Copy)]
+/// takes, a GET's deadline (`None`: a HEAD), and the connection's `sendfile` queue when a
+/// verified local body may be sent with it (plain HTTP/1 GETs).
+#[derive(Debug, Clone)]
 pub(super) struct Reader {
     pub(super) client: Option<IpAddr>,
     pub(super) deadline: Option<Instant>,
+    pub(super) sendfile: Option<Sendfile>,
 }
 
 /// GET (`reader.deadline` set) and HEAD: the object as the conditions and the range ask. A
@@ -44,7 +47,7 @@ pub(super) async fn download(
     let asked = Asked::from_headers(headers);
     match reader.deadline {
         Some(deadline) if !asked.has_range() => {
-            whole(gateway, grant, &asked, (reader.client, deadline)).await
+            whole(gateway, grant, &asked, reader, deadline).await
         }
         _ => described_first(gateway, grant, &asked, reader).await,
     }
@@ -55,7 +58,8 @@ async fn whole(
     gateway: &Gateway,
     grant: &Grant,
     asked: &Asked,
-    (client, deadline): (Option<IpAddr>, Instant),
+    reader: Reader,
+    deadline: Instant,
 ) -> Response {
     let read = gateway
         .verified
@@ -69,13 +73,13 @@ async fn whole(
     }
     let permit = match gateway
         .downloads
-        .reserve_download(object.info.size, client)
+        .reserve_download(object.info.size, reader.client)
         .await
     {
         Ok(permit) => permit,
         Err(busy) => return *busy,
     };
-    match respond(object, &Span::Whole, permit, deadline).await {
+    match respond(object, &Span::Whole, permit, (deadline, reader.sendfile)).await {
         Ok(response) => response,
         Err(e) => error_reply(&e),
     }
@@ -118,7 +122,7 @@ async fn described_first(
         let Some(deadline) = reader.deadline else {
             return head_reply(&info, &span);
         };
-        match span_body(gateway, &info, &span, (reader.client, deadline)).await {
+        match span_body(gateway, &info, &span, &reader, deadline).await {
             Ok(response) => return response,
             // Replaced between the description and the read: the conditions are judged
             // again on the new version, once.
@@ -152,7 +156,8 @@ async fn span_body(
     gateway: &Gateway,
     info: &ObjectInfo,
     span: &Span,
-    (client, deadline): (Option<IpAddr>, Instant),
+    reader: &Reader,
+    deadline: Instant,
 ) -> Result<Response, BodyError> {
     let part = match span {
         Span::Part(r) if !(r.start == 0 && r.end == info.size) => Some(r.clone()),
@@ -173,26 +178,41 @@ async fn span_body(
     let length = part.as_ref().map_or(info.size, |r| r.end - r.start);
     let permit = gateway
         .downloads
-        .reserve_download(length, client)
+        .reserve_download(length, reader.client)
         .await
         .map_err(BodyError::Answer)?;
-    Ok(respond(object, span, permit, deadline).await?)
+    let sending = (deadline, reader.sendfile.clone());
+    Ok(respond(object, span, permit, sending).await?)
 }
 
 /// The answer streaming `object`: 200 for [`Span::Whole`], else 206 with its
-/// Content-Range. Holds `permit` until the body is dropped.
+/// Content-Range. Holds `permit` until the body is dropped. A verified local body of
+/// [`SENDFILE_FROM`] bytes or more is sent with `sendfile` on a connection that can.
 async fn respond(
     object: ObjectStream,
     span: &Span,
     permit: Reserved,
-    deadline: Instant,
+    (deadline, sendfile): (Instant, Option<Sendfile>),
 ) -> Result<Response, Error> {
     let ObjectStream {
         info,
         range: served,
         mut stream,
+        file,
         ..
     } = object;
+    let status = match span {
+        Span::Whole => StatusCode::OK,
+        _ => StatusCode::PARTIAL_CONTENT,
+    };
+    if let (Some(file), Some(sendfile)) = (file, sendfile)
+        && served.end - served.start >= SENDFILE_FROM
+    {
+        let body = crate::sendfile::body(file, sendfile, deadline, permit);
+        let mut response = Response::new(Body::from_stream(body));
+        describe_span(&mut response, status, &info, &served);
+        return Ok(response);
+    }
     // A verified read holds each chunk back until the next arrives, so an object of one
     // chunk that fails its checksum fails here, before the status is sent: a 500, never a
     // 200 or 206 with damaged bytes. A larger one is cut off mid-body (the length promised
@@ -203,10 +223,6 @@ async fn respond(
     }
     let stream = futures::stream::iter(first).chain(stream);
     let mut response = Response::new(Body::from_stream(until_deadline(stream, deadline, permit)));
-    let status = match span {
-        Span::Whole => StatusCode::OK,
-        _ => StatusCode::PARTIAL_CONTENT,
-    };
     describe_span(&mut response, status, &info, &served);
     Ok(response)
 }

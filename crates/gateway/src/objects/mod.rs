@@ -17,6 +17,7 @@ use maskstore_backends::signing::{Grant, OBJECT_PATH, QueryLimit, SignedMethod};
 
 use crate::reply::{RefusedBeforeStore, Unsigned, error_reply, refuse_unsigned, reply};
 use crate::routers::Gateway;
+use crate::sendfile::Sendfile;
 use crate::shares::client_of;
 pub use budget::{DOWNLOAD_MEMORY_BUDGET, DOWNLOAD_MEMORY_PER_CLIENT};
 pub use conditional::CONDITIONAL_UPLOAD_BUDGET;
@@ -64,9 +65,14 @@ async fn serve_grant(gateway: &Gateway, grant: Grant, request: Request) -> Respo
     let work = async {
         match grant.method {
             SignedMethod::Get => {
+                // Only a GET's body is sent; hyper drops a HEAD's unread.
+                let sendfile = (request.method() == axum::http::Method::GET)
+                    .then(|| request.extensions().get::<Sendfile>().cloned())
+                    .flatten();
                 let at = Reader {
                     client,
                     deadline: Some(deadline),
+                    sendfile,
                 };
                 download(gateway, &grant, request.headers(), at).await
             }
@@ -74,6 +80,7 @@ async fn serve_grant(gateway: &Gateway, grant: Grant, request: Request) -> Respo
                 let at = Reader {
                     client,
                     deadline: None,
+                    sendfile: None,
                 };
                 download(gateway, &grant, request.headers(), at).await
             }

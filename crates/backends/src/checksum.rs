@@ -90,19 +90,33 @@ impl Hasher {
     /// bytes>` (the encodings of S3's `x-amz-checksum-*` headers).
     pub(crate) fn finish(self) -> String {
         match self {
-            Hasher::Sha256(h) => format!("sha256:{}", STANDARD.encode(h.finalize())),
-            Hasher::Crc64Nvme(h) => {
-                format!("crc64nvme:{}", STANDARD.encode(h.finalize().to_be_bytes()))
-            }
+            Hasher::Sha256(h) => labelled("sha256", &h.finalize()),
+            Hasher::Crc64Nvme(h) => labelled("crc64nvme", &h.finalize().to_be_bytes()),
             // A 32-bit CRC as its 4 big-endian bytes (S3's and GCS's encoding).
             Hasher::Crc32(name, h) => {
                 let crc = u32::try_from(h.finalize()).unwrap_or(u32::MAX);
-                format!("{name}:{}", STANDARD.encode(crc.to_be_bytes()))
+                labelled(name, &crc.to_be_bytes())
             }
-            Hasher::Md5(h) => format!("md5:{}", STANDARD.encode(md5::Digest::finalize(*h))),
-            Hasher::Sha1(h) => format!("sha1:{}", STANDARD.encode(sha1::Digest::finalize(*h))),
+            Hasher::Md5(h) => labelled("md5", &md5::Digest::finalize(*h)),
+            Hasher::Sha1(h) => labelled("sha1", &sha1::Digest::finalize(*h)),
         }
     }
+}
+
+/// `name:base64(digest)`, written into one buffer of the right size (through `format!`, a
+/// 4 KiB memory put spent a tenth of its time here).
+fn labelled(name: &str, digest: &[u8]) -> String {
+    // The longest digest is SHA-256's 32 bytes: 44 base64 characters.
+    let mut encoded = [0u8; 64];
+    let n = STANDARD
+        .encode_slice(digest, &mut encoded)
+        .expect("a digest of at most 48 bytes fits 64 base64 characters");
+    let encoded = std::str::from_utf8(&encoded[..n]).expect("base64 is ASCII");
+    let mut text = String::with_capacity(name.len() + 1 + n);
+    text.push_str(name);
+    text.push(':');
+    text.push_str(encoded);
+    text
 }
 
 /// A checksum a provider keeps with an object itself, read when maskstore's own
@@ -490,6 +504,51 @@ mod tests {
             )
         );
         assert_eq!(checksum_of(ChecksumAlgorithm::None, b"x"), None);
+    }
+
+    #[test]
+    fn every_algorithm_is_stored_as_its_name_and_the_base64_of_its_digest() {
+        // Check values of "123456789" (CRC catalogue) and the digests of "" (RFC 1321,
+        // FIPS 180), in the form the providers' headers carry.
+        let b64 = |digest: &[u8]| STANDARD.encode(digest);
+        let hex = |text: &str| {
+            (0..text.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+                .collect::<Vec<u8>>()
+        };
+        let cases = [
+            (
+                "crc32:x",
+                &b"123456789"[..],
+                b64(&0xCBF4_3926u32.to_be_bytes()),
+            ),
+            ("crc32c:x", b"123456789", b64(&0xE306_9283u32.to_be_bytes())),
+            (
+                "crc64nvme:x",
+                b"123456789",
+                b64(&0xAE8B_1486_0A79_9888u64.to_be_bytes()),
+            ),
+            ("md5:x", b"", b64(&hex("d41d8cd98f00b204e9800998ecf8427e"))),
+            (
+                "sha1:x",
+                b"",
+                b64(&hex("da39a3ee5e6b4b0d3255bfef95601890afd80709")),
+            ),
+            (
+                "sha256:x",
+                b"",
+                b64(&hex(
+                    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855",
+                )),
+            ),
+        ];
+        for (stored, data, digest) in cases {
+            let mut hasher = Hasher::for_native(stored).unwrap();
+            hasher.update(data);
+            let name = stored.split_once(':').unwrap().0;
+            assert_eq!(hasher.finish(), format!("{name}:{digest}"), "{stored}");
+        }
     }
 
     async fn collect(stream: BoxStream<'static, Result<Bytes>>) -> Vec<Result<Bytes>> {

@@ -16,7 +16,6 @@
 //! of a buffer no put vouched for (a copy's, a multipart upload's, one written through the
 //! raw object_store), and kept for the next.
 
-use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
@@ -58,12 +57,25 @@ fn same_buffer(a: &Bytes, b: &Bytes) -> bool {
     a.as_ptr() == b.as_ptr() && a.len() == b.len()
 }
 
+/// By path: the checksum of the buffer last known to be stored there.
+type Sums = std::collections::HashMap<Path, Vouched, foldhash::fast::RandomState>;
+
 /// The memory provider's store (see the module docs).
 #[derive(Debug, Default)]
 pub(crate) struct MemoryStore {
     inner: InMemory,
-    /// By path: the checksum of the buffer last known to be stored there.
-    sums: Arc<Mutex<HashMap<Path, Vouched>>>,
+    sums: Arc<Mutex<Sums>>,
+}
+
+/// The checksum stored in `attributes`, found without hashing the attribute's name (the
+/// few attributes of an object are scanned).
+fn stored_checksum(attributes: &object_store::Attributes) -> Option<&str> {
+    attributes
+        .iter()
+        .find_map(|(attribute, value)| match attribute {
+            Attribute::Metadata(name) if name == CHECKSUM_METADATA => Some(value.as_ref()),
+            _ => None,
+        })
 }
 
 impl std::fmt::Display for MemoryStore {
@@ -73,7 +85,7 @@ impl std::fmt::Display for MemoryStore {
 }
 
 impl MemoryStore {
-    fn sums(&self) -> std::sync::MutexGuard<'_, HashMap<Path, Vouched>> {
+    fn sums(&self) -> std::sync::MutexGuard<'_, Sums> {
         self.sums.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -119,28 +131,19 @@ impl MemoryStore {
     /// A whole read the facade verifies ([`ReadAll`] with `hash`): the answer with its
     /// bytes in one buffer, and the checksum of that buffer ([`ReadChecksum`]).
     async fn vouched_read(&self, location: &Path, mut result: GetResult) -> Result<GetResult> {
-        let name = Attribute::Metadata(CHECKSUM_METADATA.into());
-        if result.attributes.get(&name).is_none() {
+        let Some(stored) = stored_checksum(&result.attributes) else {
             return Ok(result);
-        }
+        };
         let nothing = GetResultPayload::Stream(futures::stream::empty().boxed());
-        let mut stream = match std::mem::replace(&mut result.payload, nothing) {
+        let stream = match std::mem::replace(&mut result.payload, nothing) {
             GetResultPayload::Stream(stream) => stream,
             file => {
                 result.payload = file;
                 return Ok(result);
             }
         };
-        // `InMemory` answers with the stored buffer as one chunk.
-        let first = stream.next().await.transpose()?.unwrap_or_default();
-        let rest: Vec<Bytes> = stream.try_collect().await?;
-        let data = match rest.is_empty() {
-            true => first,
-            false => Bytes::from([&[first][..], &rest].concat().concat()),
-        };
-        let stored = result.attributes.get(&name).map(|value| value.as_ref());
-        if let Some(checksum) = stored.and_then(|stored| self.checksum_of(location, &data, stored))
-        {
+        let data = one_buffer(stream).await?;
+        if let Some(checksum) = self.checksum_of(location, &data, stored) {
             result.extensions.insert(ReadChecksum {
                 data: data.clone(),
                 checksum,
@@ -150,6 +153,20 @@ impl MemoryStore {
             GetResultPayload::Stream(futures::stream::once(async { Ok(data) }).boxed());
         Ok(result)
     }
+}
+
+/// The bytes of `stream` in one buffer: `InMemory` answers with the stored buffer as one
+/// chunk, returned as it is.
+async fn one_buffer(mut stream: BoxStream<'static, Result<Bytes>>) -> Result<Bytes> {
+    let first = stream.next().await.transpose()?.unwrap_or_default();
+    let Some(second) = stream.try_next().await? else {
+        return Ok(first);
+    };
+    let mut joined = [first, second].concat();
+    while let Some(chunk) = stream.try_next().await? {
+        joined.extend_from_slice(&chunk);
+    }
+    Ok(Bytes::from(joined))
 }
 
 #[async_trait]
@@ -252,7 +269,7 @@ impl ObjectStore for MemoryStore {
 struct Upload {
     inner: Box<dyn MultipartUpload>,
     location: Path,
-    sums: Arc<Mutex<HashMap<Path, Vouched>>>,
+    sums: Arc<Mutex<Sums>>,
 }
 
 #[async_trait]

@@ -64,7 +64,7 @@ impl Storage {
     /// A read (or HEAD) of `key` wherever it is.
     pub(super) async fn get_at(&self, key: &ObjectKey, options: GetOptions) -> Result<GetResult> {
         match self.location(key)? {
-            Location::Path(path) => self.store.get_opts(&path, options).await,
+            Location::Path(path) => self.store().get_opts(&path, options).await,
             Location::Name(name) => self.found_names(key)?.get(&name, options).await,
         }
         .map_err(self.err(key))
@@ -73,7 +73,7 @@ impl Storage {
     /// Every object below `folder`, found names included, streamed.
     pub(super) fn list_found(&self, folder: &Path) -> BoxStream<'static, Result<ObjectInfo>> {
         let state = Listing::Store {
-            stream: self.store.list(Some(folder)),
+            stream: self.store().list(Some(folder)),
             last: None,
         };
         let context = (

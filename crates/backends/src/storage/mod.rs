@@ -236,6 +236,12 @@ impl Storage {
         &self.store
     }
 
+    /// The store calls go through, itself: called through the `Arc`, object_store's `Arc`
+    /// impl would box each call's future once more around the store's own.
+    fn store(&self) -> &dyn ObjectStore {
+        self.store.as_ref()
+    }
+
     /// The alarms fed by this storage's operations.
     pub fn monitor(&self) -> &Arc<Monitor> {
         &self.monitor

@@ -64,7 +64,7 @@ impl Storage {
         opts.mode = mode;
         opts.attributes = attributes;
         let sent = hash_on_write.as_ref().map(|_| data.clone());
-        let result = match self.store.put_opts(&path, data.into(), opts).await {
+        let result = match self.store().put_opts(&path, data.into(), opts).await {
             Ok(result) => result,
             // S3 answers an if-match write to a missing key with 404; the condition failed.
             Err(object_store::Error::NotFound { .. })
@@ -383,7 +383,7 @@ impl Storage {
             head: true,
             ..Default::default()
         };
-        let result = match self.store.get_opts(&path, options).await {
+        let result = match self.store().get_opts(&path, options).await {
             Ok(result) => result,
             // A HEAD answer has no body, so S3 cannot say whether the credentials or the
             // policy refused it; a GET's error body does.
@@ -445,7 +445,7 @@ impl Storage {
     }
 
     async fn explain_refused_head(&self, path: &Path, key: &ObjectKey) -> Error {
-        match self.store.get_opts(path, GetOptions::default()).await {
+        match self.store().get_opts(path, GetOptions::default()).await {
             Err(e) => self.err(key)(e),
             Ok(_) => Error::PermissionDenied {
                 backend: self.backend.to_string(),
@@ -475,7 +475,7 @@ impl Storage {
                 return names.delete(&name).await.map_err(self.err(key));
             }
         };
-        match self.store.delete(&path).await {
+        match self.store().delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
             Err(e) => Err(self.err(key)(e)),
         }
@@ -492,7 +492,7 @@ impl Storage {
             }
         }
         let input = futures::stream::iter(paths.into_iter().map(Ok)).boxed();
-        let mut results = self.store.delete_stream(input);
+        let mut results = self.store().delete_stream(input);
         while let Some(result) = results.next().await {
             match result {
                 Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
@@ -560,7 +560,7 @@ impl Storage {
     /// (SeaweedFS) keep a folder after its last object is deleted; S3 never lists one.
     async fn folders_holding_objects(&self, folders: Vec<Path>) -> Result<Vec<Path>> {
         let checks = folders.into_iter().map(|folder| async move {
-            match self.store.list(Some(&folder)).next().await {
+            match self.store().list(Some(&folder)).next().await {
                 None => Ok(None),
                 // A name object_store cannot hold is an object all the same.
                 Some(Ok(_) | Err(object_store::Error::InvalidPath { .. })) => Ok(Some(folder)),
@@ -581,7 +581,7 @@ impl Storage {
         if from == to {
             return self.onto_itself(from, false).await;
         }
-        let result = self.store.copy(&src, &dst).await;
+        let result = self.store().copy(&src, &dst).await;
         result.map_err(|e| self.pair_err(from, to, e))
     }
 
@@ -594,13 +594,13 @@ impl Storage {
         if from == to {
             return self.onto_itself(from, true).await;
         }
-        match self.store.copy_if_not_exists(&src, &dst).await {
+        match self.store().copy_if_not_exists(&src, &dst).await {
             Ok(()) => Ok(()),
             Err(
                 object_store::Error::NotSupported { .. }
                 | object_store::Error::NotImplemented { .. },
             ) => {
-                let source = self.store.get(&src).await.map_err(self.err(from))?;
+                let source = self.store().get(&src).await.map_err(self.err(from))?;
                 let attributes = source.attributes.clone();
                 let data = source.bytes().await.map_err(self.err(from))?;
                 let opts = PutOptions {
@@ -624,7 +624,7 @@ impl Storage {
         if from == to {
             return self.onto_itself(from, false).await;
         }
-        let result = self.store.rename(&src, &dst).await;
+        let result = self.store().rename(&src, &dst).await;
         result.map_err(|e| self.pair_err(from, to, e))
     }
 

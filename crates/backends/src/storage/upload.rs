@@ -167,7 +167,7 @@ impl Storage {
             attributes,
             ..Default::default()
         };
-        match self.store.put_opts(path, data.into(), opts).await {
+        match self.store().put_opts(path, data.into(), opts).await {
             Ok(result) => Ok(PutOutcome::from(result)),
             Err(object_store::Error::Precondition { .. }) => Ok(outcome),
             Err(e) => Err(Error::from_store(&self.backend, key.as_str(), e)),

@@ -2,6 +2,11 @@
 //! asked (an external sort: sorted runs of a bounded length on disk, merged on reading),
 //! so memory holds at most one run whatever the number of records.
 //!
+//! Runs on disk are merged as they accumulate ([`FAN_IN`] of a size into one larger), so
+//! the files open and the buffers held stay bounded too: a few hundred whatever the
+//! number of records, where one per run would reach the open-file limit (often 1,024) near
+//! 16 million objects per side and hold 16 KiB of buffers per run.
+//!
 //! `sync` sorts both listings this way before comparing them, because a listing's order
 //! is the provider's: S3, Azure and GCS list in byte order, SeaweedFS and the local
 //! provider do not, and whether a listing was in order is known only at its end — too
@@ -21,6 +26,11 @@ use serde::de::DeserializeOwned;
 /// The records one run holds in memory before it is sorted and written to disk: about
 /// 8 MiB of listing entries.
 pub const RUN_LEN: usize = 32_768;
+
+/// Runs of one size merged into one once this many are on disk: a merge holds one file and
+/// one record per run it reads, and a record is read and written once more for each level
+/// (none below `FAN_IN` runs: 2 million records at [`RUN_LEN`]).
+pub const FAN_IN: usize = 64;
 
 /// A record sorted by a key, compared as bytes (S3's order).
 pub trait Keyed {
@@ -149,16 +159,26 @@ impl<T: DeserializeOwned> Iterator for Records<T> {
 pub struct Sorter<T> {
     run: Vec<T>,
     run_len: usize,
-    runs: Vec<Spill<T>>,
+    fan_in: usize,
+    /// The sorted runs on disk in the order their records were pushed, each with its level
+    /// (how many merges made it); levels never rise along the list.
+    runs: Vec<(u32, Spill<T>)>,
     pushed: u64,
 }
 
 impl<T: Keyed + Serialize + DeserializeOwned> Sorter<T> {
-    /// A sorter that writes a sorted run to disk every `run_len` records (at least 1).
+    /// A sorter that writes a sorted run to disk every `run_len` records (at least 1) and
+    /// merges [`FAN_IN`] runs of a level into one.
     pub fn new(run_len: usize) -> Sorter<T> {
+        Sorter::with_fan_in(run_len, FAN_IN)
+    }
+
+    /// A sorter that merges `fan_in` runs of a level into one (at least 2).
+    pub fn with_fan_in(run_len: usize, fan_in: usize) -> Sorter<T> {
         Sorter {
             run: Vec::new(),
             run_len: run_len.max(1),
+            fan_in: fan_in.max(2),
             runs: Vec::new(),
             pushed: 0,
         }
@@ -191,8 +211,34 @@ impl<T: Keyed + Serialize + DeserializeOwned> Sorter<T> {
         for record in self.run.drain(..) {
             spill.push(&record)?;
         }
-        self.runs.push(spill);
+        self.runs.push((0, spill));
+        self.merge_full_levels()
+    }
+
+    /// While the last `fan_in` runs are of one level, merges them into one of the next (as
+    /// a counter carries), so at most `fan_in - 1` runs of each level stay on disk.
+    fn merge_full_levels(&mut self) -> io::Result<()> {
+        while self.runs.len() >= self.fan_in {
+            let first = self.runs.len() - self.fan_in;
+            let level = self.runs[first].0;
+            if self.runs[first..].iter().any(|run| run.0 != level) {
+                break;
+            }
+            let mut spills: Vec<Spill<T>> = self.runs.drain(first..).map(|run| run.1).collect();
+            let mut merged = Spill::new()?;
+            // Adjacent runs in push order, ties to the earlier: records of one key keep
+            // the order they were pushed in.
+            for record in merge(&mut spills)? {
+                merged.push(&record?)?;
+            }
+            self.runs.push((level + 1, merged));
+        }
         Ok(())
+    }
+
+    /// The sorted runs on disk now (each an open file until the sorter is read).
+    pub fn runs_on_disk(&self) -> usize {
+        self.runs.len()
     }
 
     /// Every record pushed, in key order (records of one key in the order pushed). Memory
@@ -211,28 +257,36 @@ impl<T: Keyed + Serialize + DeserializeOwned> Sorter<T> {
         if !self.run.is_empty() {
             self.write_run()?;
         }
-        let mut runs = Vec::with_capacity(self.runs.len());
-        let mut heads = BinaryHeap::with_capacity(self.runs.len());
-        for (index, spill) in self.runs.iter_mut().enumerate() {
-            let mut records = spill.read()?;
-            if let Some(record) = records.next().transpose()? {
-                heads.push(Head { record, run: index });
-            }
-            runs.push(records);
-        }
-        let held = runs.len();
-        Ok(Sorted {
-            memory: Vec::new().into_iter(),
-            runs,
-            heads,
-            held,
-        })
+        let mut spills: Vec<Spill<T>> = self.runs.drain(..).map(|run| run.1).collect();
+        merge(&mut spills)
     }
 
     /// The most records this sorter held in memory so far (one run at most).
     pub fn held(&self) -> usize {
         self.run.len()
     }
+}
+
+/// The records of `spills` (each sorted) in key order, ties to the earlier spill.
+fn merge<T: Keyed + Serialize + DeserializeOwned>(
+    spills: &mut [Spill<T>],
+) -> io::Result<Sorted<T>> {
+    let mut runs = Vec::with_capacity(spills.len());
+    let mut heads = BinaryHeap::with_capacity(spills.len());
+    for (index, spill) in spills.iter_mut().enumerate() {
+        let mut records = spill.read()?;
+        if let Some(record) = records.next().transpose()? {
+            heads.push(Head { record, run: index });
+        }
+        runs.push(records);
+    }
+    let held = runs.len();
+    Ok(Sorted {
+        memory: Vec::new().into_iter(),
+        runs,
+        heads,
+        held,
+    })
 }
 
 /// A sorter's records in key order.
@@ -309,7 +363,8 @@ mod tests {
     }
 
     /// 1,000 keys pushed out of order, 7 per run: read back in byte order, every one,
-    /// ties in the order pushed, never more than a run (then one per run) in memory.
+    /// ties in the order pushed, never more than a run (then one per run on disk) in
+    /// memory. The 143 runs are merged 64 at a time: two merged runs and 15 left.
     #[test]
     fn records_come_back_in_byte_order_holding_one_run() {
         let mut sorter = Sorter::new(7);
@@ -327,10 +382,12 @@ mod tests {
         }
         sorter.push(Entry("a/0000".into(), 1000)).unwrap();
         assert_eq!(sorter.len(), 1001);
+        let runs = 1001usize.div_ceil(7);
         let sorted = sorter.sorted().unwrap();
         assert!(
-            most_held <= 7 && sorted.held() == 1001usize.div_ceil(7),
-            "{most_held}"
+            most_held <= 7 && sorted.held() == runs / FAN_IN + runs % FAN_IN,
+            "{most_held}, {}",
+            sorted.held()
         );
         let entries: Vec<Entry> = sorted.map(Result::unwrap).collect();
         assert_eq!(entries.len(), 1001);
@@ -340,6 +397,39 @@ mod tests {
             (entries[500].1, entries[501].1),
             (0, 1000),
             "ties keep their order"
+        );
+    }
+
+    /// 1,000 records (each key twice) in runs of 2 merged 3 at a time: at most 2 runs of
+    /// each level on disk, 12 in all for 500 runs (one file per run before merges, 500),
+    /// and the records still come back in byte order, ties in the order pushed.
+    #[test]
+    fn merged_runs_keep_the_files_on_disk_few_and_the_order_whole() {
+        let mut sorter = Sorter::with_fan_in(2, 3);
+        let mut most_runs = 0;
+        for i in 0..1000u32 {
+            let n = (i * 7919) % 1000;
+            sorter.push(Entry(format!("k/{:03}", n / 2), i)).unwrap();
+            most_runs = most_runs.max(sorter.runs_on_disk());
+        }
+        // 500 runs in base 3: levels 0 to 5 (3^5 = 243 ≤ 500), two of each at most.
+        assert!(most_runs <= 12, "{most_runs} runs on disk at once");
+        let sorted = sorter.sorted().unwrap();
+        assert!(
+            sorted.held() <= 12,
+            "{} runs merged at the end",
+            sorted.held()
+        );
+        let entries: Vec<Entry> = sorted.map(Result::unwrap).collect();
+        assert_eq!(entries.len(), 1000);
+        let in_order = |w: &[Entry]| w[0].0 < w[1].0 || (w[0].0 == w[1].0 && w[0].1 < w[1].1);
+        assert!(
+            entries.windows(2).all(in_order),
+            "out of order or ties swapped"
+        );
+        assert_eq!(
+            (entries[0].0.as_str(), entries[999].0.as_str()),
+            ("k/000", "k/499")
         );
     }
 

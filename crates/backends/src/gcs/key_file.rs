@@ -110,8 +110,14 @@ impl ServiceAccount {
     }
 }
 
-/// The version of `document`, or object_store's reason it is not a service account key.
+/// The version of `document`, or the reason it is not a service account key: maskstore's
+/// own when it is not a JSON object with the two text fields ([`shape`]), else
+/// object_store's.
 fn version(document: &str, base_url: Option<&str>) -> object_store::Result<Version> {
+    shape(document).map_err(|problem| object_store::Error::Generic {
+        store: "GCS",
+        source: problem.into(),
+    })?;
     let mut builder = GoogleCloudStorageBuilder::new()
         .with_bucket_name("-")
         .with_service_account_key(document);
@@ -123,6 +129,31 @@ fn version(document: &str, base_url: Option<&str>) -> object_store::Result<Versi
         post: PostKey::from_service_account(document),
         document: Secret::new(document),
     })
+}
+
+/// Why `document` is not a JSON object whose `client_email` and `private_key` are text, in
+/// words that never repeat it: serde_json's own type errors quote the value (`invalid type:
+/// string "-----BEGIN PRIVATE KEY-----…"`), and a PEM pasted as a JSON string is the key.
+fn shape(document: &str) -> std::result::Result<(), String> {
+    let value: serde_json::Value = serde_json::from_str(document).map_err(|e| {
+        format!(
+            "the service account key is not JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    let Some(fields) = value.as_object() else {
+        return Err("the service account key is JSON but not an object".to_string());
+    };
+    match ["client_email", "private_key"]
+        .into_iter()
+        .find(|name| !fields.get(*name).is_some_and(serde_json::Value::is_string))
+    {
+        Some(name) => Err(format!(
+            "the service account key's {name} is missing or not a string"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The bearer tokens of the key in use (the provider client's `with_credentials`).
@@ -241,6 +272,32 @@ mod tests {
             !shown.contains("PRIVATE") && !shown.contains("a@test.iam"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_key_that_is_not_a_key_document_is_refused_without_its_text() {
+        // A PEM pasted as a JSON string, and keys whose fields have the wrong types:
+        // serde_json's "invalid type: string \"…\"" would repeat the value.
+        let pem =
+            "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqSECRETBODY\n-----END PRIVATE KEY-----\n";
+        let documents = [
+            serde_json::json!(pem).to_string(),
+            serde_json::json!([pem]).to_string(),
+            serde_json::json!({"client_email": "a@test.iam", "private_key": [pem]}).to_string(),
+            serde_json::json!({"client_email": pem, "private_key": 5}).to_string(),
+            format!("{{\"private_key\": \"{}\"", pem.replace('\n', "\\n")),
+        ];
+        for document in documents {
+            let config = Config::gcs("masks")
+                .unwrap()
+                .with_service_account_key(Secret::new(document.clone()));
+            let Err(e) = crate::gcs::connect(&config) else {
+                panic!("{document} was taken as a key");
+            };
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains("SECRETBODY"), "{shown}");
+            assert!(shown.contains("service_account_key"), "{shown}");
+        }
     }
 
     #[tokio::test]

@@ -422,8 +422,14 @@ mod tests {
     fn the_surge_baseline_counts_minutes_without_requests_as_none() {
         let doc = alarms(&config()).unwrap();
         let dense = |values: &[f64]| -> Series { values.iter().map(|v| Some(*v)).collect() };
-        assert!(surge_breaches(&doc, &dense(&[10.0, 20.0, 30.0, 40.0, 200.0])));
-        assert!(!surge_breaches(&doc, &dense(&[10.0, 20.0, 30.0, 40.0, 70.0])));
+        assert!(surge_breaches(
+            &doc,
+            &dense(&[10.0, 20.0, 30.0, 40.0, 200.0])
+        ));
+        assert!(!surge_breaches(
+            &doc,
+            &dense(&[10.0, 20.0, 30.0, 40.0, 70.0])
+        ));
         // Busy an hour ago, then quiet: 2/s now is a surge over the quiet minutes before
         // it (the rule of [monitoring] and of /health), not a fall from the busy ones.
         let mut woken: Series = vec![Some(600.0); 5];
@@ -431,9 +437,23 @@ mod tests {
         woken.push(Some(120.0));
         assert!(surge_breaches(&doc, &woken), "120 after quiet minutes");
         // A quiet minute inside the window counts as 0: (60 + 0 + 60 + 60) / 4 = 45.
-        let gap = vec![Some(600.0), Some(60.0), None, Some(60.0), Some(60.0), Some(140.0)];
+        let gap = vec![
+            Some(600.0),
+            Some(60.0),
+            None,
+            Some(60.0),
+            Some(60.0),
+            Some(140.0),
+        ];
         assert!(surge_breaches(&doc, &gap), "140 > 3 x 45");
-        let steady = vec![Some(600.0), Some(600.0), None, Some(600.0), Some(600.0), Some(700.0)];
+        let steady = vec![
+            Some(600.0),
+            Some(600.0),
+            None,
+            Some(600.0),
+            Some(600.0),
+            Some(700.0),
+        ];
         assert!(!surge_breaches(&doc, &steady), "700 < 3 x 450");
     }
 

@@ -252,7 +252,8 @@ impl FileCredentials {
     /// The credential in use, after adopting a settled change of the files.
     fn credential(&self, now: Instant) -> Arc<AwsCredential> {
         // Half of a pair being written is never taken early: the old pair may still work.
-        let settle = if self.files.all_changed() && self.urgent(now) {
+        let refused = self.forbidden.load(Ordering::SeqCst);
+        let settle = if refused && self.files.all_changed() && self.urgent(now) {
             Duration::ZERO
         } else {
             SETTLE

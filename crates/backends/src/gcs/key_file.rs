@@ -10,7 +10,7 @@
 //! all use the key in use.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use maskstore_core::{Config, Secret};
@@ -36,6 +36,11 @@ pub(crate) struct ServiceAccount {
     /// Builds a version's client with the provider's address and bucket.
     base_url: Option<String>,
     current: RwLock<Arc<Version>>,
+    /// Held by the one request adopting a change, from reading the file to storing the
+    /// version: a version built slowly never replaces one read after it.
+    adopting: Mutex<()>,
+    /// Makes a version of a document ([`version`]; tests wrap it to build slowly).
+    build: fn(&str, Option<&str>) -> object_store::Result<Version>,
 }
 
 impl std::fmt::Debug for ServiceAccount {
@@ -70,6 +75,8 @@ impl ServiceAccount {
             files,
             base_url,
             current: RwLock::new(Arc::new(version)),
+            adopting: Mutex::new(()),
+            build: self::version,
         })))
     }
 
@@ -83,6 +90,10 @@ impl ServiceAccount {
     /// account key; one that is not is logged, by path only, and the key in use stays.
     fn adopt(&self, now: Instant) {
         let Some(files) = &self.files else { return };
+        // Another request is adopting: this one signs with the key in use.
+        let Ok(_adopting) = self.adopting.try_lock() else {
+            return;
+        };
         let Some(value) = files.poll(now).and_then(|mut v| v.pop()) else {
             return;
         };
@@ -96,7 +107,7 @@ impl ServiceAccount {
         {
             return;
         }
-        let Ok(next) = version(&value, self.base_url.as_deref()) else {
+        let Ok(next) = (self.build)(&value, self.base_url.as_deref()) else {
             tracing::warn!(
                 file = %files.paths()[0].display(),
                 "the changed service account key file cannot be used: it is not a service \
@@ -190,6 +201,7 @@ mod tests {
     use crate::secret_file::SETTLE;
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
+    use std::sync::Condvar;
 
     /// A service account key of a fresh 2048-bit RSA key made by openssl (as
     /// `scripts/test-servers` makes the test servers' key), for `email`.
@@ -298,6 +310,70 @@ mod tests {
             assert!(!shown.contains("SECRETBODY"), "{shown}");
             assert!(shown.contains("service_account_key"), "{shown}");
         }
+    }
+
+    /// The gate of [`slow_build`]: (B's build entered, B's build may finish).
+    static GATE: (Mutex<(bool, bool)>, Condvar) = (Mutex::new((false, false)), Condvar::new());
+
+    /// [`version`], held at the gate for key B.
+    fn slow_build(document: &str, base: Option<&str>) -> object_store::Result<Version> {
+        if document.contains("b@test.iam") {
+            let (lock, changed) = &GATE;
+            let mut gate = lock.lock().unwrap();
+            gate.0 = true;
+            changed.notify_all();
+            while !gate.1 {
+                gate = changed.wait(gate).unwrap();
+            }
+        }
+        version(document, base)
+    }
+
+    #[test]
+    fn a_key_built_slowly_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("service_account.json");
+        let (a, b, c) = (
+            account("a@test.iam"),
+            account("b@test.iam"),
+            account("c@test.iam"),
+        );
+        write(&path, &a, 0o600);
+        let mut config = Config::gcs("masks")
+            .unwrap()
+            .with_service_account_key(Secret::new(a));
+        config.object_storage.service_account_key_file = Some(path.clone());
+        let mut sa = Arc::try_unwrap(ServiceAccount::of(&config).unwrap().unwrap()).unwrap();
+        sa.build = slow_build;
+        let sa = Arc::new(sa);
+        let t0 = Instant::now();
+        write(&path, &b, 0o600);
+        sa.version(t0);
+        // One request takes B and builds it slowly; meanwhile C is written and settles.
+        let slow = std::thread::spawn({
+            let sa = Arc::clone(&sa);
+            move || drop(sa.version(t0 + SETTLE))
+        });
+        let (lock, changed) = &GATE;
+        let mut gate = lock.lock().unwrap();
+        while !gate.0 {
+            gate = changed.wait(gate).unwrap();
+        }
+        drop(gate);
+        write(&path, &c, 0o600);
+        sa.version(t0 + SETTLE);
+        sa.version(t0 + SETTLE * 2);
+        let mut gate = lock.lock().unwrap();
+        gate.1 = true;
+        changed.notify_all();
+        drop(gate);
+        slow.join().unwrap();
+        let mut t = t0 + SETTLE * 2;
+        for _ in 0..3 {
+            t += SETTLE;
+            sa.version(t);
+        }
+        assert!(email(&sa, t).contains("c@test.iam"), "the file holds C");
     }
 
     #[tokio::test]

@@ -9,13 +9,15 @@ use maskstore::{Error, ErrorKind};
 pub(crate) const EXIT_CODES: &str = "\
 Exit codes:
   0  success
-  1  other failure (backend error, data mismatch, conflict, failed condition)
+  1  other failure (backend error, data mismatch, conflict, failed condition; a
+     server failed on its side, such as S3's 500 InternalError)
   2  usage or configuration error (bad flag, bad config value, invalid key or range,
      region mismatch)
   3  not found (key or bucket)
   4  credentials rejected, permission denied, clock skew, CORS refused
-  5  backend unreachable
-  6  corrupt: an object's bytes do not match its stored checksum";
+  5  backend unreachable or busy (no answer, or a 503 such as SlowDown after retries)
+  6  corrupt: an object's bytes do not match its stored checksum (get, verify; sync
+     when every failed copy was a corrupt source)";
 
 /// A failure the binary reports: one sentence and an exit code.
 pub(crate) struct Failure {
@@ -88,4 +90,27 @@ pub(crate) fn progress(len: Option<u64>, label: &str) -> ProgressBar {
     };
     bar.set_message(label.to_string());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::EXIT_CODES;
+
+    /// The `--help` line of exit code `code`, with its continuation lines.
+    fn line(code: char) -> String {
+        let start = format!("  {code}  ");
+        let from = EXIT_CODES.find(&start).expect("the code is listed");
+        let rest = &EXIT_CODES[from + start.len()..];
+        let end = rest
+            .find("\n  ")
+            .filter(|&i| !rest[i..].starts_with("\n     "));
+        rest[..end.unwrap_or(rest.len())].to_string()
+    }
+
+    #[test]
+    fn the_help_names_what_each_code_covers_as_docs_cli_md_does() {
+        assert!(line('1').contains("server failed"), "{}", line('1'));
+        assert!(line('5').contains("busy"), "{}", line('5'));
+        assert!(line('6').contains("sync"), "{}", line('6'));
+    }
 }

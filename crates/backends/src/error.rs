@@ -545,13 +545,13 @@ impl Error {
 /// error body).
 const MAX_SOURCE_SHOWN: usize = 2000;
 
-/// `403`, or what a status of 0 stands for in [`Error::Refused`].
 /// What to check when the backend labelled `backend` cannot be reached, in its
 /// provider's own settings (no region on Azure or GCS).
 fn reach_fix(backend: &str) -> &'static str {
     profile_of(backend.parse::<Provider>().ok()).reach_fix
 }
 
+/// `403`, or what a status of 0 stands for in [`Error::Refused`].
 fn status_shown(status: u16) -> String {
     match status {
         0 => "an error document in a success answer:".to_string(),

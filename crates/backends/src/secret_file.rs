@@ -409,6 +409,16 @@ impl SecretFiles {
         &self.paths
     }
 
+    /// Whether every file differs from the version in use (a whole new key pair is there,
+    /// not half of one being written).
+    pub(crate) fn all_changed(&self) -> bool {
+        let state = self.state.lock().expect("secret watch lock");
+        self.paths
+            .iter()
+            .zip(&state.current)
+            .all(|(path, current)| stamp(path) != *current)
+    }
+
     /// The files' new values, in order, when they changed at least [`SETTLE`] before `now`
     /// and read well; `None` otherwise (the values in use stay). A file that cannot be
     /// read is logged, by path only, and tried again when it changes.

@@ -10,7 +10,7 @@
 //! all use the key in use.
 
 use std::path::PathBuf;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Instant;
 
 use maskstore_core::{Config, Secret};
@@ -36,6 +36,11 @@ pub(crate) struct ServiceAccount {
     /// Builds a version's client with the provider's address and bucket.
     base_url: Option<String>,
     current: RwLock<Arc<Version>>,
+    /// Held by the one request adopting a change, from reading the file to storing the
+    /// version: a version built slowly never replaces one read after it.
+    adopting: Mutex<()>,
+    /// Makes a version of a document ([`version`]; tests wrap it to build slowly).
+    build: fn(&str, Option<&str>) -> object_store::Result<Version>,
 }
 
 impl std::fmt::Debug for ServiceAccount {
@@ -70,6 +75,8 @@ impl ServiceAccount {
             files,
             base_url,
             current: RwLock::new(Arc::new(version)),
+            adopting: Mutex::new(()),
+            build: self::version,
         })))
     }
 
@@ -83,6 +90,10 @@ impl ServiceAccount {
     /// account key; one that is not is logged, by path only, and the key in use stays.
     fn adopt(&self, now: Instant) {
         let Some(files) = &self.files else { return };
+        // Another request is adopting: this one signs with the key in use.
+        let Ok(_adopting) = self.adopting.try_lock() else {
+            return;
+        };
         let Some(value) = files.poll(now).and_then(|mut v| v.pop()) else {
             return;
         };
@@ -96,7 +107,7 @@ impl ServiceAccount {
         {
             return;
         }
-        let Ok(next) = version(&value, self.base_url.as_deref()) else {
+        let Ok(next) = (self.build)(&value, self.base_url.as_deref()) else {
             tracing::warn!(
                 file = %files.paths()[0].display(),
                 "the changed service account key file cannot be used: it is not a service \
@@ -110,8 +121,14 @@ impl ServiceAccount {
     }
 }
 
-/// The version of `document`, or object_store's reason it is not a service account key.
+/// The version of `document`, or the reason it is not a service account key: maskstore's
+/// own when it is not a JSON object with the two text fields ([`shape`]), else
+/// object_store's.
 fn version(document: &str, base_url: Option<&str>) -> object_store::Result<Version> {
+    shape(document).map_err(|problem| object_store::Error::Generic {
+        store: "GCS",
+        source: problem.into(),
+    })?;
     let mut builder = GoogleCloudStorageBuilder::new()
         .with_bucket_name("-")
         .with_service_account_key(document);
@@ -123,6 +140,31 @@ fn version(document: &str, base_url: Option<&str>) -> object_store::Result<Versi
         post: PostKey::from_service_account(document),
         document: Secret::new(document),
     })
+}
+
+/// Why `document` is not a JSON object whose `client_email` and `private_key` are text, in
+/// words that never repeat it: serde_json's own type errors quote the value (`invalid type:
+/// string "-----BEGIN PRIVATE KEY-----…"`), and a PEM pasted as a JSON string is the key.
+fn shape(document: &str) -> std::result::Result<(), String> {
+    let value: serde_json::Value = serde_json::from_str(document).map_err(|e| {
+        format!(
+            "the service account key is not JSON (line {}, column {})",
+            e.line(),
+            e.column()
+        )
+    })?;
+    let Some(fields) = value.as_object() else {
+        return Err("the service account key is JSON but not an object".to_string());
+    };
+    match ["client_email", "private_key"]
+        .into_iter()
+        .find(|name| !fields.get(*name).is_some_and(serde_json::Value::is_string))
+    {
+        Some(name) => Err(format!(
+            "the service account key's {name} is missing or not a string"
+        )),
+        None => Ok(()),
+    }
 }
 
 /// The bearer tokens of the key in use (the provider client's `with_credentials`).
@@ -159,6 +201,7 @@ mod tests {
     use crate::secret_file::SETTLE;
     use std::os::unix::fs::PermissionsExt;
     use std::path::Path;
+    use std::sync::Condvar;
 
     /// A service account key of a fresh 2048-bit RSA key made by openssl (as
     /// `scripts/test-servers` makes the test servers' key), for `email`.
@@ -241,6 +284,96 @@ mod tests {
             !shown.contains("PRIVATE") && !shown.contains("a@test.iam"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn a_key_that_is_not_a_key_document_is_refused_without_its_text() {
+        // A PEM pasted as a JSON string, and keys whose fields have the wrong types:
+        // serde_json's "invalid type: string \"…\"" would repeat the value.
+        let pem =
+            "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqSECRETBODY\n-----END PRIVATE KEY-----\n";
+        let documents = [
+            serde_json::json!(pem).to_string(),
+            serde_json::json!([pem]).to_string(),
+            serde_json::json!({"client_email": "a@test.iam", "private_key": [pem]}).to_string(),
+            serde_json::json!({"client_email": pem, "private_key": 5}).to_string(),
+            format!("{{\"private_key\": \"{}\"", pem.replace('\n', "\\n")),
+        ];
+        for document in documents {
+            let config = Config::gcs("masks")
+                .unwrap()
+                .with_service_account_key(Secret::new(document.clone()));
+            let Err(e) = crate::gcs::connect(&config) else {
+                panic!("{document} was taken as a key");
+            };
+            let shown = format!("{e} {e:?}");
+            assert!(!shown.contains("SECRETBODY"), "{shown}");
+            assert!(shown.contains("service_account_key"), "{shown}");
+        }
+    }
+
+    /// The gate of [`slow_build`]: (B's build entered, B's build may finish).
+    static GATE: (Mutex<(bool, bool)>, Condvar) = (Mutex::new((false, false)), Condvar::new());
+
+    /// [`version`], held at the gate for key B.
+    fn slow_build(document: &str, base: Option<&str>) -> object_store::Result<Version> {
+        if document.contains("b@test.iam") {
+            let (lock, changed) = &GATE;
+            let mut gate = lock.lock().unwrap();
+            gate.0 = true;
+            changed.notify_all();
+            while !gate.1 {
+                gate = changed.wait(gate).unwrap();
+            }
+        }
+        version(document, base)
+    }
+
+    #[test]
+    fn a_key_built_slowly_never_replaces_a_newer_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("service_account.json");
+        let (a, b, c) = (
+            account("a@test.iam"),
+            account("b@test.iam"),
+            account("c@test.iam"),
+        );
+        write(&path, &a, 0o600);
+        let mut config = Config::gcs("masks")
+            .unwrap()
+            .with_service_account_key(Secret::new(a));
+        config.object_storage.service_account_key_file = Some(path.clone());
+        let mut sa = Arc::try_unwrap(ServiceAccount::of(&config).unwrap().unwrap()).unwrap();
+        sa.build = slow_build;
+        let sa = Arc::new(sa);
+        let t0 = Instant::now();
+        write(&path, &b, 0o600);
+        sa.version(t0);
+        // One request takes B and builds it slowly; meanwhile C is written and settles.
+        let slow = std::thread::spawn({
+            let sa = Arc::clone(&sa);
+            move || drop(sa.version(t0 + SETTLE))
+        });
+        let (lock, changed) = &GATE;
+        let mut gate = lock.lock().unwrap();
+        while !gate.0 {
+            gate = changed.wait(gate).unwrap();
+        }
+        drop(gate);
+        write(&path, &c, 0o600);
+        sa.version(t0 + SETTLE);
+        sa.version(t0 + SETTLE * 2);
+        let mut gate = lock.lock().unwrap();
+        gate.1 = true;
+        changed.notify_all();
+        drop(gate);
+        slow.join().unwrap();
+        let mut t = t0 + SETTLE * 2;
+        for _ in 0..3 {
+            t += SETTLE;
+            sa.version(t);
+        }
+        assert!(email(&sa, t).contains("c@test.iam"), "the file holds C");
     }
 
     #[tokio::test]

@@ -185,8 +185,9 @@ enum Part {
 
 /// Static keys whose parts given as files are re-read when the files change: the next
 /// request after a rotation signs with the new key, without a restart. A change is taken
-/// once it has held for [`SETTLE`], or at once after S3 answered 403 (the old key is gone:
-/// waiting cannot help); a storm of 403s looks at the files at most once per [`SETTLE`].
+/// once it has held for [`SETTLE`], or at once after S3 answered 403 when every file changed
+/// (the old key may be gone: waiting cannot help; half a pair would sign nothing); a storm
+/// of 403s reads the files early at most once per [`SETTLE`].
 struct FileCredentials {
     files: SecretFiles,
     parts: Vec<Part>,
@@ -250,7 +251,9 @@ impl FileCredentials {
 
     /// The credential in use, after adopting a settled change of the files.
     fn credential(&self, now: Instant) -> Arc<AwsCredential> {
-        let settle = if self.urgent(now) {
+        // Half of a pair being written is never taken early: the old pair may still work.
+        let refused = self.forbidden.load(Ordering::SeqCst);
+        let settle = if refused && self.files.all_changed() && self.urgent(now) {
             Duration::ZERO
         } else {
             SETTLE
@@ -331,6 +334,41 @@ mod file_credential_tests {
         std::fs::write(&temp, text).unwrap();
         std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600)).unwrap();
         std::fs::rename(&temp, path).unwrap();
+    }
+
+    #[test]
+    fn after_a_403_half_a_rotated_pair_is_not_taken_at_once() {
+        // An operator writes the new access key, then the new secret. A 403 in between
+        // (a bucket policy refusing one key, say) must not sign with the new id and the old
+        // secret: the old pair still works until the whole new one is there or settled.
+        let dir = tempfile::tempdir().unwrap();
+        let (id_path, secret_path) = (dir.path().join("id"), dir.path().join("secret"));
+        write(&id_path, "AKIAOLD");
+        write(&secret_path, "old-secret");
+        let mut config = Config::s3("masks", "us-east-1")
+            .unwrap()
+            .with_credentials("AKIAOLD", Secret::new("old-secret"));
+        config.object_storage.access_key_file = Some(id_path.clone());
+        config.object_storage.secret_key_file = Some(secret_path.clone());
+        let forbidden = Arc::new(AtomicBool::new(false));
+        let files = FileCredentials::of(&config, Arc::clone(&forbidden)).unwrap();
+        let t0 = Instant::now();
+        write(&id_path, "AKIANEW");
+        forbidden.store(true, Ordering::SeqCst);
+        let used = files.credential(t0);
+        assert_eq!(
+            (used.key_id.as_str(), used.secret_key.as_str()),
+            ("AKIAOLD", "old-secret"),
+            "half a pair"
+        );
+        // The secret follows: the whole new pair is taken at once.
+        write(&secret_path, "new-secret");
+        forbidden.store(true, Ordering::SeqCst);
+        let used = files.credential(t0 + SETTLE / 10);
+        assert_eq!(
+            (used.key_id.as_str(), used.secret_key.as_str()),
+            ("AKIANEW", "new-secret")
+        );
     }
 
     #[test]

@@ -149,6 +149,9 @@ fn error_rate_alarm(
 /// expressions (`PutMetricAlarm`, `Metrics`), one of which is the rule itself.
 const MAX_BASELINE_PERIODS: u64 = 8;
 
+/// The requests with every minute S3 reported no point for (no requests) as 0.
+const FILLED: &str = "FILL(requests, 0)";
+
 /// The surge rule: the request rate over the last `surge_window` above `surge_factor` ×
 /// the mean rate of the periods before it within `alarm_window` (at most
 /// [`MAX_BASELINE_PERIODS`] of them), from `surge_min_rate` requests per second.
@@ -163,8 +166,10 @@ const MAX_BASELINE_PERIODS: u64 = 8;
 /// baseline of `n * AVG(requests) - requests` is not the `n` periods it assumes. `DIFF`
 /// and `PERIOD` work point by point, and the rule is an `IF` of the metric, so the alarm
 /// watches one time series, as an alarm on metric math must. `DIFF` steps to the preceding
-/// reported point: minutes without requests, for which S3 reports none, are passed over,
-/// and the baseline is the rate of the last periods with requests.
+/// *reported* point, and S3 reports none for a minute without requests, so the chain starts
+/// from [`FILLED`]: a quiet minute counts as 0 requests, as in `/health`, instead of being
+/// passed over for a busy minute hours before (which would hide a surge after a quiet
+/// night).
 fn surge_alarm(config: &Config, bucket: &str) -> Value {
     let m = &config.monitoring;
     let period = minutes(m.surge_window_secs);
@@ -175,7 +180,7 @@ fn surge_alarm(config: &Config, bucket: &str) -> Value {
     let mut earlier = Vec::new();
     for i in 1..=before {
         let newer = if i == 1 {
-            "requests".to_string()
+            FILLED.to_string()
         } else {
             format!("prev{}", i - 1)
         };
@@ -267,7 +272,7 @@ mod tests {
         );
         assert_eq!(
             alarms[2]["Metrics"][1]["Expression"],
-            "requests - DIFF(requests)"
+            "FILL(requests, 0) - DIFF(FILL(requests, 0))"
         );
         assert_eq!(alarms[2]["Metrics"][4]["Expression"], "prev3 - DIFF(prev3)");
         assert_eq!(
@@ -354,6 +359,102 @@ mod tests {
             "181 > 180"
         );
         assert!(!surge_at_last(&[0.0, 0.0, 0.0, 0.0, 50.0], 4), "under 1/s");
+    }
+
+    /// One CloudWatch series: a value per minute of the queried range, `None` where no
+    /// point is reported (S3 reports no `AllRequests` point for a minute without requests).
+    type Series = Vec<Option<f64>>;
+
+    /// The points of the series `expression` (an id or one of the forms below) evaluates to, as CloudWatch's metric math does point by
+    /// point: `DIFF(X)` is each reported value minus the preceding *reported* one (none for
+    /// the first), `FILL(X, v)` reports `v` at every missing minute of the range, and `-`
+    /// is taken at the minutes both sides report.
+    fn evaluate(metrics: &[Value], expression: &str, requests: &Series) -> Series {
+        let Some((newer, diffed)) = expression.split_once(" - DIFF(") else {
+            if let Some(inner) = expression
+                .strip_prefix("FILL(")
+                .and_then(|e| e.strip_suffix(", 0)"))
+            {
+                let series = evaluate(metrics, inner, requests);
+                return series.iter().map(|v| Some(v.unwrap_or(0.0))).collect();
+            }
+            let item = metrics.iter().find(|m| m["Id"] == expression);
+            return match item.expect(expression)["Expression"].as_str() {
+                Some(inner) => evaluate(metrics, inner, requests),
+                None => requests.clone(),
+            };
+        };
+        assert_eq!(diffed, format!("{newer})"), "{expression}");
+        let series = evaluate(metrics, newer, requests);
+        let mut preceding = None;
+        let mut out = Series::new();
+        for value in &series {
+            let diff = value.zip(preceding).map(|(v, p): (f64, f64)| v - p);
+            out.push(value.zip(diff).map(|(v, d)| v - d));
+            preceding = value.or(preceding);
+        }
+        out
+    }
+
+    /// Whether the surge alarm of `doc` is breaching at the last minute of `requests`,
+    /// its expression's baseline taken from the series it names.
+    fn surge_breaches(doc: &Value, requests: &Series) -> bool {
+        let metrics = doc[2]["Metrics"].as_array().unwrap();
+        let surge = metrics.iter().find(|m| m["Id"] == "surge").unwrap();
+        let expression = surge["Expression"].as_str().unwrap();
+        let (_, rest) = expression.split_once("* (").unwrap();
+        let (sum, rest) = rest.split_once(") / ").unwrap();
+        let before: f64 = rest.split_once(',').unwrap().0.parse().unwrap();
+        let mut baseline = 0.0;
+        for id in sum.split(" + ") {
+            match *evaluate(metrics, id, requests).last().unwrap() {
+                Some(v) => baseline += v,
+                None => return false, // no point: notBreaching
+            }
+        }
+        let Some(last) = *requests.last().unwrap() else {
+            return false;
+        };
+        last / 60.0 >= 1.0 && last > 3.0 * baseline / before
+    }
+
+    #[test]
+    fn the_surge_baseline_counts_minutes_without_requests_as_none() {
+        let doc = alarms(&config()).unwrap();
+        let dense = |values: &[f64]| -> Series { values.iter().map(|v| Some(*v)).collect() };
+        assert!(surge_breaches(
+            &doc,
+            &dense(&[10.0, 20.0, 30.0, 40.0, 200.0])
+        ));
+        assert!(!surge_breaches(
+            &doc,
+            &dense(&[10.0, 20.0, 30.0, 40.0, 70.0])
+        ));
+        // Busy an hour ago, then quiet: 2/s now is a surge over the quiet minutes before
+        // it (the rule of [monitoring] and of /health), not a fall from the busy ones.
+        let mut woken: Series = vec![Some(600.0); 5];
+        woken.extend(vec![None; 55]);
+        woken.push(Some(120.0));
+        assert!(surge_breaches(&doc, &woken), "120 after quiet minutes");
+        // A quiet minute inside the window counts as 0: (60 + 0 + 60 + 60) / 4 = 45.
+        let gap = vec![
+            Some(600.0),
+            Some(60.0),
+            None,
+            Some(60.0),
+            Some(60.0),
+            Some(140.0),
+        ];
+        assert!(surge_breaches(&doc, &gap), "140 > 3 x 45");
+        let steady = vec![
+            Some(600.0),
+            Some(600.0),
+            None,
+            Some(600.0),
+            Some(600.0),
+            Some(700.0),
+        ];
+        assert!(!surge_breaches(&doc, &steady), "700 < 3 x 450");
     }
 
     #[test]

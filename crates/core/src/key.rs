@@ -170,7 +170,7 @@ impl ObjectKey {
     /// let segments = |text: &str| Ok::<_, ()>(text.split('/').count());
     /// assert_eq!(*key.provider_form(segments).unwrap(), 3);
     /// // Kept: the second call does not parse.
-    /// assert_eq!(*key.clone().provider_form(|_| Err(())).unwrap(), 3);
+    /// assert_eq!(*key.clone().provider_form(|_| Err::<usize, _>(())).unwrap(), 3);
     /// ```
     pub fn provider_form<T, E>(
         &self,

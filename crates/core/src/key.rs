@@ -1,6 +1,9 @@
 //! Object keys and key prefixes: the rules every backend obeys.
 
+use std::any::Any;
+use std::borrow::Cow;
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use crate::Error;
 
@@ -39,11 +42,47 @@ pub const MAX_SEGMENT_BYTES: usize = 255;
 ///
 /// A key is foreign exactly when its text breaks a rule, so two keys with the same text
 /// are equal whichever way they were made.
+///
+/// A key also carries, once a provider asked for it, that provider's parsed form of its
+/// text ([`ObjectKey::provider_form`]), so that a key used for many calls is parsed once;
+/// clones share it, and it takes no part in equality, ordering or hashing.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
     text: String,
     /// Whether the text breaks a key rule (found in a store, never parsed).
     foreign: bool,
+    /// The provider's parsed form of `text`, computed on first use.
+    parsed: ParsedForm,
+}
+
+/// The slot of [`ObjectKey::provider_form`]: a value computed from the key's text alone,
+/// of whatever type the provider parses a key into. It is a cache of the text, so it is
+/// invisible to comparisons: every key equals, orders and hashes as its text says.
+#[derive(Clone, Default)]
+struct ParsedForm(OnceLock<Arc<dyn Any + Send + Sync>>);
+
+impl PartialEq for ParsedForm {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for ParsedForm {}
+
+impl PartialOrd for ParsedForm {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for ParsedForm {
+    fn cmp(&self, _: &Self) -> std::cmp::Ordering {
+        std::cmp::Ordering::Equal
+    }
+}
+
+impl std::hash::Hash for ParsedForm {
+    fn hash<H: std::hash::Hasher>(&self, _: &mut H) {}
 }
 
 /// The longest name [`ObjectKey::found`] accepts, in bytes: S3 keys are at most 1,024
@@ -59,6 +98,7 @@ impl ObjectKey {
         Ok(ObjectKey {
             text: key,
             foreign: false,
+            parsed: ParsedForm::default(),
         })
     }
 
@@ -82,6 +122,7 @@ impl ObjectKey {
         Ok(ObjectKey {
             text: name,
             foreign,
+            parsed: ParsedForm::default(),
         })
     }
 
@@ -116,6 +157,40 @@ impl ObjectKey {
     /// The last segment of the key (the "file name").
     pub fn file_name(&self) -> &str {
         self.text.rsplit('/').next().unwrap_or(&self.text)
+    }
+
+    /// A provider's parsed form of this key's text (`parse` must depend on the text
+    /// alone): computed by `parse` on first use and kept with the key, so later calls
+    /// with this key or its clones borrow it instead of parsing again. A key keeps one
+    /// form: one of another type is parsed each time and not kept. An error is not kept.
+    ///
+    /// ```
+    /// use maskstore_core::ObjectKey;
+    /// let key = ObjectKey::parse("mask/a/b.png").unwrap();
+    /// let segments = |text: &str| Ok::<_, ()>(text.split('/').count());
+    /// assert_eq!(*key.provider_form(segments).unwrap(), 3);
+    /// // Kept: the second call does not parse.
+    /// assert_eq!(*key.clone().provider_form(|_| Err::<usize, _>(())).unwrap(), 3);
+    /// ```
+    pub fn provider_form<T, E>(
+        &self,
+        parse: impl FnOnce(&str) -> Result<T, E>,
+    ) -> Result<Cow<'_, T>, E>
+    where
+        T: Any + Clone + Send + Sync,
+    {
+        if let Some(kept) = self.parsed.0.get() {
+            return match kept.downcast_ref::<T>() {
+                Some(form) => Ok(Cow::Borrowed(form)),
+                None => parse(&self.text).map(Cow::Owned),
+            };
+        }
+        let form = parse(&self.text)?;
+        let kept = self.parsed.0.get_or_init(|| Arc::new(form.clone()));
+        Ok(match kept.downcast_ref::<T>() {
+            Some(form) => Cow::Borrowed(form),
+            None => Cow::Owned(form),
+        })
     }
 
     /// The key with `other` appended as further segments (`other` is validated too).
@@ -362,6 +437,37 @@ mod tests {
             Err(Error::InvalidKey { reason, .. }) => reason,
             other => panic!("expected InvalidKey for {key:?}, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn a_parsed_form_is_kept_shared_by_clones_and_ignored_by_comparisons() {
+        use std::collections::hash_map::DefaultHasher;
+        use std::hash::{Hash, Hasher};
+        let parses = std::cell::Cell::new(0);
+        let parse = |text: &str| {
+            parses.set(parses.get() + 1);
+            Ok::<_, ()>(text.to_uppercase())
+        };
+        let key = ObjectKey::parse("mask/a.png").unwrap();
+        let fresh = ObjectKey::parse("mask/a.png").unwrap();
+        assert!(matches!(key.provider_form(parse), Ok(Cow::Borrowed(s)) if s == "MASK/A.PNG"));
+        let clone = key.clone();
+        assert!(matches!(clone.provider_form(parse), Ok(Cow::Borrowed(_))));
+        assert_eq!(parses.get(), 1, "the clone borrowed the kept form");
+        // A form of another type is parsed each time, never replaces the kept one.
+        assert_eq!(*key.provider_form(|t| Ok::<_, ()>(t.len())).unwrap(), 10);
+        assert!(matches!(key.provider_form(parse), Ok(Cow::Borrowed(_))));
+        // A failed parse keeps nothing.
+        assert_eq!(fresh.provider_form(|_| Err::<String, _>("no")), Err("no"));
+        assert_eq!(key, fresh);
+        assert_eq!(key.cmp(&fresh), std::cmp::Ordering::Equal);
+        let hash = |k: &ObjectKey| {
+            let mut h = DefaultHasher::new();
+            k.hash(&mut h);
+            h.finish()
+        };
+        assert_eq!(hash(&key), hash(&fresh));
+        assert!(key < ObjectKey::parse("mask/b.png").unwrap());
     }
 
     #[test]

@@ -210,7 +210,7 @@ impl Storage {
         };
         // A found (foreign) key reads too; one object_store cannot hold streams instead.
         let location = match self.location(key)? {
-            super::found::Location::Path(path) => path,
+            super::found::Location::Path(path) => path.into_owned(),
             super::found::Location::Name(_) => return Ok(None),
         };
         let started = Instant::now();
@@ -335,7 +335,7 @@ impl Storage {
         options: &WriteOptions,
         progress: Box<dyn Fn(u64, u64) + Send + Sync>,
     ) -> Result<PutOutcome> {
-        let location = self.path(key)?;
+        let location = self.path(key)?.into_owned();
         let started = Instant::now();
         let source_error = source.error(key);
         let stored = local

@@ -12,9 +12,11 @@
 //! name listed must lie below the folder asked for: one outside it is the server's error.
 //! Such a name is read and deleted through the provider's own requests too.
 
+use std::borrow::Cow;
+
 use futures::stream::{BoxStream, StreamExt};
 use maskstore_core::ObjectKey;
-use object_store::path::Path;
+use object_store::path::{Error as PathError, Path};
 use object_store::{Attributes, GetOptions, GetResult, ObjectMeta};
 
 use super::Storage;
@@ -23,9 +25,10 @@ use crate::types::{ObjectInfo, Source, info_of};
 use crate::{Error, Result};
 
 /// Where a key is, for a read or a delete.
-pub(super) enum Location {
-    /// A name object_store can address.
-    Path(Path),
+pub(super) enum Location<'k> {
+    /// A name object_store can address: the key's own parsed form, kept with it
+    /// ([`store_path`]).
+    Path(Cow<'k, Path>),
     /// A found name object_store's `Path` cannot hold, exact.
     Name(String),
 }
@@ -33,11 +36,11 @@ pub(super) enum Location {
 impl Storage {
     /// Where `key` is, for a read or a delete: a found (foreign) key too, even one that
     /// object_store cannot address.
-    pub(super) fn location(&self, key: &ObjectKey) -> Result<Location> {
+    pub(super) fn location<'k>(&self, key: &'k ObjectKey) -> Result<Location<'k>> {
         self.check_within(key)?;
-        match Path::parse(key.as_str()) {
+        match store_path(key) {
             // `Path::parse` drops a trailing `/`, so a folder marker's name is its own.
-            Ok(path) if path.as_ref() == key.as_str() => Ok(Location::Path(path)),
+            Ok(path) if AsRef::<str>::as_ref(&*path) == key.as_str() => Ok(Location::Path(path)),
             _ if key.is_foreign() => Ok(Location::Name(key.as_str().to_string())),
             Ok(path) => Ok(Location::Path(path)),
             Err(e) => Err(Error::InvalidKey {
@@ -64,7 +67,7 @@ impl Storage {
     /// A read (or HEAD) of `key` wherever it is.
     pub(super) async fn get_at(&self, key: &ObjectKey, options: GetOptions) -> Result<GetResult> {
         match self.location(key)? {
-            Location::Path(path) => self.store().get_opts(&path, options).await,
+            Location::Path(path) => self.store().get_opts(path.as_ref(), options).await,
             Location::Name(name) => self.found_names(key)?.get(&name, options).await,
         }
         .map_err(self.err(key))
@@ -87,6 +90,13 @@ impl Storage {
         })
         .boxed()
     }
+}
+
+/// object_store's `Path` of `key`, parsed once per key value: kept with the key (and its
+/// clones) for the next call, as object_store's own callers parse a `Path` once and pass
+/// it by reference.
+pub(super) fn store_path(key: &ObjectKey) -> std::result::Result<Cow<'_, Path>, PathError> {
+    key.provider_form(|text| Path::parse(text))
 }
 
 /// A listing under way: through object_store, or by the provider's own requests after

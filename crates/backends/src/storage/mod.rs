@@ -11,6 +11,7 @@ pub use files::ObjectFile;
 pub use upload::{MIN_UPLOAD_PART_SIZE, UPLOAD_MAX_IN_FLIGHT, UPLOAD_PART_SIZE, Upload};
 pub(crate) use urls::UrlSigner;
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use maskstore_core::{Config, KeyPrefix, ObjectKey, TtlPolicy};
@@ -377,7 +378,7 @@ impl Storage {
 
     /// Where `key` is, for a write (and any operation that is not a read or delete): a
     /// foreign key, a name found in a store ([`ObjectKey::found`]), is refused.
-    fn path(&self, key: &ObjectKey) -> Result<Path> {
+    fn path<'k>(&self, key: &'k ObjectKey) -> Result<Cow<'k, Path>> {
         if self.carries_found
             && key.is_foreign()
             && let found::Location::Path(path) = self.location(key)?
@@ -405,7 +406,7 @@ impl Storage {
             });
         }
         self.check_within(key)?;
-        Path::parse(key.as_str()).map_err(|e| Error::InvalidKey {
+        found::store_path(key).map_err(|e| Error::InvalidKey {
             key: key.to_string(),
             reason: e.to_string(),
         })

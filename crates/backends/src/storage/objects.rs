@@ -487,7 +487,7 @@ impl Storage {
         let (mut paths, mut by_name) = (Vec::with_capacity(keys.len()), Vec::new());
         for key in keys {
             match self.location(key)? {
-                super::found::Location::Path(path) => paths.push(path),
+                super::found::Location::Path(path) => paths.push(path.into_owned()),
                 super::found::Location::Name(_) => by_name.push(key),
             }
         }
@@ -639,7 +639,7 @@ impl Storage {
     /// object another tool named can be given a valid key, when object_store can hold it.
     fn source_path(&self, key: &ObjectKey) -> Result<Path> {
         match self.location(key)? {
-            super::found::Location::Path(path) => Ok(path),
+            super::found::Location::Path(path) => Ok(path.into_owned()),
             super::found::Location::Name(_) => Err(Error::Unsupported {
                 backend: self.backend.to_string(),
                 operation: format!("copy or rename the object named {key}"),

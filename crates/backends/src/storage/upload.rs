@@ -89,7 +89,7 @@ impl Storage {
                     .to_string(),
             });
         }
-        let path = self.path(key)?;
+        let path = self.path(key)?.into_owned();
         options.validate()?;
         let (part_size, max_in_flight) = self.declared.uploads.resolve(options.upload);
         Ok(Upload {

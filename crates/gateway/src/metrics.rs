@@ -1,6 +1,9 @@
 //! Prometheus: the recorder, the names of the gateway's own metrics, their labels from
 //! fixed sets, and what a scrape renders.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::extract::Request;
@@ -101,16 +104,75 @@ fn status_label(status: StatusCode) -> &'static str {
         })
 }
 
-/// Counts and times every request the gateway answers, by method and status.
-pub(crate) async fn track(request: Request, next: axum::middleware::Next) -> Response {
-    let started = std::time::Instant::now();
-    let method = method_label(request.method());
-    let response = next.run(request).await;
-    metrics::counter!(GATEWAY_REQUESTS_TOTAL, "method" => method, "status" => status_label(response.status()))
-        .increment(1);
-    metrics::histogram!(GATEWAY_REQUEST_DURATION, "method" => method)
-        .record(started.elapsed().as_secs_f64());
-    response
+/// Counts and times every request the gateway answers, by method and status: a layer of
+/// its own, as `axum::middleware::from_fn` would box each request's future and clone the
+/// service behind it.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Track;
+
+impl<S> tower::Layer<S> for Track {
+    type Service = Tracked<S>;
+
+    fn layer(&self, inner: S) -> Tracked<S> {
+        Tracked { inner }
+    }
+}
+
+/// The service `inner` under [`Track`].
+#[derive(Debug, Clone)]
+pub(crate) struct Tracked<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<Request<B>> for Tracked<S>
+where
+    S: tower::Service<Request<B>, Response = Response>,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Timed<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        Timed {
+            started: std::time::Instant::now(),
+            method: method_label(request.method()),
+            inner: self.inner.call(request),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer under way, counted and timed when it is ready.
+    pub(crate) struct Timed<F> {
+        started: std::time::Instant,
+        method: &'static str,
+        #[pin]
+        inner: F,
+    }
+}
+
+impl<F, E> Future for Timed<F>
+where
+    F: Future<Output = Result<Response, E>>,
+{
+    type Output = Result<Response, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let answer = std::task::ready!(this.inner.poll(cx));
+        if let Ok(response) = &answer {
+            let (method, status) = (*this.method, status_label(response.status()));
+            metrics::counter!(GATEWAY_REQUESTS_TOTAL, "method" => method, "status" => status)
+                .increment(1);
+            metrics::histogram!(GATEWAY_REQUEST_DURATION, "method" => method)
+                .record(this.started.elapsed().as_secs_f64());
+        }
+        Poll::Ready(answer)
+    }
 }
 
 /// `GET /metrics`: what `handle` recorded, with the rates the surge alarm compares set as of

@@ -13,7 +13,7 @@ use tokio::sync::Semaphore;
 
 use crate::cors::cors_layer;
 use crate::health::health;
-use crate::metrics::{render, track};
+use crate::metrics::{Track, render};
 use crate::objects::budget::{MemoryBudget, download_budget};
 use crate::objects::conditional_budget;
 use crate::objects::verified::VerifiedVersions;
@@ -21,8 +21,8 @@ use crate::objects::{form, object};
 use crate::shares::ClientShares;
 use crate::{GatewayError, Limits};
 
-/// What every object request is served from.
-#[derive(Clone)]
+/// What every object request is served from, shared by all of them behind one `Arc` (a
+/// request's state is a reference count, not a copy of the storage's names and layers).
 pub(crate) struct Gateway {
     pub(crate) storage: Storage,
     pub(crate) limits: Arc<Limits>,
@@ -78,8 +78,8 @@ pub fn objects_router(
         .route(&format!("{OBJECT_PATH}{{*key}}"), any(object))
         .route(FORM_PATH, any(form))
         .layer(cors_layer(cors)?)
-        .with_state(gateway)
-        .layer(axum::middleware::from_fn(track)))
+        .with_state(Arc::new(gateway))
+        .layer(Track))
 }
 
 /// `GET /health`, and `GET /metrics` rendering `metrics` when given: what the admin
@@ -93,7 +93,7 @@ pub fn admin_router(storage: Storage, metrics: Option<PrometheusHandle>) -> Rout
             get(move || std::future::ready(render(&monitor, &handle))),
         );
     }
-    admin.layer(axum::middleware::from_fn(track))
+    admin.layer(Track)
 }
 
 /// [`router`] plus `GET /metrics` rendering `handle` (see [`crate::install_prometheus`]).

@@ -42,7 +42,7 @@ pub const MAX_FORM_FIELDS_BYTES: u64 = 64 * 1024;
 
 /// The handler of `POST /o`: whatever the answer, it carries the object responses'
 /// hardening headers.
-pub(crate) async fn form(State(gateway): State<Gateway>, request: Request) -> Response {
+pub(crate) async fn form(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let mut response = form_response(&gateway, request).await;
     if let Some(RefusedBeforeStore(outcome)) = response.extensions().get().copied() {
         // As for `/o/<key>`: a refusal after the policy's signature held is one of the

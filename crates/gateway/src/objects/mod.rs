@@ -10,6 +10,8 @@ mod headers;
 mod upload;
 pub(crate) mod verified;
 
+use std::sync::Arc;
+
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -36,7 +38,7 @@ const MAX_ENCODED_KEY_BYTES: usize = 3 * maskstore_core::MAX_KEY_BYTES;
 
 /// The handler of `/o/<key>`: whatever the answer, it carries the headers that keep it from
 /// running in a browser on the gateway's origin.
-pub(crate) async fn object(State(gateway): State<Gateway>, request: Request) -> Response {
+pub(crate) async fn object(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
     let mut response = object_response(&gateway, request).await;
     harden(response.headers_mut());
     response

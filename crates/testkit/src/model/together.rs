@@ -103,9 +103,10 @@ fn modes(ops: &[Op]) -> Result<BTreeMap<String, Mode>, Divergence> {
     Ok(modes)
 }
 
+/// A group member's answer; a get's is boxed, an `Object` being several times a put's size.
 enum Answer {
     Put(maskstore_backends::Result<PutOutcome>),
-    Get(maskstore_backends::Result<maskstore_backends::Object>),
+    Get(Box<maskstore_backends::Result<maskstore_backends::Object>>),
 }
 
 async fn start_all(runner: &Runner, ops: &[Op]) -> Result<Vec<Answer>, Divergence> {
@@ -135,7 +136,7 @@ async fn start_all(runner: &Runner, ops: &[Op]) -> Result<Vec<Answer>, Divergenc
                     }
                     Answer::Put(storage.put_with(&key, body.bytes(), &options).await)
                 }
-                _ => Answer::Get(storage.get(&key).await),
+                _ => Answer::Get(Box::new(storage.get(&key).await)),
             }
         }));
     }
@@ -212,7 +213,7 @@ fn check_gets(
                     .filter_map(|((_, c), _)| c.as_ref()),
             )
             .collect();
-        match got {
+        match got.as_ref() {
             Err(Error::NotFound { .. }) if before[key].is_none() => {}
             Ok(object) => {
                 let reported = winners.get(key).map(Vec::as_slice).unwrap_or_default();

@@ -46,6 +46,10 @@ const HOLE_LEN: usize = 1024 * 1024;
 /// The bytes at a body's end read into memory before the file is checked unchanged.
 const TAIL: u64 = 4096;
 
+/// The most a `sendfile` body holds in memory (its tail), what it reserves of the download
+/// memory budget: the file's bytes before the tail never pass through the gateway.
+pub(crate) const SENDFILE_HELD: u64 = TAIL;
+
 /// Bodies of this many bytes or more are sent with `sendfile`; smaller ones are read and
 /// written, which costs less than a second system call and the wait for the tail check.
 pub(crate) const SENDFILE_FROM: u64 = 64 * 1024;

@@ -20,7 +20,7 @@ use super::conditions::{Asked, Span, Verdict};
 use super::headers::{describe, set};
 use crate::reply::{error_reply, refuse, reply};
 use crate::routers::Gateway;
-use crate::sendfile::{SENDFILE_FROM, SENDFILE_HELD, Sendfile};
+use crate::sendfile::{Room, SENDFILE_FROM, SENDFILE_HELD, Sendfile};
 
 /// Who reads and until when: the client address whose share of the download budget a body
 /// takes, a GET's deadline (`None`: a HEAD), and the connection's `sendfile` queue when a
@@ -80,7 +80,15 @@ async fn whole(
         Ok(permit) => permit,
         Err(busy) => return *busy,
     };
-    match respond(object, &Span::Whole, permit, (deadline, reader.sendfile)).await {
+    let room = Room::new(&gateway.downloads, reader.client);
+    match respond(
+        object,
+        &Span::Whole,
+        permit,
+        (deadline, reader.sendfile, room),
+    )
+    .await
+    {
         Ok(response) => response,
         Err(e) => error_reply(&e),
     }
@@ -181,7 +189,8 @@ async fn span_body(
         .reserve_download(held(&object, reader.sendfile.as_ref()), reader.client)
         .await
         .map_err(BodyError::Answer)?;
-    let sending = (deadline, reader.sendfile.clone());
+    let room = Room::new(&gateway.downloads, reader.client);
+    let sending = (deadline, reader.sendfile.clone(), room);
     Ok(respond(object, span, permit, sending).await?)
 }
 
@@ -210,7 +219,7 @@ async fn respond(
     object: ObjectStream,
     span: &Span,
     permit: Reserved,
-    (deadline, sendfile): (Instant, Option<Sendfile>),
+    (deadline, sendfile, room): (Instant, Option<Sendfile>, Room),
 ) -> Result<Response, Error> {
     let sendfile = sendfile.filter(|sendfile| sent_with_sendfile(&object, Some(sendfile)));
     let ObjectStream {
@@ -225,7 +234,7 @@ async fn respond(
         _ => StatusCode::PARTIAL_CONTENT,
     };
     if let (Some(file), Some(sendfile)) = (file, sendfile) {
-        let body = crate::sendfile::body(file, sendfile, deadline, permit);
+        let body = crate::sendfile::body(file, sendfile, deadline, (permit, room));
         let mut response = Response::new(Body::from_stream(body));
         describe_span(&mut response, status, &info, &served);
         return Ok(response);

@@ -263,3 +263,41 @@ async fn a_file_truncated_while_sent_is_cut_off_and_a_client_gone_mid_body_break
         "the bytes received are the file's"
     );
 }
+
+/// The status line's code of the answer on `stream`.
+async fn status_of(stream: &mut tokio::net::TcpStream) -> String {
+    let mut line = [0u8; 12];
+    stream.read_exact(&mut line).await.unwrap();
+    String::from_utf8_lossy(&line[9..]).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn stalled_sendfile_downloads_reserve_only_what_they_hold() {
+    // A `sendfile` body holds its 4 KiB tail, not the file's bytes: one client's stalled
+    // downloads of a large verified object do not take its 8 MiB share of the download
+    // memory (at 2 MiB each, the fifth would wait 5 s and be answered 503).
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_local(dir.path());
+    let data = body(16 * MIB, 4);
+    let key = "mask/sf/stalled.bin";
+    put_verified(&serve, &[(key, data.clone())]).await;
+    let url = serve.sign(SignedMethod::Get, key);
+    let mut stalled = Vec::new();
+    for n in 0..8 {
+        let mut stream = slow_get(&serve, &url).await;
+        assert_eq!(status_of(&mut stream).await, "200", "stalled download {n}");
+        stalled.push(stream);
+    }
+    let got = reqwest::get(&url).await.unwrap();
+    assert_eq!(got.status(), 200);
+    assert!(
+        got.bytes().await.unwrap() == data[..],
+        "served beside the stalled ones"
+    );
+    // The stalled ones still get the file's bytes when they read.
+    let mut first = stalled.pop().unwrap();
+    let mut all = Vec::new();
+    first.read_to_end(&mut all).await.unwrap();
+    let end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    assert!(all[end..] == data[..], "a stalled download read at last");
+}

@@ -38,13 +38,17 @@ use tokio::io::Interest;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
 
-use crate::objects::budget::Reserved;
+use crate::objects::budget::{MemoryBudget, Reserved};
 
 /// The longest placeholder: 1 MiB.
 const HOLE_LEN: usize = 1024 * 1024;
 
 /// The bytes at a body's end read into memory before the file is checked unchanged.
 const TAIL: u64 = 4096;
+
+/// The most a `sendfile` body holds in memory (its tail), what it reserves of the download
+/// memory budget: the file's bytes before the tail never pass through the gateway.
+pub(crate) const SENDFILE_HELD: u64 = TAIL;
 
 /// Bodies of this many bytes or more are sent with `sendfile`; smaller ones are read and
 /// written, which costs less than a second system call and the wait for the tail check.
@@ -198,6 +202,26 @@ pub(crate) fn poll_head(
     }
 }
 
+/// What the whole-file check of a changed file reads at a time: the local provider's read
+/// chunk, reserved in the download budget while the check runs.
+const CONFIRM_HELD: u64 = 1024 * 1024;
+
+/// Where a `sendfile` body reserves the memory of a whole-file check when its file changed
+/// (beyond the tail it holds from the start): the download budget, in its client's share.
+pub(crate) struct Room {
+    budget: MemoryBudget,
+    client: Option<std::net::IpAddr>,
+}
+
+impl Room {
+    pub(crate) fn new(budget: &MemoryBudget, client: Option<std::net::IpAddr>) -> Room {
+        Room {
+            budget: budget.clone(),
+            client,
+        }
+    }
+}
+
 /// What a `sendfile` body still has to do.
 struct Body {
     sendfile: Sendfile,
@@ -209,16 +233,18 @@ struct Body {
     end: u64,
     deadline: Instant,
     _permit: Reserved,
+    room: Room,
 }
 
 /// The body of `trusted`'s range sent with `sendfile` on the connection of `sendfile`:
 /// placeholders up to the tail, then the tail read and checked. Like the streamed body,
-/// it fails once `deadline` passes, and holds `permit` until hyper drops it.
+/// it fails once `deadline` passes, and holds `permit` (its tail's room) until hyper drops
+/// it; a whole-file check reserves its read in `room` first.
 pub(crate) fn body(
     trusted: TrustedFile,
     sendfile: Sendfile,
     deadline: Instant,
-    permit: Reserved,
+    (permit, room): (Reserved, Room),
 ) -> impl Stream<Item = io::Result<Bytes>> + Send + 'static {
     let range = trusted.range();
     let state = Body {
@@ -230,6 +256,7 @@ pub(crate) fn body(
         end: range.end,
         deadline,
         _permit: permit,
+        room,
     };
     futures::stream::try_unfold(state, |mut body| async move {
         if body.pos >= body.end {
@@ -264,7 +291,13 @@ async fn tail(body: &mut Body) -> io::Result<Bytes> {
     let trusted = body.trusted.take().ok_or_else(unmatched)?;
     if !trusted.unchanged() {
         // Its name replaced or deleted, or the file rewritten: the whole open file is
-        // checked against its checksum (a blocking read).
+        // checked against its checksum (a blocking read, of a chunk at a time).
+        let Room { budget, client } = &body.room;
+        let _held = budget.reserve(CONFIRM_HELD, *client).await.map_err(|_| {
+            io::Error::other(
+                "no room in the download memory to check a changed file: connection cut",
+            )
+        })?;
         tokio::task::spawn_blocking(move || trusted.confirm())
             .await
             .map_err(io::Error::other)??;

@@ -1,5 +1,6 @@
 //! Memory budgets for what requests hold in flight. Every GET body reserves the bytes it
-//! may hold (its read chunk, the one the verifier holds back, and hyper's write), so
+//! may hold (its read chunk, the one the verifier holds back, and hyper's write; a body
+//! sent with `sendfile` only its 4 KiB tail, see [`crate::sendfile`]), so
 //! readers that stop reading cost a bounded total whatever `gateway.max_connections` is;
 //! a conditional upload reserves its body. One client address holds at most its share of
 //! a budget, so its stalled readers cannot leave every other client waiting for room.

@@ -20,7 +20,7 @@ use super::conditions::{Asked, Span, Verdict};
 use super::headers::{describe, set};
 use crate::reply::{error_reply, refuse, reply};
 use crate::routers::Gateway;
-use crate::sendfile::{SENDFILE_FROM, Sendfile};
+use crate::sendfile::{Room, SENDFILE_FROM, SENDFILE_HELD, Sendfile};
 
 /// Who reads and until when: the client address whose share of the download budget a body
 /// takes, a GET's deadline (`None`: a HEAD), and the connection's `sendfile` queue when a
@@ -71,15 +71,24 @@ async fn whole(
     if let Some(answer) = judged(asked, &object.info) {
         return answer;
     }
+    let held = held(&object, reader.sendfile.as_ref());
     let permit = match gateway
         .downloads
-        .reserve_download(object.info.size, reader.client)
+        .reserve_download(held, reader.client)
         .await
     {
         Ok(permit) => permit,
         Err(busy) => return *busy,
     };
-    match respond(object, &Span::Whole, permit, (deadline, reader.sendfile)).await {
+    let room = Room::new(&gateway.downloads, reader.client);
+    match respond(
+        object,
+        &Span::Whole,
+        permit,
+        (deadline, reader.sendfile, room),
+    )
+    .await
+    {
         Ok(response) => response,
         Err(e) => error_reply(&e),
     }
@@ -175,14 +184,32 @@ async fn span_body(
         Some(_) => verified.read_part(storage, &info.key, options).await?,
         None => verified.read_whole(storage, &info.key, options).await?,
     };
-    let length = part.as_ref().map_or(info.size, |r| r.end - r.start);
     let permit = gateway
         .downloads
-        .reserve_download(length, reader.client)
+        .reserve_download(held(&object, reader.sendfile.as_ref()), reader.client)
         .await
         .map_err(BodyError::Answer)?;
-    let sending = (deadline, reader.sendfile.clone());
+    let room = Room::new(&gateway.downloads, reader.client);
+    let sending = (deadline, reader.sendfile.clone(), room);
     Ok(respond(object, span, permit, sending).await?)
+}
+
+/// Whether `object` is sent with `sendfile` on a connection whose queue is `sendfile`: a
+/// verified local body of [`SENDFILE_FROM`] bytes or more.
+fn sent_with_sendfile(object: &ObjectStream, sendfile: Option<&Sendfile>) -> bool {
+    object.file.is_some()
+        && sendfile.is_some()
+        && object.range.end - object.range.start >= SENDFILE_FROM
+}
+
+/// The bytes the body of `object` may hold in memory: its length (the budget caps it at a
+/// streamed body's most), or a `sendfile` body's tail, the only bytes it reads.
+fn held(object: &ObjectStream, sendfile: Option<&Sendfile>) -> u64 {
+    if sent_with_sendfile(object, sendfile) {
+        SENDFILE_HELD
+    } else {
+        object.range.end - object.range.start
+    }
 }
 
 /// The answer streaming `object`: 200 for [`Span::Whole`], else 206 with its
@@ -192,8 +219,9 @@ async fn respond(
     object: ObjectStream,
     span: &Span,
     permit: Reserved,
-    (deadline, sendfile): (Instant, Option<Sendfile>),
+    (deadline, sendfile, room): (Instant, Option<Sendfile>, Room),
 ) -> Result<Response, Error> {
+    let sendfile = sendfile.filter(|sendfile| sent_with_sendfile(&object, Some(sendfile)));
     let ObjectStream {
         info,
         range: served,
@@ -205,10 +233,8 @@ async fn respond(
         Span::Whole => StatusCode::OK,
         _ => StatusCode::PARTIAL_CONTENT,
     };
-    if let (Some(file), Some(sendfile)) = (file, sendfile)
-        && served.end - served.start >= SENDFILE_FROM
-    {
-        let body = crate::sendfile::body(file, sendfile, deadline, permit);
+    if let (Some(file), Some(sendfile)) = (file, sendfile) {
+        let body = crate::sendfile::body(file, sendfile, deadline, (permit, room));
         let mut response = Response::new(Body::from_stream(body));
         describe_span(&mut response, status, &info, &served);
         return Ok(response);

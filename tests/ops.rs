@@ -762,24 +762,11 @@ fn doctor_names_a_stopped_server() {
 /// the test servers' one), written private to `path`.
 fn write_gcs_key(path: &Path) {
     use std::os::unix::fs::PermissionsExt;
-    let out = std::process::Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ])
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let key = serde_json::json!({
-        "type": "service_account",
-        "private_key_id": "doctor-test",
-        "private_key": String::from_utf8(out.stdout).unwrap(),
-        "client_email": "doctor@maskstore-test.iam.gserviceaccount.com",
-    });
-    std::fs::write(path, key.to_string()).unwrap();
+    let key = maskstore_testkit::gcs_service_account_key(
+        "doctor@maskstore-test.iam.gserviceaccount.com",
+        "doctor-test",
+    );
+    std::fs::write(path, key).unwrap();
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
 }
 

@@ -524,28 +524,9 @@ async fn a_long_running_azure_storage_takes_its_rewritten_account_key_file_witho
     }
 }
 
-/// A service account key of a fresh 2048-bit RSA key made by openssl, as
-/// `scripts/test-servers` makes the test servers' key, for `email`.
+/// A service account key of a fresh RSA key for `email`.
 fn gcs_account(email: &str) -> String {
-    let out = Command::new("openssl")
-        .args([
-            "genpkey",
-            "-algorithm",
-            "RSA",
-            "-pkeyopt",
-            "rsa_keygen_bits:2048",
-        ])
-        .output()
-        .expect("openssl");
-    assert!(out.status.success());
-    serde_json::json!({
-        "type": "service_account",
-        "project_id": "maskstore-test",
-        "private_key_id": "rotation-test",
-        "private_key": String::from_utf8(out.stdout).unwrap(),
-        "client_email": email,
-    })
-    .to_string()
+    maskstore_testkit::gcs_service_account_key(email, "rotation-test")
 }
 
 /// The service account a signed URL and a form policy of `storage` name.

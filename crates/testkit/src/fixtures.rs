@@ -142,3 +142,28 @@ impl Deref for TempStorage {
         &self.storage
     }
 }
+
+/// A GCS service account key (JSON, as the console downloads it) of a fresh 2048-bit RSA
+/// key made by openssl, as `scripts/test-servers` makes the test servers' key, naming
+/// `email` and `key_id`.
+pub fn gcs_service_account_key(email: &str, key_id: &str) -> String {
+    let out = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+        ])
+        .output()
+        .expect("openssl makes an RSA key");
+    assert!(out.status.success(), "openssl genpkey failed");
+    serde_json::json!({
+        "type": "service_account",
+        "project_id": "maskstore-test",
+        "private_key_id": key_id,
+        "private_key": String::from_utf8(out.stdout).expect("a PEM key"),
+        "client_email": email,
+    })
+    .to_string()
+}

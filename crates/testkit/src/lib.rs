@@ -21,6 +21,6 @@ pub mod model;
 pub mod servers;
 
 pub use fixtures::{
-    Served, TempStorage, from_env, memory, memory_served, serve_storage, served, temp_dir,
-    temp_dir_served,
+    Served, TempStorage, from_env, gcs_service_account_key, memory, memory_served, serve_storage,
+    served, temp_dir, temp_dir_served,
 };

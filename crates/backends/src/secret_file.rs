@@ -546,6 +546,15 @@ pub(crate) mod testing {
     use std::path::Path;
     use std::time::Duration;
 
+    /// Replaces the secret file `path` with `text`, owner-only, as an operator's rotation
+    /// does: written beside it, then renamed over it.
+    pub(crate) fn rotate(path: &Path, text: &str) {
+        let temp = path.with_extension("new");
+        std::fs::write(&temp, text).unwrap();
+        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::rename(&temp, path).unwrap();
+    }
+
     /// Makes a FIFO at `path`, owner-only: opened for reading, it would wait for a writer.
     pub(crate) fn fifo(path: &Path) {
         let made = std::process::Command::new("mkfifo")

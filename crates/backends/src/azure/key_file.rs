@@ -98,14 +98,8 @@ impl CredentialProvider for AccountKey {
 mod tests {
     use super::*;
     use crate::secret_file::SETTLE;
-    use std::os::unix::fs::PermissionsExt;
 
-    fn write(path: &std::path::Path, text: &str) {
-        let temp = path.with_extension("new");
-        std::fs::write(&temp, text).unwrap();
-        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::rename(&temp, path).unwrap();
-    }
+    use crate::secret_file::testing::rotate as write;
 
     #[test]
     fn a_changed_key_file_is_adopted_once_settled_and_one_not_base64_never() {

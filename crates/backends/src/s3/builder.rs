@@ -327,14 +327,8 @@ mod payload_tests {
 mod file_credential_tests {
     use super::*;
     use maskstore_core::Secret;
-    use std::os::unix::fs::PermissionsExt;
 
-    fn write(path: &std::path::Path, text: &str) {
-        let temp = path.with_extension("new");
-        std::fs::write(&temp, text).unwrap();
-        std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(0o600)).unwrap();
-        std::fs::rename(&temp, path).unwrap();
-    }
+    use crate::secret_file::testing::rotate as write;
 
     #[test]
     fn after_a_403_half_a_rotated_pair_is_not_taken_at_once() {

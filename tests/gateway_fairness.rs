@@ -11,6 +11,7 @@
 //! GETs ≥ 90 % answered while the first holds its share (`max_connections` 64 and 512);
 //! 512 stalled readers of a 4 MiB object raise the resident size by at most 128 MiB.
 
+use crate::support::flip_one_byte;
 use std::net::IpAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -72,21 +73,6 @@ async fn read_all(stream: &mut TcpStream) -> Vec<u8> {
     let mut got = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(20), stream.read_to_end(&mut got)).await;
     got
-}
-
-/// Flips one byte in the middle of the file at `path`, keeping its size and attributes.
-fn flip_one_byte(path: &Path) {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .read(true)
-        .open(path)
-        .unwrap();
-    let len = file.metadata().unwrap().len();
-    let mut byte = [0u8];
-    file.read_exact_at(&mut byte, len / 2).unwrap();
-    byte[0] ^= 0x01;
-    file.write_all_at(&byte, len / 2).unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

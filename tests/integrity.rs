@@ -1,26 +1,12 @@
 //! Corruption end to end: one byte flipped in a stored object is caught by `get`,
 //! `get_stream`, `read_to_file`, the CLI, the gateway and `verify`; nothing corrupt is left.
 
+use crate::support::flip_one_byte;
 use futures::StreamExt;
 use maskstore::{Config, Error, SignOptions, SignedMethod, Storage};
 use maskstore_testkit as fixtures;
 
 use crate::support::{maskstore, succeeded, text, vars};
-
-/// Flips one byte in the middle of the file at `path`, keeping its attributes.
-fn flip_one_byte(path: &std::path::Path) {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .read(true)
-        .open(path)
-        .unwrap();
-    let len = file.metadata().unwrap().len();
-    let mut byte = [0u8];
-    file.read_exact_at(&mut byte, len / 2).unwrap();
-    byte[0] ^= 0x01;
-    file.write_all_at(&byte, len / 2).unwrap();
-}
 
 fn assert_corrupt<T: std::fmt::Debug>(result: maskstore::Result<T>, key: &str) {
     match result {

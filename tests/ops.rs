@@ -1,6 +1,7 @@
 //! The operator commands as processes, end to end, against local disk and SeaweedFS:
 //! ls, put, get, rm, cp, mv, sync, policy, and each doctor diagnosis provoked for real.
 
+use crate::support::flip_one_byte;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 
@@ -871,21 +872,6 @@ fn check_cors_tells_whether_a_browser_upload_would_be_allowed() {
         "{}",
         text(&out.stdout)
     );
-}
-
-/// Flips one byte in the middle of a file, keeping its attributes (the stored checksum).
-fn flip_one_byte(path: &Path) {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let at = file.metadata().unwrap().len() / 2;
-    let mut byte = [0u8];
-    file.read_exact_at(&mut byte, at).unwrap();
-    byte[0] ^= 0x01;
-    file.write_all_at(&byte, at).unwrap();
 }
 
 #[test]

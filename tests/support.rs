@@ -176,3 +176,19 @@ impl Drop for Serve {
         let _ = self.child.wait();
     }
 }
+
+/// Flips one byte in the middle of the file at `path`, keeping its size and attributes
+/// (the stored checksum): the bit rot a verified read must catch.
+pub fn flip_one_byte(path: &std::path::Path) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let at = file.metadata().unwrap().len() / 2;
+    let mut byte = [0u8];
+    file.read_exact_at(&mut byte, at).unwrap();
+    byte[0] ^= 0x01;
+    file.write_all_at(&byte, at).unwrap();
+}

@@ -5,6 +5,7 @@
 //! bytes, content type, metadata and the source-etag record; damaged, symlinked or changing
 //! sources store nothing and leave the destination's object as it was.
 
+use crate::support::flip_one_byte;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -78,21 +79,6 @@ impl maskstore::Layer for Passthrough {
 
 fn object_path(root: &Path, key: &ObjectKey) -> PathBuf {
     root.join(key.as_str())
-}
-
-/// Flips one byte in the middle of the file, keeping its attributes (the stored checksum).
-fn flip_one_byte(path: &Path) {
-    use std::os::unix::fs::FileExt;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(path)
-        .unwrap();
-    let at = file.metadata().unwrap().len() / 2;
-    let mut byte = [0u8];
-    file.read_exact_at(&mut byte, at).unwrap();
-    byte[0] ^= 0x01;
-    file.write_all_at(&byte, at).unwrap();
 }
 
 /// Temporary files left under a local root's `.maskstore/tmp`.

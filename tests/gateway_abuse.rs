@@ -18,7 +18,9 @@
 //! - SIGTERM with a stalled upload: exit within `shutdown_grace` + 2 s, previous version kept.
 //! - a download whose client stops reading (`body_idle_timeout`) or crawls
 //!   (`request_timeout`) is cut off before the whole object is sent, also when a verified
-//!   version is sent with `sendfile`.
+//!   version is sent with `sendfile`; one whose client reads slowly but steadily (about
+//!   640 KiB/s, less than a third of a grown send buffer per `body_idle_timeout` of 1 s)
+//!   is served whole, streamed and with `sendfile`, pipelined on one connection.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -813,4 +815,124 @@ async fn downloads_that_stop_or_crawl_are_cut_off() {
     // A reader that keeps up is served in full.
     let whole = http.get(&url).send().await.unwrap().bytes().await.unwrap();
     assert_eq!(whole.len(), size);
+}
+
+/// A connection to `serve` with a receive buffer of `rcvbuf` bytes, every URL of `urls`
+/// asked for on it at once (pipelined; the last with `Connection: close`).
+async fn pipelined(serve: &Serve, urls: &[String], rcvbuf: u32) -> TcpStream {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(rcvbuf).unwrap();
+    let mut stream = socket.connect(serve.addr.parse().unwrap()).await.unwrap();
+    let heads: String = urls
+        .iter()
+        .enumerate()
+        .map(|(n, url)| {
+            let target = url.split_once(&serve.addr).unwrap().1;
+            let close = if n + 1 == urls.len() {
+                "Connection: close\r\n"
+            } else {
+                ""
+            };
+            format!("GET {target} HTTP/1.1\r\nHost: x\r\n{close}\r\n")
+        })
+        .collect();
+    stream.write_all(heads.as_bytes()).await.unwrap();
+    stream
+}
+
+/// Reads `stream` to its end, at most `step` bytes every `pause`; with `stop` `(at, for)`,
+/// nothing for `for` once `at` bytes were read. The bytes received, heads included.
+async fn read_steadily(
+    mut stream: TcpStream,
+    step: usize,
+    pause: Duration,
+    mut stop: Option<(usize, Duration)>,
+) -> Vec<u8> {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; step];
+    loop {
+        if let Some((at, stopped)) = stop
+            && got.len() >= at
+        {
+            tokio::time::sleep(stopped).await;
+            stop = None;
+        }
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return got,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+        tokio::time::sleep(pause).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_slow_steady_reader_is_served_whole_and_one_that_stops_is_cut_off() {
+    use crate::gateway_sendfile::{body, sent_with_sendfile, split_answers};
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_local(dir.path(), &[("APP_GATEWAY__BODY_IDLE_TIMEOUT", "1")]);
+    let http = http();
+    // Together more than the 4 MiB a send buffer grows to (`net.ipv4.tcp_wmem`'s default
+    // maximum), so a cut cannot hide behind the bytes the kernel still delivers after it.
+    let size = 5 * MIB / 2;
+    let objects = [
+        ("mask/steady/streamed.bin", body(size, 1)),
+        ("mask/steady/sendfile.bin", body(size, 2)),
+    ];
+    for (key, data) in &objects {
+        let url = serve.sign(SignedMethod::Put, key);
+        assert_eq!(
+            put(&http, &url, "application/octet-stream", data.clone()).await,
+            200
+        );
+    }
+    // Settled, and the second read once whole: it is sent with `sendfile`; the first, never
+    // read yet, is streamed and verified.
+    tokio::time::sleep(Duration::from_millis(3500)).await;
+    let urls = objects
+        .each_ref()
+        .map(|(key, _)| serve.sign(SignedMethod::Get, key));
+    let whole = http
+        .get(&urls[1])
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    assert!(whole == objects[1].1, "the verifying read");
+    let before = sent_with_sendfile(&serve).await;
+    // 16 KiB every 25 ms at most (about 640 KiB/s): bytes taken in every idle period, yet
+    // less than a third of a send buffer grown to 2.5-4 MiB, which is what Linux waits
+    // for before it reports a socket writable again.
+    let (step, pause) = (16 * 1024, Duration::from_millis(25));
+    let steady = pipelined(&serve, &urls, 16 * 1024).await;
+    let steady = tokio::spawn(read_steadily(steady, step, pause, None));
+    // The same, but after 1 MiB nothing for 4 s (the idle limit is 1 s).
+    let stopping = pipelined(&serve, &urls, 16 * 1024).await;
+    let stop = Some((MIB, Duration::from_secs(4)));
+    let stopping = tokio::spawn(read_steadily(stopping, step, pause, stop));
+    let (steady, stopping) = (steady.await.unwrap(), stopping.await.unwrap());
+    let bodies = split_answers(&steady);
+    let lengths: Vec<usize> = bodies.iter().map(Vec::len).collect();
+    eprintln!(
+        "two pipelined answers of {size} bytes: the steady reader got bodies of {lengths:?} bytes, \
+         the one that stopped {} bytes in all",
+        stopping.len()
+    );
+    assert_eq!(
+        lengths,
+        [size, size],
+        "a slow but steady reader was cut off"
+    );
+    assert!(bodies[0] == objects[0].1, "the streamed answer");
+    assert!(bodies[1] == objects[1].1, "the answer sent with sendfile");
+    let sent = sent_with_sendfile(&serve).await - before;
+    assert!(
+        sent >= (size - 4096) as u64,
+        "{sent} bytes sent with sendfile"
+    );
+    assert!(
+        stopping.len() < 2 * size,
+        "a reader that stopped was served in full"
+    );
 }

@@ -33,14 +33,16 @@ fn serve_local(dir: &Path) -> Serve {
     )
 }
 
-fn body(size: usize, seed: u8) -> Vec<u8> {
+/// `size` bytes of a pattern that is not zeros (a placeholder sent as it is would show),
+/// `seed` telling objects apart.
+pub(crate) fn body(size: usize, seed: u8) -> Vec<u8> {
     (0..size)
         .map(|i| ((i * 7 + i / 251) % 253) as u8 ^ seed)
         .collect()
 }
 
 /// The bytes the gateway sent with `sendfile` so far, from `/metrics`.
-async fn sent_with_sendfile(serve: &Serve) -> u64 {
+pub(crate) async fn sent_with_sendfile(serve: &Serve) -> u64 {
     let url = format!("{}/metrics", serve.admin_base());
     let text = reqwest::get(url).await.unwrap().text().await.unwrap();
     text.lines()
@@ -189,15 +191,15 @@ async fn curl_http_1_0_keep_alive_and_pipelined_requests_get_the_files_bytes() {
     assert!(bodies[2] == b, "pipelined 3");
 }
 
-/// The bodies of HTTP/1.1 answers one after another in `raw`, by their Content-Length.
-fn split_answers(mut raw: &[u8]) -> Vec<Vec<u8>> {
+/// The bodies of HTTP/1.1 answers one after another in `raw`, by their Content-Length;
+/// the last one as far as it goes when the connection was cut.
+pub(crate) fn split_answers(mut raw: &[u8]) -> Vec<Vec<u8>> {
     let mut bodies = Vec::new();
     while !raw.is_empty() {
-        let end = raw
-            .windows(4)
-            .position(|w| w == b"\r\n\r\n")
-            .expect("a head")
-            + 4;
+        let Some(end) = raw.windows(4).position(|w| w == b"\r\n\r\n") else {
+            break;
+        };
+        let end = end + 4;
         let head = String::from_utf8_lossy(&raw[..end]).to_ascii_lowercase();
         let length: usize = head
             .lines()
@@ -206,6 +208,7 @@ fn split_answers(mut raw: &[u8]) -> Vec<Vec<u8>> {
             .trim()
             .parse()
             .unwrap();
+        let length = length.min(raw.len() - end);
         bodies.push(raw[end..end + length].to_vec());
         raw = &raw[end + length..];
     }

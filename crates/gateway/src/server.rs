@@ -325,8 +325,34 @@ struct StallGuard {
     first_byte: Option<Pin<Box<tokio::time::Sleep>>>,
 }
 
+/// The most of its answers a connection's socket holds unsent: 128 KiB (see
+/// [`limit_unsent`]).
+const UNSENT_LIMIT: u32 = 128 * 1024;
+
+/// Limits what the kernel holds unsent for `stream` to [`UNSENT_LIMIT`], so that a write
+/// waits only for the client to take some bytes, not for a third of the send buffer.
+///
+/// Linux reports a TCP socket writable when a third of its send buffer is free
+/// (`__sk_stream_is_writeable`, include/net/sock.h), and the send buffer grows to
+/// `net.ipv4.tcp_wmem`'s maximum (4 MiB by default): a client reading 40 KB/s then frees
+/// that third in 30 s or more, and the write-stall timeout took it for one that stopped.
+/// With `TCP_NOTSENT_LOWAT` a write queues no more once this many bytes are unsent, and
+/// the socket is woken writable once fewer than half of them are (`tcp_stream_memory_free`,
+/// net/ipv4/tcp_ipv4.c; `tcp_notsent_lowat` in Documentation/networking/ip-sysctl.rst):
+/// a write stays pending only while the client takes less than about 64 KiB (plus the
+/// segment being built). The bytes sent and not yet acknowledged are not limited, so a
+/// fast client on a long link is not slowed.
+fn limit_unsent(stream: &TcpStream) {
+    if let Err(e) = socket2::SockRef::from(stream).set_tcp_notsent_lowat(UNSENT_LIMIT) {
+        // A kernel without it (before 3.12): the write-stall timeout then also cuts
+        // clients that read less than a third of the send buffer within it.
+        tracing::debug!(error = %e, "cannot limit the unsent bytes of a connection");
+    }
+}
+
 impl StallGuard {
     fn new(inner: TcpStream, limits: &Limits, sendfile: Sendfile) -> Self {
+        limit_unsent(&inner);
         StallGuard {
             inner,
             sendfile,

@@ -304,3 +304,56 @@ async fn stalled_sendfile_downloads_reserve_only_what_they_hold() {
     let end = all.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
     assert!(all[end..] == data[..], "a stalled download read at last");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_changed_file_whose_check_finds_no_room_in_the_budget_is_cut_off() {
+    // A `sendfile` body whose file changed (here: its name deleted) reads the open file
+    // again whole before its tail, 1 MiB at a time, reserved first in its client's 8 MiB
+    // share of the download memory. With that share held by the same client's stalled
+    // streamed downloads, the body is cut off: neither served unchecked nor checked with
+    // memory nobody reserved.
+    let dir = tempfile::tempdir().unwrap();
+    let serve = serve_local(dir.path());
+    let size = 4 * MIB;
+    let data = body(size, 5);
+    let key = "mask/sf/changed.bin";
+    // Never read: streamed, each reserving its length (2 MiB at most) while it is sent.
+    let hogs = [2 * MIB, 2 * MIB, 2 * MIB, 3 * MIB / 2];
+    let http = reqwest::Client::new();
+    for (n, &len) in hogs.iter().enumerate() {
+        let url = serve.sign(SignedMethod::Put, &format!("mask/sf/hog{n}.bin"));
+        let response = http.put(url).body(body(len, 6)).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    put_verified(&serve, &[(key, data.clone())]).await;
+    let url = serve.sign(SignedMethod::Get, key);
+    let mut slow = slow_get(&serve, &url).await;
+    assert_eq!(status_of(&mut slow).await, "200", "the sendfile download");
+    // 4 KiB (its tail) + 7.5 MiB taken of the 8 MiB share: less than the check's 1 MiB left.
+    let mut stalled = Vec::new();
+    for n in 0..hogs.len() {
+        let url = serve.sign(SignedMethod::Get, &format!("mask/sf/hog{n}.bin"));
+        let mut stream = slow_get(&serve, &url).await;
+        assert_eq!(status_of(&mut stream).await, "200", "stalled download {n}");
+        stalled.push(stream);
+    }
+    std::fs::remove_file(serve.dir.join("data").join(key)).unwrap();
+    let mut rest = Vec::new();
+    let _ = slow.read_to_end(&mut rest).await;
+    let end = rest.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    let received = rest.len() - end;
+    eprintln!("a changed file's check without room: {received} of {size} bytes received");
+    assert!(
+        received <= size - 4096,
+        "the tail was sent although the check found no room"
+    );
+    assert!(
+        rest[end..] == data[..received],
+        "the bytes sent are the file's"
+    );
+    // The stalled downloads gone, the share is free again.
+    drop(stalled);
+    let url = serve.sign(SignedMethod::Get, "mask/sf/hog0.bin");
+    let got = http.get(url).send().await.unwrap().bytes().await.unwrap();
+    assert_eq!(got.len(), 2 * MIB, "served once the share is free");
+}

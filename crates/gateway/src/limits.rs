@@ -13,7 +13,8 @@ use maskstore_core::config::GatewayConfig;
 pub struct Limits {
     /// Time a client has to send a request's headers (also the keep-alive idle limit).
     pub header_timeout: Duration,
-    /// Time an upload may send, or a download may take, nothing.
+    /// Time an upload may send, or a download may take, nothing (for a download: less
+    /// than about 64 KiB, as the connection's socket holds at most 128 KiB unsent).
     pub body_idle_timeout: Duration,
     /// Time one request may take in all.
     pub request_timeout: Duration,

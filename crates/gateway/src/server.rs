@@ -306,8 +306,9 @@ fn reserved_only() -> axum::response::Response {
     response
 }
 
-/// A connection whose writes fail once they made no progress for `idle`: a client that
-/// stops reading a response does not hold its connection forever. Reads are left to the
+/// A connection whose writes fail once they made no progress for `idle` (the client took
+/// less than about 64 KiB in that time, see [`limit_unsent`]): a client that stops reading
+/// a response does not hold its connection forever. Reads are left to the
 /// header timeout and the upload idle timeout (hyper reads while a response is written, to
 /// notice a closed connection, so a read timer would cut slow downloads).
 ///
@@ -341,7 +342,8 @@ const UNSENT_LIMIT: u32 = 128 * 1024;
 /// net/ipv4/tcp_ipv4.c; `tcp_notsent_lowat` in Documentation/networking/ip-sysctl.rst):
 /// a write stays pending only while the client takes less than about 64 KiB (plus the
 /// segment being built). The bytes sent and not yet acknowledged are not limited, so a
-/// fast client on a long link is not slowed.
+/// fast client on a long link is not slowed. A client that stops reading thus also leaves
+/// about 128 KiB queued in the kernel for its connection, not a send buffer of 4 MiB.
 fn limit_unsent(stream: &TcpStream) {
     if let Err(e) = socket2::SockRef::from(stream).set_tcp_notsent_lowat(UNSENT_LIMIT) {
         // A kernel without it (before 3.12): the write-stall timeout then also cuts

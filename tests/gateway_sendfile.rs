@@ -4,7 +4,9 @@
 //! whole objects, ranges (first byte, last byte, across the 1 MiB placeholder boundary),
 //! objects larger than a placeholder, several requests on one connection, HEAD, 304 and
 //! 412; and a file truncated while it is sent, or a client gone mid-body, never leaves a
-//! body of the declared length nor a broken gateway behind.
+//! body of the declared length nor a broken gateway behind; a file changed while it is
+//! sent, whose whole-file check finds no room in its client's share of the download
+//! memory, is cut off before its tail.
 
 use std::path::Path;
 use std::time::Duration;

@@ -779,7 +779,7 @@ pub(crate) const BODY_IDLE_TIMEOUT: Key<u64> = Key {
         max: MAX_BODY_IDLE_TIMEOUT_SECS,
     },
     default: Is("30"),
-    doc: "seconds an upload may send, or a download may take, nothing before it is dropped; at least 1, at most 3600",
+    doc: "seconds an upload may send nothing, or a download take less than about 64 KiB, before it is dropped; at least 1, at most 3600",
     field: |c| &c.gateway.body_idle_timeout_secs,
 };
 pub(crate) const GATEWAY_REQUEST_TIMEOUT: Key<u64> = Key {

@@ -57,13 +57,25 @@ impl FileStamp {
         (age >= SETTLED_AFTER).then(|| FileStamp::of(md))
     }
 
-    fn of(md: &Metadata) -> FileStamp {
+    pub(crate) fn of(md: &Metadata) -> FileStamp {
         FileStamp {
             dev: md.dev(),
             ino: md.ino(),
             size: md.size(),
             mtime: (md.mtime(), md.mtime_nsec()),
             ctime: (md.ctime(), md.ctime_nsec()),
+        }
+    }
+
+    /// The stamp of what `statx` (`STATX_BASIC_STATS`) found, equal to [`FileStamp::of`]
+    /// the same file's metadata (std's metadata is `statx` too, its device `makedev`).
+    pub(crate) fn of_statx(st: &rustix::fs::Statx) -> FileStamp {
+        FileStamp {
+            dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+            size: st.stx_size,
+            mtime: (st.stx_mtime.tv_sec, i64::from(st.stx_mtime.tv_nsec)),
+            ctime: (st.stx_ctime.tv_sec, i64::from(st.stx_ctime.tv_nsec)),
         }
     }
 

@@ -208,6 +208,14 @@ impl LocalStore {
         &self.inner.root_path
     }
 
+    /// The store keeping `open_files` in place of its own (tests: a small capacity, no
+    /// settling time).
+    #[cfg(test)]
+    fn with_open_files(mut self, open_files: OpenFiles) -> LocalStore {
+        Arc::get_mut(&mut self.inner).expect("a new store").open_files = open_files;
+        self
+    }
+
     async fn blocking<T, F>(&self, f: F) -> Result<T>
     where
         F: FnOnce(&Inner) -> Result<T> + Send + 'static,
@@ -728,7 +736,9 @@ impl Inner {
         let described = describe(location, &file, md);
         options.check_preconditions(&described.meta)?;
         // Taken before any byte is read: see `stamp`.
-        let settled = stamp::FileStamp::settled(md, SystemTime::now());
+        let now = SystemTime::now();
+        let settled = stamp::FileStamp::settled(md, now);
+        let keep = stamp::FileStamp::settled_after(md, now, self.open_files.settle);
         let Some(read) = self.read(location, &file, &described, options, nowait)? else {
             return Ok(None);
         };
@@ -744,7 +754,7 @@ impl Inner {
                 (None, Some(GetResultPayload::File(file, path)))
             }
         };
-        if let (Some(file), Some(stamp)) = (file, settled) {
+        if let (Some(file), Some(stamp)) = (file, keep) {
             let described = described.clone();
             let object = OpenObject {
                 file,
@@ -790,6 +800,10 @@ impl Inner {
             .extensions
             .get::<stamp::WantStamp>()
             .map(|_| object.stamp);
+        #[cfg(test)]
+        self.open_files
+            .served
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         Ok(Some(answered(described.clone(), read, stamp, None)))
     }
 

@@ -57,7 +57,7 @@ use object_store::{Attributes, ObjectMeta};
 use rustix::fs::{AtFlags, FileType, StatxFlags};
 
 use super::UnreadableRecord;
-use super::stamp::FileStamp;
+use super::stamp::{FileStamp, SETTLED_AFTER};
 
 /// The most files kept open.
 pub(crate) const MOST_KEPT: usize = 512;
@@ -110,6 +110,11 @@ impl OpenObject {
 pub(crate) struct OpenFiles {
     slots: Mutex<Slots>,
     capacity: usize,
+    /// Reads answered from a kept file (tests: that the kept path was taken).
+    #[cfg(test)]
+    pub(crate) served: std::sync::atomic::AtomicUsize,
+    /// How long ago a file's last change must lie for it to be kept: [`SETTLED_AFTER`].
+    pub(crate) settle: Duration,
 }
 
 #[derive(Debug)]
@@ -149,6 +154,9 @@ impl OpenFiles {
                 swept: Instant::now(),
             }),
             capacity,
+            #[cfg(test)]
+            served: Default::default(),
+            settle: SETTLED_AFTER,
         }
     }
 
@@ -268,3 +276,6 @@ impl Slots {
         gone
     }
 }
+
+#[cfg(test)]
+mod tests;

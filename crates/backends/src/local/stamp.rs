@@ -49,12 +49,22 @@ impl FileStamp {
     /// The stamp of a file with metadata `md`, `None` when its last change is less than
     /// [`SETTLED_AFTER`] before `now` (or after it: a clock that went back).
     pub(crate) fn settled(md: &Metadata, now: SystemTime) -> Option<FileStamp> {
+        FileStamp::settled_after(md, now, SETTLED_AFTER)
+    }
+
+    /// [`FileStamp::settled`] with `after` in place of [`SETTLED_AFTER`] (tests of what
+    /// keeps stamps shorten it).
+    pub(crate) fn settled_after(
+        md: &Metadata,
+        now: SystemTime,
+        after: Duration,
+    ) -> Option<FileStamp> {
         let changed = SystemTime::UNIX_EPOCH.checked_add(Duration::new(
             u64::try_from(md.ctime()).ok()?,
             u32::try_from(md.ctime_nsec()).ok()?,
         ))?;
         let age = now.duration_since(changed).ok()?;
-        (age >= SETTLED_AFTER).then(|| FileStamp::of(md))
+        (age >= after).then(|| FileStamp::of(md))
     }
 
     pub(crate) fn of(md: &Metadata) -> FileStamp {

@@ -32,6 +32,10 @@
 //! - a symlink anywhere below the root is never followed: reads see "not found", writes
 //!   through it are refused, listings report it as an error naming it;
 //! - `<root>/.maskstore/` is maskstore's own and never listed.
+//! - the open files of recently read objects are kept (at most 512) and a small read
+//!   through one costs a `pread` and one `statx` of the key's path that must find that
+//!   very file unchanged, else the read opens the key afresh as above: a replaced, deleted
+//!   or rewritten file is never served from a kept one (see `open_files.rs`).
 //!
 //! The etag is inode, modification time, size and the write's generation: the first three
 //! can all repeat across writes (inodes are reused, timestamps can be coarse), the
@@ -76,10 +80,10 @@ use crate::checksum::{CHECKSUM_METADATA, HASH_ON_WRITE_SLICE, HashOnWrite, Hashe
 pub(crate) use advice::PROFILE;
 use attributes::{StoredAttributes, XATTR, probe_xattrs, read_checked, read_stored};
 pub(crate) use builder::{Root, connect};
-use open_files::{Described, OpenFiles, OpenObject};
 pub use error::LocalError;
 pub(crate) use from_file::FromFileError;
 use maskstore_core::MAX_KEY_BYTES;
+use open_files::{Described, OpenFiles, OpenObject};
 pub use trusted::TrustedFile;
 /// Part size of streaming uploads to the local provider, which writes each part straight
 /// into the upload's temporary file: with [`LOCAL_UPLOAD_MAX_IN_FLIGHT`] an upload holds
@@ -212,7 +216,9 @@ impl LocalStore {
     /// settling time).
     #[cfg(test)]
     fn with_open_files(mut self, open_files: OpenFiles) -> LocalStore {
-        Arc::get_mut(&mut self.inner).expect("a new store").open_files = open_files;
+        Arc::get_mut(&mut self.inner)
+            .expect("a new store")
+            .open_files = open_files;
         self
     }
 

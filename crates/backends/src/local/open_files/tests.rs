@@ -46,7 +46,9 @@ fn replace(root: &FsPath, key: &str, body: &[u8]) {
 }
 
 async fn read(store: &LocalStore, key: &str) -> object_store::Result<Bytes> {
-    let got = store.get_opts(&Path::from(key), GetOptions::default()).await?;
+    let got = store
+        .get_opts(&Path::from(key), GetOptions::default())
+        .await?;
     got.bytes().await
 }
 
@@ -90,10 +92,15 @@ async fn a_settled_object_is_served_from_its_kept_file_and_a_fresh_one_is_not() 
     assert_eq!(opened.attributes, again.attributes);
     assert_eq!(&again.bytes().await.unwrap()[..], b"0123456789");
     // Ranges and HEADs from the kept file too.
-    let mut range = GetOptions::default();
-    range.range = Some(GetRange::Bounded(2..5));
+    let range = GetOptions {
+        range: Some(GetRange::Bounded(2..5)),
+        ..Default::default()
+    };
     let got = store.get_opts(&Path::from("m/a"), range).await.unwrap();
-    assert_eq!((got.range.clone(), &got.bytes().await.unwrap()[..]), (2..5, &b"234"[..]));
+    assert_eq!(
+        (got.range.clone(), &got.bytes().await.unwrap()[..]),
+        (2..5, &b"234"[..])
+    );
     let head = store.head(&Path::from("m/a")).await.unwrap();
     assert_eq!(head.size, 10);
     assert_eq!(served(&store), 3);
@@ -114,7 +121,10 @@ async fn a_kept_file_replaced_or_deleted_behind_the_stores_back_is_never_served(
     replace(&root, "m/renamed", b"new bytes");
     assert_eq!(&read(&store, "m/renamed").await.unwrap()[..], b"new bytes");
     store
-        .put(&Path::from("m/put"), Bytes::from_static(b"put bytes").into())
+        .put(
+            &Path::from("m/put"),
+            Bytes::from_static(b"put bytes").into(),
+        )
         .await
         .unwrap();
     assert_eq!(&read(&store, "m/put").await.unwrap()[..], b"put bytes");
@@ -188,13 +198,10 @@ fn open_below(root: &FsPath) -> usize {
 
 #[tokio::test]
 async fn kept_files_stay_bounded_however_many_keys_are_read() {
-    let (_dir, store, root) = store();
-    let capacity = store.inner.open_files.capacity;
+    // The capacity a store takes in use, here.
+    let capacity = OpenFiles::new().capacity;
     assert!((1..=MOST_KEPT).contains(&capacity), "{capacity}");
-    let (_dir, store, root) = {
-        drop((store, root));
-        eager_store(capacity)
-    };
+    let (_dir, store, root) = eager_store(capacity);
     let keys: Vec<String> = (0..capacity * 2 + 1).map(|i| format!("k/{i}")).collect();
     for key in &keys {
         write(&root, key, key.as_bytes());
@@ -217,8 +224,14 @@ async fn the_store_drops_a_kept_file_it_deletes_renames_or_overwrites_at_once() 
     }
     assert_eq!(kept(&store), 3);
     store.delete(&Path::from("d")).await.unwrap();
-    store.rename(&Path::from("r"), &Path::from("r2")).await.unwrap();
-    store.put(&Path::from("o"), Bytes::from_static(b"y").into()).await.unwrap();
+    store
+        .rename(&Path::from("r"), &Path::from("r2"))
+        .await
+        .unwrap();
+    store
+        .put(&Path::from("o"), Bytes::from_static(b"y").into())
+        .await
+        .unwrap();
     assert_eq!(kept(&store), 0);
     assert_eq!(open_below(&root), 3, "a deleted file is still held open");
 }
@@ -260,7 +273,10 @@ fn the_clock_replaces_files_not_read_again_and_idle_files_go() {
     assert_eq!(files.len(), 2);
     files.forget("a");
     assert_eq!(files.len(), 1);
-    assert_eq!(files.get("c").unwrap().described.meta.location.as_ref(), "c2");
+    assert_eq!(
+        files.get("c").unwrap().described.meta.location.as_ref(),
+        "c2"
+    );
     let later = Instant::now() + INACTIVE + SWEEP_EVERY;
     let gone = files.slots().sweep(later);
     assert_eq!((gone.len(), files.len()), (1, 0));
@@ -313,7 +329,10 @@ async fn reads_racing_with_replacements_never_see_an_older_version() {
                     let got = read(&store, &format!("k{k}")).await.unwrap();
                     let text = std::str::from_utf8(&got).unwrap();
                     let version: u64 = text.strip_prefix("version ").unwrap().parse().unwrap();
-                    assert!(version >= floor, "k{k}: read {version} after {floor} (seed {seed})");
+                    assert!(
+                        version >= floor,
+                        "k{k}: read {version} after {floor} (seed {seed})"
+                    );
                     reads += 1;
                 }
                 reads

@@ -293,7 +293,7 @@ fn the_clock_replaces_files_not_read_again_and_idle_files_go() {
 async fn reads_racing_with_replacements_never_see_an_older_version() {
     use rand::{Rng, SeedableRng};
     const KEYS: usize = 4;
-    const REPLACEMENTS: u64 = 1_500;
+    const REPLACEMENTS: u64 = 500;
     let (dir, store, root) = eager_store(KEYS);
     let seed: u64 = rand::random();
     println!("seed {seed}, {REPLACEMENTS} replacements of {KEYS} keys, 2 readers");

@@ -171,6 +171,34 @@ async fn a_rewrite_in_place_with_the_times_set_back_is_read_as_it_now_is() {
 }
 
 #[tokio::test]
+async fn a_new_record_or_a_folder_swapped_on_the_path_is_read_as_it_now_is() {
+    use object_store::Attribute;
+    let (dir, store, root) = store();
+    write(&root, "r/f", b"record");
+    write(&root, "a/b/f", b"old tree");
+    write(&dir.path().join("new"), "b/f", b"new tree");
+    settle().await;
+    for key in ["r/f", "a/b/f"] {
+        read(&store, key).await.unwrap();
+        read(&store, key).await.unwrap();
+    }
+    assert_eq!(served(&store), 2);
+    // Another program sets the attribute record: only the status-change time tells.
+    let record = br#"{"content_type":"text/x-new"}"#;
+    xattr::set(root.join("r/f"), crate::local::XATTR, record).unwrap();
+    let got = store.get_opts(&Path::from("r/f"), GetOptions::default()).await.unwrap();
+    assert_eq!(
+        got.attributes.get(&Attribute::ContentType).map(|v| v.as_ref()),
+        Some("text/x-new")
+    );
+    // A whole folder on the path swapped for another (the file itself untouched).
+    std::fs::rename(root.join("a"), dir.path().join("old")).unwrap();
+    std::fs::rename(dir.path().join("new"), root.join("a")).unwrap();
+    assert_eq!(&read(&store, "a/b/f").await.unwrap()[..], b"new tree");
+    assert_eq!(served(&store), 2);
+}
+
+#[tokio::test]
 async fn a_symlink_swapped_in_for_a_folder_of_a_kept_file_is_refused() {
     let (dir, store, root) = store();
     write(&root, "a/b/f", b"inside");

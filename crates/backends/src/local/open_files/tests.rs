@@ -186,9 +186,14 @@ async fn a_new_record_or_a_folder_swapped_on_the_path_is_read_as_it_now_is() {
     // Another program sets the attribute record: only the status-change time tells.
     let record = br#"{"content_type":"text/x-new"}"#;
     xattr::set(root.join("r/f"), crate::local::XATTR, record).unwrap();
-    let got = store.get_opts(&Path::from("r/f"), GetOptions::default()).await.unwrap();
+    let got = store
+        .get_opts(&Path::from("r/f"), GetOptions::default())
+        .await
+        .unwrap();
     assert_eq!(
-        got.attributes.get(&Attribute::ContentType).map(|v| v.as_ref()),
+        got.attributes
+            .get(&Attribute::ContentType)
+            .map(|v| v.as_ref()),
         Some("text/x-new")
     );
     // A whole folder on the path swapped for another (the file itself untouched).

@@ -32,7 +32,7 @@
 //! - a symlink anywhere below the root is never followed: reads see "not found", writes
 //!   through it are refused, listings report it as an error naming it;
 //! - `<root>/.maskstore/` is maskstore's own and never listed.
-//! - the open files of recently read objects are kept (at most 512) and a small read
+//! - the open files of recently read small objects are kept (at most 512) and a read
 //!   through one costs a `pread` and one `statx` of the key's path that must find that
 //!   very file unchanged, else the read opens the key afresh as above: a replaced, deleted
 //!   or rewritten file is never served from a kept one (see `open_files.rs`).
@@ -744,7 +744,8 @@ impl Inner {
         // Taken before any byte is read: see `stamp`.
         let now = SystemTime::now();
         let settled = stamp::FileStamp::settled(md, now);
-        let keep = stamp::FileStamp::settled_after(md, now, self.open_files.settle);
+        let keep = stamp::FileStamp::settled_after(md, now, self.open_files.settle)
+            .filter(|_| md.len() <= open_files::KEPT_SIZE_MAX);
         let Some(read) = self.read(location, &file, &described, options, nowait)? else {
             return Ok(None);
         };

@@ -40,11 +40,12 @@
 //! wait for the disk in practice; the kept file's bytes are read as any cached read
 //! (`RWF_NOWAIT` on the caller's thread, else in a blocking task).
 //!
-//! Bounds: at most [`MOST_KEPT`] files, fewer where the process may open few descriptors
-//! (an eighth of `RLIMIT_NOFILE`), replaced in CLOCK order (a file read again since the
-//! hand last passed stays), so a client asking for a million different keys turns the
-//! same few slots over. A kept file unused for [`INACTIVE`] goes at the next read through
-//! the store: a file another program deleted keeps its disk space only until then. The
+//! Bounds: at most [`MOST_KEPT`] files of at most [`KEPT_SIZE_MAX`] bytes, fewer where
+//! the process may open few descriptors (an eighth of `RLIMIT_NOFILE`), replaced in CLOCK
+//! order (a file read again since the hand last passed stays), so a client asking for a
+//! million different keys turns the same few slots over. A kept file unused for
+//! [`INACTIVE`] goes at the next read through the store (there is no timer): a file
+//! another program deleted keeps its disk space until then, 128 MiB at most in all. The
 //! store's own writes, renames and deletes drop the key's file at once.
 
 use std::collections::HashMap;
@@ -61,6 +62,10 @@ use super::stamp::{FileStamp, SETTLED_AFTER};
 
 /// The most files kept open.
 pub(crate) const MOST_KEPT: usize = 512;
+
+/// The largest file kept: the small objects whose open and record cost more than their
+/// read, and a bound on the disk space deleted files can hold while kept (128 MiB).
+pub(crate) const KEPT_SIZE_MAX: u64 = 256 * 1024;
 
 /// How long a kept file may go unread before it is closed.
 pub(crate) const INACTIVE: Duration = Duration::from_secs(30);

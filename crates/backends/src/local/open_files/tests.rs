@@ -104,6 +104,16 @@ async fn a_settled_object_is_served_from_its_kept_file_and_a_fresh_one_is_not() 
     let head = store.head(&Path::from("m/a")).await.unwrap();
     assert_eq!(head.size, 10);
     assert_eq!(served(&store), 3);
+    // A larger file is read but not kept, even through a small range.
+    write(&root, "m/big", &vec![7; KEPT_SIZE_MAX as usize + 1]);
+    settle().await;
+    let range = GetOptions {
+        range: Some(GetRange::Bounded(0..5)),
+        ..Default::default()
+    };
+    let got = store.get_opts(&Path::from("m/big"), range).await.unwrap();
+    assert_eq!(&got.bytes().await.unwrap()[..], &[7; 5]);
+    assert_eq!(kept(&store), 1);
 }
 
 #[tokio::test]

@@ -32,6 +32,10 @@
 //! - a symlink anywhere below the root is never followed: reads see "not found", writes
 //!   through it are refused, listings report it as an error naming it;
 //! - `<root>/.maskstore/` is maskstore's own and never listed.
+//! - the open files of recently read small objects are kept (at most 512) and a read
+//!   through one costs a `pread` and one `statx` of the key's path that must find that
+//!   very file unchanged, else the read opens the key afresh as above: a replaced, deleted
+//!   or rewritten file is never served from a kept one (see `open_files.rs`).
 //!
 //! The etag is inode, modification time, size and the write's generation: the first three
 //! can all repeat across writes (inodes are reused, timestamps can be coarse), the
@@ -68,6 +72,7 @@ pub(crate) mod file_io;
 mod from_file;
 pub(crate) mod locks;
 mod names;
+mod open_files;
 pub(crate) mod stamp;
 mod trusted;
 
@@ -78,6 +83,7 @@ pub(crate) use builder::{Root, connect};
 pub use error::LocalError;
 pub(crate) use from_file::FromFileError;
 use maskstore_core::MAX_KEY_BYTES;
+use open_files::{Described, OpenFiles, OpenObject};
 pub use trusted::TrustedFile;
 /// Part size of streaming uploads to the local provider, which writes each part straight
 /// into the upload's temporary file: with [`LOCAL_UPLOAD_MAX_IN_FLIGHT`] an upload holds
@@ -153,6 +159,8 @@ struct Inner {
     locks: OwnedFd,
     fsync: bool,
     xattrs: bool,
+    /// The open files of recently read objects (see [`open_files`]).
+    open_files: OpenFiles,
 }
 
 impl std::fmt::Display for LocalStore {
@@ -194,6 +202,7 @@ impl LocalStore {
                 locks,
                 fsync,
                 xattrs,
+                open_files: OpenFiles::new(),
             }),
         })
     }
@@ -201,6 +210,16 @@ impl LocalStore {
     /// The canonical root folder.
     pub fn root(&self) -> &FsPath {
         &self.inner.root_path
+    }
+
+    /// The store keeping `open_files` in place of its own (tests: a small capacity, no
+    /// settling time).
+    #[cfg(test)]
+    fn with_open_files(mut self, open_files: OpenFiles) -> LocalStore {
+        Arc::get_mut(&mut self.inner)
+            .expect("a new store")
+            .open_files = open_files;
+        self
     }
 
     async fn blocking<T, F>(&self, f: F) -> Result<T>
@@ -551,6 +570,8 @@ impl Inner {
             match done {
                 Ok(()) => {
                     drop(guard);
+                    // Released now rather than found replaced at the next read.
+                    self.open_files.forget(location.as_ref());
                     return self.sync(dir, location);
                 }
                 // The folder was pruned by a concurrent delete after it was resolved.
@@ -682,10 +703,22 @@ impl Inner {
             .ok_or_else(|| io_error(location, Errno::AGAIN.into()))
     }
 
+    /// A read in a blocking task: from the key's kept file if it is still the key's, else
+    /// from the file opened beneath the root.
+    fn get_waiting(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        match self.answer_kept(location, &options, false)? {
+            Some(answered) => Ok(answered),
+            None => self.get_blocking(location, options),
+        }
+    }
+
     /// A read answered on the caller's thread, without waiting for the disk: `None` unless
     /// the path is in the dentry cache and (for a range read here) the data in the page
     /// cache; the read then goes to a blocking task.
     fn get_cached(&self, location: &Path, options: &GetOptions) -> Result<Option<GetResult>> {
+        if let Some(answered) = self.answer_kept(location, options, true)? {
+            return Ok(Some(answered));
+        }
         match self.open_object_by(location, beneath::open_cached)? {
             Some((file, md)) => self.answer(location, file, &md, options, true),
             None => Ok(None),
@@ -696,7 +729,8 @@ impl Inner {
     /// and the data of a small range, or of any range the caller holds in memory whole
     /// ([`ReadAll`]), read here; a larger range comes back as the open file. With `nowait`
     /// nothing waits for the disk: `None` if the data is not in the page cache, or is to
-    /// be read whole and is larger than [`NOWAIT_READ`].
+    /// be read whole and is larger than [`NOWAIT_READ`]. A settled file whose data was
+    /// read here is kept open for the next read (see [`open_files`]).
     fn answer(
         &self,
         location: &Path,
@@ -705,93 +739,148 @@ impl Inner {
         options: &GetOptions,
         nowait: bool,
     ) -> Result<Option<GetResult>> {
-        let (stored, unreadable) = match read_checked(&file) {
-            Ok(stored) => (stored, None),
-            Err(why) => (StoredAttributes::default(), Some(UnreadableRecord(why))),
+        let described = describe(location, &file, md);
+        options.check_preconditions(&described.meta)?;
+        // Taken before any byte is read: see `stamp`.
+        let now = SystemTime::now();
+        let settled = stamp::FileStamp::settled(md, now);
+        let keep = stamp::FileStamp::settled_after(md, now, self.open_files.settle)
+            .filter(|_| md.len() <= open_files::KEPT_SIZE_MAX);
+        let Some(read) = self.read(location, &file, &described, options, nowait)? else {
+            return Ok(None);
         };
-        let meta = object_meta(location.clone(), md, stored.generation.as_deref());
-        options.check_preconditions(&meta)?;
+        // Data read here vouches for the stamp only if nothing changed the file meanwhile;
+        // a file handed back is checked by its reader once it has read it.
+        let stamp = settled
+            .filter(|_| options.extensions.get::<stamp::WantStamp>().is_some())
+            .filter(|s| read.data.is_none() || s.still(&file));
+        let (file, payload) = match read.data {
+            Some(_) => (Some(file), None),
+            None => {
+                let path = self.root_path.join(location.as_ref());
+                (None, Some(GetResultPayload::File(file, path)))
+            }
+        };
+        if let (Some(file), Some(stamp)) = (file, keep) {
+            let described = described.clone();
+            let object = OpenObject {
+                file,
+                stamp,
+                described,
+            };
+            self.open_files.keep(location.as_ref(), object);
+        }
+        Ok(Some(answered(described, read, stamp, payload)))
+    }
+
+    /// The answer from the kept open file of `location` (see [`open_files`]), `None` when
+    /// there is none, it is no longer the key's file as it was, the read would hand the
+    /// file itself out (a large range, read by the caller), or (with `nowait`) it would
+    /// wait for the disk: the read is then answered as if nothing had been kept.
+    fn answer_kept(
+        &self,
+        location: &Path,
+        options: &GetOptions,
+        nowait: bool,
+    ) -> Result<Option<GetResult>> {
+        let key = location.as_ref();
+        let Some(object) = self.open_files.get(key) else {
+            return Ok(None);
+        };
+        let described = &object.described;
+        let read = match self.read(location, &object.file, described, options, nowait) {
+            Ok(Some(read)) if read.data.is_some() || options.head => read,
+            Ok(_) => return Ok(None),
+            // A failed read (or a range error) is the opened file's to tell.
+            Err(_) => {
+                self.open_files.forget(key);
+                return Ok(None);
+            }
+        };
+        // After the read: see `open_files` for why this one check is enough.
+        if !object.still_at(self.root.as_fd(), key) {
+            self.open_files.forget(key);
+            return Ok(None);
+        }
+        options.check_preconditions(&described.meta)?;
+        let stamp = options
+            .extensions
+            .get::<stamp::WantStamp>()
+            .map(|_| object.stamp);
+        #[cfg(test)]
+        self.open_files
+            .served
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Ok(Some(answered(described.clone(), read, stamp, None)))
+    }
+
+    /// The range `options` asks of the object `described`, and its data when it is read
+    /// here (a small range, or a whole read into memory, never for a HEAD): `None` when,
+    /// with `nowait`, that would wait for the disk.
+    fn read(
+        &self,
+        location: &Path,
+        file: &File,
+        described: &Described,
+        options: &GetOptions,
+        nowait: bool,
+    ) -> Result<Option<Read>> {
+        let size = described.meta.size;
         let range = match &options.range {
             Some(range) => range
-                .as_range(meta.size)
+                .as_range(size)
                 // object_store's own range error, which the storage layer reads as such.
                 .map_err(|e| object_store::Error::Generic {
                     store: "local",
                     source: Box::new(e),
                 })?,
-            None => 0..meta.size,
+            None => 0..size,
         };
         let len = range.end - range.start;
-        let small = len <= INLINE_READ;
         let whole = options.extensions.get::<ReadAll>().copied();
-        // The checksum to compute while reading: a large whole read into memory of an
-        // object with a stored checksum of a known algorithm.
-        let hasher = match (whole, stored.checksum()) {
-            (Some(ReadAll { hash: true }), Some(checksum)) if !options.head => {
+        if options.head || !(len <= INLINE_READ || whole.is_some()) {
+            return Ok(Some(Read {
+                range,
+                data: None,
+                computed: None,
+            }));
+        }
+        if nowait && len > NOWAIT_READ {
+            return Ok(None);
+        }
+        if nowait {
+            return match file_io::read_nowait(file, range.start, len as usize) {
+                Ok(Some(data)) => Ok(Some(Read {
+                    range,
+                    data: Some(data),
+                    computed: None,
+                })),
+                Ok(None) => Ok(None),
+                Err(e) => Err(io_error(location, e)),
+            };
+        }
+        // The checksum to compute while reading: a whole read into memory of an object
+        // with a stored checksum of a known algorithm.
+        let mut hasher = match (whole, &described.checksum) {
+            (Some(ReadAll { hash: true }), Some(checksum)) => {
                 crate::checksum::Hasher::for_stored(checksum)
             }
             _ => None,
         };
-        let mut computed = None;
-        // Taken before any byte is read: see `stamp`.
-        let stamp = options
-            .extensions
-            .get::<stamp::WantStamp>()
-            .and_then(|_| stamp::FileStamp::settled(md, SystemTime::now()));
-        let data = if options.head || !(small || whole.is_some()) {
-            None
-        } else if nowait && len > NOWAIT_READ {
-            return Ok(None);
-        } else if nowait {
-            match file_io::read_nowait(&file, range.start, len as usize) {
-                Ok(Some(data)) => Some(data),
-                Ok(None) => return Ok(None),
-                Err(e) => return Err(io_error(location, e)),
-            }
-        } else {
-            let mut hasher = hasher;
-            let data = match hasher.as_mut() {
-                Some(h) => file_io::read_whole(
-                    &file,
-                    range.start,
-                    len as usize,
-                    Some(&mut |block: &[u8]| h.update(block)),
-                ),
-                None => file_io::read_whole(&file, range.start, len as usize, None),
-            }
-            .map_err(|e| io_error(location, e))?;
-            computed = hasher.map(|h| h.finish());
-            Some(data)
-        };
-        let mut extensions = object_store::Extensions::default();
-        if let Some(unreadable) = unreadable {
-            extensions.insert(unreadable);
+        let data = match hasher.as_mut() {
+            Some(h) => file_io::read_whole(
+                file,
+                range.start,
+                len as usize,
+                Some(&mut |block: &[u8]| h.update(block)),
+            ),
+            None => file_io::read_whole(file, range.start, len as usize, None),
         }
-        // Data read here vouches for the stamp only if nothing changed the file meanwhile;
-        // a file handed back is checked by its reader once it has read it.
-        if let Some(stamp) = stamp.filter(|s| data.is_none() || s.still(&file)) {
-            extensions.insert(stamp);
-        }
-        // Small ranges, and whole reads into memory, are read in the call that opened the
-        // file: one blocking hop per read at most instead of one to open and one to read.
-        let payload = match data {
-            Some(data) => {
-                if let Some(checksum) = computed {
-                    extensions.insert(ReadChecksum {
-                        data: data.clone(),
-                        checksum,
-                    });
-                }
-                GetResultPayload::Stream(futures::stream::once(async move { Ok(data) }).boxed())
-            }
-            None => GetResultPayload::File(file, self.root_path.join(location.as_ref())),
-        };
-        Ok(Some(GetResult {
-            payload,
-            meta,
+        .map_err(|e| io_error(location, e))?;
+        Ok(Some(Read {
             range,
-            attributes: stored.into_attributes(),
-            extensions,
+            data: Some(data),
+            computed: hasher.map(|h| h.finish()),
         }))
     }
 
@@ -819,6 +908,8 @@ impl Inner {
             Err(e) => return Err(io_error(location, e.into())),
         }
         drop(guard);
+        // Its disk space is freed now, not when the kept file would next be found gone.
+        self.open_files.forget(location.as_ref());
         self.prune(&parent, location)
     }
 
@@ -925,6 +1016,8 @@ impl Inner {
             }
         };
         drop(guard);
+        self.open_files.forget(from.as_ref());
+        self.open_files.forget(to.as_ref());
         self.sync(dest.dir(&self.root), to)?;
         self.prune(&source, from)
     }
@@ -1271,7 +1364,7 @@ impl ObjectStore for LocalStore {
             return answered;
         }
         let location = location.clone();
-        self.blocking(move |s| s.get_blocking(&location, options))
+        self.blocking(move |s| s.get_waiting(&location, options))
             .await
     }
 
@@ -1495,6 +1588,69 @@ fn etag(md: &fs::Metadata, generation: Option<&str>) -> String {
     match generation {
         Some(generation) => format!("{:x}-{:x}-{:x}-{generation}", md.ino(), mtime, md.len()),
         None => format!("{:x}-{:x}-{:x}", md.ino(), mtime, md.len()),
+    }
+}
+
+/// What the open `file` of `location`, with metadata `md`, says of the object: its
+/// metadata and attribute record (read from the open file: data and record are those of
+/// one version).
+fn describe(location: &Path, file: &File, md: &fs::Metadata) -> Described {
+    let (stored, unreadable) = match read_checked(file) {
+        Ok(stored) => (stored, None),
+        Err(why) => (StoredAttributes::default(), Some(UnreadableRecord(why))),
+    };
+    Described {
+        meta: object_meta(location.clone(), md, stored.generation.as_deref()),
+        checksum: stored.checksum().map(str::to_owned),
+        attributes: stored.into_attributes(),
+        unreadable,
+    }
+}
+
+/// The range of a read and the data read in the call that opened the file.
+struct Read {
+    range: std::ops::Range<u64>,
+    data: Option<Bytes>,
+    /// The checksum computed as `data` was read.
+    computed: Option<String>,
+}
+
+/// The answer to a read of the object `described`: its data when `read` holds it, else
+/// `file` (the open file handed to the caller; none for a HEAD answered from a kept
+/// file), with the file's `stamp` when it vouches for the bytes.
+fn answered(
+    described: Described,
+    read: Read,
+    stamp: Option<stamp::FileStamp>,
+    file: Option<GetResultPayload>,
+) -> GetResult {
+    let mut extensions = object_store::Extensions::default();
+    if let Some(unreadable) = described.unreadable {
+        extensions.insert(unreadable);
+    }
+    if let Some(stamp) = stamp {
+        extensions.insert(stamp);
+    }
+    // Small ranges, and whole reads into memory, are read in the call that opened the
+    // file: one blocking hop per read at most instead of one to open and one to read.
+    let payload = match read.data {
+        Some(data) => {
+            if let Some(checksum) = read.computed {
+                extensions.insert(ReadChecksum {
+                    data: data.clone(),
+                    checksum,
+                });
+            }
+            GetResultPayload::Stream(futures::stream::once(async move { Ok(data) }).boxed())
+        }
+        None => file.unwrap_or_else(|| GetResultPayload::Stream(futures::stream::empty().boxed())),
+    };
+    GetResult {
+        payload,
+        meta: described.meta,
+        range: read.range,
+        attributes: described.attributes,
+        extensions,
     }
 }
 

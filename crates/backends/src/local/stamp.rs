@@ -49,21 +49,43 @@ impl FileStamp {
     /// The stamp of a file with metadata `md`, `None` when its last change is less than
     /// [`SETTLED_AFTER`] before `now` (or after it: a clock that went back).
     pub(crate) fn settled(md: &Metadata, now: SystemTime) -> Option<FileStamp> {
+        FileStamp::settled_after(md, now, SETTLED_AFTER)
+    }
+
+    /// [`FileStamp::settled`] with `after` in place of [`SETTLED_AFTER`] (tests of what
+    /// keeps stamps shorten it).
+    pub(crate) fn settled_after(
+        md: &Metadata,
+        now: SystemTime,
+        after: Duration,
+    ) -> Option<FileStamp> {
         let changed = SystemTime::UNIX_EPOCH.checked_add(Duration::new(
             u64::try_from(md.ctime()).ok()?,
             u32::try_from(md.ctime_nsec()).ok()?,
         ))?;
         let age = now.duration_since(changed).ok()?;
-        (age >= SETTLED_AFTER).then(|| FileStamp::of(md))
+        (age >= after).then(|| FileStamp::of(md))
     }
 
-    fn of(md: &Metadata) -> FileStamp {
+    pub(crate) fn of(md: &Metadata) -> FileStamp {
         FileStamp {
             dev: md.dev(),
             ino: md.ino(),
             size: md.size(),
             mtime: (md.mtime(), md.mtime_nsec()),
             ctime: (md.ctime(), md.ctime_nsec()),
+        }
+    }
+
+    /// The stamp of what `statx` (`STATX_BASIC_STATS`) found, equal to [`FileStamp::of`]
+    /// the same file's metadata (std's metadata is `statx` too, its device `makedev`).
+    pub(crate) fn of_statx(st: &rustix::fs::Statx) -> FileStamp {
+        FileStamp {
+            dev: rustix::fs::makedev(st.stx_dev_major, st.stx_dev_minor),
+            ino: st.stx_ino,
+            size: st.stx_size,
+            mtime: (st.stx_mtime.tv_sec, i64::from(st.stx_mtime.tv_nsec)),
+            ctime: (st.stx_ctime.tv_sec, i64::from(st.stx_ctime.tv_nsec)),
         }
     }
 

@@ -76,10 +76,10 @@ use crate::checksum::{CHECKSUM_METADATA, HASH_ON_WRITE_SLICE, HashOnWrite, Hashe
 pub(crate) use advice::PROFILE;
 use attributes::{StoredAttributes, XATTR, probe_xattrs, read_checked, read_stored};
 pub(crate) use builder::{Root, connect};
-use open_files::{Described, OpenFiles, OpenObject};
 pub use error::LocalError;
 pub(crate) use from_file::FromFileError;
 use maskstore_core::MAX_KEY_BYTES;
+use open_files::{Described, OpenFiles, OpenObject};
 pub use trusted::TrustedFile;
 /// Part size of streaming uploads to the local provider, which writes each part straight
 /// into the upload's temporary file: with [`LOCAL_UPLOAD_MAX_IN_FLIGHT`] an upload holds
@@ -212,7 +212,9 @@ impl LocalStore {
     /// settling time).
     #[cfg(test)]
     fn with_open_files(mut self, open_files: OpenFiles) -> LocalStore {
-        Arc::get_mut(&mut self.inner).expect("a new store").open_files = open_files;
+        Arc::get_mut(&mut self.inner)
+            .expect("a new store")
+            .open_files = open_files;
         self
     }
 
@@ -754,7 +756,9 @@ impl Inner {
                 (None, Some(GetResultPayload::File(file, path)))
             }
         };
-        if let (Some(file), Some(stamp)) = (file, keep) {
+        // A file read by a name no key can hold ([`names`]: the location is empty) is not
+        // kept: no read of a key finds it, and its delete would not drop it.
+        if let (Some(file), Some(stamp), false) = (file, keep, location.as_ref().is_empty()) {
             let described = described.clone();
             let object = OpenObject {
                 file,

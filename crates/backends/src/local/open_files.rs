@@ -93,7 +93,12 @@ impl OpenObject {
     /// Whether `path` beneath `root` is still this very file, unchanged since it was
     /// opened (one `statx`; see the module docs for why that is enough).
     pub(crate) fn still_at(&self, root: BorrowedFd<'_>, path: &str) -> bool {
-        match rustix::fs::statx(root, path, AtFlags::SYMLINK_NOFOLLOW, StatxFlags::BASIC_STATS) {
+        match rustix::fs::statx(
+            root,
+            path,
+            AtFlags::SYMLINK_NOFOLLOW,
+            StatxFlags::BASIC_STATS,
+        ) {
             Ok(st) => {
                 FileType::from_raw_mode(st.stx_mode.into()) == FileType::RegularFile
                     && st.stx_mask & StatxFlags::BASIC_STATS.bits()

@@ -46,7 +46,9 @@ fn replace(root: &FsPath, key: &str, body: &[u8]) {
 }
 
 async fn read(store: &LocalStore, key: &str) -> object_store::Result<Bytes> {
-    let got = store.get_opts(&Path::from(key), GetOptions::default()).await?;
+    let got = store
+        .get_opts(&Path::from(key), GetOptions::default())
+        .await?;
     got.bytes().await
 }
 
@@ -93,7 +95,10 @@ async fn a_settled_object_is_served_from_its_kept_file_and_a_fresh_one_is_not() 
     let mut range = GetOptions::default();
     range.range = Some(GetRange::Bounded(2..5));
     let got = store.get_opts(&Path::from("m/a"), range).await.unwrap();
-    assert_eq!((got.range.clone(), &got.bytes().await.unwrap()[..]), (2..5, &b"234"[..]));
+    assert_eq!(
+        (got.range.clone(), &got.bytes().await.unwrap()[..]),
+        (2..5, &b"234"[..])
+    );
     let head = store.head(&Path::from("m/a")).await.unwrap();
     assert_eq!(head.size, 10);
     assert_eq!(served(&store), 3);
@@ -114,7 +119,10 @@ async fn a_kept_file_replaced_or_deleted_behind_the_stores_back_is_never_served(
     replace(&root, "m/renamed", b"new bytes");
     assert_eq!(&read(&store, "m/renamed").await.unwrap()[..], b"new bytes");
     store
-        .put(&Path::from("m/put"), Bytes::from_static(b"put bytes").into())
+        .put(
+            &Path::from("m/put"),
+            Bytes::from_static(b"put bytes").into(),
+        )
         .await
         .unwrap();
     assert_eq!(&read(&store, "m/put").await.unwrap()[..], b"put bytes");
@@ -217,8 +225,14 @@ async fn the_store_drops_a_kept_file_it_deletes_renames_or_overwrites_at_once() 
     }
     assert_eq!(kept(&store), 3);
     store.delete(&Path::from("d")).await.unwrap();
-    store.rename(&Path::from("r"), &Path::from("r2")).await.unwrap();
-    store.put(&Path::from("o"), Bytes::from_static(b"y").into()).await.unwrap();
+    store
+        .rename(&Path::from("r"), &Path::from("r2"))
+        .await
+        .unwrap();
+    store
+        .put(&Path::from("o"), Bytes::from_static(b"y").into())
+        .await
+        .unwrap();
     assert_eq!(kept(&store), 0);
     assert_eq!(open_below(&root), 3, "a deleted file is still held open");
 }
@@ -260,7 +274,10 @@ fn the_clock_replaces_files_not_read_again_and_idle_files_go() {
     assert_eq!(files.len(), 2);
     files.forget("a");
     assert_eq!(files.len(), 1);
-    assert_eq!(files.get("c").unwrap().described.meta.location.as_ref(), "c2");
+    assert_eq!(
+        files.get("c").unwrap().described.meta.location.as_ref(),
+        "c2"
+    );
     let later = Instant::now() + INACTIVE + SWEEP_EVERY;
     let gone = files.slots().sweep(later);
     assert_eq!((gone.len(), files.len()), (1, 0));
@@ -313,7 +330,10 @@ async fn reads_racing_with_replacements_never_see_an_older_version() {
                     let got = read(&store, &format!("k{k}")).await.unwrap();
                     let text = std::str::from_utf8(&got).unwrap();
                     let version: u64 = text.strip_prefix("version ").unwrap().parse().unwrap();
-                    assert!(version >= floor, "k{k}: read {version} after {floor} (seed {seed})");
+                    assert!(
+                        version >= floor,
+                        "k{k}: read {version} after {floor} (seed {seed})"
+                    );
                     reads += 1;
                 }
                 reads
@@ -327,4 +347,24 @@ async fn reads_racing_with_replacements_never_see_an_older_version() {
     }
     println!("{reads} reads, {} from kept files", served(&store));
     assert!(served(&store) > 0, "the kept files were never used");
+}
+
+/// A file whose name no key can hold (read and deleted by that name) is never kept: it
+/// would be kept under the empty key, which its delete does not drop, and hold its disk
+/// space after the delete.
+#[tokio::test]
+async fn a_file_read_by_a_name_no_key_can_hold_is_not_kept() {
+    use crate::providers::FoundNames;
+    let (_dir, store, root) = eager_store(8);
+    let name = "m/line\nbreak";
+    write(&root, name, b"foreign");
+    for _ in 0..2 {
+        let got = FoundNames::get(&store, name, GetOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(&got.bytes().await.unwrap()[..], b"foreign");
+    }
+    assert_eq!(kept(&store), 0, "a file of a name no key holds was kept");
+    FoundNames::delete(&store, name).await.unwrap();
+    assert_eq!(open_below(&root), 3, "a deleted file is still held open");
 }

@@ -567,7 +567,7 @@ impl Inner {
                 Ok(()) => {
                     drop(guard);
                     // Released now rather than found replaced at the next read.
-                    self.open_files.forget(location.as_ref());
+                    self.open_files.forget(location.as_ref(), false);
                     return self.sync(dir, location);
                 }
                 // The folder was pruned by a concurrent delete after it was resolved.
@@ -765,7 +765,7 @@ impl Inner {
                 stamp,
                 described,
             };
-            self.open_files.keep(location.as_ref(), object);
+            self.open_files.keep(location.as_ref(), object, nowait);
         }
         Ok(Some(answered(described, read, stamp, payload)))
     }
@@ -781,22 +781,37 @@ impl Inner {
         nowait: bool,
     ) -> Result<Option<GetResult>> {
         let key = location.as_ref();
-        let Some(object) = self.open_files.get(key) else {
+        let Some(object) = self.open_files.get(key, nowait) else {
             return Ok(None);
         };
+        let answer = self.answer_from(location, &object, options, nowait);
+        // This may be the last holder: a file deleted meanwhile is closed off this thread.
+        open_files::release([object], nowait);
+        answer
+    }
+
+    /// [`Inner::answer_kept`] from the kept `object`.
+    fn answer_from(
+        &self,
+        location: &Path,
+        object: &OpenObject,
+        options: &GetOptions,
+        nowait: bool,
+    ) -> Result<Option<GetResult>> {
+        let key = location.as_ref();
         let described = &object.described;
         let read = match self.read(location, &object.file, described, options, nowait) {
             Ok(Some(read)) if read.data.is_some() || options.head => read,
             Ok(_) => return Ok(None),
             // A failed read (or a range error) is the opened file's to tell.
             Err(_) => {
-                self.open_files.forget(key);
+                self.open_files.forget(key, nowait);
                 return Ok(None);
             }
         };
         // After the read: see `open_files` for why this one check is enough.
         if !object.still_at(self.root.as_fd(), key) {
-            self.open_files.forget(key);
+            self.open_files.forget(key, nowait);
             return Ok(None);
         }
         options.check_preconditions(&described.meta)?;
@@ -906,7 +921,7 @@ impl Inner {
         }
         drop(guard);
         // Its disk space is freed now, not when the kept file would next be found gone.
-        self.open_files.forget(location.as_ref());
+        self.open_files.forget(location.as_ref(), false);
         self.prune(&parent, location)
     }
 
@@ -1013,8 +1028,8 @@ impl Inner {
             }
         };
         drop(guard);
-        self.open_files.forget(from.as_ref());
-        self.open_files.forget(to.as_ref());
+        self.open_files.forget(from.as_ref(), false);
+        self.open_files.forget(to.as_ref(), false);
         self.sync(dest.dir(&self.root), to)?;
         self.prune(&source, from)
     }

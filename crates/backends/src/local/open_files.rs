@@ -45,7 +45,9 @@
 //! hand last passed stays), so a client asking for a million different keys turns the
 //! same few slots over. A kept file unused for [`INACTIVE`] goes at the next read through
 //! the store: a file another program deleted keeps its disk space only until then. The
-//! store's own writes, renames and deletes drop the key's file at once.
+//! store's own writes, renames and deletes drop the key's file at once. The last close of
+//! a file another program deleted frees its blocks, which may wait for the disk: a read
+//! that must not wait leaves that close to a blocking task ([`release`]).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -110,6 +112,26 @@ impl OpenObject {
     }
 }
 
+/// Where the last descriptor of a file no name leads to any more was closed: its inode and
+/// the closing thread (tests: that such a close, which frees the file's blocks, does not
+/// run on the thread of a read that must not wait for the disk).
+#[cfg(test)]
+pub(crate) static CLOSED_UNLINKED: Mutex<Vec<(u64, std::thread::ThreadId)>> =
+    Mutex::new(Vec::new());
+
+#[cfg(test)]
+impl Drop for OpenObject {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(md) = self.file.metadata()
+            && md.nlink() == 0
+        {
+            let closed = (md.ino(), std::thread::current().id());
+            CLOSED_UNLINKED.lock().unwrap().push(closed);
+        }
+    }
+}
+
 /// The kept files, by key.
 #[derive(Debug)]
 pub(crate) struct OpenFiles {
@@ -169,8 +191,9 @@ impl OpenFiles {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The kept file of `key`, if any (not yet checked: see [`OpenObject::still_at`]).
-    pub(crate) fn get(&self, key: &str) -> Option<Arc<OpenObject>> {
+    /// The kept file of `key`, if any (not yet checked: see [`OpenObject::still_at`]);
+    /// `nowait` as for [`release`].
+    pub(crate) fn get(&self, key: &str, nowait: bool) -> Option<Arc<OpenObject>> {
         let now = Instant::now();
         let mut slots = self.slots();
         let gone = slots.sweep(now);
@@ -182,12 +205,13 @@ impl OpenFiles {
         });
         drop(slots);
         // Closed outside the lock.
-        drop(gone);
+        release(gone, nowait);
         found
     }
 
-    /// Keeps `object` as the file of `key`, in place of any other.
-    pub(crate) fn keep(&self, key: &str, object: OpenObject) {
+    /// Keeps `object` as the file of `key`, in place of any other; `nowait` as for
+    /// [`release`].
+    pub(crate) fn keep(&self, key: &str, object: OpenObject, nowait: bool) {
         if self.capacity == 0 {
             return;
         }
@@ -200,21 +224,42 @@ impl OpenFiles {
             None => slots.add(key, object, now, self.capacity),
         };
         drop(slots);
-        drop((gone, replaced));
+        release(gone.into_iter().chain(replaced), nowait);
     }
 
-    /// Drops the kept file of `key`, if any.
-    pub(crate) fn forget(&self, key: &str) {
+    /// Drops the kept file of `key`, if any; `nowait` as for [`release`].
+    pub(crate) fn forget(&self, key: &str, nowait: bool) {
         let mut slots = self.slots();
         let gone = slots.index.get(key).copied().map(|at| slots.remove(at));
         drop(slots);
-        drop(gone);
+        release(gone, nowait);
     }
 
     /// How many files are kept.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.slots().kept.len()
+    }
+}
+
+/// Closes the files of `objects` that no one else holds. The last close of a file whose
+/// every name was removed frees its blocks, a journal transaction that may wait for the
+/// disk; with `nowait` (the caller is a read on a runtime's thread that must not wait)
+/// that close runs in a blocking task. (A file whose last name goes between the check and
+/// the close is closed here, as any file deleted while a read holds it open.)
+pub(crate) fn release(objects: impl IntoIterator<Item = Arc<OpenObject>>, nowait: bool) {
+    use std::os::unix::fs::MetadataExt;
+    for object in objects {
+        let Some(object) = Arc::into_inner(object) else {
+            continue;
+        };
+        let unlinked = || object.file.metadata().is_ok_and(|md| md.nlink() == 0);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if nowait && unlinked() => {
+                runtime.spawn_blocking(move || drop(object));
+            }
+            _ => drop(object),
+        }
     }
 }
 

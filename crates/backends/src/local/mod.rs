@@ -810,9 +810,14 @@ impl Inner {
             }
         };
         // After the read: see `open_files` for why this one check is enough.
-        if !object.still_at(self.root.as_fd(), key) {
-            self.open_files.forget(key, nowait);
-            return Ok(None);
+        match object.still_at(self.root.as_fd(), key, nowait) {
+            open_files::Found::Same => {}
+            // Kept for the read that may wait to check.
+            open_files::Found::Unknown => return Ok(None),
+            open_files::Found::Changed => {
+                self.open_files.forget(key, nowait);
+                return Ok(None);
+            }
         }
         options.check_preconditions(&described.meta)?;
         let stamp = options

@@ -410,3 +410,30 @@ async fn a_kept_file_deleted_elsewhere_is_closed_off_the_reading_thread() {
         "closed on the reading thread"
     );
 }
+
+/// A folder of a kept file's key moved away (out of the root) and replaced by a symlink to
+/// itself: the file and its status-change time are unchanged, but the key now crosses a
+/// symlink, which no read follows, so it is refused as the full open refuses it (not
+/// served from the kept file while other keys of that folder are refused).
+#[tokio::test]
+async fn a_symlink_to_the_very_folder_moved_away_is_refused_for_a_kept_file() {
+    let (dir, store, root) = eager_store(8);
+    write(&root, "a/b/kept", b"inside");
+    write(&root, "a/b/other", b"inside");
+    read(&store, "a/b/kept").await.unwrap();
+    read(&store, "a/b/kept").await.unwrap();
+    assert_eq!(served(&store), 1);
+    let moved = dir.path().join("moved");
+    std::fs::rename(root.join("a"), &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, root.join("a")).unwrap();
+    let other = not_found(read(&store, "a/b/other").await);
+    assert!(other.contains("symlink"), "{other}");
+    let kept = not_found(read(&store, "a/b/kept").await);
+    assert!(kept.contains("symlink"), "{kept}");
+    let head = store.head(&Path::from("a/b/kept")).await;
+    assert!(
+        matches!(head, Err(object_store::Error::NotFound { .. })),
+        "{head:?}"
+    );
+    assert_eq!(served(&store), 1);
+}

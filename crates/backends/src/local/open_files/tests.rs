@@ -92,8 +92,10 @@ async fn a_settled_object_is_served_from_its_kept_file_and_a_fresh_one_is_not() 
     assert_eq!(opened.attributes, again.attributes);
     assert_eq!(&again.bytes().await.unwrap()[..], b"0123456789");
     // Ranges and HEADs from the kept file too.
-    let mut range = GetOptions::default();
-    range.range = Some(GetRange::Bounded(2..5));
+    let range = GetOptions {
+        range: Some(GetRange::Bounded(2..5)),
+        ..Default::default()
+    };
     let got = store.get_opts(&Path::from("m/a"), range).await.unwrap();
     assert_eq!(
         (got.range.clone(), &got.bytes().await.unwrap()[..]),

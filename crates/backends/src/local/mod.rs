@@ -571,7 +571,7 @@ impl Inner {
                 Ok(()) => {
                     drop(guard);
                     // Released now rather than found replaced at the next read.
-                    self.open_files.forget(location.as_ref());
+                    self.open_files.forget(location.as_ref(), false);
                     return self.sync(dir, location);
                 }
                 // The folder was pruned by a concurrent delete after it was resolved.
@@ -761,14 +761,16 @@ impl Inner {
                 (None, Some(GetResultPayload::File(file, path)))
             }
         };
-        if let (Some(file), Some(stamp)) = (file, keep) {
+        // A file read by a name no key can hold ([`names`]: the location is empty) is not
+        // kept: no read of a key finds it, and its delete would not drop it.
+        if let (Some(file), Some(stamp), false) = (file, keep, location.as_ref().is_empty()) {
             let described = described.clone();
             let object = OpenObject {
                 file,
                 stamp,
                 described,
             };
-            self.open_files.keep(location.as_ref(), object);
+            self.open_files.keep(location.as_ref(), object, nowait);
         }
         Ok(Some(answered(described, read, stamp, payload)))
     }
@@ -784,23 +786,43 @@ impl Inner {
         nowait: bool,
     ) -> Result<Option<GetResult>> {
         let key = location.as_ref();
-        let Some(object) = self.open_files.get(key) else {
+        let Some(object) = self.open_files.get(key, nowait) else {
             return Ok(None);
         };
+        let answer = self.answer_from(location, &object, options, nowait);
+        // This may be the last holder: a file deleted meanwhile is closed off this thread.
+        open_files::release([object], nowait);
+        answer
+    }
+
+    /// [`Inner::answer_kept`] from the kept `object`.
+    fn answer_from(
+        &self,
+        location: &Path,
+        object: &OpenObject,
+        options: &GetOptions,
+        nowait: bool,
+    ) -> Result<Option<GetResult>> {
+        let key = location.as_ref();
         let described = &object.described;
         let read = match self.read(location, &object.file, described, options, nowait) {
             Ok(Some(read)) if read.data.is_some() || options.head => read,
             Ok(_) => return Ok(None),
             // A failed read (or a range error) is the opened file's to tell.
             Err(_) => {
-                self.open_files.forget(key);
+                self.open_files.forget(key, nowait);
                 return Ok(None);
             }
         };
         // After the read: see `open_files` for why this one check is enough.
-        if !object.still_at(self.root.as_fd(), key) {
-            self.open_files.forget(key);
-            return Ok(None);
+        match object.still_at(self.root.as_fd(), key, nowait) {
+            open_files::Found::Same => {}
+            // Kept for the read that may wait to check.
+            open_files::Found::Unknown => return Ok(None),
+            open_files::Found::Changed => {
+                self.open_files.forget(key, nowait);
+                return Ok(None);
+            }
         }
         options.check_preconditions(&described.meta)?;
         let stamp = options
@@ -909,7 +931,7 @@ impl Inner {
         }
         drop(guard);
         // Its disk space is freed now, not when the kept file would next be found gone.
-        self.open_files.forget(location.as_ref());
+        self.open_files.forget(location.as_ref(), false);
         self.prune(&parent, location)
     }
 
@@ -1016,8 +1038,8 @@ impl Inner {
             }
         };
         drop(guard);
-        self.open_files.forget(from.as_ref());
-        self.open_files.forget(to.as_ref());
+        self.open_files.forget(from.as_ref(), false);
+        self.open_files.forget(to.as_ref(), false);
         self.sync(dest.dir(&self.root), to)?;
         self.prune(&source, from)
     }

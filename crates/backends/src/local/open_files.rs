@@ -1,11 +1,13 @@
 //! The open files of recently read objects, with what their attribute records said, so
-//! that a read of a small object costs one `pread` from the kept descriptor and one
-//! `statx` of its path instead of opening it beneath the root, `fstat`, `fgetxattr`,
-//! `pread`, `fstat` and `close` (nginx's `open_file_cache`, without its time window).
+//! that a read of a small object costs one `pread` from the kept descriptor and a check
+//! of its path (an `O_PATH` open beneath the root, one `statx` of it, `close`) instead of
+//! opening it beneath the root, `fstat`, `fgetxattr`, `pread`, `fstat` and `close`
+//! (nginx's `open_file_cache`, without its time window).
 //!
 //! Every read through a kept file is revalidated, so that read-after-write and
 //! read-after-delete hold exactly as without it: after the bytes are read from the kept
-//! descriptor, one `statx` of the key's path beneath the root (`AT_SYMLINK_NOFOLLOW`) must
+//! descriptor, the key's path opened beneath the root as every read opens it (`openat2`
+//! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`, here `O_PATH`) and one `statx` of it must
 //! find the same device, inode, size, modification and status-change time (with their
 //! nanoseconds) as the file had when it was opened; anything else drops the kept file and
 //! the read is answered as if it had never been kept (opened beneath the root with no
@@ -24,21 +26,17 @@
 //!   folder or a symlink at its place, or deleted and written again) finds another inode,
 //!   or none. The kept descriptor holds the old inode alive, so its number cannot be
 //!   given to a new file while it is kept: a matching number is the same file.
-//! - `statx` follows symlinks on the folders of the path (only the last component is not
-//!   followed). A symlink swapped in for a folder on the path therefore leads elsewhere,
-//!   to another inode, so the check fails and the full open beneath the root refuses the
-//!   symlink as it always did. The one inode the check can match through a symlink is the
-//!   kept one, unchanged: a file opened beneath the root without any symlink under this
-//!   very key, whose bytes the read serves from its own descriptor, never a file outside
-//!   the root it was never found under. (Only moving a folder of the path away and
-//!   pointing a symlink at it keeps the file's status-change time; the read then serves
-//!   the same unchanged bytes it served a moment before.)
+//! - The check follows no symlink anywhere on the path, as the full open: a symlink
+//!   swapped in for a folder on the path fails it even when it points at that very folder
+//!   moved away (which keeps the file's status-change time), and the read is refused as
+//!   the full open refuses it.
 //! - The lock and temporary files live in the reserved folder, which no key can name.
 //!
 //! The names the check walks are pinned in the kernel's dentry cache by the kept
-//! descriptor, or were just changed (a replaced or deleted name), so the check does not
-//! wait for the disk in practice; the kept file's bytes are read as any cached read
-//! (`RWF_NOWAIT` on the caller's thread, else in a blocking task).
+//! descriptor while they lead to it; on the caller's thread the check resolves only from
+//! that cache (`RESOLVE_CACHED`: a replaced name the kernel let go is checked in a blocking
+//! task), and the kept file's bytes are read as any cached read (`RWF_NOWAIT` on the
+//! caller's thread, else in a blocking task).
 //!
 //! Bounds: at most [`MOST_KEPT`] files of at most [`KEPT_SIZE_MAX`] bytes, fewer where
 //! the process may open few descriptors (an eighth of `RLIMIT_NOFILE`), replaced in CLOCK
@@ -47,6 +45,8 @@
 //! [`INACTIVE`] goes at the next read through the store (there is no timer): a file
 //! another program deleted keeps its disk space until then, 128 MiB at most in all. The
 //! store's own writes, renames and deletes drop the key's file at once.
+//! The last close of a file another program deleted frees its blocks, which may wait for
+//! the disk: a read that must not wait leaves that close to a blocking task ([`release`]).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -55,10 +55,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use object_store::{Attributes, ObjectMeta};
-use rustix::fs::{AtFlags, FileType, StatxFlags};
+use rustix::fs::{AtFlags, FileType, OFlags, StatxFlags};
+use rustix::io::Errno;
 
-use super::UnreadableRecord;
 use super::stamp::{FileStamp, SETTLED_AFTER};
+use super::{UnreadableRecord, beneath};
 
 /// The most files kept open.
 pub(crate) const MOST_KEPT: usize = 512;
@@ -94,23 +95,62 @@ pub(crate) struct OpenObject {
     pub(crate) described: Described,
 }
 
+/// What the check of a kept file found at its key's path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Found {
+    /// This very file, unchanged since it was opened.
+    Same,
+    /// Another file, none, a symlink on the way, or this file changed.
+    Changed,
+    /// Not known without waiting for the disk (a name not in the dentry cache).
+    Unknown,
+}
+
 impl OpenObject {
     /// Whether `path` beneath `root` is still this very file, unchanged since it was
-    /// opened (one `statx`; see the module docs for why that is enough).
-    pub(crate) fn still_at(&self, root: BorrowedFd<'_>, path: &str) -> bool {
-        match rustix::fs::statx(
-            root,
-            path,
-            AtFlags::SYMLINK_NOFOLLOW,
-            StatxFlags::BASIC_STATS,
-        ) {
-            Ok(st) => {
-                FileType::from_raw_mode(st.stx_mode.into()) == FileType::RegularFile
+    /// opened: the path opened beneath the root with no symlink followed (`O_PATH`; with
+    /// `nowait`, only from the dentry cache) and one `statx` of what it found (see the
+    /// module docs for why that is enough).
+    pub(crate) fn still_at(&self, root: BorrowedFd<'_>, path: &str, nowait: bool) -> Found {
+        let open = match nowait {
+            true => beneath::open_cached,
+            false => beneath::open,
+        };
+        let fd = match open(root, path, OFlags::PATH) {
+            Ok(fd) => fd,
+            Err(Errno::AGAIN) => return Found::Unknown,
+            Err(_) => return Found::Changed,
+        };
+        match rustix::fs::statx(&fd, "", AtFlags::EMPTY_PATH, StatxFlags::BASIC_STATS) {
+            Ok(st)
+                if FileType::from_raw_mode(st.stx_mode.into()) == FileType::RegularFile
                     && st.stx_mask & StatxFlags::BASIC_STATS.bits()
                         == StatxFlags::BASIC_STATS.bits()
-                    && FileStamp::of_statx(&st) == self.stamp
+                    && FileStamp::of_statx(&st) == self.stamp =>
+            {
+                Found::Same
             }
-            Err(_) => false,
+            _ => Found::Changed,
+        }
+    }
+}
+
+/// Where the last descriptor of a file no name leads to any more was closed: its inode and
+/// the closing thread (tests: that such a close, which frees the file's blocks, does not
+/// run on the thread of a read that must not wait for the disk).
+#[cfg(test)]
+pub(crate) static CLOSED_UNLINKED: Mutex<Vec<(u64, std::thread::ThreadId)>> =
+    Mutex::new(Vec::new());
+
+#[cfg(test)]
+impl Drop for OpenObject {
+    fn drop(&mut self) {
+        use std::os::unix::fs::MetadataExt;
+        if let Ok(md) = self.file.metadata()
+            && md.nlink() == 0
+        {
+            let closed = (md.ino(), std::thread::current().id());
+            CLOSED_UNLINKED.lock().unwrap().push(closed);
         }
     }
 }
@@ -174,8 +214,9 @@ impl OpenFiles {
         self.slots.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// The kept file of `key`, if any (not yet checked: see [`OpenObject::still_at`]).
-    pub(crate) fn get(&self, key: &str) -> Option<Arc<OpenObject>> {
+    /// The kept file of `key`, if any (not yet checked: see [`OpenObject::still_at`]);
+    /// `nowait` as for [`release`].
+    pub(crate) fn get(&self, key: &str, nowait: bool) -> Option<Arc<OpenObject>> {
         let now = Instant::now();
         let mut slots = self.slots();
         let gone = slots.sweep(now);
@@ -187,12 +228,13 @@ impl OpenFiles {
         });
         drop(slots);
         // Closed outside the lock.
-        drop(gone);
+        release(gone, nowait);
         found
     }
 
-    /// Keeps `object` as the file of `key`, in place of any other.
-    pub(crate) fn keep(&self, key: &str, object: OpenObject) {
+    /// Keeps `object` as the file of `key`, in place of any other; `nowait` as for
+    /// [`release`].
+    pub(crate) fn keep(&self, key: &str, object: OpenObject, nowait: bool) {
         if self.capacity == 0 {
             return;
         }
@@ -205,21 +247,42 @@ impl OpenFiles {
             None => slots.add(key, object, now, self.capacity),
         };
         drop(slots);
-        drop((gone, replaced));
+        release(gone.into_iter().chain(replaced), nowait);
     }
 
-    /// Drops the kept file of `key`, if any.
-    pub(crate) fn forget(&self, key: &str) {
+    /// Drops the kept file of `key`, if any; `nowait` as for [`release`].
+    pub(crate) fn forget(&self, key: &str, nowait: bool) {
         let mut slots = self.slots();
         let gone = slots.index.get(key).copied().map(|at| slots.remove(at));
         drop(slots);
-        drop(gone);
+        release(gone, nowait);
     }
 
     /// How many files are kept.
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.slots().kept.len()
+    }
+}
+
+/// Closes the files of `objects` that no one else holds. The last close of a file whose
+/// every name was removed frees its blocks, a journal transaction that may wait for the
+/// disk; with `nowait` (the caller is a read on a runtime's thread that must not wait)
+/// that close runs in a blocking task. (A file whose last name goes between the check and
+/// the close is closed here, as any file deleted while a read holds it open.)
+pub(crate) fn release(objects: impl IntoIterator<Item = Arc<OpenObject>>, nowait: bool) {
+    use std::os::unix::fs::MetadataExt;
+    for object in objects {
+        let Some(object) = Arc::into_inner(object) else {
+            continue;
+        };
+        let unlinked = || object.file.metadata().is_ok_and(|md| md.nlink() == 0);
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if nowait && unlinked() => {
+                runtime.spawn_blocking(move || drop(object));
+            }
+            _ => drop(object),
+        }
     }
 }
 

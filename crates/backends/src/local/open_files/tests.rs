@@ -306,18 +306,24 @@ fn the_clock_replaces_files_not_read_again_and_idle_files_go() {
         }
     };
     let files = OpenFiles::with_capacity(2);
-    files.keep("a", object("a"));
-    files.keep("b", object("b"));
-    assert!(files.get("a").is_some(), "read again: stays");
-    files.keep("c", object("c"));
-    assert!(files.get("b").is_none(), "not read again: replaced");
-    assert!(files.get("a").is_some() && files.get("c").is_some());
-    files.keep("c", object("c2"));
+    files.keep("a", object("a"), false);
+    files.keep("b", object("b"), false);
+    assert!(files.get("a", false).is_some(), "read again: stays");
+    files.keep("c", object("c"), false);
+    assert!(files.get("b", false).is_none(), "not read again: replaced");
+    assert!(files.get("a", false).is_some() && files.get("c", false).is_some());
+    files.keep("c", object("c2"), false);
     assert_eq!(files.len(), 2);
-    files.forget("a");
+    files.forget("a", false);
     assert_eq!(files.len(), 1);
     assert_eq!(
-        files.get("c").unwrap().described.meta.location.as_ref(),
+        files
+            .get("c", false)
+            .unwrap()
+            .described
+            .meta
+            .location
+            .as_ref(),
         "c2"
     );
     let later = Instant::now() + INACTIVE + SWEEP_EVERY;
@@ -325,8 +331,8 @@ fn the_clock_replaces_files_not_read_again_and_idle_files_go() {
     assert_eq!((gone.len(), files.len()), (1, 0));
     // Nothing kept where the process may open no descriptor to spare.
     let none = OpenFiles::with_capacity(0);
-    none.keep("a", object("a"));
-    assert!(none.get("a").is_none());
+    none.keep("a", object("a"), false);
+    assert!(none.get("a", false).is_none());
 }
 
 /// Reads racing with replacements of the same keys, every file kept at once: a read
@@ -389,4 +395,87 @@ async fn reads_racing_with_replacements_never_see_an_older_version() {
     }
     println!("{reads} reads, {} from kept files", served(&store));
     assert!(served(&store) > 0, "the kept files were never used");
+}
+
+/// A file whose name no key can hold (read and deleted by that name) is never kept: it
+/// would be kept under the empty key, which its delete does not drop, and hold its disk
+/// space after the delete.
+#[tokio::test]
+async fn a_file_read_by_a_name_no_key_can_hold_is_not_kept() {
+    use crate::providers::FoundNames;
+    let (_dir, store, root) = eager_store(8);
+    let name = "m/line\nbreak";
+    write(&root, name, b"foreign");
+    for _ in 0..2 {
+        let got = FoundNames::get(&store, name, GetOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(&got.bytes().await.unwrap()[..], b"foreign");
+    }
+    assert_eq!(kept(&store), 0, "a file of a name no key holds was kept");
+    FoundNames::delete(&store, name).await.unwrap();
+    assert_eq!(open_below(&root), 3, "a deleted file is still held open");
+}
+
+/// The last close of a kept file whose name another program removed frees the file's
+/// blocks (a journal transaction, its extent tree read), which may wait for the disk: it
+/// does not run on the thread of a read answered without waiting (here the test's own, a
+/// current-thread runtime's).
+#[tokio::test]
+async fn a_kept_file_deleted_elsewhere_is_closed_off_the_reading_thread() {
+    use std::os::unix::fs::MetadataExt;
+    let (_dir, store, root) = eager_store(8);
+    write(&root, "m/a", b"0123456789");
+    read(&store, "m/a").await.unwrap();
+    read(&store, "m/a").await.unwrap();
+    assert_eq!(served(&store), 1);
+    let ino = std::fs::metadata(root.join("m/a")).unwrap().ino();
+    std::fs::remove_file(root.join("m/a")).unwrap();
+    not_found(read(&store, "m/a").await);
+    let closed_on = || {
+        let closed = CLOSED_UNLINKED.lock().unwrap();
+        closed
+            .iter()
+            .find(|(i, _)| *i == ino)
+            .map(|(_, thread)| *thread)
+    };
+    for _ in 0..500 {
+        if closed_on().is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let thread = closed_on().expect("the deleted file was never closed");
+    assert_ne!(
+        thread,
+        std::thread::current().id(),
+        "closed on the reading thread"
+    );
+}
+
+/// A folder of a kept file's key moved away (out of the root) and replaced by a symlink to
+/// itself: the file and its status-change time are unchanged, but the key now crosses a
+/// symlink, which no read follows, so it is refused as the full open refuses it (not
+/// served from the kept file while other keys of that folder are refused).
+#[tokio::test]
+async fn a_symlink_to_the_very_folder_moved_away_is_refused_for_a_kept_file() {
+    let (dir, store, root) = eager_store(8);
+    write(&root, "a/b/kept", b"inside");
+    write(&root, "a/b/other", b"inside");
+    read(&store, "a/b/kept").await.unwrap();
+    read(&store, "a/b/kept").await.unwrap();
+    assert_eq!(served(&store), 1);
+    let moved = dir.path().join("moved");
+    std::fs::rename(root.join("a"), &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, root.join("a")).unwrap();
+    let other = not_found(read(&store, "a/b/other").await);
+    assert!(other.contains("symlink"), "{other}");
+    let kept = not_found(read(&store, "a/b/kept").await);
+    assert!(kept.contains("symlink"), "{kept}");
+    let head = store.head(&Path::from("a/b/kept")).await;
+    assert!(
+        matches!(head, Err(object_store::Error::NotFound { .. })),
+        "{head:?}"
+    );
+    assert_eq!(served(&store), 1);
 }

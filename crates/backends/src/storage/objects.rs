@@ -51,15 +51,13 @@ impl Storage {
             });
         let mut attributes = options.attributes(&self.declared.metadata);
         let mut opts = PutOptions::default();
+        let mut vouched = None;
         if let Some(request) = &hash_on_write {
             opts.extensions.insert(request.clone());
         } else if let Some(checksum) = self.checksum_into(&mut attributes, &data) {
             // The checksum of these very bytes, for a store that keeps it with them
             // (memory: its reads then need not hash them again).
-            opts.extensions.insert(crate::memory::Vouched {
-                data: data.clone(),
-                checksum,
-            });
+            vouched = self.extras.kept.as_ref().map(|_| (data.clone(), checksum));
         }
         opts.mode = mode;
         opts.attributes = attributes;
@@ -76,6 +74,9 @@ impl Storage {
             }
             Err(e) => return Err(self.err(key)(e)),
         };
+        if let (Some(kept), Some((data, checksum))) = (&self.extras.kept, vouched) {
+            kept.keep(&path, data, checksum);
+        }
         let outcome = PutOutcome::from(result);
         if let (Some(request), Some(sent)) = (hash_on_write, sent)
             && !request.done.stored()
@@ -126,22 +127,22 @@ impl Storage {
         let mut result = self.get_result_with(key, options, true, false).await?;
         let info = self.described(key, &result, whole).await?;
         let range = result.range.clone();
-        if let Some(computed) = result.extensions.remove::<ReadChecksum>() {
+        // A checksum of the very buffer read, from the provider: hashed by the local
+        // provider as it read it, or kept by the memory provider with the buffer it holds.
+        let read = result.extensions.remove::<ReadChecksum>();
+        let kept = self
+            .extras
+            .kept
+            .as_ref()
+            .filter(|_| self.verify_reads && whole);
+        if read.is_some() || kept.is_some() {
             let data = result.bytes().await.map_err(self.err(key))?;
-            // Hashed by the local provider as it read this very buffer (or kept by the
-            // memory provider with it), never bytes a layer in between replaced.
-            let same = computed.data.as_ptr() == data.as_ptr() && computed.data.len() == data.len();
-            if same && self.matches_stored(&info, whole, &computed.checksum) {
-                return Ok(Object { info, range, data });
-            }
-            if let Some(mut verifier) = self.verifier(&info, whole)? {
-                if same {
-                    verifier.finish_with(computed.checksum)?;
-                } else {
-                    verifier.update(&data);
-                    verifier.finish()?;
-                }
-            }
+            let computed = match read {
+                // Never of bytes a layer in between replaced.
+                Some(read) => same_buffer(&read.data, &data).then_some(read.checksum),
+                None => self.kept_checksum(key, &info, &data),
+            };
+            self.check_whole(&info, whole, &data, computed)?;
             return Ok(Object { info, range, data });
         }
         let verifier = self.verifier(&info, whole)?;
@@ -162,6 +163,42 @@ impl Storage {
         .map_err(self.err(key))?;
         verifier.finish()?;
         Ok(Object { info, range, data })
+    }
+
+    /// The checksum the provider keeps of `data`, the buffer a whole read of `key` returned
+    /// (computed now and kept if it has none), with the algorithm of the stored checksum.
+    fn kept_checksum(&self, key: &ObjectKey, info: &ObjectInfo, data: &Bytes) -> Option<String> {
+        let kept = self.extras.kept.as_ref()?;
+        let stored = info.checksum.as_deref()?;
+        let path = super::found::store_path(key).ok()?;
+        kept.checksum_of(&path, data, stored)
+    }
+
+    /// Verifies `data`, the bytes of a read of the object `info` describes, with
+    /// `computed`, the checksum of this very buffer when the provider has it (else the
+    /// bytes are hashed).
+    fn check_whole(
+        &self,
+        info: &ObjectInfo,
+        whole: bool,
+        data: &[u8],
+        computed: Option<String>,
+    ) -> Result<()> {
+        if let Some(computed) = &computed
+            && self.matches_stored(info, whole, computed)
+        {
+            return Ok(());
+        }
+        let Some(mut verifier) = self.verifier(info, whole)? else {
+            return Ok(());
+        };
+        match computed {
+            Some(computed) => verifier.finish_with(computed),
+            None => {
+                verifier.update(data);
+                verifier.finish()
+            }
+        }
     }
 
     /// Whether `computed`, the checksum of a read's bytes, is what [`Storage::verifier`]
@@ -311,7 +348,7 @@ impl Storage {
         if want_stamp {
             get.extensions.insert(crate::local::stamp::WantStamp);
         }
-        if into_memory {
+        if into_memory && self.declared.reads_whole {
             // A whole read is verified: the provider may hash it as it reads.
             let hash = self.verify_reads && options_whole;
             get.extensions.insert(crate::local::ReadAll { hash });
@@ -672,6 +709,11 @@ impl Storage {
             other => Error::from_store(&self.backend, from.as_str(), other),
         }
     }
+}
+
+/// Whether `a` and `b` are the same buffer (address and length), not equal bytes.
+fn same_buffer(a: &Bytes, b: &Bytes) -> bool {
+    a.as_ptr() == b.as_ptr() && a.len() == b.len()
 }
 
 /// The bytes of `stream` in one buffer, `inspect` seeing each chunk as it arrives. A

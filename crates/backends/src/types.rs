@@ -451,6 +451,15 @@ pub(crate) fn info_of_answer(key: ObjectKey, result: &object_store::GetResult) -
     info
 }
 
+/// [`info_of_answer`] for a reader that keeps only the answer's payload: what the answer
+/// need not keep (its etag) is taken from it rather than copied.
+pub(crate) fn info_taken_from(key: ObjectKey, result: &mut object_store::GetResult) -> ObjectInfo {
+    let etag = result.meta.e_tag.take();
+    let mut info = info_of_answer(key, result);
+    info.etag = etag;
+    info
+}
+
 impl From<&WriteMode> for object_store::PutMode {
     fn from(mode: &WriteMode) -> Self {
         match mode {

@@ -23,6 +23,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures::future::BoxFuture;
 use futures::stream::{BoxStream, StreamExt};
 use object_store::memory::InMemory;
 use object_store::path::Path;
@@ -37,7 +38,7 @@ use crate::checksum::Hasher;
 #[derive(Debug, Clone)]
 struct Vouched {
     data: Bytes,
-    checksum: String,
+    checksum: Arc<str>,
 }
 
 fn same_buffer(a: &Bytes, b: &Bytes) -> bool {
@@ -63,7 +64,7 @@ impl KeptChecksums {
 
     /// Keeps `checksum`, computed over `data`, as the checksum of the buffer written at
     /// `location`.
-    pub(crate) fn keep(&self, location: &Path, data: Bytes, checksum: String) {
+    pub(crate) fn keep(&self, location: &Path, data: Bytes, checksum: Arc<str>) {
         self.set(location, Some(Vouched { data, checksum }));
     }
 
@@ -86,7 +87,7 @@ impl KeptChecksums {
         location: &Path,
         data: &Bytes,
         stored: &str,
-    ) -> Option<String> {
+    ) -> Option<Arc<str>> {
         let algorithm = |sum: &str| sum.split_once(':').map(|(name, _)| name.len());
         let same_algorithm = |kept: &str| {
             algorithm(kept)
@@ -96,12 +97,12 @@ impl KeptChecksums {
             && same_buffer(&kept.data, data)
             && same_algorithm(&kept.checksum)
         {
-            return Some(kept.checksum.clone());
+            return Some(Arc::clone(&kept.checksum));
         }
         let mut hasher = Hasher::for_stored(stored)?;
         hasher.update(data);
-        let checksum = hasher.finish();
-        self.keep(location, data.clone(), checksum.clone());
+        let checksum: Arc<str> = Arc::from(hasher.finish());
+        self.keep(location, data.clone(), Arc::clone(&checksum));
         Some(checksum)
     }
 
@@ -165,8 +166,19 @@ impl ObjectStore for MemoryStore {
         }))
     }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        self.inner.get_opts(location, options).await
+    // Written out rather than `async fn`: `InMemory`'s future is returned as it is, not
+    // boxed once more around it.
+    fn get_opts<'a, 'b, 'c>(
+        &'a self,
+        location: &'b Path,
+        options: GetOptions,
+    ) -> BoxFuture<'c, Result<GetResult>>
+    where
+        'a: 'c,
+        'b: 'c,
+        Self: 'c,
+    {
+        self.inner.get_opts(location, options)
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
@@ -279,7 +291,10 @@ mod tests {
     }
 
     fn kept(store: &MemoryStore, key: &str) -> Option<String> {
-        store.kept.get(&Path::from(key)).map(|v| v.checksum)
+        store
+            .kept
+            .get(&Path::from(key))
+            .map(|v| v.checksum.to_string())
     }
 
     fn bytes(n: usize, seed: u8) -> Bytes {
@@ -356,7 +371,7 @@ mod tests {
             .unwrap()
             .as_mut()
             .unwrap()
-            .checksum = wrong.clone();
+            .checksum = wrong.as_str().into();
         match s.get(&k).await {
             Err(Error::Corrupt { actual, .. }) => assert_eq!(actual, wrong),
             other => panic!("expected Corrupt, got {other:?}"),
@@ -371,7 +386,7 @@ mod tests {
             .unwrap()
             .as_mut()
             .unwrap()
-            .checksum = wrong;
+            .checksum = wrong.into();
         assert_eq!(sha.get(&k).await.unwrap().data, data);
         assert_eq!(
             kept(&store, "mask/a.bin"),

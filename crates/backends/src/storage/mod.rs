@@ -305,17 +305,22 @@ impl Storage {
         Verifier::of(&self.backend, info)
     }
 
-    /// Adds the checksum of `data` to `attributes` (unless checksums are off), and returns
-    /// it.
-    fn checksum_into(&self, attributes: &mut Attributes, data: &[u8]) -> Option<String> {
+    /// Adds the checksum of `data` to `attributes` (unless checksums are off); returns it
+    /// for a provider that keeps it with the bytes ([`crate::memory::KeptChecksums`]).
+    fn checksum_into(&self, attributes: &mut Attributes, data: &[u8]) -> Option<Arc<str>> {
         let mut hasher = Hasher::new(self.checksum)?;
         hasher.update(data);
         let checksum = hasher.finish();
+        let kept = self
+            .extras
+            .kept
+            .as_ref()
+            .map(|_| Arc::from(checksum.as_str()));
         attributes.insert(
             object_store::Attribute::Metadata(CHECKSUM_METADATA.into()),
-            checksum.clone().into(),
+            checksum.into(),
         );
-        Some(checksum)
+        kept
     }
 
     /// The backend name (`s3`, `local`, `memory`, or a wrapper's).

@@ -19,7 +19,7 @@ use crate::local::file_io::{Vouched, stamped_file_stream};
 use crate::local::stamp::FileStamp;
 use crate::types::{
     ByteRange, Listing, Object, ObjectInfo, ObjectStream, PutOutcome, ReadOptions, ReadVersion,
-    Source, WriteMode, WriteOptions, info_of, info_of_answer,
+    Source, WriteMode, WriteOptions, info_of, info_of_answer, info_taken_from,
 };
 use crate::{Error, Result};
 use maskstore_core::ChecksumAlgorithm;
@@ -57,7 +57,7 @@ impl Storage {
         } else if let Some(checksum) = self.checksum_into(&mut attributes, &data) {
             // The checksum of these very bytes, for a store that keeps it with them
             // (memory: its reads then need not hash them again).
-            vouched = self.extras.kept.as_ref().map(|_| (data.clone(), checksum));
+            vouched = Some((data.clone(), checksum));
         }
         opts.mode = mode;
         opts.attributes = attributes;
@@ -125,7 +125,12 @@ impl Storage {
     pub async fn read(&self, key: &ObjectKey, options: ReadOptions) -> Result<Object> {
         let whole = options.range.is_none();
         let mut result = self.get_result_with(key, options, true, false).await?;
-        let info = self.described(key, &result, whole).await?;
+        // Described without a wait where the provider's checksum need not be asked for (an
+        // object and its description are large: each wait moves them once more).
+        let mut info = info_taken_from(key.clone(), &mut result);
+        if self.asks_native_checksum(&info, whole) {
+            info = self.with_native_checksum(info, whole).await?;
+        }
         let range = result.range.clone();
         // A checksum of the very buffer read, from the provider: hashed by the local
         // provider as it read it, or kept by the memory provider with the buffer it holds.
@@ -136,13 +141,18 @@ impl Storage {
             .as_ref()
             .filter(|_| self.verify_reads && whole);
         if read.is_some() || kept.is_some() {
-            let data = result.bytes().await.map_err(self.err(key))?;
-            let computed = match read {
+            let data = whole_bytes(result).await.map_err(self.err(key))?;
+            match read {
                 // Never of bytes a layer in between replaced.
-                Some(read) => same_buffer(&read.data, &data).then_some(read.checksum),
-                None => self.kept_checksum(key, &info, &data),
-            };
-            self.check_whole(&info, whole, &data, computed)?;
+                Some(read) => {
+                    let computed = same_buffer(&read.data, &data).then_some(&*read.checksum);
+                    self.check_whole(&info, whole, &data, computed)?;
+                }
+                None => {
+                    let computed = self.kept_checksum(key, &info, &data);
+                    self.check_whole(&info, whole, &data, computed.as_deref())?;
+                }
+            }
             return Ok(Object { info, range, data });
         }
         let verifier = self.verifier(&info, whole)?;
@@ -167,7 +177,12 @@ impl Storage {
 
     /// The checksum the provider keeps of `data`, the buffer a whole read of `key` returned
     /// (computed now and kept if it has none), with the algorithm of the stored checksum.
-    fn kept_checksum(&self, key: &ObjectKey, info: &ObjectInfo, data: &Bytes) -> Option<String> {
+    fn kept_checksum(
+        &self,
+        key: &ObjectKey,
+        info: &ObjectInfo,
+        data: &Bytes,
+    ) -> Option<std::sync::Arc<str>> {
         let kept = self.extras.kept.as_ref()?;
         let stored = info.checksum.as_deref()?;
         let path = super::found::store_path(key).ok()?;
@@ -182,9 +197,9 @@ impl Storage {
         info: &ObjectInfo,
         whole: bool,
         data: &[u8],
-        computed: Option<String>,
+        computed: Option<&str>,
     ) -> Result<()> {
-        if let Some(computed) = &computed
+        if let Some(computed) = computed
             && self.matches_stored(info, whole, computed)
         {
             return Ok(());
@@ -193,7 +208,7 @@ impl Storage {
             return Ok(());
         };
         match computed {
-            Some(computed) => verifier.finish_with(computed),
+            Some(computed) => verifier.finish_with(computed.to_owned()),
             None => {
                 verifier.update(data);
                 verifier.finish()
@@ -448,11 +463,18 @@ impl Storage {
         self.with_native_checksum(info, whole)
     }
 
-    async fn with_native_checksum(&self, mut info: ObjectInfo, whole: bool) -> Result<ObjectInfo> {
-        if whole
+    /// Whether the provider's own checksum of the object `info` describes is to be asked
+    /// for ([`Storage::with_native_checksum`]).
+    fn asks_native_checksum(&self, info: &ObjectInfo, whole: bool) -> bool {
+        whole
             && info.checksum.is_none()
             && info.native_checksum.is_none()
             && info.unreadable_checksum.is_none()
+            && self.extras.native.is_some()
+    }
+
+    async fn with_native_checksum(&self, mut info: ObjectInfo, whole: bool) -> Result<ObjectInfo> {
+        if self.asks_native_checksum(&info, whole)
             && let Some(native) = &self.extras.native
         {
             // A name object_store cannot hold has no object_store path to ask about: such
@@ -708,6 +730,18 @@ impl Storage {
             },
             other => Error::from_store(&self.backend, from.as_str(), other),
         }
+    }
+}
+
+/// The bytes of a whole answer: a stream's collected here (one chunk, the memory
+/// provider's buffer, as it came), a local file's read by object_store in one go.
+async fn whole_bytes(result: GetResult) -> object_store::Result<Bytes> {
+    match result.payload {
+        GetResultPayload::Stream(stream) => {
+            let expected = usize::try_from(result.range.end - result.range.start).unwrap_or(0);
+            collect_hashing(stream, expected, |_| {}).await
+        }
+        payload => GetResult { payload, ..result }.bytes().await,
     }
 }
 

@@ -180,7 +180,10 @@ impl WriteOptions {
 
     /// The attributes a put sends to a provider with `rules`.
     pub(crate) fn attributes(&self, rules: &crate::metadata::MetadataRules) -> Attributes {
-        let mut attributes = Attributes::new();
+        // The content type and encoding, the metadata, and the checksum the put adds: the
+        // map is allocated once.
+        let entries = 3 + self.carried.len() + self.metadata.len();
+        let mut attributes = Attributes::with_capacity(entries);
         // Always explicit: some engines (SeaweedFS) sniff a type from the bytes otherwise.
         let content_type = match &self.content_type {
             Some(content_type) => AttributeValue::from(content_type.clone()),

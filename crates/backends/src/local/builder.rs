@@ -95,6 +95,7 @@ pub(crate) fn connect(config: &Config, root: Root) -> Result<Built> {
         declared: Declared {
             hashes_on_write: true,
             reads_whole: true,
+            answers_whole: false,
             content_etags: false,
             verify_folders: false,
             uploads: UploadLimits {

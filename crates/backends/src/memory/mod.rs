@@ -48,6 +48,7 @@ pub(crate) fn connect(config: &Config) -> Built {
         declared: Declared {
             hashes_on_write: false,
             reads_whole: false,
+            answers_whole: true,
             content_etags: false,
             verify_folders: false,
             // Parts of any size: the gateway's uploads hold small ones.

@@ -140,17 +140,25 @@ impl MemoryStore {
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
 impl ObjectStore for MemoryStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
+    // Written out rather than `async fn`, as `get_opts`. The buffer kept is forgotten
+    // before the write, so the store's future is `InMemory`'s own: a read between the two
+    // may keep the old buffer's checksum again, which stays true of that buffer (and is
+    // replaced by the facade's, once its put returns).
+    fn put_opts<'a, 'b, 'c>(
+        &'a self,
+        location: &'b Path,
         payload: PutPayload,
         opts: PutOptions,
-    ) -> Result<PutResult> {
-        let result = self.inner.put_opts(location, payload, opts).await?;
-        // The buffer kept is no longer the object's: nothing vouches for the new one until
-        // the facade keeps the checksum its put computed.
+    ) -> BoxFuture<'c, Result<PutResult>>
+    where
+        'a: 'c,
+        'b: 'c,
+        Self: 'c,
+    {
+        // Nothing vouches for the new buffer until the facade keeps the checksum its put
+        // computed.
         self.kept.set(location, None);
-        Ok(result)
+        self.inner.put_opts(location, payload, opts)
     }
 
     async fn put_multipart_opts(

@@ -94,6 +94,9 @@ pub(crate) struct Declared {
     /// the caller will hold it whole, hashing it as it reads when the read is verified
     /// ([`crate::local::ReadAll`], answered with [`crate::local::ReadChecksum`]).
     pub(crate) reads_whole: bool,
+    /// Its read answers hold their bytes already (a stream of the one buffer it keeps, as
+    /// `InMemory` answers): nothing is read from it after the answer.
+    pub(crate) answers_whole: bool,
     /// Etags derive from the content alone (S3's MD5 etags).
     pub(crate) content_etags: bool,
     /// Its listings can show folders that hold no object any more (engines with real
@@ -113,6 +116,7 @@ impl Declared {
     pub(crate) const PLAIN: Declared = Declared {
         hashes_on_write: false,
         reads_whole: false,
+        answers_whole: false,
         content_etags: false,
         verify_folders: false,
         uploads: UploadLimits::REMOTE,

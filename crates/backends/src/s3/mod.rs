@@ -60,6 +60,7 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
         declared: Declared {
             hashes_on_write: false,
             reads_whole: false,
+            answers_whole: false,
             content_etags: true,
             // An engine other than AWS may keep real directories (SeaweedFS).
             verify_folders: os.verify_folders.unwrap_or(os.endpoint.is_some()),

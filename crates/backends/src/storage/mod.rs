@@ -216,7 +216,10 @@ impl Storage {
         for layer in &self.layers {
             store = layer.wrap(store);
         }
-        self.store = Instrumentation::new(self.recorder.clone()).wrap(store);
+        // A layer may cut or replace an answer's stream: only the provider's own answers
+        // are known to hold their bytes.
+        let answers_whole = self.declared.answers_whole && self.layers.is_empty();
+        self.store = Instrumentation::new(self.recorder.clone(), answers_whole).wrap(store);
     }
 
     /// This storage with its calls passing through `layer` (above the layers it already

@@ -216,23 +216,16 @@ impl Storage {
         }
     }
 
-    /// Whether `computed`, the checksum of a read's bytes, is what [`Storage::verifier`]
-    /// would find them to have and accept: the read verifies, the object's record reads,
-    /// and its stored checksum, of an algorithm maskstore computes, is `computed`. Decided
-    /// without building the verifier (a read of a small object felt its allocations).
+    /// Whether `computed`, the checksum maskstore's own hasher found a read's bytes to
+    /// have, is what [`Storage::verifier`] would find them to have and accept: the read
+    /// verifies, the object's record reads, and its stored checksum is `computed` (so of an
+    /// algorithm maskstore computes: its hasher wrote `computed`). Decided without building
+    /// the verifier (a read of a small object felt its allocations).
     fn matches_stored(&self, info: &ObjectInfo, whole: bool, computed: &str) -> bool {
-        let Some(expected) = info.checksum.as_deref() else {
-            return false;
-        };
-        let known = expected
-            .split_once(':')
-            .and_then(|(name, _)| name.parse::<ChecksumAlgorithm>().ok())
-            .is_some_and(|algorithm| algorithm != ChecksumAlgorithm::None);
         self.verify_reads
             && whole
             && info.unreadable_checksum.is_none()
-            && known
-            && expected == computed
+            && info.checksum.as_deref() == Some(computed)
     }
 
     /// Reads the object as a stream, with memory bounded whatever its size.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use maskstore_core::Config;
 
-pub(crate) use store::{KeptChecksums, MemoryStore};
+pub(crate) use store::{KeptChecksums, KeptSum, MemoryStore};
 
 use crate::providers::{Built, Declared, Extras, NEUTRAL, Profile, UploadLimits, gateway_urls};
 use crate::signing;

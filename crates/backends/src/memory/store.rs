@@ -38,7 +38,48 @@ use crate::checksum::Hasher;
 #[derive(Debug, Clone)]
 struct Vouched {
     data: Bytes,
-    checksum: Arc<str>,
+    checksum: KeptSum,
+}
+
+/// A checksum's stored form (`crc64nvme:<base64>`), held inline: keeping one costs a put
+/// no allocation, and handing it to a read a copy.
+#[derive(Clone, Copy)]
+pub(crate) struct KeptSum {
+    len: u8,
+    text: [u8; KeptSum::MAX],
+}
+
+impl KeptSum {
+    /// Longer than any checksum's stored form (SHA-256's is 51 bytes).
+    const MAX: usize = 64;
+
+    /// `checksum`, unless it is longer than [`KeptSum::MAX`] (then it is not kept, and
+    /// reads hash the bytes).
+    pub(crate) fn new(checksum: &str) -> Option<KeptSum> {
+        let len = checksum.len();
+        let mut text = [0; KeptSum::MAX];
+        text.get_mut(..len)?.copy_from_slice(checksum.as_bytes());
+        Some(KeptSum {
+            len: len as u8,
+            text,
+        })
+    }
+
+    /// The text's bytes (comparing them needs no UTF-8 check).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.text[..usize::from(self.len)]
+    }
+
+    /// The text.
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.text[..usize::from(self.len)]).expect("copied from a str")
+    }
+}
+
+impl std::fmt::Debug for KeptSum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
+    }
 }
 
 fn same_buffer(a: &Bytes, b: &Bytes) -> bool {
@@ -64,7 +105,7 @@ impl KeptChecksums {
 
     /// Keeps `checksum`, computed over `data`, as the checksum of the buffer written at
     /// `location`.
-    pub(crate) fn keep(&self, location: &Path, data: Bytes, checksum: Arc<str>) {
+    pub(crate) fn keep(&self, location: &Path, data: Bytes, checksum: KeptSum) {
         self.set(location, Some(Vouched { data, checksum }));
     }
 
@@ -87,7 +128,7 @@ impl KeptChecksums {
         location: &Path,
         data: &Bytes,
         stored: &str,
-    ) -> Option<Arc<str>> {
+    ) -> Option<KeptSum> {
         let algorithm = |sum: &str| sum.split_once(':').map(|(name, _)| name.len());
         let same_algorithm = |kept: &str| {
             algorithm(kept)
@@ -95,14 +136,15 @@ impl KeptChecksums {
         };
         if let Some(Some(kept)) = self.sums().get(location)
             && same_buffer(&kept.data, data)
-            && same_algorithm(&kept.checksum)
+            && (kept.checksum.as_bytes() == stored.as_bytes()
+                || same_algorithm(kept.checksum.as_str()))
         {
-            return Some(Arc::clone(&kept.checksum));
+            return Some(kept.checksum);
         }
         let mut hasher = Hasher::for_stored(stored)?;
         hasher.update(data);
-        let checksum: Arc<str> = Arc::from(hasher.finish());
-        self.keep(location, data.clone(), Arc::clone(&checksum));
+        let checksum = KeptSum::new(&hasher.finish())?;
+        self.keep(location, data.clone(), checksum);
         Some(checksum)
     }
 
@@ -302,7 +344,7 @@ mod tests {
         store
             .kept
             .get(&Path::from(key))
-            .map(|v| v.checksum.to_string())
+            .map(|v| v.checksum.as_str().to_string())
     }
 
     fn bytes(n: usize, seed: u8) -> Bytes {
@@ -363,6 +405,21 @@ mod tests {
         );
     }
 
+    #[test]
+    fn every_algorithms_checksum_is_kept_whole_and_a_longer_text_is_not_kept() {
+        let data = bytes(4096, 6);
+        for algorithm in ChecksumAlgorithm::ALL {
+            let Some(checksum) = checksum_of(algorithm, &data) else {
+                assert_eq!(algorithm, ChecksumAlgorithm::None);
+                continue;
+            };
+            assert_eq!(KeptSum::new(&checksum).unwrap().as_str(), checksum);
+        }
+        let longest = "x".repeat(KeptSum::MAX);
+        assert_eq!(KeptSum::new(&longest).unwrap().as_str(), longest);
+        assert!(KeptSum::new(&format!("{longest}y")).is_none());
+    }
+
     #[tokio::test]
     async fn a_verified_read_compares_the_kept_checksum_and_does_not_hash_again() {
         let (s, store) = memory();
@@ -379,7 +436,7 @@ mod tests {
             .unwrap()
             .as_mut()
             .unwrap()
-            .checksum = wrong.as_str().into();
+            .checksum = KeptSum::new(&wrong).unwrap();
         match s.get(&k).await {
             Err(Error::Corrupt { actual, .. }) => assert_eq!(actual, wrong),
             other => panic!("expected Corrupt, got {other:?}"),
@@ -394,7 +451,7 @@ mod tests {
             .unwrap()
             .as_mut()
             .unwrap()
-            .checksum = wrong.into();
+            .checksum = KeptSum::new(&wrong).unwrap();
         assert_eq!(sha.get(&k).await.unwrap().data, data);
         assert_eq!(
             kept(&store, "mask/a.bin"),

@@ -310,7 +310,11 @@ impl Storage {
 
     /// Adds the checksum of `data` to `attributes` (unless checksums are off); returns it
     /// for a provider that keeps it with the bytes ([`crate::memory::KeptChecksums`]).
-    fn checksum_into(&self, attributes: &mut Attributes, data: &[u8]) -> Option<Arc<str>> {
+    fn checksum_into(
+        &self,
+        attributes: &mut Attributes,
+        data: &[u8],
+    ) -> Option<crate::memory::KeptSum> {
         let mut hasher = Hasher::new(self.checksum)?;
         hasher.update(data);
         let checksum = hasher.finish();
@@ -318,7 +322,7 @@ impl Storage {
             .extras
             .kept
             .as_ref()
-            .map(|_| Arc::from(checksum.as_str()));
+            .and_then(|_| crate::memory::KeptSum::new(&checksum));
         attributes.insert(
             object_store::Attribute::Metadata(CHECKSUM_METADATA.into()),
             checksum.into(),

@@ -145,12 +145,14 @@ impl Storage {
             match read {
                 // Never of bytes a layer in between replaced.
                 Some(read) => {
-                    let computed = same_buffer(&read.data, &data).then_some(&*read.checksum);
+                    let computed =
+                        same_buffer(&read.data, &data).then_some(read.checksum.as_bytes());
                     self.check_whole(&info, whole, &data, computed)?;
                 }
                 None => {
                     let computed = self.kept_checksum(key, &info, &data);
-                    self.check_whole(&info, whole, &data, computed.as_deref())?;
+                    let computed = computed.as_ref().map(crate::memory::KeptSum::as_bytes);
+                    self.check_whole(&info, whole, &data, computed)?;
                 }
             }
             return Ok(Object { info, range, data });
@@ -182,7 +184,7 @@ impl Storage {
         key: &ObjectKey,
         info: &ObjectInfo,
         data: &Bytes,
-    ) -> Option<std::sync::Arc<str>> {
+    ) -> Option<crate::memory::KeptSum> {
         let kept = self.extras.kept.as_ref()?;
         let stored = info.checksum.as_deref()?;
         let path = super::found::store_path(key).ok()?;
@@ -197,7 +199,7 @@ impl Storage {
         info: &ObjectInfo,
         whole: bool,
         data: &[u8],
-        computed: Option<&str>,
+        computed: Option<&[u8]>,
     ) -> Result<()> {
         if let Some(computed) = computed
             && self.matches_stored(info, whole, computed)
@@ -208,7 +210,7 @@ impl Storage {
             return Ok(());
         };
         match computed {
-            Some(computed) => verifier.finish_with(computed.to_owned()),
+            Some(computed) => verifier.finish_with(String::from_utf8_lossy(computed).into_owned()),
             None => {
                 verifier.update(data);
                 verifier.finish()
@@ -221,11 +223,11 @@ impl Storage {
     /// verifies, the object's record reads, and its stored checksum is `computed` (so of an
     /// algorithm maskstore computes: its hasher wrote `computed`). Decided without building
     /// the verifier (a read of a small object felt its allocations).
-    fn matches_stored(&self, info: &ObjectInfo, whole: bool, computed: &str) -> bool {
+    fn matches_stored(&self, info: &ObjectInfo, whole: bool, computed: &[u8]) -> bool {
         self.verify_reads
             && whole
             && info.unreadable_checksum.is_none()
-            && info.checksum.as_deref() == Some(computed)
+            && info.checksum.as_deref().map(str::as_bytes) == Some(computed)
     }
 
     /// Reads the object as a stream, with memory bounded whatever its size.

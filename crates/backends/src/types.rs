@@ -180,7 +180,10 @@ impl WriteOptions {
 
     /// The attributes a put sends to a provider with `rules`.
     pub(crate) fn attributes(&self, rules: &crate::metadata::MetadataRules) -> Attributes {
-        let mut attributes = Attributes::new();
+        // The content type and encoding, the metadata, and the checksum the put adds: the
+        // map is allocated once.
+        let entries = 3 + self.carried.len() + self.metadata.len();
+        let mut attributes = Attributes::with_capacity(entries);
         // Always explicit: some engines (SeaweedFS) sniff a type from the bytes otherwise.
         let content_type = match &self.content_type {
             Some(content_type) => AttributeValue::from(content_type.clone()),
@@ -448,6 +451,15 @@ pub(crate) fn info_of_answer(key: ObjectKey, result: &object_store::GetResult) -
         .extensions
         .get::<crate::local::UnreadableRecord>()
         .map(|record| record.0.clone());
+    info
+}
+
+/// [`info_of_answer`] for a reader that keeps only the answer's payload: what the answer
+/// need not keep (its etag) is taken from it rather than copied.
+pub(crate) fn info_taken_from(key: ObjectKey, result: &mut object_store::GetResult) -> ObjectInfo {
+    let etag = result.meta.e_tag.take();
+    let mut info = info_of_answer(key, result);
+    info.etag = etag;
     info
 }
 

@@ -48,7 +48,8 @@ pub const MAX_SEGMENT_BYTES: usize = 255;
 /// clones share it, and it takes no part in equality, ordering or hashing.
 #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct ObjectKey {
-    text: String,
+    /// Shared by clones: a key is cloned into every description of its object.
+    text: Arc<str>,
     /// Whether the text breaks a key rule (found in a store, never parsed).
     foreign: bool,
     /// The provider's parsed form of `text`, computed on first use.
@@ -96,7 +97,7 @@ impl ObjectKey {
         let key = key.into();
         check_key(&key)?;
         Ok(ObjectKey {
-            text: key,
+            text: key.into(),
             foreign: false,
             parsed: ParsedForm::default(),
         })
@@ -120,7 +121,7 @@ impl ObjectKey {
         }
         let foreign = check_key(&name).is_err();
         Ok(ObjectKey {
-            text: name,
+            text: name.into(),
             foreign,
             parsed: ParsedForm::default(),
         })

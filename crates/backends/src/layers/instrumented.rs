@@ -186,12 +186,20 @@ impl Recorder {
 #[derive(Debug, Clone)]
 pub(crate) struct Instrumentation {
     recorder: Recorder,
+    /// Whether the store below answers a read with its bytes already in hand (the memory
+    /// provider's buffer, no layer between that could cut or replace its stream): they are
+    /// counted when answered, as a local file's range is.
+    answers_whole: bool,
 }
 
 impl Instrumentation {
-    /// Instrumentation recording into `recorder`.
-    pub(crate) fn new(recorder: Recorder) -> Self {
-        Instrumentation { recorder }
+    /// Instrumentation recording into `recorder`, over a store that answers reads with
+    /// their bytes in hand or not ([`Instrumentation::answers_whole`]).
+    pub(crate) fn new(recorder: Recorder, answers_whole: bool) -> Self {
+        Instrumentation {
+            recorder,
+            answers_whole,
+        }
     }
 
     /// Runs `run` in a span, and records its outcome and duration.
@@ -237,12 +245,15 @@ impl Intercept for Instrumentation {
         async move {
             let result = self.timed(call, run).await?;
             let length = result.range.end - result.range.start;
-            if let Some(read) = result.extensions.get::<ReadChecksum>()
-                && read.data.len() as u64 == length
-            {
-                // A whole answer the provider already read into one buffer (a verified
-                // read of the memory or local provider): counted now, as a file's range
-                // is, and passed on without a stream wrapped around its one chunk.
+            let in_hand = self.answers_whole
+                || result
+                    .extensions
+                    .get::<ReadChecksum>()
+                    .is_some_and(|read| read.data.len() as u64 == length);
+            if in_hand {
+                // An answer whose bytes the provider already holds in one buffer (the
+                // memory provider's, a verified read of the local provider): counted now,
+                // as a file's range is, and passed on without a stream wrapped around it.
                 self.recorder.bytes(Operation::Get, length);
                 return Ok(result);
             }
@@ -474,37 +485,54 @@ mod tests {
         }
     }
 
-    /// A verified memory read passes its one buffer on unwrapped and is counted when
-    /// answered; a range or a stream is counted as its chunks pass: each exactly its bytes.
+    /// A layer that lets every call through as it is.
+    #[derive(Debug, Clone)]
+    struct PassThrough;
+
+    impl crate::layers::Intercept for PassThrough {
+        fn name(&self) -> &str {
+            "pass-through"
+        }
+    }
+
+    /// Memory answers hold their bytes: a read is passed on unwrapped and counted when
+    /// answered. Under a layer (which could cut or replace a stream) a stream is counted as
+    /// its chunks pass. Either way, each read counts exactly its bytes.
     #[test]
     fn every_memory_read_counts_exactly_the_bytes_it_answers() {
-        let read = BytesIn::default();
-        metrics::with_local_recorder(&read, || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let storage = Storage::memory();
-                let key = storage.key("counted.bin").unwrap();
-                storage.put(&key, vec![7u8; 1000]).await.unwrap();
-                let total = || read.0.load(Ordering::Relaxed);
-                assert_eq!(storage.get(&key).await.unwrap().data.len(), 1000);
-                assert_eq!(total(), 1000);
-                let part = storage.get_range(&key, 10..110).await.unwrap();
-                assert_eq!((part.data.len(), total()), (100, 1100));
-                let range = ReadOptions {
-                    range: Some(ByteRange::From(900)),
-                    ..Default::default()
-                };
-                assert_eq!(storage.read(&key, range).await.unwrap().data.len(), 100);
-                assert_eq!(total(), 1200);
-                let streamed = storage.get_stream(&key).await.unwrap();
-                assert_eq!(total(), 1200, "a stream counts what is read, when read");
-                let chunks: Vec<bytes::Bytes> = streamed.stream.try_collect().await.unwrap();
-                assert_eq!(chunks.concat().len(), 1000);
-                assert_eq!(total(), 2200);
+        for layered in [false, true] {
+            let read = BytesIn::default();
+            metrics::with_local_recorder(&read, || {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .build()
+                    .unwrap();
+                runtime.block_on(async {
+                    let storage = match layered {
+                        false => Storage::memory(),
+                        true => Storage::memory().layer(PassThrough),
+                    };
+                    let key = storage.key("counted.bin").unwrap();
+                    storage.put(&key, vec![7u8; 1000]).await.unwrap();
+                    let total = || read.0.load(Ordering::Relaxed);
+                    assert_eq!(storage.get(&key).await.unwrap().data.len(), 1000);
+                    assert_eq!(total(), 1000);
+                    let part = storage.get_range(&key, 10..110).await.unwrap();
+                    assert_eq!((part.data.len(), total()), (100, 1100));
+                    let range = ReadOptions {
+                        range: Some(ByteRange::From(900)),
+                        ..Default::default()
+                    };
+                    assert_eq!(storage.read(&key, range).await.unwrap().data.len(), 100);
+                    assert_eq!(total(), 1200);
+                    let streamed = storage.get_stream(&key).await.unwrap();
+                    let answered = if layered { 1200 } else { 2200 };
+                    assert_eq!(total(), answered, "layered: {layered}");
+                    let chunks: Vec<bytes::Bytes> = streamed.stream.try_collect().await.unwrap();
+                    assert_eq!(chunks.concat().len(), 1000);
+                    assert_eq!(total(), 2200, "layered: {layered}");
+                });
             });
-        });
+        }
     }
 
     #[tokio::test]

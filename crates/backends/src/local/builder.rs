@@ -94,6 +94,8 @@ pub(crate) fn connect(config: &Config, root: Root) -> Result<Built> {
         urls: gateway_urls(config, secret, false),
         declared: Declared {
             hashes_on_write: true,
+            reads_whole: true,
+            answers_whole: false,
             content_etags: false,
             verify_folders: false,
             uploads: UploadLimits {
@@ -117,6 +119,7 @@ pub(crate) fn connect(config: &Config, root: Root) -> Result<Built> {
             files: Some(store.clone()),
             native: None,
             names: Some(std::sync::Arc::new(store)),
+            kept: None,
         },
     })
 }

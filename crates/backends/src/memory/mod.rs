@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use maskstore_core::Config;
 
-pub(crate) use store::{MemoryStore, Vouched};
+pub(crate) use store::{KeptChecksums, KeptSum, MemoryStore};
 
 use crate::providers::{Built, Declared, Extras, NEUTRAL, Profile, UploadLimits, gateway_urls};
 use crate::signing;
@@ -40,11 +40,15 @@ pub(crate) fn connect(config: &Config) -> Built {
             (signing::random_secret(), true)
         }
     };
+    let store = MemoryStore::default();
+    let kept = store.kept().clone();
     Built {
-        store: Arc::new(MemoryStore::default()),
+        store: Arc::new(store),
         urls: gateway_urls(config, secret, ephemeral),
         declared: Declared {
             hashes_on_write: false,
+            reads_whole: false,
+            answers_whole: true,
             content_etags: false,
             verify_folders: false,
             // Parts of any size: the gateway's uploads hold small ones.
@@ -63,6 +67,9 @@ pub(crate) fn connect(config: &Config) -> Built {
                 json_document: false,
             },
         },
-        extras: Extras::default(),
+        extras: Extras {
+            kept: Some(kept),
+            ..Extras::default()
+        },
     }
 }

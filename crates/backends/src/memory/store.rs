@@ -1,55 +1,84 @@
 //! The memory provider's store: object_store's `InMemory`, which also keeps, for each
-//! object, the checksum of the very bytes it holds, so that a verified read does not hash
-//! them again.
+//! object, the checksum of the very bytes it holds ([`KeptChecksums`]), so that a
+//! verified read does not hash them again.
 //!
 //! Bytes in memory cannot rot, and `Bytes` cannot change once shared, so a checksum
 //! computed over a buffer stays true of that buffer for as long as it lives. The store
-//! keeps it with a handle on the buffer it describes, and vouches for a read only when the
-//! read hands out that same buffer (same address and length): a write that bypassed the
-//! record, or a layer that replaced the bytes on their way in or out, leaves the addresses
-//! unequal, and the bytes are hashed as before. The checksum vouched for is compared with
-//! the one stored in the object's attributes as every verified read compares it, so a
+//! keeps it with a handle on the buffer it describes, and the facade uses it for a read
+//! only when the read handed out that same buffer (same address and length): a write that
+//! bypassed the record, or a layer that replaced the bytes on their way in or out, leaves
+//! the addresses unequal, and the bytes are hashed as before. The checksum kept is compared
+//! with the one stored in the object's attributes as every verified read compares it, so a
 //! layer that altered the stored checksum is caught too.
 //!
-//! The checksum comes from the put that wrote the buffer ([`Vouched`]: the facade hashed
-//! exactly these bytes to store their checksum), or is computed on the first verified read
-//! of a buffer no put vouched for (a copy's, a multipart upload's, one written through the
-//! raw object_store), and kept for the next.
+//! The checksum comes from the put that wrote the buffer (the facade hashed exactly these
+//! bytes to store their checksum, and keeps it once the put succeeded), or is computed on
+//! the first verified read of a buffer no put vouched for (a copy's, a multipart upload's,
+//! one written through the raw object_store), and kept for the next. Neither the request
+//! nor the answer of a read carries it: the facade asks the kept checksums beside the
+//! store's answer, so a memory read is `InMemory`'s read, passed on as it is.
 
 use std::ops::Range;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::stream::{BoxStream, StreamExt, TryStreamExt};
+use futures::future::BoxFuture;
+use futures::stream::{BoxStream, StreamExt};
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
-    Attribute, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload,
-    ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions,
-    Result, UploadPart,
+    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
+    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result, UploadPart,
 };
 
-use crate::checksum::{CHECKSUM_METADATA, Hasher};
-use crate::local::{ReadAll, ReadChecksum};
+use crate::checksum::Hasher;
 
-/// In a put's extensions: the checksum the facade computed over `data`, the bytes of
-/// the put (see the module docs).
+/// A buffer and the checksum of its bytes.
 #[derive(Debug, Clone)]
-pub(crate) struct Vouched {
-    pub(crate) data: Bytes,
-    pub(crate) checksum: String,
+struct Vouched {
+    data: Bytes,
+    checksum: KeptSum,
 }
 
-impl Vouched {
-    /// Whether `payload` is `data` itself, not a copy or other bytes.
-    fn is_of(&self, payload: &PutPayload) -> bool {
-        let mut chunks = payload.iter();
-        match (chunks.next(), chunks.next()) {
-            (Some(only), None) => same_buffer(only, &self.data),
-            (None, None) => self.data.is_empty(),
-            _ => false,
-        }
+/// A checksum's stored form (`crc64nvme:<base64>`), held inline: keeping one costs a put
+/// no allocation, and handing it to a read a copy.
+#[derive(Clone, Copy)]
+pub(crate) struct KeptSum {
+    len: u8,
+    text: [u8; KeptSum::MAX],
+}
+
+impl KeptSum {
+    /// Longer than any checksum's stored form (SHA-256's is 51 bytes).
+    const MAX: usize = 64;
+
+    /// `checksum`, unless it is longer than [`KeptSum::MAX`] (then it is not kept, and
+    /// reads hash the bytes).
+    pub(crate) fn new(checksum: &str) -> Option<KeptSum> {
+        let len = checksum.len();
+        let mut text = [0; KeptSum::MAX];
+        text.get_mut(..len)?.copy_from_slice(checksum.as_bytes());
+        Some(KeptSum {
+            len: len as u8,
+            text,
+        })
+    }
+
+    /// The text's bytes (comparing them needs no UTF-8 check).
+    pub(crate) fn as_bytes(&self) -> &[u8] {
+        &self.text[..usize::from(self.len)]
+    }
+
+    /// The text.
+    pub(crate) fn as_str(&self) -> &str {
+        std::str::from_utf8(&self.text[..usize::from(self.len)]).expect("copied from a str")
+    }
+}
+
+impl std::fmt::Debug for KeptSum {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.as_str().fmt(f)
     }
 }
 
@@ -57,25 +86,84 @@ fn same_buffer(a: &Bytes, b: &Bytes) -> bool {
     a.as_ptr() == b.as_ptr() && a.len() == b.len()
 }
 
-/// By path: the checksum of the buffer last known to be stored there.
-type Sums = std::collections::HashMap<Path, Vouched, foldhash::fast::RandomState>;
+/// By path: the checksum of the buffer last known to be stored there; `None` once the
+/// object was written by a path that vouched for nothing (the path stays, so the next
+/// put that vouches does not allocate it again).
+type Sums = std::collections::HashMap<Path, Option<Vouched>, foldhash::fast::RandomState>;
+
+/// The checksums of the buffers a memory store holds, shared by the store (which forgets
+/// one when its object changes) and the facade (which keeps the checksum a put computed,
+/// and asks for it on a verified read). Every entry is true of its own buffer, whatever
+/// the path holds now: it is used only for that buffer.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeptChecksums(Arc<Mutex<Sums>>);
+
+impl KeptChecksums {
+    fn sums(&self) -> MutexGuard<'_, Sums> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps `checksum`, computed over `data`, as the checksum of the buffer written at
+    /// `location`.
+    pub(crate) fn keep(&self, location: &Path, data: Bytes, checksum: KeptSum) {
+        self.set(location, Some(Vouched { data, checksum }));
+    }
+
+    /// Records `sum` as what is known of the buffer at `location`.
+    fn set(&self, location: &Path, sum: Option<Vouched>) {
+        let mut sums = self.sums();
+        match sums.get_mut(location) {
+            // The path is kept, not cloned again.
+            Some(kept) => *kept = sum,
+            None if sum.is_some() => drop(sums.insert(location.clone(), sum)),
+            None => {}
+        }
+    }
+
+    /// The checksum of `data`, read whole at `location`, with the algorithm of `stored`:
+    /// the one kept for this very buffer, else computed now and kept. `None` when `stored`
+    /// names no algorithm this build computes (the facade reports that).
+    pub(crate) fn checksum_of(
+        &self,
+        location: &Path,
+        data: &Bytes,
+        stored: &str,
+    ) -> Option<KeptSum> {
+        let algorithm = |sum: &str| sum.split_once(':').map(|(name, _)| name.len());
+        let same_algorithm = |kept: &str| {
+            algorithm(kept)
+                .is_some_and(|n| algorithm(stored) == Some(n) && kept[..n] == stored[..n])
+        };
+        if let Some(Some(kept)) = self.sums().get(location)
+            && same_buffer(&kept.data, data)
+            && (kept.checksum.as_bytes() == stored.as_bytes()
+                || same_algorithm(kept.checksum.as_str()))
+        {
+            return Some(kept.checksum);
+        }
+        let mut hasher = Hasher::for_stored(stored)?;
+        hasher.update(data);
+        let checksum = KeptSum::new(&hasher.finish())?;
+        self.keep(location, data.clone(), checksum);
+        Some(checksum)
+    }
+
+    /// What is known of the buffer at `location` (a copy's source shares it).
+    fn get(&self, location: &Path) -> Option<Vouched> {
+        self.sums().get(location).cloned().flatten()
+    }
+
+    /// Forgets the path entirely (its object is gone).
+    fn remove(&self, location: &Path) -> Option<Vouched> {
+        self.sums().remove(location).flatten()
+    }
+}
 
 /// The memory provider's store (see the module docs).
 #[derive(Debug, Default)]
 pub(crate) struct MemoryStore {
     inner: InMemory,
-    sums: Arc<Mutex<Sums>>,
-}
-
-/// The checksum stored in `attributes`, found without hashing the attribute's name (the
-/// few attributes of an object are scanned).
-fn stored_checksum(attributes: &object_store::Attributes) -> Option<&str> {
-    attributes
-        .iter()
-        .find_map(|(attribute, value)| match attribute {
-            Attribute::Metadata(name) if name == CHECKSUM_METADATA => Some(value.as_ref()),
-            _ => None,
-        })
+    kept: KeptChecksums,
 }
 
 impl std::fmt::Display for MemoryStore {
@@ -85,107 +173,34 @@ impl std::fmt::Display for MemoryStore {
 }
 
 impl MemoryStore {
-    fn sums(&self) -> std::sync::MutexGuard<'_, Sums> {
-        self.sums.lock().unwrap_or_else(|e| e.into_inner())
+    /// The checksums this store keeps, for the facade.
+    pub(crate) fn kept(&self) -> &KeptChecksums {
+        &self.kept
     }
-
-    /// Records `sum` as the checksum of what is at `location` (or forgets it: `None`).
-    fn remember(&self, location: &Path, sum: Option<Vouched>) {
-        let mut sums = self.sums();
-        match (sums.get_mut(location), sum) {
-            // An overwrite: the path is kept, not cloned again.
-            (Some(kept), Some(sum)) => *kept = sum,
-            (None, Some(sum)) => drop(sums.insert(location.clone(), sum)),
-            (_, None) => drop(sums.remove(location)),
-        }
-    }
-
-    /// The checksum of `data`, read at `location`, with the algorithm of `stored`: the one
-    /// kept for this very buffer, else computed now and kept. `None` when `stored` names
-    /// no algorithm this build computes (the facade reports that).
-    fn checksum_of(&self, location: &Path, data: &Bytes, stored: &str) -> Option<String> {
-        let algorithm = |sum: &str| sum.split_once(':').map(|(name, _)| name.len());
-        let same_algorithm = |kept: &str| {
-            algorithm(kept)
-                .is_some_and(|n| algorithm(stored) == Some(n) && kept[..n] == stored[..n])
-        };
-        if let Some(kept) = self.sums().get(location)
-            && same_buffer(&kept.data, data)
-            && same_algorithm(&kept.checksum)
-        {
-            return Some(kept.checksum.clone());
-        }
-        let mut hasher = Hasher::for_stored(stored)?;
-        hasher.update(data);
-        let checksum = hasher.finish();
-        self.remember(
-            location,
-            Some(Vouched {
-                data: data.clone(),
-                checksum: checksum.clone(),
-            }),
-        );
-        Some(checksum)
-    }
-
-    /// A whole read the facade verifies ([`ReadAll`] with `hash`): the answer with its
-    /// bytes in one buffer, and the checksum of that buffer ([`ReadChecksum`]).
-    async fn vouched_read(&self, location: &Path, mut result: GetResult) -> Result<GetResult> {
-        let Some(stored) = stored_checksum(&result.attributes) else {
-            return Ok(result);
-        };
-        let nothing = GetResultPayload::Stream(futures::stream::empty().boxed());
-        let stream = match std::mem::replace(&mut result.payload, nothing) {
-            GetResultPayload::Stream(stream) => stream,
-            file => {
-                result.payload = file;
-                return Ok(result);
-            }
-        };
-        let data = one_buffer(stream).await?;
-        if let Some(checksum) = self.checksum_of(location, &data, stored) {
-            result.extensions.insert(ReadChecksum {
-                data: data.clone(),
-                checksum,
-            });
-        }
-        result.payload =
-            GetResultPayload::Stream(futures::stream::once(async { Ok(data) }).boxed());
-        Ok(result)
-    }
-}
-
-/// The bytes of `stream` in one buffer: `InMemory` answers with the stored buffer as one
-/// chunk, returned as it is.
-async fn one_buffer(mut stream: BoxStream<'static, Result<Bytes>>) -> Result<Bytes> {
-    let first = stream.next().await.transpose()?.unwrap_or_default();
-    let Some(second) = stream.try_next().await? else {
-        return Ok(first);
-    };
-    let mut joined = [first, second].concat();
-    while let Some(chunk) = stream.try_next().await? {
-        joined.extend_from_slice(&chunk);
-    }
-    Ok(Bytes::from(joined))
 }
 
 #[async_trait]
 #[deny(clippy::missing_trait_methods)]
 impl ObjectStore for MemoryStore {
-    async fn put_opts(
-        &self,
-        location: &Path,
+    // Written out rather than `async fn`, as `get_opts`. The buffer kept is forgotten
+    // before the write, so the store's future is `InMemory`'s own: a read between the two
+    // may keep the old buffer's checksum again, which stays true of that buffer (and is
+    // replaced by the facade's, once its put returns).
+    fn put_opts<'a, 'b, 'c>(
+        &'a self,
+        location: &'b Path,
         payload: PutPayload,
         opts: PutOptions,
-    ) -> Result<PutResult> {
-        let vouched = opts
-            .extensions
-            .get::<Vouched>()
-            .filter(|v| v.is_of(&payload))
-            .cloned();
-        let result = self.inner.put_opts(location, payload, opts).await?;
-        self.remember(location, vouched);
-        Ok(result)
+    ) -> BoxFuture<'c, Result<PutResult>>
+    where
+        'a: 'c,
+        'b: 'c,
+        Self: 'c,
+    {
+        // Nothing vouches for the new buffer until the facade keeps the checksum its put
+        // computed.
+        self.kept.set(location, None);
+        self.inner.put_opts(location, payload, opts)
     }
 
     async fn put_multipart_opts(
@@ -197,19 +212,23 @@ impl ObjectStore for MemoryStore {
         Ok(Box::new(Upload {
             inner: upload,
             location: location.clone(),
-            sums: Arc::clone(&self.sums),
+            kept: self.kept.clone(),
         }))
     }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
-        let verified = !options.head
-            && options.range.is_none()
-            && options.extensions.get::<ReadAll>().is_some_and(|r| r.hash);
-        let result = self.inner.get_opts(location, options).await?;
-        if !verified {
-            return Ok(result);
-        }
-        self.vouched_read(location, result).await
+    // Written out rather than `async fn`: `InMemory`'s future is returned as it is, not
+    // boxed once more around it.
+    fn get_opts<'a, 'b, 'c>(
+        &'a self,
+        location: &'b Path,
+        options: GetOptions,
+    ) -> BoxFuture<'c, Result<GetResult>>
+    where
+        'a: 'c,
+        'b: 'c,
+        Self: 'c,
+    {
+        self.inner.get_opts(location, options)
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
@@ -220,12 +239,12 @@ impl ObjectStore for MemoryStore {
         &self,
         locations: BoxStream<'static, Result<Path>>,
     ) -> BoxStream<'static, Result<Path>> {
-        let sums = Arc::clone(&self.sums);
+        let kept = self.kept.clone();
         self.inner
             .delete_stream(locations)
             .inspect(move |deleted| {
                 if let Ok(path) = deleted {
-                    sums.lock().unwrap_or_else(|e| e.into_inner()).remove(path);
+                    kept.remove(path);
                 }
             })
             .boxed()
@@ -250,15 +269,14 @@ impl ObjectStore for MemoryStore {
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
         self.inner.copy_opts(from, to, options).await?;
         // `InMemory` copies share the buffer: its checksum holds for the copy.
-        let kept = self.sums().get(from).cloned();
-        self.remember(to, kept);
+        self.kept.set(to, self.kept.get(from));
         Ok(())
     }
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
         self.inner.rename_opts(from, to, options).await?;
-        let kept = self.sums().remove(from);
-        self.remember(to, kept);
+        let moved = self.kept.remove(from);
+        self.kept.set(to, moved);
         Ok(())
     }
 }
@@ -269,7 +287,7 @@ impl ObjectStore for MemoryStore {
 struct Upload {
     inner: Box<dyn MultipartUpload>,
     location: Path,
-    sums: Arc<Mutex<Sums>>,
+    kept: KeptChecksums,
 }
 
 #[async_trait]
@@ -280,8 +298,7 @@ impl MultipartUpload for Upload {
 
     async fn complete(&mut self) -> Result<PutResult> {
         let result = self.inner.complete().await?;
-        let mut sums = self.sums.lock().unwrap_or_else(|e| e.into_inner());
-        sums.remove(&self.location);
+        self.kept.set(&self.location, None);
         Ok(result)
     }
 
@@ -293,9 +310,12 @@ impl MultipartUpload for Upload {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::checksum::CHECKSUM_METADATA;
     use crate::layers::Layer;
     use crate::{Error, Storage, WriteOptions, checksum_of};
+    use futures::TryStreamExt;
     use maskstore_core::ChecksumAlgorithm;
+    use object_store::{Attribute, GetResultPayload};
 
     /// A memory storage and its store, to look at what the store keeps.
     fn memory() -> (Storage, Arc<MemoryStore>) {
@@ -304,7 +324,10 @@ mod tests {
             store: Arc::clone(&store) as Arc<dyn ObjectStore>,
             urls: crate::storage::UrlSigner::None,
             declared: crate::providers::Declared::PLAIN,
-            extras: crate::providers::Extras::default(),
+            extras: crate::providers::Extras {
+                kept: Some(store.kept().clone()),
+                ..Default::default()
+            },
         };
         let storage = Storage::assemble(
             built,
@@ -319,9 +342,9 @@ mod tests {
 
     fn kept(store: &MemoryStore, key: &str) -> Option<String> {
         store
-            .sums()
+            .kept
             .get(&Path::from(key))
-            .map(|v| v.checksum.clone())
+            .map(|v| v.checksum.as_str().to_string())
     }
 
     fn bytes(n: usize, seed: u8) -> Bytes {
@@ -382,6 +405,21 @@ mod tests {
         );
     }
 
+    #[test]
+    fn every_algorithms_checksum_is_kept_whole_and_a_longer_text_is_not_kept() {
+        let data = bytes(4096, 6);
+        for algorithm in ChecksumAlgorithm::ALL {
+            let Some(checksum) = checksum_of(algorithm, &data) else {
+                assert_eq!(algorithm, ChecksumAlgorithm::None);
+                continue;
+            };
+            assert_eq!(KeptSum::new(&checksum).unwrap().as_str(), checksum);
+        }
+        let longest = "x".repeat(KeptSum::MAX);
+        assert_eq!(KeptSum::new(&longest).unwrap().as_str(), longest);
+        assert!(KeptSum::new(&format!("{longest}y")).is_none());
+    }
+
     #[tokio::test]
     async fn a_verified_read_compares_the_kept_checksum_and_does_not_hash_again() {
         let (s, store) = memory();
@@ -392,10 +430,13 @@ mod tests {
         // where hashing the bytes again would have passed.
         let wrong = checksum_of(ChecksumAlgorithm::Crc64Nvme, b"other bytes").unwrap();
         store
+            .kept
             .sums()
             .get_mut(&Path::from("mask/a.bin"))
             .unwrap()
-            .checksum = wrong.clone();
+            .as_mut()
+            .unwrap()
+            .checksum = KeptSum::new(&wrong).unwrap();
         match s.get(&k).await {
             Err(Error::Corrupt { actual, .. }) => assert_eq!(actual, wrong),
             other => panic!("expected Corrupt, got {other:?}"),
@@ -404,10 +445,13 @@ mod tests {
         let sha = s.clone().with_checksum(ChecksumAlgorithm::Sha256);
         sha.put(&k, data.clone()).await.unwrap();
         store
+            .kept
             .sums()
             .get_mut(&Path::from("mask/a.bin"))
             .unwrap()
-            .checksum = wrong;
+            .as_mut()
+            .unwrap()
+            .checksum = KeptSum::new(&wrong).unwrap();
         assert_eq!(sha.get(&k).await.unwrap().data, data);
         assert_eq!(
             kept(&store, "mask/a.bin"),
@@ -461,8 +505,12 @@ mod tests {
         let data = Bytes::from_owner(Tracked(vec![8; 4096], Arc::clone(&freed)));
         s.put(&k, data).await.unwrap();
         {
-            let sums = store.sums();
-            let vouched = sums.get(&Path::from("mask/a.bin")).unwrap();
+            let sums = store.kept.sums();
+            let vouched = sums
+                .get(&Path::from("mask/a.bin"))
+                .unwrap()
+                .as_ref()
+                .unwrap();
             assert_eq!(vouched.data.as_ref(), &[8; 4096][..]);
         }
         assert!(!freed.load(std::sync::atomic::Ordering::SeqCst));

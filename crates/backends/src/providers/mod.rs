@@ -90,6 +90,13 @@ pub(crate) struct Declared {
     /// The store hashes a put's bytes as it writes them when the put asks
     /// ([`crate::checksum::HashOnWrite`]): one pass over the bytes instead of two.
     pub(crate) hashes_on_write: bool,
+    /// The store reads a whole range into memory in the call that opens the object when
+    /// the caller will hold it whole, hashing it as it reads when the read is verified
+    /// ([`crate::local::ReadAll`], answered with [`crate::local::ReadChecksum`]).
+    pub(crate) reads_whole: bool,
+    /// Its read answers hold their bytes already (a stream of the one buffer it keeps, as
+    /// `InMemory` answers): nothing is read from it after the answer.
+    pub(crate) answers_whole: bool,
     /// Etags derive from the content alone (S3's MD5 etags).
     pub(crate) content_etags: bool,
     /// Its listings can show folders that hold no object any more (engines with real
@@ -108,6 +115,8 @@ impl Declared {
     /// metadata rules), and what a store of unknown kind is taken to be.
     pub(crate) const PLAIN: Declared = Declared {
         hashes_on_write: false,
+        reads_whole: false,
+        answers_whole: false,
         content_etags: false,
         verify_folders: false,
         uploads: UploadLimits::REMOTE,
@@ -175,6 +184,9 @@ pub(crate) struct Extras {
     pub(crate) native: Option<Arc<dyn NativeChecksums>>,
     /// Objects listed, read and deleted by names object_store's `Path` cannot hold (S3).
     pub(crate) names: Option<Arc<dyn FoundNames>>,
+    /// The checksums of the very buffers the store holds, kept beside them, so that a
+    /// verified read of one is not hashed again (memory).
+    pub(crate) kept: Option<crate::memory::KeptChecksums>,
 }
 
 /// A provider whose read answers carry its own checksums only when asked (S3 returns

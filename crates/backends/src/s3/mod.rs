@@ -59,6 +59,8 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
         urls: UrlSigner::Service(presigner),
         declared: Declared {
             hashes_on_write: false,
+            reads_whole: false,
+            answers_whole: false,
             content_etags: true,
             // An engine other than AWS may keep real directories (SeaweedFS).
             verify_folders: os.verify_folders.unwrap_or(os.endpoint.is_some()),
@@ -74,6 +76,7 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
                 attempts: os.max_retries.saturating_add(1),
             })),
             names: Some(Arc::new(names)),
+            kept: None,
         },
     })
 }

@@ -216,7 +216,10 @@ impl Storage {
         for layer in &self.layers {
             store = layer.wrap(store);
         }
-        self.store = Instrumentation::new(self.recorder.clone()).wrap(store);
+        // A layer may cut or replace an answer's stream: only the provider's own answers
+        // are known to hold their bytes.
+        let answers_whole = self.declared.answers_whole && self.layers.is_empty();
+        self.store = Instrumentation::new(self.recorder.clone(), answers_whole).wrap(store);
     }
 
     /// This storage with its calls passing through `layer` (above the layers it already
@@ -305,17 +308,26 @@ impl Storage {
         Verifier::of(&self.backend, info)
     }
 
-    /// Adds the checksum of `data` to `attributes` (unless checksums are off), and returns
-    /// it.
-    fn checksum_into(&self, attributes: &mut Attributes, data: &[u8]) -> Option<String> {
+    /// Adds the checksum of `data` to `attributes` (unless checksums are off); returns it
+    /// for a provider that keeps it with the bytes ([`crate::memory::KeptChecksums`]).
+    fn checksum_into(
+        &self,
+        attributes: &mut Attributes,
+        data: &[u8],
+    ) -> Option<crate::memory::KeptSum> {
         let mut hasher = Hasher::new(self.checksum)?;
         hasher.update(data);
         let checksum = hasher.finish();
+        let kept = self
+            .extras
+            .kept
+            .as_ref()
+            .and_then(|_| crate::memory::KeptSum::new(&checksum));
         attributes.insert(
             object_store::Attribute::Metadata(CHECKSUM_METADATA.into()),
-            checksum.clone().into(),
+            checksum.into(),
         );
-        Some(checksum)
+        kept
     }
 
     /// The backend name (`s3`, `local`, `memory`, or a wrapper's).

@@ -19,7 +19,7 @@ use crate::local::file_io::{Vouched, stamped_file_stream};
 use crate::local::stamp::FileStamp;
 use crate::types::{
     ByteRange, Listing, Object, ObjectInfo, ObjectStream, PutOutcome, ReadOptions, ReadVersion,
-    Source, WriteMode, WriteOptions, info_of, info_of_answer,
+    Source, WriteMode, WriteOptions, info_of, info_of_answer, info_taken_from,
 };
 use crate::{Error, Result};
 use maskstore_core::ChecksumAlgorithm;
@@ -51,15 +51,13 @@ impl Storage {
             });
         let mut attributes = options.attributes(&self.declared.metadata);
         let mut opts = PutOptions::default();
+        let mut vouched = None;
         if let Some(request) = &hash_on_write {
             opts.extensions.insert(request.clone());
         } else if let Some(checksum) = self.checksum_into(&mut attributes, &data) {
             // The checksum of these very bytes, for a store that keeps it with them
             // (memory: its reads then need not hash them again).
-            opts.extensions.insert(crate::memory::Vouched {
-                data: data.clone(),
-                checksum,
-            });
+            vouched = Some((data.clone(), checksum));
         }
         opts.mode = mode;
         opts.attributes = attributes;
@@ -76,6 +74,9 @@ impl Storage {
             }
             Err(e) => return Err(self.err(key)(e)),
         };
+        if let (Some(kept), Some((data, checksum))) = (&self.extras.kept, vouched) {
+            kept.keep(&path, data, checksum);
+        }
         let outcome = PutOutcome::from(result);
         if let (Some(request), Some(sent)) = (hash_on_write, sent)
             && !request.done.stored()
@@ -124,22 +125,34 @@ impl Storage {
     pub async fn read(&self, key: &ObjectKey, options: ReadOptions) -> Result<Object> {
         let whole = options.range.is_none();
         let mut result = self.get_result_with(key, options, true, false).await?;
-        let info = self.described(key, &result, whole).await?;
+        // Described without a wait where the provider's checksum need not be asked for (an
+        // object and its description are large: each wait moves them once more).
+        let mut info = info_taken_from(key.clone(), &mut result);
+        if self.asks_native_checksum(&info, whole) {
+            info = self.with_native_checksum(info, whole).await?;
+        }
         let range = result.range.clone();
-        if let Some(computed) = result.extensions.remove::<ReadChecksum>() {
-            let data = result.bytes().await.map_err(self.err(key))?;
-            // Hashed by the local provider as it read this very buffer (or kept by the
-            // memory provider with it), never bytes a layer in between replaced.
-            let same = computed.data.as_ptr() == data.as_ptr() && computed.data.len() == data.len();
-            if same && self.matches_stored(&info, whole, &computed.checksum) {
-                return Ok(Object { info, range, data });
-            }
-            if let Some(mut verifier) = self.verifier(&info, whole)? {
-                if same {
-                    verifier.finish_with(computed.checksum)?;
-                } else {
-                    verifier.update(&data);
-                    verifier.finish()?;
+        // A checksum of the very buffer read, from the provider: hashed by the local
+        // provider as it read it, or kept by the memory provider with the buffer it holds.
+        let read = result.extensions.remove::<ReadChecksum>();
+        let kept = self
+            .extras
+            .kept
+            .as_ref()
+            .filter(|_| self.verify_reads && whole);
+        if read.is_some() || kept.is_some() {
+            let data = whole_bytes(result).await.map_err(self.err(key))?;
+            match read {
+                // Never of bytes a layer in between replaced.
+                Some(read) => {
+                    let computed =
+                        same_buffer(&read.data, &data).then_some(read.checksum.as_bytes());
+                    self.check_whole(&info, whole, &data, computed)?;
+                }
+                None => {
+                    let computed = self.kept_checksum(key, &info, &data);
+                    let computed = computed.as_ref().map(crate::memory::KeptSum::as_bytes);
+                    self.check_whole(&info, whole, &data, computed)?;
                 }
             }
             return Ok(Object { info, range, data });
@@ -164,23 +177,57 @@ impl Storage {
         Ok(Object { info, range, data })
     }
 
-    /// Whether `computed`, the checksum of a read's bytes, is what [`Storage::verifier`]
-    /// would find them to have and accept: the read verifies, the object's record reads,
-    /// and its stored checksum, of an algorithm maskstore computes, is `computed`. Decided
-    /// without building the verifier (a read of a small object felt its allocations).
-    fn matches_stored(&self, info: &ObjectInfo, whole: bool, computed: &str) -> bool {
-        let Some(expected) = info.checksum.as_deref() else {
-            return false;
+    /// The checksum the provider keeps of `data`, the buffer a whole read of `key` returned
+    /// (computed now and kept if it has none), with the algorithm of the stored checksum.
+    fn kept_checksum(
+        &self,
+        key: &ObjectKey,
+        info: &ObjectInfo,
+        data: &Bytes,
+    ) -> Option<crate::memory::KeptSum> {
+        let kept = self.extras.kept.as_ref()?;
+        let stored = info.checksum.as_deref()?;
+        let path = super::found::store_path(key).ok()?;
+        kept.checksum_of(&path, data, stored)
+    }
+
+    /// Verifies `data`, the bytes of a read of the object `info` describes, with
+    /// `computed`, the checksum of this very buffer when the provider has it (else the
+    /// bytes are hashed).
+    fn check_whole(
+        &self,
+        info: &ObjectInfo,
+        whole: bool,
+        data: &[u8],
+        computed: Option<&[u8]>,
+    ) -> Result<()> {
+        if let Some(computed) = computed
+            && self.matches_stored(info, whole, computed)
+        {
+            return Ok(());
+        }
+        let Some(mut verifier) = self.verifier(info, whole)? else {
+            return Ok(());
         };
-        let known = expected
-            .split_once(':')
-            .and_then(|(name, _)| name.parse::<ChecksumAlgorithm>().ok())
-            .is_some_and(|algorithm| algorithm != ChecksumAlgorithm::None);
+        match computed {
+            Some(computed) => verifier.finish_with(String::from_utf8_lossy(computed).into_owned()),
+            None => {
+                verifier.update(data);
+                verifier.finish()
+            }
+        }
+    }
+
+    /// Whether `computed`, the checksum maskstore's own hasher found a read's bytes to
+    /// have, is what [`Storage::verifier`] would find them to have and accept: the read
+    /// verifies, the object's record reads, and its stored checksum is `computed` (so of an
+    /// algorithm maskstore computes: its hasher wrote `computed`). Decided without building
+    /// the verifier (a read of a small object felt its allocations).
+    fn matches_stored(&self, info: &ObjectInfo, whole: bool, computed: &[u8]) -> bool {
         self.verify_reads
             && whole
             && info.unreadable_checksum.is_none()
-            && known
-            && expected == computed
+            && info.checksum.as_deref().map(str::as_bytes) == Some(computed)
     }
 
     /// Reads the object as a stream, with memory bounded whatever its size.
@@ -311,7 +358,7 @@ impl Storage {
         if want_stamp {
             get.extensions.insert(crate::local::stamp::WantStamp);
         }
-        if into_memory {
+        if into_memory && self.declared.reads_whole {
             // A whole read is verified: the provider may hash it as it reads.
             let hash = self.verify_reads && options_whole;
             get.extensions.insert(crate::local::ReadAll { hash });
@@ -411,11 +458,18 @@ impl Storage {
         self.with_native_checksum(info, whole)
     }
 
-    async fn with_native_checksum(&self, mut info: ObjectInfo, whole: bool) -> Result<ObjectInfo> {
-        if whole
+    /// Whether the provider's own checksum of the object `info` describes is to be asked
+    /// for ([`Storage::with_native_checksum`]).
+    fn asks_native_checksum(&self, info: &ObjectInfo, whole: bool) -> bool {
+        whole
             && info.checksum.is_none()
             && info.native_checksum.is_none()
             && info.unreadable_checksum.is_none()
+            && self.extras.native.is_some()
+    }
+
+    async fn with_native_checksum(&self, mut info: ObjectInfo, whole: bool) -> Result<ObjectInfo> {
+        if self.asks_native_checksum(&info, whole)
             && let Some(native) = &self.extras.native
         {
             // A name object_store cannot hold has no object_store path to ask about: such
@@ -672,6 +726,23 @@ impl Storage {
             other => Error::from_store(&self.backend, from.as_str(), other),
         }
     }
+}
+
+/// The bytes of a whole answer: a stream's collected here (one chunk, the memory
+/// provider's buffer, as it came), a local file's read by object_store in one go.
+async fn whole_bytes(result: GetResult) -> object_store::Result<Bytes> {
+    match result.payload {
+        GetResultPayload::Stream(stream) => {
+            let expected = usize::try_from(result.range.end - result.range.start).unwrap_or(0);
+            collect_hashing(stream, expected, |_| {}).await
+        }
+        payload => GetResult { payload, ..result }.bytes().await,
+    }
+}
+
+/// Whether `a` and `b` are the same buffer (address and length), not equal bytes.
+fn same_buffer(a: &Bytes, b: &Bytes) -> bool {
+    a.as_ptr() == b.as_ptr() && a.len() == b.len()
 }
 
 /// The bytes of `stream` in one buffer, `inspect` seeing each chunk as it arrives. A

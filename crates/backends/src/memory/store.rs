@@ -29,7 +29,8 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result, UploadPart,
+    PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
+    UploadPart,
 };
 
 use crate::checksum::Hasher;
@@ -209,8 +210,12 @@ impl ObjectStore for MemoryStore {
         Self: 'c,
     {
         // Nothing vouches for the new buffer until the facade keeps the checksum its put
-        // computed.
-        self.kept.written(location);
+        // computed. An update succeeds only over an object, whose path is entered already:
+        // one refused for want of an object enters nothing.
+        match opts.mode {
+            PutMode::Update(_) => self.kept.update(location, None),
+            PutMode::Overwrite | PutMode::Create => self.kept.written(location),
+        }
         self.inner.put_opts(location, payload, opts)
     }
 
@@ -562,6 +567,31 @@ mod tests {
             }
             .boxed()
         }
+    }
+
+    #[tokio::test]
+    async fn conditional_puts_that_fail_on_missing_keys_leave_nothing_kept() {
+        let (s, store) = memory();
+        for i in 0..100 {
+            let k = s.key(&format!("missing/{i}.bin")).unwrap();
+            let update =
+                WriteOptions::default().with_mode(crate::WriteMode::IfMatch("\"1\"".into()));
+            assert!(matches!(
+                s.put_with(&k, bytes(64, 1), &update).await,
+                Err(Error::Precondition { .. })
+            ));
+        }
+        assert_eq!(
+            store.kept.sums().len(),
+            0,
+            "no path is held for objects never written"
+        );
+        // A create-only put refused (the object is there) keeps what is known of it.
+        let k = s.key("there.bin").unwrap();
+        s.put(&k, bytes(64, 2)).await.unwrap();
+        assert!(s.put_if_absent(&k, bytes(64, 3)).await.is_err());
+        assert_eq!(s.get(&k).await.unwrap().data, bytes(64, 2));
+        assert!(kept(&store, "mask/there.bin").is_some());
     }
 
     #[tokio::test]

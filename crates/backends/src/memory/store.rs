@@ -125,6 +125,19 @@ impl KeptChecksums {
         }
     }
 
+    /// Leaves `location`, entered for a copy or rename the store refused with `error`,
+    /// unless the refusal says an object is there (its path stays entered): a copy from a
+    /// missing object holds no path.
+    fn refused(&self, location: &Path, error: &object_store::Error) {
+        if matches!(error, object_store::Error::AlreadyExists { .. }) {
+            return;
+        }
+        let mut sums = self.sums();
+        if let Some(None) = sums.get(location) {
+            sums.remove(location);
+        }
+    }
+
     /// Records `sum` as what is known of the buffer at `location`, if the path is known.
     fn update(&self, location: &Path, sum: Option<Vouched>) {
         if let Some(kept) = self.sums().get_mut(location) {
@@ -284,7 +297,10 @@ impl ObjectStore for MemoryStore {
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
         self.kept.written(to);
-        self.inner.copy_opts(from, to, options).await?;
+        if let Err(e) = self.inner.copy_opts(from, to, options).await {
+            self.kept.refused(to, &e);
+            return Err(e);
+        }
         // `InMemory` copies share the buffer: its checksum holds for the copy.
         self.kept.update(to, self.kept.get(from));
         Ok(())
@@ -292,7 +308,10 @@ impl ObjectStore for MemoryStore {
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
         self.kept.written(to);
-        self.inner.rename_opts(from, to, options).await?;
+        if let Err(e) = self.inner.rename_opts(from, to, options).await {
+            self.kept.refused(to, &e);
+            return Err(e);
+        }
         let moved = self.kept.remove(from);
         self.kept.update(to, moved);
         Ok(())
@@ -592,6 +611,36 @@ mod tests {
         assert!(s.put_if_absent(&k, bytes(64, 3)).await.is_err());
         assert_eq!(s.get(&k).await.unwrap().data, bytes(64, 2));
         assert!(kept(&store, "mask/there.bin").is_some());
+    }
+
+    #[tokio::test]
+    async fn copies_and_renames_of_missing_objects_leave_nothing_kept() {
+        let (s, store) = memory();
+        let gone = s.key("gone.bin").unwrap();
+        for i in 0..50 {
+            let to = s.key(&format!("copy/{i}.bin")).unwrap();
+            assert!(matches!(
+                s.copy(&gone, &to).await,
+                Err(Error::NotFound { .. })
+            ));
+            let to = s.key(&format!("moved/{i}.bin")).unwrap();
+            assert!(matches!(
+                s.rename(&gone, &to).await,
+                Err(Error::NotFound { .. })
+            ));
+        }
+        assert_eq!(
+            store.kept.sums().len(),
+            0,
+            "no path is held for objects never written"
+        );
+        // A copy refused because its target is there keeps what is known of the target.
+        let (a, b) = (s.key("a.bin").unwrap(), s.key("b.bin").unwrap());
+        s.put(&a, bytes(64, 1)).await.unwrap();
+        s.put(&b, bytes(64, 2)).await.unwrap();
+        assert!(s.copy_if_absent(&a, &b).await.is_err());
+        assert_eq!(s.get(&b).await.unwrap().data, bytes(64, 2));
+        assert!(kept(&store, "mask/b.bin").is_some());
     }
 
     #[tokio::test]

@@ -125,11 +125,14 @@ impl KeptChecksums {
         }
     }
 
-    /// Leaves `location`, entered for a copy or rename the store refused with `error`,
+    /// Leaves `location`, entered for a write (put, copy, rename) that failed with `error`,
     /// unless the refusal says an object is there (its path stays entered): a copy from a
-    /// missing object holds no path.
-    fn refused(&self, location: &Path, error: &object_store::Error) {
-        if matches!(error, object_store::Error::AlreadyExists { .. }) {
+    /// missing object, or a put a layer refused before it ran, holds no path.
+    pub(crate) fn refused(&self, location: &Path, error: &object_store::Error) {
+        if matches!(
+            error,
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
+        ) {
             return;
         }
         let mut sums = self.sums();
@@ -641,6 +644,49 @@ mod tests {
         assert!(s.copy_if_absent(&a, &b).await.is_err());
         assert_eq!(s.get(&b).await.unwrap().data, bytes(64, 2));
         assert!(kept(&store, "mask/b.bin").is_some());
+    }
+
+    /// A layer that refuses every put without running it (a fault injected, a limit).
+    #[derive(Debug, Clone)]
+    struct RefusesPuts;
+
+    impl crate::layers::Intercept for RefusesPuts {
+        fn name(&self) -> &str {
+            "refuses-puts"
+        }
+
+        fn call<'a, T: Send + 'a>(
+            &'a self,
+            call: crate::layers::Call<'a>,
+            run: futures::future::BoxFuture<'a, Result<T>>,
+        ) -> futures::future::BoxFuture<'a, Result<T>> {
+            if call.operation != crate::Operation::Put {
+                return run;
+            }
+            drop(run);
+            Box::pin(async {
+                Err(object_store::Error::Generic {
+                    store: "refuses-puts",
+                    source: "refused".into(),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn puts_a_layer_refuses_before_they_run_leave_nothing_kept() {
+        let (s, store) = memory();
+        let refusing = s.layer(RefusesPuts);
+        for i in 0..100 {
+            let k = s.key(&format!("refused/{i}.bin")).unwrap();
+            assert!(refusing.put(&k, bytes(64, 1)).await.is_err());
+            assert!(matches!(s.head(&k).await, Err(Error::NotFound { .. })));
+        }
+        assert_eq!(
+            store.kept.sums().len(),
+            0,
+            "no path is held for objects never written"
+        );
     }
 
     #[tokio::test]

@@ -29,7 +29,8 @@ use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
     CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result, UploadPart,
+    PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
+    UploadPart,
 };
 
 use crate::checksum::Hasher;
@@ -86,9 +87,11 @@ fn same_buffer(a: &Bytes, b: &Bytes) -> bool {
     a.as_ptr() == b.as_ptr() && a.len() == b.len()
 }
 
-/// By path: the checksum of the buffer last known to be stored there; `None` once the
-/// object was written by a path that vouched for nothing (the path stays, so the next
-/// put that vouches does not allocate it again).
+/// By path: the checksum of the buffer last known to be stored there; `None` while the
+/// object is written by a path that vouches for nothing yet (the path stays, so the next
+/// put that vouches does not allocate it again). A path is entered when a write to it
+/// starts and leaves with its object, so no checksum (nor the buffer it holds) outlives a
+/// deleted object.
 type Sums = std::collections::HashMap<Path, Option<Vouched>, foldhash::fast::RandomState>;
 
 /// The checksums of the buffers a memory store holds, shared by the store (which forgets
@@ -104,19 +107,44 @@ impl KeptChecksums {
     }
 
     /// Keeps `checksum`, computed over `data`, as the checksum of the buffer written at
-    /// `location`.
+    /// `location`, if a write there is still known ([`KeptChecksums::written`]): a delete
+    /// that landed since forgot the path, and nothing is kept of the bytes it removed.
     pub(crate) fn keep(&self, location: &Path, data: Bytes, checksum: KeptSum) {
-        self.set(location, Some(Vouched { data, checksum }));
+        self.update(location, Some(Vouched { data, checksum }));
     }
 
-    /// Records `sum` as what is known of the buffer at `location`.
-    fn set(&self, location: &Path, sum: Option<Vouched>) {
+    /// Records that `location` is being written: nothing vouches for its new buffer yet.
+    /// Only a path entered here (or by a copy or rename) can have a checksum kept, so a
+    /// put or read that finishes after a delete keeps nothing for the deleted object.
+    fn written(&self, location: &Path) {
         let mut sums = self.sums();
         match sums.get_mut(location) {
             // The path is kept, not cloned again.
-            Some(kept) => *kept = sum,
-            None if sum.is_some() => drop(sums.insert(location.clone(), sum)),
-            None => {}
+            Some(kept) => *kept = None,
+            None => drop(sums.insert(location.clone(), None)),
+        }
+    }
+
+    /// Leaves `location`, entered for a write (put, copy, rename) that failed with `error`,
+    /// unless the refusal says an object is there (its path stays entered): a copy from a
+    /// missing object, or a put a layer refused before it ran, holds no path.
+    pub(crate) fn refused(&self, location: &Path, error: &object_store::Error) {
+        if matches!(
+            error,
+            object_store::Error::AlreadyExists { .. } | object_store::Error::Precondition { .. }
+        ) {
+            return;
+        }
+        let mut sums = self.sums();
+        if let Some(None) = sums.get(location) {
+            sums.remove(location);
+        }
+    }
+
+    /// Records `sum` as what is known of the buffer at `location`, if the path is known.
+    fn update(&self, location: &Path, sum: Option<Vouched>) {
+        if let Some(kept) = self.sums().get_mut(location) {
+            *kept = sum;
         }
     }
 
@@ -183,7 +211,7 @@ impl MemoryStore {
 #[deny(clippy::missing_trait_methods)]
 impl ObjectStore for MemoryStore {
     // Written out rather than `async fn`, as `get_opts`. The buffer kept is forgotten
-    // before the write, so the store's future is `InMemory`'s own: a read between the two
+    // (and the path entered, see [`Sums`]) before the write, so the store's future is `InMemory`'s own: a read between the two
     // may keep the old buffer's checksum again, which stays true of that buffer (and is
     // replaced by the facade's, once its put returns).
     fn put_opts<'a, 'b, 'c>(
@@ -198,8 +226,12 @@ impl ObjectStore for MemoryStore {
         Self: 'c,
     {
         // Nothing vouches for the new buffer until the facade keeps the checksum its put
-        // computed.
-        self.kept.set(location, None);
+        // computed. An update succeeds only over an object, whose path is entered already:
+        // one refused for want of an object enters nothing.
+        match opts.mode {
+            PutMode::Update(_) => self.kept.update(location, None),
+            PutMode::Overwrite | PutMode::Create => self.kept.written(location),
+        }
         self.inner.put_opts(location, payload, opts)
     }
 
@@ -267,16 +299,24 @@ impl ObjectStore for MemoryStore {
     }
 
     async fn copy_opts(&self, from: &Path, to: &Path, options: CopyOptions) -> Result<()> {
-        self.inner.copy_opts(from, to, options).await?;
+        self.kept.written(to);
+        if let Err(e) = self.inner.copy_opts(from, to, options).await {
+            self.kept.refused(to, &e);
+            return Err(e);
+        }
         // `InMemory` copies share the buffer: its checksum holds for the copy.
-        self.kept.set(to, self.kept.get(from));
+        self.kept.update(to, self.kept.get(from));
         Ok(())
     }
 
     async fn rename_opts(&self, from: &Path, to: &Path, options: RenameOptions) -> Result<()> {
-        self.inner.rename_opts(from, to, options).await?;
+        self.kept.written(to);
+        if let Err(e) = self.inner.rename_opts(from, to, options).await {
+            self.kept.refused(to, &e);
+            return Err(e);
+        }
         let moved = self.kept.remove(from);
-        self.kept.set(to, moved);
+        self.kept.update(to, moved);
         Ok(())
     }
 }
@@ -297,8 +337,8 @@ impl MultipartUpload for Upload {
     }
 
     async fn complete(&mut self) -> Result<PutResult> {
+        self.kept.written(&self.location);
         let result = self.inner.complete().await?;
-        self.kept.set(&self.location, None);
         Ok(result)
     }
 
@@ -519,6 +559,177 @@ mod tests {
             freed.load(std::sync::atomic::Ordering::SeqCst),
             "a delete frees it"
         );
+    }
+
+    /// A layer that deletes the object a call of the operation wrote or read as soon as
+    /// the store answered, before the call returns: a delete racing the put or read,
+    /// landing between the store's answer and the facade's keeping of the checksum.
+    #[derive(Debug, Clone)]
+    struct DeletedMeanwhile(Arc<MemoryStore>, crate::Operation);
+
+    impl crate::layers::Intercept for DeletedMeanwhile {
+        fn name(&self) -> &str {
+            "deleted-meanwhile"
+        }
+
+        fn call<'a, T: Send + 'a>(
+            &'a self,
+            call: crate::layers::Call<'a>,
+            run: futures::future::BoxFuture<'a, Result<T>>,
+        ) -> futures::future::BoxFuture<'a, Result<T>> {
+            use futures::FutureExt;
+            async move {
+                let result = run.await;
+                if call.operation == self.1 {
+                    object_store::ObjectStoreExt::delete(&*self.0, call.location)
+                        .await
+                        .unwrap();
+                }
+                result
+            }
+            .boxed()
+        }
+    }
+
+    #[tokio::test]
+    async fn conditional_puts_that_fail_on_missing_keys_leave_nothing_kept() {
+        let (s, store) = memory();
+        for i in 0..100 {
+            let k = s.key(&format!("missing/{i}.bin")).unwrap();
+            let update =
+                WriteOptions::default().with_mode(crate::WriteMode::IfMatch("\"1\"".into()));
+            assert!(matches!(
+                s.put_with(&k, bytes(64, 1), &update).await,
+                Err(Error::Precondition { .. })
+            ));
+        }
+        assert_eq!(
+            store.kept.sums().len(),
+            0,
+            "no path is held for objects never written"
+        );
+        // A create-only put refused (the object is there) keeps what is known of it.
+        let k = s.key("there.bin").unwrap();
+        s.put(&k, bytes(64, 2)).await.unwrap();
+        assert!(s.put_if_absent(&k, bytes(64, 3)).await.is_err());
+        assert_eq!(s.get(&k).await.unwrap().data, bytes(64, 2));
+        assert!(kept(&store, "mask/there.bin").is_some());
+    }
+
+    #[tokio::test]
+    async fn copies_and_renames_of_missing_objects_leave_nothing_kept() {
+        let (s, store) = memory();
+        let gone = s.key("gone.bin").unwrap();
+        for i in 0..50 {
+            let to = s.key(&format!("copy/{i}.bin")).unwrap();
+            assert!(matches!(
+                s.copy(&gone, &to).await,
+                Err(Error::NotFound { .. })
+            ));
+            let to = s.key(&format!("moved/{i}.bin")).unwrap();
+            assert!(matches!(
+                s.rename(&gone, &to).await,
+                Err(Error::NotFound { .. })
+            ));
+        }
+        assert_eq!(
+            store.kept.sums().len(),
+            0,
+            "no path is held for objects never written"
+        );
+        // A copy refused because its target is there keeps what is known of the target.
+        let (a, b) = (s.key("a.bin").unwrap(), s.key("b.bin").unwrap());
+        s.put(&a, bytes(64, 1)).await.unwrap();
+        s.put(&b, bytes(64, 2)).await.unwrap();
+        assert!(s.copy_if_absent(&a, &b).await.is_err());
+        assert_eq!(s.get(&b).await.unwrap().data, bytes(64, 2));
+        assert!(kept(&store, "mask/b.bin").is_some());
+    }
+
+    /// A layer that refuses every put without running it (a fault injected, a limit).
+    #[derive(Debug, Clone)]
+    struct RefusesPuts;
+
+    impl crate::layers::Intercept for RefusesPuts {
+        fn name(&self) -> &str {
+            "refuses-puts"
+        }
+
+        fn call<'a, T: Send + 'a>(
+            &'a self,
+            call: crate::layers::Call<'a>,
+            run: futures::future::BoxFuture<'a, Result<T>>,
+        ) -> futures::future::BoxFuture<'a, Result<T>> {
+            if call.operation != crate::Operation::Put {
+                return run;
+            }
+            drop(run);
+            Box::pin(async {
+                Err(object_store::Error::Generic {
+                    store: "refuses-puts",
+                    source: "refused".into(),
+                })
+            })
+        }
+    }
+
+    #[tokio::test]
+    async fn puts_a_layer_refuses_before_they_run_leave_nothing_kept() {
+        let (s, store) = memory();
+        let refusing = s.layer(RefusesPuts);
+        for i in 0..100 {
+            let k = s.key(&format!("refused/{i}.bin")).unwrap();
+            assert!(refusing.put(&k, bytes(64, 1)).await.is_err());
+            assert!(matches!(s.head(&k).await, Err(Error::NotFound { .. })));
+        }
+        assert_eq!(
+            store.kept.sums().len(),
+            0,
+            "no path is held for objects never written"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_delete_racing_a_put_or_read_leaves_no_checksum_holding_the_deleted_bytes() {
+        let (s, store) = memory();
+        let deleted = s.layer(DeletedMeanwhile(Arc::clone(&store), crate::Operation::Put));
+        let k = s.key("a.bin").unwrap();
+        let freed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let data = Bytes::from_owner(Tracked(vec![7; 4096], Arc::clone(&freed)));
+        deleted.put(&k, data).await.unwrap();
+        assert!(matches!(s.head(&k).await, Err(Error::NotFound { .. })));
+        assert_eq!(kept(&store, "mask/a.bin"), None);
+        assert!(
+            freed.load(std::sync::atomic::Ordering::SeqCst),
+            "nothing holds the bytes of a deleted object"
+        );
+        // A verified read of bytes no put vouched for hashes them and keeps the checksum:
+        // not once a delete took the object meanwhile.
+        let freed = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let data = Bytes::from_owner(Tracked(vec![8; 4096], Arc::clone(&freed)));
+        s.put(&k, data.clone()).await.unwrap();
+        let path = Path::from("mask/a.bin");
+        let stored = store
+            .inner
+            .get_opts(&path, GetOptions::default())
+            .await
+            .unwrap();
+        let opts = PutOptions {
+            attributes: stored.attributes.clone(),
+            ..Default::default()
+        };
+        store.put_opts(&path, data.into(), opts).await.unwrap();
+        assert_eq!(
+            kept(&store, "mask/a.bin"),
+            None,
+            "a raw put vouches for nothing"
+        );
+        let deleted = s.layer(DeletedMeanwhile(Arc::clone(&store), crate::Operation::Get));
+        assert_eq!(deleted.get(&k).await.unwrap().data.len(), 4096);
+        drop(stored);
+        assert!(matches!(s.head(&k).await, Err(Error::NotFound { .. })));
+        assert_eq!(kept(&store, "mask/a.bin"), None);
+        assert!(freed.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -62,7 +62,12 @@ impl Storage {
         opts.mode = mode;
         opts.attributes = attributes;
         let sent = hash_on_write.as_ref().map(|_| data.clone());
-        let result = match self.store().put_opts(&path, data.into(), opts).await {
+        let answer = self.store().put_opts(&path, data.into(), opts).await;
+        if let (Err(e), Some(kept)) = (&answer, &self.extras.kept) {
+            // Entered for this put, which may never have run (a layer refused it).
+            kept.refused(&path, e);
+        }
+        let result = match answer {
             Ok(result) => result,
             // S3 answers an if-match write to a missing key with 404; the condition failed.
             Err(object_store::Error::NotFound { .. })

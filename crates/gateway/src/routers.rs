@@ -10,6 +10,7 @@ use maskstore_backends::signing::{FORM_PATH, OBJECT_PATH};
 use maskstore_core::config::CorsConfig;
 use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Semaphore;
+use tower::Layer;
 
 use crate::cors::cors_layer;
 use crate::health::health;
@@ -17,7 +18,7 @@ use crate::metrics::{Track, render};
 use crate::objects::budget::{MemoryBudget, download_budget};
 use crate::objects::conditional_budget;
 use crate::objects::verified::VerifiedVersions;
-use crate::objects::{form, object};
+use crate::objects::{ObjectService, form};
 use crate::shares::ClientShares;
 use crate::{GatewayError, Limits};
 
@@ -74,12 +75,17 @@ pub fn objects_router(
         conditional: conditional_budget(),
         verified: Arc::default(),
     };
+    let gateway = Arc::new(gateway);
+    let cors = cors_layer(cors)?;
+    // The object route is added after the layers, already layered the same way (counted
+    // outermost, CORS inside): as one service, not a layered handler boxed at each level.
+    let objects = Track.layer(cors.layer(ObjectService(Arc::clone(&gateway))));
     Ok(Router::new()
-        .route(&format!("{OBJECT_PATH}{{*key}}"), any(object))
         .route(FORM_PATH, any(form))
-        .layer(cors_layer(cors)?)
-        .with_state(Arc::new(gateway))
-        .layer(Track))
+        .layer(cors)
+        .with_state(gateway)
+        .layer(Track)
+        .route_service(&format!("{OBJECT_PATH}{{*key}}"), objects))
 }
 
 /// `GET /health`, and `GET /metrics` rendering `metrics` when given: what the admin
@@ -109,6 +115,64 @@ pub fn router_with_metrics(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The object route is layered apart from the router's other routes: its answers
+    /// still carry CORS (a simple request's and a preflight's) and the hardening headers.
+    #[tokio::test]
+    async fn object_answers_carry_cors_and_the_hardening_headers() {
+        use axum::body::Body;
+        use axum::http::{Request, header};
+        use maskstore_backends::signing::{SignOptions, SignedMethod};
+        use tower::ServiceExt;
+
+        let origin = "https://app.example";
+        let mut config = maskstore_core::Config::memory()
+            .with_signing_secret(maskstore_core::Secret::new(
+                "0123456789abcdef0123456789abcdef",
+            ))
+            .unwrap();
+        config.cors.allowed_origins = vec![origin.to_string()];
+        let storage = Storage::connect(&config).unwrap();
+        let key = "mask/cors.png".parse().unwrap();
+        storage.put(&key, &b"png"[..]).await.unwrap();
+        let signer = storage.gateway_signer().unwrap();
+        let url = signer.sign(
+            SignedMethod::Get,
+            &key,
+            i64::MAX / 2,
+            &SignOptions::default(),
+        );
+        let path = url.strip_prefix(signer.public_url()).unwrap().to_string();
+        let router = router(storage, &config.cors).unwrap();
+
+        let get = Request::get(&path).header(header::ORIGIN, origin);
+        let answer = router
+            .clone()
+            .oneshot(get.body(Body::empty()).unwrap())
+            .await;
+        let answer = answer.unwrap();
+        assert_eq!(answer.status(), 200);
+        let headers = answer.headers();
+        assert_eq!(headers[header::ACCESS_CONTROL_ALLOW_ORIGIN], origin);
+        assert!(headers.contains_key(header::VARY));
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
+
+        let preflight = Request::options(&path)
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "PUT");
+        let answer = router.oneshot(preflight.body(Body::empty()).unwrap()).await;
+        let answer = answer.unwrap();
+        assert_eq!(answer.status(), 200);
+        assert_eq!(
+            answer.headers()[header::ACCESS_CONTROL_ALLOW_ORIGIN],
+            origin
+        );
+        assert!(
+            answer
+                .headers()
+                .contains_key(header::ACCESS_CONTROL_ALLOW_METHODS)
+        );
+    }
 
     #[test]
     fn s3_storage_is_not_servable() {

@@ -42,12 +42,42 @@ pub struct GatewaySigner {
 
 /// The secrets in use.
 struct Keys {
-    current: Secret,
+    current: Key,
     /// Earlier secrets still accepted, newest first: the configured previous one (for
     /// good), then each replaced by a rotation (until the instant given), at most
     /// [`MAX_PREVIOUS_SECRETS`], so rotating twice within `keep_previous` keeps URLs of
     /// the first secret working too.
-    previous: Vec<(Secret, Option<Instant>)>,
+    previous: Vec<(Key, Option<Instant>)>,
+}
+
+/// A secret with its HMAC key schedule (the inner and outer padded key, hashed) computed
+/// once: a signature then hashes the message alone, not the key's two blocks again.
+#[derive(Clone)]
+struct Key {
+    secret: Secret,
+    keyed: HmacSha256,
+}
+
+impl Key {
+    fn new(secret: Secret) -> Key {
+        let keyed = HmacSha256::new_from_slice(secret.expose().as_bytes())
+            .expect("HMAC takes keys of any length");
+        Key { secret, keyed }
+    }
+
+    /// The HMAC-SHA256 of `message` under this secret.
+    fn mac(&self, message: &str) -> Vec<u8> {
+        let mut mac = self.keyed.clone();
+        mac.update(message.as_bytes());
+        mac.finalize().into_bytes().to_vec()
+    }
+
+    /// Whether `signature` is this secret's over `message`, compared in constant time.
+    fn verifies(&self, message: &str, signature: &[u8]) -> bool {
+        let mut mac = self.keyed.clone();
+        mac.update(message.as_bytes());
+        mac.verify_slice(signature).is_ok()
+    }
 }
 
 /// The most earlier secrets a rotating signer accepts at once; a URL signed with an older
@@ -77,8 +107,8 @@ impl GatewaySigner {
         GatewaySigner {
             base: public_url.trim_end_matches('/').to_string(),
             keys: RwLock::new(Arc::new(Keys {
-                current,
-                previous: previous.into_iter().map(|p| (p, None)).collect(),
+                current: Key::new(current),
+                previous: previous.into_iter().map(|p| (Key::new(p), None)).collect(),
             })),
             rotation: None,
         }
@@ -128,21 +158,21 @@ impl GatewaySigner {
                 "the rotated signing secret is shorter than {} bytes; the secret in use stays (generate one with: openssl rand -hex 32)",
                 maskstore_core::config::MIN_SIGNING_SECRET_BYTES
             );
-        } else if next != keys.current {
+        } else if next != keys.current.secret {
             let mut previous = vec![(keys.current.clone(), Some(now + rotation.keep_previous))];
             previous.extend(
                 keys.previous
                     .iter()
                     .filter(|(_, until)| until.is_none_or(|until| now < until))
                     // The configured previous secret was already on its way out.
-                    .map(|(secret, until)| {
-                        (secret.clone(), until.or(Some(now + rotation.keep_previous)))
+                    .map(|(key, until)| {
+                        (key.clone(), until.or(Some(now + rotation.keep_previous)))
                     }),
             );
             previous.truncate(MAX_PREVIOUS_SECRETS);
             *keys = Arc::new(Keys {
                 previous,
-                current: next,
+                current: Key::new(next),
             });
             rotated(rotation.files.name(), rotation.files.paths());
         }
@@ -168,17 +198,14 @@ impl GatewaySigner {
             .unwrap_or_default();
         let sha256 = options.sha256.map(|digest| digest.hex());
         let keys = self.keys(Instant::now());
-        let signature = hex(&mac(
-            &keys.current,
-            &canonical(
-                method.as_str(),
-                key.as_str(),
-                &expires.to_string(),
-                content_type,
-                &content_length,
-                sha256.as_deref(),
-            ),
-        ));
+        let signature = hex(&keys.current.mac(&canonical(
+            method.as_str(),
+            key.as_str(),
+            &expires.to_string(),
+            content_type,
+            &content_length,
+            sha256.as_deref(),
+        )));
         let path: Vec<String> = key
             .as_str()
             .split('/')
@@ -213,10 +240,10 @@ impl GatewaySigner {
     /// The signature of a form's policy (its base64 text, as the form carries it): 64
     /// lowercase hex digits, under a domain of its own so no URL's signature is a policy's.
     pub fn sign_policy(&self, policy: &str) -> String {
-        hex(&mac(
-            &self.keys(Instant::now()).current,
-            &policy_message(policy),
-        ))
+        hex(&self
+            .keys(Instant::now())
+            .current
+            .mac(&policy_message(policy)))
     }
 
     /// Whether `signature` (as a form carries it) is one of the secrets in use over
@@ -286,10 +313,10 @@ impl GatewaySigner {
                 .previous
                 .iter()
                 .filter(|(_, until)| until.is_none_or(|until| checked < until))
-                .map(|(secret, _)| secret);
+                .map(|(key, _)| key);
             std::iter::once(&keys.current)
                 .chain(previous)
-                .map(|secret| verify_mac(secret, message, signature))
+                .map(|key| key.verifies(message, signature))
                 .fold(false, |any, ok| any | ok)
         };
         let mut matched = matches(&self.keys(checked));
@@ -300,7 +327,7 @@ impl GatewaySigner {
             // here, so a file caught half rewritten is never adopted on a client's say-so.
             let signed_it = |values: &[String]| {
                 values[0].len() >= maskstore_core::config::MIN_SIGNING_SECRET_BYTES
-                    && verify_mac(&Secret::new(values[0].clone()), message, signature)
+                    && Key::new(Secret::new(values[0].clone())).verifies(message, signature)
             };
             if let Some(mut values) = rotation.files.poll_early(signed_it) {
                 self.adopt(rotation, Secret::new(values.remove(0)), checked);
@@ -334,20 +361,6 @@ fn canonical(
 /// The message a form's policy signature is over.
 fn policy_message(policy: &str) -> String {
     format!("maskstore-post-v1\n{policy}")
-}
-
-fn mac(secret: &Secret, message: &str) -> Vec<u8> {
-    let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
-        .expect("HMAC takes keys of any length");
-    mac.update(message.as_bytes());
-    mac.finalize().into_bytes().to_vec()
-}
-
-fn verify_mac(secret: &Secret, message: &str, signature: &[u8]) -> bool {
-    let mut mac = HmacSha256::new_from_slice(secret.expose().as_bytes())
-        .expect("HMAC takes keys of any length");
-    mac.update(message.as_bytes());
-    mac.verify_slice(signature).is_ok()
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -521,6 +534,23 @@ pub(super) mod tests {
             s.verify("GET", "mask/..%2Fetc", &query, at(NOW)),
             Err(Refusal::InvalidKey(_))
         ));
+    }
+
+    #[test]
+    fn a_key_schedule_computed_once_signs_as_hmac_sha256_every_time() {
+        // RFC 4231, test case 2, twice from one key: the kept state is not consumed.
+        let key = Key::new(Secret::new("Jefe"));
+        let expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
+        let message = "what do ya want for nothing?";
+        for _ in 0..2 {
+            assert_eq!(hex(&key.mac(message)), expected);
+            assert!(key.verifies(message, &key.mac(message)));
+        }
+        let mut forged = key.mac(message);
+        forged[31] ^= 1;
+        assert!(!key.verifies(message, &forged));
+        assert!(!key.verifies("what do ya want for nothing!", &key.mac(message)));
+        assert!(!Key::new(Secret::new("Jeff")).verifies(message, &key.mac(message)));
     }
 
     #[test]

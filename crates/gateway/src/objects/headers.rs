@@ -58,9 +58,9 @@ pub(super) fn describe(out: &mut HeaderMap, info: &ObjectInfo) {
         );
     }
     if let Some(etag) = &info.etag {
-        set(out, header::ETAG, &quote(etag));
+        set_owned(out, header::ETAG, quote(etag));
     }
-    set(out, header::LAST_MODIFIED, &http_date(info.last_modified));
+    set_owned(out, header::LAST_MODIFIED, http_date(info.last_modified));
     set(out, header::ACCEPT_RANGES, "bytes");
 }
 
@@ -81,6 +81,13 @@ fn http_date(at: chrono::DateTime<chrono::Utc>) -> String {
 /// the store's text, not ours).
 pub(super) fn set(out: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(value) = HeaderValue::from_str(value) {
+        out.insert(name, value);
+    }
+}
+
+/// [`set`] for a value built for the header: its buffer becomes the header's, uncopied.
+fn set_owned(out: &mut HeaderMap, name: HeaderName, value: String) {
+    if let Ok(value) = HeaderValue::try_from(value) {
         out.insert(name, value);
     }
 }

@@ -10,11 +10,14 @@ mod headers;
 mod upload;
 pub(crate) mod verified;
 
+use std::convert::Infallible;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use futures::future::BoxFuture;
 use maskstore_backends::signing::{Grant, OBJECT_PATH, QueryLimit, SignedMethod};
 
 use crate::reply::{RefusedBeforeStore, Unsigned, error_reply, refuse_unsigned, reply};
@@ -36,10 +39,31 @@ use upload::upload;
 /// with every byte percent-encoded.
 const MAX_ENCODED_KEY_BYTES: usize = 3 * maskstore_core::MAX_KEY_BYTES;
 
-/// The handler of `/o/<key>`: whatever the answer, it carries the headers that keep it from
-/// running in a browser on the gateway's origin.
-pub(crate) async fn object(State(gateway): State<Arc<Gateway>>, request: Request) -> Response {
-    let mut response = object_response(&gateway, request).await;
+/// `/o/<key>` as a service of its own, routed as it is rather than as a handler: axum
+/// would wrap a handler in a method router and box and clone it once per layer for every
+/// request, where this is one boxed future.
+#[derive(Clone)]
+pub(crate) struct ObjectService(pub(crate) Arc<Gateway>);
+
+impl tower::Service<Request> for ObjectService {
+    type Response = Response;
+    type Error = Infallible;
+    type Future = BoxFuture<'static, Result<Response, Infallible>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request) -> Self::Future {
+        let gateway = Arc::clone(&self.0);
+        Box::pin(async move { Ok(object(&gateway, request).await) })
+    }
+}
+
+/// The answer to a request of `/o/<key>`: whatever it is, it carries the headers that keep
+/// it from running in a browser on the gateway's origin.
+async fn object(gateway: &Gateway, request: Request) -> Response {
+    let mut response = object_response(gateway, request).await;
     harden(response.headers_mut());
     response
 }

@@ -21,7 +21,7 @@ use crate::types::{
     ByteRange, Listing, Object, ObjectInfo, ObjectStream, PutOutcome, ReadOptions, ReadVersion,
     Source, WriteMode, WriteOptions, info_of, info_of_answer, info_taken_from,
 };
-use crate::{Error, Result};
+use crate::{Error, ErrorKind, Result};
 use maskstore_core::ChecksumAlgorithm;
 
 impl Storage {
@@ -369,10 +369,43 @@ impl Storage {
             get.extensions.insert(crate::local::ReadAll { hash });
         }
         let conditions = (get.if_match.clone(), get.if_none_match.clone());
+        let conditional = conditions.0.is_some() || conditions.1.is_some();
         // A found (foreign) key reads too.
         match self.get_at(key, get).await {
             Err(Error::InvalidRange { .. }) if suffix => self.empty_suffix(key, conditions).await,
+            Err(refused @ Error::InvalidRange { .. }) if conditional => {
+                Err(self.conditions_before_range(key, conditions, refused).await)
+            }
             other => other,
+        }
+    }
+
+    /// The answer to a conditional read whose range was refused: RFC 9110 §13.2.2 judges
+    /// the preconditions before the range (so does S3), where fake-gcs-server judges the
+    /// range first. The same conditions are asked of a HEAD: its verdict (412, 304, or
+    /// 404) is the answer, else the range's refusal stands.
+    async fn conditions_before_range(
+        &self,
+        key: &ObjectKey,
+        (if_match, if_none_match): (Option<String>, Option<String>),
+        refused: Error,
+    ) -> Error {
+        let head = GetOptions {
+            head: true,
+            if_match,
+            if_none_match,
+            ..Default::default()
+        };
+        match self.get_at(key, head).await {
+            Err(verdict)
+                if matches!(
+                    verdict.kind(),
+                    ErrorKind::Precondition | ErrorKind::NotModified | ErrorKind::NotFound
+                ) =>
+            {
+                verdict
+            }
+            _ => refused,
         }
     }
 

@@ -13,8 +13,10 @@ pub enum Known {
     /// SeaweedFS (4.48) stores an explicit `Content-Type: application/octet-stream` as the
     /// type its key's extension suggests (`.png`: `image/png`), whatever the client sent
     /// (boto3's `put_object(ContentType="application/octet-stream")` too); S3 stores the
-    /// type sent. Excused: only a version written with that type under a key whose
-    /// extension names a mask format, read back as that format's type.
+    /// type sent, and so may a copy to such a key, while a copy of such an object may carry
+    /// the type it took (measured on empty objects). Excused: only a version written with
+    /// that type, read back (Storage or a signed GET) as the type that the extension of its
+    /// key, or of a key its bytes were written or copied under, names.
     SeaweedfsOctetStreamByExtension,
 }
 

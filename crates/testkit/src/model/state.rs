@@ -28,6 +28,11 @@ pub struct Version {
     /// upload on S3, Azure or GCS never passes maskstore: its checksum may be absent (the
     /// provider's own then verifies), but one that is there must be right.
     pub checksummed: bool,
+    /// The keys the bytes were written and then copied or renamed under, in order. An
+    /// engine that types an untyped object by its key's extension (see [`super::Known`])
+    /// may have typed it by any of them: a copy may carry the type its source was stored
+    /// with, or take its own key's.
+    pub keys: Vec<String>,
 }
 
 /// What an operation must answer, by the model.
@@ -82,16 +87,14 @@ impl Model {
         };
     }
 
-    /// The version `write` at `key`, if it is still there, with another content type (as
-    /// an engine with a documented departure stored it).
-    pub fn retype(&mut self, key: &str, write: u64, content_type: &str) {
-        if let Some(version) = self.objects.get_mut(key).filter(|v| v.write == write) {
-            version.content_type = content_type.to_string();
-        }
-    }
-
     /// A new version (the next write number).
-    pub fn version(&mut self, body: Body, content_type: &str, meta: Option<&str>) -> Version {
+    pub fn version(
+        &mut self,
+        key: &str,
+        body: Body,
+        content_type: &str,
+        meta: Option<&str>,
+    ) -> Version {
         self.writes += 1;
         Version {
             write: self.writes,
@@ -101,6 +104,7 @@ impl Model {
                 .map(|v| BTreeMap::from([(META_NAME.to_string(), v.to_string())]))
                 .unwrap_or_default(),
             checksummed: true,
+            keys: vec![key.to_string()],
         }
     }
 
@@ -125,7 +129,7 @@ impl Model {
                     _ => {}
                 }
                 let ct = content_type.as_deref().unwrap_or(DEFAULT_TYPE);
-                let version = self.version(*body, ct, meta.as_deref());
+                let version = self.version(key, *body, ct, meta.as_deref());
                 self.objects.insert(key.clone(), version);
                 Expected::Done
             }
@@ -164,14 +168,14 @@ impl Model {
             } => {
                 if !abort {
                     let ct = content_type.as_deref().unwrap_or(DEFAULT_TYPE);
-                    let version = self.version(*body, ct, None);
+                    let version = self.version(key, *body, ct, None);
                     self.objects.insert(key.clone(), version);
                 }
                 Expected::Done
             }
             Op::SignedGet { key } => Expected::Fetched(self.objects.get(key).cloned()),
             Op::SignedPut { key, body } => {
-                let mut version = self.version(*body, SIGNED_TYPE, None);
+                let mut version = self.version(key, *body, SIGNED_TYPE, None);
                 version.checksummed = false;
                 self.objects.insert(key.clone(), version);
                 Expected::Done
@@ -249,6 +253,7 @@ impl Model {
         let mut version = source.clone();
         self.writes += 1;
         version.write = self.writes;
+        version.keys.push(to.to_string());
         self.objects.insert(to.to_string(), version);
         if rename {
             self.objects.remove(from);

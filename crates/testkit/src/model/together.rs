@@ -32,11 +32,13 @@ pub async fn run(runner: &mut Runner, ops: &[Op]) -> Result<(), Divergence> {
         .iter()
         .map(|op| match op {
             Op::Put {
+                key,
                 body,
                 content_type,
                 meta,
                 ..
             } => Some(runner.model.version(
+                key,
                 *body,
                 content_type.as_deref().unwrap_or(DEFAULT_TYPE),
                 meta.as_deref(),

@@ -53,6 +53,9 @@ pub struct Storage {
     layers: Vec<Arc<dyn Layer>>,
     /// What operations go through: the layers over `base`, instrumented outside them all.
     store: Arc<dyn ObjectStore>,
+    /// `store` as [`Storage::object_store`] hands it out: where the provider owes
+    /// checksums (memory), its reads pay them, as the facade's own do.
+    exposed: Arc<dyn ObjectStore>,
     backend: Backend,
     prefix: KeyPrefix,
     ttl: TtlPolicy,
@@ -191,6 +194,7 @@ impl Storage {
         let recorder = Recorder::new(backend.clone(), Arc::clone(&monitor));
         let mut storage = Storage {
             store: Arc::clone(&built.store),
+            exposed: Arc::clone(&built.store),
             base: built.store,
             layers: Vec::new(),
             backend,
@@ -220,6 +224,10 @@ impl Storage {
         // are known to hold their bytes.
         let answers_whole = self.declared.answers_whole && self.layers.is_empty();
         self.store = Instrumentation::new(self.recorder.clone(), answers_whole).wrap(store);
+        self.exposed = match self.declared.owes_checksums {
+            true => Arc::new(crate::memory::Paying::new(Arc::clone(&self.store))),
+            false => Arc::clone(&self.store),
+        };
     }
 
     /// This storage with its calls passing through `layer` (above the layers it already
@@ -237,7 +245,7 @@ impl Storage {
     /// storage's own. For libraries that take an object_store; it is not scoped to
     /// [`Storage::prefix`]. To add behaviour, use [`Storage::layer`] instead of wrapping it.
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
+        &self.exposed
     }
 
     /// The store calls go through, itself: called through the `Arc`, object_store's `Arc`

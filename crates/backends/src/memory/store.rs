@@ -1104,12 +1104,14 @@ mod tests {
     }
 
     /// A layer that alters what it passes on: the first byte of every put's payload, of
-    /// every read's data, or the checksum stored with a put.
+    /// every read's data, or the checksum stored with a put; or that drops what a read
+    /// asks of the store beyond object_store's options (its extensions).
     #[derive(Debug, Clone, Copy)]
     enum Tamper {
         BytesIn,
         BytesOut,
         ChecksumIn,
+        ReadExtensionsDropped,
     }
 
     #[derive(Debug)]
@@ -1143,7 +1145,7 @@ mod tests {
                         .insert(Attribute::Metadata(CHECKSUM_METADATA.into()), other.into());
                     payload
                 }
-                Tamper::BytesOut => payload,
+                Tamper::BytesOut | Tamper::ReadExtensionsDropped => payload,
             };
             self.1.put_opts(location, payload, opts).await
         }
@@ -1154,7 +1156,10 @@ mod tests {
         ) -> Result<Box<dyn MultipartUpload>> {
             self.1.put_multipart_opts(location, opts).await
         }
-        async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        async fn get_opts(&self, location: &Path, mut options: GetOptions) -> Result<GetResult> {
+            if let Tamper::ReadExtensionsDropped = self.0 {
+                options.extensions = Default::default();
+            }
             let mut result = self.1.get_opts(location, options).await?;
             let Tamper::BytesOut = self.0 else {
                 return Ok(result);
@@ -1208,6 +1213,34 @@ mod tests {
                 );
             }
         }
+        // Bytes put without layers, their checksum owed, then read through them: the store
+        // pays it from its own buffer, so bytes a layer replaced on the way out still fail.
+        let (s, store) = memory();
+        let k = s.key("owed.bin").unwrap();
+        s.put(&k, bytes(4096, 5)).await.unwrap();
+        assert_eq!(stored(&store, "mask/owed.bin").await.unwrap(), "crc64nvme:owed");
+        for read in 0..2 {
+            assert!(
+                matches!(s.layer(Tamper::BytesOut).get(&k).await, Err(Error::Corrupt { .. })),
+                "read {read}"
+            );
+        }
+        assert_eq!(s.get(&k).await.unwrap().data, bytes(4096, 5));
+        // A layer that keeps the store from paying it (drops the request to): the owed
+        // checksum is no checksum of any bytes, so the read fails rather than pass
+        // unverified or pay it from bytes a layer may have replaced.
+        let k = s.key("unpaid.bin").unwrap();
+        s.put(&k, bytes(4096, 6)).await.unwrap();
+        let dropping = s.layer(Tamper::ReadExtensionsDropped);
+        match dropping.get(&k).await {
+            Err(Error::Corrupt { expected, .. }) => assert_eq!(expected, "crc64nvme:owed"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        // A HEAD through it is paid all the same (the store pays every HEAD).
+        assert_eq!(
+            dropping.head(&k).await.unwrap().checksum,
+            checksum_of(ChecksumAlgorithm::Crc64Nvme, &bytes(4096, 6))
+        );
         // Bytes written past the facade with another object's checksum: not vouched for.
         let (s, _) = memory();
         let k = s.key("raw.bin").unwrap();

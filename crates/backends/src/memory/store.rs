@@ -1218,10 +1218,16 @@ mod tests {
         let (s, store) = memory();
         let k = s.key("owed.bin").unwrap();
         s.put(&k, bytes(4096, 5)).await.unwrap();
-        assert_eq!(stored(&store, "mask/owed.bin").await.unwrap(), "crc64nvme:owed");
+        assert_eq!(
+            stored(&store, "mask/owed.bin").await.unwrap(),
+            "crc64nvme:owed"
+        );
         for read in 0..2 {
             assert!(
-                matches!(s.layer(Tamper::BytesOut).get(&k).await, Err(Error::Corrupt { .. })),
+                matches!(
+                    s.layer(Tamper::BytesOut).get(&k).await,
+                    Err(Error::Corrupt { .. })
+                ),
                 "read {read}"
             );
         }

@@ -81,10 +81,7 @@ struct Vouched {
 /// A checksum's stored form (`crc64nvme:<base64>`), held inline: keeping one costs a put
 /// no allocation, and handing it to a read a copy.
 #[derive(Clone, Copy)]
-pub(crate) struct KeptSum {
-    len: u8,
-    text: [u8; KeptSum::MAX],
-}
+pub(crate) struct KeptSum(arrayvec::ArrayString<{ KeptSum::MAX }>);
 
 impl KeptSum {
     /// Longer than any checksum's stored form (SHA-256's is 51 bytes).
@@ -93,23 +90,17 @@ impl KeptSum {
     /// `checksum`, unless it is longer than [`KeptSum::MAX`] (then it is not kept, and
     /// reads hash the bytes).
     pub(crate) fn new(checksum: &str) -> Option<KeptSum> {
-        let len = checksum.len();
-        let mut text = [0; KeptSum::MAX];
-        text.get_mut(..len)?.copy_from_slice(checksum.as_bytes());
-        Some(KeptSum {
-            len: len as u8,
-            text,
-        })
+        arrayvec::ArrayString::from(checksum).ok().map(KeptSum)
     }
 
-    /// The text's bytes (comparing them needs no UTF-8 check).
+    /// The text's bytes.
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.text[..usize::from(self.len)]
+        self.0.as_bytes()
     }
 
-    /// The text.
+    /// The text (no UTF-8 check: it was a `str` when kept).
     pub(crate) fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.text[..usize::from(self.len)]).expect("copied from a str")
+        self.0.as_str()
     }
 }
 

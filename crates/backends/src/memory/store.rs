@@ -610,6 +610,10 @@ mod tests {
             let chunks: Vec<Bytes> = streamed.stream.try_collect().await.unwrap();
             assert_eq!(chunks.concat(), data);
             let (k, _) = owing().await;
+            let file = tempfile::tempfile().unwrap();
+            let info = s.read_to_file(&k, &file, |_, _| {}).await.unwrap();
+            assert_eq!(info.checksum, want, "read_to_file");
+            let (k, _) = owing().await;
             let layered = s.layer(Passing);
             assert_eq!(
                 layered.get(&k).await.unwrap().info.checksum,

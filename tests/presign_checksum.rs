@@ -94,6 +94,44 @@ async fn a_put_url_bound_to_a_sha256_refuses_an_altered_body_in_memory() {
     gateway_refuses_an_altered_body(&storage).await;
 }
 
+/// A conditional PUT reads the body whole and stores it with one put, which on the memory
+/// provider leaves the stored checksum owed: the bound SHA-256 is still checked before
+/// anything is written, and what is stored reads back with its checksum computed.
+#[tokio::test]
+async fn a_conditional_put_bound_to_a_sha256_refuses_an_altered_body_in_memory() {
+    let storage = maskstore_testkit::memory_served().await;
+    let http = reqwest::Client::new();
+    let key = storage.key("bound/conditional.bin").unwrap();
+    storage.put(&key, Bytes::from_static(b"old")).await.unwrap();
+    let etag = storage.head(&key).await.unwrap().etag.unwrap();
+    let (body, altered) = body_and_altered(5000);
+    let url = signed(&storage, &key, &bound(&body)).await.url;
+    let refused = http
+        .put(&url)
+        .header("If-Match", &etag)
+        .body(altered)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status().as_u16(), 400);
+    let message = refused.text().await.unwrap();
+    assert!(message.contains("SHA-256"), "{message}");
+    assert_eq!(storage.get(&key).await.unwrap().data, "old");
+    let stored = http
+        .put(&url)
+        .header("If-Match", &etag)
+        .body(body.clone())
+        .send()
+        .await
+        .unwrap();
+    assert!(stored.status().is_success(), "{}", stored.status());
+    let want = maskstore::checksum_of(storage.checksum_algorithm(), &body);
+    assert!(want.is_some());
+    assert_eq!(storage.head(&key).await.unwrap().checksum, want);
+    let got = storage.get(&key).await.unwrap();
+    assert_eq!((got.data, got.info.checksum), (Bytes::from(body), want));
+}
+
 #[tokio::test]
 async fn a_put_url_bound_to_a_sha256_refuses_an_altered_body_on_local_disk() {
     let storage = maskstore_testkit::temp_dir_served().await;

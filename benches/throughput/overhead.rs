@@ -89,7 +89,7 @@ fn pattern(size: usize) -> Bytes {
 }
 
 /// Memory: `Storage` with the default checksum against object_store's `InMemory`, get and
-/// put, and the checksum alone over the same bytes.
+/// put (which leaves the checksum owed), and the checksum alone over the same bytes.
 async fn memory(rows: &mut Vec<String>) {
     let sizes: &[(usize, &str)] = if full_run() {
         &[(4 * 1024, "4 KiB"), (MIB as usize, "1 MiB")]
@@ -133,14 +133,12 @@ async fn memory(rows: &mut Vec<String>) {
             }),
         ];
         let mut times = in_rotation(budget(), &puts).await;
+        // The put leaves the checksum owed (the first read that asks computes it), so it
+        // is held to 3× outright; the checksum alone shows what that first read pays.
         rows.push(format!(
-            "| memory put ({algorithm}) | {label} | {} {} |  |",
+            "| memory put ({algorithm}, checksum owed) | {label} | {} {} | ≤ 3 |",
             cells(&times, 0, 1, |t| t[0] / t[1]),
             human_time(median(&mut times[2])),
-        ));
-        rows.push(format!(
-            "| memory put minus the checksum alone | {label} | {} — | ≤ 3 |",
-            cells(&times, 0, 1, |t| (t[0] - t[2]) / t[1])
         ));
     }
 }

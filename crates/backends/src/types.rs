@@ -405,7 +405,7 @@ pub(crate) fn info_of(
                 content_type = Some(value.to_string());
             }
             Attribute::Metadata(name) if name.as_ref() == crate::checksum::CHECKSUM_METADATA => {
-                checksum = Some(value.to_string());
+                checksum = Some(checksum_text(value));
             }
             // Values in header form (RFC 2047 encoded words) read as their text.
             Attribute::Metadata(name) => {
@@ -434,6 +434,17 @@ pub(crate) fn info_of(
         unreadable_checksum: None,
         content_encoding,
     }
+}
+
+/// A stored checksum's text; an owed one ([`crate::memory::owed`]) with room for the
+/// checksum that will replace it in place ([`crate::Storage::read`] pays it).
+fn checksum_text(value: &str) -> String {
+    if !crate::memory::is_owed(value) {
+        return value.to_string();
+    }
+    let mut text = String::with_capacity(crate::memory::KeptSum::MAX);
+    text.push_str(value);
+    text
 }
 
 /// What a read's answer says of the object: [`info_of`], with the provider's checksum its

@@ -94,6 +94,7 @@ pub(crate) fn connect(config: &Config, root: Root) -> Result<Built> {
         urls: gateway_urls(config, secret, false),
         declared: Declared {
             hashes_on_write: true,
+            owes_checksums: false,
             reads_whole: true,
             answers_whole: false,
             content_etags: false,

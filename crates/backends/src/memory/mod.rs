@@ -1,13 +1,15 @@
 //! The `memory` provider: object_store's `InMemory`, keeping the checksum of each object's
 //! bytes beside them (see `store.rs`), with gateway URLs.
 
+mod paying;
 mod store;
 
 use std::sync::Arc;
 
 use maskstore_core::Config;
 
-pub(crate) use store::{KeptChecksums, KeptSum, MemoryStore};
+pub(crate) use paying::Paying;
+pub(crate) use store::{KeptChecksums, KeptSum, MemoryStore, ResolveOwed, is_owed, owed};
 
 use crate::providers::{Built, Declared, Extras, NEUTRAL, Profile, UploadLimits, gateway_urls};
 use crate::signing;
@@ -47,6 +49,7 @@ pub(crate) fn connect(config: &Config) -> Built {
         urls: gateway_urls(config, secret, ephemeral),
         declared: Declared {
             hashes_on_write: false,
+            owes_checksums: true,
             reads_whole: false,
             answers_whole: true,
             content_etags: false,

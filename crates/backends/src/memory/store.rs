@@ -11,12 +11,24 @@
 //! with the one stored in the object's attributes as every verified read compares it, so a
 //! layer that altered the stored checksum is caught too.
 //!
-//! The checksum comes from the put that wrote the buffer (the facade hashed exactly these
-//! bytes to store their checksum, and keeps it once the put succeeded), or is computed on
-//! the first verified read of a buffer no put vouched for (a copy's, a multipart upload's,
-//! one written through the raw object_store), and kept for the next. Neither the request
-//! nor the answer of a read carries it: the facade asks the kept checksums beside the
-//! store's answer, so a memory read is `InMemory`'s read, passed on as it is.
+//! A put through the facade does not hash at all: it stores [`owed`] (`crc64nvme:owed`)
+//! as the object's checksum, with the bytes, in one `InMemory` entry, so the debt is bound
+//! to that version and no other. It is paid the first time anything asks: a read that is
+//! not a whole one (a HEAD, a range) is answered here from the version's whole buffer, its
+//! checksum computed (or taken from those kept) and reported in place of the marker; a
+//! whole read is `InMemory`'s own, passed on as it is, and the facade, which holds the
+//! bytes, pays it the same way ([`KeptChecksums::checksum_of`]), or asks the store to
+//! with [`ResolveOwed`] when layers stand between (they may have replaced the bytes). A
+//! copy or rename carries the marker with the buffer it shares, so it resolves to the same
+//! checksum. Only the facade owes, and only without layers: a layer may replace the bytes
+//! on their way in, where the eager checksum was of the caller's bytes.
+//!
+//! The checksum kept comes from the first read that paid an owed one, from a put made
+//! through layers (hashed then, and kept once it succeeded), or from the first verified
+//! read of a buffer no put vouched for (a multipart upload's, one written through the raw
+//! object_store), and stays for the next. Neither the request nor the answer of a whole
+//! read carries it: the facade asks the kept checksums beside the store's answer, so a
+//! memory read is `InMemory`'s read, passed on as it is.
 
 use std::ops::Range;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -28,12 +40,36 @@ use futures::stream::{BoxStream, StreamExt};
 use object_store::memory::InMemory;
 use object_store::path::Path;
 use object_store::{
-    CopyOptions, GetOptions, GetResult, ListResult, MultipartUpload, ObjectMeta, ObjectStore,
-    PutMode, PutMultipartOptions, PutOptions, PutPayload, PutResult, RenameOptions, Result,
-    UploadPart,
+    Attribute, Attributes, CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult,
+    MultipartUpload, ObjectMeta, ObjectStore, PutMode, PutMultipartOptions, PutOptions, PutPayload,
+    PutResult, RenameOptions, Result, UploadPart,
 };
 
-use crate::checksum::Hasher;
+use maskstore_core::ChecksumAlgorithm;
+
+use crate::checksum::{CHECKSUM_METADATA, Hasher};
+
+/// What a put that leaves its checksum owed stores as [`CHECKSUM_METADATA`]: the
+/// algorithm, and `owed` where a digest would be (no digest's base64 is four characters,
+/// so no checksum reads as one). `None` for no checksum.
+pub(crate) fn owed(algorithm: ChecksumAlgorithm) -> Option<&'static str> {
+    match algorithm {
+        ChecksumAlgorithm::Sha256 => Some("sha256:owed"),
+        ChecksumAlgorithm::Crc64Nvme => Some("crc64nvme:owed"),
+        ChecksumAlgorithm::None => None,
+    }
+}
+
+/// Whether `stored` is an owed checksum ([`owed`]), still to be computed.
+pub(crate) fn is_owed(stored: &str) -> bool {
+    stored.ends_with(":owed")
+}
+
+/// Asks the memory store to answer a whole read with an owed checksum paid, as it answers
+/// every other read: for a reader that cannot pay it from the bytes it gets (layers stand
+/// between, or it streams them).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ResolveOwed;
 
 /// A buffer and the checksum of its bytes.
 #[derive(Debug, Clone)]
@@ -45,35 +81,26 @@ struct Vouched {
 /// A checksum's stored form (`crc64nvme:<base64>`), held inline: keeping one costs a put
 /// no allocation, and handing it to a read a copy.
 #[derive(Clone, Copy)]
-pub(crate) struct KeptSum {
-    len: u8,
-    text: [u8; KeptSum::MAX],
-}
+pub(crate) struct KeptSum(arrayvec::ArrayString<{ KeptSum::MAX }>);
 
 impl KeptSum {
     /// Longer than any checksum's stored form (SHA-256's is 51 bytes).
-    const MAX: usize = 64;
+    pub(crate) const MAX: usize = 64;
 
     /// `checksum`, unless it is longer than [`KeptSum::MAX`] (then it is not kept, and
     /// reads hash the bytes).
     pub(crate) fn new(checksum: &str) -> Option<KeptSum> {
-        let len = checksum.len();
-        let mut text = [0; KeptSum::MAX];
-        text.get_mut(..len)?.copy_from_slice(checksum.as_bytes());
-        Some(KeptSum {
-            len: len as u8,
-            text,
-        })
+        arrayvec::ArrayString::from(checksum).ok().map(KeptSum)
     }
 
-    /// The text's bytes (comparing them needs no UTF-8 check).
+    /// The text's bytes.
     pub(crate) fn as_bytes(&self) -> &[u8] {
-        &self.text[..usize::from(self.len)]
+        self.0.as_bytes()
     }
 
-    /// The text.
+    /// The text (no UTF-8 check: it was a `str` when kept).
     pub(crate) fn as_str(&self) -> &str {
-        std::str::from_utf8(&self.text[..usize::from(self.len)]).expect("copied from a str")
+        self.0.as_str()
     }
 }
 
@@ -157,15 +184,17 @@ impl KeptChecksums {
         data: &Bytes,
         stored: &str,
     ) -> Option<KeptSum> {
-        let algorithm = |sum: &str| sum.split_once(':').map(|(name, _)| name.len());
-        let same_algorithm = |kept: &str| {
-            algorithm(kept)
-                .is_some_and(|n| algorithm(stored) == Some(n) && kept[..n] == stored[..n])
+        // The algorithm's name and its `:`, compared as bytes (a read of an owed checksum
+        // comes here each time: no UTF-8 or char-boundary checks).
+        let same_algorithm = |kept: &[u8]| {
+            kept.iter()
+                .position(|&b| b == b':')
+                .is_some_and(|n| stored.as_bytes().get(..=n) == Some(&kept[..=n]))
         };
         if let Some(Some(kept)) = self.sums().get(location)
             && same_buffer(&kept.data, data)
             && (kept.checksum.as_bytes() == stored.as_bytes()
-                || same_algorithm(kept.checksum.as_str()))
+                || same_algorithm(kept.checksum.as_bytes()))
         {
             return Some(kept.checksum);
         }
@@ -174,6 +203,20 @@ impl KeptChecksums {
         let checksum = KeptSum::new(&hasher.finish())?;
         self.keep(location, data.clone(), checksum);
         Some(checksum)
+    }
+
+    /// Pays an owed checksum in `attributes`, those of the object whose whole buffer
+    /// `data` is: the checksum of `data`, kept or computed now (and kept), in place of the
+    /// marker. Anything else there stays as it is.
+    fn resolve(&self, location: &Path, data: &Bytes, attributes: &mut Attributes) {
+        let name = Attribute::Metadata(CHECKSUM_METADATA.into());
+        let paid = match attributes.get(&name) {
+            Some(stored) if is_owed(stored) => self.checksum_of(location, data, stored),
+            _ => return,
+        };
+        if let Some(sum) = paid {
+            attributes.insert(name, sum.as_str().to_string().into());
+        }
     }
 
     /// What is known of the buffer at `location` (a copy's source shares it).
@@ -248,8 +291,9 @@ impl ObjectStore for MemoryStore {
         }))
     }
 
-    // Written out rather than `async fn`: `InMemory`'s future is returned as it is, not
-    // boxed once more around it.
+    // Written out rather than `async fn`: a whole read's future is `InMemory`'s, returned
+    // as it is, not boxed once more around it (the facade pays an owed checksum from the
+    // bytes it reads); every other read is answered with any owed checksum paid.
     fn get_opts<'a, 'b, 'c>(
         &'a self,
         location: &'b Path,
@@ -260,7 +304,13 @@ impl ObjectStore for MemoryStore {
         'b: 'c,
         Self: 'c,
     {
-        self.inner.get_opts(location, options)
+        if options.range.is_none()
+            && !options.head
+            && options.extensions.get::<ResolveOwed>().is_none()
+        {
+            return self.inner.get_opts(location, options);
+        }
+        Box::pin(self.get_paid(location, options))
     }
 
     async fn get_ranges(&self, location: &Path, ranges: &[Range<u64>]) -> Result<Vec<Bytes>> {
@@ -321,6 +371,46 @@ impl ObjectStore for MemoryStore {
     }
 }
 
+impl MemoryStore {
+    /// A read answered from the whole buffer of the version read, in one `InMemory` read
+    /// (so with that version's own attributes and conditions): any owed checksum paid,
+    /// then the range asked for cut from it, as `InMemory` cuts it.
+    async fn get_paid(&self, location: &Path, mut options: GetOptions) -> Result<GetResult> {
+        let range = options.range.take();
+        let mut result = self.inner.get_opts(location, options).await?;
+        let empty = GetResultPayload::Stream(futures::stream::empty().boxed());
+        let whole = match std::mem::replace(&mut result.payload, empty) {
+            GetResultPayload::Stream(stream) => {
+                object_store::collect_bytes(stream, Some(result.meta.size)).await?
+            }
+            GetResultPayload::File(..) => {
+                return Err(object_store::Error::NotImplemented {
+                    operation: "a read of the memory store answered with a file".to_string(),
+                    implementer: "InMemory".to_string(),
+                });
+            }
+        };
+        self.kept.resolve(location, &whole, &mut result.attributes);
+        let data = match range {
+            None => whole,
+            Some(range) => {
+                let r = range.as_range(whole.len() as u64).map_err(|source| {
+                    object_store::Error::Generic {
+                        store: "InMemory",
+                        source: Box::new(source),
+                    }
+                })?;
+                result.range = r.clone();
+                // Within the buffer: `as_range` keeps a range within the length given.
+                whole.slice(r.start as usize..r.end as usize)
+            }
+        };
+        result.payload =
+            GetResultPayload::Stream(futures::stream::once(async move { Ok(data) }).boxed());
+        Ok(result)
+    }
+}
+
 /// A multipart upload to the memory store: its completion replaces the object, and with
 /// it the checksum kept for the path.
 #[derive(Debug)]
@@ -352,7 +442,7 @@ mod tests {
     use super::*;
     use crate::checksum::CHECKSUM_METADATA;
     use crate::layers::Layer;
-    use crate::{Error, Storage, WriteOptions, checksum_of};
+    use crate::{ByteRange, Error, ReadOptions, Storage, WriteOptions, checksum_of};
     use futures::TryStreamExt;
     use maskstore_core::ChecksumAlgorithm;
     use object_store::{Attribute, GetResultPayload};
@@ -363,7 +453,11 @@ mod tests {
         let built = crate::providers::Built {
             store: Arc::clone(&store) as Arc<dyn ObjectStore>,
             urls: crate::storage::UrlSigner::None,
-            declared: crate::providers::Declared::PLAIN,
+            // As the memory provider declares itself: its puts leave their checksum owed.
+            declared: crate::providers::Declared {
+                owes_checksums: true,
+                ..crate::providers::Declared::PLAIN
+            },
             extras: crate::providers::Extras {
                 kept: Some(store.kept().clone()),
                 ..Default::default()
@@ -395,6 +489,15 @@ mod tests {
         )
     }
 
+    /// What `InMemory` itself holds as the checksum of the object at `key`.
+    async fn stored(store: &MemoryStore, key: &str) -> Option<String> {
+        let path = Path::from(key);
+        let answer = store.inner.get_opts(&path, GetOptions::default());
+        let attributes = answer.await.unwrap().attributes;
+        let name = Attribute::Metadata(CHECKSUM_METADATA.into());
+        attributes.get(&name).map(|value| value.to_string())
+    }
+
     #[tokio::test]
     async fn the_checksum_kept_with_an_object_is_its_bytes_after_every_write_path() {
         let (s, store) = memory();
@@ -402,14 +505,19 @@ mod tests {
         let (a, b) = (bytes(5000, 1), bytes(7000, 2));
         let k = s.key("a.bin").unwrap();
         s.put(&k, a.clone()).await.unwrap();
-        // Vouched by the put itself: kept before any read.
+        // Owed by the put (nothing hashed, the marker stored with the bytes), paid by the
+        // first ask, then kept.
+        assert_eq!(kept(&store, "mask/a.bin"), None);
+        assert_eq!(
+            stored(&store, "mask/a.bin").await.unwrap(),
+            "crc64nvme:owed"
+        );
+        assert_eq!(s.head(&k).await.unwrap().checksum, want(&a));
         assert_eq!(kept(&store, "mask/a.bin"), want(&a));
         s.put(&k, b.clone()).await.unwrap();
-        assert_eq!(
-            kept(&store, "mask/a.bin"),
-            want(&b),
-            "an overwrite replaces it"
-        );
+        assert_eq!(kept(&store, "mask/a.bin"), None, "an overwrite forgets it");
+        assert_eq!(s.get(&k).await.unwrap().info.checksum, want(&b));
+        assert_eq!(kept(&store, "mask/a.bin"), want(&b));
         let copied = s.key("copied.bin").unwrap();
         s.copy(&k, &copied).await.unwrap();
         assert_eq!(kept(&store, "mask/copied.bin"), want(&b));
@@ -445,6 +553,198 @@ mod tests {
         );
     }
 
+    /// The checksum `answer` reports, as object_store hands it to a library.
+    fn reported(answer: &GetResult) -> Option<String> {
+        let name = Attribute::Metadata(CHECKSUM_METADATA.into());
+        answer.attributes.get(&name).map(|value| value.to_string())
+    }
+
+    #[tokio::test]
+    async fn every_way_of_asking_for_an_owed_checksum_reports_the_one_an_eager_put_stores() {
+        for algorithm in [ChecksumAlgorithm::Crc64Nvme, ChecksumAlgorithm::Sha256] {
+            let (s, store) = memory();
+            let s = s.with_checksum(algorithm);
+            let data = bytes(5000, 7);
+            // What the put stored before its checksum was owed, and a put through layers
+            // still stores.
+            let want = checksum_of(algorithm, &data);
+            assert!(want.is_some());
+            let mut n = 0;
+            // Each way asks first, on an object of its own: each pays the debt itself.
+            let mut owing = async || {
+                n += 1;
+                let k = s.key(&format!("owed/{n}.bin")).unwrap();
+                s.put(&k, data.clone()).await.unwrap();
+                let path = format!("mask/owed/{n}.bin");
+                let marker = owed(algorithm).map(str::to_string);
+                assert_eq!(stored(&store, &path).await, marker, "{algorithm}");
+                (k, Path::from(path))
+            };
+            let (k, _) = owing().await;
+            assert_eq!(s.head(&k).await.unwrap().checksum, want, "head");
+            let (k, _) = owing().await;
+            assert_eq!(s.get(&k).await.unwrap().info.checksum, want, "get");
+            let (k, _) = owing().await;
+            let part = s.get_range(&k, 10..20u64).await.unwrap();
+            assert_eq!(
+                (part.info.checksum, part.data),
+                (want.clone(), data.slice(10..20))
+            );
+            let (k, _) = owing().await;
+            let part = s.get_range(&k, ByteRange::Suffix(7)).await.unwrap();
+            assert_eq!(
+                (part.info.checksum, part.data),
+                (want.clone(), data.slice(4993..))
+            );
+            let (k, _) = owing().await;
+            let unverified = s.without_verification();
+            assert_eq!(
+                unverified.get(&k).await.unwrap().info.checksum,
+                want,
+                "unverified"
+            );
+            let (k, _) = owing().await;
+            let streamed = s.get_stream(&k).await.unwrap();
+            assert_eq!(streamed.info.checksum, want, "get_stream");
+            assert!(streamed.verifies);
+            let chunks: Vec<Bytes> = streamed.stream.try_collect().await.unwrap();
+            assert_eq!(chunks.concat(), data);
+            let (k, _) = owing().await;
+            let file = tempfile::tempfile().unwrap();
+            let info = s.read_to_file(&k, &file, |_, _| {}).await.unwrap();
+            assert_eq!(info.checksum, want, "read_to_file");
+            let (k, _) = owing().await;
+            let layered = s.layer(Passing);
+            assert_eq!(
+                layered.get(&k).await.unwrap().info.checksum,
+                want,
+                "layered"
+            );
+            let (k, _) = owing().await;
+            assert_eq!(
+                layered.head(&k).await.unwrap().checksum,
+                want,
+                "layered head"
+            );
+            let (k, _) = owing().await;
+            let to = s.key("copied.bin").unwrap();
+            s.copy(&k, &to).await.unwrap();
+            assert_eq!(s.head(&to).await.unwrap().checksum, want, "copy");
+            assert_eq!(s.head(&k).await.unwrap().checksum, want, "copy source");
+            let (k, _) = owing().await;
+            let to = s.key("renamed.bin").unwrap();
+            s.rename(&k, &to).await.unwrap();
+            assert_eq!(s.get(&to).await.unwrap().info.checksum, want, "rename");
+            // A library reading through the storage's object_store meets it paid too.
+            let raw = s.object_store();
+            let (_, path) = owing().await;
+            let answer = object_store::ObjectStoreExt::get(raw, &path).await.unwrap();
+            assert_eq!(reported(&answer), want, "raw get");
+            let (_, path) = owing().await;
+            let head = GetOptions {
+                head: true,
+                ..Default::default()
+            };
+            let answer = raw.get_opts(&path, head).await.unwrap();
+            assert_eq!(reported(&answer), want, "raw head");
+            let (_, path) = owing().await;
+            let range = GetOptions {
+                range: Some((100..200u64).into()),
+                ..Default::default()
+            };
+            let answer = raw.get_opts(&path, range).await.unwrap();
+            assert_eq!(reported(&answer), want, "raw range");
+            assert_eq!(answer.range, 100..200);
+            assert_eq!(answer.bytes().await.unwrap(), data.slice(100..200));
+        }
+        // Without a checksum nothing is owed, and none is reported.
+        let (s, store) = memory();
+        let s = s.with_checksum(ChecksumAlgorithm::None);
+        let k = s.key("none.bin").unwrap();
+        s.put(&k, bytes(64, 1)).await.unwrap();
+        assert_eq!(stored(&store, "mask/none.bin").await, None);
+        assert_eq!(s.head(&k).await.unwrap().checksum, None);
+        assert_eq!(s.get(&k).await.unwrap().info.checksum, None);
+        assert_eq!(kept(&store, "mask/none.bin"), None);
+    }
+
+    #[tokio::test]
+    async fn reads_of_an_owed_checksum_keep_its_conditions_and_range_errors() {
+        let (s, _) = memory();
+        let k = s.key("a.bin").unwrap();
+        s.put(&k, bytes(100, 1)).await.unwrap();
+        let etag = s.head(&k).await.unwrap().etag.unwrap();
+        // A range past the end, an empty one, a stale If-Match: refused as `InMemory`
+        // refuses them, whether or not the store pays the checksum on the way.
+        assert!(matches!(
+            s.get_range(&k, 200..300u64).await,
+            Err(Error::InvalidRange { .. })
+        ));
+        let stale = ReadOptions {
+            if_match: Some("\"999\"".to_string()),
+            range: Some((0..10u64).into()),
+            ..Default::default()
+        };
+        assert!(matches!(
+            s.read(&k, stale).await,
+            Err(Error::Precondition { .. })
+        ));
+        let fresh = ReadOptions {
+            if_match: Some(etag),
+            range: Some(ByteRange::From(90)),
+            ..Default::default()
+        };
+        let tail = s.read(&k, fresh).await.unwrap();
+        assert_eq!(
+            (tail.range, tail.data),
+            (90..100, bytes(100, 1).slice(90..))
+        );
+        // A suffix longer than the object is the whole object (RFC 9110 §14.1.1).
+        let all = s.get_range(&k, ByteRange::Suffix(1000)).await.unwrap();
+        assert_eq!(all.data, bytes(100, 1));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn an_owed_checksum_is_never_reported_for_another_puts_bytes() {
+        // Puts of four bodies race ranged reads, streams and HEADs on one key: whatever a
+        // read reports must be the checksum of the very bytes it returned.
+        let (s, _) = memory();
+        let k = s.key("raced.bin").unwrap();
+        let bodies: Vec<Bytes> = (0..4).map(|i| bytes(4096, i)).collect();
+        let sums: Vec<String> = bodies
+            .iter()
+            .map(|b| checksum_of(ChecksumAlgorithm::Crc64Nvme, b).unwrap())
+            .collect();
+        s.put(&k, bodies[0].clone()).await.unwrap();
+        let mut tasks = Vec::new();
+        for t in 0..4usize {
+            let (s, k, bodies, sums) = (s.clone(), k.clone(), bodies.clone(), sums.clone());
+            tasks.push(tokio::spawn(async move {
+                for i in 0..1500usize {
+                    // Fresh buffers too: the kept checksums are of other buffers then.
+                    let body = Bytes::copy_from_slice(&bodies[(i + t) % 4]);
+                    s.put(&k, body).await.unwrap();
+                    let part = s.get_range(&k, 1000..1100u64).await.unwrap();
+                    let which = sums
+                        .iter()
+                        .position(|c| part.info.checksum.as_ref() == Some(c));
+                    let which = which.expect("a put's checksum");
+                    assert_eq!(part.data, bodies[which].slice(1000..1100));
+                    let streamed = s.get_stream(&k).await.unwrap();
+                    let reported = streamed.info.checksum.clone();
+                    let data: Vec<Bytes> = streamed.stream.try_collect().await.unwrap();
+                    let data = Bytes::from(data.concat());
+                    assert_eq!(reported, checksum_of(ChecksumAlgorithm::Crc64Nvme, &data));
+                    let head = s.head(&k).await.unwrap().checksum.unwrap();
+                    assert!(sums.contains(&head), "{head}");
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    }
+
     #[test]
     fn every_algorithms_checksum_is_kept_whole_and_a_longer_text_is_not_kept() {
         let data = bytes(4096, 6);
@@ -465,7 +765,15 @@ mod tests {
         let (s, store) = memory();
         let k = s.key("a.bin").unwrap();
         let data = bytes(4096, 4);
-        s.put(&k, data.clone()).await.unwrap();
+        // A checksum stored with the bytes (a put through a layer hashes them), kept once
+        // read.
+        s.layer(Passing).put(&k, data.clone()).await.unwrap();
+        assert!(
+            stored(&store, "mask/a.bin")
+                .await
+                .is_some_and(|c| !is_owed(&c))
+        );
+        s.get(&k).await.unwrap();
         // The kept checksum is what the read compares: made wrong here, the read fails,
         // where hashing the bytes again would have passed.
         let wrong = checksum_of(ChecksumAlgorithm::Crc64Nvme, b"other bytes").unwrap();
@@ -483,7 +791,8 @@ mod tests {
         }
         // A checksum of another algorithm is never compared: the bytes are hashed.
         let sha = s.clone().with_checksum(ChecksumAlgorithm::Sha256);
-        sha.put(&k, data.clone()).await.unwrap();
+        sha.layer(Passing).put(&k, data.clone()).await.unwrap();
+        sha.get(&k).await.unwrap();
         store
             .kept
             .sums()
@@ -497,6 +806,24 @@ mod tests {
             kept(&store, "mask/a.bin"),
             checksum_of(ChecksumAlgorithm::Sha256, &data)
         );
+    }
+
+    /// A layer that changes nothing: a storage with it puts as one with any layer does.
+    #[derive(Debug, Clone, Copy)]
+    struct Passing;
+
+    impl crate::layers::Intercept for Passing {
+        fn name(&self) -> &str {
+            "passing"
+        }
+
+        fn call<'a, T: Send + 'a>(
+            &'a self,
+            _call: crate::layers::Call<'a>,
+            run: futures::future::BoxFuture<'a, Result<T>>,
+        ) -> futures::future::BoxFuture<'a, Result<T>> {
+            run
+        }
     }
 
     /// A buffer that says when it is freed.
@@ -523,7 +850,8 @@ mod tests {
         let freed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let data = Bytes::from_owner(Tracked(vec![7; 4096], Arc::clone(&freed)));
         s.put(&k, data).await.unwrap();
-        assert!(kept(&store, "mask/a.bin").is_some());
+        s.head(&k).await.unwrap();
+        assert!(kept(&store, "mask/a.bin").is_some(), "paid by the HEAD");
         // Overwritten through the raw store (no checksum vouched): the object no longer
         // holds the buffer, but the store must not have kept its address alone either.
         let other = bytes(4096, 9);
@@ -544,6 +872,7 @@ mod tests {
         let freed = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let data = Bytes::from_owner(Tracked(vec![8; 4096], Arc::clone(&freed)));
         s.put(&k, data).await.unwrap();
+        s.get(&k).await.unwrap();
         {
             let sums = store.kept.sums();
             let vouched = sums
@@ -770,12 +1099,14 @@ mod tests {
     }
 
     /// A layer that alters what it passes on: the first byte of every put's payload, of
-    /// every read's data, or the checksum stored with a put.
+    /// every read's data, or the checksum stored with a put; or that drops what a read
+    /// asks of the store beyond object_store's options (its extensions).
     #[derive(Debug, Clone, Copy)]
     enum Tamper {
         BytesIn,
         BytesOut,
         ChecksumIn,
+        ReadExtensionsDropped,
     }
 
     #[derive(Debug)]
@@ -809,7 +1140,7 @@ mod tests {
                         .insert(Attribute::Metadata(CHECKSUM_METADATA.into()), other.into());
                     payload
                 }
-                Tamper::BytesOut => payload,
+                Tamper::BytesOut | Tamper::ReadExtensionsDropped => payload,
             };
             self.1.put_opts(location, payload, opts).await
         }
@@ -820,7 +1151,10 @@ mod tests {
         ) -> Result<Box<dyn MultipartUpload>> {
             self.1.put_multipart_opts(location, opts).await
         }
-        async fn get_opts(&self, location: &Path, options: GetOptions) -> Result<GetResult> {
+        async fn get_opts(&self, location: &Path, mut options: GetOptions) -> Result<GetResult> {
+            if let Tamper::ReadExtensionsDropped = self.0 {
+                options.extensions = Default::default();
+            }
             let mut result = self.1.get_opts(location, options).await?;
             let Tamper::BytesOut = self.0 else {
                 return Ok(result);
@@ -874,6 +1208,40 @@ mod tests {
                 );
             }
         }
+        // Bytes put without layers, their checksum owed, then read through them: the store
+        // pays it from its own buffer, so bytes a layer replaced on the way out still fail.
+        let (s, store) = memory();
+        let k = s.key("owed.bin").unwrap();
+        s.put(&k, bytes(4096, 5)).await.unwrap();
+        assert_eq!(
+            stored(&store, "mask/owed.bin").await.unwrap(),
+            "crc64nvme:owed"
+        );
+        for read in 0..2 {
+            assert!(
+                matches!(
+                    s.layer(Tamper::BytesOut).get(&k).await,
+                    Err(Error::Corrupt { .. })
+                ),
+                "read {read}"
+            );
+        }
+        assert_eq!(s.get(&k).await.unwrap().data, bytes(4096, 5));
+        // A layer that keeps the store from paying it (drops the request to): the owed
+        // checksum is no checksum of any bytes, so the read fails rather than pass
+        // unverified or pay it from bytes a layer may have replaced.
+        let k = s.key("unpaid.bin").unwrap();
+        s.put(&k, bytes(4096, 6)).await.unwrap();
+        let dropping = s.layer(Tamper::ReadExtensionsDropped);
+        match dropping.get(&k).await {
+            Err(Error::Corrupt { expected, .. }) => assert_eq!(expected, "crc64nvme:owed"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        // A HEAD through it is paid all the same (the store pays every HEAD).
+        assert_eq!(
+            dropping.head(&k).await.unwrap().checksum,
+            checksum_of(ChecksumAlgorithm::Crc64Nvme, &bytes(4096, 6))
+        );
         // Bytes written past the facade with another object's checksum: not vouched for.
         let (s, _) = memory();
         let k = s.key("raw.bin").unwrap();

@@ -90,6 +90,11 @@ pub(crate) struct Declared {
     /// The store hashes a put's bytes as it writes them when the put asks
     /// ([`crate::checksum::HashOnWrite`]): one pass over the bytes instead of two.
     pub(crate) hashes_on_write: bool,
+    /// The store's bytes cannot rot, so a put may leave their checksum owed: stored as
+    /// [`crate::memory::owed`] and computed the first time a read asks for it (memory).
+    /// The store resolves it in every answer but a whole read's without
+    /// [`crate::memory::ResolveOwed`], which the facade resolves from the bytes it read.
+    pub(crate) owes_checksums: bool,
     /// The store reads a whole range into memory in the call that opens the object when
     /// the caller will hold it whole, hashing it as it reads when the read is verified
     /// ([`crate::local::ReadAll`], answered with [`crate::local::ReadChecksum`]).
@@ -115,6 +120,7 @@ impl Declared {
     /// metadata rules), and what a store of unknown kind is taken to be.
     pub(crate) const PLAIN: Declared = Declared {
         hashes_on_write: false,
+        owes_checksums: false,
         reads_whole: false,
         answers_whole: false,
         content_etags: false,

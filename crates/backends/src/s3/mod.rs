@@ -59,6 +59,7 @@ pub(crate) fn connect(config: &Config) -> Result<Built> {
         urls: UrlSigner::Service(presigner),
         declared: Declared {
             hashes_on_write: false,
+            owes_checksums: false,
             reads_whole: false,
             answers_whole: false,
             content_etags: true,

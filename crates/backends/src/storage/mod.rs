@@ -53,6 +53,10 @@ pub struct Storage {
     layers: Vec<Arc<dyn Layer>>,
     /// What operations go through: the layers over `base`, instrumented outside them all.
     store: Arc<dyn ObjectStore>,
+    /// `store` as [`Storage::object_store`] hands it out: where the provider owes
+    /// checksums (memory), its reads pay them, as the facade's own do. Behind one more
+    /// `Arc`, a thin pointer: a `Storage` is held by value in enums and futures.
+    exposed: Arc<Arc<dyn ObjectStore>>,
     backend: Backend,
     prefix: KeyPrefix,
     ttl: TtlPolicy,
@@ -191,6 +195,7 @@ impl Storage {
         let recorder = Recorder::new(backend.clone(), Arc::clone(&monitor));
         let mut storage = Storage {
             store: Arc::clone(&built.store),
+            exposed: Arc::new(Arc::clone(&built.store)),
             base: built.store,
             layers: Vec::new(),
             backend,
@@ -220,6 +225,10 @@ impl Storage {
         // are known to hold their bytes.
         let answers_whole = self.declared.answers_whole && self.layers.is_empty();
         self.store = Instrumentation::new(self.recorder.clone(), answers_whole).wrap(store);
+        self.exposed = Arc::new(match self.declared.owes_checksums {
+            true => Arc::new(crate::memory::Paying::new(Arc::clone(&self.store))),
+            false => Arc::clone(&self.store),
+        });
     }
 
     /// This storage with its calls passing through `layer` (above the layers it already
@@ -236,8 +245,10 @@ impl Storage {
     /// provider's store, instrumented, so calls through it are counted and layered like the
     /// storage's own. For libraries that take an object_store; it is not scoped to
     /// [`Storage::prefix`]. To add behaviour, use [`Storage::layer`] instead of wrapping it.
+    /// On the memory provider its reads report the checksum a put left owed computed, as
+    /// this storage's own reads do (`maskstore-checksum`, see docs/integrity.md).
     pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
-        &self.store
+        &self.exposed
     }
 
     /// The store calls go through, itself: called through the `Arc`, object_store's `Arc`

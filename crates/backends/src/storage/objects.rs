@@ -54,6 +54,12 @@ impl Storage {
         let mut vouched = None;
         if let Some(request) = &hash_on_write {
             opts.extensions.insert(request.clone());
+        } else if let Some(owed) = self.owed_checksum() {
+            // Computed the first time a read asks for it (see `crate::memory`).
+            attributes.insert(
+                object_store::Attribute::Metadata(crate::checksum::CHECKSUM_METADATA.into()),
+                owed.into(),
+            );
         } else if let Some(checksum) = self.checksum_into(&mut attributes, &data) {
             // The checksum of these very bytes, for a store that keeps it with them
             // (memory: its reads then need not hash them again).
@@ -92,6 +98,16 @@ impl Storage {
             return self.stamp(key, &path, outcome, checksum).await;
         }
         Ok(outcome)
+    }
+
+    /// What a put stores in place of its checksum when the provider can owe it (its bytes
+    /// cannot rot): only without layers, which may replace the bytes on their way in,
+    /// where an owed checksum would be of what they wrote instead of the caller's bytes.
+    fn owed_checksum(&self) -> Option<&'static str> {
+        if !self.declared.owes_checksums || !self.layers.is_empty() {
+            return None;
+        }
+        crate::memory::owed(self.checksum)
     }
 
     /// Stores `data` only if `key` does not exist yet.
@@ -140,11 +156,14 @@ impl Storage {
         // A checksum of the very buffer read, from the provider: hashed by the local
         // provider as it read it, or kept by the memory provider with the buffer it holds.
         let read = result.extensions.remove::<ReadChecksum>();
+        // An owed checksum comes only with a whole read of this storage's own store (any
+        // other read asks the store to pay it, see `get_result_with`): paid from the bytes.
+        let owed = info.checksum.as_deref().is_some_and(crate::memory::is_owed);
         let kept = self
             .extras
             .kept
             .as_ref()
-            .filter(|_| self.verify_reads && whole);
+            .filter(|_| whole && (self.verify_reads || owed));
         if read.is_some() || kept.is_some() {
             let data = whole_bytes(result).await.map_err(self.err(key))?;
             match read {
@@ -156,6 +175,13 @@ impl Storage {
                 }
                 None => {
                     let computed = self.kept_checksum(key, &info, &data);
+                    if let Some(sum) = computed.filter(|_| owed && self.layers.is_empty())
+                        && let Some(text) = info.checksum.as_mut()
+                    {
+                        // In place: the owed text was given room for it.
+                        text.clear();
+                        text.push_str(sum.as_str());
+                    }
                     let computed = computed.as_ref().map(crate::memory::KeptSum::as_bytes);
                     self.check_whole(&info, whole, &data, computed)?;
                 }
@@ -362,6 +388,11 @@ impl Storage {
         };
         if want_stamp {
             get.extensions.insert(crate::local::stamp::WantStamp);
+        }
+        if self.declared.owes_checksums && !(into_memory && self.layers.is_empty()) {
+            // Only a whole read into memory of the store's own answer pays an owed checksum
+            // from the bytes it holds ([`Storage::read`]); any other asks the store to.
+            get.extensions.insert(crate::memory::ResolveOwed);
         }
         if into_memory && self.declared.reads_whole {
             // A whole read is verified: the provider may hash it as it reads.

@@ -93,10 +93,11 @@ pub const MAX_FOUND_BYTES: usize = 4096;
 
 impl ObjectKey {
     /// Validates `key` against the key rules.
-    pub fn parse(key: impl Into<String>) -> Result<Self, Error> {
-        let key = key.into();
-        check_key(&key)?;
+    pub fn parse(key: impl AsRef<str>) -> Result<Self, Error> {
+        let key = key.as_ref();
+        check_key(key)?;
         Ok(ObjectKey {
+            // Copied once, into the shared text (a `String` first would be a second copy).
             text: key.into(),
             foreign: false,
             parsed: ParsedForm::default(),

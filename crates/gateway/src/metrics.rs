@@ -238,6 +238,47 @@ mod tests {
     use super::*;
 
     #[test]
+    fn kept_handles_count_each_request_under_its_labels_and_add_no_series() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let rendered = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let handles = Handles::default();
+            let (get, put) = (method_index(&Method::GET), method_index(&Method::PUT));
+            let took = Duration::from_millis(3);
+            handles.record(get, status_index(StatusCode::OK), took);
+            handles.record(get, status_index(StatusCode::OK), took);
+            handles.record(put, status_index(StatusCode::PRECONDITION_FAILED), took);
+            handles.record(get, status_index(StatusCode::IM_A_TEAPOT), took);
+        });
+        let text = rendered.render();
+        let series = |name: &str| -> Vec<&str> {
+            let lines = text.lines().filter(|l| l.starts_with(name));
+            lines.filter(|l| !l.contains("quantile")).collect()
+        };
+        let mut requests = series("maskstore_gateway_requests_total{");
+        requests.sort();
+        assert_eq!(
+            requests,
+            [
+                r#"maskstore_gateway_requests_total{method="GET",status="200"} 2"#,
+                r#"maskstore_gateway_requests_total{method="GET",status="4xx"} 1"#,
+                r#"maskstore_gateway_requests_total{method="PUT",status="412"} 1"#,
+            ],
+            "{text}"
+        );
+        let mut timed = series("maskstore_gateway_request_duration_seconds_count");
+        timed.sort();
+        assert_eq!(
+            timed,
+            [
+                r#"maskstore_gateway_request_duration_seconds_count{method="GET"} 3"#,
+                r#"maskstore_gateway_request_duration_seconds_count{method="PUT"} 1"#,
+            ],
+            "{text}"
+        );
+    }
+
+    #[test]
     fn metric_labels_come_from_fixed_sets() {
         for (method, label) in [
             ("GET", "GET"),

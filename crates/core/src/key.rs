@@ -93,10 +93,11 @@ pub const MAX_FOUND_BYTES: usize = 4096;
 
 impl ObjectKey {
     /// Validates `key` against the key rules.
-    pub fn parse(key: impl Into<String>) -> Result<Self, Error> {
-        let key = key.into();
-        check_key(&key)?;
+    pub fn parse(key: impl AsRef<str>) -> Result<Self, Error> {
+        let key = key.as_ref();
+        check_key(key)?;
         Ok(ObjectKey {
+            // Copied once, into the shared text (a `String` first would be a second copy).
             text: key.into(),
             foreign: false,
             parsed: ParsedForm::default(),
@@ -186,12 +187,23 @@ impl ObjectKey {
                 None => parse(&self.text).map(Cow::Owned),
             };
         }
-        let form = parse(&self.text)?;
-        let kept = self.parsed.0.get_or_init(|| Arc::new(form.clone()));
-        Ok(match kept.downcast_ref::<T>() {
-            Some(form) => Cow::Borrowed(form),
-            None => Cow::Owned(form),
-        })
+        // Kept as parsed, not a copy of it: a key read once parses once and copies nothing.
+        let ours: Arc<dyn Any + Send + Sync> = Arc::new(parse(&self.text)?);
+        let lost = self.parsed.0.set(ours).err();
+        if let Some(form) = self
+            .parsed
+            .0
+            .get()
+            .and_then(|kept| kept.downcast_ref::<T>())
+        {
+            return Ok(Cow::Borrowed(form));
+        }
+        // A form of another type was kept first: ours is handed back instead.
+        let ours = lost
+            .and_then(|ours| ours.downcast::<T>().ok())
+            .and_then(|ours| Arc::try_unwrap(ours).ok())
+            .expect("the form not kept is ours alone");
+        Ok(Cow::Owned(ours))
     }
 
     /// The key with `other` appended as further segments (`other` is validated too).

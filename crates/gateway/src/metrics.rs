@@ -1,8 +1,10 @@
 //! Prometheus: the recorder, the names of the gateway's own metrics, their labels from
 //! fixed sets, and what a scrape renders.
 
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -10,6 +12,7 @@ use axum::extract::Request;
 use axum::http::{Method, StatusCode};
 use axum::response::Response;
 use maskstore_backends::monitor::Monitor;
+use metrics::{Counter, Histogram};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 use crate::GatewayError;
@@ -55,73 +58,117 @@ pub const GATEWAY_SENDFILE_BYTES_TOTAL: &str = "maskstore_gateway_sendfile_bytes
 /// Metric: the gateway's HTTP request latency.
 pub const GATEWAY_REQUEST_DURATION: &str = "maskstore_gateway_request_duration_seconds";
 
+/// The method labels, in the order of [`method_index`].
+const METHOD_LABELS: [&str; 6] = ["GET", "PUT", "HEAD", "DELETE", "OPTIONS", "other"];
+
 /// The method as a metric label: one of a fixed set, never the client's text (hyper
 /// accepts any token as a method).
+#[cfg(test)]
 fn method_label(method: &Method) -> &'static str {
+    METHOD_LABELS[method_index(method)]
+}
+
+/// The place of a method's label in [`METHOD_LABELS`].
+fn method_index(method: &Method) -> usize {
     match *method {
-        Method::GET => "GET",
-        Method::PUT => "PUT",
-        Method::HEAD => "HEAD",
-        Method::DELETE => "DELETE",
-        Method::OPTIONS => "OPTIONS",
-        _ => "other",
+        Method::GET => 0,
+        Method::PUT => 1,
+        Method::HEAD => 2,
+        Method::DELETE => 3,
+        Method::OPTIONS => 4,
+        _ => 5,
     }
 }
 
+/// The codes the gateway itself answers with, each its own label; any other is folded
+/// into its class (the last five labels).
+const KNOWN_STATUSES: [u16; 17] = [
+    200, 204, 206, 304, 400, 403, 404, 405, 408, 409, 412, 413, 414, 416, 500, 501, 503,
+];
+
+/// The status labels, in the order of [`status_index`]: the known codes, then the classes.
+const STATUS_LABELS: [&str; 22] = [
+    "200", "204", "206", "304", "400", "403", "404", "405", "408", "409", "412", "413", "414",
+    "416", "500", "501", "503", "1xx", "2xx", "3xx", "4xx", "5xx",
+];
+
 /// The status as a metric label: a code the gateway itself answered with, so a fixed set.
+#[cfg(test)]
 fn status_label(status: StatusCode) -> &'static str {
-    // Codes outside this list are folded into their class.
-    const KNOWN: &[(u16, &str)] = &[
-        (200, "200"),
-        (204, "204"),
-        (206, "206"),
-        (304, "304"),
-        (400, "400"),
-        (403, "403"),
-        (404, "404"),
-        (405, "405"),
-        (408, "408"),
-        (409, "409"),
-        (412, "412"),
-        (413, "413"),
-        (414, "414"),
-        (416, "416"),
-        (500, "500"),
-        (501, "501"),
-        (503, "503"),
-    ];
+    STATUS_LABELS[status_index(status)]
+}
+
+/// The place of a status's label in [`STATUS_LABELS`].
+fn status_index(status: StatusCode) -> usize {
     let code = status.as_u16();
-    KNOWN
+    let class = match code {
+        100..=199 => 0,
+        200..=299 => 1,
+        300..=399 => 2,
+        400..=499 => 3,
+        _ => 4,
+    };
+    KNOWN_STATUSES
         .iter()
-        .find(|(known, _)| *known == code)
-        .map(|(_, label)| *label)
-        .unwrap_or(match code {
-            100..=199 => "1xx",
-            200..=299 => "2xx",
-            300..=399 => "3xx",
-            400..=499 => "4xx",
-            _ => "5xx",
-        })
+        .position(|known| *known == code)
+        .unwrap_or(KNOWN_STATUSES.len() + class)
+}
+
+/// The handles of the request metrics, each registered with the recorder when first used
+/// (a series appears once it counts a request, as when each request named its labels) and
+/// kept: a request then counts without looking its series up.
+#[derive(Default)]
+struct Handles {
+    requests: [[OnceLock<Counter>; STATUS_LABELS.len()]; METHOD_LABELS.len()],
+    durations: [OnceLock<Histogram>; METHOD_LABELS.len()],
+}
+
+impl Handles {
+    /// Counts an answer of `status` to a request of `method` that took `took`.
+    fn record(&self, method: usize, status: usize, took: Duration) {
+        let label = METHOD_LABELS[method];
+        self.requests[method][status]
+            .get_or_init(|| {
+                let status = STATUS_LABELS[status];
+                metrics::counter!(GATEWAY_REQUESTS_TOTAL, "method" => label, "status" => status)
+            })
+            .increment(1);
+        self.durations[method]
+            .get_or_init(|| metrics::histogram!(GATEWAY_REQUEST_DURATION, "method" => label))
+            .record(took.as_secs_f64());
+    }
 }
 
 /// Counts and times every request the gateway answers, by method and status: a layer of
 /// its own, as `axum::middleware::from_fn` would box each request's future and clone the
-/// service behind it.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Track;
+/// service behind it. Each layer keeps the handles of its series.
+#[derive(Clone, Default)]
+pub(crate) struct Track {
+    handles: Arc<Handles>,
+}
+
+impl fmt::Debug for Track {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Track").finish_non_exhaustive()
+    }
+}
 
 impl<S> tower::Layer<S> for Track {
     type Service = Tracked<S>;
 
     fn layer(&self, inner: S) -> Tracked<S> {
-        Tracked { inner }
+        Tracked {
+            inner,
+            handles: Arc::clone(&self.handles),
+        }
     }
 }
 
 /// The service `inner` under [`Track`].
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub(crate) struct Tracked<S> {
     inner: S,
+    handles: Arc<Handles>,
 }
 
 impl<S, B> tower::Service<Request<B>> for Tracked<S>
@@ -139,7 +186,8 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         Timed {
             started: std::time::Instant::now(),
-            method: method_label(request.method()),
+            method: method_index(request.method()),
+            handles: Arc::clone(&self.handles),
             inner: self.inner.call(request),
         }
     }
@@ -149,7 +197,8 @@ pin_project_lite::pin_project! {
     /// A request's answer under way, counted and timed when it is ready.
     pub(crate) struct Timed<F> {
         started: std::time::Instant,
-        method: &'static str,
+        method: usize,
+        handles: Arc<Handles>,
         #[pin]
         inner: F,
     }
@@ -165,11 +214,9 @@ where
         let this = self.project();
         let answer = std::task::ready!(this.inner.poll(cx));
         if let Ok(response) = &answer {
-            let (method, status) = (*this.method, status_label(response.status()));
-            metrics::counter!(GATEWAY_REQUESTS_TOTAL, "method" => method, "status" => status)
-                .increment(1);
-            metrics::histogram!(GATEWAY_REQUEST_DURATION, "method" => method)
-                .record(this.started.elapsed().as_secs_f64());
+            let status = status_index(response.status());
+            let took = this.started.elapsed();
+            this.handles.record(*this.method, status, took);
         }
         Poll::Ready(answer)
     }
@@ -189,6 +236,47 @@ pub(crate) fn render(monitor: &Monitor, handle: &PrometheusHandle) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn kept_handles_count_each_request_under_its_labels_and_add_no_series() {
+        let recorder = PrometheusBuilder::new().build_recorder();
+        let rendered = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            let handles = Handles::default();
+            let (get, put) = (method_index(&Method::GET), method_index(&Method::PUT));
+            let took = Duration::from_millis(3);
+            handles.record(get, status_index(StatusCode::OK), took);
+            handles.record(get, status_index(StatusCode::OK), took);
+            handles.record(put, status_index(StatusCode::PRECONDITION_FAILED), took);
+            handles.record(get, status_index(StatusCode::IM_A_TEAPOT), took);
+        });
+        let text = rendered.render();
+        let series = |name: &str| -> Vec<&str> {
+            let lines = text.lines().filter(|l| l.starts_with(name));
+            lines.filter(|l| !l.contains("quantile")).collect()
+        };
+        let mut requests = series("maskstore_gateway_requests_total{");
+        requests.sort();
+        assert_eq!(
+            requests,
+            [
+                r#"maskstore_gateway_requests_total{method="GET",status="200"} 2"#,
+                r#"maskstore_gateway_requests_total{method="GET",status="4xx"} 1"#,
+                r#"maskstore_gateway_requests_total{method="PUT",status="412"} 1"#,
+            ],
+            "{text}"
+        );
+        let mut timed = series("maskstore_gateway_request_duration_seconds_count");
+        timed.sort();
+        assert_eq!(
+            timed,
+            [
+                r#"maskstore_gateway_request_duration_seconds_count{method="GET"} 3"#,
+                r#"maskstore_gateway_request_duration_seconds_count{method="PUT"} 1"#,
+            ],
+            "{text}"
+        );
+    }
 
     #[test]
     fn metric_labels_come_from_fixed_sets() {

@@ -79,12 +79,13 @@ pub fn objects_router(
     let cors = cors_layer(cors)?;
     // The object route is added after the layers, already layered the same way (counted
     // outermost, CORS inside): as one service, not a layered handler boxed at each level.
-    let objects = Track.layer(cors.layer(ObjectService(Arc::clone(&gateway))));
+    let track = Track::default();
+    let objects = track.layer(cors.layer(ObjectService(Arc::clone(&gateway))));
     Ok(Router::new()
         .route(FORM_PATH, any(form))
         .layer(cors)
         .with_state(gateway)
-        .layer(Track)
+        .layer(track)
         .route_service(&format!("{OBJECT_PATH}{{*key}}"), objects))
 }
 
@@ -99,7 +100,7 @@ pub fn admin_router(storage: Storage, metrics: Option<PrometheusHandle>) -> Rout
             get(move || std::future::ready(render(&monitor, &handle))),
         );
     }
-    admin.layer(Track)
+    admin.layer(Track::default())
 }
 
 /// [`router`] plus `GET /metrics` rendering `handle` (see [`crate::install_prometheus`]).

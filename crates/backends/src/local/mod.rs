@@ -833,7 +833,7 @@ impl Inner {
         self.open_files
             .served
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Ok(Some(answered(described.clone(), read, stamp, None)))
+        Ok(Some(answered(described.for_answer(), read, stamp, None)))
     }
 
     /// The range `options` asks of the object `described`, and its data when it is read

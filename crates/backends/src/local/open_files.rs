@@ -86,6 +86,19 @@ pub(crate) struct Described {
     pub(crate) unreadable: Option<UnreadableRecord>,
 }
 
+impl Described {
+    /// A copy of what an answer carries (the stored checksum is for a read that hashes,
+    /// which a kept file's read never is).
+    pub(crate) fn for_answer(&self) -> Described {
+        Described {
+            meta: self.meta.clone(),
+            attributes: self.attributes.clone(),
+            checksum: None,
+            unreadable: self.unreadable.clone(),
+        }
+    }
+}
+
 /// An object's open file, with its stamp and what it said when it was opened.
 #[derive(Debug)]
 pub(crate) struct OpenObject {

@@ -65,18 +65,24 @@ impl Key {
         Key { secret, keyed }
     }
 
-    /// The HMAC-SHA256 of `message` under this secret.
-    fn mac(&self, message: &str) -> Vec<u8> {
-        let mut mac = self.keyed.clone();
-        mac.update(message.as_bytes());
-        mac.finalize().into_bytes().to_vec()
+    /// The HMAC-SHA256 of `message` (its pieces in order) under this secret.
+    fn mac(&self, message: &[&str]) -> Vec<u8> {
+        self.hashed(message).finalize().into_bytes().to_vec()
     }
 
     /// Whether `signature` is this secret's over `message`, compared in constant time.
-    fn verifies(&self, message: &str, signature: &[u8]) -> bool {
+    fn verifies(&self, message: &[&str], signature: &[u8]) -> bool {
+        self.hashed(message).verify_slice(signature).is_ok()
+    }
+
+    /// The keyed state after `message`: its pieces are hashed as they are, so no message
+    /// is put together in memory first.
+    fn hashed(&self, message: &[&str]) -> HmacSha256 {
         let mut mac = self.keyed.clone();
-        mac.update(message.as_bytes());
-        mac.verify_slice(signature).is_ok()
+        for piece in message {
+            mac.update(piece.as_bytes());
+        }
+        mac
     }
 }
 
@@ -305,7 +311,7 @@ impl GatewaySigner {
 
     /// Whether one of the secrets in use (or, when rotating, a new one in the secret's
     /// file) made `signature` over `message`.
-    fn signed_by_us(&self, message: &str, signature: &[u8]) -> bool {
+    fn signed_by_us(&self, message: &[&str], signature: &[u8]) -> bool {
         // Every secret is tried, so the time taken does not tell which one matched.
         let checked = Instant::now();
         let matches = |keys: &Keys| {
@@ -338,29 +344,42 @@ impl GatewaySigner {
     }
 }
 
-/// The signed message. A bound SHA-256 is one more line, so URLs without one keep their
-/// message (and stay valid), and none can be made to look like one with a SHA-256: the
-/// length line before it holds digits only.
-fn canonical(
-    method: &str,
-    key: &str,
-    expires: &str,
-    content_type: &str,
-    length: &str,
-    sha256: Option<&str>,
-) -> String {
-    let mut message =
-        format!("maskstore-url-v1\n{method}\n{key}\n{expires}\n{content_type}\n{length}");
-    if let Some(sha256) = sha256 {
-        message.push_str("\nsha256:");
-        message.push_str(sha256);
-    }
-    message
+/// The signed message, as the pieces it is hashed from, in order:
+/// `maskstore-url-v1\n{method}\n{key}\n{expires}\n{content_type}\n{length}`. A bound
+/// SHA-256 is one more line (`\nsha256:{hex}`), so URLs without one keep their message
+/// (and stay valid), and none can be made to look like one with a SHA-256: the length line
+/// before it holds digits only.
+fn canonical<'a>(
+    method: &'a str,
+    key: &'a str,
+    expires: &'a str,
+    content_type: &'a str,
+    length: &'a str,
+    sha256: Option<&'a str>,
+) -> [&'a str; 12] {
+    let (sha256_line, sha256) = match sha256 {
+        Some(hex) => ("\nsha256:", hex),
+        None => ("", ""),
+    };
+    [
+        "maskstore-url-v1\n",
+        method,
+        "\n",
+        key,
+        "\n",
+        expires,
+        "\n",
+        content_type,
+        "\n",
+        length,
+        sha256_line,
+        sha256,
+    ]
 }
 
-/// The message a form's policy signature is over.
-fn policy_message(policy: &str) -> String {
-    format!("maskstore-post-v1\n{policy}")
+/// The message a form's policy signature is over, as its pieces.
+fn policy_message(policy: &str) -> [&str; 2] {
+    ["maskstore-post-v1\n", policy]
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -543,14 +562,57 @@ pub(super) mod tests {
         let expected = "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843";
         let message = "what do ya want for nothing?";
         for _ in 0..2 {
-            assert_eq!(hex(&key.mac(message)), expected);
-            assert!(key.verifies(message, &key.mac(message)));
+            assert_eq!(hex(&key.mac(&[message])), expected);
+            assert!(key.verifies(&[message], &key.mac(&[message])));
+            // The same message in pieces is the same message.
+            assert_eq!(
+                hex(&key.mac(&["what do ya", "", " want for nothing?"])),
+                expected
+            );
         }
-        let mut forged = key.mac(message);
+        let mut forged = key.mac(&[message]);
         forged[31] ^= 1;
-        assert!(!key.verifies(message, &forged));
-        assert!(!key.verifies("what do ya want for nothing!", &key.mac(message)));
-        assert!(!Key::new(Secret::new("Jeff")).verifies(message, &key.mac(message)));
+        assert!(!key.verifies(&[message], &forged));
+        assert!(!key.verifies(&["what do ya want for nothing!"], &key.mac(&[message])));
+        assert!(!Key::new(Secret::new("Jeff")).verifies(&[message], &key.mac(&[message])));
+    }
+
+    #[test]
+    fn urls_sign_the_message_issued_urls_were_signed_over() {
+        // The message as one text, as URLs issued by earlier versions were signed: a
+        // change of it would turn every URL in circulation down.
+        let secret = "0123456789abcdef0123456789abcdef";
+        let s = GatewaySigner::new("http://127.0.0.1:9000", Secret::new(secret), None);
+        let whole = |message: &str| hex(&Key::new(Secret::new(secret)).mac(&[message]));
+        let plain = s.sign(
+            SignedMethod::Get,
+            &key("mask/a b.png"),
+            NOW,
+            &SignOptions::default(),
+        );
+        let text = format!("maskstore-url-v1\nGET\nmask/a b.png\n{NOW}\n\n");
+        assert!(
+            plain.ends_with(&format!("signature={}", whole(&text))),
+            "{plain}"
+        );
+        let digest = crate::checksum::ContentSha256::parse(&"ab".repeat(32)).unwrap();
+        let options = SignOptions {
+            content_type: Some("image/png".into()),
+            content_length: Some(42),
+            sha256: Some(digest),
+        };
+        let bound = s.sign(SignedMethod::Put, &key("mask/a.png"), NOW, &options);
+        let text = format!(
+            "maskstore-url-v1\nPUT\nmask/a.png\n{NOW}\nimage/png\n42\nsha256:{}",
+            "ab".repeat(32)
+        );
+        assert!(
+            bound.ends_with(&format!("signature={}", whole(&text))),
+            "{bound}"
+        );
+        let policy = whole("maskstore-post-v1\neyJwb2xpY3kiOnt9fQ==");
+        assert_eq!(s.sign_policy("eyJwb2xpY3kiOnt9fQ=="), policy);
+        assert!(s.verify_policy("eyJwb2xpY3kiOnt9fQ==", &policy));
     }
 
     #[test]

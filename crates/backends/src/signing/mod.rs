@@ -85,15 +85,20 @@ impl fmt::Display for SignedMethod {
 impl FromStr for SignedMethod {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_uppercase().as_str() {
-            "GET" => Ok(SignedMethod::Get),
-            "PUT" => Ok(SignedMethod::Put),
-            "HEAD" => Ok(SignedMethod::Head),
-            "DELETE" => Ok(SignedMethod::Delete),
-            _ => Err(format!(
-                "{s:?} is not a method a signed URL can grant; use get, put, head or delete"
-            )),
-        }
+        let methods = [
+            SignedMethod::Get,
+            SignedMethod::Put,
+            SignedMethod::Head,
+            SignedMethod::Delete,
+        ];
+        methods
+            .into_iter()
+            .find(|method| method.as_str().eq_ignore_ascii_case(s))
+            .ok_or_else(|| {
+                format!(
+                    "{s:?} is not a method a signed URL can grant; use get, put, head or delete"
+                )
+            })
     }
 }
 

@@ -19,6 +19,8 @@ pub const MAX_QUERY_BYTES: usize = 2048;
 pub const MAX_QUERY_PARAMS: usize = 16;
 /// The length of a signature: HMAC-SHA256 in lowercase hex.
 const SIGNATURE_HEX_LEN: usize = 64;
+/// The bytes of a signature.
+const SIGNATURE_BYTES: usize = SIGNATURE_HEX_LEN / 2;
 
 /// Why a query was refused before it was read.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -122,7 +124,7 @@ pub(super) struct SignedQuery<'q> {
     pub(super) content_type: Option<String>,
     pub(super) content_length: Option<&'q str>,
     pub(super) sha256: Option<&'q str>,
-    pub(super) signature: Vec<u8>,
+    pub(super) signature: [u8; SIGNATURE_BYTES],
 }
 
 /// The values of a query whose signature matched.
@@ -185,18 +187,22 @@ fn plain<'q>(value: &'q str, name: &str) -> Result<&'q str, Refusal> {
 }
 
 /// The signature: exactly 64 lowercase hex digits, as [`super::GatewaySigner::sign`] writes it.
-pub(super) fn signature_bytes(text: &str) -> Result<Vec<u8>, Refusal> {
+pub(super) fn signature_bytes(text: &str) -> Result<[u8; SIGNATURE_BYTES], Refusal> {
     let malformed = || {
         Refusal::Malformed(format!(
             "{PARAM_SIGNATURE} must be exactly {SIGNATURE_HEX_LEN} lowercase hex digits"
         ))
     };
-    if text.len() != SIGNATURE_HEX_LEN
-        || !text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    {
+    let digits = text.as_bytes();
+    if digits.len() != SIGNATURE_HEX_LEN {
         return Err(malformed());
     }
-    unhex(text).ok_or_else(malformed)
+    let mut bytes = [0u8; SIGNATURE_BYTES];
+    for (byte, pair) in bytes.iter_mut().zip(digits.chunks_exact(2)) {
+        *byte = (lower_hex(pair[0]).ok_or_else(malformed)? << 4)
+            | lower_hex(pair[1]).ok_or_else(malformed)?;
+    }
+    Ok(bytes)
 }
 
 /// A percent-encoded value (`+` is a space, as in forms), as UTF-8.
@@ -208,14 +214,13 @@ fn decode(value: &str, name: &str) -> Result<String, Refusal> {
         .map_err(|_| Refusal::Malformed(format!("{name} is not UTF-8")))
 }
 
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if !text.len().is_multiple_of(2) {
-        return None;
+/// The value of a lowercase hex digit.
+fn lower_hex(digit: u8) -> Option<u8> {
+    match digit {
+        b'0'..=b'9' => Some(digit - b'0'),
+        b'a'..=b'f' => Some(digit - b'a' + 10),
+        _ => None,
     }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 #[cfg(test)]

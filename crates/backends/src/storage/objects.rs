@@ -306,7 +306,8 @@ impl Storage {
         let verifies = verifier.is_some();
         let range = result.range.clone();
         let backend = self.backend.clone();
-        let key_text = key.to_string();
+        // Shown (escaped, as its `Display`) in an error only, not on every read.
+        let key = key.clone();
         let mut trusted_file = None;
         let stream = match result.payload {
             GetResultPayload::File(file, _) => {
@@ -332,7 +333,7 @@ impl Storage {
             GetResultPayload::Stream(stream) => stream,
         };
         let stream = stream
-            .map_err(move |e| Error::from_store(&backend, &key_text, e))
+            .map_err(move |e| Error::from_store(&backend, &maskstore_core::shown(key.as_str()), e))
             .boxed();
         let stream = match verifier {
             Some(verifier) => verify_stream(stream, verifier),

@@ -80,6 +80,20 @@ fn units(bytes: u64) -> usize {
     usize::try_from(bytes.div_ceil(UNIT)).unwrap_or(usize::MAX)
 }
 
+/// `wanted` permits of `semaphore`: at once when they are free (no timer is set up for
+/// the common case), else waiting for them until `until`; `None` once that passed.
+async fn acquire_until(
+    semaphore: &Arc<Semaphore>,
+    wanted: u32,
+    until: tokio::time::Instant,
+) -> Option<OwnedSemaphorePermit> {
+    if let Ok(permit) = Arc::clone(semaphore).try_acquire_many_owned(wanted) {
+        return Some(permit);
+    }
+    let acquire = Arc::clone(semaphore).acquire_many_owned(wanted);
+    tokio::time::timeout_at(until, acquire).await.ok()?.ok()
+}
+
 /// A 503 with `Retry-After` saying `why`.
 fn busy(why: &str) -> Box<Response> {
     let mut response = reply(StatusCode::SERVICE_UNAVAILABLE, why);
@@ -125,13 +139,12 @@ impl MemoryBudget {
             Some(client) => Some(self.reserve_share(client, wanted, until).await?),
             None => None,
         };
-        let acquire = Arc::clone(&self.permits).acquire_many_owned(wanted);
-        match tokio::time::timeout_at(until, acquire).await {
-            Ok(Ok(permit)) => Ok(Reserved {
+        match acquire_until(&self.permits, wanted, until).await {
+            Some(permit) => Ok(Reserved {
                 _global: permit,
                 _client: client,
             }),
-            _ => Err(busy(
+            None => Err(busy(
                 "the gateway's memory for requests in flight is taken; try again shortly",
             )),
         }
@@ -153,10 +166,9 @@ impl MemoryBudget {
         let wanted = wanted.min(u32::try_from(per_client).unwrap_or(u32::MAX));
         // Awaited in a statement of its own, so the waiting acquire (which holds `share`)
         // is gone before the entry may be forgotten.
-        let acquired =
-            tokio::time::timeout_at(until, Arc::clone(&share).acquire_many_owned(wanted)).await;
+        let acquired = acquire_until(&share, wanted, until).await;
         match acquired {
-            Ok(Ok(permit)) => Ok(ClientRoom {
+            Some(permit) => Ok(ClientRoom {
                 permit: Some(permit),
                 share,
                 client,

@@ -152,9 +152,23 @@ pub(super) enum Span {
     Unsatisfiable,
 }
 
+/// The headers a GET or HEAD asks its conditions and its range with.
+const ASKING: [HeaderName; 6] = [
+    header::IF_MATCH,
+    header::IF_NONE_MATCH,
+    header::IF_MODIFIED_SINCE,
+    header::IF_UNMODIFIED_SINCE,
+    header::IF_RANGE,
+    header::RANGE,
+];
+
 impl Asked {
     /// What `headers` ask; unreadable values are ignored, as HTTP allows.
     pub(super) fn from_headers(headers: &HeaderMap) -> Asked {
+        // Most requests ask none of them: one pass over their few names, not six lookups.
+        if !headers.keys().any(|name| ASKING.contains(name)) {
+            return Asked::default();
+        }
         let text = |name: HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
         Asked {
             if_match: TagList::of(headers, header::IF_MATCH),
@@ -176,11 +190,12 @@ impl Asked {
     /// `If-None-Match` (weak), or without it `If-Modified-Since`. Dates compare to the
     /// second, the precision of `Last-Modified`.
     pub(super) fn verdict(&self, info: &ObjectInfo) -> Verdict {
-        let current = info.etag.as_deref().map(EntityTag::of_store);
+        // Read only when a condition names tags.
+        let current = || info.etag.as_deref().map(EntityTag::of_store);
         let changed_after =
             |date: &DateTime<Utc>| info.last_modified.timestamp() > date.timestamp();
         let still = match (&self.if_match, &self.if_unmodified_since) {
-            (Some(list), _) => list.strong_match(current.as_ref()),
+            (Some(list), _) => list.strong_match(current().as_ref()),
             (None, Some(date)) => !changed_after(date),
             (None, None) => true,
         };
@@ -188,7 +203,7 @@ impl Asked {
             return Verdict::PreconditionFailed;
         }
         let unchanged = match (&self.if_none_match, &self.if_modified_since) {
-            (Some(list), _) => list.weak_match(current.as_ref()),
+            (Some(list), _) => list.weak_match(current().as_ref()),
             (None, Some(date)) => !changed_after(date),
             (None, None) => false,
         };

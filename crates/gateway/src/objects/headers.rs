@@ -29,24 +29,34 @@ fn served_inline(content_type: Option<&str>) -> bool {
     let Some(content_type) = content_type else {
         return false;
     };
-    let essence = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    essence == "application/octet-stream"
-        || MaskFormat::ALL
-            .iter()
-            .any(|format| format.content_type() == essence)
+    let essence = content_type.split(';').next().unwrap_or_default().trim();
+    inline_type(essence).is_some()
+}
+
+/// The type served inline that `essence` names (compared without regard to case), as a
+/// static text: `application/octet-stream` or a mask format's type.
+fn inline_type(essence: &str) -> Option<&'static str> {
+    let formats = MaskFormat::ALL.iter().map(|format| format.content_type());
+    std::iter::once("application/octet-stream")
+        .chain(formats)
+        .find(|inline| inline.eq_ignore_ascii_case(essence))
+}
+
+/// The `Content-Type` value of a stored type: the static value of a mask format's type as
+/// the store holds it (the usual case, which copies nothing), else the stored text.
+fn content_type_value(stored: &str) -> Option<HeaderValue> {
+    match inline_type(stored) {
+        Some(inline) if inline == stored => Some(HeaderValue::from_static(inline)),
+        _ => HeaderValue::from_str(stored).ok(),
+    }
 }
 
 /// What a response says about the object it serves: type, encoding, disposition,
 /// validators, ranges. The bytes are served as stored, so a stored encoding (a gzip object
 /// synced from GCS) is said, as S3 and GCS say it: a range is of the encoded bytes.
 pub(super) fn describe(out: &mut HeaderMap, info: &ObjectInfo) {
-    if let Some(ct) = &info.content_type {
-        set(out, header::CONTENT_TYPE, ct);
+    if let Some(value) = info.content_type.as_deref().and_then(content_type_value) {
+        out.insert(header::CONTENT_TYPE, value);
     }
     if let Some(encoding) = &info.content_encoding {
         set(out, header::CONTENT_ENCODING, encoding);
@@ -61,7 +71,7 @@ pub(super) fn describe(out: &mut HeaderMap, info: &ObjectInfo) {
         set_owned(out, header::ETAG, quote(etag));
     }
     set_owned(out, header::LAST_MODIFIED, http_date(info.last_modified));
-    set(out, header::ACCEPT_RANGES, "bytes");
+    out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
 }
 
 /// An HTTP date (RFC 9110 §5.6.7): `httpdate`'s formatter (a fraction of chrono's
@@ -97,7 +107,9 @@ pub(super) fn quote(etag: &str) -> String {
     if etag.starts_with('"') || etag.starts_with("W/") {
         etag.to_string()
     } else {
-        format!("\"{etag}\"")
+        let mut quoted = String::with_capacity(etag.len() + 2);
+        quoted.extend(["\"", etag, "\""]);
+        quoted
     }
 }
 
@@ -126,6 +138,20 @@ mod tests {
     fn etags_are_quoted_once() {
         assert_eq!(quote("abc"), "\"abc\"");
         assert_eq!(quote("\"abc\""), "\"abc\"");
+    }
+
+    #[test]
+    fn a_stored_content_type_is_served_as_stored() {
+        for stored in [
+            "image/png",
+            "application/octet-stream",
+            "Image/PNG",
+            "image/png; charset=binary",
+            "text/html",
+        ] {
+            assert_eq!(content_type_value(stored).unwrap(), stored);
+        }
+        assert!(content_type_value("image/png\nx-injected: 1").is_none());
     }
 
     #[test]

@@ -566,6 +566,34 @@ mod tests {
         assert_eq!(storage.monitor().counts().total(), reads, "read again");
     }
 
+    /// Ranges of a file changed in the last seconds (no version names its bytes) that ask
+    /// while the check of its etag is under way wait for that one check: one whole read.
+    #[tokio::test]
+    async fn checks_of_one_etag_asked_together_read_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::connect(&maskstore_core::Config::local(dir.path())).unwrap();
+        let key: ObjectKey = "mask/fresh.png".parse().unwrap();
+        // Larger than a read made without waiting: each check waits for its read.
+        storage.put(&key, vec![7u8; 2 << 20]).await.unwrap();
+        let read = storage
+            .read_stream(&key, ReadOptions::default())
+            .await
+            .unwrap();
+        assert!(
+            read.version.is_none(),
+            "a file written just now has no version"
+        );
+        let asked = || Asked::Etag(read.info.etag.clone());
+        let verified = Arc::new(VerifiedVersions::default());
+        let reads = storage.monitor().counts().total();
+        let (first, second) = tokio::join!(
+            verified.check(&storage, &key, asked()),
+            verified.check(&storage, &key, asked())
+        );
+        assert_eq!((first, second), (Some(Found::Intact), Some(Found::Intact)));
+        assert_eq!(storage.monitor().counts().total(), reads + 1);
+    }
+
     #[test]
     fn new_versions_of_long_keys_cannot_hold_more_than_the_byte_bound() {
         let mut verdicts = Verdicts::<u64>::default();

@@ -31,6 +31,11 @@ pub fn install_prometheus() -> Result<PrometheusHandle, GatewayError> {
         .set_buckets_for_metric(Matcher::Suffix("_seconds".to_string()), BUCKETS)
         .and_then(PrometheusBuilder::install_recorder)
         .map_err(|e| GatewayError::Metrics(e.to_string()))?;
+    // Its address, read on a thread of its own (no thread-local recorder there): the
+    // recorder request metrics keep their series' handles for.
+    if let Ok(address) = std::thread::spawn(current_recorder).join() {
+        let _ = INSTALLED.set(address);
+    }
     let upkeep = handle.clone();
     std::thread::Builder::new()
         .name("metrics-upkeep".to_string())
@@ -114,27 +119,58 @@ fn status_index(status: StatusCode) -> usize {
         .unwrap_or(KNOWN_STATUSES.len() + class)
 }
 
+/// The address of the recorder [`install_prometheus`] installed as the process's: it is
+/// never replaced nor freed, so no other recorder ever has this address.
+static INSTALLED: OnceLock<usize> = OnceLock::new();
+
+/// The address of the recorder in effect on this thread (its own, else the process's).
+fn current_recorder() -> usize {
+    metrics::with_recorder(|recorder| std::ptr::from_ref(recorder).cast::<()>() as usize)
+}
+
 /// The handles of the request metrics, each registered with the recorder when first used
 /// (a series appears once it counts a request, as when each request named its labels) and
-/// kept: a request then counts without looking its series up.
-#[derive(Default)]
+/// kept: a request then counts without looking its series up. They are kept for one
+/// recorder, the process's that [`install_prometheus`] installed; under any other (none
+/// yet, a thread's own) each request names its series, so it counts wherever it would have.
 struct Handles {
+    /// The address of the recorder the handles are kept for, once known.
+    kept_for: &'static OnceLock<usize>,
     requests: [[OnceLock<Counter>; STATUS_LABELS.len()]; METHOD_LABELS.len()],
     durations: [OnceLock<Histogram>; METHOD_LABELS.len()],
 }
 
+impl Default for Handles {
+    fn default() -> Handles {
+        Handles::kept_for(&INSTALLED)
+    }
+}
+
 impl Handles {
+    /// Handles kept for the recorder whose address `kept_for` holds.
+    fn kept_for(kept_for: &'static OnceLock<usize>) -> Handles {
+        Handles {
+            kept_for,
+            requests: Default::default(),
+            durations: Default::default(),
+        }
+    }
+
     /// Counts an answer of `status` to a request of `method` that took `took`.
     fn record(&self, method: usize, status: usize, took: Duration) {
-        let label = METHOD_LABELS[method];
+        let (method_label, status_label) = (METHOD_LABELS[method], STATUS_LABELS[status]);
+        let counter = || metrics::counter!(GATEWAY_REQUESTS_TOTAL, "method" => method_label, "status" => status_label);
+        let histogram = || metrics::histogram!(GATEWAY_REQUEST_DURATION, "method" => method_label);
+        if self.kept_for.get() != Some(&current_recorder()) {
+            counter().increment(1);
+            histogram().record(took.as_secs_f64());
+            return;
+        }
         self.requests[method][status]
-            .get_or_init(|| {
-                let status = STATUS_LABELS[status];
-                metrics::counter!(GATEWAY_REQUESTS_TOTAL, "method" => label, "status" => status)
-            })
+            .get_or_init(counter)
             .increment(1);
         self.durations[method]
-            .get_or_init(|| metrics::histogram!(GATEWAY_REQUEST_DURATION, "method" => label))
+            .get_or_init(histogram)
             .record(took.as_secs_f64());
     }
 }
@@ -241,14 +277,22 @@ mod tests {
     fn kept_handles_count_each_request_under_its_labels_and_add_no_series() {
         let recorder = PrometheusBuilder::new().build_recorder();
         let rendered = recorder.handle();
+        static OURS: OnceLock<usize> = OnceLock::new();
         metrics::with_local_recorder(&recorder, || {
-            let handles = Handles::default();
+            OURS.set(current_recorder()).unwrap();
+            let handles = Handles::kept_for(&OURS);
             let (get, put) = (method_index(&Method::GET), method_index(&Method::PUT));
             let took = Duration::from_millis(3);
             handles.record(get, status_index(StatusCode::OK), took);
             handles.record(get, status_index(StatusCode::OK), took);
             handles.record(put, status_index(StatusCode::PRECONDITION_FAILED), took);
             handles.record(get, status_index(StatusCode::IM_A_TEAPOT), took);
+            // Kept: later requests count without naming their series.
+            assert!(
+                handles.requests[get][status_index(StatusCode::OK)]
+                    .get()
+                    .is_some()
+            );
         });
         let text = rendered.render();
         let series = |name: &str| -> Vec<&str> {
@@ -276,6 +320,39 @@ mod tests {
             ],
             "{text}"
         );
+    }
+
+    /// The gateway is a library: a recorder put in place after the router served requests
+    /// (a global one installed late, a test's own) gets the requests that follow, as when
+    /// each request named its series, and none of them is lost to the recorder (or the
+    /// lack of one) a series was first counted under.
+    #[test]
+    fn a_recorder_put_in_place_later_counts_the_requests_that_follow() {
+        let handles = Handles::default();
+        let (get, ok) = (method_index(&Method::GET), status_index(StatusCode::OK));
+        let took = Duration::from_millis(3);
+        // No recorder yet: counted nowhere.
+        handles.record(get, ok, took);
+        for served in [1, 2] {
+            let recorder = PrometheusBuilder::new().build_recorder();
+            let rendered = recorder.handle();
+            metrics::with_local_recorder(&recorder, || {
+                for _ in 0..served {
+                    handles.record(get, ok, took);
+                }
+            });
+            let text = rendered.render();
+            let count = format!(
+                r#"maskstore_gateway_requests_total{{method="GET",status="200"}} {served}"#
+            );
+            assert!(text.lines().any(|l| l == count), "{count} in:\n{text}");
+            let timed = format!(
+                r#"maskstore_gateway_request_duration_seconds_count{{method="GET"}} {served}"#
+            );
+            assert!(text.lines().any(|l| l == timed), "{timed} in:\n{text}");
+        }
+        // None was kept for a recorder other than the process's.
+        assert!(handles.requests[get][ok].get().is_none());
     }
 
     #[test]

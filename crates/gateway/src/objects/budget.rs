@@ -164,25 +164,24 @@ impl MemoryBudget {
                 .or_insert_with(|| Arc::new(Semaphore::new(per_client))),
         );
         let wanted = wanted.min(u32::try_from(per_client).unwrap_or(u32::MAX));
-        // Awaited in a statement of its own, so the waiting acquire (which holds `share`)
-        // is gone before the entry may be forgotten.
-        let acquired = acquire_until(&share, wanted, until).await;
-        match acquired {
-            Some(permit) => Ok(ClientRoom {
-                permit: Some(permit),
-                share,
-                client,
-                budget: self.clone(),
-            }),
-            _ => {
-                self.forget_if_idle(client, &share);
-                Err(Box::new(over_share(
-                    "1",
-                    "this client's requests in flight hold its share of the gateway's memory; \
-                     finish reading them or try again shortly",
-                )))
-            }
+        // The room forgets the client when it goes, however it goes: refused, or dropped
+        // while it waits (its client went away), also just after its share was handed to
+        // it. Its wait, which holds `share` too, is dropped before it.
+        let mut room = ClientRoom {
+            permit: None,
+            share,
+            client,
+            budget: self.clone(),
+        };
+        room.permit = acquire_until(&room.share, wanted, until).await;
+        if room.permit.is_some() {
+            return Ok(room);
         }
+        Err(Box::new(over_share(
+            "1",
+            "this client's requests in flight hold its share of the gateway's memory; \
+             finish reading them or try again shortly",
+        )))
     }
 
     /// Drops `client`'s entry once nobody but the map and the caller holds `share` and all
@@ -239,6 +238,66 @@ mod tests {
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         permits.pop();
         assert!(budget.reserve_download(4 << 20, None).await.is_ok());
+    }
+
+    /// A request dropped at any point of its reservation (its client went away) gives back
+    /// all it took, and its client is forgotten once nothing of it is held or waited for:
+    /// also when the share it waited for was handed to it just before it was dropped.
+    #[tokio::test]
+    async fn a_reservation_dropped_at_any_point_leaves_nothing_behind() {
+        use std::future::Future;
+        use std::task::Context;
+        let poll_once = |f: &mut std::pin::Pin<Box<dyn Future<Output = _> + Send + '_>>| {
+            f.as_mut()
+                .poll(&mut Context::from_waker(std::task::Waker::noop()))
+        };
+        let budget = download_budget();
+        let client = IpAddr::from([198, 51, 100, 8]);
+        let other = IpAddr::from([203, 0, 113, 10]);
+        for handed_over in [false, true] {
+            // Waiting for its share, which the first request holds whole.
+            let held = budget.reserve(DOWNLOAD_MEMORY_PER_CLIENT, Some(client));
+            let held = held.await.unwrap();
+            let mut waiting: std::pin::Pin<Box<dyn Future<Output = _> + Send>> =
+                Box::pin(budget.reserve(1, Some(client)));
+            assert!(poll_once(&mut waiting).is_pending());
+            if handed_over {
+                // Its share is handed to it, and it is dropped before it sees it.
+                drop(held);
+                drop(waiting);
+            } else {
+                drop(waiting);
+                drop(held);
+            }
+            assert_eq!(budget.clients_known(), 0, "handed over: {handed_over}");
+        }
+        // Waiting for the budget, its share taken.
+        let rest = DOWNLOAD_MEMORY_BUDGET - DOWNLOAD_MEMORY_PER_CLIENT;
+        let mut held = Vec::new();
+        for n in 0..rest / DOWNLOAD_MEMORY_PER_CLIENT {
+            let hog = IpAddr::from([192, 0, 2, u8::try_from(n).unwrap()]);
+            held.push(
+                budget
+                    .reserve(DOWNLOAD_MEMORY_PER_CLIENT, Some(hog))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let last = budget
+            .reserve(DOWNLOAD_MEMORY_PER_CLIENT, Some(other))
+            .await
+            .unwrap();
+        let mut waiting: std::pin::Pin<Box<dyn Future<Output = _> + Send>> =
+            Box::pin(budget.reserve(1, Some(client)));
+        assert!(poll_once(&mut waiting).is_pending());
+        drop(last);
+        drop(waiting);
+        held.clear();
+        assert_eq!(budget.clients_known(), 0);
+        assert_eq!(
+            budget.permits.available_permits(),
+            units(DOWNLOAD_MEMORY_BUDGET)
+        );
     }
 
     #[tokio::test]

@@ -393,6 +393,14 @@ impl VerifiedVersions {
         let id = (key.to_string(), asked.clone());
         let check = {
             let mut known = self.lock();
+            // A check of this version may have ended since the caller looked for its
+            // verdict: its verdict answers, and the version is not read again.
+            if let Asked::Version(version) = &asked
+                && let Some(verdict) = known.verdicts.get(key.as_str())
+                && verdict.version == *version
+            {
+                return Some(verdict.found.clone());
+            }
             match known.checking.get(&id).and_then(WeakShared::upgrade) {
                 Some(check) => check,
                 None => {
@@ -532,6 +540,58 @@ mod tests {
         let stale_bytes = stale.map(|(k, _)| k.len()).sum::<usize>();
         let live_bytes = verdicts.by_key.values().filter(|v| v.large == large);
         live_bytes.map(|v| v.weight).sum::<usize>() + stale_bytes
+    }
+
+    /// A range that found no verdict, and asks for the check of its version only once that
+    /// check ended (its verdict kept, its entry gone), is answered by the kept verdict, not
+    /// by a second whole read: ranges asked together read a version whole once however
+    /// their steps interleave (a late one read the whole object again under load).
+    #[tokio::test]
+    async fn a_check_asked_once_its_verdict_is_kept_reads_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::connect(&maskstore_core::Config::local(dir.path())).unwrap();
+        let key: ObjectKey = "mask/settled.png".parse().unwrap();
+        storage.put(&key, &b"png"[..]).await.unwrap();
+        // A read names its version once the file's last change is 3 s old.
+        tokio::time::sleep(std::time::Duration::from_millis(3500)).await;
+        let read = storage.read_stream(&key, ReadOptions::default()).await;
+        let version = read.unwrap().version.expect("a settled file's version");
+        let verified = Arc::new(VerifiedVersions::default());
+        let asked = || Asked::Version(version.clone());
+        let found = verified.check(&storage, &key, asked()).await;
+        assert_eq!(found, Some(Found::Intact));
+        let reads = storage.monitor().counts().total();
+        let found = verified.check(&storage, &key, asked()).await;
+        assert_eq!(found, Some(Found::Intact));
+        assert_eq!(storage.monitor().counts().total(), reads, "read again");
+    }
+
+    /// Ranges of a file changed in the last seconds (no version names its bytes) that ask
+    /// while the check of its etag is under way wait for that one check: one whole read.
+    #[tokio::test]
+    async fn checks_of_one_etag_asked_together_read_it_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::connect(&maskstore_core::Config::local(dir.path())).unwrap();
+        let key: ObjectKey = "mask/fresh.png".parse().unwrap();
+        // Larger than a read made without waiting: each check waits for its read.
+        storage.put(&key, vec![7u8; 2 << 20]).await.unwrap();
+        let read = storage
+            .read_stream(&key, ReadOptions::default())
+            .await
+            .unwrap();
+        assert!(
+            read.version.is_none(),
+            "a file written just now has no version"
+        );
+        let asked = || Asked::Etag(read.info.etag.clone());
+        let verified = Arc::new(VerifiedVersions::default());
+        let reads = storage.monitor().counts().total();
+        let (first, second) = tokio::join!(
+            verified.check(&storage, &key, asked()),
+            verified.check(&storage, &key, asked())
+        );
+        assert_eq!((first, second), (Some(Found::Intact), Some(Found::Intact)));
+        assert_eq!(storage.monitor().counts().total(), reads + 1);
     }
 
     #[test]

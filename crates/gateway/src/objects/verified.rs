@@ -585,10 +585,22 @@ mod tests {
         );
         let asked = || Asked::Etag(read.info.etag.clone());
         let verified = Arc::new(VerifiedVersions::default());
+        // Every turn held, so that both checks are asked before either can read, however
+        // fast the read (a check that ended before the second was asked would be read
+        // again, by design: no version names these bytes).
+        let turns = u32::try_from(verified.turns.available_permits()).unwrap();
+        let held = Arc::clone(&verified.turns)
+            .acquire_many_owned(turns)
+            .await
+            .unwrap();
         let reads = storage.monitor().counts().total();
-        let (first, second) = tokio::join!(
+        let (first, second, ()) = tokio::join!(
             verified.check(&storage, &key, asked()),
-            verified.check(&storage, &key, asked())
+            verified.check(&storage, &key, asked()),
+            async move {
+                tokio::task::yield_now().await;
+                drop(held);
+            }
         );
         assert_eq!((first, second), (Some(Found::Intact), Some(Found::Intact)));
         assert_eq!(storage.monitor().counts().total(), reads + 1);

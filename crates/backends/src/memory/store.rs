@@ -1107,6 +1107,8 @@ mod tests {
         BytesOut,
         ChecksumIn,
         ReadExtensionsDropped,
+        /// Both: drops the read's extensions and alters the bytes it passes on.
+        BytesOutExtensionsDropped,
     }
 
     #[derive(Debug)]
@@ -1140,7 +1142,9 @@ mod tests {
                         .insert(Attribute::Metadata(CHECKSUM_METADATA.into()), other.into());
                     payload
                 }
-                Tamper::BytesOut | Tamper::ReadExtensionsDropped => payload,
+                Tamper::BytesOut
+                | Tamper::ReadExtensionsDropped
+                | Tamper::BytesOutExtensionsDropped => payload,
             };
             self.1.put_opts(location, payload, opts).await
         }
@@ -1152,11 +1156,11 @@ mod tests {
             self.1.put_multipart_opts(location, opts).await
         }
         async fn get_opts(&self, location: &Path, mut options: GetOptions) -> Result<GetResult> {
-            if let Tamper::ReadExtensionsDropped = self.0 {
+            if let Tamper::ReadExtensionsDropped | Tamper::BytesOutExtensionsDropped = self.0 {
                 options.extensions = Default::default();
             }
             let mut result = self.1.get_opts(location, options).await?;
-            let Tamper::BytesOut = self.0 else {
+            let (Tamper::BytesOut | Tamper::BytesOutExtensionsDropped) = self.0 else {
                 return Ok(result);
             };
             let empty = GetResultPayload::Stream(futures::stream::empty().boxed());
@@ -1194,6 +1198,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_owed_checksum_is_never_reported_through_a_layer_that_drops_the_request_to_pay() {
+        // Every way of reading through such a layer, verified or not, reports the checksum
+        // of the bytes, never the marker, and an intact object is never called corrupt.
+        let (s, _) = memory();
+        let data = bytes(5000, 8);
+        let want = checksum_of(ChecksumAlgorithm::Crc64Nvme, &data);
+        let mut n = 0;
+        let mut owing = async || {
+            n += 1;
+            let k = s.key(&format!("dropped/{n}.bin")).unwrap();
+            s.put(&k, data.clone()).await.unwrap();
+            k
+        };
+        for dropping in [
+            s.layer(Tamper::ReadExtensionsDropped),
+            s.without_verification()
+                .layer(Tamper::ReadExtensionsDropped),
+        ] {
+            let verifies = dropping.verifies_reads();
+            let k = owing().await;
+            let got = dropping.get(&k).await;
+            assert_eq!(
+                got.unwrap().info.checksum,
+                want,
+                "get, verified: {verifies}"
+            );
+            let k = owing().await;
+            let streamed = dropping.get_stream(&k).await.unwrap();
+            assert_eq!(streamed.info.checksum, want, "stream, verified: {verifies}");
+            let chunks: Vec<Bytes> = streamed.stream.try_collect().await.unwrap();
+            assert_eq!(chunks.concat(), data);
+            let k = owing().await;
+            let file = tempfile::tempfile().unwrap();
+            let info = dropping.read_to_file(&k, &file, |_, _| {}).await.unwrap();
+            assert_eq!(info.checksum, want, "read_to_file, verified: {verifies}");
+        }
+    }
+
+    #[tokio::test]
     async fn bytes_or_a_checksum_a_layer_altered_still_fail_the_read() {
         for tamper in [Tamper::BytesIn, Tamper::BytesOut, Tamper::ChecksumIn] {
             let (s, _) = memory();
@@ -1227,21 +1270,27 @@ mod tests {
             );
         }
         assert_eq!(s.get(&k).await.unwrap().data, bytes(4096, 5));
-        // A layer that keeps the store from paying it (drops the request to): the owed
-        // checksum is no checksum of any bytes, so the read fails rather than pass
-        // unverified or pay it from bytes a layer may have replaced.
+        // A layer that keeps the store from paying it (drops the request to, as a store of
+        // a layer's own that builds its read options afresh does): the checksum is paid by
+        // a HEAD of the version read, so the intact object verifies, and bytes such a layer
+        // replaced still fail.
         let k = s.key("unpaid.bin").unwrap();
         s.put(&k, bytes(4096, 6)).await.unwrap();
+        let want = checksum_of(ChecksumAlgorithm::Crc64Nvme, &bytes(4096, 6));
         let dropping = s.layer(Tamper::ReadExtensionsDropped);
-        match dropping.get(&k).await {
-            Err(Error::Corrupt { expected, .. }) => assert_eq!(expected, "crc64nvme:owed"),
+        assert_eq!(dropping.get(&k).await.unwrap().info.checksum, want);
+        // A HEAD through it is paid all the same (the store pays every HEAD).
+        assert_eq!(dropping.head(&k).await.unwrap().checksum, want);
+        let k = s.key("unpaid-altered.bin").unwrap();
+        s.put(&k, bytes(4096, 7)).await.unwrap();
+        let altering = s.layer(Tamper::BytesOutExtensionsDropped);
+        match altering.get(&k).await {
+            Err(Error::Corrupt { expected, .. }) => assert_eq!(
+                Some(expected),
+                checksum_of(ChecksumAlgorithm::Crc64Nvme, &bytes(4096, 7))
+            ),
             other => panic!("expected Corrupt, got {other:?}"),
         }
-        // A HEAD through it is paid all the same (the store pays every HEAD).
-        assert_eq!(
-            dropping.head(&k).await.unwrap().checksum,
-            checksum_of(ChecksumAlgorithm::Crc64Nvme, &bytes(4096, 6))
-        );
         // Bytes written past the facade with another object's checksum: not vouched for.
         let (s, _) = memory();
         let k = s.key("raw.bin").unwrap();

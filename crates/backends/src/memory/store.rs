@@ -60,9 +60,11 @@ pub(crate) fn owed(algorithm: ChecksumAlgorithm) -> Option<&'static str> {
     }
 }
 
-/// Whether `stored` is an owed checksum ([`owed`]), still to be computed.
+/// Whether `stored` is an owed checksum ([`owed`]), still to be computed: exactly a marker
+/// maskstore writes. Another tool's value that only ends like one (`md5:owed`,
+/// `sha256:abc:owed`) is reported as stored, as any foreign value, never paid.
 pub(crate) fn is_owed(stored: &str) -> bool {
-    stored.ends_with(":owed")
+    matches!(stored, "crc64nvme:owed" | "sha256:owed")
 }
 
 /// Asks the memory store to answer a whole read with an owed checksum paid, as it answers
@@ -746,6 +748,16 @@ mod tests {
     }
 
     #[test]
+    fn every_marker_a_put_stores_is_known_as_owed() {
+        for algorithm in ChecksumAlgorithm::ALL {
+            match owed(algorithm) {
+                Some(marker) => assert!(is_owed(marker), "{marker}"),
+                None => assert_eq!(algorithm, ChecksumAlgorithm::None),
+            }
+        }
+    }
+
+    #[test]
     fn every_algorithms_checksum_is_kept_whole_and_a_longer_text_is_not_kept() {
         let data = bytes(4096, 6);
         for algorithm in ChecksumAlgorithm::ALL {
@@ -1233,6 +1245,47 @@ mod tests {
             let file = tempfile::tempfile().unwrap();
             let info = dropping.read_to_file(&k, &file, |_, _| {}).await.unwrap();
             assert_eq!(info.checksum, want, "read_to_file, verified: {verifies}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stored_value_that_only_ends_like_the_marker_is_reported_as_stored() {
+        // Written past the facade by another tool: not maskstore's marker, so never paid
+        // (which would vouch for bytes under a value their writer chose), never an error
+        // of its own; a HEAD reports it as stored, a verified read finds it no checksum of
+        // the bytes, as any foreign value.
+        let (s, _) = memory();
+        for (i, value) in [
+            "md5:owed",
+            "sha256:abc:owed",
+            "crc64nvme:x:owed",
+            "owed:owed",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let k = s.key(&format!("foreign/{i}.bin")).unwrap();
+            let mut attributes = object_store::Attributes::new();
+            attributes.insert(Attribute::Metadata(CHECKSUM_METADATA.into()), value.into());
+            let opts = PutOptions {
+                attributes,
+                ..Default::default()
+            };
+            let path = Path::from(k.as_str());
+            let raw = s.object_store();
+            raw.put_opts(&path, bytes(100, 1).into(), opts)
+                .await
+                .unwrap();
+            let head = s.head(&k).await;
+            assert_eq!(head.unwrap().checksum.as_deref(), Some(value), "{value}");
+            let layered = s.layer(Passing).head(&k).await;
+            assert_eq!(layered.unwrap().checksum.as_deref(), Some(value), "{value}");
+            assert!(
+                matches!(s.get(&k).await, Err(Error::Corrupt { .. })),
+                "{value}"
+            );
+            let unverified = s.without_verification().get(&k).await.unwrap();
+            assert_eq!(unverified.info.checksum.as_deref(), Some(value), "{value}");
         }
     }
 

@@ -1249,6 +1249,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_owed_checksum_of_a_version_gone_before_it_was_paid_is_never_reported() {
+        // Read through a layer that drops the request to pay, and deleted before the HEAD
+        // that would pay it: the read fails as the object is gone, neither reporting the
+        // marker nor calling the bytes corrupt.
+        let (s, store) = memory();
+        let k = s.key("gone.bin").unwrap();
+        let gone = s
+            .layer(DeletedMeanwhile(Arc::clone(&store), crate::Operation::Get))
+            .layer(Tamper::ReadExtensionsDropped);
+        for reader in [gone.clone(), gone.without_verification()] {
+            s.put(&k, bytes(100, 1)).await.unwrap();
+            match reader.get(&k).await {
+                Err(Error::NotFound { .. } | Error::Precondition { .. }) => {}
+                other => panic!("expected the object gone, got {other:?}"),
+            }
+            s.put(&k, bytes(100, 2)).await.unwrap();
+            match reader.get_stream(&k).await {
+                Err(Error::NotFound { .. } | Error::Precondition { .. }) => {}
+                other => panic!("expected the object gone, got {:?}", other.map(|o| o.info)),
+            }
+        }
+    }
+
+    #[tokio::test]
     async fn a_stored_value_that_only_ends_like_the_marker_is_reported_as_stored() {
         // Written past the facade by another tool: not maskstore's marker, so never paid
         // (which would vouch for bytes under a value their writer chose), never an error

@@ -510,8 +510,9 @@ impl Storage {
     /// [`Error::Precondition`] (read again); a store that still answers with the marker,
     /// with [`Error::Unsupported`].
     async fn with_owed_paid(&self, mut info: ObjectInfo) -> Result<ObjectInfo> {
-        let owed = info.checksum.as_deref().is_some_and(crate::memory::is_owed);
-        if !owed || !self.declared.owes_checksums {
+        if !self.declared.owes_checksums
+            || !info.checksum.as_deref().is_some_and(crate::memory::is_owed)
+        {
             return Ok(info);
         }
         let mut head = GetOptions {

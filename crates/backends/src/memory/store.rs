@@ -747,6 +747,105 @@ mod tests {
         }
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn copies_renames_and_deletes_racing_owed_puts_never_report_a_wrong_checksum() {
+        // Puts, copies, renames and deletes race every kind of read on two keys, directly,
+        // through a layer and through the raw object_store: a whole read reports the
+        // checksum of the bytes it returned, any other read one of a put's, never the
+        // marker; a missing object is the only failure.
+        let (s, _) = memory();
+        let (a, b) = (s.key("race/a.bin").unwrap(), s.key("race/b.bin").unwrap());
+        let bodies: Vec<Bytes> = (0..3).map(|i| bytes(3000 + i * 7, i as u8)).collect();
+        let sum = |data: &[u8]| checksum_of(ChecksumAlgorithm::Crc64Nvme, data);
+        let sums: Vec<Option<String>> = bodies.iter().map(|b| sum(b)).collect();
+        let gone = |e: &Error| matches!(e, Error::NotFound { .. });
+        let mut tasks = Vec::new();
+        for t in 0..4usize {
+            let (s, a, b, bodies, sums) = (
+                s.clone(),
+                a.clone(),
+                b.clone(),
+                bodies.clone(),
+                sums.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let layered = s.layer(Passing);
+                for i in 0..600usize {
+                    let body = Bytes::copy_from_slice(&bodies[(i + t) % 3]);
+                    let (from, to) = if (i + t) % 2 == 0 { (&a, &b) } else { (&b, &a) };
+                    match (i * 7 + t) % 5 {
+                        0 => drop(s.put(from, body).await.unwrap()),
+                        1 => drop(s.copy(from, to).await.map_err(|e| assert!(gone(&e)))),
+                        2 => drop(s.rename(from, to).await.map_err(|e| assert!(gone(&e)))),
+                        3 => s.delete(to).await.unwrap(),
+                        _ => drop(s.put(to, body).await.unwrap()),
+                    }
+                    let reader = if i % 2 == 0 { &s } else { &layered };
+                    match reader.get(from).await {
+                        Ok(got) => assert_eq!(got.info.checksum, sum(&got.data)),
+                        Err(e) => assert!(gone(&e), "{e}"),
+                    }
+                    match reader.head(to).await {
+                        Ok(info) => assert!(sums.contains(&info.checksum), "{info:?}"),
+                        Err(e) => assert!(gone(&e), "{e}"),
+                    }
+                    match reader.get_range(from, 10..20u64).await {
+                        Ok(part) => assert!(sums.contains(&part.info.checksum)),
+                        Err(e) => assert!(gone(&e), "{e}"),
+                    }
+                    if let Ok(streamed) = reader.get_stream(to).await {
+                        let reported = streamed.info.checksum.clone();
+                        let data: Vec<Bytes> = streamed.stream.try_collect().await.unwrap();
+                        assert_eq!(reported, sum(&data.concat()));
+                    }
+                    let path = Path::from(from.as_str());
+                    let raw = object_store::ObjectStoreExt::get(s.object_store(), &path).await;
+                    if let Ok(answer) = raw {
+                        let reported = reported(&answer);
+                        let data = answer.bytes().await.unwrap();
+                        assert_eq!(reported, sum(&data));
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn an_owed_checksum_is_paid_with_its_own_algorithm_whatever_the_reader_writes() {
+        // Storages over one store, each writing another algorithm (or none): the debt is
+        // paid with the algorithm the put owed, by every reader.
+        let (s, _) = memory();
+        let data = bytes(4096, 3);
+        let writers = [
+            ChecksumAlgorithm::Crc64Nvme,
+            ChecksumAlgorithm::Sha256,
+            ChecksumAlgorithm::None,
+        ];
+        for (i, writer) in writers.into_iter().enumerate() {
+            let k = s.key(&format!("algorithms/{i}.bin")).unwrap();
+            s.clone()
+                .with_checksum(writer)
+                .put(&k, data.clone())
+                .await
+                .unwrap();
+            let want = checksum_of(writer, &data);
+            for reader in writers {
+                let r = s.clone().with_checksum(reader);
+                let got = r.get(&k).await.unwrap();
+                assert_eq!(got.info.checksum, want, "{writer} read by {reader}");
+                assert_eq!(r.head(&k).await.unwrap().checksum, want);
+                let streamed = r.get_stream(&k).await.unwrap();
+                assert_eq!(streamed.info.checksum, want);
+                let copy = s.key(&format!("algorithms/{i}-{reader}.bin")).unwrap();
+                r.copy(&k, &copy).await.unwrap();
+                assert_eq!(r.get(&copy).await.unwrap().info.checksum, want);
+            }
+        }
+    }
+
     #[test]
     fn every_marker_a_put_stores_is_known_as_owed() {
         for algorithm in ChecksumAlgorithm::ALL {

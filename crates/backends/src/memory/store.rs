@@ -21,7 +21,12 @@
 //! with [`ResolveOwed`] when layers stand between (they may have replaced the bytes). A
 //! copy or rename carries the marker with the buffer it shares, so it resolves to the same
 //! checksum. Only the facade owes, and only without layers: a layer may replace the bytes
-//! on their way in, where the eager checksum was of the caller's bytes.
+//! on their way in, where the eager checksum was of the caller's bytes. A layer that does
+//! not pass [`ResolveOwed`] on (a store of its own building read options afresh) hands the
+//! facade the marker: it then asks with a HEAD of the version read, which this store pays
+//! whatever it carries, so the marker is never reported and an intact object never called
+//! corrupt. Only the exact markers [`owed`] writes are owed: another tool's value that
+//! merely ends in `:owed` is reported as stored.
 //!
 //! The checksum kept comes from the first read that paid an owed one, from a put made
 //! through layers (hashed then, and kept once it succeeded), or from the first verified

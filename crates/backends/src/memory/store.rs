@@ -21,7 +21,12 @@
 //! with [`ResolveOwed`] when layers stand between (they may have replaced the bytes). A
 //! copy or rename carries the marker with the buffer it shares, so it resolves to the same
 //! checksum. Only the facade owes, and only without layers: a layer may replace the bytes
-//! on their way in, where the eager checksum was of the caller's bytes.
+//! on their way in, where the eager checksum was of the caller's bytes. A layer that does
+//! not pass [`ResolveOwed`] on (a store of its own building read options afresh) hands the
+//! facade the marker: it then asks with a HEAD of the version read, which this store pays
+//! whatever it carries, so the marker is never reported and an intact object never called
+//! corrupt. Only the exact markers [`owed`] writes are owed: another tool's value that
+//! merely ends in `:owed` is reported as stored.
 //!
 //! The checksum kept comes from the first read that paid an owed one, from a put made
 //! through layers (hashed then, and kept once it succeeded), or from the first verified
@@ -60,9 +65,11 @@ pub(crate) fn owed(algorithm: ChecksumAlgorithm) -> Option<&'static str> {
     }
 }
 
-/// Whether `stored` is an owed checksum ([`owed`]), still to be computed.
+/// Whether `stored` is an owed checksum ([`owed`]), still to be computed: exactly a marker
+/// maskstore writes. Another tool's value that only ends like one (`md5:owed`,
+/// `sha256:abc:owed`) is reported as stored, as any foreign value, never paid.
 pub(crate) fn is_owed(stored: &str) -> bool {
-    stored.ends_with(":owed")
+    matches!(stored, "crc64nvme:owed" | "sha256:owed")
 }
 
 /// Asks the memory store to answer a whole read with an owed checksum paid, as it answers
@@ -745,6 +752,115 @@ mod tests {
         }
     }
 
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn copies_renames_and_deletes_racing_owed_puts_never_report_a_wrong_checksum() {
+        // Puts, copies, renames and deletes race every kind of read on two keys, directly,
+        // through a layer and through the raw object_store: a whole read reports the
+        // checksum of the bytes it returned, any other read one of a put's, never the
+        // marker; a missing object is the only failure.
+        let (s, _) = memory();
+        let (a, b) = (s.key("race/a.bin").unwrap(), s.key("race/b.bin").unwrap());
+        let bodies: Vec<Bytes> = (0..3).map(|i| bytes(3000 + i * 7, i as u8)).collect();
+        let sum = |data: &[u8]| checksum_of(ChecksumAlgorithm::Crc64Nvme, data);
+        let sums: Vec<Option<String>> = bodies.iter().map(|b| sum(b)).collect();
+        let gone = |e: &Error| matches!(e, Error::NotFound { .. });
+        let mut tasks = Vec::new();
+        for t in 0..4usize {
+            let (s, a, b, bodies, sums) = (
+                s.clone(),
+                a.clone(),
+                b.clone(),
+                bodies.clone(),
+                sums.clone(),
+            );
+            tasks.push(tokio::spawn(async move {
+                let layered = s.layer(Passing);
+                for i in 0..600usize {
+                    let body = Bytes::copy_from_slice(&bodies[(i + t) % 3]);
+                    let (from, to) = if (i + t) % 2 == 0 { (&a, &b) } else { (&b, &a) };
+                    match (i * 7 + t) % 5 {
+                        0 => drop(s.put(from, body).await.unwrap()),
+                        1 => drop(s.copy(from, to).await.map_err(|e| assert!(gone(&e)))),
+                        2 => drop(s.rename(from, to).await.map_err(|e| assert!(gone(&e)))),
+                        3 => s.delete(to).await.unwrap(),
+                        _ => drop(s.put(to, body).await.unwrap()),
+                    }
+                    let reader = if i % 2 == 0 { &s } else { &layered };
+                    match reader.get(from).await {
+                        Ok(got) => assert_eq!(got.info.checksum, sum(&got.data)),
+                        Err(e) => assert!(gone(&e), "{e}"),
+                    }
+                    match reader.head(to).await {
+                        Ok(info) => assert!(sums.contains(&info.checksum), "{info:?}"),
+                        Err(e) => assert!(gone(&e), "{e}"),
+                    }
+                    match reader.get_range(from, 10..20u64).await {
+                        Ok(part) => assert!(sums.contains(&part.info.checksum)),
+                        Err(e) => assert!(gone(&e), "{e}"),
+                    }
+                    if let Ok(streamed) = reader.get_stream(to).await {
+                        let reported = streamed.info.checksum.clone();
+                        let data: Vec<Bytes> = streamed.stream.try_collect().await.unwrap();
+                        assert_eq!(reported, sum(&data.concat()));
+                    }
+                    let path = Path::from(from.as_str());
+                    let raw = object_store::ObjectStoreExt::get(s.object_store(), &path).await;
+                    if let Ok(answer) = raw {
+                        let reported = reported(&answer);
+                        let data = answer.bytes().await.unwrap();
+                        assert_eq!(reported, sum(&data));
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+    }
+
+    #[tokio::test]
+    async fn an_owed_checksum_is_paid_with_its_own_algorithm_whatever_the_reader_writes() {
+        // Storages over one store, each writing another algorithm (or none): the debt is
+        // paid with the algorithm the put owed, by every reader.
+        let (s, _) = memory();
+        let data = bytes(4096, 3);
+        let writers = [
+            ChecksumAlgorithm::Crc64Nvme,
+            ChecksumAlgorithm::Sha256,
+            ChecksumAlgorithm::None,
+        ];
+        for (i, writer) in writers.into_iter().enumerate() {
+            let k = s.key(&format!("algorithms/{i}.bin")).unwrap();
+            s.clone()
+                .with_checksum(writer)
+                .put(&k, data.clone())
+                .await
+                .unwrap();
+            let want = checksum_of(writer, &data);
+            for reader in writers {
+                let r = s.clone().with_checksum(reader);
+                let got = r.get(&k).await.unwrap();
+                assert_eq!(got.info.checksum, want, "{writer} read by {reader}");
+                assert_eq!(r.head(&k).await.unwrap().checksum, want);
+                let streamed = r.get_stream(&k).await.unwrap();
+                assert_eq!(streamed.info.checksum, want);
+                let copy = s.key(&format!("algorithms/{i}-{reader}.bin")).unwrap();
+                r.copy(&k, &copy).await.unwrap();
+                assert_eq!(r.get(&copy).await.unwrap().info.checksum, want);
+            }
+        }
+    }
+
+    #[test]
+    fn every_marker_a_put_stores_is_known_as_owed() {
+        for algorithm in ChecksumAlgorithm::ALL {
+            match owed(algorithm) {
+                Some(marker) => assert!(is_owed(marker), "{marker}"),
+                None => assert_eq!(algorithm, ChecksumAlgorithm::None),
+            }
+        }
+    }
+
     #[test]
     fn every_algorithms_checksum_is_kept_whole_and_a_longer_text_is_not_kept() {
         let data = bytes(4096, 6);
@@ -1107,6 +1223,8 @@ mod tests {
         BytesOut,
         ChecksumIn,
         ReadExtensionsDropped,
+        /// Both: drops the read's extensions and alters the bytes it passes on.
+        BytesOutExtensionsDropped,
     }
 
     #[derive(Debug)]
@@ -1140,7 +1258,9 @@ mod tests {
                         .insert(Attribute::Metadata(CHECKSUM_METADATA.into()), other.into());
                     payload
                 }
-                Tamper::BytesOut | Tamper::ReadExtensionsDropped => payload,
+                Tamper::BytesOut
+                | Tamper::ReadExtensionsDropped
+                | Tamper::BytesOutExtensionsDropped => payload,
             };
             self.1.put_opts(location, payload, opts).await
         }
@@ -1152,11 +1272,11 @@ mod tests {
             self.1.put_multipart_opts(location, opts).await
         }
         async fn get_opts(&self, location: &Path, mut options: GetOptions) -> Result<GetResult> {
-            if let Tamper::ReadExtensionsDropped = self.0 {
+            if let Tamper::ReadExtensionsDropped | Tamper::BytesOutExtensionsDropped = self.0 {
                 options.extensions = Default::default();
             }
             let mut result = self.1.get_opts(location, options).await?;
-            let Tamper::BytesOut = self.0 else {
+            let (Tamper::BytesOut | Tamper::BytesOutExtensionsDropped) = self.0 else {
                 return Ok(result);
             };
             let empty = GetResultPayload::Stream(futures::stream::empty().boxed());
@@ -1194,6 +1314,110 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_owed_checksum_is_never_reported_through_a_layer_that_drops_the_request_to_pay() {
+        // Every way of reading through such a layer, verified or not, reports the checksum
+        // of the bytes, never the marker, and an intact object is never called corrupt.
+        let (s, _) = memory();
+        let data = bytes(5000, 8);
+        let want = checksum_of(ChecksumAlgorithm::Crc64Nvme, &data);
+        let mut n = 0;
+        let mut owing = async || {
+            n += 1;
+            let k = s.key(&format!("dropped/{n}.bin")).unwrap();
+            s.put(&k, data.clone()).await.unwrap();
+            k
+        };
+        for dropping in [
+            s.layer(Tamper::ReadExtensionsDropped),
+            s.without_verification()
+                .layer(Tamper::ReadExtensionsDropped),
+        ] {
+            let verifies = dropping.verifies_reads();
+            let k = owing().await;
+            let got = dropping.get(&k).await;
+            assert_eq!(
+                got.unwrap().info.checksum,
+                want,
+                "get, verified: {verifies}"
+            );
+            let k = owing().await;
+            let streamed = dropping.get_stream(&k).await.unwrap();
+            assert_eq!(streamed.info.checksum, want, "stream, verified: {verifies}");
+            let chunks: Vec<Bytes> = streamed.stream.try_collect().await.unwrap();
+            assert_eq!(chunks.concat(), data);
+            let k = owing().await;
+            let file = tempfile::tempfile().unwrap();
+            let info = dropping.read_to_file(&k, &file, |_, _| {}).await.unwrap();
+            assert_eq!(info.checksum, want, "read_to_file, verified: {verifies}");
+        }
+    }
+
+    #[tokio::test]
+    async fn an_owed_checksum_of_a_version_gone_before_it_was_paid_is_never_reported() {
+        // Read through a layer that drops the request to pay, and deleted before the HEAD
+        // that would pay it: the read fails as the object is gone, neither reporting the
+        // marker nor calling the bytes corrupt.
+        let (s, store) = memory();
+        let k = s.key("gone.bin").unwrap();
+        let gone = s
+            .layer(DeletedMeanwhile(Arc::clone(&store), crate::Operation::Get))
+            .layer(Tamper::ReadExtensionsDropped);
+        for reader in [gone.clone(), gone.without_verification()] {
+            s.put(&k, bytes(100, 1)).await.unwrap();
+            match reader.get(&k).await {
+                Err(Error::NotFound { .. } | Error::Precondition { .. }) => {}
+                other => panic!("expected the object gone, got {other:?}"),
+            }
+            s.put(&k, bytes(100, 2)).await.unwrap();
+            match reader.get_stream(&k).await {
+                Err(Error::NotFound { .. } | Error::Precondition { .. }) => {}
+                other => panic!("expected the object gone, got {:?}", other.map(|o| o.info)),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_stored_value_that_only_ends_like_the_marker_is_reported_as_stored() {
+        // Written past the facade by another tool: not maskstore's marker, so never paid
+        // (which would vouch for bytes under a value their writer chose), never an error
+        // of its own; a HEAD reports it as stored, a verified read finds it no checksum of
+        // the bytes, as any foreign value.
+        let (s, _) = memory();
+        for (i, value) in [
+            "md5:owed",
+            "sha256:abc:owed",
+            "crc64nvme:x:owed",
+            "owed:owed",
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let k = s.key(&format!("foreign/{i}.bin")).unwrap();
+            let mut attributes = object_store::Attributes::new();
+            attributes.insert(Attribute::Metadata(CHECKSUM_METADATA.into()), value.into());
+            let opts = PutOptions {
+                attributes,
+                ..Default::default()
+            };
+            let path = Path::from(k.as_str());
+            let raw = s.object_store();
+            raw.put_opts(&path, bytes(100, 1).into(), opts)
+                .await
+                .unwrap();
+            let head = s.head(&k).await;
+            assert_eq!(head.unwrap().checksum.as_deref(), Some(value), "{value}");
+            let layered = s.layer(Passing).head(&k).await;
+            assert_eq!(layered.unwrap().checksum.as_deref(), Some(value), "{value}");
+            assert!(
+                matches!(s.get(&k).await, Err(Error::Corrupt { .. })),
+                "{value}"
+            );
+            let unverified = s.without_verification().get(&k).await.unwrap();
+            assert_eq!(unverified.info.checksum.as_deref(), Some(value), "{value}");
+        }
+    }
+
+    #[tokio::test]
     async fn bytes_or_a_checksum_a_layer_altered_still_fail_the_read() {
         for tamper in [Tamper::BytesIn, Tamper::BytesOut, Tamper::ChecksumIn] {
             let (s, _) = memory();
@@ -1227,21 +1451,27 @@ mod tests {
             );
         }
         assert_eq!(s.get(&k).await.unwrap().data, bytes(4096, 5));
-        // A layer that keeps the store from paying it (drops the request to): the owed
-        // checksum is no checksum of any bytes, so the read fails rather than pass
-        // unverified or pay it from bytes a layer may have replaced.
+        // A layer that keeps the store from paying it (drops the request to, as a store of
+        // a layer's own that builds its read options afresh does): the checksum is paid by
+        // a HEAD of the version read, so the intact object verifies, and bytes such a layer
+        // replaced still fail.
         let k = s.key("unpaid.bin").unwrap();
         s.put(&k, bytes(4096, 6)).await.unwrap();
+        let want = checksum_of(ChecksumAlgorithm::Crc64Nvme, &bytes(4096, 6));
         let dropping = s.layer(Tamper::ReadExtensionsDropped);
-        match dropping.get(&k).await {
-            Err(Error::Corrupt { expected, .. }) => assert_eq!(expected, "crc64nvme:owed"),
+        assert_eq!(dropping.get(&k).await.unwrap().info.checksum, want);
+        // A HEAD through it is paid all the same (the store pays every HEAD).
+        assert_eq!(dropping.head(&k).await.unwrap().checksum, want);
+        let k = s.key("unpaid-altered.bin").unwrap();
+        s.put(&k, bytes(4096, 7)).await.unwrap();
+        let altering = s.layer(Tamper::BytesOutExtensionsDropped);
+        match altering.get(&k).await {
+            Err(Error::Corrupt { expected, .. }) => assert_eq!(
+                Some(expected),
+                checksum_of(ChecksumAlgorithm::Crc64Nvme, &bytes(4096, 7))
+            ),
             other => panic!("expected Corrupt, got {other:?}"),
         }
-        // A HEAD through it is paid all the same (the store pays every HEAD).
-        assert_eq!(
-            dropping.head(&k).await.unwrap().checksum,
-            checksum_of(ChecksumAlgorithm::Crc64Nvme, &bytes(4096, 6))
-        );
         // Bytes written past the facade with another object's checksum: not vouched for.
         let (s, _) = memory();
         let k = s.key("raw.bin").unwrap();

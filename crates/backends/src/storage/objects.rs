@@ -149,6 +149,9 @@ impl Storage {
         // Described without a wait where the provider's checksum need not be asked for (an
         // object and its description are large: each wait moves them once more).
         let mut info = info_taken_from(key.clone(), &mut result);
+        if !self.layers.is_empty() {
+            info = self.with_owed_paid(info).await?;
+        }
         if self.asks_native_checksum(&info, whole) {
             info = self.with_native_checksum(info, whole).await?;
         }
@@ -525,7 +528,49 @@ impl Storage {
         // Described before any wait, so the future does not hold the answer (its stream is
         // not `Sync`).
         let info = info_of_answer(key.clone(), result);
-        self.with_native_checksum(info, whole)
+        async move {
+            let info = self.with_owed_paid(info).await?;
+            self.with_native_checksum(info, whole).await
+        }
+    }
+
+    /// `info` with an owed checksum ([`crate::memory`]) that reached this reader paid: the
+    /// store pays it in every answer the facade cannot pay from the bytes it holds, when
+    /// asked to, but a layer may not pass the request on (a store of its own that builds
+    /// its read options afresh). The marker is no checksum, so it is never reported, and
+    /// the bytes a layer passed on are no proof of what the store holds: a HEAD of the
+    /// version read (if-match its etag) asks the store, which pays every HEAD from that
+    /// version's own buffer. A version replaced meanwhile fails the read with
+    /// [`Error::Precondition`] (read again); a store that still answers with the marker,
+    /// with [`Error::Unsupported`].
+    async fn with_owed_paid(&self, mut info: ObjectInfo) -> Result<ObjectInfo> {
+        if !self.declared.owes_checksums
+            || !info.checksum.as_deref().is_some_and(crate::memory::is_owed)
+        {
+            return Ok(info);
+        }
+        let mut head = GetOptions {
+            head: true,
+            if_match: info.etag.clone(),
+            ..Default::default()
+        };
+        head.extensions.insert(crate::memory::ResolveOwed);
+        let key = &info.key;
+        let paid = info_of_answer(key.clone(), &self.get_at(key, head).await?).checksum;
+        match paid {
+            Some(paid) if !crate::memory::is_owed(&paid) => {
+                info.checksum = Some(paid);
+                Ok(info)
+            }
+            _ => Err(Error::Unsupported {
+                backend: self.backend.to_string(),
+                operation: format!("report the checksum of {key}"),
+                detail: "a layer keeps the memory store from computing the checksum its put \
+                         left owed (it drops what a read asks of the store); pass a read's \
+                         options on whole, extensions included"
+                    .to_string(),
+            }),
+        }
     }
 
     /// Whether the provider's own checksum of the object `info` describes is to be asked

@@ -8,7 +8,8 @@
 //! - 20,000 requests with random methods: `/metrics` under 100 KB, resident size grows
 //!   by under 5 MiB.
 //! - slowloris (300 half-sent heads, `max_connections` 250, `header_timeout` 2 s): the 50
-//!   excess connections are refused within 1 s, the rest closed by 2 s + 2 s slack, and
+//!   excess connections are refused within 1 s of their connect, the rest closed by 2 s +
+//!   2 s slack after theirs, and
 //!   `/health` (admin listener) answers within 1 s throughout.
 //! - uploads: over `max_upload_bytes` → 413 and no file left; 20 stalled uploads (1 MiB sent
 //!   each) keep the resident size under +40 MiB, are answered 408 after
@@ -433,6 +434,9 @@ async fn slowloris_is_closed_after_the_header_timeout_and_the_excess_refused() {
     let mut slow = Vec::new();
     for _ in 0..300 {
         let mut stream = TcpStream::connect(&serve.addr).await.unwrap();
+        // Each connection's times count from its own connect: on a loaded machine the
+        // 300 connects alone may take longer than the margins below.
+        let connected = Instant::now();
         // A head that never ends.
         let _ = stream
             .write_all(b"GET /o/mask/a HTTP/1.1\r\nHost: x\r\nX-Slow: ")
@@ -446,7 +450,7 @@ async fn slowloris_is_closed_after_the_header_timeout_and_the_excess_refused() {
                     Ok(n) => first.extend_from_slice(&buf[..n]),
                 }
             }
-            (Instant::now(), first.starts_with(b"HTTP/1.1 503"))
+            (connected.elapsed(), first.starts_with(b"HTTP/1.1 503"))
         }));
     }
     // /health answers throughout, until every slow connection is closed.
@@ -471,8 +475,7 @@ async fn slowloris_is_closed_after_the_header_timeout_and_the_excess_refused() {
     let mut refused_503 = 0;
     let mut last_close = Duration::ZERO;
     for task in slow {
-        let (closed, busy) = task.await.unwrap();
-        let after = closed - opened;
+        let (after, busy) = task.await.unwrap();
         if after < Duration::from_secs(1) {
             refused_fast += 1;
         }
@@ -501,9 +504,11 @@ async fn slowloris_is_closed_after_the_header_timeout_and_the_excess_refused() {
         slowest_health < PROBE_LIMIT,
         "/health took {slowest_health:?}"
     );
-    // The slots are free again.
+    // The slots are free again, for a new connection. (The client's pooled connection
+    // from the 404s above went idle as the slow ones were opened, so the gateway closes
+    // it at the same header timeout: reusing it would race that close.)
     let url = serve.sign(SignedMethod::Put, "mask/after/a.png");
-    assert_eq!(put(&http, &url, "image/png", vec![1; 10]).await, 200);
+    assert_eq!(put(&self::http(), &url, "image/png", vec![1; 10]).await, 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -508,7 +508,10 @@ async fn slowloris_is_closed_after_the_header_timeout_and_the_excess_refused() {
     // from the 404s above went idle as the slow ones were opened, so the gateway closes
     // it at the same header timeout: reusing it would race that close.)
     let url = serve.sign(SignedMethod::Put, "mask/after/a.png");
-    assert_eq!(put(&self::http(), &url, "image/png", vec![1; 10]).await, 200);
+    assert_eq!(
+        put(&self::http(), &url, "image/png", vec![1; 10]).await,
+        200
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -12,7 +12,7 @@ use metrics_exporter_prometheus::PrometheusHandle;
 use tokio::sync::Semaphore;
 use tower::Layer;
 
-use crate::cors::cors_layer;
+use crate::cors::{ObjectCors, cors_layer};
 use crate::health::health;
 use crate::metrics::{Track, render};
 use crate::objects::budget::{MemoryBudget, download_budget};
@@ -80,7 +80,7 @@ pub fn objects_router(
     // The object route is added after the layers, already layered the same way (counted
     // outermost, CORS inside): as one service, not a layered handler boxed at each level.
     let track = Track::default();
-    let objects = track.layer(cors.layer(ObjectService(Arc::clone(&gateway))));
+    let objects = track.layer(ObjectCors::new(&cors, ObjectService(Arc::clone(&gateway))));
     Ok(Router::new()
         .route(FORM_PATH, any(form))
         .layer(cors)

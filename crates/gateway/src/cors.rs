@@ -168,10 +168,10 @@ where
 fn add_as_the_layer_does(headers: &mut HeaderMap, added: &HeaderMap) {
     for name in added.keys() {
         let mut values = added.get_all(name).iter();
-        if name != header::VARY {
-            if let Some(first) = values.next() {
-                headers.insert(name.clone(), first.clone());
-            }
+        if name != header::VARY
+            && let Some(first) = values.next()
+        {
+            headers.insert(name.clone(), first.clone());
         }
         for value in values {
             headers.append(name.clone(), value.clone());

@@ -23,7 +23,7 @@ pub(crate) async fn run(config: &Config) -> Result<(), Failure> {
     };
     let limits = Limits::from_config(&config.gateway);
     let metrics = maskstore_gateway::install_prometheus().map_err(gateway_failure)?;
-    let objects = maskstore_gateway::objects_router(storage.clone(), &config.cors, &limits)
+    let objects = maskstore_gateway::Routes::objects(storage.clone(), &config.cors, &limits)
         .map_err(gateway_failure)?;
     let admin = maskstore_gateway::admin_router(storage, Some(metrics));
     let bind = |address: String, key: &'static str| async move {

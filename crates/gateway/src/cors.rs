@@ -15,7 +15,7 @@ use futures::future::Either;
 use maskstore_backends::signing::OBJECT_PATH;
 use maskstore_core::config::CorsConfig;
 use tower::{Layer, ServiceExt};
-use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, Cors, CorsLayer, ExposeHeaders};
+use tower_http::cors::{AllowHeaders, AllowMethods, AllowOrigin, CorsLayer, ExposeHeaders};
 
 use crate::GatewayError;
 
@@ -85,7 +85,10 @@ pub(crate) fn cors_layer(cors: &CorsConfig) -> Result<CorsLayer, GatewayError> {
 /// request.
 #[derive(Clone)]
 pub(crate) struct ObjectCors<S> {
-    cors: Cors<S>,
+    inner: S,
+    /// Put around `inner` for the requests it answers: cloning it (its lists) is kept off
+    /// the requests that do not need it.
+    layer: Arc<CorsLayer>,
     /// What the layer adds to a GET without `Origin`, or `None` when it cannot be known
     /// ahead (an origin judged asynchronously): then every request goes through the layer.
     originless: Option<Arc<HeaderMap>>,
@@ -94,7 +97,8 @@ pub(crate) struct ObjectCors<S> {
 impl<S> ObjectCors<S> {
     pub(crate) fn new(layer: &CorsLayer, inner: S) -> ObjectCors<S> {
         ObjectCors {
-            cors: layer.layer(inner),
+            inner,
+            layer: Arc::new(layer.clone()),
             originless: originless_headers(layer).map(Arc::new),
         }
     }
@@ -114,14 +118,14 @@ fn originless_headers(layer: &CorsLayer) -> Option<HeaderMap> {
 
 impl<S, B> tower::Service<Request<B>> for ObjectCors<S>
 where
-    S: tower::Service<Request<B>, Response = Response<Body>>,
+    S: tower::Service<Request<B>, Response = Response<Body>> + Clone,
 {
     type Response = Response<Body>;
     type Error = S::Error;
     type Future = Either<tower_http::cors::ResponseFuture<S::Future>, Originless<S::Future>>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.cors.poll_ready(cx)
+        self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, request: Request<B>) -> Self::Future {
@@ -131,11 +135,16 @@ where
                     && !request.headers().contains_key(header::ORIGIN) =>
             {
                 Either::Right(Originless {
-                    inner: self.cors.get_mut().call(request),
+                    inner: self.inner.call(request),
                     headers: Arc::clone(headers),
                 })
             }
-            _ => Either::Left(self.cors.call(request)),
+            _ => {
+                // The service made ready is the one the layer wraps; its clone stays.
+                let clone = self.inner.clone();
+                let ready = std::mem::replace(&mut self.inner, clone);
+                Either::Left(self.layer.layer(ready).call(request))
+            }
         }
     }
 }

@@ -50,9 +50,15 @@
 //! maskstore_gateway::serve(listener, router, maskstore_gateway::shutdown_signal()).await?;
 //! // With the limits of `[gateway]`:
 //! let limits = maskstore_gateway::Limits::from_config(&config.gateway);
-//! let router = maskstore_gateway::router_with_limits(storage, &config.cors, &limits)?;
+//! let router = maskstore_gateway::router_with_limits(storage.clone(), &config.cors, &limits)?;
 //! # let listener = tokio::net::TcpListener::bind(&config.gateway.listen).await?;
 //! maskstore_gateway::serve_with_limits(listener, router, &limits, maskstore_gateway::shutdown_signal()).await?;
+//! // Served by the gateway itself, the object route is best kept beside the router
+//! // (`Routes`): a request of `/o/…` then skips the router's match.
+//! let routes = maskstore_gateway::Routes::objects(storage.clone(), &config.cors, &limits)?
+//!     .merge(maskstore_gateway::admin_router(storage, None));
+//! # let listener = tokio::net::TcpListener::bind(&config.gateway.listen).await?;
+//! maskstore_gateway::serve_with_limits(listener, routes, &limits, maskstore_gateway::shutdown_signal()).await?;
 //! # Ok(()) }
 //! ```
 
@@ -78,7 +84,9 @@ pub use objects::{
     CONDITIONAL_UPLOAD_BUDGET, CONTENT_SECURITY_POLICY, DOWNLOAD_MEMORY_BUDGET,
     DOWNLOAD_MEMORY_PER_CLIENT, MAX_FORM_FIELDS, MAX_FORM_FIELDS_BYTES, UPLOAD_BUFFER_PART_SIZE,
 };
-pub use routers::{admin_router, objects_router, router, router_with_limits, router_with_metrics};
+pub use routers::{
+    Routes, admin_router, objects_router, router, router_with_limits, router_with_metrics,
+};
 pub use server::{RESERVED_FOR_HEALTH, serve, serve_with_limits, shutdown_signal};
 
 /// What went wrong building the gateway.

@@ -14,7 +14,7 @@ use tower::Layer;
 
 use crate::cors::{ObjectCors, cors_layer};
 use crate::health::health;
-use crate::metrics::{Track, render};
+use crate::metrics::{Track, Tracked, render};
 use crate::objects::budget::{MemoryBudget, download_budget};
 use crate::objects::conditional_budget;
 use crate::objects::verified::VerifiedVersions;
@@ -44,6 +44,77 @@ pub fn router(storage: Storage, cors: &CorsConfig) -> Result<Router, GatewayErro
     router_with_limits(storage, cors, &Limits::default())
 }
 
+/// The object route as it is served: counted, under CORS.
+pub(crate) type ObjectRoute = Tracked<ObjectCors<ObjectService>>;
+
+/// What [`crate::serve_with_limits`] serves: a router, and the gateway's object route kept
+/// beside it, so a request of `/o/…` is answered without the router's match (its path
+/// search, its captured key, its boxed route cloned per request). The router holds the
+/// object route as well: merged routes that clash with it are refused as before, and
+/// [`Routes::into_router`] serves the same answers. A plain [`Router`] converts into one.
+#[derive(Clone)]
+pub struct Routes {
+    router: Router,
+    objects: Option<ObjectRoute>,
+}
+
+impl Routes {
+    /// Signed-URL objects (`/o/…`), as [`objects_router`], kept as routes.
+    pub fn objects(
+        storage: Storage,
+        cors: &CorsConfig,
+        limits: &Limits,
+    ) -> Result<Routes, GatewayError> {
+        let (router, objects) = object_routes(storage, cors, limits)?;
+        Ok(Routes {
+            router,
+            objects: Some(objects),
+        })
+    }
+
+    /// These routes and `other`'s (which must not clash, as [`Router::merge`] says).
+    pub fn merge(self, other: Router) -> Routes {
+        Routes {
+            router: self.router.merge(other),
+            objects: self.objects,
+        }
+    }
+
+    /// The routes as one router.
+    pub fn into_router(self) -> Router {
+        self.router
+    }
+
+    pub(crate) fn router(&self) -> &Router {
+        &self.router
+    }
+
+    /// The object route, when `path` is one of its paths (`/o/` and at least one byte:
+    /// the router's `/o/{*key}` does not match an empty key either).
+    pub(crate) fn objects_at(&self, path: &str) -> Option<&ObjectRoute> {
+        let key = path.strip_prefix(OBJECT_PATH)?;
+        self.objects.as_ref().filter(|_| !key.is_empty())
+    }
+}
+
+impl From<Router> for Routes {
+    fn from(router: Router) -> Routes {
+        Routes {
+            router,
+            objects: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Routes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Routes")
+            .field("router", &self.router)
+            .field("objects", &self.objects.is_some())
+            .finish()
+    }
+}
+
 /// [`router`] with the given limits.
 pub fn router_with_limits(
     storage: Storage,
@@ -61,6 +132,15 @@ pub fn objects_router(
     cors: &CorsConfig,
     limits: &Limits,
 ) -> Result<Router, GatewayError> {
+    Ok(object_routes(storage, cors, limits)?.0)
+}
+
+/// The objects router, and its object route alone.
+fn object_routes(
+    storage: Storage,
+    cors: &CorsConfig,
+    limits: &Limits,
+) -> Result<(Router, ObjectRoute), GatewayError> {
     if storage.gateway_signer().is_none() {
         return Err(GatewayError::NotServable {
             backend: storage.backend().to_string(),
@@ -81,12 +161,13 @@ pub fn objects_router(
     // outermost, CORS inside): as one service, not a layered handler boxed at each level.
     let track = Track::default();
     let objects = track.layer(ObjectCors::new(&cors, ObjectService(Arc::clone(&gateway))));
-    Ok(Router::new()
+    let router = Router::new()
         .route(FORM_PATH, any(form))
         .layer(cors)
         .with_state(gateway)
         .layer(track)
-        .route_service(&format!("{OBJECT_PATH}{{*key}}"), objects))
+        .route_service(&format!("{OBJECT_PATH}{{*key}}"), objects.clone());
+    Ok((router, objects))
 }
 
 /// `GET /health`, and `GET /metrics` rendering `metrics` when given: what the admin
@@ -173,6 +254,122 @@ mod tests {
                 .headers()
                 .contains_key(header::ACCESS_CONTROL_ALLOW_METHODS)
         );
+    }
+
+    /// `request` sent alone on a new connection to `addr`, and the answer's bytes with its
+    /// `date` line taken out.
+    async fn exchange(addr: std::net::SocketAddr, request: &str) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = Vec::new();
+        stream.read_to_end(&mut answer).await.unwrap();
+        String::from_utf8_lossy(&answer)
+            .split("\r\n")
+            .filter(|line| !line.starts_with("date: "))
+            .collect::<Vec<_>>()
+            .join("\r\n")
+    }
+
+    /// The object route kept beside the router answers every request byte for byte as the
+    /// router does: signed or not, of every method, with or without an origin, ranges and
+    /// conditions, at `/o/`, `/o` and paths beside them, on a regular connection.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_object_route_beside_the_router_answers_as_the_router_does() {
+        use maskstore_backends::signing::{SignOptions, SignedMethod};
+
+        let mut config = maskstore_core::Config::memory()
+            .with_signing_secret(maskstore_core::Secret::new(
+                "0123456789abcdef0123456789abcdef",
+            ))
+            .unwrap();
+        config.cors.allowed_origins = vec!["https://app.example".to_string()];
+        let storage = Storage::connect(&config).unwrap();
+        let limits = Limits::default();
+        for key in ["mask/a.png", "mask/b c.bin", "mask/put.png"] {
+            let key = key.parse().unwrap();
+            storage.put(&key, &b"0123456789"[..]).await.unwrap();
+        }
+        let signer = storage.gateway_signer().unwrap();
+        let signed = |method, key: &str| {
+            let url = signer.sign(
+                method,
+                &key.parse().unwrap(),
+                i64::MAX / 2,
+                &SignOptions::default(),
+            );
+            url.strip_prefix(signer.public_url()).unwrap().to_string()
+        };
+        let get = signed(SignedMethod::Get, "mask/a.png");
+        let spaced = signed(SignedMethod::Get, "mask/b c.bin");
+        let missing = signed(SignedMethod::Get, "mask/none.png");
+        let delete = signed(SignedMethod::Delete, "mask/none.png");
+        let forged = get.replace("sig=", "sig=0");
+        let mut targets = vec![
+            get.clone(),
+            spaced,
+            missing,
+            delete,
+            forged,
+            "/o/".to_string(),
+            "/o".to_string(),
+            "/o/mask/a.png".to_string(),
+            "/oo/mask/a.png".to_string(),
+            "/health".to_string(),
+            "/nowhere".to_string(),
+        ];
+        targets.push(get.replacen("/o/", "/o//", 1));
+        let extras = [
+            "",
+            "Origin: https://app.example\r\n",
+            "Origin: https://other.example\r\n",
+            "Range: bytes=2-5\r\n",
+            "Range: bytes=20-\r\n",
+            "If-None-Match: *\r\n",
+            "If-Match: \"nope\"\r\n",
+            "Origin: https://app.example\r\nAccess-Control-Request-Method: PUT\r\n",
+        ];
+
+        let serve = |routes: Routes| async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let addr = listener.local_addr().unwrap();
+            let limits = Limits::default();
+            tokio::spawn(async move {
+                crate::serve_with_limits(listener, routes, &limits, std::future::pending()).await
+            });
+            addr
+        };
+        let routes = Routes::objects(storage.clone(), &config.cors, &limits)
+            .unwrap()
+            .merge(admin_router(storage.clone(), None));
+        assert!(routes.objects.is_some());
+        let beside = serve(routes.clone()).await;
+        let router = serve(routes.into_router().into()).await;
+        let mut compared = 0;
+        for target in &targets {
+            for method in ["GET", "HEAD", "OPTIONS", "DELETE", "POST", "PUT"] {
+                for extra in extras {
+                    let request = format!(
+                        "{method} {target} HTTP/1.1\r\nHost: gateway\r\n{extra}Connection: close\r\n\r\n"
+                    );
+                    let (ours, theirs) = (
+                        exchange(beside, &request).await,
+                        exchange(router, &request).await,
+                    );
+                    assert_eq!(ours, theirs, "{request}");
+                    compared += 1;
+                }
+            }
+        }
+        // The answers differ from one another: the comparison saw what it compares.
+        let ok = exchange(
+            beside,
+            &format!("GET {get} HTTP/1.1\r\nHost: g\r\nConnection: close\r\n\r\n"),
+        )
+        .await;
+        assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
+        assert!(ok.ends_with("0123456789"), "{ok}");
+        assert_eq!(compared, targets.len() * 6 * extras.len());
     }
 
     #[test]

@@ -12,9 +12,10 @@ use std::time::Duration;
 
 use std::net::SocketAddr;
 
-use axum::Router;
+use axum::body::Body;
 use axum::extract::ConnectInfo;
 use axum::http::Request;
+use futures::future::Either;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
@@ -25,6 +26,7 @@ use tokio::task::JoinSet;
 use tower::ServiceExt;
 
 use crate::reply::Unsigned;
+use crate::routers::Routes;
 use crate::sendfile::{Sendfile, hole_offset, poll_head};
 use crate::shares::{ClientShares, Share, client_key, is_trusted};
 use crate::{GatewayError, Limits};
@@ -41,10 +43,10 @@ const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nR
 /// then gives the requests in flight the shutdown grace to finish.
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    routes: impl Into<Routes>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
-    serve_with_limits(listener, router, &Limits::default(), shutdown).await
+    serve_with_limits(listener, routes, &Limits::default(), shutdown).await
 }
 
 /// Serves `router` on `listener` until `shutdown` completes: at most
@@ -55,10 +57,11 @@ pub async fn serve(
 /// nothing behind).
 pub async fn serve_with_limits(
     listener: TcpListener,
-    router: Router,
+    routes: impl Into<Routes>,
     limits: &Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
+    let routes = routes.into();
     let gate = Gate::new(limits);
     let (stop_tx, stop_rx) = watch::channel(false);
     let builders = Builders::new(limits);
@@ -85,7 +88,7 @@ pub async fn serve_with_limits(
         let _ = stream.set_nodelay(true);
         let sendfile = Sendfile::default();
         let io = TokioIo::new(StallGuard::new(stream, limits, sendfile.clone()));
-        let service = connection_service(router.clone(), peer, slot.reserved, sendfile);
+        let service = connection_service(routes.clone(), peer, slot.reserved, sendfile);
         let service = TowerToHyperService::new(service);
         let builder = if slot.reserved {
             &builders.reserved
@@ -269,7 +272,7 @@ fn refuse(stream: &TcpStream, answer: &[u8], why: Unsigned) {
 /// it), and the connection's [`Sendfile`] queue. On a reserved connection only `/health`
 /// and `/metrics` are served.
 fn connection_service(
-    router: Router,
+    routes: Routes,
     peer: SocketAddr,
     reserved: bool,
     sendfile: Sendfile,
@@ -283,12 +286,20 @@ fn connection_service(
     tower::service_fn(move |mut request: Request<Incoming>| {
         request.extensions_mut().insert(ConnectInfo(peer));
         request.extensions_mut().insert(sendfile.clone());
-        let router = router.clone();
+        let path = request.uri().path();
+        let not_health = reserved && !matches!(path, "/health" | "/metrics");
+        let route = match routes.objects_at(path) {
+            Some(objects) => Either::Left(objects.clone()),
+            None => Either::Right(routes.router().clone()),
+        };
         async move {
-            if reserved && !matches!(request.uri().path(), "/health" | "/metrics") {
+            if not_health {
                 return Ok(reserved_only());
             }
-            router.oneshot(request).await
+            match route {
+                Either::Left(objects) => objects.oneshot(request.map(Body::new)).await,
+                Either::Right(router) => router.oneshot(request).await,
+            }
         }
     })
 }

@@ -96,8 +96,10 @@ fn spawn_gateway(
     let mut limits = maskstore_gateway::Limits::default();
     limits.max_connections_per_client = limits.max_connections;
     limits.max_uploads_per_client = limits.max_concurrent_uploads;
-    let router = maskstore_gateway::router_with_limits(storage.clone(), cors, &limits)
-        .expect("a gateway router");
+    // As `maskstore serve` builds them: the object route kept beside the router.
+    let router = maskstore_gateway::Routes::objects(storage.clone(), cors, &limits)
+        .expect("a gateway router")
+        .merge(maskstore_gateway::admin_router(storage.clone(), None));
     let gateway = tokio::spawn(async move {
         let _ =
             maskstore_gateway::serve_with_limits(listener, router, &limits, std::future::pending())

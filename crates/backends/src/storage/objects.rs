@@ -885,7 +885,7 @@ async fn file_bytes(
     };
     let len = usize::try_from(range.end.saturating_sub(range.start))
         .map_err(|_| failed(std::io::Error::other("the range does not fit in memory")))?;
-    tokio::task::spawn_blocking(move || {
+    let read = move || {
         let hashing = verifier.is_some();
         let mut hash = |block: &[u8]| {
             if let Some(verifier) = verifier.as_mut() {
@@ -895,9 +895,16 @@ async fn file_bytes(
         let hash = hashing.then_some(&mut hash as crate::local::file_io::BlockSink<'_>);
         let data = crate::local::file_io::read_whole(&file, range.start, len, hash);
         data.map(|data| (data, verifier)).map_err(failed)
-    })
-    .await
-    .map_err(|joined| failed(std::io::Error::other(joined)))?
+    };
+    // Outside a tokio runtime (a foreign store driven by another executor) it reads here,
+    // as object_store's own `GetResult::bytes` does.
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime
+            .spawn_blocking(read)
+            .await
+            .map_err(|joined| failed(std::io::Error::other(joined)))?,
+        Err(_) => read(),
+    }
 }
 
 /// Whether `a` and `b` are the same buffer (address and length), not equal bytes.
@@ -1077,5 +1084,21 @@ mod tests {
             panic!("a file 4,086 bytes short was read whole");
         };
         assert!(err.to_string().contains("4086 bytes early"), "{err}");
+    }
+
+    /// Outside a tokio runtime (another executor driving a foreign store) a file answer is
+    /// read where it is polled, as object_store's `GetResult::bytes` reads it, not a panic.
+    #[test]
+    fn a_file_answer_is_read_outside_a_tokio_runtime() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("whole.bin");
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        std::fs::write(&path, &data).unwrap();
+        let file = std::fs::File::open(&path).unwrap();
+        let read = futures::executor::block_on(file_bytes(file, 5..2_999_990, None));
+        let Ok((read, None)) = read else {
+            panic!("the read failed or came back with a verifier");
+        };
+        assert!(read == data[5..2_999_990], "the range read back changed");
     }
 }

@@ -244,7 +244,8 @@ impl Intercept for Instrumentation {
         // One future for the call and its answer (`call` would box the timing apart).
         async move {
             let result = self.timed(call, run).await?;
-            let length = result.range.end - result.range.start;
+            // A foreign store's range may end before it starts: the facade refuses it.
+            let length = result.range.end.saturating_sub(result.range.start);
             let in_hand = self.answers_whole
                 || result
                     .extensions
@@ -269,7 +270,7 @@ impl Intercept for Instrumentation {
                 // A local file is read by the caller in one go or in chunks; count its range
                 // now rather than lose the fast path by turning it into a stream.
                 file @ GetResultPayload::File(..) => {
-                    recorder.bytes(Operation::Get, range.end - range.start);
+                    recorder.bytes(Operation::Get, range.end.saturating_sub(range.start));
                     file
                 }
                 GetResultPayload::Stream(stream) => GetResultPayload::Stream(

@@ -15,7 +15,7 @@ use crate::local::ReadChecksum;
 use std::sync::Arc;
 
 use crate::local::TrustedFile;
-use crate::local::file_io::{Vouched, stamped_file_stream};
+use crate::local::file_io::{Vouched, read_whole, stamped_file_stream};
 use crate::local::stamp::FileStamp;
 use crate::types::{
     ByteRange, Listing, Object, ObjectInfo, ObjectStream, PutOutcome, ReadOptions, ReadVersion,
@@ -196,8 +196,8 @@ impl Storage {
             // A store that answers with the open file (the local provider wrapped by
             // `from_object_store`, object_store's `LocalFileSystem`) is read as the local
             // provider reads for `ReadAll`, hashed block by block as it is read.
-            GetResultPayload::File(file, _) => {
-                let (data, verifier) = file_bytes(file, range.clone(), verifier)
+            GetResultPayload::File(file, path) => {
+                let (data, verifier) = file_bytes(file, path, range.clone(), verifier)
                     .await
                     .map_err(self.err(key))?;
                 if let Some(verifier) = verifier {
@@ -425,6 +425,17 @@ impl Storage {
             Err(refused @ Error::InvalidRange { .. }) if conditional => {
                 Err(self.conditions_before_range(key, conditions, refused).await)
             }
+            // A range that ends before it starts names no bytes (a foreign store's answer).
+            Ok(result) if result.range.end < result.range.start => Err(Error::Misbehaved {
+                backend: self.backend.to_string(),
+                detail: format!(
+                    "a read of {} was answered with the range {}..{}, which ends before it \
+                     starts",
+                    maskstore_core::shown(key.as_str()),
+                    result.range.start,
+                    result.range.end
+                ),
+            }),
             other => other,
         }
     }
@@ -862,39 +873,47 @@ impl Storage {
 async fn whole_bytes(result: GetResult) -> object_store::Result<Bytes> {
     match result.payload {
         GetResultPayload::Stream(stream) => {
-            let expected = usize::try_from(result.range.end - result.range.start).unwrap_or(0);
+            let expected = usize::try_from(result.range.end.saturating_sub(result.range.start));
+            let expected = expected.unwrap_or(0);
             collect_hashing(stream, expected, |_| {}).await
         }
-        GetResultPayload::File(file, _) => Ok(file_bytes(file, result.range, None).await?.0),
+        GetResultPayload::File(file, path) => {
+            Ok(file_bytes(file, path, result.range, None).await?.0)
+        }
     }
 }
 
-/// The bytes of `range` of `file`, a store's answer of the open file, read in a blocking
-/// task into memory of their own ([`crate::local::file_io::read_whole`]: huge pages from
-/// 2 MiB) and handed block by block to `verifier`, which is given back, while still in the
-/// CPU's cache. (`GetResult::bytes` reads into a growing vector of small pages, and its
-/// stream 8 KiB at a time: 64 MiB read 4-5x slower, `benches/throughput -- paired`.)
+/// The bytes of `range` of `file` (at `path`), a store's answer of the open file, read in
+/// a blocking task into memory of their own ([`crate::local::file_io::read_whole`]: huge
+/// pages from 2 MiB) and handed block by block to `verifier`, which is given back, while
+/// still in the CPU's cache. (`GetResult::bytes` reads into a growing vector of small
+/// pages, and its stream 8 KiB at a time: 64 MiB read 5x slower, `-- paired`.)
 async fn file_bytes(
     file: std::fs::File,
+    path: std::path::PathBuf,
     range: std::ops::Range<u64>,
     mut verifier: Option<crate::checksum::Verifier>,
 ) -> object_store::Result<(Bytes, Option<crate::checksum::Verifier>)> {
-    let failed = |source: std::io::Error| object_store::Error::Generic {
-        store: "LocalFileSystem",
-        source: Box::new(source),
+    let failed = move |source: std::io::Error| object_store::Error::Generic {
+        store: "local file",
+        source: format!(
+            "{}: {source} (it changed while it was read)",
+            maskstore_core::shown(&path.to_string_lossy())
+        )
+        .into(),
     };
-    let len = usize::try_from(range.end.saturating_sub(range.start))
-        .map_err(|_| failed(std::io::Error::other("the range does not fit in memory")))?;
+    let Ok(len) = usize::try_from(range.end.saturating_sub(range.start)) else {
+        return Err(failed(std::io::Error::other(
+            "its range does not fit in memory",
+        )));
+    };
     let read = move || {
-        let hashing = verifier.is_some();
-        let mut hash = |block: &[u8]| {
-            if let Some(verifier) = verifier.as_mut() {
-                verifier.update(block);
-            }
+        let (file, start) = (&file, range.start);
+        let data = match verifier.as_mut() {
+            Some(v) => read_whole(file, start, len, Some(&mut |block: &[u8]| v.update(block))),
+            None => read_whole(file, start, len, None),
         };
-        let hash = hashing.then_some(&mut hash as crate::local::file_io::BlockSink<'_>);
-        let data = crate::local::file_io::read_whole(&file, range.start, len, hash);
-        data.map(|data| (data, verifier)).map_err(failed)
+        data.map(|data| (data, verifier)).map_err(&failed)
     };
     // Outside a tokio runtime (a foreign store driven by another executor) it reads here,
     // as object_store's own `GetResult::bytes` does.
@@ -902,7 +921,7 @@ async fn file_bytes(
         Ok(runtime) => runtime
             .spawn_blocking(read)
             .await
-            .map_err(|joined| failed(std::io::Error::other(joined)))?,
+            .map_err(|joined| object_store::Error::JoinError { source: joined })?,
         Err(_) => read(),
     }
 }
@@ -1043,47 +1062,84 @@ mod tests {
     }
 
     /// A store that answers a read with its open file (the local provider wrapped by
-    /// `from_object_store`, which is not told `ReadAll`) is read by `file_bytes`: exact
-    /// bytes at every size around the huge-page threshold, every block hashed (a flipped
-    /// last byte is corrupt), and a file shorter than its answer said is an error.
+    /// `from_object_store`, which is not told `ReadAll`; object_store's `LocalFileSystem`)
+    /// is read by `file_bytes`: exact bytes and ranges at every size around the huge-page
+    /// threshold (the local provider answers up to 256 KiB itself, `LocalFileSystem` hands
+    /// back even an empty file), memory of its own from 2 MiB (page-aligned, which
+    /// `GetResult::bytes` does not give), every block hashed (a flipped last byte is
+    /// corrupt), and a file shorter than its answer said is an error naming the file.
     #[tokio::test]
     async fn a_store_answering_with_its_open_file_is_read_whole_and_verified() {
         let dir = tempfile::tempdir().unwrap();
-        let store = crate::local::LocalStore::open(dir.path().join("data"), false).unwrap();
-        let storage = Storage::from_object_store(
-            std::sync::Arc::new(store),
-            "wrapped-local",
-            "mask/".parse().unwrap(),
-        )
-        .with_checksum(ChecksumAlgorithm::Crc64Nvme);
+        let local = crate::local::LocalStore::open(dir.path().join("local"), false).unwrap();
+        let plain = object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let wrapped = |store: Arc<dyn ObjectStore>, checksum| {
+            Storage::from_object_store(store, "wrapped", "mask/".parse().unwrap())
+                .with_checksum(checksum)
+        };
+        let local = wrapped(Arc::new(local), ChecksumAlgorithm::Crc64Nvme);
+        let plain = wrapped(Arc::new(plain), ChecksumAlgorithm::None);
         let huge = crate::local::file_io::HUGE_FROM;
         for size in [0, 1, 300_000, huge - 1, huge, huge + 257 * 1024 + 3] {
             let data: Bytes = (0..size).map(|i| (i * 7 + i / 4096) as u8).collect();
-            let key = storage.key(&format!("sized/{size}.bin")).unwrap();
-            storage.put(&key, data.clone()).await.unwrap();
-            let read = storage.get(&key).await.unwrap();
-            assert_eq!(read.data.len(), size, "{size} bytes");
-            assert!(read.data == data, "{size} bytes read back changed");
+            let key = local.key(&format!("sized/{size}.bin")).unwrap();
+            local.put(&key, data.clone()).await.unwrap();
+            // object_store's own files hold no checksum: written as they are.
+            std::fs::create_dir_all(dir.path().join("mask/sized")).unwrap();
+            std::fs::write(dir.path().join(format!("mask/sized/{size}.bin")), &data).unwrap();
+            for storage in [&local, &plain] {
+                let read = storage.get(&key).await.unwrap();
+                assert!(read.data == data, "{size} bytes read back changed");
+                assert_eq!((read.range, read.info.size), (0..size as u64, size as u64));
+                if size >= huge {
+                    assert_eq!(read.data.as_ptr() as usize % 4096, 0, "{size}: not its own");
+                }
+                let s = size as u64;
+                for (asked, want) in [
+                    (ByteRange::Bounded(s / 3..s / 3 + 1), s / 3..s / 3 + 1),
+                    (
+                        ByteRange::Bounded(s.saturating_sub(1)..s + 1000),
+                        s.saturating_sub(1)..s,
+                    ),
+                    (ByteRange::From(s / 2), s / 2..s),
+                    (ByteRange::Suffix(s / 2 + 1), s - (s / 2 + 1).min(s)..s),
+                    (ByteRange::Suffix(s + 10), 0..s),
+                ] {
+                    let Ok(read) = storage.get_range(&key, asked.clone()).await else {
+                        assert_eq!(size, 0, "{asked:?} of {size} bytes refused");
+                        continue;
+                    };
+                    let (from, to) = (want.start as usize, want.end as usize);
+                    assert!(read.data == data[from..to], "{asked:?} of {size} bytes");
+                    assert_eq!((read.range, read.info.size), (want, s), "{asked:?}");
+                }
+            }
             if size == 0 {
                 continue;
             }
             // The last byte flipped in place: only a hash of every block finds it.
-            let path = dir.path().join(format!("data/mask/sized/{size}.bin"));
+            let path = dir.path().join(format!("local/mask/sized/{size}.bin"));
             let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
             use std::os::unix::fs::FileExt;
             file.write_all_at(&[data[size - 1] ^ 0x20], (size - 1) as u64)
                 .unwrap();
-            let err = storage.get(&key).await.unwrap_err();
+            let err = local.get(&key).await.unwrap_err();
             assert_eq!(err.kind(), ErrorKind::Corrupt, "{size} bytes: {err}");
         }
         // A file that ends before the range its answer named (cut by another program).
-        let path = dir.path().join("short.bin");
+        let path = dir.path().join("short\x1b.bin");
         std::fs::write(&path, vec![1u8; huge + 10]).unwrap();
         let file = std::fs::File::open(&path).unwrap();
-        let Err(err) = file_bytes(file, 0..(huge as u64 + 4096), None).await else {
+        let range = 0..(huge as u64 + 4096);
+        let Err(err) = file_bytes(file, path.clone(), range, None).await else {
             panic!("a file 4,086 bytes short was read whole");
         };
-        assert!(err.to_string().contains("4086 bytes early"), "{err}");
+        let err = err.to_string();
+        assert!(err.contains("4086 bytes early"), "{err}");
+        assert!(
+            err.contains(r"short\u{1b}.bin") && !err.contains('\x1b'),
+            "{err}"
+        );
     }
 
     /// Outside a tokio runtime (another executor driving a foreign store) a file answer is
@@ -1095,10 +1151,63 @@ mod tests {
         let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
         std::fs::write(&path, &data).unwrap();
         let file = std::fs::File::open(&path).unwrap();
-        let read = futures::executor::block_on(file_bytes(file, 5..2_999_990, None));
+        let read = futures::executor::block_on(file_bytes(file, path, 5..2_999_990, None));
         let Ok((read, None)) = read else {
             panic!("the read failed or came back with a verifier");
         };
         assert!(read == data[5..2_999_990], "the range read back changed");
+    }
+
+    /// A store (here a layer) whose answer names a range that ends before it starts is
+    /// refused as misbehaving by every read, of a stream (memory) or of an open file
+    /// (local): no panic on the length, no bytes passed on.
+    #[tokio::test]
+    async fn a_read_answered_with_a_reversed_range_is_refused() {
+        use futures::FutureExt;
+        use futures::future::BoxFuture;
+        #[derive(Debug, Clone)]
+        struct Reversed;
+        impl crate::layers::Intercept for Reversed {
+            fn name(&self) -> &str {
+                "reversed"
+            }
+            fn get<'a>(
+                &'a self,
+                _call: crate::layers::Call<'a>,
+                run: BoxFuture<'a, object_store::Result<GetResult>>,
+            ) -> BoxFuture<'a, object_store::Result<GetResult>> {
+                run.map(|answer| {
+                    answer.map(|mut result| {
+                        result.range = result.range.end..result.range.start;
+                        result
+                    })
+                })
+                .boxed()
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let local =
+            Storage::connect(&maskstore_core::Config::local(dir.path().join("data"))).unwrap();
+        for storage in [Storage::memory(), local] {
+            let key = storage.key("reversed.bin").unwrap();
+            storage.put(&key, vec![5u8; 3_000_000]).await.unwrap();
+            let storage = storage.layer(Reversed);
+            let file = tempfile::tempfile().unwrap();
+            let errors = [
+                storage.get(&key).await.map(drop),
+                storage.get_range(&key, 10..20).await.map(drop),
+                storage.get_stream(&key).await.map(drop),
+                storage.read_to_file(&key, &file, |_, _| {}).await.map(drop),
+            ];
+            for (i, error) in errors.into_iter().enumerate() {
+                let Err(error @ Error::Misbehaved { .. }) = error else {
+                    panic!("read {i} of {storage:?} was not refused: {error:?}");
+                };
+                assert!(
+                    error.to_string().contains("ends before it starts"),
+                    "{error}"
+                );
+            }
+        }
     }
 }

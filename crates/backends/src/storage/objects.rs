@@ -894,13 +894,18 @@ async fn file_bytes(
     range: std::ops::Range<u64>,
     mut verifier: Option<crate::checksum::Verifier>,
 ) -> object_store::Result<(Bytes, Option<crate::checksum::Verifier>)> {
-    let failed = move |source: std::io::Error| object_store::Error::Generic {
-        store: "local file",
-        source: format!(
-            "{}: {source} (it changed while it was read)",
-            maskstore_core::shown(&path.to_string_lossy())
-        )
-        .into(),
+    let failed = move |source: std::io::Error| {
+        // Only a file that ended early was changed by someone else; any other error (the
+        // disk's, a descriptor not open for reading) is told as it is.
+        let changed = match source.kind() {
+            std::io::ErrorKind::UnexpectedEof => " (it changed while it was read)",
+            _ => "",
+        };
+        let path = maskstore_core::shown(&path.to_string_lossy()).into_owned();
+        object_store::Error::Generic {
+            store: "local file",
+            source: format!("{path}: {source}{changed}").into(),
+        }
     };
     let Ok(len) = usize::try_from(range.end.saturating_sub(range.start)) else {
         return Err(failed(std::io::Error::other(
@@ -1140,6 +1145,14 @@ mod tests {
             err.contains(r"short\u{1b}.bin") && !err.contains('\x1b'),
             "{err}"
         );
+        assert!(err.contains("it changed while it was read"), "{err}");
+        // Another read error is told as it is, not as a change by someone else.
+        let unreadable = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        let Err(err) = file_bytes(unreadable, path, 0..10, None).await else {
+            panic!("a descriptor open only for writing was read");
+        };
+        let err = err.to_string();
+        assert!(err.contains("short") && !err.contains("changed"), "{err}");
     }
 
     /// Outside a tokio runtime (another executor driving a foreign store) a file answer is

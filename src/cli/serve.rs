@@ -21,7 +21,9 @@ pub(crate) async fn run(config: &Config) -> Result<(), Failure> {
         message: e.to_string(),
         code: 2,
     };
-    let limits = Limits::from_config(&config.gateway);
+    let mut limits = Limits::from_config(&config.gateway);
+    // A thread of its own per core serves the connections (see `Limits`).
+    limits.connection_threads = std::thread::available_parallelism().map_or(1, usize::from);
     let metrics = maskstore_gateway::install_prometheus().map_err(gateway_failure)?;
     let objects = maskstore_gateway::Routes::objects(storage.clone(), &config.cors, &limits)
         .map_err(gateway_failure)?;
@@ -54,7 +56,9 @@ pub(crate) async fn run(config: &Config) -> Result<(), Failure> {
             eprintln!(
                 "maskstore gateway: /health and /metrics on {admin_listen} (gateway.admin_listen)"
             );
-            let admin_limits = limits.clone();
+            // Probes and scrapes are few: served on this runtime.
+            let mut admin_limits = limits.clone();
+            admin_limits.connection_threads = 0;
             let stopped = stopped.clone();
             tokio::spawn(async move {
                 if let Err(e) = maskstore_gateway::serve_with_limits(

@@ -64,7 +64,7 @@ pub async fn serve_with_limits(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
     let gate = Gate::new(limits);
-    let connections = Connections::start(routes.into(), limits)?;
+    let connections = Connections::start(routes.into(), limits).await?;
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {

@@ -397,7 +397,27 @@ impl MemoryStore {
                 });
             }
         };
-        self.kept.resolve(location, &whole, &mut result.attributes);
+        if whole.len() < crate::checksum::HASH_TURN {
+            self.kept.resolve(location, &whole, &mut result.attributes);
+        } else {
+            // A large hash waits in a blocking task, off the runtime's thread (a connection
+            // thread of the gateway serves others meanwhile).
+            let (kept, path, bytes) = (self.kept.clone(), location.clone(), whole.clone());
+            let mut attributes = std::mem::take(&mut result.attributes);
+            let resolve = move || {
+                kept.resolve(&path, &bytes, &mut attributes);
+                attributes
+            };
+            result.attributes = match tokio::runtime::Handle::try_current() {
+                Ok(runtime) => runtime.spawn_blocking(resolve).await.map_err(|e| {
+                    object_store::Error::Generic {
+                        store: "InMemory",
+                        source: Box::new(e),
+                    }
+                })?,
+                Err(_) => resolve(),
+            };
+        }
         let data = match range {
             None => whole,
             Some(range) => {
@@ -564,6 +584,43 @@ mod tests {
     fn reported(answer: &GetResult) -> Option<String> {
         let name = Attribute::Metadata(CHECKSUM_METADATA.into());
         answer.attributes.get(&name).map(|value| value.to_string())
+    }
+
+    /// A large owed checksum is paid in a blocking task: the runtime's thread serves its
+    /// other tasks while it is hashed (on a one-thread runtime, a ticker keeps ticking).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_large_owed_checksum_is_paid_off_the_runtime_thread() {
+        let (s, _) = memory();
+        let s = s.with_checksum(ChecksumAlgorithm::Sha256);
+        let data = bytes(64 * 1024 * 1024, 3);
+        let key: maskstore_core::ObjectKey = "mask/large.bin".parse().unwrap();
+        s.put(&key, data.clone()).await.unwrap();
+        let ticks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let ticking = Arc::clone(&ticks);
+        let ticker = tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_micros(500)).await;
+                ticking.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+        tokio::task::yield_now().await;
+        let before = ticks.load(std::sync::atomic::Ordering::Relaxed);
+        // A range read asks the store to pay the owed checksum (of the whole object).
+        let options = crate::ReadOptions {
+            range: Some(crate::ByteRange::Bounded(0..16)),
+            ..Default::default()
+        };
+        let object = s.read_stream(&key, options).await.unwrap();
+        let during = ticks.load(std::sync::atomic::Ordering::Relaxed) - before;
+        ticker.abort();
+        assert_eq!(
+            object.info.checksum,
+            checksum_of(ChecksumAlgorithm::Sha256, &data)
+        );
+        assert!(
+            during >= 3,
+            "the runtime thread ticked {during} times while it was paid"
+        );
     }
 
     #[tokio::test]

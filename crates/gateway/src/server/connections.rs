@@ -25,9 +25,13 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinSet;
 
 use super::{Builders, Slot, StallGuard, connection_service};
+use crate::reply::Unsigned;
 use crate::routers::Routes;
 use crate::sendfile::Sendfile;
 use crate::{GatewayError, Limits};
+
+/// What a connection is told when no connection thread is left to serve it.
+const NO_THREAD: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\nContent-Type: text/plain\r\nContent-Length: 58\r\n\r\nthe gateway cannot serve connections now; it must restart\n";
 
 /// What the servers of connections are asked to do with them; once the sender is gone
 /// (the server's future was dropped, or it finished), they drop them at once.
@@ -72,7 +76,10 @@ struct Server {
 impl Connections {
     /// The servers `limits.connection_threads` asks for: that many threads, each with a
     /// runtime of its own, or (0) one task on the caller's runtime.
-    pub(super) fn start(routes: Routes, limits: &Limits) -> Result<Connections, GatewayError> {
+    pub(super) async fn start(
+        routes: Routes,
+        limits: &Limits,
+    ) -> Result<Connections, GatewayError> {
         let shared = Arc::new(Shared {
             routes,
             builders: Builders::new(limits),
@@ -89,21 +96,39 @@ impl Connections {
             connections.servers.push(server);
         }
         for n in 0..limits.connection_threads {
-            // A thread that cannot start stops those started before (the drop of
-            // `connections` below aborts them).
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .thread_name(format!("gateway-{n}-blk"))
-                .build()?;
+            // A thread that cannot start fails the server; those started before end as
+            // `connections` is dropped (its phase's sender with it).
             let (server, serving) = connections.server(&shared);
+            let (started, starting) = oneshot::channel();
             std::thread::Builder::new()
                 .name(format!("gateway-{n}"))
                 .spawn(move || {
+                    // Built here, so a runtime is never dropped on the caller's.
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .thread_name(format!("gateway-{n}-blk"))
+                        .build();
+                    let runtime = match runtime {
+                        Ok(runtime) => runtime,
+                        Err(e) => {
+                            let _ = started.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = started.send(Ok(()));
                     runtime.block_on(serving);
                     // Blocking reads still running finish on their own.
                     runtime.shutdown_background();
                 })?;
-            connections.servers.push(server);
+            match starting.await {
+                Ok(Ok(())) => connections.servers.push(server),
+                Ok(Err(e)) => return Err(e.into()),
+                Err(_) => {
+                    return Err(GatewayError::Io(std::io::Error::other(
+                        "a gateway connection thread ended as it started",
+                    )));
+                }
+            }
         }
         Ok(connections)
     }
@@ -127,13 +152,19 @@ impl Connections {
         (server, serving)
     }
 
-    /// Hands `stream` to the server serving the fewest connections.
+    /// Hands `stream` to the server serving the fewest connections, of those still
+    /// running; with none left, it is answered 503 and closed.
     pub(super) fn hand(&self, stream: TcpStream, peer: SocketAddr, slot: Slot) {
         let Some(server) = self
             .servers
             .iter()
+            .filter(|server| !server.handed.is_closed())
             .min_by_key(|server| server.live.load(Ordering::Relaxed))
         else {
+            tracing::error!(
+                "every gateway connection thread ended (see the errors before); restart maskstore serve"
+            );
+            super::refuse(&stream, NO_THREAD, Unsigned::Connections);
             return;
         };
         // Out of this runtime's reactor, into the server's.
@@ -145,9 +176,13 @@ impl Connections {
             }
         };
         server.live.fetch_add(1, Ordering::Relaxed);
-        if server.handed.send(Handed { stream, peer, slot }).is_err() {
+        if let Err(refused) = server.handed.send(Handed { stream, peer, slot }) {
+            // It ended since it was chosen: the next connection goes to another.
             server.live.fetch_sub(1, Ordering::Relaxed);
-            tracing::error!("a gateway connection thread ended; the connection is closed");
+            tracing::error!("a gateway connection thread ended; a connection was closed");
+            if let Ok(stream) = TcpStream::from_std(refused.0.stream) {
+                super::refuse(&stream, NO_THREAD, Unsigned::Connections);
+            }
         }
     }
 
@@ -155,9 +190,17 @@ impl Connections {
     /// after the shutdown grace.
     pub(super) async fn finish(self) {
         let _ = self.phase.send(Phase::Stopping);
-        for server in self.servers {
-            drop(server.handed);
-            let _ = server.done.await;
+        // Every server's grace starts now, together: the hand-offs close first.
+        let done: Vec<_> = self
+            .servers
+            .into_iter()
+            .map(|server| {
+                drop(server.handed);
+                server.done
+            })
+            .collect();
+        for done in done {
+            let _ = done.await;
         }
         // `phase` lives until here: its drop would drop the connections at once.
         drop(self.phase);

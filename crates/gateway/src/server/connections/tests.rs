@@ -228,3 +228,79 @@ async fn a_dropped_server_drops_its_connections_and_its_threads_end() {
         assert!(until_threads(0).await.is_empty());
     }
 }
+
+/// However many threads, a shutdown waits one grace in all, not one per thread: each
+/// thread's grace starts with the signal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shutdown_waits_one_grace_whatever_the_threads() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let grace = Duration::from_secs(1);
+    for threads in [2, 4] {
+        let (addr, stop, server) = serve(threads, grace).await;
+        let mut slow = Vec::new();
+        // One long request on every thread (the fewest-served takes each new connection).
+        for _ in 0..threads {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            send(&mut stream, "/thread").await;
+            answer(&mut stream).await.unwrap();
+            send(&mut stream, "/sleep?ms=60000").await;
+            slow.push(stream);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let stopped_at = std::time::Instant::now();
+        stop.send(()).unwrap();
+        server.await.unwrap().unwrap();
+        let took = stopped_at.elapsed();
+        assert!(
+            took < grace + Duration::from_millis(700),
+            "{threads} threads: {took:?}"
+        );
+        assert!(until_threads(0).await.is_empty());
+    }
+}
+
+/// A connection thread that ended gets no more connections: they go to the threads still
+/// running; with none left, a connection is answered 503 and closed, never dropped
+/// without a word.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ended_thread_gets_no_connections() {
+    use super::{Connections, Server, Slot};
+    let _one = ONE_AT_A_TIME.lock().await;
+    let mut limits = Limits::default();
+    limits.connection_threads = 2;
+    let gate = super::super::Gate::new(&limits);
+    let mut connections = Connections::start(routes(), &limits).await.unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    // As a thread that ended leaves its server: its hand-off closed.
+    let end = |server: &mut Server| {
+        let (handed, _) = tokio::sync::mpsc::unbounded_channel();
+        server.handed = handed;
+    };
+    end(&mut connections.servers[1]);
+    let accept = async |listener: &TcpListener| -> (TcpStream, SocketAddr, Slot) {
+        let (stream, peer) = listener.accept().await.unwrap();
+        let slot = gate.admit(&stream, peer.ip()).unwrap();
+        (stream, peer, slot)
+    };
+    let mut kept = Vec::new();
+    for _ in 0..6 {
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let (stream, peer, slot) = accept(&listener).await;
+        connections.hand(stream, peer, slot);
+        send(&mut client, "/thread").await;
+        assert_eq!(answer(&mut client).await.as_deref(), Some("gateway-0"));
+        kept.push(client);
+    }
+    end(&mut connections.servers[0]);
+    let mut client = TcpStream::connect(addr).await.unwrap();
+    let (stream, peer, slot) = accept(&listener).await;
+    connections.hand(stream, peer, slot);
+    let mut told = String::new();
+    client.read_to_string(&mut told).await.unwrap();
+    assert!(told.starts_with("HTTP/1.1 503"), "{told}");
+    assert!(told.ends_with("it must restart\n"), "{told}");
+    drop(kept);
+    drop(connections);
+    assert!(until_threads(0).await.is_empty());
+}

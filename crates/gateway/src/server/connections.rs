@@ -5,10 +5,13 @@
 //! model (a worker per core): `maskstore serve` measured 19.7 µs of CPU per 4 KiB GET on
 //! its own threads against 22.7 µs on a two-worker runtime (BENCHMARKS.md).
 //!
-//! A connection goes to the thread serving the fewest at the moment. What a thread does
-//! not share with the others: its timers, its blocking pool, and its time on a core (a
-//! request that holds a thread, as a `sendfile` of a file not in the page cache does,
-//! delays that thread's other connections, not the other threads').
+//! A connection goes to the thread serving the fewest at the moment (of those still
+//! running). What a thread does not share with the others: its timers, its blocking pool,
+//! and its time on a core: a request that holds a thread delays that thread's other
+//! connections, so none may hold it long (`sendfile` gives up its turn every 1 MiB, a
+//! verifier hashes 1 MiB at a time, large hashes of the memory provider run in a blocking
+//! task); a `sendfile` of a file not in the page cache still waits for the disk. Tasks a
+//! handler spawns run on its connection's thread and end with the server.
 //!
 //! After the shutdown signal every connection finishes its request in flight within the
 //! shutdown grace, then is dropped; a server whose future is dropped drops its connections

@@ -38,8 +38,9 @@ pub struct Limits {
     /// serving the connections handed to it from their first byte to their close (fewer
     /// hand-offs between threads per request; `maskstore serve` runs one per core). 0, the
     /// default: on the runtime that calls [`crate::serve_with_limits`], as an application
-    /// whose own routes are merged in expects (their clients' connections then stay on its
-    /// runtime).
+    /// whose own routes are merged in expects (their clients' connections, and the tasks
+    /// its handlers spawn, then stay on its runtime; on connection threads such tasks end
+    /// with the server).
     pub connection_threads: usize,
 }
 

@@ -71,9 +71,11 @@ async fn serve(
 ) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut limits = Limits::default();
-    limits.connection_threads = threads;
-    limits.shutdown_grace = grace;
+    let limits = Limits {
+        connection_threads: threads,
+        shutdown_grace: grace,
+        ..Limits::default()
+    };
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         let stopped = async move {
@@ -266,8 +268,10 @@ async fn a_shutdown_waits_one_grace_whatever_the_threads() {
 async fn an_ended_thread_gets_no_connections() {
     use super::{Connections, Server, Slot};
     let _one = ONE_AT_A_TIME.lock().await;
-    let mut limits = Limits::default();
-    limits.connection_threads = 2;
+    let limits = Limits {
+        connection_threads: 2,
+        ..Limits::default()
+    };
     let gate = super::super::Gate::new(&limits);
     let mut connections = Connections::start(routes(), &limits).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

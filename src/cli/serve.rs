@@ -21,9 +21,7 @@ pub(crate) async fn run(config: &Config) -> Result<(), Failure> {
         message: e.to_string(),
         code: 2,
     };
-    let mut limits = Limits::from_config(&config.gateway);
-    // A thread of its own per core serves the connections (see `Limits`).
-    limits.connection_threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let limits = Limits::from_config(&config.gateway);
     let metrics = maskstore_gateway::install_prometheus().map_err(gateway_failure)?;
     let objects = maskstore_gateway::Routes::objects(storage.clone(), &config.cors, &limits)
         .map_err(gateway_failure)?;
@@ -56,9 +54,7 @@ pub(crate) async fn run(config: &Config) -> Result<(), Failure> {
             eprintln!(
                 "maskstore gateway: /health and /metrics on {admin_listen} (gateway.admin_listen)"
             );
-            // Probes and scrapes are few: served on this runtime.
-            let mut admin_limits = limits.clone();
-            admin_limits.connection_threads = 0;
+            let admin_limits = limits.clone();
             let stopped = stopped.clone();
             tokio::spawn(async move {
                 if let Err(e) = maskstore_gateway::serve_with_limits(

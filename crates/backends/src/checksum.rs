@@ -399,7 +399,7 @@ pub(crate) const HASH_TURN: usize = 1024 * 1024;
 
 /// Hashes `chunk` into `verifier` [`HASH_TURN`] bytes at a time, yielding between them:
 /// the memory provider answers with one chunk the size of the object, whose hash alone held
-/// a connection thread of the gateway for 0.4 s at 512 MiB.
+/// a thread of the gateway's runtime for 0.4 s at 512 MiB (its other tasks waited).
 async fn update_in_turns(verifier: &mut Verifier, chunk: &[u8]) {
     let mut turns = chunk.chunks(HASH_TURN).peekable();
     while let Some(turn) = turns.next() {

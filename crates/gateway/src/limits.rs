@@ -34,14 +34,6 @@ pub struct Limits {
     pub max_uploads_per_client: usize,
     /// Reverse proxies whose `X-Forwarded-For` names the client.
     pub trusted_proxies: Vec<IpAddr>,
-    /// Threads of their own the connections are served on, each a single-threaded runtime
-    /// serving the connections handed to it from their first byte to their close (fewer
-    /// hand-offs between threads per request; `maskstore serve` runs one per core). 0, the
-    /// default: on the runtime that calls [`crate::serve_with_limits`], as an application
-    /// whose own routes are merged in expects (their clients' connections, and the tasks
-    /// its handlers spawn, then stay on its runtime; on connection threads such tasks end
-    /// with the server).
-    pub connection_threads: usize,
 }
 
 impl Limits {
@@ -77,7 +69,6 @@ impl Limits {
                 .iter()
                 .filter_map(|p| p.trim().parse().ok())
                 .collect(),
-            connection_threads: 0,
         }
     }
 }
@@ -104,6 +95,5 @@ mod tests {
         assert_eq!(limits.max_connections_per_client, 32);
         assert_eq!(limits.max_uploads_per_client, 8);
         assert!(limits.trusted_proxies.is_empty());
-        assert_eq!(limits.connection_threads, 0);
     }
 }

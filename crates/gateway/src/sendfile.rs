@@ -82,15 +82,7 @@ struct Frames {
     queue: VecDeque<Frame>,
     /// The body waiting for every frame to be sent.
     drained: Option<Waker>,
-    /// Bytes sent since the connection last let other tasks run (see [`TURN`]).
-    in_turn: usize,
 }
-
-/// The most bytes a connection sends with `sendfile` before it lets the other tasks of its
-/// thread run: 1 MiB, a fraction of a millisecond from the page cache. Without it a client
-/// reading fast kept its thread for tokio's whole budget of 128 writes (a 1 GiB download
-/// delayed the other connections of a connection thread by 75 ms).
-pub(crate) const TURN: usize = 1024 * 1024;
 
 /// One connection's placeholders still to send, in the order hyper writes them (a
 /// connection writes one response at a time): shared by its IO and, through a request
@@ -143,18 +135,12 @@ impl Sendfile {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let mut guard = self.lock();
-        let frames = &mut *guard;
+        let mut frames = self.lock();
         let Some(frame) = frames.queue.front_mut() else {
             return Poll::Ready(Err(unmatched()));
         };
         if hole_offset(buf) != Some(frame.sent) || buf.len() != frame.len - frame.sent {
             return Poll::Ready(Err(unmatched()));
-        }
-        if frames.in_turn >= TURN {
-            frames.in_turn = 0;
-            cx.waker().wake_by_ref();
-            return Poll::Pending;
         }
         let sent = loop {
             std::task::ready!(stream.poll_write_ready(cx))?;
@@ -176,7 +162,6 @@ impl Sendfile {
         }
         metrics::counter!(crate::GATEWAY_SENDFILE_BYTES_TOTAL).increment(sent as u64);
         frame.sent += sent;
-        frames.in_turn += sent;
         if frame.sent == frame.len {
             frames.queue.pop_front();
             if frames.queue.is_empty()
@@ -361,52 +346,6 @@ mod tests {
         assert_eq!(send(&sendfile, &server, &past).await.unwrap(), 2);
         let rest = send(&sendfile, &server, &past[2..]).await;
         assert_eq!(rest.unwrap_err().kind(), io::ErrorKind::UnexpectedEof);
-    }
-
-    /// A connection sending a large file lets the other tasks of its thread run after each
-    /// [`TURN`] bytes: its send answers `Pending` once, waking itself, and goes on.
-    #[tokio::test]
-    async fn a_large_file_is_sent_in_turns() {
-        use tokio::io::AsyncReadExt;
-        let (mut client, server) = pair().await;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let data: Vec<u8> = (0..4 * TURN + 100).map(|i| (i % 251) as u8).collect();
-        std::fs::write(&path, &data).unwrap();
-        let file = Arc::new(File::open(&path).unwrap());
-        let sendfile = Sendfile::default();
-        let reader = tokio::spawn(async move {
-            let mut got = vec![0u8; data.len()];
-            client.read_exact(&mut got).await.unwrap();
-            assert!(got == data, "the file's bytes");
-        });
-        let (mut yielded, mut written) = (0, 0);
-        let mut left = 4 * TURN + 100;
-        while left > 0 {
-            let len = left.min(HOLE_LEN);
-            let placeholder = sendfile.register(&file, written as u64, len);
-            let mut at = 0;
-            while at < len {
-                let sent = std::future::poll_fn(|cx| {
-                    let turn_over = sendfile.lock().in_turn >= TURN;
-                    let poll = sendfile.poll_send(&server, cx, &placeholder[at..]);
-                    if turn_over {
-                        // Given up, whether or not the socket could take more.
-                        assert!(poll.is_pending());
-                        yielded += 1;
-                    }
-                    poll
-                })
-                .await
-                .unwrap();
-                at += sent;
-                written += sent;
-            }
-            left -= len;
-        }
-        reader.await.unwrap();
-        assert_eq!(written, 4 * TURN + 100);
-        assert!(yielded >= 4, "gave up its turn {yielded} times");
     }
 
     #[test]

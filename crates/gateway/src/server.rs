@@ -17,15 +17,13 @@ use axum::extract::ConnectInfo;
 use axum::http::Request;
 use futures::future::Either;
 use hyper::body::Incoming;
-use hyper_util::rt::TokioTimer;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
 use tower::ServiceExt;
-
-mod connections;
-
-use connections::Connections;
 
 use crate::reply::Unsigned;
 use crate::routers::Routes;
@@ -63,12 +61,16 @@ pub async fn serve_with_limits(
     limits: &Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), GatewayError> {
+    let routes = routes.into();
     let gate = Gate::new(limits);
-    let connections = Connections::start(routes.into(), limits).await?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let builders = Builders::new(limits);
+    let mut tasks = JoinSet::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
         let (stream, peer) = tokio::select! {
             () = &mut shutdown => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
@@ -83,11 +85,52 @@ pub async fn serve_with_limits(
         let Some(slot) = gate.admit(&stream, peer.ip()) else {
             continue;
         };
-        connections.hand(stream, peer, slot);
+        let _ = stream.set_nodelay(true);
+        let sendfile = Sendfile::default();
+        let io = TokioIo::new(StallGuard::new(stream, limits, sendfile.clone()));
+        let service = connection_service(routes.clone(), peer, slot.reserved, sendfile);
+        let service = TowerToHyperService::new(service);
+        let builder = if slot.reserved {
+            &builders.reserved
+        } else {
+            &builders.regular
+        };
+        let connection = builder.serve_connection(io, service);
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            let _slot = slot;
+            let mut connection = std::pin::pin!(connection);
+            tokio::select! {
+                result = connection.as_mut() => {
+                    if let Err(e) = result {
+                        tracing::debug!(error = %e, "gateway connection ended");
+                    }
+                }
+                _ = stop.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
     }
     drop(listener);
-    connections.finish().await;
+    let _ = stop_tx.send(true);
+    drain(tasks, limits.shutdown_grace).await;
     Ok(())
+}
+
+/// Gives the connections in `tasks` `grace` to finish, then drops them.
+async fn drain(mut tasks: JoinSet<()>, grace: Duration) {
+    let drained = async { while tasks.join_next().await.is_some() {} };
+    if tokio::time::timeout(grace, drained).await.is_err() {
+        tracing::warn!(
+            connections = tasks.len(),
+            grace_secs = grace.as_secs(),
+            "requests still in flight after the shutdown grace are dropped; unfinished uploads leave nothing behind"
+        );
+        tasks.abort_all();
+        while tasks.join_next().await.is_some() {}
+    }
 }
 
 /// The connection settings: a regular connection's, and a reserved one's (one request, its

@@ -96,10 +96,7 @@ fn spawn_gateway(
     let mut limits = maskstore_gateway::Limits::default();
     limits.max_connections_per_client = limits.max_connections;
     limits.max_uploads_per_client = limits.max_concurrent_uploads;
-    // As `maskstore serve` serves them: on connection threads of their own (two, so the
-    // connections of a test are spread over more than one), the object route kept beside
-    // the router.
-    limits.connection_threads = 2;
+    // As `maskstore serve` builds them: the object route kept beside the router.
     let router = maskstore_gateway::Routes::objects(storage.clone(), cors, &limits)
         .expect("a gateway router")
         .merge(maskstore_gateway::admin_router(storage.clone(), None));

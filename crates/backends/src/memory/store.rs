@@ -226,6 +226,16 @@ impl KeptChecksums {
         }
     }
 
+    /// Whether paying the owed checksum `attributes` may hold, for the buffer `data` at
+    /// `location`, hashes it: owed, and nothing kept of this very buffer.
+    fn must_hash(&self, location: &Path, data: &Bytes, attributes: &Attributes) -> bool {
+        let name = Attribute::Metadata(CHECKSUM_METADATA.into());
+        attributes.get(&name).is_some_and(|stored| is_owed(stored))
+            && !self
+                .get(location)
+                .is_some_and(|kept| same_buffer(&kept.data, data))
+    }
+
     /// What is known of the buffer at `location` (a copy's source shares it).
     fn get(&self, location: &Path) -> Option<Vouched> {
         self.sums().get(location).cloned().flatten()
@@ -397,7 +407,9 @@ impl MemoryStore {
                 });
             }
         };
-        if whole.len() < crate::checksum::HASH_TURN {
+        if whole.len() < crate::checksum::HASH_TURN
+            || !self.kept.must_hash(location, &whole, &result.attributes)
+        {
             self.kept.resolve(location, &whole, &mut result.attributes);
         } else {
             // A large hash waits in a blocking task, off the runtime's thread (0.76 s at

@@ -420,15 +420,9 @@ impl MemoryStore {
                 kept.resolve(&path, &bytes, &mut attributes);
                 attributes
             };
-            result.attributes = match tokio::runtime::Handle::try_current() {
-                Ok(runtime) => runtime.spawn_blocking(resolve).await.map_err(|e| {
-                    object_store::Error::Generic {
-                        store: "InMemory",
-                        source: Box::new(e),
-                    }
-                })?,
-                Err(_) => resolve(),
-            };
+            result.attributes = crate::storage::off_the_runtime_thread(resolve)
+                .await
+                .map_err(|joined| object_store::Error::JoinError { source: joined })?;
         }
         let data = match range {
             None => whole,
@@ -607,24 +601,13 @@ mod tests {
         let data = bytes(64 * 1024 * 1024, 3);
         let key: maskstore_core::ObjectKey = "mask/large.bin".parse().unwrap();
         s.put(&key, data.clone()).await.unwrap();
-        let ticks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let ticking = Arc::clone(&ticks);
-        let ticker = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(std::time::Duration::from_micros(500)).await;
-                ticking.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-        });
-        tokio::task::yield_now().await;
-        let before = ticks.load(std::sync::atomic::Ordering::Relaxed);
         // A range read asks the store to pay the owed checksum (of the whole object).
         let options = crate::ReadOptions {
             range: Some(crate::ByteRange::Bounded(0..16)),
             ..Default::default()
         };
-        let object = s.read_stream(&key, options).await.unwrap();
-        let during = ticks.load(std::sync::atomic::Ordering::Relaxed) - before;
-        ticker.abort();
+        let (object, during) = crate::storage::ticks_during(s.read_stream(&key, options)).await;
+        let object = object.unwrap();
         assert_eq!(
             object.info.checksum,
             checksum_of(ChecksumAlgorithm::Sha256, &data)

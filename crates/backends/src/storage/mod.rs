@@ -483,6 +483,40 @@ impl Storage {
     }
 }
 
+/// Runs `work` in a blocking task when a tokio runtime runs this call, so the runtime's
+/// thread serves its other tasks meanwhile (a large hash, a large file's read); outside one
+/// (a foreign executor driving a store), here. A panic in `work` is the caller's to see:
+/// it comes back as the join error.
+pub(crate) async fn off_the_runtime_thread<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> std::result::Result<T, tokio::task::JoinError> {
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => runtime.spawn_blocking(work).await,
+        Err(_) => Ok(work()),
+    }
+}
+
+/// How many times a ticker on this runtime (every 0.5 ms) ran while `work` ran: on a
+/// one-thread runtime, none unless `work` let the thread go (tests of what must not hold it).
+#[cfg(test)]
+pub(crate) async fn ticks_during<T>(work: impl std::future::Future<Output = T>) -> (T, usize) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let ticks = Arc::new(AtomicUsize::new(0));
+    let ticking = Arc::clone(&ticks);
+    let ticker = tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(std::time::Duration::from_micros(500)).await;
+            ticking.fetch_add(1, Ordering::Relaxed);
+        }
+    });
+    tokio::task::yield_now().await;
+    let before = ticks.load(Ordering::Relaxed);
+    let done = work.await;
+    let during = ticks.load(Ordering::Relaxed) - before;
+    ticker.abort();
+    (done, during)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -922,13 +922,9 @@ async fn file_bytes(
     };
     // Outside a tokio runtime (a foreign store driven by another executor) it reads here,
     // as object_store's own `GetResult::bytes` does.
-    match tokio::runtime::Handle::try_current() {
-        Ok(runtime) => runtime
-            .spawn_blocking(read)
-            .await
-            .map_err(|joined| object_store::Error::JoinError { source: joined })?,
-        Err(_) => read(),
-    }
+    super::off_the_runtime_thread(read)
+        .await
+        .map_err(|joined| object_store::Error::JoinError { source: joined })?
 }
 
 /// Whether `a` and `b` are the same buffer (address and length), not equal bytes.

@@ -2,7 +2,7 @@
 
 use bytes::Bytes;
 use futures::stream::StreamExt;
-use maskstore_core::{ChecksumAlgorithm, ObjectKey};
+use maskstore_core::ObjectKey;
 use object_store::path::Path;
 use object_store::{
     Attributes, GetOptions, ObjectStore, PutMode, PutOptions, UpdateVersion, WriteMultipart,
@@ -152,7 +152,24 @@ impl Storage {
         let Ok(data) = got.bytes().await else {
             return Ok(outcome);
         };
-        if checksum_off_thread(self.checksum, &data).await.as_deref() != Some(&checksum) {
+        // A large object is hashed off the runtime's thread: a 512 MiB upload to the memory
+        // provider held it 0.35–1.4 s as its completion read the object back and hashed it.
+        let algorithm = self.checksum;
+        let hashed = match data.len() < crate::checksum::HASH_TURN {
+            true => crate::checksum::checksum_of(algorithm, &data),
+            false => {
+                let data = data.clone();
+                super::off_the_runtime_thread(move || {
+                    crate::checksum::checksum_of(algorithm, &data)
+                })
+                .await
+                .map_err(|joined| {
+                    let e = object_store::Error::JoinError { source: joined };
+                    Error::from_store(&self.backend, key.as_str(), e)
+                })?
+            }
+        };
+        if hashed.as_deref() != Some(&checksum) {
             return Ok(outcome);
         }
         attributes.insert(
@@ -447,24 +464,6 @@ impl Upload {
     }
 }
 
-/// The checksum of `data`: a large one (from [`crate::checksum::HASH_TURN`]) in a blocking
-/// task, so the runtime's thread serves its other tasks meanwhile (a 512 MiB upload to the
-/// memory provider held it 0.35–1.4 s as its completion read the object back and hashed it).
-async fn checksum_off_thread(algorithm: ChecksumAlgorithm, data: &Bytes) -> Option<String> {
-    if data.len() < crate::checksum::HASH_TURN {
-        return crate::checksum::checksum_of(algorithm, data);
-    }
-    let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-        return crate::checksum::checksum_of(algorithm, data);
-    };
-    let data = data.clone();
-    runtime
-        .spawn_blocking(move || crate::checksum::checksum_of(algorithm, &data))
-        .await
-        .ok()
-        .flatten()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -507,6 +506,7 @@ mod tests {
     /// meanwhile (a ticker keeps ticking), and the checksum stored is the bytes'.
     #[tokio::test(flavor = "current_thread")]
     async fn a_large_stamp_is_hashed_off_the_runtime_thread() {
+        use maskstore_core::ChecksumAlgorithm;
         let storage = Storage::memory().with_checksum(ChecksumAlgorithm::Sha256);
         let key = ObjectKey::parse("mask/stamped.bin").unwrap();
         let part: Vec<u8> = (0..4 * 1024 * 1024).map(|i| (i % 253) as u8).collect();
@@ -518,19 +518,8 @@ mod tests {
         for _ in 0..8 {
             upload.write(part.clone()).await.unwrap();
         }
-        let ticks = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        let ticking = Arc::clone(&ticks);
-        let ticker = tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(std::time::Duration::from_micros(500)).await;
-                ticking.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            }
-        });
-        tokio::task::yield_now().await;
-        let before = ticks.load(std::sync::atomic::Ordering::Relaxed);
-        upload.finish().await.unwrap();
-        let during = ticks.load(std::sync::atomic::Ordering::Relaxed) - before;
-        ticker.abort();
+        let (finished, during) = crate::storage::ticks_during(upload.finish()).await;
+        finished.unwrap();
         let whole = part.repeat(8);
         let stored = storage.head(&key).await.unwrap().checksum;
         assert_eq!(

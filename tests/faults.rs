@@ -752,3 +752,337 @@ async fn permanent_failures_are_not_retried() {
     );
     storage.delete(&key).await.unwrap();
 }
+
+/// A loopback proxy that forwards every exchange untouched, except that it loses the
+/// answers to as many requests `chosen` picks (by method and target) as it is told to
+/// ([`AnswerLosingProxy::lose`]): the request reaches the server, which carries it out,
+/// and the client's connection is then reset, as when a server, a proxy or a load
+/// balancer drops a connection mid-answer.
+struct AnswerLosingProxy {
+    addr: std::net::SocketAddr,
+    plan: std::sync::Arc<LosingPlan>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+/// How an answer is lost.
+#[derive(Debug, Clone, Copy)]
+enum Loss {
+    /// The connection is reset (RST): a crashed peer, a load balancer's idle cut.
+    Reset,
+    /// The connection is closed (FIN) before the answer: a server that shut down.
+    Close,
+}
+
+struct LosingPlan {
+    upstream: std::net::SocketAddr,
+    loss: Loss,
+    /// The `Host` the server must see (fake-gcs-server routes by it), if not the proxy's.
+    host: Option<String>,
+    chosen: fn(&str, &str) -> bool,
+    /// Answers still to lose.
+    to_lose: std::sync::atomic::AtomicU64,
+    lost: std::sync::atomic::AtomicU64,
+}
+
+impl AnswerLosingProxy {
+    async fn start(
+        upstream: std::net::SocketAddr,
+        loss: Loss,
+        host: Option<String>,
+        chosen: fn(&str, &str) -> bool,
+    ) -> AnswerLosingProxy {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let plan = std::sync::Arc::new(LosingPlan {
+            upstream,
+            loss,
+            host,
+            chosen,
+            to_lose: 0.into(),
+            lost: 0.into(),
+        });
+        let shared = std::sync::Arc::clone(&plan);
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                tokio::spawn(relay_losing(client, std::sync::Arc::clone(&shared)));
+            }
+        });
+        AnswerLosingProxy { addr, plan, task }
+    }
+
+    /// Loses the answers to the next `n` chosen requests.
+    fn lose(&self, n: u64) {
+        self.plan
+            .to_lose
+            .store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// How many answers were lost so far.
+    fn lost(&self) -> u64 {
+        self.plan.lost.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    /// `endpoint` (`http://host:port/rest`) with this proxy's address in place of its own.
+    fn endpoint_for(&self, endpoint: &str) -> String {
+        let rest = endpoint.trim_start_matches("http://");
+        let path = rest.find('/').map_or("", |at| &rest[at..]);
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for AnswerLosingProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// One client connection relayed to the server, the answer to a chosen request lost.
+async fn relay_losing(client: tokio::net::TcpStream, plan: std::sync::Arc<LosingPlan>) {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(server) = tokio::net::TcpStream::connect(plan.upstream).await else {
+        return;
+    };
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut server_read, mut server_write) = server.into_split();
+    let lose = std::sync::Arc::new(AtomicBool::new(false));
+    let (marked, sender) = (std::sync::Arc::clone(&lose), std::sync::Arc::clone(&plan));
+    let requests = tokio::spawn(async move {
+        let plan = sender;
+        let mut heads = RequestHeads::default();
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            let n = match client_read.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let (out, requests) = heads.feed(&buffer[..n], plan.host.as_deref());
+            // Marked before the request goes on, so its answer cannot slip through.
+            let picked = requests.iter().any(|(m, t)| (plan.chosen)(m, t));
+            let counted = || {
+                plan.to_lose
+                    .fetch_update(SeqCst, SeqCst, |b| b.checked_sub(1))
+            };
+            if picked && counted().is_ok() {
+                marked.store(true, SeqCst);
+            }
+            if server_write.write_all(&out).await.is_err() {
+                break;
+            }
+        }
+        let _ = server_write.shutdown().await;
+    });
+    let mut buffer = vec![0u8; 64 * 1024];
+    loop {
+        let n = match server_read.read(&mut buffer).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        if lose.load(SeqCst) {
+            plan.lost.fetch_add(1, SeqCst);
+            match plan.loss {
+                Loss::Reset => {
+                    // A zero linger makes the close an RST; forgotten, the write half sends
+                    // no FIN first, and the socket closes when the read half goes below.
+                    #[allow(deprecated)]
+                    let _ = client_write.as_ref().set_linger(Some(Duration::ZERO));
+                    client_write.forget();
+                }
+                Loss::Close => drop(client_write),
+            }
+            requests.abort();
+            let _ = requests.await;
+            return;
+        }
+        if client_write.write_all(&buffer[..n]).await.is_err() {
+            break;
+        }
+    }
+    requests.abort();
+    let _ = requests.await;
+}
+
+/// The requests a client sends on one connection, read as they pass (no pipelining,
+/// bodies by `Content-Length`; after a chunked body it reads nothing more).
+#[derive(Default)]
+struct RequestHeads {
+    head: Vec<u8>,
+    body_left: usize,
+    opaque: bool,
+}
+
+impl RequestHeads {
+    /// The bytes to pass on for `bytes`, with each head's `Host` set to `host` when given,
+    /// and the method and target of each request whose head ends in `bytes`.
+    fn feed(&mut self, bytes: &[u8], host: Option<&str>) -> (Vec<u8>, Vec<(String, String)>) {
+        let (mut out, mut found) = (Vec::new(), Vec::new());
+        let mut pending = bytes.to_vec();
+        while !pending.is_empty() {
+            if self.opaque {
+                out.append(&mut pending);
+                break;
+            }
+            if self.body_left > 0 {
+                let n = self.body_left.min(pending.len());
+                self.body_left -= n;
+                out.extend(pending.drain(..n));
+                continue;
+            }
+            self.head.append(&mut pending);
+            let Some(end) = self.head.windows(4).position(|w| w == b"\r\n\r\n") else {
+                break;
+            };
+            pending = self.head.split_off(end + 4);
+            let head = String::from_utf8_lossy(&self.head).into_owned();
+            self.head.clear();
+            let mut lines = head.trim_end().split("\r\n");
+            let request_line = lines.next().unwrap_or_default();
+            out.extend_from_slice(request_line.as_bytes());
+            out.extend_from_slice(b"\r\n");
+            for line in lines {
+                let (name, value) = line.split_once(':').unwrap_or((line, ""));
+                let (name, value) = (name.trim().to_ascii_lowercase(), value.trim());
+                match (name.as_str(), host) {
+                    ("content-length", _) => self.body_left = value.parse().unwrap_or(0),
+                    ("transfer-encoding", _) => self.opaque = true,
+                    ("host", Some(host)) => {
+                        out.extend_from_slice(format!("Host: {host}\r\n").as_bytes());
+                        continue;
+                    }
+                    _ => {}
+                }
+                out.extend_from_slice(line.as_bytes());
+                out.extend_from_slice(b"\r\n");
+            }
+            out.extend_from_slice(b"\r\n");
+            let mut parts = request_line.split(' ');
+            let method = parts.next().unwrap_or_default().to_string();
+            found.push((method, parts.next().unwrap_or_default().to_string()));
+        }
+        (out, found)
+    }
+}
+
+/// Whether a request deletes: a `DELETE`, S3's `POST ?delete`, Azure's `POST ?comp=batch`.
+fn a_delete(method: &str, target: &str) -> bool {
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let has = |p: &str| {
+        query
+            .split('&')
+            .any(|kv| kv == p || kv.starts_with(&format!("{p}=")))
+    };
+    method == "DELETE" || (method == "POST" && (has("delete") || query.contains("comp=batch")))
+}
+
+/// A delete whose answer is lost (the connection reset after the server deleted) is sent
+/// again and succeeds, alone and in a batch: a delete is idempotent and a missing key is
+/// deleted. object_store alone sends no delete again after a reset; one such reset on a
+/// pooled connection failed a whole `delete_many` (CI, fake-gcs-server).
+async fn a_lost_delete_answer_is_sent_again(
+    name: &str,
+    endpoint: &str,
+    mut config: maskstore_core::Config,
+    host: Option<String>,
+) {
+    let upstream = endpoint
+        .trim_start_matches("http://")
+        .split('/')
+        .next()
+        .unwrap();
+    for loss in [Loss::Reset, Loss::Close] {
+        let proxy =
+            AnswerLosingProxy::start(upstream.parse().unwrap(), loss, host.clone(), a_delete).await;
+        config.object_storage.endpoint = Some(proxy.endpoint_for(endpoint));
+        config.object_storage.retry_initial_backoff_ms = 20;
+        let storage = Storage::connect(&config).unwrap();
+        let keys: Vec<_> = (0..3)
+            .map(|i| storage.key(&format!("lost/{i}.bin")).unwrap())
+            .collect();
+        for key in &keys {
+            storage.put(key, "mask").await.unwrap();
+        }
+        proxy.lose(1);
+        storage.delete(&keys[0]).await.unwrap_or_else(|e| {
+            panic!("{name}: a delete whose answer was lost ({loss:?}) failed: {e}")
+        });
+        assert_eq!(proxy.lost(), 1, "{name} {loss:?}");
+        proxy.lose(1);
+        storage.delete_many(&keys[1..]).await.unwrap_or_else(|e| {
+            panic!("{name}: a batch whose answer was lost ({loss:?}) failed: {e}")
+        });
+        assert_eq!(proxy.lost(), 2, "{name} {loss:?}");
+        for key in &keys {
+            assert!(!storage.exists(key).await.unwrap(), "{name}: {key} is left");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_lost_delete_answer_is_sent_again_on_seaweedfs() {
+    let Some(server) = maskstore_testkit::servers::seaweedfs() else {
+        return;
+    };
+    a_lost_delete_answer_is_sent_again(server.name, &server.endpoint, server.config(), None).await;
+}
+
+#[tokio::test]
+async fn a_lost_delete_answer_is_sent_again_on_azurite() {
+    let Some(server) = maskstore_testkit::servers::azurite() else {
+        return;
+    };
+    a_lost_delete_answer_is_sent_again(server.name, &server.endpoint, server.config(), None).await;
+}
+
+#[tokio::test]
+async fn a_lost_delete_answer_is_sent_again_on_fake_gcs() {
+    let Some(server) = maskstore_testkit::servers::fake_gcs() else {
+        return;
+    };
+    let host = server.endpoint.trim_start_matches("http://").to_string();
+    a_lost_delete_answer_is_sent_again(server.name, &server.endpoint, server.config(), Some(host))
+        .await;
+}
+
+/// The other side: a write under a precondition whose answer is lost is not sent again
+/// (a second try would meet its own object and report it as another writer's: a
+/// create-only put as `AlreadyExists`, an update as a failed precondition); it fails, and
+/// says so. object_store alone sends one again after a close (FIN).
+#[tokio::test]
+async fn a_lost_conditional_write_answer_is_not_sent_again() {
+    let Some(server) = maskstore_testkit::servers::seaweedfs() else {
+        return;
+    };
+    let upstream = server
+        .endpoint
+        .trim_start_matches("http://")
+        .parse()
+        .unwrap();
+    for loss in [Loss::Reset, Loss::Close] {
+        let proxy = AnswerLosingProxy::start(upstream, loss, None, |m, _| m == "PUT").await;
+        let mut config = server.config();
+        config.object_storage.endpoint = Some(proxy.endpoint_for(&server.endpoint));
+        config.object_storage.retry_initial_backoff_ms = 20;
+        let storage = Storage::connect(&config).unwrap();
+        let key = storage.key("lost/create-only.bin").unwrap();
+        proxy.lose(1);
+        let created = storage.put_if_absent(&key, "mask").await;
+        assert_eq!(proxy.lost(), 1, "{loss:?}");
+        assert!(
+            !matches!(created, Ok(_) | Err(Error::AlreadyExists { .. })),
+            "a create-only put whose answer was lost ({loss:?}) was sent again: {created:?}"
+        );
+        let etag = storage.head(&key).await.unwrap().etag.unwrap();
+        let update =
+            WriteOptions::default().with_mode(maskstore_backends::WriteMode::IfMatch(etag));
+        proxy.lose(1);
+        let updated = storage.put_with(&key, "mask v2", &update).await;
+        assert_eq!(proxy.lost(), 2, "{loss:?}");
+        assert!(
+            !matches!(updated, Ok(_) | Err(Error::Precondition { .. })),
+            "an update whose answer was lost ({loss:?}) was sent again: {updated:?}"
+        );
+        // The server did write both: the failure was the answer's, and it is reported.
+        assert_eq!(storage.get(&key).await.unwrap().data, "mask v2".as_bytes());
+        storage.delete(&key).await.unwrap();
+    }
+}

@@ -783,7 +783,7 @@ fn from_generic(
 }
 
 /// The whole source chain as one line (for logs of unreachable backends).
-fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
+pub(crate) fn chain_text(e: &(dyn std::error::Error + 'static)) -> String {
     let mut text = e.to_string();
     let mut current = e.source();
     while let Some(err) = current {

@@ -11,7 +11,8 @@ use std::time::Duration;
 
 use maskstore_core::config::ObjectStorageConfig;
 use object_store::client::{
-    HttpClient, HttpConnector, HttpError, HttpRequest, HttpResponse, HttpService, ReqwestConnector,
+    HttpClient, HttpConnector, HttpError, HttpErrorKind, HttpRequest, HttpResponse, HttpService,
+    ReqwestConnector,
 };
 use object_store::{BackoffConfig, ClientOptions, RetryConfig};
 
@@ -85,7 +86,10 @@ impl HttpService for Guarded {
             crate::gcs::native::ask_stored_bytes(&mut request);
         }
         let exchange = Exchange::of(self.wire, &request);
-        let mut response = self.inner.execute(request).await?;
+        let mut response = match self.inner.execute(request).await {
+            Ok(response) => response,
+            Err(e) => return Err(exchange.broken(e)),
+        };
         // The provider's checksum of the object, which object_store's answer would drop,
         // rides in the answer's extensions (object_store passes them to `GetResult`).
         let native = match self.wire {
@@ -141,6 +145,49 @@ fn unsatisfiable_on_empty() -> HttpResponse {
     response
 }
 
+/// Whether `request` writes under a precondition: a `PUT` or `POST` with `If-Match` or
+/// `If-None-Match` (S3, Azure), GCS's `x-goog-if-generation-match` or
+/// `x-goog-if-metageneration-match` header, or their `ifGenerationMatch` /
+/// `ifMetagenerationMatch` query (the JSON API).
+fn conditional_write(request: &HttpRequest) -> bool {
+    if !matches!(*request.method(), http::Method::PUT | http::Method::POST) {
+        return false;
+    }
+    let headers = request.headers();
+    let header = [
+        "if-match",
+        "if-none-match",
+        "x-goog-if-generation-match",
+        "x-goog-if-metageneration-match",
+    ]
+    .iter()
+    .any(|name| headers.contains_key(*name));
+    let query = request.uri().query().unwrap_or_default().as_bytes();
+    header
+        || url::form_urlencoded::parse(query)
+            .any(|(k, _)| k == "ifGenerationMatch" || k == "ifMetagenerationMatch")
+}
+
+/// A transport failure passed on with another kind: it reads as the failure it wraps.
+#[derive(Debug)]
+struct Broken(HttpError);
+
+impl std::fmt::Display for Broken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use std::error::Error as _;
+        match self.0.source() {
+            Some(source) => std::fmt::Display::fmt(source, f),
+            None => std::fmt::Display::fmt(&self.0, f),
+        }
+    }
+}
+
+impl std::error::Error for Broken {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source().and_then(|source| source.source())
+    }
+}
+
 /// One request as sent, remembered to judge its answer.
 pub(crate) struct Exchange {
     pub(crate) wire: Wire,
@@ -150,6 +197,8 @@ pub(crate) struct Exchange {
     pub(crate) uri: http::Uri,
     /// The request asked a byte range (a `Range` header).
     pub(crate) ranged: bool,
+    /// The request writes under a precondition (create only, or only over one version).
+    pub(crate) conditional: bool,
 }
 
 impl std::fmt::Debug for Exchange {
@@ -168,6 +217,49 @@ impl Exchange {
             method: request.method().clone(),
             uri: request.uri().clone(),
             ranged: request.headers().contains_key(http::header::RANGE),
+            conditional: conditional_write(request),
+        }
+    }
+
+    /// A request whose connection broke under it (reset, aborted, closed while the answer
+    /// was awaited), as object_store should judge it. object_store sends such a request
+    /// again only when it marks the request idempotent, and it marks no delete so: one
+    /// pooled connection the server closed as a delete was written to failed the delete
+    /// outright. Deleting is idempotent (RFC 9110 §9.2.2) and maskstore takes a missing
+    /// key as deleted, so a delete that broke is sent again within the configured retries,
+    /// as a request that never reached the server would be. Nothing else changes.
+    ///
+    /// The other way, a write under a precondition whose connection closed while its answer
+    /// was awaited is not sent again: object_store would, and the second try would meet the
+    /// first one's object and report it as another writer's (`AlreadyExists` for a
+    /// create-only put that succeeded). The failure is reported as it is instead.
+    fn broken(&self, e: HttpError) -> HttpError {
+        match e.kind() {
+            HttpErrorKind::Interrupted if self.deletes() => {
+                HttpError::new(HttpErrorKind::Request, Broken(e))
+            }
+            HttpErrorKind::Request if self.conditional => {
+                HttpError::new(HttpErrorKind::Interrupted, Broken(e))
+            }
+            _ => e,
+        }
+    }
+
+    /// Whether the request deletes and does nothing else: a `DELETE`, S3's multi-object
+    /// delete (`POST ?delete`), or Azure's blob batch (`POST ?comp=batch`), which
+    /// object_store sends only with deletes.
+    fn deletes(&self) -> bool {
+        if self.method == http::Method::DELETE {
+            return true;
+        }
+        if self.method != http::Method::POST {
+            return false;
+        }
+        let query = url::form_urlencoded::parse(self.uri.query().unwrap_or_default().as_bytes());
+        match self.wire {
+            Wire::S3 => query.into_iter().any(|(k, _)| k == "delete"),
+            Wire::Azure => query.into_iter().any(|(k, v)| k == "comp" && v == "batch"),
+            Wire::Gcs => false,
         }
     }
 
@@ -323,6 +415,148 @@ mod tests {
         ] {
             let response = answer(status, &headers);
             assert!(!empty_representation(&response), "{status} {headers:?}");
+        }
+    }
+
+    /// A remembered request: unranged, unconditional.
+    pub(super) fn exchange(wire: Wire, method: http::Method, uri: &str) -> Exchange {
+        Exchange {
+            wire,
+            method,
+            uri: uri.parse().unwrap(),
+            ranged: false,
+            conditional: false,
+        }
+    }
+
+    fn reset() -> HttpError {
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "connection reset");
+        HttpError::new(HttpErrorKind::Interrupted, reset)
+    }
+
+    #[test]
+    fn only_deletes_are_sent_again_after_a_broken_connection() {
+        use http::Method;
+        let deletes = [
+            (Wire::S3, Method::DELETE, "http://h:9000/b/mask/a.png"),
+            (Wire::S3, Method::POST, "http://h:9000/b?delete"),
+            (Wire::S3, Method::POST, "http://h:9000/b?delete="),
+            (Wire::Gcs, Method::DELETE, "http://h/b/mask%2Fa.png"),
+            (Wire::Azure, Method::DELETE, "http://h/acct/c/mask/a.png"),
+            (
+                Wire::Azure,
+                Method::POST,
+                "http://h/acct/c?restype=container&comp=batch",
+            ),
+        ];
+        for (wire, method, uri) in deletes {
+            let exchange = exchange(wire, method.clone(), uri);
+            assert!(exchange.deletes(), "{wire:?} {method} {uri}");
+            let e = exchange.broken(reset());
+            assert_eq!(e.kind(), HttpErrorKind::Request, "{wire:?} {method} {uri}");
+            // It reads as the failure it wraps, and its chain holds the cause.
+            assert_eq!(e.to_string(), reset().to_string());
+            let chain = crate::error::chain_text(&e);
+            assert!(chain.contains("connection reset"), "{chain}");
+            // A delete that timed out or failed otherwise is judged as before.
+            for kind in [HttpErrorKind::Timeout, HttpErrorKind::Unknown] {
+                let e = exchange.broken(HttpError::new(kind, std::io::Error::other("x")));
+                assert_eq!(e.kind(), kind);
+            }
+        }
+        let others = [
+            (Wire::S3, Method::PUT, "http://h:9000/b/mask/a.png"),
+            (Wire::S3, Method::GET, "http://h:9000/b/mask/a.png"),
+            (Wire::S3, Method::POST, "http://h:9000/b/mask/a.png?uploads"),
+            (
+                Wire::S3,
+                Method::POST,
+                "http://h:9000/b/mask/a.png?uploadId=1",
+            ),
+            // A key holding `delete` is not the query.
+            (Wire::S3, Method::POST, "http://h:9000/b/delete?uploads"),
+            (Wire::Gcs, Method::POST, "http://h/b/mask%2Fa.png?uploads"),
+            (Wire::Gcs, Method::POST, "http://h/b?delete"),
+            (Wire::Gcs, Method::PUT, "http://h/b/mask%2Fa.png"),
+            (
+                Wire::Azure,
+                Method::PUT,
+                "http://h/acct/c/mask/a.png?comp=block",
+            ),
+            (Wire::Azure, Method::POST, "http://h/acct/c?comp=list"),
+            (Wire::Azure, Method::POST, "http://h/acct/c?delete"),
+        ];
+        for (wire, method, uri) in others {
+            let exchange = exchange(wire, method.clone(), uri);
+            assert!(!exchange.deletes(), "{wire:?} {method} {uri}");
+            assert_eq!(
+                exchange.broken(reset()).kind(),
+                HttpErrorKind::Interrupted,
+                "{wire:?} {method} {uri}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_conditional_write_whose_connection_closed_is_not_sent_again() {
+        use http::Method;
+        let request = |method: Method, uri: &str, header: Option<(&str, &str)>| {
+            let mut builder = http::Request::builder().method(method).uri(uri);
+            if let Some((name, value)) = header {
+                builder = builder.header(name, value);
+            }
+            builder
+                .body(object_store::client::HttpRequestBody::empty())
+                .unwrap()
+        };
+        let conditional = [
+            request(Method::PUT, "http://h/b/k", Some(("If-None-Match", "*"))),
+            request(Method::PUT, "http://h/b/k", Some(("if-match", "\"e1\""))),
+            request(
+                Method::PUT,
+                "http://h/b/k",
+                Some(("x-goog-if-generation-match", "0")),
+            ),
+            request(
+                Method::POST,
+                "http://h/upload/storage/v1/b/b/o?uploadType=media&ifGenerationMatch=0",
+                None,
+            ),
+            request(
+                Method::PUT,
+                "http://h/b/k",
+                Some(("x-goog-if-metageneration-match", "3")),
+            ),
+        ];
+        let closed = || {
+            let closed = std::io::Error::other("connection closed before message completed");
+            HttpError::new(HttpErrorKind::Request, closed)
+        };
+        for request in &conditional {
+            assert!(conditional_write(request), "{request:?}");
+            let exchange = Exchange::of(Wire::S3, request);
+            let e = exchange.broken(closed());
+            assert_eq!(e.kind(), HttpErrorKind::Interrupted, "{request:?}");
+            assert_eq!(e.to_string(), closed().to_string());
+            // A connection that could not be made is still tried again.
+            let refused = HttpError::new(HttpErrorKind::Connect, std::io::Error::other("x"));
+            assert_eq!(exchange.broken(refused).kind(), HttpErrorKind::Connect);
+        }
+        let plain = [
+            request(Method::PUT, "http://h/b/k", None),
+            request(Method::POST, "http://h/b/k?uploads", None),
+            // A conditional read may be sent again.
+            request(
+                Method::GET,
+                "http://h/b/k",
+                Some(("If-None-Match", "\"e1\"")),
+            ),
+            request(Method::HEAD, "http://h/b/k", Some(("If-Match", "\"e1\""))),
+        ];
+        for request in &plain {
+            assert!(!conditional_write(request), "{request:?}");
+            let exchange = Exchange::of(Wire::S3, request);
+            assert_eq!(exchange.broken(closed()).kind(), HttpErrorKind::Request);
         }
     }
 

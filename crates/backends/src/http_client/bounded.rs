@@ -400,14 +400,7 @@ mod tests {
         }
     }
 
-    fn exchange(wire: Wire, method: http::Method, uri: &str) -> Exchange {
-        Exchange {
-            wire,
-            method,
-            uri: uri.parse().unwrap(),
-            ranged: false,
-        }
-    }
+    use crate::http_client::tests::exchange;
 
     async fn answered(
         exchange: &Exchange,

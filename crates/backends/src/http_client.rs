@@ -102,7 +102,10 @@ impl HttpService for Guarded {
                 .extensions_mut()
                 .insert(crate::checksum::NativeAnswer(native));
         }
-        exchange.answer(response).await
+        exchange
+            .answer(response)
+            .await
+            .map_err(|e| exchange.broken(e))
     }
 }
 
@@ -145,29 +148,6 @@ fn unsatisfiable_on_empty() -> HttpResponse {
     response
 }
 
-/// Whether `request` writes under a precondition: a `PUT` or `POST` with `If-Match` or
-/// `If-None-Match` (S3, Azure), GCS's `x-goog-if-generation-match` or
-/// `x-goog-if-metageneration-match` header, or their `ifGenerationMatch` /
-/// `ifMetagenerationMatch` query (the JSON API).
-fn conditional_write(request: &HttpRequest) -> bool {
-    if !matches!(*request.method(), http::Method::PUT | http::Method::POST) {
-        return false;
-    }
-    let headers = request.headers();
-    let header = [
-        "if-match",
-        "if-none-match",
-        "x-goog-if-generation-match",
-        "x-goog-if-metageneration-match",
-    ]
-    .iter()
-    .any(|name| headers.contains_key(*name));
-    let query = request.uri().query().unwrap_or_default().as_bytes();
-    header
-        || url::form_urlencoded::parse(query)
-            .any(|(k, _)| k == "ifGenerationMatch" || k == "ifMetagenerationMatch")
-}
-
 /// A transport failure passed on with another kind: it reads as the failure it wraps.
 #[derive(Debug)]
 struct Broken(HttpError);
@@ -197,8 +177,6 @@ pub(crate) struct Exchange {
     pub(crate) uri: http::Uri,
     /// The request asked a byte range (a `Range` header).
     pub(crate) ranged: bool,
-    /// The request writes under a precondition (create only, or only over one version).
-    pub(crate) conditional: bool,
 }
 
 impl std::fmt::Debug for Exchange {
@@ -217,50 +195,36 @@ impl Exchange {
             method: request.method().clone(),
             uri: request.uri().clone(),
             ranged: request.headers().contains_key(http::header::RANGE),
-            conditional: conditional_write(request),
         }
     }
 
     /// A request whose connection broke under it (reset, aborted, closed while the answer
-    /// was awaited), as object_store should judge it. object_store sends such a request
-    /// again only when it marks the request idempotent, and it marks no delete so: one
-    /// pooled connection the server closed as a delete was written to failed the delete
-    /// outright. Deleting is idempotent (RFC 9110 §9.2.2) and maskstore takes a missing
-    /// key as deleted, so a delete that broke is sent again within the configured retries,
-    /// as a request that never reached the server would be. Nothing else changes.
-    ///
-    /// The other way, a write under a precondition whose connection closed while its answer
-    /// was awaited is not sent again: object_store would, and the second try would meet the
-    /// first one's object and report it as another writer's (`AlreadyExists` for a
-    /// create-only put that succeeded). The failure is reported as it is instead.
+    /// or its body was awaited), as object_store should judge it. object_store sends such
+    /// a request again only when it marks the request idempotent, and it marks no delete
+    /// of an object so: one pooled connection the server reset as a delete was written to
+    /// failed the delete outright. Deleting is idempotent (RFC 9110 §9.2.2) and maskstore
+    /// takes a missing key as deleted, so a delete that broke is sent again within the
+    /// configured retries, as a request that never reached the server would be. Every
+    /// other request is judged as object_store judges it.
     fn broken(&self, e: HttpError) -> HttpError {
-        match e.kind() {
-            HttpErrorKind::Interrupted if self.deletes() => {
-                HttpError::new(HttpErrorKind::Request, Broken(e))
-            }
-            HttpErrorKind::Request if self.conditional => {
-                HttpError::new(HttpErrorKind::Interrupted, Broken(e))
-            }
-            _ => e,
+        if e.kind() == HttpErrorKind::Interrupted && self.deletes() {
+            HttpError::new(HttpErrorKind::Request, Broken(e))
+        } else {
+            e
         }
     }
 
-    /// Whether the request deletes and does nothing else: a `DELETE`, S3's multi-object
-    /// delete (`POST ?delete`), or Azure's blob batch (`POST ?comp=batch`), which
-    /// object_store sends only with deletes.
+    /// Whether the request deletes and does nothing else: a `DELETE`, or Azure's blob batch
+    /// (`POST ?comp=batch`), which object_store sends only with deletes. (S3's
+    /// multi-object delete is not used: see `s3::builder`.)
     fn deletes(&self) -> bool {
         if self.method == http::Method::DELETE {
             return true;
         }
-        if self.method != http::Method::POST {
-            return false;
-        }
-        let query = url::form_urlencoded::parse(self.uri.query().unwrap_or_default().as_bytes());
-        match self.wire {
-            Wire::S3 => query.into_iter().any(|(k, _)| k == "delete"),
-            Wire::Azure => query.into_iter().any(|(k, v)| k == "comp" && v == "batch"),
-            Wire::Gcs => false,
-        }
+        let query = || url::form_urlencoded::parse(self.uri.query().unwrap_or_default().as_bytes());
+        self.wire == Wire::Azure
+            && self.method == http::Method::POST
+            && query().any(|(k, v)| k == "comp" && v == "batch")
     }
 
     /// The answer as object_store gets it: metadata headers that are not ASCII repaired
@@ -418,14 +382,13 @@ mod tests {
         }
     }
 
-    /// A remembered request: unranged, unconditional.
+    /// A remembered request, unranged.
     pub(super) fn exchange(wire: Wire, method: http::Method, uri: &str) -> Exchange {
         Exchange {
             wire,
             method,
             uri: uri.parse().unwrap(),
             ranged: false,
-            conditional: false,
         }
     }
 
@@ -439,8 +402,6 @@ mod tests {
         use http::Method;
         let deletes = [
             (Wire::S3, Method::DELETE, "http://h:9000/b/mask/a.png"),
-            (Wire::S3, Method::POST, "http://h:9000/b?delete"),
-            (Wire::S3, Method::POST, "http://h:9000/b?delete="),
             (Wire::Gcs, Method::DELETE, "http://h/b/mask%2Fa.png"),
             (Wire::Azure, Method::DELETE, "http://h/acct/c/mask/a.png"),
             (
@@ -473,8 +434,14 @@ mod tests {
                 Method::POST,
                 "http://h:9000/b/mask/a.png?uploadId=1",
             ),
-            // A key holding `delete` is not the query.
-            (Wire::S3, Method::POST, "http://h:9000/b/delete?uploads"),
+            // S3's multi-object delete is not sent (bulk deletes are off).
+            (Wire::S3, Method::POST, "http://h:9000/b?delete"),
+            // A key holding the words is not the query.
+            (
+                Wire::Azure,
+                Method::PUT,
+                "http://h/acct/c/comp%3Dbatch?comp=block",
+            ),
             (Wire::Gcs, Method::POST, "http://h/b/mask%2Fa.png?uploads"),
             (Wire::Gcs, Method::POST, "http://h/b?delete"),
             (Wire::Gcs, Method::PUT, "http://h/b/mask%2Fa.png"),
@@ -494,69 +461,6 @@ mod tests {
                 HttpErrorKind::Interrupted,
                 "{wire:?} {method} {uri}"
             );
-        }
-    }
-
-    #[test]
-    fn a_conditional_write_whose_connection_closed_is_not_sent_again() {
-        use http::Method;
-        let request = |method: Method, uri: &str, header: Option<(&str, &str)>| {
-            let mut builder = http::Request::builder().method(method).uri(uri);
-            if let Some((name, value)) = header {
-                builder = builder.header(name, value);
-            }
-            builder
-                .body(object_store::client::HttpRequestBody::empty())
-                .unwrap()
-        };
-        let conditional = [
-            request(Method::PUT, "http://h/b/k", Some(("If-None-Match", "*"))),
-            request(Method::PUT, "http://h/b/k", Some(("if-match", "\"e1\""))),
-            request(
-                Method::PUT,
-                "http://h/b/k",
-                Some(("x-goog-if-generation-match", "0")),
-            ),
-            request(
-                Method::POST,
-                "http://h/upload/storage/v1/b/b/o?uploadType=media&ifGenerationMatch=0",
-                None,
-            ),
-            request(
-                Method::PUT,
-                "http://h/b/k",
-                Some(("x-goog-if-metageneration-match", "3")),
-            ),
-        ];
-        let closed = || {
-            let closed = std::io::Error::other("connection closed before message completed");
-            HttpError::new(HttpErrorKind::Request, closed)
-        };
-        for request in &conditional {
-            assert!(conditional_write(request), "{request:?}");
-            let exchange = Exchange::of(Wire::S3, request);
-            let e = exchange.broken(closed());
-            assert_eq!(e.kind(), HttpErrorKind::Interrupted, "{request:?}");
-            assert_eq!(e.to_string(), closed().to_string());
-            // A connection that could not be made is still tried again.
-            let refused = HttpError::new(HttpErrorKind::Connect, std::io::Error::other("x"));
-            assert_eq!(exchange.broken(refused).kind(), HttpErrorKind::Connect);
-        }
-        let plain = [
-            request(Method::PUT, "http://h/b/k", None),
-            request(Method::POST, "http://h/b/k?uploads", None),
-            // A conditional read may be sent again.
-            request(
-                Method::GET,
-                "http://h/b/k",
-                Some(("If-None-Match", "\"e1\"")),
-            ),
-            request(Method::HEAD, "http://h/b/k", Some(("If-Match", "\"e1\""))),
-        ];
-        for request in &plain {
-            assert!(!conditional_write(request), "{request:?}");
-            let exchange = Exchange::of(Wire::S3, request);
-            assert_eq!(exchange.broken(closed()).kind(), HttpErrorKind::Request);
         }
     }
 

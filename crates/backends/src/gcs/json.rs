@@ -62,6 +62,8 @@ pub(crate) struct JsonApi {
     base: String,
     bucket: String,
     credentials: GcpCredentialProvider,
+    /// When to send a request again: object_store's settings for its own requests.
+    retry: object_store::RetryConfig,
 }
 
 impl std::fmt::Debug for JsonApi {
@@ -169,6 +171,22 @@ fn unreachable(e: reqwest::Error) -> object_store::Error {
     }
 }
 
+/// Whether an answer is one GCS's retry strategy sends again: 408, 429 and 5xx.
+fn transient_status(status: reqwest::StatusCode) -> bool {
+    status.is_server_error()
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status == reqwest::StatusCode::REQUEST_TIMEOUT
+}
+
+/// The wait before try `retries + 1` again: the first backoff times `base` to the power of
+/// `retries`, at most the largest, of which a random part from a half to the whole.
+fn backoff(config: &object_store::BackoffConfig, retries: usize) -> Duration {
+    let exponent = i32::try_from(retries).unwrap_or(i32::MAX);
+    let full = config.init_backoff.as_secs_f64() * config.base.powi(exponent);
+    let full = full.min(config.max_backoff.as_secs_f64());
+    Duration::from_secs_f64(full * (0.5 + rand::random::<f64>() / 2.0))
+}
+
 /// The object resource GCS answers an upload or a rewrite with.
 #[derive(Debug, Deserialize)]
 struct Resource {
@@ -249,6 +267,7 @@ impl JsonApi {
         credentials: GcpCredentialProvider,
         timeout: Duration,
         connect_timeout: Duration,
+        retry: object_store::RetryConfig,
     ) -> std::result::Result<JsonApi, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
@@ -259,7 +278,41 @@ impl JsonApi {
             base: base.trim_end_matches('/').to_string(),
             bucket: bucket.to_string(),
             credentials,
+            retry,
         })
+    }
+
+    /// Sends the request `build` makes (built and authorised anew for each try), again
+    /// after a transient failure, as object_store sends its own requests (the same config
+    /// keys, `http_client::retry_config`): after an answer 408, 429 or 5xx (GCS's retry
+    /// strategy), a connection that could not be made, and, if the request is `idempotent`,
+    /// a timeout or a connection that broke under it. Backoff doubles from the first, with
+    /// jitter, and ends at `max_retries` tries again or `retry_timeout`, whichever comes
+    /// first; the last answer or failure is the caller's.
+    ///
+    /// A write under a precondition is not idempotent here: sent again after its
+    /// connection broke, it could meet its own object and report it as another writer's.
+    async fn send_retrying(
+        &self,
+        idempotent: bool,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response> {
+        let started = std::time::Instant::now();
+        let mut retries = 0;
+        loop {
+            let sent = self.authorised(build()).await?.send().await;
+            let transient = match &sent {
+                Ok(response) => transient_status(response.status()),
+                Err(e) => e.is_connect() || (idempotent && (e.is_timeout() || e.is_request())),
+            };
+            let left = self.retry.retry_timeout.saturating_sub(started.elapsed());
+            if !transient || retries >= self.retry.max_retries || left.is_zero() {
+                return sent.map_err(unreachable);
+            }
+            drop(sent);
+            tokio::time::sleep(backoff(&self.retry.backoff, retries).min(left)).await;
+            retries += 1;
+        }
     }
 
     async fn authorised(
@@ -319,25 +372,31 @@ impl JsonApi {
         url: &str,
         headers: &[(&str, String)],
     ) -> Result<reqwest::Response> {
-        let mut request = self.client.request(method, url);
-        for (name, value) in headers {
-            request = request.header(*name, value.as_str());
-        }
-        self.authorised(request)
-            .await?
-            .send()
-            .await
-            .map_err(unreachable)
+        let idempotent = matches!(
+            method,
+            reqwest::Method::GET | reqwest::Method::HEAD | reqwest::Method::DELETE
+        );
+        self.send_retrying(idempotent, || {
+            let mut request = self.client.request(method.clone(), url);
+            for (name, value) in headers {
+                request = request.header(*name, value.as_str());
+            }
+            request
+        })
+        .await
     }
 
-    /// Sends `request`; a success's body, or the refusal as object_store's error.
-    async fn send(&self, op: Op, path: &Path, request: reqwest::RequestBuilder) -> Result<Bytes> {
-        let response = self
-            .authorised(request)
-            .await?
-            .send()
-            .await
-            .map_err(unreachable)?;
+    /// Sends the request `build` makes (again after a transient failure, see
+    /// [`JsonApi::send_retrying`]); a success's body, or the refusal as object_store's
+    /// error.
+    async fn send(
+        &self,
+        op: Op,
+        path: &Path,
+        idempotent: bool,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Bytes> {
+        let response = self.send_retrying(idempotent, build).await?;
         let status = response.status();
         if status.is_success() {
             return success_body(response).await;
@@ -375,15 +434,18 @@ impl JsonApi {
         body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
         let mut query = vec![("uploadType", "multipart")];
         query.extend(condition.query());
-        let request = self
-            .client
-            .post(self.upload_url(&query))
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                format!("multipart/related; boundary={boundary}"),
-            )
-            .body(body.freeze());
-        let answer = self.send(condition.op(), path, request).await?;
+        let (url, body) = (self.upload_url(&query), body.freeze());
+        let request = || {
+            self.client
+                .post(&url)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    format!("multipart/related; boundary={boundary}"),
+                )
+                .body(body.clone())
+        };
+        let idempotent = *condition == Condition::None;
+        let answer = self.send(condition.op(), path, idempotent, request).await?;
         Ok(generation_of(&answer))
     }
 
@@ -395,20 +457,18 @@ impl JsonApi {
     ) -> Result<String> {
         let metadata = serde_json::to_vec(&resource(path.as_ref(), attributes)?)
             .expect("a JSON value serialises");
-        let request = self
-            .client
-            .post(self.upload_url(&[("uploadType", "resumable")]))
-            .header(
-                reqwest::header::CONTENT_TYPE,
-                "application/json; charset=UTF-8",
-            )
-            .body(metadata);
-        let response = self
-            .authorised(request)
-            .await?
-            .send()
-            .await
-            .map_err(unreachable)?;
+        let url = self.upload_url(&[("uploadType", "resumable")]);
+        // Sent again, it starts another session; the first, holding nothing, expires.
+        let request = || {
+            self.client
+                .post(&url)
+                .header(
+                    reqwest::header::CONTENT_TYPE,
+                    "application/json; charset=UTF-8",
+                )
+                .body(metadata.clone())
+        };
+        let response = self.send_retrying(true, request).await?;
         let status = response.status();
         if !status.is_success() {
             return Err(refusal(
@@ -430,7 +490,8 @@ impl JsonApi {
     }
 
     /// Sends `data` at `offset` of a resumable upload; `total` is the object's size once
-    /// known (the last chunk).
+    /// known (the last chunk). With no data, it asks what GCS holds. Sent once: a failure
+    /// says whether it is transient, for [`Resumable`] to ask and resume.
     async fn send_chunk(
         &self,
         session: &str,
@@ -438,7 +499,7 @@ impl JsonApi {
         offset: u64,
         data: Bytes,
         total: Option<u64>,
-    ) -> Result<Chunk> {
+    ) -> std::result::Result<Chunk, ChunkFailure> {
         let len = data.len() as u64;
         let total_text = total.map_or_else(|| "*".to_string(), |t| t.to_string());
         let range = if len == 0 {
@@ -451,12 +512,15 @@ impl JsonApi {
             .put(session)
             .header(reqwest::header::CONTENT_RANGE, range)
             .body(data);
-        let response = self
-            .authorised(request)
-            .await?
-            .send()
-            .await
-            .map_err(unreachable)?;
+        let response = match self.authorised(request).await {
+            Ok(request) => request.send().await,
+            Err(error) => return Err(ChunkFailure::lasting(error)),
+        };
+        // Any connection failure is transient: what GCS kept is asked before resuming.
+        let response = response.map_err(|e| ChunkFailure {
+            error: unreachable(e),
+            transient: true,
+        })?;
         let status = response.status();
         if status.as_u16() == 308 {
             // "Range: bytes=0-N" names what GCS holds; none when it holds nothing.
@@ -470,26 +534,22 @@ impl JsonApi {
             return Ok(Chunk::Held(held));
         }
         if status.is_success() {
-            let answer = success_body(response).await?;
+            let answer = success_body(response)
+                .await
+                .map_err(ChunkFailure::lasting)?;
             return Ok(Chunk::Finished(generation_of(&answer)));
         }
-        Err(refusal(
-            Op::Chunk,
-            path,
-            status,
-            &error_body(response).await,
-        ))
+        Err(ChunkFailure {
+            transient: transient_status(status),
+            error: refusal(Op::Chunk, path, status, &error_body(response).await),
+        })
     }
 
     /// Cancels a resumable upload (GCS answers 499).
     async fn cancel(&self, session: &str, path: &Path) -> Result<()> {
-        let request = self.client.delete(session);
         let response = self
-            .authorised(request)
-            .await?
-            .send()
-            .await
-            .map_err(unreachable)?;
+            .send_retrying(true, || self.client.delete(session))
+            .await?;
         let status = response.status();
         if status.is_success() || status.as_u16() == 499 || status.as_u16() == 404 {
             return Ok(());
@@ -518,12 +578,14 @@ impl JsonApi {
             if let Some(token) = &token {
                 with_query(&mut target, &[("rewriteToken", token.as_str())]);
             }
-            let request = self
-                .client
-                .post(target)
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body("{}");
-            let answer = self.send(Op::Copy, from, request).await?;
+            // An unconditional copy: sent again, it writes the same bytes again.
+            let request = || {
+                self.client
+                    .post(&target)
+                    .header(reqwest::header::CONTENT_TYPE, "application/json")
+                    .body("{}")
+            };
+            let answer = self.send(Op::Copy, from, true, request).await?;
             let parsed: RewriteAnswer =
                 serde_json::from_slice(&answer).map_err(|e| object_store::Error::Generic {
                     store: STORE,
@@ -612,6 +674,21 @@ enum Chunk {
     Finished(Option<String>),
 }
 
+/// A chunk that failed, and whether asking what GCS holds and resuming may succeed.
+struct ChunkFailure {
+    error: object_store::Error,
+    transient: bool,
+}
+
+impl ChunkFailure {
+    fn lasting(error: object_store::Error) -> ChunkFailure {
+        ChunkFailure {
+            error,
+            transient: false,
+        }
+    }
+}
+
 /// What a resumable upload holds between parts.
 struct Pending {
     /// Bytes not yet sent (less than [`CHUNK_TARGET`] after each part).
@@ -661,7 +738,10 @@ impl Resumable {
         }
     }
 
-    /// Sends `data` from `state.sent` on, resending what GCS did not keep.
+    /// Sends `data` from `state.sent` on, resending what GCS did not keep. After a
+    /// transient failure (an answer 408, 429 or 5xx, or a connection failure) it waits as
+    /// [`JsonApi::send_retrying`] does, asks GCS what it holds, and resumes from there
+    /// (GCS's protocol for an interrupted upload), within the configured retries.
     async fn send_all(
         api: &JsonApi,
         session: &str,
@@ -670,13 +750,25 @@ impl Resumable {
         mut data: Bytes,
         total: Option<u64>,
     ) -> Result<Option<String>> {
+        let (started, mut retries, mut ask) = (std::time::Instant::now(), 0, false);
         loop {
             let start = state.sent;
             let end = start + data.len() as u64;
-            match api
-                .send_chunk(session, path, start, data.clone(), total)
-                .await?
-            {
+            let sending = if ask { Bytes::new() } else { data.clone() };
+            let answer = match api.send_chunk(session, path, start, sending, total).await {
+                Ok(answer) => answer,
+                Err(failure) => {
+                    let left = api.retry.retry_timeout.saturating_sub(started.elapsed());
+                    if !failure.transient || retries >= api.retry.max_retries || left.is_zero() {
+                        return Err(failure.error);
+                    }
+                    tokio::time::sleep(backoff(&api.retry.backoff, retries).min(left)).await;
+                    (retries, ask) = (retries + 1, true);
+                    continue;
+                }
+            };
+            ask = false;
+            match answer {
                 Chunk::Finished(generation) => {
                     state.sent = end;
                     return Ok(generation);
@@ -989,20 +1081,230 @@ mod resumable_tests {
         (format!("http://{address}/session"), log)
     }
 
-    /// The JSON API of bucket `bucket` at `base`, with a fixed bearer token.
+    /// The JSON API of bucket `bucket` at `base`, with a fixed bearer token; three retries
+    /// a millisecond or more apart.
     fn api(base: &str) -> JsonApi {
         let credentials: GcpCredentialProvider =
             Arc::new(StaticCredentialProvider::new(GcpCredential {
                 bearer: "token".to_string(),
             }));
+        let retry = object_store::RetryConfig {
+            max_retries: 3,
+            retry_timeout: Duration::from_secs(30),
+            backoff: object_store::BackoffConfig {
+                init_backoff: Duration::from_millis(1),
+                max_backoff: Duration::from_millis(10),
+                base: 2.0,
+            },
+        };
         JsonApi::new(
             base,
             "bucket",
             credentials,
             Duration::from_secs(30),
             Duration::from_secs(5),
+            retry,
         )
         .unwrap()
+    }
+
+    /// What a scripted server does with a request it read.
+    #[derive(Debug, Clone, Copy)]
+    enum Act {
+        /// Answers with this status (200: a new generation; else an error document).
+        Answer(u16),
+        /// Answers 308, holding this many bytes of a resumable upload.
+        Held(u64),
+        /// Resets the connection (RST), answering nothing.
+        Reset,
+    }
+
+    /// The Content-Range of each request a scripted server read (empty if none).
+    #[derive(Clone, Default)]
+    struct Read(Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl Read {
+        fn count(&self) -> usize {
+            self.0.lock().unwrap().len()
+        }
+
+        fn ranges(&self) -> Vec<String> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    /// A server that reads one request per connection and does the next of `acts` (the
+    /// last one again once they run out); what it read.
+    async fn scripted_server(acts: Vec<Act>) -> (String, Read) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let read = Read::default();
+        let log = read.clone();
+        tokio::spawn(async move {
+            loop {
+                let (mut socket, _) = listener.accept().await.unwrap();
+                let mut head = Vec::new();
+                while !head.ends_with(b"\r\n\r\n") {
+                    let mut byte = [0u8; 1];
+                    if socket.read_exact(&mut byte).await.is_err() {
+                        break;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_lowercase();
+                let length: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length: "))
+                    .map_or(0, |v| v.trim().parse().unwrap());
+                let mut body = vec![0u8; length];
+                if socket.read_exact(&mut body).await.is_err() {
+                    continue;
+                }
+                let range = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-range: "))
+                    .unwrap_or_default();
+                let n = {
+                    let mut ranges = log.0.lock().unwrap();
+                    ranges.push(range.trim().to_string());
+                    ranges.len() - 1
+                };
+                let status = match acts[n.min(acts.len() - 1)] {
+                    Act::Reset => {
+                        #[allow(deprecated)]
+                        socket.set_linger(Some(Duration::ZERO)).unwrap();
+                        continue;
+                    }
+                    Act::Held(held) => {
+                        let answer = format!(
+                            "HTTP/1.1 308 Resume Incomplete\r\nRange: bytes=0-{}\r\n\
+                             Content-Length: 0\r\nConnection: close\r\n\r\n",
+                            held - 1
+                        );
+                        let _ = socket.write_all(answer.as_bytes()).await;
+                        continue;
+                    }
+                    Act::Answer(status) => status,
+                };
+                let body = if status == 200 {
+                    r#"{"generation":"7"}"#.to_string()
+                } else {
+                    format!(r#"{{"error":{{"code":{status},"message":"scripted {status}"}}}}"#)
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status} Scripted\r\nContent-Type: application/json\r\n\
+                     Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            }
+        });
+        (format!("http://{address}"), read)
+    }
+
+    /// A resumable upload of 9 MiB in one part against a scripted session server.
+    async fn resumable_upload(acts: Vec<Act>) -> (Result<Option<String>>, Vec<String>) {
+        let (base, read) = scripted_server(acts).await;
+        let session = format!("{base}/session");
+        let mut up = Resumable::new(api(&base), Path::from("mask/a.bin"), session);
+        let data = Bytes::from(vec![9u8; 9 * MIB]);
+        let done = match up.put_part(data.into()).await {
+            Ok(()) => up.complete().await.map(|done| done.version),
+            Err(e) => Err(e),
+        };
+        (done, read.ranges())
+    }
+
+    #[tokio::test]
+    async fn an_interrupted_chunk_is_resumed_from_what_gcs_holds() {
+        let quantum = CHUNK_QUANTUM as u64;
+        for failure in [Act::Answer(503), Act::Answer(429), Act::Reset] {
+            let acts = vec![
+                failure,
+                Act::Held(quantum),
+                Act::Held(9 * MIB as u64),
+                Act::Answer(200),
+            ];
+            let (done, ranges) = resumable_upload(acts).await;
+            assert_eq!(done.unwrap().as_deref(), Some("7"), "{failure:?}");
+            assert_eq!(
+                ranges,
+                [
+                    "bytes 0-9437183/*",
+                    // What does GCS hold? The rest is sent from there.
+                    "bytes */*",
+                    "bytes 262144-9437183/*",
+                    "bytes */9437184"
+                ],
+                "{failure:?}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn a_chunk_that_keeps_failing_or_is_refused_ends_the_upload() {
+        // Unavailable throughout: the chunk, then three questions, then the error.
+        let (done, ranges) = resumable_upload(vec![Act::Answer(503)]).await;
+        assert!(done.unwrap_err().to_string().contains("scripted 503"));
+        assert_eq!(ranges.len(), 4, "{ranges:?}");
+        assert!(ranges[1..].iter().all(|r| r == "bytes */*"), "{ranges:?}");
+        // An expired session (404) or a refusal is not asked again.
+        for status in [403, 404, 410] {
+            let (done, ranges) = resumable_upload(vec![Act::Answer(status)]).await;
+            done.unwrap_err();
+            assert_eq!(ranges, ["bytes 0-9437183/*"], "{status}");
+        }
+    }
+
+    async fn insert(base: &str, condition: Condition) -> Result<Option<String>> {
+        let payload = PutPayload::from_static(b"mask");
+        let path = Path::from("mask/a.bin");
+        api(base)
+            .insert(&path, payload, &Attributes::new(), &condition)
+            .await
+    }
+
+    #[tokio::test]
+    async fn an_insert_is_sent_again_after_a_503_and_a_429() {
+        use Act::Answer;
+        let (base, read) = scripted_server(vec![Answer(503), Answer(429), Answer(200)]).await;
+        let stored = insert(&base, Condition::None).await.unwrap();
+        assert_eq!(stored.as_deref(), Some("7"));
+        assert_eq!(read.count(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_server_that_stays_unavailable_is_tried_as_often_as_configured() {
+        let (base, read) = scripted_server(vec![Act::Answer(503)]).await;
+        let e = insert(&base, Condition::None).await.unwrap_err();
+        assert!(e.to_string().contains("scripted 503"), "{e}");
+        // The first try and three retries.
+        assert_eq!(read.count(), 4);
+    }
+
+    #[tokio::test]
+    async fn a_refusal_is_not_sent_again() {
+        for status in [400, 403, 404, 412] {
+            let (base, read) = scripted_server(vec![Act::Answer(status)]).await;
+            insert(&base, Condition::Absent).await.unwrap_err();
+            assert_eq!(read.count(), 1, "{status}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broken_connection_sends_an_overwrite_again_but_not_a_conditional_insert() {
+        let acts = vec![Act::Reset, Act::Answer(200)];
+        let (base, read) = scripted_server(acts.clone()).await;
+        assert_eq!(
+            insert(&base, Condition::None).await.unwrap().as_deref(),
+            Some("7")
+        );
+        assert_eq!(read.count(), 2);
+        for condition in [Condition::Absent, Condition::Generation("6".into())] {
+            let (base, read) = scripted_server(acts.clone()).await;
+            insert(&base, condition.clone()).await.unwrap_err();
+            assert_eq!(read.count(), 1, "{condition:?}");
+        }
     }
 
     fn upload(session: &str) -> Resumable {

@@ -104,6 +104,7 @@ fn store_and_api(
         client.credentials().clone(),
         Duration::from_secs(os.request_timeout_secs),
         Duration::from_secs(os.connect_timeout_secs),
+        crate::http_client::retry_config(os),
     )
     .map_err(|e| Error::Config {
         key: "object_storage".to_string(),

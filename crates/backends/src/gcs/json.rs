@@ -184,13 +184,21 @@ fn backoff(config: &object_store::BackoffConfig, retries: usize) -> Duration {
     let exponent = i32::try_from(retries).unwrap_or(i32::MAX);
     let full = config.init_backoff.as_secs_f64() * config.base.powi(exponent);
     let full = full.min(config.max_backoff.as_secs_f64());
-    Duration::from_secs_f64(full * (0.5 + rand::random::<f64>() / 2.0))
+    // A base or a first wait that makes no finite, positive wait waits the longest.
+    let full = if full.is_finite() && full >= 0.0 {
+        full
+    } else {
+        config.max_backoff.as_secs_f64()
+    };
+    Duration::try_from_secs_f64(full * (0.5 + rand::random::<f64>() / 2.0)).unwrap_or_default()
 }
 
 /// The object resource GCS answers an upload or a rewrite with.
 #[derive(Debug, Deserialize)]
 struct Resource {
     generation: Option<String>,
+    /// The object's size in bytes, as a decimal string.
+    size: Option<String>,
 }
 
 /// The answer to `rewriteTo`.
@@ -524,20 +532,35 @@ impl JsonApi {
         let status = response.status();
         if status.as_u16() == 308 {
             // "Range: bytes=0-N" names what GCS holds; none when it holds nothing.
-            let held = response
-                .headers()
-                .get(reqwest::header::RANGE)
-                .and_then(|v| v.to_str().ok())
+            let Some(range) = response.headers().get(reqwest::header::RANGE) else {
+                return Ok(Chunk::Held(0));
+            };
+            let held = range
+                .to_str()
+                .ok()
                 .and_then(|v| v.rsplit('-').next())
                 .and_then(|end| end.trim().parse::<u64>().ok())
-                .map_or(0, |end| end + 1);
-            return Ok(Chunk::Held(held));
+                .and_then(|end| end.checked_add(1));
+            return held.map(Chunk::Held).ok_or_else(|| {
+                let shown = String::from_utf8_lossy(range.as_bytes());
+                ChunkFailure::lasting(object_store::Error::Generic {
+                    store: STORE,
+                    source: format!(
+                        "GCS answered a chunk with a Range that names no byte count: {:?}",
+                        maskstore_core::shown_cut(&shown, 100)
+                    )
+                    .into(),
+                })
+            });
         }
         if status.is_success() {
             let answer = success_body(response)
                 .await
                 .map_err(ChunkFailure::lasting)?;
-            return Ok(Chunk::Finished(generation_of(&answer)));
+            let resource = serde_json::from_slice::<Resource>(&answer).ok();
+            let (generation, size) = resource.map_or((None, None), |r| (r.generation, r.size));
+            let size = size.and_then(|size| size.parse().ok());
+            return Ok(Chunk::Finished { generation, size });
         }
         Err(ChunkFailure {
             transient: transient_status(status),
@@ -670,8 +693,11 @@ async fn error_body(response: reqwest::Response) -> String {
 enum Chunk {
     /// More is expected (308); GCS holds this many bytes.
     Held(u64),
-    /// The object is stored (200/201), with this generation.
-    Finished(Option<String>),
+    /// The object is stored (200/201), with this generation and size (when said).
+    Finished {
+        generation: Option<String>,
+        size: Option<u64>,
+    },
 }
 
 /// A chunk that failed, and whether asking what GCS holds and resuming may succeed.
@@ -767,9 +793,33 @@ impl Resumable {
                     continue;
                 }
             };
-            ask = false;
+            let asked = std::mem::take(&mut ask);
             match answer {
-                Chunk::Finished(generation) => {
+                // Finished before the size was declared, or at another size: the server took
+                // a question, or a part, for the end (fake-gcs-server commits on `bytes */*`).
+                Chunk::Finished { .. } if total.is_none() => {
+                    return Err(object_store::Error::Generic {
+                        store: STORE,
+                        source: format!(
+                            "GCS ended the upload at byte {start}, before its size was declared; \
+                             what it stored is not the object"
+                        )
+                        .into(),
+                    });
+                }
+                Chunk::Finished {
+                    size: Some(size), ..
+                } if Some(size) != total => {
+                    return Err(object_store::Error::Generic {
+                        store: STORE,
+                        source: format!(
+                            "GCS stored {size} bytes of an upload of {} bytes",
+                            total.unwrap_or_default()
+                        )
+                        .into(),
+                    });
+                }
+                Chunk::Finished { generation, .. } => {
                     state.sent = end;
                     return Ok(generation);
                 }
@@ -793,8 +843,32 @@ impl Resumable {
                         source: "GCS took the last chunk of the upload without finishing it".into(),
                     });
                 }
+                // The answer to a question after a failure: send the rest from there.
+                Chunk::Held(held) if asked => {
+                    state.sent = held;
+                    data = data.slice((held - start) as usize..);
+                }
                 Chunk::Held(held) => {
-                    // GCS kept a part of the chunk: send the rest.
+                    // GCS kept a part of the chunk: send the rest. Each time counts as a
+                    // retry, with a wait when nothing was kept, so that a server that keeps
+                    // nothing, or a byte at a time, ends the upload in bounded time.
+                    if retries >= api.retry.max_retries
+                        || started.elapsed() >= api.retry.retry_timeout
+                    {
+                        return Err(object_store::Error::Generic {
+                            store: STORE,
+                            source: format!(
+                                "GCS kept bytes {start}..{held} of bytes {start}..{end}, \
+                                 short again after {retries} retries"
+                            )
+                            .into(),
+                        });
+                    }
+                    if held == start {
+                        let left = api.retry.retry_timeout.saturating_sub(started.elapsed());
+                        tokio::time::sleep(backoff(&api.retry.backoff, retries).min(left)).await;
+                    }
+                    retries += 1;
                     state.sent = held;
                     data = data.slice((held - start) as usize..);
                 }
@@ -1115,6 +1189,10 @@ mod resumable_tests {
         Answer(u16),
         /// Answers 308, holding this many bytes of a resumable upload.
         Held(u64),
+        /// Answers 308 with this Range header, or none.
+        Range(Option<&'static str>),
+        /// Answers 200 with the resource of an object of this size.
+        Stored(u64),
         /// Resets the connection (RST), answering nothing.
         Reset,
     }
@@ -1169,30 +1247,29 @@ mod resumable_tests {
                     ranges.push(range.trim().to_string());
                     ranges.len() - 1
                 };
-                let status = match acts[n.min(acts.len() - 1)] {
+                let (status, range, body) = match acts[n.min(acts.len() - 1)] {
                     Act::Reset => {
                         #[allow(deprecated)]
                         socket.set_linger(Some(Duration::ZERO)).unwrap();
                         continue;
                     }
-                    Act::Held(held) => {
-                        let answer = format!(
-                            "HTTP/1.1 308 Resume Incomplete\r\nRange: bytes=0-{}\r\n\
-                             Content-Length: 0\r\nConnection: close\r\n\r\n",
-                            held - 1
-                        );
-                        let _ = socket.write_all(answer.as_bytes()).await;
-                        continue;
-                    }
-                    Act::Answer(status) => status,
+                    Act::Held(held) => (308, Some(format!("bytes=0-{}", held - 1)), String::new()),
+                    Act::Range(range) => (308, range.map(str::to_string), String::new()),
+                    Act::Stored(size) => (
+                        200,
+                        None,
+                        format!(r#"{{"generation":"7","size":"{size}"}}"#),
+                    ),
+                    Act::Answer(200) => (200, None, r#"{"generation":"7"}"#.to_string()),
+                    Act::Answer(status) => (
+                        status,
+                        None,
+                        format!(r#"{{"error":{{"code":{status},"message":"scripted {status}"}}}}"#),
+                    ),
                 };
-                let body = if status == 200 {
-                    r#"{"generation":"7"}"#.to_string()
-                } else {
-                    format!(r#"{{"error":{{"code":{status},"message":"scripted {status}"}}}}"#)
-                };
+                let range = range.map(|r| format!("Range: {r}\r\n")).unwrap_or_default();
                 let answer = format!(
-                    "HTTP/1.1 {status} Scripted\r\nContent-Type: application/json\r\n\
+                    "HTTP/1.1 {status} Scripted\r\n{range}Content-Type: application/json\r\n\
                      Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                     body.len()
                 );
@@ -1242,12 +1319,49 @@ mod resumable_tests {
     }
 
     #[tokio::test]
+    async fn an_upload_ended_before_its_size_or_at_another_size_is_no_object() {
+        // The question after a failure answered as the end (fake-gcs-server commits on
+        // `bytes */*`): what was stored is a part, not the object.
+        let (done, ranges) = resumable_upload(vec![Act::Answer(503), Act::Stored(262_144)]).await;
+        let e = done.unwrap_err().to_string();
+        assert!(e.contains("before its size was declared"), "{e}");
+        assert_eq!(ranges, ["bytes 0-9437183/*", "bytes */*"]);
+        // The last chunk answered with another size than the upload's.
+        let acts = vec![Act::Held(9 * MIB as u64), Act::Stored(5)];
+        let (done, _) = resumable_upload(acts).await;
+        let e = done.unwrap_err().to_string();
+        assert!(e.contains("stored 5 bytes of an upload of 9437184"), "{e}");
+        // At the declared size, the upload is the object.
+        let acts = vec![Act::Held(9 * MIB as u64), Act::Stored(9 * MIB as u64)];
+        assert_eq!(
+            resumable_upload(acts).await.0.unwrap().as_deref(),
+            Some("7")
+        );
+    }
+
+    #[tokio::test]
     async fn a_chunk_that_keeps_failing_or_is_refused_ends_the_upload() {
         // Unavailable throughout: the chunk, then three questions, then the error.
         let (done, ranges) = resumable_upload(vec![Act::Answer(503)]).await;
         assert!(done.unwrap_err().to_string().contains("scripted 503"));
         assert_eq!(ranges.len(), 4, "{ranges:?}");
         assert!(ranges[1..].iter().all(|r| r == "bytes */*"), "{ranges:?}");
+        // A server that keeps nothing of what it is sent, or names no byte count: ended.
+        let (done, ranges) = resumable_upload(vec![Act::Range(None)]).await;
+        assert!(
+            done.unwrap_err()
+                .to_string()
+                .contains("short again after 3 retries")
+        );
+        assert_eq!(ranges, ["bytes 0-9437183/*"; 4]);
+        let overflow = Act::Range(Some("bytes=0-18446744073709551615"));
+        let (done, ranges) = resumable_upload(vec![overflow]).await;
+        assert!(
+            done.unwrap_err()
+                .to_string()
+                .contains("names no byte count")
+        );
+        assert_eq!(ranges.len(), 1);
         // An expired session (404) or a refusal is not asked again.
         for status in [403, 404, 410] {
             let (done, ranges) = resumable_upload(vec![Act::Answer(status)]).await;

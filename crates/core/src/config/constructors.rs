@@ -141,7 +141,7 @@ impl Config {
             .still_valid()
     }
 
-    /// How often a transient S3 failure is retried.
+    /// How often a transient failure (S3, Azure, GCS) is retried.
     pub fn with_max_retries(self, retries: u32) -> Config {
         self.set(&MAX_RETRIES, |c| c.object_storage.max_retries = retries)
             .still_valid()

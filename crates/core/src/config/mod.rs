@@ -293,7 +293,7 @@ pub struct ObjectStorageConfig {
     pub request_timeout_secs: u64,
     /// Seconds to establish a connection to S3.
     pub connect_timeout_secs: u64,
-    /// How often a transient S3 failure is retried.
+    /// How often a transient failure (S3, Azure, GCS) is retried.
     pub max_retries: u32,
     /// Seconds after which retrying stops.
     pub retry_timeout_secs: u64,

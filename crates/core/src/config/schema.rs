@@ -626,14 +626,14 @@ pub(crate) const MAX_RETRIES: Key<u32> = Key {
         max: u32::MAX as u64,
     },
     default: Is("3"),
-    doc: "retries of transient S3 failures",
+    doc: "retries of transient failures (S3, Azure, GCS)",
     field: |c| &c.object_storage.max_retries,
 };
 pub(crate) const RETRY_TIMEOUT: Key<u64> = Key {
     name: "object_storage.retry_timeout",
     kind: Kind::seconds(3600),
     default: Is("60"),
-    doc: "seconds after which S3 retries stop; at most 3600",
+    doc: "seconds after which retries stop; at most 3600",
     field: |c| &c.object_storage.retry_timeout_secs,
 };
 pub(crate) const RETRY_INITIAL_BACKOFF: Key<u64> = Key {

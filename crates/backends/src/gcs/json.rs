@@ -1093,6 +1093,19 @@ mod resumable_tests {
     /// What the session server received: each request's Content-Range and body.
     type Log = Arc<std::sync::Mutex<Vec<(String, Vec<u8>)>>>;
 
+    /// A request's head, lowercased, read a byte at a time (what is left of a cut one).
+    async fn read_head(socket: &mut tokio::net::TcpStream) -> String {
+        let mut head = Vec::new();
+        while !head.ends_with(b"\r\n\r\n") {
+            let mut byte = [0u8; 1];
+            if socket.read_exact(&mut byte).await.is_err() {
+                break;
+            }
+            head.push(byte[0]);
+        }
+        String::from_utf8_lossy(&head).to_lowercase()
+    }
+
     /// A resumable-session server: a chunk of unknown total is answered 308 with the bytes
     /// held (keeping only `keep_first` bytes of the first chunk when set), a chunk with
     /// the total 200 with a generation.
@@ -1106,15 +1119,7 @@ mod resumable_tests {
             let mut first = true;
             loop {
                 let (mut socket, _) = listener.accept().await.unwrap();
-                let mut head = Vec::new();
-                while !head.ends_with(b"\r\n\r\n") {
-                    let mut byte = [0u8; 1];
-                    if socket.read_exact(&mut byte).await.is_err() {
-                        break;
-                    }
-                    head.push(byte[0]);
-                }
-                let head = String::from_utf8_lossy(&head).to_lowercase();
+                let head = read_head(&mut socket).await;
                 let header = |name: &str| {
                     head.lines()
                         .find_map(|l| l.strip_prefix(&format!("{name}: ")).map(str::to_string))
@@ -1221,15 +1226,7 @@ mod resumable_tests {
         tokio::spawn(async move {
             loop {
                 let (mut socket, _) = listener.accept().await.unwrap();
-                let mut head = Vec::new();
-                while !head.ends_with(b"\r\n\r\n") {
-                    let mut byte = [0u8; 1];
-                    if socket.read_exact(&mut byte).await.is_err() {
-                        break;
-                    }
-                    head.push(byte[0]);
-                }
-                let head = String::from_utf8_lossy(&head).to_lowercase();
+                let head = read_head(&mut socket).await;
                 let length: usize = head
                     .lines()
                     .find_map(|l| l.strip_prefix("content-length: "))

@@ -197,8 +197,19 @@ fn backoff(config: &object_store::BackoffConfig, retries: usize) -> Duration {
 #[derive(Debug, Deserialize)]
 struct Resource {
     generation: Option<String>,
-    /// The object's size in bytes, as a decimal string.
-    size: Option<String>,
+    /// The object's size in bytes: a decimal string on GCS; kept as found, so that another
+    /// form costs only the size check, never the generation.
+    size: Option<serde_json::Value>,
+}
+
+impl Resource {
+    /// The size, from a decimal string or a number.
+    fn size(&self) -> Option<u64> {
+        match self.size.as_ref()? {
+            serde_json::Value::String(text) => text.parse().ok(),
+            value => value.as_u64(),
+        }
+    }
 }
 
 /// The answer to `rewriteTo`.
@@ -558,8 +569,8 @@ impl JsonApi {
                 .await
                 .map_err(ChunkFailure::lasting)?;
             let resource = serde_json::from_slice::<Resource>(&answer).ok();
-            let (generation, size) = resource.map_or((None, None), |r| (r.generation, r.size));
-            let size = size.and_then(|size| size.parse().ok());
+            let size = resource.as_ref().and_then(Resource::size);
+            let generation = resource.and_then(|r| r.generation);
             return Ok(Chunk::Finished { generation, size });
         }
         Err(ChunkFailure {
@@ -725,6 +736,43 @@ struct Pending {
     failed: Option<String>,
 }
 
+/// The turn that tells the parts and the completion of a resumable upload that a part was
+/// dropped before it was done: nothing more can be sent.
+const STOPPED: u64 = u64::MAX;
+
+/// Waits until it is turn `seq`; an error once the upload was dropped or stopped.
+async fn wait_turn(turn: &mut watch::Receiver<u64>, seq: u64) -> Result<()> {
+    let stopped = |source: &str| object_store::Error::Generic {
+        store: STORE,
+        source: source.to_string().into(),
+    };
+    match turn.wait_for(|t| *t == seq || *t == STOPPED).await {
+        Err(_) => Err(stopped("the upload was dropped")),
+        Ok(t) if *t == STOPPED => Err(stopped(
+            "a part of the upload was dropped before it was sent; nothing more can be sent",
+        )),
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Stops the upload's turns when dropped holding its sender: a part dropped unfinished.
+struct Unfinished(Option<watch::Sender<u64>>);
+
+impl Unfinished {
+    /// The part is done: its drop stops nothing.
+    fn finished(mut self) {
+        self.0.take();
+    }
+}
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some(turn) = self.0.take() {
+            turn.send_replace(STOPPED);
+        }
+    }
+}
+
 /// A streaming upload as a GCS resumable upload. object_store may run several
 /// `put_part`s at once; the parts are numbered when handed over and sent in that order
 /// (GCS takes a session's bytes in order only), in chunks of multiples of 256 KiB.
@@ -888,15 +936,13 @@ impl MultipartUpload for Resumable {
         let api = self.api.clone();
         let session = Arc::clone(&self.session);
         let path = self.path.clone();
+        // Dropped before it is done (even before it is first polled), this part stops the
+        // upload: what it sent is unknown, and later parts must not wait for its turn.
+        let unfinished = Unfinished(Some(done.clone()));
         Box::pin(async move {
             // The sender lives in `self`, which outlives its parts' futures as long as the
             // upload is driven; a dropped upload ends its parts here.
-            if turn.wait_for(|t| *t == seq).await.is_err() {
-                return Err(object_store::Error::Generic {
-                    store: STORE,
-                    source: "the upload was dropped".into(),
-                });
-            }
+            wait_turn(&mut turn, seq).await?;
             let mut state = state.lock().await;
             let result = match state.failed.clone() {
                 Some(failed) => Err(failed),
@@ -922,7 +968,12 @@ impl MultipartUpload for Resumable {
                 state.failed = Some(failed.clone());
             }
             drop(state);
-            done.send_modify(|t| *t += 1);
+            unfinished.finished();
+            done.send_modify(|t| {
+                if *t != STOPPED {
+                    *t += 1;
+                }
+            });
             result.map_err(|failed| object_store::Error::Generic {
                 store: STORE,
                 source: failed.into(),
@@ -933,22 +984,20 @@ impl MultipartUpload for Resumable {
     async fn complete(&mut self) -> Result<PutResult> {
         let all = self.next;
         let mut turn = self.turn.subscribe();
-        turn.wait_for(|t| *t == all)
-            .await
-            .map_err(|_| object_store::Error::Generic {
-                store: STORE,
-                source: "the upload was dropped".into(),
-            })?;
+        wait_turn(&mut turn, all).await?;
         let mut state = self.state.lock().await;
         if let Some(failed) = &state.failed {
             return Err(object_store::Error::Generic {
                 store: STORE,
-                source: format!("a part of the upload failed: {failed}").into(),
+                source: format!("the upload cannot complete: {failed}").into(),
             });
         }
+        // Taken from the buffer, the rest is sent once: a completion that fails, or is
+        // dropped midway, ends the upload (a second one would declare a shorter size).
+        state.failed = Some("an earlier completion did not finish".to_string());
         let rest = state.buffer.split().freeze();
         let total = state.sent + rest.len() as u64;
-        let generation = Resumable::send_all(
+        let sent = Resumable::send_all(
             &self.api,
             &self.session,
             &self.path,
@@ -956,7 +1005,12 @@ impl MultipartUpload for Resumable {
             rest,
             Some(total),
         )
-        .await?;
+        .await;
+        state.failed = Some(match &sent {
+            Ok(_) => "it was completed".to_string(),
+            Err(e) => format!("an earlier completion failed: {e}"),
+        });
+        let generation = sent?;
         Ok(PutResult {
             e_tag: None,
             version: generation,
@@ -1057,6 +1111,21 @@ mod tests {
         let e = refusal(Op::Copy, &path, reqwest::StatusCode::FORBIDDEN, "{}");
         let e = crate::Error::from_store(&gcs, path.as_ref(), e);
         assert!(e.to_string().contains("roles/storage.objectUser"), "{e}");
+    }
+
+    #[test]
+    fn a_resource_gives_its_generation_whatever_form_its_size_takes() {
+        for (answer, size) in [
+            (r#"{"generation":"7","size":"42"}"#, Some(42)),
+            (r#"{"generation":"7","size":42}"#, Some(42)),
+            (r#"{"generation":"7","size":{"odd":1}}"#, None),
+            (r#"{"generation":"7","size":"-1"}"#, None),
+            (r#"{"generation":"7"}"#, None),
+        ] {
+            let resource: Resource = serde_json::from_str(answer).unwrap();
+            assert_eq!(resource.size(), size, "{answer}");
+            assert_eq!(generation_of(answer.as_bytes()).as_deref(), Some("7"));
+        }
     }
 
     #[test]
@@ -1334,6 +1403,54 @@ mod resumable_tests {
             resumable_upload(acts).await.0.unwrap().as_deref(),
             Some("7")
         );
+    }
+
+    #[tokio::test]
+    async fn a_failed_completion_is_not_completed_again_shorter() {
+        // 9 MiB held, then the completion's last 100 bytes refused: a second completion
+        // would declare 9 MiB and store a truncated object as the upload.
+        let acts = vec![
+            Act::Held(9 * MIB as u64),
+            Act::Answer(400),
+            Act::Stored(9 * MIB as u64),
+        ];
+        let (base, read) = scripted_server(acts).await;
+        let session = format!("{base}/session");
+        let mut up = Resumable::new(api(&base), Path::from("mask/a.bin"), session);
+        let data = Bytes::from(vec![9u8; 9 * MIB + 100]);
+        up.put_part(data.into()).await.unwrap();
+        assert!(up.complete().await.is_err());
+        let again = up.complete().await.unwrap_err().to_string();
+        assert!(
+            again.contains("cannot complete: an earlier completion failed"),
+            "{again}"
+        );
+        assert_eq!(
+            read.ranges(),
+            ["bytes 0-9437183/*", "bytes 9437184-9437283/9437284"]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_part_dropped_unfinished_stops_the_upload_instead_of_hanging_it() {
+        let (base, read) = scripted_server(vec![Act::Held(9 * MIB as u64)]).await;
+        let session = format!("{base}/session");
+        let mut up = Resumable::new(api(&base), Path::from("mask/a.bin"), session);
+        let first = up.put_part(Bytes::from(vec![1u8; 9 * MIB]).into());
+        let second = up.put_part(Bytes::from(vec![2u8; 9 * MIB]).into());
+        drop(first);
+        // Bounded only so that a hang fails the test rather than the run.
+        let limit = Duration::from_secs(30);
+        let second = tokio::time::timeout(limit, second).await;
+        let second = second
+            .expect("the second part hung")
+            .unwrap_err()
+            .to_string();
+        assert!(second.contains("dropped before it was sent"), "{second}");
+        let done = tokio::time::timeout(limit, up.complete()).await;
+        let done = done.expect("the completion hung");
+        assert!(done.is_err());
+        assert_eq!(read.count(), 0);
     }
 
     #[tokio::test]

@@ -565,9 +565,17 @@ impl JsonApi {
             });
         }
         if status.is_success() {
-            let answer = success_body(response)
-                .await
-                .map_err(ChunkFailure::lasting)?;
+            let answer: Bytes = match bounded_body(response, MAX_SUCCESS_BODY).await {
+                (body, Ok(false)) => body.into(),
+                (_, Ok(true)) => return Err(ChunkFailure::lasting(success_too_long())),
+                // Stored or not: GCS is asked, and answers the end again if it was.
+                (_, Err(e)) => {
+                    return Err(ChunkFailure {
+                        error: unreachable(e),
+                        transient: true,
+                    });
+                }
+            };
             let resource = serde_json::from_slice::<Resource>(&answer).ok();
             let size = resource.as_ref().and_then(Resource::size);
             let generation = resource.and_then(|r| r.generation);
@@ -678,17 +686,22 @@ pub(crate) fn generation_of(answer: &[u8]) -> Option<String> {
 async fn success_body(response: reqwest::Response) -> Result<Bytes> {
     match bounded_body(response, MAX_SUCCESS_BODY).await {
         (body, Ok(false)) => Ok(body.into()),
-        (_, Ok(true)) => Err(object_store::Error::Generic {
-            store: STORE,
-            source: format!(
-                "the server answered with a body of more than {} KiB where GCS sends an \
-                 object resource of a few hundred bytes; check that `endpoint` points at \
-                 Google Cloud Storage",
-                MAX_SUCCESS_BODY / 1024
-            )
-            .into(),
-        }),
+        (_, Ok(true)) => Err(success_too_long()),
         (_, Err(e)) => Err(unreachable(e)),
+    }
+}
+
+/// A success whose body went past [`MAX_SUCCESS_BODY`].
+fn success_too_long() -> object_store::Error {
+    object_store::Error::Generic {
+        store: STORE,
+        source: format!(
+            "the server answered with a body of more than {} KiB where GCS sends an object \
+             resource of a few hundred bytes; check that `endpoint` points at Google Cloud \
+             Storage",
+            MAX_SUCCESS_BODY / 1024
+        )
+        .into(),
     }
 }
 
@@ -1267,6 +1280,8 @@ mod resumable_tests {
         Range(Option<&'static str>),
         /// Answers 200 with the resource of an object of this size.
         Stored(u64),
+        /// Answers 200, then resets the connection partway through the resource.
+        StoredCut,
         /// Resets the connection (RST), answering nothing.
         Reset,
     }
@@ -1315,6 +1330,14 @@ mod resumable_tests {
                 };
                 let (status, range, body) = match acts[n.min(acts.len() - 1)] {
                     Act::Reset => {
+                        #[allow(deprecated)]
+                        socket.set_linger(Some(Duration::ZERO)).unwrap();
+                        continue;
+                    }
+                    Act::StoredCut => {
+                        let head = "HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{\"gener";
+                        let _ = socket.write_all(head.as_bytes()).await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
                         #[allow(deprecated)]
                         socket.set_linger(Some(Duration::ZERO)).unwrap();
                         continue;
@@ -1402,6 +1425,27 @@ mod resumable_tests {
         assert_eq!(
             resumable_upload(acts).await.0.unwrap().as_deref(),
             Some("7")
+        );
+    }
+
+    #[tokio::test]
+    async fn a_completion_whose_answer_breaks_asks_and_finds_it_stored() {
+        let size = 9 * MIB as u64 + 100;
+        let acts = vec![Act::Held(9 * MIB as u64), Act::StoredCut, Act::Stored(size)];
+        let (base, read) = scripted_server(acts).await;
+        let session = format!("{base}/session");
+        let mut up = Resumable::new(api(&base), Path::from("mask/a.bin"), session);
+        let data = Bytes::from(vec![9u8; 9 * MIB + 100]);
+        up.put_part(data.into()).await.unwrap();
+        let done = up.complete().await.unwrap();
+        assert_eq!(done.version.as_deref(), Some("7"));
+        assert_eq!(
+            read.ranges(),
+            [
+                "bytes 0-9437183/*",
+                "bytes 9437184-9437283/9437284",
+                "bytes */9437284"
+            ]
         );
     }
 

@@ -234,7 +234,11 @@ impl FoundNames for S3Names {
         if let Some(etag) = &options.if_none_match {
             request = request.header("if-none-match", etag);
         }
-        let response = request.send().await.map_err(|e| generic(e.to_string()))?;
+        // Without its URL: a presigned one carries the signature.
+        let response = request
+            .send()
+            .await
+            .map_err(|e| generic(e.without_url().to_string()))?;
         let status = response.status();
         if !status.is_success() {
             return Err(refusal(name, status, response).await);
@@ -255,7 +259,7 @@ impl FoundNames for S3Names {
             .timeout(URL_TTL)
             .send()
             .await
-            .map_err(|e| generic(e.to_string()))?;
+            .map_err(|e| generic(e.without_url().to_string()))?;
         let status = response.status();
         if status.is_success() || status == reqwest::StatusCode::NOT_FOUND {
             return Ok(());

@@ -178,7 +178,7 @@ fn transient_status(status: reqwest::StatusCode) -> bool {
         || status == reqwest::StatusCode::REQUEST_TIMEOUT
 }
 
-/// The wait before try `retries + 1` again: the first backoff times `base` to the power of
+/// The wait before retry `retries + 1`: the first backoff times `base` to the power of
 /// `retries`, at most the largest, of which a random part from a half to the whole.
 fn backoff(config: &object_store::BackoffConfig, retries: usize) -> Duration {
     let exponent = i32::try_from(retries).unwrap_or(i32::MAX);
@@ -320,18 +320,41 @@ impl JsonApi {
         let mut retries = 0;
         loop {
             let sent = self.authorised(build()).await?.send().await;
-            let transient = match &sent {
-                Ok(response) => transient_status(response.status()),
-                Err(e) => e.is_connect() || (idempotent && (e.is_timeout() || e.is_request())),
+            let why = match &sent {
+                Ok(response) if transient_status(response.status()) => {
+                    Some(format!("GCS answered {}", response.status()))
+                }
+                Ok(_) => None,
+                Err(e) if e.is_connect() => Some("the connection could not be made".into()),
+                Err(e) if idempotent && e.is_timeout() => Some("the request timed out".into()),
+                Err(e) if idempotent && e.is_request() => Some("the connection broke".into()),
+                Err(_) => None,
             };
-            let left = self.retry.retry_timeout.saturating_sub(started.elapsed());
-            if !transient || retries >= self.retry.max_retries || left.is_zero() {
+            let Some(wait) = why.and_then(|why| self.next_try(retries, started, &why)) else {
                 return sent.map_err(unreachable);
-            }
+            };
             drop(sent);
-            tokio::time::sleep(backoff(&self.retry.backoff, retries).min(left)).await;
+            tokio::time::sleep(wait).await;
             retries += 1;
         }
+    }
+
+    /// The wait before retry `retries + 1` of a request first sent at `started`, logged
+    /// with `why` (never a URL: a session's holds its upload id); none once `max_retries`
+    /// retries or `retry_timeout` are spent.
+    fn next_try(&self, retries: usize, started: std::time::Instant, why: &str) -> Option<Duration> {
+        let left = self.retry.retry_timeout.saturating_sub(started.elapsed());
+        if retries >= self.retry.max_retries || left.is_zero() {
+            return None;
+        }
+        let wait = backoff(&self.retry.backoff, retries).min(left);
+        tracing::info!(
+            retry = retries + 1,
+            max_retries = self.retry.max_retries,
+            wait_ms = u64::try_from(wait.as_millis()).unwrap_or(u64::MAX),
+            "{why}; trying again"
+        );
+        Some(wait)
     }
 
     async fn authorised(
@@ -845,11 +868,14 @@ impl Resumable {
             let answer = match api.send_chunk(session, path, start, sending, total).await {
                 Ok(answer) => answer,
                 Err(failure) => {
-                    let left = api.retry.retry_timeout.saturating_sub(started.elapsed());
-                    if !failure.transient || retries >= api.retry.max_retries || left.is_zero() {
+                    let why = "a chunk of a resumable upload failed (GCS is asked what it holds)";
+                    let wait = failure
+                        .transient
+                        .then(|| api.next_try(retries, started, why));
+                    let Some(Some(wait)) = wait else {
                         return Err(failure.error);
-                    }
-                    tokio::time::sleep(backoff(&api.retry.backoff, retries).min(left)).await;
+                    };
+                    tokio::time::sleep(wait).await;
                     (retries, ask) = (retries + 1, true);
                     continue;
                 }
@@ -911,11 +937,10 @@ impl Resumable {
                 }
                 Chunk::Held(held) => {
                     // GCS kept a part of the chunk: send the rest. Each time counts as a
-                    // retry, with a wait when nothing was kept, so that a server that keeps
-                    // nothing, or a byte at a time, ends the upload in bounded time.
-                    if retries >= api.retry.max_retries
-                        || started.elapsed() >= api.retry.retry_timeout
-                    {
+                    // retry, with its wait, so that a server that keeps nothing, or a byte at
+                    // a time, ends the upload in bounded time.
+                    let why = "GCS kept only part of a chunk";
+                    let Some(wait) = api.next_try(retries, started, why) else {
                         return Err(object_store::Error::Generic {
                             store: STORE,
                             source: format!(
@@ -924,11 +949,8 @@ impl Resumable {
                             )
                             .into(),
                         });
-                    }
-                    if held == start {
-                        let left = api.retry.retry_timeout.saturating_sub(started.elapsed());
-                        tokio::time::sleep(backoff(&api.retry.backoff, retries).min(left)).await;
-                    }
+                    };
+                    tokio::time::sleep(wait).await;
                     retries += 1;
                     state.sent = held;
                     data = data.slice((held - start) as usize..);
